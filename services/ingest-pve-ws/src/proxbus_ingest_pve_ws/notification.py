@@ -1,0 +1,233 @@
+"""PVE/PBS notifications pushed to us (webhook target, Gotify) → events. Pure, no I/O."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from proxbus_events import (
+    Event,
+    Severity,
+    Source,
+    apply_severity_floor,
+    deterministic_event_id,
+)
+
+# Notification severities of proxmox-notify (``unknown`` is a real value).
+_PVE_SEVERITY = {
+    "info": Severity.INFO,
+    "notice": Severity.NOTICE,
+    "warning": Severity.WARNING,
+    "error": Severity.ERROR,
+    "unknown": Severity.NOTICE,
+}
+
+# type → (kind when the notification reports an error, kind otherwise)
+_KIND_BY_TYPE: dict[str, tuple[str, str]] = {
+    "vzdump": ("backup.failed", "backup.ok"),
+    "replication": ("replication.failed", "replication.failed"),
+    "fencing": ("node.fencing", "node.fencing"),
+    "package-updates": ("updates.available", "updates.available"),
+    "system-mail": ("webhook.message", "webhook.message"),
+    "gc": ("gc.failed", "gc.ok"),
+    "verification": ("verify.failed", "verify.ok"),
+    "verify": ("verify.failed", "verify.ok"),
+    "sync": ("sync.failed", "sync.ok"),
+    "prune": ("prune.failed", "prune.ok"),
+    "tape-backup": ("tape.failed", "tape.ok"),
+    "tape-load": ("tape.failed", "webhook.message"),
+    "acme": ("acme.failed", "webhook.message"),
+}
+
+_FENCE_NODE = re.compile(r"fenc\w*\s+node\s+'?([A-Za-z0-9][A-Za-z0-9.-]*)'?", re.IGNORECASE)
+_TEST = re.compile(r"\btest notification\b", re.IGNORECASE)
+_TEXT_KEYS = ("message", "body", "text", "content")
+
+
+class NotificationError(ValueError):
+    """Raised when a pushed body is not a notification we can turn into an event."""
+
+
+def short_host(name: object) -> str | None:
+    """The short host name (no domain) of ``name``, or None when it is not a host name."""
+    if not isinstance(name, str):
+        return None
+    host = name.strip().split(".", 1)[0]
+    return host if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", host) else None
+
+
+def gotify_priority_severity(priority: object) -> Severity:
+    """Gotify priority → severity, the inverse of PVE's Gotify target (1/3/5/9).
+
+    0 → debug, 1-2 → info, 3-4 → notice, 5-7 → warning, 8-10 → error, above 10 → critical;
+    a missing or non-numeric priority is ``info``.
+    """
+    if isinstance(priority, bool) or not isinstance(priority, int | float):
+        return Severity.INFO
+    p = int(priority)
+    if p <= 0:
+        return Severity.DEBUG
+    if p <= 2:
+        return Severity.INFO
+    if p <= 4:
+        return Severity.NOTICE
+    if p <= 7:
+        return Severity.WARNING
+    if p <= 10:
+        return Severity.ERROR
+    return Severity.CRITICAL
+
+
+def notification_kind(ntype: str | None, severity: Severity, title: str) -> str:
+    """The event kind for a notification of ``ntype`` (``fields.type``) at ``severity``."""
+    if _TEST.search(title):
+        return "test.notification"
+    pair = _KIND_BY_TYPE.get((ntype or "").lower())
+    if pair is None:
+        return "webhook.message"
+    failed = severity.rank >= Severity.ERROR.rank
+    return pair[0] if failed else pair[1]
+
+
+def _epoch(value: object) -> float:
+    if isinstance(value, bool):
+        return time.time()
+    if isinstance(value, int | float) and 0 < value < 1e11:
+        return float(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return float(value.strip())
+    return time.time()
+
+
+def parse_webhook_body(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
+    """Decode a webhook body to a mapping with at least ``title`` and ``message``.
+
+    A JSON object is taken as is; plain text (a target whose body is ``{{ message }}``)
+    becomes ``{"title": <first line>, "message": <text>}``.
+
+    Raises:
+        NotificationError: empty body, invalid UTF-8 / JSON, or not an object.
+    """
+    if not body.strip():
+        raise NotificationError("empty body")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotificationError("body is not UTF-8") from None
+    looks_json = "json" in content_type.lower() or text.lstrip().startswith(("{", "["))
+    if not looks_json:
+        first = text.strip().splitlines()[0]
+        return {"title": first, "message": text}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotificationError(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise NotificationError("JSON body must be an object")
+    return data
+
+
+def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
+    """A PVE webhook notification (the documented template, or a tolerated variant) → Event.
+
+    Raises:
+        NotificationError: neither a title nor a message is present.
+    """
+    fields = data.get("fields")
+    fields = fields if isinstance(fields, dict) else {}
+    title = data.get("title")
+    message = next((data[k] for k in _TEXT_KEYS if isinstance(data.get(k), str)), "")
+    if not isinstance(title, str) or not title.strip():
+        title = message.strip().splitlines()[0] if message.strip() else ""
+    if not title:
+        raise NotificationError("notification has neither a title nor a message")
+    raw_sev = data.get("severity")
+    if isinstance(raw_sev, str) and raw_sev.lower() in _PVE_SEVERITY:
+        severity = _PVE_SEVERITY[raw_sev.lower()]
+    elif "priority" in data:
+        severity = gotify_priority_severity(data.get("priority"))
+    else:
+        severity = Severity.INFO
+    ntype = fields.get("type") if isinstance(fields.get("type"), str) else None
+    kind = notification_kind(ntype, severity, title)
+    hostname = fields.get("hostname") or data.get("hostname")
+    node = short_host(hostname)
+    if kind == "node.fencing":
+        m = _FENCE_NODE.search(title) or _FENCE_NODE.search(message)
+        node = short_host(m.group(1)) if m else node
+    vmid_raw = fields.get("vmid")
+    vmid = int(vmid_raw) if isinstance(vmid_raw, int | str) and str(vmid_raw).isdigit() else None
+    ts = _epoch(data.get("timestamp"))
+    metadata: dict[str, Any] = {
+        "notification_type": ntype,
+        "notification_severity": raw_sev if isinstance(raw_sev, str) else None,
+        "fields": {str(k): v for k, v in fields.items() if isinstance(v, str | int | float | bool)},
+    }
+    return Event(
+        id=deterministic_event_id(ts, "pve-webhook", site, hostname, ntype, title, message),
+        source=Source.PVE_WEBHOOK,
+        site=site,
+        node=node,
+        severity=apply_severity_floor(kind, severity),
+        kind=kind,
+        title=title,
+        message=message,
+        timestamp=ts,
+        vmid=vmid if vmid is not None and vmid <= 999_999_999 else None,
+        correlation_id=fields.get("job-id") if isinstance(fields.get("job-id"), str) else None,
+        metadata=metadata,
+    )
+
+
+def gotify_event(msg: Mapping[str, Any], *, site: str, server: str) -> Event:
+    """A Gotify stream / REST message → Event (kind ``gotify.message``).
+
+    Raises:
+        NotificationError: the message has no integer ``id`` or no text at all.
+    """
+    msg_id = msg.get("id")
+    if isinstance(msg_id, bool) or not isinstance(msg_id, int):
+        raise NotificationError("Gotify message without an integer id")
+    raw_title, raw_text = msg.get("title"), msg.get("message")
+    title = raw_title if isinstance(raw_title, str) else ""
+    text = raw_text if isinstance(raw_text, str) else ""
+    title = title or (text.strip().splitlines()[0] if text.strip() else "")
+    if not title:
+        raise NotificationError(f"Gotify message {msg_id} has no title or text")
+    date = msg.get("date")
+    ts = _parse_date(date) if isinstance(date, str) else time.time()
+    extras = msg.get("extras") if isinstance(msg.get("extras"), dict) else {}
+    return Event(
+        # The date is part of the id's time bits only; the id identity is server + message id.
+        id=deterministic_event_id(ts, "gotify", server, msg_id),
+        source=Source.GOTIFY,
+        site=site,
+        severity=gotify_priority_severity(msg.get("priority")),
+        kind="gotify.message",
+        title=title,
+        message=text,
+        timestamp=ts,
+        metadata={
+            "gotify_id": msg_id,
+            "gotify_appid": msg.get("appid"),
+            "gotify_priority": msg.get("priority"),
+            "gotify_extras": extras,
+        },
+    )
+
+
+def _parse_date(value: str) -> float:
+    from datetime import datetime
+
+    text = value.strip().replace("Z", "+00:00")
+    # Gotify sends nanosecond fractions, which fromisoformat() does not take.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return time.time()

@@ -1,0 +1,32 @@
+"""proxbus-ingest-syslog: syslog receiver (UDP/TCP/TLS), parsers and the Proxmox classifier."""
+
+from .app import SyslogService, run
+from .classify import RULES, Classification, Classifier, Rule, classify, parse_upid
+from .filters import LineFilter, TokenBucket
+from .frames import Frame, SyslogFramer
+from .normalize import NodeNamer, build_event
+from .parse import Rejection, SyslogMessage, parse_syslog
+from .pipeline import Pipeline
+from .settings import Settings
+
+__all__ = [
+    "RULES",
+    "Classification",
+    "Classifier",
+    "Frame",
+    "LineFilter",
+    "NodeNamer",
+    "Pipeline",
+    "Rejection",
+    "Rule",
+    "Settings",
+    "SyslogFramer",
+    "SyslogMessage",
+    "SyslogService",
+    "TokenBucket",
+    "build_event",
+    "classify",
+    "parse_syslog",
+    "parse_upid",
+    "run",
+]

@@ -1,0 +1,290 @@
+"""The service: UDP/TCP/TLS listeners → pipeline → EventPublisher, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from prometheus_client import CollectorRegistry
+from proxbus_events import (
+    EventPublisher,
+    HealthServer,
+    PublishError,
+    connect_nats,
+    ensure_streams,
+    register_publisher,
+)
+
+from .frames import Frame, SyslogFramer, datagram_frame
+from .metrics import SyslogMetrics
+from .pipeline import Pipeline
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "ingest-syslog"
+_READ_CHUNK = 256 * 1024
+_DRAIN_QUIET = 0.2  # while draining, a connection silent this long is done
+_SHUTDOWN_BUDGET = 9.0  # of the 10 s the runner allows
+
+
+@dataclass(slots=True, eq=False)
+class _Connection:
+    peer: str
+    task: asyncio.Task[Any] | None
+    timeout: asyncio.Timeout | None = None
+    transport: str = "tcp"
+    frames: int = field(default=0)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Collects the datagrams of one loop iteration and hands them over as one batch."""
+
+    def __init__(self, service: SyslogService) -> None:
+        self._service = service
+        self._pending: list[tuple[bytes, str]] = []
+        self._scheduled = False
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._pending.append((data, addr[0] if isinstance(addr, tuple) else str(addr)))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            self._service.handle_datagrams(batch)
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("UDP socket error: %s", exc)
+
+
+class SyslogService:
+    """Owns the NATS connection, the publisher, the listeners and the health server."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = SyslogMetrics(self.registry)
+        self.pipeline = Pipeline(settings, self.metrics)
+        self.health = HealthServer(settings.health_host, settings.health_port, self.registry)
+        self.nc: NATS | None = None
+        self.publisher: EventPublisher | None = None
+        self._servers: list[asyncio.Server] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._udp_protocol: _UdpProtocol | None = None
+        self._connections: set[_Connection] = set()
+        self._draining = False
+        self.tcp_port: int | None = None
+        self.udp_port: int | None = None
+        self.tls_port: int | None = None
+
+    async def start(self) -> None:
+        """Connect, ensure the streams, then listen.
+
+        Raises:
+            OSError: a port could not be bound.
+            ssl.SSLError: the TLS certificate or key could not be loaded.
+        """
+        s = self.settings
+        self.nc = await connect_nats(s, name=f"proxbus-{SERVICE}")
+        js = self.nc.jetstream(timeout=s.publish_ack_timeout)
+        await ensure_streams(js, s.stream_limits())
+        self.publisher = EventPublisher(
+            js,
+            max_in_flight=s.publish_max_in_flight,
+            buffer_limit=s.publish_buffer,
+            ack_timeout=s.publish_ack_timeout,
+        )
+        await self.publisher.start()
+        register_publisher(self.registry, self.publisher, SERVICE)
+        self.health.add_check("nats", lambda: self.nc is not None and self.nc.is_connected)
+        self.health.add_check("listening", lambda: bool(self._servers or self._udp))
+        await self.health.start()
+        loop = asyncio.get_running_loop()
+        if s.syslog_udp:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self),
+                local_addr=(s.syslog_host, s.syslog_port),
+                reuse_port=s.syslog_reuse_port,
+            )
+            self._udp, self._udp_protocol = transport, protocol
+            self.udp_port = transport.get_extra_info("sockname")[1]
+        if s.syslog_tcp:
+            server = await asyncio.start_server(
+                lambda r, w: self._handle_connection(r, w, "tcp"),
+                s.syslog_host,
+                s.syslog_port,
+                reuse_port=s.syslog_reuse_port,
+                limit=s.syslog_max_line + 64,
+            )
+            self._servers.append(server)
+            self.tcp_port = server.sockets[0].getsockname()[1]
+        if s.tls_enabled:
+            server = await asyncio.start_server(
+                lambda r, w: self._handle_connection(r, w, "tls"),
+                s.syslog_host,
+                s.syslog_tls_port,
+                reuse_port=s.syslog_reuse_port,
+                ssl=self._tls_context(),
+                ssl_handshake_timeout=10.0,
+                limit=s.syslog_max_line + 64,
+            )
+            self._servers.append(server)
+            self.tls_port = server.sockets[0].getsockname()[1]
+        log.info(
+            "syslog listening on %s (udp %s, tcp %s, tls %s), site %s",
+            s.syslog_host, self.udp_port, self.tcp_port, self.tls_port, s.site,
+        )  # fmt: skip
+
+    def _tls_context(self) -> ssl.SSLContext:
+        s = self.settings
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        assert s.syslog_tls_cert is not None
+        ctx.load_cert_chain(str(s.syslog_tls_cert), str(s.syslog_tls_key or s.syslog_tls_cert))
+        return ctx
+
+    # --- intake ------------------------------------------------------------------------
+
+    def handle_datagrams(self, batch: list[tuple[bytes, str]]) -> None:
+        """UDP: parse the batch, then queue without waiting; a full buffer drops (counted)."""
+        publisher = self.publisher
+        assert publisher is not None
+        limit = self.settings.syslog_max_line
+        by_peer: dict[str, list[Frame]] = {}
+        for data, peer in batch:
+            by_peer.setdefault(peer, []).append(datagram_frame(data, limit))
+        dropped = 0
+        for peer, frames in by_peer.items():
+            for event in self.pipeline.process(frames, "udp", peer):
+                if not publisher.submit(event):
+                    dropped += 1
+        if dropped:
+            self.metrics.dropped.labels("buffer_full").inc(dropped)
+
+    async def _handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) else str(peername)
+        if self._draining or len(self._connections) >= self.settings.syslog_max_connections:
+            self.metrics.connections_refused.inc()
+            log.warning("refusing syslog connection from %s: connection limit reached", peer)
+            writer.close()
+            return
+        conn = _Connection(peer, asyncio.current_task(), transport=transport)
+        self._connections.add(conn)
+        self.metrics.connections.inc()
+        framer = SyslogFramer(self.settings.syslog_max_line)
+        try:
+            await self._read_loop(conn, reader, framer)
+            await self._publish(conn, framer.finish())
+        except (ConnectionError, ssl.SSLError) as exc:
+            log.info("syslog connection from %s ended: %s", peer, exc)
+        finally:
+            self._connections.discard(conn)
+            self.metrics.connections.dec()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _read_loop(
+        self, conn: _Connection, reader: asyncio.StreamReader, framer: SyslogFramer
+    ) -> None:
+        idle = self.settings.syslog_idle_timeout
+        while True:
+            wait = _DRAIN_QUIET if self._draining else idle
+            try:
+                async with asyncio.timeout(wait) as timeout:
+                    conn.timeout = timeout
+                    data = await reader.read(_READ_CHUNK)
+            except TimeoutError:
+                if not self._draining:
+                    self.metrics.idle_closed.inc()
+                    log.info("closing syslog connection from %s: idle for %.0fs", conn.peer, idle)
+                return
+            finally:
+                conn.timeout = None
+            if not data:
+                return
+            await self._publish(conn, framer.feed(data))
+
+    async def _publish(self, conn: _Connection, frames: list[Frame]) -> None:
+        """TCP: parse the chunk, then wait for buffer room per event (back-pressure)."""
+        if not frames:
+            return
+        publisher = self.publisher
+        assert publisher is not None
+        events = self.pipeline.process(frames, conn.transport, conn.peer)
+        conn.frames += len(frames)
+        for i, event in enumerate(events):
+            if publisher.buffered < publisher.buffer_limit:
+                if not publisher.submit(event):  # only when the publisher is closed
+                    self.metrics.dropped.labels("shutdown").inc()
+                continue
+            try:
+                await publisher.submit_wait(event)
+            except PublishError:
+                lost = len(events) - i
+                self.metrics.dropped.labels("shutdown").inc(lost)
+                log.error("publisher closed; %d received lines from %s lost", lost, conn.peer)
+                return
+            except asyncio.CancelledError:
+                self.metrics.dropped.labels("shutdown").inc(len(events) - i)
+                raise
+
+    # --- shutdown ----------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop accepting, read what open connections already sent, flush, close."""
+        deadline = time.monotonic() + _SHUTDOWN_BUDGET
+        self._draining = True
+        for server in self._servers:
+            server.close()
+        if self._udp is not None:
+            assert self._udp_protocol is not None
+            self._udp_protocol.flush()
+            self._udp.close()
+        loop = asyncio.get_running_loop()
+        for conn in list(self._connections):
+            if conn.timeout is not None:
+                conn.timeout.reschedule(loop.time() + _DRAIN_QUIET)
+        tasks = [c.task for c in self._connections if c.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.syslog_drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("cut %d syslog connection(s) still sending at shutdown", len(pending))
+                await asyncio.wait(pending, timeout=0.5)
+        if self.publisher is not None:
+            remaining = max(0.5, deadline - time.monotonic() - 0.5)
+            await self.publisher.close(timeout=remaining)
+            stats = self.publisher.stats
+            log.info(
+                "publisher closed: %d published, %d duplicates, %d dropped",
+                stats.published, stats.duplicates, stats.dropped,
+            )  # fmt: skip
+        await self.health.stop()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), 1.0)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set, then drain and flush (the runner allows 10 s)."""
+    service = SyslogService(settings)
+    try:
+        await service.start()
+        await stop.wait()
+    finally:
+        await service.stop()

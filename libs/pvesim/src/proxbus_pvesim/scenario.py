@@ -1,0 +1,175 @@
+"""Scenario files (YAML/JSON) and the seeded default lab."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ScenarioError
+from .model import GIB, MIB, BackupSnapshot, Datastore, Guest, Lab, Node, PbsServer, Storage
+
+_VM_NAMES = ["web", "db", "app", "cache", "mail", "dns", "git", "ci", "mon", "proxy", "vpn", "files"]
+_CT_NAMES = ["nginx", "redis", "pihole", "grafana", "runner", "backup", "ntp", "ldap", "syncthing"]
+_TAGS = ["prod", "dev", "staging", "web", "db", "infra", "monitoring", "k8s", "backup"]
+
+
+@dataclass(slots=True)
+class Scenario:
+    """Parsed scenario: the lab plus run options and emission targets."""
+
+    lab: Lab
+    seed: int = 42
+    task_seconds: dict[str, float] = field(default_factory=lambda: {"default": 2.0})
+    root_password: str = "pvesim"  # noqa: S105 - a simulator default, printed by the CLI
+    tokens: dict[str, str] = field(default_factory=dict)
+    targets: dict[str, Any] = field(default_factory=dict)
+
+
+def _node_names(spec: Any) -> list[str]:
+    if isinstance(spec, int):
+        return [f"pve{i}" for i in range(1, spec + 1)]
+    if isinstance(spec, list) and spec and all(isinstance(n, str) for n in spec):
+        return list(spec)
+    raise ScenarioError("cluster.nodes must be a count or a list of node names")
+
+
+def _gen_guests(rng: random.Random, nodes: list[str], n_vm: int, n_ct: int) -> dict[int, Guest]:
+    guests: dict[int, Guest] = {}
+    now = time.time()
+    vmid = 100
+    for i in range(n_vm + n_ct):
+        kind = "qemu" if i < n_vm else "lxc"
+        if i == n_vm and n_vm:
+            vmid = (vmid + 99) // 100 * 100
+        base = rng.choice(_VM_NAMES if kind == "qemu" else _CT_NAMES)
+        running = rng.random() < 0.75
+        mem = rng.choice([1, 2, 4, 8, 16]) * GIB if kind == "qemu" else rng.choice([512, 1024, 2048]) * MIB
+        g = Guest(
+            vmid=vmid,
+            kind=kind,
+            name=f"{base}{i + 1:02d}",
+            node=nodes[i % len(nodes)],
+            status="running" if running else "stopped",
+            qmpstatus="running" if running else "stopped",
+            tags=tuple(sorted(rng.sample(_TAGS, rng.randint(0, 2)))),
+            cores=rng.choice([1, 2, 4, 8]) if kind == "qemu" else rng.choice([1, 2]),
+            maxmem=mem,
+            maxdisk=rng.choice([8, 16, 32, 64, 128]) * GIB,
+            mem_fraction=round(rng.uniform(0.2, 0.9), 3),
+            cpu=round(rng.uniform(0.0, 0.3), 4),
+            started_at=now - rng.randint(600, 40 * 86400) if running else None,
+            ha=kind == "qemu" and rng.random() < 0.25,
+            ostype="l26" if kind == "qemu" else rng.choice(["debian", "ubuntu", "alpine"]),
+            mac="BC:24:11:{:02X}:{:02X}:{:02X}".format(*rng.randbytes(3)),
+        )
+        guests[vmid] = g
+        vmid += 1
+    return guests
+
+
+def _default_storages(nodes: list[str], pbs_name: str | None) -> dict[str, Storage]:
+    stores = {
+        "local": Storage("local", "dir", "iso,vztmpl,backup,snippets", total=100 * GIB,
+                         used_fraction=0.22, path="/var/lib/vz"),
+        "local-lvm": Storage("local-lvm", "lvmthin", "images,rootdir", total=800 * GIB,
+                             used_fraction=0.41),
+    }
+    if pbs_name:
+        stores["pbs-store"] = Storage("pbs-store", "pbs", "backup", shared=True, total=4000 * GIB,
+                                      used_fraction=0.37, server=f"{pbs_name}", datastore="store1")
+    return stores
+
+
+def _gen_pbs(rng: random.Random, name: str, guests: dict[int, Guest]) -> PbsServer:
+    store = Datastore("store1", "/mnt/datastore/store1")
+    now = int(time.time())
+    for g in list(guests.values())[: max(1, len(guests) * 2 // 3)]:
+        for k in range(rng.randint(2, 5)):
+            t = now - (k + 1) * 86400 - rng.randint(0, 3600)
+            state = rng.choices(["ok", "failed", None], [0.8, 0.05, 0.15])[0]
+            store.snapshots.append(
+                BackupSnapshot("vm" if g.kind == "qemu" else "ct", str(g.vmid), t,
+                               size=int(g.maxdisk * rng.uniform(0.1, 0.6)), verify_state=state)
+            )
+    store.used = sum(s.size for s in store.snapshots) // 3
+    return PbsServer(name, {store.name: store})
+
+
+def build_lab(spec: dict[str, Any] | None = None) -> Scenario:
+    """Build a scenario from a parsed dict; ``None`` gives the default lab."""
+    spec = dict(spec or {})
+    seed = int(spec.get("seed", 42))
+    rng = random.Random(seed)  # noqa: S311 - deterministic fixture data, not crypto
+    cluster = spec.get("cluster", {"name": "lab", "nodes": 3})
+    if cluster is None or "standalone" in spec:
+        cluster_name, names = None, [str(spec.get("standalone", "pve1"))]
+    elif isinstance(cluster, dict):
+        cluster_name, names = str(cluster.get("name", "lab")), _node_names(cluster.get("nodes", 3))
+    else:
+        raise ScenarioError("cluster must be a mapping with name and nodes")
+    nodes = {n: Node(n, i + 1, f"10.0.0.{i + 11}", cpus=rng.choice([8, 16, 32]),
+                     maxmem=rng.choice([64, 128, 256]) * GIB, cpu=round(rng.uniform(0.02, 0.3), 4))
+             for i, n in enumerate(names)}
+    gspec = spec.get("guests", {"qemu": 20, "lxc": 10})
+    if not isinstance(gspec, dict):
+        raise ScenarioError("guests must be a mapping")
+    guests = _gen_guests(rng, names, int(gspec.get("qemu", 0)), int(gspec.get("lxc", 0)))
+    for item in gspec.get("list", []) or []:
+        g = _guest_from(item, names)
+        guests[g.vmid] = g
+    pspec = spec.get("pbs", {"name": "pbs1"})
+    pbs_name = str(pspec.get("name", "pbs1")) if isinstance(pspec, dict) else None
+    storages = _default_storages(names, pbs_name)
+    pbs = _gen_pbs(rng, pbs_name, guests) if pbs_name else None
+    lab = Lab(site=str(spec.get("site", cluster_name or "default")),
+              domain=str(spec.get("domain", "lab.example")), cluster_name=cluster_name,
+              nodes=nodes, guests=guests, storages=storages, pbs=pbs)
+    ts = spec.get("task_seconds", 2.0)
+    task_seconds = dict(ts) if isinstance(ts, dict) else {"default": float(ts)}
+    task_seconds.setdefault("default", 2.0)
+    return Scenario(lab=lab, seed=seed, task_seconds={k: float(v) for k, v in task_seconds.items()},
+                    root_password=str(spec.get("root_password", "pvesim")),
+                    tokens={str(k): str(v) for k, v in (spec.get("tokens") or {}).items()},
+                    targets=dict(spec.get("targets") or {}))
+
+
+def _guest_from(item: Any, nodes: list[str]) -> Guest:
+    if not isinstance(item, dict) or "vmid" not in item:
+        raise ScenarioError(f"guest entry needs at least a vmid: {item!r}")
+    kind = str(item.get("type", "qemu"))
+    if kind not in ("qemu", "lxc"):
+        raise ScenarioError(f"guest type must be qemu or lxc, got {kind!r}")
+    node = str(item.get("node", nodes[0]))
+    if node not in nodes:
+        raise ScenarioError(f"guest {item['vmid']} is placed on unknown node {node!r}")
+    status = str(item.get("status", "running"))
+    tags = item.get("tags", [])
+    return Guest(vmid=int(item["vmid"]), kind=kind, name=str(item.get("name", f"guest{item['vmid']}")),
+                 node=node, status=status, qmpstatus=status,
+                 tags=tuple(tags.split(";") if isinstance(tags, str) else tags),
+                 cores=int(item.get("cores", 2)), maxmem=int(item.get("memory", 2048)) * MIB,
+                 maxdisk=int(item.get("disk", 32)) * GIB, ha=bool(item.get("ha", False)),
+                 started_at=time.time() - 3600 if status == "running" else None)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a YAML or JSON scenario file.
+
+    Raises:
+        ScenarioError: the file is unreadable or does not describe a valid lab.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"cannot read scenario {p}: {exc}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ScenarioError("a scenario file must contain a mapping")
+    return build_lab(data)

@@ -7,12 +7,12 @@ import re
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import uuid_utils
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-EVENT_SCHEMA = "proxbus.event/v1"
+EVENT_SCHEMA: Final = "proxbus.event/v1"
 TITLE_LIMIT = 256
 MESSAGE_LIMIT = 64 * 1024
 TRUNCATION_MARKER = "…[truncated]"
@@ -82,19 +82,49 @@ SEVERITY_FLOORS: dict[str, Severity] = {
         ),
         Severity.ERROR,
     ),
-    **dict.fromkeys(
-        ("auth.failed", "node.offline", "link.down", "storage.full"), Severity.WARNING
-    ),
+    **dict.fromkeys(("auth.failed", "node.offline", "link.down", "storage.full"), Severity.WARNING),
     "node.fencing": Severity.CRITICAL,
     "node.fenced": Severity.CRITICAL,
 }
 
 KINDS: frozenset[str] = frozenset(
-    """vm.started vm.stopped vm.crashed task.ok task.failed backup.ok backup.failed
-    replication.failed node.offline node.fencing node.fenced quorum.lost link.down ha.state
-    auth.failed storage.full disk.error oom.kill updates.available gc.ok gc.failed prune.ok
-    prune.failed sync.ok sync.failed verify.ok verify.failed tape.ok tape.failed acme.failed
-    test.notification syslog.message email.message webhook.message gotify.message""".split()
+    [
+        "vm.started",
+        "vm.stopped",
+        "vm.crashed",
+        "task.ok",
+        "task.failed",
+        "backup.ok",
+        "backup.failed",
+        "replication.failed",
+        "node.offline",
+        "node.fencing",
+        "node.fenced",
+        "quorum.lost",
+        "link.down",
+        "ha.state",
+        "auth.failed",
+        "storage.full",
+        "disk.error",
+        "oom.kill",
+        "updates.available",
+        "gc.ok",
+        "gc.failed",
+        "prune.ok",
+        "prune.failed",
+        "sync.ok",
+        "sync.failed",
+        "verify.ok",
+        "verify.failed",
+        "tape.ok",
+        "tape.failed",
+        "acme.failed",
+        "test.notification",
+        "syslog.message",
+        "email.message",
+        "webhook.message",
+        "gotify.message",
+    ]
 )
 
 

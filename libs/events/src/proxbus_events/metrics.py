@@ -20,14 +20,15 @@ class PublisherCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._pub.stats
-        for name, value, doc in (
+        counters: tuple[tuple[str, float, str], ...] = (
             ("accepted", stats.accepted, "events handed to the publisher"),
             ("published", stats.published, "events acknowledged by JetStream"),
             ("duplicates", stats.duplicates, "events JetStream already had (same id)"),
             ("dropped", stats.dropped, "events refused because the buffer was full or closed"),
             ("retries", stats.retries, "events re-sent after a failed publish"),
             ("failures", stats.failures, "publish attempts that failed"),
-        ):
+        )
+        for name, value, doc in counters:
             c = CounterMetricFamily(f"proxbus_publish_{name}", doc, labels=["service"])
             c.add_metric([self._service], value)
             yield c
@@ -48,5 +49,7 @@ class PublisherCollector(Collector):
         yield q
 
 
-def register_publisher(registry: CollectorRegistry, publisher: EventPublisher, service: str) -> None:
+def register_publisher(
+    registry: CollectorRegistry, publisher: EventPublisher, service: str
+) -> None:
     registry.register(PublisherCollector(publisher, service))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .logs import configure_logging
 from .settings import ServiceSettings
@@ -14,10 +15,12 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 
-ServiceMain = Callable[[asyncio.Event], Awaitable[None]]
+ServiceMain = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-async def serve_until_stopped(main: ServiceMain, *, name: str, grace: float = SHUTDOWN_GRACE) -> int:
+async def serve_until_stopped(
+    main: ServiceMain, *, name: str, grace: float = SHUTDOWN_GRACE
+) -> int:
     """Run ``main(stop)``; on SIGINT/SIGTERM set ``stop`` and give it ``grace`` seconds to return."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -47,7 +47,6 @@ class StreamLimits:
 
 def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
     """The four streams of the contract."""
-    common = {"storage": limits.storage, "num_replicas": limits.replicas}
     return [
         StreamConfig(
             name=EVENTS_STREAM,
@@ -57,7 +56,8 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
             max_bytes=limits.events_max_bytes,
             duplicate_window=limits.duplicate_window,
             discard=DiscardPolicy.OLD,
-            **common,
+            storage=limits.storage,
+            num_replicas=limits.replicas,
         ),
         StreamConfig(
             name=DELIVERIES_STREAM,
@@ -65,7 +65,8 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
             retention=RetentionPolicy.WORK_QUEUE,
             max_age=limits.deliveries_max_age,
             duplicate_window=limits.duplicate_window,
-            **common,
+            storage=limits.storage,
+            num_replicas=limits.replicas,
         ),
         StreamConfig(
             name=DLQ_STREAM,
@@ -73,7 +74,8 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             max_age=limits.dlq_max_age,
             duplicate_window=limits.duplicate_window,
-            **common,
+            storage=limits.storage,
+            num_replicas=limits.replicas,
         ),
         StreamConfig(
             name=AUDIT_STREAM,
@@ -83,7 +85,8 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
             max_bytes=limits.audit_max_bytes,
             duplicate_window=limits.duplicate_window,
             discard=DiscardPolicy.OLD,
-            **common,
+            storage=limits.storage,
+            num_replicas=limits.replicas,
         ),
     ]
 
@@ -95,6 +98,7 @@ async def ensure_streams(js: JetStreamContext, limits: StreamLimits | None = Non
     """
     limits = limits or StreamLimits()
     for config in stream_configs(limits):
+        assert config.name is not None
         try:
             await js.stream_info(config.name)
         except NotFoundError:

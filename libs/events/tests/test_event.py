@@ -1,0 +1,130 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from proxbus_events import (
+    MESSAGE_LIMIT,
+    TITLE_LIMIT,
+    TRUNCATION_MARKER,
+    Event,
+    Severity,
+    apply_severity_floor,
+    deterministic_event_id,
+    new_event_id,
+    severity_from_syslog,
+)
+from pydantic import ValidationError
+
+
+def make(**kw: object) -> Event:
+    base: dict[str, object] = {"source": "syslog", "kind": "syslog.message", "title": "hello"}
+    base.update(kw)
+    return Event.model_validate(base)
+
+
+def test_event_round_trips_through_json_with_schema_key() -> None:
+    event = make(node="pve1", vmid=100, metadata={"app": "pvedaemon"})
+    body = event.to_json()
+    assert b'"schema":"proxbus.event/v1"' in body
+    again = Event.from_json(body)
+    assert again == event
+
+
+def test_wrong_types_are_rejected_with_the_field_named() -> None:
+    with pytest.raises(ValidationError) as info:
+        make(vmid="not-a-number")
+    assert "vmid" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        make(severity="loud")
+    assert "severity" in str(info.value)
+    with pytest.raises(ValidationError) as info:
+        make(source="carrier-pigeon")
+    assert "source" in str(info.value)
+
+
+def test_unknown_fields_and_bad_kinds_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        make(colour="red")
+    with pytest.raises(ValidationError, match="dotted"):
+        make(kind="VM Started")
+
+
+def test_oversize_message_and_title_are_truncated_not_rejected() -> None:
+    event = make(title="t" * 1000, message="m" * (MESSAGE_LIMIT * 2))
+    assert len(event.title) == TITLE_LIMIT
+    assert event.title.endswith(TRUNCATION_MARKER)
+    assert len(event.message) == MESSAGE_LIMIT
+    assert event.message.endswith(TRUNCATION_MARKER)
+
+
+def test_title_is_made_one_line() -> None:
+    assert make(title="backup\nfailed\t now").title == "backup failed now"
+
+
+def test_timestamps_are_utc_whatever_the_input() -> None:
+    naive = make(timestamp=datetime(2026, 1, 2, 3, 4, 5))
+    assert naive.timestamp.tzinfo == UTC
+    epoch = make(timestamp=1_700_000_000)
+    assert epoch.timestamp == datetime.fromtimestamp(1_700_000_000, UTC)
+    offset = make(timestamp="2026-01-02T03:04:05+02:00")
+    assert offset.timestamp.hour == 1
+
+
+def test_fingerprint_ignores_volatile_numbers_but_not_identity() -> None:
+    a = make(kind="task.failed", node="pve1", vmid=100, title="task UPID:pve1:1 failed at 10:00:01")
+    b = make(kind="task.failed", node="pve1", vmid=100, title="task UPID:pve1:2 failed at 11:30:59")
+    c = make(kind="task.failed", node="pve2", vmid=100, title="task UPID:pve1:1 failed at 10:00:01")
+    assert a.fingerprint == b.fingerprint
+    assert a.fingerprint != c.fingerprint
+
+
+def test_ids_are_time_ordered_and_unique() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+
+
+def test_deterministic_ids_repeat_for_the_same_fact_and_sort_by_time() -> None:
+    t = datetime(2026, 5, 1, tzinfo=UTC)
+    assert deterministic_event_id(t, "lab", "UPID:x", "OK") == deterministic_event_id(
+        t, "lab", "UPID:x", "OK"
+    )
+    assert deterministic_event_id(t, "lab", "a") != deterministic_event_id(t, "lab", "b")
+    later = deterministic_event_id(t + timedelta(seconds=1), "lab", "a")
+    assert deterministic_event_id(t, "lab", "zzz") < later
+    assert len(later) == 32
+    assert later[12] == "7"  # UUID version nibble
+
+
+@pytest.mark.parametrize(
+    ("pri", "expected"),
+    [
+        (0, Severity.CRITICAL),
+        (2, Severity.CRITICAL),
+        (3, Severity.ERROR),
+        (4, Severity.WARNING),
+        (5, Severity.NOTICE),
+        (6, Severity.INFO),
+        (7, Severity.DEBUG),
+        (8 * 3 + 3, Severity.ERROR),  # daemon.err as a full PRI
+        (8 * 4 + 5, Severity.NOTICE),
+    ],
+)
+def test_syslog_severity_mapping(pri: int, expected: Severity) -> None:
+    assert severity_from_syslog(pri) is expected
+
+
+def test_severity_floors_raise_but_never_lower() -> None:
+    assert apply_severity_floor("task.failed", Severity.INFO) is Severity.ERROR
+    assert apply_severity_floor("task.failed", Severity.CRITICAL) is Severity.CRITICAL
+    assert apply_severity_floor("node.fenced", Severity.WARNING) is Severity.CRITICAL
+    assert apply_severity_floor("auth.failed", Severity.NOTICE) is Severity.WARNING
+    assert apply_severity_floor("vm.started", Severity.DEBUG) is Severity.DEBUG
+
+
+@given(title=st.text(max_size=600), message=st.text(max_size=2000), node=st.text(max_size=40))
+def test_any_text_fields_make_a_valid_event(title: str, message: str, node: str) -> None:
+    event = make(title=title, message=message, node=node)
+    assert len(event.title) <= TITLE_LIMIT
+    assert Event.from_json(event.to_json()) == event

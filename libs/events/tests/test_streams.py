@@ -1,0 +1,38 @@
+import asyncio
+
+from nats.js.api import RetentionPolicy
+from proxbus_events import (
+    AUDIT_STREAM,
+    CURSORS_BUCKET,
+    DELIVERIES_STREAM,
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    SILENCES_BUCKET,
+    StreamLimits,
+    ensure_streams,
+)
+
+
+async def test_ensure_streams_creates_everything_of_the_contract(nc) -> None:
+    js = nc.jetstream(timeout=5)
+    await ensure_streams(js)
+    events = await js.stream_info(EVENTS_STREAM)
+    assert events.config.subjects == ["proxbus.events.>"]
+    assert events.config.duplicate_window == 120
+    assert events.config.max_age == 7 * 86400
+    assert events.config.max_bytes == 1024**3
+    deliveries = await js.stream_info(DELIVERIES_STREAM)
+    assert deliveries.config.retention == RetentionPolicy.WORK_QUEUE
+    assert (await js.stream_info(DLQ_STREAM)).config.subjects == ["proxbus.dlq.>"]
+    assert (await js.stream_info(AUDIT_STREAM)).config.subjects == ["proxbus.audit.>"]
+    await js.key_value(SILENCES_BUCKET)
+    await js.key_value(CURSORS_BUCKET)
+
+
+async def test_ensure_streams_is_idempotent_concurrent_and_updates_limits(nc) -> None:
+    js = nc.jetstream(timeout=5)
+    await asyncio.gather(*(ensure_streams(js) for _ in range(4)))
+    await ensure_streams(js, StreamLimits(events_max_age=3600, events_max_bytes=10 * 1024**2))
+    info = await js.stream_info(EVENTS_STREAM)
+    assert info.config.max_age == 3600
+    assert info.config.max_bytes == 10 * 1024**2

@@ -1,0 +1,33 @@
+"""proxbus ingest-email: Proxmox VE / PBS notification mail (SMTP, IMAP) to events."""
+
+from .classify import (
+    MailClass,
+    Rejection,
+    VzdumpGuest,
+    build_event,
+    classify_mail,
+    parse_vzdump_table,
+)
+from .imap import ImapPoller
+from .intake import IngestResult, MailIntake, mail_to_event
+from .mime import ParsedMail, html_to_text, parse_mail
+from .settings import Settings
+from .smtp import SmtpReceiver
+
+__all__ = [
+    "ImapPoller",
+    "IngestResult",
+    "MailClass",
+    "MailIntake",
+    "ParsedMail",
+    "Rejection",
+    "Settings",
+    "SmtpReceiver",
+    "VzdumpGuest",
+    "build_event",
+    "classify_mail",
+    "html_to_text",
+    "mail_to_event",
+    "parse_mail",
+    "parse_vzdump_table",
+]

@@ -1,0 +1,558 @@
+"""Proxmox VE / PBS notification mail to events: a table of subject rules, no I/O.
+
+Subjects follow the proxmox-notify default templates (pve-manager, pve-ha-manager,
+proxmox-backup ``templates/default/*-subject.txt.hbs``); anything else is an
+``email.message``. Mail that is not a message at all is a ``Rejection``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from proxbus_events import (
+    Event,
+    Severity,
+    Source,
+    apply_severity_floor,
+    deterministic_event_id,
+)
+
+from .mime import ParsedMail, printable_ratio
+
+_MESSAGE_CHARS = 16 * 1024  # body text carried in the event message
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """Input that is not a mail worth an event; ``reason`` is also the metric label."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class MailClass:
+    """What a mail is about, before it becomes an ``Event``."""
+
+    kind: str
+    severity: Severity
+    title: str
+    node: str | None = None
+    vmid: int | None = None
+    correlation_id: str | None = None
+    notification_type: str = "system-mail"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class VzdumpGuest:
+    """One row of a vzdump mail's per-guest table."""
+
+    vmid: int
+    name: str
+    status: str  # "ok" or "failed"
+    time: str
+    size: str
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def short_node(host: str | None) -> str | None:
+    """The short host name (domain stripped); IP addresses stay whole."""
+    if not host:
+        return None
+    host = host.strip().strip("[]<>'\"").rstrip(".")
+    if not host:
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = host.split(".", 1)[0]
+    host = re.sub(r"[^A-Za-z0-9_.:-]", "_", host)[:63]
+    return host or None
+
+
+def _vmid(text: str) -> int | None:
+    """A guest id from digits, if it is one (PVE: 100 .. 999999999)."""
+    return int(text) if text.isdigit() and len(text) <= 9 else None
+
+
+_SENDER_HOST_RE = re.compile(r"<?\s*root@([A-Za-z0-9.-]+)\s*>?\s*$")
+_PBS_URL_RE = re.compile(r"https://([A-Za-z0-9.-]+):\d+/#pbs", re.IGNORECASE)
+_UPID_RE = re.compile(r"UPID:[A-Za-z0-9._-]+:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8}:[^\s'\"]*")
+_JOB_ID_RE = re.compile(r"(?:--job-id[ =]|\bjob[- ]id:\s*)([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+
+
+def _fallback_node(mail: ParsedMail) -> str | None:
+    """Node when the subject does not name one: PBS links in the body, else ``root@host``."""
+    match = _PBS_URL_RE.search(mail.text)
+    if match:
+        return short_node(match.group(1))
+    match = _SENDER_HOST_RE.search(mail.sender)
+    if match and "." in match.group(1):
+        return short_node(match.group(1))
+    return None
+
+
+def _outcome(word: str) -> bool:
+    """``True`` for a success word in a subject."""
+    return word.lower() in ("successful", "success", "ok")
+
+
+# --------------------------------------------------------------------------- vzdump
+
+_VZDUMP_HEADER_RE = re.compile(r"^\s*VMID\s+(?:NAME\s+)?STATUS\s+TIME\s+SIZE\b", re.IGNORECASE)
+_STATUS_WORDS = {
+    "ok": "ok",
+    "success": "ok",
+    "successful": "ok",
+    "err": "failed",
+    "error": "failed",
+    "failed": "failed",
+    "fail": "failed",
+    "aborted": "failed",
+    "todo": "failed",
+}
+
+
+def _parse_vzdump_row(line: str) -> VzdumpGuest | None:
+    """One table row; columns are separated by two or more spaces (text and HTML tables)."""
+    fields = re.split(r"\s{2,}|\t", line.strip())
+    if not fields or _vmid(fields[0]) is None:
+        return None
+    if len(fields) >= 2 and fields[1].lower() in _STATUS_WORDS:
+        fields.insert(1, "")  # tables without a name column
+    if len(fields) >= 3 and fields[2].lower() in _STATUS_WORDS:
+        rest = [*fields[3:], "", ""]
+        return VzdumpGuest(
+            vmid=int(fields[0]),
+            name=fields[1],
+            status=_STATUS_WORDS[fields[2].lower()],
+            time=rest[0],
+            size=rest[1],
+        )
+    # Single-space separated: find the status word among the tokens.
+    tokens = line.split()
+    index = next((i for i, t in enumerate(tokens[1:], 1) if t.lower() in _STATUS_WORDS), None)
+    if index is None:
+        return None
+    rest = [*tokens[index + 1 :], "", ""]
+    return VzdumpGuest(
+        vmid=int(tokens[0]),
+        name=" ".join(tokens[1:index]),
+        status=_STATUS_WORDS[tokens[index].lower()],
+        time=rest[0],
+        size=rest[1],
+    )
+
+
+def parse_vzdump_table(text: str) -> list[VzdumpGuest]:
+    """The per-guest rows of a vzdump notification (text or HTML-derived text)."""
+    guests: list[VzdumpGuest] = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if not _VZDUMP_HEADER_RE.match(line):
+            continue
+        for row in lines[index + 1 :]:
+            if not row.strip() or set(row.strip()) <= set("-=+| "):
+                continue
+            guest = _parse_vzdump_row(row)
+            if guest is None:
+                break
+            guests.append(guest)
+        if guests:
+            break
+    return guests
+
+
+def _classify_vzdump(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    node = short_node(match.group("host"))
+    status_text = match.group("status").strip()
+    failed_subject = not status_text.lower().startswith("backup successful")
+    guests = parse_vzdump_table(mail.text)
+    failed = [g for g in guests if g.status != "ok"]
+    metadata: dict[str, Any] = {
+        "status_text": status_text,
+        "guests": [
+            {"vmid": g.vmid, "name": g.name, "status": g.status, "time": g.time, "size": g.size}
+            for g in guests
+        ],
+    }
+    total_time = re.search(r"^\s*Total running time:\s*(.+)$", mail.text, re.MULTILINE)
+    total_size = re.search(r"^\s*Total size:\s*(.+)$", mail.text, re.MULTILINE)
+    if total_time:
+        metadata["total_time"] = total_time.group(1).strip()
+    if total_size:
+        metadata["total_size"] = total_size.group(1).strip()
+    job = _JOB_ID_RE.search(mail.text)
+    if job:
+        metadata["job_id"] = job.group(1)
+    upid = _UPID_RE.search(mail.text)
+    where = f" on {node}" if node else ""
+    vmid: int | None = None
+    if failed or failed_subject:
+        kind = "backup.failed"
+        if len(failed) == 1:
+            vmid = failed[0].vmid
+            label = f"{vmid} ({failed[0].name})" if failed[0].name else str(vmid)
+            title = f"Backup of guest {label} failed{where}"
+            if len(guests) > 1:
+                title += f" ({len(guests) - 1} other guests ok)"
+        elif failed:
+            metadata["failed_vmids"] = [g.vmid for g in failed]
+            ids = ", ".join(str(g.vmid) for g in failed)
+            title = f"Backup failed for {len(failed)} of {len(guests)} guests{where}: {ids}"
+        else:
+            if len(guests) == 1:
+                vmid = guests[0].vmid
+            title = f"vzdump backup failed{where}: {status_text}"
+    else:
+        kind = "backup.ok"
+        if len(guests) == 1:
+            vmid = guests[0].vmid
+        count = f"{len(guests)} guest{'s' if len(guests) != 1 else ''}"
+        size = f", {metadata['total_size']}" if "total_size" in metadata else ""
+        title = f"Backup successful{where}: {count}{size}"
+    return MailClass(
+        kind=kind,
+        severity=Severity.ERROR if kind == "backup.failed" else Severity.INFO,
+        title=title,
+        node=node,
+        vmid=vmid,
+        correlation_id=upid.group(0) if upid else None,
+        notification_type="vzdump",
+        metadata=metadata,
+    )
+
+
+# --------------------------------------------------------------------------- other rules
+
+
+def _classify_replication(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    job = match.group("job")
+    guest = job.split("-", 1)[0]
+    target = re.search(r"with target '([^']+)'", mail.text)
+    failures = re.search(r"Failure count:\s*(\d+)", mail.text)
+    error = re.search(r"^Error:\s*\n(.+)", mail.text, re.MULTILINE)
+    metadata: dict[str, Any] = {"job_id": job}
+    if target:
+        metadata["target"] = target.group(1)
+    if failures:
+        metadata["failure_count"] = int(failures.group(1))
+    if error:
+        metadata["error"] = error.group(1).strip()[:1000]
+    to = f" to {target.group(1)}" if target else ""
+    return MailClass(
+        kind="replication.failed",
+        severity=Severity.ERROR,
+        title=f"Replication job '{job}'{to} failed",
+        node=_fallback_node(mail),
+        vmid=_vmid(guest),
+        notification_type="replication",
+        metadata=metadata,
+    )
+
+
+def _classify_fencing(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    fenced = match.group("verb").lower().startswith("successfully")
+    node = match.group("node")
+    cluster = re.search(r"in cluster '([^']*)'", mail.text)
+    metadata: dict[str, Any] = {"failed_node": node}
+    if cluster:
+        metadata["cluster"] = cluster.group(1)
+    return MailClass(
+        kind="node.fenced" if fenced else "node.fencing",
+        severity=Severity.CRITICAL,
+        title=f"Node {node} {'fenced' if fenced else 'is being fenced'}",
+        node=short_node(node),
+        notification_type="fencing",
+        metadata=metadata,
+    )
+
+
+def _classify_updates(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    node = short_node(match.group("host"))
+    packages: list[str] = []
+    in_table = False
+    for line in mail.text.splitlines():
+        if re.match(r"\s*Package\s+Old Version\s+New Version", line, re.IGNORECASE):
+            in_table = True
+            continue
+        if in_table:
+            tokens = line.split()
+            if not tokens:
+                if packages:
+                    break
+                continue
+            if set(line.strip()) <= set("-=+| "):
+                continue
+            packages.append(tokens[0])
+    metadata: dict[str, Any] = {"packages": packages[:200], "package_count": len(packages)}
+    count = f": {len(packages)} package{'s' if len(packages) != 1 else ''}" if packages else ""
+    return MailClass(
+        kind="updates.available",
+        severity=Severity.INFO,
+        title=f"New software packages available on {node}{count}",
+        node=node,
+        notification_type="package-updates",
+        metadata=metadata,
+    )
+
+
+def _pbs_job(kind: str, what: str) -> Callable[[re.Match[str], ParsedMail], MailClass]:
+    """A rule builder for PBS ``<what> ... successful|failed`` subjects."""
+
+    def classify(match: re.Match[str], mail: ParsedMail) -> MailClass:
+        ok = _outcome(match.group("outcome"))
+        groups = {k: v for k, v in match.groupdict().items() if v and k != "outcome"}
+        store = groups.get("store", "")
+        metadata: dict[str, Any] = {"datastore": store, **groups}
+        error = re.search(r"failed:\s*(.+)", mail.text)
+        if not ok and error:
+            metadata["error"] = error.group(1).strip()[:1000]
+        outcome = "successful" if ok else "failed"
+        return MailClass(
+            kind=f"{kind}.{'ok' if ok else 'failed'}",
+            severity=Severity.INFO if ok else Severity.ERROR,
+            title=f"{what} of datastore '{store}' {outcome}",
+            node=_fallback_node(mail),
+            notification_type=kind if kind != "verify" else "verification",
+            metadata=metadata,
+        )
+
+    return classify
+
+
+def _classify_tape(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    result = _pbs_job("tape", "Tape backup")(match, mail)
+    result.notification_type = "tape-backup"
+    return result
+
+
+def _classify_acme(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    return MailClass(
+        kind="acme.failed",
+        severity=Severity.ERROR,
+        title="Could not renew ACME certificate",
+        node=_fallback_node(mail),
+        notification_type="acme",
+        metadata={"error": mail.text.strip()[:1000]},
+    )
+
+
+def _classify_test(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    target = re.search(r"notification target '([^']+)'", mail.text)
+    return MailClass(
+        kind="test.notification",
+        severity=Severity.INFO,
+        title="Test notification" + (f" for target '{target.group(1)}'" if target else ""),
+        node=_fallback_node(mail),
+        notification_type="test",
+        metadata={"target": target.group(1)} if target else {},
+    )
+
+
+def _classify_tape_load(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    return MailClass(
+        kind="email.message",
+        severity=Severity.NOTICE,
+        title=mail.subject,
+        node=_fallback_node(mail),
+        notification_type="tape-load",
+        metadata={"label": match.group("label"), "device": match.group("device")},
+    )
+
+
+def _classify_smart(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    device = re.search(r"Device:\s*(\S+)", mail.text)
+    return MailClass(
+        kind="disk.error",
+        severity=Severity.ERROR,
+        title=f"SMART error ({match.group('what')}) on {match.group('host')}"
+        + (f" device {device.group(1).rstrip(',')}" if device else ""),
+        node=short_node(match.group("host")),
+        notification_type="system-mail",
+        metadata={"smart_error": match.group("what")},
+    )
+
+
+def _classify_zfs(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    return MailClass(
+        kind="disk.error",
+        severity=Severity.ERROR,
+        title=mail.subject,
+        node=short_node(match.group("host")),
+        notification_type="system-mail",
+        metadata={"zfs_event": match.group("what")},
+    )
+
+
+Rule = tuple[str, re.Pattern[str], Callable[[re.Match[str], ParsedMail], MailClass]]
+
+_OUTCOME = r"(?P<outcome>successful|failed)"
+RULES: tuple[Rule, ...] = (
+    (
+        "vzdump",
+        re.compile(r"^vzdump backup status \((?P<host>[^)]*)\)\s*:\s*(?P<status>.*)$", re.I),
+        _classify_vzdump,
+    ),
+    (
+        "replication",
+        re.compile(r"^Replication Job: '(?P<job>[^']+)' failed", re.I),
+        _classify_replication,
+    ),
+    (
+        "fencing",
+        re.compile(r"^(?P<verb>Trying to fence|Successfully fenced) node '(?P<node>[^']+)'", re.I),
+        _classify_fencing,
+    ),
+    (
+        "package-updates",
+        re.compile(r"^New software packages available \((?P<host>[^)]+)\)", re.I),
+        _classify_updates,
+    ),
+    (
+        "gc",
+        re.compile(rf"^Garbage Collect Datastore '(?P<store>[^']+)' {_OUTCOME}", re.I),
+        _pbs_job("gc", "Garbage collection"),
+    ),
+    (
+        "prune",
+        re.compile(rf"^Pruning datastore '(?P<store>[^']+)' {_OUTCOME}", re.I),
+        _pbs_job("prune", "Pruning"),
+    ),
+    (
+        "sync",
+        re.compile(
+            rf"^Sync (?:remote '(?P<remote>[^']+)'|local) datastore '(?P<store>[^']+)' {_OUTCOME}",
+            re.I,
+        ),
+        _pbs_job("sync", "Sync"),
+    ),
+    (
+        "verification",
+        re.compile(rf"^Verify Datastore '(?P<store>[^']+)' {_OUTCOME}", re.I),
+        _pbs_job("verify", "Verification"),
+    ),
+    (
+        "tape-backup",
+        re.compile(
+            rf"^Tape Backup (?:'(?P<job>[^']+)' )?datastore '(?P<store>[^']+)' {_OUTCOME}", re.I
+        ),
+        _classify_tape,
+    ),
+    (
+        "tape-load",
+        re.compile(r"^Load Media '(?P<label>[^']*)' request for \S+ '(?P<device>[^']*)'", re.I),
+        _classify_tape_load,
+    ),
+    ("acme", re.compile(r"^Could not renew certificate", re.I), _classify_acme),
+    ("test", re.compile(r"^Test notification\b", re.I), _classify_test),
+    (
+        "smartd",
+        re.compile(r"^SMART error \((?P<what>[^)]+)\) detected on host:\s*(?P<host>\S+)", re.I),
+        _classify_smart,
+    ),
+    (
+        "zed",
+        re.compile(r"^ZFS (?P<what>.+?) for pool \S+ on (?P<host>\S+)", re.I),
+        _classify_zfs,
+    ),
+)
+
+
+def classify_mail(mail: ParsedMail) -> MailClass:
+    """What ``mail`` is about: the first matching rule, else ``email.message``."""
+    subject = " ".join(mail.subject.split())
+    for _, pattern, classify in RULES:
+        match = pattern.match(subject)
+        if match:
+            result = classify(match, mail)
+            result.severity = apply_severity_floor(result.kind, result.severity)
+            return result
+    return MailClass(
+        kind="email.message",
+        severity=Severity.INFO,
+        title=subject or _first_line(mail.text) or "(no subject)",
+        node=_fallback_node(mail),
+    )
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def check_mail(raw: bytes, mail: ParsedMail) -> Rejection | None:
+    """A ``Rejection`` when ``raw`` is not a message at all (DESIGN.md: rejected, counted)."""
+    if not raw.strip():
+        return Rejection("empty", "no bytes (or only whitespace)")
+    if not mail.has_mail_headers:
+        if printable_ratio(raw[:4096].decode("utf-8", "replace")) < 0.85:
+            return Rejection("not_a_mail", "no mail headers and the body is binary")
+        if not mail.text.strip():
+            return Rejection("not_a_mail", "no mail headers and no text")
+    if not mail.subject.strip() and not mail.text.strip() and not mail.attachments:
+        return Rejection("no_content", "no subject, no text and no attachments")
+    return None
+
+
+def mail_event_id(raw: bytes, mail: ParsedMail, timestamp: datetime) -> str:
+    """Deterministic id: redelivery of the same mail (same Message-ID) is one event."""
+    if mail.message_id:
+        return deterministic_event_id(timestamp, "email", mail.message_id)
+    return deterministic_event_id(timestamp, "email-sha256", hashlib.sha256(raw).hexdigest())
+
+
+def build_event(
+    raw: bytes, mail: ParsedMail, *, site: str, now: datetime | None = None, via: str = ""
+) -> Event | Rejection:
+    """The event for a parsed mail, or why there is none."""
+    rejection = check_mail(raw, mail)
+    if rejection is not None:
+        return rejection
+    result = classify_mail(mail)
+    received = now or datetime.now(UTC)
+    timestamp = mail.date or received
+    metadata: dict[str, Any] = {
+        "notification_type": result.notification_type,
+        "subject": mail.subject[:998],
+        "from": mail.sender[:998],
+        "to": mail.recipients[:20],
+        "message_id": mail.message_id,
+        "text_source": mail.text_source,
+        "size": mail.size,
+        **result.metadata,
+    }
+    if via:
+        metadata["via"] = via
+    if mail.anomalies:
+        metadata["anomalies"] = list(mail.anomalies)
+    if mail.defects:
+        metadata["mime_defects"] = sorted(set(mail.defects))[:20]
+    if mail.attachments:
+        metadata["attachments"] = mail.attachments[:20]
+    message = mail.text[:_MESSAGE_CHARS]
+    if not message.strip() and mail.attachments:
+        message = "(no text part; attachments: " + ", ".join(mail.attachments[:20]) + ")"
+    return Event(
+        id=mail_event_id(raw, mail, timestamp),
+        source=Source.EMAIL,
+        site=site,
+        node=result.node,
+        severity=result.severity,
+        kind=result.kind,
+        title=result.title,
+        message=message,
+        timestamp=timestamp,
+        received_at=received,
+        vmid=result.vmid,
+        correlation_id=result.correlation_id,
+        metadata=metadata,
+    )

@@ -1,0 +1,97 @@
+"""Mail intake shared by SMTP and IMAP: parse, classify, publish, count."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from proxbus_events import Event, EventPublisher, event_subject
+
+from .classify import Rejection, build_event
+from .metrics import IngestMetrics
+from .mime import parse_mail
+
+log = logging.getLogger(__name__)
+
+# Mails larger than this are parsed in a worker thread so the event loop keeps serving.
+_THREAD_PARSE_BYTES = 256 * 1024
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """The outcome of one mail: an acknowledged event, or a rejection."""
+
+    event: Event | None = None
+    rejection: Rejection | None = None
+    duplicate: bool = False
+
+
+def mail_to_event(raw: bytes, *, site: str, via: str = "") -> Event | Rejection:
+    """Parse and classify ``raw`` (pure; never raises)."""
+    return build_event(raw, parse_mail(raw), site=site, via=via)
+
+
+class MailIntake:
+    """Turns raw mail into events and publishes each, waiting for the JetStream ack."""
+
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        metrics: IngestMetrics,
+        *,
+        site: str,
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self._publisher = publisher
+        self._metrics = metrics
+        self._site = site
+        self._timeout = publish_timeout
+
+    def prepare(self, raw: bytes, via: str) -> Event | Rejection:
+        """Parse and classify, counting received / parsed / rejected / anomalies."""
+        self._metrics.received.labels(via).inc()
+        mail = parse_mail(raw)
+        for anomaly in mail.anomalies:
+            self._metrics.anomalies.labels(anomaly).inc()
+        result = build_event(raw, mail, site=self._site, via=via)
+        if isinstance(result, Rejection):
+            self._metrics.rejected.labels(via, result.reason).inc()
+            log.warning(
+                "rejected mail via %s (%d bytes): %s: %s",
+                via,
+                len(raw),
+                result.reason,
+                result.detail,
+            )
+        else:
+            self._metrics.parsed.labels(result.kind).inc()
+            if mail.anomalies:
+                log.info("mail %s read best-effort: %s", mail.message_id, ",".join(mail.anomalies))
+        return result
+
+    async def ingest(self, raw: bytes, via: str) -> IngestResult:
+        """Parse, classify and publish ``raw``; returns once JetStream acknowledged.
+
+        Raises:
+            PublishError: JetStream did not acknowledge; the caller must not ack its source.
+        """
+        if len(raw) > _THREAD_PARSE_BYTES:
+            result = await asyncio.to_thread(self.prepare, raw, via)
+        else:
+            result = self.prepare(raw, via)
+        if isinstance(result, Rejection):
+            return IngestResult(rejection=result)
+        ack = await self._publisher.publish(result, timeout=self._timeout)
+        self._metrics.published.labels(via).inc()
+        if ack.duplicate:
+            self._metrics.duplicates.labels(via).inc()
+        log.info(
+            "mail via %s -> %s %s (%s)%s",
+            via,
+            result.kind,
+            event_subject(result),
+            result.title,
+            " [duplicate]" if ack.duplicate else "",
+        )
+        return IngestResult(event=result, duplicate=bool(ack.duplicate))

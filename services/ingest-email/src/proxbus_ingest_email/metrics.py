@@ -1,0 +1,62 @@
+"""Prometheus counters of the mail intake, on a per-instance registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class IngestMetrics:
+    """Counters: received, parsed, rejected, published, SMTP 4xx answers, IMAP reconnects."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.received = Counter(
+            "proxbus_email_received",
+            "mails received",
+            ["via"],
+            registry=registry,
+        )
+        self.parsed = Counter(
+            "proxbus_email_parsed",
+            "mails turned into an event, by kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "proxbus_email_rejected",
+            "mails refused (not a message, empty, over the size limit, auth)",
+            ["via", "reason"],
+            registry=registry,
+        )
+        self.anomalies = Counter(
+            "proxbus_email_mime_anomalies",
+            "mails read best-effort (broken MIME, unknown charset, no text part, html only)",
+            ["anomaly"],
+            registry=registry,
+        )
+        self.published = Counter(
+            "proxbus_email_published",
+            "events acknowledged by JetStream (duplicates included)",
+            ["via"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "proxbus_email_duplicates",
+            "events JetStream already had (a redelivered mail)",
+            ["via"],
+            registry=registry,
+        )
+        self.smtp_tempfail = Counter(
+            "proxbus_email_smtp_tempfail",
+            "SMTP 4xx answers because JetStream did not acknowledge (the sender retries)",
+            registry=registry,
+        )
+        self.imap_reconnects = Counter(
+            "proxbus_email_imap_reconnects",
+            "IMAP connections re-established after an error",
+            registry=registry,
+        )
+        self.imap_errors = Counter(
+            "proxbus_email_imap_errors",
+            "IMAP errors (connect, login, command timeouts)",
+            registry=registry,
+        )

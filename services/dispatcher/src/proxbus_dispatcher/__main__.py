@@ -1,0 +1,57 @@
+"""``proxbus-dispatcher`` [run] | check-config FILE | dlq ... | silence ..."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from proxbus_events import run_service
+
+from .errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("dlq", "silence"):
+        from .admin import cli_main
+
+        return cli_main(args)
+    if args and args[0] == "check-config":
+        from .config import load_config
+
+        if len(args) != 2:
+            print("usage: proxbus-dispatcher check-config FILE", file=sys.stderr)
+            return 2
+        try:
+            cfg = load_config(Path(args[1]))
+        except ConfigError as exc:
+            print(f"invalid: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"ok: {len(cfg.receivers)} receivers, {len(cfg.iter_routes())} routes, "
+            f"{len(cfg.inhibit_rules)} inhibit rules"
+        )
+        return 0
+    if args and args[0] not in ("run",):
+        print(__doc__, file=sys.stderr)
+        return 2
+
+    from .app import load_dispatcher_config, run
+    from .settings import Settings
+
+    settings = Settings()
+    try:
+        config = load_dispatcher_config(settings)
+    except ConfigError as exc:
+        print(f"proxbus-dispatcher: invalid configuration: {exc}", file=sys.stderr)
+        return 1
+
+    async def service(stop: asyncio.Event) -> None:
+        await run(settings, stop, config)
+
+    return run_service(service, name="dispatcher", settings=settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

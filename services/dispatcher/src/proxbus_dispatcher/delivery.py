@@ -1,0 +1,227 @@
+"""Delivery workers: one durable pull consumer per receiver, limits, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from proxbus_events import (
+    DELIVERIES_STREAM,
+    DLQ_STREAM,
+    PullConsumer,
+    delivery_subject,
+    dlq_subject,
+)
+from pydantic import ValidationError
+
+from .config import ReceiverBase
+from .dlq import DeadLetter
+from .errors import PermanentError, RetryableError
+from .metrics import DispatcherMetrics
+from .notification import Notification
+from .notifiers import Notifier
+
+log = logging.getLogger(__name__)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: ``base * 2**(attempt-1)`` capped, times U(0.5, 1)."""
+    raw = min(cap, base * (2 ** max(0, attempt - 1)))
+    return float(raw * (rng or random).uniform(0.5, 1.0))
+
+
+class TokenBucket:
+    """``rate`` per second with a burst of ``max(1, rate)``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: str  # sent | retry | dead
+    error: str = ""
+
+
+class DeliveryWorker:
+    """Takes ``proxbus.deliveries.<receiver>`` and sends each with the receiver's notifier."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        receiver: ReceiverBase,
+        notifier: Notifier,
+        metrics: DispatcherMetrics,
+        *,
+        ack_wait: float = 60.0,
+    ) -> None:
+        self.receiver = receiver
+        self._js = js
+        self._notifier = notifier
+        self._metrics = metrics
+        self.consumer = PullConsumer(
+            js,
+            stream=DELIVERIES_STREAM,
+            durable=f"deliver-{receiver.name}",
+            filter_subject=delivery_subject(receiver.name),
+            ack_wait=max(ack_wait, receiver.timeout * 3),
+            max_ack_pending=max(64, receiver.concurrency * 4),
+        )
+        self._slots = asyncio.Semaphore(receiver.concurrency)
+        self._bucket = TokenBucket(receiver.rate_limit) if receiver.rate_limit else None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and send until ``stop``; in-flight sends finish (bounded by the timeout)."""
+        await self.consumer.start()
+        limit = self.receiver.concurrency
+        while not stop.is_set():
+            await self._slots.acquire()
+            free = 1
+            while free < limit and not self._slots.locked():
+                await self._slots.acquire()
+                free += 1
+            try:
+                msgs = await self.consumer.fetch(free, timeout=0.5)
+            except Exception as exc:
+                log.warning("deliveries fetch for %s failed: %s", self.receiver.name, exc)
+                msgs = []
+                await asyncio.sleep(0.5)
+            for _ in range(free - len(msgs)):
+                self._slots.release()
+            for msg in msgs:
+                task = asyncio.create_task(self._handle(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.receiver.timeout + 1)
+        await self.consumer.close()
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            await self.process(msg)
+        except Exception:
+            log.exception(
+                "delivery to %s failed unexpectedly; will be redelivered", self.receiver.name
+            )
+        finally:
+            self._slots.release()
+
+    async def process(self, msg: Msg) -> Outcome:
+        """Send one delivery message and settle it (ack / nak with delay / dead-letter)."""
+        name = self.receiver.name
+        try:
+            notification = Notification.from_json(msg.data)
+        except ValidationError as exc:
+            await self._dead_letter_raw(msg, f"invalid delivery body: {exc.errors()[0]['msg']}")
+            return Outcome("dead", "invalid body")
+        attempt = int(msg.metadata.num_delivered)
+        if self._bucket is not None:
+            await self._bucket.take()
+        started = time.monotonic()
+        try:
+            await self._notifier.send(notification)
+        except RetryableError as exc:
+            return await self._retry_or_dead(
+                msg, notification, attempt, exc.message, exc.retry_after
+            )
+        except PermanentError as exc:
+            await self._dead_letter(msg, notification, attempt, exc.message)
+            return Outcome("dead", exc.message)
+        except Exception as exc:  # a notifier bug must not lose the delivery
+            log.exception("notifier %s raised unexpectedly", name)
+            return await self._retry_or_dead(
+                msg, notification, attempt, f"{type(exc).__name__}: {exc}", None
+            )
+        await msg.ack()
+        self._metrics.delivery_seconds.labels(name).observe(time.monotonic() - started)
+        self._metrics.notifications.labels(name, "sent").inc()
+        log.debug("delivered %s to %s (attempt %d)", notification.id, name, attempt)
+        return Outcome("sent")
+
+    async def _retry_or_dead(
+        self,
+        msg: Msg,
+        notification: Notification,
+        attempt: int,
+        error: str,
+        retry_after: float | None,
+    ) -> Outcome:
+        r = self.receiver
+        age = time.time() - notification.created_at.timestamp()
+        if attempt >= r.max_attempts or age >= r.max_age:
+            why = "max attempts" if attempt >= r.max_attempts else "max age"
+            await self._dead_letter(msg, notification, attempt, f"{error} ({why} reached)")
+            return Outcome("dead", error)
+        delay = (
+            retry_after
+            if retry_after is not None
+            else backoff_delay(attempt, r.backoff_base, r.backoff_max)
+        )
+        delay = max(delay, 0.001)
+        self._metrics.notifications.labels(r.name, "retry").inc()
+        log.info(
+            "delivery %s to %s failed (attempt %d/%d): %s; retrying in %.2fs",
+            notification.id,
+            r.name,
+            attempt,
+            r.max_attempts,
+            error,
+            delay,
+        )
+        await msg.nak(delay=delay)
+        return Outcome("retry", error)
+
+    async def _dead_letter(
+        self, msg: Msg, notification: Notification, attempt: int, error: str
+    ) -> None:
+        letter = DeadLetter(
+            receiver=self.receiver.name,
+            delivery_id=notification.id,
+            error=error,
+            attempts=attempt,
+            notification=notification,
+        )
+        seq = msg.metadata.sequence.stream
+        await self._js.publish(
+            dlq_subject(self.receiver.name),
+            letter.model_dump_json(by_alias=True).encode(),
+            stream=DLQ_STREAM,
+            headers={"Nats-Msg-Id": f"{notification.id}.dlq.{seq}"},
+        )
+        await msg.ack()
+        self._metrics.notifications.labels(self.receiver.name, "dead").inc()
+        log.warning(
+            "dead-lettered %s for %s after %d attempts: %s",
+            notification.id,
+            self.receiver.name,
+            attempt,
+            error,
+        )
+
+    async def _dead_letter_raw(self, msg: Msg, error: str) -> None:
+        log.error("terminating undecodable delivery on %s: %s", msg.subject, error)
+        with contextlib.suppress(Exception):
+            await msg.term()
+        self._metrics.notifications.labels(self.receiver.name, "dead").inc()

@@ -1,0 +1,142 @@
+"""Aggregation groups (Alertmanager semantics) and dedup by fingerprint; no I/O.
+
+A group is keyed by route + ``group_by`` label values. Its first notification goes out
+``group_wait`` after the group was created; events arriving later wait for the next tick,
+``group_interval`` after the previous notification. An idle group (nothing pending for a whole
+``group_interval``) is dropped, so the next event starts a new group with ``group_wait``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from proxbus_events import Event
+
+from .config import Route
+from .routing import group_key, group_labels
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True, eq=False)
+class AggregationGroup(Generic[T]):
+    """Events of one route with the same ``group_by`` values, waiting for their notification."""
+
+    key: str
+    route: Route
+    labels: dict[str, str]
+    next_flush: float
+    pending: list[tuple[Event, T]] = field(default_factory=list)
+    last_flush: float | None = None
+    flushes: int = 0
+
+
+class Grouper(Generic[T]):
+    """Holds groups; ``due()`` pops what must be notified now. ``T`` is the caller's handle."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self.groups: dict[str, AggregationGroup[T]] = {}
+
+    def add(self, route: Route, event: Event, handle: T) -> tuple[AggregationGroup[T], bool]:
+        """Put ``event`` in its group; returns the group and whether it was just created."""
+        labels = group_labels(route, event)
+        key = group_key(route, labels)
+        group = self.groups.get(key)
+        created = group is None
+        if group is None:
+            group = AggregationGroup(key, route, labels, self._clock() + route.group_wait)
+            self.groups[key] = group
+        elif not group.pending and group.last_flush is not None:
+            group.next_flush = max(group.next_flush, group.last_flush + route.group_interval)
+        group.pending.append((event, handle))
+        return group, created
+
+    def due(self) -> list[tuple[AggregationGroup[T], list[tuple[Event, T]]]]:
+        """Groups whose notification is due now, with the events it lists (removed from the group)."""
+        now = self._clock()
+        out: list[tuple[AggregationGroup[T], list[tuple[Event, T]]]] = []
+        for key, group in list(self.groups.items()):
+            if group.pending and group.next_flush <= now:
+                items, group.pending = group.pending, []
+                group.last_flush = now
+                group.flushes += 1
+                group.next_flush = now + group.route.group_interval
+                out.append((group, items))
+            elif (
+                not group.pending
+                and group.last_flush is not None
+                and now >= group.last_flush + group.route.group_interval
+            ):
+                del self.groups[key]
+        return out
+
+    def retry_later(
+        self, group: AggregationGroup[T], items: list[tuple[Event, T]], delay: float
+    ) -> None:
+        """Put back events whose notification could not be enqueued; try again after ``delay``."""
+        group.pending[:0] = items
+        group.next_flush = self._clock() + delay
+        self.groups.setdefault(group.key, group)
+
+    def flush_all(self) -> list[tuple[AggregationGroup[T], list[tuple[Event, T]]]]:
+        """Every pending event now (shutdown: deliver early rather than hand over)."""
+        out = []
+        for group in self.groups.values():
+            if group.pending:
+                items, group.pending = group.pending, []
+                out.append((group, items))
+        return out
+
+    def next_deadline(self) -> float | None:
+        deadlines = [g.next_flush for g in self.groups.values() if g.pending]
+        return min(deadlines) if deadlines else None
+
+    def held(self) -> Iterator[T]:
+        for group in self.groups.values():
+            for _, handle in group.pending:
+                yield handle
+
+    @property
+    def pending_count(self) -> int:
+        return sum(len(g.pending) for g in self.groups.values())
+
+
+class DedupCache:
+    """Remembers (route, fingerprint) for the route's ``repeat_interval``."""
+
+    def __init__(self, clock: Clock = time.monotonic, max_entries: int = 200_000) -> None:
+        self._clock = clock
+        self._seen: dict[tuple[str, str], float] = {}
+        self._max = max_entries
+
+    def check_and_remember(self, route: Route, event: Event) -> bool:
+        """True if ``event`` repeats one notified on ``route`` within ``repeat_interval``."""
+        if route.repeat_interval <= 0:
+            return False
+        now = self._clock()
+        key = (route.id, event.fingerprint)
+        until = self._seen.get(key)
+        if until is not None and until > now:
+            return True
+        if len(self._seen) >= self._max:
+            self.prune()
+        self._seen[key] = now + route.repeat_interval
+        return False
+
+    def forget(self, route: Route, event: Event) -> None:
+        """Undo ``check_and_remember`` when the notification could not be enqueued."""
+        self._seen.pop((route.id, event.fingerprint), None)
+
+    def prune(self) -> None:
+        now = self._clock()
+        self._seen = {k: v for k, v in self._seen.items() if v > now}
+        while len(self._seen) >= self._max:
+            self._seen.pop(next(iter(self._seen)))
+
+    def __len__(self) -> int:
+        return len(self._seen)

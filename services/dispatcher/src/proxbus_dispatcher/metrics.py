@@ -1,0 +1,58 @@
+"""The dispatcher's Prometheus metrics (per-instance registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class DispatcherMetrics:
+    """Counters and gauges exposed on ``/metrics``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "proxbus_dispatcher_events_total", "events consumed", ["outcome"], registry=registry
+        )
+        self.suppressed = Counter(
+            "proxbus_dispatcher_suppressed_total",
+            "events (per route for deduped/grouped) not notified on their own, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.enqueued = Counter(
+            "proxbus_dispatcher_deliveries_enqueued_total",
+            "notifications enqueued to PROXBUS_DELIVERIES",
+            ["receiver"],
+            registry=registry,
+        )
+        self.enqueue_failures = Counter(
+            "proxbus_dispatcher_enqueue_failures_total",
+            "failed delivery enqueues",
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "proxbus_dispatcher_notifications_total",
+            "delivery attempts by outcome (sent, retry, dead)",
+            ["receiver", "outcome"],
+            registry=registry,
+        )
+        self.delivery_seconds = Histogram(
+            "proxbus_dispatcher_delivery_seconds",
+            "notifier send time",
+            ["receiver"],
+            registry=registry,
+        )
+        self.enrich = Counter(
+            "proxbus_dispatcher_enrich_total",
+            "enrichment calls by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.groups = Gauge(
+            "proxbus_dispatcher_groups", "aggregation groups held", registry=registry
+        )
+        self.grouped_events = Gauge(
+            "proxbus_dispatcher_grouped_events", "events waiting in groups", registry=registry
+        )
+        self.silences = Gauge(
+            "proxbus_dispatcher_silences_active", "active silences", registry=registry
+        )

@@ -1,0 +1,49 @@
+"""Apprise URLs (Slack, Teams, Telegram, ntfy, Matrix...): run in a thread under a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+
+import apprise as apprise_lib
+
+from ..config import AppriseReceiver
+from ..errors import PermanentError, RetryableError
+from ..notification import Notification
+from ._base import render_body, render_title
+
+_NOTIFY_TYPES = {
+    "critical": apprise_lib.NotifyType.FAILURE,
+    "error": apprise_lib.NotifyType.FAILURE,
+    "warning": apprise_lib.NotifyType.WARNING,
+}
+
+
+class AppriseNotifier:
+    """Notifies every URL of the receiver; any failure retries the whole notification."""
+
+    def __init__(self, receiver: AppriseReceiver) -> None:
+        self.receiver = receiver
+        self._apprise = apprise_lib.Apprise()
+        for url in receiver.urls:
+            if not self._apprise.add(url):
+                # The URL may hold a token: name its scheme only.
+                scheme = url.split(":", 1)[0]
+                raise PermanentError(f"apprise {receiver.name}: unsupported URL ({scheme}://...)")
+
+    async def send(self, notification: Notification) -> None:
+        title = render_title(self.receiver, notification)
+        body = render_body(self.receiver, notification, 8000)
+        notify_type = _NOTIFY_TYPES.get(notification.severity.value, apprise_lib.NotifyType.INFO)
+        try:
+            ok = await asyncio.wait_for(
+                asyncio.to_thread(
+                    self._apprise.notify, body=body, title=title, notify_type=notify_type
+                ),
+                self.receiver.timeout,
+            )
+        except TimeoutError:
+            raise RetryableError(
+                f"apprise {self.receiver.name}: timed out after {self.receiver.timeout:g}s"
+            ) from None
+        if not ok:
+            raise RetryableError(f"apprise {self.receiver.name}: at least one URL failed")

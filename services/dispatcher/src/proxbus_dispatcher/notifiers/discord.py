@@ -1,0 +1,72 @@
+"""Discord webhook: one embed per notification, coloured by severity, with fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from proxbus_events import Severity
+
+from ..config import DiscordReceiver
+from ..notification import Notification
+from ._base import post_json, render_body, render_title
+
+SEVERITY_COLOURS: dict[Severity, int] = {
+    Severity.DEBUG: 0x95A5A6,
+    Severity.INFO: 0x3498DB,
+    Severity.NOTICE: 0x1ABC9C,
+    Severity.WARNING: 0xF1C40F,
+    Severity.ERROR: 0xE74C3C,
+    Severity.CRITICAL: 0x8E0000,
+}
+# Discord's embed limits: title 256, description 4096, 25 fields, value 1024.
+_DESCRIPTION_LIMIT = 4000
+
+
+def discord_payload(receiver: DiscordReceiver, notification: Notification) -> dict[str, Any]:
+    """The webhook JSON body for ``notification``."""
+    first = notification.events[0]
+    fields: list[dict[str, Any]] = [
+        {"name": "severity", "value": notification.severity.value, "inline": True},
+        {"name": "kind", "value": first.kind, "inline": True},
+    ]
+    if first.node:
+        fields.append({"name": "node", "value": first.node[:1024], "inline": True})
+    if first.vmid is not None:
+        fields.append({"name": "vmid", "value": str(first.vmid), "inline": True})
+    if len(notification.events) > 1:
+        fields.append({"name": "events", "value": str(len(notification.events)), "inline": True})
+    fields.append({"name": "site", "value": first.site[:1024], "inline": True})
+    embed: dict[str, Any] = {
+        "title": render_title(receiver, notification, 256),
+        "description": render_body(receiver, notification, _DESCRIPTION_LIMIT),
+        "color": SEVERITY_COLOURS[notification.severity],
+        "fields": fields[:25],
+        "timestamp": first.timestamp.isoformat(),
+        "footer": {"text": f"proxbus · {first.source.value}"},
+    }
+    payload: dict[str, Any] = {"username": receiver.username, "embeds": [embed]}
+    if receiver.avatar_url:
+        payload["avatar_url"] = receiver.avatar_url
+    return payload
+
+
+class DiscordNotifier:
+    """Posts to a Discord webhook URL (``?wait=true`` so errors come back)."""
+
+    def __init__(self, receiver: DiscordReceiver, http: httpx.AsyncClient) -> None:
+        self.receiver = receiver
+        self._http = http
+        sep = "&" if "?" in receiver.url else "?"
+        self._url = receiver.url + ("" if "wait=" in receiver.url else f"{sep}wait=true")
+
+    async def send(self, notification: Notification) -> None:
+        body = json.dumps(discord_payload(self.receiver, notification)).encode()
+        await post_json(
+            self._http,
+            self._url,
+            target=f"discord {self.receiver.name}",
+            content=body,
+            timeout=self.receiver.timeout,
+        )

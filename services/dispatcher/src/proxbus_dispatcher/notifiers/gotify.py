@@ -1,0 +1,50 @@
+"""Gotify: ``POST /message?token=`` with priority by severity and markdown rendering."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ..config import GotifyReceiver
+from ..notification import Notification
+from ._base import post_json, render_body, render_title
+
+
+def gotify_payload(receiver: GotifyReceiver, notification: Notification) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "title": render_title(receiver, notification),
+        "message": render_body(receiver, notification, 60_000),
+        "priority": receiver.priorities.get(notification.severity, 5),
+        "extras": {
+            "proxbus::event": {
+                "ids": [e.id for e in notification.events],
+                "kind": notification.events[0].kind,
+                "severity": notification.severity.value,
+            }
+        },
+    }
+    if receiver.markdown:
+        payload["extras"]["client::display"] = {"contentType": "text/markdown"}
+    return payload
+
+
+class GotifyNotifier:
+    """Posts to a Gotify server's message endpoint with an application token."""
+
+    def __init__(self, receiver: GotifyReceiver, http: httpx.AsyncClient) -> None:
+        self.receiver = receiver
+        self._http = http
+        self._url = f"{receiver.url.rstrip('/')}/message?token={quote(receiver.token, safe='')}"
+
+    async def send(self, notification: Notification) -> None:
+        body = json.dumps(gotify_payload(self.receiver, notification)).encode()
+        await post_json(
+            self._http,
+            self._url,
+            target=f"gotify {self.receiver.name}",
+            content=body,
+            timeout=self.receiver.timeout,
+        )

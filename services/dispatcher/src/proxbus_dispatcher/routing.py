@@ -1,0 +1,47 @@
+"""Route matching, as Alertmanager does it: depth-first, first match wins unless ``continue``."""
+
+from __future__ import annotations
+
+from proxbus_events import Event, match_all
+
+from .config import ALL_LABELS, GROUP_LABELS, Route
+
+_ALL = tuple(sorted(GROUP_LABELS))
+
+
+def match_routes(route: Route, event: Event) -> list[Route]:
+    """The routes ``event`` ends up on (each names one receiver); empty if ``route`` does not match.
+
+    A matching route descends into its children in order; the first matching child stops the
+    search unless it has ``continue: true``. A matching route whose children all miss is itself
+    the match.
+    """
+    if not match_all(list(route.matchers), event):
+        return []
+    matched: list[Route] = []
+    for child in route.routes:
+        found = match_routes(child, event)
+        if found:
+            matched.extend(found)
+            if not child.continue_:
+                break
+    return matched or [route]
+
+
+def label_value(event: Event, label: str) -> str:
+    value = getattr(event, label)
+    if value is None:
+        return ""
+    return str(value.value if hasattr(value, "value") else value)
+
+
+def group_labels(route: Route, event: Event) -> dict[str, str]:
+    """The ``group_by`` label values of ``event`` on ``route``."""
+    labels = _ALL if route.group_by == (ALL_LABELS,) else route.group_by
+    return {label: label_value(event, label) for label in labels}
+
+
+def group_key(route: Route, labels: dict[str, str]) -> str:
+    """A readable, unique key of an aggregation group: route id + label values."""
+    inner = ",".join(f"{k}={v!r}" for k, v in sorted(labels.items()))
+    return f"{route.id}:{{{inner}}}"

@@ -1,0 +1,124 @@
+"""Without a routes file: the seed's env toggles make one route to every enabled notifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxbus_events import Matcher
+
+from .config import ALL_LABELS, DispatcherConfig, ReceiverBase, Route, RoutesFile
+from .errors import ConfigError
+from .settings import Settings
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def seed_receivers(s: Settings) -> list[dict[str, Any]]:
+    """Receiver definitions (routes.yaml shape) for every ``*_OUT_ENABLED`` toggle."""
+    common: dict[str, Any] = {
+        "max_attempts": s.max_attempts,
+        "backoff_base": s.backoff_base,
+        "backoff_max": s.backoff_max,
+    }
+    out: list[dict[str, Any]] = []
+    if s.discord_out_enabled:
+        out.append(
+            {"name": "discord", "type": "discord", "url": _secret(s.discord_webhook_url), **common}
+        )
+    if s.gotify_out_enabled:
+        out.append(
+            {
+                "name": "gotify",
+                "type": "gotify",
+                "url": s.gotify_url,
+                "token": _secret(s.gotify_token),
+                **common,
+            }
+        )
+    if s.webhook_out_enabled:
+        hook: dict[str, Any] = {
+            "name": "webhook",
+            "type": "webhook",
+            "url": _secret(s.webhook_url),
+            **common,
+        }
+        if s.webhook_secret is not None:
+            hook["secret"] = _secret(s.webhook_secret)
+        out.append(hook)
+    if s.email_out_enabled:
+        out.append(
+            {
+                "name": "email",
+                "type": "email",
+                "host": s.smtp_host,
+                "port": s.smtp_port,
+                "username": s.smtp_user,
+                "password": _secret(s.smtp_password),
+                "security": s.smtp_security,
+                "from": s.smtp_from,
+                "to": s.smtp_to,
+                **common,
+            }
+        )
+    if s.apprise_urls is not None and _secret(s.apprise_urls):
+        out.append(
+            {"name": "apprise", "type": "apprise", "urls": _secret(s.apprise_urls), **common}
+        )
+    if s.nats_out_subject:
+        out.append({"name": "nats", "type": "nats", "subject": s.nats_out_subject, **common})
+    return out
+
+
+def seed_config(s: Settings) -> DispatcherConfig:
+    """One root route per enabled notifier (``continue``), every event ≥ ``MIN_SEVERITY``.
+
+    Raises:
+        ConfigError: a toggle is on but its URL/token is missing (names the variable).
+    """
+    receivers_raw = seed_receivers(s)
+    try:
+        model = RoutesFile.model_validate(
+            {
+                "receivers": receivers_raw
+                or [{"name": "none", "type": "nats", "subject": "proxbus.null"}],
+                "route": {"receiver": "none" if not receivers_raw else receivers_raw[0]["name"]},
+            }
+        )
+    except Exception as exc:
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            err = exc.errors()[0]
+            loc = err["loc"]
+            name = (
+                receivers_raw[int(loc[1])]["name"]
+                if len(loc) > 1 and isinstance(loc[1], int)
+                else "?"
+            )
+            field = loc[-1]
+            raise ConfigError(
+                f"{name.upper()}_OUT_ENABLED is set but {field} is invalid: {err['msg']}",
+                path="environment",
+            ) from None
+        raise
+    receivers: dict[str, ReceiverBase] = (
+        {r.name: r for r in model.receivers} if receivers_raw else {}
+    )
+    floor = [Matcher(name="severity", op=">=", value=s.min_severity.value)]
+    children = [
+        Route(
+            id=f"seed-{name}",
+            receiver=name,
+            matchers=tuple(floor),
+            continue_=True,
+            group_by=(ALL_LABELS,),
+            group_wait=s.seed_group_wait,
+            group_interval=max(s.seed_group_wait, 1.0),
+            repeat_interval=s.seed_repeat_interval,
+        )
+        for name in receivers
+    ]
+    root = Route(id="root", receiver="", matchers=(), routes=children)
+    return DispatcherConfig(receivers=receivers, root=root)

@@ -1,0 +1,55 @@
+"""Dispatcher settings: environment / ``.env``; the seed's notifier toggles keep working."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proxbus_events import ServiceSettings, Severity
+from pydantic import Field, SecretStr
+
+
+class Settings(ServiceSettings):
+    """Everything the dispatcher reads from the environment (see README)."""
+
+    health_port: int = Field(default=8091, ge=0, le=65535)
+    routes_file: Path | None = None
+    min_severity: Severity = Severity.INFO
+
+    # intake
+    consumer_durable: str = "dispatcher"
+    consumer_ack_wait: float = Field(default=30.0, gt=0)
+    consumer_batch: int = Field(default=256, ge=1, le=10_000)
+    publish_suppressed: bool = True
+    # enrichment through the gateway's NATS RPC
+    enrich_enabled: bool = True
+    enrich_timeout: float = Field(default=0.5, gt=0, le=10)
+    enrich_guest_tool: str = "get_guest_status"
+    enrich_task_log_tool: str = "get_task_log"
+    # delivery
+    delivery_enabled: bool = True
+    delivery_ack_wait: float = Field(default=60.0, gt=0)
+
+    # seed-style toggles (used when ROUTES_FILE is not set)
+    seed_group_wait: float = Field(default=0.0, ge=0)
+    seed_repeat_interval: float = Field(default=0.0, ge=0)
+    discord_out_enabled: bool = False
+    discord_webhook_url: SecretStr | None = None
+    gotify_out_enabled: bool = False
+    gotify_url: str | None = None
+    gotify_token: SecretStr | None = None
+    webhook_out_enabled: bool = False
+    webhook_url: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    email_out_enabled: bool = False
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: str = "starttls"
+    smtp_from: str | None = None
+    smtp_to: str | None = None
+    apprise_urls: SecretStr | None = None
+    nats_out_subject: str | None = None
+    max_attempts: int = Field(default=10, ge=1)
+    backoff_base: float = Field(default=1.0, gt=0)
+    backoff_max: float = Field(default=300.0, gt=0)

@@ -1,0 +1,151 @@
+"""Fixtures: recording HTTP sinks (Discord/Gotify/webhook targets) and a dispatcher runner."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from proxbus_dispatcher.app import DispatcherService
+from proxbus_dispatcher.settings import Settings
+from proxbus_events import Event, event_headers, event_subject
+
+
+@dataclass
+class Request:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Sink:
+    """A loopback HTTP server that records every request; failures are scripted."""
+
+    port: int = 0
+    requests: list[Request] = field(default_factory=list)
+    fail_first: int = 0
+    fail_status: int = 503
+    always_fail: bool = False
+    rate_limit_first: int = 0
+    retry_after: float = 0.3
+    attempts: int = 0
+    hold: asyncio.Event | None = None
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.attempts += 1
+        if self.hold is not None and not self.hold.is_set():
+            self.holding.set()
+            await self.hold.wait()
+            return web.Response(status=503)
+        if self.always_fail or self.attempts <= self.fail_first:
+            return web.Response(status=self.fail_status, text="down")
+        if self.attempts <= self.rate_limit_first:
+            return web.json_response(
+                {"message": "You are being rate limited.", "retry_after": self.retry_after, "global": False},
+                status=429,
+            )
+        self.requests.append(
+            Request(request.path, dict(request.query), dict(request.headers), body, time.monotonic())
+        )
+        return web.json_response({"id": str(len(self.requests))})
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event listed by every recorded webhook body."""
+        return [e for r in self.requests for e in r.json.get("events", [])]
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Callable[..., Awaitable[Sink]]]:
+    runners: list[web.AppRunner] = []
+
+    async def make(**kwargs: Any) -> Sink:
+        s = Sink(**kwargs)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", s.handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        s.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runners.append(runner)
+        return s
+
+    yield make
+    for runner in runners:
+        await runner.cleanup()
+
+
+def settings_for(nats_url: str, routes_file: Path | None = None, **kw: Any) -> Settings:
+    return Settings(
+        nats_url=nats_url,
+        routes_file=routes_file,
+        health_host="127.0.0.1",
+        health_port=0,
+        consumer_ack_wait=kw.pop("consumer_ack_wait", 5.0),
+        _env_file=None,  # type: ignore[call-arg]
+        **kw,
+    )
+
+
+@pytest.fixture
+async def dispatcher(nats_server: Any, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[DispatcherService]]]:
+    services: list[DispatcherService] = []
+
+    async def start(routes_yaml: str | None = None, **kw: Any) -> DispatcherService:
+        path = None
+        if routes_yaml is not None:
+            path = tmp_path / f"routes{len(services)}.yaml"
+            path.write_text(routes_yaml)
+        service = DispatcherService(settings_for(nats_server.url, path, **kw))
+        await service.start()
+        services.append(service)
+        return service
+
+    yield start
+    for service in services:
+        await service.stop()
+
+
+async def publish(js: Any, *events: Event) -> None:
+    for ev in events:
+        await js.publish(event_subject(ev), ev.to_json(), headers=event_headers(ev))
+
+
+def ev(**kw: Any) -> Event:
+    base: dict[str, Any] = {
+        "source": "syslog",
+        "site": "lab",
+        "node": "pve1",
+        "severity": "error",
+        "kind": "task.failed",
+        "title": "task failed",
+    }
+    base.update(kw)
+    return Event(**base)
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from proxbus_dispatcher.config import parse_config
+from proxbus_dispatcher.grouping import DedupCache, Grouper
+from proxbus_dispatcher.inhibition import Inhibitor
+from proxbus_dispatcher.routing import match_routes
+
+from .conftest import ev
+
+MATRIX = """\
+receivers:
+  - {name: default, type: nats, subject: a}
+  - {name: pager, type: nats, subject: b}
+  - {name: pve1, type: nats, subject: c}
+  - {name: vms, type: nats, subject: d}
+  - {name: backups, type: nats, subject: e}
+route:
+  receiver: default
+  routes:
+    - matchers: ["severity>=critical"]
+      receiver: pager
+      continue: true
+    - matchers: ["node=pve1"]
+      receiver: pve1
+      routes:
+        - matchers: ["kind=vm.*"]
+          receiver: vms
+    - matchers: ["kind=backup.*"]
+      receiver: backups
+    - matchers: ['title=~.*(?i:disk).*']
+      receiver: pager
+"""
+
+
+@pytest.mark.parametrize(
+    ("fields", "receivers"),
+    [
+        ({"severity": "info", "node": "pve2", "kind": "task.ok"}, ["default"]),
+        # a matching child (even with continue) means the parent itself is not used
+        ({"severity": "critical", "node": "pve2", "kind": "task.ok"}, ["pager"]),
+        ({"severity": "critical", "node": "pve1", "kind": "vm.crashed"}, ["pager", "vms"]),
+        ({"severity": "info", "node": "pve1", "kind": "task.ok"}, ["pve1"]),
+        ({"severity": "info", "node": "pve1", "kind": "vm.started"}, ["vms"]),
+        ({"severity": "error", "node": "pve2", "kind": "backup.failed"}, ["backups"]),
+        # first match wins without continue: node=pve1 before kind=backup.*
+        ({"severity": "error", "node": "pve1", "kind": "backup.failed"}, ["pve1"]),
+        ({"severity": "warning", "node": "pve3", "kind": "disk.error", "title": "SMART: Disk sda"}, ["pager"]),
+    ],
+)
+def test_routing_matrix(fields: dict[str, str], receivers: list[str]) -> None:
+    cfg = parse_config(MATRIX)
+    assert [r.receiver for r in match_routes(cfg.root, ev(**fields))] == receivers
+
+
+@given(
+    severity=st.sampled_from(["debug", "info", "notice", "warning", "error", "critical"]),
+    node=st.sampled_from(["pve1", "pve2", None]),
+    kind=st.sampled_from(["vm.started", "backup.ok", "task.failed", "node.offline"]),
+)
+def test_every_event_reaches_at_least_one_receiver(severity: str, node: str | None, kind: str) -> None:
+    cfg = parse_config(MATRIX)
+    assert match_routes(cfg.root, ev(severity=severity, node=node, kind=kind))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+GROUPED = """\
+receivers: [{name: r, type: nats, subject: x}]
+route: {receiver: r, group_by: [node], group_wait: 2s, group_interval: 10s, repeat_interval: 1h}
+"""
+
+
+def test_group_waits_then_lists_every_event_then_ticks_at_group_interval() -> None:
+    cfg = parse_config(GROUPED)
+    clock = Clock()
+    grouper: Grouper[int] = Grouper(clock)
+    for i in range(10):
+        _, created = grouper.add(cfg.root, ev(title=f"t{i}"), i)
+        assert created == (i == 0)
+    grouper.add(cfg.root, ev(node="pve2"), 99)
+    assert grouper.due() == []
+    clock.now += 2
+    due = grouper.due()
+    assert sorted(len(items) for _, items in due) == [1, 10]
+    grouper.add(cfg.root, ev(title="late"), 11)
+    clock.now += 5
+    assert grouper.due() == []
+    clock.now += 5
+    [(group, items)] = grouper.due()
+    assert [h for _, h in items] == [11]
+    clock.now += 11
+    assert grouper.due() == []
+    assert "node='pve1'" not in grouper.groups.__repr__() or True
+    assert len(grouper.groups) == 0  # idle groups are dropped
+
+
+def test_dedup_suppresses_same_fingerprint_within_repeat_interval() -> None:
+    cfg = parse_config(GROUPED)
+    clock = Clock()
+    dedup = DedupCache(clock)
+    first = ev(title="backup of 100 failed at 10:00:01")
+    again = ev(title="backup of 100 failed at 11:00:07")
+    assert not dedup.check_and_remember(cfg.root, first)
+    assert dedup.check_and_remember(cfg.root, again)
+    clock.now += 3601
+    assert not dedup.check_and_remember(cfg.root, again)
+
+
+INHIBIT = """\
+receivers: [{name: r, type: nats, subject: x}]
+route: {receiver: r}
+inhibit_rules:
+  - source_matchers: [kind=node.offline]
+    target_matchers: [kind=vm.*]
+    equal: [node]
+    duration: 60s
+    resolve_matchers: [kind=ha.state]
+"""
+
+
+def test_inhibition_mutes_targets_of_the_same_node_until_ttl_or_resolution() -> None:
+    clock = Clock()
+    inhibitor = Inhibitor(parse_config(INHIBIT).inhibit_rules, clock)
+    target = ev(kind="vm.stopped", node="pve2")
+    assert inhibitor.inhibiting_rule(target) is None
+    inhibitor.observe(ev(kind="node.offline", node="pve2", severity="warning"))
+    assert inhibitor.inhibiting_rule(target) == 0
+    assert inhibitor.inhibiting_rule(ev(kind="vm.stopped", node="pve1")) is None
+    assert inhibitor.inhibiting_rule(ev(kind="task.failed", node="pve2")) is None
+    clock.now += 61
+    assert inhibitor.inhibiting_rule(target) is None
+    inhibitor.observe(ev(kind="node.offline", node="pve2"))
+    inhibitor.observe(ev(kind="ha.state", node="pve2"))
+    assert inhibitor.inhibiting_rule(target) is None

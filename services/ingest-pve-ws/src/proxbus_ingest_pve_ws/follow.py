@@ -46,13 +46,15 @@ class FollowCursor:
         """The items not handled yet, oldest first (call ``advance`` after handling them)."""
         floor = self.high_water - lookback
         fresh: list[tuple[int, str, T]] = []
+        taken: set[str] = set()
         for item in items:
             k = key(item)
             if k is None:
                 continue
             t, ident = k
-            if t < floor or ident in self.seen:
+            if t < floor or ident in self.seen or ident in taken:
                 continue
+            taken.add(ident)
             fresh.append((t, ident, item))
         fresh.sort(key=lambda x: (x[0], x[1]))
         return [x[2] for x in fresh]

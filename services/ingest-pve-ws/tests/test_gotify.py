@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+from proxbus_ingest_pve_ws.testing import stored_events, wait_until
+
+TOKEN = "Cclienttoken"
+
+
+class FakeGotify:
+    """A local server speaking Gotify's client API: ``/stream`` WebSocket and ``GET /message``."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.sockets: list[web.WebSocketResponse] = []
+        self.connects = 0
+        self.app = web.Application()
+        self.app.router.add_get("/stream", self._stream)
+        self.app.router.add_get("/message", self._list)
+        self.runner = web.AppRunner(self.app)
+        self.port = 0
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _authorized(self, request: web.Request) -> bool:
+        return TOKEN in (request.headers.get("X-Gotify-Key"), request.query.get("token"))
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.connects += 1
+        self.sockets.append(ws)
+        async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break
+        if ws in self.sockets:
+            self.sockets.remove(ws)
+        return ws
+
+    async def _list(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        limit = int(request.query.get("limit", "100"))
+        since = int(request.query.get("since", "0"))
+        newest_first = sorted(self.messages, key=lambda m: -m["id"])
+        if since:
+            newest_first = [m for m in newest_first if m["id"] < since]
+        page = newest_first[:limit]
+        more = len(newest_first) > limit
+        last = page[-1]["id"] if page else 0
+        nxt = f"{self.url}/message?limit={limit}&since={last}" if more else ""
+        return web.json_response(
+            {
+                "messages": page,
+                "paging": {"size": len(page), "since": last, "limit": limit, "next": nxt},
+            }
+        )
+
+    async def push(self, title: str, priority: int = 5) -> dict[str, Any]:
+        msg = {
+            "id": len(self.messages) + 1,
+            "appid": 3,
+            "title": title,
+            "message": f"{title} body",
+            "priority": priority,
+            "date": datetime.now(UTC).isoformat(),
+            "extras": {},
+        }
+        self.messages.append(msg)
+        for ws in list(self.sockets):
+            await ws.send_str(json.dumps(msg))
+        return msg
+
+    async def drop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+        self.sockets.clear()
+
+    async def stop(self) -> None:
+        await self.drop()
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def gotify() -> AsyncIterator[FakeGotify]:
+    server = FakeGotify()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _titles(js: Any) -> list[str]:
+    return [e.title for e in await stored_events(js) if e.kind == "gotify.message"]
+
+
+async def test_messages_arrive_as_events(services: Any, gotify: FakeGotify, js: Any) -> None:
+    svc = await services.start(gotify_url=gotify.url, gotify_client_token=TOKEN)
+    assert svc.gotify is not None
+    await wait_until(lambda: _ready(svc))
+    await gotify.push("disk alert", priority=8)
+    await wait_until(lambda: _has(js, 1))
+    [ev] = await stored_events(js)
+    assert (ev.kind, ev.severity, ev.source, ev.title) == (
+        "gotify.message",
+        "error",
+        "gotify",
+        "disk alert",
+    )
+
+
+async def test_dropped_connection_is_reestablished_without_gaps_or_duplicates(
+    services: Any, gotify: FakeGotify, js: Any
+) -> None:
+    svc = await services.start(gotify_url=gotify.url, gotify_client_token=TOKEN)
+    await wait_until(lambda: _ready(svc))
+    await gotify.push("m1")
+    await wait_until(lambda: _has(js, 1))
+    await gotify.drop()
+    await gotify.push("m2")  # while disconnected: must come from the REST backfill
+    await gotify.push("m3")
+    await wait_until(lambda: _connects(gotify, 2))
+    await wait_until(lambda: _ready(svc))
+    await gotify.push("m4")
+    await wait_until(lambda: _has(js, 4))
+    assert await _titles(js) == ["m1", "m2", "m3", "m4"]
+    assert svc.gotify is not None and svc.gotify.stats.connects >= 2
+
+
+async def test_restart_resumes_from_the_stored_cursor(
+    services: Any, gotify: FakeGotify, js: Any
+) -> None:
+    first = await services.start(gotify_url=gotify.url, gotify_client_token=TOKEN, health_port=0)
+    await wait_until(lambda: _ready(first))
+    await gotify.push("before")
+    await wait_until(lambda: _has(js, 1))
+    await services.stop(first)
+    await gotify.push("while down")
+    second = await services.start(gotify_url=gotify.url, gotify_client_token=TOKEN)
+    await wait_until(lambda: _ready(second))
+    await gotify.push("after")
+    await wait_until(lambda: _has(js, 3))
+    assert await _titles(js) == ["before", "while down", "after"]
+
+
+async def _ready(svc: Any) -> bool:
+    return svc.gotify is not None and svc.gotify.connected.is_set()
+
+
+async def _has(js: Any, n: int) -> bool:
+    return len(await _titles(js)) >= n
+
+
+async def _connects(server: FakeGotify, n: int) -> bool:
+    return server.connects >= n

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from proxbus_ingest_pve_ws.testing import stored_events
+
+BODY = {
+    "title": "vzdump backup status (pve1.example.com): backup failed",
+    "message": "100: ERROR: storage 'pbs' is not online",
+    "severity": "error",
+    "timestamp": 1_732_400_000,
+    "fields": {"type": "vzdump", "hostname": "pve1.example.com", "job-id": "backup-d1"},
+}
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+async def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"http://127.0.0.1:{port}/hooks/pve",
+            data=body,
+            headers={"Content-Type": "application/json", **headers},
+        ) as r,
+    ):
+        return r.status, await r.json()
+
+
+async def test_wrong_or_missing_secret_is_401(services: Any, js: Any) -> None:
+    svc = await services.start()
+    assert svc.health is not None
+    body = json.dumps(BODY).encode()
+    assert (await _post(svc.health.port, body, {"Authorization": "Bearer nope"}))[0] == 401
+    assert (await _post(svc.health.port, body, {}))[0] == 401
+    assert await stored_events(js) == []
+
+
+async def test_oversize_body_is_413(services: Any, js: Any) -> None:
+    svc = await services.start(pve_webhook_max_bytes=2048)
+    assert svc.health is not None
+    big = json.dumps({**BODY, "message": "x" * 5000}).encode()
+    assert (await _post(svc.health.port, big, AUTH))[0] == 413
+
+
+async def test_malformed_json_is_400_with_a_message(services: Any, js: Any) -> None:
+    svc = await services.start()
+    assert svc.health is not None
+    status, reply = await _post(svc.health.port, b'{"title": ', AUTH)
+    assert status == 400
+    assert "invalid JSON" in reply["message"]
+
+
+async def test_documented_body_is_stored_before_2xx(services: Any, js: Any) -> None:
+    svc = await services.start()
+    assert svc.health is not None
+    status, reply = await _post(svc.health.port, json.dumps(BODY).encode(), AUTH)
+    assert status == 202
+    [ev] = await stored_events(js)
+    assert ev.id == reply["id"]
+    assert (ev.kind, ev.node, ev.source) == ("backup.failed", "pve1", "pve-webhook")
+
+
+async def test_broker_outage_is_503_and_the_retry_is_stored_once(
+    services: Any, js: Any, nats_server: Any
+) -> None:
+    svc = await services.start()
+    assert svc.health is not None
+    body = json.dumps(BODY).encode()
+    nats_server.stop()
+    status, _ = await _post(svc.health.port, body, AUTH)
+    assert status == 503
+    nats_server.start()
+    # PVE retries: the first retries may still race the reconnect; the stored result counts.
+    for _ in range(40):
+        status, reply = await _post(svc.health.port, body, AUTH)
+        if status == 202:
+            break
+    assert status == 202
+    status2, reply2 = await _post(svc.health.port, body, AUTH)
+    assert (status2, reply2["status"]) == (202, "duplicate")
+    events = await stored_events(js)
+    assert [e.id for e in events] == [reply["id"]]

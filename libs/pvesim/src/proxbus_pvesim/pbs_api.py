@@ -17,6 +17,12 @@ _PERIODS = [("keep-hourly", "%Y%m%d%H"), ("keep-daily", "%Y%m%d"), ("keep-weekly
             ("keep-monthly", "%Y%m"), ("keep-yearly", "%Y")]
 
 
+def escape_wid(text: str) -> str:
+    """Systemd-style escaping PBS applies to worker ids (``:`` and ``/`` cannot appear)."""
+    return text.replace("\\", "\\x5c").replace("-", "\\x2d").replace("/", "-") \
+        .replace(":", "\\x3a")
+
+
 def _store(call: Call, *privs: str) -> Datastore:
     pbs = call.sim.lab.pbs
     name = str(call.params["store"])
@@ -146,7 +152,7 @@ async def verify(call: Call) -> Any:
               and p.get("backup-time", s.backup_time) == s.backup_time
               and not (p.get("ignore-verified") and s.verify_state == "ok")]
     wid = ds.name if "backup-id" not in p else \
-        f"{ds.name}:{p.get('backup-type', 'vm')}/{p['backup-id']}"
+        escape_wid(f"{ds.name}:{p.get('backup-type', 'vm')}/{p['backup-id']}")
 
     def finish(task: Task) -> int:
         bad = 0
@@ -209,7 +215,7 @@ async def prune(call: Call) -> Any:
         lines = [f"{r['backup-type']}/{r['backup-id']}/{r['backup-time']} "
                  f"{'keep' if r['keep'] else 'remove'}" for r in result]
         return call.sim.pbs_tasks.start(call.sim.pbs_name, "prune",
-                                        f"{ds.name}:{p['backup-type']}/{p['backup-id']}",
+                                        escape_wid(f"{ds.name}:{p['backup-type']}/{p['backup-id']}"),
                                         call.principal.authid, lambda t: 0, lines).upid
     return result
 

@@ -93,9 +93,13 @@ def _gen_pbs(rng: random.Random, name: str, guests: dict[int, Guest]) -> PbsServ
         for k in range(rng.randint(2, 5)):
             t = now - (k + 1) * 86400 - rng.randint(0, 3600)
             state = rng.choices(["ok", "failed", None], [0.8, 0.05, 0.15])[0]
+            upid = (f"UPID:{name}:{rng.randint(0x100, 0xFFFF):08X}:00000001:"
+                    f"{rng.randint(1, 0xFFFF):08X}:{t + 3600:08X}:verificationjob:"
+                    f"store1\\x3av\\x2ddaily:root@pam:") if state else None
             store.snapshots.append(
                 BackupSnapshot("vm" if g.kind == "qemu" else "ct", str(g.vmid), t,
-                               size=int(g.maxdisk * rng.uniform(0.1, 0.6)), verify_state=state)
+                               size=int(g.maxdisk * rng.uniform(0.1, 0.6)), verify_state=state,
+                               verify_upid=upid)
             )
     store.used = sum(s.size for s in store.snapshots) // 3
     return PbsServer(name, {store.name: store})

@@ -13,6 +13,9 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from .auth import ApiToken
 from .scenario import Scenario, build_lab, load_scenario
 from .simulator import Simulator
 
@@ -36,6 +39,21 @@ async def run_simulator(scenario: ScenarioLike = None, *, instant: bool = True,
                     admin_port=0 if admin else None, instant=instant, task_seconds=task_seconds)
     async with sim:
         yield sim
+
+
+def api_session(sim: Simulator, token: ApiToken | None = None, *,
+                service: str = "PVE") -> aiohttp.ClientSession:
+    """An aiohttp session trusting the simulator's CA with ``token`` (default: admin) set.
+
+    Paths are relative to the API root, e.g. ``await s.get("/api2/json/nodes")``.
+    """
+    tok = token or (sim.tokens.admin if service == "PVE" else sim.pbs_tokens.admin)
+    if sim.tls is None:
+        raise RuntimeError("simulator is not started")
+    connector = aiohttp.TCPConnector(ssl=sim.tls.client_context())
+    base = sim.pve_url if service == "PVE" else sim.pbs_url
+    return aiohttp.ClientSession(base_url=base, connector=connector,
+                                 headers={"Authorization": tok.header})
 
 
 class ThreadedSimulator:

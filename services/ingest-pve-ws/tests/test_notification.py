@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import pytest
@@ -98,10 +99,8 @@ def test_body_without_title_or_message_is_rejected() -> None:
     st.dictionaries(st.text(max_size=10), st.one_of(st.none(), st.integers(), st.text(max_size=50)))
 )
 def test_arbitrary_objects_give_an_event_or_notification_error(data: dict[str, object]) -> None:
-    try:
+    with contextlib.suppress(NotificationError):
         webhook_event(data, site="lab")
-    except NotificationError:
-        pass
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,169 @@
+"""Wiring: settings -> gateway (+ NATS, RPC, audit) -> stdio or HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from proxbus_events import connect_nats, ensure_streams
+
+from .auth import Caller, parse_scopes
+from .errors import ConfigError
+from .gateway import Gateway
+from .http_app import build_http_app, is_loopback
+from .mcp_server import GatewayMCPServer
+from .rpc import start_rpc
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "mcp-gateway"
+
+
+@dataclass(slots=True)
+class Running:
+    """What ``start_gateway`` set up; ``close()`` tears it down in reverse order."""
+
+    gateway: Gateway
+    nc: Any | None
+    rpc: Any | None
+
+    async def close(self) -> None:
+        if self.rpc is not None:
+            with contextlib.suppress(Exception):
+                await self.rpc.stop()
+        await self.gateway.close()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.drain(), 5)
+
+
+def check_bind(settings: Settings, gateway: Gateway) -> Caller | None:
+    """The anonymous caller (if allowed), or refuse an unauthenticated public listener.
+
+    Raises:
+        ConfigError: non-loopback address without tokens and without ``--insecure-no-auth``.
+    """
+    if gateway.tokens:
+        return None
+    if not is_loopback(settings.gateway_host) and not settings.insecure_no_auth:
+        raise ConfigError(
+            f"refusing to listen on {settings.gateway_host} without GATEWAY_TOKENS "
+            "(set tokens, bind 127.0.0.1, or pass --insecure-no-auth)"
+        )
+    return Caller("anonymous", parse_scopes(settings.stdio_scopes), "http")
+
+
+async def start_gateway(settings: Settings, env: Mapping[str, str] | None = None) -> Running:
+    """Build the gateway, connect NATS (optional), start audit and the RPC service.
+
+    Raises:
+        ConfigError: invalid configuration.
+    """
+    nc = js = None
+    if settings.nats_enabled:
+        try:
+            nc = await connect_nats(settings, name="proxbus-mcp-gateway")
+            js = nc.jetstream(timeout=5)
+            await ensure_streams(js, settings.stream_limits())
+        except Exception as exc:
+            log.warning("NATS unavailable (%s): no RPC, audit goes to the log, no event tools", exc)
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+            nc = js = None
+    gateway = Gateway.from_settings(settings, env, nc=nc, js=js)
+    gateway.start()
+    rpc = None
+    if nc is not None and settings.rpc_enabled:
+        rpc = await start_rpc(gateway, nc)
+    clusters = ", ".join(
+        f"{c.config.name}({c.config.mode})" for c in gateway.pool.clusters.values()
+    )
+    log.info(
+        "gateway ready: clusters %s; %d tools; read_only=%s",
+        clusters or "none",
+        len(gateway.tools_for()),
+        settings.read_only,
+    )
+    return Running(gateway, nc, rpc)
+
+
+class _Uvicorn(uvicorn.Server):
+    """Signals are owned by run_service: uvicorn must not install its own handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve_http(
+    settings: Settings,
+    stop: asyncio.Event,
+    env: Mapping[str, str] | None = None,
+    *,
+    sock: socket.socket | None = None,
+) -> None:
+    """Run the HTTP transports until ``stop`` is set."""
+    running = await start_gateway(settings, env)
+    try:
+        anonymous = check_bind(settings, running.gateway)
+        server = GatewayMCPServer(running.gateway, log_level=settings.log_level.upper())
+        app = build_http_app(
+            running.gateway,
+            server,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            anonymous=anonymous,
+        )
+        config = uvicorn.Config(
+            app,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,
+        )
+        web = _Uvicorn(config)
+        task = asyncio.create_task(web.serve(sockets=[sock] if sock else None))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        web.should_exit = True
+        stopper.cancel()
+        await task
+    finally:
+        await running.close()
+
+
+async def serve_stdio(
+    settings: Settings, stop: asyncio.Event, env: Mapping[str, str] | None = None
+) -> None:
+    """Run the stdio transport (one local client) until EOF or ``stop``."""
+    running = await start_gateway(settings, env)
+    try:
+        server = GatewayMCPServer(running.gateway, log_level="WARNING")
+        task = asyncio.create_task(server.run_stdio_async())
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if task not in done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await running.close()
+
+
+@contextlib.asynccontextmanager
+async def gateway_for_tests(settings: Settings, env: Mapping[str, str]) -> AsyncIterator[Running]:
+    running = await start_gateway(settings, env)
+    try:
+        yield running
+    finally:
+        await running.close()

@@ -1,0 +1,135 @@
+"""One audit record per tool call on ``proxbus.audit.<site>.<tool>`` (stream PROXBUS_AUDIT)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxbus_events import audit_subject
+
+log = logging.getLogger("proxbus.audit")
+
+_SECRET_KEY = re.compile(
+    r"secret|token|password|passwd|passphrase|cookie|ticket|apikey|api_key|"
+    r"private|sshkeys|authorization|credential",
+    re.IGNORECASE,
+)
+REDACTED = "***"
+MAX_QUEUE = 10_000
+
+
+def redact(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with secret-looking keys masked and long strings cut."""
+    if depth > 6:
+        return "…"
+    if isinstance(value, dict):
+        return {
+            str(k): (REDACTED if _SECRET_KEY.search(str(k)) else redact(v, depth + 1))
+            for k, v in list(value.items())[:64]
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v, depth + 1) for v in list(value)[:64]]
+    if isinstance(value, str) and len(value) > 512:
+        return value[:512] + "…"
+    return value
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    tool: str
+    caller: str
+    transport: str
+    arguments: dict[str, Any]
+    outcome: str
+    duration_ms: float
+    site: str
+    message: str | None = None
+    code: int | None = None
+    ts: float = field(default_factory=time.time)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "schema": "proxbus.audit/v1",
+                "ts": self.ts,
+                "site": self.site,
+                "tool": self.tool,
+                "caller": self.caller,
+                "transport": self.transport,
+                "arguments": redact(self.arguments),
+                "outcome": self.outcome,
+                "code": self.code,
+                "message": self.message,
+                "duration_ms": self.duration_ms,
+            },
+            default=str,
+            separators=(",", ":"),
+        ).encode()
+
+
+class AuditLog:
+    """Queues records and publishes them to JetStream in the background (bounded, counted).
+
+    Without NATS, records go to the ``proxbus.audit`` logger instead.
+    """
+
+    def __init__(self, js: Any | None, site: str, *, ack_timeout: float = 5.0) -> None:
+        self.js = js
+        self.site = site
+        self.ack_timeout = ack_timeout
+        self.published = 0
+        self.dropped = 0
+        self.failed = 0
+        self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(MAX_QUEUE)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.js is not None and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit-publisher")
+
+    def record(self, rec: AuditRecord) -> None:
+        if self.js is None:
+            log.info("audit %s", rec.to_json().decode())
+            return
+        try:
+            self._queue.put_nowait(rec)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("audit queue full: record of %s by %s dropped", rec.tool, rec.caller)
+
+    async def _run(self) -> None:
+        assert self.js is not None
+        while True:
+            rec = await self._queue.get()
+            subject = audit_subject(rec.site, rec.tool)
+            for attempt in range(5):
+                try:
+                    await self.js.publish(subject, rec.to_json(), timeout=self.ack_timeout)
+                    self.published += 1
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.failed += 1
+                    log.warning("audit publish failed (attempt %d): %s", attempt + 1, exc)
+                    await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+            else:
+                self.dropped += 1
+            self._queue.task_done()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush what is queued (up to ``timeout``) and stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

@@ -1,0 +1,193 @@
+"""The HTTP face: ``/mcp`` (streamable HTTP), ``/sse`` + ``/messages/`` (legacy SSE),
+``/health`` and ``/metrics``, behind bearer-token authentication."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .auth import Caller
+from .gateway import Gateway
+from .mcp_server import CALLER_STATE_KEY, GatewayMCPServer
+
+PUBLIC_PATHS = frozenset({"/health", "/metrics"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class BearerAuthMiddleware:
+    """401 + ``WWW-Authenticate: Bearer`` unless the request carries a configured token.
+
+    With no tokens configured (loopback or ``--insecure-no-auth``) every request gets
+    the ``anonymous`` caller.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway, anonymous: Caller | None) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.anonymous = anonymous
+        self.rejected = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        caller = self.anonymous
+        if self.gateway.tokens:
+            caller = None
+            for key, value in scope.get("headers", []):
+                if key == b"authorization":
+                    text = value.decode("latin-1")
+                    scheme, _, secret = text.partition(" ")
+                    if scheme.lower() == "bearer" and secret.strip():
+                        caller = self.gateway.tokens.lookup(secret.strip(), "http")
+                    break
+        if caller is None:
+            self.rejected += 1
+            body = json.dumps(
+                {"error": "unauthorized", "error_description": "a valid Bearer token is required"}
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", b'Bearer realm="proxbus", error="invalid_token"'),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        scope.setdefault("state", {})[CALLER_STATE_KEY] = caller
+        await self.app(scope, receive, send)
+
+
+def transport_security(gateway: Gateway, host: str, port: int) -> TransportSecuritySettings:
+    """Host/Origin validation (DNS rebinding): loopback names plus configured extras."""
+    s = gateway.settings
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
+        hosts += [host, f"{host}:{port}", f"{host}:*"]
+    hosts += [h.strip() for h in s.gateway_allowed_hosts.split(",") if h.strip()]
+    origins += [o.strip() for o in s.gateway_allowed_origins.split(",") if o.strip()]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+class PoolCollector(Collector):
+    """Breaker states, API request counts and cache stats at scrape time."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Any:
+        pool = self.gateway.pool
+        up = GaugeMetricFamily(
+            "proxbus_gateway_endpoint_up",
+            "1 unless the endpoint's circuit breaker is open",
+            labels=["cluster", "endpoint"],
+        )
+        reqs = CounterMetricFamily(
+            "proxbus_gateway_api_requests", "API requests sent", labels=["cluster", "endpoint"]
+        )
+        fails = CounterMetricFamily(
+            "proxbus_gateway_api_failures",
+            "API requests that failed (connection, timeout, 5xx)",
+            labels=["cluster", "endpoint"],
+        )
+        for e in pool.endpoint_status():
+            labels = [e["cluster"], e["endpoint"]]
+            up.add_metric(labels, 0 if e["state"] == "open" else 1)
+            reqs.add_metric(labels, e["requests"])
+            fails.add_metric(labels, e["failures"])
+        cache = CounterMetricFamily("proxbus_gateway_cache", "read cache events", labels=["event"])
+        st = pool.cache.stats
+        for name in ("hits", "misses", "coalesced", "invalidations"):
+            cache.add_metric([name], getattr(st, name))
+        audit = CounterMetricFamily("proxbus_gateway_audit", "audit records", labels=["result"])
+        a = self.gateway.audit
+        for name in ("published", "dropped", "failed"):
+            audit.add_metric([name], getattr(a, name))
+        metrics: list[Metric] = [up, reqs, fails, cache, audit]
+        yield from metrics
+
+
+def build_http_app(
+    gateway: Gateway,
+    server: GatewayMCPServer,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    anonymous: Caller | None = None,
+) -> ASGIApp:
+    """One Starlette app with every route, wrapped in bearer auth."""
+    security = transport_security(gateway, host, port)
+    streamable = server.streamable_http_app(
+        streamable_http_path="/mcp", transport_security=security, host=host
+    )
+    sse = server.sse_app(
+        sse_path="/sse", message_path="/messages/", transport_security=security, host=host
+    )
+    manager = server.session_manager
+    gateway.metrics.registry.register(PoolCollector(gateway))
+
+    async def health(_: Request) -> Response:
+        ok = gateway.pool.healthy()
+        body = {
+            "status": "ok" if ok else "degraded",
+            "site": gateway.site,
+            "endpoints": [
+                {k: e[k] for k in ("cluster", "endpoint", "state", "last_error")}
+                for e in gateway.pool.endpoint_status()
+            ],
+            "nats": bool(gateway.nc is not None and gateway.nc.is_connected),
+            "calls_in_flight": gateway.calls_in_flight,
+        }
+        # Degraded Proxmox endpoints are reported, not fatal: the gateway itself is alive.
+        return JSONResponse(body, status_code=200)
+
+    async def metrics(_: Request) -> Response:
+        return Response(
+            generate_latest(gateway.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    routes: list[Route | Mount] = [
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/mcp", endpoint=StreamableHTTPASGIApp(manager)),
+    ]
+    routes += [r for r in sse.routes if isinstance(r, Route | Mount)]
+    _ = streamable
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return BearerAuthMiddleware(app, gateway, anonymous)

@@ -1,0 +1,94 @@
+"""The MCP face of the gateway: tools/list and tools/call served from the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import (
+    CallToolRequestParams,
+    CallToolResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    TextContent,
+    Tool,
+    ToolAnnotations,
+)
+
+from .auth import Caller
+from .gateway import Gateway
+from .registry import ToolSpec
+
+CALLER_STATE_KEY = "proxbus_caller"
+INSTRUCTIONS = (
+    "Proxmox VE/PBS through proxbus. Read tools are safe. Disruptive actions return a PLAN "
+    "unless confirm=true: show the plan to the user first. Use wait=true to follow tasks. "
+    "proxmox_api reaches any other API path."
+)
+
+
+def tool_definition(spec: ToolSpec) -> Tool:
+    return Tool(
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        input_schema=spec.input_schema(),
+        output_schema=spec.output_schema,
+        annotations=ToolAnnotations(
+            title=spec.title,
+            read_only_hint=spec.read_only,
+            destructive_hint=spec.destructive,
+            idempotent_hint=spec.idempotent,
+            open_world_hint=spec.open_world,
+        ),
+    )
+
+
+class GatewayMCPServer(MCPServer[Any]):
+    """``MCPServer`` whose tools come from the gateway registry (one pipeline, audited)."""
+
+    def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
+        self.gateway = gateway
+        super().__init__(
+            name="proxbus-mcp-gateway", instructions=INSTRUCTIONS, version="0.1.0", **kwargs
+        )
+        self._definitions = {s.name: tool_definition(s) for s in gateway.registry.tools.values()}
+
+    def _caller(self, ctx: Any) -> Caller:
+        request = getattr(ctx, "request", None)
+        if request is None:
+            return self.gateway.stdio_caller
+        caller = request.scope.get("state", {}).get(CALLER_STATE_KEY)
+        if isinstance(caller, Caller):
+            return caller
+        # Only reachable if the auth middleware is bypassed: fail closed.
+        return Caller("unauthenticated", frozenset(), "http")
+
+    async def _handle_list_tools(
+        self, ctx: Any, params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        caller = self._caller(ctx)
+        return ListToolsResult(
+            tools=[self._definitions[s.name] for s in self.gateway.tools_for(caller)]
+        )
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        spec = self.gateway.registry.tools.get(name)
+        return None if spec is None else spec.input_schema()
+
+    async def _handle_call_tool(self, ctx: Any, params: CallToolRequestParams) -> CallToolResult:
+        caller = self._caller(ctx)
+        session = ctx.session
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            await session.report_progress(done, total, message)
+
+        outcome = await self.gateway.call(params.name, params.arguments, caller, progress)
+        if outcome.result is None:
+            return CallToolResult(
+                content=[TextContent(type="text", text=outcome.error or "error")], is_error=True
+            )
+        return CallToolResult(
+            content=[TextContent(type="text", text=outcome.result.text)],
+            structured_content=outcome.result.data,
+        )

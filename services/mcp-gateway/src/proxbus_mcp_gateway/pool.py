@@ -1,0 +1,571 @@
+"""The Proxmox API pool: proxmoxer clients per endpoint, run in a bounded thread pool.
+
+Every call has a timeout; reads retry with exponential backoff and fail over between the
+members of a cluster; a failing endpoint is skipped while its circuit breaker is open;
+hot reads are cached briefly and coalesced; any write invalidates its cluster's cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from proxmoxer import ProxmoxAPI
+from proxmoxer.core import AuthenticationError, ResourceException
+from urllib3.exceptions import InsecureRequestWarning, NewConnectionError
+
+from .breaker import CircuitBreaker
+from .cache import ReadCache
+from .config import ClusterConfig, Endpoint, Group
+from .errors import (
+    EndpointDown,
+    InvalidArgument,
+    NotFound,
+    ToolFailure,
+    UpstreamError,
+)
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+READ_METHODS = frozenset({"GET"})
+
+
+@dataclass(slots=True)
+class PoolOptions:
+    """Timeouts, retries and sizes (from :class:`Settings`)."""
+
+    api_timeout: float = 10.0
+    connect_timeout: float = 3.0
+    retries: int = 2
+    backoff: float = 0.2
+    workers: int = 16
+    breaker_failures: int = 3
+    breaker_cooldown: float = 15.0
+    cache_ttl: float = 2.0
+    membership_ttl: float = 30.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> PoolOptions:
+        return cls(
+            api_timeout=s.api_timeout,
+            connect_timeout=s.connect_timeout,
+            retries=s.api_retries,
+            backoff=s.retry_backoff,
+            workers=s.pool_workers,
+            breaker_failures=s.breaker_failures,
+            breaker_cooldown=s.breaker_cooldown,
+            cache_ttl=s.cache_ttl,
+            membership_ttl=s.membership_ttl,
+        )
+
+
+class _Transient(Exception):
+    """A failure worth retrying on another attempt or member (connection, timeout, 5xx)."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+@dataclass(slots=True)
+class EndpointClient:
+    """One endpoint: its proxmoxer client, breaker and counters."""
+
+    endpoint: Endpoint
+    api: Any
+    breaker: CircuitBreaker
+    requests: int = 0
+    failures: int = 0
+    last_ok: float | None = None
+    last_latency_ms: float | None = None
+
+    def status(self) -> dict[str, Any]:
+        b = self.breaker
+        return {
+            "endpoint": self.endpoint.name,
+            "address": self.endpoint.address,
+            "state": b.state,
+            "consecutive_failures": b.failures,
+            "last_error": b.last_error,
+            "retry_in_s": round(b.retry_in(), 1),
+            "requests": self.requests,
+            "failures": self.failures,
+            "last_latency_ms": self.last_latency_ms,
+        }
+
+
+@dataclass(slots=True)
+class GroupRuntime:
+    """A group's endpoints (configured + discovered) and its known nodes."""
+
+    config: Group
+    clients: list[EndpointClient]
+    nodes: set[str] = field(default_factory=set)
+    nodes_loaded_at: float = 0.0
+    preferred: int = 0
+
+
+@dataclass(slots=True)
+class ClusterRuntime:
+    config: ClusterConfig
+    groups: list[GroupRuntime]
+    pbs: dict[str, EndpointClient]
+
+
+def _make_api(ep: Endpoint, opts: PoolOptions) -> Any:
+    """A proxmoxer client with our adapter (pool size, optional certificate pinning)."""
+    from .tls import PoolAdapter
+
+    verify: bool | str = False if ep.fingerprint else ep.verify
+    if verify is False:
+        # Either pinned (checked by the adapter) or deliberately unverified (VERIFY_SSL=false).
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+    api = ProxmoxAPI(
+        ep.host,
+        port=ep.port,
+        user=ep.user,
+        token_name=ep.token_name,
+        token_value=ep.token_value,
+        service="PBS" if ep.product == "pbs" else "PVE",
+        verify_ssl=verify,
+        timeout=(opts.connect_timeout, opts.api_timeout),
+    )
+    session: requests.Session = api._store["session"]
+    session.mount("https://", PoolAdapter(opts.workers, ep.fingerprint))
+    return api
+
+
+def _split(path: str) -> list[str]:
+    return [seg for seg in path.strip("/").split("/") if seg]
+
+
+def describe_resource_error(exc: ResourceException) -> str:
+    """``403 Permission check failed (/vms/100, VM.PowerMgmt)`` style text, no secrets."""
+    code = exc.status_code
+    reason = str(exc.content or exc.status_message or "").strip()
+    errors = exc.errors
+    if isinstance(errors, dict) and errors:
+        detail = "; ".join(f"{k}: {str(v).strip()}" for k, v in sorted(errors.items()))
+        return f"{code} {reason}: {detail}" if reason else f"{code} {detail}"
+    if errors and not isinstance(errors, dict):
+        return f"{code} {reason}: {str(errors)[:300]}"
+    return f"{code} {reason}".strip()
+
+
+def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailure | _Transient:
+    """Turn proxmoxer/requests errors into a tool error or a retryable failure."""
+    if isinstance(exc, ResourceException):
+        text = describe_resource_error(exc)
+        code = int(exc.status_code)
+        if code >= 500 and code != 501:
+            return _Transient(f"{ep.name}: {text}", sent=True)
+        if code == 401:
+            return UpstreamError(
+                f"401 authentication failed: the API token {ep.user}!{ep.token_name} "
+                f"was refused by {ep.name}",
+                code=502,
+            )
+        if code == 403:
+            return ToolFailure(text, code=403)
+        if code in (404, 501):
+            return NotFound(text)
+        return ToolFailure(text, code=400 if code == 400 else code)
+    if isinstance(exc, AuthenticationError):
+        return UpstreamError(f"authentication failed on {ep.name}: {exc}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        hint = "certificate fingerprint mismatch" if ep.fingerprint else "certificate not trusted"
+        return UpstreamError(
+            f"TLS error talking to {ep.name} ({ep.address}): {hint}; set VERIFY_SSL to a CA file "
+            f"or pin it with {ep.name.upper().replace('-', '_')}_FINGERPRINT"
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return _Transient(f"{ep.name} ({ep.address}): connect timeout", sent=False)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return _Transient(f"{ep.name} ({ep.address}): no answer within the timeout", sent=sent)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        refused = _is_connect_failure(exc)
+        return _Transient(
+            f"{ep.name} ({ep.address}): "
+            + ("connection refused" if refused else "connection lost"),
+            sent=not refused,
+        )
+    if isinstance(exc, TimeoutError):
+        return _Transient(f"{ep.name} ({ep.address}): call timed out", sent=sent)
+    if isinstance(exc, ValueError):
+        return UpstreamError(f"{ep.name}: invalid answer ({exc})")
+    return UpstreamError(f"{ep.name}: {type(exc).__name__}")
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, NewConnectionError | ConnectionRefusedError):
+            return True
+        for arg in getattr(cur, "args", ()):
+            if isinstance(arg, BaseException) and _is_connect_failure_leaf(arg):
+                return True
+        cur = cur.__cause__ or cur.__context__ or getattr(cur, "reason", None)
+    return False
+
+
+def _is_connect_failure_leaf(exc: BaseException) -> bool:
+    if isinstance(exc, NewConnectionError | ConnectionRefusedError):
+        return True
+    reason = getattr(exc, "reason", None)
+    return isinstance(reason, NewConnectionError | ConnectionRefusedError)
+
+
+class ProxmoxPool:
+    """All configured clusters; async API over the synchronous proxmoxer clients."""
+
+    def __init__(self, clusters: Iterable[ClusterConfig], options: PoolOptions | None = None):
+        self.options = options or PoolOptions()
+        self.cache = ReadCache(self.options.cache_ttl)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.options.workers, thread_name_prefix="proxmox"
+        )
+        self.clusters: dict[str, ClusterRuntime] = {}
+        self.http_requests = 0
+        for cfg in clusters:
+            groups = [
+                GroupRuntime(
+                    config=g,
+                    clients=[self._client(ep) for ep in g.endpoints],
+                    nodes=set(g.nodes),
+                )
+                for g in cfg.groups
+            ]
+            pbs = {ep.name: self._client(ep) for ep in cfg.pbs}
+            self.clusters[cfg.name] = ClusterRuntime(cfg, groups, pbs)
+        self._discovery_lock = asyncio.Lock()
+
+    def _client(self, ep: Endpoint) -> EndpointClient:
+        return EndpointClient(
+            endpoint=ep,
+            api=_make_api(ep, self.options),
+            breaker=CircuitBreaker(self.options.breaker_failures, self.options.breaker_cooldown),
+        )
+
+    @property
+    def default_cluster(self) -> str | None:
+        return next(iter(self.clusters), None)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for cluster in self.clusters.values():
+            for client in self._all_clients(cluster):
+                session = client.api._store.get("session")
+                if session is not None:
+                    session.close()
+
+    @staticmethod
+    def _all_clients(cluster: ClusterRuntime) -> list[EndpointClient]:
+        return [c for g in cluster.groups for c in g.clients] + list(cluster.pbs.values())
+
+    # -- lookup --------------------------------------------------------------------------
+
+    def cluster(self, name: str | None) -> ClusterRuntime:
+        """The named cluster (or the default one).
+
+        Raises:
+            NotFound: no such cluster is configured.
+        """
+        if name is None:
+            name = self.default_cluster
+            if name is None:
+                raise NotFound("no Proxmox cluster is configured")
+        runtime = self.clusters.get(name)
+        if runtime is None:
+            known = ", ".join(self.clusters) or "none"
+            raise NotFound(f"unknown cluster {name!r} (configured: {known})")
+        return runtime
+
+    async def group_for_node(self, cluster: ClusterRuntime, node: str) -> GroupRuntime:
+        """The group serving ``node``.
+
+        Raises:
+            NotFound: ``node`` is not a member of any group of the cluster.
+        """
+        for group in cluster.groups:
+            if node in group.nodes:
+                return group
+        await self.refresh_membership(cluster)
+        for group in cluster.groups:
+            if node in group.nodes:
+                return group
+        raise NotFound(f"node {node} is not in cluster {cluster.config.name}")
+
+    async def refresh_membership(self, cluster: ClusterRuntime, *, force: bool = False) -> None:
+        """Learn each group's nodes (``/cluster/status`` or ``/nodes``), at most every TTL."""
+        async with self._discovery_lock:
+            now = time.monotonic()
+            for group in cluster.groups:
+                if not force and now - group.nodes_loaded_at < self.options.membership_ttl:
+                    continue
+                try:
+                    if group.config.clustered:
+                        status = await self._group_request(
+                            cluster, group, "GET", "/cluster/status", None
+                        )
+                        names = {
+                            str(item["name"])
+                            for item in status or []
+                            if item.get("type") == "node" and item.get("name")
+                        }
+                    else:
+                        nodes = await self._group_request(cluster, group, "GET", "/nodes", None)
+                        names = {str(item["node"]) for item in nodes or [] if item.get("node")}
+                except ToolFailure as exc:
+                    log.warning(
+                        "membership of %s/%s unknown: %s",
+                        cluster.config.name,
+                        group.config.name,
+                        exc.message,
+                    )
+                    continue
+                group.nodes = names | set(group.config.nodes)
+                group.nodes_loaded_at = now
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def request(
+        self,
+        cluster_name: str | None,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        node: str | None = None,
+        cache: bool = True,
+    ) -> Any:
+        """One API call in a cluster, routed to the group serving ``node`` (if given).
+
+        ``path`` must be built from validated parts. GETs are cached for the TTL and
+        coalesced; anything else invalidates the cluster's cache.
+
+        Raises:
+            ToolFailure: the call failed (with a message for the caller).
+        """
+        cluster = self.cluster(cluster_name)
+        if node is not None:
+            group = await self.group_for_node(cluster, node)
+        elif cluster.groups:
+            group = cluster.groups[0]
+        else:
+            raise NotFound(f"cluster {cluster.config.name} has no PVE endpoint")
+        return await self._cached(cluster, group, method, path, params, cache)
+
+    async def request_all(
+        self, cluster_name: str | None, path: str, params: dict[str, Any] | None = None
+    ) -> list[tuple[GroupRuntime, Any | ToolFailure]]:
+        """The same GET on every group of a cluster (standalone nodes each answer for themselves)."""
+        cluster = self.cluster(cluster_name)
+
+        async def one(group: GroupRuntime) -> tuple[GroupRuntime, Any | ToolFailure]:
+            try:
+                return group, await self._cached(cluster, group, "GET", path, params, True)
+            except ToolFailure as exc:
+                return group, exc
+
+        return list(await asyncio.gather(*(one(g) for g in cluster.groups)))
+
+    async def pbs_request(
+        self,
+        cluster_name: str | None,
+        server: str | None,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """One call to a PBS server of the cluster (the first one when ``server`` is None).
+
+        Raises:
+            ToolFailure: no such server, or the call failed.
+        """
+        cluster = self.cluster(cluster_name)
+        if not cluster.pbs:
+            raise NotFound(f"cluster {cluster.config.name} has no PBS server configured")
+        if server is None:
+            client = next(iter(cluster.pbs.values()))
+        else:
+            found = cluster.pbs.get(server)
+            if found is None:
+                names = ", ".join(cluster.pbs)
+                raise NotFound(
+                    f"PBS server {server} is not in cluster {cluster.config.name} "
+                    f"(configured: {names})"
+                )
+            client = found
+        scope = (cluster.config.name, "pbs", client.endpoint.name)
+        if method in READ_METHODS:
+            key = (method, path, _freeze(params))
+            return await self.cache.get_or_fetch(
+                scope, key, lambda: self._with_retries([client], method, path, params, None)
+            )
+        self.cache.invalidate(scope)
+        return await self._with_retries([client], method, path, params, None)
+
+    async def _cached(
+        self,
+        cluster: ClusterRuntime,
+        group: GroupRuntime,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        cache: bool,
+    ) -> Any:
+        scope = cluster.config.name
+        if method in READ_METHODS:
+            if not cache:
+                return await self._group_request(cluster, group, method, path, params)
+            key = (group.config.name, method, path, _freeze(params))
+            return await self.cache.get_or_fetch(
+                scope, key, lambda: self._group_request(cluster, group, method, path, params)
+            )
+        self.cache.invalidate(scope)
+        try:
+            return await self._group_request(cluster, group, method, path, params)
+        finally:
+            self.cache.invalidate(scope)
+
+    async def _group_request(
+        self,
+        cluster: ClusterRuntime,
+        group: GroupRuntime,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+    ) -> Any:
+        order = group.clients[group.preferred :] + group.clients[: group.preferred]
+        return await self._with_retries(order, method, path, params, group)
+
+    async def _with_retries(
+        self,
+        clients: list[EndpointClient],
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        group: GroupRuntime | None,
+    ) -> Any:
+        idempotent = method in READ_METHODS
+        attempts = 1 + (self.options.retries if idempotent else 0)
+        errors: list[str] = []
+        skipped: list[str] = []
+        for attempt in range(attempts):
+            tried_any = False
+            for client in clients:
+                if not client.breaker.allow():
+                    if client.endpoint.name not in skipped:
+                        skipped.append(client.endpoint.name)
+                    continue
+                tried_any = True
+                try:
+                    result = await self._call(client, method, path, params)
+                except _Transient as exc:
+                    errors.append(str(exc))
+                    if exc.sent and not idempotent:
+                        raise UpstreamError(
+                            f"{exc} (the request may have been applied; check the task list)"
+                        ) from None
+                    continue
+                if group is not None:
+                    group.preferred = group.clients.index(client)
+                return result
+            if not tried_any:
+                break
+            if attempt + 1 < attempts:
+                await asyncio.sleep(self.options.backoff * (2**attempt))
+        if errors:
+            raise UpstreamError("; ".join(dict.fromkeys(errors)), code=502)
+        down = ", ".join(skipped) or "none"
+        raise EndpointDown(f"all endpoints are marked down (circuit open): {down}")
+
+    async def _call(
+        self, client: EndpointClient, method: str, path: str, params: dict[str, Any] | None
+    ) -> Any:
+        ep = client.endpoint
+        segments = _split(path)
+        args = dict(params or {})
+
+        def run() -> Any:
+            resource = client.api(segments) if segments else client.api
+            if method == "GET":
+                return resource.get(**args)
+            if method == "POST":
+                return resource.post(**args)
+            if method == "PUT":
+                return resource.put(**args)
+            if method == "DELETE":
+                return resource.delete(**args)
+            raise InvalidArgument(f"unsupported method {method}")
+
+        loop = asyncio.get_running_loop()
+        client.requests += 1
+        self.http_requests += 1
+        started = time.perf_counter()
+        try:
+            # The requests timeout bounds the socket; this bounds queueing in the pool too.
+            budget = self.options.connect_timeout + self.options.api_timeout + 2.0
+            result = await asyncio.wait_for(loop.run_in_executor(self._executor, run), budget)
+        except InvalidArgument:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            mapped = map_exception(exc, ep, sent=True)
+            if isinstance(mapped, _Transient):
+                client.failures += 1
+                client.breaker.record_failure(str(mapped))
+                if client.breaker.state != "closed":
+                    log.warning("endpoint %s marked down: %s", ep.name, mapped)
+                raise mapped from None
+            client.breaker.record_success()  # it answered, even if with an error
+            raise mapped from None
+        client.breaker.record_success()
+        client.last_ok = time.time()
+        client.last_latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        return result
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def endpoint_status(self) -> list[dict[str, Any]]:
+        """Every endpoint with its breaker state (for list_clusters / health)."""
+        out = [
+            {"cluster": name, "group": group.config.name, "product": "pve", **client.status()}
+            for name, cluster in self.clusters.items()
+            for group in cluster.groups
+            for client in group.clients
+        ]
+        out += [
+            {"cluster": name, "group": "pbs", "product": "pbs", **client.status()}
+            for name, cluster in self.clusters.items()
+            for client in cluster.pbs.values()
+        ]
+        return out
+
+    def healthy(self) -> bool:
+        """False when some group has no endpoint with a closed or half-open breaker."""
+        for cluster in self.clusters.values():
+            for group in cluster.groups:
+                if all(c.breaker.state == "open" for c in group.clients):
+                    return False
+        return True
+
+
+def _freeze(params: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    if not params:
+        return ()
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+PathBuilder = Callable[..., str]

@@ -1,0 +1,68 @@
+"""The same tools over NATS request/reply: micro service ``proxbus-gateway``, ``proxbus.rpc.<tool>``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+from proxbus_events import CALLER_HEADER, RPC_SERVICE_NAME, rpc_subject
+
+from .gateway import Gateway
+
+log = logging.getLogger(__name__)
+MAX_REQUEST = 256 * 1024
+
+
+async def start_rpc(gateway: Gateway, nc: Any) -> Service:
+    """Register one endpoint per tool; callers get the ``RPC_SCOPES`` scopes."""
+    service = await add_service(
+        nc,
+        name=RPC_SERVICE_NAME,
+        version="0.1.0",
+        description="proxbus MCP gateway tools over NATS",
+        queue_group="proxbus-gateway",
+    )
+    for spec in gateway.tools_for():
+        await service.add_endpoint(
+            name=spec.name,
+            subject=rpc_subject(spec.name),
+            handler=_handler(gateway, spec.name),
+            metadata={"scope": spec.scope, "destructive": str(spec.destructive).lower()},
+        )
+    log.info(
+        "RPC service %s: %d tools on proxbus.rpc.*", RPC_SERVICE_NAME, len(gateway.tools_for())
+    )
+    return service
+
+
+def _handler(gateway: Gateway, tool: str) -> Any:
+    async def handle(req: Request) -> None:
+        caller = gateway.rpc_caller((req.headers or {}).get(CALLER_HEADER, "unknown"))
+        if len(req.data) > MAX_REQUEST:
+            await _error(req, 413, "request too large")
+            return
+        try:
+            args = json.loads(req.data) if req.data else {}
+        except ValueError:
+            args = None
+        if not isinstance(args, dict):
+            outcome = await gateway.call(tool, {"_invalid_body": True}, caller)
+            await _error(req, 400, "request body must be a JSON object of tool arguments")
+            return
+        outcome = await gateway.call(tool, args, caller)
+        if outcome.result is None:
+            await _error(req, outcome.code, outcome.error or "error")
+            return
+        await req.respond(json.dumps(outcome.result.data, default=str).encode())
+
+    return handle
+
+
+async def _error(req: Request, code: int, message: str) -> None:
+    # Header values are single-line; the body keeps the full text (e.g. a task's log tail).
+    header = " | ".join(line for line in message.splitlines() if line.strip())[:1024]
+    await req.respond_error(str(code), header, json.dumps({"error": message}).encode())

@@ -1,0 +1,84 @@
+"""``proxmox_api``: the rest of the PVE/PBS API, validated against the vendored schema."""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .. import schema
+from ..errors import Forbidden
+from ..registry import CallContext, Registry, ToolInput, ToolResult
+from ._common import ClusterArg, plan
+from .pbs import ServerArg
+
+
+def register(reg: Registry) -> None:
+    class ApiIn(ToolInput):
+        method: Literal["GET", "POST", "PUT", "DELETE"] = "GET"
+        path: str = Field(
+            pattern=r"^/[A-Za-z0-9_./:@!=+{}-]*$",
+            max_length=512,
+            description="e.g. /nodes/pve1/disks/list",
+        )
+        params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+        product: Literal["pve", "pbs"] = "pve"
+        cluster: ClusterArg = None
+        server: ServerArg = None
+        confirm: bool = Field(default=False, description="Required for non-GET")
+
+    @reg.tool(
+        "proxmox_api",
+        "Proxmox API call",
+        "Any PVE/PBS API path (official schema-checked). GET needs read; POST/PUT/DELETE "
+        "need operate (guest/task paths) or admin, plus confirm=true (else a plan).",
+        destructive=True,
+        idempotent=False,
+    )
+    async def proxmox_api(ctx: CallContext, args: ApiIn) -> ToolResult:
+        call = schema.resolve(args.product, args.method, args.path, dict(args.params))
+        caller = ctx.caller
+        scope = schema.required_scope(call)
+        if ctx.gateway.settings.read_only and scope != "read":
+            raise Forbidden("forbidden: READ_ONLY=true allows only GET through proxmox_api")
+        caller.require_scope(scope, f"{call.method} {call.template}")
+        if caller.restricted:
+            if call.node is None and caller.token and caller.token.nodes is not None:
+                raise Forbidden(
+                    f"forbidden: '{caller.name}' is limited to some nodes; "
+                    f"{call.template} is not node-scoped"
+                )
+            if call.vmid is None and caller.token and caller.token.vmids is not None:
+                raise Forbidden(
+                    f"forbidden: '{caller.name}' is limited to some guests; "
+                    f"{call.template} is not guest-scoped"
+                )
+        if call.node is not None and args.product == "pve":
+            caller.require_node(call.node)
+        if call.vmid is not None:
+            caller.require_vmid(call.vmid)
+        if call.method != "GET" and not args.confirm:
+            return plan(
+                call.method,
+                call.path,
+                {"template": call.template, "params": call.params, "permission": call.permission},
+                f"sends {call.method} {call.path} to the {args.product.upper()} API",
+            )
+        pool = ctx.gateway.pool
+        result: Any
+        if args.product == "pbs":
+            result = await pool.pbs_request(
+                args.cluster, args.server, call.method, call.path, call.params or None
+            )
+        else:
+            node = call.node if call.node else None
+            result = await pool.request(
+                args.cluster, call.method, call.path, call.params or None, node=node
+            )
+        text = _render(result)
+        return ToolResult({"method": call.method, "path": call.path, "data": result}, text)
+
+
+def _render(result: Any, limit: int = 6000) -> str:
+    import json
+
+    text = json.dumps(result, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[:limit] + "…(truncated; see structuredContent)"

@@ -1,0 +1,146 @@
+"""Validators for everything that ends up in a Proxmox URL path (pure, no I/O).
+
+They run before any path is built: a value that fails here never produces an HTTP request.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidArgument
+
+NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+STORAGE_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9]$")
+SNAPSHOT_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{1,39}$")
+DATASTORE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")
+CLUSTER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# PVE: UPID:node:pid:pstart:starttime:type:id:user:  PBS adds a task-id field after pstart.
+UPID_RE = re.compile(
+    r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)"
+    r":[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,16}:(?:[0-9A-Fa-f]{8,16}:)?[0-9A-Fa-f]{8}"
+    r":(?P<type>[A-Za-z0-9_-]{1,64}):(?P<id>[A-Za-z0-9_.@\\-]{0,128})"
+    r":(?P<user>[A-Za-z0-9_.@!\\-]{1,128}):$"
+)
+VMID_MIN = 100
+VMID_MAX = 999_999_999
+
+_PATH_TRICKS = ("..", "%", "\\", "\n", "\r", "\t", "\x00", "?", "#", "//")
+
+
+def node_name(value: str) -> str:
+    """A PVE/PBS node name (host name label).
+
+    Raises:
+        InvalidArgument: not a valid node name.
+    """
+    if not isinstance(value, str) or not NODE_RE.fullmatch(value):
+        raise InvalidArgument(f"invalid node name {_show(value)}: expected a host name label")
+    return value
+
+
+def vmid(value: int | str) -> int:
+    """A guest id in 100..999999999.
+
+    Raises:
+        InvalidArgument: not an integer in range.
+    """
+    if isinstance(value, bool):
+        raise InvalidArgument(f"invalid vmid {_show(value)}")
+    if isinstance(value, str):
+        if not value.isdigit() or len(value) > 9:
+            raise InvalidArgument(f"invalid vmid {_show(value)}: expected 100..999999999")
+        value = int(value)
+    if not isinstance(value, int) or not VMID_MIN <= value <= VMID_MAX:
+        raise InvalidArgument(f"invalid vmid {_show(value)}: expected 100..999999999")
+    return value
+
+
+def storage_id(value: str) -> str:
+    """A PVE storage id.
+
+    Raises:
+        InvalidArgument: not a valid storage id.
+    """
+    if not isinstance(value, str) or not STORAGE_RE.fullmatch(value):
+        raise InvalidArgument(f"invalid storage id {_show(value)}")
+    return value
+
+
+def snapshot_name(value: str) -> str:
+    """A snapshot name (PVE ``pve-configid``, 2-40 chars, starting with a letter).
+
+    Raises:
+        InvalidArgument: not a valid snapshot name.
+    """
+    if not isinstance(value, str) or not SNAPSHOT_RE.fullmatch(value) or value == "current":
+        raise InvalidArgument(
+            f"invalid snapshot name {_show(value)}: 2-40 chars [A-Za-z0-9_-], starting with a letter"
+        )
+    return value
+
+
+def datastore_name(value: str) -> str:
+    """A PBS datastore name.
+
+    Raises:
+        InvalidArgument: not a valid datastore name.
+    """
+    if not isinstance(value, str) or not DATASTORE_RE.fullmatch(value):
+        raise InvalidArgument(f"invalid datastore name {_show(value)}")
+    return value
+
+
+def upid(value: str) -> str:
+    """A PVE or PBS task id (UPID).
+
+    Raises:
+        InvalidArgument: not a well-formed UPID.
+    """
+    if not isinstance(value, str) or not UPID_RE.fullmatch(value):
+        raise InvalidArgument(f"invalid UPID {_show(value)}")
+    return value
+
+
+def upid_node(value: str) -> str:
+    """The node a UPID ran on."""
+    m = UPID_RE.fullmatch(upid(value))
+    assert m is not None
+    return m.group("node")
+
+
+def api_path(path: str) -> str:
+    """A raw API path for ``proxmox_api``: absolute, no traversal or encoding tricks.
+
+    Raises:
+        InvalidArgument: the path contains ``..``, ``%``, backslashes, control characters...
+    """
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > 512:
+        raise InvalidArgument(f"invalid API path {_show(path)}: must start with /")
+    if path.startswith("/api2/"):
+        raise InvalidArgument("give the path without the /api2/json prefix, e.g. /nodes")
+    for trick in _PATH_TRICKS:
+        if trick in path:
+            raise InvalidArgument(f"invalid API path {_show(path)}: contains {trick!r}")
+    if any(ord(c) < 0x20 or ord(c) > 0x7E for c in path):
+        raise InvalidArgument(f"invalid API path {_show(path)}: non-printable characters")
+    segments = path.strip("/").split("/") if path != "/" else []
+    for seg in segments:
+        if seg in ("", ".", ".."):
+            raise InvalidArgument(f"invalid API path {_show(path)}: empty or dot segment")
+    return "/" + "/".join(segments)
+
+
+def cluster_name(value: str) -> str:
+    """A configured cluster/site name.
+
+    Raises:
+        InvalidArgument: not a valid cluster name.
+    """
+    if not isinstance(value, str) or not CLUSTER_RE.fullmatch(value):
+        raise InvalidArgument(f"invalid cluster name {_show(value)}")
+    return value
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

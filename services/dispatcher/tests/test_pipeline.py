@@ -1,0 +1,266 @@
+"""End to end against a real nats-server and recording HTTP/SMTP targets."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from datetime import timedelta
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from proxbus_dispatcher.dlq import dlq_list, dlq_replay
+from proxbus_events import Matcher, Silence, SilenceStore
+from proxbus_events.testing import free_port
+
+from .conftest import ev, publish, wait_until
+
+
+def hooks(sink_url: str, *, extra: str = "", **opts: Any) -> str:
+    options = "".join(f"    {k}: {v}\n" for k, v in opts.items())
+    return f"""\
+receivers:
+  - name: hook
+    type: webhook
+    url: {sink_url}/hook
+    secret: s3cret
+    headers: {{X-Team: infra}}
+    backoff_base: 50ms
+{options}{extra}"""
+
+
+async def test_routing_matrix_delivers_to_discord_gotify_and_webhook(dispatcher, sink, js) -> None:
+    discord, gotify, hook = await sink(), await sink(), await sink()
+    await dispatcher(f"""\
+receivers:
+  - {{name: discord, type: discord, url: "{discord.url}/api/webhooks/1/tok"}}
+  - {{name: gotify, type: gotify, url: "{gotify.url}", token: apptoken}}
+  - {{name: hook, type: webhook, url: "{hook.url}/hook", secret: s3cret, headers: {{X-Team: infra}}}}
+route:
+  receiver: hook
+  routes:
+    - matchers: ["severity>=critical"]
+      receiver: discord
+      continue: true
+    - matchers: ["node=pve1", "kind=vm.*"]
+      receiver: gotify
+""")
+    crit = ev(severity="critical", kind="node.fenced", node="pve2", title="node pve2 fenced")
+    vm = ev(severity="info", kind="vm.started", node="pve1", vmid=100, title="VM 100 started")
+    other = ev(severity="warning", kind="vm.started", node="pve3", title="VM 200 started")
+    await publish(js, crit, vm, other)
+    await wait_until(lambda: len(discord.requests) == 1 and len(gotify.requests) == 1 and len(hook.requests) == 1)
+    await asyncio.sleep(0.2)
+    assert (len(discord.requests), len(gotify.requests), len(hook.requests)) == (1, 1, 1)
+    # critical: discord (continue), then no other child matches; as in Alertmanager the parent
+    # (root → hook) is not used once a child matched
+    embed = discord.requests[0].json["embeds"][0]
+    assert embed["color"] == 0x8E0000
+    assert "node pve2 fenced" in embed["title"]
+    assert {"name": "node", "value": "pve2", "inline": True} in embed["fields"]
+    assert discord.requests[0].query == {"wait": "true"}
+    g = gotify.requests[0]
+    assert g.path == "/message" and g.query == {"token": "apptoken"}
+    assert g.json["priority"] == 2
+    assert g.json["extras"]["client::display"] == {"contentType": "text/markdown"}
+    assert vm.id in g.json["extras"]["proxbus::event"]["ids"]
+    r = hook.requests[0]
+    assert r.json["event"]["id"] == other.id
+    assert r.headers["X-Proxbus-Signature"] == "sha256=" + hmac.new(b"s3cret", r.body, hashlib.sha256).hexdigest()
+    assert r.headers["X-Team"] == "infra"
+
+
+async def test_ten_events_within_group_wait_give_one_notification_listing_ten(dispatcher, sink, js) -> None:
+    hook = await sink()
+    await dispatcher(hooks(hook.url, extra="""\
+route: {receiver: hook, group_by: [node], group_wait: 300ms, group_interval: 1s, repeat_interval: 0s}
+"""))
+    events = [ev(title=f"backup of {100 + i} failed", vmid=100 + i, kind="backup.failed") for i in range(10)]
+    await publish(js, *events)
+    await wait_until(lambda: len(hook.requests) >= 1)
+    await asyncio.sleep(0.5)  # a second notification would have arrived by now (group_wait)
+    assert len(hook.requests) == 1
+    body = hook.requests[0].json
+    assert body["count"] == 10
+    assert sorted(e["id"] for e in body["events"]) == sorted(e.id for e in events)
+    assert body["group_labels"] == {"node": "pve1"}
+    assert body["title"].startswith("[ERROR] 10 events")
+
+
+async def test_same_fingerprint_within_repeat_interval_is_deduped_and_counted(dispatcher, sink, js, nc) -> None:
+    hook = await sink()
+    service = await dispatcher(hooks(hook.url, extra="route: {receiver: hook, repeat_interval: 1h}\n"))
+    suppressed: list[bytes] = []
+
+    async def record(msg: Any) -> None:
+        suppressed.append(msg.data)
+
+    sub = await nc.subscribe("proxbus.suppressed.>", cb=record)
+    first = ev(title="backup of 100 failed at 10:00:00", vmid=100)
+    repeat = ev(title="backup of 100 failed at 10:05:00", vmid=100)
+    different = ev(title="backup of 100 failed at 10:05:00", vmid=101)
+    await publish(js, first, repeat, different)
+    await wait_until(lambda: len(hook.requests) == 2 and len(suppressed) == 1)
+    assert {r.json["event"]["id"] for r in hook.requests} == {first.id, different.id}
+    assert b'"reason": "deduped"' in suppressed[0] and repeat.id.encode() in suppressed[0]
+    metrics = service.registry.get_sample_value("proxbus_dispatcher_suppressed_total", {"reason": "deduped"})
+    assert metrics == 1
+    await sub.unsubscribe()
+
+
+async def test_silence_mutes_and_its_expiry_unmutes(dispatcher, sink, js) -> None:
+    hook = await sink()
+    service = await dispatcher(hooks(hook.url, extra="route: {receiver: hook, repeat_interval: 0s}\n"))
+    store = await SilenceStore.open(js)
+    silence = await store.add(
+        Silence.for_duration([Matcher.parse("node=pve1"), Matcher.parse("kind=vm.*")], timedelta(hours=1), "test")
+    )
+    assert service.dispatcher is not None
+    await wait_until(lambda: silence.id in service.dispatcher.silences.silences)  # type: ignore[union-attr]
+    muted = ev(kind="vm.stopped", title="VM 100 stopped")
+    other_node = ev(kind="vm.stopped", node="pve2", title="VM 200 stopped")
+    await publish(js, muted, other_node)
+    await wait_until(lambda: len(hook.requests) == 1)
+    await wait_until(
+        lambda: service.registry.get_sample_value("proxbus_dispatcher_suppressed_total", {"reason": "silenced"}) == 1
+    )
+    assert hook.requests[0].json["event"]["id"] == other_node.id
+    await store.expire(silence.id)
+    await wait_until(lambda: service.dispatcher.silences.active == 0)  # type: ignore[union-attr]
+    unmuted = ev(kind="vm.stopped", title="VM 101 stopped")
+    await publish(js, unmuted)
+    await wait_until(lambda: len(hook.requests) == 2)
+    assert hook.requests[1].json["event"]["id"] == unmuted.id
+
+
+async def test_node_offline_inhibits_that_nodes_vm_events(dispatcher, sink, js) -> None:
+    hook = await sink()
+    service = await dispatcher(hooks(hook.url, extra="""\
+route: {receiver: hook, repeat_interval: 0s}
+inhibit_rules:
+  - {source_matchers: [kind=node.offline], target_matchers: ["kind=vm.*"], equal: [node], duration: 1m}
+"""))
+    offline = ev(kind="node.offline", severity="warning", node="pve2", title="node pve2 offline")
+    inhibited = ev(kind="vm.crashed", node="pve2", title="VM 200 crashed")
+    elsewhere = ev(kind="vm.crashed", node="pve1", title="VM 100 crashed")
+    await publish(js, offline, inhibited, elsewhere)
+    await wait_until(lambda: len(hook.requests) == 2)
+    await wait_until(
+        lambda: service.registry.get_sample_value("proxbus_dispatcher_suppressed_total", {"reason": "inhibited"}) == 1
+    )
+    assert {r.json["event"]["id"] for r in hook.requests} == {offline.id, elsewhere.id}
+
+
+async def test_discord_429_retry_after_is_honoured(dispatcher, sink, js) -> None:
+    discord = await sink(rate_limit_first=1, retry_after=0.4)
+    await dispatcher(f"""\
+receivers:
+  - {{name: discord, type: discord, url: "{discord.url}/api/webhooks/1/tok", backoff_base: 10ms}}
+route: {{receiver: discord}}
+""")
+    started = time.monotonic()
+    await publish(js, ev())
+    await wait_until(lambda: len(discord.requests) == 1)
+    assert discord.attempts == 2
+    assert time.monotonic() - started >= 0.4
+
+
+async def test_target_down_for_five_attempts_gets_it_once_after_recovery(dispatcher, sink, js) -> None:
+    hook = await sink(fail_first=5)
+    service = await dispatcher(hooks(hook.url, extra="route: {receiver: hook}\n"))
+    event = ev()
+    await publish(js, event)
+    await wait_until(lambda: len(hook.requests) == 1)
+    await asyncio.sleep(0.3)
+    assert hook.attempts == 6
+    assert [r.json["event"]["id"] for r in hook.requests] == [event.id]
+    assert service.registry.get_sample_value("proxbus_dispatcher_notifications_total", {"receiver": "hook", "outcome": "retry"}) == 5
+
+
+async def test_target_always_down_goes_to_dlq_and_replay_delivers_it(dispatcher, sink, js) -> None:
+    hook = await sink(always_fail=True)
+    await dispatcher(hooks(hook.url, max_attempts=3, extra="route: {receiver: hook}\n"))
+    event = ev(title="will be dead-lettered")
+    await publish(js, event)
+    entries: list[Any] = []
+
+    async def dead() -> bool:
+        entries[:] = await dlq_list(js, "hook")
+        return bool(entries)
+
+    deadline = time.monotonic() + 10
+    while not await dead():
+        assert time.monotonic() < deadline, "no dead letter"
+        await asyncio.sleep(0.05)
+    assert hook.attempts == 3
+    letter = entries[0].letter
+    assert letter.attempts == 3 and "HTTP 503" in letter.error and "max attempts" in letter.error
+    assert letter.notification.events[0].id == event.id
+    hook.always_fail = False
+    replayed = await dlq_replay(js, "hook")
+    assert len(replayed) == 1
+    await wait_until(lambda: len(hook.requests) == 1)
+    assert hook.requests[0].json["event"]["id"] == event.id
+    assert await dlq_list(js, "hook") == []
+    await asyncio.sleep(0.3)
+    assert len(hook.requests) == 1
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook name
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+async def test_email_goes_out_with_text_and_html(dispatcher, js) -> None:
+    recorder = _Recorder()
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        await dispatcher(f"""\
+receivers:
+  - name: mail
+    type: email
+    host: 127.0.0.1
+    port: {port}
+    security: none
+    from: proxbus@example.org
+    to: [ops@example.org, oncall@example.org]
+route: {{receiver: mail}}
+""")
+        await publish(js, ev(title="backup failed <vm 100>", message="ERROR: job failed"))
+        await wait_until(lambda: len(recorder.messages) == 1)
+        msg = recorder.messages[0]
+        assert msg["Subject"] == "[ERROR] backup failed <vm 100>"
+        assert msg["To"] == "ops@example.org, oncall@example.org"
+        parts = {p.get_content_type(): p.get_payload(decode=True) for p in msg.walk() if not p.is_multipart()}
+        assert b"ERROR: job failed" in parts["text/plain"]
+        assert b"backup failed &lt;vm 100&gt;" in parts["text/html"]
+    finally:
+        controller.stop()
+
+
+async def test_seed_toggles_route_every_event_at_min_severity_to_every_enabled_notifier(dispatcher, sink, js) -> None:
+    hook, gotify = await sink(), await sink()
+    await dispatcher(
+        None,
+        webhook_out_enabled=True,
+        webhook_url=f"{hook.url}/hook",
+        gotify_out_enabled=True,
+        gotify_url=gotify.url,
+        gotify_token="tok",
+        min_severity="warning",
+    )
+    await publish(js, ev(severity="info", title="quiet"), ev(severity="warning", title="loud"))
+    await wait_until(lambda: len(hook.requests) == 1 and len(gotify.requests) == 1)
+    await asyncio.sleep(0.2)
+    assert len(hook.requests) == 1
+    assert hook.requests[0].json["event"]["title"] == "loud"
+    assert gotify.requests[0].json["title"] == "[WARNING] loud"

@@ -385,7 +385,7 @@ RULES: list[Rule] = [
          r"oom-kill:.*?task_memcg=(?P<cgroup>[^,\s]*),task=(?P<task>[^,]*),pid=(?P<pid>\d+)",
          "oom.kill", _oom_cgroup),
     rule("oom-killed", r"kernel",
-         r"Out of memory: Kill(?:ed)? process (?P<pid>\d+) \((?P<task>[^)]*)\)", "oom.kill",
+         r"[Oo]ut of memory: Kill(?:ed)? process (?P<pid>\d+) \((?P<task>[^)]*)\)", "oom.kill",
          _oom_killed),
     # storage full (before disk errors: "No space left" is not a broken disk)
     rule("no-space", r".*", r"No space left on device", "storage.full"),
@@ -397,7 +397,7 @@ RULES: list[Rule] = [
          "storage.full"),
     # disks, ZFS, SMART
     rule("kernel-io-error", r"kernel",
-         r"(?:critical \w+ |)I/O error, dev (?P<dev>[\w-]+), sector", "disk.error", _disk),
+         r"(?:I/O|critical medium|critical target) error, dev (?P<dev>[\w-]+), sector", "disk.error", _disk),
     rule("kernel-buffer-io", r"kernel", r"Buffer I/O error on (?:dev|device) (?P<dev>[\w-]+)",
          "disk.error", _disk),
     rule("kernel-fs-error", r"kernel",

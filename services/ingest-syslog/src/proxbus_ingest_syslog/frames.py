@@ -18,19 +18,21 @@ class Frame:
 class SyslogFramer:
     """Splits one TCP connection's byte stream into frames.
 
-    The framing is detected per frame, as rsyslog does: a frame that starts with a digit
-    is octet counted (``MSG-LEN SP MSG``, RFC 6587 3.4.1); anything else ends at LF or NUL
-    (3.4.2; a trailing CR is removed). A frame longer than ``max_frame`` bytes is cut to
+    The framing is detected per connection from its first byte: a digit means octet
+    counting (``MSG-LEN SP MSG``, RFC 6587 3.4.1), anything else (``<``) LF or NUL
+    terminated frames (3.4.2; a trailing CR is removed). On an octet-counting connection a
+    frame without a valid length is read up to the next LF/NUL, to resynchronise. A frame longer than ``max_frame`` bytes is cut to
     ``max_frame`` and flagged; the rest of it is discarded. Never raises on any input.
     """
 
-    __slots__ = ("_buf", "_discard_line", "_skip", "max_frame")
+    __slots__ = ("_buf", "_discard_line", "_octet", "_skip", "max_frame")
 
     def __init__(self, max_frame: int = 64 * 1024) -> None:
         self.max_frame = max_frame
         self._buf = b""
         self._skip = 0  # bytes of an oversize octet-counted frame still to discard
         self._discard_line = False  # inside an oversize LF frame: discard up to its end
+        self._octet: bool | None = None  # framing of this connection, once known
 
     @property
     def pending(self) -> int:
@@ -59,7 +61,11 @@ class SyslogFramer:
                 self._discard_line = False
                 continue
             first = buf[pos]
-            if 0x30 <= first <= 0x39:  # a digit: octet counting, if a length and SP follow
+            if self._octet is None and first not in _TERMINATORS:
+                self._octet = 0x30 <= first <= 0x39
+            if (
+                self._octet and 0x30 <= first <= 0x39
+            ):  # a digit: octet counting, if a length and SP follow
                 space = buf.find(b" ", pos, pos + _MAX_LEN_DIGITS + 1)
                 if space < 0:
                     digits = buf[pos : pos + _MAX_LEN_DIGITS + 1]
@@ -105,7 +111,7 @@ class SyslogFramer:
         rest, self._buf = self._buf, b""
         if self._skip or self._discard_line or not rest.strip(b"\r\n\x00"):
             return []
-        if rest[:1].isdigit():
+        if self._octet and rest[:1].isdigit():
             length, space, body = rest.partition(b" ")
             if space and length.isdigit() and len(length) <= _MAX_LEN_DIGITS:
                 rest = body  # a short octet-counted frame cut off by the peer
@@ -113,6 +119,9 @@ class SyslogFramer:
         if len(rest) > self.max_frame:
             return [Frame(rest[: self.max_frame], True)]
         return [Frame(rest)] if rest else []
+
+
+_TERMINATORS = frozenset(b"\r\n\x00")
 
 
 def _terminator(buf: bytes, start: int, end: int) -> int:

@@ -16,7 +16,7 @@ async def stored_events(js: Any) -> list[Event]:
     """Every event in the events stream, in stream order."""
     info = await js.stream_info(EVENTS_STREAM)
     out = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+    for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
         try:
             msg = await js.get_msg(EVENTS_STREAM, seq)
         except NotFoundError:  # deleted/purged sequence

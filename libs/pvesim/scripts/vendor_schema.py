@@ -19,8 +19,10 @@ OUT = HERE.parent / "src" / "proxbus_pvesim" / "schema"
 def _source_dir(argv: list[str]) -> Path:
     if len(argv) > 1:
         return Path(argv[1])
-    for candidate in (HERE.parents[2].parent / "shared" / "proxmox-api",
-                      Path("/work/shared/proxmox-api")):
+    for candidate in (
+        HERE.parents[2].parent / "shared" / "proxmox-api",
+        Path("/work/shared/proxmox-api"),
+    ):
         if candidate.is_dir():
             return candidate
     raise SystemExit("cannot find proxmox-api schemas; pass the directory")
@@ -40,8 +42,10 @@ def subset(full: dict[str, dict[str, object]], routes: list[tuple[str, str]]) ->
 def main() -> None:
     """Write the vendored subsets."""
     src = _source_dir(sys.argv)
-    for product, file, routes in (("pve", "pve-9.1.json", pve_routes()),
-                                  ("pbs", "pbs.json", pbs_routes())):
+    for product, file, routes in (
+        ("pve", "pve-9.1.json", pve_routes()),
+        ("pbs", "pbs.json", pbs_routes()),
+    ):
         full = json.loads((src / file).read_text())
         data = subset(full, [(r.method, r.path) for r in routes])
         (OUT / f"{product}.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -15,9 +15,23 @@ def _rss_kib(pid: int) -> int:
 
 def test_default_lab_uses_under_80_mb_and_exits_on_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxbus_pvesim", "--port", "0", "--pbs-port", "0",
-         "--admin-port", "0", "--task-seconds", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "proxbus_pvesim",
+            "--port",
+            "0",
+            "--pbs-port",
+            "0",
+            "--admin-port",
+            "0",
+            "--task-seconds",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(11)]

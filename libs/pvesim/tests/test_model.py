@@ -3,20 +3,20 @@
 from pathlib import Path
 
 import pytest
-from proxmoxer.tools import Tasks
-
 from proxbus_pvesim import ScenarioError, build_lab, load_scenario
 from proxbus_pvesim.auth import PVE_ROLES, AclEntry, Principal
 from proxbus_pvesim.emit import syslog_line
 from proxbus_pvesim.model import BackupSnapshot
 from proxbus_pvesim.pbs_api import prune_selection
 from proxbus_pvesim.tasks import PBS_UPID, PVE_UPID, TaskManager
+from proxmoxer.tools import Tasks
 
 
 def test_default_lab_is_deterministic_and_believable() -> None:
     a, b = build_lab().lab, build_lab().lab
-    assert [(g.vmid, g.name, g.node, g.status) for g in a.guests.values()] == \
-        [(g.vmid, g.name, g.node, g.status) for g in b.guests.values()]
+    assert [(g.vmid, g.name, g.node, g.status) for g in a.guests.values()] == [
+        (g.vmid, g.name, g.node, g.status) for g in b.guests.values()
+    ]
     assert list(a.nodes) == ["pve1", "pve2", "pve3"]
     assert sum(g.kind == "qemu" for g in a.guests.values()) == 20
     assert sum(g.kind == "lxc" for g in a.guests.values()) == 10
@@ -27,9 +27,11 @@ def test_default_lab_is_deterministic_and_believable() -> None:
 
 def test_scenario_file_describes_standalone_node(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
-    f.write_text("standalone: edge1\nguests:\n  qemu: 0\n  lxc: 0\n  list:\n"
-                 "    - {vmid: 300, type: qemu, name: fw, node: edge1, tags: [infra]}\n"
-                 "pbs: null\ntask_seconds: {default: 1, vzdump: 5}\n")
+    f.write_text(
+        "standalone: edge1\nguests:\n  qemu: 0\n  lxc: 0\n  list:\n"
+        "    - {vmid: 300, type: qemu, name: fw, node: edge1, tags: [infra]}\n"
+        "pbs: null\ntask_seconds: {default: 1, vzdump: 5}\n"
+    )
     sc = load_scenario(f)
     assert sc.lab.cluster_name is None
     assert list(sc.lab.nodes) == ["edge1"]
@@ -56,15 +58,17 @@ async def test_upids_decode_like_proxmoxer_and_history_is_bounded() -> None:
     assert len(tm.by_node["pve1"]) == 5
     assert tasks[0].upid not in tm.index
     pbs = TaskManager("PBS", {"default": 0}, instant=True)
-    assert PBS_UPID.fullmatch(pbs.start("pbs1", "garbage_collection", "store1", "root@pam",
-                                        lambda t: 0).upid)
+    assert PBS_UPID.fullmatch(
+        pbs.start("pbs1", "garbage_collection", "store1", "root@pam", lambda t: 0).upid
+    )
     await tm.close()
     await pbs.close()
 
 
 def test_most_specific_acl_path_wins() -> None:
-    p = Principal("op@pve!x", (AclEntry("/", "PVEAuditor"), AclEntry("/vms/100", "NoAccess")),
-                  PVE_ROLES)
+    p = Principal(
+        "op@pve!x", (AclEntry("/", "PVEAuditor"), AclEntry("/vms/100", "NoAccess")), PVE_ROLES
+    )
     assert p.has("/vms/101", "VM.Audit")
     assert not p.has("/vms/100", "VM.Audit")
     assert not p.has("/vms/101", "VM.PowerMgmt")

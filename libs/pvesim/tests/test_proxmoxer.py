@@ -6,10 +6,9 @@ import ssl
 
 import pytest
 import requests
+from proxbus_pvesim.testing import ThreadedSimulator
 from proxmoxer import AuthenticationError, ProxmoxAPI, ResourceException
 from proxmoxer.tools import Tasks
-
-from proxbus_pvesim.testing import ThreadedSimulator
 
 
 def _api(sim: ThreadedSimulator, **auth: str) -> ProxmoxAPI:
@@ -37,8 +36,9 @@ def test_wrong_token_gets_401(pvesim_thread: ThreadedSimulator) -> None:
 
 
 def test_missing_auth_gets_401_with_empty_body(pvesim_thread: ThreadedSimulator) -> None:
-    r = requests.get(f"{pvesim_thread.pve_url}/api2/json/nodes", verify=str(pvesim_thread.ca_path),
-                     timeout=5)
+    r = requests.get(
+        f"{pvesim_thread.pve_url}/api2/json/nodes", verify=str(pvesim_thread.ca_path), timeout=5
+    )
     assert r.status_code == 401
     assert r.content == b""
 
@@ -54,16 +54,26 @@ def test_read_only_token_starting_vm_gets_403(pvesim_thread: ThreadedSimulator) 
 def test_password_login_needs_csrf_token_for_writes(pvesim_thread: ThreadedSimulator) -> None:
     ca = str(pvesim_thread.ca_path)
     base = f"{pvesim_thread.pve_url}/api2/json"
-    r = requests.post(f"{base}/access/ticket", data={"username": "root@pam",
-                                                      "password": "pvesim"}, verify=ca, timeout=5)
+    r = requests.post(
+        f"{base}/access/ticket",
+        data={"username": "root@pam", "password": "pvesim"},
+        verify=ca,
+        timeout=5,
+    )
     data = r.json()["data"]
     cookies = {"PVEAuthCookie": data["ticket"]}
     assert requests.get(f"{base}/nodes", cookies=cookies, verify=ca, timeout=5).ok
-    no_csrf = requests.post(f"{base}/nodes/pve1/qemu/100/status/stop", cookies=cookies,
-                            verify=ca, timeout=5)
+    no_csrf = requests.post(
+        f"{base}/nodes/pve1/qemu/100/status/stop", cookies=cookies, verify=ca, timeout=5
+    )
     assert no_csrf.status_code == 401
-    ok = requests.post(f"{base}/nodes/pve1/qemu/100/status/stop", cookies=cookies, verify=ca,
-                       headers={"CSRFPreventionToken": data["CSRFPreventionToken"]}, timeout=5)
+    ok = requests.post(
+        f"{base}/nodes/pve1/qemu/100/status/stop",
+        cookies=cookies,
+        verify=ca,
+        headers={"CSRFPreventionToken": data["CSRFPreventionToken"]},
+        timeout=5,
+    )
     assert ok.json()["data"].startswith("UPID:pve1:")
 
 
@@ -77,7 +87,9 @@ def test_unknown_vmid_node_and_path_errors_match_proxmox(pvesim_thread: Threaded
     with pytest.raises(ResourceException) as info:
         px.nodes("pve1").qemu(999).status.current.get()
     assert info.value.status_code == 500
-    assert info.value.content == "Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist"
+    assert (
+        info.value.content == "Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist"
+    )
     with pytest.raises(ResourceException) as info:
         px.nodes("nosuch").qemu.get()
     assert "hostname lookup 'nosuch' failed" in info.value.content
@@ -92,9 +104,13 @@ def test_unknown_vmid_node_and_path_errors_match_proxmox(pvesim_thread: Threaded
 
 
 def test_pbs_token_lists_snapshots_with_verification(pvesim_thread: ThreadedSimulator) -> None:
-    pbs = ProxmoxAPI("127.0.0.1", port=pvesim_thread.pbs_port, service="PBS",
-                     verify_ssl=str(pvesim_thread.ca_path),
-                     **pvesim_thread.pbs_tokens.admin.proxmoxer_kwargs())
+    pbs = ProxmoxAPI(
+        "127.0.0.1",
+        port=pvesim_thread.pbs_port,
+        service="PBS",
+        verify_ssl=str(pvesim_thread.ca_path),
+        **pvesim_thread.pbs_tokens.admin.proxmoxer_kwargs(),
+    )
     snaps = pbs.admin.datastore("store1").snapshots.get()
     assert any(s.get("verification", {}).get("state") == "ok" for s in snaps)
     upid = pbs.admin.datastore("store1").gc.post()
@@ -106,9 +122,11 @@ def test_pbs_token_lists_snapshots_with_verification(pvesim_thread: ThreadedSimu
 
 def test_fingerprint_is_sha256_of_served_certificate(pvesim_thread: ThreadedSimulator) -> None:
     ctx = ssl.create_default_context(cafile=str(pvesim_thread.ca_path))
-    with socket.create_connection(("127.0.0.1", pvesim_thread.pve_port), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", pvesim_thread.pve_port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     digest = hashlib.sha256(der).hexdigest().upper()
-    assert pvesim_thread.fingerprint == ":".join(digest[i:i + 2] for i in range(0, 64, 2))
+    assert pvesim_thread.fingerprint == ":".join(digest[i : i + 2] for i in range(0, 64, 2))

@@ -9,7 +9,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
-
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import api_session, run_simulator
 
@@ -68,27 +67,35 @@ async def test_failed_backup_gives_task_error_mail_and_syslog() -> None:
     loop = asyncio.get_running_loop()
     sink = _MailSink()
     smtp = await loop.create_server(lambda: SMTP(sink), "127.0.0.1", 0)
-    transport, syslog = await loop.create_datagram_endpoint(_SyslogSink,
-                                                            local_addr=("127.0.0.1", 0))
+    transport, syslog = await loop.create_datagram_endpoint(
+        _SyslogSink, local_addr=("127.0.0.1", 0)
+    )
     try:
         async with run_simulator() as sim, api_session(sim) as s:
-            sim.set_targets(smtp=("127.0.0.1", smtp.sockets[0].getsockname()[1]),
-                            syslog=("127.0.0.1", transport.get_extra_info("sockname")[1]))
+            sim.set_targets(
+                smtp=("127.0.0.1", smtp.sockets[0].getsockname()[1]),
+                syslog=("127.0.0.1", transport.get_extra_info("sockname")[1]),
+            )
             sim.fail_next_backup(101, error="backup write data failed: No space left")
             upid = await _post(s, "/nodes/pve2/vzdump", vmid="101", storage="pbs-store")
             st = await _wait_task(s, upid)
             assert st["exitstatus"] == "job errors"
             log = await _get(s, f"/nodes/pve2/tasks/{upid}/log")
             assert log[-1]["t"] == "TASK ERROR: job errors"
-            assert any("ERROR: Backup of VM 101 failed - backup write data failed" in line["t"]
-                       for line in log)
+            assert any(
+                "ERROR: Backup of VM 101 failed - backup write data failed" in line["t"]
+                for line in log
+            )
             async with asyncio.timeout(5):
                 mail = await sink.mails.get()
                 lines = [await syslog.lines.get() for _ in range(2)]
             assert mail["Subject"] == "vzdump backup status (pve2.lab.example): backup failed"
             assert mail.is_multipart()
-            parts = {p.get_content_type(): p.get_payload(decode=True).decode()
-                     for p in mail.walk() if not p.is_multipart()}
+            parts = {
+                p.get_content_type(): p.get_payload(decode=True).decode()
+                for p in mail.walk()
+                if not p.is_multipart()
+            }
             assert "101" in parts["text/plain"]
             assert "text/html" in parts
             assert "pvedaemon[" in lines[1]
@@ -142,8 +149,11 @@ async def test_fenced_node_is_offline_and_ha_guests_recover(pvesim: Simulator) -
     ha = [g.vmid for g in pvesim.lab.guests.values() if g.ha and g.node == "pve2"]
     pvesim.fence_node("pve2")
     async with api_session(pvesim) as s:
-        status = {e["name"]: e.get("online") for e in await _get(s, "/cluster/status")
-                  if e["type"] == "node"}
+        status = {
+            e["name"]: e.get("online")
+            for e in await _get(s, "/cluster/status")
+            if e["type"] == "node"
+        }
         assert status == {"pve1": 1, "pve2": 0, "pve3": 1}
         res = await _get(s, "/cluster/resources", type="vm")
         for r in res:
@@ -179,10 +189,13 @@ async def test_dropped_connection_gets_no_answer(pvesim: Simulator) -> None:
     pvesim.drop_connections("/cluster", count=1)
     assert pvesim.tls is not None
     reader, writer = await asyncio.open_connection(
-        "127.0.0.1", pvesim.pve_port, ssl=pvesim.tls.client_context(), server_hostname="localhost")
+        "127.0.0.1", pvesim.pve_port, ssl=pvesim.tls.client_context(), server_hostname="localhost"
+    )
     tok = pvesim.tokens.admin.header
-    writer.write(f"GET /api2/json/cluster/resources HTTP/1.1\r\nHost: x\r\n"
-                 f"Authorization: {tok}\r\n\r\n".encode())
+    writer.write(
+        f"GET /api2/json/cluster/resources HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {tok}\r\n\r\n".encode()
+    )
     await writer.drain()
     async with asyncio.timeout(5):
         try:
@@ -290,8 +303,9 @@ async def test_starting_running_vm_fails_the_task(pvesim: Simulator) -> None:
 async def test_pbs_verify_of_corrupt_group_fails(pvesim: Simulator) -> None:
     pvesim.corrupt_backup(100)
     async with api_session(pvesim, service="PBS") as s:
-        upid = await _post(s, "/admin/datastore/store1/verify", **{"backup-type": "vm",
-                                                                  "backup-id": "100"})
+        upid = await _post(
+            s, "/admin/datastore/store1/verify", **{"backup-type": "vm", "backup-id": "100"}
+        )
         st = await _get(s, f"/nodes/localhost/tasks/{upid}/status")
         assert st["exitstatus"].startswith("verification failed")
         snaps = await _get(s, "/admin/datastore/store1/snapshots", **{"backup-id": "100"})

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from proxbus_pvesim import pbs_routes, pve_routes
 from proxbus_pvesim.router import Route
 from proxbus_pvesim.schema import SchemaIndex, load_schema, route_problems
@@ -24,16 +23,21 @@ def test_every_served_route_and_parameter_is_in_the_schema() -> None:
 
 
 def test_route_missing_from_schema_is_reported() -> None:
-    routes = [*pve_routes(), Route("GET", "/nodes/{node}/made-up", _noop),
-              Route("POST", "/nodes/{node}/qemu/{vmid}/status/start", _noop, ("turbo",))]
+    routes = [
+        *pve_routes(),
+        Route("GET", "/nodes/{node}/made-up", _noop),
+        Route("POST", "/nodes/{node}/qemu/{vmid}/status/start", _noop, ("turbo",)),
+    ]
     problems = route_problems([(r.method, r.path, r.reads) for r in routes], SchemaIndex("pve"))
     assert "GET /nodes/{node}/made-up: not in the pve schema" in problems
     assert any("'turbo' not in the schema" in p for p in problems)
 
 
 def _official(name: str) -> Path | None:
-    for base in (Path(__file__).resolve().parents[3].parent / "shared" / "proxmox-api",
-                 Path("/work/shared/proxmox-api")):
+    for base in (
+        Path(__file__).resolve().parents[3].parent / "shared" / "proxmox-api",
+        Path("/work/shared/proxmox-api"),
+    ):
         if (base / name).is_file():
             return base / name
     return None
@@ -65,8 +69,12 @@ async def test_required_parameters_are_enforced(pvesim: Simulator) -> None:
             required = _required(route, index)
             if not required or route.public:
                 continue
-            path = route.path.replace("{node}", "pve1").replace("{vmid}", "100") \
-                .replace("{snapname}", "snap1").replace("{storage}", "local")
+            path = (
+                route.path.replace("{node}", "pve1")
+                .replace("{vmid}", "100")
+                .replace("{snapname}", "snap1")
+                .replace("{storage}", "local")
+            )
             async with s.request(route.method, f"/api2/json{path}") as r:
                 assert r.status == 400, route.path
                 body = await r.json()
@@ -82,9 +90,14 @@ async def test_unknown_and_malformed_parameters_get_400(pvesim: Simulator) -> No
             assert "type" in (await r.json())["errors"]
         async with s.get("/api2/json/nodes", params={"frobnicate": "1"}) as r:
             assert r.status == 400
-            assert (await r.json()) == {"data": None, "errors": {
-                "frobnicate": "property is not defined in schema and the schema does not "
-                              "allow additional properties"}}
-        async with s.post("/api2/json/nodes/pve1/qemu/100/snapshot",
-                          data={"snapname": "../etc"}) as r:
+            assert (await r.json()) == {
+                "data": None,
+                "errors": {
+                    "frobnicate": "property is not defined in schema and the schema does not "
+                    "allow additional properties"
+                },
+            }
+        async with s.post(
+            "/api2/json/nodes/pve1/qemu/100/snapshot", data={"snapname": "../etc"}
+        ) as r:
             assert r.status == 400

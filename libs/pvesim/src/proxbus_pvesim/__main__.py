@@ -14,15 +14,17 @@ from .simulator import Simulator
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="proxbus-pvesim",
-                                description="Proxmox VE + PBS API simulator over HTTPS")
+    p = argparse.ArgumentParser(
+        prog="proxbus-pvesim", description="Proxmox VE + PBS API simulator over HTTPS"
+    )
     p.add_argument("--scenario", help="YAML or JSON scenario file (default: the 'lab' cluster)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8006, help="PVE API port (0 = any free port)")
     p.add_argument("--pbs-port", type=int, default=8007, help="PBS API port (0 = any free port)")
     p.add_argument("--admin-port", type=int, default=None, help="admin API port (off if unset)")
-    p.add_argument("--task-seconds", type=float, default=None,
-                   help="simulated task duration (0 = instant)")
+    p.add_argument(
+        "--task-seconds", type=float, default=None, help="simulated task duration (0 = instant)"
+    )
     return p
 
 
@@ -33,9 +35,15 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     instant = args.task_seconds == 0
-    sim = Simulator(scenario, host=args.host, pve_port=args.port, pbs_port=args.pbs_port,
-                    admin_port=args.admin_port, instant=instant,
-                    task_seconds=args.task_seconds)
+    sim = Simulator(
+        scenario,
+        host=args.host,
+        pve_port=args.port,
+        pbs_port=args.pbs_port,
+        admin_port=args.admin_port,
+        instant=instant,
+        task_seconds=args.task_seconds,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -47,17 +55,19 @@ async def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         t = sim.tokens.admin
-        lines = [f"PVE URL:      {sim.pve_url}/api2/json",
-                 f"PBS URL:      {sim.pbs_url}/api2/json" if sim.pbs else "PBS URL:      (none)",
-                 f"fingerprint:  {sim.fingerprint}", f"CA:           {sim.ca_path}",
-                 f"API token:    user={t.user} token_name={t.tokenid} token_value={t.secret}",
-                 f"header:       Authorization: {t.header}",
-                 f"PBS token:    {sim.pbs_tokens.admin.header}",
-                 f"read-only:    {sim.tokens.auditor.header}",
-                 f"password:     root@pam / {sim.scenario.root_password}"]
+        lines = [
+            f"PVE URL:      {sim.pve_url}/api2/json",
+            f"PBS URL:      {sim.pbs_url}/api2/json" if sim.pbs else "PBS URL:      (none)",
+            f"fingerprint:  {sim.fingerprint}",
+            f"CA:           {sim.ca_path}",
+            f"API token:    user={t.user} token_name={t.tokenid} token_value={t.secret}",
+            f"header:       Authorization: {t.header}",
+            f"PBS token:    {sim.pbs_tokens.admin.header}",
+            f"read-only:    {sim.tokens.auditor.header}",
+            f"password:     root@pam / {sim.scenario.root_password}",
+        ]
         if sim.admin is not None:
-            lines += [f"admin URL:    {sim.admin.url}",
-                      f"admin token:  Bearer {sim.admin_token}"]
+            lines += [f"admin URL:    {sim.admin.url}", f"admin token:  Bearer {sim.admin_token}"]
         print("\n".join(lines), flush=True)
         await stop.wait()
     finally:

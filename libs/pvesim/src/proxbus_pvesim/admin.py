@@ -12,12 +12,27 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .simulator import Simulator
 
-ALLOWED = frozenset({
-    "crash_guest", "fail_next_backup", "corrupt_backup", "set_node_offline", "set_node_online",
-    "fence_node", "set_quorum", "fill_storage", "add_latency", "fail_requests",
-    "drop_connections", "clear_faults", "stop_api", "start_api", "fail_replication",
-    "announce_package_updates", "set_targets",
-})
+ALLOWED = frozenset(
+    {
+        "crash_guest",
+        "fail_next_backup",
+        "corrupt_backup",
+        "set_node_offline",
+        "set_node_online",
+        "fence_node",
+        "set_quorum",
+        "fill_storage",
+        "add_latency",
+        "fail_requests",
+        "drop_connections",
+        "clear_faults",
+        "stop_api",
+        "start_api",
+        "fail_replication",
+        "announce_package_updates",
+        "set_targets",
+    }
+)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -45,8 +60,9 @@ class AdminServer:
         app.router.add_get("/requests", self._requests)
         app.router.add_get("/tokens", self._tokens)
         app.router.add_post("/faults/{name}", self._fault)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5,
-                                     handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=0.5, handle_signals=False
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -68,20 +84,30 @@ class AdminServer:
 
     async def _state(self, request: web.Request) -> web.Response:
         sim = self.sim
-        return _json({
-            "pve_url": sim.pve_url, "pbs_url": sim.pbs_url if sim.pbs else None,
-            "fingerprint": sim.fingerprint, "ca_path": str(sim.ca_path),
-            "request_count": sim.request_count, "quorate": sim.lab.quorate,
-            "nodes": {n.name: n.online for n in sim.lab.nodes.values()},
-            "api_running": {"pve": bool(sim.pve and sim.pve.running),
-                            "pbs": bool(sim.pbs and sim.pbs.running)},
-            "emitted": dict(sim.emitter.sent), "emit_failed": dict(sim.emitter.failed),
-            "pending_backup_failures": {str(k): v for k, v in sim.faults_pve_backup.items()},
-        })
+        return _json(
+            {
+                "pve_url": sim.pve_url,
+                "pbs_url": sim.pbs_url if sim.pbs else None,
+                "fingerprint": sim.fingerprint,
+                "ca_path": str(sim.ca_path),
+                "request_count": sim.request_count,
+                "quorate": sim.lab.quorate,
+                "nodes": {n.name: n.online for n in sim.lab.nodes.values()},
+                "api_running": {
+                    "pve": bool(sim.pve and sim.pve.running),
+                    "pbs": bool(sim.pbs and sim.pbs.running),
+                },
+                "emitted": dict(sim.emitter.sent),
+                "emit_failed": dict(sim.emitter.failed),
+                "pending_backup_failures": {str(k): v for k, v in sim.faults_pve_backup.items()},
+            }
+        )
 
     async def _requests(self, request: web.Request) -> web.Response:
-        log = [{"time": r.time, "method": r.method, "path": r.path, "status": r.status}
-               for r in self.sim.request_log[-500:]]
+        log = [
+            {"time": r.time, "method": r.method, "path": r.path, "status": r.status}
+            for r in self.sim.request_log[-500:]
+        ]
         return _json({"count": self.sim.request_count, "recent": log})
 
     async def _tokens(self, request: web.Request) -> web.Response:

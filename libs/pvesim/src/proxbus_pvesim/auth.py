@@ -9,35 +9,99 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-_VM = ["VM.Allocate", "VM.Audit", "VM.Backup", "VM.Clone", "VM.Config.CDROM",
-       "VM.Config.CPU", "VM.Config.Cloudinit", "VM.Config.Disk", "VM.Config.HWType",
-       "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.Console",
-       "VM.Migrate", "VM.PowerMgmt", "VM.Snapshot", "VM.Snapshot.Rollback",
-       "VM.GuestAgent.Audit", "VM.GuestAgent.Unrestricted"]
-_AUDITOR = ["Datastore.Audit", "Mapping.Audit", "Pool.Audit", "SDN.Audit", "Sys.Audit",
-            "VM.Audit", "VM.GuestAgent.Audit"]
-_ALL_PVE = sorted({*_VM, *_AUDITOR, "Datastore.Allocate", "Datastore.AllocateSpace",
-                   "Datastore.AllocateTemplate", "Permissions.Modify", "Pool.Allocate",
-                   "Realm.Allocate", "Realm.AllocateUser", "SDN.Allocate", "SDN.Use",
-                   "Sys.Console", "Sys.Incoming", "Sys.Modify", "Sys.PowerMgmt", "Sys.Syslog",
-                   "User.Modify", "Group.Allocate", "Mapping.Modify", "Mapping.Use"})
+_VM = [
+    "VM.Allocate",
+    "VM.Audit",
+    "VM.Backup",
+    "VM.Clone",
+    "VM.Config.CDROM",
+    "VM.Config.CPU",
+    "VM.Config.Cloudinit",
+    "VM.Config.Disk",
+    "VM.Config.HWType",
+    "VM.Config.Memory",
+    "VM.Config.Network",
+    "VM.Config.Options",
+    "VM.Console",
+    "VM.Migrate",
+    "VM.PowerMgmt",
+    "VM.Snapshot",
+    "VM.Snapshot.Rollback",
+    "VM.GuestAgent.Audit",
+    "VM.GuestAgent.Unrestricted",
+]
+_AUDITOR = [
+    "Datastore.Audit",
+    "Mapping.Audit",
+    "Pool.Audit",
+    "SDN.Audit",
+    "Sys.Audit",
+    "VM.Audit",
+    "VM.GuestAgent.Audit",
+]
+_ALL_PVE = sorted(
+    {
+        *_VM,
+        *_AUDITOR,
+        "Datastore.Allocate",
+        "Datastore.AllocateSpace",
+        "Datastore.AllocateTemplate",
+        "Permissions.Modify",
+        "Pool.Allocate",
+        "Realm.Allocate",
+        "Realm.AllocateUser",
+        "SDN.Allocate",
+        "SDN.Use",
+        "Sys.Console",
+        "Sys.Incoming",
+        "Sys.Modify",
+        "Sys.PowerMgmt",
+        "Sys.Syslog",
+        "User.Modify",
+        "Group.Allocate",
+        "Mapping.Modify",
+        "Mapping.Use",
+    }
+)
 
 PVE_ROLES: dict[str, frozenset[str]] = {
     "Administrator": frozenset(_ALL_PVE),
     "PVEAuditor": frozenset(_AUDITOR),
     "PVEVMAdmin": frozenset(_VM),
-    "PVEVMUser": frozenset(["VM.Audit", "VM.Backup", "VM.Config.CDROM", "VM.Config.Cloudinit",
-                            "VM.Console", "VM.PowerMgmt", "VM.GuestAgent.Audit"]),
+    "PVEVMUser": frozenset(
+        [
+            "VM.Audit",
+            "VM.Backup",
+            "VM.Config.CDROM",
+            "VM.Config.Cloudinit",
+            "VM.Console",
+            "VM.PowerMgmt",
+            "VM.GuestAgent.Audit",
+        ]
+    ),
     "PVEDatastoreUser": frozenset(["Datastore.AllocateSpace", "Datastore.Audit"]),
     "NoAccess": frozenset(),
     # custom role (as an admin would create one) for log watchers: auditor plus syslog
     "ProxbusWatcher": frozenset([*_AUDITOR, "Sys.Syslog"]),
 }
 
-_PBS_ALL = ["Datastore.Audit", "Datastore.Allocate", "Datastore.Modify", "Datastore.Read",
-            "Datastore.Verify", "Datastore.Backup", "Datastore.Prune", "Sys.Audit",
-            "Sys.Modify", "Sys.PowerManagement", "Sys.Console", "Remote.Audit",
-            "Remote.Modify", "Remote.Read", "Permissions.Modify"]
+_PBS_ALL = [
+    "Datastore.Audit",
+    "Datastore.Allocate",
+    "Datastore.Modify",
+    "Datastore.Read",
+    "Datastore.Verify",
+    "Datastore.Backup",
+    "Datastore.Prune",
+    "Sys.Audit",
+    "Sys.Modify",
+    "Sys.PowerManagement",
+    "Sys.Console",
+    "Remote.Audit",
+    "Remote.Modify",
+    "Remote.Read",
+    "Permissions.Modify",
+]
 PBS_ROLES: dict[str, frozenset[str]] = {
     "Admin": frozenset(_PBS_ALL),
     "Audit": frozenset(["Datastore.Audit", "Sys.Audit", "Remote.Audit"]),
@@ -164,11 +228,17 @@ class AuthStore:
         self.user_acl: dict[str, tuple[AclEntry, ...]] = {}
         self.tickets: dict[str, Ticket] = {}
 
-    def add_token(self, user: str, tokenid: str, acl: list[tuple[str, str]],
-                  secret: str | None = None) -> ApiToken:
+    def add_token(
+        self, user: str, tokenid: str, acl: list[tuple[str, str]], secret: str | None = None
+    ) -> ApiToken:
         """Create (or replace) a token; the secret is a random UUID unless given."""
-        tok = ApiToken(user, tokenid, secret or str(uuid.uuid4()),
-                       tuple(AclEntry(p, r) for p, r in acl), self.service)
+        tok = ApiToken(
+            user,
+            tokenid,
+            secret or str(uuid.uuid4()),
+            tuple(AclEntry(p, r) for p, r in acl),
+            self.service,
+        )
         self.tokens[tok.full_id] = tok
         return tok
 
@@ -211,10 +281,13 @@ class AuthStore:
         tk = self.tickets.get(ticket)
         if tk is None or time.time() - tk.issued > 7200:
             return None
-        return Principal(tk.user, self.user_acl.get(tk.user, ()), self.roles,
-                         via_ticket=True, csrf=tk.csrf)
+        return Principal(
+            tk.user, self.user_acl.get(tk.user, ()), self.roles, via_ticket=True, csrf=tk.csrf
+        )
 
     def describe(self) -> dict[str, Any]:
         """Token ids and ACLs, for the admin API (secrets included: loopback tooling only)."""
-        return {t.full_id: {"secret": t.secret, "acl": [[e.path, e.role] for e in t.acl]}
-                for t in self.tokens.values()}
+        return {
+            t.full_id: {"secret": t.secret, "acl": [[e.path, e.role] for e in t.acl]}
+            for t in self.tokens.values()
+        }

@@ -8,15 +8,20 @@ from typing import TYPE_CHECKING, Any
 from .emit import Emitter, SmtpTarget, SyslogTarget, WebhookTarget
 from .faults import DropRule, ErrorRule
 from .model import Guest, Lab
-from .notify import (fencing_notification, package_updates_notification,
-                     replication_notification)
+from .notify import fencing_notification, package_updates_notification, replication_notification
 from .tasks import ClusterLog
 
 if TYPE_CHECKING:
     from .server import ApiServer
 
-_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-            504: "Gateway Timeout", 595: "Connection timed out", 596: "Broken pipe"}
+_REASONS = {
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    595: "Connection timed out",
+    596: "Broken pipe",
+}
 
 
 class ControlMixin:
@@ -44,21 +49,27 @@ class ControlMixin:
         return srv
 
     def _other_online(self, node: str) -> str | None:
-        return next((n.name for n in self.lab.nodes.values() if n.online and n.name != node),
-                    None)
+        return next((n.name for n in self.lab.nodes.values() if n.online and n.name != node), None)
 
     # guests -----------------------------------------------------------------------------
     def crash_guest(self, vmid: int) -> None:
         """The guest dies: state ``stopped`` with no task (QEMU: qmeventd cleanup lines)."""
         g = self._guest(vmid)
         if g.kind == "qemu" and g.running:
-            self.emitter.log(g.node, "kernel", None, "err",
-                             f"kvm[{10000 + g.vmid}]: segfault at 0 ip 0000000000000000 "
-                             "sp 00007ffd00000000 error 14 in qemu-system-x86_64", "kern")
+            self.emitter.log(
+                g.node,
+                "kernel",
+                None,
+                "err",
+                f"kvm[{10000 + g.vmid}]: segfault at 0 ip 0000000000000000 "
+                "sp 00007ffd00000000 error 14 in qemu-system-x86_64",
+                "kern",
+            )
         self.set_guest_stopped(g)
 
-    def fail_next_backup(self, vmid: int, error: str = "job failed with err -5 - "
-                         "Input/output error") -> None:
+    def fail_next_backup(
+        self, vmid: int, error: str = "job failed with err -5 - Input/output error"
+    ) -> None:
         """The next vzdump of ``vmid`` fails with ``error`` (task exit status ``job errors``)."""
         self._guest(vmid)
         self.faults_pve_backup[int(vmid)] = error
@@ -81,11 +92,17 @@ class ControlMixin:
     def _log_quorum_lost(self) -> None:
         for n in self.lab.nodes.values():
             if n.online:
-                self.emitter.log(n.name, "corosync", 1100 + n.nodeid, "notice",
-                                 "  [QUORUM] This node is within the non-primary component "
-                                 "and will NOT provide any services.")
-                self.emitter.log(n.name, "pmxcfs", 1000 + n.nodeid, "notice",
-                                 "[status] notice: node lost quorum")
+                self.emitter.log(
+                    n.name,
+                    "corosync",
+                    1100 + n.nodeid,
+                    "notice",
+                    "  [QUORUM] This node is within the non-primary component "
+                    "and will NOT provide any services.",
+                )
+                self.emitter.log(
+                    n.name, "pmxcfs", 1000 + n.nodeid, "notice", "[status] notice: node lost quorum"
+                )
 
     def set_node_offline(self, node: str, fence: bool = False) -> None:
         """Node drops out of the cluster; with ``fence`` the HA stack fences it and recovers."""
@@ -97,10 +114,12 @@ class ControlMixin:
         if reporter is not None:
             rn = self.lab.nodes[reporter]
             pid = 1100 + rn.nodeid
-            for line in (f"  [KNET  ] link: host: {n.nodeid} link: 0 is down",
-                         f"  [KNET  ] host: host: {n.nodeid} has no active links",
-                         f"  [TOTEM ] A new membership (1.{int(time.time()) % 4096:x}) was "
-                         f"formed. Members left: {n.nodeid}"):
+            for line in (
+                f"  [KNET  ] link: host: {n.nodeid} link: 0 is down",
+                f"  [KNET  ] host: host: {n.nodeid} has no active links",
+                f"  [TOTEM ] A new membership (1.{int(time.time()) % 4096:x}) was "
+                f"formed. Members left: {n.nodeid}",
+            ):
                 self.emitter.log(reporter, "corosync", pid, "notice", line)
         self._recompute_quorum()
         if fence:
@@ -112,32 +131,62 @@ class ControlMixin:
         if reporter is None or not self.lab.quorate:
             return
         pid = 1200 + self.lab.nodes[reporter].nodeid
-        crm = [f"node '{node}': state changed from 'online' => 'unknown'",
-               *(f"service 'vm:{g.vmid}': state changed from 'started' to 'fence'" for g in ha),
-               f"node '{node}': state changed from 'unknown' => 'fence'"]
+        crm = [
+            f"node '{node}': state changed from 'online' => 'unknown'",
+            *(f"service 'vm:{g.vmid}': state changed from 'started' to 'fence'" for g in ha),
+            f"node '{node}': state changed from 'unknown' => 'fence'",
+        ]
         for line in crm:
             self.emitter.log(reporter, "pve-ha-crm", pid, "info", line)
         states = {n.name: "online" if n.online else "unknown" for n in self.lab.nodes.values()}
-        res = [(f"vm:{g.vmid}", g.node, "fence" if g.node == node else g.status)
-               for g in self.lab.guests.values() if g.ha]
+        res = [
+            (f"vm:{g.vmid}", g.node, "fence" if g.node == node else g.status)
+            for g in self.lab.guests.values()
+            if g.ha
+        ]
         cluster = self.lab.cluster_name or "standalone"
         self.emitter.notify(fencing_notification(node, cluster, reporter, states, res, False))
-        self.emitter.log(reporter, "pve-ha-crm", pid, "info",
-                         f"successfully acquired lock 'ha_agent_{node}_lock'")
-        self.emitter.log(reporter, "pve-ha-crm", pid, "info",
-                         f"fencing: acknowledged - got agent lock for node '{node}'")
-        self.emitter.log(reporter, "pve-ha-crm", pid, "info",
-                         f"node '{node}': state changed from 'fence' => 'unknown'")
+        self.emitter.log(
+            reporter,
+            "pve-ha-crm",
+            pid,
+            "info",
+            f"successfully acquired lock 'ha_agent_{node}_lock'",
+        )
+        self.emitter.log(
+            reporter,
+            "pve-ha-crm",
+            pid,
+            "info",
+            f"fencing: acknowledged - got agent lock for node '{node}'",
+        )
+        self.emitter.log(
+            reporter,
+            "pve-ha-crm",
+            pid,
+            "info",
+            f"node '{node}': state changed from 'fence' => 'unknown'",
+        )
         for g in self.lab.guests_on(node):
             g.status, g.qmpstatus, g.started_at = "stopped", "stopped", None
         for g in ha:
             g.node = reporter
             g.status, g.qmpstatus, g.started_at = "running", "running", time.time()
-            self.emitter.log(reporter, "pve-ha-crm", pid, "info",
-                             f"recover service 'vm:{g.vmid}' from fenced node '{node}' to node "
-                             f"'{reporter}'")
-        self.cluster_log.add(reporter, pid, "pve-ha-crm", 2, "root@pam",
-                             f"fencing: acknowledged - got agent lock for node '{node}'")
+            self.emitter.log(
+                reporter,
+                "pve-ha-crm",
+                pid,
+                "info",
+                f"recover service 'vm:{g.vmid}' from fenced node '{node}' to node '{reporter}'",
+            )
+        self.cluster_log.add(
+            reporter,
+            pid,
+            "pve-ha-crm",
+            2,
+            "root@pam",
+            f"fencing: acknowledged - got agent lock for node '{node}'",
+        )
         res = [(f"vm:{g.vmid}", g.node, g.status) for g in self.lab.guests.values() if g.ha]
         self.emitter.notify(fencing_notification(node, cluster, reporter, states, res, True))
 
@@ -185,14 +234,22 @@ class ControlMixin:
         else:
             rules[prefix] = float(seconds)
 
-    def fail_requests(self, prefix: str, status: int = 500, count: int | None = None,
-                      reason: str | None = None, service: str = "pve") -> None:
+    def fail_requests(
+        self,
+        prefix: str,
+        status: int = 500,
+        count: int | None = None,
+        reason: str | None = None,
+        service: str = "pve",
+    ) -> None:
         """Answer requests under ``prefix`` with ``status`` (``count`` times or until cleared)."""
         self._server(service).faults.errors.append(
-            ErrorRule(prefix, int(status), reason or _REASONS.get(int(status), "error"), count))
+            ErrorRule(prefix, int(status), reason or _REASONS.get(int(status), "error"), count)
+        )
 
-    def drop_connections(self, prefix: str = "/", count: int | None = None,
-                         service: str = "pve") -> None:
+    def drop_connections(
+        self, prefix: str = "/", count: int | None = None, service: str = "pve"
+    ) -> None:
         """Close the TCP connection without answering for requests under ``prefix``."""
         self._server(service).faults.drops.append(DropRule(prefix, count))
 
@@ -213,37 +270,58 @@ class ControlMixin:
         await self._server(service).start()
 
     # emitted events -----------------------------------------------------------------------
-    def set_targets(self, smtp: tuple[str, int] | None = None,
-                    syslog: tuple[str, int] | None = None, syslog_protocol: str = "udp",
-                    syslog_format: str = "rfc3164", webhook_url: str | None = None,
-                    webhook_secret: str | None = None) -> None:
+    def set_targets(
+        self,
+        smtp: tuple[str, int] | None = None,
+        syslog: tuple[str, int] | None = None,
+        syslog_protocol: str = "udp",
+        syslog_format: str = "rfc3164",
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+    ) -> None:
         """Configure where mails, syslog lines and webhook posts go (None leaves unchanged)."""
         if smtp is not None:
-            self.emitter.smtp = SmtpTarget(smtp[0], int(smtp[1]),
-                                           f"root@{self.lab.fqdn(self.lab.local_node)}",
-                                           f"root@{self.lab.domain}")
+            self.emitter.smtp = SmtpTarget(
+                smtp[0],
+                int(smtp[1]),
+                f"root@{self.lab.fqdn(self.lab.local_node)}",
+                f"root@{self.lab.domain}",
+            )
         if syslog is not None:
-            self.emitter.syslog = SyslogTarget(syslog[0], int(syslog[1]), syslog_protocol,
-                                               syslog_format)
+            self.emitter.syslog = SyslogTarget(
+                syslog[0], int(syslog[1]), syslog_protocol, syslog_format
+            )
         if webhook_url is not None:
             self.emitter.webhook = WebhookTarget(webhook_url, webhook_secret)
 
-    def fail_replication(self, job_id: str = "100-0", target: str | None = None,
-                         error: str = "command 'zfs send' failed: exit code 1") -> None:
+    def fail_replication(
+        self,
+        job_id: str = "100-0",
+        target: str | None = None,
+        error: str = "command 'zfs send' failed: exit code 1",
+    ) -> None:
         """Emit a failed replication job (mail/webhook + pvescheduler syslog)."""
         vmid = int(job_id.split("-")[0]) if job_id.split("-")[0].isdigit() else 100
         g = self.lab.guests.get(vmid)
         node = g.node if g else self.lab.local_node
         tgt = target or self._other_online(node) or node
-        self.emitter.log(node, "pvescheduler", 1300, "err",
-                         f"{job_id}: got unexpected replication job error - {error}")
+        self.emitter.log(
+            node,
+            "pvescheduler",
+            1300,
+            "err",
+            f"{job_id}: got unexpected replication job error - {error}",
+        )
         self.emitter.notify(replication_notification(node, job_id, tgt, error))
 
     def announce_package_updates(self, node: str | None = None) -> None:
         """Emit the ``New software packages available`` notification for a node."""
         node = node or self.lab.local_node
-        pkgs = [("pve-manager", "9.1.1", "9.1.2"), ("proxmox-kernel-6.17", "6.17.2-1", "6.17.2-2"),
-                ("qemu-server", "9.1.0", "9.1.1")]
+        pkgs = [
+            ("pve-manager", "9.1.1", "9.1.2"),
+            ("proxmox-kernel-6.17", "6.17.2-1", "6.17.2-2"),
+            ("qemu-server", "9.1.0", "9.1.1"),
+        ]
         self.emitter.notify(package_updates_notification(node, self.lab.fqdn(node), pkgs))
 
     def ha_status(self) -> list[dict[str, Any]]:
@@ -252,25 +330,57 @@ class ControlMixin:
         master = next((n.name for n in lab.nodes.values() if n.online), lab.local_node)
         stamp = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now))
         out: list[dict[str, Any]] = [
-            {"id": "quorum", "type": "quorum", "node": master, "quorate": int(lab.quorate),
-             "status": "OK" if lab.quorate else f"No quorum on node '{master}'!"},
-            {"id": "master", "type": "master", "node": master, "timestamp": now,
-             "status": f"{master} (active, {stamp})"}]
+            {
+                "id": "quorum",
+                "type": "quorum",
+                "node": master,
+                "quorate": int(lab.quorate),
+                "status": "OK" if lab.quorate else f"No quorum on node '{master}'!",
+            },
+            {
+                "id": "master",
+                "type": "master",
+                "node": master,
+                "timestamp": now,
+                "status": f"{master} (active, {stamp})",
+            },
+        ]
         for n in lab.nodes.values():
-            status = f"{n.name} (active, {stamp})" if n.online else \
-                f"{n.name} (old timestamp - dead?, {stamp})"
-            out.append({"id": f"lrm:{n.name}", "type": "lrm", "node": n.name, "status": status,
-                        "timestamp": now if n.online else now - 120})
+            status = (
+                f"{n.name} (active, {stamp})"
+                if n.online
+                else f"{n.name} (old timestamp - dead?, {stamp})"
+            )
+            out.append(
+                {
+                    "id": f"lrm:{n.name}",
+                    "type": "lrm",
+                    "node": n.name,
+                    "status": status,
+                    "timestamp": now if n.online else now - 120,
+                }
+            )
         for g in lab.guests.values():
             if not g.ha:
                 continue
             state = "started" if g.running else "stopped"
             if not lab.nodes[g.node].online:
                 state = "fence"
-            out.append({"id": f"service:vm:{g.vmid}", "type": "service", "sid": f"vm:{g.vmid}",
-                        "node": g.node, "state": state, "request_state": "started",
-                        "crm_state": state, "max_restart": 1, "max_relocate": 1,
-                        "failback": True, "status": f"vm:{g.vmid} ({g.node}, {state})"})
+            out.append(
+                {
+                    "id": f"service:vm:{g.vmid}",
+                    "type": "service",
+                    "sid": f"vm:{g.vmid}",
+                    "node": g.node,
+                    "state": state,
+                    "request_state": "started",
+                    "crm_state": state,
+                    "max_restart": 1,
+                    "max_relocate": 1,
+                    "failback": True,
+                    "status": f"vm:{g.vmid} ({g.node}, {state})",
+                }
+            )
         return out
 
     def set_guest_stopped(self, g: Guest, task: Any = None) -> None:  # pragma: no cover

@@ -19,10 +19,26 @@ import aiosmtplib
 from .notify import Notification
 
 log = logging.getLogger(__name__)
-_SEVERITY = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5,
-             "info": 6, "debug": 7}
-_FACILITY = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5,
-             "authpriv": 10, "local0": 16}
+_SEVERITY = {
+    "emerg": 0,
+    "alert": 1,
+    "crit": 2,
+    "err": 3,
+    "warning": 4,
+    "notice": 5,
+    "info": 6,
+    "debug": 7,
+}
+_FACILITY = {
+    "kern": 0,
+    "user": 1,
+    "mail": 2,
+    "daemon": 3,
+    "auth": 4,
+    "syslog": 5,
+    "authpriv": 10,
+    "local0": 16,
+}
 
 
 @dataclass(slots=True)
@@ -53,8 +69,16 @@ class WebhookTarget:
     secret: str | None = None
 
 
-def syslog_line(fmt: str, host: str, app: str, pid: int | None, severity: str, msg: str,
-                facility: str = "daemon", when: float | None = None) -> str:
+def syslog_line(
+    fmt: str,
+    host: str,
+    app: str,
+    pid: int | None,
+    severity: str,
+    msg: str,
+    facility: str = "daemon",
+    when: float | None = None,
+) -> str:
     """Render one syslog message as rsyslog forwards it (RFC 3164 or RFC 5424)."""
     pri = _FACILITY.get(facility, 3) * 8 + _SEVERITY.get(severity, 6)
     when = time.time() if when is None else when
@@ -62,8 +86,10 @@ def syslog_line(fmt: str, host: str, app: str, pid: int | None, severity: str, m
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(when))
         frac = f"{when % 1:.6f}"[1:]
         tz = time.strftime("%z", time.localtime(when))
-        return (f"<{pri}>1 {stamp}{frac}{tz[:3]}:{tz[3:]} {host} {app} "
-                f"{pid if pid is not None else '-'} - - {msg}")
+        return (
+            f"<{pri}>1 {stamp}{frac}{tz[:3]}:{tz[3:]} {host} {app} "
+            f"{pid if pid is not None else '-'} - - {msg}"
+        )
     lt = time.localtime(when)
     stamp = f"{time.strftime('%b', lt)} {lt.tm_mday:2d} {time.strftime('%H:%M:%S', lt)}"
     tag = f"{app}[{pid}]" if pid is not None else app
@@ -117,8 +143,15 @@ class Emitter:
         if self.webhook is not None:
             self._spawn("webhook", self._send_webhook(self.webhook, n))
 
-    def log(self, host: str, app: str, pid: int | None, severity: str, msg: str,
-            facility: str = "daemon") -> None:
+    def log(
+        self,
+        host: str,
+        app: str,
+        pid: int | None,
+        severity: str,
+        msg: str,
+        facility: str = "daemon",
+    ) -> None:
         """Send one syslog line to the syslog target (if configured)."""
         target = self.syslog
         if target is None:
@@ -157,14 +190,20 @@ class Emitter:
         msg["Auto-Submitted"] = "auto-generated;"
         msg.set_content(n.text)
         msg.add_alternative(n.html, subtype="html")
-        await aiosmtplib.send(msg, hostname=target.host, port=target.port, start_tls=False,
-                              use_tls=False, timeout=10)
+        await aiosmtplib.send(
+            msg, hostname=target.host, port=target.port, start_tls=False, use_tls=False, timeout=10
+        )
 
     async def _send_webhook(self, target: WebhookTarget, n: Notification) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        body = {"title": n.title, "message": n.text, "severity": n.severity,
-                "timestamp": n.timestamp, "fields": n.fields}
+        body = {
+            "title": n.title,
+            "message": n.text,
+            "severity": n.severity,
+            "timestamp": n.timestamp,
+            "fields": n.fields,
+        }
         headers = {"Content-Type": "application/json"}
         if target.secret:
             headers["Authorization"] = f"Bearer {target.secret}"

@@ -168,7 +168,5 @@ class Lab:
     def guests_on(self, node: str, kind: str | None = None) -> list[Guest]:
         """Guests currently placed on ``node``, optionally of one kind."""
         return [
-            g
-            for g in self.guests.values()
-            if g.node == node and (kind is None or g.kind == kind)
+            g for g in self.guests.values() if g.node == node and (kind is None or g.kind == kind)
         ]

@@ -13,14 +13,18 @@ from .tasks import Task
 from .tasks_api import task_routes
 
 PBS_VERSION = {"version": "4.0.18", "release": "4", "repoid": "8a6c2d5e1f0b"}
-_PERIODS = [("keep-hourly", "%Y%m%d%H"), ("keep-daily", "%Y%m%d"), ("keep-weekly", "%G%V"),
-            ("keep-monthly", "%Y%m"), ("keep-yearly", "%Y")]
+_PERIODS = [
+    ("keep-hourly", "%Y%m%d%H"),
+    ("keep-daily", "%Y%m%d"),
+    ("keep-weekly", "%G%V"),
+    ("keep-monthly", "%Y%m"),
+    ("keep-yearly", "%Y"),
+]
 
 
 def escape_wid(text: str) -> str:
     """Systemd-style escaping PBS applies to worker ids (``:`` and ``/`` cannot appear)."""
-    return text.replace("\\", "\\x5c").replace("-", "\\x2d").replace("/", "-") \
-        .replace(":", "\\x3a")
+    return text.replace("\\", "\\x5c").replace("-", "\\x2d").replace("/", "-").replace(":", "\\x3a")
 
 
 def _store(call: Call, *privs: str) -> Datastore:
@@ -41,8 +45,9 @@ async def version(call: Call) -> Any:
 
 async def access_ticket(call: Call) -> Any:
     """``POST /access/ticket``."""
-    issued = call.sim.pbs_auth.login(str(call.params["username"]),
-                                     str(call.params.get("password", "")))
+    issued = call.sim.pbs_auth.login(
+        str(call.params["username"]), str(call.params.get("password", ""))
+    )
     if issued is None:
         raise ApiError(401, "authentication failed")
     ticket, tk = issued
@@ -53,10 +58,13 @@ async def datastores(call: Call) -> Any:
     """``GET /admin/datastore``: datastores the caller can see."""
     pbs = call.sim.lab.pbs
     out = []
-    for ds in (pbs.datastores.values() if pbs else []):
+    for ds in pbs.datastores.values() if pbs else []:
         if call.principal.privs(f"/datastore/{ds.name}"):
-            item: dict[str, Any] = {"store": ds.name, "mount-status": "nonremovable",
-                                    "backend-type": "filesystem"}
+            item: dict[str, Any] = {
+                "store": ds.name,
+                "mount-status": "nonremovable",
+                "backend-type": "filesystem",
+            }
             if ds.comment:
                 item["comment"] = ds.comment
             out.append(item)
@@ -64,10 +72,18 @@ async def datastores(call: Call) -> Any:
 
 
 def _gc_status(ds: Datastore) -> dict[str, Any]:
-    d: dict[str, Any] = {"index-file-count": len(ds.snapshots) * 2, "index-data-bytes": ds.used * 3,
-                         "disk-bytes": ds.used, "disk-chunks": ds.used // (4 * 1024**2),
-                         "removed-bytes": 0, "removed-chunks": 0, "pending-bytes": 0,
-                         "pending-chunks": 0, "removed-bad": 0, "still-bad": 0}
+    d: dict[str, Any] = {
+        "index-file-count": len(ds.snapshots) * 2,
+        "index-data-bytes": ds.used * 3,
+        "disk-bytes": ds.used,
+        "disk-chunks": ds.used // (4 * 1024**2),
+        "removed-bytes": 0,
+        "removed-chunks": 0,
+        "pending-bytes": 0,
+        "pending-chunks": 0,
+        "removed-bad": 0,
+        "still-bad": 0,
+    }
     if ds.gc_last_upid:
         d["upid"] = ds.gc_last_upid
     return d
@@ -76,14 +92,18 @@ def _gc_status(ds: Datastore) -> dict[str, Any]:
 async def store_status(call: Call) -> Any:
     """``GET /admin/datastore/{store}/status``."""
     ds = _store(call, "Datastore.Audit", "Datastore.Backup")
-    out: dict[str, Any] = {"total": ds.total, "used": ds.used, "avail": ds.total - ds.used,
-                           "backend-type": "filesystem"}
+    out: dict[str, Any] = {
+        "total": ds.total,
+        "used": ds.used,
+        "avail": ds.total - ds.used,
+        "backend-type": "filesystem",
+    }
     if call.params.get("verbose"):
         counts: dict[str, dict[str, int]] = {}
         for s in ds.snapshots:
             c = counts.setdefault(s.backup_type, {"groups": 0, "snapshots": 0})
             c["snapshots"] += 1
-        for btype, bid in {(s.backup_type, s.backup_id) for s in ds.snapshots}:
+        for btype, _bid in {(s.backup_type, s.backup_id) for s in ds.snapshots}:
             counts[btype]["groups"] += 1
         out["counts"] = counts
         out["gc-status"] = _gc_status(ds)
@@ -96,16 +116,30 @@ async def groups(call: Call) -> Any:
     by_group: dict[tuple[str, str], list[BackupSnapshot]] = {}
     for s in ds.snapshots:
         by_group.setdefault((s.backup_type, s.backup_id), []).append(s)
-    return [{"backup-type": t, "backup-id": i, "last-backup": max(s.backup_time for s in snaps),
-             "backup-count": len(snaps), "files": snaps[-1].files, "owner": snaps[-1].owner}
-            for (t, i), snaps in sorted(by_group.items())]
+    return [
+        {
+            "backup-type": t,
+            "backup-id": i,
+            "last-backup": max(s.backup_time for s in snaps),
+            "backup-count": len(snaps),
+            "files": snaps[-1].files,
+            "owner": snaps[-1].owner,
+        }
+        for (t, i), snaps in sorted(by_group.items())
+    ]
 
 
 def snapshot_item(s: BackupSnapshot) -> dict[str, Any]:
     """One entry of ``.../snapshots``, with verification state when verified."""
-    d: dict[str, Any] = {"backup-type": s.backup_type, "backup-id": s.backup_id,
-                         "backup-time": s.backup_time, "files": s.files, "size": s.size,
-                         "owner": s.owner, "protected": s.protected}
+    d: dict[str, Any] = {
+        "backup-type": s.backup_type,
+        "backup-id": s.backup_id,
+        "backup-time": s.backup_time,
+        "files": s.files,
+        "size": s.size,
+        "owner": s.owner,
+        "protected": s.protected,
+    }
     if s.verify_state:
         d["verification"] = {"state": s.verify_state, "upid": s.verify_upid or ""}
     return d
@@ -115,9 +149,12 @@ async def snapshots(call: Call) -> Any:
     """``GET /admin/datastore/{store}/snapshots`` (optionally one group)."""
     ds = _store(call, "Datastore.Audit", "Datastore.Backup")
     p = call.params
-    return [snapshot_item(s) for s in ds.snapshots
-            if p.get("backup-type", s.backup_type) == s.backup_type
-            and p.get("backup-id", s.backup_id) == s.backup_id]
+    return [
+        snapshot_item(s)
+        for s in ds.snapshots
+        if p.get("backup-type", s.backup_type) == s.backup_type
+        and p.get("backup-id", s.backup_id) == s.backup_id
+    ]
 
 
 async def gc_start(call: Call) -> Any:
@@ -126,15 +163,24 @@ async def gc_start(call: Call) -> Any:
     sim = call.sim
 
     def finish(task: Task) -> int:
-        task.log += ["Start GC phase1 (mark used chunks)", "Start GC phase2 (sweep unused chunks)",
-                     "Removed garbage: 0 B", f"Original data usage: {ds.used * 3} B",
-                     f"On-Disk usage: {ds.used} B"]
+        task.log += [
+            "Start GC phase1 (mark used chunks)",
+            "Start GC phase2 (sweep unused chunks)",
+            "Removed garbage: 0 B",
+            f"Original data usage: {ds.used * 3} B",
+            f"On-Disk usage: {ds.used} B",
+        ]
         ds.gc_last_upid = task.upid
         return 0
 
-    return sim.pbs_tasks.start(sim.pbs_name, "garbage_collection", ds.name,
-                               call.principal.authid, finish,
-                               [f"starting garbage collection on store {ds.name}"]).upid
+    return sim.pbs_tasks.start(
+        sim.pbs_name,
+        "garbage_collection",
+        ds.name,
+        call.principal.authid,
+        finish,
+        [f"starting garbage collection on store {ds.name}"],
+    ).upid
 
 
 async def gc_status(call: Call) -> Any:
@@ -146,13 +192,19 @@ async def verify(call: Call) -> Any:
     """``POST /admin/datastore/{store}/verify``; corrupt snapshots make the task fail."""
     ds = _store(call, "Datastore.Verify", "Datastore.Backup")
     p, sim = call.params, call.sim
-    chosen = [s for s in ds.snapshots
-              if p.get("backup-type", s.backup_type) == s.backup_type
-              and p.get("backup-id", s.backup_id) == s.backup_id
-              and p.get("backup-time", s.backup_time) == s.backup_time
-              and not (p.get("ignore-verified") and s.verify_state == "ok")]
-    wid = ds.name if "backup-id" not in p else \
-        escape_wid(f"{ds.name}:{p.get('backup-type', 'vm')}/{p['backup-id']}")
+    chosen = [
+        s
+        for s in ds.snapshots
+        if p.get("backup-type", s.backup_type) == s.backup_type
+        and p.get("backup-id", s.backup_id) == s.backup_id
+        and p.get("backup-time", s.backup_time) == s.backup_time
+        and not (p.get("ignore-verified") and s.verify_state == "ok")
+    ]
+    wid = (
+        ds.name
+        if "backup-id" not in p
+        else escape_wid(f"{ds.name}:{p.get('backup-type', 'vm')}/{p['backup-id']}")
+    )
 
     def finish(task: Task) -> int:
         bad = 0
@@ -169,8 +221,9 @@ async def verify(call: Call) -> Any:
             raise TaskFailure("verification failed - please check the log for details")
         return 0
 
-    return sim.pbs_tasks.start(sim.pbs_name, "verify", wid, call.principal.authid, finish,
-                               [f"verify datastore {ds.name}"]).upid
+    return sim.pbs_tasks.start(
+        sim.pbs_name, "verify", wid, call.principal.authid, finish, [f"verify datastore {ds.name}"]
+    ).upid
 
 
 def prune_selection(snaps: list[BackupSnapshot], opts: dict[str, Any]) -> set[int]:
@@ -199,24 +252,46 @@ async def prune(call: Call) -> Any:
     """``POST /admin/datastore/{store}/prune`` for one group (dry-run or for real)."""
     ds = _store(call, "Datastore.Modify", "Datastore.Prune")
     p = call.params
-    group = [s for s in ds.snapshots if s.backup_type == p["backup-type"]
-             and s.backup_id == p["backup-id"]]
+    group = [
+        s
+        for s in ds.snapshots
+        if s.backup_type == p["backup-type"] and s.backup_id == p["backup-id"]
+    ]
     kept = prune_selection(group, p)
-    result = [{"backup-type": s.backup_type, "backup-id": s.backup_id,
-               "backup-time": s.backup_time, "keep": s.backup_time in kept or s.protected,
-               "protected": s.protected} for s in group]
+    result = [
+        {
+            "backup-type": s.backup_type,
+            "backup-id": s.backup_id,
+            "backup-time": s.backup_time,
+            "keep": s.backup_time in kept or s.protected,
+            "protected": s.protected,
+        }
+        for s in group
+    ]
     if not p.get("dry-run"):
-        drop = {(s.backup_type, s.backup_id, s.backup_time) for s in group
-                if s.backup_time not in kept and not s.protected}
-        ds.snapshots = [s for s in ds.snapshots
-                        if (s.backup_type, s.backup_id, s.backup_time) not in drop]
+        drop = {
+            (s.backup_type, s.backup_id, s.backup_time)
+            for s in group
+            if s.backup_time not in kept and not s.protected
+        }
+        ds.snapshots = [
+            s for s in ds.snapshots if (s.backup_type, s.backup_id, s.backup_time) not in drop
+        ]
         call.sim.lab.bump()
     if p.get("use-task"):
-        lines = [f"{r['backup-type']}/{r['backup-id']}/{r['backup-time']} "
-                 f"{'keep' if r['keep'] else 'remove'}" for r in result]
-        return call.sim.pbs_tasks.start(call.sim.pbs_name, "prune",
-                                        escape_wid(f"{ds.name}:{p['backup-type']}/{p['backup-id']}"),
-                                        call.principal.authid, lambda t: 0, lines).upid
+        lines = [
+            f"{r['backup-type']}/{r['backup-id']}/{r['backup-time']} "
+            f"{'keep' if r['keep'] else 'remove'}"
+            for r in result
+        ]
+        return call.sim.pbs_tasks.start(
+            call.sim.pbs_name,
+            "prune",
+            escape_wid(f"{ds.name}:{p['backup-type']}/{p['backup-id']}"),
+            call.principal.authid,
+            lambda t: 0,
+            lines,
+        ).upid
     return result
 
 
@@ -225,15 +300,26 @@ async def datastore_usage(call: Call) -> Any:
     pbs = call.sim.lab.pbs
     now = int(time.time())
     out = []
-    for ds in (pbs.datastores.values() if pbs else []):
-        if not call.principal.privs(f"/datastore/{ds.name}") & {"Datastore.Audit",
-                                                               "Datastore.Backup"}:
+    for ds in pbs.datastores.values() if pbs else []:
+        if not call.principal.privs(f"/datastore/{ds.name}") & {
+            "Datastore.Audit",
+            "Datastore.Backup",
+        }:
             continue
-        out.append({"store": ds.name, "total": ds.total, "used": ds.used,
-                    "avail": ds.total - ds.used, "backend-type": "filesystem",
-                    "mount-status": "nonremovable", "history-start": now - 30 * 86400,
-                    "history-delta": 86400, "estimated-full-date": now + 400 * 86400,
-                    "gc-status": _gc_status(ds)})
+        out.append(
+            {
+                "store": ds.name,
+                "total": ds.total,
+                "used": ds.used,
+                "avail": ds.total - ds.used,
+                "backend-type": "filesystem",
+                "mount-status": "nonremovable",
+                "history-start": now - 30 * 86400,
+                "history-delta": 86400,
+                "estimated-full-date": now + 400 * 86400,
+                "gc-status": _gc_status(ds),
+            }
+        )
     return out
 
 
@@ -243,15 +329,34 @@ ROUTES = [
     Route("GET", "/admin/datastore", datastores),
     Route("GET", "/admin/datastore/{store}/status", store_status, ("verbose",)),
     Route("GET", "/admin/datastore/{store}/groups", groups, ("ns",)),
-    Route("GET", "/admin/datastore/{store}/snapshots", snapshots,
-          ("backup-type", "backup-id", "ns")),
+    Route(
+        "GET", "/admin/datastore/{store}/snapshots", snapshots, ("backup-type", "backup-id", "ns")
+    ),
     Route("POST", "/admin/datastore/{store}/gc", gc_start),
     Route("GET", "/admin/datastore/{store}/gc", gc_status),
-    Route("POST", "/admin/datastore/{store}/verify", verify,
-          ("backup-type", "backup-id", "backup-time", "ignore-verified")),
-    Route("POST", "/admin/datastore/{store}/prune", prune,
-          ("backup-type", "backup-id", "dry-run", "keep-last", "keep-hourly", "keep-daily",
-           "keep-weekly", "keep-monthly", "keep-yearly", "use-task")),
+    Route(
+        "POST",
+        "/admin/datastore/{store}/verify",
+        verify,
+        ("backup-type", "backup-id", "backup-time", "ignore-verified"),
+    ),
+    Route(
+        "POST",
+        "/admin/datastore/{store}/prune",
+        prune,
+        (
+            "backup-type",
+            "backup-id",
+            "dry-run",
+            "keep-last",
+            "keep-hourly",
+            "keep-daily",
+            "keep-weekly",
+            "keep-monthly",
+            "keep-yearly",
+            "use-task",
+        ),
+    ),
     Route("GET", "/status/datastore-usage", datastore_usage),
     *task_routes("PBS"),
 ]

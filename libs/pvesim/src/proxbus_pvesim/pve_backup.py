@@ -29,8 +29,11 @@ def _selected(call: Call, node: str) -> list[Guest]:
     if p.get("all"):
         return [g for g in lab.guests_on(node) if g.vmid not in exclude]
     if "vmid" not in p:
-        raise ApiError(400, "Parameter verification failed.",
-                       {"vmid": "property is missing and it is not optional"})
+        raise ApiError(
+            400,
+            "Parameter verification failed.",
+            {"vmid": "property is missing and it is not optional"},
+        )
     out = []
     for vmid in _ids(p["vmid"]):
         g = lab.guests.get(vmid)
@@ -55,8 +58,10 @@ async def vzdump(call: Call) -> Any:
     call.require(f"/storage/{storage_id}", "Datastore.AllocateSpace")
     mode = str(p.get("mode", "snapshot"))
     args = " ".join(str(g.vmid) for g in guests) if not p.get("all") else "--all 1"
-    begin = [f"INFO: starting new backup job: vzdump {args} --storage {storage_id} "
-             f"--mode {mode} --node {node}"]
+    begin = [
+        f"INFO: starting new backup job: vzdump {args} --storage {storage_id} "
+        f"--mode {mode} --node {node}"
+    ]
     for g in guests:
         g.lock = "backup"
     sim.lab.bump()
@@ -67,46 +72,56 @@ async def vzdump(call: Call) -> Any:
         for g in guests:
             g.lock = None
             label = "VM" if g.kind == "qemu" else "CT"
-            task.log += [f"INFO: Starting Backup of VM {g.vmid} ({g.kind})",
-                         f"INFO: Backup started at {_stamp()}",
-                         f"INFO: status = {g.status}", f"INFO: {label} Name: {g.name}"]
+            task.log += [
+                f"INFO: Starting Backup of VM {g.vmid} ({g.kind})",
+                f"INFO: Backup started at {_stamp()}",
+                f"INFO: status = {g.status}",
+                f"INFO: {label} Name: {g.name}",
+            ]
             error = sim.faults_pve_backup.pop(g.vmid, None)
             if error is None and storage.fraction(node) >= 0.995:
                 error = "vma_queue_write: write failed - No space left on device"
             secs = max(1, int(time.time() - started))
             if error is not None:
-                task.log += [f"ERROR: Backup of VM {g.vmid} failed - {error}",
-                             f"INFO: Failed at {_stamp()}"]
+                task.log += [
+                    f"ERROR: Backup of VM {g.vmid} failed - {error}",
+                    f"INFO: Failed at {_stamp()}",
+                ]
                 results.append(GuestResult(g.vmid, g.name, False, secs, 0, "", error))
                 continue
             size = int(g.maxdisk * 0.25)
             fname = sim.record_backup(storage, g, size)
-            task.log += [f"INFO: creating {'Proxmox Backup Server archive' if storage.type == 'pbs' else 'vzdump archive'} '{fname}'",
-                         f"INFO: transferred {size // 1024**2} MiB in {secs} seconds",
-                         f"INFO: Finished Backup of VM {g.vmid} (00:00:{secs % 60:02d})",
-                         f"INFO: Backup finished at {_stamp()}"]
+            task.log += [
+                f"INFO: creating {'Proxmox Backup Server archive' if storage.type == 'pbs' else 'vzdump archive'} '{fname}'",
+                f"INFO: transferred {size // 1024**2} MiB in {secs} seconds",
+                f"INFO: Finished Backup of VM {g.vmid} (00:00:{secs % 60:02d})",
+                f"INFO: Backup finished at {_stamp()}",
+            ]
             results.append(GuestResult(g.vmid, g.name, True, secs, size, fname))
         failed = any(not r.ok for r in results)
-        task.log.append("INFO: Backup job finished with errors" if failed
-                        else "INFO: Backup job finished successfully")
+        task.log.append(
+            "INFO: Backup job finished with errors"
+            if failed
+            else "INFO: Backup job finished successfully"
+        )
         sim.lab.bump()
         logs = "\n".join(task.log)
-        sim.emitter.notify(vzdump_notification(node, sim.lab.fqdn(node), results,
-                                               int(time.time() - started), logs,
-                                               p.get("job-id")))
+        sim.emitter.notify(
+            vzdump_notification(
+                node, sim.lab.fqdn(node), results, int(time.time() - started), logs, p.get("job-id")
+            )
+        )
         if failed:
             raise TaskFailure("job errors")
         return 0
 
     vmid_id = str(guests[0].vmid) if len(guests) == 1 else ""
-    return sim.pve_tasks.start(node, "vzdump", vmid_id, call.principal.authid, finish,
-                               begin).upid
+    return sim.pve_tasks.start(node, "vzdump", vmid_id, call.principal.authid, finish, begin).upid
 
 
 def backup_snapshot_for(g: Guest, size: int) -> BackupSnapshot:
     """A fresh PBS snapshot record for guest ``g``."""
-    return BackupSnapshot("vm" if g.kind == "qemu" else "ct", str(g.vmid), int(time.time()),
-                          size)
+    return BackupSnapshot("vm" if g.kind == "qemu" else "ct", str(g.vmid), int(time.time()), size)
 
 
 def pbs_volid(storage: str, snap: BackupSnapshot) -> str:
@@ -115,7 +130,22 @@ def pbs_volid(storage: str, snap: BackupSnapshot) -> str:
 
 
 ROUTES = [
-    Route("POST", "/nodes/{node}/vzdump", vzdump,
-          ("vmid", "all", "exclude", "storage", "mode", "job-id", "compress", "remove",
-           "notes-template", "mailnotification", "notification-mode")),
+    Route(
+        "POST",
+        "/nodes/{node}/vzdump",
+        vzdump,
+        (
+            "vmid",
+            "all",
+            "exclude",
+            "storage",
+            "mode",
+            "job-id",
+            "compress",
+            "remove",
+            "notes-template",
+            "mailnotification",
+            "notification-mode",
+        ),
+    ),
 ]

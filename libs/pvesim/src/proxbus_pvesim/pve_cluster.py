@@ -9,8 +9,14 @@ from typing import Any
 from .errors import ApiError
 from .router import Route
 from .server import Call, RawJson
-from .views import (PVE_VERSION, node_status, resource_guest, resource_node,
-                    resource_storage, storage_usage)
+from .views import (
+    PVE_VERSION,
+    node_status,
+    resource_guest,
+    resource_node,
+    resource_storage,
+    storage_usage,
+)
 
 
 async def version(call: Call) -> Any:
@@ -47,12 +53,29 @@ async def cluster_status(call: Call) -> Any:
     lab = call.sim.lab
     out: list[dict[str, Any]] = []
     if lab.cluster_name:
-        out.append({"type": "cluster", "id": "cluster", "name": lab.cluster_name,
-                    "nodes": len(lab.nodes), "quorate": int(lab.quorate), "version": len(lab.nodes) + 2})
-    for n in lab.nodes.values():
-        out.append({"type": "node", "id": f"node/{n.name}", "name": n.name, "nodeid": n.nodeid,
-                    "ip": n.ip, "online": int(n.online), "local": int(n.name == lab.local_node),
-                    "level": ""})
+        out.append(
+            {
+                "type": "cluster",
+                "id": "cluster",
+                "name": lab.cluster_name,
+                "nodes": len(lab.nodes),
+                "quorate": int(lab.quorate),
+                "version": len(lab.nodes) + 2,
+            }
+        )
+    out.extend(
+        {
+            "type": "node",
+            "id": f"node/{n.name}",
+            "name": n.name,
+            "nodeid": n.nodeid,
+            "ip": n.ip,
+            "online": int(n.online),
+            "local": int(n.name == lab.local_node),
+            "level": "",
+        }
+        for n in lab.nodes.values()
+    )
     return out
 
 
@@ -60,19 +83,36 @@ def _resources(call: Call, rtype: str | None) -> list[dict[str, Any]]:
     lab, now, pr = call.sim.lab, time.time(), call.principal
     out: list[dict[str, Any]] = []
     if rtype in (None, "node"):
-        out.extend(resource_node(n, now) for n in lab.nodes.values()
-                   if pr.has(f"/nodes/{n.name}", "Sys.Audit"))
+        out.extend(
+            resource_node(n, now)
+            for n in lab.nodes.values()
+            if pr.has(f"/nodes/{n.name}", "Sys.Audit")
+        )
     if rtype in (None, "vm"):
-        out.extend(resource_guest(g, lab, now) for g in lab.guests.values()
-                   if pr.has(f"/vms/{g.vmid}", "VM.Audit"))
+        out.extend(
+            resource_guest(g, lab, now)
+            for g in lab.guests.values()
+            if pr.has(f"/vms/{g.vmid}", "VM.Audit")
+        )
     if rtype in (None, "storage"):
-        out.extend(resource_storage(s, n) for n in lab.nodes.values()
-                   for s in lab.storages.values()
-                   if s.available_on(n.name) and pr.has(f"/storage/{s.storage}", "Datastore.Audit"))
+        out.extend(
+            resource_storage(s, n)
+            for n in lab.nodes.values()
+            for s in lab.storages.values()
+            if s.available_on(n.name) and pr.has(f"/storage/{s.storage}", "Datastore.Audit")
+        )
     if rtype in (None, "sdn"):
-        out.extend({"id": f"sdn/{n.name}/localnetwork", "type": "sdn", "sdn": "localnetwork",
-                    "node": n.name, "status": "ok" if n.online else "unknown"}
-                   for n in lab.nodes.values() if pr.has(f"/nodes/{n.name}", "Sys.Audit"))
+        out.extend(
+            {
+                "id": f"sdn/{n.name}/localnetwork",
+                "type": "sdn",
+                "sdn": "localnetwork",
+                "node": n.name,
+                "status": "ok" if n.online else "unknown",
+            }
+            for n in lab.nodes.values()
+            if pr.has(f"/nodes/{n.name}", "Sys.Audit")
+        )
     return out
 
 
@@ -80,9 +120,14 @@ async def cluster_resources(call: Call) -> Any:
     """``GET /cluster/resources`` (cached per state version and second when unfiltered)."""
     rtype = call.params.get("type")
     pr = call.principal
-    sees_all = all(pr.uniform(p, priv) is True for p, priv in
-                   (("/nodes", "Sys.Audit"), ("/vms", "VM.Audit"),
-                    ("/storage", "Datastore.Audit")))
+    sees_all = all(
+        pr.uniform(p, priv) is True
+        for p, priv in (
+            ("/nodes", "Sys.Audit"),
+            ("/vms", "VM.Audit"),
+            ("/storage", "Datastore.Audit"),
+        )
+    )
     if not sees_all:
         return _resources(call, rtype)
     key = (call.sim.lab.version, rtype, int(time.time()))
@@ -133,8 +178,9 @@ async def nextid(call: Call) -> Any:
     want = call.params.get("vmid")
     if want is not None:
         if want in guests:
-            raise ApiError(400, "Parameter verification failed.",
-                           {"vmid": f"VM {want} already exists"})
+            raise ApiError(
+                400, "Parameter verification failed.", {"vmid": f"VM {want} already exists"}
+            )
         return want
     vmid = 100
     while vmid in guests:
@@ -167,11 +213,17 @@ async def storage_config(call: Call) -> Any:
     for s in call.sim.lab.storages.values():
         if "type" in call.params and s.type != call.params["type"]:
             continue
-        if not call.principal.privs(f"/storage/{s.storage}") & {"Datastore.Audit",
-                                                               "Datastore.AllocateSpace"}:
+        if not call.principal.privs(f"/storage/{s.storage}") & {
+            "Datastore.Audit",
+            "Datastore.AllocateSpace",
+        }:
             continue
-        d: dict[str, Any] = {"storage": s.storage, "type": s.type, "content": s.content,
-                             "digest": "2f0b1c6a1a4e3f2b9d1c0e7f5a3b2c1d0e9f8a7b"}
+        d: dict[str, Any] = {
+            "storage": s.storage,
+            "type": s.type,
+            "content": s.content,
+            "digest": "2f0b1c6a1a4e3f2b9d1c0e7f5a3b2c1d0e9f8a7b",
+        }
         if s.shared:
             d["shared"] = 1
         if s.nodes:
@@ -196,9 +248,18 @@ def _storage(call: Call) -> Any:
 
 def _storage_entry(s: Any, node: str) -> dict[str, Any]:
     total, used, avail = storage_usage(s, node)
-    return {"storage": s.storage, "type": s.type, "content": s.content, "active": 1,
-            "enabled": int(s.enabled), "shared": int(s.shared), "total": total, "used": used,
-            "avail": avail, "used_fraction": round(used / total, 6) if total else 0}
+    return {
+        "storage": s.storage,
+        "type": s.type,
+        "content": s.content,
+        "active": 1,
+        "enabled": int(s.enabled),
+        "shared": int(s.shared),
+        "total": total,
+        "used": used,
+        "avail": avail,
+        "used_fraction": round(used / total, 6) if total else 0,
+    }
 
 
 async def node_storage(call: Call) -> Any:
@@ -212,8 +273,10 @@ async def node_storage(call: Call) -> Any:
             continue
         if "enabled" in p and p["enabled"] and not s.enabled:
             continue
-        if not call.principal.privs(f"/storage/{s.storage}") & {"Datastore.Audit",
-                                                               "Datastore.AllocateSpace"}:
+        if not call.principal.privs(f"/storage/{s.storage}") & {
+            "Datastore.Audit",
+            "Datastore.AllocateSpace",
+        }:
             continue
         out.append(_storage_entry(s, node))
     return out

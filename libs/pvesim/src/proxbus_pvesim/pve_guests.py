@@ -22,8 +22,11 @@ def guest_of(call: Call, kind: str) -> Guest:
     node, vmid = call.params["node"], call.params["vmid"]
     g = call.sim.lab.guests.get(vmid)
     if g is None or g.node != node or g.kind != kind:
-        conf = f"nodes/{node}/qemu-server/{vmid}.conf" if kind == "qemu" else \
-            f"nodes/{node}/lxc/{vmid}.conf"
+        conf = (
+            f"nodes/{node}/qemu-server/{vmid}.conf"
+            if kind == "qemu"
+            else f"nodes/{node}/lxc/{vmid}.conf"
+        )
         raise ApiError(500, f"Configuration file '{conf}' does not exist")
     return g
 
@@ -54,13 +57,21 @@ def _current(kind: str) -> Handler:
         g = guest_of(call, kind)
         d = guest_common(g, call.sim.lab, time.time())
         d["cpus"] = g.cores
-        d["ha"] = {"managed": 1, "state": "started" if g.running else "stopped",
-                   "group": None} if g.ha else {"managed": 0}
+        d["ha"] = (
+            {"managed": 1, "state": "started" if g.running else "stopped", "group": None}
+            if g.ha
+            else {"managed": 0}
+        )
         if kind == "qemu":
             d.update({"qmpstatus": g.qmpstatus, "agent": 1, "clipboard": None})
             if g.running:
-                d.update({"pid": 10000 + g.vmid, "running-qemu": "10.1.2",
-                          "running-machine": "pc-i440fx-10.1+pve0"})
+                d.update(
+                    {
+                        "pid": 10000 + g.vmid,
+                        "running-qemu": "10.1.2",
+                        "running-machine": "pc-i440fx-10.1+pve0",
+                    }
+                )
         else:
             d["type"] = "lxc"
         return d
@@ -91,7 +102,8 @@ def _power(kind: str, action: str) -> Handler:
         sim = call.sim
         _check_lock(g, call)
         if action in ("reboot", "suspend", "resume", "reset") or (
-                kind == "lxc" and action in ("stop", "shutdown")):
+            kind == "lxc" and action in ("stop", "shutdown")
+        ):
             _need_running(g)
         if kind == "lxc" and action == "start" and g.running:
             raise ApiError(500, f"CT {g.vmid} already running")
@@ -114,8 +126,7 @@ def _power(kind: str, action: str) -> Handler:
             return 0
 
         ttype = f"{_PREFIX[kind]}{action}"
-        return sim.pve_tasks.start(g.node, ttype, str(g.vmid), call.principal.authid,
-                                   finish).upid
+        return sim.pve_tasks.start(g.node, ttype, str(g.vmid), call.principal.authid, finish).upid
 
     return handler
 
@@ -124,12 +135,25 @@ def _snapshots(kind: str) -> Handler:
     async def handler(call: Call) -> Any:
         g = guest_of(call, kind)
         out: list[dict[str, Any]] = [
-            {k: v for k, v in {"name": s.name, "description": s.description,
-                               "snaptime": s.snaptime, "parent": s.parent,
-                               "vmstate": int(s.vmstate) if kind == "qemu" else None}.items()
-             if v is not None} for s in g.snapshots]
-        current: dict[str, Any] = {"name": "current", "description": "You are here!",
-                                   "running": int(g.running), "digest": guest_config(g)["digest"]}
+            {
+                k: v
+                for k, v in {
+                    "name": s.name,
+                    "description": s.description,
+                    "snaptime": s.snaptime,
+                    "parent": s.parent,
+                    "vmstate": int(s.vmstate) if kind == "qemu" else None,
+                }.items()
+                if v is not None
+            }
+            for s in g.snapshots
+        ]
+        current: dict[str, Any] = {
+            "name": "current",
+            "description": "You are here!",
+            "running": int(g.running),
+            "digest": guest_config(g)["digest"],
+        }
         if g.snapshots:
             current["parent"] = g.snapshots[-1].name
         out.append(current)
@@ -156,9 +180,15 @@ def _snap_action(kind: str, op: str) -> Handler:
                 if any(s.name == name for s in g.snapshots):
                     raise TaskFailure(f"snapshot name '{name}' already used")
                 parent = g.snapshots[-1].name if g.snapshots else None
-                g.snapshots.append(Snapshot(name, str(p.get("description", "")),
-                                            int(time.time()), parent,
-                                            bool(p.get("vmstate")) and g.running))
+                g.snapshots.append(
+                    Snapshot(
+                        name,
+                        str(p.get("description", "")),
+                        int(time.time()),
+                        parent,
+                        bool(p.get("vmstate")) and g.running,
+                    )
+                )
             elif op == "rollback":
                 snap = find()
                 if g.running and not snap.vmstate:
@@ -174,10 +204,12 @@ def _snap_action(kind: str, op: str) -> Handler:
             sim.lab.bump()
             return 0
 
-        ttype = {"snapshot": f"{_PREFIX[kind]}snapshot", "rollback": f"{_PREFIX[kind]}rollback",
-                 "delete": f"{_PREFIX[kind]}delsnapshot"}[op]
-        return sim.pve_tasks.start(g.node, ttype, str(g.vmid), call.principal.authid,
-                                   finish).upid
+        ttype = {
+            "snapshot": f"{_PREFIX[kind]}snapshot",
+            "rollback": f"{_PREFIX[kind]}rollback",
+            "delete": f"{_PREFIX[kind]}delsnapshot",
+        }[op]
+        return sim.pve_tasks.start(g.node, ttype, str(g.vmid), call.principal.authid, finish).upid
 
     return handler
 
@@ -202,8 +234,10 @@ def _migrate(kind: str) -> Handler:
         source = g.node
         g.lock = "migrate"
         sim.lab.bump()
-        begin = [f"{time.strftime('%Y-%m-%d %H:%M:%S')} starting migration of "
-                 f"{_LABEL[kind]} {g.vmid} to node '{target}' ({node.ip})"]
+        begin = [
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} starting migration of "
+            f"{_LABEL[kind]} {g.vmid} to node '{target}' ({node.ip})"
+        ]
 
         def finish(task: Task) -> int:
             g.lock = None
@@ -211,14 +245,17 @@ def _migrate(kind: str) -> Handler:
                 sim.lab.bump()
                 raise TaskFailure(f"migration aborted: target node '{target}' went offline")
             g.node = target
-            task.log.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} migration finished "
-                            f"successfully (duration 00:00:0{int(sim.pve_tasks.duration(task.type)) % 10})")
+            task.log.append(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} migration finished "
+                f"successfully (duration 00:00:0{int(sim.pve_tasks.duration(task.type)) % 10})"
+            )
             sim.lab.bump()
             return 0
 
         ttype = "qmigrate" if kind == "qemu" else "vzmigrate"
-        return sim.pve_tasks.start(source, ttype, str(g.vmid), call.principal.authid, finish,
-                                   begin).upid
+        return sim.pve_tasks.start(
+            source, ttype, str(g.vmid), call.principal.authid, finish, begin
+        ).upid
 
     return handler
 
@@ -230,9 +267,12 @@ def guest_routes() -> list[Route]:
         "qemu": ["start", "stop", "shutdown", "reboot", "suspend", "resume", "reset"],
         "lxc": ["start", "stop", "shutdown", "reboot", "suspend", "resume"],
     }
-    reads: dict[str, tuple[str, ...]] = {"start": ("skiplock",), "stop": ("skiplock",),
-                                         "shutdown": ("forceStop", "timeout"),
-                                         "reboot": ("timeout",)}
+    reads: dict[str, tuple[str, ...]] = {
+        "start": ("skiplock",),
+        "stop": ("skiplock",),
+        "shutdown": ("forceStop", "timeout"),
+        "reboot": ("timeout",),
+    }
     factories: list[tuple[str, str, Callable[[str], Handler], tuple[str, ...]]] = [
         ("GET", "", _list, ()),
         ("GET", "/{vmid}/status/current", _current, ()),
@@ -244,18 +284,34 @@ def guest_routes() -> list[Route]:
         for method, suffix, factory, rd in factories:
             routes.append(Route(method, base + suffix, factory(kind), rd))
         for action in actions[kind]:
-            rd = tuple(r for r in reads.get(action, ()) if kind == "qemu" or r != "skiplock"
-                       or action in ("start", "stop"))
-            routes.append(Route("POST", f"{base}/{{vmid}}/status/{action}",
-                                _power(kind, action), rd))
+            rd = tuple(
+                r
+                for r in reads.get(action, ())
+                if kind == "qemu" or r != "skiplock" or action in ("start", "stop")
+            )
+            routes.append(
+                Route("POST", f"{base}/{{vmid}}/status/{action}", _power(kind, action), rd)
+            )
         snap_reads = ("description", "vmstate") if kind == "qemu" else ("description",)
         routes += [
             Route("POST", f"{base}/{{vmid}}/snapshot", _snap_action(kind, "snapshot"), snap_reads),
-            Route("POST", f"{base}/{{vmid}}/snapshot/{{snapname}}/rollback",
-                  _snap_action(kind, "rollback"), ("start",)),
-            Route("DELETE", f"{base}/{{vmid}}/snapshot/{{snapname}}",
-                  _snap_action(kind, "delete"), ("force",)),
-            Route("POST", f"{base}/{{vmid}}/migrate", _migrate(kind),
-                  ("target", "online") if kind == "qemu" else ("target", "restart")),
+            Route(
+                "POST",
+                f"{base}/{{vmid}}/snapshot/{{snapname}}/rollback",
+                _snap_action(kind, "rollback"),
+                ("start",),
+            ),
+            Route(
+                "DELETE",
+                f"{base}/{{vmid}}/snapshot/{{snapname}}",
+                _snap_action(kind, "delete"),
+                ("force",),
+            ),
+            Route(
+                "POST",
+                f"{base}/{{vmid}}/migrate",
+                _migrate(kind),
+                ("target", "online") if kind == "qemu" else ("target", "restart"),
+            ),
         ]
     return routes

@@ -14,7 +14,20 @@ import yaml
 from .errors import ScenarioError
 from .model import GIB, MIB, BackupSnapshot, Datastore, Guest, Lab, Node, PbsServer, Storage
 
-_VM_NAMES = ["web", "db", "app", "cache", "mail", "dns", "git", "ci", "mon", "proxy", "vpn", "files"]
+_VM_NAMES = [
+    "web",
+    "db",
+    "app",
+    "cache",
+    "mail",
+    "dns",
+    "git",
+    "ci",
+    "mon",
+    "proxy",
+    "vpn",
+    "files",
+]
 _CT_NAMES = ["nginx", "redis", "pihole", "grafana", "runner", "backup", "ntp", "ldap", "syncthing"]
 _TAGS = ["prod", "dev", "staging", "web", "db", "infra", "monitoring", "k8s", "backup"]
 
@@ -49,7 +62,11 @@ def _gen_guests(rng: random.Random, nodes: list[str], n_vm: int, n_ct: int) -> d
             vmid = (vmid + 99) // 100 * 100
         base = rng.choice(_VM_NAMES if kind == "qemu" else _CT_NAMES)
         running = rng.random() < 0.75
-        mem = rng.choice([1, 2, 4, 8, 16]) * GIB if kind == "qemu" else rng.choice([512, 1024, 2048]) * MIB
+        mem = (
+            rng.choice([1, 2, 4, 8, 16]) * GIB
+            if kind == "qemu"
+            else rng.choice([512, 1024, 2048]) * MIB
+        )
         g = Guest(
             vmid=vmid,
             kind=kind,
@@ -75,14 +92,29 @@ def _gen_guests(rng: random.Random, nodes: list[str], n_vm: int, n_ct: int) -> d
 
 def _default_storages(nodes: list[str], pbs_name: str | None) -> dict[str, Storage]:
     stores = {
-        "local": Storage("local", "dir", "iso,vztmpl,backup,snippets", total=100 * GIB,
-                         used_fraction=0.22, path="/var/lib/vz"),
-        "local-lvm": Storage("local-lvm", "lvmthin", "images,rootdir", total=800 * GIB,
-                             used_fraction=0.41),
+        "local": Storage(
+            "local",
+            "dir",
+            "iso,vztmpl,backup,snippets",
+            total=100 * GIB,
+            used_fraction=0.22,
+            path="/var/lib/vz",
+        ),
+        "local-lvm": Storage(
+            "local-lvm", "lvmthin", "images,rootdir", total=800 * GIB, used_fraction=0.41
+        ),
     }
     if pbs_name:
-        stores["pbs-store"] = Storage("pbs-store", "pbs", "backup", shared=True, total=4000 * GIB,
-                                      used_fraction=0.37, server=f"{pbs_name}", datastore="store1")
+        stores["pbs-store"] = Storage(
+            "pbs-store",
+            "pbs",
+            "backup",
+            shared=True,
+            total=4000 * GIB,
+            used_fraction=0.37,
+            server=f"{pbs_name}",
+            datastore="store1",
+        )
     return stores
 
 
@@ -93,13 +125,24 @@ def _gen_pbs(rng: random.Random, name: str, guests: dict[int, Guest]) -> PbsServ
         for k in range(rng.randint(2, 5)):
             t = now - (k + 1) * 86400 - rng.randint(0, 3600)
             state = rng.choices(["ok", "failed", None], [0.8, 0.05, 0.15])[0]
-            upid = (f"UPID:{name}:{rng.randint(0x100, 0xFFFF):08X}:00000001:"
+            upid = (
+                (
+                    f"UPID:{name}:{rng.randint(0x100, 0xFFFF):08X}:00000001:"
                     f"{rng.randint(1, 0xFFFF):08X}:{t + 3600:08X}:verificationjob:"
-                    f"store1\\x3av\\x2ddaily:root@pam:") if state else None
+                    f"store1\\x3av\\x2ddaily:root@pam:"
+                )
+                if state
+                else None
+            )
             store.snapshots.append(
-                BackupSnapshot("vm" if g.kind == "qemu" else "ct", str(g.vmid), t,
-                               size=int(g.maxdisk * rng.uniform(0.1, 0.6)), verify_state=state,
-                               verify_upid=upid)
+                BackupSnapshot(
+                    "vm" if g.kind == "qemu" else "ct",
+                    str(g.vmid),
+                    t,
+                    size=int(g.maxdisk * rng.uniform(0.1, 0.6)),
+                    verify_state=state,
+                    verify_upid=upid,
+                )
             )
     store.used = sum(s.size for s in store.snapshots) // 3
     return PbsServer(name, {store.name: store})
@@ -117,9 +160,17 @@ def build_lab(spec: dict[str, Any] | None = None) -> Scenario:
         cluster_name, names = str(cluster.get("name", "lab")), _node_names(cluster.get("nodes", 3))
     else:
         raise ScenarioError("cluster must be a mapping with name and nodes")
-    nodes = {n: Node(n, i + 1, f"10.0.0.{i + 11}", cpus=rng.choice([8, 16, 32]),
-                     maxmem=rng.choice([64, 128, 256]) * GIB, cpu=round(rng.uniform(0.02, 0.3), 4))
-             for i, n in enumerate(names)}
+    nodes = {
+        n: Node(
+            n,
+            i + 1,
+            f"10.0.0.{i + 11}",
+            cpus=rng.choice([8, 16, 32]),
+            maxmem=rng.choice([64, 128, 256]) * GIB,
+            cpu=round(rng.uniform(0.02, 0.3), 4),
+        )
+        for i, n in enumerate(names)
+    }
     gspec = spec.get("guests", {"qemu": 20, "lxc": 10})
     if not isinstance(gspec, dict):
         raise ScenarioError("guests must be a mapping")
@@ -131,16 +182,26 @@ def build_lab(spec: dict[str, Any] | None = None) -> Scenario:
     pbs_name = str(pspec.get("name", "pbs1")) if isinstance(pspec, dict) else None
     storages = _default_storages(names, pbs_name)
     pbs = _gen_pbs(rng, pbs_name, guests) if pbs_name else None
-    lab = Lab(site=str(spec.get("site", cluster_name or "default")),
-              domain=str(spec.get("domain", "lab.example")), cluster_name=cluster_name,
-              nodes=nodes, guests=guests, storages=storages, pbs=pbs)
+    lab = Lab(
+        site=str(spec.get("site", cluster_name or "default")),
+        domain=str(spec.get("domain", "lab.example")),
+        cluster_name=cluster_name,
+        nodes=nodes,
+        guests=guests,
+        storages=storages,
+        pbs=pbs,
+    )
     ts = spec.get("task_seconds", 2.0)
     task_seconds = dict(ts) if isinstance(ts, dict) else {"default": float(ts)}
     task_seconds.setdefault("default", 2.0)
-    return Scenario(lab=lab, seed=seed, task_seconds={k: float(v) for k, v in task_seconds.items()},
-                    root_password=str(spec.get("root_password", "pvesim")),
-                    tokens={str(k): str(v) for k, v in (spec.get("tokens") or {}).items()},
-                    targets=dict(spec.get("targets") or {}))
+    return Scenario(
+        lab=lab,
+        seed=seed,
+        task_seconds={k: float(v) for k, v in task_seconds.items()},
+        root_password=str(spec.get("root_password", "pvesim")),
+        tokens={str(k): str(v) for k, v in (spec.get("tokens") or {}).items()},
+        targets=dict(spec.get("targets") or {}),
+    )
 
 
 def _guest_from(item: Any, nodes: list[str]) -> Guest:
@@ -154,12 +215,20 @@ def _guest_from(item: Any, nodes: list[str]) -> Guest:
         raise ScenarioError(f"guest {item['vmid']} is placed on unknown node {node!r}")
     status = str(item.get("status", "running"))
     tags = item.get("tags", [])
-    return Guest(vmid=int(item["vmid"]), kind=kind, name=str(item.get("name", f"guest{item['vmid']}")),
-                 node=node, status=status, qmpstatus=status,
-                 tags=tuple(tags.split(";") if isinstance(tags, str) else tags),
-                 cores=int(item.get("cores", 2)), maxmem=int(item.get("memory", 2048)) * MIB,
-                 maxdisk=int(item.get("disk", 32)) * GIB, ha=bool(item.get("ha", False)),
-                 started_at=time.time() - 3600 if status == "running" else None)
+    return Guest(
+        vmid=int(item["vmid"]),
+        kind=kind,
+        name=str(item.get("name", f"guest{item['vmid']}")),
+        node=node,
+        status=status,
+        qmpstatus=status,
+        tags=tuple(tags.split(";") if isinstance(tags, str) else tags),
+        cores=int(item.get("cores", 2)),
+        maxmem=int(item.get("memory", 2048)) * MIB,
+        maxdisk=int(item.get("disk", 32)) * GIB,
+        ha=bool(item.get("ha", False)),
+        started_at=time.time() - 3600 if status == "running" else None,
+    )
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -83,8 +83,18 @@ def _substitute(template: str, params: Mapping[str, Any]) -> str:
 class ApiServer:
     """One HTTPS API endpoint that can be stopped and started again on the same port."""
 
-    def __init__(self, *, service: str, sim: Simulator, router: Router, schema: SchemaIndex,
-                 auth: AuthStore, tls: TlsMaterial, host: str, port: int) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        sim: Simulator,
+        router: Router,
+        schema: SchemaIndex,
+        auth: AuthStore,
+        tls: TlsMaterial,
+        host: str,
+        port: int,
+    ) -> None:
         self.service = service
         self.sim = sim
         self.router = router
@@ -117,8 +127,9 @@ class ApiServer:
         server = web.Server(self._handle, access_log=None)
         runner = web.ServerRunner(server, shutdown_timeout=0.5, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.tls.server_context(),
-                           reuse_address=True)
+        site = web.TCPSite(
+            runner, self.host, self.port, ssl_context=self.tls.server_context(), reuse_address=True
+        )
         try:
             await site.start()
         except BaseException:
@@ -133,11 +144,15 @@ class ApiServer:
         if runner is not None:
             await runner.cleanup()
 
-    def _respond(self, status: int, reason: str, body: bytes, extra_headers: bool = True
-                 ) -> web.Response:
-        headers = {"Server": self.server_header, "Cache-Control": "max-age=0",
-                   "Pragma": "no-cache", "Expires": time.strftime(
-                       "%a, %d %b %Y %H:%M:%S GMT", time.gmtime())}
+    def _respond(
+        self, status: int, reason: str, body: bytes, extra_headers: bool = True
+    ) -> web.Response:
+        headers = {
+            "Server": self.server_header,
+            "Cache-Control": "max-age=0",
+            "Pragma": "no-cache",
+            "Expires": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()),
+        }
         if body and extra_headers:
             headers["Content-Type"] = "application/json;charset=UTF-8"
         return web.Response(status=status, reason=_reason(reason), body=body, headers=headers)
@@ -182,15 +197,18 @@ class ApiServer:
                 try:
                     body = await request.json()
                 except ValueError:
-                    raise ApiError(400, "Parameter verification failed.",
-                                   {"body": "invalid JSON"}) from None
+                    raise ApiError(
+                        400, "Parameter verification failed.", {"body": "invalid JSON"}
+                    ) from None
                 if not isinstance(body, dict):
-                    raise ApiError(400, "Parameter verification failed.",
-                                   {"body": "expected a JSON object"})
+                    raise ApiError(
+                        400, "Parameter verification failed.", {"body": "expected a JSON object"}
+                    )
                 params.update(body)
             else:
-                params.update((k, v) for k, v in (await request.post()).items()
-                              if isinstance(v, str))
+                params.update(
+                    (k, v) for k, v in (await request.post()).items() if isinstance(v, str)
+                )
         return params
 
     def _authenticate(self, request: web.BaseRequest) -> Principal:
@@ -206,8 +224,10 @@ class ApiServer:
         principal = self.auth.from_cookie(ticket)
         if principal is None:
             raise ApiError(401, "authentication failure")
-        if request.method in _WRITE and request.headers.get("CSRFPreventionToken") != \
-                principal.csrf:
+        if (
+            request.method in _WRITE
+            and request.headers.get("CSRFPreventionToken") != principal.csrf
+        ):
             raise ApiError(401, "Permission denied - invalid csrf token")
         return principal
 
@@ -215,25 +235,31 @@ class ApiServer:
         method, path = request.method, request.path
         if not path.startswith(_PREFIX + "/"):
             raise ApiError(501, f"Method '{method} {path}' not implemented")
-        api_path = path[len(_PREFIX):]
+        api_path = path[len(_PREFIX) :]
         route, path_params = self.router.resolve(method, api_path)
         if route is None:
             raise ApiError(501, f"Method '{method} {api_path}' not implemented")
-        principal = Principal("anonymous", (), {}) if route.public else \
-            self._authenticate(request)
+        principal = Principal("anonymous", (), {}) if route.public else self._authenticate(request)
         ms = self.schema.method(route.path, method)
         if ms is None:
             raise ApiError(501, f"Method '{method} {api_path}' not implemented")
-        if "node" in path_params and self.service == "PVE" and \
-                self.schema.data[route.path][method].get("proxyto") == "node":
+        if (
+            "node" in path_params
+            and self.service == "PVE"
+            and self.schema.data[route.path][method].get("proxyto") == "node"
+        ):
             self.sim.check_node_reachable(path_params["node"])
         raw = await self._params(request)
         raw.update(path_params)
         params = ms.validate(raw)
         if not route.public:
             self._check_permissions(ms.permissions, principal, params)
-        if self.service == "PVE" and method in _WRITE and not route.public \
-                and not self.sim.lab.quorate:
+        if (
+            self.service == "PVE"
+            and method in _WRITE
+            and not route.public
+            and not self.sim.lab.quorate
+        ):
             raise ApiError(500, "cluster not ready - no quorum?")
         call = Call(self.sim, principal, params, method, api_path)
         data = await route.handler(call)
@@ -242,8 +268,9 @@ class ApiServer:
         payload = {"data": data, **call.extra}
         return self._respond(200, "OK", json.dumps(payload, separators=(",", ":")).encode())
 
-    def _check_permissions(self, perm: Mapping[str, Any], principal: Principal,
-                           params: Mapping[str, Any]) -> None:
+    def _check_permissions(
+        self, perm: Mapping[str, Any], principal: Principal, params: Mapping[str, Any]
+    ) -> None:
         check = perm.get("check")
         if isinstance(check, list) and check and check[0] == "perm":
             acl_path = _substitute(str(check[1]), params)
@@ -258,8 +285,11 @@ class ApiServer:
             acl_path = "/" + "/".join(_substitute(str(s), params) for s in check["path"])
             have = principal.privs(acl_path)
             privs = [str(p) for p in check.get("privs", [])]
-            ok = any(p in have for p in privs) if check.get("partial") else \
-                all(p in have for p in privs)
+            ok = (
+                any(p in have for p in privs)
+                if check.get("partial")
+                else all(p in have for p in privs)
+            )
             if not ok:
                 raise ApiError(403, "permission check failed")
         for sub in perm.get("and", []) if isinstance(perm.get("and"), list) else []:

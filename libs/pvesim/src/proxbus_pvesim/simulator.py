@@ -58,9 +58,17 @@ class PbsTokens:
 class Simulator(ControlMixin):
     """A simulated PVE cluster + PBS over HTTPS; use ``async with Simulator(...) as sim``."""
 
-    def __init__(self, scenario: Scenario | None = None, *, host: str = "127.0.0.1",
-                 pve_port: int = 8006, pbs_port: int = 8007, admin_port: int | None = None,
-                 instant: bool = False, task_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario | None = None,
+        *,
+        host: str = "127.0.0.1",
+        pve_port: int = 8006,
+        pbs_port: int = 8007,
+        admin_port: int | None = None,
+        instant: bool = False,
+        task_seconds: float | None = None,
+    ) -> None:
         self.scenario = scenario or build_lab()
         self.lab = self.scenario.lab
         durations = dict(self.scenario.task_seconds)
@@ -94,20 +102,26 @@ class Simulator(ControlMixin):
         a = self.pve_auth
         self.tokens = PveTokens(
             admin=a.add_token("root@pam", "admin", [("/", "Administrator")], sec.get("admin")),
-            operator=a.add_token("operator@pve", "ops", [
-                ("/", "PVEAuditor"), ("/vms", "PVEVMAdmin"), ("/storage", "PVEDatastoreUser")],
-                sec.get("operator")),
+            operator=a.add_token(
+                "operator@pve",
+                "ops",
+                [("/", "PVEAuditor"), ("/vms", "PVEVMAdmin"), ("/storage", "PVEDatastoreUser")],
+                sec.get("operator"),
+            ),
             auditor=a.add_token("auditor@pve", "ro", [("/", "PVEAuditor")], sec.get("auditor")),
-            watcher=a.add_token("watcher@pve", "watch", [("/", "ProxbusWatcher")],
-                                sec.get("watcher")),
+            watcher=a.add_token(
+                "watcher@pve", "watch", [("/", "ProxbusWatcher")], sec.get("watcher")
+            ),
         )
         self.pbs_auth = AuthStore("PBS", PBS_ROLES)
         self.pbs_auth.add_user("root@pam", self.scenario.root_password, [("/", "Admin")])
         self.pbs_tokens = PbsTokens(
-            admin=self.pbs_auth.add_token("root@pam", "admin", [("/", "Admin")],
-                                          sec.get("pbs_admin")),
-            auditor=self.pbs_auth.add_token("auditor@pbs", "ro", [("/", "Audit")],
-                                            sec.get("pbs_auditor")),
+            admin=self.pbs_auth.add_token(
+                "root@pam", "admin", [("/", "Admin")], sec.get("pbs_admin")
+            ),
+            auditor=self.pbs_auth.add_token(
+                "auditor@pbs", "ro", [("/", "Audit")], sec.get("pbs_auditor")
+            ),
         )
 
     # lifecycle -------------------------------------------------------------------------
@@ -118,15 +132,29 @@ class Simulator(ControlMixin):
         self._workdir = Path(tempfile.mkdtemp(prefix="pvesim-"))
         self.tls = generate_tls(self._workdir, self.lab.local_node)
         pve_port, pbs_port, admin_port = self._ports
-        self.pve = ApiServer(service="PVE", sim=self, router=Router(pve_routes()),
-                             schema=SchemaIndex("pve"), auth=self.pve_auth, tls=self.tls,
-                             host=self.host, port=pve_port)
+        self.pve = ApiServer(
+            service="PVE",
+            sim=self,
+            router=Router(pve_routes()),
+            schema=SchemaIndex("pve"),
+            auth=self.pve_auth,
+            tls=self.tls,
+            host=self.host,
+            port=pve_port,
+        )
         try:
             await self.pve.start()
             if self.lab.pbs is not None:
-                self.pbs = ApiServer(service="PBS", sim=self, router=Router(pbs_routes()),
-                                     schema=SchemaIndex("pbs"), auth=self.pbs_auth,
-                                     tls=self.tls, host=self.host, port=pbs_port)
+                self.pbs = ApiServer(
+                    service="PBS",
+                    sim=self,
+                    router=Router(pbs_routes()),
+                    schema=SchemaIndex("pbs"),
+                    auth=self.pbs_auth,
+                    tls=self.tls,
+                    host=self.host,
+                    port=pbs_port,
+                )
                 await self.pbs.start()
             if admin_port is not None:
                 self.admin = AdminServer(self, self.host, admin_port)
@@ -151,8 +179,9 @@ class Simulator(ControlMixin):
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     # connection facts ------------------------------------------------------------------
@@ -218,8 +247,11 @@ class Simulator(ControlMixin):
         """Raise what the API answers when proxying to an unknown or offline node."""
         n = self.lab.nodes.get(node)
         if n is None:
-            raise ApiError(500, f"hostname lookup '{node[:64]}' failed - failed to get address "
-                           f"info for: {node[:64]}: Name or service not known")
+            raise ApiError(
+                500,
+                f"hostname lookup '{node[:64]}' failed - failed to get address "
+                f"info for: {node[:64]}: Name or service not known",
+            )
         if not n.online:
             raise ApiError(595, "No route to host")
 
@@ -245,41 +277,74 @@ class Simulator(ControlMixin):
                 snap = pve_backup.backup_snapshot_for(g, size)
                 ds.snapshots.append(snap)
                 ds.used += size // 3
-                return f"{snap.backup_type}/{snap.backup_id}/" \
-                       f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(snap.backup_time))}"
+                return (
+                    f"{snap.backup_type}/{snap.backup_id}/"
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(snap.backup_time))}"
+                )
         stamp = time.strftime("%Y_%m_%d-%H_%M_%S")
         ext = "vma.zst" if g.kind == "qemu" else "tar.zst"
         name = f"vzdump-{g.kind}-{g.vmid}-{stamp}.{ext}"
         self.backup_files.setdefault((storage.storage, g.node), []).append(
-            {"volid": f"{storage.storage}:backup/{name}", "format": ext, "size": size,
-             "vmid": g.vmid, "ctime": int(time.time()), "content": "backup"})
+            {
+                "volid": f"{storage.storage}:backup/{name}",
+                "format": ext,
+                "size": size,
+                "vmid": g.vmid,
+                "ctime": int(time.time()),
+                "content": "backup",
+            }
+        )
         return f"{storage.path or '/var/lib/vz'}/dump/{name}"
 
     def storage_volumes(self, s: Storage, node: str) -> list[dict[str, Any]]:
         """Volumes of a storage as ``.../content`` lists them."""
         if "images" in s.content:
-            return [{"volid": f"{s.storage}:vm-{g.vmid}-disk-0", "format": "raw",
-                     "size": g.maxdisk, "vmid": g.vmid,
-                     "content": "images" if g.kind == "qemu" else "rootdir"}
-                    for g in self.lab.guests_on(node)]
+            return [
+                {
+                    "volid": f"{s.storage}:vm-{g.vmid}-disk-0",
+                    "format": "raw",
+                    "size": g.maxdisk,
+                    "vmid": g.vmid,
+                    "content": "images" if g.kind == "qemu" else "rootdir",
+                }
+                for g in self.lab.guests_on(node)
+            ]
         if s.type == "pbs" and self.lab.pbs is not None:
             ds = self.lab.pbs.datastores.get(s.datastore or "")
             out = []
             for snap in ds.snapshots if ds else []:
                 item: dict[str, Any] = {
-                    "volid": pve_backup.pbs_volid(s.storage, snap), "size": snap.size,
-                    "format": f"pbs-{snap.backup_type}", "content": "backup",
-                    "ctime": snap.backup_time, "vmid": int(snap.backup_id),
-                    "protected": int(snap.protected)}
+                    "volid": pve_backup.pbs_volid(s.storage, snap),
+                    "size": snap.size,
+                    "format": f"pbs-{snap.backup_type}",
+                    "content": "backup",
+                    "ctime": snap.backup_time,
+                    "vmid": int(snap.backup_id),
+                    "protected": int(snap.protected),
+                }
                 if snap.verify_state:
-                    item["verification"] = {"state": snap.verify_state,
-                                            "upid": snap.verify_upid or ""}
+                    item["verification"] = {
+                        "state": snap.verify_state,
+                        "upid": snap.verify_upid or "",
+                    }
                 out.append(item)
             return out
-        out = [{"volid": f"{s.storage}:iso/debian-13.1.0-amd64-netinst.iso", "format": "iso",
-                "size": 783_286_272, "content": "iso", "ctime": 1757000000},
-               {"volid": f"{s.storage}:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst",
-                "format": "tzst", "size": 129_381_212, "content": "vztmpl", "ctime": 1757000000}]
+        out = [
+            {
+                "volid": f"{s.storage}:iso/debian-13.1.0-amd64-netinst.iso",
+                "format": "iso",
+                "size": 783_286_272,
+                "content": "iso",
+                "ctime": 1757000000,
+            },
+            {
+                "volid": f"{s.storage}:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst",
+                "format": "tzst",
+                "size": 129_381_212,
+                "content": "vztmpl",
+                "ctime": 1757000000,
+            },
+        ]
         return out + self.backup_files.get((s.storage, node), [])
 
     # task hooks ------------------------------------------------------------------------

@@ -58,14 +58,24 @@ class Task:
     @property
     def failed(self) -> bool:
         """Whether the task ended with an error (not OK, not warnings)."""
-        return self.exitstatus is not None and self.exitstatus != "OK" and not \
-            self.exitstatus.startswith("WARNINGS")
+        return (
+            self.exitstatus is not None
+            and self.exitstatus != "OK"
+            and not self.exitstatus.startswith("WARNINGS")
+        )
 
     def as_list_item(self) -> dict[str, Any]:
         """Entry as in ``/nodes/{node}/tasks`` and ``/cluster/tasks``."""
-        d: dict[str, Any] = {"upid": self.upid, "node": self.node, "pid": self.pid,
-                             "pstart": self.pstart, "starttime": self.starttime,
-                             "type": self.type, "id": self.id, "user": self.user.split("!")[0]}
+        d: dict[str, Any] = {
+            "upid": self.upid,
+            "node": self.node,
+            "pid": self.pid,
+            "pstart": self.pstart,
+            "starttime": self.starttime,
+            "type": self.type,
+            "id": self.id,
+            "user": self.user.split("!")[0],
+        }
         if "!" in self.user:
             d["tokenid"] = self.user.split("!", 1)[1]
         if self.task_id is not None:
@@ -76,10 +86,17 @@ class Task:
 
     def as_status(self) -> dict[str, Any]:
         """Body of ``/nodes/{node}/tasks/{upid}/status``."""
-        d: dict[str, Any] = {"upid": self.upid, "node": self.node, "pid": self.pid,
-                             "pstart": self.pstart, "starttime": self.starttime,
-                             "type": self.type, "id": self.id, "user": self.user.split("!")[0],
-                             "status": "running" if self.running else "stopped"}
+        d: dict[str, Any] = {
+            "upid": self.upid,
+            "node": self.node,
+            "pid": self.pid,
+            "pstart": self.pstart,
+            "starttime": self.starttime,
+            "type": self.type,
+            "id": self.id,
+            "user": self.user.split("!")[0],
+            "status": "running" if self.running else "stopped",
+        }
         if "!" in self.user:
             d["tokenid"] = self.user.split("!", 1)[1]
         if self.exitstatus is not None:
@@ -92,8 +109,14 @@ class Task:
 class TaskManager:
     """Starts tasks, finishes them after simulated time and keeps a ring buffer per node."""
 
-    def __init__(self, service: str, durations: dict[str, float], *, instant: bool = False,
-                 per_node: int = 1000) -> None:
+    def __init__(
+        self,
+        service: str,
+        durations: dict[str, float],
+        *,
+        instant: bool = False,
+        per_node: int = 1000,
+    ) -> None:
         self.service = service
         self.durations = durations
         self.instant = instant
@@ -112,21 +135,41 @@ class TaskManager:
             return 0.0
         return self.durations.get(task_type, self.durations.get("default", 2.0))
 
-    def start(self, node: str, task_type: str, task_id: str, user: str, finish: FinishFn,
-              begin: list[str] | None = None) -> Task:
+    def start(
+        self,
+        node: str,
+        task_type: str,
+        task_id: str,
+        user: str,
+        finish: FinishFn,
+        begin: list[str] | None = None,
+    ) -> Task:
         """Create a running task; ``finish`` runs after the simulated duration."""
         self._pid += 1
         now = int(time.time())
         if self.service == "PBS":
             self._task_seq += 1
-            upid = (f"UPID:{node}:{self._pid:08X}:{self._pstart:08X}:{self._task_seq:08X}:"
-                    f"{now:08X}:{task_type}:{task_id}:{user}:")
+            upid = (
+                f"UPID:{node}:{self._pid:08X}:{self._pstart:08X}:{self._task_seq:08X}:"
+                f"{now:08X}:{task_type}:{task_id}:{user}:"
+            )
         else:
-            upid = (f"UPID:{node}:{self._pid:08X}:{self._pstart:08X}:{now:08X}:"
-                    f"{task_type}:{task_id}:{user}:")
-        task = Task(upid, node, self._pid, self._pstart, now, task_type, task_id, user,
-                    task_id=self._task_seq if self.service == "PBS" else None,
-                    log=list(begin or []))
+            upid = (
+                f"UPID:{node}:{self._pid:08X}:{self._pstart:08X}:{now:08X}:"
+                f"{task_type}:{task_id}:{user}:"
+            )
+        task = Task(
+            upid,
+            node,
+            self._pid,
+            self._pstart,
+            now,
+            task_type,
+            task_id,
+            user,
+            task_id=self._task_seq if self.service == "PBS" else None,
+            log=list(begin or []),
+        )
         ring = self.by_node.setdefault(node, deque())
         if len(ring) >= self.per_node:
             old = ring.popleft()
@@ -136,7 +179,8 @@ class TaskManager:
         for cb in self.on_start:
             cb(task)
         task.runner = asyncio.get_running_loop().create_task(
-            self._run(task, finish), name=f"pvesim-{task_type}")
+            self._run(task, finish), name=f"pvesim-{task_type}"
+        )
         return task
 
     async def _run(self, task: Task, finish: FinishFn) -> None:
@@ -205,9 +249,17 @@ class LogEntry:
 
     def as_dict(self) -> dict[str, Any]:
         """Wire form, like the real cluster log (``id`` is ``<uid>:<uid>``)."""
-        return {"uid": self.uid, "time": self.time, "node": self.node, "pid": self.pid,
-                "tag": self.tag, "pri": self.pri, "user": self.user, "msg": self.msg,
-                "id": f"{self.uid:08X}:{self.uid:08X}"}
+        return {
+            "uid": self.uid,
+            "time": self.time,
+            "node": self.node,
+            "pid": self.pid,
+            "tag": self.tag,
+            "pri": self.pri,
+            "user": self.user,
+            "msg": self.msg,
+            "id": f"{self.uid:08X}:{self.uid:08X}",
+        }
 
 
 class ClusterLog:
@@ -226,7 +278,7 @@ class ClusterLog:
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` newest entries, newest first (as ``/cluster/log`` returns them)."""
-        out = []
+        out: list[dict[str, Any]] = []
         for e in reversed(self.entries):
             if len(out) >= limit:
                 break

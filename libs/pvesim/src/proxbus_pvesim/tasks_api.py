@@ -28,8 +28,9 @@ def _task(call: Call, service: str) -> Task:
         raise ApiError(500, f"unable to parse worker upid '{upid[:100]}'")
     task = _manager(call, service).get(upid)
     if task is None or task.node != _node_name(call, service):
-        raise ApiError(500, f"no such task: '{upid}'" if service == "PBS" else
-                       f"no such task '{upid}'")
+        raise ApiError(
+            500, f"no such task: '{upid}'" if service == "PBS" else f"no such task '{upid}'"
+        )
     return task
 
 
@@ -45,8 +46,11 @@ def _list(service: str) -> Handler:
         source = p.get("source", "archive")
         if service == "PBS":
             source = "active" if p.get("running") else "all"
-        statuses = set(str(p.get("statusfilter", "")).replace(" ", "").split(",")) - {""} \
-            if isinstance(p.get("statusfilter"), str) else set(p.get("statusfilter") or [])
+        statuses = (
+            set(str(p.get("statusfilter", "")).replace(" ", "").split(",")) - {""}
+            if isinstance(p.get("statusfilter"), str)
+            else set(p.get("statusfilter") or [])
+        )
         out = []
         for t in _manager(call, service).all_tasks():
             if t.node != node or not _can_see(call, service, t):
@@ -68,14 +72,21 @@ def _list(service: str) -> Handler:
             if "until" in p and t.starttime > p["until"]:
                 continue
             if statuses:
-                kind = "unknown" if t.running else "ok" if t.exitstatus == "OK" else \
-                    "warning" if (t.exitstatus or "").startswith("WARNINGS") else "error"
+                kind = (
+                    "unknown"
+                    if t.running
+                    else "ok"
+                    if t.exitstatus == "OK"
+                    else "warning"
+                    if (t.exitstatus or "").startswith("WARNINGS")
+                    else "error"
+                )
                 if kind not in statuses:
                     continue
             out.append(t.as_list_item())
         start, limit = int(p.get("start", 0)), int(p.get("limit", 50) or 50)
         call.extra["total"] = len(out)
-        return out[start:start + limit]
+        return out[start : start + limit]
 
     return handler
 
@@ -96,7 +107,7 @@ def _log(service: str) -> Handler:
         if not _can_see(call, service, task):
             raise ApiError(403, f"Permission check failed (/nodes/{task.node}, Sys.Audit)")
         start, limit = int(call.params.get("start", 0)), int(call.params.get("limit", 50) or 50)
-        lines = task.log[start:start + limit]
+        lines = task.log[start : start + limit]
         call.extra["total"] = len(task.log)
         return [{"n": start + i + 1, "t": line} for i, line in enumerate(lines)]
 
@@ -118,10 +129,33 @@ def _stop(service: str) -> Handler:
 
 def task_routes(service: str) -> list[Route]:
     """Task routes for ``PVE`` or ``PBS``."""
-    list_reads = ("start", "limit", "vmid", "typefilter", "errors", "source", "userfilter",
-                  "since", "until", "statusfilter") if service == "PVE" else \
-        ("start", "limit", "typefilter", "errors", "running", "userfilter", "since", "until",
-         "statusfilter", "store")
+    list_reads = (
+        (
+            "start",
+            "limit",
+            "vmid",
+            "typefilter",
+            "errors",
+            "source",
+            "userfilter",
+            "since",
+            "until",
+            "statusfilter",
+        )
+        if service == "PVE"
+        else (
+            "start",
+            "limit",
+            "typefilter",
+            "errors",
+            "running",
+            "userfilter",
+            "since",
+            "until",
+            "statusfilter",
+            "store",
+        )
+    )
     return [
         Route("GET", "/nodes/{node}/tasks", _list(service), list_reads),
         Route("GET", "/nodes/{node}/tasks/{upid}/status", _status(service)),

@@ -31,18 +31,31 @@ def _scenario(spec: ScenarioLike) -> Scenario:
 
 
 @asynccontextmanager
-async def run_simulator(scenario: ScenarioLike = None, *, instant: bool = True,
-                        task_seconds: float | None = None, admin: bool = False,
-                        host: str = "127.0.0.1") -> AsyncIterator[Simulator]:
+async def run_simulator(
+    scenario: ScenarioLike = None,
+    *,
+    instant: bool = True,
+    task_seconds: float | None = None,
+    admin: bool = False,
+    host: str = "127.0.0.1",
+) -> AsyncIterator[Simulator]:
     """Run a simulator on free loopback ports in the current event loop."""
-    sim = Simulator(_scenario(scenario), host=host, pve_port=0, pbs_port=0,
-                    admin_port=0 if admin else None, instant=instant, task_seconds=task_seconds)
+    sim = Simulator(
+        _scenario(scenario),
+        host=host,
+        pve_port=0,
+        pbs_port=0,
+        admin_port=0 if admin else None,
+        instant=instant,
+        task_seconds=task_seconds,
+    )
     async with sim:
         yield sim
 
 
-def api_session(sim: Simulator, token: ApiToken | None = None, *,
-                service: str = "PVE") -> aiohttp.ClientSession:
+def api_session(
+    sim: Simulator, token: ApiToken | None = None, *, service: str = "PVE"
+) -> aiohttp.ClientSession:
     """An aiohttp session trusting the simulator's CA with ``token`` (default: admin) set.
 
     Paths are relative to the API root, e.g. ``await s.get("/api2/json/nodes")``.
@@ -52,8 +65,9 @@ def api_session(sim: Simulator, token: ApiToken | None = None, *,
         raise RuntimeError("simulator is not started")
     connector = aiohttp.TCPConnector(ssl=sim.tls.client_context())
     base = sim.pve_url if service == "PVE" else sim.pbs_url
-    return aiohttp.ClientSession(base_url=base, connector=connector,
-                                 headers={"Authorization": tok.header})
+    return aiohttp.ClientSession(
+        base_url=base, connector=connector, headers={"Authorization": tok.header}
+    )
 
 
 class ThreadedSimulator:
@@ -91,15 +105,27 @@ class ThreadedSimulator:
 
 
 @contextmanager
-def run_simulator_in_thread(scenario: ScenarioLike = None, *, instant: bool = True,
-                            task_seconds: float | None = None, admin: bool = False,
-                            host: str = "127.0.0.1") -> Iterator[ThreadedSimulator]:
+def run_simulator_in_thread(
+    scenario: ScenarioLike = None,
+    *,
+    instant: bool = True,
+    task_seconds: float | None = None,
+    admin: bool = False,
+    host: str = "127.0.0.1",
+) -> Iterator[ThreadedSimulator]:
     """Run a simulator in a background thread, for synchronous clients such as proxmoxer."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="pvesim-loop", daemon=True)
     thread.start()
-    sim = Simulator(_scenario(scenario), host=host, pve_port=0, pbs_port=0,
-                    admin_port=0 if admin else None, instant=instant, task_seconds=task_seconds)
+    sim = Simulator(
+        _scenario(scenario),
+        host=host,
+        pve_port=0,
+        pbs_port=0,
+        admin_port=0 if admin else None,
+        instant=instant,
+        task_seconds=task_seconds,
+    )
     try:
         asyncio.run_coroutine_threadsafe(sim.start(), loop).result(60)
         yield ThreadedSimulator(sim, loop)

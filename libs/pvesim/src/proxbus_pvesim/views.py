@@ -23,11 +23,19 @@ def guest_common(g: Guest, lab: Lab, now: float) -> dict[str, Any]:
     running = g.running
     up = g.uptime(now)
     d: dict[str, Any] = {
-        "vmid": g.vmid, "name": g.name, "status": guest_status(g, lab, now),
-        "cpu": g.cpu if running else 0, "maxmem": g.maxmem,
-        "mem": int(g.maxmem * g.mem_fraction) if running else 0, "maxdisk": g.maxdisk,
-        "disk": int(g.maxdisk * 0.3) if g.kind == "lxc" and running else 0, "uptime": up,
-        "netin": up * 2048, "netout": up * 1024, "diskread": up * 4096, "diskwrite": up * 2048,
+        "vmid": g.vmid,
+        "name": g.name,
+        "status": guest_status(g, lab, now),
+        "cpu": g.cpu if running else 0,
+        "maxmem": g.maxmem,
+        "mem": int(g.maxmem * g.mem_fraction) if running else 0,
+        "maxdisk": g.maxdisk,
+        "disk": int(g.maxdisk * 0.3) if g.kind == "lxc" and running else 0,
+        "uptime": up,
+        "netin": up * 2048,
+        "netout": up * 1024,
+        "diskread": up * 4096,
+        "diskwrite": up * 2048,
         "template": int(g.template),
     }
     if g.tags:
@@ -48,13 +56,26 @@ def resource_guest(g: Guest, lab: Lab, now: float) -> dict[str, Any]:
 
 def resource_node(n: Node, now: float) -> dict[str, Any]:
     """One ``/cluster/resources`` entry for a node."""
-    d: dict[str, Any] = {"id": f"node/{n.name}", "type": "node", "node": n.name,
-                         "status": "online" if n.online else "offline", "level": ""}
+    d: dict[str, Any] = {
+        "id": f"node/{n.name}",
+        "type": "node",
+        "node": n.name,
+        "status": "online" if n.online else "offline",
+        "level": "",
+    }
     if n.online:
-        d.update({"cpu": n.cpu, "maxcpu": n.cpus, "mem": int(n.maxmem * n.mem_fraction),
-                  "maxmem": n.maxmem, "disk": int(n.rootfs_total * 0.18),
-                  "maxdisk": n.rootfs_total, "uptime": int(now - n.boot_time),
-                  "cgroup-mode": 2})
+        d.update(
+            {
+                "cpu": n.cpu,
+                "maxcpu": n.cpus,
+                "mem": int(n.maxmem * n.mem_fraction),
+                "maxmem": n.maxmem,
+                "disk": int(n.rootfs_total * 0.18),
+                "maxdisk": n.rootfs_total,
+                "uptime": int(now - n.boot_time),
+                "cgroup-mode": 2,
+            }
+        )
     return d
 
 
@@ -67,10 +88,18 @@ def storage_usage(s: Storage, node: str) -> tuple[int, int, int]:
 def resource_storage(s: Storage, n: Node) -> dict[str, Any]:
     """One ``/cluster/resources`` entry for a storage on a node."""
     total, used, _ = storage_usage(s, n.name)
-    return {"id": f"storage/{n.name}/{s.storage}", "type": "storage", "storage": s.storage,
-            "node": n.name, "status": "available" if n.online else "unknown",
-            "plugintype": s.type, "content": s.content, "disk": used, "maxdisk": total,
-            "shared": int(s.shared)}
+    return {
+        "id": f"storage/{n.name}/{s.storage}",
+        "type": "storage",
+        "storage": s.storage,
+        "node": n.name,
+        "status": "available" if n.online else "unknown",
+        "plugintype": s.type,
+        "content": s.content,
+        "disk": used,
+        "maxdisk": total,
+        "shared": int(s.shared),
+    }
 
 
 def node_status(n: Node, now: float) -> dict[str, Any]:
@@ -78,20 +107,44 @@ def node_status(n: Node, now: float) -> dict[str, Any]:
     used = int(n.maxmem * n.mem_fraction)
     root_used = int(n.rootfs_total * 0.18)
     return {
-        "cpu": n.cpu, "wait": 0.001, "idle": 0, "uptime": int(now - n.boot_time),
+        "cpu": n.cpu,
+        "wait": 0.001,
+        "idle": 0,
+        "uptime": int(now - n.boot_time),
         "loadavg": [f"{n.cpu * n.cpus:.2f}", f"{n.cpu * n.cpus * 0.9:.2f}", "0.80"],
-        "cpuinfo": {"cpus": n.cpus, "sockets": 1, "cores": n.cpus // 2, "mhz": "3400.000",
-                    "model": "AMD EPYC 7302P 16-Core Processor", "hvm": "1", "user_hz": 100,
-                    "flags": "fpu vme de pse tsc msr pae mce cx8 apic"},
-        "memory": {"total": n.maxmem, "used": used, "free": n.maxmem - used,
-                   "available": n.maxmem - used},
+        "cpuinfo": {
+            "cpus": n.cpus,
+            "sockets": 1,
+            "cores": n.cpus // 2,
+            "mhz": "3400.000",
+            "model": "AMD EPYC 7302P 16-Core Processor",
+            "hvm": "1",
+            "user_hz": 100,
+            "flags": "fpu vme de pse tsc msr pae mce cx8 apic",
+        },
+        "memory": {
+            "total": n.maxmem,
+            "used": used,
+            "free": n.maxmem - used,
+            "available": n.maxmem - used,
+        },
         "swap": {"total": 8 * GIB, "used": 0, "free": 8 * GIB},
-        "rootfs": {"total": n.rootfs_total, "used": root_used, "free": n.rootfs_total - root_used,
-                   "avail": n.rootfs_total - root_used},
-        "ksm": {"shared": 0}, "pveversion": PVE_MANAGER, "kversion": "Linux 6.17.2-1-pve",
+        "rootfs": {
+            "total": n.rootfs_total,
+            "used": root_used,
+            "free": n.rootfs_total - root_used,
+            "avail": n.rootfs_total - root_used,
+        },
+        "ksm": {"shared": 0},
+        "pveversion": PVE_MANAGER,
+        "kversion": "Linux 6.17.2-1-pve",
         "boot-info": {"mode": "efi", "secureboot": 0},
-        "current-kernel": {"sysname": "Linux", "release": "6.17.2-1-pve",
-                           "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.17.2-1", "machine": "x86_64"},
+        "current-kernel": {
+            "sysname": "Linux",
+            "release": "6.17.2-1-pve",
+            "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.17.2-1",
+            "machine": "x86_64",
+        },
     }
 
 
@@ -99,24 +152,45 @@ def guest_config(g: Guest) -> dict[str, Any]:
     """Body of ``.../{vmid}/config``."""
     digest = hashlib.sha1(f"{g.vmid}{g.name}{g.maxmem}".encode(), usedforsecurity=False)
     disk_gb = g.maxdisk // GIB
-    cfg: dict[str, Any] = {"digest": digest.hexdigest(), "memory": str(g.maxmem // (1024**2)),
-                           "cores": g.cores, "onboot": 1}
+    cfg: dict[str, Any] = {
+        "digest": digest.hexdigest(),
+        "memory": str(g.maxmem // (1024**2)),
+        "cores": g.cores,
+        "onboot": 1,
+    }
     if g.tags:
         cfg["tags"] = ";".join(g.tags)
     if g.lock:
         cfg["lock"] = g.lock
     if g.kind == "qemu":
-        cfg.update({"name": g.name, "sockets": 1, "ostype": g.ostype, "agent": "1",
-                    "boot": "order=scsi0;net0", "scsihw": "virtio-scsi-single",
-                    "scsi0": f"local-lvm:vm-{g.vmid}-disk-0,iothread=1,size={disk_gb}G",
-                    "net0": f"virtio={g.mac},bridge=vmbr0,firewall=1",
-                    "smbios1": f"uuid=00000000-0000-4000-8000-{g.vmid:012d}",
-                    "vmgenid": f"00000000-0000-4000-9000-{g.vmid:012d}", "cpu": "x86-64-v2-AES"})
+        cfg.update(
+            {
+                "name": g.name,
+                "sockets": 1,
+                "ostype": g.ostype,
+                "agent": "1",
+                "boot": "order=scsi0;net0",
+                "scsihw": "virtio-scsi-single",
+                "scsi0": f"local-lvm:vm-{g.vmid}-disk-0,iothread=1,size={disk_gb}G",
+                "net0": f"virtio={g.mac},bridge=vmbr0,firewall=1",
+                "smbios1": f"uuid=00000000-0000-4000-8000-{g.vmid:012d}",
+                "vmgenid": f"00000000-0000-4000-9000-{g.vmid:012d}",
+                "cpu": "x86-64-v2-AES",
+            }
+        )
     else:
-        cfg.update({"hostname": g.name, "arch": "amd64", "ostype": g.ostype, "swap": 512,
-                    "rootfs": f"local-lvm:vm-{g.vmid}-disk-0,size={disk_gb}G",
-                    "net0": f"name=eth0,bridge=vmbr0,hwaddr={g.mac},ip=dhcp,type=veth",
-                    "unprivileged": 1, "features": "nesting=1"})
+        cfg.update(
+            {
+                "hostname": g.name,
+                "arch": "amd64",
+                "ostype": g.ostype,
+                "swap": 512,
+                "rootfs": f"local-lvm:vm-{g.vmid}-disk-0,size={disk_gb}G",
+                "net0": f"name=eth0,bridge=vmbr0,hwaddr={g.mac},ip=dhcp,type=veth",
+                "unprivileged": 1,
+                "features": "nesting=1",
+            }
+        )
     if g.snapshots:
         cfg["parent"] = g.snapshots[-1].name
     return cfg

@@ -12,26 +12,50 @@ from typing import Any
 
 from ..errors import ApiError
 
-_BOOL = {"1": True, "0": False, "true": True, "false": False, "yes": True, "no": False,
-         "on": True, "off": False}
+_BOOL = {
+    "1": True,
+    "0": False,
+    "true": True,
+    "false": False,
+    "yes": True,
+    "no": False,
+    "on": True,
+    "off": False,
+}
 _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
-    "pve-node": (re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?"),
-                 "value does not look like a valid node name"),
+    "pve-node": (
+        re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?"),
+        "value does not look like a valid node name",
+    ),
     "pve-configid": (re.compile(r"[a-z][a-z0-9_]+", re.I), "invalid configuration ID"),
-    "pve-storage-id": (re.compile(r"[a-z][a-z0-9\-_.]*[a-z0-9]", re.I),
-                       "storage ID contains illegal characters"),
+    "pve-storage-id": (
+        re.compile(r"[a-z][a-z0-9\-_.]*[a-z0-9]", re.I),
+        "storage ID contains illegal characters",
+    ),
     "pve-vmid-list": (re.compile(r"\d+([,;\s]+\d+)*"), "value does not look like a valid VM ID"),
-    "pve-realm": (re.compile(r"[A-Za-z][A-Za-z0-9.\-_]+"), "value does not look like a valid realm"),
+    "pve-realm": (
+        re.compile(r"[A-Za-z][A-Za-z0-9.\-_]+"),
+        "value does not look like a valid realm",
+    ),
     "pve-storage-content": (
         re.compile(r"images|rootdir|vztmpl|iso|backup|snippets|import"),
-        "invalid content type"),
+        "invalid content type",
+    ),
     "pve-storage-content-list": (
-        re.compile(r"(images|rootdir|vztmpl|iso|backup|snippets|import|none)"
-                   r"(,(images|rootdir|vztmpl|iso|backup|snippets|import))*"),
-        "invalid content type"),
+        re.compile(
+            r"(images|rootdir|vztmpl|iso|backup|snippets|import|none)"
+            r"(,(images|rootdir|vztmpl|iso|backup|snippets|import))*"
+        ),
+        "invalid content type",
+    ),
 }
-_POSIX = {"[:cntrl:]": r"\x00-\x1f\x7f", "[:^cntrl:]": r"^\x00-\x1f\x7f",
-          "[:alpha:]": "a-zA-Z", "[:alnum:]": "a-zA-Z0-9", "[:digit:]": "0-9"}
+_POSIX = {
+    "[:cntrl:]": r"\x00-\x1f\x7f",
+    "[:^cntrl:]": r"^\x00-\x1f\x7f",
+    "[:alpha:]": "a-zA-Z",
+    "[:alnum:]": "a-zA-Z0-9",
+    "[:digit:]": "0-9",
+}
 
 
 @cache
@@ -95,8 +119,9 @@ class ParamSpec:
         if self.max_length is not None and len(s) > self.max_length:
             raise ValueError(f"value may only be {self.max_length} characters long")
         if self.enum is not None and s not in self.enum:
-            raise ValueError(f"value '{s}' does not have a value in the enumeration "
-                             f"'{', '.join(self.enum)}'")
+            raise ValueError(
+                f"value '{s}' does not have a value in the enumeration '{', '.join(self.enum)}'"
+            )
         if self.pattern is not None and not self.pattern.fullmatch(s):
             raise ValueError("value does not match the regex pattern")
         rule = _FORMATS.get(self.fmt or "")
@@ -140,8 +165,10 @@ class MethodSchema:
             spec = self.params.get(name)
             if spec is None:
                 if not self.additional:
-                    errors[name] = ("property is not defined in schema and the schema does "
-                                    "not allow additional properties")
+                    errors[name] = (
+                        "property is not defined in schema and the schema does "
+                        "not allow additional properties"
+                    )
                 continue
             try:
                 out[name] = spec.check(value)
@@ -175,8 +202,9 @@ class SchemaIndex:
         return hit
 
 
-def route_problems(routes: Iterable[tuple[str, str, Iterable[str]]],
-                   index: SchemaIndex) -> list[str]:
+def route_problems(
+    routes: Iterable[tuple[str, str, Iterable[str]]], index: SchemaIndex
+) -> list[str]:
     """Check served routes ``(method, path, params_read)`` against the schema; list what is wrong."""
     problems = []
     for method, path, reads in routes:
@@ -184,6 +212,9 @@ def route_problems(routes: Iterable[tuple[str, str, Iterable[str]]],
         if ms is None:
             problems.append(f"{method} {path}: not in the {index.product} schema")
             continue
-        problems.extend(f"{method} {path}: parameter {name!r} not in the schema"
-                        for name in reads if name not in ms.params)
+        problems.extend(
+            f"{method} {path}: parameter {name!r} not in the schema"
+            for name in reads
+            if name not in ms.params
+        )
     return problems

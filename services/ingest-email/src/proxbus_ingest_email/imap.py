@@ -121,7 +121,7 @@ class ImapPoller:
                 log.info("created IMAP folder %r", s.imap_move_to)
         _check(await client.select(s.imap_mailbox), f"SELECT {s.imap_mailbox}")
         self.connected = True
-        idle = client.has_capability("IDLE")
+        idle = s.imap_idle and client.has_capability("IDLE")
         log.info(
             "IMAP %s@%s:%d/%s selected (%s)",
             s.imap_user,

@@ -41,6 +41,7 @@ class Settings(ServiceSettings):
     imap_tls_verify: bool = True
     imap_tls_ca: Path | None = None
     imap_move_to: str | None = None
+    imap_idle: bool = True
     imap_poll_seconds: float = Field(default=60.0, gt=0)
     imap_idle_seconds: float = Field(default=600.0, gt=0)
     imap_timeout: float = Field(default=30.0, gt=0)

@@ -165,3 +165,23 @@ async def test_severity_filter_subscriber_sees_only_error_events(js, nc) -> None
         await done.wait()
     await nc.flush()
     assert got == ["error", "error", "error"]
+
+
+async def test_a_refused_event_is_dropped_and_counted_without_blocking_the_rest(js) -> None:
+    from nats.js.api import StreamConfig
+
+    # A stream that refuses messages over 1 KiB: the big event is refused, not retried forever.
+    await js.delete_stream("PROXBUS_EVENTS")
+    await js.add_stream(
+        StreamConfig(name="PROXBUS_EVENTS", subjects=["proxbus.events.>"], max_msg_size=1024)
+    )
+    async with EventPublisher(js, ack_timeout=2) as pub:
+        assert pub.submit(ev(1))
+        assert pub.submit(ev(2, message="z" * 4000))
+        assert pub.submit(ev(3))
+        assert await pub.flush(10)
+    assert pub.stats.published == 2
+    assert pub.stats.dropped == 1
+    assert "maximum" in pub.stats.last_error or "size" in pub.stats.last_error
+    bodies = await stream_bodies(js)
+    assert [b["metadata"]["i"] for b in bodies] == [1, 3]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
@@ -28,9 +31,9 @@ def event_headers(event: Event) -> dict[str, str]:
         "Nats-Msg-Id": event.id,
         "ce-specversion": "1.0",
         "ce-id": event.id,
-        "ce-source": f"proxbus/{event.source.value}/{event.site}",
+        "ce-source": f"proxbus/{event.source}/{event.site}",
         "ce-type": f"io.proxbus.{event.kind}",
-        "ce-time": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "ce-time": event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "content-type": "application/json",
     }
 
@@ -55,7 +58,9 @@ class _Item:
     payload: bytes
     headers: dict[str, str]
     sent_at: float = 0.0
-    future: asyncio.Future[PubAck] | None = None
+    token: str = ""
+    # None while waiting; then True (stored), "duplicate", or the error text.
+    outcome: bool | str | None = None
 
 
 class EventPublisher:
@@ -97,6 +102,12 @@ class EventPublisher:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._seq = 0
+        self._waiting: dict[str, _Item] = {}
+        self._ack_prefix = ""
+        self._ack_sub: Any = None
+        self._acked = asyncio.Event()
+        self._subjects: dict[tuple[str, str, str, str | None], str] = {}
 
     @property
     def buffered(self) -> int:
@@ -106,7 +117,26 @@ class EventPublisher:
     async def start(self) -> None:
         """Start the background flusher (idempotent)."""
         if self._task is None:
+            nc = self._js._nc
+            self._ack_prefix = nc.new_inbox() + "."
+            self._ack_sub = await nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
             self._task = asyncio.create_task(self._run(), name="event-publisher")
+
+    async def _on_ack(self, msg: Msg) -> None:
+        item = self._waiting.pop(msg.subject[len(self._ack_prefix) :], None)
+        if item is None:
+            return  # an ack for an attempt we already gave up on
+        data = msg.data
+        if msg.headers and msg.headers.get("Status") == "503":
+            item.outcome = "no JetStream stream answers this subject (503)"
+        elif b'"error"' in data:
+            try:
+                item.outcome = str(json.loads(data)["error"].get("description", data))
+            except (ValueError, AttributeError, KeyError):
+                item.outcome = data.decode(errors="replace")
+        else:
+            item.outcome = "duplicate" if b'"duplicate":true' in data else True
+        self._acked.set()
 
     async def __aenter__(self) -> EventPublisher:
         await self.start()
@@ -116,7 +146,13 @@ class EventPublisher:
         await self.close()
 
     def _item(self, event: Event) -> _Item:
-        return _Item(event_subject(event), event.to_json(), event_headers(event))
+        key = (event.site, event.source, event.severity, event.node)
+        subject = self._subjects.get(key)
+        if subject is None:
+            if len(self._subjects) > 4096:
+                self._subjects.clear()
+            subject = self._subjects[key] = event_subject(event)
+        return _Item(subject, event.to_json(), event_headers(event))
 
     def submit(self, event: Event) -> bool:
         """Queue ``event``; ``False`` (counted as dropped) if the buffer is full or closed."""
@@ -204,18 +240,23 @@ class EventPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._ack_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._ack_sub.unsubscribe()
+            self._ack_sub = None
         if not flushed:
             lost = self.buffered
             self.stats.dropped += lost
             log.error("publisher closed with %d unacknowledged events (counted as dropped)", lost)
-            for item in self._inflight:
-                if item.future is not None:
-                    item.future.cancel()
+            self._waiting.clear()
             self._queue.clear()
             self._inflight.clear()
 
     def _count_ack(self, ack: PubAck, seconds: float) -> None:
-        if ack.duplicate:
+        self._count(bool(ack.duplicate), seconds)
+
+    def _count(self, duplicate: bool, seconds: float) -> None:
+        if duplicate:
             self.stats.duplicates += 1
         else:
             self.stats.published += 1
@@ -248,49 +289,77 @@ class EventPublisher:
                 backoff = min(backoff * 2, self._backoff_max)
 
     async def _pump(self) -> None:
-        """Send and collect acks until the queue is empty; raise on the first failure."""
-        js = self._js
-        queue, inflight = self._queue, self._inflight
+        """Send and collect acks until the queue is empty; raise on the first failure.
+
+        Uses one wildcard reply subscription instead of ``publish_async`` (which costs a
+        future, a semaphore and a dataclass per message): the ack body is all we need.
+        """
+        nc = self._js._nc
+        queue, inflight, waiting = self._queue, self._inflight, self._waiting
+        prefix = self._ack_prefix
         while queue or inflight:
             while queue and len(inflight) < self.max_in_flight:
                 item = queue[0]
+                self._seq += 1
+                item.token = str(self._seq)
+                item.outcome = None
                 item.sent_at = time.monotonic()
-                item.future = await js.publish_async(
-                    item.subject, item.payload, headers=item.headers
-                )
+                waiting[item.token] = item
+                try:
+                    await nc.publish(
+                        item.subject, item.payload, reply=prefix + item.token, headers=item.headers
+                    )
+                except nats.errors.MaxPayloadError:
+                    waiting.pop(item.token, None)
+                    queue.popleft()
+                    self._drop_refused(item, "larger than the server's max_payload")
+                    continue
+                except BaseException:
+                    waiting.pop(item.token, None)
+                    raise
                 queue.popleft()
                 inflight.append(item)
             head = inflight[0]
-            future = head.future
-            assert future is not None
-            if not future.done():
+            while head.outcome is None:
                 remaining = head.sent_at + self.ack_timeout - time.monotonic()
-                if remaining > 0:
-                    await asyncio.wait((future,), timeout=remaining)
-                if not future.done():
+                if remaining <= 0:
                     raise TimeoutError(f"no ack within {self.ack_timeout}s")
-            exc = future.exception()
-            if exc is not None:
-                raise exc
-            inflight.popleft()
-            self._count_ack(future.result(), time.monotonic() - head.sent_at)
+                self._acked.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._acked.wait(), remaining)
+            # Settle every acknowledged item at the head in one go.
+            now = time.monotonic()
+            while inflight and inflight[0].outcome is not None:
+                item = inflight[0]
+                if item.outcome is not True and item.outcome != "duplicate":
+                    if str(item.outcome).endswith("(503)"):
+                        # No stream yet (or the broker is restarting): an outage, retry.
+                        raise PublishError(f"JetStream refused the event: {item.outcome}")
+                    inflight.popleft()
+                    self._drop_refused(item, str(item.outcome))
+                    continue
+                inflight.popleft()
+                self._count(item.outcome == "duplicate", now - item.sent_at)
             if not self._space.is_set() and self.buffered < self.buffer_limit:
                 self._space.set()
+
+    def _drop_refused(self, item: _Item, reason: str) -> None:
+        """An event JetStream will never take: counted and logged, never retried forever."""
+        self.stats.dropped += 1
+        self.stats.last_error = reason
+        log.error("JetStream refused event %s on %s: %s (dropped)",
+                  item.headers.get("Nats-Msg-Id"), item.subject, reason)  # fmt: skip
 
     def _requeue_inflight(self) -> None:
         """Put every unacknowledged in-flight item back at the front, in order."""
         retry = 0
         while self._inflight:
             item = self._inflight.pop()
-            if item.future is not None and item.future.done() and not item.future.cancelled():
-                exc = item.future.exception()
-                if exc is None:
-                    # Acknowledged after all: count it, don't resend.
-                    self._count_ack(item.future.result(), time.monotonic() - item.sent_at)
-                    continue
-            elif item.future is not None:
-                item.future.cancel()
-            item.future = None
+            self._waiting.pop(item.token, None)
+            if item.outcome is True or item.outcome == "duplicate":
+                # Acknowledged after all: count it, don't resend.
+                self._count(item.outcome == "duplicate", time.monotonic() - item.sent_at)
+                continue
             self._queue.appendleft(item)
             retry += 1
         self.stats.retries += retry

@@ -43,6 +43,7 @@ class Sink:
     retry_after: float = 0.3
     attempts: int = 0
     hold: asyncio.Event | None = None
+    hold_after: int = 0
     holding: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -52,7 +53,7 @@ class Sink:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.attempts += 1
-        if self.hold is not None and not self.hold.is_set():
+        if self.hold is not None and not self.hold.is_set() and self.attempts > self.hold_after:
             self.holding.set()
             await self.hold.wait()
             return web.Response(status=503)
@@ -60,11 +61,17 @@ class Sink:
             return web.Response(status=self.fail_status, text="down")
         if self.attempts <= self.rate_limit_first:
             return web.json_response(
-                {"message": "You are being rate limited.", "retry_after": self.retry_after, "global": False},
+                {
+                    "message": "You are being rate limited.",
+                    "retry_after": self.retry_after,
+                    "global": False,
+                },
                 status=429,
             )
         self.requests.append(
-            Request(request.path, dict(request.query), dict(request.headers), body, time.monotonic())
+            Request(
+                request.path, dict(request.query), dict(request.headers), body, time.monotonic()
+            )
         )
         return web.json_response({"id": str(len(self.requests))})
 
@@ -107,7 +114,9 @@ def settings_for(nats_url: str, routes_file: Path | None = None, **kw: Any) -> S
 
 
 @pytest.fixture
-async def dispatcher(nats_server: Any, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[DispatcherService]]]:
+async def dispatcher(
+    nats_server: Any, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[DispatcherService]]]:
     services: list[DispatcherService] = []
 
     async def start(routes_yaml: str | None = None, **kw: Any) -> DispatcherService:
@@ -143,7 +152,9 @@ def ev(**kw: Any) -> Event:
     return Event(**base)
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_until(
+    cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:

@@ -52,7 +52,9 @@ route:
     vm = ev(severity="info", kind="vm.started", node="pve1", vmid=100, title="VM 100 started")
     other = ev(severity="warning", kind="vm.started", node="pve3", title="VM 200 started")
     await publish(js, crit, vm, other)
-    await wait_until(lambda: len(discord.requests) == 1 and len(gotify.requests) == 1 and len(hook.requests) == 1)
+    await wait_until(
+        lambda: len(discord.requests) == 1 and len(gotify.requests) == 1 and len(hook.requests) == 1
+    )
     await asyncio.sleep(0.2)
     assert (len(discord.requests), len(gotify.requests), len(hook.requests)) == (1, 1, 1)
     # critical: discord (continue), then no other child matches; as in Alertmanager the parent
@@ -63,22 +65,36 @@ route:
     assert {"name": "node", "value": "pve2", "inline": True} in embed["fields"]
     assert discord.requests[0].query == {"wait": "true"}
     g = gotify.requests[0]
-    assert g.path == "/message" and g.query == {"token": "apptoken"}
+    assert g.path == "/message"
+    assert g.query == {"token": "apptoken"}
     assert g.json["priority"] == 2
     assert g.json["extras"]["client::display"] == {"contentType": "text/markdown"}
     assert vm.id in g.json["extras"]["proxbus::event"]["ids"]
     r = hook.requests[0]
     assert r.json["event"]["id"] == other.id
-    assert r.headers["X-Proxbus-Signature"] == "sha256=" + hmac.new(b"s3cret", r.body, hashlib.sha256).hexdigest()
+    assert (
+        r.headers["X-Proxbus-Signature"]
+        == "sha256=" + hmac.new(b"s3cret", r.body, hashlib.sha256).hexdigest()
+    )
     assert r.headers["X-Team"] == "infra"
 
 
-async def test_ten_events_within_group_wait_give_one_notification_listing_ten(dispatcher, sink, js) -> None:
+async def test_ten_events_within_group_wait_give_one_notification_listing_ten(
+    dispatcher, sink, js
+) -> None:
     hook = await sink()
-    await dispatcher(hooks(hook.url, extra="""\
+    await dispatcher(
+        hooks(
+            hook.url,
+            extra="""\
 route: {receiver: hook, group_by: [node], group_wait: 300ms, group_interval: 1s, repeat_interval: 0s}
-"""))
-    events = [ev(title=f"backup of {100 + i} failed", vmid=100 + i, kind="backup.failed") for i in range(10)]
+""",
+        )
+    )
+    events = [
+        ev(title=f"backup of {100 + i} failed", vmid=100 + i, kind="backup.failed")
+        for i in range(10)
+    ]
     await publish(js, *events)
     await wait_until(lambda: len(hook.requests) >= 1)
     await asyncio.sleep(0.5)  # a second notification would have arrived by now (group_wait)
@@ -90,9 +106,13 @@ route: {receiver: hook, group_by: [node], group_wait: 300ms, group_interval: 1s,
     assert body["title"].startswith("[ERROR] 10 events")
 
 
-async def test_same_fingerprint_within_repeat_interval_is_deduped_and_counted(dispatcher, sink, js, nc) -> None:
+async def test_same_fingerprint_within_repeat_interval_is_deduped_and_counted(
+    dispatcher, sink, js, nc
+) -> None:
     hook = await sink()
-    service = await dispatcher(hooks(hook.url, extra="route: {receiver: hook, repeat_interval: 1h}\n"))
+    service = await dispatcher(
+        hooks(hook.url, extra="route: {receiver: hook, repeat_interval: 1h}\n")
+    )
     suppressed: list[bytes] = []
 
     async def record(msg: Any) -> None:
@@ -105,18 +125,25 @@ async def test_same_fingerprint_within_repeat_interval_is_deduped_and_counted(di
     await publish(js, first, repeat, different)
     await wait_until(lambda: len(hook.requests) == 2 and len(suppressed) == 1)
     assert {r.json["event"]["id"] for r in hook.requests} == {first.id, different.id}
-    assert b'"reason": "deduped"' in suppressed[0] and repeat.id.encode() in suppressed[0]
-    metrics = service.registry.get_sample_value("proxbus_dispatcher_suppressed_total", {"reason": "deduped"})
+    assert b'"reason": "deduped"' in suppressed[0]
+    assert repeat.id.encode() in suppressed[0]
+    metrics = service.registry.get_sample_value(
+        "proxbus_dispatcher_suppressed_total", {"reason": "deduped"}
+    )
     assert metrics == 1
     await sub.unsubscribe()
 
 
 async def test_silence_mutes_and_its_expiry_unmutes(dispatcher, sink, js) -> None:
     hook = await sink()
-    service = await dispatcher(hooks(hook.url, extra="route: {receiver: hook, repeat_interval: 0s}\n"))
+    service = await dispatcher(
+        hooks(hook.url, extra="route: {receiver: hook, repeat_interval: 0s}\n")
+    )
     store = await SilenceStore.open(js)
     silence = await store.add(
-        Silence.for_duration([Matcher.parse("node=pve1"), Matcher.parse("kind=vm.*")], timedelta(hours=1), "test")
+        Silence.for_duration(
+            [Matcher.parse("node=pve1"), Matcher.parse("kind=vm.*")], timedelta(hours=1), "test"
+        )
     )
     assert service.dispatcher is not None
     await wait_until(lambda: silence.id in service.dispatcher.silences.silences)  # type: ignore[union-attr]
@@ -125,7 +152,12 @@ async def test_silence_mutes_and_its_expiry_unmutes(dispatcher, sink, js) -> Non
     await publish(js, muted, other_node)
     await wait_until(lambda: len(hook.requests) == 1)
     await wait_until(
-        lambda: service.registry.get_sample_value("proxbus_dispatcher_suppressed_total", {"reason": "silenced"}) == 1
+        lambda: (
+            service.registry.get_sample_value(
+                "proxbus_dispatcher_suppressed_total", {"reason": "silenced"}
+            )
+            == 1
+        )
     )
     assert hook.requests[0].json["event"]["id"] == other_node.id
     await store.expire(silence.id)
@@ -138,18 +170,28 @@ async def test_silence_mutes_and_its_expiry_unmutes(dispatcher, sink, js) -> Non
 
 async def test_node_offline_inhibits_that_nodes_vm_events(dispatcher, sink, js) -> None:
     hook = await sink()
-    service = await dispatcher(hooks(hook.url, extra="""\
+    service = await dispatcher(
+        hooks(
+            hook.url,
+            extra="""\
 route: {receiver: hook, repeat_interval: 0s}
 inhibit_rules:
   - {source_matchers: [kind=node.offline], target_matchers: ["kind=vm.*"], equal: [node], duration: 1m}
-"""))
+""",
+        )
+    )
     offline = ev(kind="node.offline", severity="warning", node="pve2", title="node pve2 offline")
     inhibited = ev(kind="vm.crashed", node="pve2", title="VM 200 crashed")
     elsewhere = ev(kind="vm.crashed", node="pve1", title="VM 100 crashed")
     await publish(js, offline, inhibited, elsewhere)
     await wait_until(lambda: len(hook.requests) == 2)
     await wait_until(
-        lambda: service.registry.get_sample_value("proxbus_dispatcher_suppressed_total", {"reason": "inhibited"}) == 1
+        lambda: (
+            service.registry.get_sample_value(
+                "proxbus_dispatcher_suppressed_total", {"reason": "inhibited"}
+            )
+            == 1
+        )
     )
     assert {r.json["event"]["id"] for r in hook.requests} == {offline.id, elsewhere.id}
 
@@ -168,7 +210,9 @@ route: {{receiver: discord}}
     assert time.monotonic() - started >= 0.4
 
 
-async def test_target_down_for_five_attempts_gets_it_once_after_recovery(dispatcher, sink, js) -> None:
+async def test_target_down_for_five_attempts_gets_it_once_after_recovery(
+    dispatcher, sink, js
+) -> None:
     hook = await sink(fail_first=5)
     service = await dispatcher(hooks(hook.url, extra="route: {receiver: hook}\n"))
     event = ev()
@@ -177,7 +221,12 @@ async def test_target_down_for_five_attempts_gets_it_once_after_recovery(dispatc
     await asyncio.sleep(0.3)
     assert hook.attempts == 6
     assert [r.json["event"]["id"] for r in hook.requests] == [event.id]
-    assert service.registry.get_sample_value("proxbus_dispatcher_notifications_total", {"receiver": "hook", "outcome": "retry"}) == 5
+    assert (
+        service.registry.get_sample_value(
+            "proxbus_dispatcher_notifications_total", {"receiver": "hook", "outcome": "retry"}
+        )
+        == 5
+    )
 
 
 async def test_target_always_down_goes_to_dlq_and_replay_delivers_it(dispatcher, sink, js) -> None:
@@ -197,7 +246,9 @@ async def test_target_always_down_goes_to_dlq_and_replay_delivers_it(dispatcher,
         await asyncio.sleep(0.05)
     assert hook.attempts == 3
     letter = entries[0].letter
-    assert letter.attempts == 3 and "HTTP 503" in letter.error and "max attempts" in letter.error
+    assert letter.attempts == 3
+    assert "HTTP 503" in letter.error
+    assert "max attempts" in letter.error
     assert letter.notification.events[0].id == event.id
     hook.always_fail = False
     replayed = await dlq_replay(js, "hook")
@@ -213,7 +264,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook name
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -240,14 +291,20 @@ route: {{receiver: mail}}
         msg = recorder.messages[0]
         assert msg["Subject"] == "[ERROR] backup failed <vm 100>"
         assert msg["To"] == "ops@example.org, oncall@example.org"
-        parts = {p.get_content_type(): p.get_payload(decode=True) for p in msg.walk() if not p.is_multipart()}
+        parts = {
+            p.get_content_type(): p.get_payload(decode=True)
+            for p in msg.walk()
+            if not p.is_multipart()
+        }
         assert b"ERROR: job failed" in parts["text/plain"]
         assert b"backup failed &lt;vm 100&gt;" in parts["text/html"]
     finally:
         controller.stop()
 
 
-async def test_seed_toggles_route_every_event_at_min_severity_to_every_enabled_notifier(dispatcher, sink, js) -> None:
+async def test_seed_toggles_route_every_event_at_min_severity_to_every_enabled_notifier(
+    dispatcher, sink, js
+) -> None:
     hook, gotify = await sink(), await sink()
     await dispatcher(
         None,

@@ -47,7 +47,15 @@ route:
         ({"severity": "error", "node": "pve2", "kind": "backup.failed"}, ["backups"]),
         # first match wins without continue: node=pve1 before kind=backup.*
         ({"severity": "error", "node": "pve1", "kind": "backup.failed"}, ["pve1"]),
-        ({"severity": "warning", "node": "pve3", "kind": "disk.error", "title": "SMART: Disk sda"}, ["pager"]),
+        (
+            {
+                "severity": "warning",
+                "node": "pve3",
+                "kind": "disk.error",
+                "title": "SMART: Disk sda",
+            },
+            ["pager"],
+        ),
     ],
 )
 def test_routing_matrix(fields: dict[str, str], receivers: list[str]) -> None:
@@ -60,7 +68,9 @@ def test_routing_matrix(fields: dict[str, str], receivers: list[str]) -> None:
     node=st.sampled_from(["pve1", "pve2", None]),
     kind=st.sampled_from(["vm.started", "backup.ok", "task.failed", "node.offline"]),
 )
-def test_every_event_reaches_at_least_one_receiver(severity: str, node: str | None, kind: str) -> None:
+def test_every_event_reaches_at_least_one_receiver(
+    severity: str, node: str | None, kind: str
+) -> None:
     cfg = parse_config(MATRIX)
     assert match_routes(cfg.root, ev(severity=severity, node=node, kind=kind))
 
@@ -95,11 +105,10 @@ def test_group_waits_then_lists_every_event_then_ticks_at_group_interval() -> No
     clock.now += 5
     assert grouper.due() == []
     clock.now += 5
-    [(group, items)] = grouper.due()
+    [(_, items)] = grouper.due()
     assert [h for _, h in items] == [11]
     clock.now += 11
     assert grouper.due() == []
-    assert "node='pve1'" not in grouper.groups.__repr__() or True
     assert len(grouper.groups) == 0  # idle groups are dropped
 
 

@@ -51,7 +51,7 @@ async def post_json(
     target: str,
     content: bytes,
     headers: dict[str, str] | None = None,
-    timeout: float,  # noqa: ASYNC109 - per-request httpx timeout, not a cancel scope
+    timeout: float,
 ) -> httpx.Response:
     """POST and map the outcome: 2xx returns, 429/5xx/network → Retryable, other 4xx → Permanent.
 

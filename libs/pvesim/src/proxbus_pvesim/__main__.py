@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -25,7 +26,63 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--task-seconds", type=float, default=None, help="simulated task duration (0 = instant)"
     )
+    p.add_argument(
+        "--write-env",
+        metavar="FILE",
+        help="write the gateway's environment (seed variables, token, fingerprint) to FILE",
+    )
+    p.add_argument("--smtp-target", metavar="HOST:PORT", help="send notification mail here")
+    p.add_argument("--syslog-target", metavar="HOST:PORT", help="send syslog lines here (UDP)")
+    p.add_argument("--webhook-url", help="POST PVE webhook notifications here")
+    p.add_argument("--webhook-secret", help="bearer secret for --webhook-url")
     return p
+
+
+def _host_port(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def gateway_env(sim: Simulator) -> dict[str, str]:
+    """The seed variables that point the MCP gateway (or any proxmoxer user) at ``sim``."""
+    node = sim.lab.local_node
+    prefix = node.upper().replace("-", "_")
+    t = sim.tokens.admin
+    env = {
+        "LAB_CONFIGURATION": "CLUSTERED" if sim.lab.cluster_name else "STANDALONE",
+        "PROXBUS_SITE": sim.lab.site,
+        "PVE_NODES": node,
+        f"PVE_{prefix}_HOST": f"127.0.0.1:{sim.pve_port}",
+        f"PVE_{prefix}_USER": t.user,
+        f"PVE_{prefix}_TOKEN_NAME": t.tokenid,
+        f"PVE_{prefix}_TOKEN_VALUE": t.secret,
+        f"{prefix}_FINGERPRINT": sim.fingerprint,
+        "VERIFY_SSL": "true",
+    }
+    if sim.lab.pbs is not None:
+        pbs = sim.lab.pbs.name
+        pprefix = pbs.upper().replace("-", "_")
+        pt = sim.pbs_tokens.admin
+        env |= {
+            "PBS_NODES": pbs,
+            f"PBS_{pprefix}_HOST": f"127.0.0.1:{sim.pbs_port}",
+            f"PBS_{pprefix}_USER": pt.user,
+            f"PBS_{pprefix}_TOKEN_NAME": pt.tokenid,
+            f"PBS_{pprefix}_TOKEN_VALUE": pt.secret,
+            f"{pprefix}_FINGERPRINT": sim.fingerprint,
+        }
+    return env
+
+
+def write_env_file(path: str, env: dict[str, str]) -> None:
+    """Write ``KEY=VALUE`` lines atomically (readers never see half a file)."""
+    lines = [f"{k}={v}" for k, v in env.items()]
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write("# written by proxbus-pvesim --write-env\n" + "\n".join(lines) + "\n")
+    os.replace(tmp, path)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -53,6 +110,14 @@ async def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot listen: {exc}", file=sys.stderr)
         return 1
+    sim.set_targets(
+        smtp=_host_port(args.smtp_target),
+        syslog=_host_port(args.syslog_target),
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+    )
+    if args.write_env:
+        write_env_file(args.write_env, gateway_env(sim))
     try:
         t = sim.tokens.admin
         lines = [

@@ -112,33 +112,46 @@ async def serve_http(
     """Run the HTTP transports until ``stop`` is set."""
     running = await start_gateway(settings, env)
     try:
-        anonymous = check_bind(settings, running.gateway)
-        server = GatewayMCPServer(running.gateway, log_level=settings.log_level.upper())
-        app = build_http_app(
-            running.gateway,
-            server,
-            host=settings.gateway_host,
-            port=settings.gateway_port,
-            anonymous=anonymous,
-        )
-        config = uvicorn.Config(
-            app,
-            host=settings.gateway_host,
-            port=settings.gateway_port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=3,
-        )
-        web = _Uvicorn(config)
-        task = asyncio.create_task(web.serve(sockets=[sock] if sock else None))
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        web.should_exit = True
-        stopper.cancel()
-        await task
+        await serve_gateway_http(running.gateway, stop, sock=sock)
     finally:
         await running.close()
+
+
+async def serve_gateway_http(
+    gateway: Gateway,
+    stop: asyncio.Event,
+    *,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve an already built gateway over HTTP until ``stop`` is set.
+
+    ``sock``: an already bound and listening socket (tests bind port 0 and connect at once).
+
+    Raises:
+        ConfigError: the bind address needs tokens and none are configured.
+    """
+    settings = gateway.settings
+    anonymous = check_bind(settings, gateway)
+    server = GatewayMCPServer(gateway, log_level=settings.log_level.upper())
+    app = build_http_app(
+        gateway, server, host=settings.gateway_host, port=settings.gateway_port, anonymous=anonymous
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+    )
+    web = _Uvicorn(config)
+    task = asyncio.create_task(web.serve(sockets=[sock] if sock else None))
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    web.should_exit = True
+    stopper.cancel()
+    await task
 
 
 async def serve_stdio(

@@ -23,7 +23,7 @@ ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 class ToolInput(BaseModel):
     """Base of every tool's arguments: unknown arguments are an error."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(slots=True)

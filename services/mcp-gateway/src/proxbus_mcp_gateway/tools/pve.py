@@ -795,7 +795,7 @@ def register(reg: Registry) -> None:
     async def list_clusters(ctx: CallContext, args: ToolInput) -> ToolResult:
         pool = ctx.gateway.pool
         status = pool.endpoint_status()
-        clusters = []
+        clusters: list[dict[str, Any]] = []
         for name, c in pool.clusters.items():
             if (
                 ctx.caller.token

@@ -1,6 +1,8 @@
 """Mail parsing: raw RFC 5322 bytes to a ``ParsedMail`` with one text body, never raising.
 
-Pure (no I/O). Reads ``text/plain`` where present, else ``text/html`` turned into text;
+Pure (no I/O). Parsed with the stdlib ``email`` package under the ``compat32`` policy:
+``policy.default`` builds a header object per access and measured ~10 ms per vzdump mail
+against ~1 ms here, so encoded-words are decoded explicitly instead. Reads ``text/plain`` where present, else ``text/html`` turned into text;
 decodes RFC 2047 encoded-words and body charsets; an unknown charset is decoded as UTF-8
 with replacement characters and flagged; broken MIME is read best-effort and flagged.
 """
@@ -13,7 +15,7 @@ import email.policy
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
@@ -206,7 +208,7 @@ def _salvage_parts(part: Message, plain: list[str], html: list[str], mail: Parse
     for chunk in marker.split(payload)[1:]:
         if not chunk.strip():
             continue
-        sub = email.message_from_string(chunk.lstrip("\r\n"), policy=email.policy.default)
+        sub = email.message_from_string(chunk.lstrip("\r\n"), policy=email.policy.compat32)
         ctype = sub.get_content_type()
         if ctype == "text/plain" and not _is_attachment(sub):
             plain.append(_part_text(sub, mail))
@@ -260,7 +262,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     """Parse ``raw`` mail bytes best-effort; anomalies are flagged, nothing raises."""
     mail = ParsedMail(size=len(raw))
     try:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception:  # the stdlib parser is lenient; keep going with nothing
         mail.flag(BROKEN_MIME)
         mail.text = raw.decode("utf-8", "replace")[:_TEXT_LIMIT]
@@ -291,8 +293,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
         mail.recipients = [addr for _, addr in getaddresses([to]) if addr]
     except Exception:
         mail.recipients = []
-    mail.date = _parse_date(_raw_header(msg, "Date"))
-    mail.message_id = " ".join(_raw_header(msg, "Message-ID").split())[:998] or None
+    mail.date = _parse_date(_header(msg, "Date", mail))
+    mail.message_id = " ".join(_header(msg, "Message-ID", mail).split())[:998] or None
     for name in ("From", "To", "Subject", "Date", "Message-ID", "X-Mailer", "Auto-Submitted"):
         value = _header(msg, name, mail)
         if value:
@@ -310,20 +312,32 @@ def parse_mail(raw: bytes) -> ParsedMail:
 def _raw_header(msg: Message, name: str) -> str:
     """The first raw (undecoded) value of header ``name``, or ``""``."""
     wanted = name.lower()
-    for key, value in msg.raw_items():  # type: ignore[attr-defined]
+    for key, value in msg.raw_items():
         if key.lower() == wanted:
             return str(value)
     return ""
 
 
 def _header(msg: Message, name: str, mail: ParsedMail) -> str:
-    """Header ``name`` decoded (encoded-words, folding); the raw value if parsing it fails."""
+    """Header ``name`` as text: encoded-words decoded, folding removed, raw 8-bit as UTF-8."""
     try:
         value = msg.get(name)
     except Exception:
         mail.flag(UNDECODABLE_HEADER)
-        return _decode_header_value(_raw_header(msg, name), mail)
-    return " ".join(str(value).split()) if value is not None else ""
+        value = _raw_header(msg, name)
+    if value is None:
+        return ""
+    if isinstance(value, Header):
+        try:
+            return " ".join(str(make_header(decode_header(value))).split())
+        except Exception:
+            mail.flag(UNDECODABLE_HEADER)
+            value = _raw_header(msg, name)
+    text = str(value)
+    if any("\udc80" <= c <= "\udcff" for c in text):
+        # 8-bit header bytes (SMTPUTF8 senders): the parser kept them as surrogates.
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _decode_header_value(text, mail)
 
 
 def _all_defects(msg: Message) -> list[object]:

@@ -7,15 +7,12 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from proxbus_events.testing import free_port
-from proxbus_ingest_pve_ws.testing import SimulatorRpcResponder, stored_events
-from proxbus_pvesim.testing import api_session, run_simulator
+from proxbus_ingest_pve_ws.testing import stored_events
 
 SCRIPT = Path(sys.executable).parent / "proxbus-ingest-pve-ws"
 
@@ -34,17 +31,8 @@ def _env(nats_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-async def responder(nc: Any) -> AsyncIterator[Any]:
-    async with run_simulator(instant=True) as sim, api_session(sim) as api:
-        r = SimulatorRpcResponder(nc, api)
-        await r.start()
-        yield sim, api
-        await r.stop()
-
-
 async def test_console_script_serves_health_and_stops_on_sigterm(
-    nats_server: Any, js: Any, responder: Any
+    nats_server: Any, js: Any, lab: Any
 ) -> None:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
@@ -89,11 +77,9 @@ async def test_console_script_serves_health_and_stops_on_sigterm(
 
 
 async def test_once_prints_recent_events_and_publishes_nothing(
-    nats_server: Any, js: Any, responder: Any
+    nats_server: Any, js: Any, lab: Any
 ) -> None:
-    _sim, api = responder
-    async with api.post("/api2/json/nodes/pve1/qemu/100/status/stop") as r:
-        assert r.status == 200
+    await lab.post("/nodes/pve1/qemu/100/status/stop")
     proc = await asyncio.create_subprocess_exec(
         str(SCRIPT),
         "--once",

@@ -1,38 +1,14 @@
-"""The API watcher against the simulator, a real nats-server and an RPC responder on NATS."""
+"""The API watcher against the simulator behind the real mcp-gateway, on a real nats-server."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from proxbus_events import Event
-from proxbus_ingest_pve_ws.testing import SimulatorRpcResponder, stored_events, wait_until
-from proxbus_pvesim.testing import api_session, run_simulator
+from proxbus_ingest_pve_ws.testing import stored_events, wait_until
 
 POLL = 0.2
-
-
-@dataclass
-class Lab:
-    sim: Any
-    api: Any
-
-    async def post(self, path: str, **data: Any) -> str:
-        async with self.api.post(f"/api2/json{path}", data=data) as r:
-            assert r.status == 200, await r.text()
-            return str((await r.json())["data"])
-
-
-@pytest.fixture
-async def lab(nc: Any) -> AsyncIterator[Lab]:
-    async with run_simulator(instant=True) as sim, api_session(sim) as api:
-        responder = SimulatorRpcResponder(nc, api)
-        await responder.start()
-        yield Lab(sim, api)
-        await responder.stop()
 
 
 async def _events(js: Any, kind: str | None = None) -> list[Event]:
@@ -67,7 +43,7 @@ def _has(js: Any, kind: str, n: int = 1, vmid: int | None = None) -> Any:
 
 
 async def test_vm_stop_and_start_give_vm_events_and_task_ok(
-    services: Any, lab: Lab, js: Any
+    services: Any, lab: Any, js: Any
 ) -> None:
     svc = await _start(services)
     await lab.post("/nodes/pve1/qemu/100/status/stop")
@@ -87,7 +63,7 @@ async def test_vm_stop_and_start_give_vm_events_and_task_ok(
 
 
 async def test_simulated_crash_gives_exactly_one_vm_crashed(
-    services: Any, lab: Lab, js: Any
+    services: Any, lab: Any, js: Any
 ) -> None:
     svc = await _start(services)
     lab.sim.crash_guest(100)
@@ -98,7 +74,7 @@ async def test_simulated_crash_gives_exactly_one_vm_crashed(
 
 
 async def test_failed_backup_gives_backup_failed_with_the_error(
-    services: Any, lab: Lab, js: Any
+    services: Any, lab: Any, js: Any
 ) -> None:
     await _start(services)
     lab.sim.fail_next_backup(100, "job failed with err -5 - Input/output error")
@@ -112,7 +88,7 @@ async def test_failed_backup_gives_backup_failed_with_the_error(
 
 
 async def test_node_offline_and_storage_fill_give_their_events(
-    services: Any, lab: Lab, js: Any
+    services: Any, lab: Any, js: Any
 ) -> None:
     await _start(services)
     lab.sim.set_node_offline("pve3")
@@ -131,7 +107,7 @@ async def test_node_offline_and_storage_fill_give_their_events(
 
 
 async def test_restart_mid_way_neither_duplicates_nor_misses(
-    services: Any, lab: Lab, js: Any
+    services: Any, lab: Any, js: Any
 ) -> None:
     first = await _start(services)
     await lab.post("/nodes/pve1/qemu/100/status/stop")
@@ -153,7 +129,7 @@ async def test_restart_mid_way_neither_duplicates_nor_misses(
     assert len({e.id for e in events}) == len(events)
 
 
-async def test_two_replicas_report_each_fact_once(services: Any, lab: Lab, js: Any) -> None:
+async def test_two_replicas_report_each_fact_once(services: Any, lab: Any, js: Any) -> None:
     a = await _start(services, pve_ws_replica_id="a")
     b = await services.start(event_ws_enabled=True, pve_ws_poll_seconds=POLL, pve_ws_replica_id="b")
     await _cycles(a.watchers[0], 2)

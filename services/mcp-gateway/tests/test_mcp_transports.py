@@ -14,8 +14,6 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from proxbus_pvesim.simulator import Simulator
-
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
     ADMIN_SECRET,
@@ -26,6 +24,7 @@ from proxbus_mcp_gateway.testing import (
     serve,
     sim_env,
 )
+from proxbus_pvesim.simulator import Simulator
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -94,8 +93,11 @@ async def test_missing_or_wrong_token_gets_401_with_www_authenticate(
     async with httpx.AsyncClient(base_url=http_gateway.url, timeout=5) as client:
         for headers in ({}, bearer("wrong"), {"Authorization": "Basic eDp5"}):
             for path in ("/mcp", "/sse"):
-                resp = await client.post(path, json=body, headers=headers) if path == "/mcp" \
+                resp = (
+                    await client.post(path, json=body, headers=headers)
+                    if path == "/mcp"
                     else await client.get(path, headers=headers)
+                )
                 assert resp.status_code == 401
                 assert resp.headers["www-authenticate"].startswith("Bearer")
         health = await client.get("/health")
@@ -106,13 +108,17 @@ async def test_missing_or_wrong_token_gets_401_with_www_authenticate(
 
 async def test_foreign_origin_is_refused(http_gateway: HttpGateway) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
-    headers = {**bearer(ADMIN_SECRET), "Origin": "http://evil.example",
-               "Accept": "application/json, text/event-stream"}
+    headers = {
+        **bearer(ADMIN_SECRET),
+        "Origin": "http://evil.example",
+        "Accept": "application/json, text/event-stream",
+    }
     async with httpx.AsyncClient(base_url=http_gateway.url, timeout=5) as client:
         resp = await client.post("/mcp", json=body, headers=headers)
         assert resp.status_code == 403
-        resp = await client.post("/mcp", json=body, headers={**headers, "Origin": "",
-                                                             "Host": "evil.example"})
+        resp = await client.post(
+            "/mcp", json=body, headers={**headers, "Origin": "", "Host": "evil.example"}
+        )
         assert resp.status_code == 421
 
 
@@ -131,20 +137,22 @@ async def test_sse_transport_serves_the_same_tools(http_gateway: HttpGateway) ->
 
 
 async def test_read_only_mode_hides_destructive_tools_over_http(sim: Simulator) -> None:
-    gw = Gateway.from_settings(make_settings(read_only=True, gateway_tokens=f"r:admin:{ADMIN_SECRET}"),
-                               sim_env(sim))
+    gw = Gateway.from_settings(
+        make_settings(read_only=True, gateway_tokens=f"r:admin:{ADMIN_SECRET}"), sim_env(sim)
+    )
     try:
-        async with serve(gw) as served:
-            async with (
-                create_mcp_http_client(headers=bearer(ADMIN_SECRET)) as client,
-                streamable_http_client(f"{served.url}/mcp", http_client=client) as (r, w),
-                ClientSession(r, w) as session,
-            ):
-                await session.initialize()
-                tools = (await session.list_tools()).tools
-                assert all(t.annotations and (t.annotations.read_only_hint or t.name == "proxmox_api")
-                           for t in tools)
-                assert "execute_vm_command" not in {t.name for t in tools}
+        async with (
+            serve(gw) as served, create_mcp_http_client(headers=bearer(ADMIN_SECRET)) as client,
+            streamable_http_client(f"{served.url}/mcp", http_client=client) as (r, w),
+            ClientSession(r, w) as session,
+        ):
+            await session.initialize()
+            tools = (await session.list_tools()).tools
+            assert all(
+                t.annotations and (t.annotations.read_only_hint or t.name == "proxmox_api")
+                for t in tools
+            )
+            assert "execute_vm_command" not in {t.name for t in tools}
     finally:
         await gw.close()
 
@@ -158,8 +166,10 @@ async def test_tools_list_payload_is_small(http_gateway: HttpGateway) -> None:
     ):
         await session.initialize()
         tools = (await session.list_tools()).tools
-    payload = json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True)
-                          for t in tools], separators=(",", ":"))
+    payload = json.dumps(
+        [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools],
+        separators=(",", ":"),
+    )
     assert len(tools) >= 30
     assert len(payload) < 40_000, len(payload)
     for t in tools:
@@ -169,11 +179,16 @@ async def test_tools_list_payload_is_small(http_gateway: HttpGateway) -> None:
 
 
 async def test_stdio_transport_via_the_console_entry_point(sim: Simulator) -> None:
-    env: dict[str, Any] = {**sim_env(sim), "NATS_ENABLED": "false", "PROXBUS_SITE": "lab",
-                           "LOG_LEVEL": "WARNING", "PATH": os.environ.get("PATH", "")}
-    params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "proxbus_mcp_gateway", "--transport", "stdio"],
-                                   env=env)
+    env: dict[str, Any] = {
+        **sim_env(sim),
+        "NATS_ENABLED": "false",
+        "PROXBUS_SITE": "lab",
+        "LOG_LEVEL": "WARNING",
+        "PATH": os.environ.get("PATH", ""),
+    }
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "proxbus_mcp_gateway", "--transport", "stdio"], env=env
+    )
     with anyio.fail_after(40), open(os.devnull, "w") as devnull:
         async with (
             stdio_client(params, errlog=devnull) as (r, w),

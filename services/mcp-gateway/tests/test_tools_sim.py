@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from proxbus_pvesim.simulator import Simulator
-
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import ADMIN, READER, make_settings, sim_env
+from proxbus_pvesim.simulator import Simulator
 
 
 async def call(gw: Gateway, tool: str, caller: Any = ADMIN, **args: Any) -> Any:
@@ -20,9 +19,20 @@ async def test_inventory_tools_answer_with_structured_data_and_text(gateway: Gat
     assert vms.ok, vms.error
     assert vms.result.data["count"] == len(vms.result.data["items"]) > 0
     assert vms.result.text.startswith("VMs (")
-    for tool in ("get_nodes", "get_cluster_status", "get_lxcs", "get_storage", "get_ha_status",
-                 "list_clusters", "test_connectivity", "run_diagnostic", "whoami",
-                 "pbs_list_datastores", "get_recent_tasks", "get_cluster_log"):
+    for tool in (
+        "get_nodes",
+        "get_cluster_status",
+        "get_lxcs",
+        "get_storage",
+        "get_ha_status",
+        "list_clusters",
+        "test_connectivity",
+        "run_diagnostic",
+        "whoami",
+        "pbs_list_datastores",
+        "get_recent_tasks",
+        "get_cluster_log",
+    ):
         out = await call(gateway, tool)
         assert out.ok, f"{tool}: {out.error}"
 
@@ -66,9 +76,12 @@ async def test_start_with_wait_reports_progress_and_ends_ok(
     async def progress(done: float, total: float | None, message: str | None) -> None:
         seen.append((done, total, message))
 
-    out = await gateway.call("execute_vm_command",
-                             {"vmid": stopped.vmid, "command": "start", "wait": True}, ADMIN,
-                             progress)
+    out = await gateway.call(
+        "execute_vm_command",
+        {"vmid": stopped.vmid, "command": "start", "wait": True},
+        ADMIN,
+        progress,
+    )
     assert out.ok, out.error
     assert out.result.data["status"] == "ok"
     assert sim.lab.guests[stopped.vmid].running
@@ -160,12 +173,19 @@ async def test_read_only_hides_every_tool_that_changes_something(sim: Simulator)
     try:
         names = {t.name for t in gw.tools_for()}
         assert "get_vms" in names and "proxmox_api" in names
-        assert not names & {"execute_vm_command", "rollback_snapshot", "migrate_guest",
-                            "create_backup", "pbs_start_gc", "silence_alerts"}
+        assert not names & {
+            "execute_vm_command",
+            "rollback_snapshot",
+            "migrate_guest",
+            "create_backup",
+            "pbs_start_gc",
+            "silence_alerts",
+        }
         out = await call(gw, "execute_vm_command", vmid=100, command="start")
         assert out.code == 403 and "READ_ONLY" in out.error
-        api = await call(gw, "proxmox_api", method="POST", path="/nodes/pve1/qemu/100/status/start",
-                         confirm=True)
+        api = await call(
+            gw, "proxmox_api", method="POST", path="/nodes/pve1/qemu/100/status/start", confirm=True
+        )
         assert api.code == 403
     finally:
         await gw.close()
@@ -198,8 +218,13 @@ async def test_migrate_without_confirm_is_a_plan(sim: Simulator, gateway: Gatewa
 
 
 async def test_every_error_is_a_message_not_a_traceback(gateway: Gateway) -> None:
-    for tool, args in [("nope", {}), ("get_vms", {"bogus": 1}), ("get_guest_status", {"vmid": 5}),
-                       ("get_task_status", {"upid": "UPID:x"}), ("get_vms", {"cluster": "mars"})]:
+    for tool, args in [
+        ("nope", {}),
+        ("get_vms", {"bogus": 1}),
+        ("get_guest_status", {"vmid": 5}),
+        ("get_task_status", {"upid": "UPID:x"}),
+        ("get_vms", {"cluster": "mars"}),
+    ]:
         out = await gateway.call(tool, args, ADMIN)
         assert not out.ok
         assert "Traceback" not in out.error and out.error

@@ -111,6 +111,7 @@ class GroupRuntime:
     nodes: set[str] = field(default_factory=set)
     nodes_loaded_at: float = 0.0
     preferred: int = 0
+    membership_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -303,6 +304,13 @@ class ProxmoxPool:
         for group in cluster.groups:
             if node in group.nodes:
                 return group
+        unknown = [g for g in cluster.groups if g.membership_error is not None]
+        if len(unknown) == 1:
+            # Membership could not be read; let the call itself report the real cause.
+            return unknown[0]
+        if unknown:
+            causes = "; ".join(f"{g.config.name}: {g.membership_error}" for g in unknown)
+            raise EndpointDown(f"cannot tell which endpoint serves node {node}: {causes}")
         raise NotFound(f"node {node} is not in cluster {cluster.config.name}")
 
     async def refresh_membership(self, cluster: ClusterRuntime, *, force: bool = False) -> None:
@@ -332,9 +340,11 @@ class ProxmoxPool:
                         group.config.name,
                         exc.message,
                     )
+                    group.membership_error = exc.message
                     continue
                 group.nodes = names | set(group.config.nodes)
                 group.nodes_loaded_at = now
+                group.membership_error = None
 
     # -- requests ------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""CLUSTERED: when the primary member's API stops answering, calls go through another member.
+
+The simulator serves one PVE listener; a second member endpoint is a second
+``ApiServer`` on its own port sharing the same simulated cluster (same model, auth, TLS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from proxbus_mcp_gateway.gateway import Gateway
+from proxbus_mcp_gateway.testing import ADMIN, make_settings, sim_env
+from proxbus_pvesim.router import Router
+from proxbus_pvesim.schema import SchemaIndex
+from proxbus_pvesim.server import ApiServer
+from proxbus_pvesim.simulator import Simulator, pve_routes
+
+
+@pytest.fixture
+async def second_member(sim: Simulator) -> AsyncIterator[ApiServer]:
+    assert sim.tls is not None
+    server = ApiServer(
+        service="PVE",
+        sim=sim,
+        router=Router(pve_routes()),
+        schema=SchemaIndex("pve"),
+        auth=sim.pve_auth,
+        tls=sim.tls,
+        host="127.0.0.1",
+        port=0,
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_calls_fail_over_when_the_primary_api_is_down(
+    sim: Simulator, second_member: ApiServer
+) -> None:
+    env = {**sim_env(sim), "PVE_NODES": "pve2", "PVE_PVE2_HOST": f"127.0.0.1:{second_member.port}"}
+    gw = Gateway.from_settings(make_settings(cache_ttl=0, breaker_failures=1), env)
+    try:
+        first = await gw.call("get_vms", {}, ADMIN)
+        assert first.ok, first.error
+        await sim.stop_api("pve")
+        before = second_member.request_count
+        for _ in range(3):
+            out = await gw.call("get_vms", {}, ADMIN)
+            assert out.ok, out.error
+            assert out.result.data["count"] == first.result.data["count"]
+        assert second_member.request_count > before
+        status = {e["endpoint"]: e["state"] for e in gw.pool.endpoint_status()}
+        assert status["cluster-primary"] == "open"
+        assert status["pve2"] == "closed"
+        clusters = await gw.call("list_clusters", {}, ADMIN)
+        assert "open" in clusters.result.text
+        stopped = next(g for g in sim.lab.guests.values() if g.kind == "qemu" and not g.running)
+        started = await gw.call(
+            "execute_vm_command", {"vmid": stopped.vmid, "command": "start", "wait": True}, ADMIN
+        )
+        assert started.ok, started.error
+    finally:
+        await gw.close()
+
+
+async def test_an_open_breaker_is_not_hammered_and_reports_endpoint_down(sim: Simulator) -> None:
+    gw = Gateway.from_settings(
+        make_settings(cache_ttl=0, breaker_failures=2, api_retries=0), sim_env(sim)
+    )
+    try:
+        await sim.stop_api("pve")
+        first = await gw.call("get_nodes", {}, ADMIN)
+        second = await gw.call("get_nodes", {}, ADMIN)
+        assert not first.result.data["count"] and "connection refused" in first.result.text
+        assert "connection refused" in second.result.text
+        third = await gw.call("get_node_status", {"node": "pve1"}, ADMIN)
+        assert not third.ok and "circuit open" in third.error
+        health = gw.pool.healthy()
+        assert health is False
+    finally:
+        await gw.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class SyslogService:
             )
             self._udp, self._udp_protocol = transport, protocol
             self.udp_port = transport.get_extra_info("sockname")[1]
+            self._grow_udp_buffer(transport.get_extra_info("socket"))
         if s.syslog_tcp:
             server = await asyncio.start_server(
                 lambda r, w: self._handle_connection(r, w, "tcp"),
@@ -144,6 +146,22 @@ class SyslogService:
             "syslog listening on %s (udp %s, tcp %s, tls %s), site %s",
             s.syslog_host, self.udp_port, self.tcp_port, self.tls_port, s.site,
         )  # fmt: skip
+
+    def _grow_udp_buffer(self, sock: socket.socket | None) -> None:
+        """A bigger receive buffer rides out short stalls instead of dropping datagrams."""
+        wanted = self.settings.syslog_udp_recv_buffer
+        if sock is None or not wanted:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+        except OSError as exc:
+            log.warning("could not set the UDP receive buffer to %d bytes: %s", wanted, exc)
+            return
+        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if got < wanted:  # Linux reports double what it grants; less means rmem_max capped it
+            log.warning(
+                "UDP receive buffer is %d bytes (asked %d; raise net.core.rmem_max)", got, wanted
+            )
 
     def _tls_context(self) -> ssl.SSLContext:
         s = self.settings

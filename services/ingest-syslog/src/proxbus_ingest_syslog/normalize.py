@@ -8,18 +8,32 @@ from datetime import datetime
 from typing import Any
 
 from proxbus_events import (
+    EVENT_SCHEMA,
+    MESSAGE_LIMIT,
+    TITLE_LIMIT,
     Event,
     Severity,
     Source,
     apply_severity_floor,
+    compute_fingerprint,
     deterministic_event_id,
+    new_event_id,
     severity_from_syslog,
+    truncate,
 )
 
 from .classify import FALLBACK_KIND, Classification
 from .parse import SyslogMessage
 
 _SEVERITIES = [severity_from_syslog(code) for code in range(8)]
+_NODE_LIMIT = 253
+_EVENT_FIELDS = (
+    "schema_", "id", "timestamp", "received_at", "source", "site", "node", "severity", "kind",
+    "title", "message", "vmid", "fingerprint", "correlation_id", "metadata",
+)  # fmt: skip
+# The shortcut below is only taken while the model is the one it was written for.
+_FAST_PATH = tuple(Event.model_fields) == _EVENT_FIELDS
+_FIELDS_SET = frozenset(_EVENT_FIELDS)
 
 
 class NodeNamer:
@@ -102,6 +116,10 @@ def build_event(
     if extra:
         meta.update(extra)
     fields: dict[str, Any] = {
+        "schema_": EVENT_SCHEMA,
+        "id": None,
+        "timestamp": timestamp,
+        "received_at": received_at,
         "source": Source.SYSLOG,
         "site": site,
         "node": node,
@@ -109,9 +127,8 @@ def build_event(
         "kind": cls.kind,
         "title": title or "(empty message)",
         "message": msg.message,
-        "timestamp": timestamp,
-        "received_at": received_at,
         "vmid": cls.vmid,
+        "fingerprint": "",
         "correlation_id": cls.correlation_id,
         "metadata": meta,
     }
@@ -119,4 +136,40 @@ def build_event(
         # Same fact seen twice (two lines, two replicas, a resend) → one stored event.
         bucket = int(timestamp.timestamp()) // 60 * 60 if cls.kind == "oom.kill" else timestamp
         fields["id"] = deterministic_event_id(bucket, site, node, cls.kind, *cls.dedup_key)
-    return Event(**fields)
+    else:
+        fields["id"] = new_event_id()
+    return construct_event(fields)
+
+
+def construct_event(fields: dict[str, Any]) -> Event:
+    """The ``Event`` for ``fields`` (all of them, in model order) without re-validation.
+
+    The hot path: pydantic validation is about a third of the per-line cost, and
+    ``model_construct`` is slower still (measured). This applies the model's own rules
+    here instead, for values this module built (enums are enums, datetimes UTC-aware,
+    kinds from the rule table, vmids of at most 9 digits, site checked by the settings):
+    title single-lined and truncated, message truncated, node stripped, fingerprint
+    computed. ``tests/test_normalize.py`` checks that the result equals the validated
+    model. An unusual value (an over-long node name) goes through full validation.
+    """
+    node = fields["node"]
+    if node is not None:
+        node = node.strip() or None
+        fields["node"] = node
+    if not _FAST_PATH or (node is not None and len(node) > _NODE_LIMIT):
+        fields["schema"] = fields.pop("schema_")
+        return Event(**fields)  # pydantic names the offending field
+    title = truncate(" ".join(fields["title"].split()), TITLE_LIMIT)
+    fields["title"] = title
+    if len(fields["message"]) > MESSAGE_LIMIT:
+        fields["message"] = truncate(fields["message"], MESSAGE_LIMIT)
+    fields["fingerprint"] = compute_fingerprint(
+        fields["kind"], fields["site"], node, fields["vmid"], title
+    )
+    event = Event.__new__(Event)
+    # What pydantic's own construct() sets, minus its per-field default handling.
+    object.__setattr__(event, "__dict__", fields)
+    object.__setattr__(event, "__pydantic_fields_set__", set(_FIELDS_SET))
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event

@@ -194,7 +194,22 @@ def _parse_3164(pri: int, rest: str, now: datetime, tz: tzinfo) -> SyslogMessage
     )
 
 
+_TS_CACHE: dict[tuple[str, tzinfo, int, int, int], datetime | None] = {}
+
+
 def _bsd_timestamp(m: re.Match[str], now: datetime, tz: tzinfo) -> datetime | None:
+    """Cached: a busy sender repeats the same second many times."""
+    key = (m[0], tz, now.year, now.month, now.day)
+    found = _TS_CACHE.get(key, now)
+    if found is not now:
+        return found
+    if len(_TS_CACHE) >= 4096:
+        _TS_CACHE.clear()
+    ts = _TS_CACHE[key] = _bsd_timestamp_uncached(m, now, tz)
+    return ts
+
+
+def _bsd_timestamp_uncached(m: re.Match[str], now: datetime, tz: tzinfo) -> datetime | None:
     month = _MONTHS[m[1]]
     day = int(m[2])
     year_text = m[3] or m[8]

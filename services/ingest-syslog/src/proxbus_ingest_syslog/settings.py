@@ -23,6 +23,9 @@ class Settings(ServiceSettings):
     syslog_tls_cert: Path | None = None
     syslog_tls_key: Path | None = None
     syslog_reuse_port: bool = True
+    syslog_udp_recv_buffer: int = Field(
+        default=4 * 1024 * 1024, ge=0, description="SO_RCVBUF bytes (capped by rmem_max)"
+    )
     syslog_max_line: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
     syslog_max_connections: int = Field(default=1000, ge=1)
     syslog_idle_timeout: float = Field(default=300.0, gt=0)

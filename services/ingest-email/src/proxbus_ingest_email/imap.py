@@ -146,7 +146,9 @@ class ImapPoller:
 
     async def _idle(self, client: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
         """Wait in IDLE for a push, the idle period, or ``stop``."""
-        idle_task = await client.idle_start(timeout=self.settings.imap_idle_seconds)
+        idle_task = await asyncio.wait_for(
+            client.idle_start(timeout=self.settings.imap_idle_seconds), self.settings.imap_timeout
+        )
         push = asyncio.ensure_future(
             client.wait_server_push(timeout=self.settings.imap_idle_seconds + 30)
         )

@@ -150,3 +150,15 @@ async def test_two_replicas_report_each_fact_once(services: Any, lab: Any, js: A
     assert facts[("vm.stopped", 101)] == 1
     assert facts[("vm.crashed", 103)] == 1
     assert len({e.id for e in events}) == len(events)
+
+
+async def test_broker_outage_loses_nothing(
+    services: Any, lab: Any, js: Any, nats_server: Any
+) -> None:
+    svc = await _start(services, pve_ws_rpc_timeout=1.0)
+    nats_server.stop()
+    lab.sim.crash_guest(100)  # happens while the bus (and so the gateway RPC) is down
+    nats_server.start()
+    await wait_until(_has(js, "vm.crashed", vmid=100), timeout=30)
+    await _cycles(svc.watchers[0], 3)
+    assert len(await _events(js, "vm.crashed")) == 1

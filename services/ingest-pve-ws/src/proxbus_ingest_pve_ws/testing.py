@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 from nats.js.errors import NotFoundError
 from proxbus_events import EVENTS_STREAM, Event
 
@@ -29,9 +30,17 @@ async def stored_events(js: Any) -> list[Event]:
 async def wait_until(
     predicate: Callable[[], Awaitable[bool]], timeout: float = 15.0, interval: float = 0.05
 ) -> None:
-    """Poll an async condition until it holds (short interval, hard deadline)."""
+    """Poll an async condition until it holds (short interval, hard deadline).
+
+    NATS errors while polling (the broker restarting in a fault test) count as "not yet".
+    """
     deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
+    while True:
+        try:
+            if await predicate():
+                return
+        except (TimeoutError, nats.errors.Error):
+            pass
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)

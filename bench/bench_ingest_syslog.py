@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import nats
@@ -58,9 +57,10 @@ def make_line(i: int) -> bytes:
     ).encode()
 
 
-def tcp_sender(port: int, start: int, n: int) -> None:
+def tcp_sender(port: int, start: int, n: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
     lines = b"".join(make_line(start + i) + b"\n" for i in range(n))
     with socket.create_connection(("127.0.0.1", port)) as s:
+        out.put(time.monotonic())  # CLOCK_MONOTONIC is shared by the processes
         view = memoryview(lines)
         for pos in range(0, len(view), 256 * 1024):
             s.sendall(view[pos : pos + 256 * 1024])
@@ -90,11 +90,11 @@ async def stream_count(js) -> int:
 
 async def wait_count(js, target: int, timeout: float, settle: float = 0.0) -> tuple[int, float]:
     """Poll until the stream holds ``target`` (or stops growing for ``settle`` s)."""
-    deadline = time.perf_counter() + timeout
-    last, last_change = -1, time.perf_counter()
+    deadline = time.monotonic() + timeout
+    last, last_change = -1, time.monotonic()
     while True:
         count = await stream_count(js)
-        now = time.perf_counter()
+        now = time.monotonic()
         if count >= target:
             return count, now
         if count != last:
@@ -137,9 +137,6 @@ async def main(args: argparse.Namespace) -> None:
             js = nc.jetstream(timeout=10, publish_async_max_pending=1024)
             await js.add_stream(StreamConfig(name="BENCH_RAW", subjects=["bench.raw.>"],
                                              storage=StorageType.FILE))  # fmt: skip
-            await raw_floor(js, 2000)  # warm-up
-            floor = max([await raw_floor(js, args.raw_messages) for _ in range(2)])
-
             port, health = free_port(), free_port()
             env = {**os.environ, "NATS_URL": server.url, "PROXBUS_SITE": "bench",
                    "SYSLOG_HOST": "127.0.0.1", "SYSLOG_PORT": str(port),
@@ -148,26 +145,31 @@ async def main(args: argparse.Namespace) -> None:
             proc = subprocess.Popen([SCRIPT], env=env)
             wait_for_port(health, timeout=20)
             wait_for_port(port, timeout=20)
+            await raw_floor(js, 2000)  # warm-up
 
-            # TCP, zero loss
-            tcp_rows = []
+            # The machine is shared and noisy: alternate floor and TCP runs, keep each's best.
+            floors, tcp_rows = [], []
+            started: mp.Queue = mp.Queue()  # type: ignore[type-arg]
             base = await stream_count(js)
-            for run in range(args.tcp_runs):
+            for run in range(args.rounds):
+                floors.append(await raw_floor(js, args.raw_messages))
                 n = args.tcp_lines
-                began = time.perf_counter()
-                sender = mp.Process(target=tcp_sender, args=(port, run * 10_000_000, n))
+                sender = mp.Process(target=tcp_sender, args=(port, run * 10_000_000, n, started))
                 sender.start()
+                began = started.get(timeout=60)
                 count, done = await wait_count(js, base + n, timeout=120, settle=10)
                 sender.join()
                 stored = count - base
                 tcp_rows.append((n, stored, stored / (done - began)))
                 base = count
+            floor = max(floors)
             tcp_rate = max(r[2] for r in tcp_rows)
 
             # UDP: highest paced rate with loss < 0.1 %
             udp_rows = []
             rate = float(args.udp_start or int(tcp_rate))
             q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+            best_ok = None
             for step in range(args.udp_steps):
                 sender = mp.Process(target=udp_sender,
                                     args=(port, 50_000_000 + step * 5_000_000, rate, args.udp_seconds, q))  # fmt: skip
@@ -180,8 +182,14 @@ async def main(args: argparse.Namespace) -> None:
                 loss = (sent - stored) / sent
                 udp_rows.append((rate, sent / secs, sent, stored, loss))
                 if loss < 0.001:
-                    break
-                rate *= 0.75
+                    best_ok = rate
+                    if any(r[4] >= 0.001 for r in udp_rows):
+                        break  # found the edge from above
+                    rate *= 1.25
+                else:
+                    if best_ok is not None:
+                        break  # found the edge from below
+                    rate *= 0.75
             rss = peak_rss_mib(proc.pid)
             await nc.close()
         finally:
@@ -194,15 +202,21 @@ async def main(args: argparse.Namespace) -> None:
           "nats-server + service + sender on one machine, loopback\n")  # fmt: skip
     print("| measurement | lines | stored | lines/s | vs raw floor |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| raw js.publish_async floor (same bytes, acked) | {args.raw_messages} | {args.raw_messages} | {floor:,.0f} | 1.00 |")
+    print(
+        f"| raw js.publish_async floor (same bytes, acked) | {args.raw_messages} | {args.raw_messages} | {floor:,.0f} | 1.00 |"
+    )
     for n, stored, r in tcp_rows:
-        print(f"| TCP, LF framing, zero loss ({'ok' if stored == n else 'LOSS'}) | {n} | {stored} | {r:,.0f} | {r / floor:.2f} |")
+        print(
+            f"| TCP, LF framing, zero loss ({'ok' if stored == n else 'LOSS'}) | {n} | {stored} | {r:,.0f} | {r / floor:.2f} |"
+        )
     for target, actual, sent, stored, loss in udp_rows:
-        print(f"| UDP paced at {target:,.0f}/s (loss {loss:.3%}) | {sent} | {stored} | {actual:,.0f} | {actual / floor:.2f} |")
+        print(
+            f"| UDP paced at {target:,.0f}/s (loss {loss:.3%}) | {sent} | {stored} | {actual:,.0f} | {actual / floor:.2f} |"
+        )
     print(f"\nPeak RSS of the service: {rss:.0f} MiB")
     ok = [row for row in udp_rows if row[4] < 0.001]
     if ok:
-        print(f"UDP: highest paced rate with loss < 0.1 %: {ok[0][1]:,.0f} lines/s")
+        print(f"UDP: highest paced rate with loss < 0.1 %: {max(r[1] for r in ok):,.0f} lines/s")
     else:
         print("UDP: no tested rate had loss < 0.1 %")
     print(f"TCP target >= 12,000 lines/s and >= 0.5 x floor: {'met' if tcp_rate >= 12000 and tcp_rate >= floor / 2 else 'NOT met'}"
@@ -211,10 +225,10 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tcp-lines", type=int, default=60_000)
-    parser.add_argument("--tcp-runs", type=int, default=1)
+    parser.add_argument("--tcp-lines", type=int, default=40_000)
+    parser.add_argument("--rounds", type=int, default=2, help="floor + TCP rounds (best kept)")
     parser.add_argument("--raw-messages", type=int, default=30_000)
     parser.add_argument("--udp-seconds", type=float, default=3.0)
-    parser.add_argument("--udp-steps", type=int, default=5)
+    parser.add_argument("--udp-steps", type=int, default=4)
     parser.add_argument("--udp-start", type=float, default=0.0)
     asyncio.run(main(parser.parse_args()))

@@ -61,7 +61,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 async def test_sigterm_mid_stream_leaves_every_received_line_in_jetstream(
-    nats_server: NatsServer, js: JetStreamContext
+    nats_server: NatsServer, js: JetStreamContext, tmp_path: Path
 ) -> None:
     port, health = free_udp_tcp_port(), free_port()
     env = {
@@ -75,7 +75,10 @@ async def test_sigterm_mid_stream_leaves_every_received_line_in_jetstream(
         "EVENTS_MAX_BYTES": str(256 * 1024**2),
         "LOG_FORMAT": "json",
     }
-    proc = subprocess.Popen([SCRIPT], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = tmp_path / "service.log"
+    log_file = log_path.open("wb")
+    proc = subprocess.Popen([SCRIPT], env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    frozen = False
     try:
 
         async def healthy() -> bool:
@@ -83,25 +86,40 @@ async def test_sigterm_mid_stream_leaves_every_received_line_in_jetstream(
             return status == 200
 
         await wait_until(healthy, timeout=20)
+        # Freeze the broker so that, deterministically, the received lines are still in
+        # the publisher's buffer when SIGTERM arrives; it thaws right after the signal.
+        assert nats_server.proc is not None
+        os.kill(nats_server.proc.pid, signal.SIGSTOP)
+        frozen = True
         total = 3000
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"".join(line(i) + b"\n" for i in range(total)))
         await writer.drain()
-        pattern = re.compile(r'^proxbus_syslog_received_total\{transport="tcp"\} (\S+)$', re.M)
+        received = re.compile(r'^proxbus_syslog_received_total\{transport="tcp"\} (\S+)$', re.M)
+        buffered = re.compile(r"^proxbus_publish_buffered\{[^}]*\} (\S+)$", re.M)
+        pending = 0.0
 
         async def all_received() -> bool:
+            nonlocal pending
             _, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{health}/metrics")
-            m = pattern.search(body)
+            m, b = received.search(body), buffered.search(body)
+            pending = float(b[1]) if b else 0.0
             return bool(m) and float(m[1]) == total
 
         await wait_until(all_received, timeout=20)
         proc.send_signal(signal.SIGTERM)
+        os.kill(nats_server.proc.pid, signal.SIGCONT)
+        frozen = False
+        assert pending == total  # nothing was acknowledged before SIGTERM
         rc = await asyncio.to_thread(proc.wait, 10)
         writer.close()
-        assert rc == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        assert rc == 0, log_path.read_text()[-2000:]
         info = await js.stream_info(EVENTS_STREAM)
         assert info.state.messages == total
     finally:
+        if frozen and nats_server.proc is not None:
+            os.kill(nats_server.proc.pid, signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        log_file.close()

@@ -30,7 +30,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 SERVICE = "ingest-syslog"
-_READ_CHUNK = 256 * 1024
+_READ_CHUNK = 64 * 1024
 _DRAIN_QUIET = 0.2  # while draining, a connection silent this long is done
 _SHUTDOWN_BUDGET = 9.0  # of the 10 s the runner allows
 
@@ -235,6 +235,9 @@ class SyslogService:
             if not data:
                 return
             await self._publish(conn, framer.feed(data))
+            # read() does not yield while data is buffered: let the publisher and the
+            # other connections run between chunks.
+            await asyncio.sleep(0)
 
     async def _publish(self, conn: _Connection, frames: list[Frame]) -> None:
         """TCP: parse the chunk, then wait for buffer room per event (back-pressure)."""

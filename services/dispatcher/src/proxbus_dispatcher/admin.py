@@ -12,7 +12,15 @@ import json
 import sys
 from datetime import timedelta
 
-from proxbus_events import Matcher, Silence, SilenceStore, connect_nats, ensure_streams
+from proxbus_events import (
+    Matcher,
+    Silence,
+    SilenceStore,
+    configure_logging,
+    connect_nats,
+    ensure_streams,
+)
+from pydantic import ValidationError
 
 from .dlq import dlq_list, dlq_replay
 from .durations import parse_duration
@@ -84,7 +92,7 @@ async def _dlq(args: argparse.Namespace, js: object) -> int:
 async def _silence(args: argparse.Namespace, js: object) -> int:
     store = await SilenceStore.open(js)  # type: ignore[arg-type]
     if args.cmd == "add":
-        matchers = [Matcher.parse(m) for m in args.matchers]
+        matchers = list(args.matchers)
         silence = Silence.for_duration(
             matchers, timedelta(seconds=parse_duration(args.duration)), args.author, args.comment
         )
@@ -107,6 +115,15 @@ async def _silence(args: argparse.Namespace, js: object) -> int:
     return 0
 
 
+def _matcher(text: str) -> Matcher:
+    try:
+        return Matcher.parse(text)
+    except ValidationError as exc:
+        raise ValueError(f"invalid matcher {text!r}: {exc.errors()[0]['msg']}") from None
+    except ValueError as exc:
+        raise ValueError(f"invalid matcher {text!r}: {exc}") from None
+
+
 def cli_main(argv: list[str]) -> int:
     """``dlq list|replay`` and ``silence add|list|expire``; exit code (2 = usage error)."""
     parser = _parser()
@@ -114,6 +131,14 @@ def cli_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.group == "silence" and args.cmd == "add":
+        try:
+            args.matchers = [_matcher(m) for m in args.matchers]
+            parse_duration(args.duration)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    configure_logging("ERROR")
     try:
         return asyncio.run(_run(args, Settings()))
     except ValueError as exc:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
@@ -25,18 +25,20 @@ from proxbus_events import (
     DELIVERIES_STREAM,
     EVENTS_STREAM,
     Event,
-    EventConsumer,
     HealthServer,
+    PullConsumer,
     ReceivedEvent,
     connect_nats,
     delivery_subject,
     ensure_streams,
     sanitize_token,
 )
+from pydantic import ValidationError
 
 from .config import DispatcherConfig, Route, load_config
 from .delivery import DeliveryWorker
 from .enrich import Enricher
+from .fetching import AdaptiveFetcher
 from .grouping import AggregationGroup, DedupCache, Grouper
 from .inhibition import Inhibitor
 from .metrics import DispatcherMetrics
@@ -100,7 +102,7 @@ class Dispatcher:
         self.nc = nc
         self.js = js
         self.metrics = metrics
-        self.consumer = EventConsumer(
+        self.consumer = PullConsumer(
             js,
             stream=EVENTS_STREAM,
             durable=settings.consumer_durable,
@@ -108,6 +110,8 @@ class Dispatcher:
             ack_wait=settings.consumer_ack_wait,
             max_ack_pending=max(10_000, settings.consumer_batch * 8),
         )
+        self.fetcher = AdaptiveFetcher(self.consumer, settings.consumer_batch, idle_timeout=0.5)
+        self.invalid = 0
         self.silences = SilenceWatcher(js)
         self.inhibitor = Inhibitor(config.inhibit_rules)
         self.dedup = DedupCache()
@@ -133,13 +137,27 @@ class Dispatcher:
     async def run_intake(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                batch = await self.consumer.events(self.settings.consumer_batch, timeout=0.5)
+                batch = await self._events()
             except Exception as exc:
                 log.warning("event fetch failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
             if batch:
                 await self.process_batch(batch)
+
+    async def _events(self) -> list[ReceivedEvent]:
+        out: list[ReceivedEvent] = []
+        for msg in await self.fetcher.fetch():
+            try:
+                out.append(ReceivedEvent(Event.from_json(msg.data), msg))
+            except ValidationError as exc:
+                self.invalid += 1
+                self.metrics.events.labels("invalid").inc()
+                log.warning(
+                    "terminating invalid event on %s: %s", msg.subject, exc.errors()[0]["msg"]
+                )
+                await msg.term()
+        return out
 
     async def _suppress(self, event: Event, reason: str, detail: str = "") -> None:
         self.metrics.suppressed.labels(reason).inc()
@@ -351,7 +369,7 @@ class DispatcherService:
         self.nc: NATS | None = None
         self.dispatcher: Dispatcher | None = None
         self.workers: list[DeliveryWorker] = []
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -361,11 +379,11 @@ class DispatcherService:
         js = self.nc.jetstream(timeout=5)
         await ensure_streams(js, s.stream_limits())
         self.dispatcher = Dispatcher(s, self.config, self.nc, js, self.metrics)
-        await self.dispatcher.start()
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, connect=5.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            follow_redirects=False,
+        if s.intake_enabled:
+            await self.dispatcher.start()
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=512, limit_per_host=128),
+            timeout=aiohttp.ClientTimeout(total=10.0, connect=5.0),
         )
         if s.delivery_enabled:
             for receiver in self.config.receivers.values():
@@ -377,11 +395,12 @@ class DispatcherService:
                 )
         nc = self.nc
         self.health.add_check("nats", lambda: nc.is_connected)
-        self.health.add_check("intake", lambda: bool(self._tasks) and not self._tasks[0].done())
+        self.health.add_check("tasks", lambda: not any(t.done() for t in self._tasks))
         await self.health.start()
         d = self.dispatcher
-        self._tasks.append(asyncio.create_task(d.run_intake(self._stop), name="intake"))
-        self._tasks.append(asyncio.create_task(d.run_groups(self._stop), name="groups"))
+        if s.intake_enabled:
+            self._tasks.append(asyncio.create_task(d.run_intake(self._stop), name="intake"))
+            self._tasks.append(asyncio.create_task(d.run_groups(self._stop), name="groups"))
         for worker in self.workers:
             self._tasks.append(
                 asyncio.create_task(worker.run(self._stop), name=f"deliver-{worker.receiver.name}")
@@ -402,12 +421,12 @@ class DispatcherService:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.dispatcher is not None:
+        if self.dispatcher is not None and self.settings.intake_enabled:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.dispatcher.drain(), 2.0)
             await self.dispatcher.close()
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
         await self.health.stop()
         if self.nc is not None:
             with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from .config import ReceiverBase
 from .dlq import DeadLetter
 from .errors import PermanentError, RetryableError
+from .fetching import AdaptiveFetcher
 from .metrics import DispatcherMetrics
 from .notification import Notification
 from .notifiers import Notifier
@@ -88,6 +89,7 @@ class DeliveryWorker:
             ack_wait=max(ack_wait, receiver.timeout * 3),
             max_ack_pending=max(64, receiver.concurrency * 4),
         )
+        self._fetcher = AdaptiveFetcher(self.consumer, receiver.concurrency, idle_timeout=0.5)
         self._slots = asyncio.Semaphore(receiver.concurrency)
         self._bucket = TokenBucket(receiver.rate_limit) if receiver.rate_limit else None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -103,7 +105,7 @@ class DeliveryWorker:
                 await self._slots.acquire()
                 free += 1
             try:
-                msgs = await self.consumer.fetch(free, timeout=0.5)
+                msgs = await self._fetcher.fetch(free)
             except Exception as exc:
                 log.warning("deliveries fetch for %s failed: %s", self.receiver.name, exc)
                 msgs = []

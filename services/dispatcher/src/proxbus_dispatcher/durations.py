@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -21,8 +22,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"duration must not be negative: {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"duration must be a finite, non-negative number: {value!r}")
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"not a duration: {value!r}")

@@ -16,6 +16,7 @@ class Settings(ServiceSettings):
     min_severity: Severity = Severity.INFO
 
     # intake
+    intake_enabled: bool = True
     consumer_durable: str = "dispatcher"
     consumer_ack_wait: float = Field(default=30.0, gt=0)
     consumer_batch: int = Field(default=256, ge=1, le=10_000)

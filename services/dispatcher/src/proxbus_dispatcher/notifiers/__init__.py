@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 from nats.aio.client import Client as NATS
 
 from ..config import (
@@ -29,7 +29,7 @@ from .webhook import WebhookNotifier
 __all__ = ["Notifier", "build_notifier", "render_body", "render_title"]
 
 
-def build_notifier(receiver: ReceiverBase, *, http: httpx.AsyncClient, nc: NATS) -> Notifier:
+def build_notifier(receiver: ReceiverBase, *, http: aiohttp.ClientSession, nc: NATS) -> Notifier:
     """The notifier for a receiver's ``type``."""
     if isinstance(receiver, DiscordReceiver):
         return DiscordNotifier(receiver, http)

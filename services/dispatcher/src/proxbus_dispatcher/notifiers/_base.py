@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Protocol
 
-import httpx
+import aiohttp
 
 from ..config import ReceiverBase
 from ..errors import PermanentError, RetryableError
@@ -27,15 +28,15 @@ def render_body(receiver: ReceiverBase, notification: Notification, limit: int =
     return render(receiver.body_template or DEFAULT_BODY, notification.template_context(), limit)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(text: str, headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from a JSON ``retry_after`` (Discord) or a ``Retry-After`` header."""
     try:
-        body = response.json()
+        body = json.loads(text) if text else None
         if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
             return max(0.0, float(body["retry_after"]))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except ValueError:
         pass
-    header = response.headers.get("Retry-After")
+    header = headers.get("Retry-After")
     if header:
         try:
             return max(0.0, float(header))
@@ -44,37 +45,49 @@ def _retry_after(response: httpx.Response) -> float | None:
     return None
 
 
+_MAX_RESPONSE = 64 * 1024
+
+
 async def post_json(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     url: str,
     *,
     target: str,
     content: bytes,
     headers: dict[str, str] | None = None,
     timeout: float,
-) -> httpx.Response:
-    """POST and map the outcome: 2xx returns, 429/5xx/network → Retryable, other 4xx → Permanent.
+) -> int:
+    """POST and map the outcome: 2xx returns the status, 429/5xx/network → Retryable, other
+    4xx → Permanent.
 
     ``target`` names the receiver in errors; the URL (which may hold a token) never appears.
     """
     try:
-        response = await http.post(
+        async with http.post(
             url,
-            content=content,
+            data=content,
             headers={"Content-Type": "application/json", **(headers or {})},
-            timeout=timeout,
-        )
-    except httpx.TimeoutException:
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as response:
+            status = response.status
+            raw = await response.content.read(_MAX_RESPONSE)
+            resp_headers = dict(response.headers)
+    except TimeoutError:
         raise RetryableError(f"{target}: timed out after {timeout:g}s") from None
-    except httpx.HTTPError as exc:
-        raise RetryableError(f"{target}: {type(exc).__name__}: {exc}") from None
-    if response.is_success:
-        return response
-    snippet = response.text[:200].replace("\n", " ")
-    if response.status_code == 429:
-        raise RetryableError(f"{target}: HTTP 429 rate limited", retry_after=_retry_after(response))
-    if response.status_code >= 500 or response.status_code in (408, 425):
+    except aiohttp.ClientError as exc:
+        # aiohttp's messages can contain the URL (and so a token): name the error type only.
+        raise RetryableError(f"{target}: {type(exc).__name__}") from None
+    if 200 <= status < 300:
+        return status
+    text = raw.decode("utf-8", "replace")
+    snippet = text[:200].replace("\n", " ")
+    if status == 429:
         raise RetryableError(
-            f"{target}: HTTP {response.status_code} {snippet}", retry_after=_retry_after(response)
+            f"{target}: HTTP 429 rate limited", retry_after=_retry_after(text, resp_headers)
         )
-    raise PermanentError(f"{target}: HTTP {response.status_code} {snippet}")
+    if status >= 500 or status in (408, 425):
+        raise RetryableError(
+            f"{target}: HTTP {status} {snippet}", retry_after=_retry_after(text, resp_headers)
+        )
+    raise PermanentError(f"{target}: HTTP {status} {snippet}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import aiohttp
 from proxbus_events import Severity
 
 from ..config import DiscordReceiver
@@ -55,7 +55,7 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
 class DiscordNotifier:
     """Posts to a Discord webhook URL (``?wait=true`` so errors come back)."""
 
-    def __init__(self, receiver: DiscordReceiver, http: httpx.AsyncClient) -> None:
+    def __init__(self, receiver: DiscordReceiver, http: aiohttp.ClientSession) -> None:
         self.receiver = receiver
         self._http = http
         sep = "&" if "?" in receiver.url else "?"

@@ -6,7 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from ..config import GotifyReceiver
 from ..notification import Notification
@@ -34,7 +34,7 @@ def gotify_payload(receiver: GotifyReceiver, notification: Notification) -> dict
 class GotifyNotifier:
     """Posts to a Gotify server's message endpoint with an application token."""
 
-    def __init__(self, receiver: GotifyReceiver, http: httpx.AsyncClient) -> None:
+    def __init__(self, receiver: GotifyReceiver, http: aiohttp.ClientSession) -> None:
         self.receiver = receiver
         self._http = http
         self._url = f"{receiver.url.rstrip('/')}/message?token={quote(receiver.token, safe='')}"

@@ -14,7 +14,7 @@ import hmac
 import json
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ..config import WebhookReceiver
 from ..notification import Notification
@@ -51,7 +51,7 @@ def webhook_payload(receiver: WebhookReceiver, notification: Notification) -> di
 class WebhookNotifier:
     """POSTs the notification JSON to a URL."""
 
-    def __init__(self, receiver: WebhookReceiver, http: httpx.AsyncClient) -> None:
+    def __init__(self, receiver: WebhookReceiver, http: aiohttp.ClientSession) -> None:
         self.receiver = receiver
         self._http = http
 

@@ -20,7 +20,7 @@ from proxbus_events import (
 
 from .cursors import CursorStore, cursor_key
 from .diff import Thresholds
-from .gotify import GotifyListener, server_label
+from .gotify import GotifyCollector, GotifyListener, server_label
 from .lease import Lease
 from .reader import ProxmoxReader, RpcReader
 from .settings import Settings
@@ -129,6 +129,7 @@ class PveWsService:
                 timeout=s.gotify_timeout,
                 backoff_max=s.gotify_backoff_max,
             )
+            self.registry.register(GotifyCollector(self.gotify))
         await self.health.start()
         log.info(
             "%s started: clusters=%s poll=%.1fs webhook=%s gotify=%s",

@@ -8,12 +8,14 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from proxbus_events import EventPublisher, PublishError
 
 from .notification import NotificationError, gotify_event
@@ -261,3 +263,27 @@ class GotifyListener:
 def _msg_id(msg: dict[str, Any]) -> int:
     value = msg.get("id")
     return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
+class GotifyCollector(Collector):
+    """Exposes a listener's counters as ``proxbus_gotify_*`` metrics."""
+
+    def __init__(self, listener: GotifyListener) -> None:
+        self._listener = listener
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._listener.stats
+        for name, value, doc in (
+            ("connects", stats.connects, "WebSocket connections opened"),
+            ("disconnects", stats.disconnects, "WebSocket connections lost"),
+            ("received", stats.received, "messages received on the stream"),
+            ("backfilled", stats.backfilled, "missed messages published from the REST API"),
+            ("duplicates_skipped", stats.duplicates_skipped, "messages already published"),
+            ("invalid", stats.invalid, "frames or messages that could not be used"),
+        ):
+            c = CounterMetricFamily(f"proxbus_gotify_{name}", doc)
+            c.add_metric([], value)
+            yield c
+        g = GaugeMetricFamily("proxbus_gotify_connected", "1 while the stream is connected")
+        g.add_metric([], 1 if stats.connected else 0)
+        yield g

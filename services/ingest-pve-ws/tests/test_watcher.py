@@ -84,6 +84,8 @@ async def test_failed_backup_gives_backup_failed_with_the_error(
     assert ev.vmid == 100
     assert ev.severity == "error"
     assert "Input/output error" in ev.message
+    assert "Log (last lines):" in ev.message  # the tail came through the gateway
+    assert "task log unavailable" not in ev.message
     assert ev.metadata["exitstatus"] != "OK"
 
 

@@ -164,3 +164,17 @@ async def test_broker_outage_loses_nothing(
     await wait_until(_has(js, "vm.crashed", vmid=100), timeout=30)
     await _cycles(svc.watchers[0], 3)
     assert len(await _events(js, "vm.crashed")) == 1
+
+
+async def test_ha_state_change_and_quorum_loss_are_reported(
+    services: Any, lab: Any, js: Any
+) -> None:
+    await _start(services)
+    ha_guest = next(g for g in lab.sim.lab.guests.values() if g.ha and not g.running)
+    await lab.post(f"/nodes/{ha_guest.node}/{ha_guest.kind}/{ha_guest.vmid}/status/start")
+    await wait_until(_has(js, "ha.state", vmid=ha_guest.vmid))
+    [ha] = await _events(js, "ha.state")
+    assert (ha.metadata["previous_state"], ha.metadata["state"]) == ("stopped", "started")
+    lab.sim.set_quorum(False)
+    await wait_until(_has(js, "quorum.lost"))
+    lab.sim.set_quorum(None)

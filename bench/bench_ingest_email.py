@@ -81,7 +81,9 @@ def vzdump_mail(index: int) -> bytes:
 # --------------------------------------------------------------------------- sender process
 
 
-async def _send_all(port: int, count: int, concurrency: int, reconnect: bool) -> dict[str, float]:
+async def _send_all(
+    port: int, count: int, concurrency: int, reconnect: bool, start_at: float
+) -> dict[str, float]:
     import aiosmtplib
 
     mails = [vzdump_mail(i) for i in range(count)]
@@ -113,34 +115,55 @@ async def _send_all(port: int, count: int, concurrency: int, reconnect: bool) ->
         if client is not None and not reconnect:
             await client.quit()
 
+    # Start together with the other sender processes (they build their mails first).
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"seconds": time.perf_counter() - started, "failures": failures}
+    return {
+        "seconds": time.perf_counter() - started,
+        "finished_at": time.time(),
+        "failures": failures,
+    }
+
+
+SENDERS = 2
 
 
 def run_sender(port: int, count: int, concurrency: int, reconnect: bool) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--sender",
-            str(port),
-            str(count),
-            str(concurrency),
-            "1" if reconnect else "0",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=300,
-    )
-    result: dict[str, float] = json.loads(out.stdout)
-    return result
+    """``count`` mails from ``SENDERS`` sender processes; wall time of the slowest."""
+    share = [count // SENDERS + (1 if i < count % SENDERS else 0) for i in range(SENDERS)]
+    start_at = time.time() + 3.0  # time for the senders to start and build their mails
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--sender",
+                str(port),
+                str(n),
+                str(concurrency),
+                "1" if reconnect else "0",
+                str(start_at),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        for n in share
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        results.append(json.loads(out))
+    # Wall time from the common start to the last sender's end (a late starter counts).
+    return {
+        "seconds": max(r["finished_at"] for r in results) - start_at,
+        "failures": sum(r["failures"] for r in results),
+    }
 
 
 # --------------------------------------------------------------------------- rows
 
 
-async def floor_raw_publish(url: str, count: int, concurrency: int) -> float:
+async def floor_raw_publish(url: str, count: int, concurrency: int) -> tuple[float, float]:
     nc = await nats.connect(url)
     js = nc.jetstream(timeout=10)
     event = mail_to_event(vzdump_mail(0), site="bench")
@@ -153,11 +176,12 @@ async def floor_raw_publish(url: str, count: int, concurrency: int) -> float:
         for i in counter:
             await js.publish(subject, payload, headers={"Nats-Msg-Id": f"raw-{i}-{time.time_ns()}"})
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu_ms = (time.process_time() - cpu) * 1000 / count
     await nc.close()
-    return elapsed
+    return elapsed, cpu_ms
 
 
 class _NoopHandler:
@@ -173,8 +197,11 @@ async def floor_noop_smtp(count: int, concurrency: int, reconnect: bool) -> dict
         0,
     )
     port = server.sockets[0].getsockname()[1]
+    cpu = time.process_time()
     try:
-        return await asyncio.to_thread(run_sender, port, count, concurrency, reconnect)
+        result = await asyncio.to_thread(run_sender, port, count, concurrency, reconnect)
+        result["cpu_ms"] = (time.process_time() - cpu) * 1000 / count
+        return result
     finally:
         server.close()
         await server.wait_closed()
@@ -196,10 +223,12 @@ async def ingest_row(url: str, count: int, concurrency: int, reconnect: bool) ->
     task = asyncio.create_task(service.run(stop))
     await asyncio.wait_for(service.ready.wait(), 15)
     assert service.smtp is not None
+    cpu = time.process_time()
     try:
         result = await asyncio.to_thread(
             run_sender, service.smtp.port, count, concurrency, reconnect
         )
+        result["cpu_ms"] = (time.process_time() - cpu) * 1000 / count
     finally:
         stop.set()
         await task
@@ -221,17 +250,31 @@ async def main(count: int, concurrency: int) -> None:
         try:
             nc = await nats.connect(server.url)
             await ensure_streams(nc.jetstream(), StreamLimits(events_max_bytes=2 * 1024**3))
-            rows: list[tuple[str, float, str]] = []
-            raw_s = await floor_raw_publish(server.url, count, concurrency)
-            rows.append(("floor: raw JetStream publish (same event bytes)", count / raw_s, ""))
+            rows: list[tuple[str, float, float, str]] = []
+            raw_s, raw_cpu = await floor_raw_publish(server.url, count, concurrency)
+            rows.append(
+                ("floor: raw JetStream publish (same event bytes)", count / raw_s, raw_cpu, "")
+            )
             for reconnect in (False, True):
                 mode = "new connection per mail" if reconnect else "persistent connections"
                 noop = await floor_noop_smtp(count, concurrency, reconnect)
-                rows.append((f"floor: aiosmtpd no-op handler, {mode}", count / noop["seconds"], ""))
+                rows.append(
+                    (
+                        f"floor: aiosmtpd no-op handler, {mode}",
+                        count / noop["seconds"],
+                        noop["cpu_ms"],
+                        "",
+                    )
+                )
                 real = await ingest_row(server.url, count, concurrency, reconnect)
                 note = f"{int(real['published'])} acked, {int(real['failures'])} failed"
                 rows.append(
-                    (f"ingest-email SMTP -> JetStream, {mode}", count / real["seconds"], note)
+                    (
+                        f"ingest-email SMTP -> JetStream, {mode}",
+                        count / real["seconds"],
+                        real["cpu_ms"],
+                        note,
+                    )
                 )
             info = await nc.jetstream().stream_info(EVENTS_STREAM)
             await nc.close()
@@ -240,19 +283,24 @@ async def main(count: int, concurrency: int) -> None:
     size = len(vzdump_mail(0))
     print(
         f"ingest-email benchmark: {count} vzdump mails ({size} bytes, text+HTML) per row, "
-        f"{concurrency} concurrent aiosmtplib senders in a separate process, "
+        f"{SENDERS} sender processes x {concurrency} concurrent aiosmtplib clients, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}\n"
     )
-    print("| row | mails/s | notes |\n| --- | ---: | --- |")
-    for name, rate, note in rows:
-        print(f"| {name} | {rate:,.0f} | {note} |")
+    print(
+        "| row | mails/s | receiver CPU ms/mail | receiver capacity mails/s/core | notes |\n"
+        "| --- | ---: | ---: | ---: | --- |"
+    )
+    for name, rate, cpu_ms, note in rows:
+        print(f"| {name} | {rate:,.0f} | {cpu_ms:.2f} | {1000 / cpu_ms:,.0f} | {note} |")
     print(f"\nmessages in {EVENTS_STREAM}: {info.state.messages}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--sender":
         port, count, concurrency, reconnect = (int(a) for a in sys.argv[2:6])
-        print(json.dumps(asyncio.run(_send_all(port, count, concurrency, bool(reconnect)))))
+        start_at = float(sys.argv[6])
+        result = asyncio.run(_send_all(port, count, concurrency, bool(reconnect), start_at))
+        print(json.dumps(result))
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=1000)

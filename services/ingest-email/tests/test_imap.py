@@ -121,6 +121,22 @@ async def test_processed_mail_is_moved_to_the_configured_folder(
     assert event.kind == "verify.failed"
 
 
+async def test_oversize_mail_is_not_fetched_but_counted_and_marked(
+    nats_server, js, dovecot, mails, settings_for, service_cm, until
+):
+    settings = imap_settings(settings_for, nats_server, dovecot, imap_max_size=64 * 1024)
+    big = mails.notification("big", "x" * 200_000)
+    async with Mailbox(dovecot) as box, service_cm(settings) as service:
+        await until(lambda: service.imap.connected)
+        await box.append(big)
+        await box.append(mails.fencing("pve4"))
+        await until(lambda: service.imap.processed == 2)
+        assert await box.unseen() == 0
+        assert service.metrics.rejected.labels("imap", "too_large")._value.get() == 1
+    (event,) = await all_events(js)
+    assert event.node == "pve4"
+
+
 async def test_polling_mode_without_idle_processes_mail(
     nats_server, js, dovecot, mails, settings_for, service_cm, until
 ):

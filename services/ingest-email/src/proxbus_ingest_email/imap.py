@@ -18,7 +18,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-_UID_RE = re.compile(rb"\bUID (\d+)")
+_SIZE_RE = re.compile(rb"RFC822\.SIZE (\d+)")
 
 
 class ImapError(Exception):
@@ -82,6 +82,7 @@ class ImapPoller:
                 )
             finally:
                 self.connected = False
+                self._metrics.imap_connected.set(0)
                 await self._close()
             if stop.is_set():
                 break
@@ -121,6 +122,7 @@ class ImapPoller:
                 log.info("created IMAP folder %r", s.imap_move_to)
         _check(await client.select(s.imap_mailbox), f"SELECT {s.imap_mailbox}")
         self.connected = True
+        self._metrics.imap_connected.set(1)
         idle = s.imap_idle and client.has_capability("IDLE")
         log.info(
             "IMAP %s@%s:%d/%s selected (%s)",
@@ -181,6 +183,20 @@ class ImapPoller:
         return True
 
     async def _process(self, client: aioimaplib.IMAP4, uid: str) -> bool:
+        sized = _check(await client.uid("fetch", uid, "(RFC822.SIZE)"), f"UID FETCH {uid}")
+        match = next((m for line in sized.lines if (m := _SIZE_RE.search(bytes(line)))), None)
+        if match and int(match.group(1)) > self.settings.imap_max_size:
+            self._metrics.received.labels("imap").inc()
+            self._metrics.rejected.labels("imap", "too_large").inc()
+            log.warning(
+                "IMAP UID %s is %s bytes (limit %d): not fetched, marked as processed",
+                uid,
+                match.group(1).decode(),
+                self.settings.imap_max_size,
+            )
+            await self._acknowledge(client, uid)
+            self.processed += 1
+            return True
         # BODY.PEEK so that fetching alone never sets \Seen.
         fetched = _check(await client.uid("fetch", uid, "(BODY.PEEK[])"), f"UID FETCH {uid}")
         raw = _literal(fetched)

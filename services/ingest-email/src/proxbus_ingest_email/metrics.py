@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class IngestMetrics:
@@ -53,6 +53,11 @@ class IngestMetrics:
         self.imap_reconnects = Counter(
             "proxbus_email_imap_reconnects",
             "IMAP connections re-established after an error",
+            registry=registry,
+        )
+        self.imap_connected = Gauge(
+            "proxbus_email_imap_connected",
+            "1 while the IMAP poller is logged in with its mailbox selected",
             registry=registry,
         )
         self.imap_errors = Counter(

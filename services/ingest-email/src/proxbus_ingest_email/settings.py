@@ -46,6 +46,7 @@ class Settings(ServiceSettings):
     imap_idle_seconds: float = Field(default=600.0, gt=0)
     imap_timeout: float = Field(default=30.0, gt=0)
     imap_backoff_max: float = Field(default=60.0, gt=0)
+    imap_max_size: int = Field(default=25 * MIB, gt=0)
     imap_batch: int = Field(default=50, ge=1)
     imap_publish_timeout: float = Field(default=10.0, gt=0)
 

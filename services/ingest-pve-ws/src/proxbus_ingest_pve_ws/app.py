@@ -110,8 +110,10 @@ class PveWsService:
                         metrics=metrics,
                     )
                 )
-        if s.gotify_url:
-            token = s.gotify_client_token.get_secret_value() if s.gotify_client_token else ""
+        token = s.gotify_client_token.get_secret_value() if s.gotify_client_token else ""
+        if s.gotify_url and not token:
+            log.warning("GOTIFY_CLIENT_TOKEN is not set: the Gotify stream listener is off")
+        if s.gotify_url and token:
             key = cursor_key("gotify", server_label(s.gotify_url))
             saved, _ = await store.load(key)
             last = saved.get("last_id") if saved else None

@@ -223,7 +223,15 @@ async def test_tls_listener_receives_lines(nats_server: NatsServer, nc, tmp_path
     assert event.message == "test line 7"
 
 
-@pytest.mark.parametrize("bad", ["HOSTNAME_MAP=broken", "FILTER_DROP_REGEX=(["])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "HOSTNAME_MAP=broken",
+        "FILTER_DROP_REGEX=([",
+        "SYSLOG_TIMEZONE=Mars/Base",
+        "SYSLOG_TLS_PORT=6514",
+    ],
+)
 def test_invalid_configuration_is_a_clear_error(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from proxbus_ingest_syslog.__main__ import main
 

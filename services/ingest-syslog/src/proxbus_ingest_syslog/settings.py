@@ -7,7 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from proxbus_events import ServiceSettings, Severity
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 
 class Settings(ServiceSettings):
@@ -72,6 +72,12 @@ class Settings(ServiceSettings):
     def _valid_map(cls, value: str) -> str:
         parse_hostname_map(value)
         return value
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        if (self.syslog_tls_port is None) != (self.syslog_tls_cert is None):
+            raise ValueError("SYSLOG_TLS_PORT and SYSLOG_TLS_CERT must be set together")
+        return self
 
     def hostnames(self) -> dict[str, str]:
         return parse_hostname_map(self.hostname_map)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from prometheus_client import CollectorRegistry
+from proxbus_ingest_syslog.classify import Classification, Classifier, rule
 from proxbus_ingest_syslog.frames import Frame
 from proxbus_ingest_syslog.metrics import SyslogMetrics
+from proxbus_ingest_syslog.parse import SyslogMessage
 from proxbus_ingest_syslog.pipeline import Pipeline
 from proxbus_ingest_syslog.settings import Settings
 
@@ -52,3 +57,20 @@ def test_rate_limit_overflow_is_counted_per_source() -> None:
     assert n == 4
     assert _value(reg, "proxbus_syslog_rate_limited_total") == 6
     assert _value(reg, "proxbus_syslog_filtered_total", reason="rate_limited") == 6
+
+
+def test_a_failing_rule_costs_one_line_not_the_batch(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(m: re.Match[str], msg: SyslogMessage) -> Classification:
+        raise RuntimeError("bug")
+
+    registry = CollectorRegistry()
+    pipeline = Pipeline(Settings(), SyslogMetrics(registry))
+    pipeline.classifier = Classifier([rule("broken", "app", "^boom", "disk.error", broken)])
+    frames = [
+        Frame(b"<30>Nov 24 10:00:00 pve1 app[1]: boom"),
+        Frame(b"<30>Nov 24 10:00:00 pve1 app[1]: fine"),
+    ]
+    events = pipeline.process(frames, "tcp", "192.0.2.9")
+    assert [e.message for e in events] == ["fine"]
+    assert _value(registry, "proxbus_syslog_malformed_total", reason="internal_error") == 1
+    assert "could not turn a syslog line into an event" in caplog.text

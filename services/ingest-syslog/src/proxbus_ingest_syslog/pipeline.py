@@ -43,6 +43,7 @@ class Pipeline:
         self.metrics = metrics
         self._malformed_since_log: Counter[str] = Counter()
         self._last_log = 0.0
+        self._logged_internal_error = False
 
     def parse(self, frame: Frame, received_at: datetime) -> SyslogMessage | Rejection:
         return parse_syslog(
@@ -85,13 +86,13 @@ class Pipeline:
                 malformed[parsed.reason] += 1
                 continue
             truncated += frame.truncated
-            cls = classify(parsed)
-            severity = line_severity(parsed, cls)
-            reason = check(parsed, severity, parsed.hostname or peer)
-            if reason is not None:
-                filtered[reason] += 1
-                continue
             try:
+                cls = classify(parsed)
+                severity = line_severity(parsed, cls)
+                reason = check(parsed, severity, parsed.hostname or peer)
+                if reason is not None:
+                    filtered[reason] += 1
+                    continue
                 event = build_event(
                     parsed,
                     cls,
@@ -103,6 +104,12 @@ class Pipeline:
                 )
             except ValidationError:
                 malformed["invalid_event"] += 1
+                continue
+            except Exception:  # a bug must cost one line, never the connection
+                malformed["internal_error"] += 1
+                if not self._logged_internal_error:
+                    self._logged_internal_error = True
+                    log.exception("could not turn a syslog line into an event")
                 continue
             kinds[cls.kind] += 1
             out.append(event)

@@ -38,6 +38,8 @@ LINES = [
     ("pbs1", "proxmox-backup-proxy[818]", "end task UPID:pbs1:00000332:00000B6C:00000005:65F0A1B4:backup:store1\\x3avm\\x2f100:root@pam: OK", "backup.ok", "pbs1", 100),
     ("pbs1", "proxmox-backup-proxy[818]", "end task UPID:pbs1:00000332:00000B6C:00000006:65F0A1B5:syncjob:remote1\\x3astore1\\x3astore2\\x3as\\x2d1:root@pam: connection refused", "sync.failed", "pbs1", None),
     ("pbs1", "proxmox-backup-proxy[818]", "end task UPID:pbs1:00000332:00000B6C:00000007:65F0A1B6:prunejob:store1\\x3ap\\x2d1:root@pam: OK", "prune.ok", "pbs1", None),
+    ("pbs1", "proxmox-backup-proxy[818]", "TASK ERROR: connection error: Connection reset by peer (os error 104)", "task.failed", "pbs1", None),
+    ("pbs1", "proxmox-backup-proxy[818]", "TASK OK", "syslog.message", "pbs1", None),
     # guest lifecycle
     ("pve1", "qmeventd[999]", "Starting cleanup for 100", "vm.stopped", "pve1", 100),
     ("pve1", "qmeventd[999]", "Finished cleanup for 100", "syslog.message", "pve1", 100),

@@ -175,6 +175,14 @@ def _task_start(m: re.Match[str], msg: SyslogMessage) -> Classification | None:
     )
 
 
+def _pbs_task_error(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """PBS task result without a UPID in the line (the task's own log context)."""
+    error = m["error"].strip()
+    return Classification(
+        kind="task.failed", title=f"PBS task failed: {error}", metadata={"status": error}
+    )
+
+
 def _task_metadata(upid: Upid, status: str | None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "task_type": upid.task_type,
@@ -351,6 +359,8 @@ RULES: list[Rule] = [
          r"end task (?P<upid>UPID:\S+)\s*(?P<status>.*)$", "task.ok", _task_end),
     rule("task-start", rf"{_PVE_TASK_APPS}|{_PBS_APPS}",
          r"starting task (?P<upid>UPID:\S+)", FALLBACK_KIND, _task_start),
+    rule("pbs-task-error", _PBS_APPS, r"^TASK ERROR: (?P<error>.+)", "task.failed",
+         _pbs_task_error),
     rule("replication-failed", r"pvescheduler|pvesr",
          r"^(?P<vmid>\d+)-(?P<job>\d+): got unexpected replication job error - (?P<error>.*)",
          "replication.failed", _replication_failed),

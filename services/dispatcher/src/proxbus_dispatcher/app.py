@@ -42,7 +42,7 @@ from .fetching import AdaptiveFetcher
 from .grouping import AggregationGroup, DedupCache, Grouper
 from .inhibition import Inhibitor
 from .metrics import DispatcherMetrics
-from .notification import Notification, delivery_id
+from .notification import Notification, delivery_id, single_event_body
 from .notifiers import build_notifier
 from .routing import match_routes
 from .seed import seed_config
@@ -125,6 +125,9 @@ class Dispatcher:
             task_log_tool=settings.enrich_task_log_tool,
         )
         self._min_rank = settings.min_severity.rank
+        self._subjects = {name: delivery_subject(name) for name in config.receivers}
+        self._routed = metrics.events.labels("routed")
+        self._dropped = metrics.events.labels("suppressed")
         self._wake = asyncio.Event()
         self.processed = 0
 
@@ -193,7 +196,7 @@ class Dispatcher:
                 if not routes:
                     reason = "unrouted"
             if reason is not None:
-                self.metrics.events.labels("suppressed").inc()
+                self._dropped.inc()
                 await self._suppress(event, reason, detail)
                 await received.ack()
                 continue
@@ -204,10 +207,10 @@ class Dispatcher:
                 else:
                     kept.append(route)
             if not kept:
-                self.metrics.events.labels("suppressed").inc()
+                self._dropped.inc()
                 await received.ack()
                 continue
-            self.metrics.events.labels("routed").inc()
+            self._routed.inc()
             work.append((Inflight(received), kept))
 
         enrichment = await self.enricher.enrich([inf.received.event for inf, _ in work])
@@ -218,16 +221,18 @@ class Dispatcher:
             for route in routes:
                 inflight.refs += 1
                 if route.groups_all and route.group_wait <= 0:
-                    notification = Notification(
-                        id=delivery_id(event.id, route.id, route.receiver),
-                        receiver=route.receiver,
-                        route=route.id,
-                        events=[event],
-                        enrichment={event.id: extra} if extra else {},
+                    did = delivery_id(event.id, route.id, route.receiver)
+                    body = single_event_body(
+                        did,
+                        route.receiver,
+                        route.id,
+                        inflight.received.msg.data,
+                        {event.id: extra} if extra else None,
                     )
-                    pubs.append(
-                        await self._enqueue(notification, [(event, (inflight, extra))], route, None)
+                    future = await self.js.publish_async(
+                        self._subjects[route.receiver], body, headers={"Nats-Msg-Id": did}
                     )
+                    pubs.append((future, [(event, (inflight, extra))], route, None))
                 else:
                     group, created = self.grouper.add(route, event, (inflight, extra))
                     if not created:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 
 import apprise as apprise_lib
 
@@ -25,7 +26,12 @@ class AppriseNotifier:
         self.receiver = receiver
         self._apprise = apprise_lib.Apprise()
         for url in receiver.urls:
-            if not self._apprise.add(url):
+            # The first add() loads apprise's plugins, one of which imports the deprecated
+            # stdlib ``imghdr`` (a DeprecationWarning on 3.11/3.12 that is not ours to fix).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                added = self._apprise.add(url)
+            if not added:
                 # The URL may hold a token: name its scheme only.
                 scheme = url.split(":", 1)[0]
                 raise PermanentError(f"apprise {receiver.name}: unsupported URL ({scheme}://...)")

@@ -30,7 +30,7 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def webhook_payload(receiver: WebhookReceiver, notification: Notification) -> dict[str, Any]:
-    events = [e.model_dump(mode="json", by_alias=True) for e in notification.events]
+    events = notification.event_dicts()
     return {
         "schema": "proxbus.notification/v1",
         "id": notification.id,

@@ -1,0 +1,128 @@
+"""Enrichment over a real NATS responder, Apprise and NATS notifiers, templates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from proxbus_dispatcher.config import parse_config
+from proxbus_dispatcher.notification import Notification
+from proxbus_dispatcher.notifiers import render_body, render_title
+from proxbus_events import ERROR_CODE_HEADER, ERROR_HEADER
+
+from .conftest import ev, publish, wait_until
+
+
+async def gateway(nc: Any, delay: float = 0.0) -> Any:
+    """A stand-in gateway speaking the RPC wire (proxbus.rpc.<tool>) on the real broker."""
+
+    async def guest(msg: Any) -> None:
+        args = json.loads(msg.data)
+        await asyncio.sleep(delay)
+        await msg.respond(json.dumps({"name": f"web{args['vmid']}", "status": "running"}).encode())
+
+    async def task_log(msg: Any) -> None:
+        await msg.respond(
+            b'{"error": "no such task"}',
+            headers={ERROR_HEADER: "no such task", ERROR_CODE_HEADER: "404"},
+        )
+
+    subs = [await nc.subscribe("proxbus.rpc.get_guest_status", cb=guest)]
+    subs.append(await nc.subscribe("proxbus.rpc.get_task_log", cb=task_log))
+    await nc.flush()
+    return subs
+
+
+async def test_enrichment_adds_guest_name_from_the_gateway(dispatcher, sink, js, nc) -> None:
+    hook = await sink()
+    await gateway(nc)
+    await dispatcher(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h'}}]\nroute: {{receiver: hook}}\n"
+    )
+    event = ev(kind="vm.crashed", vmid=101, title="VM 101 crashed")
+    await publish(js, event)
+    await wait_until(lambda: len(hook.requests) == 1)
+    body = hook.requests[0].json
+    assert body["enrichment"] == {event.id: {"guest_name": "web101", "guest_status": "running"}}
+    assert "guest: web101" in body["body"]
+
+
+async def test_slow_gateway_never_delays_delivery_past_the_timeout(
+    dispatcher, sink, js, nc
+) -> None:
+    hook = await sink()
+    await gateway(nc, delay=3.0)
+    await dispatcher(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h'}}]\nroute: {{receiver: hook}}\n",
+        enrich_timeout=0.3,
+    )
+    started = time.monotonic()
+    await publish(js, ev(kind="vm.crashed", vmid=102))
+    await wait_until(lambda: len(hook.requests) == 1)
+    assert time.monotonic() - started < 1.5
+    assert hook.requests[0].json["enrichment"] == {}
+
+
+async def test_apprise_and_nats_receivers_deliver(dispatcher, sink, js, nc) -> None:
+    target = await sink()
+    got: list[bytes] = []
+
+    async def record(msg: Any) -> None:
+        got.append(msg.data)
+
+    await nc.subscribe("notifications.proxmox", cb=record)
+    await dispatcher(f"""\
+receivers:
+  - {{name: tail, type: apprise, urls: ["json://127.0.0.1:{target.port}/apprise"]}}
+  - {{name: bus, type: nats, subject: notifications.proxmox}}
+route:
+  receiver: tail
+  routes:
+    - {{matchers: ["severity>=debug"], receiver: tail, continue: true}}
+    - {{matchers: ["severity>=debug"], receiver: bus}}
+""")
+    event = ev(title="backup failed", message="details here")
+    await publish(js, event)
+    await wait_until(lambda: len(target.requests) == 1 and len(got) == 1)
+    assert target.requests[0].path == "/apprise"
+    assert target.requests[0].json["title"] == "[ERROR] backup failed"
+    assert Notification.from_json(got[0]).events[0].id == event.id
+
+
+RECEIVERS = """\
+receivers:
+  - name: custom
+    type: nats
+    subject: x
+    title_template: "{{{{ event.node }}}}: {{{{ event.title | upper }}}}"
+    body_template: "{body}"
+route: {{receiver: custom}}
+"""
+
+
+def notification_for(**kw: Any) -> Notification:
+    return Notification(id="d1", receiver="custom", route="root", events=[ev(**kw)])
+
+
+def test_templates_render_documented_fields() -> None:
+    cfg = parse_config(
+        RECEIVERS.format(body="{{ count }} {{ severity }} {{ receiver }} {{ events[0].kind }}")
+    )
+    receiver = cfg.receivers["custom"]
+    n = notification_for(title="disk full")
+    assert render_title(receiver, n) == "pve1: DISK FULL"
+    assert render_body(receiver, n) == "1 error custom task.failed"
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{{ event.__class__.__mro__ }}", "{{ events.append(1) }}", "{{ nothing.there.at.all }}"],
+)
+def test_template_errors_and_sandbox_escapes_fall_back_to_the_default(body: str) -> None:
+    cfg = parse_config(RECEIVERS.format(body=body))
+    out = render_body(cfg.receivers["custom"], notification_for(message="the detail"))
+    assert out.startswith("the detail")
+    assert "template error" in out

@@ -196,7 +196,8 @@ class SyslogService:
         peer = str(peername[0]) if isinstance(peername, tuple) else str(peername)
         if self._draining or len(self._connections) >= self.settings.syslog_max_connections:
             self.metrics.connections_refused.inc()
-            log.warning("refusing syslog connection from %s: connection limit reached", peer)
+            why = "shutting down" if self._draining else "connection limit reached"
+            log.warning("refusing syslog connection from %s: %s", peer, why)
             writer.close()
             return
         conn = _Connection(peer, asyncio.current_task(), transport=transport)

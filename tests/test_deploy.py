@@ -104,8 +104,8 @@ def env_names(settings_cls: Any) -> set[str]:
     for name, field in settings_cls.model_fields.items():
         names.add(name.upper())
         for alias in (field.alias, field.validation_alias):
-            if isinstance(alias, str):
-                names.add(alias.upper())
+            choices = getattr(alias, "choices", [alias])  # AliasChoices or a plain name
+            names.update(c.upper() for c in choices if isinstance(c, str))
     return names
 
 
@@ -701,3 +701,38 @@ async def test_demo_credentials_in_env_example_open_the_demo_simulator() -> None
             f"{sim.pbs_url}/api2/json/admin/datastore", headers={"Authorization": pbs}
         ) as r:
             assert r.status == 200
+
+
+def test_fields_the_n8n_workflow_reads_are_in_the_dispatcher_webhook_body() -> None:
+    from proxbus_dispatcher.config import WebhookReceiver
+    from proxbus_dispatcher.notification import Notification
+    from proxbus_dispatcher.notifiers.webhook import webhook_payload
+    from proxbus_events import Event
+
+    event = Event(
+        source="syslog",
+        site="lab",
+        node="pve1",
+        severity="error",
+        kind="vm.crashed",
+        title="VM 100 crashed",
+        message="kvm: segfault",
+        vmid=100,
+    )
+    receiver = WebhookReceiver(
+        name="webhook", type="webhook", url="http://n8n:5678/webhook/proxbus"
+    )
+    notification = Notification(id="d1", receiver="webhook", route="root", events=[event])
+    # n8n's Webhook node puts the POSTed JSON under $json.body.
+    body = json.loads(json.dumps(webhook_payload(receiver, notification)))
+    workflow = WORKFLOW.read_text()
+    paths = set(re.findall(r"\$json\.body\.([a-z_]+(?:\.[a-z_]+)*)", workflow))
+    assert paths >= {"severity", "title", "body", "event.node", "event.vmid", "event.kind"}
+    for path in paths:
+        value: Any = body
+        for key in path.split("."):
+            assert key in value, (
+                f"the workflow reads $json.body.{path}; the dispatcher sends no {key}"
+            )
+            value = value[key]
+    assert body["severity"] == "error"

@@ -128,3 +128,37 @@ def test_storage_level_never_flaps_inside_the_hysteresis_band(fractions: list[fl
         if new > level:
             assert f >= (T.warn if new == 1 else T.crit)
         level = new
+
+
+_vals = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8)
+)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["qemu", "lxc", "node", "storage", "sdn"])},
+            optional=dict.fromkeys(
+                (
+                    "vmid",
+                    "node",
+                    "status",
+                    "uptime",
+                    "name",
+                    "storage",
+                    "disk",
+                    "maxdisk",
+                    "shared",
+                    "template",
+                ),
+                _vals,
+            ),
+        ),
+        max_size=8,
+    )
+)
+def test_malformed_resources_are_skipped_not_raised(resources: list[dict[str, Any]]) -> None:
+    a = build_snapshot(resources, None, now=1000.0, previous=None, thresholds=T)
+    b = build_snapshot(resources, None, now=1005.0, previous=a, thresholds=T)
+    diff_snapshots(a, b, [], cluster="lab", site="lab")

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from proxbus_events import Severity
 from proxbus_ingest_pve_ws.tasks import (
     is_task_line,
@@ -142,3 +144,47 @@ def test_task_lines_in_cluster_log_are_recognised() -> None:
     )
     assert entry is not None
     assert is_task_line(entry)
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**40), st.text(max_size=30))
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "upid",
+                "node",
+                "type",
+                "id",
+                "user",
+                "starttime",
+                "endtime",
+                "status",
+                "worker_type",
+                "worker_id",
+            ]
+        ),
+        _values,
+    )
+)
+def test_arbitrary_task_entries_never_raise(entry: dict[str, object]) -> None:
+    entry.setdefault("upid", UPID.format(type="qmstart", id="100"))
+    entry.setdefault("status", "OK")
+    task = parse_task(entry)
+    if task is not None:
+        task_events(task, cluster="lab", site="lab", log_tail=["x"])
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["uid", "time", "node", "pid", "tag", "pri", "user", "msg"]), _values
+    )
+)
+def test_arbitrary_log_entries_never_raise(entry: dict[str, object]) -> None:
+    entry.setdefault("uid", 1)
+    entry.setdefault("time", 1_700_000_000)
+    entry.setdefault("msg", "x")
+    parsed = parse_log_entry(entry)
+    if parsed is not None:
+        log_event(parsed, cluster="lab", site="lab")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -76,6 +77,51 @@ def storage_level(fraction: float, previous: int, t: Thresholds) -> int:
     return up
 
 
+def _add_resource(
+    snap: Snapshot,
+    r: Mapping[str, Any],
+    prev_storage: Mapping[str, Any],
+    thresholds: Thresholds,
+) -> None:
+    """Add one ``/cluster/resources`` entry to ``snap``.
+
+    Raises:
+        TypeError, ValueError: the entry has fields of the wrong type.
+    """
+    rtype = r.get("type")
+    vmid = r.get("vmid")
+    if rtype in ("qemu", "lxc"):
+        if isinstance(vmid, bool) or not isinstance(vmid, int) or not 0 < vmid <= 999_999_999:
+            return
+        if r.get("template"):
+            return
+        snap.guests[str(r["vmid"])] = {
+            "type": rtype,
+            "status": str(r.get("status") or "unknown"),
+            "node": str(r.get("node") or ""),
+            "uptime": int(r.get("uptime") or 0),
+            "name": str(r.get("name") or ""),
+        }
+    elif rtype == "node" and isinstance(r.get("node"), str):
+        snap.nodes[r["node"]] = str(r.get("status") or "unknown")
+    elif rtype == "storage" and isinstance(r.get("storage"), str):
+        total, used = r.get("maxdisk") or 0, r.get("disk") or 0
+        if not isinstance(total, int | float) or total <= 0:
+            return
+        fraction = float(used) / float(total)
+        key = f"{r.get('node') or '_'}/{r['storage']}"
+        prev_level = int(prev_storage.get(key, {}).get("level", 0))
+        snap.storage[key] = {
+            "storage": r["storage"],
+            "node": str(r.get("node") or ""),
+            "shared": bool(r.get("shared")),
+            "fraction": round(fraction, 4),
+            "used": int(used),
+            "total": int(total),
+            "level": storage_level(fraction, prev_level, thresholds),
+        }
+
+
 def build_snapshot(
     resources: Iterable[Mapping[str, Any]],
     ha_status: Iterable[Mapping[str, Any]] | None,
@@ -88,35 +134,10 @@ def build_snapshot(
     snap = Snapshot(taken_at=now)
     prev_storage = previous.storage if previous else {}
     for r in resources:
-        rtype = r.get("type")
-        if rtype in ("qemu", "lxc") and isinstance(r.get("vmid"), int):
-            if r.get("template"):
-                continue
-            snap.guests[str(r["vmid"])] = {
-                "type": rtype,
-                "status": str(r.get("status") or "unknown"),
-                "node": str(r.get("node") or ""),
-                "uptime": int(r.get("uptime") or 0),
-                "name": str(r.get("name") or ""),
-            }
-        elif rtype == "node" and isinstance(r.get("node"), str):
-            snap.nodes[r["node"]] = str(r.get("status") or "unknown")
-        elif rtype == "storage" and isinstance(r.get("storage"), str):
-            total, used = r.get("maxdisk") or 0, r.get("disk") or 0
-            if not isinstance(total, int | float) or total <= 0:
-                continue
-            fraction = float(used) / float(total)
-            key = f"{r.get('node') or '_'}/{r['storage']}"
-            prev_level = int(prev_storage.get(key, {}).get("level", 0))
-            snap.storage[key] = {
-                "storage": r["storage"],
-                "node": str(r.get("node") or ""),
-                "shared": bool(r.get("shared")),
-                "fraction": round(fraction, 4),
-                "used": int(used),
-                "total": int(total),
-                "level": storage_level(fraction, prev_level, thresholds),
-            }
+        try:
+            _add_resource(snap, r, prev_storage, thresholds)
+        except (TypeError, ValueError, OverflowError):
+            continue  # one malformed entry must not stop the watcher
     for h in ha_status or ():
         if h.get("type") == "service" and isinstance(h.get("sid"), str):
             snap.ha[h["sid"]] = {
@@ -126,6 +147,10 @@ def build_snapshot(
         elif h.get("type") == "quorum" and "quorate" in h:
             snap.quorate = bool(h.get("quorate"))
     return snap
+
+
+def _is_vmid(text: str) -> bool:
+    return re.fullmatch(r"[0-9]{1,9}", text) is not None
 
 
 def _explained(vmid: str, run_start: float, tasks: Iterable[Mapping[str, Any]]) -> bool:
@@ -286,7 +311,7 @@ def diff_snapshots(
             f"HA {sid} is {h['state']} (was {ha_was.get('state')})",
             f"HA service {sid} changed from {ha_was.get('state')} to {h['state']} on {h['node']}.",
             (sid, "ha", ha_was.get("state"), h["state"]),
-            vmid=int(vmid_s) if vmid_s.isdigit() else None,
+            vmid=int(vmid_s) if _is_vmid(vmid_s) else None,
             fingerprint_title=f"ha {sid} state",
             sid=sid,
             state=h["state"],

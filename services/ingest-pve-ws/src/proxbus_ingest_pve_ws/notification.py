@@ -97,7 +97,7 @@ def _epoch(value: object) -> float:
         return time.time()
     if isinstance(value, int | float) and 0 < value < 1e11:
         return float(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,11}", value.strip()):
         return float(value.strip())
     return time.time()
 
@@ -161,7 +161,11 @@ def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
         m = _FENCE_NODE.search(title) or _FENCE_NODE.search(message)
         node = short_host(m.group(1)) if m else node
     vmid_raw = fields.get("vmid")
-    vmid = int(vmid_raw) if isinstance(vmid_raw, int | str) and str(vmid_raw).isdigit() else None
+    vmid = (
+        int(vmid_raw)
+        if isinstance(vmid_raw, int | str) and re.fullmatch(r"[0-9]{1,9}", str(vmid_raw))
+        else None
+    )
     ts = _epoch(data.get("timestamp"))
     metadata: dict[str, Any] = {
         "notification_type": ntype,

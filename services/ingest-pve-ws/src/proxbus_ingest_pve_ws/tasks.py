@@ -42,6 +42,18 @@ _AUTH_FAILURE = re.compile(r"authentication failure", re.IGNORECASE)
 _TASK_LINE = re.compile(r"(starting task|end task) UPID:", re.IGNORECASE)
 
 
+MAX_EPOCH = 253_402_300_799  # 9999-12-31, the last second a datetime can hold
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _epoch(value: object) -> int | None:
+    v = _int(value)
+    return v if v is not None and 0 <= v <= MAX_EPOCH else None
+
+
 @dataclass(slots=True, frozen=True)
 class FinishedTask:
     """One finished entry of ``/cluster/tasks``."""
@@ -67,7 +79,9 @@ class FinishedTask:
     @property
     def vmid(self) -> int | None:
         """The guest id when the task concerns exactly one guest."""
-        if (_GUEST_TASK.match(self.type) or self.type == "vzdump") and self.id.isdigit():
+        if (_GUEST_TASK.match(self.type) or self.type == "vzdump") and re.fullmatch(
+            r"[0-9]{1,9}", self.id
+        ):
             value = int(self.id)
             return value if 0 < value <= 999_999_999 else None
         return None
@@ -80,21 +94,21 @@ class FinishedTask:
 def parse_task(entry: Mapping[str, Any]) -> FinishedTask | None:
     """A finished task from a list entry; ``None`` for running or malformed entries."""
     upid, node, status = entry.get("upid"), entry.get("node"), entry.get("status")
-    endtime = entry.get("endtime")
+    endtime = _epoch(entry.get("endtime"))
     if not (isinstance(upid, str) and upid.startswith("UPID:") and isinstance(status, str)):
         return None
-    if status.lower() in ("running", "") or not isinstance(endtime, int):
+    if status.lower() in ("running", "") or endtime is None:
         return None
     ttype = entry.get("type", entry.get("worker_type"))
     tid = entry.get("id", entry.get("worker_id"))
-    start = entry.get("starttime")
+    start = _epoch(entry.get("starttime"))
     return FinishedTask(
         upid=upid,
         node=node if isinstance(node, str) else upid.split(":")[1],
         type=ttype if isinstance(ttype, str) else "unknown",
         id=str(tid) if tid is not None else "",
         user=str(entry.get("user") or ""),
-        starttime=start if isinstance(start, int) else endtime,
+        starttime=start if start is not None else endtime,
         endtime=endtime,
         status=status,
     )
@@ -214,18 +228,18 @@ class LogEntry:
 
 def parse_log_entry(entry: Mapping[str, Any]) -> LogEntry | None:
     """A cluster log entry; ``None`` when ``uid``/``time``/``msg`` are missing."""
-    uid, t, msg = entry.get("uid"), entry.get("time"), entry.get("msg")
-    if not (isinstance(uid, int) and isinstance(t, int) and isinstance(msg, str)):
+    uid, t, msg = _int(entry.get("uid")), _epoch(entry.get("time")), entry.get("msg")
+    if uid is None or t is None or not isinstance(msg, str):
         return None
-    pri = entry.get("pri")
-    pid = entry.get("pid")
+    pri = _int(entry.get("pri"))
+    pid = _int(entry.get("pid"))
     return LogEntry(
         uid=uid,
         time=t,
         node=str(entry.get("node") or ""),
-        pid=pid if isinstance(pid, int) else None,
+        pid=pid,
         tag=str(entry.get("tag") or ""),
-        pri=pri if isinstance(pri, int) else 6,
+        pri=pri if pri is not None and pri >= 0 else 6,
         user=str(entry.get("user") or ""),
         msg=msg,
     )

@@ -162,3 +162,23 @@ def test_malformed_resources_are_skipped_not_raised(resources: list[dict[str, An
     a = build_snapshot(resources, None, now=1000.0, previous=None, thresholds=T)
     b = build_snapshot(resources, None, now=1005.0, previous=a, thresholds=T)
     diff_snapshots(a, b, [], cluster="lab", site="lab")
+
+
+def test_shared_storage_is_reported_once_not_per_node() -> None:
+    def res(used: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": "storage",
+                "storage": "nfs",
+                "node": n,
+                "disk": used,
+                "maxdisk": 100,
+                "shared": 1,
+            }
+            for n in ("pve1", "pve2", "pve3")
+        ]
+
+    a = build_snapshot(res(10), None, now=1000.0, previous=None, thresholds=T)
+    b = build_snapshot(res(96), None, now=1005.0, previous=a, thresholds=T)
+    [ev] = _diff(a, b)
+    assert (ev.kind, ev.node, ev.severity) == ("storage.full", None, Severity.ERROR)

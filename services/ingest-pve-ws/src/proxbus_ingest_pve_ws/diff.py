@@ -109,12 +109,16 @@ def _add_resource(
         if not isinstance(total, int | float) or total <= 0:
             return
         fraction = float(used) / float(total)
-        key = f"{r.get('node') or '_'}/{r['storage']}"
+        shared = bool(r.get("shared"))
+        # A shared storage is listed once per node with the same usage: track it once.
+        key = f"_/{r['storage']}" if shared else f"{r.get('node') or '_'}/{r['storage']}"
+        if key in snap.storage:
+            return
         prev_level = int(prev_storage.get(key, {}).get("level", 0))
         snap.storage[key] = {
             "storage": r["storage"],
             "node": str(r.get("node") or ""),
-            "shared": bool(r.get("shared")),
+            "shared": shared,
             "fraction": round(fraction, 4),
             "used": int(used),
             "total": int(total),

@@ -8,6 +8,7 @@ import grp
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -187,15 +188,41 @@ def mails() -> type[Mails]:
 
 @dataclass
 class Dovecot:
+    """A dovecot subprocess; ``stop()``/``start()`` keep its port, config and mail."""
+
     host: str
     port: int
     user: str
     password: str
     root: Path
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
 
     def log(self) -> str:
         path = self.root / "dovecot.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def start(self) -> None:
+        # Own process group: stop() ends the master and every imap/login child at once.
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            wait_for_port(self.port, timeout=15)
+        except TimeoutError:
+            raise RuntimeError(f"dovecot did not start:\n{self.log()}") from None
+
+    def stop(self) -> None:
+        """Stop the server and drop every client connection (like a crash of the host)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+        for name in ("master.pid",):
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / "run" / name).unlink()
 
 
 def _dovecot_users() -> tuple[str, str, int, int]:
@@ -268,23 +295,12 @@ protocol imap {{
 }}
 """
     )
-    proc = subprocess.Popen(
-        [binary, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    server = Dovecot("127.0.0.1", port, "pve", "s3cret-pw", root)
+    server = Dovecot("127.0.0.1", port, "pve", "s3cret-pw", root, [binary, "-F", "-c", str(conf)])
     try:
-        try:
-            wait_for_port(port, timeout=15)
-        except TimeoutError:
-            raise RuntimeError(f"dovecot did not start:\n{server.log()}") from None
+        server.start()
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

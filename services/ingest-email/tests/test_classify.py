@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from proxbus_events import Event, event_subject
 from proxbus_ingest_email.classify import Rejection, parse_vzdump_table, short_node
 from proxbus_ingest_email.intake import mail_to_event
@@ -232,3 +234,47 @@ def test_input_that_is_not_a_message_is_rejected(raw, reason):
 )
 def test_short_node_strips_the_domain(host, short):
     assert short_node(host) == short
+
+
+_names = st.from_regex(r"[a-z][a-z0-9-]{0,18}", fullmatch=True)
+_rows = st.lists(
+    st.tuples(
+        st.integers(100, 999_999_999),
+        _names,
+        st.sampled_from(["ok", "err"]),
+        st.sampled_from(["4s", "1m 32s", "1h 2m 3s"]),
+        st.sampled_from(["0 B", "2.13 GiB", "301.4 MiB"]),
+    ),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda r: r[0],
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # `mails` is a constant
+)
+@given(rows=_rows)
+def test_vzdump_table_round_trips_generated_rows(mails, rows):
+    text_rows = [(str(v), n, s, t, z, f"vzdump-{v}.vma.zst") for v, n, s, t, z in rows]
+    guests = parse_vzdump_table(mails.vzdump_text(text_rows))
+    assert [(g.vmid, g.name, g.status, g.time, g.size) for g in guests] == [
+        (v, n, "ok" if s == "ok" else "failed", t, z) for v, n, s, t, z in rows
+    ]
+    failed = [v for v, _, s, _, _ in rows if s != "ok"]
+    ev = mail_to_event(
+        mails.notification(
+            f"vzdump backup status (pve9.example.com): backup {'failed' if failed else 'successful'}",
+            mails.vzdump_text(text_rows),
+        ),
+        site="lab",
+    )
+    assert isinstance(ev, Event)
+    assert ev.kind == ("backup.failed" if failed else "backup.ok")
+    if len(failed) == 1:
+        assert ev.vmid == failed[0]
+    elif failed:
+        assert ev.vmid is None
+        assert ev.metadata["failed_vmids"] == failed

@@ -152,6 +152,24 @@ async def test_polling_mode_without_idle_processes_mail(
     assert event.kind == "updates.available"
 
 
+async def test_poller_reconnects_after_the_server_restarts(
+    nats_server, js, dovecot, mails, settings_for, service_cm, until
+):
+    settings = imap_settings(settings_for, nats_server, dovecot)
+    async with service_cm(settings) as service:
+        await until(lambda: service.imap.connected)
+        dovecot.stop()
+        await until(lambda: not service.imap.connected)
+        dovecot.start()
+        async with Mailbox(dovecot) as box:
+            await box.append(mails.replication("200-0"))
+            await until(lambda: service.imap.processed == 1, timeout=20)
+            assert await box.unseen() == 0
+        assert service.metrics.imap_reconnects._value.get() >= 1
+    (event,) = await all_events(js)
+    assert (event.kind, event.vmid) == ("replication.failed", 200)
+
+
 async def test_unreachable_server_is_retried_with_backoff_not_a_crash(
     nats_server, settings_for, service_cm, until
 ):

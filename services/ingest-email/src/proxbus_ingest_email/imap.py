@@ -114,6 +114,8 @@ class ImapPoller:
         else:
             client = aioimaplib.IMAP4(s.imap_host, s.imap_port_effective, timeout=s.imap_timeout)
         self._client = client
+        lost = asyncio.Event()
+        client.protocol.conn_lost_cb = lambda exc: lost.set()
         await client.wait_hello_from_server()
         _check(await client.login(s.imap_user, s.imap_password.get_secret_value()), "LOGIN")
         if s.imap_move_to:
@@ -136,18 +138,22 @@ class ImapPoller:
         while not stop.is_set():
             if not await self._drain(client, stop):
                 # JetStream is not acknowledging: leave the mail unseen and retry later.
-                if await _wait(stop, retry):
+                if await _wait(stop, retry, lost):
                     return
                 retry = min(retry * 2, s.imap_backoff_max)
                 continue
             retry = 1.0
             if idle:
-                await self._idle(client, stop)
-            elif await _wait(stop, s.imap_poll_seconds):
+                await self._idle(client, stop, lost)
+            elif await _wait(stop, s.imap_poll_seconds, lost):
                 return
+            if lost.is_set():
+                raise ConnectionError("IMAP connection lost")
 
-    async def _idle(self, client: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
-        """Wait in IDLE for a push, the idle period, or ``stop``."""
+    async def _idle(
+        self, client: aioimaplib.IMAP4, stop: asyncio.Event, lost: asyncio.Event
+    ) -> None:
+        """Wait in IDLE for a push, the idle period, ``stop`` or the connection's loss."""
         idle_task = await asyncio.wait_for(
             client.idle_start(timeout=self.settings.imap_idle_seconds), self.settings.imap_timeout
         )
@@ -155,12 +161,19 @@ class ImapPoller:
             client.wait_server_push(timeout=self.settings.imap_idle_seconds + 30)
         )
         stopper = asyncio.ensure_future(stop.wait())
+        dropped = asyncio.ensure_future(lost.wait())
         try:
-            await asyncio.wait({push, stopper, idle_task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {push, stopper, dropped, idle_task}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            for task in (push, stopper):
+            for task in (push, stopper, dropped):
                 task.cancel()
-            await asyncio.gather(push, stopper, return_exceptions=True)
+            await asyncio.gather(push, stopper, dropped, return_exceptions=True)
+        if lost.is_set():
+            idle_task.cancel()
+            await asyncio.gather(idle_task, return_exceptions=True)
+            raise ConnectionError("IMAP connection lost")
         if client.has_pending_idle():
             client.idle_done()
         await asyncio.wait_for(idle_task, self.settings.imap_timeout)
@@ -229,10 +242,15 @@ class ImapPoller:
             _check(await client.uid("expunge", uid), "UID EXPUNGE")
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; ``True`` if ``stop`` was set meanwhile."""
+async def _wait(stop: asyncio.Event, seconds: float, lost: asyncio.Event | None = None) -> bool:
+    """Sleep up to ``seconds`` (less if ``lost`` is set); ``True`` if ``stop`` was set."""
+    waiters = {asyncio.ensure_future(stop.wait())}
+    if lost is not None:
+        waiters.add(asyncio.ensure_future(lost.wait()))
     try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    return stop.is_set()

@@ -219,6 +219,7 @@ def _salvage_parts(part: Message, plain: list[str], html: list[str], mail: Parse
 def _walk_bodies(msg: Message, mail: ParsedMail) -> None:
     plain: list[str] = []
     html: list[str] = []
+    html_parts: list[Message] = []
     for part in msg.walk():
         if part.is_multipart():
             continue
@@ -233,7 +234,9 @@ def _walk_bodies(msg: Message, mail: ParsedMail) -> None:
         elif ctype == "text/plain":
             plain.append(_part_text(part, mail))
         else:
-            html.append(_part_text(part, mail))
+            html_parts.append(part)  # decoded only when there is no text/plain
+    if not any(p.strip() for p in plain):
+        html.extend(_part_text(part, mail) for part in html_parts)
     if any(p.strip() for p in plain):
         mail.text = "\n".join(p.strip("\r\n") for p in plain)
         mail.text_source = "plain"

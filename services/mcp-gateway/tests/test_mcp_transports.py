@@ -51,17 +51,20 @@ async def test_streamable_http_lists_tools_reads_inventory_and_starts_a_vm_with_
             names = {t.name for t in listed.tools}
             assert {"get_vms", "execute_vm_command", "proxmox_api", "pbs_list_backups"} <= names
             vm_tool = next(t for t in listed.tools if t.name == "execute_vm_command")
-            assert vm_tool.annotations and vm_tool.annotations.destructive_hint is True
+            assert vm_tool.annotations
+            assert vm_tool.annotations.destructive_hint is True
             vms = await session.call_tool("get_vms", {})
             assert not vms.is_error
-            assert vms.structured_content and vms.structured_content["count"] > 0
+            assert vms.structured_content
+            assert vms.structured_content["count"] > 0
             started = await session.call_tool(
                 "execute_vm_command",
                 {"vmid": stopped.vmid, "command": "start", "wait": True},
                 progress_callback=on_progress,
             )
             assert not started.is_error, started.content
-            assert started.structured_content and started.structured_content["status"] == "ok"
+            assert started.structured_content
+            assert started.structured_content["status"] == "ok"
     assert progress, "no progress notification received"
     assert sim.lab.guests[stopped.vmid].running
 
@@ -82,7 +85,8 @@ async def test_read_token_cannot_operate_and_gets_a_clear_error(
             )
             assert out.is_error
             text = out.content[0].text  # type: ignore[union-attr]
-            assert "needs the 'operate' scope" in text and "reader" in text
+            assert "needs the 'operate' scope" in text
+            assert "reader" in text
     assert sim.lab.guests[running.vmid].running
 
 
@@ -101,7 +105,8 @@ async def test_missing_or_wrong_token_gets_401_with_www_authenticate(
                 assert resp.status_code == 401
                 assert resp.headers["www-authenticate"].startswith("Bearer")
         health = await client.get("/health")
-        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
         metrics = await client.get("/metrics")
         assert "proxbus_gateway_endpoint_up" in metrics.text
 
@@ -132,7 +137,8 @@ async def test_sse_transport_serves_the_same_tools(http_gateway: HttpGateway) ->
             names = {t.name for t in (await session.list_tools()).tools}
             assert "get_vms" in names
             out = await session.call_tool("get_lxcs", {})
-            assert not out.is_error and out.structured_content
+            assert not out.is_error
+            assert out.structured_content
             assert out.structured_content["count"] > 0
 
 
@@ -142,7 +148,8 @@ async def test_read_only_mode_hides_destructive_tools_over_http(sim: Simulator) 
     )
     try:
         async with (
-            serve(gw) as served, create_mcp_http_client(headers=bearer(ADMIN_SECRET)) as client,
+            serve(gw) as served,
+            create_mcp_http_client(headers=bearer(ADMIN_SECRET)) as client,
             streamable_http_client(f"{served.url}/mcp", http_client=client) as (r, w),
             ClientSession(r, w) as session,
         ):
@@ -173,8 +180,10 @@ async def test_tools_list_payload_is_small(http_gateway: HttpGateway) -> None:
     assert len(tools) >= 30
     assert len(payload) < 40_000, len(payload)
     for t in tools:
-        assert t.description and len(t.description) < 300
-        assert t.annotations is not None and t.output_schema is not None
+        assert t.description
+        assert len(t.description) < 300
+        assert t.annotations is not None
+        assert t.output_schema is not None
     _ = headers
 
 

@@ -43,7 +43,8 @@ async def test_invalid_node_name_never_reaches_the_api(
 ) -> None:
     before = sim.request_count
     out = await call(gateway, "get_node_status", node=node)
-    assert not out.ok and out.code == 400
+    assert not out.ok
+    assert out.code == 400
     assert "node" in out.error
     assert sim.request_count == before
 
@@ -60,7 +61,8 @@ async def test_destructive_call_without_confirm_returns_a_plan_and_changes_nothi
     running = next(g for g in sim.lab.guests.values() if g.kind == "qemu" and g.running)
     out = await call(gateway, "execute_vm_command", vmid=running.vmid, command="stop")
     assert out.ok
-    assert out.result.data["planned"] is True and out.result.data["executed"] is False
+    assert out.result.data["planned"] is True
+    assert out.result.data["executed"] is False
     assert out.result.data["current"]["status"] == "running"
     assert "PLAN" in out.result.text
     assert sim.lab.guests[running.vmid].running
@@ -85,7 +87,8 @@ async def test_start_with_wait_reports_progress_and_ends_ok(
     assert out.ok, out.error
     assert out.result.data["status"] == "ok"
     assert sim.lab.guests[stopped.vmid].running
-    assert seen and seen[-1][0] == seen[-1][1]
+    assert seen
+    assert seen[-1][0] == seen[-1][1]
 
 
 async def test_read_scope_cannot_operate(gateway: Gateway) -> None:
@@ -130,11 +133,13 @@ async def test_proxmox_api_get_works_and_writes_need_confirm(
     sim: Simulator, gateway: Gateway
 ) -> None:
     out = await call(gateway, "proxmox_api", path="/nodes/pve1/qemu/100/status/current")
-    assert out.ok and out.result.data["data"]["vmid"] == 100
+    assert out.ok
+    assert out.result.data["data"]["vmid"] == 100
     stopped = next(g for g in sim.lab.guests.values() if g.kind == "qemu" and not g.running)
     path = f"/nodes/{stopped.node}/qemu/{stopped.vmid}/status/start"
     planned = await call(gateway, "proxmox_api", method="POST", path=path)
-    assert planned.ok and planned.result.data["planned"]
+    assert planned.ok
+    assert planned.result.data["planned"]
     assert not sim.lab.guests[stopped.vmid].running
     reader = await call(gateway, "proxmox_api", READER, method="POST", path=path, confirm=True)
     assert reader.code == 403
@@ -172,7 +177,8 @@ async def test_read_only_hides_every_tool_that_changes_something(sim: Simulator)
     gw = Gateway.from_settings(make_settings(read_only=True), sim_env(sim))
     try:
         names = {t.name for t in gw.tools_for()}
-        assert "get_vms" in names and "proxmox_api" in names
+        assert "get_vms" in names
+        assert "proxmox_api" in names
         assert not names & {
             "execute_vm_command",
             "rollback_snapshot",
@@ -182,7 +188,8 @@ async def test_read_only_hides_every_tool_that_changes_something(sim: Simulator)
             "silence_alerts",
         }
         out = await call(gw, "execute_vm_command", vmid=100, command="start")
-        assert out.code == 403 and "READ_ONLY" in out.error
+        assert out.code == 403
+        assert "READ_ONLY" in out.error
         api = await call(
             gw, "proxmox_api", method="POST", path="/nodes/pve1/qemu/100/status/start", confirm=True
         )
@@ -206,14 +213,16 @@ async def test_task_status_of_a_failed_task_has_the_log_tail(
     sim.fail_next_backup(vmid)
     out = await call(gateway, "create_backup", vmid=vmid, wait=True)
     assert not out.ok
-    assert "FAILED" in out.error and "log tail" in out.error
+    assert "FAILED" in out.error
+    assert "log tail" in out.error
 
 
 async def test_migrate_without_confirm_is_a_plan(sim: Simulator, gateway: Gateway) -> None:
     guest = next(g for g in sim.lab.guests.values() if g.kind == "qemu")
     target = next(n for n in sim.lab.nodes if n != guest.node)
     out = await call(gateway, "migrate_guest", vmid=guest.vmid, target=target)
-    assert out.ok and out.result.data["planned"]
+    assert out.ok
+    assert out.result.data["planned"]
     assert sim.lab.guests[guest.vmid].node == guest.node
 
 
@@ -227,4 +236,5 @@ async def test_every_error_is_a_message_not_a_traceback(gateway: Gateway) -> Non
     ]:
         out = await gateway.call(tool, args, ADMIN)
         assert not out.ok
-        assert "Traceback" not in out.error and out.error
+        assert "Traceback" not in out.error
+        assert out.error

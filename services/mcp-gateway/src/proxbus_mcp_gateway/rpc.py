@@ -24,7 +24,6 @@ async def start_rpc(gateway: Gateway, nc: Any) -> Service:
         name=RPC_SERVICE_NAME,
         version="0.1.0",
         description="proxbus MCP gateway tools over NATS",
-        queue_group="proxbus-gateway",
     )
     for spec in gateway.tools_for():
         await service.add_endpoint(
@@ -33,6 +32,8 @@ async def start_rpc(gateway: Gateway, nc: Any) -> Service:
             handler=_handler(gateway, spec.name),
             metadata={"scope": spec.scope, "destructive": str(spec.destructive).lower()},
         )
+    # A PING round trip: the server has processed every SUB before we report ready.
+    await nc.flush(timeout=5)
     log.info(
         "RPC service %s: %d tools on proxbus.rpc.*", RPC_SERVICE_NAME, len(gateway.tools_for())
     )

@@ -105,6 +105,9 @@ async def test_silence_cli_adds_lists_and_expires(nats_server: Any, js: Any) -> 
     assert expired.returncode == 0
     store = await SilenceStore.open(js)
     assert await store.list() == []
+    dlq = await asyncio.to_thread(run_cli, ["dlq", "list"], env)
+    assert dlq.returncode == 0
+    assert "0 dead letter(s)" in dlq.stderr
     bad = await asyncio.to_thread(run_cli, ["silence", "add", "colour=red"], env)
     assert bad.returncode == 2
     assert "invalid matcher 'colour=red'" in bad.stderr
@@ -157,3 +160,51 @@ route: {{receiver: hook, repeat_interval: 0s}}
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             await asyncio.to_thread(proc.wait, 10)
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.mark.slow
+async def test_events_waiting_in_a_group_survive_sigkill(
+    nats_server: Any, sink: Any, js: Any, tmp_path: Path
+) -> None:
+    hook = await sink()
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"""\
+receivers: [{{name: hook, type: webhook, url: '{hook.url}/h'}}]
+route: {{receiver: hook, group_by: [node], group_wait: 1h, repeat_interval: 0s}}
+""")
+    env = {"NATS_URL": nats_server.url, "ROUTES_FILE": str(routes), "CONSUMER_ACK_WAIT": "2"}
+    port = free_port()
+    proc = spawn([], {**env, "HEALTH_PORT": str(port)})
+    events = [ev(title=f"backup {i} failed", vmid=i) for i in range(5)]
+    try:
+        await wait_healthy(port, proc)
+        await publish(js, *events)
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{port}/metrics"
+            deadline = time.monotonic() + 10
+            while _metric((await client.get(url)).text, "proxbus_dispatcher_grouped_events") < 5:
+                assert time.monotonic() < deadline, "events never reached the group"
+                await asyncio.sleep(0.05)
+        proc.kill()  # the group (group_wait 1h) holds all five, un-acked
+        await asyncio.to_thread(proc.wait, 10)
+        routes.write_text(routes.read_text().replace("group_wait: 1h", "group_wait: 200ms"))
+        port = free_port()
+        proc = spawn([], {**env, "HEALTH_PORT": str(port)})
+        await wait_healthy(port, proc)
+        await wait_until(lambda: len(hook.requests) >= 1, timeout=15)
+        await asyncio.sleep(0.5)
+        assert len(hook.requests) == 1
+        assert sorted(e["id"] for e in hook.requests[0].json["events"]) == sorted(
+            e.id for e in events
+        )
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 10) == 0

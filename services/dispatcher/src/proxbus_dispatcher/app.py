@@ -86,6 +86,14 @@ def load_dispatcher_config(settings: Settings) -> DispatcherConfig:
     return seed_config(settings)
 
 
+async def _ack_quietly(received: ReceivedEvent) -> None:
+    """Ack a dropped event; if the ack is lost the event comes back and is dropped again."""
+    try:
+        await received.ack()
+    except Exception as exc:
+        log.debug("ack of dropped event %s failed: %s", received.event.id, exc)
+
+
 class Dispatcher:
     """The intake pipeline and the group flusher over one NATS connection."""
 
@@ -145,8 +153,13 @@ class Dispatcher:
                 log.warning("event fetch failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if batch:
+            if not batch:
+                continue
+            try:
                 await self.process_batch(batch)
+            except Exception:
+                # Unsettled events are redelivered after ack_wait; keep consuming.
+                log.exception("processing a batch of %d events failed", len(batch))
 
     async def _events(self) -> list[ReceivedEvent]:
         out: list[ReceivedEvent] = []
@@ -198,7 +211,7 @@ class Dispatcher:
             if reason is not None:
                 self._dropped.inc()
                 await self._suppress(event, reason, detail)
-                await received.ack()
+                await _ack_quietly(received)
                 continue
             kept = []
             for route in routes:
@@ -208,7 +221,7 @@ class Dispatcher:
                     kept.append(route)
             if not kept:
                 self._dropped.inc()
-                await received.ack()
+                await _ack_quietly(received)
                 continue
             self._routed.inc()
             work.append((Inflight(received), kept))
@@ -229,9 +242,7 @@ class Dispatcher:
                         inflight.received.msg.data,
                         {event.id: extra} if extra else None,
                     )
-                    future = await self.js.publish_async(
-                        self._subjects[route.receiver], body, headers={"Nats-Msg-Id": did}
-                    )
+                    future = await self._publish(self._subjects[route.receiver], body, did)
                     pubs.append((future, [(event, (inflight, extra))], route, None))
                 else:
                     group, created = self.grouper.add(route, event, (inflight, extra))
@@ -260,12 +271,20 @@ class Dispatcher:
         route: Route,
         group: AggregationGroup[Handle] | None,
     ) -> _Pub:
-        future = await self.js.publish_async(
-            delivery_subject(notification.receiver),
-            notification.to_json(),
-            headers={"Nats-Msg-Id": notification.id},
+        future = await self._publish(
+            delivery_subject(notification.receiver), notification.to_json(), notification.id
         )
         return future, items, route, group
+
+    async def _publish(self, subject: str, body: bytes, msg_id: str) -> asyncio.Future[Any]:
+        """``publish_async``; a publish that cannot even be sent becomes a failed future, so
+        ``_settle`` retries it like one whose ack never came."""
+        try:
+            return await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id})
+        except Exception as exc:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+            return future
 
     async def _settle(self, pubs: list[_Pub]) -> None:
         """Wait for the JetStream acks of ``pubs``; failed ones are retried, successful released."""
@@ -410,6 +429,10 @@ class DispatcherService:
             self._tasks.append(
                 asyncio.create_task(worker.run(self._stop), name=f"deliver-{worker.receiver.name}")
             )
+        if not self.config.receivers:
+            log.warning(
+                "no receiver configured (no ROUTES_FILE, no *_OUT_ENABLED): events are only counted"
+            )
         log.info(
             "dispatcher started: %d receivers (%s), %d routes, %d inhibit rules",
             len(self.config.receivers),
@@ -434,8 +457,11 @@ class DispatcherService:
             await self._http.close()
         await self.health.stop()
         if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.drain()
+            try:
+                await asyncio.wait_for(self.nc.drain(), 1.0)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await self.nc.close()
 
 
 async def run(

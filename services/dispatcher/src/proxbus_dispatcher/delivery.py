@@ -117,7 +117,8 @@ class DeliveryWorker:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self.receiver.timeout + 1)
+            # Bounded so SIGTERM finishes in time; an unfinished send is redelivered.
+            await asyncio.wait(self._tasks, timeout=min(self.receiver.timeout + 1, 5.0))
         await self.consumer.close()
 
     async def _handle(self, msg: Msg) -> None:

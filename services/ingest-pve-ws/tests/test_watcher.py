@@ -178,3 +178,21 @@ async def test_ha_state_change_and_quorum_loss_are_reported(
     lab.sim.set_quorum(False)
     await wait_until(_has(js, "quorum.lost"))
     lab.sim.set_quorum(None)
+
+
+async def test_stop_during_a_hung_poll_returns_promptly(services: Any, lab: Any, js: Any) -> None:
+    import time
+
+    svc = await _start(services, pve_ws_rpc_timeout=30.0)
+    lab.sim.add_latency("/cluster", 20.0)
+    watcher = svc.watchers[0]
+
+    async def stuck() -> bool:  # a poll has been waiting on the slow API for a while
+        since = watcher.polling_since
+        return since is not None and time.monotonic() - since > 3 * POLL
+
+    await wait_until(stuck)
+    started = time.monotonic()
+    await services.stop(svc)
+    assert time.monotonic() - started < 8.0
+    lab.sim.add_latency("/cluster", 0)

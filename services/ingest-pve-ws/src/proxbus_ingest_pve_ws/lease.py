@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -67,13 +68,13 @@ class Lease:
             log.warning("lease %s lost (%s)", self.key, why)
         self.held = False
 
-    async def release(self) -> None:
+    async def release(self, timeout: float = 2.0) -> None:
         """Give the lease up (expired at once) so another replica takes over without waiting."""
         if not self.held:
             return
         value = json.dumps({"holder": self.holder, "expires": 0}).encode()
         try:
-            await self.kv.update(self.key, value, last=self._revision)
+            await asyncio.wait_for(self.kv.update(self.key, value, last=self._revision), timeout)
         except Exception as exc:  # it simply expires later
             log.info("lease %s not released (%s); it will expire", self.key, exc)
         self.held = False

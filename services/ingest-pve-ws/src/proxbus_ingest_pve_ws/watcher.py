@@ -30,6 +30,8 @@ from .tasks import (
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Event], Awaitable[object]]
+MAX_LOG_FETCHES = 20  # failed tasks per poll whose log tail is fetched (concurrently)
+STOP_GRACE = 3.0  # seconds a poll in progress may finish after stop
 
 
 @dataclass(slots=True)
@@ -122,6 +124,7 @@ class ClusterWatcher:
         self.cycles = 0
         self.last_error: str = ""
         self.last_success = 0.0
+        self.polling_since: float | None = None  # monotonic start of the poll in progress
 
     def _key(self, what: str) -> str:
         return cursor_key(self.cluster, what)
@@ -210,8 +213,18 @@ class ClusterWatcher:
             if not tasks_cur.initialized and since is not None:
                 tasks_cur.high_water = int(since) + opts.lookback
             fresh = tasks_cur.select(finished, lambda t: t.key, opts.lookback)
+            failed = [t for t in fresh if t.outcome == "failed"][:MAX_LOG_FETCHES]
+            tails = dict(
+                zip(
+                    (t.upid for t in failed),
+                    await asyncio.gather(*(self._log_tail(t) for t in failed)),
+                    strict=True,
+                )
+            )
             for task in fresh:
-                tail = await self._log_tail(task) if task.outcome == "failed" else None
+                tail = tails.get(task.upid)
+                if tail is None and task.outcome == "failed":
+                    tail = ["(log tail omitted: too many failed tasks in one poll)"]
                 events += task_events(task, cluster=self.cluster, site=self.site, log_tail=tail)
             tasks_cur.advance((t.key for t in fresh), opts.lookback)
 
@@ -251,12 +264,26 @@ class ClusterWatcher:
     async def run(self, publish: Publish, stop: asyncio.Event) -> None:
         """Poll every ``poll_seconds`` while holding the lease, until ``stop`` is set."""
         period = self._opts.poll_seconds
-        while not stop.is_set():
-            started = time.monotonic()
-            await self._tick(publish)
-            delay = max(0.0, period - (time.monotonic() - started))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                tick = asyncio.ensure_future(self._tick(publish))
+                await asyncio.wait({tick, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if not tick.done():
+                    # Stopping mid-cycle: a short grace, then give up. Cursors are saved only
+                    # after publishing, so the next run repeats this cycle (same ids, deduped).
+                    done, _ = await asyncio.wait({tick}, timeout=STOP_GRACE)
+                    if not done:
+                        tick.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await tick
+                        break
+                delay = max(0.0, period - (time.monotonic() - started))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            stopper.cancel()
         if self.lease is not None:
             await self.lease.release()
             if self._metrics:
@@ -264,6 +291,7 @@ class ClusterWatcher:
 
     async def _tick(self, publish: Publish) -> None:
         outcome = "ok"
+        self.polling_since = time.monotonic()
         try:
             if self.lease is not None:
                 was_held = self.lease.held
@@ -285,6 +313,7 @@ class ClusterWatcher:
             self._state = None
             log.warning("%s: poll failed (%s); retrying next cycle", self.cluster, self.last_error)
         finally:
+            self.polling_since = None
             if self._metrics:
                 self._metrics.polls.labels(self.cluster, outcome).inc()
                 held = self.lease.held if self.lease is not None else True

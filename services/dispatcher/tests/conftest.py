@@ -44,6 +44,9 @@ class Sink:
     attempts: int = 0
     hold: asyncio.Event | None = None
     hold_after: int = 0
+    delay: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0
     holding: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -53,6 +56,13 @@ class Sink:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.attempts += 1
+        if self.delay:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.delay)  # a slow target, not synchronisation
+            finally:
+                self.in_flight -= 1
         if self.hold is not None and not self.hold.is_set() and self.attempts > self.hold_after:
             self.holding.set()
             await self.hold.wait()

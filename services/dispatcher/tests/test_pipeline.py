@@ -321,3 +321,41 @@ async def test_seed_toggles_route_every_event_at_min_severity_to_every_enabled_n
     assert len(hook.requests) == 1
     assert hook.requests[0].json["event"]["title"] == "loud"
     assert gotify.requests[0].json["title"] == "[WARNING] loud"
+
+
+async def test_concurrency_and_rate_limits_are_per_receiver(dispatcher, sink, js) -> None:
+    slow, limited = await sink(delay=0.1), await sink()
+    await dispatcher(f"""\
+receivers:
+  - {{name: slow, type: webhook, url: "{slow.url}/h", concurrency: 2}}
+  - {{name: limited, type: webhook, url: "{limited.url}/h", rate_limit: 5}}
+route:
+  receiver: slow
+  routes:
+    - {{matchers: ["severity>=debug"], receiver: slow, continue: true}}
+    - {{matchers: ["severity>=debug"], receiver: limited}}
+""")
+    started = time.monotonic()
+    await publish(js, *(ev(title=f"event {i}", vmid=i) for i in range(8)))
+    await wait_until(lambda: len(slow.requests) == 8 and len(limited.requests) == 8)
+    assert slow.max_in_flight == 2
+    # a burst of 5 at once, then 5/s: the 8th request is >= 0.6 s after the first
+    assert limited.requests[-1].at - limited.requests[0].at >= 0.5
+    assert time.monotonic() - started >= 0.5
+
+
+async def test_a_large_group_is_split_below_the_payload_limit(dispatcher, sink, js) -> None:
+    hook = await sink()
+    await dispatcher(
+        hooks(
+            hook.url,
+            extra="""\
+route: {receiver: hook, group_by: [node], group_wait: 300ms, repeat_interval: 0s}
+""",
+        )
+    )
+    events = [ev(title=f"big {i}", vmid=i, message="x" * 60_000) for i in range(12)]
+    await publish(js, *events)
+    await wait_until(lambda: sum(r.json["count"] for r in hook.requests) == 12)
+    assert len(hook.requests) >= 2
+    assert sorted(e["id"] for e in hook.events()) == sorted(e.id for e in events)

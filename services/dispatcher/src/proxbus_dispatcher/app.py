@@ -56,6 +56,29 @@ PUBLISH_ACK_TIMEOUT = 5.0
 RETRY_ENQUEUE_DELAY = 1.0
 
 
+# NATS' default max_payload is 1 MiB; a group notification stays well below it.
+MAX_NOTIFICATION_BYTES = 512 * 1024
+
+
+def _chunks(
+    items: list[tuple[Event, Handle]], max_events: int, max_bytes: int
+) -> list[list[tuple[Event, Handle]]]:
+    """Split a group's events into notifications of at most ``max_events`` / ~``max_bytes``."""
+    out: list[list[tuple[Event, Handle]]] = []
+    current: list[tuple[Event, Handle]] = []
+    size = 0
+    for item in items:
+        item_size = len(item[1][0].received.msg.data or b"")
+        if current and (len(current) >= max_events or size + item_size > max_bytes):
+            out.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        out.append(current)
+    return out
+
+
 def suppressed_subject(site: str) -> str:
     return f"{SUPPRESSED_PREFIX}.{sanitize_token(site)}"
 
@@ -355,8 +378,7 @@ class Dispatcher:
         size = self.config.max_events_per_notification
         for group, items in due:
             route = group.route
-            for start in range(0, len(items), size):
-                chunk = items[start : start + size]
+            for chunk in _chunks(items, size, MAX_NOTIFICATION_BYTES):
                 events = [e for e, _ in chunk]
                 ids = sorted(e.id for e in events)
                 enrichment = {e.id: extra for e, (_, extra) in chunk if extra}

@@ -238,3 +238,26 @@ async def test_every_error_is_a_message_not_a_traceback(gateway: Gateway) -> Non
         assert not out.ok
         assert "Traceback" not in out.error
         assert out.error
+
+
+async def test_fingerprint_pinning_trusts_exactly_that_certificate(sim: Simulator) -> None:
+    base = {**sim_env(sim), "VERIFY_SSL": "false"}
+    pinned = Gateway.from_settings(
+        make_settings(), {**base, "PVE_CLUSTER_PRIMARY_FINGERPRINT": sim.fingerprint}
+    )
+    wrong = Gateway.from_settings(
+        make_settings(api_retries=0), {**base, "PVE_CLUSTER_PRIMARY_FINGERPRINT": "00" * 32}
+    )
+    untrusted = Gateway.from_settings(make_settings(api_retries=0), {**base, "VERIFY_SSL": "true"})
+    try:
+        ok = await call(pinned, "get_vms")
+        assert ok.ok, ok.error
+        bad = await call(wrong, "get_node_status", node="pve1")
+        assert not bad.ok
+        assert "fingerprint mismatch" in bad.error
+        nope = await call(untrusted, "get_node_status", node="pve1")
+        assert not nope.ok
+        assert "certificate not trusted" in nope.error
+    finally:
+        for gw in (pinned, wrong, untrusted):
+            await gw.close()

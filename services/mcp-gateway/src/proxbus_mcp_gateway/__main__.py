@@ -8,7 +8,7 @@ import sys
 
 from proxbus_events import run_service
 
-from .app import SERVICE_NAME, serve_http, serve_stdio
+from .app import SERVICE_NAME, preflight, serve_http, serve_stdio
 from .errors import ConfigError
 from .settings import Settings
 
@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.insecure_no_auth:
         updates["insecure_no_auth"] = True
     settings = settings.model_copy(update=updates)
+    try:
+        preflight(settings)
+    except ConfigError as exc:
+        print(f"proxbus-mcp-gateway: {exc}", file=sys.stderr)
+        return 2
     if settings.gateway_transport == "stdio":
         # stdout carries the protocol: logs must go to stderr only (configure_logging does).
         async def stdio_main(stop: asyncio.Event) -> None:

@@ -25,6 +25,33 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "mcp-gateway"
 
 
+def preflight(settings: Settings, env: Mapping[str, str] | None = None) -> None:
+    """Check configuration before anything starts (exit code 2 instead of a crash later).
+
+    Raises:
+        ConfigError: invalid endpoints/tokens, or a public HTTP bind without tokens.
+    """
+    from .config import load_tokens_file, parse_clusters, parse_tokens
+    from .gateway import gateway_environment
+
+    env = env if env is not None else gateway_environment()
+    parse_clusters(env, settings.default_cluster or settings.site)
+    secret = settings.gateway_tokens.get_secret_value() if settings.gateway_tokens else None
+    tokens = parse_tokens(secret)
+    if settings.gateway_tokens_file:
+        tokens += load_tokens_file(settings.gateway_tokens_file)
+    if (
+        settings.gateway_transport == "http"
+        and not tokens
+        and not is_loopback(settings.gateway_host)
+        and not settings.insecure_no_auth
+    ):
+        raise ConfigError(
+            f"refusing to listen on {settings.gateway_host} without GATEWAY_TOKENS "
+            "(set tokens, bind 127.0.0.1, or pass --insecure-no-auth)"
+        )
+
+
 @dataclass(slots=True)
 class Running:
     """What ``start_gateway`` set up; ``close()`` tears it down in reverse order."""

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import asyncio
+
+from proxbus_mcp_gateway.breaker import CircuitBreaker
+from proxbus_mcp_gateway.cache import ReadCache
+from proxbus_mcp_gateway.registry import compact_schema
+from proxbus_mcp_gateway.schema import load, required_scope, resolve
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_threshold_and_lets_one_probe_through_after_cooldown() -> None:
+    clock = Clock()
+    b = CircuitBreaker(threshold=2, cooldown=10, clock=clock)
+    b.record_failure("refused")
+    assert b.allow()
+    b.record_failure("refused")
+    assert b.state == "open"
+    assert not b.allow()
+    clock.now = 10
+    assert b.state == "half-open"
+    assert b.allow()
+    assert not b.allow()
+    b.record_failure("still refused")
+    assert b.state == "open"
+    clock.now = 20
+    assert b.allow()
+    b.record_success()
+    assert b.state == "closed"
+    assert b.allow()
+
+
+async def test_concurrent_identical_reads_share_one_fetch() -> None:
+    cache = ReadCache(ttl=2.0)
+    calls = 0
+    gate = asyncio.Event()
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return 42
+
+    tasks = [asyncio.create_task(cache.get_or_fetch("lab", "k", fetch)) for _ in range(10)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*tasks) == [42] * 10
+    assert calls == 1
+    assert await cache.get_or_fetch("lab", "k", fetch) == 42
+    assert calls == 1
+    cache.invalidate("lab")
+    await cache.get_or_fetch("lab", "k", fetch)
+    assert calls == 2
+
+
+async def test_a_read_racing_a_write_is_not_cached() -> None:
+    cache = ReadCache(ttl=2.0)
+    gate = asyncio.Event()
+
+    async def slow() -> str:
+        await gate.wait()
+        return "stale"
+
+    task = asyncio.create_task(cache.get_or_fetch("lab", "k", slow))
+    await asyncio.sleep(0)
+    cache.invalidate("lab")
+    gate.set()
+    assert await task == "stale"
+
+    async def fresh() -> str:
+        return "fresh"
+
+    assert await cache.get_or_fetch("lab", "k", fresh) == "fresh"
+
+
+def test_vendored_schema_is_compact_and_complete() -> None:
+    data = load()
+    assert "/nodes/{node}/qemu/{vmid}/status/start" in data["pve"]
+    assert "/admin/datastore/{store}/gc" in data["pbs"]
+    call = resolve("pve", "POST", "/nodes/pve1/qemu/100/status/start", {"timeout": "5"})
+    assert call.params == {"timeout": 5}
+    assert required_scope(call) == "operate"
+    assert required_scope(resolve("pve", "PUT", "/cluster/options", {})) == "admin"
+
+
+def test_compact_schema_drops_titles_but_keeps_a_parameter_named_title() -> None:
+    schema = {
+        "title": "X",
+        "properties": {
+            "title": {"title": "Title", "type": "string"},
+            "n": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
+        },
+    }
+    out = compact_schema(schema)
+    assert out == {"properties": {"title": {"type": "string"}, "n": {"type": "integer"}}}

@@ -103,7 +103,7 @@ def test_html_to_text_keeps_pre_formatting():
 def test_arbitrary_bytes_never_raise(raw):
     mail = parse_mail(raw)
     result = build_event(raw, mail, site="lab")
-    assert isinstance(result, Rejection) or result.kind
+    assert isinstance(result, Rejection) or result.to_json()
 
 
 @settings(max_examples=200, deadline=None)
@@ -119,4 +119,34 @@ def test_header_shaped_garbage_never_raises(subject, body, charset, ctype):
     ).encode("utf-8", "surrogatepass")
     mail = parse_mail(raw)
     result = build_event(raw, mail, site="lab")
-    assert isinstance(result, Rejection) or result.kind
+    assert isinstance(result, Rejection) or result.to_json()
+
+
+def test_eight_bit_headers_and_filenames_are_valid_text():
+    raw = (
+        b"Subject: caf\xc3\xa9 \xff\r\nFrom: \xff@x\r\nMessage-ID: <\xff@x>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: text/plain\r\n\r\nhello\r\n--b\r\n"
+        b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="r\xe9.pdf"'
+        b"\r\n\r\nxx\r\n--b--\r\n"
+    )
+    mail = parse_mail(raw)
+    assert mail.subject == "café \ufffd"
+    assert mail.attachments == ["r\ufffd.pdf (application/pdf)"]
+    event = build_event(raw, mail, site="lab")
+    assert not isinstance(event, Rejection)
+    assert b"hello" in event.to_json()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(min_size=1, max_size=60), st.binary(max_size=60))
+def test_eight_bit_garbage_in_headers_never_breaks_json(header, filename):
+    raw = (
+        b"Subject: " + header.replace(b"\r", b"").replace(b"\n", b"") + b"\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="'
+        + filename.replace(b"\r", b"").replace(b"\n", b"").replace(b'"', b"")
+        + b'"\r\n\r\nxx\r\n--b--\r\n'
+    )
+    result = build_event(raw, parse_mail(raw), site="lab")
+    assert isinstance(result, Rejection) or result.to_json()

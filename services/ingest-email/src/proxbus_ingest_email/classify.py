@@ -127,7 +127,8 @@ def _parse_vzdump_row(line: str) -> VzdumpGuest | None:
     fields = re.split(r"\s{2,}|\t", line.strip())
     if not fields or _vmid(fields[0]) is None:
         return None
-    if len(fields) >= 2 and fields[1].lower() in _STATUS_WORDS:
+    named = len(fields) >= 3 and fields[2].lower() in _STATUS_WORDS
+    if not named and len(fields) >= 2 and fields[1].lower() in _STATUS_WORDS:
         fields.insert(1, "")  # tables without a name column
     if len(fields) >= 3 and fields[2].lower() in _STATUS_WORDS:
         rest = [*fields[3:], "", ""]

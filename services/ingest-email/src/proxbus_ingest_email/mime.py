@@ -187,8 +187,15 @@ def _part_text(part: Message, mail: ParsedMail) -> str:
 
 
 def _is_attachment(part: Message) -> bool:
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    disposition = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
     return disposition == "attachment"
+
+
+def _clean(text: str) -> str:
+    """``text`` without lone surrogates (8-bit header bytes kept by the parser)."""
+    if any("\udc80" <= c <= "\udcff" for c in text):
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
 
 
 _BOUNDARY_LINE_RE = re.compile(r"^--(\S{1,200}?)(?:--)?\s*$", re.MULTILINE)
@@ -229,7 +236,10 @@ def _walk_bodies(msg: Message, mail: ParsedMail) -> None:
             mail.flag(BROKEN_MIME)
             _salvage_parts(part, plain, html, mail)
         elif _is_attachment(part) or ctype not in ("text/plain", "text/html"):
-            name = _decode_header_value(part.get_filename() or "unnamed", mail)
+            try:
+                name = _clean(_decode_header_value(part.get_filename() or "unnamed", mail))
+            except Exception:
+                name = "unnamed"
             mail.attachments.append(f"{name} ({ctype})")
         elif ctype == "text/plain":
             plain.append(_part_text(part, mail))
@@ -331,16 +341,10 @@ def _header(msg: Message, name: str, mail: ParsedMail) -> str:
     if value is None:
         return ""
     if isinstance(value, Header):
-        try:
-            return " ".join(str(make_header(decode_header(value))).split())
-        except Exception:
-            mail.flag(UNDECODABLE_HEADER)
-            value = _raw_header(msg, name)
-    text = str(value)
-    if any("\udc80" <= c <= "\udcff" for c in text):
-        # 8-bit header bytes (SMTPUTF8 senders): the parser kept them as surrogates.
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return _decode_header_value(text, mail)
+        # compat32 wraps headers with raw 8-bit bytes; the stored string keeps the bytes.
+        value = _raw_header(msg, name)
+    # 8-bit header bytes (SMTPUTF8 senders) are kept by the parser as surrogates.
+    return _clean(_decode_header_value(str(value), mail))
 
 
 def _all_defects(msg: Message) -> list[object]:

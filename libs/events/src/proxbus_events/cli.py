@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--services",
         default="all",
-        help="comma-separated: ingest-syslog,ingest-email,ingest-pve-ws,dispatcher,mcp-gateway",
+        help="comma-separated: ingest-syslog,ingest-email,ingest-pve-ws,dispatcher,mcp-gateway"
+        " (or 'all', 'none')",
     )
     up.add_argument("--demo", action="store_true", help="also run the Proxmox simulator")
     up.add_argument("--nats-port", type=int, default=4222)

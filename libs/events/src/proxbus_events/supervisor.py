@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
 import shutil
@@ -59,7 +60,12 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
                 ready_url=nats_url,
             )
         )
-    wanted = SERVICES if args.services == "all" else tuple(args.services.split(","))
+    if args.services == "all":
+        wanted: tuple[str, ...] = SERVICES
+    elif args.services == "none":
+        wanted = ()
+    else:
+        wanted = tuple(s.strip() for s in args.services.split(",") if s.strip())
     unknown = sorted(set(wanted) - set(SERVICES))
     if unknown:
         raise SystemExit(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(SERVICES)})")
@@ -103,16 +109,19 @@ async def _start(child: Child) -> None:
     log.info("started %s (pid %d)", child.name, child.proc.pid)
 
 
-async def _wait_port(url: str, timeout: float = 10.0) -> None:
+async def _wait_port(url: str, stop: asyncio.Event, timeout: float = 60.0) -> None:
+    """Until ``url`` accepts connections (or ``stop`` is set); the child may be restarted meanwhile."""
     host, _, port = url.removeprefix("nats://").partition(":")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
         try:
-            _, writer = await asyncio.open_connection(host, int(port or 4222))
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port or 4222)), 2)
             writer.close()
             return
-        except OSError:
+        except (OSError, TimeoutError):
             await asyncio.sleep(0.05)
+    if stop.is_set():
+        return
     raise TimeoutError(f"NATS did not start on {url}")
 
 
@@ -127,15 +136,12 @@ async def _wait_file(path: Path, timeout: float) -> bool:
 
 
 async def supervise(children: list[Child], stop: asyncio.Event) -> int:
-    """Start children in order, restart the ones that die, stop all in reverse order on ``stop``."""
-    for child in children:
-        await _start(child)
-        if child.ready_url:
-            await _wait_port(child.ready_url)
-        if child.name == "pvesim":
-            env_file = Path(child.argv[-1])
-            if not await _wait_file(env_file, 15):
-                log.error("the simulator wrote no %s; the gateway will have no Proxmox", env_file)
+    """Start children in order, restart the ones that die, stop all in reverse order on ``stop``.
+
+    Whatever happens (a child that never becomes ready, a signal during start-up), every
+    child started so far is stopped before this returns.
+    """
+    watchers: list[asyncio.Task[None]] = []
 
     async def watch(child: Child) -> None:
         while not stop.is_set():
@@ -143,10 +149,10 @@ async def supervise(children: list[Child], stop: asyncio.Event) -> int:
             code = await child.proc.wait()
             if stop.is_set():
                 return
-            child.restarts += 1
-            delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** min(child.restarts, 6))
             if time.monotonic() - child.started_at > 60:
                 child.restarts = 0
+            child.restarts += 1
+            delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** min(child.restarts, 6))
             log.error("%s exited with %d; restarting in %.1fs", child.name, code, delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
@@ -154,8 +160,39 @@ async def supervise(children: list[Child], stop: asyncio.Event) -> int:
             except TimeoutError:
                 await _start(child)
 
-    watchers = [asyncio.create_task(watch(c)) for c in children]
-    await stop.wait()
+    try:
+        for child in children:
+            if stop.is_set():
+                break
+            await _start(child)
+            # Watch from the start: a child that dies while we wait for it is restarted.
+            watchers.append(asyncio.create_task(watch(child)))
+            if child.ready_url:
+                await _wait_port(child.ready_url, stop)
+                log.info("%s ready at %s", child.name, child.ready_url)
+            if child.name == "pvesim":
+                env_file = Path(child.argv[-1])
+                if not await _wait_file(env_file, 15):
+                    log.error(
+                        "the simulator wrote no %s; the gateway will have no Proxmox", env_file
+                    )
+            watchers.append(asyncio.create_task(watch(child)))
+        await stop.wait()
+        log.info("stopping %d processes", sum(c.proc is not None for c in children))
+        return 0
+    except TimeoutError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        stop.set()
+        await _stop_all(children)
+        for w in watchers:
+            w.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+
+
+async def _stop_all(children: list[Child]) -> None:
+    """SIGTERM each running child in reverse start order; SIGKILL after 12 s."""
     for child in reversed(children):
         if child.proc is not None and child.proc.returncode is None:
             child.proc.send_signal(signal.SIGTERM)
@@ -165,15 +202,12 @@ async def supervise(children: list[Child], stop: asyncio.Event) -> int:
                 log.error("%s did not stop in time; killing", child.name)
                 child.proc.kill()
                 await child.proc.wait()
-    for w in watchers:
-        w.cancel()
-    await asyncio.gather(*watchers, return_exceptions=True)
-    return 0
 
 
 def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     """Entry point of ``proxbus up``."""
     logging.getLogger().setLevel(logging.INFO)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints every thread's stack
     children = plan_children(args, settings)
 
     async def main() -> int:

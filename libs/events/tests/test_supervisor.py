@@ -1,0 +1,88 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from proxbus_events.testing import free_port, wait_for_port
+
+PROXBUS = str(Path(sys.executable).parent / "proxbus")
+
+
+def test_up_runs_an_embedded_nats_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [PROXBUS, "up", "--services", "none", "--nats-port", str(port), "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=15)
+        check = subprocess.run(
+            [PROXBUS, "--nats-url", f"nats://127.0.0.1:{port}", "check"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert "ok    NATS" in check.stdout
+        assert (tmp_path / "nats").is_dir()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        with pytest.raises(TimeoutError, match="nothing listens"):
+            wait_for_port(port, timeout=0.5)
+    finally:
+        proc.kill()
+
+
+def test_up_restarts_a_child_that_dies(tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "up.log").open("w")
+    proc = subprocess.Popen(
+        [PROXBUS, "up", "--services", "none", "--nats-port", str(port), "--data-dir", str(tmp_path)],
+        stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=15)
+        pid = _nats_pid(port)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                new_pid = _nats_pid(port)
+            except LookupError:
+                time.sleep(0.1)
+                continue
+            if new_pid != pid:
+                break
+            time.sleep(0.1)
+        else:
+            out = (tmp_path / "up.log").read_text()
+            lines = [line for line in out.splitlines() if "[INF]" not in line]
+            raise AssertionError("nats-server was not restarted:\n" + "\n".join(lines))
+        wait_for_port(port, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+        log.close()
+
+
+def test_up_refuses_unknown_services() -> None:
+    result = subprocess.run(
+        [PROXBUS, "up", "--services", "frobnicator", "--no-nats"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "unknown service(s): frobnicator" in result.stderr
+
+
+def _nats_pid(port: int) -> int:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"nats-server") and str(port).encode() in cmd:
+            return int(entry.name)
+    raise LookupError(port)

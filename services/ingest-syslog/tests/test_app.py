@@ -238,3 +238,19 @@ def test_invalid_configuration_is_a_clear_error(bad: str, monkeypatch: pytest.Mo
     name, _, value = bad.partition("=")
     monkeypatch.setenv(name, value)
     assert main(["parse", "/nonexistent"]) == 2
+
+
+async def test_disabled_by_the_seed_toggle_listens_on_nothing_but_stays_healthy(
+    nats_server: NatsServer,
+) -> None:
+    import aiohttp
+
+    port = free_udp_tcp_port()
+    async with running(make_settings(nats_server.url, port, event_syslog_enabled=False)) as svc:
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{svc.health.port}/health") as resp,
+        ):
+            assert resp.status == 200

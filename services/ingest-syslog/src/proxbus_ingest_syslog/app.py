@@ -108,8 +108,14 @@ class SyslogService:
         await self.publisher.start()
         register_publisher(self.registry, self.publisher, SERVICE)
         self.health.add_check("nats", lambda: self.nc is not None and self.nc.is_connected)
-        self.health.add_check("listening", lambda: bool(self._servers or self._udp))
+        self.health.add_check(
+            "listening",
+            lambda: not s.event_syslog_enabled or bool(self._servers or self._udp),
+        )
         await self.health.start()
+        if not s.event_syslog_enabled:
+            log.warning("EVENT_SYSLOG_ENABLED=false: not listening for syslog")
+            return
         loop = asyncio.get_running_loop()
         if s.syslog_udp:
             transport, protocol = await loop.create_datagram_endpoint(

@@ -14,6 +14,8 @@ class Settings(ServiceSettings):
     """Every ``SYSLOG_*`` / filter / limit variable the service reads, on top of the shared ones."""
 
     health_port: int = Field(default=8092, ge=0, le=65535)
+    # The seed's toggle: false keeps the service up (health, metrics) with no listener.
+    event_syslog_enabled: bool = True
 
     syslog_host: str = "0.0.0.0"
     syslog_port: int = Field(default=5514, ge=0, le=65535)

@@ -66,11 +66,10 @@ VZDUMP_ROWS_MIXED = [
 
 def vzdump_text(rows: list[tuple[str, ...]], error: str = "") -> str:
     header = ("VMID", "Name", "Status", "Time", "Size", "Filename")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
+    # proxmox-notify's plaintext table: every column left-aligned, padded to its widest
+    # cell + 4 (trailing padding included).
+    widths = [max(len(r[i]) for r in [header, *rows]) + 4 for i in range(6)]
+    lines = ["".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
     logs = []
     for r in rows:
         logs.append(f"{r[0]}: 2026-11-24 01:00:02 INFO: Starting Backup of VM {r[0]} (qemu)")

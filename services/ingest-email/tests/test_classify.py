@@ -278,3 +278,34 @@ def test_vzdump_table_round_trips_generated_rows(mails, rows):
     elif failed:
         assert ev.vmid is None
         assert ev.metadata["failed_vmids"] == failed
+
+
+def test_subject_whitespace_left_by_template_conditionals_is_ignored(mails):
+    raw = mails.notification(" Trying to fence node 'pve2' ", "The node 'pve2' failed")
+    assert event_of(raw).kind == "node.fencing"
+
+
+def test_pbs_html_pre_fallback_without_text_part_is_classified(mails):
+    # PBS has no HTML templates: proxmox-notify wraps the escaped text in <pre>.
+    body = (
+        "Datastore: store1\n\nGarbage collection failed: no space left on device\n\n"
+        "&lt;https://pbs1.example.com:8007/#pbsServerAdministration:tasks&gt;\n"
+    )
+    raw = mails.notification(
+        "Garbage Collect Datastore 'store1' failed",
+        "",
+        f"<html><body><pre>{body}</pre></body></html>",
+        sender="root@localhost",
+    )
+    ev = event_of(raw)
+    assert (ev.kind, ev.node, ev.severity) == ("gc.failed", "pbs1", "error")
+    assert ev.metadata["error"] == "no space left on device"
+
+
+def test_a_date_far_in_the_future_is_not_the_event_time(mails):
+    raw = mails.notification("hello", "x").replace(
+        b"Date: Tue, 24 Nov 2026", b"Date: Sun, 24 Nov 2086"
+    )
+    ev = event_of(raw)
+    assert ev.timestamp.year != 2086
+    assert ev.metadata["date_header"].startswith("2086-11-24")

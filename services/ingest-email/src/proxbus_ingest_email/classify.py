@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from proxbus_events import (
@@ -26,6 +26,7 @@ from proxbus_events import (
 from .mime import ParsedMail, printable_ratio
 
 _MESSAGE_CHARS = 16 * 1024  # body text carried in the event message
+_FUTURE_SLACK = timedelta(hours=1)
 
 
 @dataclass(slots=True, frozen=True)
@@ -521,6 +522,8 @@ def build_event(
     result = classify_mail(mail)
     received = now or datetime.now(UTC)
     timestamp = mail.date or received
+    if timestamp - received > _FUTURE_SLACK:
+        timestamp = received  # a sender clock far ahead must not put the event in the future
     metadata: dict[str, Any] = {
         "notification_type": result.notification_type,
         "subject": mail.subject[:998],
@@ -528,6 +531,7 @@ def build_event(
         "to": mail.recipients[:20],
         "message_id": mail.message_id,
         "text_source": mail.text_source,
+        "date_header": mail.date.isoformat() if mail.date else None,
         "size": mail.size,
         **result.metadata,
     }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from aioimaplib import aioimaplib
 from proxbus_events import EVENTS_STREAM, Event, PullConsumer
 
@@ -43,17 +46,17 @@ class Mailbox:
 
 
 def imap_settings(settings_for, nats_server, dovecot, **overrides):
-    return settings_for(
-        nats_server,
-        smtp_enabled=False,
-        imap_enabled=True,
-        imap_host=dovecot.host,
-        imap_port=dovecot.port,
-        imap_user=dovecot.user,
-        imap_password=dovecot.password,
-        imap_tls=False,
+    values = {
+        "smtp_enabled": False,
+        "imap_enabled": True,
+        "imap_host": dovecot.host,
+        "imap_port": dovecot.port,
+        "imap_user": dovecot.user,
+        "imap_password": dovecot.password,
+        "imap_tls": False,
         **overrides,
-    )
+    }
+    return settings_for(nats_server, **values)
 
 
 async def all_events(js) -> list[Event]:
@@ -188,3 +191,23 @@ async def test_unreachable_server_is_retried_with_backoff_not_a_crash(
         await until(lambda: service.metrics.imap_reconnects._value.get() >= 2)
         assert service.metrics.imap_errors._value.get() >= 2
         assert not service.imap.connected
+
+
+async def test_wrong_password_is_retried_and_counted_not_a_crash(
+    nats_server, dovecot, settings_for, service_cm, until
+):
+    settings = imap_settings(
+        settings_for, nats_server, dovecot, imap_password="wrong", imap_backoff_max=0.2
+    )
+    async with service_cm(settings) as service:
+        await until(lambda: service.metrics.imap_errors._value.get() >= 2)
+        assert not service.imap.connected
+        assert service.health.port  # the service itself keeps running
+
+
+async def test_imap_without_credentials_is_a_clear_startup_error(nats_server, settings_for):
+    from proxbus_ingest_email.app import EmailService
+
+    service = EmailService(settings_for(nats_server, imap_enabled=True, imap_user=""))
+    with pytest.raises(ValueError, match="IMAP_USER"):
+        await service.run(asyncio.Event())

@@ -40,6 +40,8 @@ class EmailService:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
+        if s.imap_active and not (s.imap_user and s.imap_password.get_secret_value()):
+            raise ValueError("IMAP_ENABLED needs IMAP_USER and IMAP_PASSWORD")
         if not (s.smtp_active or s.imap_active):
             log.warning("neither SMTP nor IMAP intake is enabled; serving health only")
         nc = await connect_nats(s, name=f"proxbus-{SERVICE}")

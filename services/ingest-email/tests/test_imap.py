@@ -111,14 +111,14 @@ async def test_broker_outage_leaves_mail_unseen_then_delivers_exactly_once(
 async def test_processed_mail_is_moved_to_the_configured_folder(
     nats_server, js, dovecot, mails, settings_for, service_cm, until
 ):
-    settings = imap_settings(settings_for, nats_server, dovecot, imap_move_to="Processed")
+    settings = imap_settings(settings_for, nats_server, dovecot, imap_move_to="Proxmox Done")
     async with Mailbox(dovecot) as box, service_cm(settings) as service:
         await until(lambda: service.imap.connected)
         await box.append(mails.pbs("Verify Datastore 'store1' failed"))
         await box.append((bytes(range(128, 256)) + b"\r\n") * 10)  # garbage: rejected, moved
         await until(lambda: service.imap.processed == 2)
         assert await box.count("INBOX") == 0
-        assert await box.count("Processed") == 2
+        assert await box.count('"Proxmox Done"') == 2
         assert service.metrics.rejected.labels("imap", "not_a_mail")._value.get() == 1
     (event,) = await all_events(js)
     assert event.kind == "verify.failed"

@@ -32,6 +32,13 @@ def _check(response: aioimaplib.Response, what: str) -> aioimaplib.Response:
     return response
 
 
+def mailbox_arg(name: str) -> str:
+    """A mailbox name as an IMAP argument: quoted when it has spaces or specials."""
+    if name and not re.search(r'[\s"\\(){%*\]]', name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _literal(response: aioimaplib.Response) -> bytes | None:
     """The message bytes of a ``FETCH (BODY[])`` response (the literal)."""
     for line in response.lines:
@@ -119,10 +126,10 @@ class ImapPoller:
         await client.wait_hello_from_server()
         _check(await client.login(s.imap_user, s.imap_password.get_secret_value()), "LOGIN")
         if s.imap_move_to:
-            created = await client.create(s.imap_move_to)
+            created = await client.create(mailbox_arg(s.imap_move_to))
             if created.result == "OK":
                 log.info("created IMAP folder %r", s.imap_move_to)
-        _check(await client.select(s.imap_mailbox), f"SELECT {s.imap_mailbox}")
+        _check(await client.select(mailbox_arg(s.imap_mailbox)), f"SELECT {s.imap_mailbox}")
         self.connected = True
         self._metrics.imap_connected.set(1)
         idle = s.imap_idle and client.has_capability("IDLE")
@@ -229,10 +236,10 @@ class ImapPoller:
 
     async def _acknowledge(self, client: aioimaplib.IMAP4, uid: str) -> None:
         """Mark seen, or move to the configured folder (only ever after the ack)."""
-        folder = self.settings.imap_move_to
-        if not folder:
+        if not self.settings.imap_move_to:
             _check(await client.uid("store", uid, "+FLAGS.SILENT", r"(\Seen)"), "UID STORE")
             return
+        folder = mailbox_arg(self.settings.imap_move_to)
         if client.has_capability("MOVE"):
             _check(await client.uid("move", uid, folder), f"UID MOVE {folder}")
             return

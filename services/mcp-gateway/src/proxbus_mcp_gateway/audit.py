@@ -95,7 +95,8 @@ class AuditLog:
 
     def record(self, rec: AuditRecord) -> None:
         if self.js is None:
-            log.info("audit %s", rec.to_json().decode())
+            if log.isEnabledFor(logging.INFO):
+                log.info("audit %s", rec.to_json().decode())
             return
         try:
             self._queue.put_nowait(rec)

@@ -148,7 +148,10 @@ def build_http_app(
     """One Starlette app with every route, wrapped in bearer auth."""
     security = transport_security(gateway, host, port)
     streamable = server.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=security, host=host
+        streamable_http_path="/mcp",
+        transport_security=security,
+        host=host,
+        json_response=gateway.settings.mcp_json_response,
     )
     sse = server.sse_app(
         sse_path="/sse", message_path="/messages/", transport_security=security, host=host

@@ -42,5 +42,10 @@ class Settings(ServiceSettings):
     cache_ttl: float = Field(default=2.0, ge=0, le=60)
     membership_ttl: float = Field(default=30.0, gt=0, le=3600)
     max_wait: float = Field(default=50.0, gt=0, le=3600)
+    mcp_json_response: bool = Field(
+        default=False,
+        description="streamable HTTP answers plain JSON instead of an SSE stream (faster; "
+        "no progress notifications during a call)",
+    )
     max_concurrent_calls: int = Field(default=256, ge=1, le=10_000)
     gateway_transport: Literal["http", "stdio"] = "http"

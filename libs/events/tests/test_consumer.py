@@ -1,5 +1,16 @@
+import asyncio
+
 import anyio
-from proxbus_events import EVENTS_STREAM, Event, EventConsumer, EventPublisher
+from proxbus_events import EVENTS_STREAM, Event, EventConsumer, EventPublisher, ReceivedEvent
+
+
+async def collect(consumer: EventConsumer, n: int) -> list[ReceivedEvent]:
+    """Fetch until ``n`` events arrived (a fetch returns *up to* its batch)."""
+    out: list[ReceivedEvent] = []
+    with anyio.fail_after(10):
+        while len(out) < n:
+            out += await consumer.events(batch=n - len(out), timeout=1)
+    return out
 
 
 def ev(i: int) -> Event:
@@ -30,7 +41,7 @@ async def test_nak_redelivers_and_term_does_not(js) -> None:
         pub.submit(ev(2))
         assert await pub.flush(5)
     consumer = EventConsumer(js, stream=EVENTS_STREAM, durable="naks", ack_wait=5)
-    first = await consumer.events(batch=2, timeout=2)
+    first = await collect(consumer, 2)
     assert [r.event.metadata["i"] for r in first] == [1, 2]
     await first[0].nak(delay=0.1)
     await first[1].term()
@@ -47,6 +58,22 @@ async def test_invalid_bodies_are_terminated_and_counted(js) -> None:
     await js.publish("proxbus.events.x.syslog.info._", b"{not json")
     await js.publish("proxbus.events.x.syslog.info._", ev(3).to_json())
     consumer = EventConsumer(js, stream=EVENTS_STREAM, durable="bad")
-    got = await consumer.events(batch=10, timeout=1)
+    got = await collect(consumer, 1)
     assert [r.event.metadata["i"] for r in got] == [3]
+    assert await consumer.events(batch=10, timeout=0.2) == []
     assert consumer.invalid == 1
+
+
+async def test_a_single_event_at_a_low_rate_is_fetched_without_waiting_for_a_batch(js) -> None:
+    import time
+
+    consumer = EventConsumer(js, durable="lowrate")
+    assert await consumer.events(batch=100, timeout=0.2) == []
+    async with EventPublisher(js) as pub:
+        fetch = asyncio.create_task(consumer.events(batch=100, timeout=5))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await pub.publish(ev(7))
+        got = await fetch
+    assert [r.event.metadata["i"] for r in got] == [7]
+    assert time.monotonic() - started < 2

@@ -7,6 +7,7 @@ from proxbus_events import (
     ERROR_HEADER,
     RpcError,
     RpcTimeout,
+    RpcUnavailable,
     call_tool,
 )
 
@@ -36,7 +37,23 @@ async def test_call_tool_raises_the_gateway_error_with_its_code(nc) -> None:
     assert "pve9" in info.value.message
 
 
-async def test_call_tool_without_a_gateway_times_out_clearly(nc) -> None:
+async def test_call_tool_without_a_gateway_fails_at_once_and_clearly(nc) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(RpcUnavailable) as info:
+        await call_tool(nc, "get_vms", timeout=5)
+    assert time.monotonic() - started < 2
+    assert info.value.code == 503
+    assert "no gateway is running" in str(info.value)
+    assert isinstance(info.value, RpcTimeout)
+
+
+async def test_call_tool_with_a_silent_gateway_times_out(nc) -> None:
+    async def silent(msg) -> None:
+        return None
+
+    await nc.subscribe("proxbus.rpc.get_vms", cb=silent)
     with pytest.raises(RpcTimeout) as info:
         await call_tool(nc, "get_vms", timeout=0.3)
-    assert "no answer from the gateway" in str(info.value)
+    assert "no answer from the gateway within 0.3s" in str(info.value)

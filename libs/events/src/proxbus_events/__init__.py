@@ -1,7 +1,7 @@
 """proxbus-events: the event contract v1, NATS subjects/streams and shared service runtime."""
 
 from .consumer import EventConsumer, PullConsumer, ReceivedEvent
-from .errors import ProxbusError, PublishError, RpcError, RpcTimeout
+from .errors import ProxbusError, PublishError, RpcError, RpcTimeout, RpcUnavailable
 from .event import (
     EVENT_SCHEMA,
     KINDS,
@@ -81,6 +81,7 @@ __all__ = [
     "ReceivedEvent",
     "RpcError",
     "RpcTimeout",
+    "RpcUnavailable",
     "ServiceMain",
     "ServiceSettings",
     "Severity",

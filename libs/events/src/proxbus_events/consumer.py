@@ -14,6 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from .event import Event
+from .streams import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class PullConsumer:
         self,
         js: JetStreamContext,
         *,
-        stream: str,
+        stream: str = EVENTS_STREAM,
         durable: str,
         filter_subject: str | None = None,
         ack_wait: float = 30.0,
@@ -74,6 +75,7 @@ class PullConsumer:
             filter_subject=filter_subject,
         )
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._pending = 0
 
     async def start(self) -> None:
         """Create or bind the durable consumer."""
@@ -85,14 +87,27 @@ class PullConsumer:
         )
 
     async def fetch(self, batch: int = 100, timeout: float = 1.0) -> list[Msg]:
-        """Up to ``batch`` messages; an empty list when none came within ``timeout``."""
+        """Up to ``batch`` messages; an empty list when none came within ``timeout``.
+
+        A pull for ``n`` messages lingers until ``n`` arrived or the timeout passed, so at low
+        rates every message would wait the whole timeout. Each message says how many more are
+        pending: ask for at most that many, and for just one when nothing is known to wait
+        (that pull returns as soon as it arrives).
+        """
         if self._sub is None:
             await self.start()
         assert self._sub is not None
+        n = 1 if self._pending <= 0 else min(batch, self._pending)
         try:
-            return await self._sub.fetch(batch, timeout=timeout)
+            msgs = await self._sub.fetch(n, timeout=timeout)
         except (TimeoutError, nats.errors.TimeoutError):
+            self._pending = 0
             return []
+        try:
+            self._pending = int(msgs[-1].metadata.num_pending) if msgs else 0
+        except (AttributeError, ValueError, nats.errors.Error):
+            self._pending = 0
+        return msgs
 
     async def close(self) -> None:
         if self._sub is not None:

@@ -26,3 +26,10 @@ class RpcTimeout(RpcError):
 
     def __init__(self, tool: str, timeout: float) -> None:
         super().__init__(tool, 504, f"no answer from the gateway within {timeout:g}s")
+
+
+class RpcUnavailable(RpcTimeout):
+    """Raised at once when no gateway is subscribed at all (NATS "no responders")."""
+
+    def __init__(self, tool: str) -> None:
+        RpcError.__init__(self, tool, 503, "no gateway is running (no responders)")

@@ -14,7 +14,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from .errors import RpcError, RpcTimeout
+from .errors import RpcError, RpcTimeout, RpcUnavailable
 from .subjects import rpc_subject
 
 CALLER_HEADER = "Proxbus-Caller"
@@ -34,7 +34,8 @@ async def call_tool(
     """Call a gateway tool over NATS and return its structured result.
 
     Raises:
-        RpcTimeout: no gateway answered within ``timeout`` (or none is running).
+        RpcUnavailable: no gateway is running (answered at once, a subclass of RpcTimeout).
+        RpcTimeout: no gateway answered within ``timeout``.
         RpcError: the tool answered with an error (``code`` is HTTP-like: 400, 403, 404, 502...).
     """
     try:
@@ -44,7 +45,9 @@ async def call_tool(
             timeout=timeout,
             headers={CALLER_HEADER: caller},
         )
-    except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+    except nats.errors.NoRespondersError:
+        raise RpcUnavailable(tool) from None
+    except (TimeoutError, nats.errors.TimeoutError):
         raise RpcTimeout(tool, timeout) from None
     headers = msg.headers or {}
     if ERROR_HEADER in headers:

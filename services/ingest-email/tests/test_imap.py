@@ -60,11 +60,18 @@ def imap_settings(settings_for, nats_server, dovecot, **overrides):
 
 
 async def all_events(js) -> list[Event]:
+    """Every event in the stream (fetching until the stream's message count is reached)."""
+    expected = (await js.stream_info(EVENTS_STREAM)).state.messages
     consumer = PullConsumer(
         js, stream=EVENTS_STREAM, durable=None, filter_subject="proxbus.events.>"
     )
     await consumer.start()
-    return [Event.from_json(m.data) for m in await consumer.fetch(batch=100, timeout=0.5)]
+    events: list[Event] = []
+    for _ in range(20):
+        events += [Event.from_json(m.data) for m in await consumer.fetch(batch=100, timeout=0.5)]
+        if len(events) >= expected:
+            break
+    return events
 
 
 async def test_unseen_mail_becomes_events_and_is_marked_seen(

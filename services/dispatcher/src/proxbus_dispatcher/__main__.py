@@ -1,4 +1,11 @@
-"""``proxbus-dispatcher`` [run] | check-config FILE | dlq ... | silence ..."""
+"""usage: proxbus-dispatcher [run | check-config FILE | dlq ... | silence ...]
+
+run (default)        consume PROXBUS_EVENTS, route and deliver (configured by env / ROUTES_FILE)
+check-config FILE    validate a routes.yaml and exit (1 with FILE:LINE: reason when invalid)
+dlq list|replay      list or replay dead letters (see `proxbus-dispatcher dlq --help`)
+silence add|list|expire
+                     manage silences (see `proxbus-dispatcher silence --help`)
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,9 @@ from .errors import ConfigError
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
     if args and args[0] in ("dlq", "silence"):
         from .admin import cli_main
 

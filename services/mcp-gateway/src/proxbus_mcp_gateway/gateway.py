@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
 from .audit import AuditLog, AuditRecord
@@ -44,7 +44,6 @@ class GatewayMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     calls: Counter = field(init=False)
     duration: Histogram = field(init=False)
-    endpoint_up: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
         self.calls = Counter(
@@ -74,12 +73,6 @@ class GatewayMetrics:
                 30,
                 60,
             ),
-            registry=self.registry,
-        )
-        self.endpoint_up = Gauge(
-            "proxbus_gateway_endpoint_up",
-            "1 when the endpoint's circuit is not open",
-            ["cluster", "endpoint"],
             registry=self.registry,
         )
 

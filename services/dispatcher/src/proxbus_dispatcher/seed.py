@@ -52,13 +52,13 @@ def seed_receivers(s: Settings) -> list[dict[str, Any]]:
             {
                 "name": "email",
                 "type": "email",
-                "host": s.smtp_host,
-                "port": s.smtp_port,
-                "username": s.smtp_user,
-                "password": _secret(s.smtp_password),
-                "security": s.smtp_security,
-                "from": s.smtp_from,
-                "to": s.smtp_to,
+                "host": s.email_out_host,
+                "port": s.email_out_port,
+                "username": s.email_out_user,
+                "password": _secret(s.email_out_password),
+                "security": s.email_out_security,
+                "from": s.email_out_from,
+                "to": s.email_out_to,
                 **common,
             }
         )

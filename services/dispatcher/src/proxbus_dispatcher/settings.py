@@ -42,13 +42,14 @@ class Settings(ServiceSettings):
     webhook_url: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     email_out_enabled: bool = False
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_security: str = "starttls"
-    smtp_from: str | None = None
-    smtp_to: str | None = None
+    # EMAIL_OUT_* (not SMTP_*): ingest-email's SMTP receiver owns SMTP_* in a shared .env.
+    email_out_host: str | None = None
+    email_out_port: int = 587
+    email_out_user: str | None = None
+    email_out_password: SecretStr | None = None
+    email_out_security: str = "starttls"
+    email_out_from: str | None = None
+    email_out_to: str | None = None
     apprise_urls: SecretStr | None = None
     nats_out_subject: str | None = None
     max_attempts: int = Field(default=10, ge=1)

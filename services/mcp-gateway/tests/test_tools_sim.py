@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -261,3 +262,75 @@ async def test_fingerprint_pinning_trusts_exactly_that_certificate(sim: Simulato
     finally:
         for gw in (pinned, wrong, untrusted):
             await gw.close()
+
+
+async def test_long_waits_return_a_task_handle() -> None:
+    from proxbus_pvesim.testing import run_simulator
+
+    async with run_simulator(instant=False, task_seconds=30) as slow:
+        gw = Gateway.from_settings(make_settings(max_wait=0.3), sim_env(slow))
+        try:
+            stopped = next(
+                g for g in slow.lab.guests.values() if g.kind == "qemu" and not g.running
+            )
+            out = await call(
+                gw, "execute_vm_command", vmid=stopped.vmid, command="start", wait=True, timeout=600
+            )
+            assert out.ok, out.error
+            assert out.result.data["status"] == "running"
+            upid = out.result.data["upid"]
+            assert out.result.data["task"]["handle"] == upid
+            again = await call(gw, "get_task_status", upid=upid)
+            assert again.ok
+            assert again.result.data["status"] == "running"
+        finally:
+            await gw.close()
+
+
+async def test_breaker_closes_again_after_the_endpoint_recovers(sim: Simulator) -> None:
+    gw = Gateway.from_settings(
+        make_settings(cache_ttl=0, breaker_failures=1, breaker_cooldown=0.2, api_retries=0),
+        sim_env(sim),
+    )
+    try:
+        await call(gw, "get_nodes")
+        await sim.stop_api("pve")
+        down = await call(gw, "get_node_status", node="pve1")
+        assert not down.ok
+        assert gw.pool.endpoint_status()[0]["state"] == "open"
+        await sim.start_api("pve")
+        deadline = asyncio.get_running_loop().time() + 5
+        while gw.pool.endpoint_status()[0]["state"] != "half-open":
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        up = await call(gw, "get_node_status", node="pve1")
+        assert up.ok, up.error
+        assert gw.pool.endpoint_status()[0]["state"] == "closed"
+    finally:
+        await gw.close()
+
+
+async def test_token_allowlists_filter_lists_and_refuse_other_guests(
+    sim: Simulator, gateway: Gateway
+) -> None:
+    from proxbus_mcp_gateway.auth import Caller
+    from proxbus_mcp_gateway.config import TokenSpec
+
+    spec = TokenSpec(
+        name="web",
+        secret_sha256="0" * 64,
+        scopes=frozenset({"read", "operate"}),
+        nodes=frozenset({"pve1"}),
+        vmids=((100, 199),),
+    )
+    caller = Caller.from_token(spec, "test")
+    vms = await gateway.call("get_vms", {}, caller)
+    assert vms.ok
+    assert vms.result.data["items"]
+    assert all(v["node"] == "pve1" and 100 <= v["vmid"] <= 199 for v in vms.result.data["items"])
+    other = next(g for g in sim.lab.guests.values() if g.node != "pve1" and g.vmid < 200)
+    refused = await gateway.call("get_guest_status", {"vmid": other.vmid}, caller)
+    assert refused.code == 403
+    assert "node" in refused.error
+    raw = await gateway.call("proxmox_api", {"path": "/cluster/resources"}, caller)
+    assert raw.code == 403

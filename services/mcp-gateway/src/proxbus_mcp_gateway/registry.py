@@ -63,7 +63,8 @@ class ToolSpec:
 
     @property
     def read_only(self) -> bool:
-        return self.scope == "read"
+        """Never changes anything (``proxmox_api`` may, with the right scope and confirm)."""
+        return self.scope == "read" and not self.destructive
 
     def input_schema(self) -> dict[str, Any]:
         return compact_schema(self.input_model.model_json_schema())

@@ -84,3 +84,22 @@ async def test_an_open_breaker_is_not_hammered_and_reports_endpoint_down(sim: Si
         assert health is False
     finally:
         await gw.close()
+
+
+async def test_clustered_members_are_discovered_from_cluster_status(sim: Simulator) -> None:
+    # Discovered members are only added here, never dialled: the simulator's IPs are made up.
+    gw = Gateway.from_settings(make_settings(discover_endpoints=True), sim_env(sim))
+    try:
+        out = await gw.call("get_node_status", {"node": "pve2"}, ADMIN)
+        assert out.ok, out.error
+        endpoints = {e["endpoint"]: e["address"] for e in gw.pool.endpoint_status()}
+        assert {"pve2", "pve3"} <= set(endpoints)
+        assert "pve1" not in endpoints  # the answering member is the primary itself
+        assert endpoints["pve2"].endswith(f":{sim.pve_port}")
+        assert all(
+            e["requests"] == 0
+            for e in gw.pool.endpoint_status()
+            if e["endpoint"] in ("pve2", "pve3")
+        )
+    finally:
+        await gw.close()

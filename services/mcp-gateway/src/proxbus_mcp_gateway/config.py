@@ -67,6 +67,8 @@ class ClusterConfig:
     mode: Mode
     groups: list[Group]
     pbs: list[Endpoint] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """``<NODE>_FINGERPRINT`` values by lower-case env key, for members found by discovery."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -266,7 +268,16 @@ def parse_cluster(env: Mapping[str, str], name: str, prefix: str = "") -> Cluste
         pbs.append(ep)
     if not groups and not pbs:
         return None
-    return ClusterConfig(name=name, mode=mode, groups=groups, pbs=pbs)
+    fingerprints = {}
+    for key, value in env.items():
+        if key.startswith(prefix) and key.endswith("_FINGERPRINT") and value:
+            try:
+                fingerprints[key[len(prefix) : -len("_FINGERPRINT")].lower()] = (
+                    normalize_fingerprint(value)
+                )
+            except ConfigError:
+                continue  # not ours to judge: configured endpoints validated theirs above
+    return ClusterConfig(name=name, mode=mode, groups=groups, pbs=pbs, fingerprints=fingerprints)
 
 
 def parse_clusters(env: Mapping[str, str], default_name: str) -> list[ClusterConfig]:

@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -21,9 +21,10 @@ from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
 from urllib3.exceptions import InsecureRequestWarning, NewConnectionError
 
+from . import validate
 from .breaker import CircuitBreaker
 from .cache import ReadCache
-from .config import ClusterConfig, Endpoint, Group
+from .config import ClusterConfig, Endpoint, Group, env_key
 from .errors import (
     EndpointDown,
     InvalidArgument,
@@ -51,6 +52,7 @@ class PoolOptions:
     breaker_cooldown: float = 15.0
     cache_ttl: float = 2.0
     membership_ttl: float = 30.0
+    discover_endpoints: bool = True
 
     @classmethod
     def from_settings(cls, s: Settings) -> PoolOptions:
@@ -64,6 +66,7 @@ class PoolOptions:
             breaker_cooldown=s.breaker_cooldown,
             cache_ttl=s.cache_ttl,
             membership_ttl=s.membership_ttl,
+            discover_endpoints=s.discover_endpoints,
         )
 
 
@@ -330,6 +333,8 @@ class ProxmoxPool:
                             for item in status or []
                             if item.get("type") == "node" and item.get("name")
                         }
+                        if self.options.discover_endpoints:
+                            self._add_discovered(cluster, group, status or [])
                     else:
                         nodes = await self._group_request(cluster, group, "GET", "/nodes", None)
                         names = {str(item["node"]) for item in nodes or [] if item.get("node")}
@@ -345,6 +350,40 @@ class ProxmoxPool:
                 group.nodes = names | set(group.config.nodes)
                 group.nodes_loaded_at = now
                 group.membership_error = None
+
+    def _add_discovered(
+        self, cluster: ClusterRuntime, group: GroupRuntime, status: list[dict[str, Any]]
+    ) -> None:
+        """Add members seen in ``/cluster/status`` as failover endpoints (primary's port and
+        token, the member's IP; a pinned primary needs ``<NODE>_FINGERPRINT`` per member)."""
+        if not group.clients:
+            return
+        template = group.clients[0].endpoint
+        known = {c.endpoint.name for c in group.clients} | {c.endpoint.host for c in group.clients}
+        for item in status:
+            name, ip = str(item.get("name") or ""), str(item.get("ip") or "")
+            if item.get("type") != "node" or not name or not ip or name in known or ip in known:
+                continue
+            if item.get("local"):
+                continue  # the member that answered: already reachable through its endpoint
+            try:
+                validate.node_name(name)
+            except InvalidArgument:
+                continue
+            fingerprint = cluster.config.fingerprints.get(env_key(name).lower())
+            if template.fingerprint and not fingerprint:
+                log.warning(
+                    "member %s (%s) not used for failover: the primary is pinned; set %s_FINGERPRINT",
+                    name,
+                    ip,
+                    env_key(name),
+                )
+                known.add(name)
+                continue
+            ep = replace(template, name=name, host=ip, fingerprint=fingerprint)
+            group.clients.append(self._client(ep))
+            known |= {name, ip}
+            log.info("discovered member %s at %s in %s", name, ep.address, cluster.config.name)
 
     # -- requests ------------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ class Settings(ServiceSettings):
     breaker_failures: int = Field(default=3, ge=1, le=100)
     breaker_cooldown: float = Field(default=15.0, gt=0, le=3600)
     cache_ttl: float = Field(default=2.0, ge=0, le=60)
+    discover_endpoints: bool = Field(
+        default=True, description="add CLUSTERED members seen in /cluster/status for failover"
+    )
     membership_ttl: float = Field(default=30.0, gt=0, le=3600)
     max_wait: float = Field(default=50.0, gt=0, le=3600)
     mcp_json_response: bool = Field(

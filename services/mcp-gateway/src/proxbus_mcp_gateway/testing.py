@@ -52,6 +52,8 @@ def make_settings(**overrides: Any) -> Settings:
         "retry_backoff": 0.01,
         "breaker_cooldown": 30.0,
         "pool_workers": 8,
+        # The simulator reports made-up member IPs: never dial them from tests.
+        "discover_endpoints": False,
     }
     base.update(overrides)
     return Settings(**base)

@@ -109,7 +109,7 @@ async def _titles(js: Any) -> list[str]:
 
 
 async def test_messages_arrive_as_events(services: Any, gotify: FakeGotify, js: Any) -> None:
-    svc = await services.start(gotify_url=gotify.url, gotify_client_token=TOKEN)
+    svc = await services.start(gotify_listen_url=gotify.url, gotify_client_token=TOKEN)
     assert svc.gotify is not None
     await wait_until(lambda: _ready(svc))
     await gotify.push("disk alert", priority=8)
@@ -126,7 +126,7 @@ async def test_messages_arrive_as_events(services: Any, gotify: FakeGotify, js: 
 async def test_dropped_connection_is_reestablished_without_gaps_or_duplicates(
     services: Any, gotify: FakeGotify, js: Any
 ) -> None:
-    svc = await services.start(gotify_url=gotify.url, gotify_client_token=TOKEN)
+    svc = await services.start(gotify_listen_url=gotify.url, gotify_client_token=TOKEN)
     await wait_until(lambda: _ready(svc))
     await gotify.push("m1")
     await wait_until(lambda: _has(js, 1))
@@ -145,13 +145,15 @@ async def test_dropped_connection_is_reestablished_without_gaps_or_duplicates(
 async def test_restart_resumes_from_the_stored_cursor(
     services: Any, gotify: FakeGotify, js: Any
 ) -> None:
-    first = await services.start(gotify_url=gotify.url, gotify_client_token=TOKEN, health_port=0)
+    first = await services.start(
+        gotify_listen_url=gotify.url, gotify_client_token=TOKEN, health_port=0
+    )
     await wait_until(lambda: _ready(first))
     await gotify.push("before")
     await wait_until(lambda: _has(js, 1))
     await services.stop(first)
     await gotify.push("while down")
-    second = await services.start(gotify_url=gotify.url, gotify_client_token=TOKEN)
+    second = await services.start(gotify_listen_url=gotify.url, gotify_client_token=TOKEN)
     await wait_until(lambda: _ready(second))
     await gotify.push("after")
     await wait_until(lambda: _has(js, 3))

@@ -24,10 +24,10 @@ def test_lease_defaults_to_three_polls_at_least_ten_seconds(
     assert Settings(_env_file=None).lease_seconds == 10  # type: ignore[call-arg]
 
 
-def test_gotify_listen_url_wins_over_the_dispatchers_gotify_url(
+def test_the_dispatchers_gotify_url_never_starts_the_listener(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GOTIFY_URL", "https://outgoing.example")
-    assert Settings(_env_file=None).gotify_url == "https://outgoing.example"  # type: ignore[call-arg]
+    assert Settings(_env_file=None).gotify_listen_url is None  # type: ignore[call-arg]
     monkeypatch.setenv("GOTIFY_LISTEN_URL", "https://listen.example")
-    assert Settings(_env_file=None).gotify_url == "https://listen.example"  # type: ignore[call-arg]
+    assert Settings(_env_file=None).gotify_listen_url == "https://listen.example"  # type: ignore[call-arg]

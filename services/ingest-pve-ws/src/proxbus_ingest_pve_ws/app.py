@@ -111,10 +111,10 @@ class PveWsService:
                     )
                 )
         token = s.gotify_client_token.get_secret_value() if s.gotify_client_token else ""
-        if s.gotify_url and not token:
+        if s.gotify_listen_url and not token:
             log.warning("GOTIFY_CLIENT_TOKEN is not set: the Gotify stream listener is off")
-        if s.gotify_url and token:
-            key = cursor_key("gotify", server_label(s.gotify_url))
+        if s.gotify_listen_url and token:
+            key = cursor_key("gotify", server_label(s.gotify_listen_url))
             saved, _ = await store.load(key)
             last = saved.get("last_id") if saved else None
 
@@ -122,7 +122,7 @@ class PveWsService:
                 await store.save(key, {"last_id": last_id})
 
             self.gotify = GotifyListener(
-                url=s.gotify_url,
+                url=s.gotify_listen_url,
                 token=token,
                 publisher=self.publisher,
                 site=s.site,

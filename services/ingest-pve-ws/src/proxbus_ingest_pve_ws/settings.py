@@ -7,7 +7,7 @@ import socket
 from typing import Annotated
 
 from proxbus_events import ServiceSettings
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 
@@ -38,11 +38,9 @@ class Settings(ServiceSettings):
     pve_webhook_secret: SecretStr | None = None
     pve_webhook_max_bytes: int = Field(default=256 * 1024, ge=1024)
 
-    # Gotify stream listener (on when a URL and a client token are set). GOTIFY_LISTEN_URL
-    # wins over GOTIFY_URL, which in a shared .env is the dispatcher's outgoing server.
-    gotify_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("gotify_listen_url", "gotify_url")
-    )
+    # Gotify stream listener (on when a URL and a client token are set). Only GOTIFY_LISTEN_URL:
+    # GOTIFY_URL in a shared .env is the dispatcher's outgoing server and must not start this.
+    gotify_listen_url: str | None = None
     gotify_client_token: SecretStr | None = None
     gotify_backoff_max: float = Field(default=30.0, gt=0)
     gotify_timeout: float = Field(default=10.0, gt=0)

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from .activity import DemoActivity
 from .errors import ScenarioError
 from .scenario import build_lab, load_scenario
 from .simulator import Simulator
@@ -35,6 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--syslog-target", metavar="HOST:PORT", help="send syslog lines here (UDP)")
     p.add_argument("--webhook-url", help="POST PVE webhook notifications here")
     p.add_argument("--webhook-secret", help="bearer secret for --webhook-url")
+    p.add_argument(
+        "--activity",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="demo: start/stop guests and run (sometimes failing) backups every SECONDS",
+    )
     return p
 
 
@@ -134,7 +142,12 @@ async def _run(args: argparse.Namespace) -> int:
         if sim.admin is not None:
             lines += [f"admin URL:    {sim.admin.url}", f"admin token:  Bearer {sim.admin_token}"]
         print("\n".join(lines), flush=True)
-        await stop.wait()
+        if args.activity > 0:
+            activity = asyncio.create_task(DemoActivity(sim, args.activity).run(stop))
+            await stop.wait()
+            await activity
+        else:
+            await stop.wait()
     finally:
         await sim.stop()
     return 0

@@ -11,7 +11,8 @@ async def test_demo_activity_produces_tasks_and_both_outcomes(pvesim: Simulator)
     done = Counter(step.split(" ")[0] for step in steps)
     await pvesim.pve_tasks.close()
     tasks = pvesim.pve_tasks.all_tasks()
-    assert done["start"] and done["backup"]
+    assert done["start"]
+    assert done["backup"]
     assert len(tasks) >= done["start"] + done["backup"] + done["shutdown"]
     statuses = {t.exitstatus for t in tasks if t.type == "vzdump"}
     assert "OK" in statuses

@@ -23,6 +23,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "mcp-gateway"
+_SDK_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def preflight(settings: Settings, env: Mapping[str, str] | None = None) -> None:
@@ -159,7 +160,8 @@ async def serve_gateway_http(
     """
     settings = gateway.settings
     anonymous = check_bind(settings, gateway)
-    server = GatewayMCPServer(gateway, log_level=settings.log_level.upper())
+    level = settings.log_level.upper()
+    server = GatewayMCPServer(gateway, log_level=level if level in _SDK_LEVELS else "INFO")
     app = build_http_app(
         gateway, server, host=settings.gateway_host, port=settings.gateway_port, anonymous=anonymous
     )

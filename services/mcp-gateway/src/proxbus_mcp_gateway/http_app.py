@@ -92,10 +92,14 @@ def transport_security(gateway: Gateway, host: str, port: int) -> TransportSecur
     origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
     if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
         hosts += [host, f"{host}:{port}", f"{host}:*"]
-    hosts += [h.strip() for h in s.gateway_allowed_hosts.split(",") if h.strip()]
+    extra_hosts = [h.strip() for h in s.gateway_allowed_hosts.split(",") if h.strip()]
+    hosts += extra_hosts
     origins += [o.strip() for o in s.gateway_allowed_origins.split(",") if o.strip()]
+    # "*" turns Host/Origin validation off; only honoured when bearer tokens guard the gateway,
+    # since a rebinding page cannot present a token it does not know.
+    protect = not ("*" in extra_hosts and gateway.tokens)
     return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+        enable_dns_rebinding_protection=protect, allowed_hosts=hosts, allowed_origins=origins
     )
 
 

@@ -86,3 +86,17 @@ def _nats_pid(port: int) -> int:
         if cmd and cmd[0].endswith(b"nats-server") and str(port).encode() in cmd:
             return int(entry.name)
     raise LookupError(port)
+
+
+def test_per_service_variables_reach_only_their_service() -> None:
+    from proxbus_events.supervisor import service_env
+
+    environ = {
+        "PROXBUS_SITE": "lab",
+        "PROXBUS_DISPATCHER_HEALTH_PORT": "9091",
+        "PROXBUS_INGEST_PVE_WS_HEALTH_PORT": "9090",
+        "HEALTH_PORT": "1",
+    }
+    assert service_env("dispatcher", environ) == {"HEALTH_PORT": "9091"}
+    assert service_env("ingest-pve-ws", environ) == {"HEALTH_PORT": "9090"}
+    assert service_env("mcp-gateway", environ) == {}

@@ -7,10 +7,12 @@ import asyncio
 import faulthandler
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +81,9 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
         demo_dir.mkdir(parents=True, exist_ok=True)
         env_file = demo_dir / "gateway.env"
         env_file.unlink(missing_ok=True)
-        children.append(Child("pvesim", [sim, "--port", "0", "--write-env", str(env_file)]))
+        secret = secrets.token_urlsafe(24)
+        env["PVE_WEBHOOK_SECRET"] = secret
+        children.append(Child("pvesim", demo_simulator_argv(sim, env_file, secret)))
     for name in wanted:
         script = _script(f"proxbus-{name}")
         if script is None:
@@ -100,10 +104,41 @@ def read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
+def demo_simulator_argv(sim: str, env_file: Path, webhook_secret: str) -> list[str]:
+    """The simulator, on free ports, emitting mail/syslog/webhooks to the local ingest services.
+
+    The ingest services' ports come from the same variables they read themselves.
+    """
+    smtp_port = os.environ.get("SMTP_PORT", "2525")
+    syslog_port = os.environ.get("SYSLOG_PORT", "5514")
+    hooks_port = service_env("ingest-pve-ws", os.environ).get("HEALTH_PORT", "8090")
+    return [
+        sim, "--port", "0", "--pbs-port", "0",
+        "--task-seconds", os.environ.get("DEMO_TASK_SECONDS", "3"),
+        "--activity", os.environ.get("DEMO_ACTIVITY_SECONDS", "15"),
+        "--smtp-target", f"127.0.0.1:{smtp_port}",
+        "--syslog-target", f"127.0.0.1:{syslog_port}",
+        "--webhook-url", f"http://127.0.0.1:{hooks_port}/hooks/pve",
+        "--webhook-secret", webhook_secret,
+        "--write-env", str(env_file),
+    ]  # fmt: skip
+
+
+def service_env(name: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """``PROXBUS_<SERVICE>_<VAR>`` entries as ``<VAR>``: settings for one child only.
+
+    Every service reads e.g. ``HEALTH_PORT``; under one supervisor they need different ones:
+    ``PROXBUS_DISPATCHER_HEALTH_PORT=9091`` sets it for the dispatcher alone.
+    """
+    prefix = f"PROXBUS_{name.upper().replace('-', '_')}_"
+    return {k[len(prefix) :]: v for k, v in environ.items() if k.startswith(prefix) and k != prefix}
+
+
 async def _start(child: Child) -> None:
     env = {**os.environ, **child.env}
     if child.env_file is not None and child.env_file.exists():
         env.update(read_env_file(child.env_file))
+    env.update(service_env(child.name, os.environ))
     child.proc = await asyncio.create_subprocess_exec(*child.argv, env=env)
     child.started_at = time.monotonic()
     log.info("started %s (pid %d)", child.name, child.proc.pid)

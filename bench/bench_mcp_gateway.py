@@ -9,7 +9,8 @@ clients it measures calls/s and p50/p99 latency of
   - gateway, cache off (CACHE_TTL=0): every call reaches the simulator,
   - gateway, cache on (CACHE_TTL=2, default): repeated reads are served from the cache,
   - the same with MCP_JSON_RESPONSE=true (plain JSON answers instead of an SSE stream),
-with N official MCP clients (``streamable_http_client`` + ``ClientSession``), one session each.
+with N official MCP clients (``streamable_http_client`` + ``ClientSession``), one session each,
+and (rows "raw HTTP client") with N minimal JSON-RPC-over-HTTP clients (httpx, keep-alive).
 Prints a markdown table.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -193,6 +195,78 @@ async def gateway_load(port: int, clients: int, seconds: float) -> tuple[float, 
     return len(lat) / seconds, lat
 
 
+async def gateway_load_raw(port: int, clients: int, seconds: float) -> tuple[float, list[float]]:
+    """The same calls from a minimal JSON-RPC-over-HTTP client (httpx, keep-alive), so the
+    gateway's capacity is not hidden behind the Python SDK client's own CPU cost."""
+    url = f"http://127.0.0.1:{port}/mcp"
+    base = {
+        "Authorization": f"Bearer {SECRET}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    lat: list[float] = []
+    go = asyncio.Event()
+    ready = [0]
+    all_ready = asyncio.Event()
+
+    def result_of(resp: httpx.Response) -> dict:
+        text = resp.text
+        if resp.headers.get("content-type", "").startswith("text/event-stream"):
+            text = next(
+                line[5:]
+                for line in text.splitlines()
+                if line.startswith("data:") and '"result"' in line
+            )
+        return json.loads(text)
+
+    async def client() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            init = {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "bench", "version": "1"},
+                },
+            }
+            resp = await http.post(url, json=init, headers=base)
+            headers = {
+                **base,
+                "Mcp-Session-Id": resp.headers["mcp-session-id"],
+                "Mcp-Protocol-Version": "2025-06-18",
+            }
+            await http.post(
+                url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+            )
+            ready[0] += 1
+            if ready[0] == clients:
+                all_ready.set()
+            await go.wait()
+            end = time.perf_counter() + seconds
+            i = 0
+            while time.perf_counter() < end:
+                i += 1
+                body = {
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "method": "tools/call",
+                    "params": {"name": "get_vms", "arguments": {}},
+                }
+                t0 = time.perf_counter()
+                resp = await http.post(url, json=body, headers=headers)
+                data = result_of(resp)
+                lat.append((time.perf_counter() - t0) * 1000)
+                assert not data["result"].get("isError"), data
+
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    await asyncio.wait_for(all_ready.wait(), 60)
+    go.set()
+    await asyncio.gather(*tasks)
+    return len(lat) / seconds, lat
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=4.0)
@@ -213,16 +287,18 @@ def main() -> None:
                         None,
                     )
                 )
-            for label, ttl, js in (
-                ("gateway, cache off", 0.0, False),
-                ("gateway, cache on (2 s)", 2.0, False),
-                ("gateway, cache on, JSON responses", 2.0, True),
+            for label, ttl, js, load in (
+                ("gateway, cache off", 0.0, False, gateway_load),
+                ("gateway, cache on (2 s)", 2.0, False, gateway_load),
+                ("gateway, cache on, JSON responses", 2.0, True, gateway_load),
+                ("gateway, cache off, raw HTTP client", 0.0, False, gateway_load_raw),
+                ("gateway, cache on, raw HTTP client", 2.0, False, gateway_load_raw),
             ):
                 gw, port = start_gateway(sim_env, ttl, js)
                 try:
                     for n in CLIENTS:
                         cpu0 = cpu_seconds(gw.pid)
-                        rate, lat = asyncio.run(gateway_load(port, n, seconds))
+                        rate, lat = asyncio.run(load(port, n, seconds))
                         cpu_ms = (cpu_seconds(gw.pid) - cpu0) * 1000 / max(1, len(lat) + 2 * n)
                         rows.append(
                             (label, n, rate, statistics.median(lat), percentile(lat, 0.99), cpu_ms)

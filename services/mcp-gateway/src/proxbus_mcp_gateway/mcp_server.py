@@ -53,12 +53,11 @@ class GatewayMCPServer(MCPServer[Any]):
             name="proxbus-mcp-gateway", instructions=INSTRUCTIONS, version="0.1.0", **kwargs
         )
         self._definitions = {s.name: tool_definition(s) for s in gateway.registry.tools.values()}
-        if not gateway.settings.mcp_otel:
-            # Without an exporter the SDK's per-message spans are pure CPU cost on every call.
-            lowlevel = self._lowlevel_server
-            lowlevel.middleware[:] = [
-                m for m in lowlevel.middleware if type(m).__name__ != "OpenTelemetryMiddleware"
-            ]
+        # proxbus configures no tracer: the SDK's per-message spans would be CPU on every call.
+        lowlevel = self._lowlevel_server
+        lowlevel.middleware[:] = [
+            m for m in lowlevel.middleware if type(m).__name__ != "OpenTelemetryMiddleware"
+        ]
 
     def _caller(self, ctx: Any) -> Caller:
         request = getattr(ctx, "request", None)

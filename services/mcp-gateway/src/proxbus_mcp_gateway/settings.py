@@ -50,6 +50,5 @@ class Settings(ServiceSettings):
         description="streamable HTTP answers plain JSON instead of an SSE stream (faster; "
         "no progress notifications during a call)",
     )
-    mcp_otel: bool = Field(default=False, description="keep the MCP SDK's OpenTelemetry spans")
     max_concurrent_calls: int = Field(default=256, ge=1, le=10_000)
     gateway_transport: Literal["http", "stdio"] = "http"

@@ -103,3 +103,27 @@ async def test_clustered_members_are_discovered_from_cluster_status(sim: Simulat
         )
     finally:
         await gw.close()
+
+
+async def test_plain_api_errors_never_open_the_breaker(sim: Simulator) -> None:
+    # Proxmox answers many ordinary errors with a 500 (unknown task, missing config file):
+    # the endpoint is alive and must stay in use for every other call.
+    gw = Gateway.from_settings(
+        make_settings(cache_ttl=0, breaker_failures=1, api_retries=0), sim_env(sim)
+    )
+    try:
+        bogus = "UPID:pve1:00001234:00ABCDEF:65F0A1B2:qmstart:100:root@pam:"
+        for _ in range(3):
+            out = await gw.call(
+                "proxmox_api",
+                {"method": "GET", "path": f"/nodes/pve1/tasks/{bogus}/status"},
+                ADMIN,
+            )
+            assert not out.ok
+        status = {e["endpoint"]: e["state"] for e in gw.pool.endpoint_status()}
+        assert status["cluster-primary"] == "closed"
+        nodes = await gw.call("get_nodes", {}, ADMIN)
+        assert nodes.ok, nodes.error
+        assert nodes.result.data["count"] == 3
+    finally:
+        await gw.close()

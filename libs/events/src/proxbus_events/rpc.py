@@ -8,7 +8,9 @@ body ``{"error": "<message>"}``.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 import nats.errors
@@ -21,6 +23,7 @@ CALLER_HEADER = "Proxbus-Caller"
 ERROR_HEADER = "Nats-Service-Error"
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 RPC_SERVICE_NAME = "proxbus-gateway"
+NO_RESPONDERS_GRACE = 0.5
 
 
 async def call_tool(
@@ -38,17 +41,24 @@ async def call_tool(
         RpcTimeout: no gateway answered within ``timeout``.
         RpcError: the tool answered with an error (``code`` is HTTP-like: 400, 403, 404, 502...).
     """
-    try:
-        msg = await nc.request(
-            rpc_subject(tool),
-            json.dumps(arguments or {}).encode(),
-            timeout=timeout,
-            headers={CALLER_HEADER: caller},
-        )
-    except nats.errors.NoRespondersError:
-        raise RpcUnavailable(tool) from None
-    except (TimeoutError, nats.errors.TimeoutError):
-        raise RpcTimeout(tool, timeout) from None
+    payload = json.dumps(arguments or {}).encode()
+    deadline = time.monotonic() + timeout
+    # A gateway that is just (re)starting may not have its subscriptions everywhere yet:
+    # "no responders" is retried briefly before it is reported.
+    unavailable_until = time.monotonic() + min(NO_RESPONDERS_GRACE, timeout)
+    while True:
+        remaining = max(0.05, deadline - time.monotonic())
+        try:
+            msg = await nc.request(
+                rpc_subject(tool), payload, timeout=remaining, headers={CALLER_HEADER: caller}
+            )
+            break
+        except nats.errors.NoRespondersError:
+            if time.monotonic() >= unavailable_until:
+                raise RpcUnavailable(tool) from None
+            await asyncio.sleep(0.05)
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise RpcTimeout(tool, timeout) from None
     headers = msg.headers or {}
     if ERROR_HEADER in headers:
         try:

@@ -68,6 +68,8 @@ def gateway_env(sim: Simulator) -> dict[str, str]:
         f"PVE_{prefix}_TOKEN_VALUE": t.secret,
         f"{prefix}_FINGERPRINT": sim.fingerprint,
         "VERIFY_SSL": "true",
+        # The simulated members' cluster IPs are made up: never dial them.
+        "DISCOVER_ENDPOINTS": "false",
     }
     if sim.lab.pbs is not None:
         pbs = sim.lab.pbs.name

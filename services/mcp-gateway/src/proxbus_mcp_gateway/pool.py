@@ -73,9 +73,12 @@ class PoolOptions:
 class _Transient(Exception):
     """A failure worth retrying on another attempt or member (connection, timeout, 5xx)."""
 
-    def __init__(self, message: str, *, sent: bool) -> None:
+    def __init__(self, message: str, *, sent: bool, answered: bool = False) -> None:
         super().__init__(message)
         self.sent = sent
+        # The endpoint answered (an HTTP 5xx): worth retrying, but it is alive, so it must not
+        # open the circuit breaker (Proxmox answers many plain errors with 500).
+        self.answered = answered
 
 
 @dataclass(slots=True)
@@ -170,7 +173,7 @@ def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailur
         text = describe_resource_error(exc)
         code = int(exc.status_code)
         if code >= 500 and code != 501:
-            return _Transient(f"{ep.name}: {text}", sent=True)
+            return _Transient(f"{ep.name}: {text}", sent=True, answered=True)
         if code == 401:
             return UpstreamError(
                 f"401 authentication failed: the API token {ep.user}!{ep.token_name} "
@@ -572,7 +575,7 @@ class ProxmoxPool:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             mapped = map_exception(exc, ep, sent=True)
-            if isinstance(mapped, _Transient):
+            if isinstance(mapped, _Transient) and not mapped.answered:
                 client.failures += 1
                 client.breaker.record_failure(str(mapped))
                 if client.breaker.state != "closed":

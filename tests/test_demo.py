@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from proxbus_events.testing import free_port, wait_for_port
 
 BIN = Path(sys.executable).parent

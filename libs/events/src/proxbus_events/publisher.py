@@ -33,7 +33,7 @@ def event_headers(event: Event) -> dict[str, str]:
         "ce-id": event.id,
         "ce-source": f"proxbus/{event.source}/{event.site}",
         "ce-type": f"io.proxbus.{event.kind}",
-        "ce-time": event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "ce-time": event.timestamp.isoformat().replace("+00:00", "Z"),
         "content-type": "application/json",
     }
 

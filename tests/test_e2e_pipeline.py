@@ -1,0 +1,219 @@
+"""A failed backup reaches the on-call person once per source, and nothing is lost.
+
+The simulator plays a PVE cluster whose syslog, mail and webhook notification targets point at
+ingest-syslog, ingest-email and ingest-pve-ws; the dispatcher routes ``severity>=error`` to a
+generic webhook (a local sink that checks the HMAC). Every service is its console script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from proxbus_events import EVENTS_STREAM, Severity
+from proxbus_pvesim.testing import api_session, run_simulator
+
+PROXBUS = str(Path(sys.executable).parent / "proxbus")
+FAILING_VMID = 100
+SOURCES = {"syslog", "email", "pve-webhook"}
+ONCALL_ON_ERRORS = """\
+    - matchers: ["severity>=error"]
+      receiver: oncall
+"""
+WEBHOOK_VMID_BUG = (
+    "ingest-pve-ws: a PVE webhook vzdump notification whose guest table lists exactly one "
+    "failed guest gives backup.failed with vmid=null (the same notification by mail carries "
+    "the vmid), so grouping by vmid splits one failure into two notifications"
+)
+
+
+async def start_stack(stack: Any, sink: Any, child: str) -> dict[str, Any]:
+    services = {
+        "syslog": stack.ingest_syslog(),
+        "email": stack.ingest_email(),
+        "pve-ws": stack.ingest_pve_ws(),
+        "dispatcher": stack.dispatcher(stack.routes(child), sink),
+    }
+    await stack.healthy(*services.values())
+    return services
+
+
+def point_simulator_at(sim: Any, services: dict[str, Any], secret: str) -> None:
+    sim.set_targets(
+        smtp=("127.0.0.1", services["email"].ports["smtp"]),
+        syslog=("127.0.0.1", services["syslog"].ports["syslog"]),
+        syslog_protocol="tcp",
+        webhook_url=f"http://127.0.0.1:{services['pve-ws'].ports['http']}/hooks/pve",
+        webhook_secret=secret,
+    )
+
+
+async def run_backup(api: Any, node: str, vmid: int) -> str:
+    """Start a vzdump of ``vmid`` through the API (admin token, CA-verified TLS)."""
+    async with api.post(
+        f"/api2/json/nodes/{node}/vzdump", data={"vmid": str(vmid), "storage": "local"}
+    ) as response:
+        assert response.status == 200, await response.text()
+        return str((await response.json())["data"])
+
+
+def by_source(events: list[dict[str, Any]], kind: str) -> Counter[str]:
+    return Counter(e["source"] for e in events if e["kind"] == kind)
+
+
+def summary(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(e["source"], e["kind"], e["severity"], e["node"], e["vmid"]) for e in events]
+
+
+async def stream_events(nc: Any) -> list[dict[str, Any]]:
+    js = nc.jetstream(timeout=5)
+    state = (await js.stream_info(EVENTS_STREAM)).state
+    out = []
+    for seq in range(state.first_seq, state.last_seq + 1):
+        out.append(json.loads((await js.get_msg(EVENTS_STREAM, seq)).data))
+    return out
+
+
+async def events_stats(url: str) -> dict[str, int]:
+    """``proxbus events stats``: stream name → message count."""
+    proc = await asyncio.create_subprocess_exec(
+        PROXBUS, "--nats-url", url, "events", "stats",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    counts = {}
+    for line in out.decode().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+async def test_failed_backup_reaches_oncall_once_per_source_and_info_does_not(
+    stack: Any, sink: Any, nc: Any
+) -> None:
+    services = await start_stack(stack, sink, ONCALL_ON_ERRORS)
+    async with run_simulator(instant=True) as sim:
+        point_simulator_at(sim, services, stack.pve_webhook_secret)
+        node = sim.lab.guests[FAILING_VMID].node
+        ok_vmid = next(g.vmid for g in sim.lab.guests_on(node) if g.vmid != FAILING_VMID)
+        async with api_session(sim) as api:
+            await run_backup(api, node, ok_vmid)
+            sim.fail_next_backup(FAILING_VMID)
+            failed_upid = await run_backup(api, node, FAILING_VMID)
+            await stack.wait_until(
+                lambda: sim.emitter.sent["smtp"] >= 2 and sim.emitter.sent["webhook"] >= 2,
+                "the simulator's mails and webhook posts were accepted",
+                detail=lambda: (dict(sim.emitter.sent), dict(sim.emitter.failed)),
+            )
+        await sim.emitter.drain()
+        assert not sim.emitter.failed, dict(sim.emitter.failed)
+        emitted = sim.emitter.sent  # syslog: task start and end lines of both backups
+
+    def syslog_delivered() -> int:
+        return sum(e["source"] == "syslog" for r in sink.receipts for e in r.events)
+
+    await stack.wait_until(
+        lambda: (
+            set(by_source(sink.events("/oncall"), "backup.failed")) == SOURCES
+            and set(by_source(sink.events("/rest"), "backup.ok")) == SOURCES
+            and syslog_delivered() >= emitted["syslog"]
+        ),
+        "backup.failed from every source on-call, backup.ok from every source elsewhere, "
+        "every syslog line delivered",
+        detail=lambda: {p: summary(sink.events(p)) for p in ("/oncall", "/rest")},
+    )
+    await stack.wait_quiescent(nc)  # from here on, nothing more can reach the sink
+
+    oncall = sink.on("/oncall")
+    report = f"{[summary(r.events) for r in oncall]}\n{stack.report()}"
+    assert all(r.signature_ok for r in sink.receipts), report
+    assert [len(r.events) for r in oncall] == [1, 1, 1], report
+    events = [r.events[0] for r in oncall]
+    assert Counter(e["source"] for e in events) == Counter(SOURCES), report
+    for e in events:
+        assert e["kind"] == "backup.failed", report
+        assert e["node"] == node, report
+        assert Severity(e["severity"]).rank >= Severity.ERROR.rank, report
+        assert e["site"] == "lab", report
+    syslog_event = next(e for e in events if e["source"] == "syslog")
+    assert syslog_event["correlation_id"] == failed_upid, report
+    # The webhook's backup.failed has vmid null (WEBHOOK_VMID_BUG, xfail in the grouping test).
+    assert {e["vmid"] for e in events if e["source"] != "pve-webhook"} == {FAILING_VMID}, report
+
+    rest = sink.events("/rest")
+    assert all(Severity(e["severity"]).rank < Severity.ERROR.rank for e in rest), summary(rest)
+    assert by_source(rest, "backup.ok") == Counter(SOURCES), summary(rest)
+    assert {
+        e["vmid"] for e in rest if e["kind"] == "backup.ok" and e["source"] != "pve-webhook"
+    } == {ok_vmid}
+
+    stored = await stream_events(nc)
+    assert {e["id"] for e in events} <= {e["id"] for e in stored}
+    # every stored event was delivered exactly once, to one of the two receivers
+    assert Counter(e["id"] for r in sink.receipts for e in r.events) == Counter(
+        e["id"] for e in stored
+    )
+    assert sum(e["source"] == "syslog" for e in stored) == emitted["syslog"]
+    stats = await events_stats(stack.nats.url)
+    assert stats[EVENTS_STREAM] == len(stored), stats
+
+
+@pytest.mark.parametrize(
+    "group_by",
+    [
+        "[kind, node]",
+        pytest.param(
+            "[kind, node, vmid]", marks=pytest.mark.xfail(strict=True, reason=WEBHOOK_VMID_BUG)
+        ),
+    ],
+)
+async def test_three_reports_of_one_failure_arrive_as_one_grouped_notification(
+    stack: Any, sink: Any, nc: Any, group_by: str
+) -> None:
+    child = f"""\
+    - matchers: ["severity>=error"]
+      receiver: oncall
+      group_by: {group_by}
+      group_wait: 1s
+"""
+    services = await start_stack(stack, sink, child)
+    async with run_simulator(instant=True) as sim:
+        point_simulator_at(sim, services, stack.pve_webhook_secret)
+        node = sim.lab.guests[FAILING_VMID].node
+        sim.fail_next_backup(FAILING_VMID)
+        async with api_session(sim) as api:
+            await run_backup(api, node, FAILING_VMID)
+            await stack.wait_until(
+                lambda: sim.emitter.sent["smtp"] >= 1 and sim.emitter.sent["webhook"] >= 1,
+                "the simulator's mail and webhook post were accepted",
+                detail=lambda: (dict(sim.emitter.sent), dict(sim.emitter.failed)),
+            )
+
+    await stack.wait_until(
+        lambda: set(by_source(sink.events("/oncall"), "backup.failed")) == SOURCES,
+        "backup.failed from every source on-call",
+        timeout=20,
+        detail=lambda: [summary(r.events) for r in sink.on("/oncall")],
+    )
+    await stack.wait_quiescent(nc)
+    oncall = sink.on("/oncall")
+    report = f"{[summary(r.events) for r in oncall]}\n{stack.report()}"
+    assert len(oncall) == 1, report
+    payload = oncall[0].payload
+    assert oncall[0].signature_ok
+    assert payload["count"] == 3, report
+    assert sorted(e["source"] for e in payload["events"]) == sorted(SOURCES), report
+    # (the webhook's vmid is null: WEBHOOK_VMID_BUG; with vmid in group_by that splits the group)
+    assert {e["vmid"] for e in payload["events"] if e["source"] != "pve-webhook"} == {
+        FAILING_VMID
+    }, report
+    assert payload["group_labels"]["kind"] == "backup.failed", payload["group_labels"]
+    assert payload["group_labels"]["node"] == node, payload["group_labels"]
+    assert payload["severity"] == "error", report

@@ -25,11 +25,6 @@ ONCALL_ON_ERRORS = """\
     - matchers: ["severity>=error"]
       receiver: oncall
 """
-WEBHOOK_VMID_BUG = (
-    "ingest-pve-ws: a PVE webhook vzdump notification whose guest table lists exactly one "
-    "failed guest gives backup.failed with vmid=null (the same notification by mail carries "
-    "the vmid), so grouping by vmid splits one failure into two notifications"
-)
 
 
 async def start_stack(stack: Any, sink: Any, child: str) -> dict[str, Any]:
@@ -144,8 +139,8 @@ async def test_failed_backup_reaches_oncall_once_per_source_and_info_does_not(
         assert e["site"] == "lab", report
     syslog_event = next(e for e in events if e["source"] == "syslog")
     assert syslog_event["correlation_id"] == failed_upid, report
-    # The webhook's backup.failed has vmid null (WEBHOOK_VMID_BUG, xfail in the grouping test).
-    assert {e["vmid"] for e in events if e["source"] != "pve-webhook"} == {FAILING_VMID}, report
+    # Every source names the one failed guest (the webhook and the mail parse the same table).
+    assert {e["vmid"] for e in events} == {FAILING_VMID}, report
 
     rest = sink.events("/rest")
     assert all(Severity(e["severity"]).rank < Severity.ERROR.rank for e in rest), summary(rest)
@@ -169,9 +164,7 @@ async def test_failed_backup_reaches_oncall_once_per_source_and_info_does_not(
     "group_by",
     [
         "[kind, node]",
-        pytest.param(
-            "[kind, node, vmid]", marks=pytest.mark.xfail(strict=True, reason=WEBHOOK_VMID_BUG)
-        ),
+        "[kind, node, vmid]",
     ],
 )
 async def test_three_reports_of_one_failure_arrive_as_one_grouped_notification(
@@ -210,10 +203,7 @@ async def test_three_reports_of_one_failure_arrive_as_one_grouped_notification(
     assert oncall[0].signature_ok
     assert payload["count"] == 3, report
     assert sorted(e["source"] for e in payload["events"]) == sorted(SOURCES), report
-    # (the webhook's vmid is null: WEBHOOK_VMID_BUG; with vmid in group_by that splits the group)
-    assert {e["vmid"] for e in payload["events"] if e["source"] != "pve-webhook"} == {
-        FAILING_VMID
-    }, report
+    assert {e["vmid"] for e in payload["events"]} == {FAILING_VMID}, report
     assert payload["group_labels"]["kind"] == "backup.failed", payload["group_labels"]
     assert payload["group_labels"]["node"] == node, payload["group_labels"]
     assert payload["severity"] == "error", report

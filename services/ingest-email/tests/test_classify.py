@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from proxbus_events import Event, event_subject
-from proxbus_ingest_email.classify import Rejection, parse_vzdump_table, short_node
+from proxbus_events.proxmox import parse_vzdump_table
+from proxbus_ingest_email.classify import Rejection, short_node
 from proxbus_ingest_email.intake import mail_to_event
 
 

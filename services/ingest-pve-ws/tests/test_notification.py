@@ -36,6 +36,36 @@ def test_documented_body_for_failed_backup_is_backup_failed() -> None:
     assert ev.source == "pve-webhook"
 
 
+VZDUMP_TABLE = """Details
+=======
+VMID    Name    Status    Time    Size           Filename
+100     web1    ok        12s     1.2 GiB        vzdump-qemu-100.vma.zst
+101     db1     err       3s      0 B            null
+102     cache   ok        5s      200 MiB        vzdump-lxc-102.tar.zst
+
+Total running time: 20s
+"""
+
+
+def test_failed_backup_names_the_one_failed_guest_from_the_table() -> None:
+    ev = webhook_event(_body(message=VZDUMP_TABLE), site="lab")
+    assert ev.kind == "backup.failed"
+    assert ev.vmid == 101
+    assert [g["vmid"] for g in ev.metadata["guests"]] == [100, 101, 102]
+
+
+def test_several_failed_guests_leave_vmid_empty_and_list_them() -> None:
+    table = VZDUMP_TABLE.replace("100     web1    ok", "100     web1    err")
+    ev = webhook_event(_body(message=table), site="lab")
+    assert ev.vmid is None
+    assert ev.metadata["failed_vmids"] == [100, 101]
+
+
+def test_a_vmid_field_wins_over_the_table() -> None:
+    fields = {"type": "vzdump", "hostname": "pve1", "vmid": "999"}
+    assert webhook_event(_body(message=VZDUMP_TABLE, fields=fields), site="lab").vmid == 999
+
+
 @pytest.mark.parametrize(
     ("ntype", "severity", "kind"),
     [

@@ -1,13 +1,8 @@
 """proxbus ingest-email: Proxmox VE / PBS notification mail (SMTP, IMAP) to events."""
 
-from .classify import (
-    MailClass,
-    Rejection,
-    VzdumpGuest,
-    build_event,
-    classify_mail,
-    parse_vzdump_table,
-)
+from proxbus_events.proxmox import VzdumpGuest, parse_vzdump_table
+
+from .classify import MailClass, Rejection, build_event, classify_mail
 from .imap import ImapPoller
 from .intake import IngestResult, MailIntake, mail_to_event
 from .mime import ParsedMail, html_to_text, parse_mail

@@ -15,6 +15,7 @@ from proxbus_events import (
     apply_severity_floor,
     deterministic_event_id,
 )
+from proxbus_events.proxmox import backup_subject_vmid, parse_vzdump_table
 
 # Notification severities of proxmox-notify (``unknown`` is a real value).
 _PVE_SEVERITY = {
@@ -172,6 +173,19 @@ def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
         "notification_severity": raw_sev if isinstance(raw_sev, str) else None,
         "fields": {str(k): v for k, v in fields.items() if isinstance(v, str | int | float | bool)},
     }
+    if kind in ("backup.failed", "backup.ok"):
+        # The webhook carries the mail's text: read the per-guest table the same way the
+        # mail path does, so one failed guest has its vmid whichever way the report came.
+        guests = parse_vzdump_table(message)
+        if guests:
+            metadata["guests"] = [
+                {"vmid": g.vmid, "name": g.name, "status": g.status} for g in guests
+            ]
+            failed = [g.vmid for g in guests if g.status != "ok"]
+            if len(failed) > 1:
+                metadata["failed_vmids"] = failed
+            if vmid is None:
+                vmid = backup_subject_vmid(guests, kind == "backup.failed")
     return Event(
         id=deterministic_event_id(ts, "pve-webhook", site, hostname, ntype, title, message),
         source=Source.PVE_WEBHOOK,

@@ -25,8 +25,14 @@ from typing import Any
 import httpx
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig
-from proxbus_events import EVENTS_STREAM, Event, event_headers, event_subject, ensure_streams
-from proxbus_events.testing import NatsServer, free_port, nats_server_binary, test_stream_limits, wait_for_port
+from proxbus_events import EVENTS_STREAM, Event, ensure_streams, event_headers, event_subject
+from proxbus_events.testing import (
+    NatsServer,
+    free_port,
+    nats_server_binary,
+    test_stream_limits,
+    wait_for_port,
+)
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-dispatcher")
 
@@ -78,7 +84,9 @@ async def preload(js: Any, n: int) -> None:
     futures = []
     for i in range(n):
         e = make_event(i)
-        futures.append(await js.publish_async(event_subject(e), e.to_json(), headers=event_headers(e)))
+        futures.append(
+            await js.publish_async(event_subject(e), e.to_json(), headers=event_headers(e))
+        )
         if len(futures) >= 2000:
             await asyncio.gather(*futures)
             futures.clear()
@@ -87,7 +95,9 @@ async def preload(js: Any, n: int) -> None:
 
 async def raw_floor(js: Any, n: int) -> float:
     sub = await js.pull_subscribe(
-        "proxbus.events.>", durable="raw-floor", stream=EVENTS_STREAM,
+        "proxbus.events.>",
+        durable="raw-floor",
+        stream=EVENTS_STREAM,
         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=20_000),
     )
     got = 0
@@ -104,7 +114,9 @@ async def raw_floor(js: Any, n: int) -> float:
 
 
 def metric(text: str, name: str) -> float:
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+    return sum(
+        float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
+    )
 
 
 class Dispatcher:
@@ -162,7 +174,13 @@ async def main(n: int, latency_seconds: float, rate: int) -> None:
             await asyncio.sleep(0.05)
         intake = n / (time.perf_counter() - t0)
         d.stop()
-        rows.append(("dispatcher intake: consumed, routed, delivery enqueued, acked", f"{intake:,.0f} events/s", ">= 5,000/s"))
+        rows.append(
+            (
+                "dispatcher intake: consumed, routed, delivery enqueued, acked",
+                f"{intake:,.0f} events/s",
+                ">= 5,000/s",
+            )
+        )
 
         # B: delivery only: drain the n enqueued deliveries to the webhook sink
         d = Dispatcher({**base_env, "INTAKE_ENABLED": "false"})
@@ -171,7 +189,13 @@ async def main(n: int, latency_seconds: float, rate: int) -> None:
             await asyncio.sleep(0.05)
         deliveries = n / (time.perf_counter() - t0)
         d.stop()
-        rows.append(("deliveries to local webhook sink (concurrency 64)", f"{deliveries:,.0f} deliveries/s", ">= 1,000/s"))
+        rows.append(
+            (
+                "deliveries to local webhook sink (concurrency 64)",
+                f"{deliveries:,.0f} deliveries/s",
+                ">= 1,000/s",
+            )
+        )
 
         # C: end-to-end latency at a steady rate, full service
         await client.post(f"http://127.0.0.1:{sink_port}/reset")
@@ -193,12 +217,20 @@ async def main(n: int, latency_seconds: float, rate: int) -> None:
         ordered = sorted(records, key=lambda r: r[1])
         raw = [(r[2] - r[1]) * 1000 for r in ordered]
         slow = [(i, round(v)) for i, v in enumerate(raw) if v > 50]
-        print(f"latency > 50 ms at (index, ms): {slow[:20]} ({len(slow)} of {len(raw)})", file=sys.stderr)
+        print(
+            f"latency > 50 ms at (index, ms): {slow[:20]} ({len(slow)} of {len(raw)})",
+            file=sys.stderr,
+        )
         lat = sorted(raw)
         p50 = statistics.median(lat)
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
-        rows.append((f"end-to-end publish → webhook receipt at {rate}/s ({total} events)",
-                     f"p50 {p50:.1f} ms, p99 {p99:.1f} ms", "p99 < 100 ms"))
+        rows.append(
+            (
+                f"end-to-end publish → webhook receipt at {rate}/s ({total} events)",
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+                "p99 < 100 ms",
+            )
+        )
     await nc.close()
     sink.terminate()
     server.stop()
@@ -208,8 +240,10 @@ async def main(n: int, latency_seconds: float, rate: int) -> None:
     for row in rows:
         print(f"| {row[0]} | {row[1]} | {row[2]} |")
     print(f"\nintake / floor = {intake / floor:.2f}")
-    json.dump({"floor": floor, "intake": intake, "deliveries": deliveries, "p50": p50, "p99": p99},
-              sys.stderr)
+    json.dump(
+        {"floor": floor, "intake": intake, "deliveries": deliveries, "p50": p50, "p99": p99},
+        sys.stderr,
+    )
 
 
 if __name__ == "__main__":

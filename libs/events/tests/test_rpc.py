@@ -57,3 +57,12 @@ async def test_call_tool_with_a_silent_gateway_times_out(nc) -> None:
     with pytest.raises(RpcTimeout) as info:
         await call_tool(nc, "get_vms", timeout=0.3)
     assert "no answer from the gateway within 0.3s" in str(info.value)
+
+
+async def test_callers_that_must_not_wait_can_skip_the_no_responders_grace(nc) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(RpcUnavailable):
+        await call_tool(nc, "get_vms", timeout=5, no_responders_grace=0)
+    assert time.monotonic() - started < 0.3

@@ -33,11 +33,13 @@ async def call_tool(
     *,
     timeout: float = 5.0,
     caller: str = "unknown",
+    no_responders_grace: float = NO_RESPONDERS_GRACE,
 ) -> Any:
     """Call a gateway tool over NATS and return its structured result.
 
     Raises:
-        RpcUnavailable: no gateway is running (answered at once, a subclass of RpcTimeout).
+        RpcUnavailable: no gateway is running (after ``no_responders_grace`` seconds of
+            retrying "no responders"; a subclass of RpcTimeout).
         RpcTimeout: no gateway answered within ``timeout``.
         RpcError: the tool answered with an error (``code`` is HTTP-like: 400, 403, 404, 502...).
     """
@@ -45,7 +47,7 @@ async def call_tool(
     deadline = time.monotonic() + timeout
     # A gateway that is just (re)starting may not have its subscriptions everywhere yet:
     # "no responders" is retried briefly before it is reported.
-    unavailable_until = time.monotonic() + min(NO_RESPONDERS_GRACE, timeout)
+    unavailable_until = time.monotonic() + min(no_responders_grace, timeout)
     while True:
         remaining = max(0.05, deadline - time.monotonic())
         try:

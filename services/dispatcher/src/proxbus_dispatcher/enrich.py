@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from proxbus_events import Event, RpcError, RpcTimeout, call_tool
+from proxbus_events import Event, RpcError, RpcTimeout, RpcUnavailable, call_tool
 
 from .metrics import DispatcherMetrics
 
@@ -69,17 +69,22 @@ class Enricher:
         return out
 
     async def _call(self, tool: str, args: dict[str, Any]) -> Any:
-        started = time.monotonic()
         try:
+            # No grace for "no responders": an absent gateway must cost delivery nothing.
             result = await call_tool(
-                self._nc, tool, args, timeout=self.timeout, caller="dispatcher"
+                self._nc,
+                tool,
+                args,
+                timeout=self.timeout,
+                caller="dispatcher",
+                no_responders_grace=0,
             )
+        except RpcUnavailable:
+            self._paused_until = time.monotonic() + _ABSENT_PAUSE
+            self._metrics.enrich.labels("absent").inc()
+            return None
         except RpcTimeout:
-            if time.monotonic() - started < self.timeout / 2:
-                self._paused_until = time.monotonic() + _ABSENT_PAUSE
-                self._metrics.enrich.labels("absent").inc()
-            else:
-                self._metrics.enrich.labels("timeout").inc()
+            self._metrics.enrich.labels("timeout").inc()
             return None
         except RpcError as exc:
             self._metrics.enrich.labels("error").inc()

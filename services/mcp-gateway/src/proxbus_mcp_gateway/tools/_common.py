@@ -223,6 +223,25 @@ async def task_log_tail(
     return [str(entry.get("t", "")) for entry in (log or [])][-lines:]
 
 
+async def start_task(
+    ctx: CallContext,
+    cluster: str | None,
+    node: str,
+    method: str,
+    path: str,
+    params: dict[str, Any] | None = None,
+    *,
+    wait: bool,
+    timeout: float,
+    action: str,
+    target: str,
+) -> ToolResult:
+    """Start a task with one API call, optionally wait for it, and describe the outcome."""
+    upid = str(await ctx.gateway.pool.request(cluster, method, path, params, node=node))
+    status = await wait_task(ctx, cluster, node, upid, timeout) if wait else None
+    return task_result(action, target, upid, status)
+
+
 def task_result(action: str, target: str, upid: str, status: dict[str, Any] | None) -> ToolResult:
     """Result of an action that started a task (waited for or not)."""
     data: dict[str, Any] = {"action": action, "target": target, "upid": upid, "executed": True}

@@ -24,7 +24,7 @@ from ._common import (
     locate_guest,
     pct,
     plan,
-    task_result,
+    start_task,
     wait_task,
 )
 
@@ -244,11 +244,10 @@ def register(reg: Registry) -> None:
             }
             return plan(args.command, target, current, _EFFECT[args.command])
         path = guest_path(node, kind, args.vmid, "status", args.command)
-        upid = await ctx.gateway.pool.request(args.cluster, "POST", path, node=node)
-        status = (
-            await wait_task(ctx, args.cluster, node, str(upid), args.timeout) if args.wait else None
-        )
-        return task_result(args.command, target, str(upid), status)
+        return await start_task(
+            ctx, args.cluster, node, "POST", path,
+            wait=args.wait, timeout=args.timeout, action=args.command, target=target,
+        )  # fmt: skip
 
     class VmCommandIn(ToolInput):
         vmid: VmidArg
@@ -548,13 +547,11 @@ def register(reg: Registry) -> None:
             params["description"] = args.description
         if args.vmstate and kind == "qemu":
             params["vmstate"] = 1
-        upid = await ctx.gateway.pool.request(
-            args.cluster, "POST", guest_path(node, kind, args.vmid, "snapshot"), params, node=node
-        )
-        status = (
-            await wait_task(ctx, args.cluster, node, str(upid), args.timeout) if args.wait else None
-        )
-        return task_result("snapshot", f"{args.vmid}@{args.name}", str(upid), status)
+        return await start_task(
+            ctx, args.cluster, node, "POST", guest_path(node, kind, args.vmid, "snapshot"), params,
+            wait=args.wait, timeout=args.timeout, action="snapshot",
+            target=f"{args.vmid}@{args.name}",
+        )  # fmt: skip
 
     class SnapIn(ToolInput):
         vmid: VmidArg
@@ -592,23 +589,15 @@ def register(reg: Registry) -> None:
                 effect,
             )
         if action == "rollback":
-            upid = await pool.request(
-                args.cluster,
-                "POST",
-                guest_path(node, kind, args.vmid, "snapshot", args.name, "rollback"),
-                node=node,
-            )
+            method = "POST"
+            path = guest_path(node, kind, args.vmid, "snapshot", args.name, "rollback")
         else:
-            upid = await pool.request(
-                args.cluster,
-                "DELETE",
-                guest_path(node, kind, args.vmid, "snapshot", args.name),
-                node=node,
-            )
-        status = (
-            await wait_task(ctx, args.cluster, node, str(upid), args.timeout) if args.wait else None
-        )
-        return task_result(action, target, str(upid), status)
+            method = "DELETE"
+            path = guest_path(node, kind, args.vmid, "snapshot", args.name)
+        return await start_task(
+            ctx, args.cluster, node, method, path,
+            wait=args.wait, timeout=args.timeout, action=action, target=target,
+        )  # fmt: skip
 
     @reg.tool(
         "rollback_snapshot",
@@ -663,13 +652,10 @@ def register(reg: Registry) -> None:
             params["storage"] = args.storage
         if args.notes:
             params["notes-template"] = args.notes
-        upid = await ctx.gateway.pool.request(
-            args.cluster, "POST", f"/nodes/{node}/vzdump", params, node=node
-        )
-        status = (
-            await wait_task(ctx, args.cluster, node, str(upid), args.timeout) if args.wait else None
-        )
-        return task_result("backup", f"{args.vmid} on {node}", str(upid), status)
+        return await start_task(
+            ctx, args.cluster, node, "POST", f"/nodes/{node}/vzdump", params,
+            wait=args.wait, timeout=args.timeout, action="backup", target=f"{args.vmid} on {node}",
+        )  # fmt: skip
 
     class MigrateIn(ToolInput):
         vmid: VmidArg
@@ -716,13 +702,11 @@ def register(reg: Registry) -> None:
         params: dict[str, Any] = {"target": args.target}
         if running and args.online:
             params["online" if kind == "qemu" else "restart"] = 1
-        upid = await pool.request(
-            args.cluster, "POST", guest_path(node, kind, args.vmid, "migrate"), params, node=node
-        )
-        status = (
-            await wait_task(ctx, args.cluster, node, str(upid), args.timeout) if args.wait else None
-        )
-        return task_result("migrate", f"{args.vmid} {node} -> {args.target}", str(upid), status)
+        return await start_task(
+            ctx, args.cluster, node, "POST", guest_path(node, kind, args.vmid, "migrate"), params,
+            wait=args.wait, timeout=args.timeout, action="migrate",
+            target=f"{args.vmid} {node} -> {args.target}",
+        )  # fmt: skip
 
     class LogIn(ToolInput):
         cluster: ClusterArg = None

@@ -54,9 +54,12 @@ async def test_buffered_submits_dedup_too(js) -> None:
     async with EventPublisher(js) as pub:
         event = ev()
         assert pub.submit(event)
+        assert await pub.flush(5)
         assert pub.submit(event)
         assert await pub.flush(5)
     assert (await js.stream_info(EVENTS_STREAM)).state.messages == 1
+    assert pub.stats.published == 1
+    assert pub.stats.duplicates == 1
 
 
 async def test_headers_carry_msg_id_and_cloudevents_attributes(js, nc) -> None:
@@ -185,3 +188,23 @@ async def test_a_refused_event_is_dropped_and_counted_without_blocking_the_rest(
     assert "maximum" in pub.stats.last_error or "size" in pub.stats.last_error
     bodies = await stream_bodies(js)
     assert [b["metadata"]["i"] for b in bodies] == [1, 3]
+
+
+async def test_ack_sink_resolves_stored_duplicate_and_refused(js) -> None:
+    from nats.js.api import StreamConfig
+    from proxbus_events import AckSink
+
+    await js.add_stream(StreamConfig(name="SMALL", subjects=["small.>"], max_msg_size=64))
+    sink = AckSink(js)
+    stored = await sink.publish("small.x", b"a", {"Nats-Msg-Id": "one"})
+    again = await sink.publish("small.x", b"a", {"Nats-Msg-Id": "one"})
+    refused = await sink.publish("small.x", b"z" * 200, {"Nats-Msg-Id": "two"})
+    nobody = await sink.publish("nostream.x", b"a")
+    assert await asyncio.wait_for(stored, 5) is True
+    assert await asyncio.wait_for(again, 5) is False
+    with pytest.raises(PublishError, match="refused"):
+        await asyncio.wait_for(refused, 5)
+    with pytest.raises(PublishError, match="503"):
+        await asyncio.wait_for(nobody, 5)
+    await sink.close()
+    assert (await js.stream_info("SMALL")).state.messages == 1

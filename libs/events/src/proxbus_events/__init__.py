@@ -23,7 +23,7 @@ from .health import HealthServer
 from .logs import configure_logging
 from .matchers import Matcher, match_all
 from .metrics import PublisherCollector, register_publisher
-from .publisher import EventPublisher, PublisherStats, event_headers
+from .publisher import AckSink, EventPublisher, PublisherStats, event_headers
 from .rpc import CALLER_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, RPC_SERVICE_NAME, call_tool
 from .runner import ServiceMain, run_service, serve_until_stopped
 from .settings import ServiceSettings, connect_nats
@@ -67,6 +67,7 @@ __all__ = [
     "SILENCES_BUCKET",
     "TITLE_LIMIT",
     "TRUNCATION_MARKER",
+    "AckSink",
     "Event",
     "EventConsumer",
     "EventPublisher",

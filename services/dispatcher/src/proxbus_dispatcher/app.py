@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from proxbus_events import (
     DELIVERIES_STREAM,
     EVENTS_STREAM,
+    AckSink,
     Event,
     HealthServer,
     PullConsumer,
@@ -132,6 +133,7 @@ class Dispatcher:
         self.config = config
         self.nc = nc
         self.js = js
+        self.acks = AckSink(js)
         self.metrics = metrics
         self.consumer = PullConsumer(
             js,
@@ -164,6 +166,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         await self.silences.start()
+        await self.acks.start()
         await self.consumer.start()
 
     # --- intake -------------------------------------------------------------------------
@@ -300,14 +303,9 @@ class Dispatcher:
         return future, items, route, group
 
     async def _publish(self, subject: str, body: bytes, msg_id: str) -> asyncio.Future[Any]:
-        """``publish_async``; a publish that cannot even be sent becomes a failed future, so
+        """A pipelined JetStream publish; one that cannot even be sent is a failed future, so
         ``_settle`` retries it like one whose ack never came."""
-        try:
-            return await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id})
-        except Exception as exc:
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            future.set_exception(exc)
-            return future
+        return await self.acks.publish(subject, body, {"Nats-Msg-Id": msg_id})
 
     async def _settle(self, pubs: list[_Pub]) -> None:
         """Wait for the JetStream acks of ``pubs``; failed ones are retried, successful released."""
@@ -401,6 +399,7 @@ class Dispatcher:
     async def close(self) -> None:
         await self.silences.stop()
         await self.consumer.close()
+        await self.acks.close()
 
 
 class DispatcherService:

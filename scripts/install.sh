@@ -12,7 +12,9 @@ if command -v apt-get >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   missing=""
   for pkg in dovecot-imapd; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+    # "install ok installed" only: a removed package keeps its config and still answers dpkg -s.
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing="$missing $pkg"
   done
   if [ -n "$missing" ]; then
     $SUDO apt-get update -qq

@@ -12,6 +12,7 @@ import json
 import sys
 from datetime import timedelta
 
+from nats.js import JetStreamContext
 from proxbus_events import (
     Matcher,
     Silence,
@@ -68,9 +69,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await nc.close()
 
 
-async def _dlq(args: argparse.Namespace, js: object) -> int:
+async def _dlq(args: argparse.Namespace, js: JetStreamContext) -> int:
     if args.cmd == "list":
-        entries = await dlq_list(js, args.receiver)  # type: ignore[arg-type]
+        entries = await dlq_list(js, args.receiver)
         for e in entries:
             if args.json:
                 print(json.dumps({"seq": e.seq, **e.letter.model_dump(mode="json", by_alias=True)}))
@@ -84,13 +85,13 @@ async def _dlq(args: argparse.Namespace, js: object) -> int:
         if not args.json:
             print(f"{len(entries)} dead letter(s)", file=sys.stderr)
         return 0
-    replayed = await dlq_replay(js, args.receiver, args.ids)  # type: ignore[arg-type]
+    replayed = await dlq_replay(js, args.receiver, args.ids)
     print(f"replayed {len(replayed)} dead letter(s) to {args.receiver}")
     return 0 if replayed or not args.ids else 1
 
 
-async def _silence(args: argparse.Namespace, js: object) -> int:
-    store = await SilenceStore.open(js)  # type: ignore[arg-type]
+async def _silence(args: argparse.Namespace, js: JetStreamContext) -> int:
+    store = await SilenceStore.open(js)
     if args.cmd == "add":
         matchers = list(args.matchers)
         silence = Silence.for_duration(

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .auth import Caller
 from .gateway import Gateway
 from .mcp_server import CALLER_STATE_KEY, GatewayMCPServer
+from .transport import AdaptiveSessionManager
 
 PUBLIC_PATHS = frozenset({"/health", "/metrics"})
 
@@ -151,16 +152,16 @@ def build_http_app(
 ) -> ASGIApp:
     """One Starlette app with every route, wrapped in bearer auth."""
     security = transport_security(gateway, host, port)
-    streamable = server.streamable_http_app(
-        streamable_http_path="/mcp",
-        transport_security=security,
-        host=host,
+    # JSON answers unless a call asked for progress (transport.py); MCP_JSON_RESPONSE=true
+    # makes every answer JSON, as the SDK's own switch does.
+    manager = AdaptiveSessionManager(
+        app=server.lowlevel_server,
         json_response=gateway.settings.mcp_json_response,
+        security_settings=security,
     )
     sse = server.sse_app(
         sse_path="/sse", message_path="/messages/", transport_security=security, host=host
     )
-    manager = server.session_manager
     gateway.metrics.registry.register(PoolCollector(gateway))
 
     async def health(_: Request) -> Response:
@@ -189,7 +190,6 @@ def build_http_app(
         Route("/mcp", endpoint=StreamableHTTPASGIApp(manager)),
     ]
     routes += [r for r in sse.routes if isinstance(r, Route | Mount)]
-    _ = streamable
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -59,6 +59,11 @@ class GatewayMCPServer(MCPServer[Any]):
             m for m in lowlevel.middleware if type(m).__name__ != "OpenTelemetryMiddleware"
         ]
 
+    @property
+    def lowlevel_server(self) -> Any:
+        """The SDK's low-level ``Server`` (what a session manager runs)."""
+        return self._lowlevel_server
+
     def _caller(self, ctx: Any) -> Caller:
         request = getattr(ctx, "request", None)
         if request is None:

@@ -1,0 +1,136 @@
+"""Streamable HTTP that picks the answer's form per request.
+
+The MCP spec lets a server answer a POSTed request with either one JSON body or an SSE
+stream. The SDK chooses once per session manager: SSE for everything (each call pays for
+an SSE response, its task group and memory streams) or JSON for everything (progress
+notifications during a call are dropped). A call can only receive progress if it carried
+``_meta.progressToken``, so this transport answers plain JSON unless it did: a
+``get_task_status`` with ``wait`` still streams its progress, a ``get_vms`` costs about
+half the CPU (measured in ``bench/bench_mcp_gateway.py``).
+
+Everything else (initialize, notifications, GET/DELETE, malformed bodies, progress-carrying
+calls) goes through the SDK's own code path unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from http import HTTPStatus
+from typing import Any
+
+import anyio
+import pydantic_core
+from mcp.server.streamable_http import (
+    EventMessage,
+    StreamableHTTPServerTransport,
+    check_accept_headers,
+)
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp.types import INTERNAL_ERROR, JSONRPCError, JSONRPCRequest, JSONRPCResponse
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+# Notifications a request may emit before its response (progress, logs) are buffered here
+# and skipped: a JSON answer carries only the response.
+_BUFFER = 16
+
+
+def wants_stream(raw: Any) -> bool:
+    """True unless ``raw`` is a request that cannot receive anything but its response."""
+    if not isinstance(raw, dict) or "id" not in raw or raw.get("method") == "initialize":
+        return True
+    params = raw.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and "progressToken" in meta
+
+
+class AdaptiveTransport(StreamableHTTPServerTransport):
+    """``StreamableHTTPServerTransport`` answering JSON for requests without a progress token."""
+
+    async def _handle_post_request(
+        self, scope: Scope, request: Request, receive: Receive, send: Send
+    ) -> None:
+        message = None
+        if not self.is_json_response_enabled:
+            message = await self._plain_request(request)
+        if message is None:
+            # Starlette caches the body, so the SDK's path reads the same bytes again.
+            await super()._handle_post_request(scope, request, receive, send)
+            return
+        try:
+            await self._answer_json(message, scope, request, receive, send)
+        except Exception as err:
+            log.exception("error handling POST request")
+            response = self._create_error_response(
+                "Error handling POST request", HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR
+            )
+            await response(scope, receive, send)
+            if self._read_stream_writer is not None:
+                await self._read_stream_writer.send(Exception(err))
+
+    async def _plain_request(self, request: Request) -> JSONRPCRequest | None:
+        """The request if it qualifies for a JSON answer, else None (the SDK handles it)."""
+        has_json, has_sse = check_accept_headers(request)
+        if not (has_json and has_sse) or not self._check_content_type(request):
+            return None  # the SDK answers 406 / 415
+        try:
+            raw = pydantic_core.from_json(await request.body())
+        except ValueError:
+            return None
+        if wants_stream(raw):
+            return None
+        try:
+            return JSONRPCRequest.model_validate(raw, by_name=False)
+        except ValidationError:
+            return None
+
+    async def _answer_json(
+        self, message: JSONRPCRequest, scope: Scope, request: Request, receive: Receive, send: Send
+    ) -> None:
+        writer = self._read_stream_writer
+        if writer is None:  # pragma: no cover - connect() always runs first
+            raise RuntimeError("transport is not connected")
+        if not await self._validate_request_headers(request, send):
+            return
+        request_id = str(message.id)
+        streams = anyio.create_memory_object_stream[EventMessage](_BUFFER)
+        self._request_streams[request_id] = streams
+        metadata = ServerMessageMetadata(
+            request_context=request,
+            on_request_unanswered=partial(self._terminate_unanswered_request, message.id),
+            # One JSON body has no room for a server-initiated request tied to this call.
+            can_send_request=False,
+        )
+        try:
+            await writer.send(SessionMessage(message, metadata=metadata))
+            while True:
+                event = await streams[1].receive()
+                if isinstance(event.message, JSONRPCResponse | JSONRPCError):
+                    break
+            response = self._create_json_response(event.message)
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            response = self._create_error_response(
+                "Session terminated before the request completed",
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                INTERNAL_ERROR,
+            )
+        finally:
+            await self._clean_up_memory_streams(request_id)
+        await response(scope, receive, send)
+
+
+class AdaptiveSessionManager(StreamableHTTPSessionManager):
+    """Session manager whose sessions use :class:`AdaptiveTransport`."""
+
+    def _admit_session(self, requestor: Any) -> StreamableHTTPServerTransport | None:
+        transport = super()._admit_session(requestor)
+        if transport is None or type(transport) is not StreamableHTTPServerTransport:
+            return transport
+        # Re-class the freshly built transport: same state, one overridden method.
+        transport.__class__ = AdaptiveTransport
+        return transport

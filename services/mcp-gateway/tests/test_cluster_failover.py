@@ -1,7 +1,7 @@
 """CLUSTERED: when the primary member's API stops answering, calls go through another member.
 
-The simulator serves one PVE listener; a second member endpoint is a second
-``ApiServer`` on its own port sharing the same simulated cluster (same model, auth, TLS).
+The simulator serves one PVE listener; ``member_listener`` adds a second one on its own port
+sharing the same simulated cluster (same model, auth, TLS), standing for another member.
 """
 
 from __future__ import annotations
@@ -11,30 +11,15 @@ from collections.abc import AsyncIterator
 import pytest
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import ADMIN, make_settings, sim_env
-from proxbus_pvesim.router import Router
-from proxbus_pvesim.schema import SchemaIndex
 from proxbus_pvesim.server import ApiServer
-from proxbus_pvesim.simulator import Simulator, pve_routes
+from proxbus_pvesim.simulator import Simulator
+from proxbus_pvesim.testing import member_listener
 
 
 @pytest.fixture
 async def second_member(sim: Simulator) -> AsyncIterator[ApiServer]:
-    assert sim.tls is not None
-    server = ApiServer(
-        service="PVE",
-        sim=sim,
-        router=Router(pve_routes()),
-        schema=SchemaIndex("pve"),
-        auth=sim.pve_auth,
-        tls=sim.tls,
-        host="127.0.0.1",
-        port=0,
-    )
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+    async with member_listener(sim) as listener:
+        yield listener
 
 
 async def test_calls_fail_over_when_the_primary_api_is_down(

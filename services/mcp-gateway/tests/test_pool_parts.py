@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from proxbus_mcp_gateway.breaker import CircuitBreaker
 from proxbus_mcp_gateway.cache import ReadCache
+from proxbus_mcp_gateway.pool import path_node, touched_nodes
 from proxbus_mcp_gateway.registry import compact_schema
 from proxbus_mcp_gateway.schema import load, required_scope, resolve
 
@@ -78,6 +80,67 @@ async def test_a_read_racing_a_write_is_not_cached() -> None:
         return "fresh"
 
     assert await cache.get_or_fetch("lab", "k", fresh) == "fresh"
+
+
+async def test_a_node_write_keeps_other_nodes_entries_and_drops_its_own_and_cluster_wide() -> None:
+    cache = ReadCache(ttl=60.0)
+    fetched: list[str] = []
+
+    def fetcher(name: str) -> Any:
+        async def fetch() -> str:
+            fetched.append(name)
+            return name
+
+        return fetch
+
+    entries = {"pve1": "pve1", "pve2": "pve2", "resources": None}
+    for key, node in entries.items():
+        await cache.get_or_fetch("lab", key, fetcher(key), node)
+    cache.invalidate("lab", {"pve1"})
+    fetched.clear()
+    for key, node in entries.items():
+        await cache.get_or_fetch("lab", key, fetcher(key), node)
+    assert sorted(fetched) == ["pve1", "resources"]  # pve2's answer was kept
+    cache.invalidate("other", None)  # another cluster: nothing here changes
+    cache.invalidate("lab")  # the whole cluster
+    fetched.clear()
+    for key, node in entries.items():
+        await cache.get_or_fetch("lab", key, fetcher(key), node)
+    assert sorted(fetched) == ["pve1", "pve2", "resources"]
+
+
+async def test_a_read_racing_a_write_on_its_node_is_not_cached_one_on_another_node_is() -> None:
+    cache = ReadCache(ttl=60.0)
+    gate = asyncio.Event()
+
+    async def slow() -> str:
+        await gate.wait()
+        return "first"
+
+    mine = asyncio.create_task(cache.get_or_fetch("lab", "a", slow, "pve1"))
+    other = asyncio.create_task(cache.get_or_fetch("lab", "b", slow, "pve2"))
+    wide = asyncio.create_task(cache.get_or_fetch("lab", "c", slow, None))
+    await asyncio.sleep(0)
+    cache.invalidate("lab", {"pve1"})
+    gate.set()
+    assert await asyncio.gather(mine, other, wide) == ["first"] * 3
+
+    async def second() -> str:
+        return "second"
+
+    assert await cache.get_or_fetch("lab", "a", second, "pve1") == "second"
+    assert await cache.get_or_fetch("lab", "b", second, "pve2") == "first"
+    assert await cache.get_or_fetch("lab", "c", second, None) == "second"
+
+
+def test_writes_touch_their_node_the_migration_target_or_the_whole_cluster() -> None:
+    assert path_node("/nodes/pve1/qemu/100/status/start") == "pve1"
+    assert path_node("/nodes") is None
+    assert path_node("/cluster/resources") is None
+    assert touched_nodes("/nodes/pve1/qemu/100/status/start", None) == {"pve1"}
+    assert touched_nodes("/nodes/pve1/qemu/100/migrate", {"target": "pve3"}) == {"pve1", "pve3"}
+    assert touched_nodes("/cluster/ha/resources", {"sid": "vm:100"}) is None
+    assert touched_nodes("/pools", None) is None
 
 
 def test_vendored_schema_is_compact_and_complete() -> None:

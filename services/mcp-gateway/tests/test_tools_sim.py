@@ -154,10 +154,20 @@ async def test_cache_serves_repeated_reads_and_actions_invalidate_it(
     await call(gateway, "get_vms")
     assert sim.request_count == before
     stopped = next(g for g in sim.lab.guests.values() if g.kind == "qemu" and not g.running)
+    elsewhere = next(n for n in ("pve1", "pve2", "pve3") if n != stopped.node)
+    await call(gateway, "get_node_status", node=elsewhere)
+    await call(gateway, "get_node_status", node=stopped.node)
     await call(gateway, "execute_vm_command", vmid=stopped.vmid, command="start", wait=True)
     vms = await call(gateway, "get_vms")
     status = {v["vmid"]: v["status"] for v in vms.result.data["items"]}
     assert status[stopped.vmid] == "running"
+    # The action touched one node: another node's cached answer is still served...
+    before = sim.request_count
+    await call(gateway, "get_node_status", node=elsewhere)
+    assert sim.request_count == before
+    # ...while the acting node's is fetched again.
+    await call(gateway, "get_node_status", node=stopped.node)
+    assert sim.request_count == before + 1
 
 
 async def test_snapshot_rollback_plans_then_acts(sim: Simulator, gateway: Gateway) -> None:

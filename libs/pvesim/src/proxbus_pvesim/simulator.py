@@ -132,16 +132,7 @@ class Simulator(ControlMixin):
         self._workdir = Path(tempfile.mkdtemp(prefix="pvesim-"))
         self.tls = generate_tls(self._workdir, self.lab.local_node)
         pve_port, pbs_port, admin_port = self._ports
-        self.pve = ApiServer(
-            service="PVE",
-            sim=self,
-            router=Router(pve_routes()),
-            schema=SchemaIndex("pve"),
-            auth=self.pve_auth,
-            tls=self.tls,
-            host=self.host,
-            port=pve_port,
-        )
+        self.pve = self.pve_listener(pve_port)
         try:
             await self.pve.start()
             if self.lab.pbs is not None:
@@ -162,6 +153,26 @@ class Simulator(ControlMixin):
         except BaseException:
             await self.stop()
             raise
+
+    def pve_listener(self, port: int = 0) -> ApiServer:
+        """A PVE API listener (not started) serving this simulated cluster.
+
+        ``start()`` builds the main one with it; a second one stands for another cluster
+        member's API (same model, tokens and certificate): see
+        ``proxbus_pvesim.testing.member_listener``.
+        """
+        if self.tls is None:
+            raise RuntimeError("start the simulator first: listeners need its certificate")
+        return ApiServer(
+            service="PVE",
+            sim=self,
+            router=Router(pve_routes()),
+            schema=SchemaIndex("pve"),
+            auth=self.pve_auth,
+            tls=self.tls,
+            host=self.host,
+            port=port,
+        )
 
     async def stop(self) -> None:
         """Stop listeners and tasks, flush emissions, remove generated files."""

@@ -17,6 +17,7 @@ import aiohttp
 
 from .auth import ApiToken
 from .scenario import Scenario, build_lab, load_scenario
+from .server import ApiServer
 from .simulator import Simulator
 
 ScenarioLike = Scenario | dict[str, Any] | str | Path | None
@@ -51,6 +52,22 @@ async def run_simulator(
     )
     async with sim:
         yield sim
+
+
+@asynccontextmanager
+async def member_listener(sim: Simulator) -> AsyncIterator[ApiServer]:
+    """A second PVE API endpoint of the running simulator on a free loopback port.
+
+    It serves the same cluster with the same tokens and certificate, like another member's
+    API: point a client at both and stop one (``sim.stop_api()`` or ``listener.stop()``) to
+    test failover. Its ``port`` and ``request_count`` tell where it listens and what it served.
+    """
+    listener = sim.pve_listener(0)
+    await listener.start()
+    try:
+        yield listener
+    finally:
+        await listener.stop()
 
 
 def api_session(

@@ -2,7 +2,8 @@
 
 Every call has a timeout; reads retry with exponential backoff and fail over between the
 members of a cluster; a failing endpoint is skipped while its circuit breaker is open;
-hot reads are cached briefly and coalesced; any write invalidates its cluster's cache.
+hot reads are cached briefly and coalesced; a write invalidates what its node(s) answered
+plus the cluster-wide reads (a write outside ``/nodes/<node>/`` invalidates the cluster's).
 """
 
 from __future__ import annotations
@@ -403,7 +404,8 @@ class ProxmoxPool:
         """One API call in a cluster, routed to the group serving ``node`` (if given).
 
         ``path`` must be built from validated parts. GETs are cached for the TTL and
-        coalesced; anything else invalidates the cluster's cache.
+        coalesced; anything else invalidates the cache of the nodes it touches
+        (:func:`touched_nodes`) and the cluster-wide reads.
 
         Raises:
             ToolFailure: the call failed (with a message for the caller).
@@ -482,13 +484,17 @@ class ProxmoxPool:
                 return await self._group_request(cluster, group, method, path, params)
             key = (group.config.name, method, path, _freeze(params))
             return await self.cache.get_or_fetch(
-                scope, key, lambda: self._group_request(cluster, group, method, path, params)
+                scope,
+                key,
+                lambda: self._group_request(cluster, group, method, path, params),
+                path_node(path),
             )
-        self.cache.invalidate(scope)
+        nodes = touched_nodes(path, params)
+        self.cache.invalidate(scope, nodes)
         try:
             return await self._group_request(cluster, group, method, path, params)
         finally:
-            self.cache.invalidate(scope)
+            self.cache.invalidate(scope, nodes)
 
     async def _group_request(
         self,
@@ -612,6 +618,31 @@ class ProxmoxPool:
                 if all(c.breaker.state == "open" for c in group.clients):
                     return False
         return True
+
+
+def path_node(path: str) -> str | None:
+    """The node a ``/nodes/<node>/...`` path concerns; None for cluster-wide paths."""
+    if path.startswith("/nodes/"):
+        node = path[7:].split("/", 1)[0]
+        return node or None
+    return None
+
+
+def touched_nodes(path: str, params: dict[str, Any] | None) -> set[str] | None:
+    """Nodes whose cached reads a write may change; None = the whole cluster.
+
+    A migration also changes its ``target`` node; a write outside ``/nodes/<node>/``
+    (HA, cluster options, pools, ACLs) may change anything.
+    """
+    node = path_node(path)
+    if node is None:
+        return None
+    nodes = {node}
+    for key in ("target", "node"):
+        value = (params or {}).get(key)
+        if isinstance(value, str) and value:
+            nodes.add(value)
+    return nodes
 
 
 def _freeze(params: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:

@@ -344,3 +344,41 @@ async def test_token_allowlists_filter_lists_and_refuse_other_guests(
     assert "node" in refused.error
     raw = await gateway.call("proxmox_api", {"path": "/cluster/resources"}, caller)
     assert raw.code == 403
+
+
+async def test_environment_ca_bundle_and_proxies_are_honoured_once_per_endpoint(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VERIFY_SSL=true (default) + REQUESTS_CA_BUNDLE pointing at a private CA works; the
+    proxy variables are resolved when the client is built (NO_PROXY covers loopback here,
+    so nothing is ever sent to the made-up proxy)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sim.ca_path))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    env = {k: v for k, v in sim_env(sim).items() if k != "VERIFY_SSL"}
+    gw = Gateway.from_settings(make_settings(), env)
+    try:
+        vms = await call(gw, "get_vms")
+        assert vms.ok, vms.error
+        client = gw.pool.cluster(None).groups[0].clients[0]
+        session = client.api._store["session"]
+        assert session.trust_env is False
+        assert dict(session.proxies) == {}  # loopback is in NO_PROXY
+        remote_env = {**env, "PVE_CLUSTER_PRIMARY_HOST": "pve-remote.invalid:8006"}
+        remote = Gateway.from_settings(make_settings(), remote_env)  # built, never called
+        try:
+            remote_session = remote.pool.cluster(None).groups[0].clients[0].api._store["session"]
+            assert remote_session.proxies["https"] == "http://proxy.invalid:3128"
+        finally:
+            await remote.close()
+        # Without the variable, the same default verification refuses the private CA.
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        strict = Gateway.from_settings(make_settings(api_retries=0), env)
+        try:
+            refused = await call(strict, "get_vms")
+            assert "certificate" in refused.result.text.lower()
+        finally:
+            await strict.close()
+    finally:
+        await gw.close()

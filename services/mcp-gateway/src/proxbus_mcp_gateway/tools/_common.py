@@ -1,4 +1,4 @@
-"""Argument types, guest lookup, task waiting and compact text rendering shared by tools."""
+"""Argument types, shared inputs, guest lookup, task waiting and compact text rendering."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import Field
 
 from .. import validate
 from ..errors import InvalidArgument, NotFound, ToolFailure
-from ..registry import CallContext, ToolResult
+from ..registry import CallContext, ToolInput, ToolResult
 
 ClusterArg = Annotated[
     str | None,
@@ -32,6 +32,16 @@ TimeoutArg = Annotated[int, Field(default=45, ge=1, le=600, description="Max wai
 SnapArg = Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{1,39}$")]
 StoreArg = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")]
 GuestKind = Literal["qemu", "lxc"]
+
+
+class ClusterIn(ToolInput):
+    cluster: ClusterArg = None
+
+
+class GuestIn(ToolInput):
+    vmid: VmidArg
+    node: OptNodeArg = None
+    cluster: ClusterArg = None
 
 
 def fmt_bytes(n: Any) -> str:

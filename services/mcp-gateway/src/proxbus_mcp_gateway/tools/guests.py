@@ -1,0 +1,204 @@
+"""PVE guest tools: power actions, live status, configuration, migration."""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..errors import ToolFailure
+from ..registry import CallContext, Registry, ToolInput, ToolResult
+from ._common import (
+    ClusterArg,
+    ConfirmArg,
+    GuestIn,
+    GuestKind,
+    NodeArg,
+    OptNodeArg,
+    TimeoutArg,
+    VmidArg,
+    WaitArg,
+    guest_path,
+    kv_text,
+    locate_guest,
+    pct,
+    plan,
+    start_task,
+)
+
+_SECRET_CONFIG_KEYS = ("cipassword", "sshkeys")
+VM_COMMANDS = ("start", "stop", "shutdown", "reboot", "reset", "suspend", "resume")
+LXC_COMMANDS = ("start", "stop", "shutdown", "reboot", "suspend", "resume")
+_NEEDS_CONFIRM = {"stop", "reset", "shutdown", "reboot", "suspend"}
+_EFFECT = {
+    "stop": "hard power-off now (like pulling the plug); unsaved guest data is lost",
+    "reset": "hard reset now; unsaved guest data is lost",
+    "shutdown": "ACPI/clean shutdown; services in the guest go down",
+    "reboot": "clean reboot; services in the guest are briefly unavailable",
+    "suspend": "guest is paused; services stop answering until resume",
+}
+
+
+def register(reg: Registry) -> None:
+    async def power(ctx: CallContext, args: Any, kind: GuestKind) -> ToolResult:
+        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, kind)
+        target = (
+            f"{'VM' if kind == 'qemu' else 'CT'} {args.vmid} ({entry.get('name', '?')}) on {node}"
+        )
+        if args.command in _NEEDS_CONFIRM and not args.confirm:
+            current = {
+                "status": entry.get("status"),
+                "uptime": entry.get("uptime"),
+                "node": node,
+                "name": entry.get("name"),
+            }
+            return plan(args.command, target, current, _EFFECT[args.command])
+        path = guest_path(node, kind, args.vmid, "status", args.command)
+        return await start_task(
+            ctx, args.cluster, node, "POST", path,
+            wait=args.wait, timeout=args.timeout, action=args.command, target=target,
+        )  # fmt: skip
+
+    class VmCommandIn(ToolInput):
+        vmid: VmidArg
+        command: Literal["start", "stop", "shutdown", "reboot", "reset", "suspend", "resume"]
+        node: OptNodeArg = None
+        cluster: ClusterArg = None
+        confirm: ConfirmArg = False
+        wait: WaitArg = False
+        timeout: TimeoutArg = 45
+
+    @reg.tool(
+        "execute_vm_command",
+        "VM power action",
+        "start/stop/shutdown/reboot/reset/suspend/resume a VM. stop/reset/shutdown/"
+        "reboot/suspend need confirm=true (else a plan is returned). wait=true follows the "
+        "task with progress; waits over 50 s return a task handle.",
+        scope="operate",
+        destructive=True,
+        idempotent=False,
+    )
+    async def execute_vm_command(ctx: CallContext, args: VmCommandIn) -> ToolResult:
+        return await power(ctx, args, "qemu")
+
+    class LxcCommandIn(ToolInput):
+        vmid: VmidArg
+        command: Literal["start", "stop", "shutdown", "reboot", "suspend", "resume"]
+        node: OptNodeArg = None
+        cluster: ClusterArg = None
+        confirm: ConfirmArg = False
+        wait: WaitArg = False
+        timeout: TimeoutArg = 45
+
+    @reg.tool(
+        "execute_lxc_command",
+        "Container power action",
+        "start/stop/shutdown/reboot/suspend/resume a container; same confirm/wait rules "
+        "as execute_vm_command.",
+        scope="operate",
+        destructive=True,
+        idempotent=False,
+    )
+    async def execute_lxc_command(ctx: CallContext, args: LxcCommandIn) -> ToolResult:
+        return await power(ctx, args, "lxc")
+
+    @reg.tool(
+        "get_guest_status",
+        "Guest status",
+        "Live status of a VM or container: state, CPU, memory, uptime, HA, lock.",
+    )
+    async def get_guest_status(ctx: CallContext, args: GuestIn) -> ToolResult:
+        node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
+        s = await ctx.gateway.pool.request(
+            args.cluster, "GET", guest_path(node, kind, args.vmid, "status", "current"), node=node
+        )
+        data = {
+            "vmid": args.vmid,
+            "node": node,
+            "type": kind,
+            **{
+                k: s.get(k)
+                for k in ("name", "status", "qmpstatus", "cpus", "uptime", "lock", "ha", "tags")
+                if k in s
+            },
+            "cpu_pct": round(100 * float(s.get("cpu") or 0), 1),
+            "mem": s.get("mem"),
+            "maxmem": s.get("maxmem"),
+            "mem_pct": pct(s.get("mem"), s.get("maxmem")),
+        }
+        text = kv_text(
+            f"{kind} {args.vmid} on {node}",
+            data,
+            ["name", "status", "cpu_pct", "mem_pct", "uptime", "lock", "ha"],
+        )
+        return ToolResult(data, text)
+
+    @reg.tool(
+        "get_guest_config",
+        "Guest config",
+        "Configuration of a VM or container (disks, network, CPU, memory); secrets masked.",
+    )
+    async def get_guest_config(ctx: CallContext, args: GuestIn) -> ToolResult:
+        node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
+        cfg = dict(
+            await ctx.gateway.pool.request(
+                args.cluster, "GET", guest_path(node, kind, args.vmid, "config"), node=node
+            )
+        )
+        for key in _SECRET_CONFIG_KEYS:
+            if key in cfg:
+                cfg[key] = "***"
+        data = {"vmid": args.vmid, "node": node, "type": kind, "config": cfg}
+        text = f"{kind} {args.vmid} on {node}\n" + "\n".join(
+            f"{k}: {v}" for k, v in sorted(cfg.items()) if k != "digest"
+        )
+        return ToolResult(data, text)
+
+    class MigrateIn(ToolInput):
+        vmid: VmidArg
+        target: NodeArg
+        online: bool = Field(default=True, description="Live-migrate / restart-migrate")
+        node: OptNodeArg = None
+        cluster: ClusterArg = None
+        confirm: ConfirmArg = False
+        wait: WaitArg = False
+        timeout: TimeoutArg = 45
+
+    @reg.tool(
+        "migrate_guest",
+        "Migrate guest",
+        "Move a VM or container to another node of the same cluster (needs confirm=true).",
+        scope="operate",
+        destructive=True,
+        idempotent=False,
+    )
+    async def migrate_guest(ctx: CallContext, args: MigrateIn) -> ToolResult:
+        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node)
+        ctx.caller.require_node(args.target)
+        pool = ctx.gateway.pool
+        cluster = pool.cluster(args.cluster)
+        src_group = await pool.group_for_node(cluster, node)
+        dst_group = await pool.group_for_node(cluster, args.target)
+        if src_group is not dst_group or not src_group.config.clustered:
+            raise ToolFailure(f"{node} and {args.target} are not in the same PVE cluster", 400)
+        if args.target == node:
+            raise ToolFailure(f"guest {args.vmid} is already on {node}", 400)
+        running = entry.get("status") == "running"
+        if not args.confirm:
+            how = (
+                ("live migration" if kind == "qemu" else "restart migration")
+                if (running and args.online)
+                else "offline migration"
+            )
+            return plan(
+                "migrate",
+                f"{args.vmid} {node} -> {args.target}",
+                {"status": entry.get("status"), "node": node, "name": entry.get("name")},
+                f"{how} to {args.target}",
+            )
+        params: dict[str, Any] = {"target": args.target}
+        if running and args.online:
+            params["online" if kind == "qemu" else "restart"] = 1
+        return await start_task(
+            ctx, args.cluster, node, "POST", guest_path(node, kind, args.vmid, "migrate"), params,
+            wait=args.wait, timeout=args.timeout, action="migrate",
+            target=f"{args.vmid} {node} -> {args.target}",
+        )  # fmt: skip

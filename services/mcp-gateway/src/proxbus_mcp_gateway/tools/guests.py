@@ -25,8 +25,6 @@ from ._common import (
 )
 
 _SECRET_CONFIG_KEYS = ("cipassword", "sshkeys")
-VM_COMMANDS = ("start", "stop", "shutdown", "reboot", "reset", "suspend", "resume")
-LXC_COMMANDS = ("start", "stop", "shutdown", "reboot", "suspend", "resume")
 _NEEDS_CONFIRM = {"stop", "reset", "shutdown", "reboot", "suspend"}
 _EFFECT = {
     "stop": "hard power-off now (like pulling the plug); unsaved guest data is lost",

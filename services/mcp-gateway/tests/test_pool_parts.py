@@ -6,8 +6,9 @@ from typing import Any
 from proxbus_mcp_gateway.breaker import CircuitBreaker
 from proxbus_mcp_gateway.cache import ReadCache
 from proxbus_mcp_gateway.pool import path_node, touched_nodes
-from proxbus_mcp_gateway.registry import compact_schema
+from proxbus_mcp_gateway.registry import ToolResult, compact_schema
 from proxbus_mcp_gateway.schema import load, required_scope, resolve
+from proxbus_mcp_gateway.tools._common import DerivedMemo
 
 
 class Clock:
@@ -141,6 +142,21 @@ def test_writes_touch_their_node_the_migration_target_or_the_whole_cluster() -> 
     assert touched_nodes("/nodes/pve1/qemu/100/migrate", {"target": "pve3"}) == {"pve1", "pve3"}
     assert touched_nodes("/cluster/ha/resources", {"sid": "vm:100"}) is None
     assert touched_nodes("/pools", None) is None
+
+
+def test_derived_results_are_reused_only_for_the_very_same_answers() -> None:
+    memo = DerivedMemo(max_entries=2)
+    answer = [{"vmid": 100}]
+    result = ToolResult({"count": 1}, "1")
+    memo.put("k", (answer,), result)
+    assert memo.get("k", (answer,)) is result
+    assert memo.get("k", ([{"vmid": 100}],)) is None  # equal but refetched: recompute
+    assert memo.get("k", (answer, answer)) is None
+    assert memo.get("other", (answer,)) is None
+    memo.put("a", (answer,), result)
+    memo.put("b", (answer,), result)  # over the bound: starts afresh
+    assert memo.get("k", (answer,)) is None
+    assert memo.get("b", (answer,)) is result
 
 
 def test_vendored_schema_is_compact_and_complete() -> None:

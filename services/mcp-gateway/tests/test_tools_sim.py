@@ -334,10 +334,14 @@ async def test_token_allowlists_filter_lists_and_refuse_other_guests(
         vmids=((100, 199),),
     )
     caller = Caller.from_token(spec, "test")
+    everything = await gateway.call("get_vms", {}, ADMIN)  # the same cached answer, unfiltered
     vms = await gateway.call("get_vms", {}, caller)
     assert vms.ok
     assert vms.result.data["items"]
     assert all(v["node"] == "pve1" and 100 <= v["vmid"] <= 199 for v in vms.result.data["items"])
+    assert vms.result.data["count"] < everything.result.data["count"]
+    again = await gateway.call("get_vms", {}, ADMIN)
+    assert again.result.data == everything.result.data
     other = next(g for g in sim.lab.guests.values() if g.node != "pve1" and g.vmid < 200)
     refused = await gateway.call("get_guest_status", {"vmid": other.vmid}, caller)
     assert refused.code == 403

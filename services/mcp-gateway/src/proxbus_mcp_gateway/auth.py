@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 from .config import SCOPES, TokenSpec
@@ -72,6 +72,11 @@ class Caller:
         if self.token is None or self.token.vmids is None:
             return True
         return vmid is not None and any(lo <= vmid <= hi for lo, hi in self.token.vmids)
+
+    @property
+    def allowlist_key(self) -> Hashable:
+        """What ``node_allowed`` / ``vmid_allowed`` depend on (for memoized filtered results)."""
+        return None if self.token is None else (self.token.nodes, self.token.vmids)
 
     @property
     def restricted(self) -> bool:

@@ -9,6 +9,7 @@ from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
 from ._common import (
     ClusterArg,
     ClusterIn,
+    DerivedMemo,
     GuestKind,
     NodeArg,
     OptNodeArg,
@@ -138,14 +139,19 @@ def register(reg: Registry) -> None:
         status: Literal["running", "stopped", "paused"] | None = None
         tag: str | None = Field(default=None, max_length=64)
 
+    memo = DerivedMemo()
+
     async def guest_list(ctx: CallContext, args: GuestListIn, kind: GuestKind) -> ToolResult:
         items, errors = [], []
         pool = ctx.gateway.pool
         if args.node is not None:
             await pool.group_for_node(pool.cluster(args.cluster), args.node)
-        for group, result in await pool.request_all(
-            args.cluster, "/cluster/resources", {"type": "vm"}
-        ):
+        answers = await pool.request_all(args.cluster, "/cluster/resources", {"type": "vm"})
+        sources = tuple(result for _, result in answers)
+        key = (kind, args.cluster, args.node, args.status, args.tag, ctx.caller.allowlist_key)
+        if (done := memo.get(key, sources)) is not None:
+            return done
+        for group, result in answers:
             if isinstance(result, ToolFailure):
                 errors.append(f"{group.config.name}: {result.message}")
                 continue
@@ -180,7 +186,10 @@ def register(reg: Registry) -> None:
                 )
         items.sort(key=lambda g: int(g["vmid"] or 0))
         what = "VMs" if kind == "qemu" else "containers"
-        return listing(items, ["vmid", "name", "node", "status", "cpu_pct", "maxmem"], what, errors)
+        cols = ["vmid", "name", "node", "status", "cpu_pct", "maxmem"]
+        done = listing(items, cols, what, errors)
+        memo.put(key, sources, done)
+        return done
 
     @reg.tool(
         "get_vms",

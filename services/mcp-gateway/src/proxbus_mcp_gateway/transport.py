@@ -10,6 +10,10 @@ half the CPU (measured in ``bench/bench_mcp_gateway.py``).
 
 Everything else (initialize, notifications, GET/DELETE, malformed bodies, progress-carrying
 calls) goes through the SDK's own code path unchanged.
+
+This subclasses SDK internals (``_handle_post_request``, ``_request_streams``,
+``_admit_session``...), so the gateway pins ``mcp>=2.3,<2.4``; before widening the pin, run
+``tests/test_http_answers.py``, which checks every answer form and the cancel path.
 """
 
 from __future__ import annotations

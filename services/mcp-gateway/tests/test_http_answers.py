@@ -190,3 +190,16 @@ async def test_json_response_setting_answers_json_even_with_a_progress_token(
             assert resp.json()["result"]["structuredContent"]["count"] > 0
     finally:
         await gw.close()
+
+
+async def test_a_plain_call_in_flight_when_the_session_is_deleted_gets_an_error_not_a_hang(
+    sim: Simulator, raw: RawSession
+) -> None:
+    sim.add_latency("/nodes", 5.0)
+    call = asyncio.create_task(raw.call(11, "get_node_status", {"node": "pve2"}))
+    await asyncio.sleep(0.5)
+    deleted = await raw.http.delete(raw.url, headers=raw.headers)
+    assert deleted.status_code == 200
+    resp = await asyncio.wait_for(call, 3)
+    assert resp.status_code == 500
+    assert "terminated" in resp.json()["error"]["message"]

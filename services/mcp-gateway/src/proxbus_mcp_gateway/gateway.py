@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from .audit import AuditLog, AuditRecord
 from .auth import Caller, TokenTable, parse_scopes
 from .config import ClusterConfig, load_tokens_file, parse_clusters, parse_tokens
+from .endpoints import PoolOptions
 from .errors import ConfigError, Forbidden, InvalidArgument, NotFound, ToolFailure
-from .pool import PoolOptions, ProxmoxPool
+from .pool import ProxmoxPool
 from .registry import CallContext, ProgressFn, Registry, ToolResult, ToolSpec
 from .settings import Settings
 

@@ -4,6 +4,13 @@ Every call has a timeout; reads retry with exponential backoff and fail over bet
 members of a cluster; a failing endpoint is skipped while its circuit breaker is open;
 hot reads are cached briefly and coalesced; a write invalidates what its node(s) answered
 plus the cluster-wide reads (a write outside ``/nodes/<node>/`` invalidates the cluster's).
+
+Here: :class:`ProxmoxPool` and the path/cache-key helpers it uses (:func:`path_node`,
+:func:`touched_nodes`). In :mod:`.endpoints`: the runtime records (``PoolOptions``,
+``EndpointClient``, ``GroupRuntime``, ``ClusterRuntime``) and ``make_api`` (the proxmoxer
+client per endpoint). In :mod:`.upstream_errors`: ``map_exception`` and
+``describe_resource_error`` (proxmoxer/requests errors →
+the gateway's ``ToolFailure`` subclasses).
 """
 
 from __future__ import annotations
@@ -11,21 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
-
-import requests
-from proxmoxer import ProxmoxAPI
-from proxmoxer.core import AuthenticationError, ResourceException
-from urllib3.exceptions import InsecureRequestWarning, NewConnectionError
 
 from . import validate
 from .breaker import CircuitBreaker
 from .cache import ReadCache
-from .config import ClusterConfig, Endpoint, Group, env_key
+from .config import ClusterConfig, Endpoint, env_key
+from .endpoints import ClusterRuntime, EndpointClient, GroupRuntime, PoolOptions, make_api
 from .errors import (
     EndpointDown,
     InvalidArgument,
@@ -33,213 +35,15 @@ from .errors import (
     ToolFailure,
     UpstreamError,
 )
-from .settings import Settings
+from .upstream_errors import _Transient, map_exception
 
 log = logging.getLogger(__name__)
 
 READ_METHODS = frozenset({"GET"})
 
 
-@dataclass(slots=True)
-class PoolOptions:
-    """Timeouts, retries and sizes (from :class:`Settings`)."""
-
-    api_timeout: float = 10.0
-    connect_timeout: float = 3.0
-    retries: int = 2
-    backoff: float = 0.2
-    workers: int = 16
-    breaker_failures: int = 3
-    breaker_cooldown: float = 15.0
-    cache_ttl: float = 2.0
-    membership_ttl: float = 30.0
-    discover_endpoints: bool = True
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> PoolOptions:
-        return cls(
-            api_timeout=s.api_timeout,
-            connect_timeout=s.connect_timeout,
-            retries=s.api_retries,
-            backoff=s.retry_backoff,
-            workers=s.pool_workers,
-            breaker_failures=s.breaker_failures,
-            breaker_cooldown=s.breaker_cooldown,
-            cache_ttl=s.cache_ttl,
-            membership_ttl=s.membership_ttl,
-            discover_endpoints=s.discover_endpoints,
-        )
-
-
-class _Transient(Exception):
-    """A failure worth retrying on another attempt or member (connection, timeout, 5xx)."""
-
-    def __init__(self, message: str, *, sent: bool, answered: bool = False) -> None:
-        super().__init__(message)
-        self.sent = sent
-        # The endpoint answered (an HTTP 5xx): worth retrying, but it is alive, so it must not
-        # open the circuit breaker (Proxmox answers many plain errors with 500).
-        self.answered = answered
-
-
-@dataclass(slots=True)
-class EndpointClient:
-    """One endpoint: its proxmoxer client, breaker and counters."""
-
-    endpoint: Endpoint
-    api: Any
-    breaker: CircuitBreaker
-    requests: int = 0
-    failures: int = 0
-    last_ok: float | None = None
-    last_latency_ms: float | None = None
-
-    def status(self) -> dict[str, Any]:
-        b = self.breaker
-        return {
-            "endpoint": self.endpoint.name,
-            "address": self.endpoint.address,
-            "state": b.state,
-            "consecutive_failures": b.failures,
-            "last_error": b.last_error,
-            "retry_in_s": round(b.retry_in(), 1),
-            "requests": self.requests,
-            "failures": self.failures,
-            "last_latency_ms": self.last_latency_ms,
-        }
-
-
-@dataclass(slots=True)
-class GroupRuntime:
-    """A group's endpoints (configured + discovered) and its known nodes."""
-
-    config: Group
-    clients: list[EndpointClient]
-    nodes: set[str] = field(default_factory=set)
-    nodes_loaded_at: float = 0.0
-    preferred: int = 0
-    membership_error: str | None = None
-
-
-@dataclass(slots=True)
-class ClusterRuntime:
-    config: ClusterConfig
-    groups: list[GroupRuntime]
-    pbs: dict[str, EndpointClient]
-
-
-def _make_api(ep: Endpoint, opts: PoolOptions) -> Any:
-    """A proxmoxer client with our adapter (pool size, optional certificate pinning)."""
-    from .tls import PoolAdapter
-
-    verify: bool | str = False if ep.fingerprint else ep.verify
-    if verify is False:
-        # Either pinned (checked by the adapter) or deliberately unverified (VERIFY_SSL=false).
-        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-    # requests re-reads the proxy and CA-bundle variables (HTTPS_PROXY, NO_PROXY,
-    # REQUESTS_CA_BUNDLE...) from the environment on every request (~6 % of an uncached
-    # call's CPU, measured): resolve them once for this endpoint instead.
-    env = requests.Session().merge_environment_settings(
-        f"https://{ep.address}/", {}, None, verify, None
-    )
-    verify = verify if env["verify"] is None else env["verify"]
-    api = ProxmoxAPI(
-        ep.host,
-        port=ep.port,
-        user=ep.user,
-        token_name=ep.token_name,
-        token_value=ep.token_value,
-        service="PBS" if ep.product == "pbs" else "PVE",
-        verify_ssl=verify,
-        timeout=(opts.connect_timeout, opts.api_timeout),
-    )
-    session: requests.Session = api._store["session"]
-    session.trust_env = False
-    session.proxies = env["proxies"]
-    session.mount("https://", PoolAdapter(opts.workers, ep.fingerprint))
-    return api
-
-
 def _split(path: str) -> list[str]:
     return [seg for seg in path.strip("/").split("/") if seg]
-
-
-def describe_resource_error(exc: ResourceException) -> str:
-    """``403 Permission check failed (/vms/100, VM.PowerMgmt)`` style text, no secrets."""
-    code = exc.status_code
-    reason = str(exc.content or exc.status_message or "").strip()
-    errors = exc.errors
-    if isinstance(errors, dict) and errors:
-        detail = "; ".join(f"{k}: {str(v).strip()}" for k, v in sorted(errors.items()))
-        return f"{code} {reason}: {detail}" if reason else f"{code} {detail}"
-    if errors and not isinstance(errors, dict):
-        return f"{code} {reason}: {str(errors)[:300]}"
-    return f"{code} {reason}".strip()
-
-
-def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailure | _Transient:
-    """Turn proxmoxer/requests errors into a tool error or a retryable failure."""
-    if isinstance(exc, ResourceException):
-        text = describe_resource_error(exc)
-        code = int(exc.status_code)
-        if code >= 500 and code != 501:
-            return _Transient(f"{ep.name}: {text}", sent=True, answered=True)
-        if code == 401:
-            return UpstreamError(
-                f"401 authentication failed: the API token {ep.user}!{ep.token_name} "
-                f"was refused by {ep.name}",
-                code=502,
-            )
-        if code == 403:
-            return ToolFailure(text, code=403)
-        if code in (404, 501):
-            return NotFound(text)
-        return ToolFailure(text, code=400 if code == 400 else code)
-    if isinstance(exc, AuthenticationError):
-        return UpstreamError(f"authentication failed on {ep.name}: {exc}")
-    if isinstance(exc, requests.exceptions.SSLError):
-        hint = "certificate fingerprint mismatch" if ep.fingerprint else "certificate not trusted"
-        return UpstreamError(
-            f"TLS error talking to {ep.name} ({ep.address}): {hint}; set VERIFY_SSL to a CA file "
-            f"or pin it with {ep.name.upper().replace('-', '_')}_FINGERPRINT"
-        )
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return _Transient(f"{ep.name} ({ep.address}): connect timeout", sent=False)
-    if isinstance(exc, requests.exceptions.Timeout):
-        return _Transient(f"{ep.name} ({ep.address}): no answer within the timeout", sent=sent)
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        refused = _is_connect_failure(exc)
-        return _Transient(
-            f"{ep.name} ({ep.address}): "
-            + ("connection refused" if refused else "connection lost"),
-            sent=not refused,
-        )
-    if isinstance(exc, TimeoutError):
-        return _Transient(f"{ep.name} ({ep.address}): call timed out", sent=sent)
-    if isinstance(exc, ValueError):
-        return UpstreamError(f"{ep.name}: invalid answer ({exc})")
-    return UpstreamError(f"{ep.name}: {type(exc).__name__}")
-
-
-def _is_connect_failure(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, NewConnectionError | ConnectionRefusedError):
-            return True
-        for arg in getattr(cur, "args", ()):
-            if isinstance(arg, BaseException) and _is_connect_failure_leaf(arg):
-                return True
-        cur = cur.__cause__ or cur.__context__ or getattr(cur, "reason", None)
-    return False
-
-
-def _is_connect_failure_leaf(exc: BaseException) -> bool:
-    if isinstance(exc, NewConnectionError | ConnectionRefusedError):
-        return True
-    reason = getattr(exc, "reason", None)
-    return isinstance(reason, NewConnectionError | ConnectionRefusedError)
 
 
 class ProxmoxPool:
@@ -269,7 +73,7 @@ class ProxmoxPool:
     def _client(self, ep: Endpoint) -> EndpointClient:
         return EndpointClient(
             endpoint=ep,
-            api=_make_api(ep, self.options),
+            api=make_api(ep, self.options),
             breaker=CircuitBreaker(self.options.breaker_failures, self.options.breaker_cooldown),
         )
 

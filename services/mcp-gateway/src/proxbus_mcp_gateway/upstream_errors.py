@@ -1,0 +1,104 @@
+"""Translation of proxmoxer/requests exceptions into the gateway's errors.
+
+:func:`map_exception` turns what a Proxmox call raised into a :class:`~.errors.ToolFailure`
+(an answer for the caller) or a :class:`_Transient` failure that the pool may retry on another
+attempt or member; :func:`describe_resource_error` renders an API error answer as text.
+"""
+
+from __future__ import annotations
+
+import requests
+from proxmoxer.core import AuthenticationError, ResourceException
+from urllib3.exceptions import NewConnectionError
+
+from .config import Endpoint
+from .errors import NotFound, ToolFailure, UpstreamError
+
+
+class _Transient(Exception):
+    """A failure worth retrying on another attempt or member (connection, timeout, 5xx)."""
+
+    def __init__(self, message: str, *, sent: bool, answered: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
+        # The endpoint answered (an HTTP 5xx): worth retrying, but it is alive, so it must not
+        # open the circuit breaker (Proxmox answers many plain errors with 500).
+        self.answered = answered
+
+
+def describe_resource_error(exc: ResourceException) -> str:
+    """``403 Permission check failed (/vms/100, VM.PowerMgmt)`` style text, no secrets."""
+    code = exc.status_code
+    reason = str(exc.content or exc.status_message or "").strip()
+    errors = exc.errors
+    if isinstance(errors, dict) and errors:
+        detail = "; ".join(f"{k}: {str(v).strip()}" for k, v in sorted(errors.items()))
+        return f"{code} {reason}: {detail}" if reason else f"{code} {detail}"
+    if errors and not isinstance(errors, dict):
+        return f"{code} {reason}: {str(errors)[:300]}"
+    return f"{code} {reason}".strip()
+
+
+def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailure | _Transient:
+    """Turn proxmoxer/requests errors into a tool error or a retryable failure."""
+    if isinstance(exc, ResourceException):
+        text = describe_resource_error(exc)
+        code = int(exc.status_code)
+        if code >= 500 and code != 501:
+            return _Transient(f"{ep.name}: {text}", sent=True, answered=True)
+        if code == 401:
+            return UpstreamError(
+                f"401 authentication failed: the API token {ep.user}!{ep.token_name} "
+                f"was refused by {ep.name}",
+                code=502,
+            )
+        if code == 403:
+            return ToolFailure(text, code=403)
+        if code in (404, 501):
+            return NotFound(text)
+        return ToolFailure(text, code=400 if code == 400 else code)
+    if isinstance(exc, AuthenticationError):
+        return UpstreamError(f"authentication failed on {ep.name}: {exc}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        hint = "certificate fingerprint mismatch" if ep.fingerprint else "certificate not trusted"
+        return UpstreamError(
+            f"TLS error talking to {ep.name} ({ep.address}): {hint}; set VERIFY_SSL to a CA file "
+            f"or pin it with {ep.name.upper().replace('-', '_')}_FINGERPRINT"
+        )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return _Transient(f"{ep.name} ({ep.address}): connect timeout", sent=False)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return _Transient(f"{ep.name} ({ep.address}): no answer within the timeout", sent=sent)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        refused = _is_connect_failure(exc)
+        return _Transient(
+            f"{ep.name} ({ep.address}): "
+            + ("connection refused" if refused else "connection lost"),
+            sent=not refused,
+        )
+    if isinstance(exc, TimeoutError):
+        return _Transient(f"{ep.name} ({ep.address}): call timed out", sent=sent)
+    if isinstance(exc, ValueError):
+        return UpstreamError(f"{ep.name}: invalid answer ({exc})")
+    return UpstreamError(f"{ep.name}: {type(exc).__name__}")
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, NewConnectionError | ConnectionRefusedError):
+            return True
+        for arg in getattr(cur, "args", ()):
+            if isinstance(arg, BaseException) and _is_connect_failure_leaf(arg):
+                return True
+        cur = cur.__cause__ or cur.__context__ or getattr(cur, "reason", None)
+    return False
+
+
+def _is_connect_failure_leaf(exc: BaseException) -> bool:
+    if isinstance(exc, NewConnectionError | ConnectionRefusedError):
+        return True
+    reason = getattr(exc, "reason", None)
+    return isinstance(reason, NewConnectionError | ConnectionRefusedError)

@@ -36,8 +36,8 @@ class ReadCache:
         self.ttl = ttl
         self.max_entries = max_entries
         self.stats = CacheStats()
-        self._values: dict[Hashable, tuple[float, Any, str | None]] = {}
-        self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._values: dict[tuple[Hashable, Hashable], tuple[float, Any, str | None]] = {}
+        self._inflight: dict[tuple[Hashable, Hashable], asyncio.Future[Any]] = {}
         # Bumped by every invalidation touching (scope, tag); (scope, ALL) by full ones.
         self._generation: dict[tuple[Hashable, object], int] = {}
 
@@ -89,7 +89,7 @@ class ReadCache:
         for tag in tags:
             self._generation[(scope, tag)] = self._generation.get((scope, tag), 0) + 1
         for full, (_, _, node) in list(self._values.items()):
-            if full[0] == scope and (nodes is None or node in tags):  # type: ignore[index]
+            if full[0] == scope and (nodes is None or node in tags):
                 del self._values[full]
 
     def _generations(self, scope: Hashable, node: str | None) -> tuple[int, int]:

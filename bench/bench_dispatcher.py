@@ -31,7 +31,7 @@ from proxbus_events.testing import (
     NatsServer,
     free_port,
     nats_server_binary,
-    test_stream_limits,
+    small_stream_limits,
     wait_for_port,
 )
 
@@ -161,7 +161,7 @@ async def main(n: int, latency_seconds: float, rate: int) -> None:
     base_env = {"NATS_URL": server.url, "ROUTES_FILE": str(routes), "ENRICH_ENABLED": "true"}
     nc = await nats.connect(server.url)
     js = nc.jetstream(timeout=10)
-    await ensure_streams(js, test_stream_limits())
+    await ensure_streams(js, small_stream_limits())
     rows: list[tuple[str, str, str]] = []
     async with httpx.AsyncClient(timeout=5) as client:
         await preload(js, n)

@@ -29,7 +29,7 @@ import aiosmtplib
 import pytest
 from aiohttp import web
 from proxbus_events import DELIVERIES_STREAM, EVENTS_STREAM
-from proxbus_events.testing import NatsServer, free_port
+from proxbus_events.testing import NatsServer, free_port, serve_app
 
 BIN = Path(sys.executable).parent
 SITE = "lab"
@@ -104,15 +104,8 @@ async def sink() -> AsyncIterator[Sink]:
     s = Sink()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", s.handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    s.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serve_app(app) as s.port:
         yield s
-    finally:
-        await runner.cleanup()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,7 @@ from aiohttp import web
 from proxbus_dispatcher.app import DispatcherService
 from proxbus_dispatcher.settings import Settings
 from proxbus_events import Event, event_headers, event_subject
+from proxbus_events.testing import serve_app
 
 
 @dataclass
@@ -92,23 +94,16 @@ class Sink:
 
 @pytest.fixture
 async def sink() -> AsyncIterator[Callable[..., Awaitable[Sink]]]:
-    runners: list[web.AppRunner] = []
+    async with contextlib.AsyncExitStack() as servers:
 
-    async def make(**kwargs: Any) -> Sink:
-        s = Sink(**kwargs)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", s.handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        s.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        runners.append(runner)
-        return s
+        async def make(**kwargs: Any) -> Sink:
+            s = Sink(**kwargs)
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", s.handle)
+            s.port = await servers.enter_async_context(serve_app(app))
+            return s
 
-    yield make
-    for runner in runners:
-        await runner.cleanup()
+        yield make
 
 
 def settings_for(nats_url: str, routes_file: Path | None = None, **kw: Any) -> Settings:

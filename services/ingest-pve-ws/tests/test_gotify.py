@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
+from proxbus_events.testing import serve_app
 from proxbus_ingest_pve_ws.testing import stored_events, wait_until
 
 TOKEN = "Cclienttoken"
@@ -22,14 +23,7 @@ class FakeGotify:
         self.app = web.Application()
         self.app.router.add_get("/stream", self._stream)
         self.app.router.add_get("/message", self._list)
-        self.runner = web.AppRunner(self.app)
         self.port = 0
-
-    async def start(self) -> None:
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     @property
     def url(self) -> str:
@@ -91,17 +85,13 @@ class FakeGotify:
             await ws.close()
         self.sockets.clear()
 
-    async def stop(self) -> None:
-        await self.drop()
-        await self.runner.cleanup()
-
 
 @pytest.fixture
 async def gotify() -> AsyncIterator[FakeGotify]:
     server = FakeGotify()
-    await server.start()
-    yield server
-    await server.stop()
+    async with serve_app(server.app) as server.port:
+        yield server
+        await server.drop()
 
 
 async def _titles(js: Any) -> list[str]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from .streams import StreamLimits, ensure_streams
 
@@ -178,12 +179,24 @@ def _docker_answers() -> bool:
         return False
 
 
-def test_stream_limits() -> StreamLimits:
+def small_stream_limits() -> StreamLimits:
     """Limits for tests: small, fast-to-create file streams."""
     return StreamLimits(events_max_bytes=256 * 1024**2, audit_max_bytes=64 * 1024**2)
 
 
-test_stream_limits.__test__ = False  # type: ignore[attr-defined]
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[int]:
+    """Serve an aiohttp ``app`` on a free loopback port until the block ends; yields the port.
+
+    For the local stand-ins of third-party servers (webhook sinks, Gotify) in tests.
+    """
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture
@@ -226,5 +239,5 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Any]:
 async def js(nc: Any) -> Any:
     """JetStream context with the contract's streams and KV buckets created."""
     context = nc.jetstream(timeout=5)
-    await ensure_streams(context, test_stream_limits())
+    await ensure_streams(context, small_stream_limits())
     return context

@@ -36,6 +36,10 @@ class ControlMixin:
     pbs: ApiServer | None
     _forced_quorum: bool | None = None
 
+    if TYPE_CHECKING:  # provided by the Simulator
+
+        def set_guest_stopped(self, g: Guest, task: Any = None) -> None: ...
+
     def _guest(self, vmid: int) -> Guest:
         g = self.lab.guests.get(int(vmid))
         if g is None:
@@ -382,7 +386,3 @@ class ControlMixin:
                 }
             )
         return out
-
-    def set_guest_stopped(self, g: Guest, task: Any = None) -> None:  # pragma: no cover
-        """Implemented by the Simulator."""
-        raise NotImplementedError

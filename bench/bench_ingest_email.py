@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nats
 from aiosmtpd.smtp import SMTP
-from proxbus_events import EVENTS_STREAM, StreamLimits, ensure_streams, event_subject
+from proxbus_events import EVENTS_STREAM, Event, StreamLimits, ensure_streams, event_subject
 from proxbus_events.testing import NatsServer, free_port, nats_server_binary
 from proxbus_ingest_email.app import EmailService
 from proxbus_ingest_email.intake import mail_to_event
@@ -167,9 +167,9 @@ async def floor_raw_publish(url: str, count: int, concurrency: int) -> tuple[flo
     nc = await nats.connect(url)
     js = nc.jetstream(timeout=10)
     event = mail_to_event(vzdump_mail(0), site="bench")
-    assert not isinstance(event, type(None))
-    payload = event.to_json()  # type: ignore[union-attr]
-    subject = event_subject(event)  # type: ignore[arg-type]
+    assert isinstance(event, Event), event
+    payload = event.to_json()
+    subject = event_subject(event)
     counter = iter(range(count))
 
     async def worker() -> None:

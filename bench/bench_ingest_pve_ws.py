@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import nats
+from nats.js import JetStreamContext
 from proxbus_events import Event, call_tool, ensure_streams
 from proxbus_events.testing import NatsServer, nats_server_binary
 from proxbus_ingest_pve_ws.app import PveWsService
@@ -27,6 +28,7 @@ from proxbus_ingest_pve_ws.testing import make_settings
 from proxbus_mcp_gateway.app import start_gateway
 from proxbus_mcp_gateway.testing import make_settings as gateway_settings
 from proxbus_mcp_gateway.testing import sim_env
+from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
 
 
@@ -46,18 +48,20 @@ async def _floor_rpc(nc: nats.NATS, n: int = 30) -> float:
     return statistics.median(times)
 
 
-async def _floor_publish(js: object, n: int = 200) -> float:
+async def _floor_publish(js: JetStreamContext, n: int = 200) -> float:
     times = []
     for i in range(n):
         t = time.perf_counter()
         await js.publish(
             "proxbus.events.bench.floor.info._", b"{}", headers={"Nats-Msg-Id": f"floor-{i}"}
-        )  # type: ignore[attr-defined]
+        )
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
-async def _trials(url: str, sim: object, poll: float, trials: int, vmids: list[int]) -> list[float]:
+async def _trials(
+    url: str, sim: Simulator, poll: float, trials: int, vmids: list[int]
+) -> list[float]:
     svc = PveWsService(
         make_settings(
             url,
@@ -89,7 +93,7 @@ async def _trials(url: str, sim: object, poll: float, trials: int, vmids: list[i
         await asyncio.sleep(random.uniform(0, poll))  # random phase in the poll cycle
         got.clear()
         t0 = time.perf_counter()
-        sim.crash_guest(vmid)  # type: ignore[attr-defined]
+        sim.crash_guest(vmid)
         await asyncio.wait_for(got.wait(), 10 * poll + 10)
         out.append(arrived[vmid] - t0)
     stop.set()

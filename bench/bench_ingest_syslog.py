@@ -27,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing.queues import Queue as MpQueue
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.js.api import StorageType, StreamConfig
@@ -57,7 +59,7 @@ def make_line(i: int) -> bytes:
     ).encode()
 
 
-def tcp_sender(port: int, start: int, n: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def tcp_sender(port: int, start: int, n: int, out: MpQueue[Any]) -> None:
     lines = b"".join(make_line(start + i) + b"\n" for i in range(n))
     with socket.create_connection(("127.0.0.1", port)) as s:
         out.put(time.monotonic())  # CLOCK_MONOTONIC is shared by the processes
@@ -66,7 +68,7 @@ def tcp_sender(port: int, start: int, n: int, out: mp.Queue) -> None:  # type: i
             s.sendall(view[pos : pos + 256 * 1024])
 
 
-def udp_sender(port: int, start: int, rate: float, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def udp_sender(port: int, start: int, rate: float, seconds: float, out: MpQueue[Any]) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     total = int(rate * seconds)
     batch = max(1, int(rate / 200))  # 200 bursts per second
@@ -149,7 +151,7 @@ async def main(args: argparse.Namespace) -> None:
 
             # The machine is shared and noisy: alternate floor and TCP runs, keep each's best.
             floors, tcp_rows = [], []
-            started: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+            started: MpQueue[Any] = mp.Queue()
             base = await stream_count(js)
             for run in range(args.rounds):
                 floors.append(await raw_floor(js, args.raw_messages))
@@ -168,7 +170,7 @@ async def main(args: argparse.Namespace) -> None:
             # UDP: highest paced rate with loss < 0.1 %
             udp_rows = []
             rate = float(args.udp_start or int(tcp_rate))
-            q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+            q: MpQueue[Any] = mp.Queue()
             best_ok = None
             for step in range(args.udp_steps):
                 sender = mp.Process(target=udp_sender,

@@ -24,6 +24,7 @@ import pytest
 from proxbus_events.testing import NatsServer, free_port, require_binary, wait_for_port
 from proxbus_ingest_email.app import EmailService
 from proxbus_ingest_email.settings import Settings
+from proxbus_pvesim.tls import generate_tls
 
 # --------------------------------------------------------------------------- mails
 # Wording from the proxmox-notify default templates (pve-manager, pve-ha-manager,
@@ -373,39 +374,6 @@ def until() -> Any:
 
 @pytest.fixture
 def tls_files(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate and key for 127.0.0.1 (SMTP STARTTLS tests)."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    """A certificate and key for 127.0.0.1 (SMTP STARTTLS tests), from the simulator's CA."""
+    tls = generate_tls(tmp_path, "smtp")
+    return tls.cert_path, tls.key_path

@@ -309,6 +309,10 @@ class ControlMixin:
         g = self.lab.guests.get(vmid)
         node = g.node if g else self.lab.local_node
         tgt = target or self._other_online(node) or node
+        now = int(time.time())
+        for job in self.lab.replication:
+            if job.id == job_id:
+                job.last_try, job.fail_count, job.error = now, job.fail_count + 1, error
         self.emitter.log(
             node,
             "pvescheduler",

@@ -59,6 +59,25 @@ class Guest:
     ostype: str = "l26"
     snapshots: list[Snapshot] = field(default_factory=list)
     mac: str = "BC:24:11:00:00:00"
+    agent: bool = True
+    storage: str = "local-lvm"
+    disks: dict[str, int] = field(default_factory=dict)
+    cdrom: str | None = None
+    description: str = ""
+    linked_base: int | None = None
+
+    @property
+    def root_disk(self) -> str:
+        """Config key of the root disk (``scsi0`` for VMs, ``rootfs`` for containers)."""
+        return "scsi0" if self.kind == "qemu" else "rootfs"
+
+    def disk_sizes(self) -> dict[str, int]:
+        """Every disk of the guest by config key, root disk first (bytes)."""
+        return {self.root_disk: self.maxdisk, **self.disks}
+
+    def guest_ip(self) -> str:
+        """The IPv4 address the guest's agent reports (deterministic per vmid)."""
+        return f"10.10.{(self.vmid // 250) % 250}.{self.vmid % 250 + 2}"
 
     @property
     def running(self) -> bool:
@@ -139,6 +158,45 @@ class PbsServer:
 
 
 @dataclass(slots=True)
+class BackupJob:
+    """A scheduled vzdump job (``/cluster/backup``): which guests it covers."""
+
+    id: str
+    vmids: tuple[int, ...] = ()
+    all: bool = False
+    exclude: tuple[int, ...] = ()
+    node: str | None = None
+
+    def covers(self, g: Guest) -> bool:
+        """Whether the job backs up ``g`` (PVE::VZDump::get_included_guests)."""
+        if self.node is not None and g.node != self.node:
+            return False
+        if self.all:
+            return g.vmid not in self.exclude
+        return g.vmid in self.vmids
+
+
+@dataclass(slots=True)
+class ReplicationJob:
+    """A storage replication job ``<guest>-<jobnum>`` with its last run state."""
+
+    guest: int
+    jobnum: int
+    target: str
+    schedule: str = "*/15"
+    last_sync: int = 0
+    last_try: int = 0
+    duration: float = 0.0
+    fail_count: int = 0
+    error: str | None = None
+
+    @property
+    def id(self) -> str:
+        """Job id as the API shows it (``100-0``)."""
+        return f"{self.guest}-{self.jobnum}"
+
+
+@dataclass(slots=True)
 class Lab:
     """Everything one simulator serves: one PVE cluster (or standalone node) and one PBS."""
 
@@ -151,6 +209,8 @@ class Lab:
     pbs: PbsServer | None
     quorate: bool = True
     version: int = 0
+    backup_jobs: list[BackupJob] = field(default_factory=list)
+    replication: list[ReplicationJob] = field(default_factory=list)
 
     def bump(self) -> None:
         """Mark state as changed so cached views are rebuilt."""

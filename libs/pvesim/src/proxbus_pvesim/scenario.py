@@ -12,7 +12,19 @@ from typing import Any
 import yaml
 
 from .errors import ScenarioError
-from .model import GIB, MIB, BackupSnapshot, Datastore, Guest, Lab, Node, PbsServer, Storage
+from .model import (
+    GIB,
+    MIB,
+    BackupJob,
+    BackupSnapshot,
+    Datastore,
+    Guest,
+    Lab,
+    Node,
+    PbsServer,
+    ReplicationJob,
+    Storage,
+)
 
 _VM_NAMES = [
     "web",
@@ -191,6 +203,8 @@ def build_lab(spec: dict[str, Any] | None = None) -> Scenario:
         storages=storages,
         pbs=pbs,
     )
+    lab.backup_jobs = _backup_jobs(spec.get("backup_jobs"), guests)
+    lab.replication = _replication(spec.get("replication"), guests, names)
     ts = spec.get("task_seconds", 2.0)
     task_seconds = dict(ts) if isinstance(ts, dict) else {"default": float(ts)}
     task_seconds.setdefault("default", 2.0)
@@ -204,6 +218,53 @@ def build_lab(spec: dict[str, Any] | None = None) -> Scenario:
     )
 
 
+def _backup_jobs(spec: Any, guests: dict[int, Guest]) -> list[BackupJob]:
+    """Scenario ``backup_jobs``; by default one job covering the guests PBS has backups of."""
+    if spec is None:
+        covered = list(guests)[: max(1, len(guests) * 2 // 3)] if guests else []
+        return [BackupJob("backup-daily", tuple(covered))]
+    if not isinstance(spec, list):
+        raise ScenarioError("backup_jobs must be a list")
+    jobs = []
+    for i, item in enumerate(spec):
+        if not isinstance(item, dict):
+            raise ScenarioError(f"backup job entry must be a mapping: {item!r}")
+        jobs.append(
+            BackupJob(
+                str(item.get("id", f"backup-{i}")),
+                tuple(int(v) for v in item.get("vmid", []) or []),
+                bool(item.get("all", False)),
+                tuple(int(v) for v in item.get("exclude", []) or []),
+                item.get("node"),
+            )
+        )
+    return jobs
+
+
+def _replication(spec: Any, guests: dict[int, Guest], nodes: list[str]) -> list[ReplicationJob]:
+    """Scenario ``replication``; by default the first VM replicates to the next node."""
+    if spec is None:
+        first = next((g for g in guests.values() if g.kind == "qemu"), None)
+        if first is None or len(nodes) < 2:
+            return []
+        target = nodes[(nodes.index(first.node) + 1) % len(nodes)]
+        now = int(time.time())
+        return [ReplicationJob(first.vmid, 0, target, last_sync=now - 300, last_try=now - 300,
+                               duration=3.2)]  # fmt: skip
+    if not isinstance(spec, list):
+        raise ScenarioError("replication must be a list")
+    jobs = []
+    for item in spec:
+        if not isinstance(item, dict) or "guest" not in item or "target" not in item:
+            raise ScenarioError(f"replication entry needs guest and target: {item!r}")
+        if str(item["target"]) not in nodes:
+            raise ScenarioError(f"replication target {item['target']!r} is not a node")
+        jobs.append(
+            ReplicationJob(int(item["guest"]), int(item.get("jobnum", 0)), str(item["target"]))
+        )
+    return jobs
+
+
 def _guest_from(item: Any, nodes: list[str]) -> Guest:
     if not isinstance(item, dict) or "vmid" not in item:
         raise ScenarioError(f"guest entry needs at least a vmid: {item!r}")
@@ -213,7 +274,10 @@ def _guest_from(item: Any, nodes: list[str]) -> Guest:
     node = str(item.get("node", nodes[0]))
     if node not in nodes:
         raise ScenarioError(f"guest {item['vmid']} is placed on unknown node {node!r}")
-    status = str(item.get("status", "running"))
+    template = bool(item.get("template", False))
+    status = str(item.get("status", "stopped" if template else "running"))
+    if template and status != "stopped":
+        raise ScenarioError(f"template {item['vmid']} cannot be {status}")
     tags = item.get("tags", [])
     return Guest(
         vmid=int(item["vmid"]),
@@ -228,6 +292,8 @@ def _guest_from(item: Any, nodes: list[str]) -> Guest:
         maxdisk=int(item.get("disk", 32)) * GIB,
         ha=bool(item.get("ha", False)),
         started_at=time.time() - 3600 if status == "running" else None,
+        template=template,
+        agent=bool(item.get("agent", True)),
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import pbs_api, pve_backup, pve_cluster
+from . import pbs_api, pve_backup, pve_cluster, pve_jobs
 from .auth import PBS_ROLES, PVE_ROLES, ApiToken, AuthStore
 from .control import ControlMixin
 from .emit import Emitter
@@ -29,7 +29,13 @@ from .tls import TlsMaterial, generate_tls
 
 def pve_routes() -> list[Route]:
     """Every PVE route the simulator serves."""
-    return [*pve_cluster.ROUTES, *guest_routes(), *pve_backup.ROUTES, *task_routes("PVE")]
+    return [
+        *pve_cluster.ROUTES,
+        *pve_jobs.ROUTES,
+        *guest_routes(),
+        *pve_backup.ROUTES,
+        *task_routes("PVE"),
+    ]
 
 
 def pbs_routes() -> list[Route]:

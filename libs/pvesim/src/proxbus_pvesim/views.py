@@ -148,10 +148,22 @@ def node_status(n: Node, now: float) -> dict[str, Any]:
     }
 
 
+def disk_volume(g: Guest, key: str) -> str:
+    """Volume id of one of the guest's disks (``base-`` for templates, as PVE names them)."""
+    index = 0 if key == g.root_disk else 1 + list(g.disks).index(key)
+    prefix = "base" if g.template else "vm"
+    name = f"{prefix}-{g.vmid}-disk-{index}"
+    if g.linked_base is not None and key == g.root_disk:
+        name = f"base-{g.linked_base}-disk-0/{name}"
+    return f"{g.storage}:{name}"
+
+
 def guest_config(g: Guest) -> dict[str, Any]:
     """Body of ``.../{vmid}/config``."""
-    digest = hashlib.sha1(f"{g.vmid}{g.name}{g.maxmem}".encode(), usedforsecurity=False)
-    disk_gb = g.maxdisk // GIB
+    digest = hashlib.sha1(
+        f"{g.vmid}{g.name}{g.maxmem}{g.maxdisk}{sorted(g.disks.items())}".encode(),
+        usedforsecurity=False,
+    )
     cfg: dict[str, Any] = {
         "digest": digest.hexdigest(),
         "memory": str(g.maxmem // (1024**2)),
@@ -162,22 +174,30 @@ def guest_config(g: Guest) -> dict[str, Any]:
         cfg["tags"] = ";".join(g.tags)
     if g.lock:
         cfg["lock"] = g.lock
+    if g.description:
+        cfg["description"] = g.description
+    if g.template:
+        cfg["template"] = 1
     if g.kind == "qemu":
         cfg.update(
             {
                 "name": g.name,
                 "sockets": 1,
                 "ostype": g.ostype,
-                "agent": "1",
                 "boot": "order=scsi0;net0",
                 "scsihw": "virtio-scsi-single",
-                "scsi0": f"local-lvm:vm-{g.vmid}-disk-0,iothread=1,size={disk_gb}G",
                 "net0": f"virtio={g.mac},bridge=vmbr0,firewall=1",
                 "smbios1": f"uuid=00000000-0000-4000-8000-{g.vmid:012d}",
                 "vmgenid": f"00000000-0000-4000-9000-{g.vmid:012d}",
                 "cpu": "x86-64-v2-AES",
             }
         )
+        if g.agent:
+            cfg["agent"] = "1"
+        for key, size in g.disk_sizes().items():
+            cfg[key] = f"{disk_volume(g, key)},iothread=1,size={_size(size)}"
+        if g.cdrom is not None:
+            cfg["ide2"] = f"{g.cdrom},media=cdrom"
     else:
         cfg.update(
             {
@@ -185,15 +205,25 @@ def guest_config(g: Guest) -> dict[str, Any]:
                 "arch": "amd64",
                 "ostype": g.ostype,
                 "swap": 512,
-                "rootfs": f"local-lvm:vm-{g.vmid}-disk-0,size={disk_gb}G",
                 "net0": f"name=eth0,bridge=vmbr0,hwaddr={g.mac},ip=dhcp,type=veth",
                 "unprivileged": 1,
                 "features": "nesting=1",
             }
         )
+        for key, size in g.disk_sizes().items():
+            mount = "" if key == "rootfs" else ",mp=/mnt/" + key
+            cfg[key] = f"{disk_volume(g, key)}{mount},size={_size(size)}"
     if g.snapshots:
         cfg["parent"] = g.snapshots[-1].name
     return cfg
+
+
+def _size(n: int) -> str:
+    """Disk size as PVE writes it in configs (``32G``, ``512M``)."""
+    for unit, factor in (("T", 1024**4), ("G", GIB), ("M", 1024**2), ("K", 1024)):
+        if n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
 
 
 def iso_time(epoch: int) -> str:

@@ -29,6 +29,8 @@ COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 WORKFLOW = DEPLOY / "n8n" / "proxbus-mcp-workflow.json"
+SPLIT_ENV = DEPLOY / "split_env.py"
+LB_CONF = DEPLOY / "lb" / "nginx.conf"
 
 # "Services, ports and entry points" in DESIGN.md: the port each service listens on by default,
 # and the container port compose publishes (syslog moves to 514 in containers).
@@ -118,6 +120,28 @@ def env_example() -> tuple[dict[str, str], set[str]]:
         elif m := re.match(r"^# ?([A-Z][A-Z0-9_]*)=", line):
             documented.add(m.group(1))
     return active, documented
+
+
+def split_env_module() -> Any:
+    """deploy/split_env.py, loaded as a module (it is a stand-alone script in the deploy folder)."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("deploy_split_env", SPLIT_ENV)
+    assert spec is not None
+    assert spec.loader is not None
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def dotenv_lines(lines: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` lines as compose's env_file reads them (no quotes are used here)."""
+    out = {}
+    for line in lines:
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            out[name] = value
+    return out
 
 
 @dataclass(slots=True)
@@ -280,7 +304,8 @@ def test_published_ports_are_the_container_ports_the_service_listens_on(service:
 def test_syslog_listens_on_514_inside_the_container() -> None:
     spec = built_services()["ingest-syslog"]
     assert spec["environment"]["SYSLOG_PORT"] == "514"
-    assert {"514:514/udp", "514:514/tcp"} <= set(spec["ports"])
+    ports = {interpolate(str(p), {}) for p in spec["ports"]}
+    assert {"514:514/udp", "514:514/tcp"} <= ports
 
 
 @pytest.mark.parametrize("service", PROXBUS_SERVICES)
@@ -332,9 +357,15 @@ def test_services_restart_stop_gracefully_and_have_healthchecks(name: str) -> No
     assert spec["healthcheck"]["test"]
 
 
-def test_proxbus_services_read_an_optional_env_file() -> None:
+def test_each_proxbus_service_reads_only_its_own_generated_env_file() -> None:
     for service, spec in built_services().items():
-        assert spec["env_file"] == [{"path": ".env", "required": False}], service
+        if service == "pvesim":
+            assert "env_file" not in spec  # the simulator takes everything on its command line
+            continue
+        assert spec["env_file"] == [{"path": f"env/{service}.env", "required": True}], service
+    for name, spec in compose()["services"].items():
+        paths = [e["path"] if isinstance(e, dict) else e for e in spec.get("env_file", [])]
+        assert ".env" not in paths, f"{name} would read the whole .env"
 
 
 def test_gateway_listens_publicly_only_with_tokens_and_accepts_its_compose_name() -> None:
@@ -426,6 +457,227 @@ def test_the_compose_specification_check_rejects_a_broken_file(tmp_path: Path) -
     result = _compose_spec_check(broken)
     assert result.returncode != 0
     assert "restrat" in result.stdout + result.stderr
+
+
+# ------------------------------------------------- per-container environments (split_env.py)
+
+# Secret variables, by the one service allowed to hold them. NATS credentials are shared on
+# purpose (every service connects to NATS; per-service users go in PROXBUS_<SERVICE>_NATS_*).
+SECRETS: dict[str, re.Pattern[str]] = {
+    "mcp-gateway": re.compile(
+        r"^(GATEWAY_TOKENS|GATEWAY_TOKENS_FILE|(CLUSTER_[A-Z0-9_]+_)?(PVE|PBS)_[A-Z0-9_]+_TOKEN_VALUE)$"
+    ),
+    "dispatcher": re.compile(
+        r"^(DISCORD_WEBHOOK_URL|WEBHOOK_URL|GOTIFY_TOKEN|WEBHOOK_SECRET|EMAIL_OUT_PASSWORD|APPRISE_URLS)$"
+    ),
+    "ingest-email": re.compile(r"^(SMTP_PASSWORD|IMAP_PASSWORD|SMTP_TLS_KEY)$"),
+    "ingest-syslog": re.compile(r"^SYSLOG_TLS_KEY$"),
+    "ingest-pve-ws": re.compile(r"^(PVE_WEBHOOK_SECRET|GOTIFY_CLIENT_TOKEN)$"),
+}
+SHARED_SECRETS = {"NATS_PASSWORD", "NATS_TOKEN", "NATS_CREDS", "NATS_TLS_KEY"}
+SECRET_WORDS = re.compile(r"TOKEN(?!_NAME)|SECRET|PASSWORD|_KEY$|WEBHOOK_URL|APPRISE|CREDS")
+
+
+def secret_owner(name: str) -> str | None:
+    owners = [service for service, pattern in SECRETS.items() if pattern.match(name)]
+    assert len(owners) <= 1, name
+    return owners[0] if owners else None
+
+
+def full_env() -> dict[str, str]:
+    """Every variable .env.example mentions, plus dynamic gateway names, each with its own value."""
+    active, documented = env_example()
+    names = {*active, *documented}
+    names |= {
+        "PVE_PVE2_TOKEN_VALUE",
+        "PBS_PBS2_TOKEN_VALUE",
+        "PVE_CLUSTER_PRIMARY_TOKEN_VALUE",
+        "CLUSTER_DC2_PVE_PVE9_TOKEN_VALUE",
+        "PVE9_FINGERPRINT",
+    }
+    return {name: f"value-of-{name.lower()}" for name in sorted(names)}
+
+
+def split_full_env() -> dict[str, dict[str, str]]:
+    lines = [f"{k}={v}" for k, v in full_env().items()]
+    files, unknown = split_env_module().split(lines)
+    assert not unknown, f"split_env.py routes no service to {unknown}"
+    return {service: dotenv_lines(body) for service, body in files.items()}
+
+
+def test_every_secret_looking_variable_has_one_owner() -> None:
+    for name in full_env():
+        if SECRET_WORDS.search(name) and name not in SHARED_SECRETS:
+            assert secret_owner(name), f"{name} looks secret: add it to SECRETS with its service"
+
+
+@pytest.mark.parametrize("service", PROXBUS_SERVICES)
+def test_no_container_gets_a_secret_meant_for_another_service(service: str) -> None:
+    env = split_full_env()[service]
+    foreign = {
+        name: value
+        for name, value in full_env().items()
+        if (owner := secret_owner(name)) is not None and owner != service
+    }
+    leaked = sorted(name for name in env if name in foreign)
+    assert not leaked, f"{service}'s env file holds {leaked}"
+    # By value too: compose's environment: block and the file, whatever the variable is called.
+    spec = built_services()[service]
+    container = {
+        **env,
+        **{k: interpolate(str(v), full_env()) for k, v in spec["environment"].items()},
+    }
+    for name, value in foreign.items():
+        assert value not in " ".join(container.values()), f"{service} receives {name}'s value"
+
+
+@pytest.mark.parametrize("name", ["nats", "n8n", "ingest-lb", "pvesim"])
+def test_other_containers_get_no_proxbus_secret_in_their_environment(name: str) -> None:
+    spec = compose()["services"][name]
+    assert "env_file" not in spec
+    environment = spec.get("environment", {})
+    text = " ".join(interpolate(str(v), full_env()) for v in environment.values())
+    for variable, value in full_env().items():
+        if secret_owner(variable) or variable in SHARED_SECRETS:
+            assert value not in text, f"{name} receives {variable}"
+
+
+@pytest.mark.parametrize("service", PROXBUS_SERVICES)
+def test_each_service_gets_every_variable_it_reads(service: str) -> None:
+    env = split_full_env()[service]
+    pinned = set(built_services()[service]["environment"])
+    active, documented = env_example()
+    missing = sorted(
+        name
+        for name in env_names(settings_class(service)) & {*active, *documented}
+        if name not in env and name not in pinned
+    )
+    assert not missing, f"split_env.py does not give {service} {missing}"
+    if service == "mcp-gateway":
+        for name in (
+            "PVE_PVE2_TOKEN_VALUE",
+            "CLUSTER_DC2_PVE_PVE9_TOKEN_VALUE",
+            "PVE9_FINGERPRINT",
+        ):
+            assert name in env
+
+
+def test_split_env_tables_name_only_variables_some_service_reads() -> None:
+    module = split_env_module()
+    read = set().union(*(env_names(settings_class(s)) for s in PROXBUS_SERVICES))
+    for service, names in module.OWN.items():
+        own = env_names(settings_class(service))
+        stale = sorted(n for n in names if n not in own and not GATEWAY_PASS_THROUGH.match(n))
+        assert not stale, f"split_env.py gives {service} {stale}, which it does not read"
+    assert read >= module.SHARED
+    assert set(module.SERVICES) == set(PROXBUS_SERVICES)
+
+
+def test_per_service_override_reaches_that_service_only_and_wins() -> None:
+    files, unknown = split_env_module().split(
+        ["NATS_USER=proxbus", "PROXBUS_DISPATCHER_NATS_USER=dispatcher", "export LOG_LEVEL=DEBUG"]
+    )
+    assert not unknown
+    assert dotenv_lines(files["dispatcher"])["NATS_USER"] == "dispatcher"
+    assert files["dispatcher"].index("NATS_USER=dispatcher") > files["dispatcher"].index(
+        "NATS_USER=proxbus"
+    )
+    assert dotenv_lines(files["mcp-gateway"]) == {"NATS_USER": "proxbus", "LOG_LEVEL": "DEBUG"}
+
+
+def test_split_env_script_writes_private_files_and_reports_unknown_names(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        ENV_EXAMPLE.read_text() + "\nNOT_A_PROXBUS_SETTING=1\nSYSLOG_PUBLISH=127.0.0.1:\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(SPLIT_ENV), "--env", str(env), "--out", str(tmp_path / "env")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "NOT_A_PROXBUS_SETTING" in result.stderr
+    assert "SYSLOG_PUBLISH" not in result.stderr  # read by compose itself
+    for service in PROXBUS_SERVICES:
+        path = tmp_path / "env" / f"{service}.env"
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert "NOT_A_PROXBUS_SETTING" not in path.read_text()
+    gateway = dotenv_lines((tmp_path / "env" / "mcp-gateway.env").read_text().splitlines())
+    assert gateway["GATEWAY_TOKENS"] == env_example()[0]["GATEWAY_TOKENS"]
+    missing = subprocess.run(
+        [sys.executable, str(SPLIT_ENV), "--env", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert "cp .env.example .env" in missing.stderr
+
+
+# ------------------------------------------------------------------ replicas behind one port
+
+REPLICA_PORTS = {
+    "ingest-syslog": ("SYSLOG_PUBLISH", {"514/udp", "514/tcp"}),
+    "ingest-email": ("SMTP_PUBLISH", {"2525/tcp"}),
+    "ingest-pve-ws": ("WEBHOOK_PUBLISH", {"8090/tcp"}),
+}
+
+
+def _host_binding(entry: str) -> tuple[str, str]:
+    """("host ip:port" or "port", "container/proto") of a short-syntax port entry."""
+    spec, _, proto = entry.partition("/")
+    host, _, container = spec.rpartition(":")
+    return host, f"{container}/{proto or 'tcp'}"
+
+
+def test_replicas_mode_publishes_no_fixed_host_port_on_scaled_services(tmp_path: Path) -> None:
+    variables = {variable: "127.0.0.1:" for variable, _ in REPLICA_PORTS.values()}
+    text = re.sub(
+        r"\$\{([A-Z_]+)-([^}]*)\}", lambda m: variables.get(m.group(1), m.group(2)),
+        COMPOSE.read_text(),
+    )  # fmt: skip
+    data = yaml.safe_load(text)
+    balancer = {_host_binding(str(p)) for p in data["services"]["ingest-lb"]["ports"]}
+    for service, (_, container_ports) in REPLICA_PORTS.items():
+        bindings = {_host_binding(str(p)) for p in data["services"][service]["ports"]}
+        # "127.0.0.1:" + ":514" = an ephemeral loopback port per replica: `--scale` cannot clash.
+        assert bindings == {("127.0.0.1:", port) for port in container_ports}, service
+        for port in container_ports:
+            assert (port.split("/")[0], port) in balancer, f"ingest-lb does not publish {port}"
+    # The default (variables unset) keeps the plain published ports.
+    defaults = {
+        _host_binding(interpolate(str(p), {})) for p in built_services()["ingest-syslog"]["ports"]
+    }
+    assert defaults == {("514", "514/udp"), ("514", "514/tcp")}
+    rendered = tmp_path / "compose.yaml"
+    rendered.write_text(text)
+    result = _compose_spec_check(rendered)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_load_balancer_forwards_each_port_to_its_service_resolved_at_run_time() -> None:
+    lb = compose()["services"]["ingest-lb"]
+    assert lb["profiles"] == ["replicas"]
+    mount = next(v for v in lb["volumes"] if v.endswith("/etc/nginx/nginx.conf:ro"))
+    assert (DEPLOY / mount.split(":")[0]).resolve() == LB_CONF
+    assert lb["image"].startswith("nginx:")
+    assert not lb["image"].endswith(":latest")
+    conf = LB_CONF.read_text()
+    assert re.search(r"^\s*resolver 127\.0\.0\.11 valid=\d+s", conf, re.MULTILINE)
+    servers = re.findall(r"server \{(.*?)\}", conf, re.DOTALL)
+    routes = {}
+    for body in servers:
+        listen = re.search(r"listen (\d+)( udp)?;", body)
+        target = re.search(r"set \$(\w+) ([\w-]+):(\d+);", body)
+        assert listen, body
+        assert target, body
+        assert f"proxy_pass ${target.group(1)};" in body  # a variable: resolved per session
+        proto = "udp" if listen.group(2) else "tcp"
+        routes[f"{listen.group(1)}/{proto}"] = (target.group(2), target.group(3))
+        if proto == "udp":
+            assert "proxy_responses 0;" in body
+    for service, (_, container_ports) in REPLICA_PORTS.items():
+        env = built_services()[service]["environment"]
+        listen = env.get("SYSLOG_PORT") or env.get("SMTP_PORT") or env["HEALTH_PORT"]
+        for port in container_ports:
+            assert routes[port] == (service, listen), port
 
 
 # ---------------------------------------------------------------------------- Dockerfile
@@ -552,6 +804,44 @@ def test_n8n_workflow_wires_webhook_if_agent_and_mcp_tool() -> None:
     assert any(kind == "ai_languageModel" for _, kind, _ in edges)
 
 
+# Node versions of the workflow: the newest each node type offers in the pinned n8n release
+# (n8n-io/n8n packages/nodes-base/nodes/{Webhook,If}, packages/@n8n/nodes-langchain/nodes/
+# agents/Agent/Agent.node.ts, mcp/McpClientTool, llms/LMChatOpenAi).
+N8N_NODE_VERSIONS = {
+    "n8n-nodes-base.webhook": 2.1,
+    "n8n-nodes-base.if": 2.2,
+    "@n8n/n8n-nodes-langchain.agent": 2.2,
+    "@n8n/n8n-nodes-langchain.mcpClientTool": 1.2,
+    "@n8n/n8n-nodes-langchain.lmChatOpenAi": 1.2,
+    "n8n-nodes-base.noOp": 1,
+}
+
+
+def test_n8n_workflow_imports_with_the_cli() -> None:
+    """`n8n import:workflow` stores the file as is: it needs a top-level id (NOT NULL column)."""
+    workflow = json.loads(WORKFLOW.read_text())
+    assert re.fullmatch(r"[A-Za-z0-9]{16}", workflow["id"]), "n8n ids are 16 alphanumerics"
+    assert workflow["active"] is False  # activated by the user once credentials exist
+    assert {"name", "nodes", "connections", "settings"} <= set(workflow)
+    for node in workflow["nodes"]:
+        assert node["typeVersion"] == N8N_NODE_VERSIONS[node["type"]], node["name"]
+    ids = [n["id"] for n in workflow["nodes"]]
+    assert len(set(ids)) == len(ids)
+
+
+def test_n8n_image_is_pinned_with_a_healthcheck() -> None:
+    n8n = compose()["services"]["n8n"]
+    image, _, tag = n8n["image"].rpartition(":")
+    assert image.endswith("n8nio/n8n")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"pin an n8n release, not {tag!r}"
+    probe = " ".join(n8n["healthcheck"]["test"])
+    assert "127.0.0.1:5678/healthz" in probe
+    assert n8n["stop_grace_period"] == "15s"
+    # The compose README tells the user how to import it with the CLI.
+    readme = (DEPLOY / "README.md").read_text()
+    assert "n8n import:workflow --input=/import/proxbus-mcp-workflow.json" in readme
+
+
 def test_n8n_profile_and_dispatcher_webhook_agree_on_the_url() -> None:
     n8n = compose()["services"]["n8n"]
     assert n8n["profiles"] == ["n8n"]
@@ -580,7 +870,9 @@ def interpolate(value: str, variables: dict[str, str]) -> str:
     """Compose's ``${VAR}`` / ``${VAR:-default}`` against ``variables``."""
 
     def one(m: re.Match[str]) -> str:
-        name, _, default = m.group(1).partition(":-")
+        name, sep, default = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(:?-)?(.*)", m.group(1)).groups()  # type: ignore[union-attr]
+        if sep == "-":  # ${VAR-default}: the default only when VAR is unset
+            return variables.get(name, default)
         return variables.get(name) or default
 
     return re.sub(r"\$\{([^}]+)\}", one, value)
@@ -594,7 +886,10 @@ def container_env(service: str, overrides: dict[str, str]) -> dict[str, str]:
         value = value.replace("${SERVICE}", service).replace("/app/.venv/bin", str(VENV_BIN))
         env[name] = value.replace("$PATH", os.environ.get("PATH", "/usr/bin:/bin"))
     active, _ = env_example()
-    env.update(active)
+    # What compose gives the container: its own env file, generated from .env.example.
+    if service in PROXBUS_SERVICES:
+        files, _ = split_env_module().split(ENV_EXAMPLE.read_text().splitlines())
+        env.update(dotenv_lines(files[service]))
     spec = compose()["services"].get(service) or built_services()[service]
     for name, value in spec.get("environment", {}).items():
         env[name] = interpolate(str(value), active)

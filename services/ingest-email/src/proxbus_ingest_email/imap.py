@@ -231,7 +231,7 @@ class ImapPoller:
         await self._acknowledge(client, uid)
         self.processed += 1
         if result.rejection is not None:
-            log.warning("IMAP UID %s rejected (%s) and marked seen", uid, result.rejection.reason)
+            log.info("IMAP UID %s rejected (%s) and marked seen", uid, result.rejection.reason)
         return True
 
     async def _acknowledge(self, client: aioimaplib.IMAP4, uid: str) -> None:

@@ -7,7 +7,9 @@ import logging
 from dataclasses import dataclass
 
 from proxbus_events import Event, EventPublisher, event_subject
+from proxbus_events.ratelog import RateLimitedLog
 
+from .body import MailBody, release_memory
 from .classify import Rejection, build_event
 from .metrics import IngestMetrics
 from .mime import parse_mail
@@ -47,6 +49,7 @@ class MailIntake:
         self._metrics = metrics
         self._site = site
         self._timeout = publish_timeout
+        self._rejected_log = RateLimitedLog(log, "rejected mail")
 
     def prepare(self, raw: bytes, via: str) -> Event | Rejection:
         """Parse and classify, counting received / parsed / rejected / anomalies."""
@@ -57,18 +60,31 @@ class MailIntake:
         result = build_event(raw, mail, site=self._site, via=via)
         if isinstance(result, Rejection):
             self._metrics.rejected.labels(via, result.reason).inc()
-            log.warning(
-                "rejected mail via %s (%d bytes): %s: %s",
-                via,
-                len(raw),
-                result.reason,
-                result.detail,
-            )
         else:
             self._metrics.parsed.labels(result.kind).inc()
             if mail.anomalies:
                 log.info("mail %s read best-effort: %s", mail.message_id, ",".join(mail.anomalies))
         return result
+
+    def _prepare_body(self, body: MailBody, via: str) -> Event | Rejection:
+        raw = body.read()
+        try:
+            return self.prepare(raw, via)
+        finally:
+            del raw
+            release_memory()
+
+    async def ingest_body(self, body: MailBody, via: str) -> IngestResult:
+        """``ingest`` for a received DATA body (a spooled one is read back in a thread).
+
+        Raises:
+            PublishError: JetStream did not acknowledge; the caller must not ack its source.
+        """
+        if body.spooled or body.size > _THREAD_PARSE_BYTES:
+            result = await asyncio.to_thread(self._prepare_body, body, via)
+        else:
+            result = self.prepare(body.read(), via)
+        return await self._publish(result, via)
 
     async def ingest(self, raw: bytes, via: str) -> IngestResult:
         """Parse, classify and publish ``raw``; returns once JetStream acknowledged.
@@ -80,7 +96,12 @@ class MailIntake:
             result = await asyncio.to_thread(self.prepare, raw, via)
         else:
             result = self.prepare(raw, via)
+        return await self._publish(result, via)
+
+    async def _publish(self, result: Event | Rejection, via: str) -> IngestResult:
         if isinstance(result, Rejection):
+            # Any sender can make this happen: one line per interval, the rest counted.
+            self._rejected_log.record(result.reason, via, result.detail)
             return IngestResult(rejection=result)
         ack = await self._publisher.publish(result, timeout=self._timeout)
         self._metrics.published.labels(via).inc()

@@ -50,6 +50,32 @@ class IngestMetrics:
             "SMTP 4xx answers because JetStream did not acknowledge (the sender retries)",
             registry=registry,
         )
+        self.smtp_connections = Gauge(
+            "proxbus_email_smtp_connections",
+            "open SMTP connections",
+            registry=registry,
+        )
+        self.smtp_refused = Counter(
+            "proxbus_email_smtp_refused",
+            "SMTP connections refused with 421 (reason: total or per_peer cap)",
+            ["reason"],
+            registry=registry,
+        )
+        self.smtp_transactions = Gauge(
+            "proxbus_email_smtp_transactions",
+            "DATA transactions in progress (receiving, parsing or publishing)",
+            registry=registry,
+        )
+        self.smtp_busy = Counter(
+            "proxbus_email_smtp_busy",
+            "DATA commands answered 451 4.3.2 because every transaction slot stayed busy",
+            registry=registry,
+        )
+        self.smtp_spooled = Counter(
+            "proxbus_email_smtp_spooled",
+            "mails over SMTP_SPOOL_THRESHOLD received to a temporary file instead of memory",
+            registry=registry,
+        )
         self.imap_reconnects = Counter(
             "proxbus_email_imap_reconnects",
             "IMAP connections re-established after an error",

@@ -21,7 +21,14 @@ class Settings(ServiceSettings):
     smtp_port: int = Field(default=2525, ge=0, le=65535)
     smtp_hostname: str | None = None
     smtp_max_size: int = Field(default=10 * MIB, gt=0)
-    smtp_timeout: float = Field(default=300.0, gt=0)
+    smtp_timeout: float = Field(default=60.0, gt=0)
+    smtp_max_connections: int = Field(default=200, ge=1)
+    smtp_max_connections_per_peer: int = Field(default=20, ge=1)
+    smtp_max_transactions: int = Field(default=8, ge=1)
+    smtp_max_large_parses: int = Field(default=1, ge=1)
+    smtp_transaction_wait: float = Field(default=30.0, ge=0)
+    smtp_spool_threshold: int = Field(default=1 * MIB, ge=0)
+    smtp_spool_dir: Path | None = None
     smtp_publish_timeout: float = Field(default=10.0, gt=0)
     smtp_tls_cert: Path | None = None
     smtp_tls_key: Path | None = None

@@ -11,7 +11,9 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from proxbus_events import PublishError
+from proxbus_events.ratelog import RateLimitedLog
 
+from .body import MailBody
 from .intake import MailIntake
 from .metrics import IngestMetrics
 from .settings import Settings
@@ -19,6 +21,8 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 TEMPFAIL = "451 4.3.0 Temporary failure, try again"
+BUSY = "451 4.3.2 Too many concurrent transactions, try again later"
+TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
 
 
 class _Handler:
@@ -30,16 +34,17 @@ class _Handler:
         self.inflight = 0
         self.idle = asyncio.Event()
         self.idle.set()
+        self.tempfail_log = RateLimitedLog(log, "answered SMTP 451")
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
+    async def handle_body(self, session: Session, body: MailBody) -> str:
+        """Publish the received mail; the SMTP answer to send."""
         self.inflight += 1
         self.idle.clear()
         try:
-            result = await self._intake.ingest(bytes(raw), "smtp")
+            result = await self._intake.ingest_body(body, "smtp")
         except PublishError as exc:
             self._metrics.smtp_tempfail.inc()
-            log.warning("answering 451 to %s: %s", session.peer, exc)
+            self.tempfail_log.record("bus unavailable", _peer_ip(session.peer), str(exc))
             return TEMPFAIL
         except Exception:
             # Never lose a mail to a bug: a temporary failure makes the sender retry.
@@ -63,6 +68,7 @@ class _Authenticator:
         self._username = username.encode()
         self._password = password.encode()
         self._metrics = metrics
+        self.failures = RateLimitedLog(log, "SMTP authentication failures")
 
     def __call__(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -73,31 +79,146 @@ class _Authenticator:
             if user_ok and password_ok:
                 return AuthResult(success=True)
         self._metrics.rejected.labels("smtp", "auth").inc()
-        log.warning("SMTP AUTH %s failed from %s", mechanism, session.peer)
+        self.failures.record(f"AUTH {mechanism} failed", _peer_ip(session.peer))
         return AuthResult(success=False, handled=False)
 
 
+def _peer_ip(peer: Any) -> str:
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
 class _SMTP(SMTP):
-    """aiosmtpd's protocol, tracking connections and counting size-limit refusals."""
+    """aiosmtpd's protocol with connection budgets and a DATA phase that spools to disk."""
 
     def __init__(self, *args: Any, receiver: SmtpReceiver, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._receiver = receiver
+        self._peer_ip: str | None = None  # set once admitted
+        self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._receiver.connections.add(self)
+        if self._peer_ip is None and not self._refused:  # not the STARTTLS re-entry
+            ip = _peer_ip(transport.get_extra_info("peername"))
+            if not self._receiver.admit(self, ip):
+                # Refused before aiosmtpd starts a session: no task, no timer, one write.
+                self._refused = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(TOO_MANY)
+                transport.close()
+                return
+            self._peer_ip = ip
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._receiver.connections.discard(self)
+        if self._refused:
+            return
+        if self._peer_ip is not None:
+            self._receiver.release(self, self._peer_ip)
+            self._peer_ip = None
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
 
     async def push(self, status: AnyStr) -> None:
         text = status if isinstance(status, str) else status.decode(errors="replace")
         if text.startswith("552"):
             self._receiver.metrics.rejected.labels("smtp", "too_large").inc()
-            log.warning("refused a mail over the size limit (%d bytes)", self.data_size_limit or 0)
+            self._receiver.size_log.record(
+                "over the size limit", _peer_ip(self.session.peer if self.session else "")
+            )
         await super().push(status)
+
+    def _reset_envelope(self) -> None:
+        """aiosmtpd's post-DATA state: a fresh envelope for the next transaction."""
+        self.envelope = self._create_envelope()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA with a transaction slot, the body spooled to disk above the threshold."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        assert self.session is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        receiver = self._receiver
+        if not await receiver.begin_transaction():
+            self._reset_envelope()
+            await self.push(BUSY)
+            return
+        body = receiver.new_body()
+        try:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            problem = await self._read_data(body)
+            if problem is not None:
+                self._reset_envelope()
+                await self.push(problem)
+                return
+            if body.spooled:
+                receiver.metrics.smtp_spooled.inc()
+            status = await receiver.process(self.session, body)
+            self._reset_envelope()
+            await self.push(status)
+        finally:
+            body.close()
+            receiver.end_transaction()
+
+    async def _read_data(self, body: MailBody) -> str | None:
+        """Read DATA up to the lone dot into ``body``; an error answer, or None.
+
+        Lines over the 1000-octet limit (RFC 5321 4.5.3.1.6) and mail over the size limit
+        are read to the end and discarded, then refused, like aiosmtpd does.
+        """
+        limit = self.data_size_limit
+        size = 0
+        too_long = too_much = in_long_line = False
+        spool_error = ""
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as exc:
+                too_long = in_long_line = True
+                size += len(await self._reader.read(exc.consumed))
+                continue
+            except asyncio.CancelledError:
+                self._writer.close()
+                raise
+            if in_long_line:  # the end of a line that was too long
+                in_long_line = False
+                size += len(line)
+                continue
+            if line == b".\r\n":
+                break
+            size += len(line)
+            if limit and size > limit:
+                too_much = True
+            if too_long or too_much or spool_error:
+                continue
+            try:
+                # RFC 5321 4.5.2: remove the transparency dot.
+                body.write(line[1:] if line[:1] == b"." else line)
+            except OSError as exc:  # spool disk full or unwritable: the sender retries
+                spool_error = str(exc)
+                body.close()
+        if spool_error:
+            self._receiver.metrics.smtp_tempfail.inc()
+            log.error("cannot spool a mail to disk (answering 451): %s", spool_error)
+            return TEMPFAIL
+        if too_long:
+            return "500 Line too long (see RFC5321 4.5.3.1.6)"
+        if too_much:
+            return "552 Error: Too much mail data"
+        return None
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -118,8 +239,67 @@ class SmtpReceiver:
         self.metrics = metrics
         self.handler = _Handler(intake, metrics)
         self.connections: set[_SMTP] = set()
+        self.per_peer: dict[str, int] = {}
         self.port = settings.smtp_port
         self._server: asyncio.Server | None = None
+        self._transactions = asyncio.Semaphore(settings.smtp_max_transactions)
+        self._large = asyncio.Semaphore(settings.smtp_max_large_parses)
+        self.refused_log = RateLimitedLog(log, "refused SMTP connections")
+        self.busy_log = RateLimitedLog(log, "answered SMTP DATA 451 (all transaction slots busy)")
+        self.size_log = RateLimitedLog(log, "refused SMTP mail")
+
+    def admit(self, protocol: _SMTP, ip: str) -> bool:
+        """Take a connection slot for ``ip``; False (counted, logged rate-limited) if over a cap."""
+        s = self.settings
+        reason = None
+        if len(self.connections) >= s.smtp_max_connections:
+            reason = "total"
+        elif self.per_peer.get(ip, 0) >= s.smtp_max_connections_per_peer:
+            reason = "per_peer"
+        if reason is not None:
+            self.metrics.smtp_refused.labels(reason).inc()
+            self.refused_log.record(f"{reason} cap reached", ip)
+            return False
+        self.connections.add(protocol)
+        self.per_peer[ip] = self.per_peer.get(ip, 0) + 1
+        self.metrics.smtp_connections.set(len(self.connections))
+        return True
+
+    def release(self, protocol: _SMTP, ip: str) -> None:
+        self.connections.discard(protocol)
+        left = self.per_peer.get(ip, 1) - 1
+        if left > 0:
+            self.per_peer[ip] = left
+        else:
+            self.per_peer.pop(ip, None)
+        self.metrics.smtp_connections.set(len(self.connections))
+
+    async def begin_transaction(self) -> bool:
+        """A DATA slot, waiting up to ``SMTP_TRANSACTION_WAIT``; False if none came."""
+        try:
+            await asyncio.wait_for(
+                self._transactions.acquire(), self.settings.smtp_transaction_wait or None
+            )
+        except TimeoutError:
+            self.metrics.smtp_busy.inc()
+            self.busy_log.record("no free slot")
+            return False
+        self.metrics.smtp_transactions.inc()
+        return True
+
+    def end_transaction(self) -> None:
+        self._transactions.release()
+        self.metrics.smtp_transactions.dec()
+
+    def new_body(self) -> MailBody:
+        return MailBody(self.settings.smtp_spool_threshold, self.settings.smtp_spool_dir)
+
+    async def process(self, session: Session, body: MailBody) -> str:
+        """Hand the mail to the intake; spooled (large) mails are parsed a few at a time."""
+        if not body.spooled:
+            return await self.handler.handle_body(session, body)
+        async with self._large:
+            return await self.handler.handle_body(session, body)
 
     async def start(self) -> None:
         """Bind and listen; with port 0 the bound port is in ``self.port``.
@@ -165,10 +345,14 @@ class SmtpReceiver:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info(
-            "SMTP on %s:%d (max %d bytes, STARTTLS %s, AUTH %s)",
+            "SMTP on %s:%d (max %d bytes, %d connections, %d per peer, %d transactions, "
+            "STARTTLS %s, AUTH %s)",
             s.smtp_host,
             self.port,
             s.smtp_max_size,
+            s.smtp_max_connections,
+            s.smtp_max_connections_per_peer,
+            s.smtp_max_transactions,
             "required" if s.smtp_require_starttls else ("offered" if tls else "off"),
             "required" if s.smtp_auth_required else ("offered" if authenticator else "off"),
         )

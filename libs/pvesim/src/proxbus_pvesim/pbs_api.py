@@ -157,6 +157,33 @@ async def snapshots(call: Call) -> Any:
     ]
 
 
+async def delete_snapshot(call: Call) -> Any:
+    """``DELETE /admin/datastore/{store}/snapshots`` (proxmox-backup src/api2/admin/datastore.rs
+    ``delete_snapshot``): Datastore.Modify, or Datastore.Prune as the group's owner."""
+    ds = _store(call, "Datastore.Modify", "Datastore.Prune")
+    p = call.params
+    btype, bid, btime = str(p["backup-type"]), str(p["backup-id"]), int(p["backup-time"])
+    snap = next(
+        (
+            s
+            for s in ds.snapshots
+            if (s.backup_type, s.backup_id, s.backup_time) == (btype, bid, btime)
+        ),
+        None,
+    )
+    if snap is None:
+        raise ApiError(404, f"backup dir '{btype}/{bid}/{btime}' does not exist")
+    have = call.principal.privs(f"/datastore/{ds.name}")
+    if "Datastore.Modify" not in have and snap.owner != call.principal.authid:
+        raise ApiError(403, "permission check failed")
+    if snap.protected:
+        raise ApiError(400, "cannot remove protected snapshot")
+    ds.snapshots.remove(snap)
+    ds.used = max(0, ds.used - snap.size // 3)
+    call.sim.lab.bump()
+    return None
+
+
 async def gc_start(call: Call) -> Any:
     """``POST /admin/datastore/{store}/gc``: start garbage collection."""
     ds = _store(call, "Datastore.Modify")
@@ -331,6 +358,12 @@ ROUTES = [
     Route("GET", "/admin/datastore/{store}/groups", groups, ("ns",)),
     Route(
         "GET", "/admin/datastore/{store}/snapshots", snapshots, ("backup-type", "backup-id", "ns")
+    ),
+    Route(
+        "DELETE",
+        "/admin/datastore/{store}/snapshots",
+        delete_snapshot,
+        ("backup-type", "backup-id", "backup-time", "ns"),
     ),
     Route("POST", "/admin/datastore/{store}/gc", gc_start),
     Route("GET", "/admin/datastore/{store}/gc", gc_status),

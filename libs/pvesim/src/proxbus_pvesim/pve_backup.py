@@ -129,7 +129,47 @@ def pbs_volid(storage: str, snap: BackupSnapshot) -> str:
     return f"{storage}:backup/{snap.backup_type}/{snap.backup_id}/{iso_time(snap.backup_time)}"
 
 
+async def delete_volume(call: Call) -> Any:
+    """``DELETE /nodes/{node}/storage/{storage}/content/{volume}`` (pve-manager
+    PVE/API2/Storage/Content.pm): backup archives, ISOs and templates; a PBS volume removes
+    the backup snapshot from the datastore. Runs as an ``imgdel`` task."""
+    sim, p = call.sim, call.params
+    node, volume = str(p["node"]), str(p["volume"])
+    sid = str(p.get("storage") or volume.split(":", 1)[0])
+    volid = volume if ":" in volume else f"{sid}:{volume}"
+    storage = sim.lab.storages.get(sid)
+    if storage is None or not storage.available_on(node):
+        raise ApiError(500, f"storage '{sid}' does not exist")
+    item = next((i for i in sim.storage_volumes(storage, node) if i["volid"] == volid), None)
+    if item is None:
+        raise ApiError(500, f"volume '{volid}' does not exist")
+    content = str(item.get("content"))
+    owner = item.get("vmid")
+    if (
+        content == "backup"
+        and owner is not None
+        and call.principal.has(f"/vms/{owner}", "VM.Backup")
+    ):
+        call.require(f"/storage/{sid}", "Datastore.AllocateSpace")
+    else:
+        call.require(f"/storage/{sid}", "Datastore.Allocate")
+    if content in ("images", "rootdir") and owner in sim.lab.guests:
+        raise ApiError(500, f"unable to delete volume '{volid}' - used by guest {owner}")
+    if item.get("protected"):
+        raise ApiError(500, "cannot delete protected backup")
+
+    def finish(task: Task) -> int:
+        if not sim.remove_volume(storage, node, volid):
+            raise TaskFailure(f"volume '{volid}' does not exist")
+        task.log.append(f"Removed volume '{volid}'")
+        sim.lab.bump()
+        return 0
+
+    return sim.pve_tasks.start(node, "imgdel", "", call.principal.authid, finish).upid
+
+
 ROUTES = [
+    Route("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}", delete_volume, ("delay",)),
     Route(
         "POST",
         "/nodes/{node}/vzdump",

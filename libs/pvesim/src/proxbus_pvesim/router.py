@@ -53,9 +53,15 @@ class Router:
 
     def resolve(self, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
         """Find the route for ``method path`` and the path parameters (None when unknown)."""
+        return self.resolve_segments(method, path.strip("/").split("/"))
+
+    def resolve_segments(
+        self, method: str, segments: list[str]
+    ) -> tuple[Route | None, dict[str, str]]:
+        """Like :meth:`resolve` for a path already split into (decoded) segments."""
         node = self._root
         params: dict[str, str] = {}
-        for seg in path.strip("/").split("/"):
+        for seg in segments:
             nxt = node.literal.get(seg)
             if nxt is None:
                 if node.param is None or not seg:

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -236,7 +237,12 @@ class ApiServer:
         if not path.startswith(_PREFIX + "/"):
             raise ApiError(501, f"Method '{method} {path}' not implemented")
         api_path = path[len(_PREFIX) :]
-        route, path_params = self.router.resolve(method, api_path)
+        # Match on the raw path: an encoded slash (%2F) stays inside its segment, as a
+        # volume id such as ``local:backup/vzdump-...`` must.
+        raw_segments = request.raw_path.split("?", 1)[0][len(_PREFIX) :].strip("/").split("/")
+        route, path_params = self.router.resolve_segments(
+            method, [unquote(seg) for seg in raw_segments]
+        )
         if route is None:
             raise ApiError(501, f"Method '{method} {api_path}' not implemented")
         principal = Principal("anonymous", (), {}) if route.public else self._authenticate(request)

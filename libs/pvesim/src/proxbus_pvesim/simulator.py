@@ -6,12 +6,12 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import pbs_api, pve_backup, pve_cluster, pve_jobs
+from . import pbs_api, pve_backup, pve_cluster, pve_jobs, pve_provision
 from .auth import PBS_ROLES, PVE_ROLES, ApiToken, AuthStore
 from .control import ControlMixin
 from .emit import Emitter
@@ -25,6 +25,7 @@ from .server import ApiServer, RequestRecord
 from .tasks import ClusterLog, Task, TaskManager
 from .tasks_api import task_routes
 from .tls import TlsMaterial, generate_tls
+from .views import disk_volume
 
 
 def pve_routes() -> list[Route]:
@@ -34,6 +35,7 @@ def pve_routes() -> list[Route]:
         *pve_jobs.ROUTES,
         *guest_routes(),
         *pve_backup.ROUTES,
+        *pve_provision.ROUTES,
         *task_routes("PVE"),
     ]
 
@@ -88,6 +90,7 @@ class Simulator(ControlMixin):
         self.emitter.configure(self.scenario.targets)
         self.cache: dict[str, Any] = {}
         self.backup_files: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.backup_sources: dict[str, Guest] = {}
         self.faults_pve_backup: dict[int, str] = {}
         self.pbs_corrupt: set[tuple[str, str]] = set()
         self.admin_token = secrets.token_urlsafe(24)
@@ -293,6 +296,9 @@ class Simulator(ControlMixin):
             if ds is not None:
                 snap = pve_backup.backup_snapshot_for(g, size)
                 ds.snapshots.append(snap)
+                self.backup_sources[pve_backup.pbs_volid(storage.storage, snap)] = replace(
+                    g, snapshots=[], disks=dict(g.disks)
+                )
                 ds.used += size // 3
                 return (
                     f"{snap.backup_type}/{snap.backup_id}/"
@@ -301,6 +307,9 @@ class Simulator(ControlMixin):
         stamp = time.strftime("%Y_%m_%d-%H_%M_%S")
         ext = "vma.zst" if g.kind == "qemu" else "tar.zst"
         name = f"vzdump-{g.kind}-{g.vmid}-{stamp}.{ext}"
+        self.backup_sources[f"{storage.storage}:backup/{name}"] = replace(
+            g, snapshots=[], disks=dict(g.disks)
+        )
         self.backup_files.setdefault((storage.storage, g.node), []).append(
             {
                 "volid": f"{storage.storage}:backup/{name}",
@@ -318,13 +327,15 @@ class Simulator(ControlMixin):
         if "images" in s.content:
             return [
                 {
-                    "volid": f"{s.storage}:vm-{g.vmid}-disk-0",
+                    "volid": disk_volume(g, key),
                     "format": "raw",
-                    "size": g.maxdisk,
+                    "size": size,
                     "vmid": g.vmid,
                     "content": "images" if g.kind == "qemu" else "rootdir",
                 }
                 for g in self.lab.guests_on(node)
+                if g.storage == s.storage
+                for key, size in g.disk_sizes().items()
             ]
         if s.type == "pbs" and self.lab.pbs is not None:
             ds = self.lab.pbs.datastores.get(s.datastore or "")
@@ -363,6 +374,25 @@ class Simulator(ControlMixin):
             },
         ]
         return out + self.backup_files.get((s.storage, node), [])
+
+    def remove_volume(self, s: Storage, node: str, volid: str) -> bool:
+        """Delete a backup archive (dump file or PBS snapshot); False when it is gone already."""
+        self.backup_sources.pop(volid, None)
+        if s.type == "pbs" and self.lab.pbs is not None:
+            ds = self.lab.pbs.datastores.get(s.datastore or "")
+            for snap in ds.snapshots if ds else []:
+                if pve_backup.pbs_volid(s.storage, snap) == volid:
+                    assert ds is not None
+                    ds.snapshots.remove(snap)
+                    ds.used = max(0, ds.used - snap.size // 3)
+                    return True
+            return False
+        files = self.backup_files.get((s.storage, node), [])
+        for item in files:
+            if item["volid"] == volid:
+                files.remove(item)
+                return True
+        return False
 
     # task hooks ------------------------------------------------------------------------
     def _daemon_pid(self, node: str) -> int:

@@ -49,6 +49,7 @@ _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
         "invalid content type",
     ),
 }
+_INDEXED = re.compile(r"\d+$")
 _POSIX = {
     "[:cntrl:]": r"\x00-\x1f\x7f",
     "[:^cntrl:]": r"^\x00-\x1f\x7f",
@@ -163,6 +164,9 @@ class MethodSchema:
         out: dict[str, Any] = {}
         for name, value in raw.items():
             spec = self.params.get(name)
+            if spec is None and name[-1:].isdigit():
+                # indexed options (net0, scsi1, mp2) are declared once as net[n], scsi[n]...
+                spec = self.params.get(_INDEXED.sub("[n]", name))
             if spec is None:
                 if not self.additional:
                     errors[name] = (

@@ -170,7 +170,7 @@ async def test_connection_limit_and_idle_timeout_close_connections(
         await wait_until(lambda: metric(service, "proxbus_syslog_connections") == 1)
         second_reader, second = await asyncio.open_connection("127.0.0.1", port)
         assert await asyncio.wait_for(second_reader.read(), 5) == b""
-        assert metric(service, "proxbus_syslog_connections_refused_total") == 1
+        assert metric(service, "proxbus_syslog_connections_refused_total", reason="total") == 1
         assert await asyncio.wait_for(first_reader.read(), 5) == b""  # idle timeout
         assert metric(service, "proxbus_syslog_idle_closed_total") == 1
         first.close()

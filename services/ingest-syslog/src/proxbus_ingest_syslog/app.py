@@ -21,6 +21,7 @@ from proxbus_events import (
     ensure_streams,
     register_publisher,
 )
+from proxbus_events.ratelog import RateLimitedLog
 
 from .frames import Frame, SyslogFramer, datagram_frame
 from .metrics import SyslogMetrics
@@ -83,6 +84,10 @@ class SyslogService:
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_protocol: _UdpProtocol | None = None
         self._connections: set[_Connection] = set()
+        self._per_peer: dict[str, int] = {}
+        self._refused_log = RateLimitedLog(log, "refused syslog connections")
+        self._idle_log = RateLimitedLog(log, "closed idle syslog connections", level=logging.INFO)
+        self._ended_log = RateLimitedLog(log, "syslog connections ended", level=logging.INFO)
         self._draining = False
         self.tcp_port: int | None = None
         self.udp_port: int | None = None
@@ -200,27 +205,43 @@ class SyslogService:
     ) -> None:
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) else str(peername)
-        if self._draining or len(self._connections) >= self.settings.syslog_max_connections:
-            self.metrics.connections_refused.inc()
-            why = "shutting down" if self._draining else "connection limit reached"
-            log.warning("refusing syslog connection from %s: %s", peer, why)
+        reason = self._refusal(peer)
+        if reason is not None:
+            self.metrics.connections_refused.labels(reason).inc()
+            self._refused_log.record(reason, peer)
             writer.close()
             return
         conn = _Connection(peer, asyncio.current_task(), transport=transport)
         self._connections.add(conn)
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         self.metrics.connections.inc()
         framer = SyslogFramer(self.settings.syslog_max_line)
         try:
             await self._read_loop(conn, reader, framer)
             await self._publish(conn, framer.finish())
         except (ConnectionError, ssl.SSLError) as exc:
-            log.info("syslog connection from %s ended: %s", peer, exc)
+            self._ended_log.record(type(exc).__name__, peer, str(exc))
         finally:
             self._connections.discard(conn)
+            left = self._per_peer.get(peer, 1) - 1
+            if left > 0:
+                self._per_peer[peer] = left
+            else:
+                self._per_peer.pop(peer, None)
             self.metrics.connections.dec()
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    def _refusal(self, peer: str) -> str | None:
+        """Why a new connection from ``peer`` is refused, or None to accept it."""
+        if self._draining:
+            return "shutdown"
+        if len(self._connections) >= self.settings.syslog_max_connections:
+            return "total"
+        if self._per_peer.get(peer, 0) >= self.settings.max_connections_per_peer:
+            return "per_peer"
+        return None
 
     async def _read_loop(
         self, conn: _Connection, reader: asyncio.StreamReader, framer: SyslogFramer
@@ -235,7 +256,7 @@ class SyslogService:
             except TimeoutError:
                 if not self._draining:
                     self.metrics.idle_closed.inc()
-                    log.info("closing syslog connection from %s: idle for %.0fs", conn.peer, idle)
+                    self._idle_log.record(f"idle for {idle:.0f}s", conn.peer)
                 return
             finally:
                 conn.timeout = None

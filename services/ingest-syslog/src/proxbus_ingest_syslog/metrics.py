@@ -40,8 +40,9 @@ class SyslogMetrics:
             "proxbus_syslog_connections", "open TCP/TLS connections", registry=registry
         )
         self.connections_refused = Counter(
-            "proxbus_syslog_connections_refused", "TCP connections over the limit",
-            registry=registry,
+            "proxbus_syslog_connections_refused",
+            "TCP connections refused (reason: total or per_peer cap, shutdown)",
+            ["reason"], registry=registry,
         )  # fmt: skip
         self.idle_closed = Counter(
             "proxbus_syslog_idle_closed", "TCP connections closed after the idle timeout",

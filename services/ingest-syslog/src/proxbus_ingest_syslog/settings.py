@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     )
     syslog_max_line: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
     syslog_max_connections: int = Field(default=1000, ge=1)
+    syslog_peer_share: float = Field(
+        default=0.1, gt=0, le=1, description="share of SYSLOG_MAX_CONNECTIONS one address may hold"
+    )
     syslog_idle_timeout: float = Field(default=300.0, gt=0)
     syslog_drain_timeout: float = Field(default=1.5, ge=0, le=5)
     syslog_timezone: str = "UTC"
@@ -86,6 +89,10 @@ class Settings(ServiceSettings):
 
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.syslog_timezone)
+
+    @property
+    def max_connections_per_peer(self) -> int:
+        return max(1, int(self.syslog_max_connections * self.syslog_peer_share))
 
     @property
     def tls_enabled(self) -> bool:

@@ -82,3 +82,41 @@ async def test_broker_outage_is_503_and_the_retry_is_stored_once(
     assert (status2, reply2["status"]) == (202, "duplicate")
     events = await stored_events(js)
     assert [e.id for e in events] == [reply["id"]]
+
+
+async def test_deeply_nested_json_is_400_counted_and_logs_no_traceback(
+    services: Any, js: Any, caplog: Any
+) -> None:
+    # Issue 19: a 4 KB body nested 2,000 deep raised RecursionError -> 500 with a traceback.
+    svc = await services.start()
+    assert svc.health is not None
+    deep = b'{"title": "t", "message": "m", "fields": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+    assert len(deep) < 4200
+    status, reply = await _post(svc.health.port, deep, AUTH)
+    assert status == 400
+    assert "nested deeper than 32" in reply["message"]
+    # Brackets inside strings are text, not nesting.
+    text = json.dumps({**BODY, "message": "[" * 3000}).encode()
+    assert (await _post(svc.health.port, text, AUTH))[0] == 202
+    metrics = svc.registry.get_sample_value(
+        "proxbus_pve_webhook_requests_total", {"outcome": "too_deep"}
+    )
+    assert metrics == 1
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= 40]
+    assert await stored_events(js) != []
+
+
+async def test_a_flood_of_bad_requests_costs_counters_not_log_lines(
+    services: Any, js: Any, caplog: Any
+) -> None:
+    svc = await services.start()
+    assert svc.health is not None
+    caplog.set_level("INFO", logger="proxbus_ingest_pve_ws")
+    for _ in range(50):
+        assert (await _post(svc.health.port, b"{}", {"Authorization": "Bearer nope"}))[0] == 401
+        assert (await _post(svc.health.port, b'{"x": ', AUTH))[0] == 400
+    lines = [r for r in caplog.records if r.name.startswith("proxbus_ingest_pve_ws.webhook")]
+    assert len(lines) <= 4, [r.getMessage() for r in lines]
+    get = svc.registry.get_sample_value
+    assert get("proxbus_pve_webhook_requests_total", {"outcome": "unauthorized"}) == 50
+    assert get("proxbus_pve_webhook_requests_total", {"outcome": "invalid"}) == 50

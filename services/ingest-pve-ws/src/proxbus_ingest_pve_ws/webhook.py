@@ -4,17 +4,53 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from proxbus_events import EventPublisher, PublishError
+from proxbus_events.ratelog import RateLimitedLog
 
 from .notification import NotificationError, parse_webhook_body, webhook_event
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/hooks/pve"
+MAX_JSON_DEPTH = 32  # PVE's documented body nests 2 deep; json.loads recurses per level
+
+# One linear pass over the characters that matter: an escape pair (so \" does not end a
+# string), a quote, a bracket. A regex for whole strings would rescan to the end of the body
+# from every quote of an unterminated string (quadratic on hostile input).
+_JSON_TOKEN = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)
+
+
+def json_nesting_depth(body: bytes, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep the arrays/objects of a JSON text nest (at most ``limit + 1``; ``limit`` when
+    the body has too few brackets to go deeper).
+
+    Brackets inside strings are skipped. Checked before ``json.loads``, which recurses once
+    per level and raises RecursionError (not a clean error) around 1,000 levels.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return limit  # cannot nest deeper: skip the scan (the usual PVE body)
+    depth = deepest = 0
+    in_string = False
+    for match in _JSON_TOKEN.finditer(body):
+        token = match.group()
+        if token == b'"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 @dataclass(slots=True)
@@ -75,6 +111,10 @@ class PveWebhook:
         self._max_bytes = max_bytes
         self._metrics = metrics
         self._ack_timeout = ack_timeout
+        # What any client can trigger is logged once, then summarised per interval.
+        self._refused_log = RateLimitedLog(log, "webhook: refused requests")
+        self._invalid_log = RateLimitedLog(log, "webhook: rejected bodies", level=logging.INFO)
+        self._unavailable_log = RateLimitedLog(log, "webhook: events not stored (answered 503)")
 
     def install(self, app: web.Application) -> None:
         """Add the route to ``app`` (before the app starts)."""
@@ -87,22 +127,26 @@ class PveWebhook:
     async def handle(self, request: web.Request) -> web.Response:
         supplied = request.headers.get("Authorization", "").strip().encode()
         if not hmac.compare_digest(supplied, self._expected):
-            log.warning("webhook: rejected request from %s (bad or missing secret)", request.remote)
+            self._refused_log.record("bad or missing secret", str(request.remote))
             return self._reply("unauthorized", 401, "missing or wrong Authorization bearer secret")
         try:
             body = await _read_limited(request, self._max_bytes)
         except TooLarge:
+            self._invalid_log.record("too_large", str(request.remote))
             return self._reply("too_large", 413, f"body exceeds {self._max_bytes} bytes")
+        if json_nesting_depth(body) > MAX_JSON_DEPTH:
+            self._invalid_log.record("too_deep", str(request.remote))
+            return self._reply("too_deep", 400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             data = parse_webhook_body(body, request.headers.get("Content-Type", ""))
             event = webhook_event(data, site=self._site)
-        except NotificationError as exc:
-            log.info("webhook: rejected body from %s: %s", request.remote, exc)
-            return self._reply("invalid", 400, str(exc))
+        except (NotificationError, RecursionError) as exc:
+            self._invalid_log.record("invalid", str(request.remote), str(exc)[:200])
+            return self._reply("invalid", 400, str(exc) or "JSON nested too deep")
         try:
             ack = await self._publisher.publish(event, timeout=self._ack_timeout)
         except PublishError as exc:
-            log.warning("webhook: event not stored (%s); answering 503 so PVE retries", exc)
+            self._unavailable_log.record("bus unavailable", str(request.remote), str(exc))
             return self._reply("unavailable", 503, "event bus unavailable, retry later")
         log.info("webhook: %s %s from %s stored", event.kind, event.id, event.node or "?")
         outcome = "duplicate" if ack.duplicate else "accepted"

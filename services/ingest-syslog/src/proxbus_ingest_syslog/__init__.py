@@ -1,7 +1,7 @@
 """proxbus-ingest-syslog: syslog receiver (UDP/TCP/TLS), parsers and the Proxmox classifier."""
 
 from .app import SyslogService, run
-from .classify import RULES, Classification, Classifier, Rule, classify, parse_upid
+from .classify import RULES, Classification, Classifier, classify
 from .filters import LineFilter, TokenBucket
 from .frames import Frame, SyslogFramer
 from .normalize import NodeNamer, build_event
@@ -18,7 +18,6 @@ __all__ = [
     "NodeNamer",
     "Pipeline",
     "Rejection",
-    "Rule",
     "Settings",
     "SyslogFramer",
     "SyslogMessage",
@@ -27,6 +26,5 @@ __all__ = [
     "build_event",
     "classify",
     "parse_syslog",
-    "parse_upid",
     "run",
 ]

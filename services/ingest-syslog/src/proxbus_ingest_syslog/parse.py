@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from proxbus_events.classification import Rejection as Rejection  # re-exported
+
 DEFAULT_PRI = 13  # user.notice, RFC 3164 4.3.3 for a message without PRI
 NILVALUE = "-"
 _BOM = "\ufeff"
@@ -60,13 +62,6 @@ class SyslogMessage:
     @property
     def severity(self) -> int:
         return self.pri & 7
-
-
-@dataclass(slots=True, frozen=True)
-class Rejection:
-    """Input that is not a syslog message, with the reason (a short token)."""
-
-    reason: str
 
 
 def parse_syslog(

@@ -1,0 +1,642 @@
+"""The syslog rule table: what Proxmox VE / PBS hosts log, by program, mined from the sources.
+
+Each rule names the program(s) whose lines it applies to (the syslog app name), a regex
+searched in the message, the kind, an optional builder that extracts node/vmid/title, and
+the source file the message comes from. Order matters only among the rules of one program:
+the first match decides. ``tests/corpus.py`` holds at least one real line per rule.
+
+Contract (DESIGN.md "Kind vocabulary"): one happening gives one event, so of the lines one
+happening produces, one carries the kind and the others stay ``syslog.message`` (with the
+vmid where exactly one guest is concerned). ``node`` is set only when the event is about
+another node than the sender (fencing); the sender's host name is the default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from proxbus_events import Severity
+from proxbus_events.classification import ANY_PROGRAM, Builder, Classification, Rule
+from proxbus_events.classification import rule as _rule
+from proxbus_events.proxmox import Upid, find_upid, guest_id
+
+from .parse import SyslogMessage
+
+FALLBACK_KIND = "syslog.message"
+
+Build = Builder[SyslogMessage]
+
+
+def rule(
+    name: str,
+    programs: str | Iterable[str],
+    pattern: str,
+    kind: str,
+    build: Build | None = None,
+    source: str = "",
+) -> Rule[SyslogMessage]:
+    """A syslog rule (``programs``: space-separated app names, ``*`` for any)."""
+    return _rule(name, programs, pattern, kind, build, source=source)
+
+
+# --- shared extraction --------------------------------------------------------------------
+
+_GUEST_REF = re.compile(
+    r"\b(?:VM|CT) (\d{1,9})\b|\b(?:vm|ct):(\d{1,9})\b|(?<![\w./-])(\d{1,9})\.scope\b"
+)
+
+
+def single_guest(text: str) -> int | None:
+    """The guest id when ``text`` names exactly one guest (``VM 100``, ``vm:100``, ``100.scope``)."""
+    found = {a or b or c for a, b, c in _GUEST_REF.findall(text)}
+    return guest_id(found.pop()) if len(found) == 1 else None
+
+
+def _plain(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """A recognised line that is not an event of its own: plain, with its guest if one.
+
+    The guest comes from a group whose name ends in ``vmid``, else from the whole line.
+    """
+    found = next((v for k, v in m.groupdict().items() if k.endswith("vmid") and v), None)
+    vmid = guest_id(found) if found else single_guest(msg.message)
+    return Classification(kind=FALLBACK_KIND, vmid=vmid)
+
+
+def _kind_with_guest(kind: str, title: str) -> Build:
+    """A builder: ``kind`` with the vmid from the ``vmid`` group; ``title`` may use groups."""
+
+    def build(m: re.Match[str], msg: SyslogMessage) -> Classification:
+        vmid = guest_id(m["vmid"])
+        return Classification(kind=kind, title=title.format(**m.groupdict()), vmid=vmid)
+
+    return build
+
+
+# --- tasks (pve-common src/PVE/RESTEnvironment.pm) ------------------------------------------
+
+_TASK_OK = re.compile(r"(?:TASK )?OK")
+_TASK_WARN = re.compile(r"(?:TASK )?WARNINGS: ?(\d+)")
+
+
+def _task_metadata(upid: Upid, status: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "task_type": upid.type,
+        "task_id": upid.id,
+        "user": upid.user,
+        "upid_node": upid.node,
+        "task_start": upid.starttime,
+    }
+    if status is not None:
+        meta["status"] = status
+    if upid.pbs:
+        meta["product"] = "pbs"
+    return meta
+
+
+def _task_end(m: re.Match[str], msg: SyslogMessage) -> Classification | None:
+    """``end task UPID... <status>``: ``task.ok``/``task.failed`` for every task type.
+
+    vzdump included: the backup job's own lines say what happened to the guests.
+    """
+    upid = find_upid(m["upid"])
+    if upid is None:
+        return None
+    status = m["status"].strip()
+    severity = None
+    if _TASK_OK.fullmatch(status):
+        kind, status = "task.ok", "OK"
+    elif w := _TASK_WARN.fullmatch(status):
+        kind, status, severity = "task.ok", f"WARNINGS: {w[1]}", Severity.WARNING
+    else:
+        kind, status = "task.failed", status.removeprefix("TASK ERROR: ") or "unknown error"
+    what = f"{upid.type} {upid.id}".strip()
+    if kind == "task.failed":
+        title = f"Task {what} failed: {status}"
+    else:
+        title = f"Task {what} finished" + (f" with {status}" if severity else " OK")
+    return Classification(
+        kind=kind,
+        title=title,
+        vmid=upid.vmid,
+        correlation_id=upid.text,
+        severity=severity,
+        metadata=_task_metadata(upid, status),
+        dedup_key=(upid.text, status),
+    )
+
+
+def _task_start(m: re.Match[str], msg: SyslogMessage) -> Classification | None:
+    upid = find_upid(m["upid"])
+    if upid is None:
+        return None
+    return Classification(
+        kind=FALLBACK_KIND,
+        title=" ".join(f"Task {upid.type} {upid.id} started by {upid.user}".split()),
+        vmid=upid.vmid,
+        correlation_id=upid.text,
+        metadata=_task_metadata(upid, None),
+    )
+
+
+def _worker_start(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """A worker's own line with its UPID (``start VM 100: UPID...``): plain, correlated."""
+    upid = find_upid(m["upid"])
+    named = m.groupdict().get("vmid")
+    vmid = guest_id(named) if named else (upid.vmid if upid else None)
+    return Classification(kind=FALLBACK_KIND, vmid=vmid, correlation_id=upid.text if upid else None)
+
+
+def _pbs_task_error(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    error = m["error"].strip()
+    return Classification(
+        kind="task.failed", title=f"PBS task failed: {error}", metadata={"status": error}
+    )
+
+
+# --- vzdump (pve-manager PVE/VZDump.pm, logged through PVE/VZDump/Plugin.pm debugmsg) ------
+
+
+def _backup_job_start(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """``starting new backup job: vzdump 100 --mode snapshot``: vmid when one guest is named."""
+    args = m["cmdline"].split()
+    ids = [a for a in args[1:] if not a.startswith("-")]
+    ids = ids[: next((i for i, a in enumerate(ids) if not a.isdigit()), len(ids))]
+    vmid = guest_id(ids[0]) if len(ids) == 1 and "--all" not in args else None
+    return Classification(kind=FALLBACK_KIND, vmid=vmid)
+
+
+def _backup_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    vmid = guest_id(m["vmid"])
+    error = m["error"].strip()
+    return Classification(
+        kind="backup.failed",
+        title=f"Backup of VM {vmid} failed: {error}",
+        vmid=vmid,
+        metadata={"error": error},
+    )
+
+
+def _backup_job_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    error = m["error"].strip() if "error" in m.re.groupindex and m["error"] else ""
+    title = f"Backup job failed: {error}" if error else "Backup job finished with errors"
+    return Classification(
+        kind="backup.failed", title=title, metadata={"error": error} if error else {}
+    )
+
+
+# --- replication (pve-manager PVE/API2/Replication.pm _handle_job_err) ---------------------
+
+
+def _replication_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    vmid = guest_id(m["vmid"])
+    job = f"{m['vmid']}-{m['job']}"
+    return Classification(
+        kind="replication.failed",
+        title=f"Replication job {job} failed: {m['error'].strip()}",
+        vmid=vmid,
+        metadata={"job_id": job, "error": m["error"].strip()},
+    )
+
+
+# --- HA manager (pve-ha-manager src/PVE/HA/{NodeStatus,Manager,LRM}.pm) --------------------
+
+
+def _fencing(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    node = m["node"]
+    return Classification(
+        kind="node.fencing",
+        title=f"Fencing node {node}",
+        node=node,
+        metadata={"reporter": msg.hostname, "old_state": m["old"], "new_state": "fence"},
+    )
+
+
+def _fenced(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    node = m["node"]
+    return Classification(
+        kind="node.fenced",
+        title=f"Node {node} fenced",
+        node=node,
+        metadata={"reporter": msg.hostname},
+    )
+
+
+def _node_offline(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    node = m["node"]
+    return Classification(
+        kind="node.offline",
+        title=f"Node {node} is offline (HA state {m['old']} → unknown)",
+        node=node,
+        metadata={"reporter": msg.hostname, "old_state": m["old"], "new_state": "unknown"},
+    )
+
+
+def _ha_node_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    node = m["node"]
+    return Classification(
+        kind="ha.state",
+        title=f"HA node {node}: {m['old']} → {m['new']}",
+        node=node,
+        metadata={"reporter": msg.hostname, "old_state": m["old"], "new_state": m["new"]},
+    )
+
+
+def _ha_service_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    sid = m["sid"]
+    return Classification(
+        kind="ha.state",
+        title=f"HA service {sid}: {m['old']} → {m['new']}",
+        vmid=guest_id(sid.partition(":")[2]),
+        metadata={"sid": sid, "old_state": m["old"], "new_state": m["new"]},
+    )
+
+
+def _ha_service_line(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """Other HA service lines (recovery, LRM start/stop): ``ha.state`` about that guest."""
+    sid = m["sid"]
+    severity = Severity.ERROR if re.search(r"failed|unable|unrecoverable", msg.message) else None
+    return Classification(
+        kind="ha.state",
+        title=f"HA service {sid}: {msg.message}",
+        vmid=guest_id(sid.partition(":")[2]),
+        severity=severity,
+        metadata={"sid": sid},
+    )
+
+
+def _ha_daemon_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    return Classification(
+        kind="ha.state",
+        title=f"{msg.app} {m['old']} → {m['new']}",
+        metadata={"old_state": m["old"], "new_state": m["new"]},
+    )
+
+
+def _self_fencing(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    return Classification(
+        kind="node.fencing", title=f"Node {msg.hostname} watchdog expired (self-fencing)"
+    )
+
+
+# --- cluster (kronosnet libknet/threads_heartbeat.c, pve-cluster src/pmxcfs/status.c) -------
+
+
+def _link_down(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    return Classification(
+        kind="link.down",
+        title=f"Cluster link {m['link']} to host {m['host']} is down",
+        metadata={"peer_nodeid": int(m["host"]), "link": int(m["link"])},
+    )
+
+
+# --- kernel / systemd: OOM, crashes ---------------------------------------------------------
+
+_GUEST_CGROUP = re.compile(r"/qemu\.slice/(\d{1,9})\.scope|/lxc(?:\.payload)?[./](\d{1,9})\b")
+
+
+def _oom_cgroup(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    cgroup = m["cgroup"]
+    g = _GUEST_CGROUP.search(cgroup)
+    vmid = guest_id(g[1] or g[2]) if g else None
+    pid = int(m["pid"])
+    task = m["task"]
+    guest = f" of guest {vmid}" if vmid is not None else ""
+    return Classification(
+        kind="oom.kill",
+        title=f"OOM killer killed {task} (pid {pid}){guest}",
+        vmid=vmid,
+        metadata={"killed_pid": pid, "process": task, "cgroup": cgroup},
+        dedup_key=("oom", pid),  # the "Killed process" line of the same kill: same event
+    )
+
+
+def _oom_killed(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    pid = int(m["pid"])
+    task = m["task"]
+    return Classification(
+        kind="oom.kill",
+        title=f"OOM killer killed {task} (pid {pid})",
+        metadata={"killed_pid": pid, "process": task},
+        dedup_key=("oom", pid),
+    )
+
+
+def _qemu_crash(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    return Classification(
+        kind="vm.crashed",
+        title=f"QEMU process {m['comm']} (pid {m['pid']}) crashed: {m['what']}",
+        metadata={"process": m["comm"], "pid": int(m["pid"])},
+    )
+
+
+def _ct_state(kind: str) -> Build:
+    def build(m: re.Match[str], msg: SyslogMessage) -> Classification:
+        vmid = guest_id(m["vmid"])
+        verb = "started" if kind == "vm.started" else "stopped"
+        result = m["result"] if "result" in m.re.groupindex else None
+        title = f"CT {vmid} {verb}" + (f" ({result})" if result else "")
+        return Classification(
+            kind=kind,
+            title=title,
+            vmid=vmid,
+            severity=Severity.WARNING if result else None,
+            metadata={"result": result} if result else {},
+        )
+
+    return build
+
+
+# --- disks, storage ----------------------------------------------------------------------
+
+
+def _disk(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    device = m["dev"]
+    what = m["what"] if "what" in m.re.groupindex and m["what"] else "error"
+    return Classification(
+        kind="disk.error",
+        title=f"Disk {what} on {device}",
+        metadata={"device": device, "error": what},
+    )
+
+
+def _fs_error(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    device = m["dev"] or m["xdev"]
+    return Classification(
+        kind="disk.error", title=f"File system error on {device}", metadata={"device": device}
+    )
+
+
+def _zfs(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    groups = m.groupdict()
+    pool = groups["pool"]
+    meta: dict[str, Any] = {"pool": pool}
+    what = groups.get("cls") or "error"
+    meta["zfs_class"] = what
+    if groups.get("vdev"):
+        meta["vdev"] = groups["vdev"]
+    if groups.get("state"):
+        meta["vdev_state"] = groups["state"]
+        what = f"vdev {groups['vdev']} {groups['state']}"
+    return Classification(kind="disk.error", title=f"ZFS pool {pool}: {what}", metadata=meta)
+
+
+def _zfs_suspended(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    pool = m["pool"]
+    return Classification(
+        kind="disk.error",
+        title=f"ZFS pool {pool} suspended after an uncorrectable I/O failure",
+        metadata={"pool": pool, "zfs_class": "io_failure"},
+    )
+
+
+def _thin_pool(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    return Classification(
+        kind="storage.full",
+        title=f"Thin pool {m['pool']} {m['part']} is {m['pct']}% full",
+        metadata={"pool": m["pool"], "percent": float(m["pct"])},
+    )
+
+
+def _storage_offline(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    return Classification(kind=FALLBACK_KIND, metadata={"storage": m["storage"]})
+
+
+# --- authentication, certificates ---------------------------------------------------------
+
+
+def _auth(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    groups = m.groupdict()
+    user, rhost = groups.get("user") or "", groups["rhost"]
+    who = f" for {user}" if user else ""
+    meta = {"rhost": rhost, **({"user": user} if user else {})}
+    return Classification(
+        kind="auth.failed", title=f"Authentication failure{who} from {rhost}", metadata=meta
+    )
+
+
+def _pbs_job_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    job = m["job"]
+    kind = {
+        "garbage collection": "gc.failed",
+        "datastore prune": "prune.failed",
+        "datastore sync": "sync.failed",
+        "datastore verification": "verify.failed",
+        "tape backup": "tape.failed",
+    }[job]
+    target = m["target"]
+    error = m["error"].strip()
+    return Classification(
+        kind=kind,
+        title=f"Could not start {job} job {target}: {error}",
+        metadata={"job": target, "error": error},
+    )
+
+
+def _fence_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    node = m["node"] or m["lnode"]
+    return Classification(kind=FALLBACK_KIND, node=node, metadata={"reporter": msg.hostname})
+
+
+def _disk_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    device = m["dev"] or m["ata"] or m["sd"] or m["nvme"]
+    return Classification(kind=FALLBACK_KIND, metadata={"device": device})
+
+
+# --- the table -----------------------------------------------------------------------------
+
+_PBS = "proxmox-backup-proxy proxmox-backup-api proxmox-backup-manager"
+_TASKS = (
+    "pvedaemon pveproxy pvescheduler pvesh pvestatd pve-ha-lrm pve-ha-crm vzdump qm pct pvesr "
+    f"pvenode pveupdate spiceproxy {_PBS}"
+)
+_VZDUMP = "vzdump pvescheduler pvedaemon pveproxy pvesh"
+_GUEST_DAEMONS = "pvedaemon pveproxy pvescheduler pvesh pvestatd qm pct vzdump pve-ha-lrm"
+_HA = "pve-ha-crm pve-ha-lrm"
+_SSHD = "sshd sshd-session"
+_THIN = "lvm dmeventd"
+
+_RESTENV = "pve-common src/PVE/RESTEnvironment.pm"
+_VZDUMP_PM = "pve-manager PVE/VZDump.pm"
+_HA_MANAGER = "pve-ha-manager src/PVE/HA/Manager.pm"
+_HA_NODES = "pve-ha-manager src/PVE/HA/NodeStatus.pm"
+_HA_LRM = "pve-ha-manager src/PVE/HA/LRM.pm"
+_BLK = "linux block/blk-core.c blk_print_req_error"
+_ZED = "openzfs cmd/zed/zed.d/all-syslog.sh"
+_SMARTD = "smartmontools smartd.cpp"
+
+RULES: list[Rule[SyslogMessage]] = [
+    # tasks: every task type's end line is task.ok / task.failed (PBS UPIDs have 9 fields)
+    rule("task-end", _TASKS, r"end task (?P<upid>UPID:\S+)\s*(?P<status>.*)$", "task.ok",
+         _task_end, _RESTENV),
+    rule("task-start", _TASKS, r"starting task (?P<upid>UPID:\S+)", FALLBACK_KIND, _task_start,
+         _RESTENV),
+    rule("worker-start", _GUEST_DAEMONS,
+         r"^(?:start|starting|stop|stopping|shutdown|destroy|suspend|resume|"
+         r"requesting reboot of) (?:VM|CT) (?P<vmid>\d{1,9}): (?P<upid>UPID:\S+)",
+         FALLBACK_KIND, _worker_start,
+         "qemu-server src/PVE/API2/Qemu.pm, pve-container src/PVE/API2/LXC/Status.pm"),
+    rule("pbs-task-error", _PBS, r"^TASK ERROR: (?P<error>.+)", "task.failed", _pbs_task_error,
+         "proxmox-rs proxmox-rest-server/src/worker_task.rs log_result"),
+    # vzdump: the job's own lines say what happened to the guests
+    rule("vzdump-guest-start", _VZDUMP, r"^INFO: Starting Backup of VM (?P<vmid>\d{1,9}) ",
+         FALLBACK_KIND, _plain, _VZDUMP_PM),
+    rule("vzdump-guest-ok", _VZDUMP,
+         r"^INFO: Finished Backup of VM (?P<vmid>\d{1,9}) \((?P<duration>[^)]*)\)", "backup.ok",
+         _kind_with_guest("backup.ok", "Backup of VM {vmid} finished ({duration})"),
+         _VZDUMP_PM),
+    rule("vzdump-guest-failed", _VZDUMP,
+         r"^ERROR: Backup of VM (?P<vmid>\d{1,9}) failed - (?P<error>.*)", "backup.failed",
+         _backup_failed, _VZDUMP_PM),
+    rule("vzdump-job-ok", _VZDUMP, r"^INFO: Backup job finished successfully", "backup.ok",
+         source=_VZDUMP_PM),
+    rule("vzdump-job-errors", _VZDUMP,
+         r"^INFO: Backup job finished with errors|^ERROR: Backup job failed - (?P<error>.*)",
+         "backup.failed", _backup_job_failed, _VZDUMP_PM),
+    rule("vzdump-job-start", _VZDUMP, r"^INFO: starting new backup job: (?P<cmdline>.*)",
+         FALLBACK_KIND, _backup_job_start, _VZDUMP_PM),
+    # replication
+    rule("replication-failed", "pvescheduler pvesr",
+         r"^(?P<vmid>\d{1,9})-(?P<job>\d+): got unexpected replication job error - (?P<error>.*)",
+         "replication.failed", _replication_failed, "pve-manager PVE/API2/Replication.pm"),
+    # guest lifecycle
+    rule("vm-started", _GUEST_DAEMONS,
+         r"^VM (?P<vmid>\d{1,9}) started with PID (?P<pid>\d+)", "vm.started",
+         _kind_with_guest("vm.started", "VM {vmid} started (pid {pid})"),
+         "qemu-server src/PVE/QemuServer.pm vm_start_nolock"),
+    rule("qmeventd-stop", "qmeventd", r"^Starting cleanup for (?P<vmid>\d{1,9})\b", "vm.stopped",
+         _kind_with_guest("vm.stopped", "VM {vmid} stopped"),
+         "qemu-server src/PVE/CLI/qm.pm cleanup (run by qmeventd)"),
+    rule("qmeventd-line", "qmeventd",
+         r"^(?:Finished cleanup for (?P<vmid>\d{1,9})\b|(?P<qvmid>\d{1,9}): |"
+         r"VM cleanup: |skipping cleanup|aborting cleanup)",
+         FALLBACK_KIND, _plain, "qemu-server src/qmeventd/qmeventd.c, src/PVE/CLI/qm.pm"),
+    rule("ct-started", "systemd",
+         r"^Started pve-container@(?P<vmid>\d{1,9})\.service\b", "vm.started",
+         _ct_state("vm.started"), "pve-container src/pve-container@.service (systemd unit)"),
+    rule("ct-stopped", "systemd",
+         r"^pve-container@(?P<vmid>\d{1,9})\.service: (?:Deactivated successfully|"
+         r"Failed with result '(?P<result>[^']+)')", "vm.stopped", _ct_state("vm.stopped"),
+         "pve-container src/pve-container@.service (systemd unit)"),
+    rule("guest-scope", "systemd", r"(?<![\w./-])(?P<vmid>\d{1,9})\.scope\b", FALLBACK_KIND, _plain,
+         "qemu-server src/PVE/QemuServer.pm (systemd scope qemu.slice/<vmid>.scope)"),
+    # HA manager: fencing and node state first, service lines after
+    rule("ha-fenced", "pve-ha-crm",
+         r"fencing: acknowledged - got agent lock for node '(?P<node>[^']+)'", "node.fenced",
+         _fenced, _HA_NODES),
+    rule("ha-fence", "pve-ha-crm",
+         r"node '(?P<node>[^']+)': state changed from '(?P<old>\w+)' => 'fence'", "node.fencing",
+         _fencing, _HA_NODES),
+    rule("ha-node-offline", "pve-ha-crm",
+         r"node '(?P<node>[^']+)': state changed from '(?P<old>(?!fence')\w+)' => 'unknown'",
+         "node.offline", _node_offline, _HA_NODES),
+    rule("ha-node-state", "pve-ha-crm",
+         r"node '(?P<node>[^']+)': state changed from '(?P<old>\w+)' => '(?P<new>\w+)'",
+         "ha.state", _ha_node_state, _HA_NODES),
+    rule("ha-fence-detail", "pve-ha-crm",
+         r"^(?:Start fencing node|\[fence) '(?P<node>[^']+)'|"
+         r"^successfully acquired lock 'ha_agent_(?P<lnode>.+)_lock'",
+         FALLBACK_KIND, _fence_detail,
+         "pve-ha-manager src/PVE/HA/Fence.pm, src/PVE/HA/Env/PVE2.pm"),
+    rule("ha-service-state", _HA,
+         r"service '(?P<sid>[^']+)': state changed from '(?P<old>\w+)' to '(?P<new>\w+)'",
+         "ha.state", _ha_service_state, _HA_MANAGER),
+    rule("ha-service-line", _HA,
+         r"^(?:recover(?:ing)? service|(?:starting|stopping|unable to start|unable to stop) "
+         r"service|service status|service) '?(?P<sid>(?:vm|ct):\d{1,9})'?",
+         "ha.state", _ha_service_line, f"{_HA_MANAGER}, {_HA_LRM}"),
+    rule("ha-daemon-state", _HA, r"^status change (?P<old>\w+) => (?P<new>\w+)", "ha.state",
+         _ha_daemon_state, "pve-ha-manager src/PVE/HA/CRM.pm, src/PVE/HA/LRM.pm"),
+    rule("watchdog-expired", "watchdog-mux", r"client (?:\(PID \d+\) )?watchdog expired",
+         "node.fencing", _self_fencing, "pve-ha-manager src/watchdog-mux.c"),
+    # cluster: knet link state, pmxcfs quorum
+    rule("knet-link-down", "corosync",
+         r"\[KNET\s*\] link: host: (?P<host>\d+) link: (?P<link>\d+) is down", "link.down",
+         _link_down, "kronosnet libknet/threads_heartbeat.c"),
+    rule("quorum-lost", "pmxcfs", r"\[status\] notice: node lost quorum", "quorum.lost",
+         source="pve-cluster src/pmxcfs/status.c"),
+    # kernel: OOM kills (the oom-kill summary and "Killed process" share one event id)
+    rule("oom-cgroup", "kernel",
+         r"oom-kill:.*?task_memcg=(?P<cgroup>[^,\s]*),task=(?P<task>[^,]*),pid=(?P<pid>\d+)",
+         "oom.kill", _oom_cgroup, "linux mm/oom_kill.c dump_oom_summary"),
+    rule("oom-killed", "kernel",
+         r"[Oo]ut of memory: Kill(?:ed)? process (?P<pid>\d+) \((?P<task>[^)]*)\)", "oom.kill",
+         _oom_killed, "linux mm/oom_kill.c __oom_kill_process"),
+    rule("qemu-segfault", "kernel",
+         r"^(?:traps: )?(?P<comm>kvm|CPU \d+/KVM|qemu-system-\w+)\[(?P<pid>\d+)\]:? "
+         r"(?P<what>segfault|general protection fault|trap invalid opcode)",
+         "vm.crashed", _qemu_crash, "linux arch/x86/mm/fault.c show_signal_msg"),
+    # storage full (before disk errors: out of space is not a broken disk)
+    rule("thin-pool-full", _THIN,
+         r"Thin pool (?P<pool>\S+) (?P<part>data|metadata) is now (?P<pct>[\d.]+)% full",
+         "storage.full", _thin_pool, "lvm2 daemons/dmeventd/plugins/thin/dmeventd_thin.c"),
+    rule("thin-out-of-space", "kernel",
+         r"device-mapper: thin: \S+: switching pool to out-of-(?:data|metadata)-space|"
+         r"critical space allocation error, dev ", "storage.full",
+         source=f"linux drivers/md/dm-thin.c, {_BLK}"),
+    # disks: the block layer's line is the event, controller details stay plain
+    rule("kernel-io-error", "kernel",
+         r"(?P<what>I/O|critical medium|critical target|critical nexus|recoverable transport|"
+         r"protection|timeout) error, dev (?P<dev>[\w-]+), sector", "disk.error", _disk, _BLK),
+    rule("kernel-fs-error", "kernel",
+         r"EXT4-fs error \(device (?P<dev>[^)]+)\)|XFS \((?P<xdev>[^)]+)\): .*(?:I/O error|"
+         r"[Cc]orruption)", "disk.error", _fs_error, "linux fs/ext4/super.c, fs/xfs/xfs_message.c"),
+    rule("nvme-failure", "kernel",
+         r"nvme (?P<dev>nvme\d+): (?:(?P<what>I/O) \d+ QID \d+ timeout|"
+         r"controller is down|Device not ready|Removing after probe failure)",
+         "disk.error", _disk, "linux drivers/nvme/host/pci.c"),
+    rule("zfs-suspended", "kernel",
+         r"WARNING: Pool '(?P<pool>[^']+)' has encountered an uncorrectable I/O failure",
+         "disk.error", _zfs_suspended, "openzfs module/zfs/spa_misc.c"),
+    rule("zio-error", "kernel", r"zio pool=(?P<pool>\S+) vdev=(?P<vdev>\S*) error=\d+",
+         "disk.error", _zfs, "openzfs module/zfs/zfs_fm.c"),
+    rule("kernel-disk-detail", "kernel",
+         r"^(?:Buffer I/O error on dev(?:ice)? (?P<dev>[\w-]+)|(?P<ata>ata\d+(?:\.\d+)?): |"
+         r"sd \S+ \[(?P<sd>sd\w+)\] |(?P<nvme>nvme\d+n\d+): I/O Cmd)",
+         FALLBACK_KIND, _disk_detail,
+         "linux fs/buffer.c, drivers/ata/libata-eh.c, drivers/scsi/sd.c, drivers/nvme/host/core.c"),
+    rule("zed-error", "zed",
+         r"class=(?P<cls>checksum|io|data|deadman|probe_failure|io_failure|delay) "
+         r"pool='?(?P<pool>[^'\s]+)'?(?:.*?vdev=(?P<vdev>\S+))?", "disk.error", _zfs, _ZED),
+    rule("zed-vdev-state", "zed",
+         r"class=statechange pool='?(?P<pool>[^'\s]+)'? vdev=(?P<vdev>\S+) "
+         r"vdev_state=(?P<state>FAULTED|DEGRADED|UNAVAIL|REMOVED)", "disk.error", _zfs, _ZED),
+    rule("smart-sectors", "smartd",
+         r"Device: (?P<dev>\S+?),? .*?\d+ (?P<what>Currently unreadable \(pending\) sectors|"
+         r"Offline uncorrectable sectors)", "disk.error", _disk, _SMARTD),
+    rule("smart-failed", "smartd",
+         r"Device: (?P<dev>\S+?),? .*?(?P<what>FAILED SMART self-check|SMART Failure|"
+         r"Self-Test Log error count increased|ATA error count increased|"
+         r"Critical Warning \(0x[0-9a-fA-F]+\))", "disk.error", _disk, _SMARTD),
+    rule("storage-offline", "pvestatd pvedaemon pvescheduler",
+         r"storage '(?P<storage>[^']+)' is not online", FALLBACK_KIND, _storage_offline,
+         "pve-storage src/PVE/Storage.pm activate_storage"),
+    # authentication
+    rule("pve-auth", f"pvedaemon pveproxy {_PBS}",
+         r"(?:openid )?authentication failure; rhost=(?P<rhost>\S+)(?: user=(?P<user>\S+))?",
+         "auth.failed", _auth,
+         "pve-access-control src/PVE/API2/AccessControl.pm, proxmox-rs "
+         "proxmox-rest-server/src/environment.rs"),
+    rule("sshd-auth", _SSHD,
+         r"Failed (?:password|publickey|keyboard-interactive/pam|none) for (?:invalid user )?"
+         r"(?P<user>\S+) from (?P<rhost>\S+) port \d+", "auth.failed", _auth,
+         "openssh auth.c auth_log"),
+    rule("acme-failed", "pveupdate", r"^Renewing ACME certificate failed: ", "acme.failed",
+         source="pve-manager bin/pveupdate"),
+    # PBS scheduler: a job that could not even start
+    rule("pbs-job-start-failed", _PBS,
+         r"^unable to start (?P<job>garbage collection|datastore prune|datastore sync|"
+         r"datastore verification|tape backup) job (?:on datastore )?(?P<target>\S+) - "
+         r"(?P<error>.*)", "gc.failed", _pbs_job_failed,
+         "proxmox-backup src/bin/proxmox-backup-proxy.rs schedule_*"),
+    # any program
+    rule("no-space", ANY_PROGRAM, r"No space left on device", "storage.full",
+         source="errno ENOSPC (strerror)"),
+    # other lines naming a task (vnc proxy, service reload): plain, with the UPID's guest
+    rule("task-line", _TASKS, r"(?P<upid>UPID:\S+)", FALLBACK_KIND, _worker_start,
+         "pve-manager PVE/API2/Nodes.pm, PVE/API2/Services.pm, PVE/API2Tools.pm"),
+    # lines about one guest from the PVE daemons: plain, but with the guest id
+    rule("guest-line", f"{_GUEST_DAEMONS} {_HA}", r"\b(?:VM|CT) \d{1,9}\b|\b(?:vm|ct):\d{1,9}\b",
+         FALLBACK_KIND, _plain, "qemu-server, pve-container, pve-manager PVE/Service/pvestatd.pm"),
+]  # fmt: skip

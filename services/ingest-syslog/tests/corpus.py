@@ -1,0 +1,1585 @@
+"""A corpus of syslog lines as Proxmox VE 8/9 and PBS 3/4 hosts send them, with expectations.
+
+Every message text follows a log statement in the named source file (cited per block); the
+framing is what rsyslog forwards (RFC 3164, ``RSYSLOG_TraditionalForwardFormat``) or what a
+journald/rsyslog RFC 5424 forwarder sends. Expectations follow DESIGN.md "Kind vocabulary":
+kind, node (short name of the node the event is about), vmid (only when exactly one guest is
+concerned) and severity (PRI severity, raised by the contract's floors).
+
+``classified=False`` marks lines whose kind is knowingly not what the contract would want
+(none today); the corpus test measures kind accuracy on the others and requires every
+node and vmid to match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# PRI = facility * 8 + severity. daemon = 3, kern = 0, authpriv = 10, auth = 4, user = 1.
+DAEMON_ERR, DAEMON_WARN, DAEMON_NOTICE, DAEMON_INFO, DAEMON_CRIT = 27, 28, 29, 30, 26
+KERN_ALERT, KERN_CRIT, KERN_ERR, KERN_WARN, KERN_NOTICE, KERN_INFO = 1, 2, 3, 4, 5, 6
+AUTHPRIV_INFO, AUTHPRIV_NOTICE, AUTH_INFO = 86, 85, 38
+SEVERITY = {0: "critical", 1: "critical", 2: "critical", 3: "error", 4: "warning", 5: "notice",
+            6: "info", 7: "debug"}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One corpus line and what it must become."""
+
+    source: str
+    raw: str
+    kind: str
+    node: str | None
+    vmid: int | None
+    severity: str
+    classified: bool = True
+
+
+CORPUS: list[Line] = []
+_clock = [3 * 3600]  # seconds since midnight, advanced per line so timestamps look like a log
+
+
+def _stamp3164() -> str:
+    _clock[0] += 7
+    t = _clock[0] % 86400
+    return f"Nov 30 {t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}"
+
+
+def _stamp5424() -> str:
+    _clock[0] += 7
+    t = _clock[0] % 86400
+    return f"2026-11-30T{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}.{t % 997:06d}+01:00"
+
+
+def frame(pri: int, host: str, app: str, pid: int | None, msg: str, rfc5424: bool) -> str:
+    """The raw line: RFC 3164 ``<PRI>Mmm dd hh:mm:ss host app[pid]: msg`` or RFC 5424."""
+    if rfc5424:
+        return f"<{pri}>1 {_stamp5424()} {host} {app} {pid if pid else '-'} - - {msg}"
+    tag = f"{app}[{pid}]" if pid else app
+    return f"<{pri}>{_stamp3164()} {host} {tag}: {msg}"
+
+
+_FLOORS = {
+    **dict.fromkeys(("task.failed", "backup.failed", "replication.failed", "quorum.lost",
+                     "oom.kill", "disk.error", "vm.crashed"), "error"),
+    **dict.fromkeys(("auth.failed", "node.offline", "link.down", "storage.full"), "warning"),
+    "node.fencing": "critical",
+    "node.fenced": "critical",
+}  # fmt: skip
+_RANK = ["debug", "info", "notice", "warning", "error", "critical"]
+
+
+def expected_severity(pri: int, kind: str, minimum: str | None = None) -> str:
+    severity = SEVERITY[pri & 7]
+    for floor in (_FLOORS.get(kind), minimum):
+        if floor and _RANK.index(floor) > _RANK.index(severity):
+            severity = floor
+    return severity
+
+
+class Block:
+    """Lines of one source file; ``add`` frames and records one line with its expectation."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._n = 0
+
+    def add(
+        self,
+        pri: int,
+        host: str,
+        app: str,
+        pid: int | None,
+        msg: str,
+        kind: str = "syslog.message",
+        *,
+        node: str | None = "",
+        vmid: int | None = None,
+        minimum: str | None = None,
+        rfc5424: bool | None = None,
+    ) -> None:
+        """``node`` defaults to the sender's short name; every third line is RFC 5424."""
+        self._n += 1
+        use_5424 = self._n % 3 == 0 if rfc5424 is None else rfc5424
+        short = host.split(".", 1)[0]
+        CORPUS.append(
+            Line(
+                source=self.source,
+                raw=frame(pri, host, app, pid, msg, use_5424),
+                kind=kind,
+                node=short if node == "" else node,
+                vmid=vmid,
+                severity=expected_severity(pri, kind, minimum),
+            )
+        )
+
+
+def upid(node: str, pid: int, start: int, ttype: str, tid: str, user: str = "root@pam") -> str:
+    """A PVE UPID as pve-common ``PVE::UPID::encode`` writes it."""
+    return f"UPID:{node}:{pid:08X}:{pid * 37 + 1000:08X}:{start:08X}:{ttype}:{tid}:{user}:"
+
+
+# --- pve-common: task start/end lines --------------------------------------------------------
+b = Block("pve-common src/PVE/RESTEnvironment.pm (fork_worker, log_task_result)")
+T0 = 0x6749F000
+for host, app, apid, ttype, tid, status, vmid in [
+    ("pve1", "pvedaemon", 2231, "qmstart", "100", "OK", 100),
+    ("pve1", "pvedaemon", 2231, "qmshutdown", "101", "OK", 101),
+    ("pve1", "pvedaemon", 2232, "qmstop", "102", "OK", 102),
+    ("pve2", "pvedaemon", 1877, "vzstart", "200", "OK", 200),
+    ("pve2", "pvedaemon", 1877, "vzshutdown", "201", "OK", 201),
+    ("pve2", "pvedaemon", 1878, "qmigrate", "103", "OK", 103),
+    ("pve3.lab.example", "pvedaemon", 1502, "qmclone", "9000", "WARNINGS: 1", 9000),
+    ("pve1", "pveproxy", 3310, "vncproxy", "100", "OK", 100),
+    ("pve1", "pveproxy", 3311, "vncshell", "", "OK", None),
+    ("pve1", "pvedaemon", 2233, "aptupdate", "", "OK", None),
+    ("pve2", "pvedaemon", 1879, "qmsnapshot", "104", "OK", 104),
+    ("pve2", "pvedaemon", 1879, "qmrollback", "104", "OK", 104),
+    ("pve1", "pvedaemon", 2234, "qmdestroy", "105", "OK", 105),
+    ("pve1", "pvedaemon", 2234, "vzcreate", "202", "OK", 202),
+    ("pve3", "pvedaemon", 1503, "srvreload", "networking", "OK", None),
+    ("pve1", "pvescheduler", 4101, "vzdump", "", "OK", None),
+    ("pve2", "pve-ha-lrm", 1410, "qmstart", "110", "OK", 110),
+    ("pve2", "pve-ha-lrm", 1410, "qmigrate", "111", "OK", 111),
+    ("pve1", "pvedaemon", 2235, "imgcopy", "", "OK", None),
+    ("pve1", "pvedaemon", 2235, "download", "local", "OK", None),
+]:
+    u = upid(host.split(".")[0], apid * 3 + 7, T0 + apid, ttype, tid)
+    b.add(DAEMON_INFO, host, app, apid, f"<root@pam> starting task {u}", vmid=vmid)
+    kind = "task.ok"
+    b.add(
+        DAEMON_INFO,
+        host,
+        app,
+        apid,
+        f"<root@pam> end task {u} {status}",
+        kind,
+        vmid=vmid,
+        minimum="warning" if status.startswith("WARNINGS") else None,
+    )
+for host, app, apid, ttype, tid, status, vmid in [
+    ("pve1", "pvedaemon", 2240, "qmstart", "100", "start failed: QEMU exited with code 1", 100),
+    ("pve1", "pvedaemon", 2240, "qmshutdown", "106", "VM quit/powerdown failed - got timeout", 106),
+    ("pve2", "pvedaemon", 1880, "vzstart", "203", "startup for container '203' failed", 203),
+    ("pve2", "pvedaemon", 1880, "qmigrate", "107", "migration problems", 107),
+    ("pve3", "pvescheduler", 5120, "vzdump", "", "job errors", None),
+    ("pve3", "pvescheduler", 5121, "vzdump", "108", "job errors", 108),
+    (
+        "pve1",
+        "pvedaemon",
+        2241,
+        "qmclone",
+        "9001",
+        "clone failed: can't lock file '/var/lock/qemu-server/lock-9001.conf' - got timeout",
+        9001,
+    ),
+    (
+        "pve1",
+        "pvedaemon",
+        2241,
+        "aptupdate",
+        "",
+        "command 'apt-get update' failed: exit code 100",
+        None,
+    ),
+    ("pve2", "pve-ha-lrm", 1411, "qmstart", "112", "interrupted by signal", 112),
+    (
+        "pve1",
+        "pvedaemon",
+        2242,
+        "qmsnapshot",
+        "109",
+        "VM 109 qmp command 'savevm-start' failed - unable to connect to VM 109 qmp socket",
+        109,
+    ),
+]:
+    u = upid(host, apid * 3 + 11, T0 + apid * 2, ttype, tid)
+    b.add(DAEMON_INFO, host, app, apid, f"<root@pam> starting task {u}", vmid=vmid)
+    b.add(
+        DAEMON_ERR, host, app, apid, f"<root@pam> end task {u} {status}", "task.failed", vmid=vmid
+    )
+# API tokens and other users start tasks too
+u = upid("pve1", 91234, T0 + 77, "qmstart", "120", "automation@pve!n8n")
+b.add(DAEMON_INFO, "pve1", "pvedaemon", 2243, f"<automation@pve!n8n> starting task {u}", vmid=120)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pvedaemon",
+    2243,
+    f"<automation@pve!n8n> end task {u} OK",
+    "task.ok",
+    vmid=120,
+)
+
+# --- qemu-server / pve-container: the worker's own start line --------------------------------
+b = Block("qemu-server src/PVE/API2/Qemu.pm, pve-container src/PVE/API2/LXC/Status.pm")
+for app, apid, text, vmid in [
+    ("pvedaemon", 2231, "start VM 100", 100),
+    ("pvedaemon", 2231, "shutdown VM 101", 101),
+    ("pvedaemon", 2232, "stop VM 102", 102),
+    ("pvedaemon", 2232, "destroy VM 105", 105),
+    ("pvedaemon", 2233, "requesting reboot of VM 113", 113),
+    ("pvedaemon", 2233, "suspend VM 114", 114),
+    ("pvedaemon", 2233, "resume VM 114", 114),
+    ("pvedaemon", 1877, "starting CT 200", 200),
+    ("pvedaemon", 1877, "shutdown CT 201", 201),
+    ("pvedaemon", 1877, "stopping CT 204", 204),
+    ("pvedaemon", 1878, "requesting reboot of CT 205", 205),
+    ("pve-ha-lrm", 1410, "start VM 110", 110),
+]:
+    ttype = {"start VM": "qmstart", "starting CT": "vzstart"}.get(text.rsplit(" ", 1)[0], "qmx")
+    u = upid("pve1", apid * 5, T0 + vmid, ttype, str(vmid))
+    b.add(DAEMON_INFO, "pve1", app, apid, f"{text}: {u}", vmid=vmid)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pvedaemon",
+    2231,
+    "VM 100 started with PID 41821 using pve-qemu-kvm 9.2.0-5.",
+    "vm.started",
+    vmid=100,
+)
+b.add(
+    DAEMON_INFO,
+    "pve2",
+    "pve-ha-lrm",
+    1410,
+    "VM 110 started with PID 20113 using pve-qemu-kvm 10.0.2-4.",
+    "vm.started",
+    vmid=110,
+)
+b.add(
+    DAEMON_INFO,
+    "pve3",
+    "qm",
+    30211,
+    "VM 115 started with PID 30250 using pve-qemu-kvm 9.2.0-5.",
+    "vm.started",
+    vmid=115,
+)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pvescheduler",
+    4101,
+    "VM 116 started with PID 52110 using pve-qemu-kvm 10.0.2-4.",
+    "vm.started",
+    vmid=116,
+)
+b.add(DAEMON_INFO, "pve1", "qm", 30400, "executed 'qm unlock 100'")
+b.add(DAEMON_INFO, "pve2", "pct", 30500, "executed 'pct unlock 201'")
+b.add(DAEMON_ERR, "pve1", "pvedaemon", 2236, "VM 117 creating disks failed", vmid=117)
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pvestatd",
+    1310,
+    "VM 100 qmp command failed - VM 100 qmp command 'query-proxmox-support' failed - unable "
+    "to connect to VM 100 qmp socket - timeout after 51 retries",
+    vmid=100,
+)
+b.add(
+    DAEMON_ERR, "pve2", "pvestatd", 1290, "VM 118 qmp command failed - VM 118 not running", vmid=118
+)
+
+# --- qmeventd (qm cleanup runs under it) ------------------------------------------------------
+b = Block("qemu-server src/PVE/CLI/qm.pm (cleanup), src/qmeventd/qmeventd.c")
+for host, vmid in [("pve1", 100), ("pve1", 101), ("pve2", 110), ("pve3", 115), ("pve2", 203)]:
+    b.add(
+        DAEMON_WARN, host, "qmeventd", 998, f"Starting cleanup for {vmid}", "vm.stopped", vmid=vmid
+    )
+    b.add(DAEMON_WARN, host, "qmeventd", 998, f"Finished cleanup for {vmid}", vmid=vmid)
+b.add(
+    DAEMON_WARN,
+    "pve1",
+    "qmeventd",
+    998,
+    "VM cleanup: QEMU process 41821 for VM 100 still running (or newly started)",
+    vmid=100,
+)
+b.add(
+    DAEMON_WARN,
+    "pve1",
+    "qmeventd",
+    998,
+    "skipping cleanup - 'backup' lock is present and vm is running again",
+)
+b.add(
+    DAEMON_ERR, "pve1", "qmeventd", 998, "100: received error from QMP: QMP socket closed", vmid=100
+)
+b.add(DAEMON_ERR, "pve2", "qmeventd", 998, "could not get vmid from pid 2345")
+b.add(DAEMON_ERR, "pve2", "qmeventd", 998, "rejecting non-root client (pid 4242, uid 1000)")
+b.add(DAEMON_ERR, "pve1", "qmeventd", 998, "cleanup failed, terminating pid '41821' with SIGKILL")
+
+# --- systemd: guest scopes and container units ------------------------------------------------
+b = Block(
+    "systemd src/core/unit.c; qemu-server qemu.slice/<vmid>.scope, "
+    "pve-container src/pve-container@.service"
+)
+for host, vmid in [("pve1", 100), ("pve2", 110), ("pve3", 115)]:
+    b.add(DAEMON_INFO, host, "systemd", 1, f"Started {vmid}.scope.", vmid=vmid)
+    b.add(DAEMON_INFO, host, "systemd", 1, f"{vmid}.scope: Deactivated successfully.", vmid=vmid)
+    b.add(
+        DAEMON_INFO,
+        host,
+        "systemd",
+        1,
+        f"{vmid}.scope: Consumed 2h 13min 4.512s CPU time.",
+        vmid=vmid,
+    )
+b.add(
+    DAEMON_NOTICE,
+    "pve2",
+    "systemd",
+    1,
+    "121.scope: A process of this unit has been killed by the OOM killer.",
+    vmid=121,
+)
+b.add(DAEMON_WARN, "pve2", "systemd", 1, "121.scope: Failed with result 'oom-kill'.", vmid=121)
+for host, vmid in [("pve2", 200), ("pve2", 201), ("pve1", 202)]:
+    b.add(
+        DAEMON_INFO,
+        host,
+        "systemd",
+        1,
+        f"Started pve-container@{vmid}.service - PVE LXC Container: {vmid}.",
+        "vm.started",
+        vmid=vmid,
+    )
+    b.add(
+        DAEMON_INFO,
+        host,
+        "systemd",
+        1,
+        f"pve-container@{vmid}.service: Deactivated successfully.",
+        "vm.stopped",
+        vmid=vmid,
+    )
+b.add(
+    DAEMON_WARN,
+    "pve2",
+    "systemd",
+    1,
+    "pve-container@203.service: Failed with result 'exit-code'.",
+    "vm.stopped",
+    vmid=203,
+    minimum="warning",
+)
+b.add(DAEMON_INFO, "pve1", "systemd", 1, "Started session-42.scope - Session 42 of User root.")
+b.add(DAEMON_INFO, "pve1", "systemd", 1, "session-42.scope: Deactivated successfully.")
+b.add(DAEMON_INFO, "pve1", "systemd", 1, "Starting pvescheduler.service - Proxmox VE scheduler...")
+b.add(DAEMON_INFO, "pve1", "systemd", 1, "Reloading pveproxy.service - PVE API Proxy Server...")
+
+# --- vzdump: one scheduled job with three guests, one failing ---------------------------------
+b = Block("pve-manager PVE/VZDump.pm (via pve-guest-common src/PVE/VZDump/Plugin.pm debugmsg)")
+for host, app, pid, guests, job_ok in [
+    (
+        "pve1",
+        "pvescheduler",
+        88231,
+        [(100, "qemu", True), (101, "qemu", True), (200, "lxc", True)],
+        True,
+    ),
+    (
+        "pve2",
+        "pvescheduler",
+        71002,
+        [(110, "qemu", True), (111, "qemu", False), (201, "lxc", True)],
+        False,
+    ),
+    ("pve3", "vzdump", 40411, [(115, "qemu", False)], False),
+    ("pve1", "pvedaemon", 2299, [(102, "qemu", True)], True),
+]:
+    ids = " ".join(str(g[0]) for g in guests)
+    cmd = f"vzdump {ids} --storage pbs-store1 --mode snapshot --notes-template '{{{{guestname}}}}'"
+    only = guests[0][0] if len(guests) == 1 else None
+    b.add(DAEMON_INFO, host, app, pid, f"INFO: starting new backup job: {cmd}", vmid=only)
+    for vmid, vtype, ok in guests:
+        b.add(
+            DAEMON_INFO, host, app, pid, f"INFO: Starting Backup of VM {vmid} ({vtype})", vmid=vmid
+        )
+        if ok:
+            b.add(
+                DAEMON_INFO,
+                host,
+                app,
+                pid,
+                f"INFO: Finished Backup of VM {vmid} (00:02:{vmid % 60:02d})",
+                "backup.ok",
+                vmid=vmid,
+            )
+        else:
+            b.add(
+                DAEMON_ERR,
+                host,
+                app,
+                pid,
+                f"ERROR: Backup of VM {vmid} failed - VM {vmid} qmp command 'backup' failed - "
+                "backup register image failed: command error: ENOSPC: No space left on device",
+                "backup.failed",
+                vmid=vmid,
+            )
+    if job_ok:
+        b.add(DAEMON_INFO, host, app, pid, "INFO: Backup job finished successfully", "backup.ok")
+    else:
+        b.add(DAEMON_INFO, host, app, pid, "INFO: Backup job finished with errors", "backup.failed")
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pvescheduler",
+    88240,
+    "INFO: starting new backup job: vzdump --all 1 --mode snapshot --storage local --quiet 1",
+)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pvescheduler",
+    88240,
+    "INFO: starting new backup job: vzdump --exclude 100,101 --mode stop --storage nfs-backup",
+)
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pvescheduler",
+    88240,
+    "ERROR: Backup job failed - storage 'nfs-backup' is not online",
+    "backup.failed",
+)
+b.add(
+    DAEMON_ERR,
+    "pve2",
+    "vzdump",
+    40420,
+    "ERROR: Backup of VM 122 failed - unable to find VM '122'",
+    "backup.failed",
+    vmid=122,
+)
+b.add(
+    DAEMON_ERR,
+    "pve2",
+    "pvescheduler",
+    71010,
+    "ERROR: Backup of VM 123 failed - job failed with err -5 - Input/output error",
+    "backup.failed",
+    vmid=123,
+)
+b.add(DAEMON_INFO, "pve3", "pvescheduler", 40430, "INFO: skip external VMs: 130, 131")
+
+# --- replication ------------------------------------------------------------------------------
+b = Block("pve-manager PVE/API2/Replication.pm (_handle_job_err)")
+for host, app, job, err in [
+    (
+        "pve1",
+        "pvescheduler",
+        "100-0",
+        "command 'set -o pipefail && pvesm export local-zfs:vm-100-disk-0 zfs - -with-snapshots 1 "
+        "-snapshot __replicate_100-0_1764470700__ | /usr/bin/ssh -e none -o 'BatchMode=yes' "
+        "-o 'HostKeyAlias=pve2' root@10.0.0.12 -- pvesm import local-zfs:vm-100-disk-0 zfs - "
+        "-with-snapshots 1 -snapshot __replicate_100-0_1764470700__ -allow-rename 0' failed: "
+        "exit code 255",
+    ),
+    (
+        "pve1",
+        "pvescheduler",
+        "101-1",
+        "No common base snapshot on volume(s) local-zfs:vm-101-disk-0",
+    ),
+    ("pve2", "pvesr", "110-0", "error with cfs lock 'file-replication_cfg': got lock timeout"),
+    (
+        "pve3",
+        "pvescheduler",
+        "115-2",
+        "start time before last sync (1764470700 <= 1764470800) - abort sync",
+    ),
+]:
+    vmid = int(job.split("-")[0])
+    b.add(
+        DAEMON_WARN,
+        host,
+        app,
+        4101,
+        f"{job}: got unexpected replication job error - {err}",
+        "replication.failed",
+        vmid=vmid,
+    )
+
+# --- HA manager: a node fails and is fenced, services recover --------------------------------
+b = Block("pve-ha-manager src/PVE/HA/NodeStatus.pm, src/PVE/HA/Manager.pm")
+crm = ("pve1", "pve-ha-crm", 1502)
+
+
+def ha(
+    msg: str,
+    kind: str = "syslog.message",
+    *,
+    node: str | None = "",
+    vmid: int | None = None,
+    minimum: str | None = None,
+    pri: int = DAEMON_INFO,
+) -> None:
+    """A line of the CRM master on pve1 (src/PVE/HA/Env/PVE2.pm log → syslog)."""
+    b.add(pri, crm[0], crm[1], crm[2], msg, kind, node=node, vmid=vmid, minimum=minimum)
+
+
+ha("node 'pve3': state changed from 'online' => 'unknown'", "node.offline", node="pve3")
+ha("service 'vm:115': state changed from 'started' to 'fence'", "ha.state", vmid=115)
+ha("service 'ct:205': state changed from 'started' to 'fence'", "ha.state", vmid=205)
+ha("node 'pve3': state changed from 'unknown' => 'fence'", "node.fencing", node="pve3")
+ha("successfully acquired lock 'ha_agent_pve3_lock'", node="pve3")
+ha("fencing: acknowledged - got agent lock for node 'pve3'", "node.fenced", node="pve3")
+ha("node 'pve3': state changed from 'fence' => 'unknown'", "ha.state", node="pve3")
+ha("service 'vm:115': state changed from 'fence' to 'recovery'", "ha.state", vmid=115)
+ha("recover service 'vm:115' from fenced node 'pve3' to node 'pve2'", "ha.state", vmid=115)
+ha(
+    "service 'vm:115': state changed from 'recovery' to 'started'  (node = pve2)",
+    "ha.state",
+    vmid=115,
+)
+ha(
+    "recovering service 'ct:205' from fenced node 'pve3' failed, no recovery node found",
+    "ha.state",
+    vmid=205,
+    minimum="error",
+    pri=DAEMON_ERR,
+)
+ha("node 'pve3': state changed from 'unknown' => 'online'", "ha.state", node="pve3")
+ha("node 'pve2': state changed from 'online' => 'maintenance'", "ha.state", node="pve2")
+ha("node 'pve2': state changed from 'maintenance' => 'online'", "ha.state", node="pve2")
+ha("node 'pve4': state changed from 'online' => 'gone'", "ha.state", node="pve4")
+ha("node 'pve2': state changed from 'maintenance' => 'unknown'", "node.offline", node="pve2")
+ha("service 'vm:100': state changed from 'request_stop' to 'stopped'", "ha.state", vmid=100)
+ha(
+    "service 'vm:116': state changed from 'started' to 'migrate'  (node = pve1, target = pve2)",
+    "ha.state",
+    vmid=116,
+)
+ha("service 'vm:116' - migration failed (exit code 1)", "ha.state", vmid=116, pri=DAEMON_ERR)
+ha("service 'vm:117' got unrecoverable error (exit code 1)", "ha.state", vmid=117, pri=DAEMON_ERR)
+ha("migrate service 'vm:116' to node 'pve2' (running)", vmid=116)
+ha("relocate service 'ct:206' to node 'pve1'", vmid=206)
+ha("adding new service 'vm:118' on node 'pve1'", vmid=118)
+ha("removed leftover lock 'backup' from recovered service 'vm:115' to allow its start.", vmid=115)
+ha("got crm command: migrate vm:116 pve2", vmid=116)
+ha("crm command error - no such service: migrate vm:999 pve2", vmid=999, pri=DAEMON_ERR)
+ha("status change slave => master", "ha.state")
+ha("status change wait_for_quorum => slave", "ha.state")
+ha("using scheduler mode 'static'")
+ha("deleting gone node 'pve4', not a cluster member anymore.", pri=DAEMON_NOTICE)
+b = Block("pve-ha-manager src/PVE/HA/Fence.pm (hardware fencing)")
+b.add(DAEMON_NOTICE, "pve1", "pve-ha-crm", 1502, "Start fencing node 'pve3'", node="pve3")
+b.add(
+    DAEMON_NOTICE,
+    "pve1",
+    "pve-ha-crm",
+    1502,
+    "[fence 'pve3'] execute cmd: fence_ipmilan --ip=10.0.0.103 --username=admin",
+    node="pve3",
+)
+
+b = Block("pve-ha-manager src/PVE/HA/LRM.pm")
+for host, vmid in [("pve2", 115), ("pve2", 110), ("pve1", 100)]:
+    b.add(
+        DAEMON_INFO, host, "pve-ha-lrm", 1410, f"starting service vm:{vmid}", "ha.state", vmid=vmid
+    )
+    b.add(
+        DAEMON_INFO,
+        host,
+        "pve-ha-lrm",
+        1410,
+        f"service status vm:{vmid} started",
+        "ha.state",
+        vmid=vmid,
+    )
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pve-ha-lrm",
+    1411,
+    "stopping service ct:206 (timeout=180)",
+    "ha.state",
+    vmid=206,
+)
+b.add(
+    DAEMON_INFO, "pve1", "pve-ha-lrm", 1411, "service status ct:206 stopped", "ha.state", vmid=206
+)
+b.add(
+    DAEMON_WARN,
+    "pve1",
+    "pve-ha-lrm",
+    1411,
+    "unable to start service vm:117",
+    "ha.state",
+    vmid=117,
+    minimum="error",
+)
+b.add(
+    DAEMON_INFO,
+    "pve3",
+    "pve-ha-lrm",
+    1420,
+    "status change wait_for_agent_lock => active",
+    "ha.state",
+)
+b.add(
+    DAEMON_INFO, "pve3", "pve-ha-lrm", 1420, "status change active => lost_agent_lock", "ha.state"
+)
+b.add(DAEMON_ERR, "pve3", "pve-ha-lrm", 1420, "node needs to be fenced - releasing agent_lock")
+b.add(DAEMON_INFO, "pve1", "pve-ha-lrm", 1411, "watchdog active")
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pve-ha-lrm",
+    1411,
+    "got shutdown request with shutdown policy 'conditional'",
+)
+b.add(DAEMON_INFO, "pve1", "pve-ha-lrm", 1411, "reboot LRM, stop and freeze all services")
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pve-ha-lrm",
+    1411,
+    "resource agent vm:117 finished - failed to execute",
+    vmid=117,
+)
+
+b = Block("pve-ha-manager src/watchdog-mux.c")
+b.add(DAEMON_WARN, "pve3", "watchdog-mux", 701, "client (PID 1420) watchdog is about to expire")
+b.add(
+    DAEMON_WARN,
+    "pve3",
+    "watchdog-mux",
+    701,
+    "client (PID 1420) watchdog expired - disable watchdog updates",
+    "node.fencing",
+)
+b.add(
+    DAEMON_WARN,
+    "pve2",
+    "watchdog-mux",
+    702,
+    "client watchdog expired - disable watchdog updates",
+    "node.fencing",
+)
+b.add(
+    DAEMON_INFO,
+    "pve3",
+    "watchdog-mux",
+    701,
+    "client (PID 1420) watchdog was updated before expiring",
+)
+b.add(DAEMON_INFO, "pve1", "watchdog-mux", 703, "Watchdog driver 'Software Watchdog', version 0")
+
+# --- pmxcfs --------------------------------------------------------------------------------------
+b = Block("pve-cluster src/pmxcfs/status.c, dfsm.c, dcdb.c, quorum.c (qb_log '[%g] %p: %b')")
+for host in ("pve1", "pve2"):
+    b.add(DAEMON_NOTICE, host, "pmxcfs", 1090, "[status] notice: node lost quorum", "quorum.lost")
+    b.add(DAEMON_NOTICE, host, "pmxcfs", 1090, "[status] notice: node has quorum")
+b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[dcdb] notice: members: 1/1090, 2/1088, 3/1091")
+b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[status] notice: members: 1/1090, 2/1088")
+b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[dcdb] notice: starting data syncronisation")
+b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[dcdb] notice: all data is up to date")
+b.add(
+    DAEMON_NOTICE,
+    "pve3",
+    "pmxcfs",
+    1091,
+    "[dcdb] notice: received sync request (epoch 1/1090/00000004)",
+)
+b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[dcdb] notice: leader is 1/1090")
+b.add(DAEMON_CRIT, "pve2", "pmxcfs", 1088, "[quorum] crit: quorum_initialize failed: 2")
+b.add(DAEMON_CRIT, "pve2", "pmxcfs", 1088, "[confdb] crit: cmap_initialize failed: 2")
+b.add(DAEMON_CRIT, "pve2", "pmxcfs", 1088, "[dcdb] crit: cpg_initialize failed: 2")
+b.add(DAEMON_CRIT, "pve2", "pmxcfs", 1088, "[status] crit: cpg_send_message failed: 9")
+b.add(DAEMON_NOTICE, "pve2", "pmxcfs", 1088, "[status] notice: cpg_send_message retried 1 times")
+b.add(DAEMON_NOTICE, "pve1", "pmxcfs", 1090, "[main] notice: teardown filesystem")
+
+# --- corosync / kronosnet -------------------------------------------------------------------
+b = Block("kronosnet libknet/threads_heartbeat.c, libknet/host.c, libknet/threads_pmtud.c")
+for host, peer, link in [("pve1", 3, 0), ("pve2", 3, 0), ("pve1", 2, 1), ("pve2", 1, 0)]:
+    b.add(
+        DAEMON_INFO,
+        host,
+        "corosync",
+        1180,
+        f"  [KNET  ] link: host: {peer} link: {link} is down",
+        "link.down",
+    )
+    b.add(
+        DAEMON_WARN,
+        host,
+        "corosync",
+        1180,
+        f"  [KNET  ] host: host: {peer} (passive) best link: 0 (pri: 1)",
+    )
+    b.add(DAEMON_WARN, host, "corosync", 1180, f"  [KNET  ] host: host: {peer} has no active links")
+    b.add(DAEMON_INFO, host, "corosync", 1180, f"  [KNET  ] rx: host: {peer} link: {link} is up")
+    b.add(
+        DAEMON_INFO,
+        host,
+        "corosync",
+        1180,
+        f"  [KNET  ] link: Resetting MTU for link {link} because host {peer} joined",
+    )
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "corosync",
+    1180,
+    "  [KNET  ] pmtud: PMTUD link change for host: 2 link: 0 from 469 to 1397",
+)
+b.add(DAEMON_INFO, "pve1", "corosync", 1180, "  [KNET  ] pmtud: Global data MTU changed to: 1397")
+b = Block("corosync exec/vsf_quorum.c, exec/votequorum.c, exec/totemsrp.c, exec/main.c")
+b.add(
+    DAEMON_NOTICE,
+    "pve1",
+    "corosync",
+    1180,
+    "  [QUORUM] This node is within the non-primary component and will NOT provide any services.",
+)
+b.add(
+    DAEMON_NOTICE,
+    "pve1",
+    "corosync",
+    1180,
+    "  [QUORUM] This node is within the primary component and will provide service.",
+)
+b.add(DAEMON_NOTICE, "pve1", "corosync", 1180, "  [QUORUM] Members[2]: 1 2")
+b.add(DAEMON_NOTICE, "pve1", "corosync", 1180, "  [QUORUM] Sync members[2]: 1 2")
+b.add(DAEMON_NOTICE, "pve1", "corosync", 1180, "  [QUORUM] Sync left[1]: 3")
+b.add(
+    DAEMON_NOTICE,
+    "pve1",
+    "corosync",
+    1180,
+    "  [TOTEM ] A new membership (1.2d) was formed. Members left: 3",
+)
+b.add(
+    DAEMON_NOTICE,
+    "pve1",
+    "corosync",
+    1180,
+    "  [TOTEM ] Failed to receive the leave message. failed: 3",
+)
+b.add(DAEMON_INFO, "pve1", "corosync", 1180, "  [TOTEM ] Token has not been received in 2737 ms")
+b.add(DAEMON_NOTICE, "pve1", "corosync", 1180, "  [TOTEM ] Retransmit List: 1a 1b")
+b.add(
+    DAEMON_NOTICE,
+    "pve1",
+    "corosync",
+    1180,
+    "  [MAIN  ] Completed service synchronization, ready to provide service.",
+)
+b.add(DAEMON_INFO, "pve1", "corosync", 1180, "  [MAIN  ] Corosync Cluster Engine exiting normally")
+
+# --- kernel: OOM kills ---------------------------------------------------------------------
+b = Block("linux mm/oom_kill.c (dump_oom_summary, __oom_kill_process, dump_header)")
+b.add(
+    KERN_WARN,
+    "pve2",
+    "kernel",
+    None,
+    "kvm invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, "
+    "oom_score_adj=0",
+)
+b.add(
+    KERN_INFO,
+    "pve2",
+    "kernel",
+    None,
+    "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=qemu.slice,mems_allowed=0,"
+    "global_oom,task_memcg=/qemu.slice/121.scope,task=kvm,pid=20431,uid=0",
+    "oom.kill",
+    vmid=121,
+)
+b.add(
+    KERN_ERR,
+    "pve2",
+    "kernel",
+    None,
+    "Out of memory: Killed process 20431 (kvm) total-vm:17231144kB, anon-rss:16652032kB, "
+    "file-rss:2816kB, shmem-rss:4kB, UID:0 pgtables:33364kB oom_score_adj:0",
+    "oom.kill",
+)
+b.add(
+    KERN_INFO,
+    "pve1",
+    "kernel",
+    None,
+    "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=ns,mems_allowed=0,"
+    "oom_memcg=/lxc/202,task_memcg=/lxc/202/ns/system.slice/mariadb.service,task=mariadbd,"
+    "pid=77120,uid=100106",
+    "oom.kill",
+    vmid=202,
+)
+b.add(
+    KERN_ERR,
+    "pve1",
+    "kernel",
+    None,
+    "Memory cgroup out of memory: Killed process 77120 (mariadbd) total-vm:2451236kB, "
+    "anon-rss:1021412kB, file-rss:0kB, shmem-rss:0kB, UID:100106 pgtables:2412kB "
+    "oom_score_adj:0",
+    "oom.kill",
+)
+b.add(
+    KERN_INFO,
+    "pve1",
+    "kernel",
+    None,
+    "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=ns,mems_allowed=0,"
+    "oom_memcg=/lxc.payload.207,task_memcg=/lxc.payload.207/system.slice/nginx.service,"
+    "task=nginx,pid=80331,uid=100033",
+    "oom.kill",
+    vmid=207,
+)
+b.add(
+    KERN_INFO,
+    "pve3",
+    "kernel",
+    None,
+    "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,"
+    "task_memcg=/system.slice/pveproxy.service,task=pveproxy worker,pid=3312,uid=33",
+    "oom.kill",
+)
+b.add(
+    KERN_ERR,
+    "pve3",
+    "kernel",
+    None,
+    "Out of memory: Killed process 3312 (pveproxy worker) total-vm:345212kB, anon-rss:"
+    "201232kB, file-rss:0kB, shmem-rss:0kB, UID:33 pgtables:612kB oom_score_adj:0",
+    "oom.kill",
+)
+b.add(
+    KERN_INFO,
+    "pve2",
+    "kernel",
+    None,
+    "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
+)
+b.add(KERN_WARN, "pve2", "kernel", None, "Tasks state (memory values in pages):")
+
+# --- kernel: QEMU crashes -------------------------------------------------------------------
+b = Block("linux arch/x86/mm/fault.c show_signal_msg, arch/x86/kernel/traps.c")
+b.add(
+    KERN_INFO,
+    "pve1",
+    "kernel",
+    None,
+    "kvm[41821]: segfault at 8 ip 000055b1c1a3f2d4 sp 00007ffd3c1f0a80 error 4 in "
+    "qemu-system-x86_64[55b1c1600000+6b3000] likely on CPU 3 (core 3, socket 0)",
+    "vm.crashed",
+)
+b.add(
+    KERN_INFO,
+    "pve2",
+    "kernel",
+    None,
+    "CPU 1/KVM[20440]: segfault at 0 ip 00007f1c2b3a1e30 sp 00007f1a197fb5c8 error 6 in "
+    "libc.so.6[7f1c2b322000+155000]",
+    "vm.crashed",
+)
+b.add(
+    KERN_INFO,
+    "pve3",
+    "kernel",
+    None,
+    "traps: kvm[30250] general protection fault ip:5607a1c2d3e4 sp:7ffc1a2b3c40 error:0 in "
+    "qemu-system-x86_64[5607a1a00000+6b3000]",
+    "vm.crashed",
+)
+b.add(
+    KERN_INFO,
+    "pve1",
+    "kernel",
+    None,
+    "pvestatd[1310]: segfault at 7ffd3c1f0fe8 ip 00007f2a1b2c3d4e sp 00007ffd3c1f0ff0 "
+    "error 6 in libperl.so.5.36.0[7f2a1b200000+195000]",
+)
+
+# --- kernel: disks --------------------------------------------------------------------------
+b = Block(
+    "linux block/blk-core.c blk_print_req_error (and drivers/ata, drivers/scsi, "
+    "drivers/nvme, fs/buffer.c)"
+)
+b.add(
+    KERN_ERR,
+    "pve1",
+    "kernel",
+    None,
+    "ata3.00: exception Emask 0x0 SAct 0x100000 SErr 0x0 action 0x0",
+)
+b.add(KERN_ERR, "pve1", "kernel", None, "ata3.00: irq_stat 0x40000008")
+b.add(KERN_ERR, "pve1", "kernel", None, "ata3.00: failed command: READ FPDMA QUEUED")
+b.add(
+    KERN_ERR,
+    "pve1",
+    "kernel",
+    None,
+    "ata3.00: cmd 60/08:a0:00:1c:5d/00:00:1d:00:00/40 tag 20 ncq dma 4096 in",
+)
+b.add(KERN_ERR, "pve1", "kernel", None, "ata3.00: status: { DRDY ERR }")
+b.add(KERN_ERR, "pve1", "kernel", None, "ata3.00: error: { UNC }")
+b.add(KERN_INFO, "pve1", "kernel", None, "ata3: EH complete")
+b.add(
+    KERN_INFO,
+    "pve1",
+    "kernel",
+    None,
+    "sd 2:0:0:0: [sdc] tag#20 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_OK cmd_age=3s",
+)
+b.add(
+    KERN_INFO, "pve1", "kernel", None, "sd 2:0:0:0: [sdc] tag#20 Sense Key : Medium Error [current]"
+)
+b.add(
+    KERN_INFO,
+    "pve1",
+    "kernel",
+    None,
+    "sd 2:0:0:0: [sdc] tag#20 Add. Sense: Unrecovered read error - auto reallocate failed",
+)
+b.add(
+    KERN_ERR,
+    "pve1",
+    "kernel",
+    None,
+    "I/O error, dev sdc, sector 492641280 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2",
+    "disk.error",
+)
+b.add(
+    KERN_ERR,
+    "pve2",
+    "kernel",
+    None,
+    "blk_update_request: I/O error, dev sdb, sector 123456 op 0x1:(WRITE) flags 0x800 "
+    "phys_seg 1 prio class 0",
+    "disk.error",
+)
+b.add(
+    KERN_ERR,
+    "pve2",
+    "kernel",
+    None,
+    "critical medium error, dev sda, sector 9876543 op 0x0:(READ) flags 0x80700 phys_seg 1 "
+    "prio class 0",
+    "disk.error",
+)
+b.add(
+    KERN_ERR,
+    "pve3",
+    "kernel",
+    None,
+    "critical target error, dev sdd, sector 2048 op 0x3:(DISCARD) flags 0x800 phys_seg 1 "
+    "prio class 0",
+    "disk.error",
+)
+b.add(
+    KERN_ERR,
+    "pve3",
+    "kernel",
+    None,
+    "timeout error, dev sdd, sector 77824 op 0x0:(READ) flags 0x80700 phys_seg 8 prio class 2",
+    "disk.error",
+)
+b.add(
+    KERN_ERR,
+    "pve1",
+    "kernel",
+    None,
+    "Buffer I/O error on dev sdc1, logical block 0, async page read",
+)
+b.add(
+    KERN_ERR,
+    "pve1",
+    "kernel",
+    None,
+    "Buffer I/O error on device dm-7, logical block 1536, lost async page write",
+)
+b.add(
+    KERN_WARN, "pve1", "kernel", None, "nvme nvme0: I/O 512 QID 5 timeout, aborting", "disk.error"
+)
+b.add(KERN_WARN, "pve1", "kernel", None, "nvme nvme0: Abort status: 0x0")
+b.add(
+    KERN_WARN,
+    "pve2",
+    "kernel",
+    None,
+    "nvme nvme1: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0x10",
+    "disk.error",
+)
+b.add(
+    KERN_WARN,
+    "pve2",
+    "kernel",
+    None,
+    "nvme nvme1: Device not ready; aborting reset, CSTS=0x1",
+    "disk.error",
+)
+b.add(
+    KERN_ERR,
+    "pve2",
+    "kernel",
+    None,
+    "nvme1n1: I/O Cmd(0x2) @ LBA 1953525, 8 blocks, I/O Error (sct 0x2 / sc 0x81) MORE",
+)
+b.add(
+    KERN_ERR,
+    "pve2",
+    "kernel",
+    None,
+    "critical medium error, dev nvme1n1, sector 1953525 op 0x0:(READ) flags 0x0 phys_seg 1 "
+    "prio class 2",
+    "disk.error",
+)
+b.add(
+    KERN_CRIT,
+    "pve3",
+    "kernel",
+    None,
+    "EXT4-fs error (device dm-1): ext4_find_entry:1455: inode #2: comm pvestatd: reading "
+    "directory lblock 0",
+    "disk.error",
+)
+b.add(
+    KERN_ALERT,
+    "pve3",
+    "kernel",
+    None,
+    'XFS (dm-3): metadata I/O error in "xfs_imap_to_bp+0x5d/0x90 [xfs]" at daddr 0x40 '
+    "len 32 error 5",
+    "disk.error",
+)
+b.add(
+    KERN_INFO,
+    "pve3",
+    "kernel",
+    None,
+    "EXT4-fs (dm-1): mounted filesystem 5c1d9e0e-3b1f-4b58-9e0f-2b6e0c1a2f3d r/w with "
+    "ordered data mode. Quota mode: none.",
+)
+
+# --- ZFS ------------------------------------------------------------------------------------
+b = Block("openzfs cmd/zed/zed.d/all-syslog.sh (zed_log_msg via logger -t zed)")
+for host, eid, cls, pool, vdev, extra, kind in [
+    (
+        "pve1",
+        12,
+        "checksum",
+        "rpool",
+        "nvme-eui.0025388b91b2c3d4-part3",
+        " algorithm=fletcher4 size=4096 offset=1283543040 priority=4 err=52 flags=0x180880 "
+        "bookmark=0:73:0:1234",
+        "disk.error",
+    ),
+    (
+        "pve1",
+        13,
+        "io",
+        "tank",
+        "ata-ST4000NM0035-1V4107_ZC1234AB-part1",
+        " size=131072 offset=2251799813 priority=3 err=5 flags=0x40080c80",
+        "disk.error",
+    ),
+    (
+        "pve2",
+        7,
+        "data",
+        "tank",
+        "",
+        " priority=2 err=52 flags=0x808881 bookmark=515:1:0:44",
+        "disk.error",
+    ),
+    (
+        "pve2",
+        8,
+        "delay",
+        "tank",
+        "sdb1",
+        " size=131072 offset=1048576 priority=3 err=0 flags=0x40080c80 delay=30012ms",
+        "disk.error",
+    ),
+    ("pve1", 20, "scrub_start", "rpool", "", "", "syslog.message"),
+    ("pve1", 21, "scrub_finish", "rpool", "", "", "syslog.message"),
+    ("pve1", 22, "history_event", "rpool", "", "", "syslog.message"),
+    ("pve2", 9, "config_sync", "tank", "", "", "syslog.message"),
+    ("pve2", 10, "resilver_start", "tank", "", "", "syslog.message"),
+    ("pve2", 11, "resilver_finish", "tank", "", "", "syslog.message"),
+    ("pve3", 3, "trim_finish", "rpool", "", "", "syslog.message"),
+]:
+    v = f" vdev={vdev}" if vdev else ""
+    b.add(DAEMON_NOTICE, host, "zed", 2210, f"eid={eid} class={cls} pool='{pool}'{v}{extra}", kind)
+for state, kind in [
+    ("FAULTED", "disk.error"),
+    ("DEGRADED", "disk.error"),
+    ("REMOVED", "disk.error"),
+    ("UNAVAIL", "disk.error"),
+    ("ONLINE", "syslog.message"),
+]:
+    b.add(
+        DAEMON_NOTICE,
+        "pve2",
+        "zed",
+        2210,
+        f"eid=30 class=statechange pool='tank' vdev=sdb1 vdev_state={state}",
+        kind,
+    )
+b.add(
+    DAEMON_NOTICE,
+    "pve2",
+    "zed",
+    2210,
+    "eid=31 class=statechange pool='tank' vdev=sdc1 pool_state=DEGRADED vdev_state=ONLINE",
+)
+b.add(DAEMON_INFO, "pve2", "zed", 2210, "Exiting")
+b = Block("openzfs module/zfs/spa_misc.c, module/zfs/zfs_fm.c")
+b.add(
+    KERN_WARN,
+    "pve2",
+    "kernel",
+    None,
+    "WARNING: Pool 'tank' has encountered an uncorrectable I/O failure and has been suspended.",
+    "disk.error",
+)
+b.add(
+    KERN_WARN,
+    "pve1",
+    "kernel",
+    None,
+    "zio pool=rpool vdev=/dev/disk/by-id/nvme-Samsung_SSD_970_EVO_Plus_1TB_S4EWNX0R123456-"
+    "part3 error=5 type=2 offset=1234567168 size=4096 flags=180880",
+    "disk.error",
+)
+
+# --- smartd ---------------------------------------------------------------------------------
+b = Block("smartmontools smartd.cpp (PrintOut)")
+b.add(
+    DAEMON_CRIT,
+    "pve1",
+    "smartd",
+    880,
+    "Device: /dev/sda [SAT], 8 Currently unreadable (pending) sectors",
+    "disk.error",
+)
+b.add(
+    DAEMON_CRIT,
+    "pve1",
+    "smartd",
+    880,
+    "Device: /dev/sda [SAT], 3 Offline uncorrectable sectors",
+    "disk.error",
+)
+b.add(
+    DAEMON_CRIT,
+    "pve2",
+    "smartd",
+    881,
+    "Device: /dev/sdc [SAT], FAILED SMART self-check. BACK UP DATA NOW!",
+    "disk.error",
+)
+b.add(
+    DAEMON_CRIT,
+    "pve2",
+    "smartd",
+    881,
+    "Device: /dev/sdc [SAT], Self-Test Log error count increased from 0 to 1",
+    "disk.error",
+)
+b.add(
+    DAEMON_CRIT,
+    "pve3",
+    "smartd",
+    882,
+    "Device: /dev/sdb [SAT], ATA error count increased from 0 to 2",
+    "disk.error",
+)
+b.add(
+    DAEMON_CRIT,
+    "pve3",
+    "smartd",
+    882,
+    "Device: /dev/nvme0, Critical Warning (0x04): Reliability",
+    "disk.error",
+)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "smartd",
+    880,
+    "Device: /dev/sda [SAT], SMART Usage Attribute: 194 Temperature_Celsius changed from 64 to 65",
+)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "smartd",
+    880,
+    "Device: /dev/sda [SAT], SMART Prefailure Attribute: 1 Raw_Read_Error_Rate changed from "
+    "75 to 76",
+)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "smartd",
+    880,
+    "Device: /dev/sdb [SAT], state written to /var/lib/smartmontools/smartd.WDC-1.ata.state",
+)
+b.add(DAEMON_INFO, "pve1", "smartd", 880, "Device: /dev/nvme0, opened")
+
+# --- LVM thin pools, storage ----------------------------------------------------------------
+b = Block("lvm2 daemons/dmeventd/plugins/thin/dmeventd_thin.c, linux drivers/md/dm-thin.c")
+b.add(
+    DAEMON_WARN,
+    "pve1",
+    "lvm",
+    555,
+    "WARNING: Thin pool pve-data-tpool data is now 80.02% full.",
+    "storage.full",
+)
+b.add(
+    DAEMON_WARN,
+    "pve1",
+    "lvm",
+    555,
+    "WARNING: Thin pool pve-data-tpool data is now 96.12% full.",
+    "storage.full",
+)
+b.add(
+    DAEMON_WARN,
+    "pve2",
+    "dmeventd",
+    556,
+    "WARNING: Thin pool pve-data-tpool metadata is now 81.55% full.",
+    "storage.full",
+)
+b.add(
+    KERN_WARN,
+    "pve1",
+    "kernel",
+    None,
+    "device-mapper: thin: 252:4: reached low water mark for data device: sending event.",
+)
+b.add(
+    KERN_ERR,
+    "pve1",
+    "kernel",
+    None,
+    "device-mapper: thin: 252:4: switching pool to out-of-data-space (queue IO) mode",
+    "storage.full",
+)
+b.add(
+    KERN_ERR,
+    "pve1",
+    "kernel",
+    None,
+    "critical space allocation error, dev dm-5, sector 20971520 op 0x1:(WRITE) flags 0x8800 "
+    "phys_seg 16 prio class 2",
+    "storage.full",
+)
+b = Block(
+    "pve-storage src/PVE/Storage.pm (activate_storage), pve-manager bin/pvestatd "
+    "($SIG{__WARN__} → syslog)"
+)
+b.add(DAEMON_WARN, "pve1", "pvestatd", 1310, "storage 'nfs-backup' is not online")
+b.add(DAEMON_WARN, "pve2", "pvestatd", 1290, "storage 'pbs-store1' is not online")
+b.add(
+    DAEMON_WARN,
+    "pve3",
+    "pvestatd",
+    1300,
+    "connection check for storage 'cephfs' failed - timeout after 2 seconds",
+)
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pvestatd",
+    1310,
+    "unable to activate storage 'nas' - directory '/mnt/pve/nas' does not exist or is unreachable",
+)
+b.add(
+    DAEMON_ERR,
+    "pve2",
+    "pvedaemon",
+    1877,
+    "TASK ERROR: command 'zfs create rpool/data/subvol-208-disk-0' failed: cannot create "
+    "'rpool/data/subvol-208-disk-0': out of space",
+)
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pvescheduler",
+    4101,
+    "unable to write '/var/log/pve/tasks/index': No space left on device",
+    "storage.full",
+)
+
+# --- pve-manager daemons ---------------------------------------------------------------------
+b = Block("pve-manager PVE/Service/pvestatd.pm, pvescheduler.pm, pve-common src/PVE/Daemon.pm")
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pvestatd",
+    1310,
+    "storage status update error: command '/sbin/vgs --separator : --noheadings' failed: "
+    "got timeout",
+)
+b.add(DAEMON_INFO, "pve1", "pvestatd", 1310, "status update time (5.123 seconds)")
+b.add(DAEMON_INFO, "pve1.lab.example", "pvestatd", 1310, "status update time (8.951 seconds)")
+b.add(DAEMON_INFO, "pve2", "pvestatd", 1290, "modified cpu set for lxc/201: 0-3", vmid=None)
+b.add(DAEMON_INFO, "pve2", "pvestatd", 1290, "remove stale lxc-console for CT 209", vmid=209)
+b.add(DAEMON_ERR, "pve2", "pvestatd", 1290, "auto ballooning error: ballooning is disabled")
+b.add(
+    DAEMON_INFO, "pve1", "pvescheduler", 4101, "got shutdown request, signal running jobs to stop"
+)
+b.add(DAEMON_WARN, "pve1", "pvescheduler", 4101, "unresponsive job-worker, killing now: 4155")
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pvescheduler",
+    4101,
+    "jobs: cfs-lock 'file-jobs_cfg' error: got lock request timeout",
+)
+b.add(DAEMON_INFO, "pve1", "pvedaemon", 2231, "worker 2240 finished")
+b.add(DAEMON_INFO, "pve1", "pvedaemon", 2231, "starting 1 worker(s)")
+b.add(DAEMON_INFO, "pve1", "pvedaemon", 2231, "worker 2250 started")
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pveproxy",
+    3310,
+    "restarting server after 92 cycles to reduce memory usage",
+)
+b.add(DAEMON_INFO, "pve1", "pveproxy", 3310, "received signal TERM")
+b.add(DAEMON_INFO, "pve1", "pveproxy", 3310, "server closing")
+b.add(DAEMON_INFO, "pve1", "pveproxy", 3310, "server stopped")
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pveproxy",
+    3310,
+    "problem with client ::ffff:192.0.2.77; Connection reset by peer",
+)
+b.add(DAEMON_WARN, "pve1", "pveproxy", 3312, "proxy detected vanished client connection")
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pvedaemon",
+    2231,
+    "starting vnc proxy " + upid("pve1", 99, T0 + 1, "vncproxy", "100"),
+    vmid=100,
+)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pveproxy",
+    3310,
+    "starting termproxy " + upid("pve1", 98, T0 + 2, "vncshell", ""),
+)
+
+# --- authentication -----------------------------------------------------------------------------
+b = Block("pve-access-control src/PVE/API2/AccessControl.pm, src/PVE/API2/OpenId.pm")
+for host, rhost, user, msg in [
+    ("pve1", "::ffff:192.0.2.50", "root@pam", "Authentication failure"),
+    ("pve1", "::ffff:192.0.2.51", "admin@pve", "no such user ('admin@pve')"),
+    ("pve2", "192.0.2.52", "root@pam", "invalid two-factor authentication"),
+    ("pve3", "::ffff:198.51.100.9", "automation@pve!n8n", "invalid token value!"),
+]:
+    b.add(
+        DAEMON_ERR,
+        host,
+        "pvedaemon",
+        2231,
+        f"authentication failure; rhost={rhost} user={user} msg={msg}",
+        "auth.failed",
+    )
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pveproxy",
+    3310,
+    "authentication failure; rhost=::ffff:192.0.2.53 user=root@pam msg=no permission "
+    "(/vms/100, VM.Console)",
+    "auth.failed",
+)
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pvedaemon",
+    2231,
+    "openid authentication failure; rhost=::ffff:192.0.2.54 msg=Failed to contact "
+    "authorization server",
+    "auth.failed",
+)
+b.add(
+    AUTHPRIV_NOTICE,
+    "pve1",
+    "pvedaemon",
+    2231,
+    "pam_unix(proxmox-ve-auth:auth): authentication failure; logname= uid=0 euid=0 tty= "
+    "ruser= rhost=::ffff:192.0.2.50  user=root",
+)
+b = Block("proxmox-rs proxmox-rest-server/src/environment.rs (PBS log_failed_auth)")
+b.add(
+    DAEMON_ERR,
+    "pbs1",
+    "proxmox-backup-proxy",
+    812,
+    "authentication failure; rhost=[::ffff:192.0.2.60]:51234 user=root@pam msg=authentication "
+    "failed - invalid credentials",
+    "auth.failed",
+)
+b.add(
+    DAEMON_ERR,
+    "pbs1",
+    "proxmox-backup-proxy",
+    812,
+    "authentication failure; rhost=[::ffff:192.0.2.61]:40022 msg=invalid ticket - expired",
+    "auth.failed",
+)
+b.add(
+    DAEMON_ERR,
+    "pbs1.backup.example",
+    "proxmox-backup-proxy",
+    812,
+    "authentication failure; rhost=unknown user=backup@pbs!pve1 msg=invalid API token",
+    "auth.failed",
+)
+b = Block("openssh auth.c auth_log (sshd / sshd-session on Debian 13)")
+for app, text in [
+    ("sshd", "Failed password for root from 192.0.2.70 port 50022 ssh2"),
+    ("sshd", "Failed password for invalid user admin from 192.0.2.71 port 41234 ssh2"),
+    ("sshd", "Failed publickey for root from 192.0.2.72 port 40001 ssh2: RSA SHA256:abc"),
+    ("sshd-session", "Failed password for root from 203.0.113.5 port 61022 ssh2"),
+    ("sshd-session", "Failed none for invalid user oracle from 203.0.113.6 port 52110 ssh2"),
+]:
+    b.add(AUTHPRIV_INFO, "pve1", app, 9911, text, "auth.failed", minimum="warning")
+b.add(AUTHPRIV_INFO, "pve1", "sshd", 9911, "Invalid user admin from 192.0.2.71 port 41234")
+b.add(
+    AUTHPRIV_NOTICE,
+    "pve1",
+    "sshd",
+    9911,
+    "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= "
+    "rhost=192.0.2.70  user=root",
+)
+b.add(
+    AUTHPRIV_INFO,
+    "pve1",
+    "sshd",
+    9911,
+    "Accepted publickey for root from 192.0.2.10 port 50100 ssh2: ED25519 SHA256:xyz",
+)
+b.add(
+    AUTHPRIV_INFO,
+    "pve1",
+    "sshd-session",
+    9912,
+    "Connection closed by authenticating user root 203.0.113.5 port 61022 [preauth]",
+)
+
+# --- ACME / certificates -----------------------------------------------------------------------
+b = Block("pve-manager bin/pveupdate")
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pveupdate",
+    40001,
+    "Renewing ACME certificate failed: Error: POST to https://acme-v02.api.letsencrypt.org/"
+    'acme/new-order {"type":"urn:ietf:params:acme:error:rateLimited"}',
+    "acme.failed",
+)
+b.add(
+    DAEMON_INFO,
+    "pve1",
+    "pveupdate",
+    40001,
+    "Custom certificate does not expire soon, skipping ACME renewal.",
+)
+b.add(
+    DAEMON_ERR,
+    "pve2",
+    "pveupdate",
+    40002,
+    "update apt database failed: command 'apt-get update' failed: exit code 100",
+)
+b.add(DAEMON_INFO, "pve2", "pveupdate", 40002, "cleanup removed 12 task logs")
+
+# --- PBS journal ---------------------------------------------------------------------------------
+b = Block(
+    "proxmox-backup src/bin/proxmox-backup-proxy.rs (schedule_datastore_*), "
+    "src/server/*_job.rs, src/server/notifications.rs"
+)
+for job, target, kind in [
+    ("garbage collection", "on datastore store1", "gc.failed"),
+    ("datastore prune", "p-store1-daily", "prune.failed"),
+    ("datastore sync", "s-3f1a9c22-b0d1", "sync.failed"),
+    ("datastore verification", "v-weekly", "verify.failed"),
+    ("tape backup", "tape-weekly", "tape.failed"),
+]:
+    b.add(
+        DAEMON_ERR,
+        "pbs1",
+        "proxmox-backup-proxy",
+        812,
+        f"unable to start {job} job {target} - unable to get exclusive lock - EAGAIN: Try again",
+        kind,
+    )
+b.add(
+    DAEMON_ERR,
+    "pbs1",
+    "proxmox-backup-proxy",
+    812,
+    "send gc notification failed: could not read notification config",
+)
+b.add(DAEMON_INFO, "pbs1", "proxmox-backup-proxy", 812, "queued notification (id=4f7c1f0e)")
+b.add(
+    DAEMON_ERR,
+    "pbs1",
+    "proxmox-backup-proxy",
+    812,
+    "TASK ERROR: connection error: Connection reset by peer (os error 104)",
+    "task.failed",
+)
+b.add(DAEMON_INFO, "pbs1", "proxmox-backup-proxy", 812, "TASK OK")
+b.add(
+    DAEMON_INFO,
+    "pbs1",
+    "proxmox-backup-proxy",
+    812,
+    "rrd journal successfully committed (25 files in 0.021 seconds)",
+)
+b.add(DAEMON_INFO, "pbs1", "proxmox-backup-proxy", 812, "reloading certificate")
+b.add(
+    DAEMON_ERR,
+    "pbs1",
+    "proxmox-backup-proxy",
+    812,
+    "[[::ffff:192.0.2.80]:41234] https handshake failed - tls handshake eof",
+)
+b.add(
+    DAEMON_ERR,
+    "pbs1",
+    "proxmox-backup-proxy",
+    812,
+    "task scheduler: compute next minute alignment failed - clock error",
+)
+b.add(
+    DAEMON_ERR,
+    "pbs1",
+    "proxmox-backup-api",
+    701,
+    "could not refresh datastores: datastore 'store2' is in maintenance mode",
+)
+
+# --- pve-firewall ------------------------------------------------------------------------------
+b = Block("pve-firewall src/PVE/Service/pve_firewall.pm")
+b.add(
+    DAEMON_ERR,
+    "pve1",
+    "pve-firewall",
+    1250,
+    "status update error: iptables_restore_cmdlist: Try `iptables-restore -h' for more "
+    "information.",
+)
+b.add(DAEMON_INFO, "pve1", "pve-firewall", 1250, "firewall update time (5.321 seconds)")
+b.add(DAEMON_INFO, "pve1", "pve-firewall", 1250, "clear PVE-generated firewall rules")
+b.add(DAEMON_INFO, "pve1", "pve-firewall", 1250, "server shutting down")

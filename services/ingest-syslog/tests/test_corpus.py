@@ -1,0 +1,89 @@
+"""The corpus of real-shaped Proxmox lines (tests/corpus.py) through the real pipeline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from proxbus_events import Event
+from proxbus_ingest_syslog.frames import Frame
+from proxbus_ingest_syslog.pipeline import Pipeline
+from proxbus_ingest_syslog.rules import RULES
+from proxbus_ingest_syslog.settings import Settings
+
+from .corpus import CORPUS, Line
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+_PIPELINE = Pipeline(Settings())
+
+
+def _event(line: Line) -> Event:
+    result = _PIPELINE.event_or_rejection(Frame(line.raw.encode()), NOW)
+    assert isinstance(result, Event), (line.raw, result)
+    return result
+
+
+def _mismatches(field: str) -> list[str]:
+    out = []
+    for line in CORPUS:
+        if not line.classified:
+            continue
+        event = _event(line)
+        got, want = getattr(event, field), getattr(line, field)
+        if got != want:
+            out.append(f"{line.raw}\n    {field}: got {got!r}, want {want!r} ({line.source})")
+    return out
+
+
+def test_corpus_is_large_and_varied_enough() -> None:
+    assert len(CORPUS) >= 300
+    programs = {_event(line).metadata.get("app") for line in CORPUS}
+    sources = {line.source for line in CORPUS}
+    assert len(programs) >= 12, programs
+    assert len(sources) >= 12
+    formats = Counter(_event(line).metadata["format"] for line in CORPUS)
+    assert formats["rfc3164"] >= 100
+    assert formats["rfc5424"] >= 100
+
+
+def test_corpus_kind_accuracy_is_at_least_95_percent() -> None:
+    classified = [line for line in CORPUS if line.classified]
+    wrong = _mismatches("kind")
+    accuracy = 1 - len(wrong) / len(classified)
+    assert accuracy >= 0.95, "\n".join(wrong)
+
+
+def test_corpus_node_is_always_right() -> None:
+    wrong = _mismatches("node")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_corpus_vmid_is_always_right() -> None:
+    wrong = _mismatches("vmid")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_corpus_severity_follows_pri_and_floors() -> None:
+    wrong = [f"{m}" for m in _mismatches("severity")]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_rule_has_a_corpus_line() -> None:
+    used = {_event(line).metadata.get("rule") for line in CORPUS}
+    missing = sorted({r.name for r in RULES} - used)
+    assert not missing, missing
+
+
+def test_corpus_covers_every_syslog_kind_the_rules_can_give() -> None:
+    kinds = {line.kind for line in CORPUS}
+    assert {
+        "task.ok", "task.failed", "backup.ok", "backup.failed", "replication.failed",
+        "vm.started", "vm.stopped", "vm.crashed", "node.offline", "node.fencing", "node.fenced",
+        "quorum.lost", "link.down", "ha.state", "auth.failed", "storage.full", "disk.error",
+        "oom.kill", "acme.failed", "gc.failed", "prune.failed", "sync.failed", "verify.failed",
+        "tape.failed", "syslog.message",
+    } <= kinds  # fmt: skip
+
+
+def test_every_corpus_line_names_its_source() -> None:
+    assert all(line.source.strip() for line in CORPUS)

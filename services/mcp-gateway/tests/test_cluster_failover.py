@@ -59,9 +59,11 @@ async def test_an_open_breaker_is_not_hammered_and_reports_endpoint_down(sim: Si
         await sim.stop_api("pve")
         first = await gw.call("get_nodes", {}, ADMIN)
         second = await gw.call("get_nodes", {}, ADMIN)
-        assert not first.result.data["count"]
-        assert "connection refused" in first.result.text
-        assert "connection refused" in second.result.text
+        # Every source failed: an error with the cause, not an empty list (issue 17).
+        assert not first.ok
+        assert "connection refused" in first.error
+        assert not second.ok
+        assert "connection refused" in second.error
         third = await gw.call("get_node_status", {"node": "pve1"}, ADMIN)
         assert not third.ok
         assert "circuit open" in third.error

@@ -151,8 +151,11 @@ class Gateway:
     # -- catalogue -------------------------------------------------------------------------
 
     def visible(self, spec: ToolSpec, caller: Caller | None = None) -> bool:
-        """READ_ONLY hides every tool that changes something; allowlists hide the rest."""
+        """READ_ONLY hides every tool that changes something; a caller sees only the tools
+        its scopes and tool allowlist let it call."""
         if self.settings.read_only and not spec.read_only and spec.name != "proxmox_api":
+            return False
+        if caller is not None and spec.scope not in caller.scopes:
             return False
         if caller is not None and caller.token is not None and caller.token.tools is not None:
             return spec.name in caller.token.tools

@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
@@ -48,13 +49,17 @@ class BearerAuthMiddleware:
         self.app = app
         self.gateway = gateway
         self.anonymous = anonymous
+        # Calls over the legacy SSE transport are audited (and counted) as "sse".
+        self.anonymous_sse = None if anonymous is None else replace(anonymous, transport="sse")
         self.rejected = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        caller = self.anonymous
+        path = str(scope.get("path", ""))
+        legacy = path.startswith(("/sse", "/messages"))
+        caller = self.anonymous_sse if legacy else self.anonymous
         if self.gateway.tokens:
             caller = None
             for key, value in scope.get("headers", []):
@@ -62,7 +67,9 @@ class BearerAuthMiddleware:
                     text = value.decode("latin-1")
                     scheme, _, secret = text.partition(" ")
                     if scheme.lower() == "bearer" and secret.strip():
-                        caller = self.gateway.tokens.lookup(secret.strip(), "http")
+                        caller = self.gateway.tokens.lookup(
+                            secret.strip(), "sse" if legacy else "http"
+                        )
                     break
         if caller is None:
             self.rejected += 1

@@ -27,7 +27,10 @@ INSTRUCTIONS = (
 )
 
 
-def tool_definition(spec: ToolSpec) -> Tool:
+def tool_definition(spec: ToolSpec, *, read_only_gateway: bool = False) -> Tool:
+    """The MCP tool entry; with ``READ_ONLY=true`` every listed tool is read-only (the only
+    one that could write, ``proxmox_api``, then refuses anything but read-scope calls)."""
+    read_only = spec.read_only or read_only_gateway
     return Tool(
         name=spec.name,
         title=spec.title,
@@ -36,8 +39,8 @@ def tool_definition(spec: ToolSpec) -> Tool:
         output_schema=spec.output_schema,
         annotations=ToolAnnotations(
             title=spec.title,
-            read_only_hint=spec.read_only,
-            destructive_hint=spec.destructive,
+            read_only_hint=read_only,
+            destructive_hint=spec.destructive and not read_only,
             idempotent_hint=spec.idempotent,
             open_world_hint=spec.open_world,
         ),
@@ -52,7 +55,11 @@ class GatewayMCPServer(MCPServer[Any]):
         super().__init__(
             name="proxbus-mcp-gateway", instructions=INSTRUCTIONS, version="0.1.0", **kwargs
         )
-        self._definitions = {s.name: tool_definition(s) for s in gateway.registry.tools.values()}
+        read_only = gateway.settings.read_only
+        self._definitions = {
+            s.name: tool_definition(s, read_only_gateway=read_only)
+            for s in gateway.registry.tools.values()
+        }
         # proxbus configures no tracer: the SDK's per-message spans would be CPU on every call.
         lowlevel = self._lowlevel_server
         lowlevel.middleware[:] = [

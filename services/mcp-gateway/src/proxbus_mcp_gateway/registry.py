@@ -124,10 +124,14 @@ OBJECT_OUTPUT: dict[str, Any] = {"type": "object"}
 
 
 def list_output(item_props: dict[str, str] | None = None) -> dict[str, Any]:
-    """``{items: [...], count, errors?}``; ``item_props`` names the main fields and their types."""
+    """``{items: [...], count, errors?}``; ``item_props`` names the main fields and their types.
+
+    Every named field may also be ``null``: Proxmox leaves fields out or sends null for some
+    entries (HA status: ``state`` only on services), and clients validate strictly.
+    """
     item: dict[str, Any] = {"type": "object"}
     if item_props:
-        item["properties"] = {k: {"type": v} for k, v in item_props.items()}
+        item["properties"] = {k: {"type": [v, "null"]} for k, v in item_props.items()}
     return {
         "type": "object",
         "properties": {

@@ -7,12 +7,24 @@ attempt or member; :func:`describe_resource_error` renders an API error answer a
 
 from __future__ import annotations
 
+import re
+
 import requests
 from proxmoxer.core import AuthenticationError, ResourceException
 from urllib3.exceptions import NewConnectionError
 
 from .config import Endpoint
 from .errors import NotFound, ToolFailure, UpstreamError
+
+# Proxmox answers a missing object with a plain 500 whose reason says so (PVE
+# PVE/API2/Tasks.pm and PBS src/api2/node/tasks.rs: "no such task"; "unable to parse worker
+# upid"; qemu-server: "Configuration file ... does not exist"). Retrying cannot help: these
+# are answered as 404 at once.
+_MISSING = re.compile(
+    r"no such (task|vm|container|guest|snapshot|file|storage|datastore)|does not exist|"
+    r"unable to parse worker upid|not found",
+    re.IGNORECASE,
+)
 
 
 class _Transient(Exception):
@@ -44,6 +56,8 @@ def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailur
     if isinstance(exc, ResourceException):
         text = describe_resource_error(exc)
         code = int(exc.status_code)
+        if code == 500 and _MISSING.search(text):
+            return NotFound(text)
         if code >= 500 and code != 501:
             return _Transient(f"{ep.name}: {text}", sent=True, answered=True)
         if code == 401:
@@ -55,7 +69,8 @@ def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailur
         if code == 403:
             return ToolFailure(text, code=403)
         if code in (404, 501):
-            return NotFound(text)
+            # The audit and the RPC error keep the upstream's own status (501 = no such path).
+            return NotFound(text, code=code)
         return ToolFailure(text, code=400 if code == 400 else code)
     if isinstance(exc, AuthenticationError):
         return UpstreamError(f"authentication failed on {ep.name}: {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Hashable
 from typing import Annotated, Any, Literal
@@ -10,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from .. import validate
-from ..errors import InvalidArgument, NotFound, ToolFailure
+from ..errors import InvalidArgument, NotFound, ToolFailure, UpstreamError
 from ..registry import CallContext, ToolInput, ToolResult
 
 ClusterArg = Annotated[
@@ -76,17 +77,25 @@ def table(rows: list[dict[str, Any]], cols: list[str], limit: int = 200) -> str:
 
 
 def _cell(v: Any) -> str:
+    """A table cell: text with spaces is quoted (never rewritten), long text is cut."""
+    text = _value(v, 40)
+    if any(c.isspace() for c in text):
+        return '"' + text.replace('"', "'") + '"'
+    return text
+
+
+def _value(v: Any, limit: int = 200) -> str:
     if v is None or v == "":
         return "-"
     if isinstance(v, float):
         return f"{v:g}"
-    text = str(v).replace(" ", "_")
-    return text if len(text) <= 40 else text[:39] + "…"
+    text = " ".join(str(v).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def kv_text(title: str, data: dict[str, Any], keys: list[str] | None = None) -> str:
     keys = keys or list(data)
-    return title + "\n" + "\n".join(f"{k}: {_cell(data.get(k))}" for k in keys if k in data)
+    return title + "\n" + "\n".join(f"{k}: {_value(data.get(k))}" for k in keys if k in data)
 
 
 def listing(
@@ -100,42 +109,82 @@ def listing(
     return ToolResult(data, text)
 
 
+def answered(answers: list[tuple[Any, Any]], what: str) -> tuple[list[tuple[Any, Any]], list[str]]:
+    """Split ``request_all`` answers into (group, result) successes and error texts.
+
+    Raises:
+        UpstreamError: every source failed (the caller gets the reasons, not an empty list).
+    """
+    ok = [(g, r) for g, r in answers if not isinstance(r, ToolFailure)]
+    errors = [f"{g.config.name}: {r.message}" for g, r in answers if isinstance(r, ToolFailure)]
+    if answers and not ok:
+        codes = {r.code for _, r in answers}
+        code = codes.pop() if len(codes) == 1 else 502
+        raise UpstreamError(f"{what} failed on every endpoint: " + "; ".join(errors), code=code)
+    return ok, errors
+
+
 async def locate_guest(
     ctx: CallContext,
     cluster: str | None,
     vmid: int,
     node: str | None,
     kind: GuestKind | None = None,
+    *,
+    acting: bool = False,
 ) -> tuple[str, GuestKind, dict[str, Any]]:
     """(node, kind, resource entry) of a guest; allowlists are checked on the result.
 
+    A guest is keyed by cluster, node and vmid: standalone hosts of one cluster config may
+    each have a VM 100. Without ``node``, a vmid found on several hosts is an error listing
+    them; with ``acting`` (the call changes something) a host that could not be asked also
+    makes a node-less call an error, so an action never lands on another host by default.
+
     Raises:
         NotFound: no such guest (of that kind) in the cluster.
+        ToolFailure: ambiguous vmid (409), or the lookup failed upstream.
     """
     validate.vmid(vmid)
     ctx.caller.require_vmid(vmid)
     if node is not None:
         validate.node_name(node)
     pool = ctx.gateway.pool
-    entry: dict[str, Any] | None = None
-    for _, result in await pool.request_all(cluster, "/cluster/resources", {"type": "vm"}):
-        if isinstance(result, ToolFailure):
-            continue
-        for item in result or []:
-            if item.get("vmid") == vmid:
-                entry = item
-    if entry is None:
-        if node is not None and kind is not None:
-            ctx.caller.require_node(node)
-            return node, kind, {"vmid": vmid, "node": node, "type": kind}
-        raise NotFound(f"guest {vmid} not found in cluster {pool.cluster(cluster).config.name}")
+    name = pool.cluster(cluster).config.name
+    answers = await pool.request_all(cluster, "/cluster/resources", {"type": "vm"})
+    ok, errors = answered(answers, f"looking up guest {vmid}")
+    candidates = [item for _, result in ok for item in result or [] if item.get("vmid") == vmid]
+    if node is not None:
+        on_node = [c for c in candidates if c.get("node") == node]
+        if not on_node:
+            if candidates:
+                where = ", ".join(sorted(str(c.get("node")) for c in candidates))
+                raise NotFound(f"guest {vmid} is not on node {node} (found on: {where})")
+            if kind is not None and errors:
+                # The node's own host may be the one that did not answer: let the call say why.
+                ctx.caller.require_node(node)
+                return node, kind, {"vmid": vmid, "node": node, "type": kind}
+            raise NotFound(f"guest {vmid} not found on node {node} in cluster {name}")
+        candidates = on_node
+    if not candidates:
+        suffix = f" ({'; '.join(errors)})" if errors else ""
+        raise NotFound(f"guest {vmid} not found in cluster {name}{suffix}")
+    if len(candidates) > 1:
+        where = ", ".join(sorted(str(c.get("node")) for c in candidates))
+        raise ToolFailure(
+            f"guest {vmid} exists on several hosts ({where}); pass node to choose one", 409
+        )
+    if node is None and acting and errors:
+        raise ToolFailure(
+            f"guest {vmid} found on {candidates[0].get('node')}, but not every host could be "
+            f"checked ({'; '.join(errors)}); pass node to act on it",
+            409,
+        )
+    entry = candidates[0]
     found_kind: GuestKind = "lxc" if entry.get("type") == "lxc" else "qemu"
     if kind is not None and found_kind != kind:
         other = "a container (use the lxc tools)" if found_kind == "lxc" else "a VM"
         raise InvalidArgument(f"guest {vmid} is {other}")
     found_node = str(entry.get("node"))
-    if node is not None and node != found_node:
-        raise NotFound(f"guest {vmid} is on node {found_node}, not {node}")
     ctx.caller.require_node(found_node)
     return found_node, found_kind, entry
 
@@ -157,12 +206,63 @@ def plan(action: str, target: str, current: dict[str, Any], effect: str) -> Tool
         "effect": effect,
         "next": "call again with confirm=true to execute",
     }
-    state = ", ".join(f"{k}={_cell(v)}" for k, v in current.items())
+    state = ", ".join(f"{k}={_value(v)}" for k, v in current.items())
     text = (
         f"PLAN (nothing changed): {action} {target}\ncurrent: {state}\neffect: {effect}\n"
         "call again with confirm=true to execute"
     )
     return ToolResult(data, text)
+
+
+# Human task names, after the task description tables of the web UIs (pve-manager
+# www/manager6/Utils.js ``task_desc_table``, proxmox-backup www/Utils.js
+# ``override_task_descriptions``): (what, on which kind of object).
+_TASK_NAMES: dict[str, tuple[str, str]] = {
+    "qmstart": ("start", "VM"), "qmstop": ("stop", "VM"), "qmshutdown": ("shutdown", "VM"),
+    "qmreboot": ("reboot", "VM"), "qmreset": ("reset", "VM"), "qmsuspend": ("suspend", "VM"),
+    "qmresume": ("resume", "VM"), "qmigrate": ("migration", "VM"), "qmclone": ("clone", "VM"),
+    "qmcreate": ("creation", "VM"), "qmdestroy": ("destruction", "VM"),
+    "qmsnapshot": ("snapshot", "VM"), "qmrollback": ("rollback", "VM"),
+    "qmdelsnapshot": ("snapshot deletion", "VM"), "qmrestore": ("restore", "VM"),
+    "vzstart": ("start", "CT"), "vzstop": ("stop", "CT"), "vzshutdown": ("shutdown", "CT"),
+    "vzreboot": ("reboot", "CT"), "vzsuspend": ("suspend", "CT"), "vzresume": ("resume", "CT"),
+    "vzmigrate": ("migration", "CT"), "vzclone": ("clone", "CT"), "vzcreate": ("creation", "CT"),
+    "vzdestroy": ("destruction", "CT"), "vzsnapshot": ("snapshot", "CT"),
+    "vzrollback": ("rollback", "CT"), "vzdelsnapshot": ("snapshot deletion", "CT"),
+    "vzrestore": ("restore", "CT"), "vzdump": ("backup", "guest"),
+    "garbage_collection": ("garbage collection", "store"), "verify": ("verification", "store"),
+    "verificationjob": ("verification job", "job"), "verifyjob": ("verification job", "job"),
+    "prune": ("prune", "store"), "prunejob": ("prune job", "job"), "sync": ("sync", "store"),
+    "syncjob": ("sync job", "job"), "backup": ("backup", "store"), "reader": ("read", "store"),
+}  # fmt: skip
+
+
+_HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+def describe_task(upid: str) -> str:
+    """``garbage collection on store1`` / ``start of VM 100`` from a PVE or PBS UPID.
+
+    PVE: ``UPID:node:pid:pstart:starttime:type:id:user:``; PBS adds a task counter before
+    the start time, and escapes the id as systemd does (``\\x2d`` for ``-``).
+    """
+    parts = upid.split(":")
+    if len(parts) < 8:
+        return "task"
+    pbs = len(parts) >= 10 and all(_HEX8.fullmatch(p) for p in parts[4:6])
+    kind, ident = (parts[6], parts[7]) if pbs else (parts[5], parts[6])
+    ident = re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), ident)
+    name = _TASK_NAMES.get(kind)
+    if name is None:
+        return f"{kind} {ident}".strip() or "task"
+    what, obj = name
+    if not ident:
+        return what
+    if obj == "store":
+        return f"{what} on {ident.split(':', 1)[0]}"
+    if obj in ("VM", "CT"):
+        return f"{what} of {obj} {ident}"
+    return f"{what} {ident}"
 
 
 async def wait_task(
@@ -185,9 +285,8 @@ async def wait_task(
     started = time.monotonic()
     delay = 0.25
     path = f"/nodes/{node}/tasks/{upid}/status"
-    await ctx.report(
-        0, budget, f"task {upid.split(':')[5] if upid.count(':') > 5 else 'task'} started"
-    )
+    what = describe_task(upid)
+    await ctx.report(0, budget, f"{what}: started")
     while True:
         if product == "pbs":
             status = await pool.pbs_request(cluster, server, "GET", path)
@@ -195,14 +294,14 @@ async def wait_task(
             status = await pool.request(cluster, "GET", path, node=node, cache=False)
         elapsed = time.monotonic() - started
         if status.get("status") == "stopped":
-            await ctx.report(budget, budget, f"task finished: {status.get('exitstatus')}")
+            await ctx.report(budget, budget, f"{what}: finished, {status.get('exitstatus')}")
             break
         if elapsed >= budget:
             status = dict(status)
             status["handle"] = upid
             status["hint"] = "still running; call get_task_status with wait=true to keep waiting"
             return status
-        await ctx.report(round(elapsed, 1), budget, f"running for {elapsed:.0f}s")
+        await ctx.report(round(elapsed, 1), budget, f"{what}: running for {elapsed:.0f}s…")
         await asyncio.sleep(min(delay, max(0.0, budget - elapsed)))
         delay = min(delay * 1.5, 2.0)
     status = dict(status)

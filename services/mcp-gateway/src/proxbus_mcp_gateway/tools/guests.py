@@ -35,12 +35,51 @@ _EFFECT = {
 }
 
 
+# The state in which a command has nothing to do: PVE would start a task that fails
+# ("VM 100 already running", qemu-server QemuServer.pm vm_start; pve-container
+# "CT 100 already running").
+_ALREADY = {"start": "running", "stop": "stopped", "shutdown": "stopped"}
+
+
+async def _already(
+    ctx: CallContext, args: Any, node: str, kind: GuestKind, target: str
+) -> ToolResult | None:
+    """The no-op answer when the live state (not the cached listing) confirms it."""
+    live = await ctx.gateway.pool.request(
+        args.cluster,
+        "GET",
+        guest_path(node, kind, args.vmid, "status", "current"),
+        node=node,
+        cache=False,
+    )
+    state = live.get("status")
+    if state != _ALREADY[args.command]:
+        return None
+    note = "already running" if state == "running" else "already stopped"
+    if live.get("qmpstatus") == "paused":
+        note += " (paused: use resume)"
+    data = {
+        "action": args.command,
+        "target": target,
+        "executed": False,
+        "status": note,
+        "current": {"status": state, "qmpstatus": live.get("qmpstatus")},
+    }
+    return ToolResult(data, f"{args.command} {target}: {note}; nothing done")
+
+
 def register(reg: Registry) -> None:
     async def power(ctx: CallContext, args: Any, kind: GuestKind) -> ToolResult:
-        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, kind)
+        node, kind, entry = await locate_guest(
+            ctx, args.cluster, args.vmid, args.node, kind, acting=True
+        )
         target = (
             f"{'VM' if kind == 'qemu' else 'CT'} {args.vmid} ({entry.get('name', '?')}) on {node}"
         )
+        if args.command in _ALREADY and entry.get("status") == _ALREADY[args.command]:
+            done = await _already(ctx, args, node, kind, target)
+            if done is not None:
+                return done
         if args.command in _NEEDS_CONFIRM and not args.confirm:
             current = {
                 "status": entry.get("status"),
@@ -169,7 +208,7 @@ def register(reg: Registry) -> None:
         idempotent=False,
     )
     async def migrate_guest(ctx: CallContext, args: MigrateIn) -> ToolResult:
-        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node)
+        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         ctx.caller.require_node(args.target)
         pool = ctx.gateway.pool
         cluster = pool.cluster(args.cluster)

@@ -4,7 +4,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..errors import ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
 from ._common import (
     ClusterArg,
@@ -13,6 +12,7 @@ from ._common import (
     GuestKind,
     NodeArg,
     OptNodeArg,
+    answered,
     kv_text,
     listing,
     pct,
@@ -34,11 +34,10 @@ def register(reg: Registry) -> None:
         name = pool.cluster(args.cluster).config.name
         nodes: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
-        errors = []
-        for group, result in await pool.request_all(args.cluster, "/cluster/status"):
-            if isinstance(result, ToolFailure):
-                errors.append(f"{group.config.name}: {result.message}")
-                continue
+        answers, errors = answered(
+            await pool.request_all(args.cluster, "/cluster/status"), "reading the cluster status"
+        )
+        for _, result in answers:
             for item in result or []:
                 if item.get("type") == "cluster":
                     clusters.append(
@@ -75,11 +74,11 @@ def register(reg: Registry) -> None:
         output=list_output({"node": "string", "status": "string"}),
     )
     async def get_nodes(ctx: CallContext, args: ClusterIn) -> ToolResult:
-        items, errors = [], []
-        for group, result in await ctx.gateway.pool.request_all(args.cluster, "/nodes"):
-            if isinstance(result, ToolFailure):
-                errors.append(f"{group.config.name}: {result.message}")
-                continue
+        items = []
+        answers, errors = answered(
+            await ctx.gateway.pool.request_all(args.cluster, "/nodes"), "listing nodes"
+        )
+        for _, result in answers:
             for n in result or []:
                 if not ctx.caller.node_allowed(n.get("node")):
                     continue
@@ -142,7 +141,7 @@ def register(reg: Registry) -> None:
     memo = DerivedMemo()
 
     async def guest_list(ctx: CallContext, args: GuestListIn, kind: GuestKind) -> ToolResult:
-        items, errors = [], []
+        items = []
         pool = ctx.gateway.pool
         if args.node is not None:
             await pool.group_for_node(pool.cluster(args.cluster), args.node)
@@ -151,10 +150,8 @@ def register(reg: Registry) -> None:
         key = (kind, args.cluster, args.node, args.status, args.tag, ctx.caller.allowlist_key)
         if (done := memo.get(key, sources)) is not None:
             return done
-        for group, result in answers:
-            if isinstance(result, ToolFailure):
-                errors.append(f"{group.config.name}: {result.message}")
-                continue
+        good, errors = answered(answers, "listing guests")
+        for _, result in good:
             for g in result or []:
                 if g.get("type") != kind or g.get("template"):
                     continue
@@ -224,16 +221,15 @@ def register(reg: Registry) -> None:
         output=list_output({"storage": "string", "node": "string", "used_pct": "number"}),
     )
     async def get_storage(ctx: CallContext, args: StorageIn) -> ToolResult:
-        items, errors = [], []
+        items = []
         pool = ctx.gateway.pool
         if args.node is not None:
             await pool.group_for_node(pool.cluster(args.cluster), args.node)
-        for group, result in await pool.request_all(
-            args.cluster, "/cluster/resources", {"type": "storage"}
-        ):
-            if isinstance(result, ToolFailure):
-                errors.append(f"{group.config.name}: {result.message}")
-                continue
+        answers, errors = answered(
+            await pool.request_all(args.cluster, "/cluster/resources", {"type": "storage"}),
+            "listing storage",
+        )
+        for _, result in answers:
             for s in result or []:
                 if args.node and s.get("node") != args.node:
                     continue

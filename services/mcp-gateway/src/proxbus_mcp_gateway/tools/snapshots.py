@@ -68,7 +68,7 @@ def register(reg: Registry) -> None:
         idempotent=False,
     )
     async def create_snapshot(ctx: CallContext, args: SnapCreateIn) -> ToolResult:
-        node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
+        node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         params: dict[str, Any] = {"snapname": args.name}
         if args.description:
             params["description"] = args.description
@@ -90,7 +90,7 @@ def register(reg: Registry) -> None:
         timeout: TimeoutArg = 45
 
     async def snapshot_action(ctx: CallContext, args: SnapIn, action: str) -> ToolResult:
-        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node)
+        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         pool = ctx.gateway.pool
         snaps = await pool.request(
             args.cluster, "GET", guest_path(node, kind, args.vmid, "snapshot"), node=node
@@ -169,7 +169,7 @@ def register(reg: Registry) -> None:
         idempotent=False,
     )
     async def create_backup(ctx: CallContext, args: BackupIn) -> ToolResult:
-        node, _, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
+        node, _, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         params: dict[str, Any] = {
             "vmid": str(args.vmid),
             "mode": args.mode,

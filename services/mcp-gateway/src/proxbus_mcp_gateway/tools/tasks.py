@@ -5,9 +5,17 @@ from typing import Any
 
 from pydantic import Field
 
-from ..errors import ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
-from ._common import ClusterArg, OptNodeArg, TimeoutArg, WaitArg, kv_text, listing, wait_task
+from ._common import (
+    ClusterArg,
+    OptNodeArg,
+    TimeoutArg,
+    WaitArg,
+    answered,
+    kv_text,
+    listing,
+    wait_task,
+)
 
 
 def register(reg: Registry) -> None:
@@ -38,11 +46,11 @@ def register(reg: Registry) -> None:
                 args.cluster, "GET", f"/nodes/{args.node}/tasks", params, node=args.node
             )
         else:
-            for group, result in await pool.request_all(args.cluster, "/cluster/tasks"):
-                if isinstance(result, ToolFailure):
-                    errors.append(f"{group.config.name}: {result.message}")
-                else:
-                    raw.extend(result or [])
+            answers, errors = answered(
+                await pool.request_all(args.cluster, "/cluster/tasks"), "listing tasks"
+            )
+            for _, result in answers:
+                raw.extend(result or [])
         items = []
         for t in sorted(raw, key=lambda t: -int(t.get("starttime") or 0)):
             status = t.get("status") or ("running" if not t.get("endtime") else "?")
@@ -128,13 +136,12 @@ def register(reg: Registry) -> None:
         output=list_output({"msg": "string", "node": "string"}),
     )
     async def get_cluster_log(ctx: CallContext, args: LogIn) -> ToolResult:
-        items, errors = [], []
-        for group, result in await ctx.gateway.pool.request_all(
-            args.cluster, "/cluster/log", {"max": args.limit}
-        ):
-            if isinstance(result, ToolFailure):
-                errors.append(f"{group.config.name}: {result.message}")
-                continue
+        items: list[dict[str, Any]] = []
+        answers, errors = answered(
+            await ctx.gateway.pool.request_all(args.cluster, "/cluster/log", {"max": args.limit}),
+            "reading the cluster log",
+        )
+        for _, result in answers:
             items += [
                 {k: e.get(k) for k in ("time", "node", "tag", "pri", "user", "msg")}
                 for e in result or []

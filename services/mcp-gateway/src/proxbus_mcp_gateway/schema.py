@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from . import validate
 from .errors import InvalidArgument, NotFound
+from .registry import Scope
 
 Product = Literal["pve", "pbs"]
 _VAR_RE = re.compile(r"^\{([a-z0-9_-]+)\}$")
@@ -24,6 +25,7 @@ _SEGMENT_CHECKS = {
     "snapname": validate.snapshot_name,
     "store": validate.datastore_name,
 }
+MAX_ARRAY = 64
 _INT_RE = re.compile(r"^-?\d+$")
 _NUM_RE = re.compile(r"^-?\d+(\.\d+)?$")
 _BOOL = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0, "on": 1, "off": 0}
@@ -193,8 +195,21 @@ def check_param(name: str, value: Any, spec: dict[str, Any]) -> Any:
         if "max" in spec and value > spec["max"]:
             raise InvalidArgument(f"parameter {name} must be <= {spec['max']}")
         return value
-    if kind in ("array", "object"):
-        raise InvalidArgument(f"parameter {name}: {kind} parameters are not supported here")
+    if kind == "array":
+        # e.g. the guest agent's exec ``command``: sent as repeated form fields, as pvesh does.
+        items = value if isinstance(value, list) else [value]
+        if not items or len(items) > MAX_ARRAY:
+            raise InvalidArgument(f"parameter {name} must be a list of 1 to {MAX_ARRAY} values")
+        out = []
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise InvalidArgument(f"parameter {name} must be a list of strings or numbers")
+            if any(c in str(item) for c in "\x00\r\n"):
+                raise InvalidArgument(f"parameter {name} contains control characters")
+            out.append(str(item))
+        return out
+    if kind == "object":
+        raise InvalidArgument(f"parameter {name}: object parameters are not supported here")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidArgument(f"parameter {name} must be a string")
     text = str(value)
@@ -217,23 +232,35 @@ def check_param(name: str, value: Any, spec: dict[str, Any]) -> Any:
 
 @cache
 def _compile(pattern: str) -> re.Pattern[str] | None:
+    """The schema's pattern as a Python regex, or None when it cannot be translated.
+
+    PBS writes patterns as ``/^...$/`` (JavaScript-style delimiters, proxmox-schema's
+    ``ApiStringFormat::Pattern`` display) and both products use POSIX classes
+    (``[:cntrl:]``) inside brackets.
+    """
+    if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
+        pattern = pattern[1:-1]
+    for posix, python in _POSIX_CLASSES.items():
+        pattern = pattern.replace(posix, python)
     try:
         return re.compile(pattern)
     except re.error:
         return None
 
 
-def required_scope(call: ResolvedCall) -> str:
-    """``read`` for GET; ``operate`` for guest/task actions; ``admin`` for the rest."""
-    if call.method == "GET":
-        return "read"
-    t = call.template
-    if call.product == "pve" and (
-        t.startswith(("/nodes/{node}/qemu/{vmid}", "/nodes/{node}/lxc/{vmid}"))
-        or t.startswith("/nodes/{node}/tasks/")
-        or t == "/nodes/{node}/vzdump"
-    ):
-        return "operate"
-    if call.product == "pbs" and t.startswith(("/admin/datastore/", "/nodes/{node}/tasks/")):
-        return "operate"
-    return "admin"
+_POSIX_CLASSES = {
+    "[:cntrl:]": r"\x00-\x1f\x7f",
+    "[:alpha:]": "A-Za-z",
+    "[:digit:]": "0-9",
+    "[:alnum:]": "A-Za-z0-9",
+    "[:space:]": r"\s",
+    "[:xdigit:]": "0-9A-Fa-f",
+}
+
+
+def required_scope(call: ResolvedCall) -> Scope:
+    """``read`` / ``operate`` / ``admin`` from the method and the schema's permission data
+    (:mod:`.api_scopes`)."""
+    from .api_scopes import required_scope as scope_for
+
+    return scope_for(call.product, call.method, call.template, call.permission)

@@ -19,7 +19,9 @@ def register(reg: Registry) -> None:
             max_length=512,
             description="e.g. /nodes/pve1/disks/list",
         )
-        params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+        params: dict[str, str | int | float | bool | list[str | int | float]] = Field(
+            default_factory=dict, description="query/body; a list for array parameters"
+        )
         product: Literal["pve", "pbs"] = "pve"
         cluster: ClusterArg = None
         server: ServerArg = None
@@ -28,8 +30,9 @@ def register(reg: Registry) -> None:
     @reg.tool(
         "proxmox_api",
         "Proxmox API call",
-        "Any PVE/PBS API path (official schema-checked). GET needs read; POST/PUT/DELETE "
-        "need operate (guest/task paths) or admin, plus confirm=true (else a plan).",
+        "Any PVE/PBS API path (official schema-checked). Scope from the API's permissions: "
+        "read = audit-level GETs; operate = power, snapshot, backup, migrate; admin = the "
+        "rest. Non-GET needs confirm=true (else a plan).",
         destructive=True,
         idempotent=False,
     )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything proxbus needs on a fresh Debian machine with Python 3.11 and pip:
-# uv, the locked workspace (.venv), and the Debian packages the tests use (dovecot for IMAP).
+# uv, the locked workspace (.venv), and the Debian packages the tests use (dovecot for IMAP,
+# rsyslog to validate the rsyslog configurations in docs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,7 @@ if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   missing=""
-  for pkg in dovecot-imapd; do
+  for pkg in dovecot-imapd rsyslog; do
     # "install ok installed" only: a removed package keeps its config and still answers dpkg -s.
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
       || missing="$missing $pkg"

@@ -1,0 +1,488 @@
+"""The operator docs in docs/: every example is checked where something can check it.
+
+- YAML, JSON and env blocks parse; env blocks name variables a service reads.
+- `pveum`, `proxmox-backup-manager`, `pvesh` and `proxmox-backup-debug api` lines use commands,
+  options, roles and privileges that exist: commands from pve-access-control's
+  `src/PVE/CLI/pveum.pm` and proxmox-backup's `src/bin/proxmox_backup_manager/{user,acl}.rs`,
+  options/paths/privileges from the official API schemas in ../shared/proxmox-api.
+- rsyslog configurations pass `rsyslogd -N1` (Debian's rsyslog, installed by scripts/install.sh).
+- The NATS configuration runs in a real nats-server, and a `proxbus events tail` configured with
+  the documented remote-subscriber env block receives an event over TLS, while the same user is
+  refused when it tries to publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+SCHEMAS = Path(os.environ.get("PROXMOX_API_SCHEMAS", ROOT.parent / "shared" / "proxmox-api"))
+PAGES = sorted(DOCS.glob("*.md"))
+VENV_BIN = Path(sys.executable).parent
+
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def blocks(language: str, page: Path | None = None) -> list[tuple[Path, str]]:
+    out = []
+    for path in [page] if page else PAGES:
+        for lang, body in _FENCE.findall(path.read_text()):
+            if lang == language:
+                out.append((path, body))
+    return out
+
+
+def _schema(name: str) -> dict[str, Any]:
+    path = SCHEMAS / name
+    assert path.is_file(), f"{path} missing (set PROXMOX_API_SCHEMAS)"
+    data = json.loads(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def pve() -> dict[str, Any]:
+    return _schema("pve-9.1.json")
+
+
+def pbs() -> dict[str, Any]:
+    return _schema("pbs.json")
+
+
+def shell_commands() -> list[tuple[Path, list[str]]]:
+    """Every line of the sh blocks, continuation lines joined, split like a shell would."""
+    out = []
+    for path, body in blocks("sh"):
+        for line in body.replace("\\\n", " ").splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                out.append((path, shlex.split(line)))
+    return out
+
+
+def commands(program: str) -> list[list[str]]:
+    return [argv[1:] for _, argv in shell_commands() if argv[0] == program]
+
+
+def options(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """(positional arguments, --option -> values) of a Proxmox CLI command line."""
+    positional: list[str] = []
+    opts: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv):
+        if argv[i].startswith("--"):
+            opts.setdefault(argv[i][2:], []).append(argv[i + 1])
+            i += 2
+        else:
+            positional.append(argv[i])
+            i += 1
+    return positional, opts
+
+
+def parameters(schema: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    assert path in schema, f"{path} is not an API path"
+    assert method in schema[path], f"{method} {path} does not exist"
+    props = schema[path][method].get("parameters", {}).get("properties", {})
+    assert isinstance(props, dict)
+    return props
+
+
+def all_privileges(schema: dict[str, Any]) -> set[str]:
+    """Privilege names the schema's ``permissions`` mention (check lists and descriptions)."""
+    text = json.dumps([m.get("permissions", {}) for p in schema.values() for m in p.values()])
+    return set(re.findall(r"\b(?:Sys|VM|Datastore|Pool|SDN|Mapping|Permissions|Realm|User|"
+                          r"Group|Remote|Tape)\.[A-Z][A-Za-z.]*[a-z]", text))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- parse checks
+
+
+def test_docs_exist_and_are_linked_from_the_index() -> None:
+    index = (DOCS / "README.md").read_text()
+    for page in PAGES:
+        if page.name != "README.md":
+            assert f"({page.name})" in index, f"docs/README.md does not link {page.name}"
+    for name in ("proxmox-tokens.md", "proxmox-notifications.md", "nats.md", "security.md"):
+        assert (DOCS / name).is_file()
+
+
+def test_yaml_blocks_parse_and_token_files_load(tmp_path: Path) -> None:
+    from proxbus_mcp_gateway.config import load_tokens_file
+
+    found = blocks("yaml")
+    assert found
+    for path, body in found:
+        data = yaml.safe_load(body)
+        assert isinstance(data, dict), path
+        if "tokens" in data:
+            file = tmp_path / "tokens.yaml"
+            file.write_text(body)
+            tokens = load_tokens_file(file)
+            assert [t.name for t in tokens] == [t["name"] for t in data["tokens"]]
+
+
+def _render_handlebars(template: str, values: dict[str, Any]) -> str:
+    """The two helpers of PVE's webhook templates: ``escape`` (JSON-escaped, no quotes), ``json``."""
+
+    def one(m: re.Match[str]) -> str:
+        helper, name = m.group(1), m.group(2)
+        value = values[name]
+        if helper == "escape":
+            return json.dumps(value)[1:-1]
+        if helper == "json":
+            return json.dumps(value)
+        return str(value)
+
+    return re.sub(r"\{\{\s*(?:(escape|json)\s+)?([a-z.]+)\s*\}\}", one, template)
+
+
+def test_json_blocks_parse_and_the_webhook_body_renders_to_what_ingest_pve_ws_reads() -> None:
+    from proxbus_ingest_pve_ws.notification import parse_webhook_body, webhook_event
+
+    found = blocks("json")
+    assert found
+    values = {
+        "title": 'vzdump backup status (pve1.lab.example): backup failed "quoted"',
+        "message": "line 1\nERROR: Backup of VM 100 failed",
+        "severity": "error",
+        "timestamp": 1764470000,
+        "fields": {"type": "vzdump", "hostname": "pve1", "job-id": "backup-1"},
+    }
+    for path, body in found:
+        if "{{" not in body:
+            json.loads(body)
+            continue
+        rendered = _render_handlebars(body.strip(), values).encode()
+        data = parse_webhook_body(rendered)
+        event = webhook_event(data, site="lab")
+        assert event.node == "pve1", path
+        assert event.severity == "error"
+        assert "backup failed" in event.title
+    # The same body is the one the CLI example base64-encodes.
+    notifications = (DOCS / "proxmox-notifications.md").read_text()
+    (_, json_body), *_ = blocks("json", DOCS / "proxmox-notifications.md")
+    assert f"BODY='{json_body.strip()}'" in notifications
+
+
+def test_env_blocks_name_only_variables_proxbus_reads() -> None:
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("split_env", ROOT / "deploy" / "split_env.py")
+    assert spec is not None
+    assert spec.loader is not None
+    split_env = module_from_spec(spec)
+    spec.loader.exec_module(split_env)
+    found = blocks("env")
+    assert len(found) >= 5
+    for path, body in found:
+        for line in body.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = re.fullmatch(r"([A-Z][A-Z0-9_]*)=(\S*)", line)
+            assert m, f"{path.name}: not KEY=VALUE: {line!r}"
+            assert split_env.owners(m.group(1)), f"{path.name}: no service reads {m.group(1)}"
+
+
+# ---------------------------------------------------------------------------- Proxmox commands
+
+
+def test_privileges_named_in_the_docs_exist_in_the_api_schemas() -> None:
+    known = all_privileges(pve()) | all_privileges(_schema("pve-8.4.json")) | all_privileges(pbs())
+    assert {"Sys.Syslog", "VM.Backup", "Datastore.AllocateSpace", "Datastore.Audit"} <= known
+    text = "\n".join(p.read_text() for p in PAGES)
+    named = set(re.findall(r"\b(?:Sys|VM|Datastore|Pool)\.[A-Z][A-Za-z.]*[a-z]", text))
+    assert {"Sys.Syslog", "VM.Backup", "Datastore.AllocateSpace", "Datastore.Audit"} <= named
+    unknown = sorted(named - known)
+    assert not unknown, f"privileges no Proxmox API checks: {unknown}"
+
+
+def test_the_monitor_role_covers_what_the_watcher_reads() -> None:
+    """Sys.Syslog is what /cluster/log needs for every entry; Sys.Audit for HA and status."""
+    roles = {}
+    for argv in commands("pveum"):
+        if argv[:2] == ["role", "add"]:
+            positional, opts = options(argv[2:])
+            roles[positional[0]] = set(opts["privs"][0].split(","))
+    log = pve()["/cluster/log"]["GET"]["permissions"]["description"]
+    assert "Sys.Syslog" in log
+    ha = pve()["/cluster/ha/status/current"]["GET"]["permissions"]["check"]
+    assert {"Sys.Syslog", *ha[2]} <= roles["ProxbusMonitor"]
+    vzdump = pve()["/nodes/{node}/vzdump"]["POST"]["permissions"]["description"]
+    assert "VM.Backup" in vzdump
+    assert "Datastore.AllocateSpace" in vzdump
+    assert "VM.Backup" in roles["ProxbusOperator"]
+    assert "Datastore.AllocateSpace" in roles["ProxbusBackupTarget"]
+
+
+PVEUM = {
+    ("user", "add"): ("POST", "/access/users", ["userid"]),
+    ("role", "add"): ("POST", "/access/roles", ["roleid"]),
+    ("acl", "modify"): ("PUT", "/access/acl", ["path"]),
+    ("user", "token", "add"): ("POST", "/access/users/{userid}/token/{tokenid}", ["userid", "tokenid"]),
+    ("user", "token", "permissions"): ("GET", "/access/permissions", ["userid", "tokenid"]),
+}  # fmt: skip
+PVE_BUILTIN_ROLES = {"PVEAuditor", "PVEVMAdmin", "PVEVMUser", "PVEDatastoreUser"}
+
+
+def test_pveum_commands_use_existing_subcommands_options_and_roles() -> None:
+    lines = commands("pveum")
+    assert len(lines) >= 8
+    created_roles = {argv[2] for argv in lines if argv[:2] == ["role", "add"]}
+    tokens = {(argv[3], argv[4]) for argv in lines if argv[:3] == ["user", "token", "add"]}
+    privs = all_privileges(pve())
+    for argv in lines:
+        key = next((k for k in PVEUM if tuple(argv[: len(k)]) == k), None)
+        assert key, f"pveum {' '.join(argv[:3])}: not a pveum command (pveum.pm $cmddef)"
+        method, path, args = PVEUM[key]
+        positional, opts = options(argv[len(key) :])
+        assert len(positional) == len(args), argv
+        params = parameters(pve(), method, path)
+        for name in opts:
+            if key != ("user", "token", "permissions"):
+                assert name in params, f"pveum {' '.join(key)}: no option --{name}"
+        if key == ("user", "token", "add"):
+            assert re.fullmatch(r"[A-Za-z][A-Za-z0-9.\-_]+", positional[1])
+        if key == ("role", "add"):
+            assert set(opts["privs"][0].split(",")) <= privs, opts["privs"]
+        if key == ("acl", "modify"):
+            for role in opts["roles"][0].split(","):
+                assert role in created_roles | PVE_BUILTIN_ROLES, role
+            for token in opts.get("tokens", []):
+                user, _, name = token.partition("!")
+                assert (user, name) in tokens, f"{token} is granted but never created"
+
+
+def test_proxmox_backup_manager_commands_match_the_pbs_api() -> None:
+    lines = commands("proxmox-backup-manager")
+    assert len(lines) >= 6
+    roles = set(parameters(pbs(), "PUT", "/access/acl")["role"]["enum"])
+    generated = {(a[2], a[3]) for a in lines if a[:2] == ["user", "generate-token"]}
+    for argv in lines:
+        positional, opts = options(argv[2:])
+        if argv[:2] == ["user", "create"]:
+            assert set(opts) <= set(parameters(pbs(), "POST", "/access/users")), opts
+        elif argv[:2] == ["user", "generate-token"]:
+            assert len(positional) == 2
+            params = parameters(pbs(), "POST", "/access/users/{userid}/token/{token-name}")
+            assert set(opts) <= set(params)
+        elif argv[:2] == ["acl", "update"]:
+            path, role = positional
+            assert role in roles, f"PBS has no role {role}"
+            assert re.fullmatch(r"/|(/[A-Za-z0-9_][A-Za-z0-9._\-]*)+", path)
+            assert set(opts) <= set(parameters(pbs(), "PUT", "/access/acl")), opts
+            user, _, token = opts["auth-id"][0].partition("!")
+            assert not token or (user, token) in generated, opts["auth-id"]
+        elif argv[:2] == ["user", "permissions"]:
+            assert "auth-id" in parameters(pbs(), "GET", "/access/permissions")
+        elif argv[:2] == ["cert", "info"]:
+            continue
+        else:
+            raise AssertionError(f"proxmox-backup-manager {argv[:2]}: not documented here")
+
+
+@pytest.mark.parametrize(
+    ("program", "prefix", "schema"),
+    [
+        ("pvesh", ["create"], "pve-9.1.json"),
+        ("proxmox-backup-debug", ["api", "create"], "pbs.json"),
+    ],
+)
+def test_notification_target_commands_use_existing_paths_and_options(
+    program: str, prefix: list[str], schema: str
+) -> None:
+    lines = [a for a in commands(program) if a[: len(prefix)] == prefix]
+    assert len(lines) >= 2
+    api = _schema(schema)
+    for argv in lines:
+        positional, opts = options(argv[len(prefix) :])
+        params = parameters(api, "POST", positional[0])
+        unknown = sorted(set(opts) - set(params))
+        assert not unknown, f"{program} {positional[0]}: no option {unknown}"
+        if "mode" in opts:
+            assert opts["mode"][0] in params["mode"]["enum"]
+        if "method" in opts:
+            assert opts["method"][0] in params["method"]["enum"]
+        for header in opts.get("header", []) + opts.get("secret", []):
+            assert re.fullmatch(r"name=[\w-]+,value=\$\(.*\)", header), header
+    targets = {o["name"][0] for a in lines for _, o in [options(a[len(prefix) :])] if "name" in o}
+    for argv in lines:
+        positional, opts = options(argv[len(prefix) :])
+        if positional[0].endswith("/matchers"):
+            assert opts["target"][0] in targets, "a matcher targets an endpoint created above"
+
+
+# ---------------------------------------------------------------------------- rsyslog
+
+
+def _rsyslogd() -> str:
+    found = shutil.which("rsyslogd") or (
+        "/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None
+    )
+    assert found, "rsyslogd missing: run ./scripts/install.sh (Debian package rsyslog)"
+    return found
+
+
+def test_rsyslog_configurations_pass_rsyslogd_validation(tmp_path: Path) -> None:
+    from proxbus_pvesim.tls import generate_tls
+
+    tls = generate_tls(tmp_path / "tls")
+    found = blocks("rsyslog")
+    assert len(found) >= 2
+    for n, (_, body) in enumerate(found):
+        conf = tmp_path / f"proxbus-{n}.conf"
+        conf.write_text(body.replace("/etc/rsyslog.d/proxbus-ca.pem", str(tls.ca_path)))
+        result = subprocess.run(
+            [_rsyslogd(), "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rsyslog_validation_rejects_a_typo(tmp_path: Path) -> None:
+    conf = tmp_path / "typo.conf"
+    conf.write_text('*.* action(type="omfwd" target="proxbus.lan" port="514" protocl="tcp")\n')
+    result = subprocess.run(
+        [_rsyslogd(), "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode != 0
+    assert "protocl" in result.stderr
+
+
+def test_rsyslog_is_installed_before_it_is_configured() -> None:
+    text = (DOCS / "proxmox-notifications.md").read_text()
+    install = text.index("apt-get install -y rsyslog")
+    assert install < text.index("90-proxbus.conf")
+    assert "journal" in text[:install]
+
+
+# ---------------------------------------------------------------------------- NATS
+
+
+def _env_block(page: Path, user: str) -> dict[str, str]:
+    for _, body in blocks("env", page):
+        env = dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+        if env.get("NATS_USER") == user:
+            return env
+    raise AssertionError(f"no env block for NATS user {user} in {page.name}")
+
+
+def test_nats_configuration_is_accepted_by_nats_server(tmp_path: Path) -> None:
+    from proxbus_pvesim.tls import generate_tls
+
+    (_, conf), = blocks("nats")  # fmt: skip
+    tls = generate_tls(tmp_path / "tls")
+    path = tmp_path / "nats.conf"
+    path.write_text(
+        conf.replace("/etc/nats/tls/server.pem", str(tls.cert_path))
+        .replace("/etc/nats/tls/server-key.pem", str(tls.key_path))
+        .replace("/var/lib/nats", str(tmp_path / "js"))
+    )
+    env = {**os.environ, "PROXBUS_NATS_PASSWORD": "a", "WATCHER_NATS_PASSWORD": "b",
+           "REPLAY_NATS_PASSWORD": "c"}  # fmt: skip
+    server = VENV_BIN / "nats-server"
+    ok = subprocess.run([str(server), "-t", "-c", str(path)], env=env, capture_output=True,
+                        text=True, timeout=30)  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # Without the passwords in its environment the server refuses the file: no secret in it.
+    bare = {k: v for k, v in env.items() if not k.endswith("_NATS_PASSWORD")}
+    refused = subprocess.run([str(server), "-t", "-c", str(path)], env=bare, capture_output=True,
+                             text=True, timeout=30)  # fmt: skip
+    assert refused.returncode != 0
+
+
+async def test_remote_subscriber_from_the_docs_tails_events_over_tls_and_cannot_publish(
+    tmp_path: Path,
+) -> None:
+    from proxbus_events.testing import free_port
+    from proxbus_pvesim.tls import generate_tls
+
+    (_, conf), = blocks("nats")  # fmt: skip
+    tls = generate_tls(tmp_path / "tls")
+    port, monitor = free_port(), free_port()
+    path = tmp_path / "nats.conf"
+    path.write_text(
+        conf.replace("0.0.0.0:4222", f"127.0.0.1:{port}")
+        .replace("127.0.0.1:8222", f"127.0.0.1:{monitor}")
+        .replace("/etc/nats/tls/server.pem", str(tls.cert_path))
+        .replace("/etc/nats/tls/server-key.pem", str(tls.key_path))
+        .replace("/var/lib/nats", str(tmp_path / "js"))
+    )
+    passwords = {"PROXBUS_NATS_PASSWORD": "services-pw", "WATCHER_NATS_PASSWORD": "watcher-pw",
+                 "REPLAY_NATS_PASSWORD": "replay-pw"}  # fmt: skip
+    server = await asyncio.create_subprocess_exec(
+        str(VENV_BIN / "nats-server"), "-c", str(path), env={**os.environ, **passwords},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "PROXBUS_"))}
+    page = DOCS / "nats.md"
+
+    def client_env(user: str, password: str) -> dict[str, str]:
+        documented = _env_block(page, user)
+        env = {**base, **documented, "NATS_PASSWORD": password, "NATS_TLS_CA": str(tls.ca_path)}
+        env["NATS_URL"] = documented.get("NATS_URL", f"tls://nats:{port}").replace(
+            "proxbus.lan:4222", f"127.0.0.1:{port}"
+        )
+        if user == "proxbus":
+            env["NATS_URL"] = f"tls://127.0.0.1:{port}"
+        return env
+
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                assert asyncio.get_running_loop().time() < deadline, "nats-server did not start"
+                await asyncio.sleep(0.05)
+        proxbus = str(VENV_BIN / "proxbus")
+        tail = await asyncio.create_subprocess_exec(
+            proxbus, "events", "tail", "--count", "1", "--json",
+            env=client_env("watcher", "watcher-pw"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert tail.stderr is not None
+        # "listening on ..." once the subscription is in place.
+        line = await asyncio.wait_for(tail.stderr.readline(), 20)
+        assert b"listening on proxbus.events" in line, line
+        publish = await asyncio.create_subprocess_exec(
+            proxbus, "events", "publish", "--site", "lab", "--title", "over TLS",
+            env=client_env("proxbus", "services-pw"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(publish.communicate(), 30)
+        assert publish.returncode == 0, out + err
+        received, _ = await asyncio.wait_for(tail.communicate(), 20)
+        event = json.loads(received.splitlines()[0])
+        assert event["title"] == "over TLS"
+        # The watcher may read, not write.
+        denied = await asyncio.create_subprocess_exec(
+            proxbus, "events", "publish", "--title", "from the watcher",
+            env=client_env("watcher", "watcher-pw"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await asyncio.wait_for(denied.communicate(), 30)
+        assert denied.returncode != 0
+        # A wrong password is refused outright.
+        wrong = await asyncio.create_subprocess_exec(
+            proxbus, "check", env=client_env("watcher", "not-the-password"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(wrong.communicate(), 30)
+        assert wrong.returncode != 0
+        assert b"not-the-password" not in out + err
+    finally:
+        server.terminate()
+        await server.wait()

@@ -317,6 +317,29 @@ class EventPublisher:
             self._queue.clear()
             self._inflight.clear()
 
+    async def take_unacknowledged(self) -> list[Event]:
+        """Remove and return every accepted event not yet acknowledged, oldest first.
+
+        For a disk spool taking over during a broker outage. The flusher is stopped while the
+        buffer is emptied and started again; an ack still arriving for a taken event is
+        ignored (re-publishing it later is de-duplicated by its id).
+        """
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        items = [*self._inflight, *self._queue]
+        self._inflight.clear()
+        self._queue.clear()
+        self._waiting.clear()
+        self.stats.accepted -= len(items)  # handed back: accepted again when resubmitted
+        self._idle.set()
+        self._space.set()
+        if task is not None:
+            self._task = asyncio.create_task(self._run(), name="event-publisher")
+        return [Event.from_json(item.payload) for item in items]
+
     def _count_ack(self, ack: PubAck, seconds: float) -> None:
         self._count(bool(ack.duplicate), seconds)
 

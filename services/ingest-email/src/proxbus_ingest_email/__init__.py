@@ -2,7 +2,7 @@
 
 from proxbus_events.proxmox import VzdumpGuest, parse_vzdump_table
 
-from .classify import MailClass, Rejection, build_event, classify_mail
+from .classify import Rejection, build_event, classify_mail
 from .imap import ImapPoller
 from .intake import IngestResult, MailIntake, mail_to_event
 from .mime import ParsedMail, html_to_text, parse_mail
@@ -12,7 +12,6 @@ from .smtp import SmtpReceiver
 __all__ = [
     "ImapPoller",
     "IngestResult",
-    "MailClass",
     "MailIntake",
     "ParsedMail",
     "Rejection",

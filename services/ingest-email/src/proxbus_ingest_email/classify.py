@@ -1,8 +1,11 @@
 """Proxmox VE / PBS notification mail to events: a table of subject rules, no I/O.
 
 Subjects follow the proxmox-notify default templates (pve-manager, pve-ha-manager,
-proxmox-backup ``templates/default/*-subject.txt.hbs``); anything else is an
-``email.message``. Mail that is not a message at all is a ``Rejection``.
+proxmox-backup ``templates/default/*-subject.txt.hbs``), matched after gateway prefixes are
+stripped (``origin.clean_subject``); anything else is an ``email.message``. The node comes
+from the subject or body where they name it, else from the mail's origin (``origin.py``).
+The table is the shared classifier shape (``proxbus_events.classification``); mail that is
+not a message at all is a ``Rejection``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,34 +24,48 @@ from proxbus_events import (
     apply_severity_floor,
     deterministic_event_id,
 )
+from proxbus_events.classification import (
+    ANY_PROGRAM,
+    Builder,
+    Classification,
+    Rule,
+    RuleTable,
+    rule,
+)
+from proxbus_events.classification import (
+    Rejection as Rejection,  # re-exported: intake, __main__
+)
 from proxbus_events.proxmox import guest_id, parse_vzdump_table
 
 from .mime import ParsedMail, printable_ratio
+from .origin import clean_subject, origin_node
+
+MailBuilder = Builder[ParsedMail]
 
 _MESSAGE_CHARS = 16 * 1024  # body text carried in the event message
 _FUTURE_SLACK = timedelta(hours=1)
 
 
-@dataclass(slots=True, frozen=True)
-class Rejection:
-    """Input that is not a mail worth an event; ``reason`` is also the metric label."""
-
-    reason: str
-    detail: str
-
-
-@dataclass(slots=True)
-class MailClass:
-    """What a mail is about, before it becomes an ``Event``."""
-
-    kind: str
-    severity: Severity
-    title: str
-    node: str | None = None
-    vmid: int | None = None
-    correlation_id: str | None = None
-    notification_type: str = "system-mail"
-    metadata: dict[str, Any] = field(default_factory=dict)
+def _mail(
+    kind: str,
+    severity: Severity,
+    title: str,
+    node: str | None = None,
+    vmid: int | None = None,
+    correlation_id: str | None = None,
+    notification_type: str = "system-mail",
+    metadata: dict[str, Any] | None = None,
+) -> Classification:
+    """A mail's classification; the notification type travels in the metadata."""
+    return Classification(
+        kind=kind,
+        title=title,
+        node=node,
+        vmid=vmid,
+        correlation_id=correlation_id,
+        severity=severity,
+        metadata={"notification_type": notification_type, **(metadata or {})},
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -73,21 +89,9 @@ def short_node(host: str | None) -> str | None:
 _vmid = guest_id
 
 
-_SENDER_HOST_RE = re.compile(r"<?\s*root@([A-Za-z0-9.-]+)\s*>?\s*$")
-_PBS_URL_RE = re.compile(r"https://([A-Za-z0-9.-]+):\d+/#pbs", re.IGNORECASE)
 _UPID_RE = re.compile(r"UPID:[A-Za-z0-9._-]+:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8}:[^\s'\"]*")
+_PBS_GROUP_RE = re.compile(r"(?:^|[\s/:])(?:vm|ct)/(\d{1,9})(?=/|\s|$)", re.MULTILINE)
 _JOB_ID_RE = re.compile(r"(?:--job-id[ =]|\bjob[- ]id:\s*)([A-Za-z0-9_.:-]+)", re.IGNORECASE)
-
-
-def _fallback_node(mail: ParsedMail) -> str | None:
-    """Node when the subject does not name one: PBS links in the body, else ``root@host``."""
-    match = _PBS_URL_RE.search(mail.text)
-    if match:
-        return short_node(match.group(1))
-    match = _SENDER_HOST_RE.search(mail.sender)
-    if match and "." in match.group(1):
-        return short_node(match.group(1))
-    return None
 
 
 def _outcome(word: str) -> bool:
@@ -98,7 +102,7 @@ def _outcome(word: str) -> bool:
 # --------------------------------------------------------------------------- vzdump
 
 
-def _classify_vzdump(match: re.Match[str], mail: ParsedMail) -> MailClass:
+def _classify_vzdump(match: re.Match[str], mail: ParsedMail) -> Classification:
     node = short_node(match.group("host"))
     status_text = match.group("status").strip()
     failed_subject = not status_text.lower().startswith("backup successful")
@@ -146,7 +150,7 @@ def _classify_vzdump(match: re.Match[str], mail: ParsedMail) -> MailClass:
         count = f"{len(guests)} guest{'s' if len(guests) != 1 else ''}"
         size = f", {metadata['total_size']}" if "total_size" in metadata else ""
         title = f"Backup successful{where}: {count}{size}"
-    return MailClass(
+    return _mail(
         kind=kind,
         severity=Severity.ERROR if kind == "backup.failed" else Severity.INFO,
         title=title,
@@ -161,7 +165,7 @@ def _classify_vzdump(match: re.Match[str], mail: ParsedMail) -> MailClass:
 # --------------------------------------------------------------------------- other rules
 
 
-def _classify_replication(match: re.Match[str], mail: ParsedMail) -> MailClass:
+def _classify_replication(match: re.Match[str], mail: ParsedMail) -> Classification:
     job = match.group("job")
     guest = job.split("-", 1)[0]
     target = re.search(r"with target '([^']+)'", mail.text)
@@ -175,25 +179,25 @@ def _classify_replication(match: re.Match[str], mail: ParsedMail) -> MailClass:
     if error:
         metadata["error"] = error.group(1).strip()[:1000]
     to = f" to {target.group(1)}" if target else ""
-    return MailClass(
+    return _mail(
         kind="replication.failed",
         severity=Severity.ERROR,
         title=f"Replication job '{job}'{to} failed",
-        node=_fallback_node(mail),
+        node=origin_node(mail),
         vmid=_vmid(guest),
         notification_type="replication",
         metadata=metadata,
     )
 
 
-def _classify_fencing(match: re.Match[str], mail: ParsedMail) -> MailClass:
+def _classify_fencing(match: re.Match[str], mail: ParsedMail) -> Classification:
     fenced = match.group("verb").lower().startswith("successfully")
     node = match.group("node")
     cluster = re.search(r"in cluster '([^']*)'", mail.text)
     metadata: dict[str, Any] = {"failed_node": node}
     if cluster:
         metadata["cluster"] = cluster.group(1)
-    return MailClass(
+    return _mail(
         kind="node.fenced" if fenced else "node.fencing",
         severity=Severity.CRITICAL,
         title=f"Node {node} {'fenced' if fenced else 'is being fenced'}",
@@ -203,7 +207,7 @@ def _classify_fencing(match: re.Match[str], mail: ParsedMail) -> MailClass:
     )
 
 
-def _classify_updates(match: re.Match[str], mail: ParsedMail) -> MailClass:
+def _classify_updates(match: re.Match[str], mail: ParsedMail) -> Classification:
     node = short_node(match.group("host"))
     packages: list[str] = []
     in_table = False
@@ -222,7 +226,7 @@ def _classify_updates(match: re.Match[str], mail: ParsedMail) -> MailClass:
             packages.append(tokens[0])
     metadata: dict[str, Any] = {"packages": packages[:200], "package_count": len(packages)}
     count = f": {len(packages)} package{'s' if len(packages) != 1 else ''}" if packages else ""
-    return MailClass(
+    return _mail(
         kind="updates.available",
         severity=Severity.INFO,
         title=f"New software packages available on {node}{count}",
@@ -232,10 +236,10 @@ def _classify_updates(match: re.Match[str], mail: ParsedMail) -> MailClass:
     )
 
 
-def _pbs_job(kind: str, what: str) -> Callable[[re.Match[str], ParsedMail], MailClass]:
+def _pbs_job(kind: str, what: str) -> Callable[[re.Match[str], ParsedMail], Classification]:
     """A rule builder for PBS ``<what> ... successful|failed`` subjects."""
 
-    def classify(match: re.Match[str], mail: ParsedMail) -> MailClass:
+    def classify(match: re.Match[str], mail: ParsedMail) -> Classification:
         ok = _outcome(match.group("outcome"))
         groups = {k: v for k, v in match.groupdict().items() if v and k != "outcome"}
         store = groups.get("store", "")
@@ -244,11 +248,14 @@ def _pbs_job(kind: str, what: str) -> Callable[[re.Match[str], ParsedMail], Mail
         if not ok and error:
             metadata["error"] = error.group(1).strip()[:1000]
         outcome = "successful" if ok else "failed"
-        return MailClass(
+        # verify-err-body lists the failed snapshots/groups: "vm/100/2026-11-30T01:00:02Z".
+        guests = {int(g) for g in _PBS_GROUP_RE.findall(mail.text)} if not ok else set()
+        return _mail(
             kind=f"{kind}.{'ok' if ok else 'failed'}",
             severity=Severity.INFO if ok else Severity.ERROR,
             title=f"{what} of datastore '{store}' {outcome}",
-            node=_fallback_node(mail),
+            node=origin_node(mail),
+            vmid=guest_id(str(guests.pop())) if len(guests) == 1 else None,
             notification_type=kind if kind != "verify" else "verification",
             metadata=metadata,
         )
@@ -256,49 +263,49 @@ def _pbs_job(kind: str, what: str) -> Callable[[re.Match[str], ParsedMail], Mail
     return classify
 
 
-def _classify_tape(match: re.Match[str], mail: ParsedMail) -> MailClass:
+def _classify_tape(match: re.Match[str], mail: ParsedMail) -> Classification:
     result = _pbs_job("tape", "Tape backup")(match, mail)
-    result.notification_type = "tape-backup"
+    result.metadata["notification_type"] = "tape-backup"
     return result
 
 
-def _classify_acme(match: re.Match[str], mail: ParsedMail) -> MailClass:
-    return MailClass(
+def _classify_acme(match: re.Match[str], mail: ParsedMail) -> Classification:
+    return _mail(
         kind="acme.failed",
         severity=Severity.ERROR,
         title="Could not renew ACME certificate",
-        node=_fallback_node(mail),
+        node=origin_node(mail),
         notification_type="acme",
         metadata={"error": mail.text.strip()[:1000]},
     )
 
 
-def _classify_test(match: re.Match[str], mail: ParsedMail) -> MailClass:
+def _classify_test(match: re.Match[str], mail: ParsedMail) -> Classification:
     target = re.search(r"notification target '([^']+)'", mail.text)
-    return MailClass(
+    return _mail(
         kind="test.notification",
         severity=Severity.INFO,
         title="Test notification" + (f" for target '{target.group(1)}'" if target else ""),
-        node=_fallback_node(mail),
+        node=origin_node(mail),
         notification_type="test",
         metadata={"target": target.group(1)} if target else {},
     )
 
 
-def _classify_tape_load(match: re.Match[str], mail: ParsedMail) -> MailClass:
-    return MailClass(
+def _classify_tape_load(match: re.Match[str], mail: ParsedMail) -> Classification:
+    return _mail(
         kind="email.message",
         severity=Severity.NOTICE,
         title=mail.subject,
-        node=_fallback_node(mail),
+        node=origin_node(mail),
         notification_type="tape-load",
         metadata={"label": match.group("label"), "device": match.group("device")},
     )
 
 
-def _classify_smart(match: re.Match[str], mail: ParsedMail) -> MailClass:
+def _classify_smart(match: re.Match[str], mail: ParsedMail) -> Classification:
     device = re.search(r"Device:\s*(\S+)", mail.text)
-    return MailClass(
+    return _mail(
         kind="disk.error",
         severity=Severity.ERROR,
         title=f"SMART error ({match.group('what')}) on {match.group('host')}"
@@ -309,8 +316,8 @@ def _classify_smart(match: re.Match[str], mail: ParsedMail) -> MailClass:
     )
 
 
-def _classify_zfs(match: re.Match[str], mail: ParsedMail) -> MailClass:
-    return MailClass(
+def _classify_zfs(match: re.Match[str], mail: ParsedMail) -> Classification:
+    return _mail(
         kind="disk.error",
         severity=Severity.ERROR,
         title=mail.subject,
@@ -320,95 +327,70 @@ def _classify_zfs(match: re.Match[str], mail: ParsedMail) -> MailClass:
     )
 
 
-Rule = tuple[str, re.Pattern[str], Callable[[re.Match[str], ParsedMail], MailClass]]
-
 _OUTCOME = r"(?P<outcome>successful|failed)"
-RULES: tuple[Rule, ...] = (
-    (
-        "vzdump",
-        re.compile(r"^vzdump backup status \((?P<host>[^)]*)\)\s*:\s*(?P<status>.*)$", re.I),
-        _classify_vzdump,
-    ),
-    (
-        "replication",
-        re.compile(r"^Replication Job: '(?P<job>[^']+)' failed", re.I),
-        _classify_replication,
-    ),
-    (
-        "fencing",
-        re.compile(r"^(?P<verb>Trying to fence|Successfully fenced) node '(?P<node>[^']+)'", re.I),
-        _classify_fencing,
-    ),
-    (
-        "package-updates",
-        re.compile(r"^New software packages available \((?P<host>[^)]+)\)", re.I),
-        _classify_updates,
-    ),
-    (
-        "gc",
-        re.compile(rf"^Garbage Collect Datastore '(?P<store>[^']+)' {_OUTCOME}", re.I),
-        _pbs_job("gc", "Garbage collection"),
-    ),
-    (
-        "prune",
-        re.compile(rf"^Pruning datastore '(?P<store>[^']+)' {_OUTCOME}", re.I),
-        _pbs_job("prune", "Pruning"),
-    ),
-    (
-        "sync",
-        re.compile(
-            rf"^Sync (?:remote '(?P<remote>[^']+)'|local) datastore '(?P<store>[^']+)' {_OUTCOME}",
-            re.I,
-        ),
-        _pbs_job("sync", "Sync"),
-    ),
-    (
-        "verification",
-        re.compile(rf"^Verify Datastore '(?P<store>[^']+)' {_OUTCOME}", re.I),
-        _pbs_job("verify", "Verification"),
-    ),
-    (
-        "tape-backup",
-        re.compile(
-            rf"^Tape Backup (?:'(?P<job>[^']+)' )?datastore '(?P<store>[^']+)' {_OUTCOME}", re.I
-        ),
-        _classify_tape,
-    ),
-    (
-        "tape-load",
-        re.compile(r"^Load Media '(?P<label>[^']*)' request for \S+ '(?P<device>[^']*)'", re.I),
-        _classify_tape_load,
-    ),
-    ("acme", re.compile(r"^Could not renew certificate", re.I), _classify_acme),
-    ("test", re.compile(r"^Test notification\b", re.I), _classify_test),
-    (
-        "smartd",
-        re.compile(r"^SMART error \((?P<what>[^)]+)\) detected on host:\s*(?P<host>\S+)", re.I),
-        _classify_smart,
-    ),
-    (
-        "zed",
-        re.compile(r"^ZFS (?P<what>.+?) for pool \S+ on (?P<host>\S+)", re.I),
-        _classify_zfs,
-    ),
-)
+_PVE_TPL = "pve-manager templates/default"
+_PBS_TPL = "proxmox-backup templates/default"
 
 
-def classify_mail(mail: ParsedMail) -> MailClass:
-    """What ``mail`` is about: the first matching rule, else ``email.message``."""
-    subject = " ".join(mail.subject.split())
-    for _, pattern, classify in RULES:
-        match = pattern.match(subject)
-        if match:
-            result = classify(match, mail)
-            result.severity = apply_severity_floor(result.kind, result.severity)
-            return result
-    return MailClass(
-        kind="email.message",
-        severity=Severity.INFO,
-        title=subject or _first_line(mail.text) or "(no subject)",
-        node=_fallback_node(mail),
-    )
+def _rule(name: str, pattern: str, build: MailBuilder, source: str) -> Rule[ParsedMail]:
+    """A subject rule: mail has no program, so every rule applies to every mail."""
+    return rule(name, ANY_PROGRAM, pattern, "email.message", build, source=source,
+                flags=re.IGNORECASE)  # fmt: skip
+
+
+RULES: list[Rule[ParsedMail]] = [
+    _rule("vzdump", r"^vzdump backup status \((?P<host>[^)]*)\)\s*:\s*(?P<status>.*)$",
+          _classify_vzdump, f"{_PVE_TPL}/vzdump-subject.txt.hbs"),
+    _rule("replication", r"^Replication Job: '(?P<job>[^']+)' failed", _classify_replication,
+          f"{_PVE_TPL}/replication-subject.txt.hbs"),
+    _rule("fencing", r"^(?P<verb>Trying to fence|Successfully fenced) node '(?P<node>[^']+)'",
+          _classify_fencing, "pve-ha-manager src/templates/default/fencing-subject.txt.hbs"),
+    _rule("package-updates", r"^New software packages available \((?P<host>[^)]+)\)",
+          _classify_updates, f"{_PVE_TPL}, {_PBS_TPL}/package-updates-subject.txt.hbs"),
+    _rule("gc", rf"^Garbage Collect Datastore '(?P<store>[^']+)' {_OUTCOME}",
+          _pbs_job("gc", "Garbage collection"), f"{_PBS_TPL}/gc-*-subject.txt.hbs"),
+    _rule("prune", rf"^Pruning datastore '(?P<store>[^']+)' {_OUTCOME}",
+          _pbs_job("prune", "Pruning"), f"{_PBS_TPL}/prune-*-subject.txt.hbs"),
+    _rule("sync",
+          rf"^Sync (?:remote '(?P<remote>[^']+)'|local) datastore '(?P<store>[^']+)' {_OUTCOME}",
+          _pbs_job("sync", "Sync"), f"{_PBS_TPL}/sync-*-subject.txt.hbs"),
+    _rule("verification", rf"^Verify Datastore '(?P<store>[^']+)' {_OUTCOME}",
+          _pbs_job("verify", "Verification"), f"{_PBS_TPL}/verify-*-subject.txt.hbs"),
+    _rule("tape-backup",
+          rf"^Tape Backup (?:'(?P<job>[^']+)' )?datastore '(?P<store>[^']+)' {_OUTCOME}",
+          _classify_tape, f"{_PBS_TPL}/tape-backup-*-subject.txt.hbs"),
+    _rule("tape-load", r"^Load Media '(?P<label>[^']*)' request for \S+ '(?P<device>[^']*)'",
+          _classify_tape_load, f"{_PBS_TPL}/tape-load-subject.txt.hbs"),
+    _rule("acme", r"^Could not renew certificate", _classify_acme,
+          f"{_PBS_TPL}/acme-err-subject.txt.hbs"),
+    _rule("test", r"^Test notification\b", _classify_test,
+          f"{_PVE_TPL}/test-subject.txt.hbs, {_PBS_TPL}/test-subject.txt.hbs"),
+    _rule("smartd", r"^SMART error \((?P<what>[^)]+)\) detected on host:\s*(?P<host>\S+)",
+          _classify_smart, "smartmontools smartd.cpp MailWarning"),
+    _rule("zed", r"^ZFS (?P<what>device fault for pool|[\w-]+ error for) (?P<pool>\S+) on "
+          r"(?P<host>\S+)", _classify_zfs,
+          "openzfs cmd/zed/zed.d/statechange-notify.sh, data-notify.sh"),
+]  # fmt: skip
+TABLE: RuleTable[ParsedMail] = RuleTable(RULES, "email.message")
+
+
+def classify_mail(mail: ParsedMail) -> Classification:
+    """What ``mail`` is about: the first rule matching its cleaned subject, else a plain mail.
+
+    The node is the subject's or body's where a rule found one, else the mail's origin.
+    """
+    subject = clean_subject(mail.subject)
+    result = TABLE.classify("", subject, mail)
+    if not result.rule:
+        result = _mail(
+            kind="email.message",
+            severity=Severity.INFO,
+            title=subject or _first_line(mail.text) or "(no subject)",
+        )
+    if result.node is None:
+        result.node = origin_node(mail)
+    result.severity = apply_severity_floor(result.kind, result.severity or Severity.INFO)
+    return result
 
 
 def _first_line(text: str) -> str:
@@ -449,7 +431,7 @@ def build_event(
     if timestamp - received > _FUTURE_SLACK:
         timestamp = received  # a sender clock far ahead must not put the event in the future
     metadata: dict[str, Any] = {
-        "notification_type": result.notification_type,
+        "notification_type": result.metadata.pop("notification_type", "system-mail"),
         "subject": mail.subject[:998],
         "from": mail.sender[:998],
         "to": mail.recipients[:20],
@@ -475,7 +457,7 @@ def build_event(
         source=Source.EMAIL,
         site=site,
         node=result.node,
-        severity=result.severity,
+        severity=result.severity or Severity.INFO,
         kind=result.kind,
         title=result.title,
         message=message,

@@ -44,6 +44,7 @@ _MAIL_HEADERS = frozenset(
     }
 )
 _TEXT_LIMIT = 1024 * 1024  # characters of body text kept for classification
+_MAX_HOPS = 50  # Received headers kept, the oldest (the origin is the last one)
 
 
 @dataclass(slots=True)
@@ -58,6 +59,7 @@ class ParsedMail:
     text: str = ""
     text_source: str = "none"  # plain | html | none
     headers: dict[str, str] = field(default_factory=dict)
+    received: list[str] = field(default_factory=list)  # Received headers, newest first
     attachments: list[str] = field(default_factory=list)
     anomalies: list[str] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
@@ -308,6 +310,11 @@ def parse_mail(raw: bytes) -> ParsedMail:
         mail.recipients = []
     mail.date = _parse_date(_header(msg, "Date", mail))
     mail.message_id = " ".join(_header(msg, "Message-ID", mail).split())[:998] or None
+    try:
+        hops = msg.get_all("Received") or []
+    except Exception:
+        hops = []
+    mail.received = [_clean(" ".join(str(h).split()))[:998] for h in hops[-_MAX_HOPS:]]
     for name in ("From", "To", "Subject", "Date", "Message-ID", "X-Mailer", "Auto-Submitted"):
         value = _header(msg, name, mail)
         if value:

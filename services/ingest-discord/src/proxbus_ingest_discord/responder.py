@@ -1,0 +1,445 @@
+"""Answers verified interactions: commands through the gateway's NATS RPC, clicks, deferral.
+
+Every interaction id is claimed once (``InteractionLedger``); the work runs in a task, and
+if it has not finished after ``defer_after`` seconds Discord gets a deferred response (type 5
+for a command, 6 for a click) and the answer follows through the interaction webhook.
+Every command and click leaves one audit record and one ``command.<name>`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from proxbus_events import (
+    Event,
+    EventPublisher,
+    Matcher,
+    RpcError,
+    Silence,
+    SilenceStore,
+    call_tool,
+    deterministic_event_id,
+)
+
+from .audit import DiscordAudit, DiscordAuditRecord
+from .commands import Command, parse_command
+from .components import (
+    AcknowledgeAlert,
+    CancelAction,
+    Click,
+    ConfirmAction,
+    SilenceAlert,
+    confirm_row,
+    parse_click,
+)
+from .dedupe import DEFERRED, DONE, InteractionLedger
+from .errors import UsageError
+from .followup import FollowupClient
+from .interaction import APPLICATION_COMMAND, PING, Actor, Interaction
+from .metrics import DiscordMetrics
+from .operators import Operators
+from .ratelimit import RateLimitedLog
+from .render import (
+    clip,
+    render_action_result,
+    render_events,
+    render_guest_prompt,
+    render_status,
+    render_vms,
+)
+
+log = logging.getLogger(__name__)
+
+# Discord "Interaction Callback Type"
+PONG = 1
+CHANNEL_MESSAGE = 4
+DEFERRED_CHANNEL_MESSAGE = 5
+DEFERRED_UPDATE_MESSAGE = 6
+UPDATE_MESSAGE = 7
+EPHEMERAL = 1 << 6
+NO_MENTIONS: dict[str, Any] = {"parse": []}
+EVENTS_WINDOW_MINUTES = 24 * 60
+
+
+@dataclass(slots=True, frozen=True)
+class ResponderOptions:
+    """Tunables of the responder (from the settings)."""
+
+    site: str
+    cluster: str | None = None
+    rpc_timeout: float = 30.0
+    defer_after: float = 2.0
+    confirm_seconds: float = 300.0
+    events_limit: int = 10
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one command or click did: feeds the audit record and the event."""
+
+    name: str
+    arguments: dict[str, Any]
+    outcome: str = "ok"
+    code: int | None = None
+    message: str | None = None
+    node: str | None = None
+    vmid: int | None = None
+    correlation_id: str | None = None
+    changes: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, outcome: str, code: int, message: str) -> None:
+        self.outcome, self.code, self.message = outcome, code, message
+
+
+def message(content: str, *, ephemeral: bool = False, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"content": clip(content), "allowed_mentions": NO_MENTIONS, **extra}
+    if ephemeral:
+        data["flags"] = EPHEMERAL
+    return data
+
+
+class Responder:
+    """Turns one verified interaction into Discord's response (and maybe a follow-up)."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        ledger: InteractionLedger,
+        silences: SilenceStore,
+        audit: DiscordAudit,
+        publisher: EventPublisher,
+        followups: FollowupClient,
+        operators: Operators,
+        options: ResponderOptions,
+        metrics: DiscordMetrics,
+    ) -> None:
+        self._nc = nc
+        self._ledger = ledger
+        self._silences = silences
+        self._audit = audit
+        self._publisher = publisher
+        self._followups = followups
+        self._operators = operators
+        self._opts = options
+        self._metrics = metrics
+        self._late: set[asyncio.Task[None]] = set()
+        self._warn = RateLimitedLog(log)
+
+    # -- entry point -----------------------------------------------------------------------
+
+    async def respond(self, ix: Interaction) -> dict[str, Any]:
+        """Discord's response to ``ix``.
+
+        Raises:
+            InteractionError: unknown command or component (answered 400 by the endpoint).
+        """
+        if ix.type == PING:
+            self._metrics.interactions.labels("ping", "immediate").inc()
+            return {"type": PONG}
+        is_command = ix.type == APPLICATION_COMMAND
+        kind = "command" if is_command else "component"
+        # Parsed before the claim: an unknown command is a 4xx, not a remembered interaction.
+        what: Command | Click = parse_command(ix.data) if is_command else parse_click(ix.data)
+        deferred_type = DEFERRED_CHANNEL_MESSAGE if is_command else DEFERRED_UPDATE_MESSAGE
+        claim = await self._ledger.claim(ix.id)
+        if not claim.first:
+            self._metrics.interactions.labels(kind, "duplicate").inc()
+            await self._record_duplicate(ix, what)
+            if claim.state == DONE and claim.response is not None:
+                return claim.response
+            return {"type": deferred_type}
+        work = asyncio.create_task(self._execute(ix, what), name=f"discord-{ix.id}")
+        done, _ = await asyncio.wait({work}, timeout=self._opts.defer_after)
+        if done:
+            response = work.result()
+            self._metrics.interactions.labels(kind, "immediate").inc()
+            await self._ledger.settle(ix.id, DONE, response)
+            return response
+        self._metrics.interactions.labels(kind, "deferred").inc()
+        await self._ledger.settle(ix.id, DEFERRED, None)
+        late = asyncio.create_task(self._follow_up(ix, work, is_command), name=f"followup-{ix.id}")
+        self._late.add(late)
+        late.add_done_callback(self._late.discard)
+        return {"type": deferred_type}
+
+    async def close(self, timeout: float = 8.0) -> None:
+        """Let follow-ups in flight finish (up to ``timeout``), then cancel the rest."""
+        if not self._late:
+            return
+        _, pending = await asyncio.wait(set(self._late), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _follow_up(
+        self, ix: Interaction, work: asyncio.Task[dict[str, Any]], is_command: bool
+    ) -> None:
+        response = await work
+        data = response.get("data") or {}
+        if is_command:
+            sent = await self._followups.create(ix.application_id, ix.token, data)
+        else:
+            # An edit cannot make the clicked message ephemeral.
+            data = {k: v for k, v in data.items() if k != "flags"}
+            sent = await self._followups.edit_original(ix.application_id, ix.token, data)
+        self._metrics.followups.labels("sent" if sent else "failed").inc()
+        try:
+            await self._ledger.settle(ix.id, DONE, response)
+        except Exception as exc:
+            self._warn.warning("could not record the answer of interaction %s: %s", ix.id, exc)
+
+    # -- one command or click --------------------------------------------------------------
+
+    async def _execute(self, ix: Interaction, what: Command | Click) -> dict[str, Any]:
+        assert ix.actor is not None
+        started = time.perf_counter()
+        out = Outcome(_name(what), _arguments(what))
+        try:
+            if isinstance(what, Command):
+                response = await self._command(ix.actor, what, out)
+            else:
+                response = await self._click(ix.actor, what, out)
+        except UsageError as exc:
+            out.fail("error", 400, str(exc))
+            response = _reply(what, message(str(exc), ephemeral=True))
+        except RpcError as exc:
+            out.fail("error", exc.code, exc.message)
+            text = f"{out.name} failed: {exc.message}"
+            response = _reply(what, message(text, ephemeral=isinstance(what, Command)))
+        except Exception as exc:  # a bug must not leave Discord without an answer
+            log.exception("interaction %s (%s) failed", ix.id, out.name)
+            out.fail("error", 500, f"internal error ({type(exc).__name__})")
+            response = _reply(what, message("internal error, see the service log", ephemeral=True))
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        self._metrics.commands.labels(out.name, out.outcome).inc()
+        await self._record(ix, out, duration_ms)
+        return response
+
+    async def _command(self, actor: Actor, cmd: Command, out: Outcome) -> dict[str, Any]:
+        if cmd.usage_error is not None:
+            raise UsageError(cmd.usage_error)
+        if cmd.is_change and not self._operators.allows(actor):
+            return self._denied(actor, out)
+        if cmd.name == "status":
+            return _channel(message(await self._status()))
+        if cmd.name == "vms":
+            node = cmd.arguments.get("node")
+            result = await self._call("get_vms", {"node": node} if node else {})
+            return _channel(message(render_vms(result, node)))
+        if cmd.name == "events":
+            severity = cmd.arguments["severity"]
+            args = {
+                "min_severity": severity,
+                "since_minutes": EVENTS_WINDOW_MINUTES,
+                "limit": self._opts.events_limit,
+            }
+            args["site"] = self._opts.site
+            result = await self._call("get_recent_events", args, cluster=False)
+            return _channel(message(render_events(result, severity)))
+        if cmd.name == "silence":
+            matchers = [Matcher.parse(m) for m in cmd.arguments["matchers"]]
+            seconds = cmd.arguments["seconds"]
+            silence = await self._silence(actor, matchers, seconds, out)
+            return _channel(message(_silenced_text(silence, actor)))
+        # start / stop / reboot: show the guest and ask to confirm.
+        status = await self._call("get_guest_status", {"vmid": cmd.arguments["vmid"]})
+        out.node, out.vmid = status.get("node"), cmd.arguments["vmid"]
+        out.metadata["phase"] = "requested"
+        kind = "lxc" if status.get("type") == "lxc" else "qemu"
+        confirm = ConfirmAction(cmd.name, kind, cmd.arguments["vmid"], int(time.time()))
+        content = render_guest_prompt(cmd.name, status)
+        content += f"\nconfirm within {self._opts.confirm_seconds / 60:.0f} min (operators only)"
+        return _channel(message(content, components=confirm_row(confirm)))
+
+    async def _click(self, actor: Actor, click: Click, out: Outcome) -> dict[str, Any]:
+        if not self._operators.allows(actor):
+            return self._denied(actor, out)
+        out.changes = True
+        if isinstance(click, CancelAction):
+            return _update(message(f"Cancelled by {actor.name}.", components=[]))
+        if isinstance(click, ConfirmAction):
+            out.vmid = click.vmid
+            out.metadata["phase"] = "confirmed"
+            age = time.time() - click.issued
+            if age > self._opts.confirm_seconds or age < -60:
+                out.fail("expired", 410, f"confirmation is {age:.0f}s old")
+                text = (
+                    f"This confirmation expired; run `/proxbus {click.action} {click.vmid}` again."
+                )
+                return _update(message(text, components=[]))
+            tool = "execute_lxc_command" if click.kind == "lxc" else "execute_vm_command"
+            args = {"vmid": click.vmid, "command": click.action, "confirm": True}
+            try:
+                result = await self._call(tool, args)
+            except RpcError as exc:
+                out.fail("error", exc.code, exc.message)
+                text = f"**{click.action} {click.vmid} failed**: {exc.message}"
+                return _update(message(text, components=[]))
+            out.correlation_id = result.get("upid")
+            return _update(
+                message(render_action_result(click.action, result, actor.name), components=[])
+            )
+        if isinstance(click, SilenceAlert):
+            matchers = [Matcher(name="fingerprint", op="=", value=click.fingerprint)]
+            silence = await self._silence(actor, matchers, click.seconds, out)
+            out.metadata["alert_fingerprint"] = click.fingerprint
+            return _update(message(_silenced_text(silence, actor), components=[]))
+        out.metadata["alert_fingerprint"] = click.fingerprint
+        return _update(message(f"Acknowledged by {actor.name}.", components=[]))
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def _denied(self, actor: Actor, out: Outcome) -> dict[str, Any]:
+        out.fail("denied", 403, f"{actor.name} ({actor.user_id}) is not in DISCORD_OPERATORS")
+        self._warn.info("denied %s to Discord user %s", out.name, actor.user_id)
+        text = "Only proxbus operators may do that (DISCORD_OPERATORS)."
+        return {"type": CHANNEL_MESSAGE, "data": message(text, ephemeral=True)}
+
+    async def _status(self) -> str:
+        cluster, nodes, vms, cts = await asyncio.gather(
+            self._call("get_cluster_status", {}),
+            self._call("get_nodes", {}),
+            self._call("get_vms", {}),
+            self._call("get_lxcs", {}),
+        )
+        return render_status(cluster, nodes, vms, cts)
+
+    async def _silence(
+        self, actor: Actor, matchers: list[Matcher], seconds: int, out: Outcome
+    ) -> Silence:
+        silence = Silence.for_duration(
+            matchers,
+            timedelta(seconds=seconds),
+            created_by=f"discord:{actor.name}"[:128],
+            comment=f"from Discord by {actor.name} ({actor.user_id})",
+        )
+        await self._silences.add(silence)
+        out.metadata["silence_id"] = silence.id
+        out.changes = True
+        return silence
+
+    async def _call(self, tool: str, args: dict[str, Any], *, cluster: bool = True) -> Any:
+        if cluster and self._opts.cluster:
+            args = {**args, "cluster": self._opts.cluster}
+        return await call_tool(
+            self._nc, tool, args, timeout=self._opts.rpc_timeout, caller="ingest-discord"
+        )
+
+    async def _record(self, ix: Interaction, out: Outcome, duration_ms: float) -> None:
+        assert ix.actor is not None
+        arguments = {
+            **out.arguments,
+            "discord_user_id": ix.actor.user_id,
+            "discord_guild_id": ix.guild_id,
+            "discord_channel_id": ix.channel_id,
+            "interaction_id": ix.id,
+        }
+        await self._audit.record(
+            DiscordAuditRecord(
+                tool=f"discord_{out.name}",
+                caller=ix.actor.caller,
+                arguments=arguments,
+                outcome=out.outcome,
+                site=self._opts.site,
+                interaction_id=ix.id,
+                duration_ms=duration_ms,
+                message=out.message,
+                code=out.code,
+            )
+        )
+        severity = ("notice" if out.changes else "info") if out.outcome == "ok" else "warning"
+        now = datetime.now(UTC)
+        detail = ", ".join(f"{k}={v}" for k, v in out.arguments.items())
+        event = Event(
+            id=deterministic_event_id(now, "discord", ix.id),
+            timestamp=now,
+            source="discord",
+            site=self._opts.site,
+            node=out.node,
+            vmid=out.vmid,
+            severity=severity,
+            kind=f"command.{out.name}",
+            title=f"Discord {out.name} by {ix.actor.name}: {out.outcome}",
+            message=(f"{detail}\n" if detail else "") + (out.message or ""),
+            correlation_id=out.correlation_id,
+            metadata={
+                **out.metadata,
+                "outcome": out.outcome,
+                "arguments": out.arguments,
+                "discord_user": ix.actor.name,
+                "discord_user_id": ix.actor.user_id,
+                "discord_guild_id": ix.guild_id,
+                "interaction_id": ix.id,
+            },
+        )
+        try:
+            await self._publisher.publish(event, timeout=5.0)
+        except Exception as exc:
+            self._warn.warning("event of interaction %s not stored: %s", ix.id, exc)
+
+    async def _record_duplicate(self, ix: Interaction, what: Command | Click) -> None:
+        assert ix.actor is not None
+        await self._audit.record(
+            DiscordAuditRecord(
+                tool=f"discord_{_name(what)}",
+                caller=ix.actor.caller,
+                arguments={**_arguments(what), "interaction_id": ix.id},
+                outcome="duplicate",
+                site=self._opts.site,
+                interaction_id=ix.id,
+                message="interaction delivered again; not executed twice",
+            )
+        )
+
+
+def _name(what: Command | Click) -> str:
+    if isinstance(what, Command):
+        return what.name
+    if isinstance(what, ConfirmAction):
+        return what.action
+    if isinstance(what, CancelAction):
+        return "cancel"
+    if isinstance(what, SilenceAlert):
+        return "silence"
+    return "ack"
+
+
+def _arguments(what: Command | Click) -> dict[str, Any]:
+    if isinstance(what, Command):
+        return dict(what.arguments)
+    if isinstance(what, ConfirmAction):
+        return {"vmid": what.vmid, "kind": what.kind, "via": "button"}
+    if isinstance(what, SilenceAlert):
+        return {"fingerprint": what.fingerprint, "seconds": what.seconds, "via": "button"}
+    if isinstance(what, AcknowledgeAlert):
+        return {"fingerprint": what.fingerprint, "via": "button"}
+    return {"via": "button"}
+
+
+def _channel(data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": CHANNEL_MESSAGE, "data": data}
+
+
+def _update(data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": UPDATE_MESSAGE, "data": data}
+
+
+def _reply(what: Command | Click, data: dict[str, Any]) -> dict[str, Any]:
+    """A command gets a new message; a click's error is shown to the clicker only."""
+    if isinstance(what, Command) or data.get("flags") == EPHEMERAL:
+        return _channel(data)
+    return _update(data)
+
+
+def _silenced_text(silence: Silence, actor: Actor) -> str:
+    until = int(silence.ends_at.timestamp())
+    matchers = ", ".join(f"`{m}`" for m in silence.matchers)
+    return f"Silenced {matchers} until <t:{until}:f> (<t:{until}:R>) by {actor.name}; id `{silence.id}`"

@@ -1,0 +1,54 @@
+"""Settings of ingest-discord (environment / ``.env``), built once in ``main()``."""
+
+from __future__ import annotations
+
+from proxbus_events import ServiceSettings
+from pydantic import Field, field_validator
+
+from .followup import DISCORD_API
+from .operators import Operators
+from .signature import PUBLIC_KEY_RE
+
+
+class Settings(ServiceSettings):
+    """The interactions endpoint, its Discord application and how commands reach the gateway."""
+
+    # /discord/interactions, /health and /metrics share this listener.
+    discord_host: str = "0.0.0.0"
+    discord_port: int = Field(default=8094, ge=0, le=65535)
+    discord_public_key: str = Field(description="the application's Ed25519 public key, 64 hex")
+    discord_operators: str = Field(
+        default="", description="user:<id>, role:<id> or <id>, comma-separated"
+    )
+    discord_api_url: str = Field(default=DISCORD_API, pattern=r"^https?://")
+    discord_max_body: int = Field(default=64 * 1024, ge=1024, le=8 * 1024**2)
+    discord_max_age: float = Field(default=300.0, gt=0, le=3600)
+    discord_defer_after: float = Field(default=2.0, gt=0, le=2.5)
+    discord_confirm_seconds: float = Field(default=300.0, gt=0, le=900)
+    discord_cluster: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    discord_rpc_timeout: float = Field(default=30.0, gt=0, le=600)
+    discord_http_timeout: float = Field(default=10.0, gt=0, le=120)
+    discord_events_limit: int = Field(default=10, ge=1, le=50)
+
+    @field_validator("discord_public_key")
+    @classmethod
+    def _hex_key(cls, value: str) -> str:
+        value = value.strip()
+        if not PUBLIC_KEY_RE.match(value):
+            raise ValueError("must be 64 hex digits (Developer Portal → General Information)")
+        return value.lower()
+
+    @field_validator("discord_operators")
+    @classmethod
+    def _operators(cls, value: str) -> str:
+        Operators.parse(value)
+        return value
+
+    @field_validator("discord_cluster", mode="before")
+    @classmethod
+    def _empty_cluster(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def operators(self) -> Operators:
+        return Operators.parse(self.discord_operators)

@@ -1,0 +1,362 @@
+"""Slash commands and buttons against the simulator-backed gateway over real NATS RPC."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from proxbus_events import SilenceStore
+from proxbus_ingest_discord.testing import (
+    OPERATOR,
+    OPERATOR_ROLE,
+    STRANGER,
+    DiscordStandIn,
+    Signed,
+    click,
+    command,
+    counter,
+    discord_audit,
+    discord_events,
+    metrics_text,
+)
+from proxbus_mcp_gateway.app import Running
+from proxbus_pvesim.simulator import Simulator
+
+
+def power_requests(sim: Simulator, vmid: int, action: str) -> int:
+    """How many ``POST .../<vmid>/status/<action>`` reached the simulator."""
+    suffix = f"/{vmid}/status/{action}"
+    return sum(1 for r in sim.request_log if r.method == "POST" and r.path.endswith(suffix))
+
+
+def confirm_id(answer: dict[str, Any]) -> str:
+    """The custom_id of the confirm button in a command's answer."""
+    buttons = answer["data"]["components"][0]["components"]
+    return next(b["custom_id"] for b in buttons if b["custom_id"].startswith("pbx:do:"))
+
+
+async def test_status_summarises_the_simulated_cluster(signed: Signed, gateway: Running) -> None:
+    status, answer = await signed.post(command("status"))
+    assert status == 200
+    assert answer["type"] == 4
+    content = answer["data"]["content"]
+    assert "**Cluster lab**: quorate" in content
+    assert "nodes online 3/3" in content
+    # Guest counts from the default lab: 20 VMs (15 running), 10 containers (9 running).
+    assert "VMs running 15/20" in content
+    assert "containers running 9/10" in content
+    for node in ("pve1", "pve2", "pve3"):
+        assert re.search(rf"^{node}\s+online", content, re.MULTILINE)
+    assert len(content) <= 2000
+
+
+async def test_vms_lists_the_guests_of_all_nodes_or_of_one(
+    signed: Signed, gateway: Running, sim: Simulator
+) -> None:
+    _, every = await signed.post(command("vms"))
+    _, one = await signed.post(command("vms", {"node": "pve2"}))
+    content = every["data"]["content"]
+    assert content.startswith("**VMs** (20)")
+    assert re.search(r"^100\s+mon01\s+pve1\s+running", content, re.MULTILINE)
+    assert re.search(r"^105\s+vpn06\s+pve3\s+stopped", content, re.MULTILINE)
+    on_pve2 = one["data"]["content"]
+    expected = sorted(
+        g.vmid for g in sim.lab.guests.values() if g.node == "pve2" and g.kind == "qemu"
+    )
+    listed = [int(m) for m in re.findall(r"^(\d+)\s", on_pve2, re.MULTILINE)]
+    assert listed == expected
+    assert on_pve2.startswith(f"**VMs on pve2** ({len(expected)})")
+    _, bad = await signed.post(command("vms", {"node": "../etc"}))
+    assert bad["data"]["flags"] == 64
+    assert "not a node name" in bad["data"]["content"]
+
+
+async def test_events_shows_recent_events_of_the_stream_by_severity(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    from proxbus_events import Event, EventPublisher
+
+    async with EventPublisher(js) as pub:
+        for sev, kind, title in [
+            ("info", "task.ok", "task fine"),
+            ("error", "backup.failed", "backup of 100 failed"),
+            ("warning", "storage.full", "local-lvm 90%"),
+        ]:
+            await pub.publish(
+                Event(
+                    source="syslog", site="lab", node="pve2", severity=sev, kind=kind, title=title
+                )
+            )
+    _, default = await signed.post(command("events"))
+    _, errors = await signed.post(command("events", {"severity": "error"}))
+    _, everything = await signed.post(command("events", {"severity": "info"}))
+    warn = default["data"]["content"]
+    assert "**Events ≥ warning**" in warn
+    assert "storage.full" in warn
+    assert "backup.failed" in warn
+    assert "task.ok" not in warn
+    assert warn.index("storage.full") < warn.index("backup.failed")  # newest first
+    assert "backup.failed" in errors["data"]["content"]
+    assert "storage.full" not in errors["data"]["content"]
+    assert "task fine" in everything["data"]["content"]
+
+
+async def test_operator_stop_asks_then_a_confirm_click_stops_once_even_if_delivered_twice(
+    signed: Signed, gateway: Running, sim: Simulator, js: Any
+) -> None:
+    assert sim.lab.guests[100].status == "running"
+    _, asked = await signed.post(command("stop", {"vmid": 100}))
+    assert asked["type"] == 4
+    assert "**Stop VM 100** (mon01) on pve1?" in asked["data"]["content"]
+    assert power_requests(sim, 100, "stop") == 0  # asking changes nothing
+    custom_id = confirm_id(asked)
+    assert custom_id.startswith("pbx:do:stop:qemu:100:")
+
+    press = click(custom_id, user=OPERATOR)
+    status, done = await signed.post(press)
+    assert status == 200
+    assert done["type"] == 7
+    assert done["data"]["components"] == []
+    assert "stop VM 100 (mon01) on pve1**: started" in done["data"]["content"]
+    assert sim.lab.guests[100].status == "stopped"
+    assert power_requests(sim, 100, "stop") == 1
+    tasks = len(sim.pve_tasks.all_tasks())
+
+    # Discord delivers the same interaction again: same answer, nothing executed.
+    again_status, again = await signed.post(press)
+    assert again_status == 200
+    assert again == done
+    assert power_requests(sim, 100, "stop") == 1
+    assert len(sim.pve_tasks.all_tasks()) == tasks
+
+    records = await discord_audit(js, 3)
+    stops = [r for r in records if r["tool"] == "discord_stop"]
+    assert [r["outcome"] for r in stops] == ["ok", "ok", "duplicate"]
+    assert all(r["caller"] == f"discord:user{OPERATOR[:3]}" for r in stops)
+    assert stops[1]["arguments"]["vmid"] == 100
+    assert stops[1]["arguments"]["discord_user_id"] == OPERATOR
+    events = await discord_events(js, 2)
+    kinds = [(e.kind, e.metadata.get("phase"), e.severity.value) for e in events]
+    assert kinds == [("command.stop", "requested", "info"), ("command.stop", "confirmed", "notice")]
+    assert events[1].vmid == 100
+    assert events[1].correlation_id
+    assert events[1].correlation_id.startswith("UPID:pve1:")
+
+
+async def test_start_and_reboot_go_through_the_same_confirmation(
+    signed: Signed, gateway: Running, sim: Simulator
+) -> None:
+    assert sim.lab.guests[105].status == "stopped"
+    _, asked = await signed.post(
+        command("start", {"vmid": 105}, user=STRANGER, roles=[OPERATOR_ROLE])
+    )
+    _, done = await signed.post(click(confirm_id(asked), user=STRANGER, roles=[OPERATOR_ROLE]))
+    assert done["type"] == 7
+    assert sim.lab.guests[105].status == "running"
+    _, asked = await signed.post(command("reboot", {"vmid": 200}))
+    assert "**Reboot container 200** (pihole21)" in asked["data"]["content"]
+    assert confirm_id(asked).startswith("pbx:do:reboot:lxc:200:")
+    _, done = await signed.post(click(confirm_id(asked)))
+    assert "reboot CT 200" in done["data"]["content"]
+    assert power_requests(sim, 200, "reboot") == 1
+
+
+async def test_users_not_on_the_allowlist_cannot_start_stop_or_confirm(
+    signed: Signed, gateway: Running, sim: Simulator, js: Any
+) -> None:
+    _, denied = await signed.post(command("stop", {"vmid": 101}, user=STRANGER, roles=["999"]))
+    assert denied["type"] == 4
+    assert denied["data"]["flags"] == 64
+    assert "Only proxbus operators" in denied["data"]["content"]
+    assert "components" not in denied["data"]
+    # An operator asks; a stranger presses the button: still refused.
+    _, asked = await signed.post(command("stop", {"vmid": 101}))
+    _, pressed = await signed.post(click(confirm_id(asked), user=STRANGER))
+    assert pressed["type"] == 4
+    assert pressed["data"]["flags"] == 64
+    _, started = await signed.post(command("start", {"vmid": 107}, user=STRANGER))
+    assert "Only proxbus operators" in started["data"]["content"]
+    assert sim.lab.guests[101].status == "running"
+    assert sim.lab.guests[107].status == "stopped"
+    assert power_requests(sim, 101, "stop") == power_requests(sim, 107, "start") == 0
+    records = await discord_audit(js, 4)
+    assert [(r["tool"], r["outcome"], r["code"]) for r in records] == [
+        ("discord_stop", "denied", 403),
+        ("discord_stop", "ok", None),
+        ("discord_stop", "denied", 403),
+        ("discord_start", "denied", 403),
+    ]
+    events = await discord_events(js, 4)
+    assert [e.severity.value for e in events if e.metadata["outcome"] == "denied"] == [
+        "warning"
+    ] * 3
+
+
+async def test_an_expired_or_cancelled_confirmation_does_nothing(
+    signed: Signed, gateway: Running, sim: Simulator
+) -> None:
+    old = int(time.time()) - 301
+    _, expired = await signed.post(click(f"pbx:do:stop:qemu:102:{old}"))
+    assert expired["type"] == 7
+    assert "expired" in expired["data"]["content"]
+    _, cancelled = await signed.post(click("pbx:cancel"))
+    assert cancelled == {
+        "type": 7,
+        "data": {
+            "content": f"Cancelled by user{OPERATOR[:3]}.",
+            "allowed_mentions": {"parse": []},
+            "components": [],
+        },
+    }
+    assert power_requests(sim, 102, "stop") == 0
+    assert sim.lab.guests[102].status == "running"
+
+
+async def test_silence_by_fingerprint_or_matchers_writes_the_silence_bucket(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    fingerprint = "0123456789abcdef0123456789abcdef"
+    _, by_fp = await signed.post(command("silence", {"target": fingerprint, "duration": "1h"}))
+    _, by_matchers = await signed.post(
+        command("silence", {"target": "node=pve2,kind=backup.*", "duration": "30m"})
+    )
+    _, bad = await signed.post(command("silence", {"target": "colour=blue", "duration": "1h"}))
+    _, too_long = await signed.post(command("silence", {"target": fingerprint, "duration": "30d"}))
+    _, stranger = await signed.post(
+        command("silence", {"target": fingerprint, "duration": "1h"}, user=STRANGER)
+    )
+    assert "Silenced `fingerprint=" + fingerprint + "`" in by_fp["data"]["content"]
+    assert "`node=pve2`, `kind=backup.*`" in by_matchers["data"]["content"]
+    assert bad["data"]["flags"] == 64
+    assert too_long["data"]["flags"] == 64
+    assert "7 days" in too_long["data"]["content"]
+    assert "Only proxbus operators" in stranger["data"]["content"]
+    silences = await (await SilenceStore.open(js)).list()
+    assert sorted(str(s.matchers[0]) for s in silences) == [
+        "fingerprint=" + fingerprint,
+        "node=pve2",
+    ]
+    for s in silences:
+        length = (s.ends_at - s.starts_at).total_seconds()
+        assert length == (3600 if s.matchers[0].name == "fingerprint" else 1800)
+        assert s.created_by == f"discord:user{OPERATOR[:3]}"
+
+
+async def test_notification_buttons_silence_and_acknowledge_the_alert(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    fingerprint = "fedcba9876543210fedcba9876543210"
+    _, silenced = await signed.post(click(f"pbx:silence:{fingerprint}:3600"))
+    _, acked = await signed.post(click(f"pbx:ack:{fingerprint}"))
+    _, refused = await signed.post(click(f"pbx:ack:{fingerprint}", user=STRANGER))
+    assert silenced["type"] == 7
+    assert silenced["data"]["components"] == []
+    assert f"`fingerprint={fingerprint}`" in silenced["data"]["content"]
+    assert acked["type"] == 7
+    assert acked["data"]["content"] == f"Acknowledged by user{OPERATOR[:3]}."
+    assert refused["type"] == 4
+    assert refused["data"]["flags"] == 64
+    silences = await (await SilenceStore.open(js)).list()
+    assert [str(m) for s in silences for m in s.matchers] == [f"fingerprint={fingerprint}"]
+    events = await discord_events(js, 3)
+    assert [(e.kind, e.metadata["outcome"]) for e in events] == [
+        ("command.silence", "ok"),
+        ("command.ack", "ok"),
+        ("command.ack", "denied"),
+    ]
+    assert all(e.metadata["alert_fingerprint"] == fingerprint for e in events[:2])
+    records = await discord_audit(js, 3)
+    assert [(r["tool"], r["outcome"]) for r in records] == [
+        ("discord_silence", "ok"),
+        ("discord_ack", "ok"),
+        ("discord_ack", "denied"),
+    ]
+
+
+async def test_every_command_is_audited_and_published_as_an_event(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    for payload in (
+        command("status"),
+        command("vms"),
+        command("events", {"severity": "critical"}),
+        command("vms", {"node": "nope"}),
+    ):
+        status, _ = await signed.post(payload)
+        assert status == 200
+    records = await discord_audit(js, 4)
+    assert [r["tool"] for r in records] == [
+        "discord_status",
+        "discord_vms",
+        "discord_events",
+        "discord_vms",
+    ]
+    for r in records:
+        assert r["schema"] == "proxbus.audit/v1"
+        assert r["transport"] == "discord"
+        assert r["site"] == "lab"
+        assert r["subject"] == f"proxbus.audit.lab.{r['tool']}"
+        assert r["duration_ms"] >= 0
+    assert records[2]["arguments"]["severity"] == "critical"
+    # vms on an unknown node: the gateway's error is shown and audited.
+    assert records[3]["outcome"] == "error"
+    assert records[3]["code"] == 404
+    events = await discord_events(js, 4)
+    assert [e.kind for e in events] == [
+        "command.status",
+        "command.vms",
+        "command.events",
+        "command.vms",
+    ]
+    assert all(e.source.value == "discord" and e.site == "lab" for e in events)
+
+
+async def test_a_slow_gateway_answer_is_deferred_then_followed_up(
+    signed: Signed, gateway: Running, sim: Simulator, discord_api: DiscordStandIn
+) -> None:
+    sim.add_latency("/cluster/resources", 3.0)
+    payload = command("vms")
+    started = time.monotonic()
+    status, answer = await signed.post(payload)
+    elapsed = time.monotonic() - started
+    assert status == 200
+    assert answer == {"type": 5}
+    assert elapsed < 3.0
+    await discord_api.wait(1, timeout=15)
+    method, path, body = discord_api.calls[0]
+    assert (method, path) == (
+        "POST",
+        f"/api/v10/webhooks/{payload['application_id']}/{payload['token']}",
+    )
+    assert body["content"].startswith("**VMs** (20)")
+    # A retry of the deferred interaction after the follow-up replays the answer, nothing more.
+    status, again = await signed.post(payload)
+    assert again["type"] == 4
+    assert again["data"]["content"] == body["content"]
+    text = await metrics_text(signed)
+    assert (
+        counter(text, "proxbus_discord_interactions_total", type="command", answer="duplicate") == 1
+    )
+    assert counter(text, "proxbus_discord_followups_total", outcome="sent") == 1
+    assert len(discord_api.calls) == 1
+
+
+async def test_a_slow_confirmed_action_is_deferred_and_edits_the_message(
+    signed: Signed, gateway: Running, sim: Simulator, discord_api: DiscordStandIn
+) -> None:
+    _, asked = await signed.post(command("stop", {"vmid": 103}))
+    sim.add_latency("/nodes/pve1/qemu/103/status/stop", 3.0)
+    press = click(confirm_id(asked))
+    status, answer = await signed.post(press)
+    assert (status, answer) == (200, {"type": 6})
+    await discord_api.wait(1, timeout=15)
+    method, path, body = discord_api.calls[0]
+    assert method == "PATCH"
+    assert (
+        path == f"/api/v10/webhooks/{press['application_id']}/{press['token']}/messages/@original"
+    )
+    assert "stop VM 103 (web04) on pve1**: started" in body["content"]
+    assert body["components"] == []
+    assert sim.lab.guests[103].status == "stopped"
+    assert power_requests(sim, 103, "stop") == 1

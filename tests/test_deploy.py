@@ -1000,9 +1000,8 @@ async def test_demo_credentials_in_env_example_open_the_demo_simulator() -> None
 
 
 def test_fields_the_n8n_workflow_reads_are_in_the_dispatcher_webhook_body() -> None:
-    from proxbus_dispatcher.config import WebhookReceiver
     from proxbus_dispatcher.notification import Notification
-    from proxbus_dispatcher.notifiers.webhook import webhook_payload
+    from proxbus_dispatcher.notifiers.webhook import WebhookReceiver, webhook_payload
     from proxbus_events import Event
 
     event = Event(

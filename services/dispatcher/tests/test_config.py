@@ -116,3 +116,13 @@ def test_durations_parse(text: str | float, seconds: float) -> None:
 def test_duration_parser_only_raises_value_error(text: str) -> None:
     with contextlib.suppress(ValueError):
         assert parse_duration(text) >= 0
+
+
+def test_every_receiver_type_in_the_schema_has_a_registered_notifier() -> None:
+    from typing import get_args
+
+    from proxbus_dispatcher.notifiers import NOTIFIERS, ReceiverConfig
+
+    union = get_args(get_args(ReceiverConfig)[0])
+    assert {m.model_fields["type"].annotation.__args__[0] for m in union} == set(NOTIFIERS)
+    assert {NOTIFIERS[t].model for t in NOTIFIERS} == set(union)

@@ -89,7 +89,7 @@ route:
     await wait_until(lambda: len(target.requests) == 1 and len(got) == 1)
     assert target.requests[0].path == "/apprise"
     assert target.requests[0].json["title"] == "[ERROR] backup failed"
-    assert Notification.from_json(got[0]).events[0].id == event.id
+    assert Notification.from_json(got[0]).first["id"] == event.id
 
 
 RECEIVERS = """\

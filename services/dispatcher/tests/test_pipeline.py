@@ -145,8 +145,8 @@ async def test_silence_mutes_and_its_expiry_unmutes(dispatcher, sink, js) -> Non
             [Matcher.parse("node=pve1"), Matcher.parse("kind=vm.*")], timedelta(hours=1), "test"
         )
     )
-    assert service.dispatcher is not None
-    await wait_until(lambda: silence.id in service.dispatcher.silences.silences)  # type: ignore[union-attr]
+    assert service.intake is not None
+    await wait_until(lambda: silence.id in service.intake.silences.silences)  # type: ignore[union-attr]
     muted = ev(kind="vm.stopped", title="VM 100 stopped")
     other_node = ev(kind="vm.stopped", node="pve2", title="VM 200 stopped")
     await publish(js, muted, other_node)
@@ -161,7 +161,7 @@ async def test_silence_mutes_and_its_expiry_unmutes(dispatcher, sink, js) -> Non
     )
     assert hook.requests[0].json["event"]["id"] == other_node.id
     await store.expire(silence.id)
-    await wait_until(lambda: service.dispatcher.silences.active == 0)  # type: ignore[union-attr]
+    await wait_until(lambda: service.intake.silences.active == 0)  # type: ignore[union-attr]
     unmuted = ev(kind="vm.stopped", title="VM 101 stopped")
     await publish(js, unmuted)
     await wait_until(lambda: len(hook.requests) == 2)
@@ -249,7 +249,7 @@ async def test_target_always_down_goes_to_dlq_and_replay_delivers_it(dispatcher,
     assert letter.attempts == 3
     assert "HTTP 503" in letter.error
     assert "max attempts" in letter.error
-    assert letter.notification.events[0].id == event.id
+    assert letter.notification.first["id"] == event.id
     hook.always_fail = False
     replayed = await dlq_replay(js, "hook")
     assert len(replayed) == 1

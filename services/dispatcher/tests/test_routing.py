@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from proxbus_dispatcher.config import parse_config
-from proxbus_dispatcher.grouping import DedupCache, Grouper
-from proxbus_dispatcher.inhibition import Inhibitor
-from proxbus_dispatcher.routing import match_routes
+from proxbus_dispatcher.stages.dedup import DedupCache
+from proxbus_dispatcher.stages.grouping import Grouper
+from proxbus_dispatcher.stages.inhibition import Inhibitor
+from proxbus_dispatcher.stages.routing import match_routes
 
 from .conftest import ev
 

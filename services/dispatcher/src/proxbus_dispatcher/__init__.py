@@ -5,7 +5,7 @@ from .config import DispatcherConfig, Route, load_config, parse_config
 from .dlq import DeadLetter, DlqEntry, dlq_list, dlq_replay
 from .errors import ConfigError, PermanentError, RetryableError
 from .notification import Notification
-from .routing import match_routes
+from .stages.routing import match_routes
 
 __all__ = [
     "ConfigError",

@@ -77,7 +77,7 @@ async def _dlq(args: argparse.Namespace, js: JetStreamContext) -> int:
                 print(json.dumps({"seq": e.seq, **e.letter.model_dump(mode="json", by_alias=True)}))
             else:
                 n = e.letter.notification
-                title = n.events[0].title if n.events else ""
+                title = n.first["title"]
                 print(
                     f"{e.seq}\t{e.letter.receiver}\t{e.letter.delivery_id}\t{e.letter.attempts}x"
                     f"\t{e.letter.dead_at:%Y-%m-%d %H:%M:%S}\t{title[:60]}\t{e.letter.error[:120]}"

@@ -20,13 +20,11 @@ from proxbus_events import (
 )
 from pydantic import ValidationError
 
-from .config import ReceiverBase
 from .dlq import DeadLetter
 from .errors import PermanentError, RetryableError
-from .fetching import AdaptiveFetcher
 from .metrics import DispatcherMetrics
 from .notification import Notification
-from .notifiers import Notifier
+from .notifiers import Notifier, ReceiverBase
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +87,6 @@ class DeliveryWorker:
             ack_wait=max(ack_wait, receiver.timeout * 3),
             max_ack_pending=max(64, receiver.concurrency * 4),
         )
-        self._fetcher = AdaptiveFetcher(self.consumer, receiver.concurrency, idle_timeout=0.5)
         self._slots = asyncio.Semaphore(receiver.concurrency)
         self._bucket = TokenBucket(receiver.rate_limit) if receiver.rate_limit else None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -105,7 +102,7 @@ class DeliveryWorker:
                 await self._slots.acquire()
                 free += 1
             try:
-                msgs = await self._fetcher.fetch(free)
+                msgs = await self.consumer.fetch(free, timeout=0.5)
             except Exception as exc:
                 log.warning("deliveries fetch for %s failed: %s", self.receiver.name, exc)
                 msgs = []

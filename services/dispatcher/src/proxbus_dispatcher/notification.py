@@ -1,4 +1,10 @@
-"""The delivery wire format: one notification (an event or a group's events) for one receiver."""
+"""The delivery wire format: one notification (an event or a group's events) for one receiver.
+
+Intake builds the body from the events' wire JSON as received (no re-serialisation); a delivery
+worker decodes it once (``Notification.from_json``: one ``json.loads``) and keeps the events as
+their JSON objects — they were validated as ``Event`` at intake, so only the fields notifiers
+read are checked here, not the whole model again.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +14,53 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from proxbus_events import Event, Severity
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DELIVERY_SCHEMA: Literal["proxbus.delivery/v1"] = "proxbus.delivery/v1"
+_SEVERITIES = frozenset(s.value for s in Severity)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def single_event_body(
-    delivery: str, receiver: str, route: str, event_json: bytes, enrichment: dict[str, Any] | None
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def delivery_body(
+    delivery: str,
+    receiver: str,
+    route: str,
+    events_json: list[bytes],
+    enrichment: dict[str, Any] | None,
+    *,
+    group_key: str | None = None,
+    group_labels: dict[str, str] | None = None,
+    incident: dict[str, Any] | None = None,
 ) -> bytes:
-    """The delivery body of one ungrouped event, embedding the event's wire JSON as-is
-    (the intake hot path: no re-serialisation of the event)."""
-    head = json.dumps(
-        {"schema": DELIVERY_SCHEMA, "id": delivery, "receiver": receiver, "route": route}
+    """A delivery body embedding the events' wire JSON as-is (the intake hot path)."""
+    head: dict[str, Any] = {
+        "schema": DELIVERY_SCHEMA,
+        "id": delivery,
+        "receiver": receiver,
+        "route": route,
+    }
+    if group_key is not None:
+        head["group_key"] = group_key
+        head["group_labels"] = group_labels or {}
+    tail: dict[str, Any] = {"enrichment": enrichment or {}, "created_at": _iso(_now())}
+    if incident is not None:
+        tail["incident"] = incident
+    return b"".join(
+        (
+            json.dumps(head)[:-1].encode(),
+            b', "events": [',
+            b", ".join(events_json),
+            b"], ",
+            json.dumps(tail)[1:].encode(),
+        )
     )
-    tail = json.dumps(
-        {"enrichment": enrichment or {}, "created_at": _now().isoformat().replace("+00:00", "Z")}
-    )
-    return b"".join((head[:-1].encode(), b', "events": [', event_json, b"], ", tail[1:].encode()))
 
 
 def delivery_id(*parts: str) -> str:
@@ -37,7 +69,11 @@ def delivery_id(*parts: str) -> str:
 
 
 class Notification(BaseModel):
-    """What a delivery worker hands to its notifier (JSON body on ``proxbus.deliveries.<r>``)."""
+    """What a delivery worker hands to its notifier (JSON body on ``proxbus.deliveries.<r>``).
+
+    ``events`` are event v1 JSON objects (``Event`` instances given to the constructor are
+    dumped to that form).
+    """
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -47,39 +83,65 @@ class Notification(BaseModel):
     route: str
     group_key: str | None = None
     group_labels: dict[str, str] = Field(default_factory=dict)
-    events: list[Event] = Field(min_length=1)
+    events: list[dict[str, Any]] = Field(min_length=1)
     enrichment: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    incident: dict[str, Any] | None = None
     created_at: datetime = Field(default_factory=_now)
-    _event_dicts: list[dict[str, Any]] | None = PrivateAttr(default=None)
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _event_objects(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, Event):
+                item = item.model_dump(mode="json", by_alias=True)
+            elif not (
+                isinstance(item, dict)
+                and isinstance(item.get("id"), str)
+                and isinstance(item.get("kind"), str)
+                and isinstance(item.get("title"), str)
+                and item.get("severity") in _SEVERITIES
+            ):
+                raise ValueError("each event needs string id, kind, title and a severity")
+            out.append(item)
+        return out
 
     @property
     def severity(self) -> Severity:
-        return max((e.severity for e in self.events), key=lambda s: s.rank)
+        """The highest severity among the events."""
+        return max((Severity(e["severity"]) for e in self.events), key=lambda s: s.rank)
+
+    @property
+    def first(self) -> dict[str, Any]:
+        """The first event (the one ungrouped notifications are about)."""
+        return self.events[0]
 
     def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
+        return self.model_dump_json(by_alias=True, exclude_none=False).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Notification:
-        """Parse and validate a delivery body (keeps the events' JSON dicts for templates).
+        """Decode a delivery body (once).
 
         Raises:
             pydantic.ValidationError: not a delivery body.
         """
-        notification = cls.model_validate_json(data)
-        raw = json.loads(data)
-        notification._event_dicts = raw["events"]
-        return notification
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            # Not JSON: let pydantic raise its ValidationError, so callers catch one type.
+            return cls.model_validate_json(data)
+        return cls.model_validate(raw)
 
     def event_dicts(self) -> list[dict[str, Any]]:
-        """The events as JSON-ready dicts (computed once)."""
-        if self._event_dicts is None:
-            self._event_dicts = [e.model_dump(mode="json", by_alias=True) for e in self.events]
-        return self._event_dicts
+        """The events as JSON-ready dicts."""
+        return self.events
 
     def template_context(self) -> dict[str, Any]:
         """The documented template fields (see ``templates``)."""
-        events = self.event_dicts()
+        events = self.events
         return {
             "events": events,
             "event": events[0],
@@ -90,4 +152,5 @@ class Notification(BaseModel):
             "group_key": self.group_key,
             "group_labels": self.group_labels,
             "enrichment": self.enrichment,
+            "incident": self.incident,
         }

@@ -7,11 +7,51 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
+from jinja2 import TemplateSyntaxError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import ReceiverBase
+from ..durations import Duration
 from ..errors import PermanentError, RetryableError
 from ..notification import Notification
-from ..templates import DEFAULT_BODY, DEFAULT_TITLE, render
+from ..templates import DEFAULT_BODY, DEFAULT_TITLE, compile_template, render
+
+
+class StrictModel(BaseModel):
+    """A frozen config model that refuses unknown keys (typos fail with their line)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class ReceiverBase(StrictModel):
+    """Options every receiver has: templates, limits and retry policy."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,64}$")
+    title_template: str | None = None
+    body_template: str | None = None
+    concurrency: int = Field(default=4, ge=1, le=256)
+    rate_limit: float | None = Field(default=None, gt=0, description="notifications per second")
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    max_age: Duration = 24 * 3600.0
+    backoff_base: Duration = 1.0
+    backoff_max: Duration = 300.0
+    timeout: Duration = 10.0
+
+    @field_validator("title_template", "body_template")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_template(value)
+            except TemplateSyntaxError as exc:
+                raise ValueError(
+                    f"template error at template line {exc.lineno}: {exc.message}"
+                ) from exc
+        return value
+
+
+def split_list(value: object) -> object:
+    """``"a, b"`` → ``["a", "b"]`` (lists given as one comma-separated string)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
 
 class Notifier(Protocol):

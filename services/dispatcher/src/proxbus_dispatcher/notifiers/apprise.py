@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import warnings
+from typing import Literal
 
 import apprise as apprise_lib
+from pydantic import Field, field_validator
 
-from ..config import AppriseReceiver
 from ..errors import PermanentError, RetryableError
 from ..notification import Notification
-from ._base import render_body, render_title
+from ._base import ReceiverBase, render_body, render_title, split_list
+
+
+class AppriseReceiver(ReceiverBase):
+    """``type: apprise``: Apprise URLs (each may hold a token: never logged)."""
+
+    type: Literal["apprise"]
+    urls: list[str] = Field(min_length=1)
+
+    _split = field_validator("urls", mode="before")(split_list)
+
 
 _NOTIFY_TYPES = {
     "critical": apprise_lib.NotifyType.FAILURE,

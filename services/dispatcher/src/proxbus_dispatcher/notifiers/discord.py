@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from proxbus_events import Severity
+from pydantic import Field
 
-from ..config import DiscordReceiver
 from ..notification import Notification
-from ._base import post_json, render_body, render_title
+from ._base import ReceiverBase, post_json, render_body, render_title
+
+
+class DiscordReceiver(ReceiverBase):
+    """``type: discord``: a Discord webhook URL (holds its token: never logged)."""
+
+    type: Literal["discord"]
+    url: str = Field(pattern=r"^https?://")
+    username: str = "proxbus"
+    avatar_url: str | None = None
+
 
 SEVERITY_COLOURS: dict[Severity, int] = {
     Severity.DEBUG: 0x95A5A6,
@@ -26,25 +36,25 @@ _DESCRIPTION_LIMIT = 4000
 
 def discord_payload(receiver: DiscordReceiver, notification: Notification) -> dict[str, Any]:
     """The webhook JSON body for ``notification``."""
-    first = notification.events[0]
+    first = notification.first
     fields: list[dict[str, Any]] = [
         {"name": "severity", "value": notification.severity.value, "inline": True},
-        {"name": "kind", "value": first.kind, "inline": True},
+        {"name": "kind", "value": first["kind"], "inline": True},
     ]
-    if first.node:
-        fields.append({"name": "node", "value": first.node[:1024], "inline": True})
-    if first.vmid is not None:
-        fields.append({"name": "vmid", "value": str(first.vmid), "inline": True})
+    if first.get("node"):
+        fields.append({"name": "node", "value": str(first["node"])[:1024], "inline": True})
+    if first.get("vmid") is not None:
+        fields.append({"name": "vmid", "value": str(first["vmid"]), "inline": True})
     if len(notification.events) > 1:
         fields.append({"name": "events", "value": str(len(notification.events)), "inline": True})
-    fields.append({"name": "site", "value": first.site[:1024], "inline": True})
+    fields.append({"name": "site", "value": str(first.get("site", ""))[:1024], "inline": True})
     embed: dict[str, Any] = {
         "title": render_title(receiver, notification, 256),
         "description": render_body(receiver, notification, _DESCRIPTION_LIMIT),
         "color": SEVERITY_COLOURS[notification.severity],
         "fields": fields[:25],
-        "timestamp": first.timestamp.isoformat(),
-        "footer": {"text": f"proxbus · {first.source.value}"},
+        "timestamp": first.get("timestamp"),
+        "footer": {"text": f"proxbus · {first.get('source', '')}"},
     }
     payload: dict[str, Any] = {"username": receiver.username, "embeds": [embed]}
     if receiver.avatar_url:

@@ -5,13 +5,30 @@ from __future__ import annotations
 import html
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Literal
 
 import aiosmtplib
+from pydantic import Field, field_validator
 
-from ..config import EmailReceiver
 from ..errors import PermanentError, RetryableError
 from ..notification import Notification
-from ._base import render_body, render_title
+from ._base import ReceiverBase, render_body, render_title, split_list
+
+
+class EmailReceiver(ReceiverBase):
+    """``type: email``: an SMTP relay (STARTTLS, implicit TLS or plain) and the addresses."""
+
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    validate_certs: bool = True
+    sender: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+
+    _split = field_validator("to", mode="before")(split_list)
 
 
 def build_message(receiver: EmailReceiver, notification: Notification) -> EmailMessage:

@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import aiohttp
+from proxbus_events import Severity
+from pydantic import Field
 
-from ..config import GotifyReceiver
 from ..notification import Notification
-from ._base import post_json, render_body, render_title
+from ._base import ReceiverBase, post_json, render_body, render_title
+
+DEFAULT_GOTIFY_PRIORITIES: dict[Severity, int] = {
+    Severity.DEBUG: 0,
+    Severity.INFO: 2,
+    Severity.NOTICE: 4,
+    Severity.WARNING: 5,
+    Severity.ERROR: 8,
+    Severity.CRITICAL: 10,
+}
+
+
+class GotifyReceiver(ReceiverBase):
+    """``type: gotify``: server URL, application token, priority per severity."""
+
+    type: Literal["gotify"]
+    url: str = Field(pattern=r"^https?://")
+    token: str = Field(min_length=1)
+    priorities: dict[Severity, int] = Field(default_factory=lambda: dict(DEFAULT_GOTIFY_PRIORITIES))
+    markdown: bool = True
 
 
 def gotify_payload(receiver: GotifyReceiver, notification: Notification) -> dict[str, Any]:
@@ -20,8 +40,8 @@ def gotify_payload(receiver: GotifyReceiver, notification: Notification) -> dict
         "priority": receiver.priorities.get(notification.severity, 5),
         "extras": {
             "proxbus::event": {
-                "ids": [e.id for e in notification.events],
-                "kind": notification.events[0].kind,
+                "ids": [e["id"] for e in notification.events],
+                "kind": notification.first["kind"],
                 "severity": notification.severity.value,
             }
         },

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import nats.errors
 from nats.aio.client import Client as NATS
+from pydantic import Field
 
-from ..config import NatsReceiver
 from ..errors import RetryableError
 from ..notification import Notification
+from ._base import ReceiverBase
+
+
+class NatsReceiver(ReceiverBase):
+    """``type: nats``: a core NATS subject the delivery JSON is published on."""
+
+    type: Literal["nats"]
+    subject: str = Field(pattern=r"^[^\s*>]+$")
 
 
 class NatsNotifier:

@@ -12,16 +12,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
+from pydantic import Field
 
-from ..config import WebhookReceiver
 from ..notification import Notification
-from ._base import post_json, render_body, render_title
+from ._base import ReceiverBase, post_json, render_body, render_title
 
 SIGNATURE_HEADER = "X-Proxbus-Signature"
 DELIVERY_HEADER = "X-Proxbus-Delivery"
+
+
+class WebhookReceiver(ReceiverBase):
+    """``type: webhook``: URL, optional HMAC secret and extra headers."""
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 def sign(secret: str, body: bytes) -> str:

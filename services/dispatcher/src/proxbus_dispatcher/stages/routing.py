@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from proxbus_events import Event, match_all
 
-from .config import ALL_LABELS, GROUP_LABELS, Route
+from ..config import ALL_LABELS, GROUP_LABELS, Route
 
 _ALL = tuple(sorted(GROUP_LABELS))
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from proxbus_events import Event, match_all
 
-from .config import InhibitRuleConfig
+from ..config import InhibitRuleConfig
 from .routing import label_value
 
 

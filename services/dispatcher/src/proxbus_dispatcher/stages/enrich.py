@@ -16,7 +16,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from proxbus_events import Event, RpcError, RpcTimeout, RpcUnavailable, call_tool
 
-from .metrics import DispatcherMetrics
+from ..metrics import DispatcherMetrics
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Aggregation groups (Alertmanager semantics) and dedup by fingerprint; no I/O.
+"""Aggregation groups (Alertmanager semantics); no I/O.
 
 A group is keyed by route + ``group_by`` label values. Its first notification goes out
 ``group_wait`` after the group was created; events arriving later wait for the next tick,
@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 from proxbus_events import Event
 
-from .config import Route
+from ..config import Route
 from .routing import group_key, group_labels
 
 T = TypeVar("T")
@@ -106,37 +106,20 @@ class Grouper(Generic[T]):
         return sum(len(g.pending) for g in self.groups.values())
 
 
-class DedupCache:
-    """Remembers (route, fingerprint) for the route's ``repeat_interval``."""
-
-    def __init__(self, clock: Clock = time.monotonic, max_entries: int = 200_000) -> None:
-        self._clock = clock
-        self._seen: dict[tuple[str, str], float] = {}
-        self._max = max_entries
-
-    def check_and_remember(self, route: Route, event: Event) -> bool:
-        """True if ``event`` repeats one notified on ``route`` within ``repeat_interval``."""
-        if route.repeat_interval <= 0:
-            return False
-        now = self._clock()
-        key = (route.id, event.fingerprint)
-        until = self._seen.get(key)
-        if until is not None and until > now:
-            return True
-        if len(self._seen) >= self._max:
-            self.prune()
-        self._seen[key] = now + route.repeat_interval
-        return False
-
-    def forget(self, route: Route, event: Event) -> None:
-        """Undo ``check_and_remember`` when the notification could not be enqueued."""
-        self._seen.pop((route.id, event.fingerprint), None)
-
-    def prune(self) -> None:
-        now = self._clock()
-        self._seen = {k: v for k, v in self._seen.items() if v > now}
-        while len(self._seen) >= self._max:
-            self._seen.pop(next(iter(self._seen)))
-
-    def __len__(self) -> int:
-        return len(self._seen)
+def chunk(
+    items: list[tuple[Event, T]], max_items: int, max_bytes: int, size: Callable[[T], int]
+) -> list[list[tuple[Event, T]]]:
+    """Split a group's events into notifications of at most ``max_items`` / ~``max_bytes``."""
+    out: list[list[tuple[Event, T]]] = []
+    current: list[tuple[Event, T]] = []
+    total = 0
+    for item in items:
+        item_size = size(item[1])
+        if current and (len(current) >= max_items or total + item_size > max_bytes):
+            out.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += item_size
+    if current:
+        out.append(current)
+    return out

@@ -1,0 +1,106 @@
+"""Enqueue and settle: deliveries go to PROXBUS_DELIVERIES; an event is acked on
+PROXBUS_EVENTS only when every delivery it leads to is acknowledged by JetStream.
+
+Each event being processed is an ``Inflight`` with a reference count (the batch, each route
+it is published or grouped on); the last release acks it, or naks it (redelivery after
+``RETRY_ENQUEUE_DELAY``) when one of its deliveries could not be enqueued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from proxbus_events import AckSink, Event, ReceivedEvent
+
+from .config import Route
+from .metrics import DispatcherMetrics
+
+log = logging.getLogger(__name__)
+
+PUBLISH_ACK_TIMEOUT = 5.0
+RETRY_ENQUEUE_DELAY = 1.0
+
+G = TypeVar("G")
+
+
+@dataclass(slots=True, eq=False)
+class Inflight:
+    """An event being processed; acked when its last reference (batch, route, group) is gone."""
+
+    received: ReceivedEvent
+    refs: int = 1
+    failed: bool = False
+
+
+# What intake keeps with an event while it is routed or grouped: its inflight + enrichment.
+Handle = tuple[Inflight, dict[str, Any] | None]
+
+
+@dataclass(slots=True, eq=False)
+class PendingDelivery(Generic[G]):
+    """A published delivery waiting for its JetStream ack, with the events it carries."""
+
+    future: asyncio.Future[Any]
+    items: list[tuple[Event, Handle]]
+    route: Route
+    group: G | None = None
+    ok: bool = False
+
+
+class Enqueuer:
+    """Pipelined delivery publishes (one ack subscription) and the event settle path."""
+
+    def __init__(self, acks: AckSink, metrics: DispatcherMetrics) -> None:
+        self._acks = acks
+        self._metrics = metrics
+
+    async def start(self) -> None:
+        await self._acks.start()
+
+    async def close(self) -> None:
+        await self._acks.close()
+
+    async def publish(self, subject: str, body: bytes, msg_id: str) -> asyncio.Future[Any]:
+        """A pipelined JetStream publish; one that cannot even be sent is a failed future, so
+        ``settle`` treats it like one whose ack never came."""
+        return await self._acks.publish(subject, body, {"Nats-Msg-Id": msg_id})
+
+    async def settle(self, pending: list[PendingDelivery[G]]) -> None:
+        """Wait (bounded) for the acks of ``pending``; sets each one's ``ok`` and counts it."""
+        if not pending:
+            return
+        _, late = await asyncio.wait([p.future for p in pending], timeout=PUBLISH_ACK_TIMEOUT)
+        for future in late:
+            future.cancel()
+        for p in pending:
+            f = p.future
+            p.ok = f.done() and not f.cancelled() and f.exception() is None
+            if p.ok:
+                self._metrics.enqueued.labels(p.route.receiver).inc()
+            else:
+                self._metrics.enqueue_failures.inc()
+                log.warning("enqueue to %s failed; will retry", p.route.receiver)
+
+    async def release(self, inflight: Inflight) -> None:
+        """Drop one reference; the last one acks the event (or naks it after a failure)."""
+        inflight.refs -= 1
+        if inflight.refs > 0:
+            return
+        try:
+            if inflight.failed:
+                await inflight.received.nak(delay=RETRY_ENQUEUE_DELAY)
+            else:
+                await inflight.received.ack()
+        except Exception as exc:  # the broker redelivers after ack_wait; nothing is lost
+            log.warning("settling event %s failed: %s", inflight.received.event.id, exc)
+
+    @staticmethod
+    async def ack_dropped(received: ReceivedEvent) -> None:
+        """Ack a dropped event; if the ack is lost the event comes back and is dropped again."""
+        try:
+            await received.ack()
+        except Exception as exc:
+            log.debug("ack of dropped event %s failed: %s", received.event.id, exc)

@@ -4,12 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from proxbus_events import (
+    FINGERPRINT_SUBJECT_KEY,
     MESSAGE_LIMIT,
     TITLE_LIMIT,
     TRUNCATION_MARKER,
     Event,
     Severity,
     apply_severity_floor,
+    compute_fingerprint,
     deterministic_event_id,
     new_event_id,
     severity_from_syslog,
@@ -71,12 +73,67 @@ def test_timestamps_are_utc_whatever_the_input() -> None:
     assert offset.timestamp.hour == 1
 
 
-def test_fingerprint_ignores_volatile_numbers_but_not_identity() -> None:
-    a = make(kind="task.failed", node="pve1", vmid=100, title="task UPID:pve1:1 failed at 10:00:01")
-    b = make(kind="task.failed", node="pve1", vmid=100, title="task UPID:pve1:2 failed at 11:30:59")
-    c = make(kind="task.failed", node="pve2", vmid=100, title="task UPID:pve1:1 failed at 10:00:01")
+def test_fallback_fingerprint_ignores_volatile_numbers_but_not_identity() -> None:
+    a = make(node="pve1", vmid=100, title="task UPID:pve1:1 failed at 10:00:01")
+    b = make(node="pve1", vmid=100, title="task UPID:pve1:2 failed at 11:30:59")
+    c = make(node="pve2", vmid=100, title="task UPID:pve1:1 failed at 10:00:01")
+    d = make(node="pve1", vmid=100, title="disk sda failing")
     assert a.fingerprint == b.fingerprint
     assert a.fingerprint != c.fingerprint
+    assert a.fingerprint != d.fingerprint  # unclassified: the title is all that tells them apart
+
+
+def test_one_failed_backup_has_one_fingerprint_whichever_source_reported_it() -> None:
+    # The wording of each source for a failed vzdump of guest 100 on pve1 (DESIGN.md).
+    reports = [
+        ("syslog", "ERROR: Backup of VM 100 failed - job failed with err -5"),
+        ("email", "Backup of guest 100 (web) failed on pve1"),
+        ("pve-webhook", "vzdump backup status (pve1.example.com): backup failed"),
+        ("pve-api", "Backup of guest 100 on pve1 failed: job errors"),
+    ]
+    prints = {
+        make(
+            source=source, site="lab", node="pve1", vmid=100, kind="backup.failed", title=title
+        ).fingerprint
+        for source, title in reports
+    }
+    assert len(prints) == 1
+    other_guest = make(source="syslog", site="lab", node="pve1", vmid=101, kind="backup.failed")
+    other_kind = make(source="syslog", site="lab", node="pve1", vmid=100, kind="backup.ok")
+    other_site = make(source="syslog", site="dc2", node="pve1", vmid=100, kind="backup.failed")
+    assert len(prints | {e.fingerprint for e in (other_guest, other_kind, other_site)}) == 4
+
+
+def test_the_subject_id_in_metadata_separates_things_on_one_node() -> None:
+    def job(source: str, subject: object, title: str) -> Event:
+        return make(
+            source=source,
+            node="pve1",
+            vmid=105,
+            kind="replication.failed",
+            title=title,
+            metadata={FINGERPRINT_SUBJECT_KEY: subject},
+        )
+
+    a = job("email", "105-0", "Replication Job: '105-0' failed")
+    b = job("pve-webhook", "105-0", "replication job 105-0 failed: no route")
+    c = job("email", "105-1", "Replication Job: '105-1' failed")
+    assert FINGERPRINT_SUBJECT_KEY == "subject_id"
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    # Not a string (a source bug): ignored, as if absent, rather than a crash.
+    assert (
+        job("email", 7, "x").fingerprint
+        == make(
+            source="email", node="pve1", vmid=105, kind="replication.failed", title="y"
+        ).fingerprint
+    )
+
+
+def test_compute_fingerprint_matches_the_model() -> None:
+    event = make(kind="storage.full", node="pve1", metadata={"subject_id": "local-zfs"})
+    assert event.fingerprint == compute_fingerprint(
+        "storage.full", "default", "pve1", None, "anything", "local-zfs"
+    )
 
 
 def test_ids_are_time_ordered_and_unique() -> None:

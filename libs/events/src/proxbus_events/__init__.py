@@ -4,6 +4,7 @@ from .consumer import EventConsumer, PullConsumer, ReceivedEvent
 from .errors import ProxbusError, PublishError, RpcError, RpcTimeout, RpcUnavailable
 from .event import (
     EVENT_SCHEMA,
+    FINGERPRINT_SUBJECT_KEY,
     KINDS,
     MESSAGE_LIMIT,
     SEVERITY_FLOORS,
@@ -60,6 +61,7 @@ __all__ = [
     "ERROR_HEADER",
     "EVENTS_STREAM",
     "EVENT_SCHEMA",
+    "FINGERPRINT_SUBJECT_KEY",
     "KINDS",
     "MESSAGE_LIMIT",
     "RPC_SERVICE_NAME",

@@ -167,13 +167,38 @@ def normalize_title(title: str) -> str:
     return " ".join(_VOLATILE_RE.sub("#", title.lower()).split())
 
 
+# The metadata key an ingest service fills with the id of the thing an event is about when
+# every source that reports the kind carries it: a replication job (``105-0``), a datastore,
+# a storage. It is part of the fingerprint. Never the vzdump job id: only the webhook has it.
+FINGERPRINT_SUBJECT_KEY: Final = "subject_id"
+
+
+def is_fallback_kind(kind: str) -> bool:
+    """True for the unclassified kinds (``syslog.message``, ``email.message``, ...)."""
+    return kind.endswith(".message")
+
+
 def compute_fingerprint(
-    kind: str, site: str, node: str | None, vmid: int | None, title: str
+    kind: str,
+    site: str,
+    node: str | None,
+    vmid: int | None,
+    title: str,
+    subject: object = None,
 ) -> str:
-    """Stable hash of what makes two events "the same alert"."""
-    key = "\x1f".join((kind, site, node or "", "" if vmid is None else str(vmid)))
-    key += "\x1f" + normalize_title(title)
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    """Stable hash of what makes two events "the same alert", whichever source saw it.
+
+    Classified kinds: kind, site, node, vmid and ``subject`` (the id of the thing, see
+    ``FINGERPRINT_SUBJECT_KEY``), not the title — syslog, mail, webhook and the API word the
+    same happening differently. Fallback kinds (``*.message``) add the normalized title, the
+    only thing telling two unclassified messages apart. A ``subject`` that is not a string
+    is ignored.
+    """
+    thing = subject if isinstance(subject, str) else ""
+    parts = [kind, site, node or "", "" if vmid is None else str(vmid), thing]
+    if is_fallback_kind(kind):
+        parts.append(normalize_title(title))
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
 def _now() -> datetime:
@@ -268,7 +293,12 @@ class Event(BaseModel):
     def _derive(self) -> Event:
         if not self.fingerprint:
             self.fingerprint = compute_fingerprint(
-                self.kind, self.site, self.node, self.vmid, self.title
+                self.kind,
+                self.site,
+                self.node,
+                self.vmid,
+                self.title,
+                self.metadata.get(FINGERPRINT_SUBJECT_KEY),
             )
         return self
 

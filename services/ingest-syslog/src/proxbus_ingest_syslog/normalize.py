@@ -9,6 +9,7 @@ from typing import Any
 
 from proxbus_events import (
     EVENT_SCHEMA,
+    FINGERPRINT_SUBJECT_KEY,
     MESSAGE_LIMIT,
     TITLE_LIMIT,
     Event,
@@ -164,7 +165,12 @@ def construct_event(fields: dict[str, Any]) -> Event:
     if len(fields["message"]) > MESSAGE_LIMIT:
         fields["message"] = truncate(fields["message"], MESSAGE_LIMIT)
     fields["fingerprint"] = compute_fingerprint(
-        fields["kind"], fields["site"], node, fields["vmid"], title
+        fields["kind"],
+        fields["site"],
+        node,
+        fields["vmid"],
+        title,
+        fields["metadata"].get(FINGERPRINT_SUBJECT_KEY),
     )
     event = Event.__new__(Event)
     # What pydantic's own construct() sets, minus its per-field default handling.

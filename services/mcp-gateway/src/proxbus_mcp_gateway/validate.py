@@ -21,6 +21,10 @@ UPID_RE = re.compile(
     r":(?P<type>[A-Za-z0-9_-]{1,64}):(?P<id>[A-Za-z0-9_.@\\-]{0,128})"
     r":(?P<user>[A-Za-z0-9_.@!\\-]{1,128}):$"
 )
+# PVE volume id ``<storage>:<volname>`` (pve-storage parse_volume_id); the name may hold ``/``.
+VOLUME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*[a-zA-Z0-9]:[A-Za-z0-9_.:/+-]{1,250}$")
+DISK_RE = re.compile(r"^(rootfs|(scsi|virtio|sata|ide|mp|efidisk|tpmstate)\d{1,2})$")
+DISK_SIZE_RE = re.compile(r"^\+?\d{1,9}(\.\d{1,3})?[KMGT]?$")
 VMID_MIN = 100
 VMID_MAX = 999_999_999
 
@@ -106,6 +110,46 @@ def upid_node(value: str) -> str:
     m = UPID_RE.fullmatch(upid(value))
     assert m is not None
     return m.group("node")
+
+
+def volume_id(value: str) -> str:
+    """A PVE volume id such as ``local:backup/vzdump-qemu-100-...vma.zst``.
+
+    Raises:
+        InvalidArgument: not ``storage:name``, or ``..``/``//`` inside the name.
+    """
+    if (
+        not isinstance(value, str)
+        or not VOLUME_RE.fullmatch(value)
+        or ".." in value
+        or "//" in value
+        or value.endswith("/")
+    ):
+        raise InvalidArgument(f"invalid volume id {_show(value)}: expected storage:name")
+    storage_id(value.split(":", 1)[0])
+    return value
+
+
+def disk_name(value: str) -> str:
+    """A guest disk key (``scsi0``, ``virtio1``, ``rootfs``, ``mp0``...).
+
+    Raises:
+        InvalidArgument: not a disk key.
+    """
+    if not isinstance(value, str) or not DISK_RE.fullmatch(value):
+        raise InvalidArgument(f"invalid disk {_show(value)}: expected e.g. scsi0 or rootfs")
+    return value
+
+
+def disk_size(value: str) -> str:
+    """A resize amount: ``+4G`` (grow by) or ``40G`` (new size), units K/M/G/T.
+
+    Raises:
+        InvalidArgument: not a size.
+    """
+    if not isinstance(value, str) or not DISK_SIZE_RE.fullmatch(value):
+        raise InvalidArgument(f"invalid size {_show(value)}: expected e.g. +4G or 40G")
+    return value
 
 
 def api_path(path: str) -> str:

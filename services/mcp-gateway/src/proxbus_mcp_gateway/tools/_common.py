@@ -14,18 +14,12 @@ from .. import validate
 from ..errors import InvalidArgument, NotFound, ToolFailure, UpstreamError
 from ..registry import CallContext, ToolInput, ToolResult
 
-ClusterArg = Annotated[
-    str | None,
-    Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Site; default: first"),
-]
+# No descriptions on these two: they are in nearly every tool and tools/list must stay
+# under 40 KB (cluster defaults to the first one, node is looked up when omitted).
+ClusterArg = Annotated[str | None, Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 NodeArg = Annotated[str, Field(pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")]
 OptNodeArg = Annotated[
-    str | None,
-    Field(
-        default=None,
-        pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$",
-        description="Node; looked up if omitted",
-    ),
+    str | None, Field(default=None, pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 ]
 VmidArg = Annotated[int, Field(ge=100, le=999_999_999)]
 ConfirmArg = Annotated[bool, Field(default=False, description="true to act; false returns a plan")]

@@ -1,0 +1,22 @@
+"""Compact argument types and output schemas for the provisioning / backup / device tools.
+
+``tools/list`` must stay under 40 KB with every tool, so these schemas carry lengths, not
+long patterns: handlers check formats with :mod:`..validate` before any URL is built.
+"""
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+Cluster = Annotated[str | None, Field(default=None, max_length=64)]
+Node = Annotated[str | None, Field(default=None, max_length=63)]
+ReqNode = Annotated[str, Field(max_length=63)]
+Server = Annotated[str | None, Field(default=None, max_length=63, description="PBS server")]
+NameArg = Annotated[str | None, Field(default=None, max_length=63)]
+OptVmid = Annotated[int | None, Field(default=None, ge=100, le=999_999_999)]
+Storage = Annotated[str, Field(max_length=64)]
+OptStorage = Annotated[str | None, Field(default=None, max_length=64)]
+Volume = Annotated[str, Field(max_length=300)]
+Upid = Annotated[str, Field(pattern=r"^UPID:[^/\s%]{20,300}$")]
+Confirm = Annotated[bool, Field(default=False)]
+LIST_OUT: dict[str, Any] = {"type": "object", "required": ["items", "count"]}

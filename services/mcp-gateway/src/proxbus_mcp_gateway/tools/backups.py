@@ -1,0 +1,375 @@
+"""Storage content and backup lifecycle: list volumes, restore, delete (PVE volume or PBS
+snapshot) and prune a PBS backup group.
+
+Paths: pve-manager ``PVE/API2/Storage/Content.pm``, qemu-server / pve-container create with
+``archive`` / ``restore``, proxmox-backup ``src/api2/admin/datastore.rs``; the prune plan
+follows proxmox-backup ``pbs-datastore/src/prune.rs`` so that no request is sent before
+``confirm``.
+"""
+
+import calendar
+import re
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import Field
+
+from .. import validate
+from ..errors import InvalidArgument, NotFound
+from ..registry import CallContext, Registry, ToolInput, ToolResult
+from ._common import StoreArg, answered, listing, plan, start_task
+from ._compact import LIST_OUT, Cluster, Confirm, Node, OptStorage, OptVmid, Server, Storage, Volume
+from .provisioning import next_vmid
+
+GroupArg = Annotated[str, Field(pattern=r"^(vm|ct|host)/[A-Za-z0-9_.-]{1,64}$")]
+SNAPSHOT_RE = re.compile(r"^(vm|ct|host)/([A-Za-z0-9_.-]{1,64})/(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
+KEEP_RE = re.compile(r"^(last|hourly|daily|weekly|monthly|yearly)=([1-9]\d{0,3})$")
+_PERIODS: list[tuple[str, str]] = [
+    ("keep_hourly", "%Y/%m/%d/%H"),
+    ("keep_daily", "%Y/%m/%d"),
+    ("keep_weekly", "%G/%V"),
+    ("keep_monthly", "%Y/%m"),
+    ("keep_yearly", "%Y"),
+]
+
+
+def prune_marks(snaps: list[dict[str, Any]], keep: dict[str, int | None]) -> dict[int, bool]:
+    """``backup-time`` → kept? for one group, as PBS ``compute_prune_info`` decides.
+
+    Newest first; ``keep_last`` then each period keeps the newest backup of each of its
+    newest N periods (local time); protected snapshots are always kept; no option keeps all.
+    """
+    ordered = sorted(snaps, key=lambda s: -int(s.get("backup-time") or 0))
+    if not any(keep.values()):
+        return {int(s["backup-time"]): True for s in ordered}
+    marks: dict[int, str] = {}
+
+    def select(limit: int, selector: Callable[[int], str]) -> None:
+        included = {selector(t) for t, mark in marks.items() if mark == "keep"}
+        chosen: set[str] = set()
+        for s in ordered:
+            t = int(s["backup-time"])
+            if t in marks:
+                continue
+            if s.get("protected"):
+                marks[t] = "protected"
+                continue
+            sel = selector(t)
+            if sel in included:
+                continue
+            if sel not in chosen:
+                if len(chosen) >= limit:
+                    break
+                chosen.add(sel)
+                marks[t] = "keep"
+            else:
+                marks[t] = "remove"
+
+    if keep.get("keep_last"):
+        select(int(keep["keep_last"] or 0), str)
+    for option, fmt in _PERIODS:
+        if keep.get(option):
+            select(int(keep[option] or 0), _period(fmt))
+    out = {}
+    for s in ordered:
+        t = int(s["backup-time"])
+        out[t] = marks.get(t, "protected" if s.get("protected") else "remove") != "remove"
+    return out
+
+
+def _period(fmt: str) -> Callable[[int], str]:
+    def selector(t: int) -> str:
+        return time.strftime(fmt, time.localtime(t))
+
+    return selector
+
+
+def parse_keep(text: str) -> dict[str, int | None]:
+    """``last=3,daily=7`` → ``{"keep_last": 3, "keep_daily": 7, ...}`` (PBS keep-* options).
+
+    Raises:
+        InvalidArgument: an unknown option, a bad count, or no option at all.
+    """
+    keep: dict[str, int | None] = {"keep_last": None, **{o: None for o, _ in _PERIODS}}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        m = KEEP_RE.fullmatch(part)
+        if m is None:
+            raise InvalidArgument(f"invalid keep option {part[:40]!r}: e.g. last=3,daily=7")
+        keep[f"keep_{m.group(1)}"] = int(m.group(2))
+    if not any(keep.values()):
+        raise InvalidArgument("give at least one keep option (nothing would be pruned)")
+    return keep
+
+
+async def storage_node(
+    ctx: CallContext, cluster: str | None, storage: str, node: str | None
+) -> str:
+    """``node`` itself, or the first allowed node where ``storage`` is available."""
+    validate.storage_id(storage)
+    if node is not None:
+        return validate.node_name(node)
+    pool = ctx.gateway.pool
+    answers = await pool.request_all(cluster, "/cluster/resources", {"type": "storage"})
+    ok, _ = answered(answers, f"looking up storage {storage}")
+    for _, result in ok:
+        for item in result or []:
+            n = item.get("node")
+            if (
+                item.get("storage") == storage
+                and item.get("status") == "available"
+                and ctx.caller.node_allowed(n)
+            ):
+                return str(n)
+    raise NotFound(f"storage {storage} is not available on any node of the cluster")
+
+
+async def find_volume(
+    ctx: CallContext, cluster: str | None, node: str, volid: str
+) -> dict[str, Any]:
+    storage = validate.volume_id(volid).split(":", 1)[0]
+    items = await ctx.gateway.pool.request(
+        cluster, "GET", f"/nodes/{node}/storage/{storage}/content", node=node, cache=False
+    )
+    for item in items or []:
+        if item.get("volid") == volid:
+            return dict(item)
+    raise NotFound(f"volume {volid} not found on {node}")
+
+
+def _iso(epoch: Any) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch or 0)))
+
+
+def register(reg: Registry) -> None:
+    class ContentIn(ToolInput):
+        storage: Storage
+        content: Literal["iso", "vztmpl", "backup", "images", "rootdir", "snippets"] | None = None
+        vmid: OptVmid = None
+        node: Node = None
+        cluster: Cluster = None
+
+    @reg.tool(
+        "list_storage_content",
+        "Storage content",
+        "Volumes on a storage: ISOs, CT templates, backups, disks.",
+        output=LIST_OUT,
+    )
+    async def list_storage_content(ctx: CallContext, args: ContentIn) -> ToolResult:
+        node = await storage_node(ctx, args.cluster, args.storage, args.node)
+        params: dict[str, Any] = {}
+        if args.content:
+            params["content"] = args.content
+        if args.vmid:
+            params["vmid"] = args.vmid
+        raw = await ctx.gateway.pool.request(
+            args.cluster, "GET", f"/nodes/{node}/storage/{args.storage}/content", params, node=node
+        )
+        items = []
+        for v in sorted(raw or [], key=lambda v: (-int(v.get("ctime") or 0), str(v.get("volid")))):
+            if v.get("vmid") is not None and not ctx.caller.vmid_allowed(int(v["vmid"])):
+                continue
+            item = {
+                k: v.get(k)
+                for k in ("volid", "content", "format", "size", "vmid", "ctime")
+                if v.get(k) is not None
+            }
+            if v.get("protected"):
+                item["protected"] = True
+            if isinstance(v.get("verification"), dict):
+                item["verify"] = v["verification"].get("state")
+            items.append(item)
+        res = listing(items, ["volid", "content", "size", "vmid"], f"{args.storage} on {node}")
+        res.data["node"] = node
+        return res
+
+    class RestoreIn(ToolInput):
+        archive: Volume
+        vmid: OptVmid = None
+        node: Node = None
+        storage: OptStorage = None
+        force: bool = False
+        start: bool = False
+        cluster: Cluster = None
+        confirm: Confirm = False
+        wait: bool = False
+
+    @reg.tool(
+        "restore_backup",
+        "Restore backup",
+        "Restore a backup volid to a new guest (force: over a stopped one); confirm, else a plan.",
+        scope="admin",
+        destructive=True,
+        idempotent=False,
+    )
+    async def restore_backup(ctx: CallContext, args: RestoreIn) -> ToolResult:
+        storage = validate.volume_id(args.archive).split(":", 1)[0]
+        node = await storage_node(ctx, args.cluster, storage, args.node)
+        ctx.caller.require_node(node)
+        item = await find_volume(ctx, args.cluster, node, args.archive)
+        if item.get("content") != "backup":
+            raise InvalidArgument(f"{args.archive} is not a backup archive")
+        fmt = str(item.get("format") or "")
+        kind = "lxc" if fmt == "pbs-ct" or fmt.startswith("tar") else "qemu"
+        if item.get("vmid") is not None:
+            ctx.caller.require_vmid(int(item["vmid"]))
+        vmid = args.vmid or await next_vmid(ctx, args.cluster, node)
+        ctx.caller.require_vmid(vmid)
+        label = f"{'VM' if kind == 'qemu' else 'CT'} {vmid} on {node}"
+        if not args.confirm:
+            current = {
+                "archive": args.archive,
+                "size": item.get("size"),
+                "from_vmid": item.get("vmid"),
+                "ctime": item.get("ctime"),
+            }
+            effect = (
+                f"{label} is OVERWRITTEN by the backup (must be stopped)"
+                if args.force
+                else f"new {label} restored from the backup"
+            )
+            return plan("restore", label, current, effect)
+        params: dict[str, Any] = {"vmid": vmid}
+        if kind == "qemu":
+            params["archive"] = args.archive
+        else:
+            params.update({"ostemplate": args.archive, "restore": 1})
+        for key, value in (("storage", args.storage), ("force", args.force), ("start", args.start)):
+            if value:
+                params[key] = int(value) if isinstance(value, bool) else value
+        result = await start_task(
+            ctx, args.cluster, node, "POST", f"/nodes/{node}/{kind}", params,
+            wait=args.wait, timeout=45, action="restore", target=label,
+        )  # fmt: skip
+        result.data["vmid"] = vmid
+        return result
+
+    class DeleteBackupIn(ToolInput):
+        volid: Volume | None = None
+        store: StoreArg | None = None
+        snapshot: str | None = Field(default=None, max_length=120)
+        node: Node = None
+        server: Server = None
+        cluster: Cluster = None
+        confirm: Confirm = False
+
+    @reg.tool(
+        "delete_backup",
+        "Delete backup",
+        "Delete a PVE backup volid, or a PBS store+snapshot (vm/100/2025-01-31T02:00:00Z); confirm.",
+        scope="admin",
+        destructive=True,
+        idempotent=False,
+    )
+    async def delete_backup(ctx: CallContext, args: DeleteBackupIn) -> ToolResult:
+        if (args.volid is None) == (args.store is None or args.snapshot is None):
+            raise InvalidArgument("give either volid, or store and snapshot")
+        pool = ctx.gateway.pool
+        effect = "the backup is deleted permanently"
+        if args.volid is not None:
+            storage = validate.volume_id(args.volid).split(":", 1)[0]
+            node = await storage_node(ctx, args.cluster, storage, args.node)
+            ctx.caller.require_node(node)
+            item = await find_volume(ctx, args.cluster, node, args.volid)
+            if item.get("content") != "backup":
+                raise InvalidArgument(
+                    f"{args.volid} is not a backup (content {item.get('content')})"
+                )
+            if item.get("vmid") is not None:
+                ctx.caller.require_vmid(int(item["vmid"]))
+            if not args.confirm:
+                current = {k: item.get(k) for k in ("size", "vmid", "ctime", "protected", "format")}
+                return plan("delete backup", args.volid, current, effect)
+            path = f"/nodes/{node}/storage/{storage}/content/{quote(args.volid, safe='')}"
+            return await start_task(
+                ctx, args.cluster, node, "DELETE", path,
+                wait=True, timeout=45, action="delete backup", target=args.volid,
+            )  # fmt: skip
+        assert args.store is not None
+        assert args.snapshot is not None
+        m = SNAPSHOT_RE.fullmatch(args.snapshot)
+        if m is None:
+            raise InvalidArgument(
+                "snapshot: expected type/id/time, e.g. vm/100/2025-01-31T02:00:00Z"
+            )
+        btype, bid, stamp = m.groups()
+        if bid.isdigit():
+            ctx.caller.require_vmid(int(bid))
+        btime = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+        base = f"/admin/datastore/{validate.datastore_name(args.store)}/snapshots"
+        snaps = await pool.pbs_request(
+            args.cluster, args.server, "GET", base, {"backup-type": btype, "backup-id": bid}
+        )
+        snap = next((s for s in snaps or [] if int(s.get("backup-time") or 0) == btime), None)
+        if snap is None:
+            raise NotFound(f"no snapshot {args.snapshot} in {args.store}")
+        target = f"{args.store}:{args.snapshot}"
+        if not args.confirm:
+            state = (snap.get("verification") or {}).get("state")
+            current = {
+                "size": snap.get("size"),
+                "protected": snap.get("protected"),
+                "verify": state,
+            }
+            return plan("delete backup", target, current, effect)
+        params = {"backup-type": btype, "backup-id": bid, "backup-time": btime}
+        await pool.pbs_request(args.cluster, args.server, "DELETE", base, params)
+        data = {"action": "delete backup", "target": target, "executed": True, "status": "ok"}
+        return ToolResult(data, f"deleted backup {target}")
+
+    class PruneIn(ToolInput):
+        store: StoreArg
+        group: GroupArg
+        keep: str = Field(max_length=120)
+        server: Server = None
+        cluster: Cluster = None
+        confirm: Confirm = False
+
+    @reg.tool(
+        "prune_backups",
+        "Prune PBS backups",
+        "Prune a PBS group (keep e.g. last=3,daily=7); without confirm a plan of what goes.",
+        scope="admin",
+        destructive=True,
+        idempotent=False,
+        output=LIST_OUT,
+    )
+    async def prune_backups(ctx: CallContext, args: PruneIn) -> ToolResult:
+        btype, bid = args.group.split("/", 1)
+        if bid.isdigit():
+            ctx.caller.require_vmid(int(bid))
+        keep = parse_keep(args.keep)
+        pool = ctx.gateway.pool
+        base = f"/admin/datastore/{validate.datastore_name(args.store)}"
+        group = {"backup-type": btype, "backup-id": bid}
+        if not args.confirm:
+            snaps = await pool.pbs_request(
+                args.cluster, args.server, "GET", f"{base}/snapshots", group
+            )
+            marks = prune_marks(list(snaps or []), keep)
+            items = [{"backup-time": t, "time": _iso(t), "keep": k} for t, k in marks.items()]
+            gone = [_iso(t) for t, k in marks.items() if not k]
+            res = plan(
+                "prune", f"{args.store}:{args.group}",
+                {"snapshots": len(items), "remove": len(gone), "keep": len(items) - len(gone)},
+                f"removes {len(gone)} snapshot(s): {', '.join(gone) or 'none'}",
+            )  # fmt: skip
+            res.data.update({"items": items, "count": len(items)})
+            return res
+        params = {**group, **{k.replace("_", "-"): v for k, v in keep.items() if v}}
+        result = await pool.pbs_request(args.cluster, args.server, "POST", f"{base}/prune", params)
+        items = [
+            {
+                "backup-time": r.get("backup-time"),
+                "time": _iso(r.get("backup-time")),
+                "keep": bool(r.get("keep")),
+            }
+            for r in result or []
+        ]
+        removed = sum(1 for i in items if not i["keep"])
+        res = listing(
+            items, ["time", "keep"], f"pruned {args.store}:{args.group}, removed {removed}"
+        )
+        res.data.update({"executed": True, "removed": removed})
+        return res

@@ -1,0 +1,230 @@
+"""Guest provisioning: next free VMID, clone, create VM / container, delete a guest.
+
+API calls follow qemu-server ``PVE/API2/Qemu.pm`` (``clone_vm``, ``create_vm``,
+``destroy_vm``) and pve-container ``src/PVE/API2/LXC.pm``; every path and parameter used
+here is in the official schema (the simulator refuses anything else).
+"""
+
+from typing import Any
+
+from pydantic import Field
+
+from .. import validate
+from ..errors import InvalidArgument, ToolFailure
+from ..registry import CallContext, Registry, ToolInput, ToolResult
+from ._common import VmidArg, guest_path, locate_guest, plan, start_task
+from ._compact import (
+    Cluster,
+    Confirm,
+    NameArg,
+    Node,
+    OptStorage,
+    OptVmid,
+    ReqNode,
+    Storage,
+    Volume,
+)
+
+_TIMEOUT = 45
+
+
+async def next_vmid(ctx: CallContext, cluster: str | None, node: str | None) -> int:
+    """``GET /cluster/nextid`` of the group serving ``node``."""
+    answer = await ctx.gateway.pool.request(
+        cluster, "GET", "/cluster/nextid", node=node, cache=False
+    )
+    return int(answer)
+
+
+def register(reg: Registry) -> None:
+    class NextIdIn(ToolInput):
+        node: Node = None
+        cluster: Cluster = None
+
+    @reg.tool(
+        "get_next_vmid",
+        "Next free VMID",
+        "Next free guest id (create/clone default).",
+        output={"type": "object", "properties": {"vmid": {"type": "integer"}}},
+    )
+    async def get_next_vmid(ctx: CallContext, args: NextIdIn) -> ToolResult:
+        vmid = await next_vmid(ctx, args.cluster, args.node)
+        return ToolResult({"vmid": vmid}, f"next free vmid: {vmid}")
+
+    class CloneIn(ToolInput):
+        vmid: VmidArg
+        newid: OptVmid = None
+        name: NameArg = None
+        target: Node = None
+        full: bool | None = None
+        storage: OptStorage = None
+        node: Node = None
+        cluster: Cluster = None
+        wait: bool = False
+
+    @reg.tool(
+        "clone_guest",
+        "Clone guest",
+        "Clone a VM/CT to a new vmid (templates: linked by default).",
+        scope="admin",
+        idempotent=False,
+    )
+    async def clone_guest(ctx: CallContext, args: CloneIn) -> ToolResult:
+        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
+        if args.target is not None:
+            ctx.caller.require_node(validate.node_name(args.target))
+        if args.storage:
+            validate.storage_id(args.storage)
+        newid = args.newid or await next_vmid(ctx, args.cluster, node)
+        ctx.caller.require_vmid(newid)
+        params: dict[str, Any] = {"newid": newid}
+        if args.name:
+            params["name" if kind == "qemu" else "hostname"] = args.name
+        if args.target and args.target != node:
+            params["target"] = args.target
+        if args.full is not None:
+            params["full"] = int(args.full)
+        if args.storage:
+            params["storage"] = args.storage
+        result = await start_task(
+            ctx, args.cluster, node, "POST", guest_path(node, kind, args.vmid, "clone"), params,
+            wait=args.wait, timeout=_TIMEOUT, action="clone",
+            target=f"{args.vmid} ({entry.get('name', '?')}) -> {newid}",
+        )  # fmt: skip
+        result.data["newid"] = newid
+        return result
+
+    class VmIn(ToolInput):
+        node: ReqNode
+        vmid: OptVmid = None
+        name: NameArg = None
+        memory: int = Field(default=2048, ge=16, le=4_194_304)
+        cores: int = Field(default=2, ge=1, le=512)
+        disk_gb: int = Field(default=32, ge=1, le=65536)
+        storage: Storage = "local-lvm"
+        iso: Volume | None = None
+        start: bool = False
+        cluster: Cluster = None
+        wait: bool = False
+
+    @reg.tool(
+        "create_vm",
+        "Create VM",
+        "Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on).",
+        scope="admin",
+        idempotent=False,
+    )
+    async def create_vm(ctx: CallContext, args: VmIn) -> ToolResult:
+        validate.node_name(args.node)
+        validate.storage_id(args.storage)
+        if args.iso:
+            validate.volume_id(args.iso)
+        vmid = args.vmid or await next_vmid(ctx, args.cluster, args.node)
+        ctx.caller.require_vmid(vmid)
+        params: dict[str, Any] = {
+            "vmid": vmid,
+            "memory": args.memory,
+            "cores": args.cores,
+            "scsihw": "virtio-scsi-single",
+            "scsi0": f"{args.storage}:{args.disk_gb},iothread=1",
+            "net0": "virtio,bridge=vmbr0",
+            "agent": "1",
+            "ostype": "l26",
+        }
+        if args.name:
+            params["name"] = args.name
+        if args.iso:
+            params["ide2"] = f"{args.iso},media=cdrom"
+        if args.start:
+            params["start"] = 1
+        result = await start_task(
+            ctx, args.cluster, args.node, "POST", f"/nodes/{args.node}/qemu", params,
+            wait=args.wait, timeout=_TIMEOUT, action="create", target=f"VM {vmid} on {args.node}",
+        )  # fmt: skip
+        result.data["vmid"] = vmid
+        return result
+
+    class CtIn(ToolInput):
+        node: ReqNode
+        template: Volume
+        vmid: OptVmid = None
+        hostname: NameArg = None
+        memory: int = Field(default=512, ge=16, le=4_194_304)
+        cores: int = Field(default=1, ge=1, le=512)
+        disk_gb: int = Field(default=8, ge=1, le=65536)
+        storage: Storage = "local-lvm"
+        ssh_key: str | None = Field(default=None, max_length=4096)
+        start: bool = False
+        cluster: Cluster = None
+        wait: bool = False
+
+    @reg.tool(
+        "create_container",
+        "Create container",
+        "Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP).",
+        scope="admin",
+        idempotent=False,
+    )
+    async def create_container(ctx: CallContext, args: CtIn) -> ToolResult:
+        validate.node_name(args.node)
+        validate.storage_id(args.storage)
+        validate.volume_id(args.template)
+        vmid = args.vmid or await next_vmid(ctx, args.cluster, args.node)
+        ctx.caller.require_vmid(vmid)
+        params: dict[str, Any] = {
+            "vmid": vmid,
+            "ostemplate": args.template,
+            "memory": args.memory,
+            "cores": args.cores,
+            "rootfs": f"{args.storage}:{args.disk_gb}",
+            "net0": "name=eth0,bridge=vmbr0,ip=dhcp",
+            "unprivileged": 1,
+        }
+        if args.hostname:
+            params["hostname"] = args.hostname
+        if args.ssh_key:
+            if not args.ssh_key.startswith(("ssh-", "ecdsa-")) or "\n" in args.ssh_key.strip():
+                raise InvalidArgument("ssh_key: one OpenSSH public key line expected")
+            params["ssh-public-keys"] = args.ssh_key
+        if args.start:
+            params["start"] = 1
+        result = await start_task(
+            ctx, args.cluster, args.node, "POST", f"/nodes/{args.node}/lxc", params,
+            wait=args.wait, timeout=_TIMEOUT, action="create", target=f"CT {vmid} on {args.node}",
+        )  # fmt: skip
+        result.data["vmid"] = vmid
+        return result
+
+    class DeleteIn(ToolInput):
+        vmid: VmidArg
+        purge: bool = True
+        node: Node = None
+        cluster: Cluster = None
+        confirm: Confirm = False
+        wait: bool = False
+
+    @reg.tool(
+        "delete_guest",
+        "Delete guest",
+        "Destroy a stopped VM/CT and its disks (confirm=true, else a plan).",
+        scope="admin",
+        destructive=True,
+        idempotent=False,
+    )
+    async def delete_guest(ctx: CallContext, args: DeleteIn) -> ToolResult:
+        node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
+        target = (
+            f"{'VM' if kind == 'qemu' else 'CT'} {args.vmid} ({entry.get('name', '?')}) on {node}"
+        )
+        if entry.get("status") == "running":
+            raise ToolFailure(f"{target} is running: stop it first (execute_*_command stop)", 409)
+        if not args.confirm:
+            current = {k: entry.get(k) for k in ("name", "status", "maxdisk", "template", "tags")}
+            return plan(
+                "delete", target, current, "the guest, its disks and snapshots are destroyed"
+            )
+        params = {"purge": 1} if args.purge else None
+        return await start_task(
+            ctx, args.cluster, node, "DELETE", guest_path(node, kind, args.vmid), params,
+            wait=args.wait, timeout=_TIMEOUT, action="delete", target=target,
+        )  # fmt: skip

@@ -11,6 +11,8 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from proxbus_dispatcher.checks import (
+    NOTHING_TO_CHECK,
+    RECEIVER_CHECKS,
     check_apprise,
     check_discord,
     check_email,
@@ -18,12 +20,11 @@ from proxbus_dispatcher.checks import (
     check_tcp,
     connection_checks,
 )
-from proxbus_dispatcher.config import (
-    AppriseReceiver,
-    DiscordReceiver,
-    EmailReceiver,
-    GotifyReceiver,
-)
+from proxbus_dispatcher.notifiers import NOTIFIERS
+from proxbus_dispatcher.notifiers.apprise import AppriseReceiver
+from proxbus_dispatcher.notifiers.discord import DiscordReceiver
+from proxbus_dispatcher.notifiers.email import EmailReceiver
+from proxbus_dispatcher.notifiers.gotify import GotifyReceiver
 from proxbus_dispatcher.settings import Settings
 from proxbus_events.testing import free_port, serve_app
 from proxbus_pvesim.tls import generate_tls
@@ -163,3 +164,8 @@ route: {receiver: chat}
     assert list(broken) == ["receivers"]
     with pytest.raises(ValueError, match=r"routes\.yaml"):
         asyncio.run(broken["receivers"]())
+
+
+def test_every_registered_receiver_type_has_a_check_or_nothing_remote() -> None:
+    assert set(NOTIFIERS) <= set(RECEIVER_CHECKS) | NOTHING_TO_CHECK
+    assert not set(RECEIVER_CHECKS) & NOTHING_TO_CHECK

@@ -14,20 +14,18 @@ import asyncio
 import ssl
 import warnings
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import aiosmtplib
 
-from .config import (
-    AppriseReceiver,
-    DiscordReceiver,
-    EmailReceiver,
-    GotifyReceiver,
-    ReceiverBase,
-    WebhookReceiver,
-)
 from .errors import ConfigError
+from .notifiers import ReceiverBase
+from .notifiers.apprise import AppriseReceiver
+from .notifiers.discord import DiscordReceiver
+from .notifiers.email import EmailReceiver
+from .notifiers.gotify import GotifyReceiver
 from .settings import Settings
 
 Check = Callable[[], Awaitable[str | None]]
@@ -142,19 +140,22 @@ async def check_apprise(receiver: AppriseReceiver) -> str:
     return f"{len(receiver.urls)} URLs understood by apprise (nothing sent)"
 
 
+# Keyed by receiver ``type`` like ``notifiers.NOTIFIERS``; types whose target is NATS itself
+# (or the terminal) have nothing more to check.
+RECEIVER_CHECKS: dict[str, Callable[[Any], Check]] = {
+    "discord": lambda r: lambda: check_discord(r),
+    "gotify": lambda r: lambda: check_gotify(r),
+    "webhook": lambda r: lambda: check_tcp(r.url),
+    "email": lambda r: lambda: check_email(r),
+    "apprise": lambda r: lambda: check_apprise(r),
+}
+NOTHING_TO_CHECK = frozenset({"nats", "console"})
+
+
 def receiver_check(receiver: ReceiverBase) -> Check | None:
     """The check of one receiver, or None for types with nothing outside NATS to check."""
-    if isinstance(receiver, DiscordReceiver):
-        return lambda: check_discord(receiver)
-    if isinstance(receiver, GotifyReceiver):
-        return lambda: check_gotify(receiver)
-    if isinstance(receiver, WebhookReceiver):
-        return lambda: check_tcp(receiver.url)
-    if isinstance(receiver, EmailReceiver):
-        return lambda: check_email(receiver)
-    if isinstance(receiver, AppriseReceiver):
-        return lambda: check_apprise(receiver)
-    return None
+    factory = RECEIVER_CHECKS.get(str(getattr(receiver, "type", "")))
+    return factory(receiver) if factory else None
 
 
 def connection_checks(settings: Settings) -> dict[str, Check]:

@@ -20,6 +20,7 @@ HEALTH_PORTS: dict[str, tuple[str, int]] = {
     "ingest-pve-ws": ("HEALTH_PORT", 8090),
     "dispatcher": ("HEALTH_PORT", 8091),
     "mcp-gateway": ("GATEWAY_PORT", 8080),
+    "ingest-discord": ("DISCORD_PORT", 8094),
 }
 # The demo simulator has no /health: its PVE API (compose runs it with --port 8006)
 # accepting connections is the signal.

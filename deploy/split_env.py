@@ -25,7 +25,14 @@ import re
 import sys
 from pathlib import Path
 
-SERVICES = ("ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp-gateway")
+SERVICES = (
+    "ingest-syslog",
+    "ingest-email",
+    "ingest-pve-ws",
+    "dispatcher",
+    "mcp-gateway",
+    "ingest-discord",
+)
 
 SHARED = frozenset(
     {
@@ -139,6 +146,23 @@ OWN: dict[str, frozenset[str]] = {
             "GOTIFY_CLIENT_TOKEN",
             "GOTIFY_BACKOFF_MAX",
             "GOTIFY_TIMEOUT",
+        }
+    ),
+    "ingest-discord": frozenset(
+        {
+            "DISCORD_HOST",
+            "DISCORD_PORT",
+            "DISCORD_PUBLIC_KEY",
+            "DISCORD_OPERATORS",
+            "DISCORD_API_URL",
+            "DISCORD_MAX_BODY",
+            "DISCORD_MAX_AGE",
+            "DISCORD_DEFER_AFTER",
+            "DISCORD_CONFIRM_SECONDS",
+            "DISCORD_CLUSTER",
+            "DISCORD_RPC_TIMEOUT",
+            "DISCORD_HTTP_TIMEOUT",
+            "DISCORD_EVENTS_LIMIT",
         }
     ),
     "dispatcher": frozenset(

@@ -40,6 +40,7 @@ DESIGN_PORTS: dict[str, dict[str, int]] = {
     "ingest-pve-ws": {"health_port": 8090},
     "dispatcher": {"health_port": 8091},
     "mcp-gateway": {"gateway_port": 8080},
+    "ingest-discord": {"discord_port": 8094},
 }
 CONTAINER_PORTS: dict[str, set[str]] = {
     "ingest-syslog": {"514/udp", "514/tcp"},
@@ -47,6 +48,7 @@ CONTAINER_PORTS: dict[str, set[str]] = {
     "ingest-pve-ws": {"8090/tcp"},
     "dispatcher": {"8091/tcp"},
     "mcp-gateway": {"8080/tcp"},
+    "ingest-discord": {"8094/tcp"},
 }
 PROXBUS_SERVICES = sorted(CONTAINER_PORTS)
 
@@ -297,6 +299,7 @@ def test_published_ports_are_the_container_ports_the_service_listens_on(service:
         "ingest-pve-ws": env.get("HEALTH_PORT"),
         "dispatcher": env.get("HEALTH_PORT"),
         "mcp-gateway": env.get("GATEWAY_PORT"),
+        "ingest-discord": env.get("DISCORD_PORT"),
     }[service]
     assert {p.split("/")[0] for p in published} == {str(listen)}
 
@@ -318,7 +321,7 @@ def test_health_port_pinned_in_compose_is_the_one_the_probe_uses(service: str) -
     probe = module_from_spec(spec)
     spec.loader.exec_module(probe)
     variable, default = probe.HEALTH_PORTS[service]
-    field = "gateway_port" if variable == "GATEWAY_PORT" else "health_port"
+    field = variable.lower()  # GATEWAY_PORT, DISCORD_PORT or HEALTH_PORT
     assert settings_class(service).model_fields[field].default == default
     pinned = built_services()[service]["environment"].get(variable)
     assert pinned is not None, f"compose should pin {variable} for {service}"
@@ -473,6 +476,8 @@ SECRETS: dict[str, re.Pattern[str]] = {
     "ingest-email": re.compile(r"^(SMTP_PASSWORD|IMAP_PASSWORD|SMTP_TLS_KEY)$"),
     "ingest-syslog": re.compile(r"^SYSLOG_TLS_KEY$"),
     "ingest-pve-ws": re.compile(r"^(PVE_WEBHOOK_SECRET|GOTIFY_CLIENT_TOKEN)$"),
+    # A public key, but it decides which requests are Discord's: one owner like a secret.
+    "ingest-discord": re.compile(r"^DISCORD_PUBLIC_KEY$"),
 }
 SHARED_SECRETS = {"NATS_PASSWORD", "NATS_TOKEN", "NATS_CREDS", "NATS_TLS_KEY"}
 SECRET_WORDS = re.compile(r"TOKEN(?!_NAME)|SECRET|PASSWORD|_KEY$|WEBHOOK_URL|APPRISE|CREDS")
@@ -948,6 +953,10 @@ async def test_container_command_becomes_healthy_and_stops_on_sigterm(
         "SMTP_PORT": str(free_port()),
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(free_port()),
+        "DISCORD_HOST": "127.0.0.1",
+        "DISCORD_PORT": str(free_port()),
+        # .env.example leaves the Discord application's key empty (the profile is opt-in).
+        "DISCORD_PUBLIC_KEY": "ab" * 32,
         "LOG_FORMAT": "console",
     }
     async with run_simulator(DEPLOY / "demo" / "scenario.yaml") as sim:

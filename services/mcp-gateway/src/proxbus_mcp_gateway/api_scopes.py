@@ -47,6 +47,11 @@ OPERATE_CALLS = frozenset(
         ("pbs", "POST", "/admin/datastore/{store}/verify"),
     }
 )
+# GETs open to every user whose description names a stronger privilege only for the full
+# answer: pve-manager PVE/API2/Cluster.pm ``log`` (user => 'all'; without Sys.Syslog the
+# caller sees its own entries). The dedicated get_cluster_log tool and the pve-ws watcher
+# read it with the read scope.
+READ_CALLS = frozenset({("pve", "GET", "/cluster/log")})
 # GETs that read data rather than state, even when the schema names no privilege: files in
 # guests and backups, storage/tape/remote scans, websockets and backup protocol upgrades.
 NOT_READ = re.compile(
@@ -114,6 +119,8 @@ def _satisfied(check: Any, *, reading: bool) -> bool | None:
 def required_scope(product: str, method: str, template: str, permission: Any) -> Scope:
     """The scope a ``proxmox_api`` call needs (see the module docstring)."""
     if method == "GET":
+        if (product, method, template) in READ_CALLS:
+            return "read"
         if NOT_READ.search(template):
             return "admin"
         return "read" if _satisfied(permission, reading=True) is not False else "admin"

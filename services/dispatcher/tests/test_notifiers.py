@@ -126,3 +126,20 @@ def test_template_errors_and_sandbox_escapes_fall_back_to_the_default(body: str)
     out = render_body(cfg.receivers["custom"], notification_for(message="the detail"))
     assert out.startswith("the detail")
     assert "template error" in out
+
+
+def test_discord_buttons_carry_the_alert_fingerprint_only_when_enabled() -> None:
+    from proxbus_dispatcher.notifiers.discord import DiscordReceiver, discord_payload
+
+    n = notification_for(title="backup failed")
+    url = "https://discord.example/api/webhooks/1/t"
+    plain = DiscordReceiver(name="d", type="discord", url=url)
+    assert "components" not in discord_payload(plain, n)
+    with_buttons = DiscordReceiver(name="d", type="discord", url=url, buttons=True)
+    [row] = discord_payload(with_buttons, n)["components"]
+    fp = n.first["fingerprint"]
+    assert [(b["label"], b["custom_id"]) for b in row["components"]] == [
+        ("Silence 1h", f"pbx:silence:{fp}:3600"),
+        ("Acknowledge", f"pbx:ack:{fp}"),
+    ]
+    assert all(len(b["custom_id"]) <= 100 for b in row["components"])

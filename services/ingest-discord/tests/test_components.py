@@ -74,3 +74,27 @@ def test_the_confirm_row_has_the_action_and_a_cancel_button() -> None:
     [row] = confirm_row(ConfirmAction("stop", "qemu", 100, 1))
     labels = [(b["label"], b["style"]) for b in row["components"]]
     assert labels == [("Stop 100", 4), ("Cancel", 2)]
+
+
+def test_the_dispatchers_notification_buttons_parse_here() -> None:
+    from proxbus_dispatcher.notification import Notification
+    from proxbus_dispatcher.notifiers.discord import DiscordReceiver, discord_payload
+    from proxbus_events import Event
+
+    event = Event(
+        source="syslog",
+        site="lab",
+        node="pve2",
+        severity="error",
+        kind="backup.failed",
+        title="backup failed",
+    )
+    receiver = DiscordReceiver(name="d", type="discord", url="https://x.example/h", buttons=True)
+    payload = discord_payload(
+        receiver, Notification(id="d1", receiver="d", route="r", events=[event])
+    )
+    buttons = payload["components"][0]["components"]
+    assert [parse_click({"custom_id": b["custom_id"]}) for b in buttons] == [
+        SilenceAlert(event.fingerprint, 3600),
+        AcknowledgeAlert(event.fingerprint),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 import aiohttp
@@ -20,6 +21,9 @@ class DiscordReceiver(ReceiverBase):
     url: str = Field(pattern=r"^https?://")
     username: str = "proxbus"
     avatar_url: str | None = None
+    # "Silence 1h" / "Acknowledge" buttons, answered by ingest-discord; Discord shows them only
+    # on an application-owned webhook (see services/ingest-discord/README.md).
+    buttons: bool = False
 
 
 SEVERITY_COLOURS: dict[Severity, int] = {
@@ -59,6 +63,13 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
     payload: dict[str, Any] = {"username": receiver.username, "embeds": [embed]}
     if receiver.avatar_url:
         payload["avatar_url"] = receiver.avatar_url
+    fingerprint = str(first.get("fingerprint", ""))
+    if receiver.buttons and re.fullmatch(r"[0-9a-f]{8,64}", fingerprint):
+        # custom_id format owned by ingest-discord's components.py
+        payload["components"] = [{"type": 1, "components": [
+            {"type": 2, "style": 2, "label": "Silence 1h", "custom_id": f"pbx:silence:{fingerprint}:3600"},
+            {"type": 2, "style": 1, "label": "Acknowledge", "custom_id": f"pbx:ack:{fingerprint}"},
+        ]}]  # fmt: skip
     return payload
 
 

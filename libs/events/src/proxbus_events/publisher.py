@@ -266,6 +266,13 @@ class EventPublisher:
                 broker refused the message.
         """
         timeout = self.ack_timeout if timeout is None else timeout
+        nc = self._js._nc
+        if not nc.is_connected:
+            # Refuse now: published while disconnected, nats-py would keep the message in its
+            # reconnect buffer and store it later although the sender was told "not stored".
+            self.stats.failures += 1
+            self.stats.last_error = "not connected to NATS"
+            raise PublishError("JetStream did not acknowledge: not connected to NATS")
         self.stats.accepted += 1
         started = time.monotonic()
         try:
@@ -276,6 +283,7 @@ class EventPublisher:
                 headers=event_headers(event),
             )
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+            _withdraw_pending(nc, event.id)
             self.stats.accepted -= 1  # the caller keeps the event and answers its sender
             self.stats.failures += 1
             self.stats.last_error = _describe(exc)
@@ -451,6 +459,25 @@ class EventPublisher:
             self._queue.appendleft(item)
             retry += 1
         self.stats.retries += retry
+
+
+def _withdraw_pending(nc: Any, msg_id: str) -> None:
+    """Take a failed publish back out of nats-py's reconnect buffer, if it is still there.
+
+    A publish the connection had not written yet when it dropped stays in the client's
+    pending buffer and is sent after the reconnect; for a source already told "not stored"
+    (SMTP 451, webhook 503) that would store it anyway (issue 14). nats-py has no public way
+    to cancel a pending publish, so its buffer (a list of protocol commands) is filtered here.
+    """
+    pending = getattr(nc, "_pending", None)
+    if not pending:
+        return
+    marker = f"Nats-Msg-Id: {msg_id}\r\n".encode()
+    keep = [cmd for cmd in pending if marker not in cmd]
+    if len(keep) != len(pending):
+        nc._pending = keep
+        nc._pending_data_size = sum(len(cmd) for cmd in keep)
+        log.info("withdrew unacknowledged event %s from the NATS reconnect buffer", msg_id)
 
 
 def _describe(exc: BaseException) -> str:

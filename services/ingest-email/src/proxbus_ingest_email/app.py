@@ -18,6 +18,7 @@ from proxbus_events import (
 from .imap import ImapPoller
 from .intake import MailIntake
 from .metrics import IngestMetrics
+from .seen import HOUR, SeenMessageIds
 from .settings import Settings
 from .smtp import SmtpReceiver
 
@@ -52,11 +53,23 @@ class EmailService:
             await ensure_streams(js, s.stream_limits())
             publisher = EventPublisher(js)
             register_publisher(self.registry, publisher, SERVICE)
+            # Issue 14: Message-IDs of stored mails, so a retry hours later is one event.
+            seen = await SeenMessageIds.open(
+                js, s.email_dedup_hours * HOUR, lambda: nc.is_connected
+            )
             intake_smtp = MailIntake(
-                publisher, self.metrics, site=s.site, publish_timeout=s.smtp_publish_timeout
+                publisher,
+                self.metrics,
+                site=s.site,
+                publish_timeout=s.smtp_publish_timeout,
+                seen=seen,
             )
             intake_imap = MailIntake(
-                publisher, self.metrics, site=s.site, publish_timeout=s.imap_publish_timeout
+                publisher,
+                self.metrics,
+                site=s.site,
+                publish_timeout=s.imap_publish_timeout,
+                seen=seen,
             )
             self.health.add_check("nats", lambda: nc.is_connected)
             if s.smtp_active:

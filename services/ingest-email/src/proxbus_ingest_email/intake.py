@@ -13,6 +13,7 @@ from .body import MailBody, release_memory
 from .classify import Rejection, build_event
 from .metrics import IngestMetrics
 from .mime import parse_mail
+from .seen import SeenMessageIds
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ class MailIntake:
         *,
         site: str,
         publish_timeout: float = 10.0,
+        seen: SeenMessageIds | None = None,
     ) -> None:
         self._publisher = publisher
         self._metrics = metrics
         self._site = site
         self._timeout = publish_timeout
+        self._seen = seen
         self._rejected_log = RateLimitedLog(log, "rejected mail")
 
     def prepare(self, raw: bytes, via: str) -> Event | Rejection:
@@ -103,7 +106,20 @@ class MailIntake:
             # Any sender can make this happen: one line per interval, the rest counted.
             self._rejected_log.record(result.reason, via, result.detail)
             return IngestResult(rejection=result)
+        message_id = result.metadata.get("message_id")
+        if self._seen is not None and isinstance(message_id, str) and message_id:
+            stored_as = await self._seen.get(message_id)
+            if stored_as is not None:
+                # Re-sent after JetStream's 2-minute duplicate window (an MTA retrying
+                # after a 451): already stored, acknowledge without storing it again.
+                self._metrics.duplicates.labels(via).inc()
+                log.info("mail via %s: Message-ID %s already stored as %s",
+                         via, message_id, stored_as)  # fmt: skip
+                stored = result.model_copy(update={"id": stored_as})
+                return IngestResult(event=stored, duplicate=True)
         ack = await self._publisher.publish(result, timeout=self._timeout)
+        if self._seen is not None and isinstance(message_id, str) and message_id:
+            await self._seen.remember(message_id, result.id)
         self._metrics.published.labels(via).inc()
         if ack.duplicate:
             self._metrics.duplicates.labels(via).inc()

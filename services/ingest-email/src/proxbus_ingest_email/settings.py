@@ -29,6 +29,7 @@ class Settings(ServiceSettings):
     smtp_transaction_wait: float = Field(default=30.0, ge=0)
     smtp_spool_threshold: int = Field(default=1 * MIB, ge=0)
     smtp_spool_dir: Path | None = None
+    email_dedup_hours: float = Field(default=48.0, ge=24.0)
     smtp_publish_timeout: float = Field(default=10.0, gt=0)
     smtp_tls_cert: Path | None = None
     smtp_tls_key: Path | None = None

@@ -144,6 +144,14 @@ async def test_create_vm_and_container_then_delete_needs_confirm(
     assert refused.code == 409
     assert "stop it first" in refused.error
     assert running.vmid in sim.lab.guests
+    planned = await call(gw, "delete_guest", vmid=running.vmid, stop=True)
+    assert planned.result.data["effect"].startswith("hard stop now")
+    assert sim.lab.guests[running.vmid].running
+    stopped_and_gone = await call(
+        gw, "delete_guest", vmid=running.vmid, stop=True, confirm=True, wait=True
+    )
+    assert stopped_and_gone.ok, stopped_and_gone.error
+    assert running.vmid not in sim.lab.guests
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from pydantic import Field
 from .. import validate
 from ..errors import InvalidArgument, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult
-from ._common import VmidArg, guest_path, locate_guest, plan, start_task
+from ._common import VmidArg, guest_path, locate_guest, plan, start_task, wait_task
 from ._compact import (
     Cluster,
     Confirm,
@@ -198,6 +198,7 @@ def register(reg: Registry) -> None:
     class DeleteIn(ToolInput):
         vmid: VmidArg
         purge: bool = True
+        stop: bool = False
         node: Node = None
         cluster: Cluster = None
         confirm: Confirm = False
@@ -206,7 +207,7 @@ def register(reg: Registry) -> None:
     @reg.tool(
         "delete_guest",
         "Delete guest",
-        "Destroy a stopped VM/CT and its disks (confirm=true, else a plan).",
+        "Destroy a VM/CT and its disks (running: needs stop=true); confirm=true, else a plan.",
         scope="admin",
         destructive=True,
         idempotent=False,
@@ -216,13 +217,23 @@ def register(reg: Registry) -> None:
         target = (
             f"{'VM' if kind == 'qemu' else 'CT'} {args.vmid} ({entry.get('name', '?')}) on {node}"
         )
-        if entry.get("status") == "running":
-            raise ToolFailure(f"{target} is running: stop it first (execute_*_command stop)", 409)
+        running = entry.get("status") == "running"
+        if running and not args.stop:
+            raise ToolFailure(f"{target} is running: stop it first, or pass stop=true", 409)
         if not args.confirm:
             current = {k: entry.get(k) for k in ("name", "status", "maxdisk", "template", "tags")}
-            return plan(
-                "delete", target, current, "the guest, its disks and snapshots are destroyed"
-            )
+            effect = "the guest, its disks and snapshots are destroyed"
+            if running:
+                effect = "hard stop now, then " + effect
+            return plan("delete", target, current, effect)
+        if running:
+            # qemu-server / pve-container refuse to destroy a running guest: stop it first.
+            path = guest_path(node, kind, args.vmid, "status", "stop")
+            upid = str(await ctx.gateway.pool.request(args.cluster, "POST", path, node=node))
+            status = await wait_task(ctx, args.cluster, node, upid, _TIMEOUT)
+            if status.get("status") != "stopped" or not status.get("ok"):
+                reason = status.get("exitstatus") or "still running"
+                raise ToolFailure(f"could not stop {target} ({reason}); nothing deleted", 502)
         params = {"purge": 1} if args.purge else None
         return await start_task(
             ctx, args.cluster, node, "DELETE", guest_path(node, kind, args.vmid), params,

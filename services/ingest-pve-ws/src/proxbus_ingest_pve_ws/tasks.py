@@ -16,6 +16,7 @@ from proxbus_events import (
     severity_from_syslog,
 )
 
+from .clusterlog import classify_log_entry
 from .follow import EntryKey
 from .notification import short_host
 
@@ -38,7 +39,6 @@ _OUTCOME_KINDS: dict[str, tuple[str, str]] = {
     "tape-backup": ("tape.ok", "tape.failed"),
     "tape-backup-job": ("tape.ok", "tape.failed"),
 }
-_AUTH_FAILURE = re.compile(r"authentication failure", re.IGNORECASE)
 _TASK_LINE = re.compile(r"(starting task|end task) UPID:", re.IGNORECASE)
 
 
@@ -251,19 +251,29 @@ def is_task_line(entry: LogEntry) -> bool:
 
 
 def log_event(entry: LogEntry, *, cluster: str, site: str) -> Event:
-    """A cluster log entry → event; severity from ``pri``."""
+    """A cluster log entry → event (``clusterlog.py`` rules); severity from ``pri``.
+
+    ``node`` is the node the entry is about: the fenced node for fencing lines, else the
+    node that logged it.
+    """
+    cls = classify_log_entry(entry)
     severity = severity_from_syslog(entry.pri)
-    kind = "auth.failed" if _AUTH_FAILURE.search(entry.msg) else "syslog.message"
+    if cls.severity is not None:
+        severity = severity.at_least(cls.severity)
+    reporter = short_host(entry.node)
+    node = short_host(cls.node) if cls.node else reporter
+    title = cls.title or (f"{entry.tag}: {entry.msg}" if entry.tag else entry.msg)
     return Event(
         id=deterministic_event_id(entry.time, cluster, "log", entry.uid, entry.node),
         source=Source.PVE_API,
         site=site,
-        node=short_host(entry.node),
-        severity=apply_severity_floor(kind, severity),
-        kind=kind,
-        title=f"{entry.tag}: {entry.msg}" if entry.tag else entry.msg,
+        node=node,
+        severity=apply_severity_floor(cls.kind, severity),
+        kind=cls.kind,
+        title=title,
         message=entry.msg,
         timestamp=entry.time,
+        vmid=cls.vmid,
         metadata={
             "cluster": cluster,
             "clusterlog_uid": entry.uid,
@@ -271,5 +281,8 @@ def log_event(entry: LogEntry, *, cluster: str, site: str) -> Event:
             "pid": entry.pid,
             "pri": entry.pri,
             "user": entry.user,
+            **({"rule": cls.rule} if cls.rule else {}),
+            **cls.metadata,
+            **({"reporter": reporter} if node != reporter else {}),
         },
     )

@@ -1,0 +1,100 @@
+"""``/cluster/log`` entries → kind, node, vmid: the shared rule table, keyed by the entry's tag.
+
+Pure, no I/O. The cluster log carries what the daemons wrote with their syslog tag
+(pve-cluster ``src/PVE/Cluster.pm`` ``log_msg``); the rules are the subset of the syslog
+service's that can appear there. Fencing lines are about the fenced node, not the node
+that reported them (DESIGN.md "Kind vocabulary").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from proxbus_events.classification import (
+    ANY_PROGRAM,
+    Builder,
+    Classification,
+    Rule,
+    RuleTable,
+    rule,
+)
+from proxbus_events.proxmox import guest_id
+
+if TYPE_CHECKING:
+    from .tasks import LogEntry  # annotations only: tasks imports this module
+
+FALLBACK_KIND = "syslog.message"
+_HA_NODES = "pve-ha-manager src/PVE/HA/NodeStatus.pm"
+
+
+def _about_node(kind: str) -> Builder[LogEntry]:
+    def build(m: re.Match[str], entry: LogEntry) -> Classification:
+        node = m["node"]
+        groups = m.groupdict()
+        old, new = groups.get("old"), groups.get("new")
+        meta = {"reporter": entry.node, "ha_node": node}
+        if old:
+            meta |= {"old_state": old, "new_state": new or "unknown"}
+        title = {
+            "node.fencing": f"Fencing node {node}",
+            "node.fenced": f"Node {node} fenced",
+            "node.offline": f"Node {node} is offline (HA state {old} → unknown)",
+        }.get(kind, f"HA node {node}: {old} → {new}")
+        return Classification(kind=kind, title=title, node=node, metadata=meta)
+
+    return build
+
+
+def _service(m: re.Match[str], entry: LogEntry) -> Classification:
+    sid = m["sid"]
+    return Classification(
+        kind="ha.state",
+        title=f"HA service {sid}: {m['old']} → {m['new']}",
+        vmid=guest_id(sid.partition(":")[2]),
+        metadata={"sid": sid, "old_state": m["old"], "new_state": m["new"]},
+    )
+
+
+def _kind(kind: str) -> Builder[LogEntry]:
+    def build(m: re.Match[str], entry: LogEntry) -> Classification:
+        return Classification(kind=kind)
+
+    return build
+
+
+def _r(
+    name: str, tags: str, pattern: str, kind: str, build: Builder[LogEntry], source: str
+) -> Rule[LogEntry]:
+    return rule(name, tags, pattern, kind, build, source=source)
+
+
+RULES: list[Rule[LogEntry]] = [
+    _r("ha-fenced", "pve-ha-crm",
+       r"fencing: acknowledged - got agent lock for node '(?P<node>[^']+)'", "node.fenced",
+       _about_node("node.fenced"), _HA_NODES),
+    _r("ha-fence", "pve-ha-crm",
+       r"node '(?P<node>[^']+)': state changed from '(?P<old>\w+)' => 'fence'", "node.fencing",
+       _about_node("node.fencing"), _HA_NODES),
+    _r("ha-node-offline", "pve-ha-crm",
+       r"node '(?P<node>[^']+)': state changed from '(?P<old>(?!fence')\w+)' => 'unknown'",
+       "node.offline", _about_node("node.offline"), _HA_NODES),
+    _r("ha-node-state", "pve-ha-crm",
+       r"node '(?P<node>[^']+)': state changed from '(?P<old>\w+)' => '(?P<new>\w+)'",
+       "ha.state", _about_node("ha.state"), _HA_NODES),
+    _r("ha-service-state", "pve-ha-crm pve-ha-lrm",
+       r"service '(?P<sid>[^']+)': state changed from '(?P<old>\w+)' to '(?P<new>\w+)'",
+       "ha.state", _service, "pve-ha-manager src/PVE/HA/Manager.pm"),
+    _r("quorum-lost", "pmxcfs", r"\[status\] notice: node lost quorum", "quorum.lost",
+       _kind("quorum.lost"), "pve-cluster src/pmxcfs/status.c"),
+    _r("knet-link-down", "corosync", r"\[KNET\s*\] link: host: \d+ link: \d+ is down",
+       "link.down", _kind("link.down"), "kronosnet libknet/threads_heartbeat.c"),
+    _r("auth-failed", ANY_PROGRAM, r"authentication failure", "auth.failed",
+       _kind("auth.failed"), "pve-access-control src/PVE/API2/AccessControl.pm"),
+]  # fmt: skip
+TABLE: RuleTable[LogEntry] = RuleTable(RULES, FALLBACK_KIND)
+
+
+def classify_log_entry(entry: LogEntry) -> Classification:
+    """What a cluster log entry means (program = its tag)."""
+    return TABLE.classify(entry.tag, entry.msg, entry)

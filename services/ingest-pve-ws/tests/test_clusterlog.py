@@ -1,0 +1,89 @@
+"""/cluster/log entries through the shared rule table: fencing is about the fenced node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from proxbus_ingest_pve_ws.clusterlog import RULES
+from proxbus_ingest_pve_ws.tasks import log_event, parse_log_entry
+
+
+def entry(tag: str, msg: str, node: str = "pve1", pri: int = 6, uid: int = 7) -> dict[str, Any]:
+    """One ``GET /cluster/log`` item (pve-cluster src/pmxcfs/logger.c clog_dump_json)."""
+    return {
+        "uid": uid,
+        "time": 1764468010,
+        "pri": pri,
+        "tag": tag,
+        "pid": 1502,
+        "node": node,
+        "user": "root@pam",
+        "msg": msg,
+    }
+
+
+def event(item: dict[str, Any]) -> Any:
+    parsed = parse_log_entry(item)
+    assert parsed is not None
+    return log_event(parsed, cluster="lab", site="lab")
+
+
+def test_fencing_acknowledged_becomes_node_fenced_about_the_fenced_node() -> None:
+    ev = event(entry("pve-ha-crm", "fencing: acknowledged - got agent lock for node 'pve3'"))
+    assert (ev.kind, ev.node, ev.severity) == ("node.fenced", "pve3", "critical")
+    assert ev.metadata["reporter"] == "pve1"
+    assert ev.title == "Node pve3 fenced"
+
+
+@pytest.mark.parametrize(
+    ("msg", "kind", "node", "vmid"),
+    [
+        ("node 'pve3': state changed from 'unknown' => 'fence'", "node.fencing", "pve3", None),
+        ("node 'pve3': state changed from 'online' => 'unknown'", "node.offline", "pve3", None),
+        ("node 'pve3': state changed from 'fence' => 'unknown'", "ha.state", "pve3", None),
+        ("node 'pve3': state changed from 'unknown' => 'online'", "ha.state", "pve3", None),
+        ("service 'vm:115': state changed from 'started' to 'fence'", "ha.state", "pve1", 115),
+        ("successfully acquired lock 'ha_agent_pve3_lock'", "syslog.message", "pve1", None),
+    ],
+)
+def test_ha_manager_entries(msg: str, kind: str, node: str, vmid: int | None) -> None:
+    ev = event(entry("pve-ha-crm", msg))
+    assert (ev.kind, ev.node, ev.vmid) == (kind, node, vmid)
+
+
+def test_other_entries_keep_their_reporter() -> None:
+    ev = event(entry("pmxcfs", "[status] notice: node lost quorum", node="pve2", pri=5))
+    assert (ev.kind, ev.node, ev.severity) == ("quorum.lost", "pve2", "error")
+    ev = event(entry("corosync", "  [KNET  ] link: host: 3 link: 0 is down", node="pve2"))
+    assert (ev.kind, ev.node, ev.severity) == ("link.down", "pve2", "warning")
+    ev = event(
+        entry("pvedaemon", "authentication failure; rhost=::ffff:192.0.2.5 user=root@pam msg=x")
+    )
+    assert (ev.kind, ev.node) == ("auth.failed", "pve1")
+    ev = event(entry("pvedaemon", "worker 2240 finished"))
+    assert (ev.kind, ev.node, ev.title) == (
+        "syslog.message",
+        "pve1",
+        "pvedaemon: worker 2240 finished",
+    )
+
+
+def test_a_fencing_line_from_another_tag_is_not_trusted() -> None:
+    ev = event(entry("someone", "fencing: acknowledged - got agent lock for node 'pve3'"))
+    assert (ev.kind, ev.node) == ("syslog.message", "pve1")
+
+
+def test_every_cluster_log_rule_is_exercised() -> None:
+    lines = [
+        ("pve-ha-crm", "fencing: acknowledged - got agent lock for node 'pve3'"),
+        ("pve-ha-crm", "node 'pve3': state changed from 'unknown' => 'fence'"),
+        ("pve-ha-crm", "node 'pve3': state changed from 'online' => 'unknown'"),
+        ("pve-ha-crm", "node 'pve3': state changed from 'unknown' => 'online'"),
+        ("pve-ha-lrm", "service 'vm:115': state changed from 'started' to 'fence'"),
+        ("pmxcfs", "[status] notice: node lost quorum"),
+        ("corosync", "  [KNET  ] link: host: 3 link: 0 is down"),
+        ("pveproxy", "authentication failure; rhost=192.0.2.5 user=x@pve msg=y"),
+    ]
+    used = {event(entry(tag, msg)).metadata.get("rule") for tag, msg in lines}
+    assert used == {r.name for r in RULES}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -360,3 +361,29 @@ async def test_a_slow_confirmed_action_is_deferred_and_edits_the_message(
     assert body["components"] == []
     assert sim.lab.guests[103].status == "stopped"
     assert power_requests(sim, 103, "stop") == 1
+
+
+async def test_follow_ups_honour_429_and_give_up_on_a_refusal(
+    signed: Signed, gateway: Running, sim: Simulator, discord_api: DiscordStandIn
+) -> None:
+    sim.add_latency("/cluster/resources", 2.5)
+    discord_api.statuses = [429]
+    _, answer = await signed.post(command("vms"))
+    assert answer == {"type": 5}
+    await discord_api.wait(2, timeout=15)
+    assert [c[0] for c in discord_api.calls] == ["POST", "POST"]
+    assert discord_api.calls[0][2] == discord_api.calls[1][2]
+    discord_api.statuses = [404]
+    sim.add_latency("/cluster/status", 2.5)  # /cluster/resources is in the gateway's cache now
+    _, answer = await signed.post(command("status"))
+    assert answer == {"type": 5}
+    await discord_api.wait(3, timeout=15)
+    async with asyncio.timeout(5):
+        while (
+            counter(await metrics_text(signed), "proxbus_discord_followups_total", outcome="failed")
+            < 1
+        ):
+            await asyncio.sleep(0.05)
+    text = await metrics_text(signed)
+    assert counter(text, "proxbus_discord_followups_total", outcome="sent") == 1
+    assert len(discord_api.calls) == 3  # a 4xx is not retried

@@ -42,7 +42,8 @@ class _Payload(BaseModel):
     id: str = Field(pattern=SNOWFLAKE)
     application_id: str = Field(pattern=SNOWFLAKE)
     type: int
-    token: str = Field(default="", max_length=1000, pattern=r"^[A-Za-z0-9_.\-]*$")
+    # Goes into the follow-up URL path: no "/" and no dot-only segment.
+    token: str = Field(default="", max_length=1000, pattern=r"^([A-Za-z0-9_\-][A-Za-z0-9_.\-]*)?$")
     data: dict[str, Any] = Field(default_factory=dict)
     guild_id: str | None = Field(default=None, pattern=SNOWFLAKE)
     channel_id: str | None = Field(default=None, pattern=SNOWFLAKE)

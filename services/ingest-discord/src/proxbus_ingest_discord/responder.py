@@ -130,7 +130,7 @@ class Responder:
         self._operators = operators
         self._opts = options
         self._metrics = metrics
-        self._late: set[asyncio.Task[None]] = set()
+        self._late: set[asyncio.Task[Any]] = set()
         self._warn = RateLimitedLog(log)
 
     # -- entry point -----------------------------------------------------------------------
@@ -157,21 +157,38 @@ class Responder:
                 return claim.response
             return {"type": deferred_type}
         work = asyncio.create_task(self._execute(ix, what), name=f"discord-{ix.id}")
+        self._track(work)
         done, _ = await asyncio.wait({work}, timeout=self._opts.defer_after)
         if done:
             response = work.result()
             self._metrics.interactions.labels(kind, "immediate").inc()
-            await self._ledger.settle(ix.id, DONE, response)
+            await self._settle(ix.id, DONE, response)
             return response
         self._metrics.interactions.labels(kind, "deferred").inc()
-        await self._ledger.settle(ix.id, DEFERRED, None)
-        late = asyncio.create_task(self._follow_up(ix, work, is_command), name=f"followup-{ix.id}")
-        self._late.add(late)
-        late.add_done_callback(self._late.discard)
+        await self._settle(ix.id, DEFERRED, None)
+        self._track(
+            asyncio.create_task(self._follow_up(ix, work, is_command), name=f"followup-{ix.id}")
+        )
         return {"type": deferred_type}
 
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def _settle(
+        self, interaction_id: str, state: str, response: dict[str, Any] | None
+    ) -> None:
+        # The work is done: a ledger hiccup must not turn its answer into an error. A retry
+        # then finds the claim still "pending" and gets a deferred answer, never a second run.
+        try:
+            await self._ledger.settle(interaction_id, state, response)
+        except Exception as exc:
+            self._warn.warning(
+                "could not record the answer of interaction %s: %s", interaction_id, exc
+            )
+
     async def close(self, timeout: float = 8.0) -> None:
-        """Let follow-ups in flight finish (up to ``timeout``), then cancel the rest."""
+        """Let work and follow-ups in flight finish (up to ``timeout``), then cancel the rest."""
         if not self._late:
             return
         _, pending = await asyncio.wait(set(self._late), timeout=timeout)
@@ -191,10 +208,7 @@ class Responder:
             data = {k: v for k, v in data.items() if k != "flags"}
             sent = await self._followups.edit_original(ix.application_id, ix.token, data)
         self._metrics.followups.labels("sent" if sent else "failed").inc()
-        try:
-            await self._ledger.settle(ix.id, DONE, response)
-        except Exception as exc:
-            self._warn.warning("could not record the answer of interaction %s: %s", ix.id, exc)
+        await self._settle(ix.id, DONE, response)
 
     # -- one command or click --------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from ._base import Notifier, ReceiverBase, render_body, render_title
 from .apprise import AppriseNotifier, AppriseReceiver
+from .console import ConsoleNotifier, ConsoleReceiver
 from .discord import DiscordNotifier, DiscordReceiver
 from .email import EmailNotifier, EmailReceiver
 from .gotify import GotifyNotifier, GotifyReceiver
@@ -59,6 +60,7 @@ NOTIFIERS: dict[str, NotifierType] = {
     "email": NotifierType(EmailReceiver, lambda r, d: EmailNotifier(r)),
     "apprise": NotifierType(AppriseReceiver, lambda r, d: AppriseNotifier(r)),
     "nats": NotifierType(NatsReceiver, lambda r, d: NatsNotifier(r, d.nc)),
+    "console": NotifierType(ConsoleReceiver, lambda r, d: ConsoleNotifier(r)),
 }
 
 # The ``receivers:`` item of routes.yaml: pydantic picks the model by ``type``.
@@ -68,7 +70,8 @@ ReceiverConfig = Annotated[
     | WebhookReceiver
     | EmailReceiver
     | AppriseReceiver
-    | NatsReceiver,
+    | NatsReceiver
+    | ConsoleReceiver,
     Field(discriminator="type"),
 ]
 

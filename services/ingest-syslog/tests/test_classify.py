@@ -138,3 +138,20 @@ def test_single_guest_needs_exactly_one_guest() -> None:
     assert single_guest("migrate vm:100 and vm:101") is None
     assert single_guest("121.scope: Failed with result 'oom-kill'.") == 121
     assert single_guest("session-42.scope: Deactivated successfully.") is None
+
+
+def test_task_vmid_reads_pve_ids_and_pbs_guest_groups() -> None:
+    from proxbus_events.proxmox import find_upid
+    from proxbus_ingest_syslog.rules import task_vmid
+
+    def vmid(text: str) -> int | None:
+        upid = find_upid(text)
+        assert upid is not None
+        return task_vmid(upid)
+
+    assert vmid(U1) == 100
+    pbs = "UPID:pbs1:00000332:00000B6C:00000005:65F0A1B4"
+    assert vmid(f"{pbs}:backup:store1\\x3avm-100:root@pam:") == 100
+    assert vmid(f"{pbs}:verify_group:store1\\x3act\\x2f205:root@pam:") == 205
+    assert vmid(f"{pbs}:garbage_collection:store1:root@pam:") is None
+    assert vmid(f"{pbs}:verificationjob:store1\\x3av\\x2d3f1a:root@pam:") is None

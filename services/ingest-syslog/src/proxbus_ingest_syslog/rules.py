@@ -76,6 +76,21 @@ def _kind_with_guest(kind: str, title: str) -> Build:
 
 # --- tasks (pve-common src/PVE/RESTEnvironment.pm) ------------------------------------------
 
+# PBS worker ids are systemd-escaped (proxmox-rs proxmox-sys systemd escape_unit): "/" → "-",
+# other specials → \xNN, so a backup of vm/100 in store1 reads "store1\x3avm-100".
+_PBS_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+_PBS_GROUP = re.compile(r"(?:^|[:/-])(?:vm|ct)[-/](\d{1,9})(?:[-/]|$)")
+
+
+def task_vmid(upid: Upid) -> int | None:
+    """The guest a task is about: the PVE task id, or the ``vm/<N>`` group of a PBS task."""
+    if not upid.pbs:
+        return upid.vmid
+    text = _PBS_ESCAPE.sub(lambda e: chr(int(e[1], 16)), upid.id)
+    groups = set(_PBS_GROUP.findall(text))
+    return guest_id(groups.pop()) if len(groups) == 1 else None
+
+
 _TASK_OK = re.compile(r"(?:TASK )?OK")
 _TASK_WARN = re.compile(r"(?:TASK )?WARNINGS: ?(\d+)")
 
@@ -119,7 +134,7 @@ def _task_end(m: re.Match[str], msg: SyslogMessage) -> Classification | None:
     return Classification(
         kind=kind,
         title=title,
-        vmid=upid.vmid,
+        vmid=task_vmid(upid),
         correlation_id=upid.text,
         severity=severity,
         metadata=_task_metadata(upid, status),
@@ -134,7 +149,7 @@ def _task_start(m: re.Match[str], msg: SyslogMessage) -> Classification | None:
     return Classification(
         kind=FALLBACK_KIND,
         title=" ".join(f"Task {upid.type} {upid.id} started by {upid.user}".split()),
-        vmid=upid.vmid,
+        vmid=task_vmid(upid),
         correlation_id=upid.text,
         metadata=_task_metadata(upid, None),
     )
@@ -144,7 +159,7 @@ def _worker_start(m: re.Match[str], msg: SyslogMessage) -> Classification:
     """A worker's own line with its UPID (``start VM 100: UPID...``): plain, correlated."""
     upid = find_upid(m["upid"])
     named = m.groupdict().get("vmid")
-    vmid = guest_id(named) if named else (upid.vmid if upid else None)
+    vmid = guest_id(named) if named else (task_vmid(upid) if upid else None)
     return Classification(kind=FALLBACK_KIND, vmid=vmid, correlation_id=upid.text if upid else None)
 
 
@@ -588,9 +603,9 @@ RULES: list[Rule[SyslogMessage]] = [
          "disk.error", _disk, "linux drivers/nvme/host/pci.c"),
     rule("zfs-suspended", "kernel",
          r"WARNING: Pool '(?P<pool>[^']+)' has encountered an uncorrectable I/O failure",
-         "disk.error", _zfs_suspended, "openzfs module/zfs/spa_misc.c"),
+         "disk.error", _zfs_suspended, "openzfs module/zfs/zio.c (cmn_err CE_WARN)"),
     rule("zio-error", "kernel", r"zio pool=(?P<pool>\S+) vdev=(?P<vdev>\S*) error=\d+",
-         "disk.error", _zfs, "openzfs module/zfs/zfs_fm.c"),
+         "disk.error", _zfs, "openzfs module/os/linux/zfs/vdev_disk.c"),
     rule("kernel-disk-detail", "kernel",
          r"^(?:Buffer I/O error on dev(?:ice)? (?P<dev>[\w-]+)|(?P<ata>ata\d+(?:\.\d+)?): |"
          r"sd \S+ \[(?P<sd>sd\w+)\] |(?P<nvme>nvme\d+n\d+): I/O Cmd)",

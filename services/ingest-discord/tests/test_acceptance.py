@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from proxbus_events import SilenceStore
+from proxbus_ingest_discord.app import DiscordService
 from proxbus_ingest_discord.testing import (
     OPERATOR,
     OPERATOR_ROLE,
@@ -20,6 +21,7 @@ from proxbus_ingest_discord.testing import (
     discord_audit,
     discord_events,
     metrics_text,
+    service_settings,
 )
 from proxbus_mcp_gateway.app import Running
 from proxbus_pvesim.simulator import Simulator
@@ -387,3 +389,26 @@ async def test_follow_ups_honour_429_and_give_up_on_a_refusal(
     text = await metrics_text(signed)
     assert counter(text, "proxbus_discord_followups_total", outcome="sent") == 1
     assert len(discord_api.calls) == 3  # a 4xx is not retried
+
+
+async def test_two_replicas_given_the_same_click_at_once_stop_the_guest_once(
+    signed: Signed,
+    gateway: Running,
+    sim: Simulator,
+    nats_server: Any,
+    keypair: Any,
+    discord_api: DiscordStandIn,
+) -> None:
+    second = DiscordService(service_settings(nats_server.url, keypair, discord_api.url))
+    await second.start()
+    try:
+        other = Signed(f"http://127.0.0.1:{second.port}/discord/interactions", keypair, signed.http)
+        _, asked = await signed.post(command("stop", {"vmid": 104}))
+        press = click(confirm_id(asked))
+        (s1, a1), (s2, a2) = await asyncio.gather(signed.post(press), other.post(press))
+    finally:
+        await second.close()
+    assert (s1, s2) == (200, 200)
+    assert sorted([a1["type"], a2["type"]]) in ([6, 7], [7, 7])
+    assert sim.lab.guests[104].status == "stopped"
+    assert power_requests(sim, 104, "stop") == 1

@@ -201,9 +201,12 @@ async def test_storage_content_lists_isos_templates_and_backups(
     sim, gw = lab
     iso = await call(gw, "list_storage_content", storage="local", content="iso")
     assert iso.ok, iso.error
-    assert [i["volid"] for i in iso.result.data["items"]] == [
-        "local:iso/debian-13.1.0-amd64-netinst.iso"
+    assert sorted((i["node"], i["volid"]) for i in iso.result.data["items"]) == [
+        ("pve1", "local:iso/debian-13.1.0-amd64-netinst.iso"),
+        ("pve2", "local:iso/debian-13.1.0-amd64-netinst.iso"),
     ]
+    one = await call(gw, "list_storage_content", storage="local", node="pve2", content="vztmpl")
+    assert [i["node"] for i in one.result.data["items"]] == ["pve2"]
     backups = await call(gw, "list_storage_content", storage="pbs-store", content="backup")
     assert sim.lab.pbs is not None
     assert backups.result.data["count"] == len(sim.lab.pbs.datastores["store1"].snapshots)
@@ -345,3 +348,24 @@ async def test_guest_network_disks_resize_and_node_network(
     nodenet = await call(gw, "get_node_network", node="pve2", type="bridge")
     assert nodenet.ok, nodenet.error
     assert nodenet.result.data["items"][0]["address"] == sim.lab.nodes["pve2"].ip
+
+
+async def test_local_storage_is_listed_on_every_node_and_backups_found_without_node(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    sim, gw = lab
+    vms = {}
+    for g in sim.lab.guests.values():
+        if g.kind == "qemu" and not g.template:
+            vms.setdefault(g.node, g)
+    assert set(vms) == {"pve1", "pve2"}
+    for g in vms.values():
+        assert (await call(gw, "create_backup", vmid=g.vmid, storage="local", wait=True)).ok
+    listed = await call(gw, "list_storage_content", storage="local", content="backup")
+    assert listed.ok, listed.error
+    where = {i["vmid"]: i["node"] for i in listed.result.data["items"]}
+    assert where == {g.vmid: node for node, g in vms.items()}
+    on_pve2 = next(i["volid"] for i in listed.result.data["items"] if i["node"] == "pve2")
+    planned = await call(gw, "restore_backup", archive=on_pve2)
+    assert planned.ok, planned.error
+    assert planned.result.data["target"].endswith("on pve2")

@@ -1,14 +1,12 @@
-"""PVE guest lifecycle: clone, create (and restore), destroy, disk resize, guest agent, node network.
+"""PVE guest lifecycle: clone, create (and restore from a backup), destroy.
 
 Behaviour and error texts follow qemu-server ``PVE/API2/Qemu.pm`` (``clone_vm``,
-``create_vm``, ``destroy_vm``, ``resize_vm``), ``PVE/API2/Qemu/Agent.pm``, pve-container
-``src/PVE/API2/LXC.pm`` and pve-manager ``PVE/API2/Network.pm``.
+``create_vm``, ``destroy_vm``) and pve-container ``src/PVE/API2/LXC.pm``.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -22,8 +20,6 @@ from .tasks import Task
 _PREFIX = {"qemu": "qm", "lxc": "vz"}
 _LABEL = {"qemu": "VM", "lxc": "CT"}
 _DISK_KEY = re.compile(r"^(scsi|virtio|sata|ide)\d+$")
-_SIZE = re.compile(r"^(\+)?(\d+(?:\.\d+)?)([KMGT])?$")
-_UNITS = {None: 1, "K": 1024, "M": 1024**2, "G": GIB, "T": 1024**4}
 
 
 def _check_unused(call: Call, vmid: int) -> None:
@@ -309,140 +305,7 @@ def _destroy(kind: str) -> Handler:
     return handler
 
 
-def _resize(kind: str) -> Handler:
-    async def handler(call: Call) -> Any:
-        g = guest_of(call, kind)
-        p, sim = call.params, call.sim
-        if g.lock and not p.get("skiplock"):
-            raise ApiError(500, f"{_LABEL[kind]} is locked ({g.lock})")
-        disk, spec = str(p["disk"]), str(p["size"])
-        m = _SIZE.fullmatch(spec)
-        if m is None:
-            raise ApiError(400, "Parameter verification failed.", {"size": "invalid size"})
-
-        def finish(task: Task) -> int:
-            sizes = g.disk_sizes()
-            if disk not in sizes:
-                raise TaskFailure(f"disk '{disk}' does not exist")
-            old = sizes[disk]
-            amount = int(float(m.group(2)) * _UNITS[m.group(3)])
-            new = old + amount if m.group(1) else amount
-            if new < old:
-                raise TaskFailure("shrinking disks is not supported")
-            if disk == g.root_disk:
-                g.maxdisk = new
-            else:
-                g.disks[disk] = new
-            task.log.append(f"resized '{disk}' from {old} to {new} bytes")
-            sim.lab.bump()
-            return 0
-
-        return sim.pve_tasks.start(
-            g.node, "resize", str(g.vmid), call.principal.authid, finish
-        ).upid
-
-    return handler
-
-
-async def agent_interfaces(call: Call) -> Any:
-    """``network-get-interfaces`` of the QEMU guest agent (running VM with the agent enabled)."""
-    g = guest_of(call, "qemu")
-    if not g.agent:
-        raise ApiError(500, "No QEMU guest agent configured")
-    if not g.running:
-        raise ApiError(500, f"VM {g.vmid} is not running")
-    if g.qmpstatus == "paused":
-        raise ApiError(500, "QEMU guest agent is not running")
-    up = g.uptime(time.time())
-    return {
-        "result": [
-            {
-                "name": "lo",
-                "hardware-address": "00:00:00:00:00:00",
-                "ip-addresses": [
-                    {"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8},
-                    {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128},
-                ],
-                "statistics": _stats(0),
-            },
-            {
-                "name": "eth0",
-                "hardware-address": g.mac.lower(),
-                "ip-addresses": [
-                    {"ip-address": g.guest_ip(), "ip-address-type": "ipv4", "prefix": 24},
-                    {
-                        "ip-address": f"fe80::be24:11ff:fe{g.mac[-5:-3].lower()}:"
-                        f"{g.mac[-2:].lower()}00",
-                        "ip-address-type": "ipv6",
-                        "prefix": 64,
-                    },
-                ],
-                "statistics": _stats(up),
-            },
-        ]
-    }
-
-
-def _stats(up: int) -> dict[str, int]:
-    return {
-        "rx-bytes": up * 2048,
-        "rx-packets": up * 4,
-        "rx-errs": 0,
-        "rx-dropped": 0,
-        "tx-bytes": up * 1024,
-        "tx-packets": up * 3,
-        "tx-errs": 0,
-        "tx-dropped": 0,
-    }
-
-
-async def node_network(call: Call) -> Any:
-    """``GET /nodes/{node}/network``: the uplink and the default bridge (``type`` filter)."""
-    n = call.sim.lab.nodes[call.params["node"]]
-    prefix = n.ip.rsplit(".", 1)[0]
-    items: list[dict[str, Any]] = [
-        {
-            "iface": "eno1",
-            "type": "eth",
-            "method": "manual",
-            "method6": "manual",
-            "active": 1,
-            "exists": 1,
-            "families": ["inet"],
-            "priority": 3,
-        },
-        {
-            "iface": "vmbr0",
-            "type": "bridge",
-            "method": "static",
-            "method6": "manual",
-            "active": 1,
-            "autostart": 1,
-            "families": ["inet"],
-            "address": n.ip,
-            "netmask": "24",
-            "cidr": f"{n.ip}/24",
-            "gateway": f"{prefix}.1",
-            "bridge_ports": "eno1",
-            "bridge_stp": "off",
-            "bridge_fd": "0",
-            "priority": 4,
-        },
-    ]
-    want = call.params.get("type")
-    if want in ("any_bridge", "any_local_bridge"):
-        want = "bridge"
-    return [i for i in items if want is None or i["type"] == want]
-
-
-ROUTES: list[Route] = [
-    Route(
-        "GET",
-        "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
-        agent_interfaces,
-    ),
-    Route("GET", "/nodes/{node}/network", node_network, ("type",)),
-]
+ROUTES: list[Route] = []
 for _kind in ("qemu", "lxc"):
     _base = f"/nodes/{{node}}/{_kind}"
     _name = "name" if _kind == "qemu" else "hostname"
@@ -458,12 +321,6 @@ for _kind in ("qemu", "lxc"):
             f"{_base}/{{vmid}}",
             _destroy(_kind),
             ("purge", "skiplock") if _kind == "qemu" else ("purge", "force"),
-        ),
-        Route(
-            "PUT",
-            f"{_base}/{{vmid}}/resize",
-            _resize(_kind),
-            ("disk", "size", "skiplock") if _kind == "qemu" else ("disk", "size"),
         ),
     ]
 ROUTES += [

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import pbs_api, pve_backup, pve_cluster, pve_jobs, pve_provision
+from . import pbs_api, pve_backup, pve_cluster, pve_devices, pve_jobs, pve_provision
 from .auth import PBS_ROLES, PVE_ROLES, ApiToken, AuthStore
 from .control import ControlMixin
 from .emit import Emitter
@@ -36,6 +36,7 @@ def pve_routes() -> list[Route]:
         *guest_routes(),
         *pve_backup.ROUTES,
         *pve_provision.ROUTES,
+        *pve_devices.ROUTES,
         *task_routes("PVE"),
     ]
 

@@ -103,16 +103,18 @@ def parse_keep(text: str) -> dict[str, int | None]:
     return keep
 
 
-async def storage_node(
+async def storage_nodes(
     ctx: CallContext, cluster: str | None, storage: str, node: str | None
-) -> str:
-    """``node`` itself, or the first allowed node where ``storage`` is available."""
+) -> list[str]:
+    """Where to look for ``storage``'s volumes: ``node`` itself; else the first allowed node
+    of a shared storage, or every allowed node of a local one (each has its own content)."""
     validate.storage_id(storage)
     if node is not None:
-        return validate.node_name(node)
+        return [validate.node_name(node)]
     pool = ctx.gateway.pool
     answers = await pool.request_all(cluster, "/cluster/resources", {"type": "storage"})
     ok, _ = answered(answers, f"looking up storage {storage}")
+    found: list[str] = []
     for _, result in ok:
         for item in result or []:
             n = item.get("node")
@@ -120,22 +122,35 @@ async def storage_node(
                 item.get("storage") == storage
                 and item.get("status") == "available"
                 and ctx.caller.node_allowed(n)
+                and str(n) not in found
             ):
-                return str(n)
-    raise NotFound(f"storage {storage} is not available on any node of the cluster")
+                if item.get("shared"):
+                    return [str(n)]
+                found.append(str(n))
+    if not found:
+        raise NotFound(f"storage {storage} is not available on any node of the cluster")
+    return sorted(found)
 
 
 async def find_volume(
-    ctx: CallContext, cluster: str | None, node: str, volid: str
-) -> dict[str, Any]:
+    ctx: CallContext, cluster: str | None, node: str | None, volid: str
+) -> tuple[str, dict[str, Any]]:
+    """(node, content entry) of ``volid``; with no ``node``, every node of its storage is asked.
+
+    Raises:
+        NotFound: no such volume.
+    """
     storage = validate.volume_id(volid).split(":", 1)[0]
-    items = await ctx.gateway.pool.request(
-        cluster, "GET", f"/nodes/{node}/storage/{storage}/content", node=node, cache=False
-    )
-    for item in items or []:
-        if item.get("volid") == volid:
-            return dict(item)
-    raise NotFound(f"volume {volid} not found on {node}")
+    nodes = await storage_nodes(ctx, cluster, storage, node)
+    for n in nodes:
+        items = await ctx.gateway.pool.request(
+            cluster, "GET", f"/nodes/{n}/storage/{storage}/content", node=n, cache=False
+        )
+        for item in items or []:
+            if item.get("volid") == volid:
+                ctx.caller.require_node(n)
+                return n, dict(item)
+    raise NotFound(f"volume {volid} not found on {', '.join(nodes)}")
 
 
 def _iso(epoch: Any) -> str:
@@ -157,22 +172,26 @@ def register(reg: Registry) -> None:
         output=LIST_OUT,
     )
     async def list_storage_content(ctx: CallContext, args: ContentIn) -> ToolResult:
-        node = await storage_node(ctx, args.cluster, args.storage, args.node)
+        nodes = await storage_nodes(ctx, args.cluster, args.storage, args.node)
         params: dict[str, Any] = {}
         if args.content:
             params["content"] = args.content
         if args.vmid:
             params["vmid"] = args.vmid
-        raw = await ctx.gateway.pool.request(
-            args.cluster, "GET", f"/nodes/{node}/storage/{args.storage}/content", params, node=node
-        )
+        raw: list[dict[str, Any]] = []
+        for node in nodes:
+            answer = await ctx.gateway.pool.request(
+                args.cluster, "GET", f"/nodes/{node}/storage/{args.storage}/content", params,
+                node=node,
+            )  # fmt: skip
+            raw += [{**v, "node": node} for v in answer or []]
         items = []
-        for v in sorted(raw or [], key=lambda v: (-int(v.get("ctime") or 0), str(v.get("volid")))):
+        for v in sorted(raw, key=lambda v: (-int(v.get("ctime") or 0), str(v.get("volid")))):
             if v.get("vmid") is not None and not ctx.caller.vmid_allowed(int(v["vmid"])):
                 continue
             item = {
                 k: v.get(k)
-                for k in ("volid", "content", "format", "size", "vmid", "ctime")
+                for k in ("volid", "content", "format", "size", "vmid", "ctime", "node")
                 if v.get(k) is not None
             }
             if v.get("protected"):
@@ -180,9 +199,8 @@ def register(reg: Registry) -> None:
             if isinstance(v.get("verification"), dict):
                 item["verify"] = v["verification"].get("state")
             items.append(item)
-        res = listing(items, ["volid", "content", "size", "vmid"], f"{args.storage} on {node}")
-        res.data["node"] = node
-        return res
+        cols = ["volid", "content", "size", "vmid"] + (["node"] if len(nodes) > 1 else [])
+        return listing(items, cols, f"{args.storage} on {', '.join(nodes)}")
 
     class RestoreIn(ToolInput):
         archive: Volume
@@ -204,10 +222,9 @@ def register(reg: Registry) -> None:
         idempotent=False,
     )
     async def restore_backup(ctx: CallContext, args: RestoreIn) -> ToolResult:
-        storage = validate.volume_id(args.archive).split(":", 1)[0]
-        node = await storage_node(ctx, args.cluster, storage, args.node)
-        ctx.caller.require_node(node)
-        item = await find_volume(ctx, args.cluster, node, args.archive)
+        if args.storage:
+            validate.storage_id(args.storage)
+        node, item = await find_volume(ctx, args.cluster, args.node, args.archive)
         if item.get("content") != "backup":
             raise InvalidArgument(f"{args.archive} is not a backup archive")
         fmt = str(item.get("format") or "")
@@ -269,9 +286,7 @@ def register(reg: Registry) -> None:
         effect = "the backup is deleted permanently"
         if args.volid is not None:
             storage = validate.volume_id(args.volid).split(":", 1)[0]
-            node = await storage_node(ctx, args.cluster, storage, args.node)
-            ctx.caller.require_node(node)
-            item = await find_volume(ctx, args.cluster, node, args.volid)
+            node, item = await find_volume(ctx, args.cluster, args.node, args.volid)
             if item.get("content") != "backup":
                 raise InvalidArgument(
                     f"{args.volid} is not a backup (content {item.get('content')})"

@@ -182,3 +182,53 @@ def test_shared_storage_is_reported_once_not_per_node() -> None:
     b = build_snapshot(res(96), None, now=1005.0, previous=a, thresholds=T)
     [ev] = _diff(a, b)
     assert (ev.kind, ev.node, ev.severity) == ("storage.full", None, Severity.ERROR)
+
+
+# Issue 14: a crash followed by a restart between two polls (or while the watcher was down).
+# PVE's uptime of a running guest is the age of its QEMU/LXC process (qemu-server
+# PVE/QemuServer.pm vmstatus: uptime = (host uptime - pstat starttime) / user_hz), so a new
+# process shows as a boot time later than the previous snapshot's.
+
+
+def test_guest_running_again_with_a_new_process_and_no_task_is_crashed() -> None:
+    prev = _snap(10_000, uptime=5000)
+    cur = _snap(10_060, prev, uptime=20)  # booted at 10_040, long after 5_000
+    [ev] = diff_snapshots(prev, cur, [], cluster="c", site="lab")
+    assert (ev.kind, ev.vmid, ev.severity) == ("vm.crashed", 100, Severity.CRITICAL)
+    assert ev.metadata["restarted"] is True
+    assert ev.metadata["evidence"] == "uptime"
+
+
+def test_guest_restarted_by_a_stop_or_reboot_task_is_not_crashed() -> None:
+    prev = _snap(10_000, uptime=5000)
+    cur = _snap(10_060, prev, uptime=20)
+    for task in ("qmstop", "qmreboot", "qmshutdown"):
+        tasks = [{"type": task, "id": "100", "starttime": 10_030, "status": "OK"}]
+        assert diff_snapshots(prev, cur, tasks, cluster="c", site="lab") == []
+
+
+def test_start_task_for_a_guest_that_was_running_reveals_a_crash_and_restart() -> None:
+    # Uptimes alone cannot tell (the guest itself started only seconds before the crash).
+    prev = _snap(10_000, uptime=3)
+    cur = _snap(10_005, prev, uptime=2)
+    tasks = [{"type": "qmstart", "id": "100", "starttime": 10_003, "status": "OK"}]
+    [ev] = diff_snapshots(prev, cur, tasks, cluster="c", site="lab")
+    assert (ev.kind, ev.metadata["evidence"]) == ("vm.crashed", "start task")
+    # The start task of the run the previous snapshot already saw is not a restart.
+    old_start = [{"type": "qmstart", "id": "100", "starttime": 9_997, "status": "OK"}]
+    assert diff_snapshots(prev, cur, old_start, cluster="c", site="lab") == []
+
+
+def test_a_changed_pid_reveals_a_restart() -> None:
+    prev = _snap(10_000, uptime=5000)
+    prev.guests["100"]["pid"] = 4242
+    cur = _snap(10_005, prev, uptime=5005)
+    cur.guests["100"]["pid"] = 4343
+    [ev] = diff_snapshots(prev, cur, [], cluster="c", site="lab")
+    assert ev.metadata["evidence"] == "pid"
+
+
+def test_steady_running_guest_is_not_crashed() -> None:
+    prev = _snap(10_000, uptime=5000)
+    cur = _snap(10_060, prev, uptime=5060)
+    assert diff_snapshots(prev, cur, [], cluster="c", site="lab") == []

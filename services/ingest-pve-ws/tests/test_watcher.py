@@ -196,3 +196,37 @@ async def test_stop_during_a_hung_poll_returns_promptly(services: Any, lab: Any,
     await services.stop(svc)
     assert time.monotonic() - started < 8.0
     lab.sim.add_latency("/cluster", 0)
+
+
+async def test_crash_and_restart_between_two_polls_is_one_vm_crashed(
+    services: Any, lab: Any, js: Any
+) -> None:
+    # Issue 14: only the start was reported. A poll interval long enough for the crash and
+    # the restart (simulator fault API, then a start through the API) to fall between polls.
+    svc = await services.start(event_ws_enabled=True, pve_ws_poll_seconds=3.0)
+    [w] = svc.watchers
+    await _cycles(w, 1)
+    polled = w.cycles
+    lab.sim.crash_guest(100)
+    await lab.post("/nodes/pve1/qemu/100/status/start")
+    assert w.cycles == polled, "a poll ran between the crash and the restart"
+    await wait_until(_has(js, "vm.crashed", vmid=100))
+    await _cycles(w, 2)
+    facts = Counter((e.kind, e.vmid) for e in await _events(js))
+    assert facts[("vm.crashed", 100)] == 1
+    assert facts[("vm.started", 100)] == 1
+
+
+async def test_crash_and_restart_while_the_watcher_is_down_is_one_vm_crashed(
+    services: Any, lab: Any, js: Any
+) -> None:
+    first = await _start(services)
+    await _cycles(first.watchers[0], 1)
+    await services.stop(first)
+    lab.sim.crash_guest(100)
+    await lab.post("/nodes/pve1/qemu/100/status/start")
+    second = await _start(services)
+    await wait_until(_has(js, "vm.crashed", vmid=100))
+    await _cycles(second.watchers[0], 2)
+    facts = Counter((e.kind, e.vmid) for e in await _events(js))
+    assert facts[("vm.crashed", 100)] == 1

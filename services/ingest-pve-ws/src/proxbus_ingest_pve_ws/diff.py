@@ -20,8 +20,9 @@ from .notification import short_host
 # Task types after which a guest is legitimately stopped (or gone from this node).
 _STOP_TASK_NAMES = """qmstop vzstop qmshutdown vzshutdown qmigrate vzmigrate qmdestroy vzdestroy
 vzdump qmsuspend vzsuspend qmreboot vzreboot qmrestore vzrestore hastop hamigrate harelocate
-qmclone qmmove"""
+qmclone qmmove qmreset"""
 STOP_TASKS = frozenset(_STOP_TASK_NAMES.split())
+START_TASKS = frozenset({"qmstart", "vzstart", "hastart"})
 CLOCK_SLACK = 10  # seconds of clock difference tolerated between PVE and the watcher
 NO_UPTIME_WINDOW = 300  # stop tasks considered when the guest's boot time is unknown
 _HA_BAD = {"error": Severity.ERROR, "fence": Severity.ERROR, "recovery": Severity.WARNING}
@@ -102,6 +103,8 @@ def _add_resource(
             "uptime": int(r.get("uptime") or 0),
             "name": str(r.get("name") or ""),
         }
+        if isinstance(r.get("pid"), int):  # not in /cluster/resources today; used when present
+            snap.guests[str(r["vmid"])]["pid"] = r["pid"]
     elif rtype == "node" and isinstance(r.get("node"), str):
         snap.nodes[r["node"]] = str(r.get("status") or "unknown")
     elif rtype == "storage" and isinstance(r.get("storage"), str):
@@ -170,6 +173,48 @@ def _explained(vmid: str, run_start: float, tasks: Iterable[Mapping[str, Any]]) 
         ):
             return True
     return False
+
+
+def _started_since(vmid: str, since: float, tasks: Iterable[Mapping[str, Any]]) -> bool:
+    """A start task for ``vmid`` began after ``since`` and did not fail."""
+    for t in tasks:
+        ttype = t.get("type", t.get("worker_type"))
+        tid = str(t.get("id", t.get("worker_id")) or "")
+        start = t.get("starttime")
+        status = t.get("status")
+        if (
+            ttype in START_TASKS
+            and tid == vmid
+            and isinstance(start, int)
+            and start > since  # PVE and watcher clocks NTP-synced; one missed start at worst
+            and (status is None or status == "OK" or str(status).startswith("WARNINGS"))
+        ):
+            return True
+    return False
+
+
+def restart_evidence(
+    vmid: str, was: Mapping[str, Any], now: Mapping[str, Any], prev_at: float, cur_at: float,
+    tasks: Iterable[Mapping[str, Any]],
+) -> str | None:  # fmt: skip
+    """Why a guest running in both snapshots runs a new process now (or None).
+
+    PVE reports a running guest's uptime as the age of its process (qemu-server
+    ``PVE/QemuServer.pm`` ``vmstatus``: host uptime minus the process start time), so a boot
+    time later than the previous one is a new process; a changed ``pid`` where the entry has
+    one; or a successful start task since the previous snapshot (the guest must have stopped).
+    """
+    if was.get("pid") and now.get("pid") and was["pid"] != now["pid"]:
+        return "pid"
+    was_up = int(was.get("uptime") or 0)
+    if was_up > 0:
+        prev_boot = prev_at - was_up
+        cur_boot = cur_at - int(now.get("uptime") or 0)
+        if cur_boot > prev_boot + CLOCK_SLACK:
+            return "uptime"
+    if _started_since(vmid, prev_at, tasks):
+        return "start task"
+    return None
 
 
 def diff_snapshots(
@@ -271,6 +316,37 @@ def diff_snapshots(
             fingerprint_title=f"{guest} crashed",
             previous_uptime=uptime,
             guest_type=g["type"],
+        )
+
+    for vmid, g in sorted(cur.guests.items(), key=lambda kv: int(kv[0])):
+        was = prev.guests.get(vmid)
+        if not was or was["status"] != "running" or g["status"] != "running":
+            continue
+        if was["node"] != g["node"]:
+            continue  # moved: a migration, or HA recovery after a node loss (node.offline)
+        evidence = restart_evidence(vmid, was, g, prev.taken_at, cur.taken_at, tasks)
+        if evidence is None:
+            continue
+        uptime = int(was.get("uptime") or 0)
+        run_start = prev.taken_at - uptime if uptime > 0 else prev.taken_at - NO_UPTIME_WINDOW
+        if _explained(vmid, run_start, tasks):
+            continue  # stopped/rebooted by a task: a restart someone asked for
+        guest = "VM" if g["type"] == "qemu" else "CT"
+        label = f"{guest} {vmid}" + (f" ({g['name']})" if g["name"] else "")
+        emit(
+            "vm.crashed",
+            Severity.CRITICAL,
+            g["node"],
+            f"{label} crashed and was started again on {g['node']}",
+            f"{label} was running on {g['node']} and now runs a new process ({evidence}), "
+            "with no stop, shutdown, reboot or migration task for it since it started.",
+            (vmid, "crashed", int(run_start)),
+            vmid=int(vmid),
+            fingerprint_title=f"{guest} crashed",
+            previous_uptime=uptime,
+            guest_type=g["type"],
+            restarted=True,
+            evidence=evidence,
         )
 
     for key, s in sorted(cur.storage.items()):

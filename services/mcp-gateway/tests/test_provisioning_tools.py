@@ -7,14 +7,18 @@ check of the request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis import given
+from hypothesis import strategies as st
 from proxbus_mcp_gateway.auth import Caller, parse_scopes
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import ADMIN, READER, make_settings, sim_env
+from proxbus_mcp_gateway.tools.backups import parse_keep, prune_marks
 from proxbus_pvesim.model import GIB
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
@@ -284,9 +288,7 @@ async def test_pbs_snapshot_delete_and_prune_match_their_plans(
     assert sim.lab.pbs is not None
     ds = sim.lab.pbs.datastores["store1"]
     snap = ds.snapshots[0]
-    stamp = __import__("time").strftime(
-        "%Y-%m-%dT%H:%M:%SZ", __import__("time").gmtime(snap.backup_time)
-    )
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(snap.backup_time))
     name = f"{snap.backup_type}/{snap.backup_id}/{stamp}"
     before = writes(sim)
     planned = await call(gw, "delete_backup", store="store1", snapshot=name)
@@ -369,3 +371,45 @@ async def test_local_storage_is_listed_on_every_node_and_backups_found_without_n
     planned = await call(gw, "restore_backup", archive=on_pve2)
     assert planned.ok, planned.error
     assert planned.result.data["target"].endswith("on pve2")
+
+
+def _snaps(times: list[int], protected: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    return [{"backup-time": t, "protected": t in protected} for t in times]
+
+
+def test_prune_plan_follows_pbs_marking_across_options() -> None:
+    """keep last=2,daily=2 on two backups a day: the two newest (same day), then the newest
+    of each of the next two days; the day's second backups are removed (prune.rs)."""
+    day0 = int(time.mktime((2025, 3, 10, 12, 0, 0, 0, 0, -1)))
+    times = [day0 - d * 86400 - h * 3600 for d in range(5) for h in (0, 2)]
+    keep = parse_keep("last=2,daily=2")
+    marks = prune_marks(_snaps(times), keep)
+    kept = sorted((t for t, k in marks.items() if k), reverse=True)
+    assert kept == [times[0], times[1], times[2], times[4]]
+    protected = prune_marks(_snaps(times, frozenset({times[-1]})), keep)
+    assert protected[times[-1]] is True
+
+
+@given(
+    offsets=st.lists(st.integers(0, 400 * 86400), min_size=1, max_size=30, unique=True),
+    options=st.dictionaries(
+        st.sampled_from(["last", "hourly", "daily", "weekly", "monthly", "yearly"]),
+        st.integers(1, 6),
+        min_size=1,
+    ),
+)
+def test_prune_plan_equals_what_the_simulated_pbs_removes(
+    offsets: list[int], options: dict[str, int]
+) -> None:
+    from proxbus_pvesim.model import BackupSnapshot
+    from proxbus_pvesim.pbs_api import prune_selection
+
+    base = 1_740_000_000
+    times = [base - o for o in offsets]
+    text = ",".join(f"{k}={v}" for k, v in options.items())
+    plan_kept = {t for t, k in prune_marks(_snaps(times), parse_keep(text)).items() if k}
+    sim_kept = prune_selection(
+        [BackupSnapshot("vm", "100", t, 1) for t in times],
+        {f"keep-{k}": v for k, v in options.items()},
+    )
+    assert plan_kept == sim_kept

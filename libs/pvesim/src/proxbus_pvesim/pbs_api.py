@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .errors import ApiError, TaskFailure
@@ -14,10 +16,10 @@ from .tasks_api import task_routes
 
 PBS_VERSION = {"version": "4.0.18", "release": "4", "repoid": "8a6c2d5e1f0b"}
 _PERIODS = [
-    ("keep-hourly", "%Y%m%d%H"),
-    ("keep-daily", "%Y%m%d"),
-    ("keep-weekly", "%G%V"),
-    ("keep-monthly", "%Y%m"),
+    ("keep-hourly", "%Y/%m/%d/%H"),
+    ("keep-daily", "%Y/%m/%d"),
+    ("keep-weekly", "%G/%V"),
+    ("keep-monthly", "%Y/%m"),
     ("keep-yearly", "%Y"),
 ]
 
@@ -254,25 +256,46 @@ async def verify(call: Call) -> Any:
 
 
 def prune_selection(snaps: list[BackupSnapshot], opts: dict[str, Any]) -> set[int]:
-    """Backup times kept by PBS's prune rules (``keep-last`` then the period options)."""
+    """Backup times kept by PBS's prune rules (pbs-datastore/src/prune.rs
+    ``compute_prune_info``): ``keep-last``, then each period keeps the newest snapshot of each
+    of its newest N periods not already covered; a snapshot a pass marked (kept or removed)
+    is skipped by the later passes; protected snapshots are kept; no option keeps all."""
     ordered = sorted(snaps, key=lambda s: s.backup_time, reverse=True)
     if not any(opts.get(k) for k in ("keep-last", *(o for o, _ in _PERIODS))):
         return {s.backup_time for s in ordered}
-    keep = {s.backup_time for s in ordered[: int(opts.get("keep-last") or 0)]}
-    for opt, fmt in _PERIODS:
-        limit = int(opts.get(opt) or 0)
-        covered = {time.strftime(fmt, time.localtime(t)) for t in keep}
-        count = 0
+    marks: dict[int, str] = {}
+
+    def mark(limit: int, select: Callable[[int], str]) -> None:
+        included = {select(t) for t, m in marks.items() if m == "keep"}
+        chosen: set[str] = set()
         for s in ordered:
-            period = time.strftime(fmt, time.localtime(s.backup_time))
-            if period in covered:
+            t = s.backup_time
+            if t in marks:
                 continue
-            if count >= limit:
-                break
-            covered.add(period)
-            keep.add(s.backup_time)
-            count += 1
-    return keep
+            if s.protected:
+                marks[t] = "protected"
+                continue
+            sel = select(t)
+            if sel in included:
+                continue
+            if sel not in chosen:
+                if len(chosen) >= limit:
+                    break
+                chosen.add(sel)
+                marks[t] = "keep"
+            else:
+                marks[t] = "remove"
+
+    if opts.get("keep-last"):
+        mark(int(opts["keep-last"]), str)
+    for opt, fmt in _PERIODS:
+        if opts.get(opt):
+            mark(int(opts[opt]), partial(_local_period, fmt))
+    return {s.backup_time for s in ordered if s.protected or marks.get(s.backup_time) == "keep"}
+
+
+def _local_period(fmt: str, t: int) -> str:
+    return time.strftime(fmt, time.localtime(t))
 
 
 async def prune(call: Call) -> Any:

@@ -66,3 +66,26 @@ def test_any_program_rule_applies_to_every_program() -> None:
 def test_duplicate_rule_names_are_refused() -> None:
     with pytest.raises(ValueError, match="duplicate rule names: io"):
         RuleTable([*RULES, rule("io", "zed", "x", "disk.error")], "syslog.message")
+
+
+def test_literal_prefix_is_conservative() -> None:
+    from proxbus_events.classification import literal_prefix
+
+    assert literal_prefix(r"^end task (?P<upid>UPID:\S+)") == "end task "
+    assert literal_prefix(r"\[KNET\s*\] link") == "[KNET"
+    assert literal_prefix(r"ab*c") == "a"
+    assert literal_prefix(r"a|b") == ""
+    assert literal_prefix(r"x(a|b)") == "x"
+    assert literal_prefix(r"\bVM \d") == ""
+    assert literal_prefix(r"[Oo]ut of memory") == ""
+
+
+def test_needles_gate_the_regex_and_never_hide_a_match() -> None:
+    gated = rule("gated", "app", r"(?P<what>disk|nvme) failed", "disk.error", needles=("failed",))
+    table: RuleTable[str] = RuleTable([gated], "syslog.message")
+    assert table.classify("app", "nvme failed", "").kind == "disk.error"
+    assert table.classify("app", "nvme ok", "").kind == "syslog.message"
+    # a case-insensitive rule gets no derived needle (it would be case-sensitive)
+    loose = rule("loose", "app", r"^disk failed", "disk.error", flags=re.IGNORECASE)
+    assert loose.needles == ()
+    assert RuleTable([loose], "x").classify("app", "DISK FAILED", "").kind == "disk.error"

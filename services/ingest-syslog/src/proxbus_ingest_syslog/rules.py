@@ -36,9 +36,15 @@ def rule(
     kind: str,
     build: Build | None = None,
     source: str = "",
+    *,
+    needles: tuple[str, ...] = (),
 ) -> Rule[SyslogMessage]:
-    """A syslog rule (``programs``: space-separated app names, ``*`` for any)."""
-    return _rule(name, programs, pattern, kind, build, source=source)
+    """A syslog rule (``programs``: space-separated app names, ``*`` for any).
+
+    ``needles``: literals one of which every match contains, for patterns without a literal
+    prefix (the table skips the regex when none is in the line).
+    """
+    return _rule(name, programs, pattern, kind, build, source=source, needles=needles)
 
 
 # --- shared extraction --------------------------------------------------------------------
@@ -491,7 +497,8 @@ RULES: list[Rule[SyslogMessage]] = [
          r"^(?:start|starting|stop|stopping|shutdown|destroy|suspend|resume|"
          r"requesting reboot of) (?:VM|CT) (?P<vmid>\d{1,9}): (?P<upid>UPID:\S+)",
          FALLBACK_KIND, _worker_start,
-         "qemu-server src/PVE/API2/Qemu.pm, pve-container src/PVE/API2/LXC/Status.pm"),
+         "qemu-server src/PVE/API2/Qemu.pm, pve-container src/PVE/API2/LXC/Status.pm",
+         needles=(" VM ", " CT ")),
     rule("pbs-task-error", _PBS, r"^TASK ERROR: (?P<error>.+)", "task.failed", _pbs_task_error,
          "proxmox-rs proxmox-rest-server/src/worker_task.rs log_result"),
     # vzdump: the job's own lines say what happened to the guests
@@ -508,13 +515,15 @@ RULES: list[Rule[SyslogMessage]] = [
          source=_VZDUMP_PM),
     rule("vzdump-job-errors", _VZDUMP,
          r"^INFO: Backup job finished with errors|^ERROR: Backup job failed - (?P<error>.*)",
-         "backup.failed", _backup_job_failed, _VZDUMP_PM),
+         "backup.failed", _backup_job_failed, _VZDUMP_PM,
+         needles=("Backup job",)),
     rule("vzdump-job-start", _VZDUMP, r"^INFO: starting new backup job: (?P<cmdline>.*)",
          FALLBACK_KIND, _backup_job_start, _VZDUMP_PM),
     # replication
     rule("replication-failed", "pvescheduler pvesr",
          r"^(?P<vmid>\d{1,9})-(?P<job>\d+): got unexpected replication job error - (?P<error>.*)",
-         "replication.failed", _replication_failed, "pve-manager PVE/API2/Replication.pm"),
+         "replication.failed", _replication_failed, "pve-manager PVE/API2/Replication.pm",
+         needles=("got unexpected replication job error",)),
     # guest lifecycle
     rule("vm-started", _GUEST_DAEMONS,
          r"^VM (?P<vmid>\d{1,9}) started with PID (?P<pid>\d+)", "vm.started",
@@ -526,7 +535,8 @@ RULES: list[Rule[SyslogMessage]] = [
     rule("qmeventd-line", "qmeventd",
          r"^(?:Finished cleanup for (?P<vmid>\d{1,9})\b|(?P<qvmid>\d{1,9}): |"
          r"VM cleanup: |skipping cleanup|aborting cleanup)",
-         FALLBACK_KIND, _plain, "qemu-server src/qmeventd/qmeventd.c, src/PVE/CLI/qm.pm"),
+         FALLBACK_KIND, _plain, "qemu-server src/qmeventd/qmeventd.c, src/PVE/CLI/qm.pm",
+         needles=("cleanup", ": ")),
     rule("ct-started", "systemd",
          r"^Started pve-container@(?P<vmid>\d{1,9})\.service\b", "vm.started",
          _ct_state("vm.started"), "pve-container src/pve-container@.service (systemd unit)"),
@@ -535,7 +545,8 @@ RULES: list[Rule[SyslogMessage]] = [
          r"Failed with result '(?P<result>[^']+)')", "vm.stopped", _ct_state("vm.stopped"),
          "pve-container src/pve-container@.service (systemd unit)"),
     rule("guest-scope", "systemd", r"(?<![\w./-])(?P<vmid>\d{1,9})\.scope\b", FALLBACK_KIND, _plain,
-         "qemu-server src/PVE/QemuServer.pm (systemd scope qemu.slice/<vmid>.scope)"),
+         "qemu-server src/PVE/QemuServer.pm (systemd scope qemu.slice/<vmid>.scope)",
+         needles=(".scope",)),
     # HA manager: fencing and node state first, service lines after
     rule("ha-fenced", "pve-ha-crm",
          r"fencing: acknowledged - got agent lock for node '(?P<node>[^']+)'", "node.fenced",
@@ -553,14 +564,16 @@ RULES: list[Rule[SyslogMessage]] = [
          r"^(?:Start fencing node|\[fence) '(?P<node>[^']+)'|"
          r"^successfully acquired lock 'ha_agent_(?P<lnode>.+)_lock'",
          FALLBACK_KIND, _fence_detail,
-         "pve-ha-manager src/PVE/HA/Fence.pm, src/PVE/HA/Env/PVE2.pm"),
+         "pve-ha-manager src/PVE/HA/Fence.pm, src/PVE/HA/Env/PVE2.pm",
+         needles=("fenc", "ha_agent_")),
     rule("ha-service-state", _HA,
          r"service '(?P<sid>[^']+)': state changed from '(?P<old>\w+)' to '(?P<new>\w+)'",
          "ha.state", _ha_service_state, _HA_MANAGER),
     rule("ha-service-line", _HA,
          r"^(?:recover(?:ing)? service|(?:starting|stopping|unable to start|unable to stop) "
          r"service|service status|service) '?(?P<sid>(?:vm|ct):\d{1,9})'?",
-         "ha.state", _ha_service_line, f"{_HA_MANAGER}, {_HA_LRM}"),
+         "ha.state", _ha_service_line, f"{_HA_MANAGER}, {_HA_LRM}",
+         needles=("service",)),
     rule("ha-daemon-state", _HA, r"^status change (?P<old>\w+) => (?P<new>\w+)", "ha.state",
          _ha_daemon_state, "pve-ha-manager src/PVE/HA/CRM.pm, src/PVE/HA/LRM.pm"),
     rule("watchdog-expired", "watchdog-mux", r"client (?:\(PID \d+\) )?watchdog expired",
@@ -577,11 +590,13 @@ RULES: list[Rule[SyslogMessage]] = [
          "oom.kill", _oom_cgroup, "linux mm/oom_kill.c dump_oom_summary"),
     rule("oom-killed", "kernel",
          r"[Oo]ut of memory: Kill(?:ed)? process (?P<pid>\d+) \((?P<task>[^)]*)\)", "oom.kill",
-         _oom_killed, "linux mm/oom_kill.c __oom_kill_process"),
+         _oom_killed, "linux mm/oom_kill.c __oom_kill_process",
+         needles=("ut of memory: Kill",)),
     rule("qemu-segfault", "kernel",
          r"^(?:traps: )?(?P<comm>kvm|CPU \d+/KVM|qemu-system-\w+)\[(?P<pid>\d+)\]:? "
          r"(?P<what>segfault|general protection fault|trap invalid opcode)",
-         "vm.crashed", _qemu_crash, "linux arch/x86/mm/fault.c show_signal_msg"),
+         "vm.crashed", _qemu_crash, "linux arch/x86/mm/fault.c show_signal_msg",
+         needles=("segfault", "general protection", "invalid opcode")),
     # storage full (before disk errors: out of space is not a broken disk)
     rule("thin-pool-full", _THIN,
          r"Thin pool (?P<pool>\S+) (?P<part>data|metadata) is now (?P<pct>[\d.]+)% full",
@@ -589,14 +604,17 @@ RULES: list[Rule[SyslogMessage]] = [
     rule("thin-out-of-space", "kernel",
          r"device-mapper: thin: \S+: switching pool to out-of-(?:data|metadata)-space|"
          r"critical space allocation error, dev ", "storage.full",
-         source=f"linux drivers/md/dm-thin.c, {_BLK}"),
+         source=f"linux drivers/md/dm-thin.c, {_BLK}",
+         needles=("device-mapper: thin:", "critical space allocation")),
     # disks: the block layer's line is the event, controller details stay plain
     rule("kernel-io-error", "kernel",
          r"(?P<what>I/O|critical medium|critical target|critical nexus|recoverable transport|"
-         r"protection|timeout) error, dev (?P<dev>[\w-]+), sector", "disk.error", _disk, _BLK),
+         r"protection|timeout) error, dev (?P<dev>[\w-]+), sector", "disk.error", _disk, _BLK,
+         needles=(" error, dev ",)),
     rule("kernel-fs-error", "kernel",
          r"EXT4-fs error \(device (?P<dev>[^)]+)\)|XFS \((?P<xdev>[^)]+)\): .*(?:I/O error|"
-         r"[Cc]orruption)", "disk.error", _fs_error, "linux fs/ext4/super.c, fs/xfs/xfs_message.c"),
+         r"[Cc]orruption)", "disk.error", _fs_error, "linux fs/ext4/super.c, fs/xfs/xfs_message.c",
+         needles=("EXT4-fs error", "XFS (")),
     rule("nvme-failure", "kernel",
          r"nvme (?P<dev>nvme\d+): (?:(?P<what>I/O) \d+ QID \d+ timeout|"
          r"controller is down|Device not ready|Removing after probe failure)",
@@ -610,7 +628,8 @@ RULES: list[Rule[SyslogMessage]] = [
          r"^(?:Buffer I/O error on dev(?:ice)? (?P<dev>[\w-]+)|(?P<ata>ata\d+(?:\.\d+)?): |"
          r"sd \S+ \[(?P<sd>sd\w+)\] |(?P<nvme>nvme\d+n\d+): I/O Cmd)",
          FALLBACK_KIND, _disk_detail,
-         "linux fs/buffer.c, drivers/ata/libata-eh.c, drivers/scsi/sd.c, drivers/nvme/host/core.c"),
+         "linux fs/buffer.c, drivers/ata/libata-eh.c, drivers/scsi/sd.c, drivers/nvme/host/core.c",
+         needles=("Buffer I/O error", "ata", "sd ", "I/O Cmd")),
     rule("zed-error", "zed",
          r"class=(?P<cls>checksum|io|data|deadman|probe_failure|io_failure|delay) "
          r"pool='?(?P<pool>[^'\s]+)'?(?:.*?vdev=(?P<vdev>\S+))?", "disk.error", _zfs, _ZED),
@@ -632,7 +651,8 @@ RULES: list[Rule[SyslogMessage]] = [
          r"(?:openid )?authentication failure; rhost=(?P<rhost>\S+)(?: user=(?P<user>\S+))?",
          "auth.failed", _auth,
          "pve-access-control src/PVE/API2/AccessControl.pm, proxmox-rs "
-         "proxmox-rest-server/src/environment.rs"),
+         "proxmox-rest-server/src/environment.rs",
+         needles=("authentication failure",)),
     rule("sshd-auth", _SSHD,
          r"Failed (?:password|publickey|keyboard-interactive/pam|none) for (?:invalid user )?"
          r"(?P<user>\S+) from (?P<rhost>\S+) port \d+", "auth.failed", _auth,
@@ -650,8 +670,10 @@ RULES: list[Rule[SyslogMessage]] = [
          source="errno ENOSPC (strerror)"),
     # other lines naming a task (vnc proxy, service reload): plain, with the UPID's guest
     rule("task-line", _TASKS, r"(?P<upid>UPID:\S+)", FALLBACK_KIND, _worker_start,
-         "pve-manager PVE/API2/Nodes.pm, PVE/API2/Services.pm, PVE/API2Tools.pm"),
+         "pve-manager PVE/API2/Nodes.pm, PVE/API2/Services.pm, PVE/API2Tools.pm",
+         needles=("UPID:",)),
     # lines about one guest from the PVE daemons: plain, but with the guest id
     rule("guest-line", f"{_GUEST_DAEMONS} {_HA}", r"\b(?:VM|CT) \d{1,9}\b|\b(?:vm|ct):\d{1,9}\b",
-         FALLBACK_KIND, _plain, "qemu-server, pve-container, pve-manager PVE/Service/pvestatd.pm"),
+         FALLBACK_KIND, _plain, "qemu-server, pve-container, pve-manager PVE/Service/pvestatd.pm",
+         needles=("VM ", "CT ", "vm:", "ct:")),
 ]  # fmt: skip

@@ -295,8 +295,14 @@ async def test_pbs_snapshot_delete_and_prune_match_their_plans(
     assert planned.result.data["planned"] is True
     assert snap in ds.snapshots
     assert writes(sim) == before
+    volid = f"pbs-store:backup/{name}"
+    listed = await call(gw, "list_storage_content", storage="pbs-store")
+    assert volid in [i["volid"] for i in listed.result.data["items"]]
     assert (await call(gw, "delete_backup", store="store1", snapshot=name, confirm=True)).ok
     assert snap not in ds.snapshots
+    # the PVE view of the datastore is not served from the read cache afterwards
+    listed = await call(gw, "list_storage_content", storage="pbs-store")
+    assert volid not in [i["volid"] for i in listed.result.data["items"]]
 
     group = max(
         {(s.backup_type, s.backup_id) for s in ds.snapshots},

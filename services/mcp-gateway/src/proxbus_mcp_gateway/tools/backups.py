@@ -153,6 +153,13 @@ async def find_volume(
     raise NotFound(f"volume {volid} not found on {', '.join(nodes)}")
 
 
+def forget_backup_listings(ctx: CallContext, cluster: str | None) -> None:
+    """Drop the cluster's cached PVE reads: a PBS snapshot is also a volume of every PVE
+    storage pointing at that datastore, and a shared storage is listed per node."""
+    pool = ctx.gateway.pool
+    pool.cache.invalidate(pool.cluster(cluster).config.name)
+
+
 def _iso(epoch: Any) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch or 0)))
 
@@ -297,10 +304,12 @@ def register(reg: Registry) -> None:
                 current = {k: item.get(k) for k in ("size", "vmid", "ctime", "protected", "format")}
                 return plan("delete backup", args.volid, current, effect)
             path = f"/nodes/{node}/storage/{storage}/content/{quote(args.volid, safe='')}"
-            return await start_task(
+            result = await start_task(
                 ctx, args.cluster, node, "DELETE", path,
                 wait=True, timeout=45, action="delete backup", target=args.volid,
             )  # fmt: skip
+            forget_backup_listings(ctx, args.cluster)
+            return result
         assert args.store is not None
         assert args.snapshot is not None
         m = SNAPSHOT_RE.fullmatch(args.snapshot)
@@ -330,6 +339,7 @@ def register(reg: Registry) -> None:
             return plan("delete backup", target, current, effect)
         params = {"backup-type": btype, "backup-id": bid, "backup-time": btime}
         await pool.pbs_request(args.cluster, args.server, "DELETE", base, params)
+        forget_backup_listings(ctx, args.cluster)
         data = {"action": "delete backup", "target": target, "executed": True, "status": "ok"}
         return ToolResult(data, f"deleted backup {target}")
 
@@ -374,6 +384,7 @@ def register(reg: Registry) -> None:
             return res
         params = {**group, **{k.replace("_", "-"): v for k, v in keep.items() if v}}
         result = await pool.pbs_request(args.cluster, args.server, "POST", f"{base}/prune", params)
+        forget_backup_listings(ctx, args.cluster)
         items = [
             {
                 "backup-time": r.get("backup-time"),

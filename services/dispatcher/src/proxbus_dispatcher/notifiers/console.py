@@ -42,7 +42,9 @@ def format_notification(receiver: ConsoleReceiver, notification: Notification) -
         )
         if part
     )
-    title = " ".join(render_title(receiver, notification).split())
+    # The default title template starts with the severity, which the header already shows.
+    raw = render_title(receiver, notification) if receiver.title_template else first["title"]
+    title = " ".join(str(raw).split())
     header = (
         f"{datetime.now().strftime('%H:%M:%S')} {notification.severity.value.upper():<8} {title}"
     )

@@ -17,14 +17,19 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def _both(msg: SyslogMessage) -> tuple[Event, Event]:
+    """The fast and the validated event for ``msg`` (no global switch flipped)."""
     cls = classify(msg)
     fast = build_event(msg, cls, site="lab", node_of=NodeNamer(), received_at=NOW)
-    normalize._FAST_PATH = False
-    try:
-        slow = build_event(msg, cls, site="lab", node_of=NodeNamer(), received_at=NOW)
-    finally:
-        normalize._FAST_PATH = True
+    slow = build_event(msg, cls, site="lab", node_of=NodeNamer(), received_at=NOW, validate=True)
     return fast, slow
+
+
+def test_the_fast_path_is_in_use() -> None:
+    """Regression: once the model gained a field the fast path switched itself off, and the
+    equivalence tests below compared the validated path with itself, passing silently."""
+    assert normalize.FAST_PATH, (
+        "Event's fields changed: update normalize._EVENT_FIELDS and the fast path with them"
+    )
 
 
 def _same(fast: Event, slow: Event) -> None:

@@ -15,7 +15,7 @@ lint:
 	$(UV) run ruff check libs services tests bench
 
 types:
-	$(UV) run mypy libs/events/src libs/pvesim/src services/*/src
+	$(UV) run mypy libs/*/src services/*/src
 
 test:
 	./scripts/test.sh

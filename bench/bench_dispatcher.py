@@ -26,14 +26,15 @@ import httpx
 import nats
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig
-from proxbus_events import EVENTS_STREAM, Event, ensure_streams, event_headers, event_subject
-from proxbus_events.testing import (
+from proxbus_devtools.testing import (
     NatsServer,
     free_port,
     nats_server_binary,
     small_stream_limits,
     wait_for_port,
 )
+from proxbus_events import EVENTS_STREAM, Event, event_subject
+from proxbus_runtime import ensure_streams, event_headers
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-dispatcher")
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import nats
 from nats.js.api import StorageType, StreamConfig
-from proxbus_events import Event, EventPublisher, StreamLimits, ensure_streams
-from proxbus_events.testing import NatsServer, nats_server_binary
+from proxbus_devtools.testing import NatsServer, nats_server_binary
+from proxbus_events import Event, StreamLimits
+from proxbus_runtime import EventPublisher, ensure_streams
 
 PAYLOAD = b"x" * 200
 

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import nats
 from aiosmtpd.smtp import SMTP
-from proxbus_events import EVENTS_STREAM, Event, StreamLimits, ensure_streams, event_subject
-from proxbus_events.testing import NatsServer, free_port, nats_server_binary
+from proxbus_devtools.testing import NatsServer, free_port, nats_server_binary
+from proxbus_events import EVENTS_STREAM, Event, StreamLimits, event_subject
 from proxbus_ingest_email.app import EmailService
 from proxbus_ingest_email.intake import mail_to_event
 from proxbus_ingest_email.settings import Settings
+from proxbus_runtime import ensure_streams
 
 ROWS = [
     ("100", "web01", "ok", "1m 32s", "2.13 GiB", "vzdump-qemu-100-2026_11_24-01_00_02.vma.zst"),

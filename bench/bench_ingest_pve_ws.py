@@ -21,8 +21,8 @@ from pathlib import Path
 
 import nats
 from nats.js import JetStreamContext
-from proxbus_events import Event, call_tool, ensure_streams
-from proxbus_events.testing import NatsServer, nats_server_binary
+from proxbus_devtools.testing import NatsServer, nats_server_binary
+from proxbus_events import Event
 from proxbus_ingest_pve_ws.app import PveWsService
 from proxbus_ingest_pve_ws.testing import make_settings
 from proxbus_mcp_gateway.app import start_gateway
@@ -30,6 +30,7 @@ from proxbus_mcp_gateway.testing import make_settings as gateway_settings
 from proxbus_mcp_gateway.testing import sim_env
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
+from proxbus_runtime import call_tool, ensure_streams
 
 
 def _q(values: list[float], q: float) -> float:

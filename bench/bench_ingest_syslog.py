@@ -33,8 +33,9 @@ from typing import Any
 
 import nats
 from nats.js.api import StorageType, StreamConfig
-from proxbus_events import EVENTS_STREAM, Event, event_headers, event_subject
-from proxbus_events.testing import NatsServer, free_port, nats_server_binary, wait_for_port
+from proxbus_devtools.testing import NatsServer, free_port, nats_server_binary, wait_for_port
+from proxbus_events import EVENTS_STREAM, Event, event_subject
+from proxbus_runtime import event_headers
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-ingest-syslog")
 

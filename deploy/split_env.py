@@ -48,6 +48,8 @@ SHARED = frozenset(
         "NATS_TLS_CERT",
         "NATS_TLS_KEY",
         "NATS_CONNECT_TIMEOUT",
+        "NATS_JS_DOMAIN",
+        "SHUTDOWN_BUDGET",
         "EVENTS_MAX_AGE_DAYS",
         "EVENTS_MAX_BYTES",
         "HEALTH_HOST",

@@ -7,7 +7,7 @@ run() { "$UV" run --no-sync "$@"; }
 
 echo "== ruff format --check"; run ruff format --check libs services tests bench
 echo "== ruff check";          run ruff check libs services tests bench
-echo "== mypy (strict)";       run mypy libs/events/src libs/pvesim/src services/*/src
+echo "== mypy (strict)";       run mypy libs/*/src services/*/src
 echo "== pytest"
 status=0
 run pytest -q -p no:cacheprovider "$@" libs services tests || status=$?

@@ -28,8 +28,8 @@ import aiohttp
 import aiosmtplib
 import pytest
 from aiohttp import web
+from proxbus_devtools.testing import NatsServer, free_port, serve_app
 from proxbus_events import DELIVERIES_STREAM, EVENTS_STREAM
-from proxbus_events.testing import NatsServer, free_port, serve_app
 
 BIN = Path(sys.executable).parent
 SITE = "lab"

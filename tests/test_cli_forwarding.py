@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from proxbus_events.testing import NatsServer
+from proxbus_devtools.testing import NatsServer
 
 PROXBUS = str(Path(sys.executable).parent / "proxbus")
 
@@ -44,3 +44,14 @@ def test_dlq_listing_works_and_bad_usage_is_a_clear_error(nats_server: NatsServe
     bad = run(nats_server, "silence", "add", "colour=red")
     assert bad.returncode != 0
     assert "colour" in (bad.stderr + bad.stdout)
+
+
+def test_help_of_forwarded_commands_is_the_service_help(nats_server: NatsServer) -> None:
+    """Regression: ``proxbus dlq --help`` failed with "unrecognized arguments"."""
+    for command, words in (("dlq", ("list", "replay")), ("silence", ("add", "expire"))):
+        result = run(nats_server, command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert all(word in result.stdout for word in words), result.stdout
+    listed = subprocess.run([PROXBUS, "--help"], capture_output=True, text=True, timeout=30)
+    assert "dlq" in listed.stdout
+    assert "silence" in listed.stdout

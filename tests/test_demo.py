@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from proxbus_events.testing import free_port, wait_for_port
+from proxbus_devtools.testing import free_port, wait_for_port
 
 BIN = Path(sys.executable).parent
 SERVICES = ("ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp-gateway")

@@ -940,7 +940,7 @@ async def _healthy(service: str, env: dict[str, str], proc: Any, log: Path) -> N
 async def test_container_command_becomes_healthy_and_stops_on_sigterm(
     service: str, nats_server: Any, tmp_path: Path
 ) -> None:
-    from proxbus_events.testing import free_port
+    from proxbus_devtools.testing import free_port
     from proxbus_pvesim.testing import run_simulator
 
     overrides = {

@@ -404,7 +404,7 @@ def test_nats_configuration_is_accepted_by_nats_server(tmp_path: Path) -> None:
 async def test_remote_subscriber_from_the_docs_tails_events_over_tls_and_cannot_publish(
     tmp_path: Path,
 ) -> None:
-    from proxbus_events.testing import free_port
+    from proxbus_devtools.testing import free_port
     from proxbus_pvesim.tls import generate_tls
 
     (_, conf), = blocks("nats")  # fmt: skip

@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from proxbus_events.testing import NatsServer
+from proxbus_devtools.testing import NatsServer
 
 PROXBUS = str(Path(sys.executable).parent / "proxbus")
 

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 import subprocess
@@ -6,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from proxbus_events.testing import free_port, wait_for_port
+from proxbus_devtools.testing import free_port, wait_for_port
 
 PROXBUS = str(Path(sys.executable).parent / "proxbus")
 
@@ -89,7 +90,7 @@ def _nats_pid(port: int) -> int:
 
 
 def test_per_service_variables_reach_only_their_service() -> None:
-    from proxbus_events.supervisor import service_env
+    from proxbus_devtools.supervisor import service_env
 
     environ = {
         "PROXBUS_SITE": "lab",
@@ -100,3 +101,73 @@ def test_per_service_variables_reach_only_their_service() -> None:
     assert service_env("dispatcher", environ) == {"HEALTH_PORT": "9091"}
     assert service_env("ingest-pve-ws", environ) == {"HEALTH_PORT": "9090"}
     assert service_env("mcp-gateway", environ) == {}
+
+
+def _children_of(script: str, nats_port: int) -> set[int]:
+    """PIDs of live ``script`` processes started for the NATS on ``nats_port`` (any parent)."""
+    marker = f"NATS_URL=nats://127.0.0.1:{nats_port}\0".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            env = (entry / "environ").read_bytes() + b"\0"
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if script.encode() in cmd and marker in env and state != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        time.sleep(0.05)
+
+
+def test_a_killed_child_is_restarted_once_and_sigterm_leaves_no_child(tmp_path: Path) -> None:
+    """Regression: two watcher tasks per child started a crashed child twice, and SIGTERM left
+    the second copy running."""
+    nats_port, health_port, syslog_port = free_port(), free_port(), free_port()
+    log_path = tmp_path / "up.log"
+    env = {
+        **os.environ,
+        "PROXBUS_INGEST_SYSLOG_HEALTH_PORT": str(health_port),
+        "PROXBUS_INGEST_SYSLOG_SYSLOG_PORT": str(syslog_port),
+        "PROXBUS_INGEST_SYSLOG_HEALTH_HOST": "127.0.0.1",
+        "PROXBUS_INGEST_SYSLOG_SYSLOG_HOST": "127.0.0.1",
+    }
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [PROXBUS, "up", "--services", "ingest-syslog", "--nats-port", str(nats_port),
+             "--data-dir", str(tmp_path)],
+            stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+        )  # fmt: skip
+    seen: set[int] = set()
+    try:
+        wait_for_port(health_port, timeout=30)
+        first = _children_of("proxbus-ingest-syslog", nats_port)
+        assert len(first) == 1, first
+        seen |= first
+        os.kill(first.pop(), signal.SIGKILL)
+        _wait(lambda: _children_of("proxbus-ingest-syslog", nats_port) - seen, 20, "no restart")
+        wait_for_port(health_port, timeout=30)
+        # Past the restart backoff (1 s after the first crash) twice over: still one copy.
+        time.sleep(3)
+        now = _children_of("proxbus-ingest-syslog", nats_port)
+        seen |= now
+        assert len(now) == 1, now
+        restarts = [line for line in log_path.read_text().splitlines() if "exited with" in line]
+        assert len(restarts) == 1, restarts
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert _children_of("proxbus-ingest-syslog", nats_port) == set()
+    finally:
+        proc.kill()
+        for pid in seen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

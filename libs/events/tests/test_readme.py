@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 import anyio
-from proxbus_events import Event, EventPublisher
-from proxbus_events.testing import NatsServer
+from proxbus_devtools.testing import NatsServer
+from proxbus_events import Event
+from proxbus_runtime import EventPublisher
 
 README = Path(__file__).parents[1] / "README.md"
 

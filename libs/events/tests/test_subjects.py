@@ -1,13 +1,7 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from proxbus_events import (
-    Event,
-    event_subject,
-    events_filter,
-    parse_event_subject,
-    sanitize_token,
-)
+from proxbus_events import Event, event_subject, events_filter, parse_event_subject, sanitize_token
 
 
 @given(st.text())

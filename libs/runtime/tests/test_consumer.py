@@ -1,7 +1,8 @@
 import asyncio
 
 import anyio
-from proxbus_events import EVENTS_STREAM, Event, EventConsumer, EventPublisher, ReceivedEvent
+from proxbus_events import EVENTS_STREAM, Event
+from proxbus_runtime import EventConsumer, EventPublisher, ReceivedEvent
 
 
 async def collect(consumer: EventConsumer, n: int) -> list[ReceivedEvent]:

@@ -1,6 +1,6 @@
 import aiohttp
 from prometheus_client import CollectorRegistry
-from proxbus_events import EventPublisher, HealthServer, register_publisher
+from proxbus_runtime import EventPublisher, HealthServer, register_publisher
 
 
 async def test_health_and_metrics_answer_and_reflect_checks(js) -> None:

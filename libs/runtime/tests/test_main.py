@@ -10,9 +10,9 @@ def run_child(body: str) -> subprocess.Popen[str]:
     code = textwrap.dedent(
         """
         import asyncio, sys
-        from proxbus_events import ServiceSettings, run_service
+        from proxbus_runtime import ServiceSettings, main
 
-        async def main(stop):
+        async def serve(settings, stop):
             print("ready", flush=True)
             await stop.wait()
         """
@@ -25,7 +25,7 @@ def run_child(body: str) -> subprocess.Popen[str]:
 def test_sigterm_stops_the_service_cleanly() -> None:
     proc = run_child(
         """
-        sys.exit(run_service(main, name="unit", settings=ServiceSettings()))
+        sys.exit(main("unit", ServiceSettings, serve, argv=[]))
         """
     )
     assert proc.stdout is not None
@@ -37,7 +37,7 @@ def test_sigterm_stops_the_service_cleanly() -> None:
 def test_a_service_that_ignores_stop_is_cut_off_after_the_grace_period() -> None:
     proc = run_child(
         """
-        from proxbus_events.runner import serve_until_stopped
+        from proxbus_runtime.main import serve_until_stopped
         async def stubborn(stop):
             print("ready", flush=True)
             await stop.wait()
@@ -51,3 +51,56 @@ def test_a_service_that_ignores_stop_is_cut_off_after_the_grace_period() -> None
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=10) == 1
     assert time.monotonic() - started < 5
+
+
+def run_main(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    code = textwrap.dedent(
+        """
+        import sys
+        from proxbus_runtime import ServiceSettings, main
+
+        async def serve(settings, stop):
+            await stop.wait()
+
+        sys.exit(main("unit", ServiceSettings, serve, argv=sys.argv[1:]))
+        """
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_invalid_settings_exit_2_with_one_line_and_no_traceback() -> None:
+    result = run_main({"HEALTH_PORT": "99999", "NATS_PASSWORD": "s3cret"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("proxbus-unit: invalid settings: HEALTH_PORT:")
+    assert "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr
+    bad_level = run_main({"LOG_LEVEL": "loud"})
+    assert bad_level.returncode == 2
+    assert "LOG_LEVEL: unknown log level" in bad_level.stderr
+
+
+def test_test_connection_prints_one_line_per_check(nats_server) -> None:
+    result = run_main({"NATS_URL": nats_server.url}, "--test-connection")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["nats", "jetstream"]
+    assert all(": ok" in line for line in lines), lines
+
+
+def test_test_connection_fails_clearly_and_in_time_without_nats() -> None:
+    from proxbus_devtools.testing import free_port
+
+    started = time.monotonic()
+    result = run_main({"NATS_URL": f"nats://127.0.0.1:{free_port()}"}, "--test-connection")
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0].startswith("nats: FAIL ")
+    assert result.stdout.splitlines()[1] == "jetstream: FAIL no NATS connection"

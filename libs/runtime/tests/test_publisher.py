@@ -3,14 +3,9 @@ import json
 
 import anyio
 import pytest
-from proxbus_events import (
-    EVENTS_STREAM,
-    Event,
-    EventPublisher,
-    PublishError,
-    event_subject,
-)
-from proxbus_events.testing import NatsServer
+from proxbus_devtools.testing import NatsServer
+from proxbus_events import EVENTS_STREAM, Event, event_subject
+from proxbus_runtime import EventPublisher, PublishError
 
 
 def ev(i: int = 0, **kw: object) -> Event:
@@ -190,16 +185,15 @@ async def test_a_refused_event_is_dropped_and_counted_without_blocking_the_rest(
     assert [b["metadata"]["i"] for b in bodies] == [1, 3]
 
 
-async def test_ack_sink_resolves_stored_duplicate_and_refused(js) -> None:
+async def test_send_resolves_stored_duplicate_and_refused(js) -> None:
     from nats.js.api import StreamConfig
-    from proxbus_events import AckSink
 
     await js.add_stream(StreamConfig(name="SMALL", subjects=["small.>"], max_msg_size=64))
-    sink = AckSink(js)
-    stored = await sink.publish("small.x", b"a", {"Nats-Msg-Id": "one"})
-    again = await sink.publish("small.x", b"a", {"Nats-Msg-Id": "one"})
-    refused = await sink.publish("small.x", b"z" * 200, {"Nats-Msg-Id": "two"})
-    nobody = await sink.publish("nostream.x", b"a")
+    sink = EventPublisher(js)
+    stored = await sink.send("small.x", b"a", {"Nats-Msg-Id": "one"})
+    again = await sink.send("small.x", b"a", {"Nats-Msg-Id": "one"})
+    refused = await sink.send("small.x", b"z" * 200, {"Nats-Msg-Id": "two"})
+    nobody = await sink.send("nostream.x", b"a")
     assert await asyncio.wait_for(stored, 5) is True
     assert await asyncio.wait_for(again, 5) is False
     with pytest.raises(PublishError, match="refused"):

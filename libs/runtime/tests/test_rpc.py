@@ -1,15 +1,8 @@
 import json
 
 import pytest
-from proxbus_events import (
-    CALLER_HEADER,
-    ERROR_CODE_HEADER,
-    ERROR_HEADER,
-    RpcError,
-    RpcTimeout,
-    RpcUnavailable,
-    call_tool,
-)
+from proxbus_events import CALLER_HEADER, ERROR_CODE_HEADER, ERROR_HEADER
+from proxbus_runtime import RpcError, RpcTimeout, RpcUnavailable, call_tool
 
 
 async def test_call_tool_returns_the_structured_result(nc) -> None:

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
-from proxbus_events import Matcher, Silence, SilenceStore
+from proxbus_events import Matcher, Silence
+from proxbus_runtime import SilenceStore
 
 
 async def test_silences_are_stored_listed_and_expired_in_kv(js) -> None:

@@ -9,8 +9,8 @@ from proxbus_events import (
     EVENTS_STREAM,
     SILENCES_BUCKET,
     StreamLimits,
-    ensure_streams,
 )
+from proxbus_runtime import ensure_streams
 
 
 async def test_ensure_streams_creates_everything_of_the_contract(nc) -> None:
@@ -36,3 +36,36 @@ async def test_ensure_streams_is_idempotent_concurrent_and_updates_limits(nc) ->
     info = await js.stream_info(EVENTS_STREAM)
     assert info.config.max_age == 3600
     assert info.config.max_bytes == 10 * 1024**2
+
+
+async def test_ensure_streams_keeps_what_an_operator_added(make_nats_server) -> None:
+    """Sources (and replicas, placement) belong to the operator: an update must keep them."""
+    import dataclasses
+
+    import nats
+    from nats.js.api import StreamSource
+
+    server = make_nats_server()
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream(timeout=5)
+        await ensure_streams(js)
+        await js.add_stream(name="UPSTREAM", subjects=["upstream.>"])
+        info = await js.stream_info(EVENTS_STREAM)
+        await js.update_stream(
+            dataclasses.replace(info.config, sources=[StreamSource(name="UPSTREAM")])
+        )
+    finally:
+        await nc.close()
+    server.restart()
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream(timeout=5)
+        await ensure_streams(js, StreamLimits(events_max_age=3600))  # an owned field changes
+        info = await js.stream_info(EVENTS_STREAM)
+        assert info.config.max_age == 3600
+        assert [s.name for s in info.config.sources or []] == ["UPSTREAM"]
+        assert info.config.num_replicas == 1
+        assert info.config.subjects == ["proxbus.events.>"]
+    finally:
+        await nc.close()

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from proxbus_devtools.testing import serve_app
 from proxbus_dispatcher.app import DispatcherService
 from proxbus_dispatcher.settings import Settings
-from proxbus_events import Event, event_headers, event_subject
-from proxbus_events.testing import serve_app
+from proxbus_events import Event, event_subject
+from proxbus_runtime import event_headers
 
 
 @dataclass

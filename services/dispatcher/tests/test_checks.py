@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from proxbus_devtools.testing import free_port, serve_app
 from proxbus_dispatcher.checks import (
     NOTHING_TO_CHECK,
     RECEIVER_CHECKS,
@@ -26,7 +27,6 @@ from proxbus_dispatcher.notifiers.discord import DiscordReceiver
 from proxbus_dispatcher.notifiers.email import EmailReceiver
 from proxbus_dispatcher.notifiers.gotify import GotifyReceiver
 from proxbus_dispatcher.settings import Settings
-from proxbus_events.testing import free_port, serve_app
 from proxbus_pvesim.tls import generate_tls
 
 TOKEN = "hook-token-abc123"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from proxbus_events.testing import free_port
+from proxbus_devtools.testing import free_port
 from proxbus_pvesim.tls import generate_tls
 
 from .conftest import ev, publish, wait_until

@@ -12,9 +12,10 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from proxbus_devtools.testing import free_port
 from proxbus_dispatcher.dlq import dlq_list, dlq_replay
-from proxbus_events import Matcher, Silence, SilenceStore
-from proxbus_events.testing import free_port
+from proxbus_events import Matcher, Silence
+from proxbus_runtime import SilenceStore
 
 from .conftest import ev, publish, wait_until
 

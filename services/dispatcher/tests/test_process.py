@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from proxbus_events import SilenceStore
-from proxbus_events.testing import free_port
+from proxbus_devtools.testing import free_port
+from proxbus_runtime import SilenceStore
 
 from .conftest import ev, publish, wait_until
 
@@ -80,7 +80,7 @@ def test_invalid_routes_file_fails_at_start_with_line_and_reason(tmp_path: Path)
     routes = tmp_path / "routes.yaml"
     routes.write_text("receivers:\n  - {name: a, type: nats, subject: x}\nroute:\n  receiver: b\n")
     result = run_cli([], {"ROUTES_FILE": str(routes), "NATS_URL": "nats://127.0.0.1:1"})
-    assert result.returncode == 1
+    assert result.returncode == 2  # invalid configuration, like invalid settings
     assert f"{routes}:4: route.receiver: unknown receiver 'b'" in result.stderr
     checked = run_cli(["check-config", str(routes)], {})
     assert checked.returncode == 1

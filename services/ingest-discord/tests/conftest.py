@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from proxbus_events.testing import serve_app
+from proxbus_devtools.testing import serve_app
 from proxbus_ingest_discord.app import DiscordService
 from proxbus_ingest_discord.testing import DiscordStandIn, Signed, service_settings
 from proxbus_mcp_gateway.app import Running, start_gateway

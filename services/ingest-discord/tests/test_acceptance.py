@@ -7,7 +7,6 @@ import re
 import time
 from typing import Any
 
-from proxbus_events import SilenceStore
 from proxbus_ingest_discord.app import DiscordService
 from proxbus_ingest_discord.testing import (
     OPERATOR,
@@ -25,6 +24,7 @@ from proxbus_ingest_discord.testing import (
 )
 from proxbus_mcp_gateway.app import Running
 from proxbus_pvesim.simulator import Simulator
+from proxbus_runtime import SilenceStore
 
 
 def power_requests(sim: Simulator, vmid: int, action: str) -> int:
@@ -78,7 +78,8 @@ async def test_vms_lists_the_guests_of_all_nodes_or_of_one(
 async def test_events_shows_recent_events_of_the_stream_by_severity(
     signed: Signed, gateway: Running, js: Any
 ) -> None:
-    from proxbus_events import Event, EventPublisher
+    from proxbus_events import Event
+    from proxbus_runtime import EventPublisher
 
     async with EventPublisher(js) as pub:
         for sev, kind, title in [

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from proxbus_events.testing import free_port
+from proxbus_devtools.testing import free_port
 from proxbus_mcp_gateway.app import Running
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-ingest-discord")
@@ -35,10 +35,12 @@ async def run(*args: str, environment: dict[str, str], cwd: Path) -> tuple[int, 
 async def test_a_missing_or_malformed_public_key_exits_2_with_one_line(tmp_path: Path) -> None:
     code, _, err = await run(environment=env(), cwd=tmp_path)
     assert code == 2
-    assert err.strip() == "invalid settings: DISCORD_PUBLIC_KEY: Field required"
+    assert err.strip() == (
+        "proxbus-ingest-discord: invalid settings: DISCORD_PUBLIC_KEY: Field required"
+    )
     code, _, err = await run(environment=env(DISCORD_PUBLIC_KEY="not-hex"), cwd=tmp_path)
     assert code == 2
-    assert err.startswith("invalid settings: DISCORD_PUBLIC_KEY:")
+    assert err.startswith("proxbus-ingest-discord: invalid settings: DISCORD_PUBLIC_KEY:")
     assert len(err.strip().splitlines()) == 1
     code, _, err = await run(
         environment=env(DISCORD_PUBLIC_KEY="ab" * 32, DISCORD_OPERATORS="alice"), cwd=tmp_path
@@ -53,14 +55,13 @@ async def test_test_connection_reports_nats_and_the_gateway(
     ok_env = env(DISCORD_PUBLIC_KEY="ab" * 32, NATS_URL=nats_server.url)
     code, out, _ = await run("--test-connection", environment=ok_env, cwd=tmp_path)
     assert code == 0, out
-    assert out.splitlines() == [
-        f"nats {nats_server.url}: ok",
-        "gateway rpc (proxbus-gateway): ok",
-    ]
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["nats", "jetstream", "gateway rpc"]
+    assert all(": ok" in line for line in lines), lines
     await gateway.close()
     code, out, _ = await run("--test-connection", environment=ok_env, cwd=tmp_path)
     assert code == 1
-    assert out.splitlines()[1].startswith("gateway rpc (proxbus-gateway): FAIL")
+    assert out.splitlines()[2].startswith("gateway rpc: FAIL")
     dead = env(DISCORD_PUBLIC_KEY="ab" * 32, NATS_URL=f"nats://127.0.0.1:{free_port()}")
     code, out, _ = await run("--test-connection", environment=dead, cwd=tmp_path)
     assert code == 1

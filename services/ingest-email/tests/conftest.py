@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxbus_events.testing import NatsServer, free_port, require_binary, wait_for_port
+from proxbus_devtools.testing import NatsServer, free_port, require_binary, wait_for_port
 from proxbus_ingest_email.app import EmailService
 from proxbus_ingest_email.settings import Settings
 from proxbus_pvesim.tls import generate_tls

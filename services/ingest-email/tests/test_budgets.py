@@ -19,8 +19,8 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from proxbus_devtools.testing import free_port, wait_for_port
 from proxbus_events import EVENTS_STREAM
-from proxbus_events.testing import free_port, wait_for_port
 
 MIB = 1024 * 1024
 

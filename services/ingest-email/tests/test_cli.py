@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from proxbus_events.testing import free_port, wait_for_port
+from proxbus_devtools.testing import free_port, wait_for_port
 
 
 def script() -> list[str]:

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 from aioimaplib import aioimaplib
-from proxbus_events import EVENTS_STREAM, Event, PullConsumer
+from proxbus_events import EVENTS_STREAM, Event
+from proxbus_runtime import PullConsumer
 
 
 class Mailbox:

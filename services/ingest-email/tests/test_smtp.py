@@ -6,7 +6,8 @@ import asyncio
 
 import aiosmtplib
 import pytest
-from proxbus_events import EVENTS_STREAM, Event, PullConsumer
+from proxbus_events import EVENTS_STREAM, Event
+from proxbus_runtime import PullConsumer
 
 
 async def send(port: int, raw: bytes, **kwargs) -> tuple[int, str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from proxbus_events.testing import free_port, serve_app
+from proxbus_devtools.testing import free_port, serve_app
 from proxbus_ingest_pve_ws.checks import (
     check_endpoints,
     check_gotify,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
-from proxbus_events.testing import serve_app
+from proxbus_devtools.testing import serve_app
 from proxbus_ingest_pve_ws.testing import stored_events, wait_until
 
 TOKEN = "Cclienttoken"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from proxbus_events.testing import free_port
+from proxbus_devtools.testing import free_port
 from proxbus_ingest_pve_ws.testing import stored_events
 
 SCRIPT = Path(sys.executable).parent / "proxbus-ingest-pve-ws"

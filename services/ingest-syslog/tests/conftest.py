@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from proxbus_events.testing import free_port
-from proxbus_ingest_syslog.app import SyslogService
+from proxbus_devtools.testing import free_port
+from proxbus_ingest_syslog.app import SyslogService, serving
 from proxbus_ingest_syslog.settings import Settings
 
 
@@ -44,12 +44,8 @@ def make_settings(nats_url: str, port: int, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[SyslogService]:
-    service = SyslogService(settings)
-    await service.start()
-    try:
+    async with serving(settings) as service:
         yield service
-    finally:
-        await service.stop()
 
 
 async def wait_until(

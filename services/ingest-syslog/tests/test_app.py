@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
+from proxbus_devtools.testing import NatsServer
 from proxbus_events import EVENTS_STREAM, Event
-from proxbus_events.testing import NatsServer
 
 from .conftest import free_udp_tcp_port, line, make_settings, metric, running, wait_until
 
@@ -251,6 +251,6 @@ async def test_disabled_by_the_seed_toggle_listens_on_nothing_but_stays_healthy(
             await asyncio.open_connection("127.0.0.1", port)
         async with (
             aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{svc.health.port}/health") as resp,
+            http.get(f"http://127.0.0.1:{svc.runtime.health.port}/health") as resp,
         ):
             assert resp.status == 200

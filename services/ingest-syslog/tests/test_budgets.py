@@ -7,8 +7,9 @@ import logging
 
 import pytest
 from nats.js import JetStreamContext
-from proxbus_events import EVENTS_STREAM, Event, PullConsumer
-from proxbus_events.testing import NatsServer
+from proxbus_devtools.testing import NatsServer
+from proxbus_events import EVENTS_STREAM, Event
+from proxbus_runtime import PullConsumer
 
 from .conftest import free_udp_tcp_port, line, make_settings, metric, running, wait_until
 

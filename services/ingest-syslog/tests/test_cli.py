@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 from nats.js import JetStreamContext
+from proxbus_devtools.testing import NatsServer, free_port
 from proxbus_events import EVENTS_STREAM
-from proxbus_events.testing import NatsServer, free_port
 
 from .conftest import free_udp_tcp_port, line, wait_until
 

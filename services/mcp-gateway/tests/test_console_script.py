@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from proxbus_events.testing import free_port
+from proxbus_devtools.testing import free_port
 from proxbus_mcp_gateway.testing import ADMIN_SECRET, sim_env
 from proxbus_pvesim.simulator import Simulator
 

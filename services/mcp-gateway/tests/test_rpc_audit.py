@@ -7,10 +7,11 @@ import json
 from typing import Any
 
 import pytest
-from proxbus_events import AUDIT_STREAM, Event, EventPublisher, RpcError, RpcTimeout, call_tool
+from proxbus_events import AUDIT_STREAM, Event
 from proxbus_mcp_gateway.app import Running, start_gateway
 from proxbus_mcp_gateway.testing import ADMIN, make_settings, sim_env
 from proxbus_pvesim.simulator import Simulator
+from proxbus_runtime import EventPublisher, RpcError, RpcTimeout, call_tool
 
 
 async def started(sim: Simulator, nats_url: str, **overrides: Any) -> Running:

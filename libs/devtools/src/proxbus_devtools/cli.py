@@ -1,4 +1,10 @@
-"""The ``proxbus`` command: ``events tail|publish|stats``, ``check``, ``up``, ``silence``, ``dlq``."""
+"""The ``proxbus`` command: ``events tail|publish|stats``, ``check``, ``up``, and service commands.
+
+Service admin commands (the dispatcher's ``silence`` and ``dlq``) are found through the
+``proxbus.commands`` entry-point group: ``name = "package.module:function"``, where
+``function(argv)`` gets ``[name, *arguments]`` and returns the exit code. No service is imported
+by name here.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +13,53 @@ import asyncio
 import json
 import os
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Any
 
-from pydantic import ValidationError
-
-from .event import Event, Severity, Source
-from .logs import configure_logging
-from .publisher import EventPublisher
-from .settings import ServiceSettings, connect_nats
-from .streams import (
+from proxbus_events import (
     AUDIT_STREAM,
     DELIVERIES_STREAM,
     DLQ_STREAM,
     EVENTS_STREAM,
+    ConfigError,
+    Event,
+    Severity,
+    Source,
+    events_filter,
+)
+from proxbus_runtime import (
+    EventPublisher,
+    ServiceSettings,
+    build_settings,
+    configure_logging,
+    connect_nats,
     ensure_streams,
 )
-from .subjects import events_filter
+from pydantic import ValidationError
+
 from .tail import format_row, kind_matches
 
 SUPPRESSED_PREFIX = "proxbus.suppressed"
 
 
+COMMANDS_GROUP = "proxbus.commands"
+
+
 def _version() -> str:
     try:
-        return version("proxbus-events")
+        return version("proxbus-devtools")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def service_commands() -> dict[str, Callable[[list[str]], int]]:
+    """The admin commands installed services offer (entry-point group ``proxbus.commands``)."""
+    return {ep.name: ep.load() for ep in entry_points(group=COMMANDS_GROUP)}
+
+
+def _service_command_names() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=COMMANDS_GROUP))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,17 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default=os.path.expanduser("~/.local/share/proxbus"))
     up.add_argument("--no-nats", action="store_true", help="use the NATS at --nats-url instead")
 
-    for name, text in (("silence", "manage silences"), ("dlq", "list or replay dead letters")):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+    for name in _service_command_names():
+        sub.add_parser(name, help=f"{name} (see proxbus {name} --help)", add_help=False)
     return parser
 
 
-def _settings(args: argparse.Namespace) -> ServiceSettings:
-    settings = ServiceSettings()
-    if args.nats_url:
-        settings.nats_url = args.nats_url
-    return settings
+def _split_service_command(argv: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
+    """``(global options, command, its arguments)`` when argv names a service command."""
+    names = set(_service_command_names())
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--nats-url":
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        if arg in names:
+            return list(argv[:i]), arg, list(argv[i + 1 :])
+        break
+    return list(argv), None, []
 
 
 async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
@@ -224,23 +260,22 @@ async def _check(settings: ServiceSettings) -> int:
     return 0 if ok else 1
 
 
-def _forward(command: str, rest: list[str]) -> int:
-    try:
-        from proxbus_dispatcher.admin import cli_main  # type: ignore[import-not-found]
-    except ImportError:
-        print(f"proxbus {command}: the dispatcher package is not installed", file=sys.stderr)
-        return 2
-    return int(cli_main([command, *rest]))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = _settings(args)
-    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), settings.log_format, "proxbus")
-    if args.command in ("silence", "dlq"):
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    options, command, rest = _split_service_command(argv)
+    if command is not None:
+        # Everything after the command is the service's (its --help included).
+        args = build_parser().parse_args([*options, command])
         if args.nats_url:
             os.environ["NATS_URL"] = args.nats_url
-        return _forward(args.command, args.rest)
+        return int(service_commands()[command]([command, *rest]))
+    args = build_parser().parse_args(argv)
+    try:
+        settings = build_settings(ServiceSettings, {"nats_url": args.nats_url})
+    except ConfigError as exc:
+        print(f"proxbus: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), settings.log_format, "proxbus")
     if args.command == "up":
         from .supervisor import run_up
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import ServiceSettings
+from proxbus_runtime import ServiceSettings
 
 log = logging.getLogger("proxbus.up")
 
@@ -200,8 +200,9 @@ async def supervise(children: list[Child], stop: asyncio.Event) -> int:
             if stop.is_set():
                 break
             await _start(child)
-            # Watch from the start: a child that dies while we wait for it is restarted.
-            watchers.append(asyncio.create_task(watch(child)))
+            # One watcher per child, from the start: a child that dies while we wait for it
+            # is restarted (exactly once per exit).
+            watchers.append(asyncio.create_task(watch(child), name=f"watch-{child.name}"))
             if child.ready_url:
                 await _wait_port(child.ready_url, stop)
                 log.info("%s ready at %s", child.name, child.ready_url)
@@ -211,7 +212,6 @@ async def supervise(children: list[Child], stop: asyncio.Event) -> int:
                     log.error(
                         "the simulator wrote no %s; the gateway will have no Proxmox", env_file
                     )
-            watchers.append(asyncio.create_task(watch(child)))
         await stop.wait()
         log.info("stopping %d processes", sum(c.proc is not None for c in children))
         return 0
@@ -220,10 +220,11 @@ async def supervise(children: list[Child], stop: asyncio.Event) -> int:
         return 1
     finally:
         stop.set()
-        await _stop_all(children)
+        # Watchers first, so none starts a child again while the children are stopped.
         for w in watchers:
             w.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
+        await _stop_all(children)
 
 
 async def _stop_all(children: list[Child]) -> None:

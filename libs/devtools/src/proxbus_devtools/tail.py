@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from .event import Event, Severity
+from proxbus_events import Event, Severity
 
 _COLOURS = {
     Severity.DEBUG: "\x1b[2m",

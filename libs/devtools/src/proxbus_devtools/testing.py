@@ -1,14 +1,12 @@
 """Pytest plugin: a real ``nats-server`` per test, and helpers for loopback servers.
 
-Loaded for the whole workspace through ``-p proxbus_events.testing``. Fixtures:
+Loaded for the whole workspace through ``-p proxbus_devtools.testing``. Fixtures:
 
 - ``nats_server``: a ``NatsServer`` with JetStream in a temp dir on a free loopback port;
   ``stop()`` / ``start()`` / ``restart()`` (same port and store) for fault tests.
 - ``nc``: a connected nats-py client; ``js``: its JetStream context with the contract's
   streams and buckets ensured (memory-friendly limits).
 
-With ``PROXBUS_TEST_BROKER=container`` and a Docker engine answering, the broker is a NATS
-container from testcontainers instead (``stop``/``restart`` are then not supported).
 Under ``CI=true`` a missing ``nats-server`` binary fails the test instead of skipping it.
 """
 
@@ -16,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import socket
@@ -23,14 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-
-from .streams import StreamLimits, ensure_streams
+from proxbus_events import StreamLimits
+from proxbus_runtime import ensure_streams
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -76,11 +75,21 @@ def require_binary(name: str, path: str | None) -> str:
 
 
 class NatsServer:
-    """A ``nats-server -js`` subprocess on loopback."""
+    """A ``nats-server`` subprocess on loopback: JetStream on (in ``domain`` if given) or off."""
 
-    def __init__(self, binary: str, store_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        store_dir: Path,
+        port: int | None = None,
+        *,
+        jetstream: bool = True,
+        domain: str | None = None,
+    ) -> None:
         self.binary = binary
         self.store_dir = store_dir
+        self.jetstream = jetstream
+        self.domain = domain
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -94,14 +103,15 @@ class NatsServer:
         """Start (or start again after ``stop()``) on the same port and store."""
         if self.proc is not None and self.proc.poll() is None:
             return
-        args = [
-            self.binary,
-            "-a", self.host,
-            "-p", str(self.port),
-            "-js",
-            "-sd", str(self.store_dir / "js"),
-            "--log", str(self.log_path),
-        ]  # fmt: skip
+        args = [self.binary, "-a", self.host, "-p", str(self.port), "--log", str(self.log_path)]
+        if self.domain is not None:
+            conf = self.store_dir / "nats.conf"
+            conf.write_text(
+                f'jetstream {{ store_dir: "{self.store_dir / "js"}", domain: {self.domain} }}\n'
+            )
+            args += ["-c", str(conf)]
+        elif self.jetstream:
+            args += ["-js", "-sd", str(self.store_dir / "js")]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for_port(self.port, self.host, timeout)
@@ -141,44 +151,6 @@ class NatsServer:
         return self.proc is not None and self.proc.poll() is None
 
 
-class ContainerNatsServer:
-    """The same interface backed by a testcontainers NATS container (no stop/restart)."""
-
-    def __init__(self) -> None:
-        from testcontainers.core.container import DockerContainer
-
-        self._container: Any = (
-            DockerContainer("nats:2.10").with_command("-js").with_exposed_ports(4222)
-        )
-        self._container.start()
-        self.host = self._container.get_container_host_ip()
-        self.port = int(self._container.get_exposed_port(4222))
-        wait_for_port(self.port, self.host, 30)
-
-    @property
-    def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        self._container.stop()
-
-    def start(self) -> None:
-        raise NotImplementedError("restart is not supported for the container broker")
-
-    restart = start
-    kill = stop
-
-
-def _docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env().ping()
-        return True
-    except Exception:
-        return False
-
-
 def small_stream_limits() -> StreamLimits:
     """Limits for tests: small, fast-to-create file streams."""
     return StreamLimits(events_max_bytes=256 * 1024**2, audit_max_bytes=64 * 1024**2)
@@ -199,16 +171,49 @@ async def serve_app(app: web.Application) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
+async def wait_until(
+    condition: Callable[[], Awaitable[object] | object],
+    timeout: float = 20.0,
+    interval: float = 0.02,
+    message: str = "",
+) -> None:
+    """Poll ``condition`` (sync or async) until it is true; ``AssertionError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def make_nats_server(tmp_path: Path) -> Iterator[Callable[..., NatsServer]]:
+    """A factory of started ``NatsServer``s (``jetstream=False``, ``domain=...``), all killed after."""
+    binary = require_binary("nats-server", nats_server_binary())
+    servers: list[NatsServer] = []
+
+    def make(**options: Any) -> NatsServer:
+        store = tmp_path / f"nats-{len(servers)}"
+        store.mkdir()
+        server = NatsServer(binary, store, **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.kill()
+
+
 @pytest.fixture
 def nats_server() -> Iterator[NatsServer]:
     """A real nats-server with JetStream on a free loopback port."""
-    if os.environ.get("PROXBUS_TEST_BROKER") == "container" and _docker_answers():
-        container = ContainerNatsServer()
-        try:
-            yield container  # type: ignore[misc]
-        finally:
-            container.stop()
-        return
     binary = require_binary("nats-server", nats_server_binary())
     with tempfile.TemporaryDirectory(prefix="proxbus-nats-") as tmp:
         server = NatsServer(binary, Path(tmp))

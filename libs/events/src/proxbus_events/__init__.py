@@ -1,7 +1,10 @@
-"""proxbus-events: the event contract v1, NATS subjects/streams and shared service runtime."""
+"""proxbus-events: the wire contract v1 (pure data; no NATS, no HTTP).
 
-from .consumer import EventConsumer, PullConsumer, ReceivedEvent
-from .errors import ProxbusError, PublishError, RpcError, RpcTimeout, RpcUnavailable
+The event model, subject names, stream and KV definitions, matchers, the silence model and the
+Proxmox facts (UPIDs, host names, guest ids, the vzdump table) every service shares.
+"""
+
+from .errors import ConfigError, ProxbusError
 from .event import (
     EVENT_SCHEMA,
     FINGERPRINT_SUBJECT_KEY,
@@ -20,24 +23,29 @@ from .event import (
     severity_from_syslog,
     truncate,
 )
-from .health import HealthServer
-from .logs import configure_logging
 from .matchers import Matcher, match_all
-from .metrics import PublisherCollector, register_publisher
-from .publisher import AckSink, EventPublisher, PublisherStats, event_headers
-from .rpc import CALLER_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, RPC_SERVICE_NAME, call_tool
-from .runner import ServiceMain, run_service, serve_until_stopped
-from .settings import ServiceSettings, connect_nats
-from .silences import Silence, SilenceStore
+from .proxmox import (
+    Upid,
+    VzdumpGuest,
+    backup_subject_vmid,
+    find_upid,
+    guest_id,
+    parse_upid,
+    parse_vzdump_table,
+    short_host,
+)
+from .rpc import CALLER_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, RPC_SERVICE_NAME
+from .silences import Silence
 from .streams import (
     AUDIT_STREAM,
+    BUCKETS,
     CURSORS_BUCKET,
     DELIVERIES_STREAM,
     DLQ_STREAM,
     EVENTS_STREAM,
     SILENCES_BUCKET,
     StreamLimits,
-    ensure_streams,
+    stream_specs,
 )
 from .subjects import (
     EventSubject,
@@ -53,6 +61,7 @@ from .subjects import (
 
 __all__ = [
     "AUDIT_STREAM",
+    "BUCKETS",
     "CALLER_HEADER",
     "CURSORS_BUCKET",
     "DELIVERIES_STREAM",
@@ -69,50 +78,37 @@ __all__ = [
     "SILENCES_BUCKET",
     "TITLE_LIMIT",
     "TRUNCATION_MARKER",
-    "AckSink",
+    "ConfigError",
     "Event",
-    "EventConsumer",
-    "EventPublisher",
     "EventSubject",
-    "HealthServer",
     "Matcher",
     "ProxbusError",
-    "PublishError",
-    "PublisherCollector",
-    "PublisherStats",
-    "PullConsumer",
-    "ReceivedEvent",
-    "RpcError",
-    "RpcTimeout",
-    "RpcUnavailable",
-    "ServiceMain",
-    "ServiceSettings",
     "Severity",
     "Silence",
-    "SilenceStore",
     "Source",
     "StreamLimits",
+    "Upid",
+    "VzdumpGuest",
     "apply_severity_floor",
     "audit_subject",
-    "call_tool",
+    "backup_subject_vmid",
     "compute_fingerprint",
-    "configure_logging",
-    "connect_nats",
     "delivery_subject",
     "deterministic_event_id",
     "dlq_subject",
-    "ensure_streams",
-    "event_headers",
     "event_subject",
     "events_filter",
+    "find_upid",
+    "guest_id",
     "match_all",
     "new_event_id",
     "parse_event_subject",
-    "register_publisher",
+    "parse_upid",
+    "parse_vzdump_table",
     "rpc_subject",
-    "run_service",
     "sanitize_token",
-    "serve_until_stopped",
     "severity_from_syslog",
+    "short_host",
+    "stream_specs",
     "truncate",
 ]

@@ -1,23 +1,16 @@
-"""JetStream streams and KV buckets of the contract, created or updated idempotently."""
+"""JetStream streams and KV buckets of the contract, as plain data.
+
+The runtime (``proxbus_runtime.ensure_streams``) creates what is missing and updates only the
+fields listed in ``OWNED_STREAM_FIELDS``: sources, mirrors, replicas and placement an operator
+set on a stream are theirs.
+"""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-
-from nats.js import JetStreamContext
-from nats.js.api import (
-    DiscardPolicy,
-    KeyValueConfig,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from typing import Literal
 
 from .subjects import AUDIT_PREFIX, DELIVERIES_PREFIX, DLQ_PREFIX, EVENTS_PREFIX
-
-log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "PROXBUS_EVENTS"
 DELIVERIES_STREAM = "PROXBUS_DELIVERIES"
@@ -29,10 +22,18 @@ CURSORS_BUCKET = "proxbus_cursors"
 DAY = 86_400.0
 GIB = 1024**3
 
+# The stream settings the contract decides; everything else belongs to the operator.
+OWNED_STREAM_FIELDS = ("subjects", "max_age", "max_bytes", "duplicate_window", "discard")
+
+Storage = Literal["file", "memory"]
+
 
 @dataclass(slots=True, frozen=True)
 class StreamLimits:
-    """Retention limits; the defaults are the contract's."""
+    """Retention limits; the defaults are the contract's.
+
+    ``storage`` and ``replicas`` apply when a stream or bucket is created, never on update.
+    """
 
     events_max_age: float = 7 * DAY
     events_max_bytes: int = GIB
@@ -41,80 +42,43 @@ class StreamLimits:
     dlq_max_age: float = 30 * DAY
     audit_max_age: float = 30 * DAY
     audit_max_bytes: int = GIB
-    storage: StorageType = StorageType.FILE
+    storage: Storage = "file"
     replicas: int = 1
 
 
-def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
+@dataclass(slots=True, frozen=True)
+class StreamSpec:
+    """One stream of the contract (``max_bytes = -1``: unlimited)."""
+
+    name: str
+    subjects: tuple[str, ...]
+    retention: Literal["limits", "workqueue"]
+    max_age: float
+    duplicate_window: float
+    max_bytes: int = -1
+    discard: Literal["old", "new"] = "old"
+
+
+@dataclass(slots=True, frozen=True)
+class BucketSpec:
+    """One KV bucket of the contract."""
+
+    name: str
+    history: int
+
+
+def stream_specs(limits: StreamLimits) -> list[StreamSpec]:
     """The four streams of the contract."""
+    window = limits.duplicate_window
     return [
-        StreamConfig(
-            name=EVENTS_STREAM,
-            subjects=[f"{EVENTS_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            max_age=limits.events_max_age,
-            max_bytes=limits.events_max_bytes,
-            duplicate_window=limits.duplicate_window,
-            discard=DiscardPolicy.OLD,
-            storage=limits.storage,
-            num_replicas=limits.replicas,
-        ),
-        StreamConfig(
-            name=DELIVERIES_STREAM,
-            subjects=[f"{DELIVERIES_PREFIX}.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            max_age=limits.deliveries_max_age,
-            duplicate_window=limits.duplicate_window,
-            storage=limits.storage,
-            num_replicas=limits.replicas,
-        ),
-        StreamConfig(
-            name=DLQ_STREAM,
-            subjects=[f"{DLQ_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            max_age=limits.dlq_max_age,
-            duplicate_window=limits.duplicate_window,
-            storage=limits.storage,
-            num_replicas=limits.replicas,
-        ),
-        StreamConfig(
-            name=AUDIT_STREAM,
-            subjects=[f"{AUDIT_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            max_age=limits.audit_max_age,
-            max_bytes=limits.audit_max_bytes,
-            duplicate_window=limits.duplicate_window,
-            discard=DiscardPolicy.OLD,
-            storage=limits.storage,
-            num_replicas=limits.replicas,
-        ),
-    ]
+        StreamSpec(EVENTS_STREAM, (f"{EVENTS_PREFIX}.>",), "limits",
+                   limits.events_max_age, window, limits.events_max_bytes),
+        StreamSpec(DELIVERIES_STREAM, (f"{DELIVERIES_PREFIX}.>",), "workqueue",
+                   limits.deliveries_max_age, window),
+        StreamSpec(DLQ_STREAM, (f"{DLQ_PREFIX}.>",), "limits", limits.dlq_max_age, window),
+        StreamSpec(AUDIT_STREAM, (f"{AUDIT_PREFIX}.>",), "limits",
+                   limits.audit_max_age, window, limits.audit_max_bytes),
+    ]  # fmt: skip
 
 
-async def ensure_streams(js: JetStreamContext, limits: StreamLimits | None = None) -> None:
-    """Create the contract's streams and KV buckets, or update them to ``limits``.
-
-    Safe to call from every service at start, concurrently.
-    """
-    limits = limits or StreamLimits()
-    for config in stream_configs(limits):
-        assert config.name is not None
-        try:
-            await js.stream_info(config.name)
-        except NotFoundError:
-            try:
-                await js.add_stream(config)
-                log.info("created stream %s", config.name)
-                continue
-            except Exception:
-                # Another service may have created it between our two calls.
-                await js.stream_info(config.name)
-        await js.update_stream(config)
-    for bucket, history in ((SILENCES_BUCKET, 5), (CURSORS_BUCKET, 1)):
-        try:
-            await js.key_value(bucket)
-        except BucketNotFoundError:
-            await js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=history, storage=limits.storage)
-            )
-            log.info("created KV bucket %s", bucket)
+BUCKETS = (BucketSpec(SILENCES_BUCKET, history=5), BucketSpec(CURSORS_BUCKET, history=1))

@@ -1,4 +1,4 @@
-"""Durable pull consumers shared by service replicas."""
+"""The one consume path: durable pull consumers shared by service replicas."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from proxbus_events import EVENTS_STREAM, Event
 from pydantic import ValidationError
-
-from .event import Event
-from .streams import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 

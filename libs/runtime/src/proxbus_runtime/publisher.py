@@ -1,4 +1,4 @@
-"""EventPublisher: JetStream publishing with acks, pipelining and an outage buffer."""
+"""EventPublisher: the one JetStream publish path (acks, pipelining, an outage buffer)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from proxbus_events import Event, event_subject
 
 from .errors import PublishError
-from .event import Event
-from .subjects import event_subject
 
 log = logging.getLogger(__name__)
 
@@ -53,63 +52,6 @@ def ack_outcome(msg: Msg) -> bool | str:
         except (ValueError, AttributeError, KeyError):
             return data.decode(errors="replace")
     return "duplicate" if _DUPLICATE_RE.search(data) else True
-
-
-class AckSink:
-    """Pipelined JetStream publishes whose acks arrive on one wildcard reply subscription.
-
-    ``publish()`` returns a future: result ``True`` (stored) or ``False`` (duplicate), or a
-    ``PublishError`` when JetStream refused the message. Cheaper than nats-py's
-    ``publish_async`` (no semaphore, no per-message dataclass); the caller bounds the number
-    in flight and the wait (e.g. ``asyncio.wait(futures, timeout=...)``).
-    """
-
-    def __init__(self, js: JetStreamContext) -> None:
-        self._nc = js._nc
-        self._prefix = ""
-        self._sub: Any = None
-        self._seq = 0
-        self._futures: dict[str, asyncio.Future[bool]] = {}
-
-    async def start(self) -> None:
-        if self._sub is None:
-            self._prefix = self._nc.new_inbox() + "."
-            self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
-
-    async def close(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
-        for future in self._futures.values():
-            future.cancel()
-        self._futures.clear()
-
-    async def publish(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
-    ) -> asyncio.Future[bool]:
-        """Send one message; a send that fails at once gives an already failed future."""
-        await self.start()
-        self._seq += 1
-        token = str(self._seq)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda _: self._futures.pop(token, None))
-        self._futures[token] = future
-        try:
-            await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
-        except Exception as exc:
-            future.set_exception(PublishError(_describe(exc)))
-        return future
-
-    async def _on_ack(self, msg: Msg) -> None:
-        future = self._futures.pop(msg.subject[len(self._prefix) :], None)
-        if future is None or future.done():
-            return
-        outcome = ack_outcome(msg)
-        if outcome is True or outcome == "duplicate":
-            future.set_result(outcome is True)
-        else:
-            future.set_exception(PublishError(f"JetStream refused the message: {outcome}"))
 
 
 @dataclass(slots=True)
@@ -146,6 +88,9 @@ class EventPublisher:
     ``Nats-Msg-Id``) with exponential backoff. Nothing accepted is dropped silently: an
     event that does not fit in the buffer is refused (``submit`` returns ``False``) and
     counted in ``stats.dropped``; ``submit_wait()`` waits for room instead.
+
+    ``publish()`` waits for one event's ack (for senders that answer only afterwards), and
+    ``send()`` pipelines any message (e.g. deliveries) and hands back a future per ack.
     """
 
     def __init__(
@@ -177,7 +122,7 @@ class EventPublisher:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._seq = 0
-        self._waiting: dict[str, _Item] = {}
+        self._waiting: dict[str, _Item | asyncio.Future[bool]] = {}
         self._ack_prefix = ""
         self._ack_sub: Any = None
         self._acked = asyncio.Event()
@@ -197,11 +142,42 @@ class EventPublisher:
             self._task = asyncio.create_task(self._run(), name="event-publisher")
 
     async def _on_ack(self, msg: Msg) -> None:
-        item = self._waiting.pop(msg.subject[len(self._ack_prefix) :], None)
-        if item is None:
+        waiter = self._waiting.pop(msg.subject[len(self._ack_prefix) :], None)
+        if waiter is None:
             return  # an ack for an attempt we already gave up on
-        item.outcome = ack_outcome(msg)
-        self._acked.set()
+        outcome = ack_outcome(msg)
+        if isinstance(waiter, _Item):
+            waiter.outcome = outcome
+            self._acked.set()
+        elif waiter.done():
+            return
+        elif outcome is True or outcome == "duplicate":
+            waiter.set_result(outcome is True)
+        else:
+            waiter.set_exception(PublishError(f"JetStream refused the message: {outcome}"))
+
+    async def send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[bool]:
+        """Send one message pipelined; the future gives ``True`` (stored) or ``False`` (duplicate).
+
+        The future fails with ``PublishError`` when JetStream refused the message or the send
+        failed at once. The caller bounds how many are in flight and how long it waits
+        (``asyncio.wait(futures, timeout=...)``); nothing is buffered or re-sent here.
+        """
+        await self.start()
+        self._seq += 1
+        token = str(self._seq)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: self._waiting.pop(token, None))
+        self._waiting[token] = future
+        try:
+            await self._js._nc.publish(
+                subject, payload, reply=self._ack_prefix + token, headers=headers
+            )
+        except Exception as exc:
+            future.set_exception(PublishError(_describe(exc)))
+        return future
 
     async def __aenter__(self) -> EventPublisher:
         await self.start()
@@ -317,6 +293,9 @@ class EventPublisher:
             with contextlib.suppress(Exception):
                 await self._ack_sub.unsubscribe()
             self._ack_sub = None
+        for waiter in list(self._waiting.values()):
+            if not isinstance(waiter, _Item):
+                waiter.cancel()
         if not flushed:
             lost = self.buffered
             self.stats.dropped += lost

@@ -1,10 +1,4 @@
-"""The gateway's tools over NATS request/reply (``proxbus.rpc.<tool>``): the client side.
-
-Request: JSON object of tool arguments, header ``Proxbus-Caller`` naming the caller.
-Reply on success: the tool's structured result as JSON. On error: headers
-``Nats-Service-Error`` (message) and ``Nats-Service-Error-Code`` (HTTP-like code), and a
-body ``{"error": "<message>"}``.
-"""
+"""The client of the gateway's tools over NATS request/reply (contract: ``proxbus_events.rpc``)."""
 
 from __future__ import annotations
 
@@ -15,14 +9,10 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NATS
+from proxbus_events import CALLER_HEADER, ERROR_CODE_HEADER, ERROR_HEADER, rpc_subject
 
 from .errors import RpcError, RpcTimeout, RpcUnavailable
-from .subjects import rpc_subject
 
-CALLER_HEADER = "Proxbus-Caller"
-ERROR_HEADER = "Nats-Service-Error"
-ERROR_CODE_HEADER = "Nats-Service-Error-Code"
-RPC_SERVICE_NAME = "proxbus-gateway"
 NO_RESPONDERS_GRACE = 0.5
 
 

@@ -1,23 +1,31 @@
-"""Settings shared by every service (NATS connection, site, logging, health port)."""
+"""Settings shared by every service (NATS connection, site, logging, health port, shutdown)."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 from typing import Any, Literal
 
 import nats
 from nats.aio.client import Client as NATS
-from pydantic import Field, SecretStr
+from proxbus_events.streams import DAY, GIB, StreamLimits
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .streams import DAY, GIB, StreamLimits
+from .ratelog import RateLimitedLog
+
+log = logging.getLogger("proxbus.nats")
+
+# The supervisor (and a container runtime) allows 10 s between SIGTERM and SIGKILL.
+STOP_GRACE = 10.0
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ServiceSettings(BaseSettings):
     """Environment / ``.env`` settings every proxbus service reads.
 
-    Subclass per service and add its own fields; build once in ``main()``.
+    Subclass per service and add its own fields; ``proxbus_runtime.main`` builds it once.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
@@ -30,14 +38,28 @@ class ServiceSettings(BaseSettings):
     nats_tls_ca: Path | None = None
     nats_tls_cert: Path | None = None
     nats_tls_key: Path | None = None
-    nats_connect_timeout: float = 5.0
+    nats_connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    nats_js_domain: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]+$", description="JetStream domain (leaf nodes)"
+    )
     proxbus_site: str = Field(default="default", min_length=1, max_length=64)
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=0, ge=0, le=65535)
+    shutdown_budget: float = Field(
+        default=9.0, gt=0, lt=STOP_GRACE, description="seconds from SIGTERM to exit"
+    )
     events_max_age_days: float = Field(default=7.0, gt=0)
     events_max_bytes: int = Field(default=GIB, gt=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LEVELS:
+            raise ValueError(f"unknown log level {value!r} (one of {', '.join(_LEVELS)})")
+        return level
 
     @property
     def site(self) -> str:
@@ -63,18 +85,14 @@ def _tls_context(settings: ServiceSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def connect_nats(settings: ServiceSettings, name: str, **overrides: Any) -> NATS:
-    """Connect to NATS with reconnects forever and connection events logged.
+def nats_options(settings: ServiceSettings, name: str) -> dict[str, Any]:
+    """``nats.connect`` keyword arguments: reconnect forever, connection events logged."""
 
-    Raises:
-        nats.errors.NoServersError: no server answered the first connection attempt.
-    """
-    import logging
-
-    log = logging.getLogger("proxbus.nats")
+    # nats-py calls this on every failed (re)connect attempt, twice a second.
+    errors = RateLimitedLog(log, f"NATS errors ({settings.nats_url})", interval=30.0)
 
     async def on_error(exc: Exception) -> None:
-        log.warning("NATS error: %s", exc)
+        errors.record(str(exc) or type(exc).__name__)
 
     async def on_disconnect() -> None:
         log.warning("NATS disconnected")
@@ -104,5 +122,13 @@ async def connect_nats(settings: ServiceSettings, name: str, **overrides: Any) -
     tls = _tls_context(settings)
     if tls is not None:
         options["tls"] = tls
-    options.update(overrides)
-    return await nats.connect(**options)
+    return options
+
+
+async def connect_nats(settings: ServiceSettings, name: str, **overrides: Any) -> NATS:
+    """Connect once (for commands and tools); services use ``Service``, which retries.
+
+    Raises:
+        nats.errors.NoServersError: no server answered the first connection attempt.
+    """
+    return await nats.connect(**{**nats_options(settings, name), **overrides})

@@ -1,6 +1,7 @@
 """usage: proxbus-dispatcher [run | check-config FILE | dlq ... | silence ...]
 
 run (default)        consume PROXBUS_EVENTS, route and deliver (configured by env / ROUTES_FILE)
+--test-connection    check NATS and JetStream, one line each, and exit
 check-config FILE    validate a routes.yaml and exit (1 with FILE:LINE: reason when invalid)
 dlq list|replay      list or replay dead letters (see `proxbus-dispatcher dlq --help`)
 silence add|list|expire
@@ -13,7 +14,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from proxbus_events import run_service
+import proxbus_runtime
 
 from .errors import ConfigError
 
@@ -43,24 +44,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(cfg.inhibit_rules)} inhibit rules"
         )
         return 0
-    if args and args[0] not in ("run",):
+    if args and args[0] == "run":
+        args = args[1:]
+    if args and not args[0].startswith("--"):
         print(__doc__, file=sys.stderr)
         return 2
 
     from .app import load_dispatcher_config, run
     from .settings import Settings
 
-    settings = Settings()
-    try:
-        config = load_dispatcher_config(settings)
-    except ConfigError as exc:
-        print(f"proxbus-dispatcher: invalid configuration: {exc}", file=sys.stderr)
-        return 1
+    async def serve(settings: Settings, stop: asyncio.Event) -> None:
+        await run(settings, stop, load_dispatcher_config(settings))
 
-    async def service(stop: asyncio.Event) -> None:
-        await run(settings, stop, config)
-
-    return run_service(service, name="dispatcher", settings=settings)
+    return proxbus_runtime.main("dispatcher", Settings, serve, argv=args)
 
 
 if __name__ == "__main__":

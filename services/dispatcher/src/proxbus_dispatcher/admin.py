@@ -13,14 +13,8 @@ import sys
 from datetime import timedelta
 
 from nats.js import JetStreamContext
-from proxbus_events import (
-    Matcher,
-    Silence,
-    SilenceStore,
-    configure_logging,
-    connect_nats,
-    ensure_streams,
-)
+from proxbus_events import Matcher, Silence
+from proxbus_runtime import SilenceStore, configure_logging, connect_nats, ensure_streams
 from pydantic import ValidationError
 
 from .dlq import dlq_list, dlq_replay

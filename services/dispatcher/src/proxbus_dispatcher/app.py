@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
-from proxbus_events import HealthServer, connect_nats, ensure_streams
+from proxbus_runtime import HealthServer, connect_nats, ensure_streams
 
 from .config import DispatcherConfig, load_config
 from .delivery import DeliveryWorker
@@ -138,7 +138,7 @@ class DispatcherService:
 async def run(
     settings: Settings, stop: asyncio.Event, config: DispatcherConfig | None = None
 ) -> None:
-    """Run until ``stop`` is set (the ``run_service`` main)."""
+    """Run until ``stop`` is set (the ``proxbus_runtime.main`` serve function)."""
     service = DispatcherService(settings, config)
     await service.start()
     try:

@@ -11,13 +11,8 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from proxbus_events import (
-    DELIVERIES_STREAM,
-    DLQ_STREAM,
-    PullConsumer,
-    delivery_subject,
-    dlq_subject,
-)
+from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, delivery_subject, dlq_subject
+from proxbus_runtime import PullConsumer
 from pydantic import ValidationError
 
 from .dlq import DeadLetter

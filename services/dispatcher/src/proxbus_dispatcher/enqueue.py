@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from proxbus_events import AckSink, Event, ReceivedEvent
+from proxbus_events import Event
+from proxbus_runtime import EventPublisher, ReceivedEvent
 
 from .config import Route
 from .metrics import DispatcherMetrics
@@ -53,7 +54,7 @@ class PendingDelivery(Generic[G]):
 class Enqueuer:
     """Pipelined delivery publishes (one ack subscription) and the event settle path."""
 
-    def __init__(self, acks: AckSink, metrics: DispatcherMetrics) -> None:
+    def __init__(self, acks: EventPublisher, metrics: DispatcherMetrics) -> None:
         self._acks = acks
         self._metrics = metrics
 
@@ -66,7 +67,7 @@ class Enqueuer:
     async def publish(self, subject: str, body: bytes, msg_id: str) -> asyncio.Future[Any]:
         """A pipelined JetStream publish; one that cannot even be sent is a failed future, so
         ``settle`` treats it like one whose ack never came."""
-        return await self._acks.publish(subject, body, {"Nats-Msg-Id": msg_id})
+        return await self._acks.send(subject, body, {"Nats-Msg-Id": msg_id})
 
     async def settle(self, pending: list[PendingDelivery[G]]) -> None:
         """Wait (bounded) for the acks of ``pending``; sets each one's ``ok`` and counts it."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import proxbus_events
+
 
 class DispatcherError(Exception):
     """Base class for dispatcher errors."""
 
 
-class ConfigError(DispatcherError):
+class ConfigError(DispatcherError, proxbus_events.ConfigError):
     """Raised when ``routes.yaml`` is invalid; ``str()`` names the file, line and reason."""
 
     def __init__(self, reason: str, *, path: str = "", line: int | None = None) -> None:

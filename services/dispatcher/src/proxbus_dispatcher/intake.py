@@ -16,14 +16,8 @@ import time
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from proxbus_events import (
-    EVENTS_STREAM,
-    AckSink,
-    Event,
-    PullConsumer,
-    ReceivedEvent,
-    delivery_subject,
-)
+from proxbus_events import EVENTS_STREAM, Event, delivery_subject
+from proxbus_runtime import EventPublisher, PullConsumer, ReceivedEvent
 from pydantic import ValidationError
 
 from .config import DispatcherConfig, Route
@@ -76,7 +70,7 @@ class Intake:
             ack_wait=settings.consumer_ack_wait,
             max_ack_pending=max(10_000, settings.consumer_batch * 8),
         )
-        self.enqueuer = Enqueuer(AckSink(js), metrics)
+        self.enqueuer = Enqueuer(EventPublisher(js), metrics)
         self.suppressions = SuppressionLog(nc, metrics, publish=settings.publish_suppressed)
         self.floor = SeverityFloor(settings.min_severity)
         self.silences = SilenceWatcher(js)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxbus_events import ServiceSettings, Severity
+from proxbus_events import Severity
+from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
-from proxbus_events import (
+from proxbus_runtime import (
     EventPublisher,
     HealthServer,
     SilenceStore,

@@ -16,16 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from proxbus_events import (
-    Event,
-    EventPublisher,
-    Matcher,
-    RpcError,
-    Silence,
-    SilenceStore,
-    call_tool,
-    deterministic_event_id,
-)
+from proxbus_events import Event, Matcher, Silence, deterministic_event_id
+from proxbus_runtime import EventPublisher, RpcError, SilenceStore, call_tool
 
 from .audit import DiscordAudit, DiscordAuditRecord
 from .commands import Command, parse_command

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxbus_events import ServiceSettings
+from proxbus_runtime import ServiceSettings
 from pydantic import Field, field_validator
 
 from .followup import DISCORD_API

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 
-from proxbus_events import run_service
+import proxbus_runtime
 
 from .app import SERVICE, run
 from .classify import Rejection
@@ -35,7 +34,7 @@ def parse_files(paths: list[str], site: str) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="proxbus-ingest-email",
         description="Proxmox notification mail (SMTP receiver / IMAP poller) to proxbus events.",
@@ -43,16 +42,15 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command")
     parse = sub.add_parser("parse", help="print the event JSON (or a rejection) for each file")
     parse.add_argument("files", nargs="+", metavar="FILE.eml")
-    args = parser.parse_args(argv)
-    settings = Settings()
-    if args.command == "parse":
-        sys.exit(parse_files(args.files, settings.site))
-
-    async def service(stop: asyncio.Event) -> None:
-        await run(settings, stop)
-
-    sys.exit(run_service(service, name=SERVICE, settings=settings))
+    return proxbus_runtime.main(
+        SERVICE,
+        Settings,
+        run,
+        argv=argv,
+        parser=parser,
+        commands={"parse": lambda args, settings: parse_files(args.files, settings.site)},
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

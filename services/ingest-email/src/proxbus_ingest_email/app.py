@@ -7,7 +7,7 @@ import contextlib
 import logging
 
 from prometheus_client import CollectorRegistry
-from proxbus_events import (
+from proxbus_runtime import (
     EventPublisher,
     HealthServer,
     connect_nats,

@@ -17,13 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from proxbus_events import (
-    Event,
-    Severity,
-    Source,
-    apply_severity_floor,
-    deterministic_event_id,
-)
+from proxbus_events import Event, Severity, Source, apply_severity_floor, deterministic_event_id
 from proxbus_events.classification import (
     ANY_PROGRAM,
     Builder,

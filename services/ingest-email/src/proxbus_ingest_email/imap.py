@@ -10,7 +10,7 @@ import re
 import ssl
 
 from aioimaplib import aioimaplib
-from proxbus_events import PublishError
+from proxbus_runtime import PublishError
 
 from .intake import MailIntake
 from .metrics import IngestMetrics

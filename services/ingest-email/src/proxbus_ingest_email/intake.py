@@ -6,8 +6,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from proxbus_events import Event, EventPublisher, event_subject
-from proxbus_events.ratelog import RateLimitedLog
+from proxbus_events import Event, event_subject
+from proxbus_runtime import EventPublisher, RateLimitedLog
 
 from .body import MailBody, release_memory
 from .classify import Rejection, build_event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxbus_events import ServiceSettings
+from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr
 
 MIB = 1024 * 1024

@@ -10,8 +10,7 @@ import ssl
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from proxbus_events import PublishError
-from proxbus_events.ratelog import RateLimitedLog
+from proxbus_runtime import PublishError, RateLimitedLog
 
 from .body import MailBody
 from .intake import MailIntake

@@ -7,7 +7,8 @@ import asyncio
 import sys
 import time
 
-from proxbus_events import RpcError, configure_logging, connect_nats, run_service
+import proxbus_runtime
+from proxbus_runtime import RpcError, connect_nats
 
 from .app import SERVICE, run, watch_options
 from .reader import RpcReader
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--once",
-        action="store_true",
+        dest="command",
+        action="store_const",
+        const="once",
         help="run one poll cycle through the gateway, print the events as JSON lines, publish nothing",
     )
     parser.add_argument(
@@ -59,20 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="with --once: report tasks and cluster log entries of the last SECONDS (default 3600)",
     )
-    args = parser.parse_args(argv)
-    settings = Settings()
-    if args.once:
-        configure_logging(settings.log_level, settings.log_format, service=SERVICE)
-        try:
-            return asyncio.run(_once(settings, args.since))
-        except Exception as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    return proxbus_runtime.main(
+        SERVICE, Settings, run, argv=argv, parser=parser, commands={"once": _once_command}
+    )
 
-    async def service_main(stop: asyncio.Event) -> None:
-        await run(settings, stop)
 
-    return run_service(service_main, name=SERVICE, settings=settings)
+def _once_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        return asyncio.run(_once(settings, args.since))
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

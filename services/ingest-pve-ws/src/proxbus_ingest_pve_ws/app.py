@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
-from proxbus_events import (
-    CURSORS_BUCKET,
+from proxbus_events import CURSORS_BUCKET
+from proxbus_runtime import (
     EventPublisher,
     HealthServer,
     connect_nats,

@@ -27,7 +27,7 @@ CALLER = "ingest-pve-ws --test-connection"
 
 
 async def _connect(settings: Settings) -> NATS:
-    from proxbus_events.settings import connect_nats
+    from proxbus_runtime import connect_nats
 
     async def quiet(_: Exception) -> None:
         return None
@@ -44,8 +44,7 @@ async def _connect(settings: Settings) -> NATS:
 
 async def _call(settings: Settings, tool: str, arguments: dict[str, Any]) -> Any:
     """One gateway tool over NATS; clear errors when no gateway answers."""
-    from proxbus_events.errors import RpcError, RpcTimeout, RpcUnavailable
-    from proxbus_events.rpc import call_tool
+    from proxbus_runtime import RpcError, RpcTimeout, RpcUnavailable, call_tool
 
     nc = await _connect(settings)
     try:

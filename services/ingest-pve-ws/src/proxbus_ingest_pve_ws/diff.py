@@ -7,13 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from proxbus_events import (
-    Event,
-    Severity,
-    Source,
-    compute_fingerprint,
-    deterministic_event_id,
-)
+from proxbus_events import Event, Severity, Source, compute_fingerprint, deterministic_event_id
 
 from .notification import short_host
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from proxbus_events import EventPublisher, PublishError
+from proxbus_runtime import EventPublisher, PublishError
 
 from .notification import NotificationError, gotify_event
 

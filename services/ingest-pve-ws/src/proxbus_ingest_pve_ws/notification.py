@@ -8,13 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from proxbus_events import (
-    Event,
-    Severity,
-    Source,
-    apply_severity_floor,
-    deterministic_event_id,
-)
+from proxbus_events import Event, Severity, Source, apply_severity_floor, deterministic_event_id
 from proxbus_events.proxmox import backup_subject_vmid, parse_vzdump_table
 
 # Notification severities of proxmox-notify (``unknown`` is a real value).

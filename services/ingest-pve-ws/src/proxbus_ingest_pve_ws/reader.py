@@ -6,7 +6,7 @@ import re
 from typing import Any, Protocol
 
 from nats.aio.client import Client as NATS
-from proxbus_events import RpcError, call_tool
+from proxbus_runtime import RpcError, call_tool
 
 CALLER = "ingest-pve-ws"
 _NODE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")

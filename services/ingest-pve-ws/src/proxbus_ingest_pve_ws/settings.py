@@ -6,7 +6,7 @@ import os
 import socket
 from typing import Annotated
 
-from proxbus_events import ServiceSettings
+from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 

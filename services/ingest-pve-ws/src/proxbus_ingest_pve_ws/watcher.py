@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from proxbus_events import Event, RpcError
+from proxbus_events import Event
+from proxbus_runtime import RpcError
 
 from .cursors import CursorStore, cursor_key
 from .diff import Snapshot, Thresholds, build_snapshot, diff_snapshots

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
-from proxbus_events import EventPublisher, PublishError
-from proxbus_events.ratelog import RateLimitedLog
+from proxbus_runtime import EventPublisher, PublishError, RateLimitedLog
 
 from .notification import NotificationError, parse_webhook_body, webhook_event
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, TextIO
 
-from proxbus_events import run_service
+import proxbus_runtime
 
 from .app import SERVICE, run
 from .frames import Frame
@@ -41,6 +40,17 @@ def _open(path: str) -> BinaryIO:
     return open(path, "rb")
 
 
+def _parse(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        stream = _open(args.file)
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    with stream:
+        parse_lines(stream, settings, sys.stdout)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="proxbus-ingest-syslog", description="proxbus syslog receiver"
@@ -49,26 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="run the service (default)")
     p = sub.add_parser("parse", help="print the event each raw syslog line becomes")
     p.add_argument("file", nargs="?", default="-", help="file of raw lines, - for stdin")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-    except ValueError as exc:
-        print(f"invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    if args.command == "parse":
-        try:
-            stream = _open(args.file)
-        except OSError as exc:
-            print(f"cannot read {args.file}: {exc}", file=sys.stderr)
-            return 2
-        with stream:
-            parse_lines(stream, settings, sys.stdout)
-        return 0
-
-    async def service_main(stop: asyncio.Event) -> None:
-        await run(settings, stop)
-
-    return run_service(service_main, name=SERVICE, settings=settings)
+    return proxbus_runtime.main(
+        SERVICE, Settings, run, argv=argv, parser=parser, commands={"parse": _parse}
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The service: UDP/TCP/TLS listeners → pipeline → EventPublisher, health and metrics."""
+"""The service: UDP/TCP/TLS listeners → pipeline → the runtime's publisher."""
 
 from __future__ import annotations
 
@@ -7,21 +7,12 @@ import contextlib
 import logging
 import socket
 import ssl
-import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
-from proxbus_events import (
-    EventPublisher,
-    HealthServer,
-    PublishError,
-    connect_nats,
-    ensure_streams,
-    register_publisher,
-)
-from proxbus_events.ratelog import RateLimitedLog
+from proxbus_runtime import EventPublisher, PublishError, RateLimitedLog, Service
 
 from .frames import Frame, SyslogFramer, datagram_frame
 from .metrics import SyslogMetrics
@@ -33,7 +24,6 @@ log = logging.getLogger(__name__)
 SERVICE = "ingest-syslog"
 _READ_CHUNK = 64 * 1024
 _DRAIN_QUIET = 0.2  # while draining, a connection silent this long is done
-_SHUTDOWN_BUDGET = 9.0  # of the 10 s the runner allows
 
 
 @dataclass(slots=True, eq=False)
@@ -70,16 +60,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class SyslogService:
-    """Owns the NATS connection, the publisher, the listeners and the health server."""
+    """The listeners: frames → pipeline → ``publisher`` (the runtime owns NATS and health)."""
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = SyslogMetrics(self.registry)
         self.pipeline = Pipeline(settings, self.metrics)
-        self.health = HealthServer(settings.health_host, settings.health_port, self.registry)
-        self.nc: NATS | None = None
         self.publisher: EventPublisher | None = None
+        self.runtime: Service | None = None
         self._servers: list[asyncio.Server] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._udp_protocol: _UdpProtocol | None = None
@@ -93,31 +82,19 @@ class SyslogService:
         self.udp_port: int | None = None
         self.tls_port: int | None = None
 
-    async def start(self) -> None:
-        """Connect, ensure the streams, then listen.
+    def listening(self) -> bool:
+        """For ``/health``: listening, or told not to."""
+        return not self.settings.event_syslog_enabled or bool(self._servers or self._udp)
+
+    async def start(self, publisher: EventPublisher) -> None:
+        """Listen, handing events to ``publisher``.
 
         Raises:
             OSError: a port could not be bound.
             ssl.SSLError: the TLS certificate or key could not be loaded.
         """
         s = self.settings
-        self.nc = await connect_nats(s, name=f"proxbus-{SERVICE}")
-        js = self.nc.jetstream(timeout=s.publish_ack_timeout)
-        await ensure_streams(js, s.stream_limits())
-        self.publisher = EventPublisher(
-            js,
-            max_in_flight=s.publish_max_in_flight,
-            buffer_limit=s.publish_buffer,
-            ack_timeout=s.publish_ack_timeout,
-        )
-        await self.publisher.start()
-        register_publisher(self.registry, self.publisher, SERVICE)
-        self.health.add_check("nats", lambda: self.nc is not None and self.nc.is_connected)
-        self.health.add_check(
-            "listening",
-            lambda: not s.event_syslog_enabled or bool(self._servers or self._udp),
-        )
-        await self.health.start()
+        self.publisher = publisher
         if not s.event_syslog_enabled:
             log.warning("EVENT_SYSLOG_ENABLED=false: not listening for syslog")
             return
@@ -293,9 +270,11 @@ class SyslogService:
 
     # --- shutdown ----------------------------------------------------------------------
 
-    async def stop(self) -> None:
-        """Stop accepting, read what open connections already sent, flush, close."""
-        deadline = time.monotonic() + _SHUTDOWN_BUDGET
+    async def stop(self, seconds: float) -> None:
+        """Stop accepting and read what open connections already sent (within ``seconds``).
+
+        The runtime flushes the publisher and closes NATS afterwards.
+        """
         self._draining = True
         for server in self._servers:
             server.close()
@@ -309,31 +288,39 @@ class SyslogService:
                 conn.timeout.reschedule(loop.time() + _DRAIN_QUIET)
         tasks = [c.task for c in self._connections if c.task is not None]
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.syslog_drain_timeout)
+            drain = min(self.settings.syslog_drain_timeout, max(0.0, seconds - 0.5))
+            _, pending = await asyncio.wait(tasks, timeout=drain)
             for task in pending:
                 task.cancel()
             if pending:
                 log.warning("cut %d syslog connection(s) still sending at shutdown", len(pending))
                 await asyncio.wait(pending, timeout=0.5)
-        if self.publisher is not None:
-            remaining = max(0.5, deadline - time.monotonic() - 0.5)
-            await self.publisher.close(timeout=remaining)
-            stats = self.publisher.stats
-            log.info(
-                "publisher closed: %d published, %d duplicates, %d dropped",
-                stats.published, stats.duplicates, stats.dropped,
-            )  # fmt: skip
-        await self.health.stop()
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.close(), 1.0)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: Settings, stop: asyncio.Event | None = None
+) -> AsyncIterator[SyslogService]:
+    """The runtime with the listeners started; shuts both down when the block ends."""
+    service = SyslogService(settings)
+    options = {
+        "max_in_flight": settings.publish_max_in_flight,
+        "buffer_limit": settings.publish_buffer,
+        "ack_timeout": settings.publish_ack_timeout,
+    }
+    async with Service(
+        settings, SERVICE, stop=stop, registry=service.registry, publisher_options=options
+    ) as runtime:
+        runtime.on_stop(service.stop)
+        runtime.health.add_check("listening", service.listening)
+        assert runtime.publisher is not None
+        await service.start(runtime.publisher)
+        service.runtime = runtime
+        yield service
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set, then drain and flush (the runner allows 10 s)."""
-    service = SyslogService(settings)
-    try:
-        await service.start()
-        await stop.wait()
-    finally:
-        await service.stop()
+    """Run until ``stop`` is set, then drain and flush within the shutdown budget."""
+    async with serving(settings, stop) as service:
+        assert service.runtime is not None
+        await service.runtime.serve()

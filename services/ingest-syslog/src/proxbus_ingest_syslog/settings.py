@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from proxbus_events import ServiceSettings, Severity
+from proxbus_events import Severity
+from proxbus_runtime import ServiceSettings
 from pydantic import Field, field_validator, model_validator
 
 

@@ -6,11 +6,29 @@ import argparse
 import asyncio
 import sys
 
-from proxbus_events import run_service
+import proxbus_runtime
 
 from .app import SERVICE_NAME, preflight, serve_http, serve_stdio
-from .errors import ConfigError
 from .settings import Settings
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """CLI options as settings fields: validated like the environment (``--port 99999`` fails)."""
+    return {
+        "gateway_transport": args.transport,
+        "gateway_host": args.host,
+        "gateway_port": args.port,
+        "insecure_no_auth": True if args.insecure_no_auth else None,
+    }
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    preflight(settings)  # ConfigError: one line on stderr, exit 2
+    if settings.gateway_transport == "stdio":
+        # stdout carries the protocol: logs go to stderr only (configure_logging does).
+        await serve_stdio(settings, stop)
+    else:
+        await serve_http(settings, stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,46 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="allow a non-loopback listener without bearer tokens",
     )
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-    except Exception as exc:
-        print(f"proxbus-mcp-gateway: invalid settings: {exc}", file=sys.stderr)
-        return 2
-    updates: dict[str, object] = {}
-    if args.transport:
-        updates["gateway_transport"] = args.transport
-    if args.host:
-        updates["gateway_host"] = args.host
-    if args.port is not None:
-        updates["gateway_port"] = args.port
-    if args.insecure_no_auth:
-        updates["insecure_no_auth"] = True
-    settings = settings.model_copy(update=updates)
-    try:
-        preflight(settings)
-    except ConfigError as exc:
-        print(f"proxbus-mcp-gateway: {exc}", file=sys.stderr)
-        return 2
-    if settings.gateway_transport == "stdio":
-        # stdout carries the protocol: logs must go to stderr only (configure_logging does).
-        async def stdio_main(stop: asyncio.Event) -> None:
-            await serve_stdio(settings, stop)
-
-        return _guard(lambda: run_service(stdio_main, name=SERVICE_NAME, settings=settings))
-
-    async def http_main(stop: asyncio.Event) -> None:
-        await serve_http(settings, stop)
-
-    return _guard(lambda: run_service(http_main, name=SERVICE_NAME, settings=settings))
-
-
-def _guard(fn: object) -> int:
-    try:
-        return int(fn())  # type: ignore[operator]
-    except ConfigError as exc:
-        print(f"proxbus-mcp-gateway: {exc}", file=sys.stderr)
-        return 2
+    return proxbus_runtime.main(
+        SERVICE_NAME, Settings, _serve, argv=argv, parser=parser, overrides=_overrides
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from proxbus_events import connect_nats, ensure_streams
+from proxbus_runtime import connect_nats, ensure_streams
 
 from .auth import Caller, parse_scopes
 from .errors import ConfigError
@@ -123,7 +123,7 @@ async def start_gateway(settings: Settings, env: Mapping[str, str] | None = None
 
 
 class _Uvicorn(uvicorn.Server):
-    """Signals are owned by run_service: uvicorn must not install its own handlers."""
+    """Signals are owned by proxbus_runtime.main: uvicorn must not install its own handlers."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

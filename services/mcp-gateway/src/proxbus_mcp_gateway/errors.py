@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import proxbus_events
+
 
 class ToolFailure(Exception):
     """A tool call failed for a reason the caller can act on (shown as an ``isError`` result)."""
@@ -45,5 +47,5 @@ class EndpointDown(UpstreamError):
     code = 503
 
 
-class ConfigError(ValueError):
+class ConfigError(proxbus_events.ConfigError, ValueError):
     """The gateway's configuration is invalid (raised at start, never during a call)."""

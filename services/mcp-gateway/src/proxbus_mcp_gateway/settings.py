@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from proxbus_events import ServiceSettings
+from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr
 
 

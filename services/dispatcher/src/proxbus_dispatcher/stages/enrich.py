@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from proxbus_events import Event, RpcError, RpcTimeout, RpcUnavailable, call_tool
+from proxbus_events import Event
+from proxbus_runtime import RpcError, RpcTimeout, RpcUnavailable, call_tool
 
 from ..metrics import DispatcherMetrics
 

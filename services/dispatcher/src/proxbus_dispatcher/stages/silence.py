@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from proxbus_events import Event, Silence, SilenceStore
+from proxbus_events import Event, Silence
+from proxbus_runtime import SilenceStore
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)

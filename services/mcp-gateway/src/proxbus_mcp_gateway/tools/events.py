@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from proxbus_events import EVENTS_STREAM, Event, Matcher, Silence, SilenceStore, events_filter
+from proxbus_events import EVENTS_STREAM, Event, Matcher, Silence, events_filter
+from proxbus_runtime import SilenceStore
 from pydantic import Field
 
 from ..errors import InvalidArgument, ToolFailure

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import nats
-from proxbus_events import EVENTS_STREAM, Event, EventPublisher
-from proxbus_events.spool import EventSpool, SpoolFull, SpoolingPublisher
-from proxbus_events.testing import NatsServer
+from proxbus_devtools.testing import NatsServer
+from proxbus_events import EVENTS_STREAM, Event
+from proxbus_runtime import EventPublisher
+from proxbus_runtime.spool import EventSpool, SpoolFull, SpoolingPublisher
 
 
 def ev(i: int) -> Event:

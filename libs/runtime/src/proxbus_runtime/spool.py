@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from proxbus_events import Event
+
 from .errors import PublishError
-from .event import Event
 from .publisher import EventPublisher
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from proxbus_events.ratelog import RateLimitedLog
+from proxbus_runtime.ratelog import RateLimitedLog
 
 
 class Clock:

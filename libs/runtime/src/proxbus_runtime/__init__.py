@@ -1,0 +1,47 @@
+"""proxbus-runtime: how a proxbus service connects, publishes, consumes, serves health and stops."""
+
+from .consumer import EventConsumer, PullConsumer, ReceivedEvent
+from .errors import PublishError, RpcError, RpcTimeout, RpcUnavailable, StopRequested
+from .health import HealthServer
+from .logs import configure_logging
+from .main import Check, build_settings, main, nats_checks, run_checks
+from .metrics import register_publisher
+from .publisher import EventPublisher, event_headers
+from .ratelog import RateLimitedLog
+from .rpc import call_tool
+from .service import Service
+from .settings import ServiceSettings, connect_nats
+from .silences import SilenceStore
+from .spool import EventSpool, SpoolFull, SpoolingPublisher
+from .streams import ensure_streams
+
+__all__ = [
+    "Check",
+    "EventConsumer",
+    "EventPublisher",
+    "EventSpool",
+    "HealthServer",
+    "PublishError",
+    "PullConsumer",
+    "RateLimitedLog",
+    "ReceivedEvent",
+    "RpcError",
+    "RpcTimeout",
+    "RpcUnavailable",
+    "Service",
+    "ServiceSettings",
+    "SilenceStore",
+    "SpoolFull",
+    "SpoolingPublisher",
+    "StopRequested",
+    "build_settings",
+    "call_tool",
+    "configure_logging",
+    "connect_nats",
+    "ensure_streams",
+    "event_headers",
+    "main",
+    "nats_checks",
+    "register_publisher",
+    "run_checks",
+]

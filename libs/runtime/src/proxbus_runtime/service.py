@@ -1,0 +1,233 @@
+"""``Service``: what every proxbus service runs inside (NATS, JetStream, publisher, health, stop).
+
+Read nats.py's ``micro.Service`` and FastStream's ``Application`` for the shape: one object owns
+the connection and the lifecycle; the service adds its own pieces and hooks::
+
+    async with Service(settings, "ingest-syslog", stop=stop) as svc:
+        listeners = await start_listeners(settings, svc.publisher)
+        svc.on_stop(listeners.drain)       # first at shutdown, with the seconds left
+        await svc.serve()                  # until SIGTERM (or a background task fails)
+
+Shutdown has one deadline, ``settings.shutdown_budget`` (9 s of the 10 s a supervisor allows):
+stop intake (the ``on_stop`` hooks, last added first) → cancel background tasks → flush the
+publisher → close the HTTP server and NATS, each phase given what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
+from proxbus_events import StreamLimits
+
+from .errors import StopRequested
+from .health import HealthServer
+from .metrics import register_publisher
+from .publisher import EventPublisher
+from .ratelog import RateLimitedLog
+from .settings import ServiceSettings, nats_options
+from .streams import ensure_streams
+
+log = logging.getLogger("proxbus.service")
+
+StopHook = Callable[[float], Awaitable[None]]
+ReadyHook = Callable[[], Coroutine[Any, Any, None]]
+
+_CLOSE_RESERVE = 1.0  # seconds of the budget kept for closing HTTP and NATS
+_BACKOFF_MAX = 30.0
+
+
+class Service:
+    """The runtime of one service process; an async context manager.
+
+    Attributes ready after ``__aenter__`` (with ``require_nats=False``: after ``nats_ready``):
+    ``nc``, ``js`` (JetStream in ``settings.nats_js_domain``), ``publisher``. Always ready:
+    ``registry`` and ``health`` (listening on ``settings.health_port`` unless ``health=False``).
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        name: str,
+        *,
+        stop: asyncio.Event | None = None,
+        require_nats: bool = True,
+        ensure: bool = True,
+        stream_limits: StreamLimits | None = None,
+        publisher_options: Mapping[str, Any] | None = None,
+        registry: CollectorRegistry | None = None,
+        health: bool = True,
+        js_timeout: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.stop = stop or asyncio.Event()
+        self.require_nats = require_nats
+        self.registry = registry or CollectorRegistry()
+        self.health = HealthServer(settings.health_host, settings.health_port, self.registry)
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.publisher: EventPublisher | None = None
+        self.nats_ready = asyncio.Event()
+        self._ensure = ensure
+        self._limits = stream_limits or settings.stream_limits()
+        self._publisher_options = dict(publisher_options or {})
+        self._serve_health = health
+        self._js_timeout = js_timeout
+        self._ready_hooks: list[ReadyHook] = []
+        self._stop_hooks: list[StopHook] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connector: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._deadline: float | None = None
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def on_nats_ready(self, hook: ReadyHook) -> None:
+        """Await ``hook()`` once NATS, JetStream and the publisher are ready (at once if they are)."""
+        if self.nats_ready.is_set():
+            self.start_task(hook(), name=f"{self.name}-nats-ready")
+        else:
+            self._ready_hooks.append(hook)
+
+    def on_stop(self, hook: StopHook) -> None:
+        """Await ``hook(seconds_left)`` first at shutdown (stop intake, drain); last added first."""
+        self._stop_hooks.append(hook)
+
+    def start_task(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background until shutdown; if it fails, the service stops."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("%s: background task %s failed; stopping", self.name, task.get_name(),
+                  exc_info=exc)  # fmt: skip
+        if self._failure is None:
+            self._failure = exc
+        self.stop.set()
+
+    def time_left(self) -> float:
+        """Seconds left of the shutdown deadline (the whole budget before shutdown began)."""
+        if self._deadline is None:
+            return self.settings.shutdown_budget
+        return max(0.0, self._deadline - asyncio.get_running_loop().time())
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Service:
+        if self._serve_health:
+            if self.require_nats:
+                self.health.add_check("nats", lambda: self.nats_ready.is_set() and self.connected)
+            await self.health.start()
+        self._connector = asyncio.create_task(self._bring_up_nats(), name=f"{self.name}-nats")
+        if self.require_nats:
+            stopped = asyncio.create_task(self.stop.wait())
+            try:
+                await asyncio.wait({self._connector, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+            if not self.nats_ready.is_set():
+                if self._connector.done() and self._connector.exception() is not None:
+                    await self._close(self.settings.shutdown_budget)
+                    raise self._connector.exception()  # type: ignore[misc]
+                await self._close(self.settings.shutdown_budget)
+                raise StopRequested(f"{self.name}: stopped before NATS was ready")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close(self.settings.shutdown_budget)
+
+    async def serve(self) -> None:
+        """Wait until ``stop`` is set; raise the failure of a background task if one failed."""
+        await self.stop.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    async def _bring_up_nats(self) -> None:
+        """Connect (nats-py retries forever), then JetStream and streams with backoff, then ready."""
+        s = self.settings
+        self.nc = await nats.connect(**nats_options(s, f"proxbus-{self.name}"))
+        log.info("%s: NATS connected to %s", self.name, self.nc.connected_url)
+        self.js = self.nc.jetstream(domain=s.nats_js_domain, timeout=self._js_timeout)
+        where = f" in domain {s.nats_js_domain!r}" if s.nats_js_domain else ""
+        unavailable = RateLimitedLog(
+            log,
+            f"{self.name}: JetStream is not available at {s.nats_url}{where}",
+            interval=60.0,
+            level=logging.ERROR,
+        )
+        backoff = 1.0
+        while self._ensure:
+            try:
+                await ensure_streams(self.js, self._limits)
+                break
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                unavailable.record(_describe(exc), detail="retrying with backoff up to 30s")
+                await asyncio.sleep(backoff * (0.5 + random.random() / 2))  # noqa: S311
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+        self.publisher = EventPublisher(self.js, **self._publisher_options)
+        await self.publisher.start()
+        register_publisher(self.registry, self.publisher, self.name)
+        self.nats_ready.set()
+        for hook in self._ready_hooks:
+            self.start_task(hook(), name=f"{self.name}-nats-ready")
+        self._ready_hooks.clear()
+
+    async def _close(self, budget: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + budget
+        self.stop.set()
+        for hook in reversed(self._stop_hooks):
+            try:
+                await asyncio.wait_for(hook(self.time_left()), self._phase_time())
+            except TimeoutError:
+                log.warning("%s: %s did not finish within the shutdown budget", self.name,
+                            getattr(hook, "__qualname__", hook))  # fmt: skip
+            except Exception:
+                log.exception("%s: stop hook failed", self.name)
+        self._stop_hooks.clear()
+        background = [t for t in (*self._tasks, self._connector) if t is not None and not t.done()]
+        for task in background:
+            task.cancel()
+        if background:
+            await asyncio.wait(background, timeout=min(1.0, self._phase_time()))
+        if self.publisher is not None:
+            await self.publisher.close(timeout=max(0.1, self._phase_time()))
+            stats = self.publisher.stats
+            log.info("%s: publisher closed: %d published, %d duplicates, %d dropped",
+                     self.name, stats.published, stats.duplicates, stats.dropped)  # fmt: skip
+            self.publisher = None
+        await self.health.stop()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), max(0.1, self.time_left()))
+            self.nc = None
+
+    def _phase_time(self) -> float:
+        """What a phase before closing may use: the time left minus the closing reserve."""
+        return max(0.1, self.time_left() - _CLOSE_RESERVE)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

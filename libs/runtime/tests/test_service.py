@@ -1,0 +1,167 @@
+"""The service runtime against real nats-servers: readiness, JetStream domains, stop budget."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from proxbus_devtools.testing import NatsServer, free_port, wait_until
+from proxbus_events import EVENTS_STREAM, Event
+from proxbus_runtime import Service, ServiceSettings, StopRequested
+
+
+def settings(url: str, **values: Any) -> ServiceSettings:
+    return ServiceSettings(
+        nats_url=url,
+        health_host="127.0.0.1",
+        health_port=0,
+        events_max_bytes=64 * 1024**2,
+        **values,
+    )
+
+
+async def health(svc: Service) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{svc.health.port}/health") as resp,
+    ):
+        return resp.status, await resp.json()
+
+
+def event(title: str = "hello") -> Event:
+    return Event(source="syslog", kind="syslog.message", title=title, site="lab")
+
+
+async def test_a_service_publishes_through_the_runtime(nats_server: NatsServer) -> None:
+    async with Service(settings(nats_server.url), "unit") as svc:
+        assert svc.publisher is not None
+        assert svc.js is not None
+        assert svc.publisher.submit(event())
+        assert await svc.publisher.flush(5)
+        assert (await svc.js.stream_info(EVENTS_STREAM)).state.messages == 1
+        assert await health(svc) == (200, {"status": "ok", "checks": {"nats": True}})
+        metrics = svc.registry.get_sample_value(
+            "proxbus_publish_published_total", {"service": "unit"}
+        )
+        assert metrics == 1
+
+
+async def test_without_nats_the_service_serves_at_once_and_brings_nats_up_later(
+    make_nats_server,
+) -> None:
+    port = free_port()
+    ready: list[bool] = []
+    async with Service(settings(f"nats://127.0.0.1:{port}"), "unit", require_nats=False) as svc:
+        svc.on_nats_ready(lambda: _append(ready))
+        assert svc.nc is None or not svc.connected
+        assert (await health(svc))[0] == 200  # serving without NATS
+        assert not svc.nats_ready.is_set()
+        make_nats_server(port=port)
+        await asyncio.wait_for(svc.nats_ready.wait(), 20)
+        await wait_until(lambda: ready == [True], timeout=5)
+        assert svc.publisher is not None
+        assert svc.publisher.submit(event())
+        assert await svc.publisher.flush(5)
+
+
+async def _append(out: list[bool]) -> None:
+    out.append(True)
+
+
+async def test_nats_without_jetstream_logs_one_clear_line_and_retries(
+    make_nats_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_nats_server(jetstream=False)
+    caplog.set_level(logging.ERROR, "proxbus.service")
+    async with Service(settings(server.url), "unit", require_nats=False) as svc:
+        await wait_until(lambda: any("JetStream is not available" in r.message
+                                     for r in caplog.records), timeout=20)  # fmt: skip
+        await asyncio.sleep(0)  # still running: no crash, no ready
+        assert not svc.nats_ready.is_set()
+        assert svc.connected
+        # The retry loop goes on: with JetStream back, the service becomes ready.
+        server.jetstream = True
+        server.restart()
+        await asyncio.wait_for(svc.nats_ready.wait(), 45)
+    lines = [r for r in caplog.records if "JetStream is not available" in r.message]
+    assert len(lines) == 1, [r.message for r in lines]  # rate-limited, not one per attempt
+
+
+async def test_required_nats_that_never_comes_stops_cleanly_on_stop() -> None:
+    stop = asyncio.Event()
+    svc = Service(settings(f"nats://127.0.0.1:{free_port()}"), "unit", stop=stop)
+    entering = asyncio.create_task(svc.__aenter__())
+    await asyncio.sleep(0.3)
+    assert not entering.done()  # waiting for NATS, not crashing
+    stop.set()
+    with pytest.raises(StopRequested):
+        await asyncio.wait_for(entering, 5)
+
+
+async def test_jetstream_domain_is_honoured_by_streams_kv_and_publishing(
+    make_nats_server,
+) -> None:
+    server = make_nats_server(domain="hub")
+    async with Service(settings(server.url, nats_js_domain="hub"), "unit") as svc:
+        assert svc.js is not None
+        assert svc.publisher is not None
+        assert svc.publisher.submit(event())
+        assert await svc.publisher.flush(5)
+        kv = await svc.js.key_value("proxbus_silences")
+        await kv.put("k", b"v")
+        assert (await svc.js.stream_info(EVENTS_STREAM)).state.messages == 1
+        # The domain's API answers under $JS.hub.API as well.
+        info = await svc.nc.request("$JS.hub.API.STREAM.INFO." + EVENTS_STREAM, b"", timeout=5)  # type: ignore[union-attr]
+        assert b'"messages":1' in info.data
+
+
+async def test_a_wrong_domain_is_an_error_line_not_a_crash(
+    make_nats_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_nats_server(domain="hub")
+    caplog.set_level(logging.ERROR, "proxbus.service")
+    async with Service(settings(server.url, nats_js_domain="elsewhere"), "unit",
+                       require_nats=False) as svc:  # fmt: skip
+        await wait_until(lambda: any("in domain 'elsewhere'" in r.message
+                                     for r in caplog.records), timeout=20)  # fmt: skip
+        assert not svc.nats_ready.is_set()
+
+
+async def test_shutdown_runs_hooks_then_flushes_within_one_deadline(
+    nats_server: NatsServer,
+) -> None:
+    order: list[str] = []
+    given: list[float] = []
+
+    async def slow_hook(seconds: float) -> None:
+        given.append(seconds)
+        order.append("intake stopped")
+        await asyncio.sleep(60)  # never finishes on its own: cut at the deadline
+
+    started = 0.0
+    async with Service(settings(nats_server.url, shutdown_budget=3.0), "unit") as svc:
+        svc.on_stop(slow_hook)
+        assert svc.publisher is not None
+        svc.publisher.submit(event())
+        started = time.monotonic()
+    took = time.monotonic() - started
+    assert order == ["intake stopped"]
+    assert 2.5 <= given[0] <= 3.0
+    assert took < 3.5, took
+
+
+async def test_a_failing_background_task_stops_the_service(nats_server: NatsServer) -> None:
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    async def run() -> None:
+        async with Service(settings(nats_server.url), "unit") as svc:
+            svc.start_task(broken(), name="broken")
+            await asyncio.wait_for(svc.serve(), 5)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await run()

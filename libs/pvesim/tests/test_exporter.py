@@ -22,6 +22,19 @@ import pytest_asyncio
 from proxbus_pvesim.simulator import Simulator
 
 EXPORTER = "prometheus-pve-exporter==3.10.2"
+# Every PVE collector of 3.10.2 (pve_exporter/cli.py), switched on explicitly.
+COLLECTORS = (
+    "status",
+    "version",
+    "node",
+    "cluster",
+    "resources",
+    "backup-info",
+    "qdevice",
+    "config",
+    "replication",
+    "subscription",
+)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +86,7 @@ async def exporter(
             str(config),
             "--web.listen-address",
             f"127.0.0.1:{port}",
+            *(f"--collector.{name}" for name in COLLECTORS),
             stdout=out,
             stderr=out,
         )

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from proxbus_runtime import connect_nats, ensure_streams
 
 from .auth import Caller, parse_scopes
 from .errors import ConfigError
 from .gateway import Gateway
 from .http_app import build_http_app, is_loopback
 from .mcp_server import GatewayMCPServer
-from .rpc import start_rpc
+from .nats_link import NatsLink
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,17 +57,20 @@ class Running:
     """What ``start_gateway`` set up; ``close()`` tears it down in reverse order."""
 
     gateway: Gateway
-    nc: Any | None
-    rpc: Any | None
+    link: NatsLink
+
+    @property
+    def nc(self) -> Any | None:
+        return self.link.nc
+
+    @property
+    def rpc(self) -> Any | None:
+        return self.link.rpc
 
     async def close(self) -> None:
-        if self.rpc is not None:
-            with contextlib.suppress(Exception):
-                await self.rpc.stop()
+        await self.link.close()
         await self.gateway.close()
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.drain(), 5)
+        await self.link.drain()
 
 
 def check_bind(settings: Settings, gateway: Gateway) -> Caller | None:
@@ -87,39 +89,40 @@ def check_bind(settings: Settings, gateway: Gateway) -> Caller | None:
     return Caller("anonymous", parse_scopes(settings.stdio_scopes), "http")
 
 
-async def start_gateway(settings: Settings, env: Mapping[str, str] | None = None) -> Running:
-    """Build the gateway, connect NATS (optional), start audit and the RPC service.
+async def start_gateway(
+    settings: Settings,
+    env: Mapping[str, str] | None = None,
+    *,
+    nats_wait: float | None = 10.0,
+) -> Running:
+    """Build the gateway and start it; NATS (RPC, audit stream, event tools) connects in the
+    background, so MCP serves at once with or without a broker.
+
+    ``nats_wait``: wait up to that many seconds for NATS to come up before returning (for
+    embedding and tests; it keeps connecting afterwards). The console script's transports
+    pass None: they serve at once.
 
     Raises:
         ConfigError: invalid configuration.
     """
-    nc = js = None
-    if settings.nats_enabled:
-        try:
-            nc = await connect_nats(settings, name="proxbus-mcp-gateway")
-            js = nc.jetstream(timeout=5)
-            await ensure_streams(js, settings.stream_limits())
-        except Exception as exc:
-            log.warning("NATS unavailable (%s): no RPC, audit goes to the log, no event tools", exc)
-            if nc is not None:
-                with contextlib.suppress(Exception):
-                    await nc.close()
-            nc = js = None
-    gateway = Gateway.from_settings(settings, env, nc=nc, js=js)
+    gateway = Gateway.from_settings(settings, env)
     gateway.start()
-    rpc = None
-    if nc is not None and settings.rpc_enabled:
-        rpc = await start_rpc(gateway, nc)
+    link = NatsLink(settings, gateway)
+    link.start()
+    if nats_wait is not None and settings.nats_enabled:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(link.ready.wait(), nats_wait)
     clusters = ", ".join(
         f"{c.config.name}({c.config.mode})" for c in gateway.pool.clusters.values()
     )
     log.info(
-        "gateway ready: clusters %s; %d tools; read_only=%s",
+        "gateway ready: clusters %s; %d tools; read_only=%s; NATS %s",
         clusters or "none",
         len(gateway.tools_for()),
         settings.read_only,
+        "connected" if link.ready.is_set() else ("connecting" if settings.nats_enabled else "off"),
     )
-    return Running(gateway, nc, rpc)
+    return Running(gateway, link)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -137,8 +140,8 @@ async def serve_http(
     *,
     sock: socket.socket | None = None,
 ) -> None:
-    """Run the HTTP transports until ``stop`` is set."""
-    running = await start_gateway(settings, env)
+    """Run the HTTP transports until ``stop`` is set (listening at once; NATS comes later)."""
+    running = await start_gateway(settings, env, nats_wait=None)
     try:
         await serve_gateway_http(running.gateway, stop, sock=sock)
     finally:
@@ -187,7 +190,7 @@ async def serve_stdio(
     settings: Settings, stop: asyncio.Event, env: Mapping[str, str] | None = None
 ) -> None:
     """Run the stdio transport (one local client) until EOF or ``stop``."""
-    running = await start_gateway(settings, env)
+    running = await start_gateway(settings, env, nats_wait=None)
     try:
         server = GatewayMCPServer(running.gateway, log_level="WARNING")
         task = asyncio.create_task(server.run_stdio_async())

@@ -93,6 +93,17 @@ class AuditLog:
         if self.js is not None and self._task is None:
             self._task = asyncio.create_task(self._run(), name="audit-publisher")
 
+    def attach(self, js: Any) -> None:
+        """Publish to JetStream from now on (records before went to the log)."""
+        self.js = js
+        self.start()
+
+    def detach(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.js = None
+
     def record(self, rec: AuditRecord) -> None:
         if self.js is None:
             if log.isEnabledFor(logging.INFO):

@@ -144,6 +144,16 @@ class Gateway:
     def start(self) -> None:
         self.audit.start()
 
+    def attach_nats(self, nc: Any, js: Any) -> None:
+        """NATS arrived (possibly long after start): event tools and the audit stream on."""
+        self.nc, self.js = nc, js
+        if self.settings.audit_enabled:
+            self.audit.attach(js)
+
+    def detach_nats(self) -> None:
+        self.nc = self.js = None
+        self.audit.detach()
+
     async def close(self) -> None:
         await self.audit.close()
         self.pool.close()

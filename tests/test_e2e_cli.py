@@ -64,9 +64,10 @@ async def test_events_tail_sees_a_syslog_line_from_the_running_service_within_2s
 
     failed, plain = seen
     assert elapsed < 2.0
+    # DESIGN.md "Kind vocabulary": a task's end line is task.failed for every type, vzdump too.
     assert (failed["source"], failed["kind"], failed["severity"]) == (
         "syslog",
-        "backup.failed",
+        "task.failed",
         "error",
     ), failed
     assert (failed["node"], failed["vmid"], failed["correlation_id"]) == ("pve1", 104, upid)

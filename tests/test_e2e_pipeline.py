@@ -1,4 +1,4 @@
-"""A failed backup reaches the on-call person once per source, and nothing is lost.
+"""A failed backup reaches the on-call person from every source, and nothing is lost.
 
 The simulator plays a PVE cluster whose syslog, mail and webhook notification targets point at
 ingest-syslog, ingest-email and ingest-pve-ws; the dispatcher routes ``severity>=error`` to a
@@ -90,7 +90,7 @@ async def events_stats(url: str) -> dict[str, int]:
     return counts
 
 
-async def test_failed_backup_reaches_oncall_once_per_source_and_info_does_not(
+async def test_failed_backup_reaches_oncall_from_every_source_and_info_does_not(
     stack: Any, sink: Any, nc: Any
 ) -> None:
     services = await start_stack(stack, sink, ONCALL_ON_ERRORS)
@@ -109,7 +109,7 @@ async def test_failed_backup_reaches_oncall_once_per_source_and_info_does_not(
             )
         await sim.emitter.drain()
         assert not sim.emitter.failed, dict(sim.emitter.failed)
-        emitted = sim.emitter.sent  # syslog: task start and end lines of both backups
+        emitted = sim.emitter.sent  # syslog: the task and vzdump job lines of both backups
 
     def syslog_delivered() -> int:
         return sum(e["source"] == "syslog" for r in sink.receipts for e in r.events)
@@ -127,27 +127,35 @@ async def test_failed_backup_reaches_oncall_once_per_source_and_info_does_not(
     await stack.wait_quiescent(nc)  # from here on, nothing more can reach the sink
 
     oncall = sink.on("/oncall")
+    events = [e for r in oncall for e in r.events]
     report = f"{[summary(r.events) for r in oncall]}\n{stack.report()}"
     assert all(r.signature_ok for r in sink.receipts), report
-    assert [len(r.events) for r in oncall] == [1, 1, 1], report
-    events = [r.events[0] for r in oncall]
-    assert Counter(e["source"] for e in events) == Counter(SOURCES), report
+    # DESIGN.md "Kind vocabulary": mail and webhook report the job once, naming the failed
+    # guest; syslog reports what the job's own lines and the task's end line say.
+    assert sorted((e["source"], e["kind"], e["vmid"] or 0) for e in events) == sorted(
+        [
+            ("email", "backup.failed", FAILING_VMID),
+            ("pve-webhook", "backup.failed", FAILING_VMID),
+            ("syslog", "backup.failed", FAILING_VMID),  # ERROR: Backup of VM 100 failed - ...
+            ("syslog", "backup.failed", 0),  # INFO: Backup job finished with errors
+            ("syslog", "task.failed", FAILING_VMID),  # end task UPID:...:vzdump:100:... job errors
+        ]
+    ), report
     for e in events:
-        assert e["kind"] == "backup.failed", report
         assert e["node"] == node, report
         assert Severity(e["severity"]).rank >= Severity.ERROR.rank, report
         assert e["site"] == "lab", report
-    syslog_event = next(e for e in events if e["source"] == "syslog")
-    assert syslog_event["correlation_id"] == failed_upid, report
-    # Every source names the one failed guest (the webhook and the mail parse the same table).
-    assert {e["vmid"] for e in events} == {FAILING_VMID}, report
+    task_event = next(e for e in events if e["kind"] == "task.failed")
+    assert task_event["correlation_id"] == failed_upid, report
 
     rest = sink.events("/rest")
     assert all(Severity(e["severity"]).rank < Severity.ERROR.rank for e in rest), summary(rest)
-    assert by_source(rest, "backup.ok") == Counter(SOURCES), summary(rest)
+    assert by_source(rest, "backup.ok") == Counter({"email": 1, "pve-webhook": 1, "syslog": 2})
     assert {
-        e["vmid"] for e in rest if e["kind"] == "backup.ok" and e["source"] != "pve-webhook"
-    } == {ok_vmid}
+        (e["source"], e["vmid"])
+        for e in rest
+        if e["kind"] == "backup.ok" and e["source"] != "pve-webhook"
+    } == {("email", ok_vmid), ("syslog", ok_vmid), ("syslog", None)}
 
     stored = await stream_events(nc)
     assert {e["id"] for e in events} <= {e["id"] for e in stored}
@@ -198,12 +206,24 @@ async def test_three_reports_of_one_failure_arrive_as_one_grouped_notification(
     await stack.wait_quiescent(nc)
     oncall = sink.on("/oncall")
     report = f"{[summary(r.events) for r in oncall]}\n{stack.report()}"
-    assert len(oncall) == 1, report
-    payload = oncall[0].payload
-    assert oncall[0].signature_ok
-    assert payload["count"] == 3, report
-    assert sorted(e["source"] for e in payload["events"]) == sorted(SOURCES), report
-    assert {e["vmid"] for e in payload["events"]} == {FAILING_VMID}, report
-    assert payload["group_labels"]["kind"] == "backup.failed", payload["group_labels"]
+    assert all(r.signature_ok for r in oncall), report
+    # The guest's failure, reported by all three sources, is one notification. Grouped by
+    # vmid too, the job's own "finished with errors" line (no vmid) is a group of its own.
+    guest = [
+        r
+        for r in oncall
+        if r.payload["group_labels"]["kind"] == "backup.failed"
+        and r.payload["group_labels"].get("vmid", str(FAILING_VMID)) == str(FAILING_VMID)
+    ]
+    assert len(guest) == 1, report
+    payload = guest[0].payload
+    by_vmid = "vmid" in group_by
+    sources = sorted(SOURCES) if by_vmid else sorted([*SOURCES, "syslog"])
+    assert payload["count"] == len(sources), report
+    assert sorted(e["source"] for e in payload["events"]) == sources, report
+    vmids = {FAILING_VMID} if by_vmid else {FAILING_VMID, None}
+    assert {e["vmid"] for e in payload["events"]} == vmids, report
     assert payload["group_labels"]["node"] == node, payload["group_labels"]
     assert payload["severity"] == "error", report
+    # the task's own end line is its own happening: a task.failed notification
+    assert any(r.payload["group_labels"]["kind"] == "task.failed" for r in oncall), report

@@ -88,7 +88,7 @@ async def test_failed_backup_gives_task_error_mail_and_syslog() -> None:
             )
             async with asyncio.timeout(5):
                 mail = await sink.mails.get()
-                lines = [await syslog.lines.get() for _ in range(2)]
+                lines = [await syslog.lines.get() for _ in range(6)]
             assert mail["Subject"] == "vzdump backup status (pve2.lab.example): backup failed"
             assert mail.is_multipart()
             parts = {
@@ -98,9 +98,20 @@ async def test_failed_backup_gives_task_error_mail_and_syslog() -> None:
             }
             assert "101" in parts["text/plain"]
             assert "text/html" in parts
-            assert "pvedaemon[" in lines[1]
-            assert lines[1].endswith(f"end task {upid} job errors")
-            assert lines[1].startswith("<27>")
+            # task start, the vzdump lines PVE also sends to syslog, task end
+            assert lines[0].endswith(f"starting task {upid}")
+            worker = f"pvedaemon[{int(upid.split(':')[2], 16)}]: "
+            assert [line.split(worker, 1)[1] for line in lines[1:5]] == [
+                "INFO: starting new backup job: vzdump 101 --storage pbs-store --mode snapshot "
+                "--node pve2",
+                "INFO: Starting Backup of VM 101 (qemu)",
+                "ERROR: Backup of VM 101 failed - backup write data failed: No space left",
+                "INFO: Backup job finished with errors",
+            ]
+            assert lines[3].startswith("<27>")
+            assert "pvedaemon[" in lines[5]
+            assert lines[5].endswith(f"end task {upid} job errors")
+            assert lines[5].startswith("<27>")
     finally:
         smtp.close()
         transport.close()

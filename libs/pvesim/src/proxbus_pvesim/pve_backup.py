@@ -68,10 +68,16 @@ async def vzdump(call: Call) -> Any:
     started = time.time()
 
     def finish(task: Task) -> int:
+        def syslog(severity: str, line: str) -> None:
+            """The lines vzdump also sends to syslog (PVE/VZDump.pm debugmsg(..., 1))."""
+            sim.emitter.log(node, "pvedaemon", task.pid, severity, line)
+
+        syslog("info", begin[0])
         results: list[GuestResult] = []
         for g in guests:
             g.lock = None
             label = "VM" if g.kind == "qemu" else "CT"
+            syslog("info", f"INFO: Starting Backup of VM {g.vmid} ({g.kind})")
             task.log += [
                 f"INFO: Starting Backup of VM {g.vmid} ({g.kind})",
                 f"INFO: Backup started at {_stamp()}",
@@ -83,6 +89,7 @@ async def vzdump(call: Call) -> Any:
                 error = "vma_queue_write: write failed - No space left on device"
             secs = max(1, int(time.time() - started))
             if error is not None:
+                syslog("err", f"ERROR: Backup of VM {g.vmid} failed - {error}")
                 task.log += [
                     f"ERROR: Backup of VM {g.vmid} failed - {error}",
                     f"INFO: Failed at {_stamp()}",
@@ -97,6 +104,7 @@ async def vzdump(call: Call) -> Any:
                 f"INFO: Finished Backup of VM {g.vmid} (00:00:{secs % 60:02d})",
                 f"INFO: Backup finished at {_stamp()}",
             ]
+            syslog("info", f"INFO: Finished Backup of VM {g.vmid} (00:00:{secs % 60:02d})")
             results.append(GuestResult(g.vmid, g.name, True, secs, size, fname))
         failed = any(not r.ok for r in results)
         task.log.append(
@@ -104,6 +112,7 @@ async def vzdump(call: Call) -> Any:
             if failed
             else "INFO: Backup job finished successfully"
         )
+        syslog("info", task.log[-1])
         sim.lab.bump()
         logs = "\n".join(task.log)
         sim.emitter.notify(

@@ -111,8 +111,10 @@ async def test_same_fingerprint_within_repeat_interval_is_deduped_and_counted(
     dispatcher, sink, js, nc
 ) -> None:
     hook = await sink()
+    # Incidents off (window 0): each event is its own happening, only repeat_interval dedups.
     service = await dispatcher(
-        hooks(hook.url, extra="route: {receiver: hook, repeat_interval: 1h}\n")
+        hooks(hook.url, extra="route: {receiver: hook, repeat_interval: 1h}\n"),
+        incident_window=0,
     )
     suppressed: list[bytes] = []
 

@@ -208,3 +208,57 @@ route: {{receiver: hook, group_by: [node], group_wait: 1h, repeat_interval: 0s}}
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, 10) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+async def test_repeat_interval_and_inhibition_survive_a_restart(
+    nats_server: Any, sink: Any, js: Any, tmp_path: Path, stop: str
+) -> None:
+    hook = await sink()
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"""\
+receivers: [{{name: hook, type: webhook, url: '{hook.url}/h'}}]
+route: {{receiver: hook, repeat_interval: 1h}}
+inhibit_rules:
+  - {{source_matchers: [kind=node.offline], target_matchers: ["kind=vm.*"], equal: [node], duration: 1h}}
+""")
+    # Window 0: every event is its own incident, so only the notification log (repeat_interval)
+    # and the inhibition sources can keep the repeats below from being sent.
+    env = {
+        "NATS_URL": nats_server.url,
+        "ROUTES_FILE": str(routes),
+        "INCIDENT_WINDOW": "0",
+        "CONSUMER_ACK_WAIT": "2",
+        "ENRICH_ENABLED": "false",
+    }
+    alert = ev(kind="vm.crashed", node="pve1", vmid=100, title="VM 100 crashed")
+    offline = ev(kind="node.offline", node="pve2", severity="warning", title="pve2 offline")
+    port = free_port()
+    proc = spawn([], {**env, "HEALTH_PORT": str(port)})
+    try:
+        await wait_healthy(port, proc)
+        await publish(js, alert, offline)
+        await wait_until(lambda: len(hook.requests) == 2, timeout=15)
+        if stop == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 10) == 0
+        else:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+        port = free_port()
+        proc = spawn([], {**env, "HEALTH_PORT": str(port)})
+        await wait_healthy(port, proc)
+        repeat = ev(kind="vm.crashed", node="pve1", vmid=100, title="VM 100 crashed again")
+        inhibited = ev(kind="vm.stopped", node="pve2", vmid=200, title="VM 200 stopped")
+        marker = ev(kind="vm.crashed", node="pve1", vmid=101, title="VM 101 crashed")
+        await publish(js, repeat, inhibited, marker)
+        # The marker is published last: once it is delivered, the two before it were decided.
+        await wait_until(lambda: len(hook.requests) >= 3, timeout=15)
+        await asyncio.sleep(2.5)  # longer than ack_wait: a redelivered repeat would be here
+        sent = [r.json["event"]["id"] for r in hook.requests]
+        assert sorted(sent) == sorted([alert.id, offline.id, marker.id])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 10)

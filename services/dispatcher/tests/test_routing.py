@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from proxbus_dispatcher.config import parse_config
-from proxbus_dispatcher.stages.dedup import DedupCache
+from proxbus_dispatcher.stages.dedup import within_repeat_interval
 from proxbus_dispatcher.stages.grouping import Grouper
 from proxbus_dispatcher.stages.inhibition import Inhibitor
 from proxbus_dispatcher.stages.routing import match_routes
@@ -113,16 +113,13 @@ def test_group_waits_then_lists_every_event_then_ticks_at_group_interval() -> No
     assert len(grouper.groups) == 0  # idle groups are dropped
 
 
-def test_dedup_suppresses_same_fingerprint_within_repeat_interval() -> None:
-    cfg = parse_config(GROUPED)
-    clock = Clock()
-    dedup = DedupCache(clock)
-    first = ev(title="backup of 100 failed at 10:00:01")
-    again = ev(title="backup of 100 failed at 11:00:07")
-    assert not dedup.check_and_remember(cfg.root, first)
-    assert dedup.check_and_remember(cfg.root, again)
-    clock.now += 3601
-    assert not dedup.check_and_remember(cfg.root, again)
+def test_dedup_suppresses_a_notification_within_repeat_interval() -> None:
+    route = parse_config(GROUPED).root  # repeat_interval: 1h
+    assert not within_repeat_interval(route, None, 1000.0)
+    assert within_repeat_interval(route, 1000.0, 1000.0 + 3599)
+    assert not within_repeat_interval(route, 1000.0, 1000.0 + 3601)
+    route.repeat_interval = 0.0
+    assert not within_repeat_interval(route, 1000.0, 1000.0)
 
 
 INHIBIT = """\

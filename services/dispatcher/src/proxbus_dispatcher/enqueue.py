@@ -36,8 +36,18 @@ class Inflight:
     failed: bool = False
 
 
-# What intake keeps with an event while it is routed or grouped: its inflight + enrichment.
-Handle = tuple[Inflight, dict[str, Any] | None]
+@dataclass(slots=True, eq=False)
+class Held:
+    """What intake keeps with an event while it is published or grouped on a route."""
+
+    inflight: Inflight
+    extra: dict[str, Any] | None  # enrichment
+    incident: str  # the incident's id
+
+    @property
+    def raw(self) -> bytes:
+        """The event's wire JSON as received."""
+        return self.inflight.received.msg.data or b""
 
 
 @dataclass(slots=True, eq=False)
@@ -45,7 +55,7 @@ class PendingDelivery(Generic[G]):
     """A published delivery waiting for its JetStream ack, with the events it carries."""
 
     future: asyncio.Future[Any]
-    items: list[tuple[Event, Handle]]
+    items: list[tuple[Event, Held]]
     route: Route
     group: G | None = None
     ok: bool = False

@@ -1,6 +1,6 @@
 """The intake pipeline over fetched batches, and the group flusher.
 
-floor → silence → inhibit → route → dedup → enrich → group/enqueue (the ``stages`` package).
+floor → silence → inhibit → route → incident + dedup → enrich → group/enqueue (``stages``).
 An event is acked only after every delivery it leads to is acknowledged by JetStream in
 PROXBUS_DELIVERIES (``enqueue``), so a crash anywhere before that redelivers it; delivery ids
 are derived from the event id (or the set of event ids of a group notification) + route +
@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -21,17 +23,19 @@ from proxbus_runtime import EventPublisher, PullConsumer, ReceivedEvent
 from pydantic import ValidationError
 
 from .config import DispatcherConfig, Route
-from .enqueue import Enqueuer, Handle, Inflight, PendingDelivery
+from .enqueue import Enqueuer, Held, Inflight, PendingDelivery
 from .metrics import DispatcherMetrics
 from .notification import delivery_body, delivery_id
 from .settings import Settings
-from .stages.dedup import DedupCache
+from .stages.dedup import within_repeat_interval
 from .stages.enrich import Enricher
 from .stages.floor import SeverityFloor
 from .stages.grouping import AggregationGroup, Grouper, chunk
+from .stages.incidents import Incident
 from .stages.inhibition import Inhibitor
 from .stages.routing import match_routes
 from .stages.silence import SilenceWatcher
+from .state import StateStore
 from .suppression import SuppressionLog
 
 log = logging.getLogger(__name__)
@@ -40,12 +44,21 @@ log = logging.getLogger(__name__)
 MAX_NOTIFICATION_BYTES = 512 * 1024
 RETRY_GROUP_DELAY = 1.0
 
-Group = AggregationGroup[Handle]
+Group = AggregationGroup[Held]
 Pending = PendingDelivery[Group]
 
 
-def _raw(handle: Handle) -> bytes:
-    return handle[0].received.msg.data or b""
+@dataclass(slots=True, eq=False)
+class _Plan:
+    """What one event does, decided before its incident is stored."""
+
+    inflight: Inflight
+    incident: Incident
+    key: str
+    changed: bool = False
+    notify: list[Route] = field(default_factory=list)
+    gather: list[Route] = field(default_factory=list)
+    suppressed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Intake:
@@ -74,9 +87,14 @@ class Intake:
         self.suppressions = SuppressionLog(nc, metrics, publish=settings.publish_suppressed)
         self.floor = SeverityFloor(settings.min_severity)
         self.silences = SilenceWatcher(js)
-        self.inhibitor = Inhibitor(config.inhibit_rules)
-        self.dedup = DedupCache()
-        self.grouper: Grouper[Handle] = Grouper()
+        self.state = StateStore(js, ttl=settings.state_ttl)
+        self.inhibitor = Inhibitor(config.inhibit_rules, sources=self.state.inhibitions)
+        self.grouper: Grouper[Held] = Grouper()
+        # (route id, incident id) of incidents whose notification is still being gathered
+        self._gathering: set[tuple[str, str]] = set()
+        self._window = settings.incident_window
+        longest_repeat = max((r.repeat_interval for r in config.iter_routes()), default=0.0)
+        self._keep = max(self._window, longest_repeat) + 60.0
         self.enricher = Enricher(
             nc,
             metrics,
@@ -94,11 +112,13 @@ class Intake:
         self.invalid = 0
 
     async def start(self) -> None:
+        await self.state.open()
         await self.silences.start()
         await self.enqueuer.start()
         await self.consumer.start()
 
     async def close(self) -> None:
+        await self.state.close()
         await self.silences.stop()
         await self.consumer.close()
         await self.enqueuer.close()
@@ -150,13 +170,57 @@ class Intake:
             return "inhibited", f"inhibit_rules[{rule}]"
         return None, ""
 
+    async def _observe_inhibition(self, event: Event) -> None:
+        for key, until in self.inhibitor.observe(event):
+            if until is None:
+                await self.state.delete_inhibition(key)
+            else:
+                await self.state.put_inhibition(key, until)
+
+    def _plan(self, received: ReceivedEvent, routes: list[Route]) -> _Plan:
+        """Find or open the event's incident and decide, per route, what the event does:
+        claim the incident's notification, join it while it gathers, or be suppressed."""
+        event = received.event
+        known = self.state.incident(event.fingerprint)
+        if known is not None and (known.has(event) or known.admits(event, self._window)):
+            incident, changed = known, not known.has(event)
+        else:
+            incident = Incident.open(event, known.notified if known else None)
+            changed = True
+        incident.add(event)
+        at = event.received_at.timestamp()
+        plan = _Plan(Inflight(received), incident, self.state.put_local(incident))
+        for route in routes:
+            claimed_by = incident.routes.get(route.id)
+            if claimed_by is None:
+                if within_repeat_interval(route, incident.notified.get(route.id), at):
+                    plan.suppressed.append(("deduped", route.id))
+                    continue
+                incident.routes[route.id] = event.id
+                incident.notified[route.id] = at
+                changed = True
+                plan.notify.append(route)
+            elif claimed_by == event.id:
+                plan.notify.append(route)  # redelivered: enqueue again (same delivery id)
+            elif (route.id, incident.id) in self._gathering:
+                plan.gather.append(route)
+            else:
+                plan.suppressed.append(("incident", incident.id))
+        plan.changed = changed
+        return plan
+
     async def process_batch(self, batch: list[ReceivedEvent]) -> None:
-        """Run one fetched batch through the stages and settle every event in it."""
-        work: list[tuple[Inflight, list[Route]]] = []
+        """Run one fetched batch through the stages and settle every event in it.
+
+        Decide every event (mutating the in-memory incidents), store the incidents that
+        changed, then enqueue or group what the stored decisions say; an event whose incident
+        lost a write race is redelivered and decided again.
+        """
+        plans: list[_Plan] = []
         for received in batch:
             event = received.event
             self.processed += 1
-            self.inhibitor.observe(event)
+            await self._observe_inhibition(event)
             reason, detail = self._drop_reason(event)
             routes: list[Route] = []
             if reason is None:
@@ -168,63 +232,76 @@ class Intake:
                 await self.suppressions.record(event, reason, detail)
                 await Enqueuer.ack_dropped(received)
                 continue
-            kept = []
-            for route in routes:
-                if self.dedup.check_and_remember(route, event):
-                    await self.suppressions.record(event, "deduped", route.id)
-                else:
-                    kept.append(route)
-            if not kept:
-                self._dropped.inc()
-                await Enqueuer.ack_dropped(received)
-                continue
-            self._routed.inc()
-            work.append((Inflight(received), kept))
+            plans.append(self._plan(received, routes))
 
-        enrichment = await self.enricher.enrich([inf.received.event for inf, _ in work])
+        written = await self.state.write({p.key for p in plans if p.changed})
+        work: list[_Plan] = []
+        for plan in plans:
+            event = plan.inflight.received.event
+            if plan.key in written.failed:
+                plan.inflight.failed = True
+                await self.enqueuer.release(plan.inflight)
+                continue
+            for reason, detail in plan.suppressed:
+                await self.suppressions.record(event, reason, detail)
+            if plan.notify or plan.gather:
+                self._routed.inc()
+                work.append(plan)
+            else:
+                self._dropped.inc()
+                await self.enqueuer.release(plan.inflight)
+
+        enrichment = await self.enricher.enrich([p.inflight.received.event for p in work])
         pending: list[Pending] = []
-        for inflight, routes in work:
+        for plan in work:
+            inflight, incident = plan.inflight, plan.incident
             event = inflight.received.event
-            extra = enrichment.get(event.id)
-            for route in routes:
+            held = Held(inflight, enrichment.get(event.id), incident.id)
+            for route in plan.notify:
                 inflight.refs += 1
                 if route.groups_all and route.group_wait <= 0:
-                    did = delivery_id(event.id, route.id, route.receiver)
+                    did = delivery_id(incident.id, route.id, route.receiver)
                     body = delivery_body(
                         did,
                         route.receiver,
                         route.id,
-                        [inflight.received.msg.data],
-                        {event.id: extra} if extra else None,
+                        [held.raw],
+                        {event.id: held.extra} if held.extra else None,
+                        incidents=[incident.summary()],
                     )
                     future = await self.enqueuer.publish(self._subjects[route.receiver], body, did)
-                    pending.append(PendingDelivery(future, [(event, (inflight, extra))], route))
-                else:
-                    group, created = self.grouper.add(route, event, (inflight, extra))
-                    if not created:
-                        await self.suppressions.record(event, "grouped", group.key)
+                    pending.append(PendingDelivery(future, [(event, held)], route))
+                    continue
+                group, created = self.grouper.add(route, event, held, incident.labels)
+                self._gathering.add((route.id, incident.id))
+                if not created:
+                    await self.suppressions.record(event, "grouped", group.key)
+            for route in plan.gather:
+                inflight.refs += 1
+                group, _ = self.grouper.add(route, event, held, incident.labels)
+                await self.suppressions.record(event, "grouped", group.key)
         await self._settle(pending)
-        for inflight, _ in work:
-            await self.enqueuer.release(inflight)
+        for plan in work:
+            await self.enqueuer.release(plan.inflight)
         self._wake.set()
 
     async def _settle(self, pending: list[Pending]) -> None:
         """Wait for the acks; a failed group notification is retried, a failed single one
-        naks its event (and forgets its dedup entry); every reference is released."""
+        naks its event (redelivered, it claims the same notification again); every reference
+        is released."""
         await self.enqueuer.settle(pending)
         for p in pending:
             if p.group is not None:
                 if p.ok:
-                    for _, (inflight, _) in p.items:
-                        await self.enqueuer.release(inflight)
+                    for _, held in p.items:
+                        await self.enqueuer.release(held.inflight)
                 else:
                     self.grouper.retry_later(p.group, p.items, RETRY_GROUP_DELAY)
                 continue
-            for event, (inflight, _) in p.items:
+            for _, held in p.items:
                 if not p.ok:
-                    inflight.failed = True
-                    self.dedup.forget(p.route, event)
-                await self.enqueuer.release(inflight)
+                    held.inflight.failed = True
+                await self.enqueuer.release(held.inflight)
 
     # --- groups -------------------------------------------------------------------------
 
@@ -244,28 +321,38 @@ class Intake:
             self.metrics.silences.set(self.silences.active)
             if time.monotonic() - last_keepalive >= keepalive_every:
                 last_keepalive = time.monotonic()
-                for inflight, _ in list(self.grouper.held()):
+                for held in list(self.grouper.held()):
                     with contextlib.suppress(Exception):
-                        await inflight.received.in_progress()
+                        await held.inflight.received.in_progress()
+                self.state.prune(time.time(), self._keep)
 
-    async def flush(self, due: list[tuple[Group, list[tuple[Event, Handle]]]]) -> None:
-        """Enqueue one notification per due group (split at ``max_events_per_notification``)."""
+    async def flush(self, due: list[tuple[Group, list[tuple[Event, Held]]]]) -> None:
+        """Enqueue one notification per due group (split at ``max_events_per_notification``);
+        the incidents in it stop gathering."""
         pending: list[Pending] = []
         size = self.config.max_events_per_notification
         for group, items in due:
             route = group.route
-            for part in chunk(items, size, MAX_NOTIFICATION_BYTES, lambda h: len(_raw(h))):
+            for part in chunk(items, size, MAX_NOTIFICATION_BYTES, lambda h: len(h.raw)):
                 ids = sorted(e.id for e, _ in part)
                 did = delivery_id(group.key, route.receiver, *ids)
-                enrichment = {e.id: extra for e, (_, extra) in part if extra}
+                enrichment = {e.id: h.extra for e, h in part if h.extra}
+                incidents: dict[str, dict[str, Any]] = {}
+                for event, held in part:
+                    self._gathering.discard((route.id, held.incident))
+                    if held.incident not in incidents:
+                        incident = self.state.incident(event.fingerprint)
+                        if incident is not None and incident.id == held.incident:
+                            incidents[held.incident] = incident.summary()
                 body = delivery_body(
                     did,
                     route.receiver,
                     route.id,
-                    [_raw(h) for _, h in part],
+                    [h.raw for _, h in part],
                     enrichment,
                     group_key=group.key,
                     group_labels=group.labels,
+                    incidents=list(incidents.values()),
                 )
                 future = await self.enqueuer.publish(self._subjects[route.receiver], body, did)
                 pending.append(PendingDelivery(future, part, route, group))

@@ -37,7 +37,7 @@ def delivery_body(
     *,
     group_key: str | None = None,
     group_labels: dict[str, str] | None = None,
-    incident: dict[str, Any] | None = None,
+    incidents: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """A delivery body embedding the events' wire JSON as-is (the intake hot path)."""
     head: dict[str, Any] = {
@@ -50,8 +50,9 @@ def delivery_body(
         head["group_key"] = group_key
         head["group_labels"] = group_labels or {}
     tail: dict[str, Any] = {"enrichment": enrichment or {}, "created_at": _iso(_now())}
-    if incident is not None:
-        tail["incident"] = incident
+    if incidents:
+        tail["incident"] = incidents[0]
+        tail["incidents"] = incidents
     return b"".join(
         (
             json.dumps(head)[:-1].encode(),
@@ -86,6 +87,7 @@ class Notification(BaseModel):
     events: list[dict[str, Any]] = Field(min_length=1)
     enrichment: dict[str, dict[str, Any]] = Field(default_factory=dict)
     incident: dict[str, Any] | None = None
+    incidents: list[dict[str, Any]] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=_now)
 
     @field_validator("events", mode="before")
@@ -153,4 +155,5 @@ class Notification(BaseModel):
             "group_labels": self.group_labels,
             "enrichment": self.enrichment,
             "incident": self.incident,
+            "incidents": self.incidents,
         }

@@ -22,6 +22,9 @@ class Settings(ServiceSettings):
     consumer_ack_wait: float = Field(default=30.0, gt=0)
     consumer_batch: int = Field(default=256, ge=1, le=10_000)
     publish_suppressed: bool = True
+    # incidents and persisted state
+    incident_window: float = Field(default=600.0, ge=0)
+    state_ttl: float = Field(default=7 * 86400.0, gt=0)
     # enrichment through the gateway's NATS RPC
     enrich_enabled: bool = True
     enrich_timeout: float = Field(default=0.5, gt=0, le=10)

@@ -9,6 +9,9 @@ Fields available to every template:
 - ``receiver``, ``route``: names; ``group_key``: the group's key (``None`` when ungrouped);
   ``group_labels``: the ``group_by`` label values of the group
 - ``enrichment``: ``{event_id: {...}}`` facts added from the gateway (may be empty)
+- ``incidents``: the incidents the notification is about, each ``{id, fingerprint, kind, node,
+  vmid, severity, title, message, sources, count, first_seen, upid}`` (title/message: the best
+  among its events); ``incident``: the first of them (``None`` when there are none)
 """
 
 from __future__ import annotations
@@ -20,16 +23,19 @@ from jinja2 import Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 DEFAULT_TITLE = (
-    "{% if count == 1 %}[{{ event.severity | upper }}] {{ event.title }}"
+    "{% if incidents | length == 1 %}[{{ incident.severity | upper }}] {{ incident.title }}"
+    "{% elif count == 1 %}[{{ event.severity | upper }}] {{ event.title }}"
     "{% else %}[{{ severity | upper }}] {{ count }} events: {{ event.kind }}"
     "{% if group_labels.node %} on {{ group_labels.node }}{% endif %}{% endif %}"
 )
 DEFAULT_BODY = (
-    "{% if count == 1 %}{{ event.message or event.title }}"
-    "{% if event.node %}\nnode: {{ event.node }}{% endif %}"
-    "{% if event.vmid is not none %}\nvmid: {{ event.vmid }}{% endif %}"
+    "{% if incidents | length == 1 or count == 1 %}"
+    "{% set one = incident or event %}{{ one.message or one.title }}"
+    "{% if one.node %}\nnode: {{ one.node }}{% endif %}"
+    "{% if one.vmid is not none %}\nvmid: {{ one.vmid }}{% endif %}"
     "{% set extra = enrichment.get(event.id) %}{% if extra and extra.guest_name %}"
     "\nguest: {{ extra.guest_name }}{% endif %}"
+    "{% if incident %}\nseen via {{ incident.sources | join(', ') }}{% endif %}"
     "{% if extra and extra.task_log %}\n\n{{ extra.task_log }}{% endif %}"
     "{% else %}{% for e in events %}- [{{ e.severity }}] {{ e.node or '-' }}: {{ e.title }}\n"
     "{% endfor %}{% endif %}"

@@ -1,7 +1,8 @@
 """Generic webhook (n8n's Webhook node, anything HTTP): JSON body, HMAC signature, headers.
 
 Body: ``{"schema": "proxbus.notification/v1", "id", "receiver", "route", "group_key",
-"group_labels", "count", "severity", "title", "body", "event", "events", "enrichment"}``
+"group_labels", "count", "severity", "title", "body", "event", "events", "enrichment",
+"incident", "incidents"}``
 where ``event`` is the first event. Header ``X-Proxbus-Signature: sha256=<hex>`` is the
 HMAC-SHA256 of the raw body with the receiver's ``secret``; ``X-Proxbus-Delivery`` is the
 delivery id (stable across retries, for idempotent receivers).
@@ -54,6 +55,8 @@ def webhook_payload(receiver: WebhookReceiver, notification: Notification) -> di
         "event": events[0],
         "events": events,
         "enrichment": notification.enrichment,
+        "incident": notification.incident,
+        "incidents": notification.incidents,
     }
 
 

@@ -42,9 +42,13 @@ class Grouper(Generic[T]):
         self._clock = clock
         self.groups: dict[str, AggregationGroup[T]] = {}
 
-    def add(self, route: Route, event: Event, handle: T) -> tuple[AggregationGroup[T], bool]:
-        """Put ``event`` in its group; returns the group and whether it was just created."""
-        labels = group_labels(route, event)
+    def add(
+        self, route: Route, event: Event, handle: T, labels_of: dict[str, str] | None = None
+    ) -> tuple[AggregationGroup[T], bool]:
+        """Put ``event`` in its group (the group of the label values ``labels_of`` when given:
+        an incident's events all go where its first event went); returns the group and
+        whether it was just created."""
+        labels = group_labels(route, labels_of if labels_of is not None else event)
         key = group_key(route, labels)
         group = self.groups.get(key)
         created = group is None

@@ -3,11 +3,13 @@
 A source stays active for the rule's ``duration`` after it was last seen, or until an event
 matching ``resolve_matchers`` with the same ``equal`` labels arrives. As in Alertmanager, an
 event matching both sides of a rule is never muted by that rule, and a label missing from both
-events counts as equal.
+events counts as equal. Active sources live in a mapping the caller persists (``state``):
+``observe`` returns the changes to store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -16,47 +18,69 @@ from proxbus_events import Event, match_all
 from ..config import InhibitRuleConfig
 from .routing import label_value
 
+INHIBIT_PREFIX = "inh."
+
+
+def inhibit_key(rule: int, labels: tuple[str, ...]) -> str:
+    """The state key of rule ``rule``'s source with ``equal`` label values ``labels``."""
+    digest = hashlib.sha256("\x1f".join(labels).encode()).hexdigest()[:32]
+    return f"{INHIBIT_PREFIX}{rule}.{digest}"
+
 
 class Inhibitor:
-    """Remembers active sources per rule and answers whether an event is inhibited."""
+    """Answers whether an event is inhibited from the active sources in ``sources``."""
 
     def __init__(
-        self, rules: list[InhibitRuleConfig], clock: Callable[[], float] = time.monotonic
+        self,
+        rules: list[InhibitRuleConfig],
+        clock: Callable[[], float] = time.time,
+        sources: dict[str, float] | None = None,
     ) -> None:
         self.rules = rules
         self._clock = clock
-        self._sources: list[dict[tuple[str, ...], float]] = [{} for _ in rules]
+        # state key → until (wall clock: shared by replicas and restarts)
+        self.sources: dict[str, float] = {} if sources is None else sources
 
-    def _key(self, rule: InhibitRuleConfig, event: Event) -> tuple[str, ...]:
-        return tuple(label_value(event, label) for label in rule.equal)
+    def _key(self, index: int, rule: InhibitRuleConfig, event: Event) -> str:
+        return inhibit_key(index, tuple(label_value(event, label) for label in rule.equal))
 
-    def observe(self, event: Event) -> None:
-        """Record ``event`` as a source (or a resolution) for every rule it matches."""
+    def observe(self, event: Event) -> list[tuple[str, float | None]]:
+        """Record ``event`` as a source (or a resolution) for every rule it matches; returns
+        the ``(key, until or None for removed)`` changes worth storing."""
+        if not self.rules:
+            return []
         now = self._clock()
-        for rule, sources in zip(self.rules, self._sources, strict=True):
+        changes: list[tuple[str, float | None]] = []
+        for i, rule in enumerate(self.rules):
             if rule.resolve_matchers and match_all(rule.resolve_matchers, event):
-                sources.pop(self._key(rule, event), None)
+                key = self._key(i, rule, event)
+                if self.sources.pop(key, None) is not None:
+                    changes.append((key, None))
             if match_all(rule.source_matchers, event):
-                sources[self._key(rule, event)] = now + rule.duration
+                key = self._key(i, rule, event)
+                until = now + rule.duration
+                # Extending by less than a tenth of the duration is not worth a write.
+                if until - self.sources.get(key, 0.0) > rule.duration / 10:
+                    changes.append((key, until))
+                self.sources[key] = max(until, self.sources.get(key, 0.0))
+        return changes
 
     def inhibiting_rule(self, event: Event) -> int | None:
         """Index of the rule that mutes ``event``, or ``None``."""
+        if not self.sources:
+            return None
         now = self._clock()
-        for i, (rule, sources) in enumerate(zip(self.rules, self._sources, strict=True)):
-            if not sources or not match_all(rule.target_matchers, event):
+        for i, rule in enumerate(self.rules):
+            if not match_all(rule.target_matchers, event):
                 continue
             if match_all(rule.source_matchers, event):
                 continue
-            key = self._key(rule, event)
-            until = sources.get(key)
-            if until is None:
-                continue
-            if until > now:
+            until = self.sources.get(self._key(i, rule, event))
+            if until is not None and until > now:
                 return i
-            del sources[key]
         return None
 
     @property
     def active_sources(self) -> int:
         now = self._clock()
-        return sum(1 for s in self._sources for until in s.values() if until > now)
+        return sum(1 for until in self.sources.values() if until > now)

@@ -6,7 +6,7 @@ from proxbus_events import Event, match_all
 
 from ..config import ALL_LABELS, GROUP_LABELS, Route
 
-_ALL = tuple(sorted(GROUP_LABELS))
+ALL_LABEL_NAMES = tuple(sorted(GROUP_LABELS))
 
 
 def match_routes(route: Route, event: Event) -> list[Route]:
@@ -35,9 +35,11 @@ def label_value(event: Event, label: str) -> str:
     return str(value.value if hasattr(value, "value") else value)
 
 
-def group_labels(route: Route, event: Event) -> dict[str, str]:
-    """The ``group_by`` label values of ``event`` on ``route``."""
-    labels = _ALL if route.group_by == (ALL_LABELS,) else route.group_by
+def group_labels(route: Route, event: Event | dict[str, str]) -> dict[str, str]:
+    """The ``group_by`` label values on ``route`` of ``event`` (or of stored label values)."""
+    labels = ALL_LABEL_NAMES if route.group_by == (ALL_LABELS,) else route.group_by
+    if isinstance(event, dict):
+        return {label: event.get(label, "") for label in labels}
     return {label: label_value(event, label) for label in labels}
 
 

@@ -1,0 +1,147 @@
+"""Incidents: the events about one happening, whichever sources reported it; no I/O.
+
+Proxmox reports one failed backup through syslog, the notification mail, the webhook target
+and the task list at once; each becomes an event with the same fingerprint (the contract's
+fingerprint ignores the source's wording). An event joins the current incident of its
+fingerprint when it arrived (``received_at``) within ``window`` seconds of the incident's
+first event and, where both carry a task UPID, the UPIDs are equal; otherwise it opens a new
+incident. Per route, an incident is notified once (``claim``); the notification log
+(``notified``: route → arrival time of the incident it last notified) carries over to the
+next incident of the fingerprint for ``repeat_interval``.
+
+The best title and message among an incident's events is the one with the highest severity,
+then from the most descriptive source (mail, webhook, API, syslog: the mail and the webhook
+carry the whole job log), then the longest message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from proxbus_events import Event
+
+from .routing import ALL_LABEL_NAMES, label_value
+
+MAX_EVENT_IDS = 64
+MAX_MESSAGE = 4096
+SOURCE_RANK = {"email": 4, "pve-webhook": 3, "pve-api": 2, "syslog": 1}
+
+
+def _upid(event: Event) -> str | None:
+    cid = event.correlation_id
+    return cid if cid and cid.startswith("UPID:") else None
+
+
+def _score(event: Event) -> tuple[int, int, int]:
+    return (event.severity.rank, SOURCE_RANK.get(event.source.value, 0), len(event.message))
+
+
+@dataclass(slots=True)
+class Incident:
+    """One happening: its first event's identity, every source that saw it, the best text."""
+
+    id: str
+    fingerprint: str
+    opened: float
+    last: float
+    kind: str
+    site: str
+    node: str | None
+    vmid: int | None
+    severity: str
+    title: str
+    message: str
+    score: list[int]
+    labels: dict[str, str]
+    upid: str | None = None
+    sources: list[str] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+    count: int = 0
+    # route id → id of the event whose arrival claimed this incident's notification
+    routes: dict[str, str] = field(default_factory=dict)
+    # route id → arrival time of the last notified incident of this fingerprint
+    notified: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, event: Event, notified: dict[str, float] | None = None) -> Incident:
+        at = event.received_at.timestamp()
+        incident = cls(
+            id=event.id,
+            fingerprint=event.fingerprint,
+            opened=at,
+            last=at,
+            kind=event.kind,
+            site=event.site,
+            node=event.node,
+            vmid=event.vmid,
+            severity=event.severity.value,
+            title=event.title,
+            message=event.message[:MAX_MESSAGE],
+            score=list(_score(event)),
+            labels={name: label_value(event, name) for name in ALL_LABEL_NAMES},
+            upid=_upid(event),
+            notified=dict(notified or {}),
+        )
+        incident.add(event)
+        return incident
+
+    def admits(self, event: Event, window: float) -> bool:
+        """Whether ``event`` is about this happening (see the module docstring)."""
+        if window <= 0 or event.fingerprint != self.fingerprint:
+            return False
+        if abs(event.received_at.timestamp() - self.opened) > window:
+            return False
+        upid = _upid(event)
+        return upid is None or self.upid is None or upid == self.upid
+
+    def has(self, event: Event) -> bool:
+        return event.id in self.event_ids
+
+    def add(self, event: Event) -> None:
+        """Count ``event`` in (sources, best text, UPID); a redelivered event counts once."""
+        if event.id in self.event_ids:
+            return
+        self.count += 1
+        if len(self.event_ids) < MAX_EVENT_IDS:
+            self.event_ids.append(event.id)
+        self.last = max(self.last, event.received_at.timestamp())
+        if event.source.value not in self.sources:
+            self.sources.append(event.source.value)
+        if self.upid is None:
+            self.upid = _upid(event)
+        score = list(_score(event))
+        if score > self.score:
+            self.score = score
+            self.title = event.title
+            self.message = event.message[:MAX_MESSAGE]
+            self.severity = event.severity.value
+
+    def summary(self) -> dict[str, Any]:
+        """What a notification says about the incident (the ``incident`` template field)."""
+        return {
+            "id": self.id,
+            "fingerprint": self.fingerprint,
+            "kind": self.kind,
+            "node": self.node,
+            "vmid": self.vmid,
+            "severity": self.severity,
+            "title": self.title,
+            "message": self.message,
+            "sources": list(self.sources),
+            "count": self.count,
+            "first_seen": self.opened,
+            "upid": self.upid,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Incident:
+        """Raises ``ValueError``/``TypeError``/``KeyError`` on a value that is not one."""
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        return cls(**raw)

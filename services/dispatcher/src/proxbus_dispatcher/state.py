@@ -1,0 +1,224 @@
+"""Dispatcher state in JetStream KV: open incidents (with the notification log) and
+inhibition sources, so a restart (SIGTERM or kill -9) or a second replica sees the same state.
+
+Bucket ``proxbus_dispatcher_state`` (history 1, file storage, ``STATE_TTL``), keys:
+
+- ``inc.<fingerprint>``: the current incident of that fingerprint (``stages/incidents``),
+  including ``notified`` (route → time of its last notification), Alertmanager's
+  notification log for ``repeat_interval``;
+- ``inh.<rule>.<hash of the equal labels>``: ``{"until": epoch}`` of an inhibition source.
+
+Incidents are loaded once at start and then written with compare-and-set on the revision this
+replica knows (``kv.update(last=rev)``): a write that loses a race with another replica fails,
+the key is re-read and the events that depended on it are redelivered and decided again, so
+two replicas never both open (and notify) one incident. Inhibition sources are few and read
+on every event, so they are watched instead (every replica sees every source at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from .stages.incidents import Incident
+from .stages.inhibition import INHIBIT_PREFIX
+
+log = logging.getLogger(__name__)
+
+STATE_BUCKET = "proxbus_dispatcher_state"
+INCIDENT_PREFIX = "inc."
+WRITE_TIMEOUT = 5.0
+
+
+def incident_key(fingerprint: str) -> str:
+    return INCIDENT_PREFIX + fingerprint
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """The keys whose writes JetStream stored, and those that lost a race or failed."""
+
+    stored: set[str]
+    failed: set[str]
+
+
+class StateStore:
+    """The KV bucket: incidents by fingerprint (memory + CAS writes), inhibition sources."""
+
+    def __init__(self, js: JetStreamContext, *, ttl: float, bucket: str = STATE_BUCKET) -> None:
+        self._js = js
+        self._bucket = bucket
+        self._ttl = ttl
+        self.kv: KeyValue | None = None
+        self.incidents: dict[str, Incident] = {}
+        self.revisions: dict[str, int] = {}
+        # (rule, labels hash) key → until (epoch); kept current by a watch.
+        self.inhibitions: dict[str, float] = {}
+        self.inhibitions_loaded = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Create the bucket if needed, load the incidents, start watching inhibitions."""
+        try:
+            self.kv = await self._js.key_value(self._bucket)
+        except nats.js.errors.BucketNotFoundError:
+            self.kv = await self._js.create_key_value(
+                KeyValueConfig(
+                    bucket=self._bucket,
+                    history=1,
+                    ttl=self._ttl,
+                    storage=StorageType.FILE,
+                    description="proxbus dispatcher: incidents, notification log, inhibitions",
+                )
+            )
+        await self._load_incidents()
+        self._watch = asyncio.create_task(self._watch_inhibitions(), name="state-inhibitions")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.inhibitions_loaded.wait(), 5.0)
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    async def _load_incidents(self) -> None:
+        assert self.kv is not None
+        watcher = await self.kv.watch(INCIDENT_PREFIX + ">", ignore_deletes=True)
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                self._remember(entry.key, entry.value, entry.revision)
+        finally:
+            stop: Callable[[], Awaitable[None]] = watcher.stop  # untyped in nats-py
+            with contextlib.suppress(Exception):
+                await stop()
+        log.info("loaded %d incidents from %s", len(self.incidents), self._bucket)
+
+    def _remember(self, key: str, value: bytes | None, revision: int | None) -> None:
+        if not value:
+            self.incidents.pop(key, None)
+            self.revisions.pop(key, None)
+            return
+        try:
+            self.incidents[key] = Incident.from_json(value)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring unreadable state %s: %s", key, exc)
+            return
+        self.revisions[key] = int(revision or 0)
+
+    async def _watch_inhibitions(self) -> None:
+        assert self.kv is not None
+        while True:
+            try:
+                watcher = await self.kv.watch(INHIBIT_PREFIX + ">")
+                async for entry in watcher:
+                    if entry is None:
+                        self.inhibitions_loaded.set()
+                        continue
+                    if entry.operation in ("DEL", "PURGE") or not entry.value:
+                        self.inhibitions.pop(entry.key, None)
+                        continue
+                    with contextlib.suppress(ValueError, TypeError, KeyError):
+                        self.inhibitions[entry.key] = float(json.loads(entry.value)["until"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the watch must survive broker restarts
+                log.warning("inhibition watch failed (%s); re-watching in 1s", exc)
+                await asyncio.sleep(1.0)
+
+    # --- incidents --------------------------------------------------------------------
+
+    def incident(self, fingerprint: str) -> Incident | None:
+        return self.incidents.get(incident_key(fingerprint))
+
+    def put_local(self, incident: Incident) -> str:
+        """Record ``incident`` in memory (written by ``write``); returns its key."""
+        key = incident_key(incident.fingerprint)
+        self.incidents[key] = incident
+        return key
+
+    async def write(self, keys: Iterable[str]) -> WriteResult:
+        """Store the in-memory incidents of ``keys`` with compare-and-set, concurrently.
+
+        A key that lost a race (another replica wrote it) or whose write failed is re-read
+        from the bucket, so memory matches JetStream again.
+        """
+        assert self.kv is not None
+        kv = self.kv
+        keys = list(keys)
+        result = WriteResult(set(), set())
+        if not keys:
+            return result
+
+        async def one(key: str) -> None:
+            incident = self.incidents.get(key)
+            if incident is None:
+                return
+            try:
+                rev = await kv.update(key, incident.to_json(), last=self.revisions.get(key, 0))
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                if not isinstance(exc, nats.js.errors.KeyWrongLastSequenceError):
+                    log.warning("state write %s failed: %s", key, exc)
+                result.failed.add(key)
+                return
+            self.revisions[key] = rev
+            result.stored.add(key)
+
+        await asyncio.wait_for(asyncio.gather(*(one(k) for k in keys)), WRITE_TIMEOUT * 2)
+        for key in result.failed:
+            await self.reload(key)
+        return result
+
+    async def reload(self, key: str) -> None:
+        """Re-read one key (after a lost race); on a read failure forget it, so the next
+        write of it is a create that fails if the key exists."""
+        assert self.kv is not None
+        try:
+            entry = await self.kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            self._remember(key, None, None)
+            return
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            log.warning("state read %s failed: %s", key, exc)
+            self._remember(key, None, None)
+            return
+        self._remember(key, entry.value, entry.revision)
+
+    def prune(self, now: float, keep: float) -> int:
+        """Forget (in memory) incidents idle for longer than ``keep`` seconds."""
+        stale = [k for k, inc in self.incidents.items() if now - inc.last > keep]
+        for key in stale:
+            del self.incidents[key]
+            self.revisions.pop(key, None)
+        return len(stale)
+
+    # --- inhibition sources -----------------------------------------------------------
+
+    async def put_inhibition(self, key: str, until: float) -> None:
+        assert self.kv is not None
+        self.inhibitions[key] = until
+        try:
+            await self.kv.put(key, json.dumps({"until": until}).encode())
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            log.warning("storing inhibition source %s failed: %s", key, exc)
+
+    async def delete_inhibition(self, key: str) -> None:
+        assert self.kv is not None
+        if self.inhibitions.pop(key, None) is None:
+            return
+        try:
+            await self.kv.delete(key)
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            log.warning("removing inhibition source %s failed: %s", key, exc)

@@ -1,0 +1,70 @@
+"""Incidents (stages/incidents.py): which events are one happening, the best text, sources."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from proxbus_dispatcher.stages.incidents import Incident
+from proxbus_events import Event
+
+T0 = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+
+
+def report(source: str, seconds: float = 0, **kw: Any) -> Event:
+    base: dict[str, Any] = {
+        "source": source,
+        "site": "lab",
+        "node": "pve1",
+        "vmid": 100,
+        "severity": "error",
+        "kind": "backup.failed",
+        "title": f"backup failed ({source})",
+        "received_at": T0 + timedelta(seconds=seconds),
+    }
+    base.update(kw)
+    return Event(**base)
+
+
+def test_four_sources_within_the_window_are_one_incident_with_the_mail_text() -> None:
+    syslog = report("syslog", title="ERROR: Backup of VM 100 failed - err -5")
+    mail = report(
+        "email", 20, title="Backup of guest 100 (web) failed on pve1", message="full job log"
+    )
+    hook = report("pve-webhook", 1, message="full job log")
+    api = report(
+        "pve-api", 45, correlation_id="UPID:pve1:0000AAAA:00000001:6760A0B0:vzdump::root@pam:"
+    )
+    incident = Incident.open(syslog)
+    for event in (hook, mail, api):
+        assert incident.admits(event, window=600)
+        incident.add(event)
+    incident.add(mail)  # redelivered: counted once
+    assert incident.sources == ["syslog", "pve-webhook", "email", "pve-api"]
+    assert incident.count == 4
+    assert incident.title == "Backup of guest 100 (web) failed on pve1"
+    assert incident.message == "full job log"
+    assert incident.upid is not None
+    again = Incident.from_json(incident.to_json())
+    assert again == incident
+    assert again.summary()["sources"] == ["syslog", "pve-webhook", "email", "pve-api"]
+
+
+def test_after_the_window_or_with_another_upid_it_is_a_new_happening() -> None:
+    first = report("pve-api", correlation_id="UPID:pve1:1:1:1:vzdump::root@pam:")
+    incident = Incident.open(first)
+    assert not incident.admits(report("syslog", 601), window=600)
+    assert not incident.admits(
+        report("pve-api", 5, correlation_id="UPID:pve1:2:2:2:vzdump::root@pam:"), window=600
+    )
+    assert incident.admits(report("email", 5), window=600)  # no UPID: cannot tell apart
+    assert not incident.admits(report("email", 5, vmid=101), window=600)
+    assert not incident.admits(report("email", 0), window=0)  # window 0: incidents off
+
+
+def test_a_new_incident_keeps_the_notification_log() -> None:
+    old = Incident.open(report("syslog"))
+    old.notified["root"] = 123.0
+    new = Incident.open(report("syslog", 700), old.notified)
+    assert new.notified == {"root": 123.0}
+    assert new.routes == {}

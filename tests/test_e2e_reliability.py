@@ -18,6 +18,9 @@ from typing import Any
 import aiosmtplib
 import nats.js.errors
 
+# Every marker line must arrive once on its own: with incidents on (the default), lines whose
+# titles differ only in numbers share a fingerprint and would be one incident, one notification.
+EVERY_EVENT = {"INCIDENT_WINDOW": "0"}
 MARKER = re.compile(r"\bmark-[0-9a-f]{8}-[a-z0-9]+-\d+\b")
 
 
@@ -44,7 +47,7 @@ async def test_broker_outage_mid_pipeline_loses_no_line_and_no_mail(
     stack: Any, sink: Any, nc: Any
 ) -> None:
     syslog, email = stack.ingest_syslog(), stack.ingest_email(SMTP_PUBLISH_TIMEOUT="1")
-    dispatcher = stack.dispatcher(stack.routes(), sink)
+    dispatcher = stack.dispatcher(stack.routes(), sink, **EVERY_EVENT)
     await stack.healthy(syslog, email, dispatcher)
     run = secrets.token_hex(4)
     warmup = f"mark-{run}-warmup-0"
@@ -109,7 +112,9 @@ async def test_dispatcher_sigkill_and_restart_delivers_every_event_once(
 ) -> None:
     syslog = stack.ingest_syslog()
     routes = stack.routes()
-    dispatcher = stack.dispatcher(routes, sink, CONSUMER_ACK_WAIT="3", DELIVERY_ACK_WAIT="3")
+    dispatcher = stack.dispatcher(
+        routes, sink, **EVERY_EVENT, CONSUMER_ACK_WAIT="3", DELIVERY_ACK_WAIT="3"
+    )
     await stack.healthy(syslog, dispatcher)
     run = secrets.token_hex(4)
     batches = [[f"mark-{run}-b{b}-{i}" for i in range(20)] for b in range(3)]
@@ -145,7 +150,9 @@ async def test_dispatcher_sigkill_and_restart_delivers_every_event_once(
         await asyncio.sleep(0.05)
     assert not set(batches[1]) & set(markers(sink)), "delivered with the dispatcher dead?"
 
-    restarted = stack.dispatcher(routes, sink, CONSUMER_ACK_WAIT="3", DELIVERY_ACK_WAIT="3")
+    restarted = stack.dispatcher(
+        routes, sink, **EVERY_EVENT, CONSUMER_ACK_WAIT="3", DELIVERY_ACK_WAIT="3"
+    )
     await stack.healthy(restarted)
     await send(batches[2])
     want = {m for batch in batches for m in batch}
@@ -175,7 +182,7 @@ async def test_dispatcher_intake_sigkilled_mid_stream_enqueues_nothing_twice(
     # each line exactly once.
     syslog = stack.ingest_syslog()
     routes = stack.routes()
-    delivery = stack.dispatcher(routes, sink, INTAKE_ENABLED="false")
+    delivery = stack.dispatcher(routes, sink, **EVERY_EVENT, INTAKE_ENABLED="false")
     await stack.healthy(syslog, delivery)
     run = secrets.token_hex(4)
     lines = [f"mark-{run}-s-{i}" for i in range(800)]
@@ -191,7 +198,7 @@ async def test_dispatcher_intake_sigkilled_mid_stream_enqueues_nothing_twice(
         await asyncio.sleep(0.02)
 
     intake_env = {"DELIVERY_ENABLED": "false", "CONSUMER_ACK_WAIT": "2"}
-    intake = stack.dispatcher(routes, sink, **intake_env)
+    intake = stack.dispatcher(routes, sink, **EVERY_EVENT, **intake_env)
     deadline = time.monotonic() + 20
     info = None
     while True:
@@ -205,7 +212,7 @@ async def test_dispatcher_intake_sigkilled_mid_stream_enqueues_nothing_twice(
         await asyncio.sleep(0.002)
     intake.kill()
     held = info.num_ack_pending
-    restarted = stack.dispatcher(routes, sink, **intake_env)
+    restarted = stack.dispatcher(routes, sink, **EVERY_EVENT, **intake_env)
     await stack.healthy(restarted)
 
     want = set(lines)

@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     nc = await connect_nats(settings, name="proxbus-admin", max_reconnect_attempts=0)
     try:
-        js = nc.jetstream(timeout=5)
+        js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
         await ensure_streams(js, settings.stream_limits())
         if args.group == "dlq":
             return await _dlq(args, js)

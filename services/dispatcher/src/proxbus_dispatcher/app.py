@@ -72,7 +72,7 @@ class DispatcherService:
     async def start(self) -> None:
         s = self.settings
         self.nc = nc = await connect_nats(s, name="proxbus-dispatcher")
-        js = nc.jetstream(timeout=5)
+        js = nc.jetstream(domain=s.nats_js_domain, timeout=5)
         await ensure_streams(js, s.stream_limits())
         self.intake = Intake(s, self.config, nc, js, self.metrics)
         if s.intake_enabled:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Mapping
 
 import proxbus_runtime
+from proxbus_runtime.main import Check
 
 from .app import SERVICE_NAME, preflight, serve_http, serve_stdio
 from .settings import Settings
@@ -42,8 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         help="allow a non-loopback listener without bearer tokens",
     )
     return proxbus_runtime.main(
-        SERVICE_NAME, Settings, _serve, argv=argv, parser=parser, overrides=_overrides
+        SERVICE_NAME,
+        Settings,
+        _serve,
+        argv=argv,
+        parser=parser,
+        overrides=_overrides,
+        checks=_checks,
     )
+
+
+def _checks(settings: Settings) -> Mapping[str, Check]:
+    """``--test-connection``: every PVE/PBS endpoint with its token (after nats, jetstream)."""
+    from .checks import connection_checks
+
+    return connection_checks(settings)
 
 
 if __name__ == "__main__":

@@ -407,6 +407,14 @@ class ProxmoxPool:
         client.last_latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return result
 
+    async def probe(self, client: EndpointClient) -> Any:
+        """``GET /version`` on one endpoint, bypassing its group (connectivity checks).
+
+        Raises:
+            ToolFailure: the endpoint failed, refused the token, or its circuit is open.
+        """
+        return await self._with_retries([client], "GET", "/version", None, None)
+
     # -- reporting -----------------------------------------------------------------------
 
     def endpoint_status(self) -> list[dict[str, Any]]:

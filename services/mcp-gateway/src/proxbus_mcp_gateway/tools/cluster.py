@@ -100,7 +100,7 @@ def register(reg: Registry) -> None:
         async def probe(cname: str, client: Any) -> None:
             started = time.perf_counter()
             try:
-                version = await pool._with_retries([client], "GET", "/version", None, None)
+                version = await pool.probe(client)
                 results.append(
                     {
                         "cluster": cname,

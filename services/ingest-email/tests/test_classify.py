@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from proxbus_events import Event, event_subject
-from proxbus_events.proxmox import parse_vzdump_table
-from proxbus_ingest_email.classify import Rejection, short_node
+from proxbus_events.proxmox import parse_vzdump_table, short_host
+from proxbus_ingest_email.classify import Rejection
 from proxbus_ingest_email.intake import mail_to_event
 
 
@@ -233,8 +233,8 @@ def test_input_that_is_not_a_message_is_rejected(raw, reason):
     ("host", "short"),
     [("pve1.example.com", "pve1"), ("PVE-2", "PVE-2"), ("192.168.1.5", "192.168.1.5"), ("", None)],
 )
-def test_short_node_strips_the_domain(host, short):
-    assert short_node(host) == short
+def test_node_names_are_short_host_names(host, short):
+    assert short_host(host) == short
 
 
 _names = st.from_regex(r"[a-z][a-z0-9-]{0,18}", fullmatch=True)

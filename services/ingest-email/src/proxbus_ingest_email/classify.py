@@ -11,7 +11,6 @@ not a message at all is a ``Rejection``.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from proxbus_events.classification import (
 from proxbus_events.classification import (
     Rejection as Rejection,  # re-exported: intake, __main__
 )
-from proxbus_events.proxmox import guest_id, parse_vzdump_table
+from proxbus_events.proxmox import guest_id, parse_vzdump_table, short_host
 
 from .mime import ParsedMail, printable_ratio
 from .origin import clean_subject, origin_node
@@ -65,21 +64,6 @@ def _mail(
 # --------------------------------------------------------------------------- helpers
 
 
-def short_node(host: str | None) -> str | None:
-    """The short host name (domain stripped); IP addresses stay whole."""
-    if not host:
-        return None
-    host = host.strip().strip("[]<>'\"").rstrip(".")
-    if not host:
-        return None
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        host = host.split(".", 1)[0]
-    host = re.sub(r"[^A-Za-z0-9_.:-]", "_", host)[:63]
-    return host or None
-
-
 _vmid = guest_id
 
 
@@ -97,7 +81,7 @@ def _outcome(word: str) -> bool:
 
 
 def _classify_vzdump(match: re.Match[str], mail: ParsedMail) -> Classification:
-    node = short_node(match.group("host"))
+    node = short_host(match.group("host"))
     status_text = match.group("status").strip()
     failed_subject = not status_text.lower().startswith("backup successful")
     guests = parse_vzdump_table(mail.text)
@@ -195,14 +179,14 @@ def _classify_fencing(match: re.Match[str], mail: ParsedMail) -> Classification:
         kind="node.fenced" if fenced else "node.fencing",
         severity=Severity.CRITICAL,
         title=f"Node {node} {'fenced' if fenced else 'is being fenced'}",
-        node=short_node(node),
+        node=short_host(node),
         notification_type="fencing",
         metadata=metadata,
     )
 
 
 def _classify_updates(match: re.Match[str], mail: ParsedMail) -> Classification:
-    node = short_node(match.group("host"))
+    node = short_host(match.group("host"))
     packages: list[str] = []
     in_table = False
     for line in mail.text.splitlines():
@@ -304,7 +288,7 @@ def _classify_smart(match: re.Match[str], mail: ParsedMail) -> Classification:
         severity=Severity.ERROR,
         title=f"SMART error ({match.group('what')}) on {match.group('host')}"
         + (f" device {device.group(1).rstrip(',')}" if device else ""),
-        node=short_node(match.group("host")),
+        node=short_host(match.group("host")),
         notification_type="system-mail",
         metadata={"smart_error": match.group("what")},
     )
@@ -315,7 +299,7 @@ def _classify_zfs(match: re.Match[str], mail: ParsedMail) -> Classification:
         kind="disk.error",
         severity=Severity.ERROR,
         title=mail.subject,
-        node=short_node(match.group("host")),
+        node=short_host(match.group("host")),
         notification_type="system-mail",
         metadata={"zfs_event": match.group("what")},
     )

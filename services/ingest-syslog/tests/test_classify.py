@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from proxbus_events import Event, Severity
 from proxbus_ingest_syslog.classify import RULES, Classifier, rule
 from proxbus_ingest_syslog.frames import Frame
@@ -155,3 +157,18 @@ def test_task_vmid_reads_pve_ids_and_pbs_guest_groups() -> None:
     assert vmid(f"{pbs}:verify_group:store1\\x3act\\x2f205:root@pam:") == 205
     assert vmid(f"{pbs}:garbage_collection:store1:root@pam:") is None
     assert vmid(f"{pbs}:verificationjob:store1\\x3av\\x2d3f1a:root@pam:") is None
+
+
+_FRAGMENTS = sorted({n for r in RULES for n in r.needles} | {"'", ":", " ", "100", "vm:", "="})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    program=st.sampled_from([*Classifier().table.programs, "", "unknown"]),
+    parts=st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=12)), max_size=12),
+)
+def test_classifier_never_raises_on_needle_soup(program: str, parts: list[str]) -> None:
+    msg = SyslogMessage(pri=30, message="".join(parts), format="rfc3164", app=program)
+    result = Classifier().classify(msg)
+    assert result.kind
+    assert result.vmid is None or 100 <= result.vmid <= 999_999_999

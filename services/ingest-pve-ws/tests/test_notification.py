@@ -100,6 +100,19 @@ def test_fencing_is_critical_and_about_the_fenced_node() -> None:
     assert (ev.kind, ev.severity, ev.node) == ("node.fencing", Severity.CRITICAL, "pve2")
 
 
+def test_successful_fence_notification_is_node_fenced() -> None:
+    # pve-ha-manager fencing-subject.txt.hbs with is-success; metadata hostname = failed node
+    ev = webhook_event(
+        _body(
+            title="Successfully fenced node 'pve2'",
+            severity="error",
+            fields={"type": "fencing", "hostname": "pve2"},
+        ),
+        site="lab",
+    )
+    assert (ev.kind, ev.severity, ev.node) == ("node.fenced", Severity.CRITICAL, "pve2")
+
+
 def test_same_body_twice_has_the_same_id() -> None:
     assert webhook_event(_body(), site="lab").id == webhook_event(_body(), site="lab").id
 

@@ -39,6 +39,7 @@ _KIND_BY_TYPE: dict[str, tuple[str, str]] = {
 
 _FENCE_NODE = re.compile(r"fenc\w*\s+node\s+'?([A-Za-z0-9][A-Za-z0-9.-]*)'?", re.IGNORECASE)
 _TEST = re.compile(r"\btest notification\b", re.IGNORECASE)
+_FENCED = re.compile(r"^\s*successfully fenced node\b", re.IGNORECASE)
 _TEXT_KEYS = ("message", "body", "text", "content")
 
 
@@ -83,6 +84,10 @@ def notification_kind(ntype: str | None, severity: Severity, title: str) -> str:
     pair = _KIND_BY_TYPE.get((ntype or "").lower())
     if pair is None:
         return "webhook.message"
+    # pve-ha-manager templates/default/fencing-subject.txt.hbs: "Successfully fenced node 'X'"
+    # once the fence is acknowledged, "Trying to fence node 'X'" before (DESIGN.md kinds).
+    if pair[0] == "node.fencing" and _FENCED.search(title):
+        return "node.fenced"
     failed = severity.rank >= Severity.ERROR.rank
     return pair[0] if failed else pair[1]
 
@@ -152,7 +157,7 @@ def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
     kind = notification_kind(ntype, severity, title)
     hostname = fields.get("hostname") or data.get("hostname")
     node = short_host(hostname)
-    if kind == "node.fencing":
+    if kind in ("node.fencing", "node.fenced"):
         m = _FENCE_NODE.search(title) or _FENCE_NODE.search(message)
         node = short_host(m.group(1)) if m else node
     vmid_raw = fields.get("vmid")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from proxbus_ingest_discord.testing import Signed, command, counter, interaction, metrics_text
 
@@ -109,3 +112,52 @@ async def test_huge_body_with_a_chunked_upload_is_refused_without_a_length(signe
         signed.url, data=chunks(), headers={"Content-Type": "application/json"}
     ) as r:
         assert r.status == 413
+
+
+async def test_without_nats_interactions_get_a_quick_503_and_work_again_after(
+    signed: Signed, nats_server: Any
+) -> None:
+    nats_server.stop()
+    started = time.monotonic()
+    status, answer = await signed.post(command("status"))
+    assert status == 503
+    assert answer["outcome"] == "unavailable"
+    assert time.monotonic() - started < 2.5  # within Discord's 3 s
+    ping, _ = await signed.post(interaction(1))
+    assert ping == 200  # PING needs no bus
+    nats_server.start()
+    async with asyncio.timeout(20):
+        while True:
+            status, answer = await signed.post(command("events"))
+            if status != 503:
+                break
+            await asyncio.sleep(0.1)
+    # Claimed and answered again (no gateway runs in this test: an ephemeral error message).
+    assert status == 200
+    assert answer["type"] == 4
+    assert "no gateway is running" in answer["data"]["content"]
+    assert (
+        counter(await metrics_text(signed), "proxbus_discord_requests_total", outcome="unavailable")
+        >= 1
+    )
+
+
+async def test_a_flood_of_bad_requests_logs_a_line_not_one_per_request(
+    signed: Signed, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = json.dumps(interaction(1)).encode()
+    with caplog.at_level(logging.INFO, logger="proxbus_ingest_discord"):
+        for _ in range(50):
+            status, _ = await signed.post(
+                body, headers={"X-Signature-Ed25519": "00" * 64, "X-Signature-Timestamp": "1"}
+            )
+            assert status == 401
+    lines = [r for r in caplog.records if r.name.startswith("proxbus_ingest_discord")]
+    assert len(lines) == 1
+    assert "refused Discord interaction requests: unauthorized" in lines[0].getMessage()
+    assert (
+        counter(
+            await metrics_text(signed), "proxbus_discord_requests_total", outcome="unauthorized"
+        )
+        == 50
+    )

@@ -101,11 +101,14 @@ async def test_the_service_answers_a_ping_and_stops_on_sigterm(
                     async with http.post(
                         f"http://127.0.0.1:{port}/discord/interactions", data=body, headers=headers
                     ) as resp:
-                        assert resp.status == 200
-                        assert await resp.json() == {"type": 1}
-                        break
+                        # 503 while the runtime still waits for NATS and JetStream.
+                        if resp.status != 503:
+                            assert resp.status == 200
+                            assert await resp.json() == {"type": 1}
+                            break
                 except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
+                    pass
+                await asyncio.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 10)
     finally:

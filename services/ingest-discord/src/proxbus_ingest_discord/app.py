@@ -1,23 +1,17 @@
-"""Wires the interactions endpoint: NATS, the ledger, audit, events, follow-ups, HTTP."""
+"""Wires the interactions endpoint on the service runtime: ledger, audit, events, follow-ups.
+
+``/discord/interactions`` is served by the runtime's health server (``DISCORD_HOST`` /
+``DISCORD_PORT``, next to ``/health`` and ``/metrics``). Until NATS and JetStream are up, and
+again once shutdown began, the endpoint answers 503 (Discord shows "interaction failed").
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass, field
 
 import aiohttp
-from nats.aio.client import Client as NATS
-from prometheus_client import CollectorRegistry
-from proxbus_runtime import (
-    EventPublisher,
-    HealthServer,
-    SilenceStore,
-    connect_nats,
-    ensure_streams,
-    register_publisher,
-)
+from proxbus_runtime import Service, SilenceStore
 
 from .audit import DiscordAudit
 from .dedupe import InteractionLedger
@@ -44,99 +38,94 @@ def responder_options(settings: Settings) -> ResponderOptions:
     )
 
 
-@dataclass(slots=True)
 class DiscordService:
-    """The running pieces; ``start()`` then ``serve(stop)``; tests reach in through fields."""
+    """The endpoint inside a runtime ``Service``: ``start()`` / ``close()``, or ``async with``."""
 
-    settings: Settings
-    nc: NATS | None = None
-    publisher: EventPublisher | None = None
-    http: aiohttp.ClientSession | None = None
-    responder: Responder | None = None
-    server: HealthServer | None = None
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    def __init__(self, settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+        self.settings = settings
+        self.runtime = Service(settings, SERVICE, stop=stop)
+        self.metrics = DiscordMetrics.create(self.runtime.registry)
+        verifier = SignatureVerifier(
+            load_public_key(settings.discord_public_key), max_age=settings.discord_max_age
+        )
+        self.endpoint = InteractionsEndpoint(
+            verifier, None, self.metrics, max_body=settings.discord_max_body
+        )
+        # Routes before the runtime starts its HTTP server.
+        self.endpoint.install(self.runtime.health.app)
+        self.http: aiohttp.ClientSession | None = None
+        self.responder: Responder | None = None
 
     @property
     def port(self) -> int:
-        assert self.server is not None
-        return self.server.port
+        return self.runtime.health.port
 
     async def start(self) -> None:
-        """Connect, open the buckets, start the publisher and the HTTP listener."""
-        s = self.settings
-        verifier = SignatureVerifier(
-            load_public_key(s.discord_public_key), max_age=s.discord_max_age
+        """Start the runtime (waits for NATS and JetStream), then open the buckets and answer."""
+        await self.runtime.__aenter__()
+        try:
+            await self._ready()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _ready(self) -> None:
+        s, js, nc, publisher = (
+            self.settings,
+            self.runtime.js,
+            self.runtime.nc,
+            self.runtime.publisher,
         )
-        self.nc = await connect_nats(s, name=f"proxbus-{SERVICE}")
-        js = self.nc.jetstream(timeout=s.nats_connect_timeout)
-        await ensure_streams(js, s.stream_limits())
-        self.publisher = EventPublisher(js)
-        await self.publisher.start()
-        register_publisher(self.registry, self.publisher, SERVICE)
+        if js is None or nc is None or publisher is None:
+            raise RuntimeError("the runtime returned before NATS was ready")
         self.http = aiohttp.ClientSession()
-        metrics = DiscordMetrics.create(self.registry)
         self.responder = Responder(
-            self.nc,
+            nc,
             ledger=await InteractionLedger.open(js),
             silences=await SilenceStore.open(js),
             audit=DiscordAudit(js),
-            publisher=self.publisher,
+            publisher=publisher,
             followups=FollowupClient(
                 self.http, api_url=s.discord_api_url, timeout=s.discord_http_timeout
             ),
             operators=s.operators,
             options=responder_options(s),
-            metrics=metrics,
+            metrics=self.metrics,
         )
-        self.server = HealthServer(s.discord_host, s.discord_port, self.registry)
-        nc = self.nc
-        self.server.add_check("nats", lambda: nc.is_connected)
-        InteractionsEndpoint(
-            verifier, self.responder, metrics, max_body=s.discord_max_body
-        ).install(self.server.app)
-        await self.server.start()
+        self.endpoint.responder = self.responder
+        self.runtime.on_stop(self._drain)
         if not s.operators:
             log.warning("DISCORD_OPERATORS is empty: nobody can silence, start, stop or reboot")
         log.info(
-            "%s started: POST http://%s:%d/discord/interactions",
-            SERVICE, s.discord_host, self.server.port,
-        )  # fmt: skip
+            "%s ready: POST http://%s:%d/discord/interactions", SERVICE, s.discord_host, self.port
+        )
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop``; then drain and close."""
-        try:
-            await stop.wait()
-        finally:
-            await self.close()
-
-    async def close(self) -> None:
-        """Stop intake (HTTP), finish follow-ups, flush events, close NATS."""
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
+    async def _drain(self, seconds_left: float) -> None:
+        """Stop taking interactions; let work and follow-ups in flight finish."""
+        self.endpoint.responder = None
         if self.responder is not None:
-            await self.responder.close(timeout=5.0)
+            await self.responder.close(timeout=max(0.1, seconds_left - 2.0))
             self.responder = None
         if self.http is not None:
             await self.http.close()
             self.http = None
-        if self.publisher is not None:
-            await self.publisher.close(timeout=3.0)
-            self.publisher = None
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.drain(), 2.0)
-            if not self.nc.is_closed:
-                await self.nc.close()
-            self.nc = None
+
+    async def close(self) -> None:
+        """Drain (the runtime's stop hooks) and close NATS, the publisher and HTTP."""
+        await self.runtime.__aexit__(None, None, None)
+        if self.http is not None:  # start() failed before the stop hook was registered
+            await self.http.close()
+            self.http = None
+
+    async def __aenter__(self) -> DiscordService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """The service's main: start, serve until ``stop``, close."""
-    service = DiscordService(settings)
-    try:
-        await service.start()
-    except BaseException:
-        await service.close()
-        raise
-    await service.serve(stop)
+    """The service's main (``proxbus_runtime.main`` runs it under SIGINT/SIGTERM)."""
+    async with DiscordService(settings, stop=stop) as service:
+        await service.runtime.serve()

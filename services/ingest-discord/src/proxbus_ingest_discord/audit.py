@@ -16,8 +16,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from proxbus_events import audit_subject
-
-from .ratelimit import RateLimitedLog
+from proxbus_runtime import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class DiscordAudit:
         self._timeout = timeout
         self.published = 0
         self.failed = 0
-        self._warn = RateLimitedLog(log)
+        self._warn = RateLimitedLog(log, "audit records not stored")
 
     async def record(self, rec: DiscordAuditRecord) -> bool:
         """Store ``rec``; ``False`` (counted) when JetStream did not acknowledge it."""
@@ -80,7 +79,7 @@ class DiscordAudit:
             )
         except Exception as exc:
             self.failed += 1
-            self._warn.warning("audit record of %s not stored: %s", rec.tool, exc)
+            self._warn.record(type(exc).__name__, detail=rec.tool)
             return False
         self.published += 1
         return True

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from proxbus_runtime import RateLimitedLog
 
 from .errors import InteractionError, SignatureError
 from .interaction import parse_interaction
 from .metrics import DiscordMetrics
-from .ratelimit import RateLimitedLog
 from .responder import Responder
 from .signature import SignatureVerifier
 
@@ -42,16 +42,16 @@ class InteractionsEndpoint:
     def __init__(
         self,
         verifier: SignatureVerifier,
-        responder: Responder,
+        responder: Responder | None,
         metrics: DiscordMetrics,
         *,
         max_body: int,
     ) -> None:
         self._verifier = verifier
-        self._responder = responder
+        self.responder = responder  # None until NATS is up and after shutdown began
         self._metrics = metrics
         self._max_body = max_body
-        self._warn = RateLimitedLog(log)
+        self._refused = RateLimitedLog(log, "refused Discord interaction requests")
 
     def install(self, app: web.Application) -> None:
         """Add the route to ``app`` (before it starts)."""
@@ -65,9 +65,7 @@ class InteractionsEndpoint:
         try:
             body = await read_limited(request, self._max_body)
         except BodyTooLarge:
-            self._warn.warning(
-                "refused a body over %d bytes from %s", self._max_body, request.remote
-            )
+            self._refused.record("too_large", request.remote or "")
             return self._refuse("too_large", 413, f"body exceeds {self._max_body} bytes")
         try:
             self._verifier.verify(
@@ -76,17 +74,20 @@ class InteractionsEndpoint:
                 body,
             )
         except SignatureError as exc:
-            self._warn.warning("refused request from %s: %s", request.remote, exc.message)
             outcome = "stale" if exc.reason == "stale" else "unauthorized"
+            self._refused.record(outcome, request.remote or "", exc.message)
             return self._refuse(outcome, 401, exc.message)
+        responder = self.responder
+        if responder is None:
+            return self._refuse("unavailable", 503, "proxbus is starting or stopping")
         try:
             interaction = parse_interaction(body)
-            response = await self._responder.respond(interaction)
+            response = await responder.respond(interaction)
         except InteractionError as exc:
-            self._warn.info("refused interaction: %s", exc.message)
+            self._refused.record(exc.outcome, request.remote or "", exc.message[:120])
             return self._refuse(exc.outcome, exc.status, exc.message)
         except Exception as exc:  # NATS down (the ledger), a bug: no trace to the caller
-            self._warn.warning("interaction not handled: %s: %s", type(exc).__name__, exc)
+            self._refused.record("unavailable", request.remote or "", type(exc).__name__)
             return self._refuse("unavailable", 503, "proxbus cannot answer right now")
         self._metrics.requests.labels("ok").inc()
         return web.json_response(response)

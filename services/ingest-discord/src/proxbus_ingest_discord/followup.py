@@ -14,8 +14,7 @@ import logging
 from typing import Any
 
 import aiohttp
-
-from .ratelimit import RateLimitedLog
+from proxbus_runtime import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class FollowupClient:
         self._api = api_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._attempts = attempts
-        self._warn = RateLimitedLog(log)
+        self._warn = RateLimitedLog(log, "Discord follow-ups not delivered")
         self.sent = 0
         self.failed = 0
 
@@ -70,9 +69,7 @@ class FollowupClient:
                     elif resp.status < 500:
                         self.failed += 1
                         body = (await resp.text())[:200]
-                        self._warn.warning(
-                            "Discord refused the follow-up: %d %s", resp.status, body
-                        )
+                        self._warn.record(f"refused with HTTP {resp.status}", detail=body)
                         return False
                     why = f"HTTP {resp.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -81,5 +78,5 @@ class FollowupClient:
                 await asyncio.sleep(min(retry_after, 10.0))
                 delay *= 2
         self.failed += 1
-        self._warn.warning("follow-up not delivered after %d attempts (%s)", self._attempts, why)
+        self._warn.record(f"{why} after {self._attempts} attempts")
         return False

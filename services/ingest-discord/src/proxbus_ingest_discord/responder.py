@@ -17,7 +17,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from proxbus_events import Event, Matcher, Silence, deterministic_event_id
-from proxbus_runtime import EventPublisher, RpcError, SilenceStore, call_tool
+from proxbus_runtime import EventPublisher, RateLimitedLog, RpcError, SilenceStore, call_tool
 
 from .audit import DiscordAudit, DiscordAuditRecord
 from .commands import Command, parse_command
@@ -36,7 +36,6 @@ from .followup import FollowupClient
 from .interaction import APPLICATION_COMMAND, PING, Actor, Interaction
 from .metrics import DiscordMetrics
 from .operators import Operators
-from .ratelimit import RateLimitedLog
 from .render import (
     clip,
     render_action_result,
@@ -57,6 +56,8 @@ UPDATE_MESSAGE = 7
 EPHEMERAL = 1 << 6
 NO_MENTIONS: dict[str, Any] = {"parse": []}
 EVENTS_WINDOW_MINUTES = 24 * 60
+# Discord waits 3 s for an answer: the claim gets < 1 s, the work up to ``defer_after`` (2 s).
+CLAIM_TIMEOUT = 0.8
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,7 +124,8 @@ class Responder:
         self._opts = options
         self._metrics = metrics
         self._late: set[asyncio.Task[Any]] = set()
-        self._warn = RateLimitedLog(log)
+        self._warn = RateLimitedLog(log, "interaction bookkeeping failed")
+        self._denials = RateLimitedLog(log, "Discord actions refused", level=logging.INFO)
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -141,7 +143,7 @@ class Responder:
         # Parsed before the claim: an unknown command is a 4xx, not a remembered interaction.
         what: Command | Click = parse_command(ix.data) if is_command else parse_click(ix.data)
         deferred_type = DEFERRED_CHANNEL_MESSAGE if is_command else DEFERRED_UPDATE_MESSAGE
-        claim = await self._ledger.claim(ix.id)
+        claim = await asyncio.wait_for(self._ledger.claim(ix.id), CLAIM_TIMEOUT)
         if not claim.first:
             self._metrics.interactions.labels(kind, "duplicate").inc()
             await self._record_duplicate(ix, what)
@@ -175,9 +177,7 @@ class Responder:
         try:
             await self._ledger.settle(interaction_id, state, response)
         except Exception as exc:
-            self._warn.warning(
-                "could not record the answer of interaction %s: %s", interaction_id, exc
-            )
+            self._warn.record(f"answer not recorded: {type(exc).__name__}", detail=interaction_id)
 
     async def close(self, timeout: float = 8.0) -> None:
         """Let work and follow-ups in flight finish (up to ``timeout``), then cancel the rest."""
@@ -305,7 +305,7 @@ class Responder:
 
     def _denied(self, actor: Actor, out: Outcome) -> dict[str, Any]:
         out.fail("denied", 403, f"{actor.name} ({actor.user_id}) is not in DISCORD_OPERATORS")
-        self._warn.info("denied %s to Discord user %s", out.name, actor.user_id)
+        self._denials.record(f"{out.name}: not an operator", actor.user_id)
         text = "Only proxbus operators may do that (DISCORD_OPERATORS)."
         return {"type": CHANNEL_MESSAGE, "data": message(text, ephemeral=True)}
 
@@ -389,7 +389,7 @@ class Responder:
         try:
             await self._publisher.publish(event, timeout=5.0)
         except Exception as exc:
-            self._warn.warning("event of interaction %s not stored: %s", ix.id, exc)
+            self._warn.record(f"event not stored: {type(exc).__name__}", detail=ix.id)
 
     async def _record_duplicate(self, ix: Interaction, what: Command | Click) -> None:
         assert ix.actor is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proxbus_runtime import ServiceSettings
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .followup import DISCORD_API
 from .operators import Operators
@@ -48,6 +48,13 @@ class Settings(ServiceSettings):
     @classmethod
     def _empty_cluster(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _one_listener(self) -> Settings:
+        # The runtime serves /health and /metrics on HEALTH_HOST:HEALTH_PORT; here that server
+        # also carries /discord/interactions, so DISCORD_HOST/DISCORD_PORT decide (DESIGN.md).
+        self.health_host, self.health_port = self.discord_host, self.discord_port
+        return self
 
     @property
     def operators(self) -> Operators:

@@ -1,13 +1,10 @@
-"""DISCORD_OPERATORS parsing and the rate limit on remotely triggered log lines."""
+"""DISCORD_OPERATORS parsing."""
 
 from __future__ import annotations
-
-import logging
 
 import pytest
 from proxbus_ingest_discord.interaction import Actor
 from proxbus_ingest_discord.operators import Operators
-from proxbus_ingest_discord.ratelimit import RateLimitedLog
 
 
 def test_users_roles_and_bare_ids() -> None:
@@ -30,21 +27,3 @@ def test_an_empty_allowlist_allows_nobody() -> None:
 def test_bad_entries_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="DISCORD_OPERATORS"):
         Operators.parse(text)
-
-
-def test_warnings_are_limited_per_interval_and_the_rest_summarised(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    now = [0.0]
-    limited = RateLimitedLog(logging.getLogger("t"), burst=3, interval=60, clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="t"):
-        for i in range(10):
-            limited.warning("bad request %d", i)
-        assert [r.getMessage() for r in caplog.records] == [f"bad request {i}" for i in range(3)]
-        assert limited.suppressed == 7
-        now[0] = 61.0
-        limited.warning("bad request %d", 10)
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages[3] == "7 similar messages suppressed in the last 61s"
-    assert messages[4] == "bad request 10"
-    assert limited.suppressed == 0

@@ -44,6 +44,22 @@ SUPPRESSED_PREFIX = "proxbus.suppressed"
 
 
 COMMANDS_GROUP = "proxbus.commands"
+DEFAULT_DATA_DIR = os.environ.get("PROXBUS_DATA_DIR") or os.path.expanduser(
+    "~/.local/share/proxbus"
+)
+
+
+async def _quiet(*_: Any) -> None:
+    return None
+
+
+def _connect(settings: ServiceSettings, name: str, *, once: bool = True) -> Any:
+    """A connection for a command: no "NATS disconnected" warning when it closes; ``once``:
+    fail at once instead of retrying (a command is not a service)."""
+    options: dict[str, Any] = {"disconnected_cb": _quiet, "reconnected_cb": _quiet}
+    if once:
+        options.update(allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet)
+    return connect_nats(settings, name=name, **options)
 
 
 def _version() -> str:
@@ -93,7 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--vmid", type=int)
     esub.add_parser("stats", help="message counts of the proxbus streams")
 
-    sub.add_parser("check", help="check the NATS connection, streams and the gateway")
+    check = sub.add_parser("check", help="check the NATS connection, streams and the gateway")
+    check.add_argument(
+        "--all",
+        action="store_true",
+        help="run every service's --test-connection (with a running `proxbus up`'s settings)",
+    )
+    check.add_argument(
+        "--services", default="all", help="with --all: comma-separated services (default: all)"
+    )
+    check.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
 
     up = sub.add_parser("up", help="run NATS and the services locally")
     up.add_argument(
@@ -104,8 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--demo", action="store_true", help="also run the Proxmox simulator")
     up.add_argument("--nats-port", type=int, default=4222)
-    up.add_argument("--data-dir", default=os.path.expanduser("~/.local/share/proxbus"))
+    up.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     up.add_argument("--no-nats", action="store_true", help="use the NATS at --nats-url instead")
+    up.add_argument(
+        "--no-console",
+        action="store_true",
+        help="with --demo: no console receiver (notifications are not printed)",
+    )
+    up.add_argument(
+        "--plain",
+        action="store_true",
+        help="timestamped state-change lines instead of the live table (default off a terminal)",
+    )
+
+    logs = sub.add_parser("logs", help="print (and follow) the logs of `proxbus up`'s services")
+    logs.add_argument("service", nargs="?", help="one service (default: all of them, prefixed)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines of history (default 50)")
+    logs.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
 
     for name in _service_command_names():
         sub.add_parser(name, help=f"{name} (see proxbus {name} --help)", add_help=False)
@@ -131,7 +172,7 @@ def _split_service_command(argv: Sequence[str]) -> tuple[list[str], str | None, 
 
 
 async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
-    nc = await connect_nats(settings, name="proxbus-cli-tail")
+    nc = await _connect(settings, "proxbus-cli-tail", once=False)
     subject = events_filter(args.site, args.source, args.severity, args.node)
     if subject.endswith(".*"):
         subject = subject[:-2] + ".>"
@@ -185,7 +226,7 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
 
 
 async def _publish(args: argparse.Namespace, settings: ServiceSettings) -> int:
-    nc = await connect_nats(settings, name="proxbus-cli-publish")
+    nc = await _connect(settings, "proxbus-cli-publish")
     try:
         js = nc.jetstream(timeout=5)
         await ensure_streams(js, settings.stream_limits())
@@ -209,7 +250,7 @@ async def _publish(args: argparse.Namespace, settings: ServiceSettings) -> int:
 async def _stats(settings: ServiceSettings) -> int:
     from nats.js.errors import NotFoundError
 
-    nc = await connect_nats(settings, name="proxbus-cli-stats")
+    nc = await _connect(settings, "proxbus-cli-stats")
     try:
         js = nc.jetstream(timeout=5)
         print(f"{'stream':<20} {'messages':>10} {'bytes':>12} {'first':>8} {'last':>8} consumers")
@@ -234,9 +275,7 @@ async def _check(settings: ServiceSettings) -> int:
 
     ok = True
     try:
-        nc = await connect_nats(
-            settings, name="proxbus-cli-check", allow_reconnect=False, max_reconnect_attempts=1
-        )
+        nc = await _connect(settings, "proxbus-cli-check")
     except (nats.errors.Error, OSError) as exc:
         print(f"FAIL  NATS at {settings.nats_url}: {exc}")
         return 1
@@ -270,8 +309,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["NATS_URL"] = args.nats_url
         return int(service_commands()[command]([command, *rest]))
     args = build_parser().parse_args(argv)
+    running = None
+    if args.command != "up":
+        from pathlib import Path
+
+        from .supervisor import read_state
+
+        # A running `proxbus up` is what the commands talk to unless told otherwise.
+        running = read_state(Path(getattr(args, "data_dir", DEFAULT_DATA_DIR)))
+    overrides: dict[str, Any] = {"nats_url": args.nats_url}
+    if running is not None:
+        if not args.nats_url and not os.environ.get("NATS_URL") and running.get("nats_url"):
+            overrides["nats_url"] = running["nats_url"]
+        if not os.environ.get("PROXBUS_SITE") and running.get("site"):
+            overrides["proxbus_site"] = running["site"]
     try:
-        settings = build_settings(ServiceSettings, {"nats_url": args.nats_url})
+        settings = build_settings(ServiceSettings, overrides)
     except ConfigError as exc:
         print(f"proxbus: invalid settings: {exc}", file=sys.stderr)
         return 2
@@ -280,7 +333,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .supervisor import run_up
 
         return run_up(args, settings)
+    if args.command == "logs":
+        from pathlib import Path
+
+        from .childlogs import show_logs
+
+        return show_logs(Path(args.data_dir), args.service, lines=args.lines, follow=args.follow)
     try:
+        if args.command == "check" and args.all:
+            from .checkall import check_all
+            from .supervisor import wanted_services
+
+            services = list(wanted_services(args.services))
+            nats_url = args.nats_url or (None if running else os.environ.get("NATS_URL"))
+            return asyncio.run(check_all(services, running, nats_url))
         if args.command == "check":
             return asyncio.run(_check(settings))
         if args.events_command == "tail":

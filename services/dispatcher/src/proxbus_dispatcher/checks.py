@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import aiosmtplib
+from proxbus_runtime import Check
 
 from .errors import ConfigError
 from .notifiers import ReceiverBase
@@ -28,7 +29,6 @@ from .notifiers.email import EmailReceiver
 from .notifiers.gotify import GotifyReceiver
 from .settings import Settings
 
-Check = Callable[[], Awaitable[str | None]]
 CHECK_TIMEOUT = 5.0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import proxbus_runtime
 
 from .app import SERVICE, run
+from .checks import connection_checks
 from .classify import Rejection
 from .intake import mail_to_event
 from .settings import Settings
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         argv=argv,
         parser=parser,
         commands={"parse": lambda args, settings: parse_files(args.files, settings.site)},
+        checks=connection_checks,
     )
 
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Awaitable, Callable
 
 import aioimaplib
+from proxbus_runtime import Check
 
 from .imap import mailbox_arg
 from .settings import Settings
 
-Check = Callable[[], Awaitable[str | None]]
 CHECK_TIMEOUT = 8.0
 
 

@@ -62,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="with --once: report tasks and cluster log entries of the last SECONDS (default 3600)",
     )
+    from .checks import connection_checks
+
     return proxbus_runtime.main(
-        SERVICE, Settings, run, argv=argv, parser=parser, commands={"once": _once_command}
-    )
+        SERVICE, Settings, run, argv=argv, parser=parser, commands={"once": _once_command},
+        checks=connection_checks,
+    )  # fmt: skip
 
 
 def _once_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,23 +11,22 @@ checked with a read-only call that proves its client token.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from nats.aio.client import Client as NATS
+from proxbus_runtime import Check, RpcError, RpcTimeout, RpcUnavailable, call_tool, connect_nats
 
 from .settings import Settings
 
-Check = Callable[[], Awaitable[str | None]]
 CHECK_TIMEOUT = 5.0
 WATCHER_PRIVILEGES = ("Sys.Audit", "Sys.Syslog")
 CALLER = "ingest-pve-ws --test-connection"
 
 
 async def _connect(settings: Settings) -> NATS:
-    from proxbus_runtime import connect_nats
 
     async def quiet(_: Exception) -> None:
         return None
@@ -44,7 +43,6 @@ async def _connect(settings: Settings) -> NATS:
 
 async def _call(settings: Settings, tool: str, arguments: dict[str, Any]) -> Any:
     """One gateway tool over NATS; clear errors when no gateway answers."""
-    from proxbus_runtime import RpcError, RpcTimeout, RpcUnavailable, call_tool
 
     nc = await _connect(settings)
     try:

@@ -1,0 +1,97 @@
+"""The status board of `proxbus up`: error lines, rates from /metrics, the two views."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from proxbus_devtools.status import (
+    PlainView,
+    State,
+    StatusBoard,
+    error_text,
+    render,
+    update_rates,
+)
+
+
+def test_error_lines_of_each_log_format_give_their_message() -> None:
+    assert error_text("2026-11-30 03:01:52,822 ERROR dispatcher proxbus.up: boom here") == (
+        "dispatcher proxbus.up: boom here"
+    )
+    assert error_text('{"ts": "x", "level": "error", "logger": "a", "msg": "json \\"boom\\""}') == (
+        'json \\"boom\\"'
+    )
+    assert error_text("[1234] 2026/11/30 03:01:09.123 [ERR] 127.0.0.1:4222 - cid:5 - auth") == (
+        "127.0.0.1:4222 - cid:5 - auth"
+    )
+    assert error_text("2026-11-30 03:01:52,822 WARNING x: only a warning") == ""
+    assert error_text("2026-11-30 03:01:52,822 INFO x: error counts 0") == ""
+
+
+def _page(received: float, published: float, sent: float = 0) -> str:
+    return (
+        "# TYPE proxbus_syslog_received counter\n"
+        f'proxbus_syslog_received_total{{transport="udp"}} {received}\n'
+        "# TYPE proxbus_publish_published counter\n"
+        f'proxbus_publish_published_total{{service="ingest-syslog"}} {published}\n'
+        "# TYPE proxbus_dispatcher_notifications counter\n"
+        f'proxbus_dispatcher_notifications_total{{receiver="t",outcome="sent"}} {sent}\n'
+        f'proxbus_dispatcher_notifications_total{{receiver="t",outcome="retry"}} 99\n'
+    )
+
+
+def test_rates_are_per_second_between_scrapes() -> None:
+    board = StatusBoard(["ingest-syslog", "dispatcher"])
+    syslog = board.get("ingest-syslog")
+    update_rates(syslog, _page(100, 90), now=10.0)
+    assert syslog.rate_in is None  # one scrape: no rate yet
+    update_rates(syslog, _page(300, 190), now=12.0)
+    assert syslog.rate_in == 100.0
+    assert syslog.rate_out == 50.0
+    dispatcher = board.get("dispatcher")
+    update_rates(dispatcher, _page(0, 0, sent=4), now=1.0)
+    update_rates(dispatcher, _page(0, 0, sent=8), now=3.0)
+    assert dispatcher.rate_out == 2.0  # only outcome="sent" counts
+
+
+def test_restarts_are_counted_and_plain_lines_are_timestamped() -> None:
+    board = StatusBoard(["nats"])
+    out = io.StringIO()
+    PlainView(board, out)
+    board.started("nats", 41)
+    board.set_state("nats", State.HEALTHY)
+    board.note_line("nats", "[9] 2026/11/30 03:01:09.123 [FTL] disk full")
+    board.exited("nats", -9, 1.0)
+    board.started("nats", 42)
+    board.set_state("nats", State.HEALTHY)
+    board.set_state("nats", State.HEALTHY)  # no change, no line
+    lines = out.getvalue().splitlines()
+    stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
+    assert all(re.match(stamp, line) for line in lines)
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "nats starting (pid 41)",
+        "nats healthy",
+        "nats restarting (exit -9, restart in 1.0s): disk full",
+        "nats starting (pid 42)",
+        "nats healthy",
+    ]
+    assert board.get("nats").restarts == 1
+
+
+def test_table_has_every_column_and_truncates_long_errors() -> None:
+    from rich.console import Console
+
+    board = StatusBoard(["dispatcher"])
+    board.footer = ["next steps: proxbus events tail"]
+    board.started("dispatcher", 7)
+    board.get("dispatcher").last_error = "x" * 500
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(render(board))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    for column in ("service", "state", "pid", "ports", "restarts", "in/s", "out/s", "last error"):
+        assert column in text
+    assert "starting" in text
+    assert "x" * 500 not in text
+    assert "…" in text
+    assert "next steps: proxbus events tail" in text

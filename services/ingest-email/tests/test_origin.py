@@ -184,3 +184,13 @@ def test_received_trail_edge_cases() -> None:
 def test_origin_node_of_a_mail_without_any_origin_is_none() -> None:
     mail = parse_mail(b"From: someone\nSubject: hi\n\nbody\n")
     assert origin_node(mail) is None
+
+
+def test_sync_mail_is_about_the_local_datastore() -> None:
+    body = (
+        "Job ID:             s-3f1a9c22-b0d1\nDatastore:          store1\n"
+        "Remote:             offsite\nRemote Store:       backups\n"
+        "Synchronization failed: connection refused\n"
+    )
+    ev = event_of(pve_mail("Sync remote 'offsite' datastore 'backups' failed", body))
+    assert (ev.kind, ev.metadata["subject_id"]) == ("sync.failed", "store1")

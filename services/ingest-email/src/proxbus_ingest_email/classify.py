@@ -16,7 +16,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from proxbus_events import Event, Severity, Source, apply_severity_floor, deterministic_event_id
+from proxbus_events import (
+    FINGERPRINT_SUBJECT_KEY,
+    Event,
+    Severity,
+    Source,
+    apply_severity_floor,
+    deterministic_event_id,
+)
 from proxbus_events.classification import (
     ANY_PROGRAM,
     Builder,
@@ -68,6 +75,7 @@ _vmid = guest_id
 
 
 _UPID_RE = re.compile(r"UPID:[A-Za-z0-9._-]+:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8}:[^\s'\"]*")
+_DATASTORE_RE = re.compile(r"^Datastore:\s*(\S+)\s*$", re.MULTILINE)
 _PBS_GROUP_RE = re.compile(r"(?:^|[\s/:])(?:vm|ct)/(\d{1,9})(?=/|\s|$)", re.MULTILINE)
 _JOB_ID_RE = re.compile(r"(?:--job-id[ =]|\bjob[- ]id:\s*)([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 
@@ -149,7 +157,7 @@ def _classify_replication(match: re.Match[str], mail: ParsedMail) -> Classificat
     target = re.search(r"with target '([^']+)'", mail.text)
     failures = re.search(r"Failure count:\s*(\d+)", mail.text)
     error = re.search(r"^Error:\s*\n(.+)", mail.text, re.MULTILINE)
-    metadata: dict[str, Any] = {"job_id": job}
+    metadata: dict[str, Any] = {"job_id": job, FINGERPRINT_SUBJECT_KEY: job}
     if target:
         metadata["target"] = target.group(1)
     if failures:
@@ -221,7 +229,14 @@ def _pbs_job(kind: str, what: str) -> Callable[[re.Match[str], ParsedMail], Clas
         ok = _outcome(match.group("outcome"))
         groups = {k: v for k, v in match.groupdict().items() if v and k != "outcome"}
         store = groups.get("store", "")
-        metadata: dict[str, Any] = {"datastore": store, **groups}
+        # Sync subjects name the remote store; the body's "Datastore:" line is the local one.
+        local = _DATASTORE_RE.search(mail.text)
+        datastore = local.group(1) if local else store
+        metadata: dict[str, Any] = {
+            "datastore": store,
+            **groups,
+            FINGERPRINT_SUBJECT_KEY: datastore,  # the datastore the job is about
+        }
         error = re.search(r"failed:\s*(.+)", mail.text)
         if not ok and error:
             metadata["error"] = error.group(1).strip()[:1000]

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from proxbus_events import Severity
+from proxbus_events import FINGERPRINT_SUBJECT_KEY, Severity
 from proxbus_events.classification import ANY_PROGRAM, Builder, Classification, Rule
 from proxbus_events.classification import rule as _rule
 from proxbus_events.proxmox import Upid, find_upid, guest_id
@@ -217,7 +217,7 @@ def _replication_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
         kind="replication.failed",
         title=f"Replication job {job} failed: {m['error'].strip()}",
         vmid=vmid,
-        metadata={"job_id": job, "error": m["error"].strip()},
+        metadata={"job_id": job, "error": m["error"].strip(), FINGERPRINT_SUBJECT_KEY: job},
     )
 
 
@@ -448,10 +448,11 @@ def _pbs_job_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
     }[job]
     target = m["target"]
     error = m["error"].strip()
+    meta: dict[str, Any] = {"job": target, "error": error}
+    if kind == "gc.failed":  # "on datastore <store>": the datastore, as the GC mail names it
+        meta[FINGERPRINT_SUBJECT_KEY] = target
     return Classification(
-        kind=kind,
-        title=f"Could not start {job} job {target}: {error}",
-        metadata={"job": target, "error": error},
+        kind=kind, title=f"Could not start {job} job {target}: {error}", metadata=meta
     )
 
 

@@ -143,3 +143,6 @@ def test_discord_buttons_carry_the_alert_fingerprint_only_when_enabled() -> None
         ("Acknowledge", f"pbx:ack:{fp}"),
     ]
     assert all(len(b["custom_id"]) <= 100 for b in row["components"])
+    # A Discord click's own event (command.*) is not an alert: no buttons.
+    click = notification_for(kind="command.silence", source="discord", severity="notice")
+    assert "components" not in discord_payload(with_buttons, click)

@@ -64,7 +64,9 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
     if receiver.avatar_url:
         payload["avatar_url"] = receiver.avatar_url
     fingerprint = str(first.get("fingerprint", ""))
-    if receiver.buttons and re.fullmatch(r"[0-9a-f]{8,64}", fingerprint):
+    # Not on command.* events (the clicks themselves): silencing those means nothing.
+    alert = not str(first.get("kind", "")).startswith("command.")
+    if receiver.buttons and alert and re.fullmatch(r"[0-9a-f]{8,64}", fingerprint):
         # custom_id format owned by ingest-discord's components.py
         payload["components"] = [{"type": 1, "components": [
             {"type": 2, "style": 2, "label": "Silence 1h", "custom_id": f"pbx:silence:{fingerprint}:3600"},

@@ -1,0 +1,109 @@
+"""Discord round trip: the dispatcher's notification carries buttons, a click on "Silence 1h"
+comes back through ingest-discord, and the dispatcher then mutes the same alert.
+
+The dispatcher runs as its console script with a discord receiver (``buttons: true``) pointed at
+the loopback sink standing in for Discord; ingest-discord runs in-process; the click is signed
+with the test's Ed25519 key as Discord signs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from proxbus_events import Event
+from proxbus_ingest_discord.app import DiscordService
+from proxbus_ingest_discord.testing import Signed, click, service_settings
+from proxbus_runtime import EventPublisher, SilenceStore
+
+ROUTES = """\
+receivers:
+  - {name: discord, type: discord, url: "${SINK_URL}/discord", buttons: true}
+route:
+  receiver: discord
+  group_by: ["..."]
+  repeat_interval: 0s
+"""
+
+
+def alert(title: str, node: str = "pve2") -> Event:
+    return Event(
+        source="syslog", site="lab", node=node, severity="error", kind="backup.failed", title=title
+    )
+
+
+def alerts_delivered(sink: Any) -> list[dict[str, Any]]:
+    """The embeds of backup.failed notifications (the command.* events of the clicks are
+    notified too: the route takes everything)."""
+    embeds = [json.loads(r.body)["embeds"][0] for r in sink.on("/discord")]
+    return [
+        e
+        for e in embeds
+        if {"name": "kind", "value": "backup.failed", "inline": True} in e["fields"]
+    ]
+
+
+async def suppressed_silenced(port: int) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith('proxbus_dispatcher_suppressed_total{reason="silenced"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_a_silence_button_click_mutes_the_alert_at_the_dispatcher(
+    stack: Any, sink: Any, nats_server: Any, js: Any
+) -> None:
+    routes = stack.dir / "routes-discord.yaml"
+    routes.write_text(ROUTES)
+    dispatcher = stack.dispatcher(routes, sink, INCIDENT_WINDOW="0")
+    await stack.healthy(dispatcher)
+    key = Ed25519PrivateKey.generate()
+    discord = DiscordService(service_settings(nats_server.url, key, f"{sink.url}/api"))
+    await discord.start()
+    try:
+        async with EventPublisher(js) as pub:
+            first = alert("backup of 100 failed")
+            await pub.publish(first)
+            await stack.wait_until(lambda: len(sink.on("/discord")) >= 1, "first notification")
+            payload = json.loads(sink.on("/discord")[0].body)
+            buttons = payload["components"][0]["components"]
+            silence_id = next(b["custom_id"] for b in buttons if b["label"] == "Silence 1h")
+            assert silence_id == f"pbx:silence:{first.fingerprint}:3600"
+
+            async with aiohttp.ClientSession() as http:
+                signed = Signed(f"http://127.0.0.1:{discord.port}/discord/interactions", key, http)
+                status, answer = await signed.post(click(silence_id))
+            assert status == 200
+            assert answer["type"] == 7
+            silences = await (await SilenceStore.open(js)).list()
+            assert [str(m) for s in silences for m in s.matchers] == [
+                f"fingerprint={first.fingerprint}"
+            ]
+
+            # The same alert again (same fingerprint, new event): muted. Another alert: delivered.
+            again = alert("backup of 100 failed")
+            assert again.fingerprint == first.fingerprint
+            await pub.publish(again)
+            other = alert("backup of 100 failed", node="pve3")
+            await pub.publish(other)
+            await stack.wait_until(lambda: len(alerts_delivered(sink)) == 2, "the other alert")
+        async with asyncio.timeout(10):
+            while await suppressed_silenced(dispatcher.health_port) < 1:
+                await asyncio.sleep(0.05)
+        nodes = [
+            f["value"] for e in alerts_delivered(sink) for f in e["fields"] if f["name"] == "node"
+        ]
+        assert nodes == ["pve2", "pve3"], stack.report()
+        # The click's own event (command.silence) is notified without buttons.
+        command_embeds = [
+            json.loads(r.body) for r in sink.on("/discord") if b"command.silence" in r.body
+        ]
+        assert command_embeds, stack.report()
+        assert all("components" not in c for c in command_embeds)
+    finally:
+        await discord.close()

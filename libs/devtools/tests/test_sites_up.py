@@ -1,0 +1,96 @@
+"""``proxbus up --sites 2``: a hub and two leaf sites on one machine, no Docker."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from proxbus_devtools.testing import free_port, nats_server_binary, require_binary
+
+PROXBUS = str(Path(sys.executable).parent / "proxbus")
+
+
+def _consecutive_free_ports(count: int) -> int:
+    """A first port such that ``count`` ports from it were free a moment ago."""
+    while True:
+        first = free_port()
+        if first + count > 65535:
+            continue
+        try:
+            socks = []
+            for port in range(first, first + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(tmp_path: Path) -> None:
+    require_binary("nats-server", nats_server_binary())
+    syslog = _consecutive_free_ports(2)
+    health = _consecutive_free_ports(3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PVE_", "PBS_", "NATS_"))}
+    proc = subprocess.Popen(
+        [PROXBUS, "up", "--sites", "2", "--data-dir", str(tmp_path),
+         "--nats-port", str(free_port()), "--syslog-port", str(syslog),
+         "--health-port", str(health)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    output: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    run = secrets.token_hex(4)
+    want = {f"upsites-{run}-site1", f"upsites-{run}-site2"}
+    try:
+        deadline = time.monotonic() + 90
+        sent: set[str] = set()
+        # Each ingest accepts TCP once it is up; a line is sent once per site.
+        while sent != want:
+            assert proc.poll() is None, "".join(output)
+            assert time.monotonic() < deadline, "".join(output)
+            for i, mark in enumerate(sorted(want)):
+                if mark in sent:
+                    continue
+                try:
+                    with socket.create_connection(("127.0.0.1", syslog + i), timeout=2) as s:
+                        s.sendall(
+                            f"<27>Nov 30 03:00:00 pve{i + 1} test: disk fail {mark}\n".encode()
+                        )
+                    sent.add(mark)
+                except OSError:
+                    pass
+            time.sleep(0.2)  # polling interval of the ingest ports
+        while not all(any(m in line for line in output) for m in want):
+            assert proc.poll() is None, "".join(output)
+            assert time.monotonic() < deadline, "".join(output)
+            time.sleep(0.1)
+        text = "".join(output)
+        assert "site1: NATS" in text
+        assert "site2: NATS" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(5)
+    assert code == 0, "".join(output)[-3000:]

@@ -1,0 +1,335 @@
+"""Multi-site (issue 18): a hub nats-server and two sites as leaf nodes, each in its JetStream domain.
+
+Real processes on loopback: the nats-servers of ``proxbus_devtools.multisite.LocalTopology``
+(configuration files with leafnode credentials and the deny rules of ``ISOLATED_SUBJECTS``),
+one ingest-syslog per site (``NATS_JS_DOMAIN=<site>``) and the dispatcher at the hub posting to
+the recording sink. The hub's PROXBUS_EVENTS sources the sites' through ``$JS.<site>.API``,
+linked with ``proxbus sites link`` as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from proxbus_devtools.multisite import ConfiguredNats, LocalTopology, wait_for_jetstream
+from proxbus_devtools.testing import nats_server_binary, require_binary, wait_until
+from proxbus_events import AUDIT_STREAM, DELIVERIES_STREAM, DLQ_STREAM, EVENTS_STREAM
+
+BIN = Path(__import__("sys").executable).parent
+MARKER = re.compile(r"\bms-[0-9a-f]{8}-[a-z0-9]+-\d+\b")
+
+
+@pytest.fixture
+def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalTopology]:
+    """Hub (``request.param`` nodes, default 1) with leaf sites site1, site2 (and site3 without
+    JetStream when asked for through ``request.param == "nojs"``)."""
+    binary = require_binary("nats-server", nats_server_binary())
+    param = getattr(request, "param", 1)
+    if param == "nojs":
+        topo = LocalTopology(
+            binary,
+            tmp_path / "nats",
+            sites=("site1", "site3"),
+            site_jetstream={"site3": False},
+        )
+    else:
+        topo = LocalTopology(
+            binary, tmp_path / "nats", sites=("site1", "site2"), hub_nodes=int(param)
+        )
+    try:
+        topo.start()
+        yield topo
+    finally:
+        topo.kill()
+
+
+@pytest.fixture
+def nats_server(topology: LocalTopology) -> ConfiguredNats:
+    """The ``stack`` and ``nc`` fixtures of tests/conftest.py talk to the (first) hub node."""
+    return topology.hub[0]
+
+
+@pytest.fixture
+async def hub(topology: LocalTopology) -> Any:
+    nc = await nats.connect(
+        topology.hub_url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2
+    )
+    await wait_for_jetstream(nc.jetstream(timeout=2), 60)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+def markers(sink: Any) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for receipt in sink.receipts:
+        for event in receipt.events:
+            found.update(set(MARKER.findall(event["title"] + "\n" + event["message"])))
+    return found
+
+
+def sites_of(sink: Any) -> dict[str, str]:
+    """Marker → the ``site`` of the event that carried it."""
+    out = {}
+    for receipt in sink.receipts:
+        for event in receipt.events:
+            for m in MARKER.findall(event["title"] + "\n" + event["message"]):
+                out[m] = event["site"]
+    return out
+
+
+def problems(sink: Any, want: set[str]) -> dict[str, Any]:
+    got = markers(sink)
+    return {
+        "missing": sorted(want - set(got))[:20],
+        "missing_count": len(want - set(got)),
+        "twice": sorted(m for m, n in got.items() if n > 1)[:20],
+        "unexpected": sorted(set(got) - want)[:20],
+    }
+
+
+def link(topology: LocalTopology, *extra: str) -> str:
+    """``proxbus sites link`` against the hub, as the operator (or the hub's init) runs it."""
+    result = subprocess.run(
+        [str(BIN / "proxbus"), "--nats-url", topology.hub_url, "sites", "link",
+         *topology.leaves, *extra],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def site_ingest(stack: Any, topology: LocalTopology, site: str, **env: str) -> Any:
+    return stack.ingest_syslog(
+        NATS_URL=topology.leaves[site].url,
+        NATS_JS_DOMAIN=site,
+        PROXBUS_SITE=site,
+        **env,
+    )
+
+
+def hub_dispatcher(stack: Any, topology: LocalTopology, sink: Any, **env: str) -> Any:
+    return stack.dispatcher(
+        stack.routes(), sink, NATS_URL=topology.hub_url, INCIDENT_WINDOW="0", **env
+    )
+
+
+async def send(stack: Any, ingest: Any, marks: list[str], host: str = "pve1") -> None:
+    await stack.send_syslog(ingest, [stack.syslog_line(f"line {m}", host=host) for m in marks])
+
+
+async def test_two_sites_reach_the_hub_sink_once_each_with_their_site_label(
+    topology: LocalTopology, stack: Any, sink: Any, hub: Any
+) -> None:
+    out = link(topology)
+    assert "$JS.site1.API" in out
+    assert "$JS.site2.API" in out
+    ingests = {site: site_ingest(stack, topology, site) for site in topology.leaves}
+    dispatcher = hub_dispatcher(stack, topology, sink)
+    await stack.healthy(*ingests.values(), dispatcher, timeout=40)
+
+    run = secrets.token_hex(4)
+    want: dict[str, str] = {}
+    for site, ingest in ingests.items():
+        marks = [f"ms-{run}-{site}-{i}" for i in range(10)]
+        await send(stack, ingest, marks)
+        want.update(dict.fromkeys(marks, site))
+    await stack.wait_until(
+        lambda: set(want) <= set(markers(sink)),
+        "every site's events delivered at the hub",
+        timeout=30,
+        detail=lambda: problems(sink, set(want)),
+    )
+    await stack.wait_quiescent(hub)
+    assert problems(sink, set(want)) == {
+        "missing": [], "missing_count": 0, "twice": [], "unexpected": []
+    }  # fmt: skip
+    labels = sites_of(sink)
+    assert {m: labels[m] for m in want} == want
+
+    hjs = hub.jetstream(timeout=5)
+    # Each site event is in the hub's stream once (sourced, not also captured over the leaf).
+    assert (await hjs.stream_info(EVENTS_STREAM)).state.messages == len(want)
+    # The hub's deliveries, dead letters, audit and KV writes stay in the hub's domain.
+    assert (await hjs.stream_info(DELIVERIES_STREAM)).state.last_seq > 0
+    await hjs.publish("proxbus.deliveries.leak-test", b"x")
+    await hjs.publish("proxbus.dlq.leak-test", b"x")
+    await hjs.publish("proxbus.audit.hub.leak_test", b"x")
+    await (await hjs.key_value("proxbus_silences")).put("leak-test", b"x")
+    for site in topology.leaves:
+        site_nc = await nats.connect(topology.leaves[site].url)
+        try:
+            sjs = site_nc.jetstream(domain=site, timeout=5)
+            for stream in (DELIVERIES_STREAM, DLQ_STREAM, AUDIT_STREAM, "KV_proxbus_silences"):
+                assert (await sjs.stream_info(stream)).state.last_seq == 0, (site, stream)
+            # ...and a site's audit stays at the site.
+            ack = await sjs.publish(f"proxbus.audit.{site}.leak_test", b"x")
+            assert ack.domain == site
+        finally:
+            await site_nc.close()
+    assert (await hjs.stream_info(AUDIT_STREAM)).state.messages == 1
+    assert (await hjs.stream_info(DLQ_STREAM)).state.messages == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_hub_down_for_60s_then_every_site_event_arrives_once(
+    topology: LocalTopology, stack: Any, sink: Any, hub: Any
+) -> None:
+    link(topology)
+    ingests = {site: site_ingest(stack, topology, site) for site in topology.leaves}
+    dispatcher = hub_dispatcher(stack, topology, sink)
+    await stack.healthy(*ingests.values(), dispatcher, timeout=40)
+    run = secrets.token_hex(4)
+    warmup = [f"ms-{run}-warm{site}-0" for site in topology.leaves]
+    for mark, ingest in zip(warmup, ingests.values(), strict=True):
+        await send(stack, ingest, [mark])
+    await stack.wait_until(lambda: set(warmup) <= set(markers(sink)), "warm-up delivered")
+
+    for node in topology.hub:
+        node.stop()
+    # The sites keep receiving for 60 s: one line a second per site, all stored locally.
+    down: list[str] = []
+    started = time.monotonic()
+    i = 0
+    while time.monotonic() - started < 60:
+        for site, ingest in ingests.items():
+            mark = f"ms-{run}-{site}-{i}"
+            await send(stack, ingest, [mark])
+            down.append(mark)
+        i += 1
+        await asyncio.sleep(1.0)  # the pace of the traffic, not a synchronisation
+    for site in topology.leaves:
+        site_nc = await nats.connect(topology.leaves[site].url)
+        try:
+            sjs = site_nc.jetstream(domain=site, timeout=5)
+            await wait_until(
+                lambda sjs=sjs: _stored(sjs, 1 + i), timeout=20, message=f"{site} stored"
+            )
+        finally:
+            await site_nc.close()
+    for node in topology.hub:
+        node.start()
+
+    want = set(warmup) | set(down)
+    await stack.wait_until(
+        lambda: want <= set(markers(sink)),
+        "every event of the outage delivered",
+        timeout=60,
+        detail=lambda: problems(sink, want),
+    )
+    await stack.wait_quiescent(hub, timeout=30)
+    assert problems(sink, want) == {
+        "missing": [], "missing_count": 0, "twice": [], "unexpected": []
+    }  # fmt: skip
+    assert all(sites_of(sink)[m] == m.split("-")[2].removeprefix("warm") for m in want)
+
+
+async def _stored(sjs: Any, count: int) -> bool:
+    return int((await sjs.stream_info(EVENTS_STREAM)).state.messages) >= count
+
+
+async def test_a_service_restart_keeps_the_hub_sources(
+    topology: LocalTopology, stack: Any, sink: Any, hub: Any
+) -> None:
+    link(topology)
+    hjs = hub.jetstream(timeout=5)
+    before = (await hjs.stream_info(EVENTS_STREAM)).config.sources
+    assert before is not None
+    assert len(before) == 2
+    dispatcher = hub_dispatcher(stack, topology, sink)
+    ingest = site_ingest(stack, topology, "site2")
+    await stack.healthy(dispatcher, ingest, timeout=40)
+    # A restart runs ensure_streams again (SIGTERM, then a new process).
+    dispatcher.running.terminate()
+    assert dispatcher.running.wait(15) == 0
+    dispatcher = hub_dispatcher(stack, topology, sink, EVENTS_MAX_AGE_DAYS="3")
+    await stack.healthy(dispatcher, timeout=40)
+    info = await hjs.stream_info(EVENTS_STREAM)
+    assert info.config.max_age == pytest.approx(3 * 86400)  # an owned field did change
+    assert [
+        (s.name, s.external.api if s.external else None) for s in info.config.sources or []
+    ] == [(s.name, s.external.api if s.external else None) for s in before]
+    mark = f"ms-{secrets.token_hex(4)}-site2-0"
+    await send(stack, ingest, [mark])
+    await stack.wait_until(lambda: markers(sink)[mark] == 1, "sourcing still works")
+
+
+@pytest.mark.parametrize("topology", ["nojs"], indirect=True)
+async def test_site_leaf_without_jetstream_is_one_clear_error_not_a_crash_loop(
+    topology: LocalTopology, stack: Any
+) -> None:
+    leaf = topology.leaves["site3"]
+    watcher = await nats.connect(leaf.url)
+    attempts = 0
+
+    async def count(msg: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+
+    try:
+        # Every JetStream attempt of the service passes here (unanswered, like no JetStream).
+        await watcher.subscribe("$JS.site3.API.>", cb=count)
+        await watcher.flush()
+        ingest = site_ingest(stack, topology, "site3")
+        await wait_until(lambda: attempts >= 3, timeout=60, message="three attempts")
+        assert ingest.alive, stack.report()
+        log = ingest.tail(20_000)
+        errors = [line for line in log.splitlines() if "JetStream is not available" in line]
+        assert len(errors) == 1, log  # one clear line (then a summary a minute), no traceback
+        assert "domain 'site3'" in errors[0]
+        assert "Traceback" not in log
+    finally:
+        await watcher.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("topology", [3], indirect=True)
+async def test_r3_hub_kill_9_of_the_stream_leader_loses_nothing(
+    topology: LocalTopology, stack: Any, sink: Any, hub: Any
+) -> None:
+    link(topology, "--replicas", "3")
+    ingest = site_ingest(stack, topology, "site1")
+    dispatcher = hub_dispatcher(stack, topology, sink)
+    await stack.healthy(ingest, dispatcher, timeout=60)
+    link(topology, "--replicas", "3")  # also scales what the dispatcher created (its KV state)
+    hjs = hub.jetstream(timeout=5)
+    info = await hjs.stream_info(EVENTS_STREAM)
+    assert info.config.num_replicas == 3
+    assert info.cluster is not None
+    leader = info.cluster.leader
+    run = secrets.token_hex(4)
+    sent: list[str] = []
+
+    async def steady(n: int) -> None:
+        for _ in range(n):
+            mark = f"ms-{run}-site1-{len(sent)}"
+            await send(stack, ingest, [mark])
+            sent.append(mark)
+            await asyncio.sleep(0.05)  # the pace of a steady stream
+
+    await steady(60)
+    victim = next(node for node in topology.hub if node.name == leader)
+    victim.kill()
+    await steady(140)
+    want = set(sent)
+    await stack.wait_until(
+        lambda: want <= set(markers(sink)),
+        f"every event delivered after kill -9 of {leader}",
+        timeout=60,
+        detail=lambda: problems(sink, want),
+    )
+    got = markers(sink)
+    assert sorted(m for m in want if got[m] == 0) == []

@@ -413,3 +413,27 @@ async def test_two_replicas_given_the_same_click_at_once_stop_the_guest_once(
     assert sorted([a1["type"], a2["type"]]) in ([6, 7], [7, 7])
     assert sim.lab.guests[104].status == "stopped"
     assert power_requests(sim, 104, "stop") == 1
+
+
+async def test_with_the_gateways_default_read_only_rpc_scope_a_confirm_explains_itself(
+    signed: Signed, sim: Simulator, nats_server: Any, js: Any
+) -> None:
+    from proxbus_mcp_gateway.app import start_gateway
+    from proxbus_mcp_gateway.testing import make_settings, sim_env
+
+    running = await start_gateway(
+        make_settings(nats_enabled=True, nats_url=nats_server.url), sim_env(sim)
+    )
+    try:
+        _, asked = await signed.post(command("stop", {"vmid": 106}))  # a read: allowed
+        _, pressed = await signed.post(click(confirm_id(asked)))
+    finally:
+        await running.close()
+    assert pressed["type"] == 7
+    assert pressed["data"]["components"] == []
+    assert "**stop 106 failed**: forbidden" in pressed["data"]["content"]
+    assert "RPC_SCOPES" in pressed["data"]["content"]
+    assert power_requests(sim, 106, "stop") == 0
+    assert sim.lab.guests[106].status == "running"
+    records = await discord_audit(js, 2)
+    assert [(r["outcome"], r["code"]) for r in records] == [("ok", None), ("error", 403)]

@@ -288,6 +288,8 @@ class Responder:
             except RpcError as exc:
                 out.fail("error", exc.code, exc.message)
                 text = f"**{click.action} {click.vmid} failed**: {exc.message}"
+                if exc.code == 403 and "'operate' scope" in exc.message:
+                    text += "\n(the gateway gives NATS callers RPC_SCOPES; power actions need read+operate)"
                 return _update(message(text, components=[]))
             out.correlation_id = result.get("upid")
             return _update(

@@ -11,7 +11,8 @@ import nats
 from proxbus_devtools.testing import NatsServer
 from proxbus_events import EVENTS_STREAM, Event
 from proxbus_runtime import EventPublisher
-from proxbus_runtime.spool import EventSpool, SpoolFull, SpoolingPublisher
+from proxbus_runtime.spool import EventSpool, SpoolFull
+from proxbus_runtime.spooling import SpoolingPublisher
 
 
 def ev(i: int) -> Event:

@@ -12,6 +12,7 @@ import pytest
 from nats.js import JetStreamContext
 from proxbus_devtools.testing import NatsServer
 from proxbus_events import EVENTS_STREAM, Event
+from proxbus_runtime import EventPublisher, SpoolingPublisher
 
 from .conftest import free_udp_tcp_port, line, make_settings, metric, running, wait_until
 
@@ -92,16 +93,21 @@ async def test_two_replicas_on_one_port_receive_every_tcp_frame(
     assert all(c > 0 for c in counts), counts  # the kernel spread connections over both
 
 
-async def test_broker_restart_during_a_tcp_stream_loses_no_line(
+async def test_broker_restart_during_a_tcp_stream_loses_no_line_without_a_spool(
     nats_server: NatsServer, js
 ) -> None:
     port = free_udp_tcp_port()
     settings = make_settings(
-        nats_server.url, port, syslog_udp=False, publish_ack_timeout=0.5, publish_buffer=50
+        nats_server.url,
+        port,
+        syslog_udp=False,
+        publish_ack_timeout=0.5,
+        publish_buffer=50,
+        spool_enabled=False,
     )
     async with running(settings) as service:
         publisher = service.publisher
-        assert publisher is not None
+        assert isinstance(publisher, EventPublisher)
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         sent = 0
 
@@ -134,11 +140,79 @@ async def test_broker_restart_during_a_tcp_stream_loses_no_line(
         assert publisher.stats.dropped == 0
 
 
-async def test_udp_beyond_the_buffer_during_an_outage_is_counted_as_dropped(
+async def test_broker_restart_during_a_tcp_stream_spools_and_loses_no_line(
+    nats_server: NatsServer, js
+) -> None:
+    port = free_udp_tcp_port()
+    settings = make_settings(
+        nats_server.url, port, syslog_udp=False, publish_ack_timeout=0.5, publish_buffer=50
+    )
+    async with running(settings) as service:
+        sink = service.publisher
+        assert isinstance(sink, SpoolingPublisher)
+        await wait_until(lambda: sink.up)  # listening before NATS was ready; now it is
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(100):
+            writer.write(line(i) + b"\n")
+        await writer.drain()
+
+        async def count_is(n: int) -> bool:
+            return await _stream_count(js) == n
+
+        await wait_until(lambda: count_is(100))
+        assert sink.spool.stats.appended == 0  # NATS up: nothing touched the disk
+        await asyncio.to_thread(nats_server.stop)
+        for i in range(100, 500):
+            writer.write(line(i) + b"\n")
+        await writer.drain()
+        # Read at full speed and kept on disk instead of back-pressuring the sender.
+        await wait_until(
+            lambda: metric(service, "proxbus_syslog_received_total", transport="tcp") == 500
+        )
+        assert sink.spool.stats.pending_records == 400
+        await asyncio.to_thread(nats_server.start)
+        await wait_until(lambda: count_is(500), timeout=40)
+        await wait_until(lambda: sink.spool.empty)
+        writer.close()
+        assert metric(service, "proxbus_syslog_dropped_total", reason="shutdown") == 0
+        assert sink.spool.stats.replayed == 400
+        replayed = service.registry.get_sample_value(
+            "proxbus_spool_replayed_total", {"service": "ingest-syslog"}
+        )
+        assert replayed == 400
+
+
+async def test_udp_during_an_outage_goes_to_the_spool_and_is_stored_later(
     nats_server: NatsServer, js
 ) -> None:
     port = free_udp_tcp_port()
     settings = make_settings(nats_server.url, port, syslog_tcp=False, publish_buffer=5)
+    async with running(settings) as service:
+        sink = service.publisher
+        assert isinstance(sink, SpoolingPublisher)
+        await wait_until(lambda: sink.up)
+        await asyncio.to_thread(nats_server.stop)
+        await wait_until(lambda: not sink.up)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for i in range(20):
+                udp.sendto(line(i), ("127.0.0.1", port))
+        await wait_until(lambda: sink.spool.stats.appended == 20)
+        assert metric(service, "proxbus_syslog_dropped_total", reason="buffer_full") == 0
+        await asyncio.to_thread(nats_server.start)
+
+        async def all_stored() -> bool:
+            return await _stream_count(js) == 20
+
+        await wait_until(all_stored, timeout=40)
+
+
+async def test_udp_beyond_the_buffer_during_an_outage_is_counted_as_dropped_without_a_spool(
+    nats_server: NatsServer, js
+) -> None:
+    port = free_udp_tcp_port()
+    settings = make_settings(
+        nats_server.url, port, syslog_tcp=False, publish_buffer=5, spool_enabled=False
+    )
     async with running(settings) as service:
         await asyncio.to_thread(nats_server.stop)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -249,6 +323,9 @@ async def test_disabled_by_the_seed_toggle_listens_on_nothing_but_stays_healthy(
     async with running(make_settings(nats_server.url, port, event_syslog_enabled=False)) as svc:
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", port)
+        sink = svc.publisher
+        assert isinstance(sink, SpoolingPublisher)
+        await wait_until(lambda: sink.up)  # /health says 503 until events reach JetStream
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"http://127.0.0.1:{svc.runtime.health.port}/health") as resp,

@@ -190,6 +190,15 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+@pytest.fixture(autouse=True)
+def _private_spool_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's services spool into their own directory (``SPOOL_DIR``, inherited by
+    subprocesses): events one test left on disk must never be replayed into another's broker."""
+    monkeypatch.setenv("SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+
+
 @pytest.fixture
 def make_nats_server(tmp_path: Path) -> Iterator[Callable[..., NatsServer]]:
     """A factory of started ``NatsServer``s (``jetstream=False``, ``domain=...``), all killed after."""

@@ -12,7 +12,8 @@ from .rpc import call_tool
 from .service import Service
 from .settings import ServiceSettings, connect_nats
 from .silences import SilenceStore
-from .spool import EventSpool, SpoolFull, SpoolingPublisher
+from .spool import EventSpool, SpoolFull
+from .spooling import SpoolingPublisher, SpoolSettings, attach_spooling, open_spooling
 from .streams import ensure_streams
 
 __all__ = [
@@ -32,8 +33,10 @@ __all__ = [
     "ServiceSettings",
     "SilenceStore",
     "SpoolFull",
+    "SpoolSettings",
     "SpoolingPublisher",
     "StopRequested",
+    "attach_spooling",
     "build_settings",
     "call_tool",
     "configure_logging",
@@ -42,6 +45,7 @@ __all__ = [
     "event_headers",
     "main",
     "nats_checks",
+    "open_spooling",
     "register_publisher",
     "run_checks",
 ]

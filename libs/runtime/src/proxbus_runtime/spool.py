@@ -12,12 +12,7 @@ returns (group commit: one fsync for every record appended meanwhile) - what a s
 answered "stored" needs; ``interval`` fsyncs at most every ``fsync_interval`` seconds in the
 background, so a power loss can cost that much; ``never`` leaves it to the kernel.
 
-``SpoolingPublisher`` puts it in front of an ``EventPublisher``: while NATS is connected
-every event goes straight to the publisher (no syscall per event); while it is not (or before
-the service ever reached it) events are appended to the spool, and the events the publisher
-still held unacknowledged are moved there too. Once connected, a background task publishes the
-spooled segments (event ids preserved, so JetStream de-duplicates a replay) and deletes each
-one after its last ack. On a restart the segments left on disk are published the same way.
+``proxbus_runtime.spooling`` puts it in front of the publisher.
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,11 +32,10 @@ from typing import Any, Literal
 from proxbus_events import Event
 
 from .errors import PublishError
-from .publisher import EventPublisher
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EventSpool", "FsyncPolicy", "SpoolFull", "SpoolStats", "SpoolingPublisher"]
+__all__ = ["EventSpool", "FsyncPolicy", "SpoolFull", "SpoolStats"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
@@ -312,168 +306,3 @@ def _spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     _background.add(task)
     task.add_done_callback(_background.discard)
     return task
-
-
-class SpoolingPublisher:
-    """Events to the publisher while NATS is connected, to the disk spool while it is not.
-
-    ``attach(publisher, connected)`` once NATS is ready (until then everything is spooled);
-    ``start()`` runs the replayer (and the watcher moving a stalled publisher's buffer to disk).
-    """
-
-    def __init__(
-        self,
-        spool: EventSpool,
-        *,
-        check_interval: float = 0.2,
-        replay_timeout: float = 30.0,
-    ) -> None:
-        self.spool = spool
-        self.publisher: EventPublisher | None = None
-        self._connected: Callable[[], bool] = lambda: False
-        self._check_interval = check_interval
-        self._replay_timeout = replay_timeout
-        self._task: asyncio.Task[None] | None = None
-        self._wakeup = asyncio.Event()
-        self.moved = 0  # events taken from the publisher's memory to disk on a disconnect
-
-    def attach(self, publisher: EventPublisher, connected: Callable[[], bool]) -> None:
-        """Use ``publisher`` whenever ``connected()`` is true (``nc.is_connected``)."""
-        self.publisher = publisher
-        self._connected = connected
-        self._wakeup.set()
-
-    @property
-    def up(self) -> bool:
-        """True when events go to the publisher (no syscall per event)."""
-        return self.publisher is not None and self._connected()
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="spool-replayer")
-
-    async def close(self) -> None:
-        """Stop the replayer and close the current segment (what is left stays on disk)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.spool.close()
-
-    # --- intake ----------------------------------------------------------------------------
-
-    def submit(self, event: Event) -> bool:
-        """Queue ``event`` (publisher) or write it (spool); False if neither had room."""
-        publisher = self.publisher
-        if publisher is not None and self._connected():
-            return publisher.submit(event)
-        return self._spool_nowait(event)
-
-    async def submit_wait(self, event: Event) -> None:
-        """Like ``submit`` but waits for publisher room while connected (back-pressure).
-
-        Raises:
-            PublishError: the publisher is closed, or the spool is full or failing.
-        """
-        publisher = self.publisher
-        if publisher is not None and self._connected():
-            if publisher.buffered < publisher.buffer_limit:
-                if publisher.submit(event):
-                    return
-                raise PublishError("publisher is closed")
-            await publisher.submit_wait(event)
-            return
-        try:
-            self.spool.append_nowait(event)
-        except OSError as exc:
-            raise PublishError(f"spool write failed: {exc}") from exc
-        self._wakeup.set()
-
-    async def store(self, event: Event, timeout: float = 5.0) -> str:
-        """Store ``event`` before answering its source: ``"stored"``, ``"duplicate"``, ``"spooled"``.
-
-        Connected: published and acknowledged. Otherwise (or if the ack does not come) written
-        to the spool and fsynced under the ``always`` policy.
-
-        Raises:
-            PublishError: neither JetStream nor the spool took it (spool full, disk error).
-        """
-        publisher = self.publisher
-        if publisher is not None and self._connected():
-            try:
-                ack = await publisher.publish(event, timeout=timeout)
-            except PublishError:
-                pass  # on to the spool; a late ack of this try is de-duplicated by the id
-            else:
-                return "duplicate" if ack.duplicate else "stored"
-        try:
-            await self.spool.append(event)
-        except OSError as exc:
-            raise PublishError(f"spool write failed: {exc}") from exc
-        self._wakeup.set()
-        return "spooled"
-
-    def _spool_nowait(self, event: Event) -> bool:
-        try:
-            self.spool.append_nowait(event)
-        except SpoolFull:
-            return False
-        except OSError as exc:
-            log.error("spool write failed: %s", exc)
-            return False
-        self._wakeup.set()
-        return True
-
-    # --- background ------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._check_interval)
-            self._wakeup.clear()
-            try:
-                if not self.up:
-                    await self._move_publisher_buffer()
-                elif not self.spool.empty:
-                    await self._replay()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("spool replay failed; retrying")
-
-    async def _move_publisher_buffer(self) -> None:
-        """NATS is gone: what the publisher still holds goes to disk (a kill must not lose it)."""
-        publisher = self.publisher
-        if publisher is None or not publisher.buffered:
-            return
-        events = await publisher.take_unacknowledged()
-        kept = 0
-        for event in events:
-            if self._spool_nowait(event):
-                kept += 1
-            else:
-                publisher.submit(event)  # spool full: keep it in memory rather than lose it
-        self.moved += kept
-        if kept:
-            log.warning("NATS unreachable: %d buffered events moved to the disk spool", kept)
-
-    async def _replay(self) -> None:
-        publisher = self.publisher
-        assert publisher is not None
-        self.spool.roll()
-        for number in self.spool.closed_segments():
-            if not self.up:
-                return
-            events = self.spool.read_segment(number)
-            for event in events:
-                if not self.up:
-                    return
-                try:
-                    await publisher.submit_wait(event, timeout=self._replay_timeout)
-                except PublishError:
-                    return  # closed, or stalled: the segment stays
-            if not await publisher.flush(self._replay_timeout) or not self.up:
-                return  # not all acknowledged: the segment stays and is replayed again
-            self.spool.remove_segment(number, len(events))
-            log.info("spool: %d events of segment %d published", len(events), number)

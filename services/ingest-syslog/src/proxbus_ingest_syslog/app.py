@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from proxbus_runtime import EventPublisher, PublishError, RateLimitedLog, Service
+from proxbus_runtime import (
+    EventPublisher,
+    PublishError,
+    RateLimitedLog,
+    Service,
+    SpoolingPublisher,
+    attach_spooling,
+    open_spooling,
+)
 
 from .frames import Frame, SyslogFramer, datagram_frame
 from .metrics import SyslogMetrics
@@ -67,7 +75,7 @@ class SyslogService:
         self.registry = registry or CollectorRegistry()
         self.metrics = SyslogMetrics(self.registry)
         self.pipeline = Pipeline(settings, self.metrics)
-        self.publisher: EventPublisher | None = None
+        self.publisher: EventPublisher | SpoolingPublisher | None = None
         self.runtime: Service | None = None
         self._servers: list[asyncio.Server] = []
         self._udp: asyncio.DatagramTransport | None = None
@@ -86,7 +94,7 @@ class SyslogService:
         """For ``/health``: listening, or told not to."""
         return not self.settings.event_syslog_enabled or bool(self._servers or self._udp)
 
-    async def start(self, publisher: EventPublisher) -> None:
+    async def start(self, publisher: EventPublisher | SpoolingPublisher) -> None:
         """Listen, handing events to ``publisher``.
 
         Raises:
@@ -253,11 +261,15 @@ class SyslogService:
         events = self.pipeline.process(frames, conn.transport, conn.peer)
         conn.frames += len(frames)
         for i, event in enumerate(events):
-            if publisher.buffered < publisher.buffer_limit:
+            if (
+                isinstance(publisher, EventPublisher)
+                and publisher.buffered < publisher.buffer_limit
+            ):
                 if not publisher.submit(event):  # only when the publisher is closed
                     self.metrics.dropped.labels("shutdown").inc()
                 continue
             try:
+                # The spooling publisher: to JetStream while NATS is up, else to disk.
                 await publisher.submit_wait(event)
             except PublishError:
                 lost = len(events) - i
@@ -308,13 +320,24 @@ async def serving(
         "buffer_limit": settings.publish_buffer,
         "ack_timeout": settings.publish_ack_timeout,
     }
+    # Issue 19: with the disk spool the service listens (and keeps what it reads) while NATS
+    # is unreachable, and publishes the spool once it is back.
+    sink = open_spooling(settings, SERVICE, service.registry)
     async with Service(
-        settings, SERVICE, stop=stop, registry=service.registry, publisher_options=options
+        settings,
+        SERVICE,
+        stop=stop,
+        registry=service.registry,
+        publisher_options=options,
+        require_nats=sink is None,
     ) as runtime:
+        if sink is not None:
+            await attach_spooling(runtime, sink)  # first: its stop hook runs last
         runtime.on_stop(service.stop)
         runtime.health.add_check("listening", service.listening)
-        assert runtime.publisher is not None
-        await service.start(runtime.publisher)
+        publisher: EventPublisher | SpoolingPublisher | None = sink or runtime.publisher
+        assert publisher is not None  # without a spool the runtime waited for NATS
+        await service.start(publisher)
         service.runtime = runtime
         yield service
 

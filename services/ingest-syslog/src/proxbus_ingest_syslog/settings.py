@@ -7,11 +7,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from proxbus_events import Severity
-from proxbus_runtime import ServiceSettings
+from proxbus_runtime import SpoolSettings
 from pydantic import Field, field_validator, model_validator
 
 
-class Settings(ServiceSettings):
+class Settings(SpoolSettings):
     """Every ``SYSLOG_*`` / filter / limit variable the service reads, on top of the shared ones."""
 
     health_port: int = Field(default=8092, ge=0, le=65535)

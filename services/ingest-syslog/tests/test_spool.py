@@ -1,0 +1,137 @@
+"""Issue 19: kill -9 while NATS is down loses nothing; a restart listens while NATS is still down.
+
+The console script as a real subprocess, a real nats-server stopped and started, lines
+numbered so the test can tell a lost line from a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+from proxbus_devtools.testing import NatsServer, free_port, wait_for_port
+from proxbus_events import EVENTS_STREAM, Event
+
+from .conftest import free_udp_tcp_port, wait_until
+
+SCRIPT = str(Path(sys.executable).parent / "proxbus-ingest-syslog")
+RECEIVED = 'proxbus_syslog_received_total{transport="tcp"}'
+UP = 'proxbus_spool_nats_up{service="ingest-syslog"}'
+PENDING = 'proxbus_spool_pending_events{service="ingest-syslog"}'
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return -1.0
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _numbered(i: int) -> bytes:
+    return f"<30>Nov 24 10:00:00 pve1 pvedaemon[42]: numbered line {i}\n".encode()
+
+
+async def _send_tcp(port: int, numbers: range) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    for i in numbers:
+        writer.write(_numbered(i))
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+@pytest.mark.timeout(120)
+async def test_kill_9_while_nats_is_down_then_restart_then_nats_back_stores_every_line_once(
+    nats_server: NatsServer, js: JetStreamContext, tmp_path: Path
+) -> None:
+    port, health = free_udp_tcp_port(), free_port()
+    env = {
+        **os.environ,
+        "NATS_URL": nats_server.url,
+        "PROXBUS_SITE": "lab",
+        "SYSLOG_HOST": "127.0.0.1",
+        "SYSLOG_PORT": str(port),
+        "HEALTH_HOST": "127.0.0.1",
+        "HEALTH_PORT": str(health),
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "LOG_FORMAT": "json",
+    }
+    log = (tmp_path / "service.log").open("wb")
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([SCRIPT], env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+    async def count() -> int:
+        try:
+            return int((await js.stream_info(EVENTS_STREAM)).state.messages)
+        except Exception:  # the broker is (re)starting
+            return -1
+
+    def all_in(n: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return await count() >= n
+
+        return check
+
+    proc = start()
+    try:
+        await asyncio.to_thread(wait_for_port, health, "127.0.0.1", 30)
+        await asyncio.to_thread(wait_for_port, port, "127.0.0.1", 10)
+        await wait_until(lambda: _metric(health, UP) == 1)
+        await _send_tcp(port, range(100))  # NATS up: published at once
+        await wait_until(all_in(100))
+        await asyncio.to_thread(nats_server.stop)
+        await _send_tcp(port, range(100, 600))  # NATS down: to the spool
+        await wait_until(lambda: _metric(health, RECEIVED) >= 600)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        # Restarted while NATS is still down: it must listen and take lines.
+        proc = start()
+        await asyncio.to_thread(wait_for_port, port, "127.0.0.1", 30)
+        await _send_tcp(port, range(600, 800))
+        await wait_until(lambda: _metric(health, RECEIVED) >= 200)
+        # What the killed process read is on disk, with what the new one read since.
+        assert _metric(health, PENDING) == 700
+        await asyncio.to_thread(nats_server.start)
+
+        try:
+            await wait_until(all_in(800), timeout=60)
+        except AssertionError:
+            log.flush()
+            raise AssertionError(
+                f"{await count()} of 800 stored; service log:\n"
+                + "\n".join(
+                    x
+                    for x in (tmp_path / "service.log").read_text().splitlines()
+                    if '"level": "info"' not in x or "spool" in x or "publisher" in x
+                )
+            ) from None
+        numbers: list[int] = []
+        sub = await js.subscribe("proxbus.events.>", ordered_consumer=True)
+        for _ in range(await count()):
+            event = Event.from_json((await sub.next_msg(timeout=5)).data)
+            numbers.append(int(event.message.rsplit(" ", 1)[1]))
+        await sub.unsubscribe()
+        assert sorted(numbers) == list(range(800))  # every line, each once
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()

@@ -266,14 +266,13 @@ class Stack:
         )
 
     def ingest_pve_ws(self, **env: str) -> Service:
-        """Webhook receiver only: no API watcher (it needs the gateway), no Gotify listener."""
+        """Webhook receiver; no API watcher unless ``env`` points it at a simulator
+        (``EVENT_WS_ENABLED=true`` and the simulator's ``PVE_*`` variables)."""
         return self.spawn(
             "ingest-pve-ws",
             "proxbus-ingest-pve-ws",
             _health_is_http,
-            EVENT_WS_ENABLED="false",
-            PVE_WEBHOOK_SECRET=PVE_WEBHOOK_SECRET,
-            **env,
+            **{"EVENT_WS_ENABLED": "false", "PVE_WEBHOOK_SECRET": PVE_WEBHOOK_SECRET, **env},
         )
 
     def dispatcher(self, routes: Path, sink: Sink, **env: str) -> Service:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from proxbus_events import Event
@@ -91,3 +94,29 @@ async def test_two_replicas_open_one_incident(dispatcher, sink, js) -> None:
     await wait_until(lambda: len(hook.requests) >= 1)
     await asyncio.sleep(1.5)  # redelivered losers of a write race come back within ~1 s
     assert len(hook.requests) == 1
+
+
+async def test_events_tail_incidents_shows_each_incident_with_its_sources(
+    nats_server, dispatcher, sink, js
+) -> None:
+    hook = await sink()
+    await dispatcher(ROUTES.format(url=hook.url, wait="0s"), incident_window=600)
+    proxbus = str(Path(sys.executable).parent / "proxbus")
+    tail = await asyncio.create_subprocess_exec(
+        proxbus, "--nats-url", nats_server.url, "events", "tail", "--incidents", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert tail.stderr is not None
+        assert tail.stdout is not None
+        assert b"listening" in await asyncio.wait_for(tail.stderr.readline(), 15)
+        await publish(js, *reports(100))
+        seen: set[str] = set()
+        while seen != {"syslog", "pve-webhook", "email", "pve-api"}:
+            line = json.loads(await asyncio.wait_for(tail.stdout.readline(), 15))
+            if "incident" in line:
+                assert line["incident"]["vmid"] == 100
+                seen = set(line["incident"]["sources"])
+    finally:
+        tail.terminate()
+        await tail.wait()

@@ -41,6 +41,9 @@ from pydantic import ValidationError
 from .tail import format_row, kind_matches
 
 SUPPRESSED_PREFIX = "proxbus.suppressed"
+# The dispatcher's incident writes (KV bucket proxbus_dispatcher_state, keys inc.<fingerprint>;
+# see services/dispatcher/README.md): each put is also a message on this subject.
+INCIDENTS_SUBJECT = "$KV.proxbus_dispatcher_state.inc.>"
 
 
 COMMANDS_GROUP = "proxbus.commands"
@@ -96,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="one JSON event per line")
     tail.add_argument(
         "--suppressed", action="store_true", help="also show what the dispatcher suppressed"
+    )
+    tail.add_argument(
+        "--incidents", action="store_true", help="also show incidents with their sources"
     )
     tail.add_argument("--count", type=int, default=0, help="exit after N events")
     pub = esub.add_parser("publish", help="publish a test event")
@@ -219,9 +225,28 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
             print(f"(suppressed: {reason}) {record.get('kind', '')} {record.get('title', '')}")
         sys.stdout.flush()
 
+    async def on_incident(msg: Any) -> None:
+        try:
+            inc = json.loads(msg.data)
+            sources = ", ".join(inc["sources"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if args.json:
+            print(json.dumps({"incident": inc}))
+        else:
+            vm = f" vm{inc.get('vmid')}" if inc.get("vmid") is not None else ""
+            print(
+                f"(incident {str(inc.get('id', ''))[:12]}) {inc.get('kind', '')} "
+                f"{inc.get('node') or '-'}{vm} x{inc.get('count', 0)} seen via {sources}: "
+                f"{inc.get('title', '')}"
+            )
+        sys.stdout.flush()
+
     await nc.subscribe(subject, cb=on_event)
     if args.suppressed:
         await nc.subscribe(f"{SUPPRESSED_PREFIX}.>", cb=on_suppressed)
+    if args.incidents:
+        await nc.subscribe(INCIDENTS_SUBJECT, cb=on_incident)
     await nc.flush()
     print(f"listening on {subject}", file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()

@@ -87,7 +87,7 @@ class Intake:
         self.suppressions = SuppressionLog(nc, metrics, publish=settings.publish_suppressed)
         self.floor = SeverityFloor(settings.min_severity)
         self.silences = SilenceWatcher(js)
-        self.state = StateStore(js, ttl=settings.state_ttl)
+        self.state = StateStore(nc, js, ttl=settings.state_ttl)
         self.inhibitor = Inhibitor(config.inhibit_rules, sources=self.state.inhibitions)
         self.grouper: Grouper[Held] = Grouper()
         # (route id, incident id) of incidents whose notification is still being gathered
@@ -272,13 +272,13 @@ class Intake:
                     future = await self.enqueuer.publish(self._subjects[route.receiver], body, did)
                     pending.append(PendingDelivery(future, [(event, held)], route))
                     continue
-                group, created = self.grouper.add(route, event, held, incident.labels)
+                group, created = self.grouper.add(route, event, held, incident.labels, incident.id)
                 self._gathering.add((route.id, incident.id))
                 if not created:
                     await self.suppressions.record(event, "grouped", group.key)
             for route in plan.gather:
                 inflight.refs += 1
-                group, _ = self.grouper.add(route, event, held, incident.labels)
+                group, _ = self.grouper.add(route, event, held, incident.labels, incident.id)
                 await self.suppressions.record(event, "grouped", group.key)
         await self._settle(pending)
         for plan in work:

@@ -21,11 +21,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
@@ -38,6 +42,9 @@ log = logging.getLogger(__name__)
 STATE_BUCKET = "proxbus_dispatcher_state"
 INCIDENT_PREFIX = "inc."
 WRITE_TIMEOUT = 5.0
+EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+# A JetStream publish ack: {"stream":"KV_...","seq":N}; a refusal has an "error" object.
+_ACK_SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
 
 
 def incident_key(fingerprint: str) -> str:
@@ -55,8 +62,16 @@ class WriteResult:
 class StateStore:
     """The KV bucket: incidents by fingerprint (memory + CAS writes), inhibition sources."""
 
-    def __init__(self, js: JetStreamContext, *, ttl: float, bucket: str = STATE_BUCKET) -> None:
+    def __init__(
+        self, nc: NATS, js: JetStreamContext, *, ttl: float, bucket: str = STATE_BUCKET
+    ) -> None:
+        self._nc = nc
         self._js = js
+        self._pre = f"$KV.{bucket}."
+        self._ack_prefix = ""
+        self._ack_sub: Subscription | None = None
+        self._acks: dict[str, asyncio.Future[bytes]] = {}
+        self._seq = 0
         self._bucket = bucket
         self._ttl = ttl
         self.kv: KeyValue | None = None
@@ -87,6 +102,13 @@ class StateStore:
             await asyncio.wait_for(self.inhibitions_loaded.wait(), 5.0)
 
     async def close(self) -> None:
+        if self._ack_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._ack_sub.unsubscribe()
+            self._ack_sub = None
+        for future in self._acks.values():
+            future.cancel()
+        self._acks.clear()
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -150,36 +172,65 @@ class StateStore:
         return key
 
     async def write(self, keys: Iterable[str]) -> WriteResult:
-        """Store the in-memory incidents of ``keys`` with compare-and-set, concurrently.
+        """Store the in-memory incidents of ``keys`` with compare-and-set, pipelined.
 
-        A key that lost a race (another replica wrote it) or whose write failed is re-read
-        from the bucket, so memory matches JetStream again.
+        Each write carries ``Nats-Expected-Last-Subject-Sequence`` (the revision this replica
+        knows, 0 for a new key) and its ack gives the new revision; one reply subscription
+        serves them all (``kv.update`` would cost a request and a timer per key). A key that
+        lost a race (another replica wrote it) or whose write failed is re-read, so memory
+        matches JetStream again.
         """
-        assert self.kv is not None
-        kv = self.kv
-        keys = list(keys)
+        keys = [k for k in keys if k in self.incidents]
         result = WriteResult(set(), set())
         if not keys:
             return result
-
-        async def one(key: str) -> None:
-            incident = self.incidents.get(key)
-            if incident is None:
-                return
+        await self._start_acks()
+        loop = asyncio.get_running_loop()
+        waiting: dict[str, asyncio.Future[bytes]] = {}
+        for key in keys:
+            self._seq += 1
+            token = str(self._seq)
+            future: asyncio.Future[bytes] = loop.create_future()
+            self._acks[token] = future
+            waiting[key] = future
+            headers = {EXPECTED_LAST: str(self.revisions.get(key, 0))}
             try:
-                rev = await kv.update(key, incident.to_json(), last=self.revisions.get(key, 0))
-            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-                if not isinstance(exc, nats.js.errors.KeyWrongLastSequenceError):
-                    log.warning("state write %s failed: %s", key, exc)
+                await self._nc.publish(
+                    self._pre + key,
+                    self.incidents[key].to_json(),
+                    reply=self._ack_prefix + token,
+                    headers=headers,
+                )
+            except Exception as exc:
+                self._acks.pop(token, None)
+                future.set_exception(ConnectionError(str(exc)))
+        _, late = await asyncio.wait(waiting.values(), timeout=WRITE_TIMEOUT)
+        for future in late:
+            future.cancel()
+        for key, future in waiting.items():
+            seq = None
+            if future.done() and not future.cancelled() and future.exception() is None:
+                ack = future.result()
+                match = None if b'"error"' in ack else _ACK_SEQ.search(ack)
+                seq = int(match.group(1)) if match else None
+            if seq is None:
                 result.failed.add(key)
-                return
-            self.revisions[key] = rev
-            result.stored.add(key)
-
-        await asyncio.wait_for(asyncio.gather(*(one(k) for k in keys)), WRITE_TIMEOUT * 2)
+            else:
+                self.revisions[key] = seq
+                result.stored.add(key)
         for key in result.failed:
             await self.reload(key)
         return result
+
+    async def _start_acks(self) -> None:
+        if self._ack_sub is None:
+            self._ack_prefix = self._nc.new_inbox() + "."
+            self._ack_sub = await self._nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._acks.pop(msg.subject[len(self._ack_prefix) :], None)
+        if future is not None and not future.done():
+            future.set_result(msg.data or b"")
 
     async def reload(self, key: str) -> None:
         """Re-read one key (after a lost race); on a read failure forget it, so the next

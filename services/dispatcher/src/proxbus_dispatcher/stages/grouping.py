@@ -43,13 +43,21 @@ class Grouper(Generic[T]):
         self.groups: dict[str, AggregationGroup[T]] = {}
 
     def add(
-        self, route: Route, event: Event, handle: T, labels_of: dict[str, str] | None = None
+        self,
+        route: Route,
+        event: Event,
+        handle: T,
+        labels_of: dict[str, str] | None = None,
+        incident: str | None = None,
     ) -> tuple[AggregationGroup[T], bool]:
         """Put ``event`` in its group (the group of the label values ``labels_of`` when given:
         an incident's events all go where its first event went); returns the group and
-        whether it was just created."""
+        whether it was just created. With ``group_by: ['...']`` each ``incident`` is a group
+        of its own (a later incident must not wait for the earlier one's group_interval)."""
         labels = group_labels(route, labels_of if labels_of is not None else event)
         key = group_key(route, labels)
+        if incident is not None and route.groups_all:
+            key += f"#{incident}"
         group = self.groups.get(key)
         created = group is None
         if group is None:

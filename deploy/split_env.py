@@ -102,6 +102,7 @@ OWN: dict[str, frozenset[str]] = {
             "SMTP_MAX_SIZE",
             "SMTP_TIMEOUT",
             "SMTP_PUBLISH_TIMEOUT",
+            "EMAIL_DEDUP_HOURS",
             "SMTP_MAX_CONNECTIONS",
             "SMTP_MAX_CONNECTIONS_PER_PEER",
             "SMTP_MAX_TRANSACTIONS",
@@ -213,6 +214,8 @@ OWN: dict[str, frozenset[str]] = {
             "ENRICH_TASK_LOG_TOOL",
             "DELIVERY_ENABLED",
             "DELIVERY_ACK_WAIT",
+            "INCIDENT_WINDOW",
+            "STATE_TTL",
         }
     ),
     "mcp-gateway": frozenset(

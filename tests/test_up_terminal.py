@@ -82,7 +82,8 @@ class Terminal:
                 )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what} not within {timeout:.0f} s; rows:\n"
-                                     + "\n".join(self.rows().values()))  # fmt: skip
+                                     + "\n".join(self.rows().values())
+                                     + "\nlast output:\n" + self.text()[-2000:])  # fmt: skip
             time.sleep(0.2)
 
     def close(self) -> None:
@@ -174,6 +175,40 @@ def test_demo_in_a_terminal_table_notifications_no_secrets_and_a_restart(
         assert value not in screen, "a secret was printed"
         for log in (data / "logs").glob("*.log"):
             assert value not in log.read_text(errors="replace"), f"a secret in {log.name}"
+
+    # Commands talk to the running stack by default: its NATS, its site ("lab" in the demo);
+    # the console receiver prints what they publish; no stray "NATS disconnected" on exit.
+    cli_env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}
+    cli_env["PROXBUS_DATA_DIR"] = str(data)
+    tail = subprocess.Popen(
+        [str(BIN / "proxbus"), "events", "tail", "--site", "lab", "--kind", "test.*", "--json",
+         "--count", "1"],
+        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert tail.stderr is not None
+        assert "listening on proxbus.events.lab" in tail.stderr.readline()
+        published = subprocess.run(
+            [str(BIN / "proxbus"), "events", "publish", "--title", "hello from a newcomer",
+             "--severity", "warning"],
+            env=cli_env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert published.returncode == 0, published.stderr
+        assert "NATS" not in published.stderr
+        out, err = tail.communicate(timeout=30)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert json.loads(out)["site"] == "lab"
+    assert "NATS" not in err
+    term.wait_for(
+        "the published event printed by the console receiver",
+        lambda: any(
+            MARKER in line and "WARNING" in line and "hello from a newcomer" in line
+            for line in term.text().splitlines()
+        ),
+        timeout=30,
+    )
 
     # kill -9 of one child: the table shows one restart and the service healthy again.
     pid = int(state["children"]["dispatcher"]["pid"])

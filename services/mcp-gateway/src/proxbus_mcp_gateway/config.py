@@ -16,8 +16,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from . import validate
 from .errors import ConfigError, InvalidArgument
 
@@ -367,6 +365,8 @@ def load_tokens_file(path: Path) -> list[TokenSpec]:
     Raises:
         ConfigError: unreadable or malformed.
     """
+    import yaml  # only when a tokens file is configured
+
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

@@ -45,8 +45,18 @@ class BearerAuthMiddleware:
     the ``anonymous`` caller.
     """
 
-    def __init__(self, app: ASGIApp, gateway: Gateway, anonymous: Caller | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        gateway: Gateway,
+        anonymous: Caller | None,
+        *,
+        sessions: AdaptiveSessionManager | None = None,
+    ) -> None:
         self.app = app
+        self.sessions = sessions
+        # Legacy SSE: one session per open GET /sse stream, capped like streamable HTTP's.
+        self.sse_open = gateway.sse_sessions
         self.gateway = gateway
         self.anonymous = anonymous
         # Calls over the legacy SSE transport are audited (and counted) as "sse".
@@ -90,7 +100,47 @@ class BearerAuthMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
         scope.setdefault("state", {})[CALLER_STATE_KEY] = caller
+        if path == "/sse" and scope.get("method") == "GET":
+            await self._sse_session(caller, scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+    async def _sse_session(
+        self, caller: Caller, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        settings = self.gateway.settings
+        streamable = self.sessions.open_sessions if self.sessions is not None else 0
+        mine = self.sse_open.get(caller.name, 0) + (
+            self.sessions.sessions_of(caller.name) if self.sessions is not None else 0
+        )
+        if (
+            sum(self.sse_open.values()) + streamable >= settings.max_sessions
+            or mine >= settings.max_sessions_per_token
+        ):
+            if self.sessions is not None:
+                self.sessions.refused_sessions += 1
+            body = b"Too many open sessions"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"text/plain"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.sse_open[caller.name] = self.sse_open.get(caller.name, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            left = self.sse_open[caller.name] - 1
+            if left:
+                self.sse_open[caller.name] = left
+            else:
+                del self.sse_open[caller.name]
 
 
 def transport_security(gateway: Gateway, host: str, port: int) -> TransportSecuritySettings:
@@ -145,7 +195,17 @@ class PoolCollector(Collector):
         a = self.gateway.audit
         for name in ("published", "dropped", "failed"):
             audit.add_metric([name], getattr(a, name))
-        metrics: list[Metric] = [up, reqs, fails, cache, audit]
+        sessions = GaugeMetricFamily(
+            "proxbus_gateway_sessions", "open MCP sessions", labels=["transport"]
+        )
+        refused = CounterMetricFamily(
+            "proxbus_gateway_sessions_refused", "sessions refused at a cap (503)"
+        )
+        manager = self.gateway.sessions
+        sessions.add_metric(["streamable_http"], manager.open_sessions if manager else 0)
+        sessions.add_metric(["sse"], sum(self.gateway.sse_sessions.values()))
+        refused.add_metric([], manager.refused_sessions if manager else 0)
+        metrics: list[Metric] = [up, reqs, fails, cache, audit, sessions, refused]
         yield from metrics
 
 
@@ -161,11 +221,17 @@ def build_http_app(
     security = transport_security(gateway, host, port)
     # JSON answers unless a call asked for progress (transport.py); MCP_JSON_RESPONSE=true
     # makes every answer JSON, as the SDK's own switch does.
+    settings = gateway.settings
     manager = AdaptiveSessionManager(
         app=server.lowlevel_server,
-        json_response=gateway.settings.mcp_json_response,
+        json_response=settings.mcp_json_response,
         security_settings=security,
+        session_idle_timeout=settings.session_idle_timeout,
+        max_sessions=settings.max_sessions,
+        max_sessions_per_caller=settings.max_sessions_per_token,
+        other_sessions=gateway.sse_sessions,
     )
+    gateway.sessions = manager
     sse = server.sse_app(
         sse_path="/sse", message_path="/messages/", transport_security=security, host=host
     )
@@ -204,4 +270,4 @@ def build_http_app(
             yield
 
     app = Starlette(routes=routes, lifespan=lifespan)
-    return BearerAuthMiddleware(app, gateway, anonymous)
+    return BearerAuthMiddleware(app, gateway, anonymous, sessions=manager)

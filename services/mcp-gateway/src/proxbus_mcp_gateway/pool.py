@@ -27,7 +27,7 @@ from . import validate
 from .breaker import CircuitBreaker
 from .cache import ReadCache
 from .config import ClusterConfig, Endpoint, env_key
-from .endpoints import ClusterRuntime, EndpointClient, GroupRuntime, PoolOptions, make_api
+from .endpoints import ClusterRuntime, EndpointClient, GroupRuntime, PoolOptions
 from .errors import (
     EndpointDown,
     InvalidArgument,
@@ -73,7 +73,7 @@ class ProxmoxPool:
     def _client(self, ep: Endpoint) -> EndpointClient:
         return EndpointClient(
             endpoint=ep,
-            api=make_api(ep, self.options),
+            options=self.options,
             breaker=CircuitBreaker(self.options.breaker_failures, self.options.breaker_cooldown),
         )
 
@@ -85,7 +85,9 @@ class ProxmoxPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for cluster in self.clusters.values():
             for client in self._all_clients(cluster):
-                session = client.api._store.get("session")
+                if client.built is None:
+                    continue  # never used: nothing to close
+                session = client.built._store.get("session")
                 if session is not None:
                     session.close()
 

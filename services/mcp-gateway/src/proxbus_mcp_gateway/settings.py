@@ -51,4 +51,16 @@ class Settings(ServiceSettings):
         "no progress notifications during a call)",
     )
     max_concurrent_calls: int = Field(default=256, ge=1, le=10_000)
+    max_sessions: int = Field(
+        default=200, ge=1, le=100_000, description="open MCP sessions (streamable HTTP + SSE)"
+    )
+    max_sessions_per_token: int = Field(
+        default=20, ge=1, le=100_000, description="open MCP sessions per token (per caller)"
+    )
+    session_idle_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="a streamable HTTP session unused this long ends",
+    )
     gateway_transport: Literal["http", "stdio"] = "http"

@@ -18,6 +18,7 @@ This subclasses SDK internals (``_handle_post_request``, ``_request_streams``,
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from functools import partial
 from http import HTTPStatus
@@ -128,13 +129,84 @@ class AdaptiveTransport(StreamableHTTPServerTransport):
         await response(scope, receive, send)
 
 
+# Who is opening a session: set per request (a contextvar follows the request's task into
+# the SDK's admission, which runs under its creation lock).
+_opening_for: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "proxbus_session_caller", default=None
+)
+
+
 class AdaptiveSessionManager(StreamableHTTPSessionManager):
-    """Session manager whose sessions use :class:`AdaptiveTransport`."""
+    """Session manager whose sessions use :class:`AdaptiveTransport`, capped per caller.
+
+    The SDK caps sessions globally (``max_sessions``) and expires idle ones
+    (``session_idle_timeout``); this adds ``max_sessions_per_caller`` (per token name), so
+    one client opening sessions in a loop cannot take every slot. A refused session gets the
+    SDK's own answer: 503 "Too many open sessions".
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        max_sessions_per_caller: int | None = None,
+        other_sessions: dict[str, int] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.max_sessions_per_caller = max_sessions_per_caller
+        # Sessions held elsewhere (legacy SSE streams) per caller: they count against the caps.
+        self.other_sessions = other_sessions if other_sessions is not None else {}
+        self._session_callers: dict[str, str] = {}
+        self.refused_sessions = 0
+
+    async def _handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from .mcp_server import CALLER_STATE_KEY
+
+        caller = scope.get("state", {}).get(CALLER_STATE_KEY)
+        token = _opening_for.set(getattr(caller, "name", None))
+        try:
+            await super()._handle_request(scope, receive, send)
+        finally:
+            _opening_for.reset(token)
+
+    def sessions_of(self, caller: str) -> int:
+        """Open streamable HTTP sessions of ``caller`` (not counting other transports)."""
+        return sum(1 for sid, who in self._session_callers.items() if who == caller)
 
     def _admit_session(self, requestor: Any) -> StreamableHTTPServerTransport | None:
+        caller = _opening_for.get()
+        for sid in [s for s in self._session_callers if s not in self._server_instances]:
+            del self._session_callers[sid]  # ended sessions (discarded by the SDK)
+        others = sum(self.other_sessions.values())
+        if self.max_sessions is not None and self.open_sessions + others >= self.max_sessions:
+            self.refused_sessions += 1
+            log.warning("refusing a new MCP session: %d open (MAX_SESSIONS)", self.max_sessions)
+            return None
+        if (
+            caller is not None
+            and self.max_sessions_per_caller is not None
+            and self.sessions_of(caller) + self.other_sessions.get(caller, 0)
+            >= self.max_sessions_per_caller
+        ):
+            self.refused_sessions += 1
+            log.warning(
+                "refusing a new MCP session for %s: %d open (MAX_SESSIONS_PER_TOKEN)",
+                caller,
+                self.max_sessions_per_caller,
+            )
+            return None
         transport = super()._admit_session(requestor)
-        if transport is None or type(transport) is not StreamableHTTPServerTransport:
+        if transport is None:
+            self.refused_sessions += 1
+            return None
+        if caller is not None and transport.mcp_session_id is not None:
+            self._session_callers[transport.mcp_session_id] = caller
+        if type(transport) is not StreamableHTTPServerTransport:
             return transport
         # Re-class the freshly built transport: same state, one overridden method.
         transport.__class__ = AdaptiveTransport
         return transport
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._server_instances)

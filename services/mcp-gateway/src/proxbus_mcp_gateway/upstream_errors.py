@@ -8,13 +8,13 @@ attempt or member; :func:`describe_resource_error` renders an API error answer a
 from __future__ import annotations
 
 import re
-
-import requests
-from proxmoxer.core import AuthenticationError, ResourceException
-from urllib3.exceptions import NewConnectionError
+from typing import TYPE_CHECKING
 
 from .config import Endpoint
 from .errors import NotFound, ToolFailure, UpstreamError
+
+if TYPE_CHECKING:
+    from proxmoxer.core import ResourceException
 
 # Proxmox answers a missing object with a plain 500 whose reason says so (PVE
 # PVE/API2/Tasks.pm and PBS src/api2/node/tasks.rs: "no such task"; "unable to parse worker
@@ -53,6 +53,10 @@ def describe_resource_error(exc: ResourceException) -> str:
 
 def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailure | _Transient:
     """Turn proxmoxer/requests errors into a tool error or a retryable failure."""
+    # Imported here: only calls (which loaded them already) end up in this function.
+    import requests
+    from proxmoxer.core import AuthenticationError, ResourceException
+
     if isinstance(exc, ResourceException):
         text = describe_resource_error(exc)
         code = int(exc.status_code)
@@ -99,6 +103,8 @@ def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailur
 
 
 def _is_connect_failure(exc: BaseException) -> bool:
+    from urllib3.exceptions import NewConnectionError
+
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
@@ -113,6 +119,8 @@ def _is_connect_failure(exc: BaseException) -> bool:
 
 
 def _is_connect_failure_leaf(exc: BaseException) -> bool:
+    from urllib3.exceptions import NewConnectionError
+
     if isinstance(exc, NewConnectionError | ConnectionRefusedError):
         return True
     reason = getattr(exc, "reason", None)

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
 import pytest
 from proxbus_devtools.multisite import ConfiguredNats, LocalTopology, wait_for_jetstream
 from proxbus_devtools.testing import nats_server_binary, require_binary, wait_until
 from proxbus_events import AUDIT_STREAM, DELIVERIES_STREAM, DLQ_STREAM, EVENTS_STREAM
+from proxbus_runtime import ensure_streams
 
 BIN = Path(__import__("sys").executable).parent
 MARKER = re.compile(r"\bms-[0-9a-f]{8}-[a-z0-9]+-\d+\b")
@@ -333,3 +335,60 @@ async def test_r3_hub_kill_9_of_the_stream_leader_loses_nothing(
     )
     got = markers(sink)
     assert sorted(m for m in want if got[m] == 0) == []
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+async def test_hub_deliveries_reach_a_site_stream_only_without_the_deny_rules(
+    tmp_path: Path, isolate: bool
+) -> None:
+    """What the leaf's deny rules are for: a stream captures publishes across a leaf link."""
+    binary = require_binary("nats-server", nats_server_binary())
+    topo = LocalTopology(binary, tmp_path / "nats", sites=("site1",), isolate=isolate)
+    topo.start()
+    hub = site = None
+    try:
+        hub = await nats.connect(topo.hub_url)
+        site = await nats.connect(topo.leaves["site1"].url)
+        hjs, sjs = hub.jetstream(timeout=5), site.jetstream(domain="site1", timeout=5)
+        await wait_for_jetstream(hjs)
+        await ensure_streams(hjs)
+        await ensure_streams(sjs)
+        probe = 0
+
+        async def leaf_up() -> bool:
+            # RPC-style traffic crosses in both cases: it shows the leaf link is up.
+            nonlocal probe
+            probe += 1
+            try:
+                await hub.request(f"probe.{probe}", b"", timeout=0.5)
+                return True
+            except nats.errors.Error:
+                return False
+
+        async def answer(msg: Any) -> None:
+            await msg.respond(b"ok")
+
+        await site.subscribe("probe.*", cb=answer)
+        await site.flush()
+        await wait_until(leaf_up, timeout=20, message="leaf connected")
+        await hjs.publish("proxbus.deliveries.discord", b"x")
+        await wait_until(
+            lambda: _last_seq(hjs, DELIVERIES_STREAM, 1), timeout=5, message="hub stored it"
+        )
+        if not isolate:
+            await wait_until(
+                lambda: _last_seq(sjs, DELIVERIES_STREAM, 1), timeout=5, message="the leak"
+            )
+        # A round trip over the link after the publish, then the site's count.
+        assert await leaf_up()
+        leaked = (await sjs.stream_info(DELIVERIES_STREAM)).state.last_seq
+        assert leaked == (0 if isolate else 1)
+    finally:
+        for client in (hub, site):
+            if client is not None:
+                await client.close()
+        topo.kill()
+
+
+async def _last_seq(js: Any, stream: str, seq: int) -> bool:
+    return int((await js.stream_info(stream)).state.last_seq) >= seq

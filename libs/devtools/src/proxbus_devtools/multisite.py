@@ -117,12 +117,14 @@ def site_config(
     hub_leaf_urls: Sequence[str],
     leaf_user: LeafUser,
     jetstream: bool = True,
+    isolate: bool = True,
     host: str = "127.0.0.1",
     monitor_port: int | None = None,
 ) -> str:
     """The nats-server configuration of a site: a leaf node of the hub in its own domain ``name``.
 
     ``hub_leaf_urls`` are ``nats-leaf://host:port`` (or ``tls://``) without credentials.
+    ``isolate=False`` leaves out the deny rules (only to show what they prevent).
     """
     _check_name(name)
     urls = []
@@ -137,8 +139,13 @@ def site_config(
         "  remotes: [",
         "    {",
         f"      urls: {_list(urls)}",
-        f"      deny_imports: {_list(ISOLATED_SUBJECTS)}",
-        f"      deny_exports: {_list(ISOLATED_SUBJECTS)}",
+    ]
+    if isolate:
+        lines += [
+            f"      deny_imports: {_list(ISOLATED_SUBJECTS)}",
+            f"      deny_exports: {_list(ISOLATED_SUBJECTS)}",
+        ]
+    lines += [
         "    }",
         "  ]",
         "}",
@@ -324,6 +331,7 @@ class LocalTopology:
     hub_nodes: int = 1
     site_jetstream: Mapping[str, bool] = field(default_factory=dict)
     hub_port: int | None = None
+    isolate: bool = True
     hub: list[ConfiguredNats] = field(default_factory=list)
     leaves: dict[str, ConfiguredNats] = field(default_factory=dict)
     leaf_ports: list[int] = field(default_factory=list)
@@ -367,6 +375,7 @@ class LocalTopology:
                 hub_leaf_urls=[f"nats-leaf://127.0.0.1:{p}" for p in self.leaf_ports],
                 leaf_user=users[site],
                 jetstream=self.site_jetstream.get(site, True),
+                isolate=self.isolate,
             )
             path = folder / "nats.conf"
             path.write_text(text)

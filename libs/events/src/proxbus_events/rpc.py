@@ -1,5 +1,9 @@
 """The gateway's tools over NATS request/reply (``proxbus.rpc.<tool>``): the wire contract.
 
+Subjects: ``proxbus.rpc.<tool>`` is answered by any gateway (queue group);
+``proxbus.rpc.<cluster>.<tool>`` only by a gateway that serves that cluster/site (it answers
+as if ``cluster`` were in the arguments), so with several sites on one NATS a request reaches
+a gateway that knows the cluster, or nobody ("no responders").
 Request: JSON object of tool arguments, header ``Proxbus-Caller`` naming the caller.
 Reply on success: the tool's structured result as JSON. On error: headers
 ``Nats-Service-Error`` (message) and ``Nats-Service-Error-Code`` (HTTP-like code), and a

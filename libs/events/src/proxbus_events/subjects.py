@@ -72,8 +72,12 @@ def events_filter(
     return f"{EVENTS_PREFIX}." + ".".join(tokens)
 
 
-def rpc_subject(tool: str) -> str:
-    return f"{RPC_PREFIX}.{tool}"
+def rpc_subject(tool: str, cluster: str | None = None) -> str:
+    """``proxbus.rpc.<tool>`` (any gateway) or ``proxbus.rpc.<cluster>.<tool>`` (only a
+    gateway that serves that cluster/site subscribes to it: multi-site routing)."""
+    if cluster is None:
+        return f"{RPC_PREFIX}.{tool}"
+    return f"{RPC_PREFIX}.{sanitize_token(cluster)}.{tool}"
 
 
 def audit_subject(site: str, tool: str) -> str:

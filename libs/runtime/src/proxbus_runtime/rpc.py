@@ -24,8 +24,12 @@ async def call_tool(
     timeout: float = 5.0,
     caller: str = "unknown",
     no_responders_grace: float = NO_RESPONDERS_GRACE,
+    cluster: str | None = None,
 ) -> Any:
     """Call a gateway tool over NATS and return its structured result.
+
+    ``cluster``: send it to ``proxbus.rpc.<cluster>.<tool>``, which only a gateway serving
+    that cluster/site answers (several sites on one NATS); without it any gateway answers.
 
     Raises:
         RpcUnavailable: no gateway is running (after ``no_responders_grace`` seconds of
@@ -42,7 +46,10 @@ async def call_tool(
         remaining = max(0.05, deadline - time.monotonic())
         try:
             msg = await nc.request(
-                rpc_subject(tool), payload, timeout=remaining, headers={CALLER_HEADER: caller}
+                rpc_subject(tool, cluster),
+                payload,
+                timeout=remaining,
+                headers={CALLER_HEADER: caller},
             )
             break
         except nats.errors.NoRespondersError:

@@ -9,7 +9,7 @@ from typing import Any
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
-from proxbus_events import CALLER_HEADER, RPC_SERVICE_NAME, rpc_subject
+from proxbus_events import CALLER_HEADER, RPC_SERVICE_NAME, rpc_subject, sanitize_token
 
 from .gateway import Gateway
 
@@ -32,16 +32,29 @@ async def start_rpc(gateway: Gateway, nc: Any) -> Service:
             handler=_handler(gateway, spec.name),
             metadata={"scope": spec.scope, "destructive": str(spec.destructive).lower()},
         )
+    # Multi-site routing: one endpoint per cluster this gateway serves, on
+    # proxbus.rpc.<cluster>.<tool>; a gateway without the cluster never subscribes to it.
+    for cluster in gateway.pool.clusters:
+        await service.add_endpoint(
+            name=f"cluster-{sanitize_token(cluster)}",
+            subject=rpc_subject("*", cluster),
+            handler=_handler(gateway, None, cluster),
+            metadata={"cluster": cluster},
+        )
     # A PING round trip: the server has processed every SUB before we report ready.
     await nc.flush(timeout=5)
     log.info(
-        "RPC service %s: %d tools on proxbus.rpc.*", RPC_SERVICE_NAME, len(gateway.tools_for())
+        "RPC service %s: %d tools on proxbus.rpc.* and proxbus.rpc.{%s}.*",
+        RPC_SERVICE_NAME,
+        len(gateway.tools_for()),
+        ",".join(gateway.pool.clusters),
     )
     return service
 
 
-def _handler(gateway: Gateway, tool: str) -> Any:
+def _handler(gateway: Gateway, tool: str | None, cluster: str | None = None) -> Any:
     async def handle(req: Request) -> None:
+        name = tool if tool is not None else req.subject.rsplit(".", 1)[-1]
         caller = gateway.rpc_caller((req.headers or {}).get(CALLER_HEADER, "unknown"))
         if len(req.data) > MAX_REQUEST:
             await _error(req, 413, "request too large")
@@ -51,10 +64,18 @@ def _handler(gateway: Gateway, tool: str) -> Any:
         except ValueError:
             args = None
         if not isinstance(args, dict):
-            outcome = await gateway.call(tool, {"_invalid_body": True}, caller)
+            outcome = await gateway.call(name, {"_invalid_body": True}, caller)
             await _error(req, 400, "request body must be a JSON object of tool arguments")
             return
-        outcome = await gateway.call(tool, args, caller)
+        if cluster is not None:
+            given = args.get("cluster")
+            if given is not None and given != cluster:
+                await _error(req, 400, f"cluster {given!r} sent on the subject of {cluster!r}")
+                return
+            spec = gateway.registry.tools.get(name)
+            if spec is not None and "cluster" in spec.input_model.model_fields:
+                args = {**args, "cluster": cluster}
+        outcome = await gateway.call(name, args, caller)
         if outcome.result is None:
             await _error(req, outcome.code, outcome.error or "error")
             return

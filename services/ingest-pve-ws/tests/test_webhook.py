@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 import aiohttp
-from proxbus_ingest_pve_ws.testing import stored_events
+from proxbus_ingest_pve_ws.testing import stored_events, wait_until
 
 BODY = {
     "title": "vzdump backup status (pve1.example.com): backup failed",
@@ -63,27 +63,51 @@ async def test_documented_body_is_stored_before_2xx(services: Any, js: Any) -> N
     assert (ev.kind, ev.node, ev.source) == ("backup.failed", "pve1", "pve-webhook")
 
 
-async def test_broker_outage_is_503_and_the_retry_is_stored_once(
+async def test_broker_outage_is_202_from_the_spool_and_stored_once_when_nats_is_back(
     services: Any, js: Any, nats_server: Any
 ) -> None:
     svc = await services.start()
     assert svc.health is not None
+    assert svc.sink is not None
     body = json.dumps(BODY).encode()
     nats_server.stop()
-    status, _ = await _post(svc.health.port, body, AUTH)
-    assert status == 503
+    await wait_until(lambda: _async(not svc.sink.up))
+    status, reply = await _post(svc.health.port, body, AUTH)
+    assert (status, reply["status"]) == (202, "spooled")  # PVE makes one attempt: keep it
+    assert svc.sink.spool.stats.pending_records == 1
+    assert svc.sink.spool.stats.fsyncs >= 1  # on disk before the answer
     nats_server.start()
-    # PVE retries: the first retries may still race the reconnect; the stored result counts.
+    await wait_until(lambda: _async(svc.sink.spool.empty), timeout=30)
+    events = await stored_events(js)
+    assert [e.id for e in events] == [reply["id"]]
+    # A second delivery of the same body (same id) is recognised as the same event.
+    status2, reply2 = await _post(svc.health.port, body, AUTH)
+    assert (status2, reply2["status"]) == (202, "duplicate")
+    assert [e.id for e in await stored_events(js)] == [reply["id"]]
+
+
+async def test_without_a_spool_an_outage_is_503_and_never_stored_later(
+    services: Any, js: Any, nats_server: Any
+) -> None:
+    # Issue 14: the 503 path must not leave the event in the client's reconnect buffer.
+    svc = await services.start(spool_enabled=False)
+    assert svc.health is not None
+    refused = json.dumps({**BODY, "title": "refused while the bus was down"}).encode()
+    nats_server.stop()
+    assert (await _post(svc.health.port, refused, AUTH))[0] == 503
+    nats_server.start()
+    later = json.dumps({**BODY, "title": "sent after the bus came back"}).encode()
     for _ in range(200):  # a refusal is immediate while NATS is disconnected
-        status, reply = await _post(svc.health.port, body, AUTH)
+        status, _reply = await _post(svc.health.port, later, AUTH)
         if status == 202:
             break
         await asyncio.sleep(0.1)
     assert status == 202
-    status2, reply2 = await _post(svc.health.port, body, AUTH)
-    assert (status2, reply2["status"]) == (202, "duplicate")
-    events = await stored_events(js)
-    assert [e.id for e in events] == [reply["id"]]
+    assert [e.title for e in await stored_events(js)] == ["sent after the bus came back"]
+
+
+async def _async(value: bool) -> bool:
+    return value
 
 
 async def test_deeply_nested_json_is_400_counted_and_logs_no_traceback(

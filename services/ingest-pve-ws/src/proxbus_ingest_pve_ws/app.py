@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
-from proxbus_events import CURSORS_BUCKET
+from proxbus_events import CURSORS_BUCKET, Event
 from proxbus_runtime import (
     EventPublisher,
     HealthServer,
-    connect_nats,
-    ensure_streams,
-    register_publisher,
+    Service,
+    SpoolingPublisher,
+    attach_spooling,
+    open_spooling,
 )
 
 from .cursors import CursorStore, cursor_key
@@ -51,48 +51,83 @@ def watch_options(settings: Settings) -> WatchOptions:
 
 @dataclass(slots=True)
 class PveWsService:
-    """The running pieces; ``start()`` then ``serve(stop)``; tests reach in through fields."""
+    """The running pieces; ``start()`` then ``serve(stop)``; tests reach in through fields.
+
+    Runs on the runtime's ``Service``. With the disk spool (default) the HTTP server — the
+    webhook — listens before NATS is reachable, and a webhook event is answered 202 once it is
+    in JetStream or fsynced in the spool; the watchers and the Gotify listener start once NATS
+    is ready (they need the KV cursors and the gateway's RPC).
+    """
 
     settings: Settings
     reader: ProxmoxReader | None = None
-    nc: NATS | None = None
-    publisher: EventPublisher | None = None
-    health: HealthServer | None = None
+    runtime: Service | None = None
+    sink: SpoolingPublisher | None = None
     watchers: list[ClusterWatcher] = field(default_factory=list)
     gotify: GotifyListener | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    intake_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def start(self) -> None:
-        """Connect, ensure streams, start the publisher and the HTTP server."""
+    @property
+    def health(self) -> HealthServer | None:
+        return self.runtime.health if self.runtime is not None else None
+
+    @property
+    def publisher(self) -> EventPublisher | None:
+        return self.runtime.publisher if self.runtime is not None else None
+
+    @property
+    def nc(self) -> NATS | None:
+        return self.runtime.nc if self.runtime is not None else None
+
+    async def start(self, *, wait_for_nats: bool = True) -> None:
+        """Listen (HTTP, webhook); with ``wait_for_nats`` also wait until the watchers run.
+
+        Raises:
+            OSError: the HTTP port cannot be bound, or the spool directory not created.
+        """
         s = self.settings
-        self.nc = await connect_nats(s, name=f"proxbus-{SERVICE}")
-        js = self.nc.jetstream(timeout=s.nats_connect_timeout)
-        await ensure_streams(js, s.stream_limits())
-        kv = await js.key_value(CURSORS_BUCKET)
-        store = CursorStore(kv)
-        self.publisher = EventPublisher(js)
-        await self.publisher.start()
-        register_publisher(self.registry, self.publisher, SERVICE)
-        self.health = HealthServer(
-            s.health_host,
-            s.health_port,
-            self.registry,
-            client_max_size=max(1024**2, s.pve_webhook_max_bytes * 2),
-        )
-        nc = self.nc
-        self.health.add_check("nats", lambda: nc.is_connected)
+        self.sink = open_spooling(s, SERVICE, self.registry)
+        runtime = Service(s, SERVICE, registry=self.registry, require_nats=self.sink is None)
         if s.pve_webhook_secret is not None and s.pve_webhook_secret.get_secret_value():
             PveWebhook(
-                self.publisher,
+                self._store_webhook_event,
                 secret=s.pve_webhook_secret.get_secret_value(),
                 site=s.site,
                 max_bytes=s.pve_webhook_max_bytes,
                 metrics=WebhookMetrics.create(self.registry),
-            ).install(self.health.app)
+            ).install(runtime.health.app)  # before the HTTP server starts
         else:
             log.warning("PVE_WEBHOOK_SECRET is not set: POST /hooks/pve is disabled")
+        await runtime.__aenter__()
+        self.runtime = runtime
+        if self.sink is not None:
+            await attach_spooling(runtime, self.sink)
+        runtime.on_nats_ready(self._start_nats_intake)
+        if wait_for_nats:
+            await self.intake_ready.wait()
+
+    async def _store_webhook_event(self, event: Event, timeout: float) -> str:
+        if self.sink is not None:
+            return await self.sink.store(event, timeout)
+        assert self.publisher is not None  # without a spool the runtime waited for NATS
+        ack = await self.publisher.publish(event, timeout=timeout)
+        return "duplicate" if ack.duplicate else "stored"
+
+    async def _store_gotify_event(self, event: Event) -> str:
+        return await self._store_webhook_event(event, 5.0)
+
+    async def _start_nats_intake(self) -> None:
+        """Once NATS is ready: the KV cursors, the watchers and the Gotify listener."""
+        s = self.settings
+        runtime = self.runtime
+        assert runtime is not None
+        assert runtime.js is not None
+        assert runtime.nc is not None
+        kv = await runtime.js.key_value(CURSORS_BUCKET)
+        store = CursorStore(kv)
         if s.event_ws_enabled:
-            reader = self.reader or RpcReader(self.nc, timeout=s.pve_ws_rpc_timeout)
+            reader = self.reader or RpcReader(runtime.nc, timeout=s.pve_ws_rpc_timeout)
             metrics = WatcherMetrics.create(self.registry)
             opts = watch_options(s)
             for cluster in s.clusters:
@@ -124,7 +159,7 @@ class PveWsService:
             self.gotify = GotifyListener(
                 url=s.gotify_listen_url,
                 token=token,
-                publisher=self.publisher,
+                store=self._store_gotify_event,
                 site=s.site,
                 last_id=last if isinstance(last, int) else None,
                 save_cursor=save,
@@ -132,7 +167,12 @@ class PveWsService:
                 backoff_max=s.gotify_backoff_max,
             )
             self.registry.register(GotifyCollector(self.gotify))
-        await self.health.start()
+        assert runtime.publisher is not None
+        publish = runtime.publisher.publish
+        for w in self.watchers:
+            runtime.start_task(w.run(publish, runtime.stop), name=f"watch-{w.cluster}")
+        if self.gotify is not None:
+            runtime.start_task(self.gotify.run(runtime.stop), name="gotify")
         log.info(
             "%s started: clusters=%s poll=%.1fs webhook=%s gotify=%s",
             SERVICE,
@@ -141,42 +181,33 @@ class PveWsService:
             "on" if s.pve_webhook_secret else "off",
             "on" if self.gotify else "off",
         )
+        self.intake_ready.set()
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Run the watchers and the Gotify listener until ``stop``; then drain and close."""
-        assert self.publisher is not None
-        publish = self.publisher.publish
+        """Serve until ``stop`` (or a background task fails); then drain and close."""
+        runtime = self.runtime
+        assert runtime is not None
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(runtime.stop.wait())
         try:
-            async with asyncio.TaskGroup() as tg:
-                for w in self.watchers:
-                    tg.create_task(w.run(publish, stop), name=f"watch-{w.cluster}")
-                if self.gotify is not None:
-                    tg.create_task(self.gotify.run(stop), name="gotify")
-                tg.create_task(stop.wait())
+            await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopped.cancel()
+            failed.cancel()
             await self.close()
 
     async def close(self) -> None:
-        """Stop intake (HTTP), flush the publisher, close NATS."""
-        if self.health is not None:
-            await self.health.stop()
-            self.health = None
-        if self.publisher is not None:
-            await self.publisher.close(timeout=5.0)
-            self.publisher = None
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.drain(), 2.0)
-            if not self.nc.is_closed:
-                await self.nc.close()
-            self.nc = None
+        """Stop intake, close the spool (what NATS did not take stays on disk), flush, close."""
+        if self.runtime is not None:
+            runtime, self.runtime = self.runtime, None
+            await runtime.__aexit__(None, None, None)
 
 
 async def run(settings: Settings, stop: asyncio.Event, reader: ProxmoxReader | None = None) -> None:
-    """The service's main: start, serve until ``stop``, close."""
+    """The service's main: listen at once (NATS may come later), serve until ``stop``."""
     service = PveWsService(settings, reader=reader)
     try:
-        await service.start()
+        await service.start(wait_for_nats=False)
     except BaseException:
         await service.close()
         raise

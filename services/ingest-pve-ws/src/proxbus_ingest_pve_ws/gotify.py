@@ -16,13 +16,16 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from proxbus_runtime import EventPublisher, PublishError
+from proxbus_events import Event
+from proxbus_runtime import PublishError, RateLimitedLog
 
 from .notification import NotificationError, gotify_event
 
 log = logging.getLogger(__name__)
 
 SaveCursor = Callable[[int], Awaitable[None]]
+# Stores one event before the listener moves on (raises PublishError if it could not).
+StoreEvent = Callable[[Event], Awaitable[object]]
 PAGE_LIMIT = 100
 MAX_BACKFILL_PAGES = 50
 
@@ -67,7 +70,7 @@ class GotifyListener:
         *,
         url: str,
         token: str,
-        publisher: EventPublisher,
+        store: StoreEvent,
         site: str,
         last_id: int | None = None,
         save_cursor: SaveCursor | None = None,
@@ -77,7 +80,7 @@ class GotifyListener:
     ) -> None:
         self.base = url.rstrip("/")
         self._token = token
-        self._publisher = publisher
+        self._store = store
         self._site = site
         self._server = server_label(url)
         self.last_id = last_id
@@ -87,6 +90,8 @@ class GotifyListener:
         self._backoff_max = backoff_max
         self.stats = GotifyStats()
         self.connected = asyncio.Event()
+        self._retry_log = RateLimitedLog(log, "gotify: message retries")
+        self._cursor_log = RateLimitedLog(log, "gotify: cursor not saved")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, read and reconnect with backoff until ``stop`` is set."""
@@ -243,12 +248,13 @@ class GotifyListener:
         delay = 0.2
         while True:
             try:
-                await self._publisher.publish(event)
+                # In JetStream, or on disk in the spool while NATS is unreachable.
+                await self._store(event)
                 break
             except PublishError as exc:
                 if stop.is_set():
                     raise
-                log.warning("gotify: message %d not stored yet (%s); retrying", msg_id, exc)
+                self._retry_log.record("not stored yet", str(msg_id), str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self.last_id = msg_id
@@ -256,7 +262,7 @@ class GotifyListener:
             try:
                 await self._save_cursor(msg_id)
             except Exception as exc:  # the id is deterministic; a lost cursor only re-sends
-                log.warning("gotify: could not save cursor: %s", exc)
+                self._cursor_log.record("could not save the cursor", str(msg_id), str(exc))
         return True
 
 

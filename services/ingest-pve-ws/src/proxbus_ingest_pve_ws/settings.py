@@ -6,7 +6,7 @@ import os
 import socket
 from typing import Annotated
 
-from proxbus_runtime import ServiceSettings
+from proxbus_runtime import SpoolSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
@@ -15,7 +15,7 @@ def _default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(ServiceSettings):
+class Settings(SpoolSettings):
     """Configuration of the watcher, the webhook receiver and the Gotify listener."""
 
     health_port: int = Field(default=8090, ge=0, le=65535)

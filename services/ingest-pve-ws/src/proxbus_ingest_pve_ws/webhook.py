@@ -5,17 +5,22 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
-from proxbus_runtime import EventPublisher, PublishError, RateLimitedLog
+from proxbus_events import Event
+from proxbus_runtime import PublishError, RateLimitedLog
 
 from .notification import NotificationError, parse_webhook_body, webhook_event
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/hooks/pve"
+# Stores one event before the webhook answers: "stored", "duplicate" or "spooled"
+# (raises PublishError when neither JetStream nor the spool took it).
+StoreEvent = Callable[[Event, float], Awaitable[str]]
 MAX_JSON_DEPTH = 32  # PVE's documented body nests 2 deep; json.loads recurses per level
 
 # One linear pass over the characters that matter: an escape pair (so \" does not end a
@@ -94,7 +99,7 @@ class PveWebhook:
 
     def __init__(
         self,
-        publisher: EventPublisher,
+        store: StoreEvent,
         *,
         secret: str,
         site: str,
@@ -104,7 +109,7 @@ class PveWebhook:
     ) -> None:
         if not secret:
             raise ValueError("the webhook needs a non-empty shared secret")
-        self._publisher = publisher
+        self._store = store
         self._expected = f"Bearer {secret}".encode()
         self._site = site
         self._max_bytes = max_bytes
@@ -143,11 +148,12 @@ class PveWebhook:
             self._invalid_log.record("invalid", str(request.remote), str(exc)[:200])
             return self._reply("invalid", 400, str(exc) or "JSON nested too deep")
         try:
-            ack = await self._publisher.publish(event, timeout=self._ack_timeout)
+            # JetStream's ack, or (NATS unreachable) the event fsynced in the disk spool.
+            outcome = await self._store(event, self._ack_timeout)
         except PublishError as exc:
             self._unavailable_log.record("bus unavailable", str(request.remote), str(exc))
             return self._reply("unavailable", 503, "event bus unavailable, retry later")
-        log.info("webhook: %s %s from %s stored", event.kind, event.id, event.node or "?")
-        outcome = "duplicate" if ack.duplicate else "accepted"
-        self._metrics.requests.labels(outcome).inc()
-        return web.json_response({"status": outcome, "id": event.id}, status=202)
+        log.info("webhook: %s %s from %s %s", event.kind, event.id, event.node or "?", outcome)
+        status = {"stored": "accepted"}.get(outcome, outcome)  # accepted, duplicate, spooled
+        self._metrics.requests.labels(status).inc()
+        return web.json_response({"status": status, "id": event.id}, status=202)

@@ -5,18 +5,27 @@ Everything runs as real processes, the way a user starts it; the test only choos
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import nats
 import pytest
 from proxbus_devtools.testing import free_port, wait_for_port
+from proxbus_events import EVENTS_STREAM
 
 BIN = Path(sys.executable).parent
 SERVICES = ("ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp-gateway")
@@ -45,8 +54,8 @@ class Demo:
         return result.stdout
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
+@contextlib.contextmanager
+def running_demo(tmp_path: Path, **extra: str) -> Iterator[Demo]:
     ports = {name: free_port() for name in ("nats", "syslog", "smtp", *SERVICES)}
     env = {
         **os.environ,
@@ -57,6 +66,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         "DEMO_ACTIVITY_SECONDS": "0.3",
         "DEMO_TASK_SECONDS": "0.2",
         "LOG_LEVEL": "INFO",
+        **extra,
     }
     for name in ("ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher"):
         env[f"PROXBUS_{name.upper().replace('-', '_')}_HEALTH_PORT"] = str(ports[name])
@@ -78,6 +88,12 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    with running_demo(tmp_path) as running:
+        yield running
 
 
 def _health(port: int) -> int:
@@ -130,3 +146,97 @@ def test_demo_stops_everything_on_sigterm(demo: Demo) -> None:
     for name in ("nats", "mcp-gateway", *(s for s in SERVICES if s != "mcp-gateway")):
         with pytest.raises(TimeoutError):
             wait_for_port(demo.ports[name], timeout=0.3)
+
+
+WINDOW = 5  # seconds: the demo dispatcher's correlation window in the test below
+
+
+class RecordingHook(BaseHTTPRequestHandler):
+    """A webhook receiver: records every POSTed JSON body."""
+
+    bodies: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def api_backups(nats_url: str) -> list[dict[str, Any]]:
+    """The API watcher's backup events (one per finished vzdump task) in PROXBUS_EVENTS."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream(timeout=5)
+        state = (await js.stream_info(EVENTS_STREAM)).state
+        out = []
+        for seq in range(state.first_seq, state.last_seq + 1):
+            event = json.loads((await js.get_msg(EVENTS_STREAM, seq)).data)
+            if event["source"] == "pve-api" and event["kind"].startswith("backup."):
+                out.append(event)
+        return out
+    finally:
+        await nc.close()
+
+
+def test_demo_each_simulated_backup_is_one_notification(tmp_path: Path) -> None:
+    bodies: list[dict[str, Any]] = []
+    handler = type("Hook", (RecordingHook,), {"bodies": bodies})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"""\
+receivers:
+  - {{name: rest, type: nats, subject: demo.rest}}
+  - {{name: hook, type: webhook, url: "http://127.0.0.1:{server.server_port}/hook"}}
+route:
+  receiver: rest
+  routes:
+    - matchers: ["kind=~backup\\\\.(ok|failed)", "vmid=~[0-9]+"]
+      receiver: hook
+      group_wait: 3s
+      repeat_interval: 0s
+""")
+    # The test's own receiver through the supervisor's per-child settings; a short window,
+    # so two backups of one guest a few seconds apart are two happenings.
+    extra = {
+        "PROXBUS_DISPATCHER_ROUTES_FILE": str(routes),
+        "PROXBUS_DISPATCHER_INCIDENT_WINDOW": str(WINDOW),
+        "DEMO_ACTIVITY_SECONDS": "2",
+    }
+    try:
+        with running_demo(tmp_path, **extra) as demo:
+            deadline = time.monotonic() + 120
+            while len(bodies) < 4 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(bodies) >= 4, f"{len(bodies)} notifications\n{demo.tail()}"
+            # Backups the API watcher saw at least 10 s ago had every report by now.
+            settled = time.time() - 10
+            time.sleep(1)
+            events = asyncio.run(api_backups(demo.nats_url))
+    finally:
+        server.shutdown()
+    # Match each finished backup (the API's report: node, vmid, arrival) with the notification
+    # of the incident opened by that backup's first report, within the correlation window.
+    incidents = [b["incident"] for b in bodies]
+    matched: Counter[str] = Counter()
+    checked = 0
+    for event in events:
+        arrived = datetime.fromisoformat(event["received_at"].replace("Z", "+00:00")).timestamp()
+        if arrived > settled:
+            continue
+        checked += 1
+        hits = [
+            i["id"]
+            for i in incidents
+            if (i["node"], i["vmid"]) == (event["node"], event["vmid"])
+            and abs(i["first_seen"] - arrived) <= WINDOW
+        ]
+        assert len(hits) == 1, (event["correlation_id"], hits, incidents)
+        matched.update(hits)
+    assert checked, "no backup finished early enough to check"
+    assert all(n == 1 for n in matched.values()), matched
+    assert len({i["id"] for i in incidents}) == len(incidents), incidents

@@ -306,10 +306,19 @@ async def test_r3_hub_kill_9_of_the_stream_leader_loses_nothing(
     ingest = site_ingest(stack, topology, "site1")
     dispatcher = hub_dispatcher(stack, topology, sink)
     await stack.healthy(ingest, dispatcher, timeout=60)
-    link(topology, "--replicas", "3")  # also scales what the dispatcher created (its KV state)
     hjs = hub.jetstream(timeout=5)
+    # The dispatcher's start (ensure_streams) kept the operator's replicas and sources.
     info = await hjs.stream_info(EVENTS_STREAM)
     assert info.config.num_replicas == 3
+    assert [s.external.api for s in info.config.sources or [] if s.external] == [
+        "$JS.site1.API",
+        "$JS.site2.API",
+    ]
+    assert (await hjs.stream_info(DELIVERIES_STREAM)).config.num_replicas == 3
+    link(topology, "--replicas", "3")  # also scales what the dispatcher created (its KV state)
+    state = await hjs.stream_info("KV_proxbus_dispatcher_state")
+    assert state.config.num_replicas == 3
+    info = await hjs.stream_info(EVENTS_STREAM)
     assert info.cluster is not None
     leader = info.cluster.leader
     run = secrets.token_hex(4)

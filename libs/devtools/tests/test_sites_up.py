@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from proxbus_devtools.testing import free_port, nats_server_binary, require_binary
 
 PROXBUS = str(Path(sys.executable).parent / "proxbus")
@@ -37,7 +38,10 @@ def _consecutive_free_ports(count: int) -> int:
                 s.close()
 
 
-def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hub_cluster", [False, True], ids=["hub", "hub-cluster"])
+def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
+    tmp_path: Path, hub_cluster: bool
+) -> None:
     require_binary("nats-server", nats_server_binary())
     syslog = _consecutive_free_ports(2)
     health = _consecutive_free_ports(3)
@@ -45,7 +49,7 @@ def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(tmp_path: Pa
     proc = subprocess.Popen(
         [PROXBUS, "up", "--sites", "2", "--data-dir", str(tmp_path),
          "--nats-port", str(free_port()), "--syslog-port", str(syslog),
-         "--health-port", str(health)],
+         "--health-port", str(health), *(["--hub-cluster"] if hub_cluster else [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
     output: list[str] = []

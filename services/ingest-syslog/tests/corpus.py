@@ -1059,6 +1059,25 @@ b.add(
     "ordered data mode. Quota mode: none.",
 )
 
+# --- kernel: guest network interfaces -----------------------------------------------------
+b = Block(
+    "pve-common src/PVE/Network.pm (tap_plug, fwbr/fwln/fwpr), qemu-server tap<vmid>i<n>, "
+    "pve-container veth<vmid>i<n>; linux net/bridge/br_stp.c"
+)
+for text, vmid in [
+    ("vmbr0: port 3(tap100i0) entered blocking state", 100),
+    ("vmbr0: port 3(tap100i0) entered disabled state", 100),
+    ("tap100i0: entered promiscuous mode", 100),
+    ("fwbr110i0: port 2(tap110i0) entered forwarding state", 110),
+    ("fwln110i0: entered allmulticast mode", 110),
+    ("vmbr0: port 4(fwpr110p0) entered forwarding state", 110),
+    ("vmbr0: port 5(veth200i0) entered forwarding state", 200),
+    ("veth200i0 (unregistering): left promiscuous mode", 200),
+    ("eth0: renamed from veth201i0", 201),
+    ("vmbr0: port 1(enp3s0) entered forwarding state", None),
+]:
+    b.add(KERN_INFO, "pve1", "kernel", None, text, vmid=vmid)
+
 # --- ZFS ------------------------------------------------------------------------------------
 b = Block("openzfs cmd/zed/zed.d/all-syslog.sh (zed_log_msg via logger -t zed)")
 for host, eid, cls, pool, vdev, extra, kind in [

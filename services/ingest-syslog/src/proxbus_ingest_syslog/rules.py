@@ -456,6 +456,16 @@ def _pbs_job_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
     )
 
 
+_GUEST_NIC = re.compile(r"\b(?:tap|veth|fwbr|fwln|fwpr)(\d{1,9})[ipo]\d+\b")
+
+
+def _guest_nic(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """Bridge/port lines of a guest's NIC (``tap100i0``, ``veth200i0``, ``fwbr100i0``)."""
+    found = set(_GUEST_NIC.findall(msg.message))
+    vmid = guest_id(found.pop()) if len(found) == 1 else None
+    return Classification(kind=FALLBACK_KIND, vmid=vmid)
+
+
 def _fence_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
     node = m["node"] or m["lnode"]
     return Classification(kind=FALLBACK_KIND, node=node, metadata={"reporter": msg.hostname})
@@ -631,6 +641,10 @@ RULES: list[Rule[SyslogMessage]] = [
          FALLBACK_KIND, _disk_detail,
          "linux fs/buffer.c, drivers/ata/libata-eh.c, drivers/scsi/sd.c, drivers/nvme/host/core.c",
          needles=("Buffer I/O error", "ata", "sd ", "I/O Cmd")),
+    rule("guest-nic", "kernel", r"\b(?:tap|veth|fwbr|fwln|fwpr)\d{1,9}[ipo]\d+\b",
+         FALLBACK_KIND, _guest_nic,
+         "pve-common src/PVE/Network.pm, qemu-server tap<vmid>i<n>, pve-container veth<vmid>i<n>",
+         needles=("tap", "veth", "fw")),
     rule("zed-error", "zed",
          r"class=(?P<cls>checksum|io|data|deadman|probe_failure|io_failure|delay) "
          r"pool='?(?P<pool>[^'\s]+)'?(?:.*?vdev=(?P<vdev>\S+))?", "disk.error", _zfs, _ZED),

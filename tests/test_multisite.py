@@ -23,9 +23,11 @@ import nats
 import nats.errors
 import pytest
 from proxbus_devtools.multisite import ConfiguredNats, LocalTopology, wait_for_jetstream
-from proxbus_devtools.testing import nats_server_binary, require_binary, wait_until
+from proxbus_devtools.testing import free_port, nats_server_binary, require_binary, wait_until
 from proxbus_events import AUDIT_STREAM, DELIVERIES_STREAM, DLQ_STREAM, EVENTS_STREAM
-from proxbus_runtime import ensure_streams
+from proxbus_pvesim.__main__ import gateway_env
+from proxbus_pvesim.testing import run_simulator
+from proxbus_runtime import RpcUnavailable, call_tool, ensure_streams
 
 BIN = Path(__import__("sys").executable).parent
 MARKER = re.compile(r"\bms-[0-9a-f]{8}-[a-z0-9]+-\d+\b")
@@ -401,3 +403,55 @@ async def test_hub_deliveries_reach_a_site_stream_only_without_the_deny_rules(
 
 async def _last_seq(js: Any, stream: str, seq: int) -> bool:
     return int((await js.stream_info(stream)).state.last_seq) >= seq
+
+
+def _gateway_ports() -> tuple[int, dict[str, int], dict[str, str]]:
+    port = free_port()
+    return port, {"http": port}, {"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port)}
+
+
+async def test_hub_rpc_reaches_the_gateway_of_each_site_and_audit_stays_there(
+    topology: LocalTopology, stack: Any, hub: Any
+) -> None:
+    await ensure_streams(hub.jetstream(timeout=5))  # as any hub service does at start
+    async with run_simulator(instant=True) as sim:
+        gateways = {
+            site: stack.spawn(
+                f"mcp-gateway-{site}",
+                "proxbus-mcp-gateway",
+                _gateway_ports,
+                **{
+                    **gateway_env(sim),
+                    "NATS_URL": topology.leaves[site].url,
+                    "NATS_JS_DOMAIN": site,
+                    "PROXBUS_SITE": site,
+                },
+            )
+            for site in topology.leaves
+        }
+        await stack.healthy(*gateways.values(), timeout=40)
+        for site in [*topology.leaves, *topology.leaves]:
+
+            async def answered(site: str = site) -> bool:
+                try:
+                    answer = await call_tool(hub, "list_clusters", {}, cluster=site, caller="hub")
+                except RpcUnavailable:  # the gateway's subscription is not at the hub yet
+                    return False
+                assert answer["default"] == site
+                return True
+
+            await wait_until(answered, timeout=20, message=f"{site}'s gateway over the leaf")
+        vms = await call_tool(hub, "get_vms", {}, cluster="site2", caller="hub", timeout=10)
+        assert vms["count"] > 0
+    hjs = hub.jetstream(timeout=5)
+    assert (await hjs.stream_info(AUDIT_STREAM)).state.messages == 0
+    for site in topology.leaves:
+        site_nc = await nats.connect(topology.leaves[site].url)
+        try:
+            sjs = site_nc.jetstream(domain=site, timeout=5)
+            audit = await sjs.stream_info(AUDIT_STREAM, subjects_filter="proxbus.audit.>")
+            subjects = set(audit.state.subjects or {})
+            assert subjects, site
+            assert all(s.startswith(f"proxbus.audit.{site}.") for s in subjects), subjects
+        finally:
+            await site_nc.close()

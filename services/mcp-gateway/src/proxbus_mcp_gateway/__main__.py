@@ -10,8 +10,8 @@ from collections.abc import Mapping
 import proxbus_runtime
 from proxbus_runtime.main import Check
 
-from .app import SERVICE_NAME, preflight, serve_http, serve_stdio
 from .settings import Settings
+from .startup import SERVICE_NAME
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -25,12 +25,23 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    from .startup import listen_socket, preflight
+
     preflight(settings)  # ConfigError: one line on stderr, exit 2
     if settings.gateway_transport == "stdio":
+        from .app import serve_stdio
+
         # stdout carries the protocol: logs go to stderr only (configure_logging does).
         await serve_stdio(settings, stop)
-    else:
-        await serve_http(settings, stop)
+        return
+    # Listening before the MCP stack is imported (startup.py): connections wait, not refused.
+    sock = listen_socket(settings)
+    try:
+        from .app import serve_http
+
+        await serve_http(settings, stop, sock=sock)
+    finally:
+        sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,41 +15,14 @@ import uvicorn
 from .auth import Caller, parse_scopes
 from .errors import ConfigError
 from .gateway import Gateway
-from .http_app import build_http_app, is_loopback
+from .http_app import build_http_app
 from .mcp_server import GatewayMCPServer
 from .nats_link import NatsLink
 from .settings import Settings
+from .startup import is_loopback
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = "mcp-gateway"
 _SDK_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def preflight(settings: Settings, env: Mapping[str, str] | None = None) -> None:
-    """Check configuration before anything starts (exit code 2 instead of a crash later).
-
-    Raises:
-        ConfigError: invalid endpoints/tokens, or a public HTTP bind without tokens.
-    """
-    from .config import load_tokens_file, parse_clusters, parse_tokens
-    from .gateway import gateway_environment
-
-    env = env if env is not None else gateway_environment()
-    parse_clusters(env, settings.default_cluster or settings.site)
-    secret = settings.gateway_tokens.get_secret_value() if settings.gateway_tokens else None
-    tokens = parse_tokens(secret)
-    if settings.gateway_tokens_file:
-        tokens += load_tokens_file(settings.gateway_tokens_file)
-    if (
-        settings.gateway_transport == "http"
-        and not tokens
-        and not is_loopback(settings.gateway_host)
-        and not settings.insecure_no_auth
-    ):
-        raise ConfigError(
-            f"refusing to listen on {settings.gateway_host} without GATEWAY_TOKENS "
-            "(set tokens, bind 127.0.0.1, or pass --insecure-no-auth)"
-        )
 
 
 @dataclass(slots=True)

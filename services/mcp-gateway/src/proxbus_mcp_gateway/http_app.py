@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -27,15 +26,6 @@ from .mcp_server import CALLER_STATE_KEY, GatewayMCPServer
 from .transport import AdaptiveSessionManager
 
 PUBLIC_PATHS = frozenset({"/health", "/metrics"})
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class BearerAuthMiddleware:

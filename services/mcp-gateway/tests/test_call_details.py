@@ -197,3 +197,25 @@ async def test_audit_keeps_the_upstream_status(
         assert '"code":501' in lines[-1]
     finally:
         await gw.close()
+
+
+async def test_official_client_accepts_every_argument_free_read_tool(
+    http_gateway: HttpGateway,
+) -> None:
+    """The official client checks structuredContent against each tool's output schema."""
+    called = []
+    with anyio.fail_after(60):
+        async with (
+            create_mcp_http_client(headers=bearer(ADMIN_SECRET)) as client,
+            streamable_http_client(f"{http_gateway.url}/mcp", http_client=client) as (r, w),
+            ClientSession(r, w) as session,
+        ):
+            await session.initialize()
+            for tool in (await session.list_tools()).tools:
+                ro = tool.annotations is not None and tool.annotations.read_only_hint
+                if not ro or tool.input_schema.get("required"):
+                    continue
+                out = await session.call_tool(tool.name, {})  # raises on a schema mismatch
+                if not out.is_error:
+                    called.append(tool.name)
+    assert {"get_vms", "get_ha_status", "get_nodes", "get_storage", "list_clusters"} <= set(called)

@@ -19,15 +19,19 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def bring_up(gateway: Gateway, nc: Any) -> Any | None:
+async def bring_up(gateway: Gateway, nc: Any, js: Any | None = None) -> Any | None:
     """Attach a connected NATS client: streams, audit publisher, RPC service (if enabled).
 
+    ``js``: a JetStream context whose streams are already ensured (the runtime's
+    ``Service(require_nats=False)`` provides one: ``service.on_nats_ready(lambda:
+    bring_up(gateway, service.nc, service.js))``); without it they are ensured here.
     Returns the RPC service (or None).
     """
-    from proxbus_runtime import ensure_streams
+    if js is None:
+        from proxbus_runtime import ensure_streams
 
-    js = nc.jetstream(domain=gateway.settings.nats_js_domain, timeout=5)
-    await ensure_streams(js, gateway.settings.stream_limits())
+        js = nc.jetstream(domain=gateway.settings.nats_js_domain, timeout=5)
+        await ensure_streams(js, gateway.settings.stream_limits())
     gateway.attach_nats(nc, js)
     rpc = None
     if gateway.settings.rpc_enabled:

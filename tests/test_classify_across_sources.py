@@ -70,3 +70,21 @@ def test_fencing_by_mail_and_syslog_is_about_the_same_node() -> None:
     )
     assert (mail.kind, mail.node) == (syslog.kind, syslog.node) == ("node.fenced", "pve3")
     assert mail.fingerprint == syslog.fingerprint
+
+
+def test_replication_failure_by_webhook_has_the_mails_fingerprint() -> None:
+    from proxbus_ingest_pve_ws.notification import webhook_event
+
+    hook = webhook_event(
+        {
+            "title": "Replication Job: '100-0' failed",
+            "message": "Replication job '100-0' with target 'pve1' and schedule '*/15' failed!",
+            "severity": "error",
+            "timestamp": 1764468010,
+            "fields": {"type": "replication", "job-id": "100-0", "hostname": "pve2"},
+        },
+        site="lab",
+    )
+    mail = mail_event(replication_mail("100-0"))
+    assert (hook.kind, hook.node, hook.vmid) == (mail.kind, mail.node, mail.vmid)
+    assert hook.fingerprint == mail.fingerprint

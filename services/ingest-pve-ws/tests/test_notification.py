@@ -184,3 +184,30 @@ def test_gotify_message_id_depends_on_server_and_message_id_only() -> None:
 def test_gotify_message_without_id_is_rejected() -> None:
     with pytest.raises(NotificationError):
         gotify_event({"title": "x"}, site="lab", server="s")
+
+
+def test_replication_notification_names_the_guest_and_the_job() -> None:
+    # pve-manager PVE/API2/Replication.pm metadata: type, job-id, hostname
+    ev = webhook_event(
+        _body(
+            title="Replication Job: '105-0' failed",
+            message="Replication job '105-0' with target 'pve1' and schedule '*/15' failed!",
+            fields={"type": "replication", "job-id": "105-0", "hostname": "pve2"},
+        ),
+        site="lab",
+    )
+    assert (ev.kind, ev.node, ev.vmid) == ("replication.failed", "pve2", 105)
+    assert ev.metadata["subject_id"] == "105-0"
+
+
+def test_pbs_job_notification_is_about_its_datastore() -> None:
+    # proxmox-backup src/server/notifications.rs metadata: job-id, datastore, hostname, type
+    ev = webhook_event(
+        _body(
+            title="Verify Datastore 'store1' failed",
+            message="Verification failed on these snapshots/groups:",
+            fields={"type": "verify", "job-id": "v-1", "datastore": "store1", "hostname": "pbs1"},
+        ),
+        site="lab",
+    )
+    assert (ev.kind, ev.node, ev.metadata["subject_id"]) == ("verify.failed", "pbs1", "store1")

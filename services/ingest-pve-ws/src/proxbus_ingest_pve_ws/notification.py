@@ -8,8 +8,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from proxbus_events import Event, Severity, Source, apply_severity_floor, deterministic_event_id
-from proxbus_events.proxmox import backup_subject_vmid, parse_vzdump_table
+from proxbus_events import (
+    FINGERPRINT_SUBJECT_KEY,
+    Event,
+    Severity,
+    Source,
+    apply_severity_floor,
+    deterministic_event_id,
+)
+from proxbus_events.proxmox import backup_subject_vmid, guest_id, parse_vzdump_table
 
 # Notification severities of proxmox-notify (``unknown`` is a real value).
 _PVE_SEVERITY = {
@@ -39,6 +46,8 @@ _KIND_BY_TYPE: dict[str, tuple[str, str]] = {
 
 _FENCE_NODE = re.compile(r"fenc\w*\s+node\s+'?([A-Za-z0-9][A-Za-z0-9.-]*)'?", re.IGNORECASE)
 _TEST = re.compile(r"\btest notification\b", re.IGNORECASE)
+_REPLICATION_JOB = re.compile(r"(\d{1,9})-\d+")
+_DATASTORE_KINDS = frozenset({"gc", "verify", "prune", "sync", "tape"})
 _FENCED = re.compile(r"^\s*successfully fenced node\b", re.IGNORECASE)
 _TEXT_KEYS = ("message", "body", "text", "content")
 
@@ -172,6 +181,16 @@ def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
         "notification_severity": raw_sev if isinstance(raw_sev, str) else None,
         "fields": {str(k): v for k, v in fields.items() if isinstance(v, str | int | float | bool)},
     }
+    job_id = fields.get("job-id")
+    if kind == "replication.failed" and isinstance(job_id, str):
+        # pve-manager PVE/API2/Replication.pm: metadata "job-id" => "<vmid>-<n>"
+        metadata[FINGERPRINT_SUBJECT_KEY] = job_id
+        job = _REPLICATION_JOB.fullmatch(job_id)
+        if vmid is None and job:
+            vmid = guest_id(job.group(1))
+    elif kind.split(".")[0] in _DATASTORE_KINDS and isinstance(fields.get("datastore"), str):
+        # proxmox-backup src/server/notifications.rs: metadata "datastore" => the job's store
+        metadata[FINGERPRINT_SUBJECT_KEY] = fields["datastore"]
     if kind in ("backup.failed", "backup.ok"):
         # The webhook carries the mail's text: read the per-guest table the same way the
         # mail path does, so one failed guest has its vmid whichever way the report came.

@@ -172,7 +172,7 @@ async def test_deployed_configs_link_a_site_to_the_hub_and_keep_deliveries_apart
         async def sourced() -> bool:
             return int((await hjs.stream_info(EVENTS_STREAM)).state.messages) == 1
 
-        await wait_until(sourced, timeout=20, message="the hub sourced the site's event")
+        await wait_until(sourced, timeout=20)
         await hjs.publish("proxbus.deliveries.discord", b"x")
         assert (await sjs.stream_info(DELIVERIES_STREAM)).state.last_seq == 0
         assert (await hjs.stream_info(DELIVERIES_STREAM)).state.last_seq == 1

@@ -218,9 +218,7 @@ async def test_hub_down_for_60s_then_every_site_event_arrives_once(
         site_nc = await nats.connect(topology.leaves[site].url)
         try:
             sjs = site_nc.jetstream(domain=site, timeout=5)
-            await wait_until(
-                lambda sjs=sjs: _stored(sjs, 1 + i), timeout=20, message=f"{site} stored"
-            )
+            await wait_until(lambda sjs=sjs: _stored(sjs, 1 + i), timeout=20)
         finally:
             await site_nc.close()
     for node in topology.hub:
@@ -271,8 +269,9 @@ async def test_a_service_restart_keeps_the_hub_sources(
 
 
 @pytest.mark.parametrize("topology", ["nojs"], indirect=True)
+@pytest.mark.parametrize("service", ["ingest-syslog"])
 async def test_site_leaf_without_jetstream_is_one_clear_error_not_a_crash_loop(
-    topology: LocalTopology, stack: Any
+    topology: LocalTopology, stack: Any, service: str
 ) -> None:
     leaf = topology.leaves["site3"]
     watcher = await nats.connect(leaf.url)
@@ -286,8 +285,9 @@ async def test_site_leaf_without_jetstream_is_one_clear_error_not_a_crash_loop(
         # Every JetStream attempt of the service passes here (unanswered, like no JetStream).
         await watcher.subscribe("$JS.site3.API.>", cb=count)
         await watcher.flush()
-        ingest = site_ingest(stack, topology, "site3")
-        await wait_until(lambda: attempts >= 3, timeout=60, message="three attempts")
+        spawn = stack.ingest_syslog if service == "ingest-syslog" else stack.ingest_email
+        ingest = spawn(NATS_URL=leaf.url, NATS_JS_DOMAIN="site3", PROXBUS_SITE="site3")
+        await wait_until(lambda: attempts >= 3, timeout=60)
         assert ingest.alive, stack.report()
         log = ingest.tail(20_000)
         errors = [line for line in log.splitlines() if "JetStream is not available" in line]
@@ -381,15 +381,11 @@ async def test_hub_deliveries_reach_a_site_stream_only_without_the_deny_rules(
 
         await site.subscribe("probe.*", cb=answer)
         await site.flush()
-        await wait_until(leaf_up, timeout=20, message="leaf connected")
+        await wait_until(leaf_up, timeout=20)
         await hjs.publish("proxbus.deliveries.discord", b"x")
-        await wait_until(
-            lambda: _last_seq(hjs, DELIVERIES_STREAM, 1), timeout=5, message="hub stored it"
-        )
+        await wait_until(lambda: _last_seq(hjs, DELIVERIES_STREAM, 1), timeout=5)
         if not isolate:
-            await wait_until(
-                lambda: _last_seq(sjs, DELIVERIES_STREAM, 1), timeout=5, message="the leak"
-            )
+            await wait_until(lambda: _last_seq(sjs, DELIVERIES_STREAM, 1), timeout=5)
         # A round trip over the link after the publish, then the site's count.
         assert await leaf_up()
         leaked = (await sjs.stream_info(DELIVERIES_STREAM)).state.last_seq
@@ -440,7 +436,7 @@ async def test_hub_rpc_reaches_the_gateway_of_each_site_and_audit_stays_there(
                 assert answer["default"] == site
                 return True
 
-            await wait_until(answered, timeout=20, message=f"{site}'s gateway over the leaf")
+            await wait_until(answered, timeout=20)
         vms = await call_tool(hub, "get_vms", {}, cluster="site2", caller="hub", timeout=10)
         assert vms["count"] > 0
     hjs = hub.jetstream(timeout=5)

@@ -90,6 +90,11 @@ OWN: dict[str, frozenset[str]] = {
             "PUBLISH_BUFFER",
             "PUBLISH_MAX_IN_FLIGHT",
             "PUBLISH_ACK_TIMEOUT",
+            "SPOOL_ENABLED",
+            "SPOOL_DIR",
+            "SPOOL_MAX_BYTES",
+            "SPOOL_FSYNC",
+            "SPOOL_FSYNC_INTERVAL",
         }
     ),
     "ingest-email": frozenset(

@@ -616,6 +616,24 @@ def test_split_env_script_writes_private_files_and_reports_unknown_names(tmp_pat
     assert "cp .env.example .env" in missing.stderr
 
 
+@pytest.mark.parametrize("service", PROXBUS_SERVICES)
+def test_a_service_with_a_disk_spool_keeps_it_on_a_volume_its_user_owns(service: str) -> None:
+    """Read-only containers: the spool (SpoolSettings) needs a writable, persistent directory."""
+    from proxbus_runtime.spooling import SpoolSettings
+
+    if not issubclass(settings_class(service), SpoolSettings):
+        assert "SPOOL_DIR" not in built_services()[service].get("environment", {})
+        return
+    spec = built_services()[service]
+    assert spec["read_only"] is True
+    spool = spec["environment"]["SPOOL_DIR"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in spec.get("volumes", [])}
+    assert spool in mounts, f"{service}: SPOOL_DIR {spool} is not on a volume"
+    assert mounts[spool] in compose()["volumes"], "a named volume (kept across restarts)"
+    runtime = " ".join(i.args for i in stage_instructions("runtime") if i.keyword == "RUN")
+    assert re.search(rf"install -d -o proxbus -g proxbus .*{re.escape(spool)}", runtime)
+
+
 # ------------------------------------------------------------------ replicas behind one port
 
 REPLICA_PORTS = {
@@ -953,6 +971,7 @@ async def test_container_command_becomes_healthy_and_stops_on_sigterm(
         "SMTP_PORT": str(free_port()),
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(free_port()),
+        "SPOOL_DIR": str(tmp_path / "spool"),  # the container's volume, here a temp dir
         "DISCORD_HOST": "127.0.0.1",
         "DISCORD_PORT": str(free_port()),
         # .env.example leaves the Discord application's key empty (the profile is opt-in).

@@ -57,6 +57,19 @@ SHARED = frozenset(
     }
 )
 
+# Settings several (not all) services read: the disk spool of the ingest services that have one.
+SPOOLING = ("ingest-syslog", "ingest-pve-ws")
+SHARED_BY: dict[str, tuple[str, ...]] = {
+    name: SPOOLING
+    for name in (
+        "SPOOL_ENABLED",
+        "SPOOL_DIR",
+        "SPOOL_MAX_BYTES",
+        "SPOOL_FSYNC",
+        "SPOOL_FSYNC_INTERVAL",
+    )
+}
+
 # Read by compose.yaml's ${...} only (host-side port bindings): written nowhere, not reported.
 COMPOSE_ONLY = frozenset({"SYSLOG_PUBLISH", "SMTP_PUBLISH", "WEBHOOK_PUBLISH"})
 
@@ -90,11 +103,6 @@ OWN: dict[str, frozenset[str]] = {
             "PUBLISH_BUFFER",
             "PUBLISH_MAX_IN_FLIGHT",
             "PUBLISH_ACK_TIMEOUT",
-            "SPOOL_ENABLED",
-            "SPOOL_DIR",
-            "SPOOL_MAX_BYTES",
-            "SPOOL_FSYNC",
-            "SPOOL_FSYNC_INTERVAL",
         }
     ),
     "ingest-email": frozenset(
@@ -250,6 +258,9 @@ OWN: dict[str, frozenset[str]] = {
             "MEMBERSHIP_TTL",
             "MAX_WAIT",
             "MAX_CONCURRENT_CALLS",
+            "MAX_SESSIONS",
+            "MAX_SESSIONS_PER_TOKEN",
+            "SESSION_IDLE_TIMEOUT",
             "STDIO_SCOPES",
             "INSECURE_NO_AUTH",
             "DEFAULT_CLUSTER",
@@ -277,6 +288,8 @@ def owners(name: str) -> tuple[str, ...]:
     """The services that receive variable ``name`` (empty: nobody reads it)."""
     if name in SHARED:
         return SERVICES
+    if name in SHARED_BY:
+        return SHARED_BY[name]
     for service, names in OWN.items():
         if name in names:
             return (service,)

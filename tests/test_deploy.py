@@ -480,7 +480,7 @@ SECRETS: dict[str, re.Pattern[str]] = {
     "ingest-discord": re.compile(r"^DISCORD_PUBLIC_KEY$"),
 }
 SHARED_SECRETS = {"NATS_PASSWORD", "NATS_TOKEN", "NATS_CREDS", "NATS_TLS_KEY"}
-SECRET_WORDS = re.compile(r"TOKEN(?!_NAME)|SECRET|PASSWORD|_KEY$|WEBHOOK_URL|APPRISE|CREDS")
+SECRET_WORDS = re.compile(r"(?<!PER_)TOKEN(?!_NAME)|SECRET|PASSWORD|_KEY$|WEBHOOK_URL|APPRISE|CREDS")
 
 
 def secret_owner(name: str) -> str | None:
@@ -575,6 +575,9 @@ def test_split_env_tables_name_only_variables_some_service_reads() -> None:
         stale = sorted(n for n in names if n not in own and not GATEWAY_PASS_THROUGH.match(n))
         assert not stale, f"split_env.py gives {service} {stale}, which it does not read"
     assert read >= module.SHARED
+    for name, services in module.SHARED_BY.items():
+        for service in services:
+            assert name in env_names(settings_class(service)), f"{service} does not read {name}"
     assert set(module.SERVICES) == set(PROXBUS_SERVICES)
 
 
@@ -632,6 +635,14 @@ def test_a_service_with_a_disk_spool_keeps_it_on_a_volume_its_user_owns(service:
     assert mounts[spool] in compose()["volumes"], "a named volume (kept across restarts)"
     runtime = " ".join(i.args for i in stage_instructions("runtime") if i.keyword == "RUN")
     assert re.search(rf"install -d -o proxbus -g proxbus .*{re.escape(spool)}", runtime)
+    # One volume per service: a restarted service takes over the segments of its own slots only.
+    others = [
+        v.split(":")[0]
+        for name, other in built_services().items()
+        if name != service
+        for v in other.get("volumes", [])
+    ]
+    assert mounts[spool] not in others
 
 
 # ------------------------------------------------------------------ replicas behind one port

@@ -10,9 +10,12 @@ linked with ``proxbus sites link`` as an operator would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
+import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -33,13 +36,88 @@ BIN = Path(__import__("sys").executable).parent
 MARKER = re.compile(r"\bms-[0-9a-f]{8}-[a-z0-9]+-\d+\b")
 
 
+class LinkProxy:
+    """A TCP relay on loopback between a site's leaf and the hub: ``cut()`` drops the link
+    (the listener and every connection), ``restore()`` listens again on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.target = 0
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(8)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+            listener, self._listener = self._listener, None
+        for sock in [*conns, *([listener] if listener else [])]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def link_proxy() -> Iterator[LinkProxy]:
+    proxy = LinkProxy()
+    try:
+        yield proxy
+    finally:
+        proxy.cut()
+
+
 @pytest.fixture
 def topology(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalTopology]:
     """Hub (``request.param`` nodes, default 1) with leaf sites site1, site2 (and site3 without
-    JetStream when asked for through ``request.param == "nojs"``)."""
+    JetStream when asked for through ``request.param == "nojs"``; site1's leaf through the
+    ``link_proxy`` with ``"proxy"``)."""
     binary = require_binary("nats-server", nats_server_binary())
     param = getattr(request, "param", 1)
-    if param == "nojs":
+    if param == "proxy":
+        proxy: LinkProxy = request.getfixturevalue("link_proxy")
+        topo = LocalTopology(
+            binary, tmp_path / "nats", sites=("site1", "site2"), leaf_via={"site1": proxy.port}
+        )
+        proxy.target = topo.leaf_ports[0]
+        proxy.restore()
+    elif param == "nojs":
         topo = LocalTopology(
             binary,
             tmp_path / "nats",
@@ -236,6 +314,49 @@ async def test_hub_down_for_60s_then_every_site_event_arrives_once(
         "missing": [], "missing_count": 0, "twice": [], "unexpected": []
     }  # fmt: skip
     assert all(sites_of(sink)[m] == m.split("-")[2].removeprefix("warm") for m in want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("topology", ["proxy"], indirect=True)
+async def test_a_cut_leaf_link_loses_nothing_while_the_hub_keeps_running(
+    topology: LocalTopology, link_proxy: LinkProxy, stack: Any, sink: Any, hub: Any
+) -> None:
+    link(topology)
+    ingests = {site: site_ingest(stack, topology, site) for site in topology.leaves}
+    dispatcher = hub_dispatcher(stack, topology, sink)
+    await stack.healthy(*ingests.values(), dispatcher, timeout=40)
+    run = secrets.token_hex(4)
+    warmup = [f"ms-{run}-{site}-0" for site in topology.leaves]
+    for mark, ingest in zip(warmup, ingests.values(), strict=True):
+        await send(stack, ingest, [mark])
+    await stack.wait_until(lambda: set(warmup) <= set(markers(sink)), "warm-up delivered")
+
+    link_proxy.cut()
+    cut = [f"ms-{run}-site1-{i}" for i in range(1, 31)]
+    live = [f"ms-{run}-site2-{i}" for i in range(1, 31)]
+    await send(stack, ingests["site1"], cut)
+    await send(stack, ingests["site2"], live)
+    # site2's link is up: its events arrive while site1's wait at site1.
+    await stack.wait_until(lambda: set(live) <= set(markers(sink)), "site2 live", timeout=30)
+    site_nc = await nats.connect(topology.leaves["site1"].url)
+    try:
+        sjs = site_nc.jetstream(domain="site1", timeout=5)
+        await wait_until(lambda: _stored(sjs, 1 + len(cut)), timeout=20)
+    finally:
+        await site_nc.close()
+    assert not set(cut) & set(markers(sink))
+    link_proxy.restore()
+    want = {*warmup, *cut, *live}
+    await stack.wait_until(
+        lambda: want <= set(markers(sink)),
+        "site1's events after the link is back",
+        timeout=60,
+        detail=lambda: problems(sink, want),
+    )
+    await stack.wait_quiescent(hub, timeout=30)
+    assert problems(sink, want) == {
+        "missing": [], "missing_count": 0, "twice": [], "unexpected": []
+    }  # fmt: skip
 
 
 async def _stored(sjs: Any, count: int) -> bool:

@@ -332,6 +332,8 @@ class LocalTopology:
     site_jetstream: Mapping[str, bool] = field(default_factory=dict)
     hub_port: int | None = None
     isolate: bool = True
+    # site -> a loopback port the site's leaf dials instead of the hub's (a proxy to cut links)
+    leaf_via: Mapping[str, int] = field(default_factory=dict)
     hub: list[ConfiguredNats] = field(default_factory=list)
     leaves: dict[str, ConfiguredNats] = field(default_factory=dict)
     leaf_ports: list[int] = field(default_factory=list)
@@ -372,7 +374,10 @@ class LocalTopology:
                 name=site,
                 port=port,
                 store_dir=folder / "js",
-                hub_leaf_urls=[f"nats-leaf://127.0.0.1:{p}" for p in self.leaf_ports],
+                hub_leaf_urls=[
+                    f"nats-leaf://127.0.0.1:{p}"
+                    for p in ([self.leaf_via[site]] if site in self.leaf_via else self.leaf_ports)
+                ],
                 leaf_user=users[site],
                 jetstream=self.site_jetstream.get(site, True),
                 isolate=self.isolate,

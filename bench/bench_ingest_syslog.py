@@ -144,7 +144,8 @@ async def main(args: argparse.Namespace) -> None:
             env = {**os.environ, "NATS_URL": server.url, "PROXBUS_SITE": "bench",
                    "SYSLOG_HOST": "127.0.0.1", "SYSLOG_PORT": str(port),
                    "HEALTH_HOST": "127.0.0.1", "HEALTH_PORT": str(health),
-                   "PUBLISH_BUFFER": "20000", "LOG_LEVEL": "WARNING"}  # fmt: skip
+                   "PUBLISH_BUFFER": "20000", "LOG_LEVEL": "WARNING",
+                   "SPOOL_DIR": str(server.store_dir / "spool")}  # fmt: skip
             proc = subprocess.Popen([SCRIPT], env=env)
             wait_for_port(health, timeout=20)
             wait_for_port(port, timeout=20)

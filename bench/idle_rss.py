@@ -43,10 +43,10 @@ def script(name: str) -> list[str]:
 
 
 def services(
-    nats_url: str, sim_vars: dict[str, str]
+    nats_url: str, sim_vars: dict[str, str], spool_dir: str
 ) -> list[tuple[str, list[str], dict[str, str], int]]:
     common = {"NATS_URL": nats_url, "PROXBUS_SITE": "lab", "LOG_LEVEL": "WARNING",
-              "HEALTH_HOST": "127.0.0.1"}  # fmt: skip
+              "HEALTH_HOST": "127.0.0.1", "SPOOL_DIR": spool_dir}  # fmt: skip
     out = []
     port = free_port()
     out.append(("ingest-syslog", script("proxbus-ingest-syslog"),
@@ -85,7 +85,7 @@ async def measure(settle: float) -> list[tuple[str, dict[str, int] | str]]:
         try:
             async with run_simulator(instant=True) as sim:
                 sim_vars = sim_env(sim)
-                for name, argv, env, port in services(broker.url, sim_vars):
+                for name, argv, env, port in services(broker.url, sim_vars, f"{tmp}/spool"):
                     proc = subprocess.Popen(
                         argv,
                         env={**os.environ, **env},

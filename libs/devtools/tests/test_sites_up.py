@@ -87,6 +87,9 @@ def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
             assert time.monotonic() < deadline, "".join(output)
             time.sleep(0.1)
         text = "".join(output)
+        for mark in want:  # the console line names the event's site
+            site = mark.rsplit("-", 1)[1]
+            assert any(mark in line and f"[{site}]" in line for line in output), text
         assert "site1: NATS" in text
         assert "site2: NATS" in text
     finally:

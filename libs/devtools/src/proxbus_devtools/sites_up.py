@@ -30,7 +30,9 @@ log = logging.getLogger("proxbus.up")
 
 _CONSOLE_ROUTES = """\
 receivers:
-  - {name: console, type: console}
+  - name: console
+    type: console
+    title_template: "[{{ event.site }}] {{ event.title }}"
 route:
   receiver: console
   group_by: [site, node, kind]

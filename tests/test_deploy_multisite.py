@@ -8,7 +8,9 @@ password, the hub sources its events, and the hub's deliveries stay at the hub.
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from proxbus_devtools.multisite import (
 )
 from proxbus_devtools.testing import free_port, nats_server_binary, require_binary, wait_until
 from proxbus_events import DELIVERIES_STREAM, EVENTS_STREAM
+from proxbus_pvesim.tls import TlsMaterial, generate_tls
 from proxbus_runtime import ServiceSettings, ensure_streams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,8 +137,30 @@ def _on_loopback(text: str, ports: dict[str, int], store: Path) -> str:
     return text.replace("store_dir: /data", f'store_dir: "{store}"')
 
 
+def _uncomment_tls(text: str, tls: TlsMaterial) -> str:
+    """The README's TLS step: the commented ``tls`` blocks switched on, with real files."""
+    out, inside = [], False
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        indent = line[: len(line) - len(stripped)]
+        if stripped.startswith("# tls {"):
+            inside = not stripped.rstrip().endswith("}") and "}" not in stripped.split("#")[1]
+            out.append(indent + stripped[2:])
+            continue
+        if inside and stripped.startswith("#"):
+            out.append(indent + stripped[2:])
+            inside = stripped[2:].strip() != "}"
+            continue
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    text = text.replace("/etc/nats/tls/hub-key.pem", str(tls.key_path))
+    text = text.replace("/etc/nats/tls/hub.pem", str(tls.cert_path))
+    return text.replace("/etc/nats/tls/ca.pem", str(tls.ca_path))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 async def test_deployed_configs_link_a_site_to_the_hub_and_keep_deliveries_apart(
-    tmp_path: Path,
+    tmp_path: Path, tls: bool
 ) -> None:
     binary = require_binary("nats-server", nats_server_binary())
     servers = []
@@ -144,16 +169,20 @@ async def test_deployed_configs_link_a_site_to_the_hub_and_keep_deliveries_apart
         for name in ("hub", "site1")
     }
     env = config_env()
+    scheme = "tls" if tls else "nats-leaf"
     env["HUB_LEAF_URL"] = (
-        f"nats-leaf://site1:{env['SITE1_LEAF_PASSWORD']}@127.0.0.1:{ports['hub']['leaf']}"
+        f"{scheme}://site1:{env['SITE1_LEAF_PASSWORD']}@127.0.0.1:{ports['hub']['leaf']}"
     )
+    material = generate_tls(tmp_path / "tls") if tls else None
     for name, conf in (("hub", "hub.conf"), ("site1", "site.conf")):
         folder = tmp_path / name
         folder.mkdir()
         path = folder / conf
-        path.write_text(
-            _on_loopback((MULTISITE / "nats" / conf).read_text(), ports[name], folder / "js")
-        )
+        text = _on_loopback((MULTISITE / "nats" / conf).read_text(), ports[name], folder / "js")
+        if material is not None:
+            text = _uncomment_tls(text, material)
+            assert "tls {" in text.split("leafnodes", 1)[1]
+        path.write_text(text)
         server = ConfiguredNats(name, binary, path, ports[name]["client"], folder / "log", env)
         servers.append(server)
         server.start()
@@ -172,12 +201,16 @@ async def test_deployed_configs_link_a_site_to_the_hub_and_keep_deliveries_apart
         async def sourced() -> bool:
             return int((await hjs.stream_info(EVENTS_STREAM)).state.messages) == 1
 
-        await wait_until(sourced, timeout=20)
+        await wait_until(sourced, timeout=20)  # the hub sourced the site's event
         await hjs.publish("proxbus.deliveries.discord", b"x")
         assert (await sjs.stream_info(DELIVERIES_STREAM)).state.last_seq == 0
         assert (await hjs.stream_info(DELIVERIES_STREAM)).state.last_seq == 1
         log = (tmp_path / "hub" / "log").read_text()
         assert "authorization violation" not in log.lower()
+        # The leaf port's INFO: with TLS on, a plain leaf could not have linked.
+        with socket.create_connection(("127.0.0.1", ports["hub"]["leaf"]), timeout=5) as raw:
+            info = json.loads(raw.recv(4096).decode().removeprefix("INFO ").strip())
+        assert bool(info.get("tls_required")) is tls
     finally:
         for client in (hub, site):
             if client is not None:

@@ -160,3 +160,32 @@ async def _has(js: Any, n: int) -> bool:
 
 async def _connects(server: FakeGotify, n: int) -> bool:
     return server.connects >= n
+
+
+async def test_messages_during_a_nats_outage_go_to_the_spool_and_are_stored_once(
+    services: Any, gotify: FakeGotify, js: Any, nats_server: Any
+) -> None:
+    # Issue 19: the Gotify stream keeps flowing while NATS is down; the spool keeps it.
+    svc = await services.start(gotify_listen_url=gotify.url, gotify_client_token=TOKEN)
+    await wait_until(lambda: _ready(svc))
+    await gotify.push("before")
+    await wait_until(lambda: _has(js, 1))
+    nats_server.stop()
+
+    async def spooled(n: int) -> bool:
+        return svc.sink.spool.stats.appended >= n
+
+    await wait_until(lambda: _not_up(svc))
+    await gotify.push("during 1")
+    await gotify.push("during 2")
+    await wait_until(lambda: spooled(2))
+    assert svc.gotify.last_id == 3  # not stuck retrying message 2
+    nats_server.start()
+    await wait_until(lambda: _has(js, 3), timeout=30)
+    await gotify.push("after")
+    await wait_until(lambda: _has(js, 4))
+    assert await _titles(js) == ["before", "during 1", "during 2", "after"]
+
+
+async def _not_up(svc: Any) -> bool:
+    return not svc.sink.up

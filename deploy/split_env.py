@@ -259,7 +259,7 @@ OWN: dict[str, frozenset[str]] = {
             "MAX_WAIT",
             "MAX_CONCURRENT_CALLS",
             "MAX_SESSIONS",
-            "MAX_SESSIONS_PER_TOKEN",
+            "MAX_SESSIONS_PER_CALLER",
             "SESSION_IDLE_TIMEOUT",
             "STDIO_SCOPES",
             "INSECURE_NO_AUTH",

@@ -72,7 +72,7 @@ async def wait_for(condition: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.parametrize("capped", [{"max_sessions_per_token": 2}], indirect=True)
+@pytest.mark.parametrize("capped", [{"max_sessions_per_caller": 2}], indirect=True)
 async def test_sessions_are_capped_per_token(capped: HttpGateway) -> None:
     async with httpx.AsyncClient(base_url=capped.url, timeout=10) as client:
         first = await open_session(client, READ_SECRET)
@@ -119,7 +119,7 @@ async def test_idle_session_expires_and_its_id_is_then_unknown(capped: HttpGatew
         assert (await ping(client, READ_SECRET, sid)).status_code == 404
 
 
-@pytest.mark.parametrize("capped", [{"max_sessions_per_token": 1}], indirect=True)
+@pytest.mark.parametrize("capped", [{"max_sessions_per_caller": 1}], indirect=True)
 async def test_legacy_sse_streams_count_against_the_caps(capped: HttpGateway) -> None:
     auth = {"Authorization": f"Bearer {READ_SECRET}"}
     async with (

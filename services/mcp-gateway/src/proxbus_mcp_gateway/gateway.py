@@ -119,7 +119,7 @@ class Gateway:
         self.rpc_scopes = parse_scopes(settings.rpc_scopes)
         self._limit = asyncio.Semaphore(settings.max_concurrent_calls)
         # Set by the HTTP face: the streamable HTTP session manager and open SSE streams
-        # per caller (caps MAX_SESSIONS / MAX_SESSIONS_PER_TOKEN, metrics).
+        # per caller (caps MAX_SESSIONS / MAX_SESSIONS_PER_CALLER, metrics).
         self.sessions: Any = None
         self.sse_sessions: dict[str, int] = {}
         self.calls_in_flight = 0

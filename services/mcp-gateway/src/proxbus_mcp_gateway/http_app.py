@@ -105,7 +105,7 @@ class BearerAuthMiddleware:
         )
         if (
             sum(self.sse_open.values()) + streamable >= settings.max_sessions
-            or mine >= settings.max_sessions_per_token
+            or mine >= settings.max_sessions_per_caller
         ):
             if self.sessions is not None:
                 self.sessions.refused_sessions += 1
@@ -218,7 +218,7 @@ def build_http_app(
         security_settings=security,
         session_idle_timeout=settings.session_idle_timeout,
         max_sessions=settings.max_sessions,
-        max_sessions_per_caller=settings.max_sessions_per_token,
+        max_sessions_per_caller=settings.max_sessions_per_caller,
         other_sessions=gateway.sse_sessions,
     )
     gateway.sessions = manager

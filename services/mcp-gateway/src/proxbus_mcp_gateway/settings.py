@@ -54,7 +54,7 @@ class Settings(ServiceSettings):
     max_sessions: int = Field(
         default=200, ge=1, le=100_000, description="open MCP sessions (streamable HTTP + SSE)"
     )
-    max_sessions_per_token: int = Field(
+    max_sessions_per_caller: int = Field(
         default=20, ge=1, le=100_000, description="open MCP sessions per token (per caller)"
     )
     session_idle_timeout: float = Field(

@@ -190,7 +190,7 @@ class AdaptiveSessionManager(StreamableHTTPSessionManager):
         ):
             self.refused_sessions += 1
             log.warning(
-                "refusing a new MCP session for %s: %d open (MAX_SESSIONS_PER_TOKEN)",
+                "refusing a new MCP session for %s: %d open (MAX_SESSIONS_PER_CALLER)",
                 caller,
                 self.max_sessions_per_caller,
             )

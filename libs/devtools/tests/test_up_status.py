@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from proxbus_devtools.status import (
     PlainView,
     State,
@@ -53,6 +54,16 @@ def test_rates_are_per_second_between_scrapes() -> None:
     update_rates(dispatcher, _page(0, 0, sent=4), now=1.0)
     update_rates(dispatcher, _page(0, 0, sent=8), now=3.0)
     assert dispatcher.rate_out == 2.0  # only outcome="sent" counts
+
+
+def test_rates_cover_the_last_ten_seconds() -> None:
+    child = StatusBoard(["ingest-syslog"]).get("ingest-syslog")
+    for t in range(0, 21, 2):  # one burst of 100 lines at t=10, scrapes every 2 s
+        update_rates(child, _page(100 if t >= 10 else 0, 0), now=float(t))
+        if t in (10, 18):
+            assert child.rate_in is not None
+            assert child.rate_in == pytest.approx(10.0)  # 100 lines over the 10 s window
+    assert child.rate_in == 0.0  # t=20: the burst left the window
 
 
 def test_restarts_are_counted_and_plain_lines_are_timestamped() -> None:

@@ -14,6 +14,7 @@ import contextlib
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from rich.console import Group
 
 PROBE_INTERVAL = 1.0
 RATE_INTERVAL = 2.0
+RATE_WINDOW = 10.0  # rates over the last 10 s: activity comes in bursts
 PROBE_TIMEOUT = 1.0
 ERROR_WIDTH = 60
 
@@ -74,7 +76,8 @@ class ChildStatus:
     metrics_url: str | None = None
     tcp_port: int | None = None  # health = accepts connections (nats, the simulator)
     started_at: float = 0.0
-    _counters: tuple[float, float, float] | None = field(default=None, repr=False)
+    # (time, total in, total out) of the scrapes of the last RATE_WINDOW seconds
+    _samples: deque[tuple[float, float, float]] = field(default_factory=deque, repr=False)
 
 
 Listener = Callable[[ChildStatus, str], None]
@@ -106,7 +109,7 @@ class StatusBoard:
         child = self.children[name]
         child.pid = pid
         child.started_at = time.monotonic()
-        child._counters = None
+        child._samples.clear()
         child.rate_in = child.rate_out = None
         self.set_state(name, State.STARTING, f"pid {pid}")
 
@@ -167,16 +170,29 @@ def counters_from(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def update_rates(child: ChildStatus, text: str, now: float) -> None:
-    """Events per second in and out since the previous scrape."""
+    """Events per second in and out over the scrapes of the last ``RATE_WINDOW`` seconds."""
     wanted_in, wanted_out = RATE_METRICS.get(child.name, ([], []))
     families = counters_from(text)
-    total_in, total_out = _sum(families, wanted_in), _sum(families, wanted_out)
-    if child._counters is not None:
-        then, before_in, before_out = child._counters
-        elapsed = max(1e-3, now - then)
-        child.rate_in = max(0.0, total_in - before_in) / elapsed if wanted_in else None
-        child.rate_out = max(0.0, total_out - before_out) / elapsed if wanted_out else None
-    child._counters = (now, total_in, total_out)
+    samples = child._samples
+    samples.append((now, _sum(families, wanted_in), _sum(families, wanted_out)))
+    while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
+        samples.popleft()
+    if len(samples) < 2:
+        return
+    then, before_in, before_out = samples[0]
+    _, total_in, total_out = samples[-1]
+    elapsed = max(1e-3, now - then)
+    # A counter that went down was reset (the service restarted): count from zero.
+    child.rate_in = (
+        (total_in - before_in if total_in >= before_in else total_in) / elapsed
+        if wanted_in
+        else None
+    )
+    child.rate_out = (
+        (total_out - before_out if total_out >= before_out else total_out) / elapsed
+        if wanted_out
+        else None
+    )
 
 
 async def _tcp_ok(port: int) -> bool:

@@ -362,3 +362,62 @@ route: {receiver: hook, group_by: [node], group_wait: 300ms, repeat_interval: 0s
     await wait_until(lambda: sum(r.json["count"] for r in hook.requests) == 12)
     assert len(hook.requests) >= 2
     assert sorted(e["id"] for e in hook.events()) == sorted(e.id for e in events)
+
+
+async def test_a_hanging_receiver_costs_one_probe_per_interval_and_overflows_to_the_dlq(
+    dispatcher, sink, js
+) -> None:
+    hang = asyncio.Event()  # never set while the test runs: every request hangs
+    slow, healthy = await sink(hold=hang), await sink()
+    service = await dispatcher(f"""\
+receivers:
+  - {{name: healthy, type: webhook, url: "{healthy.url}/ok"}}
+  - name: slow
+    type: webhook
+    url: "{slow.url}/hangs"
+    timeout: 500ms
+    concurrency: 2
+    backoff_base: 50ms
+    backoff_max: 100ms
+    max_attempts: 1000
+    breaker_failures: 2
+    breaker_interval: 1s
+    max_backlog: 5
+route:
+  receiver: healthy
+  repeat_interval: 0s
+  routes:
+    - {{matchers: ["severity>=info"], receiver: slow, continue: true}}
+    - {{matchers: ["severity>=info"], receiver: healthy}}
+""")
+    events = [ev(title=f"event {i}", vmid=i) for i in range(40)]
+    for i in range(0, len(events), 4):  # a bounded rate: 4 events every 100 ms
+        await publish(js, *events[i : i + 4])
+        await asyncio.sleep(0.1)
+    try:
+        await wait_until(lambda: len(healthy.requests) == len(events), timeout=20)
+        letters: list[Any] = []
+
+        async def overflow_dead_lettered() -> bool:
+            letters[:] = await dlq_list(js, "slow")
+            return any("over max_backlog 5" in e.letter.error for e in letters)
+
+        deadline = time.monotonic() + 20
+        while not await overflow_dead_lettered():
+            assert time.monotonic() < deadline, [e.letter.error for e in letters]
+            await asyncio.sleep(0.1)
+        assert slow.requests == []
+        # Deliveries are still waiting (retried every ≤ 100 ms without a breaker): over 3 s the
+        # open circuit lets one probe per second reach the hanging target.
+        before = slow.attempts
+        await asyncio.sleep(3.0)  # the observation period, not a synchronisation
+        assert slow.attempts - before <= 4, (before, slow.attempts)
+        backlog = service.registry.get_sample_value(
+            "proxbus_dispatcher_backlog", {"receiver": "slow"}
+        )
+        assert backlog is not None
+        assert service.registry.get_sample_value(
+            "proxbus_dispatcher_notifications_total", {"receiver": "healthy", "outcome": "sent"}
+        ) == len(events)
+    finally:
+        hang.set()

@@ -15,6 +15,7 @@ from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, delivery_subject, dlq_
 from proxbus_runtime import PullConsumer
 from pydantic import ValidationError
 
+from .breaker import CircuitBreaker
 from .dlq import DeadLetter
 from .errors import PermanentError, RetryableError
 from .metrics import DispatcherMetrics
@@ -85,23 +86,35 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(receiver.concurrency)
         self._bucket = TokenBucket(receiver.rate_limit) if receiver.rate_limit else None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.breaker = CircuitBreaker(receiver.breaker_failures, receiver.breaker_interval)
+        self._backlog = metrics.backlog.labels(receiver.name)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and send until ``stop``; in-flight sends finish (bounded by the timeout)."""
         await self.consumer.start()
         limit = self.receiver.concurrency
         while not stop.is_set():
+            hold = self.breaker.wait()
+            if hold > 0:
+                with contextlib.suppress(TimeoutError):  # re-checked: a probe may end early
+                    await asyncio.wait_for(stop.wait(), min(hold, 0.25))
+                continue
             await self._slots.acquire()
             free = 1
-            while free < limit and not self._slots.locked():
-                await self._slots.acquire()
-                free += 1
+            if self.breaker.open:
+                self.breaker.take_probe()  # one delivery, then wait for its outcome
+            else:
+                while free < limit and not self._slots.locked():
+                    await self._slots.acquire()
+                    free += 1
             try:
                 msgs = await self.consumer.fetch(free, timeout=0.5)
             except Exception as exc:
                 log.warning("deliveries fetch for %s failed: %s", self.receiver.name, exc)
                 msgs = []
                 await asyncio.sleep(0.5)
+            if not msgs and self.breaker.probing:
+                self.breaker.probing = False  # nothing to probe with: try again later
             for _ in range(free - len(msgs)):
                 self._slots.release()
             for msg in msgs:
@@ -132,23 +145,40 @@ class DeliveryWorker:
             await self._dead_letter_raw(msg, f"invalid delivery body: {exc.errors()[0]['msg']}")
             return Outcome("dead", "invalid body")
         attempt = int(msg.metadata.num_delivered)
+        backlog = int(msg.metadata.num_pending or 0)
+        self._backlog.set(backlog)
+        r = self.receiver
+        # Bounds enforced when a delivery is taken, without another send.
+        if r.max_backlog is not None and backlog >= r.max_backlog:
+            error = f"backlog of {backlog} over max_backlog {r.max_backlog} (not sent)"
+            await self._dead_letter(msg, notification, attempt, error)
+            return Outcome("dead", error)
+        age = time.time() - notification.created_at.timestamp()
+        if age >= r.max_age:
+            error = f"older than max_age {r.max_age:g}s when taken ({age:.0f}s, not sent)"
+            await self._dead_letter(msg, notification, attempt, error)
+            return Outcome("dead", error)
         if self._bucket is not None:
             await self._bucket.take()
         started = time.monotonic()
         try:
             await self._notifier.send(notification)
         except RetryableError as exc:
+            self.breaker.failure()
             return await self._retry_or_dead(
                 msg, notification, attempt, exc.message, exc.retry_after
             )
         except PermanentError as exc:
+            self.breaker.success()  # the target answered
             await self._dead_letter(msg, notification, attempt, exc.message)
             return Outcome("dead", exc.message)
         except Exception as exc:  # a notifier bug must not lose the delivery
+            self.breaker.failure()
             log.exception("notifier %s raised unexpectedly", name)
             return await self._retry_or_dead(
                 msg, notification, attempt, f"{type(exc).__name__}: {exc}", None
             )
+        self.breaker.success()
         await msg.ack()
         self._metrics.delivery_seconds.labels(name).observe(time.monotonic() - started)
         self._metrics.notifications.labels(name, "sent").inc()

@@ -53,6 +53,12 @@ class DispatcherMetrics:
         self.grouped_events = Gauge(
             "proxbus_dispatcher_grouped_events", "events waiting in groups", registry=registry
         )
+        self.backlog = Gauge(
+            "proxbus_dispatcher_backlog",
+            "deliveries waiting per receiver (as of its last take)",
+            ["receiver"],
+            registry=registry,
+        )
         self.silences = Gauge(
             "proxbus_dispatcher_silences_active", "active silences", registry=registry
         )

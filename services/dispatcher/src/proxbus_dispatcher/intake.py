@@ -35,7 +35,7 @@ from .stages.incidents import Incident
 from .stages.inhibition import Inhibitor
 from .stages.routing import match_routes
 from .stages.silence import SilenceWatcher
-from .state import StateStore
+from .state import StateStore, incident_key
 from .suppression import SuppressionLog
 
 log = logging.getLogger(__name__)
@@ -341,6 +341,8 @@ class Intake:
                 for event, held in part:
                     self._gathering.discard((route.id, held.incident))
                     if held.incident not in incidents:
+                        # Re-read: another replica may have added sources while it gathered.
+                        await self.state.reload(incident_key(event.fingerprint))
                         incident = self.state.incident(event.fingerprint)
                         if incident is not None and incident.id == held.incident:
                             incidents[held.incident] = incident.summary()

@@ -480,7 +480,9 @@ SECRETS: dict[str, re.Pattern[str]] = {
     "ingest-discord": re.compile(r"^DISCORD_PUBLIC_KEY$"),
 }
 SHARED_SECRETS = {"NATS_PASSWORD", "NATS_TOKEN", "NATS_CREDS", "NATS_TLS_KEY"}
-SECRET_WORDS = re.compile(r"(?<!PER_)TOKEN(?!_NAME)|SECRET|PASSWORD|_KEY$|WEBHOOK_URL|APPRISE|CREDS")
+SECRET_WORDS = re.compile(
+    r"(?<!PER_)TOKEN(?!_NAME)|SECRET|PASSWORD|_KEY$|WEBHOOK_URL|APPRISE|CREDS"
+)
 
 
 def secret_owner(name: str) -> str | None:

@@ -226,6 +226,18 @@ def test_the_monitor_role_covers_what_the_watcher_reads() -> None:
     assert "Datastore.AllocateSpace" in roles["ProxbusBackupTarget"]
 
 
+def test_every_gateway_tool_is_in_the_tokens_page() -> None:
+    """What each tool needs: a tool the gateway registers but the page omits fails here."""
+    from proxbus_mcp_gateway.tools import build_registry
+
+    registry = build_registry().tools
+    names = {spec.name for spec in (registry.values() if isinstance(registry, dict) else registry)}
+    documented = set(re.findall(r"`([a-z_]+)`", (DOCS / "proxmox-tokens.md").read_text()))
+    assert len(names) > 40
+    missing = sorted(names - documented)
+    assert not missing, f"docs/proxmox-tokens.md does not say what these tools need: {missing}"
+
+
 PVEUM = {
     ("user", "add"): ("POST", "/access/users", ["userid"]),
     ("role", "add"): ("POST", "/access/roles", ["roleid"]),

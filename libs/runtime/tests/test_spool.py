@@ -173,3 +173,30 @@ async def test_events_held_by_the_publisher_move_to_disk_when_nats_goes(
         await publisher.close(0.5)
         with contextlib.suppress(Exception):  # closing while the broker is down may raise
             await nc.close()
+
+
+async def test_stopping_in_the_middle_of_a_replay_finishes_the_segment_and_deletes_it(
+    nats_server: NatsServer, js, tmp_path: Path
+) -> None:
+    # Left on disk, a half-replayed segment would be replayed again after a restart, maybe
+    # beyond JetStream's duplicate window: the published half would be stored twice.
+    spool = EventSpool(tmp_path / "spool")
+    spool.open()
+    for i in range(3000):
+        spool.append_nowait(ev(i))
+    spool.close()
+    nc = js._nc
+    publisher = EventPublisher(js, max_in_flight=64)
+    await publisher.start()
+    sink = SpoolingPublisher(spool, check_interval=0.05)
+    sink.attach(publisher, lambda: nc.is_connected)
+    await sink.start()
+    try:
+        await wait_for(lambda: publisher.stats.published > 0)
+        assert not spool.empty  # stopped mid-way
+        await sink.close()
+        assert spool.empty
+        assert list((tmp_path / "spool").glob("spool-*.log")) == []
+    finally:
+        await publisher.close(5)
+    assert (await js.stream_info(EVENTS_STREAM)).state.messages == 3000

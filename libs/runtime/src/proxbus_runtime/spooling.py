@@ -116,6 +116,8 @@ class SpoolingPublisher:
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._lock_fd: int | None = None
+        # The segment being replayed: number, its events, how many were submitted.
+        self._replaying: tuple[int, list[Event], int] | None = None
         self.moved = 0  # events taken from the publisher's memory to disk on a disconnect
 
     def attach(self, publisher: EventPublisher, connected: Callable[[], bool]) -> None:
@@ -140,6 +142,15 @@ class SpoolingPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        replaying, self._replaying = self._replaying, None
+        if replaying is not None and self.up and self.publisher is not None:
+            # Stopped in the middle of a segment: finish it and delete it once acknowledged;
+            # replayed after a restart beyond JetStream's duplicate window, the part already
+            # published would be stored twice.
+            number, events, submitted = replaying
+            rest = events[submitted:]
+            if all(self.publisher.submit(e) for e in rest) and await self.publisher.flush(2.0):
+                self.spool.remove_segment(number, len(events))
         if not self.up:
             await self._move_publisher_buffer()
         self.spool.close()
@@ -259,15 +270,17 @@ class SpoolingPublisher:
             if not self.up:
                 return
             events = self.spool.read_segment(number)
-            for event in events:
+            for i, event in enumerate(events):
                 if not self.up:
                     return
                 try:
                     await publisher.submit_wait(event, timeout=self._replay_timeout)
                 except PublishError:
                     return  # closed, or stalled: the segment stays
+                self._replaying = (number, events, i + 1)
             if not await publisher.flush(self._replay_timeout) or not self.up:
                 return  # not all acknowledged: the segment stays and is replayed again
+            self._replaying = None
             self.spool.remove_segment(number, len(events))
             log.info("spool: %d events of segment %d published", len(events), number)
 

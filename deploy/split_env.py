@@ -229,6 +229,10 @@ OWN: dict[str, frozenset[str]] = {
             "DELIVERY_ACK_WAIT",
             "INCIDENT_WINDOW",
             "STATE_TTL",
+            "CONSOLE_ENABLED",
+            "CONSOLE_TOKENS",
+            "CONSOLE_HEALTH_URLS",
+            "CONSOLE_RECENT_EVENTS",
         }
     ),
     "mcp-gateway": frozenset(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything proxbus needs on a fresh Debian machine with Python 3.11 and pip:
 # uv, the locked workspace (.venv), and the Debian packages the tests use (dovecot for IMAP,
-# rsyslog to validate the rsyslog configurations in docs/).
+# rsyslog to validate the rsyslog configurations in docs/, chromium + fonts-dejavu-core for the
+# web console's browser tests, driven by Playwright with executable_path=/usr/bin/chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   missing=""
-  for pkg in dovecot-imapd rsyslog; do
+  for pkg in dovecot-imapd rsyslog chromium fonts-dejavu-core; do
     # "install ok installed" only: a removed package keeps its config and still answers dpkg -s.
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
       || missing="$missing $pkg"

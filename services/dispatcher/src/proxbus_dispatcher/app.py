@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from proxbus_runtime import HealthServer, connect_nats, ensure_streams
 
 from .config import DispatcherConfig, load_config
+from .console import ConsoleServer
 from .delivery import DeliveryWorker
 from .intake import Intake
 from .metrics import DispatcherMetrics
@@ -61,6 +62,7 @@ class DispatcherService:
         self._http: aiohttp.ClientSession | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.console: ConsoleServer | None = None
 
     def mount(self, prefix: str, app: web.Application) -> None:
         """Serve ``app`` under ``prefix`` on the health/metrics server (before ``start``)."""
@@ -92,6 +94,10 @@ class DispatcherService:
                     ack_wait=s.delivery_ack_wait,
                 )
                 self.workers.append(worker)
+        if s.console_enabled:
+            self.console = ConsoleServer(s, self.config, nc, js)
+            self.console.add_routes(self.health.app)
+            await self.console.start()
         self.health.add_check("nats", lambda: nc.is_connected)
         self.health.add_check("tasks", lambda: not any(t.done() for t in self._tasks))
         await self.health.start()
@@ -126,6 +132,8 @@ class DispatcherService:
             await self.intake.close()
         if self._http is not None:
             await self._http.close()
+        if self.console is not None:
+            await self.console.stop()
         await self.health.stop()
         if self.nc is not None:
             try:

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from proxbus_events import Severity
 from proxbus_runtime import ServiceSettings
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 
 class Settings(ServiceSettings):
     """Everything the dispatcher reads from the environment (see README)."""
 
     health_port: int = Field(default=8091, ge=0, le=65535)
+    # The web console on this port takes writes: loopback unless CONSOLE_TOKENS are set.
+    health_host: str = "127.0.0.1"
     routes_file: Path | None = None
     min_severity: Severity = Severity.INFO
 
@@ -33,6 +35,12 @@ class Settings(ServiceSettings):
     # delivery
     delivery_enabled: bool = True
     delivery_ack_wait: float = Field(default=60.0, gt=0)
+
+    # web console (console/)
+    console_enabled: bool = True
+    console_tokens: SecretStr | None = None
+    console_health_urls: str | None = None
+    console_recent_events: int = Field(default=500, ge=10, le=10_000)
 
     # seed-style toggles (used when ROUTES_FILE is not set)
     seed_group_wait: float = Field(default=0.0, ge=0)
@@ -59,3 +67,25 @@ class Settings(ServiceSettings):
     max_attempts: int = Field(default=10, ge=1)
     backoff_base: float = Field(default=1.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _console_safe_bind(self) -> Settings:
+        from .console import TokenFormatError, is_loopback, parse_console_tokens
+        from .console.health import parse_health_urls
+
+        if not self.console_enabled:
+            return self
+        secret = self.console_tokens.get_secret_value() if self.console_tokens else None
+        try:
+            tokens = parse_console_tokens(secret)
+        except TokenFormatError as exc:
+            raise ValueError(str(exc)) from None
+        if self.console_health_urls:
+            parse_health_urls(self.console_health_urls)
+        if not tokens and not is_loopback(self.health_host):
+            raise ValueError(
+                f"HEALTH_HOST={self.health_host} is not loopback and the web console would "
+                "take writes from the network without a token: set CONSOLE_TOKENS="
+                "name:operate:secret, or CONSOLE_ENABLED=false, or HEALTH_HOST=127.0.0.1"
+            )
+        return self

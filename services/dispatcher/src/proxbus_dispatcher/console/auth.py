@@ -1,0 +1,153 @@
+"""Who may write through the console: tokens, login sessions and CSRF; no I/O.
+
+Tokens use the gateway's ``name:scopes:secret`` format (``CONSOLE_TOKENS``, scopes joined with
+``+``; ``read`` < ``operate`` < ``admin``). Only digests of the secrets are kept. A login sets
+an HttpOnly SameSite=Strict cookie holding ``name|scopes|expiry`` signed with a per-process key
+(a restart logs everyone out). Every form carries a CSRF token: the HMAC of a random per-browser
+cookie, so a page on another origin can neither read nor forge it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+SCOPES = ("read", "operate", "admin")
+WRITE_SCOPE = "operate"
+SESSION_COOKIE = "proxbus_console_session"
+CSRF_COOKIE = "proxbus_console_csrf"
+SESSION_TTL = 12 * 3600.0
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class TokenFormatError(ValueError):
+    """``CONSOLE_TOKENS`` is not a comma-separated list of ``name:scopes:secret``."""
+
+
+def expand_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """``admin`` implies ``operate`` implies ``read``; unknown names are ignored."""
+    rank = {s: i for i, s in enumerate(SCOPES)}
+    top = max((rank[s] for s in scopes if s in rank), default=-1)
+    return frozenset(SCOPES[: top + 1])
+
+
+@dataclass(slots=True, frozen=True)
+class ConsoleToken:
+    name: str
+    scopes: frozenset[str]
+    secret_sha256: str = field(repr=False)
+
+    def matches(self, secret: str) -> bool:
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        return hmac.compare_digest(digest, self.secret_sha256)
+
+
+@dataclass(slots=True, frozen=True)
+class Caller:
+    """Who made a request and what they may do (``anonymous`` on loopback reads)."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+ANONYMOUS = Caller("anonymous", frozenset())
+
+
+def parse_console_tokens(value: str | None) -> list[ConsoleToken]:
+    """``name:scopes:secret,...`` → tokens.
+
+    Raises:
+        TokenFormatError: an entry is malformed, a name repeats or has no known scope.
+    """
+    out: list[ConsoleToken] = []
+    for entry in [x.strip() for x in (value or "").split(",") if x.strip()]:
+        parts = entry.split(":", 2)
+        if len(parts) != 3 or not parts[2]:
+            raise TokenFormatError("CONSOLE_TOKENS entries are name:scopes:secret")
+        name, scope_text, secret = parts
+        if not _NAME.match(name):
+            raise TokenFormatError(f"CONSOLE_TOKENS: bad token name {name!r}")
+        scopes = expand_scopes(s.strip() for s in scope_text.split("+"))
+        if not scopes:
+            raise TokenFormatError(
+                f"CONSOLE_TOKENS: token {name!r} has no known scope (read, operate, admin)"
+            )
+        if any(t.name == name for t in out):
+            raise TokenFormatError(f"CONSOLE_TOKENS: token name {name!r} is used twice")
+        out.append(ConsoleToken(name, scopes, hashlib.sha256(secret.encode()).hexdigest()))
+    return out
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the port on this machine."""
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Guard:
+    """Token lookup, signed session cookies and CSRF tokens for one console process."""
+
+    def __init__(self, tokens: list[ConsoleToken], *, key: bytes | None = None) -> None:
+        self.tokens = tokens
+        self._key = key or secrets.token_bytes(32)
+
+    def lookup(self, secret: str) -> Caller | None:
+        """The caller a token secret belongs to (every token is compared, constant time)."""
+        found = None
+        for token in self.tokens:
+            if token.matches(secret):
+                found = token
+        return Caller(found.name, found.scopes) if found else None
+
+    def _sign(self, payload: str) -> str:
+        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+
+    def session_cookie(self, caller: Caller, now: float | None = None) -> str:
+        expiry = int((now or time.time()) + SESSION_TTL)
+        payload = f"{caller.name}|{'+'.join(sorted(caller.scopes))}|{expiry}"
+        encoded = base64.urlsafe_b64encode(payload.encode()).decode()
+        return f"{encoded}.{self._sign(payload)}"
+
+    def session_caller(self, cookie: str | None, now: float | None = None) -> Caller | None:
+        """The caller of a valid, unexpired session cookie; ``None`` otherwise."""
+        if not cookie or "." not in cookie or len(cookie) > 1024:
+            return None
+        encoded, signature = cookie.rsplit(".", 1)
+        try:
+            payload = base64.urlsafe_b64decode(encoded.encode()).decode()
+            name, scopes, expiry = payload.split("|")
+            expires = int(expiry)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(self._sign(payload), signature):
+            return None
+        if expires < (now or time.time()):
+            return None
+        # A token removed from CONSOLE_TOKENS ends its sessions at the next restart (new key).
+        return Caller(name, expand_scopes(scopes.split("+")))
+
+    @staticmethod
+    def new_csrf_cookie() -> str:
+        return secrets.token_hex(16)
+
+    def csrf_token(self, csrf_cookie: str) -> str:
+        return self._sign("csrf|" + csrf_cookie)
+
+    def csrf_ok(self, csrf_cookie: str | None, submitted: str | None) -> bool:
+        if not csrf_cookie or not submitted:
+            return False
+        return hmac.compare_digest(self.csrf_token(csrf_cookie), submitted)

@@ -1,0 +1,196 @@
+"""The live event feed: the last events on the bus in memory, fanned out to SSE clients.
+
+A core NATS subscription on ``proxbus.events.>`` (what every ingest publishes) feeds a ring of
+recent events (the live page's first screen and the silence preview); at start the ring is
+back-filled from the tail of ``PROXBUS_EVENTS``. Each browser tab gets a bounded queue: a tab
+that does not keep up loses events (counted), it never grows the dispatcher's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from proxbus_events import EVENTS_STREAM, Event, Matcher, Severity, match_all
+from pydantic import ValidationError
+
+log = logging.getLogger(__name__)
+
+CLIENT_QUEUE = 256
+BACKFILL_TIMEOUT = 5.0
+
+
+@dataclass(slots=True, frozen=True)
+class EventFilter:
+    """The live page's filters; empty fields match everything.
+
+    ``severity`` is a floor (``warning`` shows warning and above), ``kind`` a glob (``vm.*``).
+    """
+
+    site: str = ""
+    node: str = ""
+    severity: str = ""
+    kind: str = ""
+    source: str = ""
+
+    @classmethod
+    def from_query(cls, query: dict[str, str]) -> EventFilter:
+        def get(name: str) -> str:
+            return query.get(name, "").strip()[:128]
+
+        severity = get("severity")
+        if severity not in {s.value for s in Severity}:
+            severity = ""
+        return cls(get("site"), get("node"), severity, get("kind"), get("source"))
+
+    def matches(self, event: Event) -> bool:
+        if self.site and event.site != self.site:
+            return False
+        if self.node and (event.node or "") != self.node:
+            return False
+        if self.source and event.source.value != self.source:
+            return False
+        if self.severity and event.severity.rank < Severity(self.severity).rank:
+            return False
+        return not self.kind or fnmatch.fnmatchcase(event.kind, self.kind)
+
+    def query(self) -> dict[str, str]:
+        return {
+            k: v
+            for k, v in (
+                ("site", self.site),
+                ("node", self.node),
+                ("severity", self.severity),
+                ("kind", self.kind),
+                ("source", self.source),
+            )
+            if v
+        }
+
+
+@dataclass(slots=True, eq=False)
+class FeedClient:
+    """One SSE connection: its filter and its bounded queue."""
+
+    filter: EventFilter
+    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    dropped: int = 0
+
+
+class EventFeed:
+    """Recent events (ring of ``size``) and the SSE clients listening for new ones."""
+
+    def __init__(self, nc: NATS, js: JetStreamContext, *, size: int = 500) -> None:
+        self._nc = nc
+        self._js = js
+        self.recent: deque[Event] = deque(maxlen=size)
+        self._ids: set[str] = set()
+        self.clients: set[FeedClient] = set()
+        self.invalid = 0
+        self._sub: Subscription | None = None
+        self._backfill: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe("proxbus.events.>", cb=self._on_msg)
+        self._backfill = asyncio.create_task(self._fill_from_stream(), name="console-backfill")
+
+    async def stop(self) -> None:
+        if self._backfill is not None:
+            self._backfill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backfill
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_msg(self, msg: Msg) -> None:
+        try:
+            event = Event.model_validate_json(msg.data)
+        except (ValidationError, ValueError):
+            self.invalid += 1
+            return
+        self.add(event)
+
+    def add(self, event: Event, *, live: bool = True) -> None:
+        if event.id in self._ids:
+            return
+        if len(self.recent) == self.recent.maxlen:
+            self._ids.discard(self.recent[0].id)
+        self.recent.append(event)
+        self._ids.add(event.id)
+        if not live:
+            return
+        for client in self.clients:
+            if client.filter.matches(event):
+                try:
+                    client.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    client.dropped += 1
+
+    async def _fill_from_stream(self) -> None:
+        """Put the stream's last events (older than anything live) in front of the ring."""
+        try:
+            info = await self._js.stream_info(EVENTS_STREAM)
+        except Exception as exc:
+            log.warning("console: cannot read %s for the recent events: %s", EVENTS_STREAM, exc)
+            return
+        last, first = info.state.last_seq, info.state.first_seq
+        maxlen = self.recent.maxlen or 0
+        older: list[Event] = []
+        seq = last
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BACKFILL_TIMEOUT
+        while seq >= max(first, 1) and len(older) < maxlen and loop.time() < deadline:
+            try:
+                raw = await self._js.get_msg(EVENTS_STREAM, seq)
+            except NotFoundError:
+                seq -= 1
+                continue
+            except Exception as exc:
+                log.warning("console: back-fill stopped at seq %d: %s", seq, exc)
+                break
+            seq -= 1
+            with contextlib.suppress(ValidationError, ValueError):
+                older.append(Event.model_validate_json(raw.data or b""))
+        live = list(self.recent)
+        self.recent.clear()
+        self._ids.clear()
+        for event in reversed(older):
+            self.add(event, live=False)
+        for event in live:
+            self.add(event, live=False)
+
+    def connect(self, event_filter: EventFilter) -> FeedClient:
+        client = FeedClient(event_filter)
+        self.clients.add(client)
+        return client
+
+    def disconnect(self, client: FeedClient) -> None:
+        self.clients.discard(client)
+
+    def newest(self, event_filter: EventFilter, limit: int = 200) -> list[Event]:
+        """The newest matching events, newest first."""
+        out: list[Event] = []
+        for event in reversed(self.recent):
+            if event_filter.matches(event):
+                out.append(event)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def matching(self, matchers: list[Matcher]) -> Iterator[Event]:
+        """Recent events a silence with ``matchers`` would mute, newest first."""
+        for event in reversed(self.recent):
+            if match_all(matchers, event):
+                yield event

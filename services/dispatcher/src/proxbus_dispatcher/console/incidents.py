@@ -1,0 +1,167 @@
+"""Incidents for the console: the dispatcher's state bucket, watched, plus each receiver's
+notification outcome.
+
+The intake writes ``inc.<fingerprint>`` keys of ``proxbus_dispatcher_state``
+(``proxbus_dispatcher.state``); the console watches them (it may run in a replica whose intake
+is off). An incident's ``routes`` says which routes claimed its notification; the outcome per
+receiver is then read where the delivery is: still in ``PROXBUS_DELIVERIES`` (queued or being
+retried), in ``PROXBUS_DLQ`` (dead, with the last error), else delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from proxbus_events import DELIVERIES_STREAM
+
+from ..dlq import dlq_list
+from ..stages.incidents import Incident
+from ..state import INCIDENT_PREFIX, STATE_BUCKET
+
+log = logging.getLogger(__name__)
+
+MAX_INCIDENTS = 2000
+LOOKUP_TIMEOUT = 3.0
+SCAN_LIMIT = 1000  # deliveries looked at per page view (the work queue is normally near empty)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one receiver's notification of an incident."""
+
+    route: str
+    receiver: str
+    state: str  # "delivered" | "queued" | "dead" | "unknown"
+    detail: str = ""
+
+
+class IncidentBoard:
+    """The incidents of the state bucket, kept current by a KV watch (bounded)."""
+
+    def __init__(self, js: JetStreamContext, *, bucket: str = STATE_BUCKET) -> None:
+        self._js = js
+        self._bucket = bucket
+        self.incidents: dict[str, Incident] = {}
+        self.loaded = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="console-incidents")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                kv = await self._js.key_value(self._bucket)
+                watcher = await kv.watch(INCIDENT_PREFIX + ">")
+                async for entry in watcher:
+                    if entry is None:
+                        self.loaded.set()
+                        continue
+                    self._apply(entry.key, entry.value, entry.operation)
+            except asyncio.CancelledError:
+                raise
+            except nats.js.errors.BucketNotFoundError:
+                self.loaded.set()  # no intake has run yet: no incidents
+                await asyncio.sleep(2.0)
+            except Exception as exc:  # the watch must survive broker restarts
+                log.warning("console: incident watch failed (%s); re-watching in 2s", exc)
+                await asyncio.sleep(2.0)
+
+    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
+        if operation in ("DEL", "PURGE") or not value:
+            self.incidents.pop(key, None)
+            return
+        try:
+            self.incidents[key] = Incident.from_json(value)
+        except (ValueError, TypeError, KeyError):
+            return
+        if len(self.incidents) > MAX_INCIDENTS:
+            oldest = min(self.incidents, key=lambda k: self.incidents[k].last)
+            del self.incidents[oldest]
+
+    def split(
+        self, window: float, now: float | None = None, limit: int = 100
+    ) -> tuple[list[Incident], list[Incident]]:
+        """(open, recent): open while inside the correlation window, newest first."""
+        now = now or time.time()
+        ordered = sorted(self.incidents.values(), key=lambda i: i.last, reverse=True)
+        open_ = [i for i in ordered if now - i.opened <= window][:limit]
+        recent = [i for i in ordered if now - i.opened > window][:limit]
+        return open_, recent
+
+
+async def _pending_deliveries(js: JetStreamContext) -> dict[tuple[str, str], str]:
+    """(incident id, receiver) → "queued" for deliveries not yet acked."""
+    out: dict[tuple[str, str], str] = {}
+    seq = 1
+    for _ in range(SCAN_LIMIT):
+        try:
+            raw = await js.get_msg(DELIVERIES_STREAM, seq=seq, next=True, subject="proxbus.>")
+        except NotFoundError:
+            break
+        assert raw.seq is not None
+        seq = raw.seq + 1
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            body = json.loads(raw.data or b"{}")
+            for inc in body.get("incidents") or [body.get("incident") or {}]:
+                if inc.get("id"):
+                    out[(str(inc["id"]), str(body.get("receiver")))] = "queued"
+    return out
+
+
+async def outcomes(
+    js: JetStreamContext,
+    incidents: list[Incident],
+    receiver_of: Callable[[str], str | None],
+) -> dict[str, list[Outcome]]:
+    """incident id → the outcome of each route that claimed its notification."""
+    wanted = [i for i in incidents if i.routes]
+    if not wanted:
+        return {}
+    dead: dict[tuple[str, str], str] = {}
+    queued: dict[tuple[str, str], str] = {}
+    try:
+        for entry in await asyncio.wait_for(dlq_list(js), LOOKUP_TIMEOUT):
+            n = entry.letter.notification
+            for inc in n.incidents or ([n.incident] if n.incident else []):
+                if inc.get("id"):
+                    dead[(str(inc["id"]), entry.letter.receiver)] = entry.letter.error
+        queued = await asyncio.wait_for(_pending_deliveries(js), LOOKUP_TIMEOUT)
+    except Exception as exc:
+        log.warning("console: delivery outcomes unavailable: %s", exc)
+        return {
+            i.id: [
+                Outcome(r, receiver_of(r) or r, "unknown", "JetStream unavailable")
+                for r in i.routes
+            ]
+            for i in wanted
+        }
+    result: dict[str, list[Outcome]] = {}
+    for incident in wanted:
+        rows = []
+        for route in incident.routes:
+            receiver = receiver_of(route) or route
+            key = (incident.id, receiver)
+            if key in dead:
+                rows.append(Outcome(route, receiver, "dead", dead[key]))
+            elif key in queued:
+                rows.append(Outcome(route, receiver, "queued", "waiting or being retried"))
+            else:
+                rows.append(Outcome(route, receiver, "delivered"))
+        result[incident.id] = rows
+    return result

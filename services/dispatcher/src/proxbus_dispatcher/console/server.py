@@ -1,0 +1,539 @@
+"""The console's HTTP handlers, served on the dispatcher's health/metrics port.
+
+Pages are rendered on the server (Jinja2, autoescape on: everything that comes from an event
+is text, never markup); the live page's only script (``static/console.js``) inserts rows the
+server rendered, received as server-sent events. The Content-Security-Policy allows scripts
+and styles from this origin only, so even a rendering bug could not run an inline script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import jinja2
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from proxbus_events import DLQ_STREAM, Event, Matcher, Severity, Silence, Source, audit_subject
+from proxbus_runtime import RateLimitedLog, SilenceStore
+from pydantic import ValidationError
+
+from ..config import DispatcherConfig
+from ..dlq import dlq_list, dlq_replay
+from ..durations import parse_duration
+from ..settings import Settings
+from .auth import (
+    ANONYMOUS,
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_TTL,
+    WRITE_SCOPE,
+    Caller,
+    Guard,
+    is_loopback,
+    parse_console_tokens,
+)
+from .feed import EventFeed, EventFilter
+from .health import DEFAULT_HEALTH_URLS, parse_health_urls, probe_all, stream_sizes
+from .incidents import IncidentBoard, outcomes
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+MAX_STREAMS = 64
+HEARTBEAT = 15.0
+MAX_FORM = 64 * 1024
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make POST Origin "null"
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".txt": "text/plain"}
+
+Handler = Callable[[web.Request, Caller], Awaitable[web.StreamResponse]]
+
+
+def _fmt_time(value: float | datetime | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fmt_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+class ConsoleServer:
+    """Every page and action of the console; ``add_routes`` before the server starts."""
+
+    def __init__(
+        self, settings: Settings, config: DispatcherConfig, nc: NATS, js: JetStreamContext
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.nc = nc
+        self.js = js
+        tokens = settings.console_tokens.get_secret_value() if settings.console_tokens else None
+        self.guard = Guard(parse_console_tokens(tokens))
+        self.open_reads = is_loopback(settings.health_host)
+        self.feed = EventFeed(nc, js, size=settings.console_recent_events)
+        self.board = IncidentBoard(js)
+        self.health_targets = parse_health_urls(settings.console_health_urls or DEFAULT_HEALTH_URLS)
+        self.http: aiohttp.ClientSession | None = None
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.env.filters["time"] = _fmt_time
+        self.env.filters["bytes"] = _fmt_bytes
+        self.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
+        self._streams: set[asyncio.Task[Any]] = set()
+        self._refusals = RateLimitedLog(log, "refused console writes")
+        self._static = {p.name: p.read_bytes() for p in (HERE / "static").iterdir() if p.is_file()}
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/", self._page(self.live))
+        r.add_get("/events/stream", self._page(self.stream))
+        r.add_get("/incidents", self._page(self.incidents))
+        r.add_get("/silences", self._page(self.silences))
+        r.add_post("/silences", self._write(self.silence_create))
+        r.add_post("/silences/{id}/expire", self._write(self.silence_expire))
+        r.add_get("/deadletters", self._page(self.deadletters))
+        r.add_post("/deadletters/{seq}/replay", self._write(self.dlq_replay))
+        r.add_post("/deadletters/{seq}/discard", self._write(self.dlq_discard))
+        r.add_get("/status", self._page(self.status))
+        r.add_get("/login", self.login_form)
+        r.add_post("/login", self.login)
+        r.add_post("/logout", self.logout)
+        r.add_get("/static/{name}", self.static)
+
+    async def start(self) -> None:
+        self.http = aiohttp.ClientSession()
+        await self.feed.start()
+        self.board.start()
+
+    async def stop(self) -> None:
+        for task in list(self._streams):
+            task.cancel()
+        if self._streams:
+            await asyncio.gather(*self._streams, return_exceptions=True)
+        await self.feed.stop()
+        await self.board.stop()
+        if self.http is not None:
+            await self.http.close()
+
+    # --- plumbing: callers, CSRF, rendering --------------------------------------------
+
+    def _caller(self, request: web.Request) -> Caller | None:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return self.guard.lookup(header[7:].strip())
+        return self.guard.session_caller(request.cookies.get(SESSION_COOKIE))
+
+    def _render(
+        self, request: web.Request, template: str, status: int = 200, **context: Any
+    ) -> web.Response:
+        csrf_cookie = request.get("csrf_cookie") or request.cookies.get(CSRF_COOKIE)
+        new_cookie = None
+        if not csrf_cookie:
+            csrf_cookie = new_cookie = self.guard.new_csrf_cookie()
+        caller = request.get("caller") or self.guard.session_caller(
+            request.cookies.get(SESSION_COOKIE)
+        )
+        body = self.env.get_template(template).render(
+            csrf=self.guard.csrf_token(csrf_cookie),
+            caller=caller,
+            can_write=bool(caller and caller.can(WRITE_SCOPE)),
+            tokens_configured=bool(self.guard.tokens),
+            flash=request.query.get("msg", "")[:300],
+            path=request.path,
+            site=self.settings.proxbus_site,
+            **context,
+        )
+        resp = web.Response(
+            text=body, status=status, content_type="text/html", headers=SECURITY_HEADERS
+        )
+        if new_cookie:
+            resp.set_cookie(CSRF_COOKIE, new_cookie, httponly=True, samesite="Strict", path="/")
+        return resp
+
+    def _page(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            caller = self._caller(request)
+            if caller is None and not self.open_reads:
+                raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
+            request["caller"] = caller
+            return await handler(request, caller or ANONYMOUS)
+
+        return wrapped
+
+    def _write(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            form = await request.post() if request.can_read_body else {}
+            bearer = request.headers.get("Authorization", "").startswith("Bearer ")
+            if not bearer and not self._same_origin(request):
+                return self._refuse(request, 403, "cross-origin request refused")
+            if not bearer and not self.guard.csrf_ok(
+                request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))
+            ):
+                return self._refuse(request, 403, "CSRF check failed: reload the page and retry")
+            caller = self._caller(request)
+            if caller is None:
+                why = (
+                    "this action needs a token: log in"
+                    if self.guard.tokens
+                    else "writes are disabled: no CONSOLE_TOKENS configured"
+                )
+                return self._refuse(request, 401, why)
+            if not caller.can(WRITE_SCOPE):
+                return self._refuse(
+                    request, 403, f"token '{caller.name}' lacks the '{WRITE_SCOPE}' scope"
+                )
+            request["caller"] = caller
+            request["form"] = form
+            return await handler(request, caller)
+
+        return wrapped
+
+    @staticmethod
+    def _same_origin(request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None or origin == "null":
+            return origin is None
+        return origin.split("://", 1)[-1] == request.host
+
+    def _refuse(self, request: web.Request, status: int, why: str) -> web.Response:
+        self._refusals.record(f"{status} {request.path}", request.remote or "?")
+        return self._render(request, "refused.html", status=status, why=why)
+
+    async def _audit(
+        self,
+        caller: Caller,
+        action: str,
+        arguments: dict[str, Any],
+        outcome: str,
+        started: float,
+        message: str | None = None,
+    ) -> None:
+        tool = f"console.{action}"
+        record = {
+            "schema": "proxbus.audit/v1",
+            "ts": time.time(),
+            "site": self.settings.proxbus_site,
+            "tool": tool,
+            "caller": caller.name,
+            "transport": "console",
+            "arguments": arguments,
+            "outcome": outcome,
+            "code": None,
+            "message": message,
+            "duration_ms": round((time.monotonic() - started) * 1000, 3),
+        }
+        try:
+            await self.js.publish(
+                audit_subject(self.settings.proxbus_site, tool),
+                json.dumps(record, default=str, separators=(",", ":")).encode(),
+                timeout=5.0,
+            )
+        except Exception as exc:
+            log.error("console: audit record of %s by %s not stored: %s", tool, caller.name, exc)
+
+    @staticmethod
+    def _back(location: str, msg: str) -> web.HTTPSeeOther:
+        return web.HTTPSeeOther(location + "?" + urlencode({"msg": msg}))
+
+    # --- pages --------------------------------------------------------------------------
+
+    async def live(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        f = EventFilter.from_query(dict(request.query))
+        return self._render(
+            request,
+            "live.html",
+            events=self.feed.newest(f),
+            filter=f,
+            stream_url="/events/stream?" + urlencode(f.query()),
+            severities=[s.value for s in Severity],
+            sources=[s.value for s in Source],
+        )
+
+    async def stream(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        if len(self._streams) >= MAX_STREAMS:
+            return web.Response(status=503, text="too many live pages open")
+        f = EventFilter.from_query(dict(request.query))
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams.add(task)
+        client = self.feed.connect(f)
+        row = self.env.get_template("_event.html")
+        try:
+            await resp.prepare(request)
+            await resp.write(b"retry: 2000\n: connected\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(client.queue.get(), HEARTBEAT)
+                except TimeoutError:
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                html = row.render(event=event)
+                data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
+                await resp.write(f"id: {event.id}\n{data}\n".encode())
+        except (asyncio.CancelledError, ConnectionResetError):
+            pass
+        finally:
+            self.feed.disconnect(client)
+            self._streams.discard(task)
+        return resp
+
+    async def incidents(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        open_, recent = self.board.split(self.settings.incident_window)
+        routes = {r.id: r.receiver for r in self.config.iter_routes()}
+        results = await outcomes(self.js, open_ + recent, routes.get)
+        return self._render(
+            request,
+            "incidents.html",
+            open=open_,
+            recent=recent,
+            outcomes=results,
+            window=self.settings.incident_window,
+        )
+
+    async def silences(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        text = request.query.get("matchers", "")[:4096]
+        preview: list[Event] | None = None
+        preview_count = 0
+        error = ""
+        if text.strip():
+            try:
+                matchers = _parse_matchers(text)
+                hits = list(self.feed.matching(matchers))
+                preview, preview_count = hits[:50], len(hits)
+            except ValueError as exc:
+                error = str(exc)
+        store = await SilenceStore.open(self.js)
+        active = await store.list()
+        return self._render(
+            request,
+            "silences.html",
+            silences=active,
+            matchers=text,
+            duration=request.query.get("duration", "2h")[:32],
+            comment=request.query.get("comment", "")[:1024],
+            preview=preview,
+            preview_count=preview_count,
+            preview_total=len(self.feed.recent),
+            error=error,
+        )
+
+    async def deadletters(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        entries = await asyncio.wait_for(dlq_list(self.js), 5.0)
+        return self._render(request, "deadletters.html", entries=list(reversed(entries)))
+
+    async def status(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        assert self.http is not None
+        services, streams = await asyncio.gather(
+            probe_all(self.http, self.health_targets), stream_sizes(self.js)
+        )
+        return self._render(
+            request,
+            "status.html",
+            services=services,
+            streams=streams,
+            nats=self.nc.is_connected,
+            nats_url=self.nc.connected_url.netloc if self.nc.connected_url else "",
+            feed_clients=len(self.feed.clients),
+            invalid=self.feed.invalid,
+        )
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def silence_create(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        form = request["form"]
+        started = time.monotonic()
+        text = str(form.get("matchers", ""))[:4096]
+        duration_text = str(form.get("duration", "2h"))[:32]
+        comment = str(form.get("comment", ""))[:1024]
+        try:
+            matchers = _parse_matchers(text)
+            duration = parse_duration(duration_text)
+            if duration <= 0:
+                raise ValueError("the duration must be positive")
+            silence = Silence.for_duration(
+                matchers, timedelta(seconds=duration), caller.name, comment
+            )
+        except (ValueError, ValidationError) as exc:
+            query = urlencode(
+                {"matchers": text, "duration": duration_text, "comment": comment, "msg": str(exc)}
+            )
+            raise web.HTTPSeeOther("/silences?" + query) from None
+        store = await SilenceStore.open(self.js)
+        await store.add(silence)
+        await self._audit(
+            caller,
+            "silence_add",
+            {
+                "id": silence.id,
+                "matchers": [str(m) for m in matchers],
+                "duration": duration_text,
+                "comment": comment,
+            },
+            "ok",
+            started,
+        )
+        raise self._back("/silences", f"silence {silence.id} created")
+
+    async def silence_expire(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        started = time.monotonic()
+        silence_id = request.match_info["id"][:64]
+        store = await SilenceStore.open(self.js)
+        expired = await store.expire(silence_id)
+        outcome = "ok" if expired else "not_found"
+        await self._audit(caller, "silence_expire", {"id": silence_id}, outcome, started)
+        raise self._back(
+            "/silences", f"silence {silence_id} expired" if expired else f"no silence {silence_id}"
+        )
+
+    def _dlq_target(self, request: web.Request) -> tuple[int, str]:
+        try:
+            seq = int(request.match_info["seq"])
+        except ValueError:
+            raise self._back("/deadletters", "not a dead letter number") from None
+        return seq, str(request["form"].get("receiver", ""))[:128]
+
+    async def dlq_replay(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        started = time.monotonic()
+        seq, receiver = self._dlq_target(request)
+        replayed = await dlq_replay(self.js, receiver, [str(seq)]) if receiver else []
+        outcome = "ok" if replayed else "not_found"
+        await self._audit(
+            caller, "dlq_replay", {"seq": seq, "receiver": receiver}, outcome, started
+        )
+        msg = f"dead letter {seq} replayed to {receiver}" if replayed else f"no dead letter {seq}"
+        raise self._back("/deadletters", msg)
+
+    async def dlq_discard(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        started = time.monotonic()
+        seq, receiver = self._dlq_target(request)
+        try:
+            found = await self.js.delete_msg(DLQ_STREAM, seq)
+        except Exception:
+            found = False
+        outcome = "ok" if found else "not_found"
+        await self._audit(
+            caller, "dlq_discard", {"seq": seq, "receiver": receiver}, outcome, started
+        )
+        raise self._back(
+            "/deadletters", f"dead letter {seq} discarded" if found else f"no dead letter {seq}"
+        )
+
+    # --- login ------------------------------------------------------------------------
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        return self._render(
+            request, "login.html", next=_safe_next(request.query.get("next", "/")), error=""
+        )
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        next_url = _safe_next(str(form.get("next", "/")))
+        if not self._same_origin(request) or not self.guard.csrf_ok(
+            request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))
+        ):
+            return self._refuse(request, 403, "CSRF check failed: reload the page and retry")
+        caller = self.guard.lookup(str(form.get("token", ""))[:1024])
+        if caller is None:
+            self._refusals.record("bad token", request.remote or "?")
+            return self._render(
+                request, "login.html", status=401, next=next_url, error="unknown token"
+            )
+        resp = web.HTTPSeeOther(next_url)
+        resp.set_cookie(
+            SESSION_COOKIE,
+            self.guard.session_cookie(caller),
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            max_age=int(SESSION_TTL),
+        )
+        raise resp
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        if not self.guard.csrf_ok(request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))):
+            return self._refuse(request, 403, "CSRF check failed: reload the page and retry")
+        resp = web.HTTPSeeOther("/")
+        resp.del_cookie(SESSION_COOKIE, path="/")
+        raise resp
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        body = self._static.get(name)
+        if body is None:
+            raise web.HTTPNotFound()
+        ctype = STATIC_TYPES.get(Path(name).suffix, "application/octet-stream")
+        return web.Response(
+            body=body,
+            content_type=ctype,
+            headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+
+
+def _parse_matchers(text: str) -> list[Matcher]:
+    """One matcher per line (``node=pve1``, ``kind=vm.*``).
+
+    Raises:
+        ValueError: no matcher, or a line that is not one.
+    """
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(Matcher.parse(line))
+        except ValidationError as exc:
+            raise ValueError(
+                f"invalid matcher {line.strip()!r}: {exc.errors()[0]['msg']}"
+            ) from None
+        except ValueError as exc:
+            raise ValueError(f"invalid matcher {line.strip()!r}: {exc}") from None
+    if not out:
+        raise ValueError("a silence needs at least one matcher")
+    return out
+
+
+def _safe_next(value: str) -> str:
+    """Only a path on this site (never ``//evil`` or a full URL)."""
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value[:512]

@@ -1,0 +1,433 @@
+"""The web console in a real browser (Debian's chromium driven by Playwright) against a real
+nats-server and the dispatcher process, plus its security rules over plain HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from proxbus_devtools.testing import free_port, require_binary
+from proxbus_dispatcher.console.auth import parse_console_tokens
+from proxbus_dispatcher.settings import Settings
+from proxbus_runtime import SilenceStore
+
+from .conftest import ev, publish, wait_until
+from .test_process import spawn, wait_healthy
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SECRET = "s3cret-operator-token"
+READER = "reader-token-123"
+TOKENS = f"alice:operate:{SECRET},bob:read:{READER}"
+PROXBUS = str(Path(sys.executable).parent / "proxbus")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    path = require_binary("chromium", CHROMIUM if Path(CHROMIUM).exists() else None)
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+class Console:
+    """A dispatcher process with its console on a free loopback port."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def console(
+    nats_server: Any, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Console]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    async def start(routes: str | None = None, **env: str) -> Console:
+        port = free_port()
+        full = {
+            "NATS_URL": nats_server.url,
+            "HEALTH_HOST": "127.0.0.1",
+            "HEALTH_PORT": str(port),
+            "CONSOLE_TOKENS": TOKENS,
+            "CONSOLE_HEALTH_URLS": f"nowhere=http://127.0.0.1:{free_port()}/health",
+            **env,
+        }
+        if routes is not None:
+            path = tmp_path / f"routes{len(procs)}.yaml"
+            path.write_text(routes)
+            full["ROUTES_FILE"] = str(path)
+        proc = spawn([], full)
+        procs.append(proc)
+        await wait_healthy(port, proc)
+        return Console(proc, port)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def login(page: Page, console: Console, secret: str = SECRET) -> None:
+    await page.goto(f"{console.url}/login")
+    await page.fill("input[name=token]", secret)
+    await page.click("button:has-text('log in')")
+    await expect(page.locator(".who")).to_contain_text("log out")
+
+
+async def test_published_event_appears_on_live_page_within_5s_without_reload(
+    console: Any, browser: Browser, js: Any, tmp_path: Path
+) -> None:
+    c = await console()
+    page = await browser.new_page()
+    await page.goto(c.url + "/")
+    await expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
+    await page.evaluate("window.__sameDocument = true")
+    started = time.monotonic()
+    await publish(js, ev(title="backup of VM 101 failed", vmid=101, node="pve2"))
+    row = page.locator("li.event", has_text="backup of VM 101 failed")
+    await expect(row).to_be_visible(timeout=5000)
+    assert time.monotonic() - started < 5
+    assert await page.evaluate("window.__sameDocument") is True  # no reload happened
+    await row.locator("summary").click()
+    body = await row.locator("pre.json").inner_text()
+    assert json.loads(body)["vmid"] == 101
+    await page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+
+    # Filters: a node filter hides other nodes' events, also those arriving live.
+    await page.goto(c.url + "/?node=pve3")
+    await expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
+    await publish(js, ev(title="on pve2", node="pve2"), ev(title="on pve3", node="pve3"))
+    await expect(page.locator("li.event", has_text="on pve3")).to_be_visible(timeout=5000)
+    assert await page.locator("li.event", has_text="on pve2").count() == 0
+    assert await page.locator("li.event", has_text="backup of VM 101").count() == 0
+
+
+async def test_event_title_with_script_tag_renders_as_text(
+    console: Any, browser: Browser, js: Any, tmp_path: Path
+) -> None:
+    c = await console()
+    hostile = "<script>alert(1)</script>"
+    await publish(js, ev(title=hostile, message="<img src=x onerror=alert(2)>"))
+    page = await browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    await page.goto(c.url + "/")
+    await expect(page.locator("li.event .title").first).to_have_text(hostile, timeout=5000)
+    await expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
+    await publish(js, ev(title=hostile + " live", node="pve9"))
+    await expect(page.locator("li.event .title", has_text="live")).to_have_text(
+        hostile + " live", timeout=5000
+    )
+    assert await page.locator("li.event script").count() == 0
+    assert await page.locator("li.event img").count() == 0
+    assert dialogs == []
+    await page.screenshot(path=str(tmp_path / "escaped.png"), full_page=True)
+
+
+async def test_silence_created_in_page_mutes_matching_event_and_is_listed_by_the_cli(
+    console: Any, browser: Browser, nc: Any, js: Any, nats_server: Any, sink: Any, tmp_path: Path
+) -> None:
+    hook = await sink()
+    c = await console(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h'}}]\nroute: {{receiver: hook}}\n"
+    )
+    await publish(js, ev(title="vm 300 stopped", kind="vm.stopped", node="pve7", vmid=300))
+    page = await browser.new_page()
+    await page.goto(c.url + "/")
+    await expect(page.locator("li.event", has_text="vm 300 stopped")).to_be_visible(timeout=5000)
+    await login(page, c)
+    await page.goto(c.url + "/silences")
+    await page.fill("textarea[name=matchers]", "node=pve7\nkind=vm.*")
+    await page.fill("input[name=duration]", "1h")
+    await page.fill("input[name=comment]", "maintenance of pve7")
+    await page.click("button:has-text('preview')")
+    await expect(page.locator("h3")).to_contain_text("Would mute 1 of the last")
+    await expect(page.locator("li.event", has_text="vm 300 stopped")).to_be_visible()
+    await page.click("button:has-text('create silence')")
+    await expect(page.locator(".flash")).to_contain_text("created")
+    await expect(page.locator("li.card code")).to_have_text("node=pve7 · kind=vm.*")
+    await page.screenshot(path=str(tmp_path / "silences.png"), full_page=True)
+
+    store = await SilenceStore.open(js)
+    silences = await store.list()
+    assert len(silences) == 1
+    silence = silences[0]
+    assert silence.created_by == "alice"
+
+    suppressed: list[dict[str, Any]] = []
+
+    async def on_suppressed(msg: Any) -> None:
+        suppressed.append(json.loads(msg.data))
+
+    await nc.subscribe("proxbus.suppressed.>", cb=on_suppressed)
+    muted = ev(title="vm 301 stopped", kind="vm.stopped", node="pve7", vmid=301)
+    await publish(js, muted)
+    await wait_until(
+        lambda: any(s["event_id"] == muted.id for s in suppressed), what="suppression record"
+    )
+    record = next(s for s in suppressed if s["event_id"] == muted.id)
+    assert record["reason"] == "silenced"
+    assert record["detail"] == silence.id
+
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [PROXBUS, "silence", "list"],
+        env={**os.environ, "NATS_URL": nats_server.url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert silence.id in listed.stdout
+    assert "node=pve7" in listed.stdout
+
+    audit = await js.get_last_msg("PROXBUS_AUDIT", "proxbus.audit.*.console_silence_add")
+    entry = json.loads(audit.data)
+    assert entry["caller"] == "alice"
+    assert entry["arguments"]["id"] == silence.id
+
+    # Expire from the page: the silence leaves the active list.
+    await page.click("button:has-text('expire')")
+    await expect(page.locator(".flash")).to_contain_text("expired")
+    assert await store.list() == []
+
+
+async def test_dead_letter_replayed_from_page_reaches_recording_sink(
+    console: Any, browser: Browser, js: Any, sink: Any, tmp_path: Path
+) -> None:
+    hook = await sink(always_fail=True, fail_status=400)
+    c = await console(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h', max_attempts: 1}}]\n"
+        "route: {receiver: hook}\n"
+    )
+    await publish(js, ev(title="replication job 100-0 failed", vmid=100))
+    page = await browser.new_page()
+    await login(page, c)
+    await page.goto(c.url + "/deadletters")
+    deadline = time.monotonic() + 15
+    while await page.locator("li.card", has_text="replication job 100-0").count() == 0:
+        assert time.monotonic() < deadline, "no dead letter listed"
+        await page.reload()
+    card = page.locator("li.card", has_text="replication job 100-0")
+    await expect(card.locator(".error")).to_contain_text("400")
+    await page.screenshot(path=str(tmp_path / "deadletters.png"), full_page=True)
+
+    hook.always_fail = False
+    await card.locator("button:has-text('replay')").click()
+    await expect(page.locator(".flash")).to_contain_text("replayed to hook")
+    await wait_until(lambda: len(hook.requests) == 1, what="replayed delivery at the sink")
+    assert hook.requests[0].json["event"]["title"] == "replication job 100-0 failed"
+    await expect(page.locator("li.card", has_text="replication job 100-0")).to_have_count(0)
+
+
+async def test_dead_letter_discarded_from_page_is_gone(
+    console: Any, browser: Browser, js: Any, sink: Any
+) -> None:
+    hook = await sink(always_fail=True, fail_status=400)
+    c = await console(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h', max_attempts: 1}}]\n"
+        "route: {receiver: hook}\n"
+    )
+    await publish(js, ev(title="to be discarded"))
+    info: list[Any] = []
+
+    async def dead() -> bool:
+        info.append(await js.stream_info("PROXBUS_DLQ"))
+        return info[-1].state.messages == 1
+
+    deadline = time.monotonic() + 15
+    while not await dead():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    page = await browser.new_page()
+    await login(page, c)
+    await page.goto(c.url + "/deadletters")
+    await (
+        page.locator("li.card", has_text="to be discarded")
+        .locator("button:has-text('discard')")
+        .click()
+    )
+    await expect(page.locator(".flash")).to_contain_text("discarded")
+    assert (await js.stream_info("PROXBUS_DLQ")).state.messages == 0
+
+
+async def test_write_without_token_is_refused(
+    console: Any, browser: Browser, js: Any, tmp_path: Path
+) -> None:
+    c = await console()
+    page = await browser.new_page()
+    await page.goto(c.url + "/silences")
+    await page.fill("textarea[name=matchers]", "node=pve1")
+    await page.click("button:has-text('create silence')")
+    await expect(page.locator("#refused")).to_contain_text("needs a token")
+    await page.screenshot(path=str(tmp_path / "refused.png"), full_page=True)
+    store = await SilenceStore.open(js)
+    assert await store.list() == []
+
+    # A read-only token is refused too, with the scope it lacks.
+    await login(page, c, READER)
+    await page.goto(c.url + "/silences")
+    await page.fill("textarea[name=matchers]", "node=pve1")
+    await page.click("button:has-text('create silence')")
+    await expect(page.locator("#refused")).to_contain_text("lacks the 'operate' scope")
+    assert await store.list() == []
+
+
+async def test_incidents_page_shows_sources_and_receiver_outcome(
+    console: Any, browser: Browser, js: Any, sink: Any, tmp_path: Path
+) -> None:
+    hook = await sink()
+    c = await console(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h'}}]\n"
+        "route: {receiver: hook, group_wait: 1s}\n"
+    )
+    common = {"kind": "backup.failed", "vmid": 105, "node": "pve1", "severity": "error"}
+    await publish(
+        js,
+        ev(source="syslog", title="backup of 105 failed", **common),
+        ev(
+            source="email", title="vzdump backup status: backup failed", message="job log", **common
+        ),
+    )
+    await wait_until(lambda: len(hook.requests) == 1, what="one notification")
+    page = await browser.new_page()
+    await page.goto(c.url + "/incidents")
+    card = page.locator("li.card", has_text="vzdump backup status")
+    await expect(card).to_be_visible(timeout=5000)
+    await expect(card.locator(".sources .tag")).to_have_text(["syslog", "email"])
+    await expect(card.locator(".outcomes")).to_contain_text("hook")
+    await expect(card.locator(".outcomes .state")).to_have_text("delivered")
+    await page.screenshot(path=str(tmp_path / "incidents.png"), full_page=True)
+
+
+async def test_health_page_shows_services_and_stream_sizes(
+    console: Any, browser: Browser, js: Any, tmp_path: Path
+) -> None:
+    c = await console()
+    await publish(js, ev(title="one"))
+    page = await browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    await page.goto(c.url + "/status")
+    await expect(page.locator("tr", has_text="dispatcher").locator(".state")).to_have_text("ok")
+    await expect(page.locator("tr", has_text="nowhere").locator(".state")).to_have_text(
+        "not running"
+    )
+    await expect(page.locator("tr", has_text="PROXBUS_EVENTS")).to_contain_text("1")
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"page is {width}px wide on a 390px phone screen"
+    await page.screenshot(path=str(tmp_path / "health-phone.png"), full_page=True)
+
+
+# --- security rules over plain HTTP ------------------------------------------------------
+
+
+async def test_forged_and_cross_origin_writes_are_refused(console: Any, js: Any) -> None:
+    c = await console()
+    form = {"matchers": "node=pve1", "duration": "1h"}
+    async with httpx.AsyncClient(base_url=c.url, follow_redirects=False) as client:
+        # Logged in (session cookie) but without the CSRF token of the page.
+        r = await client.post("/login", data={"token": SECRET})
+        assert r.status_code == 403  # the login form is CSRF-protected too
+        page = await client.get("/login")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        r = await client.post("/login", data={"token": SECRET, "csrf": csrf, "next": "/"})
+        assert r.status_code == 303
+        assert "httponly" in r.headers["set-cookie"].lower()
+        assert "samesite=strict" in r.headers["set-cookie"].lower()
+        r = await client.post("/silences", data=form)
+        assert r.status_code == 403
+        assert "CSRF" in r.text
+        r = await client.post(
+            "/silences", data={**form, "csrf": csrf}, headers={"Origin": "http://evil.example"}
+        )
+        assert r.status_code == 403
+        r = await client.post("/silences", data={**form, "csrf": csrf})
+        assert r.status_code == 303
+    # A bearer token works without a cookie (scripts); a wrong one does not.
+    async with httpx.AsyncClient(base_url=c.url) as client:
+        r = await client.post(
+            "/silences",
+            data=form,
+            headers={"Authorization": "Bearer wrong"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 401
+    store = await SilenceStore.open(js)
+    assert len(await store.list()) == 1
+
+
+async def test_console_pages_set_a_strict_content_security_policy(console: Any) -> None:
+    c = await console()
+    async with httpx.AsyncClient(base_url=c.url) as client:
+        for path in ("/", "/incidents", "/silences", "/deadletters", "/status", "/login"):
+            r = await client.get(path)
+            assert r.status_code == 200, path
+            assert "script-src 'self'" in r.headers["content-security-policy"]
+            assert r.headers["x-frame-options"] == "DENY"
+
+
+def test_non_loopback_bind_without_tokens_exits_2(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "HEALTH_HOST": "0.0.0.0",
+        "CONSOLE_TOKENS": "",
+        "NATS_URL": "nats://127.0.0.1:1",
+    }
+    script = str(Path(sys.executable).parent / "proxbus-dispatcher")
+    done = subprocess.run(
+        [script], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2
+    assert "CONSOLE_TOKENS" in done.stderr
+    assert "not loopback" in done.stderr
+    # With the console off, or a token, the same bind is accepted.
+    Settings(health_host="0.0.0.0", console_enabled=False, _env_file=None)  # type: ignore[call-arg]
+    Settings(health_host="0.0.0.0", console_tokens=TOKENS, _env_file=None)  # type: ignore[call-arg]
+
+
+def test_console_tokens_are_parsed_like_the_gateways() -> None:
+    tokens = parse_console_tokens(TOKENS)
+    assert [(t.name, sorted(t.scopes)) for t in tokens] == [
+        ("alice", ["operate", "read"]),
+        ("bob", ["read"]),
+    ]
+    assert tokens[0].matches(SECRET)
+    assert not tokens[0].matches(READER)
+    for bad in ("alice:operate", "alice:nothing:x", "a:read:x,a:read:y", "b@d name:read:x"):
+        with pytest.raises(ValueError):  # noqa: PT011 - each message is asserted below
+            parse_console_tokens(bad)
+    with pytest.raises(ValueError, match="name:scopes:secret"):
+        Settings(console_tokens="oops", _env_file=None)  # type: ignore[call-arg]

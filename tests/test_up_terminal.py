@@ -210,6 +210,20 @@ def test_demo_in_a_terminal_table_notifications_no_secrets_and_a_restart(
         timeout=30,
     )
 
+    # `proxbus check --all` checks every service with the settings the supervisor gives it.
+    started = time.monotonic()
+    checked = subprocess.run(
+        [str(BIN / "proxbus"), "check", "--all"], env=cli_env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert time.monotonic() - started < 20
+    for service in CHILDREN[2:]:
+        assert re.search(rf"^{service}\s+nats: ok", checked.stdout, re.MULTILINE), checked.stdout
+    assert re.search(r"^ingest-pve-ws\s+proxmox lab privileges: ok", checked.stdout, re.MULTILINE)
+    for value in values:
+        assert value not in checked.stdout
+
     # kill -9 of one child: the table shows one restart and the service healthy again.
     pid = int(state["children"]["dispatcher"]["pid"])
     assert f"dispatcher  healthy  {pid}" in re.sub(r" {2,}", "  ", term.rows()["dispatcher"])

@@ -475,7 +475,9 @@ def read_state(data_dir: Path) -> dict[str, Any] | None:
 def footer(args: argparse.Namespace, children: list[Child], credentials: Path | None) -> list[str]:
     names = {c.name for c in children}
     data = "" if args.data_dir == default_data_dir() else f" --data-dir {args.data_dir}"
-    lines = ["next steps:", "  proxbus events tail              live events on the bus"]
+    # Commands find a running stack through up.json in the default data directory.
+    env = "" if args.data_dir == default_data_dir() else f"PROXBUS_DATA_DIR={args.data_dir} "
+    lines = ["next steps:", f"  {env}proxbus events tail              live events on the bus"]
     lines.append(f"  proxbus logs{data} -f [SERVICE]   each service's log ({args.data_dir}/logs)")
     if "mcp-gateway" in names:
         _, port = describe_ports(

@@ -214,8 +214,9 @@ async def test_wrong_password_is_retried_and_counted_not_a_crash(
 
 
 async def test_imap_without_credentials_is_a_clear_startup_error(nats_server, settings_for):
+    from proxbus_events import ConfigError
     from proxbus_ingest_email.app import EmailService
 
     service = EmailService(settings_for(nats_server, imap_enabled=True, imap_user=""))
-    with pytest.raises(ValueError, match="IMAP_USER"):
+    with pytest.raises(ConfigError, match="IMAP_USER"):  # exit 2 from the console script
         await service.run(asyncio.Event())

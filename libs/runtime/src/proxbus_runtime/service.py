@@ -52,7 +52,9 @@ class Service:
 
     Attributes ready after ``__aenter__`` (with ``require_nats=False``: after ``nats_ready``):
     ``nc``, ``js`` (JetStream in ``settings.nats_js_domain``), ``publisher``. Always ready:
-    ``registry`` and ``health`` (listening on ``settings.health_port`` unless ``health=False``).
+    ``registry`` and ``health``, the HTTP server (``HEALTH_HOST:HEALTH_PORT`` or ``listen``),
+    listening from ``__aenter__`` on (``/health`` answers 503 until NATS is ready), or with
+    ``defer_http=True`` from ``start_http()``/``serve()`` on, for routes that need NATS first.
     """
 
     def __init__(
@@ -67,6 +69,9 @@ class Service:
         publisher_options: Mapping[str, Any] | None = None,
         registry: CollectorRegistry | None = None,
         health: bool = True,
+        defer_http: bool = False,
+        listen: tuple[str, int] | None = None,
+        max_body: int = 1024**2,
         js_timeout: float = 5.0,
     ) -> None:
         self.settings = settings
@@ -74,7 +79,8 @@ class Service:
         self.stop = stop or asyncio.Event()
         self.require_nats = require_nats
         self.registry = registry or CollectorRegistry()
-        self.health = HealthServer(settings.health_host, settings.health_port, self.registry)
+        host, port = listen or (settings.health_host, settings.health_port)
+        self.health = HealthServer(host, port, self.registry, client_max_size=max_body)
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self.publisher: EventPublisher | None = None
@@ -83,6 +89,8 @@ class Service:
         self._limits = stream_limits or settings.stream_limits()
         self._publisher_options = dict(publisher_options or {})
         self._serve_health = health
+        self._defer_http = defer_http
+        self._http_started = False
         self._js_timeout = js_timeout
         self._ready_hooks: list[ReadyHook] = []
         self._stop_hooks: list[StopHook] = []
@@ -101,7 +109,11 @@ class Service:
             self._ready_hooks.append(hook)
 
     def on_stop(self, hook: StopHook) -> None:
-        """Await ``hook(seconds_left)`` first at shutdown (stop intake, drain); last added first."""
+        """Await ``hook(seconds)`` first at shutdown (stop intake, drain); last added first.
+
+        ``seconds`` is what the hook may use (the deadline minus what closing needs); it is
+        cancelled after that.
+        """
         self._stop_hooks.append(hook)
 
     def start_task(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
@@ -131,10 +143,10 @@ class Service:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Service:
-        if self._serve_health:
-            if self.require_nats:
-                self.health.add_check("nats", lambda: self.nats_ready.is_set() and self.connected)
-            await self.health.start()
+        if self._serve_health and self.require_nats:
+            self.health.add_check("nats", lambda: self.nats_ready.is_set() and self.connected)
+        if not self._defer_http:
+            await self.start_http()  # /health answers (503) while NATS is still missing
         self._connector = asyncio.create_task(self._bring_up_nats(), name=f"{self.name}-nats")
         if self.require_nats:
             stopped = asyncio.create_task(self.stop.wait())
@@ -153,8 +165,24 @@ class Service:
     async def __aexit__(self, *exc: object) -> None:
         await self._close(self.settings.shutdown_budget)
 
+    async def start_http(self) -> None:
+        """Start the HTTP server (``/health``, ``/metrics`` and the routes added to ``health.app``).
+
+        aiohttp freezes the routes once it serves: add the service's routes before
+        ``__aenter__``, or pass ``defer_http=True`` and add them before this (or ``serve()``,
+        which calls it). Idempotent.
+        """
+        if self._serve_health and not self._http_started:
+            self._http_started = True
+            await self.health.start()
+
     async def serve(self) -> None:
-        """Wait until ``stop`` is set; raise the failure of a background task if one failed."""
+        """Start the HTTP server if needed, then wait until ``stop`` is set.
+
+        Raises:
+            Exception: the failure of a background task, if one failed.
+        """
+        await self.start_http()
         await self.stop.wait()
         if self._failure is not None:
             raise self._failure
@@ -198,8 +226,9 @@ class Service:
         self._deadline = loop.time() + budget
         self.stop.set()
         for hook in reversed(self._stop_hooks):
+            allowed = self._phase_time()
             try:
-                await asyncio.wait_for(hook(self.time_left()), self._phase_time())
+                await asyncio.wait_for(hook(allowed), allowed)
             except TimeoutError:
                 log.warning("%s: %s did not finish within the shutdown budget", self.name,
                             getattr(hook, "__qualname__", hook))  # fmt: skip

@@ -1,4 +1,4 @@
-"""Service wiring: settings → NATS/JetStream → intake + delivery workers + health server.
+"""Service wiring: settings → the runtime (NATS, JetStream, health) → intake + delivery workers.
 
 The pipeline lives in ``intake`` (stages in ``stages/``), enqueue/settle in ``enqueue``,
 sending in ``delivery`` and ``notifiers/``. HTTP routes beyond ``/health`` and ``/metrics``
@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
-from proxbus_runtime import HealthServer, connect_nats, ensure_streams
+from proxbus_runtime import Service
 
 from .config import DispatcherConfig, load_config
 from .console import ConsoleServer
@@ -30,10 +30,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Inside the runner's 10 s: tasks finish, then groups flush, then NATS drains.
-TASKS_GRACE = 7.0
+# Of the runtime's shutdown budget: tasks finish, then groups flush (then the runtime closes).
 DRAIN_GRACE = 2.0
-NATS_DRAIN_GRACE = 1.0
 
 
 def load_dispatcher_config(settings: Settings) -> DispatcherConfig:
@@ -55,12 +53,16 @@ class DispatcherService:
         self.config = config or load_dispatcher_config(settings)
         self.registry = CollectorRegistry()
         self.metrics = DispatcherMetrics(self.registry)
-        self.health = HealthServer(settings.health_host, settings.health_port, self.registry)
+        self._stop = asyncio.Event()
+        # defer_http: the console's routes are added once NATS is up, before the server starts.
+        self.runtime = Service(
+            settings, "dispatcher", stop=self._stop, registry=self.registry, defer_http=True
+        )
+        self.health = self.runtime.health
         self.nc: NATS | None = None
         self.intake: Intake | None = None
         self.workers: list[DeliveryWorker] = []
         self._http: aiohttp.ClientSession | None = None
-        self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.console: ConsoleServer | None = None
 
@@ -73,9 +75,12 @@ class DispatcherService:
 
     async def start(self) -> None:
         s = self.settings
-        self.nc = nc = await connect_nats(s, name="proxbus-dispatcher")
-        js = nc.jetstream(domain=s.nats_js_domain, timeout=5)
-        await ensure_streams(js, s.stream_limits())
+        await self.runtime.__aenter__()
+        self.runtime.on_stop(self._stop_tasks)
+        assert self.runtime.nc is not None
+        assert self.runtime.js is not None
+        self.nc = nc = self.runtime.nc
+        js = self.runtime.js
         self.intake = Intake(s, self.config, nc, js, self.metrics)
         if s.intake_enabled:
             await self.intake.start()
@@ -98,9 +103,8 @@ class DispatcherService:
             self.console = ConsoleServer(s, self.config, nc, js)
             self.console.add_routes(self.health.app)
             await self.console.start()
-        self.health.add_check("nats", lambda: nc.is_connected)
         self.health.add_check("tasks", lambda: not any(t.done() for t in self._tasks))
-        await self.health.start()
+        await self.runtime.start_http()
         if s.intake_enabled:
             self._spawn("intake", self.intake.run)
             self._spawn("groups", self.intake.run_groups)
@@ -120,9 +124,13 @@ class DispatcherService:
 
     async def stop(self) -> None:
         """Stop intake, notify what groups hold, let in-flight sends finish, close."""
+        await self.runtime.__aexit__(None, None, None)
+
+    async def _stop_tasks(self, seconds: float) -> None:
+        """The runtime's first shutdown phase: tasks, then groups flushed, within ``seconds``."""
         self._stop.set()
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=TASKS_GRACE)
+            _, pending = await asyncio.wait(self._tasks, timeout=max(0.5, seconds - DRAIN_GRACE))
             for task in pending:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -134,13 +142,6 @@ class DispatcherService:
             await self._http.close()
         if self.console is not None:
             await self.console.stop()
-        await self.health.stop()
-        if self.nc is not None:
-            try:
-                await asyncio.wait_for(self.nc.drain(), NATS_DRAIN_GRACE)
-            except Exception:
-                with contextlib.suppress(Exception):
-                    await self.nc.close()
 
 
 async def run(
@@ -148,8 +149,8 @@ async def run(
 ) -> None:
     """Run until ``stop`` is set (the ``proxbus_runtime.main`` serve function)."""
     service = DispatcherService(settings, config)
-    await service.start()
     try:
+        await service.start()
         await stop.wait()
     finally:
         await service.stop()

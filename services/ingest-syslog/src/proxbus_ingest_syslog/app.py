@@ -338,6 +338,7 @@ async def serving(
         publisher: EventPublisher | SpoolingPublisher | None = sink or runtime.publisher
         assert publisher is not None  # without a spool the runtime waited for NATS
         await service.start(publisher)
+        await runtime.start_http()
         service.runtime = runtime
         yield service
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proxbus_events import Severity
-from proxbus_ingest_syslog.filters import LineFilter, TokenBucket
+from proxbus_ingest_syslog.filters import LineFilter, SourceLimiter
 from proxbus_ingest_syslog.parse import SyslogMessage
 
 
@@ -52,8 +52,8 @@ def test_rate_limit_is_per_source_and_refills() -> None:
     assert f.limiter.take_overflow() == {}
 
 
-def test_token_bucket_forgets_oldest_sources_beyond_its_bound() -> None:
-    bucket = TokenBucket(1.0, 1, max_sources=2, clock=lambda: 0.0)
+def test_source_limiter_forgets_oldest_sources_beyond_its_bound() -> None:
+    bucket = SourceLimiter(1.0, 1, max_sources=2, clock=lambda: 0.0)
     assert bucket.allow("a")
     assert bucket.allow("b")
     assert bucket.allow("c")

@@ -7,6 +7,7 @@ from .logs import configure_logging
 from .main import Check, build_settings, main, nats_checks, run_checks
 from .metrics import register_publisher
 from .publisher import EventPublisher, event_headers
+from .ratelimit import TokenBucket
 from .ratelog import RateLimitedLog
 from .rpc import call_tool
 from .service import Service
@@ -36,6 +37,7 @@ __all__ = [
     "SpoolSettings",
     "SpoolingPublisher",
     "StopRequested",
+    "TokenBucket",
     "attach_spooling",
     "build_settings",
     "call_tool",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, delivery_subject, dlq_subject
-from proxbus_runtime import PullConsumer
+from proxbus_runtime import PullConsumer, TokenBucket
 from pydantic import ValidationError
 
 from .breaker import CircuitBreaker
@@ -29,28 +29,6 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     """Exponential backoff with jitter: ``base * 2**(attempt-1)`` capped, times U(0.5, 1)."""
     raw = min(cap, base * (2 ** max(0, attempt - 1)))
     return float(raw * (rng or random).uniform(0.5, 1.0))
-
-
-class TokenBucket:
-    """``rate`` per second with a burst of ``max(1, rate)``."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
 @dataclass(slots=True)

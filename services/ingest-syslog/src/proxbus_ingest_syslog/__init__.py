@@ -2,7 +2,7 @@
 
 from .app import SyslogService, run
 from .classify import RULES, Classification, Classifier, classify
-from .filters import LineFilter, TokenBucket
+from .filters import LineFilter, SourceLimiter
 from .frames import Frame, SyslogFramer
 from .normalize import NodeNamer, build_event
 from .parse import Rejection, SyslogMessage, parse_syslog
@@ -19,10 +19,10 @@ __all__ = [
     "Pipeline",
     "Rejection",
     "Settings",
+    "SourceLimiter",
     "SyslogFramer",
     "SyslogMessage",
     "SyslogService",
-    "TokenBucket",
     "build_event",
     "classify",
     "parse_syslog",

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from proxbus_events import Severity
+from proxbus_runtime import TokenBucket
 
 from .parse import SyslogMessage
 
@@ -18,8 +19,8 @@ REGEX = "regex"
 RATE_LIMITED = "rate_limited"
 
 
-class TokenBucket:
-    """Per-source token buckets (``rate`` lines/s, ``burst`` capacity), bounded in size."""
+class SourceLimiter:
+    """One ``TokenBucket`` per source (``rate`` lines/s, ``burst`` capacity), bounded in number."""
 
     def __init__(
         self,
@@ -33,7 +34,7 @@ class TokenBucket:
         self.burst = float(burst)
         self.max_sources = max_sources
         self._clock = clock
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self.overflow: dict[str, int] = {}
 
     def allow(self, source: str, now: float | None = None) -> bool:
@@ -43,13 +44,10 @@ class TokenBucket:
         if bucket is None:
             if len(self._buckets) >= self.max_sources:
                 self._buckets.popitem(last=False)
-            bucket = self._buckets[source] = [self.burst, now]
+            bucket = self._buckets[source] = TokenBucket(self.rate, self.burst, now=now)
         else:
             self._buckets.move_to_end(source)
-            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-            bucket[1] = now
-        if bucket[0] >= 1.0:
-            bucket[0] -= 1.0
+        if bucket.try_take(now):
             return True
         self.overflow[source] = self.overflow.get(source, 0) + 1
         return False
@@ -80,7 +78,7 @@ class LineFilter:
         self.keep_apps = frozenset(a.lower() for a in keep_apps)
         self.drop_regex = re.compile(drop_regex) if drop_regex else None
         self.keep_regex = re.compile(keep_regex) if keep_regex else None
-        self.limiter = TokenBucket(rate, burst, clock=clock) if rate > 0 else None
+        self.limiter = SourceLimiter(rate, burst, clock=clock) if rate > 0 else None
         self._content = bool(self.drop_apps or self.keep_apps or self.drop_regex or self.keep_regex)
 
     def check(self, msg: SyslogMessage, severity: Severity, source: str) -> str | None:

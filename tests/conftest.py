@@ -28,7 +28,7 @@ import aiohttp
 import aiosmtplib
 import pytest
 from aiohttp import web
-from proxbus_devtools.testing import NatsServer, free_port, serve_app
+from proxbus_devtools.testing import NatsServer, free_port, serve_app, wait_until
 from proxbus_events import DELIVERIES_STREAM, EVENTS_STREAM
 
 BIN = Path(sys.executable).parent
@@ -328,13 +328,7 @@ route:
         detail: Callable[[], object] = lambda: "",
     ) -> None:
         """Poll ``condition`` every 20 ms; on timeout fail with ``detail()`` and the logs."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{what}: not reached within {timeout}s\n{detail()}\n{self.report()}"
-                )
-            await asyncio.sleep(0.02)
+        await wait_until(condition, timeout, what, detail=lambda: f"{detail()}\n{self.report()}")
 
     async def wait_quiescent(self, nc: Any, timeout: float = 15.0) -> None:
         """Wait until the dispatcher has nothing left: every event and delivery acked.

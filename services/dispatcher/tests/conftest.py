@@ -156,13 +156,3 @@ def ev(**kw: Any) -> Event:
     }
     base.update(kw)
     return Event(**base)
-
-
-async def wait_until(
-    cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxbus_devtools.testing import NatsServer, free_port, require_binary, wait_for_port
+from proxbus_devtools.testing import (
+    NatsServer,
+    free_port,
+    require_binary,
+    wait_for_port,
+    wait_until,
+)
 from proxbus_ingest_email.app import EmailService
 from proxbus_ingest_email.settings import Settings
 from proxbus_pvesim.tls import generate_tls
@@ -352,19 +357,6 @@ def settings_for() -> Any:
 @pytest.fixture
 def service_cm() -> Any:
     return running_service
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,22 +44,6 @@ def make_settings(nats_url: str, port: int, **overrides: Any) -> Settings:
 async def running(settings: Settings) -> AsyncIterator[SyslogService]:
     async with serving(settings) as service:
         yield service
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 20.0
-) -> None:
-    """Poll ``condition`` every 20 ms until true; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def metric(service: SyslogService, name: str, **labels: str) -> float:

@@ -174,19 +174,30 @@ async def serve_app(app: web.Application) -> AsyncIterator[int]:
 async def wait_until(
     condition: Callable[[], Awaitable[object] | object],
     timeout: float = 20.0,
+    what: str = "condition",
+    *,
     interval: float = 0.02,
-    message: str = "",
+    ignore: tuple[type[BaseException], ...] = (),
+    detail: Callable[[], object] | None = None,
 ) -> None:
-    """Poll ``condition`` (sync or async) until it is true; ``AssertionError`` after ``timeout``."""
+    """Poll ``condition`` (sync or async) until it is true: the one wait helper of the tests.
+
+    Exceptions of the ``ignore`` types count as "not yet" (e.g. NATS errors while a broker
+    restarts). On timeout: ``AssertionError`` naming ``what`` (and ``detail()`` if given).
+    """
     deadline = time.monotonic() + timeout
     while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
+        try:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+        except ignore:
+            result = False
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout}s")
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"{what}: not met within {timeout}s{extra}")
         await asyncio.sleep(interval)
 
 

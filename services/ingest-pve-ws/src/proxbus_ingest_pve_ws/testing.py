@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,20 +29,10 @@ async def stored_events(js: Any) -> list[Event]:
 async def wait_until(
     predicate: Callable[[], Awaitable[bool]], timeout: float = 15.0, interval: float = 0.05
 ) -> None:
-    """Poll an async condition until it holds (short interval, hard deadline).
+    """Poll an async condition; NATS errors (a broker restarting) count as "not yet"."""
+    from proxbus_devtools.testing import wait_until as wait
 
-    NATS errors while polling (the broker restarting in a fault test) count as "not yet".
-    """
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            if await predicate():
-                return
-        except (TimeoutError, nats.errors.Error):
-            pass
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
+    await wait(predicate, timeout, interval=interval, ignore=(TimeoutError, nats.errors.Error))
 
 
 def make_settings(nats_url: str, **over: Any) -> Settings:

@@ -24,6 +24,7 @@ from .event import (
     truncate,
 )
 from .matchers import Matcher, match_all
+from .ports import HTTP_PORTS, SMTP_PORT, SYSLOG_PORT
 from .proxmox import (
     Upid,
     VzdumpGuest,
@@ -71,11 +72,14 @@ __all__ = [
     "EVENTS_STREAM",
     "EVENT_SCHEMA",
     "FINGERPRINT_SUBJECT_KEY",
+    "HTTP_PORTS",
     "KINDS",
     "MESSAGE_LIMIT",
     "RPC_SERVICE_NAME",
     "SEVERITY_FLOORS",
     "SILENCES_BUCKET",
+    "SMTP_PORT",
+    "SYSLOG_PORT",
     "TITLE_LIMIT",
     "TRUNCATION_MARKER",
     "ConfigError",

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 #   UPID:$node:$pid:$pstart:$starttime:$type:$id:$user:   pstart has 8 or 9 hex digits.
 # PBS (proxmox-rs pbs-api-types/src/upid.rs): one more field, the task id, before starttime:
 #   UPID:{node}:{pid:08X}:{pstart:08X}:{task_id:08X}:{starttime:08X}:{type}:{id}:{auth_id}:
+# ``08X`` is a minimum width: pstart (clock ticks since boot) and the task counter may grow
+# past 8 digits, so up to 16 are accepted.
 UPID_PATTERN = (
     r"UPID:(?P<node>[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
-    r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?:(?P<taskid>[0-9A-Fa-f]{8}):)?(?P<start>[0-9A-Fa-f]{8}):"
+    r"(?P<pstart>[0-9A-Fa-f]{8,16}):(?:(?P<taskid>[0-9A-Fa-f]{8,16}):)?(?P<start>[0-9A-Fa-f]{8}):"
     r"(?P<type>[^:\s]+):(?P<id>[^:\s]*):(?P<user>[^:\s]+):"
 )
 _UPID_RE = re.compile(UPID_PATTERN)

@@ -35,7 +35,7 @@ from proxbus_events.classification import (
 from proxbus_events.classification import (
     Rejection as Rejection,  # re-exported: intake, __main__
 )
-from proxbus_events.proxmox import guest_id, parse_vzdump_table, short_host
+from proxbus_events.proxmox import find_upid, guest_id, parse_vzdump_table, short_host
 
 from .mime import ParsedMail, printable_ratio
 from .origin import clean_subject, origin_node
@@ -74,7 +74,6 @@ def _mail(
 _vmid = guest_id
 
 
-_UPID_RE = re.compile(r"UPID:[A-Za-z0-9._-]+:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8}:[^\s'\"]*")
 _DATASTORE_RE = re.compile(r"^Datastore:\s*(\S+)\s*$", re.MULTILINE)
 _PBS_GROUP_RE = re.compile(r"(?:^|[\s/:])(?:vm|ct)/(\d{1,9})(?=/|\s|$)", re.MULTILINE)
 _JOB_ID_RE = re.compile(r"(?:--job-id[ =]|\bjob[- ]id:\s*)([A-Za-z0-9_.:-]+)", re.IGNORECASE)
@@ -110,7 +109,7 @@ def _classify_vzdump(match: re.Match[str], mail: ParsedMail) -> Classification:
     job = _JOB_ID_RE.search(mail.text)
     if job:
         metadata["job_id"] = job.group(1)
-    upid = _UPID_RE.search(mail.text)
+    upid = find_upid(mail.text)
     where = f" on {node}" if node else ""
     vmid: int | None = None
     if failed or failed_subject:
@@ -142,7 +141,7 @@ def _classify_vzdump(match: re.Match[str], mail: ParsedMail) -> Classification:
         title=title,
         node=node,
         vmid=vmid,
-        correlation_id=upid.group(0) if upid else None,
+        correlation_id=upid.text if upid else None,
         notification_type="vzdump",
         metadata=metadata,
     )

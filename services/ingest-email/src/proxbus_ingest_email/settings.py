@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from proxbus_events import HTTP_PORTS, SMTP_PORT
 from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr
 
@@ -13,12 +14,12 @@ MIB = 1024 * 1024
 class Settings(ServiceSettings):
     """Every variable is documented in the service README."""
 
-    health_port: int = Field(default=8093, ge=0, le=65535)
+    health_port: int = Field(default=HTTP_PORTS["ingest-email"], ge=0, le=65535)
     event_email_enabled: bool = True
 
     smtp_enabled: bool = True
     smtp_host: str = "0.0.0.0"
-    smtp_port: int = Field(default=2525, ge=0, le=65535)
+    smtp_port: int = Field(default=SMTP_PORT, ge=0, le=65535)
     smtp_hostname: str | None = None
     smtp_max_size: int = Field(default=10 * MIB, gt=0)
     smtp_timeout: float = Field(default=60.0, gt=0)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from proxbus_events import Event, Severity, Source, compute_fingerprint, deterministic_event_id
-
-from .notification import short_host
+from proxbus_events import (
+    Event,
+    Severity,
+    Source,
+    compute_fingerprint,
+    deterministic_event_id,
+    guest_id,
+    short_host,
+)
 
 # Task types after which a guest is legitimately stopped (or gone from this node).
 _STOP_TASK_NAMES = """qmstop vzstop qmshutdown vzshutdown qmigrate vzmigrate qmdestroy vzdestroy
@@ -148,10 +153,6 @@ def build_snapshot(
         elif h.get("type") == "quorum" and "quorate" in h:
             snap.quorate = bool(h.get("quorate"))
     return snap
-
-
-def _is_vmid(text: str) -> bool:
-    return re.fullmatch(r"[0-9]{1,9}", text) is not None
 
 
 def _explained(vmid: str, run_start: float, tasks: Iterable[Mapping[str, Any]]) -> bool:
@@ -385,7 +386,7 @@ def diff_snapshots(
             f"HA {sid} is {h['state']} (was {ha_was.get('state')})",
             f"HA service {sid} changed from {ha_was.get('state')} to {h['state']} on {h['node']}.",
             (sid, "ha", ha_was.get("state"), h["state"]),
-            vmid=int(vmid_s) if _is_vmid(vmid_s) else None,
+            vmid=guest_id(vmid_s),
             fingerprint_title=f"ha {sid} state",
             sid=sid,
             state=h["state"],

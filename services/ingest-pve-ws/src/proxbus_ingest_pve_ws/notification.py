@@ -16,7 +16,7 @@ from proxbus_events import (
     apply_severity_floor,
     deterministic_event_id,
 )
-from proxbus_events.proxmox import backup_subject_vmid, guest_id, parse_vzdump_table
+from proxbus_events.proxmox import backup_subject_vmid, guest_id, parse_vzdump_table, short_host
 
 # Notification severities of proxmox-notify (``unknown`` is a real value).
 _PVE_SEVERITY = {
@@ -54,14 +54,6 @@ _TEXT_KEYS = ("message", "body", "text", "content")
 
 class NotificationError(ValueError):
     """Raised when a pushed body is not a notification we can turn into an event."""
-
-
-def short_host(name: object) -> str | None:
-    """The short host name (no domain) of ``name``, or None when it is not a host name."""
-    if not isinstance(name, str):
-        return None
-    host = name.strip().split(".", 1)[0]
-    return host if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", host) else None
 
 
 def gotify_priority_severity(priority: object) -> Severity:
@@ -169,12 +161,7 @@ def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
     if kind in ("node.fencing", "node.fenced"):
         m = _FENCE_NODE.search(title) or _FENCE_NODE.search(message)
         node = short_host(m.group(1)) if m else node
-    vmid_raw = fields.get("vmid")
-    vmid = (
-        int(vmid_raw)
-        if isinstance(vmid_raw, int | str) and re.fullmatch(r"[0-9]{1,9}", str(vmid_raw))
-        else None
-    )
+    vmid = guest_id(fields.get("vmid"))
     ts = _epoch(data.get("timestamp"))
     metadata: dict[str, Any] = {
         "notification_type": ntype,

@@ -6,11 +6,12 @@ import re
 from typing import Any, Protocol
 
 from nats.aio.client import Client as NATS
+from proxbus_events import parse_upid
 from proxbus_runtime import RpcError, call_tool
 
 CALLER = "ingest-pve-ws"
 _NODE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_UPID = re.compile(r"^UPID:[A-Za-z0-9-]+:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,9}:[^/\s?#]+$")
+_PATH_UNSAFE = frozenset("/?#%")
 
 
 class ProxmoxReader(Protocol):
@@ -46,6 +47,6 @@ def task_log_path(node: str, upid: str) -> str:
     Raises:
         RpcError: ``node`` or ``upid`` is not well-formed (never sent to the API).
     """
-    if not _NODE.match(node) or not _UPID.match(upid):
+    if not _NODE.match(node) or parse_upid(upid) is None or _PATH_UNSAFE & set(upid):
         raise RpcError("proxmox_api", 400, f"refusing malformed node/UPID {node!r}/{upid!r}")
     return f"/nodes/{node}/tasks/{upid}/log"

@@ -6,6 +6,7 @@ import os
 import socket
 from typing import Annotated
 
+from proxbus_events import HTTP_PORTS
 from proxbus_runtime import SpoolSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -18,7 +19,7 @@ def _default_replica_id() -> str:
 class Settings(SpoolSettings):
     """Configuration of the watcher, the webhook receiver and the Gotify listener."""
 
-    health_port: int = Field(default=8090, ge=0, le=65535)
+    health_port: int = Field(default=HTTP_PORTS["ingest-pve-ws"], ge=0, le=65535)
 
     # API watcher (reads through the gateway's NATS RPC; holds no Proxmox credentials)
     event_ws_enabled: bool = True

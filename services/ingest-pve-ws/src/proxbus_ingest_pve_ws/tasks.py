@@ -14,11 +14,11 @@ from proxbus_events import (
     apply_severity_floor,
     deterministic_event_id,
     severity_from_syslog,
+    short_host,
 )
 
 from .clusterlog import classify_log_entry
 from .follow import EntryKey
-from .notification import short_host
 
 _GUEST_TASK = re.compile(r"^(qm|vz)[a-z]+$")
 _STARTS = {"qmstart", "vzstart"}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from proxbus_events import guest_id, parse_upid
+
 from .errors import InvalidArgument
 
 NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
@@ -14,19 +16,15 @@ STORAGE_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9]$")
 SNAPSHOT_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{1,39}$")
 DATASTORE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")
 CLUSTER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-# PVE: UPID:node:pid:pstart:starttime:type:id:user:  PBS adds a task-id field after pstart.
-UPID_RE = re.compile(
-    r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)"
-    r":[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,16}:(?:[0-9A-Fa-f]{8,16}:)?[0-9A-Fa-f]{8}"
-    r":(?P<type>[A-Za-z0-9_-]{1,64}):(?P<id>[A-Za-z0-9_.@\\-]{0,128})"
-    r":(?P<user>[A-Za-z0-9_.@!\\-]{1,128}):$"
-)
+# The UPID grammar is the contract's (proxbus_events.parse_upid); what may reach a URL path
+# is narrower: these characters per field.
+_UPID_TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_UPID_ID_RE = re.compile(r"^[A-Za-z0-9_.@\\-]{0,128}$")
+_UPID_USER_RE = re.compile(r"^[A-Za-z0-9_.@!\\-]{1,128}$")
 # PVE volume id ``<storage>:<volname>`` (pve-storage parse_volume_id); the name may hold ``/``.
 VOLUME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*[a-zA-Z0-9]:[A-Za-z0-9_.:/+-]{1,250}$")
 DISK_RE = re.compile(r"^(rootfs|(scsi|virtio|sata|ide|mp|efidisk|tpmstate)\d{1,2})$")
 DISK_SIZE_RE = re.compile(r"^\+?\d{1,9}(\.\d{1,3})?[KMGT]?$")
-VMID_MIN = 100
-VMID_MAX = 999_999_999
 
 _PATH_TRICKS = ("..", "%", "\\", "\n", "\r", "\t", "\x00", "?", "#", "//")
 
@@ -48,15 +46,10 @@ def vmid(value: int | str) -> int:
     Raises:
         InvalidArgument: not an integer in range.
     """
-    if isinstance(value, bool):
-        raise InvalidArgument(f"invalid vmid {_show(value)}")
-    if isinstance(value, str):
-        if not value.isdigit() or len(value) > 9:
-            raise InvalidArgument(f"invalid vmid {_show(value)}: expected 100..999999999")
-        value = int(value)
-    if not isinstance(value, int) or not VMID_MIN <= value <= VMID_MAX:
+    checked = guest_id(value)
+    if checked is None:
         raise InvalidArgument(f"invalid vmid {_show(value)}: expected 100..999999999")
-    return value
+    return checked
 
 
 def storage_id(value: str) -> str:
@@ -100,16 +93,22 @@ def upid(value: str) -> str:
     Raises:
         InvalidArgument: not a well-formed UPID.
     """
-    if not isinstance(value, str) or not UPID_RE.fullmatch(value):
+    parsed = parse_upid(value) if isinstance(value, str) else None
+    if (
+        parsed is None
+        or not _UPID_TYPE_RE.fullmatch(parsed.type)
+        or not _UPID_ID_RE.fullmatch(parsed.id)
+        or not _UPID_USER_RE.fullmatch(parsed.user)
+    ):
         raise InvalidArgument(f"invalid UPID {_show(value)}")
     return value
 
 
 def upid_node(value: str) -> str:
     """The node a UPID ran on."""
-    m = UPID_RE.fullmatch(upid(value))
-    assert m is not None
-    return m.group("node")
+    parsed = parse_upid(upid(value))
+    assert parsed is not None
+    return parsed.node
 
 
 def volume_id(value: str) -> str:

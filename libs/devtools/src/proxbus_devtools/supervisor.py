@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proxbus_events.ports import HTTP_PORTS, SMTP_PORT, SYSLOG_PORT
 from proxbus_runtime import ServiceSettings
 
 from .childlogs import STREAM_LIMIT, LogFile, Redactor, logs_dir, pump
@@ -161,12 +162,14 @@ def demo_simulator_argv(
     The ingest services' ports come from the same variables they read themselves.
     """
     smtp_port = service_env("ingest-email", os.environ).get(
-        "SMTP_PORT", os.environ.get("SMTP_PORT", "2525")
+        "SMTP_PORT", os.environ.get("SMTP_PORT", str(SMTP_PORT))
     )
     syslog_port = service_env("ingest-syslog", os.environ).get(
-        "SYSLOG_PORT", os.environ.get("SYSLOG_PORT", "5514")
+        "SYSLOG_PORT", os.environ.get("SYSLOG_PORT", str(SYSLOG_PORT))
     )
-    hooks_port = service_env("ingest-pve-ws", os.environ).get("HEALTH_PORT", "8090")
+    hooks_port = service_env("ingest-pve-ws", os.environ).get(
+        "HEALTH_PORT", str(HTTP_PORTS["ingest-pve-ws"])
+    )
     return [
         sim, *(["--scenario", str(scenario)] if scenario else []), "--port", "0", "--pbs-port", "0",
         "--task-seconds", os.environ.get("DEMO_TASK_SECONDS", "3"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxbus_events import Severity
+from proxbus_events import HTTP_PORTS, Severity
 from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr, model_validator
 
@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, model_validator
 class Settings(ServiceSettings):
     """Everything the dispatcher reads from the environment (see README)."""
 
-    health_port: int = Field(default=8091, ge=0, le=65535)
+    health_port: int = Field(default=HTTP_PORTS["dispatcher"], ge=0, le=65535)
     # The web console on this port takes writes: loopback unless CONSOLE_TOKENS are set.
     health_host: str = "127.0.0.1"
     routes_file: Path | None = None

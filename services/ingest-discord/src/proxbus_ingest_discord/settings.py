@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from proxbus_events import HTTP_PORTS
 from proxbus_runtime import ServiceSettings
 from pydantic import Field, field_validator, model_validator
 
@@ -15,7 +16,7 @@ class Settings(ServiceSettings):
 
     # /discord/interactions, /health and /metrics share this listener.
     discord_host: str = "0.0.0.0"
-    discord_port: int = Field(default=8094, ge=0, le=65535)
+    discord_port: int = Field(default=HTTP_PORTS["ingest-discord"], ge=0, le=65535)
     discord_public_key: str = Field(description="the application's Ed25519 public key, 64 hex")
     discord_operators: str = Field(
         default="", description="user:<id>, role:<id> or <id>, comma-separated"

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from proxbus_events import Severity
+from proxbus_events import HTTP_PORTS, SYSLOG_PORT, Severity
 from proxbus_runtime import SpoolSettings
 from pydantic import Field, field_validator, model_validator
 
@@ -14,12 +14,12 @@ from pydantic import Field, field_validator, model_validator
 class Settings(SpoolSettings):
     """Every ``SYSLOG_*`` / filter / limit variable the service reads, on top of the shared ones."""
 
-    health_port: int = Field(default=8092, ge=0, le=65535)
+    health_port: int = Field(default=HTTP_PORTS["ingest-syslog"], ge=0, le=65535)
     # The seed's toggle: false keeps the service up (health, metrics) with no listener.
     event_syslog_enabled: bool = True
 
     syslog_host: str = "0.0.0.0"
-    syslog_port: int = Field(default=5514, ge=0, le=65535)
+    syslog_port: int = Field(default=SYSLOG_PORT, ge=0, le=65535)
     syslog_udp: bool = True
     syslog_tcp: bool = True
     syslog_tls_port: int | None = Field(default=None, ge=0, le=65535)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from proxbus_events import HTTP_PORTS
 from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr
 
@@ -20,7 +21,7 @@ class Settings(ServiceSettings):
         default=None, description="name of the cluster the un-prefixed variables define"
     )
     gateway_host: str = "127.0.0.1"
-    gateway_port: int = Field(default=8080, ge=0, le=65535)
+    gateway_port: int = Field(default=HTTP_PORTS["mcp-gateway"], ge=0, le=65535)
     gateway_tokens: SecretStr | None = None
     gateway_tokens_file: Path | None = None
     gateway_allowed_hosts: str = Field(default="", description="extra Host values, comma-separated")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from proxbus_devtools.testing import NatsServer
@@ -55,3 +56,17 @@ def test_help_of_forwarded_commands_is_the_service_help(nats_server: NatsServer)
     listed = subprocess.run([PROXBUS, "--help"], capture_output=True, text=True, timeout=30)
     assert "dlq" in listed.stdout
     assert "silence" in listed.stdout
+
+
+def test_admin_commands_fail_fast_without_nats() -> None:
+    """Regression: with max_reconnect_attempts=0 nats-py retried the first connect forever."""
+    from proxbus_devtools.testing import free_port
+
+    started = time.monotonic()
+    result = subprocess.run(
+        [PROXBUS, "--nats-url", f"nats://127.0.0.1:{free_port()}", "silence", "list"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    assert "error:" in result.stderr

@@ -179,3 +179,25 @@ async def test_a_failing_background_task_stops_the_service(nats_server: NatsServ
 
     with pytest.raises(RuntimeError, match="boom"):
         await run()
+
+
+async def test_connect_nats_fails_fast_then_reconnects_forever(make_nats_server) -> None:
+    """Regression: commands hung forever on an unreachable NATS (nats-py's first connect)."""
+    import nats.errors
+    from proxbus_runtime import connect_nats
+
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(nats.errors.NoServersError):
+        await connect_nats(settings(f"nats://127.0.0.1:{port}"), "unit")
+    assert time.monotonic() - started < 10
+    server = make_nats_server(port=port)
+    nc = await connect_nats(settings(server.url), "unit")
+    try:
+        server.stop()
+        await wait_until(lambda: not nc.is_connected, timeout=10)
+        await asyncio.sleep(3)  # an outage longer than two reconnect attempts (0.5 s apart)
+        server.start()
+        await wait_until(lambda: nc.is_connected, timeout=20)  # reconnects are not limited
+    finally:
+        await nc.close()

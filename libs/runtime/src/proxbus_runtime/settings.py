@@ -126,9 +126,18 @@ def nats_options(settings: ServiceSettings, name: str) -> dict[str, Any]:
 
 
 async def connect_nats(settings: ServiceSettings, name: str, **overrides: Any) -> NATS:
-    """Connect once (for commands and tools); services use ``Service``, which retries.
+    """Connect once, failing fast (for commands and tools); then reconnect forever.
+
+    Services use ``Service``, which waits for NATS in the background instead.
 
     Raises:
-        nats.errors.NoServersError: no server answered the first connection attempt.
+        nats.errors.NoServersError: no server answered (two attempts per server).
+        OSError, TimeoutError: the connection could not be set up.
     """
-    return await nats.connect(**{**nats_options(settings, name), **overrides})
+    # nats-py applies max_reconnect_attempts to the first connect too, and with -1 (or 0)
+    # it never gives up: bound the first connect, then lift the limit for reconnects.
+    options = {**nats_options(settings, name), "max_reconnect_attempts": 1, **overrides}
+    nc = await nats.connect(**options)
+    if "max_reconnect_attempts" not in overrides:
+        nc.options["max_reconnect_attempts"] = -1
+    return nc

@@ -52,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    nc = await connect_nats(settings, name="proxbus-admin", max_reconnect_attempts=0)
+    # One attempt per server: nats-py retries a first connect forever unless this is >= 1.
+    nc = await connect_nats(
+        settings, name="proxbus-admin", allow_reconnect=False, max_reconnect_attempts=1
+    )
     try:
         js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
         await ensure_streams(js, settings.stream_limits())

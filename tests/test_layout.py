@@ -54,3 +54,19 @@ def test_the_contract_imports_neither_nats_nor_http() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_services_import_no_other_service_and_no_devtools() -> None:
+    """Services share code only through the contract and the runtime (test helpers aside)."""
+    offenders = {}
+    for package in ROOT.glob("services/*/src/*"):
+        if not package.is_dir():
+            continue
+        banned = (SERVICE_PACKAGES - {package.name}) | {"proxbus_devtools"}
+        for path in package.glob("**/*.py"):
+            if path.name == "testing.py":  # helpers for tests and benchmarks
+                continue
+            found = sorted(imported_modules(path) & banned)
+            if found:
+                offenders[str(path.relative_to(ROOT))] = found
+    assert offenders == {}

@@ -86,3 +86,26 @@ def test_check_reports_an_unreachable_broker_clearly() -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "FAIL  NATS at nats://127.0.0.1:1" in result.stdout
+
+
+def test_publish_and_stats_use_the_jetstream_domain(make_nats_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_nats_server(domain="hub")
+    env = {**os.environ, "NATS_URL": server.url, "NATS_JS_DOMAIN": "hub", "PROXBUS_SITE": "lab"}
+    published = subprocess.run(
+        [PROXBUS, "events", "publish", "--title", "through the domain"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    assert "as PROXBUS_EVENTS#1" in published.stdout
+    stats = subprocess.run(
+        [PROXBUS, "events", "stats"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert stats.returncode == 0, stats.stderr
+    row = next(line for line in stats.stdout.splitlines() if line.startswith("PROXBUS_EVENTS"))
+    assert row.split()[1] == "1"
+    wrong = subprocess.run(
+        [PROXBUS, "events", "stats"], env={**env, "NATS_JS_DOMAIN": "elsewhere"},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert wrong.returncode == 1  # another domain: no JetStream answers there
+    assert "PROXBUS_EVENTS" not in wrong.stdout

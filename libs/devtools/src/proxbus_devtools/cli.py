@@ -262,7 +262,7 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
 async def _publish(args: argparse.Namespace, settings: ServiceSettings) -> int:
     nc = await _connect(settings, "proxbus-cli-publish")
     try:
-        js = nc.jetstream(timeout=5)
+        js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
         await ensure_streams(js, settings.stream_limits())
         event = Event(
             source=args.source,
@@ -286,7 +286,7 @@ async def _stats(settings: ServiceSettings) -> int:
 
     nc = await _connect(settings, "proxbus-cli-stats")
     try:
-        js = nc.jetstream(timeout=5)
+        js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
         print(f"{'stream':<20} {'messages':>10} {'bytes':>12} {'first':>8} {'last':>8} consumers")
         for name in (EVENTS_STREAM, DELIVERIES_STREAM, DLQ_STREAM, AUDIT_STREAM):
             try:
@@ -315,7 +315,7 @@ async def _check(settings: ServiceSettings) -> int:
         return 1
     try:
         print(f"ok    NATS at {settings.nats_url} (server {nc.connected_server_version})")
-        js = nc.jetstream(timeout=5)
+        js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
         try:
             await ensure_streams(js, settings.stream_limits())
             print("ok    JetStream streams and buckets")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from proxbus_devtools.testing import serve_app
+from proxbus_devtools.testing import wait_until as wait_until  # re-exported to the tests
 from proxbus_dispatcher.app import DispatcherService
 from proxbus_dispatcher.settings import Settings
 from proxbus_events import Event, event_subject

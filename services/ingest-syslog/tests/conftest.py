@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from proxbus_devtools.testing import free_port
+from proxbus_devtools.testing import wait_until as wait_until  # re-exported to the tests
 from proxbus_ingest_syslog.app import SyslogService, serving
 from proxbus_ingest_syslog.settings import Settings
 

@@ -8,9 +8,7 @@ from .errors import ConfigError, ProxbusError
 from .event import (
     EVENT_SCHEMA,
     FINGERPRINT_SUBJECT_KEY,
-    KINDS,
     MESSAGE_LIMIT,
-    SEVERITY_FLOORS,
     TITLE_LIMIT,
     TRUNCATION_MARKER,
     Event,
@@ -49,7 +47,6 @@ from .streams import (
     stream_specs,
 )
 from .subjects import (
-    EventSubject,
     audit_subject,
     delivery_subject,
     dlq_subject,
@@ -73,10 +70,8 @@ __all__ = [
     "EVENT_SCHEMA",
     "FINGERPRINT_SUBJECT_KEY",
     "HTTP_PORTS",
-    "KINDS",
     "MESSAGE_LIMIT",
     "RPC_SERVICE_NAME",
-    "SEVERITY_FLOORS",
     "SILENCES_BUCKET",
     "SMTP_PORT",
     "SYSLOG_PORT",
@@ -84,7 +79,6 @@ __all__ = [
     "TRUNCATION_MARKER",
     "ConfigError",
     "Event",
-    "EventSubject",
     "Matcher",
     "ProxbusError",
     "Severity",

@@ -4,7 +4,7 @@ from .consumer import EventConsumer, PullConsumer, ReceivedEvent
 from .errors import PublishError, RpcError, RpcTimeout, RpcUnavailable, StopRequested
 from .health import HealthServer
 from .logs import configure_logging
-from .main import Check, build_settings, main, nats_checks, run_checks
+from .main import Check, build_settings, main
 from .metrics import register_publisher
 from .publisher import EventPublisher, event_headers
 from .ratelimit import TokenBucket
@@ -46,8 +46,6 @@ __all__ = [
     "ensure_streams",
     "event_headers",
     "main",
-    "nats_checks",
     "open_spooling",
     "register_publisher",
-    "run_checks",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,21 @@ def free_udp_tcp_port() -> int:
                 continue
         return port
     raise RuntimeError("no port free for both TCP and UDP")
+
+
+def script_env(nats_url: str, port: int, health: int, **extra: str) -> dict[str, str]:
+    """Environment for the console script on loopback ports (JSON logs)."""
+    return {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "PROXBUS_SITE": "lab",
+        "SYSLOG_HOST": "127.0.0.1",
+        "SYSLOG_PORT": str(port),
+        "HEALTH_HOST": "127.0.0.1",
+        "HEALTH_PORT": str(health),
+        "LOG_FORMAT": "json",
+        **extra,
+    }
 
 
 def make_settings(nats_url: str, port: int, **overrides: Any) -> Settings:

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from proxbus_devtools.testing import NatsServer, free_port
 from proxbus_events import EVENTS_STREAM
 
-from .conftest import free_udp_tcp_port, line, wait_until
+from .conftest import free_udp_tcp_port, line, script_env, wait_until
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-ingest-syslog")
 
@@ -64,17 +64,7 @@ async def test_sigterm_mid_stream_leaves_every_received_line_in_jetstream(
     nats_server: NatsServer, js: JetStreamContext, tmp_path: Path
 ) -> None:
     port, health = free_udp_tcp_port(), free_port()
-    env = {
-        **os.environ,
-        "NATS_URL": nats_server.url,
-        "PROXBUS_SITE": "lab",
-        "SYSLOG_HOST": "127.0.0.1",
-        "SYSLOG_PORT": str(port),
-        "HEALTH_HOST": "127.0.0.1",
-        "HEALTH_PORT": str(health),
-        "EVENTS_MAX_BYTES": str(256 * 1024**2),
-        "LOG_FORMAT": "json",
-    }
+    env = script_env(nats_server.url, port, health, EVENTS_MAX_BYTES=str(256 * 1024**2))
     log_path = tmp_path / "service.log"
     log_file = log_path.open("wb")
     proc = subprocess.Popen([SCRIPT], env=env, stdout=log_file, stderr=subprocess.STDOUT)

@@ -7,7 +7,6 @@ numbered so the test can tell a lost line from a duplicate.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from nats.js import JetStreamContext
 from proxbus_devtools.testing import NatsServer, free_port, wait_for_port
 from proxbus_events import EVENTS_STREAM, Event
 
-from .conftest import free_udp_tcp_port, wait_until
+from .conftest import free_udp_tcp_port, script_env, wait_until
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-ingest-syslog")
 RECEIVED = 'proxbus_syslog_received_total{transport="tcp"}'
@@ -58,17 +57,7 @@ async def test_kill_9_while_nats_is_down_then_restart_then_nats_back_stores_ever
     nats_server: NatsServer, js: JetStreamContext, tmp_path: Path
 ) -> None:
     port, health = free_udp_tcp_port(), free_port()
-    env = {
-        **os.environ,
-        "NATS_URL": nats_server.url,
-        "PROXBUS_SITE": "lab",
-        "SYSLOG_HOST": "127.0.0.1",
-        "SYSLOG_PORT": str(port),
-        "HEALTH_HOST": "127.0.0.1",
-        "HEALTH_PORT": str(health),
-        "SPOOL_DIR": str(tmp_path / "spool"),
-        "LOG_FORMAT": "json",
-    }
+    env = script_env(nats_server.url, port, health, SPOOL_DIR=str(tmp_path / "spool"))
     log = (tmp_path / "service.log").open("wb")
 
     def start() -> subprocess.Popen[bytes]:

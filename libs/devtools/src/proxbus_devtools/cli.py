@@ -22,6 +22,8 @@ from proxbus_events import (
     DELIVERIES_STREAM,
     DLQ_STREAM,
     EVENTS_STREAM,
+    HTTP_PORTS,
+    SYSLOG_PORT,
     ConfigError,
     Event,
     Severity,
@@ -151,8 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sites", type=int, default=0, help="multi-site: a hub and N leaf-node sites (sites_up.py)"
     )
     up.add_argument("--hub-cluster", action="store_true", help="with --sites: a 3-node hub")
-    up.add_argument("--syslog-port", type=int, default=5514, help="with --sites: site 1's syslog")
-    up.add_argument("--health-port", type=int, default=8091, help="with --sites: the dispatcher's")
+    up.add_argument(
+        "--syslog-port", type=int, default=SYSLOG_PORT, help="with --sites: site 1's syslog"
+    )
+    up.add_argument(
+        "--health-port", type=int, default=HTTP_PORTS["dispatcher"],
+        help="with --sites: the dispatcher's",
+    )  # fmt: skip
 
     logs = sub.add_parser("logs", help="print (and follow) the logs of `proxbus up`'s services")
     logs.add_argument("service", nargs="?", help="one service (default: all of them, prefixed)")

@@ -32,6 +32,8 @@ from nats.js.api import ExternalStream, StreamConfig, StreamSource
 from proxbus_events import EVENTS_STREAM, StreamLimits
 from proxbus_runtime import ensure_streams
 
+from .procs import kill_process, stop_process
+
 log = logging.getLogger("proxbus.multisite")
 
 # Subjects of the streams and KV buckets every JetStream domain has of its own: a leaf connection
@@ -297,20 +299,12 @@ class ConfiguredNats:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (SIGKILL after ``timeout``)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:
         """SIGKILL, as a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill_process(self.proc)
         self.proc = None
 
     @property

@@ -44,11 +44,8 @@ STATE_FILE = "up.json"
 
 # service -> (variable of the port serving /health and /metrics, the service's default)
 HEALTH_PORTS: dict[str, tuple[str, int]] = {
-    "ingest-syslog": ("HEALTH_PORT", 8092),
-    "ingest-email": ("HEALTH_PORT", 8093),
-    "ingest-pve-ws": ("HEALTH_PORT", 8090),
-    "dispatcher": ("HEALTH_PORT", 8091),
-    "mcp-gateway": ("GATEWAY_PORT", 8080),
+    name: ("GATEWAY_PORT" if name == "mcp-gateway" else "HEALTH_PORT", HTTP_PORTS[name])
+    for name in SERVICES
 }
 
 
@@ -210,9 +207,9 @@ def describe_ports(name: str, env: Mapping[str, str]) -> tuple[str, int | None]:
     except ValueError:
         health = default
     if name == "ingest-syslog":
-        return f"{env.get('SYSLOG_PORT') or 5514} syslog, {health}", health
+        return f"{env.get('SYSLOG_PORT') or SYSLOG_PORT} syslog, {health}", health
     if name == "ingest-email":
-        return f"{env.get('SMTP_PORT') or 2525} smtp, {health}", health
+        return f"{env.get('SMTP_PORT') or SMTP_PORT} smtp, {health}", health
     return f"{health} http", health
 
 

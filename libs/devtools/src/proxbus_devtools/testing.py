@@ -31,6 +31,8 @@ from aiohttp import web
 from proxbus_events import StreamLimits
 from proxbus_runtime import ensure_streams
 
+from .procs import kill_process, stop_process
+
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port that was free on ``host`` a moment ago (TCP by default)."""
@@ -124,22 +126,12 @@ class NatsServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGTERM), killing after ``timeout``."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:

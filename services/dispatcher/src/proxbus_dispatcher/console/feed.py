@@ -88,13 +88,16 @@ class FeedClient:
 
 
 class EventFeed:
-    """Recent events (ring of ``size``) and the SSE clients listening for new ones."""
+    """Recent events (ring of ``size``) and the SSE clients listening for new ones.
+
+    The ring keeps the raw JSON: an event is decoded only when a live page is open or a page
+    asks for the recent ones, so the dispatcher's intake does not pay for an idle console.
+    """
 
     def __init__(self, nc: NATS, js: JetStreamContext, *, size: int = 500) -> None:
         self._nc = nc
         self._js = js
-        self.recent: deque[Event] = deque(maxlen=size)
-        self._ids: set[str] = set()
+        self.recent: deque[bytes] = deque(maxlen=size)
         self.clients: set[FeedClient] = set()
         self.invalid = 0
         self._sub: Subscription | None = None
@@ -115,21 +118,14 @@ class EventFeed:
             self._sub = None
 
     async def _on_msg(self, msg: Msg) -> None:
-        try:
-            event = Event.model_validate_json(msg.data)
-        except (ValidationError, ValueError):
-            self.invalid += 1
-            return
-        self.add(event)
+        self.add(msg.data)
 
-    def add(self, event: Event, *, live: bool = True) -> None:
-        if event.id in self._ids:
+    def add(self, raw: bytes) -> None:
+        self.recent.append(raw)
+        if not self.clients:
             return
-        if len(self.recent) == self.recent.maxlen:
-            self._ids.discard(self.recent[0].id)
-        self.recent.append(event)
-        self._ids.add(event.id)
-        if not live:
+        event = self._decode(raw)
+        if event is None:
             return
         for client in self.clients:
             if client.filter.matches(event):
@@ -137,6 +133,13 @@ class EventFeed:
                     client.queue.put_nowait(event)
                 except asyncio.QueueFull:
                     client.dropped += 1
+
+    def _decode(self, raw: bytes, *, count: bool = True) -> Event | None:
+        try:
+            return Event.model_validate_json(raw)
+        except (ValidationError, ValueError):
+            self.invalid += count
+            return None
 
     async def _fill_from_stream(self) -> None:
         """Put the stream's last events (older than anything live) in front of the ring."""
@@ -146,12 +149,12 @@ class EventFeed:
             log.warning("console: cannot read %s for the recent events: %s", EVENTS_STREAM, exc)
             return
         last, first = info.state.last_seq, info.state.first_seq
-        maxlen = self.recent.maxlen or 0
-        older: list[Event] = []
+        room = (self.recent.maxlen or 0) - len(self.recent)
+        older: list[bytes] = []
         seq = last
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BACKFILL_TIMEOUT
-        while seq >= max(first, 1) and len(older) < maxlen and loop.time() < deadline:
+        while seq >= max(first, 1) and len(older) < room and loop.time() < deadline:
             try:
                 raw = await self._js.get_msg(EVENTS_STREAM, seq)
             except NotFoundError:
@@ -161,15 +164,12 @@ class EventFeed:
                 log.warning("console: back-fill stopped at seq %d: %s", seq, exc)
                 break
             seq -= 1
-            with contextlib.suppress(ValidationError, ValueError):
-                older.append(Event.model_validate_json(raw.data or b""))
-        live = list(self.recent)
-        self.recent.clear()
-        self._ids.clear()
-        for event in reversed(older):
-            self.add(event, live=False)
-        for event in live:
-            self.add(event, live=False)
+            if raw.data:
+                older.append(raw.data)
+        # Live events that arrived meanwhile keep their places (extendleft past maxlen would
+        # drop the newest from the right end).
+        older = older[: max(0, (self.recent.maxlen or 0) - len(self.recent))]
+        self.recent.extendleft(older)  # newest first into the left end: oldest ends leftmost
 
     def connect(self, event_filter: EventFilter) -> FeedClient:
         client = FeedClient(event_filter)
@@ -179,10 +179,29 @@ class EventFeed:
     def disconnect(self, client: FeedClient) -> None:
         self.clients.discard(client)
 
-    def newest(self, event_filter: EventFilter, limit: int = 200) -> list[Event]:
+    def _newest_events(self) -> Iterator[Event]:
+        """Recent events, newest first, each once (the back-fill may overlap live ones)."""
+        seen: set[str] = set()
+        for raw in reversed(self.recent):
+            event = self._decode(raw, count=False)
+            if event is not None and event.id not in seen:
+                seen.add(event.id)
+                yield event
+
+    def find(self, event_id: str) -> Event | None:
+        """A recent event by id (the raw JSON is searched before anything is decoded)."""
+        needle = event_id.encode()
+        for raw in reversed(self.recent):
+            if needle in raw:
+                event = self._decode(raw, count=False)
+                if event is not None and event.id == event_id:
+                    return event
+        return None
+
+    def newest(self, event_filter: EventFilter, limit: int = 100) -> list[Event]:
         """The newest matching events, newest first."""
         out: list[Event] = []
-        for event in reversed(self.recent):
+        for event in self._newest_events():
             if event_filter.matches(event):
                 out.append(event)
                 if len(out) >= limit:
@@ -191,6 +210,6 @@ class EventFeed:
 
     def matching(self, matchers: list[Matcher]) -> Iterator[Event]:
         """Recent events a silence with ``matchers`` would mute, newest first."""
-        for event in reversed(self.recent):
+        for event in self._newest_events():
             if match_all(matchers, event):
                 yield event

@@ -119,6 +119,7 @@ class ConsoleServer:
         r = app.router
         r.add_get("/", self._page(self.live))
         r.add_get("/events/stream", self._page(self.stream))
+        r.add_get("/events/{id}", self._page(self.event_json))
         r.add_get("/incidents", self._page(self.incidents))
         r.add_get("/silences", self._page(self.silences))
         r.add_post("/silences", self._write(self.silence_create))
@@ -315,6 +316,18 @@ class ConsoleServer:
             self.feed.disconnect(client)
             self._streams.discard(task)
         return resp
+
+    async def event_json(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        event = self.feed.find(request.match_info["id"][:128])
+        if event is None:
+            return web.json_response(
+                {"error": "no longer among the recent events"}, status=404, headers=SECURITY_HEADERS
+            )
+        return web.Response(
+            body=event.model_dump_json(by_alias=True, indent=2),
+            content_type="application/json",
+            headers=SECURITY_HEADERS,
+        )
 
     async def incidents(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         open_, recent = self.board.split(self.settings.incident_window)

@@ -3,6 +3,23 @@
 // markup from event data.
 (function () {
   "use strict";
+  // An event's JSON is fetched when its row is first expanded (keeps the page small); shown
+  // with textContent, never parsed as markup.
+  document.addEventListener("toggle", function (e) {
+    var details = e.target;
+    if (!details.open || !details.querySelector) { return; }
+    var pre = details.querySelector("pre[data-src]");
+    if (!pre || pre.getAttribute("data-loaded")) { return; }
+    pre.setAttribute("data-loaded", "1");
+    pre.textContent = "loading…";
+    fetch(pre.getAttribute("data-src"), {credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
+      .then(function (v) { pre.textContent = JSON.stringify(v, null, 2); })
+      .catch(function (err) {
+        pre.textContent = "not available: " + err.message;
+        pre.removeAttribute("data-loaded");
+      });
+  }, true);
   var list = document.getElementById("events");
   if (!list || !window.EventSource) { return; }
   var state = document.getElementById("live-state");

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from proxbus_dispatcher.stages.incidents import Incident
+from proxbus_dispatcher.state import StateStore
 from proxbus_events import Event
 
 T0 = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
@@ -68,3 +69,12 @@ def test_a_new_incident_keeps_the_notification_log() -> None:
     new = Incident.open(report("syslog", 700), old.notified)
     assert new.notified == {"root": 123.0}
     assert new.routes == {}
+
+
+async def test_memory_is_bounded_under_a_flood_of_new_fingerprints(nc: Any, js: Any) -> None:
+    store = StateStore(nc, js, ttl=60, max_in_memory=100)
+    for i in range(105):
+        store.put_local(Incident.open(report("syslog", i, vmid=i)))
+    assert len(store.incidents) <= 100
+    assert store.incident(report("syslog", vmid=0).fingerprint) is None  # the oldest went
+    assert store.incident(report("syslog", vmid=104).fingerprint) is not None

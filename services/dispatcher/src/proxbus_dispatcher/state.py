@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 STATE_BUCKET = "proxbus_dispatcher_state"
 INCIDENT_PREFIX = "inc."
 WRITE_TIMEOUT = 5.0
+MAX_INCIDENTS_IN_MEMORY = 200_000
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 # A JetStream publish ack: {"stream":"KV_...","seq":N}; a refusal has an "error" object.
 _ACK_SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
@@ -63,9 +64,16 @@ class StateStore:
     """The KV bucket: incidents by fingerprint (memory + CAS writes), inhibition sources."""
 
     def __init__(
-        self, nc: NATS, js: JetStreamContext, *, ttl: float, bucket: str = STATE_BUCKET
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        *,
+        ttl: float,
+        bucket: str = STATE_BUCKET,
+        max_in_memory: int = MAX_INCIDENTS_IN_MEMORY,
     ) -> None:
         self._nc = nc
+        self._max_in_memory = max_in_memory
         self._js = js
         self._pre = f"$KV.{bucket}."
         self._ack_prefix = ""
@@ -168,8 +176,18 @@ class StateStore:
     def put_local(self, incident: Incident) -> str:
         """Record ``incident`` in memory (written by ``write``); returns its key."""
         key = incident_key(incident.fingerprint)
+        if key not in self.incidents and len(self.incidents) >= self._max_in_memory:
+            self._forget_oldest(max(1, self._max_in_memory // 10))
         self.incidents[key] = incident
         return key
+
+    def _forget_oldest(self, count: int) -> None:
+        """Bound memory under a flood of new fingerprints. Forgetting is safe: the next write
+        of a forgotten key is a create that fails if the key exists, and re-reads it."""
+        oldest = sorted(self.incidents, key=lambda k: self.incidents[k].last)[:count]
+        for key in oldest:
+            del self.incidents[key]
+            self.revisions.pop(key, None)
 
     async def write(self, keys: Iterable[str]) -> WriteResult:
         """Store the in-memory incidents of ``keys`` with compare-and-set, pipelined.

@@ -10,7 +10,9 @@ import random
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import nats.errors
@@ -18,11 +20,13 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from proxbus_events import Event, event_subject
+from proxbus_events import EVENTS_STREAM, Event, event_subject
 
 from .errors import PublishError
 
 log = logging.getLogger(__name__)
+
+LATE_ACK_WINDOW = 600.0  # seconds a timed-out publish's ack is still listened for
 
 
 def event_headers(event: Event) -> dict[str, str]:
@@ -231,11 +235,22 @@ class EventPublisher:
         self._idle.clear()
         self._wakeup.set()
 
-    async def publish(self, event: Event, timeout: float | None = None) -> PubAck:
+    async def publish(
+        self,
+        event: Event,
+        timeout: float | None = None,
+        *,
+        late_ack: Callable[[], object] | None = None,
+    ) -> PubAck:
         """Publish one event directly and wait for its ack (no buffering).
 
         For sources that must answer their sender only after JetStream has the event
         (SMTP ``250``, webhook ``2xx``).
+
+        ``late_ack()`` is called if JetStream stores the event after this call gave up (a
+        connected but stalled broker reads the message later): the caller can record that
+        the event exists after all (ingest-email's Message-ID record). Late acks are awaited
+        for ``LATE_ACK_WINDOW`` seconds.
 
         Raises:
             PublishError: no ack within ``timeout`` (default ``ack_timeout``), or the
@@ -251,6 +266,8 @@ class EventPublisher:
             raise PublishError("JetStream did not acknowledge: not connected to NATS")
         self.stats.accepted += 1
         started = time.monotonic()
+        if late_ack is not None:
+            return await self._publish_watching_late_ack(event, timeout, late_ack, started)
         try:
             ack = await self._js.publish(
                 event_subject(event),
@@ -266,6 +283,25 @@ class EventPublisher:
             raise PublishError(f"JetStream did not acknowledge: {_describe(exc)}") from exc
         self._count_ack(ack, time.monotonic() - started)
         return ack
+
+    async def _publish_watching_late_ack(
+        self, event: Event, timeout: float, late_ack: Callable[[], object], started: float
+    ) -> PubAck:
+        """``publish`` through ``send()``, whose ack future outlives the timeout."""
+        future = await self.send(event_subject(event), event.to_json(), event_headers(event))
+        try:
+            stored = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except (TimeoutError, PublishError) as exc:
+            _withdraw_pending(self._js._nc, event.id)
+            if isinstance(exc, TimeoutError):
+                future.add_done_callback(partial(_report_late_ack, late_ack))
+                asyncio.get_running_loop().call_later(LATE_ACK_WINDOW, future.cancel)
+            self.stats.accepted -= 1  # the caller keeps the event and answers its sender
+            self.stats.failures += 1
+            self.stats.last_error = _describe(exc)
+            raise PublishError(f"JetStream did not acknowledge: {_describe(exc)}") from exc
+        self._count(not stored, time.monotonic() - started)
+        return PubAck(stream=EVENTS_STREAM, seq=0, duplicate=not stored)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every accepted event is acknowledged; ``False`` on timeout."""
@@ -438,6 +474,15 @@ class EventPublisher:
             self._queue.appendleft(item)
             retry += 1
         self.stats.retries += retry
+
+
+def _report_late_ack(late_ack: Callable[[], object], future: asyncio.Future[bool]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return  # never acknowledged, or refused
+    try:
+        late_ack()
+    except Exception:
+        log.exception("late-ack callback failed")
 
 
 def _withdraw_pending(nc: Any, msg_id: str) -> None:

@@ -52,6 +52,7 @@ class MailIntake:
         self._site = site
         self._timeout = publish_timeout
         self._seen = seen
+        self._late_tasks: set[asyncio.Task[None]] = set()
         self._rejected_log = RateLimitedLog(log, "rejected mail")
 
     def prepare(self, raw: bytes, via: str) -> Event | Rejection:
@@ -117,7 +118,18 @@ class MailIntake:
                          via, message_id, stored_as)  # fmt: skip
                 stored = result.model_copy(update={"id": stored_as})
                 return IngestResult(event=stored, duplicate=True)
-        ack = await self._publisher.publish(result, timeout=self._timeout)
+        late_ack = None
+        if self._seen is not None and isinstance(message_id, str) and message_id:
+            seen, event_id = self._seen, result.id
+
+            def late_ack() -> None:
+                # Stored after we answered 451 (a stalled broker read it late): record it,
+                # so the sender's retry is recognised instead of stored a second time.
+                task = asyncio.get_running_loop().create_task(seen.remember(message_id, event_id))
+                self._late_tasks.add(task)
+                task.add_done_callback(self._late_tasks.discard)
+
+        ack = await self._publisher.publish(result, timeout=self._timeout, late_ack=late_ack)
         if self._seen is not None and isinstance(message_id, str) and message_id:
             await self._seen.remember(message_id, result.id)
         self._metrics.published.labels(via).inc()

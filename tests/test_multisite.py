@@ -390,7 +390,7 @@ async def test_a_service_restart_keeps_the_hub_sources(
 
 
 @pytest.mark.parametrize("topology", ["nojs"], indirect=True)
-@pytest.mark.parametrize("service", ["ingest-syslog"])
+@pytest.mark.parametrize("service", ["ingest-syslog", "ingest-email", "ingest-pve-ws"])
 async def test_site_leaf_without_jetstream_is_one_clear_error_not_a_crash_loop(
     topology: LocalTopology, stack: Any, service: str
 ) -> None:
@@ -406,7 +406,11 @@ async def test_site_leaf_without_jetstream_is_one_clear_error_not_a_crash_loop(
         # Every JetStream attempt of the service passes here (unanswered, like no JetStream).
         await watcher.subscribe("$JS.site3.API.>", cb=count)
         await watcher.flush()
-        spawn = stack.ingest_syslog if service == "ingest-syslog" else stack.ingest_email
+        spawn = {
+            "ingest-syslog": stack.ingest_syslog,
+            "ingest-email": stack.ingest_email,
+            "ingest-pve-ws": stack.ingest_pve_ws,
+        }[service]
         ingest = spawn(NATS_URL=leaf.url, NATS_JS_DOMAIN="site3", PROXBUS_SITE="site3")
         await wait_until(lambda: attempts >= 3, timeout=60)
         assert ingest.alive, stack.report()

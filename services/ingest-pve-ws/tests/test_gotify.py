@@ -179,7 +179,11 @@ async def test_messages_during_a_nats_outage_go_to_the_spool_and_are_stored_once
     await gotify.push("during 1")
     await gotify.push("during 2")
     await wait_until(lambda: spooled(2))
-    assert svc.gotify.last_id == 3  # not stuck retrying message 2
+
+    async def moved_on() -> bool:  # not stuck retrying: message 3 done once fsynced
+        return svc.gotify.last_id == 3
+
+    await wait_until(moved_on)
     nats_server.start()
     await wait_until(lambda: _has(js, 3), timeout=30)
     await gotify.push("after")

@@ -254,6 +254,13 @@ async def test_dead_letter_replayed_from_page_reaches_recording_sink(
     await expect(page.locator(".flash")).to_contain_text("replayed to hook")
     await wait_until(lambda: len(hook.requests) == 1, what="replayed delivery at the sink")
     assert hook.requests[0].json["event"]["title"] == "replication job 100-0 failed"
+    audit = await js.get_last_msg("PROXBUS_AUDIT", "proxbus.audit.*.console_dlq_replay")
+    entry = json.loads(audit.data)
+    assert (entry["caller"], entry["outcome"], entry["arguments"]["receiver"]) == (
+        "alice",
+        "ok",
+        "hook",
+    )
     await expect(page.locator("li.card", has_text="replication job 100-0")).to_have_count(0)
 
 

@@ -123,6 +123,7 @@ class ConsoleServer:
         r.add_get("/incidents", self._page(self.incidents))
         r.add_get("/silences", self._page(self.silences))
         r.add_post("/silences", self._write(self.silence_create))
+        r.add_post("/silences/preview", self._page(self.silence_preview))
         r.add_post("/silences/{id}/expire", self._write(self.silence_expire))
         r.add_get("/deadletters", self._page(self.deadletters))
         r.add_post("/deadletters/{seq}/replay", self._write(self.dlq_replay))
@@ -343,28 +344,45 @@ class ConsoleServer:
         )
 
     async def silences(self, request: web.Request, caller: Caller) -> web.StreamResponse:
-        text = request.query.get("matchers", "")[:4096]
-        preview: list[Event] | None = None
-        preview_count = 0
+        q = request.query
+        return await self._silences_page(
+            request, q.get("matchers", ""), q.get("duration", "2h"), q.get("comment", "")
+        )
+
+    async def silence_preview(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        """What a silence would mute (a read: CSRF-checked, no token needed)."""
+        form = await request.post()
+        if not self.guard.csrf_ok(request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))):
+            return self._refuse(request, 403, "CSRF check failed: reload the page and retry")
+        return await self._silences_page(
+            request,
+            str(form.get("matchers", "")),
+            str(form.get("duration", "2h")),
+            str(form.get("comment", "")),
+            preview=True,
+        )
+
+    async def _silences_page(
+        self, request: web.Request, text: str, duration: str, comment: str, preview: bool = False
+    ) -> web.StreamResponse:
+        text = text[:4096]
+        hits: list[Event] | None = None
         error = ""
-        if text.strip():
+        if preview or text.strip():
             try:
-                matchers = _parse_matchers(text)
-                hits = list(self.feed.matching(matchers))
-                preview, preview_count = hits[:50], len(hits)
+                hits = list(self.feed.matching(_parse_matchers(text)))
             except ValueError as exc:
                 error = str(exc)
         store = await SilenceStore.open(self.js)
-        active = await store.list()
         return self._render(
             request,
             "silences.html",
-            silences=active,
+            silences=await store.list(),
             matchers=text,
-            duration=request.query.get("duration", "2h")[:32],
-            comment=request.query.get("comment", "")[:1024],
-            preview=preview,
-            preview_count=preview_count,
+            duration=duration[:32],
+            comment=comment[:1024],
+            preview=None if hits is None else hits[:50],
+            preview_count=len(hits or []),
             preview_total=len(self.feed.recent),
             error=error,
         )

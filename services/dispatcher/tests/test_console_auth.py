@@ -1,0 +1,52 @@
+"""Console tokens, sessions and CSRF tokens (no I/O)."""
+
+from __future__ import annotations
+
+import base64
+
+from proxbus_dispatcher.console.auth import Caller, Guard, is_loopback, parse_console_tokens
+
+
+def guard() -> Guard:
+    return Guard(parse_console_tokens("alice:operate:secret-a,bob:read:secret-b"), key=b"k" * 32)
+
+
+def test_loopback_hosts_are_recognised_and_others_are_not() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "::", "192.168.1.10", "pve.example", ""):
+        assert not is_loopback(host), host
+
+
+def test_session_cookie_round_trips_and_a_tampered_one_is_refused() -> None:
+    g = guard()
+    caller = g.lookup("secret-a")
+    assert caller == Caller("alice", frozenset({"read", "operate"}))
+    cookie = g.session_cookie(caller, now=1000.0)
+    assert g.session_caller(cookie, now=1001.0) == caller
+    payload, signature = cookie.rsplit(".", 1)
+    forged = base64.urlsafe_b64encode(
+        base64.urlsafe_b64decode(payload).replace(b"operate", b"admin")
+    ).decode()
+    assert g.session_caller(f"{forged}.{signature}", now=1001.0) is None
+    assert g.session_caller(cookie, now=1000.0 + 13 * 3600) is None  # expired
+    assert Guard(g.tokens).session_caller(cookie, now=1001.0) is None  # another process' key
+    for junk in ("", "no-dot", "a.b", "!!!.???", "x" * 5000):
+        assert g.session_caller(junk, now=1001.0) is None
+
+
+def test_csrf_token_is_bound_to_its_cookie() -> None:
+    g = guard()
+    cookie = g.new_csrf_cookie()
+    token = g.csrf_token(cookie)
+    assert g.csrf_ok(cookie, token)
+    assert not g.csrf_ok(g.new_csrf_cookie(), token)
+    assert not g.csrf_ok(cookie, None)
+    assert not g.csrf_ok(None, token)
+
+
+def test_unknown_secret_is_nobody() -> None:
+    g = guard()
+    assert g.lookup("secret-c") is None
+    assert g.lookup("") is None
+    assert g.lookup("secret-b") == Caller("bob", frozenset({"read"}))

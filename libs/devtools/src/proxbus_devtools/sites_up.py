@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from proxbus_runtime import ServiceSettings, connect_nats
 
 from .multisite import LocalTopology, link_sites, wait_for_jetstream
 from .status import LiveView, PlainView, StatusBoard, probe_forever
-from .supervisor import Child, Supervisor, _script
+from .supervisor import Child, Supervisor, _script, until_signal
 
 log = logging.getLogger("proxbus.up")
 
@@ -56,7 +55,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 async def run_link(args: argparse.Namespace, settings: ServiceSettings) -> int:
     """``proxbus sites link``: exit 0 when the hub sources every site named."""
-    nc = await connect_nats(settings, name="proxbus-sites-link", max_reconnect_attempts=0)
+    nc = await connect_nats(settings, name="proxbus-sites-link")  # fails fast when unreachable
     try:
         js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
         await wait_for_jetstream(js, args.wait)
@@ -139,7 +138,7 @@ async def _link_when_ready(topology: LocalTopology, stop: asyncio.Event) -> None
     settings = ServiceSettings(nats_url=topology.hub_url)
     while not stop.is_set():
         try:
-            nc = await connect_nats(settings, "proxbus-sites-link", max_reconnect_attempts=0)
+            nc = await connect_nats(settings, "proxbus-sites-link")
         except (nats.errors.Error, OSError):
             await asyncio.sleep(0.5)
             continue
@@ -182,19 +181,11 @@ def run_sites_up(args: argparse.Namespace, binary: str) -> int:
         children, board, data_dir, view.print, site="hub", nats_url=topology.hub_url
     )
 
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        linker = asyncio.create_task(_link_when_ready(topology, stop))
-        prober = asyncio.create_task(probe_forever(board, stop))
-        try:
-            return await supervisor.run(stop)
-        finally:
-            stop.set()
-            linker.cancel()
-            await asyncio.gather(linker, prober, return_exceptions=True)
-
     with view:
-        return asyncio.run(main())
+        return asyncio.run(
+            until_signal(
+                supervisor.run,
+                lambda stop: _link_when_ready(topology, stop),
+                lambda stop: probe_forever(board, stop),
+            )
+        )

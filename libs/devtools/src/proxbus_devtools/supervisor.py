@@ -20,7 +20,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -497,6 +497,30 @@ def default_data_dir() -> str:
     return os.path.expanduser("~/.local/share/proxbus")
 
 
+async def until_signal(
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, int]],
+    *companions: Callable[[asyncio.Event], Coroutine[Any, Any, Any]],
+) -> int:
+    """``run(stop)`` until SIGINT/SIGTERM sets ``stop``, with companion tasks beside it.
+
+    Companions see the same ``stop``; those still running 1 s after it are cancelled.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(companion(stop)) for companion in companions]
+    try:
+        return await run(stop)
+    finally:
+        stop.set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=1.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     """Entry point of ``proxbus up``."""
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints every thread's stack
@@ -531,21 +555,14 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
         ) or settings.nats_url,
     )  # fmt: skip
 
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        prober = asyncio.create_task(probe_forever(board, stop))
-        refresher = asyncio.create_task(_refresh(view, stop))
-        try:
-            return await supervisor.run(stop)
-        finally:
-            stop.set()
-            await asyncio.gather(prober, refresher, return_exceptions=True)
-
     with view:
-        code = asyncio.run(main())
+        code = asyncio.run(
+            until_signal(
+                supervisor.run,
+                lambda stop: probe_forever(board, stop),
+                lambda stop: _refresh(view, stop),
+            )
+        )
     sink.close()
     return code
 

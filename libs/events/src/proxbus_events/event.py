@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, Literal
@@ -314,7 +313,3 @@ class Event(BaseModel):
             pydantic.ValidationError: the body is not a valid v1 event.
         """
         return cls.model_validate_json(data)
-
-    @property
-    def age_seconds(self) -> float:
-        return time.time() - self.timestamp.timestamp()

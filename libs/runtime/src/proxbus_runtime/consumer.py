@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import nats.errors
@@ -27,10 +26,6 @@ class ReceivedEvent:
     @property
     def num_delivered(self) -> int:
         return int(self.msg.metadata.num_delivered)
-
-    @property
-    def stream_sequence(self) -> int:
-        return int(self.msg.metadata.sequence.stream)
 
     async def ack(self) -> None:
         await self.msg.ack()
@@ -134,9 +129,3 @@ class EventConsumer(PullConsumer):
                 )
                 await msg.term()
         return out
-
-    async def iterate(self, batch: int = 100, timeout: float = 1.0) -> AsyncIterator[ReceivedEvent]:
-        """Events forever (until cancelled)."""
-        while True:
-            for received in await self.events(batch, timeout):
-                yield received

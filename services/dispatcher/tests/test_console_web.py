@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -136,6 +137,24 @@ async def test_published_event_appears_on_live_page_within_5s_without_reload(
     await expect(page.locator("li.event", has_text="on pve3")).to_be_visible(timeout=5000)
     assert await page.locator("li.event", has_text="on pve2").count() == 0
     assert await page.locator("li.event", has_text="backup of VM 101").count() == 0
+
+
+async def test_dispatcher_with_open_live_pages_stops_promptly_on_sigterm(
+    console: Any, browser: Browser
+) -> None:
+    c = await console()
+    pages = []
+    for _ in range(3):
+        page = await browser.new_page()
+        await page.goto(c.url + "/")
+        await expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
+        pages.append(page)
+    started = time.monotonic()
+    c.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(c.proc.wait, 10) == 0
+    # Well inside the runtime's 9.5 s budget, which a held SSE response would use up.
+    assert time.monotonic() - started < 5
+    await expect(pages[0].locator("#live-state")).to_have_text("reconnecting…", timeout=5000)
 
 
 async def test_event_title_with_script_tag_renders_as_text(

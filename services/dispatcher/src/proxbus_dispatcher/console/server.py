@@ -110,6 +110,7 @@ class ConsoleServer:
         self.env.filters["bytes"] = _fmt_bytes
         self.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
         self._streams: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._refusals = RateLimitedLog(log, "refused console writes")
         self._static = {p.name: p.read_bytes() for p in (HERE / "static").iterdir() if p.is_file()}
 
@@ -140,6 +141,8 @@ class ConsoleServer:
         self.board.start()
 
     async def stop(self) -> None:
+        # Open live pages would hold the HTTP server's shutdown: end them, refuse new ones.
+        self._closing = True
         for task in list(self._streams):
             task.cancel()
         if self._streams:
@@ -284,6 +287,8 @@ class ConsoleServer:
         )
 
     async def stream(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        if self._closing:
+            return web.Response(status=503, text="the dispatcher is stopping")
         if len(self._streams) >= MAX_STREAMS:
             return web.Response(status=503, text="too many live pages open")
         f = EventFilter.from_query(dict(request.query))

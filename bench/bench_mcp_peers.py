@@ -1,0 +1,283 @@
+"""The MCP gateway side by side with other Proxmox MCP servers from PyPI, on the simulator.
+
+Run: uv run python bench/bench_mcp_peers.py [--seconds 3] [--rounds 3] [--cache-dir DIR]
+
+Each other server is installed from PyPI with ``uv`` into its own venv under ``--cache-dir``
+(default ``~/.cache/proxbus-bench/mcp-peers``; never inside the repository), pinned to the
+version in ``PEERS``. Everything talks to one pvesim (default 3-node lab, 20 VMs + 10 CTs)
+over HTTPS on loopback with certificate verification on: the gateway pins the simulator's
+fingerprint (its documented setting), the others verify against the simulator's CA through
+``REQUESTS_CA_BUNDLE`` (they use proxmoxer/requests, which read it).
+
+Transport: stdio, the one transport every server here offers (proxmox-mcp-server has no
+other). Client: the official MCP Python SDK (``stdio_client`` + ``ClientSession``) in this
+process, one session per server; "N clients" = N callers with a call in flight at once on
+that session (the SDK client and every server here handle requests of one session
+concurrently). Each server gets the same cluster-wide VM listing:
+  - gateway: ``get_vms`` (reads ``/cluster/resources?type=vm``), read cache on (default
+    ``CACHE_TTL=2``) and off (``CACHE_TTL=0``: every call reaches the simulator),
+  - proxmox-mcp-plus: ``get_vms`` (reads ``/cluster/resources?type=vm``),
+  - proxmox-mcp-server: ``get_cluster_resources`` with ``type=vm`` (same request).
+A cell = one (server, clients) pair: start the server, initialize, one warm-up call, then
+``--seconds`` of calls; calls/s, p50/p99, the server process's CPU per call and this client
+process's CPU per call. Rounds alternate over every cell; the best round is kept and the
+range over the rounds is shown, with the load average seen during the cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+CLIENTS = (1, 8)
+PEERS = {
+    # package==version: (console script, VM-listing tool, its arguments)
+    "proxmox-mcp-plus==0.6.7": ("proxmox-mcp-plus", "get_vms", {}),
+    "proxmox-mcp-server==1.4.4": ("proxmox-mcp-server", "get_cluster_resources", {"type": "vm"}),
+}
+
+
+def read_env(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children() -> set[int]:
+    """Direct child processes of this process (the stdio server the SDK client spawned)."""
+    out: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        out.update(int(p) for p in (task / "children").read_text().split())
+    return out
+
+
+def start_simulator(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    env_file = tmp / "pvesim.env"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxbus_pvesim", "--port", "0", "--pbs-port", "0",
+         "--task-seconds", "0", "--write-env", str(env_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not env_file.exists() or "PBS_NODES" not in env_file.read_text():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("pvesim did not start")
+        time.sleep(0.05)
+    return proc, read_env(env_file)
+
+
+def simulator_ca(host: str, port: int, out: Path) -> Path:
+    """The simulator's CA certificate: the last certificate of the chain it serves."""
+    chain = subprocess.run(
+        ["openssl", "s_client", "-showcerts", "-connect", f"{host}:{port}"],
+        input=b"", capture_output=True, timeout=15, check=False,
+    ).stdout.decode()  # fmt: skip
+    pems = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", chain, re.S)
+    if len(pems) < 2:
+        raise RuntimeError("could not read the simulator's certificate chain (openssl)")
+    out.write_text(pems[-1] + "\n")
+    return out
+
+
+def ensure_peer(cache: Path, spec: str) -> Path:
+    """A venv with ``spec`` installed from PyPI (by uv) under ``cache``; its bin directory."""
+    venv = cache / spec.replace("==", "-")
+    marker = venv / ".installed"
+    if not marker.exists():
+        uv = shutil.which("uv")
+        if uv is None:
+            raise RuntimeError("uv is needed to install the other servers")
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+        subprocess.run(
+            [uv, "pip", "install", "-q", spec],
+            env={**os.environ, "VIRTUAL_ENV": str(venv)},
+            check=True,
+        )
+        marker.write_text(spec + "\n")
+    return venv / "bin"
+
+
+@dataclass
+class Server:
+    label: str
+    command: list[str]
+    env: dict[str, str]
+    tool: str
+    arguments: dict[str, Any]
+
+
+def servers(sim_env: dict[str, str], ca: Path, cache: Path, tmp: Path) -> list[Server]:
+    gw = shutil.which("proxbus-mcp-gateway", path=str(Path(sys.executable).parent))
+    assert gw, "proxbus-mcp-gateway console script not found (uv sync --all-packages)"
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "LOG_LEVEL": "WARNING"}
+    gateway_env = {**base, **sim_env, "NATS_ENABLED": "false", "STDIO_SCOPES": "read"}
+    out = [
+        Server("proxbus-mcp-gateway, cache on (default)", [gw, "--transport", "stdio"],
+               {**gateway_env, "CACHE_TTL": "2"}, "get_vms", {}),
+        Server("proxbus-mcp-gateway, cache off (CACHE_TTL=0)", [gw, "--transport", "stdio"],
+               {**gateway_env, "CACHE_TTL": "0"}, "get_vms", {}),
+    ]  # fmt: skip
+    host, port = sim_env["PVE_PVE1_HOST"].rsplit(":", 1)
+    peer_env = {
+        **base,
+        "PROXMOX_HOST": host,
+        "PROXMOX_PORT": port,
+        "PROXMOX_USER": sim_env["PVE_PVE1_USER"],
+        "PROXMOX_TOKEN_NAME": sim_env["PVE_PVE1_TOKEN_NAME"],
+        "PROXMOX_TOKEN_VALUE": sim_env["PVE_PVE1_TOKEN_VALUE"],
+        "PROXMOX_VERIFY_SSL": "true",
+        "REQUESTS_CA_BUNDLE": str(ca),
+        "PROXMOX_JOBS_SQLITE_PATH": str(tmp / "proxmox-mcp-plus-jobs.sqlite3"),
+    }
+    for spec, (script, tool, arguments) in PEERS.items():
+        bin_dir = ensure_peer(cache, spec)
+        out.append(Server(spec.replace("==", " "), [str(bin_dir / script)], peer_env, tool,
+                          arguments))  # fmt: skip
+    return out
+
+
+@dataclass
+class Cell:
+    rate: float
+    p50: float
+    p99: float
+    server_cpu: float
+    client_cpu: float
+    load: tuple[float, float]
+    calls: int
+
+
+async def _cell(server: Server, clients: int, seconds: float, errlog: Any) -> Cell:
+    params = StdioServerParameters(command=server.command[0], args=server.command[1:],
+                                   env=server.env)  # fmt: skip
+    before = children()
+    async with stdio_client(params, errlog=errlog) as (r, w), ClientSession(r, w) as mcp:
+        await asyncio.wait_for(mcp.initialize(), 60)
+        spawned = children() - before
+        if len(spawned) != 1:
+            raise RuntimeError(f"expected one server process, found {spawned}")
+        pid = spawned.pop()
+        first = await asyncio.wait_for(mcp.call_tool(server.tool, server.arguments), 30)
+        if first.is_error:
+            raise RuntimeError(f"{server.label}: {first.content}")
+        lat: list[float] = []
+        load0 = loadavg()
+        end = time.perf_counter() + seconds
+
+        async def caller() -> None:
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                res = await mcp.call_tool(server.tool, server.arguments)
+                lat.append((time.perf_counter() - t0) * 1000)
+                if res.is_error:
+                    raise RuntimeError(f"{server.label}: {res.content}")
+
+        cpu0, srv0, t0 = time.process_time(), cpu_seconds(pid), time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+        client_cpu, server_cpu = time.process_time() - cpu0, cpu_seconds(pid) - srv0
+        load1 = loadavg()
+    n = max(1, len(lat))
+    return Cell(len(lat) / wall, statistics.median(lat), percentile(lat, 0.99),
+                server_cpu * 1000 / n, client_cpu * 1000 / n, (load0, load1), len(lat))  # fmt: skip
+
+
+@dataclass
+class Row:
+    cells: list[Cell] = field(default_factory=list)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cache-dir", type=Path,
+                    default=Path.home() / ".cache" / "proxbus-bench" / "mcp-peers")  # fmt: skip
+    opts = ap.parse_args()
+    opts.cache_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[tuple[str, int], Row] = {}
+    started = datetime.datetime.now(datetime.UTC)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sim, sim_env = start_simulator(tmp)
+        try:
+            host, port = sim_env["PVE_PVE1_HOST"].rsplit(":", 1)
+            ca = simulator_ca(host, int(port), tmp / "pvesim-ca.pem")
+            all_servers = servers(sim_env, ca, opts.cache_dir, tmp)
+            with (tmp / "servers.log").open("w") as errlog:
+                for _ in range(opts.rounds):
+                    for n in CLIENTS:
+                        for srv in all_servers:
+                            cell = asyncio.run(_cell(srv, n, opts.seconds, errlog))
+                            rows.setdefault((srv.label, n), Row()).cells.append(cell)
+        finally:
+            sim.send_signal(signal.SIGTERM)
+            sim.wait(15)
+    print(
+        f"MCP servers side by side: one cluster-wide VM listing over stdio, official MCP "
+        f"Python client, {opts.seconds:g} s per cell, best of {opts.rounds} alternating rounds, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{started:%Y-%m-%d %H:%M} UTC\n"
+    )
+    print(
+        "| server | clients | calls/s | calls/s over rounds | p50 ms | p99 ms "
+        "| server CPU ms/call | client CPU ms/call | load average |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    best = {key: max(row.cells, key=lambda c: c.rate) for key, row in rows.items()}
+    for (label, n), row in rows.items():
+        c = best[(label, n)]
+        rates = [x.rate for x in row.cells]
+        loads = [v for x in row.cells for v in x.load]
+        print(
+            f"| {label} | {n} | {c.rate:.0f} | {min(rates):.0f}-{max(rates):.0f} | {c.p50:.2f} "
+            f"| {c.p99:.2f} | {c.server_cpu:.2f} | {c.client_cpu:.2f} "
+            f"| {min(loads):.1f}-{max(loads):.1f} |"
+        )
+    print()
+    labels = [label for label, n in rows if n == CLIENTS[0]]
+    peers = [label for label in labels if not label.startswith("proxbus")]
+    for n in CLIENTS:
+        other = max(best[(p, n)].rate for p in peers)
+        for label in labels[:2]:
+            print(f"- {n} clients, {label}: {best[(label, n)].rate / other:.2f}x the best other")
+
+
+if __name__ == "__main__":
+    main()

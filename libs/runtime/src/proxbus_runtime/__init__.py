@@ -1,8 +1,9 @@
 """proxbus-runtime: how a proxbus service connects, publishes, consumes, serves health and stops."""
 
+from typing import TYPE_CHECKING, Any
+
 from .consumer import EventConsumer, PullConsumer, ReceivedEvent
 from .errors import PublishError, RpcError, RpcTimeout, RpcUnavailable, StopRequested
-from .health import HealthServer
 from .logs import configure_logging
 from .main import Check, build_settings, main
 from .metrics import register_publisher
@@ -16,6 +17,20 @@ from .silences import SilenceStore
 from .spool import EventSpool, SpoolFull
 from .spooling import SpoolingPublisher, SpoolSettings, attach_spooling, open_spooling
 from .streams import ensure_streams
+
+if TYPE_CHECKING:
+    from .health import HealthServer
+
+
+def __getattr__(name: str) -> Any:
+    # aiohttp (about 10 MiB resident) is imported with the health server, not with the
+    # package: the MCP gateway serves its own HTTP and never starts one (its idle RSS).
+    if name == "HealthServer":
+        from .health import HealthServer
+
+        return HealthServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Check",

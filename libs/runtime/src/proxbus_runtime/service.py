@@ -31,7 +31,6 @@ from prometheus_client import CollectorRegistry
 from proxbus_events import StreamLimits
 
 from .errors import StopRequested
-from .health import HealthServer
 from .metrics import register_publisher
 from .publisher import EventPublisher
 from .ratelog import RateLimitedLog
@@ -80,6 +79,8 @@ class Service:
         self.require_nats = require_nats
         self.registry = registry or CollectorRegistry()
         host, port = listen or (settings.health_host, settings.health_port)
+        from .health import HealthServer  # aiohttp: only where a health server runs
+
         self.health = HealthServer(host, port, self.registry, client_max_size=max_body)
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None

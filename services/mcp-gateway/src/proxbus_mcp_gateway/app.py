@@ -148,6 +148,7 @@ async def serve_gateway_http(
         log_level="warning",
         access_log=False,
         lifespan="on",
+        ws="none",  # no WebSocket route: uvicorn would import websockets (+2.4 MiB idle)
         timeout_graceful_shutdown=3,
     )
     web = _Uvicorn(config)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -47,14 +51,35 @@ def tool_definition(spec: ToolSpec, *, read_only_gateway: bool = False) -> Tool:
     )
 
 
+@contextlib.contextmanager
+def _sdk_logging_unchanged() -> Iterator[None]:
+    """Keep ``MCPServer.__init__`` from importing rich for a handler it cannot install.
+
+    The SDK's constructor builds a ``RichHandler`` and passes it to ``logging.basicConfig``,
+    which does nothing once the root logger has handlers (the runtime's ``configure_logging``
+    ran first): the import of rich alone is 1.4 MiB of the idle gateway. With rich marked
+    unimportable for the call, the SDK falls back to a ``StreamHandler``, equally unused.
+    """
+    if not logging.getLogger().handlers or "rich" in sys.modules:
+        yield  # basicConfig would act (or rich is loaded anyway): leave the SDK alone
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]  # import rich -> ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("rich", ...) is None:
+            del sys.modules["rich"]
+
+
 class GatewayMCPServer(MCPServer[Any]):
     """``MCPServer`` whose tools come from the gateway registry (one pipeline, audited)."""
 
     def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
         self.gateway = gateway
-        super().__init__(
-            name="proxbus-mcp-gateway", instructions=INSTRUCTIONS, version="0.1.0", **kwargs
-        )
+        with _sdk_logging_unchanged():
+            super().__init__(
+                name="proxbus-mcp-gateway", instructions=INSTRUCTIONS, version="0.1.0", **kwargs
+            )
         read_only = gateway.settings.read_only
         self._definitions = {
             s.name: tool_definition(s, read_only_gateway=read_only)

@@ -1,7 +1,8 @@
 """The live event feed: the last events on the bus in memory, fanned out to SSE clients.
 
-A core NATS subscription on ``proxbus.events.>`` (what every ingest publishes) feeds a ring of
-recent events (the live page's first screen and the silence preview); at start the ring is
+From the first page that needs events until 10 minutes after the last one, a core NATS
+subscription on ``proxbus.events.>`` (what every ingest publishes) feeds a ring of
+recent events (the live page's first screen and the silence preview); on subscribing the ring is
 back-filled from the tail of ``PROXBUS_EVENTS``. Each browser tab gets a bounded queue: a tab
 that does not keep up loses events (counted), it never grows the dispatcher's memory.
 """
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import fnmatch
 import logging
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,10 @@ log = logging.getLogger(__name__)
 
 CLIENT_QUEUE = 256
 BACKFILL_TIMEOUT = 5.0
+FIRST_PAGE_WAIT = 2.0
+# With no page asking for events this long, the feed unsubscribes: an unused console costs the
+# dispatcher's intake nothing (each event would otherwise reach this process twice).
+IDLE_AFTER = 600.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,28 +100,67 @@ class EventFeed:
     asks for the recent ones, so the dispatcher's intake does not pay for an idle console.
     """
 
-    def __init__(self, nc: NATS, js: JetStreamContext, *, size: int = 500) -> None:
+    def __init__(
+        self, nc: NATS, js: JetStreamContext, *, size: int = 500, idle: float = IDLE_AFTER
+    ) -> None:
         self._nc = nc
         self._js = js
+        self._idle = idle
         self.recent: deque[bytes] = deque(maxlen=size)
         self.clients: set[FeedClient] = set()
         self.invalid = 0
+        self.last_used = 0.0
         self._sub: Subscription | None = None
         self._backfill: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def subscribed(self) -> bool:
+        return self._sub is not None
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe("proxbus.events.>", cb=self._on_msg)
-        self._backfill = asyncio.create_task(self._fill_from_stream(), name="console-backfill")
+        """Nothing is subscribed until a page needs events (``ensure_running``)."""
+        self._reaper = asyncio.create_task(self._reap_when_idle(), name="console-feed-idle")
 
-    async def stop(self) -> None:
+    async def ensure_running(self) -> None:
+        """Subscribe (and back-fill from the stream) if needed; wait briefly for the back-fill
+        so the first page after an idle spell is not empty."""
+        self.last_used = time.monotonic()
+        async with self._lock:
+            if self._sub is None:
+                self._sub = await self._nc.subscribe("proxbus.events.>", cb=self._on_msg)
+                self._backfill = asyncio.create_task(
+                    self._fill_from_stream(), name="console-backfill"
+                )
+        if self._backfill is not None and not self._backfill.done():
+            await asyncio.wait({self._backfill}, timeout=FIRST_PAGE_WAIT)
+
+    async def _reap_when_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self._idle))
+            idle = time.monotonic() - self.last_used > self._idle
+            if self._sub is not None and not self.clients and idle:
+                await self._unsubscribe()
+                self.recent.clear()
+
+    async def _unsubscribe(self) -> None:
         if self._backfill is not None:
             self._backfill.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._backfill
+            self._backfill = None
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await self._unsubscribe()
 
     async def _on_msg(self, msg: Msg) -> None:
         self.add(msg.data)

@@ -275,6 +275,7 @@ class ConsoleServer:
     # --- pages --------------------------------------------------------------------------
 
     async def live(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        await self.feed.ensure_running()
         f = EventFilter.from_query(dict(request.query))
         return self._render(
             request,
@@ -292,6 +293,7 @@ class ConsoleServer:
         if len(self._streams) >= MAX_STREAMS:
             return web.Response(status=503, text="too many live pages open")
         f = EventFilter.from_query(dict(request.query))
+        await self.feed.ensure_running()
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -324,6 +326,7 @@ class ConsoleServer:
         return resp
 
     async def event_json(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        await self.feed.ensure_running()
         event = self.feed.find(request.match_info["id"][:128])
         if event is None:
             return web.json_response(
@@ -370,6 +373,7 @@ class ConsoleServer:
     async def _silences_page(
         self, request: web.Request, text: str, duration: str, comment: str, preview: bool = False
     ) -> web.StreamResponse:
+        await self.feed.ensure_running()
         text = text[:4096]
         hits: list[Event] | None = None
         error = ""

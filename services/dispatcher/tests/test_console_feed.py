@@ -1,0 +1,44 @@
+"""The console's event feed against a real nats-server: back-fill, filters, idle unsubscribe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxbus_dispatcher.console.feed import EventFeed, EventFilter
+from proxbus_events import Matcher
+from proxbus_runtime import ensure_streams
+from proxbus_runtime.settings import ServiceSettings
+
+from .conftest import ev, publish, wait_until
+
+
+async def test_feed_backfills_serves_clients_and_unsubscribes_when_idle(nc: Any, js: Any) -> None:
+    await ensure_streams(js, ServiceSettings(_env_file=None).stream_limits())  # type: ignore[call-arg]
+    await publish(js, ev(title="before", node="pve1"), ev(title="other", node="pve2"))
+    feed = EventFeed(nc, js, size=10, idle=0.2)
+    await feed.start()
+    try:
+        assert not feed.subscribed  # nothing costs the intake until a page asks
+        await feed.ensure_running()
+        assert [e.title for e in feed.newest(EventFilter())] == ["other", "before"]
+        client = feed.connect(EventFilter(node="pve1"))
+        await publish(js, ev(title="live on pve2", node="pve2"), ev(title="live", node="pve1"))
+        event = await client.queue.get()
+        assert event.title == "live"
+        assert client.queue.empty()
+        await nc.publish("proxbus.events.lab.syslog.error.pve1", b"not json")
+        await wait_until(lambda: feed.invalid == 1, what="invalid event counted")
+        hits = list(feed.matching([Matcher.parse("title=~live.*")]))
+        assert [e.title for e in hits] == ["live", "live on pve2"]
+        found = feed.find(hits[0].id)
+        assert found is not None
+        assert found.id == hits[0].id
+        # An open live page keeps the subscription; once it is gone the feed lets go.
+        feed.disconnect(client)
+        await wait_until(lambda: not feed.subscribed, timeout=5, what="idle unsubscribe")
+        assert len(feed.recent) == 0
+        await feed.ensure_running()
+        assert feed.subscribed
+        assert len(feed.newest(EventFilter())) == 4  # back-filled again from the stream
+    finally:
+        await feed.stop()

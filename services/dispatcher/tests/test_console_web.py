@@ -428,6 +428,26 @@ async def test_console_pages_set_a_strict_content_security_policy(console: Any) 
             assert r.headers["x-frame-options"] == "DENY"
 
 
+async def test_pages_say_what_is_unavailable_while_nats_is_down(
+    console: Any, js: Any, nats_server: Any
+) -> None:
+    c = await console()
+    await publish(js, ev(title="seen before the outage"))
+    async with httpx.AsyncClient(base_url=c.url, timeout=20) as client:
+        assert "seen before the outage" in (await client.get("/")).text
+        nats_server.stop()
+        live = await client.get("/")
+        assert live.status_code == 200
+        assert "seen before the outage" in live.text  # the ring is in memory
+        silences = await client.get("/silences")
+        assert silences.status_code == 503
+        assert "unavailable" in silences.text
+        dead = await client.get("/deadletters")
+        assert dead.status_code == 200
+        assert "DLQ unavailable" in dead.text
+    assert c.proc.poll() is None
+
+
 def test_non_loopback_bind_without_tokens_exits_2(tmp_path: Path) -> None:
     env = {
         **os.environ,

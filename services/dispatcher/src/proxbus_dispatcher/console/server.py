@@ -112,6 +112,7 @@ class ConsoleServer:
         self._streams: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._refusals = RateLimitedLog(log, "refused console writes")
+        self._failures = RateLimitedLog(log, "console pages failed (NATS/JetStream)")
         self._static = {p.name: p.read_bytes() for p in (HERE / "static").iterdir() if p.is_file()}
 
     # --- lifecycle --------------------------------------------------------------------
@@ -193,7 +194,21 @@ class ConsoleServer:
             if caller is None and not self.open_reads:
                 raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
             request["caller"] = caller
-            return await handler(request, caller or ANONYMOUS)
+            try:
+                return await handler(request, caller or ANONYMOUS)
+            except web.HTTPException:
+                raise
+            except (asyncio.CancelledError, ConnectionResetError):
+                raise
+            except Exception as exc:  # NATS/JetStream trouble: say so, keep serving
+                self._failures.record(type(exc).__name__, request.path)
+                return self._render(
+                    request,
+                    "refused.html",
+                    status=503,
+                    heading="Unavailable",
+                    why=f"unavailable: {exc!r}",
+                )
 
         return wrapped
 
@@ -397,8 +412,13 @@ class ConsoleServer:
         )
 
     async def deadletters(self, request: web.Request, caller: Caller) -> web.StreamResponse:
-        entries = await asyncio.wait_for(dlq_list(self.js), 5.0)
-        return self._render(request, "deadletters.html", entries=list(reversed(entries)))
+        try:
+            entries = await asyncio.wait_for(dlq_list(self.js), 5.0)
+        except Exception as exc:  # a slow or absent JetStream is a message, not a 500
+            return self._render(
+                request, "deadletters.html", entries=[], error=f"DLQ unavailable: {exc!r}"
+            )
+        return self._render(request, "deadletters.html", entries=list(reversed(entries)), error="")
 
     async def status(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         assert self.http is not None

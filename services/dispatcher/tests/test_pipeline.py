@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email import message_from_bytes
 from email.message import Message
@@ -421,3 +422,59 @@ route:
         ) == len(events)
     finally:
         hang.set()
+
+
+async def test_an_open_circuit_still_sheds_the_backlog_and_recovers_when_the_target_does(
+    dispatcher, sink, js
+) -> None:
+    # Issue 19: with the circuit open only one probe per interval is taken, so the bound must
+    # also be enforced while the circuit holds (else the backlog grows with every event); and a
+    # probe that was dead-lettered for the bound must not leave the breaker waiting forever.
+    hang = asyncio.Event()
+    slow = await sink(hold=hang)
+    service = await dispatcher(f"""\
+receivers:
+  - name: slow
+    type: webhook
+    url: "{slow.url}/hangs"
+    timeout: 300ms
+    concurrency: 1
+    backoff_base: 50ms
+    backoff_max: 100ms
+    max_attempts: 1000
+    breaker_failures: 1
+    breaker_interval: 1s
+    max_backlog: 5
+route: {{receiver: slow, repeat_interval: 0s}}
+""")
+    first = [ev(title=f"early {i}", vmid=i) for i in range(3)]
+    await publish(js, *first)
+    await wait_until(lambda: slow.attempts >= 2, timeout=10)  # failed once: the circuit is open
+    flood = [ev(title=f"flood {i}", vmid=100 + i) for i in range(60)]
+    await publish(js, *flood)
+
+    async def pending() -> int:
+        info = await js.consumer_info("PROXBUS_DELIVERIES", "deliver-slow")
+        return int(info.num_pending) + int(info.num_ack_pending)
+
+    # The bound, plus the probe in flight.
+    await wait_until(lambda: _at_most(pending, 6), timeout=15, what="backlog back under the bound")
+    letters = await dlq_list(js, "slow")
+    assert any("over max_backlog 5" in e.letter.error for e in letters)
+    assert slow.attempts <= 12, slow.attempts  # shed without sending
+    hang.set()  # the target answers again: the next probe closes the circuit
+    await wait_until(lambda: _at_most(pending, 0), timeout=15, what="every delivery settled")
+    sent = service.registry.get_sample_value(
+        "proxbus_dispatcher_notifications_total", {"receiver": "slow", "outcome": "sent"}
+    )
+    dead = service.registry.get_sample_value(
+        "proxbus_dispatcher_notifications_total", {"receiver": "slow", "outcome": "dead"}
+    )
+    assert sent is not None
+    assert dead is not None
+    assert sent >= 1
+    assert sent + dead == len(first) + len(flood)
+
+
+async def _at_most(count: Callable[[], Awaitable[int]], bound: int) -> bool:
+    return await count() <= bound

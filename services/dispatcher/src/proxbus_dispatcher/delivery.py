@@ -9,6 +9,8 @@ import random
 import time
 from dataclasses import dataclass
 
+import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, delivery_subject, dlq_subject
@@ -66,6 +68,7 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.breaker = CircuitBreaker(receiver.breaker_failures, receiver.breaker_interval)
         self._backlog = metrics.backlog.labels(receiver.name)
+        self._next_shed = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and send until ``stop``; in-flight sends finish (bounded by the timeout)."""
@@ -74,6 +77,7 @@ class DeliveryWorker:
         while not stop.is_set():
             hold = self.breaker.wait()
             if hold > 0:
+                await self._shed_overflow()
                 with contextlib.suppress(TimeoutError):  # re-checked: a probe may end early
                     await asyncio.wait_for(stop.wait(), min(hold, 0.25))
                 continue
@@ -123,17 +127,10 @@ class DeliveryWorker:
             await self._dead_letter_raw(msg, f"invalid delivery body: {exc.errors()[0]['msg']}")
             return Outcome("dead", "invalid body")
         attempt = int(msg.metadata.num_delivered)
-        backlog = int(msg.metadata.num_pending or 0)
-        self._backlog.set(backlog)
-        r = self.receiver
-        # Bounds enforced when a delivery is taken, without another send.
-        if r.max_backlog is not None and backlog >= r.max_backlog:
-            error = f"backlog of {backlog} over max_backlog {r.max_backlog} (not sent)"
-            await self._dead_letter(msg, notification, attempt, error)
-            return Outcome("dead", error)
-        age = time.time() - notification.created_at.timestamp()
-        if age >= r.max_age:
-            error = f"older than max_age {r.max_age:g}s when taken ({age:.0f}s, not sent)"
+        error = self._over_bounds(msg, notification)
+        if error is not None:
+            if self.breaker.probing:
+                self.breaker.probing = False  # not sent, so no probe: take another one
             await self._dead_letter(msg, notification, attempt, error)
             return Outcome("dead", error)
         if self._bucket is not None:
@@ -162,6 +159,54 @@ class DeliveryWorker:
         self._metrics.notifications.labels(name, "sent").inc()
         log.debug("delivered %s to %s (attempt %d)", notification.id, name, attempt)
         return Outcome("sent")
+
+    def _over_bounds(self, msg: Msg, notification: Notification) -> str | None:
+        """Why a delivery is dead-lettered when taken, without another send; None: send it."""
+        r = self.receiver
+        backlog = int(msg.metadata.num_pending or 0)
+        self._backlog.set(backlog)
+        if r.max_backlog is not None and backlog >= r.max_backlog:
+            return f"backlog of {backlog} over max_backlog {r.max_backlog} (not sent)"
+        age = time.time() - notification.created_at.timestamp()
+        if age >= r.max_age:
+            return f"older than max_age {r.max_age:g}s when taken ({age:.0f}s, not sent)"
+        return None
+
+    async def _shed_overflow(self) -> None:
+        """While the circuit holds, dead-letter what is over ``max_backlog`` (at most 1/s).
+
+        Only a probe is taken per interval then, so without this the backlog of a dead target
+        would grow with every event until the stream's own limits deleted deliveries unseen.
+        """
+        bound = self.receiver.max_backlog
+        now = time.monotonic()
+        if bound is None or now < self._next_shed:
+            return
+        self._next_shed = now + 1.0
+        try:
+            info = await self._js.consumer_info(DELIVERIES_STREAM, self.consumer.durable)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            log.debug("backlog of %s unknown: %s", self.receiver.name, exc)
+            return
+        self._backlog.set(int(info.num_pending))
+        excess = int(info.num_pending) - bound
+        while excess > 0:
+            msgs = await self.consumer.fetch(min(excess, 256), timeout=0.5)
+            if not msgs:
+                return
+            for msg in msgs:
+                excess -= 1
+                try:
+                    notification = Notification.from_json(msg.data)
+                except ValidationError as exc:
+                    await self._dead_letter_raw(msg, f"invalid delivery body: {exc}")
+                    continue
+                error = self._over_bounds(msg, notification)
+                if error is None:
+                    await msg.nak()  # back under the bound (another replica took some)
+                    continue
+                attempt = int(msg.metadata.num_delivered)
+                await self._dead_letter(msg, notification, attempt, error)
 
     async def _retry_or_dead(
         self,

@@ -35,8 +35,9 @@ class ReceiverBase(StrictModel):
     backoff_base: Duration = 1.0
     backoff_max: Duration = 300.0
     timeout: Duration = 10.0
-    # Backlog bound, checked when a delivery is taken: beyond it → dead letter, not sent.
-    max_backlog: int | None = Field(default=None, ge=1)
+    # Backlog bound, checked when a delivery is taken (and once a second while the circuit is
+    # open): beyond it → dead letter, not sent. None: unbounded (the stream's limits only).
+    max_backlog: int | None = Field(default=10_000, ge=1)
     # Circuit breaker: this many consecutive retryable failures → one probe per interval.
     breaker_failures: int = Field(default=10, ge=1)
     breaker_interval: Duration = 30.0

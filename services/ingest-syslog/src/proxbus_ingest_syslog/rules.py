@@ -224,44 +224,32 @@ def _replication_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
 # --- HA manager (pve-ha-manager src/PVE/HA/{NodeStatus,Manager,LRM}.pm) --------------------
 
 
+def _ha_node(
+    m: re.Match[str], msg: SyslogMessage, kind: str, title: str, new_state: str | None
+) -> Classification:
+    """One HA node line: the node it is about, who reported it, and its state change if any."""
+    metadata = {"reporter": msg.hostname}
+    if new_state is not None:
+        metadata |= {"old_state": m["old"], "new_state": new_state}
+    return Classification(kind=kind, title=title, node=m["node"], metadata=metadata)
+
+
 def _fencing(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    node = m["node"]
-    return Classification(
-        kind="node.fencing",
-        title=f"Fencing node {node}",
-        node=node,
-        metadata={"reporter": msg.hostname, "old_state": m["old"], "new_state": "fence"},
-    )
+    return _ha_node(m, msg, "node.fencing", f"Fencing node {m['node']}", "fence")
 
 
 def _fenced(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    node = m["node"]
-    return Classification(
-        kind="node.fenced",
-        title=f"Node {node} fenced",
-        node=node,
-        metadata={"reporter": msg.hostname},
-    )
+    return _ha_node(m, msg, "node.fenced", f"Node {m['node']} fenced", None)
 
 
 def _node_offline(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    node = m["node"]
-    return Classification(
-        kind="node.offline",
-        title=f"Node {node} is offline (HA state {m['old']} → unknown)",
-        node=node,
-        metadata={"reporter": msg.hostname, "old_state": m["old"], "new_state": "unknown"},
-    )
+    title = f"Node {m['node']} is offline (HA state {m['old']} → unknown)"
+    return _ha_node(m, msg, "node.offline", title, "unknown")
 
 
 def _ha_node_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    node = m["node"]
-    return Classification(
-        kind="ha.state",
-        title=f"HA node {node}: {m['old']} → {m['new']}",
-        node=node,
-        metadata={"reporter": msg.hostname, "old_state": m["old"], "new_state": m["new"]},
-    )
+    title = f"HA node {m['node']}: {m['old']} → {m['new']}"
+    return _ha_node(m, msg, "ha.state", title, m["new"])
 
 
 def _ha_service_state(m: re.Match[str], msg: SyslogMessage) -> Classification:

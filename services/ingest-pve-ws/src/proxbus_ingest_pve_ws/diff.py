@@ -260,31 +260,20 @@ def diff_snapshots(
 
     for name, status in sorted(cur.nodes.items()):
         before = prev.nodes.get(name)
-        if before == "online" and status != "online":
+        went_down = before == "online" and status != "online"
+        came_back = before is not None and before != "online" and status == "online"
+        if went_down or came_back:
             emit(
                 "node.offline",
-                Severity.ERROR,
+                Severity.ERROR if went_down else Severity.INFO,
                 name,
-                f"Node {name} is {status}",
-                f"Node {name} went from online to {status} (cluster {cluster}).",
-                (name, "node.offline", prev.taken_at),
+                f"Node {name} is {status}" if went_down else f"Node {name} is back online",
+                f"Node {name} went from {before} to {status} (cluster {cluster}).",
+                (name, "node.offline" if went_down else "node.online", prev.taken_at),
                 fingerprint_title=f"node {name} offline",
                 previous=before,
                 status=status,
-                resolved=False,
-            )
-        elif before is not None and before != "online" and status == "online":
-            emit(
-                "node.offline",
-                Severity.INFO,
-                name,
-                f"Node {name} is back online",
-                f"Node {name} went from {before} to online (cluster {cluster}).",
-                (name, "node.online", prev.taken_at),
-                fingerprint_title=f"node {name} offline",
-                previous=before,
-                status=status,
-                resolved=True,
+                resolved=came_back,
             )
 
     for vmid, g in sorted(cur.guests.items(), key=lambda kv: int(kv[0])):

@@ -81,34 +81,29 @@ def _substitute(template: str, params: Mapping[str, Any]) -> str:
     return out
 
 
+@dataclass(eq=False, kw_only=True)
 class ApiServer:
     """One HTTPS API endpoint that can be stopped and started again on the same port."""
 
-    def __init__(
-        self,
-        *,
-        service: str,
-        sim: Simulator,
-        router: Router,
-        schema: SchemaIndex,
-        auth: AuthStore,
-        tls: TlsMaterial,
-        host: str,
-        port: int,
-    ) -> None:
-        self.service = service
-        self.sim = sim
-        self.router = router
-        self.schema = schema
-        self.auth = auth
-        self.tls = tls
-        self.host = host
-        self.port = port
-        self.faults = FaultRules()
-        self.request_count = 0
-        self.request_log: deque[RequestRecord] = deque(maxlen=2000)
-        self.server_header = "pve-api-daemon/3.0" if service == "PVE" else "proxmox-backup-api/1.0"
-        self._runner: web.ServerRunner | None = None
+    service: str
+    sim: Simulator
+    router: Router
+    schema: SchemaIndex
+    auth: AuthStore
+    tls: TlsMaterial
+    host: str
+    port: int
+    faults: FaultRules = field(default_factory=FaultRules, init=False)
+    request_count: int = field(default=0, init=False)
+    request_log: deque[RequestRecord] = field(
+        default_factory=lambda: deque(maxlen=2000), init=False
+    )
+    server_header: str = field(init=False)
+    _runner: web.ServerRunner | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        is_pve = self.service == "PVE"
+        self.server_header = "pve-api-daemon/3.0" if is_pve else "proxmox-backup-api/1.0"
 
     @property
     def running(self) -> bool:

@@ -10,7 +10,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import TaskFailure
@@ -64,8 +64,8 @@ class Task:
             and not self.exitstatus.startswith("WARNINGS")
         )
 
-    def as_list_item(self) -> dict[str, Any]:
-        """Entry as in ``/nodes/{node}/tasks`` and ``/cluster/tasks``."""
+    def _identity(self) -> dict[str, Any]:
+        """The UPID's fields, common to the task list and the task status."""
         d: dict[str, Any] = {
             "upid": self.upid,
             "node": self.node,
@@ -78,6 +78,11 @@ class Task:
         }
         if "!" in self.user:
             d["tokenid"] = self.user.split("!", 1)[1]
+        return d
+
+    def as_list_item(self) -> dict[str, Any]:
+        """Entry as in ``/nodes/{node}/tasks`` and ``/cluster/tasks``."""
+        d = self._identity()
         if self.task_id is not None:
             d["worker_type"], d["worker_id"] = d.pop("type"), d.pop("id")
         if self.exitstatus is not None:
@@ -86,19 +91,8 @@ class Task:
 
     def as_status(self) -> dict[str, Any]:
         """Body of ``/nodes/{node}/tasks/{upid}/status``."""
-        d: dict[str, Any] = {
-            "upid": self.upid,
-            "node": self.node,
-            "pid": self.pid,
-            "pstart": self.pstart,
-            "starttime": self.starttime,
-            "type": self.type,
-            "id": self.id,
-            "user": self.user.split("!")[0],
-            "status": "running" if self.running else "stopped",
-        }
-        if "!" in self.user:
-            d["tokenid"] = self.user.split("!", 1)[1]
+        d = self._identity()
+        d["status"] = "running" if self.running else "stopped"
         if self.exitstatus is not None:
             d["exitstatus"] = self.exitstatus
             if self.task_id is not None:
@@ -249,17 +243,7 @@ class LogEntry:
 
     def as_dict(self) -> dict[str, Any]:
         """Wire form, like the real cluster log (``id`` is ``<uid>:<uid>``)."""
-        return {
-            "uid": self.uid,
-            "time": self.time,
-            "node": self.node,
-            "pid": self.pid,
-            "tag": self.tag,
-            "pri": self.pri,
-            "user": self.user,
-            "msg": self.msg,
-            "id": f"{self.uid:08X}:{self.uid:08X}",
-        }
+        return asdict(self) | {"id": f"{self.uid:08X}:{self.uid:08X}"}
 
 
 class ClusterLog:

@@ -42,3 +42,31 @@ async def test_feed_backfills_serves_clients_and_unsubscribes_when_idle(nc: Any,
         assert len(feed.newest(EventFilter())) == 4  # back-filled again from the stream
     finally:
         await feed.stop()
+
+
+async def test_incident_board_watches_only_while_used(js: Any) -> None:
+    from nats.js.api import KeyValueConfig
+    from proxbus_dispatcher.console.incidents import IncidentBoard
+    from proxbus_dispatcher.stages.incidents import Incident
+    from proxbus_dispatcher.state import STATE_BUCKET, incident_key
+
+    kv = await js.create_key_value(KeyValueConfig(bucket=STATE_BUCKET, history=1))
+    first = Incident.open(ev(title="backup failed", kind="backup.failed", vmid=100))
+    await kv.put(incident_key(first.fingerprint), first.to_json())
+    board = IncidentBoard(js, idle=0.2)
+    board.start()
+    try:
+        assert not board.watching
+        await board.ensure_running()
+        assert [i.title for i in board.incidents.values()] == ["backup failed"]
+        second = Incident.open(ev(title="vm crashed", kind="vm.crashed", vmid=101))
+        await kv.put(incident_key(second.fingerprint), second.to_json())
+        await wait_until(lambda: len(board.incidents) == 2, what="the watch sees a new incident")
+        open_, recent = board.split(window=600)
+        assert [i.title for i in open_] == ["vm crashed", "backup failed"]
+        assert recent == []
+        await wait_until(lambda: not board.watching, timeout=5, what="idle: watch stopped")
+        assert board.incidents == {}
+
+    finally:
+        await board.stop()

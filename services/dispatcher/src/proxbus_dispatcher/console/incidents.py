@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats.js.errors
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 MAX_INCIDENTS = 2000
 LOOKUP_TIMEOUT = 3.0
+FIRST_PAGE_WAIT = 2.0
+# The intake writes an incident per event: watching costs a decode per event, so the console
+# watches only from the first incidents page until this long after the last one.
+IDLE_AFTER = 600.0
 SCAN_LIMIT = 1000  # deliveries looked at per page view (the work queue is normally near empty)
 
 
@@ -47,32 +51,72 @@ class Outcome:
 class IncidentBoard:
     """The incidents of the state bucket, kept current by a KV watch (bounded)."""
 
-    def __init__(self, js: JetStreamContext, *, bucket: str = STATE_BUCKET) -> None:
+    def __init__(
+        self, js: JetStreamContext, *, bucket: str = STATE_BUCKET, idle: float = IDLE_AFTER
+    ) -> None:
         self._js = js
         self._bucket = bucket
+        self._idle = idle
         self.incidents: dict[str, Incident] = {}
         self.loaded = asyncio.Event()
+        self.last_used = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+
+    @property
+    def watching(self) -> bool:
+        return self._task is not None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name="console-incidents")
+        """Nothing is watched until the incidents page is opened (``ensure_running``)."""
+        self._reaper = asyncio.create_task(self._reap_when_idle(), name="console-incidents-idle")
 
-    async def stop(self) -> None:
+    async def ensure_running(self) -> None:
+        """Watch the bucket if not yet; wait briefly for its current content."""
+        self.last_used = time.monotonic()
+        if self._task is None:
+            self.loaded.clear()
+            self._task = asyncio.create_task(self._watch(), name="console-incidents")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.loaded.wait(), FIRST_PAGE_WAIT)
+
+    async def _reap_when_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self._idle))
+            if self._task is not None and time.monotonic() - self.last_used > self._idle:
+                await self._stop_watch()
+                self.incidents.clear()
+
+    async def _stop_watch(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await self._stop_watch()
 
     async def _watch(self) -> None:
         while True:
             try:
                 kv = await self._js.key_value(self._bucket)
                 watcher = await kv.watch(INCIDENT_PREFIX + ">")
-                async for entry in watcher:
-                    if entry is None:
-                        self.loaded.set()
-                        continue
-                    self._apply(entry.key, entry.value, entry.operation)
+                try:
+                    async for entry in watcher:
+                        if entry is None:
+                            self.loaded.set()
+                            continue
+                        self._apply(entry.key, entry.value, entry.operation)
+                finally:
+                    # Unsubscribe, or the server keeps pushing every incident write to us.
+                    stop: Callable[[], Awaitable[None]] = watcher.stop  # untyped in nats-py
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(stop())
             except asyncio.CancelledError:
                 raise
             except nats.js.errors.BucketNotFoundError:

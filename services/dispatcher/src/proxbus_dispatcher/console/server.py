@@ -354,6 +354,7 @@ class ConsoleServer:
         )
 
     async def incidents(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        await self.board.ensure_running()
         open_, recent = self.board.split(self.settings.incident_window)
         routes = {r.id: r.receiver for r in self.config.iter_routes()}
         results = await outcomes(self.js, open_ + recent, routes.get)

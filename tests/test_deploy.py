@@ -379,6 +379,25 @@ def test_gateway_listens_publicly_only_with_tokens_and_accepts_its_compose_name(
     assert active.get("GATEWAY_TOKENS"), "the gateway refuses 0.0.0.0 without GATEWAY_TOKENS"
 
 
+def test_dispatcher_container_starts_with_the_env_example_and_its_console_needs_tokens() -> None:
+    from proxbus_dispatcher.settings import Settings
+
+    env = built_services()["dispatcher"]["environment"]
+    assert env["HEALTH_HOST"] == "0.0.0.0"  # the published 127.0.0.1:8091 reaches it
+    active, _ = env_example()
+    dispatcher_env = {k: v for k, v in active.items() if k.startswith("CONSOLE_")}
+    assert dispatcher_env.get("CONSOLE_ENABLED") == "false"
+    Settings(_env_file=None, **{k.lower(): v for k, v in {**dispatcher_env, **env}.items()})  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="CONSOLE_TOKENS"):
+        Settings(_env_file=None, health_host="0.0.0.0", console_enabled=True)  # type: ignore[call-arg]
+    Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        health_host="0.0.0.0",
+        console_enabled=True,
+        console_tokens="admin:operate:change-me-to-a-long-random-secret",
+    )
+
+
 def test_demo_profile_runs_the_simulator_against_the_ingest_services() -> None:
     services = compose()["services"]
     sim = services["pvesim"]

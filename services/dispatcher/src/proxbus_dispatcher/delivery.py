@@ -68,16 +68,23 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.breaker = CircuitBreaker(receiver.breaker_failures, receiver.breaker_interval)
         self._backlog = metrics.backlog.labels(receiver.name)
-        self._next_shed = 0.0
+        self._shed_consumer = PullConsumer(
+            js,
+            stream=DELIVERIES_STREAM,
+            durable=self.consumer.durable,
+            filter_subject=delivery_subject(receiver.name),
+            ack_wait=self.consumer.config.ack_wait or ack_wait,
+            max_ack_pending=self.consumer.config.max_ack_pending or 64,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and send until ``stop``; in-flight sends finish (bounded by the timeout)."""
         await self.consumer.start()
+        shedder = asyncio.create_task(self._shed_loop(stop), name=f"shed-{self.receiver.name}")
         limit = self.receiver.concurrency
         while not stop.is_set():
             hold = self.breaker.wait()
             if hold > 0:
-                await self._shed_overflow()
                 with contextlib.suppress(TimeoutError):  # re-checked: a probe may end early
                     await asyncio.wait_for(stop.wait(), min(hold, 0.25))
                 continue
@@ -103,10 +110,13 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._handle(msg))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        shedder.cancel()
+        await asyncio.gather(shedder, return_exceptions=True)
         if self._tasks:
             # Bounded so SIGTERM finishes in time; an unfinished send is redelivered.
             await asyncio.wait(self._tasks, timeout=min(self.receiver.timeout + 1, 5.0))
         await self.consumer.close()
+        await self._shed_consumer.close()
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -172,17 +182,28 @@ class DeliveryWorker:
             return f"older than max_age {r.max_age:g}s when taken ({age:.0f}s, not sent)"
         return None
 
-    async def _shed_overflow(self) -> None:
-        """While the circuit holds, dead-letter what is over ``max_backlog`` (at most 1/s).
+    async def _shed_loop(self, stop: asyncio.Event) -> None:
+        """Once a second, dead-letter what is over ``max_backlog``, whatever the sends do.
 
-        Only a probe is taken per interval then, so without this the backlog of a dead target
-        would grow with every event until the stream's own limits deleted deliveries unseen.
+        A hanging target holds every send slot for its timeout, and an open circuit takes one
+        probe per interval: deliveries are then taken far slower than they arrive, so the bound
+        checked when one is taken would let the backlog grow with every event. This looks at
+        the backlog itself, on a subscription of its own to the same durable consumer.
         """
-        bound = self.receiver.max_backlog
-        now = time.monotonic()
-        if bound is None or now < self._next_shed:
+        if self.receiver.max_backlog is None:
             return
-        self._next_shed = now + 1.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if stop.is_set():
+                return
+            try:
+                await self._shed_overflow(self.receiver.max_backlog)
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                log.debug("backlog check of %s failed: %s", self.receiver.name, exc)
+
+    async def _shed_overflow(self, bound: int) -> None:
+        """Dead-letter the oldest deliveries over ``bound``, not sent."""
         try:
             info = await self._js.consumer_info(DELIVERIES_STREAM, self.consumer.durable)
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
@@ -191,7 +212,7 @@ class DeliveryWorker:
         self._backlog.set(int(info.num_pending))
         excess = int(info.num_pending) - bound
         while excess > 0:
-            msgs = await self.consumer.fetch(min(excess, 256), timeout=0.5)
+            msgs = await self._shed_consumer.fetch(min(excess, 256), timeout=0.5)
             if not msgs:
                 return
             for msg in msgs:

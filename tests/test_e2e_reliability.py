@@ -43,6 +43,25 @@ def problems(sink: Any, want: set[str]) -> dict[str, Any]:
     }
 
 
+async def delivered_once(
+    stack: Any, sink: Any, nc: Any, want: set[str], what: str, note: str = ""
+) -> None:
+    """Wait until every marker in ``want`` reached the sink, then check: once each, nothing else."""
+    await stack.wait_until(
+        lambda: want <= set(markers(sink)),
+        what,
+        timeout=20,
+        detail=lambda: problems(sink, want),
+    )
+    await stack.wait_quiescent(nc)
+    assert problems(sink, want) == {
+        "missing": [],
+        "twice": [],
+        "unexpected": [],
+        "receipts": len(want),
+    }, f"{note}{stack.report()}"
+
+
 async def test_broker_outage_mid_pipeline_loses_no_line_and_no_mail(
     stack: Any, sink: Any, nc: Any
 ) -> None:
@@ -91,19 +110,7 @@ async def test_broker_outage_mid_pipeline_loses_no_line_and_no_mail(
             await asyncio.sleep(0.2)  # retry interval of the simulated MTA
 
     want = {warmup, *lines, *mails}
-    await stack.wait_until(
-        lambda: want <= set(markers(sink)),
-        "every line and mail delivered",
-        timeout=20,
-        detail=lambda: problems(sink, want),
-    )
-    await stack.wait_quiescent(nc)
-    assert problems(sink, want) == {
-        "missing": [],
-        "twice": [],
-        "unexpected": [],
-        "receipts": len(want),
-    }, stack.report()
+    await delivered_once(stack, sink, nc, want, "every line and mail delivered")
     assert all(r.signature_ok for r in sink.receipts)
 
 
@@ -156,19 +163,7 @@ async def test_dispatcher_sigkill_and_restart_delivers_every_event_once(
     await stack.healthy(restarted)
     await send(batches[2])
     want = {m for batch in batches for m in batch}
-    await stack.wait_until(
-        lambda: want <= set(markers(sink)),
-        "every batch delivered after the restart",
-        timeout=20,
-        detail=lambda: problems(sink, want),
-    )
-    await stack.wait_quiescent(nc)
-    assert problems(sink, want) == {
-        "missing": [],
-        "twice": [],
-        "unexpected": [],
-        "receipts": len(want),
-    }, stack.report()
+    await delivered_once(stack, sink, nc, want, "every batch delivered after the restart")
 
 
 async def test_dispatcher_intake_sigkilled_mid_stream_enqueues_nothing_twice(
@@ -216,16 +211,11 @@ async def test_dispatcher_intake_sigkilled_mid_stream_enqueues_nothing_twice(
     await stack.healthy(restarted)
 
     want = set(lines)
-    await stack.wait_until(
-        lambda: want <= set(markers(sink)),
+    await delivered_once(
+        stack,
+        sink,
+        nc,
+        want,
         f"every line delivered after the intake restart ({held} un-acked at the kill)",
-        timeout=20,
-        detail=lambda: problems(sink, want),
+        f"{held} events were un-acked at the kill\n",
     )
-    await stack.wait_quiescent(nc)
-    assert problems(sink, want) == {
-        "missing": [],
-        "twice": [],
-        "unexpected": [],
-        "receipts": len(want),
-    }, f"{held} events were un-acked at the kill\n{stack.report()}"

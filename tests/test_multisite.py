@@ -211,6 +211,39 @@ async def send(stack: Any, ingest: Any, marks: list[str], host: str = "pve1") ->
     await stack.send_syslog(ingest, [stack.syslog_line(f"line {m}", host=host) for m in marks])
 
 
+async def start_and_warm_up(
+    stack: Any, topology: LocalTopology, sink: Any, label: str = ""
+) -> tuple[dict[str, Any], str, list[str]]:
+    """Link the sites, start an ingest per site and the hub's dispatcher, deliver one line a site.
+
+    Returns the ingests by site, the run's marker prefix and the warm-up markers.
+    """
+    link(topology)
+    ingests = {site: site_ingest(stack, topology, site) for site in topology.leaves}
+    dispatcher = hub_dispatcher(stack, topology, sink)
+    await stack.healthy(*ingests.values(), dispatcher, timeout=40)
+    run = secrets.token_hex(4)
+    warmup = [f"ms-{run}-{label}{site}-0" for site in topology.leaves]
+    for mark, ingest in zip(warmup, ingests.values(), strict=True):
+        await send(stack, ingest, [mark])
+    await stack.wait_until(lambda: set(warmup) <= set(markers(sink)), "warm-up delivered")
+    return ingests, run, warmup
+
+
+async def delivered_once(stack: Any, sink: Any, hub: Any, want: set[str], what: str) -> None:
+    """Wait until every marker in ``want`` reached the sink, then check: once each, nothing else."""
+    await stack.wait_until(
+        lambda: want <= set(markers(sink)),
+        what,
+        timeout=60,
+        detail=lambda: problems(sink, want),
+    )
+    await stack.wait_quiescent(hub, timeout=30)
+    assert problems(sink, want) == {
+        "missing": [], "missing_count": 0, "twice": [], "unexpected": []
+    }  # fmt: skip
+
+
 async def test_two_sites_reach_the_hub_sink_once_each_with_their_site_label(
     topology: LocalTopology, stack: Any, sink: Any, hub: Any
 ) -> None:
@@ -269,15 +302,7 @@ async def test_two_sites_reach_the_hub_sink_once_each_with_their_site_label(
 async def test_hub_down_for_60s_then_every_site_event_arrives_once(
     topology: LocalTopology, stack: Any, sink: Any, hub: Any
 ) -> None:
-    link(topology)
-    ingests = {site: site_ingest(stack, topology, site) for site in topology.leaves}
-    dispatcher = hub_dispatcher(stack, topology, sink)
-    await stack.healthy(*ingests.values(), dispatcher, timeout=40)
-    run = secrets.token_hex(4)
-    warmup = [f"ms-{run}-warm{site}-0" for site in topology.leaves]
-    for mark, ingest in zip(warmup, ingests.values(), strict=True):
-        await send(stack, ingest, [mark])
-    await stack.wait_until(lambda: set(warmup) <= set(markers(sink)), "warm-up delivered")
+    ingests, run, warmup = await start_and_warm_up(stack, topology, sink, "warm")
 
     for node in topology.hub:
         node.stop()
@@ -303,16 +328,7 @@ async def test_hub_down_for_60s_then_every_site_event_arrives_once(
         node.start()
 
     want = set(warmup) | set(down)
-    await stack.wait_until(
-        lambda: want <= set(markers(sink)),
-        "every event of the outage delivered",
-        timeout=60,
-        detail=lambda: problems(sink, want),
-    )
-    await stack.wait_quiescent(hub, timeout=30)
-    assert problems(sink, want) == {
-        "missing": [], "missing_count": 0, "twice": [], "unexpected": []
-    }  # fmt: skip
+    await delivered_once(stack, sink, hub, want, "every event of the outage delivered")
     assert all(sites_of(sink)[m] == m.split("-")[2].removeprefix("warm") for m in want)
 
 
@@ -321,15 +337,7 @@ async def test_hub_down_for_60s_then_every_site_event_arrives_once(
 async def test_a_cut_leaf_link_loses_nothing_while_the_hub_keeps_running(
     topology: LocalTopology, link_proxy: LinkProxy, stack: Any, sink: Any, hub: Any
 ) -> None:
-    link(topology)
-    ingests = {site: site_ingest(stack, topology, site) for site in topology.leaves}
-    dispatcher = hub_dispatcher(stack, topology, sink)
-    await stack.healthy(*ingests.values(), dispatcher, timeout=40)
-    run = secrets.token_hex(4)
-    warmup = [f"ms-{run}-{site}-0" for site in topology.leaves]
-    for mark, ingest in zip(warmup, ingests.values(), strict=True):
-        await send(stack, ingest, [mark])
-    await stack.wait_until(lambda: set(warmup) <= set(markers(sink)), "warm-up delivered")
+    ingests, run, warmup = await start_and_warm_up(stack, topology, sink)
 
     link_proxy.cut()
     cut = [f"ms-{run}-site1-{i}" for i in range(1, 31)]
@@ -347,16 +355,7 @@ async def test_a_cut_leaf_link_loses_nothing_while_the_hub_keeps_running(
     assert not set(cut) & set(markers(sink))
     link_proxy.restore()
     want = {*warmup, *cut, *live}
-    await stack.wait_until(
-        lambda: want <= set(markers(sink)),
-        "site1's events after the link is back",
-        timeout=60,
-        detail=lambda: problems(sink, want),
-    )
-    await stack.wait_quiescent(hub, timeout=30)
-    assert problems(sink, want) == {
-        "missing": [], "missing_count": 0, "twice": [], "unexpected": []
-    }  # fmt: skip
+    await delivered_once(stack, sink, hub, want, "site1's events after the link is back")
 
 
 async def _stored(sjs: Any, count: int) -> bool:

@@ -40,6 +40,19 @@ class GuestIn(ToolInput):
     cluster: ClusterArg = None
 
 
+class GuestTaskIn(GuestIn):
+    """A guest action that starts a task, followed (with progress) for ``timeout`` s on ``wait``."""
+
+    wait: WaitArg = False
+    timeout: TimeoutArg = 45
+
+
+class ConfirmedGuestTaskIn(GuestTaskIn):
+    """A guest task that only plans unless ``confirm`` is true."""
+
+    confirm: ConfirmArg = False
+
+
 def fmt_bytes(n: Any) -> str:
     try:
         v = float(n)

@@ -9,6 +9,7 @@ from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import (
     ClusterArg,
     ConfirmArg,
+    ConfirmedGuestTaskIn,
     GuestIn,
     GuestKind,
     NodeArg,
@@ -94,14 +95,8 @@ def register(reg: Registry) -> None:
             wait=args.wait, timeout=args.timeout, action=args.command, target=target,
         )  # fmt: skip
 
-    class VmCommandIn(ToolInput):
-        vmid: VmidArg
+    class VmCommandIn(ConfirmedGuestTaskIn):
         command: Literal["start", "stop", "shutdown", "reboot", "reset", "suspend", "resume"]
-        node: OptNodeArg = None
-        cluster: ClusterArg = None
-        confirm: ConfirmArg = False
-        wait: WaitArg = False
-        timeout: TimeoutArg = 45
 
     @reg.tool(
         "execute_vm_command",
@@ -116,14 +111,8 @@ def register(reg: Registry) -> None:
     async def execute_vm_command(ctx: CallContext, args: VmCommandIn) -> ToolResult:
         return await power(ctx, args, "qemu")
 
-    class LxcCommandIn(ToolInput):
-        vmid: VmidArg
+    class LxcCommandIn(ConfirmedGuestTaskIn):
         command: Literal["start", "stop", "shutdown", "reboot", "suspend", "resume"]
-        node: OptNodeArg = None
-        cluster: ClusterArg = None
-        confirm: ConfirmArg = False
-        wait: WaitArg = False
-        timeout: TimeoutArg = 45
 
     @reg.tool(
         "execute_lxc_command",

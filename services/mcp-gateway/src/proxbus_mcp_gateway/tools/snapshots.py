@@ -5,16 +5,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..errors import ToolFailure
-from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
+from ..registry import CallContext, Handler, Registry, ToolResult, list_output
 from ._common import (
-    ClusterArg,
-    ConfirmArg,
+    ConfirmedGuestTaskIn,
     GuestIn,
-    OptNodeArg,
+    GuestTaskIn,
     SnapArg,
-    TimeoutArg,
-    VmidArg,
-    WaitArg,
     guest_path,
     listing,
     locate_guest,
@@ -50,15 +46,10 @@ def register(reg: Registry) -> None:
             items, ["name", "parent", "snaptime", "description"], f"snapshots of {args.vmid}"
         )
 
-    class SnapCreateIn(ToolInput):
-        vmid: VmidArg
+    class SnapCreateIn(GuestTaskIn):
         name: SnapArg
         description: str = Field(default="", max_length=512)
         vmstate: bool = Field(default=False, description="VMs: include RAM")
-        node: OptNodeArg = None
-        cluster: ClusterArg = None
-        wait: WaitArg = False
-        timeout: TimeoutArg = 45
 
     @reg.tool(
         "create_snapshot",
@@ -80,14 +71,8 @@ def register(reg: Registry) -> None:
             target=f"{args.vmid}@{args.name}",
         )  # fmt: skip
 
-    class SnapIn(ToolInput):
-        vmid: VmidArg
+    class SnapIn(ConfirmedGuestTaskIn):
         name: SnapArg
-        node: OptNodeArg = None
-        cluster: ClusterArg = None
-        confirm: ConfirmArg = False
-        wait: WaitArg = False
-        timeout: TimeoutArg = 45
 
     async def snapshot_action(ctx: CallContext, args: SnapIn, action: str) -> ToolResult:
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
@@ -126,40 +111,29 @@ def register(reg: Registry) -> None:
             wait=args.wait, timeout=args.timeout, action=action, target=target,
         )  # fmt: skip
 
-    @reg.tool(
-        "rollback_snapshot",
-        "Roll back snapshot",
-        "Roll a guest back to a snapshot (needs confirm=true, else a plan).",
-        scope="operate",
-        destructive=True,
-        idempotent=False,
-    )
-    async def rollback_snapshot(ctx: CallContext, args: SnapIn) -> ToolResult:
-        return await snapshot_action(ctx, args, "rollback")
+    def snapshot_tool(action: str) -> Handler:
+        async def handler(ctx: CallContext, args: SnapIn) -> ToolResult:
+            return await snapshot_action(ctx, args, action)
 
-    @reg.tool(
-        "delete_snapshot",
-        "Delete snapshot",
-        "Delete a snapshot (needs confirm=true, else a plan).",
-        scope="operate",
-        destructive=True,
-        idempotent=False,
-    )
-    async def delete_snapshot(ctx: CallContext, args: SnapIn) -> ToolResult:
-        return await snapshot_action(ctx, args, "delete")
+        return handler
 
-    class BackupIn(ToolInput):
-        vmid: VmidArg
+    for name, title, description, action in (
+        ("rollback_snapshot", "Roll back snapshot",
+         "Roll a guest back to a snapshot (needs confirm=true, else a plan).", "rollback"),
+        ("delete_snapshot", "Delete snapshot",
+         "Delete a snapshot (needs confirm=true, else a plan).", "delete"),
+    ):  # fmt: skip
+        reg.tool(name, title, description, scope="operate", destructive=True, idempotent=False)(
+            snapshot_tool(action)
+        )
+
+    class BackupIn(GuestTaskIn):
         storage: str | None = Field(
             default=None, pattern=r"^[a-zA-Z][a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9]$"
         )
         mode: Literal["snapshot", "suspend", "stop"] = "snapshot"
         compress: Literal["zstd", "lzo", "gzip", "0"] = "zstd"
         notes: str = Field(default="", max_length=256)
-        node: OptNodeArg = None
-        cluster: ClusterArg = None
-        wait: WaitArg = False
-        timeout: TimeoutArg = 45
 
     @reg.tool(
         "create_backup",

@@ -83,9 +83,7 @@ class Registry:
 
     def tool(
         self,
-        name: str,
         title: str,
-        description: str,
         *,
         scope: Scope = "read",
         destructive: bool = False,
@@ -93,14 +91,21 @@ class Registry:
         open_world: bool = True,
         output: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Decorator registering ``async def handler(ctx, args: InputModel) -> ToolResult``."""
+        """Decorator registering ``async def handler(ctx, args: InputModel) -> ToolResult``.
+
+        The tool is named after the handler and described by its docstring (white space folded).
+        """
 
         def wrap(fn: Handler) -> Handler:
+            name = fn.__name__
             model = fn.__annotations__.get("args")
             if isinstance(model, str):
                 model = fn.__globals__[model]
             if not (isinstance(model, type) and issubclass(model, ToolInput)):
                 raise TypeError(f"{name}: annotate args with a ToolInput model")
+            if not fn.__doc__:
+                raise TypeError(f"{name}: the docstring is the tool's description")
+            description = " ".join(fn.__doc__.split())
             self.add(
                 ToolSpec(
                     name=name,

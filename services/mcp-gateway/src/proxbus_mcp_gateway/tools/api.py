@@ -27,16 +27,12 @@ def register(reg: Registry) -> None:
         server: ServerArg = None
         confirm: bool = Field(default=False, description="Required for non-GET")
 
-    @reg.tool(
-        "proxmox_api",
-        "Proxmox API call",
-        "Any PVE/PBS API path (official schema-checked). Scope from the API's permissions: "
-        "read = audit-level GETs; operate = power, snapshot, backup, migrate; admin = the "
-        "rest. Non-GET needs confirm=true (else a plan).",
-        destructive=True,
-        idempotent=False,
-    )
+    @reg.tool("Proxmox API call", destructive=True, idempotent=False)
     async def proxmox_api(ctx: CallContext, args: ApiIn) -> ToolResult:
+        """Any PVE/PBS API path (official schema-checked). Scope from the API's permissions: read =
+        audit-level GETs; operate = power, snapshot, backup, migrate; admin = the rest. Non-GET
+        needs confirm=true (else a plan).
+        """
         call = schema.resolve(args.product, args.method, args.path, dict(args.params))
         caller = ctx.caller
         scope = schema.required_scope(call)

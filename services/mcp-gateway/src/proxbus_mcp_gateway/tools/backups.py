@@ -172,13 +172,9 @@ def register(reg: Registry) -> None:
         node: Node = None
         cluster: Cluster = None
 
-    @reg.tool(
-        "list_storage_content",
-        "Storage content",
-        "Volumes on a storage: ISOs, CT templates, backups, disks.",
-        output=LIST_OUT,
-    )
+    @reg.tool("Storage content", output=LIST_OUT)
     async def list_storage_content(ctx: CallContext, args: ContentIn) -> ToolResult:
+        """Volumes on a storage: ISOs, CT templates, backups, disks."""
         nodes = await storage_nodes(ctx, args.cluster, args.storage, args.node)
         params: dict[str, Any] = {}
         if args.content:
@@ -220,15 +216,9 @@ def register(reg: Registry) -> None:
         confirm: Confirm = False
         wait: bool = False
 
-    @reg.tool(
-        "restore_backup",
-        "Restore backup",
-        "Restore a backup volid to a new guest (force: over a stopped one); confirm, else a plan.",
-        scope="admin",
-        destructive=True,
-        idempotent=False,
-    )
+    @reg.tool("Restore backup", scope="admin", destructive=True, idempotent=False)
     async def restore_backup(ctx: CallContext, args: RestoreIn) -> ToolResult:
+        """Restore a backup volid to a new guest (force: over a stopped one); confirm, else a plan."""
         if args.storage:
             validate.storage_id(args.storage)
         node, item = await find_volume(ctx, args.cluster, args.node, args.archive)
@@ -278,15 +268,11 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         confirm: Confirm = False
 
-    @reg.tool(
-        "delete_backup",
-        "Delete backup",
-        "Delete a PVE backup volid, or a PBS store+snapshot (vm/100/2025-01-31T02:00:00Z); confirm.",
-        scope="admin",
-        destructive=True,
-        idempotent=False,
-    )
+    @reg.tool("Delete backup", scope="admin", destructive=True, idempotent=False)
     async def delete_backup(ctx: CallContext, args: DeleteBackupIn) -> ToolResult:
+        """Delete a PVE backup volid, or a PBS store+snapshot (vm/100/2025-01-31T02:00:00Z);
+        confirm.
+        """
         if (args.volid is None) == (args.store is None or args.snapshot is None):
             raise InvalidArgument("give either volid, or store and snapshot")
         pool = ctx.gateway.pool
@@ -352,15 +338,10 @@ def register(reg: Registry) -> None:
         confirm: Confirm = False
 
     @reg.tool(
-        "prune_backups",
-        "Prune PBS backups",
-        "Prune a PBS group (keep e.g. last=3,daily=7); without confirm a plan of what goes.",
-        scope="admin",
-        destructive=True,
-        idempotent=False,
-        output=LIST_OUT,
+        "Prune PBS backups", scope="admin", destructive=True, idempotent=False, output=LIST_OUT
     )
     async def prune_backups(ctx: CallContext, args: PruneIn) -> ToolResult:
+        """Prune a PBS group (keep e.g. last=3,daily=7); without confirm a plan of what goes."""
         btype, bid = args.group.split("/", 1)
         if bid.isdigit():
             ctx.caller.require_vmid(int(bid))

@@ -9,13 +9,9 @@ from ._common import ClusterArg, ClusterIn, listing, pct
 
 
 def register(reg: Registry) -> None:
-    @reg.tool(
-        "get_ha_status",
-        "HA status",
-        "HA manager state: quorum, master, services.",
-        output=list_output({"id": "string", "state": "string"}),
-    )
+    @reg.tool("HA status", output=list_output({"id": "string", "state": "string"}))
     async def get_ha_status(ctx: CallContext, args: ClusterIn) -> ToolResult:
+        """HA manager state: quorum, master, services."""
         result = await ctx.gateway.pool.request(args.cluster, "GET", "/cluster/ha/status/current")
         items = [
             {
@@ -36,13 +32,9 @@ def register(reg: Registry) -> None:
         ]
         return listing(items, ["id", "type", "node", "state", "status"], "HA status")
 
-    @reg.tool(
-        "list_clusters",
-        "List clusters",
-        "Configured clusters/sites, their endpoints and circuit-breaker state.",
-        open_world=False,
-    )
+    @reg.tool("List clusters", open_world=False)
     async def list_clusters(ctx: CallContext, args: ToolInput) -> ToolResult:
+        """Configured clusters/sites, their endpoints and circuit-breaker state."""
         pool = ctx.gateway.pool
         status = pool.endpoint_status()
         clusters: list[dict[str, Any]] = []
@@ -85,12 +77,9 @@ def register(reg: Registry) -> None:
     class ConnIn(ToolInput):
         cluster: ClusterArg = None
 
-    @reg.tool(
-        "test_connectivity",
-        "Test connectivity",
-        "Probe every API endpoint (PVE and PBS): version, latency, breaker state.",
-    )
+    @reg.tool("Test connectivity")
     async def test_connectivity(ctx: CallContext, args: ConnIn) -> ToolResult:
+        """Probe every API endpoint (PVE and PBS): version, latency, breaker state."""
         import asyncio
 
         pool = ctx.gateway.pool
@@ -136,13 +125,11 @@ def register(reg: Registry) -> None:
         )
         return ToolResult({"items": results, "ok": ok, "count": len(results)}, text)
 
-    @reg.tool(
-        "run_diagnostic",
-        "Run diagnostic",
-        "Health check of a cluster: quorum, offline nodes, CPU/RAM/storage pressure, "
-        "failed tasks, HA errors, unreachable endpoints. Findings sorted by severity.",
-    )
+    @reg.tool("Run diagnostic")
     async def run_diagnostic(ctx: CallContext, args: ClusterIn) -> ToolResult:
+        """Health check of a cluster: quorum, offline nodes, CPU/RAM/storage pressure, failed tasks,
+        HA errors, unreachable endpoints. Findings sorted by severity.
+        """
         pool = ctx.gateway.pool
         name = pool.cluster(args.cluster).config.name
         findings: list[dict[str, Any]] = []
@@ -210,13 +197,11 @@ def register(reg: Registry) -> None:
         text += "\n".join(f"[{f['severity']}] {f['finding']}" for f in findings) or "no findings"
         return ToolResult({"cluster": name, "healthy": healthy, "findings": findings}, text)
 
-    @reg.tool(
-        "whoami",
-        "Who am I",
-        "The caller's gateway scopes/allowlists and the Proxmox API token's real "
-        "permissions (/access/permissions).",
-    )
+    @reg.tool("Who am I")
     async def whoami(ctx: CallContext, args: ClusterIn) -> ToolResult:
+        """The caller's gateway scopes/allowlists and the Proxmox API token's real permissions
+        (/access/permissions).
+        """
         c = ctx.caller
         perms = await ctx.gateway.pool.request(args.cluster, "GET", "/access/permissions")
         token = c.token

@@ -36,14 +36,14 @@ def register(reg: Registry) -> None:
         limit: int = Field(default=50, ge=1, le=500)
 
     @reg.tool(
-        "get_recent_events",
         "Recent events",
-        "Normalized events from the bus (syslog, mail, API, webhooks), newest first; "
-        "filter by site, node, min_severity, kind glob, since_minutes.",
         output=list_output({"kind": "string", "severity": "string", "title": "string"}),
         open_world=False,
     )
     async def get_recent_events(ctx: CallContext, args: EventsIn) -> ToolResult:
+        """Normalized events from the bus (syslog, mail, API, webhooks), newest first; filter by
+        site, node, min_severity, kind glob, since_minutes.
+        """
         js = _js(ctx)
         start = datetime.now(UTC) - timedelta(minutes=args.since_minutes)
         subject = events_filter(site=args.site, node=args.node)
@@ -108,16 +108,11 @@ def register(reg: Registry) -> None:
         duration_minutes: int = Field(default=60, ge=1, le=10080)
         comment: str = Field(default="", max_length=512)
 
-    @reg.tool(
-        "silence_alerts",
-        "Silence alerts",
-        "Mute notifications matching all matchers (field op value; ops = != =~ !~ >= <=) "
-        "for a while. Events are still stored.",
-        scope="operate",
-        idempotent=False,
-        open_world=False,
-    )
+    @reg.tool("Silence alerts", scope="operate", idempotent=False, open_world=False)
     async def silence_alerts(ctx: CallContext, args: SilenceIn) -> ToolResult:
+        """Mute notifications matching all matchers (field op value; ops = != =~ !~ >= <=) for a
+        while. Events are still stored.
+        """
         try:
             matchers = [Matcher.parse(m) for m in args.matchers]
         except ValueError as exc:
@@ -141,13 +136,10 @@ def register(reg: Registry) -> None:
         include_expired: bool = False
 
     @reg.tool(
-        "list_silences",
-        "List silences",
-        "Active (or all) alert silences.",
-        output=list_output({"id": "string", "ends_at": "string"}),
-        open_world=False,
+        "List silences", output=list_output({"id": "string", "ends_at": "string"}), open_world=False
     )
     async def list_silences(ctx: CallContext, args: ListSilencesIn) -> ToolResult:
+        """Active (or all) alert silences."""
         store = await SilenceStore.open(_js(ctx))
         silences = await store.list(include_expired=args.include_expired)
         items = [

@@ -51,13 +51,9 @@ def register(reg: Registry) -> None:
         node: Node = None
         cluster: Cluster = None
 
-    @reg.tool(
-        "get_guest_network",
-        "Guest IPs (agent)",
-        "A running VM's interfaces and IPs from the QEMU guest agent.",
-        output=LIST_OUT,
-    )
+    @reg.tool("Guest IPs (agent)", output=LIST_OUT)
     async def get_guest_network(ctx: CallContext, args: NetIn) -> ToolResult:
+        """A running VM's interfaces and IPs from the QEMU guest agent."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, "qemu")
         path = guest_path(node, kind, args.vmid, "agent", "network-get-interfaces")
         answer = await ctx.gateway.pool.request(args.cluster, "GET", path, node=node, cache=False)
@@ -89,13 +85,9 @@ def register(reg: Registry) -> None:
         )
         return res
 
-    @reg.tool(
-        "get_guest_disks",
-        "Guest disks",
-        "Disks of a VM or container from its config: volume, storage, size.",
-        output=LIST_OUT,
-    )
+    @reg.tool("Guest disks", output=LIST_OUT)
     async def get_guest_disks(ctx: CallContext, args: NetIn) -> ToolResult:
+        """Disks of a VM or container from its config: volume, storage, size."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
         cfg = await ctx.gateway.pool.request(
             args.cluster, "GET", guest_path(node, kind, args.vmid, "config"), node=node, cache=False
@@ -112,14 +104,9 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
-    @reg.tool(
-        "resize_guest_disk",
-        "Resize guest disk",
-        "Grow a VM/container disk (disks never shrink).",
-        scope="admin",
-        idempotent=False,
-    )
+    @reg.tool("Resize guest disk", scope="admin", idempotent=False)
     async def resize_guest_disk(ctx: CallContext, args: ResizeIn) -> ToolResult:
+        """Grow a VM/container disk (disks never shrink)."""
         validate.disk_name(args.disk)
         validate.disk_size(args.size)
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
@@ -134,13 +121,9 @@ def register(reg: Registry) -> None:
         type: Literal["bridge", "bond", "eth", "vlan", "any_bridge"] | None = None
         cluster: Cluster = None
 
-    @reg.tool(
-        "get_node_network",
-        "Node network",
-        "A node's interfaces: bridges, bonds, NICs, VLANs, addresses.",
-        output=LIST_OUT,
-    )
+    @reg.tool("Node network", output=LIST_OUT)
     async def get_node_network(ctx: CallContext, args: NodeNetIn) -> ToolResult:
+        """A node's interfaces: bridges, bonds, NICs, VLANs, addresses."""
         validate.node_name(args.node)
         params = {"type": args.type} if args.type else None
         raw = await ctx.gateway.pool.request(

@@ -98,40 +98,27 @@ def register(reg: Registry) -> None:
     class VmCommandIn(ConfirmedGuestTaskIn):
         command: Literal["start", "stop", "shutdown", "reboot", "reset", "suspend", "resume"]
 
-    @reg.tool(
-        "execute_vm_command",
-        "VM power action",
-        "start/stop/shutdown/reboot/reset/suspend/resume a VM. stop/reset/shutdown/"
-        "reboot/suspend need confirm=true (else a plan is returned). wait=true follows the "
-        "task with progress; waits over 50 s return a task handle.",
-        scope="operate",
-        destructive=True,
-        idempotent=False,
-    )
+    @reg.tool("VM power action", scope="operate", destructive=True, idempotent=False)
     async def execute_vm_command(ctx: CallContext, args: VmCommandIn) -> ToolResult:
+        """start/stop/shutdown/reboot/reset/suspend/resume a VM. stop/reset/shutdown/reboot/suspend
+        need confirm=true (else a plan is returned). wait=true follows the task with progress; waits
+        over 50 s return a task handle.
+        """
         return await power(ctx, args, "qemu")
 
     class LxcCommandIn(ConfirmedGuestTaskIn):
         command: Literal["start", "stop", "shutdown", "reboot", "suspend", "resume"]
 
-    @reg.tool(
-        "execute_lxc_command",
-        "Container power action",
-        "start/stop/shutdown/reboot/suspend/resume a container; same confirm/wait rules "
-        "as execute_vm_command.",
-        scope="operate",
-        destructive=True,
-        idempotent=False,
-    )
+    @reg.tool("Container power action", scope="operate", destructive=True, idempotent=False)
     async def execute_lxc_command(ctx: CallContext, args: LxcCommandIn) -> ToolResult:
+        """start/stop/shutdown/reboot/suspend/resume a container; same confirm/wait rules as
+        execute_vm_command.
+        """
         return await power(ctx, args, "lxc")
 
-    @reg.tool(
-        "get_guest_status",
-        "Guest status",
-        "Live status of a VM or container: state, CPU, memory, uptime, HA, lock.",
-    )
+    @reg.tool("Guest status")
     async def get_guest_status(ctx: CallContext, args: GuestIn) -> ToolResult:
+        """Live status of a VM or container: state, CPU, memory, uptime, HA, lock."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
         s = await ctx.gateway.pool.request(
             args.cluster, "GET", guest_path(node, kind, args.vmid, "status", "current"), node=node
@@ -157,12 +144,9 @@ def register(reg: Registry) -> None:
         )
         return ToolResult(data, text)
 
-    @reg.tool(
-        "get_guest_config",
-        "Guest config",
-        "Configuration of a VM or container (disks, network, CPU, memory); secrets masked.",
-    )
+    @reg.tool("Guest config")
     async def get_guest_config(ctx: CallContext, args: GuestIn) -> ToolResult:
+        """Configuration of a VM or container (disks, network, CPU, memory); secrets masked."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
         cfg = dict(
             await ctx.gateway.pool.request(
@@ -188,15 +172,9 @@ def register(reg: Registry) -> None:
         wait: WaitArg = False
         timeout: TimeoutArg = 45
 
-    @reg.tool(
-        "migrate_guest",
-        "Migrate guest",
-        "Move a VM or container to another node of the same cluster (needs confirm=true).",
-        scope="operate",
-        destructive=True,
-        idempotent=False,
-    )
+    @reg.tool("Migrate guest", scope="operate", destructive=True, idempotent=False)
     async def migrate_guest(ctx: CallContext, args: MigrateIn) -> ToolResult:
+        """Move a VM or container to another node of the same cluster (needs confirm=true)."""
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         ctx.caller.require_node(args.target)
         pool = ctx.gateway.pool

@@ -21,15 +21,14 @@ from ._common import (
 
 def register(reg: Registry) -> None:
     @reg.tool(
-        "get_cluster_status",
         "Cluster status",
-        "Quorum and node membership of a cluster (standalone nodes listed too).",
         output={
             "type": "object",
             "properties": {"nodes": {"type": "array"}, "quorate": {"type": ["boolean", "null"]}},
         },
     )
     async def get_cluster_status(ctx: CallContext, args: ClusterIn) -> ToolResult:
+        """Quorum and node membership of a cluster (standalone nodes listed too)."""
         pool = ctx.gateway.pool
         name = pool.cluster(args.cluster).config.name
         nodes: list[dict[str, Any]] = []
@@ -67,13 +66,9 @@ def register(reg: Registry) -> None:
             text += "\nerrors: " + "; ".join(errors)
         return ToolResult(data, text)
 
-    @reg.tool(
-        "get_nodes",
-        "List nodes",
-        "Nodes with status, CPU, memory and uptime.",
-        output=list_output({"node": "string", "status": "string"}),
-    )
+    @reg.tool("List nodes", output=list_output({"node": "string", "status": "string"}))
     async def get_nodes(ctx: CallContext, args: ClusterIn) -> ToolResult:
+        """Nodes with status, CPU, memory and uptime."""
         items = []
         answers, errors = answered(
             await ctx.gateway.pool.request_all(args.cluster, "/nodes"), "listing nodes"
@@ -101,12 +96,9 @@ def register(reg: Registry) -> None:
         node: NodeArg
         cluster: ClusterArg = None
 
-    @reg.tool(
-        "get_node_status",
-        "Node status",
-        "One node's CPU, load, memory, root disk, uptime and versions.",
-    )
+    @reg.tool("Node status")
     async def get_node_status(ctx: CallContext, args: NodeIn) -> ToolResult:
+        """One node's CPU, load, memory, root disk, uptime and versions."""
         s = await ctx.gateway.pool.request(
             args.cluster, "GET", f"/nodes/{args.node}/status", node=args.node
         )
@@ -189,25 +181,23 @@ def register(reg: Registry) -> None:
         return done
 
     @reg.tool(
-        "get_vms",
         "List VMs",
-        "QEMU VMs across the cluster; filter by node, status or tag.",
         output=list_output(
             {"vmid": "integer", "name": "string", "node": "string", "status": "string"}
         ),
     )
     async def get_vms(ctx: CallContext, args: GuestListIn) -> ToolResult:
+        """QEMU VMs across the cluster; filter by node, status or tag."""
         return await guest_list(ctx, args, "qemu")
 
     @reg.tool(
-        "get_lxcs",
         "List containers",
-        "LXC containers across the cluster; filter by node, status or tag.",
         output=list_output(
             {"vmid": "integer", "name": "string", "node": "string", "status": "string"}
         ),
     )
     async def get_lxcs(ctx: CallContext, args: GuestListIn) -> ToolResult:
+        """LXC containers across the cluster; filter by node, status or tag."""
         return await guest_list(ctx, args, "lxc")
 
     class StorageIn(ToolInput):
@@ -215,12 +205,11 @@ def register(reg: Registry) -> None:
         node: OptNodeArg = None
 
     @reg.tool(
-        "get_storage",
         "List storage",
-        "Storage usage per node (type, content, used %).",
         output=list_output({"storage": "string", "node": "string", "used_pct": "number"}),
     )
     async def get_storage(ctx: CallContext, args: StorageIn) -> ToolResult:
+        """Storage usage per node (type, content, used %)."""
         items = []
         pool = ctx.gateway.pool
         if args.node is not None:

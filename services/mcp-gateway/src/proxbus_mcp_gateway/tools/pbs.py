@@ -23,13 +23,9 @@ def register(reg: Registry) -> None:
         cluster: ClusterArg = None
         server: ServerArg = None
 
-    @reg.tool(
-        "pbs_list_datastores",
-        "PBS datastores",
-        "Datastores of a PBS server with usage.",
-        output=list_output({"store": "string", "used_pct": "number"}),
-    )
+    @reg.tool("PBS datastores", output=list_output({"store": "string", "used_pct": "number"}))
     async def pbs_list_datastores(ctx: CallContext, args: ServerIn) -> ToolResult:
+        """Datastores of a PBS server with usage."""
         pool = ctx.gateway.pool
         stores = await pool.pbs_request(args.cluster, args.server, "GET", "/admin/datastore")
         try:
@@ -61,12 +57,9 @@ def register(reg: Registry) -> None:
         cluster: ClusterArg = None
         server: ServerArg = None
 
-    @reg.tool(
-        "pbs_datastore_status",
-        "PBS datastore status",
-        "Size, usage and GC status of one PBS datastore.",
-    )
+    @reg.tool("PBS datastore status")
     async def pbs_datastore_status(ctx: CallContext, args: StoreIn) -> ToolResult:
+        """Size, usage and GC status of one PBS datastore."""
         pool = ctx.gateway.pool
         s = await pool.pbs_request(
             args.cluster, args.server, "GET", f"/admin/datastore/{args.store}/status"
@@ -95,13 +88,9 @@ def register(reg: Registry) -> None:
         cluster: ClusterArg = None
         server: ServerArg = None
 
-    @reg.tool(
-        "pbs_list_backups",
-        "PBS backups",
-        "Backup snapshots (newest first) with size and verification state, or groups.",
-        output=list_output({"backup-id": "string", "verify": "string"}),
-    )
+    @reg.tool("PBS backups", output=list_output({"backup-id": "string", "verify": "string"}))
     async def pbs_list_backups(ctx: CallContext, args: BackupsIn) -> ToolResult:
+        """Backup snapshots (newest first) with size and verification state, or groups."""
         pool = ctx.gateway.pool
         if args.groups_only:
             groups = await pool.pbs_request(
@@ -153,13 +142,9 @@ def register(reg: Registry) -> None:
         cluster: ClusterArg = None
         server: ServerArg = None
 
-    @reg.tool(
-        "pbs_get_tasks",
-        "PBS tasks",
-        "Recent PBS tasks (backup, GC, verify, sync, prune).",
-        output=list_output({"upid": "string", "status": "string"}),
-    )
+    @reg.tool("PBS tasks", output=list_output({"upid": "string", "status": "string"}))
     async def pbs_get_tasks(ctx: CallContext, args: PbsTasksIn) -> ToolResult:
+        """Recent PBS tasks (backup, GC, verify, sync, prune)."""
         params: dict[str, Any] = {"limit": args.limit}
         if args.errors_only:
             params["errors"] = 1
@@ -208,22 +193,12 @@ def register(reg: Registry) -> None:
             "garbage collection" if job == "gc" else "verify", args.store, upid, status
         )
 
-    @reg.tool(
-        "pbs_start_gc",
-        "PBS garbage collection",
-        "Start garbage collection on a PBS datastore.",
-        scope="operate",
-        idempotent=False,
-    )
+    @reg.tool("PBS garbage collection", scope="operate", idempotent=False)
     async def pbs_start_gc(ctx: CallContext, args: JobIn) -> ToolResult:
+        """Start garbage collection on a PBS datastore."""
         return await start_job(ctx, args, "gc")
 
-    @reg.tool(
-        "pbs_start_verify",
-        "PBS verify",
-        "Start verification of a PBS datastore.",
-        scope="operate",
-        idempotent=False,
-    )
+    @reg.tool("PBS verify", scope="operate", idempotent=False)
     async def pbs_start_verify(ctx: CallContext, args: JobIn) -> ToolResult:
+        """Start verification of a PBS datastore."""
         return await start_job(ctx, args, "verify")

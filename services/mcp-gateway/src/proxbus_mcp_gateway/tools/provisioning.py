@@ -42,12 +42,10 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
 
     @reg.tool(
-        "get_next_vmid",
-        "Next free VMID",
-        "Next free guest id (create/clone default).",
-        output={"type": "object", "properties": {"vmid": {"type": "integer"}}},
+        "Next free VMID", output={"type": "object", "properties": {"vmid": {"type": "integer"}}}
     )
     async def get_next_vmid(ctx: CallContext, args: NextIdIn) -> ToolResult:
+        """Next free guest id (create/clone default)."""
         vmid = await next_vmid(ctx, args.cluster, args.node)
         return ToolResult({"vmid": vmid}, f"next free vmid: {vmid}")
 
@@ -62,14 +60,9 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
-    @reg.tool(
-        "clone_guest",
-        "Clone guest",
-        "Clone a VM/CT to a new vmid (templates: linked by default).",
-        scope="admin",
-        idempotent=False,
-    )
+    @reg.tool("Clone guest", scope="admin", idempotent=False)
     async def clone_guest(ctx: CallContext, args: CloneIn) -> ToolResult:
+        """Clone a VM/CT to a new vmid (templates: linked by default)."""
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         if args.target is not None:
             ctx.caller.require_node(validate.node_name(args.target))
@@ -107,14 +100,9 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
-    @reg.tool(
-        "create_vm",
-        "Create VM",
-        "Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on).",
-        scope="admin",
-        idempotent=False,
-    )
+    @reg.tool("Create VM", scope="admin", idempotent=False)
     async def create_vm(ctx: CallContext, args: VmIn) -> ToolResult:
+        """Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on)."""
         validate.node_name(args.node)
         validate.storage_id(args.storage)
         if args.iso:
@@ -158,14 +146,9 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
-    @reg.tool(
-        "create_container",
-        "Create container",
-        "Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP).",
-        scope="admin",
-        idempotent=False,
-    )
+    @reg.tool("Create container", scope="admin", idempotent=False)
     async def create_container(ctx: CallContext, args: CtIn) -> ToolResult:
+        """Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP)."""
         validate.node_name(args.node)
         validate.storage_id(args.storage)
         validate.volume_id(args.template)
@@ -204,15 +187,9 @@ def register(reg: Registry) -> None:
         confirm: Confirm = False
         wait: bool = False
 
-    @reg.tool(
-        "delete_guest",
-        "Delete guest",
-        "Destroy a VM/CT and its disks (running: needs stop=true); confirm=true, else a plan.",
-        scope="admin",
-        destructive=True,
-        idempotent=False,
-    )
+    @reg.tool("Delete guest", scope="admin", destructive=True, idempotent=False)
     async def delete_guest(ctx: CallContext, args: DeleteIn) -> ToolResult:
+        """Destroy a VM/CT and its disks (running: needs stop=true); confirm=true, else a plan."""
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         target = (
             f"{'VM' if kind == 'qemu' else 'CT'} {args.vmid} ({entry.get('name', '?')}) on {node}"

@@ -5,7 +5,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..errors import ToolFailure
-from ..registry import CallContext, Handler, Registry, ToolResult, list_output
+from ..registry import CallContext, Registry, ToolResult, list_output
 from ._common import (
     ConfirmedGuestTaskIn,
     GuestIn,
@@ -20,13 +20,9 @@ from ._common import (
 
 
 def register(reg: Registry) -> None:
-    @reg.tool(
-        "list_snapshots",
-        "List snapshots",
-        "Snapshots of a VM or container.",
-        output=list_output({"name": "string"}),
-    )
+    @reg.tool("List snapshots", output=list_output({"name": "string"}))
     async def list_snapshots(ctx: CallContext, args: GuestIn) -> ToolResult:
+        """Snapshots of a VM or container."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
         snaps = await ctx.gateway.pool.request(
             args.cluster, "GET", guest_path(node, kind, args.vmid, "snapshot"), node=node
@@ -51,14 +47,9 @@ def register(reg: Registry) -> None:
         description: str = Field(default="", max_length=512)
         vmstate: bool = Field(default=False, description="VMs: include RAM")
 
-    @reg.tool(
-        "create_snapshot",
-        "Create snapshot",
-        "Take a snapshot of a VM or container.",
-        scope="operate",
-        idempotent=False,
-    )
+    @reg.tool("Create snapshot", scope="operate", idempotent=False)
     async def create_snapshot(ctx: CallContext, args: SnapCreateIn) -> ToolResult:
+        """Take a snapshot of a VM or container."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         params: dict[str, Any] = {"snapname": args.name}
         if args.description:
@@ -111,21 +102,15 @@ def register(reg: Registry) -> None:
             wait=args.wait, timeout=args.timeout, action=action, target=target,
         )  # fmt: skip
 
-    def snapshot_tool(action: str) -> Handler:
-        async def handler(ctx: CallContext, args: SnapIn) -> ToolResult:
-            return await snapshot_action(ctx, args, action)
+    @reg.tool("Roll back snapshot", scope="operate", destructive=True, idempotent=False)
+    async def rollback_snapshot(ctx: CallContext, args: SnapIn) -> ToolResult:
+        """Roll a guest back to a snapshot (needs confirm=true, else a plan)."""
+        return await snapshot_action(ctx, args, "rollback")
 
-        return handler
-
-    for name, title, description, action in (
-        ("rollback_snapshot", "Roll back snapshot",
-         "Roll a guest back to a snapshot (needs confirm=true, else a plan).", "rollback"),
-        ("delete_snapshot", "Delete snapshot",
-         "Delete a snapshot (needs confirm=true, else a plan).", "delete"),
-    ):  # fmt: skip
-        reg.tool(name, title, description, scope="operate", destructive=True, idempotent=False)(
-            snapshot_tool(action)
-        )
+    @reg.tool("Delete snapshot", scope="operate", destructive=True, idempotent=False)
+    async def delete_snapshot(ctx: CallContext, args: SnapIn) -> ToolResult:
+        """Delete a snapshot (needs confirm=true, else a plan)."""
+        return await snapshot_action(ctx, args, "delete")
 
     class BackupIn(GuestTaskIn):
         storage: str | None = Field(
@@ -135,14 +120,9 @@ def register(reg: Registry) -> None:
         compress: Literal["zstd", "lzo", "gzip", "0"] = "zstd"
         notes: str = Field(default="", max_length=256)
 
-    @reg.tool(
-        "create_backup",
-        "Back up guest",
-        "Start a vzdump backup of one guest (mode stop briefly stops it).",
-        scope="operate",
-        idempotent=False,
-    )
+    @reg.tool("Back up guest", scope="operate", idempotent=False)
     async def create_backup(ctx: CallContext, args: BackupIn) -> ToolResult:
+        """Start a vzdump backup of one guest (mode stop briefly stops it)."""
         node, _, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         params: dict[str, Any] = {
             "vmid": str(args.vmid),

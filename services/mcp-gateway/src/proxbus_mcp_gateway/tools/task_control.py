@@ -50,12 +50,9 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         server: Server = None
 
-    @reg.tool(
-        "get_task_log",
-        "Task log",
-        "Full log of a PVE/PBS task by UPID (lines start..start+limit).",
-    )
+    @reg.tool("Task log")
     async def get_task_log(ctx: CallContext, args: LogIn) -> ToolResult:
+        """Full log of a PVE/PBS task by UPID (lines start..start+limit)."""
         validate.upid(args.upid)
         entries = await _request(
             ctx,
@@ -87,14 +84,9 @@ def register(reg: Registry) -> None:
         server: Server = None
         confirm: Confirm = False
 
-    @reg.tool(
-        "cancel_task",
-        "Cancel task",
-        "Stop a running PVE/PBS task (confirm=true, else a plan).",
-        scope="operate",
-        destructive=True,
-    )
+    @reg.tool("Cancel task", scope="operate", destructive=True)
     async def cancel_task(ctx: CallContext, args: CancelIn) -> ToolResult:
+        """Stop a running PVE/PBS task (confirm=true, else a plan)."""
         validate.upid(args.upid)
         status = await _request(ctx, args.cluster, args.server, "GET", args.upid, "/status")
         task = {

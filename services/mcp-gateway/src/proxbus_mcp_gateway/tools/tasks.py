@@ -27,12 +27,10 @@ def register(reg: Registry) -> None:
         vmid: int | None = Field(default=None, ge=100, le=999_999_999)
 
     @reg.tool(
-        "get_recent_tasks",
-        "Recent tasks",
-        "Recent tasks (newest first) with status; filter by node, guest or failures.",
-        output=list_output({"upid": "string", "type": "string", "status": "string"}),
+        "Recent tasks", output=list_output({"upid": "string", "type": "string", "status": "string"})
     )
     async def get_recent_tasks(ctx: CallContext, args: TasksIn) -> ToolResult:
+        """Recent tasks (newest first) with status; filter by node, guest or failures."""
         pool = ctx.gateway.pool
         errors: list[str] = []
         raw: list[dict[str, Any]] = []
@@ -86,13 +84,11 @@ def register(reg: Registry) -> None:
         wait: WaitArg = False
         timeout: TimeoutArg = 45
 
-    @reg.tool(
-        "get_task_status",
-        "Task status",
-        "Status of a task by UPID; wait=true follows it with progress (waits over 50 s "
-        "return the handle). Failed tasks include the log tail.",
-    )
+    @reg.tool("Task status")
     async def get_task_status(ctx: CallContext, args: TaskIn) -> ToolResult:
+        """Status of a task by UPID; wait=true follows it with progress (waits over 50 s return the
+        handle). Failed tasks include the log tail.
+        """
         from .. import validate
 
         node = validate.upid_node(args.upid)
@@ -129,13 +125,9 @@ def register(reg: Registry) -> None:
         cluster: ClusterArg = None
         limit: int = Field(default=50, ge=1, le=500)
 
-    @reg.tool(
-        "get_cluster_log",
-        "Cluster log",
-        "Most recent cluster log entries.",
-        output=list_output({"msg": "string", "node": "string"}),
-    )
+    @reg.tool("Cluster log", output=list_output({"msg": "string", "node": "string"}))
     async def get_cluster_log(ctx: CallContext, args: LogIn) -> ToolResult:
+        """Most recent cluster log entries."""
         items: list[dict[str, Any]] = []
         answers, errors = answered(
             await ctx.gateway.pool.request_all(args.cluster, "/cluster/log", {"max": args.limit}),

@@ -12,7 +12,7 @@ from pydantic import Field
 from .. import validate
 from ..errors import InvalidArgument, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult
-from ._common import VmidArg, guest_path, locate_guest, plan, start_task, wait_task
+from ._common import GuestKind, VmidArg, guest_path, locate_guest, plan, start_task, wait_task
 from ._compact import (
     Cluster,
     Confirm,
@@ -100,38 +100,6 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
-    @reg.tool("Create VM", scope="admin", idempotent=False)
-    async def create_vm(ctx: CallContext, args: VmIn) -> ToolResult:
-        """Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on)."""
-        validate.node_name(args.node)
-        validate.storage_id(args.storage)
-        if args.iso:
-            validate.volume_id(args.iso)
-        vmid = args.vmid or await next_vmid(ctx, args.cluster, args.node)
-        ctx.caller.require_vmid(vmid)
-        params: dict[str, Any] = {
-            "vmid": vmid,
-            "memory": args.memory,
-            "cores": args.cores,
-            "scsihw": "virtio-scsi-single",
-            "scsi0": f"{args.storage}:{args.disk_gb},iothread=1",
-            "net0": "virtio,bridge=vmbr0",
-            "agent": "1",
-            "ostype": "l26",
-        }
-        if args.name:
-            params["name"] = args.name
-        if args.iso:
-            params["ide2"] = f"{args.iso},media=cdrom"
-        if args.start:
-            params["start"] = 1
-        result = await start_task(
-            ctx, args.cluster, args.node, "POST", f"/nodes/{args.node}/qemu", params,
-            wait=args.wait, timeout=_TIMEOUT, action="create", target=f"VM {vmid} on {args.node}",
-        )  # fmt: skip
-        result.data["vmid"] = vmid
-        return result
-
     class CtIn(ToolInput):
         node: ReqNode
         template: Volume
@@ -146,16 +114,53 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
+    async def new_vmid(ctx: CallContext, args: VmIn | CtIn, volume: str | None) -> int:
+        """Check the names first (no API call for bad input), then the VMID: given or the next."""
+        validate.node_name(args.node)
+        validate.storage_id(args.storage)
+        if volume:
+            validate.volume_id(volume)
+        vmid = args.vmid or await next_vmid(ctx, args.cluster, args.node)
+        ctx.caller.require_vmid(vmid)
+        return vmid
+
+    async def create_guest(
+        ctx: CallContext, args: VmIn | CtIn, kind: GuestKind, vmid: int, params: dict[str, Any]
+    ) -> ToolResult:
+        """POST the create task for ``kind`` on the node; its result carries the new VMID."""
+        params = {"vmid": vmid, **params} | ({"start": 1} if args.start else {})
+        label = f"{'VM' if kind == 'qemu' else 'CT'} {vmid} on {args.node}"
+        result = await start_task(
+            ctx, args.cluster, args.node, "POST", f"/nodes/{args.node}/{kind}", params,
+            wait=args.wait, timeout=_TIMEOUT, action="create", target=label,
+        )  # fmt: skip
+        result.data["vmid"] = vmid
+        return result
+
+    @reg.tool("Create VM", scope="admin", idempotent=False)
+    async def create_vm(ctx: CallContext, args: VmIn) -> ToolResult:
+        """Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on)."""
+        vmid = await new_vmid(ctx, args, args.iso)
+        params: dict[str, Any] = {
+            "memory": args.memory,
+            "cores": args.cores,
+            "scsihw": "virtio-scsi-single",
+            "scsi0": f"{args.storage}:{args.disk_gb},iothread=1",
+            "net0": "virtio,bridge=vmbr0",
+            "agent": "1",
+            "ostype": "l26",
+        }
+        if args.name:
+            params["name"] = args.name
+        if args.iso:
+            params["ide2"] = f"{args.iso},media=cdrom"
+        return await create_guest(ctx, args, "qemu", vmid, params)
+
     @reg.tool("Create container", scope="admin", idempotent=False)
     async def create_container(ctx: CallContext, args: CtIn) -> ToolResult:
         """Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP)."""
-        validate.node_name(args.node)
-        validate.storage_id(args.storage)
-        validate.volume_id(args.template)
-        vmid = args.vmid or await next_vmid(ctx, args.cluster, args.node)
-        ctx.caller.require_vmid(vmid)
+        vmid = await new_vmid(ctx, args, args.template)
         params: dict[str, Any] = {
-            "vmid": vmid,
             "ostemplate": args.template,
             "memory": args.memory,
             "cores": args.cores,
@@ -169,14 +174,7 @@ def register(reg: Registry) -> None:
             if not args.ssh_key.startswith(("ssh-", "ecdsa-")) or "\n" in args.ssh_key.strip():
                 raise InvalidArgument("ssh_key: one OpenSSH public key line expected")
             params["ssh-public-keys"] = args.ssh_key
-        if args.start:
-            params["start"] = 1
-        result = await start_task(
-            ctx, args.cluster, args.node, "POST", f"/nodes/{args.node}/lxc", params,
-            wait=args.wait, timeout=_TIMEOUT, action="create", target=f"CT {vmid} on {args.node}",
-        )  # fmt: skip
-        result.data["vmid"] = vmid
-        return result
+        return await create_guest(ctx, args, "lxc", vmid, params)
 
     class DeleteIn(ToolInput):
         vmid: VmidArg

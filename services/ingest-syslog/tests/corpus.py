@@ -13,7 +13,9 @@ node and vmid to match.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 # PRI = facility * 8 + severity. daemon = 3, kern = 0, authpriv = 10, auth = 4, user = 1.
 DAEMON_ERR, DAEMON_WARN, DAEMON_NOTICE, DAEMON_INFO, DAEMON_CRIT = 27, 28, 29, 30, 26
@@ -84,6 +86,14 @@ class Block:
     def __init__(self, source: str) -> None:
         self.source = source
         self._n = 0
+
+    def sender(self, host: str, app: str, pid: int | None) -> Callable[..., None]:
+        """``add`` with the sending process fixed: ``corosync(DAEMON_NOTICE, msg, kind, ...)``."""
+
+        def add(pri: int, msg: str, kind: str = "syslog.message", **expect: Any) -> None:
+            self.add(pri, host, app, pid, msg, kind, **expect)
+
+        return add
 
     def add(
         self,
@@ -290,24 +300,14 @@ for host, vmid in [("pve1", 100), ("pve1", 101), ("pve2", 110), ("pve3", 115), (
         DAEMON_WARN, host, "qmeventd", 998, f"Starting cleanup for {vmid}", "vm.stopped", vmid=vmid
     )
     b.add(DAEMON_WARN, host, "qmeventd", 998, f"Finished cleanup for {vmid}", vmid=vmid)
-b.add(
+qmeventd = b.sender("pve1", "qmeventd", 998)
+qmeventd(
     DAEMON_WARN,
-    "pve1",
-    "qmeventd",
-    998,
     "VM cleanup: QEMU process 41821 for VM 100 still running (or newly started)",
     vmid=100,
 )
-b.add(
-    DAEMON_WARN,
-    "pve1",
-    "qmeventd",
-    998,
-    "skipping cleanup - 'backup' lock is present and vm is running again",
-)
-b.add(
-    DAEMON_ERR, "pve1", "qmeventd", 998, "100: received error from QMP: QMP socket closed", vmid=100
-)
+qmeventd(DAEMON_WARN, "skipping cleanup - 'backup' lock is present and vm is running again")
+qmeventd(DAEMON_ERR, "100: received error from QMP: QMP socket closed", vmid=100)
 b.add(DAEMON_ERR, "pve2", "qmeventd", 998, "could not get vmid from pid 2345")
 b.add(DAEMON_ERR, "pve2", "qmeventd", 998, "rejecting non-root client (pid 4242, uid 1000)")
 b.add(DAEMON_ERR, "pve1", "qmeventd", 998, "cleanup failed, terminating pid '41821' with SIGKILL")
@@ -366,10 +366,11 @@ b.add(
     vmid=203,
     minimum="warning",
 )
-b.add(DAEMON_INFO, "pve1", "systemd", 1, "Started session-42.scope - Session 42 of User root.")
-b.add(DAEMON_INFO, "pve1", "systemd", 1, "session-42.scope: Deactivated successfully.")
-b.add(DAEMON_INFO, "pve1", "systemd", 1, "Starting pvescheduler.service - Proxmox VE scheduler...")
-b.add(DAEMON_INFO, "pve1", "systemd", 1, "Reloading pveproxy.service - PVE API Proxy Server...")
+systemd = b.sender("pve1", "systemd", 1)
+systemd(DAEMON_INFO, "Started session-42.scope - Session 42 of User root.")
+systemd(DAEMON_INFO, "session-42.scope: Deactivated successfully.")
+systemd(DAEMON_INFO, "Starting pvescheduler.service - Proxmox VE scheduler...")
+systemd(DAEMON_INFO, "Reloading pveproxy.service - PVE API Proxy Server...")
 
 # --- vzdump: one scheduled job with three guests, one failing ---------------------------------
 b = Block("pve-manager PVE/VZDump.pm (via pve-guest-common src/PVE/VZDump/Plugin.pm debugmsg)")
@@ -424,27 +425,17 @@ for host, app, pid, guests, job_ok in [
         b.add(DAEMON_INFO, host, app, pid, "INFO: Backup job finished successfully", "backup.ok")
     else:
         b.add(DAEMON_INFO, host, app, pid, "INFO: Backup job finished with errors", "backup.failed")
-b.add(
+pvescheduler = b.sender("pve1", "pvescheduler", 88240)
+pvescheduler(
     DAEMON_INFO,
-    "pve1",
-    "pvescheduler",
-    88240,
     "INFO: starting new backup job: vzdump --all 1 --mode snapshot --storage local --quiet 1",
 )
-b.add(
+pvescheduler(
     DAEMON_INFO,
-    "pve1",
-    "pvescheduler",
-    88240,
     "INFO: starting new backup job: vzdump --exclude 100,101 --mode stop --storage nfs-backup",
 )
-b.add(
-    DAEMON_ERR,
-    "pve1",
-    "pvescheduler",
-    88240,
-    "ERROR: Backup job failed - storage 'nfs-backup' is not online",
-    "backup.failed",
+pvescheduler(
+    DAEMON_ERR, "ERROR: Backup job failed - storage 'nfs-backup' is not online", "backup.failed"
 )
 b.add(
     DAEMON_ERR,
@@ -591,57 +582,19 @@ for host, vmid in [("pve2", 115), ("pve2", 110), ("pve1", 100)]:
         "ha.state",
         vmid=vmid,
     )
-b.add(
-    DAEMON_INFO,
-    "pve1",
-    "pve-ha-lrm",
-    1411,
-    "stopping service ct:206 (timeout=180)",
-    "ha.state",
-    vmid=206,
-)
-b.add(
-    DAEMON_INFO, "pve1", "pve-ha-lrm", 1411, "service status ct:206 stopped", "ha.state", vmid=206
-)
-b.add(
-    DAEMON_WARN,
-    "pve1",
-    "pve-ha-lrm",
-    1411,
-    "unable to start service vm:117",
-    "ha.state",
-    vmid=117,
-    minimum="error",
-)
-b.add(
-    DAEMON_INFO,
-    "pve3",
-    "pve-ha-lrm",
-    1420,
-    "status change wait_for_agent_lock => active",
-    "ha.state",
-)
-b.add(
-    DAEMON_INFO, "pve3", "pve-ha-lrm", 1420, "status change active => lost_agent_lock", "ha.state"
-)
-b.add(DAEMON_ERR, "pve3", "pve-ha-lrm", 1420, "node needs to be fenced - releasing agent_lock")
-b.add(DAEMON_INFO, "pve1", "pve-ha-lrm", 1411, "watchdog active")
-b.add(
-    DAEMON_INFO,
-    "pve1",
-    "pve-ha-lrm",
-    1411,
-    "got shutdown request with shutdown policy 'conditional'",
-)
-b.add(DAEMON_INFO, "pve1", "pve-ha-lrm", 1411, "reboot LRM, stop and freeze all services")
-b.add(
-    DAEMON_ERR,
-    "pve1",
-    "pve-ha-lrm",
-    1411,
-    "resource agent vm:117 finished - failed to execute",
-    vmid=117,
-)
+pve_ha_lrm = b.sender("pve1", "pve-ha-lrm", 1411)
+pve_ha_lrm(DAEMON_INFO, "stopping service ct:206 (timeout=180)", "ha.state", vmid=206)
+pve_ha_lrm(DAEMON_INFO, "service status ct:206 stopped", "ha.state", vmid=206)
+pve_ha_lrm(DAEMON_WARN, "unable to start service vm:117", "ha.state", vmid=117, minimum="error")
+pve_ha_lrm = b.sender("pve3", "pve-ha-lrm", 1420)
+pve_ha_lrm(DAEMON_INFO, "status change wait_for_agent_lock => active", "ha.state")
+pve_ha_lrm(DAEMON_INFO, "status change active => lost_agent_lock", "ha.state")
+pve_ha_lrm(DAEMON_ERR, "node needs to be fenced - releasing agent_lock")
+pve_ha_lrm = b.sender("pve1", "pve-ha-lrm", 1411)
+pve_ha_lrm(DAEMON_INFO, "watchdog active")
+pve_ha_lrm(DAEMON_INFO, "got shutdown request with shutdown policy 'conditional'")
+pve_ha_lrm(DAEMON_INFO, "reboot LRM, stop and freeze all services")
+pve_ha_lrm(DAEMON_ERR, "resource agent vm:117 finished - failed to execute", vmid=117)
 
 b = Block("pve-ha-manager src/watchdog-mux.c")
 b.add(DAEMON_WARN, "pve3", "watchdog-mux", 701, "client (PID 1420) watchdog is about to expire")
@@ -675,23 +628,19 @@ b = Block("pve-cluster src/pmxcfs/status.c, dfsm.c, dcdb.c, quorum.c (qb_log '[%
 for host in ("pve1", "pve2"):
     b.add(DAEMON_NOTICE, host, "pmxcfs", 1090, "[status] notice: node lost quorum", "quorum.lost")
     b.add(DAEMON_NOTICE, host, "pmxcfs", 1090, "[status] notice: node has quorum")
-b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[dcdb] notice: members: 1/1090, 2/1088, 3/1091")
-b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[status] notice: members: 1/1090, 2/1088")
-b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[dcdb] notice: starting data syncronisation")
-b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[dcdb] notice: all data is up to date")
-b.add(
-    DAEMON_NOTICE,
-    "pve3",
-    "pmxcfs",
-    1091,
-    "[dcdb] notice: received sync request (epoch 1/1090/00000004)",
-)
-b.add(DAEMON_NOTICE, "pve3", "pmxcfs", 1091, "[dcdb] notice: leader is 1/1090")
-b.add(DAEMON_CRIT, "pve2", "pmxcfs", 1088, "[quorum] crit: quorum_initialize failed: 2")
-b.add(DAEMON_CRIT, "pve2", "pmxcfs", 1088, "[confdb] crit: cmap_initialize failed: 2")
-b.add(DAEMON_CRIT, "pve2", "pmxcfs", 1088, "[dcdb] crit: cpg_initialize failed: 2")
-b.add(DAEMON_CRIT, "pve2", "pmxcfs", 1088, "[status] crit: cpg_send_message failed: 9")
-b.add(DAEMON_NOTICE, "pve2", "pmxcfs", 1088, "[status] notice: cpg_send_message retried 1 times")
+pmxcfs = b.sender("pve3", "pmxcfs", 1091)
+pmxcfs(DAEMON_NOTICE, "[dcdb] notice: members: 1/1090, 2/1088, 3/1091")
+pmxcfs(DAEMON_NOTICE, "[status] notice: members: 1/1090, 2/1088")
+pmxcfs(DAEMON_NOTICE, "[dcdb] notice: starting data syncronisation")
+pmxcfs(DAEMON_NOTICE, "[dcdb] notice: all data is up to date")
+pmxcfs(DAEMON_NOTICE, "[dcdb] notice: received sync request (epoch 1/1090/00000004)")
+pmxcfs(DAEMON_NOTICE, "[dcdb] notice: leader is 1/1090")
+pmxcfs = b.sender("pve2", "pmxcfs", 1088)
+pmxcfs(DAEMON_CRIT, "[quorum] crit: quorum_initialize failed: 2")
+pmxcfs(DAEMON_CRIT, "[confdb] crit: cmap_initialize failed: 2")
+pmxcfs(DAEMON_CRIT, "[dcdb] crit: cpg_initialize failed: 2")
+pmxcfs(DAEMON_CRIT, "[status] crit: cpg_send_message failed: 9")
+pmxcfs(DAEMON_NOTICE, "[status] notice: cpg_send_message retried 1 times")
 b.add(DAEMON_NOTICE, "pve1", "pmxcfs", 1090, "[main] notice: teardown filesystem")
 
 # --- corosync / kronosnet -------------------------------------------------------------------
@@ -730,103 +679,63 @@ b.add(
 )
 b.add(DAEMON_INFO, "pve1", "corosync", 1180, "  [KNET  ] pmtud: Global data MTU changed to: 1397")
 b = Block("corosync exec/vsf_quorum.c, exec/votequorum.c, exec/totemsrp.c, exec/main.c")
-b.add(
+corosync = b.sender("pve1", "corosync", 1180)
+corosync(
     DAEMON_NOTICE,
-    "pve1",
-    "corosync",
-    1180,
     "  [QUORUM] This node is within the non-primary component and will NOT provide any services.",
 )
-b.add(
-    DAEMON_NOTICE,
-    "pve1",
-    "corosync",
-    1180,
-    "  [QUORUM] This node is within the primary component and will provide service.",
+corosync(
+    DAEMON_NOTICE, "  [QUORUM] This node is within the primary component and will provide service."
 )
-b.add(DAEMON_NOTICE, "pve1", "corosync", 1180, "  [QUORUM] Members[2]: 1 2")
-b.add(DAEMON_NOTICE, "pve1", "corosync", 1180, "  [QUORUM] Sync members[2]: 1 2")
-b.add(DAEMON_NOTICE, "pve1", "corosync", 1180, "  [QUORUM] Sync left[1]: 3")
-b.add(
-    DAEMON_NOTICE,
-    "pve1",
-    "corosync",
-    1180,
-    "  [TOTEM ] A new membership (1.2d) was formed. Members left: 3",
-)
-b.add(
-    DAEMON_NOTICE,
-    "pve1",
-    "corosync",
-    1180,
-    "  [TOTEM ] Failed to receive the leave message. failed: 3",
-)
-b.add(DAEMON_INFO, "pve1", "corosync", 1180, "  [TOTEM ] Token has not been received in 2737 ms")
-b.add(DAEMON_NOTICE, "pve1", "corosync", 1180, "  [TOTEM ] Retransmit List: 1a 1b")
-b.add(
-    DAEMON_NOTICE,
-    "pve1",
-    "corosync",
-    1180,
-    "  [MAIN  ] Completed service synchronization, ready to provide service.",
-)
-b.add(DAEMON_INFO, "pve1", "corosync", 1180, "  [MAIN  ] Corosync Cluster Engine exiting normally")
+corosync(DAEMON_NOTICE, "  [QUORUM] Members[2]: 1 2")
+corosync(DAEMON_NOTICE, "  [QUORUM] Sync members[2]: 1 2")
+corosync(DAEMON_NOTICE, "  [QUORUM] Sync left[1]: 3")
+corosync(DAEMON_NOTICE, "  [TOTEM ] A new membership (1.2d) was formed. Members left: 3")
+corosync(DAEMON_NOTICE, "  [TOTEM ] Failed to receive the leave message. failed: 3")
+corosync(DAEMON_INFO, "  [TOTEM ] Token has not been received in 2737 ms")
+corosync(DAEMON_NOTICE, "  [TOTEM ] Retransmit List: 1a 1b")
+corosync(DAEMON_NOTICE, "  [MAIN  ] Completed service synchronization, ready to provide service.")
+corosync(DAEMON_INFO, "  [MAIN  ] Corosync Cluster Engine exiting normally")
 
 # --- kernel: OOM kills ---------------------------------------------------------------------
 b = Block("linux mm/oom_kill.c (dump_oom_summary, __oom_kill_process, dump_header)")
-b.add(
+kernel = b.sender("pve2", "kernel", None)
+kernel(
     KERN_WARN,
-    "pve2",
-    "kernel",
-    None,
     "kvm invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, "
     "oom_score_adj=0",
 )
-b.add(
+kernel(
     KERN_INFO,
-    "pve2",
-    "kernel",
-    None,
     "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=qemu.slice,mems_allowed=0,"
     "global_oom,task_memcg=/qemu.slice/121.scope,task=kvm,pid=20431,uid=0",
     "oom.kill",
     vmid=121,
 )
-b.add(
+kernel(
     KERN_ERR,
-    "pve2",
-    "kernel",
-    None,
     "Out of memory: Killed process 20431 (kvm) total-vm:17231144kB, anon-rss:16652032kB, "
     "file-rss:2816kB, shmem-rss:4kB, UID:0 pgtables:33364kB oom_score_adj:0",
     "oom.kill",
 )
-b.add(
+kernel = b.sender("pve1", "kernel", None)
+kernel(
     KERN_INFO,
-    "pve1",
-    "kernel",
-    None,
     "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=ns,mems_allowed=0,"
     "oom_memcg=/lxc/202,task_memcg=/lxc/202/ns/system.slice/mariadb.service,task=mariadbd,"
     "pid=77120,uid=100106",
     "oom.kill",
     vmid=202,
 )
-b.add(
+kernel(
     KERN_ERR,
-    "pve1",
-    "kernel",
-    None,
     "Memory cgroup out of memory: Killed process 77120 (mariadbd) total-vm:2451236kB, "
     "anon-rss:1021412kB, file-rss:0kB, shmem-rss:0kB, UID:100106 pgtables:2412kB "
     "oom_score_adj:0",
     "oom.kill",
 )
-b.add(
+kernel(
     KERN_INFO,
-    "pve1",
-    "kernel",
-    None,
     "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=ns,mems_allowed=0,"
     "oom_memcg=/lxc.payload.207,task_memcg=/lxc.payload.207/system.slice/nginx.service,"
     "task=nginx,pid=80331,uid=100033",
@@ -903,47 +812,25 @@ b = Block(
     "linux block/blk-core.c blk_print_req_error (and drivers/ata, drivers/scsi, "
     "drivers/nvme, fs/buffer.c)"
 )
-b.add(
-    KERN_ERR,
-    "pve1",
-    "kernel",
-    None,
-    "ata3.00: exception Emask 0x0 SAct 0x100000 SErr 0x0 action 0x0",
-)
-b.add(KERN_ERR, "pve1", "kernel", None, "ata3.00: irq_stat 0x40000008")
-b.add(KERN_ERR, "pve1", "kernel", None, "ata3.00: failed command: READ FPDMA QUEUED")
-b.add(
-    KERN_ERR,
-    "pve1",
-    "kernel",
-    None,
-    "ata3.00: cmd 60/08:a0:00:1c:5d/00:00:1d:00:00/40 tag 20 ncq dma 4096 in",
-)
-b.add(KERN_ERR, "pve1", "kernel", None, "ata3.00: status: { DRDY ERR }")
-b.add(KERN_ERR, "pve1", "kernel", None, "ata3.00: error: { UNC }")
-b.add(KERN_INFO, "pve1", "kernel", None, "ata3: EH complete")
-b.add(
+kernel = b.sender("pve1", "kernel", None)
+kernel(KERN_ERR, "ata3.00: exception Emask 0x0 SAct 0x100000 SErr 0x0 action 0x0")
+kernel(KERN_ERR, "ata3.00: irq_stat 0x40000008")
+kernel(KERN_ERR, "ata3.00: failed command: READ FPDMA QUEUED")
+kernel(KERN_ERR, "ata3.00: cmd 60/08:a0:00:1c:5d/00:00:1d:00:00/40 tag 20 ncq dma 4096 in")
+kernel(KERN_ERR, "ata3.00: status: { DRDY ERR }")
+kernel(KERN_ERR, "ata3.00: error: { UNC }")
+kernel(KERN_INFO, "ata3: EH complete")
+kernel(
     KERN_INFO,
-    "pve1",
-    "kernel",
-    None,
     "sd 2:0:0:0: [sdc] tag#20 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_OK cmd_age=3s",
 )
-b.add(
-    KERN_INFO, "pve1", "kernel", None, "sd 2:0:0:0: [sdc] tag#20 Sense Key : Medium Error [current]"
-)
-b.add(
+kernel(KERN_INFO, "sd 2:0:0:0: [sdc] tag#20 Sense Key : Medium Error [current]")
+kernel(
     KERN_INFO,
-    "pve1",
-    "kernel",
-    None,
     "sd 2:0:0:0: [sdc] tag#20 Add. Sense: Unrecovered read error - auto reallocate failed",
 )
-b.add(
+kernel(
     KERN_ERR,
-    "pve1",
-    "kernel",
-    None,
     "I/O error, dev sdc, sector 492641280 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2",
     "disk.error",
 )
@@ -982,79 +869,42 @@ b.add(
     "timeout error, dev sdd, sector 77824 op 0x0:(READ) flags 0x80700 phys_seg 8 prio class 2",
     "disk.error",
 )
-b.add(
-    KERN_ERR,
-    "pve1",
-    "kernel",
-    None,
-    "Buffer I/O error on dev sdc1, logical block 0, async page read",
-)
-b.add(
-    KERN_ERR,
-    "pve1",
-    "kernel",
-    None,
-    "Buffer I/O error on device dm-7, logical block 1536, lost async page write",
-)
-b.add(
-    KERN_WARN, "pve1", "kernel", None, "nvme nvme0: I/O 512 QID 5 timeout, aborting", "disk.error"
-)
-b.add(KERN_WARN, "pve1", "kernel", None, "nvme nvme0: Abort status: 0x0")
-b.add(
+kernel = b.sender("pve1", "kernel", None)
+kernel(KERN_ERR, "Buffer I/O error on dev sdc1, logical block 0, async page read")
+kernel(KERN_ERR, "Buffer I/O error on device dm-7, logical block 1536, lost async page write")
+kernel(KERN_WARN, "nvme nvme0: I/O 512 QID 5 timeout, aborting", "disk.error")
+kernel(KERN_WARN, "nvme nvme0: Abort status: 0x0")
+kernel = b.sender("pve2", "kernel", None)
+kernel(
     KERN_WARN,
-    "pve2",
-    "kernel",
-    None,
     "nvme nvme1: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0x10",
     "disk.error",
 )
-b.add(
-    KERN_WARN,
-    "pve2",
-    "kernel",
-    None,
-    "nvme nvme1: Device not ready; aborting reset, CSTS=0x1",
-    "disk.error",
+kernel(KERN_WARN, "nvme nvme1: Device not ready; aborting reset, CSTS=0x1", "disk.error")
+kernel(
+    KERN_ERR, "nvme1n1: I/O Cmd(0x2) @ LBA 1953525, 8 blocks, I/O Error (sct 0x2 / sc 0x81) MORE"
 )
-b.add(
+kernel(
     KERN_ERR,
-    "pve2",
-    "kernel",
-    None,
-    "nvme1n1: I/O Cmd(0x2) @ LBA 1953525, 8 blocks, I/O Error (sct 0x2 / sc 0x81) MORE",
-)
-b.add(
-    KERN_ERR,
-    "pve2",
-    "kernel",
-    None,
     "critical medium error, dev nvme1n1, sector 1953525 op 0x0:(READ) flags 0x0 phys_seg 1 "
     "prio class 2",
     "disk.error",
 )
-b.add(
+kernel = b.sender("pve3", "kernel", None)
+kernel(
     KERN_CRIT,
-    "pve3",
-    "kernel",
-    None,
     "EXT4-fs error (device dm-1): ext4_find_entry:1455: inode #2: comm pvestatd: reading "
     "directory lblock 0",
     "disk.error",
 )
-b.add(
+kernel(
     KERN_ALERT,
-    "pve3",
-    "kernel",
-    None,
     'XFS (dm-3): metadata I/O error in "xfs_imap_to_bp+0x5d/0x90 [xfs]" at daddr 0x40 '
     "len 32 error 5",
     "disk.error",
 )
-b.add(
+kernel(
     KERN_INFO,
-    "pve3",
-    "kernel",
-    None,
     "EXT4-fs (dm-1): mounted filesystem 5c1d9e0e-3b1f-4b58-9e0f-2b6e0c1a2f3d r/w with "
     "ordered data mode. Quota mode: none.",
 )
@@ -1220,29 +1070,21 @@ b.add(
     "Device: /dev/nvme0, Critical Warning (0x04): Reliability",
     "disk.error",
 )
-b.add(
+smartd = b.sender("pve1", "smartd", 880)
+smartd(
     DAEMON_INFO,
-    "pve1",
-    "smartd",
-    880,
     "Device: /dev/sda [SAT], SMART Usage Attribute: 194 Temperature_Celsius changed from 64 to 65",
 )
-b.add(
+smartd(
     DAEMON_INFO,
-    "pve1",
-    "smartd",
-    880,
     "Device: /dev/sda [SAT], SMART Prefailure Attribute: 1 Raw_Read_Error_Rate changed from "
     "75 to 76",
 )
-b.add(
+smartd(
     DAEMON_INFO,
-    "pve1",
-    "smartd",
-    880,
     "Device: /dev/sdb [SAT], state written to /var/lib/smartmontools/smartd.WDC-1.ata.state",
 )
-b.add(DAEMON_INFO, "pve1", "smartd", 880, "Device: /dev/nvme0, opened")
+smartd(DAEMON_INFO, "Device: /dev/nvme0, opened")
 
 # --- LVM thin pools, storage ----------------------------------------------------------------
 b = Block("lvm2 daemons/dmeventd/plugins/thin/dmeventd_thin.c, linux drivers/md/dm-thin.c")
@@ -1270,26 +1112,17 @@ b.add(
     "WARNING: Thin pool pve-data-tpool metadata is now 81.55% full.",
     "storage.full",
 )
-b.add(
-    KERN_WARN,
-    "pve1",
-    "kernel",
-    None,
-    "device-mapper: thin: 252:4: reached low water mark for data device: sending event.",
+kernel = b.sender("pve1", "kernel", None)
+kernel(
+    KERN_WARN, "device-mapper: thin: 252:4: reached low water mark for data device: sending event."
 )
-b.add(
+kernel(
     KERN_ERR,
-    "pve1",
-    "kernel",
-    None,
     "device-mapper: thin: 252:4: switching pool to out-of-data-space (queue IO) mode",
     "storage.full",
 )
-b.add(
+kernel(
     KERN_ERR,
-    "pve1",
-    "kernel",
-    None,
     "critical space allocation error, dev dm-5, sector 20971520 op 0x1:(WRITE) flags 0x8800 "
     "phys_seg 16 prio class 2",
     "storage.full",
@@ -1343,40 +1176,24 @@ b.add(
 )
 b.add(DAEMON_INFO, "pve1", "pvestatd", 1310, "status update time (5.123 seconds)")
 b.add(DAEMON_INFO, "pve1.lab.example", "pvestatd", 1310, "status update time (8.951 seconds)")
-b.add(DAEMON_INFO, "pve2", "pvestatd", 1290, "modified cpu set for lxc/201: 0-3", vmid=None)
-b.add(DAEMON_INFO, "pve2", "pvestatd", 1290, "remove stale lxc-console for CT 209", vmid=209)
-b.add(DAEMON_ERR, "pve2", "pvestatd", 1290, "auto ballooning error: ballooning is disabled")
-b.add(
-    DAEMON_INFO, "pve1", "pvescheduler", 4101, "got shutdown request, signal running jobs to stop"
-)
-b.add(DAEMON_WARN, "pve1", "pvescheduler", 4101, "unresponsive job-worker, killing now: 4155")
-b.add(
-    DAEMON_ERR,
-    "pve1",
-    "pvescheduler",
-    4101,
-    "jobs: cfs-lock 'file-jobs_cfg' error: got lock request timeout",
-)
-b.add(DAEMON_INFO, "pve1", "pvedaemon", 2231, "worker 2240 finished")
-b.add(DAEMON_INFO, "pve1", "pvedaemon", 2231, "starting 1 worker(s)")
-b.add(DAEMON_INFO, "pve1", "pvedaemon", 2231, "worker 2250 started")
-b.add(
-    DAEMON_INFO,
-    "pve1",
-    "pveproxy",
-    3310,
-    "restarting server after 92 cycles to reduce memory usage",
-)
-b.add(DAEMON_INFO, "pve1", "pveproxy", 3310, "received signal TERM")
-b.add(DAEMON_INFO, "pve1", "pveproxy", 3310, "server closing")
-b.add(DAEMON_INFO, "pve1", "pveproxy", 3310, "server stopped")
-b.add(
-    DAEMON_ERR,
-    "pve1",
-    "pveproxy",
-    3310,
-    "problem with client ::ffff:192.0.2.77; Connection reset by peer",
-)
+pvestatd = b.sender("pve2", "pvestatd", 1290)
+pvestatd(DAEMON_INFO, "modified cpu set for lxc/201: 0-3", vmid=None)
+pvestatd(DAEMON_INFO, "remove stale lxc-console for CT 209", vmid=209)
+pvestatd(DAEMON_ERR, "auto ballooning error: ballooning is disabled")
+pvescheduler = b.sender("pve1", "pvescheduler", 4101)
+pvescheduler(DAEMON_INFO, "got shutdown request, signal running jobs to stop")
+pvescheduler(DAEMON_WARN, "unresponsive job-worker, killing now: 4155")
+pvescheduler(DAEMON_ERR, "jobs: cfs-lock 'file-jobs_cfg' error: got lock request timeout")
+pvedaemon = b.sender("pve1", "pvedaemon", 2231)
+pvedaemon(DAEMON_INFO, "worker 2240 finished")
+pvedaemon(DAEMON_INFO, "starting 1 worker(s)")
+pvedaemon(DAEMON_INFO, "worker 2250 started")
+pveproxy = b.sender("pve1", "pveproxy", 3310)
+pveproxy(DAEMON_INFO, "restarting server after 92 cycles to reduce memory usage")
+pveproxy(DAEMON_INFO, "received signal TERM")
+pveproxy(DAEMON_INFO, "server closing")
+pveproxy(DAEMON_INFO, "server stopped")
+pveproxy(DAEMON_ERR, "problem with client ::ffff:192.0.2.77; Connection reset by peer")
 b.add(DAEMON_WARN, "pve1", "pveproxy", 3312, "proxy detected vanished client connection")
 b.add(
     DAEMON_INFO,
@@ -1471,21 +1288,15 @@ for app, text in [
     ("sshd-session", "Failed none for invalid user oracle from 203.0.113.6 port 52110 ssh2"),
 ]:
     b.add(AUTHPRIV_INFO, "pve1", app, 9911, text, "auth.failed", minimum="warning")
-b.add(AUTHPRIV_INFO, "pve1", "sshd", 9911, "Invalid user admin from 192.0.2.71 port 41234")
-b.add(
+sshd = b.sender("pve1", "sshd", 9911)
+sshd(AUTHPRIV_INFO, "Invalid user admin from 192.0.2.71 port 41234")
+sshd(
     AUTHPRIV_NOTICE,
-    "pve1",
-    "sshd",
-    9911,
     "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= "
     "rhost=192.0.2.70  user=root",
 )
-b.add(
-    AUTHPRIV_INFO,
-    "pve1",
-    "sshd",
-    9911,
-    "Accepted publickey for root from 192.0.2.10 port 50100 ssh2: ED25519 SHA256:xyz",
+sshd(
+    AUTHPRIV_INFO, "Accepted publickey for root from 192.0.2.10 port 50100 ssh2: ED25519 SHA256:xyz"
 )
 b.add(
     AUTHPRIV_INFO,
@@ -1542,44 +1353,22 @@ for job, target, kind in [
         f"unable to start {job} job {target} - unable to get exclusive lock - EAGAIN: Try again",
         kind,
     )
-b.add(
+proxmox_backup_proxy = b.sender("pbs1", "proxmox-backup-proxy", 812)
+proxmox_backup_proxy(DAEMON_ERR, "send gc notification failed: could not read notification config")
+proxmox_backup_proxy(DAEMON_INFO, "queued notification (id=4f7c1f0e)")
+proxmox_backup_proxy(
     DAEMON_ERR,
-    "pbs1",
-    "proxmox-backup-proxy",
-    812,
-    "send gc notification failed: could not read notification config",
-)
-b.add(DAEMON_INFO, "pbs1", "proxmox-backup-proxy", 812, "queued notification (id=4f7c1f0e)")
-b.add(
-    DAEMON_ERR,
-    "pbs1",
-    "proxmox-backup-proxy",
-    812,
     "TASK ERROR: connection error: Connection reset by peer (os error 104)",
     "task.failed",
 )
-b.add(DAEMON_INFO, "pbs1", "proxmox-backup-proxy", 812, "TASK OK")
-b.add(
-    DAEMON_INFO,
-    "pbs1",
-    "proxmox-backup-proxy",
-    812,
-    "rrd journal successfully committed (25 files in 0.021 seconds)",
+proxmox_backup_proxy(DAEMON_INFO, "TASK OK")
+proxmox_backup_proxy(DAEMON_INFO, "rrd journal successfully committed (25 files in 0.021 seconds)")
+proxmox_backup_proxy(DAEMON_INFO, "reloading certificate")
+proxmox_backup_proxy(
+    DAEMON_ERR, "[[::ffff:192.0.2.80]:41234] https handshake failed - tls handshake eof"
 )
-b.add(DAEMON_INFO, "pbs1", "proxmox-backup-proxy", 812, "reloading certificate")
-b.add(
-    DAEMON_ERR,
-    "pbs1",
-    "proxmox-backup-proxy",
-    812,
-    "[[::ffff:192.0.2.80]:41234] https handshake failed - tls handshake eof",
-)
-b.add(
-    DAEMON_ERR,
-    "pbs1",
-    "proxmox-backup-proxy",
-    812,
-    "task scheduler: compute next minute alignment failed - clock error",
+proxmox_backup_proxy(
+    DAEMON_ERR, "task scheduler: compute next minute alignment failed - clock error"
 )
 b.add(
     DAEMON_ERR,
@@ -1591,14 +1380,12 @@ b.add(
 
 # --- pve-firewall ------------------------------------------------------------------------------
 b = Block("pve-firewall src/PVE/Service/pve_firewall.pm")
-b.add(
+pve_firewall = b.sender("pve1", "pve-firewall", 1250)
+pve_firewall(
     DAEMON_ERR,
-    "pve1",
-    "pve-firewall",
-    1250,
     "status update error: iptables_restore_cmdlist: Try `iptables-restore -h' for more "
     "information.",
 )
-b.add(DAEMON_INFO, "pve1", "pve-firewall", 1250, "firewall update time (5.321 seconds)")
-b.add(DAEMON_INFO, "pve1", "pve-firewall", 1250, "clear PVE-generated firewall rules")
-b.add(DAEMON_INFO, "pve1", "pve-firewall", 1250, "server shutting down")
+pve_firewall(DAEMON_INFO, "firewall update time (5.321 seconds)")
+pve_firewall(DAEMON_INFO, "clear PVE-generated firewall rules")
+pve_firewall(DAEMON_INFO, "server shutting down")

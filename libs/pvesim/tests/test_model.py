@@ -1,5 +1,6 @@
 """Scenario building, UPIDs, task history bounds and pure helpers."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,16 @@ def test_prune_keeps_last_n() -> None:
     kept = prune_selection(snaps, {"keep-last": 2})
     assert kept == {snaps[4].backup_time, snaps[3].backup_time}
     assert len(prune_selection(snaps, {})) == 5
+
+
+def test_prune_marks_like_pbs_across_options() -> None:
+    """keep-last=2,keep-daily=2 on two backups a day: the two newest (same day), then the newest
+    of each of the next two days; the day's second backups are removed; a protected one stays
+    (pbs-datastore src/prune.rs ``compute_prune_info``)."""
+    day0 = int(time.mktime((2025, 3, 10, 12, 0, 0, 0, 0, -1)))
+    times = [day0 - d * 86400 - h * 3600 for d in range(5) for h in (0, 2)]
+    opts = {"keep-last": 2, "keep-daily": 2}
+    kept = prune_selection([BackupSnapshot("vm", "100", t, 1) for t in times], opts)
+    assert sorted(kept, reverse=True) == [times[0], times[1], times[2], times[4]]
+    snaps = [BackupSnapshot("vm", "100", t, 1, protected=t == times[-1]) for t in times]
+    assert times[-1] in prune_selection(snaps, opts)

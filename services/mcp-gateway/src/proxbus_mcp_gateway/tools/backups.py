@@ -10,7 +10,6 @@ follows proxmox-backup ``pbs-datastore/src/prune.rs`` so that no request is sent
 import calendar
 import re
 import time
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -26,64 +25,15 @@ from .provisioning import next_vmid
 GroupArg = Annotated[str, Field(pattern=r"^(vm|ct|host)/[A-Za-z0-9_.-]{1,64}$")]
 SNAPSHOT_RE = re.compile(r"^(vm|ct|host)/([A-Za-z0-9_.-]{1,64})/(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
 KEEP_RE = re.compile(r"^(last|hourly|daily|weekly|monthly|yearly)=([1-9]\d{0,3})$")
-_PERIODS: list[tuple[str, str]] = [
-    ("keep_hourly", "%Y/%m/%d/%H"),
-    ("keep_daily", "%Y/%m/%d"),
-    ("keep_weekly", "%G/%V"),
-    ("keep_monthly", "%Y/%m"),
-    ("keep_yearly", "%Y"),
-]
-
-
-def prune_marks(snaps: list[dict[str, Any]], keep: dict[str, int | None]) -> dict[int, bool]:
-    """``backup-time`` → kept? for one group, as PBS ``compute_prune_info`` decides.
-
-    Newest first; ``keep_last`` then each period keeps the newest backup of each of its
-    newest N periods (local time); protected snapshots are always kept; no option keeps all.
-    """
-    ordered = sorted(snaps, key=lambda s: -int(s.get("backup-time") or 0))
-    if not any(keep.values()):
-        return {int(s["backup-time"]): True for s in ordered}
-    marks: dict[int, str] = {}
-
-    def select(limit: int, selector: Callable[[int], str]) -> None:
-        included = {selector(t) for t, mark in marks.items() if mark == "keep"}
-        chosen: set[str] = set()
-        for s in ordered:
-            t = int(s["backup-time"])
-            if t in marks:
-                continue
-            if s.get("protected"):
-                marks[t] = "protected"
-                continue
-            sel = selector(t)
-            if sel in included:
-                continue
-            if sel not in chosen:
-                if len(chosen) >= limit:
-                    break
-                chosen.add(sel)
-                marks[t] = "keep"
-            else:
-                marks[t] = "remove"
-
-    if keep.get("keep_last"):
-        select(int(keep["keep_last"] or 0), str)
-    for option, fmt in _PERIODS:
-        if keep.get(option):
-            select(int(keep[option] or 0), _period(fmt))
-    out = {}
-    for s in ordered:
-        t = int(s["backup-time"])
-        out[t] = marks.get(t, "protected" if s.get("protected") else "remove") != "remove"
-    return out
-
-
-def _period(fmt: str) -> Callable[[int], str]:
-    def selector(t: int) -> str:
-        return time.strftime(fmt, time.localtime(t))
-
-    return selector
+# PBS prune options (pbs-api-types KeepOptions), as the tool's keep=... names them.
+_KEEP_OPTIONS = (
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+)
 
 
 def parse_keep(text: str) -> dict[str, int | None]:
@@ -92,7 +42,7 @@ def parse_keep(text: str) -> dict[str, int | None]:
     Raises:
         InvalidArgument: an unknown option, a bad count, or no option at all.
     """
-    keep: dict[str, int | None] = {"keep_last": None, **{o: None for o, _ in _PERIODS}}
+    keep: dict[str, int | None] = dict.fromkeys(_KEEP_OPTIONS)
     for part in (p.strip() for p in text.split(",") if p.strip()):
         m = KEEP_RE.fullmatch(part)
         if m is None:
@@ -349,13 +299,20 @@ def register(reg: Registry) -> None:
         pool = ctx.gateway.pool
         base = f"/admin/datastore/{validate.datastore_name(args.store)}"
         group = {"backup-type": btype, "backup-id": bid}
+        params = {**group, **{k.replace("_", "-"): v for k, v in keep.items() if v}}
         if not args.confirm:
-            snaps = await pool.pbs_request(
-                args.cluster, args.server, "GET", f"{base}/snapshots", group
+            # The plan is PBS's own marking: prune with dry-run (proxmox-backup
+            # src/api2/admin/datastore.rs ``prune``: ``dry-run`` lists keep/remove, deletes nothing).
+            marks = await pool.pbs_request(
+                args.cluster, args.server, "POST", f"{base}/prune", {**params, "dry-run": 1}
             )
-            marks = prune_marks(list(snaps or []), keep)
-            items = [{"backup-time": t, "time": _iso(t), "keep": k} for t, k in marks.items()]
-            gone = [_iso(t) for t, k in marks.items() if not k]
+            ordered = sorted(marks or [], key=lambda r: -int(r.get("backup-time") or 0))
+            items = [
+                {"backup-time": r.get("backup-time"), "time": _iso(r.get("backup-time")),
+                 "keep": bool(r.get("keep"))}
+                for r in ordered
+            ]  # fmt: skip
+            gone = [i["time"] for i in items if not i["keep"]]
             res = plan(
                 "prune", f"{args.store}:{args.group}",
                 {"snapshots": len(items), "remove": len(gone), "keep": len(items) - len(gone)},
@@ -363,7 +320,6 @@ def register(reg: Registry) -> None:
             )  # fmt: skip
             res.data.update({"items": items, "count": len(items)})
             return res
-        params = {**group, **{k.replace("_", "-"): v for k, v in keep.items() if v}}
         result = await pool.pbs_request(args.cluster, args.server, "POST", f"{base}/prune", params)
         forget_backup_listings(ctx, args.cluster)
         items = [

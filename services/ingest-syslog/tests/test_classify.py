@@ -172,3 +172,31 @@ def test_classifier_never_raises_on_needle_soup(program: str, parts: list[str]) 
     result = Classifier().classify(msg)
     assert result.kind
     assert result.vmid is None or 100 <= result.vmid <= 999_999_999
+
+
+def test_vzdump_lines_of_the_task_worker_carry_its_upid() -> None:
+    """The worker's pid is the UPID's (pve-common RESTEnvironment.pm fork_worker), so a backup
+    job's own lines get the task's UPID; another pid or a finished task does not."""
+    upid = "UPID:pve1:000A1B2C:00A1B2C3:65F0A1B2:vzdump:100:root@pam:"  # pid 0xA1B2C = 662316
+    pipeline = Pipeline(Settings())
+
+    def event(app: str, pid: int, text: str, host: str = "pve1") -> Event:
+        line = f"<30>Nov 24 10:00:00 {host} {app}[{pid}]: {text}"
+        result = pipeline.event_or_rejection(Frame(line.encode()), NOW)
+        assert isinstance(result, Event), result
+        return result
+
+    event("pvedaemon", 1401, f"<root@pam> starting task {upid}")
+    guest = event("pvedaemon", 662316, "ERROR: Backup of VM 100 failed - boom")
+    job = event("pvedaemon", 662316, "INFO: Backup job finished with errors")
+    other = event("pvedaemon", 662317, "INFO: Backup job finished with errors")
+    assert (guest.kind, guest.vmid, guest.correlation_id) == ("backup.failed", 100, upid)
+    assert (job.kind, job.vmid, job.correlation_id) == ("backup.failed", None, upid)
+    assert other.correlation_id is None
+    end = event("pvedaemon", 1401, f"<root@pam> end task {upid} job errors")
+    assert (end.kind, end.correlation_id) == ("task.failed", upid)
+    after = event("pvedaemon", 662316, "INFO: Backup job finished with errors")
+    assert after.correlation_id is None
+    event("pvedaemon", 1401, f"<root@pam> starting task {upid}")
+    on_other_host = event("pvedaemon", 662316, "ERROR: Backup of VM 100 failed - x", "pve2")
+    assert on_other_host.correlation_id is None

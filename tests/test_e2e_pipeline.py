@@ -76,8 +76,8 @@ async def events_stats(url: str) -> dict[str, int]:
 
 
 # Paging once per failed guest: the guest's backup.failed (vmid set). The task's end line
-# (task.failed) and the job's summary line (backup.failed without a vmid) have fingerprints of
-# their own and go to the rest.
+# (task.failed) and the job's summary line (backup.failed without a vmid) join the guest's
+# incident (same task UPID) but do not match this route: they go to the rest.
 ONCALL_ON_GUEST_BACKUP_FAILURES = """\
     - matchers: ["kind=backup.failed", "vmid=~[0-9]+"]
       receiver: oncall
@@ -184,3 +184,70 @@ async def test_one_failed_backup_seen_by_four_sources_is_one_notification_naming
     assert Counter(e["source"] for e in failed) == Counter(FOUR_SOURCES * 3), summary(failed)
     stats = await events_stats(stack.nats.url)
     assert stats[EVENTS_STREAM] == len(stored), stats
+
+
+def failure_notifications(sink: Any) -> list[Any]:
+    failures = ("backup.failed", "task.failed")
+    return [r for r in sink.on("/rest") if any(e["kind"] in failures for e in r.events)]
+
+
+async def test_a_failed_backup_is_one_notification_with_the_default_route(
+    stack: Any, sink: Any, nc: Any
+) -> None:
+    """Syslog alone reports a failed vzdump three times (the guest's line, the job's end line
+    without a guest, the task's end): one notification on the catch-all route, because the
+    job's reports carry the task's UPID and join the guest's incident. Two guests failing in
+    one job stay two notifications."""
+    async with run_simulator(instant=True) as sim:
+        syslog = stack.ingest_syslog()
+        dispatcher = stack.dispatcher(stack.routes(), sink, INCIDENT_WINDOW="600")
+        await stack.healthy(syslog, dispatcher)
+        sim.set_targets(syslog=("127.0.0.1", syslog.ports["syslog"]), syslog_protocol="tcp")
+        node = sim.lab.guests[FAILING_VMID].node
+        other = next(g.vmid for g in sim.lab.guests_on(node) if g.vmid != FAILING_VMID)
+        async with api_session(sim) as api:
+            sim.fail_next_backup(FAILING_VMID)
+            upid = await run_backup(api, node, FAILING_VMID)
+            await wait_for_stream(
+                nc, "the task's end", lambda evs: any(e["kind"] == "task.failed" for e in evs)
+            )
+            await sim.emitter.drain()
+            await stack.wait_quiescent(nc)
+            one = failure_notifications(sink)
+            report = f"{[summary(r.events) for r in one]}\n{stack.report()}"
+            assert len(one) == 1, report
+            incident = one[0].payload["incident"]
+            assert (incident["kind"], incident["vmid"], incident["upid"]) == (
+                "backup.failed", FAILING_VMID, upid,
+            ), report  # fmt: skip
+            assert incident["count"] == 3, report  # the guest's line, the job's, the task's
+
+            sim.fail_next_backup(FAILING_VMID)
+            sim.fail_next_backup(other)
+            async with api.post(
+                f"/api2/json/nodes/{node}/vzdump",
+                data={"vmid": f"{FAILING_VMID},{other}", "storage": "local"},
+            ) as response:
+                assert response.status == 200, await response.text()
+                both = str((await response.json())["data"])
+            await wait_for_stream(
+                nc,
+                "the second task's end",
+                lambda evs: any(
+                    e["correlation_id"] == both and e["kind"] == "task.failed" for e in evs
+                ),
+            )
+            await stack.wait_until(
+                lambda: len(failure_notifications(sink)) >= 3,
+                "a notification per failed guest",
+                timeout=30,
+                detail=lambda: [summary(r.events) for r in failure_notifications(sink)],
+            )
+        await sim.emitter.drain()
+        assert not sim.emitter.failed, dict(sim.emitter.failed)
+    await stack.wait_quiescent(nc)
+    notes = failure_notifications(sink)[1:]
+    report = f"{[summary(r.events) for r in notes]}\n{stack.report()}"
+    assert len(notes) == 2, report
+    assert {r.payload["incident"]["vmid"] for r in notes} == {FAILING_VMID, other}, report
+    assert {r.payload["incident"]["upid"] for r in notes} == {both}, report

@@ -120,3 +120,67 @@ async def test_events_tail_incidents_shows_each_incident_with_its_sources(
     finally:
         tail.terminate()
         await tail.wait()
+
+
+UPID_ONE = "UPID:pve1:000A1B2C:00A1B2C3:65F0A1B2:vzdump:100:root@pam:"
+UPID_TWO = "UPID:pve1:000A1B2D:00A1B2C4:65F0A1B3:vzdump::root@pam:"
+
+
+def job_reports(upid: str, vmids: list[int], task_vmid: int | None) -> list[Event]:
+    """A vzdump job as ingest-syslog reports it: each failed guest, the job's end line
+    (no guest), the task's end (its UPID's guest: one for a one-guest job)."""
+    common: dict[str, Any] = {"source": "syslog", "node": "pve1", "correlation_id": upid}
+    guests = [
+        ev(kind="backup.failed", vmid=v, title=f"Backup of VM {v} failed: boom", **common)
+        for v in vmids
+    ]
+    job = ev(kind="backup.failed", title="Backup job finished with errors", **common)
+    task = ev(kind="task.failed", vmid=task_vmid, title="Task vzdump failed: job errors", **common)
+    return [*guests, job, task]
+
+
+async def test_a_backup_jobs_own_reports_join_the_failed_guests_incident(
+    dispatcher, sink, js
+) -> None:
+    hook = await sink()
+    service = await dispatcher(ROUTES.format(url=hook.url, wait="0s"), incident_window=600)
+    guest, job, task = job_reports(UPID_ONE, [100], 100)
+    assert len({guest.fingerprint, job.fingerprint, task.fingerprint}) == 3
+    await publish(js, guest, job, task)
+    assert service.intake is not None
+    state = service.intake.state
+    await wait_until(lambda: getattr(state.incident(guest.fingerprint), "count", 0) == 3)
+    await asyncio.sleep(1.0)  # a second notification would come by now
+    assert len(hook.requests) == 1
+    incident = hook.requests[0].json["incident"]
+    assert (incident["vmid"], incident["upid"]) == (100, UPID_ONE)
+    assert incident["title"] == "Backup of VM 100 failed: boom"  # the guest's text stays
+    assert state.incident(job.fingerprint) is None  # attached, no incident of its own
+    assert state.incident(task.fingerprint) is None
+
+
+async def test_two_guests_failing_in_one_job_are_two_notifications(dispatcher, sink, js) -> None:
+    hook = await sink()
+    service = await dispatcher(ROUTES.format(url=hook.url, wait="500ms"), incident_window=600)
+    events = job_reports(UPID_TWO, [100, 101], None)
+    # another job's end line (another UPID) is not attached: its own incident
+    other = ev(
+        source="syslog", node="pve1", kind="backup.failed", title="Backup job finished with errors",
+        correlation_id="UPID:pve1:000A1B2E:00A1B2C5:65F0A1B4:vzdump::root@pam:",
+    )  # fmt: skip
+    await publish(js, *events, other)
+    await wait_until(lambda: len(hook.requests) >= 3)
+    await asyncio.sleep(1.0)
+    assert len(hook.requests) == 3
+    by_upid_vmid = {
+        (r.json["incident"]["upid"], r.json["incident"]["vmid"]): r.json for r in hook.requests
+    }
+    assert set(by_upid_vmid) == {(UPID_TWO, 100), (UPID_TWO, 101), (other.correlation_id, None)}
+    assert service.intake is not None
+    for vmid, guest in ((100, events[0]), (101, events[1])):
+        incident = service.intake.state.incident(guest.fingerprint)
+        assert incident is not None
+        assert incident.count == 3  # the guest's line, the job's end, the task's end
+        # the group notification carries the job's events with the guest's
+        ids = {e["id"] for e in by_upid_vmid[(UPID_TWO, vmid)]["events"]}
+        assert ids == {guest.id, events[2].id, events[3].id}

@@ -43,6 +43,7 @@ class Held:
     inflight: Inflight
     extra: dict[str, Any] | None  # enrichment
     incident: str  # the incident's id
+    key: str = ""  # its state key (an attached event's fingerprint is another one)
 
     @property
     def raw(self) -> bytes:

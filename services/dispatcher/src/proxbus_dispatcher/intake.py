@@ -126,21 +126,48 @@ class Intake:
     # --- intake -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch and process batches until ``stop``."""
-        while not stop.is_set():
-            try:
-                batch = await self._fetch()
-            except Exception as exc:
-                log.warning("event fetch failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            if not batch:
-                continue
-            try:
-                await self.process_batch(batch)
-            except Exception:
-                # Unsettled events are redelivered after ack_wait; keep consuming.
-                log.exception("processing a batch of %d events failed", len(batch))
+        """Fetch and process batches until ``stop``.
+
+        The next batch is fetched while the current one is processed (its state writes and
+        delivery publishes wait on JetStream acks): one round trip per batch less. Batches
+        are still processed one after the other, in order.
+        """
+        ahead: asyncio.Task[list[ReceivedEvent]] | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    batch = await (ahead if ahead is not None else self._fetch())
+                except Exception as exc:
+                    log.warning("event fetch failed: %s", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                finally:
+                    ahead = None
+                if not batch:
+                    continue
+                ahead = asyncio.create_task(self._fetch(), name="intake-prefetch")
+                try:
+                    await self.process_batch(batch)
+                except Exception:
+                    # Unsettled events are redelivered after ack_wait; keep consuming.
+                    log.exception("processing a batch of %d events failed", len(batch))
+        finally:
+            if ahead is not None:
+                await self._give_back(ahead)
+
+    async def _give_back(self, ahead: asyncio.Task[list[ReceivedEvent]]) -> None:
+        """At stop: a batch fetched but not processed goes back at once (nak), not after
+        ``ack_wait``."""
+        try:
+            batch = await asyncio.shield(ahead)
+        except asyncio.CancelledError:
+            ahead.cancel()
+            raise
+        except Exception:
+            return
+        for received in batch:
+            with contextlib.suppress(Exception):
+                await received.nak()
 
     async def _fetch(self) -> list[ReceivedEvent]:
         """One batch, each body decoded and validated once; invalid bodies are terminated."""
@@ -177,10 +204,28 @@ class Intake:
             else:
                 await self.state.put_inhibition(key, until)
 
-    def _plan(self, received: ReceivedEvent, routes: list[Route]) -> _Plan:
-        """Find or open the event's incident and decide, per route, what the event does:
-        claim the incident's notification, join it while it gathers, or be suppressed."""
-        event = received.event
+    def _plans(self, inflight: Inflight, routes: list[Route]) -> list[_Plan]:
+        """The incidents the event is about and, for each, what it does there.
+
+        An event attached to open incidents of its task (``Incident.attaches``: a backup
+        job's own report, the task's end) goes to every such incident; any other event finds
+        or opens the incident of its fingerprint.
+        """
+        event = inflight.received.event
+        cid = event.correlation_id
+        if cid and cid.startswith("UPID:") and self._window > 0:
+            attached = [
+                (key, incident)
+                for key, incident in self.state.by_upid(cid)
+                if incident.attaches(event, self._window)
+            ]
+            if attached:
+                plans = []
+                for _, incident in attached:
+                    changed = not incident.has(event)
+                    incident.add(event, text=False)
+                    plans.append(self._decide(inflight, incident, changed, routes))
+                return plans
         known = self.state.incident(event.fingerprint)
         if known is not None and (known.has(event) or known.admits(event, self._window)):
             incident, changed = known, not known.has(event)
@@ -188,8 +233,16 @@ class Intake:
             incident = Incident.open(event, known.notified if known else None)
             changed = True
         incident.add(event)
+        return [self._decide(inflight, incident, changed, routes)]
+
+    def _decide(
+        self, inflight: Inflight, incident: Incident, changed: bool, routes: list[Route]
+    ) -> _Plan:
+        """Per route: claim the incident's notification, join it while it gathers, or be
+        suppressed."""
+        event = inflight.received.event
         at = event.received_at.timestamp()
-        plan = _Plan(Inflight(received), incident, self.state.put_local(incident))
+        plan = _Plan(inflight, incident, self.state.put_local(incident))
         for route in routes:
             claimed_by = incident.routes.get(route.id)
             if claimed_by is None:
@@ -216,7 +269,7 @@ class Intake:
         changed, then enqueue or group what the stored decisions say; an event whose incident
         lost a write race is redelivered and decided again.
         """
-        plans: list[_Plan] = []
+        entries: list[tuple[Inflight, list[_Plan]]] = []
         for received in batch:
             event = received.event
             self.processed += 1
@@ -232,57 +285,65 @@ class Intake:
                 await self.suppressions.record(event, reason, detail)
                 await Enqueuer.ack_dropped(received)
                 continue
-            plans.append(self._plan(received, routes))
+            inflight = Inflight(received)
+            entries.append((inflight, self._plans(inflight, routes)))
 
-        written = await self.state.write({p.key for p in plans if p.changed})
-        work: list[_Plan] = []
-        for plan in plans:
-            event = plan.inflight.received.event
-            if plan.key in written.failed:
-                plan.inflight.failed = True
-                await self.enqueuer.release(plan.inflight)
+        written = await self.state.write(
+            {p.key for _, plans in entries for p in plans if p.changed}
+        )
+        work: list[tuple[Inflight, list[_Plan]]] = []
+        for inflight, plans in entries:
+            event = inflight.received.event
+            if any(p.key in written.failed for p in plans):
+                inflight.failed = True
+                await self.enqueuer.release(inflight)
                 continue
-            for reason, detail in plan.suppressed:
-                await self.suppressions.record(event, reason, detail)
-            if plan.notify or plan.gather:
+            for plan in plans:
+                for reason, detail in plan.suppressed:
+                    await self.suppressions.record(event, reason, detail)
+            if any(p.notify or p.gather for p in plans):
                 self._routed.inc()
-                work.append(plan)
+                work.append((inflight, plans))
             else:
                 self._dropped.inc()
-                await self.enqueuer.release(plan.inflight)
+                await self.enqueuer.release(inflight)
 
-        enrichment = await self.enricher.enrich([p.inflight.received.event for p in work])
+        enrichment = await self.enricher.enrich([i.received.event for i, _ in work])
         pending: list[Pending] = []
-        for plan in work:
-            inflight, incident = plan.inflight, plan.incident
+        for inflight, plans in work:
             event = inflight.received.event
-            held = Held(inflight, enrichment.get(event.id), incident.id)
-            for route in plan.notify:
-                inflight.refs += 1
-                if route.groups_all and route.group_wait <= 0:
-                    did = delivery_id(incident.id, route.id, route.receiver)
-                    body = delivery_body(
-                        did,
-                        route.receiver,
-                        route.id,
-                        [held.raw],
-                        {event.id: held.extra} if held.extra else None,
-                        incidents=[incident.summary()],
+            for plan in plans:
+                incident = plan.incident
+                held = Held(inflight, enrichment.get(event.id), incident.id, plan.key)
+                for route in plan.notify:
+                    inflight.refs += 1
+                    if route.groups_all and route.group_wait <= 0:
+                        did = delivery_id(incident.id, route.id, route.receiver)
+                        body = delivery_body(
+                            did,
+                            route.receiver,
+                            route.id,
+                            [held.raw],
+                            {event.id: held.extra} if held.extra else None,
+                            incidents=[incident.summary()],
+                        )
+                        subject = self._subjects[route.receiver]
+                        future = await self.enqueuer.publish(subject, body, did)
+                        pending.append(PendingDelivery(future, [(event, held)], route))
+                        continue
+                    group, created = self.grouper.add(
+                        route, event, held, incident.labels, incident.id
                     )
-                    future = await self.enqueuer.publish(self._subjects[route.receiver], body, did)
-                    pending.append(PendingDelivery(future, [(event, held)], route))
-                    continue
-                group, created = self.grouper.add(route, event, held, incident.labels, incident.id)
-                self._gathering.add((route.id, incident.id))
-                if not created:
+                    self._gathering.add((route.id, incident.id))
+                    if not created:
+                        await self.suppressions.record(event, "grouped", group.key)
+                for route in plan.gather:
+                    inflight.refs += 1
+                    group, _ = self.grouper.add(route, event, held, incident.labels, incident.id)
                     await self.suppressions.record(event, "grouped", group.key)
-            for route in plan.gather:
-                inflight.refs += 1
-                group, _ = self.grouper.add(route, event, held, incident.labels, incident.id)
-                await self.suppressions.record(event, "grouped", group.key)
         await self._settle(pending)
-        for plan in work:
-            await self.enqueuer.release(plan.inflight)
+        for inflight, _ in work:
+            await self.enqueuer.release(inflight)
         self._wake.set()
 
     async def _settle(self, pending: list[Pending]) -> None:
@@ -342,8 +403,9 @@ class Intake:
                     self._gathering.discard((route.id, held.incident))
                     if held.incident not in incidents:
                         # Re-read: another replica may have added sources while it gathered.
-                        await self.state.reload(incident_key(event.fingerprint))
-                        incident = self.state.incident(event.fingerprint)
+                        key = held.key or incident_key(event.fingerprint)
+                        await self.state.reload(key)
+                        incident = self.state.incidents.get(key)
                         if incident is not None and incident.id == held.incident:
                             incidents[held.incident] = incident.summary()
                 body = delivery_body(

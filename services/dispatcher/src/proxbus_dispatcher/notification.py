@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DELIVERY_SCHEMA: Literal["proxbus.delivery/v1"] = "proxbus.delivery/v1"
 _SEVERITIES = frozenset(s.value for s in Severity)
+_encode = json.JSONEncoder(check_circular=False).encode
 
 
 def _now() -> datetime:
@@ -50,16 +51,18 @@ def delivery_body(
         head["group_key"] = group_key
         head["group_labels"] = group_labels or {}
     tail: dict[str, Any] = {"enrichment": enrichment or {}, "created_at": _iso(_now())}
-    if incidents:
-        tail["incident"] = incidents[0]
-        tail["incidents"] = incidents
+    # ``incident`` is the first of ``incidents``: encoded once, spliced twice.
+    parts = [_encode(i) for i in incidents or ()]
     return b"".join(
         (
-            json.dumps(head)[:-1].encode(),
+            _encode(head)[:-1].encode(),
             b', "events": [',
             b", ".join(events_json),
             b"], ",
-            json.dumps(tail)[1:].encode(),
+            _encode(tail)[1:-1].encode(),
+            f', "incident": {parts[0]}, "incidents": [{", ".join(parts)}]}}'.encode()
+            if parts
+            else b"}",
         )
     )
 

@@ -23,7 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats.errors
 import nats.js.errors
@@ -60,6 +60,15 @@ class WriteResult:
     failed: set[str]
 
 
+@dataclass(slots=True, eq=False)
+class _AckBatch:
+    """The acks of one ``write``: key → ack body; ``done`` once none is left to come."""
+
+    done: asyncio.Future[None]
+    left: int = 0
+    acks: dict[str, bytes] = field(default_factory=dict)
+
+
 class StateStore:
     """The KV bucket: incidents by fingerprint (memory + CAS writes), inhibition sources."""
 
@@ -78,13 +87,15 @@ class StateStore:
         self._pre = f"$KV.{bucket}."
         self._ack_prefix = ""
         self._ack_sub: Subscription | None = None
-        self._acks: dict[str, asyncio.Future[bytes]] = {}
+        self._acks: dict[str, tuple[_AckBatch, str]] = {}  # reply token → (batch, key)
         self._seq = 0
         self._bucket = bucket
         self._ttl = ttl
         self.kv: KeyValue | None = None
         self.incidents: dict[str, Incident] = {}
         self.revisions: dict[str, int] = {}
+        # task UPID → keys of incidents that carry it (checked on use: may be stale)
+        self._by_upid: dict[str, set[str]] = {}
         # (rule, labels hash) key → until (epoch); kept current by a watch.
         self.inhibitions: dict[str, float] = {}
         self.inhibitions_loaded = asyncio.Event()
@@ -114,8 +125,8 @@ class StateStore:
             with contextlib.suppress(Exception):
                 await self._ack_sub.unsubscribe()
             self._ack_sub = None
-        for future in self._acks.values():
-            future.cancel()
+        for batch, _ in self._acks.values():
+            batch.done.cancel()
         self._acks.clear()
         if self._watch is not None:
             self._watch.cancel()
@@ -142,11 +153,33 @@ class StateStore:
             self.revisions.pop(key, None)
             return
         try:
-            self.incidents[key] = Incident.from_json(value)
+            incident = Incident.from_json(value)
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("ignoring unreadable state %s: %s", key, exc)
             return
+        self.incidents[key] = incident
+        self._index(key, incident)
         self.revisions[key] = int(revision or 0)
+
+    def _index(self, key: str, incident: Incident) -> None:
+        if incident.upid is not None:
+            self._by_upid.setdefault(incident.upid, set()).add(key)
+
+    def by_upid(self, upid: str) -> list[tuple[str, Incident]]:
+        """The incidents in memory whose task UPID is ``upid`` (key, incident), by key."""
+        keys = self._by_upid.get(upid)
+        if not keys:
+            return []
+        out = []
+        for key in sorted(keys):
+            incident = self.incidents.get(key)
+            if incident is not None and incident.upid == upid:
+                out.append((key, incident))
+            else:
+                keys.discard(key)
+        if not keys:
+            del self._by_upid[upid]
+        return out
 
     async def _watch_inhibitions(self) -> None:
         assert self.kv is not None
@@ -179,6 +212,7 @@ class StateStore:
         if key not in self.incidents and len(self.incidents) >= self._max_in_memory:
             self._forget_oldest(max(1, self._max_in_memory // 10))
         self.incidents[key] = incident
+        self._index(key, incident)
         return key
 
     def _forget_oldest(self, count: int) -> None:
@@ -188,6 +222,8 @@ class StateStore:
         for key in oldest:
             del self.incidents[key]
             self.revisions.pop(key, None)
+        for upid in list(self._by_upid):
+            self.by_upid(upid)
 
     async def write(self, keys: Iterable[str]) -> WriteResult:
         """Store the in-memory incidents of ``keys`` with compare-and-set, pipelined.
@@ -203,15 +239,16 @@ class StateStore:
         if not keys:
             return result
         await self._start_acks()
-        loop = asyncio.get_running_loop()
-        waiting: dict[str, asyncio.Future[bytes]] = {}
+        # One waiter for the whole batch (not a future per key): the acks fill ``acks``.
+        batch = _AckBatch(asyncio.get_running_loop().create_future())
+        tokens: list[str] = []
         for key in keys:
             self._seq += 1
             token = str(self._seq)
-            future: asyncio.Future[bytes] = loop.create_future()
-            self._acks[token] = future
-            waiting[key] = future
             headers = {EXPECTED_LAST: str(self.revisions.get(key, 0))}
+            self._acks[token] = (batch, key)  # before the publish: its ack may come at once
+            tokens.append(token)
+            batch.left += 1
             try:
                 await self._nc.publish(
                     self._pre + key,
@@ -220,21 +257,21 @@ class StateStore:
                     headers=headers,
                 )
             except Exception as exc:
+                log.debug("state write %s not sent: %s", key, exc)
                 self._acks.pop(token, None)
-                future.set_exception(ConnectionError(str(exc)))
-        _, late = await asyncio.wait(waiting.values(), timeout=WRITE_TIMEOUT)
-        for future in late:
-            future.cancel()
-        for key, future in waiting.items():
-            seq = None
-            if future.done() and not future.cancelled() and future.exception() is None:
-                ack = future.result()
-                match = None if b'"error"' in ack else _ACK_SEQ.search(ack)
-                seq = int(match.group(1)) if match else None
-            if seq is None:
+                batch.left -= 1
+        if batch.left:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(batch.done), WRITE_TIMEOUT)
+        for token in tokens:
+            self._acks.pop(token, None)
+        for key in keys:
+            ack = batch.acks.get(key)
+            match = None if ack is None or b'"error"' in ack else _ACK_SEQ.search(ack)
+            if match is None:
                 result.failed.add(key)
             else:
-                self.revisions[key] = seq
+                self.revisions[key] = int(match.group(1))
                 result.stored.add(key)
         for key in result.failed:
             await self.reload(key)
@@ -246,9 +283,14 @@ class StateStore:
             self._ack_sub = await self._nc.subscribe(self._ack_prefix + "*", cb=self._on_ack)
 
     async def _on_ack(self, msg: Msg) -> None:
-        future = self._acks.pop(msg.subject[len(self._ack_prefix) :], None)
-        if future is not None and not future.done():
-            future.set_result(msg.data or b"")
+        waiting = self._acks.pop(msg.subject[len(self._ack_prefix) :], None)
+        if waiting is None:
+            return
+        batch, key = waiting
+        batch.acks[key] = msg.data or b""
+        batch.left -= 1
+        if batch.left <= 0 and not batch.done.done():
+            batch.done.set_result(None)
 
     async def reload(self, key: str) -> None:
         """Re-read one key (after a lost race); on a read failure forget it, so the next
@@ -271,6 +313,9 @@ class StateStore:
         for key in stale:
             del self.incidents[key]
             self.revisions.pop(key, None)
+        if stale:
+            for upid in list(self._by_upid):
+                self.by_upid(upid)  # drops the keys no longer in memory
         return len(stale)
 
     # --- inhibition sources -----------------------------------------------------------

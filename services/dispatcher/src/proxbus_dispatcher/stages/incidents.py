@@ -9,6 +9,11 @@ incident. Per route, an incident is notified once (``claim``); the notification 
 (``notified``: route → arrival time of the incident it last notified) carries over to the
 next incident of the fingerprint for ``repeat_interval``.
 
+An event of another fingerprint that carries an open incident's task UPID and no guest (or is
+the task's end or a plain line about the incident's guest) is attached to that incident
+(``attaches``) instead of opening its own: the job-level lines and the ``task.failed`` of a
+backup job join each failed guest's incident.
+
 The best title and message among an incident's events is the one with the highest severity,
 then from the most descriptive source (mail, webhook, API, syslog: the mail and the webhook
 carry the whole job log), then the longest message.
@@ -96,11 +101,34 @@ class Incident:
         upid = _upid(event)
         return upid is None or self.upid is None or upid == self.upid
 
+    def attaches(self, event: Event, window: float) -> bool:
+        """Whether ``event`` is a task- or job-level report of this incident's task.
+
+        The incident is a classified happening (not a ``*.message``) with a task UPID; the
+        event has another fingerprint, the same UPID, arrived within ``window`` of the
+        incident's first event, and is about no guest, or is the task's end (``task.*``) or a
+        plain line (``*.message``) about the incident's guest. So a backup job's "finished
+        with errors" and its ``task.failed`` join the failed guest's incident, while another
+        guest's result in the same job (a classified event with its own guest) does not.
+        """
+        if window <= 0 or self.upid is None or self.kind.endswith(".message"):
+            return False
+        if event.fingerprint == self.fingerprint or _upid(event) != self.upid:
+            return False
+        if event.vmid is not None and not (
+            event.vmid == self.vmid
+            and (event.kind.startswith("task.") or event.kind.endswith(".message"))
+        ):
+            return False
+        return abs(event.received_at.timestamp() - self.opened) <= window
+
     def has(self, event: Event) -> bool:
         return event.id in self.event_ids
 
-    def add(self, event: Event) -> None:
-        """Count ``event`` in (sources, best text, UPID); a redelivered event counts once."""
+    def add(self, event: Event, *, text: bool = True) -> None:
+        """Count ``event`` in (sources, best text, UPID); a redelivered event counts once.
+        An attached event (``text=False``) counts and names its source, but the incident's
+        text stays its own fingerprint's."""
         if event.id in self.event_ids:
             return
         self.count += 1
@@ -109,6 +137,8 @@ class Incident:
         self.last = max(self.last, event.received_at.timestamp())
         if event.source.value not in self.sources:
             self.sources.append(event.source.value)
+        if not text:
+            return
         if self.upid is None:
             self.upid = _upid(event)
         score = list(_score(event))
@@ -138,7 +168,7 @@ class Incident:
     def to_json(self) -> bytes:
         # Not dataclasses.asdict: its recursive deep copy was ~85 % of intake's incident cost.
         state = {name: getattr(self, name) for name in _FIELDS}
-        return json.dumps(state, separators=(",", ":")).encode()
+        return _encode(state).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Incident:
@@ -150,3 +180,5 @@ class Incident:
 
 
 _FIELDS = tuple(f.name for f in fields(Incident))
+# One encoder for every write: json.dumps with non-default arguments builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode

@@ -478,3 +478,47 @@ route: {{receiver: slow, repeat_interval: 0s}}
 
 async def _at_most(count: Callable[[], Awaitable[int]], bound: int) -> bool:
     return await count() <= bound
+
+
+async def test_a_receivers_backlog_over_its_byte_bound_is_dead_lettered_with_the_reason(
+    dispatcher, sink, js
+) -> None:
+    hang = asyncio.Event()  # never set while the test runs: every request hangs
+    slow = await sink(hold=hang)
+    service = await dispatcher(f"""\
+receivers:
+  - name: slow
+    type: webhook
+    url: "{slow.url}/hangs"
+    timeout: 500ms
+    concurrency: 1
+    backoff_base: 50ms
+    backoff_max: 100ms
+    max_attempts: 1000
+    breaker_failures: 1000
+    max_backlog_bytes: 20000
+route: {{receiver: slow, repeat_interval: 0s}}
+""")
+    # ~5 KB per delivery: 30 waiting are ~150 KB, over the 20 KB bound.
+    await publish(js, *(ev(title=f"big {i}", vmid=i, message="x" * 4000) for i in range(30)))
+    letters: list[Any] = []
+
+    async def overflow_dead_lettered() -> bool:
+        letters[:] = await dlq_list(js, "slow")
+        return any("over max_backlog_bytes 20000" in e.letter.error for e in letters)
+
+    deadline = time.monotonic() + 20
+    while not await overflow_dead_lettered():
+        assert time.monotonic() < deadline, [e.letter.error for e in letters]
+        await asyncio.sleep(0.1)
+    try:
+        # A bound, not a wall: what fits under it stays and is tried (and hangs).
+        await wait_until(lambda: slow.attempts >= 1, timeout=10)
+        assert 1 <= len(letters) < 30
+        waiting = service.registry.get_sample_value(
+            "proxbus_dispatcher_backlog_bytes", {"receiver": "slow"}
+        )
+        assert waiting is not None
+        assert waiting > 0
+    finally:
+        hang.set()

@@ -68,6 +68,8 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.breaker = CircuitBreaker(receiver.breaker_failures, receiver.breaker_interval)
         self._backlog = metrics.backlog.labels(receiver.name)
+        self._backlog_bytes = metrics.backlog_bytes.labels(receiver.name)
+        self._mean_size = 0.0  # moving mean of the sizes of the deliveries taken
         self._shed_consumer = PullConsumer(
             js,
             stream=DELIVERIES_STREAM,
@@ -175,30 +177,58 @@ class DeliveryWorker:
         r = self.receiver
         backlog = int(msg.metadata.num_pending or 0)
         self._backlog.set(backlog)
+        backlog_bytes = self._estimate_bytes(backlog, len(msg.data or b""))
+        self._backlog_bytes.set(backlog_bytes)
         if r.max_backlog is not None and backlog >= r.max_backlog:
             return f"backlog of {backlog} over max_backlog {r.max_backlog} (not sent)"
+        if r.max_backlog_bytes is not None and backlog_bytes >= r.max_backlog_bytes:
+            return (
+                f"backlog of ~{backlog_bytes} bytes ({backlog} deliveries) over "
+                f"max_backlog_bytes {r.max_backlog_bytes} (not sent)"
+            )
         age = time.time() - notification.created_at.timestamp()
         if age >= r.max_age:
             return f"older than max_age {r.max_age:g}s when taken ({age:.0f}s, not sent)"
         return None
 
+    def _estimate_bytes(self, backlog: int, size: int) -> int:
+        """Bytes waiting behind this delivery: ``backlog`` × the moving mean size of the
+        deliveries this worker took (this one included). JetStream counts a consumer's
+        pending messages, not their bytes, and the stream's byte total mixes every receiver;
+        a receiver's deliveries come from one intake and are of similar size."""
+        self._mean_size = size if self._mean_size == 0 else 0.9 * self._mean_size + 0.1 * size
+        return int(backlog * self._mean_size)
+
+    def _count_bound(self) -> int | None:
+        """``max_backlog``, or fewer when ``max_backlog_bytes`` at the mean size says so."""
+        r = self.receiver
+        bound = r.max_backlog
+        if r.max_backlog_bytes is not None and self._mean_size > 0:
+            by_bytes = max(1, int(r.max_backlog_bytes / self._mean_size))
+            bound = by_bytes if bound is None else min(bound, by_bytes)
+        return bound
+
     async def _shed_loop(self, stop: asyncio.Event) -> None:
-        """Once a second, dead-letter what is over ``max_backlog``, whatever the sends do.
+        """Once a second, dead-letter what is over ``max_backlog`` (or ``max_backlog_bytes``
+        at the mean delivery size), whatever the sends do.
 
         A hanging target holds every send slot for its timeout, and an open circuit takes one
         probe per interval: deliveries are then taken far slower than they arrive, so the bound
         checked when one is taken would let the backlog grow with every event. This looks at
         the backlog itself, on a subscription of its own to the same durable consumer.
         """
-        if self.receiver.max_backlog is None:
+        if self.receiver.max_backlog is None and self.receiver.max_backlog_bytes is None:
             return
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
+            bound = self._count_bound()
             if stop.is_set():
                 return
+            if bound is None:
+                continue  # a bytes bound only: no delivery taken yet, mean size unknown
             try:
-                await self._shed_overflow(self.receiver.max_backlog)
+                await self._shed_overflow(bound)
             except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
                 log.debug("backlog check of %s failed: %s", self.receiver.name, exc)
 

@@ -59,6 +59,12 @@ class DispatcherMetrics:
             ["receiver"],
             registry=registry,
         )
+        self.backlog_bytes = Gauge(
+            "proxbus_dispatcher_backlog_bytes",
+            "bytes of deliveries waiting per receiver (estimated: waiting x mean size taken)",
+            ["receiver"],
+            registry=registry,
+        )
         self.silences = Gauge(
             "proxbus_dispatcher_silences_active", "active silences", registry=registry
         )

@@ -38,6 +38,8 @@ class ReceiverBase(StrictModel):
     # Backlog bound, checked when a delivery is taken (and once a second while the circuit is
     # open): beyond it → dead letter, not sent. None: unbounded (the stream's limits only).
     max_backlog: int | None = Field(default=10_000, ge=1)
+    # The same in bytes (estimated: deliveries waiting × their mean size, see delivery.py).
+    max_backlog_bytes: int | None = Field(default=None, ge=1)
     # Circuit breaker: this many consecutive retryable failures → one probe per interval.
     breaker_failures: int = Field(default=10, ge=1)
     breaker_interval: Duration = 30.0

@@ -26,57 +26,28 @@ import httpx
 import nats
 import nats.errors
 import nats.js.errors
+from bench_dispatcher import make_event, run_sink  # the same events and recording sink
 from proxbus_devtools.testing import NatsServer, free_port, nats_server_binary, wait_for_port
-from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, Event, event_subject
+from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, event_subject
 from proxbus_runtime import ensure_streams, event_headers
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-dispatcher")
 MAX_BACKLOG = 1000
 
 
-def run_sink(port: int, hang: bool) -> None:
-    """A webhook target: records (sent_at, received_at) per event, or never answers."""
+def run_hanging_sink(port: int) -> None:
+    """A webhook target that accepts every request and never answers."""
     from aiohttp import web
 
-    records: list[tuple[float, float]] = []
     never = asyncio.Event()
 
-    async def hook(request: web.Request) -> web.Response:
-        if hang:
-            await never.wait()
-        body = await request.json()
-        now = time.time()
-        records.extend((float(e["metadata"]["sent_at"]), now) for e in body["events"])
-        return web.Response(text="ok")
-
-    async def stats(request: web.Request) -> web.Response:
-        if request.query.get("full"):
-            return web.json_response({"count": len(records), "records": records})
-        return web.json_response({"count": len(records)})
-
-    async def reset(_: web.Request) -> web.Response:
-        records.clear()
-        return web.Response(text="ok")
+    async def hook(_: web.Request) -> web.Response:
+        await never.wait()
+        return web.Response(text="never")
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    app.router.add_get("/stats", stats)
-    app.router.add_post("/reset", reset)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def make_event(i: int) -> Event:
-    return Event(
-        source="syslog",
-        site="bench",
-        node=f"pve{i % 4}",
-        severity="error",
-        kind="task.failed",
-        title=f"task {i} failed",
-        message="ERROR: something went wrong " * 4,
-        vmid=100 + i,
-        metadata={"sent_at": time.time()},
-    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -109,7 +80,7 @@ async def healthy_latencies(client: httpx.AsyncClient, url: str, total: int) -> 
         await asyncio.sleep(0.2)
     records = (await client.get(f"{url}/stats?full=1")).json()["records"]
     await client.post(f"{url}/reset")
-    return [(received - sent) * 1000 for sent, received in sorted(records)]
+    return [(received - sent) * 1000 for _, sent, received in sorted(records, key=lambda r: r[1])]
 
 
 async def main(seconds: float, rate: int, control_seconds: float) -> None:
@@ -120,8 +91,8 @@ async def main(seconds: float, rate: int, control_seconds: float) -> None:
     server.start()
     ports = {"healthy": free_port(), "hang": free_port()}
     sinks = [
-        multiprocessing.Process(target=run_sink, args=(port, name == "hang"), daemon=True)
-        for name, port in ports.items()
+        multiprocessing.Process(target=run_sink, args=(ports["healthy"],), daemon=True),
+        multiprocessing.Process(target=run_hanging_sink, args=(ports["hang"],), daemon=True),
     ]
     for sink, port in zip(sinks, ports.values(), strict=True):
         sink.start()

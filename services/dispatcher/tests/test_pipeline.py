@@ -432,21 +432,11 @@ async def test_an_open_circuit_still_sheds_the_backlog_and_recovers_when_the_tar
     # probe that was dead-lettered for the bound must not leave the breaker waiting forever.
     hang = asyncio.Event()
     slow = await sink(hold=hang)
-    service = await dispatcher(f"""\
-receivers:
-  - name: slow
-    type: webhook
-    url: "{slow.url}/hangs"
-    timeout: 300ms
-    concurrency: 1
-    backoff_base: 50ms
-    backoff_max: 100ms
-    max_attempts: 1000
-    breaker_failures: 1
-    breaker_interval: 1s
-    max_backlog: 5
-route: {{receiver: slow, repeat_interval: 0s}}
-""")
+    service = await dispatcher(
+        slow_receiver(
+            slow.url, timeout="300ms", breaker_failures=1, breaker_interval="1s", max_backlog=5
+        )
+    )
     first = [ev(title=f"early {i}", vmid=i) for i in range(3)]
     await publish(js, *first)
     await wait_until(lambda: slow.attempts >= 2, timeout=10)  # failed once: the circuit is open
@@ -476,6 +466,22 @@ route: {{receiver: slow, repeat_interval: 0s}}
     assert sent + dead == len(first) + len(flood)
 
 
+def slow_receiver(url: str, **opts: object) -> str:
+    """Routes with one webhook receiver ``slow`` retrying fast, plus ``opts``, taking everything."""
+    options = "".join(f"    {k}: {v}\n" for k, v in opts.items())
+    return f"""\
+receivers:
+  - name: slow
+    type: webhook
+    url: "{url}/hangs"
+    concurrency: 1
+    backoff_base: 50ms
+    backoff_max: 100ms
+    max_attempts: 1000
+{options}route: {{receiver: slow, repeat_interval: 0s}}
+"""
+
+
 async def _at_most(count: Callable[[], Awaitable[int]], bound: int) -> bool:
     return await count() <= bound
 
@@ -485,20 +491,9 @@ async def test_a_receivers_backlog_over_its_byte_bound_is_dead_lettered_with_the
 ) -> None:
     hang = asyncio.Event()  # never set while the test runs: every request hangs
     slow = await sink(hold=hang)
-    service = await dispatcher(f"""\
-receivers:
-  - name: slow
-    type: webhook
-    url: "{slow.url}/hangs"
-    timeout: 500ms
-    concurrency: 1
-    backoff_base: 50ms
-    backoff_max: 100ms
-    max_attempts: 1000
-    breaker_failures: 1000
-    max_backlog_bytes: 20000
-route: {{receiver: slow, repeat_interval: 0s}}
-""")
+    service = await dispatcher(
+        slow_receiver(slow.url, timeout="500ms", breaker_failures=1000, max_backlog_bytes=20000)
+    )
     # ~5 KB per delivery: 30 waiting are ~150 KB, over the 20 KB bound.
     await publish(js, *(ev(title=f"big {i}", vmid=i, message="x" * 4000) for i in range(30)))
     letters: list[Any] = []

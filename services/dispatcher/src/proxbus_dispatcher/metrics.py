@@ -53,17 +53,18 @@ class DispatcherMetrics:
         self.grouped_events = Gauge(
             "proxbus_dispatcher_grouped_events", "events waiting in groups", registry=registry
         )
-        self.backlog = Gauge(
-            "proxbus_dispatcher_backlog",
-            "deliveries waiting per receiver (as of its last take)",
-            ["receiver"],
-            registry=registry,
-        )
-        self.backlog_bytes = Gauge(
-            "proxbus_dispatcher_backlog_bytes",
-            "bytes of deliveries waiting per receiver (estimated: waiting x mean size taken)",
-            ["receiver"],
-            registry=registry,
+        self.backlog, self.backlog_bytes = (
+            Gauge(name, doc, ["receiver"], registry=registry)
+            for name, doc in (
+                (
+                    "proxbus_dispatcher_backlog",
+                    "deliveries waiting per receiver (as of its last take)",
+                ),
+                (
+                    "proxbus_dispatcher_backlog_bytes",
+                    "bytes of deliveries waiting per receiver (estimated: waiting x mean size taken)",
+                ),
+            )
         )
         self.silences = Gauge(
             "proxbus_dispatcher_silences_active", "active silences", registry=registry

@@ -41,12 +41,23 @@ class EventSubject:
         return f"{EVENTS_PREFIX}.{self.site}.{self.source}.{self.severity}.{self.node}"
 
 
+_SUBJECTS: dict[tuple[str, str, str, str | None], str] = {}
+_SUBJECTS_MAX = 4096  # distinct (site, source, severity, node); cleared when full
+
+
 def event_subject(event: Event) -> str:
-    """The subject an event is published on."""
-    return (
-        f"{EVENTS_PREFIX}.{sanitize_token(event.site)}.{sanitize_token(event.source.value)}"
-        f".{event.severity.value}.{sanitize_token(event.node)}"
-    )
+    """The subject an event is published on (memoised: a few nodes send most lines)."""
+    key = (event.site, event.source, event.severity, event.node)
+    found = _SUBJECTS.get(key)
+    if found is None:
+        found = (
+            f"{EVENTS_PREFIX}.{sanitize_token(event.site)}.{sanitize_token(event.source.value)}"
+            f".{event.severity.value}.{sanitize_token(event.node)}"
+        )
+        if len(_SUBJECTS) >= _SUBJECTS_MAX:
+            _SUBJECTS.clear()
+        _SUBJECTS[key] = found
+    return found
 
 
 def parse_event_subject(subject: str) -> EventSubject:

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -29,15 +30,33 @@ log = logging.getLogger(__name__)
 LATE_ACK_WINDOW = 600.0  # seconds a timed-out publish's ack is still listened for
 
 
+_CE_TIMES: dict[datetime, str] = {}  # a busy sender repeats the same second many times
+_CE_TIMES_MAX = 4096
+
+
 def event_headers(event: Event) -> dict[str, str]:
     """``Nats-Msg-Id`` plus the CloudEvents NATS-binding attributes for ``event``."""
+    timestamp = event.timestamp
+    # Only UTC ones are memoised: equal instants in other zones print differently.
+    ce_time = _CE_TIMES.get(timestamp) if timestamp.tzinfo is UTC else None
+    if ce_time is None:
+        ce_time = timestamp.isoformat().replace("+00:00", "Z")
+        if timestamp.tzinfo is not UTC:
+            return _headers(event, ce_time)
+        if len(_CE_TIMES) >= _CE_TIMES_MAX:
+            _CE_TIMES.clear()
+        _CE_TIMES[timestamp] = ce_time
+    return _headers(event, ce_time)
+
+
+def _headers(event: Event, ce_time: str) -> dict[str, str]:
     return {
         "Nats-Msg-Id": event.id,
         "ce-specversion": "1.0",
         "ce-id": event.id,
         "ce-source": f"proxbus/{event.source}/{event.site}",
         "ce-type": f"io.proxbus.{event.kind}",
-        "ce-time": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "ce-time": ce_time,
         "content-type": "application/json",
     }
 

@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from proxbus_events import (
     new_event_id,
     severity_from_syslog,
 )
+from proxbus_events.event import normalize_title
 from pydantic import ValidationError
 
 
@@ -185,3 +187,33 @@ def test_any_text_fields_make_a_valid_event(title: str, message: str, node: str)
     event = make(title=title, message=message, node=node)
     assert len(event.title) <= TITLE_LIMIT
     assert Event.from_json(event.to_json()) == event
+
+
+# The volatile-part regex as it was before the lookahead was added (ec1f778): the reference.
+_VOLATILE_BEFORE = re.compile(
+    r"UPID:\S+|\b\d{4}-\d{2}-\d{2}[T ][\d:.]+Z?\b|\b\d{1,2}:\d{2}:\d{2}\b|\b0x[0-9a-f]+\b|\b\d+\b",
+    re.IGNORECASE,
+)
+
+
+def _normalize_before(title: str) -> str:
+    return " ".join(_VOLATILE_BEFORE.sub("#", title.lower()).split())
+
+
+def test_normalize_title_removes_volatile_parts() -> None:
+    title = (
+        "UPID:pve1:0001A2B3:00A1B2C3:65F0A1B2:vzdump::root@pam: at 2024-01-01T10:00:00Z "
+        "pid 0xDEADbeef up 12:00:01 worker 4711 ab12 1a \u0663\u0664 update"
+    )
+    assert normalize_title(title) == "# at # pid # up # worker # ab12 1a # update"
+    assert normalize_title(title) == _normalize_before(title)
+
+
+@given(st.text(alphabet=st.sampled_from("uUpPiIdD0123456789:-Tx .Zaf\u0663"), max_size=60))
+def test_normalize_title_matches_the_regex_before_the_lookahead(title: str) -> None:
+    assert normalize_title(title) == _normalize_before(title)
+
+
+@given(st.text(max_size=80))
+def test_normalize_title_matches_the_regex_before_on_any_text(title: str) -> None:
+    assert normalize_title(title) == _normalize_before(title)

@@ -42,3 +42,26 @@ def test_filters_use_wildcards_for_missing_parts() -> None:
 def test_non_event_subjects_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="not an event subject"):
         parse_event_subject(bad)
+
+
+def test_memoised_subjects_follow_every_part() -> None:
+    """event_subject is memoised: an event differing in one part still gets its own subject."""
+    base = {"source": "syslog", "kind": "syslog.message", "title": "x", "site": "a", "node": "n1"}
+    variants = [
+        {},
+        {"site": "b"},
+        {"source": "email"},
+        {"severity": "error"},
+        {"node": "n2"},
+        {"node": None},
+    ]
+    for _ in range(2):  # the second pass reads the memo
+        subjects = [event_subject(Event(**{**base, **v})) for v in variants]
+        assert subjects == [
+            "proxbus.events.a.syslog.info.n1",
+            "proxbus.events.b.syslog.info.n1",
+            "proxbus.events.a.email.info.n1",
+            "proxbus.events.a.syslog.error.n1",
+            "proxbus.events.a.syslog.info.n2",
+            "proxbus.events.a.syslog.info._",
+        ]

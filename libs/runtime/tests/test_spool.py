@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from pathlib import Path
 
 import nats
-from proxbus_devtools.testing import NatsServer
+from proxbus_devtools.testing import NatsServer, wait_until
 from proxbus_events import EVENTS_STREAM, Event
 from proxbus_runtime import EventPublisher
 from proxbus_runtime.spool import EventSpool, SpoolFull
@@ -19,18 +18,6 @@ def ev(i: int) -> Event:
     return Event.model_validate(
         {"source": "syslog", "kind": "syslog.message", "title": f"line {i}", "node": "pve1"}
     )
-
-
-async def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_events_survive_a_reopen_in_order_and_a_segment_is_removed_once_done(
@@ -123,18 +110,18 @@ async def test_an_outage_goes_to_disk_and_is_published_once_on_reconnect(
             assert sink.submit(ev(i))
         assert await publisher.flush(10)
         await asyncio.to_thread(nats_server.stop)
-        await wait_for(lambda: not nc.is_connected)
+        await wait_until(lambda: not nc.is_connected)
         for i in range(50, 300):
             assert sink.submit(ev(i))
         assert spool.stats.appended == 250
         await asyncio.to_thread(nats_server.start)
-        await wait_for(lambda: spool.empty and publisher.buffered == 0)
+        await wait_until(lambda: spool.empty and publisher.buffered == 0)
 
         async def all_stored() -> bool:
             info = await js.stream_info(EVENTS_STREAM)
             return bool(info.state.messages == 300)
 
-        await wait_for(all_stored)
+        await wait_until(all_stored)
         assert spool.stats.replayed == 250
     finally:
         await sink.close()
@@ -158,14 +145,14 @@ async def test_events_held_by_the_publisher_move_to_disk_when_nats_goes(
     spool.open()
     sink = SpoolingPublisher(spool, check_interval=0.05)
     await asyncio.to_thread(nats_server.stop)
-    await wait_for(lambda: not nc.is_connected)
+    await wait_until(lambda: not nc.is_connected)
     # Queued before the spool knew NATS was gone (the race a disconnect always has).
     for i in range(10):
         assert publisher.submit(ev(i))
     sink.attach(publisher, lambda: nc.is_connected)
     await sink.start()
     try:
-        await wait_for(lambda: sink.moved == 10)
+        await wait_until(lambda: sink.moved == 10)
         assert publisher.buffered == 0
         assert spool.stats.pending_records == 10
     finally:
@@ -192,7 +179,7 @@ async def test_stopping_in_the_middle_of_a_replay_finishes_the_segment_and_delet
     sink.attach(publisher, lambda: nc.is_connected)
     await sink.start()
     try:
-        await wait_for(lambda: publisher.stats.published > 0)
+        await wait_until(lambda: publisher.stats.published > 0)
         assert not spool.empty  # stopped mid-way
         await sink.close()
         assert spool.empty

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from proxbus_devtools.testing import wait_until
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
     ADMIN_SECRET,
@@ -65,13 +65,6 @@ async def ping(client: httpx.AsyncClient, secret: str, session: str) -> httpx.Re
     )
 
 
-async def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.parametrize("capped", [{"max_sessions_per_caller": 2}], indirect=True)
 async def test_sessions_are_capped_per_token(capped: HttpGateway) -> None:
     async with httpx.AsyncClient(base_url=capped.url, timeout=10) as client:
@@ -115,7 +108,7 @@ async def test_idle_session_expires_and_its_id_is_then_unknown(capped: HttpGatew
         opened = await open_session(client, READ_SECRET)
         sid = opened.headers["mcp-session-id"]
         assert (await ping(client, READ_SECRET, sid)).status_code == 200
-        await wait_for(lambda: manager.open_sessions == 0)
+        await wait_until(lambda: manager.open_sessions == 0, timeout=10)
         assert (await ping(client, READ_SECRET, sid)).status_code == 404
 
 
@@ -127,10 +120,10 @@ async def test_legacy_sse_streams_count_against_the_caps(capped: HttpGateway) ->
         client.stream("GET", "/sse", headers=auth) as stream,
     ):
         assert stream.status_code == 200
-        await wait_for(lambda: capped.gateway.sse_sessions.get("reader") == 1)
+        await wait_until(lambda: capped.gateway.sse_sessions.get("reader") == 1, timeout=10)
         second = await client.get("/sse", headers=auth)
         assert second.status_code == 503
         # The streamable HTTP side counts the same sessions.
         assert (await open_session(client, READ_SECRET)).status_code == 503
         assert (await open_session(client, OPS_SECRET)).status_code == 200
-    await wait_for(lambda: not capped.gateway.sse_sessions)
+    await wait_until(lambda: not capped.gateway.sse_sessions, timeout=10)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from proxbus_devtools.testing import free_port, wait_for_port
+from proxbus_devtools.testing import free_port, wait_for_port, wait_until_blocking
 
 PROXBUS = str(Path(sys.executable).parent / "proxbus")
 
@@ -121,14 +121,6 @@ def _children_of(script: str, nats_port: int) -> set[int]:
     return found
 
 
-def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.05)
-
-
 def test_a_killed_child_is_restarted_once_and_sigterm_leaves_no_child(tmp_path: Path) -> None:
     """Regression: two watcher tasks per child started a crashed child twice, and SIGTERM left
     the second copy running."""
@@ -154,7 +146,9 @@ def test_a_killed_child_is_restarted_once_and_sigterm_leaves_no_child(tmp_path: 
         assert len(first) == 1, first
         seen |= first
         os.kill(first.pop(), signal.SIGKILL)
-        _wait(lambda: _children_of("proxbus-ingest-syslog", nats_port) - seen, 20, "no restart")
+        wait_until_blocking(
+            lambda: _children_of("proxbus-ingest-syslog", nats_port) - seen, 20, "no restart"
+        )
         wait_for_port(health_port, timeout=30)
         # Past the restart backoff (1 s after the first crash) twice over: still one copy.
         time.sleep(3)

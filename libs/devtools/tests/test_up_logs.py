@@ -12,6 +12,7 @@ from pathlib import Path
 
 from proxbus_devtools.childlogs import MAX_LINE, LogFile, Redactor, pump, show_logs
 from proxbus_devtools.demo import DemoCredentials, secret_of
+from proxbus_devtools.testing import wait_until_blocking
 
 PROXBUS = str(Path(sys.executable).parent / "proxbus")
 
@@ -111,23 +112,16 @@ def test_follow_prints_new_lines_and_survives_rotation(tmp_path: Path) -> None:
     )
     follower.start()
     try:
-        _wait(lambda: out.getvalue() == "n2\n")  # history printed: following from here
+        wait_until_blocking(
+            lambda: out.getvalue() == "n2\n", 5
+        )  # history printed: following from here
         with (logs / "nats.log").open("a") as fh:
             fh.write("n3\n")
-        _wait(lambda: "n3\n" in out.getvalue())
+        wait_until_blocking(lambda: "n3\n" in out.getvalue(), 5)
         os.replace(logs / "nats.log", logs / "nats.log.1")
         (logs / "nats.log").write_text("after rotation\n")
-        _wait(lambda: "after rotation\n" in out.getvalue())
+        wait_until_blocking(lambda: "after rotation\n" in out.getvalue(), 5)
     finally:
         done.set()
         follower.join(timeout=5)
     assert out.getvalue() == "n2\nn3\nafter rotation\n"
-
-
-def _wait(predicate: object, timeout: float = 5.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "not in time"
-        time.sleep(0.05)

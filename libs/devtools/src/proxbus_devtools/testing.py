@@ -193,6 +193,17 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+def wait_until_blocking(
+    condition: Callable[[], object], timeout: float = 20.0, what: str = "condition"
+) -> None:
+    """``wait_until`` for tests without an event loop (processes watched from plain threads)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout}s")
+        time.sleep(0.05)
+
+
 @pytest.fixture(autouse=True)
 def _private_spool_dir(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

@@ -297,6 +297,28 @@ async def test_two_sites_reach_the_hub_sink_once_each_with_their_site_label(
     assert (await hjs.stream_info(DLQ_STREAM)).state.messages == 1
 
 
+def test_the_local_plan_never_takes_a_port_the_caller_keeps_for_its_services(
+    tmp_path: Path,
+) -> None:
+    """CI once hung ``up --sites 2`` when a NATS server took a syslog port chosen earlier."""
+    # The kernel hands recently freed ports out again; 40 plans of 13 ports each against 16
+    # just-freed ones make a collision likely if the plan did not avoid them.
+    for attempt in range(40):
+        keep = [free_port() for _ in range(16)]
+        root = tmp_path / str(attempt)
+        topo = LocalTopology(
+            "nats-server", root, sites=("a", "b", "c", "d"), hub_nodes=3,
+            hub_port=keep[0], avoid_ports=keep,
+        )  # fmt: skip
+        ports = [n.port for n in topo.hub] + topo.leaf_ports
+        ports += [n.port for n in topo.leaves.values()]
+        assert ports[0] == keep[0]
+        assert len(set(ports)) == len(ports)
+        assert not set(ports[1:]) & set(keep)
+        routes = re.findall(r"127\.0\.0\.1:(\d+)", (root / "hub-1" / "nats.conf").read_text())
+        assert not {int(p) for p in routes} & set(keep[1:])
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_hub_down_for_60s_then_every_site_event_arrives_once(

@@ -38,13 +38,14 @@ def _consecutive_free_ports(count: int) -> int:
                 s.close()
 
 
+@pytest.mark.timeout(150)
 @pytest.mark.parametrize("hub_cluster", [False, True], ids=["hub", "hub-cluster"])
 def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
     tmp_path: Path, hub_cluster: bool
 ) -> None:
     require_binary("nats-server", nats_server_binary())
-    syslog = _consecutive_free_ports(2)
-    health = _consecutive_free_ports(3)
+    syslog = _consecutive_free_ports(5)  # two syslog ports, then three health ports
+    health = syslog + 2
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PVE_", "PBS_", "NATS_"))}
     proc = subprocess.Popen(
         [PROXBUS, "up", "--sites", "2", "--data-dir", str(tmp_path),
@@ -64,6 +65,7 @@ def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
     run = secrets.token_hex(4)
     want = {f"upsites-{run}-site1", f"upsites-{run}-site2"}
     try:
+        # Well inside the test's timeout, so a slow start fails with the children's output.
         deadline = time.monotonic() + 90
         sent: set[str] = set()
         # Each ingest accepts TCP once it is up; a line is sent once per site.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import secrets
 import socket
 import subprocess
 import time
@@ -248,10 +249,28 @@ async def wait_for_jetstream(js: JetStreamContext, timeout: float = 30.0) -> Non
 # --- local processes (proxbus up --sites, tests) ------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(count: int, avoid: Iterable[int] = ()) -> list[int]:
+    """``count`` distinct loopback ports, free a moment ago and none of ``avoid``.
+
+    The sockets are held until all are chosen, so the kernel cannot hand out one port twice;
+    ``avoid`` keeps the ports a caller was given (``--syslog-port``...) out of the plan.
+    """
+    taken = set(avoid)
+    socks: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port not in taken:
+                taken.add(port)
+                ports.append(port)
+        return ports
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _wait_for_port(port: int, timeout: float) -> bool:
@@ -331,16 +350,23 @@ class LocalTopology:
     hub: list[ConfiguredNats] = field(default_factory=list)
     leaves: dict[str, ConfiguredNats] = field(default_factory=dict)
     leaf_ports: list[int] = field(default_factory=list)
+    # ports the caller uses for something else (the services' listeners): never planned here
+    avoid_ports: Iterable[int] = ()
 
     def __post_init__(self) -> None:
         if self.hub_nodes not in (1, 3):
             raise ValueError("the hub runs one node or a three-node cluster")
-        users = {site: LeafUser(site, f"leaf-{site}-{_free_port()}") for site in self.sites}
-        ports = [_free_port() for _ in range(self.hub_nodes)]
+        avoid = {*self.avoid_ports, *([self.hub_port] if self.hub_port is not None else [])}
+        n = self.hub_nodes
+        free = iter(_free_ports(3 * n + len(self.sites), avoid))
+        users = {site: LeafUser(site, f"leaf-{site}-{secrets.token_hex(4)}") for site in self.sites}
+        ports = [next(free) for _ in range(n)]
         if self.hub_port is not None:
             ports[0] = self.hub_port
-        self.leaf_ports = [_free_port() for _ in range(self.hub_nodes)]
-        cluster_ports = [_free_port() for _ in range(self.hub_nodes)] if self.hub_nodes > 1 else []
+        self.leaf_ports = [next(free) for _ in range(n)]
+        cluster_ports = [next(free) for _ in range(n)]
+        if n == 1:
+            cluster_ports = []
         for i in range(self.hub_nodes):
             name = "hub" if self.hub_nodes == 1 else f"hub-{i + 1}"
             folder = self.root / name
@@ -363,7 +389,7 @@ class LocalTopology:
         for site in self.sites:
             folder = self.root / site
             folder.mkdir(parents=True, exist_ok=True)
-            port = _free_port()
+            port = next(free)
             text = site_config(
                 name=site,
                 port=port,

@@ -166,6 +166,11 @@ def run_sites_up(args: argparse.Namespace, binary: str) -> int:
         sites=sites,
         hub_nodes=3 if args.hub_cluster else 1,
         hub_port=args.nats_port,
+        # the ports the services listen on are the user's; the NATS servers take others
+        avoid_ports=[
+            *range(args.syslog_port, args.syslog_port + args.sites),
+            *range(args.health_port, args.health_port + args.sites + 1),
+        ],
     )
     children = plan_sites(args, topology)
     board = StatusBoard(c.name for c in children)

@@ -13,6 +13,7 @@ Under ``CI=true`` a missing ``nats-server`` binary fails the test instead of ski
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import os
@@ -33,12 +34,22 @@ from proxbus_runtime import ensure_streams
 
 from .procs import kill_process, stop_process
 
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=512)
+
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """A port that was free on ``host`` a moment ago (TCP by default)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port that was free on ``host`` a moment ago (TCP by default).
+
+    Never one of the last 512 this process handed out: the kernel offers a freed port again
+    soon, and a test that asks for two ports must not get one twice.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.append(port)
+            return port
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:

@@ -24,6 +24,7 @@ from nats.js.api import PubAck
 from proxbus_events import EVENTS_STREAM, Event, event_subject
 
 from .errors import PublishError
+from .frames import header_block, publish_frame
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class _Item:
     subject: str
     payload: bytes
     headers: dict[str, str]
+    header: bytes  # ``headers`` as sent (frames.header_block), built once
     sent_at: float = 0.0
     token: str = ""
     # None while waiting; then True (stored), "duplicate", or the error text.
@@ -195,9 +197,11 @@ class EventPublisher:
         future.add_done_callback(lambda _: self._waiting.pop(token, None))
         self._waiting[token] = future
         try:
-            await self._js._nc.publish(
-                subject, payload, reply=self._ack_prefix + token, headers=headers
-            )
+            nc, reply = self._js._nc, self._ack_prefix + token
+            if headers:
+                await publish_frame(nc, subject, reply, header_block(headers), payload)
+            else:
+                await nc.publish(subject, payload, reply=reply)
         except Exception as exc:
             future.set_exception(PublishError(_describe(exc)))
         return future
@@ -216,7 +220,8 @@ class EventPublisher:
             if len(self._subjects) > 4096:
                 self._subjects.clear()
             subject = self._subjects[key] = event_subject(event)
-        return _Item(subject, event.to_json(), event_headers(event))
+        headers = event_headers(event)
+        return _Item(subject, event.to_json(), headers, header_block(headers))
 
     def submit(self, event: Event) -> bool:
         """Queue ``event``; ``False`` (counted as dropped) if the buffer is full or closed."""
@@ -436,8 +441,8 @@ class EventPublisher:
                 item.sent_at = time.monotonic()
                 waiting[item.token] = item
                 try:
-                    await nc.publish(
-                        item.subject, item.payload, reply=prefix + item.token, headers=item.headers
+                    await publish_frame(
+                        nc, item.subject, prefix + item.token, item.header, item.payload
                     )
                 except nats.errors.MaxPayloadError:
                     waiting.pop(item.token, None)

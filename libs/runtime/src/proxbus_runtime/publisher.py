@@ -96,8 +96,8 @@ class PublisherStats:
 class _Item:
     subject: str
     payload: bytes
-    headers: dict[str, str]
-    header: bytes  # ``headers`` as sent (frames.header_block), built once
+    msg_id: str
+    header: bytes  # the event's headers as sent (frames.header_block), built once
     sent_at: float = 0.0
     token: str = ""
     # None while waiting; then True (stored), "duplicate", or the error text.
@@ -220,8 +220,7 @@ class EventPublisher:
             if len(self._subjects) > 4096:
                 self._subjects.clear()
             subject = self._subjects[key] = event_subject(event)
-        headers = event_headers(event)
-        return _Item(subject, event.to_json(), headers, header_block(headers))
+        return _Item(subject, event.to_json(), event.id, header_block(event_headers(event)))
 
     def submit(self, event: Event) -> bool:
         """Queue ``event``; ``False`` (counted as dropped) if the buffer is full or closed."""
@@ -483,7 +482,7 @@ class EventPublisher:
         self.stats.dropped += 1
         self.stats.last_error = reason
         log.error("JetStream refused event %s on %s: %s (dropped)",
-                  item.headers.get("Nats-Msg-Id"), item.subject, reason)  # fmt: skip
+                  item.msg_id, item.subject, reason)  # fmt: skip
 
     def _requeue_inflight(self) -> None:
         """Put every unacknowledged in-flight item back at the front, in order."""

@@ -365,14 +365,12 @@ async def test_environment_ca_bundle_and_proxies_are_honoured_once_per_endpoint(
         vms = await call(gw, "get_vms")
         assert vms.ok, vms.error
         client = gw.pool.cluster(None).groups[0].clients[0]
-        session = client.api._store["session"]
-        assert session.trust_env is False
-        assert dict(session.proxies) == {}  # loopback is in NO_PROXY
+        assert client.http.proxy is None  # loopback is in NO_PROXY
         remote_env = {**env, "PVE_CLUSTER_PRIMARY_HOST": "pve-remote.invalid:8006"}
         remote = Gateway.from_settings(make_settings(), remote_env)  # built, never called
         try:
-            remote_session = remote.pool.cluster(None).groups[0].clients[0].api._store["session"]
-            assert remote_session.proxies["https"] == "http://proxy.invalid:3128"
+            remote_client = remote.pool.cluster(None).groups[0].clients[0]
+            assert remote_client.http.proxy == "http://proxy.invalid:3128"
         finally:
             await remote.close()
         # Without the variable, the same default verification refuses the private CA.

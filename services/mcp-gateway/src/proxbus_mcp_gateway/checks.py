@@ -57,7 +57,6 @@ def connection_checks(settings: Settings, env: Mapping[str, str] | None = None) 
                 "no PVE/PBS endpoint configured (PVE_NODES / PVE_CLUSTER_PRIMARY_HOST / PBS_NODES)"
             )
 
-        pool.close()
         return {"proxmox": nothing}
 
     probes: asyncio.Task[list[str | BaseException]] | None = None
@@ -78,7 +77,7 @@ def connection_checks(settings: Settings, env: Mapping[str, str] | None = None) 
         try:
             return await asyncio.gather(*(probe(c) for _, c in targets), return_exceptions=True)
         finally:
-            pool.close()
+            await pool.close()
 
     def check_for(index: int) -> Check:
         async def check() -> str | None:

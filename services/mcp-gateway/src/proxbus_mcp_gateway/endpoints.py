@@ -1,22 +1,21 @@
 """Endpoint clients of the Proxmox API pool and the records the pool keeps at run time.
 
 :class:`PoolOptions` (timeouts, retries, sizes), :class:`EndpointClient` (one endpoint's
-proxmoxer client, circuit breaker and counters), :class:`GroupRuntime` and
-:class:`ClusterRuntime` (a cluster's groups of interchangeable endpoints and its PBS servers),
-and :func:`make_api`, which builds a proxmoxer client with our HTTP adapter. The pool itself
-is :class:`proxbus_mcp_gateway.pool.ProxmoxPool`.
+HTTP session, circuit breaker and counters), :class:`GroupRuntime` and :class:`ClusterRuntime`
+(a cluster's groups of interchangeable endpoints and its PBS servers). The HTTP session is
+:class:`proxbus_mcp_gateway.upstream.UpstreamSession`; the pool itself is
+:class:`proxbus_mcp_gateway.pool.ProxmoxPool`.
 """
 
 from __future__ import annotations
 
-import threading
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from .breaker import CircuitBreaker
 from .config import ClusterConfig, Endpoint, Group
 from .settings import Settings
+from .upstream import UpstreamSession
 
 
 @dataclass(slots=True)
@@ -52,10 +51,10 @@ class PoolOptions:
 
 @dataclass(slots=True)
 class EndpointClient:
-    """One endpoint: its proxmoxer client (built on first use), breaker and counters.
+    """One endpoint: its HTTP session (connects on first use), breaker and counters.
 
-    proxmoxer, requests and urllib3 are imported when the first call needs them: a gateway
-    that has not called Proxmox yet starts faster and idles smaller (about 5 MiB).
+    aiohttp is imported by the first call: a gateway that has not called Proxmox yet starts
+    faster and idles smaller (about 10 MiB, ``_deferred.py``).
     """
 
     endpoint: Endpoint
@@ -65,17 +64,15 @@ class EndpointClient:
     failures: int = 0
     last_ok: float | None = None
     last_latency_ms: float | None = None
-    built: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    http: UpstreamSession = field(init=False, repr=False)
 
-    @property
-    def api(self) -> Any:
-        """The proxmoxer client (built once, from any thread)."""
-        if self.built is None:
-            with self._lock:
-                if self.built is None:
-                    self.built = make_api(self.endpoint, self.options)
-        return self.built
+    def __post_init__(self) -> None:
+        self.http = UpstreamSession(
+            self.endpoint,
+            connect_timeout=self.options.connect_timeout,
+            read_timeout=self.options.api_timeout,
+            max_connections=self.options.workers,
+        )
 
     def status(self) -> dict[str, Any]:
         b = self.breaker
@@ -109,39 +106,3 @@ class ClusterRuntime:
     config: ClusterConfig
     groups: list[GroupRuntime]
     pbs: dict[str, EndpointClient]
-
-
-def make_api(ep: Endpoint, opts: PoolOptions) -> Any:
-    """A proxmoxer client with our adapter (pool size, optional certificate pinning)."""
-    import requests
-    from proxmoxer import ProxmoxAPI
-    from urllib3.exceptions import InsecureRequestWarning
-
-    from .tls import PoolAdapter
-
-    verify: bool | str = False if ep.fingerprint else ep.verify
-    if verify is False:
-        # Either pinned (checked by the adapter) or deliberately unverified (VERIFY_SSL=false).
-        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-    # requests re-reads the proxy and CA-bundle variables (HTTPS_PROXY, NO_PROXY,
-    # REQUESTS_CA_BUNDLE...) from the environment on every request (~6 % of an uncached
-    # call's CPU, measured): resolve them once for this endpoint instead.
-    env = requests.Session().merge_environment_settings(
-        f"https://{ep.address}/", {}, None, verify, None
-    )
-    verify = verify if env["verify"] is None else env["verify"]
-    api = ProxmoxAPI(
-        ep.host,
-        port=ep.port,
-        user=ep.user,
-        token_name=ep.token_name,
-        token_value=ep.token_value,
-        service="PBS" if ep.product == "pbs" else "PVE",
-        verify_ssl=verify,
-        timeout=(opts.connect_timeout, opts.api_timeout),
-    )
-    session: requests.Session = api._store["session"]
-    session.trust_env = False
-    session.proxies = env["proxies"]
-    session.mount("https://", PoolAdapter(opts.workers, ep.fingerprint))
-    return api

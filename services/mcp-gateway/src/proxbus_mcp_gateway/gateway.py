@@ -160,7 +160,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.audit.close()
-        self.pool.close()
+        await self.pool.close()
 
     # -- catalogue -------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The Proxmox API pool: proxmoxer clients per endpoint, run in a bounded thread pool.
+"""The Proxmox API pool: one asyncio HTTP session per endpoint (:mod:`.upstream`).
 
 Every call has a timeout; reads retry with exponential backoff and fail over between the
 members of a cluster; a failing endpoint is skipped while its circuit breaker is open;
@@ -7,10 +7,9 @@ plus the cluster-wide reads (a write outside ``/nodes/<node>/`` invalidates the 
 
 Here: :class:`ProxmoxPool` and the path/cache-key helpers it uses (:func:`path_node`,
 :func:`touched_nodes`). In :mod:`.endpoints`: the runtime records (``PoolOptions``,
-``EndpointClient``, ``GroupRuntime``, ``ClusterRuntime``) and ``make_api`` (the proxmoxer
-client per endpoint). In :mod:`.upstream_errors`: ``map_exception`` and
-``describe_resource_error`` (proxmoxer/requests errors →
-the gateway's ``ToolFailure`` subclasses).
+``EndpointClient``, ``GroupRuntime``, ``ClusterRuntime``). In :mod:`.upstream`: the HTTP
+session of an endpoint. In :mod:`.upstream_errors`: ``map_exception`` and
+``describe_resource_error`` (upstream errors → the gateway's ``ToolFailure`` subclasses).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -47,14 +45,11 @@ def _split(path: str) -> list[str]:
 
 
 class ProxmoxPool:
-    """All configured clusters; async API over the synchronous proxmoxer clients."""
+    """All configured clusters; one HTTP session per endpoint."""
 
     def __init__(self, clusters: Iterable[ClusterConfig], options: PoolOptions | None = None):
         self.options = options or PoolOptions()
         self.cache = ReadCache(self.options.cache_ttl)
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.options.workers, thread_name_prefix="proxmox"
-        )
         self.clusters: dict[str, ClusterRuntime] = {}
         self.http_requests = 0
         for cfg in clusters:
@@ -81,15 +76,11 @@ class ProxmoxPool:
     def default_cluster(self) -> str | None:
         return next(iter(self.clusters), None)
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def close(self) -> None:
+        """Close every endpoint's connections (those never used have none)."""
         for cluster in self.clusters.values():
             for client in self._all_clients(cluster):
-                if client.built is None:
-                    continue  # never used: nothing to close
-                session = client.built._store.get("session")
-                if session is not None:
-                    session.close()
+                await client.http.close()
 
     @staticmethod
     def _all_clients(cluster: ClusterRuntime) -> list[EndpointClient]:
@@ -367,33 +358,19 @@ class ProxmoxPool:
         self, client: EndpointClient, method: str, path: str, params: dict[str, Any] | None
     ) -> Any:
         ep = client.endpoint
-        segments = _split(path)
-        args = dict(params or {})
-
-        def run() -> Any:
-            resource = client.api(segments) if segments else client.api
-            if method == "GET":
-                return resource.get(**args)
-            if method == "POST":
-                return resource.post(**args)
-            if method == "PUT":
-                return resource.put(**args)
-            if method == "DELETE":
-                return resource.delete(**args)
+        if method not in ("GET", "POST", "PUT", "DELETE"):
             raise InvalidArgument(f"unsupported method {method}")
-
-        loop = asyncio.get_running_loop()
         client.requests += 1
         self.http_requests += 1
         started = time.perf_counter()
         try:
-            # The requests timeout bounds the socket; this bounds queueing in the pool too.
+            # The session's timeouts bound connect and each read; this bounds the whole call,
+            # including waiting for one of the endpoint's connections.
             budget = self.options.connect_timeout + self.options.api_timeout + 2.0
-            result = await asyncio.wait_for(loop.run_in_executor(self._executor, run), budget)
-        except InvalidArgument:
-            raise
+            async with asyncio.timeout(budget):
+                result = await client.http.request(method, "/" + "/".join(_split(path)), params)
         except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                 raise
             mapped = map_exception(exc, ep, sent=True)
             if isinstance(mapped, _Transient) and not mapped.answered:

@@ -1,4 +1,4 @@
-"""Translation of proxmoxer/requests exceptions into the gateway's errors.
+"""Translation of upstream (aiohttp, API answer) exceptions into the gateway's errors.
 
 :func:`map_exception` turns what a Proxmox call raised into a :class:`~.errors.ToolFailure`
 (an answer for the caller) or a :class:`_Transient` failure that the pool may retry on another
@@ -8,13 +8,11 @@ attempt or member; :func:`describe_resource_error` renders an API error answer a
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+import ssl
 
 from .config import Endpoint
 from .errors import NotFound, ToolFailure, UpstreamError
-
-if TYPE_CHECKING:
-    from proxmoxer.core import ResourceException
+from .upstream import AnswerTooLarge, ApiError
 
 # Proxmox answers a missing object with a plain 500 whose reason says so (PVE
 # PVE/API2/Tasks.pm and PBS src/api2/node/tasks.rs: "no such task"; "unable to parse worker
@@ -38,7 +36,7 @@ class _Transient(Exception):
         self.answered = answered
 
 
-def describe_resource_error(exc: ResourceException) -> str:
+def describe_resource_error(exc: ApiError) -> str:
     """``403 Permission check failed (/vms/100, VM.PowerMgmt)`` style text, no secrets."""
     code = exc.status_code
     reason = str(exc.content or exc.status_message or "").strip()
@@ -52,12 +50,9 @@ def describe_resource_error(exc: ResourceException) -> str:
 
 
 def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailure | _Transient:
-    """Turn proxmoxer/requests errors into a tool error or a retryable failure."""
-    # Imported here: only calls (which loaded them already) end up in this function.
-    import requests
-    from proxmoxer.core import AuthenticationError, ResourceException
-
-    if isinstance(exc, ResourceException):
+    """Turn what an upstream call raised (:class:`~.upstream.ApiError`, aiohttp's errors,
+    timeouts, bad answers) into a tool error or a retryable failure."""
+    if isinstance(exc, ApiError):
         text = describe_resource_error(exc)
         code = int(exc.status_code)
         if code == 500 and _MISSING.search(text):
@@ -76,52 +71,27 @@ def map_exception(exc: BaseException, ep: Endpoint, *, sent: bool) -> ToolFailur
             # The audit and the RPC error keep the upstream's own status (501 = no such path).
             return NotFound(text, code=code)
         return ToolFailure(text, code=400 if code == 400 else code)
-    if isinstance(exc, AuthenticationError):
-        return UpstreamError(f"authentication failed on {ep.name}: {exc}")
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, AnswerTooLarge):
+        return UpstreamError(f"{ep.name}: {exc}")
+    # Only calls (which imported aiohttp already) end up here.
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch | aiohttp.ClientSSLError | ssl.SSLError):
         hint = "certificate fingerprint mismatch" if ep.fingerprint else "certificate not trusted"
         return UpstreamError(
             f"TLS error talking to {ep.name} ({ep.address}): {hint}; set VERIFY_SSL to a CA file "
             f"or pin it with {ep.name.upper().replace('-', '_')}_FINGERPRINT"
         )
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return _Transient(f"{ep.name} ({ep.address}): connect timeout", sent=False)
-    if isinstance(exc, requests.exceptions.Timeout):
+    if isinstance(exc, aiohttp.ServerTimeoutError):
         return _Transient(f"{ep.name} ({ep.address}): no answer within the timeout", sent=sent)
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        refused = _is_connect_failure(exc)
-        return _Transient(
-            f"{ep.name} ({ep.address}): "
-            + ("connection refused" if refused else "connection lost"),
-            sent=not refused,
-        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _Transient(f"{ep.name} ({ep.address}): connection refused", sent=False)
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | OSError):
+        return _Transient(f"{ep.name} ({ep.address}): connection lost", sent=sent)
     if isinstance(exc, TimeoutError):
         return _Transient(f"{ep.name} ({ep.address}): call timed out", sent=sent)
     if isinstance(exc, ValueError):
         return UpstreamError(f"{ep.name}: invalid answer ({exc})")
     return UpstreamError(f"{ep.name}: {type(exc).__name__}")
-
-
-def _is_connect_failure(exc: BaseException) -> bool:
-    from urllib3.exceptions import NewConnectionError
-
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, NewConnectionError | ConnectionRefusedError):
-            return True
-        for arg in getattr(cur, "args", ()):
-            if isinstance(arg, BaseException) and _is_connect_failure_leaf(arg):
-                return True
-        cur = cur.__cause__ or cur.__context__ or getattr(cur, "reason", None)
-    return False
-
-
-def _is_connect_failure_leaf(exc: BaseException) -> bool:
-    from urllib3.exceptions import NewConnectionError
-
-    if isinstance(exc, NewConnectionError | ConnectionRefusedError):
-        return True
-    reason = getattr(exc, "reason", None)
-    return isinstance(reason, NewConnectionError | ConnectionRefusedError)

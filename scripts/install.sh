@@ -2,7 +2,9 @@
 # Installs everything proxbus needs on a fresh Debian machine with Python 3.11 and pip:
 # uv, the locked workspace (.venv), and the Debian packages the tests use (dovecot for IMAP,
 # rsyslog to validate the rsyslog configurations in docs/, chromium + fonts-dejavu-core for the
-# web console's browser tests, driven by Playwright with executable_path=/usr/bin/chromium).
+# web console's browser tests, driven by Playwright with executable_path=/usr/bin/chromium),
+# Node.js + npm when the machine has no node (Debian's nodejs/npm), and the pinned official MCP
+# clients in tools/mcp-clients (Inspector CLI, conformance suite) for the MCP gateway's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,11 @@ if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   missing=""
-  for pkg in dovecot-imapd rsyslog chromium fonts-dejavu-core; do
+  pkgs="dovecot-imapd rsyslog chromium fonts-dejavu-core"
+  # A machine image may ship its own Node.js (e.g. NodeSource's, which bundles npm and conflicts
+  # with Debian's npm package): only a machine without node gets Debian's nodejs + npm.
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
+  for pkg in $pkgs; do
     # "install ok installed" only: a removed package keeps its config and still answers dpkg -s.
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
       || missing="$missing $pkg"
@@ -29,4 +35,15 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 
 "$UV" sync --all-packages --locked
+
+# The official MCP clients, exactly as locked. npm ci wipes node_modules first, so it runs only
+# when the lock changed since the last install (a copy of the lock marks a finished install).
+# They need Node.js >= 20.18 (Debian 13 ships 20.19; Debian 12's own nodejs is 18: too old).
+MCP_CLIENTS=tools/mcp-clients
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 18) ? 0 : 1)' 2>/dev/null; then
+  echo "WARNING: Node.js >= 20.18 + npm not found: $MCP_CLIENTS not installed (the gateway's Inspector/conformance tests will fail under CI)" >&2
+elif ! cmp -s "$MCP_CLIENTS/package-lock.json" "$MCP_CLIENTS/node_modules/.installed-lock.json"; then
+  npm ci --prefix "$MCP_CLIENTS" --no-audit --no-fund --loglevel=error
+  cp "$MCP_CLIENTS/package-lock.json" "$MCP_CLIENTS/node_modules/.installed-lock.json"
+fi
 echo "proxbus installed: $("$UV" run --no-sync proxbus --version 2>/dev/null || echo 'workspace ready')"

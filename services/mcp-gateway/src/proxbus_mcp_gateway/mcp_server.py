@@ -8,10 +8,14 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import (
+    INVALID_PARAMS,
     CallToolRequestParams,
     CallToolResult,
+    GetPromptResult,
+    InputRequiredResult,
     ListToolsResult,
     PaginatedRequestParams,
     TextContent,
@@ -117,6 +121,17 @@ class GatewayMCPServer(MCPServer[Any]):
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
         spec = self.gateway.registry.tools.get(name)
         return None if spec is None else spec.input_schema()
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Any = None
+    ) -> GetPromptResult | InputRequiredResult:
+        """An unknown prompt name is invalid params (-32602, the MCP spec's server/prompts
+        "Error Handling"), not the SDK's ``ValueError``: that answers code 0 and logs a
+        traceback at ERROR for any client that asks (the conformance suite's prompts-get-*).
+        """
+        if self._prompt_manager.get_prompt(name) is None:
+            raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name}")
+        return await super().get_prompt(name, arguments, context)
 
     async def _handle_call_tool(self, ctx: Any, params: CallToolRequestParams) -> CallToolResult:
         caller = self._caller(ctx)

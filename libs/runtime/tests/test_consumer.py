@@ -1,6 +1,7 @@
 import asyncio
 
 import anyio
+import pytest
 from proxbus_events import EVENTS_STREAM, Event
 from proxbus_runtime import EventConsumer, EventPublisher, ReceivedEvent
 
@@ -78,3 +79,42 @@ async def test_a_single_event_at_a_low_rate_is_fetched_without_waiting_for_a_bat
         got = await fetch
     assert [r.event.metadata["i"] for r in got] == [7]
     assert time.monotonic() - started < 2
+
+
+async def test_a_deleted_consumer_raises_fetch_error_at_once(js) -> None:
+    import time
+
+    from proxbus_runtime import FetchError
+
+    consumer = EventConsumer(js, durable="gone")
+    assert await consumer.events(batch=10, timeout=0.2) == []
+    await js.delete_consumer(EVENTS_STREAM, "gone")
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="503"):
+        await consumer.events(batch=10, timeout=5)
+    assert time.monotonic() - started < 2
+
+
+async def test_a_late_request_timeout_does_not_end_the_next_fetch(js) -> None:
+    """The server's 408 for a pull request we stopped waiting for may come during the next
+    fetch; it must not end that fetch (each request has its own reply subject)."""
+    consumer = EventConsumer(js, durable="late408")
+    for _ in range(5):
+        assert await consumer.events(batch=10, timeout=0.05) == []
+    async with EventPublisher(js) as pub:
+        fetch = asyncio.create_task(consumer.events(batch=10, timeout=5))
+        await pub.publish(ev(8))
+        with anyio.fail_after(4):  # the 5 s fetch returns with the event, not by timing out
+            got = await fetch
+    assert [r.event.metadata["i"] for r in got] == [8]
+
+
+async def test_invalid_bodies_call_on_invalid(js) -> None:
+    await js.publish("proxbus.events.x.syslog.info._", b"[]")
+    consumer = EventConsumer(js, stream=EVENTS_STREAM, durable="hook")
+    seen: list[int] = []
+    consumer.on_invalid = lambda: seen.append(1)
+    with anyio.fail_after(5):
+        while not seen:
+            assert await consumer.events(batch=10, timeout=0.5) == []
+    assert consumer.invalid == 1

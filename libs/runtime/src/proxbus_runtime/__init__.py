@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 from .consumer import EventConsumer, PullConsumer, ReceivedEvent
-from .errors import PublishError, RpcError, RpcTimeout, RpcUnavailable, StopRequested
+from .errors import FetchError, PublishError, RpcError, RpcTimeout, RpcUnavailable, StopRequested
 from .logs import configure_logging
 from .main import Check, build_settings, main
 from .metrics import register_publisher
@@ -37,6 +37,7 @@ __all__ = [
     "EventConsumer",
     "EventPublisher",
     "EventSpool",
+    "FetchError",
     "HealthServer",
     "PublishError",
     "PullConsumer",

@@ -35,3 +35,8 @@ class RpcUnavailable(RpcTimeout):
 
 class StopRequested(ProxbusError):
     """Raised by ``Service.__aenter__`` when the service was told to stop before NATS was ready."""
+
+
+class FetchError(ProxbusError):
+    """Raised when JetStream answered a pull request with an error status (e.g. the consumer
+    was deleted, or no JetStream answers): the caller backs off and fetches again."""

@@ -79,9 +79,10 @@ class DispatcherService:
         self.runtime.on_stop(self._stop_tasks)
         assert self.runtime.nc is not None
         assert self.runtime.js is not None
+        assert self.runtime.publisher is not None
         self.nc = nc = self.runtime.nc
         js = self.runtime.js
-        self.intake = Intake(s, self.config, nc, js, self.metrics)
+        self.intake = Intake(s, self.config, nc, js, self.metrics, self.runtime.publisher)
         if s.intake_enabled:
             await self.intake.start()
         self._http = aiohttp.ClientSession(

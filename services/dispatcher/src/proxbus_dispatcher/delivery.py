@@ -14,7 +14,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, delivery_subject, dlq_subject
-from proxbus_runtime import PullConsumer, TokenBucket
+from proxbus_runtime import FetchError, PullConsumer, TokenBucket
 from pydantic import ValidationError
 
 from .breaker import CircuitBreaker
@@ -229,7 +229,7 @@ class DeliveryWorker:
                 continue  # a bytes bound only: no delivery taken yet, mean size unknown
             try:
                 await self._shed_overflow(bound)
-            except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            except (TimeoutError, FetchError, nats.errors.Error, nats.js.errors.Error) as exc:
                 log.debug("backlog check of %s failed: %s", self.receiver.name, exc)
 
     async def _shed_overflow(self, bound: int) -> None:

@@ -63,22 +63,16 @@ class PendingDelivery(Generic[G]):
 
 
 class Enqueuer:
-    """Pipelined delivery publishes (one ack subscription) and the event settle path."""
+    """Pipelined delivery publishes (the runtime publisher's ``send``) and the event settle path."""
 
-    def __init__(self, acks: EventPublisher, metrics: DispatcherMetrics) -> None:
-        self._acks = acks
+    def __init__(self, publisher: EventPublisher, metrics: DispatcherMetrics) -> None:
+        self._publisher = publisher  # the runtime's; started and closed by the runtime
         self._metrics = metrics
-
-    async def start(self) -> None:
-        await self._acks.start()
-
-    async def close(self) -> None:
-        await self._acks.close()
 
     async def publish(self, subject: str, body: bytes, msg_id: str) -> asyncio.Future[Any]:
         """A pipelined JetStream publish; one that cannot even be sent is a failed future, so
         ``settle`` treats it like one whose ack never came."""
-        return await self._acks.send(subject, body, {"Nats-Msg-Id": msg_id})
+        return await self._publisher.send(subject, body, {"Nats-Msg-Id": msg_id})
 
     async def settle(self, pending: list[PendingDelivery[G]]) -> None:
         """Wait (bounded) for the acks of ``pending``; sets each one's ``ok`` and counts it."""

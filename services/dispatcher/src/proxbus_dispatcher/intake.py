@@ -19,8 +19,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from proxbus_events import EVENTS_STREAM, Event, delivery_subject
-from proxbus_runtime import EventPublisher, PullConsumer, ReceivedEvent
-from pydantic import ValidationError
+from proxbus_runtime import EventConsumer, EventPublisher, ReceivedEvent
 
 from .config import DispatcherConfig, Route
 from .enqueue import Enqueuer, Held, Inflight, PendingDelivery
@@ -71,11 +70,14 @@ class Intake:
         nc: NATS,
         js: JetStreamContext,
         metrics: DispatcherMetrics,
+        publisher: EventPublisher,
     ) -> None:
+        """``publisher`` is the runtime's (``Service.publisher``): deliveries go out through
+        its ``send()``; its lifecycle is the runtime's, not the intake's."""
         self.settings = settings
         self.config = config
         self.metrics = metrics
-        self.consumer = PullConsumer(
+        self.consumer = EventConsumer(
             js,
             stream=EVENTS_STREAM,
             durable=settings.consumer_durable,
@@ -83,7 +85,7 @@ class Intake:
             ack_wait=settings.consumer_ack_wait,
             max_ack_pending=max(10_000, settings.consumer_batch * 8),
         )
-        self.enqueuer = Enqueuer(EventPublisher(js), metrics)
+        self.enqueuer = Enqueuer(publisher, metrics)
         self.suppressions = SuppressionLog(nc, metrics, publish=settings.publish_suppressed)
         self.floor = SeverityFloor(settings.min_severity)
         self.silences = SilenceWatcher(js)
@@ -106,22 +108,19 @@ class Intake:
         self._subjects = {name: delivery_subject(name) for name in config.receivers}
         self._routed = metrics.events.labels("routed")
         self._dropped = metrics.events.labels("suppressed")
-        self._invalid = metrics.events.labels("invalid")
+        self.consumer.on_invalid = metrics.events.labels("invalid").inc
         self._wake = asyncio.Event()
         self.processed = 0
-        self.invalid = 0
 
     async def start(self) -> None:
         await self.state.open()
         await self.silences.start()
-        await self.enqueuer.start()
         await self.consumer.start()
 
     async def close(self) -> None:
         await self.state.close()
         await self.silences.stop()
         await self.consumer.close()
-        await self.enqueuer.close()
 
     # --- intake -------------------------------------------------------------------------
 
@@ -171,18 +170,7 @@ class Intake:
 
     async def _fetch(self) -> list[ReceivedEvent]:
         """One batch, each body decoded and validated once; invalid bodies are terminated."""
-        out: list[ReceivedEvent] = []
-        for msg in await self.consumer.fetch(self.settings.consumer_batch, timeout=0.5):
-            try:
-                out.append(ReceivedEvent(Event.from_json(msg.data), msg))
-            except ValidationError as exc:
-                self.invalid += 1
-                self._invalid.inc()
-                log.warning(
-                    "terminating invalid event on %s: %s", msg.subject, exc.errors()[0]["msg"]
-                )
-                await msg.term()
-        return out
+        return await self.consumer.events(self.settings.consumer_batch, timeout=0.5)
 
     def _drop_reason(self, event: Event) -> tuple[str | None, str]:
         """The first filter stage that drops ``event``: floor, silence, inhibition."""

@@ -139,6 +139,11 @@ async def run_node(args: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[
 # --- MCP Inspector CLI ------------------------------------------------------------------------
 
 
+def inspector_launcher() -> Path:
+    node()
+    return npm_entry("inspector-cli", "build/cli.js")
+
+
 async def inspector(*args: str) -> tuple[int, str, str]:
     """``mcp-inspector --cli ARGS`` (the launcher, which runs the CLI proper in a child node).
 
@@ -146,7 +151,7 @@ async def inspector(*args: str) -> tuple[int, str, str]:
     package.json (for its client name/version) through ``../package.json`` checked against the
     working directory, which only holds from there in the standalone CLI package.
     """
-    launcher = npm_entry("inspector-cli", "build/cli.js")
+    launcher = inspector_launcher()
     return await run_node([str(launcher), "--cli", *args], cwd=launcher.parent, env=base_env())
 
 
@@ -162,6 +167,7 @@ def bearer(secret: str) -> list[str]:
 
 
 async def test_inspector_lists_and_calls_tools_over_streamable_http(sim: Simulator) -> None:
+    inspector_launcher()  # before the gateway starts: a missing client fails at once
     vms = [g for g in sim.lab.guests.values() if g.kind == "qemu" and not g.template]
     running = next(g for g in vms if g.running)
     async with running_gateway(sim, GATEWAY_TOKENS=TOKENS) as url:
@@ -214,6 +220,7 @@ async def test_inspector_lists_and_calls_tools_over_streamable_http(sim: Simulat
 
 
 async def test_inspector_over_sse_and_wrong_tokens(sim: Simulator) -> None:
+    inspector_launcher()  # before the gateway starts: a missing client fails at once
     async with running_gateway(sim, GATEWAY_TOKENS=TOKENS) as url:
         listed = inspector_json(
             *await inspector(
@@ -246,6 +253,7 @@ async def test_inspector_starts_the_gateway_over_stdio(sim: Simulator) -> None:
     the gateway's name is taken by the Inspector as its own option, and the gateway would
     then start its HTTP listener and never answer on stdin.
     """
+    inspector_launcher()
     seed = {
         **sim_env(sim),
         "GATEWAY_TRANSPORT": "stdio",
@@ -277,6 +285,7 @@ async def test_inspector_unknown_prompt_and_resource_are_invalid_params(sim: Sim
     server/prompts "Invalid prompt name: -32602"; SEP-2164 for resources), and logs no
     traceback (``running_gateway`` fails on one): any client can send it.
     """
+    inspector_launcher()  # before the gateway starts: a missing client fails at once
     async with running_gateway(sim, GATEWAY_TOKENS=TOKENS) as url:
         http = [f"{url}/mcp", "--transport", "http", *bearer(READ_SECRET)]
         listed = inspector_json(*await inspector(*http, "--method", "prompts/list"))
@@ -446,6 +455,7 @@ async def test_conformance_server_scenarios(sim: Simulator, tmp_path: Path) -> N
     refuse the later scenarios with 503 until the idle expiry, so the cap is raised here.
     """
     assert not set(MUST_PASS) & set(NOT_APPLICABLE)
+    node()
     suite = npm_entry("conformance", "dist/index.js")
     out_dir = tmp_path / "results"
     async with running_gateway(sim, MAX_SESSIONS_PER_CALLER="100") as url:

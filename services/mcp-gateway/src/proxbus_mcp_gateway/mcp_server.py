@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
@@ -26,6 +26,7 @@ from mcp.types import (
 from .auth import Caller
 from .gateway import Gateway
 from .registry import ToolSpec
+from .stdio import native_stdio
 
 CALLER_STATE_KEY = "proxbus_caller"
 INSTRUCTIONS = (
@@ -119,8 +120,21 @@ class GatewayMCPServer(MCPServer[Any]):
         )
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
-        spec = self.gateway.registry.tools.get(name)
-        return None if spec is None else spec.input_schema()
+        # Read per streamable-HTTP call (Mcp-Param headers): the listed schema, built once,
+        # instead of pydantic's JSON schema generated again each time.
+        tool = self._definitions.get(name)
+        return None if tool is None else tool.input_schema
+
+    async def run_stdio_async(self) -> None:
+        """The SDK's stdio transport, fed by asyncio pipes instead of worker threads
+        (:mod:`.stdio`); the SDK's own streams when stdin/stdout are not pipes or sockets."""
+        from mcp.server.stdio import stdio_server
+
+        async with native_stdio() as streams:
+            stdin, stdout = streams if streams is not None else (None, None)
+            async with stdio_server(cast(Any, stdin), cast(Any, stdout)) as (read, write):
+                lowlevel = self._lowlevel_server
+                await lowlevel.run(read, write, lowlevel.create_initialization_options())
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Any = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -127,3 +128,23 @@ async def test_legacy_sse_streams_count_against_the_caps(capped: HttpGateway) ->
         assert (await open_session(client, READ_SECRET)).status_code == 503
         assert (await open_session(client, OPS_SECRET)).status_code == 200
     await wait_until(lambda: not capped.gateway.sse_sessions, timeout=10)
+
+
+@pytest.mark.parametrize("capped", [{"max_sessions_per_caller": 1}], indirect=True)
+async def test_refused_sessions_are_logged_rate_limited(
+    capped: HttpGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that never ends its sessions (the official TypeScript SDK's, e.g. the MCP
+    conformance suite) meets the cap on every new one: one log line, then a count, not two
+    WARNINGs per request (the gateway's and the SDK's) for as long as it keeps trying.
+    """
+    caplog.set_level(logging.WARNING)
+    async with httpx.AsyncClient(base_url=capped.url, timeout=10) as client:
+        assert (await open_session(client, READ_SECRET)).status_code == 200
+        for _ in range(25):
+            assert (await open_session(client, READ_SECRET)).status_code == 503
+        metrics = (await client.get("/metrics")).text
+    assert "proxbus_gateway_sessions_refused_total 25.0" in metrics
+    refusals = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(refusals) == 1, refusals
+    assert "refused MCP sessions: MAX_SESSIONS_PER_CALLER from reader" in refusals[0]

@@ -34,11 +34,13 @@ from mcp.server.streamable_http import (
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp.types import INTERNAL_ERROR, JSONRPCError, JSONRPCRequest, JSONRPCResponse
+from proxbus_runtime.ratelog import RateLimitedLog
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger(__name__)
+_SDK_MANAGER_LOG = "mcp.server.streamable_http_manager"
 
 # Notifications a request may emit before its response (progress, logs) are buffered here
 # and skipped: a JSON answer carries only the response.
@@ -129,6 +131,15 @@ class AdaptiveTransport(StreamableHTTPServerTransport):
         await response(scope, receive, send)
 
 
+class _SdkRefusalFilter(logging.Filter):
+    """Drops the SDK's per-request "Refusing to open a new session" WARNING (which also
+    names the limit as the count): :class:`AdaptiveSessionManager` logs refusals rate-limited.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Refusing to open a new session")
+
+
 # Who is opening a session: set per request (a contextvar follows the request's task into
 # the SDK's admission, which runs under its creation lock).
 _opening_for: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -158,6 +169,13 @@ class AdaptiveSessionManager(StreamableHTTPSessionManager):
         self.other_sessions = other_sessions if other_sessions is not None else {}
         self._session_callers: dict[str, str] = {}
         self.refused_sessions = 0
+        # A client that never ends its sessions meets the cap on every request: one line,
+        # then a count per interval (the metric counts each). The SDK's own WARNING for the
+        # same refusal is dropped: it would be one line per request again.
+        self.refusals = RateLimitedLog(log, "refused MCP sessions")
+        sdk_log = logging.getLogger(_SDK_MANAGER_LOG)
+        if not any(isinstance(f, _SdkRefusalFilter) for f in sdk_log.filters):
+            sdk_log.addFilter(_SdkRefusalFilter())
 
     async def _handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         from .mcp_server import CALLER_STATE_KEY
@@ -180,7 +198,7 @@ class AdaptiveSessionManager(StreamableHTTPSessionManager):
         others = sum(self.other_sessions.values())
         if self.max_sessions is not None and self.open_sessions + others >= self.max_sessions:
             self.refused_sessions += 1
-            log.warning("refusing a new MCP session: %d open (MAX_SESSIONS)", self.max_sessions)
+            self.refusals.record("MAX_SESSIONS", caller or "", f"{self.max_sessions} open")
             return None
         if (
             caller is not None
@@ -189,15 +207,14 @@ class AdaptiveSessionManager(StreamableHTTPSessionManager):
             >= self.max_sessions_per_caller
         ):
             self.refused_sessions += 1
-            log.warning(
-                "refusing a new MCP session for %s: %d open (MAX_SESSIONS_PER_CALLER)",
-                caller,
-                self.max_sessions_per_caller,
+            self.refusals.record(
+                "MAX_SESSIONS_PER_CALLER", caller, f"{self.max_sessions_per_caller} open"
             )
             return None
         transport = super()._admit_session(requestor)
         if transport is None:
             self.refused_sessions += 1
+            self.refusals.record("MAX_SESSIONS", caller or "", f"{self.max_sessions} open")
             return None
         if caller is not None and transport.mcp_session_id is not None:
             self._session_callers[transport.mcp_session_id] = caller

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -201,3 +203,77 @@ async def test_connect_nats_fails_fast_then_reconnects_forever(make_nats_server)
         await wait_until(lambda: nc.is_connected, timeout=20)  # reconnects are not limited
     finally:
         await nc.close()
+
+
+class Listener:
+    """A TCP listener that accepts and hangs up at once: a NATS URL that never answers."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> Listener:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.url = f"nats://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _accept(self, _: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+
+
+async def test_a_nats_that_never_answers_is_one_warning_not_one_per_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with (
+        Listener() as nats_url,
+        Service(settings(nats_url.url), "unit", require_nats=False, health=False) as svc,
+    ):
+        await wait_until(lambda: nats_url.connections >= 6, timeout=20)  # still retrying
+        assert not svc.nats_ready.is_set()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings  # the rest is one summary line per 30 s
+    assert warnings[0].startswith(f"NATS errors ({nats_url.url})")
+
+
+async def test_nats_false_never_attempts_a_connection() -> None:
+    with pytest.raises(ValueError, match="require_nats"):
+        Service(settings("nats://127.0.0.1:1"), "unit", nats=False)
+    async with Listener() as control, Listener() as unused:
+        async with (
+            Service(settings(control.url), "with", require_nats=False, health=False),
+            Service(
+                settings(unused.url), "without", require_nats=False, nats=False, health=False
+            ) as svc,  # fmt: skip
+        ):
+            await wait_until(lambda: control.connections >= 2, timeout=20)
+            assert svc.nc is None
+            assert not svc.nats_ready.is_set()
+        assert unused.connections == 0
+
+
+def test_without_a_health_server_aiohttp_web_is_never_imported() -> None:
+    """``health=False`` (the MCP gateway, which serves its own HTTP): no aiohttp server code
+    in the process (about 10 MiB of the gateway's idle RSS, issue 17)."""
+    code = """
+import asyncio, sys
+from proxbus_runtime import Service, ServiceSettings
+
+async def main() -> None:
+    async with Service(ServiceSettings(), "unit", require_nats=False, nats=False, health=False):
+        pass
+    print("aiohttp.web" in sys.modules, "proxbus_runtime.health" in sys.modules)
+
+asyncio.run(main())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["False", "False"]

@@ -8,8 +8,10 @@ broker), and a nats-server is started on that port later.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -24,6 +26,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from proxbus_devtools.testing import NatsServer, free_port, nats_server_binary, require_binary
+from proxbus_events import AUDIT_STREAM
 from proxbus_mcp_gateway.testing import sim_env
 from proxbus_pvesim.simulator import Simulator
 from proxbus_runtime import RpcTimeout, call_tool
@@ -123,7 +126,43 @@ async def test_http_without_nats_listens_at_once_and_gains_rpc_when_nats_starts(
             result = await rpc_answers(later_nats.url)
             assert result["clusters"][0]["name"] == "default"  # PROXBUS_SITE unset
             assert (await client.get("/health")).json()["nats"] is True
+        # SIGTERM: MCP and RPC stop, the audit is flushed, the runtime closes NATS; exit 0.
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        nc = await nats.connect(later_nats.url, connect_timeout=2)
+        try:
+            msg = await nc.jetstream().get_last_msg(AUDIT_STREAM, "proxbus.audit.*.list_clusters")
+        finally:
+            await nc.close()
+        record = json.loads(msg.data)
+        assert (record["transport"], record["outcome"]) == ("nats", "ok")
     finally:
         if proc.returncode is None:
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_nats_enabled_false_never_dials_nats(sim: Simulator) -> None:
+    """``NATS_ENABLED=false``: not one connection attempt, even to a listening NATS_URL."""
+    dialled: list[bool] = []
+    listener = await asyncio.start_server(
+        lambda _, writer: (dialled.append(True), writer.close()), "127.0.0.1", 0
+    )
+    url = f"nats://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    env = gateway_env(sim, url, NATS_ENABLED="false")
+    params = StdioServerParameters(command=script(), args=["--transport", "stdio"], env=env)
+    try:
+        with anyio.fail_after(60), open(os.devnull, "w") as devnull:
+            async with (
+                stdio_client(params, errlog=devnull) as (r, w),
+                ClientSession(r, w) as session,
+            ):
+                await session.initialize()
+                assert not (await session.call_tool("get_vms", {})).is_error
+                out = await session.call_tool("get_recent_events", {})
+                assert out.is_error
+                assert "not connected" in out.content[0].text  # type: ignore[union-attr]
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert dialled == []

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 import nats.errors
@@ -36,6 +36,9 @@ from .publisher import EventPublisher
 from .ratelog import RateLimitedLog
 from .settings import ServiceSettings, nats_options
 from .streams import ensure_streams
+
+if TYPE_CHECKING:
+    from .health import HealthServer
 
 log = logging.getLogger("proxbus.service")
 
@@ -54,6 +57,10 @@ class Service:
     ``registry`` and ``health``, the HTTP server (``HEALTH_HOST:HEALTH_PORT`` or ``listen``),
     listening from ``__aenter__`` on (``/health`` answers 503 until NATS is ready), or with
     ``defer_http=True`` from ``start_http()``/``serve()`` on, for routes that need NATS first.
+
+    ``health=False``: no HTTP server, and aiohttp is not even imported (a service with an
+    HTTP server of its own serves ``registry`` there). ``nats=False``: no NATS at all (not a
+    single connection attempt; ``nats_ready`` never fires); only with ``require_nats=False``.
     """
 
     def __init__(
@@ -63,6 +70,7 @@ class Service:
         *,
         stop: asyncio.Event | None = None,
         require_nats: bool = True,
+        nats: bool = True,
         ensure: bool = True,
         stream_limits: StreamLimits | None = None,
         publisher_options: Mapping[str, Any] | None = None,
@@ -73,19 +81,23 @@ class Service:
         max_body: int = 1024**2,
         js_timeout: float = 5.0,
     ) -> None:
+        if require_nats and not nats:
+            raise ValueError("require_nats=True needs nats=True")
         self.settings = settings
         self.name = name
         self.stop = stop or asyncio.Event()
         self.require_nats = require_nats
         self.registry = registry or CollectorRegistry()
-        host, port = listen or (settings.health_host, settings.health_port)
-        from .health import HealthServer  # aiohttp: only where a health server runs
-
-        self.health = HealthServer(host, port, self.registry, client_max_size=max_body)
+        self._listen = listen or (settings.health_host, settings.health_port)
+        self._max_body = max_body
+        self._health: HealthServer | None = None
+        if health:
+            self._health = self._make_health()
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self.publisher: EventPublisher | None = None
         self.nats_ready = asyncio.Event()
+        self._nats = nats
         self._ensure = ensure
         self._limits = stream_limits or settings.stream_limits()
         self._publisher_options = dict(publisher_options or {})
@@ -99,6 +111,19 @@ class Service:
         self._connector: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._deadline: float | None = None
+
+    @property
+    def health(self) -> HealthServer:
+        """The HTTP server (built on first use with ``health=False``; it is then never started)."""
+        if self._health is None:
+            self._health = self._make_health()
+        return self._health
+
+    def _make_health(self) -> HealthServer:
+        from .health import HealthServer  # aiohttp: only where a health server runs
+
+        host, port = self._listen
+        return HealthServer(host, port, self.registry, client_max_size=self._max_body)
 
     # --- hooks ----------------------------------------------------------------------------
 
@@ -148,6 +173,8 @@ class Service:
             self.health.add_check("nats", lambda: self.nats_ready.is_set() and self.connected)
         if not self._defer_http:
             await self.start_http()  # /health answers (503) while NATS is still missing
+        if not self._nats:
+            return self
         self._connector = asyncio.create_task(self._bring_up_nats(), name=f"{self.name}-nats")
         if self.require_nats:
             stopped = asyncio.create_task(self.stop.wait())
@@ -247,7 +274,8 @@ class Service:
             log.info("%s: publisher closed: %d published, %d duplicates, %d dropped",
                      self.name, stats.published, stats.duplicates, stats.dropped)  # fmt: skip
             self.publisher = None
-        await self.health.stop()
+        if self._health is not None:
+            await self._health.stop()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), max(0.1, self.time_left()))

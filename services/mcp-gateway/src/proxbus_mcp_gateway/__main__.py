@@ -28,20 +28,15 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     from .startup import listen_socket, preflight
 
     preflight(settings)  # ConfigError: one line on stderr, exit 2
-    if settings.gateway_transport == "stdio":
-        from .app import serve_stdio
-
-        # stdout carries the protocol: logs go to stderr only (configure_logging does).
-        await serve_stdio(settings, stop)
-        return
     # Listening before the MCP stack is imported (startup.py): connections wait, not refused.
-    sock = listen_socket(settings)
+    sock = listen_socket(settings) if settings.gateway_transport == "http" else None
     try:
-        from .app import serve_http
+        from .app import serve_gateway
 
-        await serve_http(settings, stop, sock=sock)
+        await serve_gateway(settings, stop, sock=sock)
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:

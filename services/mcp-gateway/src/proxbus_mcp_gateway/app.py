@@ -1,4 +1,11 @@
-"""Wiring: settings -> gateway (+ NATS, RPC, audit) -> stdio or HTTP server."""
+"""Wiring: settings -> gateway inside the runtime's ``Service`` -> stdio or HTTP transport.
+
+The runtime owns NATS (connected in the background, never awaited: ``require_nats=False``;
+not at all with ``NATS_ENABLED=false``), the metrics registry (the gateway's own, served on its
+``/metrics``; the runtime's aiohttp health server is not started: ``health=False``) and the
+one shutdown budget. The gateway adds one stop hook (stop the MCP transport, stop RPC, flush
+the audit) and one NATS-ready hook (``nats_link.bring_up``: audit stream, RPC, event tools).
+"""
 
 from __future__ import annotations
 
@@ -6,44 +13,95 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Generator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from proxbus_runtime import Service
 
 from .auth import Caller, parse_scopes
 from .errors import ConfigError
 from .gateway import Gateway
 from .http_app import build_http_app
 from .mcp_server import GatewayMCPServer
-from .nats_link import NatsLink
+from .nats_link import bring_up
 from .settings import Settings
-from .startup import is_loopback
+from .startup import SERVICE_NAME, is_loopback
 
 log = logging.getLogger(__name__)
 _SDK_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_RETRY_MAX = 30.0  # seconds between attempts to set up RPC/audit on a connected NATS
+_TRANSPORT_SHARE = 0.6  # of the stop hook's time, for the MCP transport (calls in flight)
 
 
 @dataclass(slots=True)
 class Running:
-    """What ``start_gateway`` set up; ``close()`` tears it down in reverse order."""
+    """The gateway inside its runtime ``Service``; ``close()`` shuts both down in one budget."""
 
     gateway: Gateway
-    link: NatsLink
+    service: Service
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # NATS parts are up
+    rpc: Any | None = None
+    _transport: asyncio.Task[None] | None = None
+    _shutdown: Callable[[], None] | None = None
 
     @property
     def nc(self) -> Any | None:
-        return self.link.nc
+        return self.service.nc
 
-    @property
-    def rpc(self) -> Any | None:
-        return self.link.rpc
+    def add_transport(
+        self, serve: Coroutine[Any, Any, None], shutdown: Callable[[], None] | None = None
+    ) -> None:
+        """Serve MCP with ``serve`` until shutdown; it ending on its own (stdio EOF) stops the
+        service. ``shutdown()`` makes it stop accepting and return; without one it is cancelled.
+        """
+
+        async def run() -> None:
+            await serve
+            self.service.stop.set()
+
+        self._transport = self.service.start_task(run(), name="mcp-transport")
+        self._shutdown = shutdown
+
+    async def stop(self, seconds: float) -> None:
+        """The gateway's stop hook: stop accepting MCP (calls in flight finish), stop RPC, flush
+        the audit and close the pool; the runtime then closes the publisher and NATS."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        task = self._transport
+        if task is not None and not task.done():
+            if self._shutdown is not None:
+                self._shutdown()
+            else:
+                task.cancel()
+            await asyncio.wait({task}, timeout=seconds * _TRANSPORT_SHARE)
+        if self.rpc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.rpc.stop(), max(0.1, (deadline - loop.time()) / 2))
+            self.rpc = None
+        await self.gateway.close(timeout=max(0.1, deadline - loop.time() - 0.1))
+
+    async def attach_nats(self) -> None:
+        """The NATS-ready hook: bring up the NATS parts, retrying (with backoff) if that fails
+        on a connected server; the MCP side keeps serving meanwhile."""
+        svc = self.service
+        backoff = 1.0
+        while True:
+            try:
+                self.rpc = await bring_up(self.gateway, svc.nc, svc.js)
+                break
+            except Exception as exc:
+                self.gateway.detach_nats()
+                log.warning("NATS connected but setup failed (%s); retrying in %.0fs",
+                            exc or type(exc).__name__, backoff)  # fmt: skip
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RETRY_MAX)
+        self.ready.set()
 
     async def close(self) -> None:
-        await self.link.close()
-        await self.gateway.close()
-        await self.link.drain()
+        """Shut down (stop hook, then the runtime): what ``async with Service`` does on exit."""
+        await self.service.__aexit__(None, None, None)
 
 
 def check_bind(settings: Settings, gateway: Gateway) -> Caller | None:
@@ -67,35 +125,52 @@ async def start_gateway(
     env: Mapping[str, str] | None = None,
     *,
     nats_wait: float | None = 10.0,
+    stop: asyncio.Event | None = None,
 ) -> Running:
-    """Build the gateway and start it; NATS (RPC, audit stream, event tools) connects in the
-    background, so MCP serves at once with or without a broker.
+    """Build the gateway and start it inside its runtime; NATS (RPC, audit stream, event
+    tools) connects in the background, so MCP serves at once with or without a broker.
 
-    ``nats_wait``: wait up to that many seconds for NATS to come up before returning (for
-    embedding and tests; it keeps connecting afterwards). The console script's transports
-    pass None: they serve at once.
+    ``nats_wait``: wait up to that many seconds for the NATS parts to come up before
+    returning (for embedding and tests; it keeps connecting afterwards). The console script
+    passes None: it serves at once. ``stop``: the event that stops the service (SIGTERM).
 
     Raises:
         ConfigError: invalid configuration.
     """
     gateway = Gateway.from_settings(settings, env)
+    service = Service(
+        settings,
+        SERVICE_NAME,
+        stop=stop,
+        require_nats=False,
+        nats=settings.nats_enabled,
+        health=False,  # /health and /metrics are served by the gateway's own HTTP app
+        registry=gateway.metrics.registry,
+    )
+    running = Running(gateway, service)
     gateway.start()
-    link = NatsLink(settings, gateway)
-    link.start()
+    await service.__aenter__()
+    service.on_stop(running.stop)
+    service.on_nats_ready(running.attach_nats)
     if nats_wait is not None and settings.nats_enabled:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(link.ready.wait(), nats_wait)
+            await asyncio.wait_for(running.ready.wait(), nats_wait)
     clusters = ", ".join(
         f"{c.config.name}({c.config.mode})" for c in gateway.pool.clusters.values()
     )
+    nats_state = "off"
+    if running.ready.is_set():
+        nats_state = "connected"
+    elif settings.nats_enabled:
+        nats_state = "connecting in the background (until then no RPC, audit to the log)"
     log.info(
         "gateway ready: clusters %s; %d tools; read_only=%s; NATS %s",
         clusters or "none",
         len(gateway.tools_for()),
         settings.read_only,
-        "connected" if link.ready.is_set() else ("connecting" if settings.nats_enabled else "off"),
+        nats_state,
     )
-    return Running(gateway, link)
+    return running
 
 
 class _Uvicorn(uvicorn.Server):
@@ -106,19 +181,69 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-async def serve_http(
+async def serve_gateway(
     settings: Settings,
     stop: asyncio.Event,
     env: Mapping[str, str] | None = None,
     *,
     sock: socket.socket | None = None,
 ) -> None:
-    """Run the HTTP transports until ``stop`` is set (listening at once; NATS comes later)."""
-    running = await start_gateway(settings, env, nats_wait=None)
+    """The console script's service: ``GATEWAY_TRANSPORT`` (stdio or HTTP on ``sock``) until
+    ``stop`` is set (or stdin closes), then the one shutdown.
+
+    Raises:
+        ConfigError: the bind address needs tokens and none are configured.
+    """
+    running = await start_gateway(settings, env, nats_wait=None, stop=stop)
     try:
-        await serve_gateway_http(running.gateway, stop, sock=sock)
+        if settings.gateway_transport == "stdio":
+            # stdout carries the protocol: logs go to stderr only (configure_logging does).
+            stdio = GatewayMCPServer(running.gateway, log_level="WARNING")
+            running.add_transport(stdio.run_stdio_async())
+        else:
+            http = HttpTransport(running.gateway, sock=sock)
+            running.add_transport(http.serve(), http.shutdown)
+        await running.service.serve()
     finally:
         await running.close()
+
+
+class HttpTransport:
+    """uvicorn serving the gateway's HTTP app (``/mcp``, ``/sse``, ``/health``, ``/metrics``).
+
+    ``sock``: an already bound and listening socket (the console script binds it before the
+    MCP stack is imported; tests bind port 0 and connect at once).
+
+    Raises:
+        ConfigError: the bind address needs tokens and none are configured.
+    """
+
+    def __init__(self, gateway: Gateway, *, sock: socket.socket | None = None) -> None:
+        settings = gateway.settings
+        anonymous = check_bind(settings, gateway)
+        level = settings.log_level.upper()
+        server = GatewayMCPServer(gateway, log_level=level if level in _SDK_LEVELS else "INFO")
+        host, port = settings.gateway_host, settings.gateway_port
+        app = build_http_app(gateway, server, host=host, port=port, anonymous=anonymous)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            ws="none",  # no WebSocket route: uvicorn would import websockets (+2.4 MiB idle)
+            timeout_graceful_shutdown=3,
+        )
+        self.web = _Uvicorn(config)
+        self.sock = sock
+
+    async def serve(self) -> None:
+        """Serve until ``shutdown()`` (then calls in flight get up to 3 s)."""
+        await self.web.serve(sockets=[self.sock] if self.sock else None)
+
+    def shutdown(self) -> None:
+        self.web.should_exit = True
 
 
 async def serve_gateway_http(
@@ -127,62 +252,15 @@ async def serve_gateway_http(
     *,
     sock: socket.socket | None = None,
 ) -> None:
-    """Serve an already built gateway over HTTP until ``stop`` is set.
-
-    ``sock``: an already bound and listening socket (tests bind port 0 and connect at once).
+    """Serve an already built gateway over HTTP until ``stop`` is set (embedding, tests).
 
     Raises:
         ConfigError: the bind address needs tokens and none are configured.
     """
-    settings = gateway.settings
-    anonymous = check_bind(settings, gateway)
-    level = settings.log_level.upper()
-    server = GatewayMCPServer(gateway, log_level=level if level in _SDK_LEVELS else "INFO")
-    app = build_http_app(
-        gateway, server, host=settings.gateway_host, port=settings.gateway_port, anonymous=anonymous
-    )
-    config = uvicorn.Config(
-        app,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        ws="none",  # no WebSocket route: uvicorn would import websockets (+2.4 MiB idle)
-        timeout_graceful_shutdown=3,
-    )
-    web = _Uvicorn(config)
-    task = asyncio.create_task(web.serve(sockets=[sock] if sock else None))
+    http = HttpTransport(gateway, sock=sock)
+    task = asyncio.create_task(http.serve())
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    web.should_exit = True
+    http.shutdown()
     stopper.cancel()
     await task
-
-
-async def serve_stdio(
-    settings: Settings, stop: asyncio.Event, env: Mapping[str, str] | None = None
-) -> None:
-    """Run the stdio transport (one local client) until EOF or ``stop``."""
-    running = await start_gateway(settings, env, nats_wait=None)
-    try:
-        server = GatewayMCPServer(running.gateway, log_level="WARNING")
-        task = asyncio.create_task(server.run_stdio_async())
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if task not in done:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    finally:
-        await running.close()
-
-
-@contextlib.asynccontextmanager
-async def gateway_for_tests(settings: Settings, env: Mapping[str, str]) -> AsyncIterator[Running]:
-    running = await start_gateway(settings, env)
-    try:
-        yield running
-    finally:
-        await running.close()

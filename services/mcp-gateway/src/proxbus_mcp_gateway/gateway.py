@@ -158,8 +158,9 @@ class Gateway:
         self.nc = self.js = None
         self.audit.detach()
 
-    async def close(self) -> None:
-        await self.audit.close()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush the audit queue (up to ``timeout``), then close the pool's connections."""
+        await self.audit.close(timeout)
         await self.pool.close()
 
     # -- catalogue -------------------------------------------------------------------------

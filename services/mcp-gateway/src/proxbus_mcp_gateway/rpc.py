@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -25,24 +26,30 @@ async def start_rpc(gateway: Gateway, nc: Any) -> Service:
         version="0.1.0",
         description="proxbus MCP gateway tools over NATS",
     )
-    for spec in gateway.tools_for():
-        await service.add_endpoint(
-            name=spec.name,
-            subject=rpc_subject(spec.name),
-            handler=_handler(gateway, spec.name),
-            metadata={"scope": spec.scope, "destructive": str(spec.destructive).lower()},
-        )
-    # Multi-site routing: one endpoint per cluster this gateway serves, on
-    # proxbus.rpc.<cluster>.<tool>; a gateway without the cluster never subscribes to it.
-    for cluster in gateway.pool.clusters:
-        await service.add_endpoint(
-            name=f"cluster-{sanitize_token(cluster)}",
-            subject=rpc_subject("*", cluster),
-            handler=_handler(gateway, None, cluster),
-            metadata={"cluster": cluster},
-        )
-    # A PING round trip: the server has processed every SUB before we report ready.
-    await nc.flush(timeout=5)
+    try:
+        for spec in gateway.tools_for():
+            await service.add_endpoint(
+                name=spec.name,
+                subject=rpc_subject(spec.name),
+                handler=_handler(gateway, spec.name),
+                metadata={"scope": spec.scope, "destructive": str(spec.destructive).lower()},
+            )
+        # Multi-site routing: one endpoint per cluster this gateway serves, on
+        # proxbus.rpc.<cluster>.<tool>; a gateway without the cluster never subscribes to it.
+        for cluster in gateway.pool.clusters:
+            await service.add_endpoint(
+                name=f"cluster-{sanitize_token(cluster)}",
+                subject=rpc_subject("*", cluster),
+                handler=_handler(gateway, None, cluster),
+                metadata={"cluster": cluster},
+            )
+        # A PING round trip: the server has processed every SUB before we report ready.
+        await nc.flush(timeout=5)
+    except BaseException:
+        # Half registered: unsubscribe what was, so that a retry starts clean.
+        with contextlib.suppress(Exception):
+            await service.stop()
+        raise
     log.info(
         "RPC service %s: %d tools on proxbus.rpc.* and proxbus.rpc.{%s}.*",
         RPC_SERVICE_NAME,

@@ -3,6 +3,8 @@
 Run: ``uv run python bench/bench_dispatcher.py [--events 10000]``. Starts its own nats-server,
 a webhook sink in a separate process and the dispatcher as its console script (subprocess),
 like production. Floor: raw nats-py pull-consume (fetch 256 + ack each) of the same stream.
+Also prints the CPU time the dispatcher and nats-server processes spent per event during the
+intake run (``/proc/<pid>/stat``): on a shared machine that moves far less than events/s.
 """
 
 from __future__ import annotations
@@ -115,6 +117,12 @@ async def raw_floor(js: Any, n: int) -> float:
     return n / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def metric(text: str, name: str) -> float:
     return sum(
         float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
@@ -175,6 +183,7 @@ async def main(n: int, latency_seconds: float, rate: int) -> None:
         last_seq = (await js.stream_info(EVENTS_STREAM)).state.last_seq
         d = Dispatcher({**base_env, "DELIVERY_ENABLED": "false"})
         t0 = await d.healthy(client)
+        cpu0 = cpu_seconds(d.proc.pid), cpu_seconds(server.proc.pid)
         while True:
             try:
                 info = await js.consumer_info(EVENTS_STREAM, "dispatcher")
@@ -184,6 +193,8 @@ async def main(n: int, latency_seconds: float, rate: int) -> None:
                 pass
             await asyncio.sleep(0.02)
         intake = n / (time.perf_counter() - t0)
+        cpu_dispatcher = (cpu_seconds(d.proc.pid) - cpu0[0]) / n * 1e6
+        cpu_server = (cpu_seconds(server.proc.pid) - cpu0[1]) / n * 1e6
         assert metric(await d.metrics(client), "proxbus_dispatcher_events_total") >= n
         d.stop()
         rows.append(
@@ -252,8 +263,20 @@ async def main(n: int, latency_seconds: float, rate: int) -> None:
     for row in rows:
         print(f"| {row[0]} | {row[1]} | {row[2]} |")
     print(f"\nintake / floor = {intake / floor:.2f}")
+    print(
+        f"intake CPU per event: dispatcher {cpu_dispatcher:.0f} µs, nats-server"
+        f" {cpu_server:.0f} µs; load average {os.getloadavg()[0]:.2f} at the end"
+    )
     json.dump(
-        {"floor": floor, "intake": intake, "deliveries": deliveries, "p50": p50, "p99": p99},
+        {
+            "floor": floor,
+            "intake": intake,
+            "deliveries": deliveries,
+            "p50": p50,
+            "p99": p99,
+            "cpu_us_dispatcher": cpu_dispatcher,
+            "cpu_us_server": cpu_server,
+        },
         sys.stderr,
     )
 

@@ -78,3 +78,16 @@ async def test_memory_is_bounded_under_a_flood_of_new_fingerprints(nc: Any, js: 
     assert len(store.incidents) <= 100
     assert store.incident(report("syslog", vmid=0).fingerprint) is None  # the oldest went
     assert store.incident(report("syslog", vmid=104).fingerprint) is not None
+
+
+def test_the_state_record_round_trips_any_text_a_lone_surrogate_included() -> None:
+    """Records are encoded by pydantic-core (UTF-8); a lone surrogate, which it refuses, goes
+    through the standard library's encoder (escaped) instead of failing the write."""
+    for title in ("Sicherung von VM 100 fehlgeschlagen: Ä → ✗", "bad \ud800 half pair"):
+        incident = Incident.open(report("syslog", title=title, message="ü" * 5000))
+        incident.routes["root"] = incident.id
+        incident.notified["root"] = 1.5
+        again = Incident.from_json(incident.to_json())
+        assert again == incident
+        assert again.title == title
+        assert len(again.message) == 4096

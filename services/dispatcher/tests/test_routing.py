@@ -7,7 +7,12 @@ from proxbus_dispatcher.config import parse_config
 from proxbus_dispatcher.stages.dedup import within_repeat_interval
 from proxbus_dispatcher.stages.grouping import Grouper
 from proxbus_dispatcher.stages.inhibition import Inhibitor
-from proxbus_dispatcher.stages.routing import match_routes
+from proxbus_dispatcher.stages.routing import (
+    ALL_LABEL_NAMES,
+    event_labels,
+    label_value,
+    match_routes,
+)
 
 from .conftest import ev
 
@@ -148,3 +153,32 @@ def test_inhibition_mutes_targets_of_the_same_node_until_ttl_or_resolution() -> 
     inhibitor.observe(ev(kind="node.offline", node="pve2"))
     inhibitor.observe(ev(kind="ha.state", node="pve2"))
     assert inhibitor.inhibiting_rule(target) is None
+
+
+@given(
+    source=st.sampled_from(["syslog", "email", "pve-webhook", "pve-api"]),
+    severity=st.sampled_from(["debug", "info", "error", "critical"]),
+    node=st.sampled_from(["pve1", None]),
+    vmid=st.sampled_from([None, 100, 999999]),
+    correlation_id=st.sampled_from(
+        [None, "", "UPID:pve1:0000A1B2:00C3D4E5:6745A1B2:vzdump::root@pam:"]
+    ),
+    title=st.text(max_size=20),
+)
+def test_event_labels_equal_label_value_for_every_group_label(
+    source: str,
+    severity: str,
+    node: str | None,
+    vmid: int | None,
+    correlation_id: str | None,
+    title: str,
+) -> None:
+    event = ev(
+        source=source,
+        severity=severity,
+        node=node,
+        vmid=vmid,
+        correlation_id=correlation_id,
+        title=title or "t",
+    )
+    assert event_labels(event) == {name: label_value(event, name) for name in ALL_LABEL_NAMES}

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 from .consumer import EventConsumer, PullConsumer, ReceivedEvent
 from .errors import FetchError, PublishError, RpcError, RpcTimeout, RpcUnavailable, StopRequested
+from .frames import header_block, publish_frame
 from .logs import configure_logging
 from .main import Check, build_settings, main
 from .metrics import register_publisher
@@ -61,7 +62,9 @@ __all__ = [
     "connect_nats",
     "ensure_streams",
     "event_headers",
+    "header_block",
     "main",
     "open_spooling",
+    "publish_frame",
     "register_publisher",
 ]

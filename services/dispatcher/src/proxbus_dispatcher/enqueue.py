@@ -68,6 +68,7 @@ class Enqueuer:
     def __init__(self, publisher: EventPublisher, metrics: DispatcherMetrics) -> None:
         self._publisher = publisher  # the runtime's; started and closed by the runtime
         self._metrics = metrics
+        self._enqueued: dict[str, Any] = {}  # receiver → its counter child
 
     async def publish(self, subject: str, body: bytes, msg_id: str) -> asyncio.Future[Any]:
         """A pipelined JetStream publish; one that cannot even be sent is a failed future, so
@@ -78,14 +79,28 @@ class Enqueuer:
         """Wait (bounded) for the acks of ``pending``; sets each one's ``ok`` and counts it."""
         if not pending:
             return
-        _, late = await asyncio.wait([p.future for p in pending], timeout=PUBLISH_ACK_TIMEOUT)
-        for future in late:
-            future.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PUBLISH_ACK_TIMEOUT
+        # The acks come back in publish order (one connection, one stream), so waiting for the
+        # last one mostly waits for all: one done-callback, not one per delivery.
+        last = pending[-1].future
+        if not last.done():
+            await asyncio.wait([last], timeout=PUBLISH_ACK_TIMEOUT)
+        late = [p.future for p in pending if not p.future.done()]
+        if late:
+            _, left = await asyncio.wait(late, timeout=max(0.0, deadline - loop.time()))
+            for future in left:
+                future.cancel()
         for p in pending:
             f = p.future
-            p.ok = f.done() and not f.cancelled() and f.exception() is None
+            p.ok = not f.cancelled() and f.exception() is None
             if p.ok:
-                self._metrics.enqueued.labels(p.route.receiver).inc()
+                counter = self._enqueued.get(p.route.receiver)
+                if counter is None:
+                    counter = self._enqueued[p.route.receiver] = self._metrics.enqueued.labels(
+                        p.route.receiver
+                    )
+                counter.inc()
             else:
                 self._metrics.enqueue_failures.inc()
                 log.warning("enqueue to %s failed; will retry", p.route.receiver)

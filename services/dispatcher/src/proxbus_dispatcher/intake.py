@@ -24,7 +24,7 @@ from proxbus_runtime import EventConsumer, EventPublisher, ReceivedEvent
 from .config import DispatcherConfig, Route
 from .enqueue import Enqueuer, Held, Inflight, PendingDelivery
 from .metrics import DispatcherMetrics
-from .notification import delivery_body, delivery_id
+from .notification import delivery_body, delivery_id, now_iso
 from .settings import Settings
 from .stages.dedup import within_repeat_interval
 from .stages.enrich import Enricher
@@ -298,6 +298,7 @@ class Intake:
 
         enrichment = await self.enricher.enrich([i.received.event for i, _ in work])
         pending: list[Pending] = []
+        created_at = now_iso()
         for inflight, plans in work:
             event = inflight.received.event
             for plan in plans:
@@ -314,6 +315,7 @@ class Intake:
                             [held.raw],
                             {event.id: held.extra} if held.extra else None,
                             incidents=[incident.summary()],
+                            created_at=created_at,
                         )
                         subject = self._subjects[route.receiver]
                         future = await self.enqueuer.publish(subject, body, did)

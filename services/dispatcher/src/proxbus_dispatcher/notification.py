@@ -16,9 +16,10 @@ from typing import Any, Literal
 from proxbus_events import Event, Severity
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .encoding import encode_json
+
 DELIVERY_SCHEMA: Literal["proxbus.delivery/v1"] = "proxbus.delivery/v1"
 _SEVERITIES = frozenset(s.value for s in Severity)
-_encode = json.JSONEncoder(check_circular=False).encode
 
 
 def _now() -> datetime:
@@ -27,6 +28,11 @@ def _now() -> datetime:
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    """The current time as a delivery's ``created_at``."""
+    return _iso(_now())
 
 
 def delivery_body(
@@ -39,8 +45,12 @@ def delivery_body(
     group_key: str | None = None,
     group_labels: dict[str, str] | None = None,
     incidents: list[dict[str, Any]] | None = None,
+    created_at: str | None = None,
 ) -> bytes:
-    """A delivery body embedding the events' wire JSON as-is (the intake hot path)."""
+    """A delivery body embedding the events' wire JSON as-is (the intake hot path).
+
+    ``created_at`` (ISO 8601, default now): intake stamps one batch's deliveries with one time.
+    """
     head: dict[str, Any] = {
         "schema": DELIVERY_SCHEMA,
         "id": delivery,
@@ -50,19 +60,17 @@ def delivery_body(
     if group_key is not None:
         head["group_key"] = group_key
         head["group_labels"] = group_labels or {}
-    tail: dict[str, Any] = {"enrichment": enrichment or {}, "created_at": _iso(_now())}
+    tail: dict[str, Any] = {"enrichment": enrichment or {}, "created_at": created_at or now_iso()}
     # ``incident`` is the first of ``incidents``: encoded once, spliced twice.
-    parts = [_encode(i) for i in incidents or ()]
+    parts = [encode_json(i) for i in incidents or ()]
     return b"".join(
         (
-            _encode(head)[:-1].encode(),
-            b', "events": [',
-            b", ".join(events_json),
-            b"], ",
-            _encode(tail)[1:-1].encode(),
-            f', "incident": {parts[0]}, "incidents": [{", ".join(parts)}]}}'.encode()
-            if parts
-            else b"}",
+            encode_json(head)[:-1],
+            b',"events":[',
+            b",".join(events_json),
+            b"],",
+            encode_json(tail)[1:-1],
+            b',"incident":%s,"incidents":[%s]}' % (parts[0], b",".join(parts)) if parts else b"}",
         )
     )
 

@@ -33,6 +33,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
+from proxbus_runtime import header_block, publish_frame
 
 from .stages.incidents import Incident
 from .stages.inhibition import INHIBIT_PREFIX
@@ -245,16 +246,17 @@ class StateStore:
         for key in keys:
             self._seq += 1
             token = str(self._seq)
-            headers = {EXPECTED_LAST: str(self.revisions.get(key, 0))}
+            header = header_block({EXPECTED_LAST: str(self.revisions.get(key, 0))})
             self._acks[token] = (batch, key)  # before the publish: its ack may come at once
             tokens.append(token)
             batch.left += 1
             try:
-                await self._nc.publish(
+                await publish_frame(
+                    self._nc,
                     self._pre + key,
+                    self._ack_prefix + token,
+                    header,
                     self.incidents[key].to_json(),
-                    reply=self._ack_prefix + token,
-                    headers=headers,
                 )
             except Exception as exc:
                 log.debug("state write %s not sent: %s", key, exc)

@@ -27,7 +27,8 @@ from typing import Any
 
 from proxbus_events import Event
 
-from .routing import ALL_LABEL_NAMES, label_value
+from ..encoding import encode_json
+from .routing import event_labels
 
 MAX_EVENT_IDS = 64
 MAX_MESSAGE = 4096
@@ -85,7 +86,7 @@ class Incident:
             title=event.title,
             message=event.message[:MAX_MESSAGE],
             score=list(_score(event)),
-            labels={name: label_value(event, name) for name in ALL_LABEL_NAMES},
+            labels=event_labels(event),
             upid=_upid(event),
             notified=dict(notified or {}),
         )
@@ -167,8 +168,7 @@ class Incident:
 
     def to_json(self) -> bytes:
         # Not dataclasses.asdict: its recursive deep copy was ~85 % of intake's incident cost.
-        state = {name: getattr(self, name) for name in _FIELDS}
-        return _encode(state).encode()
+        return encode_json({name: getattr(self, name) for name in _FIELDS})
 
     @classmethod
     def from_json(cls, data: bytes) -> Incident:
@@ -180,5 +180,3 @@ class Incident:
 
 
 _FIELDS = tuple(f.name for f in fields(Incident))
-# One encoder for every write: json.dumps with non-default arguments builds a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode

@@ -35,6 +35,24 @@ def label_value(event: Event, label: str) -> str:
     return str(value.value if hasattr(value, "value") else value)
 
 
+def event_labels(event: Event) -> dict[str, str]:
+    """Every group label of ``event`` (``ALL_LABEL_NAMES``), as ``label_value`` gives each one;
+    spelled out because an incident records them for every event (nine ``getattr`` calls were
+    a tenth of opening an incident)."""
+    vmid = event.vmid
+    return {
+        "correlation_id": event.correlation_id or "",
+        "fingerprint": event.fingerprint,
+        "kind": event.kind,
+        "node": event.node or "",
+        "severity": event.severity.value,
+        "site": event.site,
+        "source": event.source.value,
+        "title": event.title,
+        "vmid": "" if vmid is None else str(vmid),
+    }
+
+
 def group_labels(route: Route, event: Event | dict[str, str]) -> dict[str, str]:
     """The ``group_by`` label values on ``route`` of ``event`` (or of stored label values)."""
     labels = ALL_LABEL_NAMES if route.group_by == (ALL_LABELS,) else route.group_by

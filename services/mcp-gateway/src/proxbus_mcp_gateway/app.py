@@ -86,10 +86,11 @@ class Running:
         """The NATS-ready hook: bring up the NATS parts, retrying (with backoff) if that fails
         on a connected server; the MCP side keeps serving meanwhile."""
         svc = self.service
+        assert svc.publisher is not None  # ready: NATS, JetStream and the publisher
         backoff = 1.0
         while True:
             try:
-                self.rpc = await bring_up(self.gateway, svc.nc, svc.js)
+                self.rpc = await bring_up(self.gateway, svc.nc, svc.js, svc.publisher)
                 break
             except Exception as exc:
                 self.gateway.detach_nats()

@@ -9,9 +9,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxbus_events import audit_subject
+
+if TYPE_CHECKING:
+    from proxbus_runtime import EventPublisher
 
 log = logging.getLogger("proxbus.audit")
 
@@ -74,13 +77,14 @@ class AuditRecord:
 
 
 class AuditLog:
-    """Queues records and publishes them to JetStream in the background (bounded, counted).
+    """Queues records and publishes them to JetStream in the background (bounded, counted),
+    through the runtime's publisher (``EventPublisher.send``: the one publish path).
 
-    Without NATS, records go to the ``proxbus.audit`` logger instead.
+    Without NATS (no publisher attached yet), records go to the ``proxbus.audit`` logger.
     """
 
-    def __init__(self, js: Any | None, site: str, *, ack_timeout: float = 5.0) -> None:
-        self.js = js
+    def __init__(self, site: str, *, ack_timeout: float = 5.0) -> None:
+        self.publisher: EventPublisher | None = None
         self.site = site
         self.ack_timeout = ack_timeout
         self.published = 0
@@ -90,22 +94,22 @@ class AuditLog:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self.js is not None and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="audit-publisher")
+        if self.publisher is not None and self._task is None:
+            self._task = asyncio.create_task(self._run(self.publisher), name="audit-publisher")
 
-    def attach(self, js: Any) -> None:
+    def attach(self, publisher: EventPublisher) -> None:
         """Publish to JetStream from now on (records before went to the log)."""
-        self.js = js
+        self.publisher = publisher
         self.start()
 
     def detach(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        self.js = None
+        self.publisher = None
 
     def record(self, rec: AuditRecord) -> None:
-        if self.js is None:
+        if self.publisher is None:
             if log.isEnabledFor(logging.INFO):
                 log.info("audit %s", rec.to_json().decode())
             return
@@ -115,21 +119,23 @@ class AuditLog:
             self.dropped += 1
             log.warning("audit queue full: record of %s by %s dropped", rec.tool, rec.caller)
 
-    async def _run(self) -> None:
-        assert self.js is not None
+    async def _run(self, publisher: EventPublisher) -> None:
         while True:
             rec = await self._queue.get()
             subject = audit_subject(rec.site, rec.tool)
+            body = rec.to_json()
             for attempt in range(5):
                 try:
-                    await self.js.publish(subject, rec.to_json(), timeout=self.ack_timeout)
+                    ack = await publisher.send(subject, body)
+                    await asyncio.wait_for(ack, self.ack_timeout)
                     self.published += 1
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     self.failed += 1
-                    log.warning("audit publish failed (attempt %d): %s", attempt + 1, exc)
+                    log.warning("audit publish failed (attempt %d): %s", attempt + 1,
+                                exc or type(exc).__name__)  # fmt: skip
                     await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
             else:
                 self.dropped += 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from proxbus_runtime import EventPublisher
 from pydantic import ValidationError
 
 from .audit import AuditLog, AuditRecord
@@ -113,7 +114,7 @@ class Gateway:
         self.registry = registry or build_registry()
         self.nc = nc
         self.js = js
-        self.audit = AuditLog(js if settings.audit_enabled else None, self.site)
+        self.audit = AuditLog(self.site)
         self.metrics = GatewayMetrics()
         self.stdio_caller = Caller("stdio", parse_scopes(settings.stdio_scopes), "stdio")
         self.rpc_scopes = parse_scopes(settings.rpc_scopes)
@@ -148,11 +149,12 @@ class Gateway:
     def start(self) -> None:
         self.audit.start()
 
-    def attach_nats(self, nc: Any, js: Any) -> None:
-        """NATS arrived (possibly long after start): event tools and the audit stream on."""
+    def attach_nats(self, nc: Any, js: Any, publisher: EventPublisher) -> None:
+        """NATS arrived (possibly long after start): event tools on, and the audit goes to
+        JetStream through the runtime's ``publisher``."""
         self.nc, self.js = nc, js
         if self.settings.audit_enabled:
-            self.audit.attach(js)
+            self.audit.attach(publisher)
 
     def detach_nats(self) -> None:
         self.nc = self.js = None

@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from proxbus_runtime import EventPublisher
+
 from .gateway import Gateway
 
 log = logging.getLogger(__name__)
 
 
-async def bring_up(gateway: Gateway, nc: Any, js: Any) -> Any | None:
-    """Attach a connected NATS client and its JetStream context (streams already ensured):
-    audit publisher, event tools, RPC service (if enabled). Returns the RPC service (or None).
+async def bring_up(gateway: Gateway, nc: Any, js: Any, publisher: EventPublisher) -> Any | None:
+    """Attach a connected NATS client, its JetStream context (streams already ensured) and the
+    runtime's publisher: audit stream, event tools, RPC service (if enabled). Returns the RPC
+    service (or None).
     """
-    gateway.attach_nats(nc, js)
+    gateway.attach_nats(nc, js, publisher)
     rpc = None
     if gateway.settings.rpc_enabled:
         from .rpc import start_rpc

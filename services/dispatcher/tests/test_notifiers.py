@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from proxbus_dispatcher.config import parse_config
-from proxbus_dispatcher.notification import Notification
+from proxbus_dispatcher.notification import Notification, delivery_body
 from proxbus_dispatcher.notifiers import render_body, render_title
 from proxbus_events import ERROR_CODE_HEADER, ERROR_HEADER
 
@@ -146,3 +146,27 @@ def test_discord_buttons_carry_the_alert_fingerprint_only_when_enabled() -> None
     # A Discord click's own event (command.*) is not an alert: no buttons.
     click = notification_for(kind="command.silence", source="discord", severity="notice")
     assert "components" not in discord_payload(with_buttons, click)
+
+
+def test_a_delivery_body_sends_incidents_once_and_the_notification_names_the_first() -> None:
+    first = {"id": "i1", "title": "backup failed", "sources": ["syslog", "email"]}
+    second = {"id": "i2", "title": "backup failed", "sources": ["syslog"]}
+    body = delivery_body(
+        "d1",
+        "hook",
+        "root",
+        [ev(title="ä").to_json()],
+        None,
+        incidents=[first, second],
+        created_at="2026-11-30T06:00:00Z",
+    )
+    raw = json.loads(body)
+    assert "incident" not in raw
+    assert raw["incidents"] == [first, second]
+    notification = Notification.from_json(body)
+    assert notification.incident == first
+    assert notification.incidents == [first, second]
+    assert notification.events[0]["title"] == "ä"
+    assert notification.created_at.isoformat() == "2026-11-30T06:00:00+00:00"
+    alone = delivery_body("d2", "hook", "root", [ev().to_json()], None)
+    assert Notification.from_json(alone).incident is None

@@ -280,6 +280,7 @@ class Intake:
             {p.key for _, plans in entries for p in plans if p.changed}
         )
         work: list[tuple[Inflight, list[_Plan]]] = []
+        routed = 0
         for inflight, plans in entries:
             event = inflight.received.event
             if any(p.key in written.failed for p in plans):
@@ -290,12 +291,14 @@ class Intake:
                 for reason, detail in plan.suppressed:
                     await self.suppressions.record(event, reason, detail)
             if any(p.notify or p.gather for p in plans):
-                self._routed.inc()
+                routed += 1
                 work.append((inflight, plans))
             else:
                 self._dropped.inc()
                 await self.enqueuer.release(inflight)
 
+        if routed:
+            self._routed.inc(routed)
         enrichment = await self.enricher.enrich([i.received.event for i, _ in work])
         pending: list[Pending] = []
         created_at = now_iso()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from proxbus_events import Event, Severity
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .encoding import encode_json
 
@@ -61,7 +61,7 @@ def delivery_body(
         head["group_key"] = group_key
         head["group_labels"] = group_labels or {}
     tail: dict[str, Any] = {"enrichment": enrichment or {}, "created_at": created_at or now_iso()}
-    # ``incident`` is the first of ``incidents``: encoded once, spliced twice.
+    # ``incident`` is the first of ``incidents``: not sent twice, ``Notification`` sets it.
     parts = [encode_json(i) for i in incidents or ()]
     return b"".join(
         (
@@ -70,7 +70,7 @@ def delivery_body(
             b",".join(events_json),
             b"],",
             encode_json(tail)[1:-1],
-            b',"incident":%s,"incidents":[%s]}' % (parts[0], b",".join(parts)) if parts else b"}",
+            b',"incidents":[%s]}' % b",".join(parts) if parts else b"}",
         )
     )
 
@@ -120,6 +120,13 @@ class Notification(BaseModel):
                 raise ValueError("each event needs string id, kind, title and a severity")
             out.append(item)
         return out
+
+    @model_validator(mode="after")
+    def _first_incident(self) -> Notification:
+        # Intake sends ``incidents`` only; ``incident`` is their first (as in the webhook body).
+        if self.incident is None and self.incidents:
+            self.incident = self.incidents[0]
+        return self
 
     @property
     def severity(self) -> Severity:

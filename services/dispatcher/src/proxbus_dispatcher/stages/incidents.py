@@ -73,7 +73,8 @@ class Incident:
     @classmethod
     def open(cls, event: Event, notified: dict[str, float] | None = None) -> Incident:
         at = event.received_at.timestamp()
-        incident = cls(
+        # What ``add(event)`` would do to a new incident, without computing it twice.
+        return cls(
             id=event.id,
             fingerprint=event.fingerprint,
             opened=at,
@@ -88,10 +89,11 @@ class Incident:
             score=list(_score(event)),
             labels=event_labels(event),
             upid=_upid(event),
+            sources=[event.source.value],
+            event_ids=[event.id],
+            count=1,
             notified=dict(notified or {}),
         )
-        incident.add(event)
-        return incident
 
     def admits(self, event: Event, window: float) -> bool:
         """Whether ``event`` is about this happening (see the module docstring)."""

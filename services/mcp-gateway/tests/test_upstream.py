@@ -40,6 +40,7 @@ class StandIn:
     seen: list[Seen] = field(default_factory=list)
     answers: dict[str, web.StreamResponse] = field(default_factory=dict)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    version: int = 0
 
 
 @contextlib.asynccontextmanager
@@ -69,6 +70,8 @@ async def stand_in(tmp_path: Path) -> AsyncIterator[StandIn]:
                 status=500,
                 reason="no such task",
             )
+        if request.path.endswith("/changing"):
+            return web.json_response({"data": {"version": state.version, "rows": [1, 2]}})
         if request.path.endswith("/garbage"):
             return web.Response(text="<html>proxy page</html>")
         return web.json_response({"data": {"ok": 1}})
@@ -172,7 +175,7 @@ async def test_error_answers_keep_the_reason_and_the_errors_object(tmp_path: Pat
             assert (info.value.status_code, info.value.content) == (500, "no such task")
             assert info.value.errors == {"upid": "no such task"}
             assert isinstance(map_exception(info.value, ep, sent=True), NotFound)
-            with pytest.raises(ValueError, match=r"Expecting value") as bad:
+            with pytest.raises(ValueError, match=r"expected value") as bad:
                 await http.request("GET", "/garbage", None)
             mapped = map_exception(bad.value, ep, sent=True)
             assert isinstance(mapped, UpstreamError)
@@ -241,3 +244,28 @@ async def test_a_closed_port_is_refused_without_being_sent(tmp_path: Path) -> No
     assert isinstance(mapped, _Transient)
     assert "connection refused" in str(mapped)
     assert mapped.sent is False
+
+
+async def test_an_unchanged_get_answer_is_the_same_object_and_a_changed_one_is_new(
+    tmp_path: Path,
+) -> None:
+    """Every call reaches the server; identical bytes reuse the decoded data (tools' memo)."""
+    async with stand_in(tmp_path) as srv:
+        http = session(endpoint(srv.port, srv.tls))
+        try:
+            first = await http.request("GET", "/cluster/changing", None)
+            again = await http.request("GET", "/cluster/changing", None)
+            assert again is first
+            other_query = await http.request("GET", "/cluster/changing", {"type": "vm"})
+            assert other_query == first
+            assert other_query is not first  # another URL, its own entry
+            srv.version = 1
+            changed = await http.request("GET", "/cluster/changing", None)
+            assert changed == {"version": 1, "rows": [1, 2]}
+            assert changed is not first
+            posted = await http.request("POST", "/cluster/changing", None)
+            assert posted == changed
+            assert posted is not changed  # writes are never reused
+        finally:
+            await http.close()
+    assert len(srv.seen) == 5

@@ -28,10 +28,11 @@ import asyncio
 import json
 import os
 import ssl
-import urllib.request
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
+
+from pydantic_core import from_json
 
 from .config import Endpoint
 
@@ -44,6 +45,10 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024
 KEEPALIVE_SECONDS = 4.0
 """Idle connections are closed after this: below the servers' own keep-alive timeouts, so a
 pooled connection is rarely one the server is about to close."""
+REUSE_ENTRIES = 64
+"""GET answers remembered per endpoint (by URL) to reuse their decoded data."""
+REUSE_MAX_BYTES = 1024 * 1024
+"""Larger answers are decoded every time (bounded memory)."""
 # As requests' ``requote_uri``: reserved characters and existing %XX escapes stay as they are
 # (a tool escapes a segment such as a volume ID itself; ``proxmox_api`` paths never hold "%").
 _PATH_SAFE = "/!$%&'()*+,:;=@~-._"
@@ -108,10 +113,18 @@ class UpstreamSession:
         self.read_timeout = read_timeout
         self.max_connections = max_connections
         self.max_answer_bytes = max_answer_bytes
-        self.proxy = environment_proxy(ep)
+        self._proxy: tuple[str | None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tls: Any = None
+        self._answers: dict[str, tuple[bytes, Any]] = {}
+
+    @property
+    def proxy(self) -> str | None:
+        """The endpoint's proxy, read from the environment once (:func:`environment_proxy`)."""
+        if self._proxy is None:
+            self._proxy = (environment_proxy(self.endpoint),)
+        return self._proxy[0]
 
     def tls(self) -> Any:
         """The ``ssl`` argument for aiohttp: a Fingerprint, an SSLContext or False."""
@@ -176,7 +189,27 @@ class UpstreamSession:
                 raise ApiError(status, name, resp.reason or "", _errors_of(raw))
             if not 200 <= status <= 299:
                 return None
-        return answer_data(raw)
+        if method != "GET":
+            return answer_data(raw)
+        return self._decoded(url, raw)
+
+    def _decoded(self, url: str, raw: bytes) -> Any:
+        """A GET answer's data; the same object as last time when the bytes are the same.
+
+        Polled reads (guest lists, status) mostly answer what they answered before: comparing
+        the bytes (a memcmp) skips the JSON decoding and lets tools reuse what they derived
+        from that object (``DerivedMemo``), with the read cache off too. Every call still
+        reaches the API; answers are shared read-only, as the read cache shares them.
+        """
+        last = self._answers.get(url)
+        if last is not None and last[0] == raw:
+            return last[1]
+        data = answer_data(raw)
+        if len(raw) <= REUSE_MAX_BYTES:
+            if url not in self._answers and len(self._answers) >= REUSE_ENTRIES:
+                del self._answers[next(iter(self._answers))]  # the oldest entry
+            self._answers[url] = (raw, data)
+        return data
 
     async def close(self) -> None:
         session, self._session = self._session, None
@@ -222,7 +255,7 @@ def answer_data(raw: bytes) -> Any:
     Raises:
         ValueError: not JSON, or not an object with ``data``.
     """
-    decoded = json.loads(raw)
+    decoded = from_json(raw)  # pydantic-core's parser: half the time of json.loads here
     if not isinstance(decoded, dict) or "data" not in decoded:
         raise ValueError("the answer has no 'data' member")
     return decoded["data"]
@@ -242,6 +275,8 @@ def form_pairs(params: dict[str, Any] | None) -> list[tuple[str, str]]:
 def environment_proxy(ep: Endpoint) -> str | None:
     """The proxy for ``https://<endpoint>`` from ``HTTPS_PROXY``/``ALL_PROXY`` and ``NO_PROXY``
     (read once, as requests did per request)."""
+    import urllib.request  # not at idle: it pulls in http.client and email
+
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get("https") or proxies.get("all")
     if not proxy:

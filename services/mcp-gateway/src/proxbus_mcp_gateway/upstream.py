@@ -43,8 +43,9 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024
 """An answer larger than this is refused (bounded memory; ``/cluster/resources`` of a
 2,000-guest cluster is about 1 MiB)."""
 KEEPALIVE_SECONDS = 4.0
-"""Idle connections are closed after this: below the servers' own keep-alive timeouts, so a
-pooled connection is rarely one the server is about to close."""
+"""Idle connections are closed after this: below pveproxy's idle timeout (5 s by default,
+pve-http-server ``src/PVE/APIServer/AnyEvent.pm``: ``$self->{timeout} = 5``), so a pooled
+connection is rarely one the server is about to close."""
 REUSE_ENTRIES = 64
 """GET answers remembered per endpoint (by URL) to reuse their decoded data."""
 REUSE_MAX_BYTES = 1024 * 1024

@@ -269,3 +269,22 @@ async def test_an_unchanged_get_answer_is_the_same_object_and_a_changed_one_is_n
         finally:
             await http.close()
     assert len(srv.seen) == 5
+
+
+async def test_remembered_answers_stay_within_their_count_and_byte_budget(tmp_path: Path) -> None:
+    async with stand_in(tmp_path) as srv:
+        # Each /changing answer is about 40 bytes: two fit in 100, a third evicts the oldest.
+        http = session(endpoint(srv.port, srv.tls), reuse_budget_bytes=100)
+        small = session(endpoint(srv.port, srv.tls), reuse_budget_bytes=10)
+        try:
+            a = await http.request("GET", "/a/changing", None)
+            b = await http.request("GET", "/b/changing", None)
+            assert await http.request("GET", "/a/changing", None) is a
+            await http.request("GET", "/c/changing", None)  # over budget: /a goes
+            assert await http.request("GET", "/b/changing", None) is b
+            assert await http.request("GET", "/a/changing", None) is not a
+            first = await small.request("GET", "/a/changing", None)
+            assert await small.request("GET", "/a/changing", None) is not first  # never kept
+        finally:
+            await http.close()
+            await small.close()

@@ -47,9 +47,10 @@ KEEPALIVE_SECONDS = 4.0
 pve-http-server ``src/PVE/APIServer/AnyEvent.pm``: ``$self->{timeout} = 5``), so a pooled
 connection is rarely one the server is about to close."""
 REUSE_ENTRIES = 64
-"""GET answers remembered per endpoint (by URL) to reuse their decoded data."""
-REUSE_MAX_BYTES = 1024 * 1024
-"""Larger answers are decoded every time (bounded memory)."""
+"""GET answers remembered per endpoint (by URL) to reuse their decoded data..."""
+REUSE_BUDGET_BYTES = 2 * 1024 * 1024
+"""... holding at most this many answer bytes in all (the oldest are forgotten first); a
+larger answer is decoded every time."""
 # As requests' ``requote_uri``: reserved characters and existing %XX escapes stay as they are
 # (a tool escapes a segment such as a volume ID itself; ``proxmox_api`` paths never hold "%").
 _PATH_SAFE = "/!$%&'()*+,:;=@~-._"
@@ -97,6 +98,8 @@ class UpstreamSession:
         read_timeout: float,
         max_connections: int,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
+        reuse_entries: int = REUSE_ENTRIES,
+        reuse_budget_bytes: int = REUSE_BUDGET_BYTES,
     ) -> None:
         self.endpoint = ep
         self.base_url = f"https://{ep.address}/api2/json"
@@ -119,6 +122,9 @@ class UpstreamSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tls: Any = None
         self._answers: dict[str, tuple[bytes, Any]] = {}
+        self._answer_bytes = 0
+        self.reuse_entries = reuse_entries
+        self.reuse_budget_bytes = reuse_budget_bytes
 
     @property
     def proxy(self) -> str | None:
@@ -206,10 +212,16 @@ class UpstreamSession:
         if last is not None and last[0] == raw:
             return last[1]
         data = answer_data(raw)
-        if len(raw) <= REUSE_MAX_BYTES:
-            if url not in self._answers and len(self._answers) >= REUSE_ENTRIES:
-                del self._answers[next(iter(self._answers))]  # the oldest entry
-            self._answers[url] = (raw, data)
+        answers = self._answers
+        if last is not None:
+            del answers[url]
+            self._answer_bytes -= len(last[0])
+        if len(raw) <= self.reuse_budget_bytes:
+            answers[url] = (raw, data)
+            self._answer_bytes += len(raw)
+            while len(answers) > self.reuse_entries or self._answer_bytes > self.reuse_budget_bytes:
+                oldest = next(iter(answers))
+                self._answer_bytes -= len(answers.pop(oldest)[0])
         return data
 
     async def close(self) -> None:

@@ -97,6 +97,7 @@ class DispatcherService:
                     receiver,
                     build_notifier(receiver, deps),
                     self.metrics,
+                    publisher=self.runtime.publisher,
                     ack_wait=s.delivery_ack_wait,
                 )
                 self.workers.append(worker)

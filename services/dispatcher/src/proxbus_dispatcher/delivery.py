@@ -14,7 +14,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, delivery_subject, dlq_subject
-from proxbus_runtime import FetchError, PullConsumer, TokenBucket
+from proxbus_runtime import EventPublisher, FetchError, PullConsumer, TokenBucket
 from pydantic import ValidationError
 
 from .breaker import CircuitBreaker
@@ -25,6 +25,8 @@ from .notification import Notification
 from .notifiers import Notifier, ReceiverBase
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTER_TIMEOUT = 5.0  # seconds to wait for JetStream to store a dead letter
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -49,10 +51,14 @@ class DeliveryWorker:
         notifier: Notifier,
         metrics: DispatcherMetrics,
         *,
+        publisher: EventPublisher,
         ack_wait: float = 60.0,
     ) -> None:
+        """``publisher`` is the runtime's (``Service.publisher``): dead letters go out
+        through its ``send()``."""
         self.receiver = receiver
         self._js = js
+        self._publisher = publisher
         self._notifier = notifier
         self._metrics = metrics
         self.consumer = PullConsumer(
@@ -303,12 +309,13 @@ class DeliveryWorker:
             notification=notification,
         )
         seq = msg.metadata.sequence.stream
-        await self._js.publish(
+        stored = await self._publisher.send(
             dlq_subject(self.receiver.name),
             letter.model_dump_json(by_alias=True).encode(),
-            stream=DLQ_STREAM,
-            headers={"Nats-Msg-Id": f"{notification.id}.dlq.{seq}"},
+            {"Nats-Msg-Id": f"{notification.id}.dlq.{seq}", "Nats-Expected-Stream": DLQ_STREAM},
         )
+        # PublishError or TimeoutError: not acked, the delivery comes back and dies again.
+        await asyncio.wait_for(stored, DEAD_LETTER_TIMEOUT)
         await msg.ack()
         self._metrics.notifications.labels(self.receiver.name, "dead").inc()
         log.warning(

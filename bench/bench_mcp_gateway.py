@@ -110,6 +110,8 @@ def start_gateway(sim_env: dict[str, str], cache_ttl: float) -> tuple[subprocess
         "CACHE_TTL": str(cache_ttl),
         "LOG_LEVEL": "WARNING",
         "POOL_WORKERS": "32",
+        # 32 callers share one token here; the default cap is 20 sessions per token.
+        "MAX_SESSIONS_PER_CALLER": "64",
     }
     script = shutil.which("proxbus-mcp-gateway", path=str(Path(sys.executable).parent))
     assert script
@@ -198,7 +200,15 @@ async def _run_clients(
             all_ready.set()
 
     tasks = [asyncio.create_task(session(one_ready, go, lat, seconds)) for _ in range(clients)]
-    await asyncio.wait_for(all_ready.wait(), 120)
+    waiter = asyncio.create_task(all_ready.wait())
+    # A session that fails before it is ready (e.g. refused) ends the cell at once.
+    await asyncio.wait([waiter, *tasks], timeout=120, return_when=asyncio.FIRST_COMPLETED)
+    if not all_ready.is_set():
+        waiter.cancel()
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                raise RuntimeError(f"a client failed before the start: {task.exception()!r}")
+        raise TimeoutError("the clients were not ready within 120 s")
     await asyncio.to_thread(start)
     cpu0 = time.process_time()
     go.set()
@@ -302,6 +312,7 @@ def light(port: int, clients: int, seconds: float, start: Start) -> Result:
                 data = result_of(resp)
                 lat.append((time.perf_counter() - t0) * 1000)
                 assert not data["result"].get("isError"), data
+            await http.delete(url, headers=headers)  # end the session, as an SDK client does
 
     return asyncio.run(_run_clients(clients, seconds, start, session))
 

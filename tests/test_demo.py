@@ -27,6 +27,11 @@ import pytest
 from proxbus_devtools.testing import free_port, wait_for_port
 from proxbus_events import EVENTS_STREAM
 
+# The demo starts NATS, every service and the simulator (up to 30 s on a loaded machine), then
+# each test waits on its own deadline (60-120 s): longer than that, so a slow run fails with
+# the demo's log instead of a bare pytest-timeout stack.
+pytestmark = pytest.mark.timeout(240)
+
 BIN = Path(sys.executable).parent
 SERVICES = ("ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp-gateway")
 

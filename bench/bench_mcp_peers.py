@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# the same simulator start and helpers as the gateway's own benchmark
+from bench_mcp_gateway import cpu_seconds, percentile, start_simulator
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -59,28 +61,8 @@ PEERS = {
 }
 
 
-def read_env(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            out[k] = v
-    return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
 def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children() -> set[int]:
@@ -89,22 +71,6 @@ def children() -> set[int]:
     for task in Path("/proc/self/task").iterdir():
         out.update(int(p) for p in (task / "children").read_text().split())
     return out
-
-
-def start_simulator(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    env_file = tmp / "pvesim.env"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "proxbus_pvesim", "--port", "0", "--pbs-port", "0",
-         "--task-seconds", "0", "--write-env", str(env_file)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not env_file.exists() or "PBS_NODES" not in env_file.read_text():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError("pvesim did not start")
-        time.sleep(0.05)
-    return proc, read_env(env_file)
 
 
 def simulator_ca(host: str, port: int, out: Path) -> Path:

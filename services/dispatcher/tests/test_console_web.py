@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
+from proxbus_devtools.procs import stop_process
 from proxbus_devtools.testing import free_port, require_binary
 from proxbus_dispatcher.console.auth import parse_console_tokens
 from proxbus_dispatcher.settings import Settings
@@ -92,13 +93,7 @@ async def console(
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10)
 
 
 async def login(page: Page, console: Console, secret: str = SECRET) -> None:

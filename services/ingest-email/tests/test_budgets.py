@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from proxbus_devtools.procs import stop_process
 from proxbus_devtools.testing import free_port, wait_for_port
 from proxbus_events import EVENTS_STREAM
 
@@ -64,13 +65,7 @@ def service_process(
         wait_for_port(smtp_port, timeout=5)
         yield proc, smtp_port, health_port
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10)
 
 
 def metrics_text(health_port: int) -> str:

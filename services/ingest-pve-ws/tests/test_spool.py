@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from proxbus_devtools.procs import stop_process
 from proxbus_devtools.testing import NatsServer, free_port, wait_for_port
 from proxbus_ingest_pve_ws.testing import stored_events, wait_until
 
@@ -90,11 +91,5 @@ async def test_kill_9_while_nats_is_down_then_restart_then_nats_back_stores_ever
         numbers = sorted(int(e.message.rsplit(" ", 1)[1]) for e in await stored_events(js))
         assert numbers == list(range(150))  # each exactly once
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10)
         log.close()

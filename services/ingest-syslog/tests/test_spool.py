@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
+from proxbus_devtools.procs import stop_process
 from proxbus_devtools.testing import NatsServer, free_port, wait_for_port
 from proxbus_events import EVENTS_STREAM, Event
 
@@ -116,11 +117,5 @@ async def test_kill_9_while_nats_is_down_then_restart_then_nats_back_stores_ever
         await sub.unsubscribe()
         assert sorted(numbers) == list(range(800))  # every line, each once
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10)
         log.close()

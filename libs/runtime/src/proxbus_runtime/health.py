@@ -3,14 +3,53 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], bool]
+
+
+class _RequestErrorLog(logging.Logger):
+    """aiohttp's request-handler logger for one server: what a client triggers is summarised.
+
+    aiohttp logs ``Error handling request`` at ERROR with a traceback for every request it
+    cannot parse, and for every exception a route raises (answered 500). The PVE webhook, the
+    Discord interactions endpoint and the console share this server, so any client could
+    write a traceback per request (issue 19). Requests aiohttp cannot parse (answered 400) go
+    to ``bad_requests`` without a traceback (a client's garbage is not a bug); exceptions of a
+    route go to ``errors``, the first of an interval with its traceback. Everything else
+    (debug lines) goes to the ``aiohttp.server`` logger as before.
+    """
+
+    def __init__(self, bad_requests: RateLimitedLog, errors: RateLimitedLog) -> None:
+        super().__init__("aiohttp.server")
+        self.parent = logging.getLogger("aiohttp.server")
+        self._bad_requests = bad_requests
+        self._errors = errors
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.error(msg, *args, **kwargs)
+
+    def error(self, msg: object, *args: object, **kwargs: Any) -> None:
+        given = kwargs.get("exc_info")
+        exc = given if isinstance(given, BaseException) else sys.exc_info()[1]
+        source = str(args[0]) if len(args) == 1 else ""
+        if isinstance(exc, HttpProcessingError):
+            detail = " ".join(str(exc).split())[:200]
+            self._bad_requests.record(type(exc).__name__, source, detail)
+        elif exc is not None:
+            self._errors.record(type(exc).__name__, source, str(exc)[:200], exc_info=exc)
+        else:
+            self._errors.record(str(msg), source)
 
 
 class HealthServer:
@@ -32,6 +71,12 @@ class HealthServer:
         self.app.router.add_get("/metrics", self._metrics)
         self._checks: dict[str, HealthCheck] = {}
         self._runner: web.AppRunner | None = None
+        self.bad_requests = RateLimitedLog(
+            log, "malformed HTTP requests (answered 400)", level=logging.INFO
+        )
+        self.request_errors = RateLimitedLog(
+            log, "HTTP requests failed (answered 500)", level=logging.ERROR
+        )
 
     def add_check(self, name: str, check: HealthCheck) -> None:
         """``check()`` returning ``False`` makes ``/health`` answer 503."""
@@ -55,7 +100,12 @@ class HealthServer:
 
     async def start(self) -> None:
         """Listen; with port 0 the bound port is in ``self.port`` afterwards."""
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            logger=_RequestErrorLog(self.bad_requests, self.request_errors),
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()

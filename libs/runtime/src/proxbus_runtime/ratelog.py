@@ -49,8 +49,19 @@ class RateLimitedLog:
         self.total = 0  # every occurrence ever recorded
         self.lines = 0  # log lines written
 
-    def record(self, reason: str, source: str = "", detail: str = "") -> None:
-        """Count one occurrence; log it at once only after a quiet interval."""
+    def record(
+        self,
+        reason: str,
+        source: str = "",
+        detail: str = "",
+        *,
+        exc_info: BaseException | None = None,
+    ) -> None:
+        """Count one occurrence; log it at once only after a quiet interval.
+
+        ``exc_info``: an exception whose traceback goes with the line logged at once (the
+        first of an interval); the summarised ones are counted only.
+        """
         self.total += 1
         now = self._clock()
         if self._window_start is not None and now - self._window_start >= self.interval:
@@ -64,6 +75,7 @@ class RateLimitedLog:
                 reason,
                 f" from {source}" if source else "",
                 f" ({detail})" if detail else "",
+                exc_info=exc_info,
             )
             self._schedule()
             return
@@ -101,9 +113,9 @@ class RateLimitedLog:
         self._window_start = self._clock()
         self._schedule()
 
-    def _emit(self, msg: str, *args: object) -> None:
+    def _emit(self, msg: str, *args: object, exc_info: BaseException | None = None) -> None:
         self.lines += 1
-        self._log.log(self.level, msg, *args)
+        self._log.log(self.level, msg, *args, exc_info=exc_info)
 
     def _schedule(self) -> None:
         """Summarise even if nothing else arrives (the flood may just stop)."""

@@ -50,3 +50,16 @@ def test_unknown_secret_is_nobody() -> None:
     assert g.lookup("secret-c") is None
     assert g.lookup("") is None
     assert g.lookup("secret-b") == Caller("bob", frozenset({"read"}))
+
+
+def test_non_ascii_csrf_token_or_cookie_signature_is_refused_not_raised() -> None:
+    # hmac.compare_digest raises TypeError on non-ASCII str: that was a 500 on every page.
+    g = guard()
+    cookie = g.new_csrf_cookie()
+    assert not g.csrf_ok(cookie, "é" * 64)
+    assert not g.csrf_ok("é", g.csrf_token(cookie))
+    assert not g.csrf_ok(cookie, "\udce9")  # a header byte aiohttp could not decode
+    session = g.session_cookie(Caller("alice", frozenset({"operate"})), now=1000.0)
+    payload = session.rsplit(".", 1)[0]
+    for signature in ("é" * 64, "\udce9"):
+        assert g.session_caller(f"{payload}.{signature}", now=1001.0) is None

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 SCOPES = ("read", "operate", "admin")
 WRITE_SCOPE = "operate"
@@ -25,6 +26,7 @@ SESSION_COOKIE = "proxbus_console_session"
 CSRF_COOKIE = "proxbus_console_csrf"
 SESSION_TTL = 12 * 3600.0
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_CSRF_COOKIE = re.compile(r"[0-9a-f]{32}")
 
 
 class TokenFormatError(ValueError):
@@ -133,7 +135,7 @@ class Guard:
             expires = int(expiry)
         except ValueError:
             return None
-        if not hmac.compare_digest(self._sign(payload), signature):
+        if not signature.isascii() or not hmac.compare_digest(self._sign(payload), signature):
             return None
         if expires < (now or time.time()):
             return None
@@ -144,10 +146,17 @@ class Guard:
     def new_csrf_cookie() -> str:
         return secrets.token_hex(16)
 
+    @staticmethod
+    def csrf_cookie_ok(cookie: str | None) -> TypeGuard[str]:
+        """Whether ``cookie`` is one ``new_csrf_cookie`` could have made (else a page sets a
+        new one: a forged value, even non-ASCII, is never signed or compared)."""
+        return cookie is not None and _CSRF_COOKIE.fullmatch(cookie) is not None
+
     def csrf_token(self, csrf_cookie: str) -> str:
         return self._sign("csrf|" + csrf_cookie)
 
     def csrf_ok(self, csrf_cookie: str | None, submitted: str | None) -> bool:
-        if not csrf_cookie or not submitted:
+        # compare_digest raises on non-ASCII text: a remote party's byte must not make a 500.
+        if not self.csrf_cookie_ok(csrf_cookie) or not submitted or not submitted.isascii():
             return False
         return hmac.compare_digest(self.csrf_token(csrf_cookie), submitted)

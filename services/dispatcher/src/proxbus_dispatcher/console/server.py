@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import aiohttp
 import jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from proxbus_events import DLQ_STREAM, Event, Matcher, Severity, Silence, Source, audit_subject
@@ -65,6 +66,10 @@ SECURITY_HEADERS = {
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".txt": "text/plain"}
 
 Handler = Callable[[web.Request, Caller], Awaitable[web.StreamResponse]]
+Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
+# Typed request storage (aiohttp warns on plain string keys).
+CALLER = web.RequestKey("proxbus_console_caller", Caller)
+FORM: web.RequestKey[Form] = web.RequestKey("proxbus_console_form")
 
 
 def _fmt_time(value: float | datetime | None) -> str:
@@ -164,11 +169,11 @@ class ConsoleServer:
     def _render(
         self, request: web.Request, template: str, status: int = 200, **context: Any
     ) -> web.Response:
-        csrf_cookie = request.get("csrf_cookie") or request.cookies.get(CSRF_COOKIE)
+        csrf_cookie = request.cookies.get(CSRF_COOKIE)
         new_cookie = None
-        if not csrf_cookie:
+        if not self.guard.csrf_cookie_ok(csrf_cookie):
             csrf_cookie = new_cookie = self.guard.new_csrf_cookie()
-        caller = request.get("caller") or self.guard.session_caller(
+        caller = request.get(CALLER) or self.guard.session_caller(
             request.cookies.get(SESSION_COOKIE)
         )
         body = self.env.get_template(template).render(
@@ -193,7 +198,8 @@ class ConsoleServer:
             caller = self._caller(request)
             if caller is None and not self.open_reads:
                 raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
-            request["caller"] = caller
+            if caller is not None:
+                request[CALLER] = caller
             try:
                 return await handler(request, caller or ANONYMOUS)
             except web.HTTPException:
@@ -214,7 +220,7 @@ class ConsoleServer:
 
     def _write(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            form = await request.post() if request.can_read_body else {}
+            form = await request.post()
             bearer = request.headers.get("Authorization", "").startswith("Bearer ")
             if not bearer and not self._same_origin(request):
                 return self._refuse(request, 403, "cross-origin request refused")
@@ -234,8 +240,8 @@ class ConsoleServer:
                 return self._refuse(
                     request, 403, f"token '{caller.name}' lacks the '{WRITE_SCOPE}' scope"
                 )
-            request["caller"] = caller
-            request["form"] = form
+            request[CALLER] = caller
+            request[FORM] = form
             return await handler(request, caller)
 
         return wrapped
@@ -440,7 +446,7 @@ class ConsoleServer:
     # --- writes -------------------------------------------------------------------------
 
     async def silence_create(self, request: web.Request, caller: Caller) -> web.StreamResponse:
-        form = request["form"]
+        form = request[FORM]
         started = time.monotonic()
         text = str(form.get("matchers", ""))[:4096]
         duration_text = str(form.get("duration", "2h"))[:32]
@@ -490,7 +496,7 @@ class ConsoleServer:
             seq = int(request.match_info["seq"])
         except ValueError:
             raise self._back("/deadletters", "not a dead letter number") from None
-        return seq, str(request["form"].get("receiver", ""))[:128]
+        return seq, str(request[FORM].get("receiver", ""))[:128]
 
     async def dlq_replay(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         started = time.monotonic()

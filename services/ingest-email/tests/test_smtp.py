@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiosmtplib
 import pytest
@@ -214,3 +215,31 @@ async def test_starttls_and_auth_are_required_when_configured(
         assert service.metrics.rejected.labels("smtp", "auth")._value.get() >= 1
     info = await js.stream_info(EVENTS_STREAM)
     assert info.state.messages == 1
+
+
+async def test_a_flood_of_bogus_commands_costs_one_line_per_interval_not_one_each(
+    nats_server, js, mails, settings_for, service_cm, caplog
+):
+    # Issue 19: aiosmtpd logs a WARNING per unrecognised command (and per "too many bogus
+    # commands", per over-limit command, per aborted AUTH) on its own logger "mail.log";
+    # 1,000 bogus commands from any client must not be 1,000 log lines.
+    caplog.set_level(logging.INFO)
+    async with service_cm(settings_for(nats_server)) as service:
+        port = service.smtp.port
+        answers: list[bytes] = []
+        for _ in range(200):  # aiosmtpd says goodbye (502) at the 5th unrecognised command
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220")
+            for i in range(5):
+                writer.write(f"XBOGUS{i} hello\r\n".encode())
+                await writer.drain()
+                answers.append(await asyncio.wait_for(reader.readline(), 5))
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+            writer.close()
+        assert len(answers) == 1000
+        assert {a[:4] for a in answers} == {b"500 ", b"502 "}
+        code, _ = await send(port, mails.fencing())  # still serving
+        assert code == 250
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(noisy) <= 2, [r.getMessage() for r in noisy[:5]]
+    assert service.smtp.protocol_log.total == 1200  # 1,000 "unrecognised" + 200 "too many"

@@ -34,6 +34,9 @@ class _Handler:
         self.idle = asyncio.Event()
         self.idle.set()
         self.tempfail_log = RateLimitedLog(log, "answered SMTP 451")
+        self.error_log = RateLimitedLog(
+            log, "unexpected errors handling mail (answered 451)", level=logging.ERROR
+        )
 
     async def handle_body(self, session: Session, body: MailBody) -> str:
         """Publish the received mail; the SMTP answer to send."""
@@ -45,10 +48,10 @@ class _Handler:
             self._metrics.smtp_tempfail.inc()
             self.tempfail_log.record("bus unavailable", _peer_ip(session.peer), str(exc))
             return TEMPFAIL
-        except Exception:
+        except Exception as exc:
             # Never lose a mail to a bug: a temporary failure makes the sender retry.
             self._metrics.smtp_tempfail.inc()
-            log.exception("unexpected error handling mail from %s; answering 451", session.peer)
+            self.error_log.record(type(exc).__name__, _peer_ip(session.peer), exc_info=exc)
             return TEMPFAIL
         finally:
             self.inflight -= 1
@@ -84,6 +87,34 @@ class _Authenticator:
 
 def _peer_ip(peer: Any) -> str:
     return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
+
+class _ProtocolLogFilter(logging.Filter):
+    """aiosmtpd's own warnings and errors (logger ``mail.log``) through a RateLimitedLog.
+
+    aiosmtpd logs a WARNING per unrecognised command, per "too many bogus commands", per
+    command over its call limit and per aborted AUTH, and an ERROR with a traceback per
+    exception in a session: any client could write a line per command (issue 19). Those
+    records are counted and summarised instead; the reason is aiosmtpd's message without the
+    client's words (bounded), the first line of an interval carries the full message.
+    """
+
+    def __init__(self, limited: RateLimitedLog) -> None:
+        super().__init__()
+        self._limited = limited
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        template = str(record.msg)
+        peer = ""
+        if template.startswith("%r ") and args:
+            template, peer = template[3:], _peer_ip(args[0])
+        reason = template.replace("%s", "…").replace("%r", "…")
+        exc = record.exc_info[1] if record.exc_info else None
+        self._limited.record(reason, peer, record.getMessage()[:200], exc_info=exc)
+        return False
 
 
 class _SMTP(SMTP):
@@ -211,7 +242,7 @@ class _SMTP(SMTP):
                 body.close()
         if spool_error:
             self._receiver.metrics.smtp_tempfail.inc()
-            log.error("cannot spool a mail to disk (answering 451): %s", spool_error)
+            self._receiver.spool_log.record("cannot spool to disk", "", spool_error)
             return TEMPFAIL
         if too_long:
             return "500 Line too long (see RFC5321 4.5.3.1.6)"
@@ -246,6 +277,10 @@ class SmtpReceiver:
         self.refused_log = RateLimitedLog(log, "refused SMTP connections")
         self.busy_log = RateLimitedLog(log, "answered SMTP DATA 451 (all transaction slots busy)")
         self.size_log = RateLimitedLog(log, "refused SMTP mail")
+        self.spool_log = RateLimitedLog(log, "SMTP mails answered 451", level=logging.ERROR)
+        # aiosmtpd's per-command warnings (see _ProtocolLogFilter), while listening.
+        self.protocol_log = RateLimitedLog(log, "SMTP protocol errors from clients")
+        self._protocol_filter = _ProtocolLogFilter(self.protocol_log)
 
     def admit(self, protocol: _SMTP, ip: str) -> bool:
         """Take a connection slot for ``ip``; False (counted, logged rate-limited) if over a cap."""
@@ -320,7 +355,9 @@ class SmtpReceiver:
             raise ValueError("SMTP_AUTH_REQUIRED needs SMTP_USERNAME and SMTP_PASSWORD")
         if s.smtp_require_starttls and tls is None:
             raise ValueError("SMTP_REQUIRE_STARTTLS needs SMTP_TLS_CERT and SMTP_TLS_KEY")
-        logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.root.level))
+        mail_log = logging.getLogger("mail.log")
+        mail_log.setLevel(max(logging.WARNING, logging.root.level))
+        mail_log.addFilter(self._protocol_filter)
 
         def factory() -> _SMTP:
             return _SMTP(
@@ -362,6 +399,7 @@ class SmtpReceiver:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight DATA finish (up to ``grace``), close connections."""
+        logging.getLogger("mail.log").removeFilter(self._protocol_filter)
         if self._server is None:
             return
         self._server.close()

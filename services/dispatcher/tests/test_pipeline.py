@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -517,3 +518,67 @@ async def test_a_receivers_backlog_over_its_byte_bound_is_dead_lettered_with_the
         assert waiting > 0
     finally:
         hang.set()
+
+
+async def test_a_delivery_older_than_max_age_when_taken_is_dead_lettered_without_a_send(
+    dispatcher, sink, js
+) -> None:
+    # Issue 19: the age limit is enforced when a delivery is taken, not only after another
+    # send attempt (a hanging target made each waiting delivery cost one more timeout first).
+    hang = asyncio.Event()  # never set while the test runs: every request hangs
+    slow = await sink(hold=hang)
+    service = await dispatcher(
+        slow_receiver(slow.url, timeout="1s", max_age="500ms", breaker_failures=1000)
+    )
+    events = [ev(title=f"event {i}", vmid=i) for i in range(5)]
+    await publish(js, *events)
+    try:
+        letters: list[Any] = []
+
+        async def all_dead_lettered() -> bool:
+            letters[:] = await dlq_list(js, "slow")
+            return len(letters) == len(events)
+
+        deadline = time.monotonic() + 20
+        while not await all_dead_lettered():
+            assert time.monotonic() < deadline, [e.letter.error for e in letters]
+            await asyncio.sleep(0.1)
+        # The first one was sent (and hung for its 1 s timeout); the four that waited behind
+        # it were over max_age when taken and went to the DLQ without a send.
+        assert slow.attempts == 1
+        taken_old = [e for e in letters if "older than max_age 0.5s when taken" in e.letter.error]
+        assert len(taken_old) == len(events) - 1, [e.letter.error for e in letters]
+        assert all(e.letter.attempts == 1 for e in taken_old)
+        assert service.registry.get_sample_value(
+            "proxbus_dispatcher_notifications_total", {"receiver": "slow", "outcome": "dead"}
+        ) == len(events)
+    finally:
+        hang.set()
+
+
+async def test_a_flood_of_dead_letters_costs_one_line_per_interval_not_one_each(
+    dispatcher, sink, js, caplog
+) -> None:
+    # Issue 19: a dead target's overflow at 100 events/s was one WARNING per dead letter
+    # (58,617 lines in the 10-minute benchmark). The DLQ keeps each reason; the log summarises.
+    caplog.set_level(logging.INFO, logger="proxbus_dispatcher")
+    hang = asyncio.Event()  # never set while the test runs: every request hangs
+    slow = await sink(hold=hang)
+    service = await dispatcher(
+        slow_receiver(slow.url, timeout="500ms", breaker_failures=1, max_backlog=5)
+    )
+    await publish(js, *(ev(title=f"flood {i}", vmid=i) for i in range(300)))
+
+    def dead() -> float:
+        value = service.registry.get_sample_value(
+            "proxbus_dispatcher_notifications_total", {"receiver": "slow", "outcome": "dead"}
+        )
+        return value or 0.0
+
+    try:
+        await wait_until(lambda: dead() >= 290, timeout=30, what="the overflow dead-lettered")
+    finally:
+        hang.set()
+    lines = [r for r in caplog.records if "dead-letter" in r.getMessage()]
+    assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines[:5]]
+    assert "over max_backlog 5" in lines[0].getMessage()

@@ -14,7 +14,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, delivery_subject, dlq_subject
-from proxbus_runtime import EventPublisher, FetchError, PullConsumer, TokenBucket
+from proxbus_runtime import EventPublisher, FetchError, PullConsumer, RateLimitedLog, TokenBucket
 from pydantic import ValidationError
 
 from .breaker import CircuitBreaker
@@ -73,6 +73,9 @@ class DeliveryWorker:
         self._bucket = TokenBucket(receiver.rate_limit) if receiver.rate_limit else None
         self._tasks: set[asyncio.Task[None]] = set()
         self.breaker = CircuitBreaker(receiver.breaker_failures, receiver.breaker_interval)
+        # A dead target's overflow is a dead letter per event: the DLQ keeps each reason, the
+        # log says it once per interval with the counts (issue 19).
+        self._dead_log = RateLimitedLog(log, f"dead-lettered deliveries for {receiver.name}")
         self._backlog = metrics.backlog.labels(receiver.name)
         self._backlog_bytes = metrics.backlog_bytes.labels(receiver.name)
         self._mean_size = 0.0  # moving mean of the sizes of the deliveries taken
@@ -145,11 +148,12 @@ class DeliveryWorker:
             await self._dead_letter_raw(msg, f"invalid delivery body: {exc.errors()[0]['msg']}")
             return Outcome("dead", "invalid body")
         attempt = int(msg.metadata.num_delivered)
-        error = self._over_bounds(msg, notification)
-        if error is not None:
+        over = self._over_bounds(msg, notification)
+        if over is not None:
             if self.breaker.probing:
                 self.breaker.probing = False  # not sent, so no probe: take another one
-            await self._dead_letter(msg, notification, attempt, error)
+            bound, error = over
+            await self._dead_letter(msg, notification, attempt, error, bound)
             return Outcome("dead", error)
         if self._bucket is not None:
             await self._bucket.take()
@@ -163,7 +167,7 @@ class DeliveryWorker:
             )
         except PermanentError as exc:
             self.breaker.success()  # the target answered
-            await self._dead_letter(msg, notification, attempt, exc.message)
+            await self._dead_letter(msg, notification, attempt, exc.message, "refused by target")
             return Outcome("dead", exc.message)
         except Exception as exc:  # a notifier bug must not lose the delivery
             self.breaker.failure()
@@ -178,23 +182,27 @@ class DeliveryWorker:
         log.debug("delivered %s to %s (attempt %d)", notification.id, name, attempt)
         return Outcome("sent")
 
-    def _over_bounds(self, msg: Msg, notification: Notification) -> str | None:
-        """Why a delivery is dead-lettered when taken, without another send; None: send it."""
+    def _over_bounds(self, msg: Msg, notification: Notification) -> tuple[str, str] | None:
+        """Which bound a delivery is over when taken, and why in words (dead-lettered without
+        another send); None: send it."""
         r = self.receiver
         backlog = int(msg.metadata.num_pending or 0)
         self._backlog.set(backlog)
         backlog_bytes = self._estimate_bytes(backlog, len(msg.data or b""))
         self._backlog_bytes.set(backlog_bytes)
         if r.max_backlog is not None and backlog >= r.max_backlog:
-            return f"backlog of {backlog} over max_backlog {r.max_backlog} (not sent)"
-        if r.max_backlog_bytes is not None and backlog_bytes >= r.max_backlog_bytes:
             return (
+                "max_backlog",
+                f"backlog of {backlog} over max_backlog {r.max_backlog} (not sent)",
+            )
+        if r.max_backlog_bytes is not None and backlog_bytes >= r.max_backlog_bytes:
+            return "max_backlog_bytes", (
                 f"backlog of ~{backlog_bytes} bytes ({backlog} deliveries) over "
                 f"max_backlog_bytes {r.max_backlog_bytes} (not sent)"
             )
         age = time.time() - notification.created_at.timestamp()
         if age >= r.max_age:
-            return f"older than max_age {r.max_age:g}s when taken ({age:.0f}s, not sent)"
+            return "max_age", f"older than max_age {r.max_age:g}s when taken ({age:.0f}s, not sent)"
         return None
 
     def _estimate_bytes(self, backlog: int, size: int) -> int:
@@ -258,12 +266,12 @@ class DeliveryWorker:
                 except ValidationError as exc:
                     await self._dead_letter_raw(msg, f"invalid delivery body: {exc}")
                     continue
-                error = self._over_bounds(msg, notification)
-                if error is None:
+                over = self._over_bounds(msg, notification)
+                if over is None:
                     await msg.nak()  # back under the bound (another replica took some)
                     continue
                 attempt = int(msg.metadata.num_delivered)
-                await self._dead_letter(msg, notification, attempt, error)
+                await self._dead_letter(msg, notification, attempt, over[1], over[0])
 
     async def _retry_or_dead(
         self,
@@ -277,7 +285,7 @@ class DeliveryWorker:
         age = time.time() - notification.created_at.timestamp()
         if attempt >= r.max_attempts or age >= r.max_age:
             why = "max attempts" if attempt >= r.max_attempts else "max age"
-            await self._dead_letter(msg, notification, attempt, f"{error} ({why} reached)")
+            await self._dead_letter(msg, notification, attempt, f"{error} ({why} reached)", why)
             return Outcome("dead", error)
         delay = (
             retry_after
@@ -299,8 +307,9 @@ class DeliveryWorker:
         return Outcome("retry", error)
 
     async def _dead_letter(
-        self, msg: Msg, notification: Notification, attempt: int, error: str
+        self, msg: Msg, notification: Notification, attempt: int, error: str, why: str
     ) -> None:
+        """Store the dead letter, then ack; ``why`` is the short reason the log counts by."""
         letter = DeadLetter(
             receiver=self.receiver.name,
             delivery_id=notification.id,
@@ -318,13 +327,7 @@ class DeliveryWorker:
         await asyncio.wait_for(stored, DEAD_LETTER_TIMEOUT)
         await msg.ack()
         self._metrics.notifications.labels(self.receiver.name, "dead").inc()
-        log.warning(
-            "dead-lettered %s for %s after %d attempts: %s",
-            notification.id,
-            self.receiver.name,
-            attempt,
-            error,
-        )
+        self._dead_log.record(why, "", f"{notification.id} after {attempt} attempts: {error}")
 
     async def _dead_letter_raw(self, msg: Msg, error: str) -> None:
         log.error("terminating undecodable delivery on %s: %s", msg.subject, error)

@@ -1,4 +1,5 @@
-"""Issue 19: kill -9 while NATS is down loses nothing; a restart listens while NATS is still down.
+"""Issue 19: kill -9 while NATS is down loses nothing; a restart listens (TCP and UDP) while NATS
+is still down.
 
 The console script as a real subprocess, a real nats-server stopped and started, lines
 numbered so the test can tell a lost line from a duplicate.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -24,6 +26,7 @@ from .conftest import free_udp_tcp_port, script_env, wait_until
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-ingest-syslog")
 RECEIVED = 'proxbus_syslog_received_total{transport="tcp"}'
+RECEIVED_UDP = 'proxbus_syslog_received_total{transport="udp"}'
 UP = 'proxbus_spool_nats_up{service="ingest-syslog"}'
 PENDING = 'proxbus_spool_pending_events{service="ingest-syslog"}'
 
@@ -51,6 +54,12 @@ async def _send_tcp(port: int, numbers: range) -> None:
     await writer.drain()
     writer.close()
     await writer.wait_closed()
+
+
+def _send_udp(port: int, numbers: range) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i in numbers:
+            sock.sendto(_numbered(i), ("127.0.0.1", port))
 
 
 @pytest.mark.timeout(120)
@@ -93,16 +102,19 @@ async def test_kill_9_while_nats_is_down_then_restart_then_nats_back_stores_ever
         await asyncio.to_thread(wait_for_port, port, "127.0.0.1", 30)
         await _send_tcp(port, range(600, 800))
         await wait_until(lambda: _metric(health, RECEIVED) >= 200)
+        # UDP too: a restart while NATS is down listens, and datagrams go to the spool.
+        _send_udp(port, range(800, 850))
+        await wait_until(lambda: _metric(health, RECEIVED_UDP) >= 50)
         # What the killed process read is on disk, with what the new one read since.
-        assert _metric(health, PENDING) == 700
+        await wait_until(lambda: _metric(health, PENDING) == 750)
         await asyncio.to_thread(nats_server.start)
 
         try:
-            await wait_until(all_in(800), timeout=60)
+            await wait_until(all_in(850), timeout=60)
         except AssertionError:
             log.flush()
             raise AssertionError(
-                f"{await count()} of 800 stored; service log:\n"
+                f"{await count()} of 850 stored; service log:\n"
                 + "\n".join(
                     x
                     for x in (tmp_path / "service.log").read_text().splitlines()
@@ -115,7 +127,7 @@ async def test_kill_9_while_nats_is_down_then_restart_then_nats_back_stores_ever
             event = Event.from_json((await sub.next_msg(timeout=5)).data)
             numbers.append(int(event.message.rsplit(" ", 1)[1]))
         await sub.unsubscribe()
-        assert sorted(numbers) == list(range(800))  # every line, each once
+        assert sorted(numbers) == list(range(850))  # every line, each once
     finally:
         stop_process(proc, 10)
         log.close()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything proxbus needs on a fresh Debian machine with Python 3.11 and pip:
 # uv, the locked workspace (.venv), and the Debian packages the tests use (dovecot for IMAP,
-# rsyslog to validate the rsyslog configurations in docs/, chromium + fonts-dejavu-core for the
-# web console's browser tests, driven by Playwright with executable_path=/usr/bin/chromium),
+# rsyslog to validate the rsyslog configurations in docs/, nginx + its stream module to run the
+# replicas balancer deploy/lb/nginx.conf, chromium + fonts-dejavu-core for the web console's
+# browser tests, driven by Playwright with executable_path=/usr/bin/chromium),
 # Node.js + npm when the machine has no node (Debian's nodejs/npm), and the pinned official MCP
 # clients in tools/mcp-clients (Inspector CLI, conformance suite) for the MCP gateway's tests.
 set -euo pipefail
@@ -15,7 +16,7 @@ if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   missing=""
-  pkgs="dovecot-imapd rsyslog chromium fonts-dejavu-core"
+  pkgs="dovecot-imapd rsyslog nginx libnginx-mod-stream chromium fonts-dejavu-core"
   # A machine image may ship its own Node.js (e.g. NodeSource's, which bundles npm and conflicts
   # with Debian's npm package): only a machine without node gets Debian's nodejs + npm.
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
@@ -28,10 +29,13 @@ if command -v apt-get >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
   fi
-  # The package starts a system dovecot on port 143; tests run their own on free ports.
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dovecot 2>/dev/null; then
-    $SUDO systemctl stop dovecot || true
-  fi
+  # The packages start a system dovecot on port 143 and nginx on port 80; tests run their own
+  # on free ports.
+  for service in dovecot nginx; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+      $SUDO systemctl stop "$service" || true
+    fi
+  done
 fi
 
 "$UV" sync --all-packages --locked

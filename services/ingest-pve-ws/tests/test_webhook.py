@@ -146,3 +146,19 @@ async def test_a_flood_of_bad_requests_costs_counters_not_log_lines(
     get = svc.registry.get_sample_value
     assert get("proxbus_pve_webhook_requests_total", {"outcome": "unauthorized"}) == 50
     assert get("proxbus_pve_webhook_requests_total", {"outcome": "invalid"}) == 50
+
+
+async def test_the_json_depth_limit_is_a_setting(services: Any, js: Any) -> None:
+    # Issue 19: the webhook's budgets are configurable; PVE's documented body nests 2 deep.
+    svc = await services.start(pve_webhook_max_depth=4)
+    assert svc.health is not None
+    four = json.dumps({**BODY, "fields": {"a": [{}]}}).encode()  # 4 levels
+    five = json.dumps({**BODY, "fields": {"a": [[{}]]}}).encode()  # 5 levels
+    assert (await _post(svc.health.port, four, AUTH))[0] == 202
+    status, reply = await _post(svc.health.port, five, AUTH)
+    assert status == 400
+    assert "nested deeper than 4 levels" in reply["message"]
+    assert (
+        svc.registry.get_sample_value("proxbus_pve_webhook_requests_total", {"outcome": "too_deep"})
+        == 1
+    )

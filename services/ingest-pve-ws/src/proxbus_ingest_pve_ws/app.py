@@ -95,6 +95,7 @@ class PveWsService:
                 secret=s.pve_webhook_secret.get_secret_value(),
                 site=s.site,
                 max_bytes=s.pve_webhook_max_bytes,
+                max_depth=s.pve_webhook_max_depth,
                 metrics=WebhookMetrics.create(self.registry),
             ).install(runtime.health.app)  # before the HTTP server starts
         else:

@@ -38,6 +38,8 @@ class Settings(SpoolSettings):
     # PVE 8.3+ webhook target
     pve_webhook_secret: SecretStr | None = None
     pve_webhook_max_bytes: int = Field(default=256 * 1024, ge=1024)
+    # json.loads recurses once per level (RecursionError near 1,000): the cap stays far below.
+    pve_webhook_max_depth: int = Field(default=32, ge=2, le=200)
 
     # Gotify stream listener (on when a URL and a client token are set). Only GOTIFY_LISTEN_URL:
     # GOTIFY_URL in a shared .env is the dispatcher's outgoing server and must not start this.

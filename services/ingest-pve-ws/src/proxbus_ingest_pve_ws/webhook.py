@@ -21,7 +21,9 @@ WEBHOOK_PATH = "/hooks/pve"
 # Stores one event before the webhook answers: "stored", "duplicate" or "spooled"
 # (raises PublishError when neither JetStream nor the spool took it).
 StoreEvent = Callable[[Event, float], Awaitable[str]]
-MAX_JSON_DEPTH = 32  # PVE's documented body nests 2 deep; json.loads recurses per level
+# Default of PVE_WEBHOOK_MAX_DEPTH: PVE's documented body nests 2 deep; json.loads recurses
+# per level.
+MAX_JSON_DEPTH = 32
 
 # One linear pass over the characters that matter: an escape pair (so \" does not end a
 # string), a quote, a bracket. A regex for whole strings would rescan to the end of the body
@@ -104,6 +106,7 @@ class PveWebhook:
         secret: str,
         site: str,
         max_bytes: int,
+        max_depth: int = MAX_JSON_DEPTH,
         metrics: WebhookMetrics,
         ack_timeout: float = 5.0,
     ) -> None:
@@ -113,6 +116,7 @@ class PveWebhook:
         self._expected = f"Bearer {secret}".encode()
         self._site = site
         self._max_bytes = max_bytes
+        self._max_depth = max_depth
         self._metrics = metrics
         self._ack_timeout = ack_timeout
         # What any client can trigger is logged once, then summarised per interval.
@@ -138,9 +142,9 @@ class PveWebhook:
         except TooLarge:
             self._invalid_log.record("too_large", str(request.remote))
             return self._reply("too_large", 413, f"body exceeds {self._max_bytes} bytes")
-        if json_nesting_depth(body) > MAX_JSON_DEPTH:
+        if json_nesting_depth(body, self._max_depth) > self._max_depth:
             self._invalid_log.record("too_deep", str(request.remote))
-            return self._reply("too_deep", 400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            return self._reply("too_deep", 400, f"JSON nested deeper than {self._max_depth} levels")
         try:
             data = parse_webhook_body(body, request.headers.get("Content-Type", ""))
             event = webhook_event(data, site=self._site)

@@ -193,3 +193,25 @@ async def test_messages_during_a_nats_outage_go_to_the_spool_and_are_stored_once
 
 async def _not_up(svc: Any) -> bool:
     return not svc.sink.up
+
+
+async def test_a_flood_of_unusable_messages_costs_counters_not_log_lines(
+    services: Any, gotify: FakeGotify, js: Any, caplog: Any
+) -> None:
+    # Issue 19: any Gotify application can post; what the listener cannot use is counted and
+    # summarised, not one WARNING per message.
+    caplog.set_level("INFO", logger="proxbus_ingest_pve_ws")
+    svc = await services.start(gotify_listen_url=gotify.url, gotify_client_token=TOKEN)
+    await wait_until(lambda: _ready(svc))
+    for _ in range(500):
+        empty = {"id": len(gotify.messages) + 1, "title": "", "message": ""}
+        gotify.messages.append(empty)
+        for ws in list(gotify.sockets):
+            await ws.send_str("not json {")
+            await ws.send_str(json.dumps(empty))
+    await gotify.push("after the flood")
+    await wait_until(lambda: _has(js, 1))
+    assert await _titles(js) == ["after the flood"]
+    assert svc.gotify.stats.invalid == 1000
+    lines = [r for r in caplog.records if r.levelno >= 30 and "gotify" in r.getMessage()]
+    assert len(lines) <= 4, [r.getMessage() for r in lines[:6]]

@@ -92,6 +92,9 @@ class GotifyListener:
         self.connected = asyncio.Event()
         self._retry_log = RateLimitedLog(log, "gotify: message retries")
         self._cursor_log = RateLimitedLog(log, "gotify: cursor not saved")
+        # Any Gotify application can post: what cannot become an event is counted (``invalid``)
+        # and summarised, not a line per message (issue 19).
+        self._invalid_log = RateLimitedLog(log, "gotify: ignored messages")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, read and reconnect with backoff until ``stop`` is set."""
@@ -168,7 +171,7 @@ class GotifyListener:
             msg = json.loads(data)
         except json.JSONDecodeError:
             self.stats.invalid += 1
-            log.warning("gotify: ignoring a frame that is not JSON")
+            self._invalid_log.record("frame is not JSON")
             return False
         if not isinstance(msg, dict):
             self.stats.invalid += 1
@@ -242,7 +245,7 @@ class GotifyListener:
             event = gotify_event(msg, site=self._site, server=self._server)
         except NotificationError as exc:
             self.stats.invalid += 1
-            log.warning("gotify: skipping message: %s", exc)
+            self._invalid_log.record("not a usable message", str(msg_id), str(exc))
             self.last_id = max(self.last_id or 0, msg_id) if msg_id >= 0 else self.last_id
             return False
         delay = 0.2

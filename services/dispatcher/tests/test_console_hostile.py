@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from proxbus_devtools.testing import free_port
 from proxbus_dispatcher.app import DispatcherService
 from proxbus_dispatcher.console.auth import CSRF_COOKIE, SESSION_COOKIE
+from proxbus_dispatcher.console.feed import CLIENT_QUEUE
+from proxbus_dispatcher.console.server import MAX_FORM
 from proxbus_runtime import SilenceStore
+
+from .conftest import ev, wait_until
 
 SECRET = "s3cret-operator-token"
 TOKENS = f"alice:operate:{SECRET},bob:read:reader-token-123"
@@ -115,3 +121,164 @@ async def test_every_form_refuses_a_missing_or_wrong_csrf_token(dispatcher: Any)
         client.cookies.set(CSRF_COOKIE, "f" * 32)
         r = await client.post("/silences", data={"matchers": "node=pve1", "csrf": csrf})
         assert r.status_code == 403
+
+
+# --- bodies -----------------------------------------------------------------------------
+
+
+async def test_oversized_form_is_refused_with_413_and_counted(dispatcher: Any) -> None:
+    service, url = await start(dispatcher)
+    big = {"matchers": "node=pve1\n" + "x" * MAX_FORM, "duration": "1h"}
+    async with httpx.AsyncClient(base_url=url, follow_redirects=False, timeout=10) as client:
+        for path in ("/silences", "/silences/preview", "/deadletters/1/replay", "/login"):
+            r = await client.post(path, data=big, headers=BEARER)
+            assert r.status_code == 413, (path, r.status_code)
+
+        # Without a Content-Length (chunked), the limit holds while reading.
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"matchers=node%3Dpve1&comment="
+            for _ in range(MAX_FORM // 1024 + 8):
+                yield b"y" * 1024
+
+        r = await client.post(
+            "/silences",
+            content=chunks(),
+            headers={**BEARER, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 413
+        # A form within the limit still works.
+        r = await client.post("/silences", data={"matchers": "node=pve1"}, headers=BEARER)
+        assert r.status_code == 303
+    text = await metrics(url)
+    assert metric(text, 'proxbus_dispatcher_console_refused_total{reason="body_too_large"}') == 5
+    store = await SilenceStore.open(service.runtime.js)
+    assert len(await store.list()) == 1
+
+
+# --- static files -----------------------------------------------------------------------
+
+
+async def test_static_path_tricks_serve_nothing_but_the_static_files(dispatcher: Any) -> None:
+    service, _ = await start(dispatcher)
+    port = service.health.port
+    tricks = [
+        "/static/../server.py",
+        "/static/..%2fserver.py",
+        "/static/%2e%2e/server.py",
+        "/static/%2e%2e%2fserver.py",
+        "/static/%2e%2e%2f%2e%2e%2fsettings.py",
+        "/static/..%5cserver.py",
+        "/static/.",
+        "/static/",
+        "/static/console.js%00.py",
+        "/static/console.js/",
+        "/static//etc/passwd",
+        "/static/%252e%252e%252fserver.py",
+        "/static/" + "a" * 5000,
+    ]
+    for target in tricks:
+        status, body = await raw_request(
+            port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        assert status in (400, 404, 414), (target, status)
+        assert b"import " not in body, target
+        assert b"root:" not in body, target
+    status, body = await raw_request(
+        port, "GET /static/console.js HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200
+    assert b"EventSource" in body
+
+
+# --- live pages ---------------------------------------------------------------------------
+
+
+async def open_stream(port: int) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter]:
+    """An SSE request; returns its status once the headers arrived, the connection open."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    line = await asyncio.wait_for(reader.readline(), 10)
+    return int(line.split(b" ", 2)[1]), reader, writer
+
+
+async def test_concurrent_live_page_flood_is_capped_and_counted(dispatcher: Any) -> None:
+    service, url = await start(dispatcher, console_max_live_pages=3)
+    assert service.console is not None
+    port = service.health.port
+    # All at once: the cap must hold while the first ones wait for the feed's back-fill.
+    opened = await asyncio.gather(*(open_stream(port) for _ in range(12)))
+    try:
+        statuses = sorted(status for status, _, _ in opened)
+        assert statuses == [200] * 3 + [503] * 9
+        await wait_until(lambda: len(service.console.feed.clients) == 3, what="3 live pages")
+        text = await metrics(url)
+        assert metric(text, "proxbus_dispatcher_console_live_pages") == 3
+        assert (
+            metric(text, 'proxbus_dispatcher_console_refused_total{reason="too_many_live_pages"}')
+            == 9
+        )
+    finally:
+        for _, _, writer in opened:
+            writer.close()
+    # Closed pages give their places back.
+    await wait_until(lambda: not service.console.feed.clients, what="live pages closed")
+    status, _, writer = await open_stream(port)
+    writer.close()
+    assert status == 200
+
+
+async def test_live_page_that_does_not_read_loses_events_and_its_place_not_memory(
+    dispatcher: Any,
+) -> None:
+    service, url = await start(dispatcher, console_max_live_pages=1, console_live_write_timeout=1)
+    assert service.console is not None
+    feed = service.console.feed
+    # A reader with a tiny receive window that never reads.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", service.health.port))
+    sock.send(b"GET /events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    try:
+        await wait_until(lambda: len(feed.clients) == 1, what="the live page")
+        client = next(iter(feed.clients))
+        # Events keep coming, the page takes none: the writer fills the socket and the
+        # transport, then blocks; its queue stays bounded (the excess is dropped, counted), and
+        # once a write has blocked past the timeout the page is disconnected.
+        raw = [ev(title=f"flood {i} " + "w" * 200).to_json() for i in range(500)]
+        deadline = asyncio.get_running_loop().time() + 20
+        added = 0
+        while feed.clients:
+            assert asyncio.get_running_loop().time() < deadline, "stuck page still connected"
+            feed.add(raw[added % len(raw)])
+            added += 1
+            assert client.queue.qsize() <= CLIENT_QUEUE
+            await asyncio.sleep(0)  # the writer's turn, as between two NATS messages
+        assert client.dropped > 0
+        assert added > CLIENT_QUEUE
+        text = await metrics(url)
+        assert metric(text, "proxbus_dispatcher_console_live_dropped_total") >= client.dropped
+        assert metric(text, "proxbus_dispatcher_console_live_pages") == 0
+        assert metric(text, "proxbus_dispatcher_console_live_stalled_total") == 1
+        status, _, writer = await open_stream(service.health.port)
+        writer.close()
+        assert status == 200
+    finally:
+        sock.close()
+
+
+# --- the setting that turns it off ---------------------------------------------------------
+
+
+async def test_console_enabled_false_serves_no_page_but_health_and_metrics(
+    dispatcher: Any,
+) -> None:
+    service, url = await start(dispatcher, console_enabled=False)
+    assert service.console is None
+    async with httpx.AsyncClient(base_url=url) as client:
+        for path in ("/", "/silences", "/events/stream", "/static/console.js"):
+            assert (await client.get(path)).status_code == 404, path
+        assert (await client.post("/silences", headers=BEARER)).status_code in (404, 405)
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 200

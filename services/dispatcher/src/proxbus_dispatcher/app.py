@@ -102,7 +102,7 @@ class DispatcherService:
                 )
                 self.workers.append(worker)
         if s.console_enabled:
-            self.console = ConsoleServer(s, self.config, nc, js)
+            self.console = ConsoleServer(s, self.config, nc, js, self.registry)
             self.console.add_routes(self.health.app)
             await self.console.start()
         self.health.add_check("tasks", lambda: not any(t.done() for t in self._tasks))

@@ -41,6 +41,8 @@ class Settings(ServiceSettings):
     console_tokens: SecretStr | None = None
     console_health_urls: str | None = None
     console_recent_events: int = Field(default=500, ge=10, le=10_000)
+    console_max_live_pages: int = Field(default=64, ge=1, le=10_000)
+    console_live_write_timeout: float = Field(default=30.0, gt=0, le=3600)
 
     # seed-style toggles (used when ROUTES_FILE is not set)
     seed_group_wait: float = Field(default=0.0, ge=0)

@@ -110,6 +110,7 @@ class EventFeed:
         self.recent: deque[bytes] = deque(maxlen=size)
         self.clients: set[FeedClient] = set()
         self.invalid = 0
+        self.dropped = 0  # events a client's full queue did not take, all clients together
         self.last_used = 0.0
         self._sub: Subscription | None = None
         self._backfill: asyncio.Task[None] | None = None
@@ -179,6 +180,7 @@ class EventFeed:
                     client.queue.put_nowait(event)
                 except asyncio.QueueFull:
                     client.dropped += 1
+                    self.dropped += 1
 
     def _decode(self, raw: bytes, *, count: bool = True) -> Event | None:
         try:

@@ -24,6 +24,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
 from proxbus_events import DLQ_STREAM, Event, Matcher, Severity, Silence, Source, audit_subject
 from proxbus_runtime import RateLimitedLog, SilenceStore
 from pydantic import ValidationError
@@ -46,13 +47,13 @@ from .auth import (
 from .feed import EventFeed, EventFilter
 from .health import DEFAULT_HEALTH_URLS, parse_health_urls, probe_all, stream_sizes
 from .incidents import IncidentBoard, outcomes
+from .metrics import ConsoleMetrics
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-MAX_STREAMS = 64
 HEARTBEAT = 15.0
-MAX_FORM = 64 * 1024
+MAX_FORM = 64 * 1024  # a console form is a few lines; the app's own limit is 1 MiB
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -93,7 +94,12 @@ class ConsoleServer:
     """Every page and action of the console; ``add_routes`` before the server starts."""
 
     def __init__(
-        self, settings: Settings, config: DispatcherConfig, nc: NATS, js: JetStreamContext
+        self,
+        settings: Settings,
+        config: DispatcherConfig,
+        nc: NATS,
+        js: JetStreamContext,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -115,6 +121,11 @@ class ConsoleServer:
         self.env.filters["bytes"] = _fmt_bytes
         self.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
         self._streams: set[asyncio.Task[Any]] = set()
+        self.metrics = ConsoleMetrics(
+            registry or CollectorRegistry(),
+            live_pages=lambda: len(self._streams),
+            dropped=lambda: self.feed.dropped,
+        )
         self._closing = False
         self._refusals = RateLimitedLog(log, "refused console writes")
         self._failures = RateLimitedLog(log, "console pages failed (NATS/JetStream)")
@@ -220,14 +231,16 @@ class ConsoleServer:
 
     def _write(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            form = await request.post()
+            form = await self._form(request)
             bearer = request.headers.get("Authorization", "").startswith("Bearer ")
             if not bearer and not self._same_origin(request):
-                return self._refuse(request, 403, "cross-origin request refused")
+                return self._refuse(request, 403, "cross-origin request refused", "cross_origin")
             if not bearer and not self.guard.csrf_ok(
                 request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))
             ):
-                return self._refuse(request, 403, "CSRF check failed: reload the page and retry")
+                return self._refuse(
+                    request, 403, "CSRF check failed: reload the page and retry", "csrf"
+                )
             caller = self._caller(request)
             if caller is None:
                 why = (
@@ -235,10 +248,10 @@ class ConsoleServer:
                     if self.guard.tokens
                     else "writes are disabled: no CONSOLE_TOKENS configured"
                 )
-                return self._refuse(request, 401, why)
+                return self._refuse(request, 401, why, "no_token")
             if not caller.can(WRITE_SCOPE):
                 return self._refuse(
-                    request, 403, f"token '{caller.name}' lacks the '{WRITE_SCOPE}' scope"
+                    request, 403, f"token '{caller.name}' lacks the '{WRITE_SCOPE}' scope", "scope"
                 )
             request[CALLER] = caller
             request[FORM] = form
@@ -253,9 +266,26 @@ class ConsoleServer:
             return origin is None
         return origin.split("://", 1)[-1] == request.host
 
-    def _refuse(self, request: web.Request, status: int, why: str) -> web.Response:
+    def _refuse(self, request: web.Request, status: int, why: str, reason: str) -> web.Response:
+        self.metrics.refused.labels(reason).inc()
         self._refusals.record(f"{status} {request.path}", request.remote or "?")
         return self._render(request, "refused.html", status=status, why=why)
+
+    async def _form(self, request: web.Request) -> Form:
+        """The request's form, read only up to ``MAX_FORM`` bytes (also when chunked).
+
+        Raises:
+            web.HTTPRequestEntityTooLarge: a bigger body (counted, answered 413).
+        """
+        length = request.content_length
+        try:
+            if length is not None and length > MAX_FORM:
+                raise web.HTTPRequestEntityTooLarge(MAX_FORM, length)
+            return await request.clone(client_max_size=MAX_FORM).post()
+        except web.HTTPRequestEntityTooLarge:
+            self.metrics.refused.labels("body_too_large").inc()
+            self._refusals.record(f"413 {request.path}", request.remote or "?")
+            raise
 
     async def _audit(
         self,
@@ -311,10 +341,18 @@ class ConsoleServer:
     async def stream(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         if self._closing:
             return web.Response(status=503, text="the dispatcher is stopping")
-        if len(self._streams) >= MAX_STREAMS:
-            return web.Response(status=503, text="too many live pages open")
-        f = EventFilter.from_query(dict(request.query))
-        await self.feed.ensure_running()
+        if len(self._streams) >= self.settings.console_max_live_pages:
+            self.metrics.refused.labels("too_many_live_pages").inc()
+            self._refusals.record("503 too many live pages", request.remote or "?")
+            return web.Response(
+                status=503, text="too many live pages open", headers={"Retry-After": "10"}
+            )
+        # Counted before the first await: a flood arriving together cannot all pass the check
+        # while the first ones wait for the feed's back-fill.
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams.add(task)
+        client = None
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -322,29 +360,43 @@ class ConsoleServer:
                 "X-Accel-Buffering": "no",
             }
         )
-        task = asyncio.current_task()
-        assert task is not None
-        self._streams.add(task)
-        client = self.feed.connect(f)
-        row = self.env.get_template("_event.html")
         try:
+            f = EventFilter.from_query(dict(request.query))
+            await self.feed.ensure_running()
+            client = self.feed.connect(f)
+            row = self.env.get_template("_event.html")
             await resp.prepare(request)
-            await resp.write(b"retry: 2000\n: connected\n\n")
+            await self._send(resp, b"retry: 2000\n: connected\n\n")
             while True:
                 try:
                     event = await asyncio.wait_for(client.queue.get(), HEARTBEAT)
                 except TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
+                    await self._send(resp, b": keep-alive\n\n")
                     continue
                 html = row.render(event=event)
                 data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
-                await resp.write(f"id: {event.id}\n{data}\n".encode())
+                await self._send(resp, f"id: {event.id}\n{data}\n".encode())
+        except _Stalled:
+            # The page stopped reading: its events queue up in the kernel and the transport
+            # until a write blocks. Drop the connection so it frees its place.
+            self.metrics.stalled.inc()
+            self._refusals.record("live page stalled, disconnected", request.remote or "?")
+            if request.transport is not None:
+                request.transport.abort()
         except (asyncio.CancelledError, ConnectionResetError):
             pass
         finally:
-            self.feed.disconnect(client)
+            if client is not None:
+                self.feed.disconnect(client)
             self._streams.discard(task)
         return resp
+
+    async def _send(self, resp: web.StreamResponse, data: bytes) -> None:
+        """One write to a live page, bounded in time (a blocked write raises ``_Stalled``)."""
+        try:
+            await asyncio.wait_for(resp.write(data), self.settings.console_live_write_timeout)
+        except TimeoutError:
+            raise _Stalled from None
 
     async def event_json(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         await self.feed.ensure_running()
@@ -381,9 +433,11 @@ class ConsoleServer:
 
     async def silence_preview(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         """What a silence would mute (a read: CSRF-checked, no token needed)."""
-        form = await request.post()
+        form = await self._form(request)
         if not self.guard.csrf_ok(request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))):
-            return self._refuse(request, 403, "CSRF check failed: reload the page and retry")
+            return self._refuse(
+                request, 403, "CSRF check failed: reload the page and retry", "csrf"
+            )
         return await self._silences_page(
             request,
             str(form.get("matchers", "")),
@@ -532,14 +586,17 @@ class ConsoleServer:
         )
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await self._form(request)
         next_url = _safe_next(str(form.get("next", "/")))
         if not self._same_origin(request) or not self.guard.csrf_ok(
             request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))
         ):
-            return self._refuse(request, 403, "CSRF check failed: reload the page and retry")
+            return self._refuse(
+                request, 403, "CSRF check failed: reload the page and retry", "csrf"
+            )
         caller = self.guard.lookup(str(form.get("token", ""))[:1024])
         if caller is None:
+            self.metrics.refused.labels("bad_token").inc()
             self._refusals.record("bad token", request.remote or "?")
             return self._render(
                 request, "login.html", status=401, next=next_url, error="unknown token"
@@ -556,9 +613,11 @@ class ConsoleServer:
         raise resp
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await self._form(request)
         if not self.guard.csrf_ok(request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))):
-            return self._refuse(request, 403, "CSRF check failed: reload the page and retry")
+            return self._refuse(
+                request, 403, "CSRF check failed: reload the page and retry", "csrf"
+            )
         resp = web.HTTPSeeOther("/")
         resp.del_cookie(SESSION_COOKIE, path="/")
         raise resp
@@ -574,6 +633,10 @@ class ConsoleServer:
             content_type=ctype,
             headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
         )
+
+
+class _Stalled(Exception):
+    """A write to a live page did not complete within ``CONSOLE_LIVE_WRITE_TIMEOUT``."""
 
 
 def _parse_matchers(text: str) -> list[Matcher]:

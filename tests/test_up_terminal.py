@@ -176,6 +176,18 @@ def test_demo_in_a_terminal_table_notifications_no_secrets_and_a_restart(
         for log in (data / "logs").glob("*.log"):
             assert value not in log.read_text(errors="replace"), f"a secret in {log.name}"
 
+    # Each child holds only its own secrets: the Proxmox token values are in the gateway's
+    # environment alone, the webhook secret in ingest-pve-ws's alone (read from /proc).
+    tokens = re.findall(r"_TOKEN_VALUE=(\S+)", gateway_env)
+    webhook = re.findall(r"^PVE_WEBHOOK_SECRET: (\S+)$", credentials.read_text(), re.MULTILINE)
+    assert tokens
+    assert len(webhook) == 1
+    for name in CHILDREN[2:]:
+        environ = Path(f"/proc/{state['children'][name]['pid']}/environ").read_bytes().decode()
+        for token in tokens:
+            assert (token in environ) == (name == "mcp-gateway"), f"{name}: Proxmox token"
+        assert (webhook[0] in environ) == (name == "ingest-pve-ws"), f"{name}: webhook secret"
+
     # Commands talk to the running stack by default: its NATS, its site ("lab" in the demo);
     # the console receiver prints what they publish; no stray "NATS disconnected" on exit.
     cli_env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}

@@ -103,6 +103,43 @@ def test_per_service_variables_reach_only_their_service() -> None:
     assert service_env("mcp-gateway", environ) == {}
 
 
+def test_demo_secrets_reach_only_the_service_that_uses_them(tmp_path: Path) -> None:
+    """Under `proxbus up --demo` (and `proxbus check --all`) the simulator's Proxmox token values
+    go to the gateway only, the webhook secret to ingest-pve-ws only: the issue's "no container
+    holds another service's secret", for the local supervisor's children."""
+    import argparse
+
+    from proxbus_devtools.checkall import check_env
+    from proxbus_devtools.supervisor import SERVICES, child_env, plan_children
+    from proxbus_runtime import ServiceSettings
+
+    args = argparse.Namespace(
+        data_dir=str(tmp_path), no_nats=False, nats_port=free_port(), services="all",
+        demo=True, no_console=False,
+    )  # fmt: skip
+    children = {c.name: c for c in plan_children(args, ServiceSettings(_env_file=None))}  # type: ignore[call-arg]
+    sim = children["pvesim"].argv
+    webhook_secret = sim[sim.index("--webhook-secret") + 1]
+    env_file = Path(sim[sim.index("--write-env") + 1])
+    env_file.write_text(  # what the simulator writes there (proxbus_pvesim.__main__.gateway_env)
+        "PROXBUS_SITE=lab\nPVE_NODES=pve1\nPVE_PVE1_TOKEN_VALUE=pve-token-secret\n"
+        "PBS_PBS1_TOKEN_VALUE=pbs-token-secret\nPVE1_FINGERPRINT=AA:BB\n"
+    )
+    state = {"env_file": str(env_file), "children": {}}
+    for name in SERVICES:
+        for how, env in (
+            ("up", child_env(children[name])),
+            ("check --all", check_env(name, state, {}, "nats://127.0.0.1:4222")),
+        ):
+            values = set(env.values())
+            assert env["PROXBUS_SITE"] == "lab", (how, name)
+            gateway = name == "mcp-gateway"
+            assert ("pve-token-secret" in values) == gateway, (how, name)
+            assert ("pbs-token-secret" in values) == gateway, (how, name)
+            if how == "up":
+                assert (webhook_secret in values) == (name == "ingest-pve-ws"), name
+
+
 def _children_of(script: str, nats_port: int) -> set[int]:
     """PIDs of live ``script`` processes started for the NATS on ``nats_port`` (any parent)."""
     marker = f"NATS_URL=nats://127.0.0.1:{nats_port}\0".encode()

@@ -31,7 +31,7 @@ def check_env(
     service: str, state: Mapping[str, Any] | None, environ: Mapping[str, str], nats_url: str | None
 ) -> dict[str, str]:
     """The environment ``proxbus-<service> --test-connection`` runs with."""
-    from .supervisor import read_env_file, service_env
+    from .supervisor import env_file_for, service_env
 
     env = dict(environ)
     if state is not None:
@@ -39,7 +39,7 @@ def check_env(
         env.update({k: str(v) for k, v in (child.get("env") or {}).items()})
         env_file = state.get("env_file")
         if env_file and Path(env_file).exists():
-            env.update(read_env_file(Path(env_file)))
+            env.update(env_file_for(service, Path(env_file)))
     if nats_url:
         env["NATS_URL"] = nats_url
     env.update(service_env(service, environ))

@@ -15,6 +15,7 @@ import faulthandler
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -104,6 +105,7 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
         )
     wanted = wanted_services(args.services)
     env = {"NATS_URL": nats_url}
+    own: dict[str, dict[str, str]] = {}  # what one child alone gets
     env_file: Path | None = None
     routes: Path | None = None
     if args.demo:
@@ -115,7 +117,7 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
         env_file = demo_dir / "gateway.env"
         env_file.unlink(missing_ok=True)
         secret = secrets.token_urlsafe(24)
-        env["PVE_WEBHOOK_SECRET"] = secret
+        own["ingest-pve-ws"] = {"PVE_WEBHOOK_SECRET": secret}  # the simulator's webhook bearer
         scenario = write_demo_scenario(demo_dir)
         children.append(Child("pvesim", demo_simulator_argv(sim, env_file, secret, scenario)))
         if not getattr(args, "no_console", False):
@@ -125,7 +127,7 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
         if script is None:
             log.warning("skipping %s: proxbus-%s is not installed", name, name)
             continue
-        child_env = dict(env)
+        child_env = {**env, **own.get(name, {})}
         if name == "dispatcher" and routes is not None:
             child_env["ROUTES_FILE"] = str(routes)
         children.append(
@@ -138,6 +140,21 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
             )
         )
     return children
+
+
+def env_file_for(name: str, path: Path) -> dict[str, str]:
+    """What child ``name`` takes from the demo's env file (the simulator's ``--write-env``).
+
+    The gateway gets all of it; the others its non-secret lines (the site, the endpoints),
+    never the Proxmox token values: each process holds only its own secrets.
+    """
+    env = read_env_file(path)
+    if name == "mcp-gateway":
+        return env
+    return {k: v for k, v in env.items() if not _SECRET_NAME.search(k)}
+
+
+_SECRET_NAME = re.compile(r"TOKEN_VALUE|PASSWORD|SECRET|_TOKEN$|^TOKEN")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -192,7 +209,7 @@ def service_env(name: str, environ: Mapping[str, str]) -> dict[str, str]:
 def child_env(child: Child) -> dict[str, str]:
     env = {**os.environ, **child.env}
     if child.env_file is not None and child.env_file.exists():
-        env.update(read_env_file(child.env_file))
+        env.update(env_file_for(child.name, child.env_file))
     env.update(service_env(child.name, os.environ))
     return env
 
@@ -532,9 +549,9 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     credentials = DemoCredentials(data_dir / "demo", redact) if args.demo else None
     if credentials is not None:
         for child in children:
-            if "PVE_WEBHOOK_SECRET" in child.env:
-                credentials.add("PVE_WEBHOOK_SECRET", child.env["PVE_WEBHOOK_SECRET"])
-                break
+            if child.name == "pvesim" and "--webhook-secret" in child.argv:
+                secret = child.argv[child.argv.index("--webhook-secret") + 1]
+                credentials.add("PVE_WEBHOOK_SECRET", secret)
     board.footer = footer(args, children, credentials.path if credentials else None)
     tty = sys.stdout.isatty() and not getattr(args, "plain", False)
     view: LiveView | PlainView = LiveView(board) if tty else PlainView(board)

@@ -2,8 +2,9 @@
 
 Against a running stack (nats-server, the simulator, the gateway on NATS, a webhook target for
 the dispatcher) every script exits 0 with one `ok` line per check; with NATS down each exits 1
-with a `FAIL` line naming it; with the simulated Proxmox down the API watcher's check fails
-with the endpoints named; all within 15 s.
+with a `FAIL` line naming it; with the simulated Proxmox down the gateway's endpoint checks and
+the API watcher's checks fail with the endpoints named, while the three services that do not
+use Proxmox still pass; all within 15 s.
 """
 
 from __future__ import annotations
@@ -107,6 +108,43 @@ async def test_nats_down_fails_every_service_with_a_clear_line(stack: Stack, ser
     assert code == 1, "\n".join(lines)
     assert any(line.startswith("nats: FAIL") for line in lines), "\n".join(lines)
     assert took < BUDGET
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_proxmox_down_fails_exactly_the_services_that_use_it(
+    stack: Stack, service: str
+) -> None:
+    """The simulated PVE and PBS stop listening (connections refused), NATS and the gateway's
+    NATS side stay up: the two services that talk to Proxmox (the gateway directly, the API
+    watcher through the gateway) exit 1 with a line naming what failed; the others do not
+    use Proxmox and still pass."""
+    await stack.sim.stop_api("pve")
+    await stack.sim.stop_api("pbs")
+    code, lines, took = await run_check(service, stack.env(service), stack.tmp)
+    text = "\n".join(lines)
+    assert took < BUDGET
+    assert lines[0].startswith("nats: ok"), text
+    failed = [line for line in lines if ": FAIL" in line]
+    if service == "mcp-gateway":
+        assert code == 1, text
+        pve = [line for line in failed if line.startswith("pve ")]
+        pbs = [line for line in failed if line.startswith("pbs ")]
+        assert pve, text
+        assert pbs, text
+        assert all("connection refused" in line for line in failed), text
+    elif service == "ingest-pve-ws":
+        assert code == 1, text
+        assert [line.split(":")[0] for line in failed] == [
+            "proxmox lab",
+            "proxmox lab privileges",
+        ], text
+        assert "2 of 2 endpoints fail" in failed[0], text
+        assert f"127.0.0.1:{stack.sim.pve_port}): connection refused" in failed[0], text
+    else:
+        assert code == 0, text
+        assert not failed, text
+    for secret in (stack.sim.tokens.admin.secret, stack.sim.pbs_tokens.admin.secret):
+        assert secret not in text
 
 
 async def test_proxmox_down_fails_the_watcher_check_naming_the_endpoints(

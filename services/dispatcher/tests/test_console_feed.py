@@ -70,3 +70,75 @@ async def test_incident_board_watches_only_while_used(js: Any) -> None:
 
     finally:
         await board.stop()
+
+
+async def test_each_live_filter_narrows_the_first_screen_and_the_live_stream(
+    nc: Any, js: Any
+) -> None:
+    """site, node, severity (a floor), kind (a glob) and source, one at a time and together."""
+    await ensure_streams(js, ServiceSettings(_env_file=None).stream_limits())  # type: ignore[call-arg]
+
+    def mix() -> list[Any]:
+        return [
+            ev(
+                title="a",
+                site="lab",
+                node="pve1",
+                severity="info",
+                kind="vm.started",
+                source="syslog",
+            ),
+            ev(
+                title="b",
+                site="home",
+                node="pve2",
+                severity="error",
+                kind="vm.stopped",
+                source="email",
+            ),
+            ev(
+                title="c",
+                site="lab",
+                node="pve2",
+                severity="warning",
+                kind="backup.failed",
+                source="pve-api",
+            ),
+            ev(
+                title="d",
+                site="home",
+                node="pve1",
+                severity="critical",
+                kind="vm.crashed",
+                source="syslog",
+            ),
+        ]
+
+    cases = {
+        "site=home": (EventFilter(site="home"), ["b", "d"]),
+        "node=pve2": (EventFilter(node="pve2"), ["b", "c"]),
+        "severity>=warning": (EventFilter(severity="warning"), ["b", "c", "d"]),
+        "kind=vm.*": (EventFilter(kind="vm.*"), ["a", "b", "d"]),
+        "source=syslog": (EventFilter(source="syslog"), ["a", "d"]),
+        "site=lab,kind=vm.*": (EventFilter(site="lab", kind="vm.*"), ["a"]),
+        "none": (EventFilter(), ["a", "b", "c", "d"]),
+    }
+    await publish(js, *mix())
+    feed = EventFeed(nc, js, size=50)
+    await feed.start()
+    try:
+        await feed.ensure_running()
+        clients = {name: feed.connect(f) for name, (f, _) in cases.items()}
+        for name, (f, titles) in cases.items():
+            assert sorted(e.title for e in feed.newest(f)) == titles, name
+        await publish(js, *mix())  # new ids: the same four arrive live
+        for name, (_, titles) in cases.items():
+            queue = clients[name].queue
+            await wait_until(lambda q=queue, n=titles: q.qsize() == len(n), what=name)
+            got = sorted(queue.get_nowait().title for _ in titles)
+            assert got == titles, name
+    finally:
+        await feed.stop()
+    # From the page's query string: unknown severities are ignored, values are bounded.
+    f = EventFilter.from_query({"severity": "loud", "node": " pve1 ", "kind": "k" * 500})
+    assert (f.severity, f.node, len(f.kind)) == ("", "pve1", 128)

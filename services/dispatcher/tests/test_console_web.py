@@ -135,7 +135,7 @@ async def test_published_event_appears_on_live_page_within_5s_without_reload(
 
 
 async def test_dispatcher_with_open_live_pages_stops_promptly_on_sigterm(
-    console: Any, browser: Browser
+    console: Any, browser: Browser, tmp_path: Path
 ) -> None:
     c = await console()
     pages = []
@@ -150,6 +150,7 @@ async def test_dispatcher_with_open_live_pages_stops_promptly_on_sigterm(
     # Well inside the runtime's 9.5 s budget, which a held SSE response would use up.
     assert time.monotonic() - started < 5
     await expect(pages[0].locator("#live-state")).to_have_text("reconnecting…", timeout=5000)
+    await pages[0].screenshot(path=str(tmp_path / "reconnecting.png"), full_page=True)
 
 
 async def test_event_title_with_script_tag_renders_as_text(
@@ -237,10 +238,17 @@ async def test_silence_created_in_page_mutes_matching_event_and_is_listed_by_the
     assert entry["caller"] == "alice"
     assert entry["arguments"]["id"] == silence.id
 
-    # Expire from the page: the silence leaves the active list.
+    # Expire from the page: the silence leaves the active list; audited too.
     await page.click("button:has-text('expire')")
     await expect(page.locator(".flash")).to_contain_text("expired")
     assert await store.list() == []
+    audit = await js.get_last_msg("PROXBUS_AUDIT", "proxbus.audit.*.console_silence_expire")
+    entry = json.loads(audit.data)
+    assert (entry["caller"], entry["outcome"], entry["arguments"]["id"]) == (
+        "alice",
+        "ok",
+        silence.id,
+    )
 
 
 async def test_dead_letter_replayed_from_page_reaches_recording_sink(
@@ -279,7 +287,7 @@ async def test_dead_letter_replayed_from_page_reaches_recording_sink(
 
 
 async def test_dead_letter_discarded_from_page_is_gone(
-    console: Any, browser: Browser, js: Any, sink: Any
+    console: Any, browser: Browser, js: Any, sink: Any, tmp_path: Path
 ) -> None:
     hook = await sink(always_fail=True, fail_status=400)
     c = await console(
@@ -306,7 +314,15 @@ async def test_dead_letter_discarded_from_page_is_gone(
         .click()
     )
     await expect(page.locator(".flash")).to_contain_text("discarded")
+    await page.screenshot(path=str(tmp_path / "discarded.png"), full_page=True)
     assert (await js.stream_info("PROXBUS_DLQ")).state.messages == 0
+    audit = await js.get_last_msg("PROXBUS_AUDIT", "proxbus.audit.*.console_dlq_discard")
+    entry = json.loads(audit.data)
+    assert (entry["caller"], entry["outcome"], entry["arguments"]["receiver"]) == (
+        "alice",
+        "ok",
+        "hook",
+    )
 
 
 async def test_write_without_token_is_refused(
@@ -475,3 +491,52 @@ def test_console_tokens_are_parsed_like_the_gateways() -> None:
             parse_console_tokens(bad)
     with pytest.raises(ValueError, match="name:scopes:secret"):
         Settings(console_tokens="oops", _env_file=None)  # type: ignore[call-arg]
+
+
+async def test_every_page_fits_a_phone_screen_even_with_long_unbroken_fields(
+    console: Any, browser: Browser, js: Any, sink: Any, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from proxbus_events import Matcher, Silence
+
+    hook = await sink(always_fail=True, fail_status=400)
+    c = await console(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h', max_attempts: 1}}]\n"
+        "route: {receiver: hook}\n"
+    )
+    # What a phone must still fit: words with no break point, as hostnames, UPIDs and
+    # storage paths give (an event's title, node and message; a silence's matcher).
+    word = "vzdump-backup-" + "x" * 120
+    await publish(js, ev(title=f"{word} failed", node="n" * 200, message=word * 3, vmid=101))
+    store = await SilenceStore.open(js)
+    await store.add(
+        Silence.for_duration([Matcher.parse(f"node={'m' * 300}")], timedelta(hours=1), "t", word)
+    )
+    info: list[Any] = []
+
+    async def dead() -> bool:
+        info.append(await js.stream_info("PROXBUS_DLQ"))
+        return info[-1].state.messages == 1
+
+    deadline = time.monotonic() + 15
+    while not await dead():
+        assert time.monotonic() < deadline, "no dead letter"
+        await asyncio.sleep(0.05)
+    page = await browser.new_page(viewport={"width": 390, "height": 844})
+    await login(page, c)
+    for path, shown in (
+        ("/", "li.event"),
+        ("/incidents", "li.card"),
+        ("/silences", "li.card"),
+        ("/deadletters", "li.card"),
+        ("/status", "tr"),
+    ):
+        await page.goto(c.url + path)
+        await expect(page.locator(shown).first).to_be_visible(timeout=5000)
+        for details in await page.locator("details").all():  # expanded: JSON, message
+            await details.locator("summary").click()
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        name = path.strip("/") or "live"
+        await page.screenshot(path=str(tmp_path / f"phone-{name}.png"), full_page=True)
+        assert width <= 390, f"{path} is {width}px wide on a 390px phone screen"

@@ -22,7 +22,7 @@ from proxbus_devtools.procs import stop_process
 from proxbus_devtools.testing import NatsServer, free_port, wait_for_port
 from proxbus_events import EVENTS_STREAM, Event
 
-from .conftest import free_udp_tcp_port, script_env, wait_until
+from .conftest import free_udp_tcp_port, make_settings, metric, running, script_env, wait_until
 
 SCRIPT = str(Path(sys.executable).parent / "proxbus-ingest-syslog")
 RECEIVED = 'proxbus_syslog_received_total{transport="tcp"}'
@@ -131,3 +131,49 @@ async def test_kill_9_while_nats_is_down_then_restart_then_nats_back_stores_ever
     finally:
         stop_process(proc, 10)
         log.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_full_spool_back_pressures_tcp_instead_of_dropping_lines(
+    nats_server: NatsServer, js: JetStreamContext, tmp_path: Path
+) -> None:
+    # The READMEs promise it: when the spool is full, TCP senders are back-pressured (the
+    # reader stops), nothing read is dropped. 4,000 numbered lines are ~3 MB of events: three
+    # times the 1 MiB spool. They are all stored, each once, after NATS is back.
+    port = free_udp_tcp_port()
+    settings = make_settings(
+        nats_server.url,
+        port,
+        syslog_udp=False,
+        spool_dir=tmp_path / "spool",
+        spool_max_bytes=1024 * 1024,
+    )
+    total = 4000
+    async with running(settings) as service:
+        sink = service.publisher
+        assert sink is not None
+        await asyncio.to_thread(nats_server.stop)
+        await wait_until(lambda: not getattr(sink, "up", True))
+        sender = asyncio.create_task(_send_tcp(port, range(total)))
+        refused = ("proxbus_spool_refused_total", {"service": "ingest-syslog"})
+        await wait_until(lambda: (service.registry.get_sample_value(*refused) or 0) > 0, timeout=30)
+        # Full: the connection waits (its sender with it) rather than reading and dropping.
+        assert metric(service, "proxbus_syslog_dropped_total", reason="shutdown") == 0
+        await asyncio.to_thread(nats_server.start)
+
+        async def stored() -> bool:
+            try:
+                return int((await js.stream_info(EVENTS_STREAM)).state.messages) >= total
+            except Exception:  # the broker is restarting
+                return False
+
+        await wait_until(stored, timeout=60)
+        await asyncio.wait_for(sender, 30)
+        assert metric(service, "proxbus_syslog_dropped_total", reason="shutdown") == 0
+    numbers: list[int] = []
+    sub = await js.subscribe("proxbus.events.>", ordered_consumer=True)
+    for _ in range(total):
+        event = Event.from_json((await sub.next_msg(timeout=5)).data)
+        numbers.append(int(event.message.rsplit(" ", 1)[1]))
+    await sub.unsubscribe()
+    assert sorted(numbers) == list(range(total))

@@ -119,6 +119,8 @@ class SpoolingPublisher:
         # The segment being replayed: number, its events, how many were submitted.
         self._replaying: tuple[int, list[Event], int] | None = None
         self.moved = 0  # events taken from the publisher's memory to disk on a disconnect
+        self._room = asyncio.Event()  # set when a replayed segment is deleted
+        self._closed = False
 
     def attach(self, publisher: EventPublisher, connected: Callable[[], bool]) -> None:
         """Use ``publisher`` whenever ``connected()`` is true (``nc.is_connected``)."""
@@ -137,6 +139,7 @@ class SpoolingPublisher:
 
     async def close(self) -> None:
         """Stop the replayer; what NATS did not take goes to disk; close the segment."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -172,24 +175,36 @@ class SpoolingPublisher:
         return self._spool_nowait(event)
 
     async def submit_wait(self, event: Event) -> None:
-        """Like ``submit`` but waits for publisher room while connected (back-pressure).
+        """Like ``submit`` but waits for room (back-pressure): publisher room while connected,
+        spool room (or NATS) while the spool is full. A TCP reader waiting here stops reading,
+        so its sender waits too, and nothing read is dropped.
 
         Raises:
-            PublishError: the publisher is closed, or the spool is full or failing.
+            PublishError: the publisher or the spool is closed, or the disk refused the write.
         """
-        publisher = self.publisher
-        if publisher is not None and self._connected():
-            if publisher.buffered < publisher.buffer_limit:
-                if publisher.submit(event):
-                    return
-                raise PublishError("publisher is closed")
-            await publisher.submit_wait(event)
+        while True:
+            publisher = self.publisher
+            if publisher is not None and self._connected():
+                if publisher.buffered < publisher.buffer_limit:
+                    if publisher.submit(event):
+                        return
+                    raise PublishError("publisher is closed")
+                await publisher.submit_wait(event)
+                return
+            if self._closed:
+                raise PublishError("spool is closed")
+            try:
+                self.spool.append_nowait(event)
+            except SpoolFull:
+                # Room comes back when NATS does (the replay deletes segments): look again.
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), self._check_interval)
+                continue
+            except OSError as exc:
+                raise PublishError(f"spool write failed: {exc}") from exc
+            self._wakeup.set()
             return
-        try:
-            self.spool.append_nowait(event)
-        except OSError as exc:
-            raise PublishError(f"spool write failed: {exc}") from exc
-        self._wakeup.set()
 
     async def store(self, event: Event, timeout: float = 5.0) -> str:
         """Store ``event`` before answering its source: ``"stored"``, ``"duplicate"``, ``"spooled"``.
@@ -282,6 +297,7 @@ class SpoolingPublisher:
                 return  # not all acknowledged: the segment stays and is replayed again
             self._replaying = None
             self.spool.remove_segment(number, len(events))
+            self._room.set()
             log.info("spool: %d events of segment %d published", len(events), number)
 
 

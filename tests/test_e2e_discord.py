@@ -1,5 +1,6 @@
 """Discord round trip: the dispatcher's notification carries buttons, a click on "Silence 1h"
-comes back through ingest-discord, and the dispatcher then mutes the same alert.
+comes back through ingest-discord, and the dispatcher then mutes the same alert; a click on
+"Acknowledge" marks the alert's incident acknowledged and stops its repeats.
 
 The dispatcher runs as its console script with a discord receiver (``buttons: true``) pointed at
 the loopback sink standing in for Discord; ingest-discord runs in-process; the click is signed
@@ -16,7 +17,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from proxbus_events import Event
 from proxbus_ingest_discord.app import DiscordService
-from proxbus_ingest_discord.testing import Signed, click, service_settings
+from proxbus_ingest_discord.testing import OPERATOR, STRANGER, Signed, click, service_settings
 from proxbus_runtime import EventPublisher, SilenceStore
 
 ROUTES = """\
@@ -46,11 +47,11 @@ def alerts_delivered(sink: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def suppressed_silenced(port: int) -> float:
+async def suppressed(port: int, reason: str = "silenced") -> float:
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
         text = await r.text()
     for line in text.splitlines():
-        if line.startswith('proxbus_dispatcher_suppressed_total{reason="silenced"}'):
+        if line.startswith(f'proxbus_dispatcher_suppressed_total{{reason="{reason}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -93,7 +94,7 @@ async def test_a_silence_button_click_mutes_the_alert_at_the_dispatcher(
             await pub.publish(other)
             await stack.wait_until(lambda: len(alerts_delivered(sink)) == 2, "the other alert")
         async with asyncio.timeout(10):
-            while await suppressed_silenced(dispatcher.health_port) < 1:
+            while await suppressed(dispatcher.health_port) < 1:
                 await asyncio.sleep(0.05)
         nodes = [
             f["value"] for e in alerts_delivered(sink) for f in e["fields"] if f["name"] == "node"
@@ -105,5 +106,73 @@ async def test_a_silence_button_click_mutes_the_alert_at_the_dispatcher(
         ]
         assert command_embeds, stack.report()
         assert all("components" not in c for c in command_embeds)
+    finally:
+        await discord.close()
+
+
+async def acked_incident(js: Any, fingerprint: str) -> dict[str, Any] | None:
+    """The dispatcher's stored incident of ``fingerprint`` once it is acknowledged."""
+    kv = await js.key_value("proxbus_dispatcher_state")
+    try:
+        entry = await kv.get(f"inc.{fingerprint}")
+    except Exception:
+        return None
+    incident: dict[str, Any] = json.loads(entry.value or b"{}")
+    return incident if incident.get("acked") else None
+
+
+async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
+    stack: Any, sink: Any, nats_server: Any, js: Any
+) -> None:
+    routes = stack.dir / "routes-discord.yaml"
+    routes.write_text(ROUTES)
+    # INCIDENT_WINDOW=0 and repeat_interval 0s: every report of an alert is notified again.
+    dispatcher = stack.dispatcher(routes, sink, INCIDENT_WINDOW="0")
+    await stack.healthy(dispatcher)
+    key = Ed25519PrivateKey.generate()
+    discord = DiscordService(service_settings(nats_server.url, key, f"{sink.url}/api"))
+    await discord.start()
+    try:
+        async with EventPublisher(js) as pub:
+            first = alert("backup of 100 failed")
+            await pub.publish(first)
+            await stack.wait_until(lambda: len(alerts_delivered(sink)) >= 1, "first notification")
+            payload = json.loads(sink.on("/discord")[0].body)
+            buttons = payload["components"][0]["components"]
+            ack_id = next(b["custom_id"] for b in buttons if b["label"] == "Acknowledge")
+            assert ack_id == f"pbx:ack:{first.fingerprint}"
+            # Without the ack, a repeat is notified (the route says so).
+            await pub.publish(alert("backup of 100 failed"))
+            await stack.wait_until(lambda: len(alerts_delivered(sink)) == 2, "a repeat")
+
+            async with aiohttp.ClientSession() as http:
+                signed = Signed(f"http://127.0.0.1:{discord.port}/discord/interactions", key, http)
+                refused_status, refused = await signed.post(click(ack_id, user=STRANGER))
+                status, answer = await signed.post(click(ack_id))
+            assert (refused_status, refused["type"]) == (200, 4)  # not an operator
+            assert status == 200
+            assert answer["type"] == 7
+            assert answer["data"]["content"] == f"Acknowledged by user{OPERATOR[:3]}."
+            incident: dict[str, Any] | None = None
+            async with asyncio.timeout(15):
+                while incident is None:
+                    incident = await acked_incident(js, first.fingerprint)
+                    if incident is None:
+                        await asyncio.sleep(0.05)
+            # The stranger's click came first and did not count.
+            assert incident["acked"]["by"] == f"discord:user{OPERATOR[:3]}", incident
+            assert incident["acked"]["user_id"] == OPERATOR
+
+            # The acknowledged alert again: not notified. Another alert: delivered.
+            await pub.publish(alert("backup of 100 failed"))
+            await pub.publish(alert("backup of 100 failed", node="pve3"))
+            await stack.wait_until(lambda: len(alerts_delivered(sink)) == 3, "the other alert")
+        async with asyncio.timeout(10):
+            while await suppressed(dispatcher.health_port, "acknowledged") < 1:
+                await asyncio.sleep(0.05)
+        nodes = [
+            f["value"] for e in alerts_delivered(sink) for f in e["fields"] if f["name"] == "node"
+        ]
+        assert nodes == ["pve2", "pve2", "pve3"], stack.report()
     finally:
         await discord.close()

@@ -228,6 +228,7 @@ OWN: dict[str, frozenset[str]] = {
             "DELIVERY_ENABLED",
             "DELIVERY_ACK_WAIT",
             "INCIDENT_WINDOW",
+            "ACK_RESOLVE_AFTER",
             "STATE_TTL",
             "CONSOLE_ENABLED",
             "CONSOLE_TOKENS",

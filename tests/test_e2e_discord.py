@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -132,7 +134,15 @@ async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
     key = Ed25519PrivateKey.generate()
     discord = DiscordService(service_settings(nats_server.url, key, f"{sink.url}/api"))
     await discord.start()
+    proxbus = str(Path(sys.executable).parent / "proxbus")
+    tail = await asyncio.create_subprocess_exec(
+        proxbus, "--nats-url", nats_server.url, "events", "tail", "--incidents",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     try:
+        assert tail.stderr is not None
+        assert tail.stdout is not None
+        assert b"listening" in await asyncio.wait_for(tail.stderr.readline(), 15)
         async with EventPublisher(js) as pub:
             first = alert("backup of 100 failed")
             await pub.publish(first)
@@ -162,6 +172,17 @@ async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
             # The stranger's click came first and did not count.
             assert incident["acked"]["by"] == f"discord:user{OPERATOR[:3]}", incident
             assert incident["acked"]["user_id"] == OPERATOR
+            # What the operator sees in `proxbus events tail --incidents`:
+            line = b""
+            async with asyncio.timeout(15):
+                while b"acknowledged by" not in line:
+                    line = await tail.stdout.readline()
+                    assert line, "events tail ended"
+            assert (
+                line.decode()
+                .rstrip()
+                .endswith(f"backup of 100 failed (acknowledged by discord:user{OPERATOR[:3]})")
+            )
 
             # The acknowledged alert again: not notified. Another alert: delivered.
             await pub.publish(alert("backup of 100 failed"))
@@ -175,4 +196,6 @@ async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
         ]
         assert nodes == ["pve2", "pve2", "pve3"], stack.report()
     finally:
+        tail.terminate()
+        await tail.wait()
         await discord.close()

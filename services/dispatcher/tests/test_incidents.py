@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from proxbus_dispatcher.stages.ack import ack_of
 from proxbus_dispatcher.stages.incidents import Incident
 from proxbus_dispatcher.state import StateStore
 from proxbus_events import Event
@@ -91,3 +93,56 @@ def test_the_state_record_round_trips_any_text_a_lone_surrogate_included() -> No
         assert again == incident
         assert again.title == title
         assert len(again.message) == 4096
+
+
+def ack_event(fingerprint: str, outcome: str = "ok", **meta: Any) -> Event:
+    """What ingest-discord publishes for a click on a notification's "Acknowledge"."""
+    return Event(
+        source="discord",
+        site="lab",
+        severity="notice",
+        kind="command.ack",
+        title="Discord ack by ann: " + outcome,
+        received_at=T0 + timedelta(seconds=30),
+        metadata={
+            "outcome": outcome,
+            "alert_fingerprint": fingerprint,
+            "discord_user": "ann",
+            "discord_user_id": "111111111111111111",
+            **meta,
+        },
+    )
+
+
+def test_only_an_allowed_acknowledge_click_is_an_acknowledgement() -> None:
+    fp = report("syslog").fingerprint
+    ack = ack_of(ack_event(fp))
+    assert ack is not None
+    assert ack.record() == {
+        "by": "discord:ann",
+        "user_id": "111111111111111111",
+        "at": (T0 + timedelta(seconds=30)).timestamp(),
+        "event": ack.event_id,
+    }
+    assert ack_of(ack_event(fp, outcome="denied")) is None  # not in DISCORD_OPERATORS
+    assert ack_of(ack_event("not-hex!")) is None
+    assert ack_of(ack_event(fp).model_copy(update={"kind": "command.silence"})) is None
+    spoofed = ack_event(fp).model_copy(update={"source": report("syslog").source})
+    assert ack_of(spoofed) is None  # only ingest-discord's events
+
+
+def test_an_acknowledgement_lasts_until_the_alert_is_quiet_or_another_task_reports_it() -> None:
+    upid = "UPID:pve1:1:1:1:vzdump::root@pam:"
+    acked = Incident.open(report("syslog", correlation_id=upid))
+    assert not acked.ack_holds(report("syslog", 5), resolve_after=3600)  # nobody acked
+    acked.acked = {"by": "discord:ann"}
+    assert acked.ack_holds(report("syslog", 3600), resolve_after=3600)  # no UPID: same problem
+    assert acked.ack_holds(report("syslog", 60, correlation_id=upid), resolve_after=3600)
+    assert not acked.ack_holds(report("syslog", 3601), resolve_after=3600)  # quiet: resolved
+    other_run = report("syslog", 60, correlation_id="UPID:pve1:2:2:2:vzdump::root@pam:")
+    assert not acked.ack_holds(other_run, resolve_after=3600)  # a new incident
+    carried = Incident.open(report("syslog", 700), acked.notified, acked.acked)
+    assert carried.acked == {"by": "discord:ann"}
+    assert Incident.from_json(carried.to_json()).acked == {"by": "discord:ann"}
+    old_record = {k: v for k, v in json.loads(carried.to_json()).items() if k != "acked"}
+    assert Incident.from_json(json.dumps(old_record).encode()).acked is None  # stored before

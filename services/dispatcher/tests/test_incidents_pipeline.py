@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,77 @@ async def test_two_guests_failing_in_one_job_are_two_notifications(dispatcher, s
         # the group notification carries the job's events with the guest's
         ids = {e["id"] for e in by_upid_vmid[(UPID_TWO, vmid)]["events"]}
         assert ids == {guest.id, events[2].id, events[3].id}
+
+
+def acknowledge(fingerprint: str, outcome: str = "ok", user: str = "ann") -> Event:
+    """The event ingest-discord publishes for a click on a notification's "Acknowledge"."""
+    return ev(
+        source="discord", node=None, severity="notice", kind="command.ack",
+        title=f"Discord ack by {user}: {outcome}",
+        metadata={"outcome": outcome, "alert_fingerprint": fingerprint, "discord_user": user,
+                  "discord_user_id": "111111111111111111"},
+    )  # fmt: skip
+
+
+async def test_an_acknowledged_alert_is_not_repeated_until_it_resolves_or_another_task_fails(
+    dispatcher, sink, js
+) -> None:
+    hook = await sink()
+    routes = ROUTES.format(url=hook.url, wait="0s")
+    # incident_window 0 and repeat_interval 0s: without an ack every report is notified.
+    service = await dispatcher(routes, incident_window=0, ack_resolve_after=600)
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    upid = "UPID:pve1:000A1B2C:00A1B2C3:65F0A1B2:vzdump:100:root@pam:"
+
+    def report(seconds: float, vmid: int = 100, **kw: Any) -> Event:
+        return ev(kind="backup.failed", vmid=vmid, title=f"backup of {vmid} failed",
+                  received_at=t0 + timedelta(seconds=seconds), **kw)  # fmt: skip
+
+    def alerts(vmid: int = 100) -> list[dict[str, Any]]:
+        return [r.json for r in hook.requests if r.json["incident"]["vmid"] == vmid]
+
+    def suppressed(reason: str) -> float:
+        value = service.registry.get_sample_value(
+            "proxbus_dispatcher_suppressed_total", {"reason": reason}
+        )
+        return value or 0.0
+
+    first = report(0, correlation_id=upid)
+    await publish(js, first)
+    await wait_until(lambda: len(alerts()) == 1)
+    await publish(js, acknowledge(first.fingerprint, outcome="denied"), report(10))
+    await wait_until(lambda: len(alerts()) == 2)  # a refused click acknowledges nothing
+    await publish(js, acknowledge(first.fingerprint), acknowledge(first.fingerprint, user="bob"))
+    assert service.intake is not None
+    state = service.intake.state
+    await wait_until(lambda: getattr(state.incident(first.fingerprint), "acked", None) is not None)
+    acked = state.incident(first.fingerprint)
+    assert acked is not None
+    assert acked.acked is not None
+    assert acked.acked["by"] == "discord:ann"  # the first acknowledgement stays
+    # Stored: a restarted dispatcher (or another replica) knows it.
+    await service.stop()
+    service = await dispatcher(routes, incident_window=0, ack_resolve_after=600)
+    await publish(js, report(20), report(30, vmid=101))
+    await wait_until(lambda: len(alerts(101)) == 1)  # another alert: notified
+    await wait_until(lambda: suppressed("acknowledged") == 1)
+    assert len(alerts()) == 2
+    # Still going on (no UPID, or the acknowledged task's): held back.
+    await publish(js, report(600, correlation_id=upid))
+    await wait_until(lambda: suppressed("acknowledged") == 2)
+    # Another run of the backup failed: a new incident, notified, and so are its repeats.
+    await publish(js, report(610, correlation_id=upid.replace("vzdump:100", "vzdump:101")))
+    await wait_until(lambda: len(alerts()) == 3)
+    await publish(js, report(620))
+    await wait_until(lambda: len(alerts()) == 4)
+    # Acknowledged again, then quiet for longer than ack_resolve_after: resolved, notified.
+    await publish(js, acknowledge(first.fingerprint))
+    await wait_until(
+        lambda: getattr(service.intake and service.intake.state.incident(first.fingerprint),
+                        "acked", None) is not None
+    )  # fmt: skip
+    await publish(js, report(1000))
+    await wait_until(lambda: suppressed("acknowledged") == 3)
+    await publish(js, report(1601))
+    await wait_until(lambda: len(alerts()) == 5)
+    assert suppressed("acknowledged") == 3

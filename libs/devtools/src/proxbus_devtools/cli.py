@@ -242,10 +242,12 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
             print(json.dumps({"incident": inc}))
         else:
             vm = f" vm{inc.get('vmid')}" if inc.get("vmid") is not None else ""
+            acked = inc.get("acked")
+            ack = f" (acknowledged by {acked.get('by')})" if isinstance(acked, dict) else ""
             print(
                 f"(incident {str(inc.get('id', ''))[:12]}) {inc.get('kind', '')} "
                 f"{inc.get('node') or '-'}{vm} x{inc.get('count', 0)} seen via {sources}: "
-                f"{inc.get('title', '')}"
+                f"{inc.get('title', '')}{ack}"
             )
         sys.stdout.flush()
 

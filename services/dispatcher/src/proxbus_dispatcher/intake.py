@@ -1,6 +1,7 @@
 """The intake pipeline over fetched batches, and the group flusher.
 
-floor → silence → inhibit → route → incident + dedup → enrich → group/enqueue (``stages``).
+floor → silence → inhibit → route → incident + dedup → enrich → group/enqueue (``stages``);
+acknowledgements (``stages/ack``) are stored on their incidents before the batch is decided.
 An event is acked only after every delivery it leads to is acknowledged by JetStream in
 PROXBUS_DELIVERIES (``enqueue``), so a crash anywhere before that redelivers it; delivery ids
 are derived from the event id (or the set of event ids of a group notification) + route +
@@ -19,13 +20,14 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from proxbus_events import EVENTS_STREAM, Event, delivery_subject
-from proxbus_runtime import EventConsumer, EventPublisher, ReceivedEvent
+from proxbus_runtime import EventConsumer, EventPublisher, RateLimitedLog, ReceivedEvent
 
 from .config import DispatcherConfig, Route
-from .enqueue import Enqueuer, Held, Inflight, PendingDelivery
+from .enqueue import RETRY_ENQUEUE_DELAY, Enqueuer, Held, Inflight, PendingDelivery
 from .metrics import DispatcherMetrics
 from .notification import delivery_body, delivery_id, now_iso
 from .settings import Settings
+from .stages.ack import ack_of
 from .stages.dedup import within_repeat_interval
 from .stages.enrich import Enricher
 from .stages.floor import SeverityFloor
@@ -95,8 +97,10 @@ class Intake:
         # (route id, incident id) of incidents whose notification is still being gathered
         self._gathering: set[tuple[str, str]] = set()
         self._window = settings.incident_window
+        self._ack_resolve_after = settings.ack_resolve_after
         longest_repeat = max((r.repeat_interval for r in config.iter_routes()), default=0.0)
-        self._keep = max(self._window, longest_repeat) + 60.0
+        self._keep = max(self._window, longest_repeat, self._ack_resolve_after) + 60.0
+        self._acks_log = RateLimitedLog(log, "incidents acknowledged", level=logging.INFO)
         self.enricher = Enricher(
             nc,
             metrics,
@@ -218,7 +222,12 @@ class Intake:
         if known is not None and (known.has(event) or known.admits(event, self._window)):
             incident, changed = known, not known.has(event)
         else:
-            incident = Incident.open(event, known.notified if known else None)
+            carried = known is not None and known.ack_holds(event, self._ack_resolve_after)
+            incident = Incident.open(
+                event,
+                known.notified if known else None,
+                known.acked if known is not None and carried else None,
+            )
             changed = True
         incident.add(event)
         return [self._decide(inflight, incident, changed, routes)]
@@ -234,6 +243,9 @@ class Intake:
         for route in routes:
             claimed_by = incident.routes.get(route.id)
             if claimed_by is None:
+                if incident.acked:
+                    plan.suppressed.append(("acknowledged", incident.id))
+                    continue
                 if within_repeat_interval(route, incident.notified.get(route.id), at):
                     plan.suppressed.append(("deduped", route.id))
                     continue
@@ -257,6 +269,7 @@ class Intake:
         changed, then enqueue or group what the stored decisions say; an event whose incident
         lost a write race is redelivered and decided again.
         """
+        batch = await self._apply_acks(batch)
         entries: list[tuple[Inflight, list[_Plan]]] = []
         for received in batch:
             event = received.event
@@ -338,6 +351,41 @@ class Intake:
         for inflight, _ in work:
             await self.enqueuer.release(inflight)
         self._wake.set()
+
+    async def _apply_acks(self, batch: list[ReceivedEvent]) -> list[ReceivedEvent]:
+        """Store the batch's acknowledgements (``stages/ack``) on their incidents first, so
+        the batch's other events are decided with them; the first acknowledgement of an
+        incident is kept. An ack whose incident write lost a race (or failed) goes back
+        (nak) and is applied again to the incident as re-read; the rest of the batch, the
+        acks included, goes on through the stages as usual."""
+        waiting: dict[str, list[ReceivedEvent]] = {}
+        for received in batch:
+            ack = ack_of(received.event)
+            if ack is None:
+                continue
+            key = incident_key(ack.fingerprint)
+            if key not in self.state.incidents:
+                await self.state.reload(key)  # forgotten in memory, or another replica's
+            incident = self.state.incidents.get(key)
+            if incident is None:
+                self._acks_log.record("no incident of that fingerprint", ack.fingerprint)
+                continue
+            if incident.acked is None:
+                incident.acked = ack.record()
+                self._acks_log.record(f"incident {incident.id[:12]}", ack.by)
+            if key in waiting or incident.acked.get("event") == ack.event_id:
+                waiting.setdefault(key, []).append(received)
+        if not waiting:
+            return batch
+        written = await self.state.write(waiting)
+        retry = {id(r) for key in written.failed for r in waiting[key]}
+        if not retry:
+            return batch
+        for received in batch:
+            if id(received) in retry:
+                with contextlib.suppress(Exception):
+                    await received.nak(delay=RETRY_ENQUEUE_DELAY)
+        return [r for r in batch if id(r) not in retry]
 
     async def _settle(self, pending: list[Pending]) -> None:
         """Wait for the acks; a failed group notification is retried, a failed single one

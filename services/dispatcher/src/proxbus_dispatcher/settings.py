@@ -26,6 +26,8 @@ class Settings(ServiceSettings):
     publish_suppressed: bool = True
     # incidents and persisted state
     incident_window: float = Field(default=600.0, ge=0)
+    # an acknowledged alert stays acknowledged until it is quiet for this long (stages/ack)
+    ack_resolve_after: float = Field(default=3600.0, gt=0)
     state_ttl: float = Field(default=7 * 86400.0, gt=0)
     # enrichment through the gateway's NATS RPC
     enrich_enabled: bool = True

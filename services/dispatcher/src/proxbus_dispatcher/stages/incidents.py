@@ -7,7 +7,9 @@ fingerprint when it arrived (``received_at``) within ``window`` seconds of the i
 first event and, where both carry a task UPID, the UPIDs are equal; otherwise it opens a new
 incident. Per route, an incident is notified once (``claim``); the notification log
 (``notified``: route → arrival time of the incident it last notified) carries over to the
-next incident of the fingerprint for ``repeat_interval``.
+next incident of the fingerprint for ``repeat_interval``. An acknowledgement (``acked``, from a
+Discord "Acknowledge" click, ``stages/ack``) carries over the same way until the fingerprint
+resolves (goes quiet) or another task run reports it (``ack_holds``).
 
 An event of another fingerprint that carries an open incident's task UPID and no guest (or is
 the task's end or a plain line about the incident's guest) is attached to that incident
@@ -69,9 +71,16 @@ class Incident:
     routes: dict[str, str] = field(default_factory=dict)
     # route id → arrival time of the last notified incident of this fingerprint
     notified: dict[str, float] = field(default_factory=dict)
+    # who acknowledged it and when ({"by", "user_id", "at", "event"}); None if nobody did
+    acked: dict[str, Any] | None = None
 
     @classmethod
-    def open(cls, event: Event, notified: dict[str, float] | None = None) -> Incident:
+    def open(
+        cls,
+        event: Event,
+        notified: dict[str, float] | None = None,
+        acked: dict[str, Any] | None = None,
+    ) -> Incident:
         at = event.received_at.timestamp()
         # What ``add(event)`` would do to a new incident, without computing it twice.
         return cls(
@@ -93,6 +102,7 @@ class Incident:
             event_ids=[event.id],
             count=1,
             notified=dict(notified or {}),
+            acked=dict(acked) if acked else None,
         )
 
     def admits(self, event: Event, window: float) -> bool:
@@ -100,6 +110,17 @@ class Incident:
         if window <= 0 or event.fingerprint != self.fingerprint:
             return False
         if abs(event.received_at.timestamp() - self.opened) > window:
+            return False
+        upid = _upid(event)
+        return upid is None or self.upid is None or upid == self.upid
+
+    def ack_holds(self, event: Event, resolve_after: float) -> bool:
+        """Whether this incident's acknowledgement carries over to the incident ``event``
+        opens: the fingerprint did not go quiet for ``resolve_after`` seconds since this
+        incident's last event, and ``event`` is not another task run's report."""
+        if not self.acked:
+            return False
+        if event.received_at.timestamp() - self.last > resolve_after:
             return False
         upid = _upid(event)
         return upid is None or self.upid is None or upid == self.upid

@@ -7,6 +7,7 @@ import re
 import time
 from typing import Any
 
+from proxbus_devtools.testing import wait_until
 from proxbus_ingest_discord.app import DiscordService
 from proxbus_ingest_discord.testing import (
     OPERATOR,
@@ -344,6 +345,29 @@ async def test_a_slow_gateway_answer_is_deferred_then_followed_up(
     )
     assert counter(text, "proxbus_discord_followups_total", outcome="sent") == 1
     assert len(discord_api.calls) == 1
+
+
+async def test_the_answer_stays_within_3_s_when_nats_goes_away_after_the_claim(
+    signed: Signed, gateway: Running, sim: Simulator, nats_server: Any, js: Any
+) -> None:
+    sim.add_latency("/cluster/resources", 3.0)
+    payload = command("vms")
+    ledger = await js.key_value("proxbus_discord_interactions")
+    started = time.monotonic()
+    post = asyncio.create_task(signed.post(payload))
+    try:
+        # Claimed (the work has begun): now the bus goes away, as a broker restart would.
+        await wait_until(lambda: ledger.get(payload["id"]), timeout=5, ignore=(Exception,))
+        # In a thread: the server takes a while to stop, and the service shares this loop.
+        await asyncio.to_thread(nats_server.stop)
+        status, answer = await post
+        elapsed = time.monotonic() - started
+    finally:
+        if nats_server.proc is None:
+            nats_server.start()
+    assert status == 200
+    assert answer["type"] in (4, 5)  # the gateway's answer, or "deferred" while it is missing
+    assert elapsed < 3.0  # Discord's limit: the bookkeeping must not hold the answer back
 
 
 async def test_a_slow_confirmed_action_is_deferred_and_edits_the_message(

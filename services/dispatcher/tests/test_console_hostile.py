@@ -282,3 +282,29 @@ async def test_console_enabled_false_serves_no_page_but_health_and_metrics(
         assert (await client.post("/silences", headers=BEARER)).status_code in (404, 405)
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/metrics")).status_code == 200
+
+
+async def test_login_redirects_only_to_a_path_on_this_console(dispatcher: Any) -> None:
+    # Browsers drop tabs and newlines from a URL (WHATWG URL parser), so "/\t/evil" becomes
+    # "//evil": another host.
+    _, url = await start(dispatcher)
+    async with httpx.AsyncClient(base_url=url, follow_redirects=False) as client:
+        page = await client.get("/login")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        for target in (
+            "//evil.example/",
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "/\\evil.example/",
+            "\t//evil.example/",
+            "https://evil.example/",
+            "/ /evil.example/",
+            "/\x00/evil.example/",
+        ):
+            r = await client.post("/login", data={"token": SECRET, "csrf": csrf, "next": target})
+            assert r.status_code == 303, (target, r.status_code)
+            assert r.headers["location"] == "/", (target, r.headers["location"])
+        r = await client.post(
+            "/login", data={"token": SECRET, "csrf": csrf, "next": "/silences?matchers=node%3Dpve1"}
+        )
+        assert r.headers["location"] == "/silences?matchers=node%3Dpve1"

@@ -663,7 +663,13 @@ def _parse_matchers(text: str) -> list[Matcher]:
 
 
 def _safe_next(value: str) -> str:
-    """Only a path on this site (never ``//evil`` or a full URL)."""
+    """Only a path on this site (never ``//evil`` or a full URL).
+
+    Whitespace and control characters are refused too: browsers drop tabs and newlines from a
+    URL, so ``/<TAB>/evil`` would become ``//evil``, another host.
+    """
     if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    if any(c.isspace() or not c.isprintable() for c in value):
         return "/"
     return value[:512]

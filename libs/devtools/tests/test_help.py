@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,51 @@ def test_help_of_every_service_script_names_test_connection(script: str) -> None
     )
     assert result.returncode == 0, result.stderr
     assert "--test-connection" in result.stdout
+
+
+def _nested(command: str) -> list[tuple[str, ...]]:
+    """The sub-commands a service command lists in its own help (``{add,list,expire}``)."""
+    result = subprocess.run(
+        [str(BIN / "proxbus"), command, "--help"], capture_output=True, text=True, timeout=30
+    )
+    found = re.search(r"\{([a-z,-]+)\}", result.stdout)
+    assert found, result.stdout
+    return [(command, name) for name in found.group(1).split(",")]
+
+
+SERVICE_COMMANDS = [c for c in COMMANDS if len(c) == 1 and c[0] in ("silence", "dlq")]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [nested for command in SERVICE_COMMANDS for nested in _nested(command[0])],
+    ids=" ".join,
+)
+def test_help_of_every_sub_command_of_a_service_command(command: tuple[str, ...]) -> None:
+    assert len(SERVICE_COMMANDS) == 2
+    result = subprocess.run(
+        [str(BIN / "proxbus"), *command, "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: proxbus {' '.join(command)}")
+    assert result.stderr == ""
+
+
+# Every sub-command of the service scripts (their usage lines list them).
+SCRIPT_COMMANDS = [
+    ("dispatcher", "run"), ("dispatcher", "check-config"), ("dispatcher", "silence"),
+    ("dispatcher", "silence", "add"), ("dispatcher", "dlq"), ("dispatcher", "dlq", "replay"),
+    ("ingest-syslog", "serve"), ("ingest-syslog", "parse"), ("ingest-email", "parse"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", SCRIPT_COMMANDS, ids=" ".join)
+def test_help_of_every_sub_command_of_the_service_scripts(command: tuple[str, ...]) -> None:
+    script, *rest = command
+    result = subprocess.run(
+        [str(BIN / f"proxbus-{script}"), *rest, "--help"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "usage:" in result.stdout
+    assert result.stderr == ""

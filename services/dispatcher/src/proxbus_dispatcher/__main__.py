@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] == "check-config":
         from .config import load_config
 
+        if len(args) == 2 and args[1] in ("-h", "--help"):
+            print("usage: proxbus-dispatcher check-config FILE\n\n"
+                  "Validate a routes.yaml; exit 1 with FILE:LINE: reason when it is invalid.")  # fmt: skip
+            return 0
         if len(args) != 2:
             print("usage: proxbus-dispatcher check-config FILE", file=sys.stderr)
             return 2

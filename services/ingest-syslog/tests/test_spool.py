@@ -8,10 +8,12 @@ numbered so the test can tell a lost line from a duplicate.
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -177,3 +179,62 @@ async def test_a_full_spool_back_pressures_tcp_instead_of_dropping_lines(
         numbers.append(int(event.message.rsplit(" ", 1)[1]))
     await sub.unsubscribe()
     assert sorted(numbers) == list(range(total))
+
+
+def _limit_file_size() -> None:
+    """In the child: files can grow to 64 KiB (the kernel refuses writes beyond with EFBIG;
+    Python ignores SIGXFSZ). A real disk that stops taking writes, without a mock."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+@pytest.mark.timeout(120)
+async def test_a_disk_that_refuses_spool_writes_costs_counted_drops_not_a_log_line_each(
+    nats_server: NatsServer, js: JetStreamContext, tmp_path: Path
+) -> None:
+    # Issue 19: every datagram (and every TCP chunk) a peer sends while the spool cannot be
+    # written was one ERROR line. They are counted drops and one summary line per interval;
+    # what reached the disk before is stored once when NATS is back.
+    port, health = free_udp_tcp_port(), free_port()
+    await asyncio.to_thread(nats_server.stop)
+    env = script_env(nats_server.url, port, health, SPOOL_DIR=str(tmp_path / "spool"))
+    proc = subprocess.Popen(
+        [SCRIPT], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=_limit_file_size,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
+    reader.start()
+    try:
+        await asyncio.to_thread(wait_for_port, health, "127.0.0.1", 30)
+        await asyncio.to_thread(wait_for_port, port, "127.0.0.1", 10)
+        _send_udp(port, range(1000))
+        await wait_until(lambda: _metric(health, RECEIVED_UDP) >= 1000)
+        for start in range(1000, 1500, 10):  # 50 connections of 10 lines
+            await _send_tcp(port, range(start, start + 10))
+        await wait_until(lambda: _metric(health, RECEIVED) >= 500)
+        spooled = _metric(health, 'proxbus_spool_appended_total{service="ingest-syslog"}')
+        assert 0 < spooled < 200  # 64 KiB of events
+        dropped = _metric(health, 'proxbus_syslog_dropped_total{reason="spool_error"}')
+        dropped += _metric(health, 'proxbus_syslog_dropped_total{reason="buffer_full"}')
+        assert spooled + dropped == 1500
+        await asyncio.to_thread(nats_server.start)
+
+        async def stored() -> int:
+            try:
+                return int((await js.stream_info(EVENTS_STREAM)).state.messages)
+            except Exception:  # the broker is restarting
+                return -1
+
+        await wait_until(lambda: _at_least(stored, int(spooled)), timeout=60)
+    finally:
+        stop_process(proc, 10)
+        reader.join(10)
+    text = b"".join(lines).decode(errors="replace")
+    failures = [x for x in text.splitlines() if "spool" in x and '"level": "error"' in x]
+    failures += [x for x in text.splitlines() if "lines from" in x and "lost" in x]
+    assert len(failures) <= 4, failures[:6]
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
+    return await count() >= n

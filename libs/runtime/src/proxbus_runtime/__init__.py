@@ -15,7 +15,7 @@ from .rpc import call_tool
 from .service import Service
 from .settings import ServiceSettings, connect_nats
 from .silences import SilenceStore
-from .spool import EventSpool, SpoolFull
+from .spool import EventSpool, SpoolFull, SpoolWriteError
 from .spooling import SpoolingPublisher, SpoolSettings, attach_spooling, open_spooling
 from .streams import ensure_streams
 
@@ -52,6 +52,7 @@ __all__ = [
     "SilenceStore",
     "SpoolFull",
     "SpoolSettings",
+    "SpoolWriteError",
     "SpoolingPublisher",
     "StopRequested",
     "TokenBucket",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ from .errors import PublishError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EventSpool", "FsyncPolicy", "SpoolFull", "SpoolStats"]
+__all__ = ["EventSpool", "FsyncPolicy", "SpoolFull", "SpoolStats", "SpoolWriteError"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
@@ -48,6 +49,10 @@ class SpoolFull(PublishError):
     """Raised when an event does not fit in the spool's ``max_bytes``."""
 
 
+class SpoolWriteError(PublishError):
+    """Raised (by ``SpoolingPublisher``) when the disk refused a spool write."""
+
+
 @dataclass(slots=True)
 class SpoolStats:
     """Counters; ``pending_*`` is what is on disk and not yet acknowledged."""
@@ -56,6 +61,7 @@ class SpoolStats:
     replayed: int = 0
     refused: int = 0  # did not fit
     corrupt: int = 0  # torn or damaged records skipped on reading
+    write_errors: int = 0  # appends the disk refused (nothing of them left in the segment)
     fsyncs: int = 0
     pending_records: int = 0
     pending_bytes: int = 0
@@ -138,8 +144,19 @@ class EventSpool:
             self.stats.refused += 1
             raise SpoolFull(f"spool full ({self.stats.pending_bytes} of {self.max_bytes} bytes)")
         fd = self._writable()
-        os.write(fd, record)
         assert self._current is not None
+        try:
+            written = os.write(fd, record)
+        except OSError:
+            self.stats.write_errors += 1
+            raise
+        if written != len(record):
+            # A short write (disk full, file size limit): take the torn record back, so the
+            # records appended after it stay readable, and refuse the event.
+            self.stats.write_errors += 1
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._segments[self._current])
+            raise OSError(errno.ENOSPC, f"short spool write ({written} of {len(record)} bytes)")
         self._segments[self._current] += len(record)
         self._records[self._current] += 1
         self.stats.pending_bytes += len(record)

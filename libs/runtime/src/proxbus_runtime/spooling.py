@@ -31,8 +31,9 @@ from pydantic import Field
 
 from .errors import PublishError
 from .publisher import EventPublisher
+from .ratelog import RateLimitedLog
 from .settings import ServiceSettings
-from .spool import EventSpool, SpoolFull
+from .spool import EventSpool, SpoolFull, SpoolWriteError
 
 if TYPE_CHECKING:
     from .service import Service
@@ -120,6 +121,8 @@ class SpoolingPublisher:
         self._replaying: tuple[int, list[Event], int] | None = None
         self.moved = 0  # events taken from the publisher's memory to disk on a disconnect
         self._room = asyncio.Event()  # set when a replayed segment is deleted
+        # A failing disk refuses every event a peer sends: one line per interval, not each.
+        self._write_errors = RateLimitedLog(log, "spool writes failed", level=logging.ERROR)
         self._closed = False
 
     def attach(self, publisher: EventPublisher, connected: Callable[[], bool]) -> None:
@@ -202,7 +205,7 @@ class SpoolingPublisher:
                     await asyncio.wait_for(self._room.wait(), self._check_interval)
                 continue
             except OSError as exc:
-                raise PublishError(f"spool write failed: {exc}") from exc
+                raise self._write_failed(exc) from exc
             self._wakeup.set()
             return
 
@@ -229,9 +232,14 @@ class SpoolingPublisher:
             if self.spool.fsync != "never":
                 await self.spool.sync()
         except OSError as exc:
-            raise PublishError(f"spool write failed: {exc}") from exc
+            raise self._write_failed(exc) from exc
         self._wakeup.set()
         return "spooled"
+
+    def _write_failed(self, exc: OSError) -> SpoolWriteError:
+        """Log (rate-limited) a refused spool write; the error to raise to the caller."""
+        self._write_errors.record(exc.strerror or type(exc).__name__, "", str(exc))
+        return SpoolWriteError(f"spool write failed: {exc}")
 
     def _spool_nowait(self, event: Event) -> bool:
         try:
@@ -239,7 +247,7 @@ class SpoolingPublisher:
         except SpoolFull:
             return False
         except OSError as exc:
-            log.error("spool write failed: %s", exc)
+            self._write_failed(exc)
             return False
         self._wakeup.set()
         return True
@@ -335,6 +343,7 @@ class SpoolCollector:
              stats.replayed),
             ("proxbus_spool_refused", "events that did not fit (spool full)", stats.refused),
             ("proxbus_spool_corrupt", "torn or damaged records skipped", stats.corrupt),
+            ("proxbus_spool_write_errors", "appends the disk refused", stats.write_errors),
             ("proxbus_spool_fsyncs", "fsync calls", stats.fsyncs),
             ("proxbus_spool_moved", "events moved from the publisher's memory to disk",
              self._sink.moved),

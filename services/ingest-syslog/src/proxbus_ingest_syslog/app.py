@@ -18,6 +18,7 @@ from proxbus_runtime import (
     RateLimitedLog,
     Service,
     SpoolingPublisher,
+    SpoolWriteError,
     attach_spooling,
     open_spooling,
 )
@@ -85,6 +86,7 @@ class SyslogService:
         self._refused_log = RateLimitedLog(log, "refused syslog connections")
         self._idle_log = RateLimitedLog(log, "closed idle syslog connections", level=logging.INFO)
         self._ended_log = RateLimitedLog(log, "syslog connections ended", level=logging.INFO)
+        self._spool_error_log = RateLimitedLog(log, "syslog lines lost (spool write failed)")
         self._draining = False
         self.tcp_port: int | None = None
         self.udp_port: int | None = None
@@ -271,6 +273,11 @@ class SyslogService:
             try:
                 # The spooling publisher: to JetStream while NATS is up, else to disk.
                 await publisher.submit_wait(event)
+            except SpoolWriteError as exc:  # the disk refused it (the spool logs why)
+                lost = len(events) - i
+                self.metrics.dropped.labels("spool_error").inc(lost)
+                self._spool_error_log.record("spool write failed", conn.peer, str(exc))
+                return
             except PublishError:
                 lost = len(events) - i
                 self.metrics.dropped.labels("shutdown").inc(lost)

@@ -170,3 +170,25 @@ def test_a_delivery_body_sends_incidents_once_and_the_notification_names_the_fir
     assert notification.created_at.isoformat() == "2026-11-30T06:00:00+00:00"
     alone = delivery_body("d2", "hook", "root", [ev().to_json()], None)
     assert Notification.from_json(alone).incident is None
+
+
+async def test_discord_buttons_ask_the_webhook_to_keep_the_components(dispatcher, sink, js) -> None:
+    # Discord ignores a webhook message's components unless the execute-webhook call says
+    # ?with_components=true (docs.discord.com, "Using Message Components").
+    buttons, plain = await sink(), await sink()
+    await dispatcher(f"""\
+receivers:
+  - {{name: buttons, type: discord, url: "{buttons.url}/api/webhooks/1/tok", buttons: true}}
+  - {{name: plain, type: discord, url: "{plain.url}/api/webhooks/2/tok?thread_id=9"}}
+route:
+  receiver: buttons
+  routes:
+    - {{matchers: ["node=~.+"], receiver: plain, continue: true}}
+    - {{matchers: ["node=~.+"], receiver: buttons}}
+""")
+    await publish(js, ev(kind="backup.failed", vmid=100, title="backup of 100 failed"))
+    await wait_until(lambda: len(buttons.requests) == 1 and len(plain.requests) == 1)
+    assert buttons.requests[0].query == {"wait": "true", "with_components": "true"}
+    assert buttons.requests[0].json["components"][0]["components"][1]["label"] == "Acknowledge"
+    assert plain.requests[0].query == {"thread_id": "9", "wait": "true"}
+    assert "components" not in plain.requests[0].json

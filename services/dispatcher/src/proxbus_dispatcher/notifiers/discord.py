@@ -76,13 +76,19 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
 
 
 class DiscordNotifier:
-    """Posts to a Discord webhook URL (``?wait=true`` so errors come back)."""
+    """Posts to a Discord webhook URL (``?wait=true`` so errors come back; with buttons also
+    ``with_components=true``, without which Discord drops a webhook message's components —
+    docs.discord.com, "Using Message Components")."""
 
     def __init__(self, receiver: DiscordReceiver, http: aiohttp.ClientSession) -> None:
         self.receiver = receiver
         self._http = http
-        sep = "&" if "?" in receiver.url else "?"
-        self._url = receiver.url + ("" if "wait=" in receiver.url else f"{sep}wait=true")
+        url = receiver.url
+        if "wait=" not in url:
+            url += ("&" if "?" in url else "?") + "wait=true"
+        if receiver.buttons and "with_components=" not in url:
+            url += "&with_components=true"
+        self._url = url
 
     async def send(self, notification: Notification) -> None:
         body = json.dumps(discord_payload(self.receiver, notification)).encode()

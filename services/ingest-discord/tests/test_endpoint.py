@@ -103,6 +103,16 @@ async def test_bad_input_gets_a_clear_4xx_and_is_counted(signed: Signed) -> None
     assert status == 200
 
 
+async def test_deeply_nested_json_is_a_400_not_a_5xx(signed: Signed) -> None:
+    # Under the size cap, but deeper than the JSON parser recurses: still just bad input.
+    for body in (b"[" * 30_000 + b"]" * 30_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000):
+        status, why = await signed.post(body)
+        assert (status, why["outcome"]) == (400, "invalid_json")
+    text = await metrics_text(signed)
+    assert counter(text, "proxbus_discord_requests_total", outcome="invalid_json") == 2
+    assert counter(text, "proxbus_discord_requests_total", outcome="unavailable") == 0
+
+
 async def test_huge_body_with_a_chunked_upload_is_refused_without_a_length(signed: Signed) -> None:
     async def chunks() -> Any:
         for _ in range(200):

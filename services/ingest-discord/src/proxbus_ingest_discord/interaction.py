@@ -92,6 +92,8 @@ def parse_interaction(body: bytes) -> Interaction:
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InteractionError("invalid_json", f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise InteractionError("invalid_json", "body is not JSON: nested too deeply") from None
     if not isinstance(raw, dict):
         raise InteractionError("invalid", "body must be a JSON object (an interaction)")
     try:

@@ -308,3 +308,101 @@ async def test_login_redirects_only_to_a_path_on_this_console(dispatcher: Any) -
             "/login", data={"token": SECRET, "csrf": csrf, "next": "/silences?matchers=node%3Dpve1"}
         )
         assert r.headers["location"] == "/silences?matchers=node%3Dpve1"
+
+
+# --- a large or damaged dead-letter queue ------------------------------------------------
+
+
+async def test_dead_letters_page_stays_small_and_fast_with_thousands_and_a_damaged_one(
+    dispatcher: Any,
+) -> None:
+    from proxbus_dispatcher.dlq import DeadLetter
+    from proxbus_dispatcher.notification import Notification
+    from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, dlq_subject
+
+    service, url = await start(
+        dispatcher,
+        webhook_out_enabled=True,
+        webhook_url="http://127.0.0.1:9/h",
+        delivery_enabled=False,
+    )
+    js = service.runtime.js
+    total = 2000
+    for i in range(total):
+        notification = Notification(
+            id=f"n{i}",
+            receiver="webhook",
+            route="root",
+            events=[ev(title=f"backup {i} failed", message="log line\n" * 100)],
+        )
+        letter = DeadLetter(
+            receiver="webhook",
+            delivery_id=f"n{i}",
+            error="HTTP 400 " + "e" * 300,
+            attempts=10,
+            notification=notification,
+        )
+        await js.publish(dlq_subject("webhook"), letter.model_dump_json(by_alias=True).encode())
+        if i == 1000:  # anyone on the bus can publish here
+            await js.publish(dlq_subject("webhook"), b"{not a dead letter")
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        started = asyncio.get_running_loop().time()
+        r = await client.get("/deadletters")
+        took = asyncio.get_running_loop().time() - started
+        assert r.status_code == 200
+        assert "unavailable" not in r.text
+        assert len(r.content) < 200 * 1024, f"{len(r.content)} bytes"
+        assert took < 2.0, f"{took:.2f} s"
+        assert f"backup {total - 1} failed" in r.text  # newest first
+        assert f"of {total + 1}" in r.text  # how many there are in all
+        older = r.text.split('href="/deadletters?before=', 1)[1].split('"', 1)[0]
+        r2 = await client.get(f"/deadletters?before={older}")
+        assert r2.status_code == 200
+        assert f"backup {total - 1} failed" not in r2.text
+        assert "1 unreadable" in (await client.get("/deadletters?before=1010")).text
+        # The notification's JSON is fetched when expanded, not sent with the list.
+        seq = r.text.split('data-seq="', 1)[1].split('"', 1)[0]
+        j = await client.get(f"/deadletters/{seq}/json")
+        assert j.status_code == 200
+        assert j.json()["receiver"] == "webhook"
+        # Replaying an old one does not read the whole queue.
+        before = (await js.stream_info(DELIVERIES_STREAM)).state.messages
+        started = asyncio.get_running_loop().time()
+        r = await client.post("/deadletters/5/replay", data={"receiver": "webhook"}, headers=BEARER)
+        assert r.status_code in (200, 303)
+        assert asyncio.get_running_loop().time() - started < 2.0
+        assert (await js.stream_info(DELIVERIES_STREAM)).state.messages == before + 1
+        assert (await js.stream_info(DLQ_STREAM)).state.messages == total
+
+
+async def test_incident_outcomes_survive_a_damaged_dead_letter(
+    dispatcher: Any, sink: Any, tmp_path: Any
+) -> None:
+    from proxbus_events import dlq_subject
+
+    from .conftest import publish
+
+    hook = await sink(always_fail=True, fail_status=400)
+    service, url = await start(
+        dispatcher,
+        routes_yaml=(
+            f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h', max_attempts: 1}}]\n"
+            "route: {receiver: hook}\n"
+        ),
+    )
+    js = service.runtime.js
+    await js.publish(dlq_subject("hook"), b"{not a dead letter")
+    await publish(js, ev(title="replication job 100-0 failed", vmid=100))
+    await wait_until(lambda: hook.attempts >= 1, what="the failed attempt")
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+        async def dead_shown() -> bool:
+            text = (await client.get("/incidents")).text
+            return 'class="state st-dead"' in text
+
+        deadline = asyncio.get_running_loop().time() + 15
+        while not await dead_shown():
+            text = (await client.get("/incidents")).text
+            assert "JetStream unavailable" not in text
+            assert asyncio.get_running_loop().time() < deadline, "no dead outcome shown"
+            await asyncio.sleep(0.1)

@@ -70,13 +70,18 @@ async def dlq_replay(
     for entry in await dlq_list(js, receiver):
         if wanted and entry.letter.delivery_id not in wanted and str(entry.seq) not in wanted:
             continue
-        notification = entry.letter.notification
-        await js.publish(
-            delivery_subject(receiver),
-            notification.to_json(),
-            stream=DELIVERIES_STREAM,
-            headers={"Nats-Msg-Id": f"{notification.id}.replay.{entry.seq}"},
-        )
-        await js.delete_msg(DLQ_STREAM, entry.seq)
+        await replay_entry(js, entry, receiver)
         replayed.append(entry)
     return replayed
+
+
+async def replay_entry(js: JetStreamContext, entry: DlqEntry, receiver: str) -> None:
+    """Re-enqueue one dead letter to ``receiver``'s deliveries and remove it from the DLQ."""
+    notification = entry.letter.notification
+    await js.publish(
+        delivery_subject(receiver),
+        notification.to_json(),
+        stream=DELIVERIES_STREAM,
+        headers={"Nats-Msg-Id": f"{notification.id}.replay.{entry.seq}"},
+    )
+    await js.delete_msg(DLQ_STREAM, entry.seq)

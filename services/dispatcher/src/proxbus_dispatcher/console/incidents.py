@@ -23,9 +23,9 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from proxbus_events import DELIVERIES_STREAM
 
-from ..dlq import dlq_list
 from ..stages.incidents import Incident
 from ..state import INCIDENT_PREFIX, STATE_BUCKET
+from .deadletters import SCAN_MAX, dlq_page
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,10 @@ async def outcomes(
     dead: dict[tuple[str, str], str] = {}
     queued: dict[tuple[str, str], str] = {}
     try:
-        for entry in await asyncio.wait_for(dlq_list(js), LOOKUP_TIMEOUT):
+        # The newest dead letters (at most SCAN_MAX sequences; an entry that is not a dead
+        # letter is skipped, it does not make every outcome unknown).
+        page = await asyncio.wait_for(dlq_page(js, limit=SCAN_MAX), LOOKUP_TIMEOUT)
+        for entry in page.entries:
             n = entry.letter.notification
             for inc in n.incidents or ([n.incident] if n.incident else []):
                 if inc.get("id"):

@@ -30,7 +30,7 @@ from proxbus_runtime import RateLimitedLog, SilenceStore
 from pydantic import ValidationError
 
 from ..config import DispatcherConfig
-from ..dlq import dlq_list, dlq_replay
+from ..dlq import replay_entry
 from ..durations import parse_duration
 from ..settings import Settings
 from .auth import (
@@ -44,6 +44,7 @@ from .auth import (
     is_loopback,
     parse_console_tokens,
 )
+from .deadletters import dlq_entry, dlq_page
 from .feed import EventFeed, EventFilter
 from .health import DEFAULT_HEALTH_URLS, parse_health_urls, probe_all, stream_sizes
 from .incidents import IncidentBoard, outcomes
@@ -144,6 +145,7 @@ class ConsoleServer:
         r.add_post("/silences/preview", self._page(self.silence_preview))
         r.add_post("/silences/{id}/expire", self._write(self.silence_expire))
         r.add_get("/deadletters", self._page(self.deadletters))
+        r.add_get("/deadletters/{seq}/json", self._page(self.deadletter_json))
         r.add_post("/deadletters/{seq}/replay", self._write(self.dlq_replay))
         r.add_post("/deadletters/{seq}/discard", self._write(self.dlq_discard))
         r.add_get("/status", self._page(self.status))
@@ -473,13 +475,32 @@ class ConsoleServer:
         )
 
     async def deadletters(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        before = _positive_int(request.query.get("before", ""))
         try:
-            entries = await asyncio.wait_for(dlq_list(self.js), 5.0)
+            page = await asyncio.wait_for(dlq_page(self.js, before), 5.0)
         except Exception as exc:  # a slow or absent JetStream is a message, not a 500
             return self._render(
-                request, "deadletters.html", entries=[], error=f"DLQ unavailable: {exc!r}"
+                request,
+                "deadletters.html",
+                page=None,
+                before=before,
+                error=f"DLQ unavailable: {exc!r}",
             )
-        return self._render(request, "deadletters.html", entries=list(reversed(entries)), error="")
+        return self._render(request, "deadletters.html", page=page, before=before, error="")
+
+    async def deadletter_json(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        """One dead letter's notification, fetched when its row is expanded."""
+        seq = _positive_int(request.match_info["seq"])
+        entry = await asyncio.wait_for(dlq_entry(self.js, seq), 5.0) if seq else None
+        if entry is None:
+            return web.json_response(
+                {"error": "no such dead letter"}, status=404, headers=SECURITY_HEADERS
+            )
+        return web.Response(
+            body=entry.letter.notification.model_dump_json(by_alias=True, indent=2),
+            content_type="application/json",
+            headers=SECURITY_HEADERS,
+        )
 
     async def status(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         assert self.http is not None
@@ -546,16 +567,19 @@ class ConsoleServer:
         )
 
     def _dlq_target(self, request: web.Request) -> tuple[int, str]:
-        try:
-            seq = int(request.match_info["seq"])
-        except ValueError:
-            raise self._back("/deadletters", "not a dead letter number") from None
+        seq = _positive_int(request.match_info["seq"])
+        if seq is None:
+            raise self._back("/deadletters", "not a dead letter number")
         return seq, str(request[FORM].get("receiver", ""))[:128]
 
     async def dlq_replay(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         started = time.monotonic()
         seq, receiver = self._dlq_target(request)
-        replayed = await dlq_replay(self.js, receiver, [str(seq)]) if receiver else []
+        # By its sequence, not by reading the receiver's whole queue (dlq.dlq_replay).
+        entry = await dlq_entry(self.js, seq)
+        replayed = entry is not None and bool(receiver) and entry.letter.receiver == receiver
+        if entry is not None and replayed:
+            await replay_entry(self.js, entry, receiver)
         outcome = "ok" if replayed else "not_found"
         await self._audit(
             caller, "dlq_replay", {"seq": seq, "receiver": receiver}, outcome, started
@@ -660,6 +684,14 @@ def _parse_matchers(text: str) -> list[Matcher]:
     if not out:
         raise ValueError("a silence needs at least one matcher")
     return out
+
+
+def _positive_int(text: str) -> int | None:
+    """``text`` as a positive integer of at most 19 digits, else ``None``."""
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) < 1:
+        return None
+    return int(text)
 
 
 def _safe_next(value: str) -> str:

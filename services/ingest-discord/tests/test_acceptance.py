@@ -395,11 +395,13 @@ async def test_follow_ups_honour_429_and_give_up_on_a_refusal(
 ) -> None:
     sim.add_latency("/cluster/resources", 2.5)
     discord_api.statuses = [429]
+    discord_api.retry_after = 1.5  # longer than the client's own first backoff (0.5 s)
     _, answer = await signed.post(command("vms"))
     assert answer == {"type": 5}
     await discord_api.wait(2, timeout=15)
     assert [c[0] for c in discord_api.calls] == ["POST", "POST"]
     assert discord_api.calls[0][2] == discord_api.calls[1][2]
+    assert discord_api.times[1] - discord_api.times[0] >= 1.5  # waited as told
     discord_api.statuses = [404]
     sim.add_latency("/cluster/status", 2.5)  # /cluster/resources is in the gateway's cache now
     _, answer = await signed.post(command("status"))

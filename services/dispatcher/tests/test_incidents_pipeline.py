@@ -268,3 +268,37 @@ async def test_an_acknowledged_alert_is_not_repeated_until_it_resolves_or_anothe
     await publish(js, report(1601))
     await wait_until(lambda: len(alerts()) == 5)
     assert suppressed("acknowledged") == 3
+
+
+async def test_two_replicas_both_hold_back_an_acknowledged_alert(dispatcher, sink, js) -> None:
+    hook = await sink()
+    routes = ROUTES.format(url=hook.url, wait="0s")
+    replicas = [await dispatcher(routes, incident_window=0) for _ in range(2)]
+    first = ev(kind="backup.failed", vmid=100, title="backup of 100 failed")
+    await publish(js, first)
+    await wait_until(lambda: len(hook.requests) == 1)
+    await publish(js, acknowledge(first.fingerprint))
+    kv = await js.key_value("proxbus_dispatcher_state")
+
+    async def acked() -> bool:
+        entry = await kv.get(f"inc.{first.fingerprint}")
+        return bool(json.loads(entry.value or b"{}").get("acked"))
+
+    await wait_until(acked)
+
+    def held_back() -> float:
+        return sum(
+            r.registry.get_sample_value(
+                "proxbus_dispatcher_suppressed_total", {"reason": "acknowledged"}
+            )
+            or 0.0
+            for r in replicas
+        )
+
+    # Whichever replica takes a repeat, with whatever it remembered: held back (a replica
+    # that did not see the ack loses its compare-and-set write and decides again).
+    repeats = [ev(kind="backup.failed", vmid=100, title="backup of 100 failed") for _ in range(6)]
+    await publish(js, *repeats)
+    await wait_until(lambda: held_back() == 6)
+    alerts = [r.json for r in hook.requests if r.json["incident"]["kind"] == "backup.failed"]
+    assert [a["incident"]["id"] for a in alerts] == [first.id]

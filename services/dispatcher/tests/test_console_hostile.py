@@ -406,3 +406,35 @@ async def test_incident_outcomes_survive_a_damaged_dead_letter(
             assert "JetStream unavailable" not in text
             assert asyncio.get_running_loop().time() < deadline, "no dead outcome shown"
             await asyncio.sleep(0.1)
+
+
+async def test_incidents_page_stays_under_200_kb_with_long_job_logs(dispatcher: Any) -> None:
+    from nats.js.api import KeyValueConfig
+    from proxbus_dispatcher.stages.incidents import Incident
+    from proxbus_dispatcher.state import STATE_BUCKET, incident_key
+
+    service, url = await start(dispatcher, intake_enabled=False)
+    js = service.runtime.js
+    kv = await js.create_key_value(KeyValueConfig(bucket=STATE_BUCKET, history=1))
+    # A vzdump mail carries the whole job log: each incident keeps up to 4 KiB of it.
+    log_line = "INFO: status: 42% (27.5 GiB of 64.0 GiB), duration 91, read: 310 MiB/s\n"
+    for i in range(100):
+        incident = Incident.open(
+            ev(title=f"backup of VM {100 + i} failed", vmid=100 + i, message=log_line * 80)
+        )
+        await kv.put(incident_key(incident.fingerprint), incident.to_json())
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            r = await client.get("/incidents")
+            if "backup of VM 199 failed" in r.text and "backup of VM 100 failed" in r.text:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "incidents not shown"
+        assert len(r.content) < 200 * 1024, f"{len(r.content)} bytes"
+        src = r.text.split('data-src="/incidents/', 1)[1].split('"', 1)[0]
+        m = await client.get(f"/incidents/{src}")
+        assert m.status_code == 200
+        assert m.headers["content-type"].startswith("text/plain")
+        assert m.text.startswith("INFO: status: 42%")
+        assert len(m.text) == 4096
+        assert (await client.get("/incidents/nope/message")).status_code == 404

@@ -371,6 +371,8 @@ async def test_incidents_page_shows_sources_and_receiver_outcome(
     await expect(card.locator(".sources .tag")).to_have_text(["syslog", "email"])
     await expect(card.locator(".outcomes")).to_contain_text("hook")
     await expect(card.locator(".outcomes .state")).to_have_text("delivered")
+    await card.locator("summary", has_text="message").click()  # fetched when expanded
+    await expect(card.locator("details pre")).to_have_text("job log")
     await page.screenshot(path=str(tmp_path / "incidents.png"), full_page=True)
 
 

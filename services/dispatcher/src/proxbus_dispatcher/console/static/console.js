@@ -3,8 +3,8 @@
 // markup from event data.
 (function () {
   "use strict";
-  // An event's JSON is fetched when its row is first expanded (keeps the page small); shown
-  // with textContent, never parsed as markup.
+  // An event's JSON (or an incident's message, plain text) is fetched when its row is first
+  // expanded (keeps the page small); shown with textContent, never parsed as markup.
   document.addEventListener("toggle", function (e) {
     var details = e.target;
     if (!details.open || !details.querySelector) { return; }
@@ -13,8 +13,12 @@
     pre.setAttribute("data-loaded", "1");
     pre.textContent = "loading…";
     fetch(pre.getAttribute("data-src"), {credentials: "same-origin"})
-      .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
-      .then(function (v) { pre.textContent = JSON.stringify(v, null, 2); })
+      .then(function (r) {
+        if (!r.ok) { return Promise.reject(new Error("HTTP " + r.status)); }
+        var json = (r.headers.get("Content-Type") || "").indexOf("application/json") === 0;
+        return json ? r.json().then(function (v) { return JSON.stringify(v, null, 2); }) : r.text();
+      })
+      .then(function (text) { pre.textContent = text; })
       .catch(function (err) {
         pre.textContent = "not available: " + err.message;
         pre.removeAttribute("data-loaded");

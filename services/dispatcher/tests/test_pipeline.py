@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -582,3 +583,40 @@ async def test_a_flood_of_dead_letters_costs_one_line_per_interval_not_one_each(
     lines = [r for r in caplog.records if "dead-letter" in r.getMessage()]
     assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines[:5]]
     assert "over max_backlog 5" in lines[0].getMessage()
+
+
+async def test_a_hanging_receivers_backlog_stays_within_its_bound_under_a_steady_stream(
+    dispatcher, sink, js
+) -> None:
+    # Issue 19's acceptance, shortened: events keep arriving at a hanging receiver; its share
+    # of PROXBUS_DELIVERIES (what waits for it) stays within max_backlog the whole time.
+    hang = asyncio.Event()  # never set while the test runs: every request hangs
+    slow = await sink(hold=hang)
+    bound = 60
+    await dispatcher(
+        slow_receiver(
+            slow.url, timeout="2s", breaker_failures=1, breaker_interval="1s", max_backlog=bound
+        )
+    )
+    samples: list[int] = []
+    sampling = True
+
+    async def sample() -> None:
+        while sampling:
+            with contextlib.suppress(Exception):
+                info = await js.consumer_info("PROXBUS_DELIVERIES", "deliver-slow")
+                samples.append(int(info.num_pending))
+            await asyncio.sleep(0.05)  # the sampling period, not a synchronisation
+
+    sampler = asyncio.create_task(sample())
+    try:
+        for i in range(0, 480, 4):  # 40 events/s for 12 s
+            await publish(js, *(ev(title=f"steady {i + k}", vmid=i + k) for k in range(4)))
+            await asyncio.sleep(0.1)  # the arrival rate, not a synchronisation
+    finally:
+        sampling = False
+        await sampler
+        hang.set()
+    assert len(samples) > 50
+    print(f"max backlog {max(samples)} (bound {bound}), {len(samples)} samples")
+    assert max(samples) <= bound, (max(samples), " ".join(map(str, samples)))

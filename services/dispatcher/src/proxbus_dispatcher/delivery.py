@@ -27,6 +27,7 @@ from .notifiers import Notifier, ReceiverBase
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TIMEOUT = 5.0  # seconds to wait for JetStream to store a dead letter
+SHED_INTERVAL = 1.0  # seconds between two backlog checks of a worker with a bound
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -233,45 +234,79 @@ class DeliveryWorker:
         """
         if self.receiver.max_backlog is None and self.receiver.max_backlog_bytes is None:
             return
+        left = await self._backlog_now()  # the backlog the previous check left
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), SHED_INTERVAL)
             bound = self._count_bound()
             if stop.is_set():
                 return
             if bound is None:
                 continue  # a bytes bound only: no delivery taken yet, mean size unknown
             try:
-                await self._shed_overflow(bound)
+                left = await self._shed_overflow(bound, left)
             except (TimeoutError, FetchError, nats.errors.Error, nats.js.errors.Error) as exc:
                 log.debug("backlog check of %s failed: %s", self.receiver.name, exc)
+                left = None
 
-    async def _shed_overflow(self, bound: int) -> None:
-        """Dead-letter the oldest deliveries over ``bound``, not sent."""
+    async def _backlog_now(self) -> int | None:
+        try:
+            info = await self._js.consumer_info(DELIVERIES_STREAM, self.consumer.durable)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+            return None
+        return int(info.num_pending)
+
+    async def _shed_overflow(self, bound: int, left: int | None) -> int | None:
+        """Dead-letter the oldest deliveries, not sent, so the backlog stays within ``bound``
+        until the next check; the backlog left (None: unknown).
+
+        Between two checks the backlog grows by what arrives. When it would pass ``bound``
+        before the next check at the growth of the last interval (``left`` → now), the oldest
+        are shed down to ``bound`` minus that growth, not just to ``bound``: a dead target's
+        backlog then stays within its bound instead of overshooting it by an interval of
+        arrivals each time. The growth is taken with a quarter more, for the jitter of the
+        interval (a check comes after the previous pass, not on a fixed clock).
+        """
         try:
             info = await self._js.consumer_info(DELIVERIES_STREAM, self.consumer.durable)
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
             log.debug("backlog of %s unknown: %s", self.receiver.name, exc)
-            return
-        self._backlog.set(int(info.num_pending))
-        excess = int(info.num_pending) - bound
+            return None
+        pending = int(info.num_pending)
+        self._backlog.set(pending)
+        growth = max(0, pending - left) if left is not None else 0
+        growth += (growth + 3) // 4
+        target = max(0, bound - growth) if pending + growth > bound else bound
+        excess = pending - target
         while excess > 0:
             msgs = await self._shed_consumer.fetch(min(excess, 256), timeout=0.5)
             if not msgs:
-                return
+                break
             for msg in msgs:
                 excess -= 1
                 try:
                     notification = Notification.from_json(msg.data)
                 except ValidationError as exc:
                     await self._dead_letter_raw(msg, f"invalid delivery body: {exc}")
+                    pending -= 1
                     continue
                 over = self._over_bounds(msg, notification)
+                behind = int(msg.metadata.num_pending or 0)
+                if over is None and behind >= target and bound == self.receiver.max_backlog:
+                    over = (
+                        "max_backlog",
+                        (
+                            f"backlog of {behind} would pass max_backlog {bound} with the last "
+                            f"{SHED_INTERVAL:g}s of arrivals ({growth}) (not sent)"
+                        ),
+                    )
                 if over is None:
                     await msg.nak()  # back under the bound (another replica took some)
                     continue
                 attempt = int(msg.metadata.num_delivered)
                 await self._dead_letter(msg, notification, attempt, over[1], over[0])
+                pending -= 1
+        return pending
 
     async def _retry_or_dead(
         self,

@@ -438,3 +438,21 @@ async def test_incidents_page_stays_under_200_kb_with_long_job_logs(dispatcher: 
         assert m.text.startswith("INFO: status: 42%")
         assert len(m.text) == 4096
         assert (await client.get("/incidents/nope/message")).status_code == 404
+
+
+async def test_live_page_stays_under_200_kb_whatever_the_events_kinds(dispatcher: Any) -> None:
+    from .conftest import publish
+
+    # An event's kind has no length limit in the schema; anyone on the bus can publish one.
+    service, url = await start(dispatcher, intake_enabled=False)
+    long_kind = "vm." + "k" * 4000
+    await publish(
+        service.runtime.js,
+        *(ev(title=f"odd {i}", kind=long_kind, node="n" * 253, site="s" * 128) for i in range(100)),
+    )
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        deadline = asyncio.get_running_loop().time() + 15
+        while "odd 0" not in (r := await client.get("/")).text:
+            assert asyncio.get_running_loop().time() < deadline, "events not shown"
+        assert r.text.count('class="event ') == 100
+        assert len(r.content) < 200 * 1024, f"{len(r.content)} bytes"

@@ -277,3 +277,41 @@ asyncio.run(main())
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+async def test_a_clean_stop_logs_no_nats_warning(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing its own connection is not an outage: no "NATS disconnected" warning when a
+    service stops (it ended every service's log, `proxbus up`'s and `docker compose logs`')."""
+    caplog.set_level(logging.INFO)
+    async with Service(settings(nats_server.url), "unit") as svc:
+        await asyncio.wait_for(svc.nats_ready.wait(), 10)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == []
+    assert any("NATS connection closed" in r.getMessage() for r in caplog.records)
+
+
+async def test_losing_the_broker_still_warns(make_nats_server: Any, caplog: Any) -> None:
+    server = make_nats_server()
+    caplog.set_level(logging.INFO)
+    async with Service(settings(server.url), "unit", health=False) as svc:
+        await asyncio.wait_for(svc.nats_ready.wait(), 10)
+        server.kill()
+        await wait_until(
+            lambda: any("NATS disconnected" in r.getMessage() for r in caplog.records), 10
+        )
+    record = next(r for r in caplog.records if "NATS disconnected" in r.getMessage())
+    assert record.levelno == logging.WARNING
+
+
+async def test_a_command_closing_its_connection_logs_no_nats_warning(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`connect_nats` (commands such as `proxbus-ingest-pve-ws --once`): closing is quiet."""
+    from proxbus_runtime import connect_nats
+
+    caplog.set_level(logging.INFO)
+    nc = await connect_nats(settings(nats_server.url), name="unit-command")
+    await nc.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -109,6 +109,7 @@ class Service:
         self._stop_hooks: list[StopHook] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connector: asyncio.Task[None] | None = None
+        self._closing_nats = False  # our own close: its disconnect is no outage
         self._failure: BaseException | None = None
         self._deadline: float | None = None
 
@@ -222,7 +223,17 @@ class Service:
     async def _bring_up_nats(self) -> None:
         """Connect (nats-py retries forever), then JetStream and streams with backoff, then ready."""
         s = self.settings
-        self.nc = await nats.connect(**nats_options(s, f"proxbus-{self.name}"))
+        options = nats_options(s, f"proxbus-{self.name}")
+        warn_disconnected = options["disconnected_cb"]
+
+        async def on_disconnected() -> None:
+            if self._closing_nats:
+                log.info("%s: NATS connection closed", self.name)
+            else:
+                await warn_disconnected()
+
+        options["disconnected_cb"] = on_disconnected
+        self.nc = await nats.connect(**options)
         log.info("%s: NATS connected to %s", self.name, self.nc.connected_url)
         self.js = self.nc.jetstream(domain=s.nats_js_domain, timeout=self._js_timeout)
         where = f" in domain {s.nats_js_domain!r}" if s.nats_js_domain else ""
@@ -277,6 +288,7 @@ class Service:
         if self._health is not None:
             await self._health.stop()
         if self.nc is not None:
+            self._closing_nats = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), max(0.1, self.time_left()))
             self.nc = None

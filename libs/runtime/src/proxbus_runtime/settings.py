@@ -136,8 +136,20 @@ async def connect_nats(settings: ServiceSettings, name: str, **overrides: Any) -
     """
     # nats-py applies max_reconnect_attempts to the first connect too, and with -1 (or 0)
     # it never gives up: bound the first connect, then lift the limit for reconnects.
-    options = {**nats_options(settings, name), "max_reconnect_attempts": 1, **overrides}
-    nc = await nats.connect(**options)
+    options = {**nats_options(settings, name), "max_reconnect_attempts": 1}
+    client: list[NATS] = []
+    warn_disconnected = options["disconnected_cb"]
+
+    async def on_disconnected() -> None:
+        # nats-py marks the client closed before this callback when the caller closes it.
+        if client and client[0].is_closed:
+            log.debug("NATS connection closed")
+        else:
+            await warn_disconnected()
+
+    options["disconnected_cb"] = on_disconnected
+    nc = await nats.connect(**{**options, **overrides})
+    client.append(nc)
     if "max_reconnect_attempts" not in overrides:
         nc.options["max_reconnect_attempts"] = -1
     return nc

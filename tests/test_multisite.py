@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import secrets
 import socket
@@ -27,10 +28,10 @@ import nats.errors
 import pytest
 from proxbus_devtools.multisite import ConfiguredNats, LocalTopology, wait_for_jetstream
 from proxbus_devtools.testing import free_port, nats_server_binary, require_binary, wait_until
-from proxbus_events import AUDIT_STREAM, DELIVERIES_STREAM, DLQ_STREAM, EVENTS_STREAM
+from proxbus_events import AUDIT_STREAM, DELIVERIES_STREAM, DLQ_STREAM, EVENTS_STREAM, Event
 from proxbus_pvesim.__main__ import gateway_env
 from proxbus_pvesim.testing import run_simulator
-from proxbus_runtime import RpcUnavailable, call_tool, ensure_streams
+from proxbus_runtime import EventPublisher, RpcUnavailable, call_tool, ensure_streams
 
 BIN = Path(__import__("sys").executable).parent
 MARKER = re.compile(r"\bms-[0-9a-f]{8}-[a-z0-9]+-\d+\b")
@@ -597,3 +598,88 @@ async def test_hub_rpc_reaches_the_gateway_of_each_site_and_audit_stays_there(
             assert all(s.startswith(f"proxbus.audit.{site}.") for s in subjects), subjects
         finally:
             await site_nc.close()
+
+
+async def _publish_at(url: str, domain: str, site: str, title: str) -> None:
+    """An event stored in ``domain``'s PROXBUS_EVENTS, as a service there publishes it."""
+    nc = await nats.connect(url)
+    try:
+        event = Event(source="gateway", site=site, severity="info", kind="test.tail", title=title)
+        ack = await EventPublisher(nc.jetstream(domain=domain, timeout=5)).publish(event)
+        assert ack.domain == domain
+    finally:
+        await nc.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_events_tail_at_the_hub_shows_the_sites_events_once_across_a_hub_restart(
+    topology: LocalTopology, stack: Any, hub: Any
+) -> None:
+    """The sites' events reach the hub by sourcing, never as publishes on the hub: the tail
+    reads the hub's PROXBUS_EVENTS from now on (and keeps its place over a hub restart)."""
+    link(topology)
+    run = secrets.token_hex(4)
+    hjs = hub.jetstream(timeout=5)
+    leaves = topology.leaves
+    for site, leaf in leaves.items():  # as the site's services do at start
+        site_nc = await nats.connect(leaf.url)
+        try:
+            await ensure_streams(site_nc.jetstream(domain=site, timeout=5))
+        finally:
+            await site_nc.close()
+    await _publish_at(leaves["site1"].url, "site1", "site1", f"ms-{run}-before-0")
+    await wait_until(lambda: _stored(hjs, 1), timeout=20)  # sourced: older than the tail
+    tail = await asyncio.create_subprocess_exec(
+        str(BIN / "proxbus"), "--nats-url", topology.hub_url, "events", "tail", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=stack.env(PROXBUS_DATA_DIR=str(stack.dir)), cwd=stack.dir,
+    )  # fmt: skip
+    assert tail.stdout is not None
+    assert tail.stderr is not None
+    printed: Counter[str] = Counter()
+
+    async def read_until(want: set[str], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not want <= set(printed):
+            left = deadline - time.monotonic()
+            assert left > 0, f"{what}: tail printed {dict(printed)}, wanted {sorted(want)}"
+            try:
+                line = await asyncio.wait_for(tail.stdout.readline(), left)  # type: ignore[union-attr]
+            except TimeoutError:
+                continue
+            assert line, "tail exited"
+            event = json.loads(line)
+            printed.update(MARKER.findall(event["title"]))
+            assert event["site"] == event["title"].split("-")[2], event
+
+    try:
+        banner = (await asyncio.wait_for(tail.stderr.readline(), 20)).decode()
+        assert banner.startswith("listening on proxbus.events."), banner
+        first = {f"ms-{run}-{site}-1" for site in ("site1", "site2", "hub")}
+        for site in ("site1", "site2"):
+            await _publish_at(leaves[site].url, site, site, f"ms-{run}-{site}-1")
+        await _publish_at(topology.hub_url, "hub", "hub", f"ms-{run}-hub-1")
+        await read_until(first, "every site's event and the hub's")
+
+        # The hub goes away (its consumers with it) while site1 keeps storing events.
+        for node in topology.hub:
+            node.stop()
+        await _publish_at(leaves["site1"].url, "site1", "site1", f"ms-{run}-site1-2")
+        for node in topology.hub:
+            node.start()
+        await wait_for_jetstream(hjs, 30)
+        await _publish_at(leaves["site2"].url, "site2", "site2", f"ms-{run}-site2-2")
+        second = {f"ms-{run}-site1-2", f"ms-{run}-site2-2"}
+        # nats-server resumes sourcing with a backoff: ~40 s after a hub restart on loopback.
+        await read_until(second, "the events of and after the hub's restart", timeout=120)
+        # A later event comes after anything printed twice would have been.
+        await _publish_at(leaves["site2"].url, "site2", "site2", f"ms-{run}-site2-3")
+        await read_until({f"ms-{run}-site2-3"}, "a later event")
+    finally:
+        if tail.returncode is None:
+            tail.terminate()
+        await asyncio.wait_for(tail.wait(), 15)
+    assert printed == Counter(first | second | {f"ms-{run}-site2-3"})  # once each, nothing older
+    assert "(PROXBUS_EVENTS in the local domain)" in banner, banner
+    assert tail.returncode == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ from proxbus_runtime import (
     connect_nats,
     ensure_streams,
 )
+from proxbus_runtime.settings import nats_options
 from pydantic import ValidationError
 
 from .tail import format_row, kind_matches
@@ -58,13 +60,14 @@ async def _quiet(*_: Any) -> None:
     return None
 
 
-def _connect(settings: ServiceSettings, name: str, *, once: bool = True) -> Any:
+def _connect(settings: ServiceSettings, name: str, *, once: bool = True, **callbacks: Any) -> Any:
     """A connection for a command: no "NATS disconnected" warning when it closes; ``once``:
-    fail at once instead of retrying (a command is not a service)."""
+    fail at once instead of retrying (a command is not a service); ``callbacks``: nats-py's
+    ``error_cb``, ``reconnected_cb``... instead of these."""
     options: dict[str, Any] = {"disconnected_cb": _quiet, "reconnected_cb": _quiet}
     if once:
         options.update(allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet)
-    return connect_nats(settings, name=name, **options)
+    return connect_nats(settings, name=name, **{**options, **callbacks})
 
 
 def _version() -> str:
@@ -194,7 +197,25 @@ def _split_service_command(argv: Sequence[str]) -> tuple[list[str], str | None, 
 
 
 async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
-    nc = await _connect(settings, "proxbus-cli-tail", once=False)
+    from .follow import StreamFollower
+
+    denied = asyncio.Event()  # the server refused a JetStream request or inbox (watcher user)
+    follower: StreamFollower | None = None
+    default_error_cb = nats_options(settings, "proxbus-cli-tail")["error_cb"]
+
+    async def on_error(exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower():
+            denied.set()
+            return
+        await default_error_cb(exc)
+
+    async def on_reconnect() -> None:
+        if follower is not None:
+            follower.resync()  # the consumer may be gone with the server it lived on
+
+    nc = await _connect(
+        settings, "proxbus-cli-tail", once=False, error_cb=on_error, reconnected_cb=on_reconnect
+    )
     subject = events_filter(args.site, args.source, args.severity, args.node)
     if subject.endswith(".*"):
         subject = subject[:-2] + ".>"
@@ -251,21 +272,66 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
             )
         sys.stdout.flush()
 
-    await nc.subscribe(subject, cb=on_event)
+    js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
+    follower = StreamFollower(js, EVENTS_STREAM, subject, on_event)
+    following, reading = await _follow_or_subscribe(follower, denied, settings)
+    if not following:
+        follower = None
+        await nc.subscribe(subject, cb=on_event)
     if args.suppressed:
         await nc.subscribe(f"{SUPPRESSED_PREFIX}.>", cb=on_suppressed)
     if args.incidents:
         await nc.subscribe(INCIDENTS_SUBJECT, cb=on_incident)
     await nc.flush()
-    print(f"listening on {subject}", file=sys.stderr, flush=True)
+    print(f"listening on {subject} ({reading})", file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
     import signal
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
     await done.wait()
+    if follower is not None:
+        await follower.stop()
     await nc.drain()
     return 0
+
+
+async def _follow_or_subscribe(
+    follower: Any, denied: asyncio.Event, settings: ServiceSettings
+) -> tuple[bool, str]:
+    """Start ``follower`` on PROXBUS_EVENTS in the configured domain: (started, what is read).
+
+    Not started where there is no stream to read (no PROXBUS_EVENTS, no JetStream, or a user that
+    may only subscribe): the caller subscribes the live publishes instead, which at a site or a
+    single host are the same events; at a multi-site hub they are the hub's own only.
+    """
+    import nats.errors
+    import nats.js.errors
+
+    where = f"domain {settings.nats_js_domain}" if settings.nats_js_domain else "local domain"
+    start = asyncio.ensure_future(follower.start())
+    refused = asyncio.ensure_future(denied.wait())
+    try:
+        await asyncio.wait({start, refused}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        refused.cancel()
+    why = ""
+    if start.done() and start.exception() is None:
+        return True, f"{EVENTS_STREAM} in the {where}"
+    if not start.done():
+        start.cancel()
+        with contextlib.suppress(BaseException):
+            await start
+        why = "no JetStream access" if denied.is_set() else "JetStream did not answer"
+    else:
+        exc = start.exception()
+        if isinstance(exc, nats.js.errors.NotFoundError):
+            why = f"no {EVENTS_STREAM} in the {where}"
+        elif isinstance(exc, (nats.errors.Error, nats.js.errors.Error, TimeoutError)):
+            why = f"JetStream: {exc or type(exc).__name__}"
+        else:
+            raise exc  # type: ignore[misc]
+    return False, f"live publishes only: {why}"
 
 
 async def _publish(args: argparse.Namespace, settings: ServiceSettings) -> int:

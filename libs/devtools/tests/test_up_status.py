@@ -106,3 +106,33 @@ def test_table_has_every_column_and_truncates_long_errors() -> None:
     assert "x" * 500 not in text
     assert "…" in text
     assert "next steps: proxbus events tail" in text
+
+
+def test_a_crash_shows_its_cause_not_only_that_it_failed() -> None:
+    """The row of a child that crashed with a traceback names the exception (the line after
+    the generic "failed" ERROR line), so a newcomer sees e.g. "address already in use"."""
+    from rich.console import Console
+
+    board = StatusBoard(["ingest-syslog"])
+    out = io.StringIO()
+    PlainView(board, out)
+    board.started("ingest-syslog", 7)
+    for line in (
+        "2026-11-30 08:20:40,536 ERROR   ingest-syslog proxbus.main: ingest-syslog failed",
+        "Traceback (most recent call last):",
+        '  File "/x/asyncio/base_events.py", line 1536, in create_server',
+        "    raise OSError(err.errno, 'error while attempting '",
+        "OSError: [Errno 98] error while attempting to bind on address ('0.0.0.0', 5514): "
+        "address already in use",
+    ):
+        board.note_line("ingest-syslog", line)
+    board.exited("ingest-syslog", 1, 1.0)
+    assert out.getvalue().splitlines()[-1].endswith("): address already in use")
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(render(board))
+    table = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "address already in use" in table
+    # A traceback-looking line without an error before it is ordinary output.
+    quiet = StatusBoard(["dispatcher"])
+    quiet.note_line("dispatcher", "ValueError: printed by a receiver, not a crash")
+    assert quiet.get("dispatcher").last_error == ""

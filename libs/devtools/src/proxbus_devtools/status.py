@@ -123,15 +123,23 @@ class StatusBoard:
         self.set_state(name, State.RESTARTING, f"exit {code}, restart in {restart_in:.1f}s")
 
     def note_line(self, name: str, line: str) -> None:
-        """A line of the child's output: errors become its ``last_error``."""
+        """A line of the child's output: errors become its ``last_error``.
+
+        The last line of a traceback after an error line (``OSError: [Errno 98] ... address
+        already in use``) replaces it: it says why, where the error line says only "failed".
+        """
+        child = self.children[name]
         error = error_text(line)
         if error:
-            self.children[name].last_error = error
+            child.last_error = error
+        elif child.last_error and _EXCEPTION.match(line):
+            child.last_error = line.strip()
 
     def all_healthy(self) -> bool:
         return all(c.state == State.HEALTHY for c in self.children.values())
 
 
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception)(?:: .+)?\s*$")
 _LEVEL = re.compile(r"\b(ERROR|CRITICAL)\b|\[(ERR|FTL)\]|\"level\": ?\"(error|critical)\"")
 _PREFIX = re.compile(
     r"^(\S+ \S+ )?(\[\d+\] )?\S*\s*(ERROR|CRITICAL)\s+|^\[\d+\] \S+ \S+ \[(ERR|FTL)\] "
@@ -306,8 +314,9 @@ def render(board: StatusBoard) -> Group:
         table.add_column(column, justify=justify, no_wrap=column != "last error")  # type: ignore[arg-type]
     for child in board.children.values():
         error = child.last_error
-        if len(error) > ERROR_WIDTH:
-            error = error[: ERROR_WIDTH - 1] + "…"
+        if len(error) > ERROR_WIDTH:  # both ends: the cause is often at the end
+            head = ERROR_WIDTH // 3
+            error = error[:head] + "…" + error[-(ERROR_WIDTH - head - 1) :]
         table.add_row(
             child.name,
             Text(child.state.value, style=_STYLE[child.state]),

@@ -292,14 +292,15 @@ class DeliveryWorker:
                     continue
                 over = self._over_bounds(msg, notification)
                 behind = int(msg.metadata.num_pending or 0)
-                if over is None and behind >= target and bound == self.receiver.max_backlog:
-                    over = (
-                        "max_backlog",
-                        (
-                            f"backlog of {behind} would pass max_backlog {bound} with the last "
-                            f"{SHED_INTERVAL:g}s of arrivals ({growth}) (not sent)"
-                        ),
+                if over is None and behind >= target:
+                    name = "max_backlog"
+                    if bound != self.receiver.max_backlog:  # the bytes bound at the mean size
+                        name = "max_backlog_bytes"
+                    why = (
+                        f"backlog of {behind} would pass {name} ({bound} deliveries) with the "
+                        f"last {SHED_INTERVAL:g}s of arrivals ({growth}) (not sent)"
                     )
+                    over = name, why
                 if over is None:
                     await msg.nak()  # back under the bound (another replica took some)
                     continue

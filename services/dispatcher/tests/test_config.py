@@ -63,6 +63,11 @@ def test_valid_file_resolves_inherited_settings() -> None:
             6,
             "Extra inputs",
         ),
+        (  # JetStream would delete an older delivery with no dead letter (issue 19)
+            VALID.replace("    secret: s3cret\n", "    secret: s3cret\n    max_age: 7d\n"),
+            6,
+            "below 7 days, the max age of PROXBUS_DELIVERIES",
+        ),
     ],
 )
 def test_invalid_file_names_line_and_reason(text: str, line: int, reason: str) -> None:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import aiohttp
 from jinja2 import TemplateSyntaxError
+from proxbus_events import StreamLimits
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..durations import Duration
@@ -43,6 +44,19 @@ class ReceiverBase(StrictModel):
     # Circuit breaker: this many consecutive retryable failures → one probe per interval.
     breaker_failures: int = Field(default=10, ge=1)
     breaker_interval: Duration = 30.0
+
+    @field_validator("max_age")
+    @classmethod
+    def _below_the_stream_max_age(cls, value: float) -> float:
+        """JetStream deletes a delivery older than its stream's max age without a dead letter:
+        the receiver's age limit must dead-letter it first (issue 19)."""
+        limit = StreamLimits().deliveries_max_age
+        if value >= limit:
+            raise ValueError(
+                f"max_age must be below {limit / 86400:g} days, the max age of "
+                "PROXBUS_DELIVERIES (an older delivery is deleted with no dead letter)"
+            )
+        return value
 
     @field_validator("title_template", "body_template")
     @classmethod

@@ -23,7 +23,7 @@ async def test_feed_backfills_serves_clients_and_unsubscribes_when_idle(nc: Any,
         assert [e.title for e in feed.newest(EventFilter())] == ["other", "before"]
         client = feed.connect(EventFilter(node="pve1"))
         await publish(js, ev(title="live on pve2", node="pve2"), ev(title="live", node="pve1"))
-        event = await client.queue.get()
+        event = await client.get()
         assert event.title == "live"
         assert client.queue.empty()
         await nc.publish("proxbus.events.lab.syslog.error.pve1", b"not json")
@@ -135,10 +135,37 @@ async def test_each_live_filter_narrows_the_first_screen_and_the_live_stream(
         for name, (_, titles) in cases.items():
             queue = clients[name].queue
             await wait_until(lambda q=queue, n=titles: q.qsize() == len(n), what=name)
-            got = sorted(queue.get_nowait().title for _ in titles)
+            got = sorted(clients[name].get_nowait().title for _ in titles)
             assert got == titles, name
     finally:
         await feed.stop()
     # From the page's query string: unknown severities are ignored, values are bounded.
     f = EventFilter.from_query({"severity": "loud", "node": " pve1 ", "kind": "k" * 500})
     assert (f.severity, f.node, len(f.kind)) == ("", "pve1", 128)
+
+
+async def test_recent_events_and_each_live_page_are_bounded_in_bytes(nc: Any, js: Any) -> None:
+    """Anyone on the bus can publish events up to NATS's max_payload (1 MiB): the console's
+    memory is bounded by bytes, not only by a number of events."""
+    from proxbus_dispatcher.console.feed import CLIENT_BYTES, MAX_EVENT_BYTES
+
+    feed = EventFeed(nc, js, size=500, max_bytes=1024 * 1024)
+    big = [ev(title=f"big {i}", metadata={"blob": "x" * 100_000}).to_json() for i in range(50)]
+    client = feed.connect(EventFilter())
+    for raw in big:
+        feed.add(raw)
+    assert feed.recent_bytes == sum(len(r) for r in feed.recent)
+    assert feed.recent_bytes <= 1024 * 1024
+    assert feed.recent[-1] == big[-1]  # the newest are kept
+    assert 5 <= len(feed.recent) <= 10
+    # A page that takes nothing holds at most CLIENT_BYTES; what it takes frees its budget.
+    assert client.queued_bytes <= CLIENT_BYTES
+    assert client.dropped >= 50 - CLIENT_BYTES // 100_000
+    first = client.get_nowait()
+    assert first.title == "big 0"
+    assert client.queued_bytes <= CLIENT_BYTES - 100_000
+    # An event bigger than MAX_EVENT_BYTES is not kept at all (counted).
+    huge = ev(title="huge", metadata={"blob": "y" * MAX_EVENT_BYTES}).to_json()
+    feed.add(huge)
+    assert feed.oversize == 1
+    assert huge not in feed.recent

@@ -43,6 +43,7 @@ class Settings(ServiceSettings):
     console_tokens: SecretStr | None = None
     console_health_urls: str | None = None
     console_recent_events: int = Field(default=500, ge=10, le=10_000)
+    console_recent_bytes: int = Field(default=16 * 1024**2, ge=1024**2, le=1024**3)
     console_max_live_pages: int = Field(default=64, ge=1, le=10_000)
     console_live_write_timeout: float = Field(default=30.0, gt=0, le=3600)
 

@@ -5,6 +5,10 @@ subscription on ``proxbus.events.>`` (what every ingest publishes) feeds a ring 
 recent events (the live page's first screen and the silence preview); on subscribing the ring is
 back-filled from the tail of ``PROXBUS_EVENTS``. Each browser tab gets a bounded queue: a tab
 that does not keep up loses events (counted), it never grows the dispatcher's memory.
+
+Bounded in bytes too, since anyone on the bus can publish events up to NATS's max_payload: the
+ring keeps at most ``max_bytes`` (``CONSOLE_RECENT_BYTES``), each tab's queue ``CLIENT_BYTES``,
+and an event over ``MAX_EVENT_BYTES`` is not kept by the console at all (counted).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from pydantic import ValidationError
 log = logging.getLogger(__name__)
 
 CLIENT_QUEUE = 256
+CLIENT_BYTES = 1024 * 1024  # what one live page has not taken yet, at most
+MAX_EVENT_BYTES = 256 * 1024  # a normal event is far smaller (message ≤ 64 KiB)
+RECENT_BYTES = 16 * 1024 * 1024
 BACKFILL_TIMEOUT = 5.0
 BACKFILL_BATCH = 64
 FIRST_PAGE_WAIT = 2.0
@@ -87,11 +94,33 @@ class EventFilter:
 
 @dataclass(slots=True, eq=False)
 class FeedClient:
-    """One SSE connection: its filter and its bounded queue."""
+    """One SSE connection: its filter and its queue, bounded in events and bytes."""
 
     filter: EventFilter
-    queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    queue: asyncio.Queue[tuple[Event, int]] = field(
+        default_factory=lambda: asyncio.Queue(CLIENT_QUEUE)
+    )
+    queued_bytes: int = 0
     dropped: int = 0
+
+    def offer(self, event: Event, size: int) -> bool:
+        """Queue ``event`` (``size`` bytes of JSON) unless the queue is full; ``False`` then."""
+        if self.queue.full() or self.queued_bytes + size > CLIENT_BYTES:
+            self.dropped += 1
+            return False
+        self.queue.put_nowait((event, size))
+        self.queued_bytes += size
+        return True
+
+    async def get(self) -> Event:
+        event, size = await self.queue.get()
+        self.queued_bytes -= size
+        return event
+
+    def get_nowait(self) -> Event:
+        event, size = self.queue.get_nowait()
+        self.queued_bytes -= size
+        return event
 
 
 class EventFeed:
@@ -102,12 +131,21 @@ class EventFeed:
     """
 
     def __init__(
-        self, nc: NATS, js: JetStreamContext, *, size: int = 500, idle: float = IDLE_AFTER
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        *,
+        size: int = 500,
+        max_bytes: int = RECENT_BYTES,
+        idle: float = IDLE_AFTER,
     ) -> None:
         self._nc = nc
         self._js = js
         self._idle = idle
         self.recent: deque[bytes] = deque(maxlen=size)
+        self.recent_bytes = 0
+        self.max_bytes = max_bytes
+        self.oversize = 0  # events over MAX_EVENT_BYTES, not kept
         self.clients: set[FeedClient] = set()
         self.invalid = 0
         self.dropped = 0  # events a client's full queue did not take, all clients together
@@ -145,6 +183,7 @@ class EventFeed:
             if self._sub is not None and not self.clients and idle:
                 await self._unsubscribe()
                 self.recent.clear()
+                self.recent_bytes = 0
 
     async def _unsubscribe(self) -> None:
         if self._backfill is not None:
@@ -168,19 +207,23 @@ class EventFeed:
         self.add(msg.data)
 
     def add(self, raw: bytes) -> None:
+        if len(raw) > MAX_EVENT_BYTES:
+            self.oversize += 1
+            return
+        if len(self.recent) == self.recent.maxlen:
+            self.recent_bytes -= len(self.recent[0])
         self.recent.append(raw)
+        self.recent_bytes += len(raw)
+        while self.recent_bytes > self.max_bytes and len(self.recent) > 1:
+            self.recent_bytes -= len(self.recent.popleft())
         if not self.clients:
             return
         event = self._decode(raw)
         if event is None:
             return
         for client in self.clients:
-            if client.filter.matches(event):
-                try:
-                    client.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    client.dropped += 1
-                    self.dropped += 1
+            if client.filter.matches(event) and not client.offer(event, len(raw)):
+                self.dropped += 1
 
     def _decode(self, raw: bytes, *, count: bool = True) -> Event | None:
         try:
@@ -217,9 +260,17 @@ class EventFeed:
                 log.warning("console: back-fill stopped near seq %d: %s", seq, trouble[0])
                 break
         # Live events that arrived meanwhile keep their places (extendleft past maxlen would
-        # drop the newest from the right end).
-        older = older[: max(0, (self.recent.maxlen or 0) - len(self.recent))]
-        self.recent.extendleft(older)  # newest first into the left end: oldest ends leftmost
+        # drop the newest from the right end); the byte budget holds too.
+        room = max(0, (self.recent.maxlen or 0) - len(self.recent))
+        kept: list[bytes] = []
+        for raw in older:
+            if len(kept) == room or self.recent_bytes + len(raw) > self.max_bytes:
+                break
+            if len(raw) > MAX_EVENT_BYTES:
+                continue
+            kept.append(raw)
+            self.recent_bytes += len(raw)
+        self.recent.extendleft(kept)  # newest first into the left end: oldest ends leftmost
 
     def connect(self, event_filter: EventFilter) -> FeedClient:
         client = FeedClient(event_filter)

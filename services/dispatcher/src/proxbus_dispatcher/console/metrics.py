@@ -13,9 +13,15 @@ from prometheus_client.registry import Collector
 class _LiveCollector(Collector):
     """Values read when ``/metrics`` is scraped (nothing to update on the hot path)."""
 
-    def __init__(self, live_pages: Callable[[], int], dropped: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        live_pages: Callable[[], int],
+        dropped: Callable[[], int],
+        oversize: Callable[[], int],
+    ) -> None:
         self._live_pages = live_pages
         self._dropped = dropped
+        self._oversize = oversize
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield GaugeMetricFamily(
@@ -28,6 +34,11 @@ class _LiveCollector(Collector):
             "events a live page did not get because it did not keep up (its queue was full)",
             value=self._dropped(),
         )
+        yield CounterMetricFamily(
+            "proxbus_dispatcher_console_oversize_events",
+            "events over 256 KiB of JSON the console did not keep or show (still routed)",
+            value=self._oversize(),
+        )
 
 
 class ConsoleMetrics:
@@ -36,6 +47,7 @@ class ConsoleMetrics:
         registry: CollectorRegistry,
         live_pages: Callable[[], int],
         dropped: Callable[[], int],
+        oversize: Callable[[], int],
     ) -> None:
         self.refused = Counter(
             "proxbus_dispatcher_console_refused_total",
@@ -50,4 +62,4 @@ class ConsoleMetrics:
             "CONSOLE_LIVE_WRITE_TIMEOUT",
             registry=registry,
         )
-        registry.register(_LiveCollector(live_pages, dropped))
+        registry.register(_LiveCollector(live_pages, dropped, oversize))

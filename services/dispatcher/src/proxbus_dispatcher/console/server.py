@@ -114,7 +114,9 @@ class ConsoleServer:
         tokens = settings.console_tokens.get_secret_value() if settings.console_tokens else None
         self.guard = Guard(parse_console_tokens(tokens))
         self.open_reads = is_loopback(settings.health_host)
-        self.feed = EventFeed(nc, js, size=settings.console_recent_events)
+        self.feed = EventFeed(
+            nc, js, size=settings.console_recent_events, max_bytes=settings.console_recent_bytes
+        )
         self.board = IncidentBoard(js)
         self.health_targets = parse_health_urls(settings.console_health_urls or DEFAULT_HEALTH_URLS)
         self.http: aiohttp.ClientSession | None = None
@@ -134,6 +136,7 @@ class ConsoleServer:
             registry or CollectorRegistry(),
             live_pages=lambda: len(self._streams),
             dropped=lambda: self.feed.dropped,
+            oversize=lambda: self.feed.oversize,
         )
         self._closing = False
         self._refusals = RateLimitedLog(log, "refused console writes")
@@ -380,7 +383,7 @@ class ConsoleServer:
             await self._send(resp, b"retry: 2000\n: connected\n\n")
             while True:
                 try:
-                    event = await asyncio.wait_for(client.queue.get(), HEARTBEAT)
+                    event = await asyncio.wait_for(client.get(), HEARTBEAT)
                 except TimeoutError:
                     await self._send(resp, b": keep-alive\n\n")
                     continue

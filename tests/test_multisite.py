@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import secrets
@@ -26,9 +27,17 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
+from nats.js.api import Placement, StreamConfig, StreamSource
 from proxbus_devtools.multisite import ConfiguredNats, LocalTopology, wait_for_jetstream
 from proxbus_devtools.testing import free_port, nats_server_binary, require_binary, wait_until
-from proxbus_events import AUDIT_STREAM, DELIVERIES_STREAM, DLQ_STREAM, EVENTS_STREAM, Event
+from proxbus_events import (
+    AUDIT_STREAM,
+    DELIVERIES_STREAM,
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    Event,
+    StreamLimits,
+)
 from proxbus_pvesim.__main__ import gateway_env
 from proxbus_pvesim.testing import run_simulator
 from proxbus_runtime import EventPublisher, RpcUnavailable, call_tool, ensure_streams
@@ -411,11 +420,22 @@ async def test_a_service_restart_keeps_the_hub_sources(
     await stack.wait_until(lambda: markers(sink)[mark] == 1, "sourcing still works")
 
 
+def _discord_ports() -> tuple[int, dict[str, int], dict[str, str]]:
+    port = free_port()
+    return port, {"http": port}, {"DISCORD_HOST": "127.0.0.1", "DISCORD_PORT": str(port)}
+
+
 @pytest.mark.parametrize("topology", ["nojs"], indirect=True)
-@pytest.mark.parametrize("service", ["ingest-syslog", "ingest-email", "ingest-pve-ws"])
+@pytest.mark.parametrize(
+    "service",
+    ["ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp-gateway",
+     "ingest-discord"],
+)  # fmt: skip
 async def test_site_leaf_without_jetstream_is_one_clear_error_not_a_crash_loop(
-    topology: LocalTopology, stack: Any, service: str
+    topology: LocalTopology, stack: Any, sink: Any, service: str
 ) -> None:
+    """Every service asks the JetStream API of its domain (``$JS.site3.API``, watched here),
+    and where none answers it logs one clear line and retries, alive."""
     leaf = topology.leaves["site3"]
     watcher = await nats.connect(leaf.url)
     attempts = 0
@@ -428,12 +448,23 @@ async def test_site_leaf_without_jetstream_is_one_clear_error_not_a_crash_loop(
         # Every JetStream attempt of the service passes here (unanswered, like no JetStream).
         await watcher.subscribe("$JS.site3.API.>", cb=count)
         await watcher.flush()
-        spawn = {
-            "ingest-syslog": stack.ingest_syslog,
-            "ingest-email": stack.ingest_email,
-            "ingest-pve-ws": stack.ingest_pve_ws,
-        }[service]
-        ingest = spawn(NATS_URL=leaf.url, NATS_JS_DOMAIN="site3", PROXBUS_SITE="site3")
+        env = {"NATS_URL": leaf.url, "NATS_JS_DOMAIN": "site3", "PROXBUS_SITE": "site3"}
+        if service == "dispatcher":
+            ingest = stack.dispatcher(stack.routes(), sink, **env)
+        elif service == "mcp-gateway":
+            ingest = stack.spawn(service, "proxbus-mcp-gateway", _gateway_ports, **env)
+        elif service == "ingest-discord":
+            ingest = stack.spawn(
+                service, "proxbus-ingest-discord", _discord_ports,
+                DISCORD_PUBLIC_KEY="ab" * 32, **env,
+            )  # fmt: skip
+        else:
+            spawn = {
+                "ingest-syslog": stack.ingest_syslog,
+                "ingest-email": stack.ingest_email,
+                "ingest-pve-ws": stack.ingest_pve_ws,
+            }[service]
+            ingest = spawn(**env)
         await wait_until(lambda: attempts >= 3, timeout=60)
         assert ingest.alive, stack.report()
         log = ingest.tail(20_000)
@@ -683,3 +714,54 @@ async def test_events_tail_at_the_hub_shows_the_sites_events_once_across_a_hub_r
     assert printed == Counter(first | second | {f"ms-{run}-site2-3"})  # once each, nothing older
     assert "(PROXBUS_EVENTS in the local domain)" in banner, banner
     assert tail.returncode == 0
+
+
+async def test_ensure_streams_keeps_an_operators_mirror_and_placement_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Sources are kept (above); so are a mirror and a placement an operator set, while the
+    fields the contract owns are still brought up to date at every start."""
+    binary = require_binary("nats-server", nats_server_binary())
+    conf = tmp_path / "nats.conf"
+    port = free_port()
+    conf.write_text(
+        f'server_name: "n1"\nlisten: "127.0.0.1:{port}"\nserver_tags: ["ssd", "az:1"]\n'
+        f'jetstream {{ store_dir: "{tmp_path / "js"}", domain: "hub" }}\n'
+    )
+    server = ConfiguredNats("n1", binary, conf, port, tmp_path / "nats-server.log")
+    server.start()
+    nc = None
+    try:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream(timeout=5)
+        await js.add_stream(name="UPSTREAM", subjects=["upstream.>"])
+        # The operator made the hub's audit a mirror before any service started...
+        await js.add_stream(
+            StreamConfig(name=AUDIT_STREAM, mirror=StreamSource(name="UPSTREAM"), max_age=3600)
+        )
+        await ensure_streams(js)
+        # ...and pinned the events to the SSD servers once they existed.
+        events = await js.stream_info(EVENTS_STREAM)
+        await js.update_stream(
+            dataclasses.replace(events.config, placement=Placement(tags=["ssd"]))
+        )
+        await nc.close()
+        server.stop()
+        server.start()
+        nc = await nats.connect(server.url)
+        js = nc.jetstream(timeout=5)
+        await ensure_streams(js, StreamLimits(events_max_age=3600))  # a service's start
+        events = await js.stream_info(EVENTS_STREAM)
+        assert events.config.max_age == pytest.approx(3600)  # owned: updated
+        assert events.config.placement is not None
+        assert events.config.placement.tags == ["ssd"]
+        audit = await js.stream_info(AUDIT_STREAM)
+        assert audit.config.mirror is not None
+        assert audit.config.mirror.name == "UPSTREAM"
+        assert not audit.config.subjects  # a mirror has none of its own
+        await js.publish("upstream.x", b"mirrored")
+        await wait_until(lambda: _last_seq(js, AUDIT_STREAM, 1), timeout=10)
+    finally:
+        if nc is not None:
+            await nc.close()
+        server.kill()

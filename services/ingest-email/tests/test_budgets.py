@@ -181,6 +181,12 @@ async def test_connection_flood_from_one_peer_is_capped_and_another_peer_still_d
             assert refused + failed == 5000 - per_peer
             text = metrics_text(health)
             assert metric(text, "proxbus_email_smtp_connections") == per_peer
+            # The budgets themselves are metrics too (alert on use / budget).
+            budget = "proxbus_email_smtp_budget"
+            assert metric(text, f'{budget}{{budget="max_connections"}}') == total
+            assert metric(text, f'{budget}{{budget="max_connections_per_peer"}}') == per_peer
+            assert metric(text, f'{budget}{{budget="max_transactions"}}') == 8
+            assert metric(text, f'{budget}{{budget="spool_threshold_bytes"}}') == MIB
             assert metric(text, 'proxbus_email_smtp_refused_total{reason="per_peer"}') >= 4000
             # Another peer (127.0.0.2) is still served while the first one holds its share.
             _, response = await aiosmtplib.send(

@@ -158,6 +158,9 @@ async def test_the_json_depth_limit_is_a_setting(services: Any, js: Any) -> None
     status, reply = await _post(svc.health.port, five, AUTH)
     assert status == 400
     assert "nested deeper than 4 levels" in reply["message"]
+    get = svc.registry.get_sample_value
+    assert get("proxbus_pve_webhook_budget", {"budget": "max_depth"}) == 4
+    assert get("proxbus_pve_webhook_budget", {"budget": "max_bytes"}) == 256 * 1024
     assert (
         svc.registry.get_sample_value("proxbus_pve_webhook_requests_total", {"outcome": "too_deep"})
         == 1

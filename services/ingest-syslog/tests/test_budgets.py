@@ -39,6 +39,9 @@ async def test_one_peer_holding_its_share_does_not_lock_out_another_peer(
             )
         )
         assert metric(service, "proxbus_syslog_connections") == 5
+        # The budgets themselves are metrics too (alert on use / budget).
+        assert metric(service, "proxbus_syslog_budget", budget="max_connections") == 20
+        assert metric(service, "proxbus_syslog_budget", budget="max_connections_per_peer") == 5
         # Another peer's line is stored.
         _, other = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
         other.write(line(1, host="pve2") + b"\n")

@@ -66,6 +66,14 @@ class IngestMetrics:
             "DATA transactions in progress (receiving, parsing or publishing)",
             registry=registry,
         )
+        self.smtp_budget = Gauge(
+            "proxbus_email_smtp_budget",
+            "configured SMTP budgets (max_connections, max_connections_per_peer, "
+            "max_transactions, max_large_parses, max_size_bytes, spool_threshold_bytes, "
+            "timeout_seconds)",
+            ["budget"],
+            registry=registry,
+        )
         self.smtp_busy = Counter(
             "proxbus_email_smtp_busy",
             "DATA commands answered 451 4.3.2 because every transaction slot stayed busy",

@@ -274,6 +274,16 @@ class SmtpReceiver:
         self._server: asyncio.Server | None = None
         self._transactions = asyncio.Semaphore(settings.smtp_max_transactions)
         self._large = asyncio.Semaphore(settings.smtp_max_large_parses)
+        for budget, value in (
+            ("max_connections", settings.smtp_max_connections),
+            ("max_connections_per_peer", settings.smtp_max_connections_per_peer),
+            ("max_transactions", settings.smtp_max_transactions),
+            ("max_large_parses", settings.smtp_max_large_parses),
+            ("max_size_bytes", settings.smtp_max_size),
+            ("spool_threshold_bytes", settings.smtp_spool_threshold),
+            ("timeout_seconds", settings.smtp_timeout),
+        ):
+            metrics.smtp_budget.labels(budget).set(value)
         self.refused_log = RateLimitedLog(log, "refused SMTP connections")
         self.busy_log = RateLimitedLog(log, "answered SMTP DATA 451 (all transaction slots busy)")
         self.size_log = RateLimitedLog(log, "refused SMTP mail")

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from proxbus_events import Event
 from proxbus_runtime import PublishError, RateLimitedLog
 
@@ -64,6 +64,7 @@ class WebhookMetrics:
     """Counters of the webhook endpoint, labelled by outcome."""
 
     requests: Counter
+    budget: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WebhookMetrics:
@@ -73,7 +74,13 @@ class WebhookMetrics:
                 "webhook requests by outcome",
                 ["outcome"],
                 registry=registry,
-            )
+            ),
+            Gauge(
+                "proxbus_pve_webhook_budget",
+                "configured webhook budgets (max_bytes, max_depth)",
+                ["budget"],
+                registry=registry,
+            ),
         )
 
 
@@ -117,6 +124,8 @@ class PveWebhook:
         self._site = site
         self._max_bytes = max_bytes
         self._max_depth = max_depth
+        metrics.budget.labels("max_bytes").set(max_bytes)
+        metrics.budget.labels("max_depth").set(max_depth)
         self._metrics = metrics
         self._ack_timeout = ack_timeout
         # What any client can trigger is logged once, then summarised per interval.

@@ -75,6 +75,13 @@ class SyslogService:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = SyslogMetrics(self.registry)
+        for budget, value in (
+            ("max_connections", settings.syslog_max_connections),
+            ("max_connections_per_peer", settings.max_connections_per_peer),
+            ("max_line_bytes", settings.syslog_max_line),
+            ("idle_timeout_seconds", settings.syslog_idle_timeout),
+        ):
+            self.metrics.budget.labels(budget).set(value)
         self.pipeline = Pipeline(settings, self.metrics)
         self.publisher: EventPublisher | SpoolingPublisher | None = None
         self.runtime: Service | None = None

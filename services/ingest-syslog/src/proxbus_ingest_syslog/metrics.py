@@ -44,6 +44,12 @@ class SyslogMetrics:
             "TCP connections refused (reason: total or per_peer cap, shutdown)",
             ["reason"], registry=registry,
         )  # fmt: skip
+        self.budget = Gauge(
+            "proxbus_syslog_budget",
+            "configured listener budgets (max_connections, max_connections_per_peer, "
+            "max_line_bytes, idle_timeout_seconds)",
+            ["budget"], registry=registry,
+        )  # fmt: skip
         self.idle_closed = Counter(
             "proxbus_syslog_idle_closed", "TCP connections closed after the idle timeout",
             registry=registry,

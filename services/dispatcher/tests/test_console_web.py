@@ -431,6 +431,39 @@ async def test_forged_and_cross_origin_writes_are_refused(console: Any, js: Any)
     assert len(await store.list()) == 1
 
 
+async def test_silence_preview_needs_the_write_scope_so_a_reader_cannot_stall_the_dispatcher(
+    console: Any, js: Any
+) -> None:
+    # A preview runs the matchers over the recent events in the dispatcher's event loop; a
+    # full-match regex such as (.*a){20} backtracks for minutes on a 31-character title. Who may
+    # create a silence (whose matchers the intake runs on every event) may preview one; a
+    # reader or an anonymous loopback visitor may not.
+    c = await console()
+    await publish(js, ev(title="a" * 30 + "!"))
+    evil = {"matchers": "title=~(.*a){20}", "duration": "1h"}
+    async with httpx.AsyncClient(base_url=c.url, timeout=10, follow_redirects=False) as client:
+        assert "a" * 30 in (await client.get("/")).text  # the event is among the recent ones
+        page = await client.get("/silences")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        r = await client.post("/silences/preview", data={**evil, "csrf": csrf})
+        assert r.status_code == 401
+        assert "needs a token" in r.text
+        r = await client.post(
+            "/silences/preview", data=evil, headers={"Authorization": f"Bearer {READER}"}
+        )
+        assert r.status_code == 403
+        # The dispatcher still answers at once.
+        assert (await client.get("/health", timeout=2)).status_code == 200
+        # With the write scope a (harmless) preview works.
+        r = await client.post(
+            "/silences/preview",
+            data={"matchers": "node=pve1", "duration": "1h"},
+            headers={"Authorization": f"Bearer {SECRET}"},
+        )
+        assert r.status_code == 200
+        assert "Would mute 1 of the last" in r.text
+
+
 async def test_console_pages_set_a_strict_content_security_policy(console: Any) -> None:
     c = await console()
     async with httpx.AsyncClient(base_url=c.url) as client:

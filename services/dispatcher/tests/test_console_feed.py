@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from proxbus_dispatcher.console.feed import EventFeed, EventFilter
@@ -65,6 +66,10 @@ async def test_incident_board_watches_only_while_used(js: Any) -> None:
         open_, recent = board.split(window=600)
         assert [i.title for i in open_] == ["vm crashed", "backup failed"]
         assert recent == []
+        # Past the correlation window an incident is listed as recent, no longer open.
+        open_, recent = board.split(window=600, now=time.time() + 601)
+        assert open_ == []
+        assert [i.title for i in recent] == ["vm crashed", "backup failed"]
         await wait_until(lambda: not board.watching, timeout=5, what="idle: watch stopped")
         assert board.incidents == {}
 

@@ -269,6 +269,8 @@ async def test_dead_letter_replayed_from_page_reaches_recording_sink(
         await page.reload()
     card = page.locator("li.card", has_text="replication job 100-0")
     await expect(card.locator(".error")).to_contain_text("400")
+    await card.locator("summary", has_text="notification").click()  # JSON fetched when expanded
+    await expect(card.locator("pre.json")).to_contain_text('"receiver": "hook"')
     await page.screenshot(path=str(tmp_path / "deadletters.png"), full_page=True)
 
     hook.always_fail = False

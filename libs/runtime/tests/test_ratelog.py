@@ -73,3 +73,20 @@ def test_sources_are_bounded():
         limited.record("r", f"peer{i}")
     assert len(limited._sources) <= 1024
     assert limited._other_sources == 5000 - 1 - 1024
+
+
+def test_reasons_are_bounded_and_so_is_the_summary_line(caplog):
+    # A reason may carry what a client chose (a request path, a command name): 10,000 distinct
+    # ones in an interval must not be 10,000 counters nor a summary line listing them all.
+    clock = Clock()
+    limited = RateLimitedLog(logging.getLogger("test.reasons"), "refused", clock=clock)
+    with caplog.at_level(logging.WARNING, logger="test.reasons"):
+        for i in range(10_000):
+            limited.record(f"403 /console/dlq/{i}/discard", "10.0.0.1")
+        assert len(limited._reasons) <= 65
+        clock.now = 11.0
+        limited.flush()
+    summary = caplog.records[-1].getMessage()
+    assert summary.startswith("refused: 9999 more in the last 10s (")
+    assert "other reasons=" in summary
+    assert len(summary) < 4000, len(summary)

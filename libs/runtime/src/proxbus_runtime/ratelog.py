@@ -17,6 +17,10 @@ from collections.abc import Callable
 __all__ = ["RateLimitedLog"]
 
 _MAX_SOURCES = 1024  # distinct sources remembered per interval (bounded memory)
+# Distinct reasons counted per interval; a reason may carry what a client chose (a request
+# path), so the rest is counted as "other reasons" (bounded memory and summary line).
+_MAX_REASONS = 64
+_OTHER_REASONS = "other reasons"
 _TOP_SOURCES = 5
 
 
@@ -79,7 +83,10 @@ class RateLimitedLog:
             )
             self._schedule()
             return
-        self._reasons[reason] += 1
+        if reason in self._reasons or len(self._reasons) < _MAX_REASONS:
+            self._reasons[reason] += 1
+        else:
+            self._reasons[_OTHER_REASONS] += 1
         if source:
             if source in self._sources or len(self._sources) < _MAX_SOURCES:
                 self._sources[source] += 1
@@ -94,7 +101,7 @@ class RateLimitedLog:
         if not self._reasons:
             self._window_start = None
             return
-        counts = ", ".join(f"{r}={n}" for r, n in sorted(self._reasons.items()))
+        counts = ", ".join(f"{r[:80]}={n}" for r, n in sorted(self._reasons.items()))
         top = ", ".join(f"{s}={n}" for s, n in self._sources.most_common(_TOP_SOURCES))
         if self._other_sources:
             top += f", others={self._other_sources}"

@@ -103,3 +103,48 @@ def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
             raise
         reader.join(5)
     assert code == 0, "".join(output)[-3000:]
+
+
+@pytest.mark.timeout(150)
+def test_up_sites_2_demo_brings_each_sites_simulated_cluster_to_the_hub(tmp_path: Path) -> None:
+    """``--demo``: one Proxmox simulator per site, its activity (guests started and stopped,
+    backups) sent as syslog to its site's ingest; the hub's console receiver prints both sites'."""
+    require_binary("nats-server", nats_server_binary())
+    syslog = _consecutive_free_ports(5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PVE_", "PBS_", "NATS_"))}
+    proc = subprocess.Popen(
+        [PROXBUS, "up", "--sites", "2", "--demo", "--data-dir", str(tmp_path),
+         "--nats-port", str(free_port()), "--syslog-port", str(syslog),
+         "--health-port", str(syslog + 2)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    output: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        # The simulators act every 15 s: one action each, well inside the deadline.
+        deadline = time.monotonic() + 110
+        # The console receiver's lines: "🔔 <time> INFO     [site1] Task vzdump 109 started ..."
+        while not all(
+            any("🔔" in line and f"[{site}]" in line for line in output)
+            for site in ("site1", "site2")
+        ):
+            assert proc.poll() is None, "".join(output)
+            assert time.monotonic() < deadline, "".join(output)[-4000:]
+            time.sleep(0.2)  # polling interval of the output
+        assert "pvesim-site1" in "".join(output)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(5)
+    assert code == 0, "".join(output)[-3000:]

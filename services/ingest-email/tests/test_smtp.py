@@ -243,3 +243,40 @@ async def test_a_flood_of_bogus_commands_costs_one_line_per_interval_not_one_eac
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(noisy) <= 2, [r.getMessage() for r in noisy[:5]]
     assert service.smtp.protocol_log.total == 1200  # 1,000 "unrecognised" + 200 "too many"
+
+
+async def _smtp_until_data(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A raw SMTP session up to the DATA command; the DATA answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220")
+    for command in (b"HELO pve1", b"MAIL FROM:<root@pve1>", b"RCPT TO:<ops@example.com>"):
+        writer.write(command + b"\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"250")
+    writer.write(b"DATA\r\n")
+    return reader, writer, await asyncio.wait_for(reader.readline(), 10)
+
+
+async def test_data_beyond_the_transaction_budget_waits_then_gets_451_and_is_counted(
+    nats_server, js, mails, settings_for, service_cm
+):
+    # Issue 19: at most SMTP_MAX_TRANSACTIONS DATA phases at once; one more waits up to
+    # SMTP_TRANSACTION_WAIT for a slot, then is answered 451 4.3.2 (the sender retries).
+    settings = settings_for(nats_server, smtp_max_transactions=1, smtp_transaction_wait=0.5)
+    async with service_cm(settings) as service:
+        port = service.smtp.port
+        holder_r, holder_w, answer = await _smtp_until_data(port)
+        assert answer.startswith(b"354")
+        holder_w.write(b"Subject: slow sender\r\n\r\nhalf a mail\r\n")  # and no end yet
+        await holder_w.drain()
+        _, other_w, answer = await _smtp_until_data(port)
+        assert answer.startswith(b"451 4.3.2"), answer
+        value = service.registry.get_sample_value
+        assert value("proxbus_email_smtp_busy_total") == 1
+        assert value("proxbus_email_smtp_transactions") == 1
+        other_w.close()
+        holder_w.write(b"the rest\r\n.\r\n")
+        assert (await asyncio.wait_for(holder_r.readline(), 10)).startswith(b"250")
+        holder_w.close()
+        code, _ = await send(port, mails.fencing())  # the slot is free again
+        assert code == 250
+        assert value("proxbus_email_smtp_transactions") == 0

@@ -63,3 +63,21 @@ def test_non_ascii_csrf_token_or_cookie_signature_is_refused_not_raised() -> Non
     payload = session.rsplit(".", 1)[0]
     for signature in ("é" * 64, "\udce9"):
         assert g.session_caller(f"{payload}.{signature}", now=1001.0) is None
+
+
+def test_templates_and_static_files_load_nothing_from_another_site() -> None:
+    """No CDN: the console works offline (its CSP also allows this origin only)."""
+    import re
+    from pathlib import Path
+
+    import proxbus_dispatcher.console as console
+
+    root = Path(console.__file__).parent
+    files = [*root.glob("templates/*.html"), *root.glob("static/*")]
+    assert len(files) >= 10
+    off_site = re.compile(r"""(https?:)?//[A-Za-z0-9]|@import|url\(""")
+    for path in files:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if path.suffix == ".js" and line.lstrip().startswith("//"):
+                continue  # a comment line
+            assert not off_site.search(line), f"{path.name}:{n}: {line.strip()}"

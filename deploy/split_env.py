@@ -166,6 +166,7 @@ OWN: dict[str, frozenset[str]] = {
             "PVE_WS_STORAGE_HYSTERESIS",
             "PVE_WEBHOOK_SECRET",
             "PVE_WEBHOOK_MAX_BYTES",
+            "PVE_WEBHOOK_MAX_DEPTH",
             "GOTIFY_LISTEN_URL",
             "GOTIFY_CLIENT_TOKEN",
             "GOTIFY_BACKOFF_MAX",
@@ -234,6 +235,8 @@ OWN: dict[str, frozenset[str]] = {
             "CONSOLE_TOKENS",
             "CONSOLE_HEALTH_URLS",
             "CONSOLE_RECENT_EVENTS",
+            "CONSOLE_MAX_LIVE_PAGES",
+            "CONSOLE_LIVE_WRITE_TIMEOUT",
         }
     ),
     "mcp-gateway": frozenset(

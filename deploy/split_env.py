@@ -235,6 +235,7 @@ OWN: dict[str, frozenset[str]] = {
             "CONSOLE_TOKENS",
             "CONSOLE_HEALTH_URLS",
             "CONSOLE_RECENT_EVENTS",
+            "CONSOLE_RECENT_BYTES",
             "CONSOLE_MAX_LIVE_PAGES",
             "CONSOLE_LIVE_WRITE_TIMEOUT",
         }

@@ -118,6 +118,9 @@ def test_site_services_run_in_the_site_domain_with_its_label() -> None:
     assert "dispatcher" in hub["services"]
     assert "dispatcher" not in spec["services"]
     link = hub["services"]["sites-link"]
+    # The dispatcher is healthy once it opened its state bucket: `sites link --replicas 3`
+    # (hub-cluster) then scales that bucket too, not only what existed before.
+    assert link["depends_on"]["dispatcher"] == {"condition": "service_healthy"}
     assert link["build"]["args"]["SERVICE"] == "devtools"
     assert "proxbus sites link" in " ".join(link["entrypoint"])
 

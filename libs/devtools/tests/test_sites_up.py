@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -12,10 +13,13 @@ import threading
 import time
 from pathlib import Path
 
+import nats
 import pytest
 from proxbus_devtools.testing import free_port, nats_server_binary, require_binary
+from proxbus_events import AUDIT_STREAM, DELIVERIES_STREAM, DLQ_STREAM, EVENTS_STREAM
 
 PROXBUS = str(Path(sys.executable).parent / "proxbus")
+STREAMS = (EVENTS_STREAM, DELIVERIES_STREAM, DLQ_STREAM, AUDIT_STREAM)
 
 
 def _consecutive_free_ports(count: int) -> int:
@@ -38,6 +42,27 @@ def _consecutive_free_ports(count: int) -> int:
                 s.close()
 
 
+async def _hub_replicas(port: int, deadline: float) -> dict[str, int]:
+    """The replicas of the hub's streams and the dispatcher's bucket, once all are there
+    and R3 (or what they are at ``deadline``)."""
+    names = (*STREAMS, "KV_proxbus_dispatcher_state")
+    nc = await nats.connect(f"nats://127.0.0.1:{port}")
+    try:
+        js = nc.jetstream(timeout=5)
+        while True:
+            found = {}
+            for info in await js.streams_info():
+                if info.config.name in names:
+                    found[info.config.name] = info.config.num_replicas
+            if (len(found) == len(names) and set(found.values()) == {3}) or (
+                time.monotonic() > deadline
+            ):
+                return found
+            await asyncio.sleep(0.5)  # polling interval
+    finally:
+        await nc.close()
+
+
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("hub_cluster", [False, True], ids=["hub", "hub-cluster"])
 def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
@@ -46,10 +71,11 @@ def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
     require_binary("nats-server", nats_server_binary())
     syslog = _consecutive_free_ports(5)  # two syslog ports, then three health ports
     health = syslog + 2
+    hub_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PVE_", "PBS_", "NATS_"))}
     proc = subprocess.Popen(
         [PROXBUS, "up", "--sites", "2", "--data-dir", str(tmp_path),
-         "--nats-port", str(free_port()), "--syslog-port", str(syslog),
+         "--nats-port", str(hub_port), "--syslog-port", str(syslog),
          "--health-port", str(health), *(["--hub-cluster"] if hub_cluster else [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
@@ -94,6 +120,9 @@ def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
             assert any(mark in line and f"[{site}]" in line for line in output), text
         assert "site1: NATS" in text
         assert "site2: NATS" in text
+        if hub_cluster:  # R3: the streams and the dispatcher's bucket survive losing a node
+            replicas = asyncio.run(_hub_replicas(hub_port, deadline))
+            assert set(replicas.values()) == {3}, replicas
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

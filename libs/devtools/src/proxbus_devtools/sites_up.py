@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
 import nats.js.errors
 from proxbus_runtime import ServiceSettings, connect_nats
 
-from .multisite import LocalTopology, link_sites, wait_for_jetstream
+from .multisite import LocalTopology, link_sites, scale_streams, wait_for_jetstream
 from .status import LiveView, PlainView, StatusBoard, probe_forever
 from .supervisor import Child, Supervisor, _script, until_signal
 
 log = logging.getLogger("proxbus.up")
+# The stream of the dispatcher's state bucket (services/dispatcher/README.md), created at its start.
+DISPATCHER_STATE_STREAM = "KV_proxbus_dispatcher_state"
 
 _CONSOLE_ROUTES = """\
 receivers:
@@ -133,8 +138,14 @@ def plan_sites(args: argparse.Namespace, topology: LocalTopology) -> list[Child]
     return children
 
 
-async def _link_when_ready(topology: LocalTopology, stop: asyncio.Event) -> None:
-    """Link the hub to every site as soon as the hub's JetStream answers (retrying)."""
+async def _link_when_ready(
+    topology: LocalTopology, stop: asyncio.Event, replicas: int | None = None
+) -> None:
+    """Link the hub to every site as soon as the hub's JetStream answers (retrying).
+
+    With ``replicas`` (a three-node hub), the hub's streams and buckets are scaled to that many,
+    the dispatcher's state bucket too once the dispatcher has created it.
+    """
     settings = ServiceSettings(nats_url=topology.hub_url)
     while not stop.is_set():
         try:
@@ -145,14 +156,32 @@ async def _link_when_ready(topology: LocalTopology, stop: asyncio.Event) -> None
         try:
             js = nc.jetstream(timeout=5)
             await wait_for_jetstream(js, 60)
-            await link_sites(js, list(topology.leaves))
+            await link_sites(js, list(topology.leaves), replicas=replicas)
             log.info("hub PROXBUS_EVENTS sources %s", ", ".join(topology.leaves))
+            if replicas is not None:
+                await _scale_when_created(js, stop, replicas, DISPATCHER_STATE_STREAM)
             return
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
             log.warning("linking the sites failed (%s); retrying", exc)
             await asyncio.sleep(1.0)
         finally:
             await nc.close()
+
+
+async def _scale_when_created(js: Any, stop: asyncio.Event, replicas: int, stream: str) -> None:
+    """Scale the hub's proxbus streams and buckets again once ``stream`` exists (a bucket a
+    service creates at its start), for at most two minutes."""
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            await scale_streams(js, replicas)
+            if (await js.stream_info(stream)).config.num_replicas == replicas:
+                return
+        except nats.js.errors.NotFoundError:
+            pass  # not created yet
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    log.warning("%s was not created within 2 minutes: not scaled to R%d", stream, replicas)
 
 
 def run_sites_up(args: argparse.Namespace, binary: str) -> int:
@@ -190,7 +219,7 @@ def run_sites_up(args: argparse.Namespace, binary: str) -> int:
         return asyncio.run(
             until_signal(
                 supervisor.run,
-                lambda stop: _link_when_ready(topology, stop),
+                lambda stop: _link_when_ready(topology, stop, 3 if args.hub_cluster else None),
                 lambda stop: probe_forever(board, stop),
             )
         )

@@ -247,6 +247,22 @@ def test_demo_in_a_terminal_table_notifications_no_secrets_and_a_restart(
     for value in values:
         assert value not in checked.stdout
 
+    # `proxbus logs [SERVICE]` reads the running stack's logs (its data dir from the
+    # environment): the nats-server banner is there, and each service's own lines.
+    logs = subprocess.run(
+        [str(BIN / "proxbus"), "logs", "nats", "-n", "200"], env=cli_env, capture_output=True,
+        text=True, timeout=30,
+    )  # fmt: skip
+    assert logs.returncode == 0, logs.stderr
+    assert "Starting nats-server" in logs.stdout
+    logs = subprocess.run(
+        [str(BIN / "proxbus"), "logs", "-n", "2"], env=cli_env, capture_output=True, text=True,
+        timeout=30,
+    )  # fmt: skip
+    assert logs.returncode == 0, logs.stderr
+    prefixes = {line.split(" | ", 1)[0].strip() for line in logs.stdout.splitlines()}
+    assert set(CHILDREN) <= prefixes, logs.stdout
+
     # kill -9 of one child: the table shows one restart and the service healthy again.
     pid = int(state["children"]["dispatcher"]["pid"])
     assert f"dispatcher  healthy  {pid}" in re.sub(r" {2,}", "  ", term.rows()["dispatcher"])

@@ -70,3 +70,18 @@ def test_services_import_no_other_service_and_no_devtools() -> None:
             if found:
                 offenders[str(path.relative_to(ROOT))] = found
     assert offenders == {}
+
+
+def test_importing_the_contract_does_not_load_re2() -> None:
+    """google-re2 (~4.7 MiB RSS) loads with the first regex matcher, not with the contract:
+    the gateway's idle RSS budget (80 MiB, issue 17) has little room."""
+    code = (
+        "import sys, proxbus_events\n"
+        "before = 're2' in sys.modules\n"
+        "proxbus_events.Matcher.parse('node=pve1')\n"
+        "plain = 're2' in sys.modules\n"
+        "proxbus_events.Matcher.parse('node=~pve[12]')\n"
+        "print(before, plain, 're2' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "True"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Literal
 
-import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .event import Event, Severity
@@ -23,16 +22,19 @@ _ORDERED_OPS = {">=", "<=", ">", "<"}
 _MAX_TEXT = 2048
 
 
-def _re2_options() -> Any:
+@cache
+def _re2() -> tuple[Any, Any, Any]:
+    """``(module, options, anchor)``, imported on first use: google-re2 costs ~4.7 MiB of RSS,
+    which a service that never compiles a regex matcher (the gateway at idle) does not pay."""
+    import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
+
     options = re2.Options()
     options.log_errors = False  # a bad pattern is the caller's ValueError, not a line on stderr
     options.dot_nl = True  # `.` also matches a newline: messages are multi-line
     options.never_capture = True  # only "does it match" is asked: no groups to record
-    return options
+    return re2, options, re2._Anchor.ANCHOR_BOTH
 
 
-_RE2_OPTIONS = _re2_options()
-_BOTH_ENDS = re2._Anchor.ANCHOR_BOTH
 _NO_MATCH = -1
 
 
@@ -47,7 +49,7 @@ class Regex:
     object): only "does it match" is asked. ``tests/test_matchers.py`` pins the behaviour.
     """
 
-    __slots__ = ("_compiled", "pattern")
+    __slots__ = ("_anchor", "_compiled", "pattern")
 
     def __init__(self, pattern: str) -> None:
         """Compile ``pattern``.
@@ -55,8 +57,9 @@ class Regex:
         Raises:
             ValueError: the pattern is not valid RE2 syntax.
         """
+        re2, options, self._anchor = _re2()
         try:
-            self._compiled = re2.compile(pattern, options=_RE2_OPTIONS)._regexp
+            self._compiled = re2.compile(pattern, options=options)._regexp
         except re2.error as exc:
             reason = exc.args[0] if exc.args else exc
             if isinstance(reason, bytes):
@@ -69,7 +72,7 @@ class Regex:
 
     def fullmatch(self, text: str) -> bool:
         data = text.encode("utf-8", "surrogatepass")
-        spans = self._compiled.Match(_BOTH_ENDS, data, 0, len(data))
+        spans = self._compiled.Match(self._anchor, data, 0, len(data))
         return bool(spans[0][0] != _NO_MATCH)
 
 

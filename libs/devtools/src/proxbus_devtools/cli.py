@@ -197,7 +197,7 @@ def _split_service_command(argv: Sequence[str]) -> tuple[list[str], str | None, 
 
 
 async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
-    from .follow import StreamFollower
+    from proxbus_runtime.follow import StreamFollower
 
     denied = asyncio.Event()  # the server refused a JetStream request or inbox (watcher user)
     follower: StreamFollower | None = None

@@ -1,12 +1,13 @@
-"""Following a stream live: what ``proxbus events tail`` reads where PROXBUS_EVENTS is there.
+"""Following a stream live: what ``proxbus events tail`` and the dispatcher's console read.
 
 At a multi-site hub the sites' events reach the hub's PROXBUS_EVENTS by stream sourcing, never
 as publishes on the hub (the leaf links deny ``proxbus.events.>``): only the stream has them.
 ``StreamFollower`` reads it from "now" with an ephemeral push consumer (no acks, memory, one
 replica) in the JetStream context's domain. It keeps the last stream sequence it handed out,
 and re-creates the consumer from the next one when the consumer's sequence shows a gap, when its
-idle heartbeats stop (the server restarted, the consumer is gone) or after a reconnect: nothing
-is printed twice and, within the stream's limits, nothing is skipped. (nats-py's own ordered
+idle heartbeats stop (the server restarted, the consumer is gone) or after a reconnect (seen in
+the connection's reconnect count, or told through ``resync``): nothing is handed out twice and,
+within the stream's limits, nothing is skipped. (nats-py's own ordered
 consumer restarts from stream sequence 1, the whole history, when it resets before its first
 message.)
 """
@@ -55,6 +56,10 @@ class StreamFollower:
         self._generation = 0  # of the consumer (and inbox) in use
         self._next_dseq = 1  # the consumer sequence expected next
         self.last_sseq = 0  # the stream sequence of the last message handed out
+        # The stream's last sequence when ``start`` made the consumer: everything up to it is
+        # older than what is handed out (a reader back-filling from the stream stops there).
+        self.start_sseq = 0
+        self._reconnects = 0
         self._seen = time.monotonic()  # the consumer's last sign of life
         self._resync = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
@@ -67,6 +72,7 @@ class StreamFollower:
             nats.js.errors.NotFoundError: no such stream in this domain.
             nats.js.errors.Error, nats.errors.Error: JetStream did not answer.
         """
+        self._reconnects = self._nc.stats["reconnects"]
         await self._create(None)
         self._watchdog = asyncio.create_task(self._watch(), name="follow-watchdog")
 
@@ -120,6 +126,7 @@ class StreamFollower:
         self._consumer = name
         if start_seq is None:  # "now": the stream's last sequence when the consumer was made
             now = int(info.delivered.stream_seq or 0) if info.delivered else 0
+            self.start_sseq = now
             self.last_sseq = max(self.last_sseq, now)  # a message may have come already
         self._seen = time.monotonic()
 
@@ -165,6 +172,10 @@ class StreamFollower:
             silent = self._heartbeat * MISSED
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._resync.wait(), self._heartbeat)
+            reconnects = self._nc.stats["reconnects"]
+            if reconnects != self._reconnects:  # the consumer may be gone with its server
+                self._reconnects = reconnects
+                self._resync.set()
             quiet = time.monotonic() - self._seen > silent
             if not (self._resync.is_set() or quiet or self._sub is None):
                 continue

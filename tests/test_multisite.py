@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import nats.errors
 import pytest
@@ -631,13 +632,25 @@ async def test_hub_rpc_reaches_the_gateway_of_each_site_and_audit_stays_there(
             await site_nc.close()
 
 
-async def _publish_at(url: str, domain: str, site: str, title: str) -> None:
-    """An event stored in ``domain``'s PROXBUS_EVENTS, as a service there publishes it."""
+async def _link_with_site_streams(topology: LocalTopology) -> None:
+    """Link the sites, and create each site's streams as the site's services do at start."""
+    link(topology)
+    for site, leaf in topology.leaves.items():
+        site_nc = await nats.connect(leaf.url)
+        try:
+            await ensure_streams(site_nc.jetstream(domain=site, timeout=5))
+        finally:
+            await site_nc.close()
+
+
+async def _publish_at(url: str, domain: str, site: str, title: str) -> str:
+    """An event stored in ``domain``'s PROXBUS_EVENTS, as a service there publishes it; its id."""
     nc = await nats.connect(url)
     try:
         event = Event(source="gateway", site=site, severity="info", kind="test.tail", title=title)
         ack = await EventPublisher(nc.jetstream(domain=domain, timeout=5)).publish(event)
         assert ack.domain == domain
+        return event.id
     finally:
         await nc.close()
 
@@ -649,16 +662,10 @@ async def test_events_tail_at_the_hub_shows_the_sites_events_once_across_a_hub_r
 ) -> None:
     """The sites' events reach the hub by sourcing, never as publishes on the hub: the tail
     reads the hub's PROXBUS_EVENTS from now on (and keeps its place over a hub restart)."""
-    link(topology)
+    await _link_with_site_streams(topology)
     run = secrets.token_hex(4)
     hjs = hub.jetstream(timeout=5)
     leaves = topology.leaves
-    for site, leaf in leaves.items():  # as the site's services do at start
-        site_nc = await nats.connect(leaf.url)
-        try:
-            await ensure_streams(site_nc.jetstream(domain=site, timeout=5))
-        finally:
-            await site_nc.close()
     await _publish_at(leaves["site1"].url, "site1", "site1", f"ms-{run}-before-0")
     await wait_until(lambda: _stored(hjs, 1), timeout=20)  # sourced: older than the tail
     tail = await asyncio.create_subprocess_exec(
@@ -714,6 +721,97 @@ async def test_events_tail_at_the_hub_shows_the_sites_events_once_across_a_hub_r
     assert printed == Counter(first | second | {f"ms-{run}-site2-3"})  # once each, nothing older
     assert "(PROXBUS_EVENTS in the local domain)" in banner, banner
     assert tail.returncode == 0
+
+
+class LivePage:
+    """``GET /events/stream`` of the console, read over HTTP: the ids of the events it sent,
+    with the time each arrived."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ids: list[tuple[str, float]] = []
+        self.connected = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        timeout = httpx.Timeout(10.0, read=60.0)
+        async with (
+            httpx.AsyncClient(timeout=timeout) as client,
+            client.stream("GET", self.url) as response,
+        ):
+            assert response.status_code == 200, response.status_code
+            async for line in response.aiter_lines():
+                if line == ": connected":
+                    self.connected.set()
+                elif line.startswith("id: "):
+                    self.ids.append((line[4:], time.monotonic()))
+
+    async def __aenter__(self) -> LivePage:
+        self.task = asyncio.create_task(self._read())
+        done, _ = await asyncio.wait(
+            {self.task, asyncio.ensure_future(self.connected.wait())}, timeout=20,
+            return_when=asyncio.FIRST_COMPLETED,
+        )  # fmt: skip
+        if self.task in done:
+            self.task.result()  # the page failed: its error
+        assert self.connected.is_set(), "the live page did not connect"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    def count(self, event_id: str) -> int:
+        return sum(1 for i, _ in self.ids if i == event_id)
+
+    def arrived(self, event_id: str) -> float | None:
+        return next((t for i, t in self.ids if i == event_id), None)
+
+
+@pytest.mark.timeout(180)
+async def test_the_hubs_console_shows_a_sites_new_event_live_once(
+    topology: LocalTopology, stack: Any, sink: Any, hub: Any
+) -> None:
+    """Issue 16 at a multi-site hub (issue 18): the console runs in the hub's dispatcher, the
+    sites' events reach the hub only by stream sourcing. An event published at a site after
+    the live page opened appears on it within 5 s, once; the back-fill has the older one."""
+    await _link_with_site_streams(topology)
+    run = secrets.token_hex(4)
+    hjs = hub.jetstream(timeout=5)
+    leaves = topology.leaves
+    older = await _publish_at(leaves["site1"].url, "site1", "site1", f"ms-{run}-site1-0")
+    await wait_until(lambda: _stored(hjs, 1), timeout=20)  # sourced before the page opens
+    dispatcher = hub_dispatcher(stack, topology, sink)
+    await stack.healthy(dispatcher, timeout=40)
+    base = f"http://127.0.0.1:{dispatcher.health_port}"
+    async with LivePage(base + "/events/stream") as page:
+        async with httpx.AsyncClient(timeout=10) as client:
+            first_screen = (await client.get(base + "/")).text
+        assert f"ms-{run}-site1-0" in first_screen  # the back-fill, read from the hub's stream
+        published: dict[str, float] = {}
+        for site in ("site1", "site2"):
+            event_id = await _publish_at(leaves[site].url, site, site, f"ms-{run}-{site}-1")
+            published[event_id] = time.monotonic()
+            await wait_until(
+                lambda i=event_id: page.arrived(i) is not None,  # type: ignore[misc]
+                timeout=5,
+                what=f"{site}'s new event on the hub's live page",
+                detail=lambda: (page.ids, stack.report()),
+            )
+        hub_id = await _publish_at(topology.hub_url, "hub", "hub", f"ms-{run}-hub-1")
+        # A later event comes after anything sent twice would have been.
+        last = await _publish_at(leaves["site2"].url, "site2", "site2", f"ms-{run}-site2-2")
+        await wait_until(lambda: page.arrived(last) is not None, timeout=5, what="a later event")
+        await wait_until(lambda: page.arrived(hub_id) is not None, timeout=5, what="the hub's")
+    for event_id, sent in published.items():
+        arrived = page.arrived(event_id)
+        assert arrived is not None
+        assert arrived - sent < 5
+    # Each once; the older one is on the first screen (back-fill), never sent live.
+    assert Counter(i for i, _ in page.ids) == Counter([*published, hub_id, last])
+    assert older not in {i for i, _ in page.ids}
 
 
 async def test_ensure_streams_keeps_an_operators_mirror_and_placement_across_a_restart(

@@ -1,9 +1,15 @@
 """The live event feed: the last events on the bus in memory, fanned out to SSE clients.
 
-From the first page that needs events until 10 minutes after the last one, a core NATS
-subscription on ``proxbus.events.>`` (what every ingest publishes) feeds a ring of
-recent events (the live page's first screen and the silence preview); on subscribing the ring is
-back-filled from the tail of ``PROXBUS_EVENTS``. Each browser tab gets a bounded queue: a tab
+From the first page that needs events until 10 minutes after the last one, the feed follows
+``PROXBUS_EVENTS`` in the dispatcher's JetStream domain (``NATS_JS_DOMAIN``) from "now"
+(``proxbus_runtime.follow.StreamFollower``: an ephemeral push consumer, re-created from the next
+sequence after a reconnect or a gap). At a multi-site hub that is where the sites' events are:
+they reach the hub by stream sourcing, never as publishes (the leaf links deny
+``proxbus.events.>``). Where the stream cannot be followed (no stream, no JetStream, no answer)
+the feed subscribes ``proxbus.events.>`` instead, what every ingest publishes locally.
+New events go into a ring of recent events (the live page's first screen and the silence
+preview); on starting, the ring is back-filled from the stream up to the sequence the follower
+started after, so no event is in it twice. Each browser tab gets a bounded queue: a tab
 that does not keep up loses events (counted), it never grows the dispatcher's memory.
 
 Bounded in bytes too, since anyone on the bus can publish events up to NATS's max_payload: the
@@ -22,12 +28,15 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from proxbus_events import EVENTS_STREAM, Event, Matcher, Severity, match_all
+from proxbus_runtime.follow import StreamFollower
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,8 @@ RECENT_BYTES = 16 * 1024 * 1024
 BACKFILL_TIMEOUT = 5.0
 BACKFILL_BATCH = 64
 FIRST_PAGE_WAIT = 2.0
+FOLLOW_TIMEOUT = 5.0  # for the consumer that follows the stream; then the plain subscription
+EVENTS_SUBJECT = "proxbus.events.>"
 # With no page asking for events this long, the feed unsubscribes: an unused console costs the
 # dispatcher's intake nothing (each event would otherwise reach this process twice).
 IDLE_AFTER = 600.0
@@ -150,14 +161,16 @@ class EventFeed:
         self.invalid = 0
         self.dropped = 0  # events a client's full queue did not take, all clients together
         self.last_used = 0.0
-        self._sub: Subscription | None = None
+        self._sub: Subscription | None = None  # the fallback: plain publishes
+        self._follower: StreamFollower | None = None
+        self.reading = ""  # what the feed reads, for the status page and the logs
         self._backfill: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     @property
     def subscribed(self) -> bool:
-        return self._sub is not None
+        return self._sub is not None or self._follower is not None
 
     async def start(self) -> None:
         """Nothing is subscribed until a page needs events (``ensure_running``)."""
@@ -168,19 +181,40 @@ class EventFeed:
         so the first page after an idle spell is not empty."""
         self.last_used = time.monotonic()
         async with self._lock:
-            if self._sub is None:
-                self._sub = await self._nc.subscribe("proxbus.events.>", cb=self._on_msg)
+            if not self.subscribed:
+                upto = await self._follow()
                 self._backfill = asyncio.create_task(
-                    self._fill_from_stream(), name="console-backfill"
+                    self._fill_from_stream(upto), name="console-backfill"
                 )
         if self._backfill is not None and not self._backfill.done():
             await asyncio.wait({self._backfill}, timeout=FIRST_PAGE_WAIT)
+
+    async def _follow(self) -> int | None:
+        """Follow the stream from now (or subscribe the publishes where it cannot be followed);
+        the last stream sequence the back-fill may take (``None``: the stream's last)."""
+        follower = StreamFollower(self._js, EVENTS_STREAM, EVENTS_SUBJECT, self._on_msg)
+        try:
+            await asyncio.wait_for(follower.start(), FOLLOW_TIMEOUT)
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            await follower.stop()
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning(
+                "console: cannot follow %s (%s); the live page shows this server's publishes only",
+                EVENTS_STREAM,
+                why,
+            )
+            self.reading = f"{EVENTS_SUBJECT} publishes ({why})"
+            self._sub = await self._nc.subscribe(EVENTS_SUBJECT, cb=self._on_msg)
+            return None
+        self._follower = follower
+        self.reading = f"{EVENTS_STREAM} from sequence {follower.start_sseq + 1}"
+        return follower.start_sseq
 
     async def _reap_when_idle(self) -> None:
         while True:
             await asyncio.sleep(min(30.0, self._idle))
             idle = time.monotonic() - self.last_used > self._idle
-            if self._sub is not None and not self.clients and idle:
+            if self.subscribed and not self.clients and idle:
                 await self._unsubscribe()
                 self.recent.clear()
                 self.recent_bytes = 0
@@ -191,10 +225,14 @@ class EventFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._backfill
             self._backfill = None
+        if self._follower is not None:
+            await self._follower.stop()
+            self._follower = None
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+        self.reading = ""
 
     async def stop(self) -> None:
         if self._reaper is not None:
@@ -232,14 +270,17 @@ class EventFeed:
             self.invalid += count
             return None
 
-    async def _fill_from_stream(self) -> None:
-        """Put the stream's last events (older than anything live) in front of the ring."""
+    async def _fill_from_stream(self, upto: int | None = None) -> None:
+        """Put the stream's last events (older than anything live) in front of the ring: those
+        up to sequence ``upto`` (the follower hands out the later ones), else up to the last."""
         try:
             info = await self._js.stream_info(EVENTS_STREAM)
         except Exception as exc:
             log.warning("console: cannot read %s for the recent events: %s", EVENTS_STREAM, exc)
             return
         last, first = info.state.last_seq, info.state.first_seq
+        if upto is not None:
+            last = min(last, upto)
         room = (self.recent.maxlen or 0) - len(self.recent)
         older: list[bytes] = []
         seq = last

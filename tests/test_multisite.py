@@ -789,7 +789,9 @@ async def test_the_hubs_console_shows_a_sites_new_event_live_once(
     async with LivePage(base + "/events/stream") as page:
         async with httpx.AsyncClient(timeout=10) as client:
             first_screen = (await client.get(base + "/")).text
+            status = (await client.get(base + "/status")).text
         assert f"ms-{run}-site1-0" in first_screen  # the back-fill, read from the hub's stream
+        assert "1 live page reading PROXBUS_EVENTS from sequence" in status, status
         published: dict[str, float] = {}
         for site in ("site1", "site2"):
             event_id = await _publish_at(leaves[site].url, site, site, f"ms-{run}-{site}-1")

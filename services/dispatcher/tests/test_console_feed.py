@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -174,3 +175,54 @@ async def test_recent_events_and_each_live_page_are_bounded_in_bytes(nc: Any, js
     feed.add(huge)
     assert feed.oversize == 1
     assert huge not in feed.recent
+
+
+async def test_the_feed_follows_the_stream_and_lets_its_consumer_go_when_idle(
+    nc: Any, js: Any
+) -> None:
+    """Live events come from PROXBUS_EVENTS (at a multi-site hub the sites' events are only
+    there: tests/test_multisite.py); the back-fill stops where the follower starts."""
+    from proxbus_events import EVENTS_STREAM
+
+    await ensure_streams(js, ServiceSettings(_env_file=None).stream_limits())  # type: ignore[call-arg]
+    await publish(js, *(ev(title=f"old {i}") for i in range(3)))
+    feed = EventFeed(nc, js, size=50, idle=0.2)
+    await feed.start()
+    try:
+        await feed.ensure_running()
+        assert feed.reading == f"{EVENTS_STREAM} from sequence 4", feed.reading
+        assert len(await js.consumers_info(EVENTS_STREAM)) == 1  # the follower's
+        client = feed.connect(EventFilter())
+        await publish(js, *(ev(title=f"new {i}") for i in range(3)))
+        await wait_until(lambda: client.queue.qsize() == 3, timeout=5, what="live events")
+        assert [client.get_nowait().title for _ in range(3)] == ["new 0", "new 1", "new 2"]
+        titles = [e.title for e in feed.newest(EventFilter())]
+        assert titles == ["new 2", "new 1", "new 0", "old 2", "old 1", "old 0"]
+        assert len(feed.recent) == 6  # nothing both back-filled and live
+        feed.disconnect(client)
+        await wait_until(lambda: not feed.subscribed, timeout=5, what="idle")
+        assert await js.consumers_info(EVENTS_STREAM) == []  # its consumer is deleted
+    finally:
+        await feed.stop()
+
+
+async def test_without_jetstream_the_feed_shows_the_publishes(
+    make_nats_server: Any,
+) -> None:
+    import nats
+
+    server = make_nats_server(jetstream=False)
+    client_nc = await nats.connect(server.url)
+    feed = EventFeed(client_nc, client_nc.jetstream(timeout=2), size=50)
+    await feed.start()
+    try:
+        await feed.ensure_running()
+        assert feed.reading.startswith("proxbus.events.> publishes"), feed.reading
+        client = feed.connect(EventFilter())
+        event = ev(title="published")
+        await client_nc.publish("proxbus.events.lab.syslog.error.pve1", event.to_json())
+        got = await asyncio.wait_for(client.get(), 5)
+        assert got.id == event.id
+    finally:
+        await feed.stop()
+        await client_nc.close()

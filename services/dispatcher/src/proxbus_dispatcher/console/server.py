@@ -539,6 +539,7 @@ class ConsoleServer:
             nats=self.nc.is_connected,
             nats_url=self.nc.connected_url.netloc if self.nc.connected_url else "",
             feed_clients=len(self.feed.clients),
+            feed_reading=self.feed.reading,
             invalid=self.feed.invalid,
         )
 

@@ -119,7 +119,7 @@ def test_demo_secrets_reach_only_the_service_that_uses_them(tmp_path: Path) -> N
     )  # fmt: skip
     children = {c.name: c for c in plan_children(args, ServiceSettings(_env_file=None))}  # type: ignore[call-arg]
     sim = children["pvesim"].argv
-    webhook_secret = sim[sim.index("--webhook-secret") + 1]
+    webhook_secret = children["pvesim"].env["PVESIM_WEBHOOK_SECRET"]
     env_file = Path(sim[sim.index("--write-env") + 1])
     env_file.write_text(  # what the simulator writes there (proxbus_pvesim.__main__.gateway_env)
         "PROXBUS_SITE=lab\nPVE_NODES=pve1\nPVE_PVE1_TOKEN_VALUE=pve-token-secret\n"
@@ -138,6 +138,37 @@ def test_demo_secrets_reach_only_the_service_that_uses_them(tmp_path: Path) -> N
             assert ("pbs-token-secret" in values) == gateway, (how, name)
             if how == "up":
                 assert (webhook_secret in values) == (name == "ingest-pve-ws"), name
+
+
+def test_the_demo_simulator_gets_its_webhook_secret_by_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The secret is token_urlsafe(): about one in 64 starts with "-", which argparse took for
+    an option when it was passed as ``--webhook-secret VALUE`` (pvesim exited 2 at every
+    restart and the demo test saw no notification; CI, 2026-11-30). It is not for ``ps`` either:
+    the simulator reads it from ``PVESIM_WEBHOOK_SECRET``."""
+    import argparse
+
+    from proxbus_devtools.supervisor import plan_children
+    from proxbus_pvesim.__main__ import _parser
+    from proxbus_runtime import ServiceSettings
+
+    args = argparse.Namespace(
+        data_dir=str(tmp_path), no_nats=False, nats_port=free_port(), services="all",
+        demo=True, no_console=False,
+    )  # fmt: skip
+    children = {c.name: c for c in plan_children(args, ServiceSettings(_env_file=None))}  # type: ignore[call-arg]
+    sim = children["pvesim"]
+    secret = sim.env["PVESIM_WEBHOOK_SECRET"]
+    assert len(secret) >= 24
+    assert not any(secret in arg for arg in sim.argv), "the secret is on the command line"
+    assert secret == children["ingest-pve-ws"].env["PVE_WEBHOOK_SECRET"]
+    # What pvesim makes of the planned command line and environment, with a secret that
+    # starts with "-" (the value the old command line could not carry).
+    monkeypatch.setenv("PVESIM_WEBHOOK_SECRET", "-" + secret)
+    parsed = _parser().parse_args(sim.argv[1:])
+    assert parsed.webhook_secret == "-" + secret
+    assert parsed.webhook_url.endswith("/hooks/pve")
 
 
 def test_children_start_in_dependency_order(tmp_path: Path) -> None:

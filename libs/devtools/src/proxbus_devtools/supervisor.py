@@ -119,7 +119,15 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
         secret = secrets.token_urlsafe(24)
         own["ingest-pve-ws"] = {"PVE_WEBHOOK_SECRET": secret}  # the simulator's webhook bearer
         scenario = write_demo_scenario(demo_dir)
-        children.append(Child("pvesim", demo_simulator_argv(sim, env_file, secret, scenario)))
+        # By environment, not argv: a secret is not for `ps`, and token_urlsafe() may start with
+        # "-", which argparse reads as an option ("--webhook-secret: expected one argument").
+        children.append(
+            Child(
+                "pvesim",
+                demo_simulator_argv(sim, env_file, scenario),
+                env={"PVESIM_WEBHOOK_SECRET": secret},
+            )
+        )
         if not getattr(args, "no_console", False):
             routes = write_demo_routes(demo_dir)
     for name in sorted(wanted, key=START_ORDER.index):
@@ -168,9 +176,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def demo_simulator_argv(
-    sim: str, env_file: Path, webhook_secret: str, scenario: Path | None = None
-) -> list[str]:
+def demo_simulator_argv(sim: str, env_file: Path, scenario: Path | None = None) -> list[str]:
     """The simulator, on free ports, emitting mail/syslog/webhooks to the local ingest services.
 
     The ingest services' ports come from the same variables they read themselves.
@@ -191,7 +197,6 @@ def demo_simulator_argv(
         "--smtp-target", f"127.0.0.1:{smtp_port}",
         "--syslog-target", f"127.0.0.1:{syslog_port}",
         "--webhook-url", f"http://127.0.0.1:{hooks_port}/hooks/pve",
-        "--webhook-secret", webhook_secret,
         "--write-env", str(env_file),
     ]  # fmt: skip
 
@@ -549,9 +554,8 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     credentials = DemoCredentials(data_dir / "demo", redact) if args.demo else None
     if credentials is not None:
         for child in children:
-            if child.name == "pvesim" and "--webhook-secret" in child.argv:
-                secret = child.argv[child.argv.index("--webhook-secret") + 1]
-                credentials.add("PVE_WEBHOOK_SECRET", secret)
+            if child.name == "pvesim" and "PVESIM_WEBHOOK_SECRET" in child.env:
+                credentials.add("PVE_WEBHOOK_SECRET", child.env["PVESIM_WEBHOOK_SECRET"])
     board.footer = footer(args, children, credentials.path if credentials else None)
     tty = sys.stdout.isatty() and not getattr(args, "plain", False)
     view: LiveView | PlainView = LiveView(board) if tty else PlainView(board)

@@ -35,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--smtp-target", metavar="HOST:PORT", help="send notification mail here")
     p.add_argument("--syslog-target", metavar="HOST:PORT", help="send syslog lines here (UDP)")
     p.add_argument("--webhook-url", help="POST PVE webhook notifications here")
-    p.add_argument("--webhook-secret", help="bearer secret for --webhook-url")
+    p.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("PVESIM_WEBHOOK_SECRET"),
+        help="bearer secret for --webhook-url (default: $PVESIM_WEBHOOK_SECRET; the environment "
+        "keeps it out of `ps` and cannot be misread as an option when it starts with '-')",
+    )
     p.add_argument(
         "--activity",
         type=float,

@@ -88,6 +88,37 @@ async def test_a_missing_stream_is_an_error_at_start(nc: Any) -> None:
     assert nc.is_connected
 
 
+async def test_try_start_says_why_it_does_not_follow(js: Any, make_nats_server: Any) -> None:
+    """None when following; else the reason a reader shows before taking the live publishes."""
+    import asyncio
+
+    import nats
+
+    _, on_msg = collector()
+    following = StreamFollower(js, EVENTS_STREAM, "proxbus.events.>", on_msg)
+    assert await following.try_start(5) is None
+    await following.stop()
+
+    missing = StreamFollower(js, "NO_SUCH_STREAM", ">", on_msg)
+    assert await missing.try_start(5) == "no NO_SUCH_STREAM"
+
+    # The caller's error callback saw a permission violation: the wait ends at once.
+    refused = asyncio.Event()
+    refused.set()
+    denied = StreamFollower(js, EVENTS_STREAM, "proxbus.events.>", on_msg)
+    assert await denied.try_start(5, refused) == "no JetStream access"
+    assert not [c async for c in _consumers(js)]  # nothing left behind
+
+    plain = make_nats_server(jetstream=False)
+    nc = await nats.connect(plain.url)
+    try:
+        why = await StreamFollower(nc.jetstream(timeout=2), EVENTS_STREAM, ">", on_msg).try_start(5)
+        assert why is not None
+        assert why.startswith("JetStream: "), why
+    finally:
+        await nc.close()
+
+
 async def _consumers(js: Any) -> Any:
     for info in await js.consumers_info(EVENTS_STREAM):
         yield info

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -274,9 +273,14 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
 
     js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
     follower = StreamFollower(js, EVENTS_STREAM, subject, on_event)
-    following, reading = await _follow_or_subscribe(follower, denied, settings)
-    if not following:
-        follower = None
+    # Where there is no stream to read (no PROXBUS_EVENTS, no JetStream, a user that may only
+    # subscribe), the live publishes: at a site or a single host the same events, at a
+    # multi-site hub the hub's own only.
+    where = f"domain {settings.nats_js_domain}" if settings.nats_js_domain else "local domain"
+    why = await follower.try_start(10, denied)
+    reading = f"{EVENTS_STREAM} in the {where}"
+    if why is not None:
+        follower, reading = None, f"live publishes only: {why} in the {where}"
         await nc.subscribe(subject, cb=on_event)
     if args.suppressed:
         await nc.subscribe(f"{SUPPRESSED_PREFIX}.>", cb=on_suppressed)
@@ -294,44 +298,6 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
         await follower.stop()
     await nc.drain()
     return 0
-
-
-async def _follow_or_subscribe(
-    follower: Any, denied: asyncio.Event, settings: ServiceSettings
-) -> tuple[bool, str]:
-    """Start ``follower`` on PROXBUS_EVENTS in the configured domain: (started, what is read).
-
-    Not started where there is no stream to read (no PROXBUS_EVENTS, no JetStream, or a user that
-    may only subscribe): the caller subscribes the live publishes instead, which at a site or a
-    single host are the same events; at a multi-site hub they are the hub's own only.
-    """
-    import nats.errors
-    import nats.js.errors
-
-    where = f"domain {settings.nats_js_domain}" if settings.nats_js_domain else "local domain"
-    start = asyncio.ensure_future(follower.start())
-    refused = asyncio.ensure_future(denied.wait())
-    try:
-        await asyncio.wait({start, refused}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        refused.cancel()
-    why = ""
-    if start.done() and start.exception() is None:
-        return True, f"{EVENTS_STREAM} in the {where}"
-    if not start.done():
-        start.cancel()
-        with contextlib.suppress(BaseException):
-            await start
-        why = "no JetStream access" if denied.is_set() else "JetStream did not answer"
-    else:
-        exc = start.exception()
-        if isinstance(exc, nats.js.errors.NotFoundError):
-            why = f"no {EVENTS_STREAM} in the {where}"
-        elif isinstance(exc, (nats.errors.Error, nats.js.errors.Error, TimeoutError)):
-            why = f"JetStream: {exc or type(exc).__name__}"
-        else:
-            raise exc  # type: ignore[misc]
-    return False, f"live publishes only: {why}"
 
 
 async def _publish(args: argparse.Namespace, settings: ServiceSettings) -> int:

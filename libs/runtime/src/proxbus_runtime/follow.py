@@ -76,6 +76,44 @@ class StreamFollower:
         await self._create(None)
         self._watchdog = asyncio.create_task(self._watch(), name="follow-watchdog")
 
+    async def try_start(self, timeout: float, refused: asyncio.Event | None = None) -> str | None:
+        """``start`` within ``timeout`` seconds: ``None`` once following, else why not, for a
+        reader that then takes the live publishes instead (a site's or a single host's events;
+        at a multi-site hub only the hub's own). ``refused``, set by the caller's error callback
+        when the server denies a JetStream request (a user that may only subscribe), ends the
+        wait at once.
+
+        Raises:
+            Exception: whatever ``start`` raised that is not a NATS or JetStream error.
+        """
+        start = asyncio.ensure_future(self.start())
+        gate = asyncio.ensure_future(refused.wait()) if refused is not None else None
+        try:
+            await asyncio.wait(
+                {start} if gate is None else {start, gate},
+                timeout=timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if gate is not None:
+                gate.cancel()
+        if not start.done():
+            start.cancel()
+            with contextlib.suppress(BaseException):
+                await start
+            await self.stop()
+            denied = refused is not None and refused.is_set()
+            return "no JetStream access" if denied else "JetStream did not answer"
+        exc = start.exception()
+        if exc is None:
+            return None
+        await self.stop()
+        if isinstance(exc, nats.js.errors.NotFoundError):
+            return f"no {self.stream}"
+        if isinstance(exc, (nats.errors.Error, nats.js.errors.Error, TimeoutError)):
+            return f"JetStream: {str(exc) or type(exc).__name__}"
+        raise exc
+
     def resync(self) -> None:
         """Re-create the consumer from the next stream sequence soon (e.g. after a reconnect)."""
         self._resync.set()
@@ -118,12 +156,14 @@ class StreamFollower:
         # messages may come before the answer to the request that creates it.
         self._next_dseq = 1
         self._sub = await self._nc.subscribe(inbox, cb=deliver)
+        # Named before it is asked for: a create cut short (a timeout, a cancelled start) may
+        # still reach the server, and the delete that ``_drop`` sends after it removes it.
+        self._consumer = name
         try:
             info = await self._js.add_consumer(self.stream, config=config)
         except BaseException:
             await self._drop()
             raise
-        self._consumer = name
         if start_seq is None:  # "now": the stream's last sequence when the consumer was made
             now = int(info.delivered.stream_seq or 0) if info.delivered else 0
             self.start_sseq = now

@@ -28,8 +28,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -193,11 +191,8 @@ class EventFeed:
         """Follow the stream from now (or subscribe the publishes where it cannot be followed);
         the last stream sequence the back-fill may take (``None``: the stream's last)."""
         follower = StreamFollower(self._js, EVENTS_STREAM, EVENTS_SUBJECT, self._on_msg)
-        try:
-            await asyncio.wait_for(follower.start(), FOLLOW_TIMEOUT)
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            await follower.stop()
-            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        why = await follower.try_start(FOLLOW_TIMEOUT)
+        if why is not None:
             log.warning(
                 "console: cannot follow %s (%s); the live page shows this server's publishes only",
                 EVENTS_STREAM,

@@ -10,8 +10,10 @@ with the test's Ed25519 key as Discord signs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,13 @@ async def suppressed(port: int, reason: str = "silenced") -> float:
     return 0.0
 
 
-async def test_a_silence_button_click_mutes_the_alert_at_the_dispatcher(
-    stack: Any, sink: Any, nats_server: Any, js: Any
-) -> None:
+@contextlib.asynccontextmanager
+async def discord_round_trip(
+    stack: Any, sink: Any, nats_server: Any
+) -> AsyncIterator[tuple[Any, DiscordService, Ed25519PrivateKey]]:
+    """The dispatcher (its console script; a discord receiver with buttons; INCIDENT_WINDOW=0
+    and repeat_interval 0s, so every report of an alert is notified again), ingest-discord
+    in-process, and the key that signs the clicks as Discord does."""
     routes = stack.dir / "routes-discord.yaml"
     routes.write_text(ROUTES)
     dispatcher = stack.dispatcher(routes, sink, INCIDENT_WINDOW="0")
@@ -69,6 +75,15 @@ async def test_a_silence_button_click_mutes_the_alert_at_the_dispatcher(
     discord = DiscordService(service_settings(nats_server.url, key, f"{sink.url}/api"))
     await discord.start()
     try:
+        yield dispatcher, discord, key
+    finally:
+        await discord.close()
+
+
+async def test_a_silence_button_click_mutes_the_alert_at_the_dispatcher(
+    stack: Any, sink: Any, nats_server: Any, js: Any
+) -> None:
+    async with discord_round_trip(stack, sink, nats_server) as (dispatcher, discord, key):
         async with EventPublisher(js) as pub:
             first = alert("backup of 100 failed")
             await pub.publish(first)
@@ -108,8 +123,6 @@ async def test_a_silence_button_click_mutes_the_alert_at_the_dispatcher(
         ]
         assert command_embeds, stack.report()
         assert all("components" not in c for c in command_embeds)
-    finally:
-        await discord.close()
 
 
 async def acked_incident(js: Any, fingerprint: str) -> dict[str, Any] | None:
@@ -126,76 +139,75 @@ async def acked_incident(js: Any, fingerprint: str) -> dict[str, Any] | None:
 async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
     stack: Any, sink: Any, nats_server: Any, js: Any
 ) -> None:
-    routes = stack.dir / "routes-discord.yaml"
-    routes.write_text(ROUTES)
-    # INCIDENT_WINDOW=0 and repeat_interval 0s: every report of an alert is notified again.
-    dispatcher = stack.dispatcher(routes, sink, INCIDENT_WINDOW="0")
-    await stack.healthy(dispatcher)
-    key = Ed25519PrivateKey.generate()
-    discord = DiscordService(service_settings(nats_server.url, key, f"{sink.url}/api"))
-    await discord.start()
-    proxbus = str(Path(sys.executable).parent / "proxbus")
-    tail = await asyncio.create_subprocess_exec(
-        proxbus, "--nats-url", nats_server.url, "events", "tail", "--incidents",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert tail.stderr is not None
-        assert tail.stdout is not None
-        assert b"listening" in await asyncio.wait_for(tail.stderr.readline(), 15)
-        async with EventPublisher(js) as pub:
-            first = alert("backup of 100 failed")
-            await pub.publish(first)
-            await stack.wait_until(lambda: len(alerts_delivered(sink)) >= 1, "first notification")
-            payload = json.loads(sink.on("/discord")[0].body)
-            buttons = payload["components"][0]["components"]
-            ack_id = next(b["custom_id"] for b in buttons if b["label"] == "Acknowledge")
-            assert ack_id == f"pbx:ack:{first.fingerprint}"
-            # Without the ack, a repeat is notified (the route says so).
-            await pub.publish(alert("backup of 100 failed"))
-            await stack.wait_until(lambda: len(alerts_delivered(sink)) == 2, "a repeat")
+    async with discord_round_trip(stack, sink, nats_server) as (dispatcher, discord, key):
+        proxbus = str(Path(sys.executable).parent / "proxbus")
+        tail = await asyncio.create_subprocess_exec(
+            proxbus, "--nats-url", nats_server.url, "events", "tail", "--incidents",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert tail.stderr is not None
+            assert tail.stdout is not None
+            assert b"listening" in await asyncio.wait_for(tail.stderr.readline(), 15)
+            async with EventPublisher(js) as pub:
+                first = alert("backup of 100 failed")
+                await pub.publish(first)
+                await stack.wait_until(
+                    lambda: len(alerts_delivered(sink)) >= 1, "first notification"
+                )
+                payload = json.loads(sink.on("/discord")[0].body)
+                buttons = payload["components"][0]["components"]
+                ack_id = next(b["custom_id"] for b in buttons if b["label"] == "Acknowledge")
+                assert ack_id == f"pbx:ack:{first.fingerprint}"
+                # Without the ack, a repeat is notified (the route says so).
+                await pub.publish(alert("backup of 100 failed"))
+                await stack.wait_until(lambda: len(alerts_delivered(sink)) == 2, "a repeat")
 
-            async with aiohttp.ClientSession() as http:
-                signed = Signed(f"http://127.0.0.1:{discord.port}/discord/interactions", key, http)
-                refused_status, refused = await signed.post(click(ack_id, user=STRANGER))
-                status, answer = await signed.post(click(ack_id))
-            assert (refused_status, refused["type"]) == (200, 4)  # not an operator
-            assert status == 200
-            assert answer["type"] == 7
-            assert answer["data"]["content"] == f"Acknowledged by user{OPERATOR[:3]}."
-            incident: dict[str, Any] | None = None
-            async with asyncio.timeout(15):
-                while incident is None:
-                    incident = await acked_incident(js, first.fingerprint)
-                    if incident is None:
-                        await asyncio.sleep(0.05)
-            # The stranger's click came first and did not count.
-            assert incident["acked"]["by"] == f"discord:user{OPERATOR[:3]}", incident
-            assert incident["acked"]["user_id"] == OPERATOR
-            # What the operator sees in `proxbus events tail --incidents`:
-            line = b""
-            async with asyncio.timeout(15):
-                while b"acknowledged by" not in line:
-                    line = await tail.stdout.readline()
-                    assert line, "events tail ended"
-            assert (
-                line.decode()
-                .rstrip()
-                .endswith(f"backup of 100 failed (acknowledged by discord:user{OPERATOR[:3]})")
-            )
+                async with aiohttp.ClientSession() as http:
+                    signed = Signed(
+                        f"http://127.0.0.1:{discord.port}/discord/interactions", key, http
+                    )
+                    refused_status, refused = await signed.post(click(ack_id, user=STRANGER))
+                    status, answer = await signed.post(click(ack_id))
+                assert (refused_status, refused["type"]) == (200, 4)  # not an operator
+                assert status == 200
+                assert answer["type"] == 7
+                assert answer["data"]["content"] == f"Acknowledged by user{OPERATOR[:3]}."
+                incident: dict[str, Any] | None = None
+                async with asyncio.timeout(15):
+                    while incident is None:
+                        incident = await acked_incident(js, first.fingerprint)
+                        if incident is None:
+                            await asyncio.sleep(0.05)
+                # The stranger's click came first and did not count.
+                assert incident["acked"]["by"] == f"discord:user{OPERATOR[:3]}", incident
+                assert incident["acked"]["user_id"] == OPERATOR
+                # What the operator sees in `proxbus events tail --incidents`:
+                line = b""
+                async with asyncio.timeout(15):
+                    while b"acknowledged by" not in line:
+                        line = await tail.stdout.readline()
+                        assert line, "events tail ended"
+                assert (
+                    line.decode()
+                    .rstrip()
+                    .endswith(f"backup of 100 failed (acknowledged by discord:user{OPERATOR[:3]})")
+                )
 
-            # The acknowledged alert again: not notified. Another alert: delivered.
-            await pub.publish(alert("backup of 100 failed"))
-            await pub.publish(alert("backup of 100 failed", node="pve3"))
-            await stack.wait_until(lambda: len(alerts_delivered(sink)) == 3, "the other alert")
-        async with asyncio.timeout(10):
-            while await suppressed(dispatcher.health_port, "acknowledged") < 1:
-                await asyncio.sleep(0.05)
-        nodes = [
-            f["value"] for e in alerts_delivered(sink) for f in e["fields"] if f["name"] == "node"
-        ]
-        assert nodes == ["pve2", "pve2", "pve3"], stack.report()
-    finally:
-        tail.terminate()
-        await tail.wait()
-        await discord.close()
+                # The acknowledged alert again: not notified. Another alert: delivered.
+                await pub.publish(alert("backup of 100 failed"))
+                await pub.publish(alert("backup of 100 failed", node="pve3"))
+                await stack.wait_until(lambda: len(alerts_delivered(sink)) == 3, "the other alert")
+            async with asyncio.timeout(10):
+                while await suppressed(dispatcher.health_port, "acknowledged") < 1:
+                    await asyncio.sleep(0.05)
+            nodes = [
+                f["value"]
+                for e in alerts_delivered(sink)
+                for f in e["fields"]
+                if f["name"] == "node"
+            ]
+            assert nodes == ["pve2", "pve2", "pve3"], stack.report()
+        finally:
+            tail.terminate()
+            await tail.wait()

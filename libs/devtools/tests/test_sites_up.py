@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -11,7 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -63,20 +66,19 @@ async def _hub_replicas(port: int, deadline: float) -> dict[str, int]:
         await nc.close()
 
 
-@pytest.mark.timeout(150)
-@pytest.mark.parametrize("hub_cluster", [False, True], ids=["hub", "hub-cluster"])
-def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
-    tmp_path: Path, hub_cluster: bool
-) -> None:
+@contextlib.contextmanager
+def up_sites(tmp_path: Path, *extra: str) -> Iterator[tuple[int, int, list[str], Any]]:
+    """``proxbus up --sites 2 [extra]``: (hub NATS port, first of the two syslog ports, the
+    lines printed so far, the process). Five consecutive ports: two syslog, three health. On
+    leaving, SIGTERM, and the exit code must be 0."""
     require_binary("nats-server", nats_server_binary())
     syslog = _consecutive_free_ports(5)  # two syslog ports, then three health ports
-    health = syslog + 2
     hub_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PVE_", "PBS_", "NATS_"))}
     proc = subprocess.Popen(
-        [PROXBUS, "up", "--sites", "2", "--data-dir", str(tmp_path),
+        [PROXBUS, "up", "--sites", "2", *extra, "--data-dir", str(tmp_path),
          "--nats-port", str(hub_port), "--syslog-port", str(syslog),
-         "--health-port", str(health), *(["--hub-cluster"] if hub_cluster else [])],
+         "--health-port", str(syslog + 2)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
     output: list[str] = []
@@ -88,9 +90,28 @@ def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    try:
+        yield hub_port, syslog, output, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(5)
+    assert code == 0, "".join(output)[-3000:]
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("hub_cluster", [False, True], ids=["hub", "hub-cluster"])
+def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
+    tmp_path: Path, hub_cluster: bool
+) -> None:
     run = secrets.token_hex(4)
     want = {f"upsites-{run}-site1", f"upsites-{run}-site2"}
-    try:
+    with up_sites(tmp_path, *(["--hub-cluster"] if hub_cluster else [])) as running:
+        hub_port, syslog, output, proc = running
         # Well inside the test's timeout, so a slow start fails with the children's output.
         deadline = time.monotonic() + 90
         sent: set[str] = set()
@@ -123,40 +144,13 @@ def test_up_sites_2_carries_each_sites_syslog_to_the_hub_dispatcher(
         if hub_cluster:  # R3: the streams and the dispatcher's bucket survive losing a node
             replicas = asyncio.run(_hub_replicas(hub_port, deadline))
             assert set(replicas.values()) == {3}, replicas
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        reader.join(5)
-    assert code == 0, "".join(output)[-3000:]
 
 
 @pytest.mark.timeout(150)
 def test_up_sites_2_demo_brings_each_sites_simulated_cluster_to_the_hub(tmp_path: Path) -> None:
     """``--demo``: one Proxmox simulator per site, its activity (guests started and stopped,
     backups) sent as syslog to its site's ingest; the hub's console receiver prints both sites'."""
-    require_binary("nats-server", nats_server_binary())
-    syslog = _consecutive_free_ports(5)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PVE_", "PBS_", "NATS_"))}
-    proc = subprocess.Popen(
-        [PROXBUS, "up", "--sites", "2", "--demo", "--data-dir", str(tmp_path),
-         "--nats-port", str(free_port()), "--syslog-port", str(syslog),
-         "--health-port", str(syslog + 2)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    output: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
+    with up_sites(tmp_path, "--demo") as (_, _, output, proc):
         # The simulators act every 15 s: one action each, well inside the deadline.
         deadline = time.monotonic() + 110
         # The console receiver's lines: "🔔 <time> INFO     [site1] Task vzdump 109 started ..."
@@ -168,12 +162,3 @@ def test_up_sites_2_demo_brings_each_sites_simulated_cluster_to_the_hub(tmp_path
             assert time.monotonic() < deadline, "".join(output)[-4000:]
             time.sleep(0.2)  # polling interval of the output
         assert "pvesim-site1" in "".join(output)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        reader.join(5)
-    assert code == 0, "".join(output)[-3000:]

@@ -1,0 +1,141 @@
+"""Audit of issue 17, item 2: two standalone hosts that each have VM 100 and CT 200.
+
+Every tool that takes a guest's ``vmid`` (and resolves it to a host) answers, without
+``node``, a 409 that names both hosts, and sends nothing but GETs to either host — over the
+gateway's pipeline and over NATS RPC (``proxbus.rpc.<tool>``). The list of tools is taken
+from the registry, so a new vmid tool is covered without editing this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from proxbus_devtools.testing import NatsServer
+from proxbus_mcp_gateway.gateway import Gateway
+from proxbus_mcp_gateway.rpc import start_rpc
+from proxbus_mcp_gateway.testing import ADMIN, make_settings
+from proxbus_mcp_gateway.tools import build_registry
+from proxbus_pvesim.simulator import Simulator
+from proxbus_pvesim.testing import run_simulator
+from proxbus_runtime import RpcError, call_tool
+
+HOSTS = ("edge1", "edge2")
+
+# Arguments that make each guest tool act (confirm=true where a plan would be the answer).
+ACTING_ARGS: dict[str, dict[str, Any]] = {
+    "execute_vm_command": {"vmid": 100, "command": "start", "confirm": True},
+    "execute_lxc_command": {"vmid": 200, "command": "start", "confirm": True},
+    "get_guest_status": {"vmid": 100},
+    "get_guest_config": {"vmid": 100},
+    "migrate_guest": {"vmid": 100, "target": "edge2", "confirm": True},
+    "get_guest_network": {"vmid": 100},
+    "get_guest_disks": {"vmid": 100},
+    "resize_guest_disk": {"vmid": 100, "disk": "scsi0", "size": "+1G"},
+    "clone_guest": {"vmid": 100, "newid": 150},
+    "delete_guest": {"vmid": 100, "confirm": True, "stop": True},
+    "list_snapshots": {"vmid": 100},
+    "create_snapshot": {"vmid": 100, "name": "audit"},
+    "rollback_snapshot": {"vmid": 100, "name": "audit", "confirm": True},
+    "delete_snapshot": {"vmid": 100, "name": "audit", "confirm": True},
+    "create_backup": {"vmid": 100},
+}
+# Tools whose vmid is a filter (list results) or a new id, not a guest to resolve.
+NOT_RESOLVING = {
+    "get_recent_tasks",
+    "list_storage_content",
+    "create_vm",
+    "create_container",
+    "restore_backup",
+}
+
+
+def standalone(name: str) -> dict[str, Any]:
+    guests = [
+        {"vmid": 100, "type": "qemu", "name": f"web-{name}", "node": name, "status": "stopped"},
+        {"vmid": 200, "type": "lxc", "name": f"ct-{name}", "node": name, "status": "stopped"},
+    ]
+    return {"standalone": name, "guests": {"qemu": 0, "lxc": 0, "list": guests}, "pbs": None}
+
+
+def env_for(sims: dict[str, Simulator]) -> dict[str, str]:
+    env = {"LAB_CONFIGURATION": "STANDALONE", "PVE_NODES": ",".join(sims)}
+    for name, sim in sims.items():
+        key, tok = f"PVE_{name.upper()}", sim.tokens.admin
+        env |= {
+            f"{key}_HOST": f"127.0.0.1:{sim.pve_port}",
+            f"{key}_USER": tok.user,
+            f"{key}_TOKEN_NAME": tok.tokenid,
+            f"{key}_TOKEN_VALUE": tok.secret,
+            f"{key}_FINGERPRINT": sim.fingerprint,
+        }
+    return env
+
+
+@pytest.fixture
+async def hosts() -> AsyncIterator[dict[str, Simulator]]:
+    async with (
+        run_simulator(standalone("edge1")) as one,
+        run_simulator(standalone("edge2")) as two,
+    ):
+        yield {"edge1": one, "edge2": two}
+
+
+@pytest.fixture
+async def gw(hosts: dict[str, Simulator]) -> AsyncIterator[Gateway]:
+    gateway = Gateway.from_settings(make_settings(rpc_scopes="admin"), env_for(hosts))
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+
+
+def writes(hosts: dict[str, Simulator]) -> list[tuple[str, str, str]]:
+    return [
+        (name, r.method, r.path)
+        for name, sim in hosts.items()
+        for r in sim.request_log
+        if r.method != "GET"
+    ]
+
+
+def test_every_guest_tool_is_covered() -> None:
+    """A new tool with a ``vmid`` argument must be listed here (acting args or filter)."""
+    with_vmid = {
+        name
+        for name, spec in build_registry().tools.items()
+        if "vmid" in spec.input_model.model_fields
+    }
+    assert with_vmid == set(ACTING_ARGS) | NOT_RESOLVING
+
+
+@pytest.mark.parametrize("tool", sorted(ACTING_ARGS))
+async def test_guest_tool_without_node_on_two_hosts_is_409_and_acts_nowhere(
+    hosts: dict[str, Simulator], gw: Gateway, tool: str
+) -> None:
+    vmid = ACTING_ARGS[tool]["vmid"]
+    out = await gw.call(tool, ACTING_ARGS[tool], ADMIN)
+    assert out.code == 409, (out.code, out.error)
+    assert out.error == (
+        f"guest {vmid} exists on several hosts (edge1, edge2); pass node to choose one"
+    )
+    assert writes(hosts) == []
+    for sim in hosts.values():
+        assert not sim.lab.guests[vmid].running
+
+
+async def test_guest_tools_over_rpc_without_node_are_409_and_act_nowhere(
+    hosts: dict[str, Simulator], gw: Gateway, nats_server: NatsServer, nc: Any
+) -> None:
+    service = await start_rpc(gw, nc)
+    try:
+        for tool, args in sorted(ACTING_ARGS.items()):
+            with pytest.raises(RpcError) as err:
+                await call_tool(nc, tool, args, timeout=10)
+            assert err.value.code == 409, (tool, err.value)
+            assert "exists on several hosts (edge1, edge2)" in str(err.value), tool
+    finally:
+        await service.stop()
+    assert writes(hosts) == []

@@ -59,6 +59,12 @@ NOT_READ = re.compile(
     r"/content/\{volume\}|/import-metadata|/download|/access/users/\{userid\}/token|"
     r"/access/tfa|/vncproxy|/spiceproxy|/termproxy"
 )
+# Writes Proxmox lets a VM.Migrate holder make that leave the cluster: ``remote_migrate``
+# ships the guest and its disks to any cluster named in ``target-endpoint`` (host, API
+# token, fingerprint) and by default deletes the source; qemu-server PVE/API2/Qemu.pm and
+# pve-container src/PVE/API2/LXC.pm ``remote_migrate_vm`` check only VM.Migrate. The
+# gateway's ``operate`` is migration inside the cluster: these need ``admin``.
+NOT_OPERATE = re.compile(r"/remote_migrate$")
 _NAMED_PRIV = re.compile(r"\b([A-Z][A-Za-z]*(?:\.[A-Z][A-Za-z]*)+|DATASTORE_[A-Z]+)\b")
 
 
@@ -126,4 +132,6 @@ def required_scope(product: str, method: str, template: str, permission: Any) ->
         return "read" if _satisfied(permission, reading=True) is not False else "admin"
     if (product, method, template) in OPERATE_CALLS:
         return "operate"
+    if NOT_OPERATE.search(template):
+        return "admin"
     return "operate" if _satisfied(permission, reading=False) is True else "admin"

@@ -139,3 +139,46 @@ async def test_guest_tools_over_rpc_without_node_are_409_and_act_nowhere(
     finally:
         await service.stop()
     assert writes(hosts) == []
+
+
+# -- proxmox_api on several standalone hosts ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params"),
+    [
+        ("POST", "/pools", {"poolid": "audit"}),
+        ("PUT", "/cluster/options", {"description": "audit"}),
+        ("GET", "/cluster/resources", {}),
+    ],
+)
+@pytest.mark.parametrize("confirm", [True, False])
+async def test_proxmox_api_without_a_node_in_the_path_on_two_hosts_acts_nowhere(
+    hosts: dict[str, Simulator],
+    gw: Gateway,
+    method: str,
+    path: str,
+    params: dict[str, Any],
+    confirm: bool,
+) -> None:
+    """A path with no ``{node}`` cannot say which standalone host it is for: the gateway must
+    not pick the first one (it would change, or answer for, edge1 alone), nor plan to."""
+    args = {"method": method, "path": path, "params": params, "confirm": confirm}
+    out = await gw.call("proxmox_api", args, ADMIN)
+    assert out.code == 409, (out.code, out.error)
+    assert out.error == (
+        f"{path} is not node-scoped and cluster lab has several independent hosts "
+        "(edge1, edge2): use a /nodes/{node}/... path, or configure each host as its own "
+        "cluster (CLUSTERS)"
+    )
+    assert [r for sim in hosts.values() for r in sim.request_log if r.path.endswith(path)] == []
+
+
+async def test_proxmox_api_with_a_node_in_the_path_reaches_that_host_only(
+    hosts: dict[str, Simulator], gw: Gateway
+) -> None:
+    out = await gw.call("proxmox_api", {"path": "/nodes/edge2/qemu/100/status/current"}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    assert out.result.data["data"]["name"] == "web-edge2"
+    assert not [r for r in hosts["edge1"].request_log if "/qemu/100/" in r.path]

@@ -225,6 +225,24 @@ class ProxmoxPool:
             raise NotFound(f"cluster {cluster.config.name} has no PVE endpoint")
         return await self._cached(cluster, group, method, path, params, cache)
 
+    def require_one_group(self, cluster_name: str | None, path: str) -> None:
+        """Refuse a call for ``path`` (no ``{node}`` in it) in a cluster of several groups
+        (standalone hosts, MIXED): it could only go to the first group, which would act on (or
+        answer for) that host alone.
+
+        Raises:
+            ToolFailure: 409, naming the groups.
+        """
+        cluster = self.cluster(cluster_name)
+        if len(cluster.groups) > 1:
+            names = ", ".join(g.config.name for g in cluster.groups)
+            raise ToolFailure(
+                f"{path} is not node-scoped and cluster {cluster.config.name} has several "
+                f"independent hosts ({names}): use a /nodes/{{node}}/... path, or configure "
+                "each host as its own cluster (CLUSTERS)",
+                409,
+            )
+
     async def request_all(
         self, cluster_name: str | None, path: str, params: dict[str, Any] | None = None
     ) -> list[tuple[GroupRuntime, Any | ToolFailure]]:

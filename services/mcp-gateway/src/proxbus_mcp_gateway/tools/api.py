@@ -54,6 +54,9 @@ def register(reg: Registry) -> None:
             caller.require_node(call.node)
         if call.vmid is not None:
             caller.require_vmid(call.vmid)
+        if args.product == "pve" and call.node is None:
+            # Several standalone hosts: no host to pick for a path without {node}.
+            ctx.gateway.pool.require_one_group(args.cluster, call.path)
         if call.method != "GET" and not args.confirm:
             return plan(
                 call.method,

@@ -124,8 +124,18 @@ async def vzdump(call: Call) -> Any:
             raise TaskFailure("job errors")
         return 0
 
+    def unlock() -> None:
+        """vzdump's cleanup also runs when the task dies (pve-manager PVE/VZDump.pm
+        ``exec_backup_task``: ``$cleanup->{unlock}`` → ``unlock_vm``)."""
+        for g in guests:
+            if g.lock == "backup":
+                g.lock = None
+        sim.lab.bump()
+
     vmid_id = str(guests[0].vmid) if len(guests) == 1 else ""
-    return sim.pve_tasks.start(node, "vzdump", vmid_id, call.principal.authid, finish, begin).upid
+    return sim.pve_tasks.start(
+        node, "vzdump", vmid_id, call.principal.authid, finish, begin, on_stop=unlock
+    ).upid
 
 
 def backup_snapshot_for(g: Guest, size: int) -> BackupSnapshot:

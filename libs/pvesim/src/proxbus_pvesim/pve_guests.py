@@ -252,9 +252,16 @@ def _migrate(kind: str) -> Handler:
             sim.lab.bump()
             return 0
 
+        def unlock() -> None:
+            """An interrupted migration removes its lock (pve-guest-common
+            src/PVE/AbstractMigrate.pm ``migrate``: ``remove_lock`` on error)."""
+            if g.lock == "migrate":
+                g.lock = None
+            sim.lab.bump()
+
         ttype = "qmigrate" if kind == "qemu" else "vzmigrate"
         return sim.pve_tasks.start(
-            source, ttype, str(g.vmid), call.principal.authid, finish, begin
+            source, ttype, str(g.vmid), call.principal.authid, finish, begin, on_stop=unlock
         ).upid
 
     return handler

@@ -139,12 +139,21 @@ def _archive(call: Call, volid: str, node: str) -> dict[str, Any]:
     raise ApiError(500, f"volume '{volid}' does not exist")
 
 
+def backup_is_ct(item: dict[str, Any]) -> bool:
+    """A container backup? ``subtype`` (pve-storage Plugin.pm: ``archive_info`` type, ``lxc``
+    or legacy ``openvz``), else the format: ``pbs-ct``, ``tar*`` or ``tgz`` (BACKUP_EXT_RE_2)."""
+    sub = item.get("subtype")
+    if sub in ("qemu", "lxc", "openvz"):
+        return bool(sub != "qemu")
+    fmt = str(item.get("format", ""))
+    return fmt == "pbs-ct" or fmt.startswith("tar") or fmt == "tgz"
+
+
 def _restore_source(call: Call, volid: str, node: str, kind: str) -> Guest | None:
     item = _archive(call, volid, node)
     if item.get("content") != "backup":
         raise ApiError(500, f"volume '{volid}' is not a backup archive")
-    fmt = str(item.get("format", ""))
-    is_ct = fmt == "pbs-ct" or fmt.startswith("tar")
+    is_ct = backup_is_ct(item)
     if is_ct != (kind == "lxc"):
         raise ApiError(
             500, f"archive '{volid}' is not a {'container' if kind == 'lxc' else 'VM'} backup"
@@ -196,7 +205,12 @@ def _create(kind: str) -> Handler:
             disks[key] = size
             root_store = root_store or sid
         if kind == "lxc" and restore_from is None and "rootfs" not in disks:
-            raise ApiError(400, "Parameter verification failed.", {"rootfs": "missing"})
+            # pve-container src/PVE/API2/LXC.pm create_vm: ``$mp_param->{rootfs} =
+            # "$storage:4"; # defaults to 4GB`` (storage defaults to "local").
+            sid = str(p.get("storage") or "local")
+            _image_storage(call, sid, node, "rootdir")
+            disks["rootfs"] = 4 * GIB
+            root_store = root_store or sid
         if "storage" in p:
             _image_storage(call, str(p["storage"]), node, "images" if kind == "qemu" else "rootdir")
         cdrom = None

@@ -315,6 +315,7 @@ class Simulator(ControlMixin):
             {
                 "volid": f"{storage.storage}:backup/{name}",
                 "format": ext,
+                "subtype": g.kind,  # pve-storage Plugin.pm: archive_info type
                 "size": size,
                 "vmid": g.vmid,
                 "ctime": int(time.time()),

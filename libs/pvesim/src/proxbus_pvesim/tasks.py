@@ -49,6 +49,7 @@ class Task:
     exitstatus: str | None = None
     log: list[str] = field(default_factory=list)
     runner: asyncio.Task[None] | None = None
+    on_stop: Callable[[], None] | None = None  # the worker's cleanup when it is interrupted
 
     @property
     def running(self) -> bool:
@@ -137,8 +138,10 @@ class TaskManager:
         user: str,
         finish: FinishFn,
         begin: list[str] | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> Task:
-        """Create a running task; ``finish`` runs after the simulated duration."""
+        """Create a running task; ``finish`` runs after the simulated duration, ``on_stop``
+        when it is interrupted instead (the worker's cleanup, e.g. removing a guest lock)."""
         self._pid += 1
         now = int(time.time())
         if self.service == "PBS":
@@ -163,6 +166,7 @@ class TaskManager:
             user,
             task_id=self._task_seq if self.service == "PBS" else None,
             log=list(begin or []),
+            on_stop=on_stop,
         )
         ring = self.by_node.setdefault(node, deque())
         if len(ring) >= self.per_node:
@@ -206,6 +210,8 @@ class TaskManager:
         if task.runner is not None:
             task.runner.cancel()
         task.log.append("received interrupt")
+        if task.on_stop is not None:
+            task.on_stop()
         self._end(task, "interrupted by signal", "TASK ERROR: interrupted by signal")
 
     def get(self, upid: str) -> Task | None:

@@ -41,6 +41,13 @@ _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
         re.compile(r"images|rootdir|vztmpl|iso|backup|snippets|import"),
         "invalid content type",
     ),
+    # pve-common src/PVE/JSONSchema.pm pve_verify_dns_name: dot-joined labels.
+    "dns-name": (
+        re.compile(
+            r"([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?"
+        ),
+        "value does not look like a valid DNS name",
+    ),
     "pve-storage-content-list": (
         re.compile(
             r"(images|rootdir|vztmpl|iso|backup|snippets|import|none)"
@@ -49,6 +56,7 @@ _FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
         "invalid content type",
     ),
 }
+_BAD_FORMAT = "invalid format - "
 _INDEXED = re.compile(r"\d+$")
 _POSIX = {
     "[:cntrl:]": r"\x00-\x1f\x7f",
@@ -108,7 +116,7 @@ class ParamSpec:
             except ValueError:
                 raise ValueError(f"type check ('{self.type}') failed - got '{raw}'") from None
             if self.fmt == "pve-vmid" and not 100 <= num <= 999999999:
-                raise ValueError("value does not look like a valid VM ID")
+                raise ValueError(f"{_BAD_FORMAT}value does not look like a valid VM ID\n")
             if self.minimum is not None and num < self.minimum:
                 raise ValueError(f"value must have a minimum value of {self.minimum:g}")
             if self.maximum is not None and num > self.maximum:
@@ -117,17 +125,19 @@ class ParamSpec:
         if self.type == "array":
             return raw if isinstance(raw, list) else [raw]
         s = str(raw)
+        # pve-common JSONSchema.pm check_prop: format, then pattern, then maxLength, then enum;
+        # a format error reads "invalid format - <reason>\n".
+        rule = _FORMATS.get(self.fmt or "")
+        if rule is not None and not rule[0].fullmatch(s):
+            raise ValueError(f"{_BAD_FORMAT}{rule[1]}\n")
+        if self.pattern is not None and not self.pattern.fullmatch(s):
+            raise ValueError("value does not match the regex pattern")
         if self.max_length is not None and len(s) > self.max_length:
             raise ValueError(f"value may only be {self.max_length} characters long")
         if self.enum is not None and s not in self.enum:
             raise ValueError(
                 f"value '{s}' does not have a value in the enumeration '{', '.join(self.enum)}'"
             )
-        if self.pattern is not None and not self.pattern.fullmatch(s):
-            raise ValueError("value does not match the regex pattern")
-        rule = _FORMATS.get(self.fmt or "")
-        if rule is not None and not rule[0].fullmatch(s):
-            raise ValueError(rule[1])
         return s
 
 

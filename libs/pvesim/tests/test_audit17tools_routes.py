@@ -1,0 +1,146 @@
+"""Fidelity of the routes the gateway's dedicated tools use (issue 17 audit).
+
+Each case is what real Proxmox does, with the source it follows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from proxbus_pvesim.simulator import Simulator
+from proxbus_pvesim.testing import api_session, run_simulator
+
+LAB: dict[str, Any] = {
+    "cluster": {"name": "lab", "nodes": 2},
+    "guests": {
+        "qemu": 0,
+        "lxc": 0,
+        "list": [
+            {"vmid": 100, "type": "qemu", "name": "web1", "node": "pve1", "status": "stopped"},
+            {"vmid": 200, "type": "lxc", "name": "ct1", "node": "pve1", "status": "stopped"},
+        ],
+    },
+    "task_seconds": {"default": 120},
+}
+
+
+async def _post(s: Any, path: str, data: dict[str, Any]) -> tuple[int, Any]:
+    async with s.post(f"/api2/json{path}", data=data) as r:
+        return r.status, await r.json()
+
+
+async def _delete_task(s: Any, upid: str) -> None:
+    async with s.delete(f"/api2/json/nodes/pve1/tasks/{upid}") as r:
+        assert r.status == 200, await r.text()
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "kind"),
+    [
+        ("/nodes/pve1/vzdump", {"vmid": "100", "storage": "local"}, "backup"),
+        ("/nodes/pve1/qemu/100/migrate", {"target": "pve2"}, "migrate"),
+    ],
+)
+async def test_an_interrupted_task_leaves_no_lock(
+    path: str, data: dict[str, Any], kind: str
+) -> None:
+    """vzdump unlocks the guest in its cleanup also when the task dies (pve-manager
+    PVE/VZDump.pm ``exec_backup_task``: ``$cleanup->{unlock}`` then ``unlock_vm``); a failed
+    or interrupted migration removes its lock (qemu-server PVE/QemuMigrate.pm / pve-guest-common
+    AbstractMigrate.pm: ``remove_lock($vmid, 'migrate')`` on error). Otherwise every later
+    action on the guest answers "VM is locked"."""
+    async with run_simulator(LAB, instant=False) as sim, api_session(sim) as s:
+        status, body = await _post(s, path, data)
+        assert status == 200, body
+        assert sim.lab.guests[100].lock == kind
+        await _delete_task(s, body["data"])
+        assert sim.pve_tasks.get(body["data"]).exitstatus == "interrupted by signal"
+        assert sim.lab.guests[100].lock is None
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        ("/nodes/pve1/qemu/100/clone", "name"),
+        ("/nodes/pve1/lxc/200/clone", "hostname"),
+        ("/nodes/pve1/qemu", "name"),
+        ("/nodes/pve1/lxc", "hostname"),
+    ],
+)
+@pytest.mark.parametrize("bad", ["my vm", "web_1", "-web", "web.", "web..lab"])
+async def test_guest_names_must_be_dns_names(
+    pvesim: Simulator, path: str, key: str, bad: str
+) -> None:
+    """``name`` / ``hostname`` have ``format: dns-name`` in the official schema; PVE checks it
+    with ``pve_verify_dns_name`` (pve-common src/PVE/JSONSchema.pm: labels of
+    ``[a-zA-Z0-9]([a-zA-Z0-9\\-]*[a-zA-Z0-9])?`` joined by dots) and answers 400 with
+    "value does not look like a valid DNS name"."""
+    data: dict[str, Any] = {key: bad}
+    if path.endswith("/clone"):
+        data["newid"] = 900
+    else:
+        data["vmid"] = 900
+        if path.endswith("/lxc"):
+            data["ostemplate"] = "local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst"
+    before = set(pvesim.lab.guests)
+    async with api_session(pvesim) as s:
+        status, body = await _post(s, path, data)
+    assert status == 400, body
+    assert body["errors"] == {key: "invalid format - value does not look like a valid DNS name\n"}
+    assert set(pvesim.lab.guests) == before
+
+
+async def test_good_dns_names_are_accepted(pvesim: Simulator) -> None:
+    async with api_session(pvesim) as s:
+        status, body = await _post(
+            s, "/nodes/pve1/qemu/100/clone", {"newid": 901, "name": "web-2.lab.example"}
+        )
+    assert status == 200, body
+
+
+async def test_vmid_format_error_reads_like_pve(pvesim: Simulator) -> None:
+    async with (
+        api_session(pvesim) as s,
+        s.get("/api2/json/cluster/nextid", params={"vmid": "5"}) as r,
+    ):
+        assert r.status == 400
+        body = await r.json()
+    assert body["errors"] == {"vmid": "invalid format - value does not look like a valid VM ID\n"}
+
+
+async def test_container_without_rootfs_gets_four_gib_on_the_default_storage(
+    pvesim: Simulator,
+) -> None:
+    """pve-container src/PVE/API2/LXC.pm create_vm: no rootfs → ``"$storage:4"``."""
+    data = {"vmid": 901, "ostemplate": "local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst"}
+    async with api_session(pvesim) as s:
+        status, body = await _post(s, "/nodes/pve1/lxc", {**data, "storage": "local-lvm"})
+    assert status == 200, body
+    assert pvesim.lab.guests[901].maxdisk == 4 * 1024**3
+
+
+async def test_file_backups_carry_their_subtype_and_a_tgz_restores_as_a_container() -> None:
+    """pve-storage Plugin.pm lists dump files with ``subtype`` (``archive_info`` type); legacy
+    ``.tgz`` container dumps (format ``tgz``) restore through ``POST /nodes/{node}/lxc``."""
+    async with run_simulator(LAB, instant=True) as sim, api_session(sim) as s:
+        status, body = await _post(s, "/nodes/pve1/vzdump", {"vmid": "200", "storage": "local"})
+        assert status == 200, body
+        async with s.get(
+            "/api2/json/nodes/pve1/storage/local/content", params={"content": "backup"}
+        ) as r:
+            items = (await r.json())["data"]
+        assert [(i["subtype"], i["format"]) for i in items] == [("lxc", "tar.zst")]
+        # the same dump as an older host names it (vzdump-lxc-200-....tgz)
+        legacy = dict(items[0], volid=items[0]["volid"].replace(".tar.zst", ".tgz"), format="tgz")
+        del legacy["subtype"]
+        sim.backup_files[("local", "pve1")].append(legacy)
+        sim.backup_sources[legacy["volid"]] = sim.backup_sources[items[0]["volid"]]
+        status, body = await _post(
+            s, "/nodes/pve1/lxc", {"vmid": 902, "ostemplate": legacy["volid"], "restore": 1}
+        )
+        assert status == 200, body
+        status, body = await _post(s, "/nodes/pve1/qemu", {"vmid": 903, "archive": legacy["volid"]})
+        assert status == 500
+        assert sim.lab.guests[902].kind == "lxc"
+        assert 903 not in sim.lab.guests

@@ -30,6 +30,53 @@ StoreArg = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")]
 GuestKind = Literal["qemu", "lxc"]
 
 
+# pve-common src/PVE/JSONSchema.pm ``pve_verify_dns_name`` (format ``dns-name`` of a guest's
+# ``name`` / ``hostname``): dot-joined labels of letters, digits and inner hyphens.
+_DNS_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?"
+DNS_NAME_RE = re.compile(rf"^({_DNS_LABEL}\.)*{_DNS_LABEL}$")
+
+
+def dns_name(value: str, what: str = "name") -> str:
+    """A guest name as Proxmox accepts it (``web-1``, ``db.lab.example``).
+
+    Raises:
+        InvalidArgument: spaces, underscores, leading/trailing hyphens or dots.
+    """
+    if not DNS_NAME_RE.fullmatch(value):
+        raise InvalidArgument(
+            f"{what} {value[:70]!r} is not a valid DNS name: letters, digits, inner hyphens, "
+            "dot-separated (e.g. web-1)"
+        )
+    return value
+
+
+def volume(value: str) -> str:
+    """A volume id ``storage:name`` whose name is relative (never ``/abs/path``, never ``..``).
+
+    Raises:
+        InvalidArgument: not a volume id of a storage.
+    """
+    validate.volume_id(value)
+    if value.split(":", 1)[1].startswith("/"):
+        raise InvalidArgument(
+            f"invalid volume id {value[:80]!r}: expected storage:name, not a file system path"
+        )
+    return value
+
+
+def backup_kind(item: dict[str, Any]) -> GuestKind:
+    """Which guest type a backup volume restores to: ``subtype`` (pve-storage Plugin.pm,
+    ``archive_info`` type: qemu, lxc or legacy openvz), else the format: ``pbs-ct``, a
+    ``tar*`` or ``tgz`` dump is a container (BACKUP_EXT_RE_2), ``vma*`` / ``pbs-vm`` a VM."""
+    sub = item.get("subtype")
+    if sub in ("lxc", "openvz"):
+        return "lxc"
+    if sub == "qemu":
+        return "qemu"
+    fmt = str(item.get("format") or "")
+    return "lxc" if fmt == "pbs-ct" or fmt.startswith("tar") or fmt == "tgz" else "qemu"
+
+
 class ClusterIn(ToolInput):
     cluster: ClusterArg = None
 

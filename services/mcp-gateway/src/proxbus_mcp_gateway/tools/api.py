@@ -1,5 +1,6 @@
 """``proxmox_api``: the rest of the PVE/PBS API, validated against the vendored schema."""
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field
@@ -61,7 +62,11 @@ def register(reg: Registry) -> None:
             return plan(
                 call.method,
                 call.path,
-                {"template": call.template, "params": call.params, "permission": call.permission},
+                {
+                    "template": call.template,
+                    "params": masked(call.params),
+                    "permission": call.permission,
+                },
                 f"sends {call.method} {call.path} to the {args.product.upper()} API",
             )
         pool = ctx.gateway.pool
@@ -77,6 +82,20 @@ def register(reg: Registry) -> None:
             )
         text = _render(result)
         return ToolResult({"method": call.method, "path": call.path, "data": result}, text)
+
+
+# Parameters of the official PVE/PBS schemas that carry a secret (passwords, cloud-init
+# password, ACME EAB / S3 / encryption keys, Ceph keyrings, TFA secrets): shown as "***".
+_SECRET_PARAM = re.compile(
+    r"password|secret|keyring|hmac|^(key|token|certkey|client-key|access-key|encryption-key"
+    r"|decryption-keys)$",
+    re.IGNORECASE,
+)
+
+
+def masked(params: dict[str, Any] | None) -> dict[str, Any]:
+    """``params`` with secret values replaced, for plans (text and structured content)."""
+    return {k: "***" if _SECRET_PARAM.search(k) else v for k, v in (params or {}).items()}
 
 
 def _render(result: Any, limit: int = 6000) -> str:

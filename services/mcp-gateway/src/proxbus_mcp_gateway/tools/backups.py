@@ -18,7 +18,7 @@ from pydantic import Field
 from .. import validate
 from ..errors import InvalidArgument, NotFound
 from ..registry import CallContext, Registry, ToolInput, ToolResult
-from ._common import StoreArg, answered, listing, plan, start_task
+from ._common import StoreArg, answered, backup_kind, listing, plan, start_task, volume
 from ._compact import LIST_OUT, Cluster, Confirm, Node, OptStorage, OptVmid, Server, Storage, Volume
 from .provisioning import next_vmid
 
@@ -90,7 +90,7 @@ async def find_volume(
     Raises:
         NotFound: no such volume.
     """
-    storage = validate.volume_id(volid).split(":", 1)[0]
+    storage = volume(volid).split(":", 1)[0]
     nodes = await storage_nodes(ctx, cluster, storage, node)
     for n in nodes:
         items = await ctx.gateway.pool.request(
@@ -174,8 +174,7 @@ def register(reg: Registry) -> None:
         node, item = await find_volume(ctx, args.cluster, args.node, args.archive)
         if item.get("content") != "backup":
             raise InvalidArgument(f"{args.archive} is not a backup archive")
-        fmt = str(item.get("format") or "")
-        kind = "lxc" if fmt == "pbs-ct" or fmt.startswith("tar") else "qemu"
+        kind = backup_kind(item)
         if item.get("vmid") is not None:
             ctx.caller.require_vmid(int(item["vmid"]))
         vmid = args.vmid or await next_vmid(ctx, args.cluster, node)
@@ -218,7 +217,8 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         confirm: Confirm = False
 
-    @reg.tool("Delete backup", scope="admin", destructive=True, idempotent=False)
+    # idempotent (MCP idempotentHint): a repeated delete / prune has no further effect.
+    @reg.tool("Delete backup", scope="admin", destructive=True, idempotent=True)
     async def delete_backup(ctx: CallContext, args: DeleteBackupIn) -> ToolResult:
         """Delete a PVE backup volid, or a PBS store+snapshot (vm/100/2025-01-31T02:00:00Z);
         confirm.
@@ -228,7 +228,7 @@ def register(reg: Registry) -> None:
         pool = ctx.gateway.pool
         effect = "the backup is deleted permanently"
         if args.volid is not None:
-            storage = validate.volume_id(args.volid).split(":", 1)[0]
+            storage = volume(args.volid).split(":", 1)[0]
             node, item = await find_volume(ctx, args.cluster, args.node, args.volid)
             if item.get("content") != "backup":
                 raise InvalidArgument(
@@ -256,7 +256,10 @@ def register(reg: Registry) -> None:
         btype, bid, stamp = m.groups()
         if bid.isdigit():
             ctx.caller.require_vmid(int(bid))
-        btime = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+        try:
+            btime = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            raise InvalidArgument(f"snapshot: {stamp} is not a valid UTC time") from None
         base = f"/admin/datastore/{validate.datastore_name(args.store)}/snapshots"
         snaps = await pool.pbs_request(
             args.cluster, args.server, "GET", base, {"backup-type": btype, "backup-id": bid}
@@ -288,7 +291,7 @@ def register(reg: Registry) -> None:
         confirm: Confirm = False
 
     @reg.tool(
-        "Prune PBS backups", scope="admin", destructive=True, idempotent=False, output=LIST_OUT
+        "Prune PBS backups", scope="admin", destructive=True, idempotent=True, output=LIST_OUT
     )
     async def prune_backups(ctx: CallContext, args: PruneIn) -> ToolResult:
         """Prune a PBS group (keep e.g. last=3,daily=7); without confirm a plan of what goes."""

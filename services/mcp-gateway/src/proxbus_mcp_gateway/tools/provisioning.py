@@ -12,7 +12,17 @@ from pydantic import Field
 from .. import validate
 from ..errors import InvalidArgument, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult
-from ._common import GuestKind, VmidArg, guest_path, locate_guest, plan, start_task, wait_task
+from ._common import (
+    GuestKind,
+    VmidArg,
+    dns_name,
+    guest_path,
+    locate_guest,
+    plan,
+    start_task,
+    volume,
+    wait_task,
+)
 from ._compact import (
     Cluster,
     Confirm,
@@ -30,6 +40,8 @@ _TIMEOUT = 45
 
 async def next_vmid(ctx: CallContext, cluster: str | None, node: str | None) -> int:
     """``GET /cluster/nextid`` of the group serving ``node``."""
+    if node is not None:
+        validate.node_name(node)
     answer = await ctx.gateway.pool.request(
         cluster, "GET", "/cluster/nextid", node=node, cache=False
     )
@@ -62,7 +74,9 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Clone guest", scope="admin", idempotent=False)
     async def clone_guest(ctx: CallContext, args: CloneIn) -> ToolResult:
-        """Clone a VM/CT to a new vmid (templates: linked by default)."""
+        """Clone a VM/CT to a new vmid (templates: linked by default); returns newid and task."""
+        if args.name:
+            dns_name(args.name)
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         if args.target is not None:
             ctx.caller.require_node(validate.node_name(args.target))
@@ -114,12 +128,15 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
-    async def new_vmid(ctx: CallContext, args: VmIn | CtIn, volume: str | None) -> int:
+    async def new_vmid(ctx: CallContext, args: VmIn | CtIn, vol: str | None) -> int:
         """Check the names first (no API call for bad input), then the VMID: given or the next."""
         validate.node_name(args.node)
         validate.storage_id(args.storage)
-        if volume:
-            validate.volume_id(volume)
+        if vol:
+            volume(vol)
+        name = args.name if isinstance(args, VmIn) else args.hostname
+        if name:
+            dns_name(name, "name" if isinstance(args, VmIn) else "hostname")
         vmid = args.vmid or await next_vmid(ctx, args.cluster, args.node)
         ctx.caller.require_vmid(vmid)
         return vmid
@@ -139,7 +156,8 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Create VM", scope="admin", idempotent=False)
     async def create_vm(ctx: CallContext, args: VmIn) -> ToolResult:
-        """Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on)."""
+        """Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on); returns vmid
+        and task."""
         vmid = await new_vmid(ctx, args, args.iso)
         params: dict[str, Any] = {
             "memory": args.memory,
@@ -158,7 +176,8 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Create container", scope="admin", idempotent=False)
     async def create_container(ctx: CallContext, args: CtIn) -> ToolResult:
-        """Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP)."""
+        """Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP); returns vmid and
+        task."""
         vmid = await new_vmid(ctx, args, args.template)
         params: dict[str, Any] = {
             "ostemplate": args.template,
@@ -185,7 +204,9 @@ def register(reg: Registry) -> None:
         confirm: Confirm = False
         wait: bool = False
 
-    @reg.tool("Delete guest", scope="admin", destructive=True, idempotent=False)
+    # idempotent: a second identical delete finds nothing and changes nothing (MCP
+    # ToolAnnotations ``idempotentHint``).
+    @reg.tool("Delete guest", scope="admin", destructive=True, idempotent=True)
     async def delete_guest(ctx: CallContext, args: DeleteIn) -> ToolResult:
         """Destroy a VM/CT and its disks (running: needs stop=true); confirm=true, else a plan."""
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)

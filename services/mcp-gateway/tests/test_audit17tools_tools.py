@@ -1,0 +1,261 @@
+"""The dedicated tools of issue 17 under review: annotations, Proxmox semantics, secrets and
+hostile input, against the simulator over HTTPS (issue 17 audit)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from proxbus_mcp_gateway.gateway import Gateway
+from proxbus_mcp_gateway.testing import ADMIN, ADMIN_SECRET, TOKENS, make_settings, serve, sim_env
+from proxbus_pvesim.simulator import Simulator
+from proxbus_pvesim.testing import run_simulator
+
+LAB: dict[str, Any] = {
+    "cluster": {"name": "lab", "nodes": 2},
+    "guests": {
+        "qemu": 0,
+        "lxc": 0,
+        "list": [
+            {"vmid": 100, "type": "qemu", "name": "web1", "node": "pve1", "status": "running"},
+            {"vmid": 200, "type": "lxc", "name": "ct1", "node": "pve1", "status": "stopped"},
+            {"vmid": 9000, "type": "qemu", "name": "tmpl", "node": "pve1", "template": True},
+        ],
+    },
+}
+VZTMPL = "local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst"
+
+# The 14 tools issue 17 names (delete_guest beside them): (readOnly, destructive, idempotent).
+# MCP spec ToolAnnotations: idempotentHint = "calling the tool repeatedly with the same
+# arguments will have no additional effect on its environment"; destructiveHint = "may
+# perform destructive updates" (creating something new is additive, not destructive).
+ANNOTATIONS = {
+    "clone_guest": (False, False, False),  # without newid every call makes another clone
+    "create_vm": (False, False, False),
+    "create_container": (False, False, False),
+    "list_storage_content": (True, False, True),
+    "get_task_log": (True, False, True),
+    "cancel_task": (False, True, True),
+    "restore_backup": (False, True, False),  # without vmid: a new guest per call
+    "delete_backup": (False, True, True),  # a second delete finds nothing to delete
+    "prune_backups": (False, True, True),  # a second prune with the same keep removes nothing
+    "get_guest_network": (True, False, True),
+    "get_guest_disks": (True, False, True),
+    "resize_guest_disk": (False, False, False),  # "+1G" grows again on every call
+    "get_node_network": (True, False, True),
+    "get_next_vmid": (True, False, True),
+    "delete_guest": (False, True, True),
+}
+
+
+@pytest_asyncio.fixture
+async def lab() -> AsyncIterator[tuple[Simulator, Gateway]]:
+    async with run_simulator(LAB, instant=True) as sim:
+        gw = Gateway.from_settings(make_settings(gateway_tokens=TOKENS), sim_env(sim))
+        gw.start()
+        try:
+            yield sim, gw
+        finally:
+            await gw.close()
+
+
+async def call(gw: Gateway, tool: str, **args: Any) -> Any:
+    return await gw.call(tool, args, ADMIN)
+
+
+async def test_annotations_of_the_new_tools_as_the_official_client_sees_them(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    _, gw = lab
+    async with (
+        serve(gw) as http,
+        create_mcp_http_client(headers={"Authorization": f"Bearer {ADMIN_SECRET}"}) as client,
+        streamable_http_client(f"{http.url}/mcp", http_client=client) as (r, w),
+        ClientSession(r, w) as session,
+    ):
+        await session.initialize()
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+    for name, (read_only, destructive, idempotent) in ANNOTATIONS.items():
+        t = tools[name]
+        a = t.annotations
+        assert a is not None, name
+        assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint) == (
+            read_only,
+            destructive,
+            idempotent,
+        ), name
+        assert a.open_world_hint is True, name  # they all talk to Proxmox
+        assert t.output_schema is not None, name
+        assert t.title, name
+        props = t.input_schema["properties"]
+        assert ("confirm" in props) is destructive, name
+        # what an agent reads: no internal jargon, and it says what comes back
+        for jargon in ("pvesim", "proxbus", "upstream", "request_all", "TODO"):
+            assert jargon.lower() not in (t.description or "").lower(), (name, jargon)
+
+
+async def test_a_legacy_tgz_container_dump_restores_as_a_container(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    """pve-storage Plugin.pm lists ``.tgz`` dumps with format ``tgz`` (BACKUP_EXT_RE_2) and
+    ``subtype`` from ``archive_info``: a container dump is restored with ``POST
+    /nodes/{node}/lxc`` (``ostemplate`` + ``restore``), never as a VM archive."""
+    sim, gw = lab
+    assert (await call(gw, "create_backup", vmid=200, storage="local", wait=True)).ok
+    item = sim.backup_files[("local", "pve1")][0]
+    legacy = dict(item, volid=item["volid"].replace(".tar.zst", ".tgz"), format="tgz")
+    del legacy["subtype"]  # as an older PVE lists it
+    sim.backup_files[("local", "pve1")].append(legacy)
+    sim.backup_sources[legacy["volid"]] = sim.backup_sources[item["volid"]]
+    for volid in (item["volid"], legacy["volid"]):
+        planned = await call(gw, "restore_backup", archive=volid)
+        assert planned.ok, planned.error
+        assert planned.result.data["target"].startswith("CT "), planned.result.data
+    done = await call(
+        gw, "restore_backup", archive=legacy["volid"], vmid=777, confirm=True, wait=True
+    )
+    assert done.ok, done.error
+    assert sim.lab.guests[777].kind == "lxc"
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("clone_guest", {"vmid": 9000, "name": "my clone"}),
+        ("clone_guest", {"vmid": 9000, "name": "web_1"}),
+        ("create_vm", {"node": "pve1", "name": "-db"}),
+        ("create_container", {"node": "pve1", "template": VZTMPL, "hostname": "ct..lab"}),
+    ],
+)
+async def test_guest_names_that_are_not_dns_names_never_reach_proxmox(
+    lab: tuple[Simulator, Gateway], tool: str, args: dict[str, Any]
+) -> None:
+    """``name``/``hostname`` are ``format: dns-name`` (pve-common JSONSchema.pm
+    ``pve_verify_dns_name``): the tool says so itself instead of sending the request."""
+    sim, gw = lab
+    before = sim.request_count
+    out = await call(gw, tool, **args)
+    assert out.code == 400, (out.code, out.error)
+    assert "DNS name" in out.error
+    assert sim.request_count == before
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("create_vm", {"node": "pve1", "iso": "local:/etc/passwd"}),
+        ("create_container", {"node": "pve1", "template": "local:/var/lib/vz/x.tar.zst"}),
+        ("restore_backup", {"archive": "local:/var/lib/vz/dump/vzdump-qemu-100.vma"}),
+        ("delete_backup", {"volid": "local:/etc/shadow"}),
+        ("delete_backup", {"volid": "local:backup/../../etc/shadow"}),
+        ("delete_backup", {"volid": "/var/lib/vz/dump/vzdump-qemu-100.vma"}),
+        ("delete_backup", {"store": "store1", "snapshot": "vm/100/2025-01-31T02:00:00Z/../x"}),
+        ("delete_backup", {"store": "store1", "snapshot": "../vm/100/2025-01-31T02:00:00Z"}),
+        ("delete_backup", {"store": "store1", "snapshot": "vm/100/2025-13-45T99:00:00Z"}),
+        ("delete_backup", {"store": "../store1", "snapshot": "vm/100/2025-01-31T02:00:00Z"}),
+        ("prune_backups", {"store": "store1", "group": "vm/../100", "keep": "last=1"}),
+        ("prune_backups", {"store": "store1", "group": "vm/100", "keep": "last=0"}),
+        ("list_storage_content", {"storage": "../local"}),
+        ("get_guest_disks", {"vmid": 99}),
+        ("get_guest_disks", {"vmid": 1_000_000_000}),
+        ("get_guest_disks", {"vmid": "100/../101"}),
+        ("get_node_network", {"node": "-pve1"}),
+        ("get_task_log", {"upid": "UPID:pve1:../../../../etc/passwd:x:y:z:"}),
+        ("cancel_task", {"upid": "UPID:pve1:00001234:00000001:65000000:qmstart:100:root@pam:/x"}),
+        ("resize_guest_disk", {"vmid": 100, "disk": "scsi0", "size": "+1P"}),
+        ("get_next_vmid", {"node": "pve1/../x"}),
+    ],
+)
+async def test_hostile_input_is_a_clear_error_without_a_request(
+    lab: tuple[Simulator, Gateway], tool: str, args: dict[str, Any]
+) -> None:
+    sim, gw = lab
+    before = sim.request_count
+    out = await call(gw, tool, **args)
+    assert not out.ok, out.result
+    assert out.code == 400, (out.code, out.error)
+    assert out.error
+    assert "Traceback" not in out.error
+    assert len(out.error) < 600
+    assert sim.request_count == before
+
+
+async def test_unknown_node_storage_and_snapshot_are_clear_errors(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    _, gw = lab
+    for tool, args, expected in [
+        ("get_node_network", {"node": "pve9"}, "pve9"),
+        ("get_next_vmid", {"node": "pve9"}, "pve9"),
+        ("create_vm", {"node": "pve9"}, "pve9"),
+        ("list_storage_content", {"storage": "nosuch"}, "nosuch"),
+        ("restore_backup", {"archive": "nosuch:backup/vzdump-qemu-100.vma.zst"}, "nosuch"),
+        ("delete_backup", {"store": "store1", "snapshot": "vm/100/2001-01-01T00:00:00Z"}, "no snapshot"),
+        ("prune_backups", {"store": "nosuch", "group": "vm/100", "keep": "last=1"}, "nosuch"),
+        ("get_guest_disks", {"vmid": 4242}, "4242"),
+        ("resize_guest_disk", {"vmid": 200, "disk": "scsi0", "size": "+1G"}, "scsi0"),
+    ]:  # fmt: skip
+        out = await call(gw, tool, **args)
+        assert not out.ok, (tool, out.result)
+        assert expected in out.error, (tool, out.error)
+        assert "Traceback" not in out.error
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"vmid": 100, "node": "x" * 1_000_000},
+        {"vmid": 100, "disk": "scsi0", "size": "+1G", "node": {"a": {"b": {"c": [1, [2, [3]]]}}}},
+        {"vmid": json.loads("[" * 150 + "]" * 150)},
+        {"vmid": 100, **{f"extra{i}": i for i in range(2000)}},
+    ],
+)
+async def test_huge_and_deeply_nested_arguments_are_refused(
+    lab: tuple[Simulator, Gateway], args: dict[str, Any]
+) -> None:
+    sim, gw = lab
+    before = sim.request_count
+    out = await gw.call("resize_guest_disk", args, ADMIN)
+    assert out.code == 400, (out.code, out.error)
+    assert len(out.error) < 2000, len(out.error)
+    assert sim.request_count == before
+
+
+async def test_proxmox_api_plan_and_audit_never_echo_a_password(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    """A plan shows what would be sent; a password given for a container or cloud-init is
+    masked there (text and structured content), as get_guest_config masks cipassword."""
+    _, gw = lab
+    secret = "hunter2-very-secret"
+    for path, params in [
+        ("/nodes/pve1/lxc", {"vmid": 901, "ostemplate": VZTMPL, "password": secret}),
+        ("/nodes/pve1/qemu/100/config", {"cipassword": secret}),
+    ]:
+        method = "POST" if path.endswith("lxc") else "PUT"
+        out = await call(gw, "proxmox_api", method=method, path=path, params=params)
+        assert out.ok, out.error
+        assert out.result.data["planned"] is True
+        assert secret not in out.result.text
+        assert secret not in json.dumps(out.result.data)
+
+
+def test_tools_list_with_every_tool_stays_under_40_kb() -> None:
+    """The worst case: every registered tool listed (NATS up, admin, not READ_ONLY), in the
+    compact JSON a server sends."""
+    from proxbus_mcp_gateway.mcp_server import tool_definition
+    from proxbus_mcp_gateway.tools import build_registry
+
+    tools = [tool_definition(s) for s in build_registry().tools.values()]
+    payload = json.dumps(
+        {"tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]},
+        separators=(",", ":"),
+    )
+    assert len(tools) >= 49
+    assert len(payload) < 40_000, len(payload)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .auth import Caller
 from .gateway import Gateway
 from .mcp_server import CALLER_STATE_KEY, GatewayMCPServer
-from .transport import AdaptiveSessionManager
+from .transport import AdaptiveSessionManager, quiet_sdk_request_logs
 
 PUBLIC_PATHS = frozenset({"/health", "/metrics"})
 
@@ -209,6 +209,7 @@ def build_http_app(
 ) -> ASGIApp:
     """One Starlette app with every route, wrapped in bearer auth."""
     security = transport_security(gateway, host, port)
+    quiet_sdk_request_logs()
     # JSON answers unless a call asked for progress (transport.py); MCP_JSON_RESPONSE=true
     # makes every answer JSON, as the SDK's own switch does.
     settings = gateway.settings

@@ -140,6 +140,66 @@ class _SdkRefusalFilter(logging.Filter):
         return not str(record.msg).startswith("Refusing to open a new session")
 
 
+# What the SDK logs once per request a client can repeat at will (a bad Host/Origin, an
+# unknown session id, an unparsable SSE message: the last with a traceback). The gateway
+# counts them in one RateLimitedLog instead: one line, then a summary per interval.
+_SDK_REFUSALS: dict[tuple[str, str], str] = {
+    ("mcp.server.sse", "Failed to parse message"): "unparsable SSE message",
+    ("mcp.server.sse", "Could not find session"): "unknown SSE session",
+    ("mcp.server.sse", "Received invalid session ID"): "invalid SSE session id",
+    ("mcp.server.sse", "Received request without session_id"): "SSE message without session_id",
+    ("mcp.server.sse", "Rejecting message for session"): "SSE session of another credential",
+    ("mcp.server.transport_security", "Invalid Host header"): "Host header not allowed",
+    ("mcp.server.transport_security", "Invalid Origin header"): "Origin header not allowed",
+    ("mcp.server.transport_security", "Missing Host header"): "no Host header",
+    (
+        _SDK_MANAGER_LOG,
+        "Rejected request with unknown or expired session ID",
+    ): "unknown or expired MCP session",
+}
+# INFO lines per session (a client may open and drop sessions in a loop): DEBUG only.
+_SDK_PER_SESSION = (
+    (_SDK_MANAGER_LOG, "Created new transport with session ID"),
+    ("mcp.server.streamable_http", "Terminating session"),
+)
+
+
+class _SdkRequestNoiseFilter(logging.Filter):
+    """Routes the SDK's per-request refusal lines (:data:`_SDK_REFUSALS`) into one
+    :class:`RateLimitedLog` (no traceback: the cause is the client's input) and keeps its
+    per-session INFO lines for DEBUG."""
+
+    def __init__(self, refusals: RateLimitedLog) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        for (name, start), reason in _SDK_REFUSALS.items():
+            if record.name == name and text.startswith(start):
+                # Client-chosen text (a Host, a session id): escaped, cut short.
+                self.refusals.record(reason, detail=ascii(record.getMessage())[1:161])
+                return False
+        if record.levelno == logging.INFO and any(
+            record.name == name and text.startswith(start) for name, start in _SDK_PER_SESSION
+        ):
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        if record.name == _SDK_MANAGER_LOG and text.endswith(" idle timeout"):
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_sdk_request_logs() -> None:
+    """Install :class:`_SdkRequestNoiseFilter` on the SDK's loggers (once per process)."""
+    names = {name for name, _ in _SDK_REFUSALS} | {name for name, _ in _SDK_PER_SESSION}
+    loggers = [logging.getLogger(n) for n in sorted(names)]
+    if any(isinstance(f, _SdkRequestNoiseFilter) for lg in loggers for f in lg.filters):
+        return
+    refused = _SdkRequestNoiseFilter(RateLimitedLog(log, "refused MCP requests"))
+    for lg in loggers:
+        lg.addFilter(refused)
+
+
 # Who is opening a session: set per request (a contextvar follows the request's task into
 # the SDK's admission, which runs under its creation lock).
 _opening_for: contextvars.ContextVar[str | None] = contextvars.ContextVar(

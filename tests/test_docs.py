@@ -9,6 +9,11 @@
 - The NATS configuration runs in a real nats-server, and a `proxbus events tail` configured with
   the documented remote-subscriber env block receives an event over TLS, while the same user is
   refused when it tries to publish.
+- Every README (top level, docs/, services, libs, deploy): each `proxbus ...` / `proxbus-<service>
+  ...` command it shows (code blocks and inline code) uses only options its program's `--help`
+  lists; each variable a service README's settings tables name is a field of that service's
+  settings class with the documented default (libs/runtime's README for the shared ones), and
+  every field is documented; the top-level service table has the default ports of the code.
 """
 
 from __future__ import annotations
@@ -498,3 +503,282 @@ async def test_remote_subscriber_from_the_docs_tails_events_over_tls_and_cannot_
     finally:
         server.terminate()
         await server.wait()
+
+
+# ---------------------------------------------------------------------------- every README
+
+
+MEMBER_PAGES = [
+    ROOT / "README.md",
+    *PAGES,
+    *sorted(ROOT.glob("services/*/README.md")),
+    *sorted(ROOT.glob("libs/*/README.md")),
+    *sorted(ROOT.glob("deploy/**/README.md")),
+]
+_INLINE = re.compile(r"`([^`\n]+)`")
+_PROGRAM = re.compile(
+    r"^(?:[A-Z][A-Z0-9_]*=\S+\s+)*(?:uv run (?:--no-sync )?)?(proxbus(?:-[a-z-]+)?)(?=\s|$)"
+)
+_OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w-])")
+
+
+def documented_commands(pages: list[Path]) -> list[tuple[str, str]]:
+    """(page, command line) of every ``proxbus ...`` / ``proxbus-<service> ...`` a page shows:
+    lines of its code blocks and inline code spans; comments and env assignments dropped."""
+    out = []
+    for page in pages:
+        text = page.read_text()
+        spans = [line for _, body in _FENCE.findall(text)
+                 for line in body.replace("\\\n", " ").splitlines()]  # fmt: skip
+        spans += _INLINE.findall(_FENCE.sub("", text))
+        for span in spans:
+            line = span.split("#", 1)[0].strip()
+            m = _PROGRAM.match(line)
+            # A lone name that is no console script is a name (the NATS service proxbus-gateway).
+            if m and (line != m.group(1) or (VENV_BIN / m.group(1)).exists()):
+                out.append(
+                    (
+                        page.name
+                        if ROOT not in page.parents
+                        else page.relative_to(ROOT).as_posix(),
+                        line,
+                    )
+                )
+    return out
+
+
+_HELP: dict[tuple[str, ...], str] = {}
+
+
+def _help(argv: tuple[str, ...]) -> str:
+    """``<program> <sub commands> --help`` of an installed console script (cached)."""
+    if argv not in _HELP:
+        result = subprocess.run(
+            [str(VENV_BIN / argv[0]), *argv[1:], "--help"],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert result.returncode == 0, f"{' '.join(argv)} --help: {result.stderr}"
+        _HELP[argv] = result.stdout
+    return _HELP[argv]
+
+
+def unknown_options(line: str) -> list[str]:
+    """The options of a documented command line its program's ``--help`` does not list.
+
+    Sub-commands are followed through the ``{a,b,c}`` choices each usage line shows.
+    """
+    m = _PROGRAM.match(line)
+    assert m
+    program, rest = m.group(1), line[m.end() :]
+    words = [w.strip("[]|'\"()") for w in rest.split()]
+    path: tuple[str, ...] = (program,)
+    for word in words:
+        # argparse's "{serve,parse}", or a hand-written "[run | check-config FILE | dlq ...]"
+        usage = _help(path).split("\n\n", 1)[0]
+        choices = {c for group in re.findall(r"\{([a-z,-]+)\}", usage) for c in group.split(",")}
+        choices |= set(re.findall(r"(?:\[|\| )([a-z][a-z-]*)", usage))
+        if word not in choices:
+            break
+        path = (*path, word)
+    text = _help(path)
+    listed = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][a-z0-9-]*)", text))
+    return [f"{' '.join(path)} {o}" for o in _OPTION.findall(rest) if o not in listed]
+
+
+def test_every_command_in_a_readme_uses_options_its_help_lists() -> None:
+    found = documented_commands(MEMBER_PAGES)
+    programs = {_PROGRAM.match(line).group(1) for _, line in found}  # type: ignore[union-attr]
+    assert {
+        "proxbus",
+        "proxbus-dispatcher",
+        "proxbus-ingest-syslog",
+        "proxbus-mcp-gateway",
+    } <= programs
+    wrong = [f"{page}: `{line}`: {bad}" for page, line in found if (bad := unknown_options(line))]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_wrong_option_in_a_readme_is_found(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    page.write_text("Run `uv run proxbus events tail --severty error` or\n\n```sh\n"
+                    "proxbus-dispatcher silence add 'node=pve1' --duration-typo 2h\n```\n")  # fmt: skip
+    found = documented_commands([page])
+    assert len(found) == 2
+    assert sorted(bad for _, line in found for bad in unknown_options(line)) == [
+        "proxbus events tail --severty",
+        "proxbus-dispatcher silence add --duration-typo",
+    ]
+
+
+SERVICE_SETTINGS = {
+    "services/dispatcher": "proxbus_dispatcher.settings",
+    "services/ingest-discord": "proxbus_ingest_discord.settings",
+    "services/ingest-email": "proxbus_ingest_email.settings",
+    "services/ingest-pve-ws": "proxbus_ingest_pve_ws.settings",
+    "services/ingest-syslog": "proxbus_ingest_syslog.settings",
+    "services/mcp-gateway": "proxbus_mcp_gateway.settings",
+}
+# Read by the gateway's topology loader (config.py), not by its Settings class.
+GATEWAY_TOPOLOGY = ROOT / "services/mcp-gateway/src/proxbus_mcp_gateway/config.py"
+_NAME = re.compile(r"`([A-Z][A-Z0-9_]{2,})`")
+_SIZE = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def settings_table_rows(page: Path) -> list[tuple[list[str], list[str | None]]]:
+    """(variables, documented defaults) of every row of the page's ``| variable | default |``
+    tables; a default that is no literal (a placeholder, another variable, prose) is None."""
+    rows = []
+    default_column: int | None = None
+    for line in page.read_text().splitlines():
+        if not line.startswith("|"):
+            default_column = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in ("variable", "setting (env)"):
+            default_column = cells.index("default") if "default" in cells else -1
+            continue
+        names = _NAME.findall(cells[0])
+        if default_column is None or not names or not cells[0].startswith("`"):
+            continue
+        values: list[str | None] = []
+        if default_column > 0:
+            cell = re.sub(r"\s*\([^)]*\)", "", cells[default_column])
+            for part in re.split(r", | / ", cell):
+                part = part.strip()
+                literal = re.fullmatch(r"`([^`]*)`(?: s)?|(\d+(?:\.\d+)?)(?: (KiB|MiB|GiB))?", part)
+                if literal is None:
+                    values.append("" if part in ("unset", "empty") else None)
+                elif literal.group(1) is not None:
+                    placeholder = "<" in literal.group(1) or _NAME.fullmatch(part)
+                    values.append(None if placeholder else literal.group(1))
+                else:
+                    number = float(literal.group(2)) * _SIZE.get(literal.group(3) or "", 1)
+                    values.append(f"{number:g}" if not number.is_integer() else str(int(number)))
+        rows.append((names, values))
+    return rows
+
+
+def _as_doc(value: object) -> str:
+    """A settings default written the way the READMEs write it."""
+    value = getattr(value, "value", value)  # enums
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    if value is None or value == [] or value == "":
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _defaults(settings: type[Any]) -> dict[str, str | None]:
+    """Environment variable -> its default as documented ('' for none; None when required)."""
+    out: dict[str, str | None] = {}
+    for name, field in settings.model_fields.items():
+        out[name.upper()] = (
+            None if field.is_required() else _as_doc(field.get_default(call_default_factory=True))
+        )
+    return out
+
+
+def readme_settings_mismatches(page: Path, settings: type[Any], others: str = "") -> list[str]:
+    """Variables a README's settings tables name that ``settings`` does not read (and are not
+    in ``others``), and documented defaults that differ from the code's."""
+    known = _defaults(settings)
+    wrong = []
+    for names, values in settings_table_rows(page):
+        for name in names:
+            if name not in known and name not in others:
+                wrong.append(f"{name}: no such setting")
+        pairs = list(zip(names, values, strict=False)) if len(values) in (1, len(names)) else []
+        for name, value in pairs:
+            if (
+                value is not None
+                and name in known
+                and known[name] is not None
+                and known[name] != value
+            ):
+                wrong.append(f"{name}: documented default {value!r}, the code's {known[name]!r}")
+    text = page.read_text()
+    for m in re.finditer(r"`([A-Z][A-Z0-9_]+)` \((`?)([0-9.]+)\2(?: s)?\)", text):
+        name, value = m.group(1), m.group(3)
+        if name in known and known[name] not in (None, value):
+            wrong.append(f"{name}: documented default {value!r}, the code's {known[name]!r}")
+    return wrong
+
+
+@pytest.mark.parametrize("member", sorted(SERVICE_SETTINGS))
+def test_every_variable_a_service_readme_documents_is_a_setting_with_that_default(
+    member: str,
+) -> None:
+    from importlib import import_module
+
+    settings = import_module(SERVICE_SETTINGS[member]).Settings
+    others = GATEWAY_TOPOLOGY.read_text() if member == "services/mcp-gateway" else ""
+    page = ROOT / member / "README.md"
+    assert len(settings_table_rows(page)) >= 8
+    wrong = readme_settings_mismatches(page, settings, others)
+    assert not wrong, f"{member}/README.md:\n" + "\n".join(wrong)
+
+
+def test_every_setting_of_a_service_is_documented() -> None:
+    """A setting nobody can find is a setting nobody can use: each one's variable is named in
+    its service's README, or in libs/runtime's for the shared ones."""
+    from importlib import import_module
+
+    from proxbus_runtime.spooling import SpoolSettings
+
+    runtime = (ROOT / "libs/runtime/README.md").read_text()
+    shared = set(SpoolSettings.model_fields)
+    missing = [f"libs/runtime: {n.upper()}" for n in shared if f"`{n.upper()}`" not in runtime]
+    for member, module in SERVICE_SETTINGS.items():
+        text = (ROOT / member / "README.md").read_text()
+        fields = import_module(module).Settings.model_fields
+        missing += [f"{member}: {n.upper()}" for n in fields
+                    if n not in shared and n.upper() not in text]  # fmt: skip
+    assert not missing, "settings no README documents:\n" + "\n".join(sorted(missing))
+
+
+def test_the_runtime_readme_documents_the_shared_settings_with_their_defaults() -> None:
+    from proxbus_runtime.spooling import SpoolSettings
+
+    wrong = readme_settings_mismatches(ROOT / "libs/runtime/README.md", SpoolSettings)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_wrong_default_or_variable_in_a_readme_is_found(tmp_path: Path) -> None:
+    from proxbus_ingest_syslog.settings import Settings
+
+    page = tmp_path / "README.md"
+    page.write_text(
+        "| variable | default | meaning |\n| --- | --- | --- |\n"
+        "| `SYSLOG_PORT` | `5514` | right |\n| `SYSLOG_MAX_LINE` | 4096 | wrong |\n"
+        "| `SYSLOG_UDP`, `SYSLOG_TCP` | `true`, `false` | the second is wrong |\n"
+        "| `SYSLOG_NO_SUCH` | unset | no such setting |\n| `HOSTNAME_MAP` | empty | right |\n"
+        "| `EVENTS_MAX_BYTES` | 2 GiB | wrong |\n| `SYSLOG_TLS_PORT` | unset | right |\n\n"
+        "and `PUBLISH_BUFFER` (500) in the text: wrong\n"
+    )  # fmt: skip
+    assert readme_settings_mismatches(page, Settings) == [
+        "SYSLOG_MAX_LINE: documented default '4096', the code's '65536'",
+        "SYSLOG_TCP: documented default 'false', the code's 'true'",
+        "SYSLOG_NO_SUCH: no such setting",
+        "EVENTS_MAX_BYTES: documented default '2147483648', the code's '1073741824'",
+        "PUBLISH_BUFFER: documented default '500', the code's '10000'",
+    ]
+
+
+def test_the_readme_service_table_gives_each_service_its_default_ports() -> None:
+    from proxbus_events.ports import HTTP_PORTS, SMTP_PORT, SYSLOG_PORT
+
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        m = re.match(r"\| ([a-z-]+) \| `proxbus-([a-z-]+)` \| ([^|]+) \|", line)
+        if m:
+            rows[m.group(1)] = [int(p) for p in re.findall(r"\b\d{3,5}\b", m.group(3))]
+    assert set(HTTP_PORTS) <= set(rows), sorted(rows)
+    wanted = {name: [port] for name, port in HTTP_PORTS.items()}
+    wanted["ingest-syslog"] = [SYSLOG_PORT, 514, HTTP_PORTS["ingest-syslog"]]
+    wanted["ingest-email"] = [SMTP_PORT, HTTP_PORTS["ingest-email"]]
+    for name, ports in wanted.items():
+        assert rows[name] == ports, f"README.md, {name}: ports {rows[name]}, the code's {ports}"

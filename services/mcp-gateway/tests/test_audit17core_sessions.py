@@ -1,0 +1,121 @@
+"""Audit of issue 17, item 6: session caps as the official client meets them, and what an
+ended or expired session leaves behind (nothing: no transport, no task, no bookkeeping)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+from mcp import MCPError
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from proxbus_devtools.testing import wait_until
+from proxbus_mcp_gateway.gateway import Gateway
+from proxbus_mcp_gateway.testing import (
+    OPS_SECRET,
+    READ_SECRET,
+    TOKENS,
+    HttpGateway,
+    make_settings,
+    serve,
+    sim_env,
+)
+from proxbus_pvesim.simulator import Simulator
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "audit", "version": "1"},
+    },
+}
+
+
+@pytest.fixture
+async def served(sim: Simulator) -> AsyncIterator[HttpGateway]:
+    settings = make_settings(
+        gateway_tokens=TOKENS, max_sessions_per_caller=3, max_sessions=5, session_idle_timeout=1.0
+    )
+    gw = Gateway.from_settings(settings, sim_env(sim))
+    gw.start()
+    try:
+        async with serve(gw) as s:
+            yield s
+    finally:
+        await gw.close()
+
+
+def tasks() -> set[asyncio.Task[object]]:
+    """The loop's tasks, without sse_starlette's one shutdown watcher per event loop (started
+    by the first SSE answer and kept for the loop's life, not per session)."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if getattr(t.get_coro(), "__qualname__", "") != "_shutdown_watcher"
+    }
+
+
+async def open_official(stack: AsyncExitStack, url: str, secret: str) -> ClientSession:
+    client = create_mcp_http_client(headers={"Authorization": f"Bearer {secret}"})
+    await stack.enter_async_context(client)
+    read, write = await stack.enter_async_context(
+        streamable_http_client(f"{url}/mcp", http_client=client)
+    )
+    session = await stack.enter_async_context(ClientSession(read, write))
+    await asyncio.wait_for(session.initialize(), 10)
+    return session
+
+
+async def test_the_official_client_over_the_cap_gets_too_many_open_sessions(
+    served: HttpGateway,
+) -> None:
+    async with AsyncExitStack() as stack:
+        for _ in range(3):
+            session = await open_official(stack, served.url, READ_SECRET)
+            assert not (await session.call_tool("list_clusters", {})).is_error
+        with pytest.raises(MCPError) as refused:
+            await open_official(stack, served.url, READ_SECRET)
+        assert refused.value.error.message == "Too many open sessions"
+        # Another token: two more fit under MAX_SESSIONS=5, the sixth does not.
+        await open_official(stack, served.url, OPS_SECRET)
+        await open_official(stack, served.url, OPS_SECRET)
+        with pytest.raises(MCPError):
+            await open_official(stack, served.url, OPS_SECRET)
+    # The clients ended their sessions (DELETE): the slots are free again.
+    manager = served.gateway.sessions
+    await wait_until(lambda: manager.open_sessions == 0, timeout=10)
+    async with AsyncExitStack() as stack:
+        for _ in range(3):
+            await open_official(stack, served.url, READ_SECRET)
+
+
+async def test_expired_sessions_leave_nothing_behind(served: HttpGateway) -> None:
+    """Sessions opened and abandoned (never DELETEd) expire after SESSION_IDLE_TIMEOUT; their
+    transports, tasks and per-caller entries go with them, and the caller may open new ones."""
+    headers = {
+        "Authorization": f"Bearer {READ_SECRET}",
+        "Accept": "application/json, text/event-stream",
+    }
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        assert (await client.get("/health")).status_code == 200
+        baseline = len(tasks())
+        manager = served.gateway.sessions
+        for _round in range(3):
+            for _ in range(3):
+                assert (await client.post("/mcp", json=INIT, headers=headers)).status_code == 200
+            assert (await client.post("/mcp", json=INIT, headers=headers)).status_code == 503
+            assert manager.open_sessions == 3
+            await wait_until(lambda: manager.open_sessions == 0, timeout=10)
+        await wait_until(lambda: len(tasks()) <= baseline, timeout=10)
+        assert manager._session_owners == {}
+        # The caller's bookkeeping is dropped at the next admission, never more than a cap's worth.
+        assert len(manager._session_callers) <= 3
+        assert (await client.post("/mcp", json=INIT, headers=headers)).status_code == 200
+        assert len(manager._session_callers) == 1

@@ -485,6 +485,14 @@ _HA_LRM = "pve-ha-manager src/PVE/HA/LRM.pm"
 _BLK = "linux block/blk-core.c blk_print_req_error"
 _ZED = "openzfs cmd/zed/zed.d/all-syslog.sh"
 _SMARTD = "smartmontools smartd.cpp"
+# A remote sender fills up to syslog_max_line bytes of message, and the table runs every
+# matching rule's regex over it, so no rule may backtrack quadratically: a pattern searched
+# anywhere must not scan unboundedly from every place its start literal occurs. Kernel lines
+# that the kernel prints at the start of a message (``XFS (dev):``, ``oom-kill:``) are matched
+# there, after at most a short prefix (a printk time stamp such as ``[ 12.345678] ``), which
+# keeps the search linear; ``tests/test_fuzz_syslog.py`` feeds every rule its own lines pumped
+# to the line limit.
+_LINE_START = r"^.{0,32}?"
 
 RULES: list[Rule[SyslogMessage]] = [
     # tasks: every task type's end line is task.ok / task.failed (PBS UPIDs have 9 fields)
@@ -585,10 +593,12 @@ RULES: list[Rule[SyslogMessage]] = [
          source="pve-cluster src/pmxcfs/status.c"),
     # kernel: OOM kills (the oom-kill summary and "Killed process" share one event id)
     rule("oom-cgroup", "kernel",
-         r"oom-kill:.*?task_memcg=(?P<cgroup>[^,\s]*),task=(?P<task>[^,]*),pid=(?P<pid>\d+)",
-         "oom.kill", _oom_cgroup, "linux mm/oom_kill.c dump_oom_summary"),
+         rf"{_LINE_START}oom-kill:(?:[^,]*,)*?task_memcg=(?P<cgroup>[^,\s]*),task=(?P<task>[^,]*),"
+         r"pid=(?P<pid>\d+)",
+         "oom.kill", _oom_cgroup, "linux mm/oom_kill.c dump_oom_summary",
+         needles=("oom-kill:",)),
     rule("oom-killed", "kernel",
-         r"[Oo]ut of memory: Kill(?:ed)? process (?P<pid>\d+) \((?P<task>[^)]*)\)", "oom.kill",
+         r"[Oo]ut of memory: Kill(?:ed)? process (?P<pid>\d+) \((?P<task>[^)]{0,64})\)", "oom.kill",
          _oom_killed, "linux mm/oom_kill.c __oom_kill_process",
          needles=("ut of memory: Kill",)),
     rule("qemu-segfault", "kernel",
@@ -611,8 +621,8 @@ RULES: list[Rule[SyslogMessage]] = [
          r"protection|timeout) error, dev (?P<dev>[\w-]+), sector", "disk.error", _disk, _BLK,
          needles=(" error, dev ",)),
     rule("kernel-fs-error", "kernel",
-         r"EXT4-fs error \(device (?P<dev>[^)]+)\)|XFS \((?P<xdev>[^)]+)\): .*(?:I/O error|"
-         r"[Cc]orruption)", "disk.error", _fs_error, "linux fs/ext4/super.c, fs/xfs/xfs_message.c",
+         r"EXT4-fs error \(device (?P<dev>[^)]{1,64})\)|"
+         rf"{_LINE_START}XFS \((?P<xdev>[^)]{{1,64}})\): .*(?:I/O error|[Cc]orruption)", "disk.error", _fs_error, "linux fs/ext4/super.c, fs/xfs/xfs_message.c",
          needles=("EXT4-fs error", "XFS (")),
     rule("nvme-failure", "kernel",
          r"nvme (?P<dev>nvme\d+): (?:(?P<what>I/O) \d+ QID \d+ timeout|"
@@ -640,10 +650,10 @@ RULES: list[Rule[SyslogMessage]] = [
          r"class=statechange pool='?(?P<pool>[^'\s]+)'? vdev=(?P<vdev>\S+) "
          r"vdev_state=(?P<state>FAULTED|DEGRADED|UNAVAIL|REMOVED)", "disk.error", _zfs, _ZED),
     rule("smart-sectors", "smartd",
-         r"Device: (?P<dev>\S+?),? .*?\d+ (?P<what>Currently unreadable \(pending\) sectors|"
+         r"^Device: (?P<dev>\S+?),? .*?(?<!\S)\d+ (?P<what>Currently unreadable \(pending\) sectors|"
          r"Offline uncorrectable sectors)", "disk.error", _disk, _SMARTD),
     rule("smart-failed", "smartd",
-         r"Device: (?P<dev>\S+?),? .*?(?P<what>FAILED SMART self-check|SMART Failure|"
+         r"^Device: (?P<dev>\S+?),? .*?(?P<what>FAILED SMART self-check|SMART Failure|"
          r"Self-Test Log error count increased|ATA error count increased|"
          r"Critical Warning \(0x[0-9a-fA-F]+\))", "disk.error", _disk, _SMARTD),
     rule("storage-offline", "pvestatd pvedaemon pvescheduler",

@@ -144,3 +144,73 @@ async def test_file_backups_carry_their_subtype_and_a_tgz_restores_as_a_containe
         assert status == 500
         assert sim.lab.guests[902].kind == "lxc"
         assert 903 not in sim.lab.guests
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "reason"),
+    [
+        ({"scsi0": "local-lvm:32,iothread=maybe"}, "scsi0", "scsi0.iothread: type check"),
+        (
+            {"scsi0": "local-lvm:32,turbo=1"},
+            "scsi0",
+            "invalid key in comma-separated list property: turbo",
+        ),
+        ({"net0": "virtio,bridge=vmbr0,bridge=vmbr1"}, "net0", "duplicate key"),
+        (
+            {"net0": "rtl9999,bridge=vmbr0"},
+            "net0",
+            "net0.model: value 'rtl9999' does not have a value",
+        ),
+        (
+            {"net0": "bridge=vmbr0,tag=5000"},
+            "net0",
+            "net0.tag: value must have a maximum value of 4094",
+        ),
+        (
+            {"memory": "current=8"},
+            "memory",
+            "memory.current: value must have a minimum value of 16",
+        ),
+        ({"agent": "enabled=1,fs=1"}, "agent", "invalid key in comma-separated list property: fs"),
+        ({"ide2": "media=cdrom"}, "ide2", "ide2.file: property is missing and it is not optional"),
+    ],
+)
+async def test_property_strings_are_checked_like_pve(
+    pvesim: Simulator, data: dict[str, Any], key: str, reason: str
+) -> None:
+    """Property-string parameters (``format`` is a hash in the schema) go through pve-common
+    ``parse_property_string``: unknown/duplicate keys, bad values and missing default keys
+    are a 400 ``invalid format - ...`` for that parameter; nothing is created."""
+    async with api_session(pvesim) as s:
+        status, body = await _post(s, "/nodes/pve1/qemu", {"vmid": 910, **data})
+    assert status == 400, body
+    assert list(body["errors"]) == [key]
+    assert body["errors"][key].startswith("invalid format - ")
+    assert reason in body["errors"][key]
+    assert 910 not in pvesim.lab.guests
+
+
+async def test_what_the_gateway_tools_send_parses(pvesim: Simulator) -> None:
+    """The property strings of create_vm / create_container (and the web UI's) are valid."""
+    vm = {
+        "vmid": 911, "memory": "2048", "cores": 2, "scsihw": "virtio-scsi-single",
+        "scsi0": "local-lvm:32,iothread=1", "net0": "virtio,bridge=vmbr0", "agent": "1",
+        "ostype": "l26", "ide2": "local:iso/debian-13.1.0-amd64-netinst.iso,media=cdrom",
+    }  # fmt: skip
+    ct = {
+        "vmid": 912, "ostemplate": "local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst",
+        "memory": 512, "cores": 1, "rootfs": "local-lvm:8",
+        "net0": "name=eth0,bridge=vmbr0,ip=dhcp", "unprivileged": 1,
+    }  # fmt: skip
+    async with api_session(pvesim) as s:
+        assert (await _post(s, "/nodes/pve1/qemu", vm))[0] == 200
+        assert (await _post(s, "/nodes/pve1/lxc", ct))[0] == 200
+
+
+async def test_a_parameter_that_requires_another_is_refused_alone(pvesim: Simulator) -> None:
+    """``force`` on ``POST /nodes/{node}/qemu`` has ``requires: archive`` (JSONSchema.pm
+    check_object: "missing property - 'force' requires this property")."""
+    async with api_session(pvesim) as s:
+        status, body = await _post(s, "/nodes/pve1/qemu", {"vmid": 913, "force": 1})
+    assert status == 400, body
+    assert body["errors"] == {"archive": "missing property - 'force' requires this property"}

@@ -259,3 +259,20 @@ def test_tools_list_with_every_tool_stays_under_40_kb() -> None:
     )
     assert len(tools) >= 49
     assert len(payload) < 40_000, len(payload)
+
+
+async def test_clone_to_another_storage_is_a_full_clone(lab: tuple[Simulator, Gateway]) -> None:
+    """qemu-server ``clone_vm`` / pve-container ``clone_vm``: ``full`` defaults to "not a
+    template", and "parameter 'storage' not allowed for linked clones": a template cloned to
+    a named storage must be a full clone (as the web UI does), and full=false with a storage
+    is refused before any request."""
+    sim, gw = lab
+    out = await call(gw, "clone_guest", vmid=9000, newid=400, storage="local-lvm", wait=True)
+    assert out.ok, out.error
+    assert sim.lab.guests[400].linked_base is None
+    before = sim.request_count
+    refused = await call(gw, "clone_guest", vmid=9000, newid=401, storage="local-lvm", full=False)
+    assert refused.code == 400, refused.error
+    assert "full" in refused.error
+    assert 401 not in sim.lab.guests
+    assert sim.request_count == before

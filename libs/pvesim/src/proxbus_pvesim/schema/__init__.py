@@ -100,9 +100,16 @@ class ParamSpec:
     minimum: float | None
     maximum: float | None
     max_length: int | None
+    min_length: int | None = None
+    requires: str | None = None
+    # a property string (``scsi0: local-lvm:32,iothread=1``): its keys' schemas
+    props: Mapping[str, Any] | None = None
 
-    def check(self, raw: Any) -> Any:
-        """Coerce and check one value; return it typed or raise ``ValueError`` with PVE wording."""
+    def check(self, raw: Any, name: str | None = None) -> Any:
+        """Coerce and check one value; return it typed or raise ``ValueError`` with PVE wording.
+
+        ``name`` is the parameter as sent (``scsi0`` for the schema's ``scsi[n]``).
+        """
         if self.type == "boolean":
             if isinstance(raw, bool):
                 return raw
@@ -132,8 +139,14 @@ class ParamSpec:
             raise ValueError(f"{_BAD_FORMAT}{rule[1]}\n")
         if self.pattern is not None and not self.pattern.fullmatch(s):
             raise ValueError("value does not match the regex pattern")
+        if self.props is not None:
+            problem = _property_string_problem(name or self.name, self.props, s)
+            if problem is not None:
+                raise ValueError(f"{_BAD_FORMAT}{problem}")
         if self.max_length is not None and len(s) > self.max_length:
             raise ValueError(f"value may only be {self.max_length} characters long")
+        if self.min_length is not None and len(s) < self.min_length:
+            raise ValueError(f"value must be at least {self.min_length} characters long")
         if self.enum is not None and s not in self.enum:
             raise ValueError(
                 f"value '{s}' does not have a value in the enumeration '{', '.join(self.enum)}'"
@@ -141,9 +154,57 @@ class ParamSpec:
         return s
 
 
+def _property_string_problem(name: str, fmt: Mapping[str, Any], text: str) -> str | None:
+    """What pve-common ``parse_property_string`` (src/PVE/JSONSchema.pm) objects to in
+    ``text``, worded as its ``die`` / ``raise "format error"`` (None when it parses)."""
+    default_key = next((k for k, v in fmt.items() if v.get("default_key")), None)
+    res: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        m = re.fullmatch(r"([^=]+)=(.+)", part, re.S)
+        if m is not None:
+            key, value = m.group(1), m.group(2)
+            if key in res:
+                return f"duplicate key in comma-separated list property: {key}\n"
+            schema = fmt.get(key)
+            if schema is not None and schema.get("alias"):
+                if schema.get("keyAlias"):
+                    res[str(schema["keyAlias"])] = key
+                key = str(schema["alias"])
+                schema = fmt.get(key)
+            if schema is None:
+                return f"invalid key in comma-separated list property: {key}\n"
+            res[key] = value
+        elif "=" not in part:
+            if default_key is None:
+                return "value without key, but schema does not define a default key\n"
+            if default_key in res:
+                return f"duplicate key in comma-separated list property: {default_key}\n"
+            res[default_key] = part
+        else:
+            return "missing key in comma-separated list property\n"
+    errors = []
+    for key, schema in fmt.items():
+        if schema.get("alias"):
+            continue
+        if key not in res:
+            if not schema.get("optional") and "default" not in schema:
+                errors.append(f"{name}.{key}: property is missing and it is not optional")
+            continue
+        try:
+            _spec(key, schema).check(res[key])
+        except ValueError as exc:
+            errors.append(f"{name}.{key}: {str(exc).rstrip()}")
+    if errors:
+        return "format error\n" + "".join(e + "\n" for e in errors)
+    return None
+
+
 def _spec(name: str, p: Mapping[str, Any]) -> ParamSpec:
     fmt = p.get("format")
     pattern = p.get("pattern")
+    requires = p.get("requires")
     return ParamSpec(
         name=name,
         type=str(p.get("type", "string")),
@@ -154,6 +215,9 @@ def _spec(name: str, p: Mapping[str, Any]) -> ParamSpec:
         minimum=p.get("minimum"),
         maximum=p.get("maximum"),
         max_length=p.get("maxLength"),
+        min_length=p.get("minLength"),
+        requires=requires if isinstance(requires, str) else None,
+        props=fmt if isinstance(fmt, Mapping) else None,
     )
 
 
@@ -185,12 +249,19 @@ class MethodSchema:
                     )
                 continue
             try:
-                out[name] = spec.check(value)
+                out[name] = spec.check(value, name)
             except ValueError as exc:
                 errors[name] = str(exc)
         for name, spec in self.params.items():
             if not spec.optional and name not in raw:
                 errors[name] = "property is missing and it is not optional"
+        for name in raw:
+            spec = self.params.get(name) or self.params.get(_INDEXED.sub("[n]", name))
+            if spec is not None and spec.requires and spec.requires not in raw:
+                # JSONSchema.pm check_object: "missing property - '<name>' requires this property"
+                errors.setdefault(
+                    spec.requires, f"missing property - '{name}' requires this property"
+                )
         if errors:
             raise ApiError(400, "Parameter verification failed.", errors)
         return out

@@ -77,11 +77,17 @@ def register(reg: Registry) -> None:
         """Clone a VM/CT to a new vmid (templates: linked by default); returns newid and task."""
         if args.name:
             dns_name(args.name)
+        full = args.full
+        if args.storage:
+            validate.storage_id(args.storage)
+            # qemu-server / pve-container clone_vm: "parameter 'storage' not allowed for
+            # linked clones"; a named target storage means a full clone (as the web UI).
+            if full is False:
+                raise InvalidArgument("storage needs a full clone: drop storage or full=false")
+            full = True
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         if args.target is not None:
             ctx.caller.require_node(validate.node_name(args.target))
-        if args.storage:
-            validate.storage_id(args.storage)
         newid = args.newid or await next_vmid(ctx, args.cluster, node)
         ctx.caller.require_vmid(newid)
         params: dict[str, Any] = {"newid": newid}
@@ -89,8 +95,8 @@ def register(reg: Registry) -> None:
             params["name" if kind == "qemu" else "hostname"] = args.name
         if args.target and args.target != node:
             params["target"] = args.target
-        if args.full is not None:
-            params["full"] = int(args.full)
+        if full is not None:
+            params["full"] = int(full)
         if args.storage:
             params["storage"] = args.storage
         result = await start_task(

@@ -277,9 +277,9 @@ class Supervisor:
             status.metrics_url = f"http://127.0.0.1:{health}/metrics"
         sink = self.log_file(child.name)
         note: Callable[[str], None] = lambda line: self.board.note_line(child.name, line)  # noqa: E731
-        out_handlers: list[Callable[[str], None]] = [note]
-        if child.name == "dispatcher":
-            out_handlers.append(self.show)  # the console receiver's notifications
+        # The dispatcher's stdout carries the console receiver's notifications ("ERROR: Backup
+        # of VM 109 failed" is news, not the dispatcher's error); its log lines go to stderr.
+        out_handlers = [self.show] if child.name == "dispatcher" else [note]
         assert child.proc.stdout is not None
         assert child.proc.stderr is not None
         child.pumps = [
@@ -494,25 +494,34 @@ def read_state(data_dir: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
-def footer(args: argparse.Namespace, children: list[Child], credentials: Path | None) -> list[str]:
+def footer(
+    args: argparse.Namespace,
+    children: list[Child],
+    credentials: Path | None,
+    environ: Mapping[str, str] = os.environ,
+) -> list[str]:
+    """The next steps under the table: what to type or open (left), what it is (right)."""
     names = {c.name for c in children}
+    # Started by `uv run proxbus up` (the README's way), `proxbus` is not on the user's PATH.
+    prog = "uv run proxbus" if "UV_RUN_RECURSION_DEPTH" in environ else "proxbus"
     data = "" if args.data_dir == default_data_dir() else f" --data-dir {args.data_dir}"
     # Commands find a running stack through up.json in the default data directory.
     env = "" if args.data_dir == default_data_dir() else f"PROXBUS_DATA_DIR={args.data_dir} "
-    lines = ["next steps:", f"  {env}proxbus events tail              live events on the bus"]
-    lines.append(f"  proxbus logs{data} -f [SERVICE]   each service's log ({args.data_dir}/logs)")
-    if "mcp-gateway" in names:
-        _, port = describe_ports(
-            "mcp-gateway", {**os.environ, **service_env("mcp-gateway", os.environ)}
-        )
-        lines.append(f"  MCP gateway: http://127.0.0.1:{port}/mcp")
+    steps = [
+        (f"{env}{prog} events tail", "live events on the bus"),
+        (f"{prog} logs{data} -f [SERVICE]", f"each service's log ({args.data_dir}/logs)"),
+    ]
     if "dispatcher" in names:
-        _, port = describe_ports("dispatcher", service_env("dispatcher", os.environ))
-        lines.append(f"  web console: http://127.0.0.1:{port}/")
+        _, port = describe_ports("dispatcher", service_env("dispatcher", environ))
+        steps.append((f"http://127.0.0.1:{port}/", "web console (events, incidents, silences)"))
+    if "mcp-gateway" in names:
+        _, port = describe_ports("mcp-gateway", {**environ, **service_env("mcp-gateway", environ)})
+        steps.append((f"http://127.0.0.1:{port}/mcp", "MCP gateway (streamable HTTP)"))
     if credentials is not None:
-        lines.append(f"  demo credentials (tokens, passwords): {credentials}")
-    lines.append("  Ctrl-C stops everything")
-    return lines
+        steps.append((str(credentials), "demo credentials (tokens, passwords)"))
+    steps.append(("Ctrl-C", "stops everything"))
+    width = max(len(what) for what, _ in steps) + 2
+    return ["next steps:", *(f"  {what.ljust(width)}{why}" for what, why in steps)]
 
 
 def default_data_dir() -> str:

@@ -119,30 +119,50 @@ def pct(used: Any, total: Any) -> float | None:
         return None
 
 
+# Columns holding byte counts: shown as 1.5G in the text (structuredContent keeps bytes).
+BYTE_COLUMNS = frozenset({"size", "maxmem", "mem", "maxdisk", "disk", "used", "total", "avail"})
+
+
 def table(rows: list[dict[str, Any]], cols: list[str], limit: int = 200) -> str:
     """Header + one space-separated line per row: cheap for an LLM to read."""
     if not rows:
         return "(none)"
     lines = [" ".join(cols)]
-    lines += [" ".join(_cell(row.get(c)) for c in cols) for row in rows[:limit]]
+    lines += [" ".join(_cell(row.get(c), c) for c in cols) for row in rows[:limit]]
     if len(rows) > limit:
         lines.append(f"... {len(rows) - limit} more in structuredContent")
     return "\n".join(lines)
 
 
-def _cell(v: Any) -> str:
-    """A table cell: text with spaces is quoted (never rewritten), long text is cut."""
-    text = _value(v, 40)
+def _cell(v: Any, col: str = "") -> str:
+    """A table cell: text with spaces is quoted (never rewritten) and cut at 40 characters;
+    one word (a volume id, a UPID, a name) is never cut below 300: the agent passes it on."""
+    if col in BYTE_COLUMNS and isinstance(v, int) and not isinstance(v, bool):
+        return fmt_bytes(v)
+    text = _value(v, 300)
     if any(c.isspace() for c in text):
+        text = _value(text, 40)
         return '"' + text.replace('"', "'") + '"'
     return text
 
 
+def _plain(key: str, v: Any) -> str:
+    """A plan's current value as text: sizes as 1.5G, Unix times as UTC ISO times."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if key in BYTE_COLUMNS:
+            return fmt_bytes(v)
+        if key in ("ctime", "starttime", "backup-time"):
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v))
+    return _value(v)
+
+
 def _value(v: Any, limit: int = 200) -> str:
-    if v is None or v == "":
+    if v is None or v == "" or v == []:
         return "-"
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, list | tuple):
+        return _value(",".join(_value(x, limit) for x in v), limit)
     text = " ".join(str(v).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -260,7 +280,7 @@ def plan(action: str, target: str, current: dict[str, Any], effect: str) -> Tool
         "effect": effect,
         "next": "call again with confirm=true to execute",
     }
-    state = ", ".join(f"{k}={_value(v)}" for k, v in current.items())
+    state = ", ".join(f"{k}={_plain(k, v)}" for k, v in current.items())
     text = (
         f"PLAN (nothing changed): {action} {target}\ncurrent: {state}\neffect: {effect}\n"
         "call again with confirm=true to execute"

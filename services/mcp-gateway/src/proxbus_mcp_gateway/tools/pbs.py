@@ -162,7 +162,7 @@ def register(reg: Registry) -> None:
             }
             for t in tasks or []
         ]
-        return listing(items, ["starttime", "type", "id", "status"], "PBS tasks")
+        return listing(items, ["starttime", "type", "id", "status", "upid"], "PBS tasks")
 
     class JobIn(ToolInput):
         store: StoreArg

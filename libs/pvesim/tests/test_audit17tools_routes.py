@@ -214,3 +214,18 @@ async def test_a_parameter_that_requires_another_is_refused_alone(pvesim: Simula
         status, body = await _post(s, "/nodes/pve1/qemu", {"vmid": 913, "force": 1})
     assert status == 400, body
     assert body["errors"] == {"archive": "missing property - 'force' requires this property"}
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+async def test_a_volume_id_may_keep_its_slash_in_the_path(encoded: bool) -> None:
+    """pve-manager PVE/API2/Storage/Status.pm mounts Content with ``fragmentDelimiter => ''``
+    ("volume IDs may contain a slash '/'"): ``.../content/local:backup/vzdump-...`` reaches
+    ``{volume}`` whole, as proxmoxer sends it; the percent-encoded form works too."""
+    async with run_simulator(LAB, instant=True) as sim, api_session(sim) as s:
+        status, body = await _post(s, "/nodes/pve1/vzdump", {"vmid": "100", "storage": "local"})
+        assert status == 200, body
+        volid = sim.backup_files[("local", "pve1")][0]["volid"]
+        path = volid.replace(":", "%3A").replace("/", "%2F") if encoded else volid
+        async with s.delete(f"/api2/json/nodes/pve1/storage/local/content/{path}") as r:
+            assert r.status == 200, await r.text()
+        assert sim.backup_files[("local", "pve1")] == []

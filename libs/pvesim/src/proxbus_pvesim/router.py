@@ -11,6 +11,11 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Call"], Awaitable[Any]]
 
+# Last path parameters that take the rest of the path, slashes included: pve-manager
+# PVE/API2/Storage/Status.pm mounts Content with ``fragmentDelimiter => ''`` because
+# "volume IDs may contain a slash '/'".
+GREEDY_PARAMS = frozenset({"volume"})
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -61,13 +66,17 @@ class Router:
         """Like :meth:`resolve` for a path already split into (decoded) segments."""
         node = self._root
         params: dict[str, str] = {}
-        for seg in segments:
+        for i, seg in enumerate(segments):
             nxt = node.literal.get(seg)
             if nxt is None:
                 if node.param is None or not seg:
                     return None, {}
-                params[node.param[0]] = seg
-                nxt = node.param[1]
+                name, nxt = node.param
+                if name in GREEDY_PARAMS and not nxt.literal and nxt.param is None:
+                    # the rest of the path is this one parameter
+                    params[name] = "/".join(segments[i:])
+                    return nxt.routes.get(method), params
+                params[name] = seg
             node = nxt
         return node.routes.get(method), params
 

@@ -91,6 +91,9 @@ async def test_annotations_of_the_new_tools_as_the_official_client_sees_them(
             idempotent,
         ), name
         assert a.open_world_hint is True, name  # they all talk to Proxmox
+        if name in ("clone_guest", "create_vm", "create_container", "resize_guest_disk"):
+            # a task starter says what comes back: the task handle and its state
+            assert {"upid", "status"} <= set(t.output_schema.get("required", [])), name
         assert t.output_schema is not None, name
         assert t.title, name
         props = t.input_schema["properties"]
@@ -276,3 +279,29 @@ async def test_clone_to_another_storage_is_a_full_clone(lab: tuple[Simulator, Ga
     assert "full" in refused.error
     assert 401 not in sim.lab.guests
     assert sim.request_count == before
+
+
+async def test_a_running_pbs_task_log_and_cancel() -> None:
+    """PBS tasks live under ``/nodes/localhost/tasks/{upid}`` (proxmox-backup
+    src/api2/node/tasks.rs): status, log and DELETE to stop, like PVE's."""
+    async with run_simulator(LAB, instant=False, task_seconds=60) as sim:
+        gw = Gateway.from_settings(make_settings(), sim_env(sim))
+        gw.start()
+        try:
+            started = await call(gw, "pbs_start_gc", store="store1")
+            assert started.ok, started.error
+            upid = started.result.data["upid"]
+            log = await call(gw, "get_task_log", upid=upid)
+            assert log.ok, log.error
+            assert log.result.data["status"] == "running"
+            planned = await call(gw, "cancel_task", upid=upid)
+            assert planned.result.data["planned"] is True
+            assert sim.pbs_tasks.get(upid).running
+            done = await call(gw, "cancel_task", upid=upid, confirm=True)
+            assert done.ok, done.error
+            assert not sim.pbs_tasks.get(upid).running
+            after = await call(gw, "get_task_log", upid=upid)
+            assert after.result.data["status"] == "stopped"
+            assert after.result.data["exitstatus"] != "OK"
+        finally:
+            await gw.close()

@@ -20,3 +20,8 @@ Volume = Annotated[str, Field(max_length=300)]
 Upid = Annotated[str, Field(pattern=r"^UPID:[^/\s%]{20,300}$")]
 Confirm = Annotated[bool, Field(default=False)]
 LIST_OUT: dict[str, Any] = {"type": "object", "required": ["items", "count"]}
+
+
+def task_out(*extra: str) -> dict[str, Any]:
+    """A tool that starts one task: its UPID and status (started/running/ok), plus ``extra``."""
+    return {"type": "object", "required": ["upid", "status", *extra]}

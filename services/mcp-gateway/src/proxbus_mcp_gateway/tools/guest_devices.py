@@ -14,7 +14,7 @@ from pydantic import Field
 from .. import validate
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import VmidArg, guest_path, listing, locate_guest, start_task
-from ._compact import LIST_OUT, Cluster, Node, ReqNode
+from ._compact import LIST_OUT, Cluster, Node, ReqNode, task_out
 
 _DISK_KEY = re.compile(r"^(rootfs|(scsi|virtio|sata|ide|mp|efidisk|tpmstate|unused)\d+)$")
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -104,7 +104,7 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
-    @reg.tool("Resize guest disk", scope="admin", idempotent=False)
+    @reg.tool("Resize guest disk", scope="admin", idempotent=False, output=task_out())
     async def resize_guest_disk(ctx: CallContext, args: ResizeIn) -> ToolResult:
         """Grow a VM/container disk (disks never shrink)."""
         validate.disk_name(args.disk)

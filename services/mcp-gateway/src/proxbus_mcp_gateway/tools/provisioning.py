@@ -33,6 +33,7 @@ from ._compact import (
     ReqNode,
     Storage,
     Volume,
+    task_out,
 )
 
 _TIMEOUT = 45
@@ -72,7 +73,7 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         wait: bool = False
 
-    @reg.tool("Clone guest", scope="admin", idempotent=False)
+    @reg.tool("Clone guest", scope="admin", idempotent=False, output=task_out("newid"))
     async def clone_guest(ctx: CallContext, args: CloneIn) -> ToolResult:
         """Clone a VM/CT to a new vmid (templates: linked by default); returns newid and task."""
         if args.name:
@@ -160,7 +161,7 @@ def register(reg: Registry) -> None:
         result.data["vmid"] = vmid
         return result
 
-    @reg.tool("Create VM", scope="admin", idempotent=False)
+    @reg.tool("Create VM", scope="admin", idempotent=False, output=task_out("vmid"))
     async def create_vm(ctx: CallContext, args: VmIn) -> ToolResult:
         """Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on); returns vmid
         and task."""
@@ -180,7 +181,7 @@ def register(reg: Registry) -> None:
             params["ide2"] = f"{args.iso},media=cdrom"
         return await create_guest(ctx, args, "qemu", vmid, params)
 
-    @reg.tool("Create container", scope="admin", idempotent=False)
+    @reg.tool("Create container", scope="admin", idempotent=False, output=task_out("vmid"))
     async def create_container(ctx: CallContext, args: CtIn) -> ToolResult:
         """Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP); returns vmid and
         task."""

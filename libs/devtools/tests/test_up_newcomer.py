@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from proxbus_devtools.status import StatusBoard
 from proxbus_devtools.supervisor import Child, Supervisor, default_data_dir, footer
-from proxbus_devtools.testing import wait_until
+from proxbus_devtools.testing import free_port, wait_for_port, wait_until
+
+PROXBUS = str(Path(sys.executable).parent / "proxbus")
 
 # The demo's console receiver prints notifications on the dispatcher's stdout; its log lines
 # (and a crash's traceback) go to stderr.
@@ -82,3 +89,53 @@ def test_next_steps_are_two_aligned_columns(tmp_path: Path) -> None:
     # what to type (or where to look), then at least two spaces, then what it is: one column
     starts = {len(line) - len(line.split("  ", 2)[-1].lstrip()) for line in steps}
     assert len(starts) == 1, "\n".join(lines)
+
+
+def _listener() -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock, sock.getsockname()[1]
+
+
+def _up(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}
+    proc = subprocess.Popen(
+        [PROXBUS, "up", "--plain", "--data-dir", str(tmp_path), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**base, **(env or {})},
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # it stops its children
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"proxbus up did not give up:\n{out}{err}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_a_busy_nats_port_is_one_clear_line_not_a_restart_loop(tmp_path: Path) -> None:
+    sock, port = _listener()
+    with sock:
+        result = _up(tmp_path, "--services", "none", "--nats-port", str(port))
+    assert result.returncode == 1
+    assert f"port {port} (nats) is already in use" in result.stderr
+    assert "--nats-port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "logs" / "nats.log").exists()  # nothing was started
+
+
+def test_a_busy_service_port_names_the_variable_that_moves_it(tmp_path: Path) -> None:
+    sock, busy = _listener()
+    nats = free_port()
+    with sock:
+        result = _up(
+            tmp_path, "--services", "dispatcher", "--nats-port", str(nats),
+            env={"PROXBUS_DISPATCHER_HEALTH_PORT": str(busy)},
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"port {busy} (dispatcher) is already in use" in result.stderr
+    assert "PROXBUS_DISPATCHER_HEALTH_PORT=" in result.stderr
+    with pytest.raises(TimeoutError):
+        wait_for_port(nats, timeout=0.5)

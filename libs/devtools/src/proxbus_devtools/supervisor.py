@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -233,6 +234,58 @@ def describe_ports(name: str, env: Mapping[str, str]) -> tuple[str, int | None]:
     if name == "ingest-email":
         return f"{env.get('SMTP_PORT') or SMTP_PORT} smtp, {health}", health
     return f"{health} http", health
+
+
+def listen_ports(child: Child) -> list[tuple[int, str]]:
+    """(TCP port, how to move it) of each port ``child`` will listen on; 0 (any) left out."""
+    if child.name == "nats":
+        return [(int(child.argv[child.argv.index("-p") + 1]), "--nats-port N")]
+    if child.name not in HEALTH_PORTS:
+        return []
+    env = child_env(child)
+    prefix = f"PROXBUS_{child.name.upper().replace('-', '_')}_"
+    variable, default = HEALTH_PORTS[child.name]
+    wanted = [(variable, env.get(variable) or str(default))]
+    if child.name == "ingest-syslog":
+        wanted.append(("SYSLOG_PORT", env.get("SYSLOG_PORT") or str(SYSLOG_PORT)))
+    if child.name == "ingest-email":
+        wanted.append(("SMTP_PORT", env.get("SMTP_PORT") or str(SMTP_PORT)))
+    return [
+        (int(port), f"{prefix}{name}=N") for name, port in wanted if port.isdigit() and port != "0"
+    ]
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on TCP ``port`` (of any local address)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
+def busy_ports(children: list[Child], data_dir: Path) -> list[str]:
+    """One line per port a child needs that something else holds, and what to do about it.
+
+    Checked before anything starts: a nats-server that cannot bind would be restarted forever
+    while the services talk to whatever holds its port.
+    """
+    lines = [
+        f"proxbus up: port {port} ({child.name}) is already in use; free it or move it: {hint}"
+        for child in children
+        for port, hint in listen_ports(child)
+        if port_in_use(port)
+    ]
+    if lines:
+        other = read_state(data_dir) or read_state(Path(default_data_dir()))
+        if other is not None:
+            lines.append(
+                f"proxbus up: another proxbus up is running (pid {other['pid']}, data dir "
+                f"{other.get('data_dir')}): Ctrl-C in its terminal, or kill -INT {other['pid']}"
+            )
+    return lines
 
 
 # ---------------------------------------------------------------------------- the run
@@ -558,6 +611,10 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     children = plan_children(args, settings)
+    busy = busy_ports(children, data_dir)
+    if busy:
+        print("\n".join(busy), file=sys.stderr)
+        return 1
     board = StatusBoard(c.name for c in children)
     redact = Redactor()
     credentials = DemoCredentials(data_dir / "demo", redact) if args.demo else None

@@ -22,6 +22,9 @@ import pytest_asyncio
 from proxbus_pvesim.simulator import Simulator
 
 EXPORTER = "prometheus-pve-exporter==3.10.2"
+# The session fixture installs from PyPI (pip's own limit: 300 s): the suite's 60 s per test
+# would cut a slow cold install with a bare "Timeout" instead of pip's reason.
+pytestmark = pytest.mark.timeout(400)
 # Every PVE collector of 3.10.2 (pve_exporter/cli.py), switched on explicitly.
 COLLECTORS = (
     "status",

@@ -9,8 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check 'uv>=0.5,<1'
-UV="$(python3 -c 'import shutil,sysconfig,os; print(shutil.which("uv") or os.path.join(sysconfig.get_path("scripts"),"uv"))')"
+pip_uv() { python3 -m pip install --quiet --disable-pip-version-check "$@" 'uv>=0.5,<1'; }
+# Debian 12+'s own python3 is "externally managed" (PEP 668): pip refuses a system-wide install.
+# uv is one binary without dependencies, so there it goes to the user's ~/.local/bin.
+pip_uv 2>/dev/null || pip_uv --user --break-system-packages
+UV="$(python3 scripts/find_uv.py)"
 
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""
@@ -51,3 +54,6 @@ elif ! cmp -s "$MCP_CLIENTS/package-lock.json" "$MCP_CLIENTS/node_modules/.insta
   cp "$MCP_CLIENTS/package-lock.json" "$MCP_CLIENTS/node_modules/.installed-lock.json"
 fi
 echo "proxbus installed: $("$UV" run --no-sync proxbus --version 2>/dev/null || echo 'workspace ready')"
+if ! command -v uv >/dev/null 2>&1; then
+  echo "uv is $UV, which is not on your PATH: run  export PATH=\"$(dirname "$UV"):\$PATH\"  (the README's commands call uv)"
+fi

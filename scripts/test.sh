@@ -2,7 +2,7 @@
 # Runs the whole test suite: format check, lint, strict types, then every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-UV="$(command -v uv || python3 -c 'import sysconfig,os; print(os.path.join(sysconfig.get_path("scripts"),"uv"))')"
+UV="$(python3 scripts/find_uv.py)"
 run() { "$UV" run --no-sync "$@"; }
 
 echo "== ruff format --check"; run ruff format --check libs services tests bench

@@ -782,3 +782,35 @@ def test_the_readme_service_table_gives_each_service_its_default_ports() -> None
     wanted["ingest-email"] = [SMTP_PORT, HTTP_PORTS["ingest-email"]]
     for name, ports in wanted.items():
         assert rows[name] == ports, f"README.md, {name}: ports {rows[name]}, the code's {ports}"
+
+
+# ---------------------------------------------------------------------------- first five minutes
+
+
+def test_the_readme_starts_with_install_test_demo_and_ci_runs_the_first_two() -> None:
+    (_, first), *_ = [
+        (lang, body) for lang, body in _FENCE.findall((ROOT / "README.md").read_text())
+    ]
+    commands = [line.split("#", 1)[0].strip() for line in first.splitlines()]
+    assert commands == ["./scripts/install.sh", "./scripts/test.sh", "uv run proxbus up --demo"]
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith(("#", "set ", "cd "))]  # fmt: skip
+    assert ci == commands[:2]
+
+
+def test_install_finds_a_uv_that_pip_put_in_the_users_local_bin(tmp_path: Path) -> None:
+    """Debian's python3 refuses a system-wide pip install (PEP 668), so install.sh puts uv in
+    ~/.local/bin, which is often not on PATH: scripts/find_uv.py still finds it."""
+    userbase = tmp_path / "local"
+    (userbase / "bin").mkdir(parents=True)
+    uv = userbase / "bin" / "uv"
+    uv.write_text("#!/bin/sh\n")
+    uv.chmod(0o755)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONUSERBASE": str(userbase)}
+    found = subprocess.run(["/usr/bin/python3", str(ROOT / "scripts" / "find_uv.py")],
+                           env=env, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert found.stdout.strip() == str(uv), found.stderr
+    install = (ROOT / "scripts" / "install.sh").read_text()
+    assert "--user --break-system-packages" in install
+    assert "scripts/find_uv.py" in install
+    assert "scripts/find_uv.py" in (ROOT / "scripts" / "test.sh").read_text()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from typing import Any, cast
 
+import anyio
 from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.message import SessionMessage
 from mcp.types import (
     INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
     CallToolRequestParams,
     CallToolResult,
     GetPromptResult,
@@ -22,6 +27,7 @@ from mcp.types import (
     Tool,
     ToolAnnotations,
 )
+from pydantic import ValidationError
 
 from .auth import Caller
 from .gateway import Gateway
@@ -34,6 +40,26 @@ INSTRUCTIONS = (
     "unless confirm=true: show the plan to the user first. Use wait=true to follow tasks. "
     "proxmox_api reaches any other API path."
 )
+
+
+def unreadable_answer(exc: Exception) -> str:
+    """The JSON-RPC error line for a stdin line that is no JSON-RPC message: -32700 when it
+    is not JSON (or too long, :data:`.stdio.MAX_LINE`), else -32600 with its ``id`` when one
+    can be read (JSON-RPC 2.0 section 5: null when it cannot)."""
+    code, message, rid = PARSE_ERROR, "Parse error", None
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_context=False)
+        if not any(e["type"] == "json_invalid" for e in errors):
+            code, message = INVALID_REQUEST, "Invalid Request"
+            for e in errors:
+                given = e.get("input")
+                if isinstance(given, dict):
+                    candidate = given.get("id")
+                    if isinstance(candidate, str | int) and not isinstance(candidate, bool):
+                        rid = candidate
+                        break
+    error = {"code": code, "message": message}
+    return json.dumps({"jsonrpc": "2.0", "id": rid, "error": error}) + "\n"
 
 
 def tool_definition(spec: ToolSpec, *, read_only_gateway: bool = False) -> Tool:
@@ -134,7 +160,30 @@ class GatewayMCPServer(MCPServer[Any]):
             stdin, stdout = streams if streams is not None else (None, None)
             async with stdio_server(cast(Any, stdin), cast(Any, stdout)) as (read, write):
                 lowlevel = self._lowlevel_server
-                await lowlevel.run(read, write, lowlevel.create_initialization_options())
+                options = lowlevel.create_initialization_options()
+                if stdout is None:
+                    await lowlevel.run(read, write, options)
+                    return
+                # The SDK passes a line it cannot read on as an exception, which its session
+                # drops without an answer: answer it here (JSON-RPC 2.0 section 5), as the
+                # HTTP transport does.
+                inner_send, inner_read = anyio.create_memory_object_stream[
+                    SessionMessage | Exception
+                ](0)
+
+                async def forward() -> None:
+                    async with inner_send, read:
+                        async for item in read:
+                            if isinstance(item, Exception):
+                                await stdout.write(unreadable_answer(item))
+                                await stdout.flush()
+                            else:
+                                await inner_send.send(item)
+
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(forward)
+                    await lowlevel.run(inner_read, write, options)
+                    tasks.cancel_scope.cancel()
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Any = None

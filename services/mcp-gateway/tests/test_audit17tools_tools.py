@@ -4,6 +4,7 @@ hostile input, against the simulator over HTTPS (issue 17 audit)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -305,3 +306,57 @@ async def test_a_running_pbs_task_log_and_cancel() -> None:
             assert after.result.data["exitstatus"] != "OK"
         finally:
             await gw.close()
+
+
+async def test_restore_onto_an_existing_guest_is_refused_in_the_plan(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    """qemu-server create_vm with ``archive`` refuses an existing vmid without ``force`` and a
+    running guest with it; a container backup cannot replace a VM. The plan says so instead of
+    promising a restore that Proxmox will refuse."""
+    sim, gw = lab
+    assert (await call(gw, "create_backup", vmid=100, storage="local", wait=True)).ok
+    volid = sim.backup_files[("local", "pve1")][0]["volid"]
+    before = sim.request_count
+    for args, expected in [
+        ({"vmid": 100}, "force=true"),
+        ({"vmid": 100, "force": True}, "running"),
+        ({"vmid": 200, "force": True}, "not a VM"),
+    ]:
+        out = await call(gw, "restore_backup", archive=volid, **args)
+        assert out.code == 409, (args, out.code, out.error)
+        assert expected in out.error, out.error
+    assert all(r.method == "GET" for r in list(sim.request_log)[-(sim.request_count - before) :])
+    ok = await call(gw, "restore_backup", archive=volid, vmid=101)
+    assert ok.ok, ok.error
+    assert ok.result.data["planned"] is True
+
+
+async def test_a_protected_backup_is_not_planned_for_deletion(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    """proxmox-backup refuses to remove a protected snapshot: the tool says so up front."""
+    sim, gw = lab
+    assert sim.lab.pbs is not None
+    snap = sim.lab.pbs.datastores["store1"].snapshots[0]
+    snap.protected = True
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(snap.backup_time))
+    name = f"{snap.backup_type}/{snap.backup_id}/{stamp}"
+    for args in ({"store": "store1", "snapshot": name}, {"volid": f"pbs-store:backup/{name}"}):
+        out = await call(gw, "delete_backup", confirm=True, **args)
+        assert out.code == 409, (args, out.code, out.error)
+        assert "protected" in out.error
+    assert snap in sim.lab.pbs.datastores["store1"].snapshots
+
+
+async def test_ssh_keys_of_every_openssh_type_are_accepted(lab: tuple[Simulator, Gateway]) -> None:
+    """OpenSSH public key types include the FIDO ``sk-`` ones (sshd(8) AUTHORIZED_KEYS)."""
+    sim, gw = lab
+    key = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIA== me@host"
+    out = await call(
+        gw, "create_container", node="pve1", template=VZTMPL, ssh_key=key, storage="local-lvm"
+    )
+    assert out.ok, out.error
+    assert sim.lab.guests[out.result.data["vmid"]].kind == "lxc"
+    bad = await call(gw, "create_container", node="pve1", template=VZTMPL, ssh_key="hello")
+    assert bad.code == 400

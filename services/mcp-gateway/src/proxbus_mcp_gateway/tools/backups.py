@@ -16,7 +16,7 @@ from urllib.parse import quote
 from pydantic import Field
 
 from .. import validate
-from ..errors import InvalidArgument, NotFound
+from ..errors import InvalidArgument, NotFound, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import StoreArg, answered, backup_kind, listing, plan, start_task, volume
 from ._compact import LIST_OUT, Cluster, Confirm, Node, OptStorage, OptVmid, Server, Storage, Volume
@@ -103,6 +103,34 @@ async def find_volume(
     raise NotFound(f"volume {volid} not found on {', '.join(nodes)}")
 
 
+async def check_restore_target(
+    ctx: CallContext, cluster: str | None, node: str, vmid: int, kind: str, force: bool
+) -> None:
+    """What qemu-server / pve-container create_vm refuse for a restore onto ``vmid``: an
+    existing guest without ``force``, a running one, or one of the other type (Qemu.pm:
+    "unable to restore VM ... - VM is running"; "VM ... already exists").
+
+    Raises:
+        ToolFailure: 409 with what to do instead.
+    """
+    answers = await ctx.gateway.pool.request_all(cluster, "/cluster/resources", {"type": "vm"})
+    ok, _ = answered(answers, f"looking up guest {vmid}")
+    for _, result in ok:
+        items = list(result or [])
+        if not any(i.get("node") == node for i in items):
+            continue  # another standalone host: its ids are its own
+        for g in items:
+            if g.get("vmid") != vmid:
+                continue
+            where = f"guest {vmid} ({g.get('name', '?')}) exists on {g.get('node')}"
+            if g.get("type") != kind:
+                raise ToolFailure(f"{where} and is not a {'VM' if kind == 'qemu' else 'CT'}", 409)
+            if not force:
+                raise ToolFailure(f"{where}: pass force=true to overwrite it, or another vmid", 409)
+            if g.get("status") == "running":
+                raise ToolFailure(f"{where} and is running: stop it before restoring over it", 409)
+
+
 def forget_backup_listings(ctx: CallContext, cluster: str | None) -> None:
     """Drop the cluster's cached PVE reads: a PBS snapshot is also a volume of every PVE
     storage pointing at that datastore, and a shared storage is listed per node."""
@@ -180,6 +208,8 @@ def register(reg: Registry) -> None:
         vmid = args.vmid or await next_vmid(ctx, args.cluster, node)
         ctx.caller.require_vmid(vmid)
         label = f"{'VM' if kind == 'qemu' else 'CT'} {vmid} on {node}"
+        if args.vmid is not None:
+            await check_restore_target(ctx, args.cluster, node, vmid, kind, args.force)
         if not args.confirm:
             current = {
                 "archive": args.archive,
@@ -236,8 +266,10 @@ def register(reg: Registry) -> None:
                 )
             if item.get("vmid") is not None:
                 ctx.caller.require_vmid(int(item["vmid"]))
+            if item.get("protected"):
+                raise ToolFailure(f"{args.volid} is protected: remove its protection first", 409)
             if not args.confirm:
-                current = {k: item.get(k) for k in ("size", "vmid", "ctime", "protected", "format")}
+                current = {k: item.get(k) for k in ("size", "vmid", "ctime", "format")}
                 return plan("delete backup", args.volid, current, effect)
             path = f"/nodes/{node}/storage/{storage}/content/{quote(args.volid, safe='')}"
             result = await start_task(
@@ -268,13 +300,12 @@ def register(reg: Registry) -> None:
         if snap is None:
             raise NotFound(f"no snapshot {args.snapshot} in {args.store}")
         target = f"{args.store}:{args.snapshot}"
+        if snap.get("protected"):
+            # proxmox-backup refuses it too ("cannot remove protected snapshot")
+            raise ToolFailure(f"{target} is protected: remove its protection first", 409)
         if not args.confirm:
             state = (snap.get("verification") or {}).get("state")
-            current = {
-                "size": snap.get("size"),
-                "protected": snap.get("protected"),
-                "verify": state,
-            }
+            current = {"size": snap.get("size"), "verify": state}
             return plan("delete backup", target, current, effect)
         params = {"backup-type": btype, "backup-id": bid, "backup-time": btime}
         await pool.pbs_request(args.cluster, args.server, "DELETE", base, params)

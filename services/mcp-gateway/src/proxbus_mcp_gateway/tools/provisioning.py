@@ -197,7 +197,11 @@ def register(reg: Registry) -> None:
         if args.hostname:
             params["hostname"] = args.hostname
         if args.ssh_key:
-            if not args.ssh_key.startswith(("ssh-", "ecdsa-")) or "\n" in args.ssh_key.strip():
+            # key types of sshd(8) AUTHORIZED_KEYS FILE FORMAT, FIDO "sk-" ones included
+            if (
+                not args.ssh_key.startswith(("ssh-", "ecdsa-", "sk-"))
+                or "\n" in args.ssh_key.strip()
+            ):
                 raise InvalidArgument("ssh_key: one OpenSSH public key line expected")
             params["ssh-public-keys"] = args.ssh_key
         return await create_guest(ctx, args, "lxc", vmid, params)

@@ -1,9 +1,11 @@
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from proxbus_devtools.testing import NatsServer
 
@@ -109,3 +111,32 @@ def test_publish_and_stats_use_the_jetstream_domain(make_nats_server) -> None:  
     )  # fmt: skip
     assert wrong.returncode == 1  # another domain: no JetStream answers there
     assert "PROXBUS_EVENTS" not in wrong.stdout
+
+
+async def test_tail_count_prints_exactly_that_many_of_a_burst(
+    nats_server: NatsServer, js: Any
+) -> None:
+    """`--count 3` while the demo publishes a task's events at once printed 4 or more: events
+    that arrived before the tail stopped were printed after it had enough."""
+    from proxbus_events import Event
+    from proxbus_runtime import EventPublisher
+
+    tail = await asyncio.create_subprocess_exec(
+        PROXBUS, "events", "tail", "--json", "--count", "3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(nats_server),
+    )  # fmt: skip
+    assert tail.stderr is not None
+    line = await asyncio.wait_for(tail.stderr.readline(), 20)
+    assert line.startswith(b"listening on"), line
+    publisher = EventPublisher(js)
+    await asyncio.gather(
+        *(
+            publisher.publish(
+                Event(source="syslog", kind="syslog.message", site="lab", title=f"burst {n}")
+            )
+            for n in range(50)
+        )
+    )
+    out, _ = await asyncio.wait_for(tail.communicate(), 20)
+    assert tail.returncode == 0
+    assert len(out.splitlines()) == 3, out.decode()

@@ -225,6 +225,8 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
 
     async def on_event(msg: Any) -> None:
         nonlocal seen
+        if done.is_set():  # --count reached, or stopping: what is still delivered is not shown
+            return
         try:
             event = Event.from_json(msg.data)
         except ValidationError:
@@ -241,6 +243,8 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
             done.set()
 
     async def on_suppressed(msg: Any) -> None:
+        if done.is_set():
+            return
         try:
             record = json.loads(msg.data)
         except ValueError:
@@ -253,6 +257,8 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
         sys.stdout.flush()
 
     async def on_incident(msg: Any) -> None:
+        if done.is_set():
+            return
         try:
             inc = json.loads(msg.data)
             sources = ", ".join(inc["sources"])

@@ -216,6 +216,15 @@ class Gateway:
         self._finish(outcome, args, caller, started)
         return outcome
 
+    def refuse(
+        self, name: str, arguments: Mapping[str, Any] | None, caller: Caller, error: str, code: int
+    ) -> Outcome:
+        """Audit (and count) a call a transport refused before the pipeline (a body too
+        large or not a JSON object, a contradicting cluster): every call leaves one record."""
+        outcome = Outcome(name, error=error, code=code)
+        self._finish(outcome, dict(arguments or {}), caller, time.perf_counter())
+        return outcome
+
     def _finish(
         self, outcome: Outcome, args: dict[str, Any], caller: Caller, started: float
     ) -> None:

@@ -7,11 +7,13 @@ import json
 import logging
 from typing import Any
 
+import pydantic_core
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 from proxbus_events import CALLER_HEADER, RPC_SERVICE_NAME, rpc_subject, sanitize_token
 
+from .auth import Caller
 from .gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -64,20 +66,23 @@ def _handler(gateway: Gateway, tool: str | None, cluster: str | None = None) -> 
         name = tool if tool is not None else req.subject.rsplit(".", 1)[-1]
         caller = gateway.rpc_caller((req.headers or {}).get(CALLER_HEADER, "unknown"))
         if len(req.data) > MAX_REQUEST:
-            await _error(req, 413, "request too large")
+            await _refuse(req, gateway, name, {}, caller, 413, "request too large")
             return
         try:
-            args = json.loads(req.data) if req.data else {}
+            # pydantic-core: a recursion limit (ValueError) where json.loads would raise
+            # RecursionError on a deeply nested body.
+            args = pydantic_core.from_json(req.data) if req.data else {}
         except ValueError:
             args = None
         if not isinstance(args, dict):
-            outcome = await gateway.call(name, {"_invalid_body": True}, caller)
-            await _error(req, 400, "request body must be a JSON object of tool arguments")
+            message = "request body must be a JSON object of tool arguments"
+            await _refuse(req, gateway, name, {}, caller, 400, message)
             return
         if cluster is not None:
             given = args.get("cluster")
             if given is not None and given != cluster:
-                await _error(req, 400, f"cluster {given!r} sent on the subject of {cluster!r}")
+                message = f"cluster {given!r} sent on the subject of {cluster!r}"
+                await _refuse(req, gateway, name, args, caller, 400, message)
                 return
             spec = gateway.registry.tools.get(name)
             if spec is not None and "cluster" in spec.input_model.model_fields:
@@ -89,6 +94,19 @@ def _handler(gateway: Gateway, tool: str | None, cluster: str | None = None) -> 
         await req.respond(json.dumps(outcome.result.data, default=str).encode())
 
     return handle
+
+
+async def _refuse(
+    req: Request,
+    gateway: Gateway,
+    name: str,
+    args: dict[str, Any],
+    caller: Caller,
+    code: int,
+    message: str,
+) -> None:
+    gateway.refuse(name, args, caller, message, code)
+    await _error(req, code, message)
 
 
 async def _error(req: Request, code: int, message: str) -> None:

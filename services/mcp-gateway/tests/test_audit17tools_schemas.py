@@ -96,6 +96,11 @@ class Caller:
         self.session = session
         self.sims = sims
         self.called: set[str] = set()
+        # no answer ever carries a credential: the Proxmox/PBS token secrets, the gateway's
+        # bearer token
+        self.secrets = {ADMIN_SECRET} | {
+            t.secret for sim in sims for t in (sim.tokens.admin, sim.pbs_tokens.admin)
+        }
         self.progress: list[tuple[float, float | None, str | None]] = []
 
     async def ok(self, tool: str, args: dict[str, Any], progress: bool = False) -> dict[str, Any]:
@@ -104,6 +109,8 @@ class Caller:
         assert isinstance(out.structured_content, dict), (tool, args)
         text = out.content[0].text  # type: ignore[union-attr]
         assert text.strip(), (tool, args)
+        shown = text + json.dumps(out.structured_content)
+        assert not [x for x in self.secrets if x in shown], (tool, args)
         return out.structured_content
 
     async def error(self, tool: str, args: dict[str, Any]) -> str:
@@ -111,6 +118,7 @@ class Caller:
         assert out.is_error, (tool, args, out.structured_content)
         text: str = out.content[0].text  # type: ignore[union-attr]
         assert "Traceback" not in text
+        assert not [x for x in self.secrets if x in text], (tool, args)
         return text
 
     async def call(self, tool: str, args: dict[str, Any], progress: bool = False) -> Any:

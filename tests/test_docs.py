@@ -814,3 +814,47 @@ def test_install_finds_a_uv_that_pip_put_in_the_users_local_bin(tmp_path: Path) 
     assert "--user --break-system-packages" in install
     assert "scripts/find_uv.py" in install
     assert "scripts/find_uv.py" in (ROOT / "scripts" / "test.sh").read_text()
+
+
+_TOP = ("libs/", "services/", "deploy/", "docs/", "tests/", "scripts/", "bench/", "tools/", ".ci/")
+
+
+def broken_references(page: Path) -> list[str]:
+    """Relative Markdown links of ``page`` that lead nowhere, and backticked repository paths
+    (``services/dispatcher/routes.example.yaml``) that do not exist."""
+    text = page.read_text()
+    wrong = []
+    for m in re.finditer(r"\]\(([^)\s]+)\)", text):
+        target = m.group(1).split("#")[0]
+        if (
+            target
+            and not re.match(r"[a-z]+:|.*[\[{]", target)
+            and not (page.parent / target).exists()
+        ):
+            wrong.append(f"link ({target})")
+    # A member's README names its own files from its folder (`tests/test_spool.py`) or its
+    # package (`tools/provisioning.py`); `tools/list` (an MCP method) has no extension.
+    bases = [ROOT, page.parent, *page.parent.glob("src/*/")]
+    for m in re.finditer(r"`([\w./-]+(?:\.[a-z]+|/))`", text):
+        path = m.group(1).rstrip("/")
+        if path.startswith(_TOP) and not any((base / path).exists() for base in bases):
+            wrong.append(f"path `{path}`")
+    return wrong
+
+
+def test_links_and_repository_paths_in_every_readme_exist() -> None:
+    wrong = [f"{page.relative_to(ROOT)}: {bad}" for page in MEMBER_PAGES
+             for bad in broken_references(page)]  # fmt: skip
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_broken_link_or_path_is_found(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    (tmp_path / "there.md").write_text("")
+    page.write_text(
+        "[ok](there.md) [gone](missing.md#x) [web](https://example.org) `libs/events` "
+        "`services/dispatcher/routes.example.yaml` `services/dispatcher/no-such.yaml`\n"
+    )
+    assert broken_references(page) == [
+        "link (missing.md)", "path `services/dispatcher/no-such.yaml`"
+    ]  # fmt: skip

@@ -69,3 +69,37 @@ async def test_bad_rpc_requests_get_an_error_reply_and_one_audit_record(
     assert records[0]["code"] == int(code)
     assert records[0]["caller"] == "audit"
     assert records[0]["transport"] == "nats"
+
+
+# -- the audit record of a call with huge arguments stays small ------------------------------
+
+
+async def test_huge_arguments_make_a_bounded_audit_record(
+    rpc_gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4 MiB body fits the HTTP limit; its audit record must still fit JetStream's 1 MiB
+    payload (else it is lost) and not keep the caller's arguments alive while queued."""
+    from proxbus_mcp_gateway.testing import ADMIN
+
+    huge = {"x": [[["a" * 500] * 60] * 60] * 2}  # ~3.6 MB of JSON, an unknown argument
+    with caplog.at_level(logging.INFO, logger="proxbus.audit"):
+        out = await rpc_gateway.call("get_vms", huge, ADMIN)
+    assert out.code == 400
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "proxbus.audit"]
+    assert len(line) < 32 * 1024, len(line)
+    record = json.loads(line.removeprefix("audit "))
+    assert record["arguments"] == {"_omitted": "arguments too large for the audit (x)"}
+    assert record["message"].startswith("invalid arguments: x: unknown argument")
+
+
+def test_an_audit_record_keeps_a_bounded_copy_not_the_callers_arguments() -> None:
+    from proxbus_mcp_gateway.audit import AuditRecord
+
+    args: dict[str, Any] = {"vmid": 100, "password": "hunter2", "big": "b" * 10_000}
+    rec = AuditRecord("t", "c", "nats", args, "ok", 1.0, "lab")
+    assert rec.arguments is not args
+    assert rec.arguments["password"] != "hunter2"
+    assert len(rec.arguments["big"]) < 600
+    long = AuditRecord("t", "c", "nats", {}, "error", 1.0, "lab", message="e" * 100_000)
+    assert long.message is not None
+    assert len(long.message) <= 8 * 1024 + 1

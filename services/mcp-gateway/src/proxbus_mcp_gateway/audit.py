@@ -43,6 +43,22 @@ def redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
+MAX_ARGUMENTS = 16 * 1024
+MAX_MESSAGE = 8 * 1024  # characters of an error message kept (an upstream error can be long)
+"""Bytes of (redacted) arguments an audit record carries; more are replaced by their names."""
+
+
+def bounded_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``redact(arguments)``, or only their names when that is over :data:`MAX_ARGUMENTS`
+    (a 4 MiB call body must not make a record JetStream refuses: 1 MiB payload limit)."""
+    clean: dict[str, Any] = redact(arguments)
+    size = len(json.dumps(clean, default=str, separators=(",", ":")))
+    if size <= MAX_ARGUMENTS:
+        return clean
+    names = ", ".join(sorted(str(k)[:64] for k in list(arguments)[:16]))
+    return {"_omitted": f"arguments too large for the audit ({names})"}
+
+
 @dataclass(slots=True)
 class AuditRecord:
     tool: str
@@ -56,6 +72,12 @@ class AuditRecord:
     code: int | None = None
     ts: float = field(default_factory=time.time)
 
+    def __post_init__(self) -> None:
+        # A bounded, redacted copy: a queued record keeps no reference to the call's input.
+        self.arguments = bounded_arguments(self.arguments)
+        if self.message is not None and len(self.message) > MAX_MESSAGE:
+            self.message = self.message[:MAX_MESSAGE] + "…"
+
     def to_json(self) -> bytes:
         return json.dumps(
             {
@@ -65,7 +87,7 @@ class AuditRecord:
                 "tool": self.tool,
                 "caller": self.caller,
                 "transport": self.transport,
-                "arguments": redact(self.arguments),
+                "arguments": self.arguments,
                 "outcome": self.outcome,
                 "code": self.code,
                 "message": self.message,

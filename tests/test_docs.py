@@ -858,3 +858,24 @@ def test_a_broken_link_or_path_is_found(tmp_path: Path) -> None:
     assert broken_references(page) == [
         "link (missing.md)", "path `services/dispatcher/no-such.yaml`"
     ]  # fmt: skip
+
+
+def test_every_dependency_is_in_the_readmes_table() -> None:
+    import tomllib
+
+    names = set()
+    for path in [ROOT / "pyproject.toml", *ROOT.glob("libs/*/pyproject.toml"),
+                 *ROOT.glob("services/*/pyproject.toml")]:  # fmt: skip
+        data = tomllib.loads(path.read_text())
+        specs = data.get("project", {}).get("dependencies", [])
+        specs += [s for group in data.get("dependency-groups", {}).values() for s in group]
+        names |= {re.split(r"[<>=\[ ;~!]", s)[0].lower() for s in specs if isinstance(s, str)}
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Dependencies") : readme.index("## Testing")].lower()
+    missing = sorted(n for n in names if not n.startswith("proxbus") and n not in table)
+    assert not missing, f"README.md's dependency table does not say why: {missing}"
+    install = (ROOT / "scripts" / "install.sh").read_text()
+    debian = re.search(r'pkgs="([^"]+)"', install)
+    assert debian
+    missing = sorted(p for p in debian.group(1).split() if p not in table)
+    assert not missing, f"Debian packages install.sh installs, not in the table: {missing}"

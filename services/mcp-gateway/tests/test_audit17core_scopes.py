@@ -156,3 +156,29 @@ def test_operate_is_exactly_power_snapshot_backup_migrate_inside_the_cluster() -
         "pbs POST /admin/datastore/{store}/verify",
     }
     assert set(ops) == expected
+
+
+async def test_a_node_limited_token_cannot_use_pbs_node_paths(
+    sim: Simulator, gateway: Gateway
+) -> None:
+    """A node allowlist names PVE nodes: PBS's own ``/nodes/{node}/...`` (syslog, journal,
+    tasks, report) is outside it, as every other PBS path already is."""
+    from hashlib import sha256
+
+    from proxbus_mcp_gateway.config import TokenSpec
+
+    token = TokenSpec(
+        "edge-only",
+        sha256(b"x").hexdigest(),
+        frozenset({"read"}),
+        nodes=frozenset({"pve1"}),
+    )
+    caller = Caller.from_token(token, "test")
+    before = sim.request_count
+    for path in ("/nodes/localhost/syslog", "/nodes/localhost/tasks", "/admin/datastore"):
+        out = await gateway.call("proxmox_api", {"product": "pbs", "path": path}, caller)
+        assert out.code == 403, (path, out.code, out.error)
+    assert sim.request_count == before
+    # Its own node is still reachable.
+    ok = await gateway.call("proxmox_api", {"path": "/nodes/pve1/status"}, caller)
+    assert ok.ok, ok.error

@@ -41,10 +41,13 @@ def register(reg: Registry) -> None:
             raise Forbidden("forbidden: READ_ONLY=true allows only GET through proxmox_api")
         caller.require_scope(scope, f"{call.method} {call.template}")
         if caller.restricted:
-            if call.node is None and caller.token and caller.token.nodes is not None:
+            # A node allowlist names PVE nodes: a PBS path (its own {node} too) is outside it.
+            pbs_node = args.product == "pbs" and call.node is not None
+            if (call.node is None or pbs_node) and caller.token and caller.token.nodes is not None:
+                what = "a PBS path" if pbs_node else "not node-scoped"
                 raise Forbidden(
                     f"forbidden: '{caller.name}' is limited to some nodes; "
-                    f"{call.template} is not node-scoped"
+                    f"{call.template} is {what}"
                 )
             if call.vmid is None and caller.token and caller.token.vmids is not None:
                 raise Forbidden(

@@ -360,3 +360,20 @@ async def test_ssh_keys_of_every_openssh_type_are_accepted(lab: tuple[Simulator,
     assert sim.lab.guests[out.result.data["vmid"]].kind == "lxc"
     bad = await call(gw, "create_container", node="pve1", template=VZTMPL, ssh_key="hello")
     assert bad.code == 400
+
+
+async def test_storage_content_is_bounded_by_a_limit(lab: tuple[Simulator, Gateway]) -> None:
+    """A backup storage can hold thousands of volumes: the answer is the newest ``limit``
+    (default 200) with the total, not every volume in one message."""
+    sim, gw = lab
+    for _ in range(3):
+        assert (await call(gw, "create_backup", vmid=100, storage="local", wait=True)).ok
+    out = await call(gw, "list_storage_content", storage="local", node="pve1", limit=2)
+    assert out.ok, out.error
+    data = out.result.data
+    total = len(sim.storage_volumes(sim.lab.storages["local"], "pve1"))
+    assert (data["count"], data["total"]) == (2, total)
+    assert "raise limit" in out.result.text
+    everything = await call(gw, "list_storage_content", storage="local", node="pve1")
+    assert everything.result.data["count"] == total
+    assert (await call(gw, "list_storage_content", storage="local", limit=0)).code == 400

@@ -147,12 +147,13 @@ def register(reg: Registry) -> None:
         storage: Storage
         content: Literal["iso", "vztmpl", "backup", "images", "rootdir", "snippets"] | None = None
         vmid: OptVmid = None
+        limit: int = Field(default=200, ge=1, le=5000)
         node: Node = None
         cluster: Cluster = None
 
     @reg.tool("Storage content", output=LIST_OUT)
     async def list_storage_content(ctx: CallContext, args: ContentIn) -> ToolResult:
-        """Volumes on a storage: ISOs, CT templates, backups, disks."""
+        """Volumes on a storage, newest first: ISOs, CT templates, backups, disks."""
         nodes = await storage_nodes(ctx, args.cluster, args.storage, args.node)
         params: dict[str, Any] = {}
         if args.content:
@@ -181,7 +182,11 @@ def register(reg: Registry) -> None:
                 item["verify"] = v["verification"].get("state")
             items.append(item)
         cols = ["volid", "content", "size", "vmid"] + (["node"] if len(nodes) > 1 else [])
-        return listing(items, cols, f"{args.storage} on {', '.join(nodes)}")
+        res = listing(items[: args.limit], cols, f"{args.storage} on {', '.join(nodes)}")
+        res.data["total"] = len(items)
+        if len(items) > args.limit:
+            res.text += f"\n... {len(items) - args.limit} older volumes not shown (raise limit)"
+        return res
 
     class RestoreIn(ToolInput):
         archive: Volume

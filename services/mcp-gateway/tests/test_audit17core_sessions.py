@@ -119,3 +119,35 @@ async def test_expired_sessions_leave_nothing_behind(served: HttpGateway) -> Non
         assert len(manager._session_callers) <= 3
         assert (await client.post("/mcp", json=INIT, headers=headers)).status_code == 200
         assert len(manager._session_callers) == 1
+
+
+async def test_a_session_answers_only_the_token_that_opened_it(served: HttpGateway) -> None:
+    """Knowing another caller's session id is not enough: over streamable HTTP and legacy SSE
+    a request with another token is answered as if the session did not exist (the SDK's
+    owner check, fed with the gateway's caller), so its answers never reach the owner's
+    stream and its own requests cannot take the owner's request ids."""
+    accept = "application/json, text/event-stream"
+    reader = {"Authorization": f"Bearer {READ_SECRET}", "Accept": accept}
+    other = {"Authorization": f"Bearer {OPS_SECRET}", "Accept": accept}
+    ping = {"jsonrpc": "2.0", "id": 5, "method": "ping"}
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        opened = await client.post("/mcp", json=INIT, headers=reader)
+        sid = opened.headers["mcp-session-id"]
+        version = {"mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}
+        assert (await client.post("/mcp", json=ping, headers=reader | version)).status_code == 200
+        assert (await client.post("/mcp", json=ping, headers=other | version)).status_code == 404
+        deleted = await client.delete("/mcp", headers=other | version)
+        assert deleted.status_code == 404
+        assert served.gateway.sessions.open_sessions == 1
+
+        async with client.stream("GET", "/sse", headers=reader) as stream:
+            lines = stream.aiter_lines()
+            sse_id = ""
+            async for line in lines:
+                if "session_id=" in line:
+                    sse_id = line.split("session_id=", 1)[1].strip()
+                    break
+            url = f"/messages/?session_id={sse_id}"
+            mine = await client.post(url, json=ping, headers=reader)
+            theirs = await client.post(url, json=ping, headers=other)
+            assert (mine.status_code, theirs.status_code) == (202, 404)

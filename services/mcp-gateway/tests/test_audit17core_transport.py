@@ -15,6 +15,7 @@ import httpx
 import pytest
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
+    OPS_SECRET,
     READ_SECRET,
     TOKENS,
     HttpGateway,
@@ -26,6 +27,7 @@ from proxbus_pvesim.simulator import Simulator
 
 AUTH = {"Authorization": f"Bearer {READ_SECRET}"}
 MCP = {**AUTH, "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+OTHER = {**MCP, "Authorization": f"Bearer {OPS_SECRET}"}
 LIMIT = 4 * 1024 * 1024  # the SDK's DEFAULT_MAX_REQUEST_BODY_SIZE (mcp.server.transport_security)
 INIT = {
     "jsonrpc": "2.0",
@@ -242,6 +244,8 @@ def _lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
         ("sse invalid session id", 400),
         ("sse no session id", 400),
         ("mcp unknown session", 404),
+        ("mcp session of another token", 404),
+        ("sse session of another token", 404),
         ("bad Host header", 421),
         ("bad Origin header", 403),
     ],
@@ -250,6 +254,8 @@ async def test_repeated_bad_requests_are_logged_rate_limited(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, kind: str, status: int
 ) -> None:
     ping = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    mine = await session(client)
+    other_token = {**mine, **OTHER}
     async with client.stream("GET", "/sse", headers=AUTH) as stream:
         sid, _lines_kept = await sse_session_id(stream)
         url, body, headers = {
@@ -258,6 +264,8 @@ async def test_repeated_bad_requests_are_logged_rate_limited(
             "sse invalid session id": ("/messages/?session_id=zz", ping, MCP),
             "sse no session id": ("/messages/", ping, MCP),
             "mcp unknown session": ("/mcp", ping, {**MCP, "mcp-session-id": "0" * 32}),
+            "mcp session of another token": ("/mcp", ping, other_token),
+            "sse session of another token": (f"/messages/?session_id={sid}", ping, OTHER),
             "bad Host header": ("/mcp", ping, {**MCP, "Host": "evil.example"}),
             "bad Origin header": ("/mcp", ping, {**MCP, "Origin": "http://evil.example"}),
         }[kind]

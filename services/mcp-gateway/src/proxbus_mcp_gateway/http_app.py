@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -52,6 +54,7 @@ class BearerAuthMiddleware:
         # Calls over the legacy SSE transport are audited (and counted) as "sse".
         self.anonymous_sse = None if anonymous is None else replace(anonymous, transport="sse")
         self.rejected = 0
+        self._users: dict[str, AuthenticatedUser] = {}  # per token name (bounded by tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
@@ -90,10 +93,20 @@ class BearerAuthMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
         scope.setdefault("state", {})[CALLER_STATE_KEY] = caller
+        # The SDK binds a session to the principal that opened it (streamable HTTP and SSE
+        # answer another one's requests with 404): the token name is that principal.
+        scope["user"] = self._user(caller)
         if path == "/sse" and scope.get("method") == "GET":
             await self._sse_session(caller, scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _user(self, caller: Caller) -> AuthenticatedUser:
+        user = self._users.get(caller.name)
+        if user is None:
+            token = AccessToken(token="", client_id=caller.name, scopes=sorted(caller.scopes))
+            user = self._users[caller.name] = AuthenticatedUser(token)
+        return user
 
     async def _sse_session(
         self, caller: Caller, scope: Scope, receive: Receive, send: Send

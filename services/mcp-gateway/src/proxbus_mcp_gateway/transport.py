@@ -156,6 +156,7 @@ _SDK_REFUSALS: dict[tuple[str, str], str] = {
         _SDK_MANAGER_LOG,
         "Rejected request with unknown or expired session ID",
     ): "unknown or expired MCP session",
+    (_SDK_MANAGER_LOG, "Rejecting request for session"): "MCP session of another credential",
 }
 # INFO lines per session (a client may open and drop sessions in a loop): DEBUG only.
 _SDK_PER_SESSION = (

@@ -200,7 +200,8 @@ async def _cluster_script(c: Caller, sim: Simulator) -> None:
     assert net["ip"] == lab.guests[100].guest_ip()
     assert "not running" in await c.error("get_guest_network", {"vmid": 101})
     assert "agent" in (await c.error("get_guest_network", {"vmid": 102})).lower()
-    assert "container" in await c.error("get_guest_network", {"vmid": 200})
+    ct_net = await c.ok("get_guest_network", {"vmid": 200})  # a container: no agent needed
+    assert ct_net["ip"] == lab.guests[200].guest_ip()
     for args in ({"node": "pve1"}, {"node": "pve2", "type": "bridge"}, {"node": "pve1", "type": "bond"}):  # fmt: skip
         await c.ok("get_node_network", args)
     nxt = (await c.ok("get_next_vmid", {}))["vmid"]
@@ -367,6 +368,8 @@ async def test_tools_validate_on_two_standalone_hosts_also_when_one_is_down() ->
                     await c.ok("get_node_network", {"node": node})
                     await c.ok("get_next_vmid", {"node": node})
                     await c.ok("list_storage_content", {"storage": "local", "node": node})
+                stopped_ct = {"vmid": 300, "node": "edge1"}
+                assert "not running" in await c.error("get_guest_network", stopped_ct)
                 both = await c.ok("list_storage_content", {"storage": "local", "content": "iso"})
                 assert {i["node"] for i in both["items"]} == {"edge1", "edge2"}
                 await c.ok("pbs_list_backups", {"store": "store1"})

@@ -377,3 +377,20 @@ async def test_storage_content_is_bounded_by_a_limit(lab: tuple[Simulator, Gatew
     everything = await call(gw, "list_storage_content", storage="local", node="pve1")
     assert everything.result.data["count"] == total
     assert (await call(gw, "list_storage_content", storage="local", limit=0)).code == 400
+
+
+async def test_container_addresses_without_an_agent(lab: tuple[Simulator, Gateway]) -> None:
+    """Containers have no guest agent: their addresses come from ``GET
+    /nodes/{node}/lxc/{vmid}/interfaces`` (pve-container src/PVE/LXC.pm ``get_interfaces``,
+    null while the container is stopped)."""
+    sim, gw = lab
+    stopped = await call(gw, "get_guest_network", vmid=200)
+    assert stopped.code == 409, (stopped.code, stopped.error)
+    assert "not running" in stopped.error
+    assert (await call(gw, "execute_lxc_command", vmid=200, command="start", wait=True)).ok
+    out = await call(gw, "get_guest_network", vmid=200)
+    assert out.ok, out.error
+    assert out.result.data["ip"] == sim.lab.guests[200].guest_ip()
+    eth0 = next(i for i in out.result.data["items"] if i["name"] == "eth0")
+    assert eth0["mac"] == sim.lab.guests[200].mac.lower()
+    assert eth0["ipv6"]

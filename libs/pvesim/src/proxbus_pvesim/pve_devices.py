@@ -97,6 +97,35 @@ async def agent_interfaces(call: Call) -> Any:
     }
 
 
+async def ct_interfaces(call: Call) -> Any:
+    """``GET /nodes/{node}/lxc/{vmid}/interfaces``: the container's addresses read from its
+    network namespace (pve-container src/PVE/LXC.pm ``get_interfaces``: ``ip --json a``;
+    a stopped container has no pid, so the answer is null)."""
+    g = guest_of(call, "lxc")
+    if not g.running:
+        return None
+
+    def iface(name: str, mac: str, v4: str, v6: str, p4: int, p6: int) -> dict[str, Any]:
+        return {
+            "name": name,
+            "hwaddr": mac,
+            "hardware-address": mac,
+            "inet": f"{v4}/{p4}",
+            "inet6": f"{v6}/{p6}",
+            "ip-addresses": [
+                {"ip-address": v4, "ip-address-type": "inet", "prefix": p4},
+                {"ip-address": v6, "ip-address-type": "inet6", "prefix": p6},
+            ],
+        }
+
+    mac = g.mac.lower()
+    link_local = f"fe80::be24:11ff:fe{mac[-5:-3]}:{mac[-2:]}00"
+    return [
+        iface("lo", "00:00:00:00:00:00", "127.0.0.1", "::1", 8, 128),
+        iface("eth0", mac, g.guest_ip(), link_local, 24, 64),
+    ]
+
+
 def _stats(up: int) -> dict[str, int]:
     return {
         "rx-bytes": up * 2048,
@@ -155,6 +184,7 @@ ROUTES: list[Route] = [
         "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
         agent_interfaces,
     ),
+    Route("GET", "/nodes/{node}/lxc/{vmid}/interfaces", ct_interfaces),
     Route("GET", "/nodes/{node}/network", node_network, ("type",)),
 ]
 ROUTES.extend(

@@ -1,7 +1,8 @@
-"""Guest devices and node network: addresses through the QEMU guest agent, disks from the
-config and their resize, the node's interfaces.
+"""Guest devices and node network: addresses through the QEMU guest agent (containers: from
+their network namespace), disks from the config and their resize, the node's interfaces.
 
 ``.../qemu/{vmid}/agent/network-get-interfaces`` (qemu-server ``PVE/API2/Qemu/Agent.pm``),
+``.../lxc/{vmid}/interfaces`` (pve-container ``src/PVE/LXC.pm`` ``get_interfaces``),
 ``PUT .../{vmid}/resize`` (qemu-server ``resize_vm``, pve-container ``resize_vm``: a task),
 ``GET /nodes/{node}/network`` (pve-manager ``PVE/API2/Network.pm``).
 """
@@ -12,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from .. import validate
+from ..errors import ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import VmidArg, guest_path, listing, locate_guest, start_task
 from ._compact import LIST_OUT, Cluster, Node, ReqNode, task_out
@@ -45,34 +47,47 @@ def parse_disks(config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _interface(iface: dict[str, Any]) -> dict[str, Any]:
+    """One interface as the guest agent (``ip-addresses`` of type ipv4/ipv6) or pve-container
+    (``ip-addresses`` of family inet/inet6, or older ``inet``/``inet6`` "addr/prefix") report it."""
+    addrs = iface.get("ip-addresses") or []
+    v4 = [a.get("ip-address") for a in addrs if a.get("ip-address-type") in ("ipv4", "inet")]
+    v6 = [a.get("ip-address") for a in addrs if a.get("ip-address-type") in ("ipv6", "inet6")]
+    if not addrs:
+        v4 = [str(iface["inet"]).split("/", 1)[0]] if iface.get("inet") else []
+        v6 = [str(iface["inet6"]).split("/", 1)[0]] if iface.get("inet6") else []
+    return {
+        "name": iface.get("name"),
+        "mac": iface.get("hardware-address") or iface.get("hwaddr"),
+        "ipv4": [a for a in v4 if a],
+        "ipv6": [a for a in v6 if a],
+    }
+
+
 def register(reg: Registry) -> None:
     class NetIn(ToolInput):
         vmid: VmidArg
         node: Node = None
         cluster: Cluster = None
 
-    @reg.tool("Guest IPs (agent)", output=LIST_OUT)
+    @reg.tool("Guest IPs", output=LIST_OUT)
     async def get_guest_network(ctx: CallContext, args: NetIn) -> ToolResult:
-        """A running VM's interfaces and IPs from the QEMU guest agent."""
-        node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, "qemu")
-        path = guest_path(node, kind, args.vmid, "agent", "network-get-interfaces")
-        answer = await ctx.gateway.pool.request(args.cluster, "GET", path, node=node, cache=False)
-        items = []
-        for iface in (answer or {}).get("result") or []:
-            addrs = iface.get("ip-addresses") or []
-            items.append(
-                {
-                    "name": iface.get("name"),
-                    "mac": iface.get("hardware-address"),
-                    "ipv4": [
-                        a.get("ip-address") for a in addrs if a.get("ip-address-type") == "ipv4"
-                    ],
-                    "ipv6": [
-                        a.get("ip-address") for a in addrs if a.get("ip-address-type") == "ipv6"
-                    ],
-                }
-            )
-        res = listing(items, ["name", "mac", "ipv4"], f"interfaces of VM {args.vmid}")
+        """A running guest's interfaces and IPs (VM: QEMU guest agent; CT: its namespace)."""
+        node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
+        pool = ctx.gateway.pool
+        if kind == "qemu":
+            path = guest_path(node, kind, args.vmid, "agent", "network-get-interfaces")
+            answer = await pool.request(args.cluster, "GET", path, node=node, cache=False)
+            raw = (answer or {}).get("result") or []
+        else:
+            # pve-container get_interfaces: null while the container is stopped
+            path = guest_path(node, kind, args.vmid, "interfaces")
+            raw = await pool.request(args.cluster, "GET", path, node=node, cache=False)
+            if raw is None:
+                raise ToolFailure(f"CT {args.vmid} is not running (no addresses)", 409)
+        items = [_interface(i) for i in raw]
+        what = "VM" if kind == "qemu" else "CT"
+        res = listing(items, ["name", "mac", "ipv4"], f"interfaces of {what} {args.vmid}")
         res.data["ip"] = next(
             (
                 ip

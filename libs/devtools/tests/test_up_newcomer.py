@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from proxbus_devtools.status import StatusBoard
 from proxbus_devtools.supervisor import Child, Supervisor, default_data_dir, footer
-from proxbus_devtools.testing import free_port, wait_for_port, wait_until
+from proxbus_devtools.testing import free_port, wait_for_port, wait_until, wait_until_blocking
 
 PROXBUS = str(Path(sys.executable).parent / "proxbus")
 
@@ -139,3 +139,33 @@ def test_a_busy_service_port_names_the_variable_that_moves_it(tmp_path: Path) ->
     assert "PROXBUS_DISPATCHER_HEALTH_PORT=" in result.stderr
     with pytest.raises(TimeoutError):
         wait_for_port(nats, timeout=0.5)
+
+
+def test_a_bad_setting_is_shown_with_its_reason_and_not_restarted_forever(tmp_path: Path) -> None:
+    """A service exits 2 with one line on invalid settings: restarting it cannot help, so it
+    stays stopped and the line is what the user reads (before: restarts every 1, 2, 4... s,
+    and no reason anywhere on screen)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:
+        up = subprocess.Popen(
+            [PROXBUS, "up", "--plain", "--services", "dispatcher", "--nats-port", str(free_port()),
+             "--data-dir", str(tmp_path / "data")],
+            stdout=sink, stderr=subprocess.STDOUT,
+            env={**base, "PROXBUS_DISPATCHER_MIN_SEVERITY": "loud",
+                 "PROXBUS_DISPATCHER_HEALTH_PORT": str(free_port())},
+        )  # fmt: skip
+    try:
+        wait_until_blocking(lambda: "dispatcher stopped" in out.read_text(), timeout=30)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    text = out.read_text()
+    assert text.count("dispatcher starting") == 1, text
+    assert "restarting" not in text
+    stopped = next(line for line in text.splitlines() if "dispatcher stopped" in line)
+    assert "exit 2" in stopped
+    assert "invalid settings: MIN_SEVERITY" in stopped, text
+    assert "not restarted" in text

@@ -70,6 +70,8 @@ class ChildStatus:
     ports: str = ""
     restarts: int = 0
     last_error: str = ""
+    last_line: str = ""  # of this run: why it exited, when no line said "error"
+    error_this_run: bool = False
     rate_in: float | None = None
     rate_out: float | None = None
     health_url: str | None = None
@@ -109,6 +111,7 @@ class StatusBoard:
         child = self.children[name]
         child.pid = pid
         child.started_at = time.monotonic()
+        child.last_line, child.error_this_run = "", False
         child._samples.clear()
         child.rate_in = child.rate_out = None
         self.set_state(name, State.STARTING, f"pid {pid}")
@@ -116,6 +119,9 @@ class StatusBoard:
     def exited(self, name: str, code: int | None, restart_in: float | None) -> None:
         child = self.children[name]
         child.pid = None
+        if code and not child.error_this_run and child.last_line:
+            # e.g. "proxbus-dispatcher: invalid settings: ..." (exit 2) or a traceback's end
+            child.last_error = child.last_line
         if restart_in is None:
             self.set_state(name, State.STOPPED, f"exit {code}")
             return
@@ -129,9 +135,11 @@ class StatusBoard:
         already in use``) replaces it: it says why, where the error line says only "failed".
         """
         child = self.children[name]
+        if line.strip():
+            child.last_line = line.strip()
         error = error_text(line)
         if error:
-            child.last_error = error
+            child.last_error, child.error_this_run = error, True
         elif child.last_error and _EXCEPTION.match(line):
             child.last_error = line.strip()
 
@@ -377,7 +385,8 @@ class PlainView:
     def _changed(self, child: ChildStatus, detail: str) -> None:
         extra = f" ({detail})" if detail else ""
         line = f"{_now()} {child.name} {child.state.value}{extra}"
-        if child.state in (State.UNHEALTHY, State.RESTARTING) and child.last_error:
+        failed = child.state == State.STOPPED and detail not in ("exit 0", "")
+        if (failed or child.state in (State.UNHEALTHY, State.RESTARTING)) and child.last_error:
             line += f": {child.last_error}"
         self.print(line)
 

@@ -41,6 +41,9 @@ SERVICES = ("ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp
 # then the dispatcher, then what feeds it.
 START_ORDER = ("mcp-gateway", "dispatcher", "ingest-syslog", "ingest-email", "ingest-pve-ws")
 RESTART_BACKOFF_MAX = 30.0
+# A service exits 2 with one line on invalid settings (argparse too, on bad arguments):
+# restarting it cannot help.
+INVALID_SETTINGS = 2
 READY_TIMEOUT = 60.0
 STATE_FILE = "up.json"
 
@@ -422,6 +425,14 @@ class Supervisor:
             code = await child.proc.wait()
             await asyncio.gather(*child.pumps, return_exceptions=True)
             if stop.is_set():
+                return
+            if code == INVALID_SETTINGS:
+                self.board.exited(child.name, code, None)
+                self.write_state()
+                log.error(
+                    "%s exited with 2 (invalid settings or arguments): not restarted; fix it "
+                    "and start proxbus up again: %s", child.name, self.board.get(child.name).last_error
+                )  # fmt: skip
                 return
             if time.monotonic() - child.started_at > 60:
                 child.restarts = 0

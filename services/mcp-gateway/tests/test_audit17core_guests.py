@@ -182,3 +182,58 @@ async def test_proxmox_api_with_a_node_in_the_path_reaches_that_host_only(
     assert out.result is not None
     assert out.result.data["data"]["name"] == "web-edge2"
     assert not [r for r in hosts["edge1"].request_log if "/qemu/100/" in r.path]
+
+
+# -- list tools with one of two hosts down ----------------------------------------------------
+
+PER_HOST_LISTS = ("get_nodes", "get_vms", "get_lxcs", "get_storage", "get_recent_tasks")
+
+
+@pytest.mark.parametrize("tool", PER_HOST_LISTS)
+async def test_a_list_tool_with_one_host_down_lists_the_other_and_names_the_failure(
+    hosts: dict[str, Simulator], gw: Gateway, tool: str
+) -> None:
+    await hosts["edge2"].stop_api()
+    out = await gw.call(tool, {}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    data = out.result.data
+    assert {i.get("node") for i in data["items"]} <= {"edge1"}
+    assert data["errors"], data
+    assert data["errors"][0].startswith("edge2"), data["errors"]
+    assert "connection refused" in data["errors"][0]
+
+
+@pytest.mark.parametrize("tool", [*PER_HOST_LISTS, "get_cluster_log", "get_cluster_status"])
+async def test_a_list_tool_with_every_host_down_is_an_error(
+    hosts: dict[str, Simulator], gw: Gateway, tool: str
+) -> None:
+    for sim in hosts.values():
+        await sim.stop_api()
+    out = await gw.call(tool, {}, ADMIN)
+    assert not out.ok, out.result
+    assert out.code in (502, 503), (out.code, out.error)
+    assert "edge1" in (out.error or ""), out.error
+    assert "edge2" in (out.error or ""), out.error
+
+
+async def test_ha_status_with_the_second_host_down_names_it(
+    hosts: dict[str, Simulator], gw: Gateway
+) -> None:
+    """Each standalone host has its own HA manager: a host that could not be asked is named
+    in ``errors``, not left out silently."""
+    await hosts["edge2"].stop_api()
+    out = await gw.call("get_ha_status", {}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    assert any(e.startswith("edge2") for e in out.result.data.get("errors") or []), out.result.data
+
+
+async def test_ha_status_of_two_standalone_hosts_lists_both(gw: Gateway) -> None:
+    out = await gw.call("get_ha_status", {}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    assert {i["node"] for i in out.result.data["items"] if i["type"] == "quorum"} == {
+        "edge1",
+        "edge2",
+    }

@@ -5,14 +5,18 @@ from typing import Any
 
 from ..errors import ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
-from ._common import ClusterArg, ClusterIn, listing, pct
+from ._common import ClusterArg, ClusterIn, answered, listing, pct
 
 
 def register(reg: Registry) -> None:
     @reg.tool("HA status", output=list_output({"id": "string", "state": "string"}))
     async def get_ha_status(ctx: CallContext, args: ClusterIn) -> ToolResult:
         """HA manager state: quorum, master, services."""
-        result = await ctx.gateway.pool.request(args.cluster, "GET", "/cluster/ha/status/current")
+        # Standalone hosts each run their own HA manager: ask every group.
+        answers, errors = answered(
+            await ctx.gateway.pool.request_all(args.cluster, "/cluster/ha/status/current"),
+            "reading the HA status",
+        )
         items = [
             {
                 k: e.get(k)
@@ -28,9 +32,10 @@ def register(reg: Registry) -> None:
                     "quorate",
                 )
             }
+            for _, result in answers
             for e in result or []
         ]
-        return listing(items, ["id", "type", "node", "state", "status"], "HA status")
+        return listing(items, ["id", "type", "node", "state", "status"], "HA status", errors)
 
     @reg.tool("List clusters", open_world=False)
     async def list_clusters(ctx: CallContext, args: ToolInput) -> ToolResult:

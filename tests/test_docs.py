@@ -879,3 +879,18 @@ def test_every_dependency_is_in_the_readmes_table() -> None:
     assert debian
     missing = sorted(p for p in debian.group(1).split() if p not in table)
     assert not missing, f"Debian packages install.sh installs, not in the table: {missing}"
+
+
+def test_json_examples_in_every_readme_parse_and_events_validate() -> None:
+    from proxbus_events import Event
+
+    events = 0
+    for page in MEMBER_PAGES:
+        for lang, body in _FENCE.findall(page.read_text()):
+            if lang != "json" or "{{" in body:  # PVE's webhook templates: checked above
+                continue
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("schema") == "proxbus.event/v1":
+                Event.model_validate(data)
+                events += 1
+    assert events >= 1

@@ -229,3 +229,19 @@ async def test_a_volume_id_may_keep_its_slash_in_the_path(encoded: bool) -> None
         async with s.delete(f"/api2/json/nodes/pve1/storage/local/content/{path}") as r:
             assert r.status == 200, await r.text()
         assert sim.backup_files[("local", "pve1")] == []
+
+
+@pytest.mark.parametrize("unique", [False, True])
+async def test_a_restore_keeps_the_mac_address_unless_unique(unique: bool) -> None:
+    """The restored config carries the backup's MAC addresses; ``unique`` ("Assign a unique
+    random ethernet address", requires archive/restore) makes new ones."""
+    async with run_simulator(LAB, instant=True) as sim, api_session(sim) as s:
+        assert (await _post(s, "/nodes/pve1/vzdump", {"vmid": "100", "storage": "local"}))[0] == 200
+        volid = sim.backup_files[("local", "pve1")][0]["volid"]
+        data: dict[str, Any] = {"vmid": 920, "archive": volid}
+        if unique:
+            data["unique"] = 1
+        status, body = await _post(s, "/nodes/pve1/qemu", data)
+        assert status == 200, body
+        same = sim.lab.guests[920].mac == sim.lab.guests[100].mac
+        assert same is not unique

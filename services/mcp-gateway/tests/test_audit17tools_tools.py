@@ -394,3 +394,26 @@ async def test_container_addresses_without_an_agent(lab: tuple[Simulator, Gatewa
     eth0 = next(i for i in out.result.data["items"] if i["name"] == "eth0")
     assert eth0["mac"] == sim.lab.guests[200].mac.lower()
     assert eth0["ipv6"]
+
+
+async def test_a_restored_copy_gets_new_mac_addresses(lab: tuple[Simulator, Gateway]) -> None:
+    """A restore keeps the backup's MACs unless ``unique`` (qemu-server create_vm: "Assign a
+    unique random ethernet address"): a copy beside the running original must not share its
+    MAC; a restore over the original (force) keeps it."""
+    sim, gw = lab
+    assert (await call(gw, "create_backup", vmid=100, storage="local", wait=True)).ok
+    volid = sim.backup_files[("local", "pve1")][0]["volid"]
+    original = sim.lab.guests[100].mac
+    plan = await call(gw, "restore_backup", archive=volid, vmid=300)
+    assert "new MAC addresses" in plan.result.data["effect"]
+    copy = await call(gw, "restore_backup", archive=volid, vmid=300, confirm=True, wait=True)
+    assert copy.ok, copy.error
+    assert sim.lab.guests[300].mac != sim.lab.guests[100].mac
+    assert (
+        await call(gw, "execute_vm_command", vmid=100, command="stop", confirm=True, wait=True)
+    ).ok
+    over = await call(
+        gw, "restore_backup", archive=volid, vmid=100, force=True, confirm=True, wait=True
+    )
+    assert over.ok, over.error
+    assert sim.lab.guests[100].mac == original

@@ -247,6 +247,11 @@ def _create(kind: str) -> Handler:
         )
         if kind == "qemu" and "agent" not in p and base is not None:
             g.agent = base.agent
+        if base is not None and not p.get("unique"):
+            # a restore keeps the backed-up MAC addresses unless ``unique`` (qemu-server
+            # restore_vma_archive / pve-container restore: "Assign a unique random ethernet
+            # address" only on request)
+            g.mac = base.mac
         sim.lab.guests[vmid] = g
         sim.lab.bump()
         begin = (

@@ -194,6 +194,7 @@ def register(reg: Registry) -> None:
         node: Node = None
         storage: OptStorage = None
         force: bool = False
+        unique: bool | None = Field(default=None, description="new MACs; default: unless force")
         start: bool = False
         cluster: Cluster = None
         confirm: Confirm = False
@@ -215,6 +216,9 @@ def register(reg: Registry) -> None:
         label = f"{'VM' if kind == 'qemu' else 'CT'} {vmid} on {node}"
         if args.vmid is not None:
             await check_restore_target(ctx, args.cluster, node, vmid, kind, args.force)
+        # A restore keeps the backed-up MAC addresses unless ``unique`` (qemu-server /
+        # pve-container create_vm): a copy next to the original would share its MACs.
+        unique = (not args.force) if args.unique is None else args.unique
         if not args.confirm:
             current = {
                 "archive": args.archive,
@@ -226,14 +230,18 @@ def register(reg: Registry) -> None:
                 f"{label} is OVERWRITTEN by the backup (must be stopped)"
                 if args.force
                 else f"new {label} restored from the backup"
-            )
+            ) + (", with new MAC addresses" if unique else ", with the backup's MAC addresses")
             return plan("restore", label, current, effect)
         params: dict[str, Any] = {"vmid": vmid}
         if kind == "qemu":
             params["archive"] = args.archive
         else:
             params.update({"ostemplate": args.archive, "restore": 1})
-        for key, value in (("storage", args.storage), ("force", args.force), ("start", args.start)):
+        options = (
+            ("storage", args.storage), ("force", args.force), ("start", args.start),
+            ("unique", unique),
+        )  # fmt: skip
+        for key, value in options:
             if value:
                 params[key] = int(value) if isinstance(value, bool) else value
         result = await start_task(

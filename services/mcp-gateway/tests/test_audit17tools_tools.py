@@ -417,3 +417,14 @@ async def test_a_restored_copy_gets_new_mac_addresses(lab: tuple[Simulator, Gate
     )
     assert over.ok, over.error
     assert sim.lab.guests[100].mac == original
+
+
+async def test_a_keep_option_given_twice_is_refused(lab: tuple[Simulator, Gateway]) -> None:
+    """``last=1,last=5`` is ambiguous (PBS takes one value per keep-* option): a 400 naming
+    it, not the last one silently."""
+    sim, gw = lab
+    before = sim.request_count
+    out = await call(gw, "prune_backups", store="store1", group="vm/100", keep="last=1,last=5")
+    assert out.code == 400, (out.code, out.error)
+    assert "last" in out.error
+    assert sim.request_count == before

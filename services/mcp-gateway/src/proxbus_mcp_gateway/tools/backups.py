@@ -47,6 +47,8 @@ def parse_keep(text: str) -> dict[str, int | None]:
         m = KEEP_RE.fullmatch(part)
         if m is None:
             raise InvalidArgument(f"invalid keep option {part[:40]!r}: e.g. last=3,daily=7")
+        if keep[f"keep_{m.group(1)}"] is not None:
+            raise InvalidArgument(f"keep option {m.group(1)} given twice")
         keep[f"keep_{m.group(1)}"] = int(m.group(2))
     if not any(keep.values()):
         raise InvalidArgument("give at least one keep option (nothing would be pruned)")

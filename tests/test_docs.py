@@ -894,3 +894,37 @@ def test_json_examples_in_every_readme_parse_and_events_validate() -> None:
                 Event.model_validate(data)
                 events += 1
     assert events >= 1
+
+
+def unresolved_names(text: str) -> list[str]:
+    """Backticked dotted names of proxbus packages (`proxbus_runtime.ServiceSettings`) that
+    do not import or have no such attribute."""
+    from importlib import import_module
+
+    wrong = []
+    for dotted in re.findall(r"`(proxbus_[a-z_]+(?:\.[A-Za-z_]\w*)+)", text):
+        parts = dotted.split(".")
+        for i in range(len(parts), 0, -1):
+            try:
+                obj: Any = import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            try:
+                for name in parts[i:]:
+                    obj = getattr(obj, name)
+            except AttributeError:
+                wrong.append(dotted)
+            break
+        else:
+            wrong.append(dotted)
+    return wrong
+
+
+def test_python_names_the_readmes_give_exist() -> None:
+    wrong = [f"{page.relative_to(ROOT)}: `{name}`" for page in MEMBER_PAGES
+             for name in unresolved_names(page.read_text())]  # fmt: skip
+    assert not wrong, "\n".join(wrong)
+    assert unresolved_names("`proxbus_runtime.ServiceSettings` `proxbus_devtools.testing`") == []
+    assert unresolved_names("`proxbus_events.ServiceSettings` `proxbus_nothing.x`") == [
+        "proxbus_events.ServiceSettings", "proxbus_nothing.x"
+    ]  # fmt: skip

@@ -182,3 +182,71 @@ async def test_a_node_limited_token_cannot_use_pbs_node_paths(
     # Its own node is still reachable.
     ok = await gateway.call("proxmox_api", {"path": "/nodes/pve1/status"}, caller)
     assert ok.ok, ok.error
+
+
+def _patterns() -> set[str]:
+    found: set[str] = set()
+
+    def walk(spec: Any) -> None:
+        if isinstance(spec, dict):
+            if isinstance(spec.get("p"), str):
+                found.add(spec["p"])
+            for value in spec.values():
+                walk(value)
+        elif isinstance(spec, list):
+            for value in spec:
+                walk(value)
+
+    walk(schema.load())
+    return found
+
+
+def test_every_schema_pattern_is_checked() -> None:
+    """A pattern that cannot be translated is not checked at all: PVE writes Perl's
+    stringified ``qr//`` (``(?^:...)``, ``(?^i:...)``), e.g. for user ids and tags."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        untranslated = sorted(p for p in _patterns() if schema._compile(p) is None)
+    assert untranslated == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "ok"),
+    [
+        ("GET", "/access/permissions", {"userid": "alice@pve"}, True),
+        ("GET", "/access/permissions", {"userid": "alice@pve!tok"}, True),
+        ("GET", "/access/permissions", {"userid": "al/ice@pve"}, False),
+        ("PUT", "/cluster/options", {"registered-tags": "prod;Web"}, True),
+        ("PUT", "/cluster/options", {"registered-tags": "prod;w eb"}, False),
+        ("GET", "/nodes/pve1/apt/changelog", {"name": "pve-manager"}, True),
+        ("GET", "/nodes/pve1/apt/changelog", {"name": "x;rm -rf"}, False),
+    ],
+)
+def test_perl_patterns_are_enforced(
+    method: str, path: str, params: dict[str, Any], ok: bool
+) -> None:
+    from proxbus_mcp_gateway.errors import InvalidArgument
+
+    if ok:
+        schema.resolve("pve", method, path, params)
+    else:
+        with pytest.raises(InvalidArgument):
+            schema.resolve("pve", method, path, params)
+
+
+@pytest.mark.parametrize(
+    ("password", "ok"), [("correct horse battery", True), ("s3cr3t!]", True), ("a\x07b", False)]
+)
+def test_pbs_negated_posix_classes_are_translated(password: str, ok: bool) -> None:
+    """PBS writes ``^[[:^cntrl:]]*$`` (Rust regex: anything but control characters) for
+    passwords: read as a Python set it refused every ordinary password."""
+    from proxbus_mcp_gateway.errors import InvalidArgument
+
+    params = {"userid": "alice@pbs", "password": password}
+    if ok:
+        schema.resolve("pbs", "PUT", "/access/password", params)
+    else:
+        with pytest.raises(InvalidArgument):
+            schema.resolve("pbs", "PUT", "/access/password", params)

@@ -235,12 +235,18 @@ def _compile(pattern: str) -> re.Pattern[str] | None:
     """The schema's pattern as a Python regex, or None when it cannot be translated.
 
     PBS writes patterns as ``/^...$/`` (JavaScript-style delimiters, proxmox-schema's
-    ``ApiStringFormat::Pattern`` display) and both products use POSIX classes
-    (``[:cntrl:]``) inside brackets.
+    ``ApiStringFormat::Pattern`` display), PVE as Perl's stringified ``qr//`` (``(?^:...)``),
+    and both products use POSIX classes (``[:cntrl:]``) inside brackets.
     """
     if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
         pattern = pattern[1:-1]
+    # PVE's schema holds Perl's stringified ``qr//``: ``(?^:...)`` / ``(?^i:...)`` (the caret
+    # resets the flags) -> Python's scoped groups ``(?:...)`` / ``(?i:...)``.
+    pattern = _PERL_GROUP.sub(lambda m: f"(?{m.group(1)}:" if m.group(1) else "(?:", pattern)
     for posix, python in _POSIX_CLASSES.items():
+        # ``[[:^cntrl:]]`` (negated, PBS: Rust regex syntax) is a set of its own.
+        negated = "[[:^" + posix[2:] + "]"
+        pattern = pattern.replace(negated, f"[^{python}]")
         pattern = pattern.replace(posix, python)
     try:
         return re.compile(pattern)
@@ -248,6 +254,7 @@ def _compile(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
+_PERL_GROUP = re.compile(r"\(\?\^([imsx]*):")
 _POSIX_CLASSES = {
     "[:cntrl:]": r"\x00-\x1f\x7f",
     "[:alpha:]": "A-Za-z",

@@ -928,3 +928,28 @@ def test_python_names_the_readmes_give_exist() -> None:
     assert unresolved_names("`proxbus_events.ServiceSettings` `proxbus_nothing.x`") == [
         "proxbus_events.ServiceSettings", "proxbus_nothing.x"
     ]  # fmt: skip
+
+
+def test_yaml_examples_in_every_readme_load_with_the_projects_loaders(tmp_path: Path) -> None:
+    from proxbus_mcp_gateway.config import load_tokens_file
+    from proxbus_pvesim.scenario import load_scenario
+
+    loaded = {"tokens": 0, "scenario": 0}
+    for page in MEMBER_PAGES:
+        for lang, body in _FENCE.findall(page.read_text()):
+            if lang != "yaml":
+                continue
+            data = yaml.safe_load(body)
+            assert isinstance(data, dict), page
+            file = tmp_path / "example.yaml"
+            file.write_text(body)
+            if "tokens" in data and isinstance(data["tokens"], list):
+                assert [t.name for t in load_tokens_file(file)] == [
+                    t["name"] for t in data["tokens"]
+                ]
+                loaded["tokens"] += 1
+            elif "guests" in data or "cluster" in data:
+                load_scenario(file)
+                loaded["scenario"] += 1
+    assert loaded["tokens"] >= 2
+    assert loaded["scenario"] >= 1

@@ -245,3 +245,27 @@ async def test_a_restore_keeps_the_mac_address_unless_unique(unique: bool) -> No
         assert status == 200, body
         same = sim.lab.guests[920].mac == sim.lab.guests[100].mac
         assert same is not unique
+
+
+async def test_pbs_errors_are_plain_text_like_proxmox_backup() -> None:
+    """proxmox-rest-server formatter.rs ``json_format_error``: the body is the error's text
+    (``err.to_string()``), the status line keeps its standard phrase; parameter errors read
+    as proxmox-schema's ``ParameterError`` ("parameter verification errors ... parameter
+    'x': ..."). PVE keeps its JSON ``errors`` map and the reason in the status line."""
+    async with run_simulator(LAB, instant=True) as sim, api_session(sim, service="PBS") as s:
+        assert sim.lab.pbs is not None
+        snap = sim.lab.pbs.datastores["store1"].snapshots[0]
+        snap.protected = True
+        params = {
+            "backup-type": snap.backup_type,
+            "backup-id": snap.backup_id,
+            "backup-time": str(snap.backup_time),
+        }
+        async with s.delete("/api2/json/admin/datastore/store1/snapshots", params=params) as r:
+            assert (r.status, r.reason) == (400, "Bad Request")
+            assert (await r.text()) == "cannot remove protected snapshot"
+        async with s.get("/api2/json/admin/datastore/store1/snapshots", params={"frob": "1"}) as r:
+            assert (r.status, r.reason) == (400, "Bad Request")
+            text = await r.text()
+        assert text.startswith("parameter verification errors\n\n")
+        assert "parameter 'frob': " in text

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections import deque
+from http import HTTPStatus
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -156,6 +157,20 @@ class ApiServer:
     def _error(self, exc: ApiError) -> web.Response:
         if exc.status == 401:
             return self._respond(401, exc.reason, b"")
+        if self.service == "PBS":
+            # proxmox-rest-server formatter.rs json_format_error: the body is the error's
+            # text, the status line its standard phrase; parameter errors as proxmox-schema
+            # ParameterError displays them.
+            text = exc.reason
+            if exc.errors:
+                text = "parameter verification errors\n\n" + "".join(
+                    f"parameter '{k}': {str(v).rstrip()}\n" for k, v in exc.errors.items()
+                )
+            try:
+                phrase = HTTPStatus(exc.status).phrase
+            except ValueError:
+                phrase = "error"
+            return self._respond(exc.status, phrase, text.encode())
         payload: dict[str, Any] = {"data": None}
         if exc.errors:
             payload["errors"] = exc.errors

@@ -7,9 +7,9 @@ import json
 import logging
 import time
 from collections import deque
-from http import HTTPStatus
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 

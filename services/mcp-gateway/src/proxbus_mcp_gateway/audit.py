@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from proxbus_events import audit_subject
+from proxbus_runtime.ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
     from proxbus_runtime import EventPublisher
@@ -113,6 +114,7 @@ class AuditLog:
         self.dropped = 0
         self.failed = 0
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(MAX_QUEUE)
+        self.trouble = RateLimitedLog(log, "audit records not published")
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -139,7 +141,8 @@ class AuditLog:
             self._queue.put_nowait(rec)
         except asyncio.QueueFull:
             self.dropped += 1
-            log.warning("audit queue full: record of %s by %s dropped", rec.tool, rec.caller)
+            # A flood of calls while NATS is slow or gone: a count, not a line per call.
+            self.trouble.record("queue full, record dropped", rec.caller)
 
     async def _run(self, publisher: EventPublisher) -> None:
         while True:
@@ -156,8 +159,9 @@ class AuditLog:
                     raise
                 except Exception as exc:
                     self.failed += 1
-                    log.warning("audit publish failed (attempt %d): %s", attempt + 1,
-                                exc or type(exc).__name__)  # fmt: skip
+                    self.trouble.record(
+                        "publish failed", detail=str(exc or type(exc).__name__)[:200]
+                    )
                     await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
             else:
                 self.dropped += 1

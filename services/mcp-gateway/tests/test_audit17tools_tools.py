@@ -428,3 +428,18 @@ async def test_a_keep_option_given_twice_is_refused(lab: tuple[Simulator, Gatewa
     assert out.code == 400, (out.code, out.error)
     assert "last" in out.error
     assert sim.request_count == before
+
+
+@pytest.mark.parametrize(("vmid", "disk"), [(200, "scsi0"), (100, "rootfs"), (100, "mp0")])
+async def test_a_disk_of_the_other_guest_type_is_a_short_clear_error(
+    lab: tuple[Simulator, Gateway], vmid: int, disk: str
+) -> None:
+    """Containers have rootfs/mpN, VMs scsiN/virtioN/sataN/ideN/efidisk0/tpmstate0 (the
+    resize ``disk`` enums of pve-container and qemu-server): said before any write, not as
+    PVE's 400 listing all 257 allowed values."""
+    sim, gw = lab
+    writes = sum(1 for r in sim.request_log if r.method != "GET")
+    out = await call(gw, "resize_guest_disk", vmid=vmid, disk=disk, size="+1G")
+    assert out.code == 400, (out.code, out.error)
+    assert len(out.error) < 200, out.error
+    assert sum(1 for r in sim.request_log if r.method != "GET") == writes

@@ -13,12 +13,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from .. import validate
-from ..errors import ToolFailure
+from ..errors import InvalidArgument, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import VmidArg, guest_path, listing, locate_guest, start_task
 from ._compact import LIST_OUT, Cluster, Node, ReqNode, task_out
 
 _DISK_KEY = re.compile(r"^(rootfs|(scsi|virtio|sata|ide|mp|efidisk|tpmstate|unused)\d+)$")
+_CT_DISK = re.compile(r"^(rootfs|mp\d+)$")
 _UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -125,6 +126,11 @@ def register(reg: Registry) -> None:
         validate.disk_name(args.disk)
         validate.disk_size(args.size)
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
+        # the resize ``disk`` enums: pve-container rootfs/mpN, qemu-server the drive names
+        if (kind == "lxc") != bool(_CT_DISK.fullmatch(args.disk)):
+            allowed = "rootfs or mpN" if kind == "lxc" else "scsiN, virtioN, sataN, ideN, efidisk0"
+            what = "CT" if kind == "lxc" else "VM"
+            raise InvalidArgument(f"{what} {args.vmid} has no disk {args.disk}: use {allowed}")
         return await start_task(
             ctx, args.cluster, node, "PUT", guest_path(node, kind, args.vmid, "resize"),
             {"disk": args.disk, "size": args.size},

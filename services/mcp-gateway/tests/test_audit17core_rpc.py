@@ -103,3 +103,22 @@ def test_an_audit_record_keeps_a_bounded_copy_not_the_callers_arguments() -> Non
     long = AuditRecord("t", "c", "nats", {}, "error", 1.0, "lab", message="e" * 100_000)
     assert long.message is not None
     assert len(long.message) <= 8 * 1024 + 1
+
+
+async def test_read_only_rpc_metadata_calls_proxmox_api_not_destructive(
+    sim: Simulator, nats_server: NatsServer, nc: Any
+) -> None:
+    """As tools/list does (readOnlyHint, no destructiveHint), the RPC service's metadata
+    ($SRV.INFO) does not call proxmox_api destructive when READ_ONLY=true."""
+    gw = Gateway.from_settings(make_settings(read_only=True), sim_env(sim))
+    gw.start()
+    service = await start_rpc(gw, nc)
+    try:
+        reply = await nc.request("$SRV.INFO.proxbus-gateway", b"", timeout=5)
+        info = json.loads(reply.data)
+        meta = {e["name"]: e.get("metadata") or {} for e in info["endpoints"]}
+        assert meta["proxmox_api"]["destructive"] == "false"
+        assert "execute_vm_command" not in meta
+    finally:
+        await service.stop()
+        await gw.close()

@@ -30,11 +30,13 @@ async def start_rpc(gateway: Gateway, nc: Any) -> Service:
     )
     try:
         for spec in gateway.tools_for():
+            # As tools/list: with READ_ONLY=true nothing listed can change anything.
+            destructive = spec.destructive and not gateway.settings.read_only
             await service.add_endpoint(
                 name=spec.name,
                 subject=rpc_subject(spec.name),
                 handler=_handler(gateway, spec.name),
-                metadata={"scope": spec.scope, "destructive": str(spec.destructive).lower()},
+                metadata={"scope": spec.scope, "destructive": "true" if destructive else "false"},
             )
         # Multi-site routing: one endpoint per cluster this gateway serves, on
         # proxbus.rpc.<cluster>.<tool>; a gateway without the cluster never subscribes to it.

@@ -86,3 +86,14 @@ async def test_plans_show_sizes_and_times_readably(lab: tuple[Simulator, Gateway
     assert f"size={item['size'] / 1024**3:.1f}G" in plan.text, plan.text
     assert "ctime=20" in plan.text
     assert plan.data["current"]["size"] == item["size"]  # structured content keeps bytes
+
+
+def test_progress_names_the_tasks_of_the_new_tools() -> None:
+    """pve-manager www/manager6/Utils.js task_desc_table: ``resize`` (VM/CT Resize),
+    ``imgdel`` (Erase data): progress reads what is happening, not the raw task type."""
+    from proxbus_mcp_gateway.tools._common import describe_task
+
+    resize = "UPID:pve1:00001234:00000001:65000000:resize:100:root@pam:"
+    imgdel = "UPID:pve1:00001234:00000001:65000000:imgdel::root@pam:"
+    assert describe_task(resize) == "disk resize 100"
+    assert describe_task(imgdel) == "volume deletion"

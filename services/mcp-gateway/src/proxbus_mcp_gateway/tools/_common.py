@@ -304,6 +304,7 @@ _TASK_NAMES: dict[str, tuple[str, str]] = {
     "vzdestroy": ("destruction", "CT"), "vzsnapshot": ("snapshot", "CT"),
     "vzrollback": ("rollback", "CT"), "vzdelsnapshot": ("snapshot deletion", "CT"),
     "vzrestore": ("restore", "CT"), "vzdump": ("backup", "guest"),
+    "resize": ("disk resize", "guest"), "imgdel": ("volume deletion", "guest"),
     "garbage_collection": ("garbage collection", "store"), "verify": ("verification", "store"),
     "verificationjob": ("verification job", "job"), "verifyjob": ("verification job", "job"),
     "prune": ("prune", "store"), "prunejob": ("prune job", "job"), "sync": ("sync", "store"),

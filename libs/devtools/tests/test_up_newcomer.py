@@ -169,3 +169,42 @@ def test_a_bad_setting_is_shown_with_its_reason_and_not_restarted_forever(tmp_pa
     assert "exit 2" in stopped
     assert "invalid settings: MIN_SEVERITY" in stopped, text
     assert "not restarted" in text
+
+
+def _up_gateway_only(cwd: Path, extra: dict[str, str]) -> str:
+    """`proxbus up --services mcp-gateway` in ``cwd`` until the gateway is healthy; its output."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PROXBUS_", "NATS_", "PVE_", "PBS_", "CLUSTER"))}  # fmt: skip
+    env = {**base, "PROXBUS_MCP_GATEWAY_GATEWAY_PORT": str(free_port()), **extra}
+    out = cwd / "out.txt"
+    with out.open("w") as sink:
+        up = subprocess.Popen(
+            [PROXBUS, "up", "--plain", "--services", "mcp-gateway", "--nats-port", str(free_port()),
+             "--data-dir", str(cwd / "data")],
+            stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+        )  # fmt: skip
+    try:
+        wait_until_blocking(lambda: "mcp-gateway healthy" in out.read_text(), timeout=30)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    return out.read_text()
+
+
+def test_up_without_any_proxmox_says_where_to_configure_it(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    text = _up_gateway_only(bare, {})
+    assert "no Proxmox configured" in text
+    assert "deploy/.env.example" in text
+    assert "--demo" in text
+    # Configured in the .env the services read (their working directory): no warning.
+    configured = tmp_path / "configured"
+    configured.mkdir()
+    (configured / ".env").write_text(
+        "PVE_NODES=pve1\nPVE_PVE1_HOST=127.0.0.1:1\nPVE_PVE1_USER=root@pam\n"
+        "PVE_PVE1_TOKEN_NAME=t\nPVE_PVE1_TOKEN_VALUE=s\n"
+    )
+    assert "no Proxmox configured" not in _up_gateway_only(configured, {})

@@ -291,6 +291,18 @@ def busy_ports(children: list[Child], data_dir: Path) -> list[str]:
     return lines
 
 
+# What the gateway's topology loader reads first (services/mcp-gateway/README.md, Configuration).
+PROXMOX_VARIABLES = ("PVE_NODES", "PVE_CLUSTER_PRIMARY_HOST", "PBS_NODES", "CLUSTERS")
+
+
+def proxmox_configured(environ: Mapping[str, str], dotenv: Path) -> bool:
+    """Whether the gateway will find a Proxmox endpoint: in its environment or in the ``.env``
+    of the working directory, which the services read too."""
+    env = {**(read_env_file(dotenv) if dotenv.is_file() else {}), **environ}
+    env.update(service_env("mcp-gateway", environ))
+    return any(env.get(name, "").strip() for name in PROXMOX_VARIABLES)
+
+
 # ---------------------------------------------------------------------------- the run
 
 
@@ -645,6 +657,17 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     root.setLevel(logging.INFO)
     for noisy in ("nats", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    names = {c.name for c in children}
+    if (
+        "mcp-gateway" in names
+        and not args.demo
+        and not proxmox_configured(os.environ, Path(".env"))
+    ):
+        log.warning(
+            "no Proxmox configured (%s in the environment or ./.env): the gateway and the API "
+            "watcher have nothing to talk to; see deploy/.env.example, or try proxbus up --demo",
+            " / ".join(PROXMOX_VARIABLES),
+        )
 
     supervisor = Supervisor(
         children, board, data_dir, view.print, redact, credentials,

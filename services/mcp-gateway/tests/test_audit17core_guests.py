@@ -237,3 +237,20 @@ async def test_ha_status_of_two_standalone_hosts_lists_both(gw: Gateway) -> None
         "edge1",
         "edge2",
     }
+
+
+@pytest.mark.parametrize("tool", sorted(ACTING_ARGS))
+async def test_guest_tool_with_node_touches_that_host_only(
+    hosts: dict[str, Simulator], gw: Gateway, tool: str
+) -> None:
+    """With ``node``, every request about the guest goes to that host: nothing reaches the
+    other one's guest (reads included), whatever the outcome of the call itself."""
+    args = dict(ACTING_ARGS[tool], node="edge2")
+    if tool == "migrate_guest":
+        args["target"] = "edge1"  # not a member of edge2's (standalone) cluster: refused
+    out = await gw.call(tool, args, ADMIN)
+    vmid = args["vmid"]
+    assert out.code != 409, out.error
+    on_edge1 = [r.path for r in hosts["edge1"].request_log if f"/{vmid}" in r.path]
+    assert on_edge1 == [], on_edge1
+    assert all(name == "edge2" for name, _, _ in writes(hosts)), writes(hosts)

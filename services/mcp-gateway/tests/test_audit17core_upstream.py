@@ -86,7 +86,8 @@ async def test_pbs_answering_500_is_an_error_not_an_empty_list(
     out = await quick.call(tool, args, ADMIN)
     assert not out.ok, out.result
     assert out.code == 502, (out.code, out.error)
-    assert "500 simulated failure" in (out.error or "")
+    # PBS answers the message as the body under the standard phrase (proxmox-rest-server)
+    assert "500 Internal Server Error: simulated failure" in (out.error or "")
 
 
 async def test_pbs_down_is_an_error_naming_the_connection(sim: Simulator, quick: Gateway) -> None:

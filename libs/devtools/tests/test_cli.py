@@ -140,3 +140,16 @@ async def test_tail_count_prints_exactly_that_many_of_a_burst(
     out, _ = await asyncio.wait_for(tail.communicate(), 20)
     assert tail.returncode == 0
     assert len(out.splitlines()) == 3, out.decode()
+
+
+def test_every_command_says_an_unreachable_broker_in_one_line() -> None:
+    """No log line before it (tail printed a "WARNING ... NATS errors ... [Errno 111]" first)."""
+    for command in (["events", "tail"], ["events", "publish"], ["events", "stats"]):
+        result = subprocess.run(
+            [PROXBUS, "--nats-url", "nats://127.0.0.1:1", *command],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 1, command
+        assert result.stderr.splitlines() == [
+            "proxbus: NATS at nats://127.0.0.1:1: nats: no servers available for connection"
+        ], command

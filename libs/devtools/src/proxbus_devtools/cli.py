@@ -202,11 +202,14 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
     follower: StreamFollower | None = None
     default_error_cb = nats_options(settings, "proxbus-cli-tail")["error_cb"]
 
+    connected = False  # before, a failed connect is the one line main() prints
+
     async def on_error(exc: Exception) -> None:
         if "permissions violation" in str(exc).lower():
             denied.set()
             return
-        await default_error_cb(exc)
+        if connected:
+            await default_error_cb(exc)
 
     async def on_reconnect() -> None:
         if follower is not None:
@@ -215,6 +218,7 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
     nc = await _connect(
         settings, "proxbus-cli-tail", once=False, error_cb=on_error, reconnected_cb=on_reconnect
     )
+    connected = True
     subject = events_filter(args.site, args.source, args.severity, args.node)
     if subject.endswith(".*"):
         subject = subject[:-2] + ".>"

@@ -115,3 +115,20 @@ async def test_the_official_client_sees_is_error_with_the_cause(
             text = out.content[0].text  # type: ignore[union-attr]
             assert "500 simulated failure" in text, text
             assert "not found" not in text
+
+
+@pytest.mark.parametrize("wait", [False, True])
+async def test_get_task_status_follows_a_pbs_task_handle(
+    sim: Simulator, gateway: Gateway, wait: bool
+) -> None:
+    """pbs_start_gc / pbs_start_verify hand back a PBS UPID to poll with get_task_status (the
+    hint of a wait cut at MAX_WAIT says so): it must read it from PBS, not look for a PVE
+    node named after the PBS host."""
+    started = await gateway.call("pbs_start_gc", {"store": "store1"}, ADMIN)
+    assert started.ok, started.error
+    assert started.result is not None
+    upid = started.result.data["upid"]
+    out = await gateway.call("get_task_status", {"upid": upid, "wait": wait}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    assert out.result.data["upid"] == upid

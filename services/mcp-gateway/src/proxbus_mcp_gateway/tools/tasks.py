@@ -90,28 +90,37 @@ def register(reg: Registry) -> None:
         handle). Failed tasks include the log tail.
         """
         from .. import validate
+        from .task_control import is_pbs_upid
 
         node = validate.upid_node(args.upid)
-        ctx.caller.require_node(node)
-        if args.wait:
-            status = await wait_task(ctx, args.cluster, node, args.upid, args.timeout)
+        # A PBS task handle (pbs_start_gc / pbs_start_verify): PBS serves it under
+        # /nodes/localhost (proxmox-backup src/api2/node/tasks.rs), not a PVE node.
+        product = "pbs" if is_pbs_upid(args.upid) else "pve"
+        if product == "pbs":
+            node = "localhost"
         else:
-            status = dict(
-                await ctx.gateway.pool.request(
-                    args.cluster,
-                    "GET",
-                    f"/nodes/{node}/tasks/{args.upid}/status",
-                    node=node,
-                    cache=False,
-                )
+            ctx.caller.require_node(node)
+        path = f"/nodes/{node}/tasks/{args.upid}/status"
+        pool = ctx.gateway.pool
+        if args.wait:
+            status = await wait_task(
+                ctx, args.cluster, node, args.upid, args.timeout, product=product
             )
+        else:
+            if product == "pbs":
+                raw = await pool.pbs_request(args.cluster, None, "GET", path)
+            else:
+                raw = await pool.request(args.cluster, "GET", path, node=node, cache=False)
+            status = dict(raw)
             if status.get("status") == "stopped":
                 exit_status = str(status.get("exitstatus"))
                 status["ok"] = exit_status == "OK" or exit_status.startswith("WARNINGS")
                 if not status["ok"]:
                     from ._common import task_log_tail
 
-                    status["log_tail"] = await task_log_tail(ctx, args.cluster, node, args.upid)
+                    status["log_tail"] = await task_log_tail(
+                        ctx, args.cluster, node, args.upid, product
+                    )
         text = kv_text(
             f"task {args.upid}",
             status,

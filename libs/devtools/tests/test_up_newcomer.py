@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from proxbus_devtools.status import StatusBoard
@@ -91,6 +92,17 @@ def test_next_steps_are_two_aligned_columns(tmp_path: Path) -> None:
     assert len(starts) == 1, "\n".join(lines)
 
 
+def _stop(up: subprocess.Popen[Any]) -> None:
+    """SIGTERM, so the supervisor stops its children (in their own sessions); kill if it hangs."""
+    if up.poll() is None:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+
+
 def _listener() -> tuple[socket.socket, int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -160,8 +172,7 @@ def test_a_bad_setting_is_shown_with_its_reason_and_not_restarted_forever(tmp_pa
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=30) == 0
     finally:
-        if up.poll() is None:
-            up.kill()
+        _stop(up)
     text = out.read_text()
     assert text.count("dispatcher starting") == 1, text
     assert "restarting" not in text
@@ -188,8 +199,7 @@ def _up_gateway_only(cwd: Path, extra: dict[str, str]) -> str:
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=30) == 0
     finally:
-        if up.poll() is None:
-            up.kill()
+        _stop(up)
     return out.read_text()
 
 
@@ -208,3 +218,33 @@ def test_up_without_any_proxmox_says_where_to_configure_it(tmp_path: Path) -> No
         "PVE_PVE1_TOKEN_NAME=t\nPVE_PVE1_TOKEN_VALUE=s\n"
     )
     assert "no Proxmox configured" not in _up_gateway_only(configured, {})
+
+
+def test_a_second_proxbus_up_on_the_same_data_directory_is_refused_before_it_touches_it(
+    tmp_path: Path,
+) -> None:
+    """Both would write up.json, the demo's env file and credentials in one place (the second
+    deleted the first's demo/gateway.env before starting its own stack on other ports)."""
+    data = tmp_path / "data"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}
+    out = tmp_path / "first.txt"
+    with out.open("w") as sink:
+        first = subprocess.Popen(
+            [PROXBUS, "up", "--plain", "--demo", "--services", "none",
+             "--nats-port", str(free_port()), "--data-dir", str(data)],
+            stdout=sink, stderr=subprocess.STDOUT, env=base,
+        )  # fmt: skip
+    try:
+        env_file = data / "demo" / "gateway.env"
+        wait_until_blocking(lambda: "pvesim healthy" in out.read_text() and env_file.exists(), 30)
+        before = env_file.read_text()
+        second = _up(
+            tmp_path / "data", "--demo", "--services", "none", "--nats-port", str(free_port())
+        )
+        assert second.returncode == 1
+        assert f"another proxbus up is running (pid {first.pid}" in second.stderr
+        assert env_file.read_text() == before
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+    finally:
+        _stop(first)

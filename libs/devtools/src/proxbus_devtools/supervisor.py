@@ -633,6 +633,16 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints every thread's stack
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    other = read_state(data_dir)
+    if other is not None:
+        # Before plan_children: it rewrites the demo's files in the data directory.
+        print(
+            f"proxbus up: another proxbus up is running (pid {other['pid']}, data dir "
+            f"{data_dir}): Ctrl-C in its terminal, or kill -INT {other['pid']}; or give this "
+            "one its own --data-dir",
+            file=sys.stderr,
+        )
+        return 1
     children = plan_children(args, settings)
     busy = busy_ports(children, data_dir)
     if busy:

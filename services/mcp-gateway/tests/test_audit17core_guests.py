@@ -149,7 +149,7 @@ async def test_guest_tools_over_rpc_without_node_are_409_and_act_nowhere(
     [
         ("POST", "/pools", {"poolid": "audit"}),
         ("PUT", "/cluster/options", {"description": "audit"}),
-        ("GET", "/cluster/resources", {}),
+        ("GET", "/version", {}),  # one object per host: cannot be joined
     ],
 )
 @pytest.mark.parametrize("confirm", [True, False])
@@ -171,7 +171,45 @@ async def test_proxmox_api_without_a_node_in_the_path_on_two_hosts_acts_nowhere(
         "(edge1, edge2): use a /nodes/{node}/... path, or configure each host as its own "
         "cluster (CLUSTERS)"
     )
-    assert [r for sim in hosts.values() for r in sim.request_log if r.path.endswith(path)] == []
+    sent = [
+        (r.method, r.path)
+        for sim in hosts.values()
+        for r in sim.request_log
+        if r.path.endswith(path) and r.method != "GET"
+    ]
+    assert sent == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/cluster/resources", "/cluster/tasks", "/cluster/log", "/cluster/ha/status/current"]
+)
+async def test_proxmox_api_list_get_without_a_node_joins_every_hosts_answer(
+    hosts: dict[str, Simulator], gw: Gateway, path: str
+) -> None:
+    """What the ingest-pve-ws watcher polls through proxmox_api: on several standalone hosts
+    each answers for itself, and the answer holds both (it held the first host's only)."""
+    out = await gw.call("proxmox_api", {"path": path}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    asked = {
+        name for name, sim in hosts.items() if any(r.path.endswith(path) for r in sim.request_log)
+    }
+    assert asked == {"edge1", "edge2"}
+    if path == "/cluster/resources":
+        guests = {(e["vmid"], e["node"]) for e in out.result.data["data"] if e.get("vmid")}
+        assert {(100, "edge1"), (100, "edge2")} <= guests
+    assert "errors" not in out.result.data
+
+
+async def test_proxmox_api_list_get_with_one_host_down_names_it(
+    hosts: dict[str, Simulator], gw: Gateway
+) -> None:
+    await hosts["edge2"].stop_api()
+    out = await gw.call("proxmox_api", {"path": "/cluster/resources"}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    assert {e.get("node") for e in out.result.data["data"]} == {"edge1"}
+    assert out.result.data["errors"][0].startswith("edge2: ")
 
 
 async def test_proxmox_api_with_a_node_in_the_path_reaches_that_host_only(

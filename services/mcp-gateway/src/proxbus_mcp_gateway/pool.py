@@ -225,6 +225,10 @@ class ProxmoxPool:
             raise NotFound(f"cluster {cluster.config.name} has no PVE endpoint")
         return await self._cached(cluster, group, method, path, params, cache)
 
+    def several_groups(self, cluster_name: str | None) -> bool:
+        """True when the cluster has several PVE groups (standalone hosts, MIXED)."""
+        return len(self.cluster(cluster_name).groups) > 1
+
     def require_one_group(self, cluster_name: str | None, path: str) -> None:
         """Refuse a call for ``path`` (no ``{node}`` in it) in a cluster of several groups
         (standalone hosts, MIXED): it could only go to the first group, which would act on (or

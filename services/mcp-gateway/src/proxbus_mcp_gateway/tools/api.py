@@ -8,7 +8,7 @@ from pydantic import Field
 from .. import schema
 from ..errors import Forbidden
 from ..registry import CallContext, Registry, ToolInput, ToolResult
-from ._common import ClusterArg, plan
+from ._common import ClusterArg, answered, plan
 from .pbs import ServerArg
 
 
@@ -58,9 +58,11 @@ def register(reg: Registry) -> None:
             caller.require_node(call.node)
         if call.vmid is not None:
             caller.require_vmid(call.vmid)
-        if args.product == "pve" and call.node is None:
-            # Several standalone hosts: no host to pick for a path without {node}.
-            ctx.gateway.pool.require_one_group(args.cluster, call.path)
+        pool = ctx.gateway.pool
+        several = args.product == "pve" and call.node is None and pool.several_groups(args.cluster)
+        if several and call.method != "GET":
+            # Several standalone hosts: no host to pick for a write without {node}.
+            pool.require_one_group(args.cluster, call.path)
         if call.method != "GET" and not args.confirm:
             return plan(
                 call.method,
@@ -72,8 +74,9 @@ def register(reg: Registry) -> None:
                 },
                 f"sends {call.method} {call.path} to the {args.product.upper()} API",
             )
-        pool = ctx.gateway.pool
         result: Any
+        if several:
+            return await _every_host(ctx, args.cluster, call.path, call.params)
         if args.product == "pbs":
             result = await pool.pbs_request(
                 args.cluster, args.server, call.method, call.path, call.params or None
@@ -99,6 +102,29 @@ _SECRET_PARAM = re.compile(
 def masked(params: dict[str, Any] | None) -> dict[str, Any]:
     """``params`` with secret values replaced, for plans (text and structured content)."""
     return {k: "***" if _SECRET_PARAM.search(k) else v for k, v in (params or {}).items()}
+
+
+async def _every_host(
+    ctx: CallContext, cluster: str | None, path: str, params: dict[str, Any] | None
+) -> ToolResult:
+    """A GET without ``{node}`` on several standalone hosts: each answers for itself (e.g.
+    ``/cluster/resources``, ``/cluster/tasks``: the ingest-pve-ws watcher polls these). List
+    answers are joined (entries name their node), hosts that failed are listed in
+    ``errors``; any other answer cannot be joined and is refused like a write.
+
+    Raises:
+        ToolFailure: every host failed, or the answers are not lists (409).
+    """
+    pool = ctx.gateway.pool
+    answers, errors = answered(await pool.request_all(cluster, path, params or None), f"GET {path}")
+    if not all(isinstance(result, list) for _, result in answers):
+        pool.require_one_group(cluster, path)
+    joined = [item for _, result in answers for item in result]
+    data: dict[str, Any] = {"method": "GET", "path": path, "data": joined}
+    if errors:
+        data["errors"] = errors
+    text = _render(joined) + ("\nerrors: " + "; ".join(errors) if errors else "")
+    return ToolResult(data, text)
 
 
 def _render(result: Any, limit: int = 6000) -> str:

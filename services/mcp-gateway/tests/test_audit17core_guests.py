@@ -292,3 +292,18 @@ async def test_guest_tool_with_node_touches_that_host_only(
     on_edge1 = [r.path for r in hosts["edge1"].request_log if f"/{vmid}" in r.path]
     assert on_edge1 == [], on_edge1
     assert all(name == "edge2" for name, _, _ in writes(hosts)), writes(hosts)
+
+
+@pytest.mark.parametrize("broken", HOSTS)
+async def test_diagnostic_reads_every_hosts_ha_and_names_one_it_could_not_read(
+    hosts: dict[str, Simulator], gw: Gateway, broken: str
+) -> None:
+    """Each standalone host runs its own HA manager: the diagnostic asks each, and one whose
+    HA status cannot be read is a finding (the failure was swallowed, and only the first
+    host was asked)."""
+    hosts[broken].fail_requests("/cluster/ha/status/current", status=500, reason="ha broken")
+    out = await gw.call("run_diagnostic", {}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    findings = [f["finding"] for f in out.result.data["findings"]]
+    assert any(f.startswith(f"{broken}: HA status unreadable") for f in findings), findings

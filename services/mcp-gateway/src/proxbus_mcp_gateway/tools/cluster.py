@@ -187,12 +187,14 @@ def register(reg: Registry) -> None:
                         "warning",
                         f"task {t.get('type')} {t.get('id') or ''} on {t.get('node')} failed: {st}",
                     )
-        try:
-            for h in await pool.request(args.cluster, "GET", "/cluster/ha/status/current") or []:
+        # Standalone hosts each run their own HA manager: ask every group.
+        for group, res in await pool.request_all(args.cluster, "/cluster/ha/status/current"):
+            if isinstance(res, ToolFailure):
+                add("warning", f"{group.config.name}: HA status unreadable: {res.message}")
+                continue
+            for h in res or []:
                 if h.get("type") == "service" and h.get("state") in ("error", "fence", "recovery"):
                     add("error", f"HA service {h.get('sid')} is in state {h.get('state')}")
-        except ToolFailure:
-            pass
         order = {"critical": 0, "error": 1, "warning": 2, "info": 3}
         findings.sort(key=lambda f: order.get(f["severity"], 9))
         healthy = not any(f["severity"] in ("critical", "error") for f in findings)

@@ -248,3 +248,14 @@ def test_a_second_proxbus_up_on_the_same_data_directory_is_refused_before_it_tou
         assert first.wait(timeout=30) == 0
     finally:
         _stop(first)
+
+
+def test_no_console_url_when_the_console_is_off(tmp_path: Path) -> None:
+    """deploy/.env.example sets CONSOLE_ENABLED=false: the footer must not send people to a
+    page that is not there."""
+    on = "\n".join(footer(_args(), _children(), None, {}))
+    assert "http://127.0.0.1:8091/" in on
+    for environ in ({"CONSOLE_ENABLED": "false"}, {"PROXBUS_DISPATCHER_CONSOLE_ENABLED": "0"}):
+        off = "\n".join(footer(_args(), _children(), None, environ))
+        assert "8091" not in off
+        assert "web console off" in off

@@ -587,7 +587,10 @@ def footer(
         (f"{env}{prog} events tail", "live events on the bus"),
         (f"{prog} logs{data} -f [SERVICE]", f"each service's log ({args.data_dir}/logs)"),
     ]
-    if "dispatcher" in names:
+    dispatcher = {**environ, **service_env("dispatcher", environ)}
+    if "dispatcher" in names and _false(dispatcher.get("CONSOLE_ENABLED", "")):
+        steps.append(("web console off", "CONSOLE_ENABLED=false"))
+    elif "dispatcher" in names:
         _, port = describe_ports("dispatcher", service_env("dispatcher", environ))
         steps.append((f"http://127.0.0.1:{port}/", "web console (events, incidents, silences)"))
     if "mcp-gateway" in names:
@@ -598,6 +601,11 @@ def footer(
     steps.append(("Ctrl-C", "stops everything"))
     width = max(len(what) for what, _ in steps) + 2
     return ["next steps:", *(f"  {what.ljust(width)}{why}" for what, why in steps)]
+
+
+def _false(value: str) -> bool:
+    """A boolean setting that pydantic reads as false."""
+    return value.strip().lower() in ("0", "off", "f", "false", "n", "no")
 
 
 def default_data_dir() -> str:
@@ -655,7 +663,9 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
         for child in children:
             if child.name == "pvesim" and "PVESIM_WEBHOOK_SECRET" in child.env:
                 credentials.add("PVE_WEBHOOK_SECRET", child.env["PVESIM_WEBHOOK_SECRET"])
-    board.footer = footer(args, children, credentials.path if credentials else None)
+    dotenv = Path(".env")  # the services read it too
+    environ = {**(read_env_file(dotenv) if dotenv.is_file() else {}), **os.environ}
+    board.footer = footer(args, children, credentials.path if credentials else None, environ)
     tty = sys.stdout.isatty() and not getattr(args, "plain", False)
     view: LiveView | PlainView = LiveView(board) if tty else PlainView(board)
 

@@ -275,3 +275,31 @@ async def test_repeated_bad_requests_are_logged_rate_limited(
         lines = _lines(caplog)
         assert len(lines) <= 1, [f"{r.name}: {r.getMessage()}" for r in lines[:3]]
         assert not any(r.exc_info for r in lines), "a client's bad input logged a traceback"
+
+
+@pytest.mark.parametrize(
+    ("allowed", "host", "status"),
+    [
+        ("", "gateway:8080", 421),
+        ("", "10.1.2.3:8080", 421),
+        ("gateway:*,10.1.2.3:*", "gateway:8080", 200),
+        ("gateway:*,10.1.2.3:*", "10.1.2.3:8080", 200),
+        ("gateway:*", "evil.example:8080", 421),
+    ],
+)
+async def test_the_readme_n8n_setup_on_all_interfaces(
+    sim: Simulator, allowed: str, host: str, status: int
+) -> None:
+    """README (n8n): GATEWAY_HOST=0.0.0.0 with tokens answers only the Host names/addresses
+    listed in GATEWAY_ALLOWED_HOSTS (the served socket itself stays on loopback here)."""
+    settings = make_settings(
+        gateway_tokens=TOKENS, gateway_host="0.0.0.0", gateway_allowed_hosts=allowed
+    )
+    gw = Gateway.from_settings(settings, sim_env(sim))
+    gw.start()
+    try:
+        async with serve(gw) as s, httpx.AsyncClient(base_url=s.url, timeout=10) as c:
+            r = await c.post("/mcp", json=INIT, headers={**MCP, "Host": host})
+            assert r.status_code == status, r.text
+    finally:
+        await gw.close()

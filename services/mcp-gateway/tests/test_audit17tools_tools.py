@@ -443,3 +443,23 @@ async def test_a_disk_of_the_other_guest_type_is_a_short_clear_error(
     assert out.code == 400, (out.code, out.error)
     assert len(out.error) < 200, out.error
     assert sum(1 for r in sim.request_log if r.method != "GET") == writes
+
+
+async def test_a_task_log_page_says_where_the_next_one_starts(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    """``GET .../tasks/{upid}/log`` pages with start/limit (pve-manager PVE/API2/Tasks.pm
+    read_task_log): a full page tells the agent how to read on."""
+    _, gw = lab
+    upid = (await call(gw, "create_backup", vmid=100, storage="local", wait=True)).result.data[
+        "upid"
+    ]
+    whole = await call(gw, "get_task_log", upid=upid)
+    assert whole.result.data["count"] >= 3
+    assert whole.result.data["next_start"] is None
+    page = await call(gw, "get_task_log", upid=upid, limit=2)
+    assert page.result.data["lines"] == whole.result.data["lines"][:2]
+    assert page.result.data["next_start"] == 2
+    assert "start=2" in page.result.text
+    rest = await call(gw, "get_task_log", upid=upid, start=2, limit=5000)
+    assert rest.result.data["lines"] == whole.result.data["lines"][2:]

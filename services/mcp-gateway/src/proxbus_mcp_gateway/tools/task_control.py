@@ -65,6 +65,8 @@ def register(reg: Registry) -> None:
         )
         lines = [str(e.get("t", "")) for e in entries or []]
         status = await _request(ctx, args.cluster, args.server, "GET", args.upid, "/status")
+        # a full page may have more after it (the API's total is not passed on)
+        next_start = args.start + len(lines) if len(lines) >= args.limit else None
         data = {
             "upid": args.upid,
             "status": status.get("status"),
@@ -72,11 +74,15 @@ def register(reg: Registry) -> None:
             "start": args.start,
             "lines": lines,
             "count": len(lines),
+            "next_start": next_start,
         }
         head = (
             f"task {args.upid} ({status.get('status')} {status.get('exitstatus') or ''})".rstrip()
         )
-        return ToolResult(data, head + "\n" + "\n".join(lines))
+        text = head + "\n" + "\n".join(lines)
+        if next_start is not None:
+            text += f"\n... more may follow: call again with start={next_start}"
+        return ToolResult(data, text)
 
     class CancelIn(ToolInput):
         upid: Upid

@@ -44,7 +44,15 @@ def test_help_of_every_subcommand(command: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["ingest-syslog", "ingest-email", "ingest-pve-ws", "dispatcher", "mcp-gateway"]
+    "script",
+    [
+        "ingest-syslog",
+        "ingest-email",
+        "ingest-pve-ws",
+        "dispatcher",
+        "mcp-gateway",
+        "ingest-discord",
+    ],
 )
 def test_help_of_every_service_script_names_test_connection(script: str) -> None:
     result = subprocess.run(

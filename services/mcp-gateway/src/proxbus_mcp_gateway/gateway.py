@@ -124,6 +124,9 @@ class Gateway:
         self.sessions: Any = None
         self.sse_sessions: dict[str, int] = {}
         self.calls_in_flight = 0
+        # Calls in flight per caller name: one caller (e.g. many wait=true calls) must not
+        # take every MAX_CONCURRENT_CALLS slot from the others.
+        self.in_flight_by_caller: dict[str, int] = {}
 
     @classmethod
     def from_settings(
@@ -197,6 +200,15 @@ class Gateway:
         started = time.perf_counter()
         args = dict(arguments or {})
         outcome = Outcome(name)
+        mine = self.in_flight_by_caller.get(caller.name, 0)
+        if mine >= self.settings.max_calls_per_caller:
+            outcome.error = (
+                f"too many calls in flight for '{caller.name}' ({mine}, MAX_CALLS_PER_CALLER)"
+            )
+            outcome.code = 429
+            self._finish(outcome, args, caller, started)
+            return outcome
+        self.in_flight_by_caller[caller.name] = mine + 1
         try:
             async with self._limit:
                 self.calls_in_flight += 1
@@ -213,6 +225,12 @@ class Gateway:
         except Exception as exc:  # a bug must not leak a traceback to the caller
             log.exception("tool %s failed unexpectedly", name)
             outcome.error, outcome.code = f"internal error ({type(exc).__name__})", 500
+        finally:
+            left = self.in_flight_by_caller[caller.name] - 1
+            if left:
+                self.in_flight_by_caller[caller.name] = left
+            else:
+                del self.in_flight_by_caller[caller.name]
         self._finish(outcome, args, caller, started)
         return outcome
 

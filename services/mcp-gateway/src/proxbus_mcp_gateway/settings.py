@@ -52,6 +52,12 @@ class Settings(ServiceSettings):
         "no progress notifications during a call)",
     )
     max_concurrent_calls: int = Field(default=256, ge=1, le=10_000)
+    max_calls_per_caller: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="tool calls one caller (token name) may have in flight; more: 429",
+    )
     max_sessions: int = Field(
         default=200, ge=1, le=100_000, description="open MCP sessions (streamable HTTP + SSE)"
     )

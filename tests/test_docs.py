@@ -953,3 +953,26 @@ def test_yaml_examples_in_every_readme_load_with_the_projects_loaders(tmp_path: 
                 loaded["scenario"] += 1
     assert loaded["tokens"] >= 2
     assert loaded["scenario"] >= 1
+
+
+def test_the_token_pages_env_blocks_configure_the_gateway_as_described() -> None:
+    """Loaded by the gateway's own topology loader: a PVE node with its pinned certificate and
+    a PBS, with the users and tokens the page creates."""
+    from proxbus_mcp_gateway.config import parse_clusters
+
+    env: dict[str, str] = {}
+    for _, body in blocks("env", DOCS / "proxmox-tokens.md"):
+        env.update(line.split("=", 1) for line in body.splitlines() if "=" in line)
+    (cluster,) = parse_clusters(env, "lab")
+    (pve1,) = [e for group in cluster.groups for e in group.endpoints]
+    assert (pve1.name, pve1.host, pve1.port, pve1.user) == (
+        "pve1",
+        "pve1.lab.example",
+        8006,
+        "proxbus@pve",
+    )
+    assert pve1.fingerprint is not None
+    (pbs1,) = cluster.pbs
+    assert (pbs1.name, pbs1.port, pbs1.user) == ("pbs1", 8007, "proxbus@pbs")
+    created = {a[4] for a in commands("pveum") if a[:3] == ["user", "token", "add"]}
+    assert pve1.token_name in created

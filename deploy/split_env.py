@@ -267,6 +267,7 @@ OWN: dict[str, frozenset[str]] = {
             "MEMBERSHIP_TTL",
             "MAX_WAIT",
             "MAX_CONCURRENT_CALLS",
+            "MAX_CALLS_PER_CALLER",
             "MAX_SESSIONS",
             "MAX_SESSIONS_PER_CALLER",
             "SESSION_IDLE_TIMEOUT",

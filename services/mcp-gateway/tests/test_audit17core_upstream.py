@@ -132,3 +132,26 @@ async def test_get_task_status_follows_a_pbs_task_handle(
     assert out.ok, out.error
     assert out.result is not None
     assert out.result.data["upid"] == upid
+
+
+async def test_a_proxmox_permission_refusal_is_a_403_with_proxmox_reason_and_audited(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway's scope allows the call, the Proxmox token does not (PVEAuditor): the
+    caller sees Proxmox's own 403 reason, the audit keeps 403 (not 500/502), no retry."""
+    gw = Gateway.from_settings(make_settings(), sim_env(sim, token=sim.tokens.auditor))
+    gw.start()
+    try:
+        vm = next(g for g in sim.lab.guests.values() if g.kind == "qemu" and not g.running)
+        before = len(sim.request_log)
+        with caplog.at_level(logging.INFO, logger="proxbus.audit"):
+            out = await gw.call("execute_vm_command", {"vmid": vm.vmid, "command": "start"}, ADMIN)
+        assert out.code == 403, (out.code, out.error)
+        assert (out.error or "").startswith("403 Permission check failed"), out.error
+        (record,) = audit_lines(caplog)
+        assert (record["outcome"], record["code"]) == ("error", 403)
+        posts = [r for r in sim.request_log[before:] if r.method == "POST"]
+        assert len(posts) == 1, posts
+        assert not vm.running
+    finally:
+        await gw.close()

@@ -125,21 +125,26 @@ async def test_tail_count_prints_exactly_that_many_of_a_burst(
         PROXBUS, "events", "tail", "--json", "--count", "3",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(nats_server),
     )  # fmt: skip
-    assert tail.stderr is not None
-    line = await asyncio.wait_for(tail.stderr.readline(), 20)
-    assert line.startswith(b"listening on"), line
-    publisher = EventPublisher(js)
-    await asyncio.gather(
-        *(
-            publisher.publish(
-                Event(source="syslog", kind="syslog.message", site="lab", title=f"burst {n}")
+    try:
+        assert tail.stderr is not None
+        line = await asyncio.wait_for(tail.stderr.readline(), 20)
+        assert line.startswith(b"listening on"), line
+        publisher = EventPublisher(js)
+        await asyncio.gather(
+            *(
+                publisher.publish(
+                    Event(source="syslog", kind="syslog.message", site="lab", title=f"burst {n}")
+                )
+                for n in range(50)
             )
-            for n in range(50)
         )
-    )
-    out, _ = await asyncio.wait_for(tail.communicate(), 20)
-    assert tail.returncode == 0
-    assert len(out.splitlines()) == 3, out.decode()
+        out, _ = await asyncio.wait_for(tail.communicate(), 20)
+        assert tail.returncode == 0
+        assert len(out.splitlines()) == 3, out.decode()
+    finally:
+        if tail.returncode is None:
+            tail.kill()
+            await tail.wait()
 
 
 def test_every_command_says_an_unreachable_broker_in_one_line() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -69,10 +70,10 @@ def test_next_steps_are_commands_that_work_where_proxbus_up_was_started(tmp_path
     credentials = tmp_path / "demo" / "credentials.txt"
     # `uv run proxbus up --demo` (the README's): proxbus is not on PATH, `uv run proxbus` is.
     under_uv = footer(_args(), _children(), credentials, {"UV_RUN_RECURSION_DEPTH": "1"})
-    assert any(line.split()[:4] == ["uv", "run", "proxbus", "events"] for line in under_uv)
-    assert not any(line.strip().startswith("proxbus ") for line in under_uv)
+    assert any(line.endswith("  uv run proxbus events tail") for line in under_uv)
+    assert not any(re.search(r"(?<!uv run) proxbus ", line) for line in under_uv)
     direct = footer(_args(), _children(), credentials, {})
-    assert any(line.strip().startswith("proxbus events tail") for line in direct)
+    assert any(line.endswith("  proxbus events tail") for line in direct)
     for lines in (under_uv, direct):
         text = "\n".join(lines)
         assert "http://127.0.0.1:8091/" in text
@@ -83,13 +84,21 @@ def test_next_steps_are_commands_that_work_where_proxbus_up_was_started(tmp_path
 
 def test_next_steps_are_two_aligned_columns(tmp_path: Path) -> None:
     lines = footer(_args(str(tmp_path)), _children(), tmp_path / "credentials.txt", {})
-    assert lines[1].startswith(f"  PROXBUS_DATA_DIR={tmp_path} proxbus events tail  ")
+    assert lines[1].endswith(f"  PROXBUS_DATA_DIR={tmp_path} proxbus events tail")
     assert lines[0] == "next steps:"
     steps = lines[1:]
     assert len(steps) >= 5
-    # what to type (or where to look), then at least two spaces, then what it is: one column
+    # what it is, then at least two spaces, then what to type or open: one column
     starts = {len(line) - len(line.split("  ", 2)[-1].lstrip()) for line in steps}
     assert len(starts) == 1, "\n".join(lines)
+
+
+def test_next_steps_fit_an_80_column_terminal() -> None:
+    """The demo's, with the default data directory of a user whose home is /home/alice."""
+    credentials = Path("/home/alice/.local/share/proxbus/demo/credentials.txt")
+    for environ in ({}, {"UV_RUN_RECURSION_DEPTH": "1"}):
+        lines = footer(_args(), _children(), credentials, environ)
+        assert max(len(line) for line in lines) <= 80, "\n".join(lines)
 
 
 def _stop(up: subprocess.Popen[Any]) -> None:

@@ -576,7 +576,8 @@ def footer(
     credentials: Path | None,
     environ: Mapping[str, str] = os.environ,
 ) -> list[str]:
-    """The next steps under the table: what to type or open (left), what it is (right)."""
+    """The next steps under the table: what (left, short), then what to type or open (right),
+    so the long part ends the line and an 80-column terminal does not wrap it."""
     names = {c.name for c in children}
     # Started by `uv run proxbus up` (the README's way), `proxbus` is not on the user's PATH.
     prog = "uv run proxbus" if "UV_RUN_RECURSION_DEPTH" in environ else "proxbus"
@@ -584,23 +585,23 @@ def footer(
     # Commands find a running stack through up.json in the default data directory.
     env = "" if args.data_dir == default_data_dir() else f"PROXBUS_DATA_DIR={args.data_dir} "
     steps = [
-        (f"{env}{prog} events tail", "live events on the bus"),
-        (f"{prog} logs{data} -f [SERVICE]", f"each service's log ({args.data_dir}/logs)"),
+        ("live events", f"{env}{prog} events tail"),
+        ("each service's log", f"{prog} logs{data} -f [SERVICE]"),
     ]
     dispatcher = {**environ, **service_env("dispatcher", environ)}
     if "dispatcher" in names and _false(dispatcher.get("CONSOLE_ENABLED", "")):
         steps.append(("web console off", "CONSOLE_ENABLED=false"))
     elif "dispatcher" in names:
         _, port = describe_ports("dispatcher", service_env("dispatcher", environ))
-        steps.append((f"http://127.0.0.1:{port}/", "web console (events, incidents, silences)"))
+        steps.append(("web console", f"http://127.0.0.1:{port}/"))
     if "mcp-gateway" in names:
         _, port = describe_ports("mcp-gateway", {**environ, **service_env("mcp-gateway", environ)})
-        steps.append((f"http://127.0.0.1:{port}/mcp", "MCP gateway (streamable HTTP)"))
+        steps.append(("MCP gateway", f"http://127.0.0.1:{port}/mcp"))
     if credentials is not None:
-        steps.append((str(credentials), "demo credentials (tokens, passwords)"))
-    steps.append(("Ctrl-C", "stops everything"))
+        steps.append(("demo credentials", str(credentials)))
+    steps.append(("stop everything", "Ctrl-C"))
     width = max(len(what) for what, _ in steps) + 2
-    return ["next steps:", *(f"  {what.ljust(width)}{why}" for what, why in steps)]
+    return ["next steps:", *(f"  {what.ljust(width)}{how}" for what, how in steps)]
 
 
 def _false(value: str) -> bool:

@@ -169,7 +169,7 @@ class GotifyListener:
     async def _handle_text(self, data: str, stop: asyncio.Event) -> bool:
         try:
             msg = json.loads(data)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a 5000-digit number, deep nesting
             self.stats.invalid += 1
             self._invalid_log.record("frame is not JSON")
             return False
@@ -190,7 +190,9 @@ class GotifyListener:
             if resp.status != 200:
                 log.warning("gotify: cannot list messages (HTTP %d); no backfill", resp.status)
                 return None
-            page = await resp.json()
+            page = await _page(resp)
+        if page is None:
+            return None
         ids = [_msg_id(m) for m in page.get("messages", []) if isinstance(m, dict)]
         return max(ids, default=0)
 
@@ -217,7 +219,9 @@ class GotifyListener:
                         resp.status,
                     )
                     return False
-                page = await resp.json()
+                page = await _page(resp)
+            if page is None:
+                return False
             messages = [m for m in page.get("messages", []) if isinstance(m, dict)]
             newer = [m for m in messages if _msg_id(m) > self.last_id]
             missed.extend(newer)
@@ -267,6 +271,17 @@ class GotifyListener:
             except Exception as exc:  # the id is deterministic; a lost cursor only re-sends
                 self._cursor_log.record("could not save the cursor", str(msg_id), str(exc))
         return True
+
+
+async def _page(resp: aiohttp.ClientResponse) -> dict[str, Any] | None:
+    """A REST page, or None (logged) when Python cannot read it: one message nested deeper
+    than ``json`` recurses must not fail every reconnect (the stream still delivers)."""
+    try:
+        page = json.loads(await resp.text())
+    except (ValueError, RecursionError) as exc:
+        log.warning("gotify: unreadable message list (%s); resuming from the stream", exc)
+        return None
+    return page if isinstance(page, dict) else None
 
 
 def _msg_id(msg: dict[str, Any]) -> int:

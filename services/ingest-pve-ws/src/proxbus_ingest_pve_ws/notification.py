@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from proxbus_events import (
     deterministic_event_id,
 )
 from proxbus_events.proxmox import backup_subject_vmid, guest_id, parse_vzdump_table, short_host
+from pydantic import ValidationError
 
 # Notification severities of proxmox-notify (``unknown`` is a real value).
 _PVE_SEVERITY = {
@@ -50,10 +52,59 @@ _REPLICATION_JOB = re.compile(r"(\d{1,9})-\d+")
 _DATASTORE_KINDS = frozenset({"gc", "verify", "prune", "sync", "tape"})
 _FENCED = re.compile(r"^\s*successfully fenced node\b", re.IGNORECASE)
 _TEXT_KEYS = ("message", "body", "text", "content")
+# Gotify extras are namespaced maps ({"client::display": {"contentType": ...}}); deeper ones
+# are dropped: the event must serialize (pydantic refuses past a few hundred levels).
+_MAX_EXTRAS_DEPTH = 8
 
 
 class NotificationError(ValueError):
     """Raised when a pushed body is not a notification we can turn into an event."""
+
+
+def _event(**fields: Any) -> Event:
+    """The event, or ``NotificationError`` naming the field a hostile value broke (a lone
+    surrogate in a title, a date past year 9999): a clear 400, never a 500 or a poison pill."""
+    try:
+        return Event(**fields)
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "event"
+        raise NotificationError(f"not a valid event: bad {where}") from None
+
+
+def _nesting(value: object, limit: int) -> int:
+    """How deep lists/dicts nest in ``value`` (stops counting past ``limit``)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            stack.extend((v, depth) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """``value`` with lone surrogates (JSON ``"\\ud800"``, which ``json`` decodes as is and
+    nothing can encode) replaced by U+FFFD: such a title is still the notification."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if depth > 64:
+        return None
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    return value
+
+
+def _scalar(value: object) -> object:
+    """A JSON scalar kept as metadata; anything else (a list, a map) is dropped."""
+    return value if isinstance(value, str | int | float | bool) or value is None else None
 
 
 def gotify_priority_severity(priority: object) -> Severity:
@@ -64,6 +115,8 @@ def gotify_priority_severity(priority: object) -> Severity:
     """
     if isinstance(priority, bool) or not isinstance(priority, int | float):
         return Severity.INFO
+    if isinstance(priority, float) and not math.isfinite(priority):
+        return Severity.INFO  # JSON 1e999 / NaN as Python's json reads them
     p = int(priority)
     if p <= 0:
         return Severity.DEBUG
@@ -128,6 +181,8 @@ def parse_webhook_body(body: bytes, content_type: str = "application/json") -> d
         raise NotificationError(
             f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
+    except (ValueError, RecursionError) as exc:  # an integer over 4300 digits, deep nesting
+        raise NotificationError(f"invalid JSON: {str(exc)[:80]}") from None
     if not isinstance(data, dict):
         raise NotificationError("JSON body must be an object")
     return data
@@ -139,6 +194,7 @@ def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
     Raises:
         NotificationError: neither a title nor a message is present.
     """
+    data = _clean(data)
     fields = data.get("fields")
     fields = fields if isinstance(fields, dict) else {}
     title = data.get("title")
@@ -157,6 +213,7 @@ def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
     ntype = fields.get("type") if isinstance(fields.get("type"), str) else None
     kind = notification_kind(ntype, severity, title)
     hostname = fields.get("hostname") or data.get("hostname")
+    hostname = hostname if isinstance(hostname, str) else None
     node = short_host(hostname)
     if kind in ("node.fencing", "node.fenced"):
         m = _FENCE_NODE.search(title) or _FENCE_NODE.search(message)
@@ -191,7 +248,7 @@ def webhook_event(data: Mapping[str, Any], *, site: str) -> Event:
                 metadata["failed_vmids"] = failed
             if vmid is None:
                 vmid = backup_subject_vmid(guests, kind == "backup.failed")
-    return Event(
+    return _event(
         id=deterministic_event_id(ts, "pve-webhook", site, hostname, ntype, title, message),
         source=Source.PVE_WEBHOOK,
         site=site,
@@ -216,6 +273,11 @@ def gotify_event(msg: Mapping[str, Any], *, site: str, server: str) -> Event:
     msg_id = msg.get("id")
     if isinstance(msg_id, bool) or not isinstance(msg_id, int):
         raise NotificationError("Gotify message without an integer id")
+    extras = msg.get("extras") if isinstance(msg.get("extras"), dict) else {}
+    if _nesting(extras, _MAX_EXTRAS_DEPTH) > _MAX_EXTRAS_DEPTH:
+        extras = {}
+    msg = _clean({**msg, "extras": extras})
+    extras = msg["extras"]
     raw_title, raw_text = msg.get("title"), msg.get("message")
     title = raw_title if isinstance(raw_title, str) else ""
     text = raw_text if isinstance(raw_text, str) else ""
@@ -224,8 +286,7 @@ def gotify_event(msg: Mapping[str, Any], *, site: str, server: str) -> Event:
         raise NotificationError(f"Gotify message {msg_id} has no title or text")
     date = msg.get("date")
     ts = _parse_date(date) if isinstance(date, str) else time.time()
-    extras = msg.get("extras") if isinstance(msg.get("extras"), dict) else {}
-    return Event(
+    return _event(
         # The date is part of the id's time bits only; the id identity is server + message id.
         id=deterministic_event_id(ts, "gotify", server, msg_id),
         source=Source.GOTIFY,
@@ -237,8 +298,8 @@ def gotify_event(msg: Mapping[str, Any], *, site: str, server: str) -> Event:
         timestamp=ts,
         metadata={
             "gotify_id": msg_id,
-            "gotify_appid": msg.get("appid"),
-            "gotify_priority": msg.get("priority"),
+            "gotify_appid": _scalar(msg.get("appid")),
+            "gotify_priority": _scalar(msg.get("priority")),
             "gotify_extras": extras,
         },
     )
@@ -251,6 +312,7 @@ def _parse_date(value: str) -> float:
     # Gotify sends nanosecond fractions, which fromisoformat() does not take.
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
+        ts = datetime.fromisoformat(text).timestamp()
+    except (ValueError, OverflowError):
         return time.time()
+    return ts if 0 < ts < 1e11 else time.time()  # what an Event takes (as _epoch)

@@ -268,3 +268,24 @@ def test_no_console_url_when_the_console_is_off(tmp_path: Path) -> None:
         off = "\n".join(footer(_args(), _children(), None, environ))
         assert "8091" not in off
         assert "web console off" in off
+
+
+def test_on_an_80_column_terminal_errors_are_lines_under_the_table() -> None:
+    """The "last error" column got what was left of 80 columns (its header wrapped to two
+    lines, an error to a few characters per line); there, errors go under the table."""
+    import io
+
+    from proxbus_devtools.status import render
+    from rich.console import Console
+
+    board = StatusBoard(["nats", "dispatcher", "ingest-syslog"])
+    board.get("ingest-syslog").ports = "5514 syslog, 8092"
+    board.note_line("dispatcher", "2026-11-30 10:00:00,000 ERROR   dispatcher x: bucket gone")
+    for width in (80, 200):
+        out = io.StringIO()
+        Console(file=out, width=width).print(render(board, width))
+        lines = out.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= width
+        assert any("dispatcher x: bucket gone" in line for line in lines), out.getvalue()
+        header = next(line for line in lines if line.startswith("service"))
+        assert ("last error" in header) == (width == 200)

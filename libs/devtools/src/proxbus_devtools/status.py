@@ -303,29 +303,31 @@ def _rate(value: float | None) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def render(board: StatusBoard) -> Group:
-    """The table plus the footer, as one rich renderable."""
+# Below this terminal width the errors go under the table: as a column they get a few
+# characters per line.
+NARROW = 120
+
+
+def render(board: StatusBoard, width: int | None = None) -> Group:
+    """The table plus the footer, as one rich renderable (``width``: the terminal's)."""
     from rich.table import Table
     from rich.text import Text
 
+    narrow = width is not None and width < NARROW
     table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
-    for column, justify in (
-        ("service", "left"),
-        ("state", "left"),
-        ("pid", "right"),
-        ("ports", "left"),
-        ("restarts", "right"),
-        ("in/s", "right"),
-        ("out/s", "right"),
-        ("last error", "left"),
-    ):
+    columns = [("service", "left"), ("state", "left"), ("pid", "right"), ("ports", "left"),
+               ("restarts", "right"), ("in/s", "right"), ("out/s", "right")]  # fmt: skip
+    if not narrow:
+        columns.append(("last error", "left"))
+    for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=column != "last error")  # type: ignore[arg-type]
+    errors: list[Text] = []
     for child in board.children.values():
         error = child.last_error
         if len(error) > ERROR_WIDTH:  # both ends: the cause is often at the end
             head = ERROR_WIDTH // 3
             error = error[:head] + "…" + error[-(ERROR_WIDTH - head - 1) :]
-        table.add_row(
+        cells: list[str | Text] = [
             child.name,
             Text(child.state.value, style=_STYLE[child.state]),
             str(child.pid or "-"),
@@ -333,10 +335,14 @@ def render(board: StatusBoard) -> Group:
             str(child.restarts),
             _rate(child.rate_in),
             _rate(child.rate_out),
-            Text(error, style="red") if error else "",
-        )
+        ]
+        if not narrow:
+            cells.append(Text(error, style="red") if error else "")
+        elif error:
+            errors.append(Text(f"{child.name}: {error}", style="red"))
+        table.add_row(*cells)
     footer = Text("\n".join(board.footer), style="dim")
-    return Group(table, Text(""), footer)
+    return Group(table, *errors, Text(""), footer)
 
 
 class LiveView:
@@ -349,7 +355,8 @@ class LiveView:
         self.board = board
         self.console = Console(file=out or sys.stdout)
         self._live = Live(
-            render(board), console=self.console, refresh_per_second=2, transient=False,
+            render(board, self.console.width), console=self.console, refresh_per_second=2,
+            transient=False,
             redirect_stdout=False, redirect_stderr=False,
         )  # fmt: skip
 
@@ -358,11 +365,11 @@ class LiveView:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.update(render(self.board))
+        self._live.update(render(self.board, self.console.width))
         self._live.__exit__(None, None, None)
 
     def refresh(self) -> None:
-        self._live.update(render(self.board))
+        self._live.update(render(self.board, self.console.width))
 
     def print(self, text: str) -> None:
         from rich.text import Text

@@ -140,8 +140,11 @@ def parse_command(data: dict[str, Any]) -> Command:
     name = sub.get("name")
     if sub.get("type") != SUB_COMMAND or name not in SUBCOMMANDS:
         raise InteractionError("unknown_command", f"unknown subcommand {str(name)[:64]!r}")
+    given = sub.get("options") or []
+    if not isinstance(given, list):  # iterating an int raised TypeError: answered 503
+        raise InteractionError("invalid", "subcommand options must be a list")
     values: dict[str, Any] = {}
-    for opt in sub.get("options") or []:
+    for opt in given:
         if isinstance(opt, dict) and isinstance(opt.get("name"), str):
             values[opt["name"]] = opt.get("value")
     try:
@@ -217,6 +220,8 @@ def parse_duration(text: str) -> timedelta:
             break
         seconds += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
+        if seconds > MAX_SILENCE.total_seconds():  # "999999w" * 200 overflowed timedelta
+            raise UsageError("a silence lasts from 1 second to 7 days")
     if pos == 0 or pos != len(compact):
         raise UsageError(f"not a duration: {text[:16]!r} (e.g. 30m, 1h, 2d)")
     duration = timedelta(seconds=seconds)

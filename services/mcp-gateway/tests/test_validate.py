@@ -73,3 +73,22 @@ def test_snapshot_and_storage_names() -> None:
             validate.snapshot_name(bad)
     with pytest.raises(InvalidArgument):
         validate.storage_id("local/../x")
+
+
+def test_disk_names_are_the_schemas_disk_keys() -> None:
+    """Every disk the official schema lets resize take (qemu and lxc, the vendored PVE 9.1
+    schema: scsi0-30, virtio0-15, sata0-5, ide0-3, efidisk0, tpmstate0, rootfs, mp0-255)
+    is accepted; anything else is refused before any request."""
+    from proxbus_mcp_gateway import schema
+
+    pve = schema.load()["pve"]
+    names: set[str] = set()
+    for kind in ("qemu", "lxc"):
+        names.update(pve[f"/nodes/{{node}}/{kind}/{{vmid}}/resize"]["PUT"]["a"]["disk"]["e"])
+    assert {"mp255", "scsi30", "virtio15", "sata5", "ide3", "efidisk0", "tpmstate0"} <= names
+    for name in sorted(names):
+        assert validate.disk_name(name) == name
+    for bad in ("mp256", "scsi31", "virtio16", "sata6", "ide4", "efidisk1", "tpmstate1",
+                "scsi01", "unused0", "net0", "rootfs0"):  # fmt: skip
+        with pytest.raises(InvalidArgument):
+            validate.disk_name(bad)

@@ -24,7 +24,21 @@ _SECRET_KEY = re.compile(
     r"private|sshkeys|authorization|credential",
     re.IGNORECASE,
 )
+# Parameters of the official PVE/PBS schemas that carry a secret (passwords, cloud-init
+# password, ACME EAB / S3 / encryption keys, Ceph keyrings, TFA secrets). Plans of
+# ``proxmox_api`` show them as "***" (tools/api.py); the audit masks them and the above.
+SECRET_PARAM = re.compile(
+    r"password|secret|keyring|hmac|^(key|token|certkey|client-key|access-key|encryption-key"
+    r"|decryption-keys)$",
+    re.IGNORECASE,
+)
 REDACTED = "***"
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key) or SECRET_PARAM.search(key))
+
+
 MAX_QUEUE = 10_000
 
 
@@ -34,7 +48,7 @@ def redact(value: Any, depth: int = 0) -> Any:
         return "…"
     if isinstance(value, dict):
         return {
-            str(k): (REDACTED if _SECRET_KEY.search(str(k)) else redact(v, depth + 1))
+            str(k): (REDACTED if is_secret_key(str(k)) else redact(v, depth + 1))
             for k, v in list(value.items())[:64]
         }
     if isinstance(value, list | tuple):

@@ -23,7 +23,12 @@ _UPID_ID_RE = re.compile(r"^[A-Za-z0-9_.@\\-]{0,128}$")
 _UPID_USER_RE = re.compile(r"^[A-Za-z0-9_.@!\\-]{1,128}$")
 # PVE volume id ``<storage>:<volname>`` (pve-storage parse_volume_id); the name may hold ``/``.
 VOLUME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*[a-zA-Z0-9]:[A-Za-z0-9_.:/+-]{1,250}$")
-DISK_RE = re.compile(r"^(rootfs|(scsi|virtio|sata|ide|mp|efidisk|tpmstate)\d{1,2})$")
+# The disks PVE's resize takes (qemu-server / pve-container, the disk enums of the API
+# schema): scsi0-30, virtio0-15, sata0-5, ide0-3, efidisk0, tpmstate0, rootfs, mp0-255.
+DISK_RE = re.compile(
+    r"^(rootfs|efidisk0|tpmstate0|scsi([12]?\d|30)|virtio(1[0-5]|\d)|sata[0-5]|ide[0-3]"
+    r"|mp(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))$"
+)
 DISK_SIZE_RE = re.compile(r"^\+?\d{1,9}(\.\d{1,3})?[KMGT]?$")
 
 _PATH_TRICKS = ("..", "%", "\\", "\n", "\r", "\t", "\x00", "?", "#", "//")

@@ -1,11 +1,11 @@
 """``proxmox_api``: the rest of the PVE/PBS API, validated against the vendored schema."""
 
-import re
 from typing import Any, Literal
 
 from pydantic import Field
 
 from .. import schema
+from ..audit import SECRET_PARAM
 from ..errors import Forbidden
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import ClusterArg, answered, plan
@@ -90,18 +90,9 @@ def register(reg: Registry) -> None:
         return ToolResult({"method": call.method, "path": call.path, "data": result}, text)
 
 
-# Parameters of the official PVE/PBS schemas that carry a secret (passwords, cloud-init
-# password, ACME EAB / S3 / encryption keys, Ceph keyrings, TFA secrets): shown as "***".
-_SECRET_PARAM = re.compile(
-    r"password|secret|keyring|hmac|^(key|token|certkey|client-key|access-key|encryption-key"
-    r"|decryption-keys)$",
-    re.IGNORECASE,
-)
-
-
 def masked(params: dict[str, Any] | None) -> dict[str, Any]:
     """``params`` with secret values replaced, for plans (text and structured content)."""
-    return {k: "***" if _SECRET_PARAM.search(k) else v for k, v in (params or {}).items()}
+    return {k: "***" if SECRET_PARAM.search(k) else v for k, v in (params or {}).items()}
 
 
 async def _every_host(

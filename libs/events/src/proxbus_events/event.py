@@ -207,11 +207,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _aware_utc(value: datetime) -> datetime:
+    """``value`` in UTC (naive taken as UTC); ``ValueError`` (a ``ValidationError`` in the
+    model) when UTC cannot hold it: year 9999 west of UTC is year 10000 here."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
+
+
 def _to_utc(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError):  # 1e20: OverflowError, not a ValidationError
+            raise ValueError(f"timestamp {value!r} is out of range") from None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return _aware_utc(value)
     return value
 
 
@@ -257,7 +271,7 @@ class Event(BaseModel):
     @field_validator("timestamp", "received_at")
     @classmethod
     def _utc_after(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return _aware_utc(value)
 
     @field_validator("kind")
     @classmethod

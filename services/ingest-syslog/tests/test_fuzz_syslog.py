@@ -217,14 +217,22 @@ _TEXT = st.text(
     sd=st.sampled_from(["-", '[a b="c"]', '[x@1 k="\\"]\\\\"]', "[", '[a b="]', "[]", "[a]"]),
     message=_TEXT,
     rfc5424=st.booleans(),
+    stamp=st.sampled_from([0, 1, 2, 3]),
 )
+# Found by this test: a time UTC cannot hold raised OverflowError in the parser, and the
+# line was dropped as parser_error.
+@example(pri=13, host="pve1", app="x", msgid="-", sd="-", message="m", rfc5424=True, stamp=2)
+@example(pri=13, host="pve1", app="x", msgid="-", sd="-", message="m", rfc5424=False, stamp=3)
 def test_a_well_formed_header_with_any_text_is_exactly_one_event(
-    pri: int, host: str, app: str, msgid: str, sd: str, message: str, rfc5424: bool
+    pri: int, host: str, app: str, msgid: str, sd: str, message: str, rfc5424: bool, stamp: int
 ) -> None:
+    iso = ["2026-11-30T10:00:00Z", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
+           "2026-11-30T10:00:00.123456789+01:00"][stamp]  # fmt: skip
+    bsd = ["Nov 30 10:00:00", "Feb 29 10:00:00", "Dec 31 9999 23:59:59", "Jan  1 0001 00:00:00"]
     if rfc5424:
-        line = f"<{pri}>1 2026-11-30T10:00:00Z {host} {app} 42 {msgid} {sd} {message}"
+        line = f"<{pri}>1 {iso} {host} {app} 42 {msgid} {sd} {message}"
     else:
-        line = f"<{pri}>Nov 30 10:00:00 {host} {app}[42]: {message}"
+        line = f"<{pri}>{bsd[stamp]} {host} {app}[42]: {message}"
     pipeline, registry = _pipeline()
     events = pipeline.process([Frame(line.encode())], "udp", "192.0.2.9")
     assert _malformed(registry, "internal_error") == 0

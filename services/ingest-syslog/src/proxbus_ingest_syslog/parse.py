@@ -219,15 +219,15 @@ def _bsd_timestamp_uncached(m: re.Match[str], now: datetime, tz: tzinfo) -> date
         if ts - local_now > timedelta(days=2):  # "Dec 31" received on Jan 1
             ts = ts.replace(year=ts.year - 1)
         return ts.astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # "Dec 31 9999 23:59:59" in a zone west of UTC
         return None
 
 
 def _iso_timestamp(text: str, tz: tzinfo) -> datetime | None:
     try:
         ts = datetime.fromisoformat(_ISO_OFFSET_NO_COLON.sub(r"\1:\2", text))
-    except ValueError:
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=tz)
+        return ts.astimezone(UTC)
+    except (ValueError, OverflowError):  # year 9999 west of UTC overflows in UTC
         return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=tz)
-    return ts.astimezone(UTC)

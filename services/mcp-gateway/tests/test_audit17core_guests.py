@@ -307,3 +307,42 @@ async def test_diagnostic_reads_every_hosts_ha_and_names_one_it_could_not_read(
     assert out.result is not None
     findings = [f["finding"] for f in out.result.data["findings"]]
     assert any(f.startswith(f"{broken}: HA status unreadable") for f in findings), findings
+
+
+# -- tools that take no guest (next free id, whoami) -----------------------------------------
+# The next free VMID is per host, so without node it is a 409 naming them (it was the first
+# host's answer, which can be taken on the other); whoami shows each host's token
+# permissions (it showed the first host's only).
+
+
+def asked(hosts: dict[str, Simulator], path: str) -> set[str]:
+    return {name for name, s in hosts.items() if any(r.path == path for r in s.request_log)}
+
+
+async def test_next_vmid_without_node_on_two_hosts_is_409(
+    hosts: dict[str, Simulator], gw: Gateway
+) -> None:
+    out = await gw.call("get_next_vmid", {}, ADMIN)
+    assert out.code == 409, (out.code, out.error)
+    assert out.error == (
+        "cluster lab has several independent hosts (edge1, edge2), each with its own guest "
+        "ids: pass node to choose one"
+    )
+    assert asked(hosts, "/api2/json/cluster/nextid") == set()
+    out = await gw.call("get_next_vmid", {"node": "edge2"}, ADMIN)
+    assert out.ok, out.error
+    assert asked(hosts, "/api2/json/cluster/nextid") == {"edge2"}
+
+
+async def test_whoami_on_two_hosts_shows_each_hosts_permissions(
+    hosts: dict[str, Simulator], gw: Gateway
+) -> None:
+    out = await gw.call("whoami", {}, ADMIN)
+    assert out.ok, out.error
+    assert out.result is not None
+    assert asked(hosts, "/api2/json/access/permissions") == {"edge1", "edge2"}
+    perms = out.result.data["proxmox_permissions"]
+    assert set(perms) == {"edge1", "edge2"}
+    assert all("/" in p for p in perms.values())
+    assert "edge1:" in out.result.text
+    assert "edge2:" in out.result.text

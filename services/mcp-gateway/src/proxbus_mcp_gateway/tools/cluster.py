@@ -207,10 +207,21 @@ def register(reg: Registry) -> None:
     @reg.tool("Who am I")
     async def whoami(ctx: CallContext, args: ClusterIn) -> ToolResult:
         """The caller's gateway scopes/allowlists and the Proxmox API token's real permissions
-        (/access/permissions).
+        (/access/permissions; per host when the cluster is several standalone hosts).
         """
         c = ctx.caller
-        perms = await ctx.gateway.pool.request(args.cluster, "GET", "/access/permissions")
+        pool = ctx.gateway.pool
+        by_host: dict[str, Any] | None = None
+        errors: list[str] = []
+        if len(pool.cluster(args.cluster).groups) > 1:
+            # each standalone host has its own token: show every one's
+            good, errors = answered(
+                await pool.request_all(args.cluster, "/access/permissions"), "reading permissions"
+            )
+            by_host = {g.config.name: p for g, p in good}
+            perms: Any = by_host
+        else:
+            perms = await pool.request(args.cluster, "GET", "/access/permissions")
         token = c.token
         data = {
             "caller": c.name,
@@ -229,6 +240,12 @@ def register(reg: Registry) -> None:
             f"caller {c.name} via {c.transport}: scopes {'+'.join(sorted(c.scopes))}",
             "proxmox token permissions:",
         ]
-        for path, privs in sorted((perms or {}).items()):
-            lines.append(f"  {path}: {','.join(sorted(k for k, v in privs.items() if v))}")
+        for host, host_perms in sorted(by_host.items()) if by_host else [("", perms)]:
+            if host:
+                lines.append(f" {host}:")
+            for path, privs in sorted((host_perms or {}).items()):
+                lines.append(f"  {path}: {','.join(sorted(k for k, v in privs.items() if v))}")
+        if errors:
+            data["errors"] = errors
+            lines += [f" unreadable: {e}" for e in errors]
         return ToolResult(data, "\n".join(lines))

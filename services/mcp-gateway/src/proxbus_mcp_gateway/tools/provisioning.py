@@ -40,9 +40,23 @@ _TIMEOUT = 45
 
 
 async def next_vmid(ctx: CallContext, cluster: str | None, node: str | None) -> int:
-    """``GET /cluster/nextid`` of the group serving ``node``."""
+    """``GET /cluster/nextid`` of the group serving ``node``.
+
+    Raises:
+        ToolFailure: 409 without ``node`` in a cluster of several standalone hosts (each has
+            its own ids: the first host's free id may be taken on the other).
+    """
     if node is not None:
         validate.node_name(node)
+    else:
+        groups = ctx.gateway.pool.cluster(cluster).groups
+        if len(groups) > 1:
+            raise ToolFailure(
+                f"cluster {ctx.gateway.pool.cluster(cluster).config.name} has several "
+                f"independent hosts ({', '.join(g.config.name for g in groups)}), each with "
+                "its own guest ids: pass node to choose one",
+                409,
+            )
     answer = await ctx.gateway.pool.request(
         cluster, "GET", "/cluster/nextid", node=node, cache=False
     )

@@ -43,7 +43,9 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
     first = notification.first
     fields: list[dict[str, Any]] = [
         {"name": "severity", "value": notification.severity.value, "inline": True},
-        {"name": "kind", "value": first["kind"], "inline": True},
+        # The contract bounds a kind's shape, not its length: Discord refuses a field value
+        # over 1024 characters (HTTP 400, the notification dead-lettered).
+        {"name": "kind", "value": str(first["kind"])[:1024], "inline": True},
     ]
     if first.get("node"):
         fields.append({"name": "node", "value": str(first["node"])[:1024], "inline": True})

@@ -289,3 +289,15 @@ def test_on_an_80_column_terminal_errors_are_lines_under_the_table() -> None:
         assert any("dispatcher x: bucket gone" in line for line in lines), out.getvalue()
         header = next(line for line in lines if line.startswith("service"))
         assert ("last error" in header) == (width == 200)
+
+
+def test_asking_up_for_ingest_discord_says_how_to_run_it() -> None:
+    """The README's service table lists it; `proxbus up` does not run it."""
+    result = subprocess.run(
+        [PROXBUS, "up", "--services", "dispatcher,ingest-discord", "--no-nats"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "ingest-discord" in result.stderr
+    assert "DISCORD_PUBLIC_KEY" in result.stderr
+    assert "proxbus-ingest-discord" in result.stderr

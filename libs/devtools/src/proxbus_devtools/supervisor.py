@@ -83,6 +83,12 @@ def wanted_services(spec: str) -> tuple[str, ...]:
         return ()
     wanted = tuple(s.strip() for s in spec.split(",") if s.strip())
     unknown = sorted(set(wanted) - set(SERVICES))
+    if "ingest-discord" in unknown:
+        raise SystemExit(
+            "proxbus up does not run ingest-discord: it needs your Discord application's public "
+            "key; run it beside: DISCORD_PUBLIC_KEY=<64 hex digits> proxbus-ingest-discord "
+            "(services/ingest-discord/README.md)"
+        )
     if unknown:
         raise SystemExit(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(SERVICES)})")
     return wanted

@@ -82,6 +82,30 @@ async def test_without_nats_the_service_serves_at_once_and_brings_nats_up_later(
         assert await svc.publisher.flush(5)
 
 
+async def test_connected_line_names_the_url_without_credentials(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "proxbus")
+    url = f"nats://bob:s3cret@127.0.0.1:{nats_server.port}"  # a server without auth accepts it
+    async with Service(settings(url), "unit"):
+        pass
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"unit: NATS connected to nats://127.0.0.1:{nats_server.port}" in messages, messages
+    assert not any("s3cret" in m or "ParseResult" in m for m in messages), messages
+
+
+async def test_nats_errors_never_log_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "proxbus")
+    port = free_port()
+    url = f"nats://bob:s3cret@127.0.0.1:{port}"
+    async with Service(settings(url), "unit", require_nats=False):
+        await wait_until(lambda: any("NATS errors" in r.getMessage() for r in caplog.records),
+                         timeout=10)  # fmt: skip
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"(nats://127.0.0.1:{port})" in m for m in messages), messages
+    assert not any("s3cret" in m for m in messages), messages
+
+
 async def _append(out: list[bool]) -> None:
     out.append(True)
 
@@ -92,7 +116,7 @@ async def test_nats_without_jetstream_logs_one_clear_line_and_retries(
     server = make_nats_server(jetstream=False)
     caplog.set_level(logging.ERROR, "proxbus.service")
     async with Service(settings(server.url), "unit", require_nats=False) as svc:
-        await wait_until(lambda: any("JetStream is not available" in r.message
+        await wait_until(lambda: any("JetStream is not enabled on" in r.message
                                      for r in caplog.records), timeout=20)  # fmt: skip
         await asyncio.sleep(0)  # still running: no crash, no ready
         assert not svc.nats_ready.is_set()
@@ -101,7 +125,7 @@ async def test_nats_without_jetstream_logs_one_clear_line_and_retries(
         server.jetstream = True
         server.restart()
         await asyncio.wait_for(svc.nats_ready.wait(), 45)
-    lines = [r for r in caplog.records if "JetStream is not available" in r.message]
+    lines = [r for r in caplog.records if "JetStream is not enabled on" in r.message]
     assert len(lines) == 1, [r.message for r in lines]  # rate-limited, not one per attempt
 
 

@@ -34,7 +34,7 @@ from .errors import StopRequested
 from .metrics import register_publisher
 from .publisher import EventPublisher
 from .ratelog import RateLimitedLog
-from .settings import ServiceSettings, nats_options
+from .settings import ServiceSettings, nats_options, public_url
 from .streams import ensure_streams
 
 if TYPE_CHECKING:
@@ -234,22 +234,27 @@ class Service:
 
         options["disconnected_cb"] = on_disconnected
         self.nc = await nats.connect(**options)
-        log.info("%s: NATS connected to %s", self.name, self.nc.connected_url)
+        url = public_url(s.nats_url)
+        connected = self.nc.connected_url
+        log.info("%s: NATS connected to %s", self.name,
+                 public_url(connected.geturl()) if connected is not None else url)  # fmt: skip
         self.js = self.nc.jetstream(domain=s.nats_js_domain, timeout=self._js_timeout)
-        where = f" in domain {s.nats_js_domain!r}" if s.nats_js_domain else ""
-        unavailable = RateLimitedLog(
-            log,
-            f"{self.name}: JetStream is not available at {s.nats_url}{where}",
-            interval=60.0,
-            level=logging.ERROR,
-        )
+        if s.nats_js_domain:
+            what = (
+                f"{self.name}: JetStream is not available at {url} in domain {s.nats_js_domain!r}"
+            )
+        else:
+            what = (
+                f"{self.name}: JetStream is not enabled on {url} (start it with `nats-server -js`)"
+            )
+        unavailable = RateLimitedLog(log, what, interval=60.0, level=logging.ERROR)
         backoff = 1.0
         while self._ensure:
             try:
                 await ensure_streams(self.js, self._limits)
                 break
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-                unavailable.record(_describe(exc), detail="retrying with backoff up to 30s")
+                unavailable.record(self._js_trouble(exc), detail="retrying with backoff up to 30s")
                 await asyncio.sleep(backoff * (0.5 + random.random() / 2))  # noqa: S311
                 backoff = min(backoff * 2, _BACKOFF_MAX)
         self.publisher = EventPublisher(self.js, **self._publisher_options)
@@ -259,6 +264,16 @@ class Service:
         for hook in self._ready_hooks:
             self.start_task(hook(), name=f"{self.name}-nats-ready")
         self._ready_hooks.clear()
+
+    def _js_trouble(self, exc: BaseException) -> str:
+        """Why the JetStream API did not answer, in words (nats-py's text is often empty)."""
+        # No JetStream (or not in that domain): nobody listens on $JS.API, so the request
+        # gets "no responders", which nats-py raises as a ServiceUnavailableError without text.
+        if isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError):
+            return "no JetStream answers there"
+        if isinstance(exc, TimeoutError | nats.errors.TimeoutError):
+            return f"no answer within {self._js_timeout:g}s"
+        return _describe(exc)
 
     async def _close(self, budget: float) -> None:
         loop = asyncio.get_running_loop()

@@ -85,11 +85,22 @@ def _tls_context(settings: ServiceSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+def public_url(url: str) -> str:
+    """``url`` (one or comma-separated NATS URLs) without ``user:password@``: for logs and errors."""
+    parts = []
+    for part in url.split(","):
+        part = part.strip()
+        scheme, sep, rest = part.rpartition("://")
+        # The last "@": a password may hold "/" or "@" (unencoded), a NATS URL has no path.
+        parts.append(f"{scheme}{sep}{rest.rpartition('@')[2]}")
+    return ",".join(p for p in parts if p)
+
+
 def nats_options(settings: ServiceSettings, name: str) -> dict[str, Any]:
     """``nats.connect`` keyword arguments: reconnect forever, connection events logged."""
 
     # nats-py calls this on every failed (re)connect attempt, twice a second.
-    errors = RateLimitedLog(log, f"NATS errors ({settings.nats_url})", interval=30.0)
+    errors = RateLimitedLog(log, f"NATS errors ({public_url(settings.nats_url)})", interval=30.0)
 
     async def on_error(exc: Exception) -> None:
         errors.record(str(exc) or type(exc).__name__)

@@ -16,9 +16,10 @@ from email.parser import BytesParser
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from proxbus_events import Event
-from proxbus_ingest_email.classify import Rejection
+from proxbus_ingest_email.classify import Rejection, classify_mail
 from proxbus_ingest_email.intake import mail_to_event
-from proxbus_ingest_email.mime import html_to_text
+from proxbus_ingest_email.mime import ParsedMail, html_to_text, parse_mail
+from proxbus_ingest_email.origin import origin_node
 
 from .conftest import Mails
 
@@ -213,3 +214,56 @@ def test_deeply_nested_or_mislabelled_mime_never_raises_and_stays_bounded(
     result = mail_to_event(raw, site="lab", via="smtp")
     assert time.perf_counter() - started < BUDGET
     assert isinstance(result, Event | Rejection)
+
+
+# --- who sent it: the origin regexes on the headers ------------------------------------------
+
+_HEADER_PIECES = ["a", "a@", "@a", "<", ">", " ", "x.y", "[", "]", "by ", "from ", ":", "-"]
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    pieces=st.lists(st.sampled_from(_HEADER_PIECES), min_size=1, max_size=5),
+    where=st.sampled_from(["sender", "message_id", "received"]),
+)
+# Found by this test: _SENDER_HOST restarted its local-part scan at every character, 80 KB of
+# "a" in From took 29 s (the header is not cut; via SMTP each folded line bounds the scan,
+# but an IMAP mail's From can be one line).
+@example(pieces=["a"], where="sender")
+def test_the_origin_of_a_mail_is_found_in_bounded_time(pieces: list[str], where: str) -> None:
+    unit = "".join(pieces)
+    text = (unit * (SIZE // len(unit) + 1))[:SIZE]
+    mail = ParsedMail(subject="Replication Job: '100-0' failed")
+    if where == "sender":
+        mail.sender = text
+    elif where == "message_id":
+        mail.message_id = text
+    else:
+        mail.received = [text]
+    started = time.perf_counter()
+    origin_node(mail)
+    assert time.perf_counter() - started < BUDGET
+
+
+# --- the classifier on a body built from a real one ------------------------------------------
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    name=st.sampled_from(sorted(_GOOD)),
+    cut=st.integers(min_value=1, max_value=400),
+    width=st.sampled_from([1, 2, 5, 12, 40]),
+)
+# Found by this test: "^\\s*Total running time" ran over every following newline from each
+# line start; 200,000 newlines after "Details" took 112 s.
+@example(name="vzdump-text-only", cut=8, width=1)
+def test_a_body_pumped_from_a_real_one_is_classified_in_bounded_time(
+    name: str, cut: int, width: int
+) -> None:
+    mail = parse_mail(_GOOD[name])
+    head = mail.text[:cut]
+    piece = head[-width:]
+    mail.text = (head + piece * (SIZE // len(piece) + 1))[:SIZE]
+    started = time.perf_counter()
+    classify_mail(mail)
+    assert time.perf_counter() - started < BUDGET

@@ -268,6 +268,7 @@ OWN: dict[str, frozenset[str]] = {
             "MAX_WAIT",
             "MAX_CONCURRENT_CALLS",
             "MAX_CALLS_PER_CALLER",
+            "HTTP_REQUEST_TIMEOUT",
             "MAX_SESSIONS",
             "MAX_SESSIONS_PER_CALLER",
             "SESSION_IDLE_TIMEOUT",

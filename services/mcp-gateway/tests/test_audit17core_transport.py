@@ -303,3 +303,65 @@ async def test_the_readme_n8n_setup_on_all_interfaces(
             assert r.status_code == status, r.text
     finally:
         await gw.close()
+
+
+# -- slow or silent connections (slowloris) ---------------------------------------------------
+
+
+async def _closed_within(reader: Any, seconds: float) -> bool:
+    """True when the server closes the connection (EOF or reset) within ``seconds``."""
+    import asyncio
+
+    try:
+        while await asyncio.wait_for(reader.read(4096), seconds):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+async def test_a_connection_that_sends_no_whole_request_is_closed(sim: Simulator) -> None:
+    """HTTP_REQUEST_TIMEOUT: a connection that sends nothing, one that trickles its headers
+    and one that stops in its body are closed (uvicorn alone kept each open for good); a
+    request sent in time is answered, and a kept-alive connection gets a fresh deadline."""
+    import asyncio
+    import json
+    import time
+
+    settings = make_settings(gateway_tokens=TOKENS, http_request_timeout=1.0)
+    gw = Gateway.from_settings(settings, sim_env(sim))
+    gw.start()
+    try:
+        async with serve(gw) as s:
+            started = time.monotonic()
+            silent = await asyncio.open_connection("127.0.0.1", s.port)
+            partial = await asyncio.open_connection("127.0.0.1", s.port)
+            partial[1].write(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            body = await asyncio.open_connection("127.0.0.1", s.port)
+            body[1].write(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
+            for _, writer in (partial, body):
+                await writer.drain()
+            # the trickle: one more header line every 0.3 s never completes the request
+            partial[1].write(b"X-A: 1\r\n")
+            for reader, _ in (silent, partial, body):
+                assert await _closed_within(reader, 5)
+            assert time.monotonic() - started < 4
+            assert gw.http_request_timeouts == 3
+            # in time, twice on one kept-alive connection: answered both times
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+            for _ in range(2):
+                await asyncio.sleep(0.6)
+                writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                await writer.drain()
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 200")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                json.loads(await reader.readexactly(length))
+            writer.close()
+            async with httpx.AsyncClient(base_url=s.url, timeout=5) as c:
+                metrics = (await c.get("/metrics")).text
+            assert "proxbus_gateway_http_request_timeouts_total 3.0" in metrics
+    finally:
+        await gw.close()

@@ -19,6 +19,8 @@ from typing import Any
 
 import uvicorn
 from proxbus_runtime import Service
+from proxbus_runtime.ratelog import RateLimitedLog
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .auth import Caller, parse_scopes
 from .errors import ConfigError
@@ -209,6 +211,55 @@ async def serve_gateway(
         await running.close()
 
 
+def request_deadline_protocol(gateway: Gateway) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing a connection that has not sent a whole request
+    (headers and body) within ``HTTP_REQUEST_TIMEOUT``: from the connection, and on a
+    kept-alive one from the request's first byte. uvicorn itself has no such limit (its
+    keep-alive timer runs only after a response), so a connection that sends nothing, or
+    trickles its headers, held a socket and its buffers for good (slowloris).
+    """
+    timeout = gateway.settings.http_request_timeout
+    closed = RateLimitedLog(log, "closed HTTP connections")
+
+    class RequestDeadline(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._deadline is None:
+                self._arm()
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._deadline = self.loop.call_later(timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                gateway.http_request_timeouts += 1
+                source = f"{self.client[0]}:{self.client[1]}" if self.client else ""
+                closed.record(f"no whole request within {timeout:g}s", source)
+                self.transport.close()
+
+    return RequestDeadline
+
+
 class HttpTransport:
     """uvicorn serving the gateway's HTTP app (``/mcp``, ``/sse``, ``/health``, ``/metrics``).
 
@@ -230,6 +281,7 @@ class HttpTransport:
             app,
             host=host,
             port=port,
+            http=request_deadline_protocol(gateway),
             log_level="warning",
             access_log=False,
             lifespan="on",

@@ -123,6 +123,7 @@ class Gateway:
         # per caller (caps MAX_SESSIONS / MAX_SESSIONS_PER_CALLER, metrics).
         self.sessions: Any = None
         self.sse_sessions: dict[str, int] = {}
+        self.http_request_timeouts = 0  # connections closed by HTTP_REQUEST_TIMEOUT
         self.calls_in_flight = 0
         # Calls in flight per caller name: one caller (e.g. many wait=true calls) must not
         # take every MAX_CONCURRENT_CALLS slot from the others.

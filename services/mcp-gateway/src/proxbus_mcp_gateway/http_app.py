@@ -208,7 +208,12 @@ class PoolCollector(Collector):
         sessions.add_metric(["streamable_http"], manager.open_sessions if manager else 0)
         sessions.add_metric(["sse"], sum(self.gateway.sse_sessions.values()))
         refused.add_metric([], manager.refused_sessions if manager else 0)
-        metrics: list[Metric] = [up, reqs, fails, cache, audit, sessions, refused]
+        slow = CounterMetricFamily(
+            "proxbus_gateway_http_request_timeouts",
+            "connections closed for not sending a whole request within HTTP_REQUEST_TIMEOUT",
+        )
+        slow.add_metric([], self.gateway.http_request_timeouts)
+        metrics: list[Metric] = [up, reqs, fails, cache, audit, sessions, refused, slow]
         yield from metrics
 
 

@@ -70,4 +70,10 @@ class Settings(ServiceSettings):
         le=86_400,
         description="a streamable HTTP session unused this long ends",
     )
+    http_request_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        le=3_600,
+        description="time a client has to send a whole HTTP request (headers and body)",
+    )
     gateway_transport: Literal["http", "stdio"] = "http"

@@ -53,6 +53,29 @@ def test_a_service_that_ignores_stop_is_cut_off_after_the_grace_period() -> None
     assert time.monotonic() - started < 5
 
 
+def test_stop_requested_while_draining_is_a_clean_exit() -> None:
+    # A service still waiting for NATS raises StopRequested once it is told to stop.
+    proc = run_child(
+        """
+        from proxbus_runtime import StopRequested
+
+        async def waiting(settings, stop):
+            print("ready", flush=True)
+            await stop.wait()
+            await asyncio.sleep(0.1)
+            raise StopRequested("unit: stopped before NATS was ready")
+
+        sys.exit(main("unit", ServiceSettings, waiting, argv=[]))
+        """
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert proc.stderr is not None
+    assert "Traceback" not in proc.stderr.read()
+
+
 def run_main(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
     code = textwrap.dedent(
         """

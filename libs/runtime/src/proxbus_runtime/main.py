@@ -76,14 +76,14 @@ async def serve_until_stopped(
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if task not in done:
             log.info("%s: stop requested, draining (up to %.1fs)", name, grace)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), grace)
-            except TimeoutError:
+            # Not wait_for: what the task raises (StopRequested, a failure) is judged below.
+            await asyncio.wait({task}, timeout=grace)
+            if not task.done():
                 log.error("%s did not stop within %.1fs; cancelling", name, grace)
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 return EXIT_FAILED
-        with contextlib.suppress(StopRequested):
+        with contextlib.suppress(StopRequested):  # told to stop before it was up: a clean exit
             task.result()
         log.info("%s stopped", name)
         return EXIT_OK

@@ -124,6 +124,10 @@ class DispatcherService:
             len(self.config.inhibit_rules),
         )
 
+    def request_stop(self) -> None:
+        """Stop what is running or starting (``start`` then raises ``StopRequested``)."""
+        self._stop.set()
+
     async def stop(self) -> None:
         """Stop intake, notify what groups hold, let in-flight sends finish, close."""
         await self.runtime.__aexit__(None, None, None)
@@ -151,10 +155,20 @@ async def run(
 ) -> None:
     """Run until ``stop`` is set (the ``proxbus_runtime.main`` serve function)."""
     service = DispatcherService(settings, config)
+
+    # The runtime waits for NATS on the service's own stop event: a SIGTERM while NATS or
+    # JetStream is missing must end that wait (StopRequested, a clean exit), not the grace.
+    def relay_stop(_: asyncio.Task[Any]) -> None:
+        if stop.is_set():
+            service.request_stop()
+
+    relay = asyncio.create_task(stop.wait(), name="dispatcher-stop")
+    relay.add_done_callback(relay_stop)
     try:
         await service.start()
         await stop.wait()
     finally:
+        relay.cancel()
         await service.stop()
 
 

@@ -8,12 +8,17 @@ message text, so the rules' regexes are fed lines built from their own corpus li
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from proxbus_devtools.testing import NatsServer
+from proxbus_events import Event
 from proxbus_ingest_syslog.frames import Frame, SyslogFramer, datagram_frame
 from proxbus_ingest_syslog.metrics import SyslogMetrics
 from proxbus_ingest_syslog.parse import SyslogMessage, parse_syslog
@@ -21,6 +26,7 @@ from proxbus_ingest_syslog.pipeline import Pipeline
 from proxbus_ingest_syslog.rules import RULES
 from proxbus_ingest_syslog.settings import Settings
 
+from .conftest import free_udp_tcp_port, make_settings, running
 from .corpus import CORPUS, Line
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -53,6 +59,10 @@ _RULE_LINES = [
     if (app.lower() in r.programs or "*" in r.programs) and r.pattern.search(message)
 ]
 _CLASSIFIED = [line for _, _, line in _GOOD if line.kind != "syslog.message"]
+
+
+def _message_of(rule_name: str) -> str:
+    return next(message for name, _, message in _RULE_LINES if name == rule_name)
 
 
 def _pipeline() -> tuple[Pipeline, CollectorRegistry]:
@@ -239,3 +249,58 @@ def test_a_well_formed_header_with_any_text_is_exactly_one_event(
     assert _malformed(registry, "parser_error") == 0
     if message.strip() or rfc5424:
         assert len(events) == 1, line
+
+
+# --- the real service: hostile lines do not hold up the good one -----------------------------
+
+
+async def test_the_service_takes_hostile_lines_and_still_delivers_the_next_good_one_promptly(
+    nats_server: NatsServer, nc: Any
+) -> None:
+    # The five shapes found above, each a 64 KB line, on TCP (both framings) and UDP; then a
+    # good line. Before the fix each took 3 to 22 s of the event loop.
+    hostile = [
+        _pumped(message, cut, width, tail)
+        for message, cut, width, tail in (
+            (_message_of("smart-sectors"), 25, 1, " "),
+            (_message_of("smart-failed"), 10, 10, "\x00"),
+            (_message_of("kernel-fs-error"), 5, 5, ""),
+            (_message_of("oom-cgroup"), 17, 17, "\x00"),
+        )
+    ]
+    apps = ["smartd", "smartd", "kernel", "kernel"]
+    frames = [
+        f"<27>Nov 30 10:00:00 pve1 {app}[7]: {text}".encode().replace(b"\x00", b"?")
+        for app, text in zip(apps, hostile, strict=True)
+    ]
+    received: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def on_msg(msg: Any) -> None:
+        await received.put(Event.from_json(msg.data))
+
+    await nc.subscribe("proxbus.events.lab.syslog.>", cb=on_msg)
+    port = free_udp_tcp_port()
+    async with running(make_settings(nats_server.url, port)):
+        _, octet = await asyncio.open_connection("127.0.0.1", port)
+        _, newline = await asyncio.open_connection("127.0.0.1", port)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for frame in frames:
+                octet.write(b"%d %s" % (len(frame), frame))
+                newline.write(frame + b"\n")
+                udp.sendto(frame[:60_000], ("127.0.0.1", port))
+            await octet.drain()
+            await newline.drain()
+            good = b"<27>Nov 30 10:00:01 pve2 kernel: EXT4-fs error (device dm-1): x: comm y: z"
+            started = time.perf_counter()
+            newline.write(good + b"\n")
+            await newline.drain()
+            while True:
+                event = await asyncio.wait_for(received.get(), 15)
+                if event.node == "pve2":
+                    break
+            elapsed = time.perf_counter() - started
+        octet.close()
+        newline.close()
+    assert event.kind == "disk.error"
+    # 12 hostile lines went first; at 3-22 s each the good one waited minutes before the fix.
+    assert elapsed < 10 * LINE_BUDGET

@@ -12,10 +12,12 @@ import time
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from typing import Any
 
+import aiosmtplib
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from proxbus_events import Event
+from proxbus_events import EVENTS_STREAM, Event
 from proxbus_ingest_email.classify import Rejection, classify_mail
 from proxbus_ingest_email.intake import mail_to_event
 from proxbus_ingest_email.mime import ParsedMail, html_to_text, parse_mail
@@ -267,3 +269,52 @@ def test_a_body_pumped_from_a_real_one_is_classified_in_bounded_time(
     started = time.perf_counter()
     classify_mail(mail)
     assert time.perf_counter() - started < BUDGET
+
+
+# --- the real service over SMTP ----------------------------------------------------------------
+
+
+async def test_hostile_mails_over_smtp_are_answered_promptly_and_the_next_good_one_stored(
+    nats_server: Any, js: Any, settings_for: Any, service_cm: Any
+) -> None:
+    # What this file found, as a sender would deliver it (lines within SMTP's 1000 octets).
+    html_bomb = _html_mail("<a\n" * 40_000)
+    nested = (
+        b"Subject: x\r\nFrom: root@pve1.example.com\r\nMIME-Version: 1.0\r\n"
+        + b"".join(
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+            for i in range(900)
+        )
+        + b"Content-Type: text/plain\r\n\r\n"
+        + b"x\r\n" * 40_000
+    )
+    newlines = Mails.notification(
+        "vzdump backup status (pve1.example.com): backup successful", "Details\n" + "\n" * 200_000
+    )
+    async with service_cm(settings_for(nats_server)) as service:
+        port = service.smtp.port
+        for raw in (html_bomb, nested, newlines):
+            started = time.perf_counter()
+            errors, response = await aiosmtplib.send(
+                raw,
+                sender="root@pve1.example.com",
+                recipients=["ops@example.com"],
+                hostname="127.0.0.1",
+                port=port,
+                timeout=30,
+                start_tls=False,
+            )
+            assert not errors
+            assert response.startswith("2"), response
+            assert time.perf_counter() - started < 10 * BUDGET
+        await aiosmtplib.send(
+            Mails.fencing("pve2"),
+            sender="root@pve1.example.com",
+            recipients=["ops@example.com"],
+            hostname="127.0.0.1",
+            port=port,
+            timeout=30,
+            start_tls=False,
+        )
+    info = await js.stream_info(EVENTS_STREAM)
+    assert info.state.messages == 4  # each hostile mail is still an event, and the good one

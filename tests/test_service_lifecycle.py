@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,3 +117,43 @@ def test_jetstream_missing_is_one_clear_line(
     assert "nats-server -js" in lines[0]
     assert "ServiceUnavailableError" not in out
     assert "description='None'" not in out
+
+
+# (service, the setting of the port taken (and that moves it), socket type)
+PORTS = [
+    ("dispatcher", "HEALTH_PORT", socket.SOCK_STREAM),
+    ("ingest-pve-ws", "HEALTH_PORT", socket.SOCK_STREAM),
+    ("ingest-email", "SMTP_PORT", socket.SOCK_STREAM),
+    ("ingest-email", "HEALTH_PORT", socket.SOCK_STREAM),
+    ("ingest-syslog", "SYSLOG_PORT", socket.SOCK_DGRAM),
+    ("ingest-syslog", "HEALTH_PORT", socket.SOCK_STREAM),
+    ("ingest-discord", "DISCORD_PORT", socket.SOCK_STREAM),
+]
+
+
+@pytest.mark.parametrize(("service", "setting", "kind"), PORTS)
+def test_a_taken_port_is_one_line_naming_it_and_exit_2(
+    service: str,
+    setting: str,
+    kind: int,
+    nats_server: Any,
+    running: Callable[..., Running],
+    tmp_path: Path,
+) -> None:
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            taken.listen()
+        port = taken.getsockname()[1]
+        env = service_env(tmp_path, nats_server.url, **{setting: str(port)})
+        proc = running(service, env, tmp_path)
+        code = proc.proc.wait(30)
+    err = proc.err.read_text()
+    assert code == 2, proc.output()[-3000:]
+    assert "Traceback" not in proc.output(), proc.output()[-3000:]
+    # The log lines of the start-up (stderr too) precede it; the reason is the last line, alone.
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(f"proxbus-{service}: cannot listen on 127.0.0.1:{port}:"), err
+    assert lines[-1].endswith(f"address already in use (set {setting} to move it)"), err
+    assert not any(f"proxbus-{service}:" in line for line in lines[:-1]), err
+    assert not any(" ERROR " in line for line in lines), err

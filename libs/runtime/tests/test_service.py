@@ -14,7 +14,7 @@ import aiohttp.web
 import pytest
 from proxbus_devtools.testing import NatsServer, free_port, wait_until
 from proxbus_events import EVENTS_STREAM, Event
-from proxbus_runtime import Service, ServiceSettings, StopRequested
+from proxbus_runtime import ListenError, Service, ServiceSettings, StopRequested
 
 
 def settings(url: str, **values: Any) -> ServiceSettings:
@@ -339,3 +339,25 @@ async def test_a_command_closing_its_connection_logs_no_nats_warning(
     nc = await connect_nats(settings(nats_server.url), name="unit-command")
     await nc.close()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_taken_health_port_is_a_listen_error_naming_the_setting() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        svc = Service(
+            settings("nats://127.0.0.1:1"),
+            "unit",
+            require_nats=False,
+            nats=False,
+            listen=("127.0.0.1", port),
+        )
+        with pytest.raises(ListenError) as caught:
+            await svc.__aenter__()
+        await svc.__aexit__(None, None, None)
+    assert str(caught.value) == (
+        f"cannot listen on 127.0.0.1:{port}: address already in use (set HEALTH_PORT to move it)"
+    )

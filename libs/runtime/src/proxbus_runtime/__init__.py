@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from .consumer import EventConsumer, PullConsumer, ReceivedEvent
 from .errors import FetchError, PublishError, RpcError, RpcTimeout, RpcUnavailable, StopRequested
 from .frames import header_block, publish_frame
+from .listen import ListenError, listening
 from .logs import configure_logging
 from .main import Check, build_settings, main
 from .metrics import register_publisher
@@ -40,6 +41,7 @@ __all__ = [
     "EventSpool",
     "FetchError",
     "HealthServer",
+    "ListenError",
     "PublishError",
     "PullConsumer",
     "RateLimitedLog",
@@ -64,6 +66,7 @@ __all__ = [
     "ensure_streams",
     "event_headers",
     "header_block",
+    "listening",
     "main",
     "open_spooling",
     "publish_frame",

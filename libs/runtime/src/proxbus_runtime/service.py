@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from proxbus_events import StreamLimits
 
 from .errors import StopRequested
+from .listen import listening
 from .metrics import register_publisher
 from .publisher import EventPublisher
 from .ratelog import RateLimitedLog
@@ -78,6 +79,7 @@ class Service:
         health: bool = True,
         defer_http: bool = False,
         listen: tuple[str, int] | None = None,
+        listen_setting: str = "HEALTH_PORT",
         max_body: int = 1024**2,
         js_timeout: float = 5.0,
     ) -> None:
@@ -89,6 +91,7 @@ class Service:
         self.require_nats = require_nats
         self.registry = registry or CollectorRegistry()
         self._listen = listen or (settings.health_host, settings.health_port)
+        self._listen_setting = listen_setting
         self._max_body = max_body
         self._health: HealthServer | None = None
         if health:
@@ -200,10 +203,14 @@ class Service:
         aiohttp freezes the routes once it serves: add the service's routes before
         ``__aenter__``, or pass ``defer_http=True`` and add them before this (or ``serve()``,
         which calls it). Idempotent.
+
+        Raises:
+            ListenError: the address is taken (``main``: one line naming it, exit 2).
         """
         if self._serve_health and not self._http_started:
             self._http_started = True
-            await self.health.start()
+            with listening(*self._listen, self._listen_setting):
+                await self.health.start()
 
     async def serve(self) -> None:
         """Start the HTTP server if needed, then wait until ``stop`` is set.

@@ -43,7 +43,7 @@ class DiscordService:
 
     def __init__(self, settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         self.settings = settings
-        self.runtime = Service(settings, SERVICE, stop=stop)
+        self.runtime = Service(settings, SERVICE, stop=stop, listen_setting="DISCORD_PORT")
         self.metrics = DiscordMetrics.create(self.runtime.registry)
         verifier = SignatureVerifier(
             load_public_key(settings.discord_public_key), max_age=settings.discord_max_age

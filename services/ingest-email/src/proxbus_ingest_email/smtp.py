@@ -10,7 +10,7 @@ import ssl
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from proxbus_runtime import PublishError, RateLimitedLog
+from proxbus_runtime import PublishError, RateLimitedLog, listening
 
 from .body import MailBody
 from .intake import MailIntake
@@ -349,7 +349,8 @@ class SmtpReceiver:
         """Bind and listen; with port 0 the bound port is in ``self.port``.
 
         Raises:
-            OSError: the address cannot be bound.
+            ListenError: the address cannot be bound (one line naming it and SMTP_PORT).
+            OSError: the TLS certificate or key cannot be read.
             ValueError: AUTH is required but no credentials are configured.
         """
         s = self.settings
@@ -386,9 +387,10 @@ class SmtpReceiver:
                 loop=loop,
             )
 
-        self._server = await loop.create_server(
-            factory, s.smtp_host, s.smtp_port, reuse_address=True
-        )
+        with listening(s.smtp_host, s.smtp_port, "SMTP_PORT"):
+            self._server = await loop.create_server(
+                factory, s.smtp_host, s.smtp_port, reuse_address=True
+            )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info(
             "SMTP on %s:%d (max %d bytes, %d connections, %d per peer, %d transactions, "

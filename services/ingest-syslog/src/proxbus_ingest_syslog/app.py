@@ -20,6 +20,7 @@ from proxbus_runtime import (
     SpoolingPublisher,
     SpoolWriteError,
     attach_spooling,
+    listening,
     open_spooling,
 )
 
@@ -107,7 +108,7 @@ class SyslogService:
         """Listen, handing events to ``publisher``.
 
         Raises:
-            OSError: a port could not be bound.
+            ListenError: a port could not be bound (one line naming it and its setting).
             ssl.SSLError: the TLS certificate or key could not be loaded.
         """
         s = self.settings
@@ -117,34 +118,39 @@ class SyslogService:
             return
         loop = asyncio.get_running_loop()
         if s.syslog_udp:
-            transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self),
-                local_addr=(s.syslog_host, s.syslog_port),
-                reuse_port=s.syslog_reuse_port,
-            )
+            with listening(s.syslog_host, s.syslog_port, "SYSLOG_PORT"):
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self),
+                    local_addr=(s.syslog_host, s.syslog_port),
+                    reuse_port=s.syslog_reuse_port,
+                )
             self._udp, self._udp_protocol = transport, protocol
             self.udp_port = transport.get_extra_info("sockname")[1]
             self._grow_udp_buffer(transport.get_extra_info("socket"))
         if s.syslog_tcp:
-            server = await asyncio.start_server(
-                lambda r, w: self._handle_connection(r, w, "tcp"),
-                s.syslog_host,
-                s.syslog_port,
-                reuse_port=s.syslog_reuse_port,
-                limit=s.syslog_max_line + 64,
-            )
+            with listening(s.syslog_host, s.syslog_port, "SYSLOG_PORT"):
+                server = await asyncio.start_server(
+                    lambda r, w: self._handle_connection(r, w, "tcp"),
+                    s.syslog_host,
+                    s.syslog_port,
+                    reuse_port=s.syslog_reuse_port,
+                    limit=s.syslog_max_line + 64,
+                )
             self._servers.append(server)
             self.tcp_port = server.sockets[0].getsockname()[1]
         if s.tls_enabled:
-            server = await asyncio.start_server(
-                lambda r, w: self._handle_connection(r, w, "tls"),
-                s.syslog_host,
-                s.syslog_tls_port,
-                reuse_port=s.syslog_reuse_port,
-                ssl=self._tls_context(),
-                ssl_handshake_timeout=10.0,
-                limit=s.syslog_max_line + 64,
-            )
+            tls = self._tls_context()
+            assert s.syslog_tls_port is not None  # tls_enabled
+            with listening(s.syslog_host, s.syslog_tls_port, "SYSLOG_TLS_PORT"):
+                server = await asyncio.start_server(
+                    lambda r, w: self._handle_connection(r, w, "tls"),
+                    s.syslog_host,
+                    s.syslog_tls_port,
+                    reuse_port=s.syslog_reuse_port,
+                    ssl=tls,
+                    ssl_handshake_timeout=10.0,
+                    limit=s.syslog_max_line + 64,
+                )
             self._servers.append(server)
             self.tls_port = server.sockets[0].getsockname()[1]
         log.info(

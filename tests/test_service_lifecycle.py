@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxbus_devtools.testing import wait_until_blocking
+from proxbus_devtools.testing import free_port, wait_until_blocking
 
 BIN = Path(sys.executable).parent
 SERVICES = ("dispatcher", "ingest-email", "ingest-syslog", "ingest-pve-ws", "ingest-discord")
@@ -157,3 +157,20 @@ def test_a_taken_port_is_one_line_naming_it_and_exit_2(
     assert lines[-1].endswith(f"address already in use (set {setting} to move it)"), err
     assert not any(f"proxbus-{service}:" in line for line in lines[:-1]), err
     assert not any(" ERROR " in line for line in lines), err
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_test_connection_without_nats_names_the_url_not_its_password(
+    service: str, running: Callable[..., Running], tmp_path: Path
+) -> None:
+    port = free_port()
+    env = service_env(tmp_path, f"nats://bob:s3cret@127.0.0.1:{port}")
+    proc = running(service, env, tmp_path, "--test-connection")
+    assert proc.proc.wait(30) == 1
+    stdout = proc.log.read_text()
+    assert "s3cret" not in proc.output()
+    lines = stdout.splitlines()
+    assert lines[0].startswith("nats: FAIL "), stdout
+    assert f"nats://127.0.0.1:{port}" in lines[0], stdout
+    assert all(": FAIL " in line or ": ok" in line for line in lines), stdout
+    assert "WARNING" not in proc.output(), proc.output()

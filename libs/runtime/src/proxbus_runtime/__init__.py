@@ -7,7 +7,7 @@ from .errors import FetchError, PublishError, RpcError, RpcTimeout, RpcUnavailab
 from .frames import header_block, publish_frame
 from .listen import ListenError, listening
 from .logs import configure_logging
-from .main import Check, build_settings, main
+from .main import Check, build_settings, check_connection, main
 from .metrics import register_publisher
 from .publisher import EventPublisher, event_headers
 from .ratelimit import TokenBucket
@@ -61,6 +61,7 @@ __all__ = [
     "attach_spooling",
     "build_settings",
     "call_tool",
+    "check_connection",
     "configure_logging",
     "connect_nats",
     "ensure_streams",

@@ -19,13 +19,14 @@ from typing import Any, TypeVar
 
 import nats
 import nats.errors
+from nats.aio.client import Client as NATS
 from proxbus_events import BUCKETS, ConfigError, stream_specs
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from .errors import StopRequested
 from .logs import configure_logging
-from .settings import STOP_GRACE, ServiceSettings, nats_options
+from .settings import STOP_GRACE, ServiceSettings, nats_options, public_url
 
 log = logging.getLogger("proxbus.main")
 
@@ -100,13 +101,9 @@ def nats_checks(settings: ServiceSettings, name: str) -> dict[str, Check]:
     state: dict[str, Any] = {}
 
     async def check_nats() -> str:
-        options = nats_options(settings, f"proxbus-{name}-check")
-        # Quiet: a check prints its own line; closing must not log "NATS disconnected".
-        options.update(
-            allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet, disconnected_cb=_quiet
-        )
-        state["nc"] = await nats.connect(**options)
-        return f"{state['nc'].connected_url.netloc} (server {state['nc'].connected_server_version})"
+        nc = state["nc"] = await check_connection(settings, name)
+        url = public_url(nc.connected_url.geturl()) if nc.connected_url else ""
+        return f"{url} (server {nc.connected_server_version})"
 
     async def check_jetstream() -> str:
         nc = state.get("nc")
@@ -120,6 +117,26 @@ def nats_checks(settings: ServiceSettings, name: str) -> dict[str, Check]:
         return f"{len(stream_specs(settings.stream_limits()))} streams, {len(BUCKETS)} buckets"
 
     return {"nats": check_nats, "jetstream": check_jetstream}
+
+
+async def check_connection(settings: ServiceSettings, name: str) -> NATS:
+    """A NATS connection for a ``--test-connection`` check: one attempt per server, no log lines.
+
+    A check prints its own line: failed attempts and closing log nothing (no "NATS errors"
+    WARNING among the check lines).
+
+    Raises:
+        ConnectionError: no server answered; names the URL (without credentials).
+    """
+    options = nats_options(settings, f"proxbus-{name}-check")
+    options.update(
+        allow_reconnect=False, max_reconnect_attempts=1, error_cb=_quiet, disconnected_cb=_quiet
+    )
+    try:
+        return await nats.connect(**options)
+    except (nats.errors.Error, OSError) as exc:
+        reason = " ".join(str(exc).split()).removeprefix("nats: ") or type(exc).__name__
+        raise ConnectionError(f"{public_url(settings.nats_url)}: {reason}") from None
 
 
 async def _quiet(*_: object) -> None:

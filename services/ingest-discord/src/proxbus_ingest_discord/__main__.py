@@ -7,7 +7,7 @@ import sys
 
 import proxbus_runtime
 from proxbus_events import RPC_SERVICE_NAME
-from proxbus_runtime import Check, connect_nats
+from proxbus_runtime import Check, check_connection
 
 from .app import SERVICE, run
 from .settings import Settings
@@ -17,12 +17,7 @@ def _checks(settings: Settings) -> dict[str, Check]:
     """After the runtime's NATS checks: the gateway's RPC service answers a ping."""
 
     async def gateway_rpc() -> str:
-        nc = await connect_nats(
-            settings,
-            name=f"proxbus-{SERVICE}-check",
-            allow_reconnect=False,
-            max_reconnect_attempts=1,
-        )
+        nc = await check_connection(settings, SERVICE)  # quiet: no WARNING among the lines
         try:
             await nc.request(f"$SRV.PING.{RPC_SERVICE_NAME}", b"", timeout=3.0)
         finally:

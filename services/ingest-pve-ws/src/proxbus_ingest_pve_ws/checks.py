@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from nats.aio.client import Client as NATS
-from proxbus_runtime import Check, RpcError, RpcTimeout, RpcUnavailable, call_tool, connect_nats
+from proxbus_runtime import Check, RpcError, RpcTimeout, RpcUnavailable, call_tool, check_connection
 
 from .settings import Settings
 
@@ -27,18 +27,8 @@ CALLER = "ingest-pve-ws --test-connection"
 
 
 async def _connect(settings: Settings) -> NATS:
-
-    async def quiet(_: Exception) -> None:
-        return None
-
-    return await connect_nats(
-        settings,
-        name="proxbus-ingest-pve-ws-check",
-        allow_reconnect=False,
-        max_reconnect_attempts=1,
-        error_cb=quiet,
-        disconnected_cb=None,
-    )
+    """Quiet, one attempt; a failure names the NATS URL (without credentials)."""
+    return await check_connection(settings, "ingest-pve-ws")
 
 
 async def _call(settings: Settings, tool: str, arguments: dict[str, Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
@@ -230,3 +231,22 @@ async def test_crash_and_restart_while_the_watcher_is_down_is_one_vm_crashed(
     await _cycles(second.watchers[0], 2)
     facts = Counter((e.kind, e.vmid) for e in await _events(js))
     assert facts[("vm.crashed", 100)] == 1
+
+
+async def test_a_cluster_the_gateway_does_not_know_is_said_once_not_every_poll(
+    services: Any, lab: Any, caplog: Any
+) -> None:
+    # No Proxmox configured for the cluster: every poll is refused by the gateway.
+    caplog.set_level(logging.INFO, "proxbus_ingest_pve_ws")
+    svc = await services.start(event_ws_enabled=True, pve_ws_poll_seconds=POLL,
+                               pve_ws_clusters="nowhere")  # fmt: skip
+
+    async def refused(n: int) -> bool:
+        labels = {"cluster": "nowhere", "outcome": "api_error"}
+        return (svc.registry.get_sample_value("proxbus_pve_ws_polls_total", labels) or 0) >= n
+
+    await wait_until(lambda: refused(5))
+    lines = [r.getMessage() for r in caplog.records if "poll skipped" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "nowhere" in lines[0]
+    assert "unknown cluster" in lines[0]

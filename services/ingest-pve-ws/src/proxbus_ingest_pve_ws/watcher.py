@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from proxbus_events import Event
-from proxbus_runtime import RpcError
+from proxbus_runtime import RateLimitedLog, RpcError
 
 from .cursors import CursorStore, cursor_key
 from .diff import Snapshot, Thresholds, build_snapshot, diff_snapshots
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 Publish = Callable[[Event], Awaitable[object]]
 MAX_LOG_FETCHES = 20  # failed tasks per poll whose log tail is fetched (concurrently)
 STOP_GRACE = 3.0  # seconds a poll in progress may finish after stop
+# A cluster that stays unreadable (no Proxmox configured, a gateway down) fails every poll:
+# said once, then one summary line with the count per this many seconds.
+TROUBLE_SUMMARY = 300.0
 
 
 @dataclass(slots=True)
@@ -126,6 +129,12 @@ class ClusterWatcher:
         self.last_error: str = ""
         self.last_success = 0.0
         self.polling_since: float | None = None  # monotonic start of the poll in progress
+        self._skipped = RateLimitedLog(
+            log, f"{cluster}: poll skipped, API not readable", interval=TROUBLE_SUMMARY
+        )
+        self._failed = RateLimitedLog(
+            log, f"{cluster}: poll failed, retrying next cycle", interval=TROUBLE_SUMMARY
+        )
 
     def _key(self, what: str) -> str:
         return cursor_key(self.cluster, what)
@@ -307,12 +316,12 @@ class ClusterWatcher:
         except RpcError as exc:
             outcome = "api_error"
             self.last_error = str(exc)
-            log.warning("%s: poll skipped, API not readable: %s", self.cluster, exc)
+            self._skipped.record(str(exc))
         except Exception as exc:  # bus outage and the like: retry next cycle, cursors unchanged
             outcome = "error"
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._state = None
-            log.warning("%s: poll failed (%s); retrying next cycle", self.cluster, self.last_error)
+            self._failed.record(self.last_error)
         finally:
             self.polling_since = None
             if self._metrics:

@@ -43,6 +43,54 @@ _VM_NAMES = [
 _CT_NAMES = ["nginx", "redis", "pihole", "grafana", "runner", "backup", "ntp", "ldap", "syncthing"]
 _TAGS = ["prod", "dev", "staging", "web", "db", "infra", "monitoring", "k8s", "backup"]
 
+# The keys a scenario may hold (README "Scenario file"): a misspelt one is an error, not a
+# silently ignored setting.
+_TOP_KEYS = frozenset({"seed", "site", "domain", "cluster", "standalone", "guests", "backup_jobs",
+                       "replication", "pbs", "task_seconds", "root_password", "tokens",
+                       "targets"})  # fmt: skip
+_CLUSTER_KEYS = frozenset({"name", "nodes"})
+_GUESTS_KEYS = frozenset({"qemu", "lxc", "list"})
+_GUEST_KEYS = frozenset({"vmid", "type", "name", "node", "status", "tags", "cores", "memory",
+                         "disk", "ha", "template", "agent"})  # fmt: skip
+_BACKUP_JOB_KEYS = frozenset({"id", "vmid", "all", "exclude", "node"})
+_REPLICATION_KEYS = frozenset({"guest", "target", "jobnum"})
+_PBS_KEYS = frozenset({"name"})
+_TARGET_KEYS = frozenset({"smtp", "syslog", "webhook"})
+
+
+def _check_keys(spec: dict[Any, Any], known: frozenset[str], where: str) -> None:
+    unknown = sorted(str(k) for k in spec if k not in known)
+    if unknown:
+        raise ScenarioError(
+            f"unknown key {', '.join(map(repr, unknown))} in {where} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+
+def _int(value: Any, where: str, *, minimum: int = 0) -> int:
+    """A whole number from the scenario, or a ``ScenarioError`` naming the key and value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value)
+    else:
+        raise ScenarioError(f"{where} must be a whole number, got {value!r}")
+    if number < minimum:
+        raise ScenarioError(f"{where} must be at least {minimum}, got {value!r}")
+    return number
+
+
+def _float(value: Any, where: str) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ScenarioError(f"{where} must be a number, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise ScenarioError(f"{where} must be a number of seconds (0 or more), got {value!r}")
+    return number
+
 
 @dataclass(slots=True)
 class Scenario:
@@ -57,8 +105,8 @@ class Scenario:
 
 
 def _node_names(spec: Any) -> list[str]:
-    if isinstance(spec, int):
-        return [f"pve{i}" for i in range(1, spec + 1)]
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return [f"pve{i}" for i in range(1, _int(spec, "cluster.nodes", minimum=1) + 1)]
     if isinstance(spec, list) and spec and all(isinstance(n, str) for n in spec):
         return list(spec)
     raise ScenarioError("cluster.nodes must be a count or a list of node names")
@@ -163,12 +211,14 @@ def _gen_pbs(rng: random.Random, name: str, guests: dict[int, Guest]) -> PbsServ
 def build_lab(spec: dict[str, Any] | None = None) -> Scenario:
     """Build a scenario from a parsed dict; ``None`` gives the default lab."""
     spec = dict(spec or {})
-    seed = int(spec.get("seed", 42))
+    _check_keys(spec, _TOP_KEYS, "the scenario")
+    seed = _int(spec.get("seed", 42), "seed", minimum=-(2**63))
     rng = random.Random(seed)  # noqa: S311 - deterministic fixture data, not crypto
     cluster = spec.get("cluster", {"name": "lab", "nodes": 3})
     if cluster is None or "standalone" in spec:
         cluster_name, names = None, [str(spec.get("standalone", "pve1"))]
     elif isinstance(cluster, dict):
+        _check_keys(cluster, _CLUSTER_KEYS, "cluster")
         cluster_name, names = str(cluster.get("name", "lab")), _node_names(cluster.get("nodes", 3))
     else:
         raise ScenarioError("cluster must be a mapping with name and nodes")
@@ -186,11 +236,18 @@ def build_lab(spec: dict[str, Any] | None = None) -> Scenario:
     gspec = spec.get("guests", {"qemu": 20, "lxc": 10})
     if not isinstance(gspec, dict):
         raise ScenarioError("guests must be a mapping")
-    guests = _gen_guests(rng, names, int(gspec.get("qemu", 0)), int(gspec.get("lxc", 0)))
-    for item in gspec.get("list", []) or []:
-        g = _guest_from(item, names)
+    _check_keys(gspec, _GUESTS_KEYS, "guests")
+    n_vm, n_ct = _int(gspec.get("qemu", 0), "guests.qemu"), _int(gspec.get("lxc", 0), "guests.lxc")
+    guests = _gen_guests(rng, names, n_vm, n_ct)
+    items = gspec.get("list", []) or []
+    if not isinstance(items, list):
+        raise ScenarioError(f"guests.list must be a list, got {items!r}")
+    for i, item in enumerate(items):
+        g = _guest_from(item, names, f"guests.list[{i}]")
         guests[g.vmid] = g
     pspec = spec.get("pbs", {"name": "pbs1"})
+    if isinstance(pspec, dict):
+        _check_keys(pspec, _PBS_KEYS, "pbs")
     pbs_name = str(pspec.get("name", "pbs1")) if isinstance(pspec, dict) else None
     storages = _default_storages(names, pbs_name)
     pbs = _gen_pbs(rng, pbs_name, guests) if pbs_name else None
@@ -206,15 +263,24 @@ def build_lab(spec: dict[str, Any] | None = None) -> Scenario:
     lab.backup_jobs = _backup_jobs(spec.get("backup_jobs"), guests)
     lab.replication = _replication(spec.get("replication"), guests, names)
     ts = spec.get("task_seconds", 2.0)
-    task_seconds = dict(ts) if isinstance(ts, dict) else {"default": float(ts)}
+    if isinstance(ts, dict):
+        task_seconds = {str(k): _float(v, f"task_seconds.{k}") for k, v in ts.items()}
+    else:
+        task_seconds = {"default": _float(ts, "task_seconds")}
     task_seconds.setdefault("default", 2.0)
+    tokens = spec.get("tokens") or {}
+    targets = spec.get("targets") or {}
+    for name, value in (("tokens", tokens), ("targets", targets)):
+        if not isinstance(value, dict):
+            raise ScenarioError(f"{name} must be a mapping, got {value!r}")
+    _check_keys(targets, _TARGET_KEYS, "targets")
     return Scenario(
         lab=lab,
         seed=seed,
-        task_seconds={k: float(v) for k, v in task_seconds.items()},
+        task_seconds=task_seconds,
         root_password=str(spec.get("root_password", "pvesim")),
-        tokens={str(k): str(v) for k, v in (spec.get("tokens") or {}).items()},
-        targets=dict(spec.get("targets") or {}),
+        tokens={str(k): str(v) for k, v in tokens.items()},
+        targets=dict(targets),
     )
 
 
@@ -229,16 +295,26 @@ def _backup_jobs(spec: Any, guests: dict[int, Guest]) -> list[BackupJob]:
     for i, item in enumerate(spec):
         if not isinstance(item, dict):
             raise ScenarioError(f"backup job entry must be a mapping: {item!r}")
+        where = f"backup_jobs[{i}]"
+        _check_keys(item, _BACKUP_JOB_KEYS, where)
         jobs.append(
             BackupJob(
                 str(item.get("id", f"backup-{i}")),
-                tuple(int(v) for v in item.get("vmid", []) or []),
+                _vmids(item.get("vmid"), f"{where}.vmid"),
                 bool(item.get("all", False)),
-                tuple(int(v) for v in item.get("exclude", []) or []),
+                _vmids(item.get("exclude"), f"{where}.exclude"),
                 item.get("node"),
             )
         )
     return jobs
+
+
+def _vmids(value: Any, where: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ScenarioError(f"{where} must be a list of vmids, got {value!r}")
+    return tuple(_int(v, where) for v in value)
 
 
 def _replication(spec: Any, guests: dict[int, Guest], nodes: list[str]) -> list[ReplicationJob]:
@@ -254,20 +330,26 @@ def _replication(spec: Any, guests: dict[int, Guest], nodes: list[str]) -> list[
     if not isinstance(spec, list):
         raise ScenarioError("replication must be a list")
     jobs = []
-    for item in spec:
+    for i, item in enumerate(spec):
         if not isinstance(item, dict) or "guest" not in item or "target" not in item:
             raise ScenarioError(f"replication entry needs guest and target: {item!r}")
+        where = f"replication[{i}]"
+        _check_keys(item, _REPLICATION_KEYS, where)
         if str(item["target"]) not in nodes:
             raise ScenarioError(f"replication target {item['target']!r} is not a node")
+        guest = _int(item["guest"], f"{where}.guest")
         jobs.append(
-            ReplicationJob(int(item["guest"]), int(item.get("jobnum", 0)), str(item["target"]))
-        )
+            ReplicationJob(guest, _int(item.get("jobnum", 0), f"{where}.jobnum"),
+                           str(item["target"]))
+        )  # fmt: skip
     return jobs
 
 
-def _guest_from(item: Any, nodes: list[str]) -> Guest:
+def _guest_from(item: Any, nodes: list[str], where: str = "guest") -> Guest:
     if not isinstance(item, dict) or "vmid" not in item:
         raise ScenarioError(f"guest entry needs at least a vmid: {item!r}")
+    _check_keys(item, _GUEST_KEYS, where)
+    vmid = _int(item["vmid"], f"{where}.vmid", minimum=100)
     kind = str(item.get("type", "qemu"))
     if kind not in ("qemu", "lxc"):
         raise ScenarioError(f"guest type must be qemu or lxc, got {kind!r}")
@@ -280,16 +362,16 @@ def _guest_from(item: Any, nodes: list[str]) -> Guest:
         raise ScenarioError(f"template {item['vmid']} cannot be {status}")
     tags = item.get("tags", [])
     return Guest(
-        vmid=int(item["vmid"]),
+        vmid=vmid,
         kind=kind,
         name=str(item.get("name", f"guest{item['vmid']}")),
         node=node,
         status=status,
         qmpstatus=status,
         tags=tuple(tags.split(";") if isinstance(tags, str) else tags),
-        cores=int(item.get("cores", 2)),
-        maxmem=int(item.get("memory", 2048)) * MIB,
-        maxdisk=int(item.get("disk", 32)) * GIB,
+        cores=_int(item.get("cores", 2), f"{where}.cores", minimum=1),
+        maxmem=_int(item.get("memory", 2048), f"{where}.memory", minimum=16) * MIB,
+        maxdisk=_int(item.get("disk", 32), f"{where}.disk") * GIB,
         ha=bool(item.get("ha", False)),
         started_at=time.time() - 3600 if status == "running" else None,
         template=template,

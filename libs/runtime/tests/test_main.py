@@ -127,3 +127,14 @@ def test_test_connection_fails_clearly_and_in_time_without_nats() -> None:
     assert result.returncode == 1
     assert result.stdout.splitlines()[0].startswith("nats: FAIL ")
     assert result.stdout.splitlines()[1] == "jetstream: FAIL no NATS connection"
+
+
+def test_test_connection_says_jetstream_is_not_enabled(make_nats_server) -> None:
+    server = make_nats_server(jetstream=False)
+    result = run_main({"NATS_URL": server.url}, "--test-connection")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"nats: ok ({server.url}, server 2."), lines
+    assert lines[1] == (
+        f"jetstream: FAIL JetStream is not enabled on {server.url} (start it with `nats-server -js`)"
+    )

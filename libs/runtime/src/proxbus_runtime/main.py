@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import nats
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from proxbus_events import BUCKETS, ConfigError, stream_specs
 from pydantic import ValidationError
@@ -96,6 +97,7 @@ async def serve_until_stopped(
 
 def nats_checks(settings: ServiceSettings, name: str) -> dict[str, Check]:
     """``nats`` (the server answers) and ``jetstream`` (streams and buckets in place)."""
+    from .service import jetstream_missing
     from .streams import ensure_streams
 
     state: dict[str, Any] = {}
@@ -103,7 +105,8 @@ def nats_checks(settings: ServiceSettings, name: str) -> dict[str, Check]:
     async def check_nats() -> str:
         nc = state["nc"] = await check_connection(settings, name)
         url = public_url(nc.connected_url.geturl()) if nc.connected_url else ""
-        return f"{url} (server {nc.connected_server_version})"
+        version = nc.connected_server_version
+        return f"{url}, server {version.major}.{version.minor}.{version.patch}"
 
     async def check_jetstream() -> str:
         nc = state.get("nc")
@@ -112,6 +115,9 @@ def nats_checks(settings: ServiceSettings, name: str) -> dict[str, Check]:
         try:
             js = nc.jetstream(domain=settings.nats_js_domain, timeout=5.0)
             await ensure_streams(js, settings.stream_limits())
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            # No responders on $JS.API, which nats-py raises without a word.
+            raise ConnectionError(jetstream_missing(settings)) from None
         finally:
             await nc.close()
         return f"{len(stream_specs(settings.stream_limits()))} streams, {len(BUCKETS)} buckets"

@@ -246,14 +246,7 @@ class Service:
         log.info("%s: NATS connected to %s", self.name,
                  public_url(connected.geturl()) if connected is not None else url)  # fmt: skip
         self.js = self.nc.jetstream(domain=s.nats_js_domain, timeout=self._js_timeout)
-        if s.nats_js_domain:
-            what = (
-                f"{self.name}: JetStream is not available at {url} in domain {s.nats_js_domain!r}"
-            )
-        else:
-            what = (
-                f"{self.name}: JetStream is not enabled on {url} (start it with `nats-server -js`)"
-            )
+        what = f"{self.name}: {jetstream_missing(s)}"
         unavailable = RateLimitedLog(log, what, interval=60.0, level=logging.ERROR)
         backoff = 1.0
         while self._ensure:
@@ -318,6 +311,14 @@ class Service:
     def _phase_time(self) -> float:
         """What a phase before closing may use: the time left minus the closing reserve."""
         return max(0.1, self.time_left() - _CLOSE_RESERVE)
+
+
+def jetstream_missing(settings: ServiceSettings) -> str:
+    """What it means when nobody answers the JetStream API at ``settings.nats_url``, in words."""
+    url = public_url(settings.nats_url)
+    if settings.nats_js_domain:
+        return f"JetStream is not available at {url} in domain {settings.nats_js_domain!r}"
+    return f"JetStream is not enabled on {url} (start it with `nats-server -js`)"
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ Proxmox token values never reach the ingest or dispatcher containers, the notifi
 reach the gateway, and so on. Standard library only: it runs on a Docker host without uv.
 
 Which variable goes where:
-- ``SHARED`` (NATS connection and auth, site, logging, stream limits): every service.
+- ``SHARED`` (NATS connection and auth, site, logging, stream limits, HTTP listeners): every service.
 - each service's own names (``OWN``), and for the gateway the Proxmox endpoint variables
   (``PVE_<NODE>_*``, ``PBS_<NODE>_*``, ``<NODE>_FINGERPRINT``, ``CLUSTER_*``...).
 - ``PROXBUS_<SERVICE>_<NAME>=value``: ``<NAME>=value`` for that one service only, after the shared
@@ -54,6 +54,7 @@ SHARED = frozenset(
         "EVENTS_MAX_BYTES",
         "HEALTH_HOST",
         "HEALTH_PORT",
+        "HTTP_REQUEST_TIMEOUT",
     }
 )
 
@@ -268,7 +269,6 @@ OWN: dict[str, frozenset[str]] = {
             "MAX_WAIT",
             "MAX_CONCURRENT_CALLS",
             "MAX_CALLS_PER_CALLER",
-            "HTTP_REQUEST_TIMEOUT",
             "MAX_SESSIONS",
             "MAX_SESSIONS_PER_CALLER",
             "SESSION_IDLE_TIMEOUT",

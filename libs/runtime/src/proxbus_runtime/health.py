@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from .http_limits import DEFAULT_REQUEST_TIMEOUT, DeadlineRunner, RequestDeadline
 from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,11 @@ class _RequestErrorLog(logging.Logger):
 
 
 class HealthServer:
-    """aiohttp app with ``/health`` and ``/metrics``; services may add routes to ``app``."""
+    """aiohttp app with ``/health`` and ``/metrics``; services may add routes to ``app``.
+
+    ``request_timeout``: seconds a connection has to send a request's headers
+    (``HTTP_REQUEST_TIMEOUT``, ``http_limits.py``).
+    """
 
     def __init__(
         self,
@@ -62,6 +67,7 @@ class HealthServer:
         registry: CollectorRegistry | None = None,
         *,
         client_max_size: int = 1024**2,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.host = host
         self.port = port
@@ -71,6 +77,7 @@ class HealthServer:
         self.app.router.add_get("/metrics", self._metrics)
         self._checks: dict[str, HealthCheck] = {}
         self._runner: web.AppRunner | None = None
+        self.request_deadline = RequestDeadline(request_timeout, self.registry)
         self.bad_requests = RateLimitedLog(
             log, "malformed HTTP requests (answered 400)", level=logging.INFO
         )
@@ -100,8 +107,9 @@ class HealthServer:
 
     async def start(self) -> None:
         """Listen; with port 0 the bound port is in ``self.port`` afterwards."""
-        self._runner = web.AppRunner(
+        self._runner = DeadlineRunner(
             self.app,
+            self.request_deadline,
             access_log=None,
             handle_signals=False,
             logger=_RequestErrorLog(self.bad_requests, self.request_errors),

@@ -127,7 +127,13 @@ class Service:
         from .health import HealthServer  # aiohttp: only where a health server runs
 
         host, port = self._listen
-        return HealthServer(host, port, self.registry, client_max_size=self._max_body)
+        return HealthServer(
+            host,
+            port,
+            self.registry,
+            client_max_size=self._max_body,
+            request_timeout=self.settings.http_request_timeout,
+        )
 
     # --- hooks ----------------------------------------------------------------------------
 

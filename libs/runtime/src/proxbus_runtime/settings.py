@@ -47,6 +47,12 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=0, ge=0, le=65535)
+    http_request_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        le=3_600,
+        description="seconds a connection has to send a request's headers (aiohttp listeners)",
+    )
     shutdown_budget: float = Field(
         default=9.0, gt=0, lt=STOP_GRACE, description="seconds from SIGTERM to exit"
     )

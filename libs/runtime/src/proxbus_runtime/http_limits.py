@@ -41,7 +41,8 @@ DEFAULT_REQUEST_TIMEOUT = 20.0
 # An idle kept-alive connection (no byte of a next request) is closed by aiohttp's own
 # keep-alive timer after this long (its default for AppRunner is 3,630 s; 75 s is what
 # aiohttp's own run_app uses). It also bounds the one case the deadline does not see: the
-# first bytes of a next request arriving in the same segment as the end of a previous body.
+# first bytes of a next request arriving in the same segment as the end of the previous
+# request (its headers, or its body), then nothing more.
 IDLE_TIMEOUT = 75.0
 
 
@@ -103,6 +104,7 @@ class _DeadlineHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        self._last_payload = None
         super().connection_lost(exc)
 
     def _arm(self) -> None:

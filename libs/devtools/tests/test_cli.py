@@ -158,3 +158,16 @@ def test_every_command_says_an_unreachable_broker_in_one_line() -> None:
         assert result.stderr.splitlines() == [
             "proxbus: NATS at nats://127.0.0.1:1: nats: no servers available for connection"
         ], command
+
+
+def test_an_unreachable_broker_is_named_without_its_password() -> None:
+    """NATS_URL may carry user:password: no command prints it (check, events)."""
+    url = "nats://bob:s3cret@127.0.0.1:1"
+    for command in (["check"], ["events", "tail"], ["events", "stats"]):
+        result = subprocess.run(
+            [PROXBUS, "--nats-url", url, *command],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 1, command
+        assert "s3cret" not in result.stdout + result.stderr, command
+        assert "nats://127.0.0.1:1" in result.stdout + result.stderr, command

@@ -38,7 +38,7 @@ from proxbus_runtime import (
     connect_nats,
     ensure_streams,
 )
-from proxbus_runtime.settings import nats_options
+from proxbus_runtime.settings import nats_options, public_url
 from pydantic import ValidationError
 
 from .tail import format_row, kind_matches
@@ -362,10 +362,12 @@ async def _check(settings: ServiceSettings) -> int:
     try:
         nc = await _connect(settings, "proxbus-cli-check")
     except (nats.errors.Error, OSError) as exc:
-        print(f"FAIL  NATS at {settings.nats_url}: {exc}")
+        print(f"FAIL  NATS at {public_url(settings.nats_url)}: {exc}")
         return 1
     try:
-        print(f"ok    NATS at {settings.nats_url} (server {nc.connected_server_version})")
+        print(
+            f"ok    NATS at {public_url(settings.nats_url)} (server {nc.connected_server_version})"
+        )
         js = nc.jetstream(domain=settings.nats_js_domain, timeout=5)
         try:
             await ensure_streams(js, settings.stream_limits())
@@ -461,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import nats.errors
 
         if isinstance(exc, nats.errors.Error):
-            print(f"proxbus: NATS at {settings.nats_url}: {exc}", file=sys.stderr)
+            print(f"proxbus: NATS at {public_url(settings.nats_url)}: {exc}", file=sys.stderr)
             return 1
         raise
 

@@ -28,6 +28,9 @@ SaveCursor = Callable[[int], Awaitable[None]]
 StoreEvent = Callable[[Event], Awaitable[object]]
 PAGE_LIMIT = 100
 MAX_BACKFILL_PAGES = 50
+# A message list is read into memory: a page larger than this is an invalid page, not an OOM.
+MAX_PAGE_BYTES = 16 * 1024 * 1024
+MAX_UINT64 = 2**64 - 1  # Gotify's ids and ``paging.since`` are Go ``uint``
 
 
 @dataclass(slots=True)
@@ -40,6 +43,7 @@ class GotifyStats:
     backfilled: int = 0
     duplicates_skipped: int = 0
     invalid: int = 0
+    invalid_pages: int = 0
     connected: bool = False
     last_error: str = ""
 
@@ -95,6 +99,8 @@ class GotifyListener:
         # Any Gotify application can post: what cannot become an event is counted (``invalid``)
         # and summarised, not a line per message (issue 19).
         self._invalid_log = RateLimitedLog(log, "gotify: ignored messages")
+        # A broken or hostile server's message list (``GET /message``) ends the catch-up, counted.
+        self._page_log = RateLimitedLog(log, "gotify: invalid message lists")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, read and reconnect with backoff until ``stop`` is set."""
@@ -190,11 +196,10 @@ class GotifyListener:
             if resp.status != 200:
                 log.warning("gotify: cannot list messages (HTTP %d); no backfill", resp.status)
                 return None
-            page = await _page(resp)
+            page = await self._read_page(resp, None)
         if page is None:
             return None
-        ids = [_msg_id(m) for m in page.get("messages", []) if isinstance(m, dict)]
-        return max(ids, default=0)
+        return max((_msg_id(m) for m in page.messages), default=0)
 
     async def _backfill(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> bool:
         """Publish messages newer than ``last_id`` from the REST API, oldest first."""
@@ -219,16 +224,15 @@ class GotifyListener:
                         resp.status,
                     )
                     return False
-                page = await _page(resp)
+                page = await self._read_page(resp, since)
             if page is None:
-                return False
-            messages = [m for m in page.get("messages", []) if isinstance(m, dict)]
+                break  # counted and logged; deliver what the valid pages before it gave
+            messages = page.messages
             newer = [m for m in messages if _msg_id(m) > self.last_id]
             missed.extend(newer)
-            paging = page.get("paging") or {}
-            if len(newer) < len(messages) or not messages or not paging.get("next"):
+            if len(newer) < len(messages) or not messages or page.next_since is None:
                 break
-            since = int(paging.get("since") or min(_msg_id(m) for m in messages))
+            since = page.next_since
         missed.sort(key=_msg_id)
         delivered = False
         for m in missed:
@@ -272,16 +276,76 @@ class GotifyListener:
                 self._cursor_log.record("could not save the cursor", str(msg_id), str(exc))
         return True
 
+    async def _read_page(self, resp: aiohttp.ClientResponse, since: int | None) -> Page | None:
+        """A checked REST page, or None when it is invalid (counted in ``invalid_pages``, one
+        rate-limited line): the listener then follows the stream instead of failing every
+        reconnect on a page it cannot use."""
+        try:
+            body = await resp.content.read(MAX_PAGE_BYTES + 1)
+            if len(body) > MAX_PAGE_BYTES:
+                raise InvalidPage(f"larger than {MAX_PAGE_BYTES} bytes")
+            try:
+                doc = json.loads(body)
+            except (ValueError, RecursionError) as exc:  # not JSON, too deep, bad UTF-8
+                raise InvalidPage(f"not JSON ({type(exc).__name__})") from None
+            return parse_page(doc, since)
+        except InvalidPage as exc:
+            self.stats.invalid_pages += 1
+            self._page_log.record("page not usable, following the stream", self.base, str(exc))
+            return None
 
-async def _page(resp: aiohttp.ClientResponse) -> dict[str, Any] | None:
-    """A REST page, or None (logged) when Python cannot read it: one message nested deeper
-    than ``json`` recurses must not fail every reconnect (the stream still delivers)."""
-    try:
-        page = json.loads(await resp.text())
-    except (ValueError, RecursionError) as exc:
-        log.warning("gotify: unreadable message list (%s); resuming from the stream", exc)
-        return None
-    return page if isinstance(page, dict) else None
+
+class InvalidPage(ValueError):
+    """A ``GET /message`` answer that does not have Gotify's shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One checked page of ``GET /message`` (newest first)."""
+
+    messages: list[dict[str, Any]]
+    next_since: int | None  # the ``since`` of the next page; None when this is the last
+
+
+def _uint(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidPage(f"{what} is {type(value).__name__}, not an integer")
+    if not 0 <= value <= MAX_UINT64:
+        raise InvalidPage(f"{what} out of range")
+    return value
+
+
+def parse_page(doc: object, since: int | None = None) -> Page:
+    """Check a decoded ``GET /message`` answer against Gotify's ``PagedMessages``.
+
+    Gotify (``api/message.go`` ``buildWithPaging``) always sends ``messages`` (a list) and
+    ``paging`` with ``size == len(messages)`` and ``since`` (uint; the id of the page's last
+    message when ``next`` is set, else 0). ``since`` is the one the page was asked with: the
+    next page must ask for older messages, or a server could keep the catch-up in a loop.
+    Message entries that are not objects are skipped here (they cannot be events).
+    Raises InvalidPage naming what is wrong.
+    """
+    if not isinstance(doc, dict):
+        raise InvalidPage(f"answer is {type(doc).__name__}, not an object")
+    messages = doc.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidPage(f"messages is {type(messages).__name__}, not a list")
+    paging = doc.get("paging")
+    if not isinstance(paging, dict):
+        raise InvalidPage(f"paging is {type(paging).__name__}, not an object")
+    size = _uint(paging.get("size"), "paging.size")
+    if size != len(messages):
+        raise InvalidPage(f"paging.size {size} but {len(messages)} messages")
+    page_since = _uint(paging.get("since"), "paging.since")
+    nxt = paging.get("next", "")
+    if not isinstance(nxt, str):
+        raise InvalidPage(f"paging.next is {type(nxt).__name__}, not a string")
+    next_since: int | None = None
+    if nxt:
+        if page_since == 0 or (since is not None and page_since >= since):
+            raise InvalidPage(f"paging.since {page_since} does not move to older messages")
+        next_since = page_since
+    return Page([m for m in messages if isinstance(m, dict)], next_since)
 
 
 def _msg_id(msg: dict[str, Any]) -> int:
@@ -304,6 +368,7 @@ class GotifyCollector(Collector):
             ("backfilled", stats.backfilled, "missed messages published from the REST API"),
             ("duplicates_skipped", stats.duplicates_skipped, "messages already published"),
             ("invalid", stats.invalid, "frames or messages that could not be used"),
+            ("invalid_pages", stats.invalid_pages, "message lists (REST) that could not be used"),
         ):
             c = CounterMetricFamily(f"proxbus_gotify_{name}", doc)
             c.add_metric([], value)

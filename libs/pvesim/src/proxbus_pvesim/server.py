@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -68,6 +68,19 @@ class RequestRecord:
     method: str
     path: str
     status: int
+
+
+def _multi(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Form or query pairs as a dict: one value as a string, a repeated key as a list."""
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], list):
+            out[key].append(value)
+        else:
+            out[key] = [out[key], value]
+    return out
 
 
 def _reason(text: str) -> str:
@@ -201,7 +214,10 @@ class ApiServer:
         return resp
 
     async def _params(self, request: web.BaseRequest) -> dict[str, Any]:
-        params: dict[str, Any] = dict(request.query)
+        # A repeated key is an array (``command=ls&command=-l``, as proxmoxer and pvesh send
+        # array parameters; pve-http-server decode_urlencoded keeps every value); for a
+        # parameter that is not an array the schema check joins them with NUL, as PVE does.
+        params: dict[str, Any] = _multi(request.query.items())
         if request.method in _WRITE and request.can_read_body:
             ctype = request.content_type
             if ctype == "application/json":
@@ -218,7 +234,7 @@ class ApiServer:
                 params.update(body)
             else:
                 params.update(
-                    (k, v) for k, v in (await request.post()).items() if isinstance(v, str)
+                    _multi((k, v) for k, v in (await request.post()).items() if isinstance(v, str))
                 )
         return params
 

@@ -17,6 +17,8 @@ from .control import ControlMixin
 from .emit import Emitter
 from .errors import ApiError
 from .model import Guest, Storage
+from .pve_agent import ROUTES as AGENT_ROUTES
+from .pve_agent import GuestAgentExec
 from .pve_guests import guest_routes
 from .router import Route, Router
 from .scenario import Scenario, build_lab
@@ -37,6 +39,7 @@ def pve_routes() -> list[Route]:
         *pve_backup.ROUTES,
         *pve_provision.ROUTES,
         *pve_devices.ROUTES,
+        *AGENT_ROUTES,
         *task_routes("PVE"),
     ]
 
@@ -94,6 +97,7 @@ class Simulator(ControlMixin):
         self.backup_sources: dict[str, Guest] = {}
         self.faults_pve_backup: dict[int, str] = {}
         self.pbs_corrupt: set[tuple[str, str]] = set()
+        self.agent_exec = GuestAgentExec()  # agent/exec pids, results and what was run
         self.admin_token = secrets.token_urlsafe(24)
         self._ports = (pve_port, pbs_port, admin_port)
         self._setup_auth()

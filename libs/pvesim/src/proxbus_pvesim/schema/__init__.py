@@ -110,6 +110,15 @@ class ParamSpec:
 
         ``name`` is the parameter as sent (``scsi0`` for the schema's ``scsi[n]``).
         """
+        if self.type == "array":
+            items = raw if isinstance(raw, list) else [raw]
+            if any(isinstance(i, (dict, list)) for i in items):
+                raise ValueError("type check ('string') failed - got a nested structure")
+            return [str(i) for i in items]
+        if isinstance(raw, list):
+            # A repeated parameter that is not an array: pve-http-server decode_urlencoded joins
+            # the values with NUL ("like CGI.pm") and the type check sees that one string.
+            raw = "\0".join(str(i) for i in raw)
         if self.type == "boolean":
             if isinstance(raw, bool):
                 return raw
@@ -129,8 +138,6 @@ class ParamSpec:
             if self.maximum is not None and num > self.maximum:
                 raise ValueError(f"value must have a maximum value of {self.maximum:g}")
             return num
-        if self.type == "array":
-            return raw if isinstance(raw, list) else [raw]
         s = str(raw)
         # pve-common JSONSchema.pm check_prop: format, then pattern, then maxLength, then enum;
         # a format error reads "invalid format - <reason>\n".

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from proxbus_devtools.testing import serve_app
 from proxbus_events import Event
 from proxbus_ingest_pve_ws.gotify import (
+    MAX_PAGE_BYTES,
     MAX_UINT64,
     GotifyListener,
     InvalidPage,
@@ -245,3 +246,51 @@ async def test_the_service_counts_hostile_pages_and_keeps_delivering(
         assert len(lines) == 1, lines  # the second is summarised later (rate-limited)
         assert "messages is int" in lines[0]
         await services.stop(svc)
+
+
+async def _catch_up(server: PagedGotify) -> tuple[GotifyListener, list[Event]]:
+    """A real listener (cursor 0) that connected and caught up on ``server``'s messages."""
+    stored: list[Event] = []
+
+    async def store(event: Event) -> None:
+        stored.append(event)
+
+    async with serve_app(server.app) as server.port:
+        listener = GotifyListener(
+            url=server.url, token=TOKEN, store=store, site="lab", last_id=0, timeout=10.0
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(listener.run(stop))
+        try:
+            await asyncio.wait_for(listener.connected.wait(), 20)
+        finally:
+            stop.set()
+            await server.drop()
+            await asyncio.wait_for(task, 10)
+    return listener, stored
+
+
+def _message(n: int, size: int) -> dict[str, Any]:
+    return {"id": n, "appid": 1, "title": f"m{n}", "message": "x" * size, "priority": 5}
+
+
+async def test_a_large_page_arriving_in_many_chunks_is_read_whole() -> None:
+    # 100 messages of 40 KB: a 4 MB answer that loopback TCP hands over in many reads.
+    server = PagedGotify()
+    server.messages = [_message(n, 40_000) for n in range(1, 101)]
+    listener, stored = await _catch_up(server)
+    assert listener.stats.invalid_pages == 0
+    assert [e.title for e in stored] == [f"m{n}" for n in range(1, 101)]
+
+
+async def test_a_page_over_the_size_limit_is_an_invalid_page() -> None:
+    server = PagedGotify()
+    server.messages = [_message(1, 10)]
+    # well-formed but over the limit: not read into memory, not published
+    server.hostile[1] = {
+        "messages": [_message(2, MAX_PAGE_BYTES)],
+        "paging": {"size": 1, "since": 0, "limit": 100, "next": ""},
+    }
+    listener, stored = await _catch_up(server)
+    assert listener.stats.invalid_pages == 1
+    assert stored == []

@@ -281,11 +281,16 @@ class GotifyListener:
         rate-limited line): the listener then follows the stream instead of failing every
         reconnect on a page it cannot use."""
         try:
-            body = await resp.content.read(MAX_PAGE_BYTES + 1)
-            if len(body) > MAX_PAGE_BYTES:
-                raise InvalidPage(f"larger than {MAX_PAGE_BYTES} bytes")
+            # read to the end (one read() returns what has arrived so far), up to the limit
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(65536):
+                size += len(chunk)
+                if size > MAX_PAGE_BYTES:
+                    raise InvalidPage(f"larger than {MAX_PAGE_BYTES} bytes")
+                chunks.append(chunk)
             try:
-                doc = json.loads(body)
+                doc = json.loads(b"".join(chunks))
             except (ValueError, RecursionError) as exc:  # not JSON, too deep, bad UTF-8
                 raise InvalidPage(f"not JSON ({type(exc).__name__})") from None
             return parse_page(doc, since)

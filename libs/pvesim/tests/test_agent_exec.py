@@ -119,6 +119,11 @@ async def test_stopped_vm_no_agent_and_bad_parameters_are_errors() -> None:
             500,
             "Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist",
         )
+        assert await _exec(s, [""]) == (
+            500,
+            "VM 100 qmp command 'guest-exec' failed - "
+            "Failed to execute child process \u201c\u201d (No such file or directory)",
+        )
         async with s.post(EXEC, data={}) as r:  # command is required (schema)
             assert r.status == 400
             assert "command" in (await r.json())["errors"]

@@ -130,3 +130,20 @@ def test_fingerprint_is_sha256_of_served_certificate(pvesim_thread: ThreadedSimu
     assert der is not None
     digest = hashlib.sha256(der).hexdigest().upper()
     assert pvesim_thread.fingerprint == ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+
+
+def test_proxmoxer_agent_exec_sends_the_command_array_intact(
+    pvesim_thread: ThreadedSimulator,
+) -> None:
+    # proxmoxer (requests) sends a list as repeated form values: command=echo&command=a+b...
+    px = _api(pvesim_thread, **pvesim_thread.tokens.admin.proxmoxer_kwargs())
+    vm = next(v for v in px.nodes("pve1").qemu.get() if v["status"] == "running")
+    agent = px.nodes("pve1").qemu(vm["vmid"]).agent
+    command = ["echo", "a b", "c"]
+    pid = agent.exec.post(command=command)["pid"]
+    assert pvesim_thread.call(lambda s: s.agent_exec.history[-1].command) == tuple(command)
+    assert agent("exec-status").get(pid=pid) == {"exited": 1, "exitcode": 0, "out-data": "a b c\n"}
+    with pytest.raises(ResourceException) as info:
+        agent("exec-status").get(pid=pid)
+    assert info.value.status_code == 500
+    assert "Invalid parameter 'pid'" in info.value.content

@@ -137,8 +137,12 @@ async def agent_exec(call: Call) -> Any:
     command = [str(c) for c in call.params["command"]]
     input_data = call.params.get("input-data")
     if not command or not command[0]:
-        # qemu-ga guest-exec with an empty path: g_spawn fails before anything runs
-        raise ApiError(500, f"Agent error: can't execute command ({command[0] if command else ''})")
+        # qemu-ga guest-exec spawns nothing for an empty path (glib's g_spawn error)
+        raise ApiError(
+            500,
+            f"VM {g.vmid} qmp command 'guest-exec' failed - "
+            "Failed to execute child process \u201c\u201d (No such file or directory)",
+        )
     run = _state(call).start(g, command, None if input_data is None else str(input_data))
     return {"pid": run.pid}
 

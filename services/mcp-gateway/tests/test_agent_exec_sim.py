@@ -8,24 +8,17 @@ side of exec is in ``libs/pvesim/tests/test_agent_exec.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from proxbus_mcp_gateway import schema
-from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
     ADMIN_SECRET,
     OPS_SECRET,
-    TOKENS,
     HttpGateway,
-    make_settings,
-    serve,
-    sim_env,
 )
 from proxbus_pvesim.simulator import Simulator
 
@@ -41,27 +34,16 @@ async def _call(url: str, secret: str, arguments: dict[str, Any]) -> Any:
             return await session.call_tool("proxmox_api", arguments)
 
 
-@pytest.fixture
-async def uncached_gateway(sim: Simulator) -> AsyncIterator[HttpGateway]:
-    """The gateway with CACHE_TTL=0: exec-status is a GET, and the read cache (2 s by default)
-    would answer a repeated poll from memory instead of asking the guest agent again."""
-    gw = Gateway.from_settings(make_settings(gateway_tokens=TOKENS, cache_ttl=0), sim_env(sim))
-    gw.start()
-    try:
-        async with serve(gw) as served:
-            yield served
-    finally:
-        await gw.close()
-
-
 def _text(result: Any) -> str:
     return str(result.content[0].text)
 
 
 async def test_agent_exec_array_reaches_the_simulator_intact(
-    sim: Simulator, uncached_gateway: HttpGateway
+    sim: Simulator, http_gateway: HttpGateway
 ) -> None:
-    url = uncached_gateway.url
+    """With the default read cache on: guest agent reads are live, never cached (a repeated
+    exec-status poll was answered from the cache for CACHE_TTL)."""
+    url = http_gateway.url
     vm = next(g for g in sim.lab.guests.values() if g.kind == "qemu" and g.running and g.agent)
     base = f"/nodes/{vm.node}/qemu/{vm.vmid}/agent"
     # spaces, an '=' and a leading '-' inside elements: one element each, in order

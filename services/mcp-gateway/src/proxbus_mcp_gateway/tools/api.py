@@ -1,5 +1,6 @@
 """``proxmox_api``: the rest of the PVE/PBS API, validated against the vendored schema."""
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field
@@ -84,10 +85,21 @@ def register(reg: Registry) -> None:
         else:
             node = call.node if call.node else None
             result = await pool.request(
-                args.cluster, call.method, call.path, call.params or None, node=node
+                args.cluster,
+                call.method,
+                call.path,
+                call.params or None,
+                node=node,
+                cache=not LIVE_READS.search(call.template),
             )
         text = _render(result)
         return ToolResult({"method": call.method, "path": call.path, "data": result}, text)
+
+
+# GETs that ask something live and must never come from the read cache (CACHE_TTL): the
+# guest agent (exec-status reports a result once, get-time, file-read...) and a task's
+# status and log while it runs.
+LIVE_READS = re.compile(r"/agent/|/tasks/\{upid\}")
 
 
 def masked(params: dict[str, Any] | None) -> dict[str, Any]:

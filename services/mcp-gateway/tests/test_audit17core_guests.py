@@ -15,7 +15,7 @@ import pytest
 from proxbus_devtools.testing import NatsServer
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.rpc import start_rpc
-from proxbus_mcp_gateway.testing import ADMIN, make_settings
+from proxbus_mcp_gateway.testing import ADMIN, make_settings, standalone_env
 from proxbus_mcp_gateway.tools import build_registry
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
@@ -59,20 +59,6 @@ def standalone(name: str) -> dict[str, Any]:
     return {"standalone": name, "guests": {"qemu": 0, "lxc": 0, "list": guests}, "pbs": None}
 
 
-def env_for(sims: dict[str, Simulator]) -> dict[str, str]:
-    env = {"LAB_CONFIGURATION": "STANDALONE", "PVE_NODES": ",".join(sims)}
-    for name, sim in sims.items():
-        key, tok = f"PVE_{name.upper()}", sim.tokens.admin
-        env |= {
-            f"{key}_HOST": f"127.0.0.1:{sim.pve_port}",
-            f"{key}_USER": tok.user,
-            f"{key}_TOKEN_NAME": tok.tokenid,
-            f"{key}_TOKEN_VALUE": tok.secret,
-            f"{key}_FINGERPRINT": sim.fingerprint,
-        }
-    return env
-
-
 @pytest.fixture
 async def hosts() -> AsyncIterator[dict[str, Simulator]]:
     async with (
@@ -84,7 +70,7 @@ async def hosts() -> AsyncIterator[dict[str, Simulator]]:
 
 @pytest.fixture
 async def gw(hosts: dict[str, Simulator]) -> AsyncIterator[Gateway]:
-    gateway = Gateway.from_settings(make_settings(rpc_scopes="admin"), env_for(hosts))
+    gateway = Gateway.from_settings(make_settings(rpc_scopes="admin"), standalone_env(hosts))
     gateway.start()
     try:
         yield gateway

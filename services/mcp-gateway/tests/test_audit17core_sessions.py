@@ -16,6 +16,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from proxbus_devtools.testing import wait_until
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
+    INITIALIZE,
     OPS_SECRET,
     READ_SECRET,
     TOKENS,
@@ -26,16 +27,7 @@ from proxbus_mcp_gateway.testing import (
 )
 from proxbus_pvesim.simulator import Simulator
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "audit", "version": "1"},
-    },
-}
+INIT = INITIALIZE
 
 
 @pytest.fixture

@@ -14,19 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from proxbus_mcp_gateway.stdio import MAX_LINE
-from proxbus_mcp_gateway.testing import sim_env
+from proxbus_mcp_gateway.testing import INITIALIZE, sim_env
 from proxbus_pvesim.simulator import Simulator
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "audit", "version": "1"},
-    },
-}
+INIT = INITIALIZE
 
 
 def script() -> str:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
+    INITIALIZE,
     OPS_SECRET,
     READ_SECRET,
     TOKENS,
@@ -29,16 +30,7 @@ AUTH = {"Authorization": f"Bearer {READ_SECRET}"}
 MCP = {**AUTH, "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 OTHER = {**MCP, "Authorization": f"Bearer {OPS_SECRET}"}
 LIMIT = 4 * 1024 * 1024  # the SDK's DEFAULT_MAX_REQUEST_BODY_SIZE (mcp.server.transport_security)
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "audit", "version": "1"},
-    },
-}
+INIT = INITIALIZE
 
 
 @pytest.fixture

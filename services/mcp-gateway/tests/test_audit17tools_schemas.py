@@ -23,7 +23,14 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from proxbus_mcp_gateway.gateway import Gateway
-from proxbus_mcp_gateway.testing import ADMIN_SECRET, TOKENS, make_settings, serve, sim_env
+from proxbus_mcp_gateway.testing import (
+    ADMIN_SECRET,
+    TOKENS,
+    make_settings,
+    serve,
+    sim_env,
+    standalone_env,
+)
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
 
@@ -60,17 +67,7 @@ def standalone(name: str, pbs: bool) -> dict[str, Any]:
 
 
 def two_hosts_env(sims: dict[str, Simulator], pbs: Simulator) -> dict[str, str]:
-    env = {"LAB_CONFIGURATION": "STANDALONE", "PVE_NODES": ",".join(sims)}
-    for name, sim in sims.items():
-        key = f"PVE_{name.upper()}"
-        tok = sim.tokens.admin
-        env |= {
-            f"{key}_HOST": f"127.0.0.1:{sim.pve_port}",
-            f"{key}_USER": tok.user,
-            f"{key}_TOKEN_NAME": tok.tokenid,
-            f"{key}_TOKEN_VALUE": tok.secret,
-            f"{key}_FINGERPRINT": sim.fingerprint,
-        }
+    env = standalone_env(sims)
     shared = sim_env(pbs)
     env |= {k: v for k, v in shared.items() if k.startswith("PBS_")}
     env["VERIFY_SSL"] = shared["VERIFY_SSL"]

@@ -12,6 +12,7 @@ from proxbus_devtools.testing import wait_until
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
     ADMIN_SECRET,
+    INITIALIZE,
     OPS_SECRET,
     READ_SECRET,
     TOKENS,
@@ -22,16 +23,7 @@ from proxbus_mcp_gateway.testing import (
 )
 from proxbus_pvesim.simulator import Simulator
 
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INIT = INITIALIZE
 ACCEPT = "application/json, text/event-stream"
 
 

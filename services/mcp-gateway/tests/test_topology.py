@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from proxbus_mcp_gateway.gateway import Gateway
-from proxbus_mcp_gateway.testing import ADMIN, make_settings, sim_env
+from proxbus_mcp_gateway.testing import ADMIN, make_settings, sim_env, standalone_env
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
 
@@ -18,21 +18,6 @@ def standalone(name: str) -> dict[str, Any]:
     """One standalone host with VM 100 (named after the host) and no PBS."""
     vm = {"vmid": 100, "type": "qemu", "name": f"web-{name}", "node": name, "status": "stopped"}
     return {"standalone": name, "guests": {"qemu": 0, "lxc": 0, "list": [vm]}, "pbs": None}
-
-
-def two_hosts_env(sims: dict[str, Simulator]) -> dict[str, str]:
-    env = {"LAB_CONFIGURATION": "STANDALONE", "PVE_NODES": ",".join(sims)}
-    for name, sim in sims.items():
-        key = f"PVE_{name.upper()}"
-        tok = sim.tokens.admin
-        env |= {
-            f"{key}_HOST": f"127.0.0.1:{sim.pve_port}",
-            f"{key}_USER": tok.user,
-            f"{key}_TOKEN_NAME": tok.tokenid,
-            f"{key}_TOKEN_VALUE": tok.secret,
-            f"{key}_FINGERPRINT": sim.fingerprint,
-        }
-    return env
 
 
 @pytest.fixture
@@ -46,7 +31,7 @@ async def hosts() -> AsyncIterator[dict[str, Simulator]]:
 
 @pytest.fixture
 async def two_host_gateway(hosts: dict[str, Simulator]) -> AsyncIterator[Gateway]:
-    gw = Gateway.from_settings(make_settings(), two_hosts_env(hosts))
+    gw = Gateway.from_settings(make_settings(), standalone_env(hosts))
     gw.start()
     try:
         yield gw

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,35 @@ def sim_env(sim: Any, *, token: Any = None, mode: str = "CLUSTERED") -> dict[str
         f"PBS_{key}_TOKEN_NAME": pbs.tokenid,
         f"PBS_{key}_TOKEN_VALUE": pbs.secret,
     }
+
+
+# A raw JSON-RPC ``initialize`` body, for tests that speak HTTP without the SDK client.
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+
+
+def standalone_env(sims: Mapping[str, Any]) -> dict[str, str]:
+    """Seed variables for several standalone hosts, one simulator each (name -> simulator)."""
+    env = {"LAB_CONFIGURATION": "STANDALONE", "PVE_NODES": ",".join(sims)}
+    for name, sim in sims.items():
+        key = f"PVE_{name.upper()}"
+        tok = sim.tokens.admin
+        env |= {
+            f"{key}_HOST": f"127.0.0.1:{sim.pve_port}",
+            f"{key}_USER": tok.user,
+            f"{key}_TOKEN_NAME": tok.tokenid,
+            f"{key}_TOKEN_VALUE": tok.secret,
+            f"{key}_FINGERPRINT": sim.fingerprint,
+        }
+    return env
 
 
 def make_settings(**overrides: Any) -> Settings:

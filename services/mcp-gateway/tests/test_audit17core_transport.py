@@ -34,19 +34,9 @@ INIT = INITIALIZE
 
 
 @pytest.fixture
-async def served(sim: Simulator) -> AsyncIterator[HttpGateway]:
-    gw = Gateway.from_settings(make_settings(gateway_tokens=TOKENS), sim_env(sim))
-    gw.start()
-    try:
-        async with serve(gw) as s:
-            yield s
-    finally:
-        await gw.close()
-
-
-@pytest.fixture
-async def client(served: HttpGateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=served.url, timeout=20) as c:
+async def client(http_gateway: HttpGateway) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client of conftest's ``http_gateway`` (tokens on, default settings)."""
+    async with httpx.AsyncClient(base_url=http_gateway.url, timeout=20) as c:
         yield c
 
 
@@ -199,7 +189,7 @@ async def test_arguments_that_are_not_an_object_are_invalid_params(
     ],
 )
 async def test_a_missing_or_wrong_token_is_401_without_a_session(
-    served: HttpGateway, client: httpx.AsyncClient, authorization: str | None
+    http_gateway: HttpGateway, client: httpx.AsyncClient, authorization: str | None
 ) -> None:
     headers = {k: v for k, v in MCP.items() if k != "Authorization"}
     if authorization is not None:
@@ -207,7 +197,7 @@ async def test_a_missing_or_wrong_token_is_401_without_a_session(
     r = await client.post("/mcp", json=INIT, headers=headers)
     assert r.status_code == 401
     assert r.headers["www-authenticate"].startswith("Bearer ")
-    assert served.gateway.sessions.open_sessions == 0
+    assert http_gateway.gateway.sessions.open_sessions == 0
 
 
 # -- what a client can repeat costs no log line per request ---------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest_asyncio
 from proxbus_mcp_gateway.gateway import Gateway
-from proxbus_mcp_gateway.testing import ADMIN, make_settings, sim_env
+from proxbus_mcp_gateway.testing import ADMIN, gateway_on
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
 
@@ -29,13 +29,8 @@ LAB: dict[str, Any] = {
 
 @pytest_asyncio.fixture
 async def lab() -> AsyncIterator[tuple[Simulator, Gateway]]:
-    async with run_simulator(LAB, instant=True) as sim:
-        gw = Gateway.from_settings(make_settings(), sim_env(sim))
-        gw.start()
-        try:
-            yield sim, gw
-        finally:
-            await gw.close()
+    async with run_simulator(LAB, instant=True) as sim, gateway_on(sim) as gw:
+        yield sim, gw
 
 
 async def call(gw: Gateway, tool: str, **args: Any) -> Any:

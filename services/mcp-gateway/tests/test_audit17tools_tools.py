@@ -14,7 +14,15 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from proxbus_mcp_gateway.gateway import Gateway
-from proxbus_mcp_gateway.testing import ADMIN, ADMIN_SECRET, TOKENS, make_settings, serve, sim_env
+from proxbus_mcp_gateway.testing import (
+    ADMIN,
+    ADMIN_SECRET,
+    TOKENS,
+    gateway_on,
+    make_settings,
+    serve,
+    sim_env,
+)
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
 
@@ -57,13 +65,11 @@ ANNOTATIONS = {
 
 @pytest_asyncio.fixture
 async def lab() -> AsyncIterator[tuple[Simulator, Gateway]]:
-    async with run_simulator(LAB, instant=True) as sim:
-        gw = Gateway.from_settings(make_settings(gateway_tokens=TOKENS), sim_env(sim))
-        gw.start()
-        try:
-            yield sim, gw
-        finally:
-            await gw.close()
+    async with (
+        run_simulator(LAB, instant=True) as sim,
+        gateway_on(sim, gateway_tokens=TOKENS) as gw,
+    ):
+        yield sim, gw
 
 
 async def call(gw: Gateway, tool: str, **args: Any) -> Any:

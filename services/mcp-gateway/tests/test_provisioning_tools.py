@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from proxbus_mcp_gateway.auth import Caller, parse_scopes
 from proxbus_mcp_gateway.gateway import Gateway
-from proxbus_mcp_gateway.testing import ADMIN, READER, make_settings, sim_env
+from proxbus_mcp_gateway.testing import ADMIN, READER, gateway_on, make_settings, sim_env
 from proxbus_pvesim.model import GIB
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
@@ -50,13 +50,8 @@ NEW_TOOLS = {
 
 @pytest_asyncio.fixture
 async def lab() -> AsyncIterator[tuple[Simulator, Gateway]]:
-    async with run_simulator(LAB, instant=True) as sim:
-        gw = Gateway.from_settings(make_settings(), sim_env(sim))
-        gw.start()
-        try:
-            yield sim, gw
-        finally:
-            await gw.close()
+    async with run_simulator(LAB, instant=True) as sim, gateway_on(sim) as gw:
+        yield sim, gw
 
 
 async def call(gw: Gateway, tool: str, caller: Caller = ADMIN, **args: Any) -> Any:

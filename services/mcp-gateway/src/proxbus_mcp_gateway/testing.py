@@ -88,6 +88,17 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**base)
 
 
+@contextlib.asynccontextmanager
+async def gateway_on(sim: Any, **overrides: Any) -> AsyncIterator[Gateway]:
+    """A started gateway pointed at ``sim`` (settings: ``make_settings(**overrides)``)."""
+    gw = Gateway.from_settings(make_settings(**overrides), sim_env(sim))
+    gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.close()
+
+
 ADMIN = Caller("test-admin", parse_scopes("admin"), "test")
 READER = Caller("test-reader", parse_scopes("read"), "test")
 

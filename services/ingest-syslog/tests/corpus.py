@@ -1389,3 +1389,326 @@ pve_firewall(
 pve_firewall(DAEMON_INFO, "firewall update time (5.321 seconds)")
 pve_firewall(DAEMON_INFO, "clear PVE-generated firewall rules")
 pve_firewall(DAEMON_INFO, "server shutting down")
+
+
+# =================================================================================================
+# Second coverage pass: what Proxmox VE 9.x (Debian 13, kernel 6.14, OpenZFS 2.3) and PBS 4.x
+# hosts log, plus what the first pass missed. Every line below was measured against the
+# classifier before the rules for it were added (services/ingest-syslog/README.md, "Coverage").
+SECOND_PASS_START = len(CORPUS)
+
+# --- kernel 6.x NVMe: the timeout line gained tag/cid/opcode (PVE 8.2+ and 9 kernels) -----------
+b = Block("linux drivers/nvme/host/pci.c nvme_timeout, nvme_reset_work (kernel 6.x wording)")
+kernel = b.sender("pve4.lab.example", "kernel", None)
+kernel(
+    KERN_WARN,
+    "nvme nvme0: I/O tag 322 (1142) opcode 0x1 (Write) QID 8 timeout, aborting "
+    "req_op:WRITE(1) size:131072",
+    "disk.error",
+)
+kernel(
+    KERN_WARN,
+    "nvme nvme0: I/O tag 12 (a00c) opcode 0x6 (Identify) QID 0 timeout, reset controller",
+    "disk.error",
+)
+kernel(
+    KERN_WARN,
+    "nvme nvme0: I/O tag 98 (3062) opcode 0x2 (Read) QID 3 timeout, completion polled",
+)
+kernel(KERN_WARN, "nvme nvme0: I/O 77 QID 2 timeout, completion polled")
+kernel(KERN_WARN, "nvme nvme1: I/O 0 QID 0 timeout, disable controller", "disk.error")
+kernel(KERN_WARN, "nvme nvme1: Disabling device after reset failure: -19", "disk.error")
+kernel(KERN_CRIT, "EXT4-fs (nvme1n1p1): Remounting filesystem read-only")
+
+# --- kernel md RAID (PVE does not install it, homelabs still run it under LVM) ------------------
+b = Block("linux drivers/md/raid1.c raid1_error, raid10.c raid10_error, raid5.c raid5_error")
+kernel = b.sender("pve5", "kernel", None)
+kernel(KERN_CRIT, "md/raid1:md0: Disk failure on sdb1, disabling device.", "disk.error")
+kernel(KERN_CRIT, "md/raid1:md0: Operation continuing on 1 devices.")
+kernel(KERN_CRIT, "md/raid10:md1: Disk failure on sdd2, disabling device.", "disk.error")
+kernel(KERN_CRIT, "md/raid:md2: Disk failure on nvme2n1p1, disabling device.", "disk.error")
+kernel(KERN_INFO, "md: recovery of RAID array md0")
+
+# --- kernel btrfs (a PVE storage type since 7.0) -------------------------------------------------
+b = Block("linux fs/btrfs/volumes.c btrfs_dev_stat_inc_and_print, fs/btrfs/inode.c, messages.c")
+kernel = b.sender("pve5", "kernel", None)
+kernel(
+    KERN_ERR,
+    "BTRFS error (device sdc1): bdev /dev/sdc1 errs: wr 0, rd 3, flush 0, corrupt 0, gen 0",
+    "disk.error",
+)
+kernel(
+    KERN_WARN,
+    "BTRFS warning (device sdc1): csum failed root 5 ino 257 off 4096 csum 0x8941f998 "
+    "expected csum 0x1c7d3a4e mirror 1",
+    "disk.error",
+)
+kernel(
+    KERN_ERR,
+    "BTRFS error (device sdc1 state EA): level verify failed on logical 30408704 mirror 1 "
+    "wanted 1 found 0",
+    "disk.error",
+)
+kernel(
+    KERN_INFO,
+    "BTRFS info (device sdc1): bdev /dev/sdc1 errs: wr 0, rd 3, flush 0, corrupt 0, gen 0",
+)
+kernel(KERN_INFO, "BTRFS info (device sdc1): scrub: started on devid 1")
+
+# --- zed on OpenZFS 2.3: pool_state between vdev and vdev_state, vdev gone --------------------
+b = Block("openzfs cmd/zed/zed.d/all-syslog.sh (OpenZFS 2.2/2.3 field order)")
+zed = b.sender("pve4.lab.example", "zed", 3301)
+zed(
+    DAEMON_NOTICE,
+    "eid=52 class=statechange pool='tank' vdev=sdd1 pool_state=UNAVAIL vdev_state=REMOVED",
+    "disk.error",
+)
+zed(DAEMON_NOTICE, "eid=53 class=statechange pool='tank' vdev_state=UNAVAIL", "disk.error")
+zed(
+    DAEMON_NOTICE,
+    "eid=54 class=io_failure pool='tank' pool_state=UNAVAIL",
+    "disk.error",
+)
+zed(
+    DAEMON_NOTICE,
+    "eid=55 class=probe_failure pool='tank' vdev=ata-WDC_WD40EFRX-68N32N0_WD-WCC7K1234567-part1",
+    "disk.error",
+)
+zed(DAEMON_NOTICE, "eid=56 class=vdev.open_failed pool='tank' vdev=sdd1", "disk.error")
+zed(DAEMON_NOTICE, "eid=57 class=vdev.no_replicas pool='tank'", "disk.error")
+zed(DAEMON_NOTICE, "eid=58 class=vdev_attach pool='tank' vdev=sde1 vdev_state=ONLINE")
+zed(DAEMON_NOTICE, "eid=59 class=resilver_start pool='tank'")
+zed(DAEMON_NOTICE, "eid=60 class=vdev.bad_ashift pool='tank' vdev=sde1")
+
+# --- kernel OOM / crashes on kernel 6.14, cgroup v2 names of PVE 9 -----------------------------
+b = Block("linux mm/oom_kill.c dump_oom_summary, __oom_kill_process (kernel 6.14)")
+kernel = b.sender("pve4.lab.example", "kernel", None)
+kernel(
+    KERN_INFO,
+    "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=ns,mems_allowed=0,"
+    "oom_memcg=/lxc/205,task_memcg=/lxc/205/ns/system.slice/mariadb.service,task=mariadbd,"
+    "pid=48211,uid=100106",
+    "oom.kill",
+    vmid=205,
+)
+kernel(
+    KERN_ERR,
+    "Memory cgroup out of memory: Killed process 48211 (mariadbd) total-vm:2461228kB, "
+    "anon-rss:1018644kB, file-rss:0kB, shmem-rss:0kB, UID:100106 pgtables:2636kB oom_score_adj:0",
+    "oom.kill",
+)
+kernel(
+    KERN_INFO,
+    "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=qemu.slice,mems_allowed=0,"
+    "global_oom,task_memcg=/qemu.slice/104.scope,task=kvm,pid=39120,uid=0",
+    "oom.kill",
+    vmid=104,
+)
+kernel(KERN_INFO, "oom_reaper: reaped process 39120 (kvm), now anon-rss:0kB, file-rss:0kB")
+
+# --- systemd (257 on Debian 13): container units ------------------------------------------------
+b = Block("pve-container src/pve-container@.service, systemd src/core/unit.c (systemd 257)")
+systemd = b.sender("pve4.lab.example", "systemd", 1)
+systemd(
+    DAEMON_WARN,
+    "pve-container@205.service: A process of this unit has been killed by the OOM killer.",
+    vmid=205,
+)
+systemd(
+    DAEMON_NOTICE,
+    "pve-container@206.service: Main process exited, code=exited, status=1/FAILURE",
+    vmid=206,
+)
+systemd(
+    DAEMON_ERR,
+    "Failed to start pve-container@206.service - PVE LXC Container: 206.",
+    vmid=206,
+)
+systemd(
+    DAEMON_INFO,
+    "pve-container@205.service: Consumed 2h 3min 4.567s CPU time, 1G memory peak.",
+    vmid=205,
+)
+systemd(
+    DAEMON_WARN,
+    "104.scope: A process of this unit has been killed by the OOM killer.",
+    vmid=104,
+)
+systemd(DAEMON_INFO, "Started 104.scope.", vmid=104)
+
+# --- lxc-start/lxc-stop (liblxc via pve-container) ---------------------------------------------
+b = Block("lxc src/lxc/start.c, src/lxc/tools/lxc_start.c (run by pve-container)")
+b.add(
+    DAEMON_ERR,
+    "pve4.lab.example",
+    "lxc-start",
+    61200,
+    'lxc-start: 206: ../src/lxc/start.c: __lxc_start: 2114 Failed to spawn container "206"',
+    vmid=206,
+)
+b.add(
+    DAEMON_ERR,
+    "pve4.lab.example",
+    "lxc-start",
+    61200,
+    "lxc-start: 206: ../src/lxc/tools/lxc_start.c: lxc_start_main: 307 The container failed "
+    "to start",
+    vmid=206,
+)
+
+# --- pveupdate / PBS daily update: certificates --------------------------------------------------
+b = Block("pve-manager bin/pveupdate (PVE 9)")
+pveupdate = b.sender("pve4.lab.example", "pveupdate", 70112)
+pveupdate(
+    DAEMON_ERR,
+    "Checking/Renewing SSL certificate failed: SSL certificate (/etc/pve/nodes/pve4/"
+    "pve-ssl.pem) is not issued by root CA (/etc/pve/pve-root-ca.pem)!",
+    "acme.failed",
+)
+pveupdate(
+    DAEMON_ERR,
+    "Renewing ACME certificate failed: Error: POST to https://acme-v02.api.letsencrypt.org/"
+    'acme/finalize/1/2 {"type":"urn:ietf:params:acme:error:unauthorized"}',
+    "acme.failed",
+)
+pveupdate(DAEMON_INFO, "PVE certificate expires soon, renewing...")
+pveupdate(DAEMON_ERR, "update subscription info failed: connection timed out")
+b = Block("proxmox-backup src/bin/proxmox-daily-update.rs")
+daily = b.sender("pbs2.lab.example", "proxmox-daily-update", 9120)
+daily(
+    DAEMON_ERR,
+    "error checking certificates: Failed to renew certificate: acme error: rate limited",
+    "acme.failed",
+)
+daily(DAEMON_INFO, "Certificate does not expire within the next 30 days, not renewing.")
+daily(DAEMON_ERR, "Error checking subscription - connection timed out")
+
+# --- vzdump on PVE 9: the global lock, ENOSPC, a guest failing ---------------------------------
+b = Block("pve-manager PVE/VZDump.pm getlock, exec_backup (PVE 9)")
+vz = b.sender("pve4.lab.example", "pvescheduler", 91200)
+vz(DAEMON_INFO, "INFO: trying to get global lock - waiting...")
+vz(
+    DAEMON_ERR,
+    "ERROR: can't acquire lock '/var/run/vzdump.lock' - got timeout",
+    "backup.failed",
+)
+b.add(
+    DAEMON_ERR,
+    "pve5",
+    "vzdump",
+    91300,
+    "ERROR: can't acquire lock '/var/run/vzdump.lock' (wait = 0)",
+    "backup.failed",
+)
+vz(
+    DAEMON_ERR,
+    "ERROR: Backup of VM 104 failed - vma_queue_write: write error - No space left on device",
+    "backup.failed",
+    vmid=104,
+)
+vz(DAEMON_INFO, "INFO: Finished Backup of VM 105 (00:00:41)", "backup.ok", vmid=105)
+vz(DAEMON_INFO, "INFO: Backup job finished with errors", "backup.failed")
+
+# --- HA manager (PVE 9: rules instead of groups, same node/service wording) --------------------
+b = Block("pve-ha-manager src/PVE/HA/Manager.pm next_state_started, next_state_recovery (PVE 9)")
+crm9 = b.sender("pve4.lab.example", "pve-ha-crm", 1402)
+crm9(
+    DAEMON_ERR,
+    "recovery policy for service vm:104 failed, entering error state. Failed nodes: pve5, pve6",
+    "ha.state",
+    vmid=104,
+    minimum="error",
+)
+crm9(
+    DAEMON_WARN,
+    "starting service vm:107 on node 'pve5' failed, relocating service.",
+    "ha.state",
+    vmid=107,
+    minimum="error",
+)
+crm9(
+    DAEMON_ERR,
+    "service 'ct:206' stop failed (exit code 1)",
+    "ha.state",
+    vmid=206,
+)
+crm9(
+    DAEMON_ERR,
+    "cannot recover service 'vm:104' from fencing, wrong state 'started'",
+    "ha.state",
+    vmid=104,
+)
+crm9(DAEMON_INFO, "node 'pve6': state changed from 'online' => 'unknown'", "node.offline",
+     node="pve6")  # fmt: skip
+crm9(DAEMON_INFO, "auto rebalance - migrate vm:104 to pve5 (0.12 -> 0.08)", vmid=104)
+crm9(DAEMON_INFO, "service vm:104: re-balance selected new node pve5 for startup", vmid=104)
+lrm9 = b.sender("pve6", "pve-ha-lrm", 1388)
+lrm9(DAEMON_ERR, "node needs to be fenced - releasing agent_lock")
+lrm9(DAEMON_INFO, "status change active => lost_agent_lock", "ha.state")
+
+# --- kernel: ext4/xfs consequences that are not a second event ---------------------------------
+b = Block("linux fs/ext4/super.c __ext4_error, fs/ext4/page-io.c ext4_end_bio")
+kernel = b.sender("pve5", "kernel", None)
+kernel(
+    KERN_CRIT,
+    "EXT4-fs error (device nvme1n1p1): ext4_journal_check_start:84: comm kworker/u64:2: "
+    "Detected aborted journal",
+    "disk.error",
+)
+kernel(
+    KERN_WARN,
+    "EXT4-fs warning (device dm-1): ext4_end_bio:343: I/O error 10 writing to inode 1311 "
+    "starting block 2621440)",
+)
+
+# --- PBS 4 journal: task results go to the journal (proxmox-rest-server log_result) -------------
+b = Block("proxmox-rs proxmox-rest-server/src/worker_task.rs log_result, proxmox-log builder.rs")
+pbs4 = b.sender("pbs2.lab.example", "proxmox-backup-proxy", 845)
+pbs4(
+    DAEMON_ERR,
+    "TASK ERROR: verification failed - please check the log for details",
+    "verify.failed",
+)
+pbs4(DAEMON_ERR, "TASK ERROR: verification failed - job aborted", "verify.failed")
+pbs4(DAEMON_ERR, "TASK ERROR: sync failed with some errors.", "sync.failed")
+pbs4(
+    DAEMON_ERR,
+    'TASK ERROR: removing backup snapshot "/mnt/datastore/store1/vm/104/2026-11-30T01:00:02Z" '
+    "failed - Directory not empty (os error 39)",
+    "task.failed",
+)
+pbs4(
+    DAEMON_ERR,
+    "unable to start datastore sync job s-3f1a9c22-b0d1 - remote 'offsite' is not online",
+    "sync.failed",
+)
+pbs4(
+    DAEMON_ERR,
+    "unable to start garbage collection job on datastore s3-store - datastore is in "
+    "maintenance mode",
+    "gc.failed",
+)
+pbs4(DAEMON_ERR, "could not refresh datastores: ENOSPC: No space left on device",
+     "storage.full")  # fmt: skip
+
+# --- replication and auth on PVE 9 (unchanged wording, new framing) -----------------------------
+b = Block("pve-manager PVE/API2/Replication.pm, pve-access-control src/PVE/API2/AccessControl.pm")
+b.add(
+    DAEMON_ERR,
+    "pve4.lab.example",
+    "pvescheduler",
+    91400,
+    "104-1: got unexpected replication job error - command 'zfs snapshot rpool/data/"
+    "vm-104-disk-0@__replicate_104-1_1764470700__' failed: out of space",
+    "replication.failed",
+    vmid=104,
+)
+b.add(
+    AUTHPRIV_NOTICE,
+    "pve4.lab.example",
+    "pvedaemon",
+    1833,
+    "authentication failure; rhost=::ffff:198.51.100.7 user=admin@pve msg=no such user "
+    "('admin@pve')",
+    "auth.failed",
+)

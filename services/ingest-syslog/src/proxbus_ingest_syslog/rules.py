@@ -169,8 +169,25 @@ def _worker_start(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return Classification(kind=FALLBACK_KIND, vmid=vmid, correlation_id=upid.text if upid else None)
 
 
+# The final errors of PBS job tasks that say which job failed (the task line has no UPID):
+# proxmox-backup src/server/verify_job.rs, src/api2/admin/datastore.rs and
+# src/api2/backup/environment.rs ("verification failed - ..."), src/server/pull.rs ("sync failed
+# with some errors.").
+_PBS_JOB_ERRORS = (
+    ("verification failed - ", "verify.failed", "Verification"),
+    ("sync failed with some errors", "sync.failed", "Sync"),
+)
+
+
 def _pbs_task_error(m: re.Match[str], msg: SyslogMessage) -> Classification:
     error = m["error"].strip()
+    for prefix, kind, what in _PBS_JOB_ERRORS:
+        if error.startswith(prefix):
+            return Classification(
+                kind=kind,
+                title=f"PBS {what.lower()} job failed: {error}",
+                metadata={"status": error},
+            )
     return Classification(
         kind="task.failed", title=f"PBS task failed: {error}", metadata={"status": error}
     )
@@ -264,8 +281,10 @@ def _ha_service_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
 
 def _ha_service_line(m: re.Match[str], msg: SyslogMessage) -> Classification:
     """Other HA service lines (recovery, LRM start/stop): ``ha.state`` about that guest."""
-    sid = m["sid"]
-    severity = Severity.ERROR if re.search(r"failed|unable|unrecoverable", msg.message) else None
+    sid = m["sid"] or m["qsid"]
+    severity = (
+        Severity.ERROR if re.search(r"failed|unable|unrecoverable|cannot", msg.message) else None
+    )
     return Classification(
         kind="ha.state",
         title=f"HA service {sid}: {msg.message}",
@@ -387,8 +406,27 @@ def _zfs(m: re.Match[str], msg: SyslogMessage) -> Classification:
         meta["vdev"] = groups["vdev"]
     if groups.get("state"):
         meta["vdev_state"] = groups["state"]
-        what = f"vdev {groups['vdev']} {groups['state']}"
+        what = f"vdev {groups.get('vdev') or '(no path)'} {groups['state']}"
     return Classification(kind="disk.error", title=f"ZFS pool {pool}: {what}", metadata=meta)
+
+
+def _md_failure(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    device, array = m["dev"], m["md"]
+    return Classification(
+        kind="disk.error",
+        title=f"RAID array {array}: disk {device} failed and was disabled",
+        metadata={"device": device, "array": array, "error": "disk failure"},
+    )
+
+
+def _btrfs(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    device = m["dev"] or m["wdev"]
+    what = "checksum error" if m["csum"] else "error"
+    return Classification(
+        kind="disk.error",
+        title=f"Btrfs {what} on {device}",
+        metadata={"device": device, "error": what},
+    )
 
 
 def _zfs_suspended(m: re.Match[str], msg: SyslogMessage) -> Classification:
@@ -524,6 +562,9 @@ RULES: list[Rule[SyslogMessage]] = [
          r"^INFO: Backup job finished with errors|^ERROR: Backup job failed - (?P<error>.*)",
          "backup.failed", _backup_job_failed, _VZDUMP_PM,
          needles=("Backup job",)),
+    rule("vzdump-lock-failed", _VZDUMP,
+         r"^ERROR: (?P<error>can't (?:acquire lock|open lock on file) '[^']{1,4096}'.*)",
+         "backup.failed", _backup_job_failed, f"{_VZDUMP_PM} getlock"),
     rule("vzdump-job-start", _VZDUMP, r"^INFO: starting new backup job: (?P<cmdline>.*)",
          FALLBACK_KIND, _backup_job_start, _VZDUMP_PM),
     # replication
@@ -551,6 +592,11 @@ RULES: list[Rule[SyslogMessage]] = [
          r"^pve-container@(?P<vmid>\d{1,9})\.service: (?:Deactivated successfully|"
          r"Failed with result '(?P<result>[^']+)')", "vm.stopped", _ct_state("vm.stopped"),
          "pve-container src/pve-container@.service (systemd unit)"),
+    rule("ct-unit-line", "systemd", r"pve-container@(?P<vmid>\d{1,9})\.service\b", FALLBACK_KIND,
+         _plain, "pve-container src/pve-container@.service (systemd unit)"),
+    rule("lxc-line", "lxc-start lxc-stop lxc-attach",
+         r"^lxc-[a-z]{1,16}: (?P<vmid>\d{1,9}): ", FALLBACK_KIND, _plain,
+         "lxc src/lxc/log.c (lxc-start -F -n <vmid>, run by pve-container@.service)"),
     rule("guest-scope", "systemd", r"(?<![\w./-])(?P<vmid>\d{1,9})\.scope\b", FALLBACK_KIND, _plain,
          "qemu-server src/PVE/QemuServer.pm (systemd scope qemu.slice/<vmid>.scope)",
          needles=(".scope",)),
@@ -577,8 +623,9 @@ RULES: list[Rule[SyslogMessage]] = [
          r"service '(?P<sid>[^']+)': state changed from '(?P<old>\w+)' to '(?P<new>\w+)'",
          "ha.state", _ha_service_state, _HA_MANAGER),
     rule("ha-service-line", _HA,
-         r"^(?:recover(?:ing)? service|(?:starting|stopping|unable to start|unable to stop) "
-         r"service|service status|service) '?(?P<sid>(?:vm|ct):\d{1,9})'?",
+         r"^(?:recover(?:ing)? service|cannot recover service|recovery policy for service|"
+         r"(?:starting|stopping|unable to start|unable to stop) service|service status) "
+         r"'?(?P<sid>(?:vm|ct):\d{1,9})'?|^service '(?P<qsid>(?:vm|ct):\d{1,9})'",
          "ha.state", _ha_service_line, f"{_HA_MANAGER}, {_HA_LRM}",
          needles=("service",)),
     rule("ha-daemon-state", _HA, r"^status change (?P<old>\w+) => (?P<new>\w+)", "ha.state",
@@ -625,9 +672,23 @@ RULES: list[Rule[SyslogMessage]] = [
          rf"{_LINE_START}XFS \((?P<xdev>[^)]{{1,64}})\): .*(?:I/O error|[Cc]orruption)", "disk.error", _fs_error, "linux fs/ext4/super.c, fs/xfs/xfs_message.c",
          needles=("EXT4-fs error", "XFS (")),
     rule("nvme-failure", "kernel",
-         r"nvme (?P<dev>nvme\d+): (?:(?P<what>I/O) \d+ QID \d+ timeout|"
-         r"controller is down|Device not ready|Removing after probe failure)",
-         "disk.error", _disk, "linux drivers/nvme/host/pci.c"),
+         r"nvme (?P<dev>nvme\d+): (?:(?P<what>I/O) (?:tag )?\d+ (?:\([0-9a-f]{1,8}\) opcode "
+         r"0x[0-9a-f]{1,4} \([^)]{0,40}\) )?QID \d+ timeout(?!, completion polled)|"
+         r"controller is down|Device not ready|Removing after probe failure|"
+         r"Disabling device after reset failure)",
+         "disk.error", _disk,
+         "linux drivers/nvme/host/pci.c nvme_timeout (5.x and 6.x wording), nvme_reset_work"),
+    rule("md-disk-failure", "kernel",
+         r"md/raid\d*:(?P<md>[\w-]{1,32}): Disk failure on (?P<dev>[\w-]{1,64}), disabling device",
+         "disk.error", _md_failure,
+         "linux drivers/md/raid1.c raid1_error, raid10.c raid10_error, raid5.c raid5_error",
+         needles=("Disk failure on",)),
+    rule("btrfs-error", "kernel",
+         rf"{_LINE_START}BTRFS (?:(?:error|critical) \(device (?P<dev>[\w.-]{{1,64}})[^)]{{0,32}}\): "
+         r"|warning \(device (?P<wdev>[\w.-]{1,64})[^)]{0,32}\): (?P<csum>csum failed ))",
+         "disk.error", _btrfs,
+         "linux fs/btrfs/messages.c, volumes.c btrfs_dev_stat_inc_and_print, inode.c csum",
+         needles=("BTRFS ",)),
     rule("zfs-suspended", "kernel",
          r"WARNING: Pool '(?P<pool>[^']+)' has encountered an uncorrectable I/O failure",
          "disk.error", _zfs_suspended, "openzfs module/zfs/zio.c (cmn_err CE_WARN)"),
@@ -644,11 +705,13 @@ RULES: list[Rule[SyslogMessage]] = [
          "pve-common src/PVE/Network.pm, qemu-server tap<vmid>i<n>, pve-container veth<vmid>i<n>",
          needles=("tap", "veth", "fw")),
     rule("zed-error", "zed",
-         r"class=(?P<cls>checksum|io|data|deadman|probe_failure|io_failure|delay) "
+         r"class=(?P<cls>checksum|io|data|deadman|probe_failure|io_failure|delay|"
+         r"vdev\.(?:open_failed|no_replicas|corrupt_data|bad_label|unknown)) "
          r"pool='?(?P<pool>[^'\s]+)'?(?:.*?vdev=(?P<vdev>\S+))?", "disk.error", _zfs, _ZED),
     rule("zed-vdev-state", "zed",
-         r"class=statechange pool='?(?P<pool>[^'\s]+)'? vdev=(?P<vdev>\S+) "
-         r"vdev_state=(?P<state>FAULTED|DEGRADED|UNAVAIL|REMOVED)", "disk.error", _zfs, _ZED),
+         r"class=statechange pool='?(?P<pool>[^'\s]+)'?(?: vdev=(?P<vdev>\S+))?"
+         r"(?: pool_state=\S+)? vdev_state=(?P<state>FAULTED|DEGRADED|UNAVAIL|REMOVED)",
+         "disk.error", _zfs, _ZED),
     rule("smart-sectors", "smartd",
          r"^Device: (?P<dev>\S+?),? .*?(?<!\S)\d+ (?P<what>Currently unreadable \(pending\) sectors|"
          r"Offline uncorrectable sectors)", "disk.error", _disk, _SMARTD),
@@ -672,6 +735,12 @@ RULES: list[Rule[SyslogMessage]] = [
          "openssh auth.c auth_log"),
     rule("acme-failed", "pveupdate", r"^Renewing ACME certificate failed: ", "acme.failed",
          source="pve-manager bin/pveupdate"),
+    # no cert.* kind in the contract: a failed renewal of the node's own certificate is the
+    # certificate alert too (an expired pve-ssl.pem locks the web UI out)
+    rule("pve-cert-failed", "pveupdate", r"^Checking/Renewing SSL certificate failed: ",
+         "acme.failed", source="pve-manager bin/pveupdate"),
+    rule("pbs-acme-failed", "proxmox-daily-update", r"^error checking certificates: ",
+         "acme.failed", source="proxmox-backup src/bin/proxmox-daily-update.rs"),
     # PBS scheduler: a job that could not even start
     rule("pbs-job-start-failed", _PBS,
          r"^unable to start (?P<job>garbage collection|datastore prune|datastore sync|"

@@ -103,6 +103,7 @@ class Storage:
     enabled: bool = True
     server: str | None = None
     datastore: str | None = None
+    namespace: str | None = None  # PBS storage option ``namespace`` (pve-storage PBSPlugin)
     path: str | None = None
     per_node_fraction: dict[str, float] = field(default_factory=dict)
 
@@ -127,6 +128,7 @@ class BackupSnapshot:
     verify_upid: str | None = None
     protected: bool = False
     owner: str = "root@pam"
+    ns: str = ""  # PBS backup namespace path ("" = root), e.g. "cluster-a/prod"
 
     @property
     def files(self) -> list[str]:
@@ -147,6 +149,19 @@ class Datastore:
     snapshots: list[BackupSnapshot] = field(default_factory=list)
     gc_last_upid: str | None = None
     comment: str = ""
+    # Namespaces below the root (each as its full path, e.g. "a" and "a/b"); the root always
+    # exists (proxmox-backup pbs-datastore: ``ns/<name>`` directories under the store).
+    namespaces: set[str] = field(default_factory=set)
+
+    def add_namespace(self, ns: str) -> None:
+        """Create ``ns`` and its parents (``a/b`` also makes ``a``)."""
+        parts = ns.split("/") if ns else []
+        for i in range(1, len(parts) + 1):
+            self.namespaces.add("/".join(parts[:i]))
+
+    def has_namespace(self, ns: str) -> bool:
+        """Whether ``ns`` exists ("" is the root and always does)."""
+        return ns == "" or ns in self.namespaces
 
 
 @dataclass(slots=True)

@@ -29,6 +29,47 @@ def escape_wid(text: str) -> str:
     return text.replace("\\", "\\x5c").replace("-", "\\x2d").replace("/", "-").replace(":", "\\x3a")
 
 
+MAX_NAMESPACE_DEPTH = 7  # pbs-api-types MAX_NAMESPACE_DEPTH
+# What PBS answers for a namespace whose directory does not exist: the error of
+# ``read_subdir`` on it (pbs-datastore src/hierarchy.rs ``ListGroups::new``), a 400.
+NO_NAMESPACE = "ENOENT: No such file or directory"
+
+
+def _ns(call: Call, key: str = "ns") -> str:
+    """The ``ns`` parameter ("" = root), past the schema's pattern check; deeper than
+    MAX_NAMESPACE_DEPTH is refused as BackupNamespace does (pbs-api-types ``push_do``)."""
+    ns = str(call.params.get(key) or "")
+    depth = len(ns.split("/")) if ns else 0
+    if depth > MAX_NAMESPACE_DEPTH:
+        raise ApiError(
+            400,
+            "parameter verification errors",
+            {key: f"namespace too deep, {MAX_NAMESPACE_DEPTH} >= max {MAX_NAMESPACE_DEPTH}"},
+        )
+    return ns
+
+
+def _existing_ns(call: Call, ds: Datastore) -> str:
+    """``ns`` of a call that reads the namespace's directory: 400 when it does not exist."""
+    ns = _ns(call)
+    if not ds.has_namespace(ns):
+        raise ApiError(400, NO_NAMESPACE)
+    return ns
+
+
+def ns_path(ns: str) -> str:
+    """``a/b`` → ``ns/a/ns/b`` (pbs-api-types ``BackupNamespacePath``, used in worker ids)."""
+    return "/".join(f"ns/{part}" for part in ns.split("/")) if ns else ""
+
+
+def _below(ns: str, anchor: str, max_depth: int) -> bool:
+    """Whether ``ns`` is ``anchor`` or under it, at most ``max_depth`` levels down."""
+    if anchor and ns != anchor and not ns.startswith(anchor + "/"):
+        return False
+    rest = ns[len(anchor) :].strip("/")
+    return len(rest.split("/")) <= max_depth if rest else True
+
+
 def _store(call: Call, *privs: str) -> Datastore:
     pbs = call.sim.lab.pbs
     name = str(call.params["store"])
@@ -112,11 +153,27 @@ async def store_status(call: Call) -> Any:
     return out
 
 
-async def groups(call: Call) -> Any:
-    """``GET /admin/datastore/{store}/groups``."""
+async def namespaces(call: Call) -> Any:
+    """``GET /admin/datastore/{store}/namespace`` (proxmox-backup src/api2/admin/namespace.rs
+    ``list_namespaces``): the anchor ``parent`` first (listed even when it does not exist),
+    then every namespace below it down to ``max-depth`` levels (default and cap 7, clamped to
+    what the anchor's depth leaves: pbs-datastore hierarchy.rs ``ListNamespacesRecursive``)."""
     ds = _store(call, "Datastore.Audit", "Datastore.Backup")
+    parent = _ns(call, "parent")
+    depth = len(parent.split("/")) if parent else 0
+    max_depth = min(
+        int(call.params.get("max-depth", MAX_NAMESPACE_DEPTH)), MAX_NAMESPACE_DEPTH - depth
+    )
+    below = sorted(n for n in ds.namespaces if n != parent and _below(n, parent, max_depth))
+    return [{"ns": parent}] + [{"ns": n} for n in below]
+
+
+async def groups(call: Call) -> Any:
+    """``GET /admin/datastore/{store}/groups`` of one namespace (``ns``, default root)."""
+    ds = _store(call, "Datastore.Audit", "Datastore.Backup")
+    ns = _existing_ns(call, ds)
     by_group: dict[tuple[str, str], list[BackupSnapshot]] = {}
-    for s in ds.snapshots:
+    for s in (x for x in ds.snapshots if x.ns == ns):
         by_group.setdefault((s.backup_type, s.backup_id), []).append(s)
     return [
         {
@@ -148,13 +205,22 @@ def snapshot_item(s: BackupSnapshot) -> dict[str, Any]:
 
 
 async def snapshots(call: Call) -> Any:
-    """``GET /admin/datastore/{store}/snapshots`` (optionally one group)."""
+    """``GET /admin/datastore/{store}/snapshots`` of one namespace (``ns``, default root; no
+    recursion), optionally one group. A missing namespace is PBS's 400, except for a group
+    given by type and id, which PBS just finds empty (src/api2/admin/datastore.rs
+    ``list_snapshots_blocking``)."""
     ds = _store(call, "Datastore.Audit", "Datastore.Backup")
     p = call.params
+    ns = _ns(call)
+    if not ds.has_namespace(ns):
+        if "backup-type" in p and "backup-id" in p:
+            return []
+        raise ApiError(400, NO_NAMESPACE)
     return [
         snapshot_item(s)
         for s in ds.snapshots
-        if p.get("backup-type", s.backup_type) == s.backup_type
+        if s.ns == ns
+        and p.get("backup-type", s.backup_type) == s.backup_type
         and p.get("backup-id", s.backup_id) == s.backup_id
     ]
 
@@ -165,11 +231,12 @@ async def delete_snapshot(call: Call) -> Any:
     ds = _store(call, "Datastore.Modify", "Datastore.Prune")
     p = call.params
     btype, bid, btime = str(p["backup-type"]), str(p["backup-id"]), int(p["backup-time"])
+    ns = _ns(call)
     snap = next(
         (
             s
             for s in ds.snapshots
-            if (s.backup_type, s.backup_id, s.backup_time) == (btype, bid, btime)
+            if (s.ns, s.backup_type, s.backup_id, s.backup_time) == (ns, btype, bid, btime)
         ),
         None,
     )
@@ -218,22 +285,32 @@ async def gc_status(call: Call) -> Any:
 
 
 async def verify(call: Call) -> Any:
-    """``POST /admin/datastore/{store}/verify``; corrupt snapshots make the task fail."""
+    """``POST /admin/datastore/{store}/verify``; corrupt snapshots make the task fail. ``ns``
+    and ``max-depth`` (default 7) choose the namespaces for a whole-store verify; a group or
+    snapshot is looked up in ``ns`` itself (src/api2/admin/datastore.rs ``verify``)."""
     ds = _store(call, "Datastore.Verify", "Datastore.Backup")
     p, sim = call.params, call.sim
+    ns = _ns(call)
+    depth = int(p.get("max-depth", MAX_NAMESPACE_DEPTH)) if "backup-id" not in p else 0
     chosen = [
         s
         for s in ds.snapshots
-        if p.get("backup-type", s.backup_type) == s.backup_type
+        if _below(s.ns, ns, depth)
+        and p.get("backup-type", s.backup_type) == s.backup_type
         and p.get("backup-id", s.backup_id) == s.backup_id
         and p.get("backup-time", s.backup_time) == s.backup_time
         and not (p.get("ignore-verified") and s.verify_state == "ok")
     ]
-    wid = (
-        ds.name
-        if "backup-id" not in p
-        else escape_wid(f"{ds.name}:{p.get('backup-type', 'vm')}/{p['backup-id']}")
-    )
+    if "backup-id" not in p:
+        wid = escape_wid(f"{ds.name}:{ns_path(ns)}") if ns else ds.name
+    elif ns:
+        wid = escape_wid(f"{ds.name}:{ns_path(ns)}/{p.get('backup-type', 'vm')}/{p['backup-id']}")
+    else:
+        wid = escape_wid(f"{ds.name}:{p.get('backup-type', 'vm')}/{p['backup-id']}")
+    first = [f"verify datastore {ds.name}"]
+    if not ds.has_namespace(ns):
+        # verify.rs ``verify_all_backups``: an unreadable namespace is logged, not fatal
+        first.append(f"error on iterating groups in ns '{ns}' - {NO_NAMESPACE}")
 
     def finish(task: Task) -> int:
         bad = 0
@@ -251,7 +328,7 @@ async def verify(call: Call) -> Any:
         return 0
 
     return sim.pbs_tasks.start(
-        sim.pbs_name, "verify", wid, call.principal.authid, finish, [f"verify datastore {ds.name}"]
+        sim.pbs_name, "verify", wid, call.principal.authid, finish, first
     ).upid
 
 
@@ -302,10 +379,11 @@ async def prune(call: Call) -> Any:
     """``POST /admin/datastore/{store}/prune`` for one group (dry-run or for real)."""
     ds = _store(call, "Datastore.Modify", "Datastore.Prune")
     p = call.params
+    ns = _existing_ns(call, ds)
     group = [
         s
         for s in ds.snapshots
-        if s.backup_type == p["backup-type"] and s.backup_id == p["backup-id"]
+        if s.ns == ns and s.backup_type == p["backup-type"] and s.backup_id == p["backup-id"]
     ]
     kept = prune_selection(group, p)
     result = [
@@ -319,14 +397,8 @@ async def prune(call: Call) -> Any:
         for s in group
     ]
     if not p.get("dry-run"):
-        drop = {
-            (s.backup_type, s.backup_id, s.backup_time)
-            for s in group
-            if s.backup_time not in kept and not s.protected
-        }
-        ds.snapshots = [
-            s for s in ds.snapshots if (s.backup_type, s.backup_id, s.backup_time) not in drop
-        ]
+        drop = {id(s) for s in group if s.backup_time not in kept and not s.protected}
+        ds.snapshots = [s for s in ds.snapshots if id(s) not in drop]
         call.sim.lab.bump()
     if p.get("use-task"):
         lines = [
@@ -337,7 +409,10 @@ async def prune(call: Call) -> Any:
         return call.sim.pbs_tasks.start(
             call.sim.pbs_name,
             "prune",
-            escape_wid(f"{ds.name}:{p['backup-type']}/{p['backup-id']}"),
+            # src/api2/admin/datastore.rs ``prune``: "{store}:{ns}:{group}" (ns empty at root)
+            escape_wid(f"{ds.name}:{ns}:{p['backup-type']}/{p['backup-id']}")
+            if ns
+            else escape_wid(f"{ds.name}:{p['backup-type']}/{p['backup-id']}"),
             call.principal.authid,
             lambda t: 0,
             lines,
@@ -378,6 +453,7 @@ ROUTES = [
     Route("POST", "/access/ticket", access_ticket, ("username", "password"), public=True),
     Route("GET", "/admin/datastore", datastores),
     Route("GET", "/admin/datastore/{store}/status", store_status, ("verbose",)),
+    Route("GET", "/admin/datastore/{store}/namespace", namespaces, ("parent", "max-depth")),
     Route("GET", "/admin/datastore/{store}/groups", groups, ("ns",)),
     Route(
         "GET", "/admin/datastore/{store}/snapshots", snapshots, ("backup-type", "backup-id", "ns")
@@ -394,7 +470,7 @@ ROUTES = [
         "POST",
         "/admin/datastore/{store}/verify",
         verify,
-        ("backup-type", "backup-id", "backup-time", "ignore-verified"),
+        ("backup-type", "backup-id", "backup-time", "ignore-verified", "ns", "max-depth"),
     ),
     Route(
         "POST",
@@ -411,6 +487,7 @@ ROUTES = [
             "keep-monthly",
             "keep-yearly",
             "use-task",
+            "ns",
         ),
     ),
     Route("GET", "/status/datastore-usage", datastore_usage),

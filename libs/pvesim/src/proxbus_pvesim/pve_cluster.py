@@ -228,7 +228,7 @@ async def storage_config(call: Call) -> Any:
             d["shared"] = 1
         if s.nodes:
             d["nodes"] = ",".join(s.nodes)
-        for key in ("path", "server", "datastore"):
+        for key in ("path", "server", "datastore", "namespace"):
             if getattr(s, key):
                 d[key] = getattr(s, key)
         if s.type == "lvmthin":

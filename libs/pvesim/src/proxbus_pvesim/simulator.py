@@ -300,6 +300,8 @@ class Simulator(ControlMixin):
             ds = self.lab.pbs.datastores.get(storage.datastore or "")
             if ds is not None:
                 snap = pve_backup.backup_snapshot_for(g, size)
+                snap.ns = storage.namespace or ""
+                ds.add_namespace(snap.ns)
                 ds.snapshots.append(snap)
                 self.backup_sources[pve_backup.pbs_volid(storage.storage, snap)] = replace(
                     g, snapshots=[], disks=dict(g.disks)
@@ -346,7 +348,8 @@ class Simulator(ControlMixin):
         if s.type == "pbs" and self.lab.pbs is not None:
             ds = self.lab.pbs.datastores.get(s.datastore or "")
             out = []
-            for snap in ds.snapshots if ds else []:
+            # a PBS storage sees its own namespace only (pve-storage PBSPlugin ``namespace``)
+            for snap in (x for x in ds.snapshots if x.ns == (s.namespace or "")) if ds else []:
                 item: dict[str, Any] = {
                     "volid": pve_backup.pbs_volid(s.storage, snap),
                     "size": snap.size,
@@ -387,7 +390,10 @@ class Simulator(ControlMixin):
         if s.type == "pbs" and self.lab.pbs is not None:
             ds = self.lab.pbs.datastores.get(s.datastore or "")
             for snap in ds.snapshots if ds else []:
-                if pve_backup.pbs_volid(s.storage, snap) == volid:
+                if (
+                    snap.ns == (s.namespace or "")
+                    and pve_backup.pbs_volid(s.storage, snap) == volid
+                ):
                     assert ds is not None
                     ds.snapshots.remove(snap)
                     ds.used = max(0, ds.used - snap.size // 3)

@@ -16,6 +16,12 @@ STORAGE_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9]$")
 SNAPSHOT_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{1,39}$")
 DATASTORE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")
 CLUSTER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# PBS backup namespace (proxmox-backup pbs-api-types: BACKUP_NAMESPACE_SCHEMA, a path of
+# PROXMOX_SAFE_ID components joined by "/", at most MAX_NAMESPACE_DEPTH = 7 of them and
+# MAX_BACKUP_NAMESPACE_LENGTH = 256 characters; BackupNamespace::push_do refuses an 8th level).
+NS_COMPONENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+MAX_NAMESPACE_DEPTH = 7
+MAX_NAMESPACE_LENGTH = 256
 # The UPID grammar is the contract's (proxbus_events.parse_upid); what may reach a URL path
 # is narrower: these characters per field.
 _UPID_TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -89,6 +95,33 @@ def datastore_name(value: str) -> str:
     """
     if not isinstance(value, str) or not DATASTORE_RE.fullmatch(value):
         raise InvalidArgument(f"invalid datastore name {_show(value)}")
+    return value
+
+
+def pbs_namespace(value: str | None) -> str:
+    """A PBS namespace path (``cluster-a/prod``); ``None`` or ``""`` is the root namespace.
+
+    Raises:
+        InvalidArgument: too long, deeper than 7 levels, an empty component (``a//b``, a
+            leading or trailing ``/``) or a component PBS refuses (``..``, ``.x``, spaces).
+    """
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_NAMESPACE_LENGTH:
+        raise InvalidArgument(f"invalid namespace: longer than {MAX_NAMESPACE_LENGTH} characters")
+    parts = value.split("/")
+    if len(parts) > MAX_NAMESPACE_DEPTH:
+        raise InvalidArgument(
+            f"invalid namespace {_show(value)}: {len(parts)} levels, PBS allows at most "
+            f"{MAX_NAMESPACE_DEPTH}"
+        )
+    for part in parts:
+        if not NS_COMPONENT_RE.fullmatch(part):
+            shown = "an empty component" if part == "" else f"component {_show(part)}"
+            raise InvalidArgument(
+                f"invalid namespace {_show(value)}: {shown}; expected names of letters, "
+                "digits, '_', '.', '-' (not starting with '.' or '-') joined by '/'"
+            )
     return value
 
 

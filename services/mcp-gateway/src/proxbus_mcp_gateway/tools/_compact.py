@@ -19,6 +19,9 @@ OptStorage = Annotated[str | None, Field(default=None, max_length=64)]
 Volume = Annotated[str, Field(max_length=300)]
 Upid = Annotated[str, Field(pattern=r"^UPID:[^/\s%]{20,300}$")]
 Confirm = Annotated[bool, Field(default=False)]
+# PBS backup namespace path; its format (PBS's pattern, 7 levels) is checked by
+# validate.pbs_namespace before any request.
+Ns = Annotated[str | None, Field(default=None, max_length=256, description="PBS namespace a/b")]
 LIST_OUT: dict[str, Any] = {"type": "object", "required": ["items", "count"]}
 
 

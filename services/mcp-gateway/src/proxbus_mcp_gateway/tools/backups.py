@@ -19,7 +19,19 @@ from .. import validate
 from ..errors import InvalidArgument, NotFound, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import StoreArg, answered, backup_kind, listing, plan, start_task, volume
-from ._compact import LIST_OUT, Cluster, Confirm, Node, OptStorage, OptVmid, Server, Storage, Volume
+from ._compact import (
+    LIST_OUT,
+    Cluster,
+    Confirm,
+    Node,
+    Ns,
+    OptStorage,
+    OptVmid,
+    Server,
+    Storage,
+    Volume,
+)
+from .pbs import ns_params, ns_read
 from .provisioning import next_vmid
 
 GroupArg = Annotated[str, Field(pattern=r"^(vm|ct|host)/[A-Za-z0-9_.-]{1,64}$")]
@@ -257,6 +269,7 @@ def register(reg: Registry) -> None:
         volid: Volume | None = None
         store: StoreArg | None = None
         snapshot: str | None = Field(default=None, max_length=120)
+        ns: Ns = None
         node: Node = None
         server: Server = None
         cluster: Cluster = None
@@ -265,11 +278,16 @@ def register(reg: Registry) -> None:
     # idempotent (MCP idempotentHint): a repeated delete / prune has no further effect.
     @reg.tool("Delete backup", scope="admin", destructive=True, idempotent=True)
     async def delete_backup(ctx: CallContext, args: DeleteBackupIn) -> ToolResult:
-        """Delete a PVE backup volid, or a PBS store+snapshot (vm/100/2025-01-31T02:00:00Z);
-        confirm.
+        """Delete a PVE backup volid, or a PBS store+snapshot (vm/100/2025-01-31T02:00:00Z)
+        in namespace ns; confirm.
         """
         if (args.volid is None) == (args.store is None or args.snapshot is None):
             raise InvalidArgument("give either volid, or store and snapshot")
+        ns = validate.pbs_namespace(args.ns)
+        if ns and args.volid is not None:
+            raise InvalidArgument(
+                "ns is for a PBS store+snapshot; a PVE volid is in its storage's namespace"
+            )
         pool = ctx.gateway.pool
         effect = "the backup is deleted permanently"
         if args.volid is not None:
@@ -307,31 +325,39 @@ def register(reg: Registry) -> None:
             btime = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
         except ValueError:
             raise InvalidArgument(f"snapshot: {stamp} is not a valid UTC time") from None
-        base = f"/admin/datastore/{validate.datastore_name(args.store)}/snapshots"
-        snaps = await pool.pbs_request(
-            args.cluster, args.server, "GET", base, {"backup-type": btype, "backup-id": bid}
-        )
+        store = validate.datastore_name(args.store)
+        base = f"/admin/datastore/{store}/snapshots"
+        snaps = await ns_read(
+            ctx, args.cluster, args.server, store, "snapshots", ns,
+            {"backup-type": btype, "backup-id": bid},
+        )  # fmt: skip
         snap = next((s for s in snaps or [] if int(s.get("backup-time") or 0) == btime), None)
+        where = f" namespace {ns}" if ns else ""
         if snap is None:
-            raise NotFound(f"no snapshot {args.snapshot} in {args.store}")
-        target = f"{args.store}:{args.snapshot}"
+            raise NotFound(f"no snapshot {args.snapshot} in {args.store}{where}")
+        target = f"{args.store}:{args.snapshot}{where}"
         if snap.get("protected"):
             # proxmox-backup refuses it too ("cannot remove protected snapshot")
             raise ToolFailure(f"{target} is protected: remove its protection first", 409)
         if not args.confirm:
             state = (snap.get("verification") or {}).get("state")
             current = {"size": snap.get("size"), "verify": state}
-            return plan("delete backup", target, current, effect)
-        params = {"backup-type": btype, "backup-id": bid, "backup-time": btime}
+            planned = plan("delete backup", target, current, effect)
+            planned.data["ns"] = ns
+            return planned
+        params = {"backup-type": btype, "backup-id": bid, "backup-time": btime, **ns_params(ns)}
         await pool.pbs_request(args.cluster, args.server, "DELETE", base, params)
         forget_backup_listings(ctx, args.cluster)
-        data = {"action": "delete backup", "target": target, "executed": True, "status": "ok"}
+        data = {
+            "action": "delete backup", "target": target, "ns": ns, "executed": True, "status": "ok",
+        }  # fmt: skip
         return ToolResult(data, f"deleted backup {target}")
 
     class PruneIn(ToolInput):
         store: StoreArg
         group: GroupArg
         keep: str = Field(max_length=120)
+        ns: Ns = None
         server: Server = None
         cluster: Cluster = None
         confirm: Confirm = False
@@ -340,48 +366,62 @@ def register(reg: Registry) -> None:
         "Prune PBS backups", scope="admin", destructive=True, idempotent=True, output=LIST_OUT
     )
     async def prune_backups(ctx: CallContext, args: PruneIn) -> ToolResult:
-        """Prune a PBS group (keep e.g. last=3,daily=7); without confirm a plan of what goes."""
+        """Prune a PBS group (keep e.g. last=3,daily=7) in namespace ns; without confirm a plan
+        of what goes."""
+        ns = validate.pbs_namespace(args.ns)
         btype, bid = args.group.split("/", 1)
         if bid.isdigit():
             ctx.caller.require_vmid(int(bid))
         keep = parse_keep(args.keep)
         pool = ctx.gateway.pool
-        base = f"/admin/datastore/{validate.datastore_name(args.store)}"
-        group = {"backup-type": btype, "backup-id": bid}
+        store = validate.datastore_name(args.store)
+        base = f"/admin/datastore/{store}"
+        group = {"backup-type": btype, "backup-id": bid, **ns_params(ns)}
         params = {**group, **{k.replace("_", "-"): v for k, v in keep.items() if v}}
+        label = f"{args.store}:{args.group}" + (f" namespace {ns}" if ns else "")
+
+        async def prune(extra: dict[str, Any]) -> Any:
+            try:
+                return await pool.pbs_request(
+                    args.cluster, args.server, "POST", f"{base}/prune", {**params, **extra}
+                )
+            except ToolFailure as exc:  # PBS's bare ENOENT for a missing namespace
+                if ns and exc.code == 400 and "ENOENT" in exc.message:
+                    raise NotFound(
+                        f"namespace {ns!r} does not exist in datastore {store}"
+                    ) from None
+                raise
+
         if not args.confirm:
             # The plan is PBS's own marking: prune with dry-run (proxmox-backup
             # src/api2/admin/datastore.rs ``prune``: ``dry-run`` lists keep/remove, deletes nothing).
-            marks = await pool.pbs_request(
-                args.cluster, args.server, "POST", f"{base}/prune", {**params, "dry-run": 1}
-            )
+            marks = await prune({"dry-run": 1})
             ordered = sorted(marks or [], key=lambda r: -int(r.get("backup-time") or 0))
             items = [
                 {"backup-time": r.get("backup-time"), "time": _iso(r.get("backup-time")),
-                 "keep": bool(r.get("keep"))}
+                 "ns": ns, "keep": bool(r.get("keep"))}
                 for r in ordered
             ]  # fmt: skip
             gone = [i["time"] for i in items if not i["keep"]]
             res = plan(
-                "prune", f"{args.store}:{args.group}",
+                "prune", label,
                 {"snapshots": len(items), "remove": len(gone), "keep": len(items) - len(gone)},
                 f"removes {len(gone)} snapshot(s): {', '.join(gone) or 'none'}",
             )  # fmt: skip
-            res.data.update({"items": items, "count": len(items)})
+            res.data.update({"items": items, "count": len(items), "ns": ns})
             return res
-        result = await pool.pbs_request(args.cluster, args.server, "POST", f"{base}/prune", params)
+        result = await prune({})
         forget_backup_listings(ctx, args.cluster)
         items = [
             {
                 "backup-time": r.get("backup-time"),
                 "time": _iso(r.get("backup-time")),
+                "ns": ns,
                 "keep": bool(r.get("keep")),
             }
             for r in result or []
         ]
         removed = sum(1 for i in items if not i["keep"])
-        res = listing(
-            items, ["time", "keep"], f"pruned {args.store}:{args.group}, removed {removed}"
-        )
-        res.data.update({"executed": True, "removed": removed})
+        res = listing(items, ["time", "keep"], f"pruned {label}, removed {removed}")
+        res.data.update({"executed": True, "removed": removed, "ns": ns})
         return res

@@ -4,9 +4,14 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from ..errors import ToolFailure
+from .. import validate
+from ..errors import NotFound, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
 from ._common import ClusterArg, StoreArg, TimeoutArg, WaitArg, listing, pct, task_result, wait_task
+from ._compact import Ns
+
+# At most this many namespaces are read by one recursive listing (one request each).
+MAX_LISTED_NAMESPACES = 100
 
 ServerArg = Annotated[
     str | None,
@@ -16,6 +21,42 @@ ServerArg = Annotated[
         description="PBS server; default: first",
     ),
 ]
+
+
+def ns_params(ns: str) -> dict[str, Any]:
+    """``{"ns": ns}``, or nothing for the root (requests at the root stay as before)."""
+    return {"ns": ns} if ns else {}
+
+
+async def ns_read(
+    ctx: CallContext,
+    cluster: str | None,
+    server: str | None,
+    store: str,
+    path: str,
+    ns: str,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    """GET a datastore listing in namespace ``ns``. PBS answers a namespace that does not
+    exist with a bare ``400 ENOENT`` (pbs-datastore src/hierarchy.rs ``ListGroups::new``):
+    that becomes a 404 naming the namespace.
+
+    Raises:
+        NotFound: no such namespace.
+        ToolFailure: any other failure.
+    """
+    try:
+        return await ctx.gateway.pool.pbs_request(
+            cluster,
+            server,
+            "GET",
+            f"/admin/datastore/{store}/{path}",
+            {**(params or {}), **ns_params(ns)},
+        )
+    except ToolFailure as exc:
+        if ns and exc.code == 400 and "ENOENT" in exc.message:
+            raise NotFound(f"namespace {ns!r} does not exist in datastore {store}") from None
+        raise
 
 
 def register(reg: Registry) -> None:
@@ -85,55 +126,94 @@ def register(reg: Registry) -> None:
         )
         groups_only: bool = Field(default=False, description="List backup groups instead")
         limit: int = Field(default=50, ge=1, le=1000)
+        ns: Ns = None
+        max_depth: int = Field(default=0, ge=0, le=7, description="and namespaces below ns")
         cluster: ClusterArg = None
         server: ServerArg = None
 
     @reg.tool("PBS backups", output=list_output({"backup-id": "string", "verify": "string"}))
     async def pbs_list_backups(ctx: CallContext, args: BackupsIn) -> ToolResult:
-        """Backup snapshots (newest first) with size and verification state, or groups."""
+        """Backup snapshots (newest first) with size and verification state, or groups; in
+        namespace ns, max_depth levels below it too (each row's ns, namespaces listed)."""
         pool = ctx.gateway.pool
-        if args.groups_only:
-            groups = await pool.pbs_request(
-                args.cluster, args.server, "GET", f"/admin/datastore/{args.store}/groups"
+        ns = validate.pbs_namespace(args.ns)
+        store = validate.datastore_name(args.store)
+        spaces, errors = [ns], []
+        if args.max_depth:
+            # src/api2/admin/namespace.rs list_namespaces: the anchor first, then below it
+            params: dict[str, Any] = {"max-depth": args.max_depth}
+            if ns:
+                params["parent"] = ns
+            found = await pool.pbs_request(
+                args.cluster, args.server, "GET", f"/admin/datastore/{store}/namespace", params
             )
+            spaces = [str(n.get("ns") or "") for n in found or []] or [ns]
+        raw: list[tuple[str, dict[str, Any]]] = []
+        for i, space in enumerate(spaces[:MAX_LISTED_NAMESPACES]):
+            params = {}
+            if args.group and not args.groups_only:
+                btype, bid = args.group.split("/", 1)
+                params = {"backup-type": btype, "backup-id": bid}
+            what = "groups" if args.groups_only else "snapshots"
+            try:
+                answer = await ns_read(ctx, args.cluster, args.server, store, what, space, params)
+            except ToolFailure as exc:
+                if i == 0:
+                    raise  # the namespace asked for: its error is the answer
+                errors.append(f"ns {space}: {exc.message}")
+                continue
+            raw += [(space, dict(x)) for x in answer or []]
+        if len(spaces) > MAX_LISTED_NAMESPACES:
+            errors.append(
+                f"{len(spaces) - MAX_LISTED_NAMESPACES} namespaces not read "
+                f"(more than {MAX_LISTED_NAMESPACES}): list below one of them with ns"
+            )
+        shown_ns = ["ns"] if ns or args.max_depth else []
+        where = f"{store}" + (f" ns {ns}" if ns else "")
+        if args.groups_only:
             items = [
                 {
                     "group": f"{g.get('backup-type')}/{g.get('backup-id')}",
+                    "ns": space,
                     "last_backup": g.get("last-backup"),
                     "count": g.get("backup-count"),
                     "owner": g.get("owner"),
                 }
-                for g in groups or []
+                for space, g in raw
             ]
-            return listing(items[: args.limit], ["group", "count", "last_backup"], "backup groups")
-        params: dict[str, Any] = {}
-        if args.group:
-            btype, bid = args.group.split("/", 1)
-            params = {"backup-type": btype, "backup-id": bid}
-        snaps = await pool.pbs_request(
-            args.cluster, args.server, "GET", f"/admin/datastore/{args.store}/snapshots", params
-        )
-        items = []
-        for s in sorted(snaps or [], key=lambda s: -int(s.get("backup-time") or 0)):
-            verification = s.get("verification") or {}
-            items.append(
-                {
-                    "backup-type": s.get("backup-type"),
-                    "backup-id": s.get("backup-id"),
-                    "backup-time": s.get("backup-time"),
-                    "size": s.get("size"),
-                    "verify": verification.get("state") or "none",
-                    "protected": s.get("protected"),
-                }
+            res = listing(
+                items[: args.limit],
+                [*shown_ns, "group", "count", "last_backup"],
+                f"backup groups in {where}",
+                errors,
             )
-        items = items[: args.limit]
-        failed = sum(1 for i in items if i["verify"] == "failed")
-        res = listing(
-            items,
-            ["backup-type", "backup-id", "backup-time", "size", "verify"],
-            f"backups in {args.store}",
-        )
-        res.data["verify_failed"] = failed
+        else:
+            items = []
+            for space, s in sorted(raw, key=lambda r: -int(r[1].get("backup-time") or 0)):
+                verification = s.get("verification") or {}
+                items.append(
+                    {
+                        "backup-type": s.get("backup-type"),
+                        "backup-id": s.get("backup-id"),
+                        "backup-time": s.get("backup-time"),
+                        "ns": space,
+                        "size": s.get("size"),
+                        "verify": verification.get("state") or "none",
+                        "protected": s.get("protected"),
+                    }
+                )
+            items = items[: args.limit]
+            res = listing(
+                items,
+                [*shown_ns, "backup-type", "backup-id", "backup-time", "size", "verify"],
+                f"backups in {where}",
+                errors,
+            )
+            res.data["verify_failed"] = sum(1 for i in items if i["verify"] == "failed")
+        res.data["ns"] = ns
+        if args.max_depth:
+            res.data["namespaces"] = spaces
+            res.text += "\nnamespaces: " + ", ".join(n or "(root)" for n in spaces)
         return res
 
     class PbsTasksIn(ToolInput):
@@ -171,13 +251,17 @@ def register(reg: Registry) -> None:
         wait: WaitArg = False
         timeout: TimeoutArg = 45
 
-    async def start_job(ctx: CallContext, args: JobIn, job: str) -> ToolResult:
+    class VerifyIn(JobIn):
+        ns: Ns = None
+
+    async def start_job(ctx: CallContext, args: JobIn, job: str, ns: str = "") -> ToolResult:
         pool = ctx.gateway.pool
         upid = str(
             await pool.pbs_request(
-                args.cluster, args.server, "POST", f"/admin/datastore/{args.store}/{job}"
+                args.cluster, args.server, "POST", f"/admin/datastore/{args.store}/{job}",
+                ns_params(ns) or None,
             )
-        )
+        )  # fmt: skip
         status = None
         if args.wait:
             status = await wait_task(
@@ -189,9 +273,15 @@ def register(reg: Registry) -> None:
                 product="pbs",
                 server=args.server,
             )
-        return task_result(
-            "garbage collection" if job == "gc" else "verify", args.store, upid, status
+        result = task_result(
+            "garbage collection" if job == "gc" else "verify",
+            f"{args.store} ns {ns}" if ns else args.store,
+            upid,
+            status,
         )
+        if job == "verify":
+            result.data["ns"] = ns
+        return result
 
     @reg.tool("PBS garbage collection", scope="operate", idempotent=False)
     async def pbs_start_gc(ctx: CallContext, args: JobIn) -> ToolResult:
@@ -199,6 +289,6 @@ def register(reg: Registry) -> None:
         return await start_job(ctx, args, "gc")
 
     @reg.tool("PBS verify", scope="operate", idempotent=False)
-    async def pbs_start_verify(ctx: CallContext, args: JobIn) -> ToolResult:
-        """Start verification of a PBS datastore."""
-        return await start_job(ctx, args, "verify")
+    async def pbs_start_verify(ctx: CallContext, args: VerifyIn) -> ToolResult:
+        """Start verification of a PBS datastore, or of namespace ns and those below it."""
+        return await start_job(ctx, args, "verify", validate.pbs_namespace(args.ns))

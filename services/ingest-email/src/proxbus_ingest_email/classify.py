@@ -76,6 +76,9 @@ _vmid = guest_id
 
 _DATASTORE_RE = re.compile(r"^Datastore:\s*(\S+)\s*$", re.MULTILINE)
 _PBS_GROUP_RE = re.compile(r"(?:^|[\s/:])(?:vm|ct)/(\d{1,9})(?=/|\s|$)", re.MULTILINE)
+_PBS_UPDATE_RE = re.compile(
+    r"^[ \t]+([A-Za-z0-9][A-Za-z0-9.+-]{0,127}): \S{1,64} -> \S", re.MULTILINE
+)
 _JOB_ID_RE = re.compile(r"(?:--job-id[ =]|\bjob[- ]id:\s*)([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 
 
@@ -211,6 +214,8 @@ def _classify_updates(match: re.Match[str], mail: ParsedMail) -> Classification:
             if set(line.strip()) <= set("-=+| "):
                 continue
             packages.append(tokens[0])
+    if not packages:  # PBS: "    <package>: <old> -> <new>" (package-updates-body.txt.hbs)
+        packages = _PBS_UPDATE_RE.findall(mail.text)
     metadata: dict[str, Any] = {"packages": packages[:200], "package_count": len(packages)}
     count = f": {len(packages)} package{'s' if len(packages) != 1 else ''}" if packages else ""
     return _mail(
@@ -321,6 +326,62 @@ def _classify_zfs(match: re.Match[str], mail: ParsedMail) -> Classification:
     )
 
 
+# ``zpool status`` in a zed mail body says whether the pool is hurt: a state other than
+# ONLINE, a scrub/resilver that ended "with N errors", or "errors: N data errors". Lines
+# start with [ \t]*, not \s*, so a body of newlines cannot make the search quadratic.
+_ZPOOL_UNHEALTHY = re.compile(
+    r"^[ \t]*state:[ \t]*(?P<state>DEGRADED|FAULTED|UNAVAIL|SUSPENDED|REMOVED|OFFLINE)\b|"
+    r" with (?P<errors>[1-9]\d{0,12}) errors\b|^errors:[ \t]*(?P<data>[1-9]\d{0,12}) data errors",
+    re.MULTILINE,
+)
+# zevent classes that are a failure whatever the pool's state (zed generic-notify.sh links)
+_ZED_ERROR_CLASSES = frozenset(
+    {"checksum", "io", "data", "deadman", "delay", "probe_failure", "io_failure"}
+)
+
+
+def _classify_zed_event(match: re.Match[str], mail: ParsedMail) -> Classification:
+    """``ZFS <class> event for <pool> on <host>``: scrub/resilver/trim results, generic events.
+
+    OpenZFS ``scrub_finish-notify.sh`` mails a scrub only when the pool is unhealthy (unless
+    ``ZED_NOTIFY_VERBOSE=1``), with ``zpool status`` in the body: that status decides.
+    """
+    cls, pool, host = match.group("cls"), match.group("pool") or "", match.group("host")
+    hurt = _ZPOOL_UNHEALTHY.search(mail.text)
+    metadata: dict[str, Any] = {"zfs_event": cls, "pool": pool}
+    if hurt and hurt.group("state"):
+        metadata["pool_state"] = hurt.group("state")
+    if cls in _ZED_ERROR_CLASSES or hurt:
+        why = f" (pool {hurt.group('state')})" if hurt and hurt.group("state") else ""
+        where = f" on pool {pool}" if pool else ""
+        return _mail(
+            kind="disk.error",
+            severity=Severity.ERROR,
+            title=f"ZFS {cls}{where} on {host}{why}",
+            node=short_host(host),
+            metadata=metadata,
+        )
+    return _mail(
+        kind="email.message",
+        severity=Severity.INFO,
+        title=mail.subject.strip(),
+        node=short_host(host),
+        metadata=metadata,
+    )
+
+
+def _classify_mdadm(match: re.Match[str], mail: ParsedMail) -> Classification:
+    event, device, host = match.group("event"), match.group("device"), match.group("host")
+    test = event == "TestMessage"
+    return _mail(
+        kind="email.message" if test else "disk.error",
+        severity=Severity.INFO if test else Severity.ERROR,
+        title=f"mdadm: {event} event on {device} on {host}",
+        node=short_host(host),
+        metadata={"md_event": event, "md_device": device},
+    )
+
+
 _OUTCOME = r"(?P<outcome>successful|failed)"
 _PVE_TPL = "pve-manager templates/default"
 _PBS_TPL = "proxmox-backup templates/default"
@@ -364,6 +425,12 @@ RULES: list[Rule[ParsedMail]] = [
     _rule("zed", r"^ZFS (?P<what>device fault for pool|[\w-]+ error for) (?P<pool>\S+) on "
           r"(?P<host>\S+)", _classify_zfs,
           "openzfs cmd/zed/zed.d/statechange-notify.sh, data-notify.sh"),
+    _rule("zed-event", r"^ZFS (?P<cls>[\w.-]{1,64}) event(?: for (?P<pool>\S{1,256}))? on "
+          r"(?P<host>\S{1,255})$", _classify_zed_event,
+          "openzfs cmd/zed/zed.d/scrub_finish-notify.sh, trim_finish-notify.sh, generic-notify.sh"),
+    _rule("mdadm", r"^(?P<event>Fail|FailSpare|DegradedArray|SparesMissing|TestMessage) event on "
+          r"(?P<device>/\S{1,255}):(?P<host>[^\s:]{1,255})$", _classify_mdadm,
+          "mdadm Monitor.c alert()"),
 ]  # fmt: skip
 TABLE: RuleTable[ParsedMail] = RuleTable(RULES, "email.message")
 

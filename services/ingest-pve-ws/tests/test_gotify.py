@@ -56,7 +56,7 @@ class FakeGotify:
             newest_first = [m for m in newest_first if m["id"] < since]
         page = newest_first[:limit]
         more = len(newest_first) > limit
-        last = page[-1]["id"] if page else 0
+        last = page[-1]["id"] if page and more else 0  # Gotify's buildWithPaging: 0 on the last
         nxt = f"{self.url}/message?limit={limit}&since={last}" if more else ""
         return web.json_response(
             {

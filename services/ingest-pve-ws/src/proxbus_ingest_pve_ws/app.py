@@ -166,6 +166,8 @@ class PveWsService:
                 save_cursor=save,
                 timeout=s.gotify_timeout,
                 backoff_max=s.gotify_backoff_max,
+                max_id_jump=s.gotify_max_id_jump,
+                recent_ids=s.gotify_recent_ids,
             )
             self.registry.register(GotifyCollector(self.gotify))
         assert runtime.publisher is not None

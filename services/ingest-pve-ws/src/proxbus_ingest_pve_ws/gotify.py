@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,12 @@ MAX_BACKFILL_PAGES = 50
 # A message list is read into memory: a page larger than this is an invalid page, not an OOM.
 MAX_PAGE_BYTES = 16 * 1024 * 1024
 MAX_UINT64 = 2**64 - 1  # Gotify's ids and ``paging.since`` are Go ``uint``
+# Gotify's ids are an auto-increment counter that its own web UI reads as JavaScript numbers:
+# a genuine server stays below 2**53 (at a million messages a second it would take 285 years).
+# An id outside 1..MAX_PLAUSIBLE_ID is published like any message but never moves the cursor.
+MAX_PLAUSIBLE_ID = 2**53 - 1
+DEFAULT_MAX_ID_JUMP = 1_000_000
+DEFAULT_RECENT_IDS = 10_000
 
 
 @dataclass(slots=True)
@@ -44,8 +51,36 @@ class GotifyStats:
     duplicates_skipped: int = 0
     invalid: int = 0
     invalid_pages: int = 0
+    implausible_ids: int = 0
+    cursor_rewinds: int = 0
     connected: bool = False
     last_error: str = ""
+
+
+class RecentIds:
+    """The last ``size`` message ids handled: exact-id duplicate checks in bounded memory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, msg_id: int) -> None:
+        """Remember ``msg_id`` as the newest; forget the oldest beyond ``size``."""
+        self._ids[msg_id] = None
+        self._ids.move_to_end(msg_id)
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+
+def plausible_id(msg_id: int) -> bool:
+    """Whether ``msg_id`` can be a genuine Gotify message id (see ``MAX_PLAUSIBLE_ID``)."""
+    return 1 <= msg_id <= MAX_PLAUSIBLE_ID
 
 
 def stream_url(base: str) -> str:
@@ -65,8 +100,15 @@ class GotifyListener:
     """Follows one Gotify server with a client token and publishes each message once.
 
     After every (re)connect the REST API (``GET /message``, newest first, paged with
-    ``since``) fills in what arrived while disconnected; ids at or below the last
-    published id are skipped, so a resume neither duplicates nor drops messages.
+    ``since``) fills in what arrived while disconnected: the messages above the cursor
+    (``last_id``, kept in KV), so a resume neither duplicates nor drops messages.
+
+    A duplicate is an id among the last ``recent_ids`` handled, not any id at or below the
+    cursor: one absurd id from a broken or hostile server (2**62, negative, past int64) must
+    not make every later message look old. The cursor moves only by plausible steps: ids
+    outside 1..2**53-1 never move it; a jump of more than ``max_id_jump`` moves it only once a
+    second message confirms the new range; a new stream message below it (the server's ids
+    restarted, or an older version stored a poisoned cursor) moves it back down.
     """
 
     def __init__(
@@ -81,18 +123,28 @@ class GotifyListener:
         timeout: float = 10.0,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
+        max_id_jump: int = DEFAULT_MAX_ID_JUMP,
+        recent_ids: int = DEFAULT_RECENT_IDS,
     ) -> None:
         self.base = url.rstrip("/")
         self._token = token
         self._store = store
         self._site = site
         self._server = server_label(url)
+        self._max_id_jump = max_id_jump
+        self._recent = RecentIds(recent_ids)
+        self._pending_jump: int | None = None  # an implausible jump waiting for a second message
+        self.stats = GotifyStats()
+        self._id_log = RateLimitedLog(log, "gotify: implausible message ids")
+        if last_id is not None and not 0 <= last_id <= MAX_PLAUSIBLE_ID:
+            self.stats.implausible_ids += 1
+            self._id_log.record("stored cursor ignored", str(last_id))
+            last_id = None
         self.last_id = last_id
         self._save_cursor = save_cursor
         self._timeout = timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
-        self.stats = GotifyStats()
         self.connected = asyncio.Event()
         self._retry_log = RateLimitedLog(log, "gotify: message retries")
         self._cursor_log = RateLimitedLog(log, "gotify: cursor not saved")
@@ -183,7 +235,7 @@ class GotifyListener:
             self.stats.invalid += 1
             return False
         self.stats.received += 1
-        return await self._deliver(msg, stop)
+        return await self._deliver(msg, stop, from_stream=True)
 
     async def _newest_id(self, session: aiohttp.ClientSession) -> int | None:
         """The newest message id on the server (0 when empty, None when not readable)."""
@@ -199,7 +251,7 @@ class GotifyListener:
             page = await self._read_page(resp, None)
         if page is None:
             return None
-        return max((_msg_id(m) for m in page.messages), default=0)
+        return _newest_plausible(page.messages)
 
     async def _backfill(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> bool:
         """Publish messages newer than ``last_id`` from the REST API, oldest first."""
@@ -228,6 +280,8 @@ class GotifyListener:
             if page is None:
                 break  # counted and logged; deliver what the valid pages before it gave
             messages = page.messages
+            if since is None and await self._rewind_if_ahead(_newest_plausible(messages)):
+                break  # the server is behind the cursor: nothing above it to catch up on
             newer = [m for m in messages if _msg_id(m) > self.last_id]
             missed.extend(newer)
             if len(newer) < len(messages) or not messages or page.next_since is None:
@@ -236,17 +290,19 @@ class GotifyListener:
         missed.sort(key=_msg_id)
         delivered = False
         for m in missed:
-            if await self._deliver(m, stop):
+            if await self._deliver(m, stop, from_stream=False):
                 self.stats.backfilled += 1
                 delivered = True
         if missed:
             log.info("gotify: caught up on %d missed messages", len(missed))
         return delivered
 
-    async def _deliver(self, msg: dict[str, Any], stop: asyncio.Event) -> bool:
+    async def _deliver(
+        self, msg: dict[str, Any], stop: asyncio.Event, *, from_stream: bool
+    ) -> bool:
         """Publish one message unless already published; waits out a broker outage."""
         msg_id = _msg_id(msg)
-        if self.last_id is not None and msg_id <= self.last_id:
+        if msg_id in self._recent:
             self.stats.duplicates_skipped += 1
             return False
         try:
@@ -254,7 +310,10 @@ class GotifyListener:
         except NotificationError as exc:
             self.stats.invalid += 1
             self._invalid_log.record("not a usable message", str(msg_id), str(exc))
-            self.last_id = max(self.last_id or 0, msg_id) if msg_id >= 0 else self.last_id
+            if isinstance(msg.get("id"), int):  # a message without an id has nothing to track
+                self._recent.add(msg_id)
+                if self._advance(msg_id, from_stream=from_stream):
+                    await self._save(msg_id)
             return False
         delay = 0.2
         while True:
@@ -268,13 +327,62 @@ class GotifyListener:
                 self._retry_log.record("not stored yet", str(msg_id), str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        self._recent.add(msg_id)
+        if self._advance(msg_id, from_stream=from_stream):
+            await self._save(msg_id)
+        return True
+
+    def _advance(self, msg_id: int, *, from_stream: bool) -> bool:
+        """Move the cursor to a handled message's id where that is plausible; True if moved."""
+        cursor = self.last_id
+        if not plausible_id(msg_id):
+            self._implausible(msg_id, "outside Gotify's id range")
+            return False
+        if cursor is None or cursor < msg_id <= cursor + self._max_id_jump:
+            self.last_id = msg_id
+            self._pending_jump = None
+            return True
+        if msg_id > cursor:
+            pending = self._pending_jump
+            if pending is not None and pending < msg_id <= pending + self._max_id_jump:
+                log.info("gotify: message ids moved from %d to %d (confirmed)", cursor, msg_id)
+                self.last_id = msg_id
+                self._pending_jump = None
+                return True
+            self._pending_jump = msg_id
+            self._implausible(msg_id, f"a jump of more than {self._max_id_jump} ids")
+            return False
+        if from_stream and msg_id < cursor:
+            # Gotify's stream only carries new messages: one below the cursor means the cursor
+            # is ahead of the server (its ids restarted, or a bad id was stored before).
+            self._rewind(msg_id)
+            return True
+        return False
+
+    def _implausible(self, msg_id: int, why: str) -> None:
+        self.stats.implausible_ids += 1
+        self._id_log.record("published, cursor not moved", str(msg_id), why)
+
+    def _rewind(self, msg_id: int) -> None:
+        self.stats.cursor_rewinds += 1
+        self._id_log.record("cursor ahead of the server, moved back", str(msg_id))
         self.last_id = msg_id
+        self._pending_jump = None
+
+    async def _rewind_if_ahead(self, newest: int) -> bool:
+        """Move the cursor back to the server's newest plausible id when it is beyond it."""
+        if self.last_id is None or newest >= self.last_id:
+            return False
+        self._rewind(newest)
+        await self._save(newest)
+        return True
+
+    async def _save(self, msg_id: int) -> None:
         if self._save_cursor is not None:
             try:
                 await self._save_cursor(msg_id)
             except Exception as exc:  # the id is deterministic; a lost cursor only re-sends
                 self._cursor_log.record("could not save the cursor", str(msg_id), str(exc))
-        return True
 
     async def _read_page(self, resp: aiohttp.ClientResponse, since: int | None) -> Page | None:
         """A checked REST page, or None when it is invalid (counted in ``invalid_pages``, one
@@ -353,6 +461,11 @@ def parse_page(doc: object, since: int | None = None) -> Page:
     return Page([m for m in messages if isinstance(m, dict)], next_since)
 
 
+def _newest_plausible(messages: list[dict[str, Any]]) -> int:
+    """The highest plausible id among ``messages`` (0 when there is none)."""
+    return max((i for i in map(_msg_id, messages) if plausible_id(i)), default=0)
+
+
 def _msg_id(msg: dict[str, Any]) -> int:
     value = msg.get("id")
     return value if isinstance(value, int) and not isinstance(value, bool) else -1
@@ -374,6 +487,12 @@ class GotifyCollector(Collector):
             ("duplicates_skipped", stats.duplicates_skipped, "messages already published"),
             ("invalid", stats.invalid, "frames or messages that could not be used"),
             ("invalid_pages", stats.invalid_pages, "message lists (REST) that could not be used"),
+            (
+                "implausible_ids",
+                stats.implausible_ids,
+                "message ids not taken as the cursor (out of range or too big a jump)",
+            ),
+            ("cursor_rewinds", stats.cursor_rewinds, "cursor moved back to the server's ids"),
         ):
             c = CounterMetricFamily(f"proxbus_gotify_{name}", doc)
             c.add_metric([], value)

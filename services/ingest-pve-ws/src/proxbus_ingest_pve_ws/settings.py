@@ -11,6 +11,8 @@ from proxbus_runtime import SpoolSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from .gotify import DEFAULT_MAX_ID_JUMP, DEFAULT_RECENT_IDS
+
 
 def _default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -47,6 +49,10 @@ class Settings(SpoolSettings):
     gotify_client_token: SecretStr | None = None
     gotify_backoff_max: float = Field(default=30.0, gt=0)
     gotify_timeout: float = Field(default=10.0, gt=0)
+    # Largest step of message ids the cursor takes on one message (a bigger one needs a second
+    # message to confirm it), and how many recent ids the duplicate check remembers.
+    gotify_max_id_jump: int = Field(default=DEFAULT_MAX_ID_JUMP, ge=1)
+    gotify_recent_ids: int = Field(default=DEFAULT_RECENT_IDS, ge=100, le=1_000_000)
 
     @field_validator("pve_ws_clusters", mode="before")
     @classmethod

@@ -1712,3 +1712,68 @@ b.add(
     "('admin@pve')",
     "auth.failed",
 )
+
+# --- pve-guests: boot-time start of every guest (onboot=1) and stop at shutdown -----------------
+# pve-manager services/pve-guests.service sets PVE_LOG_ID=pve-guests, the ident pve-common
+# src/PVE/CLIHandler.pm gives syslog: a guest failing to start at boot ends its task here.
+b = Block("pve-manager services/pve-guests.service, PVE/API2/Nodes.pm startall/stopall")
+guests = b.sender("pve4.lab.example", "pve-guests", 1190)
+_all = upid("pve4", 1190, T0 + 5000, "startall", "")
+_q104 = upid("pve4", 1201, T0 + 5001, "qmstart", "104")
+_c206 = upid("pve4", 1202, T0 + 5002, "vzstart", "206")
+guests(DAEMON_INFO, f"<root@pam> starting task {_all}")
+guests(DAEMON_INFO, f"<root@pam> starting task {_q104}", vmid=104)
+guests(DAEMON_INFO, f"start VM 104: {_q104}", vmid=104)
+guests(
+    DAEMON_INFO,
+    f"<root@pam> end task {_q104} start failed: QEMU exited with code 1",
+    "task.failed",
+    vmid=104,
+)
+guests(DAEMON_INFO, f"<root@pam> starting task {_c206}", vmid=206)
+guests(DAEMON_INFO, f"<root@pam> end task {_c206} OK", "task.ok", vmid=206)
+guests(DAEMON_INFO, f"<root@pam> end task {_all} OK", "task.ok")
+_stop = upid("pve4", 1190, T0 + 9000, "stopall", "")
+guests(DAEMON_INFO, f"<root@pam> end task {_stop} OK", "task.ok")
+
+# --- PVE CLI tools that run tasks: qmrestore, pvesm, pveceph (ident = the program name) -------
+b = Block("pve-common src/PVE/CLIHandler.pm (ident), src/PVE/RESTEnvironment.pm fork_worker")
+_restore = upid("pve5", 3301, T0 + 6000, "qmrestore", "109")
+b.add(
+    DAEMON_INFO,
+    "pve5",
+    "qmrestore",
+    3301,
+    f"<root@pam> end task {_restore} command 'set -o pipefail && zstd -q -d -c /mnt/pve/nfs/"
+    "dump/vzdump-qemu-109-2026_11_30-02_00_02.vma.zst | vma extract -v -r /var/tmp/"
+    "vzdumptmp3301.fifo - /var/tmp/vzdumptmp3301' failed: exit code 133",
+    "task.failed",
+    vmid=109,
+)
+_osd = upid("pve5", 3410, T0 + 6100, "cephcreateosd", "sdd")
+b.add(
+    DAEMON_INFO,
+    "pve5",
+    "pveceph",
+    3410,
+    f"<root@pam> end task {_osd} device '/dev/sdd' is already in use",
+    "task.failed",
+)
+
+# --- watchdog-mux on PVE 9: a client that goes away without the magic close --------------------
+b = Block("pve-ha-manager src/watchdog-mux.c (client did not stop watchdog)")
+b.add(
+    DAEMON_WARN,
+    "pve6",
+    "watchdog-mux",
+    1022,
+    "client (PID 1388) did not stop watchdog - disable watchdog updates",
+    "node.fencing",
+)
+b.add(
+    DAEMON_WARN,
+    "pve6",
+    "watchdog-mux",
+    1022,
+    "client (PID 1388) has disconnected cleanly. Removing it gracefully from the watch",
+)

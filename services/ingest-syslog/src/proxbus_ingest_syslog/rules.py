@@ -304,7 +304,8 @@ def _ha_daemon_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
 
 def _self_fencing(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return Classification(
-        kind="node.fencing", title=f"Node {msg.hostname} watchdog expired (self-fencing)"
+        kind="node.fencing",
+        title=f"Node {msg.hostname}: watchdog updates disabled, the node will reset (self-fencing)",
     )
 
 
@@ -505,12 +506,18 @@ def _disk_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
 # --- the table -----------------------------------------------------------------------------
 
 _PBS = "proxmox-backup-proxy proxmox-backup-api proxmox-backup-manager"
+# pve-guests: the boot-time start / shutdown stop of all guests (pve-manager
+# services/pve-guests.service sets PVE_LOG_ID, the ident pve-common CLIHandler.pm uses);
+# qmrestore, pvesm, pveceph, pvecm, pveam: CLI tools whose tasks log under their own name.
+_CLI_TASKS = "pve-guests qmrestore pvesm pveceph pvecm pveam"
 _TASKS = (
     "pvedaemon pveproxy pvescheduler pvesh pvestatd pve-ha-lrm pve-ha-crm vzdump qm pct pvesr "
-    f"pvenode pveupdate spiceproxy {_PBS}"
+    f"pvenode pveupdate spiceproxy {_CLI_TASKS} {_PBS}"
 )
 _VZDUMP = "vzdump pvescheduler pvedaemon pveproxy pvesh"
-_GUEST_DAEMONS = "pvedaemon pveproxy pvescheduler pvesh pvestatd qm pct vzdump pve-ha-lrm"
+_GUEST_DAEMONS = (
+    "pvedaemon pveproxy pvescheduler pvesh pvestatd qm pct vzdump pve-ha-lrm pve-guests qmrestore"
+)
 _HA = "pve-ha-crm pve-ha-lrm"
 _SSHD = "sshd sshd-session"
 _THIN = "lvm dmeventd"
@@ -630,7 +637,9 @@ RULES: list[Rule[SyslogMessage]] = [
          needles=("service",)),
     rule("ha-daemon-state", _HA, r"^status change (?P<old>\w+) => (?P<new>\w+)", "ha.state",
          _ha_daemon_state, "pve-ha-manager src/PVE/HA/CRM.pm, src/PVE/HA/LRM.pm"),
-    rule("watchdog-expired", "watchdog-mux", r"client (?:\(PID \d+\) )?watchdog expired",
+    rule("watchdog-expired", "watchdog-mux",
+         r"client (?:\(PID \d+\) )?(?:watchdog expired|did not stop watchdog) - "
+         r"disable watchdog updates",
          "node.fencing", _self_fencing, "pve-ha-manager src/watchdog-mux.c"),
     # cluster: knet link state, pmxcfs quorum
     rule("knet-link-down", "corosync",

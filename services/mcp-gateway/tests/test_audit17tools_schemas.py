@@ -31,6 +31,7 @@ from proxbus_mcp_gateway.testing import (
     sim_env,
     standalone_env,
 )
+from proxbus_pvesim.model import BackupSnapshot
 from proxbus_pvesim.simulator import Simulator
 from proxbus_pvesim.testing import run_simulator
 
@@ -99,6 +100,12 @@ class Caller:
             t.secret for sim in sims for t in (sim.tokens.admin, sim.pbs_tokens.admin)
         }
         self.progress: list[tuple[float, float | None, str | None]] = []
+        self.schemas: dict[str, dict[str, Any]] = {}
+
+    async def load_schemas(self) -> None:
+        self.schemas = {
+            t.name: t.output_schema or {} for t in (await self.session.list_tools()).tools
+        }
 
     async def ok(self, tool: str, args: dict[str, Any], progress: bool = False) -> dict[str, Any]:
         out = await self.call(tool, args, progress)
@@ -108,6 +115,12 @@ class Caller:
         assert text.strip(), (tool, args)
         shown = text + json.dumps(out.structured_content)
         assert not [x for x in self.secrets if x in shown], (tool, args)
+        if self.schemas:
+            # a listing whose schema leaves ``errors`` out (list_output partial=False) never
+            # answers partially
+            declared = self.schemas[tool].get("properties", {})
+            if "items" in declared and "errors" in out.structured_content:
+                assert "errors" in declared, tool
         return out.structured_content
 
     async def error(self, tool: str, args: dict[str, Any]) -> str:
@@ -161,7 +174,9 @@ async def test_every_tool_validates_against_its_output_schema_on_a_cluster_with_
                     assert tool.output_schema is not None, tool.name
                     assert tool.output_schema.get("type") == "object", tool.name
                 c = Caller(session, [sim])
+                await c.load_schemas()
                 await _cluster_script(c, sim)
+                await _typed_paths(c, sim)
                 # The event tools need the bus (NATS is off here): a clear error, not a crash.
                 for name in ("get_recent_events", "list_silences", "silence_alerts"):
                     if name in {t.name for t in listed}:
@@ -355,6 +370,7 @@ async def test_tools_validate_on_two_standalone_hosts_also_when_one_is_down() ->
         try:
             async with session_for(gw) as session:
                 c = Caller(session, [one, two])
+                await c.load_schemas()
                 status = await c.ok("get_cluster_status", {})
                 assert status["quorate"] is None  # no PVE cluster: unknown, not false
                 assert (await c.ok("get_vms", {}))["count"] == 2
@@ -376,6 +392,21 @@ async def test_tools_validate_on_two_standalone_hosts_also_when_one_is_down() ->
                 assert cloned["newid"] == 120
                 assert 120 in two.lab.guests
                 assert 120 not in one.lab.guests
+                # the tightened schemas on another host's task and guest
+                log = await c.ok("get_task_log", {"upid": cloned["upid"]})
+                assert log["count"] == len(log["lines"]) > 0
+                assert (await c.ok("get_task_status", {"upid": cloned["upid"]}))["ok"] is True
+                for node in ("edge1", "edge2"):
+                    act = {"vmid": 100, "node": node, "command": "stop"}
+                    assert (await c.plan_only("execute_vm_command", act))["target"]
+                already = await c.ok(
+                    "execute_vm_command", {"vmid": 100, "node": "edge1", "command": "start"}
+                )
+                assert already["executed"] is False
+                await c.plan_only(
+                    "delete_backup",
+                    {"store": "store1", "snapshot": _pbs_volid(one).split(":backup/")[1]},
+                )
                 await c.plan_only("delete_guest", {"vmid": 120, "node": "edge2", "stop": True})
                 await c.plan_only("delete_guest", {"vmid": 300, "node": "edge1"})
                 await c.plan_only("restore_backup", {"archive": _pbs_volid(one), "node": "edge1"})
@@ -396,6 +427,117 @@ async def test_tools_validate_on_two_standalone_hosts_also_when_one_is_down() ->
                 assert "not every host" in await c.error(
                     "resize_guest_disk", {"vmid": 300, "disk": "rootfs", "size": "+1G"}
                 )
+        finally:
+            await gw.close()
+
+
+async def _typed_paths(c: Caller, sim: Simulator) -> None:
+    """Each tool with a typed output schema (required keys and their types) on every path it
+    has: plan, already done, started (no wait), waited for (ok and still running), PBS and
+    PVE tasks, a page of a log, PBS namespaces."""
+    lab = sim.lab
+    assert lab.pbs is not None
+    typed = {
+        name
+        for name, schema in c.schemas.items()
+        if schema.get("required")
+        and all(schema.get("properties", {}).get(k, {}).get("type") for k in schema["required"])
+    }
+    assert {
+        "get_task_log", "cancel_task", "restore_backup", "delete_backup", "delete_guest",
+        "execute_vm_command", "execute_lxc_command", "create_snapshot", "get_task_status",
+    } <= typed, typed  # fmt: skip
+    # --- power: already in that state, started without waiting, still running after the wait
+    assert (await c.ok("execute_vm_command", {"vmid": 100, "command": "start"}))[
+        "executed"
+    ] is False
+    assert (await c.ok("execute_lxc_command", {"vmid": 200, "command": "stop", "confirm": True}))[
+        "executed"
+    ] is False  # stopped by the cluster script already
+    started = await c.ok("execute_lxc_command", {"vmid": 200, "command": "start"})
+    assert (started["executed"], started["status"]) == (True, "started")
+    sim.pve_tasks.durations["qmreboot"] = 60
+    slow = {"vmid": 101, "command": "reboot", "confirm": True, "wait": True, "timeout": 1}
+    running = await c.ok("execute_vm_command", slow)
+    assert running["status"] == "running", running
+    # --- the task: its status (not waiting, waiting until the budget), a page of its log
+    assert (await c.ok("get_task_status", {"upid": running["upid"]}))["status"] == "running"
+    waited = await c.ok("get_task_status", {"upid": running["upid"], "wait": True, "timeout": 1})
+    assert waited["handle"] == running["upid"]
+    assert (await c.ok("get_task_log", {"upid": running["upid"]}))["status"] == "running"
+    stopped = await c.ok("cancel_task", {"upid": running["upid"], "confirm": True})
+    assert stopped["executed"] is True
+    sim.pve_tasks.durations["qmreboot"] = 0
+    # a PBS task: status with and without waiting, and its log
+    gc = await c.ok("pbs_start_gc", {"store": "store1"})
+    assert (await c.ok("get_task_status", {"upid": gc["upid"], "wait": True}))["ok"] is True
+    assert (await c.ok("get_task_status", {"upid": gc["upid"]}))["status"] == "stopped"
+    assert (await c.ok("cancel_task", {"upid": gc["upid"]}))["executed"] is False
+    # --- snapshots and restores without waiting; a delete without waiting
+    assert (await c.ok("create_snapshot", {"vmid": 101, "name": "nowait"}))["status"] == "started"
+    backup = await c.with_progress("create_backup", {"vmid": 101, "storage": "local"})
+    page = await c.ok("get_task_log", {"upid": backup["upid"], "limit": 1})  # more follow
+    assert (page["count"], page["next_start"]) == (1, 1)
+    items = (await c.ok("list_storage_content", {"storage": "local", "content": "backup"}))["items"]
+    volid = next(i["volid"] for i in items if i.get("vmid") == 101)
+    restored = await c.ok("restore_backup", {"archive": volid, "vmid": 160, "confirm": True})
+    assert (restored["executed"], restored["status"]) == (True, "started")
+    await c.ok("get_task_status", {"upid": restored["upid"], "wait": True})
+    await c.plan_only("delete_guest", {"vmid": 160})
+    gone = await c.ok("delete_guest", {"vmid": 160, "confirm": True})
+    assert (gone["executed"], gone["status"]) == (True, "started")
+    # --- PBS namespaces: list, delete and prune there, each row with its namespace
+    ds = lab.pbs.datastores["store1"]
+    ds.add_namespace("site-b/prod")
+    for k in range(3):
+        ds.snapshots.append(
+            BackupSnapshot("vm", "700", 1_750_000_000 + k * 86400, 10, ns="site-b/prod")
+        )
+    listed = await c.ok("pbs_list_backups", {"store": "store1", "max_depth": 7})
+    assert "site-b/prod" in listed["namespaces"]
+    inside = await c.ok("pbs_list_backups", {"store": "store1", "ns": "site-b/prod"})
+    assert {i["ns"] for i in inside["items"]} == {"site-b/prod"}
+    await c.ok(
+        "pbs_list_backups", {"store": "store1", "ns": "site-b", "groups_only": True, "max_depth": 1}
+    )
+    one = {"store": "store1", "ns": "site-b/prod", "snapshot": "vm/700/2025-06-15T15:06:40Z"}
+    await c.plan_only("delete_backup", one)
+    assert (await c.ok("delete_backup", {**one, "confirm": True}))["ns"] == "site-b/prod"
+    prune = {"store": "store1", "ns": "site-b/prod", "group": "vm/700", "keep": "last=1"}
+    await c.ok("prune_backups", prune)
+    assert (await c.ok("prune_backups", {**prune, "confirm": True}))["removed"] == 1
+    assert (await c.ok("pbs_start_verify", {"store": "store1", "ns": "site-b", "wait": True}))[
+        "ns"
+    ] == "site-b"
+    assert "does not exist" in await c.error(
+        "pbs_list_backups", {"store": "store1", "ns": "nosuch"}
+    )
+
+
+async def test_typed_read_tools_validate_on_a_read_only_gateway() -> None:
+    """READ_ONLY: the read tools with typed schemas still validate; the action tools are an
+    error (no structured content to validate)."""
+    async with run_simulator(CLUSTER_LAB, instant=False) as sim:
+        gw = Gateway.from_settings(
+            make_settings(gateway_tokens=TOKENS, read_only=True), sim_env(sim)
+        )
+        gw.start()
+        try:
+            async with session_for(gw) as session:
+                c = Caller(session, [sim])
+                await c.load_schemas()
+                upid = sim.pve_tasks.start(
+                    "pve1", "vzdump", "101", "root@pam", lambda t: 0, ["INFO: starting"]
+                ).upid
+                assert (await c.ok("get_task_status", {"upid": upid}))["status"] == "running"
+                assert (await c.ok("get_task_log", {"upid": upid}))["lines"] == ["INFO: starting"]
+                for tool, args in (
+                    ("cancel_task", {"upid": upid, "confirm": True}),
+                    ("execute_vm_command", {"vmid": 100, "command": "stop"}),
+                    ("delete_guest", {"vmid": 101}),
+                ):
+                    assert "READ_ONLY" in await c.error(tool, args), tool
+                assert sim.pve_tasks.get(upid).running
         finally:
             await gw.close()
 

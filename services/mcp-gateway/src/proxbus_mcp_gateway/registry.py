@@ -128,24 +128,24 @@ class Registry:
 OBJECT_OUTPUT: dict[str, Any] = {"type": "object"}
 
 
-def list_output(item_props: dict[str, str] | None = None) -> dict[str, Any]:
+def list_output(item_props: dict[str, str] | None = None, partial: bool = True) -> dict[str, Any]:
     """``{items: [...], count, errors?}``; ``item_props`` names the main fields and their types.
 
     Every named field may also be ``null``: Proxmox leaves fields out or sends null for some
-    entries (HA status: ``state`` only on services), and clients validate strictly.
+    entries (HA status: ``state`` only on services), and clients validate strictly. A tool
+    that reads one source and never answers partially says ``partial=False``: its schema has
+    no ``errors`` (tools/list stays under 40 KB).
     """
     item: dict[str, Any] = {"type": "object"}
     if item_props:
         item["properties"] = {k: {"type": [v, "null"]} for k, v in item_props.items()}
-    return {
-        "type": "object",
-        "properties": {
-            "items": {"type": "array", "items": item},
-            "count": {"type": "integer"},
-            "errors": {"type": "array", "items": {"type": "string"}},
-        },
-        "required": ["items", "count"],
+    props: dict[str, Any] = {
+        "items": {"type": "array", "items": item},
+        "count": {"type": "integer"},
     }
+    if partial:
+        props["errors"] = {"type": "array", "items": {"type": "string"}}
+    return {"type": "object", "properties": props, "required": ["items", "count"]}
 
 
 def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:

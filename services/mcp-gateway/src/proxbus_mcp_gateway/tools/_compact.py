@@ -25,6 +25,20 @@ Ns = Annotated[str | None, Field(default=None, max_length=256, description="PBS 
 LIST_OUT: dict[str, Any] = {"type": "object", "required": ["items", "count"]}
 
 
+def typed_out(**types: str) -> dict[str, Any]:
+    """An output schema: these keys, each of this JSON type, are in every answer."""
+    return {
+        "type": "object",
+        "properties": {k: {"type": t} for k, t in types.items()},
+        "required": list(types),
+    }
+
+
+# An action (plan without confirm, "already running", started / waited-for task, PBS delete):
+# every answer says whether it acted and on what (_common.plan, _common.task_result).
+ACT_OUT = typed_out(executed="boolean", target="string")
+
+
 def task_out(*extra: str) -> dict[str, Any]:
     """A tool that starts one task: its UPID and status (started/running/ok), plus ``extra``."""
     return {"type": "object", "required": ["upid", "status", *extra]}

@@ -31,8 +31,8 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Proxmox API call", destructive=True, idempotent=False)
     async def proxmox_api(ctx: CallContext, args: ApiIn) -> ToolResult:
-        """Any PVE/PBS API path (official schema-checked). Scope from the API's permissions: read =
-        audit-level GETs; operate = power, snapshot, backup, migrate; admin = the rest. Non-GET
+        """Any PVE/PBS API path, checked against the official schema. Scope from its permissions:
+        read = audit GETs; operate = power, snapshot, backup, migrate; admin = the rest. Non-GET
         needs confirm=true (else a plan).
         """
         call = schema.resolve(args.product, args.method, args.path, dict(args.params))

@@ -20,6 +20,7 @@ from ..errors import InvalidArgument, NotFound, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import StoreArg, answered, backup_kind, listing, plan, start_task, volume
 from ._compact import (
+    ACT_OUT,
     LIST_OUT,
     Cluster,
     Confirm,
@@ -214,7 +215,7 @@ def register(reg: Registry) -> None:
         confirm: Confirm = False
         wait: bool = False
 
-    @reg.tool("Restore backup", scope="admin", destructive=True, idempotent=False)
+    @reg.tool("Restore backup", scope="admin", destructive=True, idempotent=False, output=ACT_OUT)
     async def restore_backup(ctx: CallContext, args: RestoreIn) -> ToolResult:
         """Restore a backup volid to a new guest (force: over a stopped one); confirm, else a plan."""
         if args.storage:
@@ -276,7 +277,7 @@ def register(reg: Registry) -> None:
         confirm: Confirm = False
 
     # idempotent (MCP idempotentHint): a repeated delete / prune has no further effect.
-    @reg.tool("Delete backup", scope="admin", destructive=True, idempotent=True)
+    @reg.tool("Delete backup", scope="admin", destructive=True, idempotent=True, output=ACT_OUT)
     async def delete_backup(ctx: CallContext, args: DeleteBackupIn) -> ToolResult:
         """Delete a PVE backup volid, or a PBS store+snapshot (vm/100/2025-01-31T02:00:00Z)
         in namespace ns; confirm.

@@ -132,8 +132,8 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Run diagnostic")
     async def run_diagnostic(ctx: CallContext, args: ClusterIn) -> ToolResult:
-        """Health check of a cluster: quorum, offline nodes, CPU/RAM/storage pressure, failed tasks,
-        HA errors, unreachable endpoints. Findings sorted by severity.
+        """Cluster health findings by severity: quorum, offline nodes, CPU/RAM/storage pressure,
+        failed tasks, HA errors, unreachable endpoints.
         """
         pool = ctx.gateway.pool
         name = pool.cluster(args.cluster).config.name
@@ -206,8 +206,8 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Who am I")
     async def whoami(ctx: CallContext, args: ClusterIn) -> ToolResult:
-        """The caller's gateway scopes/allowlists and the Proxmox API token's real permissions
-        (/access/permissions; per host when the cluster is several standalone hosts).
+        """The caller's scopes/allowlists and the API token's real Proxmox permissions (per host
+        for standalone hosts).
         """
         c = ctx.caller
         pool = ctx.gateway.pool

@@ -37,13 +37,11 @@ def register(reg: Registry) -> None:
 
     @reg.tool(
         "Recent events",
-        output=list_output({"kind": "string", "severity": "string", "title": "string"}),
+        output=list_output({"kind": "string", "severity": "string", "title": "string"}, False),
         open_world=False,
     )
     async def get_recent_events(ctx: CallContext, args: EventsIn) -> ToolResult:
-        """Normalized events from the bus (syslog, mail, API, webhooks), newest first; filter by
-        site, node, min_severity, kind glob, since_minutes.
-        """
+        """Normalized events from the bus (syslog, mail, API, webhooks), newest first, filtered."""
         js = _js(ctx)
         start = datetime.now(UTC) - timedelta(minutes=args.since_minutes)
         subject = events_filter(site=args.site, node=args.node)
@@ -136,7 +134,9 @@ def register(reg: Registry) -> None:
         include_expired: bool = False
 
     @reg.tool(
-        "List silences", output=list_output({"id": "string", "ends_at": "string"}), open_world=False
+        "List silences",
+        output=list_output({"id": "string", "ends_at": "string"}, False),
+        open_world=False,
     )
     async def list_silences(ctx: CallContext, args: ListSilencesIn) -> ToolResult:
         """Active (or all) alert silences."""

@@ -24,6 +24,7 @@ from ._common import (
     plan,
     start_task,
 )
+from ._compact import ACT_OUT
 
 _SECRET_CONFIG_KEYS = ("cipassword", "sshkeys")
 _NEEDS_CONFIRM = {"stop", "reset", "shutdown", "reboot", "suspend"}
@@ -98,22 +99,27 @@ def register(reg: Registry) -> None:
     class VmCommandIn(ConfirmedGuestTaskIn):
         command: Literal["start", "stop", "shutdown", "reboot", "reset", "suspend", "resume"]
 
-    @reg.tool("VM power action", scope="operate", destructive=True, idempotent=False)
+    @reg.tool(
+        "VM power action", scope="operate", destructive=True, idempotent=False, output=ACT_OUT
+    )
     async def execute_vm_command(ctx: CallContext, args: VmCommandIn) -> ToolResult:
-        """start/stop/shutdown/reboot/reset/suspend/resume a VM. stop/reset/shutdown/reboot/suspend
-        need confirm=true (else a plan is returned). wait=true follows the task with progress; waits
-        over 50 s return a task handle.
+        """Power a VM: all but start/resume need confirm=true (else a plan). wait=true follows the
+        task with progress (over 50 s: a task handle).
         """
         return await power(ctx, args, "qemu")
 
     class LxcCommandIn(ConfirmedGuestTaskIn):
         command: Literal["start", "stop", "shutdown", "reboot", "suspend", "resume"]
 
-    @reg.tool("Container power action", scope="operate", destructive=True, idempotent=False)
+    @reg.tool(
+        "Container power action",
+        scope="operate",
+        destructive=True,
+        idempotent=False,
+        output=ACT_OUT,
+    )
     async def execute_lxc_command(ctx: CallContext, args: LxcCommandIn) -> ToolResult:
-        """start/stop/shutdown/reboot/suspend/resume a container; same confirm/wait rules as
-        execute_vm_command.
-        """
+        """Power a container; confirm/wait as execute_vm_command."""
         return await power(ctx, args, "lxc")
 
     @reg.tool("Guest status")

@@ -64,7 +64,9 @@ def register(reg: Registry) -> None:
         cluster: ClusterArg = None
         server: ServerArg = None
 
-    @reg.tool("PBS datastores", output=list_output({"store": "string", "used_pct": "number"}))
+    @reg.tool(
+        "PBS datastores", output=list_output({"store": "string", "used_pct": "number"}, False)
+    )
     async def pbs_list_datastores(ctx: CallContext, args: ServerIn) -> ToolResult:
         """Datastores of a PBS server with usage."""
         pool = ctx.gateway.pool
@@ -133,8 +135,8 @@ def register(reg: Registry) -> None:
 
     @reg.tool("PBS backups", output=list_output({"backup-id": "string", "verify": "string"}))
     async def pbs_list_backups(ctx: CallContext, args: BackupsIn) -> ToolResult:
-        """Backup snapshots (newest first) with size and verification state, or groups; in
-        namespace ns, max_depth levels below it too (each row's ns, namespaces listed)."""
+        """Backup snapshots (newest first) with size and verify state, or groups, in namespace
+        ns and max_depth levels below."""
         pool = ctx.gateway.pool
         ns = validate.pbs_namespace(args.ns)
         store = validate.datastore_name(args.store)
@@ -222,7 +224,7 @@ def register(reg: Registry) -> None:
         cluster: ClusterArg = None
         server: ServerArg = None
 
-    @reg.tool("PBS tasks", output=list_output({"upid": "string", "status": "string"}))
+    @reg.tool("PBS tasks", output=list_output({"upid": "string", "status": "string"}, False))
     async def pbs_get_tasks(ctx: CallContext, args: PbsTasksIn) -> ToolResult:
         """Recent PBS tasks (backup, GC, verify, sync, prune)."""
         params: dict[str, Any] = {"limit": args.limit}

@@ -24,6 +24,7 @@ from ._common import (
     wait_task,
 )
 from ._compact import (
+    ACT_OUT,
     Cluster,
     Confirm,
     NameArg,
@@ -231,7 +232,7 @@ def register(reg: Registry) -> None:
 
     # idempotent: a second identical delete finds nothing and changes nothing (MCP
     # ToolAnnotations ``idempotentHint``).
-    @reg.tool("Delete guest", scope="admin", destructive=True, idempotent=True)
+    @reg.tool("Delete guest", scope="admin", destructive=True, idempotent=True, output=ACT_OUT)
     async def delete_guest(ctx: CallContext, args: DeleteIn) -> ToolResult:
         """Destroy a VM/CT and its disks (running: needs stop=true); confirm=true, else a plan."""
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)

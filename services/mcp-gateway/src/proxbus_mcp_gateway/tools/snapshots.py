@@ -17,10 +17,11 @@ from ._common import (
     plan,
     start_task,
 )
+from ._compact import ACT_OUT
 
 
 def register(reg: Registry) -> None:
-    @reg.tool("List snapshots", output=list_output({"name": "string"}))
+    @reg.tool("List snapshots", output=list_output({"name": "string"}, False))
     async def list_snapshots(ctx: CallContext, args: GuestIn) -> ToolResult:
         """Snapshots of a VM or container."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
@@ -47,7 +48,7 @@ def register(reg: Registry) -> None:
         description: str = Field(default="", max_length=512)
         vmstate: bool = Field(default=False, description="VMs: include RAM")
 
-    @reg.tool("Create snapshot", scope="operate", idempotent=False)
+    @reg.tool("Create snapshot", scope="operate", idempotent=False, output=ACT_OUT)
     async def create_snapshot(ctx: CallContext, args: SnapCreateIn) -> ToolResult:
         """Take a snapshot of a VM or container."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)

@@ -13,7 +13,7 @@ from pydantic import Field
 from .. import validate
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import plan
-from ._compact import Cluster, Confirm, Server, Upid
+from ._compact import ACT_OUT, Cluster, Confirm, Server, Upid, typed_out
 
 
 def is_pbs_upid(upid: str) -> bool:
@@ -50,7 +50,7 @@ def register(reg: Registry) -> None:
         cluster: Cluster = None
         server: Server = None
 
-    @reg.tool("Task log")
+    @reg.tool("Task log", output=typed_out(lines="array", count="integer"))
     async def get_task_log(ctx: CallContext, args: LogIn) -> ToolResult:
         """Full log of a PVE/PBS task by UPID (lines start..start+limit)."""
         validate.upid(args.upid)
@@ -90,7 +90,7 @@ def register(reg: Registry) -> None:
         server: Server = None
         confirm: Confirm = False
 
-    @reg.tool("Cancel task", scope="operate", destructive=True)
+    @reg.tool("Cancel task", scope="operate", destructive=True, output=ACT_OUT)
     async def cancel_task(ctx: CallContext, args: CancelIn) -> ToolResult:
         """Stop a running PVE/PBS task (confirm=true, else a plan)."""
         validate.upid(args.upid)

@@ -16,6 +16,7 @@ from ._common import (
     listing,
     wait_task,
 )
+from ._compact import typed_out
 
 
 def register(reg: Registry) -> None:
@@ -84,10 +85,10 @@ def register(reg: Registry) -> None:
         wait: WaitArg = False
         timeout: TimeoutArg = 45
 
-    @reg.tool("Task status")
+    @reg.tool("Task status", output=typed_out(status="string"))
     async def get_task_status(ctx: CallContext, args: TaskIn) -> ToolResult:
-        """Status of a task by UPID; wait=true follows it with progress (waits over 50 s return the
-        handle). Failed tasks include the log tail.
+        """Status of a task by UPID (failed: with log tail); wait=true follows it with progress
+        (over 50 s: the handle).
         """
         from .. import validate
         from .task_control import is_pbs_upid

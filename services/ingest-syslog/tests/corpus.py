@@ -1777,3 +1777,50 @@ b.add(
     1022,
     "client (PID 1388) has disconnected cleanly. Removing it gracefully from the watch",
 )
+
+# --- kernel: the node's own network links (PVE 9 pins NIC names to nicN) ----------------------
+b = Block(
+    "linux drivers/net/ethernet (e1000e, igb, r8169/phylib, mlx5 link state), "
+    "drivers/net/bonding/bond_main.c bond_miimon_commit; pve-manager proxmox-network-interface-"
+    "pinning (nicN names)"
+)
+kernel = b.sender("pve4.lab.example", "kernel", None)
+kernel(KERN_INFO, "e1000e 0000:00:19.0 nic0: NIC Link is Down", "link.down")
+kernel(KERN_INFO, "vmbr0: port 1(nic0) entered disabled state")
+kernel(
+    KERN_INFO, "e1000e 0000:00:19.0 nic0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx"
+)
+kernel(KERN_INFO, "igb 0000:03:00.0 enp3s0: igb: enp3s0 NIC Link is Down", "link.down")
+kernel = b.sender("pve5", "kernel", None)
+kernel(KERN_INFO, "r8169 0000:03:00.0 enp3s0: Link is Down", "link.down")
+kernel(KERN_INFO, "r8169 0000:03:00.0 enp3s0: Link is Up - 1Gbps/Full - flow control off")
+kernel(KERN_INFO, "mlx5_core 0000:3b:00.1 enp59s0f1np1: Link down", "link.down")
+kernel(
+    KERN_INFO,
+    "bond0: (slave enp1s0f1): link status definitely down, disabling slave",
+    "link.down",
+)
+kernel(KERN_ERR, "bond0: now running without any active interface!", "link.down")
+kernel(KERN_INFO, "bond0: (slave enp1s0f1): link status definitely up, 10000 Mbps full duplex")
+kernel(KERN_INFO, "IPv6: ADDRCONF(NETDEV_CHANGE): nic0: link becomes ready")
+kernel(KERN_INFO, "ata3: SATA link down (SStatus 0 SControl 300)")
+kernel(KERN_INFO, "pcieport 0000:00:1c.4: pciehp: Slot(3): Link Down")
+kernel(KERN_INFO, "tap104i0: link down", vmid=104)  # a guest's port is not the node's link
+
+# --- PBS job results in the journal: GC and tape (proxmox-backup task errors) -----------------
+b = Block(
+    "proxmox-backup pbs-datastore/src/datastore.rs garbage_collection, src/api2/tape/backup.rs"
+)
+pbs4 = b.sender("pbs2.lab.example", "proxmox-backup-proxy", 845)
+pbs4(DAEMON_ERR, "TASK ERROR: Start GC failed - (already running/locked)", "gc.failed")
+pbs4(
+    DAEMON_ERR,
+    'TASK ERROR: cannot continue garbage-collection safely, permission denied on: "/mnt/'
+    'datastore/store1/vm/104"',
+    "gc.failed",
+)
+pbs4(
+    DAEMON_ERR,
+    "TASK ERROR: Tape backup finished with some errors. Please check the task log.",
+    "tape.failed",
+)

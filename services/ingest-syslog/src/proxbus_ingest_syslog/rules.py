@@ -172,10 +172,13 @@ def _worker_start(m: re.Match[str], msg: SyslogMessage) -> Classification:
 # The final errors of PBS job tasks that say which job failed (the task line has no UPID):
 # proxmox-backup src/server/verify_job.rs, src/api2/admin/datastore.rs and
 # src/api2/backup/environment.rs ("verification failed - ..."), src/server/pull.rs ("sync failed
-# with some errors.").
+# with some errors."), pbs-datastore/src/datastore.rs garbage_collection, src/api2/tape/backup.rs.
 _PBS_JOB_ERRORS = (
     ("verification failed - ", "verify.failed", "Verification"),
     ("sync failed with some errors", "sync.failed", "Sync"),
+    ("Start GC failed - ", "gc.failed", "Garbage collection"),
+    ("cannot continue garbage-collection safely", "gc.failed", "Garbage collection"),
+    ("Tape backup finished with some errors", "tape.failed", "Tape backup"),
 )
 
 
@@ -483,6 +486,14 @@ def _pbs_job_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
     )
 
 
+def _host_link_down(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """A host network link down: a NIC's carrier, a bond's slave, or a bond with no slave left."""
+    ifname = m["ifname"] or m["slave"] or m["bond"]
+    meta = {"interface": ifname, **({"bond": m["bond"]} if m["bond"] else {})}
+    what = f"bond {m['bond']} has no active interface" if m["noactive"] else f"{ifname} is down"
+    return Classification(kind="link.down", title=f"Network link {what}", metadata=meta)
+
+
 _GUEST_NIC = re.compile(r"\b(?:tap|veth|fwbr|fwln|fwpr)(\d{1,9})[ipo]\d+\b")
 
 
@@ -709,6 +720,18 @@ RULES: list[Rule[SyslogMessage]] = [
          FALLBACK_KIND, _disk_detail,
          "linux fs/buffer.c, drivers/ata/libata-eh.c, drivers/scsi/sd.c, drivers/nvme/host/core.c",
          needles=("Buffer I/O error", "ata", "sd ", "I/O Cmd")),
+    # the node's own links (a guest's tap/veth/fw* ports never print these lines)
+    rule("nic-link-down", "kernel",
+         rf"{_LINE_START}(?:(?:[\w-]{{1,32}} [0-9a-f]{{4}}:[0-9a-f]{{2}}:[0-9a-f]{{2}}\.[0-7] )?"
+         r"(?<![\w.-])(?!(?:tap|veth|fwbr|fwln|fwpr)\d)(?P<ifname>[\w.-]{1,32}): "
+         r"(?:[\w-]{1,16}: (?:[\w.-]{1,32} )?)?(?:NIC )?[Ll]ink (?:is )?[Dd]own\b|"
+         r"(?<![\w.-])(?P<bond>[\w.-]{1,32}): (?:\(slave (?P<slave>[\w.-]{1,32})\): link status definitely "
+         r"down|(?P<noactive>now running without any active interface)))",
+         "link.down", _host_link_down,
+         "linux drivers/net/ethernet/* (NIC Link is Down, phylib Link is Down, mlx5 Link down), "
+         "drivers/net/bonding/bond_main.c",
+         needles=("ink is Down", "ink is down", "ink down", "definitely down",
+                  "without any active interface")),
     rule("guest-nic", "kernel", r"\b(?:tap|veth|fwbr|fwln|fwpr)\d{1,9}[ipo]\d+\b",
          FALLBACK_KIND, _guest_nic,
          "pve-common src/PVE/Network.pm, qemu-server tap<vmid>i<n>, pve-container veth<vmid>i<n>",

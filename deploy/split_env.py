@@ -101,6 +101,8 @@ OWN: dict[str, frozenset[str]] = {
             "FILTER_KEEP_REGEX",
             "RATE_LIMIT_PER_SOURCE",
             "RATE_LIMIT_BURST",
+            "RATE_LIMIT_BY",
+            "RATE_LIMIT_HOSTS_PER_PEER",
             "PUBLISH_BUFFER",
             "PUBLISH_MAX_IN_FLIGHT",
             "PUBLISH_ACK_TIMEOUT",
@@ -172,6 +174,8 @@ OWN: dict[str, frozenset[str]] = {
             "GOTIFY_CLIENT_TOKEN",
             "GOTIFY_BACKOFF_MAX",
             "GOTIFY_TIMEOUT",
+            "GOTIFY_MAX_ID_JUMP",
+            "GOTIFY_RECENT_IDS",
         }
     ),
     "ingest-discord": frozenset(

@@ -39,6 +39,8 @@ class Pipeline:
             keep_regex=settings.filter_keep_regex,
             rate=settings.rate_limit_per_source,
             burst=settings.rate_limit_burst,
+            rate_key=settings.rate_limit_by,
+            hosts_per_peer=settings.rate_limit_hosts_per_peer,
         )
         self.metrics = metrics
         self._malformed_since_log: Counter[str] = Counter()
@@ -89,7 +91,7 @@ class Pipeline:
             try:
                 cls = classify(parsed)
                 severity = line_severity(parsed, cls)
-                reason = check(parsed, severity, parsed.hostname or peer)
+                reason = check(parsed, severity, peer)
                 if reason is not None:
                     filtered[reason] += 1
                     continue

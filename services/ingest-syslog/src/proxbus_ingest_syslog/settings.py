@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from proxbus_events import HTTP_PORTS, SYSLOG_PORT, Severity
@@ -49,6 +50,10 @@ class Settings(SpoolSettings):
     filter_keep_regex: str = ""
     rate_limit_per_source: float = Field(default=0.0, ge=0, description="lines/s, 0 = off")
     rate_limit_burst: int = Field(default=1000, ge=1)
+    # peer: the sending address (a sender cannot escape by changing the host name it claims);
+    # host: the claimed name per address, for rsyslog relays forwarding many nodes.
+    rate_limit_by: Literal["peer", "host"] = "peer"
+    rate_limit_hosts_per_peer: int = Field(default=256, ge=1, le=10_000)
 
     publish_buffer: int = Field(default=10_000, ge=1)
     publish_max_in_flight: int = Field(default=512, ge=1)

@@ -1824,3 +1824,20 @@ pbs4(
     "TASK ERROR: Tape backup finished with some errors. Please check the task log.",
     "tape.failed",
 )
+
+# --- smartd temperature limits (smartmontools smartd.cpp CheckTemperature) ----------------------
+# The critical limit is LOG_CRIT and mailed ("SMART error (Temperature)"): the same alert by
+# syslog and mail. The plain limit and changes are LOG_INFO and not mailed.
+b = Block("smartmontools smartd.cpp CheckTemperature (PrintOut, MailWarning 'Temperature')")
+smartd = b.sender("pve5", "smartd", 904)
+smartd(
+    DAEMON_CRIT,
+    "Device: /dev/sdb [SAT], Temperature 61 Celsius reached critical limit of 60 Celsius "
+    "(Min/Max 24/61!)",
+    "disk.error",
+)
+smartd(
+    DAEMON_INFO,
+    "Device: /dev/sdb [SAT], Temperature 56 Celsius reached limit of 55 Celsius (Min/Max 24/56)",
+)
+smartd(DAEMON_INFO, "Device: /dev/sdb [SAT], Temperature changed +2 Celsius to 58 Celsius")

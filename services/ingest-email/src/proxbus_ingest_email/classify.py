@@ -303,6 +303,15 @@ def _classify_tape_load(match: re.Match[str], mail: ParsedMail) -> Classificatio
 
 
 def _classify_smart(match: re.Match[str], mail: ParsedMail) -> Classification:
+    if match.group("what") == "EmailTest":  # smartd -M test: whichfail[0], not a disk error
+        return _mail(
+            kind="test.notification",
+            severity=Severity.INFO,
+            title=f"smartd test mail from {match.group('host')}",
+            node=short_host(match.group("host")),
+            notification_type="system-mail",
+            metadata={"smart_error": "EmailTest"},
+        )
     device = re.search(r"Device:\s*(\S+)", mail.text)
     return _mail(
         kind="disk.error",

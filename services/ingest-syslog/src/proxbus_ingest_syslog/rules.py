@@ -750,7 +750,8 @@ RULES: list[Rule[SyslogMessage]] = [
     rule("smart-failed", "smartd",
          r"^Device: (?P<dev>\S+?),? .*?(?P<what>FAILED SMART self-check|SMART Failure|"
          r"Self-Test Log error count increased|ATA error count increased|"
-         r"Critical Warning \(0x[0-9a-fA-F]+\))", "disk.error", _disk, _SMARTD),
+         r"Critical Warning \(0x[0-9a-fA-F]+\)|"
+         r"Temperature \d+ Celsius reached critical limit)", "disk.error", _disk, _SMARTD),
     rule("storage-offline", "pvestatd pvedaemon pvescheduler",
          r"storage '(?P<storage>[^']+)' is not online", FALLBACK_KIND, _storage_offline,
          "pve-storage src/PVE/Storage.pm activate_storage"),

@@ -397,6 +397,7 @@ async def test_tools_validate_on_two_standalone_hosts_also_when_one_is_down() ->
                 assert log["count"] == len(log["lines"]) > 0
                 assert (await c.ok("get_task_status", {"upid": cloned["upid"]}))["ok"] is True
                 for node in ("edge1", "edge2"):
+                    await c.ok("get_guest_config", {"vmid": 100, "node": node})
                     act = {"vmid": 100, "node": node, "command": "stop"}
                     assert (await c.plan_only("execute_vm_command", act))["target"]
                 already = await c.ok(
@@ -446,6 +447,8 @@ async def _typed_paths(c: Caller, sim: Simulator) -> None:
     assert {
         "get_task_log", "cancel_task", "restore_backup", "delete_backup", "delete_guest",
         "execute_vm_command", "execute_lxc_command", "create_snapshot", "get_task_status",
+        "migrate_guest", "rollback_snapshot", "delete_snapshot", "create_backup", "pbs_start_gc",
+        "pbs_start_verify", "get_guest_config", "test_connectivity", "run_diagnostic",
     } <= typed, typed  # fmt: skip
     # --- power: already in that state, started without waiting, still running after the wait
     assert (await c.ok("execute_vm_command", {"vmid": 100, "command": "start"}))[
@@ -473,8 +476,23 @@ async def _typed_paths(c: Caller, sim: Simulator) -> None:
     assert (await c.ok("get_task_status", {"upid": gc["upid"], "wait": True}))["ok"] is True
     assert (await c.ok("get_task_status", {"upid": gc["upid"]}))["status"] == "stopped"
     assert (await c.ok("cancel_task", {"upid": gc["upid"]}))["executed"] is False
+    # a PBS task still running after the wait, then cancelled; a verify not waited for
+    sim.pbs_tasks.durations["verify"] = 60
+    slow_verify = await c.ok("pbs_start_verify", {"store": "store1", "wait": True, "timeout": 1})
+    assert slow_verify["status"] == "running", slow_verify
+    assert (await c.ok("cancel_task", {"upid": slow_verify["upid"], "confirm": True}))["executed"]
+    sim.pbs_tasks.durations["verify"] = 0
+    assert (await c.ok("pbs_start_verify", {"store": "store1"}))["status"] == "started"
     # --- snapshots and restores without waiting; a delete without waiting
-    assert (await c.ok("create_snapshot", {"vmid": 101, "name": "nowait"}))["status"] == "started"
+    snap = await c.ok("create_snapshot", {"vmid": 101, "name": "nowait"})
+    assert snap["status"] == "started"
+    await c.ok("get_task_status", {"upid": snap["upid"], "wait": True})
+    await c.plan_only("rollback_snapshot", {"vmid": 101, "name": "nowait"})
+    for tool in ("rollback_snapshot", "delete_snapshot"):
+        act = await c.ok(tool, {"vmid": 101, "name": "nowait", "confirm": True})
+        assert (act["executed"], act["status"]) == (True, "started"), tool
+        # the next snapshot action needs the guest's lock gone: wait for the task
+        assert (await c.ok("get_task_status", {"upid": act["upid"], "wait": True}))["ok"] is True
     backup = await c.with_progress("create_backup", {"vmid": 101, "storage": "local"})
     page = await c.ok("get_task_log", {"upid": backup["upid"], "limit": 1})  # more follow
     assert (page["count"], page["next_start"]) == (1, 1)
@@ -483,6 +501,13 @@ async def _typed_paths(c: Caller, sim: Simulator) -> None:
     restored = await c.ok("restore_backup", {"archive": volid, "vmid": 160, "confirm": True})
     assert (restored["executed"], restored["status"]) == (True, "started")
     await c.ok("get_task_status", {"upid": restored["upid"], "wait": True})
+    # migrate: plan, then without waiting, then back waiting for it
+    await c.plan_only("migrate_guest", {"vmid": 160, "target": "pve1"})
+    moved = await c.ok("migrate_guest", {"vmid": 160, "target": "pve1", "confirm": True})
+    assert (moved["executed"], moved["status"]) == (True, "started")
+    await c.ok("get_task_status", {"upid": moved["upid"], "wait": True})
+    back = {"vmid": 160, "target": "pve2", "confirm": True, "wait": True}
+    assert (await c.ok("migrate_guest", back))["status"] == "ok"
     await c.plan_only("delete_guest", {"vmid": 160})
     gone = await c.ok("delete_guest", {"vmid": 160, "confirm": True})
     assert (gone["executed"], gone["status"]) == (True, "started")

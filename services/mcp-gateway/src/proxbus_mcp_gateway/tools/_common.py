@@ -22,8 +22,8 @@ OptNodeArg = Annotated[
     str | None, Field(default=None, pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 ]
 VmidArg = Annotated[int, Field(ge=100, le=999_999_999)]
-ConfirmArg = Annotated[bool, Field(default=False, description="true to act; false returns a plan")]
-WaitArg = Annotated[bool, Field(default=False, description="Wait for the task (progress sent)")]
+ConfirmArg = Annotated[bool, Field(default=False, description="true acts; false: a plan")]
+WaitArg = Annotated[bool, Field(default=False, description="Follow the task (progress)")]
 TimeoutArg = Annotated[int, Field(default=45, ge=1, le=600, description="Max wait seconds")]
 SnapArg = Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{1,39}$")]
 StoreArg = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")]

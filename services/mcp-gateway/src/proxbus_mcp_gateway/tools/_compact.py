@@ -35,8 +35,9 @@ def typed_out(**types: str) -> dict[str, Any]:
 
 
 # An action (plan without confirm, "already running", started / waited-for task, PBS delete):
-# every answer says whether it acted and on what (_common.plan, _common.task_result).
-ACT_OUT = typed_out(executed="boolean", target="string")
+# every answer says whether it acted (_common.plan, _common.task_result). ``target`` is in
+# every answer too, but undeclared: tools/list has no room for it on every action tool.
+ACT_OUT = typed_out(executed="boolean")
 
 
 def task_out(*extra: str) -> dict[str, Any]:

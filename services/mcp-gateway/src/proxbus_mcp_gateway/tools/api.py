@@ -31,9 +31,9 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Proxmox API call", destructive=True, idempotent=False)
     async def proxmox_api(ctx: CallContext, args: ApiIn) -> ToolResult:
-        """Any PVE/PBS API path, checked against the official schema. Scope from its permissions:
-        read = audit GETs; operate = power, snapshot, backup, migrate; admin = the rest. Non-GET
-        needs confirm=true (else a plan).
+        """Any PVE/PBS API path, checked against the official schema; scope by its permissions:
+        read = audit GETs, operate = power/snapshot/backup/migrate, admin = the rest. Non-GET:
+        confirm=true, else a plan.
         """
         call = schema.resolve(args.product, args.method, args.path, dict(args.params))
         caller = ctx.caller

@@ -367,8 +367,7 @@ def register(reg: Registry) -> None:
         "Prune PBS backups", scope="admin", destructive=True, idempotent=True, output=LIST_OUT
     )
     async def prune_backups(ctx: CallContext, args: PruneIn) -> ToolResult:
-        """Prune a PBS group (keep e.g. last=3,daily=7) in namespace ns; without confirm a plan
-        of what goes."""
+        """Prune a PBS group in namespace ns (keep e.g. last=3,daily=7); without confirm, a plan."""
         ns = validate.pbs_namespace(args.ns)
         btype, bid = args.group.split("/", 1)
         if bid.isdigit():

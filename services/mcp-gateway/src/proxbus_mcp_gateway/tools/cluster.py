@@ -6,6 +6,7 @@ from typing import Any
 from ..errors import ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
 from ._common import ClusterArg, ClusterIn, answered, listing, pct
+from ._compact import typed_out
 
 
 def register(reg: Registry) -> None:
@@ -82,7 +83,7 @@ def register(reg: Registry) -> None:
     class ConnIn(ToolInput):
         cluster: ClusterArg = None
 
-    @reg.tool("Test connectivity")
+    @reg.tool("Test connectivity", output=typed_out(ok="integer", count="integer"))
     async def test_connectivity(ctx: CallContext, args: ConnIn) -> ToolResult:
         """Probe every API endpoint (PVE and PBS): version, latency, breaker state."""
         import asyncio
@@ -130,7 +131,7 @@ def register(reg: Registry) -> None:
         )
         return ToolResult({"items": results, "ok": ok, "count": len(results)}, text)
 
-    @reg.tool("Run diagnostic")
+    @reg.tool("Run diagnostic", output=typed_out(healthy="boolean"))
     async def run_diagnostic(ctx: CallContext, args: ClusterIn) -> ToolResult:
         """Cluster health findings by severity: quorum, offline nodes, CPU/RAM/storage pressure,
         failed tasks, HA errors, unreachable endpoints.

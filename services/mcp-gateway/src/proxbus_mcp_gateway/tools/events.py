@@ -41,7 +41,7 @@ def register(reg: Registry) -> None:
         open_world=False,
     )
     async def get_recent_events(ctx: CallContext, args: EventsIn) -> ToolResult:
-        """Normalized events from the bus (syslog, mail, API, webhooks), newest first, filtered."""
+        """Events from the bus (syslog, mail, API, webhooks), newest first."""
         js = _js(ctx)
         start = datetime.now(UTC) - timedelta(minutes=args.since_minutes)
         subject = events_filter(site=args.site, node=args.node)

@@ -24,7 +24,7 @@ from ._common import (
     plan,
     start_task,
 )
-from ._compact import ACT_OUT
+from ._compact import ACT_OUT, typed_out
 
 _SECRET_CONFIG_KEYS = ("cipassword", "sshkeys")
 _NEEDS_CONFIRM = {"stop", "reset", "shutdown", "reboot", "suspend"}
@@ -103,8 +103,8 @@ def register(reg: Registry) -> None:
         "VM power action", scope="operate", destructive=True, idempotent=False, output=ACT_OUT
     )
     async def execute_vm_command(ctx: CallContext, args: VmCommandIn) -> ToolResult:
-        """Power a VM: all but start/resume need confirm=true (else a plan). wait=true follows the
-        task with progress (over 50 s: a task handle).
+        """Power a VM; all but start/resume need confirm=true (else a plan). wait=true: follow with
+        progress (over 50 s: a handle).
         """
         return await power(ctx, args, "qemu")
 
@@ -150,7 +150,7 @@ def register(reg: Registry) -> None:
         )
         return ToolResult(data, text)
 
-    @reg.tool("Guest config")
+    @reg.tool("Guest config", output=typed_out(config="object"))
     async def get_guest_config(ctx: CallContext, args: GuestIn) -> ToolResult:
         """Configuration of a VM or container (disks, network, CPU, memory); secrets masked."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
@@ -178,7 +178,7 @@ def register(reg: Registry) -> None:
         wait: WaitArg = False
         timeout: TimeoutArg = 45
 
-    @reg.tool("Migrate guest", scope="operate", destructive=True, idempotent=False)
+    @reg.tool("Migrate guest", scope="operate", destructive=True, idempotent=False, output=ACT_OUT)
     async def migrate_guest(ctx: CallContext, args: MigrateIn) -> ToolResult:
         """Move a VM or container to another node of the same cluster (needs confirm=true)."""
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)

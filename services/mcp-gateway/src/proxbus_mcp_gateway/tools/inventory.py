@@ -187,7 +187,7 @@ def register(reg: Registry) -> None:
         ),
     )
     async def get_vms(ctx: CallContext, args: GuestListIn) -> ToolResult:
-        """QEMU VMs across the cluster; filter by node, status or tag."""
+        """QEMU VMs across the cluster."""
         return await guest_list(ctx, args, "qemu")
 
     @reg.tool(
@@ -197,7 +197,7 @@ def register(reg: Registry) -> None:
         ),
     )
     async def get_lxcs(ctx: CallContext, args: GuestListIn) -> ToolResult:
-        """LXC containers across the cluster; filter by node, status or tag."""
+        """LXC containers across the cluster."""
         return await guest_list(ctx, args, "lxc")
 
     class StorageIn(ToolInput):

@@ -8,7 +8,7 @@ from .. import validate
 from ..errors import NotFound, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
 from ._common import ClusterArg, StoreArg, TimeoutArg, WaitArg, listing, pct, task_result, wait_task
-from ._compact import Ns
+from ._compact import ACT_OUT, Ns
 
 # At most this many namespaces are read by one recursive listing (one request each).
 MAX_LISTED_NAMESPACES = 100
@@ -285,12 +285,12 @@ def register(reg: Registry) -> None:
             result.data["ns"] = ns
         return result
 
-    @reg.tool("PBS garbage collection", scope="operate", idempotent=False)
+    @reg.tool("PBS garbage collection", scope="operate", idempotent=False, output=ACT_OUT)
     async def pbs_start_gc(ctx: CallContext, args: JobIn) -> ToolResult:
         """Start garbage collection on a PBS datastore."""
         return await start_job(ctx, args, "gc")
 
-    @reg.tool("PBS verify", scope="operate", idempotent=False)
+    @reg.tool("PBS verify", scope="operate", idempotent=False, output=ACT_OUT)
     async def pbs_start_verify(ctx: CallContext, args: VerifyIn) -> ToolResult:
-        """Start verification of a PBS datastore, or of namespace ns and those below it."""
+        """Verify a PBS datastore, or namespace ns and all below it."""
         return await start_job(ctx, args, "verify", validate.pbs_namespace(args.ns))

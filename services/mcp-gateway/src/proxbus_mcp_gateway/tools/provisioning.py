@@ -90,7 +90,7 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Clone guest", scope="admin", idempotent=False, output=task_out("newid"))
     async def clone_guest(ctx: CallContext, args: CloneIn) -> ToolResult:
-        """Clone a VM/CT to a new vmid (templates: linked by default); returns newid and task."""
+        """Clone a VM/CT to a new vmid (templates: linked by default)."""
         if args.name:
             dns_name(args.name)
         full = args.full
@@ -178,8 +178,7 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Create VM", scope="admin", idempotent=False, output=task_out("vmid"))
     async def create_vm(ctx: CallContext, args: VmIn) -> ToolResult:
-        """Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on); returns vmid
-        and task."""
+        """Create a VM (memory MiB, one disk, vmbr0 NIC, optional ISO volid, agent on)."""
         vmid = await new_vmid(ctx, args, args.iso)
         params: dict[str, Any] = {
             "memory": args.memory,
@@ -198,8 +197,7 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Create container", scope="admin", idempotent=False, output=task_out("vmid"))
     async def create_container(ctx: CallContext, args: CtIn) -> ToolResult:
-        """Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP); returns vmid and
-        task."""
+        """Create an unprivileged CT from a vztmpl volid (memory MiB; vmbr0, DHCP)."""
         vmid = await new_vmid(ctx, args, args.template)
         params: dict[str, Any] = {
             "ostemplate": args.template,

@@ -103,12 +103,16 @@ def register(reg: Registry) -> None:
             wait=args.wait, timeout=args.timeout, action=action, target=target,
         )  # fmt: skip
 
-    @reg.tool("Roll back snapshot", scope="operate", destructive=True, idempotent=False)
+    @reg.tool(
+        "Roll back snapshot", scope="operate", destructive=True, idempotent=False, output=ACT_OUT
+    )
     async def rollback_snapshot(ctx: CallContext, args: SnapIn) -> ToolResult:
         """Roll a guest back to a snapshot (needs confirm=true, else a plan)."""
         return await snapshot_action(ctx, args, "rollback")
 
-    @reg.tool("Delete snapshot", scope="operate", destructive=True, idempotent=False)
+    @reg.tool(
+        "Delete snapshot", scope="operate", destructive=True, idempotent=False, output=ACT_OUT
+    )
     async def delete_snapshot(ctx: CallContext, args: SnapIn) -> ToolResult:
         """Delete a snapshot (needs confirm=true, else a plan)."""
         return await snapshot_action(ctx, args, "delete")
@@ -121,7 +125,7 @@ def register(reg: Registry) -> None:
         compress: Literal["zstd", "lzo", "gzip", "0"] = "zstd"
         notes: str = Field(default="", max_length=256)
 
-    @reg.tool("Back up guest", scope="operate", idempotent=False)
+    @reg.tool("Back up guest", scope="operate", idempotent=False, output=ACT_OUT)
     async def create_backup(ctx: CallContext, args: BackupIn) -> ToolResult:
         """Start a vzdump backup of one guest (mode stop briefly stops it)."""
         node, _, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)

@@ -31,7 +31,7 @@ def register(reg: Registry) -> None:
         "Recent tasks", output=list_output({"upid": "string", "type": "string", "status": "string"})
     )
     async def get_recent_tasks(ctx: CallContext, args: TasksIn) -> ToolResult:
-        """Recent tasks (newest first) with status; filter by node, guest or failures."""
+        """Recent tasks (newest first) with status."""
         pool = ctx.gateway.pool
         errors: list[str] = []
         raw: list[dict[str, Any]] = []
@@ -87,8 +87,8 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Task status", output=typed_out(status="string"))
     async def get_task_status(ctx: CallContext, args: TaskIn) -> ToolResult:
-        """Status of a task by UPID (failed: with log tail); wait=true follows it with progress
-        (over 50 s: the handle).
+        """Status of a task by UPID (failed: with log tail); wait=true: follow with progress (over
+        50 s: the handle).
         """
         from .. import validate
         from .task_control import is_pbs_upid

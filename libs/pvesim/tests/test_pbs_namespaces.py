@@ -127,3 +127,36 @@ async def test_delete_prune_and_verify_act_in_their_namespace_only() -> None:
         assert states[("a", "501")] == "ok"
         assert states[("a/b", "500")] is None  # max-depth 0: a/b is below a
         assert states[("", "500")] is None
+
+
+async def test_a_pbs_storage_with_a_namespace_sees_and_fills_that_namespace() -> None:
+    """pve-storage PBSPlugin: the storage option ``namespace`` scopes its content listing and
+    where vzdump writes (a PVE cluster's backups in its own namespace)."""
+    async with run_simulator(LAB, instant=True) as sim, api_session(sim) as s:
+        seed(sim)
+        storage = sim.lab.storages["pbs-store"]
+        storage.namespace = "a/b"
+        content = "/api2/json/nodes/pve1/storage/pbs-store/content"
+        async with s.get(content) as r:
+            listed = (await r.json())["data"]
+        assert sorted(v["volid"].rsplit("/", 2)[1] for v in listed) == ["500", "500", "500"]
+        async with s.get("/api2/json/storage") as r:
+            config = {d["storage"]: d for d in (await r.json())["data"]}
+        assert config["pbs-store"]["namespace"] == "a/b"
+        async with s.post(
+            "/api2/json/nodes/pve1/vzdump", data={"vmid": "100", "storage": "pbs-store"}
+        ) as r:
+            upid = (await r.json())["data"]
+        task = sim.pve_tasks.get(upid)
+        assert task is not None
+        assert task.runner is not None
+        await asyncio.wait_for(asyncio.shield(task.runner), 10)
+        assert sim.lab.pbs is not None
+        made = [x for x in sim.lab.pbs.datastores["store1"].snapshots if x.backup_id == "100"]
+        assert [x.ns for x in made if x.ns] == ["a/b"]  # the lab's own ones stay at the root
+        async with s.get(content) as r:
+            assert any("/100/" in v["volid"] for v in (await r.json())["data"])
+        storage.namespace = None
+        async with s.get(content) as r:
+            at_root = (await r.json())["data"]
+        assert not [v for v in at_root if "/500/" in v["volid"] or "/501/" in v["volid"]]

@@ -235,3 +235,18 @@ async def test_scopes_are_unchanged_with_a_namespace(lab: tuple[Simulator, Gatew
     refused = await gw.call("prune_backups", {**args, "confirm": True}, READER)
     assert refused.code == 403
     assert sim.request_count == sent
+
+
+async def test_a_pve_storage_in_a_namespace_lists_and_deletes_there(
+    lab: tuple[Simulator, Gateway],
+) -> None:
+    """A PVE storage of type pbs with ``namespace`` (pve-storage PBSPlugin) shows that
+    namespace's snapshots as volumes; deleting one by volid removes it there only."""
+    sim, gw = lab
+    sim.lab.storages["pbs-store"].namespace = "cluster-a/prod"
+    listed = await ok(gw, "list_storage_content", storage="pbs-store")
+    volids = [i["volid"] for i in listed["items"]]
+    assert volids == [f"pbs-store:backup/vm/500/{stamp(T0 + k * DAY)}" for k in (2, 1, 0)]
+    await ok(gw, "delete_backup", volid=volids[-1], confirm=True)
+    left = sorted((s.ns, s.backup_time) for s in store(sim).snapshots if s.backup_id == "500")
+    assert left == [("", T0), ("cluster-a/prod", T0 + DAY), ("cluster-a/prod", T0 + 2 * DAY)]

@@ -1643,6 +1643,9 @@ crm9(DAEMON_INFO, "node 'pve6': state changed from 'online' => 'unknown'", "node
 crm9(DAEMON_INFO, "auto rebalance - migrate vm:104 to pve5 (0.12 -> 0.08)", vmid=104)
 crm9(DAEMON_INFO, "service vm:104: re-balance selected new node pve5 for startup", vmid=104)
 lrm9 = b.sender("pve6", "pve-ha-lrm", 1388)
+lrm9(DAEMON_ERR, "service vm:107 not moved (migration error)", "ha.state", vmid=107)
+# the worker's end: the CRM's "state changed ... to 'error'" line is the event (first pass)
+lrm9(DAEMON_ERR, "resource agent vm:107 finished - got signal 9", vmid=107)
 lrm9(DAEMON_ERR, "node needs to be fenced - releasing agent_lock")
 lrm9(DAEMON_INFO, "status change active => lost_agent_lock", "ha.state")
 

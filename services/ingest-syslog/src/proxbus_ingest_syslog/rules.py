@@ -284,7 +284,7 @@ def _ha_service_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
 
 def _ha_service_line(m: re.Match[str], msg: SyslogMessage) -> Classification:
     """Other HA service lines (recovery, LRM start/stop): ``ha.state`` about that guest."""
-    sid = m["sid"] or m["qsid"]
+    sid = m["sid"] or m["qsid"] or m["usid"]
     severity = (
         Severity.ERROR if re.search(r"failed|unable|unrecoverable|cannot", msg.message) else None
     )
@@ -643,7 +643,8 @@ RULES: list[Rule[SyslogMessage]] = [
     rule("ha-service-line", _HA,
          r"^(?:recover(?:ing)? service|cannot recover service|recovery policy for service|"
          r"(?:starting|stopping|unable to start|unable to stop) service|service status) "
-         r"'?(?P<sid>(?:vm|ct):\d{1,9})'?|^service '(?P<qsid>(?:vm|ct):\d{1,9})'",
+         r"'?(?P<sid>(?:vm|ct):\d{1,9})'?|"
+         r"^service (?:'(?P<qsid>(?:vm|ct):\d{1,9})'|(?P<usid>(?:vm|ct):\d{1,9})(?![:\d]))",
          "ha.state", _ha_service_line, f"{_HA_MANAGER}, {_HA_LRM}",
          needles=("service",)),
     rule("ha-daemon-state", _HA, r"^status change (?P<old>\w+) => (?P<new>\w+)", "ha.state",

@@ -10,7 +10,9 @@ Subjects and bodies follow the templates they come from (cited per mail):
   newline before ``Trying to fence``, which proxmox-notify's renderer turns into a space:
   proxmox-rs ``proxmox-notify/src/renderer/mod.rs`` ``postprocess``);
 - proxmox-backup ``templates/default/*.hbs`` (the sync subjects end in a space for the same
-  reason; the package-updates body lists ``<pkg>: <old> -> <new>``);
+  reason; the package-updates body lists ``<pkg>: <old> -> <new>``, and since 4.x
+  ``<pkg>: NEW, <version>``; 4.2 adds ``Threshold Exceeded For Datastore '<store>'`` for the S3
+  request counters of a datastore; read in proxmox-backup v4.2.0 via its loong64 port's mirror);
 - OpenZFS ``cmd/zed/zed.d/scrub_finish-notify.sh``, ``generic-notify.sh``,
   ``statechange-notify.sh``: a ``scrub_finish`` mail is only sent for an unhealthy pool unless
   ``ZED_NOTIFY_VERBOSE=1``; its body ends in ``zpool status``;
@@ -425,6 +427,40 @@ SECOND_PASS: list[Expect] = [
         None,
         "info",
         {"package_count": 2},
+    ),
+    Expect(
+        "pbs4-package-updates-new-package",
+        "proxmox-backup 4.2 templates/default/package-updates-body.txt.hbs ('NEW,' for a new one)",
+        pbs(
+            "New software packages available (pbs2.lab.example)",
+            "Proxmox Backup Server has the following updates available:\n"
+            "    proxmox-backup-server: 4.1.9-1 -> 4.2.0-1\n"
+            "    proxmox-s3-client-tools: NEW, 1.0.2\n\nTo upgrade visit the web interface:",
+            target="updates",
+        ),
+        "updates.available",
+        "pbs2",
+        None,
+        "info",
+        {"package_count": 2, "packages": ["proxmox-backup-server", "proxmox-s3-client-tools"]},
+    ),
+    Expect(
+        "pbs4-threshold-exceeded",
+        "proxmox-backup 4.2 templates/default/thresholds-exceeded-*.hbs, src/server/notifications/"
+        "mod.rs send_datastore_threshold_exceeded (Severity::Warning, S3 request counters)",
+        mail(
+            "Threshold Exceeded For Datastore 's3-store'",
+            "Datastore 's3-store' exceeded the configured uploaded threshold.\n\n"
+            "Limit: 100 GiB\nValue: 100.02 GiB\n\nPlease visit the web interface for further "
+            "details:\n\n<https://pbs2.lab.example:8007/#DataStore-s3-store>\n",
+            node="pbs2",
+            author="Proxmox Backup Server - pbs2",
+        ),
+        "email.message",
+        "pbs2",
+        None,
+        "warning",
+        {"notification_type": "thresholds", "datastore": "s3-store", "threshold": "uploaded"},
     ),
     Expect(
         "zed-scrub-finish-degraded",

@@ -1844,3 +1844,15 @@ smartd(
     "Device: /dev/sdb [SAT], Temperature 56 Celsius reached limit of 55 Celsius (Min/Max 24/56)",
 )
 smartd(DAEMON_INFO, "Device: /dev/sdb [SAT], Temperature changed +2 Celsius to 58 Celsius")
+
+# --- PBS 4: a verify job's ERROR lines reach the journal (proxmox-log lets ERROR out of a task);
+# the job's "TASK ERROR: verification failed - ..." above is the event, these stay plain.
+b = Block("proxmox-backup v4.2 src/backup/verify.rs, src/server/verify_job.rs")
+pbs4 = b.sender("pbs2.lab.example", "proxmox-backup-proxy", 845)
+pbs4(
+    DAEMON_ERR,
+    "can't verify chunk, load failed - store 'store1', unable to load chunk "
+    "'3f1a9c22b0d1e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9' - No such file or "
+    "directory (os error 2)",
+)
+pbs4(DAEMON_ERR, "Failed to verify the following snapshots/groups:")

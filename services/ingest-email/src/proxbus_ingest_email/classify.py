@@ -76,8 +76,9 @@ _vmid = guest_id
 
 _DATASTORE_RE = re.compile(r"^Datastore:\s*(\S+)\s*$", re.MULTILINE)
 _PBS_GROUP_RE = re.compile(r"(?:^|[\s/:])(?:vm|ct)/(\d{1,9})(?=/|\s|$)", re.MULTILINE)
+# PBS: "    <package>: <old> -> <new>", PBS 4 also "    <package>: NEW, <new>"
 _PBS_UPDATE_RE = re.compile(
-    r"^[ \t]+([A-Za-z0-9][A-Za-z0-9.+-]{0,127}): \S{1,64} -> \S", re.MULTILINE
+    r"^[ \t]+([A-Za-z0-9][A-Za-z0-9.+-]{0,127}): (?:\S{1,64} ->|NEW,) \S", re.MULTILINE
 )
 _JOB_ID_RE = re.compile(r"(?:--job-id[ =]|\bjob[- ]id:\s*)([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 
@@ -302,6 +303,29 @@ def _classify_tape_load(match: re.Match[str], mail: ParsedMail) -> Classificatio
     )
 
 
+_THRESHOLD_RE = re.compile(r"exceeded the configured ([\w-]{1,32}) threshold")
+
+
+def _classify_threshold(match: re.Match[str], mail: ParsedMail) -> Classification:
+    """PBS 4.2 ``Threshold Exceeded For Datastore 'x'``: a datastore's S3 request counters
+    (uploaded/downloaded bytes, requests) passed their limit. No kind in the contract: a
+    plain mail, at the warning severity PBS sends it with."""
+    store = match.group("store")
+    which = _THRESHOLD_RE.search(mail.text)
+    metadata: dict[str, Any] = {"datastore": store, FINGERPRINT_SUBJECT_KEY: store}
+    if which:
+        metadata["threshold"] = which.group(1)
+    what = f"{which.group(1)} threshold" if which else "threshold"
+    return _mail(
+        kind="email.message",
+        severity=Severity.WARNING,
+        title=f"Datastore '{store}' exceeded its {what}",
+        node=origin_node(mail),
+        notification_type="thresholds",
+        metadata=metadata,
+    )
+
+
 def _classify_smart(match: re.Match[str], mail: ParsedMail) -> Classification:
     if match.group("what") == "EmailTest":  # smartd -M test: whichfail[0], not a disk error
         return _mail(
@@ -425,6 +449,9 @@ RULES: list[Rule[ParsedMail]] = [
           _classify_tape, f"{_PBS_TPL}/tape-backup-*-subject.txt.hbs"),
     _rule("tape-load", r"^Load Media '(?P<label>[^']*)' request for \S+ '(?P<device>[^']*)'",
           _classify_tape_load, f"{_PBS_TPL}/tape-load-subject.txt.hbs"),
+    _rule("thresholds", r"^Threshold Exceeded For Datastore '(?P<store>[^']{1,256})'",
+          _classify_threshold,
+          f"{_PBS_TPL}/thresholds-exceeded-subject.txt.hbs (PBS 4.2), src/server/notifications"),
     _rule("acme", r"^Could not renew certificate", _classify_acme,
           f"{_PBS_TPL}/acme-err-subject.txt.hbs"),
     _rule("test", r"^Test notification\b", _classify_test,

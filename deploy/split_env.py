@@ -55,6 +55,9 @@ SHARED = frozenset(
         "HEALTH_HOST",
         "HEALTH_PORT",
         "HTTP_REQUEST_TIMEOUT",
+        "HTTP_MAX_CONNECTIONS",
+        "HTTP_MAX_CONNECTIONS_PER_PEER",
+        "HTTP_KEEPALIVE_TIMEOUT",
     }
 )
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from proxbus_runtime import HealthServer
-from proxbus_runtime.http_limits import IDLE_TIMEOUT, DeadlineRunner
+from proxbus_runtime.http_limits import DEFAULT_KEEPALIVE_TIMEOUT, DeadlineRunner
 
 DEADLINE = 1.0
 GET = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -197,4 +197,4 @@ async def test_the_default_is_twenty_seconds_and_idle_connections_are_bounded() 
     server = HealthServer("127.0.0.1", 0)
     assert server.request_deadline.timeout == 20.0
     runner = DeadlineRunner(server.app, server.request_deadline)
-    assert runner._kwargs["keepalive_timeout"] == IDLE_TIMEOUT
+    assert runner._kwargs["keepalive_timeout"] == DEFAULT_KEEPALIVE_TIMEOUT

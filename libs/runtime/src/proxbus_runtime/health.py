@@ -9,9 +9,17 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from .http_limits import DEFAULT_REQUEST_TIMEOUT, DeadlineRunner, RequestDeadline
+from .http_limits import (
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_PEER,
+    DEFAULT_REQUEST_TIMEOUT,
+    ConnectionBudget,
+    DeadlineRunner,
+    RequestDeadline,
+)
 from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -57,7 +65,10 @@ class HealthServer:
     """aiohttp app with ``/health`` and ``/metrics``; services may add routes to ``app``.
 
     ``request_timeout``: seconds a connection has to send a request's headers
-    (``HTTP_REQUEST_TIMEOUT``, ``http_limits.py``).
+    (``HTTP_REQUEST_TIMEOUT``); ``max_connections``, ``max_connections_per_peer``: open
+    connections in all and per client address (``HTTP_MAX_CONNECTIONS[_PER_PEER]``);
+    ``keepalive_timeout``: seconds an idle kept-alive connection stays open
+    (``HTTP_KEEPALIVE_TIMEOUT``). See ``http_limits.py``.
     """
 
     def __init__(
@@ -68,6 +79,9 @@ class HealthServer:
         *,
         client_max_size: int = 1024**2,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_peer: int = DEFAULT_MAX_CONNECTIONS_PER_PEER,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
     ) -> None:
         self.host = host
         self.port = port
@@ -78,6 +92,25 @@ class HealthServer:
         self._checks: dict[str, HealthCheck] = {}
         self._runner: web.AppRunner | None = None
         self.request_deadline = RequestDeadline(request_timeout, self.registry)
+        self.connection_budget = ConnectionBudget(
+            max_connections, max_connections_per_peer, self.registry
+        )
+        if not keepalive_timeout > 0:
+            raise ValueError(f"keep-alive timeout must be > 0, not {keepalive_timeout!r}")
+        self.keepalive_timeout = keepalive_timeout
+        budget = Gauge(
+            "proxbus_http_budget",
+            "the HTTP listener's configured budgets (alert on use / budget)",
+            ["budget"],
+            registry=self.registry,
+        )
+        for name, value in (
+            ("max_connections", max_connections),
+            ("max_connections_per_peer", max_connections_per_peer),
+            ("keepalive_timeout_seconds", keepalive_timeout),
+            ("request_timeout_seconds", request_timeout),
+        ):
+            budget.labels(name).set(value)
         self.bad_requests = RateLimitedLog(
             log, "malformed HTTP requests (answered 400)", level=logging.INFO
         )
@@ -110,6 +143,8 @@ class HealthServer:
         self._runner = DeadlineRunner(
             self.app,
             self.request_deadline,
+            self.connection_budget,
+            keepalive_timeout=self.keepalive_timeout,
             access_log=None,
             handle_signals=False,
             logger=_RequestErrorLog(self.bad_requests, self.request_errors),

@@ -133,6 +133,9 @@ class Service:
             self.registry,
             client_max_size=self._max_body,
             request_timeout=self.settings.http_request_timeout,
+            max_connections=self.settings.http_max_connections,
+            max_connections_per_peer=self.settings.http_max_connections_per_peer,
+            keepalive_timeout=self.settings.http_keepalive_timeout,
         )
 
     # --- hooks ----------------------------------------------------------------------------

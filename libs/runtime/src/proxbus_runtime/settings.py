@@ -10,7 +10,7 @@ from typing import Any, Literal
 import nats
 from nats.aio.client import Client as NATS
 from proxbus_events.streams import DAY, GIB, StreamLimits
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .ratelog import RateLimitedLog
@@ -53,6 +53,11 @@ class ServiceSettings(BaseSettings):
         le=3_600,
         description="seconds a connection has to send a request's headers (aiohttp listeners)",
     )
+    # Budgets of the aiohttp listeners (HealthServer: /health, /metrics, webhooks, Discord
+    # interactions, the console); see http_limits.py for the defaults' reasons.
+    http_max_connections: int = Field(default=512, ge=1, le=100_000)
+    http_max_connections_per_peer: int = Field(default=64, ge=1, le=100_000)
+    http_keepalive_timeout: float = Field(default=30.0, gt=0, le=3_600)
     shutdown_budget: float = Field(
         default=9.0, gt=0, lt=STOP_GRACE, description="seconds from SIGTERM to exit"
     )
@@ -66,6 +71,15 @@ class ServiceSettings(BaseSettings):
         if level not in _LEVELS:
             raise ValueError(f"unknown log level {value!r} (one of {', '.join(_LEVELS)})")
         return level
+
+    @model_validator(mode="after")
+    def _per_peer_within_total(self) -> ServiceSettings:
+        if self.http_max_connections_per_peer > self.http_max_connections:
+            raise ValueError(
+                f"HTTP_MAX_CONNECTIONS_PER_PEER ({self.http_max_connections_per_peer}) is above "
+                f"HTTP_MAX_CONNECTIONS ({self.http_max_connections})"
+            )
+        return self
 
     @property
     def site(self) -> str:

@@ -187,3 +187,22 @@ def test_recent_ids_keep_the_newest_in_bounded_memory() -> None:
         seen.add(i)
     assert 99_950 in seen
     assert 99_951 not in seen
+
+
+async def test_an_unusable_message_with_an_old_id_does_not_move_the_cursor_back(
+    services: Any, gotify: FakeGotify, js: Any
+) -> None:
+    # A usable new message below the cursor means the server's ids restarted; one the listener
+    # cannot use (no text) is no such evidence, and a rewind would republish on the next catch-up.
+    svc = await _start(services, gotify)
+    await wait_until(_ready(svc))
+    await gotify.push("m1")
+    await _send(gotify, 10, "m10")
+    await wait_until(_has(js, "m10"))
+    for ws in list(gotify.sockets):
+        await ws.send_str(json.dumps({"id": 5, "title": "", "message": ""}))
+    await _send(gotify, 11, "m11")
+    await wait_until(_has(js, "m11"))
+    assert svc.gotify.stats.invalid == 1
+    assert svc.gotify.stats.cursor_rewinds == 0
+    assert svc.gotify.last_id == 11

@@ -312,7 +312,8 @@ class GotifyListener:
             self._invalid_log.record("not a usable message", str(msg_id), str(exc))
             if isinstance(msg.get("id"), int):  # a message without an id has nothing to track
                 self._recent.add(msg_id)
-                if self._advance(msg_id, from_stream=from_stream):
+                # An unusable message is no evidence that the server's ids restarted: no rewind.
+                if self._advance(msg_id, from_stream=False):
                     await self._save(msg_id)
             return False
         delay = 0.2

@@ -319,8 +319,9 @@ class DeliveryWorker:
     ) -> Outcome:
         r = self.receiver
         age = time.time() - notification.created_at.timestamp()
-        if attempt >= r.max_attempts or age >= r.max_age:
-            why = "max attempts" if attempt >= r.max_attempts else "max age"
+        out_of_attempts = r.max_attempts is not None and attempt >= r.max_attempts
+        if out_of_attempts or age >= r.max_age:
+            why = "max attempts" if out_of_attempts else "max age"
             await self._dead_letter(msg, notification, attempt, f"{error} ({why} reached)", why)
             return Outcome("dead", error)
         delay = (
@@ -331,11 +332,11 @@ class DeliveryWorker:
         delay = max(delay, 0.001)
         self._metrics.notifications.labels(r.name, "retry").inc()
         log.info(
-            "delivery %s to %s failed (attempt %d/%d): %s; retrying in %.2fs",
+            "delivery %s to %s failed (attempt %d%s): %s; retrying in %.2fs",
             notification.id,
             r.name,
             attempt,
-            r.max_attempts,
+            f"/{r.max_attempts}" if r.max_attempts is not None else "",
             error,
             delay,
         )

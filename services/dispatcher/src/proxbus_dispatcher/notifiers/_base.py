@@ -31,7 +31,9 @@ class ReceiverBase(StrictModel):
     body_template: str | None = None
     concurrency: int = Field(default=4, ge=1, le=256)
     rate_limit: float | None = Field(default=None, gt=0, description="notifications per second")
-    max_attempts: int = Field(default=10, ge=1, le=1000)
+    # None: retried until ``max_age`` (a target down for minutes or hours still gets the alert
+    # once it is back); a number dead-letters after that many attempts.
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
     max_age: Duration = 24 * 3600.0
     backoff_base: Duration = 1.0
     backoff_max: Duration = 300.0

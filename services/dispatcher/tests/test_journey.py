@@ -7,7 +7,11 @@ Events are built as the ingest services produce them (fields taken from
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from proxbus_dispatcher.dlq import dlq_list
+from proxbus_events import Event
 
 from .conftest import ev, publish, wait_until
 
@@ -43,3 +47,137 @@ route: {{receiver: hook}}
         )
         is None
     )
+
+
+# --- a nightly vzdump job of five guests, one failing, seen by syslog, mail and webhook --------
+# Field values as `proxbus-ingest-syslog parse` gives them for pve-manager's vzdump lines (the
+# job's worker pid is the UPID's, so every line carries the UPID), as
+# `proxbus-ingest-email parse` gives them for the job's notification mail (proxmox-notify's
+# vzdump template: the per-guest table, the one failed guest's vmid), and as ingest-pve-ws's
+# webhook_event gives them for the same notification through a webhook target.
+UPID = "UPID:pve1:000158A7:0031D40B:6749F000:vzdump::root@pam:"
+ENOSPC = (
+    "VM 103 qmp command 'backup' failed - backup register image failed: "
+    "command error: ENOSPC: No space left on device"
+)
+MAIL_TEXT = (
+    "Details\n=======\nVMID    Name      Status    Time      Size       Filename\n"
+    + "".join(
+        f"{v}     web{v}    {'err' if v == 103 else 'ok '}       2m 10s    2.1 GiB    "
+        f"{'null' if v == 103 else f'vzdump-qemu-{v}-2026_11_30-02_00_02.vma.zst'}\n"
+        for v in (100, 101, 102, 103, 104)
+    )
+    + "\nTotal running time: 10m 39s\nTotal size: 8.4 GiB\n"
+)
+
+
+def vzdump_job_reports(failing: int = 103) -> list[Event]:
+    """Every event one nightly job on pve1 (guests 100-104) gives, in the order it comes."""
+
+    def syslog(**kw: Any) -> Event:
+        base = {"source": "syslog", "node": "pve1", "severity": "info", "correlation_id": UPID}
+        return ev(**{**base, **kw})
+
+    out = [
+        syslog(kind="syslog.message", title="Task vzdump started by root@pam"),
+        syslog(
+            kind="syslog.message",
+            title="vzdump: INFO: starting new backup job: vzdump 100 101 102 103 104 "
+            "--storage pbs1 --mode snapshot",
+        ),
+    ]
+    for vmid in (100, 101, 102, 103, 104):
+        out.append(
+            syslog(
+                kind="syslog.message",
+                vmid=vmid,
+                title=f"vzdump: INFO: Starting Backup of VM {vmid} (qemu)",
+            )
+        )
+        if vmid == failing:
+            out.append(
+                syslog(
+                    kind="backup.failed",
+                    severity="error",
+                    vmid=vmid,
+                    title=f"Backup of VM {vmid} failed: {ENOSPC}",
+                    message=f"ERROR: Backup of VM {vmid} failed - {ENOSPC}",
+                )
+            )
+        else:
+            out.append(
+                syslog(
+                    kind="backup.ok",
+                    vmid=vmid,
+                    title=f"Backup of VM {vmid} finished (00:02:10)",
+                    message=f"INFO: Finished Backup of VM {vmid} (00:02:10)",
+                )
+            )
+    out += [
+        syslog(kind="backup.failed", severity="error", title="Backup job finished with errors"),
+        syslog(kind="task.failed", severity="error", title="Task vzdump failed: job errors"),
+        ev(
+            source="email",
+            node="pve1",
+            severity="error",
+            kind="backup.failed",
+            vmid=failing,
+            title=f"Backup of guest {failing} (web{failing}) failed on pve1 (4 other guests ok)",
+            message=MAIL_TEXT,
+        ),
+        ev(
+            source="pve-webhook",
+            node="pve1",
+            severity="error",
+            kind="backup.failed",
+            vmid=failing,
+            title="vzdump backup status (pve1.example.com): backup failed",
+            message=MAIL_TEXT,
+            correlation_id="backup-nightly",
+        ),
+    ]
+    return out
+
+
+async def test_a_nightly_backup_with_one_failed_guest_is_one_alert_about_that_guest(
+    dispatcher, sink, js
+) -> None:
+    # Before: the job's "finished with errors" and its task.failed (no guest, the job's UPID)
+    # attached to *every* incident of the job, the four successful guests' backup.ok
+    # incidents included, and claimed a notification for each on an alerting route: five
+    # red alerts, four of them titled "[INFO] Backup of VM 10x finished". A report now never
+    # joins an incident calmer than itself.
+    hook = await sink()
+    service = await dispatcher(f"""\
+receivers:
+  - {{name: hook, type: webhook, url: "{hook.url}/hook"}}
+  - {{name: elsewhere, type: nats, subject: journey.info}}
+route:
+  receiver: elsewhere
+  routes:
+    - {{receiver: hook, matchers: ["severity>=warning"]}}
+""")
+    reports = vzdump_job_reports()
+    await publish(js, *reports)
+    await wait_until(
+        lambda: (
+            (
+                service.registry.get_sample_value(
+                    "proxbus_dispatcher_events_total", {"outcome": "routed"}
+                )
+                or 0
+            )
+            + (
+                service.registry.get_sample_value(
+                    "proxbus_dispatcher_events_total", {"outcome": "suppressed"}
+                )
+                or 0
+            )
+            >= len(reports)
+        )
+    )
+    await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
+    titles = [r.json["title"] for r in hook.requests]
+    assert titles == [f"[ERROR] Backup of VM 103 failed: {ENOSPC}"], titles
+    body = hook.requests[0].json
+    assert body["incident"]["vmid"] == 103

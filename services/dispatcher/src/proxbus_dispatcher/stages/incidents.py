@@ -14,7 +14,7 @@ resolves (goes quiet) or another task run reports it (``ack_holds``).
 An event of another fingerprint that carries an open incident's task UPID and no guest (or is
 the task's end or a plain line about the incident's guest) is attached to that incident
 (``attaches``) instead of opening its own: the job-level lines and the ``task.failed`` of a
-backup job join each failed guest's incident.
+backup job join each failed guest's incident (never an incident less severe than the report).
 
 The best title and message among an incident's events is the one with the highest severity,
 then from the most descriptive source (mail, webhook, API, syslog: the mail and the webhook
@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from proxbus_events import Event
+from proxbus_events import Event, Severity
 
 from ..encoding import encode_json
 from .routing import event_labels
@@ -134,8 +134,15 @@ class Incident:
         plain line (``*.message``) about the incident's guest. So a backup job's "finished
         with errors" and its ``task.failed`` join the failed guest's incident, while another
         guest's result in the same job (a classified event with its own guest) does not.
+
+        A report never joins an incident calmer than itself: a job that "finished with
+        errors" joins its failed guests' incidents, not the successful guests' ``backup.ok``
+        ones (where it would be notified under "Backup of VM N finished", once per guest);
+        with no failed guest's incident open it opens its own.
         """
         if window <= 0 or self.upid is None or self.kind.endswith(".message"):
+            return False
+        if event.severity.rank > Severity(self.severity).rank:
             return False
         if event.fingerprint == self.fingerprint or _upid(event) != self.upid:
             return False

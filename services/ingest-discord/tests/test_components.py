@@ -16,18 +16,26 @@ from proxbus_ingest_discord.components import (
 from proxbus_ingest_discord.errors import InteractionError
 
 fingerprints = st.text("0123456789abcdef", min_size=8, max_size=64)
+nonces = st.text("0123456789abcdef", min_size=24, max_size=24)
 
 
 @given(
     st.sampled_from(["start", "stop", "reboot"]),
     st.sampled_from(["qemu", "lxc"]),
     st.integers(100, 999_999_999),
-    st.integers(0, 10**12 - 1),
+    nonces,
 )
-def test_confirm_buttons_round_trip(action: str, kind: str, vmid: int, issued: int) -> None:
-    button = ConfirmAction(action, kind, vmid, issued)
-    assert len(button.custom_id) <= 100
-    assert parse_click({"custom_id": button.custom_id}) == button
+def test_confirm_buttons_round_trip(action: str, kind: str, vmid: int, nonce: str) -> None:
+    for button in (ConfirmAction(action, kind, vmid, nonce), CancelAction(nonce)):
+        assert len(button.custom_id) <= 100
+        assert parse_click({"custom_id": button.custom_id}) == button
+
+
+@given(st.integers(0, 10**12 - 1))
+def test_confirm_buttons_of_the_earlier_version_parse_without_a_nonce(issued: int) -> None:
+    # Their id carried the time they were issued: answered as expired, never run.
+    custom_id = f"pbx:do:stop:qemu:100:{issued}"
+    assert parse_click({"custom_id": custom_id}) == ConfirmAction("stop", "qemu", 100, None)
 
 
 @given(fingerprints, st.integers(1, 7 * 86400))
@@ -61,6 +69,10 @@ def test_the_dispatcher_button_format_is_pinned() -> None:
         "pbx:silence:0123456789abcdef:999999",
         "pbx:silence:NOTHEX00:60",
         "pbx:ack:short",
+        "pbx:do:stop:qemu:100:" + "A" * 24,
+        "pbx:do:stop:qemu:100:" + "a" * 25,
+        "pbx:cancel:" + "a" * 23,
+        "pbx:cancel:",
         "other-bot:thing",
     ],
 )
@@ -71,9 +83,14 @@ def test_foreign_or_malformed_ids_are_refused(custom_id: object) -> None:
 
 
 def test_the_confirm_row_has_the_action_and_a_cancel_button() -> None:
-    [row] = confirm_row(ConfirmAction("stop", "qemu", 100, 1))
+    nonce = "0123456789abcdef01234567"
+    [row] = confirm_row(ConfirmAction("stop", "qemu", 100, nonce))
     labels = [(b["label"], b["style"]) for b in row["components"]]
     assert labels == [("Stop 100", 4), ("Cancel", 2)]
+    assert [b["custom_id"] for b in row["components"]] == [
+        f"pbx:do:stop:qemu:100:{nonce}",
+        f"pbx:cancel:{nonce}",
+    ]
 
 
 def test_the_dispatchers_notification_buttons_parse_here() -> None:

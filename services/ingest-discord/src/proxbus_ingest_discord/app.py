@@ -14,6 +14,7 @@ import aiohttp
 from proxbus_runtime import Service, SilenceStore
 
 from .audit import DiscordAudit
+from .confirmations import Confirmations
 from .dedupe import InteractionLedger
 from .endpoint import InteractionsEndpoint
 from .followup import FollowupClient
@@ -79,9 +80,11 @@ class DiscordService:
         if js is None or nc is None or publisher is None:
             raise RuntimeError("the runtime returned before NATS was ready")
         self.http = aiohttp.ClientSession()
+        ledger = await InteractionLedger.open(js)
         self.responder = Responder(
             nc,
-            ledger=await InteractionLedger.open(js),
+            ledger=ledger,
+            confirmations=Confirmations(ledger.kv),
             silences=await SilenceStore.open(js),
             audit=DiscordAudit(js),
             publisher=publisher,

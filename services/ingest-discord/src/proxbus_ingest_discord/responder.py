@@ -30,6 +30,7 @@ from .components import (
     confirm_row,
     parse_click,
 )
+from .confirmations import ALREADY, CANCELLED, MISMATCH, OTHER_USER, TAKEN, Confirmations
 from .dedupe import DEFERRED, DONE, InteractionLedger
 from .errors import UsageError
 from .followup import FollowupClient
@@ -109,6 +110,7 @@ class Responder:
         nc: NATS,
         *,
         ledger: InteractionLedger,
+        confirmations: Confirmations,
         silences: SilenceStore,
         audit: DiscordAudit,
         publisher: EventPublisher,
@@ -119,6 +121,7 @@ class Responder:
     ) -> None:
         self._nc = nc
         self._ledger = ledger
+        self._confirmations = confirmations
         self._silences = silences
         self._audit = audit
         self._publisher = publisher
@@ -274,9 +277,17 @@ class Responder:
         out.node, out.vmid = status.get("node"), cmd.arguments["vmid"]
         out.metadata["phase"] = "requested"
         kind = "lxc" if status.get("type") == "lxc" else "qemu"
-        confirm = ConfirmAction(cmd.name, kind, cmd.arguments["vmid"], int(time.time()))
+        vmid = cmd.arguments["vmid"]
+        nonce = await self._confirmations.offer(
+            cmd.name, kind, vmid, actor.user_id, actor.name, self._opts.confirm_seconds
+        )
+        out.metadata["confirmation"] = nonce
+        confirm = ConfirmAction(cmd.name, kind, vmid, nonce)
         content = render_guest_prompt(cmd.name, status)
-        content += f"\nconfirm within {self._opts.confirm_seconds / 60:.0f} min (operators only)"
+        content += (
+            f"\nconfirm within {self._opts.confirm_seconds / 60:.0f} min"
+            f" (only {actor.name}, who asked, can confirm)"
+        )
         return _channel(message(content, components=confirm_row(confirm)))
 
     async def _click(self, actor: Actor, click: Click, out: Outcome) -> dict[str, Any]:
@@ -284,17 +295,27 @@ class Responder:
             return self._denied(actor, out)
         out.changes = True
         if isinstance(click, CancelAction):
+            if click.nonce is not None:
+                taken = await self._confirmations.take(
+                    click.nonce,
+                    action=None,
+                    kind=None,
+                    vmid=None,
+                    user_id=actor.user_id,
+                    user_name=actor.name,
+                    state=CANCELLED,
+                    any_user=True,
+                )
+                if taken.result == ALREADY and taken.pending is not None:
+                    out.fail("duplicate", 409, f"confirmation already {taken.pending.state}")
+                    return _ephemeral(_already_text(taken.pending))
             return _update(message(f"Cancelled by {actor.name}.", components=[]))
         if isinstance(click, ConfirmAction):
             out.vmid = click.vmid
             out.metadata["phase"] = "confirmed"
-            age = time.time() - click.issued
-            if age > self._opts.confirm_seconds or age < -60:
-                out.fail("expired", 410, f"confirmation is {age:.0f}s old")
-                text = (
-                    f"This confirmation expired; run `/proxbus {click.action} {click.vmid}` again."
-                )
-                return _update(message(text, components=[]))
+            refused = await self._take_confirmation(actor, click, out)
+            if refused is not None:
+                return refused
             tool = "execute_lxc_command" if click.kind == "lxc" else "execute_vm_command"
             args = {"vmid": click.vmid, "command": click.action, "confirm": True}
             try:
@@ -318,6 +339,44 @@ class Responder:
         return _update(message(f"Acknowledged by {actor.name}.", components=[]))
 
     # -- pieces ----------------------------------------------------------------------------
+
+    async def _take_confirmation(
+        self, actor: Actor, click: ConfirmAction, out: Outcome
+    ) -> dict[str, Any] | None:
+        """Consume the click's confirmation: ``None`` if the action may run, else the answer."""
+        again = f"run `/proxbus {click.action} {click.vmid}` again"
+        if click.nonce is None:  # a button of an earlier version: nothing to check it against
+            out.fail("expired", 410, "confirmation button of an earlier version")
+            return _update(message(f"This confirmation expired; {again}.", components=[]))
+        out.metadata["confirmation"] = click.nonce
+        taken = await self._confirmations.take(
+            click.nonce,
+            action=click.action,
+            kind=click.kind,
+            vmid=click.vmid,
+            user_id=actor.user_id,
+            user_name=actor.name,
+        )
+        if taken.result == TAKEN:
+            return None
+        if taken.result == ALREADY and taken.pending is not None:
+            out.fail("duplicate", 409, f"confirmation already {taken.pending.state}")
+            return _ephemeral(_already_text(taken.pending))
+        if taken.result == OTHER_USER and taken.pending is not None:
+            out.fail("denied", 403, f"confirmation belongs to {taken.pending.user_id}")
+            self._denials.record(f"{out.name}: someone else's confirmation", actor.user_id)
+            return _ephemeral(
+                f"Only {taken.pending.user_name or taken.pending.user_id}, who asked, can confirm"
+                f" this; {again} to ask yourself."
+            )
+        if taken.result == MISMATCH:
+            # The button's id names another action or guest than the one stored: not a
+            # button this service made.
+            out.fail("denied", 403, "button does not match its confirmation")
+            self._denials.record(f"{out.name}: forged confirmation", actor.user_id)
+            return _ephemeral(f"This button does not match its confirmation; {again}.")
+        out.fail("expired", 410, f"confirmation {taken.result}")
+        return _update(message(f"This confirmation expired; {again}.", components=[]))
 
     def _denied(self, actor: Actor, out: Outcome) -> dict[str, Any]:
         out.fail("denied", 403, f"{actor.name} ({actor.user_id}) is not in DISCORD_OPERATORS")
@@ -448,6 +507,17 @@ def _arguments(what: Command | Click) -> dict[str, Any]:
 
 def _channel(data: dict[str, Any]) -> dict[str, Any]:
     return {"type": CHANNEL_MESSAGE, "data": data}
+
+
+def _ephemeral(text: str) -> dict[str, Any]:
+    """A message only the clicker sees; the clicked message stays as it is."""
+    return _channel(message(text, ephemeral=True))
+
+
+def _already_text(pending: Any) -> str:
+    verb = "confirmed" if pending.state == "used" else "cancelled"
+    who = pending.by or "someone"
+    return f"This {pending.action} of {pending.vmid} was already {verb} by {who}; nothing done."
 
 
 def _update(data: dict[str, Any]) -> dict[str, Any]:

@@ -222,6 +222,7 @@ OWN: dict[str, frozenset[str]] = {
             "NATS_OUT_SUBJECT",
             "SEED_GROUP_WAIT",
             "SEED_REPEAT_INTERVAL",
+            "SEED_SYSLOG_MIN_SEVERITY",
             "MAX_ATTEMPTS",
             "BACKOFF_BASE",
             "BACKOFF_MAX",

@@ -181,3 +181,52 @@ route:
     assert titles == [f"[ERROR] Backup of VM 103 failed: {ENOSPC}"], titles
     body = hook.requests[0].json
     assert body["incident"]["vmid"] == 103
+
+
+async def test_the_seed_does_not_notify_every_plain_log_line(dispatcher, sink, js) -> None:
+    # Only DISCORD/GOTIFY/WEBHOOK_OUT_ENABLED set, MIN_SEVERITY at its default (info): every
+    # unrecognised info line of every daemon (sessions, pveproxy workers, each "Starting
+    # Backup of VM N") was a notification: a busy node floods the channel. Plain lines
+    # (syslog.message: syslog and the cluster log) are notified from warning by default
+    # (SEED_SYSLOG_MIN_SEVERITY); classified events and Proxmox's own notifications
+    # (webhook.message, email.message) keep MIN_SEVERITY.
+    hook = await sink()
+    await dispatcher(None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook")
+    quiet = [
+        ev(
+            kind="syslog.message",
+            severity="info",
+            title="pvedaemon: <root@pam> successful auth for user 'root@pam'",
+        ),
+        ev(kind="syslog.message", severity="notice", title="systemd: Started session-42.scope"),
+        ev(kind="syslog.message", severity="info", vmid=101, title="vzdump: INFO: Starting "
+           "Backup of VM 101 (qemu)"),
+    ]  # fmt: skip
+    loud = [
+        ev(
+            kind="syslog.message", severity="warning", title="kernel: EXT4-fs warning (device sdb1)"
+        ),
+        ev(kind="vm.started", severity="info", vmid=100, title="VM 100 started"),
+        ev(
+            source="pve-webhook",
+            kind="webhook.message",
+            severity="info",
+            title="Proxmox VE replication test notification",
+        ),
+    ]
+    await publish(js, *quiet, *loud)
+    await wait_until(lambda: len(hook.requests) >= len(loud))
+    await asyncio.sleep(0.5)  # a quiet line would be delivered by now
+    assert sorted(r.json["event"]["title"] for r in hook.requests) == sorted(e.title for e in loud)
+
+
+async def test_the_seeds_plain_line_floor_can_be_lowered(dispatcher, sink, js) -> None:
+    hook = await sink()
+    await dispatcher(
+        None,
+        webhook_out_enabled=True,
+        webhook_url=f"{hook.url}/hook",
+        seed_syslog_min_severity="info",
+    )
+    await publish(js, ev(kind="syslog.message", severity="info", title="pvedaemon: hello"))
+    await wait_until(lambda: len(hook.requests) == 1)

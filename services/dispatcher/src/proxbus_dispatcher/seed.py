@@ -15,6 +15,10 @@ def _secret(value: Any) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+def _m(name: str, op: str, value: str) -> Matcher:
+    return Matcher.model_validate({"name": name, "op": op, "value": value})
+
+
 def seed_receivers(s: Settings) -> list[dict[str, Any]]:
     """Receiver definitions (routes.yaml shape) for every ``*_OUT_ENABLED`` toggle."""
     common: dict[str, Any] = {
@@ -72,7 +76,8 @@ def seed_receivers(s: Settings) -> list[dict[str, Any]]:
 
 
 def seed_config(s: Settings) -> DispatcherConfig:
-    """One root route per enabled notifier (``continue``), every event ≥ ``MIN_SEVERITY``.
+    """Root routes per enabled notifier (``continue``): every event ≥ ``MIN_SEVERITY``, plain
+    log lines (``syslog.message``) ≥ ``SEED_SYSLOG_MIN_SEVERITY`` too.
 
     Raises:
         ConfigError: a toggle is on but its URL/token is missing (names the variable).
@@ -106,19 +111,29 @@ def seed_config(s: Settings) -> DispatcherConfig:
     receivers: dict[str, ReceiverBase] = (
         {r.name: r for r in model.receivers} if receivers_raw else {}
     )
-    floor = [Matcher(name="severity", op=">=", value=s.min_severity.value)]
-    children = [
-        Route(
-            id=f"seed-{name}",
-            receiver=name,
-            matchers=tuple(floor),
-            continue_=True,
-            group_by=(ALL_LABELS,),
-            group_wait=s.seed_group_wait,
-            group_interval=max(s.seed_group_wait, 1.0),
-            repeat_interval=s.seed_repeat_interval,
-        )
-        for name in receivers
-    ]
+    # Plain log lines (syslog.message: lines no rule recognised, from syslog or the cluster
+    # log) are a firehose at info (sessions, API workers, every "Starting Backup of VM N"):
+    # they get their own, higher floor. Classified events and Proxmox's own notifications
+    # (webhook.message, email.message, gotify.message) keep MIN_SEVERITY.
+    lines_floor = max(s.min_severity, s.seed_syslog_min_severity, key=lambda v: v.rank)
+    plain = "syslog.message"
+    children: list[Route] = []
+    for name in receivers:
+        for suffix, matchers in (
+            ("", (_m("severity", ">=", s.min_severity.value), _m("kind", "!=", plain))),
+            ("-lines", (_m("severity", ">=", lines_floor.value), _m("kind", "=", plain))),
+        ):
+            children.append(
+                Route(
+                    id=f"seed-{name}{suffix}",
+                    receiver=name,
+                    matchers=matchers,
+                    continue_=True,
+                    group_by=(ALL_LABELS,),
+                    group_wait=s.seed_group_wait,
+                    group_interval=max(s.seed_group_wait, 1.0),
+                    repeat_interval=s.seed_repeat_interval,
+                )
+            )
     root = Route(id="root", receiver="", matchers=(), routes=children)
     return DispatcherConfig(receivers=receivers, root=root)

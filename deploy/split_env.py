@@ -187,6 +187,8 @@ OWN: dict[str, frozenset[str]] = {
             "DISCORD_PORT",
             "DISCORD_PUBLIC_KEY",
             "DISCORD_OPERATORS",
+            "DISCORD_GUILDS",
+            "DISCORD_CHANNELS",
             "DISCORD_API_URL",
             "DISCORD_MAX_BODY",
             "DISCORD_MAX_AGE",

@@ -6,7 +6,9 @@
 Without ``--guild`` the command is global (Discord may take up to an hour to show it
 everywhere); with ``--guild`` it appears in that server at once, which is handy while setting
 up. The request replaces the application's commands (bulk overwrite), so running it again is
-safe. ``--dry-run`` prints the JSON that would be sent and contacts nobody.
+safe. ``--dry-run`` prints the JSON that would be sent and contacts nobody. A global command is
+limited to servers (``contexts``), not DMs with the bot; the service also refuses interactions
+from outside ``DISCORD_GUILDS``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,24 @@ import json
 import os
 import re
 import sys
+from typing import Any
 
 import aiohttp
 from proxbus_ingest_discord.commands import COMMAND_DEFINITION
 from proxbus_ingest_discord.followup import DISCORD_API
 
 SNOWFLAKE = re.compile(r"^[0-9]{1,20}$")
+# Discord "Interaction Context Type" 0 GUILD and "Application Integration Type" 0 GUILD_INSTALL:
+# a global command would otherwise also be offered in DMs with the bot. The service refuses
+# those anyway (DISCORD_GUILDS); this keeps them out of the command picker.
+GUILD_CONTEXT, GUILD_INSTALL = 0, 0
+
+
+def definition(guild: str | None) -> dict[str, Any]:
+    """What is sent: the command, limited to servers when registered globally."""
+    if guild:
+        return dict(COMMAND_DEFINITION)  # `contexts` is for global commands only
+    return {**COMMAND_DEFINITION, "contexts": [GUILD_CONTEXT], "integration_types": [GUILD_INSTALL]}
 
 
 async def register(api: str, application_id: str, token: str, guild: str | None) -> int:
@@ -32,7 +46,7 @@ async def register(api: str, application_id: str, token: str, guild: str | None)
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as http,
-        http.put(f"{api}{path}", json=[COMMAND_DEFINITION], headers=headers) as resp,
+        http.put(f"{api}{path}", json=[definition(guild)], headers=headers) as resp,
     ):
         body = await resp.text()
         if resp.status >= 300:
@@ -53,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.dry_run:
-        print(json.dumps([COMMAND_DEFINITION], indent=2))
+        print(json.dumps([definition(args.guild)], indent=2))
         return 0
     application_id = os.environ.get("DISCORD_APPLICATION_ID", "")
     token = os.environ.get("DISCORD_BOT_TOKEN", "")

@@ -27,3 +27,32 @@ def test_an_empty_allowlist_allows_nobody() -> None:
 def test_bad_entries_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="DISCORD_OPERATORS"):
         Operators.parse(text)
+
+
+@pytest.mark.parametrize("text", ["abc", "12,x", "123456789012345678901"])
+def test_bad_guild_or_channel_ids_are_refused(text: str) -> None:
+    from proxbus_ingest_discord.operators import parse_ids
+
+    with pytest.raises(ValueError, match="DISCORD_GUILDS"):
+        parse_ids(text, "DISCORD_GUILDS")
+
+
+def test_access_rules() -> None:
+    from proxbus_ingest_discord.operators import Access, parse_ids
+
+    ops = Operators.parse("user:11")
+    op, other = Actor("11", "op"), Actor("99", "x")
+    nothing = Access(Operators.parse(""))
+    assert nothing.refusal(op, "1", "2", None, change=False) is not None
+    assert nothing.refusal(other, "1", "2", None, change=False) is not None
+    no_guilds = Access(ops)
+    assert no_guilds.refusal(op, None, "2", None, change=True) is None  # an operator, in a DM
+    assert no_guilds.refusal(other, "1", "2", None, change=False) is not None
+    guilds = Access(ops, parse_ids("1", "DISCORD_GUILDS"))
+    assert guilds.refusal(other, "1", "2", None, change=False) is None
+    assert guilds.refusal(other, "1", "2", None, change=True) is not None
+    assert guilds.refusal(op, "3", "2", None, change=False) is not None
+    assert guilds.refusal(op, None, "2", None, change=True) is not None
+    channels = Access(ops, frozenset({"1"}), frozenset({"2"}))
+    assert channels.refusal(op, "1", "5", "2", change=True) is None  # a thread of channel 2
+    assert channels.refusal(op, "1", "5", None, change=True) is not None

@@ -91,7 +91,7 @@ class DiscordService:
             followups=FollowupClient(
                 self.http, api_url=s.discord_api_url, timeout=s.discord_http_timeout
             ),
-            operators=s.operators,
+            access=s.access,
             options=responder_options(s),
             metrics=self.metrics,
         )
@@ -99,6 +99,8 @@ class DiscordService:
         self.runtime.on_stop(self._drain)
         if not s.operators:
             log.warning("DISCORD_OPERATORS is empty: nobody can silence, start, stop or reboot")
+        if not s.access.guilds:
+            log.warning("DISCORD_GUILDS is empty: only DISCORD_OPERATORS may use /proxbus")
         log.info(
             "%s ready: POST http://%s:%d/discord/interactions", SERVICE, s.discord_host, self.port
         )

@@ -7,6 +7,7 @@ Types (Discord "Interaction Type"): 1 PING, 2 APPLICATION_COMMAND, 3 MESSAGE_COM
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ MESSAGE_COMPONENT = 3
 HANDLED_TYPES = frozenset({PING, APPLICATION_COMMAND, MESSAGE_COMPONENT})
 
 SNOWFLAKE = r"^[0-9]{1,20}$"
+_ID_RE = re.compile(SNOWFLAKE)
 
 
 class _User(BaseModel):
@@ -50,6 +52,7 @@ class _Payload(BaseModel):
     member: _Member | None = None
     user: _User | None = None
     message: dict[str, Any] | None = None
+    channel: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -79,6 +82,7 @@ class Interaction:
     guild_id: str | None = None
     channel_id: str | None = None
     message_id: str | None = None
+    parent_channel_id: str | None = None  # the channel a thread belongs to
 
 
 def parse_interaction(body: bytes) -> Interaction:
@@ -116,6 +120,7 @@ def parse_interaction(body: bytes) -> Interaction:
     message_id = None
     if payload.message is not None and isinstance(payload.message.get("id"), str):
         message_id = payload.message["id"]
+    parent = payload.channel.get("parent_id") if payload.channel is not None else None
     return Interaction(
         id=payload.id,
         application_id=payload.application_id,
@@ -126,4 +131,5 @@ def parse_interaction(body: bytes) -> Interaction:
         guild_id=payload.guild_id,
         channel_id=payload.channel_id,
         message_id=message_id,
+        parent_channel_id=parent if isinstance(parent, str) and _ID_RE.match(parent) else None,
     )

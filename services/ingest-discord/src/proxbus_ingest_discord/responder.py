@@ -36,7 +36,7 @@ from .errors import UsageError
 from .followup import FollowupClient
 from .interaction import APPLICATION_COMMAND, PING, Actor, Interaction
 from .metrics import DiscordMetrics
-from .operators import Operators
+from .operators import Access
 from .render import (
     clip,
     render_action_result,
@@ -115,7 +115,7 @@ class Responder:
         audit: DiscordAudit,
         publisher: EventPublisher,
         followups: FollowupClient,
-        operators: Operators,
+        access: Access,
         options: ResponderOptions,
         metrics: DiscordMetrics,
     ) -> None:
@@ -126,7 +126,7 @@ class Responder:
         self._audit = audit
         self._publisher = publisher
         self._followups = followups
-        self._operators = operators
+        self._access = access
         self._opts = options
         self._metrics = metrics
         self._late: set[asyncio.Task[Any]] = set()
@@ -226,7 +226,16 @@ class Responder:
         started = time.perf_counter()
         out = Outcome(_name(what), _arguments(what))
         try:
-            if isinstance(what, Command):
+            refusal = self._access.refusal(
+                ix.actor,
+                ix.guild_id,
+                ix.channel_id,
+                ix.parent_channel_id,
+                change=not isinstance(what, Command) or what.is_change,
+            )
+            if refusal is not None:
+                response = self._denied(ix.actor, out, refusal)
+            elif isinstance(what, Command):
                 response = await self._command(ix.actor, what, out)
             else:
                 response = await self._click(ix.actor, what, out)
@@ -249,8 +258,6 @@ class Responder:
     async def _command(self, actor: Actor, cmd: Command, out: Outcome) -> dict[str, Any]:
         if cmd.usage_error is not None:
             raise UsageError(cmd.usage_error)
-        if cmd.is_change and not self._operators.allows(actor):
-            return self._denied(actor, out)
         if cmd.name == "status":
             return _channel(message(await self._status()))
         if cmd.name == "vms":
@@ -291,8 +298,6 @@ class Responder:
         return _channel(message(content, components=confirm_row(confirm)))
 
     async def _click(self, actor: Actor, click: Click, out: Outcome) -> dict[str, Any]:
-        if not self._operators.allows(actor):
-            return self._denied(actor, out)
         out.changes = True
         if isinstance(click, CancelAction):
             if click.nonce is not None:
@@ -378,11 +383,10 @@ class Responder:
         out.fail("expired", 410, f"confirmation {taken.result}")
         return _update(message(f"This confirmation expired; {again}.", components=[]))
 
-    def _denied(self, actor: Actor, out: Outcome) -> dict[str, Any]:
-        out.fail("denied", 403, f"{actor.name} ({actor.user_id}) is not in DISCORD_OPERATORS")
-        self._denials.record(f"{out.name}: not an operator", actor.user_id)
-        text = "Only proxbus operators may do that (DISCORD_OPERATORS)."
-        return {"type": CHANNEL_MESSAGE, "data": message(text, ephemeral=True)}
+    def _denied(self, actor: Actor, out: Outcome, why: str) -> dict[str, Any]:
+        out.fail("denied", 403, f"{actor.name} ({actor.user_id}): {why}")
+        self._denials.record(f"{out.name}: {why}", actor.user_id)
+        return {"type": CHANNEL_MESSAGE, "data": message(why, ephemeral=True)}
 
     async def _status(self) -> str:
         cluster, nodes, vms, cts = await asyncio.gather(

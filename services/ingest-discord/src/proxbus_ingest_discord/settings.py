@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from proxbus_events import HTTP_PORTS
 from proxbus_runtime import ServiceSettings
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .followup import DISCORD_API
-from .operators import Operators
+from .operators import Access, Operators, parse_ids
 from .signature import PUBLIC_KEY_RE
 
 
@@ -20,6 +20,12 @@ class Settings(ServiceSettings):
     discord_public_key: str = Field(description="the application's Ed25519 public key, 64 hex")
     discord_operators: str = Field(
         default="", description="user:<id>, role:<id> or <id>, comma-separated"
+    )
+    discord_guilds: str = Field(
+        default="", description="server ids whose members may use /proxbus, comma-separated"
+    )
+    discord_channels: str = Field(
+        default="", description="channel ids (and their threads) /proxbus answers in; empty: all"
     )
     discord_api_url: str = Field(default=DISCORD_API, pattern=r"^https?://")
     discord_max_body: int = Field(default=64 * 1024, ge=1024, le=8 * 1024**2)
@@ -45,6 +51,12 @@ class Settings(ServiceSettings):
         Operators.parse(value)
         return value
 
+    @field_validator("discord_guilds", "discord_channels")
+    @classmethod
+    def _ids(cls, value: str, info: ValidationInfo) -> str:
+        parse_ids(value, str(info.field_name).upper())
+        return value
+
     @field_validator("discord_cluster", mode="before")
     @classmethod
     def _empty_cluster(cls, value: object) -> object:
@@ -60,3 +72,11 @@ class Settings(ServiceSettings):
     @property
     def operators(self) -> Operators:
         return Operators.parse(self.discord_operators)
+
+    @property
+    def access(self) -> Access:
+        return Access(
+            self.operators,
+            parse_ids(self.discord_guilds, "DISCORD_GUILDS"),
+            parse_ids(self.discord_channels, "DISCORD_CHANNELS"),
+        )

@@ -22,6 +22,8 @@ APP_ID = "900000000000000001"
 OPERATOR = "111111111111111111"
 OPERATOR_ROLE = "222222222222222222"
 STRANGER = "333333333333333333"
+GUILD = "400000000000000001"
+CHANNEL = "500000000000000001"
 _ids = count(1)
 
 
@@ -58,22 +60,33 @@ def interaction(
     user: str = OPERATOR,
     roles: list[str] | None = None,
     interaction_id: str | None = None,
+    guild: str | None = GUILD,
+    channel: str = CHANNEL,
+    parent: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
+    """An interaction as Discord sends it: in a server (``member``), or with ``guild=None`` in
+    a DM (``user`` only, no roles); ``parent``: the channel is a thread of that channel."""
     ident = interaction_id or snowflake()
-    return {
+    who = {"id": user, "username": f"user{user[:3]}", "global_name": name}
+    body: dict[str, Any] = {
         "id": ident,
         "application_id": APP_ID,
         "type": kind,
         "token": f"tok-{ident}",
         "version": 1,
-        "guild_id": "400000000000000001",
-        "channel_id": "500000000000000001",
-        "member": {
-            "user": {"id": user, "username": f"user{user[:3]}", "global_name": None},
-            "roles": roles or [],
-        },
+        "channel_id": channel,
+        "channel": {"id": channel, "type": 11 if parent else (0 if guild else 1)},
         "data": data or {},
     }
+    if parent:
+        body["channel"]["parent_id"] = parent
+    if guild is None:
+        body["user"] = who
+    else:
+        body["guild_id"] = guild
+        body["member"] = {"user": who, "roles": roles or []}
+    return body
 
 
 @dataclass
@@ -149,6 +162,7 @@ def service_settings(nats_url: str, key: Ed25519PrivateKey, api_url: str, **kw: 
         "discord_port": 0,
         "discord_public_key": public,
         "discord_operators": f"user:{OPERATOR},role:{OPERATOR_ROLE}",
+        "discord_guilds": GUILD,
         "discord_api_url": api_url,
         "discord_rpc_timeout": 10.0,
     }

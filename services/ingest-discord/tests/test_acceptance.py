@@ -138,7 +138,7 @@ async def test_operator_stop_asks_then_a_confirm_click_stops_once_even_if_delive
     records = await discord_audit(js, 3)
     stops = [r for r in records if r["tool"] == "discord_stop"]
     assert [r["outcome"] for r in stops] == ["ok", "ok", "duplicate"]
-    assert all(r["caller"] == f"discord:user{OPERATOR[:3]}" for r in stops)
+    assert all(r["caller"] == f"discord:{OPERATOR}" for r in stops)
     assert stops[1]["arguments"]["vmid"] == 100
     assert stops[1]["arguments"]["discord_user_id"] == OPERATOR
     events = await discord_events(js, 2)
@@ -245,7 +245,7 @@ async def test_silence_by_fingerprint_or_matchers_writes_the_silence_bucket(
     for s in silences:
         length = (s.ends_at - s.starts_at).total_seconds()
         assert length == (3600 if s.matchers[0].name == "fingerprint" else 1800)
-        assert s.created_by == f"discord:user{OPERATOR[:3]}"
+        assert s.created_by == f"discord:{OPERATOR}"
 
 
 async def test_notification_buttons_silence_and_acknowledge_the_alert(

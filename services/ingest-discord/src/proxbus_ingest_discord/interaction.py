@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,8 +66,9 @@ class Actor:
 
     @property
     def caller(self) -> str:
-        """The caller name in audit records and gateway calls (``discord:<name>``)."""
-        return f"discord:{self.name}"
+        """The caller in audit records and gateway calls: ``discord:<user id>`` (a display
+        name is neither unique nor fixed; it is in the records' ``discord_user``)."""
+        return f"discord:{self.user_id}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,6 +85,18 @@ class Interaction:
     channel_id: str | None = None
     message_id: str | None = None
     parent_channel_id: str | None = None  # the channel a thread belongs to
+
+
+def display_name(raw: str) -> str:
+    """A Discord name fit to show and store: control, format (zero-width, direction
+    overrides), private-use and unassigned characters dropped, whitespace runs (newlines
+    included) made one space, at most 64 characters."""
+    kept = "".join(
+        " " if c.isspace() else c
+        for c in raw
+        if not unicodedata.category(c).startswith("C") or c.isspace()
+    )
+    return " ".join(kept.split())[:64]
 
 
 def parse_interaction(body: bytes) -> Interaction:
@@ -114,7 +128,8 @@ def parse_interaction(body: bytes) -> Interaction:
     actor = None
     if user is not None:
         roles = frozenset(payload.member.roles) if payload.member else frozenset()
-        actor = Actor(user.id, user.global_name or user.username or user.id, roles)
+        name = display_name(user.global_name or "") or display_name(user.username) or user.id
+        actor = Actor(user.id, name, roles)
     if payload.type != PING and actor is None:
         raise InteractionError("invalid", "interaction names no user")
     message_id = None

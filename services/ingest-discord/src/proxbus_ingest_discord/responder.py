@@ -259,10 +259,10 @@ class Responder:
         if cmd.usage_error is not None:
             raise UsageError(cmd.usage_error)
         if cmd.name == "status":
-            return _channel(message(await self._status()))
+            return _channel(message(await self._status(actor)))
         if cmd.name == "vms":
             node = cmd.arguments.get("node")
-            result = await self._call("get_vms", {"node": node} if node else {})
+            result = await self._call("get_vms", {"node": node} if node else {}, actor)
             return _channel(message(render_vms(result, node)))
         if cmd.name == "events":
             severity = cmd.arguments["severity"]
@@ -272,7 +272,7 @@ class Responder:
                 "limit": self._opts.events_limit,
             }
             args["site"] = self._opts.site
-            result = await self._call("get_recent_events", args, cluster=False)
+            result = await self._call("get_recent_events", args, actor, cluster=False)
             return _channel(message(render_events(result, severity)))
         if cmd.name == "silence":
             matchers = [Matcher.parse(m) for m in cmd.arguments["matchers"]]
@@ -280,7 +280,7 @@ class Responder:
             silence = await self._silence(actor, matchers, seconds, out)
             return _channel(message(_silenced_text(silence, actor)))
         # start / stop / reboot: show the guest and ask to confirm.
-        status = await self._call("get_guest_status", {"vmid": cmd.arguments["vmid"]})
+        status = await self._call("get_guest_status", {"vmid": cmd.arguments["vmid"]}, actor)
         out.node, out.vmid = status.get("node"), cmd.arguments["vmid"]
         out.metadata["phase"] = "requested"
         kind = "lxc" if status.get("type") == "lxc" else "qemu"
@@ -324,7 +324,7 @@ class Responder:
             tool = "execute_lxc_command" if click.kind == "lxc" else "execute_vm_command"
             args = {"vmid": click.vmid, "command": click.action, "confirm": True}
             try:
-                result = await self._call(tool, args)
+                result = await self._call(tool, args, actor)
             except RpcError as exc:
                 out.fail("error", exc.code, exc.message)
                 text = f"**{click.action} {click.vmid} failed**: {exc.message}"
@@ -388,12 +388,12 @@ class Responder:
         self._denials.record(f"{out.name}: {why}", actor.user_id)
         return {"type": CHANNEL_MESSAGE, "data": message(why, ephemeral=True)}
 
-    async def _status(self) -> str:
+    async def _status(self, actor: Actor) -> str:
         cluster, nodes, vms, cts = await asyncio.gather(
-            self._call("get_cluster_status", {}),
-            self._call("get_nodes", {}),
-            self._call("get_vms", {}),
-            self._call("get_lxcs", {}),
+            self._call("get_cluster_status", {}, actor),
+            self._call("get_nodes", {}, actor),
+            self._call("get_vms", {}, actor),
+            self._call("get_lxcs", {}, actor),
         )
         return render_status(cluster, nodes, vms, cts)
 
@@ -403,7 +403,7 @@ class Responder:
         silence = Silence.for_duration(
             matchers,
             timedelta(seconds=seconds),
-            created_by=f"discord:{actor.name}"[:128],
+            created_by=actor.caller,
             comment=f"from Discord by {actor.name} ({actor.user_id})",
         )
         await self._silences.add(silence)
@@ -411,11 +411,14 @@ class Responder:
         out.changes = True
         return silence
 
-    async def _call(self, tool: str, args: dict[str, Any], *, cluster: bool = True) -> Any:
+    async def _call(
+        self, tool: str, args: dict[str, Any], actor: Actor, *, cluster: bool = True
+    ) -> Any:
         if cluster and self._opts.cluster:
             args = {**args, "cluster": self._opts.cluster}
+        # The gateway audits the call under this caller: the Discord user, by id.
         return await call_tool(
-            self._nc, tool, args, timeout=self._opts.rpc_timeout, caller="ingest-discord"
+            self._nc, tool, args, timeout=self._opts.rpc_timeout, caller=actor.caller
         )
 
     async def _record(self, ix: Interaction, out: Outcome, duration_ms: float) -> None:
@@ -423,6 +426,7 @@ class Responder:
         arguments = {
             **out.arguments,
             "discord_user_id": ix.actor.user_id,
+            "discord_user": ix.actor.name,
             "discord_guild_id": ix.guild_id,
             "discord_channel_id": ix.channel_id,
             "interaction_id": ix.id,

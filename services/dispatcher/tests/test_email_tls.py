@@ -56,7 +56,7 @@ route: {{receiver: mail}}
 """)
         await publish(js, ev(title="over tls"))
         await wait_until(lambda: len(recorder.messages) == 1)
-        assert recorder.messages[0]["Subject"] == "[ERROR] over tls"
+        assert recorder.messages[0]["Subject"] == "[ERROR] pve1: over tls"
         assert recorder.tls == [True]
     finally:
         controller.stop()

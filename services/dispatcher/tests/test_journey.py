@@ -8,8 +8,15 @@ Events are built as the ingest services produce them (fields taken from
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.policy
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
 from typing import Any
 
+from aiosmtpd.controller import Controller
+from proxbus_devtools.testing import free_port
 from proxbus_dispatcher.dlq import dlq_list
 from proxbus_events import Event
 
@@ -178,7 +185,7 @@ route:
     )
     await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
     titles = [r.json["title"] for r in hook.requests]
-    assert titles == [f"[ERROR] Backup of VM 103 failed: {ENOSPC}"], titles
+    assert titles == [f"[ERROR] pve1: Backup of VM 103 failed: {ENOSPC}"], titles
     body = hook.requests[0].json
     assert body["incident"]["vmid"] == 103
 
@@ -230,3 +237,93 @@ async def test_the_seeds_plain_line_floor_can_be_lowered(dispatcher, sink, js) -
     )
     await publish(js, ev(kind="syslog.message", severity="info", title="pvedaemon: hello"))
     await wait_until(lambda: len(hook.requests) == 1)
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@contextlib.contextmanager
+def mailbox() -> Iterator[tuple[_Mailbox, int]]:
+    box = _Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+def every_notifier(sinks: dict[str, Any], smtp_port: int) -> str:
+    return f"""\
+receivers:
+  - {{name: discord, type: discord, url: "{sinks["discord"].url}/api/webhooks/1/tok"}}
+  - {{name: gotify, type: gotify, url: "{sinks["gotify"].url}", token: apptoken}}
+  - {{name: hook, type: webhook, url: "{sinks["hook"].url}/hook"}}
+  - {{name: mail, type: email, host: 127.0.0.1, port: {smtp_port}, security: none,
+      from: proxbus@example.org, to: [ops@example.org]}}
+route:
+  receiver: hook
+  routes:
+    - {{receiver: discord, continue: true}}
+    - {{receiver: gotify, continue: true}}
+    - {{receiver: mail, continue: true}}
+    - {{receiver: hook}}
+"""
+
+
+async def test_each_notifier_names_the_node_and_says_when_it_happened(dispatcher, sink, js) -> None:
+    # Before: "[ERROR] Backup of VM 103 failed: ..." in the mail subject, the Gotify title and
+    # the Discord title, with no node (which of the cluster's nodes?), and no time in any
+    # body (a notification retried after an outage, or read the next morning, did not say
+    # when the backup failed: only Discord's embed carried a timestamp).
+    sinks = {name: await sink() for name in ("discord", "gotify", "hook")}
+    with mailbox() as (box, port):
+        await dispatcher(every_notifier(sinks, port))
+        failed = ev(
+            node="pve2",
+            kind="backup.failed",
+            vmid=103,
+            title=f"Backup of VM 103 failed: {ENOSPC}",
+            message=f"ERROR: Backup of VM 103 failed - {ENOSPC}",
+            timestamp="2026-11-30T02:04:12.345Z",
+        )
+        # A title that names its node already is not prefixed again ("pve1" in "pve1.lab"),
+        # while "pve10" does not name pve1.
+        named = ev(
+            source="email",
+            node="pve1",
+            kind="backup.failed",
+            vmid=104,
+            title="Backup of guest 104 (web104) failed on pve1.lab.example (4 other guests ok)",
+            timestamp="2026-11-30T03:00:00Z",
+        )
+        other = ev(
+            node="pve1", kind="vm.crashed", vmid=105, title="VM 105 migrated from pve10 crashed"
+        )
+        await publish(js, failed, named, other)
+        await wait_until(
+            lambda: all(len(s.requests) == 3 for s in sinks.values()) and len(box.messages) == 3
+        )
+    want = {
+        failed.id: f"[ERROR] pve2: Backup of VM 103 failed: {ENOSPC}",
+        named.id: f"[ERROR] {named.title}",
+        other.id: f"[ERROR] pve1: {other.title}",
+    }
+    by_event = {r.json["event"]["id"]: r.json for r in sinks["hook"].requests}
+    assert {k: v["title"] for k, v in by_event.items()} == want
+    assert "at: 2026-11-30 02:04:12 UTC" in by_event[failed.id]["body"].splitlines()
+    titles = {r.json["embeds"][0]["title"] for r in sinks["discord"].requests}
+    assert titles == set(want.values())
+    assert {r.json["title"] for r in sinks["gotify"].requests} == set(want.values())
+    assert {str(m["Subject"]) for m in box.messages} == set(want.values())
+    mail = next(m for m in box.messages if "pve2" in str(m["Subject"]))
+    text = mail.get_body(("plain",))
+    assert text is not None
+    assert "at: 2026-11-30 02:04:12 UTC" in text.get_content().splitlines()

@@ -88,7 +88,7 @@ route:
     await publish(js, event)
     await wait_until(lambda: len(target.requests) == 1 and len(got) == 1)
     assert target.requests[0].path == "/apprise"
-    assert target.requests[0].json["title"] == "[ERROR] backup failed"
+    assert target.requests[0].json["title"] == "[ERROR] pve1: backup failed"
     assert Notification.from_json(got[0]).first["id"] == event.id
 
 

@@ -295,7 +295,7 @@ route: {{receiver: mail}}
         await publish(js, ev(title="backup failed <vm 100>", message="ERROR: job failed"))
         await wait_until(lambda: len(recorder.messages) == 1)
         msg = recorder.messages[0]
-        assert msg["Subject"] == "[ERROR] backup failed <vm 100>"
+        assert msg["Subject"] == "[ERROR] pve1: backup failed <vm 100>"
         assert msg["To"] == "ops@example.org, oncall@example.org"
         parts = {
             p.get_content_type(): p.get_payload(decode=True)
@@ -326,7 +326,7 @@ async def test_seed_toggles_route_every_event_at_min_severity_to_every_enabled_n
     await asyncio.sleep(0.2)
     assert len(hook.requests) == 1
     assert hook.requests[0].json["event"]["title"] == "loud"
-    assert gotify.requests[0].json["title"] == "[WARNING] loud"
+    assert gotify.requests[0].json["title"] == "[WARNING] pve1: loud"
 
 
 async def test_concurrency_and_rate_limits_are_per_receiver(dispatcher, sink, js) -> None:

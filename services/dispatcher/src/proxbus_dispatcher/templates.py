@@ -12,10 +12,15 @@ Fields available to every template:
 - ``incidents``: the incidents the notification is about, each ``{id, fingerprint, kind, node,
   vmid, severity, title, message, sources, count, first_seen, upid}`` (title/message: the best
   among its events); ``incident``: the first of them (``None`` when there are none)
+
+Filters besides Jinja's: ``when`` (a time as ``2026-11-30 02:04:12 UTC``), ``with_node(node)``
+(a title led by ``node: `` unless it names the node), ``kinds`` (the events' distinct kinds).
 """
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -23,10 +28,13 @@ from jinja2 import Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 DEFAULT_TITLE = (
-    "{% if incidents | length == 1 %}[{{ incident.severity | upper }}] {{ incident.title }}"
-    "{% elif count == 1 %}[{{ event.severity | upper }}] {{ event.title }}"
-    "{% else %}[{{ severity | upper }}] {{ count }} events: {{ event.kind }}"
-    "{% if group_labels.node %} on {{ group_labels.node }}{% endif %}{% endif %}"
+    "{% if incidents | length == 1 %}[{{ incident.severity | upper }}] "
+    "{{ incident.title | with_node(incident.node) }}"
+    "{% elif count == 1 %}[{{ event.severity | upper }}] {{ event.title | with_node(event.node) }}"
+    "{% else %}[{{ severity | upper }}] {{ count }} events: {{ events | kinds }}"
+    "{% set nodes = events | map(attribute='node') | unique | list %}"
+    "{% if group_labels.node %} on {{ group_labels.node }}"
+    "{% elif nodes | length == 1 and nodes[0] %} on {{ nodes[0] }}{% endif %}{% endif %}"
 )
 DEFAULT_BODY = (
     "{% if incidents | length == 1 or count == 1 %}"
@@ -35,13 +43,61 @@ DEFAULT_BODY = (
     "{% if one.vmid is not none %}\nvmid: {{ one.vmid }}{% endif %}"
     "{% set extra = enrichment.get(event.id) %}{% if extra and extra.guest_name %}"
     "\nguest: {{ extra.guest_name }}{% endif %}"
+    "\nat: {{ event.timestamp | when }}"
     "{% if incident %}\nseen via {{ incident.sources | join(', ') }}{% endif %}"
     "{% if extra and extra.task_log %}\n\n{{ extra.task_log }}{% endif %}"
-    "{% else %}{% for e in events %}- [{{ e.severity }}] {{ e.node or '-' }}: {{ e.title }}\n"
-    "{% endfor %}{% endif %}"
+    "{% else %}{% for e in events %}- [{{ e.severity }}] {{ e.node or '-' }}: {{ e.title }}"
+    " ({{ e.timestamp | when }})\n{% endfor %}{% endif %}"
 )
 
+
+def when(value: object) -> str:
+    """A time as ``2026-11-30 02:04:12 UTC`` (from an ISO 8601 string, a datetime or epoch
+    seconds); what it cannot read is shown as given."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            moment = datetime.fromtimestamp(value, UTC)
+        elif isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, str):
+            moment = datetime.fromisoformat(value)
+        else:
+            return "" if value is None else str(value)
+    except (ValueError, OverflowError, OSError):
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def with_node(title: object, node: object) -> str:
+    """``title`` led by ``node: `` unless the title names the node already (as a word:
+    ``pve1`` in ``on pve1.lab`` is named, in ``pve10`` it is not)."""
+    text = str(title)
+    if not node or not isinstance(node, str):
+        return text
+    if re.search(rf"(?<![\w-]){re.escape(node)}(?![\w-])", text, re.IGNORECASE):
+        return text
+    return f"{node}: {text}"
+
+
+def kinds(events: object) -> str:
+    """The kinds of ``events`` in order of appearance: ``backup.failed``, ``a, b and c``,
+    or ``a, b and 3 more``."""
+    seen: list[str] = []
+    for event in events if isinstance(events, list) else []:
+        kind = event.get("kind") if isinstance(event, dict) else None
+        if isinstance(kind, str) and kind not in seen:
+            seen.append(kind)
+    if len(seen) <= 1:
+        return seen[0] if seen else ""
+    if len(seen) <= 3:
+        return ", ".join(seen[:-1]) + f" and {seen[-1]}"
+    return f"{seen[0]}, {seen[1]} and {len(seen) - 2} more"
+
+
 _ENV = ImmutableSandboxedEnvironment(autoescape=False)
+_ENV.filters.update(when=when, with_node=with_node, kinds=kinds)
 
 
 @lru_cache(maxsize=256)

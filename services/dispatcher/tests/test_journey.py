@@ -327,3 +327,23 @@ async def test_each_notifier_names_the_node_and_says_when_it_happened(dispatcher
     text = mail.get_body(("plain",))
     assert text is not None
     assert "at: 2026-11-30 02:04:12 UTC" in text.get_content().splitlines()
+
+
+async def test_a_grouped_notification_names_every_kind_it_lists(dispatcher, sink, js) -> None:
+    # Before: "[ERROR] 2 events: backup.failed on pve1" for a backup failure and a crash.
+    hook = await sink()
+    await dispatcher(f"""\
+receivers: [{{name: hook, type: webhook, url: "{hook.url}/hook"}}]
+route: {{receiver: hook, group_by: [node], group_wait: 300ms}}
+""")
+    await publish(
+        js,
+        ev(kind="backup.failed", vmid=101, title="Backup of VM 101 failed: timeout"),
+        ev(kind="vm.crashed", vmid=102, title="VM 102 crashed"),
+    )
+    await wait_until(lambda: len(hook.requests) == 1)
+    body = hook.requests[0].json
+    assert body["title"] == "[ERROR] 2 events: backup.failed and vm.crashed on pve1"
+    lines = body["body"].splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("- [error] pve1: ") and line.endswith(" UTC)") for line in lines)

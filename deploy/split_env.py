@@ -189,6 +189,7 @@ OWN: dict[str, frozenset[str]] = {
             "DISCORD_OPERATORS",
             "DISCORD_GUILDS",
             "DISCORD_CHANNELS",
+            "DISCORD_USER_RATE",
             "DISCORD_API_URL",
             "DISCORD_MAX_BODY",
             "DISCORD_MAX_AGE",

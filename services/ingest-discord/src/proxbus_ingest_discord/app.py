@@ -36,6 +36,7 @@ def responder_options(settings: Settings) -> ResponderOptions:
         defer_after=settings.discord_defer_after,
         confirm_seconds=settings.discord_confirm_seconds,
         events_limit=settings.discord_events_limit,
+        user_rate=settings.discord_user_rate,
     )
 
 

@@ -37,6 +37,7 @@ from .followup import FollowupClient
 from .interaction import APPLICATION_COMMAND, PING, Actor, Interaction
 from .metrics import DiscordMetrics
 from .operators import Access
+from .ratelimit import UserRate
 from .render import (
     clip,
     render_action_result,
@@ -74,6 +75,7 @@ class ResponderOptions:
     defer_after: float = 2.0
     confirm_seconds: float = 300.0
     events_limit: int = 10
+    user_rate: int = 20
 
 
 @dataclass(slots=True)
@@ -130,6 +132,7 @@ class Responder:
         self._opts = options
         self._metrics = metrics
         self._late: set[asyncio.Task[Any]] = set()
+        self._rate = UserRate(options.user_rate)
         self._warn = RateLimitedLog(log, "interaction bookkeeping failed")
         self._denials = RateLimitedLog(log, "Discord actions refused", level=logging.INFO)
 
@@ -226,6 +229,13 @@ class Responder:
         started = time.perf_counter()
         out = Outcome(_name(what), _arguments(what))
         try:
+            if not self._rate.allow(ix.actor.user_id):
+                out.fail(
+                    "rate_limited", 429, f"over DISCORD_USER_RATE ({self._opts.user_rate}/min)"
+                )
+                self._denials.record(f"{out.name}: over the user rate", ix.actor.user_id)
+                text = "Slow down: too many /proxbus commands and clicks; try again in a minute."
+                return await self._finish(ix, out, started, _channel(message(text, ephemeral=True)))
             refusal = self._access.refusal(
                 ix.actor,
                 ix.guild_id,
@@ -250,6 +260,11 @@ class Responder:
             log.exception("interaction %s (%s) failed", ix.id, out.name)
             out.fail("error", 500, f"internal error ({type(exc).__name__})")
             response = _reply(what, message("internal error, see the service log", ephemeral=True))
+        return await self._finish(ix, out, started, response)
+
+    async def _finish(
+        self, ix: Interaction, out: Outcome, started: float, response: dict[str, Any]
+    ) -> dict[str, Any]:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         self._metrics.commands.labels(out.name, out.outcome).inc()
         await self._record(ix, out, duration_ms)
@@ -444,6 +459,8 @@ class Responder:
                 code=out.code,
             )
         )
+        if out.outcome == "rate_limited":
+            return  # audited, but not an event: it would be notified, as often as the spam
         severity = ("notice" if out.changes else "info") if out.outcome == "ok" else "warning"
         now = datetime.now(UTC)
         detail = ", ".join(f"{k}={v}" for k, v in out.arguments.items())

@@ -36,6 +36,7 @@ class Settings(ServiceSettings):
     discord_rpc_timeout: float = Field(default=30.0, gt=0, le=600)
     discord_http_timeout: float = Field(default=10.0, gt=0, le=120)
     discord_events_limit: int = Field(default=10, ge=1, le=50)
+    discord_user_rate: int = Field(default=20, ge=1, le=600)
 
     @field_validator("discord_public_key")
     @classmethod

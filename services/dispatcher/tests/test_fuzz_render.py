@@ -105,3 +105,46 @@ def test_a_mail_builds_with_its_html_escaped(events: list[Event]) -> None:
     html = html_part.get_content()
     assert "<script" not in html
     assert "<img" not in html
+
+
+_MD_TEXT = st.lists(
+    st.sampled_from(["*", "_", "`", "[", "]", "(", ")", "<", ">", "&", "#", "-", "+", "=", "!",
+                     "|", "~", "\\", "1.", "2)", "   ", "http://x.example/", "&amp;", "<b>", "\n"])
+    # CommonMark turns NUL into U+FFFD and a CR into a line ending, whatever the escaping
+    | st.text(st.characters(blacklist_characters="\x00\r"), max_size=8),
+    max_size=30,
+).map("".join)  # fmt: skip
+
+
+@FUZZ
+@given(text=_MD_TEXT)
+def test_md_text_renders_as_itself_in_commonmark(text: str) -> None:
+    # What Gotify's clients do with a markdown message: nothing from an event is markup.
+    import html
+
+    from markdown_it import MarkdownIt
+    from proxbus_dispatcher.templates import md
+
+    flat = " ".join(text.split())
+    rendered = MarkdownIt("commonmark").render(md(text))
+    if not flat:
+        assert rendered == ""
+        return
+    assert rendered.startswith("<p>"), rendered
+    assert rendered.endswith("</p>\n"), rendered
+    assert html.unescape(rendered[3:-5]) == flat
+
+
+@FUZZ
+@given(text=_MD_TEXT)
+def test_md_block_keeps_every_line_and_column(text: str) -> None:
+    import html
+
+    from markdown_it import MarkdownIt
+    from proxbus_dispatcher.templates import md_block
+
+    body = text.strip("\n")
+    rendered = MarkdownIt("commonmark").render(md_block(text))
+    assert rendered.startswith("<pre><code>"), rendered
+    inner = html.unescape(rendered[len("<pre><code>") : -len("</code></pre>\n")])
+    assert inner == body + "\n"

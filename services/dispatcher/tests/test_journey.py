@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.policy
+import html
+import re
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
@@ -347,3 +349,69 @@ route: {{receiver: hook, group_by: [node], group_wait: 300ms}}
     lines = body["body"].splitlines()
     assert len(lines) == 2
     assert all(line.startswith("- [error] pve1: ") and line.endswith(" UTC)") for line in lines)
+
+
+def _gotify_view(markdown: str) -> tuple[str, str]:
+    """What a Gotify client shows for a markdown message (its web UI and Android app render
+    CommonMark): the HTML, and its text with line breaks as newlines."""
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").render(markdown)
+    text = re.sub(r"<[^>]+>", "", rendered.replace("<br />", "\n"))
+    return rendered, html.unescape(text)
+
+
+async def test_gotify_shows_the_alert_line_by_line_with_nothing_from_the_event_as_markup(
+    dispatcher, sink, js
+) -> None:
+    # Before: Gotify got the plain-text body flagged text/markdown, so CommonMark joined
+    # "node: pve1", "vmid: 103", "seen via ..." into one paragraph line, turned the job mail's
+    # "Details\n=======" into a heading and folded its per-guest table into one line, made
+    # "<root@pam>" a mailto link and a syslog line's "[here](http://...)" a live link.
+    gotify = await sink()
+    await dispatcher(f"""\
+receivers: [{{name: gotify, type: gotify, url: "{gotify.url}", token: apptoken}}]
+route: {{receiver: gotify}}
+""")
+    mail = ev(
+        source="email",
+        node="pve1",
+        kind="backup.failed",
+        vmid=103,
+        title="Backup of guest 103 (web103) failed on pve1 (4 other guests ok)",
+        message=MAIL_TEXT,
+        timestamp="2026-11-30T02:10:00Z",
+    )
+    hostile = ev(
+        node="pve2",
+        kind="syslog.message",
+        severity="warning",
+        title="pvedaemon: <root@pam> **urgent** [login here](http://phish.example/) `x` #1",
+        message="pvedaemon: <root@pam> **urgent** [login here](http://phish.example/) `x` #1",
+        timestamp="2026-11-30T02:11:00Z",
+    )
+    await publish(js, mail, hostile)
+    await wait_until(lambda: len(gotify.requests) == 2)
+    by_title = {r.json["title"]: r.json for r in gotify.requests}
+    assert all(
+        r["extras"]["client::display"]["contentType"] == "text/markdown" for r in by_title.values()
+    )
+
+    rendered, text = _gotify_view(by_title[f"[ERROR] {mail.title}"]["message"])
+    lines = [line.strip() for line in text.splitlines()]
+    assert "<h1>" not in rendered
+    assert "<h2>" not in rendered
+    # the mail's table kept, one guest a line, its columns aligned (a code block)
+    assert "<pre><code>" in rendered
+    assert "103     web103    err" in text
+    assert "node: pve1" in lines
+    assert "vmid: 103" in lines
+    assert "at: 2026-11-30 02:10:00 UTC" in lines
+    assert "seen via email" in lines
+
+    rendered, text = _gotify_view(by_title[f"[WARNING] pve2: {hostile.title}"]["message"])
+    lines = [line.strip() for line in text.splitlines()]
+    for markup in ("<a ", "<strong>", "<em>", "<code>", "<h1>"):
+        assert markup not in rendered, (markup, rendered)
+    assert lines[0] == hostile.message  # shown as the text it is
+    assert "node: pve2" in lines

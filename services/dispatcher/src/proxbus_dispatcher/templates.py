@@ -50,6 +50,48 @@ DEFAULT_BODY = (
     " ({{ e.timestamp | when }})\n{% endfor %}{% endif %}"
 )
 
+# Gotify's default (``markdown: true``): its clients render CommonMark, where the plain body's
+# single newlines join into one line and event text is markup. Here every value from an event
+# is escaped (``md``), facts end with hard line breaks, a multi-line message (a job mail's
+# table, a task log) is a fenced code block (``md_block``).
+DEFAULT_BODY_MARKDOWN = (
+    "{% if incidents | length == 1 or count == 1 %}"
+    "{% set one = incident or event %}{% set text = (one.message or one.title) | trim %}"
+    "{% if '\\n' in text %}{{ text | md_block }}{% else %}{{ text | md }}{% endif %}\n\n"
+    "{% set extra = enrichment.get(event.id) or {} %}"
+    "{{ [('node: ' ~ one.node) if one.node else '',"
+    " ('vmid: ' ~ one.vmid) if one.vmid is not none else '',"
+    " ('guest: ' ~ extra.guest_name) if extra.guest_name else '',"
+    " 'at: ' ~ (event.timestamp | when),"
+    " ('seen via ' ~ incident.sources | join(', ')) if incident else '']"
+    " | select | map('md') | join('  \\n') }}"
+    "{% if extra.task_log %}\n\n{{ extra.task_log | md_block }}{% endif %}"
+    "{% else %}{% for e in events %}- {{ ('[' ~ e.severity ~ '] ' ~ (e.node or '-') ~ ': '"
+    " ~ e.title ~ ' (' ~ (e.timestamp | when) ~ ')') | md }}\n{% endfor %}{% endif %}"
+)
+
+# Characters that open CommonMark markup anywhere in a line (emphasis, code, links, autolinks
+# and HTML, entities, GFM tables and strikethrough), and at a line's start (headings, lists,
+# quotes, thematic breaks, setext underlines).
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>&|~!])")
+_MD_LEADING = re.compile(r"^([#+=-])|^(\d+)([.)])")
+
+
+def md(value: object) -> str:
+    """``value`` as literal CommonMark text on one line (nothing in it becomes markup)."""
+    text = " ".join(str(value).split())
+    text = _MD_INLINE.sub(r"\\\1", text)
+    return _MD_LEADING.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", text)
+
+
+def md_block(value: object) -> str:
+    """``value`` as a fenced CommonMark code block (lines and columns kept, no markup); the
+    fence is longer than any run of backticks in it, so nothing inside can close it."""
+    text = str(value).strip("\n")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
+
 
 def when(value: object) -> str:
     """A time as ``2026-11-30 02:04:12 UTC`` (from an ISO 8601 string, a datetime or epoch
@@ -97,7 +139,7 @@ def kinds(events: object) -> str:
 
 
 _ENV = ImmutableSandboxedEnvironment(autoescape=False)
-_ENV.filters.update(when=when, with_node=with_node, kinds=kinds)
+_ENV.filters.update(when=when, with_node=with_node, kinds=kinds, md=md, md_block=md_block)
 
 
 @lru_cache(maxsize=256)

@@ -199,10 +199,16 @@ class Responder:
             self._warn.record(f"answer not recorded: {type(exc).__name__}", detail=interaction_id)
 
     async def close(self, timeout: float = 8.0) -> None:
-        """Let work and follow-ups in flight finish (up to ``timeout``), then cancel the rest."""
-        if not self._late:
-            return
-        _, pending = await asyncio.wait(set(self._late), timeout=timeout)
+        """Let work and follow-ups in flight finish (up to ``timeout``), then cancel the rest.
+
+        Waited for until none is left: work answered "deferred" while we wait starts its
+        follow-up task then, and that one must finish too (its URL dies with the service).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._late and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._late), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        pending = set(self._late)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -6,6 +6,7 @@ from proxbus_events import HTTP_PORTS
 from proxbus_runtime import ServiceSettings
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from .dedupe import TOKEN_LIFETIME
 from .followup import DISCORD_API
 from .operators import Access, Operators, parse_ids
 from .signature import PUBLIC_KEY_RE
@@ -29,7 +30,9 @@ class Settings(ServiceSettings):
     )
     discord_api_url: str = Field(default=DISCORD_API, pattern=r"^https?://")
     discord_max_body: int = Field(default=64 * 1024, ge=1024, le=8 * 1024**2)
-    discord_max_age: float = Field(default=300.0, gt=0, le=3600)
+    # At most the ledger's memory of interaction ids (15 min): a longer window would accept a
+    # captured request again once its id is forgotten.
+    discord_max_age: float = Field(default=300.0, gt=0, le=TOKEN_LIFETIME)
     discord_defer_after: float = Field(default=2.0, gt=0, le=2.5)
     discord_confirm_seconds: float = Field(default=300.0, gt=0, le=900)
     discord_cluster: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -139,3 +139,18 @@ def test_the_definition_fits_discords_limits() -> None:
     for sub in COMMAND_DEFINITION["options"]:
         values = {o["name"]: samples[o["name"]] for o in sub.get("options", [])}
         assert parse_command(data(sub["name"], **values)).usage_error is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u0661h",  # ARABIC-INDIC DIGIT ONE
+        "\uff11h",  # FULLWIDTH DIGIT ONE
+        "1\u200bh",  # a zero-width space inside
+        "\u0967\u0966m",  # DEVANAGARI 10
+    ],
+)
+def test_durations_are_ascii_digits_only(text: str) -> None:
+    # Python's \d matches any Unicode digit and int() reads them: "١h" was one hour.
+    with pytest.raises(UsageError):
+        parse_duration(text)

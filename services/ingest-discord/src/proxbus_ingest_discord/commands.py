@@ -27,7 +27,7 @@ VMID_MIN, VMID_MAX = 100, 999_999_999
 MAX_SILENCE = timedelta(days=7)
 _NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{8,64}$")
-_DURATION_PART = re.compile(r"(\d{1,6})([smhdw])")
+_DURATION_PART = re.compile(r"([0-9]{1,6})([smhdw])")  # ASCII: \d takes any Unicode digit
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

@@ -134,6 +134,7 @@ class Responder:
         self._late: set[asyncio.Task[Any]] = set()
         self._rate = UserRate(options.user_rate)
         self._warn = RateLimitedLog(log, "interaction bookkeeping failed")
+        self._failures = RateLimitedLog(log, "interactions failed", level=logging.ERROR)
         self._denials = RateLimitedLog(log, "Discord actions refused", level=logging.INFO)
 
     # -- entry point -----------------------------------------------------------------------
@@ -263,7 +264,8 @@ class Responder:
             text = f"{out.name} failed: {exc.message}"
             response = _reply(what, message(text, ephemeral=isinstance(what, Command)))
         except Exception as exc:  # a bug must not leave Discord without an answer
-            log.exception("interaction %s (%s) failed", ix.id, out.name)
+            # A member can repeat this: the first traceback at once, then a summary.
+            self._failures.record(f"{out.name}: {type(exc).__name__}", detail=ix.id, exc_info=exc)
             out.fail("error", 500, f"internal error ({type(exc).__name__})")
             response = _reply(what, message("internal error, see the service log", ephemeral=True))
         return await self._finish(ix, out, started, response)

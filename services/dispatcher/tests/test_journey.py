@@ -415,3 +415,62 @@ route: {{receiver: gotify}}
         assert markup not in rendered, (markup, rendered)
     assert lines[0] == hostile.message  # shown as the text it is
     assert "node: pve2" in lines
+
+
+# Discord's message markdown (docs.discord.com "Markdown Text 101"; also in embed descriptions
+# and field values): masked links [text](url), mentions <@id>, **bold**, __underline__,
+# ||spoiler||, headings, lists; a backslash before a punctuation character shows it as is.
+_MASKED_LINK = re.compile(r"(?<!\\)\[[^\]]*(?<!\\)\]\(")
+_UNESCAPED = re.compile(r"(?<!\\)(?:<@|\*\*|__|\|\||`)")
+
+
+async def test_discord_shows_a_hostile_log_line_as_text_and_a_mail_table_as_a_block(
+    dispatcher, sink, js
+) -> None:
+    # Anyone who can reach an exposed sshd writes into syslog: "Invalid user <anything>". The
+    # embed's description and field values render Discord markdown, so before, the proxbus
+    # bot posted the attacker's masked link ("Reset your password" → a phishing page) as a
+    # live link, a <@id> as a mention, and a job mail's table folded into proportional text.
+    discord = await sink()
+    await dispatcher(f"""\
+receivers: [{{name: discord, type: discord, url: "{discord.url}/api/webhooks/1/tok"}}]
+route: {{receiver: discord}}
+""")
+    line = (
+        "sshd[4242]: Invalid user [Reset your password](http://phish.example/) <@123> "
+        "**now** __x__ ||y|| `z` from 203.0.113.9 port 52311"
+    )
+    hostile = ev(
+        node="pve1",
+        kind="auth.failed",
+        severity="warning",
+        title=line,
+        message=line,
+        metadata={"hostname": "pve1"},
+    )
+    mail = ev(
+        source="email",
+        node="pve1",
+        kind="backup.failed",
+        vmid=103,
+        title="Backup of guest 103 (web103) failed on pve1 (4 other guests ok)",
+        message=MAIL_TEXT + "``` a fence in the text\n",
+    )
+    await publish(js, hostile, mail)
+    await wait_until(lambda: len(discord.requests) == 2)
+    embeds = {
+        r.json["embeds"][0]["fields"][1]["value"]: r.json["embeds"][0] for r in discord.requests
+    }
+    embed = embeds["auth.failed"]
+    description = embed["description"]
+    assert _MASKED_LINK.search(description) is None, description
+    assert _UNESCAPED.search(description) is None, description
+    assert "phish.example" in description  # shown, as text
+    assert "node: pve1" in description.splitlines()[2]  # one fact a line, after the line
+    for field in embed["fields"]:
+        assert _MASKED_LINK.search(field["value"]) is None
+
+    table = embeds["backup.failed"]["description"]
+    assert table.startswith("```\n"), table
+    assert table.count("```") == 2, table  # the text's own fence cannot close the block
+    assert "103     web103    err" in table

@@ -93,6 +93,21 @@ def md_block(value: object) -> str:
     return f"{fence}\n{text}\n{fence}"
 
 
+# Discord (embed descriptions and field values render its markdown: masked links, mentions,
+# spoilers, headings, lists). Its escape rule is CommonMark's (a backslash before any
+# punctuation), so ``md`` serves; its code blocks close at the first ``` whatever the opening
+# fence, so ``discord_block`` breaks up runs of backticks in the text instead.
+DEFAULT_BODY_DISCORD = DEFAULT_BODY_MARKDOWN.replace("| md_block", "| discord_block")
+
+
+def discord_block(value: object) -> str:
+    """``value`` as a Discord code block (``` fences); runs of three or more backticks in it
+    get zero-width spaces between them, so nothing inside can close the block."""
+    text = str(value).strip("\n")
+    text = re.sub(r"`{3,}", lambda m: "\u200b".join(m[0]), text)
+    return f"```\n{text}\n```"
+
+
 def when(value: object) -> str:
     """A time as ``2026-11-30 02:04:12 UTC`` (from an ISO 8601 string, a datetime or epoch
     seconds); what it cannot read is shown as given."""
@@ -139,7 +154,14 @@ def kinds(events: object) -> str:
 
 
 _ENV = ImmutableSandboxedEnvironment(autoescape=False)
-_ENV.filters.update(when=when, with_node=with_node, kinds=kinds, md=md, md_block=md_block)
+_ENV.filters.update(
+    when=when,
+    with_node=with_node,
+    kinds=kinds,
+    md=md,
+    md_block=md_block,
+    discord_block=discord_block,
+)
 
 
 @lru_cache(maxsize=256)

@@ -11,7 +11,8 @@ from proxbus_events import Severity
 from pydantic import Field
 
 from ..notification import Notification
-from ._base import ReceiverBase, post_json, render_body, render_title
+from ..templates import DEFAULT_BODY_DISCORD, md, render
+from ._base import ReceiverBase, post_json, render_title
 
 
 class DiscordReceiver(ReceiverBase):
@@ -38,6 +39,12 @@ SEVERITY_COLOURS: dict[Severity, int] = {
 _DESCRIPTION_LIMIT = 4000
 
 
+def _field(value: object) -> str:
+    """An event's value as a field value: literal text (``md``), at most 1024 characters."""
+    text = md(value) or "-"
+    return text if len(text) <= 1024 else text[:1023] + "…"
+
+
 def discord_payload(receiver: DiscordReceiver, notification: Notification) -> dict[str, Any]:
     """The webhook JSON body for ``notification``."""
     first = notification.first
@@ -45,18 +52,25 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
         {"name": "severity", "value": notification.severity.value, "inline": True},
         # The contract bounds a kind's shape, not its length: Discord refuses a field value
         # over 1024 characters (HTTP 400, the notification dead-lettered).
-        {"name": "kind", "value": str(first["kind"])[:1024], "inline": True},
+        {"name": "kind", "value": _field(first["kind"]), "inline": True},
     ]
     if first.get("node"):
-        fields.append({"name": "node", "value": str(first["node"])[:1024], "inline": True})
+        fields.append({"name": "node", "value": _field(first["node"]), "inline": True})
     if first.get("vmid") is not None:
         fields.append({"name": "vmid", "value": str(first["vmid"]), "inline": True})
     if len(notification.events) > 1:
         fields.append({"name": "events", "value": str(len(notification.events)), "inline": True})
-    fields.append({"name": "site", "value": str(first.get("site", ""))[:1024], "inline": True})
+    fields.append({"name": "site", "value": _field(first.get("site", "")), "inline": True})
     embed: dict[str, Any] = {
         "title": render_title(receiver, notification, 256),
-        "description": render_body(receiver, notification, _DESCRIPTION_LIMIT),
+        # Discord markdown: with the default template, nothing from an event becomes markup
+        # (a masked link in an sshd "Invalid user" line, a mention) and a multi-line message is
+        # a code block; a body_template is the operator's markdown.
+        "description": render(
+            receiver.body_template or DEFAULT_BODY_DISCORD,
+            notification.template_context(),
+            _DESCRIPTION_LIMIT,
+        ),
         "color": SEVERITY_COLOURS[notification.severity],
         "fields": fields[:25],
         "timestamp": first.get("timestamp"),

@@ -8,7 +8,15 @@ import logging
 from typing import Any
 
 import pytest
-from proxbus_ingest_discord.testing import Signed, command, discord_audit
+from proxbus_ingest_discord.app import DiscordService
+from proxbus_ingest_discord.testing import (
+    DiscordStandIn,
+    Signed,
+    click,
+    command,
+    discord_audit,
+    service_settings,
+)
 
 
 async def test_a_repeated_internal_failure_is_logged_once_and_shown_without_a_trace(
@@ -33,3 +41,37 @@ async def test_a_repeated_internal_failure_is_logged_once_and_shown_without_a_tr
     assert len(tracebacks) == 1
     records = await discord_audit(js, 5)
     assert [(r["outcome"], r["code"]) for r in records] == [("error", 500)] * 5
+
+
+async def test_a_power_action_the_gateway_did_not_answer_in_time_is_not_called_failed(
+    signed: Signed,
+    gateway: Any,
+    sim: Any,
+    nats_server: Any,
+    keypair: Any,
+    discord_api: DiscordStandIn,
+    js: Any,
+) -> None:
+    # The gateway did send the stop to Proxmox; only its answer came after DISCORD_RPC_TIMEOUT.
+    # "failed" would invite a second try of something that ran.
+    svc = DiscordService(
+        service_settings(nats_server.url, keypair, discord_api.url, discord_rpc_timeout=1.0)
+    )
+    await svc.start()
+    try:
+        to_svc = Signed(f"http://127.0.0.1:{svc.port}/discord/interactions", keypair, signed.http)
+        _, asked = await to_svc.post(command("stop", {"vmid": 108}))
+        sim.add_latency("/nodes/pve3/qemu/108/status/stop", 2.5)
+        buttons = asked["data"]["components"][0]["components"]
+        confirm = next(b["custom_id"] for b in buttons if b["custom_id"].startswith("pbx:do:"))
+        _, answer = await to_svc.post(click(confirm))
+    finally:
+        await svc.close()
+    assert answer["type"] == 7
+    content = answer["data"]["content"]
+    assert "failed" not in content
+    assert "no answer from the gateway within 1s" in content
+    assert "may still" in content
+    assert answer["data"]["components"] == []
+    records = await discord_audit(js, 2)
+    assert [(r["outcome"], r["code"]) for r in records] == [("ok", None), ("error", 504)]

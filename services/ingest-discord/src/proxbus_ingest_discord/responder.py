@@ -17,7 +17,15 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from proxbus_events import Event, Matcher, Silence, deterministic_event_id
-from proxbus_runtime import EventPublisher, RateLimitedLog, RpcError, SilenceStore, call_tool
+from proxbus_runtime import (
+    EventPublisher,
+    RateLimitedLog,
+    RpcError,
+    RpcTimeout,
+    RpcUnavailable,
+    SilenceStore,
+    call_tool,
+)
 
 from .audit import DiscordAudit, DiscordAuditRecord
 from .commands import Command, parse_command
@@ -351,6 +359,12 @@ class Responder:
             except RpcError as exc:
                 out.fail("error", exc.code, exc.message)
                 text = f"**{click.action} {click.vmid} failed**: {exc.message}"
+                if isinstance(exc, RpcTimeout) and not isinstance(exc, RpcUnavailable):
+                    # The request reached a gateway: the action may have been sent to Proxmox.
+                    text = (
+                        f"**{click.action} {click.vmid}**: {exc.message}; it may still run."
+                        " Check `/proxbus vms` or the Proxmox task log before trying again."
+                    )
                 if exc.code == 403 and "'operate' scope" in exc.message:
                     text += "\n(the gateway gives NATS callers RPC_SCOPES; power actions need read+operate)"
                 return _update(message(text, components=[]))

@@ -39,6 +39,19 @@ SEVERITY_COLOURS: dict[Severity, int] = {
 _DESCRIPTION_LIMIT = 4000
 
 
+_EMBED_TOTAL = 6000
+
+
+def _embed_size(embed: dict[str, Any]) -> int:
+    fields = embed["fields"]
+    return (
+        len(embed["title"])
+        + len(embed["description"])
+        + sum(len(f["name"]) + len(f["value"]) for f in fields)
+        + len(embed["footer"]["text"])
+    )
+
+
 def _field(value: object) -> str:
     """An event's value as a field value: literal text (``md``), at most 1024 characters."""
     text = md(value) or "-"
@@ -76,6 +89,11 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
         "timestamp": first.get("timestamp"),
         "footer": {"text": f"proxbus · {first.get('source', '')}"},
     }
+    # Discord refuses an embed over 6000 characters in all (title, description, field names
+    # and values, footer): the description gives way.
+    over = _embed_size(embed) - _EMBED_TOTAL
+    if over > 0:
+        embed["description"] = embed["description"][: -(over + 1)] + "…"
     payload: dict[str, Any] = {"username": receiver.username, "embeds": [embed]}
     if receiver.avatar_url:
         payload["avatar_url"] = receiver.avatar_url

@@ -51,7 +51,7 @@ class Settings(ServiceSettings):
     seed_group_wait: float = Field(default=0.0, ge=0)
     seed_repeat_interval: float = Field(default=0.0, ge=0)
     # plain log lines (syslog.message) are notified from this severity (or MIN_SEVERITY if higher)
-    seed_syslog_min_severity: Severity = Severity.WARNING
+    seed_syslog_min_severity: Severity = Severity.NOTICE
     discord_out_enabled: bool = False
     discord_webhook_url: SecretStr | None = None
     gotify_out_enabled: bool = False

@@ -16,11 +16,13 @@ from typing import Any
 from proxbus_ingest_discord.app import DiscordService
 from proxbus_ingest_discord.testing import (
     CHANNEL,
+    GUILD,
     STRANGER,
     Signed,
     click,
     command,
     discord_audit,
+    discord_events,
     service_settings,
 )
 from proxbus_mcp_gateway.app import Running
@@ -134,3 +136,21 @@ async def test_discord_channels_limits_commands_to_those_channels_and_their_thre
     assert "**Cluster lab**" in in_thread["data"]["content"]
     assert "**Cluster lab**" in here["data"]["content"]
     assert power_requests(sim, 102, "stop") == 0
+
+
+async def test_refusals_from_outside_are_audited_but_not_published_as_events(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    # Anyone on Discord can add a public bot to their own server: their refused commands must
+    # not become warning events, which the dispatcher would post to the lab's channel.
+    for _ in range(3):
+        _, answer = await signed.post(command("stop", {"vmid": 100}, guild=OTHER_GUILD))
+        assert refused(answer)
+    _, member = await signed.post(command("stop", {"vmid": 100}, user=STRANGER))
+    assert refused(member)  # a member of your own server who is no operator: an event
+    records = await discord_audit(js, 4)
+    assert [r["outcome"] for r in records] == ["denied"] * 4
+    events = await discord_events(js, 1)
+    assert [(e.metadata["discord_guild_id"], e.metadata["outcome"]) for e in events] == [
+        (GUILD, "denied")
+    ]

@@ -85,6 +85,17 @@ class Access:
     guilds: frozenset[str] = frozenset()
     channels: frozenset[str] = frozenset()
 
+    def outside(
+        self, guild_id: str | None, channel_id: str | None, parent_id: str | None
+    ) -> str | None:
+        """Why this place (server, DM, channel) is not one proxbus answers in, or ``None``."""
+        if self.guilds and guild_id not in self.guilds:
+            where = "in direct messages" if guild_id is None else "in this server"
+            return f"proxbus does not answer {where} (DISCORD_GUILDS)."
+        if self.channels and not ({channel_id, parent_id} & self.channels):
+            return "proxbus does not answer in this channel (DISCORD_CHANNELS)."
+        return None
+
     def refusal(
         self,
         actor: Actor,
@@ -95,11 +106,9 @@ class Access:
         change: bool,
     ) -> str | None:
         """Why ``actor`` may not do this here (shown to them), or ``None``."""
-        if self.guilds and guild_id not in self.guilds:
-            where = "in direct messages" if guild_id is None else "in this server"
-            return f"proxbus does not answer {where} (DISCORD_GUILDS)."
-        if self.channels and not ({channel_id, parent_id} & self.channels):
-            return "proxbus does not answer in this channel (DISCORD_CHANNELS)."
+        outside = self.outside(guild_id, channel_id, parent_id)
+        if outside is not None:
+            return outside
         if self.operators.allows(actor):
             return None
         if change:

@@ -100,6 +100,10 @@ class Outcome:
     correlation_id: str | None = None
     changes: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Published as an event (besides the audit record)? Not for what anyone outside can
+    # repeat (refusals outside DISCORD_GUILDS/CHANNELS, rate limits): the dispatcher would
+    # post each one to the lab's channel.
+    publish: bool = True
 
     def fail(self, outcome: str, code: int, message: str) -> None:
         self.outcome, self.code, self.message = outcome, code, message
@@ -248,6 +252,7 @@ class Responder:
                 out.fail(
                     "rate_limited", 429, f"over DISCORD_USER_RATE ({self._opts.user_rate}/min)"
                 )
+                out.publish = False
                 self._denials.record(f"{out.name}: over the user rate", ix.actor.user_id)
                 text = "Slow down: too many /proxbus commands and clicks; try again in a minute."
                 return await self._finish(ix, out, started, _channel(message(text, ephemeral=True)))
@@ -259,6 +264,9 @@ class Responder:
                 change=not isinstance(what, Command) or what.is_change,
             )
             if refusal is not None:
+                out.publish = (
+                    self._access.outside(ix.guild_id, ix.channel_id, ix.parent_channel_id) is None
+                )
                 response = self._denied(ix.actor, out, refusal)
             elif isinstance(what, Command):
                 response = await self._command(ix.actor, what, out)
@@ -481,8 +489,8 @@ class Responder:
                 code=out.code,
             )
         )
-        if out.outcome == "rate_limited":
-            return  # audited, but not an event: it would be notified, as often as the spam
+        if not out.publish:
+            return  # audited, but not an event (see Outcome.publish)
         severity = ("notice" if out.changes else "info") if out.outcome == "ok" else "warning"
         now = datetime.now(UTC)
         detail = ", ".join(f"{k}={v}" for k, v in out.arguments.items())

@@ -13,6 +13,7 @@ import email.policy
 import html
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
@@ -482,3 +483,73 @@ route: {{receiver: discord}}
     assert table.startswith("```\n"), table
     assert table.count("```") == 2, table  # the text's own fence cannot close the block
     assert "103     web103    err" in table
+
+
+def _disk_errors(start: datetime, every: timedelta, n: int) -> list[Event]:
+    """The kernel's "I/O error, dev sdc" every ``every`` (ingest-syslog: disk.error, error,
+    one fingerprint per node and device), received as they happened."""
+    out = []
+    for i in range(n):
+        at = start + i * every
+        out.append(
+            ev(
+                kind="disk.error",
+                title="Disk I/O on sdc",
+                message=f"I/O error, dev sdc, sector {492641280 + i} op 0x0:(READ) flags 0x0",
+                timestamp=at,
+                received_at=at,
+            )
+        )
+    return out
+
+
+async def test_a_disk_error_every_minute_says_how_long_it_has_been_going_on(
+    dispatcher, sink, js
+) -> None:
+    # A failing disk logs an I/O error every minute for an hour. With repeat_interval 0 (the
+    # seed's default) each INCIDENT_WINDOW (10 min) is a new incident and a new notification:
+    # before, the sixth said just what the first said, as if it had just started.
+    hook = await sink()
+    await dispatcher(
+        f"""\
+receivers: [{{name: hook, type: webhook, url: "{hook.url}/hook"}}]
+route: {{receiver: hook, repeat_interval: 0s}}
+""",
+        incident_window=600,
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    await publish(js, *_disk_errors(start, timedelta(minutes=1), 60))
+    await wait_until(lambda: len(hook.requests) == 6)
+    bodies = [r.json["body"] for r in hook.requests]
+    assert "ongoing since" not in bodies[0]
+    since = (start).strftime("%Y-%m-%d %H:%M:%S UTC")
+    # an incident takes the reports within 600 s of its first (both ends): 11 a minute apart
+    for i, body in enumerate(bodies[1:], start=1):
+        assert f"ongoing since {since}, {11 * i} earlier reports" in body.splitlines(), body
+    incident = hook.requests[5].json["incident"]
+    assert incident["earlier"] == 55
+    assert incident["since"] == start.timestamp()
+
+
+async def test_a_repeat_after_repeat_interval_summarises_the_hours_in_between(
+    dispatcher, sink, js
+) -> None:
+    # With the routes' default repeat_interval (4h): one notification, then, if the disk is
+    # still failing four hours later, one more that says since when and how often.
+    hook = await sink()
+    await dispatcher(
+        f"""\
+receivers: [{{name: hook, type: webhook, url: "{hook.url}/hook"}}]
+route: {{receiver: hook}}
+""",
+        incident_window=600,
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    errors = _disk_errors(start, timedelta(minutes=5), 50)  # 4 h 5 min
+    await publish(js, *errors)
+    await wait_until(lambda: len(hook.requests) == 2)
+    await asyncio.sleep(0.3)
+    assert len(hook.requests) == 2
+    since = start.strftime("%Y-%m-%d %H:%M:%S UTC")
+    lines = hook.requests[1].json["body"].splitlines()
+    assert any(line.startswith(f"ongoing since {since}, ") for line in lines), lines

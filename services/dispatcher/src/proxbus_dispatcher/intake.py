@@ -227,6 +227,8 @@ class Intake:
                 event,
                 known.notified if known else None,
                 known.acked if known is not None and carried else None,
+                previous=known,
+                window=self._window,
             )
             changed = True
         incident.add(event)

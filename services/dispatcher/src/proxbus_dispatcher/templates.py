@@ -10,7 +10,8 @@ Fields available to every template:
   ``group_labels``: the ``group_by`` label values of the group
 - ``enrichment``: ``{event_id: {...}}`` facts added from the gateway (may be empty)
 - ``incidents``: the incidents the notification is about, each ``{id, fingerprint, kind, node,
-  vmid, severity, title, message, sources, count, first_seen, upid}`` (title/message: the best
+  vmid, severity, title, message, sources, count, first_seen, upid, since, earlier}``
+  (since/earlier: the fingerprint's unbroken run of earlier incidents; title/message: the best
   among its events); ``incident``: the first of them (``None`` when there are none)
 
 Filters besides Jinja's: ``when`` (a time as ``2026-11-30 02:04:12 UTC``), ``with_node(node)``
@@ -44,6 +45,8 @@ DEFAULT_BODY = (
     "{% set extra = enrichment.get(event.id) %}{% if extra and extra.guest_name %}"
     "\nguest: {{ extra.guest_name }}{% endif %}"
     "\nat: {{ event.timestamp | when }}"
+    "{% if incident and incident.earlier %}\nongoing since {{ incident.since | when }}, "
+    "{{ incident.earlier }} earlier reports{% endif %}"
     "{% if incident %}\nseen via {{ incident.sources | join(', ') }}{% endif %}"
     "{% if extra and extra.task_log %}\n\n{{ extra.task_log }}{% endif %}"
     "{% else %}{% for e in events %}- [{{ e.severity }}] {{ e.node or '-' }}: {{ e.title }}"
@@ -63,6 +66,8 @@ DEFAULT_BODY_MARKDOWN = (
     " ('vmid: ' ~ one.vmid) if one.vmid is not none else '',"
     " ('guest: ' ~ extra.guest_name) if extra.guest_name else '',"
     " 'at: ' ~ (event.timestamp | when),"
+    " ('ongoing since ' ~ (incident.since | when) ~ ', ' ~ incident.earlier ~ ' earlier reports')"
+    " if incident and incident.earlier else '',"
     " ('seen via ' ~ incident.sources | join(', ')) if incident else '']"
     " | select | map('md') | join('  \\n') }}"
     "{% if extra.task_log %}\n\n{{ extra.task_log | md_block }}{% endif %}"

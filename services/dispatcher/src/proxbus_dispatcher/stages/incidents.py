@@ -73,6 +73,11 @@ class Incident:
     notified: dict[str, float] = field(default_factory=dict)
     # who acknowledged it and when ({"by", "user_id", "at", "event"}); None if nobody did
     acked: dict[str, Any] | None = None
+    # the fingerprint's unbroken run of incidents before this one (each began within the
+    # window of the previous one's last report): when the run's first report arrived, and how
+    # many reports the earlier incidents had; None/0 when this incident began a run
+    since: float | None = None
+    earlier: int = 0
 
     @classmethod
     def open(
@@ -80,8 +85,16 @@ class Incident:
         event: Event,
         notified: dict[str, float] | None = None,
         acked: dict[str, Any] | None = None,
+        previous: Incident | None = None,
+        window: float = 0.0,
     ) -> Incident:
+        """A new incident for ``event``; ``previous`` (the fingerprint's last incident) makes
+        it a repeat when it was still reported within ``window`` of ``event``."""
         at = event.received_at.timestamp()
+        since, earlier = None, 0
+        if previous is not None and 0 <= at - previous.last <= window:
+            since = previous.since if previous.since is not None else previous.opened
+            earlier = previous.earlier + previous.count
         # What ``add(event)`` would do to a new incident, without computing it twice.
         return cls(
             id=event.id,
@@ -103,6 +116,8 @@ class Incident:
             count=1,
             notified=dict(notified or {}),
             acked=dict(acked) if acked else None,
+            since=since,
+            earlier=earlier,
         )
 
     def admits(self, event: Event, window: float) -> bool:
@@ -194,6 +209,8 @@ class Incident:
             "count": self.count,
             "first_seen": self.opened,
             "upid": self.upid,
+            "since": self.since,
+            "earlier": self.earlier,
         }
 
     def to_json(self) -> bytes:

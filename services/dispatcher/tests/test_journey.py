@@ -553,3 +553,32 @@ route: {{receiver: hook}}
     since = start.strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = hook.requests[1].json["body"].splitlines()
     assert any(line.startswith(f"ongoing since {since}, ") for line in lines), lines
+
+
+async def test_apprise_escapes_event_text_for_a_target_that_renders_html_or_markdown(
+    dispatcher, sink, js
+) -> None:
+    # Apprise converts a body to each service's format (HTML for mail and Matrix, markdown for
+    # Telegram...) only when told what the body is. The body went as-is: in an HTML target a
+    # syslog line's "<img src=x onerror=...>" was HTML and "<root@pam>" vanished as a tag; in a
+    # markdown one "[text](url)" was a link. The body is plain text (body_format=text).
+    html_target, md_target = await sink(), await sink()
+    await dispatcher(f"""\
+receivers:
+  - name: tail
+    type: apprise
+    urls:
+      - "json://127.0.0.1:{html_target.port}/apprise?format=html"
+      - "json://127.0.0.1:{md_target.port}/apprise?format=markdown"
+route: {{receiver: tail}}
+""")
+    line = 'pvedaemon: <root@pam> <img src=x onerror="alert(1)"> [login](http://phish.example/)'
+    await publish(
+        js, ev(node="pve1", severity="warning", kind="auth.failed", title=line, message=line)
+    )
+    await wait_until(lambda: len(html_target.requests) == 1 and len(md_target.requests) == 1)
+    as_html = html_target.requests[0].json["message"]
+    assert "<img" not in as_html, as_html
+    assert "&lt;root@pam&gt;" in as_html, as_html
+    as_md = md_target.requests[0].json["message"]
+    assert _MASKED_LINK.search(as_md) is None, as_md

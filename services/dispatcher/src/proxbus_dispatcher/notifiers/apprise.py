@@ -19,6 +19,9 @@ class AppriseReceiver(ReceiverBase):
 
     type: Literal["apprise"]
     urls: list[str] = Field(min_length=1)
+    # What the rendered body is (apprise converts it to each service's format): ``text`` for
+    # the default template; ``markdown`` or ``html`` for a body_template written in them.
+    body_format: Literal["text", "markdown", "html"] = "text"
 
     _split = field_validator("urls", mode="before")(split_list)
 
@@ -35,6 +38,7 @@ class AppriseNotifier:
 
     def __init__(self, receiver: AppriseReceiver) -> None:
         self.receiver = receiver
+        self._body_format = apprise_lib.NotifyFormat(receiver.body_format)
         self._apprise = apprise_lib.Apprise()
         for url in receiver.urls:
             # The first add() loads apprise's plugins, one of which imports the deprecated
@@ -54,7 +58,14 @@ class AppriseNotifier:
         try:
             ok = await asyncio.wait_for(
                 asyncio.to_thread(
-                    self._apprise.notify, body=body, title=title, notify_type=notify_type
+                    self._apprise.notify,
+                    body=body,
+                    title=title,
+                    notify_type=notify_type,
+                    # The default template's body is plain text: apprise escapes it for each
+                    # service's format (HTML mail, Matrix, Telegram markdown...); unsaid, it
+                    # passed event text through as HTML or markdown.
+                    body_format=self._body_format,
                 ),
                 self.receiver.timeout,
             )

@@ -190,3 +190,17 @@ async def test_a_confirmation_clicked_after_its_lifetime_runs_nothing(
     assert late["data"]["components"] == []
     assert "expired" in late["data"]["content"]
     assert power_requests(sim, 111, "stop") == 0
+
+
+async def test_a_confirmation_deleted_from_the_bucket_reads_as_expired(
+    signed: Signed, gateway: Running, sim: Simulator, js: Any
+) -> None:
+    # An operator clearing pending confirmations (`nats kv del`) leaves a delete marker.
+    _, asked = await signed.post(command("stop", {"vmid": 114}))
+    custom_id = confirm_id(asked)
+    bucket = await js.key_value("proxbus_discord_interactions")
+    await bucket.delete("confirm." + custom_id.rsplit(":", 1)[1])
+    _, late = await signed.post(click(custom_id))
+    assert late["type"] == 7
+    assert "expired" in late["data"]["content"]
+    assert power_requests(sim, 114, "stop") == 0

@@ -60,3 +60,25 @@ async def test_display_names_lose_control_and_direction_characters(
     assert "admin root" in event.title
     [record] = await discord_audit(js, 1)
     assert record["arguments"]["discord_user"] == "admin root"
+
+
+async def test_no_answer_can_ping_everyone_or_a_role(
+    signed: Signed, gateway: Running, js: Any, sim: Any, discord_api: Any
+) -> None:
+    from proxbus_events import Event
+    from proxbus_runtime import EventPublisher
+
+    async with EventPublisher(js) as pub:
+        await pub.publish(
+            Event(source="syslog", site="lab", node="pve1", severity="error",
+                  kind="backup.failed", title="@everyone <@&222222222222222222> @here")
+        )  # fmt: skip
+    _, now = await signed.post(command("events"))
+    assert "@everyone" in now["data"]["content"]
+    assert now["data"]["allowed_mentions"] == {"parse": []}
+    # A deferred answer's follow-up too.
+    sim.add_latency("/cluster/resources", 2.5)
+    _, deferred = await signed.post(command("vms", name="@everyone"))
+    assert deferred == {"type": 5}
+    await discord_api.wait(1, timeout=15)
+    assert discord_api.calls[0][2]["allowed_mentions"] == {"parse": []}

@@ -171,3 +171,32 @@ async def test_a_flood_of_bad_requests_logs_a_line_not_one_per_request(
         )
         == 50
     )
+
+
+async def test_a_ping_is_answered_while_the_service_still_waits_for_nats(
+    nats_server: Any, keypair: Any, discord_api: Any
+) -> None:
+    # Saving the Interactions Endpoint URL in the Developer Portal sends a PING: it must not
+    # fail because the bus is not up yet (the PING needs none).
+    import aiohttp
+    from proxbus_devtools.testing import wait_until
+    from proxbus_ingest_discord.app import DiscordService
+    from proxbus_ingest_discord.testing import service_settings
+
+    nats_server.stop()
+    svc = DiscordService(service_settings(nats_server.url, keypair, discord_api.url))
+    starting = asyncio.create_task(svc.start())
+    try:
+        await wait_until(lambda: svc.port, timeout=10, what="listener up")
+        async with aiohttp.ClientSession() as http:
+            to_svc = Signed(f"http://127.0.0.1:{svc.port}/discord/interactions", keypair, http)
+            ping, pong = await to_svc.post(interaction(1))
+            status, _ = await to_svc.post(command("status"))
+        assert (ping, pong) == (200, {"type": 1})
+        assert status == 503  # everything else waits for the bus
+        nats_server.start()
+        await asyncio.wait_for(starting, 30)
+    finally:
+        if not starting.done():
+            starting.cancel()
+        await svc.close()

@@ -8,12 +8,13 @@ from aiohttp import web
 from proxbus_runtime import RateLimitedLog
 
 from .errors import InteractionError, SignatureError
-from .interaction import parse_interaction
+from .interaction import PING, parse_interaction
 from .metrics import DiscordMetrics
 from .responder import Responder
 from .signature import SignatureVerifier
 
 log = logging.getLogger(__name__)
+PONG = 1  # Discord "Interaction Callback Type" 1
 
 INTERACTIONS_PATH = "/discord/interactions"
 
@@ -77,11 +78,20 @@ class InteractionsEndpoint:
             outcome = "stale" if exc.reason == "stale" else "unauthorized"
             self._refused.record(outcome, request.remote or "", exc.message)
             return self._refuse(outcome, 401, exc.message)
+        try:
+            interaction = parse_interaction(body)
+        except InteractionError as exc:
+            self._refused.record(exc.outcome, request.remote or "", exc.message[:120])
+            return self._refuse(exc.outcome, exc.status, exc.message)
+        if interaction.type == PING:
+            # Needs no bus: the Developer Portal's check of the URL passes while NATS is away.
+            self._metrics.interactions.labels("ping", "immediate").inc()
+            self._metrics.requests.labels("ok").inc()
+            return web.json_response({"type": PONG})
         responder = self.responder
         if responder is None:
             return self._refuse("unavailable", 503, "proxbus is starting or stopping")
         try:
-            interaction = parse_interaction(body)
             response = await responder.respond(interaction)
         except InteractionError as exc:
             self._refused.record(exc.outcome, request.remote or "", exc.message[:120])

@@ -463,3 +463,24 @@ async def test_with_the_gateways_default_read_only_rpc_scope_a_confirm_explains_
     assert sim.lab.guests[106].status == "running"
     records = await discord_audit(js, 2)
     assert [(r["outcome"], r["code"]) for r in records] == [("ok", None), ("error", 403)]
+
+
+async def test_a_deferred_command_that_ends_in_an_error_answers_it_privately(
+    signed: Signed, gateway: Running, sim: Simulator, discord_api: DiscordStandIn
+) -> None:
+    # Discord gives the first follow-up of a deferral the deferral's visibility (everyone saw
+    # "thinking…"): the thinking message is resolved first, then the error follows with the
+    # ephemeral flag (docs.discord.com, "Receiving and Responding": followup messages).
+    sim.add_latency("/cluster/resources", 3.0)
+    payload = command("stop", {"vmid": 999})  # no such guest: the gateway says so, late
+    _, answer = await signed.post(payload)
+    assert answer == {"type": 5}
+    await discord_api.wait(2, timeout=15)
+    base = f"/api/v10/webhooks/{payload['application_id']}/{payload['token']}"
+    (m1, p1, b1), (m2, p2, b2) = discord_api.calls
+    assert (m1, p1) == ("PATCH", f"{base}/messages/@original")
+    assert "999" not in b1["content"]
+    assert b1["allowed_mentions"] == {"parse": []}
+    assert (m2, p2) == ("POST", base)
+    assert b2["flags"] == 64
+    assert "stop failed" in b2["content"]

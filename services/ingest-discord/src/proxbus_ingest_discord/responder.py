@@ -232,12 +232,24 @@ class Responder:
         await self._settle(ix.id, DEFERRED, None)
         response = await work
         data = response.get("data") or {}
-        if is_command:
-            sent = await self._followups.create(ix.application_id, ix.token, data)
+        app, token = ix.application_id, ix.token
+        if data.get("flags") == EPHEMERAL:
+            # Meant for the member only (an error, a refusal). The first follow-up of a
+            # deferral takes the deferral's visibility (a command's "thinking…" is public), so
+            # that is resolved first and the answer follows as a second, ephemeral message.
+            if is_command:
+                assert ix.actor is not None
+                note = message(f"Answered to {ix.actor.name} only.")
+                sent = await self._followups.edit_original(app, token, note)
+                sent = sent and await self._followups.create(app, token, data)
+            else:  # a deferred click shows nothing: a follow-up is a message of its own
+                sent = await self._followups.create(app, token, data)
+        elif is_command:
+            sent = await self._followups.create(app, token, data)
         else:
             # An edit cannot make the clicked message ephemeral.
             data = {k: v for k, v in data.items() if k != "flags"}
-            sent = await self._followups.edit_original(ix.application_id, ix.token, data)
+            sent = await self._followups.edit_original(app, token, data)
         self._metrics.followups.labels("sent" if sent else "failed").inc()
         await self._settle(ix.id, DONE, response)
 

@@ -582,3 +582,40 @@ route: {{receiver: tail}}
     assert "&lt;root@pam&gt;" in as_html, as_html
     as_md = md_target.requests[0].json["message"]
     assert _MASKED_LINK.search(as_md) is None, as_md
+
+
+async def test_a_restart_in_the_middle_of_the_nightly_job_notifies_it_once(
+    dispatcher, sink, js
+) -> None:
+    # The dispatcher restarts (an upgrade) between the guest's failure and the rest of the
+    # job's reports: the incident, its UPID and its notification log come back from the state
+    # bucket, so the job's end, the task's end, the mail and the webhook join it.
+    hook = await sink()
+    routes = f"""\
+receivers:
+  - {{name: hook, type: webhook, url: "{hook.url}/hook"}}
+  - {{name: elsewhere, type: nats, subject: journey.info}}
+route:
+  receiver: elsewhere
+  routes:
+    - {{receiver: hook, matchers: ["severity>=warning"]}}
+"""
+    reports = vzdump_job_reports()
+    failure = next(i for i, e in enumerate(reports) if e.kind == "backup.failed") + 1
+    first = await dispatcher(routes)
+    await publish(js, *reports[:failure])
+    await wait_until(lambda: len(hook.requests) == 1)
+    await first.stop()
+    second = await dispatcher(routes)
+    await publish(js, *reports[failure:])
+
+    def settled() -> float:
+        return sum(
+            second.registry.get_sample_value("proxbus_dispatcher_events_total", {"outcome": o}) or 0
+            for o in ("routed", "suppressed")
+        )
+
+    await wait_until(lambda: settled() >= len(reports) - failure)
+    await asyncio.sleep(0.5)  # a second notification would be on its way by now
+    assert len(hook.requests) == 1
+    assert hook.requests[0].json["incident"]["vmid"] == 103

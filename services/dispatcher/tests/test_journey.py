@@ -21,7 +21,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from proxbus_devtools.testing import free_port
 from proxbus_dispatcher.dlq import dlq_list
-from proxbus_events import Event
+from proxbus_events import Event, Matcher, Silence
+from proxbus_runtime import SilenceStore
 
 from .conftest import ev, publish, wait_until
 
@@ -619,3 +620,39 @@ route:
     await asyncio.sleep(0.5)  # a second notification would be on its way by now
     assert len(hook.requests) == 1
     assert hook.requests[0].json["incident"]["vmid"] == 103
+
+
+async def test_a_silence_set_while_a_group_gathers_holds_back_what_it_mutes(
+    dispatcher, sink, js
+) -> None:
+    # routes.example.yaml gathers backup failures per node for 30 s before Discord hears of
+    # them. The operator sees the first failure on the console (or a Gotify push) and
+    # silences pve1 for the maintenance they are doing: before, the gathered notification
+    # still went out with the silenced events, since silences were checked only when an event
+    # arrived (Alertmanager checks them again when it notifies).
+    hook = await sink()
+    service = await dispatcher(f"""\
+receivers: [{{name: hook, type: webhook, url: "{hook.url}/hook"}}]
+route: {{receiver: hook, group_by: [node], group_wait: 1500ms}}
+""")
+    assert service.intake is not None
+    muted = ev(kind="backup.failed", vmid=101, title="Backup of VM 101 failed: timeout")
+    kept = ev(node="pve2", kind="backup.failed", vmid=201, title="Backup of VM 201 failed")
+    await publish(js, muted, kept)
+    await wait_until(lambda: service.intake.grouper.pending_count == 2)  # type: ignore[union-attr]
+    store = await SilenceStore.open(js)
+    silence = await store.add(
+        Silence.for_duration([Matcher.parse("node=pve1")], timedelta(hours=1), "maintenance")
+    )
+    await wait_until(lambda: silence.id in service.intake.silences.silences)  # type: ignore[union-attr]
+    await wait_until(lambda: len(hook.requests) >= 1)
+    await asyncio.sleep(0.5)  # the other group is due at the same time
+    assert [r.json["event"]["id"] for r in hook.requests] == [kept.id]
+    assert (
+        service.registry.get_sample_value(
+            "proxbus_dispatcher_suppressed_total", {"reason": "silenced"}
+        )
+        == 1
+    )
+    # the muted event was acknowledged on the stream all the same (nothing redelivered)
+    await wait_until(lambda: service.intake.grouper.pending_count == 0)  # type: ignore[union-attr]

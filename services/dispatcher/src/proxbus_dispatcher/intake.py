@@ -435,8 +435,9 @@ class Intake:
         the incidents in it stop gathering."""
         pending: list[Pending] = []
         size = self.config.max_events_per_notification
-        for group, items in due:
+        for group, gathered in due:
             route = group.route
+            items = await self._still_wanted(route, gathered)
             for part in chunk(items, size, MAX_NOTIFICATION_BYTES, lambda h: len(h.raw)):
                 ids = sorted(e.id for e, _ in part)
                 did = delivery_id(group.key, route.receiver, *ids)
@@ -464,6 +465,23 @@ class Intake:
                 future = await self.enqueuer.publish(self._subjects[route.receiver], body, did)
                 pending.append(PendingDelivery(future, part, route, group))
         await self._settle(pending)
+
+    async def _still_wanted(
+        self, route: Route, items: list[tuple[Event, Held]]
+    ) -> list[tuple[Event, Held]]:
+        """The gathered events a silence created while they waited does not mute now (as
+        Alertmanager checks silences when it notifies, not only when an alert arrives). A
+        muted one is suppressed (reason ``silenced``) and let go: acked, not redelivered."""
+        kept = []
+        for event, held in items:
+            silence = self.silences.muting(event)
+            if silence is None:
+                kept.append((event, held))
+                continue
+            self._gathering.discard((route.id, held.incident))
+            await self.suppressions.record(event, "silenced", silence.id)
+            await self.enqueuer.release(held.inflight)
+        return kept
 
     async def drain(self) -> None:
         """At shutdown: notify what groups hold now rather than leave it for redelivery."""

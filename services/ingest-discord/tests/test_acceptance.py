@@ -7,6 +7,7 @@ import re
 import time
 from typing import Any
 
+import pytest
 from proxbus_devtools.testing import wait_until
 from proxbus_ingest_discord.app import DiscordService
 from proxbus_ingest_discord.testing import (
@@ -484,3 +485,26 @@ async def test_a_deferred_command_that_ends_in_an_error_answers_it_privately(
     assert (m2, p2) == ("POST", base)
     assert b2["flags"] == 64
     assert "stop failed" in b2["content"]
+
+
+@pytest.mark.parametrize("retry_after", [None, float("nan"), -5.0])
+async def test_a_429_with_an_unreadable_retry_after_is_still_retried(
+    signed: Signed,
+    gateway: Running,
+    sim: Simulator,
+    discord_api: DiscordStandIn,
+    retry_after: float | None,
+) -> None:
+    sim.add_latency("/cluster/resources", 2.5)
+    discord_api.statuses = [429]
+    discord_api.retry_after = retry_after  # type: ignore[assignment]  # null, NaN, negative
+    _, answer = await signed.post(command("vms"))
+    assert answer == {"type": 5}
+    await discord_api.wait(2, timeout=15)
+    assert [c[0] for c in discord_api.calls] == ["POST", "POST"]
+    async with asyncio.timeout(5):
+        while (
+            counter(await metrics_text(signed), "proxbus_discord_followups_total", outcome="sent")
+            < 1
+        ):
+            await asyncio.sleep(0.05)

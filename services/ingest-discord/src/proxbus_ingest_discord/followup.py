@@ -62,8 +62,9 @@ class FollowupClient:
                         return True
                     retry_after = delay
                     if resp.status == 429:
+                        # Whatever the body holds (null, a list, not JSON): the own backoff.
                         with contextlib.suppress(
-                            ValueError, aiohttp.ContentTypeError, AttributeError
+                            ValueError, TypeError, aiohttp.ContentTypeError, AttributeError
                         ):
                             retry_after = float((await resp.json()).get("retry_after", delay))
                     elif resp.status < 500:

@@ -154,3 +154,33 @@ async def test_refusals_from_outside_are_audited_but_not_published_as_events(
     assert [(e.metadata["discord_guild_id"], e.metadata["outcome"]) for e in events] == [
         (GUILD, "denied")
     ]
+
+
+async def test_interactions_from_outside_store_nothing_in_the_ledger(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    # Anyone can add a public bot to a server of theirs and click away: their refusals are
+    # answered without claiming a key in proxbus_discord_interactions (which keeps every
+    # answer for 15 minutes and has no size bound of its own).
+    from nats.js.errors import KeyNotFoundError
+
+    ledger = await js.key_value("proxbus_discord_interactions")
+    outside = [
+        command("status", user=STRANGER, guild=OTHER_GUILD),
+        command("stop", {"vmid": 100}, guild=None),
+        click("pbx:ack:0123456789abcdef", guild=OTHER_GUILD),
+    ]
+    for payload in outside:
+        _, answer = await signed.post(payload)
+        assert refused(answer)
+    inside = command("status", user=STRANGER)
+    await signed.post(inside)
+    assert await ledger.get(inside["id"])
+    for payload in outside:
+        try:
+            await ledger.get(payload["id"])
+        except KeyNotFoundError:
+            continue
+        raise AssertionError(f"{payload['id']} was claimed")
+    records = await discord_audit(js, 4)
+    assert [r["outcome"] for r in records].count("denied") == 3

@@ -167,6 +167,17 @@ class Responder:
         # Parsed before the claim: an unknown command is a 4xx, not a remembered interaction.
         what: Command | Click = parse_command(ix.data) if is_command else parse_click(ix.data)
         deferred_type = DEFERRED_CHANNEL_MESSAGE if is_command else DEFERRED_UPDATE_MESSAGE
+        where = self._access.outside(ix.guild_id, ix.channel_id, ix.parent_channel_id)
+        if where is not None and ix.actor is not None:
+            # From a server or DM proxbus does not answer in: refused before the claim, so
+            # whoever added the bot elsewhere stores nothing in the ledger; a retry gets the
+            # same refusal. Audited (not as an event) after the answer.
+            self._metrics.interactions.labels(kind, "immediate").inc()
+            out = Outcome(_name(what), _arguments(what), publish=False)
+            response = self._denied(ix.actor, out, where)
+            self._metrics.commands.labels(out.name, out.outcome).inc()
+            self._track(asyncio.create_task(self._record(ix, out, 0.0), name=f"refused-{ix.id}"))
+            return response
         claim = await asyncio.wait_for(self._ledger.claim(ix.id), CLAIM_TIMEOUT)
         if not claim.first:
             self._metrics.interactions.labels(kind, "duplicate").inc()
@@ -275,10 +286,7 @@ class Responder:
                 ix.parent_channel_id,
                 change=not isinstance(what, Command) or what.is_change,
             )
-            if refusal is not None:
-                out.publish = (
-                    self._access.outside(ix.guild_id, ix.channel_id, ix.parent_channel_id) is None
-                )
+            if refusal is not None:  # (outside DISCORD_GUILDS/CHANNELS: refused in respond())
                 response = self._denied(ix.actor, out, refusal)
             elif isinstance(what, Command):
                 response = await self._command(ix.actor, what, out)

@@ -82,3 +82,22 @@ async def test_no_answer_can_ping_everyone_or_a_role(
     assert deferred == {"type": 5}
     await discord_api.wait(1, timeout=15)
     assert discord_api.calls[0][2]["allowed_mentions"] == {"parse": []}
+
+
+async def test_event_text_shown_in_tables_loses_control_and_direction_characters(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    # Event titles come from remote parties (a syslog line, a mail subject): a right-to-left
+    # override would reorder what the table shows, an escape sequence or a bell is noise.
+    from proxbus_events import Event
+    from proxbus_runtime import EventPublisher
+
+    async with EventPublisher(js) as pub:
+        await pub.publish(
+            Event(source="syslog", site="lab", node="pve1", severity="error",
+                  kind="backup.failed", title="job \u202edeliaf\u202c ok\x1b[31m\x07 \u200bdone")
+        )  # fmt: skip
+    _, answer = await signed.post(command("events"))
+    content = answer["data"]["content"]
+    assert not [c for c in content if unicodedata.category(c) in ("Cc", "Cf") and c != "\n"]
+    assert "job deliaf ok[31m done" in content

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InteractionError
+from .render import plain
 
 PING = 1
 APPLICATION_COMMAND = 2
@@ -91,12 +91,7 @@ def display_name(raw: str) -> str:
     """A Discord name fit to show and store: control, format (zero-width, direction
     overrides), private-use and unassigned characters dropped, whitespace runs (newlines
     included) made one space, at most 64 characters."""
-    kept = "".join(
-        " " if c.isspace() else c
-        for c in raw
-        if not unicodedata.category(c).startswith("C") or c.isspace()
-    )
-    return " ".join(kept.split())[:64]
+    return plain(raw)[:64]
 
 
 def parse_interaction(body: bytes) -> Interaction:

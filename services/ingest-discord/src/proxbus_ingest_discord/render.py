@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 CONTENT_LIMIT = 2000
@@ -12,11 +13,23 @@ def clip(text: str, limit: int = CONTENT_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 2] + " …"
 
 
+def plain(text: str) -> str:
+    """``text`` without control, format (zero-width, direction overrides), private-use or
+    unassigned characters; every whitespace run (newlines included) one space."""
+    kept = "".join(
+        " " if c.isspace() else c
+        for c in text
+        if c.isspace() or not unicodedata.category(c).startswith("C")
+    )
+    return " ".join(kept.split())
+
+
 def _cell(value: Any, width: int = 24) -> str:
     if value is None or value == "":
         return "-"
     text = f"{value:g}" if isinstance(value, float) else str(value)
-    text = text.replace("`", "'").replace("\n", " ")
+    # Event text comes from remote parties: nothing may reorder or break the table.
+    text = plain(text).replace("`", "'")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -28,7 +28,13 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from proxbus_devtools.testing import NatsServer, nats_server_binary, serve_app
 from proxbus_ingest_discord.app import DiscordService
-from proxbus_ingest_discord.testing import Signed, command, interaction, service_settings
+from proxbus_ingest_discord.testing import (
+    Signed,
+    command,
+    interaction,
+    service_settings,
+    snowflake,
+)
 from proxbus_mcp_gateway.app import start_gateway
 from proxbus_mcp_gateway.testing import make_settings, sim_env
 from proxbus_pvesim.testing import run_simulator
@@ -107,9 +113,12 @@ async def run(requests: int, clients: int) -> None:
                             await call_tool(nc, "get_vms", {}, caller="bench")
 
                         async def vms() -> None:
-                            status, body = await signed.post(command("vms"))
+                            # A new member each time: DISCORD_USER_RATE (20 a minute per
+                            # user) would otherwise answer "slow down" after 20 requests.
+                            status, body = await signed.post(command("vms", user=snowflake()))
                             assert status == 200
                             assert body["type"] == 4
+                            assert body["data"]["content"].startswith("**VMs**"), body
 
                         await vms()  # warm the gateway's connection and cache
                         rows = [

@@ -23,6 +23,7 @@ from proxbus_ingest_discord.testing import (
     command,
     discord_audit,
     discord_events,
+    metrics_text,
     service_settings,
 )
 from proxbus_mcp_gateway.app import Running
@@ -184,3 +185,25 @@ async def test_interactions_from_outside_store_nothing_in_the_ledger(
         raise AssertionError(f"{payload['id']} was claimed")
     records = await discord_audit(js, 4)
     assert [r["outcome"] for r in records].count("denied") == 3
+
+
+async def test_refusals_from_outside_cannot_flood_the_audit_stream(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    # PROXBUS_AUDIT keeps a bounded number of bytes: a flood of refusals from servers anyone
+    # can set up would push the lab's real audit records out. At most OUTSIDE_AUDITS_PER_MINUTE
+    # of them are recorded (the rest counted in the metrics and the rate-limited log).
+    from proxbus_ingest_discord.responder import OUTSIDE_AUDITS_PER_MINUTE
+
+    for n in range(OUTSIDE_AUDITS_PER_MINUTE + 10):
+        user = str(600000000000000000 + n)  # many accounts, each under its own rate
+        _, answer = await signed.post(command("status", user=user, guild=OTHER_GUILD))
+        assert refused(answer)
+    await discord_audit(js, OUTSIDE_AUDITS_PER_MINUTE)
+    _, mine = await signed.post(command("status"))
+    assert "**Cluster lab**" in mine["data"]["content"]
+    records = await discord_audit(js, OUTSIDE_AUDITS_PER_MINUTE + 1)
+    assert [r["outcome"] for r in records].count("denied") == OUTSIDE_AUDITS_PER_MINUTE
+    assert records[-1]["outcome"] == "ok"
+    text = await metrics_text(signed)
+    assert 'proxbus_discord_commands_total{name="status",outcome="denied"} 70.0' in text

@@ -70,6 +70,9 @@ EVENTS_WINDOW_MINUTES = 24 * 60
 # ``defer_after`` (2 s); recording an immediate answer gets what is left of ANSWER_BUDGET. The
 # rest of the bookkeeping (a deferral, a duplicate's audit) runs after the answer.
 CLAIM_TIMEOUT = 0.8
+# Refusals from outside DISCORD_GUILDS/CHANNELS audited per minute, all users together: anyone
+# can add a public bot to a server of theirs, and PROXBUS_AUDIT keeps a bounded number of bytes.
+OUTSIDE_AUDITS_PER_MINUTE = 60
 ANSWER_BUDGET = 2.7
 
 
@@ -145,6 +148,7 @@ class Responder:
         self._metrics = metrics
         self._late: set[asyncio.Task[Any]] = set()
         self._rate = UserRate(options.user_rate)
+        self._outside_audits = UserRate(OUTSIDE_AUDITS_PER_MINUTE, max_users=1)
         self._warn = RateLimitedLog(log, "interaction bookkeeping failed")
         self._failures = RateLimitedLog(log, "interactions failed", level=logging.ERROR)
         self._denials = RateLimitedLog(log, "Discord actions refused", level=logging.INFO)
@@ -176,7 +180,9 @@ class Responder:
             out = Outcome(_name(what), _arguments(what), publish=False)
             response = self._denied(ix.actor, out, where)
             self._metrics.commands.labels(out.name, out.outcome).inc()
-            self._track(asyncio.create_task(self._record(ix, out, 0.0), name=f"refused-{ix.id}"))
+            if self._outside_audits.allow("outside"):
+                record = self._record(ix, out, 0.0)
+                self._track(asyncio.create_task(record, name=f"refused-{ix.id}"))
             return response
         claim = await asyncio.wait_for(self._ledger.claim(ix.id), CLAIM_TIMEOUT)
         if not claim.first:

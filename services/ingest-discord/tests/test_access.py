@@ -9,6 +9,7 @@ Real parts: a real nats-server, the real gateway over NATS RPC, signed requests.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -195,15 +196,22 @@ async def test_refusals_from_outside_cannot_flood_the_audit_stream(
     # of them are recorded (the rest counted in the metrics and the rate-limited log).
     from proxbus_ingest_discord.responder import OUTSIDE_AUDITS_PER_MINUTE
 
-    for n in range(OUTSIDE_AUDITS_PER_MINUTE + 10):
+    flood = OUTSIDE_AUDITS_PER_MINUTE + 40
+    started = time.monotonic()
+    for n in range(flood):
         user = str(600000000000000000 + n)  # many accounts, each under its own rate
         _, answer = await signed.post(command("status", user=user, guild=OTHER_GUILD))
         assert refused(answer)
+    # The budget refills at one a second: a slow machine may audit a few more.
+    refilled = int(time.monotonic() - started) + 1
     await discord_audit(js, OUTSIDE_AUDITS_PER_MINUTE)
     _, mine = await signed.post(command("status"))
     assert "**Cluster lab**" in mine["data"]["content"]
     records = await discord_audit(js, OUTSIDE_AUDITS_PER_MINUTE + 1)
-    assert [r["outcome"] for r in records].count("denied") == OUTSIDE_AUDITS_PER_MINUTE
-    assert records[-1]["outcome"] == "ok"
+    denied = [r["outcome"] for r in records].count("denied")
+    assert (
+        OUTSIDE_AUDITS_PER_MINUTE <= denied <= min(flood - 1, OUTSIDE_AUDITS_PER_MINUTE + refilled)
+    )
+    assert [r["outcome"] for r in records].count("ok") == 1
     text = await metrics_text(signed)
-    assert 'proxbus_discord_commands_total{name="status",outcome="denied"} 70.0' in text
+    assert f'proxbus_discord_commands_total{{name="status",outcome="denied"}} {flood}.0' in text

@@ -56,8 +56,9 @@ async def test_a_second_click_on_the_same_confirm_button_runs_nothing(
     _, asked = await signed.post(command("reboot", {"vmid": 100}))
     custom_id = confirm_id(asked)
     _, first = await signed.post(click(custom_id))
-    assert first["type"] == 7
+    assert first["type"] in (6, 7)  # 6: deferred on a slow machine, the edit follows
     _, second = await signed.post(click(custom_id))
+    await wait_until(lambda: power_requests(sim, 100, "reboot") >= 1, timeout=10)
     assert power_requests(sim, 100, "reboot") == 1
     assert second["type"] == 4
     assert second["data"]["flags"] == 64
@@ -77,7 +78,8 @@ async def test_two_clicks_at_once_run_the_action_once(
     custom_id = confirm_id(asked)
     answers = await asyncio.gather(*(signed.post(click(custom_id)) for _ in range(4)))
     assert all(status == 200 for status, _ in answers)
-    assert sorted(a["type"] for _, a in answers) == [4, 4, 4, 7]
+    assert sorted(a["type"] for _, a in answers) in ([4, 4, 4, 6], [4, 4, 4, 7])
+    await wait_until(lambda: power_requests(sim, 101, "reboot") >= 1, timeout=10)
     assert power_requests(sim, 101, "reboot") == 1
 
 
@@ -92,7 +94,8 @@ async def test_only_the_operator_who_asked_can_confirm(
     assert other["data"]["flags"] == 64
     assert power_requests(sim, 102, "stop") == 0
     _, mine = await signed.post(click(custom_id))
-    assert mine["type"] == 7
+    assert mine["type"] in (6, 7)
+    await wait_until(lambda: power_requests(sim, 102, "stop") >= 1, timeout=10)
     assert power_requests(sim, 102, "stop") == 1
     records = await discord_audit(js, 3)
     assert [(r["outcome"], r["arguments"]["discord_user_id"]) for r in records] == [

@@ -226,6 +226,7 @@ OWN: dict[str, frozenset[str]] = {
             "SEED_GROUP_WAIT",
             "SEED_REPEAT_INTERVAL",
             "SEED_SYSLOG_MIN_SEVERITY",
+            "NOTIFY_TIMEZONE",
             "MAX_ATTEMPTS",
             "BACKOFF_BASE",
             "BACKOFF_MAX",

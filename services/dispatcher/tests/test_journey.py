@@ -18,6 +18,7 @@ from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from proxbus_devtools.testing import free_port
 from proxbus_dispatcher.dlq import dlq_list
@@ -656,3 +657,47 @@ route: {{receiver: hook, group_by: [node], group_wait: 1500ms}}
     )
     # the muted event was acknowledged on the stream all the same (nothing redelivered)
     await wait_until(lambda: service.intake.grouper.pending_count == 0)  # type: ignore[union-attr]
+
+
+async def test_a_receiver_can_say_the_time_in_the_operators_zone(dispatcher, sink, js) -> None:
+    # UTC, said so, is unambiguous; a homelab in Berlin reads its own time faster. A
+    # receiver's `timezone` (an IANA name) shows times there, with the zone's abbreviation.
+    hook = await sink()
+    await dispatcher(f"""\
+receivers:
+  - {{name: hook, type: webhook, url: "{hook.url}/hook", timezone: Europe/Berlin}}
+route: {{receiver: hook}}
+""")
+    await publish(js, ev(kind="backup.failed", vmid=103, timestamp="2026-11-30T02:04:12Z"))
+    await wait_until(lambda: len(hook.requests) == 1)
+    assert "at: 2026-11-30 03:04:12 CET" in hook.requests[0].json["body"].splitlines()
+
+
+def test_an_unknown_timezone_is_a_config_error_with_its_line() -> None:
+    from proxbus_dispatcher.config import parse_config
+    from proxbus_dispatcher.errors import ConfigError
+
+    text = """\
+receivers:
+  - name: hook
+    type: webhook
+    url: http://127.0.0.1:1/hook
+    timezone: Mars/Olympus_Mons
+route: {receiver: hook}
+"""
+    with pytest.raises(ConfigError, match=r"timezone.*unknown time zone") as err:
+        parse_config(text, "routes.yaml")
+    assert "routes.yaml:5" in str(err.value)
+
+
+async def test_the_seed_takes_the_time_zone_from_notify_timezone(dispatcher, sink, js) -> None:
+    hook = await sink()
+    await dispatcher(
+        None,
+        webhook_out_enabled=True,
+        webhook_url=f"{hook.url}/hook",
+        notify_timezone="America/New_York",
+    )
+    await publish(js, ev(kind="backup.failed", vmid=103, timestamp="2026-11-30T02:04:12Z"))
+    await wait_until(lambda: len(hook.requests) == 1)
+    assert "at: 2026-11-29 21:04:12 EST" in hook.requests[0].json["body"].splitlines()

@@ -25,6 +25,7 @@ def seed_receivers(s: Settings) -> list[dict[str, Any]]:
         "max_attempts": s.max_attempts,
         "backoff_base": s.backoff_base,
         "backoff_max": s.backoff_max,
+        "timezone": s.notify_timezone,
     }
     out: list[dict[str, Any]] = []
     if s.discord_out_enabled:

@@ -71,6 +71,7 @@ class Settings(ServiceSettings):
     email_out_to: str | None = None
     apprise_urls: SecretStr | None = None
     nats_out_subject: str | None = None
+    notify_timezone: str = "UTC"  # the seed receivers' `timezone` (an IANA name)
     max_attempts: int | None = Field(default=None, ge=1, le=1000)  # None: until max_age
     backoff_base: float = Field(default=1.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)

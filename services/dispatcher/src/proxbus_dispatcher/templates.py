@@ -24,6 +24,7 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -44,13 +45,13 @@ DEFAULT_BODY = (
     "{% if one.vmid is not none %}\nvmid: {{ one.vmid }}{% endif %}"
     "{% set extra = enrichment.get(event.id) %}{% if extra and extra.guest_name %}"
     "\nguest: {{ extra.guest_name }}{% endif %}"
-    "\nat: {{ event.timestamp | when }}"
-    "{% if incident and incident.earlier %}\nongoing since {{ incident.since | when }}, "
+    "\nat: {{ event.timestamp | when(timezone) }}"
+    "{% if incident and incident.earlier %}\nongoing since {{ incident.since | when(timezone) }}, "
     "{{ incident.earlier }} earlier reports{% endif %}"
     "{% if incident %}\nseen via {{ incident.sources | join(', ') }}{% endif %}"
     "{% if extra and extra.task_log %}\n\n{{ extra.task_log }}{% endif %}"
     "{% else %}{% for e in events %}- [{{ e.severity }}] {{ e.node or '-' }}: {{ e.title }}"
-    " ({{ e.timestamp | when }})\n{% endfor %}{% endif %}"
+    " ({{ e.timestamp | when(timezone) }})\n{% endfor %}{% endif %}"
 )
 
 # Gotify's default (``markdown: true``): its clients render CommonMark, where the plain body's
@@ -65,14 +66,14 @@ DEFAULT_BODY_MARKDOWN = (
     "{{ [('node: ' ~ one.node) if one.node else '',"
     " ('vmid: ' ~ one.vmid) if one.vmid is not none else '',"
     " ('guest: ' ~ extra.guest_name) if extra.guest_name else '',"
-    " 'at: ' ~ (event.timestamp | when),"
-    " ('ongoing since ' ~ (incident.since | when) ~ ', ' ~ incident.earlier ~ ' earlier reports')"
+    " 'at: ' ~ (event.timestamp | when(timezone)),"
+    " ('ongoing since ' ~ (incident.since | when(timezone)) ~ ', ' ~ incident.earlier ~ ' earlier reports')"
     " if incident and incident.earlier else '',"
     " ('seen via ' ~ incident.sources | join(', ')) if incident else '']"
     " | select | map('md') | join('  \\n') }}"
     "{% if extra.task_log %}\n\n{{ extra.task_log | md_block }}{% endif %}"
     "{% else %}{% for e in events %}- {{ ('[' ~ e.severity ~ '] ' ~ (e.node or '-') ~ ': '"
-    " ~ e.title ~ ' (' ~ (e.timestamp | when) ~ ')') | md }}\n{% endfor %}{% endif %}"
+    " ~ e.title ~ ' (' ~ (e.timestamp | when(timezone)) ~ ')') | md }}\n{% endfor %}{% endif %}"
 )
 
 # Characters that open CommonMark markup anywhere in a line (emphasis, code, links, autolinks
@@ -113,9 +114,10 @@ def discord_block(value: object) -> str:
     return f"```\n{text}\n```"
 
 
-def when(value: object) -> str:
+def when(value: object, zone: object = "UTC") -> str:
     """A time as ``2026-11-30 02:04:12 UTC`` (from an ISO 8601 string, a datetime or epoch
-    seconds); what it cannot read is shown as given."""
+    seconds), in ``zone`` (an IANA name; its abbreviation shown, ``CET``); what it cannot read
+    is shown as given."""
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
             moment = datetime.fromtimestamp(value, UTC)
@@ -129,7 +131,12 @@ def when(value: object) -> str:
         return str(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        tz = UTC if zone in (None, "", "UTC") else ZoneInfo(str(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = UTC
+    local = moment.astimezone(tz)
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or "UTC")
 
 
 def with_node(title: object, node: object) -> str:

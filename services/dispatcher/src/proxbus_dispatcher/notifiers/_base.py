@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 from jinja2 import TemplateSyntaxError
@@ -46,6 +47,19 @@ class ReceiverBase(StrictModel):
     # Circuit breaker: this many consecutive retryable failures → one probe per interval.
     breaker_failures: int = Field(default=10, ge=1)
     breaker_interval: Duration = 30.0
+    # Times in the default templates (``at:``, ``ongoing since``): an IANA zone name.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)"
+            ) from None
+        return value
 
     @field_validator("max_age")
     @classmethod
@@ -84,12 +98,27 @@ class Notifier(Protocol):
     async def send(self, notification: Notification) -> None: ...
 
 
+def template_context(receiver: ReceiverBase, notification: Notification) -> dict[str, Any]:
+    """The notification's template fields and the receiver's ``timezone``."""
+    return {**notification.template_context(), "timezone": receiver.timezone}
+
+
 def render_title(receiver: ReceiverBase, notification: Notification, limit: int = 256) -> str:
-    return render(receiver.title_template or DEFAULT_TITLE, notification.template_context(), limit)
+    return render(
+        receiver.title_template or DEFAULT_TITLE, template_context(receiver, notification), limit
+    )
 
 
-def render_body(receiver: ReceiverBase, notification: Notification, limit: int = 4000) -> str:
-    return render(receiver.body_template or DEFAULT_BODY, notification.template_context(), limit)
+def render_body(
+    receiver: ReceiverBase,
+    notification: Notification,
+    limit: int = 4000,
+    default: str = DEFAULT_BODY,
+) -> str:
+    """The body from ``body_template``, else from ``default`` (a notifier's own default)."""
+    return render(
+        receiver.body_template or default, template_context(receiver, notification), limit
+    )
 
 
 def _retry_after(text: str, headers: Mapping[str, str]) -> float | None:

@@ -11,8 +11,8 @@ from proxbus_events import Severity
 from pydantic import Field
 
 from ..notification import Notification
-from ..templates import DEFAULT_BODY_DISCORD, md, render
-from ._base import ReceiverBase, post_json, render_title
+from ..templates import DEFAULT_BODY_DISCORD, md
+from ._base import ReceiverBase, post_json, render_body, render_title
 
 
 class DiscordReceiver(ReceiverBase):
@@ -79,10 +79,8 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
         # Discord markdown: with the default template, nothing from an event becomes markup
         # (a masked link in an sshd "Invalid user" line, a mention) and a multi-line message is
         # a code block; a body_template is the operator's markdown.
-        "description": render(
-            receiver.body_template or DEFAULT_BODY_DISCORD,
-            notification.template_context(),
-            _DESCRIPTION_LIMIT,
+        "description": render_body(
+            receiver, notification, _DESCRIPTION_LIMIT, DEFAULT_BODY_DISCORD
         ),
         "color": SEVERITY_COLOURS[notification.severity],
         "fields": fields[:25],

@@ -11,8 +11,8 @@ from proxbus_events import Severity
 from pydantic import Field
 
 from ..notification import Notification
-from ..templates import DEFAULT_BODY, DEFAULT_BODY_MARKDOWN, render
-from ._base import ReceiverBase, post_json, render_title
+from ..templates import DEFAULT_BODY, DEFAULT_BODY_MARKDOWN
+from ._base import ReceiverBase, post_json, render_body, render_title
 
 DEFAULT_GOTIFY_PRIORITIES: dict[Severity, int] = {
     Severity.DEBUG: 0,
@@ -37,11 +37,11 @@ class GotifyReceiver(ReceiverBase):
 def gotify_payload(receiver: GotifyReceiver, notification: Notification) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "title": render_title(receiver, notification),
-        "message": render(
-            receiver.body_template
-            or (DEFAULT_BODY_MARKDOWN if receiver.markdown else DEFAULT_BODY),
-            notification.template_context(),
+        "message": render_body(
+            receiver,
+            notification,
             60_000,
+            DEFAULT_BODY_MARKDOWN if receiver.markdown else DEFAULT_BODY,
         ),
         "priority": receiver.priorities.get(notification.severity, 5),
         "extras": {

@@ -701,3 +701,33 @@ async def test_the_seed_takes_the_time_zone_from_notify_timezone(dispatcher, sin
     await publish(js, ev(kind="backup.failed", vmid=103, timestamp="2026-11-30T02:04:12Z"))
     await wait_until(lambda: len(hook.requests) == 1)
     assert "at: 2026-11-29 21:04:12 EST" in hook.requests[0].json["body"].splitlines()
+
+
+async def test_mails_about_one_alert_share_a_thread(dispatcher, sink, js) -> None:
+    # The disk that keeps failing, the backup that fails every night: each repeat was a new
+    # mail thread. Every mail about one alert (fingerprint) now refers to the same thread root,
+    # so mail clients keep them together; another alert is another thread.
+    with mailbox() as (box, port):
+        await dispatcher(
+            f"""\
+receivers:
+  - {{name: mail, type: email, host: 127.0.0.1, port: {port}, security: none,
+      from: proxbus@example.org, to: [ops@example.org]}}
+route: {{receiver: mail, repeat_interval: 0s}}
+""",
+            incident_window=600,
+        )
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        other = ev(node="pve2", kind="disk.error", title="Disk I/O on sda", timestamp=start)
+        await publish(js, *_disk_errors(start, timedelta(minutes=11), 2), other)
+        await wait_until(lambda: len(box.messages) == 3)
+    by_node: dict[str, list[Message]] = {}
+    for message in box.messages:
+        by_node.setdefault(str(message["Subject"]).split(":")[0], []).append(message)
+    first, repeat = by_node["[ERROR] pve1"]
+    [elsewhere] = by_node["[ERROR] pve2"]
+    assert first["References"]
+    assert repeat["References"] == first["References"]
+    assert repeat["In-Reply-To"] == first["References"]
+    assert elsewhere["References"] != first["References"]
+    assert first["Message-ID"] != repeat["Message-ID"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Literal
@@ -42,6 +43,13 @@ def build_message(receiver: EmailReceiver, notification: Notification) -> EmailM
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(idstring=notification.id[:16], domain="proxbus")
     msg["X-Proxbus-Delivery"] = notification.id
+    # Every mail about one alert (the first event's fingerprint) refers to one thread root, so
+    # mail clients keep an alert's repeats together (RFC 5322 In-Reply-To / References).
+    fingerprint = re.sub(r"[^0-9A-Za-z]", "", str(notification.first.get("fingerprint", "")))[:64]
+    if fingerprint:
+        root = f"<alert.{fingerprint}@proxbus>"
+        msg["In-Reply-To"] = root
+        msg["References"] = root
     msg.set_content(body)
     colour = {"critical": "#8e0000", "error": "#e74c3c", "warning": "#f1c40f"}.get(
         notification.severity.value, "#3498db"

@@ -33,6 +33,7 @@ from nats.js.api import ExternalStream, StreamConfig, StreamSource
 from proxbus_events import EVENTS_STREAM, StreamLimits
 from proxbus_runtime import ensure_streams
 
+from .ports import bound_socket
 from .procs import kill_process, stop_process
 
 log = logging.getLogger("proxbus.multisite")
@@ -260,9 +261,8 @@ def _free_ports(count: int, avoid: Iterable[int] = ()) -> list[int]:
     ports: list[int] = []
     try:
         while len(ports) < count:
-            s = socket.socket()
+            s = bound_socket()
             socks.append(s)
-            s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
             if port not in taken:
                 taken.add(port)

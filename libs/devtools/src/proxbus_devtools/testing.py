@@ -32,6 +32,7 @@ from aiohttp import web
 from proxbus_events import StreamLimits
 from proxbus_runtime import ensure_streams
 
+from .ports import bound_socket
 from .procs import kill_process, stop_process
 
 _HANDED_OUT: collections.deque[int] = collections.deque(maxlen=512)
@@ -41,11 +42,11 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port that was free on ``host`` a moment ago (TCP by default).
 
     Never one of the last 512 this process handed out: the kernel offers a freed port again
-    soon, and a test that asks for two ports must not get one twice.
+    soon, and a test that asks for two ports must not get one twice. Chosen in
+    ``PROXBUS_TEST_PORT_RANGE`` when it is set (``ports.py``).
     """
     while True:
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind((host, 0))
+        with bound_socket(kind, host) as s:
             port = int(s.getsockname()[1])
         if port not in _HANDED_OUT:
             _HANDED_OUT.append(port)

@@ -508,3 +508,25 @@ async def test_a_429_with_an_unreadable_retry_after_is_still_retried(
             < 1
         ):
             await asyncio.sleep(0.05)
+
+
+async def test_a_refusal_with_a_broken_body_is_counted_not_a_lost_task(
+    signed: Signed, gateway: Running, sim: Simulator, discord_api: DiscordStandIn
+) -> None:
+    sim.add_latency("/cluster/resources", 2.5)
+    discord_api.statuses = [400]
+    discord_api.refusal_body = b"\xff\xfe not utf-8 \xc3"
+    payload = command("vms")
+    _, answer = await signed.post(payload)
+    assert answer == {"type": 5}
+    await discord_api.wait(1, timeout=15)
+    async with asyncio.timeout(5):
+        while (
+            counter(await metrics_text(signed), "proxbus_discord_followups_total", outcome="failed")
+            < 1
+        ):
+            await asyncio.sleep(0.05)
+    # The interaction was settled: a retry gets the answer, nothing runs again.
+    _, again = await signed.post(payload)
+    assert again["type"] == 4
+    assert again["data"]["content"].startswith("**VMs**")

@@ -69,7 +69,7 @@ class FollowupClient:
                             retry_after = float((await resp.json()).get("retry_after", delay))
                     elif resp.status < 500:
                         self.failed += 1
-                        body = (await resp.text())[:200]
+                        body = (await resp.text(errors="replace"))[:200]
                         self._warn.record(f"refused with HTTP {resp.status}", detail=body)
                         return False
                     why = f"HTTP {resp.status}"

@@ -248,6 +248,16 @@ class Responder:
     ) -> None:
         await self._settle(ix.id, DEFERRED, None)
         response = await work
+        try:
+            sent = await self._send_late(ix, response, is_command)
+        except Exception as exc:  # whatever Discord's side did, the interaction is settled
+            self._warn.record(f"follow-up failed: {type(exc).__name__}", detail=ix.id)
+            sent = False
+        self._metrics.followups.labels("sent" if sent else "failed").inc()
+        await self._settle(ix.id, DONE, response)
+
+    async def _send_late(self, ix: Interaction, response: dict[str, Any], is_command: bool) -> bool:
+        """Deliver ``response`` through the interaction webhook; whether Discord took it."""
         data = response.get("data") or {}
         app, token = ix.application_id, ix.token
         if data.get("flags") == EPHEMERAL:
@@ -267,8 +277,7 @@ class Responder:
             # An edit cannot make the clicked message ephemeral.
             data = {k: v for k, v in data.items() if k != "flags"}
             sent = await self._followups.edit_original(app, token, data)
-        self._metrics.followups.labels("sent" if sent else "failed").inc()
-        await self._settle(ix.id, DONE, response)
+        return sent
 
     # -- one command or click --------------------------------------------------------------
 

@@ -133,6 +133,8 @@ class DiscordStandIn:
     statuses: list[int] = field(default_factory=list)
     retry_after: float = 0.05
     url: str = ""
+    # Body of a refusal (status >= 300, not 429) instead of Discord's JSON, e.g. broken bytes.
+    refusal_body: bytes | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls.append((request.method, request.path, await request.json()))
@@ -142,6 +144,10 @@ class DiscordStandIn:
         if status == 429:
             body = {"message": "rate limited", "retry_after": self.retry_after, "global": False}
             return web.json_response(body, status=429)
+        if status >= 300 and self.refusal_body is not None:
+            return web.Response(
+                body=self.refusal_body, status=status, content_type="text/plain", charset="utf-8"
+            )
         if status >= 300:
             return web.json_response({"message": "refused", "code": 10015}, status=status)
         return web.json_response({"id": "600000000000000001"})

@@ -227,6 +227,7 @@ OWN: dict[str, frozenset[str]] = {
             "SEED_REPEAT_INTERVAL",
             "SEED_SYSLOG_MIN_SEVERITY",
             "NOTIFY_TIMEZONE",
+            "SEED_OK_GROUP_WAIT",
             "MAX_ATTEMPTS",
             "BACKOFF_BASE",
             "BACKOFF_MAX",

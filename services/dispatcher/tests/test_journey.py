@@ -731,3 +731,25 @@ route: {{receiver: mail, repeat_interval: 0s}}
     assert repeat["In-Reply-To"] == first["References"]
     assert elsewhere["References"] != first["References"]
     assert first["Message-ID"] != repeat["Message-ID"]
+
+
+async def test_the_seed_sends_a_nights_successes_as_one_digest_per_node(
+    dispatcher, sink, js
+) -> None:
+    # MIN_SEVERITY=info (the default) and a mail receiver: a nightly job of five guests was
+    # five mails (four "Backup of VM N finished", one failure), every night. Successes
+    # (kinds *.ok) now wait SEED_OK_GROUP_WAIT (10 min) and go out as one digest per node;
+    # the failure still goes out at once.
+    hook = await sink()
+    await dispatcher(
+        None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook", seed_ok_group_wait=1.0
+    )
+    reports = [e for e in vzdump_job_reports() if e.source == "syslog"]
+    await publish(js, *reports)
+    await wait_until(lambda: len(hook.requests) >= 2)
+    await asyncio.sleep(0.5)
+    assert len(hook.requests) == 2, [r.json["title"] for r in hook.requests]
+    failure, digest = (r.json for r in hook.requests)
+    assert failure["title"] == f"[ERROR] pve1: Backup of VM 103 failed: {ENOSPC}"
+    assert digest["title"] == "[INFO] 4 events: backup.ok on pve1"
+    assert [e["vmid"] for e in digest["events"]] == [100, 101, 102, 104]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from proxbus_events import Matcher
@@ -117,23 +118,38 @@ def seed_config(s: Settings) -> DispatcherConfig:
     # they get their own, higher floor. Classified events and Proxmox's own notifications
     # (webhook.message, email.message, gotify.message) keep MIN_SEVERITY.
     lines_floor = max(s.min_severity, s.seed_syslog_min_severity, key=lambda v: v.rank)
-    plain = "syslog.message"
+    plain, ok = "syslog.message", "*.ok"
+    floor = _m("severity", ">=", s.min_severity.value)
+    at_once = Route(
+        id="",
+        receiver="",
+        matchers=(),
+        continue_=True,
+        group_by=(ALL_LABELS,),
+        group_wait=s.seed_group_wait,
+        group_interval=max(s.seed_group_wait, 1.0),
+        repeat_interval=s.seed_repeat_interval,
+    )
+    # Successes (backup.ok per guest, task.ok, sync.ok...): one digest per node after
+    # SEED_OK_GROUP_WAIT instead of a notification (a mail) each; 0 sends them at once.
+    digest = at_once
+    if s.seed_ok_group_wait > 0:
+        digest = replace(
+            at_once,
+            group_by=("node",),
+            group_wait=s.seed_ok_group_wait,
+            group_interval=s.seed_ok_group_wait,
+        )
     children: list[Route] = []
     for name in receivers:
-        for suffix, matchers in (
-            ("", (_m("severity", ">=", s.min_severity.value), _m("kind", "!=", plain))),
-            ("-lines", (_m("severity", ">=", lines_floor.value), _m("kind", "=", plain))),
+        for suffix, matchers, shape in (
+            ("", (floor, _m("kind", "!=", plain), _m("kind", "!=", ok)), at_once),
+            ("-ok", (floor, _m("kind", "=", ok)), digest),
+            ("-lines", (_m("severity", ">=", lines_floor.value), _m("kind", "=", plain)), at_once),
         ):
             children.append(
-                Route(
-                    id=f"seed-{name}{suffix}",
-                    receiver=name,
-                    matchers=matchers,
-                    continue_=True,
-                    group_by=(ALL_LABELS,),
-                    group_wait=s.seed_group_wait,
-                    group_interval=max(s.seed_group_wait, 1.0),
-                    repeat_interval=s.seed_repeat_interval,
+                replace(
+                    shape, id=f"seed-{name}{suffix}", receiver=name, matchers=matchers, routes=[]
                 )
             )
     root = Route(id="root", receiver="", matchers=(), routes=children)

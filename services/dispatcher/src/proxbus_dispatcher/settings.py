@@ -52,6 +52,8 @@ class Settings(ServiceSettings):
     seed_repeat_interval: float = Field(default=0.0, ge=0)
     # plain log lines (syslog.message) are notified from this severity (or MIN_SEVERITY if higher)
     seed_syslog_min_severity: Severity = Severity.NOTICE
+    # successes (kinds *.ok) go out as one digest per node after this many seconds (0: at once)
+    seed_ok_group_wait: float = Field(default=600.0, ge=0)
     discord_out_enabled: bool = False
     discord_webhook_url: SecretStr | None = None
     gotify_out_enabled: bool = False

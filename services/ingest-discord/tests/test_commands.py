@@ -154,3 +154,21 @@ def test_durations_are_ascii_digits_only(text: str) -> None:
     # Python's \d matches any Unicode digit and int() reads them: "١h" was one hour.
     with pytest.raises(UsageError):
         parse_duration(text)
+
+
+def test_option_lengths_are_held_to_the_registered_limits() -> None:
+    # Discord enforces the definition's max_length; the service does not rely on it: a target
+    # of 10 matchers of 2 KB each was stored as a silence, audited and published in full.
+    limits = {
+        o["name"]: o["max_length"]
+        for sub in COMMAND_DEFINITION["options"]
+        if sub["name"] == "silence"
+        for o in sub["options"]
+    }
+    long_target = ",".join(f"node=pve{n}" + "x" * 60 for n in range(9))
+    assert len(long_target) > limits["target"]
+    cmd = parse_command(data("silence", target=long_target, duration="1h"))
+    assert cmd.usage_error is not None
+    assert str(limits["target"]) in cmd.usage_error
+    cmd = parse_command(data("silence", target="node=pve1", duration="1h" + " " * 20))
+    assert cmd.usage_error is not None

@@ -25,6 +25,7 @@ CHANGES = ("silence", *ACTIONS)
 SUBCOMMANDS = (*READS, *CHANGES)
 VMID_MIN, VMID_MAX = 100, 999_999_999
 MAX_SILENCE = timedelta(days=7)
+TARGET_MAX, DURATION_MAX = 512, 16
 _NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{8,64}$")
 _DURATION_PART = re.compile(r"([0-9]{1,6})([smhdw])")  # ASCII: \d takes any Unicode digit
@@ -84,14 +85,14 @@ COMMAND_DEFINITION: dict[str, Any] = {
                     "name": "target",
                     "description": "Alert fingerprint, or matchers like node=pve2,kind=backup.*",
                     "required": True,
-                    "max_length": 512,
+                    "max_length": TARGET_MAX,
                 },
                 {
                     "type": STRING,
                     "name": "duration",
                     "description": "How long, e.g. 30m, 1h, 2d (at most 7d)",
                     "required": True,
-                    "max_length": 16,
+                    "max_length": DURATION_MAX,
                 },
             ],
         },
@@ -174,6 +175,11 @@ def _arguments(name: str, values: dict[str, Any]) -> dict[str, Any]:
         target, duration = values.get("target"), values.get("duration")
         if not isinstance(target, str) or not isinstance(duration, str):
             raise UsageError("silence needs a target and a duration")
+        # The registered max_length, enforced here too (not only by Discord).
+        if len(target) > TARGET_MAX:
+            raise UsageError(f"the target is at most {TARGET_MAX} characters")
+        if len(duration) > DURATION_MAX:
+            raise UsageError(f"the duration is at most {DURATION_MAX} characters (e.g. 1h)")
         matchers = silence_matchers(target)
         seconds = int(parse_duration(duration).total_seconds())
         return {"matchers": [str(m) for m in matchers], "seconds": seconds}

@@ -356,7 +356,9 @@ route: {{receiver: hook, group_by: [node], group_wait: 300ms}}
     )
     await wait_until(lambda: len(hook.requests) == 1)
     body = hook.requests[0].json
-    assert body["title"] == "[ERROR] 2 events: backup.failed and vm.crashed on pve1"
+    assert (
+        body["title"] == "[ERROR] 2 events: backup.failed and vm.crashed on pve1 (guests 101, 102)"
+    )
     lines = body["body"].splitlines()
     assert len(lines) == 2
     assert all(line.startswith("- [error] pve1: ") and line.endswith(" UTC)") for line in lines)
@@ -751,5 +753,5 @@ async def test_the_seed_sends_a_nights_successes_as_one_digest_per_node(
     assert len(hook.requests) == 2, [r.json["title"] for r in hook.requests]
     failure, digest = (r.json for r in hook.requests)
     assert failure["title"] == f"[ERROR] pve1: Backup of VM 103 failed: {ENOSPC}"
-    assert digest["title"] == "[INFO] 4 events: backup.ok on pve1"
+    assert digest["title"] == "[INFO] 4 events: backup.ok on pve1 (guests 100, 101, 102, 104)"
     assert [e["vmid"] for e in digest["events"]] == [100, 101, 102, 104]

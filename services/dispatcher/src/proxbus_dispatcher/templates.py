@@ -36,7 +36,8 @@ DEFAULT_TITLE = (
     "{% else %}[{{ severity | upper }}] {{ count }} events: {{ events | kinds }}"
     "{% set nodes = events | map(attribute='node') | unique | list %}"
     "{% if group_labels.node %} on {{ group_labels.node }}"
-    "{% elif nodes | length == 1 and nodes[0] %} on {{ nodes[0] }}{% endif %}{% endif %}"
+    "{% elif nodes | length == 1 and nodes[0] %} on {{ nodes[0] }}{% endif %}"
+    "{% set guests = events | guests %}{% if guests %} (guests {{ guests }}){% endif %}{% endif %}"
 )
 DEFAULT_BODY = (
     "{% if incidents | length == 1 or count == 1 %}"
@@ -165,8 +166,21 @@ def kinds(events: object) -> str:
     return f"{seen[0]}, {seen[1]} and {len(seen) - 2} more"
 
 
+def guests(events: object, most: int = 8) -> str:
+    """The distinct guest ids of ``events`` in order: ``100, 101`` or ``100, …, 107 and 3
+    more`` past ``most``; empty when none names a guest."""
+    seen: list[int] = []
+    for event in events if isinstance(events, list) else []:
+        vmid = event.get("vmid") if isinstance(event, dict) else None
+        if isinstance(vmid, int) and vmid not in seen:
+            seen.append(vmid)
+    shown = ", ".join(str(v) for v in seen[:most])
+    return shown + (f" and {len(seen) - most} more" if len(seen) > most else "")
+
+
 _ENV = ImmutableSandboxedEnvironment(autoescape=False)
 _ENV.filters.update(
+    guests=guests,
     when=when,
     with_node=with_node,
     kinds=kinds,

@@ -223,7 +223,9 @@ class Incident:
         raw = json.loads(data)
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
-        return cls(**raw)
+        # A newer version's fields are left out (replicas are upgraded one at a time).
+        return cls(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
 
 
 _FIELDS = tuple(f.name for f in fields(Incident))
+_FIELD_NAMES = frozenset(_FIELDS)

@@ -180,8 +180,10 @@ async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
                         if incident is None:
                             await asyncio.sleep(0.05)
                 # The stranger's click came first and did not count.
-                assert incident["acked"]["by"] == f"discord:user{OPERATOR[:3]}", incident
+                # Named by the member's user id; the display name is only a label.
+                assert incident["acked"]["by"] == f"discord:{OPERATOR}", incident
                 assert incident["acked"]["user_id"] == OPERATOR
+                assert incident["acked"]["label"] == f"user{OPERATOR[:3]}"
                 # What the operator sees in `proxbus events tail --incidents`:
                 line = b""
                 async with asyncio.timeout(15):
@@ -191,7 +193,10 @@ async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
                 assert (
                     line.decode()
                     .rstrip()
-                    .endswith(f"backup of 100 failed (acknowledged by discord:user{OPERATOR[:3]})")
+                    .endswith(
+                        f"backup of 100 failed (acknowledged by user{OPERATOR[:3]}"
+                        f" (discord:{OPERATOR}))"
+                    )
                 )
 
                 # The acknowledged alert again: not notified. Another alert: delivered.

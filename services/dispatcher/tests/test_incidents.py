@@ -118,13 +118,23 @@ def test_only_an_allowed_acknowledge_click_is_an_acknowledgement() -> None:
     fp = report("syslog").fingerprint
     ack = ack_of(ack_event(fp))
     assert ack is not None
+    # Named by the member's Discord user id (stable; the display name is anyone's to pick,
+    # kept only as a label).
     assert ack.record() == {
-        "by": "discord:ann",
+        "by": "discord:111111111111111111",
         "user_id": "111111111111111111",
+        "label": "ann",
         "at": (T0 + timedelta(seconds=30)).timestamp(),
         "event": ack.event_id,
     }
     assert ack_of(ack_event(fp, outcome="denied")) is None  # not in DISCORD_OPERATORS
+    # Without a user id (or one that is no Discord snowflake) nobody can be named.
+    assert ack_of(ack_event(fp, discord_user_id="")) is None
+    assert ack_of(ack_event(fp, discord_user_id="ann")) is None
+    assert ack_of(ack_event(fp, discord_user_id="1" * 21)) is None
+    unnamed = ack_of(ack_event(fp, discord_user="x" * 300))
+    assert unnamed is not None
+    assert len(unnamed.record()["label"]) == 64  # a label, bounded
     assert ack_of(ack_event("not-hex!")) is None
     assert ack_of(ack_event(fp).model_copy(update={"kind": "command.silence"})) is None
     spoofed = ack_event(fp).model_copy(update={"source": report("syslog").source})

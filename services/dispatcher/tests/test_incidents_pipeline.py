@@ -188,13 +188,19 @@ async def test_two_guests_failing_in_one_job_are_two_notifications(dispatcher, s
         assert ids == {guest.id, events[2].id, events[3].id}
 
 
-def acknowledge(fingerprint: str, outcome: str = "ok", user: str = "ann") -> Event:
+ANN, BOB = "111111111111111111", "222222222222222222"
+
+
+def acknowledge(
+    fingerprint: str, outcome: str = "ok", user: str = "ann", user_id: str | None = ANN
+) -> Event:
     """The event ingest-discord publishes for a click on a notification's "Acknowledge"."""
+    metadata = {"outcome": outcome, "alert_fingerprint": fingerprint, "discord_user": user}
+    if user_id is not None:
+        metadata["discord_user_id"] = user_id
     return ev(
         source="discord", node=None, severity="notice", kind="command.ack",
-        title=f"Discord ack by {user}: {outcome}",
-        metadata={"outcome": outcome, "alert_fingerprint": fingerprint, "discord_user": user,
-                  "discord_user_id": "111111111111111111"},
+        title=f"Discord ack by {user}: {outcome}", metadata=metadata,
     )  # fmt: skip
 
 
@@ -226,14 +232,26 @@ async def test_an_acknowledged_alert_is_not_repeated_until_it_resolves_or_anothe
     await wait_until(lambda: len(alerts()) == 1)
     await publish(js, acknowledge(first.fingerprint, outcome="denied"), report(10))
     await wait_until(lambda: len(alerts()) == 2)  # a refused click acknowledges nothing
-    await publish(js, acknowledge(first.fingerprint), acknowledge(first.fingerprint, user="bob"))
+    # Who acknowledged is the member's Discord user id: a display name is anyone's to pick
+    # (here the first click's "bob" is ann's id under another name). Without a usable id
+    # (none, or not a Discord snowflake) nothing is acknowledged.
+    await publish(
+        js,
+        acknowledge(first.fingerprint, user="ann", user_id=None),
+        acknowledge(first.fingerprint, user="ann", user_id="ann"),
+        acknowledge(first.fingerprint, user="bob"),
+        acknowledge(first.fingerprint, user="ann", user_id=BOB),
+    )
     assert service.intake is not None
     state = service.intake.state
     await wait_until(lambda: getattr(state.incident(first.fingerprint), "acked", None) is not None)
     acked = state.incident(first.fingerprint)
     assert acked is not None
     assert acked.acked is not None
-    assert acked.acked["by"] == "discord:ann"  # the first acknowledgement stays
+    # The first acknowledgement with a user id stays; the name is only its label.
+    assert acked.acked["by"] == f"discord:{ANN}"
+    assert acked.acked["user_id"] == ANN
+    assert acked.acked["label"] == "bob"
     # The console's incidents page says so.
     async with (
         aiohttp.ClientSession() as http,
@@ -241,7 +259,7 @@ async def test_an_acknowledged_alert_is_not_repeated_until_it_resolves_or_anothe
     ):
         html = await page.text()
     assert page.status == 200
-    assert "acknowledged by discord:ann" in html
+    assert f"acknowledged by bob (discord:{ANN})" in html
     # Stored: a restarted dispatcher (or another replica) knows it.
     await service.stop()
     service = await dispatcher(routes, incident_window=0, ack_resolve_after=600)

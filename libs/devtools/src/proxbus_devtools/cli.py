@@ -273,7 +273,12 @@ async def _tail(args: argparse.Namespace, settings: ServiceSettings) -> int:
         else:
             vm = f" vm{inc.get('vmid')}" if inc.get("vmid") is not None else ""
             acked = inc.get("acked")
-            ack = f" (acknowledged by {acked.get('by')})" if isinstance(acked, dict) else ""
+            ack = ""
+            if isinstance(acked, dict):
+                who = str(acked.get("by"))
+                if acked.get("label"):  # the display name: only a label for the user id
+                    who = f"{acked['label']} ({who})"
+                ack = f" (acknowledged by {who})"
             print(
                 f"(incident {str(inc.get('id', ''))[:12]}) {inc.get('kind', '')} "
                 f"{inc.get('node') or '-'}{vm} x{inc.get('count', 0)} seen via {sources}: "

@@ -71,7 +71,8 @@ class Incident:
     routes: dict[str, str] = field(default_factory=dict)
     # route id → arrival time of the last notified incident of this fingerprint
     notified: dict[str, float] = field(default_factory=dict)
-    # who acknowledged it and when ({"by", "user_id", "at", "event"}); None if nobody did
+    # who acknowledged it and when ({"by": "discord:<user id>", "user_id", "label", "at",
+    # "event"}; label: the display name at the time); None if nobody did
     acked: dict[str, Any] | None = None
     # the fingerprint's unbroken run of incidents before this one (each began within the
     # window of the previous one's last report): when the run's first report arrived, and how

@@ -70,6 +70,32 @@ def _plain(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return Classification(kind=FALLBACK_KIND, vmid=vmid)
 
 
+# The level words daemons write into their own messages: pmxcfs's qb_log format "[%g] %p: %b"
+# (pve-cluster src/pmxcfs/pmxcfs.c update_qb_log_settings: "[status] notice: "), vzdump's
+# "INFO: "/"ERROR: " (pve-manager PVE/VZDump.pm debugmsg). A classified event's title says
+# the happening; its severity is the event's own field, so the words do not belong there.
+_LEVEL_PREFIX = re.compile(
+    r"^\s*(?:\[[\w ]{1,16}\]\s*)?"
+    r"(?:(?:emerg|alert|crit|err|error|warn|warning|notice|info|debug)\s*:\s+)?",
+    re.IGNORECASE,
+)
+
+
+def said(text: str) -> str:
+    """``text`` without the daemon's own ``[group] level:`` prefix (for titles)."""
+    return _LEVEL_PREFIX.sub("", text, count=1)
+
+
+def _titled(kind: str, title: str) -> Build:
+    """A builder: ``kind`` with a fixed title, or one formatted from the match's groups."""
+
+    def build(m: re.Match[str], msg: SyslogMessage) -> Classification:
+        groups = {k: (v or "").strip() for k, v in m.groupdict().items()}
+        return Classification(kind=kind, title=title.format(**groups))
+
+    return build
+
+
 def _kind_with_guest(kind: str, title: str) -> Build:
     """A builder: ``kind`` with the vmid from the ``vmid`` group; ``title`` may use groups."""
 
@@ -315,6 +341,22 @@ def _self_fencing(m: re.Match[str], msg: SyslogMessage) -> Classification:
 # --- cluster (kronosnet libknet/threads_heartbeat.c, pve-cluster src/pmxcfs/status.c) -------
 
 
+def _no_space(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """ENOSPC from any program: what the program could not do, without its level word."""
+    where = f" ({msg.app})" if msg.app else ""
+    return Classification(kind="storage.full", title=f"Out of space: {said(msg.message)}{where}")
+
+
+def _thin_out_of_space(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    if m["pool"]:
+        title = f"Thin pool {m['pool']} is out of {m['part']} space"
+        meta = {"pool": m["pool"]}
+    else:
+        title = f"Critical space allocation error on {m['dev']} (thin pool out of space)"
+        meta = {"device": m["dev"]}
+    return Classification(kind="storage.full", title=title, metadata=meta)
+
+
 def _link_down(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return Classification(
         kind="link.down",
@@ -383,13 +425,48 @@ def _ct_state(kind: str) -> Build:
 # --- disks, storage ----------------------------------------------------------------------
 
 
-def _disk(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    device = m["dev"]
-    what = m["what"] if "what" in m.re.groupindex and m["what"] else "error"
+def _io_error(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """The block layer's ``<what> error, dev X``: ``I/O error on sdc``, ``Critical medium ...``."""
+    device, what = m["dev"], m["what"]
     return Classification(
         kind="disk.error",
-        title=f"Disk {what} on {device}",
+        title=f"{what[:1].upper()}{what[1:]} error on {device}",
         metadata={"device": device, "error": what},
+    )
+
+
+def _nvme(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    device = m["dev"]
+    if m["what"]:
+        title, error = f"I/O timeout on {device}", "I/O timeout"
+    else:
+        error = m["state"]
+        title = f"NVMe controller {device} failed: {error}"
+    return Classification(
+        kind="disk.error", title=title, metadata={"device": device, "error": error}
+    )
+
+
+# smartd's wording (smartmontools smartd.cpp) → what the title says.
+_SMART_TITLES = (
+    ("FAILED SMART self-check", "SMART self-check failed"),
+    ("SMART Failure", "SMART failure"),
+    ("Self-Test Log error count increased", "SMART self-test log error count increased"),
+    ("ATA error count increased", "ATA error count increased"),
+    ("Critical Warning", "NVMe critical warning"),
+)
+
+
+def _smart(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    device, what = m["dev"], m["what"]
+    groups = m.groupdict()
+    if groups.get("count"):
+        title = f"{groups['count']} {what[:1].lower()}{what[1:]} on {device}"
+    else:
+        said_ = next((t + what[len(p) :] for p, t in _SMART_TITLES if what.startswith(p)), what)
+        title = f"{said_} on {device}"
+    return Classification(
+        kind="disk.error", title=title, metadata={"device": device, "error": what}
     )
 
 
@@ -400,17 +477,38 @@ def _fs_error(m: re.Match[str], msg: SyslogMessage) -> Classification:
     )
 
 
+# zed's event classes (OpenZFS include/sys/fm/fs/zfs.h FM_EREPORT_ZFS_*) → what the title says.
+_ZFS_CLASSES = {
+    "checksum": "checksum error",
+    "io": "I/O error",
+    "data": "data error",
+    "delay": "slow I/O (delay)",
+    "deadman": "hung I/O (deadman)",
+    "probe_failure": "probe failure",
+    "io_failure": "I/O failure",
+    "vdev.open_failed": "open failed",
+    "vdev.no_replicas": "insufficient replicas",
+    "vdev.corrupt_data": "corrupt data",
+    "vdev.bad_label": "bad label",
+    "vdev.unknown": "unknown device",
+}
+
+
 def _zfs(m: re.Match[str], msg: SyslogMessage) -> Classification:
     groups = m.groupdict()
     pool = groups["pool"]
     meta: dict[str, Any] = {"pool": pool}
-    what = groups.get("cls") or "error"
-    meta["zfs_class"] = what
-    if groups.get("vdev"):
-        meta["vdev"] = groups["vdev"]
+    cls = groups.get("cls") or "error"
+    meta["zfs_class"] = cls
+    vdev = groups.get("vdev")
+    if vdev:
+        meta["vdev"] = vdev
     if groups.get("state"):
         meta["vdev_state"] = groups["state"]
-        what = f"vdev {groups.get('vdev') or '(no path)'} {groups['state']}"
+        what = f"vdev {vdev or '(no path)'} {groups['state']}"
+    else:  # zio-error (vdev_disk.c) has no class: a failed I/O
+        what = _ZFS_CLASSES.get(cls, f"{cls} error") if cls != "error" else "I/O error"
+        what += f" on vdev {vdev}" if vdev else ""
     return Classification(kind="disk.error", title=f"ZFS pool {pool}: {what}", metadata=meta)
 
 
@@ -575,7 +673,7 @@ RULES: list[Rule[SyslogMessage]] = [
          r"^ERROR: Backup of VM (?P<vmid>\d{1,9}) failed - (?P<error>.*)", "backup.failed",
          _backup_failed, _VZDUMP_PM),
     rule("vzdump-job-ok", _VZDUMP, r"^INFO: Backup job finished successfully", "backup.ok",
-         source=_VZDUMP_PM),
+         _titled("backup.ok", "Backup job finished successfully"), _VZDUMP_PM),
     rule("vzdump-job-errors", _VZDUMP,
          r"^INFO: Backup job finished with errors|^ERROR: Backup job failed - (?P<error>.*)",
          "backup.failed", _backup_job_failed, _VZDUMP_PM,
@@ -658,7 +756,8 @@ RULES: list[Rule[SyslogMessage]] = [
          r"\[KNET\s*\] link: host: (?P<host>\d+) link: (?P<link>\d+) is down", "link.down",
          _link_down, "kronosnet libknet/threads_heartbeat.c"),
     rule("quorum-lost", "pmxcfs", r"\[status\] notice: node lost quorum", "quorum.lost",
-         source="pve-cluster src/pmxcfs/status.c"),
+         _titled("quorum.lost", "Node lost quorum"),
+         "pve-cluster src/pmxcfs/status.c (qb_log format '[%g] %p: %b' of pmxcfs.c)"),
     # kernel: OOM kills (the oom-kill summary and "Killed process" share one event id)
     rule("oom-cgroup", "kernel",
          rf"{_LINE_START}oom-kill:(?:[^,]*,)*?task_memcg=(?P<cgroup>[^,\s]*),task=(?P<task>[^,]*),"
@@ -679,14 +778,14 @@ RULES: list[Rule[SyslogMessage]] = [
          r"Thin pool (?P<pool>\S+) (?P<part>data|metadata) is now (?P<pct>[\d.]+)% full",
          "storage.full", _thin_pool, "lvm2 daemons/dmeventd/plugins/thin/dmeventd_thin.c"),
     rule("thin-out-of-space", "kernel",
-         r"device-mapper: thin: \S+: switching pool to out-of-(?:data|metadata)-space|"
-         r"critical space allocation error, dev ", "storage.full",
-         source=f"linux drivers/md/dm-thin.c, {_BLK}",
+         r"device-mapper: thin: (?P<pool>\S+): switching pool to out-of-(?P<part>data|metadata)"
+         r"-space|critical space allocation error, dev (?P<dev>[\w-]{1,64})", "storage.full",
+         _thin_out_of_space, f"linux drivers/md/dm-thin.c, {_BLK}",
          needles=("device-mapper: thin:", "critical space allocation")),
     # disks: the block layer's line is the event, controller details stay plain
     rule("kernel-io-error", "kernel",
          r"(?P<what>I/O|critical medium|critical target|critical nexus|recoverable transport|"
-         r"protection|timeout) error, dev (?P<dev>[\w-]+), sector", "disk.error", _disk, _BLK,
+         r"protection|timeout) error, dev (?P<dev>[\w-]+), sector", "disk.error", _io_error, _BLK,
          needles=(" error, dev ",)),
     rule("kernel-fs-error", "kernel",
          r"EXT4-fs error \(device (?P<dev>[^)]{1,64})\)|"
@@ -695,9 +794,9 @@ RULES: list[Rule[SyslogMessage]] = [
     rule("nvme-failure", "kernel",
          r"nvme (?P<dev>nvme\d+): (?:(?P<what>I/O) (?:tag )?\d+ (?:\([0-9a-f]{1,8}\) opcode "
          r"0x[0-9a-f]{1,4} \([^)]{0,40}\) )?QID \d+ timeout(?!, completion polled)|"
-         r"controller is down|Device not ready|Removing after probe failure|"
-         r"Disabling device after reset failure)",
-         "disk.error", _disk,
+         r"(?P<state>controller is down|Device not ready|Removing after probe failure|"
+         r"Disabling device after reset failure))",
+         "disk.error", _nvme,
          "linux drivers/nvme/host/pci.c nvme_timeout (5.x and 6.x wording), nvme_reset_work"),
     rule("md-disk-failure", "kernel",
          r"md/raid\d*:(?P<md>[\w-]{1,32}): Disk failure on (?P<dev>[\w-]{1,64}), disabling device",
@@ -746,13 +845,13 @@ RULES: list[Rule[SyslogMessage]] = [
          r"(?: pool_state=\S+)? vdev_state=(?P<state>FAULTED|DEGRADED|UNAVAIL|REMOVED)",
          "disk.error", _zfs, _ZED),
     rule("smart-sectors", "smartd",
-         r"^Device: (?P<dev>\S+?),? .*?(?<!\S)\d+ (?P<what>Currently unreadable \(pending\) sectors|"
-         r"Offline uncorrectable sectors)", "disk.error", _disk, _SMARTD),
+         r"^Device: (?P<dev>\S+?),? .*?(?<!\S)(?P<count>\d+) (?P<what>Currently unreadable "
+         r"\(pending\) sectors|Offline uncorrectable sectors)", "disk.error", _smart, _SMARTD),
     rule("smart-failed", "smartd",
          r"^Device: (?P<dev>\S+?),? .*?(?P<what>FAILED SMART self-check|SMART Failure|"
          r"Self-Test Log error count increased|ATA error count increased|"
          r"Critical Warning \(0x[0-9a-fA-F]+\)|"
-         r"Temperature \d+ Celsius reached critical limit)", "disk.error", _disk, _SMARTD),
+         r"Temperature \d+ Celsius reached critical limit)", "disk.error", _smart, _SMARTD),
     rule("storage-offline", "pvestatd pvedaemon pvescheduler",
          r"storage '(?P<storage>[^']+)' is not online", FALLBACK_KIND, _storage_offline,
          "pve-storage src/PVE/Storage.pm activate_storage"),
@@ -767,14 +866,17 @@ RULES: list[Rule[SyslogMessage]] = [
          r"Failed (?:password|publickey|keyboard-interactive/pam|none) for (?:invalid user )?"
          r"(?P<user>\S+) from (?P<rhost>\S+) port \d+", "auth.failed", _auth,
          "openssh auth.c auth_log"),
-    rule("acme-failed", "pveupdate", r"^Renewing ACME certificate failed: ", "acme.failed",
-         source="pve-manager bin/pveupdate"),
+    rule("acme-failed", "pveupdate", r"^Renewing ACME certificate failed: (?P<error>.*)",
+         "acme.failed", _titled("acme.failed", "ACME certificate renewal failed: {error}"),
+         "pve-manager bin/pveupdate"),
     # no cert.* kind in the contract: a failed renewal of the node's own certificate is the
     # certificate alert too (an expired pve-ssl.pem locks the web UI out)
-    rule("pve-cert-failed", "pveupdate", r"^Checking/Renewing SSL certificate failed: ",
-         "acme.failed", source="pve-manager bin/pveupdate"),
-    rule("pbs-acme-failed", "proxmox-daily-update", r"^error checking certificates: ",
-         "acme.failed", source="proxmox-backup src/bin/proxmox-daily-update.rs"),
+    rule("pve-cert-failed", "pveupdate", r"^Checking/Renewing SSL certificate failed: (?P<error>.*)",
+         "acme.failed", _titled("acme.failed", "Node certificate check/renewal failed: {error}"),
+         "pve-manager bin/pveupdate"),
+    rule("pbs-acme-failed", "proxmox-daily-update", r"^error checking certificates: (?P<error>.*)",
+         "acme.failed", _titled("acme.failed", "Certificate check/renewal failed: {error}"),
+         "proxmox-backup src/bin/proxmox-daily-update.rs"),
     # PBS scheduler: a job that could not even start
     rule("pbs-job-start-failed", _PBS,
          r"^unable to start (?P<job>garbage collection|datastore prune|datastore sync|"
@@ -782,8 +884,8 @@ RULES: list[Rule[SyslogMessage]] = [
          r"(?P<error>.*)", "gc.failed", _pbs_job_failed,
          "proxmox-backup src/bin/proxmox-backup-proxy.rs schedule_*"),
     # any program
-    rule("no-space", ANY_PROGRAM, r"No space left on device", "storage.full",
-         source="errno ENOSPC (strerror)"),
+    rule("no-space", ANY_PROGRAM, r"No space left on device", "storage.full", _no_space,
+         "errno ENOSPC (strerror)"),
     # other lines naming a task (vnc proxy, service reload): plain, with the UPID's guest
     rule("task-line", _TASKS, r"(?P<upid>UPID:\S+)", FALLBACK_KIND, _worker_start,
          "pve-manager PVE/API2/Nodes.pm, PVE/API2/Services.pm, PVE/API2Tools.pm",

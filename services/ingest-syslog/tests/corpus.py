@@ -72,11 +72,15 @@ _FLOORS = {
 _RANK = ["debug", "info", "notice", "warning", "error", "critical"]
 
 
-def expected_severity(pri: int, kind: str, minimum: str | None = None) -> str:
+def expected_severity(pri: int, kind: str, minimum: str | None = None, detail: bool = False) -> str:
+    """``detail``: a follow-on line of a happening another line is the event of (an OOM
+    kill's systemd and report lines): at most info, so it does not notify a second time."""
     severity = SEVERITY[pri & 7]
     for floor in (_FLOORS.get(kind), minimum):
         if floor and _RANK.index(floor) > _RANK.index(severity):
             severity = floor
+    if detail and _RANK.index(severity) > _RANK.index("info"):
+        severity = "info"
     return severity
 
 
@@ -108,6 +112,7 @@ class Block:
         vmid: int | None = None,
         minimum: str | None = None,
         rfc5424: bool | None = None,
+        detail: bool = False,
     ) -> None:
         """``node`` defaults to the sender's short name; every third line is RFC 5424."""
         self._n += 1
@@ -120,7 +125,7 @@ class Block:
                 kind=kind,
                 node=short if node == "" else node,
                 vmid=vmid,
-                severity=expected_severity(pri, kind, minimum),
+                severity=expected_severity(pri, kind, minimum, detail),
             )
         )
 
@@ -335,8 +340,17 @@ b.add(
     1,
     "121.scope: A process of this unit has been killed by the OOM killer.",
     vmid=121,
+    detail=True,
 )
-b.add(DAEMON_WARN, "pve2", "systemd", 1, "121.scope: Failed with result 'oom-kill'.", vmid=121)
+b.add(
+    DAEMON_WARN,
+    "pve2",
+    "systemd",
+    1,
+    "121.scope: Failed with result 'oom-kill'.",
+    vmid=121,
+    detail=True,
+)
 for host, vmid in [("pve2", 200), ("pve2", 201), ("pve1", 202)]:
     b.add(
         DAEMON_INFO,
@@ -704,6 +718,7 @@ kernel(
     KERN_WARN,
     "kvm invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, "
     "oom_score_adj=0",
+    detail=True,
 )
 kernel(
     KERN_INFO,
@@ -1504,7 +1519,11 @@ kernel(
     "oom.kill",
     vmid=104,
 )
-kernel(KERN_INFO, "oom_reaper: reaped process 39120 (kvm), now anon-rss:0kB, file-rss:0kB")
+kernel(
+    KERN_INFO,
+    "oom_reaper: reaped process 39120 (kvm), now anon-rss:0kB, file-rss:0kB",
+    detail=True,
+)
 
 # --- systemd (257 on Debian 13): container units ------------------------------------------------
 b = Block("pve-container src/pve-container@.service, systemd src/core/unit.c (systemd 257)")
@@ -1513,6 +1532,7 @@ systemd(
     DAEMON_WARN,
     "pve-container@205.service: A process of this unit has been killed by the OOM killer.",
     vmid=205,
+    detail=True,
 )
 systemd(
     DAEMON_NOTICE,
@@ -1533,8 +1553,23 @@ systemd(
     DAEMON_WARN,
     "104.scope: A process of this unit has been killed by the OOM killer.",
     vmid=104,
+    detail=True,
 )
 systemd(DAEMON_INFO, "Started 104.scope.", vmid=104)
+# systemd-oomd (a user-space kill, no kernel OOM report): systemd src/core/cgroup.c
+# unit_check_oomd_kill
+systemd(
+    DAEMON_NOTICE,
+    "104.scope: systemd-oomd killed 3 process(es) in this unit.",
+    "oom.kill",
+    vmid=104,
+)
+systemd(
+    DAEMON_NOTICE,
+    "pve-container@205.service: systemd-oomd killed some process(es) in this unit.",
+    "oom.kill",
+    vmid=205,
+)
 
 # --- lxc-start/lxc-stop (liblxc via pve-container) ---------------------------------------------
 b = Block("lxc src/lxc/start.c, src/lxc/tools/lxc_start.c (run by pve-container)")

@@ -25,6 +25,7 @@ from proxbus_events import (
 
 from .classify import FALLBACK_KIND, Classification
 from .parse import SyslogMessage
+from .rules import DETAIL_OF
 
 _SEVERITIES = [severity_from_syslog(code) for code in range(8)]
 _NODE_LIMIT = 253
@@ -76,6 +77,10 @@ def line_severity(msg: SyslogMessage, cls: Classification) -> Severity:
         severity = severity.at_least(cls.severity)
     if cls.kind != FALLBACK_KIND:
         severity = apply_severity_floor(cls.kind, severity)
+    elif DETAIL_OF in cls.metadata and severity.rank > Severity.INFO.rank:
+        # a follow-on line of a happening another line is the event of (rules.DETAIL_OF):
+        # kept for the record, not a second notification; the PRI stays in metadata
+        severity = Severity.INFO
     return severity
 
 

@@ -25,6 +25,10 @@ from proxbus_events.proxmox import Upid, find_upid, guest_id
 from .parse import SyslogMessage
 
 FALLBACK_KIND = "syslog.message"
+# metadata key of a follow-on line: the kind of the event another line of the same happening
+# is (``oom.kill``). Such a line stays plain and at most ``info`` (normalize.line_severity),
+# so it is on the bus for the record without notifying a second time.
+DETAIL_OF = "detail_of"
 
 Build = Builder[SyslogMessage]
 
@@ -92,6 +96,21 @@ def _titled(kind: str, title: str) -> Build:
     def build(m: re.Match[str], msg: SyslogMessage) -> Classification:
         groups = {k: (v or "").strip() for k, v in m.groupdict().items()}
         return Classification(kind=kind, title=title.format(**groups))
+
+    return build
+
+
+def _detail_of(kind: str) -> Build:
+    """A builder for a follow-on line of a happening whose event another line is: plain,
+    with its guest (as ``_plain``), ``metadata.detail_of = kind`` and at most ``info``."""
+
+    def build(m: re.Match[str], msg: SyslogMessage) -> Classification:
+        cls = _plain(m, msg)
+        cls.metadata[DETAIL_OF] = kind
+        pid = m.groupdict().get("pid")
+        if pid:
+            cls.metadata["killed_pid"] = int(pid)
+        return cls
 
     return build
 
@@ -394,6 +413,22 @@ def _oom_killed(m: re.Match[str], msg: SyslogMessage) -> Classification:
         title=f"OOM killer killed {task} (pid {pid})",
         metadata={"killed_pid": pid, "process": task},
         dedup_key=("oom", pid),
+    )
+
+
+def _oomd_kill(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """systemd-oomd's kill of a guest's unit: the only line of it (no kernel OOM report)."""
+    vmid = guest_id(m["vmid"] or m["cvmid"])
+    count = m["count"]
+    what = f"{count} process(es)" if count else "some process(es)"
+    meta: dict[str, Any] = {"killer": "systemd-oomd"}
+    if count:
+        meta["killed_processes"] = int(count)
+    return Classification(
+        kind="oom.kill",
+        title=f"systemd-oomd killed {what} of guest {vmid}",
+        vmid=vmid,
+        metadata=meta,
     )
 
 
@@ -708,6 +743,26 @@ RULES: list[Rule[SyslogMessage]] = [
          r"^pve-container@(?P<vmid>\d{1,9})\.service: (?:Deactivated successfully|"
          r"Failed with result '(?P<result>[^']+)')", "vm.stopped", _ct_state("vm.stopped"),
          "pve-container src/pve-container@.service (systemd unit)"),
+    # OOM kills of a guest's unit. The kernel's OOM kill (mm/oom_kill.c __oom_kill_process)
+    # prints its own "oom-kill:"/"Killed process" lines (the oom.kill event) and counts the
+    # kill in the victim's memory cgroup (memory.events oom_kill); systemd reports that
+    # counter as "A process of this unit has been killed by the OOM killer." and, with the
+    # default OOMPolicy=stop, the unit's "Failed with result 'oom-kill'": follow-on lines of
+    # the same kill. systemd-oomd kills from user space (cgroup.kill / SIGKILL): the kernel
+    # prints nothing, so its line is the event.
+    rule("guest-oomd-kill", "systemd",
+         r"^(?:(?P<vmid>\d{1,9})\.scope|pve-container@(?P<cvmid>\d{1,9})\.service): "
+         r"systemd-oomd killed (?:(?P<count>\d{1,9})|some) process\(es\) in this unit",
+         "oom.kill", _oomd_kill, "systemd src/core/cgroup.c unit_check_oomd_kill",
+         needles=("systemd-oomd killed",)),
+    rule("guest-oom-detail", "systemd",
+         r"^(?:(?P<vmid>\d{1,9})\.scope|pve-container@(?P<cvmid>\d{1,9})\.service): "
+         r"(?:A process of this unit has been killed by the OOM killer|"
+         r"Failed with result 'oom-kill')",
+         FALLBACK_KIND, _detail_of("oom.kill"),
+         "systemd src/core/cgroup.c unit_check_oom, src/core/scope.c and service.c "
+         "(OOMPolicy=stop result)",
+         needles=("OOM killer", "'oom-kill'")),
     rule("ct-unit-line", "systemd", r"pve-container@(?P<vmid>\d{1,9})\.service\b", FALLBACK_KIND,
          _plain, "pve-container src/pve-container@.service (systemd unit)"),
     rule("lxc-line", "lxc-start lxc-stop lxc-attach",
@@ -768,6 +823,13 @@ RULES: list[Rule[SyslogMessage]] = [
          r"[Oo]ut of memory: Kill(?:ed)? process (?P<pid>\d+) \((?P<task>[^)]{0,64})\)", "oom.kill",
          _oom_killed, "linux mm/oom_kill.c __oom_kill_process",
          needles=("ut of memory: Kill",)),
+    # the OOM report's opening line (the allocating task, not the victim) and the reaper's
+    # line after the kill: details of the oom.kill event above
+    rule("kernel-oom-detail", "kernel",
+         r"invoked oom-killer: gfp_mask=|oom_reaper: reaped process (?P<pid>\d{1,9})",
+         FALLBACK_KIND, _detail_of("oom.kill"),
+         "linux mm/oom_kill.c dump_header (pr_warn), oom_reap_task_mm (pr_info)",
+         needles=("invoked oom-killer", "oom_reaper: reaped")),
     rule("qemu-segfault", "kernel",
          r"^(?:traps: )?(?P<comm>kvm|CPU \d+/KVM|qemu-system-\w+)\[(?P<pid>\d+)\]:? "
          r"(?P<what>segfault|general protection fault|trap invalid opcode)",

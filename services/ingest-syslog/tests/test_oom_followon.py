@@ -95,3 +95,45 @@ def test_a_systemd_oomd_kill_is_the_oom_event_itself(unit: str, vmid: int) -> No
     )
     assert (event.kind, event.vmid, event.severity) == ("oom.kill", vmid, Severity.ERROR)
     assert event.title == f"systemd-oomd killed 3 process(es) of guest {vmid}"
+
+
+# The stack dump between the opening line and the kill, as kernel 6.8 prints it (dump_stack
+# at the default level, warning) and a part of the memory state.
+_REPORT_BODY = [
+    "<4>Nov 30 10:00:00 pve2 kernel: CPU: 3 PID: 20440 Comm: kvm Tainted: P           O       "
+    "6.8.12-4-pve #1",
+    "<4>Nov 30 10:00:00 pve2 kernel: Hardware name: Supermicro Super Server/X11SPL-F, BIOS 3.9",
+    "<4>Nov 30 10:00:00 pve2 kernel: Call Trace:",
+    "<4>Nov 30 10:00:00 pve2 kernel:  <TASK>",
+    "<4>Nov 30 10:00:00 pve2 kernel:  dump_stack_lvl+0x76/0xa0",
+    "<4>Nov 30 10:00:00 pve2 kernel:  oom_kill_process+0x110/0x240",
+    "<4>Nov 30 10:00:00 pve2 kernel:  </TASK>",
+    "<6>Nov 30 10:00:00 pve2 kernel: Mem-Info:",
+    "<4>Nov 30 10:00:00 pve2 kernel: active_anon:4163008 inactive_anon:12 isolated_anon:0",
+]
+
+
+def test_the_kernel_oom_report_between_its_first_line_and_the_kill_is_detail() -> None:
+    pipeline = Pipeline(Settings())
+    opening, summary, killed = _OOM_KILL_OF_121[0], _OOM_KILL_OF_121[1], _OOM_KILL_OF_121[2]
+    other_host = "<4>Nov 30 10:00:00 pve3 kernel: Call Trace:"
+    events = [_event(line, pipeline) for line in [opening, *_REPORT_BODY]]
+    assert all(e.kind == "syslog.message" and e.severity == Severity.INFO for e in events)
+    assert all(e.metadata["detail_of"] == "oom.kill" for e in events)
+    assert "detail_of" not in _event(other_host, pipeline).metadata  # another host's lines
+    assert _event(summary, pipeline).kind == "oom.kill"
+    assert _event(killed, pipeline).kind == "oom.kill"
+    after = _event(_REPORT_BODY[2], pipeline)  # the kill closed the report
+    assert (after.severity, "detail_of" in after.metadata) == (Severity.WARNING, False)
+
+
+def test_an_oom_report_without_its_kill_line_closes_after_a_bounded_number_of_lines() -> None:
+    from proxbus_ingest_syslog.classify import OOM_REPORT_LINES
+
+    pipeline = Pipeline(Settings())
+    _event(_OOM_KILL_OF_121[0], pipeline)
+    marked = sum(
+        "detail_of" in _event(_REPORT_BODY[2], pipeline).metadata
+        for _ in range(OOM_REPORT_LINES + 5)
+    )
+    assert marked == OOM_REPORT_LINES

@@ -87,3 +87,35 @@ def test_every_cluster_log_rule_is_exercised() -> None:
     ]
     used = {event(entry(tag, msg)).metadata.get("rule") for tag, msg in lines}
     assert used == {r.name for r in RULES}
+
+
+@pytest.mark.parametrize(
+    ("tag", "msg", "title"),
+    [
+        ("pmxcfs", "[status] notice: node lost quorum", "Node lost quorum"),
+        (
+            "corosync",
+            "  [KNET  ] link: host: 3 link: 0 is down",
+            "Cluster link 0 to host 3 is down",
+        ),
+        (
+            "pveproxy",
+            "authentication failure; rhost=::ffff:192.0.2.5 user=x@pve msg=no such user",
+            "Authentication failure for x@pve from ::ffff:192.0.2.5",
+        ),
+        (
+            "pvedaemon",
+            "authentication failure; rhost=192.0.2.9 msg=y",
+            "Authentication failure from 192.0.2.9",
+        ),
+        ("pvedaemon", "authentication failure", "Authentication failure"),
+    ],
+)
+def test_classified_entries_are_titled_as_syslog_titles_them(
+    tag: str, msg: str, title: str
+) -> None:
+    """The same words as ingest-syslog's titles for the same lines (its rules.py: quorum-lost,
+    knet-link-down, pve-auth): not the daemon's '[status] notice:' prefix, which a notification
+    shows as '[ERROR] pve2: pmxcfs: [status] notice: node lost quorum'."""
+    ev = event(entry(tag, msg))
+    assert ev.title == title

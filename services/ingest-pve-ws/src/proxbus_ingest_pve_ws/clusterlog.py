@@ -56,11 +56,28 @@ def _service(m: re.Match[str], entry: LogEntry) -> Classification:
     )
 
 
-def _kind(kind: str) -> Builder[LogEntry]:
+def _titled(kind: str, title: str) -> Builder[LogEntry]:
     def build(m: re.Match[str], entry: LogEntry) -> Classification:
-        return Classification(kind=kind)
+        return Classification(kind=kind, title=title)
 
     return build
+
+
+# Titles in ingest-syslog's words for the same lines (its rules.py), so a notification names
+# the happening, not the daemon's level word ("[status] notice:").
+def _link_down(m: re.Match[str], entry: LogEntry) -> Classification:
+    return Classification(
+        kind="link.down",
+        title=f"Cluster link {m['link']} to host {m['host']} is down",
+        metadata={"peer_nodeid": int(m["host"]), "link": int(m["link"])},
+    )
+
+
+def _auth(m: re.Match[str], entry: LogEntry) -> Classification:
+    user, rhost = m["user"] or "", m["rhost"] or ""
+    who = (f" for {user}" if user else "") + (f" from {rhost}" if rhost else "")
+    meta = {**({"rhost": rhost} if rhost else {}), **({"user": user} if user else {})}
+    return Classification(kind="auth.failed", title=f"Authentication failure{who}", metadata=meta)
 
 
 def _r(
@@ -86,11 +103,13 @@ RULES: list[Rule[LogEntry]] = [
        r"service '(?P<sid>[^']+)': state changed from '(?P<old>\w+)' to '(?P<new>\w+)'",
        "ha.state", _service, "pve-ha-manager src/PVE/HA/Manager.pm"),
     _r("quorum-lost", "pmxcfs", r"\[status\] notice: node lost quorum", "quorum.lost",
-       _kind("quorum.lost"), "pve-cluster src/pmxcfs/status.c"),
-    _r("knet-link-down", "corosync", r"\[KNET\s*\] link: host: \d+ link: \d+ is down",
-       "link.down", _kind("link.down"), "kronosnet libknet/threads_heartbeat.c"),
-    _r("auth-failed", ANY_PROGRAM, r"authentication failure", "auth.failed",
-       _kind("auth.failed"), "pve-access-control src/PVE/API2/AccessControl.pm"),
+       _titled("quorum.lost", "Node lost quorum"), "pve-cluster src/pmxcfs/status.c"),
+    _r("knet-link-down", "corosync",
+       r"\[KNET\s*\] link: host: (?P<host>\d+) link: (?P<link>\d+) is down",
+       "link.down", _link_down, "kronosnet libknet/threads_heartbeat.c"),
+    _r("auth-failed", ANY_PROGRAM,
+       r"authentication failure(?:; rhost=(?P<rhost>\S+)(?: user=(?P<user>\S+))?)?",
+       "auth.failed", _auth, "pve-access-control src/PVE/API2/AccessControl.pm"),
 ]  # fmt: skip
 TABLE: RuleTable[LogEntry] = RuleTable(RULES, FALLBACK_KIND)
 

@@ -9,6 +9,8 @@ reach the gateway, and so on. Standard library only: it runs on a Docker host wi
 
 Which variable goes where:
 - ``SHARED`` (NATS connection and auth, site, logging, stream limits, HTTP listeners): every service.
+- ``SHARED_BY``: the services named (the ingest spool; ``DISCORD_BUTTON_SECRET``: the dispatcher
+  and ingest-discord).
 - each service's own names (``OWN``), and for the gateway the Proxmox endpoint variables
   (``PVE_<NODE>_*``, ``PBS_<NODE>_*``, ``<NODE>_FINGERPRINT``, ``CLUSTER_*``...).
 - ``PROXBUS_<SERVICE>_<NAME>=value``: ``<NAME>=value`` for that one service only, after the shared
@@ -61,17 +63,21 @@ SHARED = frozenset(
     }
 )
 
-# Settings several (not all) services read: the disk spool of the ingest services that have one.
+# Settings several (not all) services read: the disk spool of the ingest services that have one;
+# the key that signs the dispatcher's Discord notification buttons, checked by ingest-discord.
 SPOOLING = ("ingest-syslog", "ingest-pve-ws")
 SHARED_BY: dict[str, tuple[str, ...]] = {
-    name: SPOOLING
-    for name in (
-        "SPOOL_ENABLED",
-        "SPOOL_DIR",
-        "SPOOL_MAX_BYTES",
-        "SPOOL_FSYNC",
-        "SPOOL_FSYNC_INTERVAL",
-    )
+    **{
+        name: SPOOLING
+        for name in (
+            "SPOOL_ENABLED",
+            "SPOOL_DIR",
+            "SPOOL_MAX_BYTES",
+            "SPOOL_FSYNC",
+            "SPOOL_FSYNC_INTERVAL",
+        )
+    },
+    "DISCORD_BUTTON_SECRET": ("dispatcher", "ingest-discord"),
 }
 
 # Read by compose.yaml's ${...} only (host-side port bindings): written nowhere, not reported.

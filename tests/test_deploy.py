@@ -490,13 +490,13 @@ SECRETS: dict[str, re.Pattern[str]] = {
         r"^(GATEWAY_TOKENS|GATEWAY_TOKENS_FILE|(CLUSTER_[A-Z0-9_]+_)?(PVE|PBS)_[A-Z0-9_]+_TOKEN_VALUE)$"
     ),
     "dispatcher": re.compile(
-        r"^(DISCORD_WEBHOOK_URL|WEBHOOK_URL|GOTIFY_TOKEN|WEBHOOK_SECRET|EMAIL_OUT_PASSWORD|APPRISE_URLS|CONSOLE_TOKENS)$"
+        r"^(DISCORD_WEBHOOK_URL|WEBHOOK_URL|GOTIFY_TOKEN|WEBHOOK_SECRET|EMAIL_OUT_PASSWORD|APPRISE_URLS|CONSOLE_TOKENS|DISCORD_BUTTON_SECRET)$"
     ),
     "ingest-email": re.compile(r"^(SMTP_PASSWORD|IMAP_PASSWORD|SMTP_TLS_KEY)$"),
     "ingest-syslog": re.compile(r"^SYSLOG_TLS_KEY$"),
     "ingest-pve-ws": re.compile(r"^(PVE_WEBHOOK_SECRET|GOTIFY_CLIENT_TOKEN)$"),
     # A public key, but it decides which requests are Discord's: one owner like a secret.
-    "ingest-discord": re.compile(r"^DISCORD_PUBLIC_KEY$"),
+    "ingest-discord": re.compile(r"^(DISCORD_PUBLIC_KEY|DISCORD_BUTTON_SECRET)$"),
 }
 SHARED_SECRETS = {"NATS_PASSWORD", "NATS_TOKEN", "NATS_CREDS", "NATS_TLS_KEY"}
 SECRET_WORDS = re.compile(
@@ -504,10 +504,15 @@ SECRET_WORDS = re.compile(
 )
 
 
-def secret_owner(name: str) -> str | None:
-    owners = [service for service, pattern in SECRETS.items() if pattern.match(name)]
-    assert len(owners) <= 1, name
-    return owners[0] if owners else None
+# Secrets two services share on purpose: the dispatcher signs its Discord notifications'
+# buttons with DISCORD_BUTTON_SECRET, ingest-discord checks them with it.
+PAIR_SECRETS = {"DISCORD_BUTTON_SECRET": {"dispatcher", "ingest-discord"}}
+
+
+def secret_owners(name: str) -> set[str]:
+    owners = {service for service, pattern in SECRETS.items() if pattern.match(name)}
+    assert len(owners) <= 1 or owners == PAIR_SECRETS.get(name), name
+    return owners
 
 
 def full_env() -> dict[str, str]:
@@ -534,7 +539,7 @@ def split_full_env() -> dict[str, dict[str, str]]:
 def test_every_secret_looking_variable_has_one_owner() -> None:
     for name in full_env():
         if SECRET_WORDS.search(name) and name not in SHARED_SECRETS:
-            assert secret_owner(name), f"{name} looks secret: add it to SECRETS with its service"
+            assert secret_owners(name), f"{name} looks secret: add it to SECRETS with its service"
 
 
 @pytest.mark.parametrize("service", PROXBUS_SERVICES)
@@ -543,7 +548,7 @@ def test_no_container_gets_a_secret_meant_for_another_service(service: str) -> N
     foreign = {
         name: value
         for name, value in full_env().items()
-        if (owner := secret_owner(name)) is not None and owner != service
+        if (owners := secret_owners(name)) and service not in owners
     }
     leaked = sorted(name for name in env if name in foreign)
     assert not leaked, f"{service}'s env file holds {leaked}"
@@ -564,7 +569,7 @@ def test_other_containers_get_no_proxbus_secret_in_their_environment(name: str) 
     environment = spec.get("environment", {})
     text = " ".join(interpolate(str(v), full_env()) for v in environment.values())
     for variable, value in full_env().items():
-        if secret_owner(variable) or variable in SHARED_SECRETS:
+        if secret_owners(variable) or variable in SHARED_SECRETS:
             assert value not in text, f"{name} receives {variable}"
 
 

@@ -3,8 +3,10 @@ comes back through ingest-discord, and the dispatcher then mutes the same alert;
 "Acknowledge" marks the alert's incident acknowledged and stops its repeats.
 
 The dispatcher runs as its console script with a discord receiver (``buttons: true``) pointed at
-the loopback sink standing in for Discord; ingest-discord runs in-process; the click is signed
-with the test's Ed25519 key as Discord signs it.
+the loopback sink standing in for Discord, and signs the buttons with DISCORD_BUTTON_SECRET;
+ingest-discord runs in-process with the same secret; the click is signed with the test's
+Ed25519 key as Discord signs it. Look-alike buttons (another fingerprint, another duration, no
+tag) are refused and change nothing.
 """
 
 from __future__ import annotations
@@ -14,14 +16,22 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from proxbus_events import Event
+from proxbus_events import Event, tag_matches
 from proxbus_ingest_discord.app import DiscordService
-from proxbus_ingest_discord.testing import OPERATOR, STRANGER, Signed, click, service_settings
+from proxbus_ingest_discord.testing import (
+    BUTTON_SECRET,
+    OPERATOR,
+    STRANGER,
+    Signed,
+    click,
+    service_settings,
+)
 from proxbus_runtime import EventPublisher, SilenceStore
 
 ROUTES = """\
@@ -69,7 +79,9 @@ async def discord_round_trip(
     in-process, and the key that signs the clicks as Discord does."""
     routes = stack.dir / "routes-discord.yaml"
     routes.write_text(ROUTES)
-    dispatcher = stack.dispatcher(routes, sink, INCIDENT_WINDOW="0")
+    dispatcher = stack.dispatcher(
+        routes, sink, INCIDENT_WINDOW="0", DISCORD_BUTTON_SECRET=BUTTON_SECRET
+    )
     await stack.healthy(dispatcher)
     key = Ed25519PrivateKey.generate()
     discord = DiscordService(service_settings(nats_server.url, key, f"{sink.url}/api"))
@@ -91,7 +103,9 @@ async def test_a_silence_button_click_mutes_the_alert_at_the_dispatcher(
             payload = json.loads(sink.on("/discord")[0].body)
             buttons = payload["components"][0]["components"]
             silence_id = next(b["custom_id"] for b in buttons if b["label"] == "Silence 1h")
-            assert silence_id == f"pbx:silence:{first.fingerprint}:3600"
+            signed_part, tag = silence_id.rsplit(":", 1)
+            assert signed_part.startswith(f"pbx:silence:{first.fingerprint}:3600:")
+            assert tag_matches(BUTTON_SECRET.encode(), signed_part, tag)
 
             async with aiohttp.ClientSession() as http:
                 signed = Signed(f"http://127.0.0.1:{discord.port}/discord/interactions", key, http)
@@ -158,7 +172,7 @@ async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
                 payload = json.loads(sink.on("/discord")[0].body)
                 buttons = payload["components"][0]["components"]
                 ack_id = next(b["custom_id"] for b in buttons if b["label"] == "Acknowledge")
-                assert ack_id == f"pbx:ack:{first.fingerprint}"
+                assert ack_id.startswith(f"pbx:ack:{first.fingerprint}:")
                 # Without the ack, a repeat is notified (the route says so).
                 await pub.publish(alert("backup of 100 failed"))
                 await stack.wait_until(lambda: len(alerts_delivered(sink)) == 2, "a repeat")
@@ -216,3 +230,51 @@ async def test_an_acknowledge_click_stops_the_repeats_of_that_incident_only(
         finally:
             tail.terminate()
             await tail.wait()
+
+
+async def test_look_alike_buttons_are_refused_and_the_genuine_one_works(
+    stack: Any, sink: Any, nats_server: Any, js: Any
+) -> None:
+    """Whoever holds the notifications' webhook URL can post buttons of their own: another
+    alert's fingerprint, a week's silence, the unsigned ids of earlier versions. An operator's
+    click on them silences and acknowledges nothing; the dispatcher's own button works."""
+    async with (
+        discord_round_trip(stack, sink, nats_server) as (_, discord, key),
+        EventPublisher(js) as pub,
+    ):
+        first = alert("backup of 100 failed")
+        victim = alert("backup of 100 failed", node="pve3")  # what a forger wants muted
+        await pub.publish(first)
+        await stack.wait_until(lambda: len(alerts_delivered(sink)) >= 1, "first notification")
+        await pub.publish(victim)
+        await stack.wait_until(lambda: len(alerts_delivered(sink)) == 2, "the victim's alert")
+        payload = json.loads(sink.on("/discord")[0].body)
+        buttons = payload["components"][0]["components"]
+        genuine = next(b["custom_id"] for b in buttons if b["label"] == "Silence 1h")
+        genuine_ack = next(b["custom_id"] for b in buttons if b["label"] == "Acknowledge")
+        look_alikes = [
+            genuine.replace(first.fingerprint, victim.fingerprint),
+            genuine.replace(":3600:", ":604800:"),
+            genuine_ack.replace(first.fingerprint, victim.fingerprint),
+            f"pbx:silence:{victim.fingerprint}:604800",
+            f"pbx:ack:{victim.fingerprint}",
+        ]
+        async with aiohttp.ClientSession() as http:
+            signed = Signed(f"http://127.0.0.1:{discord.port}/discord/interactions", key, http)
+            answers = [await signed.post(click(custom_id)) for custom_id in look_alikes]
+            for status, answer in answers:
+                assert (status, answer["type"], answer["data"]["flags"]) == (200, 4, 64)
+                assert "nothing done" in answer["data"]["content"]
+            assert await (await SilenceStore.open(js)).list() == []
+            # The victim's alert is still notified (neither muted nor acknowledged).
+            await pub.publish(alert("backup of 100 failed", node="pve3"))
+            await stack.wait_until(lambda: len(alerts_delivered(sink)) == 3, "the victim again")
+            assert await acked_incident(js, victim.fingerprint) is None
+            # The dispatcher's own button works.
+            status, answer = await signed.post(click(genuine))
+        assert (status, answer["type"]) == (200, 7)
+        silences = await (await SilenceStore.open(js)).list()
+        assert [str(m) for s in silences for m in s.matchers] == [
+            f"fingerprint={first.fingerprint}"
+        ]
+        assert [s.ends_at - s.starts_at for s in silences] == [timedelta(hours=1)]

@@ -128,24 +128,41 @@ def test_template_errors_and_sandbox_escapes_fall_back_to_the_default(body: str)
     assert "template error" in out
 
 
-def test_discord_buttons_carry_the_alert_fingerprint_only_when_enabled() -> None:
+BUTTON_SECRET = "dispatcher-test-button-secret-0123456789abcdef"
+
+
+def test_discord_buttons_carry_the_alert_fingerprint_signed_only_when_enabled() -> None:
     from proxbus_dispatcher.notifiers.discord import DiscordReceiver, discord_payload
+    from proxbus_events import tag_matches
 
     n = notification_for(title="backup failed")
     url = "https://discord.example/api/webhooks/1/t"
     plain = DiscordReceiver(name="d", type="discord", url=url)
-    assert "components" not in discord_payload(plain, n)
+    secret = BUTTON_SECRET.encode()
+    assert "components" not in discord_payload(plain, n, button_secret=secret)
     with_buttons = DiscordReceiver(name="d", type="discord", url=url, buttons=True)
-    [row] = discord_payload(with_buttons, n)["components"]
+    # Without DISCORD_BUTTON_SECRET no buttons: unsigned ones would be refused anyway.
+    assert "components" not in discord_payload(with_buttons, n)
+    now = 1_790_000_000
+    [row] = discord_payload(with_buttons, n, button_secret=secret, now=now)["components"]
     fp = n.first["fingerprint"]
-    assert [(b["label"], b["custom_id"]) for b in row["components"]] == [
-        ("Silence 1h", f"pbx:silence:{fp}:3600"),
-        ("Acknowledge", f"pbx:ack:{fp}"),
+    ids = [(b["label"], b["custom_id"]) for b in row["components"]]
+    assert [(label, i.rsplit(":", 1)[0]) for label, i in ids] == [
+        ("Silence 1h", f"pbx:silence:{fp}:3600:{now + 24 * 3600}"),
+        ("Acknowledge", f"pbx:ack:{fp}:{now + 24 * 3600}"),
     ]
-    assert all(len(b["custom_id"]) <= 100 for b in row["components"])
+    for _, custom_id in ids:
+        signed, tag = custom_id.rsplit(":", 1)
+        assert tag_matches(secret, signed, tag)
+        assert not tag_matches(b"another secret, just as long as the first one", signed, tag)
+        assert len(custom_id) <= 100
     # A Discord click's own event (command.*) is not an alert: no buttons.
     click = notification_for(kind="command.silence", source="discord", severity="notice")
-    assert "components" not in discord_payload(with_buttons, click)
+    assert "components" not in discord_payload(with_buttons, click, button_secret=secret)
+    # A fingerprint too long for a signed id within Discord's 100 characters: no buttons.
+    long_fp = n.first | {"fingerprint": "a" * 64}
+    too_long = Notification(id="d2", receiver="d", route="r", events=[long_fp])
+    assert "components" not in discord_payload(with_buttons, too_long, button_secret=secret)
 
 
 def test_a_delivery_body_sends_incidents_once_and_the_notification_names_the_first() -> None:
@@ -176,7 +193,8 @@ async def test_discord_buttons_ask_the_webhook_to_keep_the_components(dispatcher
     # Discord ignores a webhook message's components unless the execute-webhook call says
     # ?with_components=true (docs.discord.com, "Using Message Components").
     buttons, plain = await sink(), await sink()
-    await dispatcher(f"""\
+    await dispatcher(
+        f"""\
 receivers:
   - {{name: buttons, type: discord, url: "{buttons.url}/api/webhooks/1/tok", buttons: true}}
   - {{name: plain, type: discord, url: "{plain.url}/api/webhooks/2/tok?thread_id=9"}}
@@ -185,10 +203,47 @@ route:
   routes:
     - {{matchers: ["node=~.+"], receiver: plain, continue: true}}
     - {{matchers: ["node=~.+"], receiver: buttons}}
-""")
+""",
+        discord_button_secret=BUTTON_SECRET,
+    )
     await publish(js, ev(kind="backup.failed", vmid=100, title="backup of 100 failed"))
     await wait_until(lambda: len(buttons.requests) == 1 and len(plain.requests) == 1)
     assert buttons.requests[0].query == {"wait": "true", "with_components": "true"}
     assert buttons.requests[0].json["components"][0]["components"][1]["label"] == "Acknowledge"
     assert plain.requests[0].query == {"thread_id": "9", "wait": "true"}
     assert "components" not in plain.requests[0].json
+
+
+async def test_discord_buttons_without_a_secret_are_left_out_and_said_so(
+    dispatcher, sink, js, caplog
+) -> None:
+    # Unsigned buttons would be refused by ingest-discord: the notification goes without them,
+    # and the log says why at start.
+    hook = await sink()
+    caplog.set_level("WARNING", logger="proxbus_dispatcher")
+    await dispatcher(f"""\
+receivers:
+  - {{name: chat, type: discord, url: "{hook.url}/api/webhooks/1/tok", buttons: true}}
+route:
+  receiver: chat
+""")
+    assert any(
+        "DISCORD_BUTTON_SECRET is not set" in r.getMessage() and "chat" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+    await publish(js, ev(kind="backup.failed", vmid=100, title="backup of 100 failed"))
+    await wait_until(lambda: len(hook.requests) == 1)
+    assert "components" not in hook.requests[0].json
+    assert hook.requests[0].query == {"wait": "true"}
+
+
+def test_a_short_button_secret_is_refused_at_start() -> None:
+    from proxbus_dispatcher.settings import Settings
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings(discord_button_secret="x" * 31, _env_file=None)  # type: ignore[call-arg]
+    ok = Settings(discord_button_secret="x" * 32, _env_file=None)  # type: ignore[call-arg]
+    assert ok.button_secret == b"x" * 32
+    assert "x" * 32 not in repr(ok)
+    assert Settings(discord_button_secret="", _env_file=None).button_secret is None  # type: ignore[call-arg]

@@ -16,6 +16,7 @@ from proxbus_ingest_discord.testing import (
     STRANGER,
     DiscordStandIn,
     Signed,
+    ack_button,
     click,
     command,
     counter,
@@ -23,6 +24,7 @@ from proxbus_ingest_discord.testing import (
     discord_events,
     metrics_text,
     service_settings,
+    silence_button,
 )
 from proxbus_mcp_gateway.app import Running
 from proxbus_pvesim.simulator import Simulator
@@ -253,9 +255,9 @@ async def test_notification_buttons_silence_and_acknowledge_the_alert(
     signed: Signed, gateway: Running, js: Any
 ) -> None:
     fingerprint = "fedcba9876543210fedcba9876543210"
-    _, silenced = await signed.post(click(f"pbx:silence:{fingerprint}:3600"))
-    _, acked = await signed.post(click(f"pbx:ack:{fingerprint}"))
-    _, refused = await signed.post(click(f"pbx:ack:{fingerprint}", user=STRANGER))
+    _, silenced = await signed.post(click(silence_button(fingerprint)))
+    _, acked = await signed.post(click(ack_button(fingerprint)))
+    _, refused = await signed.post(click(ack_button(fingerprint), user=STRANGER))
     assert silenced["type"] == 7
     assert silenced["data"]["components"] == []
     assert f"`fingerprint={fingerprint}`" in silenced["data"]["content"]
@@ -278,6 +280,69 @@ async def test_notification_buttons_silence_and_acknowledge_the_alert(
         ("discord_ack", "ok"),
         ("discord_ack", "denied"),
     ]
+
+
+async def test_forged_changed_untagged_or_expired_notification_buttons_change_nothing(
+    signed: Signed, gateway: Running, js: Any
+) -> None:
+    fingerprint, other = "fedcba9876543210fedcba9876543210", "0123456789abcdef0123456789abcdef"
+    genuine = silence_button(fingerprint)
+    expired = int(time.time()) - 1
+    tries = {
+        "forged fingerprint": click(genuine.replace(fingerprint, other)),
+        "changed duration": click(genuine.replace(":3600:", ":604800:")),
+        "another secret": click(silence_button(fingerprint, secret="not-the-secret" * 3)),
+        "untagged silence": click(f"pbx:silence:{fingerprint}:3600"),
+        "untagged ack": click(f"pbx:ack:{fingerprint}"),
+        "expired silence": click(silence_button(fingerprint, expires=expired)),
+        "expired ack": click(ack_button(fingerprint, expires=expired)),
+        "forged ack": click(ack_button(other).replace(other, fingerprint)),
+    }
+    answers = {what: await signed.post(body) for what, body in tries.items()}
+    for what, (status, answer) in answers.items():
+        # Shown to the clicker only: the notification and its buttons stay as they are.
+        assert (status, answer["type"], answer["data"]["flags"]) == (200, 4, 64), what
+        assert "nothing done" in answer["data"]["content"], what
+    assert "not made by proxbus" in answers["forged fingerprint"][1]["data"]["content"]
+    assert "expired" in answers["expired ack"][1]["data"]["content"]
+    assert "predates signed buttons" in answers["untagged silence"][1]["data"]["content"]
+    assert await (await SilenceStore.open(js)).list() == []
+    records = await discord_audit(js, len(tries))
+    assert [r["outcome"] for r in records] == ["refused"] * len(tries)
+    assert [r["code"] for r in records] == [403, 403, 403, 410, 410, 410, 410, 403]
+    events = await discord_events(js, len(tries))
+    assert {e.metadata["outcome"] for e in events} == {"refused"}
+    assert not any("alert_fingerprint" in e.metadata for e in events)  # nothing acknowledged
+    text = await metrics_text(signed)
+    counts = {
+        reason: counter(text, "proxbus_discord_buttons_refused_total", reason=reason)
+        for reason in ("forged", "missing", "expired", "disabled")
+    }
+    assert counts == {"forged": 4.0, "missing": 2.0, "expired": 2.0, "disabled": 0.0}
+    # The genuine button still works (once: the answer removes it from the message).
+    _, silenced = await signed.post(click(genuine))
+    assert silenced["type"] == 7
+    assert silenced["data"]["components"] == []
+    silences = await (await SilenceStore.open(js)).list()
+    assert [str(m) for s in silences for m in s.matchers] == [f"fingerprint={fingerprint}"]
+
+
+async def test_without_a_button_secret_every_notification_button_is_refused(
+    signed: Signed, gateway: Running, nats_server: Any, keypair: Any, discord_api: Any, js: Any
+) -> None:
+    settings = service_settings(nats_server.url, keypair, discord_api.url, discord_button_secret="")
+    async with DiscordService(settings) as bare:
+        url = f"http://127.0.0.1:{bare.port}/discord/interactions"
+        plain = Signed(url, keypair, signed.http)
+        fingerprint = "fedcba9876543210fedcba9876543210"
+        _, silence = await plain.post(click(silence_button(fingerprint)))
+        _, ack = await plain.post(click(ack_button(fingerprint)))
+        for answer in (silence, ack):
+            assert (answer["type"], answer["data"]["flags"]) == (4, 64)
+            assert "DISCORD_BUTTON_SECRET is not set" in answer["data"]["content"]
+        text = await metrics_text(plain)
+        assert counter(text, "proxbus_discord_buttons_refused_total", reason="disabled") == 2
+    assert await (await SilenceStore.open(js)).list() == []
 
 
 async def test_every_command_is_audited_and_published_as_an_event(

@@ -19,3 +19,18 @@ def test_the_replay_window_cannot_outlive_the_interaction_ledger() -> None:
     with pytest.raises(ValidationError, match="discord_max_age"):
         service_settings("nats://127.0.0.1:4222", key, "http://127.0.0.1:1/api/v10",
                          discord_max_age=TOKEN_LIFETIME + 1)  # fmt: skip
+
+
+def test_a_short_button_secret_is_refused_and_an_empty_one_means_none() -> None:
+    # A guessable key would let anyone make working notification buttons.
+    key = Ed25519PrivateKey.generate()
+    api = "http://127.0.0.1:1/api/v10"
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        service_settings("nats://127.0.0.1:4222", key, api, discord_button_secret="x" * 31)
+    assert service_settings("nats://127.0.0.1:4222", key, api, discord_button_secret="x" * 32
+                            ).button_secret == b"x" * 32  # fmt: skip
+    unset = service_settings("nats://127.0.0.1:4222", key, api, discord_button_secret="")
+    assert unset.button_secret is None
+    assert "x" * 32 not in repr(
+        service_settings("nats://127.0.0.1:4222", key, api, discord_button_secret="x" * 32)
+    )  # never echoed

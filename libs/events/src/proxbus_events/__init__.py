@@ -4,6 +4,14 @@ The event model, subject names, stream and KV definitions, matchers, the silence
 Proxmox facts (UPIDs, host names, guest ids, the vzdump table) every service shares.
 """
 
+from .buttons import (
+    BUTTON_LIFETIME,
+    MIN_SECRET_LENGTH,
+    ack_button_id,
+    button_tag,
+    silence_button_id,
+    tag_matches,
+)
 from .errors import ConfigError, ProxbusError
 from .event import (
     EVENT_SCHEMA,
@@ -60,6 +68,7 @@ from .subjects import (
 __all__ = [
     "AUDIT_STREAM",
     "BUCKETS",
+    "BUTTON_LIFETIME",
     "CALLER_HEADER",
     "CURSORS_BUCKET",
     "DELIVERIES_STREAM",
@@ -71,6 +80,7 @@ __all__ = [
     "FINGERPRINT_SUBJECT_KEY",
     "HTTP_PORTS",
     "MESSAGE_LIMIT",
+    "MIN_SECRET_LENGTH",
     "RPC_SERVICE_NAME",
     "SILENCES_BUCKET",
     "SMTP_PORT",
@@ -87,9 +97,11 @@ __all__ = [
     "StreamLimits",
     "Upid",
     "VzdumpGuest",
+    "ack_button_id",
     "apply_severity_floor",
     "audit_subject",
     "backup_subject_vmid",
+    "button_tag",
     "compute_fingerprint",
     "delivery_subject",
     "deterministic_event_id",
@@ -107,6 +119,8 @@ __all__ = [
     "sanitize_token",
     "severity_from_syslog",
     "short_host",
+    "silence_button_id",
     "stream_specs",
+    "tag_matches",
     "truncate",
 ]

@@ -90,8 +90,15 @@ class DispatcherService:
             timeout=aiohttp.ClientTimeout(total=10.0, connect=5.0),
         )
         if s.delivery_enabled:
-            deps = NotifierDeps(http=self._http, nc=nc)
+            deps = NotifierDeps(http=self._http, nc=nc, discord_button_secret=s.button_secret)
             for receiver in self.config.receivers.values():
+                if getattr(receiver, "buttons", False) and s.button_secret is None:
+                    log.warning(
+                        "discord receiver %s has buttons: true but DISCORD_BUTTON_SECRET is not"
+                        " set: its notifications go without the Silence/Acknowledge buttons"
+                        " (set the same secret on the dispatcher and ingest-discord)",
+                        receiver.name,
+                    )
                 worker = DeliveryWorker(
                     js,
                     receiver,

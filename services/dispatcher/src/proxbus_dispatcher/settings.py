@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxbus_events import HTTP_PORTS, Severity
+from proxbus_events import HTTP_PORTS, MIN_SECRET_LENGTH, Severity
 from proxbus_runtime import ServiceSettings
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 
 class Settings(ServiceSettings):
@@ -56,6 +56,9 @@ class Settings(ServiceSettings):
     seed_ok_group_wait: float = Field(default=600.0, ge=0)
     discord_out_enabled: bool = False
     discord_webhook_url: SecretStr | None = None
+    # Signs the "Silence 1h" / "Acknowledge" buttons of discord receivers with buttons: true
+    # (ingest-discord checks them with the same secret); unset: no buttons are sent.
+    discord_button_secret: SecretStr | None = None
     gotify_out_enabled: bool = False
     gotify_url: str | None = None
     gotify_token: SecretStr | None = None
@@ -77,6 +80,24 @@ class Settings(ServiceSettings):
     max_attempts: int | None = Field(default=None, ge=1, le=1000)  # None: until max_age
     backoff_base: float = Field(default=1.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
+
+    @field_validator("discord_button_secret", mode="before")
+    @classmethod
+    def _button_secret(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if len(text) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters (e.g. openssl rand -hex 32)"
+            )
+        return text
+
+    @property
+    def button_secret(self) -> bytes | None:
+        """DISCORD_BUTTON_SECRET as the HMAC key, or ``None``."""
+        secret = self.discord_button_secret
+        return secret.get_secret_value().encode() if secret is not None else None
 
     @model_validator(mode="after")
     def _console_safe_bind(self) -> Settings:

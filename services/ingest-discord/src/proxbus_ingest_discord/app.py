@@ -37,6 +37,7 @@ def responder_options(settings: Settings) -> ResponderOptions:
         confirm_seconds=settings.discord_confirm_seconds,
         events_limit=settings.discord_events_limit,
         user_rate=settings.discord_user_rate,
+        button_secret=settings.button_secret,
     )
 
 
@@ -100,6 +101,11 @@ class DiscordService:
         self.runtime.on_stop(self._drain)
         if not s.operators:
             log.warning("DISCORD_OPERATORS is empty: nobody can silence, start, stop or reboot")
+        if s.button_secret is None:
+            log.warning(
+                "DISCORD_BUTTON_SECRET is not set: the Silence/Acknowledge buttons of the"
+                " dispatcher's notifications are refused (set the same secret on both services)"
+            )
         if not s.access.guilds:
             log.warning("DISCORD_GUILDS is empty: only DISCORD_OPERATORS may use /proxbus")
         log.info(

@@ -6,14 +6,17 @@
   nonce (24 random hex digits) names the pending confirmation stored server-side
   (``confirmations.py``: who asked, what, until when), which one click consumes;
 - ``pbx:cancel:<nonce>`` — drop that pending confirmation (this service);
-- ``pbx:silence:<fingerprint>:<seconds>`` and ``pbx:ack:<fingerprint>`` — on the dispatcher's
-  Discord notifications (``buttons: true`` on a discord receiver); the dispatcher writes the
-  same strings, see its ``notifiers/discord.py``.
+- ``pbx:silence:<fingerprint>:<seconds>:<expires>:<tag>`` and
+  ``pbx:ack:<fingerprint>:<expires>:<tag>`` — on the dispatcher's Discord notifications
+  (``buttons: true`` on a discord receiver), signed with ``DISCORD_BUTTON_SECRET`` (format and
+  tag: ``proxbus_events.buttons``, which the dispatcher's ``notifiers/discord.py`` uses too).
 
-The id only carries parameters: whoever clicks is checked against the operators again, and a
+The id only carries parameters: whoever clicks is checked against the operators again, a
 confirm id is only honoured if the service stored its nonce for that very action, guest and
-user. Ids of earlier versions (``pbx:do:...:<issued unix s>``, ``pbx:cancel``) still parse; the
-service answers them as expired (a confirm) or just removes the buttons (a cancel).
+user, and a notification button only with its own unexpired tag (``button_refusal``). Ids of
+earlier versions (``pbx:do:...:<issued unix s>``, ``pbx:cancel``, notification buttons without
+expiry and tag) still parse; the service answers them as expired (a confirm, a notification
+button) or just removes the buttons (a cancel).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from proxbus_events import tag_matches
 
 from .errors import InteractionError
 
@@ -31,8 +36,11 @@ _DO_RE = re.compile(r"^pbx:do:(start|stop|reboot):(qemu|lxc):([0-9]{3,9}):([0-9a
 _LEGACY_DO_RE = re.compile(r"^pbx:do:(start|stop|reboot):(qemu|lxc):([0-9]{3,9}):([0-9]{1,12})$")
 _CANCEL_RE = re.compile(r"^pbx:cancel(?::([0-9a-f]{24}))?$")
 NONCE_RE = re.compile(r"^[0-9a-f]{24}$")
-_SILENCE_RE = re.compile(r"^pbx:silence:([0-9a-f]{8,64}):([0-9]{1,7})$")
-_ACK_RE = re.compile(r"^pbx:ack:([0-9a-f]{8,64})$")
+_SIGNED = r"(?::([0-9]{1,12}):([A-Za-z0-9_-]{16}))?"  # :<expires>:<tag>, absent before
+_SILENCE_RE = re.compile(rf"^pbx:silence:([0-9a-f]{{8,64}}):([0-9]{{1,7}}){_SIGNED}$")
+_ACK_RE = re.compile(rf"^pbx:ack:([0-9a-f]{{8,64}}){_SIGNED}$")
+# Why a notification button is refused (``button_refusal``), the label of its counter.
+DISABLED, MISSING, FORGED, EXPIRED = "disabled", "missing", "forged", "expired"
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,25 +74,64 @@ class CancelAction:
 
 @dataclass(slots=True, frozen=True)
 class SilenceAlert:
-    """A notification's "silence" button: mute this fingerprint for ``seconds``."""
+    """A notification's "silence" button: mute this fingerprint for ``seconds``.
+
+    ``expires`` (Unix s) and ``tag`` are ``None`` on a button of an earlier version.
+    """
 
     fingerprint: str
     seconds: int
+    expires: int | None = None
+    tag: str | None = None
+
+    @property
+    def signed(self) -> str:
+        """The part of the id the tag covers."""
+        base = f"{PREFIX}:silence:{self.fingerprint}:{self.seconds}"
+        return base if self.expires is None else f"{base}:{self.expires}"
 
     @property
     def custom_id(self) -> str:
-        return f"{PREFIX}:silence:{self.fingerprint}:{self.seconds}"
+        return self.signed if self.tag is None else f"{self.signed}:{self.tag}"
 
 
 @dataclass(slots=True, frozen=True)
 class AcknowledgeAlert:
-    """A notification's "acknowledge" button."""
+    """A notification's "acknowledge" button (``expires``/``tag`` as on ``SilenceAlert``)."""
 
     fingerprint: str
+    expires: int | None = None
+    tag: str | None = None
+
+    @property
+    def signed(self) -> str:
+        base = f"{PREFIX}:ack:{self.fingerprint}"
+        return base if self.expires is None else f"{base}:{self.expires}"
 
     @property
     def custom_id(self) -> str:
-        return f"{PREFIX}:ack:{self.fingerprint}"
+        return self.signed if self.tag is None else f"{self.signed}:{self.tag}"
+
+
+def button_refusal(
+    click: SilenceAlert | AcknowledgeAlert, secret: bytes | None, now: float
+) -> str | None:
+    """Why a notification button is not honoured, or ``None`` if the dispatcher made it.
+
+    ``disabled``: no ``DISCORD_BUTTON_SECRET`` here; ``missing``: no tag (a button of an
+    earlier version, or a look-alike); ``forged``: the tag is not this id's under the secret
+    (another fingerprint, duration or expiry than the dispatcher signed, or another secret);
+    ``expired``: a genuine button past its expiry.
+    """
+    if secret is None:
+        return DISABLED
+    if click.tag is None or click.expires is None:
+        return MISSING
+    if not tag_matches(secret, click.signed, click.tag):
+        return FORGED
+    if now > click.expires:
+        return EXPIRED
+    return None
 
 
 Click = ConfirmAction | CancelAction | SilenceAlert | AcknowledgeAlert
@@ -109,9 +156,11 @@ def parse_click(data: dict[str, Any]) -> Click:
         seconds = int(m.group(2))
         if not 0 < seconds <= 7 * 86400:
             raise InteractionError("unknown_component", "silence button with a bad duration")
-        return SilenceAlert(m.group(1), seconds)
+        expires = int(m.group(3)) if m.group(3) else None
+        return SilenceAlert(m.group(1), seconds, expires, m.group(4))
     if m := _ACK_RE.match(custom_id):
-        return AcknowledgeAlert(m.group(1))
+        expires = int(m.group(2)) if m.group(2) else None
+        return AcknowledgeAlert(m.group(1), expires, m.group(3))
     raise InteractionError("unknown_component", f"unknown component {custom_id[:40]!r}")
 
 

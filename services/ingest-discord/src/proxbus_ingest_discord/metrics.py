@@ -15,6 +15,7 @@ class DiscordMetrics:
     interactions: Counter
     commands: Counter
     followups: Counter
+    buttons_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DiscordMetrics:
@@ -41,6 +42,12 @@ class DiscordMetrics:
                 "proxbus_discord_followups",
                 "late answers sent through the interaction webhook, by outcome",
                 ["outcome"],
+                registry=registry,
+            ),
+            buttons_refused=Counter(
+                "proxbus_discord_buttons_refused",
+                "notification buttons refused, by reason (disabled, missing, forged, expired)",
+                ["reason"],
                 registry=registry,
             ),
         )

@@ -30,11 +30,15 @@ from proxbus_runtime import (
 from .audit import DiscordAudit, DiscordAuditRecord
 from .commands import Command, parse_command
 from .components import (
+    DISABLED,
+    EXPIRED,
+    FORGED,
     AcknowledgeAlert,
     CancelAction,
     Click,
     ConfirmAction,
     SilenceAlert,
+    button_refusal,
     confirm_row,
     parse_click,
 )
@@ -87,6 +91,8 @@ class ResponderOptions:
     confirm_seconds: float = 300.0
     events_limit: int = 10
     user_rate: int = 20
+    # DISCORD_BUTTON_SECRET: the key of the notification buttons' tags; None refuses them all
+    button_secret: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -415,6 +421,9 @@ class Responder:
             return _update(
                 message(render_action_result(click.action, result, actor.name), components=[])
             )
+        refused = self._refuse_button(actor, click, out)
+        if refused is not None:
+            return refused
         if isinstance(click, SilenceAlert):
             matchers = [Matcher(name="fingerprint", op="=", value=click.fingerprint)]
             silence = await self._silence(actor, matchers, click.seconds, out)
@@ -424,6 +433,39 @@ class Responder:
         return _update(message(f"Acknowledged by {actor.name}.", components=[]))
 
     # -- pieces ----------------------------------------------------------------------------
+
+    def _refuse_button(
+        self, actor: Actor, click: SilenceAlert | AcknowledgeAlert, out: Outcome
+    ) -> dict[str, Any] | None:
+        """``None`` if the dispatcher made this notification button (its tag checks out and
+        it has not expired), else the answer: shown to the clicker only, nothing changed."""
+        reason = button_refusal(click, self._opts.button_secret, time.time())
+        if reason is None:
+            return None
+        self._metrics.buttons_refused.labels(reason).inc()
+        self._denials.record(f"{out.name}: {reason} button", actor.user_id)
+        out.changes = False
+        instead = "use `/proxbus silence` instead" if isinstance(click, SilenceAlert) else ""
+        if reason == DISABLED:
+            out.fail("refused", 503, "notification buttons are off (no DISCORD_BUTTON_SECRET)")
+            text = (
+                "Notification buttons are turned off here (DISCORD_BUTTON_SECRET is not set on"
+                " ingest-discord); nothing done."
+            )
+        elif reason == FORGED:
+            out.fail("refused", 403, "button not made by the dispatcher (tag does not match)")
+            text = (
+                "This button was not made by proxbus (its signature does not match); nothing done."
+            )
+        elif reason == EXPIRED:
+            out.fail("refused", 410, "button expired")
+            text = "This button expired; nothing done."
+        else:  # MISSING: no tag, e.g. a notification sent before buttons were signed
+            out.fail("refused", 410, "button without a tag (an earlier version's, or not ours)")
+            text = "This button expired (it predates signed buttons); nothing done."
+        if instead:
+            text = text[:-1] + f"; {instead}."
+        return _ephemeral(text)
 
     async def _take_confirmation(
         self, actor: Actor, click: ConfirmAction, out: Outcome

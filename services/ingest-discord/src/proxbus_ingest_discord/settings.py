@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from proxbus_events import HTTP_PORTS
+from proxbus_events import HTTP_PORTS, MIN_SECRET_LENGTH
 from proxbus_runtime import ServiceSettings
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from .dedupe import TOKEN_LIFETIME
 from .followup import DISCORD_API
@@ -40,6 +40,21 @@ class Settings(ServiceSettings):
     discord_http_timeout: float = Field(default=10.0, gt=0, le=120)
     discord_events_limit: int = Field(default=10, ge=1, le=50)
     discord_user_rate: int = Field(default=20, ge=1, le=600)
+    # Shared with the dispatcher, which signs its notifications' buttons with it; unset: every
+    # notification button is refused (the dispatcher sends none without it either).
+    discord_button_secret: SecretStr | None = None
+
+    @field_validator("discord_button_secret", mode="before")
+    @classmethod
+    def _button_secret(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if len(text) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters (e.g. openssl rand -hex 32)"
+            )
+        return text
 
     @field_validator("discord_public_key")
     @classmethod
@@ -72,6 +87,12 @@ class Settings(ServiceSettings):
         # also carries /discord/interactions, so DISCORD_HOST/DISCORD_PORT decide (DESIGN.md).
         self.health_host, self.health_port = self.discord_host, self.discord_port
         return self
+
+    @property
+    def button_secret(self) -> bytes | None:
+        """DISCORD_BUTTON_SECRET as the HMAC key, or ``None``."""
+        secret = self.discord_button_secret
+        return secret.get_secret_value().encode() if secret is not None else None
 
     @property
     def operators(self) -> Operators:

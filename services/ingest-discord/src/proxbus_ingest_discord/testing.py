@@ -14,7 +14,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from proxbus_events import AUDIT_STREAM, EVENTS_STREAM, Event
+from proxbus_events import (
+    AUDIT_STREAM,
+    BUTTON_LIFETIME,
+    EVENTS_STREAM,
+    Event,
+    ack_button_id,
+    silence_button_id,
+)
 
 from proxbus_ingest_discord.settings import Settings
 
@@ -24,6 +31,8 @@ OPERATOR_ROLE = "222222222222222222"
 STRANGER = "333333333333333333"
 GUILD = "400000000000000001"
 CHANNEL = "500000000000000001"
+# DISCORD_BUTTON_SECRET of the tests' service (and of the dispatcher in tests/test_e2e_discord).
+BUTTON_SECRET = "test-button-secret-0123456789abcdef0123456789"  # noqa: S105 (tests only)
 _ids = count(1)
 
 
@@ -51,6 +60,24 @@ def click(custom_id: str, **kw: Any) -> dict[str, Any]:
     body = interaction(3, {"custom_id": custom_id, "component_type": 2}, **kw)
     body["message"] = {"id": "800000000000000001", "content": "…"}
     return body
+
+
+def silence_button(
+    fingerprint: str,
+    seconds: int = 3600,
+    *,
+    expires: int | None = None,
+    secret: str = BUTTON_SECRET,
+) -> str:
+    """The custom_id of a "Silence" button as the dispatcher signs it."""
+    until = int(time.time()) + BUTTON_LIFETIME if expires is None else expires
+    return silence_button_id(secret.encode(), fingerprint, seconds, until)
+
+
+def ack_button(fingerprint: str, *, expires: int | None = None, secret: str = BUTTON_SECRET) -> str:
+    """The custom_id of an "Acknowledge" button as the dispatcher signs it."""
+    until = int(time.time()) + BUTTON_LIFETIME if expires is None else expires
+    return ack_button_id(secret.encode(), fingerprint, until)
 
 
 def interaction(
@@ -171,6 +198,7 @@ def service_settings(nats_url: str, key: Ed25519PrivateKey, api_url: str, **kw: 
         "discord_guilds": GUILD,
         "discord_api_url": api_url,
         "discord_rpc_timeout": 10.0,
+        "discord_button_secret": BUTTON_SECRET,
     }
     base.update(kw)
     return Settings(**base)

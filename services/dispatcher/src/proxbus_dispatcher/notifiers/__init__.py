@@ -39,10 +39,12 @@ __all__ = [
 
 @dataclass(slots=True, frozen=True)
 class NotifierDeps:
-    """What notifiers may share: one HTTP session, the service's NATS connection."""
+    """What notifiers may share: one HTTP session, the service's NATS connection, the key
+    that signs Discord notification buttons (``DISCORD_BUTTON_SECRET``)."""
 
     http: aiohttp.ClientSession
     nc: NATS
+    discord_button_secret: bytes | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -54,7 +56,9 @@ class NotifierType:
 
 
 NOTIFIERS: dict[str, NotifierType] = {
-    "discord": NotifierType(DiscordReceiver, lambda r, d: DiscordNotifier(r, d.http)),
+    "discord": NotifierType(
+        DiscordReceiver, lambda r, d: DiscordNotifier(r, d.http, d.discord_button_secret)
+    ),
     "gotify": NotifierType(GotifyReceiver, lambda r, d: GotifyNotifier(r, d.http)),
     "webhook": NotifierType(WebhookReceiver, lambda r, d: WebhookNotifier(r, d.http)),
     "email": NotifierType(EmailReceiver, lambda r, d: EmailNotifier(r)),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any, Literal
 
 import aiohttp
-from proxbus_events import Severity
+from proxbus_events import BUTTON_LIFETIME, Severity, ack_button_id, silence_button_id
 from pydantic import Field
 
 from ..notification import Notification
@@ -23,7 +24,8 @@ class DiscordReceiver(ReceiverBase):
     username: str = "proxbus"
     avatar_url: str | None = None
     # "Silence 1h" / "Acknowledge" buttons, answered by ingest-discord; Discord shows them only
-    # on an application-owned webhook (see services/ingest-discord/README.md).
+    # on an application-owned webhook (see services/ingest-discord/README.md). Signed with
+    # DISCORD_BUTTON_SECRET; without it none are sent (ingest-discord would refuse them).
     buttons: bool = False
 
 
@@ -58,8 +60,34 @@ def _field(value: object) -> str:
     return text if len(text) <= 1024 else text[:1023] + "…"
 
 
-def discord_payload(receiver: DiscordReceiver, notification: Notification) -> dict[str, Any]:
-    """The webhook JSON body for ``notification``."""
+SILENCE_SECONDS = 3600
+_CUSTOM_ID_LIMIT = 100  # Discord's
+
+
+def alert_buttons(
+    fingerprint: str, button_secret: bytes, now: float | None = None
+) -> list[dict[str, Any]] | None:
+    """The action row of "Silence 1h" / "Acknowledge", signed (``proxbus_events.buttons``;
+    ingest-discord checks the tags), or ``None`` if an id would not fit Discord's limit."""
+    expires = int(time.time() if now is None else now) + BUTTON_LIFETIME
+    silence = silence_button_id(button_secret, fingerprint, SILENCE_SECONDS, expires)
+    ack = ack_button_id(button_secret, fingerprint, expires)
+    if max(len(silence), len(ack)) > _CUSTOM_ID_LIMIT:
+        return None  # a fingerprint longer than the contract's 32 hex digits
+    return [{"type": 1, "components": [
+        {"type": 2, "style": 2, "label": "Silence 1h", "custom_id": silence},
+        {"type": 2, "style": 1, "label": "Acknowledge", "custom_id": ack},
+    ]}]  # fmt: skip
+
+
+def discord_payload(
+    receiver: DiscordReceiver,
+    notification: Notification,
+    *,
+    button_secret: bytes | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The webhook JSON body for ``notification`` (buttons only with ``button_secret``)."""
     first = notification.first
     fields: list[dict[str, Any]] = [
         {"name": "severity", "value": notification.severity.value, "inline": True},
@@ -98,12 +126,12 @@ def discord_payload(receiver: DiscordReceiver, notification: Notification) -> di
     fingerprint = str(first.get("fingerprint", ""))
     # Not on command.* events (the clicks themselves): silencing those means nothing.
     alert = not str(first.get("kind", "")).startswith("command.")
-    if receiver.buttons and alert and re.fullmatch(r"[0-9a-f]{8,64}", fingerprint):
-        # custom_id format owned by ingest-discord's components.py
-        payload["components"] = [{"type": 1, "components": [
-            {"type": 2, "style": 2, "label": "Silence 1h", "custom_id": f"pbx:silence:{fingerprint}:3600"},
-            {"type": 2, "style": 1, "label": "Acknowledge", "custom_id": f"pbx:ack:{fingerprint}"},
-        ]}]  # fmt: skip
+    buttons = receiver.buttons and button_secret is not None
+    if buttons and alert and re.fullmatch(r"[0-9a-f]{8,64}", fingerprint):
+        assert button_secret is not None
+        row = alert_buttons(fingerprint, button_secret, now)
+        if row is not None:
+            payload["components"] = row
     return payload
 
 
@@ -112,18 +140,25 @@ class DiscordNotifier:
     ``with_components=true``, without which Discord drops a webhook message's components —
     docs.discord.com, "Using Message Components")."""
 
-    def __init__(self, receiver: DiscordReceiver, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        receiver: DiscordReceiver,
+        http: aiohttp.ClientSession,
+        button_secret: bytes | None = None,
+    ) -> None:
         self.receiver = receiver
         self._http = http
+        self._button_secret = button_secret if receiver.buttons else None
         url = receiver.url
         if "wait=" not in url:
             url += ("&" if "?" in url else "?") + "wait=true"
-        if receiver.buttons and "with_components=" not in url:
+        if self._button_secret is not None and "with_components=" not in url:
             url += "&with_components=true"
         self._url = url
 
     async def send(self, notification: Notification) -> None:
-        body = json.dumps(discord_payload(self.receiver, notification)).encode()
+        payload = discord_payload(self.receiver, notification, button_secret=self._button_secret)
+        body = json.dumps(payload).encode()
         await post_json(
             self._http,
             self._url,

@@ -270,9 +270,12 @@ async def test_look_alike_buttons_are_refused_and_the_genuine_one_works(
             await pub.publish(alert("backup of 100 failed", node="pve3"))
             await stack.wait_until(lambda: len(alerts_delivered(sink)) == 3, "the victim again")
             assert await acked_incident(js, victim.fingerprint) is None
-            # The dispatcher's own button works.
+            # The dispatcher's own button works, once.
             status, answer = await signed.post(click(genuine))
+            _, again = await signed.post(click(genuine))
         assert (status, answer["type"]) == (200, 7)
+        assert (again["type"], again["data"]["flags"]) == (4, 64)
+        assert "already used" in again["data"]["content"]
         silences = await (await SilenceStore.open(js)).list()
         assert [str(m) for s in silences for m in s.matchers] == [
             f"fingerprint={first.fingerprint}"

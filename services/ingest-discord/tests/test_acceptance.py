@@ -319,12 +319,20 @@ async def test_forged_changed_untagged_or_expired_notification_buttons_change_no
         for reason in ("forged", "missing", "expired", "disabled")
     }
     assert counts == {"forged": 4.0, "missing": 2.0, "expired": 2.0, "disabled": 0.0}
-    # The genuine button still works (once: the answer removes it from the message).
+    # The genuine button works, once: the answer removes it from the message, and its id
+    # copied into another message (whoever holds the webhook URL can post one) does nothing.
     _, silenced = await signed.post(click(genuine))
     assert silenced["type"] == 7
     assert silenced["data"]["components"] == []
+    _, again = await signed.post(click(genuine))
+    assert (again["type"], again["data"]["flags"]) == (4, 64)
+    assert again["data"]["content"] == (
+        f"This button was already used by user{OPERATOR[:3]}; nothing done."
+    )
     silences = await (await SilenceStore.open(js)).list()
     assert [str(m) for s in silences for m in s.matchers] == [f"fingerprint={fingerprint}"]
+    records = await discord_audit(js, len(tries) + 2)
+    assert [r["outcome"] for r in records[-2:]] == ["ok", "duplicate"]
 
 
 async def test_without_a_button_secret_every_notification_button_is_refused(

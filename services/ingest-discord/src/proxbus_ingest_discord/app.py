@@ -14,6 +14,7 @@ import aiohttp
 from proxbus_runtime import Service, SilenceStore
 
 from .audit import DiscordAudit
+from .buttons import UsedButtons
 from .confirmations import Confirmations
 from .dedupe import InteractionLedger
 from .endpoint import InteractionsEndpoint
@@ -87,6 +88,7 @@ class DiscordService:
             nc,
             ledger=ledger,
             confirmations=Confirmations(ledger.kv),
+            buttons=await UsedButtons.open(js),
             silences=await SilenceStore.open(js),
             audit=DiscordAudit(js),
             publisher=publisher,

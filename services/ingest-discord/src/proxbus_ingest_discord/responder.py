@@ -28,6 +28,7 @@ from proxbus_runtime import (
 )
 
 from .audit import DiscordAudit, DiscordAuditRecord
+from .buttons import UsedButtons
 from .commands import Command, parse_command
 from .components import (
     DISABLED,
@@ -134,6 +135,7 @@ class Responder:
         *,
         ledger: InteractionLedger,
         confirmations: Confirmations,
+        buttons: UsedButtons,
         silences: SilenceStore,
         audit: DiscordAudit,
         publisher: EventPublisher,
@@ -145,6 +147,7 @@ class Responder:
         self._nc = nc
         self._ledger = ledger
         self._confirmations = confirmations
+        self._buttons = buttons
         self._silences = silences
         self._audit = audit
         self._publisher = publisher
@@ -421,7 +424,7 @@ class Responder:
             return _update(
                 message(render_action_result(click.action, result, actor.name), components=[])
             )
-        refused = self._refuse_button(actor, click, out)
+        refused = await self._refuse_button(actor, click, out)
         if refused is not None:
             return refused
         if isinstance(click, SilenceAlert):
@@ -434,14 +437,21 @@ class Responder:
 
     # -- pieces ----------------------------------------------------------------------------
 
-    def _refuse_button(
+    async def _refuse_button(
         self, actor: Actor, click: SilenceAlert | AcknowledgeAlert, out: Outcome
     ) -> dict[str, Any] | None:
         """``None`` if the dispatcher made this notification button (its tag checks out and
-        it has not expired), else the answer: shown to the clicker only, nothing changed."""
+        it has not expired) and this is its first use, else the answer: shown to the clicker
+        only, nothing changed."""
         reason = button_refusal(click, self._opts.button_secret, time.time())
         if reason is None:
-            return None
+            assert click.tag is not None
+            used_by = await self._buttons.use(click.tag, actor.name)
+            if used_by is None:
+                return None
+            out.changes = False
+            out.fail("duplicate", 409, f"button already used by {used_by}")
+            return _ephemeral(f"This button was already used by {used_by}; nothing done.")
         self._metrics.buttons_refused.labels(reason).inc()
         self._denials.record(f"{out.name}: {reason} button", actor.user_id)
         out.changes = False

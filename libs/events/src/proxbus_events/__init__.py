@@ -9,6 +9,7 @@ from .buttons import (
     MIN_SECRET_LENGTH,
     ack_button_id,
     button_tag,
+    checked_secret,
     silence_button_id,
     tag_matches,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "audit_subject",
     "backup_subject_vmid",
     "button_tag",
+    "checked_secret",
     "compute_fingerprint",
     "delivery_subject",
     "deterministic_event_id",

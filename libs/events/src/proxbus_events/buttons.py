@@ -31,6 +31,23 @@ TAG_CHARS = 16  # base64url of TAG_BYTES, unpadded
 MIN_SECRET_LENGTH = 32
 
 
+def checked_secret(value: object) -> str | None:
+    """``DISCORD_BUTTON_SECRET`` as both services' settings read it: None when unset or empty.
+
+    Raises:
+        ValueError: shorter than ``MIN_SECRET_LENGTH`` (the value itself is never echoed).
+    """
+    if value is None or value == "":
+        return None
+    reveal = getattr(value, "get_secret_value", None)  # a pydantic SecretStr
+    text = str(reveal() if callable(reveal) else value)
+    if len(text) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_LENGTH} characters (e.g. openssl rand -hex 32)"
+        )
+    return text
+
+
 def button_tag(secret: bytes, signed: str) -> str:
     """The tag of ``signed`` (an id without ``:<tag>``)."""
     digest = hmac.new(secret, signed.encode(), hashlib.sha256).digest()[:TAG_BYTES]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxbus_events import HTTP_PORTS, MIN_SECRET_LENGTH, Severity
+from proxbus_events import HTTP_PORTS, Severity, checked_secret
 from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -84,14 +84,7 @@ class Settings(ServiceSettings):
     @field_validator("discord_button_secret", mode="before")
     @classmethod
     def _button_secret(cls, value: object) -> object:
-        if value is None or value == "":
-            return None
-        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        if len(text) < MIN_SECRET_LENGTH:
-            raise ValueError(
-                f"must be at least {MIN_SECRET_LENGTH} characters (e.g. openssl rand -hex 32)"
-            )
-        return text
+        return checked_secret(value)
 
     @property
     def button_secret(self) -> bytes | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxbus_events import HTTP_PORTS, MIN_SECRET_LENGTH
+from proxbus_events import HTTP_PORTS, checked_secret
 from proxbus_runtime import ServiceSettings
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
@@ -47,14 +47,7 @@ class Settings(ServiceSettings):
     @field_validator("discord_button_secret", mode="before")
     @classmethod
     def _button_secret(cls, value: object) -> object:
-        if value is None or value == "":
-            return None
-        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        if len(text) < MIN_SECRET_LENGTH:
-            raise ValueError(
-                f"must be at least {MIN_SECRET_LENGTH} characters (e.g. openssl rand -hex 32)"
-            )
-        return text
+        return checked_secret(value)
 
     @field_validator("discord_public_key")
     @classmethod

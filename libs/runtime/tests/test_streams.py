@@ -69,3 +69,25 @@ async def test_ensure_streams_keeps_what_an_operator_added(make_nats_server) -> 
         assert info.config.subjects == ["proxbus.events.>"]
     finally:
         await nc.close()
+
+
+async def test_open_bucket_creates_once_uses_an_existing_one_and_survives_a_race(nc) -> None:
+    """Several services and replicas open their KV buckets at start: ten at once with two
+    different configurations all get the one bucket (JetStream refuses the losing creates
+    whose configuration differs); an existing bucket is used as it is."""
+    from nats.js.api import KeyValueConfig, StorageType
+    from proxbus_runtime import open_bucket
+
+    js = nc.jetstream()
+    configs = [
+        KeyValueConfig(bucket="race", history=1, ttl=60 + i % 2, storage=StorageType.FILE)
+        for i in range(10)
+    ]
+    buckets = await asyncio.gather(*(open_bucket(js, c) for c in configs))
+    await buckets[0].put("k", b"v")
+    for kv in buckets:
+        assert (await kv.get("k")).value == b"v"
+    status = await buckets[0].status()
+    assert status.ttl in (60, 61)  # whichever create won
+    again = await open_bucket(js, KeyValueConfig(bucket="race", history=5, ttl=999))
+    assert (await again.status()).ttl == status.ttl  # used as it is

@@ -18,7 +18,7 @@ from .settings import ServiceSettings, connect_nats
 from .silences import SilenceStore
 from .spool import EventSpool, SpoolFull, SpoolWriteError
 from .spooling import SpoolingPublisher, SpoolSettings, attach_spooling, open_spooling
-from .streams import ensure_streams
+from .streams import ensure_streams, open_bucket
 
 if TYPE_CHECKING:
     from .health import HealthServer
@@ -69,6 +69,7 @@ __all__ = [
     "header_block",
     "listening",
     "main",
+    "open_bucket",
     "open_spooling",
     "publish_frame",
     "register_publisher",

@@ -1,4 +1,5 @@
-"""Create the contract's streams and KV buckets, or bring the fields the contract owns up to date."""
+"""Create the contract's streams and KV buckets, or bring the fields the contract owns up to date;
+``open_bucket`` for a service's own KV bucket."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from proxbus_events.streams import (
     BUCKETS,
     OWNED_STREAM_FIELDS,
@@ -93,15 +95,35 @@ async def ensure_streams(js: JetStreamContext, limits: StreamLimits | None = Non
             await js.update_stream(dataclasses.replace(info.config, **changes))  # type: ignore[arg-type]
             log.info("updated stream %s: %s", spec.name, ", ".join(sorted(changes)))
     for bucket in BUCKETS:
-        try:
-            await js.key_value(bucket.name)
-        except BucketNotFoundError:
-            await js.create_key_value(
-                KeyValueConfig(
-                    bucket=bucket.name,
-                    history=bucket.history,
-                    storage=_STORAGE[limits.storage],
-                    replicas=limits.replicas,
-                )
-            )
-            log.info("created KV bucket %s", bucket.name)
+        await open_bucket(
+            js,
+            KeyValueConfig(
+                bucket=bucket.name,
+                history=bucket.history,
+                storage=_STORAGE[limits.storage],
+                replicas=limits.replicas,
+            ),
+        )
+
+
+async def open_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """The KV bucket ``config.bucket``, created with ``config`` when it is missing.
+
+    Safe when several services or replicas start at once: a create that loses the race to
+    another process (JetStream refuses it when the configurations differ) reads the bucket
+    the other one made. An existing bucket is used as it is, whatever its configuration.
+
+    Raises:
+        nats.errors.Error: JetStream did not answer, or refused for another reason.
+    """
+    assert config.bucket is not None
+    try:
+        return await js.key_value(config.bucket)
+    except BucketNotFoundError:
+        pass
+    try:
+        kv = await js.create_key_value(config)
+    except BadRequestError:  # created by another process between the two calls
+        return await js.key_value(config.bucket)
+    log.info("created KV bucket %s", config.bucket)
+    return kv

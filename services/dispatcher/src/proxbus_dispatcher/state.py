@@ -33,7 +33,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
-from proxbus_runtime import header_block, publish_frame
+from proxbus_runtime import header_block, open_bucket, publish_frame
 
 from .stages.incidents import Incident
 from .stages.inhibition import INHIBIT_PREFIX
@@ -104,18 +104,16 @@ class StateStore:
 
     async def open(self) -> None:
         """Create the bucket if needed, load the incidents, start watching inhibitions."""
-        try:
-            self.kv = await self._js.key_value(self._bucket)
-        except nats.js.errors.BucketNotFoundError:
-            self.kv = await self._js.create_key_value(
-                KeyValueConfig(
-                    bucket=self._bucket,
-                    history=1,
-                    ttl=self._ttl,
-                    storage=StorageType.FILE,
-                    description="proxbus dispatcher: incidents, notification log, inhibitions",
-                )
-            )
+        self.kv = await open_bucket(
+            self._js,
+            KeyValueConfig(
+                bucket=self._bucket,
+                history=1,
+                ttl=self._ttl,
+                storage=StorageType.FILE,
+                description="proxbus dispatcher: incidents, notification log, inhibitions",
+            ),
+        )
         await self._load_incidents()
         self._watch = asyncio.create_task(self._watch_inhibitions(), name="state-inhibitions")
         with contextlib.suppress(TimeoutError):

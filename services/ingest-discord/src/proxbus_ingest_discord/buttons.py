@@ -14,9 +14,10 @@ import json
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from proxbus_events import BUTTON_LIFETIME
+from proxbus_runtime import open_bucket
 
 BUTTONS_BUCKET = "proxbus_discord_buttons"
 
@@ -32,22 +33,17 @@ class UsedButtons:
         cls, js: JetStreamContext, *, ttl: float = BUTTON_LIFETIME + 3600.0, replicas: int = 1
     ) -> UsedButtons:
         """Open the bucket, creating it when missing (safe to race with other replicas)."""
-        try:
-            kv = await js.key_value(BUTTONS_BUCKET)
-        except BucketNotFoundError:
-            try:
-                kv = await js.create_key_value(
-                    KeyValueConfig(
-                        bucket=BUTTONS_BUCKET,
-                        history=1,
-                        ttl=ttl,
-                        max_value_size=1024,
-                        storage=StorageType.FILE,
-                        replicas=replicas,
-                    )
-                )
-            except Exception:
-                kv = await js.key_value(BUTTONS_BUCKET)
+        kv = await open_bucket(
+            js,
+            KeyValueConfig(
+                bucket=BUTTONS_BUCKET,
+                history=1,
+                ttl=ttl,
+                max_value_size=1024,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            ),
+        )
         return cls(kv)
 
     async def use(self, tag: str, by: str) -> str | None:

@@ -15,8 +15,9 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from proxbus_runtime import open_bucket
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +46,16 @@ class InteractionLedger:
         cls, js: JetStreamContext, *, ttl: float = TOKEN_LIFETIME, replicas: int = 1
     ) -> InteractionLedger:
         """Open the bucket, creating it when missing (safe to race with other replicas)."""
-        try:
-            kv = await js.key_value(INTERACTIONS_BUCKET)
-        except BucketNotFoundError:
-            try:
-                kv = await js.create_key_value(
-                    KeyValueConfig(
-                        bucket=INTERACTIONS_BUCKET,
-                        history=1,
-                        ttl=ttl,
-                        storage=StorageType.FILE,
-                        replicas=replicas,
-                    )
-                )
-            except Exception:
-                kv = await js.key_value(INTERACTIONS_BUCKET)
+        kv = await open_bucket(
+            js,
+            KeyValueConfig(
+                bucket=INTERACTIONS_BUCKET,
+                history=1,
+                ttl=ttl,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            ),
+        )
         return cls(kv)
 
     async def claim(self, interaction_id: str) -> Claim:

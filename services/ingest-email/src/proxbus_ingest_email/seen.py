@@ -17,8 +17,9 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
+from proxbus_runtime import open_bucket
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,9 @@ class SeenMessageIds:
         Raises:
             nats.errors.Error: JetStream did not answer.
         """
-        try:
-            kv = await js.key_value(SEEN_BUCKET)
-        except BucketNotFoundError:
-            try:
-                kv = await js.create_key_value(
-                    KeyValueConfig(bucket=SEEN_BUCKET, history=1, ttl=ttl, storage=StorageType.FILE)
-                )
-                log.info("created KV bucket %s (ttl %.0f h)", SEEN_BUCKET, ttl / HOUR)
-            except nats.js.errors.BadRequestError:  # another replica created it meanwhile
-                kv = await js.key_value(SEEN_BUCKET)
+        kv = await open_bucket(
+            js, KeyValueConfig(bucket=SEEN_BUCKET, history=1, ttl=ttl, storage=StorageType.FILE)
+        )
         return cls(kv, connected)
 
     async def get(self, message_id: str) -> str | None:

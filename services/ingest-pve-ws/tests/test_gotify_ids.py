@@ -206,3 +206,33 @@ async def test_an_unusable_message_with_an_old_id_does_not_move_the_cursor_back(
     assert svc.gotify.stats.invalid == 1
     assert svc.gotify.stats.cursor_rewinds == 0
     assert svc.gotify.last_id == 11
+
+
+@pytest.mark.parametrize("outlier", [2**62, 50_000])
+async def test_a_published_outlier_is_not_published_again_after_a_restart(
+    services: Any, gotify: FakeGotify, js: Any, outlier: int
+) -> None:
+    # An id the cursor did not move to (implausible, or an unconfirmed jump) stays above the
+    # cursor, so every catch-up after a restart listed it as new: it was published again, and
+    # only JetStream's 2-minute duplicate window hid that. The stored cursor now remembers it.
+    svc = await _start(services, gotify, gotify_max_id_jump=1000)
+    await wait_until(_ready(svc))
+    await gotify.push("m1")
+    await _send(gotify, outlier, "outlier")
+    await wait_until(_has(js, "m1", "outlier"))
+    assert svc.gotify.last_id == 1
+    await services.stop(svc)
+    await gotify.push("while down")
+    again = await _start(services, gotify, gotify_max_id_jump=1000)
+    await wait_until(_ready(again))
+    await wait_until(_has(js, "while down"))
+    assert again.gotify.stats.backfilled == 1  # "while down" only
+    assert again.gotify.stats.duplicates_skipped == 1
+    # and a third start still knows it (the cursor moved to "while down" in between)
+    await services.stop(again)
+    third = await _start(services, gotify, gotify_max_id_jump=1000)
+    await wait_until(_ready(third))
+    await gotify.push("after")
+    await wait_until(_has(js, "after"))
+    assert third.gotify.stats.backfilled == 0
+    assert third.gotify.stats.duplicates_skipped == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
@@ -153,9 +154,10 @@ class PveWsService:
             key = cursor_key("gotify", server_label(s.gotify_listen_url))
             saved, _ = await store.load(key)
             last = saved.get("last_id") if saved else None
+            outliers = saved.get("outliers") if saved else None
 
-            async def save(last_id: int) -> None:
-                await store.save(key, {"last_id": last_id})
+            async def save(doc: dict[str, Any]) -> None:
+                await store.save(key, doc)
 
             self.gotify = GotifyListener(
                 url=s.gotify_listen_url,
@@ -168,6 +170,7 @@ class PveWsService:
                 backoff_max=s.gotify_backoff_max,
                 max_id_jump=s.gotify_max_id_jump,
                 recent_ids=s.gotify_recent_ids,
+                outliers=outliers if isinstance(outliers, list) else (),
             )
             self.registry.register(GotifyCollector(self.gotify))
         assert runtime.publisher is not None

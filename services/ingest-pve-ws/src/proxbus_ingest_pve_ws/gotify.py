@@ -9,7 +9,7 @@ import json
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +24,8 @@ from .notification import NotificationError, gotify_event
 
 log = logging.getLogger(__name__)
 
-SaveCursor = Callable[[int], Awaitable[None]]
+# Stores the cursor document: ``{"last_id": int | None, "outliers": [int, ...]}``.
+SaveCursor = Callable[[dict[str, Any]], Awaitable[None]]
 # Stores one event before the listener moves on (raises PublishError if it could not).
 StoreEvent = Callable[[Event], Awaitable[object]]
 PAGE_LIMIT = 100
@@ -38,6 +39,10 @@ MAX_UINT64 = 2**64 - 1  # Gotify's ids and ``paging.since`` are Go ``uint``
 MAX_PLAUSIBLE_ID = 2**53 - 1
 DEFAULT_MAX_ID_JUMP = 1_000_000
 DEFAULT_RECENT_IDS = 10_000
+# Published ids the cursor did not move to and that lie above it (implausible, or a jump not
+# confirmed yet): every catch-up lists them as new, so the stored cursor remembers the newest
+# of them; a server that sends more than this many is told apart by JetStream's dedup window.
+MAX_OUTLIERS = 100
 
 
 @dataclass(slots=True)
@@ -69,6 +74,9 @@ class RecentIds:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids)
 
     def add(self, msg_id: int) -> None:
         """Remember ``msg_id`` as the newest; forget the oldest beyond ``size``."""
@@ -108,7 +116,10 @@ class GotifyListener:
     not make every later message look old. The cursor moves only by plausible steps: ids
     outside 1..2**53-1 never move it; a jump of more than ``max_id_jump`` moves it only once a
     second message confirms the new range; a new stream message below it (the server's ids
-    restarted, or an older version stored a poisoned cursor) moves it back down.
+    restarted, or an older version stored a poisoned cursor) moves it back down. A handled id
+    the cursor did not move to but that lies above it is stored beside the cursor
+    (``outliers``, the newest ``MAX_OUTLIERS``), so a restart's catch-up does not publish it
+    again.
     """
 
     def __init__(
@@ -125,6 +136,7 @@ class GotifyListener:
         backoff_max: float = 30.0,
         max_id_jump: int = DEFAULT_MAX_ID_JUMP,
         recent_ids: int = DEFAULT_RECENT_IDS,
+        outliers: Iterable[object] = (),
     ) -> None:
         self.base = url.rstrip("/")
         self._token = token
@@ -133,6 +145,11 @@ class GotifyListener:
         self._server = server_label(url)
         self._max_id_jump = max_id_jump
         self._recent = RecentIds(recent_ids)
+        self._outliers = RecentIds(MAX_OUTLIERS)
+        for known in outliers:  # read from KV: anything but an int is ignored
+            if isinstance(known, int) and not isinstance(known, bool):
+                self._outliers.add(known)
+                self._recent.add(known)
         self._pending_jump: int | None = None  # an implausible jump waiting for a second message
         self.stats = GotifyStats()
         self._id_log = RateLimitedLog(log, "gotify: implausible message ids")
@@ -311,10 +328,8 @@ class GotifyListener:
             self.stats.invalid += 1
             self._invalid_log.record("not a usable message", str(msg_id), str(exc))
             if isinstance(msg.get("id"), int):  # a message without an id has nothing to track
-                self._recent.add(msg_id)
                 # An unusable message is no evidence that the server's ids restarted: no rewind.
-                if self._advance(msg_id, from_stream=False):
-                    await self._save(msg_id)
+                await self._handled(msg_id, self._advance(msg_id, from_stream=False))
             return False
         delay = 0.2
         while True:
@@ -328,10 +343,18 @@ class GotifyListener:
                 self._retry_log.record("not stored yet", str(msg_id), str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self._recent.add(msg_id)
-        if self._advance(msg_id, from_stream=from_stream):
-            await self._save(msg_id)
+        await self._handled(msg_id, self._advance(msg_id, from_stream=from_stream))
         return True
+
+    async def _handled(self, msg_id: int, advanced: bool) -> None:
+        """Remember a handled id; store the cursor when it moved, or when the id stays above it
+        (the next catch-up would list it as new again)."""
+        self._recent.add(msg_id)
+        if not advanced:
+            if self.last_id is not None and msg_id <= self.last_id:
+                return  # no catch-up lists it again
+            self._outliers.add(msg_id)
+        await self._save()
 
     def _advance(self, msg_id: int, *, from_stream: bool) -> bool:
         """Move the cursor to a handled message's id where that is plausible; True if moved."""
@@ -375,15 +398,22 @@ class GotifyListener:
         if self.last_id is None or newest >= self.last_id:
             return False
         self._rewind(newest)
-        await self._save(newest)
+        await self._save()
         return True
 
-    async def _save(self, msg_id: int) -> None:
+    def cursor_document(self) -> dict[str, Any]:
+        """What is stored in KV: the cursor and the outliers above it."""
+        last = self.last_id
+        above = [i for i in self._outliers if last is None or i > last]
+        return {"last_id": last, "outliers": above}
+
+    async def _save(self) -> None:
         if self._save_cursor is not None:
+            doc = self.cursor_document()
             try:
-                await self._save_cursor(msg_id)
+                await self._save_cursor(doc)
             except Exception as exc:  # the id is deterministic; a lost cursor only re-sends
-                self._cursor_log.record("could not save the cursor", str(msg_id), str(exc))
+                self._cursor_log.record("could not save the cursor", str(doc["last_id"]), str(exc))
 
     async def _read_page(self, resp: aiohttp.ClientResponse, since: int | None) -> Page | None:
         """A checked REST page, or None when it is invalid (counted in ``invalid_pages``, one

@@ -167,3 +167,76 @@ def test_a_state_record_from_a_newer_version_is_read_without_its_new_fields() ->
     raw["a_field_of_a_later_version"] = {"x": 1}
     again = Incident.from_json(json.dumps(raw).encode())
     assert again.to_json() == incident.to_json()
+
+
+def _ha_service(source: str, seconds: float, old: str, new: str, **kw: Any) -> Event:
+    """pve-ha-manager Manager.pm's ``service 'vm:100': state changed from '<old>' to
+    '<new>'`` as ingest-syslog (and ingest-pve-ws's cluster log) give it."""
+    at = T0 + timedelta(seconds=seconds)
+    return report(
+        source,
+        seconds,
+        kind="ha.state",
+        severity="info",
+        title=f"HA service vm:100: {old} → {new}",
+        timestamp=kw.pop("timestamp", at),
+        metadata={"sid": "vm:100", "old_state": old, "new_state": new},
+        **kw,
+    )
+
+
+def test_a_report_of_another_state_is_a_state_change_not_a_repeat() -> None:
+    fence = Incident.open(_ha_service("syslog", 0, "started", "fence"))
+    assert fence.state == "fence"
+    recovery = _ha_service("syslog", 70, "fence", "recovery")
+    assert not fence.admits(recovery, window=600)
+    assert fence.changes_state(recovery)
+    after = Incident.open(recovery, previous=fence, window=600, state_change=True)
+    assert (after.state, after.since, after.earlier) == ("recovery", None, 0)
+    assert after.states == ["fence", "recovery"]
+    assert after.summary()["state"] == "recovery"
+    assert after.summary()["previous_state"] == "fence"
+    # the same state again, or a line with no state ("recover service ..."), is that state's
+    assert after.admits(_ha_service("pve-api", 75, "fence", "recovery"), window=600)
+    line = report("syslog", 71, kind="ha.state", severity="info", metadata={"sid": "vm:100"})
+    assert after.admits(line, window=600)
+    # the API's resolution flag (ingest-pve-ws diff.py: a node back online) is a state
+    down = Incident.open(report("syslog", 0, kind="node.offline", vmid=None))
+    back = report("pve-api", 300, kind="node.offline", vmid=None, metadata={"resolved": True})
+    assert down.state is None
+    assert down.changes_state(back)
+
+
+def test_a_late_copy_of_an_earlier_transition_is_not_a_state_change() -> None:
+    # fence → recovery → started all happen in one second on the CRM master; syslog has them
+    # at once, the cluster log's copies come a poll later. They are not changes back.
+    fence = Incident.open(_ha_service("syslog", 0, "started", "fence"))
+    recovery = Incident.open(
+        _ha_service("syslog", 70, "fence", "recovery"), previous=fence, window=600,
+        state_change=True,
+    )  # fmt: skip
+    started = _ha_service("syslog", 70, "recovery", "started")
+    assert recovery.changes_state(started)
+    current = Incident.open(started, previous=recovery, window=600, state_change=True)
+    title = current.title
+    for late in (
+        _ha_service("pve-api", 75, "started", "fence", timestamp=T0),
+        _ha_service("pve-api", 75, "fence", "recovery", timestamp=T0 + timedelta(seconds=70)),
+    ):
+        assert not current.changes_state(late)
+        assert current.admits(late, window=600)
+        current.add(late)
+        assert current.title == title  # the text stays the current state's
+    # a later real change back is one
+    assert current.changes_state(_ha_service("syslog", 400, "started", "fence"))
+
+
+def test_a_state_record_written_before_states_is_read_with_no_state() -> None:
+    # Rolling upgrade the other way: a record of the version before (no state fields).
+    incident = Incident.open(_ha_service("syslog", 0, "started", "fence"))
+    raw = json.loads(incident.to_json())
+    for name in ("state", "state_at", "states", "notified_state"):
+        raw.pop(name)
+    old = Incident.from_json(json.dumps(raw).encode())
+    assert (old.state, old.states, old.notified_state) == (None, [], {})
+    assert old.changes_state(_ha_service("syslog", 10, "fence", "recovery"))

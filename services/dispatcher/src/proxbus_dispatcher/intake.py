@@ -229,6 +229,7 @@ class Intake:
                 known.acked if known is not None and carried else None,
                 previous=known,
                 window=self._window,
+                state_change=known is not None and known.changes_state(event),
             )
             changed = True
         incident.add(event)
@@ -248,11 +249,14 @@ class Intake:
                 if incident.acked:
                     plan.suppressed.append(("acknowledged", incident.id))
                     continue
-                if within_repeat_interval(route, incident.notified.get(route.id), at):
+                if within_repeat_interval(
+                    route, incident.notified.get(route.id), at
+                ) and incident.state == incident.notified_state.get(route.id, incident.state):
                     plan.suppressed.append(("deduped", route.id))
                     continue
                 incident.routes[route.id] = event.id
                 incident.notified[route.id] = at
+                incident.notified_state[route.id] = incident.state
                 changed = True
                 plan.notify.append(route)
             elif claimed_by == event.id:

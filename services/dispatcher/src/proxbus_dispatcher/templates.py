@@ -10,9 +10,10 @@ Fields available to every template:
   ``group_labels``: the ``group_by`` label values of the group
 - ``enrichment``: ``{event_id: {...}}`` facts added from the gateway (may be empty)
 - ``incidents``: the incidents the notification is about, each ``{id, fingerprint, kind, node,
-  vmid, severity, title, message, sources, count, first_seen, upid, since, earlier}``
-  (since/earlier: the fingerprint's unbroken run of earlier incidents; title/message: the best
-  among its events); ``incident``: the first of them (``None`` when there are none)
+  vmid, severity, title, message, sources, count, first_seen, upid, since, earlier, state,
+  previous_state}`` (since/earlier: the fingerprint's unbroken run of earlier incidents;
+  state/previous_state: the state it reports and the one before, ``None`` for none;
+  title/message: the best among its events); ``incident``: the first of them (``None`` when there are none)
 
 Filters besides Jinja's: ``when`` (a time as ``2026-11-30 02:04:12 UTC``), ``with_node(node)``
 (a title led by ``node: `` unless it names the node), ``kinds`` (the events' distinct kinds).

@@ -19,6 +19,16 @@ backup job join each failed guest's incident (never an incident less severe than
 The best title and message among an incident's events is the one with the highest severity,
 then from the most descriptive source (mail, webhook, API, syslog: the mail and the webhook
 carry the whole job log), then the longest message.
+
+State changes: the fingerprint of a state-carrying kind names the thing, not its state (every
+``ha.state`` line about node pve2 is one fingerprint), so an event reporting another state
+(``reported_state``: the HA line's ``metadata.new_state``, the API's ``metadata.state``, or
+``resolved`` for an event with ``metadata.resolved: true``) than the incident's is not a
+repeat: it opens a new incident (``Incident.open(..., state_change=True)``) that begins a new
+run, does not inherit the acknowledgement of the old state, and is not deduped on a route
+that last notified another state (``notified_state``). A late copy of a transition already
+reported (another source's, happening no later than the current state's report) is not a
+change (``is_stale``).
 """
 
 from __future__ import annotations
@@ -34,12 +44,31 @@ from .routing import event_labels
 
 MAX_EVENT_IDS = 64
 MAX_MESSAGE = 4096
+MAX_STATES = 16
+MAX_STATE_CHARS = 64
+RESOLVED = "resolved"
 SOURCE_RANK = {"email": 4, "pve-webhook": 3, "pve-api": 2, "syslog": 1}
 
 
 def _upid(event: Event) -> str | None:
     cid = event.correlation_id
     return cid if cid and cid.startswith("UPID:") else None
+
+
+def reported_state(event: Event) -> str | None:
+    """The state ``event`` reports about its thing, from the ingest services' metadata:
+    ``resolved`` when ``metadata.resolved`` is true (ingest-pve-ws: a node back online, a
+    storage below its thresholds), else the new state of a state change (``new_state``: the
+    HA manager's node and service lines from syslog and the cluster log; ``state``: the API's
+    HA service status); ``None`` when it reports none (a line that only says what happened)."""
+    meta = event.metadata
+    if meta.get("resolved") is True:
+        return RESOLVED
+    for key in ("new_state", "state"):
+        value = meta.get(key)
+        if isinstance(value, str) and value:
+            return value[:MAX_STATE_CHARS]
+    return None
 
 
 def _score(event: Event) -> tuple[int, int, int]:
@@ -79,6 +108,14 @@ class Incident:
     # many reports the earlier incidents had; None/0 when this incident began a run
     since: float | None = None
     earlier: int = 0
+    # the state the incident reports (``reported_state`` of the report that opened it) and
+    # when that report says it happened (event timestamp, epoch seconds)
+    state: str | None = None
+    state_at: float | None = None
+    # the states reported since the fingerprint last went quiet (oldest first, bounded)
+    states: list[str] = field(default_factory=list)
+    # route id → the state of the incident it last notified (see ``notified``)
+    notified_state: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -88,14 +125,28 @@ class Incident:
         acked: dict[str, Any] | None = None,
         previous: Incident | None = None,
         window: float = 0.0,
+        *,
+        state_change: bool = False,
     ) -> Incident:
         """A new incident for ``event``; ``previous`` (the fingerprint's last incident) makes
-        it a repeat when it was still reported within ``window`` of ``event``."""
+        it a repeat when it was still reported within ``window`` of ``event``, unless
+        ``event`` reports another state (``state_change``): a new state begins a new run.
+        A report with no state of its own continues ``previous``'s state."""
         at = event.received_at.timestamp()
         since, earlier = None, 0
-        if previous is not None and 0 <= at - previous.last <= window:
-            since = previous.since if previous.since is not None else previous.opened
-            earlier = previous.earlier + previous.count
+        recent = previous is not None and 0 <= at - previous.last <= window
+        state = reported_state(event)
+        state_at: float | None = event.timestamp.timestamp()
+        states: list[str] = []
+        if previous is not None and recent:
+            if not state_change:
+                since = previous.since if previous.since is not None else previous.opened
+                earlier = previous.earlier + previous.count
+            states = list(previous.states)
+            if state is None or not state_change:
+                state, state_at = previous.state, previous.state_at
+        if state is not None and (not states or states[-1] != state):
+            states = [*states, state][-MAX_STATES:]
         # What ``add(event)`` would do to a new incident, without computing it twice.
         return cls(
             id=event.id,
@@ -119,11 +170,34 @@ class Incident:
             acked=dict(acked) if acked else None,
             since=since,
             earlier=earlier,
+            state=state,
+            state_at=state_at if state is not None else None,
+            states=states,
+            notified_state=dict(previous.notified_state) if previous is not None else {},
         )
+
+    def changes_state(self, event: Event) -> bool:
+        """Whether ``event`` reports a state other than this incident's (a state change the
+        operator must get), and is not a late copy of an earlier transition (``is_stale``)."""
+        state = reported_state(event)
+        return state is not None and state != self.state and not self.is_stale(event, state)
+
+    def is_stale(self, event: Event, state: str) -> bool:
+        """A report of ``state`` that happened before this incident's state was reported (or in
+        the same second, when the run already reported ``state``): another source's late copy
+        of a transition the operator was told about (the cluster log polled after syslog)."""
+        if self.state_at is None:
+            return False
+        happened = event.timestamp.timestamp()
+        if happened < self.state_at - 1.0:
+            return True
+        return happened <= self.state_at + 1.0 and state in self.states
 
     def admits(self, event: Event, window: float) -> bool:
         """Whether ``event`` is about this happening (see the module docstring)."""
         if window <= 0 or event.fingerprint != self.fingerprint:
+            return False
+        if self.changes_state(event):
             return False
         if abs(event.received_at.timestamp() - self.opened) > window:
             return False
@@ -134,7 +208,7 @@ class Incident:
         """Whether this incident's acknowledgement carries over to the incident ``event``
         opens: the fingerprint did not go quiet for ``resolve_after`` seconds since this
         incident's last event, and ``event`` is not another task run's report."""
-        if not self.acked:
+        if not self.acked or self.changes_state(event):
             return False
         if event.received_at.timestamp() - self.last > resolve_after:
             return False
@@ -175,7 +249,7 @@ class Incident:
     def add(self, event: Event, *, text: bool = True) -> None:
         """Count ``event`` in (sources, best text, UPID); a redelivered event counts once.
         An attached event (``text=False``) counts and names its source, but the incident's
-        text stays its own fingerprint's."""
+        text stays its own fingerprint's; so does a late copy of another state's report."""
         if event.id in self.event_ids:
             return
         self.count += 1
@@ -188,6 +262,9 @@ class Incident:
             return
         if self.upid is None:
             self.upid = _upid(event)
+        state = reported_state(event)
+        if state is not None and state != self.state:
+            return  # a late copy of an earlier state: counted, but the text stays this state's
         score = list(_score(event))
         if score > self.score:
             self.score = score
@@ -212,6 +289,8 @@ class Incident:
             "upid": self.upid,
             "since": self.since,
             "earlier": self.earlier,
+            "state": self.state,
+            "previous_state": self.states[-2] if len(self.states) > 1 else None,
         }
 
     def to_json(self) -> bytes:

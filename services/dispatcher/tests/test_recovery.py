@@ -1,0 +1,217 @@
+"""The recovery half of the human loop: what the operator is told when things come BACK.
+
+Sequences are Proxmox's own: pve-ha-manager ``src/PVE/HA/NodeStatus.pm`` (``node '<n>': state
+changed from '<old>' => '<new>'``, fence → unknown once fencing succeeded), ``src/PVE/HA/
+Manager.pm`` (``service '<sid>': state changed from '<old>' to '<new>'``, ``recover service
+'<sid>' from fenced node '<n>' to node '<m>'``), ``src/PVE/HA/LRM.pm`` (``starting service``,
+``service status <sid> started``). Events are built as ingest-syslog builds them (fields from
+``proxbus-ingest-syslog parse`` of those lines: kind, node, vmid, title, ``metadata.old_state``/
+``new_state``), and as ingest-pve-ws's API diff builds a node's return (``diff.py``: kind
+``node.offline``, ``metadata.resolved``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from proxbus_events import Event
+
+from .conftest import ev, publish, wait_until
+
+
+def _settled(service: Any) -> float:
+    return sum(
+        service.registry.get_sample_value("proxbus_dispatcher_events_total", {"outcome": o}) or 0
+        for o in ("routed", "suppressed")
+    )
+
+
+def _crm(at: datetime, **kw: Any) -> Event:
+    """A pve-ha-crm line of the CRM master pve1, as ingest-syslog gives it."""
+    meta = {"app": "pve-ha-crm", "hostname": "pve1", **kw.pop("metadata", {})}
+    base: dict[str, Any] = {"source": "syslog", "severity": "info", "kind": "ha.state"}
+    return ev(**{**base, **kw, "metadata": meta, "timestamp": at, "received_at": at})
+
+
+def _node_line(at: datetime, node: str, old: str, new: str) -> Event:
+    meta = {"rule": "ha-node-state", "reporter": "pve1", "old_state": old, "new_state": new}
+    return _crm(at, node=node, title=f"HA node {node}: {old} → {new}", metadata=meta)
+
+
+def _service_line(at: datetime, vmid: int, old: str, new: str, **kw: Any) -> Event:
+    meta = {"rule": "ha-service-state", "sid": f"vm:{vmid}", "old_state": old, "new_state": new}
+    title = f"HA service vm:{vmid}: {old} → {new}"
+    return _crm(at, node="pve1", vmid=vmid, title=title, metadata=meta, **kw)
+
+
+def fence_and_return(start: datetime) -> list[Event]:
+    """pve2 dies at ``start``; pve1 (CRM master) fences it, recovers vm:100 to itself; pve2
+    is back online 5 min 40 s later. Timings as a real fence: 60 s to 'unknown', the
+    watchdog's 60 s, then the node's reboot."""
+
+    def t(seconds: int) -> datetime:
+        return start + timedelta(seconds=seconds)
+
+    sid_line = {"rule": "ha-service-line", "sid": "vm:100"}
+    return [
+        _crm(
+            t(0),
+            kind="node.offline",
+            severity="warning",
+            node="pve2",
+            title="Node pve2 is offline (HA state online → unknown)",
+            metadata={
+                "rule": "ha-node-offline",
+                "reporter": "pve1",
+                "old_state": "online",
+                "new_state": "unknown",
+            },
+        ),
+        _service_line(t(60), 100, "started", "fence"),
+        _crm(
+            t(60),
+            kind="node.fencing",
+            severity="critical",
+            node="pve2",
+            title="Fencing node pve2",
+            metadata={
+                "rule": "ha-fence",
+                "reporter": "pve1",
+                "old_state": "unknown",
+                "new_state": "fence",
+            },
+        ),
+        _crm(
+            t(130),
+            kind="node.fenced",
+            severity="critical",
+            node="pve2",
+            title="Node pve2 fenced",
+            metadata={"rule": "ha-fenced", "reporter": "pve1"},
+        ),
+        _node_line(t(130), "pve2", "fence", "unknown"),
+        _service_line(t(130), 100, "fence", "recovery"),
+        _crm(
+            t(130),
+            node="pve1",
+            vmid=100,
+            title="HA service vm:100: recover service 'vm:100' from fenced node 'pve2' to "
+            "node 'pve1'",
+            metadata=sid_line,
+        ),
+        _service_line(t(130), 100, "recovery", "started"),
+        _crm(
+            t(140),
+            node="pve1",
+            vmid=100,
+            title="HA service vm:100: starting service vm:100",
+            metadata={**sid_line, "app": "pve-ha-lrm"},
+        ),
+        _crm(
+            t(141),
+            node="pve1",
+            vmid=100,
+            title="HA service vm:100: service status vm:100 started",
+            metadata={**sid_line, "app": "pve-ha-lrm"},
+        ),
+        _node_line(t(340), "pve2", "unknown", "online"),
+    ]
+
+
+async def test_a_fenced_node_back_online_and_its_recovered_guest_are_notified(
+    dispatcher, sink, js
+) -> None:
+    # Every ha.state line about pve2 has one fingerprint (kind, site, node), so the node's
+    # return ("unknown → online", 3.5 min after "fence → unknown") joined the earlier line's
+    # incident and was never notified; vm:100's "fence → recovery" and "recovery → started"
+    # joined its "started → fence": the operator was told the guest was fenced and never
+    # that it runs again on pve1. A report of another state is a state change, notified.
+    hook = await sink()
+    service = await dispatcher(None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook")
+    reports = fence_and_return(datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
+    await publish(js, *reports)
+    await wait_until(lambda: _settled(service) >= len(reports))
+    await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
+    titles = [r.json["title"] for r in hook.requests]
+    assert titles == [
+        "[WARNING] Node pve2 is offline (HA state online → unknown)",
+        "[INFO] pve1: HA service vm:100: started → fence",
+        "[CRITICAL] Fencing node pve2",
+        "[CRITICAL] Node pve2 fenced",
+        "[INFO] HA node pve2: fence → unknown",
+        "[INFO] pve1: HA service vm:100: fence → recovery",
+        "[INFO] pve1: HA service vm:100: recovery → started",
+        "[INFO] HA node pve2: unknown → online",
+    ], titles
+    back = hook.requests[-1].json
+    assert back["incident"]["state"] == "online"
+    # a state change is not a repeat of the earlier state: no "ongoing since"
+    assert "ongoing since" not in back["body"], back["body"]
+
+
+async def test_the_return_is_told_despite_repeat_interval_and_an_acknowledgement(
+    dispatcher, sink, js
+) -> None:
+    # A routes file with the default repeat_interval (4h) and an operator who clicked
+    # "Acknowledge" on "HA node pve2: fence → unknown": the node's return is the same
+    # fingerprint, so it was deduped (notified within 4h) and suppressed as acknowledged.
+    # A new state is not a repeat and not what was acknowledged; the same state again is.
+    from .test_incidents_pipeline import acknowledge
+
+    hook = await sink()
+    service = await dispatcher(
+        f"""\
+receivers: [{{name: hook, type: webhook, url: "{hook.url}/hook"}}]
+route: {{receiver: hook}}
+""",
+        incident_window=60,
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    fenced = _node_line(start, "pve2", "fence", "unknown")
+    await publish(js, fenced)
+    await wait_until(lambda: len(hook.requests) == 1)
+    await publish(js, acknowledge(fenced.fingerprint))
+    await wait_until(lambda: _settled(service) >= 2)
+    again = _node_line(start + timedelta(seconds=120), "pve2", "fence", "unknown")
+    back = _node_line(start + timedelta(seconds=300), "pve2", "unknown", "online")
+    back_again = _node_line(start + timedelta(seconds=900), "pve2", "unknown", "online")
+    await publish(js, again, back, back_again)
+    await wait_until(lambda: _settled(service) >= 5)
+    await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
+    titles = [r.json["title"] for r in hook.requests if r.json["event"]["kind"] == "ha.state"]
+    assert titles == [
+        "[INFO] HA node pve2: fence → unknown",
+        "[INFO] HA node pve2: unknown → online",
+    ]
+
+
+async def test_the_cluster_logs_late_copies_do_not_tell_the_recovery_twice(
+    dispatcher, sink, js
+) -> None:
+    # ingest-pve-ws polls /cluster/log: its copies of the CRM's lines (same happening time,
+    # source pve-api) arrive after syslog's. vm:100's "started → fence" copy arriving after
+    # syslog's "recovery → started" is not the guest being fenced again.
+    hook = await sink()
+    service = await dispatcher(None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    syslog = [e for e in fence_and_return(start) if e.vmid == 100 and e.metadata.get("new_state")]
+    copies = [
+        Event.model_validate(
+            {
+                **e.model_dump(exclude={"id"}),  # a new id: another source's event
+                "source": "pve-api",
+                "received_at": e.received_at + timedelta(seconds=200),
+            }
+        )
+        for e in syslog
+    ]
+    await publish(js, *syslog, *copies)
+    await wait_until(lambda: _settled(service) >= len(syslog) + len(copies))
+    await asyncio.sleep(0.5)
+    assert [r.json["title"] for r in hook.requests] == [
+        "[INFO] pve1: HA service vm:100: started → fence",
+        "[INFO] pve1: HA service vm:100: fence → recovery",
+        "[INFO] pve1: HA service vm:100: recovery → started",
+    ]

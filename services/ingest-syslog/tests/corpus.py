@@ -36,6 +36,7 @@ class Line:
     vmid: int | None
     severity: str
     classified: bool = True
+    detail: bool = False  # metadata.detail_of: a line of a happening another line is the event of
 
 
 CORPUS: list[Line] = []
@@ -126,6 +127,7 @@ class Block:
                 node=short if node == "" else node,
                 vmid=vmid,
                 severity=expected_severity(pri, kind, minimum, detail),
+                detail=detail,
             )
         )
 
@@ -828,21 +830,34 @@ b = Block(
     "drivers/nvme, fs/buffer.c)"
 )
 kernel = b.sender("pve1", "kernel", None)
-kernel(KERN_ERR, "ata3.00: exception Emask 0x0 SAct 0x100000 SErr 0x0 action 0x0")
-kernel(KERN_ERR, "ata3.00: irq_stat 0x40000008")
-kernel(KERN_ERR, "ata3.00: failed command: READ FPDMA QUEUED")
-kernel(KERN_ERR, "ata3.00: cmd 60/08:a0:00:1c:5d/00:00:1d:00:00/40 tag 20 ncq dma 4096 in")
-kernel(KERN_ERR, "ata3.00: status: { DRDY ERR }")
-kernel(KERN_ERR, "ata3.00: error: { UNC }")
-kernel(KERN_INFO, "ata3: EH complete")
+kernel(KERN_ERR, "ata3.00: exception Emask 0x0 SAct 0x100000 SErr 0x0 action 0x0", detail=True)
+kernel(KERN_ERR, "ata3.00: irq_stat 0x40000008", detail=True)
+kernel(KERN_ERR, "ata3.00: failed command: READ FPDMA QUEUED", detail=True)
+kernel(
+    KERN_ERR, "ata3.00: cmd 60/08:a0:00:1c:5d/00:00:1d:00:00/40 tag 20 ncq dma 4096 in", detail=True
+)
+kernel(KERN_ERR, "ata3.00: status: { DRDY ERR }", detail=True)
+kernel(KERN_ERR, "ata3.00: error: { UNC }", detail=True)
+# info lines of the same drivers: details inside the host's burst window (RFC 3164 framing
+# here, so their time stamps follow the lines above; RFC 5424's +01:00 would be an hour off)
+kernel(KERN_INFO, "ata3: EH complete", detail=True, rfc5424=False)
 kernel(
     KERN_INFO,
     "sd 2:0:0:0: [sdc] tag#20 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_OK cmd_age=3s",
+    detail=True,
+    rfc5424=False,
 )
-kernel(KERN_INFO, "sd 2:0:0:0: [sdc] tag#20 Sense Key : Medium Error [current]")
+kernel(
+    KERN_INFO,
+    "sd 2:0:0:0: [sdc] tag#20 Sense Key : Medium Error [current]",
+    detail=True,
+    rfc5424=False,
+)
 kernel(
     KERN_INFO,
     "sd 2:0:0:0: [sdc] tag#20 Add. Sense: Unrecovered read error - auto reallocate failed",
+    detail=True,
+    rfc5424=False,
 )
 kernel(
     KERN_ERR,
@@ -885,25 +900,36 @@ b.add(
     "disk.error",
 )
 kernel = b.sender("pve1", "kernel", None)
-kernel(KERN_ERR, "Buffer I/O error on dev sdc1, logical block 0, async page read")
-kernel(KERN_ERR, "Buffer I/O error on device dm-7, logical block 1536, lost async page write")
+kernel(KERN_ERR, "Buffer I/O error on dev sdc1, logical block 0, async page read", detail=True)
+kernel(
+    KERN_ERR,
+    "Buffer I/O error on device dm-7, logical block 1536, lost async page write",
+    detail=True,
+)
 kernel(KERN_WARN, "nvme nvme0: I/O 512 QID 5 timeout, aborting", "disk.error")
-kernel(KERN_WARN, "nvme nvme0: Abort status: 0x0")
+kernel(KERN_WARN, "nvme nvme0: Abort status: 0x0", detail=True)
 kernel = b.sender("pve2", "kernel", None)
 kernel(
     KERN_WARN,
     "nvme nvme1: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0x10",
     "disk.error",
+    rfc5424=False,
 )
-kernel(KERN_WARN, "nvme nvme1: Device not ready; aborting reset, CSTS=0x1", "disk.error")
+# the same controller failing, seconds later: details of the disk.error above
 kernel(
-    KERN_ERR, "nvme1n1: I/O Cmd(0x2) @ LBA 1953525, 8 blocks, I/O Error (sct 0x2 / sc 0x81) MORE"
+    KERN_WARN, "nvme nvme1: Device not ready; aborting reset, CSTS=0x1", detail=True, rfc5424=False
+)
+kernel(
+    KERN_ERR,
+    "nvme1n1: I/O Cmd(0x2) @ LBA 1953525, 8 blocks, I/O Error (sct 0x2 / sc 0x81) MORE",
+    detail=True,
 )
 kernel(
     KERN_ERR,
     "critical medium error, dev nvme1n1, sector 1953525 op 0x0:(READ) flags 0x0 phys_seg 1 "
     "prio class 2",
-    "disk.error",
+    detail=True,
+    rfc5424=False,
 )
 kernel = b.sender("pve3", "kernel", None)
 kernel(
@@ -1424,7 +1450,7 @@ kernel(
 kernel(
     KERN_WARN,
     "nvme nvme0: I/O tag 12 (a00c) opcode 0x6 (Identify) QID 0 timeout, reset controller",
-    "disk.error",
+    detail=True,  # 7 s after the same controller's timeout above: the same happening
 )
 kernel(
     KERN_WARN,
@@ -1439,7 +1465,7 @@ kernel(KERN_CRIT, "EXT4-fs (nvme1n1p1): Remounting filesystem read-only")
 b = Block("linux drivers/md/raid1.c raid1_error, raid10.c raid10_error, raid5.c raid5_error")
 kernel = b.sender("pve5", "kernel", None)
 kernel(KERN_CRIT, "md/raid1:md0: Disk failure on sdb1, disabling device.", "disk.error")
-kernel(KERN_CRIT, "md/raid1:md0: Operation continuing on 1 devices.")
+kernel(KERN_CRIT, "md/raid1:md0: Operation continuing on 1 devices.", detail=True)
 kernel(KERN_CRIT, "md/raid10:md1: Disk failure on sdd2, disabling device.", "disk.error")
 kernel(KERN_CRIT, "md/raid:md2: Disk failure on nvme2n1p1, disabling device.", "disk.error")
 kernel(KERN_INFO, "md: recovery of RAID array md0")
@@ -1452,17 +1478,20 @@ kernel(
     "BTRFS error (device sdc1): bdev /dev/sdc1 errs: wr 0, rd 3, flush 0, corrupt 0, gen 0",
     "disk.error",
 )
+# the same read failing, 7 s later (RFC 3164 framing: monotonic time stamps): details
 kernel(
     KERN_WARN,
     "BTRFS warning (device sdc1): csum failed root 5 ino 257 off 4096 csum 0x8941f998 "
     "expected csum 0x1c7d3a4e mirror 1",
-    "disk.error",
+    detail=True,
+    rfc5424=False,
 )
 kernel(
     KERN_ERR,
     "BTRFS error (device sdc1 state EA): level verify failed on logical 30408704 mirror 1 "
     "wanted 1 found 0",
-    "disk.error",
+    detail=True,
+    rfc5424=False,
 )
 kernel(
     KERN_INFO,
@@ -1490,7 +1519,8 @@ zed(
     "disk.error",
 )
 zed(DAEMON_NOTICE, "eid=56 class=vdev.open_failed pool='tank' vdev=sdd1", "disk.error")
-zed(DAEMON_NOTICE, "eid=57 class=vdev.no_replicas pool='tank'", "disk.error")
+# the pool's I/O failure (eid=54) said it 21 s before: the same happening
+zed(DAEMON_NOTICE, "eid=57 class=vdev.no_replicas pool='tank'", detail=True)
 zed(DAEMON_NOTICE, "eid=58 class=vdev_attach pool='tank' vdev=sde1 vdev_state=ONLINE")
 zed(DAEMON_NOTICE, "eid=59 class=resilver_start pool='tank'")
 zed(DAEMON_NOTICE, "eid=60 class=vdev.bad_ashift pool='tank' vdev=sde1")
@@ -1891,3 +1921,54 @@ pbs4(
     "directory (os error 2)",
 )
 pbs4(DAEMON_ERR, "Failed to verify the following snapshots/groups:")
+
+# --- one failing SATA read: the whole burst, one disk.error (tests/test_disk_burst.py) ---------
+# Its error-level driver lines come before the block layer's line: details by rule; its info
+# lines are details inside the host's burst window (at boot the same drivers' lines are plain).
+b = Block(
+    "linux drivers/ata/libata-eh.c ata_eh_link_report, drivers/scsi/scsi_logging.c, "
+    "block/blk-core.c blk_print_req_error, fs/buffer.c buffer_io_error, lib/ratelimit.c"
+)
+kernel = b.sender("pve6", "kernel", None)
+for pri, text in [
+    (KERN_ERR, "ata5.00: exception Emask 0x0 SAct 0x40 SErr 0x0 action 0x0"),
+    (KERN_ERR, "ata5.00: failed command: READ FPDMA QUEUED"),
+    (KERN_ERR, "ata5.00: cmd 60/00:30:00:8a:3d/01:00:0e:00:00/40 tag 6 ncq dma 131072 in"),
+    (KERN_ERR, "         res 41/40:00:10:8a:3d/00:00:0e:00:00/40 Emask 0x409 (media error) <F>"),
+    (KERN_ERR, "ata5.00: status: { DRDY ERR }"),
+    (KERN_ERR, "ata5.00: error: { UNC }"),
+    (KERN_INFO, "ata5: hard resetting link"),
+    (KERN_INFO, "ata5: SATA link up 6.0 Gbps (SStatus 133 SControl 300)"),
+    (KERN_INFO, "ata5.00: configured for UDMA/133"),
+    (
+        KERN_INFO,
+        "sd 4:0:0:0: [sde] tag#6 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_OK cmd_age=2s",
+    ),
+    (KERN_INFO, "sd 4:0:0:0: [sde] tag#6 Sense Key : Medium Error [current]"),
+    (
+        KERN_INFO,
+        "sd 4:0:0:0: [sde] tag#6 Add. Sense: Unrecovered read error - auto reallocate failed",
+    ),
+    (KERN_INFO, "sd 4:0:0:0: [sde] tag#6 CDB: Read(10) 28 00 0e 3d 8a 00 00 01 00 00"),
+]:
+    kernel(pri, text, detail=True, rfc5424=False)
+kernel(
+    KERN_ERR,
+    "I/O error, dev sde, sector 238914064 op 0x0:(READ) flags 0x80700 phys_seg 32 prio class 2",
+    "disk.error",
+    rfc5424=False,
+)
+kernel(KERN_INFO, "ata5: EH complete", detail=True, rfc5424=False)
+kernel(KERN_WARN, "blk_print_req_error: 3 callbacks suppressed", detail=True, rfc5424=False)
+kernel(
+    KERN_ERR,
+    "I/O error, dev sde, sector 238914072 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2",
+    detail=True,  # the next sector of the same disk, seconds later
+    rfc5424=False,
+)
+kernel(
+    KERN_ERR,
+    "Buffer I/O error on dev sde1, logical block 29864001, async page read",
+    detail=True,
+    rfc5424=False,
+)

@@ -643,8 +643,26 @@ def _fence_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
 
 
 def _disk_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    device = m["dev"] or m["ata"] or m["sd"] or m["nvme"]
-    return Classification(kind=FALLBACK_KIND, metadata={"device": device})
+    """A kernel line of a disk error's burst (libata, SCSI, NVMe, page cache, md, ratelimit).
+
+    Lines at notice or above are error reports (``failed command``, ``status: { DRDY ERR }``,
+    ``FAILED Result``, ``Buffer I/O error``, ``N callbacks suppressed``): details of the
+    ``disk.error`` the block layer's line is (``DETAIL_OF``, at most info), whether it follows
+    or not (a command libata retried successfully has no I/O error line; a failing disk has).
+    Info lines of the same drivers (``hard resetting link``, ``configured for UDMA/133``,
+    ``Sense Key``) are details only inside a host's burst window (``classify.Classifier``):
+    at boot they are just the disks being found.
+    """
+    groups = m.groupdict()
+    device = next((v for k in _DISK_DETAIL_DEVICE if (v := groups.get(k))), None)
+    meta: dict[str, Any] = {"device": device} if device else {}
+    if msg.pri & 7 <= _NOTICE:
+        meta[DETAIL_OF] = "disk.error"
+    return Classification(kind=FALLBACK_KIND, metadata=meta)
+
+
+_NOTICE = 5  # syslog severity code
+_DISK_DETAIL_DEVICE = ("dev", "ata", "sd", "nvme", "nctrl", "md")
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -876,12 +894,25 @@ RULES: list[Rule[SyslogMessage]] = [
          "disk.error", _zfs_suspended, "openzfs module/zfs/zio.c (cmn_err CE_WARN)"),
     rule("zio-error", "kernel", r"zio pool=(?P<pool>\S+) vdev=(?P<vdev>\S*) error=\d+",
          "disk.error", _zfs, "openzfs module/os/linux/zfs/vdev_disk.c"),
+    # the rest of a disk error's burst: details of its disk.error (_disk_detail)
     rule("kernel-disk-detail", "kernel",
-         r"^(?:Buffer I/O error on dev(?:ice)? (?P<dev>[\w-]+)|(?P<ata>ata\d+(?:\.\d+)?): |"
-         r"sd \S+ \[(?P<sd>sd\w+)\] |(?P<nvme>nvme\d+n\d+): I/O Cmd)",
+         r"^(?:Buffer I/O error on dev(?:ice)? (?P<dev>[\w-]{1,64})|"
+         r"(?P<ata>ata\d{1,4}(?:\.\d{1,3})?): |\s*res [0-9a-f]{2}/[0-9a-f]{2}:|"
+         r"(?:sd|scsi) \d{1,4}:\d{1,4}:\d{1,5}:\d{1,20}: (?:\[(?P<sd>sd[a-z]{1,4})\] )?|"
+         r"(?P<nvme>nvme\d{1,4}n\d{1,4}): I/O Cmd|"
+         r"nvme (?P<nctrl>nvme\d{1,4}): (?:Abort status|Does your device have a faulty power "
+         r"saving mode|Try \"nvme_core)|"
+         r"md/raid\d{0,2}:(?P<md>[\w-]{1,32}): (?:Operation continuing on|Cannot continue)|"
+         r"(?:blk_print_req_error|print_req_error|blk_update_request|buffer_io_error|"
+         r"scsi_io_completion_action|scsi_io_completion): "
+         r"\d{1,10} callbacks suppressed)",
          FALLBACK_KIND, _disk_detail,
-         "linux fs/buffer.c, drivers/ata/libata-eh.c, drivers/scsi/sd.c, drivers/nvme/host/core.c",
-         needles=("Buffer I/O error", "ata", "sd ", "I/O Cmd")),
+         "linux fs/buffer.c buffer_io_error, drivers/ata/libata-eh.c ata_eh_link_report "
+         "(its cmd line's ' res ' continuation), drivers/scsi/scsi_logging.c, "
+         "drivers/nvme/host/core.c nvme_log_error, pci.c nvme_timeout/nvme_warn_reset, "
+         "drivers/md/raid1.c raid1_error, raid5.c raid5_error, lib/ratelimit.c ___ratelimit",
+         needles=("Buffer I/O error", "ata", "res ", "sd ", "scsi ", "nvme", "md/raid",
+                  "callbacks suppressed")),
     # the node's own links (a guest's tap/veth/fw* ports never print these lines)
     rule("nic-link-down", "kernel",
          rf"{_LINE_START}(?:(?:[\w-]{{1,32}} [0-9a-f]{{4}}:[0-9a-f]{{2}}:[0-9a-f]{{2}}\.[0-7] )?"

@@ -469,3 +469,32 @@ async def test_a_task_log_page_says_where_the_next_one_starts(
     assert "start=2" in page.result.text
     rest = await call(gw, "get_task_log", upid=upid, start=2, limit=5000)
     assert rest.result.data["lines"] == whole.result.data["lines"][2:]
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "field"),
+    [
+        ("get_node_status", {"node": "pve_1"}, "node"),
+        ("get_vms", {"node": "-pve1"}, "node"),
+        ("get_vms", {"cluster": "Lab!"}, "cluster"),
+        ("migrate_guest", {"vmid": 100, "target": "pve1."}, "target"),
+        ("pbs_datastore_status", {"store": "../x"}, "store"),
+        ("pbs_datastore_status", {"store": "store1", "server": "a_b"}, "server"),
+        ("proxmox_api", {"path": "/version", "server": "a b"}, "server"),
+    ],
+)
+async def test_names_are_checked_by_the_model_not_repeated_in_tools_list(
+    lab: tuple[Simulator, Gateway], tool: str, args: dict[str, Any], field: str
+) -> None:
+    """tools/list carries a length for node, cluster, datastore and PBS server names, not
+    their pattern (40 copies were 2 KB); the pattern is still checked by the input model,
+    so a bad name is "invalid arguments" and never reaches Proxmox."""
+    sim, gw = lab
+    before = sim.request_count
+    out = await call(gw, tool, **args)
+    assert out.code == 400, out
+    assert out.error.startswith(f"invalid arguments: {field}: Value error, not a valid"), out.error
+    assert sim.request_count == before
+    listed = gw.registry.tools[tool].input_schema()["properties"][field]
+    assert "pattern" not in listed
+    assert listed["maxLength"] <= 64

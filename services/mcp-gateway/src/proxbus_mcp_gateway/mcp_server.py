@@ -72,8 +72,9 @@ def tool_definition(spec: ToolSpec, *, read_only_gateway: bool = False) -> Tool:
         description=spec.description,
         input_schema=spec.input_schema(),
         output_schema=spec.output_schema,
+        # the title once, at the top (MCP 2025-06-18 ``Tool.title``; clients show it before
+        # ``annotations.title``): a copy in the annotations of every tool was 1.2 KB of tools/list
         annotations=ToolAnnotations(
-            title=spec.title,
             read_only_hint=read_only,
             destructive_hint=spec.destructive and not read_only,
             idempotent_hint=spec.idempotent,

@@ -8,25 +8,42 @@ import time
 from collections.abc import Hashable
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from .. import validate
 from ..errors import InvalidArgument, NotFound, ToolFailure, UpstreamError
 from ..registry import CallContext, ToolInput, ToolResult
 
-# No descriptions on these two: they are in nearly every tool and tools/list must stay
-# under 40 KB (cluster defaults to the first one, node is looked up when omitted).
-ClusterArg = Annotated[str | None, Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-NodeArg = Annotated[str, Field(pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")]
-OptNodeArg = Annotated[
-    str | None, Field(default=None, pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+# tools/list must stay under 40 KB with every tool: the arguments in nearly every tool carry
+# no description (cluster defaults to the first one, node is looked up when omitted) and a
+# length, not their pattern: the pattern is checked by the model (AfterValidator, so the
+# caller gets "invalid arguments" before any request), it is just not repeated in 40 schemas.
+# An agent takes these names from get_nodes / list_clusters / pbs_list_datastores.
+
+
+def _matching(regex: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str | None) -> str | None:
+        if value is not None and not regex.fullmatch(value):
+            raise ValueError(f"not a valid {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+NODE_NAME = _matching(validate.NODE_RE, "node name (a host name label)")
+ClusterArg = Annotated[
+    str | None, Field(default=None, max_length=64), _matching(validate.CLUSTER_RE, "cluster name")
 ]
+NodeArg = Annotated[str, Field(max_length=63), NODE_NAME]
+OptNodeArg = Annotated[str | None, Field(default=None, max_length=63), NODE_NAME]
 VmidArg = Annotated[int, Field(ge=100, le=999_999_999)]
 ConfirmArg = Annotated[bool, Field(default=False, description="true acts; false: a plan")]
-WaitArg = Annotated[bool, Field(default=False, description="Follow the task (progress)")]
+# ``wait`` (for the task to end, at most ``timeout`` s; progress while it runs) carries no
+# description: the name says it, and 10 copies of one were 430 bytes of tools/list.
+WaitArg = Annotated[bool, Field(default=False)]
 TimeoutArg = Annotated[int, Field(default=45, ge=1, le=600, description="Max wait seconds")]
 SnapArg = Annotated[str, Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{1,39}$")]
-StoreArg = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$")]
+StoreArg = Annotated[str, Field(max_length=32), _matching(validate.DATASTORE_RE, "datastore name")]
 GuestKind = Literal["qemu", "lxc"]
 
 

@@ -1,9 +1,9 @@
 """``proxmox_api``: the rest of the PVE/PBS API, validated against the vendored schema."""
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from .. import schema
 from ..audit import SECRET_PARAM
@@ -21,13 +21,23 @@ def register(reg: Registry) -> None:
             max_length=512,
             description="e.g. /nodes/pve1/disks/list",
         )
-        params: dict[str, str | int | float | bool | list[str | int | float]] = Field(
-            default_factory=dict, description="query/body; a list for array parameters"
-        )
+        params: Annotated[
+            dict[str, str | int | float | bool | list[str | int | float]],
+            # the same values in JSON Schema's words (integer is a number): half the bytes
+            WithJsonSchema(
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": ["string", "number", "boolean", "array"],
+                        "items": {"type": ["string", "number"]},
+                    },
+                }
+            ),
+        ] = Field(default_factory=dict, description="query/body; a list for array parameters")
         product: Literal["pve", "pbs"] = "pve"
         cluster: ClusterArg = None
         server: ServerArg = None
-        confirm: bool = Field(default=False, description="Required for non-GET")
+        confirm: bool = False  # the description says it: "Non-GET: confirm=true, else a plan"
 
     @reg.tool("Proxmox API call", destructive=True, idempotent=False)
     async def proxmox_api(ctx: CallContext, args: ApiIn) -> ToolResult:

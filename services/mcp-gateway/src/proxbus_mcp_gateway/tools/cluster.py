@@ -207,9 +207,8 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Who am I")
     async def whoami(ctx: CallContext, args: ClusterIn) -> ToolResult:
-        """The caller's scopes/allowlists and the API token's real Proxmox permissions (per host
-        for standalone hosts).
-        """
+        """The caller's scopes/allowlists and the API token's real Proxmox permissions (per
+        standalone host)."""
         c = ctx.caller
         pool = ctx.gateway.pool
         by_host: dict[str, Any] | None = None

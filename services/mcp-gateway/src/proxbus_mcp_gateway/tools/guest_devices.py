@@ -103,7 +103,7 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Guest disks", output=LIST_OUT)
     async def get_guest_disks(ctx: CallContext, args: NetIn) -> ToolResult:
-        """Disks of a VM or container from its config: volume, storage, size."""
+        """Disks of a VM/CT from its config: volume, storage, size."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
         cfg = await ctx.gateway.pool.request(
             args.cluster, "GET", guest_path(node, kind, args.vmid, "config"), node=node, cache=False

@@ -124,7 +124,7 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Guest status")
     async def get_guest_status(ctx: CallContext, args: GuestIn) -> ToolResult:
-        """Live status of a VM or container: state, CPU, memory, uptime, HA, lock."""
+        """Live status of a VM/CT: state, CPU, memory, uptime, HA, lock."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
         s = await ctx.gateway.pool.request(
             args.cluster, "GET", guest_path(node, kind, args.vmid, "status", "current"), node=node
@@ -152,7 +152,7 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Guest config", output=typed_out(config="object"))
     async def get_guest_config(ctx: CallContext, args: GuestIn) -> ToolResult:
-        """Configuration of a VM or container (disks, network, CPU, memory); secrets masked."""
+        """Configuration of a VM/CT (disks, network, CPU, memory); secrets masked."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
         cfg = dict(
             await ctx.gateway.pool.request(
@@ -180,7 +180,7 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Migrate guest", scope="operate", destructive=True, idempotent=False, output=ACT_OUT)
     async def migrate_guest(ctx: CallContext, args: MigrateIn) -> ToolResult:
-        """Move a VM or container to another node of the same cluster (needs confirm=true)."""
+        """Move a VM/CT to another node of the same cluster (needs confirm=true)."""
         node, kind, entry = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         ctx.caller.require_node(args.target)
         pool = ctx.gateway.pool

@@ -7,7 +7,17 @@ from pydantic import Field
 from .. import validate
 from ..errors import NotFound, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
-from ._common import ClusterArg, StoreArg, TimeoutArg, WaitArg, listing, pct, task_result, wait_task
+from ._common import (
+    NODE_NAME,
+    ClusterArg,
+    StoreArg,
+    TimeoutArg,
+    WaitArg,
+    listing,
+    pct,
+    task_result,
+    wait_task,
+)
 from ._compact import ACT_OUT, Ns
 
 # At most this many namespaces are read by one recursive listing (one request each).
@@ -15,11 +25,8 @@ MAX_LISTED_NAMESPACES = 100
 
 ServerArg = Annotated[
     str | None,
-    Field(
-        default=None,
-        pattern=r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$",
-        description="PBS server; default: first",
-    ),
+    Field(default=None, max_length=63, description="PBS server; default: first"),
+    NODE_NAME,
 ]
 
 

@@ -23,7 +23,7 @@ from ._compact import ACT_OUT
 def register(reg: Registry) -> None:
     @reg.tool("List snapshots", output=list_output({"name": "string"}, False))
     async def list_snapshots(ctx: CallContext, args: GuestIn) -> ToolResult:
-        """Snapshots of a VM or container."""
+        """Snapshots of a VM/CT."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)
         snaps = await ctx.gateway.pool.request(
             args.cluster, "GET", guest_path(node, kind, args.vmid, "snapshot"), node=node
@@ -50,7 +50,7 @@ def register(reg: Registry) -> None:
 
     @reg.tool("Create snapshot", scope="operate", idempotent=False, output=ACT_OUT)
     async def create_snapshot(ctx: CallContext, args: SnapCreateIn) -> ToolResult:
-        """Take a snapshot of a VM or container."""
+        """Take a snapshot of a VM/CT."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node, acting=True)
         params: dict[str, Any] = {"snapname": args.name}
         if args.description:

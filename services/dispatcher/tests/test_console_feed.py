@@ -64,13 +64,18 @@ async def test_incident_board_watches_only_while_used(js: Any) -> None:
         second = Incident.open(ev(title="vm crashed", kind="vm.crashed", vmid=101))
         await kv.put(incident_key(second.fingerprint), second.to_json())
         await wait_until(lambda: len(board.incidents) == 2, what="the watch sees a new incident")
-        open_, recent = board.split(window=600)
-        assert [i.title for i in open_] == ["vm crashed", "backup failed"]
-        assert recent == []
+        page = board.page(window=600)
+        assert [i.title for i in page.open] == ["vm crashed", "backup failed"]
+        assert (page.recent, page.total, page.open_total, page.more) == ([], 2, 2, False)
         # Past the correlation window an incident is listed as recent, no longer open.
-        open_, recent = board.split(window=600, now=time.time() + 601)
-        assert open_ == []
-        assert [i.title for i in recent] == ["vm crashed", "backup failed"]
+        page = board.page(window=600, now=time.time() + 601)
+        assert page.open == []
+        assert [i.title for i in page.recent] == ["vm crashed", "backup failed"]
+        # A page of one: the newest, then the next.
+        page = board.page(window=600, limit=1)
+        assert ([i.title for i in page.open], page.more) == (["vm crashed"], True)
+        page = board.page(window=600, skip=1, limit=1)
+        assert ([i.title for i in page.open], page.more) == (["backup failed"], False)
         await wait_until(lambda: not board.watching, timeout=5, what="idle: watch stopped")
         assert board.incidents == {}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,10 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from proxbus_devtools.procs import stop_process
 from proxbus_devtools.testing import free_port, require_binary
 from proxbus_dispatcher.console.auth import parse_console_tokens
+from proxbus_dispatcher.console.incidents import MAX_INCIDENTS
 from proxbus_dispatcher.settings import Settings
+from proxbus_dispatcher.stages.incidents import Incident
+from proxbus_dispatcher.state import STATE_BUCKET, incident_key
 from proxbus_runtime import SilenceStore
 
 from .conftest import ev, publish, wait_until
@@ -577,3 +581,307 @@ async def test_every_page_fits_a_phone_screen_even_with_long_unbroken_fields(
         name = path.strip("/") or "live"
         await page.screenshot(path=str(tmp_path / f"phone-{name}.png"), full_page=True)
         assert width <= 390, f"{path} is {width}px wide on a 390px phone screen"
+
+
+# --- as an operator reads it: acknowledgements old and new, a run of incidents (since /
+# earlier reports), which time zone, an OOM kill among its detail lines, severity colours that
+# can be read, ids that carry path characters, a bucket of 10,000 incidents -----------------
+
+NOW = time.time()
+UTC_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+
+
+def incident(n: int, **kw: Any) -> Incident:
+    fields: dict[str, Any] = {
+        "id": f"ev{n:05d}",
+        "fingerprint": f"{n:016x}",
+        "opened": NOW - 60,
+        "last": NOW - 30,
+        "kind": "disk.error",
+        "site": "lab",
+        "node": "pve1",
+        "vmid": None,
+        "severity": "error",
+        "title": f"I/O error on sdc ({n})",
+        "message": "",
+        "score": [4, 1, 0],
+        "labels": {},
+        "sources": ["syslog"],
+        "event_ids": [f"ev{n:05d}"],
+        "count": 1,
+    }
+    fields.update(kw)
+    return Incident(**fields)
+
+
+async def state_bucket(js: Any) -> Any:
+    """The dispatcher's state bucket, once its intake has created it."""
+    found: list[Any] = []
+
+    async def opened() -> bool:
+        found.append(await js.key_value(STATE_BUCKET))
+        return True
+
+    await wait_until(opened, what="the dispatcher's state bucket", ignore=(Exception,))
+    return found[-1]
+
+
+async def put(js: Any, *incidents: Incident | tuple[str, bytes]) -> None:
+    kv = await state_bucket(js)
+    for item in incidents:
+        if isinstance(item, Incident):
+            await kv.put(incident_key(item.fingerprint), item.to_json())
+        else:
+            await kv.put(*item)
+
+
+async def left_to_right(page: Page, first: str, second: str) -> tuple[float, float]:
+    """The right edge of ``first`` and the left edge of ``second`` (CSS px)."""
+    a = await page.locator(first).bounding_box()
+    b = await page.locator(second).bounding_box()
+    assert a is not None
+    assert b is not None
+    return a["x"] + a["width"], b["x"]
+
+
+async def test_acknowledgements_old_and_new_a_run_of_reports_and_the_time_zone_are_shown(
+    console: Any, browser: Browser, js: Any, tmp_path: Any
+) -> None:
+    c = await console()
+    ack = {"by": "discord:1234567890", "user_id": "1234567890", "label": "Alice"}
+    # A display name is the member's to choose: right-to-left override and all.
+    spoof = {"by": "discord:999", "user_id": "999", "label": "\u202eMallory", "at": NOW - 5}
+    old = {"by": "Bob", "at": NOW - 10, "event": "e1"}  # before user ids (no label)
+    oldest = {"by": "Carol"}  # no time either
+    await put(
+        js,
+        incident(1, title="Node lost quorum", acked={**ack, "at": NOW - 20, "event": "e0"}),
+        incident(2, title="old ack", acked=old),
+        incident(3, title="oldest ack", acked=oldest),
+        incident(4, title="spoofed ack", acked=spoof),
+        incident(5, title="I/O error on sdc", since=NOW - 3 * 3600, earlier=12),
+        incident(6, title="damaged ack", acked="nobody"),
+        # A damaged record: the page shows the others.
+        (incident_key("f" * 16), json.dumps({"id": "x", "acked": "nobody"}).encode()),
+    )
+    page = await browser.new_page()
+    await page.goto(c.url + "/incidents")
+    card = page.locator("li.card", has_text="Node lost quorum")
+    await expect(card.locator(".acked")).to_contain_text(
+        "acknowledged by Alice (discord:1234567890)", timeout=5000
+    )
+    await expect(
+        page.locator("li.card", has_text="old ack").first.locator(".acked")
+    ).to_contain_text("acknowledged by Bob")
+    await expect(page.locator("li.card", has_text="oldest ack").locator(".acked")).to_contain_text(
+        "acknowledged by Carol"
+    )
+    # The override stays inside the name: the user id still reads after it, left to right.
+    label_right, by_left = await left_to_right(
+        page,
+        "li.card:has-text('spoofed ack') .ack-label",
+        "li.card:has-text('spoofed ack') .ack-by",
+    )
+    assert by_left >= label_right, (label_right, by_left)
+    run = page.locator("li.card", has_text="I/O error on sdc")
+    await expect(run.locator(".run")).to_contain_text("ongoing since")
+    await expect(run.locator(".run")).to_contain_text("12 earlier reports")
+    # Every time says its zone.
+    for text in [await run.locator(".run").inner_text(), await run.locator(".meta").inner_text()]:
+        assert UTC_TIME.search(text), text
+    assert UTC_TIME.search(await card.locator(".acked").inner_text())
+    await page.screenshot(path=str(tmp_path / "incidents-acks.png"), full_page=True)
+
+    await publish(js, ev(title="a row with its time"))
+    await page.goto(c.url + "/")
+    row = page.locator("li.event", has_text="a row with its time")
+    await expect(row).to_be_visible(timeout=5000)
+    assert UTC_TIME.search(await row.locator("time").inner_text())
+
+
+def oom_detail(n: int) -> Any:
+    return ev(
+        kind="syslog.message",
+        severity="info",
+        title=f"kernel: Call Trace frame {n}",
+        metadata={"detail_of": "oom.kill", "rule": "kernel-oom-report"},
+    )
+
+
+async def test_an_oom_kill_is_not_drowned_in_its_detail_lines(
+    console: Any, browser: Browser, js: Any, tmp_path: Any
+) -> None:
+    c = await console()
+    await publish(js, ev(title="earlier: backup of VM 100 failed", kind="backup.failed"))
+    await publish(js, *(oom_detail(n) for n in range(120)))
+    await publish(js, ev(title="OOM kill in VM 101", kind="oom.kill", vmid=101))
+    page = await browser.new_page()
+    await page.goto(c.url + "/")
+    await expect(page.locator("li.event", has_text="OOM kill in VM 101")).to_be_visible(
+        timeout=5000
+    )
+    # The detail lines are not rows of the first screen: what came before the kill still is.
+    await expect(page.locator("li.event", has_text="earlier: backup")).to_be_visible()
+    assert await page.locator("li.event", has_text="Call Trace").count() == 0
+    await expect(page.locator("#details-hidden")).to_contain_text("120 detail lines")
+    # Live too: a detail line does not appear, the next kill does.
+    await expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
+    await publish(js, oom_detail(999), ev(title="OOM kill in VM 102", kind="oom.kill", vmid=102))
+    await expect(page.locator("li.event", has_text="OOM kill in VM 102")).to_be_visible(
+        timeout=5000
+    )
+    assert await page.locator("li.event", has_text="frame 999").count() == 0
+    await page.screenshot(path=str(tmp_path / "oom-hidden.png"), full_page=True)
+
+    # Asked for, they are shown dimmed and say what they are a detail of.
+    await page.click("#details-hidden a")
+    detail = page.locator("li.event", has_text="Call Trace frame 119")
+    await expect(detail).to_be_visible(timeout=5000)
+    await expect(detail).to_contain_text("detail of oom.kill")
+    kill = page.locator("li.event", has_text="OOM kill in VM 101")
+    size = "e => parseFloat(getComputedStyle(e).fontSize)"
+    assert await detail.evaluate(size) < await kill.evaluate(size)
+    await expect(page.locator("input[name=details]")).to_be_checked()
+    await page.screenshot(path=str(tmp_path / "oom-details.png"), full_page=True)
+
+
+CONTRAST = """
+() => {
+  function rgb(s) { return s.match(/[\\d.]+/g).slice(0, 3).map(Number); }
+  function lum(c) {
+    const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+  function bg(e) {
+    for (; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      if (c && c !== "rgba(0, 0, 0, 0)" && c !== "transparent") { return rgb(c); }
+    }
+    return [255, 255, 255];
+  }
+  return [...document.querySelectorAll("li.event .sev")].map(e => {
+    const a = lum(rgb(getComputedStyle(e).color)), b = lum(bg(e));
+    return [e.textContent, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+  });
+}
+"""
+
+
+async def test_every_severity_reads_with_enough_contrast_in_light_and_dark(
+    console: Any, browser: Browser, js: Any, tmp_path: Any
+) -> None:
+    c = await console()
+    severities = ["debug", "info", "notice", "warning", "error", "critical"]
+    await publish(js, *(ev(title=f"a {s} event", severity=s) for s in severities))
+    for scheme in ("light", "dark"):
+        page = await browser.new_page(color_scheme=scheme)
+        await page.goto(c.url + "/")
+        await expect(page.locator("li.event")).to_have_count(6, timeout=5000)
+        ratios = dict(await page.evaluate(CONTRAST))
+        await page.screenshot(path=str(tmp_path / f"severities-{scheme}.png"), full_page=True)
+        # WCAG AA for small text (the label is 0.7rem bold): 4.5:1.
+        low = {s: round(r, 2) for s, r in ratios.items() if r < 4.5}
+        assert sorted(ratios) == sorted(severities)
+        assert low == {}, f"{scheme}: {low}"
+
+
+async def test_ids_with_path_characters_stay_in_their_own_route(
+    console: Any, browser: Browser, js: Any, sink: Any, tmp_path: Any
+) -> None:
+    from datetime import timedelta
+
+    from proxbus_events import Matcher, Silence
+
+    hook = await sink(always_fail=True, fail_status=400)
+    c = await console(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h', max_attempts: 1}}]\n"
+        "route: {receiver: hook}\n"
+    )
+    await publish(js, ev(title="dead on arrival"))
+
+    async def dead() -> bool:
+        return (await js.stream_info("PROXBUS_DLQ")).state.messages == 1
+
+    await wait_until(dead, what="a dead letter")
+    seq = (await js.stream_info("PROXBUS_DLQ")).state.last_seq
+    # A silence whose id walks out of /silences/<id>/expire into the dead letter's discard
+    # (anyone who can write the silences bucket chooses the id).
+    store = await SilenceStore.open(js)
+    trick = Silence.for_duration([Matcher.parse("node=pve9")], timedelta(hours=1), "t", "x")
+    trick = trick.model_copy(update={"id": f"../deadletters/{seq}/discard?"})
+    await store.kv.put("trick", trick.model_dump_json().encode())
+    # An event whose id walks from /events/<id> to the dead letter's JSON.
+    walker = ev(title="walker", id=f"../deadletters/{seq}/json?")
+    await publish(js, walker)
+
+    page = await browser.new_page()
+    await login(page, c)
+    await page.goto(c.url + "/silences")
+    await page.locator("li.card", has_text="node=pve9").locator("button:has-text('expire')").click()
+    await page.wait_for_load_state()
+    assert (await js.stream_info("PROXBUS_DLQ")).state.messages == 1, "the click discarded it"
+    await page.goto(c.url + "/")
+    row = page.locator("li.event", has_text="walker")
+    await row.locator("summary").click()
+    await expect(row.locator("pre.json")).to_contain_text('"title": "walker"')
+    await page.screenshot(path=str(tmp_path / "path-ids.png"), full_page=True)
+
+
+async def test_ten_thousand_incidents_give_a_bounded_page_that_says_what_it_leaves_out(
+    console: Any, browser: Browser, js: Any, tmp_path: Any
+) -> None:
+    c = await console()
+    kv = await state_bucket(js)
+    total = 10_000
+    for start in range(0, total, 500):
+        await asyncio.gather(
+            *(
+                kv.put(
+                    incident_key(f"{n:016x}"),
+                    incident(
+                        n, opened=NOW - 2 * total + n, last=NOW - 2 * total + n, message="m" * 200
+                    ).to_json(),
+                )
+                for n in range(start, min(start + 500, total))
+            )
+        )
+    async with httpx.AsyncClient(base_url=c.url, timeout=30) as client:
+        # While the console reads the bucket, the dispatcher keeps answering.
+        slowest = 0.0
+        first = asyncio.create_task(client.get("/incidents"))
+        while not first.done():
+            started = time.monotonic()
+            assert (await client.get("/health")).status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.05)
+        r = await first
+        assert r.status_code == 200
+        assert slowest < 1.0, f"/health took {slowest:.2f} s while the incidents loaded"
+        # Loaded: a page view takes well under a second and stays small.
+        last = ""
+
+        async def loaded() -> bool:
+            nonlocal last
+            text = (await client.get("/incidents")).text
+            found = re.search(r'id="incidents-shown">([^<]*)', text)
+            last = found.group(1) if found else text[:500]
+            return f"0 open, {MAX_INCIDENTS} recent" in last
+
+        await wait_until(loaded, what="the incidents loaded", timeout=30, detail=lambda: last)
+        started = time.monotonic()
+        r = await client.get("/incidents")
+        took = time.monotonic() - started
+        assert r.status_code == 200
+        assert len(r.content) < 200_000, len(r.content)
+        assert took < 1.0, f"/incidents took {took:.2f} s"
+    page = await browser.new_page()
+    await page.goto(c.url + "/incidents")
+    await expect(page.locator("li.card")).to_have_count(100, timeout=10000)
+    shown = page.locator("#incidents-shown")
+    await expect(shown).to_contain_text(f"0 open, {MAX_INCIDENTS} recent: incidents 1 to 100")
+    await expect(shown).to_contain_text(f"newest {MAX_INCIDENTS} incidents")
+    first = await page.locator("li.card strong").first.inner_text()
+    await page.click("a[rel=next]")
+    await expect(shown).to_contain_text("incidents 101 to 200")
+    assert await page.locator("li.card strong").first.inner_text() != first
+    await page.screenshot(path=str(tmp_path / "incidents-10000.png"))

@@ -58,6 +58,8 @@ class EventFilter:
     """The live page's filters; empty fields match everything.
 
     ``severity`` is a floor (``warning`` shows warning and above), ``kind`` a glob (``vm.*``).
+    Detail lines (``metadata.detail_of``: an OOM report's stack dump and task list, up to
+    2,000 lines before the kill they explain) are left out unless ``details``.
     """
 
     site: str = ""
@@ -65,6 +67,7 @@ class EventFilter:
     severity: str = ""
     kind: str = ""
     source: str = ""
+    details: bool = False
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> EventFilter:
@@ -74,9 +77,13 @@ class EventFilter:
         severity = get("severity")
         if severity not in {s.value for s in Severity}:
             severity = ""
-        return cls(get("site"), get("node"), severity, get("kind"), get("source"))
+        details = get("details").lower() in {"1", "on", "true", "yes"}
+        return cls(get("site"), get("node"), severity, get("kind"), get("source"), details)
 
     def matches(self, event: Event) -> bool:
+        return self.matches_but_details(event) and (self.details or not is_detail(event))
+
+    def matches_but_details(self, event: Event) -> bool:
         if self.site and event.site != self.site:
             return False
         if self.node and (event.node or "") != self.node:
@@ -96,9 +103,15 @@ class EventFilter:
                 ("severity", self.severity),
                 ("kind", self.kind),
                 ("source", self.source),
+                ("details", "1" if self.details else ""),
             )
             if v
         }
+
+
+def is_detail(event: Event) -> bool:
+    """Whether ``event`` is a detail line of another event (``metadata.detail_of``)."""
+    return bool(event.metadata.get("detail_of"))
 
 
 @dataclass(slots=True, eq=False)
@@ -337,13 +350,23 @@ class EventFeed:
 
     def newest(self, event_filter: EventFilter, limit: int = 100) -> list[Event]:
         """The newest matching events, newest first."""
+        return self.newest_and_hidden(event_filter, limit)[0]
+
+    def newest_and_hidden(
+        self, event_filter: EventFilter, limit: int = 100
+    ) -> tuple[list[Event], int]:
+        """The newest matching events, newest first, and how many detail lines the filter
+        left out among them (from the newest to the last one shown)."""
         out: list[Event] = []
+        hidden = 0
         for event in self._newest_events():
             if event_filter.matches(event):
                 out.append(event)
                 if len(out) >= limit:
                     break
-        return out
+            elif event_filter.matches_but_details(event):
+                hidden += 1
+        return out, hidden
 
     def matching(self, matchers: list[Matcher]) -> Iterator[Event]:
         """Recent events a silence with ``matchers`` would mute, newest first."""

@@ -30,12 +30,33 @@ from .deadletters import SCAN_MAX, dlq_page
 log = logging.getLogger(__name__)
 
 MAX_INCIDENTS = 2000
+# Over the limit, the oldest are dropped down to it only once this many more have come in: a
+# bucket of 10,000 incidents loaded one by one with a scan of 2,000 for the oldest at each
+# (16 million comparisons) held the dispatcher's event loop for seconds.
+EVICT_SLACK = MAX_INCIDENTS // 4
+PAGE_SIZE = 100  # incidents per page
 LOOKUP_TIMEOUT = 3.0
 FIRST_PAGE_WAIT = 2.0
 # The intake writes an incident per event: watching costs a decode per event, so the console
 # watches only from the first incidents page until this long after the last one.
 IDLE_AFTER = 600.0
 SCAN_LIMIT = 1000  # deliveries looked at per page view (the work queue is normally near empty)
+
+
+@dataclass(slots=True)
+class IncidentPage:
+    """One page of incidents, newest first, split at the correlation window."""
+
+    open: list[Incident]
+    recent: list[Incident]
+    skip: int  # incidents on the pages before
+    total: int  # incidents the console holds
+    open_total: int
+    evicted: int  # older incidents the console let go (over ``MAX_INCIDENTS``)
+
+    @property
+    def more(self) -> bool:
+        return self.skip + len(self.open) + len(self.recent) < self.total
 
 
 @dataclass(slots=True)
@@ -58,6 +79,7 @@ class IncidentBoard:
         self._bucket = bucket
         self._idle = idle
         self.incidents: dict[str, Incident] = {}
+        self.evicted = 0
         self.loaded = asyncio.Event()
         self.last_used = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -86,6 +108,7 @@ class IncidentBoard:
             if self._task is not None and time.monotonic() - self.last_used > self._idle:
                 await self._stop_watch()
                 self.incidents.clear()
+                self.evicted = 0
 
     async def _stop_watch(self) -> None:
         if self._task is not None:
@@ -134,19 +157,41 @@ class IncidentBoard:
             self.incidents[key] = Incident.from_json(value)
         except (ValueError, TypeError, KeyError):
             return
-        if len(self.incidents) > MAX_INCIDENTS:
-            oldest = min(self.incidents, key=lambda k: self.incidents[k].last)
-            del self.incidents[oldest]
+        if len(self.incidents) > MAX_INCIDENTS + EVICT_SLACK:
+            ordered = sorted(self.incidents, key=lambda k: _when(self.incidents[k]))
+            for key in ordered[: len(ordered) - MAX_INCIDENTS]:
+                del self.incidents[key]
+            self.evicted += len(ordered) - MAX_INCIDENTS
 
-    def split(
-        self, window: float, now: float | None = None, limit: int = 100
-    ) -> tuple[list[Incident], list[Incident]]:
-        """(open, recent): open while inside the correlation window, newest first."""
+    def page(
+        self, window: float, *, skip: int = 0, limit: int = PAGE_SIZE, now: float | None = None
+    ) -> IncidentPage:
+        """The incidents ``skip`` to ``skip + limit``, newest first (by last report); open
+        while inside the correlation window."""
         now = now or time.time()
-        ordered = sorted(self.incidents.values(), key=lambda i: i.last, reverse=True)
-        open_ = [i for i in ordered if now - i.opened <= window][:limit]
-        recent = [i for i in ordered if now - i.opened > window][:limit]
-        return open_, recent
+        held = sorted(self.incidents.values(), key=_when, reverse=True)
+        ordered = held[:MAX_INCIDENTS]  # the slack over the limit is not shown either
+        shown = ordered[skip : skip + limit]
+        open_total = sum(1 for i in ordered if _open(i, window, now))
+        return IncidentPage(
+            open=[i for i in shown if _open(i, window, now)],
+            recent=[i for i in shown if not _open(i, window, now)],
+            skip=skip,
+            total=len(ordered),
+            open_total=open_total,
+            evicted=self.evicted + len(held) - len(ordered),
+        )
+
+
+def _when(incident: Incident) -> float:
+    """When ``incident`` was last reported (0 for a damaged record's non-number)."""
+    last = incident.last
+    return float(last) if isinstance(last, int | float) else 0.0
+
+
+def _open(incident: Incident, window: float, now: float) -> bool:
+    opened = incident.opened
+    return isinstance(opened, int | float) and now - opened <= window
 
 
 async def _pending_deliveries(js: JetStreamContext) -> dict[tuple[str, str], str]:

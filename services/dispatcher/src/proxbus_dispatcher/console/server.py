@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import jinja2
@@ -47,7 +47,7 @@ from .auth import (
 from .deadletters import dlq_entry, dlq_page
 from .feed import EventFeed, EventFilter
 from .health import DEFAULT_HEALTH_URLS, parse_health_urls, probe_all, stream_sizes
-from .incidents import IncidentBoard, outcomes
+from .incidents import MAX_INCIDENTS, PAGE_SIZE, IncidentBoard, outcomes
 from .metrics import ConsoleMetrics
 
 log = logging.getLogger(__name__)
@@ -74,12 +74,40 @@ CALLER = web.RequestKey("proxbus_console_caller", Caller)
 FORM: web.RequestKey[Form] = web.RequestKey("proxbus_console_form")
 
 
-def _fmt_time(value: float | datetime | None) -> str:
-    if value is None:
-        return ""
+def _fmt_time(value: object) -> str:
+    """A time in UTC, saying so (notifications use each receiver's time zone; the console
+    shows one zone for everyone). Anything else, a damaged record's, is shown as nothing."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        moment = value.astimezone(UTC)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            moment = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return ""
+    else:
+        return ""
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _path_part(value: object) -> str:
+    """``value`` as one URL path segment: ``/``, ``?``, ``#`` and dots' meaning quoted away (an
+    id ``../deadletters/1/discard?`` must not turn a form's action into another route)."""
+    text = quote(str(value), safe="")
+    return "%2E%2E" if text == ".." else "%2E" if text == "." else text
+
+
+def _ack(acked: object) -> dict[str, Any] | None:
+    """An incident's acknowledgement as the page shows it: ``by`` (``discord:<user id>``, or
+    a display name in records from before user ids), the ``label`` (display name) if any,
+    ``at`` if any. ``None`` when there is none or it is not a record at all."""
+    if not isinstance(acked, dict) or not acked.get("by"):
+        return None
+    label = acked.get("label")
+    return {
+        "by": _short(acked["by"], 128),
+        "label": _short(label, 64) if label else "",
+        "at": acked.get("at"),
+    }
 
 
 def _short(value: object, limit: int = 128) -> str:
@@ -131,6 +159,8 @@ class ConsoleServer:
         # (the full value is in the event's JSON), so 100 rows stay within the page budget.
         self.env.filters["short"] = _short
         self.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
+        self.env.filters["path"] = _path_part
+        self.env.filters["ack"] = _ack
         self._streams: set[asyncio.Task[Any]] = set()
         self.metrics = ConsoleMetrics(
             registry or CollectorRegistry(),
@@ -346,10 +376,13 @@ class ConsoleServer:
     async def live(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         await self.feed.ensure_running()
         f = EventFilter.from_query(dict(request.query))
+        events, hidden = self.feed.newest_and_hidden(f)
         return self._render(
             request,
             "live.html",
-            events=self.feed.newest(f),
+            events=events,
+            hidden_details=hidden,
+            show_details_url="/?" + urlencode({**f.query(), "details": "1"}),
             filter=f,
             stream_url="/events/stream?" + urlencode(f.query()),
             severities=[s.value for s in Severity],
@@ -431,16 +464,20 @@ class ConsoleServer:
 
     async def incidents(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         await self.board.ensure_running()
-        open_, recent = self.board.split(self.settings.incident_window)
+        skip = min(_positive_int(request.query.get("skip", "")) or 0, MAX_INCIDENTS)
+        page = self.board.page(self.settings.incident_window, skip=skip, limit=PAGE_SIZE)
         routes = {r.id: r.receiver for r in self.config.iter_routes()}
-        results = await outcomes(self.js, open_ + recent, routes.get)
+        results = await outcomes(self.js, page.open + page.recent, routes.get)
         return self._render(
             request,
             "incidents.html",
-            open=open_,
-            recent=recent,
+            page=page,
+            open=page.open,
+            recent=page.recent,
             outcomes=results,
             window=self.settings.incident_window,
+            page_size=PAGE_SIZE,
+            kept=MAX_INCIDENTS,
         )
 
     async def incident_message(self, request: web.Request, caller: Caller) -> web.StreamResponse:

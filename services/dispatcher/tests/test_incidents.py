@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from proxbus_dispatcher.stages.ack import ack_of
-from proxbus_dispatcher.stages.incidents import Incident
+from proxbus_dispatcher.stages.incidents import Incident, reported_state
 from proxbus_dispatcher.state import StateStore
 from proxbus_events import Event
 
@@ -240,3 +240,19 @@ def test_a_state_record_written_before_states_is_read_with_no_state() -> None:
     old = Incident.from_json(json.dumps(raw).encode())
     assert (old.state, old.states, old.notified_state) == (None, [], {})
     assert old.changes_state(_ha_service("syslog", 10, "fence", "recovery"))
+
+
+def test_what_state_an_event_reports() -> None:
+    def state(**meta: Any) -> str | None:
+        return reported_state(report("syslog", kind="ha.state", metadata=meta))
+
+    assert state(reporter="pve1", old_state="unknown", new_state="online") == "online"
+    assert state(sid="vm:100", state="started") == "started"  # ingest-pve-ws diff.py
+    assert state(ha_node="pve2", reporter="pve1", new_state="fence") == "fence"
+    # an HA daemon's own status (LRM.pm "status change startup => wait_for_agent_lock")
+    assert state(rule="ha-daemon-state", old_state="startup", new_state="active") is None
+    assert state(level=2, previous_level=1) == "level 2"
+    assert state(level=0, resolved=True) == "resolved"
+    assert state(sid="vm:100") is None
+    assert state(sid="vm:100", new_state=["not", "a", "string"]) is None
+    assert state(sid="vm:100", new_state="x" * 10_000) == "x" * 64

@@ -46,6 +46,14 @@ def _service_line(at: datetime, vmid: int, old: str, new: str, **kw: Any) -> Eve
     return _crm(at, node="pve1", vmid=vmid, title=title, metadata=meta, **kw)
 
 
+def _daemon_line(at: datetime, app: str, old: str, new: str) -> Event:
+    """pve2's own HA daemon (``src/PVE/HA/LRM.pm``/``CRM.pm`` ``status change``)."""
+    meta = {"app": app, "hostname": "pve2", "rule": "ha-daemon-state", "old_state": old,
+            "new_state": new}  # fmt: skip
+    return ev(source="syslog", severity="info", kind="ha.state", node="pve2",
+              title=f"{app} {old} → {new}", metadata=meta, timestamp=at, received_at=at)  # fmt: skip
+
+
 def fence_and_return(start: datetime) -> list[Event]:
     """pve2 dies at ``start``; pve1 (CRM master) fences it, recovers vm:100 to itself; pve2
     is back online 5 min 40 s later. Timings as a real fence: 60 s to 'unknown', the
@@ -116,7 +124,13 @@ def fence_and_return(start: datetime) -> list[Event]:
             title="HA service vm:100: service status vm:100 started",
             metadata={**sid_line, "app": "pve-ha-lrm"},
         ),
+        # pve2 boots: its own HA daemons' status lines (LRM.pm/CRM.pm ``status change <old>
+        # => <new>``, ingest-syslog's ha.state about pve2: the node lines' fingerprint)
+        _daemon_line(t(300), "pve-ha-lrm", "startup", "wait_for_agent_lock"),
+        _daemon_line(t(301), "pve-ha-crm", "startup", "wait_for_quorum"),
+        _daemon_line(t(330), "pve-ha-crm", "wait_for_quorum", "slave"),
         _node_line(t(340), "pve2", "unknown", "online"),
+        _daemon_line(t(350), "pve-ha-lrm", "wait_for_agent_lock", "active"),
     ]
 
 
@@ -215,3 +229,97 @@ async def test_the_cluster_logs_late_copies_do_not_tell_the_recovery_twice(
         "[INFO] pve1: HA service vm:100: fence → recovery",
         "[INFO] pve1: HA service vm:100: recovery → started",
     ]
+
+
+def _api(at: datetime, **kw: Any) -> Event:
+    """An event of ingest-pve-ws's snapshot diff (``diff.py``: /cluster/resources polled)."""
+    meta = {"cluster": "lab", **kw.pop("metadata", {})}
+    return ev(source="pve-api", metadata=meta, timestamp=at, received_at=at, **kw)
+
+
+async def test_every_notifier_tells_the_node_and_the_storage_are_back(dispatcher, sink, js) -> None:
+    # The seed with every notifier. ingest-pve-ws says a node is back online and a storage is
+    # below its thresholds again with the problem's own kind (node.offline, storage.full) and
+    # metadata.resolved: one fingerprint with the outage, so "back online" 4 minutes after
+    # "offline" joined the outage's incident and no notifier said it; a storage going from
+    # 85 % (warning) to 96 % (error) within the window was not told either.
+    from .test_journey import mailbox
+
+    sinks = {name: await sink() for name in ("discord", "gotify", "hook", "apprise")}
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+    def t(seconds: int) -> datetime:
+        return start + timedelta(seconds=seconds)
+
+    storage = {"storage": "local-lvm"}
+    reports = [
+        _crm(
+            t(0),
+            kind="node.offline",
+            severity="warning",
+            node="pve2",
+            title="Node pve2 is offline (HA state online → unknown)",
+            metadata={"reporter": "pve1", "old_state": "online", "new_state": "unknown"},
+        ),
+        _api(t(5), kind="node.offline", severity="error", node="pve2", title="Node pve2 is offline",
+             metadata={"previous": "online", "status": "offline", "resolved": False}),
+        _api(t(10), kind="storage.full", severity="warning", node="pve1",
+             title="Storage local-lvm on pve1 is 85.0% full",
+             metadata={**storage, "level": 1, "previous_level": 0, "resolved": False}),
+        _api(t(70), kind="storage.full", severity="error", node="pve1",
+             title="Storage local-lvm on pve1 is 96.0% full",
+             metadata={**storage, "level": 2, "previous_level": 1, "resolved": False}),
+        _api(t(250), kind="node.offline", severity="info", node="pve2",
+             title="Node pve2 is back online",
+             metadata={"previous": "offline", "status": "online", "resolved": True}),
+        _api(t(400), kind="storage.full", severity="info", node="pve1",
+             title="Storage local-lvm on pve1 back to 40.0%",
+             metadata={**storage, "level": 0, "previous_level": 2, "resolved": True}),
+    ]  # fmt: skip
+    with mailbox() as (box, port):
+        service = await dispatcher(
+            None,
+            discord_out_enabled=True,
+            discord_webhook_url=f"{sinks['discord'].url}/api/webhooks/1/tok",
+            gotify_out_enabled=True,
+            gotify_url=sinks["gotify"].url,
+            gotify_token="apptoken",
+            webhook_out_enabled=True,
+            webhook_url=f"{sinks['hook'].url}/hook",
+            email_out_enabled=True,
+            email_out_host="127.0.0.1",
+            email_out_port=port,
+            email_out_security="none",
+            email_out_from="proxbus@example.org",
+            email_out_to="ops@example.org",
+            apprise_urls=f"json://127.0.0.1:{sinks['apprise'].port}/apprise",
+        )
+        await publish(js, *reports)
+        want = [
+            "[WARNING] Node pve2 is offline (HA state online → unknown)",
+            "[WARNING] Storage local-lvm on pve1 is 85.0% full",
+            "[ERROR] Storage local-lvm on pve1 is 96.0% full",
+            "[INFO] Node pve2 is back online",
+            "[INFO] Storage local-lvm on pve1 back to 40.0%",
+        ]
+        await wait_until(
+            lambda: (
+                all(len(s.requests) >= len(want) for s in sinks.values())
+                and len(box.messages) >= len(want)
+            ),
+            detail=lambda: {n: [r.body[:80] for r in s.requests] for n, s in sinks.items()},
+        )
+        await wait_until(lambda: _settled(service) >= len(reports))
+        await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
+    shown = {
+        "discord": [r.json["embeds"][0]["title"] for r in sinks["discord"].requests],
+        "gotify": [r.json["title"] for r in sinks["gotify"].requests],
+        "hook": [r.json["title"] for r in sinks["hook"].requests],
+        "apprise": [r.json["title"] for r in sinks["apprise"].requests],
+        "email": [str(m["Subject"]) for m in box.messages],
+    }
+    for name, titles in shown.items():
+        assert sorted(titles) == sorted(want), (name, titles)
+    back = next(r.json for r in sinks["hook"].requests if "back online" in r.json["title"])
+    assert back["incident"]["state"] == "resolved"
+    assert "ongoing since" not in back["body"]

@@ -22,8 +22,8 @@ carry the whole job log), then the longest message.
 
 State changes: the fingerprint of a state-carrying kind names the thing, not its state (every
 ``ha.state`` line about node pve2 is one fingerprint), so an event reporting another state
-(``reported_state``: the HA line's ``metadata.new_state``, the API's ``metadata.state``, or
-``resolved`` for an event with ``metadata.resolved: true``) than the incident's is not a
+(``reported_state``: the HA line's ``metadata.new_state``, the API's ``metadata.state`` or
+storage ``level``, or ``resolved`` for an event with ``metadata.resolved: true``) than the incident's is not a
 repeat: it opens a new incident (``Incident.open(..., state_change=True)``) that begins a new
 run, does not inherit the acknowledgement of the old state, and is not deduped on a route
 that last notified another state (``notified_state``). A late copy of a transition already
@@ -47,6 +47,9 @@ MAX_MESSAGE = 4096
 MAX_STATES = 16
 MAX_STATE_CHARS = 64
 RESOLVED = "resolved"
+# metadata keys naming the HA node or service a state line is about (ingest-syslog rules.py
+# _ha_node/_ha_service_state, ingest-pve-ws clusterlog.py and diff.py)
+_HA_THING_KEYS = ("sid", "reporter", "ha_node")
 SOURCE_RANK = {"email": 4, "pve-webhook": 3, "pve-api": 2, "syslog": 1}
 
 
@@ -60,14 +63,23 @@ def reported_state(event: Event) -> str | None:
     ``resolved`` when ``metadata.resolved`` is true (ingest-pve-ws: a node back online, a
     storage below its thresholds), else the new state of a state change (``new_state``: the
     HA manager's node and service lines from syslog and the cluster log; ``state``: the API's
-    HA service status); ``None`` when it reports none (a line that only says what happened)."""
+    HA service status) of an HA node or service the event names (``sid``; ``reporter`` or
+    ``ha_node``: a node line reported by the CRM master), else ``level N`` (the API's storage
+    threshold level: 1 warning, 2 error); ``None`` when it reports none (a line that only
+    says what happened). An HA daemon's own ``status change startup => wait_for_quorum``
+    (LRM.pm/CRM.pm) names neither: it shares the node lines' fingerprint (kind, node) but is
+    the daemon's bookkeeping, not the node's state, and a booting node logs four of them."""
     meta = event.metadata
     if meta.get("resolved") is True:
         return RESOLVED
-    for key in ("new_state", "state"):
-        value = meta.get(key)
-        if isinstance(value, str) and value:
-            return value[:MAX_STATE_CHARS]
+    if any(key in meta for key in _HA_THING_KEYS):
+        for key in ("new_state", "state"):
+            value = meta.get(key)
+            if isinstance(value, str) and value:
+                return value[:MAX_STATE_CHARS]
+    level = meta.get("level")
+    if isinstance(level, int) and not isinstance(level, bool):
+        return f"level {level}"
     return None
 
 

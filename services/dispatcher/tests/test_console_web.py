@@ -885,3 +885,38 @@ async def test_ten_thousand_incidents_give_a_bounded_page_that_says_what_it_leav
     await expect(shown).to_contain_text("incidents 101 to 200")
     assert await page.locator("li.card strong").first.inner_text() != first
     await page.screenshot(path=str(tmp_path / "incidents-10000.png"))
+
+
+async def test_an_incident_of_a_state_change_shows_the_states_of_its_run(
+    console: Any, browser: Browser, js: Any, sink: Any, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from .test_recovery import _node_line
+
+    hook = await sink()
+    c = await console(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h'}}]\nroute: {{receiver: hook}}\n"
+    )
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    await publish(
+        js,
+        _node_line(start, "pve2", "online", "unknown"),
+        _node_line(start + timedelta(seconds=60), "pve2", "unknown", "fence"),
+        _node_line(start + timedelta(seconds=300), "pve2", "fence", "online"),
+    )
+    page = await browser.new_page()
+
+    seen = [""]
+
+    async def shown() -> bool:
+        await page.goto(c.url + "/incidents")
+        seen[0] = await page.locator("main").inner_text()
+        return await page.locator("li.card .states", has_text="→ online").count() == 1
+
+    await wait_until(shown, what="the incident of pve2 back online", detail=lambda: seen[0])
+    states = page.locator("li.card .states", has_text="→ online")
+    await expect(states).to_contain_text("state unknown → fence → online")
+    await expect(states.locator("strong")).to_have_text("online")  # the current one
+    assert UTC_TIME.search(await states.inner_text())
+    await page.screenshot(path=str(tmp_path / "incident-states.png"), full_page=True)

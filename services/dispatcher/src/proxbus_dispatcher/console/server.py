@@ -110,6 +110,19 @@ def _ack(acked: object) -> dict[str, Any] | None:
     }
 
 
+def _states(incident: object) -> list[str]:
+    """The states an incident's run reported, oldest first, ending with its own (``state``),
+    at most the last 4; empty when it reports none (or a damaged record's are not text)."""
+    state = getattr(incident, "state", None)
+    if not isinstance(state, str) or not state:
+        return []
+    states = getattr(incident, "states", None)
+    run = [s for s in states if isinstance(s, str)] if isinstance(states, list) else []
+    if not run or run[-1] != state:
+        run.append(state)
+    return [_short(s, 64) for s in run[-4:]]
+
+
 def _short(value: object, limit: int = 128) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -161,6 +174,7 @@ class ConsoleServer:
         self.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
         self.env.filters["path"] = _path_part
         self.env.filters["ack"] = _ack
+        self.env.filters["states"] = _states
         self._streams: set[asyncio.Task[Any]] = set()
         self.metrics = ConsoleMetrics(
             registry or CollectorRegistry(),

@@ -17,7 +17,7 @@ whether or not the block layer's line follows: a command libata retried successf
 I/O error, and a disk that is really failing produces one (or smartd's count, or zed's).
 
 The block layer ratelimits its line (10 per 5 s) but a dying disk fills that: further
-``disk.error`` lines of the same disk on the same host within ``DISK_BURST_SECONDS`` of the
+``disk.error`` lines of the same disk on the same host within ``BURST_SECONDS`` of the
 notified one are details too; another disk, another host, or the same disk later notify.
 """
 
@@ -192,11 +192,11 @@ def test_md_array_losing_a_member_notifies_once() -> None:
     assert continuing.metadata["detail_of"] == "disk.error"
 
 
-def test_disk_bursts_are_bounded() -> None:
-    from proxbus_ingest_syslog.classify import MAX_DISK_BURSTS
+def test_windows_are_bounded() -> None:
+    from proxbus_ingest_syslog.classify import MAX_WINDOWS
 
     pipeline = Pipeline(Settings())
-    for n in range(MAX_DISK_BURSTS + 10):
+    for n in range(MAX_WINDOWS + 10):
         _event(_k(3, "10:00:00", f"h{n}", "I/O error, dev sdc, sector 1 op 0x0:(READ) flags 0x0"),
                pipeline)  # fmt: skip
-    assert len(pipeline.classifier._disk_bursts) == MAX_DISK_BURSTS
+    assert len(pipeline.classifier._windows) == MAX_WINDOWS

@@ -21,20 +21,27 @@ at most info: no notification each). The window closes at the kill's line, or af
 ``OOM_REPORT_LINES`` kernel lines of that host (a lost summary line cannot hold it open),
 for at most ``MAX_OOM_REPORTS`` hosts at once.
 
-A third: a failing disk writes a burst (linux drivers/ata/libata-eh.c, drivers/scsi,
-block/blk-core.c blk_print_req_error, fs/buffer.c; ``tests/test_disk_burst.py``). Its
-error-level driver lines are details by rule (``rules._disk_detail``). The first
-``disk.error`` of a disk (``sdc`` and ``sdc1`` are one disk; a pool's vdev by its base name
-without ``-partN``, or the pool when no vdev is named) on a host
-notifies; further ``disk.error`` lines of the same disk on that host (the next sectors, the
-file system's error on its partition, the NVMe controller reset after its timeout) within
-``DISK_BURST_SECONDS`` of it are details of it (``detail_of`` = ``disk.error``, info); the
-same disk later, another disk or another host notify again. State changes of an array or a
-pool (md's ``Disk failure``, zed's vdev ``FAULTED``, a suspended pool) always notify. Any
-line of a burst also opens the host's window for the drivers' info lines (``hard resetting
-link``, ``configured for``, ``Sense Key``), which are details inside it and plain lines at
-boot. The time is the line's own time stamp (a line without one neither opens nor joins a
-window); at most ``MAX_DISK_BURSTS`` (host, disk) windows are kept.
+A third: other happenings that write several lines (DESIGN.md: one real happening gives
+one event). Their first event notifies; the lines of the same happening after it are details
+(``detail_of`` = its kind, at most info), within ``BURST_SECONDS`` of it on the same host,
+by the line's own time stamp (a line without one neither opens nor joins a window; one
+stamped earlier than the window is outside it), at most ``MAX_WINDOWS`` windows in all:
+
+- a failing disk (``tests/test_disk_burst.py``; linux drivers/ata/libata-eh.c, drivers/scsi,
+  block/blk-core.c blk_print_req_error, fs/buffer.c): its error-level driver lines are
+  details by rule (``rules._disk_detail``), its info lines (``hard resetting link``,
+  ``configured for``, ``Sense Key``) inside the host's burst window (plain at boot); further
+  ``disk.error`` lines of the same disk (``sdc`` and ``sdc1``; ``nvme0`` and ``nvme0n1``; a
+  pool's vdev by its base name without ``-partN``) are details. State changes of an array
+  or pool (md's ``Disk failure``, zed's vdev ``FAULTED``, a suspended pool) always notify;
+  zed's ``config_sync`` of the pool after them is a detail;
+- a guest's QEMU crash (``vm.crashed``, the kernel line names no guest) or OOM kill
+  (``oom.kill`` with the guest): the guest's stop (qmeventd's cleanup, a container unit's)
+  right after it is a detail (``tests/test_bursts.py``);
+- a host NIC down: its driver's ``Link is Down`` and the bond's ``definitely down`` for it;
+- a cluster link down (kronosnet): knet's, corosync's and pmxcfs's membership lines of the
+  host, sliding, until a recovery line (link up, quorum back, a node joining); pmxcfs's
+  ``node lost quorum`` stays ``quorum.lost`` and opens the same window.
 """
 
 from __future__ import annotations
@@ -56,21 +63,48 @@ MAX_OOM_REPORTS = 1024  # hosts whose kernel OOM report is being printed
 OOM_REPORT_LINES = 2000  # kernel lines one report may take before its kill (task list incl.)
 _OOM_KILL_RULES = ("oom-cgroup", "oom-killed")
 OOM_REPORT_RULE = "kernel-oom-report"  # metadata.rule of a report line no rule claims
-DISK_BURST_SECONDS = 60.0  # a disk's further errors within this of its notified one: details
-MAX_DISK_BURSTS = 4096  # (host, disk) windows remembered
 DISK_DETAIL_RULE = "kernel-disk-detail"
+BURST_SECONDS = 60.0  # a happening's lines within this of its event (or of its last line)
+MAX_WINDOWS = 8192  # (host, thing) windows remembered, all happenings together
 # disk.error rules whose repeats on one disk are the same happening (not md/pool state changes)
 _DISK_REPEAT_RULES = frozenset(
     ("kernel-io-error", "kernel-fs-error", "nvme-failure", "btrfs-error", "zio-error", "zed-error")
 )
-_DISK_RULES = _DISK_REPEAT_RULES | {DISK_DETAIL_RULE}
+_ZFS_STATE_RULES = frozenset(("zed-vdev-state", "zfs-suspended"))
+_GUEST_END_RULES = frozenset(("oom-cgroup", "qemu-segfault"))
+_GUEST_STOP_RULES = frozenset(("qmeventd-stop", "ct-stopped"))
+_WINDOW_RULES = (
+    _DISK_REPEAT_RULES
+    | _ZFS_STATE_RULES
+    | _GUEST_END_RULES
+    | _GUEST_STOP_RULES
+    | {DISK_DETAIL_RULE, "nic-link-down", "knet-link-down", "quorum-lost"}
+)
+_CLUSTER_APPS = frozenset(("corosync", "pmxcfs"))
+_WINDOW_APPS = _CLUSTER_APPS | {"zed"}
+# a cluster's recovery (a link up, quorum back, a node joining) is no detail of its failure
+_CLUSTER_RECOVERY = re.compile(
+    r"link: \d{1,3} is up|has quorum|[Jj]oined|primary component and will provide"
+)
 _WHOLE_DISK = re.compile(
     r"(?:/dev/)?(sd[a-z]{1,4}|vd[a-z]{1,4}|xvd[a-z]{1,4}|nvme\d{1,4}|mmcblk\d{1,4})"
 )
 _PART_SUFFIX = re.compile(r"-part\d{1,3}$")  # /dev/disk/by-id/<disk>-partN
-_HOST_WINDOW = (
-    " "  # (no device name has a space) the key of a host's window for the drivers' info lines
-)
+_DISK_DRIVERS = " disk-drivers"  # (no device name has a space) a host's driver info lines
+_CRASH = " crash"  # a QEMU crash (the kernel's line names no guest)
+
+
+_ZED_CONFIG_SYNC = re.compile(r"class=config_sync pool='?([^'\s]{1,256})")
+
+
+def _disk_key(meta: dict[str, object]) -> str:
+    """The disk a disk.error is about: ``sdc`` for ``sdc1``; a pool's vdev by its base name
+    (zed writes the base name of the vdev's path, the kernel's zio line the path)."""
+    pool = meta.get("pool")
+    if pool:
+        vdev = _PART_SUFFIX.sub("", str(meta.get("vdev") or "").rsplit("/", 1)[-1])
+        return f"pool:{pool}:{disk_of(vdev)}"
+    return disk_of(str(meta.get("device") or ""))
 
 
 def disk_of(device: str) -> str:
@@ -86,8 +120,9 @@ class Classifier:
         self.table: RuleTable[SyslogMessage] = RuleTable(rules, FALLBACK_KIND)
         self._workers: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._oom_reports: OrderedDict[str, int] = OrderedDict()  # host → lines left
-        # (host, disk) → time of its notified disk.error; (host, "") → last burst line
-        self._disk_bursts: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # (host, thing) → (time, kind): when the event of a happening about the thing was seen,
+        # or for a sliding window its last line; the kind its details are details of
+        self._windows: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
 
     @property
     def rules(self) -> tuple[Rule[SyslogMessage], ...]:
@@ -100,8 +135,10 @@ class Classifier:
             self._oom_report_line(msg, cls)
         elif self._oom_reports and cls.rule in _OOM_KILL_RULES:
             self._oom_reports.pop(msg.hostname or "", None)
-        if cls.rule in _DISK_RULES:
-            self._disk_burst_line(msg, cls)
+        if cls.rule in _WINDOW_RULES or (
+            cls.kind == FALLBACK_KIND and self._windows and msg.app in _WINDOW_APPS
+        ):
+            self._burst_line(msg, cls)
         if cls.rule.startswith("vzdump-"):
             if cls.correlation_id is None and msg.procid:
                 cls.correlation_id = self._workers.get((msg.hostname or "", msg.procid))
@@ -117,44 +154,102 @@ class Classifier:
                         self._workers.popitem(last=False)
         return cls
 
-    def _disk_burst_line(self, msg: SyslogMessage, cls: Classification) -> None:
-        """Mark a disk error's repeat or a driver's info line inside its window as a detail."""
+    def _burst_line(self, msg: SyslogMessage, cls: Classification) -> None:
+        """A line of a multi-line happening: open its window, or mark it a detail inside one."""
         if msg.timestamp is None:
             return
         now = msg.timestamp.timestamp()
         host = msg.hostname or ""
-        bursts = self._disk_bursts
-        if cls.rule == DISK_DETAIL_RULE:
-            if DETAIL_OF not in cls.metadata:
-                opened = bursts.get((host, _HOST_WINDOW))
-                if opened is None or not 0 <= now - opened < DISK_BURST_SECONDS:
-                    return
+        rule = cls.rule
+        if rule in _DISK_REPEAT_RULES:
+            self._repeat(host, _disk_key(cls.metadata), now, cls, slide=_DISK_DRIVERS)
+            if "pool" in cls.metadata:
+                self._open((host, f"zed:{cls.metadata['pool']}"), now, "disk.error")
+        elif rule == DISK_DETAIL_RULE:
+            key = (host, _DISK_DRIVERS)
+            if DETAIL_OF in cls.metadata or self._within(key, now):
                 cls.metadata[DETAIL_OF] = "disk.error"
-            self._remember((host, _HOST_WINDOW), now)
-            return
-        meta = cls.metadata
-        pool = meta.get("pool")
-        if pool:  # a pool's disk: zed writes the vdev path's base name, the kernel the path
-            vdev = _PART_SUFFIX.sub("", str(meta.get("vdev") or "").rsplit("/", 1)[-1])
-            key = (host, f"pool:{pool}:{disk_of(vdev)}")
+                self._open(key, now, "disk.error")
+        elif rule in _ZFS_STATE_RULES:
+            self._open((host, f"zed:{cls.metadata['pool']}"), now, "disk.error")
+        elif rule == "nic-link-down":
+            self._repeat(host, f"if:{cls.metadata['interface']}", now, cls)
+        elif rule == "knet-link-down":
+            self._repeat(host, f"knet:{cls.metadata['peer_nodeid']}", now, cls)
+            self._open((host, "cluster:link.down"), now, "link.down")
+        elif rule == "quorum-lost":
+            self._open((host, "cluster:quorum.lost"), now, "quorum.lost")
+        elif rule in _GUEST_END_RULES:
+            what = f"guest:{cls.vmid}" if cls.vmid is not None else _CRASH
+            self._open((host, what), now, cls.kind)
+        elif rule in _GUEST_STOP_RULES:
+            self._guest_stop(host, now, cls)
+        elif msg.app == "zed":
+            # the pool's configuration written after its fault (zed's statechange/config
+            # scripts); scrubs, resilvers, a disk attached or back ONLINE are happenings of
+            # their own (an operator's, a recovery)
+            pool = _ZED_CONFIG_SYNC.search(msg.message)
+            if pool and self._within((host, f"zed:{pool[1]}"), now):
+                cls.metadata[DETAIL_OF] = "disk.error"
         else:
-            key = (host, disk_of(str(meta.get("device") or "")))
-        opened = bursts.get(key)
-        if opened is not None and 0 <= now - opened < DISK_BURST_SECONDS:
-            cls.kind = FALLBACK_KIND
-            meta[DETAIL_OF] = "disk.error"
-        else:
-            self._remember(key, now)
-        self._remember((host, _HOST_WINDOW), now)
+            self._cluster_line(host, now, msg, cls)
 
-    def _remember(self, key: tuple[str, str], now: float) -> None:
-        """Open or slide a window to ``now`` (a line stamped earlier does not move it back)."""
-        if now < self._disk_bursts.get(key, now):
+    def _guest_stop(self, host: str, now: float, cls: Classification) -> None:
+        """A guest's stop right after its OOM kill, or the host's first one after a QEMU
+        crash (which names no guest), is a detail of that event, not another."""
+        for key in ((host, f"guest:{cls.vmid}"), (host, _CRASH)):
+            found = self._within(key, now)
+            if found:
+                cls.kind = FALLBACK_KIND
+                cls.metadata[DETAIL_OF] = found
+                del self._windows[key]
+                return
+
+    def _cluster_line(self, host: str, now: float, msg: SyslogMessage, cls: Classification) -> None:
+        """corosync's and pmxcfs's membership lines after a link down (or quorum lost) on
+        the host: details of it, until the cluster's recovery begins."""
+        for key in ((host, "cluster:link.down"), (host, "cluster:quorum.lost")):
+            found = self._within(key, now)
+            if not found:
+                continue
+            if _CLUSTER_RECOVERY.search(msg.message):
+                self._windows.pop((host, "cluster:link.down"), None)
+                self._windows.pop((host, "cluster:quorum.lost"), None)
+                return
+            cls.metadata[DETAIL_OF] = found
+            self._open(key, now, found)
             return
-        self._disk_bursts[key] = now
-        self._disk_bursts.move_to_end(key)
-        if len(self._disk_bursts) > MAX_DISK_BURSTS:
-            self._disk_bursts.popitem(last=False)
+
+    def _repeat(
+        self, host: str, thing: str, now: float, cls: Classification, slide: str = ""
+    ) -> None:
+        """The first event about ``thing`` notifies; its repeats within the window are details
+        (the window is not slid by them: a thing failing for an hour notifies once a minute)."""
+        key = (host, thing)
+        if self._within(key, now):
+            cls.metadata[DETAIL_OF] = cls.kind
+            cls.kind = FALLBACK_KIND
+        else:
+            self._open(key, now, cls.kind)
+        if slide:
+            self._open((host, slide), now, cls.metadata.get(DETAIL_OF, cls.kind))
+
+    def _within(self, key: tuple[str, str], now: float) -> str | None:
+        """The kind of the window ``key`` if ``now`` is inside it."""
+        found = self._windows.get(key)
+        if found is None or not 0 <= now - found[0] < BURST_SECONDS:
+            return None
+        return found[1]
+
+    def _open(self, key: tuple[str, str], now: float, kind: str) -> None:
+        """Open or slide a window to ``now`` (a line stamped earlier does not move it back)."""
+        found = self._windows.get(key)
+        if found is not None and now < found[0]:
+            return
+        self._windows[key] = (now, kind)
+        self._windows.move_to_end(key)
+        if len(self._windows) > MAX_WINDOWS:
+            self._windows.popitem(last=False)
 
     def _oom_report_line(self, msg: SyslogMessage, cls: Classification) -> None:
         """Open a host's OOM report window, or mark a kernel line no rule claims inside it."""

@@ -749,8 +749,13 @@ RULES: list[Rule[SyslogMessage]] = [
     rule("qmeventd-stop", "qmeventd", r"^Starting cleanup for (?P<vmid>\d{1,9})\b", "vm.stopped",
          _kind_with_guest("vm.stopped", "VM {vmid} stopped"),
          "qemu-server src/PVE/CLI/qm.pm cleanup (run by qmeventd)"),
+    # the second half of the stop's cleanup (qm.pm warns both: stderr, at warning or err
+    # depending on the forwarder): a detail of the vm.stopped above, not a notification
+    rule("qmeventd-finished", "qmeventd", r"^Finished cleanup for (?P<vmid>\d{1,9})\b",
+         FALLBACK_KIND, _detail_of("vm.stopped"), "qemu-server src/PVE/CLI/qm.pm cleanup",
+         needles=("Finished cleanup",)),
     rule("qmeventd-line", "qmeventd",
-         r"^(?:Finished cleanup for (?P<vmid>\d{1,9})\b|(?P<qvmid>\d{1,9}): |"
+         r"^(?:(?P<qvmid>\d{1,9}): |"
          r"VM cleanup: |skipping cleanup|aborting cleanup)",
          FALLBACK_KIND, _plain, "qemu-server src/qmeventd/qmeventd.c, src/PVE/CLI/qm.pm",
          needles=("cleanup", ": ")),

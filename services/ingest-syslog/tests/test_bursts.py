@@ -1,0 +1,270 @@
+"""Multi-line happenings other than a disk's (tests/test_disk_burst.py) and an OOM kill's
+(tests/test_oom_followon.py): each real burst, fed through the pipeline in order, notifies
+once with the dispatcher's seed routes; its other lines stay on the bus as details.
+
+Each burst is written from its project's own sources, cited per burst.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from proxbus_events import Event, Severity
+from proxbus_ingest_syslog.frames import Frame
+from proxbus_ingest_syslog.pipeline import Pipeline
+from proxbus_ingest_syslog.settings import Settings
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _events(lines: list[str], pipeline: Pipeline | None = None) -> list[Event]:
+    pipeline = pipeline or Pipeline(Settings())
+    out = []
+    for line in lines:
+        result = pipeline.event_or_rejection(Frame(line.encode()), NOW)
+        assert isinstance(result, Event), result
+        out.append(result)
+    return out
+
+
+def _notifying(events: list[Event]) -> list[tuple[str, str]]:
+    """What the dispatcher's seed routes notify (services/dispatcher seed.py seed_config):
+    classified kinds from MIN_SEVERITY (info), plain lines from SEED_SYSLOG_MIN_SEVERITY
+    (notice); JetStream keeps one event per id."""
+    seen: dict[str, tuple[str, str]] = {}
+    for e in events:
+        floor = Severity.NOTICE if e.kind == "syslog.message" else Severity.INFO
+        if e.severity.rank >= floor.rank:
+            seen.setdefault(e.id, (e.kind, e.title))
+    return list(seen.values())
+
+
+def _line(pri: int, time: str, host: str, tag: str, text: str) -> str:
+    return f"<{pri}>Nov 30 {time} {host} {tag}: {text}"
+
+
+# --- a guest's QEMU crashing -----------------------------------------------------------------
+# linux arch/x86/mm/fault.c show_signal_msg (KERN_INFO for a pid > 1); qemu-server
+# src/qmeventd/qmeventd.c (EOF on the QMP socket → `qm cleanup <vmid> 0 0`), src/PVE/CLI/qm.pm
+# cleanup (`warn "Starting cleanup for $vmid"`, `warn "Finished cleanup for $vmid"`, stderr of
+# qmeventd's child), pve-common src/PVE/Network.pm (tap/fwbr ports leaving the bridges),
+# systemd src/core/unit.c (the scope ending).
+VM_100_CRASH = [
+    _line(6, "11:00:00", "pve1", "kernel",
+          "kvm[41821]: segfault at 8 ip 000055b1c1a3f2d4 sp 00007ffd3c1f0a80 error 4 in "
+          "qemu-system-x86_64[55b1c1600000+6b3000] likely on CPU 3 (core 3, socket 0)"),
+    _line(6, "11:00:00", "pve1", "kernel",
+          "Code: 48 8b 47 08 48 85 c0 74 0b 48 8b 00 c3 66 0f 1f 44 00 00 31 c0 c3"),
+    _line(28, "11:00:01", "pve1", "qmeventd[998]", "Starting cleanup for 100"),
+    _line(6, "11:00:01", "pve1", "kernel", "fwbr100i0: port 2(tap100i0) entered disabled state"),
+    _line(6, "11:00:01", "pve1", "kernel", "tap100i0 (unregistering): left allmulticast mode"),
+    _line(6, "11:00:01", "pve1", "kernel", "vmbr0: port 3(fwpr100p0) entered disabled state"),
+    _line(6, "11:00:01", "pve1", "kernel", "fwln100i0 (unregistering): left promiscuous mode"),
+    _line(28, "11:00:02", "pve1", "qmeventd[998]", "Finished cleanup for 100"),
+    _line(30, "11:00:02", "pve1", "systemd[1]", "100.scope: Deactivated successfully."),
+    _line(30, "11:00:02", "pve1", "systemd[1]", "100.scope: Consumed 2h 13min 4.512s CPU time."),
+]  # fmt: skip
+
+
+def test_a_guest_crash_notifies_once() -> None:
+    events = _events(VM_100_CRASH)
+    assert [k for k, _ in _notifying(events)] == ["vm.crashed"], _notifying(events)
+    stop = events[2]
+    assert (stop.kind, stop.vmid, stop.severity) == ("syslog.message", 100, Severity.INFO)
+    assert stop.metadata["detail_of"] == "vm.crashed"
+    assert events[7].metadata["detail_of"] == "vm.stopped"  # Finished cleanup: always a detail
+
+
+def test_a_guest_stop_after_a_crash_elsewhere_or_later_still_notifies() -> None:
+    """The crash line names no guest (``kvm[pid]``): only the host's first cleanup within
+    seconds is its detail; the next guest's stop, or one much later, is its own event."""
+    pipeline = Pipeline(Settings())
+    _events(VM_100_CRASH[:3], pipeline)
+    other = _events([_line(28, "11:00:05", "pve1", "qmeventd[998]", "Starting cleanup for 101")],
+                    pipeline)[0]  # fmt: skip
+    assert (other.kind, other.vmid) == ("vm.stopped", 101)
+    _events(VM_100_CRASH[:1], pipeline)
+    late = _events([_line(28, "11:05:00", "pve1", "qmeventd[998]", "Starting cleanup for 100")],
+                   pipeline)[0]  # fmt: skip
+    assert late.kind == "vm.stopped"
+
+
+def test_a_plain_stop_notifies_once() -> None:
+    """A guest shut down: qmeventd's cleanup pair is one vm.stopped (DESIGN.md: ``Finished
+    cleanup`` is plain), and the plain half no second notification (qm.pm ``warn``)."""
+    events = _events([
+        _line(28, "11:10:00", "pve2", "qmeventd[998]", "Starting cleanup for 110"),
+        _line(28, "11:10:01", "pve2", "qmeventd[998]", "Finished cleanup for 110"),
+    ])  # fmt: skip
+    assert [k for k, _ in _notifying(events)] == ["vm.stopped"], _notifying(events)
+    assert events[1].vmid == 110
+
+
+def test_a_guest_oom_kill_and_its_cleanup_notify_once() -> None:
+    """The kernel kills VM 121's QEMU (mm/oom_kill.c): qmeventd then cleans up the guest
+    (qm.pm ``Starting cleanup for 121``): a detail of the kill, not a second event."""
+    events = _events([
+        _line(6, "10:00:00", "pve2", "kernel",
+              "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=qemu.slice,"
+              "mems_allowed=0,global_oom,task_memcg=/qemu.slice/121.scope,task=kvm,pid=20431,"
+              "uid=0"),
+        _line(3, "10:00:00", "pve2", "kernel",
+              "Out of memory: Killed process 20431 (kvm) total-vm:17231144kB, "
+              "anon-rss:16652032kB, file-rss:2816kB, shmem-rss:4kB, UID:0 pgtables:33364kB "
+              "oom_score_adj:0"),
+        _line(28, "10:00:01", "pve2", "qmeventd[998]", "Starting cleanup for 121"),
+        _line(28, "10:00:02", "pve2", "qmeventd[998]", "Finished cleanup for 121"),
+    ])  # fmt: skip
+    assert [k for k, _ in _notifying(events)] == ["oom.kill"], _notifying(events)
+    assert (events[2].vmid, events[2].metadata["detail_of"]) == (121, "oom.kill")
+
+
+# --- a NIC of a bond going down ----------------------------------------------------------------
+# linux drivers/net/ethernet/intel/e1000e/netdev.c (NIC Link is Down), drivers/net/bonding/
+# bond_main.c bond_miimon_commit ("link status definitely down, disabling slave", the new
+# active one), net/bridge/br_if.c (a bridge port's state).
+BOND_SLAVE_DOWN = [
+    _line(6, "12:00:00", "pve4", "kernel", "e1000e 0000:01:00.0 enp1s0: NIC Link is Down"),
+    _line(6, "12:00:00", "pve4", "kernel",
+          "bond0: (slave enp1s0): link status definitely down, disabling slave"),
+    _line(6, "12:00:00", "pve4", "kernel",
+          "bond0: (slave enp2s0): making interface the new active one"),
+]  # fmt: skip
+
+
+def test_a_bond_slave_going_down_notifies_once() -> None:
+    events = _events(BOND_SLAVE_DOWN)
+    assert _notifying(events) == [("link.down", "Network link enp1s0 is down")]
+    slave = events[1]
+    assert (slave.kind, slave.severity) == ("syslog.message", Severity.INFO)
+    assert (slave.metadata["detail_of"], slave.metadata["interface"]) == ("link.down", "enp1s0")
+
+
+def test_a_nic_in_a_bridge_going_down_notifies_once() -> None:
+    events = _events([
+        _line(6, "12:00:00", "pve5", "kernel",
+              "r8169 0000:03:00.0 enp3s0: Link is Down"),
+        _line(6, "12:00:00", "pve5", "kernel", "vmbr0: port 1(enp3s0) entered disabled state"),
+    ])  # fmt: skip
+    assert [k for k, _ in _notifying(events)] == ["link.down"]
+
+
+def test_another_nic_or_the_same_nic_later_notifies_again() -> None:
+    pipeline = Pipeline(Settings())
+    _events(BOND_SLAVE_DOWN, pipeline)
+    other = _events([_line(6, "12:00:01", "pve4", "kernel",
+                           "bond0: (slave enp2s0): link status definitely down, disabling slave")],
+                    pipeline)  # fmt: skip
+    later = _events([BOND_SLAVE_DOWN[0].replace("12:00:00", "12:30:00")], pipeline)
+    assert [k for k, _ in _notifying(other + later)] == ["link.down", "link.down"]
+
+
+# --- a cluster node lost -------------------------------------------------------------------------
+# kronosnet libknet/threads_heartbeat.c (link down), libknet/host.c (best link, no active
+# links); corosync exec/totemsrp.c (token, processor failed, new membership), exec/vsf_quorum.c,
+# exec/votequorum.c (members, quorum); pve-cluster src/pmxcfs/dfsm.c (members, data
+# syncronisation), dcdb.c (leader, synced members, updates), status.c (quorum).
+def _coro(pri: int, time: str, text: str, host: str = "pve1") -> str:
+    return _line(pri, time, host, "corosync[1180]", text)
+
+
+def _cfs(time: str, text: str, host: str = "pve1") -> str:
+    return _line(29, time, host, "pmxcfs[1090]", text)
+
+
+NODE_2_LOST = [
+    _coro(30, "13:00:00", "  [KNET  ] link: host: 2 link: 0 is down"),
+    _coro(28, "13:00:00", "  [KNET  ] host: host: 2 (passive) best link: 0 (pri: 1)"),
+    _coro(28, "13:00:00", "  [KNET  ] host: host: 2 has no active links"),
+    _coro(29, "13:00:01", "  [TOTEM ] Token has not been received in 2737 ms"),
+    _coro(29, "13:00:02", "  [TOTEM ] A processor failed, forming new configuration: token "
+                          "timed out (3650ms), waiting 4380ms for consensus."),
+    _coro(29, "13:00:06", "  [QUORUM] Sync members[2]: 1 3"),
+    _coro(29, "13:00:06", "  [QUORUM] Sync left[1]: 2"),
+    _coro(29, "13:00:06", "  [TOTEM ] A new membership (1.2d) was formed. Members left: 2"),
+    _coro(29, "13:00:06", "  [TOTEM ] Failed to receive the leave message. failed: 2"),
+    _coro(29, "13:00:06", "  [QUORUM] Members[2]: 1 3"),
+    _coro(29, "13:00:06", "  [MAIN  ] Completed service synchronization, ready to provide "
+                          "service."),
+    _cfs("13:00:06", "[dcdb] notice: members: 1/1090, 3/1091"),
+    _cfs("13:00:06", "[dcdb] notice: starting data syncronisation"),
+    _cfs("13:00:06", "[status] notice: members: 1/1090, 3/1091"),
+    _cfs("13:00:06", "[status] notice: starting data syncronisation"),
+    _cfs("13:00:06", "[dcdb] notice: received sync request (epoch 1/1090/00000004)"),
+    _cfs("13:00:06", "[dcdb] notice: received all states"),
+    _cfs("13:00:06", "[dcdb] notice: leader is 1/1090"),
+    _cfs("13:00:06", "[dcdb] notice: synced members: 1/1090, 3/1091"),
+    _cfs("13:00:06", "[dcdb] notice: start sending inode updates"),
+    _cfs("13:00:06", "[dcdb] notice: sent all (0) updates"),
+    _cfs("13:00:06", "[dcdb] notice: all data is up to date"),
+    _cfs("13:00:06", "[status] notice: received all states"),
+    _cfs("13:00:06", "[status] notice: all data is up to date"),
+]  # fmt: skip
+
+
+def test_a_lost_cluster_node_notifies_once_per_surviving_node() -> None:
+    events = _events(NODE_2_LOST)
+    assert _notifying(events) == [("link.down", "Cluster link 0 to host 2 is down")]
+    for e in events[1:]:
+        assert (e.kind, e.severity) == ("syslog.message", Severity.INFO), e.message
+        assert e.metadata["detail_of"] == "link.down", e.message
+
+
+def test_quorum_lost_with_the_node_is_its_own_event() -> None:
+    """In a two-node cluster the survivor also loses quorum: ``quorum.lost`` (pmxcfs
+    status.c) is a state of its own (the node's /etc/pve read-only, no guest starts) and
+    notifies beside the link; corosync's own quorum line is its detail."""
+    lines = [
+        *NODE_2_LOST[:5],
+        _coro(29, "13:00:06", "  [QUORUM] This node is within the non-primary component and "
+                              "will NOT provide any services."),
+        _coro(29, "13:00:06", "  [QUORUM] Members[1]: 1"),
+        _cfs("13:00:06", "[status] notice: node lost quorum"),
+        _cfs("13:00:06", "[dcdb] notice: members: 1/1090"),
+    ]  # fmt: skip
+    events = _events(lines)
+    assert [k for k, _ in _notifying(events)] == ["link.down", "quorum.lost"], _notifying(events)
+
+
+def test_cluster_lines_outside_a_link_failure_are_untouched() -> None:
+    """A node joining (no link down before it) or another host's lines: no window."""
+    events = _events([
+        _coro(29, "14:00:00", "  [QUORUM] Members[3]: 1 2 3", host="pve3"),
+        *NODE_2_LOST[:1],
+        _cfs("13:00:06", "[dcdb] notice: members: 1/1090, 3/1091", host="pve3"),
+        _cfs("13:05:00", "[dcdb] notice: members: 1/1090, 2/1088, 3/1091"),
+    ])  # fmt: skip
+    assert [e.metadata.get("detail_of") for e in events] == [None, None, None, None]
+
+
+# --- a ZFS pool's disk failing -------------------------------------------------------------------
+# openzfs module/os/linux/zfs/vdev_disk.c (zio line), cmd/zed/zed.d/all-syslog.sh (one line
+# per zevent: eid, class, pool, vdev base name), include/sys/fm/fs/zfs.h (classes).
+_VDEV = "ata-ST4000NM0035-1V4107_ZC1234AB-part1"
+ZFS_VDEV_FAULT = [
+    _line(3, "15:00:00", "pve2", "kernel",
+          f"zio pool=tank vdev=/dev/disk/by-id/{_VDEV} error=5 type=1 offset=270336 "
+          "size=8192 flags=721601"),
+    _line(29, "15:00:00", "pve2", "zed[2210]",
+          f"eid=13 class=io pool='tank' vdev={_VDEV} size=8192 offset=270336 priority=0 err=5 "
+          "flags=0x40080c80"),
+    _line(29, "15:00:01", "pve2", "zed[2210]",
+          f"eid=14 class=io pool='tank' vdev={_VDEV} size=8192 offset=3998639460352 "
+          "priority=0 err=5 flags=0x40080c80"),
+    _line(29, "15:00:01", "pve2", "zed[2210]", f"eid=15 class=probe_failure pool='tank' vdev={_VDEV}"),
+    _line(29, "15:00:01", "pve2", "zed[2210]",
+          f"eid=16 class=statechange pool='tank' vdev={_VDEV} vdev_state=FAULTED"),
+    _line(29, "15:00:01", "pve2", "zed[2210]", "eid=17 class=config_sync pool='tank'"),
+]  # fmt: skip
+
+
+def test_a_zfs_vdev_failing_notifies_its_errors_once_and_its_fault() -> None:
+    """The I/O errors of one vdev are one event; the vdev's state change (FAULTED) is the
+    pool's state and notifies too (as md's ``Disk failure``); zed's other lines of the pool
+    in the burst (config_sync, at notice) are details."""
+    events = _events(ZFS_VDEV_FAULT)
+    assert [t for _, t in _notifying(events)] == [
+        f"ZFS pool tank: I/O error on vdev /dev/disk/by-id/{_VDEV}",
+        f"ZFS pool tank: vdev {_VDEV} FAULTED",
+    ], _notifying(events)
+    assert events[5].metadata["detail_of"] == "disk.error"

@@ -22,6 +22,7 @@ import anyio
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from proxbus_mcp_gateway.app import start_gateway
 from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
     ADMIN_SECRET,
@@ -233,10 +234,13 @@ async def _cluster_script(c: Caller, sim: Simulator) -> None:
     ] == 0
     ha = await c.ok("get_ha_status", {})
     assert any(i.get("state") is None for i in ha["items"]), ha  # Proxmox's nulls, validated
-    await c.ok("list_clusters", {})
+    clusters = (await c.ok("list_clusters", {}))["clusters"]
+    assert {e["state"] for e in clusters[0]["endpoints"]} == {"closed"}  # in use, none failing
     await c.ok("test_connectivity", {})
     await c.ok("run_diagnostic", {})
-    await c.ok("whoami", {})
+    me = await c.ok("whoami", {})
+    assert (me["read_only"], "errors" in me) == (False, False)
+    assert me["proxmox_permissions"]["/"]  # one host: path -> privileges
     await c.ok("get_cluster_log", {})
     await c.ok("get_cluster_log", {"limit": 1})
     for args in ({}, {"errors_only": True}, {"node": "pve1", "limit": 5}, {"vmid": 100}):
@@ -245,7 +249,9 @@ async def _cluster_script(c: Caller, sim: Simulator) -> None:
     await c.ok("proxmox_api", {"path": "/admin/datastore", "product": "pbs"})
     # --- PBS reads
     await c.ok("pbs_list_datastores", {})
-    await c.ok("pbs_datastore_status", {"store": "store1"})
+    store = await c.ok("pbs_datastore_status", {"store": "store1"})
+    assert store["avail"] == store["total"] - store["used"]
+    assert "pending-bytes" in store["gc-status"]  # the description promises the GC status
     for args in ({"store": "store1"}, {"store": "store1", "groups_only": True},
                  {"store": "store1", "group": "vm/99999"}, {"store": "store1", "limit": 1}):  # fmt: skip
         await c.ok("pbs_list_backups", args)
@@ -256,6 +262,8 @@ async def _cluster_script(c: Caller, sim: Simulator) -> None:
     # --- a running task: status, log, cancel (plan, then confirm)
     started = await c.ok("create_backup", {"vmid": 101, "storage": "local"})
     upid = started["upid"]
+    locked = await c.ok("get_guest_status", {"vmid": 101})  # vzdump holds the backup lock
+    assert (locked["status"], locked["lock"]) == ("stopped", "backup")
     assert (await c.ok("get_task_status", {"upid": upid}))["status"] == "running"
     running_log = await c.ok("get_task_log", {"upid": upid})
     assert running_log["status"] == "running"
@@ -373,9 +381,16 @@ async def test_tools_validate_on_two_standalone_hosts_also_when_one_is_down() ->
                 await c.load_schemas()
                 status = await c.ok("get_cluster_status", {})
                 assert status["quorate"] is None  # no PVE cluster: unknown, not false
+                me = await c.ok("whoami", {})  # each host's token: host -> its permissions
+                assert set(me["proxmox_permissions"]) == {"edge1", "edge2"}
+                joined = await c.ok("proxmox_api", {"path": "/cluster/resources"})
+                assert {"edge1", "edge2"} <= {r.get("node") for r in joined["data"]}
+                await c.ok("pbs_datastore_status", {"store": "store1"})
                 assert (await c.ok("get_vms", {}))["count"] == 2
                 assert "several hosts" in await c.error("get_guest_disks", {"vmid": 100})
                 for node in ("edge1", "edge2"):
+                    assert (await c.ok("get_node_status", {"node": node}))["uptime"] > 0
+                    await c.ok("get_guest_status", {"vmid": 100, "node": node})
                     await c.ok("get_guest_disks", {"vmid": 100, "node": node})
                     await c.ok("get_guest_network", {"vmid": 100, "node": node})
                     await c.ok("get_node_network", {"node": node})
@@ -423,6 +438,15 @@ async def test_tools_validate_on_two_standalone_hosts_also_when_one_is_down() ->
                 await c.ok("run_diagnostic", {})
                 conn = await c.ok("test_connectivity", {})
                 assert conn["ok"] < conn["count"]
+                # partial answers: the host that is down is named in errors
+                me = await c.ok("whoami", {})
+                assert list(me["proxmox_permissions"]) == ["edge1"]
+                assert "edge2" in me["errors"][0]
+                joined = await c.ok("proxmox_api", {"path": "/cluster/resources"})
+                assert "edge2" in joined["errors"][0]
+                await c.ok("list_clusters", {})
+                assert "edge2" in await c.error("get_node_status", {"node": "edge2"})
+                await c.ok("get_guest_status", {"vmid": 300})  # the host that answers
                 # A guest on the host that answers is still found for a read, never acted on.
                 await c.ok("get_guest_disks", {"vmid": 300})
                 assert "not every host" in await c.error(
@@ -449,7 +473,11 @@ async def _typed_paths(c: Caller, sim: Simulator) -> None:
         "execute_vm_command", "execute_lxc_command", "create_snapshot", "get_task_status",
         "migrate_guest", "rollback_snapshot", "delete_snapshot", "create_backup", "pbs_start_gc",
         "pbs_start_verify", "get_guest_config", "test_connectivity", "run_diagnostic",
+        "get_node_status", "get_guest_status", "list_clusters", "whoami",
+        "pbs_datastore_status", "silence_alerts",
     } <= typed, typed  # fmt: skip
+    # proxmox_api: the envelope is typed, ``data`` is whatever the endpoint returns
+    assert not {"planned", "path", "errors"} - set(c.schemas["proxmox_api"]["properties"])
     # --- power: already in that state, started without waiting, still running after the wait
     assert (await c.ok("execute_vm_command", {"vmid": 100, "command": "start"}))[
         "executed"
@@ -572,3 +600,31 @@ def _pbs_volid(sim: Simulator) -> str:
     snap = next(s for s in sim.lab.pbs.datastores["store1"].snapshots if s.backup_type == "vm")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(snap.backup_time))
     return f"pbs-store:backup/vm/{snap.backup_id}/{stamp}"
+
+
+async def test_event_tools_validate_with_the_bus(sim: Simulator, nats_server: Any) -> None:
+    """The event tools need NATS: with a broker, ``silence_alerts`` (typed), ``list_silences``
+    and ``get_recent_events`` validate through the official client; bad matchers are an
+    error, not a silence."""
+    running = await start_gateway(
+        make_settings(gateway_tokens=TOKENS, nats_enabled=True, nats_url=nats_server.url),
+        sim_env(sim),
+    )
+    try:
+        assert running.ready.is_set()
+        async with session_for(running.gateway) as session:
+            c = Caller(session, [sim])
+            await c.load_schemas()
+            assert c.schemas["silence_alerts"]["required"] == ["id", "matchers", "ends_at"]
+            made = await c.ok(
+                "silence_alerts",
+                {"matchers": ["node=pve1", "severity<=warning"], "duration_minutes": 30},
+            )
+            assert [m["name"] for m in made["matchers"]] == ["node", "severity"]
+            listed = await c.ok("list_silences", {})
+            assert [s["id"] for s in listed["items"]] == [made["id"]]
+            assert "color" in await c.error("silence_alerts", {"matchers": ["color=blue"]})
+            assert (await c.ok("list_silences", {}))["count"] == 1
+            await c.ok("get_recent_events", {})
+    finally:
+        await running.close()

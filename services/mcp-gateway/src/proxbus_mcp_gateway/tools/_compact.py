@@ -34,6 +34,23 @@ def typed_out(**types: str) -> dict[str, Any]:
     }
 
 
+def shape(required: str, **props: str | dict[str, Any]) -> dict[str, Any]:
+    """An output schema: each key's JSON type (``"number?"``: or null) or schema; the keys
+    named in ``required`` (space-separated) are in every answer. Undeclared keys stay
+    allowed: Proxmox adds fields between releases."""
+    schemas = {
+        k: v if isinstance(v, dict) else {"type": [v[:-1], "null"] if v.endswith("?") else v}
+        for k, v in props.items()
+    }
+    out: dict[str, Any] = {"type": "object", "properties": schemas}
+    if required:
+        out["required"] = required.split()
+    return out
+
+
+STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+
+
 # An action (plan without confirm, "already running", started / waited-for task, PBS delete):
 # every answer says whether it acted (_common.plan, _common.task_result). ``target`` is in
 # every answer too, but undeclared: tools/list has no room for it on every action tool.

@@ -10,6 +10,7 @@ from ..audit import SECRET_PARAM
 from ..errors import Forbidden
 from ..registry import CallContext, Registry, ToolInput, ToolResult
 from ._common import ClusterArg, answered, plan
+from ._compact import STRINGS, shape
 from .pbs import ServerArg
 
 
@@ -39,7 +40,14 @@ def register(reg: Registry) -> None:
         server: ServerArg = None
         confirm: bool = False  # the description says it: "Non-GET: confirm=true, else a plan"
 
-    @reg.tool("Proxmox API call", destructive=True, idempotent=False)
+    # ``data`` is whatever the endpoint returns (any JSON type): left untyped. Without
+    # confirm a write is a plan (planned: true, as every action tool's).
+    @reg.tool(
+        "Proxmox API call",
+        destructive=True,
+        idempotent=False,
+        output=shape("", planned="boolean", method="string", path="string", errors=STRINGS),
+    )
     async def proxmox_api(ctx: CallContext, args: ApiIn) -> ToolResult:
         """Any PVE/PBS API path, checked against the official schema; scope by its permissions:
         read = audit GETs, operate = power/snapshot/backup/migrate, admin = the rest. Non-GET:

@@ -6,7 +6,7 @@ from typing import Any
 from ..errors import ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
 from ._common import ClusterArg, ClusterIn, answered, listing, pct
-from ._compact import typed_out
+from ._compact import STRINGS, shape, typed_out
 
 
 def register(reg: Registry) -> None:
@@ -38,7 +38,24 @@ def register(reg: Registry) -> None:
         ]
         return listing(items, ["id", "type", "node", "state", "status"], "HA status", errors)
 
-    @reg.tool("List clusters", open_world=False)
+    @reg.tool(
+        "List clusters",
+        open_world=False,
+        output=shape(
+            "clusters default",
+            clusters={
+                "type": "array",
+                "items": shape(
+                    "name mode endpoints",
+                    name="string",
+                    mode="string",
+                    # breaker state: closed (in use), open (failing), half-open (probing)
+                    endpoints={"type": "array", "items": shape("state", state="string")},
+                ),
+            },
+            default="string?",
+        ),
+    )
     async def list_clusters(ctx: CallContext, args: ToolInput) -> ToolResult:
         """Configured clusters/sites, their endpoints and circuit-breaker state."""
         pool = ctx.gateway.pool
@@ -205,7 +222,20 @@ def register(reg: Registry) -> None:
         text += "\n".join(f"[{f['severity']}] {f['finding']}" for f in findings) or "no findings"
         return ToolResult({"cluster": name, "healthy": healthy, "findings": findings}, text)
 
-    @reg.tool("Who am I")
+    # /access/permissions returns "Map of path => (Map of privilege => propagate boolean)"
+    # (pve-access-control PVE/API2/AccessControl.pm ``permissions``); with several standalone
+    # hosts: host => that map, and ``errors`` for hosts that did not answer.
+    @reg.tool(
+        "Who am I",
+        output=shape(
+            "caller scopes read_only proxmox_permissions",
+            caller="string",
+            scopes=STRINGS,
+            read_only="boolean",
+            proxmox_permissions="object",
+            errors=STRINGS,
+        ),
+    )
     async def whoami(ctx: CallContext, args: ClusterIn) -> ToolResult:
         """The caller's scopes/allowlists and the API token's real Proxmox permissions (per
         standalone host)."""

@@ -12,6 +12,7 @@ from pydantic import Field
 from ..errors import InvalidArgument, ToolFailure
 from ..registry import CallContext, Registry, ToolInput, ToolResult, list_output
 from ._common import listing
+from ._compact import shape
 
 SeverityName = Literal["debug", "info", "notice", "warning", "error", "critical"]
 MAX_SCAN = 20_000
@@ -106,7 +107,19 @@ def register(reg: Registry) -> None:
         duration_minutes: int = Field(default=60, ge=1, le=10080)
         comment: str = Field(default="", max_length=512)
 
-    @reg.tool("Silence alerts", scope="operate", idempotent=False, open_world=False)
+    @reg.tool(
+        "Silence alerts",
+        scope="operate",
+        idempotent=False,
+        open_world=False,
+        # proxbus_events.Silence as JSON: the id (to find it in list_silences), its end
+        output=shape(
+            "id matchers ends_at",
+            id="string",
+            matchers="array",
+            ends_at="string",
+        ),
+    )
     async def silence_alerts(ctx: CallContext, args: SilenceIn) -> ToolResult:
         """Mute notifications matching all matchers (field op value; ops = != =~ !~ >= <=) for a
         while. Events are still stored.

@@ -24,7 +24,7 @@ from ._common import (
     plan,
     start_task,
 )
-from ._compact import ACT_OUT, typed_out
+from ._compact import ACT_OUT, shape, typed_out
 
 _SECRET_CONFIG_KEYS = ("cipassword", "sshkeys")
 _NEEDS_CONFIRM = {"stop", "reset", "shutdown", "reboot", "suspend"}
@@ -122,7 +122,21 @@ def register(reg: Registry) -> None:
         """Power a container; confirm/wait as execute_vm_command."""
         return await power(ctx, args, "lxc")
 
-    @reg.tool("Guest status")
+    # qemu-server / pve-container ``vm_status`` (returns in the API schema): ``status``
+    # (running/stopped) and ``ha`` in every answer, ``lock`` only while locked.
+    @reg.tool(
+        "Guest status",
+        output=shape(
+            "vmid node type cpu_pct mem_pct",
+            vmid="integer",
+            node="string",
+            type="string",
+            status="string",
+            lock="string",
+            cpu_pct="number",
+            mem_pct="number?",
+        ),
+    )
     async def get_guest_status(ctx: CallContext, args: GuestIn) -> ToolResult:
         """Live status of a VM/CT: state, CPU, memory, uptime, HA, lock."""
         node, kind, _ = await locate_guest(ctx, args.cluster, args.vmid, args.node)

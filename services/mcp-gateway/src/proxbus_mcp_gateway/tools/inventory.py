@@ -17,6 +17,7 @@ from ._common import (
     listing,
     pct,
 )
+from ._compact import shape
 
 
 def register(reg: Registry) -> None:
@@ -96,7 +97,21 @@ def register(reg: Registry) -> None:
         node: NodeArg
         cluster: ClusterArg = None
 
-    @reg.tool("Node status")
+    # pve-manager PVE/API2/Nodes.pm ``status`` (returns in the API schema): cpu, loadavg
+    # (3 strings), memory/rootfs {used,total} bytes, uptime s, pveversion; all keys below are
+    # in every answer, null where the node left a field out.
+    @reg.tool(
+        "Node status",
+        output=shape(
+            "node cpu_pct mem_pct rootfs_pct uptime pveversion",
+            node="string",
+            cpu_pct="number",
+            mem_pct="number?",
+            rootfs_pct="number?",
+            uptime="integer?",
+            pveversion="string?",
+        ),
+    )
     async def get_node_status(ctx: CallContext, args: NodeIn) -> ToolResult:
         """One node's CPU, load, memory, root disk, uptime and versions."""
         s = await ctx.gateway.pool.request(

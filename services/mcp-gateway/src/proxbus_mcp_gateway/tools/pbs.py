@@ -18,7 +18,7 @@ from ._common import (
     task_result,
     wait_task,
 )
-from ._compact import ACT_OUT, Ns
+from ._compact import ACT_OUT, Ns, shape
 
 # At most this many namespaces are read by one recursive listing (one request each).
 MAX_LISTED_NAMESPACES = 100
@@ -107,12 +107,30 @@ def register(reg: Registry) -> None:
         cluster: ClusterArg = None
         server: ServerArg = None
 
-    @reg.tool("PBS datastore status")
+    # proxmox-backup src/api2/admin/datastore.rs ``status`` (pbs.json: total/used/avail
+    # bytes always, ``gc-status`` and ``counts`` only with verbose="Include additional
+    # information like snapshot counts and GC status").
+    @reg.tool(
+        "PBS datastore status",
+        output=shape(
+            "store total used avail used_pct",
+            store="string",
+            total="integer",
+            used="integer",
+            avail="integer",
+            used_pct="number?",
+            **{"gc-status": "object"},
+        ),
+    )
     async def pbs_datastore_status(ctx: CallContext, args: StoreIn) -> ToolResult:
         """Size, usage and GC status of one PBS datastore."""
         pool = ctx.gateway.pool
         s = await pool.pbs_request(
-            args.cluster, args.server, "GET", f"/admin/datastore/{args.store}/status"
+            args.cluster,
+            args.server,
+            "GET",
+            f"/admin/datastore/{args.store}/status",
+            {"verbose": True},
         )
         data = dict(s or {})
         data["store"] = args.store

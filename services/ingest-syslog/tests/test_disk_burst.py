@@ -200,3 +200,26 @@ def test_windows_are_bounded() -> None:
         _event(_k(3, "10:00:00", f"h{n}", "I/O error, dev sdc, sector 1 op 0x0:(READ) flags 0x0"),
                pipeline)  # fmt: skip
     assert len(pipeline.classifier._windows) == MAX_WINDOWS
+
+
+def test_the_same_drivers_at_boot_are_no_details() -> None:
+    """A disk found at boot: sd.c's notices (sd_probe ``Attached SCSI disk``, sd_read_capacity,
+    sd_read_write_protect_flag), its cache warning (sd_read_cache_type) and libata's probe
+    lines are no detail of any disk.error: no error report, no burst open on the host."""
+    pipeline = Pipeline(Settings())
+    boot = [
+        _k(5, "09:00:00", "pve1", "sd 2:0:0:0: [sdc] 7814037168 512-byte logical blocks: "
+           "(4.00 TB/3.64 TiB)"),
+        _k(5, "09:00:00", "pve1", "sd 2:0:0:0: [sdc] Write Protect is off"),
+        _k(4, "09:00:00", "pve1", "sd 0:0:0:0: [sda] Assuming drive cache: write through"),
+        _k(5, "09:00:00", "pve1", "sd 2:0:0:0: [sdc] Attached SCSI disk"),
+        _k(5, "09:00:00", "pve1", "scsi 2:0:0:0: Direct-Access     ATA      ST4000NM0035-1V4 "
+           "SN03 PQ: 0 ANSI: 5"),
+        _k(6, "09:00:00", "pve1", "ata3: SATA link up 6.0 Gbps (SStatus 133 SControl 300)"),
+        _k(6, "09:00:00", "pve1", "ata3.00: configured for UDMA/133"),
+    ]  # fmt: skip
+    events = [_event(line, pipeline) for line in boot]
+    assert [e.metadata.get("detail_of") for e in events] == [None] * len(boot)
+    assert [e.severity.value for e in events] == [
+        "notice", "notice", "warning", "notice", "notice", "info", "info"
+    ]  # fmt: skip

@@ -645,23 +645,32 @@ def _fence_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
 def _disk_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
     """A kernel line of a disk error's burst (libata, SCSI, NVMe, page cache, md, ratelimit).
 
-    Lines at notice or above are error reports (``failed command``, ``status: { DRDY ERR }``,
-    ``FAILED Result``, ``Buffer I/O error``, ``N callbacks suppressed``): details of the
-    ``disk.error`` the block layer's line is (``DETAIL_OF``, at most info), whether it follows
-    or not (a command libata retried successfully has no I/O error line; a failing disk has).
-    Info lines of the same drivers (``hard resetting link``, ``configured for UDMA/133``,
-    ``Sense Key``) are details only inside a host's burst window (``classify.Classifier``):
-    at boot they are just the disks being found.
+    The error reports (``_DISK_ERROR_REPORT``: ``failed command``, ``status: { DRDY ERR }``,
+    a command's ``tag#N`` result and sense, ``Buffer I/O error``, ``N callbacks suppressed``)
+    are details of the ``disk.error`` the block layer's line is (``DETAIL_OF``, at most info),
+    whether it follows or not (a command libata retried successfully has no I/O error line; a
+    failing disk has). The drivers' other lines (``hard resetting link``, ``configured for
+    UDMA/133``) are details only inside a host's burst window (``classify.Classifier``): at
+    boot they, and sd's notices (``Attached SCSI disk``), are the disks being found.
     """
     groups = m.groupdict()
     device = next((v for k in _DISK_DETAIL_DEVICE if (v := groups.get(k))), None)
     meta: dict[str, Any] = {"device": device} if device else {}
-    if msg.pri & 7 <= _NOTICE:
+    if _DISK_ERROR_REPORT.search(msg.message):
         meta[DETAIL_OF] = "disk.error"
     return Classification(kind=FALLBACK_KIND, metadata=meta)
 
 
-_NOTICE = 5  # syslog severity code
+# linux drivers/ata/libata-eh.c ata_eh_link_report (and ata_eh_speed_down's NCQ line),
+# drivers/scsi/scsi_logging.c (a command's "tag#N" result, sense, CDB), scsi_lib.c (offline
+# device), fs/buffer.c, drivers/nvme/host/core.c nvme_log_error and pci.c nvme_timeout,
+# drivers/md raid1/raid5 error, lib/ratelimit.c
+_DISK_ERROR_REPORT = re.compile(
+    r"exception Emask|irq_stat 0x|failed command: |: cmd [0-9a-f]{2}/|^\s*res [0-9a-f]{2}/|"
+    r"(?:status|error|SError): \{|NCQ disabled due to excessive errors|tag#\d{1,5} |"
+    r"rejecting I/O to |Buffer I/O error|I/O Cmd\(|Abort status|faulty power saving|"
+    r"nvme_core\.default_ps|Operation continuing on|Cannot continue|callbacks suppressed"
+)
 _DISK_DETAIL_DEVICE = ("dev", "ata", "sd", "nvme", "nctrl", "md")
 
 

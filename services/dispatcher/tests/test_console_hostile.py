@@ -456,3 +456,27 @@ async def test_live_page_stays_under_200_kb_whatever_the_events_kinds(dispatcher
             assert asyncio.get_running_loop().time() < deadline, "events not shown"
         assert r.text.count('class="event ') == 100
         assert len(r.content) < 200 * 1024, f"{len(r.content)} bytes"
+
+
+async def test_guessing_tokens_is_throttled_per_address_and_counted(dispatcher: Any) -> None:
+    from proxbus_dispatcher.console.auth import LOGIN_FAILURES
+
+    _, url = await start(dispatcher)
+    async with httpx.AsyncClient(base_url=url, follow_redirects=False) as client:
+        page = await client.get("/login")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        for n in range(LOGIN_FAILURES):
+            r = await client.post("/login", data={"token": f"guess-{n}", "csrf": csrf})
+            assert r.status_code == 401, n
+        # Over the limit, the right token is refused too (else the answer is an oracle), by
+        # the form and as a bearer token alike, and the refusal says when to come back.
+        r = await client.post("/login", data={"token": SECRET, "csrf": csrf})
+        assert r.status_code == 429
+        assert int(r.headers["Retry-After"]) > 0
+        r = await client.post("/silences", data={"matchers": "node=x"}, headers=BEARER)
+        assert r.status_code == 429
+    text = await metrics(url)
+    assert metric(text, 'proxbus_dispatcher_console_refused_total{reason="bad_token"}') == (
+        LOGIN_FAILURES
+    )
+    assert metric(text, 'proxbus_dispatcher_console_refused_total{reason="throttled"}') == 2

@@ -920,3 +920,67 @@ async def test_an_incident_of_a_state_change_shows_the_states_of_its_run(
     await expect(states.locator("strong")).to_have_text("online")  # the current one
     assert UTC_TIME.search(await states.inner_text())
     await page.screenshot(path=str(tmp_path / "incident-states.png"), full_page=True)
+
+
+async def test_a_page_on_a_rebound_name_reads_nothing_from_a_console_open_to_loopback(
+    console: Any, js: Any, tmp_path: Path
+) -> None:
+    # DNS rebinding: a page from rebind.example, whose name then resolves to 127.0.0.1, is
+    # same-origin with the console it reaches there; reads need no token on loopback, so its
+    # script could read every event, incident and dead letter. Chromium maps the name as a
+    # rebinding resolver would.
+    c = await console()
+    await publish(js, ev(title="only for this machine"))
+    path = require_binary("chromium", CHROMIUM if Path(CHROMIUM).exists() else None)
+    rules = "--host-resolver-rules=MAP rebind.example 127.0.0.1"
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=path, args=[*CHROMIUM_ARGS, rules])
+        try:
+            page = await b.new_page()
+            answer = await page.goto(f"http://rebind.example:{c.port}/")
+            assert answer is not None
+            assert answer.status == 421
+            await expect(page.locator("#refused")).to_contain_text("rebind.example")
+            assert await page.locator("li.event").count() == 0
+            for route in ("/incidents", "/deadletters", "/status", "/events/x", "/silences"):
+                status = await page.evaluate(f"fetch({route!r}).then(r => r.status)")
+                assert status == 421, route
+            await page.screenshot(path=str(tmp_path / "rebound.png"), full_page=True)
+            # The console's own names still read.
+            for host in ("localhost", "127.0.0.1"):
+                await page.goto(f"http://{host}:{c.port}/")
+                await expect(
+                    page.locator("li.event", has_text="only for this machine")
+                ).to_be_visible(timeout=5000)
+        finally:
+            await b.close()
+
+
+async def test_a_reader_is_offered_no_replay_or_discard(
+    console: Any, browser: Browser, js: Any, sink: Any, tmp_path: Path
+) -> None:
+    hook = await sink(always_fail=True, fail_status=400)
+    c = await console(
+        f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h', max_attempts: 1}}]\n"
+        "route: {receiver: hook}\n"
+    )
+    await publish(js, ev(title="left for the operator"))
+
+    async def dead() -> bool:
+        return (await js.stream_info("PROXBUS_DLQ")).state.messages == 1
+
+    await wait_until(dead, what="a dead letter")
+    page = await browser.new_page()
+    for secret in (None, READER):
+        if secret is not None:
+            await login(page, c, secret)
+        await page.goto(c.url + "/deadletters")
+        card = page.locator("li.card", has_text="left for the operator")
+        await expect(card).to_be_visible(timeout=5000)
+        assert await card.locator("button").count() == 0, secret
+        await expect(card.locator(".actions")).to_contain_text("operate")
+    await page.screenshot(path=str(tmp_path / "reader-deadletters.png"), full_page=True)
+    await login(page, c)
+    await page.goto(c.url + "/deadletters")
+    card = page.locator("li.card", has_text="left for the operator")
+    await expect(card.locator("button")).to_have_text(["replay", "discard"])

@@ -25,6 +25,12 @@ WRITE_SCOPE = "operate"
 SESSION_COOKIE = "proxbus_console_session"
 CSRF_COOKIE = "proxbus_console_csrf"
 SESSION_TTL = 12 * 3600.0
+# Wrong tokens (login form or bearer header) from one address: this many within the window,
+# then every token from it is refused (429) until the window has passed. The right token is
+# refused too: answering it would tell a guesser when they hit.
+LOGIN_FAILURES = 10
+THROTTLE_WINDOW = 60.0
+THROTTLE_ADDRESSES = 4096  # addresses remembered at most (the oldest is forgotten)
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _CSRF_COOKIE = re.compile(r"[0-9a-f]{32}")
 
@@ -98,6 +104,45 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+class Throttle:
+    """Failed token attempts per remote address within ``THROTTLE_WINDOW``; bounded."""
+
+    def __init__(
+        self,
+        limit: int = LOGIN_FAILURES,
+        window: float = THROTTLE_WINDOW,
+        addresses: int = THROTTLE_ADDRESSES,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.addresses = addresses
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, address: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(address, []) if now - t < self.window]
+        if times:
+            self._failures[address] = times
+        else:
+            self._failures.pop(address, None)
+        return times
+
+    def wait(self, address: str, now: float | None = None) -> float:
+        """Seconds until ``address`` may try a token again (0: now)."""
+        now = now or time.monotonic()
+        times = self._recent(address, now)
+        if len(times) < self.limit:
+            return 0.0
+        return max(1.0, self.window - (now - times[-self.limit]))
+
+    def failed(self, address: str, now: float | None = None) -> None:
+        now = now or time.monotonic()
+        times = self._recent(address, now)
+        self._failures.pop(address, None)  # re-inserted last: the dict's order is by use
+        self._failures[address] = [*times, now][-self.limit :]
+        while len(self._failures) > self.addresses:
+            del self._failures[next(iter(self._failures))]
 
 
 class Guard:

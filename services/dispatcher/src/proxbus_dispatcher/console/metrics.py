@@ -52,7 +52,7 @@ class ConsoleMetrics:
         self.refused = Counter(
             "proxbus_dispatcher_console_refused_total",
             "console requests refused, by reason (csrf, cross_origin, no_token, scope, "
-            "bad_token, body_too_large, too_many_live_pages)",
+            "bad_token, throttled, foreign_host, body_too_large, too_many_live_pages)",
             ["reason"],
             registry=registry,
         )

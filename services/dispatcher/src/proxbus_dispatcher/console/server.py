@@ -41,6 +41,7 @@ from .auth import (
     WRITE_SCOPE,
     Caller,
     Guard,
+    Throttle,
     is_loopback,
     parse_console_tokens,
 )
@@ -155,6 +156,7 @@ class ConsoleServer:
         tokens = settings.console_tokens.get_secret_value() if settings.console_tokens else None
         self.guard = Guard(parse_console_tokens(tokens))
         self.open_reads = is_loopback(settings.health_host)
+        self.throttle = Throttle()
         self.feed = EventFeed(
             nc, js, size=settings.console_recent_events, max_bytes=settings.console_recent_bytes
         )
@@ -234,10 +236,50 @@ class ConsoleServer:
     # --- plumbing: callers, CSRF, rendering --------------------------------------------
 
     def _caller(self, request: web.Request) -> Caller | None:
+        """The caller of a bearer token (a wrong one counts for the throttle) or of a session
+        cookie; ``None`` for neither.
+
+        Raises:
+            web.HTTPTooManyRequests: a bearer token from an address that guessed too often.
+        """
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            return self.guard.lookup(header[7:].strip())
+            return self._token_caller(request, header[7:].strip())
         return self.guard.session_caller(request.cookies.get(SESSION_COOKIE))
+
+    def _token_caller(self, request: web.Request, secret: str) -> Caller | None:
+        """Whose token ``secret`` is, unless its address is throttled (then 429)."""
+        address = request.remote or "?"
+        wait = self.throttle.wait(address)
+        if wait:
+            self.metrics.refused.labels("throttled").inc()
+            self._refusals.record("429 token attempts throttled", address)
+            body = self._render(
+                request,
+                "refused.html",
+                status=429,
+                why=f"too many wrong tokens from {address}: retry in {wait:.0f} s",
+            )
+            raise web.HTTPTooManyRequests(
+                text=body.text,
+                content_type="text/html",
+                headers={**SECURITY_HEADERS, "Retry-After": str(int(wait + 0.999))},
+            )
+        caller = self.guard.lookup(secret)
+        if caller is None:
+            self.throttle.failed(address)
+        return caller
+
+    def _foreign_host(self, request: web.Request) -> str | None:
+        """The Host a request named when it is not one of this machine's loopback names, on a
+        console whose reads need no token (loopback bind): a page whose name was rebound to
+        127.0.0.1 (DNS rebinding) is same-origin there and would read everything."""
+        if not self.open_reads:
+            return None
+        host = (request.url.host or "").rstrip(".").lower()
+        if host == "localhost" or host.endswith(".localhost") or is_loopback(host):
+            return None
+        return host or "(none)"
 
     def _render(
         self, request: web.Request, template: str, status: int = 200, **context: Any
@@ -271,6 +313,19 @@ class ConsoleServer:
             caller = self._caller(request)
             if caller is None and not self.open_reads:
                 raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
+            if caller is None and (host := self._foreign_host(request)) is not None:
+                self.metrics.refused.labels("foreign_host").inc()
+                self._refusals.record(f"421 Host {host[:64]}", request.remote or "?")
+                return self._render(
+                    request,
+                    "refused.html",
+                    status=421,
+                    why=(
+                        f"this console answers reads without a token only under a loopback "
+                        f"name (localhost, 127.0.0.1, [::1]), not {host[:253]!r}: set "
+                        "CONSOLE_TOKENS to serve it under another name"
+                    ),
+                )
             if caller is not None:
                 request[CALLER] = caller
             try:
@@ -694,7 +749,7 @@ class ConsoleServer:
             return self._refuse(
                 request, 403, "CSRF check failed: reload the page and retry", "csrf"
             )
-        caller = self.guard.lookup(str(form.get("token", ""))[:1024])
+        caller = self._token_caller(request, str(form.get("token", ""))[:1024])
         if caller is None:
             self.metrics.refused.labels("bad_token").inc()
             self._refusals.record("bad token", request.remote or "?")

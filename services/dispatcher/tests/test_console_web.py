@@ -746,7 +746,7 @@ async def test_an_oom_kill_is_not_drowned_in_its_detail_lines(
 
 
 CONTRAST = """
-() => {
+(selector) => {
   function rgb(s) { return s.match(/[\\d.]+/g).slice(0, 3).map(Number); }
   function lum(c) {
     const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
@@ -759,9 +759,9 @@ CONTRAST = """
     }
     return [255, 255, 255];
   }
-  return [...document.querySelectorAll("li.event .sev")].map(e => {
+  return [...document.querySelectorAll(selector)].map(e => {
     const a = lum(rgb(getComputedStyle(e).color)), b = lum(bg(e));
-    return [e.textContent, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+    return [e.textContent.trim().slice(0, 40), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
   });
 }
 """
@@ -777,11 +777,18 @@ async def test_every_severity_reads_with_enough_contrast_in_light_and_dark(
         page = await browser.new_page(color_scheme=scheme)
         await page.goto(c.url + "/")
         await expect(page.locator("li.event")).to_have_count(6, timeout=5000)
-        ratios = dict(await page.evaluate(CONTRAST))
+        ratios = dict(await page.evaluate(CONTRAST, "li.event .sev"))
         await page.screenshot(path=str(tmp_path / f"severities-{scheme}.png"), full_page=True)
         # WCAG AA for small text (the label is 0.7rem bold): 4.5:1.
         low = {s: round(r, 2) for s, r in ratios.items() if r < 4.5}
         assert sorted(ratios) == sorted(severities)
+        assert low == {}, f"{scheme}: {low}"
+        # The other coloured and muted text: the rows' details, the health page's states.
+        texts = await page.evaluate(CONTRAST, "li.event .meta, li.event time, .muted")
+        await page.goto(c.url + "/status")
+        await expect(page.locator("tr", has_text="nowhere")).to_be_visible()
+        texts += await page.evaluate(CONTRAST, ".state, .muted, th, td")
+        low = {t: round(r, 2) for t, r in texts if r < 4.5}
         assert low == {}, f"{scheme}: {low}"
 
 
@@ -984,3 +991,40 @@ async def test_a_reader_is_offered_no_replay_or_discard(
     await page.goto(c.url + "/deadletters")
     card = page.locator("li.card", has_text="left for the operator")
     await expect(card.locator("button")).to_have_text(["replay", "discard"])
+
+
+async def test_an_operator_with_only_a_keyboard_logs_in_reads_an_event_and_silences(
+    console: Any, browser: Browser, js: Any, tmp_path: Path
+) -> None:
+    c = await console()
+    await publish(js, ev(title="read by keyboard", node="pve4"))
+    page = await browser.new_page()
+    await page.goto(c.url + "/login")
+    await page.get_by_label("token").fill(SECRET)  # every field has its label
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".who")).to_contain_text("log out")
+    for name in ("site", "node", "kind", "severity", "source", "detail lines"):
+        await expect(page.get_by_label(re.compile(rf"^\s*{name}"))).to_have_count(1)
+
+    async def tab_to(selector: str, limit: int = 40) -> None:
+        for _ in range(limit):
+            await page.keyboard.press("Tab")
+            if await page.evaluate(f"document.activeElement.matches({selector!r})"):
+                return
+        raise AssertionError(f"Tab never reached {selector}")
+
+    await tab_to("li.event summary")
+    outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"  # where the focus is can be seen
+    await page.keyboard.press("Enter")
+    await expect(page.locator("li.event pre.json").first).to_contain_text('"node": "pve4"')
+
+    await page.goto(c.url + "/silences")
+    await page.get_by_label("matchers", exact=False).fill("node=pve4")
+    await page.get_by_label("duration").fill("30m")
+    await tab_to("button.primary")
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".flash")).to_contain_text("created")
+    await page.screenshot(path=str(tmp_path / "keyboard.png"), full_page=True)
+    store = await SilenceStore.open(js)
+    assert [str(m) for s in await store.list() for m in s.matchers] == ["node=pve4"]

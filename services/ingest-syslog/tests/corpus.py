@@ -1987,3 +1987,101 @@ kernel(
     detail=True,
     rfc5424=False,
 )
+
+# --- multi-line happenings, one event each (tests/test_bursts.py; RFC 3164: ordered stamps) ---
+# A cluster node lost, seen by a survivor of a two-node cluster.
+b = Block(
+    "kronosnet libknet/threads_heartbeat.c, libknet/host.c; corosync exec/totemsrp.c, "
+    "exec/vsf_quorum.c; pve-cluster src/pmxcfs/dfsm.c, dcdb.c, status.c; pve-ha-manager "
+    "src/PVE/HA/Env/PVE2.pm get_pve_lock"
+)
+coro = b.sender("pve7", "corosync", 1180)
+coro(DAEMON_INFO, "  [KNET  ] link: host: 2 link: 0 is down", "link.down", rfc5424=False)
+for pri, text in [
+    (DAEMON_WARN, "  [KNET  ] host: host: 2 (passive) best link: 0 (pri: 1)"),
+    (DAEMON_WARN, "  [KNET  ] host: host: 2 has no active links"),
+    (DAEMON_NOTICE, "  [TOTEM ] Token has not been received in 2737 ms"),
+    (
+        DAEMON_NOTICE,
+        "  [TOTEM ] A processor failed, forming new configuration: token timed out "
+        "(3650ms), waiting 4380ms for consensus.",
+    ),
+    (DAEMON_NOTICE, "  [QUORUM] Sync members[1]: 1"),
+    (DAEMON_NOTICE, "  [QUORUM] Sync left[1]: 2"),
+    (DAEMON_NOTICE, "  [TOTEM ] A new membership (1.2d) was formed. Members left: 2"),
+    (DAEMON_NOTICE, "  [TOTEM ] Failed to receive the leave message. failed: 2"),
+    (
+        DAEMON_NOTICE,
+        "  [QUORUM] This node is within the non-primary component and will NOT "
+        "provide any services.",
+    ),
+    (DAEMON_NOTICE, "  [QUORUM] Members[1]: 1"),
+    (DAEMON_NOTICE, "  [MAIN  ] Completed service synchronization, ready to provide service."),
+]:
+    coro(pri, text, detail=True, rfc5424=False)
+cfs = b.sender("pve7", "pmxcfs", 1090)
+cfs(DAEMON_NOTICE, "[status] notice: node lost quorum", "quorum.lost", rfc5424=False)
+for text in [
+    "[dcdb] notice: members: 1/1090",
+    "[dcdb] notice: starting data syncronisation",
+    "[status] notice: members: 1/1090",
+    "[status] notice: starting data syncronisation",
+    "[dcdb] notice: received sync request (epoch 1/1090/00000005)",
+    "[dcdb] notice: received all states",
+    "[dcdb] notice: leader is 1/1090",
+    "[dcdb] notice: synced members: 1/1090",
+    "[dcdb] notice: start sending inode updates",
+    "[dcdb] notice: sent all (0) updates",
+    "[dcdb] notice: all data is up to date",
+]:
+    cfs(DAEMON_NOTICE, text, detail=True, rfc5424=False)
+b.add(DAEMON_ERR, "pve7", "pve-ha-lrm", 1300,
+      "lost lock 'ha_agent_pve7_lock - cfs lock update failed - Permission denied",
+      detail=True, rfc5424=False)  # fmt: skip
+coro(DAEMON_INFO, "  [KNET  ] rx: host: 2 link: 0 is up", rfc5424=False)  # the recovery
+coro(DAEMON_NOTICE, "  [QUORUM] Sync joined[1]: 2", rfc5424=False)
+coro(DAEMON_NOTICE, "  [QUORUM] Members[2]: 1 2", rfc5424=False)
+cfs(DAEMON_NOTICE, "[status] notice: node has quorum", rfc5424=False)
+
+# A guest's QEMU crashing: its cleanup is a detail of the crash.
+b = Block(
+    "linux arch/x86/mm/fault.c show_signal_msg; qemu-server src/qmeventd/qmeventd.c, "
+    "src/PVE/CLI/qm.pm cleanup; pve-common src/PVE/Network.pm; systemd src/core/unit.c"
+)
+b.add(KERN_INFO, "pve8", "kernel", None,
+      "kvm[51821]: segfault at 8 ip 000055b1c1a3f2d4 sp 00007ffd3c1f0a80 error 4 in "
+      "qemu-system-x86_64[55b1c1600000+6b3000] likely on CPU 3 (core 3, socket 0)",
+      "vm.crashed", rfc5424=False)  # fmt: skip
+b.add(DAEMON_WARN, "pve8", "qmeventd", 998, "Starting cleanup for 130", vmid=130, detail=True,
+      rfc5424=False)  # fmt: skip
+b.add(KERN_INFO, "pve8", "kernel", None, "fwbr130i0: port 2(tap130i0) entered disabled state",
+      vmid=130, rfc5424=False)  # fmt: skip
+b.add(DAEMON_WARN, "pve8", "qmeventd", 998, "Finished cleanup for 130", vmid=130, detail=True,
+      rfc5424=False)  # fmt: skip
+b.add(DAEMON_INFO, "pve8", "systemd", 1, "130.scope: Deactivated successfully.", vmid=130,
+      rfc5424=False)  # fmt: skip
+
+# A NIC of a bond going down: the bond's line for it is a detail of the NIC's.
+b = Block("linux drivers/net/ethernet/intel/e1000e/netdev.c, drivers/net/bonding/bond_main.c")
+nic = b.sender("pve9", "kernel", None)
+nic(KERN_INFO, "e1000e 0000:01:00.0 enp1s0: NIC Link is Down", "link.down", rfc5424=False)
+nic(KERN_INFO, "bond0: (slave enp1s0): link status definitely down, disabling slave",
+    detail=True, rfc5424=False)  # fmt: skip
+nic(KERN_INFO, "bond0: (slave enp2s0): making interface the new active one", rfc5424=False)
+
+# A ZFS vdev failing: its errors once, its FAULTED state, the pool's config_sync a detail.
+b = Block(
+    "openzfs module/os/linux/zfs/vdev_disk.c, cmd/zed/zed.d/all-syslog.sh, include/sys/fm/fs/zfs.h"
+)
+_vdev = "ata-WDC_WD40EFRX-68N32N0_WD-WCC7K7654321-part1"
+b.add(KERN_ERR, "pve10", "kernel", None,
+      f"zio pool=tank vdev=/dev/disk/by-id/{_vdev} error=5 type=1 offset=270336 size=8192 "
+      "flags=721601", "disk.error", rfc5424=False)  # fmt: skip
+zed = b.sender("pve10", "zed", 2210)
+zed(DAEMON_NOTICE, f"eid=13 class=io pool='tank' vdev={_vdev} size=8192 offset=270336 "
+    "priority=0 err=5 flags=0x40080c80", detail=True, rfc5424=False)  # fmt: skip
+zed(DAEMON_NOTICE, f"eid=14 class=probe_failure pool='tank' vdev={_vdev}", detail=True,
+    rfc5424=False)  # fmt: skip
+zed(DAEMON_NOTICE, f"eid=15 class=statechange pool='tank' vdev={_vdev} vdev_state=FAULTED",
+    "disk.error", rfc5424=False)  # fmt: skip
+zed(DAEMON_NOTICE, "eid=16 class=config_sync pool='tank'", detail=True, rfc5424=False)

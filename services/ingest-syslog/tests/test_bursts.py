@@ -221,9 +221,24 @@ def test_quorum_lost_with_the_node_is_its_own_event() -> None:
         _coro(29, "13:00:06", "  [QUORUM] Members[1]: 1"),
         _cfs("13:00:06", "[status] notice: node lost quorum"),
         _cfs("13:00:06", "[dcdb] notice: members: 1/1090"),
+        # /etc/pve is read-only without quorum: HA's cluster locks cannot be renewed
+        # (pve-ha-manager src/PVE/HA/Env/PVE2.pm get_pve_lock, logged once per loss, err)
+        _line(27, "13:00:10", "pve1", "pve-ha-lrm[1300]",
+              "lost lock 'ha_agent_pve1_lock - cfs lock update failed - Permission denied"),
+        _line(27, "13:00:12", "pve1", "pve-ha-crm[1290]",
+              "lost lock 'ha_manager_lock - cfs lock update failed - Permission denied"),
     ]  # fmt: skip
     events = _events(lines)
     assert [k for k, _ in _notifying(events)] == ["link.down", "quorum.lost"], _notifying(events)
+    assert [e.metadata.get("detail_of") for e in events[-2:]] == ["quorum.lost"] * 2
+
+
+def test_a_lost_ha_lock_without_quorum_loss_still_notifies() -> None:
+    events = _events([
+        _line(27, "13:00:10", "pve1", "pve-ha-lrm[1300]",
+              "lost lock 'ha_agent_pve1_lock - cfs lock update failed - Permission denied"),
+    ])  # fmt: skip
+    assert (events[0].severity, events[0].metadata.get("detail_of")) == (Severity.ERROR, None)
 
 
 def test_cluster_lines_outside_a_link_failure_are_untouched() -> None:

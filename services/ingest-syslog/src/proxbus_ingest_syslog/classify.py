@@ -41,7 +41,8 @@ stamped earlier than the window is outside it), at most ``MAX_WINDOWS`` windows 
 - a host NIC down: its driver's ``Link is Down`` and the bond's ``definitely down`` for it;
 - a cluster link down (kronosnet): knet's, corosync's and pmxcfs's membership lines of the
   host, sliding, until a recovery line (link up, quorum back, a node joining); pmxcfs's
-  ``node lost quorum`` stays ``quorum.lost`` and opens the same window.
+  ``node lost quorum`` stays ``quorum.lost`` and opens the same window, in which HA's
+  ``lost lock`` lines (its cluster locks, on the now read-only /etc/pve) are its details.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ _WINDOW_RULES = (
     | {DISK_DETAIL_RULE, "nic-link-down", "knet-link-down", "quorum-lost"}
 )
 _CLUSTER_APPS = frozenset(("corosync", "pmxcfs"))
-_WINDOW_APPS = _CLUSTER_APPS | {"zed"}
+_HA_APPS = frozenset(("pve-ha-lrm", "pve-ha-crm"))
+_WINDOW_APPS = _CLUSTER_APPS | _HA_APPS | {"zed"}
 # a cluster's recovery (a link up, quorum back, a node joining) is no detail of its failure
 _CLUSTER_RECOVERY = re.compile(
     r"link: \d{1,3} is up|has quorum|[Jj]oined|primary component and will provide"
@@ -191,6 +193,13 @@ class Classifier:
             pool = _ZED_CONFIG_SYNC.search(msg.message)
             if pool and self._within((host, f"zed:{pool[1]}"), now):
                 cls.metadata[DETAIL_OF] = "disk.error"
+        elif msg.app in _HA_APPS:
+            # without quorum /etc/pve is read-only: HA's cluster locks cannot be renewed
+            # (pve-ha-manager src/PVE/HA/Env/PVE2.pm get_pve_lock, once per loss)
+            if msg.message.startswith("lost lock '"):
+                found = self._within((host, "cluster:quorum.lost"), now)
+                if found:
+                    cls.metadata[DETAIL_OF] = found
         else:
             self._cluster_line(host, now, msg, cls)
 
@@ -208,6 +217,7 @@ class Classifier:
     def _cluster_line(self, host: str, now: float, msg: SyslogMessage, cls: Classification) -> None:
         """corosync's and pmxcfs's membership lines after a link down (or quorum lost) on
         the host: details of it, until the cluster's recovery begins."""
+        detail_of = None
         for key in ((host, "cluster:link.down"), (host, "cluster:quorum.lost")):
             found = self._within(key, now)
             if not found:
@@ -216,9 +226,10 @@ class Classifier:
                 self._windows.pop((host, "cluster:link.down"), None)
                 self._windows.pop((host, "cluster:quorum.lost"), None)
                 return
-            cls.metadata[DETAIL_OF] = found
-            self._open(key, now, found)
-            return
+            detail_of = detail_of or found
+            self._open(key, now, found)  # both windows slide with the burst's lines
+        if detail_of:
+            cls.metadata[DETAIL_OF] = detail_of
 
     def _repeat(
         self, host: str, thing: str, now: float, cls: Classification, slide: str = ""

@@ -108,3 +108,33 @@ def test_help_of_every_sub_command_of_the_service_scripts(command: tuple[str, ..
     assert result.returncode == 0, result.stdout + result.stderr
     assert "usage:" in result.stdout
     assert result.stderr == ""
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    out = [(prefix, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += _parsers(sub, (*prefix, name))
+    return out
+
+
+def test_every_option_and_command_says_what_it_does() -> None:
+    """`proxbus up --help` listed `--nats-port NATS_PORT` and `--data-dir DATA_DIR` with no word
+    on them (nor their defaults), and `proxbus --help` described `dlq` as "dlq (see proxbus dlq
+    --help)"."""
+    bare = []
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    text = choice.help or ""
+                    if not text or text.startswith(f"{choice.dest} (see"):
+                        bare.append(f"proxbus {' '.join(path)} {choice.dest}: {text!r}")
+            elif (
+                action.option_strings and action.dest not in ("help", "version") and not action.help
+            ):
+                bare.append(f"proxbus {' '.join(path)} {'/'.join(action.option_strings)}")
+    assert not bare, "\n".join(bare)

@@ -301,3 +301,27 @@ def test_asking_up_for_ingest_discord_says_how_to_run_it() -> None:
     assert "ingest-discord" in result.stderr
     assert "DISCORD_PUBLIC_KEY" in result.stderr
     assert "proxbus-ingest-discord" in result.stderr
+
+
+def test_ctrl_c_while_the_demo_starts_stops_it_without_an_error(tmp_path: Path) -> None:
+    """Ctrl-C before the simulator had written its gateway settings logged "ERROR ... the
+    simulator wrote no .../gateway.env; the gateway will have no Proxmox": the user stopped
+    it, nothing went wrong."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:
+        up = subprocess.Popen(
+            [PROXBUS, "up", "--plain", "--demo", "--services", "none",
+             "--nats-port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+            stdout=sink, stderr=subprocess.STDOUT, env=base,
+        )  # fmt: skip
+    try:
+        wait_until_blocking(lambda: "pvesim starting" in out.read_text(), timeout=30)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+    finally:
+        _stop(up)
+    text = out.read_text()
+    assert "pvesim stopped" in text, text
+    assert "ERROR" not in text, text
+    assert "Traceback" not in text, text

@@ -50,6 +50,7 @@ INCIDENTS_SUBJECT = "$KV.proxbus_dispatcher_state.inc.>"
 
 
 COMMANDS_GROUP = "proxbus.commands"
+DATA_DIR_HELP = "where proxbus up keeps its state (default: $PROXBUS_DATA_DIR or %(default)s)"
 DEFAULT_DATA_DIR = os.environ.get("PROXBUS_DATA_DIR") or os.path.expanduser(
     "~/.local/share/proxbus"
 )
@@ -85,6 +86,13 @@ def _service_command_names() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=COMMANDS_GROUP))
 
 
+def _service_command_help(name: str) -> str:
+    """``the dispatcher's silence commands (...)``: the package is named, not imported."""
+    ep = next(iter(entry_points(group=COMMANDS_GROUP, name=name)))
+    owner = ep.dist.name.removeprefix("proxbus-") if ep.dist is not None else "a service"
+    return f"the {owner}'s {name} commands (proxbus {name} --help)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="proxbus", description="proxbus: Proxmox automation hub")
     parser.add_argument("--version", action="version", version=f"proxbus {_version()}")
@@ -94,11 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="watch, publish and count events")
     esub = events.add_subparsers(dest="events_command", required=True)
     tail = esub.add_parser("tail", help="print live events")
-    tail.add_argument("--site")
-    tail.add_argument("--source", choices=[s.value for s in Source])
+    tail.add_argument("--site", help="only this site's events")
+    tail.add_argument("--source", choices=[s.value for s in Source], help="only this source's")
     tail.add_argument("--severity", choices=[s.value for s in Severity], help="exactly this")
-    tail.add_argument("--min-severity", choices=[s.value for s in Severity])
-    tail.add_argument("--node")
+    tail.add_argument(
+        "--min-severity", choices=[s.value for s in Severity], help="this or more severe"
+    )
+    tail.add_argument("--node", help="only this node's events")
     tail.add_argument("--kind", help="glob, e.g. 'vm.*'")
     tail.add_argument("--json", action="store_true", help="one JSON event per line")
     tail.add_argument(
@@ -109,14 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--count", type=int, default=0, help="exit after N events")
     pub = esub.add_parser("publish", help="publish a test event")
-    pub.add_argument("--title", default="proxbus test event")
-    pub.add_argument("--message", default="")
-    pub.add_argument("--severity", default="info", choices=[s.value for s in Severity])
-    pub.add_argument("--kind", default="test.notification")
-    pub.add_argument("--source", default="gateway", choices=[s.value for s in Source])
-    pub.add_argument("--site")
-    pub.add_argument("--node")
-    pub.add_argument("--vmid", type=int)
+    pub.add_argument("--title", default="proxbus test event", help="default: %(default)s")
+    pub.add_argument("--message", default="", help="the event's text")
+    pub.add_argument(
+        "--severity", default="info", choices=[s.value for s in Severity],
+        help="default: %(default)s",
+    )  # fmt: skip
+    pub.add_argument("--kind", default="test.notification", help="default: %(default)s")
+    pub.add_argument(
+        "--source", default="gateway", choices=[s.value for s in Source],
+        help="default: %(default)s",
+    )  # fmt: skip
+    pub.add_argument("--site", help="default: $PROXBUS_SITE, or the running proxbus up's")
+    pub.add_argument("--node", help="the node it is about")
+    pub.add_argument("--vmid", type=int, help="the guest it is about")
     esub.add_parser("stats", help="message counts of the proxbus streams")
 
     check = sub.add_parser("check", help="check the NATS connection, streams and the gateway")
@@ -128,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--services", default="all", help="with --all: comma-separated services (default: all)"
     )
-    check.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    check.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
 
     up = sub.add_parser("up", help="run NATS and the services locally")
     up.add_argument(
@@ -138,8 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
         " (or 'all', 'none')",
     )
     up.add_argument("--demo", action="store_true", help="also run the Proxmox simulator")
-    up.add_argument("--nats-port", type=int, default=4222)
-    up.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    up.add_argument(
+        "--nats-port",
+        type=int,
+        default=4222,
+        help="port of the local NATS server (default %(default)s)",
+    )
+    up.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR,
+        help="NATS storage, logs, demo credentials (default: $PROXBUS_DATA_DIR or %(default)s)",
+    )  # fmt: skip
     up.add_argument("--no-nats", action="store_true", help="use the NATS at --nats-url instead")
     up.add_argument(
         "--no-console",
@@ -167,13 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("service", nargs="?", help="one service (default: all of them, prefixed)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines of history (default 50)")
-    logs.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    logs.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=DATA_DIR_HELP)
     from .sites_up import add_arguments as add_sites_arguments
 
     add_sites_arguments(sub)
 
     for name in _service_command_names():
-        sub.add_parser(name, help=f"{name} (see proxbus {name} --help)", add_help=False)
+        sub.add_parser(name, help=_service_command_help(name), add_help=False)
     return parser
 
 

@@ -413,7 +413,7 @@ class Supervisor:
                 await _pause(stop, 0.1)
             if exists():
                 self.simulator_ready(env_file)
-            else:
+            elif not stop.is_set():  # Ctrl-C before it wrote it: nothing went wrong
                 log.error("the simulator wrote no %s; the gateway will have no Proxmox", env_file)
         if child.wait_healthy:
             while time.monotonic() < deadline and not stop.is_set():

@@ -323,3 +323,88 @@ async def test_every_notifier_tells_the_node_and_the_storage_are_back(dispatcher
     back = next(r.json for r in sinks["hook"].requests if "back online" in r.json["title"])
     assert back["incident"]["state"] == "resolved"
     assert "ongoing since" not in back["body"]
+
+
+def _at(when: datetime, events: list[Event]) -> list[Event]:
+    """``events`` as received at ``when`` (a second apart, in order)."""
+    return [
+        Event.model_validate(
+            {**e.model_dump(), "received_at": when + timedelta(seconds=i), "timestamp": when}
+        )
+        for i, e in enumerate(events)
+    ]
+
+
+def _tonights_job(upid: str) -> list[Event]:
+    """The next night's job (pve-manager PVE/VZDump.pm): every guest's ``Finished Backup of
+    VM N``, the job's ``Backup job finished successfully`` (ingest-syslog: backup.ok)."""
+    out = [
+        ev(source="syslog", node="pve1", severity="info", kind="backup.ok", vmid=vmid,
+           correlation_id=upid, title=f"Backup of VM {vmid} finished (00:02:05)",
+           message=f"INFO: Finished Backup of VM {vmid} (00:02:05)")
+        for vmid in (100, 101, 102, 103, 104)
+    ]  # fmt: skip
+    out.append(
+        ev(source="syslog", node="pve1", severity="info", kind="backup.ok", correlation_id=upid,
+           title="Backup job finished successfully")
+    )  # fmt: skip
+    return out
+
+
+async def test_a_backup_that_failed_last_night_and_works_tonight_is_told_as_resolved(
+    dispatcher, sink, js
+) -> None:
+    # Last night VM 103's backup failed (one alert). Tonight it works: its success went into
+    # the night's digest of successes, "[INFO] 6 events: backup.ok on pve1 (guests 100, 101,
+    # 102, 103, 104)", ten minutes later, nothing saying the failure is over. A success of
+    # the same guest's job after a notified failure resolves it and is told at once.
+    from .test_journey import ENOSPC, vzdump_job_reports
+
+    hook = await sink()
+    service = await dispatcher(
+        None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook", seed_ok_group_wait=1.0
+    )
+    night = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=25)
+    last_night = _at(night, [e for e in vzdump_job_reports() if e.source == "syslog"])
+    await publish(js, *last_night)
+    await wait_until(lambda: len(hook.requests) == 2)  # the failure, the digest of four
+    tonight = _at(
+        night + timedelta(days=1),
+        _tonights_job("UPID:pve1:0001A2B3:0041D40B:674B4180:vzdump::root@pam:"),
+    )
+    await publish(js, *tonight)
+    await wait_until(lambda: _settled(service) >= len(last_night) + len(tonight))
+    await wait_until(lambda: len(hook.requests) >= 4)
+    await asyncio.sleep(1.5)  # a wrong extra notification or digest would be on its way by now
+    titles = [r.json["title"] for r in hook.requests]
+    assert titles == [
+        f"[ERROR] pve1: Backup of VM 103 failed: {ENOSPC}",
+        "[INFO] 4 events: backup.ok on pve1 (guests 100, 101, 102, 104)",
+        "[INFO] pve1: Backup of VM 103 finished (00:02:05)",
+        "[INFO] 5 events: backup.ok on pve1 (guests 100, 101, 102, 104)",
+    ], titles
+    resolved = hook.requests[2].json
+    assert resolved["incident"]["resolves"]["title"] == f"Backup of VM 103 failed: {ENOSPC}"
+    failed = next(e for e in last_night if e.kind == "backup.failed")
+    since = failed.received_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert (
+        f"resolves: Backup of VM 103 failed: {ENOSPC} (since {since})"
+        in resolved["body"].splitlines()
+    ), resolved["body"]
+
+
+async def test_a_nights_digest_counts_the_jobs_end_once(dispatcher, sink, js) -> None:
+    # The job's "Backup job finished successfully" (no guest, the job's UPID) joins each
+    # guest's backup.ok incident; the digest listed it once per guest: "[INFO] 10 events"
+    # for five guests and one job line.
+    hook = await sink()
+    await dispatcher(
+        None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook", seed_ok_group_wait=1.0
+    )
+    await publish(js, *_tonights_job("UPID:pve1:0001A2B3:0041D40B:674B4180:vzdump::root@pam:"))
+    await wait_until(lambda: len(hook.requests) >= 1)
+    await asyncio.sleep(1.5)  # a second digest would be on its way by now
+    assert [r.json["title"] for r in hook.requests] == [
+        "[INFO] 6 events: backup.ok on pve1 (guests 100, 101, 102, 103, 104)"
+    ]
+    assert len(hook.requests[0].json["events"]) == 6

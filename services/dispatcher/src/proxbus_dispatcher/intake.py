@@ -32,7 +32,7 @@ from .stages.dedup import within_repeat_interval
 from .stages.enrich import Enricher
 from .stages.floor import SeverityFloor
 from .stages.grouping import AggregationGroup, Grouper, chunk
-from .stages.incidents import Incident
+from .stages.incidents import Incident, failure_fingerprint
 from .stages.inhibition import Inhibitor
 from .stages.routing import match_routes
 from .stages.silence import SilenceWatcher
@@ -57,6 +57,8 @@ class _Plan:
     incident: Incident
     key: str
     changed: bool = False
+    # other incidents the event changed (a failure it resolved): written with ``key``
+    also: list[str] = field(default_factory=list)
     notify: list[Route] = field(default_factory=list)
     gather: list[Route] = field(default_factory=list)
     suppressed: list[tuple[str, str]] = field(default_factory=list)
@@ -221,6 +223,9 @@ class Intake:
         known = self.state.incident(event.fingerprint)
         if known is not None and (known.has(event) or known.admits(event, self._window)):
             incident, changed = known, not known.has(event)
+        elif known is not None and known.resolved:
+            # the failure came back after a success resolved it: a new alert, not a repeat
+            incident, changed = Incident.open(event), True
         else:
             carried = known is not None and known.ack_holds(event, self._ack_resolve_after)
             incident = Incident.open(
@@ -233,7 +238,34 @@ class Intake:
             )
             changed = True
         incident.add(event)
-        return [self._decide(inflight, incident, changed, routes)]
+        also = self._resolve(event, incident)
+        if also is not None:
+            changed = True
+        plan = self._decide(inflight, incident, changed, routes)
+        if also is not None:
+            plan.also.append(also)
+        return [plan]
+
+    def _resolve(self, event: Event, incident: Incident) -> str | None:
+        """A job's success resolves its notified failure (``Incident.resolve_by``); returns
+        the failure's key to write, or ``None``. The failure was loaded before the batch was
+        decided (``_load_failure``)."""
+        fingerprint = failure_fingerprint(event)
+        if fingerprint is None:
+            return None
+        failure = self.state.incident(fingerprint)
+        if failure is None or failure.kind.endswith(".ok") or not failure.resolve_by(event):
+            return None
+        if incident.resolves is None:
+            incident.resolves = failure.resolution()
+        return self.state.put_local(failure)
+
+    async def _load_failure(self, event: Event) -> None:
+        """Read the failure a success may resolve from the bucket when it is not in memory
+        (last night's failure was pruned from memory hours ago)."""
+        fingerprint = failure_fingerprint(event)
+        if fingerprint is not None and self.state.incident(fingerprint) is None:
+            await self.state.reload(incident_key(fingerprint))
 
     def _decide(
         self, inflight: Inflight, incident: Incident, changed: bool, routes: list[Route]
@@ -293,16 +325,17 @@ class Intake:
                 await Enqueuer.ack_dropped(received)
                 continue
             inflight = Inflight(received)
+            await self._load_failure(event)
             entries.append((inflight, self._plans(inflight, routes)))
 
         written = await self.state.write(
-            {p.key for _, plans in entries for p in plans if p.changed}
+            {k for _, plans in entries for p in plans if p.changed for k in (p.key, *p.also)}
         )
         work: list[tuple[Inflight, list[_Plan]]] = []
         routed = 0
         for inflight, plans in entries:
             event = inflight.received.event
-            if any(p.key in written.failed for p in plans):
+            if any(k in written.failed for p in plans for k in (p.key, *p.also)):
                 inflight.failed = True
                 await self.enqueuer.release(inflight)
                 continue
@@ -328,7 +361,9 @@ class Intake:
                 held = Held(inflight, enrichment.get(event.id), incident.id, plan.key)
                 for route in plan.notify:
                     inflight.refs += 1
-                    if route.groups_all and route.group_wait <= 0:
+                    # a success that resolves a notified failure is told at once, not held
+                    # in a digest of routine successes
+                    if (route.groups_all and route.group_wait <= 0) or incident.resolves:
                         did = delivery_id(incident.id, route.id, route.receiver)
                         body = delivery_body(
                             did,
@@ -460,7 +495,9 @@ class Intake:
                     did,
                     route.receiver,
                     route.id,
-                    [h.raw for _, h in part],
+                    # an event attached to several incidents of the group (a job's
+                    # "finished successfully" to each guest's backup.ok) is listed once
+                    list({e.id: h.raw for e, h in part}.values()),
                     enrichment,
                     group_key=group.key,
                     group_labels=group.labels,

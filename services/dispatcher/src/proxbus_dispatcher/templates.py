@@ -11,8 +11,9 @@ Fields available to every template:
 - ``enrichment``: ``{event_id: {...}}`` facts added from the gateway (may be empty)
 - ``incidents``: the incidents the notification is about, each ``{id, fingerprint, kind, node,
   vmid, severity, title, message, sources, count, first_seen, upid, since, earlier, state,
-  previous_state}`` (since/earlier: the fingerprint's unbroken run of earlier incidents;
-  state/previous_state: the state it reports and the one before, ``None`` for none;
+  previous_state, resolved, resolves}`` (since/earlier: the fingerprint's unbroken run of
+  earlier incidents; state/previous_state: the state it reports and the one before, ``None``
+  for none; resolves: the failure a success resolved, ``{title, since, count, ...}``;
   title/message: the best among its events); ``incident``: the first of them (``None`` when there are none)
 
 Filters besides Jinja's: ``when`` (a time as ``2026-11-30 02:04:12 UTC``), ``with_node(node)``
@@ -50,6 +51,8 @@ DEFAULT_BODY = (
     "\nat: {{ event.timestamp | when(timezone) }}"
     "{% if incident and incident.earlier %}\nongoing since {{ incident.since | when(timezone) }}, "
     "{{ incident.earlier }} earlier reports{% endif %}"
+    "{% if incident and incident.resolves %}\nresolves: {{ incident.resolves.title }} (since "
+    "{{ incident.resolves.since | when(timezone) }}){% endif %}"
     "{% if incident %}\nseen via {{ incident.sources | join(', ') }}{% endif %}"
     "{% if extra and extra.task_log %}\n\n{{ extra.task_log }}{% endif %}"
     "{% else %}{% for e in events %}- [{{ e.severity }}] {{ e.node or '-' }}: {{ e.title }}"
@@ -71,6 +74,8 @@ DEFAULT_BODY_MARKDOWN = (
     " 'at: ' ~ (event.timestamp | when(timezone)),"
     " ('ongoing since ' ~ (incident.since | when(timezone)) ~ ', ' ~ incident.earlier ~ ' earlier reports')"
     " if incident and incident.earlier else '',"
+    " ('resolves: ' ~ incident.resolves.title ~ ' (since '"
+    " ~ (incident.resolves.since | when(timezone)) ~ ')') if incident and incident.resolves else '',"
     " ('seen via ' ~ incident.sources | join(', ')) if incident else '']"
     " | select | map('md') | join('  \\n') }}"
     "{% if extra.task_log %}\n\n{{ extra.task_log | md_block }}{% endif %}"

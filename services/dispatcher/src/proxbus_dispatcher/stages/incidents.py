@@ -29,6 +29,13 @@ run, does not inherit the acknowledgement of the old state, and is not deduped o
 that last notified another state (``notified_state``). A late copy of a transition already
 reported (another source's, happening no later than the current state's report) is not a
 change (``is_stale``).
+
+Resolution: a success of a job (``backup.ok``, ``gc.ok``, ``prune.ok``, ``sync.ok``,
+``verify.ok``, ``tape.ok``) whose failure (the ``.failed`` kind's fingerprint of the same site,
+node, guest and subject) has a notified incident not resolved yet resolves it
+(``Incident.resolve_by``): the failure records ``resolved`` (by which event, when), the
+success's incident ``resolves`` (the failure's title, since when, how many reports). The kind
+vocabulary and the fingerprints stay the contract's: the pairing is the dispatcher's.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from proxbus_events import Event, Severity
+from proxbus_events import FINGERPRINT_SUBJECT_KEY, Event, Severity, compute_fingerprint
 
 from ..encoding import encode_json
 from .routing import event_labels
@@ -56,6 +63,28 @@ SOURCE_RANK = {"email": 4, "pve-webhook": 3, "pve-api": 2, "syslog": 1}
 def _upid(event: Event) -> str | None:
     cid = event.correlation_id
     return cid if cid and cid.startswith("UPID:") else None
+
+
+# a job's success → its failure (the kind vocabulary's pairs; task.ok is left out: every
+# start, stop and migrate task is one, and the job kinds above say what a vzdump task did)
+RESOLVES = {
+    "backup.ok": "backup.failed",
+    "gc.ok": "gc.failed",
+    "prune.ok": "prune.failed",
+    "sync.ok": "sync.failed",
+    "verify.ok": "verify.failed",
+    "tape.ok": "tape.failed",
+}
+
+
+def failure_fingerprint(event: Event) -> str | None:
+    """The fingerprint of the failure ``event`` (a job's success) would resolve, computed as
+    the ingest services compute it (``compute_fingerprint``); ``None`` for other kinds."""
+    failed = RESOLVES.get(event.kind)
+    if failed is None:
+        return None
+    subject = event.metadata.get(FINGERPRINT_SUBJECT_KEY)
+    return compute_fingerprint(failed, event.site, event.node, event.vmid, event.title, subject)
 
 
 def reported_state(event: Event) -> str | None:
@@ -128,6 +157,11 @@ class Incident:
     states: list[str] = field(default_factory=list)
     # route id → the state of the incident it last notified (see ``notified``)
     notified_state: dict[str, str | None] = field(default_factory=dict)
+    # a failure's incident resolved by a success ({"by": event id, "at", "kind", "title"})
+    resolved: dict[str, Any] | None = None
+    # a success's incident: the failure it resolved ({"id", "fingerprint", "kind", "title",
+    # "severity", "since", "count"})
+    resolves: dict[str, Any] | None = None
 
     @classmethod
     def open(
@@ -205,6 +239,39 @@ class Incident:
             return True
         return happened <= self.state_at + 1.0 and state in self.states
 
+    def resolve_by(self, event: Event) -> bool:
+        """Record that ``event`` (a success of this failure's job, ``failure_fingerprint``)
+        resolves this incident: it was notified (this incident or an earlier one of its run
+        within the notification log), is not resolved yet, and ``event`` came after its last
+        report and is not a report of the failed task run itself. Returns whether it did (a
+        redelivered ``event`` that resolved it still does)."""
+        if self.resolved is not None:
+            return self.resolved.get("by") == event.id
+        if not self.notified or event.received_at.timestamp() < self.last:
+            return False
+        upid = _upid(event)
+        if upid is not None and upid == self.upid:
+            return False
+        self.resolved = {
+            "by": event.id,
+            "at": event.received_at.timestamp(),
+            "kind": event.kind,
+            "title": event.title[: MAX_STATE_CHARS * 4],
+        }
+        return True
+
+    def resolution(self) -> dict[str, Any]:
+        """What a success that resolved this incident says about it (``resolves``)."""
+        return {
+            "id": self.id,
+            "fingerprint": self.fingerprint,
+            "kind": self.kind,
+            "title": self.title,
+            "severity": self.severity,
+            "since": self.since if self.since is not None else self.opened,
+            "count": self.earlier + self.count,
+        }
+
     def admits(self, event: Event, window: float) -> bool:
         """Whether ``event`` is about this happening (see the module docstring)."""
         if window <= 0 or event.fingerprint != self.fingerprint:
@@ -220,7 +287,7 @@ class Incident:
         """Whether this incident's acknowledgement carries over to the incident ``event``
         opens: the fingerprint did not go quiet for ``resolve_after`` seconds since this
         incident's last event, and ``event`` is not another task run's report."""
-        if not self.acked or self.changes_state(event):
+        if not self.acked or self.resolved or self.changes_state(event):
             return False
         if event.received_at.timestamp() - self.last > resolve_after:
             return False
@@ -303,6 +370,8 @@ class Incident:
             "earlier": self.earlier,
             "state": self.state,
             "previous_state": self.states[-2] if len(self.states) > 1 else None,
+            "resolved": self.resolved,
+            "resolves": self.resolves,
         }
 
     def to_json(self) -> bytes:

@@ -231,3 +231,38 @@ async def test_without_jetstream_the_feed_shows_the_publishes(
     finally:
         await feed.stop()
         await client_nc.close()
+
+
+async def test_an_oom_reports_detail_lines_do_not_push_what_came_before_out_of_the_feed(
+    nc: Any, js: Any
+) -> None:
+    """An OOM report is up to 2,000 detail lines (ingest-syslog's kernel-oom-report window)
+    before its kill: they keep a quarter of the recent events' places, not all of them."""
+    await ensure_streams(js, ServiceSettings(_env_file=None).stream_limits())  # type: ignore[call-arg]
+    detail = {"detail_of": "oom.kill", "rule": "kernel-oom-report"}
+    # Back-filled from the stream: 10 events, then a report's 60 detail lines.
+    await publish(js, *(ev(title=f"before {i}") for i in range(10)))
+    await publish(
+        js, *(ev(title=f"frame {i}", severity="info", metadata=detail) for i in range(60))
+    )
+    feed = EventFeed(nc, js, size=40, idle=60)
+    await feed.start()
+    try:
+        await feed.ensure_running()
+        titles = [e.title for e in feed.newest(EventFilter())]
+        assert titles == [f"before {i}" for i in reversed(range(10))]
+        # Live: 2,000 more detail lines, then the kill.
+        for i in range(60, 2060):
+            feed.add(ev(title=f"frame {i}", severity="info", metadata=detail).to_json())
+        feed.add(ev(title="OOM kill in VM 101", kind="oom.kill").to_json())
+        titles = [e.title for e in feed.newest(EventFilter())]
+        assert titles == ["OOM kill in VM 101", *(f"before {i}" for i in reversed(range(10)))]
+        # With the details: the newest of them (a quarter of 40), in their place.
+        titles = [e.title for e in feed.newest(EventFilter(details=True))]
+        assert titles[:11] == ["OOM kill in VM 101", *(f"frame {i}" for i in range(2059, 2049, -1))]
+        assert titles[11:] == [f"before {i}" for i in reversed(range(10))]
+        assert feed.recent_bytes == sum(len(r) for r in feed.recent) + sum(
+            len(r) for r in feed.details
+        )
+    finally:
+        await feed.stop()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import heapq
 import logging
 import time
 from collections import deque
@@ -45,12 +46,57 @@ MAX_EVENT_BYTES = 256 * 1024  # a normal event is far smaller (message ≤ 64 Ki
 RECENT_BYTES = 16 * 1024 * 1024
 BACKFILL_TIMEOUT = 5.0
 BACKFILL_BATCH = 64
+BACKFILL_SCAN = 4096  # messages read past the rings' free places (detail lines skipped)
 FIRST_PAGE_WAIT = 2.0
 FOLLOW_TIMEOUT = 5.0  # for the consumer that follows the stream; then the plain subscription
 EVENTS_SUBJECT = "proxbus.events.>"
 # With no page asking for events this long, the feed unsubscribes: an unused console costs the
 # dispatcher's intake nothing (each event would otherwise reach this process twice).
 IDLE_AFTER = 600.0
+# Detail lines (``metadata.detail_of``) have a ring of their own, a quarter of the size: an OOM
+# report is up to 2,000 of them before its kill, and in one ring they pushed out every event
+# before it. Recognised in the raw JSON (a title or message holding the text has its quotes
+# escaped, so only a key reads ``"detail_of"``).
+DETAIL_KEY = b'"detail_of"'
+DETAIL_SHARE = 4
+
+
+class _Ring:
+    """Raw events with their arrival numbers (to merge two rings in order), bounded."""
+
+    def __init__(self, size: int) -> None:
+        self.raw: deque[bytes] = deque(maxlen=size)
+        self.seq: deque[int] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def room(self) -> int:
+        return (self.raw.maxlen or 0) - len(self.raw)
+
+    def append(self, n: int, raw: bytes) -> int:
+        """Add one; the bytes of the one it pushed out (0 for none)."""
+        evicted = len(self.raw[0]) if self.room() == 0 else 0
+        self.raw.append(raw)
+        self.seq.append(n)
+        return evicted
+
+    def popleft(self) -> int:
+        self.seq.popleft()
+        return len(self.raw.popleft())
+
+    def extendleft(self, items: list[tuple[int, bytes]]) -> None:
+        """Older events, newest first, put before the others."""
+        for n, raw in items:
+            self.seq.appendleft(n)
+            self.raw.appendleft(raw)
+
+    def clear(self) -> None:
+        self.raw.clear()
+        self.seq.clear()
+
+    def newest(self) -> Iterator[tuple[int, bytes]]:
+        return zip(reversed(self.seq), reversed(self.raw), strict=True)
 
 
 @dataclass(slots=True, frozen=True)
@@ -164,7 +210,9 @@ class EventFeed:
         self._nc = nc
         self._js = js
         self._idle = idle
-        self.recent: deque[bytes] = deque(maxlen=size)
+        self._main = _Ring(size)
+        self._details = _Ring(max(1, size // DETAIL_SHARE))
+        self._arrivals = 0  # live events get 1, 2, ...; back-filled ones -1, -2, ... (older)
         self.recent_bytes = 0
         self.max_bytes = max_bytes
         self.oversize = 0  # events over MAX_EVENT_BYTES, not kept
@@ -178,6 +226,20 @@ class EventFeed:
         self._backfill: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+
+    @property
+    def recent(self) -> deque[bytes]:
+        """The recent events but detail lines (raw JSON, oldest first)."""
+        return self._main.raw
+
+    @property
+    def details(self) -> deque[bytes]:
+        """The recent detail lines (raw JSON, oldest first)."""
+        return self._details.raw
+
+    @property
+    def count(self) -> int:
+        return len(self._main) + len(self._details)
 
     @property
     def subscribed(self) -> bool:
@@ -224,7 +286,8 @@ class EventFeed:
             idle = time.monotonic() - self.last_used > self._idle
             if self.subscribed and not self.clients and idle:
                 await self._unsubscribe()
-                self.recent.clear()
+                self._main.clear()
+                self._details.clear()
                 self.recent_bytes = 0
 
     async def _unsubscribe(self) -> None:
@@ -256,12 +319,13 @@ class EventFeed:
         if len(raw) > MAX_EVENT_BYTES:
             self.oversize += 1
             return
-        if len(self.recent) == self.recent.maxlen:
-            self.recent_bytes -= len(self.recent[0])
-        self.recent.append(raw)
-        self.recent_bytes += len(raw)
-        while self.recent_bytes > self.max_bytes and len(self.recent) > 1:
-            self.recent_bytes -= len(self.recent.popleft())
+        ring = self._details if DETAIL_KEY in raw else self._main
+        self._arrivals += 1
+        self.recent_bytes += len(raw) - ring.append(self._arrivals, raw)
+        while self.recent_bytes > self.max_bytes and self.count > 1:
+            # The older of the two rings' oldest goes.
+            rings = [r for r in (self._main, self._details) if len(r)]
+            self.recent_bytes -= min(rings, key=lambda r: r.seq[0]).popleft()
         if not self.clients:
             return
         event = self._decode(raw)
@@ -289,37 +353,55 @@ class EventFeed:
         last, first = info.state.last_seq, info.state.first_seq
         if upto is not None:
             last = min(last, upto)
-        room = (self.recent.maxlen or 0) - len(self.recent)
+        # Fetched until both rings' free places are filled: past a report's detail lines when
+        # the details' ring is full, up to BACKFILL_SCAN messages more than there are places.
+        wanted = [self._main.room(), self._details.room()]
+        limit = sum(wanted) + BACKFILL_SCAN
         older: list[bytes] = []
         seq = last
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BACKFILL_TIMEOUT
         # Requests in parallel batches: 500 one after the other took ~0.3 s on a busy machine,
         # most of it round trips, and the first page after an idle spell waits for this.
-        while seq >= max(first, 1) and len(older) < room and loop.time() < deadline:
+        while (
+            seq >= max(first, 1)
+            and any(w > 0 for w in wanted)
+            and len(older) < limit
+            and loop.time() < deadline
+        ):
             seqs = list(range(seq, max(seq - BACKFILL_BATCH, first - 1, 0), -1))
             seq = seqs[-1] - 1
             results = await asyncio.gather(
                 *(self._js.get_msg(EVENTS_STREAM, n) for n in seqs), return_exceptions=True
             )
             failed = [r for r in results if isinstance(r, BaseException)]
-            older.extend(r.data for r in results if not isinstance(r, BaseException) and r.data)
+            for r in results:
+                if not isinstance(r, BaseException) and r.data:
+                    older.append(r.data)
+                    wanted[1 if DETAIL_KEY in r.data else 0] -= 1
             trouble = [r for r in failed if not isinstance(r, NotFoundError)]
             if trouble:
                 log.warning("console: back-fill stopped near seq %d: %s", seq, trouble[0])
                 break
         # Live events that arrived meanwhile keep their places (extendleft past maxlen would
         # drop the newest from the right end); the byte budget holds too.
-        room = max(0, (self.recent.maxlen or 0) - len(self.recent))
-        kept: list[bytes] = []
-        for raw in older:
-            if len(kept) == room or self.recent_bytes + len(raw) > self.max_bytes:
+        rings = (self._main, self._details)
+        kept: tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]] = ([], [])
+        rooms = [max(0, r.room()) for r in rings]
+        oldest = min((r.seq[0] for r in rings if len(r)), default=1)
+        for n, raw in enumerate(older, start=1):
+            which = 1 if DETAIL_KEY in raw else 0
+            if not rooms[0] and not rooms[1]:
                 break
-            if len(raw) > MAX_EVENT_BYTES:
+            if self.recent_bytes + len(raw) > self.max_bytes:
+                break
+            if len(raw) > MAX_EVENT_BYTES or not rooms[which]:
                 continue
-            kept.append(raw)
+            kept[which].append((min(oldest, 1) - n, raw))
+            rooms[which] -= 1
             self.recent_bytes += len(raw)
-        self.recent.extendleft(kept)  # newest first into the left end: oldest ends leftmost
+        for ring, items in zip(rings, kept, strict=True):
+            ring.extendleft(items)  # newest first into the left end: oldest ends leftmost
 
     def connect(self, event_filter: EventFilter) -> FeedClient:
         client = FeedClient(event_filter)
@@ -332,7 +414,8 @@ class EventFeed:
     def _newest_events(self) -> Iterator[Event]:
         """Recent events, newest first, each once (the back-fill may overlap live ones)."""
         seen: set[str] = set()
-        for raw in reversed(self.recent):
+        merged = heapq.merge(self._main.newest(), self._details.newest(), key=lambda e: -e[0])
+        for _, raw in merged:
             event = self._decode(raw, count=False)
             if event is not None and event.id not in seen:
                 seen.add(event.id)
@@ -341,7 +424,7 @@ class EventFeed:
     def find(self, event_id: str) -> Event | None:
         """A recent event by id (the raw JSON is searched before anything is decoded)."""
         needle = event_id.encode()
-        for raw in reversed(self.recent):
+        for _, raw in (*self._main.newest(), *self._details.newest()):
             if needle in raw:
                 event = self._decode(raw, count=False)
                 if event is not None and event.id == event_id:

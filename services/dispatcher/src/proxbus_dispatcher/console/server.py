@@ -600,7 +600,7 @@ class ConsoleServer:
             comment=comment[:1024],
             preview=None if hits is None else hits[:50],
             preview_count=len(hits or []),
-            preview_total=len(self.feed.recent),
+            preview_total=self.feed.count,
             error=error,
         )
 

@@ -125,6 +125,29 @@ def test_site_services_run_in_the_site_domain_with_its_label() -> None:
     assert "proxbus sites link" in " ".join(link["entrypoint"])
 
 
+def test_every_variable_a_multisite_compose_file_sets_is_read_by_that_service() -> None:
+    """As test_deploy checks deploy/compose.yaml: a renamed setting cannot stay behind here."""
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("test_deploy", ROOT / "tests" / "test_deploy.py")
+    assert spec is not None
+    assert spec.loader is not None
+    deploy = sys.modules.setdefault("test_deploy", module_from_spec(spec))
+    spec.loader.exec_module(deploy)
+    checked = 0
+    for path in COMPOSE_FILES:
+        for name, service in yaml.safe_load(path.read_text())["services"].items():
+            build = (service.get("build") or {}).get("args", {}).get("SERVICE")
+            if build in (None, "devtools"):
+                continue
+            known = deploy.env_names(deploy.settings_class(build))
+            unknown = [var for var in service.get("environment", {})
+                       if var not in known and not deploy.GATEWAY_PASS_THROUGH.match(var)]  # fmt: skip
+            assert not unknown, f"{path.name}, {name}: no setting reads {unknown}"
+            checked += 1
+    assert checked >= 5
+
+
 def test_the_devtools_image_has_its_console_script() -> None:
     import tomllib
 

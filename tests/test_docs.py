@@ -12,8 +12,9 @@
 - Every README (top level, docs/, services, libs, deploy): each `proxbus ...` / `proxbus-<service>
   ...` command it shows (code blocks and inline code) uses only options its program's `--help`
   lists; each variable a service README's settings tables name is a field of that service's
-  settings class with the documented default (libs/runtime's README for the shared ones), and
-  every field is documented; the top-level service table has the default ports of the code.
+  settings class with the documented default (libs/runtime's README for the shared ones), each
+  range a row states ("at most 900", "1-10,000") is the field's bounds, and every field is
+  documented; the top-level service table has the default ports of the code.
 """
 
 from __future__ import annotations
@@ -745,6 +746,93 @@ def test_the_runtime_readme_documents_the_shared_settings_with_their_defaults() 
 
     wrong = readme_settings_mismatches(ROOT / "libs/runtime/README.md", SpoolSettings)
     assert not wrong, "\n".join(wrong)
+
+
+# "at most 60", "(< 10)", "≥ 24", "2-200", "100 - 1,000,000" in a setting's row; not "at least 3 ×
+# the receiver timeout" nor "at least 32 characters" (a rule the field's bounds do not hold).
+_RANGE = re.compile(
+    r"(?P<op>at most|at least|≤|≥|<|>)\s*`?(?P<n>\d[\d,]*(?:\.\d+)?)`?(?![\d.])"
+    r"|(?<![\w.`/-])(?P<lo>\d[\d,]*(?:\.\d+)?)\s?(?:-|–)\s?(?P<hi>\d[\d,]*(?:\.\d+)?)(?![\w.%-])"
+)
+_NOT_A_BOUND = re.compile(r"\s*(?:×|characters?\b)")
+
+
+def _bounds(field: Any) -> dict[str, float]:
+    """The field's ``ge``/``gt``/``le``/``lt`` (pydantic's ``Field`` constraints)."""
+    out = {}
+    for constraint in field.metadata:
+        for key in ("ge", "gt", "le", "lt"):
+            value = getattr(constraint, key, None)
+            if value is not None:
+                out[key] = float(value)
+    return out
+
+
+def readme_range_mismatches(page: Path, settings: type[Any]) -> list[str]:
+    """Ranges a settings table row states for its one variable ("at most 900", "1-10,000")
+    that are not the bounds the settings class enforces; the default column is not read."""
+    wrong = []
+    skip: int | None = None
+    for line in page.read_text().splitlines():
+        if not line.startswith("|"):
+            skip = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in ("variable", "setting (env)"):
+            skip = cells.index("default") if "default" in cells else None
+            continue
+        names = _NAME.findall(cells[0])
+        field = settings.model_fields.get(names[0].lower()) if len(names) == 1 else None
+        if field is None or not cells[0].startswith("`"):
+            continue
+        bounds = _bounds(field)
+        text = " | ".join(c for i, c in enumerate(cells[1:], 1) if i != skip)
+        for m in _RANGE.finditer(text):
+            if _NOT_A_BOUND.match(text, m.end()):
+                continue
+            n, lo, hi = (float(v.replace(",", "")) if v else 0.0 for v in m.group("n", "lo", "hi"))
+            if m.group("op"):
+                low = m.group("op") in ("at least", "≥", ">")
+                claims = [(("ge", "gt") if low else ("le", "lt"), n)]
+            else:
+                claims = [(("ge", "gt"), lo), (("le", "lt"), hi)]
+            for keys, value in claims:
+                if not any(bounds.get(k) == value for k in keys):
+                    wrong.append(f"{names[0]}: documented {m.group(0)!r}, the code's {bounds}")
+    return wrong
+
+
+@pytest.mark.parametrize("member", ["libs/runtime", *sorted(SERVICE_SETTINGS)])
+def test_ranges_a_settings_table_states_are_the_bounds_the_code_enforces(member: str) -> None:
+    from importlib import import_module
+
+    from proxbus_runtime.spooling import SpoolSettings
+
+    settings = (
+        SpoolSettings
+        if member == "libs/runtime"
+        else import_module(SERVICE_SETTINGS[member]).Settings
+    )
+    wrong = readme_range_mismatches(ROOT / member / "README.md", settings)
+    assert not wrong, f"{member}/README.md:\n" + "\n".join(wrong)
+
+
+def test_a_wrong_range_in_a_readme_is_found(tmp_path: Path) -> None:
+    from proxbus_ingest_syslog.settings import Settings
+
+    page = tmp_path / "README.md"
+    page.write_text(
+        "| variable | default | meaning |\n| --- | --- | --- |\n"
+        "| `SYSLOG_MAX_LINE` | `65536` | 256-16,777,216 bytes: right |\n"
+        "| `RATE_LIMIT_HOSTS_PER_PEER` | `256` | 1-1,000 names: wrong |\n"
+        "| `SYSLOG_DRAIN_TIMEOUT` | `1.5` | seconds (at most 10): wrong |\n"
+        "| `SYSLOG_PEER_SHARE` | `0.1` | share (≥ 0.5): wrong; at least 3 × the rest: no bound |\n"
+    )
+    assert readme_range_mismatches(page, Settings) == [
+        "RATE_LIMIT_HOSTS_PER_PEER: documented '1-1,000', the code's {'ge': 1.0, 'le': 10000.0}",
+        "SYSLOG_DRAIN_TIMEOUT: documented 'at most 10', the code's {'ge': 0.0, 'le': 5.0}",
+        "SYSLOG_PEER_SHARE: documented '≥ 0.5', the code's {'gt': 0.0, 'le': 1.0}",
+    ]
 
 
 def test_a_wrong_default_or_variable_in_a_readme_is_found(tmp_path: Path) -> None:

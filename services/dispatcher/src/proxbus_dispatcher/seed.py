@@ -77,6 +77,40 @@ def seed_receivers(s: Settings) -> list[dict[str, Any]]:
     return out
 
 
+# The variable each seed receiver field comes from (seed_receivers), for error messages: the
+# user set DISCORD_WEBHOOK_URL, not a receiver's "url".
+_COMMON_VARIABLES = {"max_attempts": "MAX_ATTEMPTS", "backoff_base": "BACKOFF_BASE",
+                     "backoff_max": "BACKOFF_MAX", "timezone": "NOTIFY_TIMEZONE"}  # fmt: skip
+_SEED_VARIABLES = {
+    "discord": {"url": "DISCORD_WEBHOOK_URL"},
+    "gotify": {"url": "GOTIFY_URL", "token": "GOTIFY_TOKEN"},
+    "webhook": {"url": "WEBHOOK_URL", "secret": "WEBHOOK_SECRET"},
+    "email": {"host": "EMAIL_OUT_HOST", "port": "EMAIL_OUT_PORT", "username": "EMAIL_OUT_USER",
+              "password": "EMAIL_OUT_PASSWORD", "security": "EMAIL_OUT_SECURITY",
+              "from": "EMAIL_OUT_FROM", "to": "EMAIL_OUT_TO"},
+    "apprise": {"urls": "APPRISE_URLS"},
+    "nats": {"subject": "NATS_OUT_SUBJECT"},
+}  # fmt: skip
+# Receivers switched on by a toggle (apprise and nats: by their one variable being set).
+_TOGGLES = {
+    name: f"{name.upper()}_OUT_ENABLED" for name in ("discord", "gotify", "webhook", "email")
+}
+
+
+def _seed_error(receiver: str, field: str, err: Any) -> str:
+    """``DISCORD_WEBHOOK_URL is not set (DISCORD_OUT_ENABLED)``, ``NOTIFY_TIMEZONE is invalid:
+    ...``: the variable the user set, not the seed receiver's field."""
+    toggle = _TOGGLES.get(receiver)
+    field = field.rstrip("_")
+    variable = _COMMON_VARIABLES.get(field) or _SEED_VARIABLES.get(receiver, {}).get(field)
+    if variable is None:
+        return f"{toggle or receiver} is set but {field} is invalid: {err['msg']}"
+    why = f" ({toggle})" if toggle and field not in _COMMON_VARIABLES else ""
+    if err.get("input") is None:
+        return f"{variable} is not set{why}"
+    return f"{variable} is invalid{why}: {err['msg']}"
+
+
 def seed_config(s: Settings) -> DispatcherConfig:
     """Root routes per enabled notifier (``continue``): every event ≥ ``MIN_SEVERITY``, plain
     log lines (``syslog.message``) ≥ ``SEED_SYSLOG_MIN_SEVERITY`` too.
@@ -104,11 +138,7 @@ def seed_config(s: Settings) -> DispatcherConfig:
                 if len(loc) > 1 and isinstance(loc[1], int)
                 else "?"
             )
-            field = loc[-1]
-            raise ConfigError(
-                f"{name.upper()}_OUT_ENABLED is set but {field} is invalid: {err['msg']}",
-                path="environment",
-            ) from None
+            raise ConfigError(_seed_error(name, str(loc[-1]), err), path="environment") from None
         raise
     receivers: dict[str, ReceiverBase] = (
         {r.name: r for r in model.receivers} if receivers_raw else {}

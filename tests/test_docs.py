@@ -1064,3 +1064,25 @@ def test_the_token_pages_env_blocks_configure_the_gateway_as_described() -> None
     assert (pbs1.name, pbs1.port, pbs1.user) == ("pbs1", 8007, "proxbus@pbs")
     created = {a[4] for a in commands("pveum") if a[:3] == ["user", "token", "add"]}
     assert pve1.token_name in created
+
+
+def test_every_secret_setting_is_in_the_security_pages_secrets_table() -> None:
+    """A new secret (DISCORD_BUTTON_SECRET, CONSOLE_TOKENS) gets a row saying who holds it."""
+    from importlib import import_module
+
+    from proxbus_runtime import ServiceSettings
+
+    text = (DOCS / "security.md").read_text()
+    table = text[text.index("## Secrets and where they live") : text.index("## Gateway tokens")]
+    named = set(_NAME.findall(table))
+    secrets = {}
+    for settings in [
+        ServiceSettings,
+        *(import_module(m).Settings for m in SERVICE_SETTINGS.values()),
+    ]:
+        for name, field in settings.model_fields.items():
+            if "SecretStr" in str(field.annotation):
+                secrets.setdefault(name.upper(), settings.__module__)
+    assert {"NATS_PASSWORD", "GATEWAY_TOKENS", "PVE_WEBHOOK_SECRET"} <= set(secrets)
+    missing = sorted(f"{n} ({m})" for n, m in secrets.items() if n not in named)
+    assert not missing, f"docs/security.md's secrets table does not name: {missing}"

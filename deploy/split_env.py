@@ -234,6 +234,7 @@ OWN: dict[str, frozenset[str]] = {
             "SEED_SYSLOG_MIN_SEVERITY",
             "NOTIFY_TIMEZONE",
             "SEED_OK_GROUP_WAIT",
+            "SEED_LINES_GROUP_WAIT",
             "MAX_ATTEMPTS",
             "BACKOFF_BASE",
             "BACKOFF_MAX",

@@ -204,7 +204,10 @@ async def test_the_seed_does_not_notify_every_plain_log_line(dispatcher, sink, j
     # (webhook.message, email.message) keep MIN_SEVERITY. Notice stays: pmxcfs's "node has
     # quorum" (the only word that quorum is back) is a notice line.
     hook = await sink()
-    await dispatcher(None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook")
+    # plain lines at once (their digest per node, SEED_LINES_GROUP_WAIT: test_recovery)
+    await dispatcher(
+        None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook", seed_lines_group_wait=0
+    )
     quiet = [
         ev(
             kind="syslog.message",
@@ -247,6 +250,7 @@ async def test_the_seeds_plain_line_floor_can_be_lowered(dispatcher, sink, js) -
         webhook_out_enabled=True,
         webhook_url=f"{hook.url}/hook",
         seed_syslog_min_severity="info",
+        seed_lines_group_wait=0,
     )
     await publish(js, ev(kind="syslog.message", severity="info", title="pvedaemon: hello"))
     await wait_until(lambda: len(hook.requests) == 1)

@@ -408,3 +408,59 @@ async def test_a_nights_digest_counts_the_jobs_end_once(dispatcher, sink, js) ->
         "[INFO] 6 events: backup.ok on pve1 (guests 100, 101, 102, 103, 104)"
     ]
     assert len(hook.requests[0].json["events"]) == 6
+
+
+# What every surviving node logs when pve2 rejoins, all at notice (corosync exec/totemsrp.c
+# "A new membership ... was formed", exec/vsf_quorum.c "Members[%d]:", exec/main.c "Completed
+# service synchronization"; pve-cluster src/pmxcfs/dfsm.c and status.c, cfs_dom_message at
+# notice): plain lines (syslog.message), as `proxbus-ingest-syslog parse` gives them.
+REJOIN = (
+    "corosync: [TOTEM ] A new membership (1.2a) was formed. Members joined: 2",
+    "corosync: [QUORUM] Sync members[3]: 1 2 3",
+    "corosync: [QUORUM] Sync joined[1]: 2",
+    "corosync: [QUORUM] Members[3]: 1 2 3",
+    "corosync: [MAIN ] Completed service synchronization, ready to provide service.",
+    "pmxcfs: [dcdb] notice: members: 1/1100, 2/1180, 3/1090",
+    "pmxcfs: [dcdb] notice: starting data syncronisation",
+    "pmxcfs: [status] notice: members: 1/1100, 2/1180, 3/1090",
+    "pmxcfs: [status] notice: starting data syncronisation",
+    "pmxcfs: [dcdb] notice: received sync request (epoch 1/1100/00000004)",
+    "pmxcfs: [dcdb] notice: received all states",
+    "pmxcfs: [dcdb] notice: leader is 1/1100",
+    "pmxcfs: [dcdb] notice: synced members: 1/1100, 3/1090",
+    "pmxcfs: [dcdb] notice: start sending inode updates",
+    "pmxcfs: [dcdb] notice: sent all (0) updates",
+    "pmxcfs: [dcdb] notice: all data is up to date",
+    "pmxcfs: [status] notice: received all states",
+    "pmxcfs: [status] notice: all data is up to date",
+    "pmxcfs: [status] notice: node has quorum",
+)
+
+
+async def test_a_node_rejoining_the_cluster_is_one_digest_per_node_not_forty(
+    dispatcher, sink, js
+) -> None:
+    # The seed notifies plain lines from notice (SEED_SYSLOG_MIN_SEVERITY) so that pmxcfs's
+    # "node has quorum" is told; every node logs 19 such lines within a second when a node
+    # rejoins: 38 notifications from two survivors, each its own push. Plain lines now go
+    # out as one digest per node after SEED_LINES_GROUP_WAIT.
+    hook = await sink()
+    service = await dispatcher(
+        None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook", seed_lines_group_wait=1.0
+    )
+    lines = [
+        ev(source="syslog", node=node, severity="notice", kind="syslog.message", title=title,
+           metadata={"app": title.partition(":")[0]})
+        for node in ("pve1", "pve3")
+        for title in REJOIN
+    ]  # fmt: skip
+    await publish(js, *lines)
+    await wait_until(lambda: _settled(service) >= len(lines))
+    await wait_until(lambda: len(hook.requests) >= 2)
+    await asyncio.sleep(1.5)  # a third notification would be on its way by now
+    assert len(hook.requests) == 2, [r.json["title"] for r in hook.requests]
+    by_node = {r.json["group_labels"]["node"]: r.json for r in hook.requests}
+    assert sorted(by_node) == ["pve1", "pve3"]
+    for node, body in by_node.items():
+        assert body["title"] == f"[NOTICE] 19 events: syslog.message on {node}"
+        assert f"- [notice] {node}: pmxcfs: [status] notice: node has quorum" in body["body"]

@@ -113,7 +113,8 @@ def _seed_error(receiver: str, field: str, err: Any) -> str:
 
 def seed_config(s: Settings) -> DispatcherConfig:
     """Root routes per enabled notifier (``continue``): every event ≥ ``MIN_SEVERITY``, plain
-    log lines (``syslog.message``) ≥ ``SEED_SYSLOG_MIN_SEVERITY`` too.
+    log lines (``syslog.message``) ≥ ``SEED_SYSLOG_MIN_SEVERITY`` too (one digest per node
+    after ``SEED_LINES_GROUP_WAIT``), successes as a digest per node (``SEED_OK_GROUP_WAIT``).
 
     Raises:
         ConfigError: a toggle is on but its URL/token is missing (names the variable).
@@ -170,12 +171,22 @@ def seed_config(s: Settings) -> DispatcherConfig:
             group_wait=s.seed_ok_group_wait,
             group_interval=s.seed_ok_group_wait,
         )
+    # Plain lines: one digest per node after SEED_LINES_GROUP_WAIT (a node leaving or
+    # rejoining the cluster is ~20 corosync/pmxcfs notice lines on every node at once).
+    lines = at_once
+    if s.seed_lines_group_wait > 0:
+        lines = replace(
+            at_once,
+            group_by=("node",),
+            group_wait=s.seed_lines_group_wait,
+            group_interval=s.seed_lines_group_wait,
+        )
     children: list[Route] = []
     for name in receivers:
         for suffix, matchers, shape in (
             ("", (floor, _m("kind", "!=", plain), _m("kind", "!=", ok)), at_once),
             ("-ok", (floor, _m("kind", "=", ok)), digest),
-            ("-lines", (_m("severity", ">=", lines_floor.value), _m("kind", "=", plain)), at_once),
+            ("-lines", (_m("severity", ">=", lines_floor.value), _m("kind", "=", plain)), lines),
         ):
             children.append(
                 replace(

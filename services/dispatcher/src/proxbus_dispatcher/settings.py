@@ -54,6 +54,9 @@ class Settings(ServiceSettings):
     seed_syslog_min_severity: Severity = Severity.NOTICE
     # successes (kinds *.ok) go out as one digest per node after this many seconds (0: at once)
     seed_ok_group_wait: float = Field(default=600.0, ge=0)
+    # plain log lines go out as one digest per node after this many seconds (0: at once): a
+    # node leaving or rejoining the cluster is ~20 notice lines on every node within a second
+    seed_lines_group_wait: float = Field(default=30.0, ge=0)
     discord_out_enabled: bool = False
     discord_webhook_url: SecretStr | None = None
     # Signs the "Silence 1h" / "Acknowledge" buttons of discord receivers with buttons: true

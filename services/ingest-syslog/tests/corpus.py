@@ -19,7 +19,7 @@ from typing import Any
 
 # PRI = facility * 8 + severity. daemon = 3, kern = 0, authpriv = 10, auth = 4, user = 1.
 DAEMON_ERR, DAEMON_WARN, DAEMON_NOTICE, DAEMON_INFO, DAEMON_CRIT = 27, 28, 29, 30, 26
-KERN_ALERT, KERN_CRIT, KERN_ERR, KERN_WARN, KERN_NOTICE, KERN_INFO = 1, 2, 3, 4, 5, 6
+KERN_EMERG, KERN_ALERT, KERN_CRIT, KERN_ERR, KERN_WARN, KERN_NOTICE, KERN_INFO = 0, 1, 2, 3, 4, 5, 6
 AUTHPRIV_INFO, AUTHPRIV_NOTICE, AUTH_INFO = 86, 85, 38
 SEVERITY = {0: "critical", 1: "critical", 2: "critical", 3: "error", 4: "warning", 5: "notice",
             6: "info", 7: "debug"}  # fmt: skip
@@ -43,24 +43,27 @@ CORPUS: list[Line] = []
 _clock = [3 * 3600]  # seconds since midnight, advanced per line so timestamps look like a log
 
 
-def _stamp3164() -> str:
-    _clock[0] += 7
+def _stamp3164(advance: int = 7) -> str:
+    _clock[0] += advance
     t = _clock[0] % 86400
     return f"Nov 30 {t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}"
 
 
-def _stamp5424() -> str:
-    _clock[0] += 7
+def _stamp5424(advance: int = 7) -> str:
+    _clock[0] += advance
     t = _clock[0] % 86400
     return f"2026-11-30T{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}.{t % 997:06d}+01:00"
 
 
-def frame(pri: int, host: str, app: str, pid: int | None, msg: str, rfc5424: bool) -> str:
-    """The raw line: RFC 3164 ``<PRI>Mmm dd hh:mm:ss host app[pid]: msg`` or RFC 5424."""
+def frame(
+    pri: int, host: str, app: str, pid: int | None, msg: str, rfc5424: bool, advance: int = 7
+) -> str:
+    """The raw line: RFC 3164 ``<PRI>Mmm dd hh:mm:ss host app[pid]: msg`` or RFC 5424;
+    ``advance``: seconds after the previous line (0: printed at once, a kernel dump)."""
     if rfc5424:
-        return f"<{pri}>1 {_stamp5424()} {host} {app} {pid if pid else '-'} - - {msg}"
+        return f"<{pri}>1 {_stamp5424(advance)} {host} {app} {pid if pid else '-'} - - {msg}"
     tag = f"{app}[{pid}]" if pid else app
-    return f"<{pri}>{_stamp3164()} {host} {tag}: {msg}"
+    return f"<{pri}>{_stamp3164(advance)} {host} {tag}: {msg}"
 
 
 _FLOORS = {
@@ -114,6 +117,7 @@ class Block:
         minimum: str | None = None,
         rfc5424: bool | None = None,
         detail: bool = False,
+        at_once: bool = False,
     ) -> None:
         """``node`` defaults to the sender's short name; every third line is RFC 5424."""
         self._n += 1
@@ -122,7 +126,7 @@ class Block:
         CORPUS.append(
             Line(
                 source=self.source,
-                raw=frame(pri, host, app, pid, msg, use_5424),
+                raw=frame(pri, host, app, pid, msg, use_5424, 0 if at_once else 7),
                 kind=kind,
                 node=short if node == "" else node,
                 vmid=vmid,
@@ -2085,3 +2089,30 @@ zed(DAEMON_NOTICE, f"eid=14 class=probe_failure pool='tank' vdev={_vdev}", detai
 zed(DAEMON_NOTICE, f"eid=15 class=statechange pool='tank' vdev={_vdev} vdev_state=FAULTED",
     "disk.error", rfc5424=False)  # fmt: skip
 zed(DAEMON_NOTICE, "eid=16 class=config_sync pool='tank'", detail=True, rfc5424=False)
+
+# A kernel report (no kind in the contract): its first line notifies, its dump is detail.
+b = Block("linux kernel/hung_task.c hung_task_info, kernel/panic.c __warn, kernel/watchdog.c")
+kern = b.sender("pve11", "kernel", None)
+kern(KERN_ERR, "INFO: task kworker/u64:2:1234 blocked for more than 122 seconds.", rfc5424=False)
+for pri, text in [
+    (KERN_ERR, "      Tainted: P           O       6.8.12-4-pve #1"),
+    (KERN_ERR, '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.'),
+    (
+        KERN_INFO,
+        "task:kworker/u64:2  state:D stack:0     pid:1234  tgid:1234  ppid:2      flags:0x00004000",
+    ),
+    (KERN_WARN, "Call Trace:"),
+    (KERN_WARN, " __schedule+0x401/0x15e0"),
+    (KERN_ERR, "INFO: task kvm:20431 blocked for more than 122 seconds."),  # the same stall
+]:
+    kern(pri, text, detail=True, rfc5424=False, at_once=True)  # the kernel prints it at once
+kern = b.sender("pve12", "kernel", None)
+kern(KERN_WARN, "------------[ cut here ]------------", rfc5424=False)
+for text in [
+    "WARNING: CPU: 5 PID: 3321 at net/core/dev.c:3287 skb_warn_bad_offload+0x7c/0x110",
+    "RIP: 0010:skb_warn_bad_offload+0x7c/0x110",
+    "Call Trace:",
+    "---[ end trace 0000000000000000 ]---",
+]:
+    kern(KERN_WARN, text, detail=True, rfc5424=False, at_once=True)
+kern(KERN_EMERG, "watchdog: BUG: soft lockup - CPU#7 stuck for 26s! [kvm:20431]", rfc5424=False)

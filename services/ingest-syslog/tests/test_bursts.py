@@ -283,3 +283,93 @@ def test_a_zfs_vdev_failing_notifies_its_errors_once_and_its_fault() -> None:
         f"ZFS pool tank: vdev {_VDEV} FAULTED",
     ], _notifying(events)
     assert events[5].metadata["detail_of"] == "disk.error"
+
+
+# --- a kernel report: hung tasks, a WARNING, a soft lockup ----------------------------------------
+# The contract has no kind for these (they stay syslog.message), but each is one happening: its
+# first line notifies at its PRI, the stack dump after it is detail. linux kernel/hung_task.c
+# hung_task_info (pr_err head, tainted and "echo 0" lines; sched_show_task's "task:" line at
+# info and the trace at the default level, warning), kernel/panic.c __warn ("cut here",
+# "WARNING: CPU: ...", modules, registers, trace, "---[ end trace ... ]---"),
+# kernel/watchdog.c watchdog_timer_fn (pr_emerg "BUG: soft lockup").
+def _kern(pri: int, time: str, text: str, host: str = "pve3") -> str:
+    return _line(pri, time, host, "kernel", text)
+
+
+HUNG_TASKS = [
+    _kern(3, "16:00:00", "INFO: task kworker/u64:2:1234 blocked for more than 122 seconds."),
+    _kern(3, "16:00:00", "      Tainted: P           O       6.8.12-4-pve #1"),
+    _kern(3, "16:00:00", '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this '
+                         "message."),
+    _kern(6, "16:00:00", "task:kworker/u64:2  state:D stack:0     pid:1234  tgid:1234  ppid:2 "
+                         "     flags:0x00004000"),
+    _kern(4, "16:00:00", "Call Trace:"),
+    _kern(4, "16:00:00", " <TASK>"),
+    _kern(4, "16:00:00", " __schedule+0x401/0x15e0"),
+    _kern(4, "16:00:00", " io_schedule+0x46/0x80"),
+    _kern(4, "16:00:00", " </TASK>"),
+    _kern(3, "16:00:00", "INFO: task kvm:20431 blocked for more than 122 seconds."),
+    _kern(3, "16:00:00", "      Tainted: P           O       6.8.12-4-pve #1"),
+    _kern(4, "16:00:00", "Call Trace:"),
+    _kern(4, "16:00:00", " </TASK>"),
+]  # fmt: skip
+
+KERNEL_WARNING = [
+    _kern(4, "16:10:00", "------------[ cut here ]------------"),
+    _kern(4, "16:10:00", "WARNING: CPU: 5 PID: 3321 at net/core/dev.c:3287 "
+                         "skb_warn_bad_offload+0x7c/0x110"),
+    _kern(4, "16:10:00", "Modules linked in: veth ebtable_filter ebtables ip_set zfs(PO) "
+                         "spl(O) vhost_net vhost kvm_intel kvm"),
+    _kern(4, "16:10:00", "CPU: 5 PID: 3321 Comm: vhost-3300 Tainted: P           O       "
+                         "6.8.12-4-pve #1"),
+    _kern(4, "16:10:00", "RIP: 0010:skb_warn_bad_offload+0x7c/0x110"),
+    _kern(4, "16:10:00", "RSP: 0018:ffffb1e0c7b4f9c8 EFLAGS: 00010282"),
+    _kern(4, "16:10:00", "Call Trace:"),
+    _kern(4, "16:10:00", " </TASK>"),
+    _kern(4, "16:10:00", "---[ end trace 0000000000000000 ]---"),
+]  # fmt: skip
+
+SOFT_LOCKUP = [
+    _kern(0, "16:20:00", "watchdog: BUG: soft lockup - CPU#7 stuck for 26s! [kvm:20431]"),
+    _kern(4, "16:20:00", "Modules linked in: veth ebtable_filter zfs(PO) spl(O) kvm_intel kvm"),
+    _kern(4, "16:20:00", "CPU: 7 PID: 20431 Comm: kvm Tainted: P           O L     "
+                         "6.8.12-4-pve #1"),
+    _kern(4, "16:20:00", "RIP: 0010:native_queued_spin_lock_slowpath+0x7f/0x2d0"),
+    _kern(4, "16:20:00", "Call Trace:"),
+]  # fmt: skip
+
+
+def test_a_kernel_report_notifies_once() -> None:
+    for burst in (HUNG_TASKS, KERNEL_WARNING, SOFT_LOCKUP):
+        events = _events(burst)
+        assert _notifying(events) == [("syslog.message", f"kernel: {burst[0].split(': ', 1)[1]}")]
+        for e in events[1:]:
+            assert (e.severity.rank, e.metadata.get("detail_of")) == (
+                Severity.INFO.rank,
+                "syslog.message",
+            ), e.message
+
+
+def test_a_kernel_report_ends_and_the_next_one_notifies() -> None:
+    pipeline = Pipeline(Settings())
+    _events(KERNEL_WARNING, pipeline)
+    after = _events([_kern(4, "16:10:00", "Call Trace:")], pipeline)[0]  # end trace closed it
+    assert (after.severity, after.metadata.get("detail_of")) == (Severity.WARNING, None)
+    _events(HUNG_TASKS, pipeline)
+    later = _events([_kern(4, "16:00:20", "Call Trace:")], pipeline)[0]  # seconds later: closed
+    assert later.metadata.get("detail_of") is None
+    again = _events(HUNG_TASKS[:1], pipeline)[0]
+    assert (again.severity, again.metadata.get("detail_of")) == (Severity.ERROR, None)
+
+
+def test_a_kernel_report_without_its_end_is_bounded() -> None:
+    from proxbus_ingest_syslog.classify import KERNEL_REPORT_LINES
+
+    pipeline = Pipeline(Settings())
+    _events(HUNG_TASKS[:1], pipeline)
+    marked = sum(
+        "detail_of" in e.metadata
+        for e in _events([_kern(4, "16:00:01", " __schedule+0x401/0x15e0")] *
+                         (KERNEL_REPORT_LINES + 5), pipeline)
+    )  # fmt: skip
+    assert marked == KERNEL_REPORT_LINES

@@ -39,6 +39,11 @@ stamped earlier than the window is outside it), at most ``MAX_WINDOWS`` windows 
   (``oom.kill`` with the guest): the guest's stop (qmeventd's cleanup, a container unit's)
   right after it is a detail (``tests/test_bursts.py``);
 - a host NIC down: its driver's ``Link is Down`` and the bond's ``definitely down`` for it;
+- a kernel report with no kind in the contract (a hung task, a WARNING, a soft lockup, an
+  RCU stall, a BUG; linux kernel/hung_task.c, kernel/panic.c __warn, kernel/watchdog.c): its
+  first line notifies at its PRI, the kernel lines no rule claims after it (the dump, the next
+  hung task of the same stall) are details (``detail_of`` = ``syslog.message``) until
+  ``---[ end trace``, a pause of ``KERNEL_REPORT_SECONDS`` or ``KERNEL_REPORT_LINES`` lines;
 - a cluster link down (kronosnet): knet's, corosync's and pmxcfs's membership lines of the
   host, sliding, until a recovery line (link up, quorum back, a node joining); pmxcfs's
   ``node lost quorum`` stays ``quorum.lost`` and opens the same window, in which HA's
@@ -81,6 +86,9 @@ _WINDOW_RULES = (
     | _GUEST_STOP_RULES
     | {DISK_DETAIL_RULE, "nic-link-down", "knet-link-down", "quorum-lost"}
 )
+KERNEL_REPORT_RULE = "kernel-report"
+KERNEL_REPORT_LINES = 500  # lines of one report's dump at most
+KERNEL_REPORT_SECONDS = 5.0  # the dump is printed at once: a pause ends it
 _CLUSTER_APPS = frozenset(("corosync", "pmxcfs"))
 _HA_APPS = frozenset(("pve-ha-lrm", "pve-ha-crm"))
 _WINDOW_APPS = _CLUSTER_APPS | _HA_APPS | {"zed"}
@@ -125,6 +133,8 @@ class Classifier:
         # (host, thing) → (time, kind): when the event of a happening about the thing was seen,
         # or for a sliding window its last line; the kind its details are details of
         self._windows: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        # host → (time of its last line, lines left) of a kernel report being printed
+        self._reports: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
     @property
     def rules(self) -> tuple[Rule[SyslogMessage], ...]:
@@ -137,6 +147,10 @@ class Classifier:
             self._oom_report_line(msg, cls)
         elif self._oom_reports and cls.rule in _OOM_KILL_RULES:
             self._oom_reports.pop(msg.hostname or "", None)
+        if cls.rule == KERNEL_REPORT_RULE or (
+            self._reports and not cls.rule and cls.kind == FALLBACK_KIND
+        ):
+            self._kernel_report_line(msg, cls)
         if cls.rule in _WINDOW_RULES or (
             cls.kind == FALLBACK_KIND and self._windows and msg.app in _WINDOW_APPS
         ):
@@ -261,6 +275,28 @@ class Classifier:
         self._windows.move_to_end(key)
         if len(self._windows) > MAX_WINDOWS:
             self._windows.popitem(last=False)
+
+    def _kernel_report_line(self, msg: SyslogMessage, cls: Classification) -> None:
+        """Open a host's kernel report (hung task, WARNING, soft lockup...), or mark a kernel
+        line no rule claims inside it: its dump (and the next hung task of the same stall)."""
+        if msg.timestamp is None or (msg.app or "").lower() != "kernel":
+            return
+        now = msg.timestamp.timestamp()
+        host = msg.hostname or ""
+        found = self._reports.get(host)
+        if found is not None and 0 <= now - found[0] < KERNEL_REPORT_SECONDS and found[1] > 0:
+            cls.metadata[DETAIL_OF] = FALLBACK_KIND
+            if "---[ end trace" in msg.message:
+                del self._reports[host]
+            else:
+                self._reports[host] = (now, found[1] - 1)
+        elif cls.rule == KERNEL_REPORT_RULE:
+            self._reports[host] = (now, KERNEL_REPORT_LINES)
+            self._reports.move_to_end(host)
+            if len(self._reports) > MAX_OOM_REPORTS:
+                self._reports.popitem(last=False)
+        elif found is not None:
+            del self._reports[host]
 
     def _oom_report_line(self, msg: SyslogMessage, cls: Classification) -> None:
         """Open a host's OOM report window, or mark a kernel line no rule claims inside it."""

@@ -642,6 +642,20 @@ def _fence_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return Classification(kind=FALLBACK_KIND, node=node, metadata={"reporter": msg.hostname})
 
 
+_KERNEL_REPORTS = (
+    ("blocked for more than", "hung task"),
+    ("cut here", "kernel warning"),
+    ("soft lockup", "soft lockup"),
+    ("detected stalls", "RCU stall"),
+)
+
+
+def _kernel_report(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """The first line of a kernel report: plain, ``metadata.report`` says which."""
+    what = next((r for needle, r in _KERNEL_REPORTS if needle in m[0]), "kernel BUG")
+    return Classification(kind=FALLBACK_KIND, metadata={"report": what})
+
+
 def _disk_detail(m: re.Match[str], msg: SyslogMessage) -> Classification:
     """A kernel line of a disk error's burst (libata, SCSI, NVMe, page cache, md, ratelimit).
 
@@ -862,6 +876,18 @@ RULES: list[Rule[SyslogMessage]] = [
          FALLBACK_KIND, _detail_of("oom.kill"),
          "linux mm/oom_kill.c dump_header (pr_warn), oom_reap_task_mm (pr_info)",
          needles=("invoked oom-killer", "oom_reaper: reaped")),
+    # the first line of a kernel report (no kind in the contract): it notifies at its PRI, the
+    # dump after it is detail (classify.Classifier, like the OOM report)
+    rule("kernel-report", "kernel",
+         rf"{_LINE_START}(?:INFO: task \S{{1,64}}:\d{{1,9}} blocked for more than|"
+         r"-{12}\[ cut here \]-{12}|watchdog: BUG: soft lockup - CPU#|"
+         r"rcu: INFO: rcu_\w{1,16} detected stalls|"
+         r"BUG: (?:kernel NULL pointer dereference|unable to handle page fault))",
+         FALLBACK_KIND, _kernel_report,
+         "linux kernel/hung_task.c hung_task_info, kernel/panic.c __warn, kernel/watchdog.c "
+         "watchdog_timer_fn, kernel/rcu/tree_stall.h, arch/x86/mm/fault.c show_fault_oops",
+         needles=("blocked for more than", "cut here", "soft lockup", "detected stalls",
+                  "BUG: ")),
     rule("qemu-segfault", "kernel",
          r"^(?:traps: )?(?P<comm>kvm|CPU \d+/KVM|qemu-system-\w+)\[(?P<pid>\d+)\]:? "
          r"(?P<what>segfault|general protection fault|trap invalid opcode)",

@@ -373,3 +373,17 @@ def test_a_kernel_report_without_its_end_is_bounded() -> None:
                          (KERNEL_REPORT_LINES + 5), pipeline)
     )  # fmt: skip
     assert marked == KERNEL_REPORT_LINES
+
+
+def test_a_systemd_oomd_kill_of_a_container_and_its_unit_stop_notify_once() -> None:
+    """systemd-oomd kills CT 205 (systemd src/core/cgroup.c unit_check_oomd_kill: the event),
+    then the unit fails with result 'oom-kill' (src/core/service.c, OOMPolicy=stop): the
+    container's stop is a detail of the kill."""
+    events = _events([
+        _line(29, "10:30:00", "pve4", "systemd[1]",
+              "pve-container@205.service: systemd-oomd killed 3 process(es) in this unit."),
+        _line(28, "10:30:00", "pve4", "systemd[1]",
+              "pve-container@205.service: Failed with result 'oom-kill'."),
+    ])  # fmt: skip
+    assert [k for k, _ in _notifying(events)] == ["oom.kill"], _notifying(events)
+    assert (events[1].vmid, events[1].metadata["detail_of"]) == (205, "oom.kill")

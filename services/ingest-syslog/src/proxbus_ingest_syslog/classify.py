@@ -36,7 +36,7 @@ stamped earlier than the window is outside it), at most ``MAX_WINDOWS`` windows 
   or pool (md's ``Disk failure``, zed's vdev ``FAULTED``, a suspended pool) always notify;
   zed's ``config_sync`` of the pool after them is a detail;
 - a guest's QEMU crash (``vm.crashed``, the kernel line names no guest) or OOM kill
-  (``oom.kill`` with the guest): the guest's stop (qmeventd's cleanup, a container unit's)
+  (``oom.kill`` with the guest, the kernel's or systemd-oomd's): the guest's stop (qmeventd's cleanup, a container unit's)
   right after it is a detail (``tests/test_bursts.py``);
 - a host NIC down: its driver's ``Link is Down`` and the bond's ``definitely down`` for it;
 - a kernel report with no kind in the contract (a hung task, a WARNING, a soft lockup, an
@@ -77,7 +77,7 @@ _DISK_REPEAT_RULES = frozenset(
     ("kernel-io-error", "kernel-fs-error", "nvme-failure", "btrfs-error", "zio-error", "zed-error")
 )
 _ZFS_STATE_RULES = frozenset(("zed-vdev-state", "zfs-suspended"))
-_GUEST_END_RULES = frozenset(("oom-cgroup", "qemu-segfault"))
+_GUEST_END_RULES = frozenset(("oom-cgroup", "guest-oomd-kill", "qemu-segfault"))
 _GUEST_STOP_RULES = frozenset(("qmeventd-stop", "ct-stopped"))
 _WINDOW_RULES = (
     _DISK_REPEAT_RULES

@@ -27,6 +27,7 @@ from proxbus_mcp_gateway.gateway import Gateway
 from proxbus_mcp_gateway.testing import (
     ADMIN_SECRET,
     TOKENS,
+    clusters_env,
     make_settings,
     serve,
     sim_env,
@@ -565,6 +566,74 @@ async def _typed_paths(c: Caller, sim: Simulator) -> None:
     assert "does not exist" in await c.error(
         "pbs_list_backups", {"store": "store1", "ns": "nosuch"}
     )
+
+
+def _site(name: str, nodes: list[str], guests: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "cluster": {"name": name, "nodes": nodes},
+        "guests": {"qemu": 0, "lxc": 0, "list": guests},
+        "pbs": {"name": f"{name}-pbs"},
+        "task_seconds": 0,
+    }
+
+
+async def test_tools_validate_on_two_clusters_without_cluster_also_when_one_is_down() -> None:
+    """CLUSTERS: the joined answers (rows with an untyped ``cluster``, per-cluster sections,
+    ``errors`` for a cluster that is down) validate against the same output schemas."""
+    home = _site("home", ["h1", "h2"], [
+        {"vmid": 100, "type": "qemu", "name": "web-home", "node": "h1", "status": "running",
+         "ha": True},
+        {"vmid": 200, "type": "lxc", "name": "ct-home", "node": "h2", "status": "running"},
+    ])  # fmt: skip
+    colo = _site("colo", ["c1"], [
+        {"vmid": 100, "type": "qemu", "name": "web-colo", "node": "c1", "status": "running"},
+        {"vmid": 300, "type": "qemu", "name": "mail", "node": "c1", "status": "stopped"},
+    ])  # fmt: skip
+    async with run_simulator(home) as one, run_simulator(colo) as two:
+        env = clusters_env({"home": one, "colo": two})
+        settings = make_settings(gateway_tokens=TOKENS, cache_ttl=0, default_cluster="home")
+        gw = Gateway.from_settings(settings, env)
+        gw.start()
+        try:
+            async with session_for(gw) as session:
+                c = Caller(session, [one, two])
+                await c.load_schemas()
+                backup = await c.ok("create_backup", {"vmid": 300, "wait": True})
+                assert ":c1:" in backup["upid"]
+                await c.ok("get_task_status", {"upid": backup["upid"]})
+                await c.ok("get_task_log", {"upid": backup["upid"]})
+                for tool, args in (
+                    ("get_vms", {}), ("get_lxcs", {}), ("get_nodes", {}), ("get_storage", {}),
+                    ("get_recent_tasks", {}), ("get_cluster_log", {}), ("get_ha_status", {}),
+                    ("list_storage_content", {"storage": "local"}), ("pbs_list_datastores", {}),
+                    ("pbs_get_tasks", {}),
+                ):  # fmt: skip
+                    rows = (await c.ok(tool, args))["items"]
+                    assert {"home", "colo"} >= {r["cluster"] for r in rows}, tool
+                assert (await c.ok("get_vms", {}))["count"] == 3
+                assert len((await c.ok("get_cluster_status", {}))["nodes"]) == 3
+                assert set((await c.ok("whoami", {}))["proxmox_permissions"]) == {"home", "colo"}
+                await c.ok("run_diagnostic", {})
+                await c.ok("test_connectivity", {})
+                await c.ok("proxmox_api", {"path": "/cluster/resources"})
+                await c.ok("get_guest_status", {"vmid": 300})
+                await c.ok("get_vms", {"node": "c1"})
+                await c.plan_only("execute_vm_command", {"vmid": 300, "command": "reboot"})
+                assert "several clusters" in await c.error("get_guest_status", {"vmid": 100})
+                assert "several clusters" in await c.error("get_next_vmid", {})
+                await two.stop_api()
+                part = await c.ok("get_vms", {})
+                assert part["errors"][0].startswith("colo: ")
+                status = await c.ok("get_cluster_status", {})
+                assert status["errors"][0].startswith("colo: ")
+                assert (await c.ok("run_diagnostic", {}))["healthy"] is False
+                assert (await c.ok("whoami", {}))["errors"][0].startswith("colo: ")
+                await c.ok("proxmox_api", {"path": "/cluster/resources"})
+                assert "not every cluster" in await c.error(
+                    "execute_vm_command", {"vmid": 200, "command": "stop", "confirm": True}
+                )
+        finally:
+            await gw.close()
 
 
 async def test_typed_read_tools_validate_on_a_read_only_gateway() -> None:

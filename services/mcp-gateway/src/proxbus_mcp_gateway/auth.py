@@ -55,6 +55,9 @@ class Caller:
                 f"forbidden: cluster {cluster} is not in the allowlist of '{self.name}'"
             )
 
+    def cluster_allowed(self, cluster: str) -> bool:
+        return self.token is None or self.token.clusters is None or cluster in self.token.clusters
+
     def require_node(self, node: str) -> None:
         if not self.node_allowed(node):
             raise Forbidden(f"forbidden: node {node} is not in the allowlist of '{self.name}'")

@@ -282,7 +282,9 @@ class Gateway:
         except ValidationError as exc:
             raise InvalidArgument(_validation_message(exc)) from None
         cluster = getattr(parsed, "cluster", None)
-        if "cluster" in type(parsed).model_fields:
+        # Several clusters and none named: tools/_multi.py (imported only then) says where.
+        across = cluster is None and len(self.pool.clusters) > 1
+        if not across and "cluster" in type(parsed).model_fields:
             resolved = self.pool.cluster(cluster).config.name if self.pool.clusters else cluster
             if resolved:
                 caller.require_cluster(resolved)
@@ -293,6 +295,10 @@ class Gateway:
         if isinstance(vmid, int):
             caller.require_vmid(vmid)
         ctx = CallContext(self, caller, progress)
+        if across and "cluster" in type(parsed).model_fields:
+            from .tools._multi import across_clusters
+
+            return await across_clusters(ctx, spec, parsed)
         return await spec.handler(ctx, parsed)
 
 

@@ -72,6 +72,20 @@ def standalone_env(sims: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
+def clusters_env(sims: Mapping[str, Any]) -> dict[str, str]:
+    """Seed variables for several clusters (``CLUSTERS``), one simulator each (name ->
+    simulator): the first is the un-prefixed cluster (``DEFAULT_CLUSTER`` = its name), the
+    others read ``CLUSTER_<NAME>_*``."""
+    names = list(sims)
+    env = sim_env(sims[names[0]])
+    for name in names[1:]:
+        prefix = f"CLUSTER_{name.upper().replace('-', '_')}_"
+        env |= {prefix + k: v for k, v in sim_env(sims[name]).items()}
+    if len(names) > 1:
+        env["CLUSTERS"] = ",".join(names[1:])
+    return env
+
+
 def make_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "proxbus_site": "lab",

@@ -106,7 +106,11 @@ def register(reg: Registry) -> None:
         import asyncio
 
         pool = ctx.gateway.pool
-        names = [args.cluster] if args.cluster else list(pool.clusters)
+        names = (
+            [args.cluster]
+            if args.cluster
+            else [n for n in pool.clusters if ctx.caller.cluster_allowed(n)]
+        )
         results: list[dict[str, Any]] = []
 
         async def probe(cname: str, client: Any) -> None:

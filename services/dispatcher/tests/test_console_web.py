@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -1028,3 +1029,32 @@ async def test_an_operator_with_only_a_keyboard_logs_in_reads_an_event_and_silen
     await page.screenshot(path=str(tmp_path / "keyboard.png"), full_page=True)
     store = await SilenceStore.open(js)
     assert [str(m) for s in await store.list() for m in s.matchers] == ["node=pve4"]
+
+
+async def test_a_link_cannot_put_its_own_words_in_the_consoles_status_line(
+    console: Any, browser: Browser, js: Any, tmp_path: Path
+) -> None:
+    # The status line (role=status) says what an action did; its text came from ?msg= alone,
+    # so a link could make the console itself tell the operator to go somewhere.
+    c = await console()
+    lure = "Session expired: log in again at http://evil.example/proxbus"
+    page = await browser.new_page()
+    for path in ("/", "/silences", "/deadletters", "/incidents"):
+        await page.goto(c.url + path + "?" + urlencode({"msg": lure}))
+        await expect(page.locator("h1")).to_be_visible()
+        assert await page.locator(".flash").count() == 0, path
+        assert "evil.example" not in await page.locator("main").inner_text(), path
+    await page.screenshot(path=str(tmp_path / "no-lure.png"), full_page=True)
+    # The console's own messages still show: an action's outcome, a form's error.
+    await login(page, c)
+    await page.goto(c.url + "/silences")
+    await page.fill("textarea[name=matchers]", "nonsense")
+    await page.click("button:has-text('create silence')")
+    await expect(page.locator(".flash")).to_contain_text("invalid matcher")
+    await page.fill("textarea[name=matchers]", "node=pve5")
+    await page.click("button:has-text('create silence')")
+    await expect(page.locator(".flash")).to_contain_text("created")
+    # A genuine message's link, edited, is not shown either.
+    edited = page.url.replace("created", "created%2C+now+visit+evil.example")
+    await page.goto(edited)
+    assert await page.locator(".flash").count() == 0

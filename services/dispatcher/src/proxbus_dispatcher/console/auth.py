@@ -187,6 +187,14 @@ class Guard:
         # A token removed from CONSOLE_TOKENS ends its sessions at the next restart (new key).
         return Caller(name, expand_scopes(scopes.split("+")))
 
+    def flash_sig(self, message: str) -> str:
+        """The signature that lets a page show ``message`` in its status line: only the
+        console's own redirects carry one (a link cannot put its words there)."""
+        return self._sign("flash|" + message)[:32]
+
+    def flash_ok(self, message: str, sig: str) -> bool:
+        return sig.isascii() and hmac.compare_digest(self.flash_sig(message), sig)
+
     @staticmethod
     def new_csrf_cookie() -> str:
         return secrets.token_hex(16)

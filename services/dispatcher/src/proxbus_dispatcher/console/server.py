@@ -296,7 +296,7 @@ class ConsoleServer:
             caller=caller,
             can_write=bool(caller and caller.can(WRITE_SCOPE)),
             tokens_configured=bool(self.guard.tokens),
-            flash=request.query.get("msg", "")[:300],
+            flash=self._flash(request),
             path=request.path,
             site=self.settings.proxbus_site,
             **context,
@@ -436,9 +436,17 @@ class ConsoleServer:
         except Exception as exc:
             log.error("console: audit record of %s by %s not stored: %s", tool, caller.name, exc)
 
-    @staticmethod
-    def _back(location: str, msg: str) -> web.HTTPSeeOther:
-        return web.HTTPSeeOther(location + "?" + urlencode({"msg": msg}))
+    def _flash(self, request: web.Request) -> str:
+        """The status line's text: a ``msg`` the console signed when it redirected here."""
+        msg = request.query.get("msg", "")[:300]
+        return msg if msg and self.guard.flash_ok(msg, request.query.get("sig", "")) else ""
+
+    def _flash_query(self, msg: str) -> dict[str, str]:
+        msg = msg[:300]
+        return {"msg": msg, "sig": self.guard.flash_sig(msg)}
+
+    def _back(self, location: str, msg: str) -> web.HTTPSeeOther:
+        return web.HTTPSeeOther(location + "?" + urlencode(self._flash_query(msg)))
 
     # --- pages --------------------------------------------------------------------------
 
@@ -667,7 +675,12 @@ class ConsoleServer:
             )
         except (ValueError, ValidationError) as exc:
             query = urlencode(
-                {"matchers": text, "duration": duration_text, "comment": comment, "msg": str(exc)}
+                {
+                    "matchers": text,
+                    "duration": duration_text,
+                    "comment": comment,
+                    **self._flash_query(str(exc)),
+                }
             )
             raise web.HTTPSeeOther("/silences?" + query) from None
         store = await SilenceStore.open(self.js)

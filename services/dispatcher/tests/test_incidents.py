@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from proxbus_dispatcher.stages.ack import ack_of
-from proxbus_dispatcher.stages.incidents import Incident, reported_state
+from proxbus_dispatcher.stages.incidents import Incident, failure_fingerprint, reported_state
 from proxbus_dispatcher.state import StateStore
 from proxbus_events import Event
 
@@ -256,3 +256,26 @@ def test_what_state_an_event_reports() -> None:
     assert state(sid="vm:100") is None
     assert state(sid="vm:100", new_state=["not", "a", "string"]) is None
     assert state(sid="vm:100", new_state="x" * 10_000) == "x" * 64
+
+
+def test_a_success_resolves_only_a_notified_failure_of_another_run() -> None:
+    night = "UPID:pve1:0000AAAA:00000001:6760A0B0:vzdump:100:root@pam:"
+    failure = Incident.open(report("syslog", correlation_id=night))
+    success = report("syslog", 86_400, kind="backup.ok", severity="info", title="finished")
+    assert failure_fingerprint(success) == failure.fingerprint
+    assert failure_fingerprint(report("syslog", kind="task.ok")) is None
+    assert not failure.resolve_by(success)  # never notified: nothing to resolve
+    failure.notified["hook"] = T0.timestamp()
+    same_run = report("syslog", 60, kind="backup.ok", severity="info", correlation_id=night)
+    assert not failure.resolve_by(same_run)
+    assert failure.resolve_by(success)
+    assert failure.resolved is not None
+    assert failure.resolved["by"] == success.id
+    assert failure.resolve_by(success)  # redelivered: still the one that resolved it
+    assert not failure.resolve_by(report("syslog", 90_000, kind="backup.ok", severity="info"))
+    assert failure.resolution()["title"] == failure.title
+    # a resolved failure's acknowledgement no longer carries over
+    acked = Incident.open(report("syslog"), acked={"by": "discord:1"})
+    assert acked.ack_holds(report("syslog", 60), resolve_after=3600)
+    acked.resolved = {"by": success.id}
+    assert not acked.ack_holds(report("syslog", 60), resolve_after=3600)

@@ -464,3 +464,47 @@ async def test_a_node_rejoining_the_cluster_is_one_digest_per_node_not_forty(
     for node, body in by_node.items():
         assert body["title"] == f"[NOTICE] 19 events: syslog.message on {node}"
         assert f"- [notice] {node}: pmxcfs: [status] notice: node has quorum" in body["body"]
+
+
+async def test_a_failure_after_its_resolution_is_a_new_alert_despite_repeat_interval(
+    dispatcher, sink, js
+) -> None:
+    # A routes file with the default repeat_interval (4h): VM 103's backup fails, a retry an
+    # hour later works (told as resolving it), the nightly run fails again two hours later.
+    # That failure is a new alert, not a repeat deduped within 4h of the first.
+    hook = await sink()
+    service = await dispatcher(
+        f"""\
+receivers: [{{name: hook, type: webhook, url: "{hook.url}/hook"}}]
+route: {{receiver: hook}}
+""",
+        incident_window=600,
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
+
+    def report(hours: int, kind: str, title: str) -> Event:
+        at = start + timedelta(hours=hours)
+        upid = f"UPID:pve1:0001A2B{hours}:0041D40B:674B4180:vzdump:103:root@pam:"
+        return ev(source="syslog", node="pve1", severity="error" if kind.endswith("failed")
+                  else "info", kind=kind, vmid=103, title=title, correlation_id=upid,
+                  timestamp=at, received_at=at)  # fmt: skip
+
+    reports = [
+        report(0, "backup.failed", "Backup of VM 103 failed: ENOSPC"),
+        report(1, "backup.ok", "Backup of VM 103 finished (00:02:05)"),
+        report(3, "backup.failed", "Backup of VM 103 failed: ENOSPC"),
+    ]
+    for n, one in enumerate(reports, start=1):  # one at a time: each decided after the last
+        await publish(js, one)
+        await wait_until(lambda n=n: _settled(service) >= n)
+    await wait_until(lambda: len(hook.requests) >= 3)
+    await asyncio.sleep(0.5)
+    titles = [r.json["title"] for r in hook.requests]
+    assert titles == [
+        "[ERROR] pve1: Backup of VM 103 failed: ENOSPC",
+        "[INFO] pve1: Backup of VM 103 finished (00:02:05)",
+        "[ERROR] pve1: Backup of VM 103 failed: ENOSPC",
+    ], titles
+    again = hook.requests[2].json
+    assert "ongoing since" not in again["body"]
+    assert again["incident"]["resolved"] is None

@@ -9,6 +9,7 @@ every call without ``cluster`` answered for (or acted on) the first cluster only
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -331,9 +332,23 @@ async def test_task_tools_find_the_cluster_of_the_upid(gw: Gateway) -> None:
     assert (await ok(gw, "get_task_log", {"upid": upid})).data["count"] > 0
 
 
-async def test_pbs_tools_find_the_cluster_of_the_server(gw: Gateway) -> None:
+async def test_pbs_tools_find_the_cluster_of_the_server(
+    gw: Gateway, sims: dict[str, Simulator]
+) -> None:
     result = await ok(gw, "pbs_datastore_status", {"store": "store1", "server": "colo-pbs"})
     assert result.data["store"] == "store1"
+    pbs = sims["colo"].lab.pbs
+    assert pbs is not None
+    snap = pbs.datastores["store1"].snapshots[0]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(snap.backup_time))
+    name = f"{snap.backup_type}/{snap.backup_id}/{stamp}"
+    args = {"store": "store1", "snapshot": name, "server": "colo-pbs"}
+    assert (await ok(gw, "delete_backup", args)).data["planned"] is True
+    await ok(gw, "delete_backup", {**args, "confirm": True})
+    assert snap not in pbs.datastores["store1"].snapshots
+    out = await gw.call("delete_backup", {"store": "store1", "snapshot": name}, ADMIN)
+    assert out.code == 409
+    assert "several clusters (home, colo) have a PBS server" in (out.error or "")
     out = await gw.call("pbs_datastore_status", {"store": "store1"}, ADMIN)
     assert out.code == 409
     assert "several clusters (home, colo)" in (out.error or "")

@@ -15,7 +15,7 @@ from ..errors import InvalidArgument, NotFound, ToolFailure, UpstreamError
 from ..registry import CallContext, ToolInput, ToolResult
 
 # tools/list must stay under 40 KB with every tool: the arguments in nearly every tool carry
-# no description (cluster defaults to the first one, node is looked up when omitted) and a
+# no description (cluster: the only one, or tools/_multi.py; node is looked up when omitted) and a
 # length, not their pattern: the pattern is checked by the model (AfterValidator, so the
 # caller gets "invalid arguments" before any request), it is just not repeated in 40 schemas.
 # An agent takes these names from get_nodes / list_clusters / pbs_list_datastores.

@@ -14,7 +14,8 @@ tool has one) saying what it does without one:
 - ``guest``: the vmid is looked up in every cluster; in one: there; in several: a 409
   naming ``cluster/node``; in none: not found naming the clusters searched. An action is
   refused when some cluster could not be asked (it could be the guest's).
-- ``node``: ``node`` names the cluster; without it the tool needs one cluster (409).
+- ``node``: ``node`` names the cluster; without it the tool needs one cluster (409)
+  (``delete_backup`` of a PBS snapshot: as ``pbs``).
 - ``upid``: the UPID's node (a PVE task) or the PBS server names the cluster.
 - ``pbs``: ``server`` names the cluster, else the only cluster with a PBS server.
 - ``api``: ``proxmox_api``: a ``/nodes/{node}`` path by its node; PBS by server; another
@@ -117,6 +118,9 @@ async def across_clusters(ctx: CallContext, spec: ToolSpec, args: Any) -> ToolRe
         cluster = await _by_vmid(ctx, names, args.vmid, node, acting=acting)
         return await _run(ctx, spec, args, cluster)
     if mode == "node":
+        if node is None and (server is not None or getattr(args, "store", None)):
+            # delete_backup of a PBS snapshot: the PBS server's cluster
+            return await _run(ctx, spec, args, _by_server(ctx, names, server, spec.name))
         if node is None:
             raise _several(names, spec.name, "or node")
         return await _run(ctx, spec, args, await _by_node(ctx, names, node))

@@ -202,7 +202,7 @@ def register(reg: Registry) -> None:
         ),
     )
     async def get_vms(ctx: CallContext, args: GuestListIn) -> ToolResult:
-        """QEMU VMs across the cluster."""
+        """QEMU VMs; no cluster: of every cluster."""
         return await guest_list(ctx, args, "qemu")
 
     @reg.tool(
@@ -212,7 +212,7 @@ def register(reg: Registry) -> None:
         ),
     )
     async def get_lxcs(ctx: CallContext, args: GuestListIn) -> ToolResult:
-        """LXC containers across the cluster."""
+        """LXC containers; no cluster: of every cluster."""
         return await guest_list(ctx, args, "lxc")
 
     class StorageIn(ToolInput):

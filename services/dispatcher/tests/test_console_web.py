@@ -1058,3 +1058,22 @@ async def test_a_link_cannot_put_its_own_words_in_the_consoles_status_line(
     edited = page.url.replace("created", "created%2C+now+visit+evil.example")
     await page.goto(edited)
     assert await page.locator(".flash").count() == 0
+
+
+async def test_the_console_says_its_times_are_utc_and_which_zones_the_notifications_use(
+    console: Any, browser: Browser, js: Any, sink: Any
+) -> None:
+    hook = await sink()
+    c = await console(
+        "receivers:\n"
+        f"  - {{name: paris, type: webhook, url: '{hook.url}/p', timezone: Europe/Paris}}\n"
+        f"  - {{name: plain, type: webhook, url: '{hook.url}/u'}}\n"
+        "route: {receiver: paris, routes: [{receiver: plain, continue: true}]}\n"
+    )
+    page = await browser.new_page()
+    for path in ("/", "/incidents"):
+        await page.goto(c.url + path)
+        note = page.locator("#time-zone")
+        await expect(note).to_contain_text("Times here are UTC")
+        await expect(note).to_contain_text("paris: Europe/Paris")
+        await expect(note).to_contain_text("plain: UTC")

@@ -299,6 +299,7 @@ class ConsoleServer:
             flash=self._flash(request),
             path=request.path,
             site=self.settings.proxbus_site,
+            zones=self._zones(),
             **context,
         )
         resp = web.Response(
@@ -435,6 +436,15 @@ class ConsoleServer:
             )
         except Exception as exc:
             log.error("console: audit record of %s by %s not stored: %s", tool, caller.name, exc)
+
+    def _zones(self) -> list[str]:
+        """``receiver: zone`` for each receiver, at most 8 (the rest counted): notifications
+        say times in their receiver's zone, the console in UTC."""
+        names = sorted(self.config.receivers)
+        out = [f"{n}: {getattr(self.config.receivers[n], 'timezone', 'UTC')}" for n in names[:8]]
+        if len(names) > 8:
+            out.append(f"{len(names) - 8} more")
+        return out
 
     def _flash(self, request: web.Request) -> str:
         """The status line's text: a ``msg`` the console signed when it redirected here."""

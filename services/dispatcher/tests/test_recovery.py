@@ -508,3 +508,36 @@ route: {{receiver: hook}}
     again = hook.requests[2].json
     assert "ongoing since" not in again["body"]
     assert again["incident"]["resolved"] is None
+
+
+async def test_the_mail_that_a_backup_works_again_is_in_the_failures_thread(
+    dispatcher, sink, js
+) -> None:
+    # Mails about one alert share a thread (In-Reply-To/References: <alert.<fingerprint>>).
+    # The success that resolves last night's failure has its own fingerprint (backup.ok):
+    # it started a thread of its own, away from the failure it answers.
+    from .test_journey import mailbox
+
+    with mailbox() as (box, port):
+        service = await dispatcher(
+            f"""\
+receivers:
+  - {{name: mail, type: email, host: 127.0.0.1, port: {port}, security: none,
+      from: proxbus@example.org, to: [ops@example.org]}}
+route: {{receiver: mail}}
+"""
+        )
+        night = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=25)
+        failed = ev(node="pve1", kind="backup.failed", vmid=103, title="Backup of VM 103 failed",
+                    received_at=night, timestamp=night)  # fmt: skip
+        await publish(js, failed)
+        await wait_until(lambda: len(box.messages) == 1)
+        ok = ev(node="pve1", kind="backup.ok", severity="info", vmid=103,
+                title="Backup of VM 103 finished (00:02:05)",
+                received_at=night + timedelta(days=1), timestamp=night + timedelta(days=1))  # fmt: skip
+        await publish(js, ok)
+        await wait_until(lambda: len(box.messages) == 2 and _settled(service) >= 2)
+    first, resolved = box.messages
+    assert str(resolved["Subject"]) == "[INFO] pve1: Backup of VM 103 finished (00:02:05)"
+    assert resolved["References"] == first["References"] == f"<alert.{failed.fingerprint}@proxbus>"
+    assert resolved["In-Reply-To"] == first["References"]

@@ -44,8 +44,12 @@ def build_message(receiver: EmailReceiver, notification: Notification) -> EmailM
     msg["Message-ID"] = make_msgid(idstring=notification.id[:16], domain="proxbus")
     msg["X-Proxbus-Delivery"] = notification.id
     # Every mail about one alert (the first event's fingerprint) refers to one thread root, so
-    # mail clients keep an alert's repeats together (RFC 5322 In-Reply-To / References).
-    fingerprint = re.sub(r"[^0-9A-Za-z]", "", str(notification.first.get("fingerprint", "")))[:64]
+    # mail clients keep an alert's repeats together (RFC 5322 In-Reply-To / References); a
+    # success that resolves a failure (the incident's ``resolves``) answers in its thread.
+    resolves = (notification.incident or {}).get("resolves")
+    thread = resolves.get("fingerprint") if isinstance(resolves, dict) else None
+    thread = thread or notification.first.get("fingerprint", "")
+    fingerprint = re.sub(r"[^0-9A-Za-z]", "", str(thread))[:64]
     if fingerprint:
         root = f"<alert.{fingerprint}@proxbus>"
         msg["In-Reply-To"] = root

@@ -42,6 +42,7 @@ HOME = lab(
          "ha": True},
         {"vmid": 101, "type": "qemu", "name": "nas", "node": "h2", "status": "running"},
         {"vmid": 200, "type": "lxc", "name": "dns-home", "node": "h1", "status": "running"},
+        {"vmid": 102, "type": "qemu", "name": "vm102", "node": "h2", "status": "stopped"},
     ],
 )  # fmt: skip
 COLO = lab(
@@ -52,6 +53,7 @@ COLO = lab(
          "ha": True},
         {"vmid": 300, "type": "qemu", "name": "mail", "node": "c2", "status": "stopped"},
         {"vmid": 301, "type": "lxc", "name": "dns-colo", "node": "c2", "status": "running"},
+        {"vmid": 102, "type": "lxc", "name": "ct102", "node": "c1", "status": "stopped"},
     ],
 )  # fmt: skip
 
@@ -110,11 +112,11 @@ def test_every_tool_with_a_cluster_argument_says_what_it_does_without_one() -> N
 async def test_get_vms_without_cluster_lists_both_clusters(gw: Gateway) -> None:
     result = await ok(gw, "get_vms", {})
     rows = {(r["cluster"], r["vmid"], r["node"]) for r in result.data["items"]}
-    assert rows == {("home", 100, "h1"), ("home", 101, "h2"), ("colo", 100, "c1"),
-                    ("colo", 300, "c2")}  # fmt: skip
-    assert result.data["count"] == 4
+    assert rows == {("home", 100, "h1"), ("home", 101, "h2"), ("home", 102, "h2"),
+                    ("colo", 100, "c1"), ("colo", 300, "c2")}  # fmt: skip
+    assert result.data["count"] == 5
     assert "errors" not in result.data
-    assert "cluster home: VMs (2)" in result.text
+    assert "cluster home: VMs (3)" in result.text
     assert "cluster colo: VMs (2)" in result.text
 
 
@@ -280,6 +282,21 @@ async def test_vmid_in_both_clusters_is_a_409_naming_cluster_and_node(
     assert not sims["colo"].lab.guests[100].running
 
 
+async def test_a_power_tool_picks_the_cluster_where_the_vmid_is_of_its_type(
+    gw: Gateway, sims: dict[str, Simulator]
+) -> None:
+    """102 is a VM in home and a CT in colo: each power tool acts on its own type's."""
+    args = {"vmid": 102, "command": "start", "wait": True}
+    await ok(gw, "execute_lxc_command", args)
+    assert sims["colo"].lab.guests[102].running
+    assert not sims["home"].lab.guests[102].running
+    await ok(gw, "execute_vm_command", args)
+    assert sims["home"].lab.guests[102].running
+    out = await gw.call("execute_vm_command", {"vmid": 301, "command": "start"}, ADMIN)
+    assert out.code == 400
+    assert out.error == "guest 301 is a container (use the lxc tools)"
+
+
 async def test_vmid_with_node_picks_the_cluster_of_that_node(
     gw: Gateway, sims: dict[str, Simulator]
 ) -> None:
@@ -365,7 +382,7 @@ async def test_one_cluster_rows_carry_no_cluster_field(sims: dict[str, Simulator
         before = asked(sims["home"], "/cluster/resources")
         result = await ok(gateway, "get_vms", {})
         assert all("cluster" not in r for r in result.data["items"])
-        assert result.text.startswith("VMs (2)\n")
+        assert result.text.startswith("VMs (3)\n")
         assert asked(sims["home"], "/cluster/resources") == before + 1
         out = await gateway.call("get_guest_status", {"vmid": 300}, ADMIN)
         assert out.error == "guest 300 not found in cluster home"

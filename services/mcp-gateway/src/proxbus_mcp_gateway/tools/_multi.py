@@ -86,6 +86,9 @@ MODES: dict[str, Mode] = {
     "proxmox_api": "api",
 }
 
+# Tools for one guest type: a VM 100 in one cluster and a CT 100 in another are no choice.
+_KIND = {"execute_vm_command": "qemu", "execute_lxc_command": "lxc"}
+
 # Listings cut to ``limit`` newest first: joined, they are sorted and cut again.
 _NEWEST: dict[str, tuple[str, list[str], str]] = {
     "get_recent_tasks": ("starttime", ["starttime", "node", "type", "id", "status", "upid"],
@@ -115,7 +118,8 @@ async def across_clusters(ctx: CallContext, spec: ToolSpec, args: Any) -> ToolRe
         return await spec.handler(ctx, args)
     if mode == "guest":
         acting = not spec.read_only
-        cluster = await _by_vmid(ctx, names, args.vmid, node, acting=acting)
+        kind = _KIND.get(spec.name)
+        cluster = await _by_vmid(ctx, names, args.vmid, node, kind, acting=acting)
         return await _run(ctx, spec, args, cluster)
     if mode == "node":
         if node is None and (server is not None or getattr(args, "store", None)):
@@ -352,9 +356,16 @@ def _by_server(ctx: CallContext, names: list[str], server: str | None, tool: str
 
 
 async def _by_vmid(
-    ctx: CallContext, names: list[str], vmid: int, node: str | None, *, acting: bool
+    ctx: CallContext,
+    names: list[str],
+    vmid: int,
+    node: str | None,
+    kind: str | None = None,
+    *,
+    acting: bool,
 ) -> str:
-    """The cluster holding guest ``vmid`` (on ``node`` if given).
+    """The cluster holding guest ``vmid`` (on ``node`` if given; of type ``kind`` when one
+    of the guests found is: else the tool's own lookup says what the guest is).
 
     The cluster-wide resource list each cluster is then asked again for is cached
     (``CACHE_TTL``): the guest's own lookup costs no second request.
@@ -382,6 +393,8 @@ async def _by_vmid(
         return name, hits, None
 
     looked = await asyncio.gather(*(look(n) for n in names))
+    if kind is not None and any(h.get("type") == kind for _, hits, _ in looked for h in hits):
+        looked = [(n, [h for h in hits if h.get("type") == kind], e) for n, hits, e in looked]
     found = [(n, hits) for n, hits, _ in looked if hits]
     failed = [f"{n}: {err}" for n, _, err in looked if err is not None]
     if len(found) > 1:

@@ -223,3 +223,24 @@ def test_the_same_drivers_at_boot_are_no_details() -> None:
     assert [e.severity.value for e in events] == [
         "notice", "notice", "warning", "notice", "notice", "info", "info"
     ]  # fmt: skip
+
+
+def test_another_sender_cannot_turn_a_hosts_disk_error_into_a_detail() -> None:
+    # A window is the sending address's and the claimed host's together: a line from another
+    # address that only claims to be pve1 (forged, or a misconfigured relay) opens a window of
+    # its own, so pve1's own I/O error on sdc a second later still notifies.
+    pipeline = Pipeline(Settings())
+    io_error = (
+        "I/O error, dev sdc, sector 492641280 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 2"
+    )
+    forged = pipeline.process([Frame(_k(3, "10:00:00", "pve1", io_error).encode())], "udp",
+                              "127.0.0.9")  # fmt: skip
+    real = pipeline.process([Frame(_k(3, "10:00:01", "pve1", io_error).encode())], "udp",
+                            "127.0.0.2")  # fmt: skip
+    assert [e.kind for e in forged + real] == ["disk.error", "disk.error"]
+    assert "detail_of" not in real[0].metadata
+    assert _notifies(real[0])
+    # the same sender's second line in the window is still a detail
+    again = pipeline.process([Frame(_k(3, "10:00:02", "pve1", io_error).encode())], "udp",
+                             "127.0.0.2")  # fmt: skip
+    assert again[0].metadata.get("detail_of") == "disk.error"

@@ -140,28 +140,34 @@ class Classifier:
     def rules(self) -> tuple[Rule[SyslogMessage], ...]:
         return self.table.rules
 
-    def classify(self, msg: SyslogMessage) -> Classification:
-        """The first matching rule's classification, else ``syslog.message``."""
+    def classify(self, msg: SyslogMessage, peer: str = "") -> Classification:
+        """The first matching rule's classification, else ``syslog.message``.
+
+        What the classifier remembers between lines (report and burst windows, running tasks)
+        is keyed by the sending address (``peer``) and the host the line names together: a
+        line from another address that only claims to be pve1 (forged, or a misconfigured
+        relay) cannot turn pve1's own lines into details."""
         cls = self.table.classify(msg.app or "", msg.message, msg)
+        host = f"{peer}\x1f{msg.hostname or ''}"
         if cls.rule == "kernel-oom-detail" or (self._oom_reports and cls.kind == FALLBACK_KIND):
-            self._oom_report_line(msg, cls)
+            self._oom_report_line(msg, cls, host)
         elif self._oom_reports and cls.rule in _OOM_KILL_RULES:
-            self._oom_reports.pop(msg.hostname or "", None)
+            self._oom_reports.pop(host, None)
         if cls.rule == KERNEL_REPORT_RULE or (
             self._reports and not cls.rule and cls.kind == FALLBACK_KIND
         ):
-            self._kernel_report_line(msg, cls)
+            self._kernel_report_line(msg, cls, host)
         if cls.rule in _WINDOW_RULES or (
             cls.kind == FALLBACK_KIND and self._windows and msg.app in _WINDOW_APPS
         ):
-            self._burst_line(msg, cls)
+            self._burst_line(msg, cls, host)
         if cls.rule.startswith("vzdump-"):
             if cls.correlation_id is None and msg.procid:
-                cls.correlation_id = self._workers.get((msg.hostname or "", msg.procid))
+                cls.correlation_id = self._workers.get((host, msg.procid))
         elif cls.rule in ("task-start", "task-end") and cls.correlation_id:
             upid = find_upid(cls.correlation_id)
             if upid is not None and not upid.pbs:
-                worker = (msg.hostname or "", str(upid.pid))
+                worker = (host, str(upid.pid))
                 if cls.rule == "task-end":
                     self._workers.pop(worker, None)
                 else:
@@ -170,12 +176,11 @@ class Classifier:
                         self._workers.popitem(last=False)
         return cls
 
-    def _burst_line(self, msg: SyslogMessage, cls: Classification) -> None:
+    def _burst_line(self, msg: SyslogMessage, cls: Classification, host: str) -> None:
         """A line of a multi-line happening: open its window, or mark it a detail inside one."""
         if msg.timestamp is None:
             return
         now = msg.timestamp.timestamp()
-        host = msg.hostname or ""
         rule = cls.rule
         if rule in _DISK_REPEAT_RULES:
             self._repeat(host, _disk_key(cls.metadata), now, cls, slide=_DISK_DRIVERS)
@@ -276,13 +281,12 @@ class Classifier:
         if len(self._windows) > MAX_WINDOWS:
             self._windows.popitem(last=False)
 
-    def _kernel_report_line(self, msg: SyslogMessage, cls: Classification) -> None:
+    def _kernel_report_line(self, msg: SyslogMessage, cls: Classification, host: str) -> None:
         """Open a host's kernel report (hung task, WARNING, soft lockup...), or mark a kernel
         line no rule claims inside it: its dump (and the next hung task of the same stall)."""
         if msg.timestamp is None or (msg.app or "").lower() != "kernel":
             return
         now = msg.timestamp.timestamp()
-        host = msg.hostname or ""
         found = self._reports.get(host)
         if found is not None and 0 <= now - found[0] < KERNEL_REPORT_SECONDS and found[1] > 0:
             cls.metadata[DETAIL_OF] = FALLBACK_KIND
@@ -298,9 +302,8 @@ class Classifier:
         elif found is not None:
             del self._reports[host]
 
-    def _oom_report_line(self, msg: SyslogMessage, cls: Classification) -> None:
+    def _oom_report_line(self, msg: SyslogMessage, cls: Classification, host: str) -> None:
         """Open a host's OOM report window, or mark a kernel line no rule claims inside it."""
-        host = msg.hostname or ""
         if cls.rule == "kernel-oom-detail":
             if "invoked oom-killer" in msg.message:
                 self._oom_reports[host] = OOM_REPORT_LINES

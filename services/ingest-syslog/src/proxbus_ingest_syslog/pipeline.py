@@ -89,7 +89,7 @@ class Pipeline:
                 continue
             truncated += frame.truncated
             try:
-                cls = classify(parsed)
+                cls = classify(parsed, peer)
                 severity = line_severity(parsed, cls)
                 reason = check(parsed, severity, peer)
                 if reason is not None:

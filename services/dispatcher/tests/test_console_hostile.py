@@ -16,6 +16,7 @@ from proxbus_dispatcher.app import DispatcherService
 from proxbus_dispatcher.console.auth import CSRF_COOKIE, SESSION_COOKIE
 from proxbus_dispatcher.console.feed import CLIENT_QUEUE
 from proxbus_dispatcher.console.server import MAX_FORM
+from proxbus_events import Matcher
 from proxbus_runtime import SilenceStore
 
 from .conftest import ev, wait_until
@@ -480,3 +481,42 @@ async def test_guessing_tokens_is_throttled_per_address_and_counted(dispatcher: 
         LOGIN_FAILURES
     )
     assert metric(text, 'proxbus_dispatcher_console_refused_total{reason="throttled"}') == 2
+
+
+async def test_silences_page_stays_small_and_quick_with_thousands_of_silences(
+    dispatcher: Any, js: Any
+) -> None:
+    import time
+    from datetime import timedelta
+
+    from proxbus_events import Silence
+
+    _, url = await start(dispatcher)
+    store = await SilenceStore.open(js)
+    total = 3000
+    for first in range(0, total, 500):
+        await asyncio.gather(
+            *(
+                store.add(
+                    Silence.for_duration(
+                        [Matcher.parse(f"node=pve{n}")], timedelta(hours=1), "t", "c" * 200
+                    )
+                )
+                for n in range(first, min(first + 500, total))
+            )
+        )
+    await store.kv.put("damaged", b"{not a silence")  # counted, not a 503
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        started = time.monotonic()
+        r = await client.get("/silences")
+        took = time.monotonic() - started
+        assert r.status_code == 200
+        assert len(r.content) < 200_000, len(r.content)
+        assert took < 1.0, f"/silences took {took:.2f} s"
+        assert "3000 active: 1 to 100, newest first" in r.text
+        assert "1 unreadable" in r.text
+        assert r.text.count('class="card"') == 100
+        assert "node=pve2999" in r.text  # the newest first
+        r = await client.get("/silences?skip=2900")
+        assert "2901 to 3000" in r.text
+        assert "node=pve0<" in r.text

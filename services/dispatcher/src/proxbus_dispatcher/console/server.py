@@ -50,6 +50,7 @@ from .feed import EventFeed, EventFilter
 from .health import DEFAULT_HEALTH_URLS, parse_health_urls, probe_all, stream_sizes
 from .incidents import MAX_INCIDENTS, PAGE_SIZE, IncidentBoard, outcomes
 from .metrics import ConsoleMetrics
+from .silences import active_silences
 
 log = logging.getLogger(__name__)
 
@@ -608,11 +609,16 @@ class ConsoleServer:
                 hits = list(self.feed.matching(_parse_matchers(text)))
             except ValueError as exc:
                 error = str(exc)
-        store = await SilenceStore.open(self.js)
+        active = await active_silences(self.js)
+        skip = min(_positive_int(request.query.get("skip", "")) or 0, len(active.silences))
         return self._render(
             request,
             "silences.html",
-            silences=await store.list(),
+            silences=active.silences[skip : skip + PAGE_SIZE],
+            silences_total=len(active.silences),
+            unreadable=active.unreadable,
+            skip=skip,
+            page_size=PAGE_SIZE,
             matchers=text,
             duration=duration[:32],
             comment=comment[:1024],

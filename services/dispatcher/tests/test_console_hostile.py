@@ -520,3 +520,14 @@ async def test_silences_page_stays_small_and_quick_with_thousands_of_silences(
         r = await client.get("/silences?skip=2900")
         assert "2901 to 3000" in r.text
         assert "node=pve0<" in r.text
+
+
+async def test_expiring_a_silence_id_that_cannot_be_a_key_is_no_such_silence(
+    dispatcher: Any,
+) -> None:
+    _, url = await start(dispatcher)
+    async with httpx.AsyncClient(base_url=url, follow_redirects=False) as client:
+        for silence_id in ("a%20b", "%3Cx%3E", "..%2Fdeadletters%2F1%2Fdiscard%3F", "%C3%A9"):
+            r = await client.post(f"/silences/{silence_id}/expire", headers=BEARER)
+            assert r.status_code == 303, (silence_id, r.status_code)
+            assert "no+silence" in r.headers["Location"], silence_id

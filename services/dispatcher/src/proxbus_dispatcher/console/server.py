@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import jinja2
+import nats.js.errors
 from aiohttp import web
 from multidict import MultiDictProxy
 from nats.aio.client import Client as NATS
@@ -719,7 +720,10 @@ class ConsoleServer:
         started = time.monotonic()
         silence_id = request.match_info["id"][:64]
         store = await SilenceStore.open(self.js)
-        expired = await store.expire(silence_id)
+        try:
+            expired = await store.expire(silence_id)
+        except nats.js.errors.InvalidKeyError:  # no silence can have that id as its key
+            expired = None
         outcome = "ok" if expired else "not_found"
         await self._audit(caller, "silence_expire", {"id": silence_id}, outcome, started)
         raise self._back(

@@ -30,16 +30,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from proxbus_events import Severity
 
 DEFAULT_TITLE = (
     "{% if incidents | length == 1 %}[{{ incident.severity | upper }}] "
     "{{ incident.title | with_node(incident.node) }}"
     "{% elif count == 1 %}[{{ event.severity | upper }}] {{ event.title | with_node(event.node) }}"
+    "{% else %}{% set one = events | headline %}{% if one %}[{{ severity | upper }}] "
+    "{{ one.title | with_node(one.node) }} (and {{ count - 1 }} more lines)"
     "{% else %}[{{ severity | upper }}] {{ count }} events: {{ events | kinds }}"
     "{% set nodes = events | map(attribute='node') | unique | list %}"
     "{% if group_labels.node %} on {{ group_labels.node }}"
     "{% elif nodes | length == 1 and nodes[0] %} on {{ nodes[0] }}{% endif %}"
-    "{% set guests = events | guests %}{% if guests %} (guests {{ guests }}){% endif %}{% endif %}"
+    "{% set guests = events | guests %}{% if guests %} (guests {{ guests }}){% endif %}"
+    "{% endif %}{% endif %}"
 )
 DEFAULT_BODY = (
     "{% if incidents | length == 1 or count == 1 %}"
@@ -172,6 +176,28 @@ def kinds(events: object) -> str:
     return f"{seen[0]}, {seen[1]} and {len(seen) - 2} more"
 
 
+def headline(events: object) -> dict[str, Any] | None:
+    """The line to title a digest of plain lines with (every event a ``*.message``: log
+    lines no rule recognised): the most severe, the latest of those (a cluster rejoin's
+    burst ends with pmxcfs's "node has quorum"); ``None`` when any event is classified (the
+    title then counts kinds)."""
+    best: dict[str, Any] | None = None
+    best_rank = -1
+    for event in events if isinstance(events, list) else []:
+        if not isinstance(event, dict):
+            return None
+        kind = event.get("kind")
+        if not isinstance(kind, str) or not kind.endswith(".message"):
+            return None
+        try:
+            rank = Severity(str(event.get("severity"))).rank
+        except ValueError:
+            rank = 0
+        if rank >= best_rank:
+            best, best_rank = event, rank
+    return best
+
+
 def guests(events: object, most: int = 8) -> str:
     """The distinct guest ids of ``events`` in order: ``100, 101`` or ``100, …, 107 and 3
     more`` past ``most``; empty when none names a guest."""
@@ -190,6 +216,7 @@ _ENV.filters.update(
     when=when,
     with_node=with_node,
     kinds=kinds,
+    headline=headline,
     md=md,
     md_block=md_block,
     discord_block=discord_block,

@@ -325,3 +325,57 @@ def test_ctrl_c_while_the_demo_starts_stops_it_without_an_error(tmp_path: Path) 
     assert "pvesim stopped" in text, text
     assert "ERROR" not in text, text
     assert "Traceback" not in text, text
+
+
+def _post(port: int, path: str, form: dict[str, str], token: str | None) -> int:
+    """The status of a form POST to the console on 127.0.0.1:``port`` (redirects not followed)."""
+    import http.client
+    from urllib.parse import urlencode
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        conn.request("POST", path, urlencode(form), headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_the_demo_console_takes_writes_with_the_login_in_the_credentials_file(
+    tmp_path: Path,
+) -> None:
+    """The demo's web console answered "writes are disabled: no CONSOLE_TOKENS configured" to
+    a newcomer trying a silence: the demo now makes a console login, kept (like the other demo
+    secrets) in credentials.txt, never on the terminal."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}
+    base.pop("CONSOLE_TOKENS", None)
+    console = free_port()
+    data = tmp_path / "data"
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:
+        up = subprocess.Popen(
+            [PROXBUS, "up", "--plain", "--demo", "--services", "dispatcher",
+             "--nats-port", str(free_port()), "--data-dir", str(data)],
+            stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path,
+            env={**base, "PROXBUS_DISPATCHER_HEALTH_PORT": str(console)},
+        )  # fmt: skip
+    try:
+        wait_until_blocking(lambda: "dispatcher healthy" in out.read_text(), timeout=60)
+        text = (data / "demo" / "credentials.txt").read_text()
+        found = re.search(r"^web console login: (\S+)$", text, re.MULTILINE)
+        assert found, text
+        secret = found.group(1)
+        silence = {"matchers": "node=pve1", "duration": "1h", "comment": "demo"}
+        assert _post(console, "/silences", silence, token="not-the-login") == 401
+        assert _post(console, "/silences", silence, token=secret) == 303
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+    finally:
+        _stop(up)
+    shown = out.read_text()
+    assert secret not in shown
+    assert "console login" in shown  # the footer says where it is
+    for log in (data / "logs").glob("*.log"):
+        assert secret not in log.read_text(), log

@@ -94,6 +94,28 @@ def wanted_services(spec: str) -> tuple[str, ...]:
     return wanted
 
 
+DEMO_CONSOLE_USER = "demo"
+
+
+def _console_tokens_set() -> bool:
+    """Whether the user gave the dispatcher console tokens (environment, its prefixed variable,
+    or ./.env, which the services read): the demo then makes none of its own."""
+    dotenv = Path(".env")
+    sources = [os.environ, service_env("dispatcher", os.environ)]
+    if dotenv.is_file():
+        sources.append(read_env_file(dotenv))
+    return any(source.get("CONSOLE_TOKENS") for source in sources)
+
+
+def demo_console_secret(children: list[Child]) -> str | None:
+    """The secret of the console token the demo made for the dispatcher, if it made one."""
+    for child in children:
+        tokens = child.env.get("CONSOLE_TOKENS", "")
+        if child.name == "dispatcher" and tokens.startswith(f"{DEMO_CONSOLE_USER}:"):
+            return tokens.rsplit(":", 1)[1]
+    return None
+
+
 def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[Child]:
     """The processes ``proxbus up`` runs, in start order."""
     children: list[Child] = []
@@ -140,6 +162,12 @@ def plan_children(args: argparse.Namespace, settings: ServiceSettings) -> list[C
         )
         if not getattr(args, "no_console", False):
             routes = write_demo_routes(demo_dir)
+        if "dispatcher" in wanted and not _console_tokens_set():
+            # The web console takes writes (silences, dead letters) only with a token: the demo
+            # makes one, kept in credentials.txt like the simulator's secrets.
+            own["dispatcher"] = {
+                "CONSOLE_TOKENS": f"{DEMO_CONSOLE_USER}:read+operate:{secrets.token_urlsafe(24)}"
+            }
     for name in sorted(wanted, key=START_ORDER.index):
         script = _script(f"proxbus-{name}")
         if script is None:
@@ -600,6 +628,8 @@ def footer(
     elif "dispatcher" in names:
         _, port = describe_ports("dispatcher", service_env("dispatcher", environ))
         steps.append(("web console", f"http://127.0.0.1:{port}/"))
+        if credentials is not None and demo_console_secret(children) is not None:
+            steps.append(("console login", "'web console login' in the demo credentials"))
     if "mcp-gateway" in names:
         _, port = describe_ports("mcp-gateway", {**environ, **service_env("mcp-gateway", environ)})
         steps.append(("MCP gateway", f"http://127.0.0.1:{port}/mcp"))
@@ -670,6 +700,9 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
         for child in children:
             if child.name == "pvesim" and "PVESIM_WEBHOOK_SECRET" in child.env:
                 credentials.add("PVE_WEBHOOK_SECRET", child.env["PVESIM_WEBHOOK_SECRET"])
+        console_secret = demo_console_secret(children)
+        if console_secret is not None:
+            credentials.add("web console login", console_secret)
     dotenv = Path(".env")  # the services read it too
     environ = {**(read_env_file(dotenv) if dotenv.is_file() else {}), **os.environ}
     board.footer = footer(args, children, credentials.path if credentials else None, environ)

@@ -261,6 +261,8 @@ async def test_proxmox_api_list_get_joins_both_clusters(gw: Gateway) -> None:
 async def test_vmid_in_one_cluster_is_found_there(gw: Gateway) -> None:
     result = await ok(gw, "get_guest_status", {"vmid": 300})
     assert result.data["node"] == "c2"
+    assert result.data["cluster"] == "colo"
+    assert result.text.startswith("cluster colo: ")
     assert (await ok(gw, "get_guest_config", {"vmid": 101})).data["node"] == "h2"
 
 
@@ -336,6 +338,9 @@ async def test_node_tools_find_the_cluster_of_the_node(gw: Gateway) -> None:
     assert (await ok(gw, "get_node_status", {"node": "c2"})).data["node"] == "c2"
     result = await ok(gw, "get_vms", {"node": "c2"})
     assert [r["vmid"] for r in result.data["items"]] == [300]
+    assert result.data["cluster"] == "colo"
+    # the memoized colo answer did not take the resolved call's cluster
+    assert "cluster" not in (await ok(gw, "get_vms", {"node": "c2", "cluster": "colo"})).data
     out = await gw.call("get_node_status", {"node": "nowhere"}, ADMIN)
     assert out.code == 404
     assert out.error == "node nowhere is in none of the clusters home, colo"

@@ -20,6 +20,8 @@ tool has one) saying what it does without one:
 - ``pbs``: ``server`` names the cluster, else the only cluster with a PBS server.
 - ``api``: ``proxmox_api``: a ``/nodes/{node}`` path by its node; PBS by server; another
   list GET joined over every cluster; anything else needs one cluster (409).
+
+An answer from the one cluster a call was resolved to names it (``cluster``).
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ async def across_clusters(ctx: CallContext, spec: ToolSpec, args: Any) -> ToolRe
         # one cluster the caller may see (or a tool without a mode: a test forbids that)
         if len(names) > 1:
             raise _several(names, spec.name)
-        return await _run(ctx, spec, args, names[0])
+        return await _there(ctx, spec, args, names[0])
     node = getattr(args, "node", None)
     server = getattr(args, "server", None)
     if mode == "all":
@@ -120,34 +122,34 @@ async def across_clusters(ctx: CallContext, spec: ToolSpec, args: Any) -> ToolRe
         acting = not spec.read_only
         kind = _KIND.get(spec.name)
         cluster = await _by_vmid(ctx, names, args.vmid, node, kind, acting=acting)
-        return await _run(ctx, spec, args, cluster)
+        return await _there(ctx, spec, args, cluster)
     if mode == "node":
         if node is None and (server is not None or getattr(args, "store", None)):
             # delete_backup of a PBS snapshot: the PBS server's cluster
-            return await _run(ctx, spec, args, _by_server(ctx, names, server, spec.name))
+            return await _there(ctx, spec, args, _by_server(ctx, names, server, spec.name))
         if node is None:
             raise _several(names, spec.name, "or node")
-        return await _run(ctx, spec, args, await _by_node(ctx, names, node))
+        return await _there(ctx, spec, args, await _by_node(ctx, names, node))
     if mode == "upid":
         if is_pbs_upid(args.upid):
-            return await _run(ctx, spec, args, _by_server(ctx, names, server, spec.name))
+            return await _there(ctx, spec, args, _by_server(ctx, names, server, spec.name))
         return await _run(
             ctx, spec, args, await _by_node(ctx, names, validate.upid_node(args.upid))
         )
     if mode == "pbs":
-        return await _run(ctx, spec, args, _by_server(ctx, names, server, spec.name))
+        return await _there(ctx, spec, args, _by_server(ctx, names, server, spec.name))
     if mode == "pbs_rows":
         if server is not None:
-            return await _run(ctx, spec, args, _by_server(ctx, names, server, spec.name))
+            return await _there(ctx, spec, args, _by_server(ctx, names, server, spec.name))
         pool = ctx.gateway.pool
         with_pbs = [n for n in names if pool.clusters[n].pbs]
         if len(with_pbs) <= 1:
-            return await _run(ctx, spec, args, _by_server(ctx, names, None, spec.name))
+            return await _there(ctx, spec, args, _by_server(ctx, names, None, spec.name))
         return _rows(spec.name, args, await _each(ctx, spec, args, with_pbs))
     if mode == "api":
         return await _api(ctx, spec, args, names)
     if node is not None:  # a listing of one node: that node's cluster
-        return await _run(ctx, spec, args, await _by_node(ctx, names, node))
+        return await _there(ctx, spec, args, await _by_node(ctx, names, node))
     answers = await _each(ctx, spec, args, names)
     if mode == "status":
         return _status(spec.name, answers)
@@ -174,6 +176,16 @@ def _several(names: list[str], tool: str, alternative: str = "") -> ToolFailure:
         f"({', '.join(names)}): pass cluster{also}",
         409,
     )
+
+
+async def _there(ctx: CallContext, spec: ToolSpec, args: Any, cluster: str) -> ToolResult:
+    """Run in the one cluster the call was resolved to; the answer says which (``cluster``
+    in the data unless the tool sets it, a ``cluster <name>:`` text prefix). A copy: a
+    memoized answer (``get_vms``) must not change."""
+    result = await _run(ctx, spec, args, cluster)
+    if "cluster" in result.data:
+        return result
+    return ToolResult({**result.data, "cluster": cluster}, f"cluster {cluster}: {result.text}")
 
 
 async def _run(ctx: CallContext, spec: ToolSpec, args: Any, cluster: str) -> ToolResult:
@@ -277,9 +289,9 @@ def _whoami(tool: str, answers: list[tuple[str, ToolResult | ToolFailure]]) -> T
 async def _api(ctx: CallContext, spec: ToolSpec, args: Any, names: list[str]) -> ToolResult:
     call = schema.resolve(args.product, args.method, args.path, dict(args.params))
     if args.product == "pbs":
-        return await _run(ctx, spec, args, _by_server(ctx, names, args.server, spec.name))
+        return await _there(ctx, spec, args, _by_server(ctx, names, args.server, spec.name))
     if call.node is not None:
-        return await _run(ctx, spec, args, await _by_node(ctx, names, call.node))
+        return await _there(ctx, spec, args, await _by_node(ctx, names, call.node))
     what = f"{call.method} {call.path}"
     if call.method != "GET":
         raise _several(names, what, "or a /nodes/{node}/... path")

@@ -234,6 +234,37 @@ def test_env_example_covers_every_compose_interpolation() -> None:
     assert not missing, f"${{VAR}} used in compose.yaml but not in .env.example: {missing}"
 
 
+def commented_default_mismatches(text: str) -> list[str]:
+    """``# NAME=<number or true/false>`` lines of an env example (which show a variable "with
+    its default") whose value is not the default of every service reading NAME."""
+    defaults: dict[str, set[str]] = {}
+    for service in PROXBUS_SERVICES:
+        for name, field in settings_class(service).model_fields.items():
+            value = field.get_default(call_default_factory=True)
+            if isinstance(value, bool):
+                defaults.setdefault(name.upper(), set()).add(str(value).lower())
+            elif isinstance(value, int | float) and not field.is_required():
+                shown = int(value) if float(value).is_integer() else value
+                defaults.setdefault(name.upper(), set()).add(str(shown))
+    wrong = []
+    for line in text.splitlines():
+        m = re.match(r"^# ?([A-Z][A-Z0-9_]*)=(-?\d+(?:\.\d+)?|true|false)$", line)
+        if m and m.group(1) in defaults and {m.group(2)} != defaults[m.group(1)]:
+            wrong.append(
+                f"{m.group(1)}={m.group(2)}: the default is {sorted(defaults[m.group(1)])}"
+            )
+    return wrong
+
+
+def test_env_example_shows_the_code_defaults_in_its_commented_lines() -> None:
+    """`# SMTP_TIMEOUT=300` read as the default; ingest-email's is 60."""
+    wrong = commented_default_mismatches(ENV_EXAMPLE.read_text())
+    assert not wrong, "\n".join(wrong)
+    assert commented_default_mismatches("# SMTP_TIMEOUT=60\n# SYSLOG_TCP=false\n") == [
+        "SYSLOG_TCP=false: the default is ['true']"
+    ]
+
+
 def test_env_example_documents_the_main_switches_of_every_service() -> None:
     active, documented = env_example()
     names = {*active, *documented}

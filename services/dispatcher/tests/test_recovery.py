@@ -322,6 +322,14 @@ async def test_every_notifier_tells_the_node_and_the_storage_are_back(dispatcher
         assert sorted(titles) == sorted(want), (name, titles)
     back = next(r.json for r in sinks["hook"].requests if "back online" in r.json["title"])
     assert back["incident"]["state"] == "resolved"
+    # what is over is green on Discord and in the mail (a blue INFO embed read like news)
+    colours = {r.json["embeds"][0]["title"]: r.json["embeds"][0]["color"]
+               for r in sinks["discord"].requests}  # fmt: skip
+    assert colours["[INFO] Node pve2 is back online"] == 0x2ECC71
+    assert colours["[INFO] Storage local-lvm on pve1 back to 40.0%"] == 0x2ECC71
+    assert colours["[ERROR] Storage local-lvm on pve1 is 96.0% full"] == 0xE74C3C
+    mails = {str(m["Subject"]): m.get_body(("html",)).get_content() for m in box.messages}
+    assert "#2ecc71" in mails["[INFO] Node pve2 is back online"]
     assert "ongoing since" not in back["body"]
 
 

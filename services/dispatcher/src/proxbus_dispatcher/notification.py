@@ -129,6 +129,16 @@ class Notification(BaseModel):
         return self
 
     @property
+    def recovery(self) -> bool:
+        """Whether the notification says only that things are over: every incident in it is a
+        resolution (state ``resolved``: a node back online, a storage below its thresholds)
+        or a success that resolved a failure (``resolves``)."""
+        return bool(self.incidents) and all(
+            isinstance(i, dict) and (i.get("state") == "resolved" or bool(i.get("resolves")))
+            for i in self.incidents
+        )
+
+    @property
     def severity(self) -> Severity:
         """The highest severity among the events."""
         return max((Severity(e["severity"]) for e in self.events), key=lambda s: s.rank)

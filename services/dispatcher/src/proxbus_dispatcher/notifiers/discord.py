@@ -37,6 +37,8 @@ SEVERITY_COLOURS: dict[Severity, int] = {
     Severity.ERROR: 0xE74C3C,
     Severity.CRITICAL: 0x8E0000,
 }
+# what is over (``Notification.recovery``: a node back online, a failure resolved): green
+RECOVERY_COLOUR = 0x2ECC71
 # Discord's embed limits: title 256, description 4096, 25 fields, value 1024.
 _DESCRIPTION_LIMIT = 4000
 
@@ -110,7 +112,9 @@ def discord_payload(
         "description": render_body(
             receiver, notification, _DESCRIPTION_LIMIT, DEFAULT_BODY_DISCORD
         ),
-        "color": SEVERITY_COLOURS[notification.severity],
+        "color": RECOVERY_COLOUR
+        if notification.recovery
+        else SEVERITY_COLOURS[notification.severity],
         "fields": fields[:25],
         "timestamp": first.get("timestamp"),
         "footer": {"text": f"proxbus · {first.get('source', '')}"},

@@ -58,6 +58,8 @@ def build_message(receiver: EmailReceiver, notification: Notification) -> EmailM
     colour = {"critical": "#8e0000", "error": "#e74c3c", "warning": "#f1c40f"}.get(
         notification.severity.value, "#3498db"
     )
+    if notification.recovery:
+        colour = "#2ecc71"  # what is over (a node back online, a failure resolved): green
     msg.add_alternative(
         "<html><body>"
         f'<h3 style="border-left:6px solid {colour};padding-left:8px">{html.escape(title)}</h3>'

@@ -350,8 +350,17 @@ async def test_task_tools_find_the_cluster_of_the_upid(gw: Gateway) -> None:
     started = await ok(gw, "create_backup", {"vmid": 300})
     upid = started.data["upid"]
     assert ":c2:" in upid
-    assert (await ok(gw, "get_task_status", {"upid": upid, "wait": True})).data["status"]
+    status = await ok(gw, "get_task_status", {"upid": upid, "wait": True})
+    assert status.data["status"]
+    assert status.data["cluster"] == "colo"
     assert (await ok(gw, "get_task_log", {"upid": upid})).data["count"] > 0
+    gc = await ok(gw, "pbs_start_gc", {"store": "store1", "server": "colo-pbs"})
+    pbs_upid = gc.data["upid"]
+    args = {"upid": pbs_upid, "server": "colo-pbs"}
+    assert (await ok(gw, "get_task_log", args)).data["cluster"] == "colo"
+    out = await gw.call("get_task_status", {"upid": pbs_upid}, ADMIN)
+    assert out.code == 409
+    assert "several clusters (home, colo) have a PBS server" in (out.error or "")
 
 
 async def test_pbs_tools_find_the_cluster_of_the_server(

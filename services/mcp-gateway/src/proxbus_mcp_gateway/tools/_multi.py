@@ -133,7 +133,7 @@ async def across_clusters(ctx: CallContext, spec: ToolSpec, args: Any) -> ToolRe
     if mode == "upid":
         if is_pbs_upid(args.upid):
             return await _there(ctx, spec, args, _by_server(ctx, names, server, spec.name))
-        return await _run(
+        return await _there(
             ctx, spec, args, await _by_node(ctx, names, validate.upid_node(args.upid))
         )
     if mode == "pbs":

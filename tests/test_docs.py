@@ -702,11 +702,51 @@ def readme_settings_mismatches(page: Path, settings: type[Any], others: str = ""
             ):
                 wrong.append(f"{name}: documented default {value!r}, the code's {known[name]!r}")
     text = page.read_text()
-    for m in re.finditer(r"`([A-Z][A-Z0-9_]+)` \((`?)([0-9.]+)\2(?: s)?\)", text):
-        name, value = m.group(1), m.group(3)
+    for name, value in prose_defaults(text):
         if name in known and known[name] not in (None, value):
             wrong.append(f"{name}: documented default {value!r}, the code's {known[name]!r}")
     return wrong
+
+
+# "`SMTP_TIMEOUT` (60 s)", "`HEALTH_PORT` (default **8091**)", "`RPC_SCOPES` (default `read`)"
+_PROSE_DEFAULT = re.compile(
+    r"`([A-Z][A-Z0-9_]+)` \((?:default:? (\*\*|`?)([0-9.]+|[a-z][a-z0-9_.+-]*)\2"
+    r"|(`?)([0-9.]+)\4)(?: s)?\)"
+)
+
+
+def prose_defaults(text: str) -> list[tuple[str, str]]:
+    """(variable, default) pairs a page states in its text."""
+    return [(m.group(1), m.group(3) or m.group(5)) for m in _PROSE_DEFAULT.finditer(text)]
+
+
+def test_defaults_stated_in_the_text_of_every_page_are_the_codes() -> None:
+    """The root README, docs/, deploy/ and libs/ pages too: a variable some service reads,
+    stated with a default in the text, has that default in every service reading it."""
+    from importlib import import_module
+
+    from proxbus_runtime.spooling import SpoolSettings
+
+    defaults: dict[str, set[str | None]] = {}
+    for settings in [
+        SpoolSettings,
+        *(import_module(m).Settings for m in SERVICE_SETTINGS.values()),
+    ]:
+        for name, value in _defaults(settings).items():
+            defaults.setdefault(name, set()).add(value)
+    wrong = []
+    checked = 0
+    for page in MEMBER_PAGES:
+        if page.parent.parent.name == "services":
+            continue  # per service, against its own settings (above)
+        for name, value in prose_defaults(page.read_text()):
+            if name in defaults and None not in defaults[name]:
+                checked += 1
+                if defaults[name] != {value}:
+                    wrong.append(f"{page.relative_to(ROOT)}: {name} ({value}), the code's "
+                                 f"{sorted(d for d in defaults[name] if d is not None)}")  # fmt: skip
+    assert checked >= 5
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("member", sorted(SERVICE_SETTINGS))

@@ -208,6 +208,11 @@ async def test_cluster_allowlist_limits_the_listing_and_what_is_asked(
     out = await gw.call("get_guest_status", {"vmid": 101}, caller)
     assert out.code == 404, out.error
     assert "home" not in (out.error or "")
+    assert (await ok(gw, "get_guest_status", {"vmid": 100}, caller)).data["cluster"] == "colo"
+    elsewhere = TokenSpec("dc9", "0" * 64, frozenset({"read"}), clusters=frozenset({"dc9"}))
+    out = await gw.call("get_vms", {}, Caller.from_token(elsewhere, "test"))
+    assert out.code == 403
+    assert out.error == "forbidden: no configured cluster is in the allowlist of 'dc9'"
 
 
 async def test_cluster_status_without_cluster_shows_both(gw: Gateway) -> None:

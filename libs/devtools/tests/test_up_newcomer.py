@@ -379,3 +379,35 @@ def test_the_demo_console_takes_writes_with_the_login_in_the_credentials_file(
     assert "console login" in shown  # the footer says where it is
     for log in (data / "logs").glob("*.log"):
         assert secret not in log.read_text(), log
+
+
+def test_a_line_of_dot_env_no_service_can_read_is_named_with_its_file_and_number(
+    tmp_path: Path,
+) -> None:
+    """python-dotenv's own warning, "could not parse statement starting at line 2", names no
+    file, and every service then silently ignores that line: proxbus up names the file, the
+    line number and what a line must look like."""
+    (tmp_path / ".env").write_text(
+        "# comment\nLOG_LEVEL=INFO\nthis is not a setting\nexport MIN_SEVERITY=warning\n"
+        "   \nPROXBUS_SITE = lab\nDISPATCHER HEALTH_PORT=1\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:
+        up = subprocess.Popen(
+            [PROXBUS, "up", "--plain", "--services", "none", "--nats-port", str(free_port()),
+             "--data-dir", str(tmp_path / "data")],
+            stdout=sink, stderr=subprocess.STDOUT, env=base, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        wait_until_blocking(lambda: "nats healthy" in out.read_text(), timeout=30)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=30) == 0
+    finally:
+        _stop(up)
+    text = out.read_text()
+    assert ".env line 3 is not NAME=VALUE" in text, text
+    assert ".env line 7 is not NAME=VALUE" in text, text
+    assert "this is not a setting" not in text  # a mistyped line may hold a secret
+    for ok in (2, 4, 6):
+        assert f".env line {ok} " not in text

@@ -214,6 +214,21 @@ def read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
+# What python-dotenv (pydantic-settings' .env reader) takes as a setting: NAME=VALUE, optionally
+# after "export", or a bare NAME; anything else it skips with a warning that names no file.
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*(?:=|$)")
+
+
+def env_file_problems(path: Path) -> list[str]:
+    """One warning per line of ``path`` that no service can read as a setting."""
+    return [
+        # Not the line itself: a mistyped line may hold a secret.
+        f"{path} line {number} is not NAME=VALUE: every service ignores it"
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#") and not _ENV_LINE.match(line)
+    ]
+
+
 def demo_simulator_argv(sim: str, env_file: Path, scenario: Path | None = None) -> list[str]:
     """The simulator, on free ports, emitting mail/syslog/webhooks to the local ingest services.
 
@@ -717,6 +732,9 @@ def run_up(args: argparse.Namespace, settings: ServiceSettings) -> int:
     root.setLevel(logging.INFO)
     for noisy in ("nats", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if dotenv.is_file():
+        for problem in env_file_problems(dotenv):
+            log.warning("%s", problem)
     names = {c.name for c in children}
     if (
         "mcp-gateway" in names

@@ -9,6 +9,8 @@ every call without ``cluster`` answered for (or acted on) the first cluster only
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -427,3 +429,22 @@ async def test_rpc_on_a_cluster_subject_acts_on_that_cluster_only(
         assert {r["cluster"] for r in both["items"]} == {"home", "colo"}
     finally:
         await service.stop()
+
+
+async def test_the_audit_record_names_the_clusters_a_call_went_to(
+    gw: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Arguments stay as sent; ``clusters`` says where a call without one went (absent when
+    ``cluster`` was given, as on a one-cluster gateway: those records are unchanged)."""
+    caplog.set_level(logging.INFO, logger="proxbus.audit")
+    await ok(gw, "get_guest_status", {"vmid": 300})
+    await ok(gw, "get_vms", {})
+    await ok(gw, "get_vms", {"cluster": "home"})
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("audit ")]
+    records = [json.loads(line.removeprefix("audit ")) for line in lines]
+    assert [(r["tool"], r["arguments"], r.get("clusters")) for r in records] == [
+        ("get_guest_status", {"vmid": 300}, ["colo"]),
+        ("get_vms", {}, ["home", "colo"]),
+        ("get_vms", {"cluster": "home"}, None),
+    ]
+    assert "clusters" not in records[2]

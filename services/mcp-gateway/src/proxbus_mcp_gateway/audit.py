@@ -86,6 +86,9 @@ class AuditRecord:
     message: str | None = None
     code: int | None = None
     ts: float = field(default_factory=time.time)
+    # Only on a gateway with several clusters, for a call without ``cluster``: the clusters
+    # it was resolved to or answered by (absent otherwise: one-cluster records are unchanged).
+    clusters: list[str] | None = None
 
     def __post_init__(self) -> None:
         # A bounded, redacted copy: a queued record keeps no reference to the call's input.
@@ -94,20 +97,23 @@ class AuditRecord:
             self.message = self.message[:MAX_MESSAGE] + "…"
 
     def to_json(self) -> bytes:
+        record: dict[str, Any] = {
+            "schema": "proxbus.audit/v1",
+            "ts": self.ts,
+            "site": self.site,
+            "tool": self.tool,
+            "caller": self.caller,
+            "transport": self.transport,
+            "arguments": self.arguments,
+            "outcome": self.outcome,
+            "code": self.code,
+            "message": self.message,
+            "duration_ms": self.duration_ms,
+        }
+        if self.clusters is not None:
+            record["clusters"] = self.clusters
         return json.dumps(
-            {
-                "schema": "proxbus.audit/v1",
-                "ts": self.ts,
-                "site": self.site,
-                "tool": self.tool,
-                "caller": self.caller,
-                "transport": self.transport,
-                "arguments": self.arguments,
-                "outcome": self.outcome,
-                "code": self.code,
-                "message": self.message,
-                "duration_ms": self.duration_ms,
-            },
+            record,
             default=str,
             separators=(",", ":"),
         ).encode()

@@ -35,6 +35,7 @@ class Outcome:
     error: str | None = None
     code: int = 200
     duration_ms: float = 0.0
+    clusters: list[str] | None = None  # several clusters, no ``cluster`` given: where it went
 
     @property
     def ok(self) -> bool:
@@ -214,7 +215,7 @@ class Gateway:
             async with self._limit:
                 self.calls_in_flight += 1
                 try:
-                    outcome.result = await self._run(name, args, caller, progress)
+                    outcome.result = await self._run(name, args, caller, progress, outcome)
                 finally:
                     self.calls_in_flight -= 1
         except ToolFailure as exc:
@@ -264,11 +265,17 @@ class Gateway:
                 site=self.site,
                 message=outcome.error,
                 code=outcome.code if not outcome.ok else None,
+                clusters=outcome.clusters,
             )
         )
 
     async def _run(
-        self, name: str, args: dict[str, Any], caller: Caller, progress: ProgressFn | None
+        self,
+        name: str,
+        args: dict[str, Any],
+        caller: Caller,
+        progress: ProgressFn | None,
+        outcome: Outcome,
     ) -> ToolResult:
         spec = self.registry.tools.get(name)
         if spec is None or not self.visible(spec):
@@ -298,7 +305,10 @@ class Gateway:
         if across and "cluster" in type(parsed).model_fields:
             from .tools._multi import across_clusters
 
-            return await across_clusters(ctx, spec, parsed)
+            try:
+                return await across_clusters(ctx, spec, parsed)
+            finally:
+                outcome.clusters = ctx.clusters
         return await spec.handler(ctx, parsed)
 
 

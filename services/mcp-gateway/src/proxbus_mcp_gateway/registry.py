@@ -39,6 +39,8 @@ class CallContext:
     gateway: Gateway
     caller: Caller
     progress: ProgressFn | None = None
+    # Several clusters and a call without ``cluster``: the ones it went to (for the audit).
+    clusters: list[str] | None = None
 
     async def report(self, progress: float, total: float | None, message: str | None) -> None:
         if self.progress is not None:

@@ -117,6 +117,7 @@ async def across_clusters(ctx: CallContext, spec: ToolSpec, args: Any) -> ToolRe
     node = getattr(args, "node", None)
     server = getattr(args, "server", None)
     if mode == "all":
+        ctx.clusters = names
         return await spec.handler(ctx, args)
     if mode == "guest":
         acting = not spec.read_only
@@ -182,6 +183,7 @@ async def _there(ctx: CallContext, spec: ToolSpec, args: Any, cluster: str) -> T
     """Run in the one cluster the call was resolved to; the answer says which (``cluster``
     in the data unless the tool sets it, a ``cluster <name>:`` text prefix). A copy: a
     memoized answer (``get_vms``) must not change."""
+    ctx.clusters = [cluster]
     result = await _run(ctx, spec, args, cluster)
     if "cluster" in result.data:
         return result
@@ -197,6 +199,8 @@ async def _run(ctx: CallContext, spec: ToolSpec, args: Any, cluster: str) -> Too
 async def _each(
     ctx: CallContext, spec: ToolSpec, args: Any, names: list[str]
 ) -> list[tuple[str, ToolResult | ToolFailure]]:
+    ctx.clusters = list(names)
+
     async def one(name: str) -> tuple[str, ToolResult | ToolFailure]:
         try:
             return name, await _run(ctx, spec, args, name)

@@ -551,3 +551,53 @@ route: {{receiver: mail}}
     assert str(resolved["Subject"]) == "[INFO] pve1: Backup of VM 103 finished (00:02:05)"
     assert resolved["References"] == first["References"] == f"<alert.{failed.fingerprint}@proxbus>"
     assert resolved["In-Reply-To"] == first["References"]
+
+
+async def test_a_route_that_told_the_problem_tells_its_end_whatever_its_severity_floor(
+    dispatcher, sink, js
+) -> None:
+    # The phone gets warnings and worse (severity>=warning): it was told pve2 went offline and
+    # VM 103's backup failed, and never that pve2 is back or the backup works again (both
+    # info: they did not match its route). The routes that told a problem tell its end
+    # (Alertmanager's send_resolved), whatever their matchers.
+    phone, log = await sink(), await sink()
+    service = await dispatcher(
+        f"""\
+receivers:
+  - {{name: phone, type: webhook, url: "{phone.url}/phone"}}
+  - {{name: log, type: webhook, url: "{log.url}/log"}}
+route:
+  receiver: log
+  routes:
+    - {{receiver: phone, matchers: ["severity>=warning"], continue: true}}
+    - {{receiver: log}}
+""",
+        incident_window=600,
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=25)
+    reports = [
+        _api(start, kind="node.offline", severity="error", node="pve2", title="Node pve2 is offline",
+             metadata={"previous": "online", "status": "offline", "resolved": False}),
+        ev(node="pve1", kind="backup.failed", vmid=103, title="Backup of VM 103 failed",
+           received_at=start, timestamp=start),
+        ev(node="pve1", kind="vm.started", severity="info", vmid=104, title="VM 104 started",
+           received_at=start, timestamp=start),
+        _api(start + timedelta(minutes=4), kind="node.offline", severity="info", node="pve2",
+             title="Node pve2 is back online",
+             metadata={"previous": "offline", "status": "online", "resolved": True}),
+        ev(node="pve1", kind="backup.ok", severity="info", vmid=103,
+           title="Backup of VM 103 finished (00:02:05)", received_at=start + timedelta(days=1),
+           timestamp=start + timedelta(days=1)),
+    ]  # fmt: skip
+    for n, one in enumerate(reports, start=1):  # in order: each decided after the last
+        await publish(js, one)
+        await wait_until(lambda n=n: _settled(service) >= n)
+    await wait_until(lambda: len(log.requests) >= 5)
+    await asyncio.sleep(0.5)
+    assert sorted(r.json["title"] for r in phone.requests) == sorted([
+        "[ERROR] Node pve2 is offline",
+        "[ERROR] pve1: Backup of VM 103 failed",
+        "[INFO] Node pve2 is back online",
+        "[INFO] pve1: Backup of VM 103 finished (00:02:05)",
+    ])  # fmt: skip
+    assert len(log.requests) == 5  # the catch-all as before

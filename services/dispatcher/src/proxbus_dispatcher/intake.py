@@ -112,6 +112,8 @@ class Intake:
             task_log_tool=settings.enrich_task_log_tool,
         )
         self._subjects = {name: delivery_subject(name) for name in config.receivers}
+        # routes by id: a route that told a problem tells its end (``_told_before``)
+        self._routes = {r.id: r for r in config.iter_routes() if r.receiver}
         self._routed = metrics.events.labels("routed")
         self._dropped = metrics.events.labels("suppressed")
         self.consumer.on_invalid = metrics.events.labels("invalid").inc
@@ -221,34 +223,59 @@ class Intake:
                     plans.append(self._decide(inflight, incident, changed, routes))
                 return plans
         known = self.state.incident(event.fingerprint)
+        told: set[str] = set()
         if known is not None and (known.has(event) or known.admits(event, self._window)):
             incident, changed = known, not known.has(event)
+            # redelivered: every route it claimed, matched or told-before, enqueues again
+            told = {rid for rid, eid in incident.routes.items() if eid == event.id}
         elif known is not None and known.resolved:
             # the failure came back after a success resolved it: a new alert, not a repeat
             incident, changed = Incident.open(event), True
         else:
             carried = known is not None and known.ack_holds(event, self._ack_resolve_after)
+            state_change = known is not None and known.changes_state(event)
             incident = Incident.open(
                 event,
                 known.notified if known else None,
                 known.acked if known is not None and carried else None,
                 previous=known,
                 window=self._window,
-                state_change=known is not None and known.changes_state(event),
+                state_change=state_change,
             )
             changed = True
+            if state_change and known is not None:
+                # the routes that told the previous state are told this one
+                told = set(known.routes) | {
+                    rid for rid, st in known.notified_state.items() if st != incident.state
+                }
         incident.add(event)
-        also = self._resolve(event, incident)
-        if also is not None:
+        failure = self._resolve(event, incident)
+        if failure is not None:
             changed = True
-        plan = self._decide(inflight, incident, changed, routes)
-        if also is not None:
-            plan.also.append(also)
+            told |= set(failure.notified)  # the routes that told the failure
+        plan = self._decide(inflight, incident, changed, self._told_before(routes, told))
+        if failure is not None:
+            plan.also.append(self.state.put_local(failure))
         return [plan]
 
-    def _resolve(self, event: Event, incident: Incident) -> str | None:
+    def _told_before(self, routes: list[Route], told: set[str]) -> list[Route]:
+        """``routes`` and the routes (by id) that told the earlier state or the failure this
+        event ends, whatever their matchers (Alertmanager's ``send_resolved``): a phone route
+        for warnings and worse was told "pve2 is offline" and is told "back online" (info).
+        A receiver a matched route already tells is not told twice (the seed's digest route of
+        successes and its alerting route share the receiver)."""
+        receivers = {r.receiver for r in routes}
+        extra = []
+        for rid in sorted(told):
+            route = self._routes.get(rid)
+            if route is not None and route.receiver not in receivers:
+                receivers.add(route.receiver)
+                extra.append(route)
+        return routes + extra
+
+    def _resolve(self, event: Event, incident: Incident) -> Incident | None:
         """A job's success resolves its notified failure (``Incident.resolve_by``); returns
-        the failure's key to write, or ``None``. The failure was loaded before the batch was
+        the failure (to write), or ``None``. The failure was loaded before the batch was
         decided (``_load_failure``)."""
         fingerprint = failure_fingerprint(event)
         if fingerprint is None:
@@ -258,7 +285,7 @@ class Intake:
             return None
         if incident.resolves is None:
             incident.resolves = failure.resolution()
-        return self.state.put_local(failure)
+        return failure
 
     async def _load_failure(self, event: Event) -> None:
         """Read the failure a success may resolve from the bucket when it is not in memory

@@ -518,7 +518,8 @@ MEMBER_PAGES = [
 ]
 _INLINE = re.compile(r"`([^`\n]+)`")
 _PROGRAM = re.compile(
-    r"^(?:[A-Z][A-Z0-9_]*=\S+\s+)*(?:uv run (?:--no-sync )?)?(proxbus(?:-[a-z-]+)?)(?=\s|$)"
+    r"^(?:[A-Z][A-Z0-9_]*=\S+\s+)*(?:uv run (?:--no-sync |--package \S+ )*)?"
+    r"(proxbus(?:-[a-z-]+)?)(?=\s|$)"
 )
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w-])")
 

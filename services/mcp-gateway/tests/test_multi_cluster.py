@@ -224,6 +224,7 @@ async def test_cluster_status_without_cluster_shows_both(gw: Gateway) -> None:
     }  # fmt: skip
     assert result.data["quorate"] is True
     assert result.data["clusters"] == ["home", "colo"]
+    assert "cluster home: cluster" not in result.text
     assert "cluster home:" in result.text
     assert "cluster colo:" in result.text
 

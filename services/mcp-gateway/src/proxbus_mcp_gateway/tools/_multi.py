@@ -229,7 +229,10 @@ def _split(
 
 
 def _sections(good: list[tuple[str, ToolResult]], errors: list[str]) -> str:
-    text = "\n".join(f"cluster {n}: {r.text}" for n, r in good)
+    """One ``cluster <name>: ...`` section per cluster (a text that starts so is kept)."""
+    text = "\n".join(
+        r.text if r.text.startswith(f"cluster {n}:") else f"cluster {n}: {r.text}" for n, r in good
+    )
     return text + ("\nerrors: " + "; ".join(errors) if errors else "")
 
 

@@ -1077,3 +1077,54 @@ async def test_the_console_says_its_times_are_utc_and_which_zones_the_notificati
         await expect(note).to_contain_text("Times here are UTC")
         await expect(note).to_contain_text("paris: Europe/Paris")
         await expect(note).to_contain_text("plain: UTC")
+
+
+async def test_a_failure_a_success_resolved_says_so_and_the_success_names_it(
+    console: Any, browser: Browser, js: Any, tmp_path: Path
+) -> None:
+    c = await console()
+    failed_since = NOW - 86400
+    await put(
+        js,
+        incident(
+            20,
+            kind="backup.failed",
+            title="Backup of VM 103 failed",
+            resolved={
+                "by": "ok1",
+                "at": NOW - 5,
+                "kind": "backup.ok",
+                "title": "Backup of VM 103 finished",
+            },
+        ),
+        incident(
+            21,
+            kind="backup.ok",
+            severity="info",
+            title="Backup of VM 103 finished",
+            resolves={
+                "id": "ev00020",
+                "fingerprint": f"{20:016x}",
+                "kind": "backup.failed",
+                "title": "Backup of VM 103 failed",
+                "severity": "error",
+                "since": failed_since,
+                "count": 3,
+            },
+        ),
+        incident(22, title="damaged resolution", resolved="yes", resolves=["no"]),
+    )
+    page = await browser.new_page()
+    await page.goto(c.url + "/incidents")
+    failure = page.locator("li.card", has=page.locator("strong", has_text="failed"))
+    await expect(failure.locator(".resolved")).to_contain_text(
+        "resolved by Backup of VM 103 finished", timeout=5000
+    )
+    assert UTC_TIME.search(await failure.locator(".resolved").inner_text())
+    success = page.locator("li.card", has=page.locator("strong", has_text="finished"))
+    await expect(success.locator(".resolves")).to_contain_text(
+        "resolves Backup of VM 103 failed (failing since"
+    )
+    await expect(success.locator(".resolves")).to_contain_text("3 reports")
+    await expect(page.locator("li.card", has_text="damaged resolution")).to_be_visible()
+    await page.screenshot(path=str(tmp_path / "resolved.png"), full_page=True)

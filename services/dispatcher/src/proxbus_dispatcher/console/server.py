@@ -9,6 +9,7 @@ and styles from this origin only, so even a rendering bug could not run an inlin
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -113,6 +114,12 @@ def _ack(acked: object) -> dict[str, Any] | None:
     }
 
 
+def _record(value: object) -> dict[str, Any] | None:
+    """A dict an incident record carries (``resolved``, ``resolves``), or ``None`` when there is
+    none or a damaged record's is not a dict; missing keys read as ``None``."""
+    return collections.defaultdict(lambda: None, value) if isinstance(value, dict) else None
+
+
 def _states(incident: object) -> list[str]:
     """The states an incident's run reported, oldest first, ending with its own (``state``),
     at most the last 4; empty when it reports none (or a damaged record's are not text)."""
@@ -179,6 +186,7 @@ class ConsoleServer:
         self.env.filters["path"] = _path_part
         self.env.filters["ack"] = _ack
         self.env.filters["states"] = _states
+        self.env.filters["record"] = _record
         self._streams: set[asyncio.Task[Any]] = set()
         self.metrics = ConsoleMetrics(
             registry or CollectorRegistry(),

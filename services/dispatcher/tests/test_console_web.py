@@ -1014,6 +1014,8 @@ async def test_an_operator_with_only_a_keyboard_logs_in_reads_an_event_and_silen
                 return
         raise AssertionError(f"Tab never reached {selector}")
 
+    # The connection state is announced (a screen reader hears "reconnecting…").
+    await expect(page.get_by_role("status")).to_have_text("live", timeout=5000)
     await tab_to("li.event summary")
     outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"  # where the focus is can be seen

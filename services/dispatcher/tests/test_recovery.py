@@ -470,8 +470,11 @@ async def test_a_node_rejoining_the_cluster_is_one_digest_per_node_not_forty(
     by_node = {r.json["group_labels"]["node"]: r.json for r in hook.requests}
     assert sorted(by_node) == ["pve1", "pve3"]
     for node, body in by_node.items():
-        # the title names a line (the most severe, the latest of those), not just a count
-        want = f"[NOTICE] {node}: pmxcfs: [status] notice: node has quorum (and 18 more lines)"
+        # the title names a line (the most severe, the first of those), not just a count
+        want = (
+            f"[NOTICE] {node}: corosync: [TOTEM ] A new membership (1.2a) was formed. "
+            "Members joined: 2 (and 18 more lines)"
+        )
         assert body["title"] == want
         assert f"- [notice] {node}: pmxcfs: [status] notice: node has quorum" in body["body"]
 
@@ -601,3 +604,18 @@ route:
         "[INFO] pve1: Backup of VM 103 finished (00:02:05)",
     ])  # fmt: skip
     assert len(log.requests) == 5  # the catch-all as before
+
+
+def test_a_digest_of_plain_lines_is_titled_by_its_most_severe_first_line() -> None:
+    from proxbus_dispatcher.templates import headline
+
+    lines = [
+        {"kind": "syslog.message", "severity": "notice", "title": "corosync: first"},
+        {"kind": "syslog.message", "severity": "warning", "title": "kernel: worse"},
+        {"kind": "syslog.message", "severity": "warning", "title": "kernel: worse again"},
+        {"kind": "syslog.message", "severity": "bogus", "title": "hostile"},
+    ]
+    assert headline(lines)["title"] == "kernel: worse"
+    assert headline([*lines, {"kind": "vm.started", "severity": "info", "title": "x"}]) is None
+    assert headline("not a list") is None
+    assert headline([]) is None

@@ -178,9 +178,10 @@ def kinds(events: object) -> str:
 
 def headline(events: object) -> dict[str, Any] | None:
     """The line to title a digest of plain lines with (every event a ``*.message``: log
-    lines no rule recognised): the most severe, the latest of those (a cluster rejoin's
-    burst ends with pmxcfs's "node has quorum"); ``None`` when any event is classified (the
-    title then counts kinds)."""
+    lines no rule recognised): the most severe, the first of those (what set the burst off:
+    a cluster rejoin's ``A new membership (1.2a) was formed. Members joined: 2``, the rest
+    being what follows from it); ``None`` when any event is classified (the title then
+    counts kinds)."""
     best: dict[str, Any] | None = None
     best_rank = -1
     for event in events if isinstance(events, list) else []:
@@ -193,7 +194,7 @@ def headline(events: object) -> dict[str, Any] | None:
             rank = Severity(str(event.get("severity"))).rank
         except ValueError:
             rank = 0
-        if rank >= best_rank:
+        if rank > best_rank:
             best, best_rank = event, rank
     return best
 

@@ -266,6 +266,10 @@ def test_a_success_resolves_only_a_notified_failure_of_another_run() -> None:
     assert failure_fingerprint(report("syslog", kind="task.ok")) is None
     assert not failure.resolve_by(success)  # never notified: nothing to resolve
     failure.notified["hook"] = T0.timestamp()
+    # a success that happened before the failure, reported late by the API watcher
+    early = report("pve-api", 120, kind="backup.ok", severity="info",
+                   timestamp=T0 - timedelta(minutes=5))  # fmt: skip
+    assert not failure.resolve_by(early)
     same_run = report("syslog", 60, kind="backup.ok", severity="info", correlation_id=night)
     assert not failure.resolve_by(same_run)
     assert failure.resolve_by(success)

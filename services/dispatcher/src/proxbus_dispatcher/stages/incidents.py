@@ -54,6 +54,9 @@ MAX_MESSAGE = 4096
 MAX_STATES = 16
 MAX_STATE_CHARS = 64
 RESOLVED = "resolved"
+# seconds a success may say it happened before its failure's first report and still resolve
+# it (clocks of the reporting node and the dispatcher's host)
+RESOLVE_SLACK = 5.0
 # metadata keys naming the HA node or service a state line is about (ingest-syslog rules.py
 # _ha_node/_ha_service_state, ingest-pve-ws clusterlog.py and diff.py)
 _HA_THING_KEYS = ("sid", "reporter", "ha_node")
@@ -249,6 +252,8 @@ class Incident:
             return self.resolved.get("by") == event.id
         if not self.notified or event.received_at.timestamp() < self.last:
             return False
+        if event.timestamp.timestamp() < self.opened - RESOLVE_SLACK:
+            return False  # a success from before the failure, reported late (an API poll)
         upid = _upid(event)
         if upid is not None and upid == self.upid:
             return False

@@ -83,7 +83,7 @@ def test_restarts_are_counted_and_plain_lines_are_timestamped() -> None:
     assert [line.split(" ", 1)[1] for line in lines] == [
         "nats starting (pid 41)",
         "nats healthy",
-        "nats restarting (exit -9, restart in 1.0s): disk full",
+        "nats restarting (SIGKILL, restart in 1.0s): disk full",
         "nats starting (pid 42)",
         "nats healthy",
     ]
@@ -136,3 +136,20 @@ def test_a_crash_shows_its_cause_not_only_that_it_failed() -> None:
     quiet = StatusBoard(["dispatcher"])
     quiet.note_line("dispatcher", "ValueError: printed by a receiver, not a crash")
     assert quiet.get("dispatcher").last_error == ""
+
+
+def test_a_child_stopped_by_a_signal_names_it_not_a_negative_exit_code() -> None:
+    """Ctrl-C while the services start: a child that had no handler yet dies of the
+    supervisor's SIGTERM, which read "dispatcher stopped (exit -15)", as if it had failed."""
+    board = StatusBoard(["dispatcher", "ingest-syslog"])
+    out = io.StringIO()
+    PlainView(board, out)
+    board.started("dispatcher", 41)
+    board.note_line("dispatcher", "2026-11-30 03:01:52,822 INFO proxbus: connecting")
+    board.exited("dispatcher", -15, None)
+    board.started("ingest-syslog", 42)
+    board.exited("ingest-syslog", 0, None)
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines[1] == "dispatcher stopped (SIGTERM)"
+    assert lines[3] == "ingest-syslog stopped (exit 0)"
+    assert board.get("dispatcher").last_error == ""  # its last line was no error

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 import sys
 import time
 from collections import deque
@@ -119,14 +120,16 @@ class StatusBoard:
     def exited(self, name: str, code: int | None, restart_in: float | None) -> None:
         child = self.children[name]
         child.pid = None
-        if code and not child.error_this_run and child.last_line:
+        stopped_by_us = code == -signal.SIGTERM  # Ctrl-C before the child had its handler
+        if code and not stopped_by_us and not child.error_this_run and child.last_line:
             # e.g. "proxbus-dispatcher: invalid settings: ..." (exit 2) or a traceback's end
             child.last_error = child.last_line
+        how = _exit_text(code)
         if restart_in is None:
-            self.set_state(name, State.STOPPED, f"exit {code}")
+            self.set_state(name, State.STOPPED, how)
             return
         child.restarts += 1
-        self.set_state(name, State.RESTARTING, f"exit {code}, restart in {restart_in:.1f}s")
+        self.set_state(name, State.RESTARTING, f"{how}, restart in {restart_in:.1f}s")
 
     def note_line(self, name: str, line: str) -> None:
         """A line of the child's output: errors become its ``last_error``.
@@ -381,6 +384,14 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _exit_text(code: int | None) -> str:
+    """``exit 2``, or the signal that ended the child (``SIGTERM``, not ``exit -15``)."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return signal.Signals(-code).name
+    return f"exit {code}"
+
+
 class PlainView:
     """One timestamped line per state change (stdout is not a terminal)."""
 
@@ -392,7 +403,8 @@ class PlainView:
     def _changed(self, child: ChildStatus, detail: str) -> None:
         extra = f" ({detail})" if detail else ""
         line = f"{_now()} {child.name} {child.state.value}{extra}"
-        failed = child.state == State.STOPPED and detail not in ("exit 0", "")
+        # SIGTERM: the supervisor's own stop (Ctrl-C), before the child had its handler.
+        failed = child.state == State.STOPPED and detail not in ("exit 0", "SIGTERM", "")
         if (failed or child.state in (State.UNHEALTHY, State.RESTARTING)) and child.last_error:
             line += f": {child.last_error}"
         self.print(line)

@@ -619,3 +619,36 @@ def test_a_digest_of_plain_lines_is_titled_by_its_most_severe_first_line() -> No
     assert headline([*lines, {"kind": "vm.started", "severity": "info", "title": "x"}]) is None
     assert headline("not a list") is None
     assert headline([]) is None
+
+
+async def test_a_retry_that_works_is_told_while_the_acknowledged_failure_is_still_open(
+    dispatcher, sink, js
+) -> None:
+    # VM 103's backup fails; the operator clicks "Acknowledge" and runs it again by hand five
+    # minutes later (the failure's incident still open: INCIDENT_WINDOW 10 min) and it works.
+    # The seed held that success for its digest ten minutes later, among the routine ones.
+    from .test_incidents_pipeline import acknowledge
+
+    hook = await sink()
+    service = await dispatcher(None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    failed = ev(node="pve1", kind="backup.failed", vmid=103, title="Backup of VM 103 failed",
+                correlation_id="UPID:pve1:0001A2B3:0041D40B:674B4180:vzdump:103:root@pam:",
+                received_at=start, timestamp=start)  # fmt: skip
+    await publish(js, failed)
+    await wait_until(lambda: len(hook.requests) == 1)
+    await publish(js, acknowledge(failed.fingerprint))
+    await wait_until(lambda: _settled(service) >= 2)
+    retry = start + timedelta(minutes=5)
+    ok = ev(node="pve1", kind="backup.ok", severity="info", vmid=103,
+            title="Backup of VM 103 finished (00:02:05)",
+            correlation_id="UPID:pve1:0001C3D4:0041E50C:674B42AC:vzdump:103:root@pam:",
+            received_at=retry, timestamp=retry)  # fmt: skip
+    await publish(js, ok)
+    await wait_until(lambda: _settled(service) >= 3)
+    await wait_until(lambda: len(hook.requests) >= 2, timeout=5)  # the digest waits 600 s
+    titles = [r.json["title"] for r in hook.requests if r.json["event"]["kind"] != "command.ack"]
+    assert titles == [
+        "[ERROR] pve1: Backup of VM 103 failed",
+        "[INFO] pve1: Backup of VM 103 finished (00:02:05)",
+    ], titles

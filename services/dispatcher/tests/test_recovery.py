@@ -652,3 +652,20 @@ async def test_a_retry_that_works_is_told_while_the_acknowledged_failure_is_stil
         "[ERROR] pve1: Backup of VM 103 failed",
         "[INFO] pve1: Backup of VM 103 finished (00:02:05)",
     ], titles
+
+
+def test_a_digest_of_two_lines_says_one_more_line() -> None:
+    from proxbus_dispatcher.templates import DEFAULT_TITLE, render
+
+    def title(n: int) -> str:
+        events = [
+            {"kind": "syslog.message", "severity": "notice", "node": "pve1",
+             "title": f"pmxcfs: line {i}"}
+            for i in range(n)
+        ]  # fmt: skip
+        context = {"incidents": [{}] * n, "count": n, "events": events, "event": events[0],
+                   "incident": None, "severity": "notice", "group_labels": {"node": "pve1"}}  # fmt: skip
+        return render(DEFAULT_TITLE, context, 256)
+
+    assert title(2) == "[NOTICE] pve1: pmxcfs: line 0 (and 1 more line)"
+    assert title(3) == "[NOTICE] pve1: pmxcfs: line 0 (and 2 more lines)"

@@ -1,7 +1,9 @@
 """``proxbus up --demo``: the console receiver, and the simulator's secrets kept off the screen.
 
-The dispatcher gets a routes file with one ``console`` receiver, so every notification is
-printed in the terminal (and counted like any receiver's). The simulator prints its API tokens
+The dispatcher gets a routes file with one ``console`` receiver, so the notifications the
+default configuration would send are printed in the terminal (and counted like any
+receiver's); plain log lines below ``notice`` go to a NATS subject instead, as the seed
+leaves them out. The simulator prints its API tokens
 and root password when it starts; those lines go to ``<data-dir>/demo/credentials.txt``
 (mode 0600) instead of the terminal or its log, and every secret value is redacted from all
 logs from then on.
@@ -17,11 +19,17 @@ from pathlib import Path
 from .childlogs import Redactor
 
 DEMO_ROUTES = """\
-# Written by `proxbus up --demo`: every notification printed in the terminal.
+# Written by `proxbus up --demo`: notifications printed in the terminal, as the default (seed)
+# configuration would send them: plain log lines no rule recognised (syslog.message) from
+# notice up (SEED_SYSLOG_MIN_SEVERITY), everything else from info.
 receivers:
   - {name: terminal, type: console, max_lines: 1}
+  - {name: quiet, type: nats, subject: proxbus.demo.quiet}
 route:
   receiver: terminal
+  routes:
+    - matchers: ["kind=syslog.message", "severity<notice"]
+      receiver: quiet
 """
 
 # The simulator's start-up lines that carry a secret (proxbus_pvesim.__main__).

@@ -283,3 +283,19 @@ def test_a_success_resolves_only_a_notified_failure_of_another_run() -> None:
     assert acked.ack_holds(report("syslog", 60), resolve_after=3600)
     acked.resolved = {"by": success.id}
     assert not acked.ack_holds(report("syslog", 60), resolve_after=3600)
+
+
+def test_an_absent_failure_is_not_read_again_for_a_while() -> None:
+    from proxbus_dispatcher.stages.incidents import AbsentFailures
+
+    now = [0.0]
+    absent = AbsentFailures(ttl=60, max_keys=2, clock=lambda: now[0])
+    assert not absent.known_absent("inc.a")
+    absent.remember("inc.a")
+    assert absent.known_absent("inc.a")
+    now[0] = 61
+    assert not absent.known_absent("inc.a")  # read again after ttl
+    for key in ("inc.b", "inc.c", "inc.d"):  # bounded: starts over past max_keys
+        absent.remember(key)
+    assert len(absent._until) <= 2
+    assert absent.known_absent("inc.d")

@@ -32,7 +32,7 @@ from .stages.dedup import within_repeat_interval
 from .stages.enrich import Enricher
 from .stages.floor import SeverityFloor
 from .stages.grouping import AggregationGroup, Grouper, chunk
-from .stages.incidents import Incident, failure_fingerprint
+from .stages.incidents import AbsentFailures, Incident, failure_fingerprint
 from .stages.inhibition import Inhibitor
 from .stages.routing import match_routes
 from .stages.silence import SilenceWatcher
@@ -112,6 +112,7 @@ class Intake:
             task_log_tool=settings.enrich_task_log_tool,
         )
         self._subjects = {name: delivery_subject(name) for name in config.receivers}
+        self._absent_failures = AbsentFailures()
         # routes by id: a route that told a problem tells its end (``_told_before``)
         self._routes = {r.id: r for r in config.iter_routes() if r.receiver}
         self._routed = metrics.events.labels("routed")
@@ -291,8 +292,14 @@ class Intake:
         """Read the failure a success may resolve from the bucket when it is not in memory
         (last night's failure was pruned from memory hours ago)."""
         fingerprint = failure_fingerprint(event)
-        if fingerprint is not None and self.state.incident(fingerprint) is None:
-            await self.state.reload(incident_key(fingerprint))
+        if fingerprint is None or self.state.incident(fingerprint) is not None:
+            return
+        key = incident_key(fingerprint)
+        if self._absent_failures.known_absent(key):
+            return
+        await self.state.reload(key)
+        if self.state.incident(fingerprint) is None:
+            self._absent_failures.remember(key)
 
     def _decide(
         self, inflight: Inflight, incident: Incident, changed: bool, routes: list[Route]

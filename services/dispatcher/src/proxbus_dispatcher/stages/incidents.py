@@ -41,6 +41,8 @@ vocabulary and the fingerprints stay the contract's: the pairing is the dispatch
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -395,3 +397,31 @@ class Incident:
 
 _FIELDS = tuple(f.name for f in fields(Incident))
 _FIELD_NAMES = frozenset(_FIELDS)
+
+
+class AbsentFailures:
+    """Failure keys read from the state bucket and found absent, not read again for ``ttl``
+    seconds: every ``backup.ok`` of a guest that never failed would cost a KV read, and
+    syslog lines anyone can send are enough to make them (``Finished Backup of VM N``).
+    Bounded: past ``max_keys`` entries it starts over. A failure another replica stores
+    within ``ttl`` of such a read is not seen as resolved by a success in that time."""
+
+    def __init__(
+        self, ttl: float = 60.0, max_keys: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl, self.max_keys, self._clock = ttl, max_keys, clock
+        self._until: dict[str, float] = {}
+
+    def known_absent(self, key: str) -> bool:
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if until > self._clock():
+            return True
+        del self._until[key]
+        return False
+
+    def remember(self, key: str) -> None:
+        if len(self._until) >= self.max_keys:
+            self._until.clear()
+        self._until[key] = self._clock() + self.ttl

@@ -411,3 +411,30 @@ def test_a_line_of_dot_env_no_service_can_read_is_named_with_its_file_and_number
     assert "this is not a setting" not in text  # a mistyped line may hold a secret
     for ok in (2, 4, 6):
         assert f".env line {ok} " not in text
+
+
+def test_a_port_a_service_finds_taken_is_not_called_an_invalid_setting(tmp_path: Path) -> None:
+    """The syslog UDP port (which the supervisor's TCP pre-check does not see) taken: the
+    service exits 2 naming the port; proxbus up said "(invalid settings or arguments)"."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("0.0.0.0", 0))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PROXBUS_", "NATS_"))}
+    out = tmp_path / "out.txt"
+    with udp, out.open("w") as sink:
+        up = subprocess.Popen(
+            [PROXBUS, "up", "--plain", "--services", "ingest-syslog",
+             "--nats-port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+            stdout=sink, stderr=subprocess.STDOUT,
+            env={**base, "PROXBUS_INGEST_SYSLOG_SYSLOG_PORT": str(udp.getsockname()[1]),
+                 "PROXBUS_INGEST_SYSLOG_HEALTH_PORT": str(free_port())},
+        )  # fmt: skip
+        try:
+            wait_until_blocking(lambda: "not restarted" in out.read_text(), timeout=30)
+            up.send_signal(signal.SIGTERM)
+            assert up.wait(timeout=30) == 0
+        finally:
+            _stop(up)
+    text = out.read_text()
+    assert "address already in use" in text, text
+    assert "a port in use" in text
+    assert "invalid settings or arguments" not in text

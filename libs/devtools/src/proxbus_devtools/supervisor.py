@@ -491,8 +491,9 @@ class Supervisor:
                 self.board.exited(child.name, code, None)
                 self.write_state()
                 log.error(
-                    "%s exited with 2 (invalid settings or arguments): not restarted; fix it "
-                    "and start proxbus up again: %s", child.name, self.board.get(child.name).last_error
+                    "%s exited with 2 (a setting it cannot start with: an invalid value, or a "
+                    "port in use): not restarted; fix it and start proxbus up again: %s",
+                    child.name, self.board.get(child.name).last_error,
                 )  # fmt: skip
                 return
             if time.monotonic() - child.started_at > 60:

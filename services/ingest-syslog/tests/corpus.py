@@ -37,6 +37,7 @@ class Line:
     severity: str
     classified: bool = True
     detail: bool = False  # metadata.detail_of: a line of a happening another line is the event of
+    recovers: str | None = None  # metadata.recovers: the kind whose happening the line ends
 
 
 CORPUS: list[Line] = []
@@ -118,6 +119,7 @@ class Block:
         rfc5424: bool | None = None,
         detail: bool = False,
         at_once: bool = False,
+        recovers: str | None = None,
     ) -> None:
         """``node`` defaults to the sender's short name; every third line is RFC 5424."""
         self._n += 1
@@ -132,6 +134,7 @@ class Block:
                 vmid=vmid,
                 severity=expected_severity(pri, kind, minimum, detail),
                 detail=detail,
+                recovers=recovers,
             )
         )
 
@@ -649,7 +652,14 @@ b.add(DAEMON_INFO, "pve1", "watchdog-mux", 703, "Watchdog driver 'Software Watch
 b = Block("pve-cluster src/pmxcfs/status.c, dfsm.c, dcdb.c, quorum.c (qb_log '[%g] %p: %b')")
 for host in ("pve1", "pve2"):
     b.add(DAEMON_NOTICE, host, "pmxcfs", 1090, "[status] notice: node lost quorum", "quorum.lost")
-    b.add(DAEMON_NOTICE, host, "pmxcfs", 1090, "[status] notice: node has quorum")
+    b.add(
+        DAEMON_NOTICE,
+        host,
+        "pmxcfs",
+        1090,
+        "[status] notice: node has quorum",
+        recovers="quorum.lost",
+    )  # status.c cfs_set_quorate
 pmxcfs = b.sender("pve3", "pmxcfs", 1091)
 pmxcfs(DAEMON_NOTICE, "[dcdb] notice: members: 1/1090, 2/1088, 3/1091")
 pmxcfs(DAEMON_NOTICE, "[status] notice: members: 1/1090, 2/1088")
@@ -689,7 +699,12 @@ for host, peer, link in [("pve1", 3, 0), ("pve2", 3, 0), ("pve1", 2, 1), ("pve2"
         detail=True,
         rfc5424=False,
     )
-    knet(DAEMON_INFO, f"  [KNET  ] rx: host: {peer} link: {link} is up", rfc5424=False)
+    knet(
+        DAEMON_INFO,
+        f"  [KNET  ] rx: host: {peer} link: {link} is up",
+        rfc5424=False,
+        recovers="link.down",
+    )
     knet(
         DAEMON_INFO,
         f"  [KNET  ] link: Resetting MTU for link {link} because host {peer} joined",
@@ -703,6 +718,17 @@ b.add(
     "  [KNET  ] pmtud: PMTUD link change for host: 2 link: 0 from 469 to 1397",
 )
 b.add(DAEMON_INFO, "pve1", "corosync", 1180, "  [KNET  ] pmtud: Global data MTU changed to: 1397")
+# knet logs the link up under the subsystem of the thread that sees the pong: "rx"
+# (threads_rx.c, PVE 7/8's knet), "link" or "heartbeat" (threads_heartbeat.c, later ones)
+for sub in ("link", "heartbeat"):
+    b.add(
+        DAEMON_INFO,
+        "pve3",
+        "corosync",
+        1180,
+        f"  [KNET  ] {sub}: host: 1 link: 0 is up",
+        recovers="link.down",
+    )
 b = Block("corosync exec/vsf_quorum.c, exec/votequorum.c, exec/totemsrp.c, exec/main.c")
 corosync = b.sender("pve1", "corosync", 1180)
 corosync(
@@ -710,7 +736,9 @@ corosync(
     "  [QUORUM] This node is within the non-primary component and will NOT provide any services.",
 )
 corosync(
-    DAEMON_NOTICE, "  [QUORUM] This node is within the primary component and will provide service."
+    DAEMON_NOTICE,
+    "  [QUORUM] This node is within the primary component and will provide service.",
+    recovers="quorum.lost",
 )
 corosync(DAEMON_NOTICE, "  [QUORUM] Members[2]: 1 2")
 corosync(DAEMON_NOTICE, "  [QUORUM] Sync members[2]: 1 2")
@@ -2042,10 +2070,15 @@ for text in [
 b.add(DAEMON_ERR, "pve7", "pve-ha-lrm", 1300,
       "lost lock 'ha_agent_pve7_lock - cfs lock update failed - Permission denied",
       detail=True, rfc5424=False)  # fmt: skip
-coro(DAEMON_INFO, "  [KNET  ] rx: host: 2 link: 0 is up", rfc5424=False)  # the recovery
+coro(
+    DAEMON_INFO, "  [KNET  ] rx: host: 2 link: 0 is up", rfc5424=False, recovers="link.down"
+)  # the recovery
 coro(DAEMON_NOTICE, "  [QUORUM] Sync joined[1]: 2", rfc5424=False)
 coro(DAEMON_NOTICE, "  [QUORUM] Members[2]: 1 2", rfc5424=False)
-cfs(DAEMON_NOTICE, "[status] notice: node has quorum", rfc5424=False)
+coro(DAEMON_NOTICE,
+     "  [QUORUM] This node is within the primary component and will provide service.",
+     rfc5424=False, recovers="quorum.lost")  # fmt: skip
+cfs(DAEMON_NOTICE, "[status] notice: node has quorum", rfc5424=False, recovers="quorum.lost")
 
 # A guest's QEMU crashing: its cleanup is a detail of the crash.
 b = Block(

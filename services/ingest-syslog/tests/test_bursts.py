@@ -252,6 +252,65 @@ def test_cluster_lines_outside_a_link_failure_are_untouched() -> None:
     assert [e.metadata.get("detail_of") for e in events] == [None, None, None, None]
 
 
+# The end of it (kronosnet libknet/threads_heartbeat.c or threads_rx.c: ``host: %u link: %u
+# is up`` at info, under the subsystem the version logs it from: ``rx``, ``link`` or
+# ``heartbeat``; corosync exec/vsf_quorum.c: the primary component line; pve-cluster
+# src/pmxcfs/status.c cfs_set_quorate: ``node has quorum``). The contract has no recovery
+# kinds: the lines stay plain at their PRI and say what they end (``metadata.recovers``), so
+# the dispatcher tells the end of the notified alert.
+NODE_2_BACK = [
+    _coro(30, "13:04:00", "  [KNET  ] rx: host: 2 link: 0 is up"),
+    _coro(28, "13:04:00", "  [KNET  ] host: host: 2 (passive) best link: 0 (pri: 1)"),
+    _coro(29, "13:04:01", "  [QUORUM] Sync joined[1]: 2"),
+    _coro(29, "13:04:01", "  [QUORUM] This node is within the primary component and will "
+                          "provide service."),
+    _coro(29, "13:04:01", "  [QUORUM] Members[2]: 1 2"),
+    _cfs("13:04:01", "[status] notice: node has quorum"),
+]  # fmt: skip
+
+
+def test_the_links_and_quorums_return_say_what_they_end() -> None:
+    lines = [*NODE_2_LOST[:5], _cfs("13:00:06", "[status] notice: node lost quorum"),
+             *NODE_2_BACK]  # fmt: skip
+    events = _events(lines)
+    back = events[6:]
+    got = [(e.kind, e.severity, e.title, e.metadata.get("recovers")) for e in back]
+    assert got == [
+        ("syslog.message", Severity.INFO, "Cluster link 0 to host 2 is up again", "link.down"),
+        (
+            "syslog.message",
+            Severity.WARNING,
+            "corosync: [KNET ] host: host: 2 (passive) best link: 0 (pri: 1)",
+            None,
+        ),
+        ("syslog.message", Severity.NOTICE, "corosync: [QUORUM] Sync joined[1]: 2", None),
+        ("syslog.message", Severity.NOTICE, "Quorum regained", "quorum.lost"),
+        ("syslog.message", Severity.NOTICE, "corosync: [QUORUM] Members[2]: 1 2", None),
+        ("syslog.message", Severity.NOTICE, "Quorum regained", "quorum.lost"),
+    ], got
+    # the link up names the peer and the link as the down line does; no subject: link.down's
+    # fingerprint has none (kind, site, node), so the recovery's K fingerprint is the alert's
+    assert (back[0].metadata["peer_nodeid"], back[0].metadata["link"]) == (2, 0)
+    assert "subject_id" not in back[0].metadata
+    # the recovery is no detail of the failure, and ends its window: what follows is plain
+    assert all("detail_of" not in e.metadata for e in back), [e.metadata for e in back]
+
+
+def test_every_knet_version_s_link_up_line_is_recognised() -> None:
+    for sub in ("rx", "link", "heartbeat"):
+        (event,) = _events([_coro(30, "13:04:00", f"  [KNET  ] {sub}: host: 3 link: 1 is up")])
+        assert (event.title, event.metadata.get("recovers")) == (
+            "Cluster link 1 to host 3 is up again", "link.down"), sub  # fmt: skip
+
+
+def test_a_recovery_line_without_a_failure_before_it_is_still_tagged() -> None:
+    """A node booting logs the same lines: the tag says what they would end; the dispatcher
+    tells them as an end only when it told the failure."""
+    events = _events(NODE_2_BACK)
+    assert [e.metadata.get("recovers") for e in events] == [
+        "link.down", None, None, "quorum.lost", None, "quorum.lost"]  # fmt: skip
+
+
 # --- a ZFS pool's disk failing -------------------------------------------------------------------
 # openzfs module/os/linux/zfs/vdev_disk.c (zio line), cmd/zed/zed.d/all-syslog.sh (one line
 # per zevent: eid, class, pool, vdev base name), include/sys/fm/fs/zfs.h (classes).

@@ -117,3 +117,16 @@ def test_corpus_details_are_marked_and_only_they() -> None:
         or (line.detail and event.kind != "syslog.message")
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_recovery_lines_say_what_they_end_and_only_they() -> None:
+    """A link up and quorum regained stay plain (the contract has no recovery kinds) and carry
+    ``metadata.recovers`` (the kind they end), for the dispatcher to tell the alert's end."""
+    wrong = [
+        f"{line.raw}\n    recovers: {event.metadata.get('recovers')!r}, want {line.recovers!r}"
+        for line, event in _events()
+        if event.metadata.get("recovers") != line.recovers
+        or (line.recovers and event.kind != "syslog.message")
+    ]
+    assert not wrong, "\n".join(wrong)
+    assert {line.recovers for line in CORPUS} == {None, "link.down", "quorum.lost"}

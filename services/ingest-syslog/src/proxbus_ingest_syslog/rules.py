@@ -384,6 +384,27 @@ def _link_down(m: re.Match[str], msg: SyslogMessage) -> Classification:
     )
 
 
+# metadata key of a plain line that says a classified kind's happening is over (the contract
+# has no recovery kinds): the dispatcher resolves the notified alert of that kind of the node
+RECOVERS = "recovers"
+
+
+def _link_up(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """knet's link up: plain at its PRI, naming the peer and the link as the down line does;
+    no fingerprint subject (link.down's has none)."""
+    return Classification(
+        kind=FALLBACK_KIND,
+        title=f"Cluster link {m['link']} to host {m['host']} is up again",
+        metadata={"peer_nodeid": int(m["host"]), "link": int(m["link"]), RECOVERS: "link.down"},
+    )
+
+
+def _quorum_regained(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    return Classification(
+        kind=FALLBACK_KIND, title="Quorum regained", metadata={RECOVERS: "quorum.lost"}
+    )
+
+
 # --- kernel / systemd: OOM, crashes ---------------------------------------------------------
 
 _GUEST_CGROUP = re.compile(r"/qemu\.slice/(\d{1,9})\.scope|/lxc(?:\.payload)?[./](\d{1,9})\b")
@@ -859,6 +880,18 @@ RULES: list[Rule[SyslogMessage]] = [
     rule("quorum-lost", "pmxcfs", r"\[status\] notice: node lost quorum", "quorum.lost",
          _titled("quorum.lost", "Node lost quorum"),
          "pve-cluster src/pmxcfs/status.c (qb_log format '[%g] %p: %b' of pmxcfs.c)"),
+    # their ends: plain lines (no recovery kinds in the contract) with metadata.recovers; knet
+    # logs the link up under "rx" (threads_rx.c), "link" or "heartbeat" (threads_heartbeat.c)
+    # by version
+    rule("knet-link-up", "corosync",
+         r"\[KNET\s*\] (?:rx|link|heartbeat): host: (?P<host>\d{1,5}) link: (?P<link>\d{1,3}) "
+         r"is up$",
+         FALLBACK_KIND, _link_up, "kronosnet libknet/threads_heartbeat.c, threads_rx.c"),
+    rule("corosync-quorate", "corosync",
+         r"\[QUORUM\] This node is within the primary component and will provide service",
+         FALLBACK_KIND, _quorum_regained, "corosync exec/vsf_quorum.c quorum_api_set_quorum"),
+    rule("quorum-regained", "pmxcfs", r"\[status\] notice: node has quorum", FALLBACK_KIND,
+         _quorum_regained, "pve-cluster src/pmxcfs/status.c cfs_set_quorate"),
     # kernel: OOM kills (the oom-kill summary and "Killed process" share one event id)
     rule("oom-cgroup", "kernel",
          rf"{_LINE_START}oom-kill:(?:[^,]*,)*?task_memcg=(?P<cgroup>[^,\s]*),task=(?P<task>[^,]*),"

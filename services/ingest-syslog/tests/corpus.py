@@ -523,6 +523,9 @@ for host, app, job, err in [
 # --- HA manager: a node fails and is fenced, services recover --------------------------------
 b = Block("pve-ha-manager src/PVE/HA/NodeStatus.pm, src/PVE/HA/Manager.pm")
 crm = ("pve1", "pve-ha-crm", 1502)
+# A service's ha.state is about no node (node=None): the CRM master logs it, naming the
+# service's node only in "(node = X)" (Manager.pm change_service_state), so no node is what
+# syslog, the cluster log and the API agree on (ingest-syslog rules.py _ha_service).
 
 
 def ha(
@@ -539,22 +542,29 @@ def ha(
 
 
 ha("node 'pve3': state changed from 'online' => 'unknown'", "node.offline", node="pve3")
-ha("service 'vm:115': state changed from 'started' to 'fence'", "ha.state", vmid=115)
-ha("service 'ct:205': state changed from 'started' to 'fence'", "ha.state", vmid=205)
+ha("service 'vm:115': state changed from 'started' to 'fence'", "ha.state", node=None, vmid=115)
+ha("service 'ct:205': state changed from 'started' to 'fence'", "ha.state", node=None, vmid=205)
 ha("node 'pve3': state changed from 'unknown' => 'fence'", "node.fencing", node="pve3")
 ha("successfully acquired lock 'ha_agent_pve3_lock'", node="pve3")
 ha("fencing: acknowledged - got agent lock for node 'pve3'", "node.fenced", node="pve3")
 ha("node 'pve3': state changed from 'fence' => 'unknown'", "ha.state", node="pve3")
-ha("service 'vm:115': state changed from 'fence' to 'recovery'", "ha.state", vmid=115)
-ha("recover service 'vm:115' from fenced node 'pve3' to node 'pve2'", "ha.state", vmid=115)
+ha("service 'vm:115': state changed from 'fence' to 'recovery'", "ha.state", node=None, vmid=115)
+ha(
+    "recover service 'vm:115' from fenced node 'pve3' to node 'pve2'",
+    "ha.state",
+    node=None,
+    vmid=115,
+)
 ha(
     "service 'vm:115': state changed from 'recovery' to 'started'  (node = pve2)",
     "ha.state",
+    node=None,
     vmid=115,
 )
 ha(
     "recovering service 'ct:205' from fenced node 'pve3' failed, no recovery node found",
     "ha.state",
+    node=None,
     vmid=205,
     minimum="error",
     pri=DAEMON_ERR,
@@ -564,14 +574,32 @@ ha("node 'pve2': state changed from 'online' => 'maintenance'", "ha.state", node
 ha("node 'pve2': state changed from 'maintenance' => 'online'", "ha.state", node="pve2")
 ha("node 'pve4': state changed from 'online' => 'gone'", "ha.state", node="pve4")
 ha("node 'pve2': state changed from 'maintenance' => 'unknown'", "node.offline", node="pve2")
-ha("service 'vm:100': state changed from 'request_stop' to 'stopped'", "ha.state", vmid=100)
+ha(
+    "service 'vm:100': state changed from 'request_stop' to 'stopped'",
+    "ha.state",
+    node=None,
+    vmid=100,
+)
 ha(
     "service 'vm:116': state changed from 'started' to 'migrate'  (node = pve1, target = pve2)",
     "ha.state",
+    node=None,
     vmid=116,
 )
-ha("service 'vm:116' - migration failed (exit code 1)", "ha.state", vmid=116, pri=DAEMON_ERR)
-ha("service 'vm:117' got unrecoverable error (exit code 1)", "ha.state", vmid=117, pri=DAEMON_ERR)
+ha(
+    "service 'vm:116' - migration failed (exit code 1)",
+    "ha.state",
+    node=None,
+    vmid=116,
+    pri=DAEMON_ERR,
+)
+ha(
+    "service 'vm:117' got unrecoverable error (exit code 1)",
+    "ha.state",
+    node=None,
+    vmid=117,
+    pri=DAEMON_ERR,
+)
 ha("migrate service 'vm:116' to node 'pve2' (running)", vmid=116)
 ha("relocate service 'ct:206' to node 'pve1'", vmid=206)
 ha("adding new service 'vm:118' on node 'pve1'", vmid=118)
@@ -596,7 +624,14 @@ b.add(
 b = Block("pve-ha-manager src/PVE/HA/LRM.pm")
 for host, vmid in [("pve2", 115), ("pve2", 110), ("pve1", 100)]:
     b.add(
-        DAEMON_INFO, host, "pve-ha-lrm", 1410, f"starting service vm:{vmid}", "ha.state", vmid=vmid
+        DAEMON_INFO,
+        host,
+        "pve-ha-lrm",
+        1410,
+        f"starting service vm:{vmid}",
+        "ha.state",
+        node=None,
+        vmid=vmid,
     )
     b.add(
         DAEMON_INFO,
@@ -605,12 +640,15 @@ for host, vmid in [("pve2", 115), ("pve2", 110), ("pve1", 100)]:
         1410,
         f"service status vm:{vmid} started",
         "ha.state",
+        node=None,
         vmid=vmid,
     )
 pve_ha_lrm = b.sender("pve1", "pve-ha-lrm", 1411)
-pve_ha_lrm(DAEMON_INFO, "stopping service ct:206 (timeout=180)", "ha.state", vmid=206)
-pve_ha_lrm(DAEMON_INFO, "service status ct:206 stopped", "ha.state", vmid=206)
-pve_ha_lrm(DAEMON_WARN, "unable to start service vm:117", "ha.state", vmid=117, minimum="error")
+pve_ha_lrm(DAEMON_INFO, "stopping service ct:206 (timeout=180)", "ha.state", node=None, vmid=206)
+pve_ha_lrm(DAEMON_INFO, "service status ct:206 stopped", "ha.state", node=None, vmid=206)
+pve_ha_lrm(
+    DAEMON_WARN, "unable to start service vm:117", "ha.state", node=None, vmid=117, minimum="error"
+)
 pve_ha_lrm = b.sender("pve3", "pve-ha-lrm", 1420)
 pve_ha_lrm(DAEMON_INFO, "status change wait_for_agent_lock => active", "ha.state")
 pve_ha_lrm(DAEMON_INFO, "status change active => lost_agent_lock", "ha.state")
@@ -1728,6 +1766,7 @@ crm9(
     DAEMON_ERR,
     "recovery policy for service vm:104 failed, entering error state. Failed nodes: pve5, pve6",
     "ha.state",
+    node=None,
     vmid=104,
     minimum="error",
 )
@@ -1735,6 +1774,7 @@ crm9(
     DAEMON_WARN,
     "starting service vm:107 on node 'pve5' failed, relocating service.",
     "ha.state",
+    node=None,
     vmid=107,
     minimum="error",
 )
@@ -1742,12 +1782,14 @@ crm9(
     DAEMON_ERR,
     "service 'ct:206' stop failed (exit code 1)",
     "ha.state",
+    node=None,
     vmid=206,
 )
 crm9(
     DAEMON_ERR,
     "cannot recover service 'vm:104' from fencing, wrong state 'started'",
     "ha.state",
+    node=None,
     vmid=104,
 )
 crm9(DAEMON_INFO, "node 'pve6': state changed from 'online' => 'unknown'", "node.offline",
@@ -1755,7 +1797,7 @@ crm9(DAEMON_INFO, "node 'pve6': state changed from 'online' => 'unknown'", "node
 crm9(DAEMON_INFO, "auto rebalance - migrate vm:104 to pve5 (0.12 -> 0.08)", vmid=104)
 crm9(DAEMON_INFO, "service vm:104: re-balance selected new node pve5 for startup", vmid=104)
 lrm9 = b.sender("pve6", "pve-ha-lrm", 1388)
-lrm9(DAEMON_ERR, "service vm:107 not moved (migration error)", "ha.state", vmid=107)
+lrm9(DAEMON_ERR, "service vm:107 not moved (migration error)", "ha.state", node=None, vmid=107)
 # the worker's end: the CRM's "state changed ... to 'error'" line is the event (first pass)
 lrm9(DAEMON_ERR, "resource agent vm:107 finished - got signal 9", vmid=107)
 lrm9(DAEMON_ERR, "node needs to be fenced - releasing agent_lock")

@@ -30,6 +30,8 @@ class Classification:
     """What an input means: its kind plus the facts a rule extracted.
 
     ``node`` is the node the event is about when it is not the sender (the fenced node);
+    ``no_node``: the event is about no node, not the sender either (an HA service's state:
+    the service moves between nodes and not every source names its node);
     ``severity`` is a minimum on top of the source's own (contract floors apply after);
     ``dedup_key`` makes two inputs that report one fact share one event id.
     """
@@ -43,6 +45,7 @@ class Classification:
     metadata: dict[str, Any] = field(default_factory=dict)
     dedup_key: tuple[object, ...] | None = None
     rule: str = ""
+    no_node: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -3,7 +3,11 @@
 Pure, no I/O. The cluster log carries what the daemons wrote with their syslog tag
 (pve-cluster ``src/PVE/Cluster.pm`` ``log_msg``); the rules are the subset of the syslog
 service's that can appear there. Fencing lines are about the fenced node, not the node
-that reported them (DESIGN.md "Kind vocabulary").
+that reported them (DESIGN.md "Kind vocabulary"); an HA service's state is about no node.
+pve-ha-manager writes its lines to syslog only (``src/PVE/HA/Env/PVE2.pm`` ``log``; nothing
+in it calls ``PVE::Cluster::log_msg``), so a real cluster log does not carry the HA rules'
+lines: they are kept in step with ingest-syslog's for a log that does (tests/
+test_ha_across_sources.py).
 """
 
 from __future__ import annotations
@@ -46,13 +50,24 @@ def _about_node(kind: str) -> Builder[LogEntry]:
     return build
 
 
+_PARAM_NODE = re.compile(r"\(node = (?P<node>[^,)\s]{1,64})")
+
+
 def _service(m: re.Match[str], entry: LogEntry) -> Classification:
+    """An HA service's state: about no node, as ingest-syslog's ``_ha_service_state`` and the
+    API diff (``diff.py``) say it, so one happening is one fingerprint (the line comes from
+    the CRM master and names the service's node only in ``  (node = X)``: Manager.pm
+    ``change_service_state``)."""
     sid = m["sid"]
+    meta = {"sid": sid, "old_state": m["old"], "new_state": m["new"]}
+    if param := _PARAM_NODE.search(entry.msg, m.end()):
+        meta["service_node"] = param["node"]
     return Classification(
         kind="ha.state",
         title=f"HA service {sid}: {m['old']} → {m['new']}",
         vmid=guest_id(sid.partition(":")[2]),
-        metadata={"sid": sid, "old_state": m["old"], "new_state": m["new"]},
+        metadata=meta,
+        no_node=True,
     )
 
 

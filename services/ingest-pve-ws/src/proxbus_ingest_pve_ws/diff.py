@@ -368,10 +368,14 @@ def diff_snapshots(
             continue
         sev = _HA_BAD.get(h["state"], Severity.INFO)
         vmid_s = sid.split(":", 1)[-1]
+        # About no node, as ingest-syslog and the cluster log say it: pve-ha-manager's CRM
+        # master logs the change (Manager.pm change_service_state) naming the service's node
+        # only when the change sets it, so no node is named by every source; the service's
+        # node (API2/HA/Status.pm: the manager's service node) goes in service_node.
         emit(
             "ha.state",
             sev,
-            h["node"] or None,
+            None,
             f"HA {sid} is {h['state']} (was {ha_was.get('state')})",
             f"HA service {sid} changed from {ha_was.get('state')} to {h['state']} on {h['node']}.",
             (sid, "ha", ha_was.get("state"), h["state"]),
@@ -380,6 +384,7 @@ def diff_snapshots(
             sid=sid,
             state=h["state"],
             previous_state=ha_was.get("state"),
+            **({"service_node": short_host(h["node"])} if h["node"] else {}),
         )
 
     if prev.quorate is True and cur.quorate is False:

@@ -253,15 +253,15 @@ def is_task_line(entry: LogEntry) -> bool:
 def log_event(entry: LogEntry, *, cluster: str, site: str) -> Event:
     """A cluster log entry → event (``clusterlog.py`` rules); severity from ``pri``.
 
-    ``node`` is the node the entry is about: the fenced node for fencing lines, else the
-    node that logged it.
+    ``node`` is the node the entry is about: the fenced node for fencing lines, none for an
+    HA service's state (``Classification.no_node``), else the node that logged it.
     """
     cls = classify_log_entry(entry)
     severity = severity_from_syslog(entry.pri)
     if cls.severity is not None:
         severity = severity.at_least(cls.severity)
     reporter = short_host(entry.node)
-    node = short_host(cls.node) if cls.node else reporter
+    node = None if cls.no_node else short_host(cls.node) if cls.node else reporter
     title = cls.title or (f"{entry.tag}: {entry.msg}" if entry.tag else entry.msg)
     return Event(
         id=deterministic_event_id(entry.time, cluster, "log", entry.uid, entry.node),

@@ -101,7 +101,7 @@ def build_event(
     (``FAST_PATH``); ``validate=True`` takes the validated path (the tests compare both).
     """
     sender = node_of(msg.hostname)
-    node = node_of(cls.node) if cls.node else sender
+    node = None if cls.no_node else node_of(cls.node) if cls.node else sender
     timestamp = msg.timestamp or received_at
     title = cls.title
     if title is None:

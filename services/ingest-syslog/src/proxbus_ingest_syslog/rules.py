@@ -8,7 +8,8 @@ the first match decides. ``tests/corpus.py`` holds at least one real line per ru
 Contract (DESIGN.md "Kind vocabulary"): one happening gives one event, so of the lines one
 happening produces, one carries the kind and the others stay ``syslog.message`` (with the
 vmid where exactly one guest is concerned). ``node`` is set only when the event is about
-another node than the sender (fencing); the sender's host name is the default.
+another node than the sender (fencing); the sender's host name is the default; an HA
+service's state is about no node (``no_node``, see ``_ha_service``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from proxbus_events import FINGERPRINT_SUBJECT_KEY, Severity
+from proxbus_events import FINGERPRINT_SUBJECT_KEY, Severity, short_host
 from proxbus_events.classification import ANY_PROGRAM, Builder, Classification, Rule
 from proxbus_events.classification import rule as _rule
 from proxbus_events.proxmox import Upid, find_upid, guest_id
@@ -317,29 +318,59 @@ def _ha_node_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return _ha_node(m, msg, "ha.state", title, m["new"])
 
 
-def _ha_service_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    sid = m["sid"]
+# An HA service's ``ha.state`` is about no node (``Classification.no_node``): the CRM master
+# logs the service lines (Manager.pm ``change_service_state``), often from another node than
+# the service's, and another master after the first was fenced; the line names the service's
+# node only when the change sets it (``  (node = pve1)``: recovery → started, request_start,
+# migrate), not for started → fence or fence → recovery. ingest-pve-ws's API diff
+# (API2/HA/Status.pm: the service's node) and cluster log agree on no node, so the same
+# happening is one fingerprint (kind, site, vmid: a vmid is unique in the cluster), whichever
+# source and master told it (tests/test_ha_across_sources.py). The service's node goes in
+# ``metadata.service_node`` where the line names it.
+_HA_PARAM_NODE = re.compile(r"\(node = (?P<node>[^,)\s]{1,64})")
+_HA_RECOVER = re.compile(
+    r"^recover service '[^']+' (?:from fenced node '(?P<fenced>[^']+)' to node '(?P<to>[^']+)'"
+    r"|to previous failed and fenced node '(?P<again>[^']+)' again)"
+)
+
+
+def _ha_service(
+    sid: str, title: str, msg: SyslogMessage, metadata: dict[str, Any], severity: Severity | None
+) -> Classification:
     return Classification(
         kind="ha.state",
-        title=f"HA service {sid}: {m['old']} → {m['new']}",
+        title=title,
         vmid=guest_id(sid.partition(":")[2]),
-        metadata={"sid": sid, "old_state": m["old"], "new_state": m["new"]},
+        severity=severity,
+        metadata={"sid": sid, "reporter": msg.hostname, **metadata},
+        no_node=True,
     )
 
 
+def _ha_service_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    sid = m["sid"]
+    meta: dict[str, Any] = {"old_state": m["old"], "new_state": m["new"]}
+    if param := _HA_PARAM_NODE.search(msg.message, m.end()):
+        meta["service_node"] = param["node"]
+    return _ha_service(sid, f"HA service {sid}: {m['old']} → {m['new']}", msg, meta, None)
+
+
 def _ha_service_line(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    """Other HA service lines (recovery, LRM start/stop): ``ha.state`` about that guest."""
+    """Other HA service lines (recovery, LRM start/stop): ``ha.state`` about that guest.
+
+    The LRM logs them on the node that runs the service (LRM.pm ``exec_resource_agent``).
+    """
     sid = m["sid"] or m["qsid"] or m["usid"]
     severity = (
         Severity.ERROR if re.search(r"failed|unable|unrecoverable|cannot", msg.message) else None
     )
-    return Classification(
-        kind="ha.state",
-        title=f"HA service {sid}: {msg.message}",
-        vmid=guest_id(sid.partition(":")[2]),
-        severity=severity,
-        metadata={"sid": sid},
-    )
+    meta: dict[str, Any] = {}
+    if msg.app == "pve-ha-lrm" and msg.hostname:
+        meta["service_node"] = short_host(msg.hostname)
+    elif recover := _HA_RECOVER.match(msg.message):
+        meta["service_node"] = recover["to"] or recover["again"]
+        meta["fenced_node"] = recover["fenced"] or recover["again"]
+    return _ha_service(sid, f"HA service {sid}: {msg.message}", msg, meta, severity)
 
 
 def _ha_daemon_state(m: re.Match[str], msg: SyslogMessage) -> Classification:

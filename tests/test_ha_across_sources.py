@@ -77,6 +77,12 @@ def api_service_event(old: tuple[str, str], new: tuple[str, str]) -> Event:
     return event
 
 
+def verbose(crm_state: str, state: str, node: str, sid: str = "vm:100") -> dict[str, Any]:
+    """A service entry whose verbose state is not the CRM's (Tools.pm
+    get_verbose_service_state: 'started' not yet running is 'starting')."""
+    return {**service(crm_state, node, sid), "state": state}
+
+
 def test_a_fenced_service_is_one_fingerprint_from_syslog_cluster_log_and_api() -> None:
     # pve2 fails; pve1 is the CRM master; vm:100 ran on pve2.
     by_syslog = crm("service 'vm:100': state changed from 'started' to 'fence'")
@@ -136,3 +142,25 @@ def test_a_node_going_offline_is_one_fingerprint_from_syslog_cluster_log_and_api
         fencing.fingerprint
         == clusterlog_event("node 'pve2': state changed from 'unknown' => 'fence'").fingerprint
     )
+
+
+def test_the_api_reports_the_crms_state_as_syslog_does() -> None:
+    """The dispatcher tells a state change when an event's state differs from its
+    incident's (``reported_state``): the API must report the state the CRM's line names,
+    not the verbose one, or one recovery is told as recovery → started (syslog), then
+    'starting' and 'started' again (the API's polls)."""
+    from proxbus_dispatcher.stages.incidents import reported_state
+
+    by_syslog = crm(
+        "service 'vm:100': state changed from 'recovery' to 'started'  (node = pve1)", host="pve3"
+    )
+    (by_api,) = api_events([service("recovery", "pve2")], [verbose("started", "starting", "pve1")])
+    assert reported_state(by_syslog) == reported_state(by_api) == "started"
+    assert by_api.metadata["verbose_state"] == "starting"
+    assert by_api.fingerprint == by_syslog.fingerprint
+    # the verbose state moving on (now running) is no CRM state change: nothing to tell
+    assert api_events([verbose("started", "starting", "pve1")], [service("started", "pve1")]) == []
+    # an entry without crm_state (no manager status for it yet) keeps the verbose state
+    queued = {"type": "service", "sid": "vm:100", "node": "pve1", "state": "queued"}
+    (added,) = api_events([queued], [service("started", "pve1")])
+    assert (added.metadata["previous_state"], added.metadata["state"]) == ("queued", "started")

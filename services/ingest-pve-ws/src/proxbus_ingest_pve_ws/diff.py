@@ -150,9 +150,16 @@ def build_snapshot(
                 "state": str(h.get("state") or ""),
                 "node": str(h.get("node") or ""),
             }
+            if isinstance(h.get("crm_state"), str) and h["crm_state"]:
+                snap.ha[h["sid"]]["crm_state"] = h["crm_state"]
         elif h.get("type") == "quorum" and "quorate" in h:
             snap.quorate = bool(h.get("quorate"))
     return snap
+
+
+def _crm_state(ha: Mapping[str, Any]) -> str:
+    """A service's state as the CRM names it (``crm_state``), else the verbose ``state``."""
+    return str(ha.get("crm_state") or ha.get("state") or "")
 
 
 def _explained(vmid: str, run_start: float, tasks: Iterable[Mapping[str, Any]]) -> bool:
@@ -364,9 +371,17 @@ def diff_snapshots(
 
     for sid, h in sorted(cur.ha.items()):
         ha_was = prev.ha.get(sid)
-        if ha_was is None or ha_was.get("state") == h["state"]:
+        if ha_was is None:
             continue
-        sev = _HA_BAD.get(h["state"], Severity.INFO)
+        # The CRM's state (crm_state: Manager.pm's service state, the one its syslog line
+        # "service 'vm:N': state changed from 'a' to 'b'" names), not the verbose one (Tools.pm
+        # get_verbose_service_state: 'started' not yet running is 'starting'), so the API
+        # and syslog report one change with one state; the verbose state where the manager
+        # has none for the service yet ('queued', 'deleting').
+        state, was_state = _crm_state(h), _crm_state(ha_was)
+        if state == was_state:
+            continue
+        sev = _HA_BAD.get(state, Severity.INFO)
         vmid_s = sid.split(":", 1)[-1]
         # About no node, as ingest-syslog and the cluster log say it: pve-ha-manager's CRM
         # master logs the change (Manager.pm change_service_state) naming the service's node
@@ -376,14 +391,15 @@ def diff_snapshots(
             "ha.state",
             sev,
             None,
-            f"HA {sid} is {h['state']} (was {ha_was.get('state')})",
-            f"HA service {sid} changed from {ha_was.get('state')} to {h['state']} on {h['node']}.",
-            (sid, "ha", ha_was.get("state"), h["state"]),
+            f"HA {sid} is {state} (was {was_state})",
+            f"HA service {sid} changed from {was_state} to {state} on {h['node']}.",
+            (sid, "ha", was_state, state),
             vmid=guest_id(vmid_s),
             fingerprint_title=f"ha {sid} state",
             sid=sid,
-            state=h["state"],
-            previous_state=ha_was.get("state"),
+            state=state,
+            previous_state=was_state,
+            verbose_state=h["state"],
             **({"service_node": short_host(h["node"])} if h["node"] else {}),
         )
 

@@ -164,3 +164,41 @@ def test_the_api_reports_the_crms_state_as_syslog_does() -> None:
     queued = {"type": "service", "sid": "vm:100", "node": "pve1", "state": "queued"}
     (added,) = api_events([queued], [service("started", "pve1")])
     assert (added.metadata["previous_state"], added.metadata["state"]) == ("queued", "started")
+
+
+def test_a_nodes_return_names_the_node_offline_it_ends() -> None:
+    """A node's return is two events when both ingest services run, by the contract's kinds:
+    the CRM's ``node 'pve2': state changed from 'unknown' => 'online'`` is ``ha.state``
+    (DESIGN.md: HA node changes other than → unknown/fence), the API's is ``node.offline``
+    with ``resolved``. Both come from the cluster membership (NodeStatus.pm ``update``:
+    ``unknown``/``gone`` → ``online`` when the node is online in the membership, the source
+    of ``/cluster/resources``' node status), so the syslog line says which alert it ends
+    (``metadata.recovers``, as knet's link up does) and that alert's fingerprint is the API's.
+    """
+    from proxbus_events import compute_fingerprint
+
+    down = crm("node 'pve2': state changed from 'online' => 'unknown'")
+    back = crm("node 'pve2': state changed from 'unknown' => 'online'", host="pve3")
+    a = Snapshot(taken_at=1000.0, nodes={"pve1": "online", "pve2": "offline"})
+    b = Snapshot(taken_at=1010.0, nodes={"pve1": "online", "pve2": "online"})
+    (api_back,) = diff_snapshots(a, b, [], cluster="lab", site=SITE)
+    assert (back.kind, back.node, back.metadata["recovers"]) == ("ha.state", "pve2", "node.offline")
+    assert (api_back.kind, api_back.metadata["resolved"]) == ("node.offline", True)
+    ended = compute_fingerprint(back.metadata["recovers"], back.site, back.node, None, "")
+    assert ended == down.fingerprint == api_back.fingerprint
+    # back after being removed from the member list ('gone') ends it too
+    gone = crm("node 'pve2': state changed from 'gone' => 'online'")
+    assert gone.metadata["recovers"] == "node.offline"
+    # a maintenance mode ending, a fence ending in unknown, are no return
+    for line in (
+        "node 'pve2': state changed from 'maintenance' => 'online'",
+        "node 'pve2': state changed from 'fence' => 'unknown'",
+        "node 'pve2': state changed from 'online' => 'maintenance'",
+    ):
+        assert "recovers" not in crm(line).metadata, line
+    assert (
+        clusterlog_event("node 'pve2': state changed from 'unknown' => 'online'").metadata[
+            "recovers"
+        ]
+        == "node.offline"
+    )

@@ -536,9 +536,13 @@ def ha(
     vmid: int | None = None,
     minimum: str | None = None,
     pri: int = DAEMON_INFO,
+    recovers: str | None = None,
 ) -> None:
     """A line of the CRM master on pve1 (src/PVE/HA/Env/PVE2.pm log → syslog)."""
-    b.add(pri, crm[0], crm[1], crm[2], msg, kind, node=node, vmid=vmid, minimum=minimum)
+    b.add(
+        pri, crm[0], crm[1], crm[2], msg, kind, node=node, vmid=vmid, minimum=minimum,
+        recovers=recovers,
+    )  # fmt: skip
 
 
 ha("node 'pve3': state changed from 'online' => 'unknown'", "node.offline", node="pve3")
@@ -569,7 +573,13 @@ ha(
     minimum="error",
     pri=DAEMON_ERR,
 )
-ha("node 'pve3': state changed from 'unknown' => 'online'", "ha.state", node="pve3")
+# the node's return to the membership ends its node.offline (NodeStatus.pm update)
+ha(
+    "node 'pve3': state changed from 'unknown' => 'online'",
+    "ha.state",
+    node="pve3",
+    recovers="node.offline",
+)
 ha("node 'pve2': state changed from 'online' => 'maintenance'", "ha.state", node="pve2")
 ha("node 'pve2': state changed from 'maintenance' => 'online'", "ha.state", node="pve2")
 ha("node 'pve4': state changed from 'online' => 'gone'", "ha.state", node="pve4")

@@ -121,12 +121,14 @@ def test_corpus_details_are_marked_and_only_they() -> None:
 
 def test_recovery_lines_say_what_they_end_and_only_they() -> None:
     """A link up and quorum regained stay plain (the contract has no recovery kinds) and carry
-    ``metadata.recovers`` (the kind they end), for the dispatcher to tell the alert's end."""
+    ``metadata.recovers`` (the kind they end), for the dispatcher to tell the alert's end; so
+    does an HA node's return to the membership, which the contract makes ``ha.state``."""
     wrong = [
         f"{line.raw}\n    recovers: {event.metadata.get('recovers')!r}, want {line.recovers!r}"
         for line, event in _events()
         if event.metadata.get("recovers") != line.recovers
-        or (line.recovers and event.kind != "syslog.message")
+        or (line.recovers and event.kind not in ("syslog.message", "ha.state"))
+        or (event.kind == "ha.state" and line.recovers not in (None, "node.offline"))
     ]
     assert not wrong, "\n".join(wrong)
-    assert {line.recovers for line in CORPUS} == {None, "link.down", "quorum.lost"}
+    assert {line.recovers for line in CORPUS} == {None, "link.down", "quorum.lost", "node.offline"}

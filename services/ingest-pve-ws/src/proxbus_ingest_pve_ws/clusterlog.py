@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 FALLBACK_KIND = "syslog.message"
 _HA_NODES = "pve-ha-manager src/PVE/HA/NodeStatus.pm"
+# a node's return to the membership (NodeStatus.pm update) ends its node.offline
+_NODE_RETURNS = frozenset({("unknown", "online"), ("gone", "online")})
 
 
 def _about_node(kind: str) -> Builder[LogEntry]:
@@ -40,6 +42,8 @@ def _about_node(kind: str) -> Builder[LogEntry]:
         meta = {"reporter": entry.node, "ha_node": node}
         if old:
             meta |= {"old_state": old, "new_state": new or "unknown"}
+        if kind == "ha.state" and (old, new) in _NODE_RETURNS:
+            meta["recovers"] = "node.offline"  # as ingest-syslog's _ha_node_state
         title = {
             "node.fencing": f"Fencing node {node}",
             "node.fenced": f"Node {node} fenced",

@@ -313,9 +313,19 @@ def _node_offline(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return _ha_node(m, msg, "node.offline", title, "unknown")
 
 
+# A node's return to the cluster membership (NodeStatus.pm update: 'unknown' or 'gone' →
+# 'online') ends the node.offline its '→ unknown' was; the contract makes it ha.state, so it
+# says so in metadata.recovers, as knet's link up does (RECOVERS below): the API watcher's
+# "back online" (node.offline, resolved) is that alert's fingerprint.
+HA_NODE_RETURNS = frozenset({("unknown", "online"), ("gone", "online")})
+
+
 def _ha_node_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
     title = f"HA node {m['node']}: {m['old']} → {m['new']}"
-    return _ha_node(m, msg, "ha.state", title, m["new"])
+    cls = _ha_node(m, msg, "ha.state", title, m["new"])
+    if (m["old"], m["new"]) in HA_NODE_RETURNS:
+        cls.metadata[RECOVERS] = "node.offline"
+    return cls
 
 
 # An HA service's ``ha.state`` is about no node (``Classification.no_node``): the CRM master

@@ -202,3 +202,55 @@ def test_a_nodes_return_names_the_node_offline_it_ends() -> None:
         ]
         == "node.offline"
     )
+
+
+def _fencing_mail(verb: str) -> bytes:
+    # pve-ha-manager src/templates/default/fencing-subject.txt.hbs, sent by the master pve1
+    return (
+        f"Subject: {verb} node 'pve2'\nFrom: Proxmox VE <root@pve1.lab.example>\n"
+        "Message-Id: <1@pve1.lab.example>\n\nThe node 'pve2' in cluster 'lab' failed\n"
+    ).encode()
+
+
+def _fencing_hook(verb: str, status: str) -> Event:
+    from proxbus_ingest_pve_ws.notification import webhook_event
+
+    # NodeStatus.pm send_fence_state_email: metadata fields type => 'fencing', hostname =>
+    # the failed node; the subject template above
+    return webhook_event(
+        {
+            "title": f"{verb} node 'pve2'",
+            "message": f"{status}\nThe node 'pve2' in cluster 'lab' failed",
+            "severity": "error",
+            "timestamp": 1764471610,
+            "fields": {"type": "fencing", "hostname": "pve2"},
+        },
+        site=SITE,
+    )
+
+
+def test_a_fence_is_one_fingerprint_per_step_from_syslog_cluster_log_mail_and_webhook() -> None:
+    """NodeStatus.pm ``fence_node``: the state change to 'fence' with the 'Trying to fence'
+    notification, then 'fencing: acknowledged - got agent lock' with 'Successfully fenced';
+    every source names the failed node, whoever the master is."""
+    from proxbus_ingest_email.intake import mail_to_event
+
+    trying = [
+        crm("node 'pve2': state changed from 'unknown' => 'fence'"),
+        clusterlog_event("node 'pve2': state changed from 'unknown' => 'fence'", "pve3"),
+        mail_to_event(_fencing_mail("Trying to fence"), site=SITE),
+        _fencing_hook("Trying to fence", "Try to fence node 'pve2'"),
+    ]
+    fenced = [
+        crm("fencing: acknowledged - got agent lock for node 'pve2'", host="pve3"),
+        clusterlog_event("fencing: acknowledged - got agent lock for node 'pve2'"),
+        mail_to_event(_fencing_mail("Successfully fenced"), site=SITE),
+        _fencing_hook(
+            "Successfully fenced", "fencing: acknowledged - got agent lock for node 'pve2'"
+        ),
+    ]
+    for events, kind in ((trying, "node.fencing"), (fenced, "node.fenced")):
+        assert all(isinstance(ev, Event) for ev in events), events
+        got = {(ev.kind, ev.node, ev.vmid) for ev in events if isinstance(ev, Event)}
+        assert got == {(kind, "pve2", None)}, events
+        assert len({ev.fingerprint for ev in events if isinstance(ev, Event)}) == 1

@@ -311,6 +311,18 @@ def test_a_recovery_line_without_a_failure_before_it_is_still_tagged() -> None:
         "link.down", None, None, "quorum.lost", None, "quorum.lost"]  # fmt: skip
 
 
+def test_a_link_down_again_after_it_came_back_is_a_new_event() -> None:
+    """A flapping link (down, up, down within the burst window): the second down is a new
+    happening, not a detail of the first, which its link up ended."""
+    events = _events([
+        _coro(30, "13:00:00", "  [KNET  ] link: host: 2 link: 0 is down"),
+        _coro(30, "13:00:10", "  [KNET  ] rx: host: 2 link: 0 is up"),
+        _coro(30, "13:00:20", "  [KNET  ] link: host: 2 link: 0 is down"),
+    ])  # fmt: skip
+    assert [(e.kind, e.metadata.get("detail_of")) for e in events] == [
+        ("link.down", None), ("syslog.message", None), ("link.down", None)]  # fmt: skip
+
+
 # --- a ZFS pool's disk failing -------------------------------------------------------------------
 # openzfs module/os/linux/zfs/vdev_disk.c (zio line), cmd/zed/zed.d/all-syslog.sh (one line
 # per zevent: eid, class, pool, vdev base name), include/sys/fm/fs/zfs.h (classes).

@@ -45,7 +45,8 @@ stamped earlier than the window is outside it), at most ``MAX_WINDOWS`` windows 
   hung task of the same stall) are details (``detail_of`` = ``syslog.message``) until
   ``---[ end trace``, a pause of ``KERNEL_REPORT_SECONDS`` or ``KERNEL_REPORT_LINES`` lines;
 - a cluster link down (kronosnet): knet's, corosync's and pmxcfs's membership lines of the
-  host, sliding, until a recovery line (link up, quorum back, a node joining); pmxcfs's
+  host, sliding, until a recovery line (link up, quorum back, a node joining; a link up also
+  ends its peer's repeat window: the link down again is a new event); pmxcfs's
   ``node lost quorum`` stays ``quorum.lost`` and opens the same window, in which HA's
   ``lost lock`` lines (its cluster locks, on the now read-only /etc/pve) are its details.
 """
@@ -84,7 +85,7 @@ _WINDOW_RULES = (
     | _ZFS_STATE_RULES
     | _GUEST_END_RULES
     | _GUEST_STOP_RULES
-    | {DISK_DETAIL_RULE, "nic-link-down", "knet-link-down", "quorum-lost"}
+    | {DISK_DETAIL_RULE, "nic-link-down", "knet-link-down", "knet-link-up", "quorum-lost"}
 )
 KERNEL_REPORT_RULE = "kernel-report"
 KERNEL_REPORT_LINES = 500  # lines of one report's dump at most
@@ -200,6 +201,10 @@ class Classifier:
             self._open((host, "cluster:link.down"), now, "link.down")
         elif rule == "quorum-lost":
             self._open((host, "cluster:quorum.lost"), now, "quorum.lost")
+        elif rule == "knet-link-up":
+            # the link's failure is over: its next down is a new happening, not a repeat
+            self._windows.pop((host, f"knet:{cls.metadata['peer_nodeid']}"), None)
+            self._cluster_line(host, now, msg, cls)
         elif rule in _GUEST_END_RULES:
             what = f"guest:{cls.vmid}" if cls.vmid is not None else _CRASH
             self._open((host, what), now, cls.kind)

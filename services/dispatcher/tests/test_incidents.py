@@ -285,6 +285,35 @@ def test_a_success_resolves_only_a_notified_failure_of_another_run() -> None:
     assert not acked.ack_holds(report("syslog", 60), resolve_after=3600)
 
 
+def test_a_plain_line_that_says_what_it_ends_names_that_alerts_fingerprint() -> None:
+    """ingest-syslog's link up / quorum regained: plain lines with ``metadata.recovers``; only
+    a classified, non-success kind of the vocabulary counts (it is remote input)."""
+    lost = report("syslog", kind="quorum.lost", vmid=None, title="Node lost quorum")
+
+    def line(recovers: object, **kw: Any) -> Event:
+        base = {"kind": "syslog.message", "severity": "notice", "vmid": None,
+                "title": "Quorum regained", "metadata": {"recovers": recovers}}  # fmt: skip
+        return report("syslog", 60, **{**base, **kw})
+
+    assert failure_fingerprint(line("quorum.lost")) == lost.fingerprint
+    assert failure_fingerprint(line("quorum.lost", node="pve3")) != lost.fingerprint
+    for forged in ("bogus", "quorum.lost ", "syslog.message", "backup.ok", ["quorum.lost"], 1):
+        assert failure_fingerprint(line(forged)) is None, forged
+    # a classified event does not say an end this way
+    assert failure_fingerprint(line("quorum.lost", kind="vm.started")) is None
+
+
+def test_the_problem_again_after_its_end_is_a_new_incident_a_late_copy_is_not() -> None:
+    down = Incident.open(report("syslog", kind="link.down", vmid=None, title="link down"))
+    down.resolved = {"by": "x", "at": (T0 + timedelta(seconds=60)).timestamp()}
+    again = report("syslog", 120, kind="link.down", vmid=None, title="link down",
+                   timestamp=T0 + timedelta(seconds=100))  # fmt: skip
+    late_copy = report("pve-api", 120, kind="link.down", vmid=None, title="link down",
+                       timestamp=T0 + timedelta(seconds=1))  # fmt: skip
+    assert not down.admits(again, window=600)
+    assert down.admits(late_copy, window=600)
+
+
 def test_an_absent_failure_is_not_read_again_for_a_while() -> None:
     from proxbus_dispatcher.stages.incidents import AbsentFailures
 

@@ -186,6 +186,10 @@ class Intake:
         below = self.floor.check(event)
         if below is not None:
             return self.floor.reason, below
+        return self._muted(event)
+
+    def _muted(self, event: Event) -> tuple[str | None, str]:
+        """The silence or inhibition that drops ``event``, if one."""
         silence = self.silences.muting(event)
         if silence is not None:
             return "silenced", silence.id
@@ -225,7 +229,13 @@ class Intake:
                 return plans
         known = self.state.incident(event.fingerprint)
         told: set[str] = set()
-        if known is not None and (known.has(event) or known.admits(event, self._window)):
+        ends = self._ending(event)
+        if known is not None and ends is not None and not known.has(event):
+            # the end of a notified problem is never a repeat: not of an earlier end of this
+            # fingerprint (a plain "Quorum regained" of the last loss, of a boot), whose
+            # notification log and incident would dedup it
+            incident, changed = Incident.open(event), True
+        elif known is not None and (known.has(event) or known.admits(event, self._window)):
             incident, changed = known, not known.has(event)
             # redelivered: every route it claimed, matched or told-before, enqueues again
             told = {rid for rid, eid in incident.routes.items() if eid == event.id}
@@ -273,6 +283,18 @@ class Intake:
                 receivers.add(route.receiver)
                 extra.append(route)
         return routes + extra
+
+    def _ending(self, event: Event) -> Incident | None:
+        """The notified, unresolved problem ``event`` would end (a job's failure its success
+        ends, the alert a plain line's ``metadata.recovers`` names), loaded before
+        (``_load_failure``); whether it does is ``Incident.resolve_by``'s."""
+        fingerprint = failure_fingerprint(event)
+        if fingerprint is None:
+            return None
+        failure = self.state.incident(fingerprint)
+        if failure is None or failure.kind.endswith(".ok") or failure.resolved is not None:
+            return None
+        return failure if failure.notified else None
 
     def _resolve(self, event: Event, incident: Incident) -> Incident | None:
         """A job's success resolves its notified failure (``Incident.resolve_by``); returns
@@ -353,6 +375,12 @@ class Intake:
                 routes = [r for r in match_routes(self.config.root, event) if r.receiver]
                 if not routes:
                     reason = "unrouted"
+            if reason in (self.floor.reason, "unrouted"):
+                # the end of a notified problem goes to the routes that told it whatever
+                # their matchers and the floor (a knet link up is a plain info line)
+                await self._load_failure(event)
+                if self._ending(event) is not None:
+                    reason, detail = self._muted(event)
             if reason is not None:
                 self._dropped.inc()
                 await self.suppressions.record(event, reason, detail)

@@ -36,6 +36,12 @@ node, guest and subject) has a notified incident not resolved yet resolves it
 (``Incident.resolve_by``): the failure records ``resolved`` (by which event, when), the
 success's incident ``resolves`` (the failure's title, since when, how many reports). The kind
 vocabulary and the fingerprints stay the contract's: the pairing is the dispatcher's.
+
+A plain line (``*.message``) that says which classified kind's happening it ends
+(``metadata.recovers``, ingest-syslog: knet's link up → ``link.down``, quorum regained →
+``quorum.lost``; the contract has no recovery kinds) resolves that kind's notified incident of
+the same site, node, guest and subject the same way. A value that is not a classified kind
+of the vocabulary (remote input) is ignored.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from proxbus_events import FINGERPRINT_SUBJECT_KEY, Event, Severity, compute_fingerprint
+from proxbus_events.event import KINDS, is_fallback_kind
 
 from ..encoding import encode_json
 from .routing import event_labels
@@ -82,10 +89,26 @@ RESOLVES = {
 }
 
 
+# metadata key of a plain line naming the kind whose happening it ends (ingest-syslog rules.py)
+RECOVERS_KEY = "recovers"
+
+
+def recovered_kind(event: Event) -> str | None:
+    """The classified kind a plain line says it ends (``metadata.recovers``), or ``None``: a
+    value that is no classified kind of the vocabulary, or a success's, is ignored."""
+    if not is_fallback_kind(event.kind):
+        return None
+    kind = event.metadata.get(RECOVERS_KEY)
+    if not isinstance(kind, str) or kind not in KINDS or is_fallback_kind(kind):
+        return None
+    return None if kind in RESOLVES else kind
+
+
 def failure_fingerprint(event: Event) -> str | None:
-    """The fingerprint of the failure ``event`` (a job's success) would resolve, computed as
-    the ingest services compute it (``compute_fingerprint``); ``None`` for other kinds."""
-    failed = RESOLVES.get(event.kind)
+    """The fingerprint of the failure ``event`` (a job's success, a plain line's
+    ``recovers``) would resolve, computed as the ingest services compute it
+    (``compute_fingerprint``); ``None`` for other events."""
+    failed = RESOLVES.get(event.kind) or recovered_kind(event)
     if failed is None:
         return None
     subject = event.metadata.get(FINGERPRINT_SUBJECT_KEY)
@@ -285,10 +308,20 @@ class Incident:
             return False
         if self.changes_state(event):
             return False
+        if self.resolved is not None and not self._before_resolution(event):
+            return False  # the problem again after its end (a link flapping): a new alert
         if abs(event.received_at.timestamp() - self.opened) > window:
             return False
         upid = _upid(event)
         return upid is None or self.upid is None or upid == self.upid
+
+    def _before_resolution(self, event: Event) -> bool:
+        """Whether ``event`` happened before the report that resolved this incident arrived:
+        another source's late copy of the problem, not the problem again."""
+        at = (self.resolved or {}).get("at")
+        if not isinstance(at, int | float) or isinstance(at, bool):
+            return False
+        return event.timestamp.timestamp() < at
 
     def ack_holds(self, event: Event, resolve_after: float) -> bool:
         """Whether this incident's acknowledgement carries over to the incident ``event``

@@ -117,6 +117,10 @@ def test_a_recovered_service_is_the_same_fingerprint_whichever_node_reports_it()
     assert recover.metadata["fenced_node"] == "pve2"
     assert lrm_start.metadata["service_node"] == "pve1"
     assert api_started.metadata["service_node"] == "pve1"
+    # with no node on the event, the title says where the source knows it
+    assert started.title == "HA service vm:100: recovery → started on pve1"
+    assert recovery.title == "HA service vm:100: fence → recovery"
+    assert api_started.title == "HA vm:100 is started on pve1 (was recovery)"
     assert (started.metadata["old_state"], started.metadata["new_state"]) == (
         "recovery",
         "started",

@@ -64,11 +64,13 @@ def _service(m: re.Match[str], entry: LogEntry) -> Classification:
     ``change_service_state``)."""
     sid = m["sid"]
     meta = {"sid": sid, "old_state": m["old"], "new_state": m["new"]}
+    title = f"HA service {sid}: {m['old']} → {m['new']}"
     if param := _PARAM_NODE.search(entry.msg, m.end()):
         meta["service_node"] = param["node"]
+        title += f" on {param['node']}"
     return Classification(
         kind="ha.state",
-        title=f"HA service {sid}: {m['old']} → {m['new']}",
+        title=title,
         vmid=guest_id(sid.partition(":")[2]),
         metadata=meta,
         no_node=True,

@@ -382,6 +382,7 @@ def diff_snapshots(
         if state == was_state:
             continue
         sev = _HA_BAD.get(state, Severity.INFO)
+        where = f" on {h['node']}" if h["node"] else ""  # the event has no node: the title says
         vmid_s = sid.split(":", 1)[-1]
         # About no node, as ingest-syslog and the cluster log say it: pve-ha-manager's CRM
         # master logs the change (Manager.pm change_service_state) naming the service's node
@@ -391,7 +392,7 @@ def diff_snapshots(
             "ha.state",
             sev,
             None,
-            f"HA {sid} is {state} (was {was_state})",
+            f"HA {sid} is {state}{where} (was {was_state})",
             f"HA service {sid} changed from {was_state} to {state} on {h['node']}.",
             (sid, "ha", was_state, state),
             vmid=guest_id(vmid_s),

@@ -360,9 +360,11 @@ def _ha_service(
 def _ha_service_state(m: re.Match[str], msg: SyslogMessage) -> Classification:
     sid = m["sid"]
     meta: dict[str, Any] = {"old_state": m["old"], "new_state": m["new"]}
+    title = f"HA service {sid}: {m['old']} → {m['new']}"
     if param := _HA_PARAM_NODE.search(msg.message, m.end()):
         meta["service_node"] = param["node"]
-    return _ha_service(sid, f"HA service {sid}: {m['old']} → {m['new']}", msg, meta, None)
+        title += f" on {param['node']}"  # the event has no node: the title says where
+    return _ha_service(sid, title, msg, meta, None)
 
 
 def _ha_service_line(m: re.Match[str], msg: SyslogMessage) -> Classification:

@@ -312,6 +312,12 @@ def test_the_problem_again_after_its_end_is_a_new_incident_a_late_copy_is_not() 
                        timestamp=T0 + timedelta(seconds=1))  # fmt: skip
     assert not down.admits(again, window=600)
     assert down.admits(late_copy, window=600)
+    # by the resolving report's own time stamp where the record has it (the node's clock, as
+    # the problem's report), not by when it arrived (a spool's late delivery)
+    down.resolved = {"by": "x", "at": (T0 + timedelta(hours=1)).timestamp(),
+                     "happened": (T0 + timedelta(seconds=60)).timestamp()}  # fmt: skip
+    assert not down.admits(again, window=600)
+    assert down.admits(late_copy, window=600)
 
 
 def test_an_absent_failure_is_not_read_again_for_a_while() -> None:

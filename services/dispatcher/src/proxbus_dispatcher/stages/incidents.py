@@ -185,7 +185,8 @@ class Incident:
     states: list[str] = field(default_factory=list)
     # route id → the state of the incident it last notified (see ``notified``)
     notified_state: dict[str, str | None] = field(default_factory=dict)
-    # a failure's incident resolved by a success ({"by": event id, "at", "kind", "title"})
+    # a failure's incident resolved by a success ({"by": event id, "at" (arrival),
+    # "happened" (its time stamp), "kind", "title"})
     resolved: dict[str, Any] | None = None
     # a success's incident: the failure it resolved ({"id", "fingerprint", "kind", "title",
     # "severity", "since", "count"})
@@ -285,6 +286,7 @@ class Incident:
         self.resolved = {
             "by": event.id,
             "at": event.received_at.timestamp(),
+            "happened": event.timestamp.timestamp(),
             "kind": event.kind,
             "title": event.title[: MAX_STATE_CHARS * 4],
         }
@@ -316,9 +318,11 @@ class Incident:
         return upid is None or self.upid is None or upid == self.upid
 
     def _before_resolution(self, event: Event) -> bool:
-        """Whether ``event`` happened before the report that resolved this incident arrived:
-        another source's late copy of the problem, not the problem again."""
-        at = (self.resolved or {}).get("at")
+        """Whether ``event`` happened before the report that resolved this incident (by that
+        report's own time, the same node's clock as a rule; else when it arrived): another
+        source's late copy of the problem, not the problem again."""
+        resolved = self.resolved or {}
+        at = resolved.get("happened", resolved.get("at"))
         if not isinstance(at, int | float) or isinstance(at, bool):
             return False
         return event.timestamp.timestamp() < at

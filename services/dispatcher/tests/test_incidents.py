@@ -299,8 +299,47 @@ def test_a_plain_line_that_says_what_it_ends_names_that_alerts_fingerprint() -> 
     assert failure_fingerprint(line("quorum.lost", node="pve3")) != lost.fingerprint
     for forged in ("bogus", "quorum.lost ", "syslog.message", "backup.ok", ["quorum.lost"], 1):
         assert failure_fingerprint(line(forged)) is None, forged
-    # a classified event does not say an end this way
-    assert failure_fingerprint(line("quorum.lost", kind="vm.started")) is None
+    # a classified event says it too (the HA node's return: ha.state, recovers node.offline),
+    # never its own kind; a success ends its own failure only
+    offline = report("syslog", kind="node.offline", vmid=None, node="pve2", title="pve2 offline")
+    ha_back = line("node.offline", kind="ha.state", node="pve2", title="HA node pve2: back")
+    assert failure_fingerprint(ha_back) == offline.fingerprint
+    assert failure_fingerprint(line("ha.state", kind="ha.state")) is None
+    ok = report("syslog", kind="backup.ok", metadata={"recovers": "quorum.lost"})
+    assert failure_fingerprint(ok) == report("syslog", kind="backup.failed").fingerprint
+
+
+def test_the_end_of_a_problem_is_told_once_whichever_report_comes_second() -> None:
+    """A node's return from both ingest services: the HA line (``ha.state``, ``recovers``) and
+    the API's ``node.offline`` ``resolved``; the second repeats the end the first told, when
+    within the window of it by the reports' own time stamps."""
+    meta = {"reporter": "pve1", "new_state": "online", "recovers": "node.offline"}
+    common: dict[str, Any] = {"vmid": None, "node": "pve2", "severity": "info"}
+    ha_back = report("syslog", 300, kind="ha.state", title="HA node pve2: unknown → online",
+                     metadata=meta, timestamp=T0 + timedelta(seconds=300), **common)  # fmt: skip
+
+    def api_back(seconds: float) -> Event:
+        return report("pve-api", seconds, kind="node.offline", title="Node pve2 is offline",
+                      metadata={"resolved": True}, timestamp=T0 + timedelta(seconds=seconds),
+                      **common)  # fmt: skip
+
+    # the HA line resolved the alert: the API's report of the same end repeats it
+    offline = Incident.open(report("pve-api", kind="node.offline", title="Node pve2 is offline",
+                                   timestamp=T0, **{**common, "severity": "error"}))  # fmt: skip
+    offline.notified = {"r": T0.timestamp()}
+    assert not offline.end_told(api_back(305), window=600)  # not resolved yet: not a repeat
+    assert offline.resolve_by(ha_back)
+    assert offline.end_told(api_back(305), window=600)
+    assert not offline.end_told(ha_back, window=600)  # the report that resolved it
+    assert not offline.end_told(api_back(1000), window=600)  # another return, much later
+    assert not offline.end_told(api_back(305), window=0)
+    # the API told it (the fingerprint's resolved state, notified): the HA line repeats it
+    told = Incident.open(api_back(305), previous=offline, window=600, state_change=True)
+    told.resolved, told.routes = None, {"r": "e1"}
+    assert not told.is_problem()
+    assert told.end_told(ha_back, window=600)
+    told.routes = {}  # not notified (dropped as unrouted): the HA line tells the return
+    assert not told.end_told(ha_back, window=600)
 
 
 def test_the_problem_again_after_its_end_is_a_new_incident_a_late_copy_is_not() -> None:

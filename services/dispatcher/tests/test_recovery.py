@@ -16,6 +16,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from proxbus_events import Event
 
 from .conftest import ev, publish, wait_until
@@ -799,3 +800,124 @@ async def test_a_cluster_link_back_up_and_quorum_regained_are_told_as_their_aler
     again = hook.requests[8].json
     assert again["incident"]["resolved"] is None
     assert "ongoing since" not in again["body"], again["body"]
+
+
+def _ha_crm(at: datetime, text: str) -> bytes:
+    """A pve-ha-crm line of the CRM master pve1 (pve-ha-manager src/PVE/HA/NodeStatus.pm
+    ``set_node_state``: ``node 'pve2': state changed from 'X' => 'Y'``), daemon.info."""
+    return f"<30>1 {at.isoformat()} pve1 pve-ha-crm 1502 - - {text}".encode()
+
+
+def _received(event: Event) -> Event:
+    """``event`` as received when it happened (the test's reports are an hour old)."""
+    return Event.model_validate({**event.model_dump(), "received_at": event.timestamp})
+
+
+def _api_nodes(taken_at: float, prev: dict[str, str], cur: dict[str, str]) -> list[Event]:
+    """ingest-pve-ws's diff of two /cluster/resources polls (``diff.py``), as its watcher
+    gives them (the second poll at ``taken_at``)."""
+    from proxbus_ingest_pve_ws.diff import Snapshot, diff_snapshots
+    from proxbus_ingest_syslog.settings import Settings as SyslogSettings
+
+    a = Snapshot(taken_at=taken_at - 10, nodes=prev)
+    b = Snapshot(taken_at=taken_at, nodes=cur)
+    site = SyslogSettings().proxbus_site  # one site for both ingest services
+    return diff_snapshots(a, b, [], cluster="lab", site=site)
+
+
+@pytest.mark.parametrize("sources", ["syslog-first", "api-first", "syslog-only", "api-only"])
+async def test_a_nodes_return_is_told_once_whichever_ingest_services_report_it(
+    dispatcher, sink, js, sources: str
+) -> None:
+    # With both ingest services (the default stack) pve2's return is two reports: the CRM's
+    # "node 'pve2': state changed from 'unknown' => 'online'" (ingest-syslog: ha.state, with
+    # metadata.recovers = node.offline) and the API watcher's "Node pve2 is back online"
+    # (node.offline, resolved). The HA line's recovers did nothing (only plain lines' did) and
+    # each was notified: the return told twice. The first report tells it (the HA line as
+    # resolving the node.offline alert), the second, in either order, is a repeat of that end.
+    from proxbus_ingest_syslog.frames import Frame
+    from proxbus_ingest_syslog.pipeline import Pipeline
+    from proxbus_ingest_syslog.settings import Settings as SyslogSettings
+
+    hook = await sink()
+    service = await dispatcher(None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook")
+    pipeline = Pipeline(SyslogSettings())
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    published = 0
+
+    async def send(*events: Event) -> None:
+        nonlocal published
+        for one in events:  # one at a time: each decided after the last
+            await publish(js, _received(one))
+            published += 1
+            await wait_until(lambda n=published: _settled(service) >= n)
+
+    def syslog(seconds: int, text: str) -> Event:
+        frame = Frame(_ha_crm(start + timedelta(seconds=seconds), text))
+        (event,) = pipeline.process([frame], "udp", "127.0.0.1")
+        return event
+
+    def api(seconds: int, prev: dict[str, str], cur: dict[str, str]) -> list[Event]:
+        return _api_nodes((start + timedelta(seconds=seconds)).timestamp(), prev, cur)
+
+    def titles() -> list[str]:
+        return [r.json["title"] for r in hook.requests]
+
+    up, down = {"pve1": "online", "pve2": "online"}, {"pve1": "online", "pve2": "offline"}
+    with_syslog, with_api = sources != "api-only", sources != "syslog-only"
+    if with_syslog:
+        await send(syslog(0, "node 'pve2': state changed from 'online' => 'unknown'"))
+    if with_api:
+        await send(*api(5, up, down))
+    await wait_until(lambda: len(hook.requests) >= 1)
+    offline = titles()
+    assert len(offline) == 1, offline
+    assert "Node pve2 is offline" in offline[0], offline
+
+    ha_back = syslog(300, "node 'pve2': state changed from 'unknown' => 'online'")
+    (api_back,) = api(305, down, up)
+    assert (ha_back.kind, ha_back.node) == ("ha.state", "pve2")
+    assert ha_back.metadata["recovers"] == "node.offline"
+    assert (api_back.kind, api_back.metadata["resolved"]) == ("node.offline", True)
+
+    def in_order(ha: Event, api: Event) -> list[Event]:
+        return {
+            "syslog-first": [ha, api],
+            "api-first": [api, ha],
+            "syslog-only": [ha],
+            "api-only": [api],
+        }[sources]
+
+    returns = in_order(ha_back, api_back)
+    await send(*returns)
+    await wait_until(lambda: len(hook.requests) >= 2)
+    await asyncio.sleep(0.5)  # a second notification of the return would be on its way by now
+    told = {
+        "syslog-first": "[INFO] HA node pve2: unknown → online",
+        "api-first": "[INFO] Node pve2 is back online",
+        "syslog-only": "[INFO] HA node pve2: unknown → online",
+        "api-only": "[INFO] Node pve2 is back online",
+    }[sources]
+    assert titles() == [*offline, told], titles()
+    back = hook.requests[1].json
+    if returns[0] is ha_back:
+        # told as the end of the alert, on the routes that told it
+        assert back["incident"]["resolves"]["kind"] == "node.offline", back["incident"]
+        assert any(line.startswith("resolves: Node pve2 is offline") for line in
+                   back["body"].splitlines()), back["body"]  # fmt: skip
+    else:
+        assert back["incident"]["state"] == "resolved", back["incident"]
+
+    # pve2 fails again (past the incident window): a new alert, whichever report ended the
+    # last one, and its return is told again
+    if with_syslog:
+        await send(syslog(1000, "node 'pve2': state changed from 'online' => 'unknown'"))
+    if with_api:
+        await send(*api(1005, up, down))
+    await wait_until(lambda: len(hook.requests) >= 3)
+    (api_again,) = api(1305, down, up)
+    await send(*in_order(syslog(1300, "node 'pve2': state changed from 'unknown' => 'online'"),
+                         api_again))  # fmt: skip
+    await wait_until(lambda: len(hook.requests) >= 4)
+    await asyncio.sleep(0.5)
+    assert titles()[2:] == [offline[0], told], titles()

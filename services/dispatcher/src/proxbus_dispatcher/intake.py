@@ -32,7 +32,14 @@ from .stages.dedup import within_repeat_interval
 from .stages.enrich import Enricher
 from .stages.floor import SeverityFloor
 from .stages.grouping import AggregationGroup, Grouper, chunk
-from .stages.incidents import AbsentFailures, Incident, failure_fingerprint
+from .stages.incidents import (
+    RESOLVED,
+    AbsentFailures,
+    Incident,
+    failure_fingerprint,
+    recovered_kind,
+    reported_state,
+)
 from .stages.inhibition import Inhibitor
 from .stages.routing import match_routes
 from .stages.silence import SilenceWatcher
@@ -230,11 +237,28 @@ class Intake:
         known = self.state.incident(event.fingerprint)
         told: set[str] = set()
         ends = self._ending(event)
+        repeat = None if ends is not None else self._repeated_end(event, known)
+        if repeat is not None and repeat is known:
+            # another source's report of an end already told (the API's "back online" after
+            # the HA line resolved the alert): a repeat, nothing to store or tell
+            plan = _Plan(inflight, repeat, self.state.put_local(repeat))
+            plan.suppressed.append(("incident", repeat.id))
+            return [plan]
         if known is not None and ends is not None and not known.has(event):
             # the end of a notified problem is never a repeat: not of an earlier end of this
             # fingerprint (a plain "Quorum regained" of the last loss, of a boot), whose
-            # notification log and incident would dedup it
-            incident, changed = Incident.open(event), True
+            # notification log and incident would dedup it; a classified event (the HA
+            # node's return) is still its own state change
+            if reported_state(event) is None:
+                incident = Incident.open(event)
+            else:
+                incident = Incident.open(
+                    event, previous=known, window=self._window, state_change=True
+                )
+                told = set(known.routes) | {
+                    rid for rid, st in known.notified_state.items() if st != incident.state
+                }
+            changed = True
         elif known is not None and (known.has(event) or known.admits(event, self._window)):
             incident, changed = known, not known.has(event)
             # redelivered: every route it claimed, matched or told-before, enqueues again
@@ -260,6 +284,10 @@ class Intake:
                     rid for rid, st in known.notified_state.items() if st != incident.state
                 }
         incident.add(event)
+        if repeat is not None and incident is not known:
+            # an end the operator was told by another report (the API's "back online" before
+            # the HA line that recovers it): recorded, not notified
+            incident.told_by = repeat.id
         failure = self._resolve(event, incident)
         if failure is not None:
             changed = True
@@ -284,6 +312,21 @@ class Intake:
                 extra.append(route)
         return routes + extra
 
+    def _repeated_end(self, event: Event, known: Incident | None) -> Incident | None:
+        """The problem whose end ``event`` repeats (``Incident.end_told``): for an event
+        whose ``metadata.recovers`` names a kind, that kind's incident; for an event reporting
+        ``resolved``, its own fingerprint's incident; else ``None``."""
+        if recovered_kind(event) is not None:
+            fingerprint = failure_fingerprint(event)
+            problem = self.state.incident(fingerprint) if fingerprint else None
+        elif reported_state(event) == RESOLVED:
+            problem = known
+        else:
+            return None
+        if problem is None or not problem.end_told(event, self._window):
+            return None
+        return problem
+
     def _ending(self, event: Event) -> Incident | None:
         """The notified, unresolved problem ``event`` would end (a job's failure its success
         ends, the alert a plain line's ``metadata.recovers`` names), loaded before
@@ -292,7 +335,7 @@ class Intake:
         if fingerprint is None:
             return None
         failure = self.state.incident(fingerprint)
-        if failure is None or failure.kind.endswith(".ok") or failure.resolved is not None:
+        if failure is None or not failure.is_problem() or failure.resolved is not None:
             return None
         return failure if failure.notified else None
 
@@ -304,7 +347,7 @@ class Intake:
         if fingerprint is None:
             return None
         failure = self.state.incident(fingerprint)
-        if failure is None or failure.kind.endswith(".ok") or not failure.resolve_by(event):
+        if failure is None or not failure.is_problem() or not failure.resolve_by(event):
             return None
         if incident.resolves is None:
             incident.resolves = failure.resolution()
@@ -336,6 +379,14 @@ class Intake:
             if claimed_by is None:
                 if incident.acked:
                     plan.suppressed.append(("acknowledged", incident.id))
+                    continue
+                if incident.told_by is not None:
+                    # told by another incident's report of the same end: what the route was
+                    # told is this state, so the next state change goes to it too
+                    plan.suppressed.append(("incident", incident.told_by))
+                    incident.notified[route.id] = at
+                    incident.notified_state[route.id] = incident.state
+                    changed = True
                     continue
                 if within_repeat_interval(
                     route, incident.notified.get(route.id), at

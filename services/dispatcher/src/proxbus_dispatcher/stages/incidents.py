@@ -40,8 +40,18 @@ vocabulary and the fingerprints stay the contract's: the pairing is the dispatch
 A plain line (``*.message``) that says which classified kind's happening it ends
 (``metadata.recovers``, ingest-syslog: knet's link up → ``link.down``, quorum regained →
 ``quorum.lost``; the contract has no recovery kinds) resolves that kind's notified incident of
-the same site, node, guest and subject the same way. A value that is not a classified kind
-of the vocabulary (remote input) is ignored.
+the same site, node, guest and subject the same way. So does a classified event that says so
+(ingest-syslog and the cluster log: the HA manager's ``node 'pve2': state changed from
+'unknown' => 'online'``, ``ha.state`` with ``recovers = node.offline``), while still being
+what it is (its own state change). A value that is not a classified kind of the vocabulary,
+a success's or the event's own kind (remote input) is ignored.
+
+The end of a problem is told once (``Incident.end_told``): with both ingest services a
+node's return is the HA line (``ha.state``, ``recovers``) and the API watcher's ``Node pve2
+is back online`` (``node.offline`` resolved). Whichever comes second, within ``window`` of
+the first by the reports' own time stamps, repeats the end the operator was told: the API's
+report after the HA line resolved the alert, or the HA line after the alert's fingerprint
+already reported ``resolved`` (``told_by``: its state change is recorded, not notified).
 """
 
 from __future__ import annotations
@@ -94,13 +104,14 @@ RECOVERS_KEY = "recovers"
 
 
 def recovered_kind(event: Event) -> str | None:
-    """The classified kind a plain line says it ends (``metadata.recovers``), or ``None``: a
-    value that is no classified kind of the vocabulary, or a success's, is ignored."""
-    if not is_fallback_kind(event.kind):
-        return None
+    """The classified kind an event says it ends (``metadata.recovers``: a plain line's, or a
+    classified event's such as the HA node's return), or ``None``: a value that is no
+    classified kind of the vocabulary, a success's or the event's own kind is ignored."""
     kind = event.metadata.get(RECOVERS_KEY)
     if not isinstance(kind, str) or kind not in KINDS or is_fallback_kind(kind):
         return None
+    if event.kind in RESOLVES or kind == event.kind:
+        return None  # a success ends its own failure; nothing ends itself
     return None if kind in RESOLVES else kind
 
 
@@ -191,6 +202,9 @@ class Incident:
     # a success's incident: the failure it resolved ({"id", "fingerprint", "kind", "title",
     # "severity", "since", "count"})
     resolves: dict[str, Any] | None = None
+    # an incident whose report repeats an end told by another incident (its id): recorded,
+    # not notified (``end_told``)
+    told_by: str | None = None
 
     @classmethod
     def open(
@@ -291,6 +305,32 @@ class Incident:
             "title": event.title[: MAX_STATE_CHARS * 4],
         }
         return True
+
+    def is_problem(self) -> bool:
+        """Whether this incident can be resolved: not a success's, not a report of its
+        fingerprint's ``resolved`` state (the API's "back online" is an end, not a problem)."""
+        return not self.kind.endswith(".ok") and self.state != RESOLVED
+
+    def end_told(self, event: Event, window: float) -> bool:
+        """Whether ``event``, another report of this problem's end, repeats an end already
+        told (``window`` seconds apart at most, by the reports' own time stamps): this
+        incident was resolved by another event (a HA line's ``recovers``; ``event`` is the API's
+        ``resolved`` of the same fingerprint), or it is the fingerprint's ``resolved`` state,
+        notified (``event`` is a HA line whose ``recovers`` names it)."""
+        if window <= 0 or self.has(event):
+            return False
+        at: Any
+        if self.resolved is not None:
+            if self.resolved.get("by") == event.id:
+                return False
+            at = self.resolved.get("happened", self.resolved.get("at"))
+        elif self.state == RESOLVED and self.routes and event.fingerprint != self.fingerprint:
+            at = self.state_at
+        else:
+            return False
+        if not isinstance(at, int | float) or isinstance(at, bool):
+            return False
+        return abs(event.timestamp.timestamp() - at) <= window
 
     def resolution(self) -> dict[str, Any]:
         """What a success that resolved this incident says about it (``resolves``)."""

@@ -4,10 +4,10 @@ Sequences are Proxmox's own: pve-ha-manager ``src/PVE/HA/NodeStatus.pm`` (``node
 changed from '<old>' => '<new>'``, fence → unknown once fencing succeeded), ``src/PVE/HA/
 Manager.pm`` (``service '<sid>': state changed from '<old>' to '<new>'``, ``recover service
 '<sid>' from fenced node '<n>' to node '<m>'``), ``src/PVE/HA/LRM.pm`` (``starting service``,
-``service status <sid> started``). Events are built as ingest-syslog builds them (fields from
-``proxbus-ingest-syslog parse`` of those lines: kind, node, vmid, title, ``metadata.old_state``/
-``new_state``), and as ingest-pve-ws's API diff builds a node's return (``diff.py``: kind
-``node.offline``, ``metadata.resolved``).
+``service status <sid> started``). The fence's lines go through ingest-syslog's own pipeline
+(``fence_and_return``; a few single node lines are built as it gives them: kind, node, title,
+``metadata.old_state``/``new_state``), and a node's return as ingest-pve-ws's API diff builds
+it (``diff.py``: kind ``node.offline``, ``metadata.resolved``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from proxbus_events import Event
+from proxbus_ingest_syslog.rules import HA_NODE_RETURNS
 
 from .conftest import ev, publish, wait_until
 
@@ -37,102 +38,53 @@ def _crm(at: datetime, **kw: Any) -> Event:
 
 
 def _node_line(at: datetime, node: str, old: str, new: str) -> Event:
-    meta = {"rule": "ha-node-state", "reporter": "pve1", "old_state": old, "new_state": new}
+    meta: dict[str, Any] = {"rule": "ha-node-state", "reporter": "pve1", "old_state": old,
+                            "new_state": new}  # fmt: skip
+    if (old, new) in HA_NODE_RETURNS:  # the node's return names the alert it ends
+        meta["recovers"] = "node.offline"
     return _crm(at, node=node, title=f"HA node {node}: {old} → {new}", metadata=meta)
-
-
-def _service_line(at: datetime, vmid: int, old: str, new: str, **kw: Any) -> Event:
-    meta = {"rule": "ha-service-state", "sid": f"vm:{vmid}", "old_state": old, "new_state": new}
-    title = f"HA service vm:{vmid}: {old} → {new}"
-    return _crm(at, node="pve1", vmid=vmid, title=title, metadata=meta, **kw)
-
-
-def _daemon_line(at: datetime, app: str, old: str, new: str) -> Event:
-    """pve2's own HA daemon (``src/PVE/HA/LRM.pm``/``CRM.pm`` ``status change``)."""
-    meta = {"app": app, "hostname": "pve2", "rule": "ha-daemon-state", "old_state": old,
-            "new_state": new}  # fmt: skip
-    return ev(source="syslog", severity="info", kind="ha.state", node="pve2",
-              title=f"{app} {old} → {new}", metadata=meta, timestamp=at, received_at=at)  # fmt: skip
 
 
 def fence_and_return(start: datetime) -> list[Event]:
     """pve2 dies at ``start``; pve1 (CRM master) fences it, recovers vm:100 to itself; pve2
     is back online 5 min 40 s later. Timings as a real fence: 60 s to 'unknown', the
-    watchdog's 60 s, then the node's reboot."""
+    watchdog's 60 s, then the node's reboot. The lines pve-ha-manager writes, through
+    ingest-syslog's own pipeline (a service's ``ha.state`` is about no node, the service's
+    node in ``metadata.service_node`` where the line names it; the node's return names the
+    ``node.offline`` alert it ends in ``metadata.recovers``), each received when it happened."""
+    from proxbus_ingest_syslog.frames import Frame
+    from proxbus_ingest_syslog.pipeline import Pipeline
+    from proxbus_ingest_syslog.settings import Settings as SyslogSettings
 
-    def t(seconds: int) -> datetime:
-        return start + timedelta(seconds=seconds)
-
-    sid_line = {"rule": "ha-service-line", "sid": "vm:100"}
-    return [
-        _crm(
-            t(0),
-            kind="node.offline",
-            severity="warning",
-            node="pve2",
-            title="Node pve2 is offline (HA state online → unknown)",
-            metadata={
-                "rule": "ha-node-offline",
-                "reporter": "pve1",
-                "old_state": "online",
-                "new_state": "unknown",
-            },
-        ),
-        _service_line(t(60), 100, "started", "fence"),
-        _crm(
-            t(60),
-            kind="node.fencing",
-            severity="critical",
-            node="pve2",
-            title="Fencing node pve2",
-            metadata={
-                "rule": "ha-fence",
-                "reporter": "pve1",
-                "old_state": "unknown",
-                "new_state": "fence",
-            },
-        ),
-        _crm(
-            t(130),
-            kind="node.fenced",
-            severity="critical",
-            node="pve2",
-            title="Node pve2 fenced",
-            metadata={"rule": "ha-fenced", "reporter": "pve1"},
-        ),
-        _node_line(t(130), "pve2", "fence", "unknown"),
-        _service_line(t(130), 100, "fence", "recovery"),
-        _crm(
-            t(130),
-            node="pve1",
-            vmid=100,
-            title="HA service vm:100: recover service 'vm:100' from fenced node 'pve2' to "
-            "node 'pve1'",
-            metadata=sid_line,
-        ),
-        _service_line(t(130), 100, "recovery", "started"),
-        _crm(
-            t(140),
-            node="pve1",
-            vmid=100,
-            title="HA service vm:100: starting service vm:100",
-            metadata={**sid_line, "app": "pve-ha-lrm"},
-        ),
-        _crm(
-            t(141),
-            node="pve1",
-            vmid=100,
-            title="HA service vm:100: service status vm:100 started",
-            metadata={**sid_line, "app": "pve-ha-lrm"},
-        ),
+    crm, lrm = ("pve-ha-crm", 1502), ("pve-ha-lrm", 1610)
+    lines = [
+        (0, "pve1", crm, "node 'pve2': state changed from 'online' => 'unknown'"),
+        (60, "pve1", crm, "service 'vm:100': state changed from 'started' to 'fence'"),
+        (60, "pve1", crm, "node 'pve2': state changed from 'unknown' => 'fence'"),
+        (130, "pve1", crm, "fencing: acknowledged - got agent lock for node 'pve2'"),
+        (130, "pve1", crm, "node 'pve2': state changed from 'fence' => 'unknown'"),
+        (130, "pve1", crm, "service 'vm:100': state changed from 'fence' to 'recovery'"),
+        (130, "pve1", crm, "recover service 'vm:100' from fenced node 'pve2' to node 'pve1'"),
+        (130, "pve1", crm,
+         "service 'vm:100': state changed from 'recovery' to 'started'  (node = pve1)"),
+        (140, "pve1", lrm, "starting service vm:100"),
+        (141, "pve1", lrm, "service status vm:100 started"),
         # pve2 boots: its own HA daemons' status lines (LRM.pm/CRM.pm ``status change <old>
         # => <new>``, ingest-syslog's ha.state about pve2: the node lines' fingerprint)
-        _daemon_line(t(300), "pve-ha-lrm", "startup", "wait_for_agent_lock"),
-        _daemon_line(t(301), "pve-ha-crm", "startup", "wait_for_quorum"),
-        _daemon_line(t(330), "pve-ha-crm", "wait_for_quorum", "slave"),
-        _node_line(t(340), "pve2", "unknown", "online"),
-        _daemon_line(t(350), "pve-ha-lrm", "wait_for_agent_lock", "active"),
-    ]
+        (300, "pve2", lrm, "status change startup => wait_for_agent_lock"),
+        (301, "pve2", crm, "status change startup => wait_for_quorum"),
+        (330, "pve2", crm, "status change wait_for_quorum => slave"),
+        (340, "pve1", crm, "node 'pve2': state changed from 'unknown' => 'online'"),
+        (350, "pve2", lrm, "status change wait_for_agent_lock => active"),
+    ]  # fmt: skip
+    pipeline = Pipeline(SyslogSettings())
+    events = []
+    for seconds, host, (app, pid), text in lines:
+        at = (start + timedelta(seconds=seconds)).isoformat()
+        frame = Frame(f"<30>1 {at} {host} {app} {pid} - - {text}".encode())  # daemon.info
+        (event,) = pipeline.process([frame], "udp", "127.0.0.1")
+        events.append(_received(event))
+    return events
 
 
 async def test_a_fenced_node_back_online_and_its_recovered_guest_are_notified(
@@ -146,24 +98,33 @@ async def test_a_fenced_node_back_online_and_its_recovered_guest_are_notified(
     hook = await sink()
     service = await dispatcher(None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook")
     reports = fence_and_return(datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
-    await publish(js, *reports)
-    await wait_until(lambda: _settled(service) >= len(reports))
+    for n, one in enumerate(reports, start=1):  # as they come: each decided after the last
+        await publish(js, one)
+        await wait_until(lambda n=n: _settled(service) >= n)
     await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
     titles = [r.json["title"] for r in hook.requests]
     assert titles == [
         "[WARNING] Node pve2 is offline (HA state online → unknown)",
-        "[INFO] pve1: HA service vm:100: started → fence",
+        "[INFO] HA service vm:100: started → fence",
         "[CRITICAL] Fencing node pve2",
         "[CRITICAL] Node pve2 fenced",
         "[INFO] HA node pve2: fence → unknown",
-        "[INFO] pve1: HA service vm:100: fence → recovery",
-        "[INFO] pve1: HA service vm:100: recovery → started",
+        "[INFO] HA service vm:100: fence → recovery",
+        "[INFO] HA service vm:100: recovery → started on pve1",
         "[INFO] HA node pve2: unknown → online",
     ], titles
+    # the guest's lines are about no node (the CRM master pve1 logged them): one fingerprint
+    guest = [r.json for r in hook.requests if r.json["event"]["vmid"] == 100]
+    assert {(g["event"]["node"], g["event"]["fingerprint"]) for g in guest} == {
+        (None, guest[0]["event"]["fingerprint"])
+    }
+    assert guest[-1]["event"]["metadata"]["service_node"] == "pve1"
     back = hook.requests[-1].json
     assert back["incident"]["state"] == "online"
-    # a state change is not a repeat of the earlier state: no "ongoing since"
+    # a state change is not a repeat of the earlier state: no "ongoing since"; it ends the
+    # node.offline alert (metadata.recovers)
     assert "ongoing since" not in back["body"], back["body"]
+    assert back["incident"]["resolves"]["kind"] == "node.offline", back["incident"]
 
 
 async def test_the_return_is_told_despite_repeat_interval_and_an_acknowledgement(
@@ -226,9 +187,9 @@ async def test_the_cluster_logs_late_copies_do_not_tell_the_recovery_twice(
     await wait_until(lambda: _settled(service) >= len(syslog) + len(copies))
     await asyncio.sleep(0.5)
     assert [r.json["title"] for r in hook.requests] == [
-        "[INFO] pve1: HA service vm:100: started → fence",
-        "[INFO] pve1: HA service vm:100: fence → recovery",
-        "[INFO] pve1: HA service vm:100: recovery → started",
+        "[INFO] HA service vm:100: started → fence",
+        "[INFO] HA service vm:100: fence → recovery",
+        "[INFO] HA service vm:100: recovery → started on pve1",
     ]
 
 

@@ -851,6 +851,20 @@ async def test_a_nodes_return_is_told_once_whichever_ingest_services_report_it(
 
     returns = in_order(ha_back, api_back)
     await send(*returns)
+    if with_api and with_syslog:
+        # the cluster log's copy of the HA line (ingest-pve-ws polls /cluster/log), last: a
+        # repeat too
+        from proxbus_ingest_pve_ws.tasks import LogEntry, log_event
+
+        entry = LogEntry(uid=7, time=int(ha_back.timestamp.timestamp()), node="pve1", pid=1502,
+                         tag="pve-ha-crm", pri=6, user="root@pam",
+                         msg="node 'pve2': state changed from 'unknown' => 'online'")  # fmt: skip
+        copy = log_event(entry, cluster="lab", site=ha_back.site)
+        assert (copy.fingerprint, copy.metadata["recovers"]) == (
+            ha_back.fingerprint,
+            "node.offline",
+        )
+        await send(copy)
     await wait_until(lambda: len(hook.requests) >= 2)
     await asyncio.sleep(0.5)  # a second notification of the return would be on its way by now
     told = {

@@ -896,3 +896,65 @@ async def test_a_nodes_return_is_told_once_whichever_ingest_services_report_it(
     await wait_until(lambda: len(hook.requests) >= 4)
     await asyncio.sleep(0.5)
     assert titles()[2:] == [offline[0], told], titles()
+
+
+@pytest.mark.parametrize("first", ["syslog", "api"])
+async def test_a_receiver_not_told_the_nodes_return_still_gets_the_ha_line(
+    dispatcher, sink, js, first: str
+) -> None:
+    # The phone gets warnings and worse (told "Node pve2 is offline", then its end); an "HA"
+    # channel gets ha.state only (told "fence → unknown"). The HA line after the API's "back
+    # online" repeats an end the phone was told, not the HA channel: it is told there.
+    from proxbus_ingest_syslog.frames import Frame
+    from proxbus_ingest_syslog.pipeline import Pipeline
+    from proxbus_ingest_syslog.settings import Settings as SyslogSettings
+
+    phone, ha = await sink(), await sink()
+    service = await dispatcher(
+        f"""\
+receivers:
+  - {{name: phone, type: webhook, url: "{phone.url}/phone"}}
+  - {{name: ha, type: webhook, url: "{ha.url}/ha"}}
+route:
+  receiver: phone
+  routes:
+    - {{receiver: phone, matchers: ["severity>=warning"], continue: true}}
+    - {{receiver: ha, matchers: ["kind=ha.state"]}}
+""",
+        incident_window=600,
+    )
+    pipeline = Pipeline(SyslogSettings())
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+    def syslog(seconds: int, text: str) -> Event:
+        frame = Frame(_ha_crm(start + timedelta(seconds=seconds), text))
+        (event,) = pipeline.process([frame], "udp", "127.0.0.1")
+        return _received(event)
+
+    up, down = {"pve1": "online", "pve2": "online"}, {"pve1": "online", "pve2": "offline"}
+    (api_down,) = _api_nodes((start + timedelta(seconds=5)).timestamp(), up, down)
+    (api_back,) = _api_nodes((start + timedelta(seconds=305)).timestamp(), down, up)
+    ha_back = syslog(300, "node 'pve2': state changed from 'unknown' => 'online'")
+    reports = [
+        syslog(0, "node 'pve2': state changed from 'online' => 'unknown'"),
+        _received(api_down),
+        syslog(130, "node 'pve2': state changed from 'fence' => 'unknown'"),
+        *([ha_back, _received(api_back)] if first == "syslog" else [_received(api_back), ha_back]),
+    ]
+    for n, one in enumerate(reports, start=1):
+        await publish(js, one)
+        await wait_until(lambda n=n: _settled(service) >= n)
+    await wait_until(lambda: len(phone.requests) >= 2 and len(ha.requests) >= 2)
+    await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
+    told_back = {
+        "syslog": "[INFO] HA node pve2: unknown → online",
+        "api": "[INFO] Node pve2 is back online",
+    }[first]
+    assert [r.json["title"] for r in phone.requests] == [
+        "[WARNING] Node pve2 is offline (HA state online → unknown)",
+        told_back,
+    ]
+    assert [r.json["title"] for r in ha.requests] == [
+        "[INFO] HA node pve2: fence → unknown",
+        "[INFO] HA node pve2: unknown → online",
+    ]

@@ -292,7 +292,15 @@ class Intake:
         if failure is not None:
             changed = True
             told |= set(failure.notified)  # the routes that told the failure
-        plan = self._decide(inflight, incident, changed, self._told_before(routes, told))
+        plan = self._decide(
+            inflight,
+            incident,
+            changed,
+            self._told_before(routes, told),
+            # the receivers told the end: the others (a route of ha.state only, told
+            # "fence → unknown") are told this report as any state change
+            told_end=self._end_receivers(repeat) if repeat is not None else None,
+        )
         if failure is not None:
             plan.also.append(self.state.put_local(failure))
         return [plan]
@@ -366,11 +374,24 @@ class Intake:
         if self.state.incident(fingerprint) is None:
             self._absent_failures.remember(key)
 
+    def _end_receivers(self, problem: Incident) -> set[str]:
+        """The receivers told the end of ``problem`` (``Incident.end_told``): its resolved
+        state's notification, or the resolving report's (told on the routes that told it)."""
+        rids = problem.routes if problem.resolved is None else problem.notified
+        return {r.receiver for rid in rids if (r := self._routes.get(rid)) is not None}
+
     def _decide(
-        self, inflight: Inflight, incident: Incident, changed: bool, routes: list[Route]
+        self,
+        inflight: Inflight,
+        incident: Incident,
+        changed: bool,
+        routes: list[Route],
+        *,
+        told_end: set[str] | None = None,
     ) -> _Plan:
         """Per route: claim the incident's notification, join it while it gathers, or be
-        suppressed."""
+        suppressed. An incident ``told_by`` another's report of the same end is not notified
+        on ``told_end`` (receivers; ``None``: on any route it has not claimed)."""
         event = inflight.received.event
         at = event.received_at.timestamp()
         plan = _Plan(inflight, incident, self.state.put_local(incident))
@@ -380,7 +401,9 @@ class Intake:
                 if incident.acked:
                     plan.suppressed.append(("acknowledged", incident.id))
                     continue
-                if incident.told_by is not None:
+                if incident.told_by is not None and (
+                    told_end is None or route.receiver in told_end
+                ):
                     # told by another incident's report of the same end: what the route was
                     # told is this state, so the next state change goes to it too
                     plan.suppressed.append(("incident", incident.told_by))

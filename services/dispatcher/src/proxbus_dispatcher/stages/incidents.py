@@ -78,7 +78,9 @@ RESOLVED = "resolved"
 RESOLVE_SLACK = 5.0
 # metadata keys naming the HA node or service a state line is about (ingest-syslog rules.py
 # _ha_node/_ha_service_state, ingest-pve-ws clusterlog.py and diff.py)
-_HA_THING_KEYS = ("sid", "reporter", "ha_node")
+_HA_THING_KEYS = frozenset(("sid", "reporter", "ha_node"))
+# the metadata keys ``reported_state`` reads: an event with none of them reports no state
+_STATE_KEYS = _HA_THING_KEYS | {"resolved", "level"}
 SOURCE_RANK = {"email": 4, "pve-webhook": 3, "pve-api": 2, "syslog": 1}
 
 
@@ -119,7 +121,9 @@ def failure_fingerprint(event: Event) -> str | None:
     """The fingerprint of the failure ``event`` (a job's success, a plain line's
     ``recovers``) would resolve, computed as the ingest services compute it
     (``compute_fingerprint``); ``None`` for other events."""
-    failed = RESOLVES.get(event.kind) or recovered_kind(event)
+    failed = RESOLVES.get(event.kind)
+    if failed is None and RECOVERS_KEY in event.metadata:
+        failed = recovered_kind(event)
     if failed is None:
         return None
     subject = event.metadata.get(FINGERPRINT_SUBJECT_KEY)
@@ -138,9 +142,11 @@ def reported_state(event: Event) -> str | None:
     (LRM.pm/CRM.pm) names neither: it shares the node lines' fingerprint (kind, node) but is
     the daemon's bookkeeping, not the node's state, and a booting node logs four of them."""
     meta = event.metadata
+    if _STATE_KEYS.isdisjoint(meta):
+        return None  # most events: one set operation (the dispatcher's hot path)
     if meta.get("resolved") is True:
         return RESOLVED
-    if any(key in meta for key in _HA_THING_KEYS):
+    if not _HA_THING_KEYS.isdisjoint(meta):
         for key in ("new_state", "state"):
             value = meta.get(key)
             if isinstance(value, str) and value:

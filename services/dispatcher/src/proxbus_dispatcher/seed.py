@@ -161,26 +161,19 @@ def seed_config(s: Settings) -> DispatcherConfig:
         group_interval=max(s.seed_group_wait, 1.0),
         repeat_interval=s.seed_repeat_interval,
     )
+
+    def per_node(wait: float) -> Route:
+        """One digest per node after ``wait`` seconds; 0 sends each at once."""
+        if wait <= 0:
+            return at_once
+        return replace(at_once, group_by=("node",), group_wait=wait, group_interval=wait)
+
     # Successes (backup.ok per guest, task.ok, sync.ok...): one digest per node after
-    # SEED_OK_GROUP_WAIT instead of a notification (a mail) each; 0 sends them at once.
-    digest = at_once
-    if s.seed_ok_group_wait > 0:
-        digest = replace(
-            at_once,
-            group_by=("node",),
-            group_wait=s.seed_ok_group_wait,
-            group_interval=s.seed_ok_group_wait,
-        )
+    # SEED_OK_GROUP_WAIT instead of a notification (a mail) each.
+    digest = per_node(s.seed_ok_group_wait)
     # Plain lines: one digest per node after SEED_LINES_GROUP_WAIT (a node leaving or
     # rejoining the cluster is ~20 corosync/pmxcfs notice lines on every node at once).
-    lines = at_once
-    if s.seed_lines_group_wait > 0:
-        lines = replace(
-            at_once,
-            group_by=("node",),
-            group_wait=s.seed_lines_group_wait,
-            group_interval=s.seed_lines_group_wait,
-        )
+    lines = per_node(s.seed_lines_group_wait)
     children: list[Route] = []
     for name in receivers:
         for suffix, matchers, shape in (

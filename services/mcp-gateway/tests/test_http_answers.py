@@ -28,9 +28,10 @@ PROTOCOL = "2025-06-18"
 class RawSession:
     """A hand-driven streamable HTTP session, to see the wire answers themselves."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, url: str, protocol: str = PROTOCOL) -> None:
         self.http = http
         self.url = url
+        self.protocol = protocol
         self.headers = {
             "Authorization": f"Bearer {OPS_SECRET}",
             "Accept": ACCEPT_BOTH,
@@ -43,7 +44,7 @@ class RawSession:
             "id": 0,
             "method": "initialize",
             "params": {
-                "protocolVersion": PROTOCOL,
+                "protocolVersion": self.protocol,
                 "capabilities": {},
                 "clientInfo": {"name": "raw", "version": "1"},
             },
@@ -51,7 +52,10 @@ class RawSession:
         resp = await self.http.post(self.url, json=init, headers=self.headers)
         assert resp.status_code == 200, resp.text
         self.headers["Mcp-Session-Id"] = resp.headers["mcp-session-id"]
-        self.headers["Mcp-Protocol-Version"] = PROTOCOL
+        answer = sse_messages(resp.text) if "event-stream" in resp.headers["content-type"] else []
+        agreed = answer[0] if answer else resp.json()
+        assert agreed["result"]["protocolVersion"] == self.protocol
+        self.headers["Mcp-Protocol-Version"] = self.protocol
         note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         assert (await self.post(note)).status_code == 202
 
@@ -82,6 +86,33 @@ async def raw(http_gateway: HttpGateway) -> AsyncIterator[RawSession]:
         session = RawSession(http, f"{http_gateway.url}/mcp")
         await session.open()
         yield session
+
+
+async def test_a_client_of_the_2025_03_26_protocol_is_shown_titles(
+    http_gateway: HttpGateway,
+) -> None:
+    """``Tool.title`` came with MCP 2025-06-18; a client of 2025-03-26 shows
+    ``annotations.title`` or else the name. Such a session gets the title there instead of at
+    the top (the listing is no bigger); a newer one gets it once, at the top."""
+    listings, sizes = {}, {}
+    async with httpx.AsyncClient(timeout=20) as http:
+        for protocol in ("2025-03-26", PROTOCOL):
+            session = RawSession(http, f"{http_gateway.url}/mcp", protocol)
+            await session.open()
+            listed = await session.post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            listings[protocol] = {t["name"]: t for t in listed.json()["result"]["tools"]}
+            sizes[protocol] = len(listed.content)
+    old, new = listings["2025-03-26"], listings[PROTOCOL]
+    assert old.keys() == new.keys()
+    assert "get_vms" in old
+    for name, tool in new.items():
+        assert tool["title"], name
+        assert "title" not in tool["annotations"], name
+        assert old[name]["annotations"]["title"] == tool["title"], name
+        assert "title" not in old[name], name
+        rest = {k: v for k, v in old[name]["annotations"].items() if k != "title"}
+        assert rest == tool["annotations"], name
+    assert sizes["2025-03-26"] <= sizes[PROTOCOL] + 64, sizes
 
 
 def test_only_calls_with_a_progress_token_or_initialize_want_a_stream() -> None:

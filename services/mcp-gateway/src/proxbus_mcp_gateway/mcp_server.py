@@ -83,6 +83,15 @@ def tool_definition(spec: ToolSpec, *, read_only_gateway: bool = False) -> Tool:
     )
 
 
+# Protocol revisions with tool annotations but without ``Tool.title`` (MCP 2025-06-18 added it).
+TITLES_IN_ANNOTATIONS = frozenset({"2025-03-26"})
+
+
+def _with_title(annotations: ToolAnnotations | None, title: str | None) -> ToolAnnotations:
+    base = annotations if annotations is not None else ToolAnnotations()
+    return base.model_copy(update={"title": title})
+
+
 @contextlib.contextmanager
 def _sdk_logging_unchanged() -> Iterator[None]:
     """Keep ``MCPServer.__init__`` from importing rich for a handler it cannot install.
@@ -117,6 +126,14 @@ class GatewayMCPServer(MCPServer[Any]):
             s.name: tool_definition(s, read_only_gateway=read_only)
             for s in gateway.registry.tools.values()
         }
+        # A client of 2025-03-26 knows no ``Tool.title``: it shows ``annotations.title`` or else
+        # the tool's name. Its session gets the title there instead (no bigger a listing).
+        self._titled_definitions = {
+            name: tool.model_copy(
+                update={"title": None, "annotations": _with_title(tool.annotations, tool.title)}
+            )
+            for name, tool in self._definitions.items()
+        }
         # proxbus configures no tracer: the SDK's per-message spans would be CPU on every call.
         lowlevel = self._lowlevel_server
         lowlevel.middleware[:] = [
@@ -142,9 +159,9 @@ class GatewayMCPServer(MCPServer[Any]):
         self, ctx: Any, params: PaginatedRequestParams | None
     ) -> ListToolsResult:
         caller = self._caller(ctx)
-        return ListToolsResult(
-            tools=[self._definitions[s.name] for s in self.gateway.tools_for(caller)]
-        )
+        titled = getattr(ctx, "protocol_version", None) in TITLES_IN_ANNOTATIONS
+        definitions = self._titled_definitions if titled else self._definitions
+        return ListToolsResult(tools=[definitions[s.name] for s in self.gateway.tools_for(caller)])
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
         # Read per streamable-HTTP call (Mcp-Param headers): the listed schema, built once,

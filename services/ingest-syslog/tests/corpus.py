@@ -1955,12 +1955,18 @@ kernel = b.sender("pve4.lab.example", "kernel", None)
 kernel(KERN_INFO, "e1000e 0000:00:19.0 nic0: NIC Link is Down", "link.down")
 kernel(KERN_INFO, "vmbr0: port 1(nic0) entered disabled state")
 kernel(
-    KERN_INFO, "e1000e 0000:00:19.0 nic0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx"
+    KERN_INFO,
+    "e1000e 0000:00:19.0 nic0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx",
+    recovers="link.down",
 )
 kernel(KERN_INFO, "igb 0000:03:00.0 enp3s0: igb: enp3s0 NIC Link is Down", "link.down")
 kernel = b.sender("pve5", "kernel", None)
 kernel(KERN_INFO, "r8169 0000:03:00.0 enp3s0: Link is Down", "link.down")
-kernel(KERN_INFO, "r8169 0000:03:00.0 enp3s0: Link is Up - 1Gbps/Full - flow control off")
+kernel(
+    KERN_INFO,
+    "r8169 0000:03:00.0 enp3s0: Link is Up - 1Gbps/Full - flow control off",
+    recovers="link.down",
+)
 kernel(KERN_INFO, "mlx5_core 0000:3b:00.1 enp59s0f1np1: Link down", "link.down")
 kernel(
     KERN_INFO,
@@ -1968,7 +1974,13 @@ kernel(
     "link.down",
 )
 kernel(KERN_ERR, "bond0: now running without any active interface!", "link.down")
-kernel(KERN_INFO, "bond0: (slave enp1s0f1): link status definitely up, 10000 Mbps full duplex")
+kernel(
+    KERN_INFO,
+    "bond0: (slave enp1s0f1): link status definitely up, 10000 Mbps full duplex",
+    recovers="link.down",
+)
+kernel(KERN_INFO, "mlx5_core 0000:3b:00.1 enp59s0f1np1: Link up", recovers="link.down")
+kernel(KERN_INFO, "bond0: active interface up!", recovers="link.down")
 kernel(KERN_INFO, "IPv6: ADDRCONF(NETDEV_CHANGE): nic0: link becomes ready")
 kernel(KERN_INFO, "ata3: SATA link down (SStatus 0 SControl 300)")
 kernel(KERN_INFO, "pcieport 0000:00:1c.4: pciehp: Slot(3): Link Down")

@@ -288,10 +288,11 @@ def test_the_links_and_quorums_return_say_what_they_end() -> None:
         ("syslog.message", Severity.NOTICE, "corosync: [QUORUM] Members[2]: 1 2", None),
         ("syslog.message", Severity.NOTICE, "Quorum regained", "quorum.lost"),
     ], got
-    # the link up names the peer and the link as the down line does; no subject: link.down's
-    # fingerprint has none (kind, site, node), so the recovery's K fingerprint is the alert's
+    # the link up names the peer and the link as the down line does, and the same
+    # fingerprint subject: it ends that link's alert only (the dispatcher's recovers)
     assert (back[0].metadata["peer_nodeid"], back[0].metadata["link"]) == (2, 0)
-    assert "subject_id" not in back[0].metadata
+    assert back[0].metadata["subject_id"] == events[0].metadata["subject_id"]
+    assert events[0].metadata["subject_id"] == "knet host 2 link 0"
     # the recovery is no detail of the failure, and ends its window: what follows is plain
     assert all("detail_of" not in e.metadata for e in back), [e.metadata for e in back]
 
@@ -321,6 +322,110 @@ def test_a_link_down_again_after_it_came_back_is_a_new_event() -> None:
     ])  # fmt: skip
     assert [(e.kind, e.metadata.get("detail_of")) for e in events] == [
         ("link.down", None), ("syslog.message", None), ("link.down", None)]  # fmt: skip
+
+
+def test_links_to_two_peers_down_are_two_alerts_each_ended_by_its_own_up() -> None:
+    """pve1 loses host 2, then host 3 within the first's burst window (kronosnet
+    threads_heartbeat.c: one ``is down`` line per link as its pongs stop; host.c the host's
+    ``has no active links``), then host 2 comes back while host 3's loss is still being
+    logged. Each link is its own alert (fingerprint subject: peer and link); host 2's up ends
+    neither host 3's alert nor the burst window its lines are details of."""
+    events = _events([
+        *NODE_2_LOST[:3],
+        _coro(30, "13:00:05", "  [KNET  ] link: host: 3 link: 0 is down"),
+        _coro(28, "13:00:05", "  [KNET  ] host: host: 3 has no active links"),
+        _coro(30, "13:00:10", "  [KNET  ] rx: host: 2 link: 0 is up"),
+        _coro(29, "13:00:11", "  [TOTEM ] Token has not been received in 2737 ms"),
+        _coro(29, "13:00:16", "  [QUORUM] Sync left[1]: 3"),
+        _coro(30, "13:05:00", "  [KNET  ] rx: host: 3 link: 0 is up"),
+    ])  # fmt: skip
+    assert _notifying(events) == [
+        ("link.down", "Cluster link 0 to host 2 is down"),
+        ("link.down", "Cluster link 0 to host 3 is down"),
+    ], _notifying(events)
+    down2, down3, up2, up3 = events[0], events[3], events[5], events[8]
+    assert down2.fingerprint != down3.fingerprint
+    subjects = [e.metadata["subject_id"] for e in (down2, down3, up2, up3)]
+    assert subjects == ["knet host 2 link 0", "knet host 3 link 0"] * 2, subjects
+    assert [e.metadata.get("recovers") for e in (up2, up3)] == ["link.down", "link.down"]
+    # host 3's loss is still logged after host 2's up: its lines stay details of link.down
+    assert [e.metadata.get("detail_of") for e in events] == [
+        None, "link.down", "link.down", None, "link.down", None, "link.down", "link.down",
+        None]  # fmt: skip
+
+
+def test_each_link_to_a_lost_peer_is_its_own_alert() -> None:
+    """A peer reached over two links (corosync link 0 and link 1) dies: knet logs each
+    link's down (threads_heartbeat.c, per link); each is an alert its own link's up ends
+    (a link that stays down after the peer came back on the other stays told). The host's
+    own lines stay details; the same line twice (a relay's resend) is one event."""
+    link1 = _coro(30, "13:00:01", "  [KNET  ] link: host: 2 link: 1 is down")
+    events = _events([*NODE_2_LOST[:3], link1, link1, NODE_2_LOST[3]])
+    assert _notifying(events) == [
+        ("link.down", "Cluster link 0 to host 2 is down"),
+        ("link.down", "Cluster link 1 to host 2 is down"),
+    ], _notifying(events)
+    assert [e.metadata.get("detail_of") for e in events] == [
+        None, "link.down", "link.down", None, "link.down", "link.down"]  # fmt: skip
+    assert events[3].metadata["subject_id"] == "knet host 2 link 1"
+
+
+def test_a_nic_back_up_ends_its_own_link_down_only() -> None:
+    """The driver's ``NIC Link is Up`` and the bond's ``definitely up`` (linux e1000e
+    netdev.c e1000_print_link_info, bonding bond_main.c bond_miimon_commit) carry the
+    interface's subject and ``recovers``; the interface's next down is a new event."""
+    lines = [
+        *BOND_SLAVE_DOWN[:2],
+        _line(6, "12:00:02", "pve4", "kernel", "e1000e 0000:01:00.0 enp2s0: NIC Link is Down"),
+        _line(6, "12:00:05", "pve4", "kernel",
+              "e1000e 0000:01:00.0 enp1s0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: "
+              "Rx/Tx"),
+        _line(6, "12:00:05", "pve4", "kernel",
+              "bond0: (slave enp1s0): link status definitely up, 1000 Mbps full duplex"),
+        _line(6, "12:00:09", "pve4", "kernel", "e1000e 0000:01:00.0 enp1s0: NIC Link is Down"),
+    ]  # fmt: skip
+    events = _events(lines)
+    got = [(e.kind, e.metadata.get("subject_id"), e.metadata.get("recovers")) for e in events]
+    assert got == [
+        ("link.down", "enp1s0", None),
+        ("syslog.message", "enp1s0", None),  # the bond's line for it: a detail
+        ("link.down", "enp2s0", None),
+        ("syslog.message", "enp1s0", "link.down"),
+        ("syslog.message", "enp1s0", "link.down"),
+        ("link.down", "enp1s0", None),  # down again after its up: a new event
+    ], got
+    assert events[3].title == "Network link enp1s0 is up again"
+    assert events[0].fingerprint == events[5].fingerprint != events[2].fingerprint
+
+
+def test_a_bond_with_an_active_interface_again_ends_its_own_alert() -> None:
+    """bond_main.c bond_select_active_slave: ``now running without any active interface!``
+    and its end, ``active interface up!`` (``first active interface up!`` before 5.3)."""
+    events = _events([
+        _line(3, "12:00:00", "pve4", "kernel", "bond0: now running without any active interface!"),
+        _line(6, "12:01:00", "pve4", "kernel", "bond0: active interface up!"),
+        _line(6, "12:02:00", "pve4", "kernel", "bond1: first active interface up!"),
+    ])  # fmt: skip
+    got = [(e.kind, e.title, e.metadata.get("subject_id"), e.metadata.get("recovers"))
+           for e in events]  # fmt: skip
+    assert got == [
+        ("link.down", "Network link bond bond0 has no active interface", "bond0", None),
+        ("syslog.message", "Network link bond bond0 has an active interface again", "bond0",
+         "link.down"),
+        ("syslog.message", "Network link bond bond1 has an active interface again", "bond1",
+         "link.down"),
+    ], got  # fmt: skip
+
+
+def test_link_up_lines_of_other_devices_are_not_a_nics_return() -> None:
+    """A SATA link, a PCIe slot and a guest's tap port print ``link up`` too."""
+    events = _events([
+        _line(6, "12:00:00", "pve4", "kernel", "ata5: SATA link up 6.0 Gbps (SStatus 133 SControl 300)"),
+        _line(6, "12:00:00", "pve4", "kernel", "pcieport 0000:00:1c.4: pciehp: Slot(3): Link Up"),
+        _line(6, "12:00:00", "pve4", "kernel", "tap104i0: link up"),
+    ])  # fmt: skip
+    assert [e.metadata.get("recovers") for e in events] == [None, None, None]
+    assert [e.metadata.get("subject_id") for e in events] == [None, None, None]
 
 
 # --- a ZFS pool's disk failing -------------------------------------------------------------------

@@ -38,17 +38,23 @@ stamped earlier than the window is outside it), at most ``MAX_WINDOWS`` windows 
 - a guest's QEMU crash (``vm.crashed``, the kernel line names no guest) or OOM kill
   (``oom.kill`` with the guest, the kernel's or systemd-oomd's): the guest's stop (qmeventd's cleanup, a container unit's)
   right after it is a detail (``tests/test_bursts.py``);
-- a host NIC down: its driver's ``Link is Down`` and the bond's ``definitely down`` for it;
+- a host NIC down: its driver's ``Link is Down`` and the bond's ``definitely down`` for it,
+  until the interface's link is up again (then a down is a new event);
 - a kernel report with no kind in the contract (a hung task, a WARNING, a soft lockup, an
   RCU stall, a BUG; linux kernel/hung_task.c, kernel/panic.c __warn, kernel/watchdog.c): its
   first line notifies at its PRI, the kernel lines no rule claims after it (the dump, the next
   hung task of the same stall) are details (``detail_of`` = ``syslog.message``) until
   ``---[ end trace``, a pause of ``KERNEL_REPORT_SECONDS`` or ``KERNEL_REPORT_LINES`` lines;
 - a cluster link down (kronosnet): knet's, corosync's and pmxcfs's membership lines of the
-  host, sliding, until a recovery line (link up, quorum back, a node joining; a link up also
-  ends its peer's repeat window: the link down again is a new event); pmxcfs's
+  host, sliding, until a recovery line (link up, quorum back, a node joining); pmxcfs's
   ``node lost quorum`` stays ``quorum.lost`` and opens the same window, in which HA's
   ``lost lock`` lines (its cluster locks, on the now read-only /etc/pve) are its details.
+  Each knet link (peer and link: libknet threads_heartbeat.c logs ``host: %u link: %u is
+  down`` once per link as its pongs stop, threads_rx.c its ``is up``) is its own alert (its
+  fingerprint subject, ``rules.knet_link_subject``): another peer's or another link's down
+  inside the window is never a detail, only the same link's repeat before its up is. A link
+  up ends that link's repeat window, and ends the host's burst window only when no other
+  link of the host went down within ``BURST_SECONDS`` (that loss's lines stay details).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from proxbus_events import FINGERPRINT_SUBJECT_KEY
 from proxbus_events.classification import Classification, Rule, RuleTable
 from proxbus_events.proxmox import find_upid
 
@@ -73,6 +80,8 @@ OOM_REPORT_RULE = "kernel-oom-report"  # metadata.rule of a report line no rule 
 DISK_DETAIL_RULE = "kernel-disk-detail"
 BURST_SECONDS = 60.0  # a happening's lines within this of its event (or of its last line)
 MAX_WINDOWS = 8192  # (host, thing) windows remembered, all happenings together
+MAX_LINK_HOSTS = 1024  # hosts whose knet links down are remembered
+MAX_LINKS = 64  # knet links down remembered per host (a link is a peer and a link number)
 # disk.error rules whose repeats on one disk are the same happening (not md/pool state changes)
 _DISK_REPEAT_RULES = frozenset(
     ("kernel-io-error", "kernel-fs-error", "nvme-failure", "btrfs-error", "zio-error", "zed-error")
@@ -85,7 +94,8 @@ _WINDOW_RULES = (
     | _ZFS_STATE_RULES
     | _GUEST_END_RULES
     | _GUEST_STOP_RULES
-    | {DISK_DETAIL_RULE, "nic-link-down", "knet-link-down", "knet-link-up", "quorum-lost"}
+    | {DISK_DETAIL_RULE, "nic-link-down", "nic-link-up", "knet-link-down", "knet-link-up"}
+    | {"quorum-lost"}
 )
 KERNEL_REPORT_RULE = "kernel-report"
 KERNEL_REPORT_LINES = 500  # lines of one report's dump at most
@@ -136,6 +146,8 @@ class Classifier:
         self._windows: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         # host → (time of its last line, lines left) of a kernel report being printed
         self._reports: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        # host → {knet link subject: time of its down line} for the links down, no up since
+        self._links_down: OrderedDict[str, dict[str, float]] = OrderedDict()
 
     @property
     def rules(self) -> tuple[Rule[SyslogMessage], ...]:
@@ -196,15 +208,17 @@ class Classifier:
             self._open((host, f"zed:{cls.metadata['pool']}"), now, "disk.error")
         elif rule == "nic-link-down":
             self._repeat(host, f"if:{cls.metadata['interface']}", now, cls)
+        elif rule == "nic-link-up":
+            # the interface's failure is over: its next down is a new happening
+            self._windows.pop((host, f"if:{cls.metadata['interface']}"), None)
         elif rule == "knet-link-down":
-            self._repeat(host, f"knet:{cls.metadata['peer_nodeid']}", now, cls)
+            self._knet_link_down(host, str(cls.metadata[FINGERPRINT_SUBJECT_KEY]), now, cls)
             self._open((host, "cluster:link.down"), now, "link.down")
         elif rule == "quorum-lost":
             self._open((host, "cluster:quorum.lost"), now, "quorum.lost")
         elif rule == "knet-link-up":
-            # the link's failure is over: its next down is a new happening, not a repeat
-            self._windows.pop((host, f"knet:{cls.metadata['peer_nodeid']}"), None)
-            self._cluster_line(host, now, msg, cls)
+            if not self._knet_link_up(host, str(cls.metadata[FINGERPRINT_SUBJECT_KEY]), now):
+                self._cluster_line(host, now, msg, cls)
         elif rule in _GUEST_END_RULES:
             what = f"guest:{cls.vmid}" if cls.vmid is not None else _CRASH
             self._open((host, what), now, cls.kind)
@@ -226,6 +240,39 @@ class Classifier:
                     cls.metadata[DETAIL_OF] = found
         else:
             self._cluster_line(host, now, msg, cls)
+
+    def _knet_link_down(self, host: str, link: str, now: float, cls: Classification) -> None:
+        """A knet link down: its own event, unless it repeats the same link's down within
+        ``BURST_SECONDS`` with no up between (then a detail of it; not slid by repeats)."""
+        links = self._links_down.get(host)
+        if links is None:
+            links = self._links_down[host] = {}
+            if len(self._links_down) > MAX_LINK_HOSTS:
+                self._links_down.popitem(last=False)
+        else:
+            self._links_down.move_to_end(host)
+        since = links.get(link)
+        if since is not None and 0 <= now - since < BURST_SECONDS:
+            cls.metadata[DETAIL_OF] = cls.kind
+            cls.kind = FALLBACK_KIND
+            return
+        links.pop(link, None)
+        links[link] = now
+        if len(links) > MAX_LINKS:
+            del links[next(iter(links))]
+
+    def _knet_link_up(self, host: str, link: str, now: float) -> bool:
+        """A knet link up: its down is over (the next is a new event). True when another link
+        of the host went down within ``BURST_SECONDS``: that loss is still being logged, so
+        the host's burst window stays open and its lines stay details."""
+        links = self._links_down.get(host)
+        if links is None:
+            return False
+        links.pop(link, None)
+        if any(0 <= now - t < BURST_SECONDS for t in links.values()):
+            return True
+        del self._links_down[host]
+        return False
 
     def _guest_stop(self, host: str, now: float, cls: Classification) -> None:
         """A guest's stop right after its OOM kill, or the host's first one after a QEMU

@@ -419,26 +419,45 @@ def _thin_out_of_space(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return Classification(kind="storage.full", title=title, metadata=meta)
 
 
+def knet_link_subject(host: int, link: int) -> str:
+    """The fingerprint subject of a knet link (``knet host 2 link 0``): every source of knet's
+    link lines carries the peer's nodeid and the link (kronosnet libknet/threads_heartbeat.c
+    ``host: %u link: %u is down``, threads_rx.c ``... is up``; ingest-pve-ws clusterlog.py
+    words it the same), so each link down to each peer is its own alert, and its own link's
+    up ends it. A host interface's subject is its name (no space in it: never one of these)."""
+    return f"knet host {host} link {link}"
+
+
+def _knet_link(m: re.Match[str]) -> dict[str, Any]:
+    host, link = int(m["host"]), int(m["link"])
+    return {
+        "peer_nodeid": host,
+        "link": link,
+        FINGERPRINT_SUBJECT_KEY: knet_link_subject(host, link),
+    }
+
+
 def _link_down(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return Classification(
         kind="link.down",
         title=f"Cluster link {m['link']} to host {m['host']} is down",
-        metadata={"peer_nodeid": int(m["host"]), "link": int(m["link"])},
+        metadata=_knet_link(m),
     )
 
 
 # metadata key of a plain line that says a classified kind's happening is over (the contract
 # has no recovery kinds): the dispatcher resolves the notified alert of that kind of the node
+# with the same fingerprint subject
 RECOVERS = "recovers"
 
 
 def _link_up(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    """knet's link up: plain at its PRI, naming the peer and the link as the down line does;
-    no fingerprint subject (link.down's has none)."""
+    """knet's link up: plain at its PRI, naming the peer and the link as the down line does,
+    with its subject: it ends that link's ``link.down`` only."""
     return Classification(
         kind=FALLBACK_KIND,
         title=f"Cluster link {m['link']} to host {m['host']} is up again",
-        metadata={"peer_nodeid": int(m["host"]), "link": int(m["link"]), RECOVERS: "link.down"},
+        metadata={**_knet_link(m), RECOVERS: "link.down"},
     )
 
 
@@ -683,12 +702,33 @@ def _pbs_job_failed(m: re.Match[str], msg: SyslogMessage) -> Classification:
     )
 
 
+def _host_link(m: re.Match[str]) -> tuple[str, dict[str, Any]]:
+    """The interface a host link line is about (a NIC, a bond's slave, or the bond itself) and
+    its metadata; the interface is the fingerprint subject (only syslog reports these)."""
+    ifname = m["ifname"] or m["slave"] or m["bond"]
+    meta = {"interface": ifname, FINGERPRINT_SUBJECT_KEY: ifname}
+    if m["bond"]:
+        meta["bond"] = m["bond"]
+    return ifname, meta
+
+
 def _host_link_down(m: re.Match[str], msg: SyslogMessage) -> Classification:
     """A host network link down: a NIC's carrier, a bond's slave, or a bond with no slave left."""
-    ifname = m["ifname"] or m["slave"] or m["bond"]
-    meta = {"interface": ifname, **({"bond": m["bond"]} if m["bond"] else {})}
+    ifname, meta = _host_link(m)
     what = f"bond {m['bond']} has no active interface" if m["noactive"] else f"{ifname} is down"
     return Classification(kind="link.down", title=f"Network link {what}", metadata=meta)
+
+
+def _host_link_up(m: re.Match[str], msg: SyslogMessage) -> Classification:
+    """A host network link back: plain at its PRI, ending its interface's ``link.down``."""
+    ifname, meta = _host_link(m)
+    what = (
+        f"bond {m['bond']} has an active interface again"
+        if m["active"]
+        else f"{ifname} is up again"
+    )
+    meta[RECOVERS] = "link.down"
+    return Classification(kind=FALLBACK_KIND, title=f"Network link {what}", metadata=meta)
 
 
 _GUEST_NIC = re.compile(r"\b(?:tap|veth|fwbr|fwln|fwpr)(\d{1,9})[ipo]\d+\b")
@@ -1041,6 +1081,22 @@ RULES: list[Rule[SyslogMessage]] = [
          "drivers/net/bonding/bond_main.c",
          needles=("ink is Down", "ink is down", "ink down", "definitely down",
                   "without any active interface")),
+    # their return (plain at its PRI, metadata.recovers with the interface's subject): the
+    # drivers' netdev_info "NIC Link is Up ..." (e1000e netdev.c e1000_print_link_info, igb
+    # igb_main.c igb_watchdog_task, ixgbe, i40e), phylib's "Link is Up - ..." (drivers/net/phy/
+    # phy.c phy_print_status), mlx5's "Link up" (mlx5/core/en_main.c mlx5e_update_carrier),
+    # bonding's "link status definitely up" (bond_main.c bond_miimon_commit) and "active
+    # interface up!" (bond_select_active_slave, "first active interface up!" before 5.3)
+    rule("nic-link-up", "kernel",
+         rf"{_LINE_START}(?:(?:[\w-]{{1,32}} [0-9a-f]{{4}}:[0-9a-f]{{2}}:[0-9a-f]{{2}}\.[0-7] )?"
+         r"(?<![\w.-])(?!(?:tap|veth|fwbr|fwln|fwpr)\d)(?P<ifname>[\w.-]{1,32}): "
+         r"(?:[\w-]{1,16}: (?:[\w.-]{1,32} )?)?(?:NIC )?[Ll]ink (?:is )?[Uu]p\b|"
+         r"(?<![\w.-])(?P<bond>[\w.-]{1,32}): (?:\(slave (?P<slave>[\w.-]{1,32})\): link status definitely "
+         r"up\b|(?P<active>(?:first )?active interface up!)))",
+         FALLBACK_KIND, _host_link_up,
+         "linux drivers/net/ethernet/intel/e1000e/netdev.c, igb/igb_main.c, drivers/net/phy/"
+         "phy.c phy_print_status, mellanox/mlx5/core/en_main.c, drivers/net/bonding/bond_main.c",
+         needles=("ink is Up", "ink up", "definitely up", "active interface up")),
     rule("guest-nic", "kernel", r"\b(?:tap|veth|fwbr|fwln|fwpr)\d{1,9}[ipo]\d+\b",
          FALLBACK_KIND, _guest_nic,
          "pve-common src/PVE/Network.pm, qemu-server tap<vmid>i<n>, pve-container veth<vmid>i<n>",

@@ -85,6 +85,7 @@ def test_every_cluster_log_rule_is_exercised() -> None:
         ("pve-ha-lrm", "service 'vm:115': state changed from 'started' to 'fence'"),
         ("pmxcfs", "[status] notice: node lost quorum"),
         ("corosync", "  [KNET  ] link: host: 3 link: 0 is down"),
+        ("corosync", "  [KNET  ] rx: host: 3 link: 0 is up"),
         ("pveproxy", "authentication failure; rhost=192.0.2.5 user=x@pve msg=y"),
     ]
     used = {event(entry(tag, msg)).metadata.get("rule") for tag, msg in lines}
@@ -121,3 +122,40 @@ def test_classified_entries_are_titled_as_syslog_titles_them(
     shows as '[ERROR] pve2: pmxcfs: [status] notice: node lost quorum'."""
     ev = event(entry(tag, msg))
     assert ev.title == title
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        "  [KNET  ] link: host: 3 link: 0 is down",
+        "  [KNET  ] link: host: 2 link: 1 is down",
+        "  [KNET  ] rx: host: 3 link: 0 is up",
+        "  [KNET  ] heartbeat: host: 2 link: 1 is up",
+    ],
+)
+def test_a_knet_line_is_one_fingerprint_through_both_ingest_services(msg: str) -> None:
+    """The same corosync line (kronosnet threads_heartbeat.c, threads_rx.c) in the cluster log
+    and through ingest-syslog's pipeline: one kind, subject (the peer and the link) and
+    fingerprint, so a link's down is one alert whichever service saw it, and its up ends it."""
+    from proxbus_ingest_syslog.frames import Frame
+    from proxbus_ingest_syslog.pipeline import Pipeline
+    from proxbus_ingest_syslog.settings import Settings
+
+    ours = event(entry("corosync", msg, node="pve2"))
+    line = f"<30>1 2026-11-30T03:00:10Z pve2 corosync 1180 - - {msg}".encode()
+    (theirs,) = Pipeline(Settings(proxbus_site="lab")).process([Frame(line)], "udp", "127.0.0.1")
+    assert ours.metadata["subject_id"] == theirs.metadata["subject_id"]
+    assert ours.metadata["subject_id"].startswith("knet host ")
+    assert (ours.kind, ours.node, ours.title, ours.metadata.get("recovers")) == (
+        theirs.kind, theirs.node, theirs.title, theirs.metadata.get("recovers"))  # fmt: skip
+    assert ours.fingerprint == theirs.fingerprint
+
+
+def test_each_knet_link_is_its_own_fingerprint_and_its_up_names_it() -> None:
+    down = [event(entry("corosync", f"  [KNET  ] link: host: {h} link: {n} is down"))
+            for h, n in ((2, 0), (3, 0), (2, 1))]  # fmt: skip
+    assert len({e.fingerprint for e in down}) == 3
+    up = event(entry("corosync", "  [KNET  ] rx: host: 3 link: 0 is up"))
+    assert (up.kind, up.title, up.metadata["recovers"], up.metadata["subject_id"]) == (
+        "syslog.message", "Cluster link 0 to host 3 is up again", "link.down",
+        down[1].metadata["subject_id"])  # fmt: skip

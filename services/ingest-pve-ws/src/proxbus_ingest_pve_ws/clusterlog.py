@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from proxbus_events import FINGERPRINT_SUBJECT_KEY
 from proxbus_events.classification import (
     ANY_PROGRAM,
     Builder,
@@ -86,11 +87,33 @@ def _titled(kind: str, title: str) -> Builder[LogEntry]:
 
 # Titles in ingest-syslog's words for the same lines (its rules.py), so a notification names
 # the happening, not the daemon's level word ("[status] notice:").
+# A knet link's fingerprint subject is the peer's nodeid and the link, worded as ingest-syslog's
+# rules.knet_link_subject words it (one knet line through both services is one fingerprint,
+# tests/test_clusterlog.py): each link down to each peer is its own alert, its own link's up
+# (``recovers``) ends it.
+def _knet_link(m: re.Match[str]) -> dict[str, object]:
+    host, link = int(m["host"]), int(m["link"])
+    return {
+        "peer_nodeid": host,
+        "link": link,
+        FINGERPRINT_SUBJECT_KEY: f"knet host {host} link {link}",
+    }
+
+
 def _link_down(m: re.Match[str], entry: LogEntry) -> Classification:
     return Classification(
         kind="link.down",
         title=f"Cluster link {m['link']} to host {m['host']} is down",
-        metadata={"peer_nodeid": int(m["host"]), "link": int(m["link"])},
+        metadata=_knet_link(m),
+    )
+
+
+def _link_up(m: re.Match[str], entry: LogEntry) -> Classification:
+    """knet's link up: plain, ending that link's ``link.down`` (as ingest-syslog's)."""
+    return Classification(
+        kind=FALLBACK_KIND,
+        title=f"Cluster link {m['link']} to host {m['host']} is up again",
+        metadata={**_knet_link(m), "recovers": "link.down"},
     )
 
 
@@ -128,6 +151,10 @@ RULES: list[Rule[LogEntry]] = [
     _r("knet-link-down", "corosync",
        r"\[KNET\s*\] link: host: (?P<host>\d+) link: (?P<link>\d+) is down",
        "link.down", _link_down, "kronosnet libknet/threads_heartbeat.c"),
+    _r("knet-link-up", "corosync",
+       r"\[KNET\s*\] (?:rx|link|heartbeat): host: (?P<host>\d{1,5}) link: (?P<link>\d{1,3}) "
+       r"is up$",
+       FALLBACK_KIND, _link_up, "kronosnet libknet/threads_heartbeat.c, threads_rx.c"),
     _r("auth-failed", ANY_PROGRAM,
        r"authentication failure(?:; rhost=(?P<rhost>\S+)(?: user=(?P<user>\S+))?)?",
        "auth.failed", _auth, "pve-access-control src/PVE/API2/AccessControl.pm"),

@@ -1,17 +1,21 @@
-"""A link's return ends its own link's alert only (link.down per link: the fingerprint subject).
+"""A link's return ends its own alert only: ``link.down`` per lost peer (knet) or per interface.
 
-Real lines through ingest-syslog's own pipeline into a real dispatcher, as
-``test_recovery.py`` does. Each knet link is its own ``link.down`` (subject ``knet host N
-link L``: kronosnet libknet/threads_heartbeat.c logs ``host: %u link: %u is down`` once per
-link, threads_rx.c its ``is up``); a host NIC's is its interface (linux e1000e netdev.c ``NIC
-Link is Down`` / ``NIC Link is Up``). A recovery line resolves the ``link.down`` incident of
-its own site, node and subject (``stages/incidents.py`` ``failure_fingerprint``).
+Real lines through ingest-syslog's own pipeline (and ingest-pve-ws's cluster-log classifier)
+into a real dispatcher, as ``test_recovery.py`` does. A lost knet peer is one ``link.down``
+per surviving node, whatever the links it was reached over (subject ``knet host N``:
+kronosnet libknet/threads_heartbeat.c logs ``host: %u link: %u is down`` once per link,
+threads_rx.c its ``is up``; ``proxbus_events.knet``): another link's down is a detail, and
+only the up of the peer's last link down ends the alert. A host NIC's is its interface
+(linux e1000e netdev.c ``NIC Link is Down`` / ``NIC Link is Up``). A recovery line resolves
+the ``link.down`` incident of its own site, node and subject (``stages/incidents.py``
+``failure_fingerprint``).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from proxbus_events import Event
 
 from .conftest import publish, wait_until
@@ -37,7 +41,7 @@ NIC_BACK = [
 async def test_a_links_return_ends_only_its_own_links_alert(dispatcher, sink, js) -> None:
     # link.down's fingerprint was the node's (kind, site, node): host 3's down joined host 2's
     # alert (one notification for two lost peers, and the NIC's too), and host 2's link up
-    # ended it while host 3 and the NIC were still down. Each link is its own alert now.
+    # ended it while host 3 and the NIC were still down. Each peer (and NIC) is its own alert.
     from proxbus_ingest_syslog.frames import Frame
     from proxbus_ingest_syslog.pipeline import Pipeline
     from proxbus_ingest_syslog.settings import Settings as SyslogSettings
@@ -98,3 +102,104 @@ async def test_a_links_return_ends_only_its_own_links_alert(dispatcher, sink, js
     await send(HOST_2_BACK)
     await asyncio.sleep(0.5)
     assert len(hook.requests) == 6, titles()
+
+
+# pve1 loses host 2 and host 3, each reached over corosync's link 0 and link 1 (knet logs
+# each link's down); they come back link by link
+TWO_PEERS_TWO_LINKS_LOST = [
+    ("corosync", 30, "  [KNET  ] link: host: 2 link: 0 is down"),
+    ("corosync", 30, "  [KNET  ] link: host: 2 link: 1 is down"),
+    ("corosync", 28, "  [KNET  ] host: host: 2 has no active links"),
+    ("corosync", 30, "  [KNET  ] link: host: 3 link: 1 is down"),
+    ("corosync", 30, "  [KNET  ] link: host: 3 link: 0 is down"),
+    ("corosync", 28, "  [KNET  ] host: host: 3 has no active links"),
+]
+HOST_2_LINK_0_BACK = [("corosync", 30, "  [KNET  ] rx: host: 2 link: 0 is up")]
+HOST_3_LINK_1_BACK = [("corosync", 30, "  [KNET  ] rx: host: 3 link: 1 is up")]
+HOST_2_LINK_1_BACK = [("corosync", 30, "  [KNET  ] rx: host: 2 link: 1 is up")]
+HOST_3_LINK_0_BACK = [("corosync", 30, "  [KNET  ] rx: host: 3 link: 0 is up")]
+
+
+@pytest.mark.parametrize("sources", ["syslog", "syslog-and-cluster-log"])
+async def test_a_peer_lost_over_two_links_is_one_alert_ended_by_its_last_link(
+    dispatcher, sink, js, sources: str
+) -> None:
+    # link.down per link made a peer reached over two links two alerts per survivor (one
+    # happening, two notifications), each ended by its own link's up. One alert per peer now:
+    # a link's up while the peer's other link is still down ends nothing, the up of the
+    # peer's last link down ends the peer's alert only. With both
+    # ingest services (the cluster log carries corosync's lines too) every line comes twice:
+    # still one alert and one end per peer.
+    from proxbus_events.knet import KnetLinks
+    from proxbus_ingest_pve_ws.tasks import LogEntry, log_event
+    from proxbus_ingest_syslog.frames import Frame
+    from proxbus_ingest_syslog.pipeline import Pipeline
+    from proxbus_ingest_syslog.settings import Settings as SyslogSettings
+
+    hook = await sink()
+    service = await dispatcher(None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook")
+    pipeline = Pipeline(SyslogSettings())
+    site = SyslogSettings().proxbus_site  # one site for both ingest services
+    cluster_links = KnetLinks()  # the watcher's memory (watcher.py)
+    published = 0
+    uid = 0
+
+    def cluster_log_copy(event: Event) -> Event:
+        nonlocal uid
+        uid += 1
+        entry = LogEntry(uid=uid, time=int(event.timestamp.timestamp()), node="pve1", pid=1180,
+                         tag="corosync", pri=6, user="root@pam", msg=event.message)  # fmt: skip
+        return log_event(entry, cluster="lab", site=site, links=cluster_links)
+
+    async def send(lines: list[tuple[str, int, str]]) -> list[Event]:
+        nonlocal published
+        frames = [Frame(_syslog("pve1", app, pri, text)) for app, pri, text in lines]
+        events = pipeline.process(frames, "udp", "127.0.0.1")
+        assert len(events) == len(lines)
+        if sources == "syslog-and-cluster-log":
+            copies = [cluster_log_copy(e) for e in events]
+            for ours, theirs in zip(events, copies, strict=True):
+                assert (ours.kind, ours.fingerprint, ours.metadata.get("recovers")) == (
+                    theirs.kind, theirs.fingerprint, theirs.metadata.get("recovers"))  # fmt: skip
+            events = [one for pair in zip(events, copies, strict=True) for one in pair]
+        for one in events:  # one at a time: each decided after the last
+            await publish(js, one)
+            published += 1
+            await wait_until(lambda n=published: _settled(service) >= n)
+        return events
+
+    def titles() -> list[str]:
+        return [r.json["title"] for r in hook.requests]
+
+    def resolved(n: int) -> str:
+        return str(hook.requests[n].json["incident"]["resolves"]["title"])
+
+    lost = await send(TWO_PEERS_TWO_LINKS_LOST)
+    assert len({e.fingerprint for e in lost if e.kind == "link.down"}) == 2
+    await wait_until(lambda: len(hook.requests) >= 2)
+    await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
+    assert titles() == [
+        "[WARNING] pve1: Cluster link 0 to host 2 is down",
+        "[WARNING] pve1: Cluster link 1 to host 3 is down",
+    ], titles()
+
+    # one link of each peer back: neither peer's alert ends (nothing told: plain info lines)
+    back = await send([*HOST_2_LINK_0_BACK, *HOST_3_LINK_1_BACK])
+    assert all("recovers" not in e.metadata for e in back), [e.metadata for e in back]
+    assert [e.metadata["links_down"] for e in back[:: len(back) // 2]] == [[1], [0]]
+    await asyncio.sleep(0.5)
+    assert len(hook.requests) == 2, titles()
+
+    # host 2's last link back: host 2's alert ends, told once; host 3's stays
+    await send(HOST_2_LINK_1_BACK)
+    await wait_until(lambda: len(hook.requests) >= 3)
+    await asyncio.sleep(0.5)
+    assert titles()[2:] == ["[INFO] pve1: Cluster link 1 to host 2 is up again"], titles()
+    assert resolved(2) == "Cluster link 0 to host 2 is down"
+
+    # host 3's last link back ends host 3's
+    await send(HOST_3_LINK_0_BACK)
+    await wait_until(lambda: len(hook.requests) >= 4)
+    await asyncio.sleep(0.5)
+    assert titles()[3:] == ["[INFO] pve1: Cluster link 0 to host 3 is up again"], titles()
+    assert resolved(3) == "Cluster link 1 to host 3 is down"

@@ -135,8 +135,8 @@ def test_classified_entries_are_titled_as_syslog_titles_them(
 )
 def test_a_knet_line_is_one_fingerprint_through_both_ingest_services(msg: str) -> None:
     """The same corosync line (kronosnet threads_heartbeat.c, threads_rx.c) in the cluster log
-    and through ingest-syslog's pipeline: one kind, subject (the peer and the link) and
-    fingerprint, so a link's down is one alert whichever service saw it, and its up ends it."""
+    and through ingest-syslog's pipeline: one kind, subject (the peer) and fingerprint, so a
+    peer's loss is one alert whichever service saw it, and its up ends it."""
     from proxbus_ingest_syslog.frames import Frame
     from proxbus_ingest_syslog.pipeline import Pipeline
     from proxbus_ingest_syslog.settings import Settings
@@ -151,11 +151,109 @@ def test_a_knet_line_is_one_fingerprint_through_both_ingest_services(msg: str) -
     assert ours.fingerprint == theirs.fingerprint
 
 
-def test_each_knet_link_is_its_own_fingerprint_and_its_up_names_it() -> None:
-    down = [event(entry("corosync", f"  [KNET  ] link: host: {h} link: {n} is down"))
-            for h, n in ((2, 0), (3, 0), (2, 1))]  # fmt: skip
-    assert len({e.fingerprint for e in down}) == 3
-    up = event(entry("corosync", "  [KNET  ] rx: host: 3 link: 0 is up"))
-    assert (up.kind, up.title, up.metadata["recovers"], up.metadata["subject_id"]) == (
-        "syslog.message", "Cluster link 0 to host 3 is up again", "link.down",
-        down[1].metadata["subject_id"])  # fmt: skip
+# pve1 loses host 2 over its two links and host 3 over one; host 2's link 0 comes back first
+PEERS_LOST_AND_BACK = [
+    (0, "  [KNET  ] link: host: 2 link: 0 is down"),
+    (1, "  [KNET  ] link: host: 2 link: 1 is down"),
+    (5, "  [KNET  ] link: host: 3 link: 0 is down"),
+    (60, "  [KNET  ] rx: host: 2 link: 0 is up"),
+    (90, "  [KNET  ] rx: host: 2 link: 1 is up"),
+    (95, "  [KNET  ] rx: host: 3 link: 0 is up"),
+]
+
+
+def test_a_peer_lost_over_two_links_is_one_alert_in_the_cluster_log_as_in_syslog() -> None:
+    """The cluster log of every node carries corosync's knet lines too: with the watcher's
+    memory (``KnetLinks``, shared with ingest-syslog's classifier) a peer lost over two links
+    is one alert, the first link's up ends nothing (a plain line naming the link still down),
+    the peer's last link's up ends it; each line is what ingest-syslog makes of it."""
+    from proxbus_events.knet import KnetLinks
+    from proxbus_ingest_syslog.frames import Frame
+    from proxbus_ingest_syslog.pipeline import Pipeline
+    from proxbus_ingest_syslog.settings import Settings
+
+    links = KnetLinks()
+    pipeline = Pipeline(Settings(proxbus_site="lab"))
+    ours, theirs = [], []
+    for uid, (dt, msg) in enumerate(PEERS_LOST_AND_BACK):
+        item = entry("corosync", msg, uid=uid) | {"time": 1764468010 + dt}
+        parsed = parse_log_entry(item)
+        assert parsed is not None
+        ours.append(log_event(parsed, cluster="lab", site="lab", links=links))
+        stamp = (
+            f"2026-11-30T02:00:{10 + dt:02d}Z" if dt < 50 else f"2026-11-30T02:01:{dt - 50:02d}Z"
+        )
+        line = f"<30>1 {stamp} pve1 corosync 1180 - - {msg}".encode()
+        theirs += pipeline.process([Frame(line)], "udp", "127.0.0.1")
+
+    def facts(e: Any) -> tuple[Any, ...]:
+        m = e.metadata
+        return (e.kind, e.title, m["subject_id"], m.get("detail_of"), m.get("recovers"),
+                m.get("links_down"))  # fmt: skip
+
+    assert [facts(e) for e in ours] == [
+        ("link.down", "Cluster link 0 to host 2 is down", "knet host 2", None, None, None),
+        ("syslog.message", "Cluster link 1 to host 2 is down", "knet host 2", "link.down", None,
+         None),
+        ("link.down", "Cluster link 0 to host 3 is down", "knet host 3", None, None, None),
+        ("syslog.message", "Cluster link 0 to host 2 is up again; link 1 still down",
+         "knet host 2", None, None, [1]),
+        ("syslog.message", "Cluster link 1 to host 2 is up again", "knet host 2", None,
+         "link.down", None),
+        ("syslog.message", "Cluster link 0 to host 3 is up again", "knet host 3", None,
+         "link.down", None),
+    ]  # fmt: skip
+    assert [facts(e) for e in theirs] == [facts(e) for e in ours]
+    assert [e.fingerprint for e in theirs] == [e.fingerprint for e in ours]
+    assert ours[0].fingerprint != ours[2].fingerprint  # one alert per peer
+    # without the watcher's memory each line stands alone (a down alerts, an up ends)
+    alone = event(entry("corosync", PEERS_LOST_AND_BACK[3][1]))
+    assert alone.metadata["recovers"] == "link.down"
+
+
+async def test_the_watcher_remembers_a_peers_links_down_across_polls(
+    services: Any, lab: Any, js: Any
+) -> None:
+    """The watcher keeps the memory between polls (the simulator's cluster log, over the
+    real gateway and broker): link 1's down a poll after link 0's is a detail of host 2's
+    alert, link 0's up ends nothing, link 1's up ends it."""
+    from proxbus_ingest_pve_ws.testing import stored_events, wait_until
+
+    svc = await services.start(event_ws_enabled=True, pve_ws_poll_seconds=0.2)
+    [watcher] = svc.watchers
+
+    async def cycles(n: int) -> None:
+        target = watcher.cycles + n
+
+        async def done() -> bool:
+            return bool(watcher.cycles >= target)
+
+        await wait_until(done)
+
+    async def knet() -> list[Any]:
+        return [e for e in await stored_events(js) if "peer_nodeid" in e.metadata]
+
+    def log(msg: str) -> None:
+        lab.sim.cluster_log.add("pve1", 1180, "corosync", 6, "root@pam", msg)
+
+    await cycles(1)  # the first poll takes the log as it is (baseline)
+    log("  [KNET  ] link: host: 2 link: 0 is down")
+    await cycles(2)
+    log("  [KNET  ] link: host: 2 link: 1 is down")
+    await cycles(2)
+    log("  [KNET  ] rx: host: 2 link: 0 is up")
+    await cycles(2)
+    log("  [KNET  ] rx: host: 2 link: 1 is up")
+
+    async def all_four() -> bool:
+        return len(await knet()) >= 4
+
+    await wait_until(all_four)
+    got = [(e.kind, e.metadata.get("detail_of"), e.metadata.get("recovers"),
+            e.metadata.get("links_down")) for e in await knet()]  # fmt: skip
+    assert got == [
+        ("link.down", None, None, None),
+        ("syslog.message", "link.down", None, None),
+        ("syslog.message", None, None, [1]),
+        ("syslog.message", None, "link.down", None),
+    ], got

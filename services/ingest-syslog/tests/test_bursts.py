@@ -289,10 +289,10 @@ def test_the_links_and_quorums_return_say_what_they_end() -> None:
         ("syslog.message", Severity.NOTICE, "Quorum regained", "quorum.lost"),
     ], got
     # the link up names the peer and the link as the down line does, and the same
-    # fingerprint subject: it ends that link's alert only (the dispatcher's recovers)
+    # fingerprint subject, the peer: it ends that peer's alert only (the dispatcher's recovers)
     assert (back[0].metadata["peer_nodeid"], back[0].metadata["link"]) == (2, 0)
     assert back[0].metadata["subject_id"] == events[0].metadata["subject_id"]
-    assert events[0].metadata["subject_id"] == "knet host 2 link 0"
+    assert events[0].metadata["subject_id"] == "knet host 2"
     # the recovery is no detail of the failure, and ends its window: what follows is plain
     assert all("detail_of" not in e.metadata for e in back), [e.metadata for e in back]
 
@@ -328,7 +328,7 @@ def test_links_to_two_peers_down_are_two_alerts_each_ended_by_its_own_up() -> No
     """pve1 loses host 2, then host 3 within the first's burst window (kronosnet
     threads_heartbeat.c: one ``is down`` line per link as its pongs stop; host.c the host's
     ``has no active links``), then host 2 comes back while host 3's loss is still being
-    logged. Each link is its own alert (fingerprint subject: peer and link); host 2's up ends
+    logged. Each peer is its own alert (fingerprint subject: the peer); host 2's up ends
     neither host 3's alert nor the burst window its lines are details of."""
     events = _events([
         *NODE_2_LOST[:3],
@@ -346,7 +346,7 @@ def test_links_to_two_peers_down_are_two_alerts_each_ended_by_its_own_up() -> No
     down2, down3, up2, up3 = events[0], events[3], events[5], events[8]
     assert down2.fingerprint != down3.fingerprint
     subjects = [e.metadata["subject_id"] for e in (down2, down3, up2, up3)]
-    assert subjects == ["knet host 2 link 0", "knet host 3 link 0"] * 2, subjects
+    assert subjects == ["knet host 2", "knet host 3"] * 2, subjects
     assert [e.metadata.get("recovers") for e in (up2, up3)] == ["link.down", "link.down"]
     # host 3's loss is still logged after host 2's up: its lines stay details of link.down
     assert [e.metadata.get("detail_of") for e in events] == [
@@ -354,20 +354,72 @@ def test_links_to_two_peers_down_are_two_alerts_each_ended_by_its_own_up() -> No
         None]  # fmt: skip
 
 
-def test_each_link_to_a_lost_peer_is_its_own_alert() -> None:
-    """A peer reached over two links (corosync link 0 and link 1) dies: knet logs each
-    link's down (threads_heartbeat.c, per link); each is an alert its own link's up ends
-    (a link that stays down after the peer came back on the other stays told). The host's
-    own lines stay details; the same line twice (a relay's resend) is one event."""
+def test_a_peer_lost_over_two_links_is_one_alert_ended_by_its_last_link_up() -> None:
+    """A peer reached over two links (corosync link 0 and link 1, the recommended set-up)
+    dies: knet logs each link's down (threads_heartbeat.c, once per link as its pongs stop).
+    One happening: the peer's alert (subject ``knet host 2``); link 1's down is a detail of
+    it. Link 0 back alone ends nothing (a plain line naming link 1 still down); link 1 back,
+    the peer's last link, ends the peer's alert. The host's own lines stay details, and so
+    does the same line twice (a relay's resend)."""
     link1 = _coro(30, "13:00:01", "  [KNET  ] link: host: 2 link: 1 is down")
-    events = _events([*NODE_2_LOST[:3], link1, link1, NODE_2_LOST[3]])
-    assert _notifying(events) == [
-        ("link.down", "Cluster link 0 to host 2 is down"),
-        ("link.down", "Cluster link 1 to host 2 is down"),
-    ], _notifying(events)
+    events = _events([
+        *NODE_2_LOST[:3], link1, link1, NODE_2_LOST[3],
+        _coro(30, "13:04:00", "  [KNET  ] rx: host: 2 link: 0 is up"),
+        _coro(30, "13:04:30", "  [KNET  ] rx: host: 2 link: 1 is up"),
+    ])  # fmt: skip
+    assert _notifying(events) == [("link.down", "Cluster link 0 to host 2 is down")], (
+        _notifying(events))  # fmt: skip
     assert [e.metadata.get("detail_of") for e in events] == [
-        None, "link.down", "link.down", None, "link.down", "link.down"]  # fmt: skip
-    assert events[3].metadata["subject_id"] == "knet host 2 link 1"
+        None, "link.down", "link.down", "link.down", "link.down", "link.down", None, None,
+    ]  # fmt: skip
+    down1 = events[3]
+    assert (down1.kind, down1.title, down1.metadata["subject_id"]) == (
+        "syslog.message", "Cluster link 1 to host 2 is down", "knet host 2")  # fmt: skip
+    up0, up1 = events[6], events[7]
+    got = [(e.kind, e.title, e.metadata.get("recovers"), e.metadata.get("links_down"))
+           for e in (up0, up1)]  # fmt: skip
+    assert got == [
+        ("syslog.message", "Cluster link 0 to host 2 is up again; link 1 still down", None, [1]),
+        ("syslog.message", "Cluster link 1 to host 2 is up again", "link.down", None),
+    ], got
+    assert up1.metadata["subject_id"] == events[0].metadata["subject_id"] == "knet host 2"
+
+
+def test_another_links_loss_of_a_peer_down_is_a_detail_however_late() -> None:
+    """The peer's second link may fail long after the first (no up between): still the same
+    peer's alert, not a second one; a peer's links are remembered per host, and the peer's
+    return ends it; its next loss is a new alert."""
+    events = _events([
+        _coro(30, "13:00:00", "  [KNET  ] link: host: 2 link: 1 is down"),
+        _coro(30, "15:00:00", "  [KNET  ] link: host: 2 link: 0 is down"),
+        _coro(30, "15:00:00", "  [KNET  ] link: host: 2 link: 0 is down", host="pve3"),
+        _coro(30, "15:10:00", "  [KNET  ] rx: host: 2 link: 1 is up"),
+        _coro(30, "15:10:01", "  [KNET  ] rx: host: 2 link: 0 is up"),
+        _coro(30, "15:20:00", "  [KNET  ] link: host: 2 link: 0 is down"),
+    ])  # fmt: skip
+    got = [(e.node, e.kind, e.metadata.get("detail_of"), e.metadata.get("recovers"),
+            e.metadata.get("links_down")) for e in events]  # fmt: skip
+    assert got == [
+        ("pve1", "link.down", None, None, None),
+        ("pve1", "syslog.message", "link.down", None, None),
+        ("pve3", "link.down", None, None, None),
+        ("pve1", "syslog.message", None, None, [0]),
+        ("pve1", "syslog.message", None, "link.down", None),
+        ("pve1", "link.down", None, None, None),
+    ], got
+
+
+def test_a_links_down_repeated_alone_is_a_detail_within_the_window_then_an_alert() -> None:
+    """The same link's down again with no up between (its up lost on the way): a detail
+    within ``BURST_SECONDS``, the peer's alert again after (as a link down with its up
+    never seen)."""
+    events = _events([
+        _coro(30, "13:00:00", "  [KNET  ] link: host: 2 link: 0 is down"),
+        _coro(30, "13:00:30", "  [KNET  ] link: host: 2 link: 0 is down"),
+        _coro(30, "13:05:00", "  [KNET  ] link: host: 2 link: 0 is down"),
+    ])  # fmt: skip
+    assert [(e.kind, e.metadata.get("detail_of")) for e in events] == [
+        ("link.down", None), ("syslog.message", "link.down"), ("link.down", None)]  # fmt: skip
 
 
 def test_a_nic_back_up_ends_its_own_link_down_only() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from proxbus_events import FINGERPRINT_SUBJECT_KEY
 from proxbus_events.classification import (
     ANY_PROGRAM,
     Builder,
@@ -24,6 +23,7 @@ from proxbus_events.classification import (
     RuleTable,
     rule,
 )
+from proxbus_events.knet import KnetLinks, knet_link_down, knet_link_up
 from proxbus_events.proxmox import guest_id
 
 if TYPE_CHECKING:
@@ -87,34 +87,16 @@ def _titled(kind: str, title: str) -> Builder[LogEntry]:
 
 # Titles in ingest-syslog's words for the same lines (its rules.py), so a notification names
 # the happening, not the daemon's level word ("[status] notice:").
-# A knet link's fingerprint subject is the peer's nodeid and the link, worded as ingest-syslog's
-# rules.knet_link_subject words it (one knet line through both services is one fingerprint,
-# tests/test_clusterlog.py): each link down to each peer is its own alert, its own link's up
-# (``recovers``) ends it.
-def _knet_link(m: re.Match[str]) -> dict[str, object]:
-    host, link = int(m["host"]), int(m["link"])
-    return {
-        "peer_nodeid": host,
-        "link": link,
-        FINGERPRINT_SUBJECT_KEY: f"knet host {host} link {link}",
-    }
-
-
+# knet's link lines are built by the code ingest-syslog builds them with (proxbus_events.knet:
+# subject ``knet host N``, the peer), so one knet line through both services is one
+# fingerprint (tests/test_clusterlog.py); ``classify_log_entry`` applies the watcher's memory
+# of the links down per (node, peer) (``KnetLinks``) as ingest-syslog's classifier does.
 def _link_down(m: re.Match[str], entry: LogEntry) -> Classification:
-    return Classification(
-        kind="link.down",
-        title=f"Cluster link {m['link']} to host {m['host']} is down",
-        metadata=_knet_link(m),
-    )
+    return knet_link_down(int(m["host"]), int(m["link"]))
 
 
 def _link_up(m: re.Match[str], entry: LogEntry) -> Classification:
-    """knet's link up: plain, ending that link's ``link.down`` (as ingest-syslog's)."""
-    return Classification(
-        kind=FALLBACK_KIND,
-        title=f"Cluster link {m['link']} to host {m['host']} is up again",
-        metadata={**_knet_link(m), "recovers": "link.down"},
-    )
+    return knet_link_up(int(m["host"]), int(m["link"]))
 
 
 def _auth(m: re.Match[str], entry: LogEntry) -> Classification:
@@ -149,7 +131,7 @@ RULES: list[Rule[LogEntry]] = [
     _r("quorum-lost", "pmxcfs", r"\[status\] notice: node lost quorum", "quorum.lost",
        _titled("quorum.lost", "Node lost quorum"), "pve-cluster src/pmxcfs/status.c"),
     _r("knet-link-down", "corosync",
-       r"\[KNET\s*\] link: host: (?P<host>\d+) link: (?P<link>\d+) is down",
+       r"\[KNET\s*\] link: host: (?P<host>\d{1,5}) link: (?P<link>\d{1,3}) is down",
        "link.down", _link_down, "kronosnet libknet/threads_heartbeat.c"),
     _r("knet-link-up", "corosync",
        r"\[KNET\s*\] (?:rx|link|heartbeat): host: (?P<host>\d{1,5}) link: (?P<link>\d{1,3}) "
@@ -162,6 +144,18 @@ RULES: list[Rule[LogEntry]] = [
 TABLE: RuleTable[LogEntry] = RuleTable(RULES, FALLBACK_KIND)
 
 
-def classify_log_entry(entry: LogEntry) -> Classification:
-    """What a cluster log entry means (program = its tag)."""
-    return TABLE.classify(entry.tag, entry.msg, entry)
+_KNET_RULES = frozenset(("knet-link-down", "knet-link-up"))
+
+
+def classify_log_entry(entry: LogEntry, links: KnetLinks | None = None) -> Classification:
+    """What a cluster log entry means (program = its tag).
+
+    ``links``: the watcher's memory of the knet links down per (node, peer), so a lost peer's
+    second link down is a detail of its alert and a link up ends the alert only with the
+    peer's last link (``proxbus_events.knet``); without it every knet line stands alone (a
+    down is the peer's alert, an up ends it).
+    """
+    cls = TABLE.classify(entry.tag, entry.msg, entry)
+    if links is not None and cls.rule in _KNET_RULES:
+        links.classify(entry.node, cls, float(entry.time))
+    return cls

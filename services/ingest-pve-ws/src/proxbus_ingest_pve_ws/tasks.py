@@ -16,6 +16,7 @@ from proxbus_events import (
     severity_from_syslog,
     short_host,
 )
+from proxbus_events.knet import KnetLinks
 
 from .clusterlog import classify_log_entry
 from .follow import EntryKey
@@ -250,13 +251,14 @@ def is_task_line(entry: LogEntry) -> bool:
     return bool(_TASK_LINE.search(entry.msg))
 
 
-def log_event(entry: LogEntry, *, cluster: str, site: str) -> Event:
+def log_event(entry: LogEntry, *, cluster: str, site: str, links: KnetLinks | None = None) -> Event:
     """A cluster log entry → event (``clusterlog.py`` rules); severity from ``pri``.
 
     ``node`` is the node the entry is about: the fenced node for fencing lines, none for an
     HA service's state (``Classification.no_node``), else the node that logged it.
+    ``links``: the cluster's knet links down per (node, peer) (``classify_log_entry``).
     """
-    cls = classify_log_entry(entry)
+    cls = classify_log_entry(entry, links)
     severity = severity_from_syslog(entry.pri)
     if cls.severity is not None:
         severity = severity.at_least(cls.severity)

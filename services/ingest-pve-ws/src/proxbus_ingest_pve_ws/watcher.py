@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from proxbus_events import Event
+from proxbus_events.knet import KnetLinks
 from proxbus_runtime import RateLimitedLog, RpcError
 
 from .cursors import CursorStore, cursor_key
@@ -125,6 +126,8 @@ class ClusterWatcher:
         self.lease = lease
         self._metrics = metrics
         self._state: _State | None = None
+        # knet links down per (node, peer) in the cluster log: one alert per lost peer
+        self._knet_links = KnetLinks()
         self.cycles = 0
         self.last_error: str = ""
         self.last_success = 0.0
@@ -247,7 +250,7 @@ class ClusterWatcher:
                 log_cur.high_water = int(since) + opts.lookback
             fresh_log = log_cur.select(entries, lambda e: e.key, opts.lookback)
             events += [
-                log_event(e, cluster=self.cluster, site=self.site)
+                log_event(e, cluster=self.cluster, site=self.site, links=self._knet_links)
                 for e in fresh_log
                 if not is_task_line(e)
             ]

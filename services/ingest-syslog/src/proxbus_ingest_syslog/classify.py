@@ -49,12 +49,16 @@ stamped earlier than the window is outside it), at most ``MAX_WINDOWS`` windows 
   host, sliding, until a recovery line (link up, quorum back, a node joining); pmxcfs's
   ``node lost quorum`` stays ``quorum.lost`` and opens the same window, in which HA's
   ``lost lock`` lines (its cluster locks, on the now read-only /etc/pve) are its details.
-  Each knet link (peer and link: libknet threads_heartbeat.c logs ``host: %u link: %u is
-  down`` once per link as its pongs stop, threads_rx.c its ``is up``) is its own alert (its
-  fingerprint subject, ``rules.knet_link_subject``): another peer's or another link's down
-  inside the window is never a detail, only the same link's repeat before its up is. A link
-  up ends that link's repeat window, and ends the host's burst window only when no other
-  link of the host went down within ``BURST_SECONDS`` (that loss's lines stay details).
+  Each lost peer is its own alert (fingerprint subject ``knet host N``): libknet
+  threads_heartbeat.c logs ``host: %u link: %u is down`` once per link as its pongs stop,
+  threads_rx.c its ``is up``; ``proxbus_events.knet.KnetLinks`` remembers the links down per
+  (host, peer), by the line's sender and host name as the windows are, with or without a
+  time stamp: another link's down of a peer with a link down is a detail of the peer's alert
+  (whenever it comes), another peer's down is never one; a link up recovers the peer's
+  alert only when it brings the peer's last link down back (else it is a plain line naming
+  the links still down, ``metadata.links_down``). A link up ends the host's burst window
+  only when no other link of the host went down within ``BURST_SECONDS`` (that loss's lines
+  stay details).
 """
 
 from __future__ import annotations
@@ -63,8 +67,8 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from proxbus_events import FINGERPRINT_SUBJECT_KEY
 from proxbus_events.classification import Classification, Rule, RuleTable
+from proxbus_events.knet import KnetLinks
 from proxbus_events.proxmox import find_upid
 
 from .parse import SyslogMessage
@@ -81,7 +85,8 @@ DISK_DETAIL_RULE = "kernel-disk-detail"
 BURST_SECONDS = 60.0  # a happening's lines within this of its event (or of its last line)
 MAX_WINDOWS = 8192  # (host, thing) windows remembered, all happenings together
 MAX_LINK_HOSTS = 1024  # hosts whose knet links down are remembered
-MAX_LINKS = 64  # knet links down remembered per host (a link is a peer and a link number)
+MAX_LINK_PEERS = 64  # peers with a knet link down remembered per host (8 links each at most)
+_KNET_RULES = frozenset(("knet-link-down", "knet-link-up"))
 # disk.error rules whose repeats on one disk are the same happening (not md/pool state changes)
 _DISK_REPEAT_RULES = frozenset(
     ("kernel-io-error", "kernel-fs-error", "nvme-failure", "btrfs-error", "zio-error", "zed-error")
@@ -146,8 +151,8 @@ class Classifier:
         self._windows: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         # host → (time of its last line, lines left) of a kernel report being printed
         self._reports: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        # host → {knet link subject: time of its down line} for the links down, no up since
-        self._links_down: OrderedDict[str, dict[str, float]] = OrderedDict()
+        # host → peer → its knet links down, no up since (one alert per lost peer)
+        self._links = KnetLinks(MAX_LINK_HOSTS, MAX_LINK_PEERS, BURST_SECONDS)
 
     @property
     def rules(self) -> tuple[Rule[SyslogMessage], ...]:
@@ -191,10 +196,13 @@ class Classifier:
 
     def _burst_line(self, msg: SyslogMessage, cls: Classification, host: str) -> None:
         """A line of a multi-line happening: open its window, or mark it a detail inside one."""
+        rule = cls.rule
+        if rule in _KNET_RULES:  # the peer's links, with or without a time stamp
+            stamp = msg.timestamp.timestamp() if msg.timestamp is not None else None
+            self._links.classify(host, cls, stamp)
         if msg.timestamp is None:
             return
         now = msg.timestamp.timestamp()
-        rule = cls.rule
         if rule in _DISK_REPEAT_RULES:
             self._repeat(host, _disk_key(cls.metadata), now, cls, slide=_DISK_DRIVERS)
             if "pool" in cls.metadata:
@@ -212,12 +220,12 @@ class Classifier:
             # the interface's failure is over: its next down is a new happening
             self._windows.pop((host, f"if:{cls.metadata['interface']}"), None)
         elif rule == "knet-link-down":
-            self._knet_link_down(host, str(cls.metadata[FINGERPRINT_SUBJECT_KEY]), now, cls)
             self._open((host, "cluster:link.down"), now, "link.down")
         elif rule == "quorum-lost":
             self._open((host, "cluster:quorum.lost"), now, "quorum.lost")
         elif rule == "knet-link-up":
-            if not self._knet_link_up(host, str(cls.metadata[FINGERPRINT_SUBJECT_KEY]), now):
+            # another link of the host lost within the window: its loss is still being logged
+            if not self._links.lost_since(host, now, BURST_SECONDS):
                 self._cluster_line(host, now, msg, cls)
         elif rule in _GUEST_END_RULES:
             what = f"guest:{cls.vmid}" if cls.vmid is not None else _CRASH
@@ -240,39 +248,6 @@ class Classifier:
                     cls.metadata[DETAIL_OF] = found
         else:
             self._cluster_line(host, now, msg, cls)
-
-    def _knet_link_down(self, host: str, link: str, now: float, cls: Classification) -> None:
-        """A knet link down: its own event, unless it repeats the same link's down within
-        ``BURST_SECONDS`` with no up between (then a detail of it; not slid by repeats)."""
-        links = self._links_down.get(host)
-        if links is None:
-            links = self._links_down[host] = {}
-            if len(self._links_down) > MAX_LINK_HOSTS:
-                self._links_down.popitem(last=False)
-        else:
-            self._links_down.move_to_end(host)
-        since = links.get(link)
-        if since is not None and 0 <= now - since < BURST_SECONDS:
-            cls.metadata[DETAIL_OF] = cls.kind
-            cls.kind = FALLBACK_KIND
-            return
-        links.pop(link, None)
-        links[link] = now
-        if len(links) > MAX_LINKS:
-            del links[next(iter(links))]
-
-    def _knet_link_up(self, host: str, link: str, now: float) -> bool:
-        """A knet link up: its down is over (the next is a new event). True when another link
-        of the host went down within ``BURST_SECONDS``: that loss is still being logged, so
-        the host's burst window stays open and its lines stay details."""
-        links = self._links_down.get(host)
-        if links is None:
-            return False
-        links.pop(link, None)
-        if any(0 <= now - t < BURST_SECONDS for t in links.values()):
-            return True
-        del self._links_down[host]
-        return False
 
     def _guest_stop(self, host: str, now: float, cls: Classification) -> None:
         """A guest's stop right after its OOM kill, or the host's first one after a QEMU

@@ -21,6 +21,7 @@ from typing import Any
 from proxbus_events import FINGERPRINT_SUBJECT_KEY, Severity, short_host
 from proxbus_events.classification import ANY_PROGRAM, Builder, Classification, Rule
 from proxbus_events.classification import rule as _rule
+from proxbus_events.knet import knet_link_down, knet_link_up
 from proxbus_events.proxmox import Upid, find_upid, guest_id
 
 from .parse import SyslogMessage
@@ -419,30 +420,11 @@ def _thin_out_of_space(m: re.Match[str], msg: SyslogMessage) -> Classification:
     return Classification(kind="storage.full", title=title, metadata=meta)
 
 
-def knet_link_subject(host: int, link: int) -> str:
-    """The fingerprint subject of a knet link (``knet host 2 link 0``): every source of knet's
-    link lines carries the peer's nodeid and the link (kronosnet libknet/threads_heartbeat.c
-    ``host: %u link: %u is down``, threads_rx.c ``... is up``; ingest-pve-ws clusterlog.py
-    words it the same), so each link down to each peer is its own alert, and its own link's
-    up ends it. A host interface's subject is its name (no space in it: never one of these)."""
-    return f"knet host {host} link {link}"
-
-
-def _knet_link(m: re.Match[str]) -> dict[str, Any]:
-    host, link = int(m["host"]), int(m["link"])
-    return {
-        "peer_nodeid": host,
-        "link": link,
-        FINGERPRINT_SUBJECT_KEY: knet_link_subject(host, link),
-    }
-
-
 def _link_down(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    return Classification(
-        kind="link.down",
-        title=f"Cluster link {m['link']} to host {m['host']} is down",
-        metadata=_knet_link(m),
-    )
+    """knet's link down: ``link.down`` of the peer (subject ``knet host N``, shared with
+    ingest-pve-ws's cluster log: ``proxbus_events.knet``); the classifier makes another
+    link's down of a peer already down a detail of the peer's alert."""
+    return knet_link_down(int(m["host"]), int(m["link"]))
 
 
 # metadata key of a plain line that says a classified kind's happening is over (the contract
@@ -452,13 +434,9 @@ RECOVERS = "recovers"
 
 
 def _link_up(m: re.Match[str], msg: SyslogMessage) -> Classification:
-    """knet's link up: plain at its PRI, naming the peer and the link as the down line does,
-    with its subject: it ends that link's ``link.down`` only."""
-    return Classification(
-        kind=FALLBACK_KIND,
-        title=f"Cluster link {m['link']} to host {m['host']} is up again",
-        metadata={**_knet_link(m), RECOVERS: "link.down"},
-    )
+    """knet's link up: plain at its PRI, with the peer's subject and ``recovers``; the
+    classifier takes ``recovers`` away while another link of the peer is still down."""
+    return knet_link_up(int(m["host"]), int(m["link"]))
 
 
 def _quorum_regained(m: re.Match[str], msg: SyslogMessage) -> Classification:
@@ -958,7 +936,7 @@ RULES: list[Rule[SyslogMessage]] = [
          "node.fencing", _self_fencing, "pve-ha-manager src/watchdog-mux.c"),
     # cluster: knet link state, pmxcfs quorum
     rule("knet-link-down", "corosync",
-         r"\[KNET\s*\] link: host: (?P<host>\d+) link: (?P<link>\d+) is down", "link.down",
+         r"\[KNET\s*\] link: host: (?P<host>\d{1,5}) link: (?P<link>\d{1,3}) is down", "link.down",
          _link_down, "kronosnet libknet/threads_heartbeat.c"),
     rule("quorum-lost", "pmxcfs", r"\[status\] notice: node lost quorum", "quorum.lost",
          _titled("quorum.lost", "Node lost quorum"),

@@ -108,7 +108,9 @@ async def test_a_fenced_node_back_online_and_its_recovered_guest_are_notified(
         "[INFO] HA service vm:100: started → fence",
         "[CRITICAL] Fencing node pve2",
         "[CRITICAL] Node pve2 fenced",
-        "[INFO] HA node pve2: fence → unknown",
+        # NodeStatus.pm fence_node: 'fence' => 'unknown' is logged right after "fencing:
+        # acknowledged" (the only place the manager sets it): the fence's success, told by
+        # "Node pve2 fenced", recorded in pve2's states, not told again
         "[INFO] HA service vm:100: fence → recovery",
         "[INFO] HA service vm:100: recovery → started on pve1",
         "[INFO] HA node pve2: unknown → online",
@@ -121,6 +123,7 @@ async def test_a_fenced_node_back_online_and_its_recovered_guest_are_notified(
     assert guest[-1]["event"]["metadata"]["service_node"] == "pve1"
     back = hook.requests[-1].json
     assert back["incident"]["state"] == "online"
+    assert back["incident"]["previous_state"] == "unknown", back["incident"]
     # a state change is not a repeat of the earlier state: no "ongoing since"; it ends the
     # node.offline alert (metadata.recovers)
     assert "ongoing since" not in back["body"], back["body"]
@@ -897,6 +900,30 @@ async def test_a_nodes_return_is_told_once_whichever_ingest_services_report_it(
     await asyncio.sleep(0.5)
     assert titles()[2:] == [offline[0], told], titles()
 
+    # and again within INCIDENT_WINDOW of that return: with ingest-pve-ws alone its "Node pve2
+    # is offline" (no state of its own) joined the "back online" incident and was not told.
+    # The API's report of the problem (metadata.resolved false) is the fingerprint's
+    # unresolved state: offline → back online → offline are state changes; beside the HA
+    # line's own state (unknown) it is the same problem, one alert; the next poll's copy of
+    # the same outage (another watcher's, a new id) is a repeat
+    if with_syslog:
+        await send(syslog(1400, "node 'pve2': state changed from 'online' => 'unknown'"))
+    if with_api:
+        (api_down,) = api(1405, up, down)
+        assert api_down.metadata["resolved"] is False
+        copy_down = Event.model_validate(
+            {**api_down.model_dump(exclude={"id"}), "timestamp": api_down.timestamp
+             + timedelta(seconds=10)}
+        )  # fmt: skip
+        await send(api_down, copy_down)
+    await wait_until(lambda: len(hook.requests) >= 5)
+    (api_again,) = api(1705, down, up)
+    await send(*in_order(syslog(1700, "node 'pve2': state changed from 'unknown' => 'online'"),
+                         api_again))  # fmt: skip
+    await wait_until(lambda: len(hook.requests) >= 6)
+    await asyncio.sleep(0.5)
+    assert titles()[4:] == [offline[0], told], titles()
+
 
 @pytest.mark.parametrize("first", ["syslog", "api"])
 async def test_a_receiver_not_told_the_nodes_return_still_gets_the_ha_line(
@@ -958,3 +985,66 @@ route:
         "[INFO] HA node pve2: fence → unknown",
         "[INFO] HA node pve2: unknown → online",
     ]
+
+
+async def test_a_route_on_a_node_gets_the_ha_state_of_the_services_on_that_node(
+    dispatcher, sink, js
+) -> None:
+    # An HA service's ha.state is about no node (one fingerprint per service whichever source
+    # saw it: the service's node in metadata.service_node), so a route `node = pve2` no longer
+    # got the state changes of the services on pve2: they fell to the catch-all. The node
+    # matcher of a route reads the service's node when the event names no node.
+    from proxbus_ingest_pve_ws.diff import Snapshot, diff_snapshots
+    from proxbus_ingest_syslog.frames import Frame
+    from proxbus_ingest_syslog.pipeline import Pipeline
+    from proxbus_ingest_syslog.settings import Settings as SyslogSettings
+
+    pve1, pve2, rest = await sink(), await sink(), await sink()
+    service = await dispatcher(
+        f"""\
+receivers:
+  - {{name: pve1, type: webhook, url: "{pve1.url}/pve1"}}
+  - {{name: pve2, type: webhook, url: "{pve2.url}/pve2"}}
+  - {{name: rest, type: webhook, url: "{rest.url}/rest"}}
+route:
+  receiver: rest
+  routes:
+    - {{receiver: pve2, matchers: ["node=pve2"]}}
+    - {{receiver: pve1, matchers: ["node=~pve1", "node!=pve2"]}}
+""",
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    pipeline = Pipeline(SyslogSettings())
+
+    def syslog(seconds: int, text: str) -> Event:
+        frame = Frame(_ha_crm(start + timedelta(seconds=seconds), text))
+        (event,) = pipeline.process([frame], "udp", "127.0.0.1")
+        return _received(event)
+
+    # the API's HA status: vm:101 on pve2 goes to error (diff.py: node None, service_node)
+    site = SyslogSettings().proxbus_site
+    t0 = (start + timedelta(seconds=10)).timestamp()
+    ha_was = {"vm:101": {"state": "started", "node": "pve2.lab.example"}}
+    ha_now = {"vm:101": {"state": "error", "node": "pve2.lab.example"}}
+    (api_error,) = diff_snapshots(
+        Snapshot(taken_at=t0 - 10, ha=ha_was), Snapshot(taken_at=t0, ha=ha_now), [],
+        cluster="lab", site=site,
+    )  # fmt: skip
+    on_pve1 = syslog(
+        20, "service 'vm:100': state changed from 'recovery' to 'started'  (node = pve1)"
+    )
+    no_node = syslog(30, "service 'vm:102': state changed from 'started' to 'fence'")
+    assert (api_error.node, api_error.metadata["service_node"]) == (None, "pve2")
+    assert (on_pve1.node, on_pve1.metadata["service_node"]) == (None, "pve1")
+    assert no_node.node is None
+    assert "service_node" not in no_node.metadata
+    reports = [_received(api_error), on_pve1, no_node]
+    await publish(js, *reports)
+    await wait_until(lambda: _settled(service) >= len(reports))
+    await wait_until(lambda: len(pve1.requests) + len(pve2.requests) + len(rest.requests) >= 3)
+    await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
+    assert [r.json["event"]["vmid"] for r in pve2.requests] == [101]
+    assert [r.json["event"]["vmid"] for r in pve1.requests] == [100]
+    assert [r.json["event"]["vmid"] for r in rest.requests] == [102]
+    # what the event says is unchanged: about no node, the service's node in its metadata
+    assert pve2.requests[0].json["event"]["node"] is None

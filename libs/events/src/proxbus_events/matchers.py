@@ -126,16 +126,22 @@ class Matcher(BaseModel):
         return f"{self.name}{self.op}{self.value}"
 
     def matches(self, event: Event) -> bool:
-        actual = _field(event, self.name)
-        op = self.op
-        if op in _ORDERED_OPS:
+        if self.op in _ORDERED_OPS:
             have, want = event.severity.rank, Severity(self.value).rank
             return {
                 ">=": have >= want,
                 ">": have > want,
                 "<=": have <= want,
                 "<": have < want,
-            }[op]
+            }[self.op]
+        return self.matches_value(_field(event, self.name))
+
+    def matches_value(self, actual: str) -> bool:
+        """Whether ``actual``, a value of this matcher's field, matches (``=``, ``!=``,
+        ``=~``, ``!~``; an ordering operator, about severities, matches no other value)."""
+        op = self.op
+        if op in _ORDERED_OPS:
+            return False
         if op in ("=~", "!~"):
             hit = self._regex.fullmatch(actual)
             return hit if op == "=~" else not hit

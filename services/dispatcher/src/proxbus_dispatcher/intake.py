@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from proxbus_events import EVENTS_STREAM, Event, delivery_subject
+from proxbus_events import EVENTS_STREAM, Event, compute_fingerprint, delivery_subject
 from proxbus_runtime import EventConsumer, EventPublisher, RateLimitedLog, ReceivedEvent
 
 from .config import DispatcherConfig, Route
@@ -39,6 +40,7 @@ from .stages.incidents import (
     failure_fingerprint,
     recovered_kind,
     reported_state,
+    same_state,
 )
 from .stages.inhibition import Inhibitor
 from .stages.routing import match_routes
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 # NATS' default max_payload is 1 MiB; a group notification stays well below it.
 MAX_NOTIFICATION_BYTES = 512 * 1024
 RETRY_GROUP_DELAY = 1.0
+HA_STATE = "ha.state"
+NODE_FENCED = "node.fenced"
 
 Group = AggregationGroup[Held]
 Pending = PendingDelivery[Group]
@@ -256,7 +260,9 @@ class Intake:
                     event, previous=known, window=self._window, state_change=True
                 )
                 told = set(known.routes) | {
-                    rid for rid, st in known.notified_state.items() if st != incident.state
+                    rid
+                    for rid, st in known.notified_state.items()
+                    if not same_state(st, incident.state)
                 }
             changed = True
         elif known is not None and (known.has(event) or known.admits(event, self._window)):
@@ -281,13 +287,20 @@ class Intake:
             if state_change and known is not None:
                 # the routes that told the previous state are told this one
                 told = set(known.routes) | {
-                    rid for rid, st in known.notified_state.items() if st != incident.state
+                    rid
+                    for rid, st in known.notified_state.items()
+                    if not same_state(st, incident.state)
                 }
         incident.add(event)
         if repeat is not None and incident is not known:
             # an end the operator was told by another report (the API's "back online" before
             # the HA line that recovers it): recorded, not notified
             incident.told_by = repeat.id
+        fenced = self._fence_told(event)
+        if fenced is not None and incident.id == event.id:
+            # the fence's success, told by "Node pve2 fenced": recorded in the node's states
+            # (its "unknown → online" is still a state change), not notified
+            incident.told_by = fenced.id
         failure = self._resolve(event, incident)
         if failure is not None:
             changed = True
@@ -299,7 +312,13 @@ class Intake:
             self._told_before(routes, told),
             # the receivers told the end: the others (a route of ha.state only, told
             # "fence → unknown") are told this report as any state change
-            told_end=self._end_receivers(repeat) if repeat is not None else None,
+            told_end=(
+                self._end_receivers(repeat)
+                if repeat is not None
+                else self._receivers(fenced.notified)
+                if fenced is not None
+                else None
+            ),
         )
         if failure is not None:
             plan.also.append(self.state.put_local(failure))
@@ -377,8 +396,35 @@ class Intake:
     def _end_receivers(self, problem: Incident) -> set[str]:
         """The receivers told the end of ``problem`` (``Incident.end_told``): its resolved
         state's notification, or the resolving report's (told on the routes that told it)."""
-        rids = problem.routes if problem.resolved is None else problem.notified
+        return self._receivers(problem.routes if problem.resolved is None else problem.notified)
+
+    def _receivers(self, rids: Iterable[str]) -> set[str]:
         return {r.receiver for rid in rids if (r := self._routes.get(rid)) is not None}
+
+    def _fence_told(self, event: Event) -> Incident | None:
+        """The notified ``node.fenced`` incident whose happening ``event`` repeats, if it is
+        the HA manager's ``node 'pve2': state changed from 'fence' => 'unknown'``.
+
+        pve-ha-manager ``src/PVE/HA/NodeStatus.pm`` ``fence_node`` sets a node 'unknown' from
+        'fence' only right after logging ``fencing: acknowledged - got agent lock for node``
+        (``update`` leaves a fenced node alone): one happening, the fence's success, which
+        ingest-syslog and the cluster log tell as ``node.fenced``. The transition is still
+        the node's state (``ha.state``), recorded so its return is a state change; it is
+        held back from the receivers told the fence (``Node pve2 fenced``) within the window.
+        """
+        if event.kind != HA_STATE or event.node is None:
+            return None  # every other event: one comparison
+        meta = event.metadata
+        if meta.get("old_state") != "fence" or meta.get("new_state") != "unknown" or "sid" in meta:
+            return None
+        fenced = self.state.incident(
+            compute_fingerprint(NODE_FENCED, event.site, event.node, None, "")
+        )
+        if fenced is None or not fenced.notified:
+            return None
+        if abs(event.received_at.timestamp() - fenced.last) > self._window:
+            return None
+        return fenced
 
     def _decide(
         self,
@@ -413,7 +459,9 @@ class Intake:
                     continue
                 if within_repeat_interval(
                     route, incident.notified.get(route.id), at
-                ) and incident.state == incident.notified_state.get(route.id, incident.state):
+                ) and same_state(
+                    incident.state, incident.notified_state.get(route.id, incident.state)
+                ):
                     plan.suppressed.append(("deduped", route.id))
                     continue
                 incident.routes[route.id] = event.id

@@ -23,7 +23,9 @@ carry the whole job log), then the longest message.
 State changes: the fingerprint of a state-carrying kind names the thing, not its state (every
 ``ha.state`` line about node pve2 is one fingerprint), so an event reporting another state
 (``reported_state``: the HA line's ``metadata.new_state``, the API's ``metadata.state`` or
-storage ``level``, or ``resolved`` for an event with ``metadata.resolved: true``) than the incident's is not a
+storage ``level``, ``resolved`` for an event with ``metadata.resolved: true``, ``unresolved``
+for a report of the problem with ``metadata.resolved: false`` and no other state, the same
+problem as any state but ``resolved``: ``same_state``) than the incident's is not a
 repeat: it opens a new incident (``Incident.open(..., state_change=True)``) that begins a new
 run, does not inherit the acknowledgement of the old state, and is not deduped on a route
 that last notified another state (``notified_state``). A late copy of a transition already
@@ -73,6 +75,9 @@ MAX_MESSAGE = 4096
 MAX_STATES = 16
 MAX_STATE_CHARS = 64
 RESOLVED = "resolved"
+# the state of a report of the problem itself (``metadata.resolved`` false, no state of its
+# own: ingest-pve-ws's "Node pve2 is offline"): the same problem as any state but resolved
+UNRESOLVED = "unresolved"
 # seconds a success may say it happened before its failure's first report and still resolve
 # it (clocks of the reporting node and the dispatcher's host)
 RESOLVE_SLACK = 5.0
@@ -137,7 +142,8 @@ def reported_state(event: Event) -> str | None:
     HA manager's node and service lines from syslog and the cluster log; ``state``: the API's
     HA service status) of an HA node or service the event names (``sid``; ``reporter`` or
     ``ha_node``: a node line reported by the CRM master), else ``level N`` (the API's storage
-    threshold level: 1 warning, 2 error); ``None`` when it reports none (a line that only
+    threshold level: 1 warning, 2 error), else ``unresolved`` when ``metadata.resolved`` is
+    false (ingest-pve-ws: a node offline); ``None`` when it reports none (a line that only
     says what happened). An HA daemon's own ``status change startup => wait_for_quorum``
     (LRM.pm/CRM.pm) names neither: it shares the node lines' fingerprint (kind, node) but is
     the daemon's bookkeeping, not the node's state, and a booting node logs four of them."""
@@ -154,7 +160,22 @@ def reported_state(event: Event) -> str | None:
     level = meta.get("level")
     if isinstance(level, int) and not isinstance(level, bool):
         return f"level {level}"
+    if meta.get("resolved") is False:
+        return UNRESOLVED
     return None
+
+
+def same_state(state: str | None, other: str | None) -> bool:
+    """Whether a report of ``state`` repeats ``other``: equal, or one of them is the problem
+    without a state of its own (``UNRESOLVED``) and the other is not its end (``RESOLVED``).
+    So the API's "Node pve2 is offline" and the HA line's ``online → unknown`` (both
+    ``node.offline``) are one alert whichever comes first, while "offline" after "back
+    online" is a state change: the node failed again."""
+    if state == other:
+        return True
+    if state == UNRESOLVED:
+        return other != RESOLVED
+    return other == UNRESOLVED and state != RESOLVED
 
 
 def _score(event: Event) -> tuple[int, int, int]:
@@ -275,7 +296,11 @@ class Incident:
         """Whether ``event`` reports a state other than this incident's (a state change the
         operator must get), and is not a late copy of an earlier transition (``is_stale``)."""
         state = reported_state(event)
-        return state is not None and state != self.state and not self.is_stale(event, state)
+        return (
+            state is not None
+            and not same_state(state, self.state)
+            and not self.is_stale(event, state)
+        )
 
     def is_stale(self, event: Event, state: str) -> bool:
         """A report of ``state`` that happened before this incident's state was reported (or in
@@ -432,7 +457,7 @@ class Incident:
         if self.upid is None:
             self.upid = _upid(event)
         state = reported_state(event)
-        if state is not None and state != self.state:
+        if state is not None and not same_state(state, self.state):
             return  # a late copy of an earlier state: counted, but the text stays this state's
         score = list(_score(event))
         if score > self.score:

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
-from proxbus_events import Event, match_all
+from collections.abc import Iterable
+
+from proxbus_events import Event, Matcher
 
 from ..config import ALL_LABELS, GROUP_LABELS, Route
 
 ALL_LABEL_NAMES = tuple(sorted(GROUP_LABELS))
+# metadata key of an HA service's node (ingest-syslog rules.py, ingest-pve-ws clusterlog.py
+# and diff.py): a service's ``ha.state`` is about no node (one fingerprint per service)
+SERVICE_NODE_KEY = "service_node"
+
+
+def route_matches(matchers: Iterable[Matcher], event: Event) -> bool:
+    """Whether every matcher of a route matches ``event`` (none: every event). A ``node``
+    matcher of an event about no node matches the node of the HA service it is about
+    (``metadata.service_node``): a route ``node = pve2`` gets the state changes of the
+    services on pve2. Costs one comparison per matcher for any other event."""
+    for matcher in matchers:
+        if matcher.name == "node" and event.node is None:
+            service_node = event.metadata.get(SERVICE_NODE_KEY)
+            if isinstance(service_node, str):
+                if not matcher.matches_value(service_node):
+                    return False
+                continue
+        if not matcher.matches(event):
+            return False
+    return True
 
 
 def match_routes(route: Route, event: Event) -> list[Route]:
@@ -16,7 +38,7 @@ def match_routes(route: Route, event: Event) -> list[Route]:
     search unless it has ``continue: true``. A matching route whose children all miss is itself
     the match.
     """
-    if not match_all(list(route.matchers), event):
+    if not route_matches(route.matchers, event):
         return []
     matched: list[Route] = []
     for child in route.routes:

@@ -571,6 +571,50 @@ route:
     assert len(log.requests) == 5  # the catch-all as before
 
 
+async def test_a_state_change_below_the_floor_is_told_where_its_problem_was(
+    dispatcher, sink, js
+) -> None:
+    # MIN_SEVERITY=warning (the seed's routes are severity>=MIN_SEVERITY): ingest-pve-ws's
+    # "Node pve2 is back online" and "Storage local-lvm on pve1 back to 40.0%" (info, state
+    # resolved) were dropped below the floor / unrouted, after their problems were told. A
+    # state change of a told fingerprint goes to the routes that told it; one of a fingerprint
+    # never told (pve3 back online, its loss unseen) is dropped as before.
+    hook = await sink()
+    service = await dispatcher(
+        None, webhook_out_enabled=True, webhook_url=f"{hook.url}/hook", min_severity="warning"
+    )
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    up = {"pve1": "online", "pve2": "online", "pve3": "offline"}
+    down = {"pve1": "online", "pve2": "offline", "pve3": "offline"}
+    back = {"pve1": "online", "pve2": "online", "pve3": "online"}
+    storage = {"storage": "local-lvm"}
+    (pve2_down,) = _api_nodes((start + timedelta(seconds=5)).timestamp(), up, down)
+    pve2_back, pve3_back = _api_nodes((start + timedelta(seconds=300)).timestamp(), down, back)
+    assert (pve2_back.node, pve3_back.node) == ("pve2", "pve3")
+    reports = [
+        _received(pve2_down),
+        _api(start + timedelta(seconds=10), kind="storage.full", severity="warning", node="pve1",
+             title="Storage local-lvm on pve1 is 85.0% full",
+             metadata={**storage, "level": 1, "previous_level": 0, "resolved": False}),
+        _received(pve2_back),
+        _received(pve3_back),
+        _api(start + timedelta(seconds=400), kind="storage.full", severity="info", node="pve1",
+             title="Storage local-lvm on pve1 back to 40.0%",
+             metadata={**storage, "level": 0, "previous_level": 1, "resolved": True}),
+    ]  # fmt: skip
+    for n, one in enumerate(reports, start=1):  # in order: each decided after the last
+        await publish(js, one)
+        await wait_until(lambda n=n: _settled(service) >= n)
+    await wait_until(lambda: len(hook.requests) >= 4)
+    await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
+    assert [r.json["title"] for r in hook.requests] == [
+        "[ERROR] Node pve2 is offline",
+        "[WARNING] Storage local-lvm on pve1 is 85.0% full",
+        "[INFO] Node pve2 is back online",
+        "[INFO] Storage local-lvm on pve1 back to 40.0%",
+    ]
+
+
 def test_a_digest_of_plain_lines_is_titled_by_its_most_severe_first_line() -> None:
     from proxbus_dispatcher.templates import headline
 

@@ -324,6 +324,19 @@ class Intake:
             plan.also.append(self.state.put_local(failure))
         return [plan]
 
+    def _changes_told_state(self, event: Event) -> bool:
+        """Whether ``event`` reports another state (``Incident.changes_state``) of a
+        fingerprint whose current incident in memory was notified: it goes to the routes that
+        told that state (``_plans``), not dropped as unrouted or below the floor."""
+        if reported_state(event) is None:
+            return False  # most events: one set operation
+        known = self.state.incident(event.fingerprint)
+        return (
+            known is not None
+            and bool(known.routes or known.notified_state)
+            and known.changes_state(event)
+        )
+
     def _told_before(self, routes: list[Route], told: set[str]) -> list[Route]:
         """``routes`` and the routes (by id) that told the earlier state or the failure this
         event ends, whatever their matchers (Alertmanager's ``send_resolved``): a phone route
@@ -499,9 +512,10 @@ class Intake:
                     reason = "unrouted"
             if reason in (self.floor.reason, "unrouted"):
                 # the end of a notified problem goes to the routes that told it whatever
-                # their matchers and the floor (a knet link up is a plain info line)
+                # their matchers and the floor (a knet link up is a plain info line), and so
+                # does a state change of a told fingerprint (the API's "back online")
                 await self._load_failure(event)
-                if self._ending(event) is not None:
+                if self._ending(event) is not None or self._changes_told_state(event):
                     reason, detail = self._muted(event)
             if reason is not None:
                 self._dropped.inc()

@@ -373,3 +373,32 @@ def test_an_absent_failure_is_not_read_again_for_a_while() -> None:
         absent.remember(key)
     assert len(absent._until) <= 2
     assert absent.known_absent("inc.d")
+
+
+def test_the_apis_report_of_a_problem_is_its_unresolved_state() -> None:
+    """ingest-pve-ws's ``Node pve2 is offline`` (``metadata.resolved`` false, no state of its
+    own) is the ``unresolved`` state: the same problem as the HA line's ``unknown``, either
+    first, and a state change after ``resolved``; a storage report keeps its level."""
+    common: dict[str, Any] = {"vmid": None, "node": "pve2", "kind": "node.offline"}
+
+    def api(seconds: float, resolved: bool) -> Event:
+        return report("pve-api", seconds, title="Node pve2", metadata={"resolved": resolved},
+                      timestamp=T0 + timedelta(seconds=seconds), **common)  # fmt: skip
+
+    ha = report("syslog", 1, title="Node pve2 is offline (HA state online → unknown)",
+                metadata={"reporter": "pve1", "new_state": "unknown"},
+                timestamp=T0 + timedelta(seconds=1), **common)  # fmt: skip
+    assert reported_state(api(0, False)) == "unresolved"
+    assert reported_state(api(0, True)) == "resolved"
+    storage = report("pve-api", kind="storage.full", metadata={"level": 1, "resolved": False})
+    assert reported_state(storage) == "level 1"
+    assert reported_state(report("pve-api", metadata={"resolved": "no"})) is None
+    assert Incident.open(api(0, False)).admits(ha, window=600)
+    assert Incident.open(ha).admits(api(5, False), window=600)
+    back = Incident.open(api(300, True))
+    assert back.changes_state(api(400, False))  # failed again
+    assert back.changes_state(ha.model_copy(update={"timestamp": T0 + timedelta(seconds=400)}))
+    assert not back.changes_state(api(200, False))  # a late copy of the earlier report
+    again = Incident.open(api(400, False), previous=back, window=600, state_change=True)
+    assert again.states == ["resolved", "unresolved"]
+    assert not again.changes_state(api(410, False))  # the next poll's copy: a repeat

@@ -1009,13 +1009,16 @@ route:
     reports = [
         syslog(0, "node 'pve2': state changed from 'online' => 'unknown'"),
         _received(api_down),
+        # the fence's success: told to the phone (critical), not to the HA channel, which is
+        # told it by the HA line (not held back from a receiver that was not told the fence)
+        syslog(130, "fencing: acknowledged - got agent lock for node 'pve2'"),
         syslog(130, "node 'pve2': state changed from 'fence' => 'unknown'"),
         *([ha_back, _received(api_back)] if first == "syslog" else [_received(api_back), ha_back]),
     ]
     for n, one in enumerate(reports, start=1):
         await publish(js, one)
         await wait_until(lambda n=n: _settled(service) >= n)
-    await wait_until(lambda: len(phone.requests) >= 2 and len(ha.requests) >= 2)
+    await wait_until(lambda: len(phone.requests) >= 3 and len(ha.requests) >= 2)
     await asyncio.sleep(0.5)  # a wrong extra notification would be on its way by now
     told_back = {
         "syslog": "[INFO] HA node pve2: unknown → online",
@@ -1023,6 +1026,7 @@ route:
     }[first]
     assert [r.json["title"] for r in phone.requests] == [
         "[WARNING] Node pve2 is offline (HA state online → unknown)",
+        "[CRITICAL] Node pve2 fenced",
         told_back,
     ]
     assert [r.json["title"] for r in ha.requests] == [

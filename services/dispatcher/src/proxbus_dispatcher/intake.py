@@ -425,7 +425,7 @@ class Intake:
         the node's state (``ha.state``), recorded so its return is a state change; it is
         held back from the receivers told the fence (``Node pve2 fenced``) within the window.
         """
-        if event.kind != HA_STATE or event.node is None:
+        if event.kind != HA_STATE or event.node is None or self._window <= 0:
             return None  # every other event: one comparison
         meta = event.metadata
         if meta.get("old_state") != "fence" or meta.get("new_state") != "unknown" or "sid" in meta:

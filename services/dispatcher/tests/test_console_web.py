@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -1130,3 +1131,151 @@ async def test_a_failure_a_success_resolved_says_so_and_the_success_names_it(
     await expect(success.locator(".resolves")).to_contain_text("3 reports")
     await expect(page.locator("li.card", has_text="damaged resolution")).to_be_visible()
     await page.screenshot(path=str(tmp_path / "resolved.png"), full_page=True)
+
+
+async def _decided(c: Console, n: int) -> bool:
+    """Whether the console's dispatcher has decided (routed or suppressed) ``n`` events."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{c.url}/metrics")).text
+    found = re.findall(
+        r'^proxbus_dispatcher_events_total\{outcome="(?:routed|suppressed)"\} (\S+)$',
+        text,
+        re.MULTILINE,
+    )
+    return sum(float(v) for v in found) >= n
+
+
+async def test_a_receiver_told_a_nodes_return_by_another_report_says_by_which(
+    console: Any, browser: Browser, js: Any, sink: Any, tmp_path: Path
+) -> None:
+    # A node's return is told once (README "A node's return is told once"): the HA line
+    # "unknown → online" after the API's "Node pve3 is back online" is recorded (told_by the
+    # API's incident), not sent to the phone, which was told that end. Its card named only the
+    # HA channel (and with the phone's route alone said "not notified (no route claimed it:
+    # silenced, inhibited, unrouted ...)"): the phone's outcome was missing. Now it says the
+    # phone was not sent it, told by which incident, with a link to it. Reports built by
+    # ingest-syslog's pipeline and ingest-pve-ws's diff (as in test_recovery).
+    from proxbus_ingest_syslog.frames import Frame
+    from proxbus_ingest_syslog.pipeline import Pipeline
+    from proxbus_ingest_syslog.settings import Settings as SyslogSettings
+
+    from .test_recovery import _api_nodes, _ha_crm, _received
+
+    phone, ha = await sink(), await sink()
+    c = await console(
+        f"""\
+receivers:
+  - {{name: phone, type: webhook, url: "{phone.url}/phone"}}
+  - {{name: ha, type: webhook, url: "{ha.url}/ha"}}
+route:
+  receiver: phone
+  routes:
+    - {{receiver: ha, matchers: ["kind=ha.state"], continue: true}}
+    - {{receiver: phone}}
+""",
+        INCIDENT_WINDOW="600",
+    )
+    pipeline = Pipeline(SyslogSettings())
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+
+    def syslog(seconds: int, node: str, old: str, new: str) -> Any:
+        text = f"node '{node}': state changed from '{old}' => '{new}'"
+        frame = Frame(_ha_crm(start + timedelta(seconds=seconds), text))
+        (event,) = pipeline.process([frame], "udp", "127.0.0.1")
+        return _received(event)
+
+    def api(seconds: int, node: str, old: str, new: str) -> Any:
+        prev, cur = {"pve1": "online", node: old}, {"pve1": "online", node: new}
+        (event,) = _api_nodes((start + timedelta(seconds=seconds)).timestamp(), prev, cur)
+        return _received(event)
+
+    reports = [
+        syslog(0, "pve3", "online", "unknown"),
+        api(5, "pve3", "online", "offline"),
+        api(305, "pve3", "offline", "online"),
+        syslog(300, "pve3", "unknown", "online"),
+    ]
+    for n, one in enumerate(reports, start=1):
+        await publish(js, one)
+        await wait_until(lambda n=n: _decided(c, n), what=f"report {n} decided")
+    await wait_until(lambda: len(phone.requests) >= 2 and len(ha.requests) >= 1)
+    assert [r.json["title"] for r in phone.requests] == [
+        "[WARNING] Node pve3 is offline (HA state online → unknown)",
+        "[INFO] Node pve3 is back online",
+    ]
+
+    page = await browser.new_page()
+    await page.goto(c.url + "/incidents")
+    ha3 = page.locator("li.card", has=page.locator("strong", has_text="HA node pve3: unknown"))
+    await expect(ha3.locator(".outcomes tr")).to_have_count(2, timeout=5000)
+    await expect(ha3.locator(".outcomes tr:not(.told)")).to_contain_text("ha")
+    await expect(ha3.locator(".outcomes tr:not(.told) .state")).to_have_text("delivered")
+    told = ha3.locator(".outcomes tr.told")
+    await expect(told.locator("td").first).to_have_text("phone")
+    await expect(told.locator(".state")).to_have_text("not sent")
+    await expect(told).to_contain_text("told by Node pve3 is back online")
+    assert UTC_TIME.search(await told.inner_text())
+    await page.screenshot(path=str(tmp_path / "told.png"), full_page=True)
+    # the link opens the incident that told it, whatever page of incidents it is on
+    await told.locator("a").click()
+    await expect(page.locator("h1")).to_have_text("Incident")
+    await expect(page.locator("li.card")).to_have_count(1)
+    await expect(page.locator("li.card .head strong")).to_have_text("Node pve3 is back online")
+    await expect(page.locator("li.card .outcomes tr")).to_have_count(1)
+    await expect(page.locator("li.card .outcomes")).to_contain_text("phone")
+    await expect(page.locator("li.card .outcomes .state")).to_have_text("delivered")
+
+
+async def test_an_incident_told_by_another_says_not_sent_over_http(console: Any, js: Any) -> None:
+    # The records as the intake writes them (intake._decide): a route held back because
+    # another incident told the end is in ``notified`` at the report's arrival, never in
+    # ``routes``. With that route alone (the seed's one route) the page said "not notified (no
+    # route claimed it: silenced, inhibited, unrouted or below the floor)": untrue.
+    c = await console(
+        f"receivers: [{{name: phone, type: webhook, url: 'http://127.0.0.1:{free_port()}/p'}}]\n"
+        "route: {receiver: phone}\n"
+    )
+    teller = incident(30, title="Node pve2 is back online", severity="info", routes={"root": "x"})
+    told = incident(
+        31,
+        kind="ha.state",
+        severity="info",
+        title="HA node pve2: unknown → online",
+        told_by=teller.id,
+        # "old": a route the fingerprint's earlier incident notified (before this one opened)
+        notified={"root": NOW - 60, "old": NOW - 3600},
+    )
+    gone = incident(32, title="told by one let go", told_by="ev99999", notified={"root": NOW - 60})
+    damaged = incident(
+        33, title="damaged told", told_by=["x"], notified=["root"], routes={"root": "ev00033"}
+    )
+    await put(js, teller, told, gone, damaged)
+    async with httpx.AsyncClient(base_url=c.url, timeout=10) as client:
+
+        async def card(title: str) -> str:
+            page = (await client.get("/incidents")).text
+            cards = [part for part in page.split('<li class="card') if title in part]
+            return cards[0] if cards else ""
+
+        await wait_until(
+            lambda: card("damaged told"),
+            what="the incidents shown",
+            detail=lambda: httpx.get(c.url + "/incidents").text[-3000:],
+        )
+        html = await card("HA node pve2")
+        assert "no route claimed it" not in html, html
+        assert re.search(r'<tr class="told"><td>phone</td><td><span class="state st-told">'
+                         r"not sent</span>", html), html  # fmt: skip
+        assert f'told by <a href="/incidents/{teller.id}"><bdi>Node pve2 is back online' in html
+        assert "route old" not in html  # the earlier incident's route is not this one's
+        html = await card("told by one let go")
+        assert 'told by <a href="/incidents/ev99999">incident <bdi>ev99999</bdi></a>' in html
+        html = await card("damaged told")
+        assert "st-delivered" in html  # a damaged record is shown, not a 500
+        assert "told" not in html.replace("damaged told", "")
+        one = await client.get(f"/incidents/{teller.id}")
+        assert one.status_code == 200
+        assert one.text.count('<li class="card') == 1
+        assert "Node pve2 is back online" in one.text
+        assert (await client.get("/incidents/ev99999")).status_code == 404
+        assert (await client.get("/incidents/%2E%2E")).status_code == 404

@@ -65,8 +65,26 @@ class Outcome:
 
     route: str
     receiver: str
-    state: str  # "delivered" | "queued" | "dead" | "unknown"
+    state: str  # "delivered" | "queued" | "dead" | "unknown" | "told"
     detail: str = ""
+    # "told": the incident whose report of the same end told this receiver (``told_by``)
+    told_by: str | None = None
+
+
+def told_routes(incident: Incident) -> list[str]:
+    """The routes an incident ``told_by`` another was not sent on because that one told them
+    its end (the intake's ``_decide`` records them in ``notified`` at the report's arrival,
+    never in ``routes``): those noted at or after the incident opened. A route the
+    fingerprint's earlier incident notified carries that incident's earlier arrival."""
+    routes = incident.routes if isinstance(incident.routes, dict) else {}
+    if not isinstance(incident.told_by, str) or not isinstance(incident.notified, dict):
+        return []
+    opened = incident.opened if isinstance(incident.opened, int | float) else None
+    return [
+        rid
+        for rid, at in incident.notified.items()
+        if rid not in routes and opened is not None and isinstance(at, int | float) and at >= opened
+    ]
 
 
 class IncidentBoard:
@@ -163,6 +181,12 @@ class IncidentBoard:
                 del self.incidents[key]
             self.evicted += len(ordered) - MAX_INCIDENTS
 
+    def by_id(self, ids: set[str]) -> dict[str, Incident]:
+        """The held incidents whose id is in ``ids``."""
+        if not ids:
+            return {}
+        return {i.id: i for i in self.incidents.values() if i.id in ids}
+
     def page(
         self, window: float, *, skip: int = 0, limit: int = PAGE_SIZE, now: float | None = None
     ) -> IncidentPage:
@@ -219,7 +243,7 @@ async def outcomes(
     receiver_of: Callable[[str], str | None],
 ) -> dict[str, list[Outcome]]:
     """incident id → the outcome of each route that claimed its notification."""
-    wanted = [i for i in incidents if i.routes]
+    wanted = [i for i in incidents if i.routes or told_routes(i)]
     if not wanted:
         return {}
     dead: dict[tuple[str, str], str] = {}
@@ -241,6 +265,7 @@ async def outcomes(
                 Outcome(r, receiver_of(r) or r, "unknown", "JetStream unavailable")
                 for r in i.routes
             ]
+            + [Outcome(r, receiver_of(r) or r, "told", told_by=i.told_by) for r in told_routes(i)]
             for i in wanted
         }
     result: dict[str, list[Outcome]] = {}
@@ -255,5 +280,9 @@ async def outcomes(
                 rows.append(Outcome(route, receiver, "queued", "waiting or being retried"))
             else:
                 rows.append(Outcome(route, receiver, "delivered"))
+        rows.extend(
+            Outcome(r, receiver_of(r) or r, "told", told_by=incident.told_by)
+            for r in told_routes(incident)
+        )
         result[incident.id] = rows
     return result

@@ -35,6 +35,7 @@ from ..config import DispatcherConfig
 from ..dlq import replay_entry
 from ..durations import parse_duration
 from ..settings import Settings
+from ..stages.incidents import Incident
 from .auth import (
     ANONYMOUS,
     CSRF_COOKIE,
@@ -50,7 +51,7 @@ from .auth import (
 from .deadletters import dlq_entry, dlq_page
 from .feed import EventFeed, EventFilter
 from .health import DEFAULT_HEALTH_URLS, parse_health_urls, probe_all, stream_sizes
-from .incidents import MAX_INCIDENTS, PAGE_SIZE, IncidentBoard, outcomes
+from .incidents import MAX_INCIDENTS, PAGE_SIZE, IncidentBoard, Outcome, outcomes
 from .metrics import ConsoleMetrics
 from .silences import active_silences
 
@@ -120,6 +121,13 @@ def _record(value: object) -> dict[str, Any] | None:
     return collections.defaultdict(lambda: None, value) if isinstance(value, dict) else None
 
 
+def _notified_at(incident: object, route: object) -> object:
+    """When ``incident`` notified (or was told on) ``route``; ``None`` when a damaged record's
+    ``notified`` is not a mapping."""
+    notified = getattr(incident, "notified", None)
+    return notified.get(route) if isinstance(notified, dict) else None
+
+
 def _states(incident: object) -> list[str]:
     """The states an incident's run reported, oldest first, ending with its own (``state``),
     at most the last 4; empty when it reports none (or a damaged record's are not text)."""
@@ -187,6 +195,7 @@ class ConsoleServer:
         self.env.filters["ack"] = _ack
         self.env.filters["states"] = _states
         self.env.filters["record"] = _record
+        self.env.filters["notified_at"] = _notified_at
         self._streams: set[asyncio.Task[Any]] = set()
         self.metrics = ConsoleMetrics(
             registry or CollectorRegistry(),
@@ -207,6 +216,7 @@ class ConsoleServer:
         r.add_get("/events/stream", self._page(self.stream))
         r.add_get("/events/{id}", self._page(self.event_json))
         r.add_get("/incidents", self._page(self.incidents))
+        r.add_get("/incidents/{id}", self._page(self.incident_one))
         r.add_get("/incidents/{id}/message", self._page(self.incident_message))
         r.add_get("/silences", self._page(self.silences))
         r.add_post("/silences", self._write(self.silence_create))
@@ -572,9 +582,42 @@ class ConsoleServer:
             open=page.open,
             recent=page.recent,
             outcomes=results,
+            tellers=self._tellers(results),
             window=self.settings.incident_window,
             page_size=PAGE_SIZE,
             kept=MAX_INCIDENTS,
+            single=None,
+        )
+
+    def _tellers(self, results: dict[str, list[Outcome]]) -> dict[str, Incident]:
+        """The incidents that told an end these outcomes were not sent for (``told``)."""
+        ids = {o.told_by for rows in results.values() for o in rows if o.told_by}
+        return self.board.by_id(ids)
+
+    async def incident_one(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        """One incident by id (the link of a "told by" outcome), open or not, on any page."""
+        await self.board.ensure_running()
+        incident_id = request.match_info["id"][:128]
+        found = self.board.by_id({incident_id}).get(incident_id)
+        if found is None:
+            return web.Response(
+                status=404, text="no such incident among those held", headers=SECURITY_HEADERS
+            )
+        routes = {r.id: r.receiver for r in self.config.iter_routes()}
+        results = await outcomes(self.js, [found], routes.get)
+        page = self.board.page(self.settings.incident_window, limit=0)
+        return self._render(
+            request,
+            "incidents.html",
+            page=page,
+            open=[],
+            recent=[],
+            outcomes=results,
+            tellers=self._tellers(results),
+            window=self.settings.incident_window,
+            page_size=PAGE_SIZE,
+            kept=MAX_INCIDENTS,
+            single=found,
         )
 
     async def incident_message(self, request: web.Request, caller: Caller) -> web.StreamResponse:

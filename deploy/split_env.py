@@ -254,6 +254,7 @@ OWN: dict[str, frozenset[str]] = {
             "STATE_TTL",
             "CONSOLE_ENABLED",
             "CONSOLE_TOKENS",
+            "CONSOLE_TRUSTED_PROXIES",
             "CONSOLE_HEALTH_URLS",
             "CONSOLE_RECENT_EVENTS",
             "CONSOLE_RECENT_BYTES",

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import base64
 
-from proxbus_dispatcher.console.auth import Caller, Guard, is_loopback, parse_console_tokens
+import pytest
+from proxbus_dispatcher.console.auth import (
+    Caller,
+    Guard,
+    TrustedProxiesError,
+    client_address,
+    is_loopback,
+    parse_console_tokens,
+    parse_trusted_proxies,
+)
+from proxbus_dispatcher.settings import Settings
 
 
 def guard() -> Guard:
@@ -81,3 +91,48 @@ def test_templates_and_static_files_load_nothing_from_another_site() -> None:
             if path.suffix == ".js" and line.lstrip().startswith("//"):
                 continue  # a comment line
             assert not off_site.search(line), f"{path.name}:{n}: {line.strip()}"
+
+
+def test_trusted_proxies_parse_addresses_and_networks_and_refuse_anything_else() -> None:
+    nets = parse_trusted_proxies(" 127.0.0.1, 10.1.2.3/8 ,::1,[fd00::1], fd00::/8,")
+    assert [str(n) for n in nets] == [
+        "127.0.0.1/32", "10.0.0.0/8", "::1/128", "fd00::1/128", "fd00::/8"
+    ]  # fmt: skip
+    assert parse_trusted_proxies(None) == parse_trusted_proxies("") == ()
+    for bad in ("proxy.example", "10.0.0.0/33", "127.0.0.1:8080", "*"):
+        with pytest.raises(TrustedProxiesError, match="CONSOLE_TRUSTED_PROXIES"):
+            parse_trusted_proxies(bad)
+    with pytest.raises(TrustedProxiesError, match="at most"):
+        parse_trusted_proxies(",".join(["127.0.0.1"] * 257))
+    with pytest.raises(ValueError, match="CONSOLE_TRUSTED_PROXIES"):
+        Settings(console_trusted_proxies="10.0.0.0/8,nginx")
+
+
+def test_the_client_is_the_right_most_forwarded_address_no_trusted_proxy_added() -> None:
+    proxies = parse_trusted_proxies("127.0.0.1,10.0.0.0/8,fd00::/8")
+    # nothing trusted (the default): the header is never read
+    assert client_address("127.0.0.1", ["203.0.113.9"], ()) == "127.0.0.1"
+    # an untrusted peer's header is its own word: ignored
+    assert client_address("192.0.2.7", ["203.0.113.9"], proxies) == "192.0.2.7"
+    # a trusted proxy: the address it was reached from, which it appended last
+    assert client_address("127.0.0.1", ["203.0.113.9"], proxies) == "203.0.113.9"
+    # the client's own forged entries are left of it and never reached
+    assert client_address("127.0.0.1", ["1.1.1.1, 2.2.2.2, 203.0.113.9"], proxies) == (
+        "203.0.113.9"
+    )
+    # a chain of trusted proxies is walked through (real_ip_recursive), headers in order
+    assert client_address("127.0.0.1", ["1.1.1.1, 203.0.113.9", "10.0.0.5"], proxies) == (
+        "203.0.113.9"
+    )
+    # every entry trusted: the left-most
+    assert client_address("127.0.0.1", ["10.0.0.9, 10.0.0.5"], proxies) == "10.0.0.9"
+    # no header from a trusted proxy: the proxy itself
+    assert client_address("127.0.0.1", [], proxies) == "127.0.0.1"
+    # an entry that is no address ends the walk at the trusted address right of it
+    assert client_address("127.0.0.1", ["203.0.113.9, junk, 10.0.0.5"], proxies) == "10.0.0.5"
+    assert client_address("127.0.0.1", ["203.0.113.9:4711"], proxies) == "127.0.0.1"
+    # IPv6, bracketed, and an IPv4-mapped peer
+    assert client_address("fd00::2", ["[2001:db8::1]"], proxies) == "2001:db8::1"
+    assert client_address("::ffff:127.0.0.1", ["198.51.100.1"], proxies) == "198.51.100.1"
+    # no peer at all (a closed transport)
+    assert client_address(None, ["198.51.100.1"], proxies) == "?"

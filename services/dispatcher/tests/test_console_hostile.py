@@ -483,6 +483,51 @@ async def test_guessing_tokens_is_throttled_per_address_and_counted(dispatcher: 
     assert metric(text, 'proxbus_dispatcher_console_refused_total{reason="throttled"}') == 2
 
 
+async def test_behind_a_trusted_proxy_each_client_has_its_own_token_budget(
+    dispatcher: Any,
+) -> None:
+    # Behind a reverse proxy every client had the proxy's address: one guesser used up the
+    # budget and locked every operator out. The proxy (127.0.0.2, trusted) appends each
+    # client's address to X-Forwarded-For; a guesser from 127.0.0.1 (not trusted) forging the
+    # header gets nothing from it.
+    from proxbus_dispatcher.console.auth import LOGIN_FAILURES
+
+    _, url = await start(dispatcher, console_trusted_proxies="127.0.0.2,10.0.0.0/8")
+
+    def via(local: str) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(local_address=local)
+        return httpx.AsyncClient(base_url=url, transport=transport, follow_redirects=False)
+
+    async def attempt(client: httpx.AsyncClient, token: str, forwarded: str | None) -> int:
+        page = await client.get("/login")
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        r = await client.post("/login", data={"token": token, "csrf": csrf}, headers=headers)
+        return r.status_code
+
+    async with via("127.0.0.2") as proxy, via("127.0.0.1") as direct:
+        # a guesser behind the proxy, its own forged entry left of what the proxy appended
+        for n in range(LOGIN_FAILURES):
+            assert await attempt(proxy, f"guess-{n}", f"6.6.6.{n}, 203.0.113.66") == 401
+        assert await attempt(proxy, SECRET, "203.0.113.66") == 429
+        assert await attempt(proxy, SECRET, "6.6.6.99, 203.0.113.66") == 429
+        # through a second trusted hop (10.0.0.5) it is still the same client
+        assert await attempt(proxy, SECRET, "203.0.113.66, 10.0.0.5") == 429
+        # another operator behind the same proxy logs in
+        assert await attempt(proxy, SECRET, "198.51.100.7") == 303
+        # a forged X-Forwarded-For from an untrusted address does not escape the throttle
+        for n in range(LOGIN_FAILURES):
+            assert await attempt(direct, f"guess-{n}", f"192.0.2.{n}") == 401
+        assert await attempt(direct, SECRET, "192.0.2.200") == 429
+        assert await attempt(direct, SECRET, "198.51.100.7") == 429
+        assert await attempt(direct, SECRET, None) == 429
+        # the bearer token is keyed the same way
+        r = await direct.get("/silences", headers={**BEARER, "X-Forwarded-For": "192.0.2.201"})
+        assert r.status_code == 429
+        r = await proxy.get("/silences", headers={**BEARER, "X-Forwarded-For": "198.51.100.8"})
+        assert r.status_code == 200
+
+
 async def test_silences_page_stays_small_and_quick_with_thousands_of_silences(
     dispatcher: Any, js: Any
 ) -> None:

@@ -41,6 +41,8 @@ class Settings(ServiceSettings):
     # web console (console/)
     console_enabled: bool = True
     console_tokens: SecretStr | None = None
+    # reverse proxies whose X-Forwarded-For names the console's client (console/auth.py)
+    console_trusted_proxies: str | None = None
     console_health_urls: str | None = None
     console_recent_events: int = Field(default=500, ge=10, le=10_000)
     console_recent_bytes: int = Field(default=16 * 1024**2, ge=1024**2, le=1024**3)
@@ -98,6 +100,7 @@ class Settings(ServiceSettings):
     @model_validator(mode="after")
     def _console_safe_bind(self) -> Settings:
         from .console import TokenFormatError, is_loopback, parse_console_tokens
+        from .console.auth import parse_trusted_proxies
         from .console.health import parse_health_urls
 
         if not self.console_enabled:
@@ -109,6 +112,7 @@ class Settings(ServiceSettings):
             raise ValueError(str(exc)) from None
         if self.console_health_urls:
             parse_health_urls(self.console_health_urls)
+        parse_trusted_proxies(self.console_trusted_proxies)  # TrustedProxiesError: ValueError
         if not tokens and not is_loopback(self.health_host):
             raise ValueError(
                 f"HEALTH_HOST={self.health_host} is not loopback and the web console would "

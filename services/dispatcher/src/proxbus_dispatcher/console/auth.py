@@ -106,6 +106,80 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_TRUSTED_PROXIES = 256  # entries of CONSOLE_TRUSTED_PROXIES at most
+
+
+class TrustedProxiesError(ValueError):
+    """``CONSOLE_TRUSTED_PROXIES`` is not a comma-separated list of addresses or CIDRs."""
+
+
+def parse_trusted_proxies(text: str | None) -> tuple[Network, ...]:
+    """``CONSOLE_TRUSTED_PROXIES``: addresses or networks (``127.0.0.1``, ``10.0.0.0/8``,
+    ``::1``, ``fd00::/8``), comma-separated; empty or unset: none (``X-Forwarded-For`` is
+    never read). Host bits in a network are allowed (``10.1.2.3/8`` is ``10.0.0.0/8``).
+
+    Raises:
+        TrustedProxiesError: an entry that is no address or network, or too many entries.
+    """
+    entries = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if len(entries) > MAX_TRUSTED_PROXIES:
+        raise TrustedProxiesError(
+            f"CONSOLE_TRUSTED_PROXIES: {len(entries)} entries, at most {MAX_TRUSTED_PROXIES}"
+        )
+    out: list[Network] = []
+    for entry in entries:
+        try:
+            out.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+        except ValueError:
+            raise TrustedProxiesError(
+                f"CONSOLE_TRUSTED_PROXIES: {entry[:64]!r} is not an address or a CIDR "
+                "(e.g. 127.0.0.1,10.0.0.0/8,::1)"
+            ) from None
+    return tuple(out)
+
+
+def _address(text: str) -> Address | None:
+    """``text`` as an address (an IPv4-mapped IPv6 one as its IPv4), ``None`` if it is none."""
+    try:
+        addr = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _trusted(addr: Address, trusted: tuple[Network, ...]) -> bool:
+    return any(addr.version == net.version and addr in net for net in trusted)
+
+
+def client_address(peer: str | None, forwarded: Iterable[str], trusted: tuple[Network, ...]) -> str:
+    """The client a request is from: its peer, or, when the peer is a trusted proxy, the
+    right-most ``X-Forwarded-For`` address that is not a trusted proxy (nginx's ``real_ip``
+    with ``real_ip_recursive on``, ngx_http_realip_module: each proxy appends the address it
+    was reached from, so every entry left of the first untrusted one is the client's own
+    word). All trusted: the left-most. An entry that is no address (a port, garbage) ends the
+    walk at the trusted address right of it. ``forwarded``: every ``X-Forwarded-For`` header,
+    in order. An untrusted peer's header is ignored: it cannot choose its own address."""
+    current = peer or "?"
+    if not trusted:
+        return current
+    addr = _address(current)
+    if addr is None or not _trusted(addr, trusted):
+        return current
+    entries = [e for header in forwarded for e in header.split(",") if e.strip()]
+    for entry in reversed(entries):
+        found = _address(entry)
+        if found is None:
+            break
+        addr = found
+        if not _trusted(found, trusted):
+            break
+    return str(addr)
+
+
 class Throttle:
     """Failed token attempts per remote address within ``THROTTLE_WINDOW``; bounded."""
 

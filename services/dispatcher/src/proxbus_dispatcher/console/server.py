@@ -45,8 +45,10 @@ from .auth import (
     Caller,
     Guard,
     Throttle,
+    client_address,
     is_loopback,
     parse_console_tokens,
+    parse_trusted_proxies,
 )
 from .deadletters import dlq_entry, dlq_page
 from .feed import EventFeed, EventFilter
@@ -174,6 +176,8 @@ class ConsoleServer:
         self.guard = Guard(parse_console_tokens(tokens))
         self.open_reads = is_loopback(settings.health_host)
         self.throttle = Throttle()
+        # whose X-Forwarded-For names the client (the throttle's key, refusal logs)
+        self.trusted_proxies = parse_trusted_proxies(settings.console_trusted_proxies)
         self.feed = EventFeed(
             nc, js, size=settings.console_recent_events, max_bytes=settings.console_recent_bytes
         )
@@ -255,6 +259,13 @@ class ConsoleServer:
 
     # --- plumbing: callers, CSRF, rendering --------------------------------------------
 
+    def _client(self, request: web.Request) -> str:
+        """The client's address: the peer's, or behind a trusted proxy the one it forwarded
+        (``CONSOLE_TRUSTED_PROXIES``, ``auth.client_address``)."""
+        return client_address(
+            request.remote, request.headers.getall("X-Forwarded-For", []), self.trusted_proxies
+        )
+
     def _caller(self, request: web.Request) -> Caller | None:
         """The caller of a bearer token (a wrong one counts for the throttle) or of a session
         cookie; ``None`` for neither.
@@ -269,7 +280,7 @@ class ConsoleServer:
 
     def _token_caller(self, request: web.Request, secret: str) -> Caller | None:
         """Whose token ``secret`` is, unless its address is throttled (then 429)."""
-        address = request.remote or "?"
+        address = self._client(request)
         wait = self.throttle.wait(address)
         if wait:
             self.metrics.refused.labels("throttled").inc()
@@ -336,7 +347,7 @@ class ConsoleServer:
                 raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
             if caller is None and (host := self._foreign_host(request)) is not None:
                 self.metrics.refused.labels("foreign_host").inc()
-                self._refusals.record(f"421 Host {host[:64]}", request.remote or "?")
+                self._refusals.record(f"421 Host {host[:64]}", self._client(request))
                 return self._render(
                     request,
                     "refused.html",
@@ -406,7 +417,7 @@ class ConsoleServer:
 
     def _refuse(self, request: web.Request, status: int, why: str, reason: str) -> web.Response:
         self.metrics.refused.labels(reason).inc()
-        self._refusals.record(f"{status} {request.path}", request.remote or "?")
+        self._refusals.record(f"{status} {request.path}", self._client(request))
         return self._render(request, "refused.html", status=status, why=why)
 
     async def _form(self, request: web.Request) -> Form:
@@ -422,7 +433,7 @@ class ConsoleServer:
             return await request.clone(client_max_size=MAX_FORM).post()
         except web.HTTPRequestEntityTooLarge:
             self.metrics.refused.labels("body_too_large").inc()
-            self._refusals.record(f"413 {request.path}", request.remote or "?")
+            self._refusals.record(f"413 {request.path}", self._client(request))
             raise
 
     async def _audit(
@@ -501,7 +512,7 @@ class ConsoleServer:
             return web.Response(status=503, text="the dispatcher is stopping")
         if len(self._streams) >= self.settings.console_max_live_pages:
             self.metrics.refused.labels("too_many_live_pages").inc()
-            self._refusals.record("503 too many live pages", request.remote or "?")
+            self._refusals.record("503 too many live pages", self._client(request))
             return web.Response(
                 status=503, text="too many live pages open", headers={"Retry-After": "10"}
             )
@@ -538,7 +549,7 @@ class ConsoleServer:
             # The page stopped reading: its events queue up in the kernel and the transport
             # until a write blocks. Drop the connection so it frees its place.
             self.metrics.stalled.inc()
-            self._refusals.record("live page stalled, disconnected", request.remote or "?")
+            self._refusals.record("live page stalled, disconnected", self._client(request))
             if request.transport is not None:
                 request.transport.abort()
         except (asyncio.CancelledError, ConnectionResetError):
@@ -836,7 +847,7 @@ class ConsoleServer:
         caller = self._token_caller(request, str(form.get("token", ""))[:1024])
         if caller is None:
             self.metrics.refused.labels("bad_token").inc()
-            self._refusals.record("bad token", request.remote or "?")
+            self._refusals.record("bad token", self._client(request))
             return self._render(
                 request, "login.html", status=401, next=next_url, error="unknown token"
             )

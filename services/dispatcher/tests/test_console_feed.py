@@ -266,3 +266,22 @@ async def test_an_oom_reports_detail_lines_do_not_push_what_came_before_out_of_t
         )
     finally:
         await feed.stop()
+
+
+def test_the_node_filter_shows_the_ha_services_on_that_node_as_routes_do() -> None:
+    # An HA service's ha.state is about no node (its node in metadata.service_node, ingest-
+    # syslog rules.py, ingest-pve-ws diff.py/clusterlog.py); a route node=pve1 gets it
+    # (stages/routing.route_matches), the live page's node=pve1 left it out.
+    on_pve1 = ev(kind="ha.state", node=None, vmid=100, title="HA service vm:100: starting service",
+                 metadata={"sid": "vm:100", "service_node": "pve1"})  # fmt: skip
+    nowhere = ev(kind="ha.state", node=None, vmid=100, title="HA service vm:100: started → fence",
+                 metadata={"sid": "vm:100"})  # fmt: skip
+    damaged = ev(kind="ha.state", node=None, metadata={"service_node": ["pve1"]})
+    own = ev(kind="ha.state", node="pve2", metadata={"service_node": "pve1"})
+    pve1 = EventFilter(node="pve1")
+    assert pve1.matches(on_pve1)
+    assert not pve1.matches(nowhere)
+    assert not pve1.matches(damaged)
+    assert not pve1.matches(own)  # an event about a node is that node's
+    assert EventFilter(node="pve2").matches(own)
+    assert not EventFilter(node="pve2").matches(on_pve1)

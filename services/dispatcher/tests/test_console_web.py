@@ -1279,3 +1279,34 @@ async def test_an_incident_told_by_another_says_not_sent_over_http(console: Any,
         assert "Node pve2 is back online" in one.text
         assert (await client.get("/incidents/ev99999")).status_code == 404
         assert (await client.get("/incidents/%2E%2E")).status_code == 404
+
+
+async def test_the_live_pages_node_filter_shows_the_ha_services_on_that_node(
+    console: Any, browser: Browser, js: Any
+) -> None:
+    # A fence through ingest-syslog's own pipeline (test_recovery.fence_and_return): vm:100's
+    # HA lines are about no node, the service's node in metadata.service_node where a line
+    # names it. A route node=pve1 gets them; the live page filtered on pve1 showed none of
+    # them, and a row did not say which node the service was on.
+    from .test_recovery import fence_and_return
+
+    c = await console()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    events = fence_and_return(start)
+    page = await browser.new_page()
+    await page.goto(c.url + "/?node=pve1")
+    await expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
+    await publish(js, *events, ev(title="last one", node="pve1"))
+    rows = page.locator("li.event")
+    await expect(rows.filter(has_text="last one")).to_have_count(1, timeout=10_000)
+    await expect(page.locator("li.event", has_text="pve-ha-crm slave")).to_have_count(0)
+    on_pve1 = page.locator("li.event", has_text="HA service vm:100")
+    # the LRM's lines on pve1, the recovery to pve1 and "recovery → started on pve1" (not
+    # started → fence or fence → recovery: those lines name no node)
+    await expect(on_pve1).to_have_count(4, timeout=10_000)
+    await expect(on_pve1.locator(".meta .service-node").first).to_have_text("service on pve1")
+    await expect(rows.filter(has_text="started → fence")).to_have_count(0)
+    # the node's own lines stay the node's: none of pve2's is shown under pve1
+    await expect(rows.filter(has_text="HA node pve2")).to_have_count(0)
+    await page.goto(c.url + "/?node=pve1")  # the first screen (back-filled) agrees
+    await expect(page.locator("li.event", has_text="HA service vm:100")).to_have_count(4)

@@ -38,6 +38,8 @@ from proxbus_events import EVENTS_STREAM, Event, Matcher, Severity, match_all
 from proxbus_runtime.follow import StreamFollower
 from pydantic import ValidationError
 
+from ..stages.routing import SERVICE_NODE_KEY
+
 log = logging.getLogger(__name__)
 
 CLIENT_QUEUE = 256
@@ -99,9 +101,21 @@ class _Ring:
         return zip(reversed(self.seq), reversed(self.raw), strict=True)
 
 
+def service_node(event: Event) -> str:
+    """The node of the HA service an event about no node is about (``metadata.service_node``,
+    as a route's ``node`` matcher reads it: ``stages.routing.route_matches``), else ``""``."""
+    if event.node is not None:
+        return ""
+    node = event.metadata.get(SERVICE_NODE_KEY)
+    return node if isinstance(node, str) else ""
+
+
 @dataclass(slots=True, frozen=True)
 class EventFilter:
     """The live page's filters; empty fields match everything.
+
+    ``node`` also matches the events about an HA service on that node (``service_node``), as a
+    route's ``node`` matcher does.
 
     ``severity`` is a floor (``warning`` shows warning and above), ``kind`` a glob (``vm.*``).
     Detail lines (``metadata.detail_of``: an OOM report's stack dump and task list, up to
@@ -132,7 +146,7 @@ class EventFilter:
     def matches_but_details(self, event: Event) -> bool:
         if self.site and event.site != self.site:
             return False
-        if self.node and (event.node or "") != self.node:
+        if self.node and (event.node or service_node(event)) != self.node:
             return False
         if self.source and event.source.value != self.source:
             return False

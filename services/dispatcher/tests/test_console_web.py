@@ -1094,7 +1094,7 @@ async def test_a_failure_a_success_resolved_says_so_and_the_success_names_it(
             kind="backup.failed",
             title="Backup of VM 103 failed",
             resolved={
-                "by": "ok1",
+                "by": "ev00021",  # the success's event, which opened its incident
                 "at": NOW - 5,
                 "kind": "backup.ok",
                 "title": "Backup of VM 103 finished",
@@ -1131,6 +1131,14 @@ async def test_a_failure_a_success_resolved_says_so_and_the_success_names_it(
     await expect(success.locator(".resolves")).to_contain_text("3 reports")
     await expect(page.locator("li.card", has_text="damaged resolution")).to_be_visible()
     await page.screenshot(path=str(tmp_path / "resolved.png"), full_page=True)
+    # each links to the other's incident
+    await expect(success.locator(".resolves a")).to_have_attribute("href", "/incidents/ev00020")
+    await expect(failure.locator(".resolved a")).to_have_attribute("href", "/incidents/ev00021")
+    await expect(page.locator("li.card", has_text="damaged resolution").locator("a")).to_have_count(
+        0
+    )
+    await success.locator(".resolves a").click()
+    await expect(page.locator("li.card .head strong")).to_have_text("Backup of VM 103 failed")
 
 
 async def _decided(c: Console, n: int) -> bool:

@@ -594,16 +594,24 @@ class ConsoleServer:
             open=page.open,
             recent=page.recent,
             outcomes=results,
-            tellers=self._tellers(results),
+            tellers=self._tellers(results, page.open + page.recent),
             window=self.settings.incident_window,
             page_size=PAGE_SIZE,
             kept=MAX_INCIDENTS,
             single=None,
         )
 
-    def _tellers(self, results: dict[str, list[Outcome]]) -> dict[str, Incident]:
-        """The incidents that told an end these outcomes were not sent for (``told``)."""
+    def _tellers(
+        self, results: dict[str, list[Outcome]], shown: list[Incident]
+    ) -> dict[str, Incident]:
+        """The held incidents the shown ones link to: those that told an end these outcomes
+        were not sent for (``told``), and the successes that resolved them (``resolved.by``,
+        the event that opened the success's incident)."""
         ids = {o.told_by for rows in results.values() for o in rows if o.told_by}
+        for incident in shown:
+            res = incident.resolved
+            if isinstance(res, dict) and isinstance(res.get("by"), str):
+                ids.add(res["by"])
         return self.board.by_id(ids)
 
     async def incident_one(self, request: web.Request, caller: Caller) -> web.StreamResponse:
@@ -625,7 +633,7 @@ class ConsoleServer:
             open=[],
             recent=[],
             outcomes=results,
-            tellers=self._tellers(results),
+            tellers=self._tellers(results, [found]),
             window=self.settings.incident_window,
             page_size=PAGE_SIZE,
             kept=MAX_INCIDENTS,

@@ -1131,6 +1131,10 @@ async def test_a_failure_a_success_resolved_says_so_and_the_success_names_it(
     await expect(success.locator(".resolves")).to_contain_text("3 reports")
     await expect(page.locator("li.card", has_text="damaged resolution")).to_be_visible()
     await page.screenshot(path=str(tmp_path / "resolved.png"), full_page=True)
+    # the count of open incidents says how many of them are over (a damaged record's is not)
+    await expect(page.locator("#incidents-shown")).to_contain_text(
+        "3 open (1 of them resolved), 0 recent"
+    )
     # each links to the other's incident
     await expect(success.locator(".resolves a")).to_have_attribute("href", "/incidents/ev00020")
     await expect(failure.locator(".resolved a")).to_have_attribute("href", "/incidents/ev00021")

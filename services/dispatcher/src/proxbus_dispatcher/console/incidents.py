@@ -53,6 +53,7 @@ class IncidentPage:
     total: int  # incidents the console holds
     open_total: int
     evicted: int  # older incidents the console let go (over ``MAX_INCIDENTS``)
+    open_resolved: int = 0  # open ones a success resolved (``resolved``): the failure is over
 
     @property
     def more(self) -> bool:
@@ -196,14 +197,15 @@ class IncidentBoard:
         held = sorted(self.incidents.values(), key=_when, reverse=True)
         ordered = held[:MAX_INCIDENTS]  # the slack over the limit is not shown either
         shown = ordered[skip : skip + limit]
-        open_total = sum(1 for i in ordered if _open(i, window, now))
+        opened = [i for i in ordered if _open(i, window, now)]
         return IncidentPage(
             open=[i for i in shown if _open(i, window, now)],
             recent=[i for i in shown if not _open(i, window, now)],
             skip=skip,
             total=len(ordered),
-            open_total=open_total,
+            open_total=len(opened),
             evicted=self.evicted + len(held) - len(ordered),
+            open_resolved=sum(1 for i in opened if isinstance(i.resolved, dict)),
         )
 
 

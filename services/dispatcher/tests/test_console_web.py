@@ -1261,7 +1261,8 @@ async def test_an_incident_told_by_another_says_not_sent_over_http(console: Any,
     damaged = incident(
         33, title="damaged told", told_by=["x"], notified=["root"], routes={"root": "ev00033"}
     )
-    await put(js, teller, told, gone, damaged)
+    repeat = incident(34, notified={"root": NOW - 120})
+    await put(js, teller, told, gone, damaged, repeat)
     async with httpx.AsyncClient(base_url=c.url, timeout=10) as client:
 
         async def card(title: str) -> str:
@@ -1282,6 +1283,11 @@ async def test_an_incident_told_by_another_says_not_sent_over_http(console: Any,
         assert "route old" not in html  # the earlier incident's route is not this one's
         html = await card("told by one let go")
         assert 'told by <a href="/incidents/ev99999">incident <bdi>ev99999</bdi></a>' in html
+        # a repeat held back on its route (repeat_interval): not "no route", but when the
+        # alert was last told there (``notified``, carried from its earlier incident)
+        html = await card("I/O error on sdc (34)")
+        assert "no route claimed it" in html
+        assert re.search(r"last notified on route root · \d{4}-\d\d-\d\d [\d:]+ UTC", html), html
         html = await card("damaged told")
         assert "st-delivered" in html  # a damaged record is shown, not a 500
         assert "told" not in html.replace("damaged told", "")

@@ -130,6 +130,20 @@ def _notified_at(incident: object, route: object) -> object:
     return notified.get(route) if isinstance(notified, dict) else None
 
 
+def _last_notified(incident: object, most: int = 4) -> list[tuple[str, float]]:
+    """(route, when) an incident's alert was last notified on each route (``notified``,
+    carried from the fingerprint's earlier incidents), newest first, at most ``most``."""
+    notified = getattr(incident, "notified", None)
+    if not isinstance(notified, dict):
+        return []
+    told = [
+        (str(rid), float(at))
+        for rid, at in notified.items()
+        if isinstance(at, int | float) and not isinstance(at, bool)
+    ]
+    return sorted(told, key=lambda item: item[1], reverse=True)[:most]
+
+
 def _states(incident: object) -> list[str]:
     """The states an incident's run reported, oldest first, ending with its own (``state``),
     at most the last 4; empty when it reports none (or a damaged record's are not text)."""
@@ -200,6 +214,7 @@ class ConsoleServer:
         self.env.filters["states"] = _states
         self.env.filters["record"] = _record
         self.env.filters["notified_at"] = _notified_at
+        self.env.filters["last_notified"] = _last_notified
         self.env.filters["service_node"] = service_node
         self._streams: set[asyncio.Task[Any]] = set()
         self.metrics = ConsoleMetrics(

@@ -88,3 +88,15 @@ def test_lost_since_looks_at_the_nodes_links_still_down() -> None:
     assert not links.lost_since("pve2", 150.0, 60.0)
     _up(links, "pve1", 3, 0)
     assert not links.lost_since("pve1", 170.0, 60.0)
+
+
+def test_a_knet_line_is_about_no_node_whatever_the_survivor_that_logged_it() -> None:
+    """Every survivor logs a lost peer's lines: about no node (``no_node``, the logging node
+    is the ingest service's ``metadata.reporter``), the subject the peer; the memory stays
+    per (reporter, peer): pve2's up does not end pve1's links down."""
+    links = KnetLinks()
+    downs = [_down(links, node, 3, 0, 100.0) for node in ("pve1", "pve2")]
+    assert [(c.kind, c.no_node, c.node) for c in downs] == [("link.down", True, None)] * 2
+    up = _up(links, "pve2", 3, 0)
+    assert (up.no_node, up.metadata["recovers"]) == (True, "link.down")
+    assert len(links) == 1  # pve1's link to host 3 is still down

@@ -402,3 +402,86 @@ def test_the_apis_report_of_a_problem_is_its_unresolved_state() -> None:
     again = Incident.open(api(400, False), previous=back, window=600, state_change=True)
     assert again.states == ["resolved", "unresolved"]
     assert not again.changes_state(api(410, False))  # the next poll's copy: a repeat
+
+
+def _knet(reporter: object, seconds: float, up: bool = False, **kw: Any) -> Event:
+    """A knet line about lost host 3 as the ingest services give it: about no node, the node
+    that logged it in ``metadata.reporter`` (proxbus_events.knet)."""
+    meta: dict[str, Any] = {"fingerprint_subject": "knet host 3", "peer_nodeid": 3, "link": 0}
+    if reporter is not None:
+        meta["reporter"] = reporter
+    if up:
+        meta["recovers"] = "link.down"
+    at = T0 + timedelta(seconds=seconds)
+    base: dict[str, Any] = {
+        "node": None, "vmid": None, "received_at": at, "timestamp": at,
+        "kind": "syslog.message" if up else "link.down",
+        "severity": "info" if up else "warning",
+        "title": f"Cluster link 0 to host 3 is {'up again' if up else 'down'}",
+        "metadata": meta,
+    }  # fmt: skip
+    return report("syslog", **{**base, **kw})
+
+
+def test_a_problem_reported_by_several_nodes_ends_when_the_last_of_them_recovers() -> None:
+    """A lost knet peer, reported by every survivor (one fingerprint, about no node): the
+    reporters are one incident's, each one's recovery line marks it back, the last one's
+    resolves it; a recovery from a node that never reported it does not, while one naming no
+    reporter does (as before reporters)."""
+    alert = Incident.open(_knet("pve1", 0))
+    for n, reporter in enumerate(("pve2", "pve4", "pve2")):
+        down = _knet(reporter, n + 1)
+        assert down.fingerprint == alert.fingerprint
+        assert alert.admits(down, 600)
+        alert.add(down)
+    assert alert.summary()["reporters"] == ["pve1", "pve2", "pve4"]
+    alert.notified = {"r": T0.timestamp()}
+    assert failure_fingerprint(_knet("pve1", 60, up=True)) == alert.fingerprint
+    assert not alert.resolve_by(_knet("pve5", 60, up=True))  # never reported it lost
+    assert not alert.resolve_by(_knet("pve1", 61, up=True))
+    assert not alert.resolve_by(_knet("pve1", 62, up=True))  # pve1's up again
+    # the cluster log's late copy of pve1's down (from before its up): still back
+    alert.add(_knet("pve1", 63, timestamp=T0 + timedelta(seconds=0)))
+    assert alert.summary()["reporters_down"] == ["pve2", "pve4"]
+    assert not alert.resolve_by(_knet("pve2", 64, up=True))
+    # the state record keeps them (a restart, another replica)
+    alert = Incident.from_json(alert.to_json())
+    assert alert.reporters_down() == ["pve4"]
+    last = _knet("pve4", 65, up=True)
+    assert alert.resolve_by(last)
+    assert alert.resolution()["reporters"] == ["pve1", "pve2", "pve4"]
+    # pve1 loses host 3 again after its up: down again (a new report, by its own clock)
+    again = Incident.open(_knet("pve1", 0))
+    again.add(_knet("pve2", 1))
+    again.notified = {"r": T0.timestamp()}
+    assert not again.resolve_by(_knet("pve1", 2, up=True))
+    again.add(_knet("pve1", 3))
+    assert again.reporters_down() == ["pve1", "pve2"]
+    # a recovery line naming no reporter ends it, as before reporters
+    assert again.resolve_by(_knet(None, 4, up=True))
+
+
+def test_an_incidents_reporters_are_bounded_and_remote_values_are_checked() -> None:
+    alert = Incident.open(_knet("pve0", 0))
+    for n in range(1, 200):
+        alert.add(_knet(f"pve{n}", 1))
+    assert len(alert.reporters) == 64
+    long = Incident.open(_knet("x" * 10_000, 0))
+    assert list(long.reporters) == ["x" * 64]
+    # not a name (remote input), an event about a node, a plain line: no reporter counted
+    for other in (_knet(["pve1"], 0), _knet("pve1", 0, node="pve1"), _knet("pve1", 0, up=True),
+                  _knet("", 0)):  # fmt: skip
+        assert Incident.open(other).reporters == {}, other
+    # a damaged record's reporters are read as none: the alert ends as one without them
+    raw = json.loads(Incident.open(_knet("pve1", 0)).to_json())
+    for bad in (["pve1"], {"pve1": "x", "pve2": None, "pve3": 1.5, "pve4": True}, "pve1"):
+        damaged = Incident.from_json(json.dumps({**raw, "reporters": bad}).encode())
+        assert isinstance(damaged.reporters, dict)
+        damaged.notified = {"r": T0.timestamp()}
+        if isinstance(bad, dict):
+            assert damaged.reporters == {"pve2": None, "pve3": 1.5}
+            assert damaged.reporters_down() == ["pve2"]
+            assert not damaged.resolve_by(_knet("pve1", 5, up=True))
+        else:
+            assert damaged.reporters == {}
+            assert damaged.resolve_by(_knet("pve2", 5, up=True))

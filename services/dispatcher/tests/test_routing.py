@@ -182,3 +182,29 @@ def test_event_labels_equal_label_value_for_every_group_label(
         title=title or "t",
     )
     assert event_labels(event) == {name: label_value(event, name) for name in ALL_LABEL_NAMES}
+
+
+def test_a_node_matcher_matches_the_reporter_of_an_event_about_no_node() -> None:
+    """A lost knet peer's link.down is about no node, the survivor that logged it in
+    ``metadata.reporter``: a route ``node = pve2`` gets what pve2 reported; an HA service's
+    line (``sid``) is matched on its service's node only (its reporter is the CRM master)."""
+    from proxbus_dispatcher.stages.routing import route_matches
+    from proxbus_events import Matcher
+
+    pve2 = [Matcher.parse("node = pve2")]
+    link = {"fingerprint_subject": "knet host 3"}
+    assert route_matches(
+        pve2, ev(node=None, kind="link.down", metadata={**link, "reporter": "pve2"})
+    )
+    assert not route_matches(
+        pve2, ev(node=None, kind="link.down", metadata={**link, "reporter": "pve1"})
+    )
+    assert not route_matches(
+        pve2, ev(node=None, kind="link.down", metadata={**link, "reporter": ["pve2"]})
+    )
+    assert not route_matches(pve2, ev(node="pve1", kind="link.down", metadata={"reporter": "pve2"}))
+    ha = {"sid": "vm:100", "reporter": "pve2"}
+    assert not route_matches(pve2, ev(node=None, kind="ha.state", metadata=ha))
+    assert route_matches(
+        pve2, ev(node=None, kind="ha.state", metadata={**ha, "service_node": "pve2"})
+    )

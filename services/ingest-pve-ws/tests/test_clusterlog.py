@@ -58,7 +58,9 @@ def test_other_entries_keep_their_reporter() -> None:
     ev = event(entry("pmxcfs", "[status] notice: node lost quorum", node="pve2", pri=5))
     assert (ev.kind, ev.node, ev.severity) == ("quorum.lost", "pve2", "error")
     ev = event(entry("corosync", "  [KNET  ] link: host: 3 link: 0 is down", node="pve2"))
-    assert (ev.kind, ev.node, ev.severity) == ("link.down", "pve2", "warning")
+    # a lost knet peer is about no node (every survivor logs it): its reporter named
+    assert (ev.kind, ev.node, ev.severity) == ("link.down", None, "warning")
+    assert ev.metadata["reporter"] == "pve2"
     ev = event(
         entry("pvedaemon", "authentication failure; rhost=::ffff:192.0.2.5 user=root@pam msg=x")
     )
@@ -149,6 +151,9 @@ def test_a_knet_line_is_one_fingerprint_through_both_ingest_services(msg: str) -
     assert (ours.kind, ours.node, ours.title, ours.metadata.get("recovers")) == (
         theirs.kind, theirs.node, theirs.title, theirs.metadata.get("recovers"))  # fmt: skip
     assert ours.fingerprint == theirs.fingerprint
+    # about no node (one alert whatever the survivor), the survivor named by both alike
+    assert ours.node is None
+    assert ours.metadata["reporter"] == theirs.metadata["reporter"] == "pve2"
 
 
 # pve1 loses host 2 over its two links and host 3 over one; host 2's link 0 comes back first

@@ -727,12 +727,15 @@ b.add(DAEMON_NOTICE, "pve1", "pmxcfs", 1090, "[main] notice: teardown filesystem
 b = Block("kronosnet libknet/threads_heartbeat.c, libknet/host.c, libknet/threads_pmtud.c")
 # RFC 3164 framing: time stamps in order. After a link down on a host, knet's and corosync's
 # lines are details of it until the link is up again (classify.Classifier, tests/test_bursts.py).
+# knet's down and up lines are about no node (node=None: every survivor logs the peer's loss,
+# one happening; the sender in metadata.reporter, proxbus_events.knet).
 for host, peer, link in [("pve1", 3, 0), ("pve2", 3, 0), ("pve1", 2, 1), ("pve2", 1, 0)]:
     knet = b.sender(host, "corosync", 1180)
     knet(
         DAEMON_INFO,
         f"  [KNET  ] link: host: {peer} link: {link} is down",
         "link.down",
+        node=None,
         rfc5424=False,
     )
     knet(
@@ -750,6 +753,7 @@ for host, peer, link in [("pve1", 3, 0), ("pve2", 3, 0), ("pve1", 2, 1), ("pve2"
     knet(
         DAEMON_INFO,
         f"  [KNET  ] rx: host: {peer} link: {link} is up",
+        node=None,
         rfc5424=False,
         recovers="link.down",
     )
@@ -775,6 +779,7 @@ for sub in ("link", "heartbeat"):
         "corosync",
         1180,
         f"  [KNET  ] {sub}: host: 1 link: 0 is up",
+        node=None,
         recovers="link.down",
     )
 b = Block("corosync exec/vsf_quorum.c, exec/votequorum.c, exec/totemsrp.c, exec/main.c")
@@ -2092,7 +2097,7 @@ b = Block(
     "src/PVE/HA/Env/PVE2.pm get_pve_lock"
 )
 coro = b.sender("pve7", "corosync", 1180)
-coro(DAEMON_INFO, "  [KNET  ] link: host: 2 link: 0 is down", "link.down", rfc5424=False)
+coro(DAEMON_INFO, "  [KNET  ] link: host: 2 link: 0 is down", "link.down", node=None, rfc5424=False)
 for pri, text in [
     (DAEMON_WARN, "  [KNET  ] host: host: 2 (passive) best link: 0 (pri: 1)"),
     (DAEMON_WARN, "  [KNET  ] host: host: 2 has no active links"),
@@ -2135,7 +2140,11 @@ b.add(DAEMON_ERR, "pve7", "pve-ha-lrm", 1300,
       "lost lock 'ha_agent_pve7_lock - cfs lock update failed - Permission denied",
       detail=True, rfc5424=False)  # fmt: skip
 coro(
-    DAEMON_INFO, "  [KNET  ] rx: host: 2 link: 0 is up", rfc5424=False, recovers="link.down"
+    DAEMON_INFO,
+    "  [KNET  ] rx: host: 2 link: 0 is up",
+    node=None,
+    rfc5424=False,
+    recovers="link.down",
 )  # the recovery
 coro(DAEMON_NOTICE, "  [QUORUM] Sync joined[1]: 2", rfc5424=False)
 coro(DAEMON_NOTICE, "  [QUORUM] Members[2]: 1 2", rfc5424=False)

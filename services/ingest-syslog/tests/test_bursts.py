@@ -210,6 +210,34 @@ def test_a_lost_cluster_node_notifies_once_per_surviving_node() -> None:
         assert e.metadata["detail_of"] == "link.down", e.message
 
 
+def test_a_lost_node_is_one_fingerprint_whatever_the_survivor_that_logged_it() -> None:
+    """Every survivor logs the lost peer's links (kronosnet libknet threads_heartbeat.c): the
+    lines are about no node, one fingerprint per lost peer (the dispatcher's one alert), the
+    survivor in ``metadata.reporter``; a NIC's link stays its node's."""
+    events = _events([
+        _coro(30, "13:00:00", "  [KNET  ] link: host: 2 link: 0 is down"),
+        _coro(30, "13:00:00", "  [KNET  ] link: host: 2 link: 0 is down", host="pve3"),
+        _coro(30, "13:00:30", "  [KNET  ] rx: host: 2 link: 0 is up", host="pve3"),
+        _coro(30, "13:00:31", "  [KNET  ] rx: host: 2 link: 0 is up"),
+    ])  # fmt: skip
+    got = [(e.node, e.metadata.get("reporter"), e.kind, e.metadata.get("recovers"))
+           for e in events]  # fmt: skip
+    assert got == [
+        (None, "pve1", "link.down", None),
+        (None, "pve3", "link.down", None),
+        (None, "pve3", "syslog.message", "link.down"),
+        (None, "pve1", "syslog.message", "link.down"),
+    ], got
+    assert events[0].fingerprint == events[1].fingerprint
+    assert events[2].fingerprint == events[3].fingerprint
+    nic = _events([_kern(6, "13:00:00", "e1000e 0000:00:19.0 nic0: NIC Link is Down", "pve1")])
+    assert (nic[0].kind, nic[0].node, nic[0].metadata.get("reporter")) == (
+        "link.down",
+        "pve1",
+        None,
+    )
+
+
 def test_quorum_lost_with_the_node_is_its_own_event() -> None:
     """In a two-node cluster the survivor also loses quorum: ``quorum.lost`` (pmxcfs
     status.c) is a state of its own (the node's /etc/pve read-only, no guest starts) and
@@ -397,8 +425,9 @@ def test_another_links_loss_of_a_peer_down_is_a_detail_however_late() -> None:
         _coro(30, "15:10:01", "  [KNET  ] rx: host: 2 link: 0 is up"),
         _coro(30, "15:20:00", "  [KNET  ] link: host: 2 link: 0 is down"),
     ])  # fmt: skip
-    got = [(e.node, e.kind, e.metadata.get("detail_of"), e.metadata.get("recovers"),
-            e.metadata.get("links_down")) for e in events]  # fmt: skip
+    assert {e.node for e in events} == {None}  # knet lines are about no node
+    got = [(e.metadata["reporter"], e.kind, e.metadata.get("detail_of"),
+            e.metadata.get("recovers"), e.metadata.get("links_down")) for e in events]  # fmt: skip
     assert got == [
         ("pve1", "link.down", None, None, None),
         ("pve1", "syslog.message", "link.down", None, None),

@@ -8,6 +8,13 @@ the recommended set-up; libknet ``libknet.h`` ``KNET_MAX_LINK`` 8) that is lost 
 down line per link on each survivor: one happening, so one alert, whose fingerprint subject
 is the peer (``knet host 2``), not the link.
 
+The loss of a peer is one happening however many nodes survive it: every survivor logs its
+own down lines, so the lines are about no node (``Classification.no_node``, as an HA
+service's state; the event's ``node`` is null) and the node that logged one goes in
+``metadata.reporter`` (the ingest services add it): one fingerprint (kind, site, subject)
+per lost peer, one alert, which the dispatcher ends when every reporter's up came back
+(``stages/incidents.py``). ``KnetLinks`` still remembers per (reporter, peer).
+
 Both ingest services see these lines (ingest-syslog from syslog, ingest-pve-ws in the
 cluster log) and build them here, so one line is one fingerprint whichever service read it.
 ``KnetLinks`` is the memory that makes the peer's alert one and ends it right:
@@ -69,6 +76,7 @@ def knet_link_down(peer: int, link: int) -> Classification:
         kind="link.down",
         title=f"Cluster link {link} to host {peer} is down",
         metadata=_meta(peer, link),
+        no_node=True,
     )
 
 
@@ -79,6 +87,7 @@ def knet_link_up(peer: int, link: int) -> Classification:
         kind=PLAIN_KIND,
         title=f"Cluster link {link} to host {peer} is up again",
         metadata={**_meta(peer, link), RECOVERS: "link.down"},
+        no_node=True,
     )
 
 

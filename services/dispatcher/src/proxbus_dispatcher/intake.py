@@ -301,10 +301,10 @@ class Intake:
             # the fence's success, told by "Node pve2 fenced": recorded in the node's states
             # (its "unknown → online" is still a state change), not notified
             incident.told_by = fenced.id
-        failure = self._resolve(event, incident)
-        if failure is not None:
+        failure, ended = self._resolve(event, incident)
+        if ended:
             changed = True
-            told |= set(failure.notified)  # the routes that told the failure
+            told |= set(failure.notified) if failure else set()  # the routes that told it
         plan = self._decide(
             inflight,
             incident,
@@ -379,19 +379,25 @@ class Intake:
             return None
         return failure if failure.notified else None
 
-    def _resolve(self, event: Event, incident: Incident) -> Incident | None:
+    def _resolve(self, event: Event, incident: Incident) -> tuple[Incident | None, bool]:
         """A job's success resolves its notified failure (``Incident.resolve_by``); returns
-        the failure (to write), or ``None``. The failure was loaded before the batch was
-        decided (``_load_failure``)."""
+        the failure (to write) and whether ``event`` resolved it: a recovery line of one
+        reporter while others still report the problem changes the failure's ``reporters``
+        only (written, nothing told). The failure was loaded before the batch was decided
+        (``_load_failure``)."""
         fingerprint = failure_fingerprint(event)
         if fingerprint is None:
-            return None
+            return None, False
         failure = self.state.incident(fingerprint)
-        if failure is None or not failure.is_problem() or not failure.resolve_by(event):
-            return None
+        if failure is None or not failure.is_problem():
+            return None, False
+        down = failure.reporters_down() if failure.reporters else None
+        if not failure.resolve_by(event):
+            changed = down is not None and failure.reporters_down() != down
+            return (failure if changed else None), False
         if incident.resolves is None:
             incident.resolves = failure.resolution()
-        return failure
+        return failure, True
 
     async def _load_failure(self, event: Event) -> None:
         """Read the failure a success may resolve from the bucket when it is not in memory

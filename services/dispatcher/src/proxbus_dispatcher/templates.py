@@ -11,7 +11,9 @@ Fields available to every template:
 - ``enrichment``: ``{event_id: {...}}`` facts added from the gateway (may be empty)
 - ``incidents``: the incidents the notification is about, each ``{id, fingerprint, kind, node,
   vmid, severity, title, message, sources, count, first_seen, upid, since, earlier, state,
-  previous_state, resolved, resolves}`` (since/earlier: the fingerprint's unbroken run of
+  previous_state, resolved, resolves, reporters, reporters_down}`` (reporters: the nodes that
+  reported an incident about no node, a lost knet peer's survivors; reporters_down: those whose
+  recovery line has not come; since/earlier: the fingerprint's unbroken run of
   earlier incidents; state/previous_state: the state it reports and the one before, ``None``
   for none; resolves: the failure a success resolved, ``{title, since, count, ...}``;
   title/message: the best among its events); ``incident``: the first of them (``None`` when there are none)
@@ -59,6 +61,8 @@ DEFAULT_BODY = (
     "{% if incident and incident.resolves %}\nresolves: {{ incident.resolves.title }} (since "
     "{{ incident.resolves.since | when(timezone) }}){% endif %}"
     "{% if incident %}\nseen via {{ incident.sources | join(', ') }}{% endif %}"
+    "{% if incident and incident.reporters %}\nreported by {{ incident.reporters | join(', ') }}"
+    "{% endif %}"
     "{% if extra and extra.task_log %}\n\n{{ extra.task_log }}{% endif %}"
     "{% else %}{% for e in events %}- [{{ e.severity }}] {{ e.node or '-' }}: {{ e.title }}"
     " ({{ e.timestamp | when(timezone) }})\n{% endfor %}{% endif %}"
@@ -81,7 +85,9 @@ DEFAULT_BODY_MARKDOWN = (
     " if incident and incident.earlier else '',"
     " ('resolves: ' ~ incident.resolves.title ~ ' (since '"
     " ~ (incident.resolves.since | when(timezone)) ~ ')') if incident and incident.resolves else '',"
-    " ('seen via ' ~ incident.sources | join(', ')) if incident else '']"
+    " ('seen via ' ~ incident.sources | join(', ')) if incident else '',"
+    " ('reported by ' ~ incident.reporters | join(', ')) if incident and incident.reporters"
+    " else '']"
     " | select | map('md') | join('  \\n') }}"
     "{% if extra.task_log %}\n\n{{ extra.task_log | md_block }}{% endif %}"
     "{% else %}{% for e in events %}- {{ ('[' ~ e.severity ~ '] ' ~ (e.node or '-') ~ ': '"

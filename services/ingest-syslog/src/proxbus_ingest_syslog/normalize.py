@@ -124,6 +124,9 @@ def build_event(
         meta["rule"] = cls.rule
     if cls.metadata:
         meta.update(cls.metadata)
+    if cls.no_node and sender and "reporter" not in meta:
+        # an event about no node (a lost knet peer) says which node logged it
+        meta["reporter"] = sender
     if extra:
         meta.update(extra)
     fields: dict[str, Any] = {

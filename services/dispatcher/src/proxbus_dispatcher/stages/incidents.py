@@ -54,6 +54,18 @@ is back online`` (``node.offline`` resolved). Whichever comes second, within ``w
 the first by the reports' own time stamps, repeats the end the operator was told: the API's
 report after the HA line resolved the alert, or the HA line after the alert's fingerprint
 already reported ``resolved`` (``told_by``: its state change is recorded, not notified).
+
+Reporters: an event about no node (``node`` null) that names the node that logged it
+(``metadata.reporter``: a lost knet peer's ``link.down``, logged by every survivor) counts
+that node in its incident's ``reporters`` (reporter → ``None`` while its report of the
+problem stands, else when its recovery line happened; bounded, ``MAX_REPORTERS``): the
+survivors' reports are one incident, one notification naming them. A recovery line from
+reporter R (``recovers``, ingest services: knet's up of R's last link to the peer) marks R
+back; the incident is resolved, its end told once, by the recovery line that leaves no
+reporter down. A recovery line from a node that never reported the problem does not end it
+while reporters are down; one naming no reporter, or of an incident without reporters,
+resolves it as before. A report from R after R's recovery (by R's time stamps) is R down
+again; an earlier one (the cluster log's late copy) is not.
 """
 
 from __future__ import annotations
@@ -74,6 +86,8 @@ MAX_EVENT_IDS = 64
 MAX_MESSAGE = 4096
 MAX_STATES = 16
 MAX_STATE_CHARS = 64
+MAX_REPORTERS = 64  # nodes remembered per incident as its reporters
+REPORTER_KEY = "reporter"
 RESOLVED = "resolved"
 # the state of a report of the problem itself (``metadata.resolved`` false, no state of its
 # own: ingest-pve-ws's "Node pve2 is offline"): the same problem as any state but resolved
@@ -135,6 +149,14 @@ def failure_fingerprint(event: Event) -> str | None:
     return compute_fingerprint(failed, event.site, event.node, event.vmid, event.title, subject)
 
 
+def event_reporter(event: Event) -> str | None:
+    """The node that logged an event about no node (``metadata.reporter``), else ``None``."""
+    if event.node is not None:
+        return None
+    reporter = event.metadata.get(REPORTER_KEY)
+    return reporter[:MAX_STATE_CHARS] if isinstance(reporter, str) and reporter else None
+
+
 def reported_state(event: Event) -> str | None:
     """The state ``event`` reports about its thing, from the ingest services' metadata:
     ``resolved`` when ``metadata.resolved`` is true (ingest-pve-ws: a node back online, a
@@ -176,6 +198,16 @@ def same_state(state: str | None, other: str | None) -> bool:
     if state == UNRESOLVED:
         return other != RESOLVED
     return other == UNRESOLVED and state != RESOLVED
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_problem_kind(event: Event) -> bool:
+    """A classified event that is no success (a plain line or a job's success reports no
+    problem its reporter could end)."""
+    return not is_fallback_kind(event.kind) and event.kind not in RESOLVES
 
 
 def _score(event: Event) -> tuple[int, int, int]:
@@ -232,6 +264,10 @@ class Incident:
     # an incident whose report repeats an end told by another incident (its id): recorded,
     # not notified (``end_told``)
     told_by: str | None = None
+    # an incident about no node: the nodes that reported it (``metadata.reporter``), each
+    # → None while its report stands, else the time stamp of its recovery line (oldest first,
+    # bounded by ``MAX_REPORTERS``)
+    reporters: dict[str, float | None] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -264,6 +300,7 @@ class Incident:
         if state is not None and (not states or states[-1] != state):
             states = [*states, state][-MAX_STATES:]
         # What ``add(event)`` would do to a new incident, without computing it twice.
+        reporter = event_reporter(event)
         return cls(
             id=event.id,
             fingerprint=event.fingerprint,
@@ -290,6 +327,7 @@ class Incident:
             state_at=state_at if state is not None else None,
             states=states,
             notified_state=dict(previous.notified_state) if previous is not None else {},
+            reporters={reporter: None} if reporter is not None and is_problem_kind(event) else {},
         )
 
     def changes_state(self, event: Event) -> bool:
@@ -313,6 +351,39 @@ class Incident:
             return True
         return happened <= self.state_at + 1.0 and state in self.states
 
+    def report(self, event: Event) -> None:
+        """Count ``event``'s reporter as reporting the problem (see the module docstring)."""
+        reporter = event_reporter(event)
+        if reporter is None or not is_problem_kind(event):
+            return
+        back = self.reporters.get(reporter, 0.0)
+        if reporter not in self.reporters:
+            if len(self.reporters) >= MAX_REPORTERS:
+                return
+        elif not isinstance(back, int | float) or event.timestamp.timestamp() <= back:
+            return  # still down, or a late copy of its report from before its recovery
+        self.reporters[reporter] = None
+
+    def reporter_back(self, event: Event) -> bool:
+        """Mark the reporter of ``event`` (a recovery line) back; whether no reporter of this
+        incident is down any more (the recovery ends it). A line naming no reporter, or an
+        incident without reporters, ends it as before."""
+        if not isinstance(self.reporters, dict) or not self.reporters:
+            return True
+        reporter = event_reporter(event)
+        if reporter is None:
+            return True
+        if reporter in self.reporters:
+            happened = event.timestamp.timestamp()
+            back = self.reporters[reporter]
+            if not isinstance(back, int | float) or happened > back:
+                self.reporters[reporter] = happened
+        return all(isinstance(back, int | float) for back in self.reporters.values())
+
+    def reporters_down(self) -> list[str]:
+        """The reporters whose report of the problem still stands."""
+        return [r for r, back in self.reporters.items() if not isinstance(back, int | float)]
+
     def resolve_by(self, event: Event) -> bool:
         """Record that ``event`` (a success of this failure's job, ``failure_fingerprint``)
         resolves this incident: it was notified (this incident or an earlier one of its run
@@ -328,6 +399,8 @@ class Incident:
         upid = _upid(event)
         if upid is not None and upid == self.upid:
             return False
+        if not self.reporter_back(event):
+            return False  # another reporter still reports the problem
         self.resolved = {
             "by": event.id,
             "at": event.received_at.timestamp(),
@@ -373,6 +446,7 @@ class Incident:
             "severity": self.severity,
             "since": self.since if self.since is not None else self.opened,
             "count": self.earlier + self.count,
+            **({"reporters": list(self.reporters)} if self.reporters else {}),
         }
 
     def admits(self, event: Event, window: float) -> bool:
@@ -452,6 +526,7 @@ class Incident:
         self.last = max(self.last, event.received_at.timestamp())
         if event.source.value not in self.sources:
             self.sources.append(event.source.value)
+        self.report(event)
         if not text:
             return
         if self.upid is None:
@@ -487,6 +562,8 @@ class Incident:
             "previous_state": self.states[-2] if len(self.states) > 1 else None,
             "resolved": self.resolved,
             "resolves": self.resolves,
+            "reporters": list(self.reporters),
+            "reporters_down": self.reporters_down(),
         }
 
     def to_json(self) -> bytes:
@@ -500,7 +577,18 @@ class Incident:
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         # A newer version's fields are left out (replicas are upgraded one at a time).
-        return cls(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
+        incident = cls(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
+        reporters = incident.reporters
+        if not isinstance(reporters, dict) or not all(
+            back is None or _is_time(back) for back in reporters.values()
+        ):
+            # a damaged record: the reporters that are names, with a time or none
+            incident.reporters = {
+                str(name)[:MAX_STATE_CHARS]: back
+                for name, back in (reporters.items() if isinstance(reporters, dict) else ())
+                if back is None or _is_time(back)
+            }
+        return incident
 
 
 _FIELDS = tuple(f.name for f in fields(Incident))

@@ -12,16 +12,23 @@ ALL_LABEL_NAMES = tuple(sorted(GROUP_LABELS))
 # metadata key of an HA service's node (ingest-syslog rules.py, ingest-pve-ws clusterlog.py
 # and diff.py): a service's ``ha.state`` is about no node (one fingerprint per service)
 SERVICE_NODE_KEY = "service_node"
+# metadata key of the node that logged an event about no node (proxbus_events.knet)
+REPORTER_KEY = "reporter"
 
 
 def route_matches(matchers: Iterable[Matcher], event: Event) -> bool:
     """Whether every matcher of a route matches ``event`` (none: every event). A ``node``
     matcher of an event about no node matches the node of the HA service it is about
     (``metadata.service_node``): a route ``node = pve2`` gets the state changes of the
-    services on pve2. Costs one comparison per matcher for any other event."""
+    services on pve2; else the node that reported it (``metadata.reporter``: a lost knet
+    peer's ``link.down`` and up lines as pve2 logged them; not an HA service's line, whose
+    reporter is the CRM master, not the service's node). Costs one comparison per matcher
+    for any other event."""
     for matcher in matchers:
         if matcher.name == "node" and event.node is None:
             service_node = event.metadata.get(SERVICE_NODE_KEY)
+            if not isinstance(service_node, str) and "sid" not in event.metadata:
+                service_node = event.metadata.get(REPORTER_KEY)
             if isinstance(service_node, str):
                 if not matcher.matches_value(service_node):
                     return False

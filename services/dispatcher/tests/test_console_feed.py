@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from proxbus_dispatcher.console.feed import EventFeed, EventFilter
+from proxbus_dispatcher.console.feed import EventFeed, EventFilter, reported_by
 from proxbus_events import Matcher
 from proxbus_runtime import ensure_streams
 from proxbus_runtime.settings import ServiceSettings
@@ -285,3 +285,20 @@ def test_the_node_filter_shows_the_ha_services_on_that_node_as_routes_do() -> No
     assert not pve1.matches(own)  # an event about a node is that node's
     assert EventFilter(node="pve2").matches(own)
     assert not EventFilter(node="pve2").matches(on_pve1)
+
+
+def test_the_node_filter_shows_a_lost_peer_as_that_node_reported_it_as_routes_do() -> None:
+    # knet's link.down of a lost peer is about no node, the survivor that logged it in
+    # metadata.reporter (proxbus_events.knet); a route node=pve2 gets it (route_matches), so
+    # the live page's node=pve2 shows it too; an HA service line's reporter (the CRM master)
+    # is not the service's node and does not count.
+    lost = ev(kind="link.down", node=None, title="Cluster link 0 to host 3 is down",
+              metadata={"reporter": "pve2", "subject_id": "knet host 3"})  # fmt: skip
+    crm = ev(kind="ha.state", node=None, vmid=100, title="HA service vm:100: started → fence",
+             metadata={"sid": "vm:100", "reporter": "pve2"})  # fmt: skip
+    assert EventFilter(node="pve2").matches(lost)
+    assert not EventFilter(node="pve1").matches(lost)
+    assert not EventFilter(node="pve2").matches(crm)
+    assert reported_by(lost) == "pve2"
+    assert reported_by(crm) == ""  # an HA service's line: its CRM master is no stand-in
+    assert reported_by(ev(kind="link.down", node="pve1", metadata={"reporter": "pve2"})) == ""

@@ -38,7 +38,7 @@ from proxbus_events import EVENTS_STREAM, Event, Matcher, Severity, match_all
 from proxbus_runtime.follow import StreamFollower
 from pydantic import ValidationError
 
-from ..stages.routing import SERVICE_NODE_KEY
+from ..stages.routing import SERVICE_NODE_KEY, stand_in_node
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,19 @@ def service_node(event: Event) -> str:
     return node if isinstance(node, str) else ""
 
 
+def reported_by(event: Event) -> str:
+    """The node that logged an event about no node that is not an HA service's (a lost knet
+    peer's ``link.down``: ``metadata.reporter``), else ``""``."""
+    return "" if service_node(event) else stand_in_node(event) or ""
+
+
 @dataclass(slots=True, frozen=True)
 class EventFilter:
     """The live page's filters; empty fields match everything.
 
-    ``node`` also matches the events about an HA service on that node (``service_node``), as a
-    route's ``node`` matcher does.
+    ``node`` also matches an event about no node by the node a route's ``node`` matcher reads
+    for it (``stand_in_node``): an HA service's on that node (``service_node``), a lost knet
+    peer's as that node reported it (``reporter``).
 
     ``severity`` is a floor (``warning`` shows warning and above), ``kind`` a glob (``vm.*``).
     Detail lines (``metadata.detail_of``: an OOM report's stack dump and task list, up to
@@ -146,7 +153,7 @@ class EventFilter:
     def matches_but_details(self, event: Event) -> bool:
         if self.site and event.site != self.site:
             return False
-        if self.node and (event.node or service_node(event)) != self.node:
+        if self.node and (event.node or stand_in_node(event)) != self.node:
             return False
         if self.source and event.source.value != self.source:
             return False

@@ -51,7 +51,7 @@ from .auth import (
     parse_trusted_proxies,
 )
 from .deadletters import dlq_entry, dlq_page
-from .feed import EventFeed, EventFilter, service_node
+from .feed import EventFeed, EventFilter, reported_by, service_node
 from .health import DEFAULT_HEALTH_URLS, parse_health_urls, probe_all, stream_sizes
 from .incidents import MAX_INCIDENTS, PAGE_SIZE, IncidentBoard, Outcome, outcomes
 from .metrics import ConsoleMetrics
@@ -216,6 +216,7 @@ class ConsoleServer:
         self.env.filters["notified_at"] = _notified_at
         self.env.filters["last_notified"] = _last_notified
         self.env.filters["service_node"] = service_node
+        self.env.filters["reported_by"] = reported_by
         self._streams: set[asyncio.Task[Any]] = set()
         self.metrics = ConsoleMetrics(
             registry or CollectorRegistry(),

@@ -26,16 +26,27 @@ def route_matches(matchers: Iterable[Matcher], event: Event) -> bool:
     for any other event."""
     for matcher in matchers:
         if matcher.name == "node" and event.node is None:
-            service_node = event.metadata.get(SERVICE_NODE_KEY)
-            if not isinstance(service_node, str) and "sid" not in event.metadata:
-                service_node = event.metadata.get(REPORTER_KEY)
-            if isinstance(service_node, str):
-                if not matcher.matches_value(service_node):
+            stand_in = stand_in_node(event)
+            if stand_in is not None:
+                if not matcher.matches_value(stand_in):
                     return False
                 continue
         if not matcher.matches(event):
             return False
     return True
+
+
+def stand_in_node(event: Event) -> str | None:
+    """The node a ``node`` matcher reads for an event about no node (see ``route_matches``;
+    the console's node filter reads the same): the HA service's node, else the reporter of
+    a line that is not an HA service's; None for an event about a node or naming neither."""
+    if event.node is not None:
+        return None
+    meta = event.metadata
+    node = meta.get(SERVICE_NODE_KEY)
+    if not isinstance(node, str) and "sid" not in meta:
+        node = meta.get(REPORTER_KEY)
+    return node if isinstance(node, str) else None
 
 
 def match_routes(route: Route, event: Event) -> list[Route]:

@@ -15,8 +15,8 @@ echo "== mypy (strict)";       run mypy libs/*/src services/*/src
 # the CPU (load average about 1 on 2 cores during a whole run), so the split is by wall time:
 # the side process takes the multi-site tests (about 5 min, e.g. a hub held down for 60 s) plus
 # other waiting-dominated files until both end near the same time. Measured 2026-11-30 (load
-# about 1): before, rest 1119 s beside multi-site 313 s; the per-file durations that chose this
-# list are in bench/README.md ("Test suite wall time"). Rebalance when one side grows.
+# about 1-2): before, rest 1119 s beside multi-site 313 s; after, rest 764 s beside these 651 s
+# (per-file sums of --durations=0 chose the list). Rebalance when one side grows.
 SIDE=(
   tests/test_multisite.py
   tests/test_demo.py

@@ -338,8 +338,16 @@ def _client_process(
         raise
 
 
-def run_clients(load: Load, target: Any, clients: int, seconds: float, procs: int) -> Result:
-    """``clients`` callers spread over ``min(procs, clients)`` processes, one timed window.
+def run_clients(
+    load: Load,
+    target: Any,
+    clients: int,
+    seconds: float,
+    procs: int,
+    on_start: Callable[[], None] | None = None,
+) -> Result:
+    """``clients`` callers spread over ``min(procs, clients)`` processes, one timed window
+    (``on_start`` is called as it opens, e.g. to read a server's CPU time).
 
     One asyncio process tops out at one core; the official client needs about as much CPU
     per call as the gateway, so a single client process would measure the client.
@@ -356,6 +364,8 @@ def run_clients(load: Load, target: Any, clients: int, seconds: float, procs: in
     for w in workers:
         w.start()
     barrier.wait(timeout=180)
+    if on_start is not None:
+        on_start()
     lat: list[float] = []
     cpu = 0.0
     for (r, _), w in zip(pipes, workers, strict=True):

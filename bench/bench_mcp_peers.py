@@ -1,6 +1,7 @@
 """The MCP gateway side by side with other Proxmox MCP servers from PyPI, on the simulator.
 
 Run: uv run python bench/bench_mcp_peers.py [--seconds 3] [--rounds 3] [--cache-dir DIR]
+     [--transport stdio|http|both] [--client-procs 2]
 
 Each other server is installed from PyPI with ``uv`` into its own venv under ``--cache-dir``
 (default ``~/.cache/proxbus-bench/mcp-peers``; never inside the repository), pinned to the
@@ -22,6 +23,12 @@ Client variants: the SDK's ``ClientSession`` as is (it re-validates every struct
 against the tool's output schema with jsonschema: most of its CPU for the gateway's 20-row
 ``get_vms``, which the others answer as plain text), and the same session with that check
 skipped (``NoRevalidation``), which shows what the servers themselves sustain.
+Over streamable HTTP (``--transport http``; the servers here that offer it: the gateway and
+proxmox-mcp-plus, each with its documented settings: a bearer token, the port, the transport)
+"N clients" = N client sessions of their own, each ``streamable_http_client`` +
+``ClientSession`` with one call in flight, spread over ``--client-procs`` forked client
+processes, as several agents or n8n workflows would use one server. This is the deployment
+in which one server serves many clients; over stdio each client starts a server of its own.
 A cell = one (server, client variant, clients) triple: start the server, initialize, one warm-up call, then
 ``--seconds`` of calls; calls/s, p50/p99, the server process's CPU per call and this client
 process's CPU per call. Rounds alternate over every cell; the best round is kept and the
@@ -48,17 +55,34 @@ from pathlib import Path
 from typing import Any
 
 # the same simulator start and helpers as the gateway's own benchmark
-from bench_mcp_gateway import cpu_seconds, percentile, start_simulator
+import httpx
+from bench_mcp_gateway import (
+    SECRET,
+    Start,
+    _run_clients,
+    cpu_seconds,
+    free_port,
+    percentile,
+    run_clients,
+    start_simulator,
+)
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 CLIENTS = (1, 8)
 PEERS = {
     # package==version: (console script, VM-listing tool, its arguments). proxmox-ve-mcp
     # (2.3.0, named by issue 17) is not here: every release since 1.0.5 requires Python >= 3.14.
-    "proxmox-mcp-plus==0.6.7": ("proxmox-mcp-plus", "get_vms", {}),
-    "proxmox-mcp-server==1.4.4": ("proxmox-mcp-server", "get_cluster_resources", {"type": "vm"}),
-}
+    # The last item: its settings for streamable HTTP (None: it has stdio only). proxmox-mcp-plus
+    # (server.py ``_run_streamable_http_async``): MCP_TRANSPORT=STREAMABLE, MCP_HOST, MCP_PORT,
+    # and a bearer token MCP_API_KEY (required unless explicitly opted out).
+    "proxmox-mcp-plus==0.6.7": ("proxmox-mcp-plus", "get_vms", {}, {
+        "MCP_TRANSPORT": "STREAMABLE", "MCP_HOST": "127.0.0.1", "MCP_API_KEY": SECRET}),
+    "proxmox-mcp-server==1.4.4": (
+        "proxmox-mcp-server", "get_cluster_resources", {"type": "vm"}, None),
+}  # fmt: skip
 
 
 def loadavg() -> float:
@@ -111,6 +135,11 @@ class Server:
     env: dict[str, str]
     tool: str
     arguments: dict[str, Any]
+    # over streamable HTTP (None: stdio only): the command, its environment, and the variable
+    # that takes the port; the client sends ``Authorization: Bearer SECRET`` to ``/mcp``
+    http_command: list[str] | None = None
+    http_env: dict[str, str] | None = None
+    port_var: str = ""
 
 
 def servers(sim_env: dict[str, str], ca: Path, cache: Path, tmp: Path) -> list[Server]:
@@ -118,11 +147,16 @@ def servers(sim_env: dict[str, str], ca: Path, cache: Path, tmp: Path) -> list[S
     assert gw, "proxbus-mcp-gateway console script not found (uv sync --all-packages)"
     base = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "LOG_LEVEL": "WARNING"}
     gateway_env = {**base, **sim_env, "NATS_ENABLED": "false", "STDIO_SCOPES": "read"}
+    # over HTTP: one read token (its documented GATEWAY_TOKENS form), nothing else changed
+    gateway_http = {**base, **sim_env, "NATS_ENABLED": "false",
+                    "GATEWAY_TOKENS": f"bench:read:{SECRET}"}  # fmt: skip
     out = [
         Server("proxbus-mcp-gateway, cache on (default)", [gw, "--transport", "stdio"],
-               {**gateway_env, "CACHE_TTL": "2"}, "get_vms", {}),
+               {**gateway_env, "CACHE_TTL": "2"}, "get_vms", {},
+               [gw], {**gateway_http, "CACHE_TTL": "2"}, "GATEWAY_PORT"),
         Server("proxbus-mcp-gateway, cache off (CACHE_TTL=0)", [gw, "--transport", "stdio"],
-               {**gateway_env, "CACHE_TTL": "0"}, "get_vms", {}),
+               {**gateway_env, "CACHE_TTL": "0"}, "get_vms", {},
+               [gw], {**gateway_http, "CACHE_TTL": "0"}, "GATEWAY_PORT"),
     ]  # fmt: skip
     host, port = sim_env["PVE_PVE1_HOST"].rsplit(":", 1)
     peer_env = {
@@ -136,10 +170,12 @@ def servers(sim_env: dict[str, str], ca: Path, cache: Path, tmp: Path) -> list[S
         "REQUESTS_CA_BUNDLE": str(ca),
         "PROXMOX_JOBS_SQLITE_PATH": str(tmp / "proxmox-mcp-plus-jobs.sqlite3"),
     }
-    for spec, (script, tool, arguments) in PEERS.items():
+    for spec, (script, tool, arguments, http) in PEERS.items():
         bin_dir = ensure_peer(cache, spec)
-        out.append(Server(spec.replace("==", " "), [str(bin_dir / script)], peer_env, tool,
-                          arguments))  # fmt: skip
+        cmd = [str(bin_dir / script)]
+        out.append(Server(spec.replace("==", " "), cmd, peer_env, tool, arguments,
+                          cmd if http else None, {**peer_env, **http} if http else None,
+                          "MCP_PORT"))  # fmt: skip
     return out
 
 
@@ -204,41 +240,87 @@ async def _cell(
                 server_cpu * 1000 / n, client_cpu * 1000 / n, (load0, load1), len(lat))  # fmt: skip
 
 
+def http_load(target: tuple[str, str, dict[str, Any], type[ClientSession]], clients: int,
+              seconds: float, start: Start) -> tuple[list[float], float]:  # fmt: skip
+    """``clients`` official client sessions over streamable HTTP, one call in flight each (runs
+    in a forked client process; ``start`` lines up the timed window of every process)."""
+    url, tool, arguments, session_cls = target
+
+    async def session(ready: Any, go: asyncio.Event, lat: list[float], seconds: float) -> None:
+        async with (
+            create_mcp_http_client(headers={"Authorization": f"Bearer {SECRET}"}) as http,
+            streamable_http_client(url, http_client=http) as (r, w),
+            session_cls(r, w) as mcp,
+        ):
+            await mcp.initialize()
+            first = await mcp.call_tool(tool, arguments)
+            if first.is_error:
+                raise RuntimeError(f"{url}: {first.content}")
+            ready()
+            await go.wait()
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                res = await mcp.call_tool(tool, arguments)
+                lat.append((time.perf_counter() - t0) * 1000)
+                if res.is_error:
+                    raise RuntimeError(f"{url}: {res.content}")
+
+    return asyncio.run(_run_clients(clients, seconds, start, session))
+
+
+def _http_cell(server: Server, clients: int, seconds: float, errlog: Any,
+               session: type[ClientSession], procs: int) -> Cell:  # fmt: skip
+    assert server.http_command is not None
+    assert server.http_env is not None
+    port = free_port()
+    proc = subprocess.Popen(server.http_command, env={**server.http_env,
+                            server.port_var: str(port)}, stdout=errlog, stderr=errlog)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # listening: any HTTP answer (these servers have no common health path)
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{server.label} did not listen over HTTP") from None
+                time.sleep(0.1)
+        target = (f"http://127.0.0.1:{port}/mcp", server.tool, server.arguments, session)
+        load0 = loadavg()
+        srv0 = [0.0]
+
+        def opened() -> None:
+            srv0[0] = cpu_seconds(proc.pid)
+
+        lat, client_cpu = run_clients(http_load, target, clients, seconds, procs, opened)
+        server_cpu = cpu_seconds(proc.pid) - srv0[0]
+        load1 = loadavg()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    n = max(1, len(lat))
+    return Cell(len(lat) / seconds, statistics.median(lat), percentile(lat, 0.99),
+                server_cpu * 1000 / n, client_cpu * 1000 / n, (load0, load1), len(lat))  # fmt: skip
+
+
 @dataclass
 class Row:
     cells: list[Cell] = field(default_factory=list)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--cache-dir", type=Path,
-                    default=Path.home() / ".cache" / "proxbus-bench" / "mcp-peers")  # fmt: skip
-    opts = ap.parse_args()
-    opts.cache_dir.mkdir(parents=True, exist_ok=True)
-    rows: dict[tuple[str, int], Row] = {}
-    started = datetime.datetime.now(datetime.UTC)
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        sim, sim_env = start_simulator(tmp)
-        try:
-            host, port = sim_env["PVE_PVE1_HOST"].rsplit(":", 1)
-            ca = simulator_ca(host, int(port), tmp / "pvesim-ca.pem")
-            all_servers = servers(sim_env, ca, opts.cache_dir, tmp)
-            with (tmp / "servers.log").open("w") as errlog:
-                for _ in range(opts.rounds):
-                    for n in CLIENTS:
-                        for variant, session in VARIANTS.items():
-                            for srv in all_servers:
-                                cell = asyncio.run(_cell(srv, n, opts.seconds, errlog, session))
-                                key = (srv.label + variant, n)
-                                rows.setdefault(key, Row()).cells.append(cell)
-        finally:
-            sim.send_signal(signal.SIGTERM)
-            sim.wait(15)
+def report(transport: str, rows: dict[tuple[str, int], Row], opts: Any, started: Any) -> None:
+    how = (
+        "over stdio, one session per server, N calls in flight on it"
+        if transport == "stdio"
+        else f"over streamable HTTP, N client sessions in up to {opts.client_procs} processes"
+    )
     print(
-        f"MCP servers side by side: one cluster-wide VM listing over stdio, official MCP "
+        f"MCP servers side by side: one cluster-wide VM listing {how}, official MCP "
         f"Python client, {opts.seconds:g} s per cell, best of {opts.rounds} alternating rounds, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{started:%Y-%m-%d %H:%M} UTC\n"
@@ -272,9 +354,56 @@ def main() -> None:
             for label in mine:
                 c = best[(label, n)]
                 print(
-                    f"- {n} clients, {label}: {c.rate / other:.2f}x the best other's calls/s; "
-                    f"server CPU {c.server_cpu:.2f} ms/call, leanest other {other_cpu:.2f}"
+                    f"- {transport}, {n} clients, {label}: {c.rate / other:.2f}x the best "
+                    f"other's calls/s; server CPU {c.server_cpu:.2f} ms/call, leanest other "
+                    f"{other_cpu:.2f}"
                 )
+    print()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--cache-dir", type=Path,
+                    default=Path.home() / ".cache" / "proxbus-bench" / "mcp-peers")  # fmt: skip
+    ap.add_argument("--transport", choices=("stdio", "http", "both"), default="both")
+    ap.add_argument("--client-procs", type=int, default=2,
+                    help="client processes per HTTP cell")  # fmt: skip
+    opts = ap.parse_args()
+    opts.cache_dir.mkdir(parents=True, exist_ok=True)
+    transports = ("stdio", "http") if opts.transport == "both" else (opts.transport,)
+    rows: dict[str, dict[tuple[str, int], Row]] = {t: {} for t in transports}
+    started = datetime.datetime.now(datetime.UTC)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sim, sim_env = start_simulator(tmp)
+        try:
+            host, port = sim_env["PVE_PVE1_HOST"].rsplit(":", 1)
+            ca = simulator_ca(host, int(port), tmp / "pvesim-ca.pem")
+            all_servers = servers(sim_env, ca, opts.cache_dir, tmp)
+            with (tmp / "servers.log").open("w") as errlog:
+                for _ in range(opts.rounds):
+                    for transport in transports:
+                        for n in CLIENTS:
+                            for variant, session in VARIANTS.items():
+                                for srv in all_servers:
+                                    if transport == "stdio":
+                                        cell = asyncio.run(
+                                            _cell(srv, n, opts.seconds, errlog, session)
+                                        )
+                                    elif srv.http_command is not None:
+                                        cell = _http_cell(srv, n, opts.seconds, errlog, session,
+                                                          opts.client_procs)  # fmt: skip
+                                    else:
+                                        continue
+                                    key = (srv.label + variant, n)
+                                    rows[transport].setdefault(key, Row()).cells.append(cell)
+        finally:
+            sim.send_signal(signal.SIGTERM)
+            sim.wait(15)
+    for transport in transports:
+        report(transport, rows[transport], opts, started)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Starts a private nats-server (and the simulator for the gateway and the watcher)
 console script with its HTTP port free on loopback; once its port answers, waits ``--settle``
 seconds and reads ``VmRSS`` / ``RssAnon`` / ``RssFile`` from ``/proc/<pid>/status``. Prints a
 markdown table. Run: ``uv run python bench/idle_rss.py [--settle 10]``.
+
+"80 MB" is read both ways, each in its own column: 80 MiB (80 x 2^20 bytes: the unit of
+``VmRSS``/1024 as ps and top show it, of the issue's own figures for the other services, and of
+the gateway's test) and 80 x 10^6 bytes (76.3 MiB).
 """
 
 from __future__ import annotations
@@ -122,15 +126,19 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = asyncio.run(measure(args.settle))
     print(f"Idle RSS after {args.settle:.0f} s, {started}, Python {sys.version.split()[0]}\n")
-    print("| service | RSS MiB | anonymous MiB | file-backed MiB | under 80 MB |")
-    print("| --- | ---: | ---: | ---: | :---: |")
+    print(
+        "| service | RSS MiB | anonymous MiB | file-backed MiB | under 80 MiB "
+        "| under 80 x 10^6 bytes |"
+    )
+    print("| --- | ---: | ---: | ---: | :---: | :---: |")
     for name, value in results:
         if isinstance(value, str):
-            print(f"| {name} | {value} | | | |")
+            print(f"| {name} | {value} | | | | |")
             continue
         rss, anon, file = (value.get(k, 0) / 1024 for k in ("VmRSS", "RssAnon", "RssFile"))
-        ok = "yes" if rss * 1024 * 1024 < 80e6 else "no"
-        print(f"| {name} | {rss:.1f} | {anon:.1f} | {file:.1f} | {ok} |")
+        mib = "yes" if rss < 80 else "no"
+        mb = "yes" if rss * 1024 * 1024 < 80e6 else "no"
+        print(f"| {name} | {rss:.1f} | {anon:.1f} | {file:.1f} | {mib} | {mb} |")
 
 
 if __name__ == "__main__":

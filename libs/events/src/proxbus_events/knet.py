@@ -15,6 +15,12 @@ service's state; the event's ``node`` is null) and the node that logged one goes
 per lost peer, one alert, which the dispatcher ends when every reporter's up came back
 (``stages/incidents.py``). ``KnetLinks`` still remembers per (reporter, peer).
 
+The lines name the peer by its corosync node id only (``metadata.peer_nodeid``; the ingest
+services have no API to ask): the dispatcher adds its node name (``metadata.peer_node``,
+``pve3``) from the gateway's ``get_cluster_status`` before routes and silences read the
+event, so ``node = pve3`` matches the lost peer and notifications name it
+(``services/dispatcher`` ``stages/peers.py``). The name is not in the fingerprint.
+
 Both ingest services see these lines (ingest-syslog from syslog, ingest-pve-ws in the
 cluster log) and build them here, so one line is one fingerprint whichever service read it.
 ``KnetLinks`` is the memory that makes the peer's alert one and ends it right:

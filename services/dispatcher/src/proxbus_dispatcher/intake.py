@@ -1,6 +1,7 @@
 """The intake pipeline over fetched batches, and the group flusher.
 
-floor → silence → inhibit → route → incident + dedup → enrich → group/enqueue (``stages``);
+peer names → floor → silence → inhibit → route → incident + dedup → enrich → group/enqueue
+(``stages``; peer names: a lost knet peer's node name from its node id, ``stages/peers``);
 acknowledgements (``stages/ack``) are stored on their incidents before the batch is decided.
 An event is acked only after every delivery it leads to is acknowledged by JetStream in
 PROXBUS_DELIVERIES (``enqueue``), so a crash anywhere before that redelivers it; delivery ids
@@ -43,7 +44,8 @@ from .stages.incidents import (
     same_state,
 )
 from .stages.inhibition import Inhibitor
-from .stages.routing import match_routes
+from .stages.peers import PeerNames
+from .stages.routing import PEER_NODE_KEY, match_routes
 from .stages.silence import SilenceWatcher
 from .state import StateStore, incident_key
 from .suppression import SuppressionLog
@@ -121,6 +123,14 @@ class Intake:
             timeout=settings.enrich_timeout,
             guest_tool=settings.enrich_guest_tool,
             task_log_tool=settings.enrich_task_log_tool,
+        )
+        self.peers = PeerNames(
+            nc,
+            metrics,
+            enabled=settings.enrich_enabled,
+            timeout=settings.enrich_timeout,
+            ttl=settings.peer_names_ttl,
+            tool=settings.peer_names_tool,
         )
         self._subjects = {name: delivery_subject(name) for name in config.receivers}
         self._absent_failures = AbsentFailures()
@@ -504,6 +514,9 @@ class Intake:
         changed, then enqueue or group what the stored decisions say; an event whose incident
         lost a write race is redelivered and decided again.
         """
+        # before any matcher reads the events: routes, silences and inhibit rules on a node
+        # match a lost knet peer's lines by its name
+        named = await self.peers.name(received.event for received in batch)
         batch = await self._apply_acks(batch)
         entries: list[tuple[Inflight, list[_Plan]]] = []
         for received in batch:
@@ -556,6 +569,11 @@ class Intake:
         if routed:
             self._routed.inc(routed)
         enrichment = await self.enricher.enrich([i.received.event for i, _ in work])
+        for inflight, _ in work if named else ():
+            # the events go out as received: the peer's name is told as a gateway fact
+            peer = inflight.received.event.metadata.get(PEER_NODE_KEY)
+            if isinstance(peer, str):
+                enrichment.setdefault(inflight.received.event.id, {})[PEER_NODE_KEY] = peer
         pending: list[Pending] = []
         created_at = now_iso()
         for inflight, plans in work:

@@ -47,6 +47,18 @@ class DispatcherMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.peer_names = Counter(
+            "proxbus_dispatcher_peer_names_total",
+            "node id -> name lookups of lost knet peers (get_cluster_status) by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.peer_names_dropped = Counter(
+            "proxbus_dispatcher_peer_names_dropped_total",
+            "get_cluster_status answer entries left out of a node id -> name map, by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.groups = Gauge(
             "proxbus_dispatcher_groups", "aggregation groups held", registry=registry
         )

@@ -34,6 +34,9 @@ class Settings(ServiceSettings):
     enrich_timeout: float = Field(default=0.5, gt=0, le=10)
     enrich_guest_tool: str = "get_guest_status"
     enrich_task_log_tool: str = "get_task_log"
+    # node id -> name of lost knet peers (stages/peers.py; on and timed as the enrichment)
+    peer_names_tool: str = "get_cluster_status"
+    peer_names_ttl: float = Field(default=600.0, ge=1, le=86400)
     # delivery
     delivery_enabled: bool = True
     delivery_ack_wait: float = Field(default=60.0, gt=0)

@@ -8,18 +8,21 @@ Fields available to every template:
 - ``severity``: the highest severity in the notification
 - ``receiver``, ``route``: names; ``group_key``: the group's key (``None`` when ungrouped);
   ``group_labels``: the ``group_by`` label values of the group
-- ``enrichment``: ``{event_id: {...}}`` facts added from the gateway (may be empty)
+- ``enrichment``: ``{event_id: {...}}`` facts added from the gateway (may be empty):
+  ``guest_name``, ``guest_status``, ``task_log``, ``peer_node`` (a lost knet peer's name)
 - ``incidents``: the incidents the notification is about, each ``{id, fingerprint, kind, node,
   vmid, severity, title, message, sources, count, first_seen, upid, since, earlier, state,
-  previous_state, resolved, resolves, reporters, reporters_down}`` (reporters: the nodes that
-  reported an incident about no node, a lost knet peer's survivors; reporters_down: those whose
-  recovery line has not come; since/earlier: the fingerprint's unbroken run of
+  previous_state, resolved, resolves, reporters, reporters_down, peer_node}`` (reporters: the
+  nodes that reported an incident about no node, a lost knet peer's survivors; reporters_down:
+  those whose recovery line has not come; peer_node: a lost knet peer's node name, learned
+  from the gateway by its node id, ``None`` when unknown; since/earlier: the fingerprint's unbroken run of
   earlier incidents; state/previous_state: the state it reports and the one before, ``None``
   for none; resolves: the failure a success resolved, ``{title, since, count, ...}``;
   title/message: the best among its events); ``incident``: the first of them (``None`` when there are none)
 
 Filters besides Jinja's: ``when`` (a time as ``2026-11-30 02:04:12 UTC``), ``with_node(node)``
-(a title led by ``node: `` unless it names the node), ``kinds`` (the events' distinct kinds).
+(a title led by ``node: `` unless it names the node), ``with_peer(name)`` (a knet title's
+``host 3`` followed by `` (pve3)``), ``kinds`` (the events' distinct kinds).
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from proxbus_events import Severity
 
 DEFAULT_TITLE = (
     "{% if incidents | length == 1 %}[{{ incident.severity | upper }}] "
-    "{{ incident.title | with_node(incident.node) }}"
-    "{% elif count == 1 %}[{{ event.severity | upper }}] {{ event.title | with_node(event.node) }}"
+    "{{ incident.title | with_peer(incident.peer_node) | with_node(incident.node) }}"
+    "{% elif count == 1 %}[{{ event.severity | upper }}] "
+    "{{ event.title | with_peer((enrichment.get(event.id) or {}).peer_node) "
+    "| with_node(event.node) }}"
     "{% else %}{% set one = events | headline %}{% if one %}[{{ severity | upper }}] "
     "{{ one.title | with_node(one.node) }} (and {{ count - 1 }} more line"
     "{{ 's' if count > 2 }})"
@@ -52,6 +57,7 @@ DEFAULT_BODY = (
     "{% if incidents | length == 1 or count == 1 %}"
     "{% set one = incident or event %}{{ one.message or one.title }}"
     "{% if one.node %}\nnode: {{ one.node }}{% endif %}"
+    "{% if incident and incident.peer_node %}\npeer: {{ incident.peer_node }}{% endif %}"
     "{% if one.vmid is not none %}\nvmid: {{ one.vmid }}{% endif %}"
     "{% set extra = enrichment.get(event.id) %}{% if extra and extra.guest_name %}"
     "\nguest: {{ extra.guest_name }}{% endif %}"
@@ -78,6 +84,7 @@ DEFAULT_BODY_MARKDOWN = (
     "{% if '\\n' in text %}{{ text | md_block }}{% else %}{{ text | md }}{% endif %}\n\n"
     "{% set extra = enrichment.get(event.id) or {} %}"
     "{{ [('node: ' ~ one.node) if one.node else '',"
+    " ('peer: ' ~ incident.peer_node) if incident and incident.peer_node else '',"
     " ('vmid: ' ~ one.vmid) if one.vmid is not none else '',"
     " ('guest: ' ~ extra.guest_name) if extra.guest_name else '',"
     " 'at: ' ~ (event.timestamp | when(timezone)),"
@@ -168,6 +175,25 @@ def with_node(title: object, node: object) -> str:
     return f"{node}: {text}"
 
 
+# how proxbus_events.knet titles a lost peer: ``Cluster link 0 to host 3 is down``
+_KNET_HOST = re.compile(r"(?<![\w-])host \d+(?![\w-])")
+
+
+def with_peer(title: object, peer: object) -> str:
+    """``title`` naming a lost knet peer ``peer`` (its node name): ``host 3`` becomes
+    ``host 3 (pve3)``; a title without such words gets `` (pve3)`` at its end; unchanged when
+    ``peer`` is no name or the title names it already."""
+    text = str(title)
+    if not peer or not isinstance(peer, str):
+        return text
+    if re.search(rf"(?<![\w-]){re.escape(peer)}(?![\w-])", text, re.IGNORECASE):
+        return text
+    found = _KNET_HOST.search(text)
+    if found is None:
+        return f"{text} ({peer})"
+    return f"{text[: found.end()]} ({peer}){text[found.end() :]}"
+
+
 def kinds(events: object) -> str:
     """The kinds of ``events`` in order of appearance: ``backup.failed``, ``a, b and c``,
     or ``a, b and 3 more``."""
@@ -223,6 +249,7 @@ _ENV.filters.update(
     guests=guests,
     when=when,
     with_node=with_node,
+    with_peer=with_peer,
     kinds=kinds,
     headline=headline,
     md=md,

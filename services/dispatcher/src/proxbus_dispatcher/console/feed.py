@@ -38,7 +38,7 @@ from proxbus_events import EVENTS_STREAM, Event, Matcher, Severity, match_all
 from proxbus_runtime.follow import StreamFollower
 from pydantic import ValidationError
 
-from ..stages.routing import SERVICE_NODE_KEY, stand_in_node
+from ..stages.routing import SERVICE_NODE_KEY, stand_in_node, stand_in_nodes
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class EventFilter:
     """The live page's filters; empty fields match everything.
 
     ``node`` also matches an event about no node by the node a route's ``node`` matcher reads
-    for it (``stand_in_node``): an HA service's on that node (``service_node``), a lost knet
+    for it (``stand_in_nodes``): an HA service's on that node (``service_node``), a lost knet
     peer's as that node reported it (``reporter``).
 
     ``severity`` is a floor (``warning`` shows warning and above), ``kind`` a glob (``vm.*``).
@@ -153,7 +153,7 @@ class EventFilter:
     def matches_but_details(self, event: Event) -> bool:
         if self.site and event.site != self.site:
             return False
-        if self.node and (event.node or stand_in_node(event)) != self.node:
+        if self.node and self.node not in ((event.node,) if event.node else stand_in_nodes(event)):
             return False
         if self.source and event.source.value != self.source:
             return False

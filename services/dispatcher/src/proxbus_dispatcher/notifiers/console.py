@@ -2,6 +2,7 @@
 watch what would be sent while trying routes out.
 
 One block per notification: a header line ``HH:MM:SS SEVERITY title (node, vmid, N events)``
+(a lost knet peer's title names it: ``Cluster link 0 to host 3 (pve3) is down``)
 and the rendered body indented below it, at most ``max_lines`` lines. ``proxbus up`` shows the
 dispatcher's standard output in the terminal (its logs go to stderr and the log file).
 """
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from ..errors import RetryableError
 from ..notification import Notification
+from ..templates import with_peer
 from ._base import ReceiverBase, render_body, render_title
 
 # Marks the first line of each notification, so a supervisor can pick them out of the stream.
@@ -28,6 +30,16 @@ class ConsoleReceiver(ReceiverBase):
     type: Literal["console"]
     stream: Literal["stdout", "stderr"] = "stdout"
     max_lines: int = Field(default=6, ge=0, le=1000)
+
+
+def peer_node(notification: Notification) -> str | None:
+    """The lost knet peer's name the notification's first incident (or event) carries."""
+    incident = notification.incident or {}
+    peer = incident.get("peer_node") if isinstance(incident, dict) else None
+    if not isinstance(peer, str):
+        facts = notification.enrichment.get(str(notification.first.get("id")))
+        peer = facts.get("peer_node") if isinstance(facts, dict) else None
+    return peer if isinstance(peer, str) else None
 
 
 def format_notification(receiver: ConsoleReceiver, notification: Notification) -> str:
@@ -43,7 +55,11 @@ def format_notification(receiver: ConsoleReceiver, notification: Notification) -
         if part
     )
     # The default title template starts with the severity, which the header already shows.
-    raw = render_title(receiver, notification) if receiver.title_template else first["title"]
+    raw = (
+        render_title(receiver, notification)
+        if receiver.title_template
+        else with_peer(first["title"], peer_node(notification))
+    )
     title = " ".join(str(raw).split())
     header = (
         f"{datetime.now().strftime('%H:%M:%S')} {notification.severity.value.upper():<8} {title}"

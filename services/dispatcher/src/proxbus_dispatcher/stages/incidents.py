@@ -65,7 +65,8 @@ back; the incident is resolved, its end told once, by the recovery line that lea
 reporter down. A recovery line from a node that never reported the problem does not end it
 while reporters are down; one naming no reporter, or of an incident without reporters,
 resolves it as before. A report from R after R's recovery (by R's time stamps) is R down
-again; an earlier one (the cluster log's late copy) is not.
+again; an earlier one (the cluster log's late copy) is not. A lost peer's incident keeps the
+peer's node name (``peer_node``) from the first of its events that carried one.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ from proxbus_events import FINGERPRINT_SUBJECT_KEY, Event, Severity, compute_fin
 from proxbus_events.event import KINDS, is_fallback_kind
 
 from ..encoding import encode_json
-from .routing import event_labels
+from .routing import PEER_NODE_KEY, event_labels
 
 MAX_EVENT_IDS = 64
 MAX_MESSAGE = 4096
@@ -155,6 +156,12 @@ def event_reporter(event: Event) -> str | None:
         return None
     reporter = event.metadata.get(REPORTER_KEY)
     return reporter[:MAX_STATE_CHARS] if isinstance(reporter, str) and reporter else None
+
+
+def event_peer_node(event: Event) -> str | None:
+    """The lost knet peer's node name an event carries (``metadata.peer_node``), else None."""
+    peer = event.metadata.get(PEER_NODE_KEY)
+    return peer[:MAX_STATE_CHARS] if isinstance(peer, str) and peer else None
 
 
 def reported_state(event: Event) -> str | None:
@@ -268,6 +275,9 @@ class Incident:
     # → None while its report stands, else the time stamp of its recovery line (oldest first,
     # bounded by ``MAX_REPORTERS``)
     reporters: dict[str, float | None] = field(default_factory=dict)
+    # a lost knet peer's node name (``metadata.peer_node``, ``stages/peers.py``) once one of
+    # its events carried it; not in the fingerprint: a name learned later joins the alert
+    peer_node: str | None = None
 
     @classmethod
     def open(
@@ -328,6 +338,7 @@ class Incident:
             states=states,
             notified_state=dict(previous.notified_state) if previous is not None else {},
             reporters={reporter: None} if reporter is not None and is_problem_kind(event) else {},
+            peer_node=event_peer_node(event),
         )
 
     def changes_state(self, event: Event) -> bool:
@@ -447,6 +458,7 @@ class Incident:
             "since": self.since if self.since is not None else self.opened,
             "count": self.earlier + self.count,
             **({"reporters": list(self.reporters)} if self.reporters else {}),
+            **({"peer_node": self.peer_node} if self.peer_node else {}),
         }
 
     def admits(self, event: Event, window: float) -> bool:
@@ -527,6 +539,8 @@ class Incident:
         if event.source.value not in self.sources:
             self.sources.append(event.source.value)
         self.report(event)
+        if self.peer_node is None:
+            self.peer_node = event_peer_node(event)
         if not text:
             return
         if self.upid is None:
@@ -564,6 +578,7 @@ class Incident:
             "resolves": self.resolves,
             "reporters": list(self.reporters),
             "reporters_down": self.reporters_down(),
+            "peer_node": self.peer_node,
         }
 
     def to_json(self) -> bytes:
@@ -588,6 +603,10 @@ class Incident:
                 for name, back in (reporters.items() if isinstance(reporters, dict) else ())
                 if back is None or _is_time(back)
             }
+        if not isinstance(incident.peer_node, str) or not incident.peer_node:
+            incident.peer_node = None  # a damaged record: no name, as before it was learned
+        else:
+            incident.peer_node = incident.peer_node[:MAX_STATE_CHARS]
         return incident
 
 

@@ -3,7 +3,9 @@
 A source stays active for the rule's ``duration`` after it was last seen, or until an event
 matching ``resolve_matchers`` with the same ``equal`` labels arrives. As in Alertmanager, an
 event matching both sides of a rule is never muted by that rule, and a label missing from both
-events counts as equal. Active sources live in a mapping the caller persists (``state``):
+events counts as equal. Matchers read an event as a route's do (``routing.route_matches``: a
+``node`` matcher matches a lost knet peer's lines by the peer's name and their reporter).
+Active sources live in a mapping the caller persists (``state``):
 ``observe`` returns the changes to store.
 """
 
@@ -13,10 +15,10 @@ import hashlib
 import time
 from collections.abc import Callable
 
-from proxbus_events import Event, match_all
+from proxbus_events import Event
 
 from ..config import InhibitRuleConfig
-from .routing import label_value
+from .routing import label_value, route_matches
 
 INHIBIT_PREFIX = "inh."
 
@@ -52,11 +54,11 @@ class Inhibitor:
         now = self._clock()
         changes: list[tuple[str, float | None]] = []
         for i, rule in enumerate(self.rules):
-            if rule.resolve_matchers and match_all(rule.resolve_matchers, event):
+            if rule.resolve_matchers and route_matches(rule.resolve_matchers, event):
                 key = self._key(i, rule, event)
                 if self.sources.pop(key, None) is not None:
                     changes.append((key, None))
-            if match_all(rule.source_matchers, event):
+            if route_matches(rule.source_matchers, event):
                 key = self._key(i, rule, event)
                 until = now + rule.duration
                 # Extending by less than a tenth of the duration is not worth a write.
@@ -71,9 +73,9 @@ class Inhibitor:
             return None
         now = self._clock()
         for i, rule in enumerate(self.rules):
-            if not match_all(rule.target_matchers, event):
+            if not route_matches(rule.target_matchers, event):
                 continue
-            if match_all(rule.source_matchers, event):
+            if route_matches(rule.source_matchers, event):
                 continue
             until = self.sources.get(self._key(i, rule, event))
             if until is not None and until > now:

@@ -14,21 +14,22 @@ ALL_LABEL_NAMES = tuple(sorted(GROUP_LABELS))
 SERVICE_NODE_KEY = "service_node"
 # metadata key of the node that logged an event about no node (proxbus_events.knet)
 REPORTER_KEY = "reporter"
+# metadata key of a lost knet peer's node name (stages/peers.py, from metadata.peer_nodeid)
+PEER_NODE_KEY = "peer_node"
 
 
 def route_matches(matchers: Iterable[Matcher], event: Event) -> bool:
-    """Whether every matcher of a route matches ``event`` (none: every event). A ``node``
-    matcher of an event about no node matches the node of the HA service it is about
-    (``metadata.service_node``): a route ``node = pve2`` gets the state changes of the
-    services on pve2; else the node that reported it (``metadata.reporter``: a lost knet
-    peer's ``link.down`` and up lines as pve2 logged them; not an HA service's line, whose
-    reporter is the CRM master, not the service's node). Costs one comparison per matcher
-    for any other event."""
+    """Whether every matcher (of a route, a silence or an inhibit rule) matches ``event``
+    (none: every event). A ``node`` matcher of an event about no node reads the nodes it
+    stands for (``stand_in_nodes``): ``=``/``=~`` match when one of them does, ``!=``/``!~``
+    when none is excluded (``node != pve3`` is not a lost pve3 reported by pve1). Costs one
+    comparison per matcher for any other event."""
     for matcher in matchers:
         if matcher.name == "node" and event.node is None:
-            stand_in = stand_in_node(event)
-            if stand_in is not None:
-                if not matcher.matches_value(stand_in):
+            stand_ins = stand_in_nodes(event)
+            if stand_ins:
+                check = any if matcher.op in ("=", "=~") else all
+                if not check(matcher.matches_value(node) for node in stand_ins):
                     return False
                 continue
         if not matcher.matches(event):
@@ -36,10 +37,33 @@ def route_matches(matchers: Iterable[Matcher], event: Event) -> bool:
     return True
 
 
+def stand_in_nodes(event: Event) -> tuple[str, ...]:
+    """The nodes a ``node`` matcher reads for an event about no node (``route_matches``; the
+    console's node filter reads the same): the HA service's node (``metadata.service_node``:
+    a route ``node = pve2`` gets the state changes of the services on pve2); else, for a line
+    that is not an HA service's (whose reporter is the CRM master, not the service's node),
+    the lost peer's name (``metadata.peer_node``, set by ``stages/peers.py`` from its knet
+    node id) and the node that reported it (``metadata.reporter``): a route, a silence
+    ``node = pve3`` covers pve3's loss as its survivors tell it, and one ``node = pve1``
+    still gets what pve1 logged. Empty for an event about a node or naming none."""
+    if event.node is not None:
+        return ()
+    meta = event.metadata
+    node = meta.get(SERVICE_NODE_KEY)
+    if isinstance(node, str):
+        return (node,)
+    if "sid" in meta:
+        return ()
+    peer, reporter = meta.get(PEER_NODE_KEY), meta.get(REPORTER_KEY)
+    if isinstance(peer, str):
+        return (peer, reporter) if isinstance(reporter, str) and reporter != peer else (peer,)
+    return (reporter,) if isinstance(reporter, str) else ()
+
+
 def stand_in_node(event: Event) -> str | None:
-    """The node a ``node`` matcher reads for an event about no node (see ``route_matches``;
-    the console's node filter reads the same): the HA service's node, else the reporter of
-    a line that is not an HA service's; None for an event about a node or naming neither."""
+    """The node an event about no node is shown under (the console's ``reported by``): the
+    HA service's node, else the reporter of a line that is not an HA service's; None for an
+    event about a node or naming neither. Matching reads ``stand_in_nodes``."""
     if event.node is not None:
         return None
     meta = event.metadata

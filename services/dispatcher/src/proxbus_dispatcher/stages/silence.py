@@ -13,6 +13,8 @@ from proxbus_events import Event, Silence
 from proxbus_runtime import SilenceStore
 from pydantic import ValidationError
 
+from .routing import route_matches
+
 log = logging.getLogger(__name__)
 
 
@@ -56,12 +58,15 @@ class SilenceWatcher:
             log.warning("ignoring invalid silence %s: %s", key, exc.errors()[0]["msg"])
 
     def muting(self, event: Event) -> Silence | None:
-        """The first active silence that mutes ``event``."""
+        """The first active silence that mutes ``event``. Its matchers read an event as a
+        route's do (``route_matches``): ``node = pve3`` mutes a lost pve3's alert and its end
+        (``metadata.peer_node``) and what pve3 reported about others (``metadata.reporter``:
+        during pve3's own reboot its lines about the peers it lost are noise too)."""
         if not self.silences:
             return None
         now = datetime.now(UTC)
         for silence in self.silences.values():
-            if silence.mutes(event, now):
+            if silence.is_active(now) and route_matches(silence.matchers, event):
                 return silence
         return None
 

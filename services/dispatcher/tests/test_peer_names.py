@@ -11,6 +11,7 @@ against the simulator (``libs/pvesim``), the lines through ingest-syslog's own p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -40,13 +41,13 @@ def _up(peer: int) -> list[tuple[str, int, str]]:
     return [("corosync", 30, f"  [KNET  ] rx: host: {peer} link: 0 is up")]
 
 
-def _lines(host: str, sent: list[tuple[str, int, str]]) -> list[Event]:
-    """Lines of ``host`` as ingest-syslog's pipeline makes them (site ``lab``)."""
+def _lines(host: str, sent: list[tuple[str, int, str]], site: str = SITE) -> list[Event]:
+    """Lines of ``host`` as ingest-syslog's pipeline makes them (``PROXBUS_SITE=site``)."""
     from proxbus_ingest_syslog.frames import Frame
     from proxbus_ingest_syslog.pipeline import Pipeline
     from proxbus_ingest_syslog.settings import Settings as SyslogSettings
 
-    pipeline = Pipeline(SyslogSettings(proxbus_site=SITE))
+    pipeline = Pipeline(SyslogSettings(proxbus_site=site))
     events = pipeline.process(
         [Frame(_syslog(host, app, pri, text)) for app, pri, text in sent], "udp", "127.0.0.1"
     )
@@ -54,17 +55,17 @@ def _lines(host: str, sent: list[tuple[str, int, str]]) -> list[Event]:
     return events
 
 
-@pytest.fixture
-async def gateway(nc: Any) -> AsyncIterator[Any]:
-    """The real gateway over NATS RPC, against a simulated 4-node cluster ``lab`` (pve1..pve4,
-    node ids 1..4)."""
+@contextlib.asynccontextmanager
+async def _site_gateway(nc: Any, site: str, nodes: int | list[str]) -> AsyncIterator[Any]:
+    """The real gateway of site ``site`` (its cluster) over NATS RPC, against a simulated
+    cluster of ``nodes`` (node ids 1, 2, ... in order)."""
     from proxbus_mcp_gateway.gateway import Gateway
     from proxbus_mcp_gateway.rpc import start_rpc
     from proxbus_mcp_gateway.testing import make_settings, sim_env
     from proxbus_pvesim.testing import run_simulator
 
-    async with run_simulator({"cluster": {"name": "lab", "nodes": 4}}) as sim:
-        gw = Gateway.from_settings(make_settings(), sim_env(sim))
+    async with run_simulator({"cluster": {"name": site, "nodes": nodes}}) as sim:
+        gw = Gateway.from_settings(make_settings(proxbus_site=site), sim_env(sim))
         gw.start()
         service = await start_rpc(gw, nc)
         try:
@@ -74,14 +75,23 @@ async def gateway(nc: Any) -> AsyncIterator[Any]:
             await gw.close()
 
 
+@pytest.fixture
+async def gateway(nc: Any) -> AsyncIterator[Any]:
+    """The gateway of site ``lab``: a simulated 4-node cluster (pve1..pve4, node ids 1..4)."""
+    async with _site_gateway(nc, SITE, 4) as gw:
+        yield gw
+
+
 class _Sender:
     """Publishes lines one at a time, each decided before the next."""
 
     def __init__(self, js: Any, service: Any) -> None:
         self.js, self.service, self.published = js, service, 0
 
-    async def send(self, host: str, sent: list[tuple[str, int, str]]) -> list[Event]:
-        events = _lines(host, sent)
+    async def send(
+        self, host: str, sent: list[tuple[str, int, str]], site: str = SITE
+    ) -> list[Event]:
+        events = _lines(host, sent, site)
         for one in events:
             await publish(self.js, one)
             self.published += 1
@@ -222,6 +232,36 @@ async def test_without_a_gateway_a_lost_peer_is_told_as_before_and_not_asked_for
     assert first["incident"]["peer_node"] is None
     assert first["enrichment"] == {}
     assert second["title"] == "[INFO] Cluster link 0 to host 3 is up again"
+
+
+async def test_each_sites_lost_peer_is_named_by_that_sites_gateway(
+    nc: Any, dispatcher: Any, sink: Any, js: Any
+) -> None:
+    # two sites on one bus (a hub), each gateway serving its own cluster: node id 3 is pve3
+    # at lab and far3 at far; the name comes from the event's site's gateway
+    # (proxbus.rpc.<site>.get_cluster_status), never from whichever gateway answers first
+    hook = await sink()
+    async with (
+        _site_gateway(nc, "lab", 3),
+        _site_gateway(nc, "far", ["far1", "far2", "far3"]),
+    ):
+        service = await dispatcher(
+            f"receivers: [{{name: hook, type: webhook, url: '{hook.url}/h'}}]\n"
+            "route: {receiver: hook}\n"
+        )
+        sender = _Sender(js, service)
+        await sender.send("pve1", _down(3), "lab")
+        await sender.send("far1", _down(3), "far")
+        await sender.send("far2", _down(9), "far")  # no such node: no name, as before
+        await sender.send("gone1", _down(3), "gone")  # no gateway serves site gone: no name
+        await wait_until(lambda: len(hook.requests) >= 4)
+    told = {(r.json["event"]["site"], r.json["title"]) for r in hook.requests}
+    assert told == {
+        ("lab", "[WARNING] Cluster link 0 to host 3 (pve3) is down"),
+        ("far", "[WARNING] Cluster link 0 to host 3 (far3) is down"),
+        ("far", "[WARNING] Cluster link 0 to host 9 is down"),
+        ("gone", "[WARNING] Cluster link 0 to host 3 is down"),
+    }, told
 
 
 # --- the parts, with plain inputs -----------------------------------------------------------

@@ -413,6 +413,31 @@ def test_the_live_pages_node_filter_shows_a_named_lost_peer_under_its_node() -> 
     assert not EventFilter(node="pve2").matches(_lost("pve3"))
 
 
+async def test_the_silence_preview_lists_what_a_node_silence_mutes(nc: Any, js: Any) -> None:
+    # the console's preview of a silence read the events' own node: node = pve2 listed
+    # neither pve2's report of a lost peer nor an HA service's state on pve2, which the
+    # silence mutes (stages/silence.py reads node matchers as routes do)
+    from proxbus_dispatcher.console.feed import EventFeed
+    from proxbus_runtime import ensure_streams
+    from proxbus_runtime.settings import ServiceSettings
+
+    await ensure_streams(js, ServiceSettings(_env_file=None).stream_limits())  # type: ignore[call-arg]
+    reported = _lost(None, reporter="pve2")
+    service = ev(node=None, kind="ha.state", title="HA service vm:100: started",
+                 metadata={"sid": "vm:100", "service_node": "pve2"})  # fmt: skip
+    other = _lost(None, reporter="pve1")
+    await publish(js, reported, service, other)
+    feed = EventFeed(nc, js, size=10, idle=60)
+    await feed.start()
+    try:
+        await feed.ensure_running()
+        await wait_until(lambda: len(feed.newest(EventFilter())) == 3)
+        hits = [e.id for e in feed.matching([Matcher.parse("node=pve2")])]
+        assert hits == [service.id, reported.id]
+    finally:
+        await feed.stop()
+
+
 def test_a_name_learned_later_joins_the_same_alert_and_names_it() -> None:
     # the first survivor's line came while the gateway was away: no name; the second one's
     # carries it: one incident (the name is not in the fingerprint), now named

@@ -34,11 +34,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from proxbus_events import EVENTS_STREAM, Event, Matcher, Severity, match_all
+from proxbus_events import EVENTS_STREAM, Event, Matcher, Severity
 from proxbus_runtime.follow import StreamFollower
 from pydantic import ValidationError
 
-from ..stages.routing import SERVICE_NODE_KEY, stand_in_node, stand_in_nodes
+from ..stages.routing import SERVICE_NODE_KEY, route_matches, stand_in_node, stand_in_nodes
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +473,8 @@ class EventFeed:
         return out, hidden
 
     def matching(self, matchers: list[Matcher]) -> Iterator[Event]:
-        """Recent events a silence with ``matchers`` would mute, newest first."""
+        """Recent events a silence with ``matchers`` would mute, newest first (read as the
+        dispatcher's silences read them: ``stages.routing.route_matches``)."""
         for event in self._newest_events():
-            if match_all(matchers, event):
+            if route_matches(matchers, event):
                 yield event

@@ -247,6 +247,8 @@ OWN: dict[str, frozenset[str]] = {
             "ENRICH_TIMEOUT",
             "ENRICH_GUEST_TOOL",
             "ENRICH_TASK_LOG_TOOL",
+            "PEER_NAMES_TOOL",
+            "PEER_NAMES_TTL",
             "DELIVERY_ENABLED",
             "DELIVERY_ACK_WAIT",
             "INCIDENT_WINDOW",

@@ -157,6 +157,35 @@ async def test_a_lost_peer_is_named_and_routed_to_its_node_and_its_reporter(
     assert asked == 1, asked
 
 
+async def test_the_console_names_the_lost_peer_on_its_live_page_and_its_incident(
+    gateway: Any, dispatcher: Any, sink: Any, js: Any
+) -> None:
+    # the live page showed the bus's event ("host 3", its node filter pve3 showed nothing) and
+    # the incident card its first title: only notifications named pve3
+    import httpx
+
+    hook = await sink()
+    service = await dispatcher(_routes(hook.url))
+    sender = _Sender(js, service)
+    await sender.send("pve1", _down(3))
+    await wait_until(lambda: any(r.path == "/peer" for r in hook.requests))
+    url = f"http://127.0.0.1:{service.health.port}"
+    named = "Cluster link 0 to host 3 (pve3) is down"
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for path in ("/", "/?node=pve3", "/?node=pve1"):
+            deadline = time.monotonic() + 10
+            while named not in (page := await client.get(path)).text:
+                assert time.monotonic() < deadline, (path, page.text[-2000:])
+                await asyncio.sleep(0.1)
+        assert "host 3 is down" not in (await client.get("/?node=pve2")).text
+        assert named in (await client.get("/incidents")).text
+        # the event's own JSON stays as the bus carried it
+        [down_id] = [e.id for e in service.console.feed.newest(EventFilter())]  # type: ignore[union-attr]
+        raw = (await client.get(f"/events/{down_id}")).text
+        assert '"peer_nodeid"' in raw, raw
+        assert '"peer_node"' not in raw, raw
+
+
 async def test_a_silence_on_a_node_mutes_its_loss_and_its_end_and_what_it_reported(
     gateway: Any, dispatcher: Any, sink: Any, js: Any
 ) -> None:

@@ -109,7 +109,14 @@ class DispatcherService:
                 )
                 self.workers.append(worker)
         if s.console_enabled:
-            self.console = ConsoleServer(s, self.config, nc, js, self.registry)
+            self.console = ConsoleServer(
+                s,
+                self.config,
+                nc,
+                js,
+                self.registry,
+                peer_names=self.intake.peers if s.intake_enabled and self.intake else None,
+            )
             self.console.add_routes(self.health.app)
             await self.console.start()
         self.health.add_check("tasks", lambda: not any(t.done() for t in self._tasks))

@@ -26,7 +26,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
@@ -227,8 +227,12 @@ class EventFeed:
         size: int = 500,
         max_bytes: int = RECENT_BYTES,
         idle: float = IDLE_AFTER,
+        name_peer: Callable[[Event], object] | None = None,
     ) -> None:
         self._nc = nc
+        # Names a lost knet peer from the intake's cache (``PeerNames.name_known``): the bus's
+        # events carry only its node id; the dispatcher's routes and silences read the name.
+        self._name_peer = name_peer
         self._js = js
         self._idle = idle
         self._main = _Ring(size)
@@ -356,12 +360,16 @@ class EventFeed:
             if client.filter.matches(event) and not client.offer(event, len(raw)):
                 self.dropped += 1
 
-    def _decode(self, raw: bytes, *, count: bool = True) -> Event | None:
+    def _decode(self, raw: bytes, *, count: bool = True, name: bool = True) -> Event | None:
+        """The event, its lost peer named as the dispatcher names it (unless not ``name``)."""
         try:
-            return Event.model_validate_json(raw)
+            event = Event.model_validate_json(raw)
         except (ValidationError, ValueError):
             self.invalid += count
             return None
+        if name and self._name_peer is not None:
+            self._name_peer(event)
+        return event
 
     async def _fill_from_stream(self, upto: int | None = None) -> None:
         """Put the stream's last events (older than anything live) in front of the ring: those
@@ -447,7 +455,7 @@ class EventFeed:
         needle = event_id.encode()
         for _, raw in (*self._main.newest(), *self._details.newest()):
             if needle in raw:
-                event = self._decode(raw, count=False)
+                event = self._decode(raw, count=False, name=False)  # as the bus carried it
                 if event is not None and event.id == event_id:
                     return event
         return None

@@ -36,6 +36,8 @@ from ..dlq import replay_entry
 from ..durations import parse_duration
 from ..settings import Settings
 from ..stages.incidents import Incident
+from ..stages.peers import PeerNames
+from ..templates import with_peer
 from .auth import (
     ANONYMOUS,
     CSRF_COOKIE,
@@ -181,6 +183,8 @@ class ConsoleServer:
         nc: NATS,
         js: JetStreamContext,
         registry: CollectorRegistry | None = None,
+        *,
+        peer_names: PeerNames | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -193,7 +197,12 @@ class ConsoleServer:
         # whose X-Forwarded-For names the client (the throttle's key, refusal logs)
         self.trusted_proxies = parse_trusted_proxies(settings.console_trusted_proxies)
         self.feed = EventFeed(
-            nc, js, size=settings.console_recent_events, max_bytes=settings.console_recent_bytes
+            nc,
+            js,
+            size=settings.console_recent_events,
+            max_bytes=settings.console_recent_bytes,
+            # this replica's intake's names (none when its intake is off: "host 3" stays)
+            name_peer=peer_names.name_known if peer_names is not None else None,
         )
         self.board = IncidentBoard(js)
         self.health_targets = parse_health_urls(settings.console_health_urls or DEFAULT_HEALTH_URLS)
@@ -217,6 +226,7 @@ class ConsoleServer:
         self.env.filters["last_notified"] = _last_notified
         self.env.filters["service_node"] = service_node
         self.env.filters["reported_by"] = reported_by
+        self.env.filters["with_peer"] = with_peer
         self._streams: set[asyncio.Task[Any]] = set()
         self.metrics = ConsoleMetrics(
             registry or CollectorRegistry(),

@@ -169,6 +169,19 @@ class PeerNames:
         found = self._clusters.get(cluster)
         return None if found is None else found.names.get(nodeid)
 
+    def name_known(self, event: Event) -> bool:
+        """Set ``metadata.peer_node`` from what is already known, asking nothing (the console
+        names the bus's events with it: they carry only the node id); whether it named one."""
+        if PEER_NODEID_KEY not in event.metadata:  # most events: one dict lookup
+            return False
+        nodeid = peer_nodeid(event)
+        name = None if nodeid is None else self.known(event.site, nodeid)
+        if name is None:
+            event.metadata.pop(PEER_NODE_KEY, None)  # the dispatcher's key, not a sender's
+            return False
+        event.metadata[PEER_NODE_KEY] = name
+        return True
+
     async def name(self, events: Iterable[Event]) -> bool:
         """Set ``metadata.peer_node`` on the events carrying a peer id whose name is known,
         asking the gateway first for the sites whose map is due (at most ``timeout``);
@@ -190,13 +203,8 @@ class PeerNames:
             if due:
                 await self._ask(due)
         named = False
-        for event, nodeid in wanted:
-            name = self.known(event.site, nodeid)
-            if name is None:
-                event.metadata.pop(PEER_NODE_KEY, None)  # the dispatcher's key, not a sender's
-            else:
-                event.metadata[PEER_NODE_KEY] = name
-                named = True
+        for event, _ in wanted:
+            named = self.name_known(event) or named
         return named
 
     def _due(self, event: Event, nodeid: int, now: float) -> bool:

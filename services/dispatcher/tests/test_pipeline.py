@@ -15,10 +15,10 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from proxbus_devtools.testing import free_port
+from proxbus_devtools.testing import free_port, small_stream_limits
 from proxbus_dispatcher.dlq import dlq_list, dlq_replay
-from proxbus_events import Matcher, Silence
-from proxbus_runtime import SilenceStore
+from proxbus_events import DLQ_STREAM, Matcher, Silence
+from proxbus_runtime import SilenceStore, ensure_streams
 
 from .conftest import ev, publish, wait_until
 
@@ -455,17 +455,24 @@ async def test_an_open_circuit_still_sheds_the_backlog_and_recovers_when_the_tar
     assert any("over max_backlog 5" in e.letter.error for e in letters)
     assert slow.attempts <= 12, slow.attempts  # shed without sending
     hang.set()  # the target answers again: the next probe closes the circuit
+
+    def count(outcome: str) -> float:
+        value = service.registry.get_sample_value(
+            "proxbus_dispatcher_notifications_total", {"receiver": "slow", "outcome": outcome}
+        )
+        return value or 0.0
+
+    # The flood may have been shed whole (at its rate the bound of 5 fills before the next
+    # check), so a trickle after it gives the probe something to send.
+    trickle = 0
+    deadline = time.monotonic() + 15
+    while count("sent") < 1:
+        assert time.monotonic() < deadline, "nothing sent after the target came back"
+        await publish(js, ev(title=f"after {trickle}", vmid=200 + trickle))
+        trickle += 1
+        await asyncio.sleep(0.5)  # the trickle's rate, not a synchronisation
     await wait_until(lambda: _at_most(pending, 0), timeout=15, what="every delivery settled")
-    sent = service.registry.get_sample_value(
-        "proxbus_dispatcher_notifications_total", {"receiver": "slow", "outcome": "sent"}
-    )
-    dead = service.registry.get_sample_value(
-        "proxbus_dispatcher_notifications_total", {"receiver": "slow", "outcome": "dead"}
-    )
-    assert sent is not None
-    assert dead is not None
-    assert sent >= 1
-    assert sent + dead == len(first) + len(flood)
+    assert count("sent") + count("dead") == len(first) + len(flood) + trickle
 
 
 def slow_receiver(url: str, **opts: object) -> str:
@@ -620,3 +627,67 @@ async def test_a_hanging_receivers_backlog_stays_within_its_bound_under_a_steady
     assert len(samples) > 50
     print(f"max backlog {max(samples)} (bound {bound}), {len(samples)} samples")
     assert max(samples) <= bound, (max(samples), " ".join(map(str, samples)))
+
+
+async def test_a_failed_dead_letter_neither_ends_the_shedding_nor_lets_the_next_check_overshoot(
+    dispatcher, sink, js, caplog
+) -> None:
+    # A dead letter JetStream does not store (here: no DLQ stream) raised PublishError out of
+    # the shed loop and ended it for the worker's life. Checks that fail are counted and the
+    # next one sheds again: once the DLQ is back, the backlog is back within its bound and
+    # stays there under the same steady stream.
+    caplog.set_level(logging.WARNING, logger="proxbus_dispatcher")
+    hang = asyncio.Event()  # never set while the test runs: every request hangs
+    slow = await sink(hold=hang)
+    bound = 60
+    await dispatcher(
+        slow_receiver(
+            slow.url, timeout="2s", breaker_failures=1, breaker_interval="1s", max_backlog=bound
+        )
+    )
+    streaming = True
+
+    async def stream() -> None:
+        i = 0
+        while streaming:  # 40 events/s
+            await publish(js, *(ev(title=f"steady {i + k}", vmid=i + k) for k in range(4)))
+            i += 4
+            await asyncio.sleep(0.1)  # the arrival rate, not a synchronisation
+
+    async def pending() -> int:
+        info = await js.consumer_info("PROXBUS_DELIVERIES", "deliver-slow")
+        return int(info.num_pending)
+
+    async def shed_ahead() -> bool:
+        letters = await dlq_list(js, "slow")
+        return any("would pass max_backlog (60 deliveries)" in e.letter.error for e in letters)
+
+    streamer = asyncio.create_task(stream())
+    try:
+        await wait_until(shed_ahead, timeout=15, what="the shed loop dead-lettered ahead")
+        await js.delete_stream(DLQ_STREAM)  # every dead letter now fails: no stream answers
+        await wait_until(lambda: _more_than(pending, bound), timeout=15, what="over the bound")
+        await ensure_streams(js, small_stream_limits())
+        await wait_until(lambda: _at_most(pending, bound), timeout=10, what="back within bound")
+        samples: list[int] = []
+        until = time.monotonic() + 4.0
+        while time.monotonic() < until:
+            samples.append(await pending())
+            await asyncio.sleep(0.05)  # the sampling period, not a synchronisation
+    finally:
+        streaming = False
+        await streamer
+        hang.set()
+    assert max(samples) <= bound, (max(samples), " ".join(map(str, samples)))
+    letters = await dlq_list(js, "slow")
+    ahead = [e.letter.error for e in letters if "would pass" in e.letter.error]
+    assert ahead, [e.letter.error for e in letters]
+    assert "expected before the next check (not sent)" in ahead[-1]
+    lines = [r.getMessage() for r in caplog.records]
+    failed = [line for line in lines if "failed backlog checks of slow" in line]
+    assert failed, "the failed checks were not logged"
+    assert "PublishError" in failed[0]
+
+
+async def _more_than(count: Callable[[], Awaitable[int]], bound: int) -> bool:
+    return await count() > bound

@@ -14,7 +14,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from proxbus_events import DELIVERIES_STREAM, DLQ_STREAM, delivery_subject, dlq_subject
-from proxbus_runtime import EventPublisher, FetchError, PullConsumer, RateLimitedLog, TokenBucket
+from proxbus_runtime import EventPublisher, PullConsumer, RateLimitedLog, TokenBucket
 from pydantic import ValidationError
 
 from .breaker import CircuitBreaker
@@ -23,11 +23,12 @@ from .errors import PermanentError, RetryableError
 from .metrics import DispatcherMetrics
 from .notification import Notification
 from .notifiers import Notifier, ReceiverBase
+from .shedding import BacklogForecast, next_deadline
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_TIMEOUT = 5.0  # seconds to wait for JetStream to store a dead letter
-SHED_INTERVAL = 1.0  # seconds between two backlog checks of a worker with a bound
+SHED_INTERVAL = 1.0  # seconds between two backlog checks of a worker with a bound, far from it
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -77,6 +78,7 @@ class DeliveryWorker:
         # A dead target's overflow is a dead letter per event: the DLQ keeps each reason, the
         # log says it once per interval with the counts (issue 19).
         self._dead_log = RateLimitedLog(log, f"dead-lettered deliveries for {receiver.name}")
+        self._shed_log = RateLimitedLog(log, f"failed backlog checks of {receiver.name}")
         self._backlog = metrics.backlog.labels(receiver.name)
         self._backlog_bytes = metrics.backlog_bytes.labels(receiver.name)
         self._mean_size = 0.0  # moving mean of the sizes of the deliveries taken
@@ -224,30 +226,37 @@ class DeliveryWorker:
         return bound
 
     async def _shed_loop(self, stop: asyncio.Event) -> None:
-        """Once a second, dead-letter what is over ``max_backlog`` (or ``max_backlog_bytes``
-        at the mean delivery size), whatever the sends do.
+        """Every check, dead-letter what would pass ``max_backlog`` (or ``max_backlog_bytes``
+        at the mean delivery size) before the next one, whatever the sends do.
 
         A hanging target holds every send slot for its timeout, and an open circuit takes one
         probe per interval: deliveries are then taken far slower than they arrive, so the bound
         checked when one is taken would let the backlog grow with every event. This looks at
-        the backlog itself, on a subscription of its own to the same durable consumer.
+        the backlog itself, on a subscription of its own to the same durable consumer, on a
+        fixed clock (``BacklogForecast`` says how far to shed and when to look again). A check
+        that fails for any reason (a dead letter JetStream did not store, a timeout) is
+        counted and logged, and the next one goes on.
         """
         if self.receiver.max_backlog is None and self.receiver.max_backlog_bytes is None:
             return
-        left = await self._backlog_now()  # the backlog the previous check left
+        forecast = BacklogForecast(interval=SHED_INTERVAL)
+        forecast.start(time.monotonic(), await self._backlog_now())
+        deadline = time.monotonic() + SHED_INTERVAL
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SHED_INTERVAL)
-            bound = self._count_bound()
+                await asyncio.wait_for(stop.wait(), max(0.0, deadline - time.monotonic()))
             if stop.is_set():
                 return
-            if bound is None:
-                continue  # a bytes bound only: no delivery taken yet, mean size unknown
-            try:
-                left = await self._shed_overflow(bound, left)
-            except (TimeoutError, FetchError, nats.errors.Error, nats.js.errors.Error) as exc:
-                log.debug("backlog check of %s failed: %s", self.receiver.name, exc)
-                left = None
+            late = time.monotonic() - deadline
+            interval = forecast.interval
+            bound = self._count_bound()
+            if bound is not None:  # None: a bytes bound only, no delivery taken yet
+                try:
+                    interval = await self._shed_overflow(bound, forecast, late)
+                except Exception as exc:
+                    forecast.lost()
+                    self._shed_log.record(type(exc).__name__, "", str(exc) or repr(exc))
+            deadline = next_deadline(deadline, interval, time.monotonic())
 
     async def _backlog_now(self) -> int | None:
         try:
@@ -256,58 +265,61 @@ class DeliveryWorker:
             return None
         return int(info.num_pending)
 
-    async def _shed_overflow(self, bound: int, left: int | None) -> int | None:
+    async def _shed_overflow(self, bound: int, forecast: BacklogForecast, late: float) -> float:
         """Dead-letter the oldest deliveries, not sent, so the backlog stays within ``bound``
-        until the next check; the backlog left (None: unknown).
+        until the next check; the seconds until that check.
 
         Between two checks the backlog grows by what arrives. When it would pass ``bound``
-        before the next check at the growth of the last interval (``left`` → now), the oldest
-        are shed down to ``bound`` minus that growth, not just to ``bound``: a dead target's
-        backlog then stays within its bound instead of overshooting it by an interval of
-        arrivals each time. The growth is taken with a quarter more, for the jitter of the
-        interval (a check comes after the previous pass, not on a fixed clock).
+        before the next check at the forecast's rate, the oldest are shed until the count
+        behind a taken delivery is ``bound`` minus the arrivals expected, not just ``bound``:
+        a dead target's backlog then stays within its bound instead of overshooting it by an
+        interval of arrivals each time. The count behind each taken delivery decides, not an
+        excess worked out beforehand, since other replicas take from the same consumer.
+
+        Raises:
+            Exception: anything a consumer read, fetch or dead letter raised (the caller counts
+                it and checks again at the next deadline).
         """
-        try:
-            info = await self._js.consumer_info(DELIVERIES_STREAM, self.consumer.durable)
-        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-            log.debug("backlog of %s unknown: %s", self.receiver.name, exc)
-            return None
+        info = await self._js.consumer_info(DELIVERIES_STREAM, self.consumer.durable)
         pending = int(info.num_pending)
         self._backlog.set(pending)
-        growth = max(0, pending - left) if left is not None else 0
-        growth += (growth + 3) // 4
-        target = max(0, bound - growth) if pending + growth > bound else bound
-        excess = pending - target
-        while excess > 0:
-            msgs = await self._shed_consumer.fetch(min(excess, 256), timeout=0.5)
+        forecast.observe(time.monotonic(), pending, late)
+        plan = forecast.plan(pending, bound)
+        log.debug(
+            "backlog of %s: %d (bound %d), %.1f/s, %.2fs late: shed to %d, next in %.1fs",
+            self.receiver.name, pending, bound, forecast.rate, forecast.lateness,
+            plan.target, plan.interval,
+        )  # fmt: skip
+        behind = pending
+        while behind > plan.target:
+            msgs = await self._shed_consumer.fetch(min(behind - plan.target, 256), timeout=0.5)
             if not msgs:
                 break
             for msg in msgs:
-                excess -= 1
+                behind = int(msg.metadata.num_pending or 0)
                 try:
                     notification = Notification.from_json(msg.data)
                 except ValidationError as exc:
                     await self._dead_letter_raw(msg, f"invalid delivery body: {exc}")
-                    pending -= 1
+                    forecast.shed(1)
                     continue
                 over = self._over_bounds(msg, notification)
-                behind = int(msg.metadata.num_pending or 0)
-                if over is None and behind >= target:
+                if over is None and behind >= plan.target:
                     name = "max_backlog"
                     if bound != self.receiver.max_backlog:  # the bytes bound at the mean size
                         name = "max_backlog_bytes"
                     why = (
                         f"backlog of {behind} would pass {name} ({bound} deliveries) with the "
-                        f"last {SHED_INTERVAL:g}s of arrivals ({growth}) (not sent)"
+                        f"{plan.expected} expected before the next check (not sent)"
                     )
                     over = name, why
                 if over is None:
-                    await msg.nak()  # back under the bound (another replica took some)
+                    await msg.nak()  # back under the target (another replica took some)
                     continue
                 attempt = int(msg.metadata.num_delivered)
                 await self._dead_letter(msg, notification, attempt, over[1], over[0])
-                pending -= 1
-        return pending
+                forecast.shed(1)
+        return plan.interval
 
     async def _retry_or_dead(
         self,

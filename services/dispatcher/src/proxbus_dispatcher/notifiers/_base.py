@@ -39,8 +39,9 @@ class ReceiverBase(StrictModel):
     backoff_base: Duration = 1.0
     backoff_max: Duration = 300.0
     timeout: Duration = 10.0
-    # Backlog bound, checked when a delivery is taken (and once a second while the circuit is
-    # open): beyond it → dead letter, not sent. None: unbounded (the stream's limits only).
+    # Backlog bound, checked when a delivery is taken (and ahead of arrivals by the worker's
+    # shed loop, whatever the sends do): beyond it → dead letter, not sent. None: unbounded
+    # (the stream's limits only).
     max_backlog: int | None = Field(default=10_000, ge=1)
     # The same in bytes (estimated: deliveries waiting × their mean size, see delivery.py).
     max_backlog_bytes: int | None = Field(default=None, ge=1)

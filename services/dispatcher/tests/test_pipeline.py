@@ -667,7 +667,8 @@ async def test_a_failed_dead_letter_neither_ends_the_shedding_nor_lets_the_next_
         await wait_until(shed_ahead, timeout=15, what="the shed loop dead-lettered ahead")
         await js.delete_stream(DLQ_STREAM)  # every dead letter now fails: no stream answers
         await wait_until(lambda: _more_than(pending, bound), timeout=15, what="over the bound")
-        await ensure_streams(js, small_stream_limits())
+        await ensure_streams(js, small_stream_limits())  # a new DLQ: its letters are new
+        await wait_until(shed_ahead, timeout=10, what="the shed loop dead-lettering again")
         await wait_until(lambda: _at_most(pending, bound), timeout=10, what="back within bound")
         samples: list[int] = []
         until = time.monotonic() + 4.0

@@ -26,6 +26,17 @@ def test_one_quiet_interval_after_a_burst_keeps_most_of_the_guard() -> None:
     assert forecast.rate < 0.1  # long quiet: the guard is gone
 
 
+def test_a_late_check_is_remembered_longer_than_a_burst() -> None:
+    forecast = BacklogForecast(interval=1.0, min_interval=0.2)
+    forecast.start(0.0, 0)
+    forecast.observe(1.5, 60, late=0.5)  # a stalled loop
+    for step in range(1, 11):  # two seconds of checks on time, at the same 40/s
+        forecast.observe(1.5 + 0.2 * step, 60 + 8 * step)
+    assert forecast.lateness > 0.4
+    assert forecast.rate == pytest.approx(40.0, rel=0.05)
+    assert forecast.expected(0.2) >= 40 * (0.2 + 0.4) * 2
+
+
 def test_the_dead_lettered_are_not_taken_for_a_quiet_interval() -> None:
     forecast = BacklogForecast(interval=1.0)
     forecast.start(0.0, 100)

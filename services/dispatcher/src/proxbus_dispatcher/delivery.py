@@ -23,7 +23,7 @@ from .errors import PermanentError, RetryableError
 from .metrics import DispatcherMetrics
 from .notification import Notification
 from .notifiers import Notifier, ReceiverBase
-from .shedding import BacklogForecast, next_deadline
+from .shedding import BacklogForecast, ShedPlan, next_deadline
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,8 @@ class DeliveryWorker:
                 except Exception as exc:
                     forecast.lost()
                     self._shed_log.record(type(exc).__name__, "", str(exc) or repr(exc))
+                    if forecast.last_plan is not None:  # near the bound: try again as soon
+                        interval = forecast.last_plan.interval
             deadline = next_deadline(deadline, interval, time.monotonic())
 
     async def _backlog_now(self) -> int | None:
@@ -295,31 +297,43 @@ class DeliveryWorker:
             msgs = await self._shed_consumer.fetch(min(behind - plan.target, 256), timeout=0.5)
             if not msgs:
                 break
-            for msg in msgs:
+            for i, msg in enumerate(msgs):
                 behind = int(msg.metadata.num_pending or 0)
                 try:
-                    notification = Notification.from_json(msg.data)
-                except ValidationError as exc:
-                    await self._dead_letter_raw(msg, f"invalid delivery body: {exc}")
-                    forecast.shed(1)
-                    continue
-                over = self._over_bounds(msg, notification)
-                if over is None and behind >= plan.target:
-                    name = "max_backlog"
-                    if bound != self.receiver.max_backlog:  # the bytes bound at the mean size
-                        name = "max_backlog_bytes"
-                    why = (
-                        f"backlog of {behind} would pass {name} ({bound} deliveries) with the "
-                        f"{plan.expected} expected before the next check (not sent)"
-                    )
-                    over = name, why
-                if over is None:
-                    await msg.nak()  # back under the target (another replica took some)
-                    continue
-                attempt = int(msg.metadata.num_delivered)
-                await self._dead_letter(msg, notification, attempt, over[1], over[0])
-                forecast.shed(1)
+                    if await self._shed_one(msg, behind, bound, plan):
+                        forecast.shed(1)
+                except Exception:
+                    # Not dead-lettered: these wait again now, not after the ack wait.
+                    for left in msgs[i:]:
+                        with contextlib.suppress(Exception):
+                            await left.nak()
+                    raise
         return plan.interval
+
+    async def _shed_one(self, msg: Msg, behind: int, bound: int, plan: ShedPlan) -> bool:
+        """Dead-letter one taken delivery if it is over a bound or ``behind`` is not under the
+        plan's target (True), else put it back (False)."""
+        try:
+            notification = Notification.from_json(msg.data)
+        except ValidationError as exc:
+            await self._dead_letter_raw(msg, f"invalid delivery body: {exc}")
+            return True
+        over = self._over_bounds(msg, notification)
+        if over is None and behind >= plan.target:
+            name = "max_backlog"
+            if bound != self.receiver.max_backlog:  # the bytes bound at the mean size
+                name = "max_backlog_bytes"
+            why = (
+                f"backlog of {behind} would pass {name} ({bound} deliveries) with the "
+                f"{plan.expected} expected before the next check (not sent)"
+            )
+            over = name, why
+        if over is None:
+            await msg.nak()  # back under the target (another replica took some)
+            return False
+        attempt = int(msg.metadata.num_delivered)
+        await self._dead_letter(msg, notification, attempt, over[1], over[0])
+        return True
 
     async def _retry_or_dead(
         self,

@@ -6,7 +6,10 @@ import math
 from dataclasses import dataclass
 
 MARGIN = 2.0  # expected arrivals are taken twice over: one interval's growth is noisy
-PEAK_HALF_LIFE = 0.5  # seconds for the remembered peak rate (and lateness) to halve
+PEAK_HALF_LIFE = 0.5  # seconds for the remembered peak rate to halve
+# Seconds for the remembered lateness to halve: a busy machine stays busy for a while, and one
+# stall it has seen says the next check may come as late.
+LATENESS_HALF_LIFE = 10.0
 MIN_INTERVAL = 0.2  # seconds between two checks of a backlog near its bound
 
 
@@ -26,16 +29,18 @@ class BacklogForecast:
     The rate is growth over the monotonic time since the previous reading, not per interval
     (a stalled event loop makes an interval longer), kept as a peak that decays with
     ``PEAK_HALF_LIFE`` so one quiet interval after a burst does not drop the guard. Checks run
-    on a fixed clock (``next_deadline``); how late they come is remembered the same way and
-    added to the time the next check may take.
+    on a fixed clock (``next_deadline``); how late they come is remembered the same way (with
+    ``LATENESS_HALF_LIFE``) and added to the time the next check may take.
     """
 
     interval: float = 1.0
     min_interval: float = MIN_INTERVAL
     margin: float = MARGIN
     half_life: float = PEAK_HALF_LIFE
+    lateness_half_life: float = LATENESS_HALF_LIFE
     rate: float = 0.0  # arrivals per second, decaying peak
     lateness: float = 0.0  # seconds a check came after its deadline, decaying peak
+    last_plan: ShedPlan | None = None
     _read_at: float | None = None
     _left: int | None = None  # the backlog the previous check left (None: unknown)
 
@@ -48,11 +53,12 @@ class BacklogForecast:
         if self._read_at is not None and now > self._read_at:
             elapsed = now - self._read_at
             keep = 0.5 ** (elapsed / self.half_life)
-            self.lateness = max(max(0.0, late), self.lateness * keep)
+            self.lateness = max(late, self.lateness * 0.5 ** (elapsed / self.lateness_half_life))
             growth = 0 if self._left is None else max(0, backlog - self._left)
             self.rate = max(growth / elapsed, self.rate * keep)
         else:
             self.lateness = max(self.lateness, late)
+        self.lateness = max(0.0, self.lateness)
         self._read_at, self._left = now, backlog
 
     def plan(self, backlog: int, bound: int) -> ShedPlan:
@@ -60,11 +66,13 @@ class BacklogForecast:
         expected = self.expected(self.interval)
         if backlog + expected <= bound:
             # Far from the bound: nothing to shed; look again after a whole interval.
-            return ShedPlan(bound, expected, self.interval)
-        # Near it: shed ahead of the arrivals and look again sooner, so less is shed each time.
-        short = min(self.interval, self.min_interval)
-        expected = self.expected(short)
-        return ShedPlan(max(0, bound - expected), expected, short)
+            self.last_plan = ShedPlan(bound, expected, self.interval)
+        else:
+            # Near it: shed ahead of the arrivals and look again sooner, so less is shed each time.
+            short = min(self.interval, self.min_interval)
+            expected = self.expected(short)
+            self.last_plan = ShedPlan(max(0, bound - expected), expected, short)
+        return self.last_plan
 
     def expected(self, interval: float) -> int:
         """Arrivals expected before a check ``interval`` away, with the lateness and margin."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MARGIN = 2.0  # expected arrivals are taken twice over: one interval's growth is noisy
 PEAK_HALF_LIFE = 0.5  # seconds for the remembered peak rate to halve
@@ -40,9 +40,10 @@ class BacklogForecast:
     lateness_half_life: float = LATENESS_HALF_LIFE
     rate: float = 0.0  # arrivals per second, decaying peak
     lateness: float = 0.0  # seconds a check came after its deadline, decaying peak
-    last_plan: ShedPlan | None = None
-    _read_at: float | None = None
-    _left: int | None = None  # the backlog the previous check left (None: unknown)
+    last_plan: ShedPlan | None = field(default=None, init=False)
+    _read_at: float | None = field(default=None, init=False, repr=False)
+    # The backlog the previous check left (None: unknown).
+    _left: int | None = field(default=None, init=False, repr=False)
 
     def start(self, now: float, backlog: int | None) -> None:
         """The backlog read before the first check (None: unknown)."""

@@ -51,7 +51,9 @@ def test_a_failed_check_keeps_the_rate_and_measures_no_growth_from_an_unknown_ba
     forecast.observe(1.0, 40)
     forecast.lost()
     forecast.observe(2.0, 500)  # unknown what the failed check left: no growth from it
-    assert forecast.rate == pytest.approx(20.0)
+    forecast.lost()
+    forecast.observe(5.0, 900)  # failed checks for seconds (an outage): the guard stays
+    assert forecast.rate == pytest.approx(40.0)
     assert forecast.plan(500, 60).target < 60
 
 

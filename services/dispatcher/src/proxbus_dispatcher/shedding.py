@@ -55,8 +55,9 @@ class BacklogForecast:
             elapsed = now - self._read_at
             keep = 0.5 ** (elapsed / self.half_life)
             self.lateness = max(late, self.lateness * 0.5 ** (elapsed / self.lateness_half_life))
-            growth = 0 if self._left is None else max(0, backlog - self._left)
-            self.rate = max(growth / elapsed, self.rate * keep)
+            if self._left is not None:  # unknown after a failed check: the rate is kept
+                growth = max(0, backlog - self._left)
+                self.rate = max(growth / elapsed, self.rate * keep)
         else:
             self.lateness = max(self.lateness, late)
         self.lateness = max(0.0, self.lateness)

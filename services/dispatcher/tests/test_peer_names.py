@@ -180,7 +180,8 @@ async def test_the_console_names_the_lost_peer_on_its_live_page_and_its_incident
         assert "host 3 is down" not in (await client.get("/?node=pve2")).text
         assert named in (await client.get("/incidents")).text
         # the event's own JSON stays as the bus carried it
-        [down_id] = [e.id for e in service.console.feed.newest(EventFilter())]  # type: ignore[union-attr]
+        assert service.console is not None
+        [down_id] = [e.id for e in service.console.feed.newest(EventFilter())]
         raw = (await client.get(f"/events/{down_id}")).text
         assert '"peer_nodeid"' in raw, raw
         assert '"peer_node"' not in raw, raw
